@@ -1,0 +1,259 @@
+"""The agent REST API for approval requests, under /api/v1/.
+
+One view per operation; serializers validate and shape, services write. The long poll is async
+so a waiting agent holds no thread: it sleeps on a channel-layer message, never polls the table.
+"""
+
+import re
+from functools import partial
+from typing import Any
+
+from adrf.views import APIView as AsyncAPIView
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from agents.models import Agent
+from approvals import realtime
+from approvals.exceptions import IdempotencyConflict, TransitionConflict
+from approvals.models import ApprovalRequest, Impact, Status
+from approvals.selectors import approval_get_for_agent
+from approvals.services import (
+    DURATION_PATTERN,
+    Submission,
+    approval_request_cancel,
+    approval_request_create,
+    approval_request_expire_if_overdue,
+)
+from console.api_errors import ApiError
+
+MAX_TEXT = 20_000
+
+
+class StrictSerializer(serializers.Serializer):
+    """Rejects unknown top-level fields, naming them, instead of silently dropping them."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({unknown[0]: ["Unknown field."]})
+        return super().to_internal_value(data)
+
+
+class JSONObjectField(serializers.JSONField):
+    """A JSON object (dict) whose contents are the caller's own."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        return super().to_internal_value(data)
+
+
+class ApprovalRequestCreateInput(StrictSerializer):
+    tool = serializers.CharField(max_length=200)
+    arguments = JSONObjectField()
+    timeout = serializers.RegexField(
+        DURATION_PATTERN,
+        required=False,
+        help_text='How long reviewers have to decide, e.g. "30s", "30m", "24h".',
+        error_messages={"invalid": 'Must be a duration such as "30s", "30m" or "24h".'},
+    )
+    summary = serializers.CharField(max_length=MAX_TEXT, required=False, allow_blank=True)
+    reasoning = serializers.CharField(max_length=MAX_TEXT, required=False, allow_blank=True)
+    context = JSONObjectField(required=False)
+    confidence = serializers.FloatField(min_value=0, max_value=1, required=False, allow_null=True)
+    impact = serializers.ChoiceField(choices=Impact.choices, required=False)
+
+    def to_submission(self) -> Submission:
+        data = self.validated_data
+        return Submission(
+            tool=data["tool"],
+            arguments=data["arguments"],
+            timeout=data.get("timeout") or f"{settings.APPROVAL_DEFAULT_TIMEOUT_SECONDS}s",
+            summary=data.get("summary", ""),
+            reasoning=data.get("reasoning", ""),
+            context=data.get("context") or {},
+            confidence=data.get("confidence"),
+            impact=data.get("impact") or Impact.MEDIUM,
+        )
+
+
+class DecisionOutput(serializers.Serializer):
+    status = serializers.CharField()
+    note = serializers.CharField()
+    decided_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField(
+        allow_null=True, help_text="Approved only: start the call before this time, or not at all."
+    )
+    decided_by = serializers.SerializerMethodField()
+
+    def get_decided_by(self, decision: Any) -> str:
+        return "reviewer" if decision.reviewer_id else "system"
+
+
+class ApprovalRequestOutput(serializers.Serializer):
+    id = serializers.UUIDField(source="code")
+    tool = serializers.CharField()
+    arguments = serializers.JSONField()
+    timeout = serializers.CharField()
+    summary = serializers.CharField()
+    reasoning = serializers.CharField()
+    context = serializers.JSONField()
+    confidence = serializers.FloatField(allow_null=True)
+    impact = serializers.CharField()
+    status = serializers.ChoiceField(choices=Status.choices)
+    created_at = serializers.DateTimeField()
+    deadline_at = serializers.DateTimeField()
+    decision = serializers.SerializerMethodField()
+
+    @extend_schema(responses=DecisionOutput(allow_null=True))  # type: ignore[misc]
+    def get_decision(self, approval: ApprovalRequest) -> dict[str, Any] | None:
+        if approval.status == Status.PENDING or not hasattr(approval, "decision"):
+            return None
+        return DecisionOutput(approval.decision).data
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        if data["decision"] is None:
+            del data["decision"]
+        return data
+
+
+def _not_found() -> ApiError:
+    return ApiError(status_code=404, code="not_found", message="No such approval request.")
+
+
+def _idempotency_key(request: Request) -> str:
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if not key:
+        raise ApiError(
+            status_code=400,
+            code="missing_idempotency_key",
+            message="The Idempotency-Key header is required: one key per execution attempt.",
+            param="Idempotency-Key",
+        )
+    if len(key) > 255:
+        raise ApiError(
+            status_code=400,
+            code="invalid_idempotency_key",
+            message="The Idempotency-Key header must be at most 255 characters.",
+            param="Idempotency-Key",
+        )
+    return key
+
+
+class ApprovalRequestCreateApi(APIView):
+    @extend_schema(
+        operation_id="create_approval_request",
+        request=ApprovalRequestCreateInput,
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key", location=OpenApiParameter.HEADER, required=True, type=str
+            )
+        ],
+        responses={
+            201: ApprovalRequestOutput,
+            200: OpenApiResponse(ApprovalRequestOutput, description="Replay of the same key"),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        key = _idempotency_key(request)
+        payload = ApprovalRequestCreateInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        agent: Agent = request.user  # type: ignore[assignment]
+        try:
+            approval, created = approval_request_create(
+                agent=agent, idempotency_key=key, submission=payload.to_submission()
+            )
+        except IdempotencyConflict as conflict:
+            raise ApiError(
+                status_code=409, code=conflict.code, message=str(conflict), param="Idempotency-Key"
+            ) from None
+        return Response(
+            ApprovalRequestOutput(approval).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+
+_WAIT = re.compile(r"^(?P<n>\d{1,6})(?P<unit>s|m|h)?$")
+
+
+def parse_wait(raw: str | None) -> float:
+    """`?wait=` as seconds ("25", "25s", "1m"), capped at the long-poll maximum."""
+    if raw is None or raw == "":
+        return 0.0
+    match = _WAIT.match(raw)
+    if match is None:
+        raise ApiError(
+            status_code=400,
+            code="invalid_field",
+            message='wait: must be a number of seconds or a duration such as "30s".',
+            param="wait",
+        )
+    seconds = int(match["n"]) * {"s": 1, "m": 60, "h": 3600}[match["unit"] or "s"]
+    return float(min(seconds, settings.APPROVAL_LONG_POLL_MAX_SECONDS))
+
+
+class ApprovalRequestDetailApi(AsyncAPIView):
+    @extend_schema(
+        operation_id="get_approval_request",
+        parameters=[
+            OpenApiParameter(
+                "wait",
+                type=str,
+                description="Long poll: hold the response until the request is decided or this "
+                "many seconds pass (at most 30). Returns `pending` at the timeout.",
+            )
+        ],
+        responses={200: ApprovalRequestOutput},
+    )
+    async def get(self, request: Request, code: str) -> Response:
+        wait = parse_wait(request.query_params.get("wait"))
+        agent: Agent = request.user  # type: ignore[assignment]
+        data, deadline_in = await sync_to_async(_read_for_agent)(agent, code)
+        if data["status"] == Status.PENDING and wait > 0:
+            # Wake at the deadline at the latest: the re-read then records the expiry.
+            timeout = max(0.0, min(wait, deadline_in + 0.05))
+            await realtime.wait_until_resolved(
+                code=code, timeout=timeout, is_resolved=partial(_is_resolved, code)
+            )
+            data, _ = await sync_to_async(_read_for_agent)(agent, code)
+        return Response(data)
+
+
+@sync_to_async
+def _is_resolved(code: str) -> bool:
+    return ApprovalRequest.objects.filter(code=code).exclude(status=Status.PENDING).exists()
+
+
+def _read_for_agent(agent: Agent, code: str) -> tuple[dict[str, Any], float]:
+    approval = approval_get_for_agent(agent=agent, code=code)
+    if approval is None:
+        raise _not_found()
+    approval = approval_request_expire_if_overdue(approval=approval)
+    deadline_in = (approval.deadline_at - timezone.now()).total_seconds()
+    return ApprovalRequestOutput(approval).data, deadline_in
+
+
+class ApprovalRequestCancelApi(APIView):
+    @extend_schema(
+        operation_id="cancel_approval_request",
+        request=None,
+        responses={200: ApprovalRequestOutput},
+    )
+    def post(self, request: Request, code: str) -> Response:
+        agent: Agent = request.user  # type: ignore[assignment]
+        approval = approval_get_for_agent(agent=agent, code=code)
+        if approval is None:
+            raise _not_found()
+        try:
+            approval = approval_request_cancel(approval=approval, agent=agent)
+        except TransitionConflict as conflict:
+            raise ApiError(status_code=409, code=conflict.code, message=str(conflict)) from None
+        return Response(ApprovalRequestOutput(approval).data)

@@ -1,0 +1,101 @@
+"""The only module that talks to the channel layer.
+
+Two kinds of listeners:
+- reviewers' queue sockets, in QUEUE_GROUP: they get the same row partial the queue page renders,
+  as an htmx out-of-band swap (new rows are inserted, changed rows replaced, decided rows removed);
+- agents' long polls, one group per request: they get a bare "resolved" nudge and re-read the
+  request, so the response always comes from the database, never from the message.
+
+Pushes are best-effort wake-ups: a lost one delays a long poll until its timeout re-read, and a
+reviewer's page re-syncs when its socket reconnects. Nothing is decided by a message.
+"""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypedDict
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.template.loader import render_to_string
+
+logger = logging.getLogger(__name__)
+
+QUEUE_GROUP = "approvals.queue"
+
+# Event names: the consumer method a message is dispatched to is its type with "." -> "_".
+EVENT_QUEUE_FRAGMENT = "queue.fragment"
+EVENT_APPROVAL_RESOLVED = "approval.resolved"
+
+
+class QueueFragmentEvent(TypedDict):
+    type: str  # EVENT_QUEUE_FRAGMENT
+    html: str
+
+
+class ApprovalResolvedEvent(TypedDict):
+    type: str  # EVENT_APPROVAL_RESOLVED
+    status: str
+
+
+def approval_group(code: object) -> str:
+    return f"approval.{code}"
+
+
+def render_queue_fragment(approval: object) -> str:
+    """The out-of-band fragment for one request: insert, replace or remove its queue row."""
+    return render_to_string("approvals/queue.html#queue-oob", {"approval": approval})
+
+
+def publish_approval_changed(approval_id: int) -> None:
+    """Tell reviewers and waiting agents that a request was created or changed state.
+
+    Runs after commit. A dead channel layer must not turn a recorded decision into an error for
+    the reviewer who made it, so failures are logged, not raised.
+    """
+    from approvals.selectors import approval_get_for_display
+
+    approval = approval_get_for_display(approval_id=approval_id)
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        fragment: QueueFragmentEvent = {
+            "type": EVENT_QUEUE_FRAGMENT,
+            "html": render_queue_fragment(approval),
+        }
+        async_to_sync(layer.group_send)(QUEUE_GROUP, fragment)
+        if approval.is_terminal:
+            resolved: ApprovalResolvedEvent = {
+                "type": EVENT_APPROVAL_RESOLVED,
+                "status": approval.status,
+            }
+            async_to_sync(layer.group_send)(approval_group(approval.code), resolved)
+    except Exception:
+        logger.exception("realtime push failed for approval %s", approval.code)
+
+
+async def wait_until_resolved(
+    *, code: object, timeout: float, is_resolved: Callable[[], Awaitable[bool]]
+) -> None:
+    """Return when the request is resolved or `timeout` seconds pass, whichever is first.
+
+    Subscribes before checking the database, so a decision landing between the check and the
+    subscription still wakes us: no lost wake-up, and no polling loop.
+    """
+    layer = get_channel_layer()
+    if layer is None:
+        await asyncio.sleep(timeout)
+        return
+    group = approval_group(code)
+    channel = await layer.new_channel()
+    await layer.group_add(group, channel)
+    try:
+        if await is_resolved():
+            return
+        try:
+            await asyncio.wait_for(layer.receive(channel), timeout=timeout)
+        except TimeoutError:
+            pass
+    finally:
+        await layer.group_discard(group, channel)

@@ -1,0 +1,30 @@
+"""ASGI entry point: HTTP (Django, static files) and websockets (Channels)."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
+django_http = get_asgi_application()
+
+# Imported after Django is set up: they load models.
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+
+from approvals.routing import websocket_urlpatterns  # noqa: E402
+
+# The console serves its own static files so one command runs it anywhere; behind a reverse
+# proxy, set SERVE_STATIC=false and serve `collectstatic` output from the proxy instead.
+http_app = ASGIStaticFilesHandler(django_http) if settings.SERVE_STATIC else django_http
+
+application = ProtocolTypeRouter(
+    {
+        "http": http_app,
+        "websocket": AllowedHostsOriginValidator(
+            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+        ),
+    }
+)

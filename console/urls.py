@@ -1,0 +1,28 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
+
+from approvals import api, views
+
+api_v1 = [
+    path("requests", api.ApprovalRequestCreateApi.as_view(), name="request-create"),
+    path("requests/<uuid:code>", api.ApprovalRequestDetailApi.as_view(), name="request-detail"),
+    path(
+        "requests/<uuid:code>/cancel",
+        api.ApprovalRequestCancelApi.as_view(),
+        name="request-cancel",
+    ),
+    path(
+        "schema",
+        SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),
+        name="schema",
+    ),
+]
+
+urlpatterns = [
+    path("", include("approvals.urls")),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include((api_v1, "api"), namespace="api-v1")),
+    path("healthz", views.healthz, name="healthz"),
+]
