@@ -41,7 +41,9 @@ def credential_issue(*, agent: Agent, label: str = "") -> IssuedCredential:
     credential = AgentCredential.objects.create(
         agent=agent, prefix=prefix, secret_digest=_digest(secret), label=label
     )
-    return IssuedCredential(credential=credential, plaintext=f"{CREDENTIAL_SCHEME}_{prefix}_{secret}")
+    return IssuedCredential(
+        credential=credential, plaintext=f"{CREDENTIAL_SCHEME}_{prefix}_{secret}"
+    )
 
 
 def credential_revoke(*, credential: AgentCredential) -> None:

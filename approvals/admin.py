@@ -20,7 +20,16 @@ class ReadOnlyAdminMixin:
 class ApprovalEventInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = ApprovalEvent
     extra = 0
-    fields = ("created_at", "kind", "from_status", "to_status", "actor_type", "actor_user", "actor_agent", "note")
+    fields = (
+        "created_at",
+        "kind",
+        "from_status",
+        "to_status",
+        "actor_type",
+        "actor_user",
+        "actor_agent",
+        "note",
+    )
     readonly_fields = fields
 
 

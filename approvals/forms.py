@@ -2,7 +2,9 @@ from django import forms
 
 
 class ApproveForm(forms.Form):
-    note = forms.CharField(required=False, max_length=5000, widget=forms.Textarea(attrs={"rows": 2}))
+    note = forms.CharField(
+        required=False, max_length=5000, widget=forms.Textarea(attrs={"rows": 2})
+    )
 
 
 class DenyForm(forms.Form):

@@ -11,6 +11,7 @@ reviewer's page re-syncs when its socket reconnects. Nothing is decided by a mes
 """
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypedDict
@@ -93,9 +94,7 @@ async def wait_until_resolved(
     try:
         if await is_resolved():
             return
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(layer.receive(channel), timeout=timeout)
-        except TimeoutError:
-            pass
     finally:
         await layer.group_discard(group, channel)

@@ -7,5 +7,5 @@ from approvals.services import approval_requests_expire_overdue
 
 @shared_task(name="approvals.expire_overdue_requests", ignore_result=True)
 def expire_overdue_requests() -> int:
-    """Beat runs this every few seconds; reads expire overdue requests too, so a late beat is safe."""
+    """Run by beat every few seconds. Reads expire overdue requests too: a late beat is safe."""
     return approval_requests_expire_overdue()

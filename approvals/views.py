@@ -75,12 +75,16 @@ def _decision_response(
         )
     if status == 200:
         return redirect("approvals:detail", code=approval.code)
-    return render(request, "approvals/detail.html", _detail_context(approval, **extra), status=status)
+    return render(
+        request, "approvals/detail.html", _detail_context(approval, **extra), status=status
+    )
 
 
 def _conflict(request: HtmxHttpRequest, code: object, conflict: TransitionConflict) -> HttpResponse:
     approval = _get_or_404(code)
-    message = f"Not recorded: someone else got there first. This request is {conflict.current_status}."
+    message = (
+        f"Not recorded: someone else got there first. This request is {conflict.current_status}."
+    )
     return _decision_response(request, approval, status=409, conflict_message=message)
 
 
@@ -118,4 +122,3 @@ def deny(request: HtmxHttpRequest, code: object) -> HttpResponse:
 
 def healthz(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok", content_type="text/plain")
-

@@ -1,4 +1,4 @@
-"""Celery application. The broker comes from settings (filesystem:// embedded, Redis in production)."""
+"""Celery application. The broker comes from settings: filesystem:// embedded, Redis otherwise."""
 
 import os
 

@@ -281,6 +281,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.channels.server": {"level": "WARNING"},
+        # One line per HTTP call from the demo agent and SDK clients is noise, not news.
+        "httpx": {"level": "WARNING"},
     },
 }
 

@@ -1,0 +1,190 @@
+"""A demo agent that keeps asking the console for approval, the way a real one would.
+
+It submits realistic tool calls (refunds, outbound emails, record deletions, deploys) with varied
+confidence and impact, waits for each decision with the long poll, and reports what it would do.
+It talks HTTP only, like any agent: nothing here touches the database.
+"""
+
+import random
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+
+CUSTOMERS = ["Ada Moreau", "Kenji Ito", "Priya Raman", "Lucas Silva", "Noor Haddad", "Eva Novak"]
+
+
+def _refund() -> dict[str, Any]:
+    amount = random.choice([1299, 4900, 8950, 25000, 120000])
+    customer = random.choice(CUSTOMERS)
+    duplicate = random.random() < 0.6
+    return {
+        "tool": "issue_refund",
+        "arguments": {
+            "payment_id": f"pay_{uuid.uuid4().hex[:12]}",
+            "amount": amount,
+            "currency": random.choice(["EUR", "GBP", "USD"]),
+            "reason": "duplicate_charge" if duplicate else "customer_request",
+        },
+        "summary": f"Refund {amount / 100:.2f} to {customer}"
+        + (" for a duplicate charge." if duplicate else " at their request."),
+        "reasoning": (
+            "Two identical charges 40 seconds apart on the same card; the customer wrote in."
+            if duplicate
+            else "The customer says the product did not arrive; tracking shows no delivery scan."
+        ),
+        "confidence": round(
+            random.uniform(0.55, 0.97) if duplicate else random.uniform(0.3, 0.7), 2
+        ),
+        "impact": "high" if amount >= 25000 else "medium",
+        "context": {"ticket": f"SUP-{random.randint(1000, 9999)}", "customer": customer},
+    }
+
+
+def _email() -> dict[str, Any]:
+    customer = random.choice(CUSTOMERS)
+    return {
+        "tool": "send_email",
+        "arguments": {
+            "to": f"{customer.split()[0].lower()}@example.com",
+            "subject": random.choice(
+                [
+                    "Your refund is on its way",
+                    "About your account",
+                    "Action needed: verify your card",
+                ]
+            ),
+            "body": f"Hi {customer.split()[0]},\n\nWe looked into your request and ...",
+        },
+        "summary": f"Email {customer} about their support ticket.",
+        "reasoning": "The ticket has been idle for 3 days; a status update is due.",
+        "confidence": round(random.uniform(0.6, 0.99), 2),
+        "impact": "low",
+    }
+
+
+def _deletion() -> dict[str, Any]:
+    count = random.choice([1, 3, 40, 1200])
+    return {
+        "tool": "delete_records",
+        "arguments": {
+            "table": "crm_contacts",
+            "filter": {"unsubscribed_before": "2024-01-01"},
+            "expected_rows": count,
+        },
+        "summary": f"Delete {count} contacts who unsubscribed before 2024 (GDPR retention).",
+        "reasoning": "The retention policy says unsubscribed contacts are purged after 24 months.",
+        "confidence": round(random.uniform(0.4, 0.9), 2),
+        "impact": "critical" if count > 100 else "high",
+    }
+
+
+def _deploy() -> dict[str, Any]:
+    service = random.choice(["billing-api", "web", "search-indexer"])
+    return {
+        "tool": "deploy",
+        "arguments": {
+            "service": service,
+            "version": f"v2.{random.randint(10, 40)}.{random.randint(0, 9)}",
+            "environment": "production",
+        },
+        "summary": f"Deploy {service} to production.",
+        "reasoning": "All checks passed on staging; the change fixes a timeout in checkout.",
+        "confidence": round(random.uniform(0.5, 0.95), 2),
+        "impact": random.choice(["high", "critical"]),
+    }
+
+
+SCENARIOS = [_refund, _refund, _email, _email, _deletion, _deploy]
+
+
+class Command(BaseCommand):
+    help = "Run a demo agent that submits approval requests to a running console."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--url", default="http://127.0.0.1:8000")
+        parser.add_argument(
+            "--credential-file", default=str(Path(settings.VAR_DIR) / "demo-agent.credential")
+        )
+        parser.add_argument(
+            "--interval", type=float, default=6.0, help="mean seconds between requests"
+        )
+        parser.add_argument("--max-pending", type=int, default=8)
+        parser.add_argument(
+            "--count", type=int, default=0, help="stop after this many (0: forever)"
+        )
+
+    def handle(self, *args: object, **options: Any) -> None:
+        token = Path(options["credential_file"]).read_text().strip()
+        client = httpx.Client(
+            base_url=options["url"], headers={"Authorization": f"Bearer {token}"}, timeout=40
+        )
+        self._wait_until_up(client)
+        waiting: list[threading.Thread] = []
+        sent = 0
+        while not options["count"] or sent < options["count"]:
+            waiting = [thread for thread in waiting if thread.is_alive()]
+            if len(waiting) < options["max_pending"]:
+                body = random.choice(SCENARIOS)()
+                body["timeout"] = random.choice(["5m", "10m", "30m"])
+                approval = self._submit(client, body)
+                if approval is not None:
+                    sent += 1
+                    thread = threading.Thread(
+                        target=self._await, args=(client, approval), daemon=True
+                    )
+                    thread.start()
+                    waiting.append(thread)
+            # A quick first few, so a newcomer sees a live queue at once.
+            pause = 0.5 if sent < 3 else random.expovariate(1 / options["interval"])
+            time.sleep(pause)
+        for thread in waiting:
+            thread.join()
+
+    def _wait_until_up(self, client: httpx.Client) -> None:
+        for _ in range(120):
+            try:
+                if client.get("/healthz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        raise SystemExit("the console did not come up")
+
+    def _submit(self, client: httpx.Client, body: dict[str, Any]) -> dict[str, Any] | None:
+        key = str(uuid.uuid4())  # one key per attempt, kept across retries of that attempt
+        for attempt in range(5):
+            try:
+                response = client.post(
+                    "/api/v1/requests", json=body, headers={"Idempotency-Key": key}
+                )
+            except httpx.TransportError:
+                time.sleep(2**attempt)
+                continue
+            if response.status_code in (200, 201):
+                approval: dict[str, Any] = response.json()
+                self.stdout.write(
+                    f"asked: {body['tool']} ({body['impact']}, confidence {body['confidence']})"
+                )
+                return approval
+            self.stderr.write(f"refused ({response.status_code}): {response.text}")
+            return None
+        return None
+
+    def _await(self, client: httpx.Client, approval: dict[str, Any]) -> None:
+        while approval["status"] == "pending":
+            try:
+                approval = client.get(
+                    f"/api/v1/requests/{approval['id']}", params={"wait": "30s"}
+                ).json()
+            except httpx.TransportError:
+                time.sleep(2)
+        decision = approval.get("decision", {})
+        verdict = "would run" if approval["status"] == "approved" else "will not run"
+        note = f" ({decision.get('note')})" if decision.get("note") else ""
+        self.stdout.write(f"{approval['status']}: {approval['tool']} {verdict}{note}")

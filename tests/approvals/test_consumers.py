@@ -1,0 +1,102 @@
+"""Reviewer websockets over a real connection to the real ASGI server."""
+
+import asyncio
+import time
+
+import httpx
+import pytest
+import websockets
+from websockets.exceptions import InvalidStatus
+
+from tests.factories import agent_with_token
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def _next_message_containing(ws, needle: str, timeout: float = 5.0) -> str:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"no message containing {needle!r}")
+        message = await asyncio.wait_for(ws.recv(), timeout=remaining)
+        if needle in message:
+            return message
+
+
+def test_it_pushes_a_new_request_to_a_connected_reviewer(live_console, reviewer_session) -> None:  # type: ignore[no-untyped-def]
+    _, token = agent_with_token()
+
+    async def scenario() -> str:
+        async with websockets.connect(
+            f"{live_console.ws_url}/ws/queue/",
+            additional_headers={"Cookie": reviewer_session.session_cookie},
+            origin=live_console.url,
+        ) as ws:
+            async with httpx.AsyncClient(base_url=live_console.url) as agent:
+                response = await agent.post(
+                    "/api/v1/requests",
+                    json={
+                        "tool": "delete_record",
+                        "arguments": {"id": 7},
+                        "summary": "<script>alert(1)</script>",
+                    },
+                    headers={"Authorization": f"Bearer {token}", "Idempotency-Key": "ws-1"},
+                )
+                assert response.status_code == 201
+                code = response.json()["id"]
+            return await _next_message_containing(ws, f"approval-{code}")
+
+    fragment = asyncio.run(scenario())
+    assert "delete_record" in fragment
+    assert 'hx-swap-oob="beforeend:#queue-rows"' in fragment
+    # Agent text arrives escaped: the browser renders it as text.
+    assert "<script>alert(1)</script>" not in fragment
+    assert "&lt;script&gt;" in fragment
+
+
+def test_it_pushes_the_removal_when_a_request_is_decided(live_console, reviewer_session) -> None:  # type: ignore[no-untyped-def]
+    _, token = agent_with_token()
+    created = httpx.post(
+        f"{live_console.url}/api/v1/requests",
+        json={"tool": "deploy", "arguments": {"service": "api"}},
+        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": "ws-2"},
+    ).json()
+
+    async def scenario() -> str:
+        async with websockets.connect(
+            f"{live_console.ws_url}/ws/queue/",
+            additional_headers={"Cookie": reviewer_session.session_cookie},
+            origin=live_console.url,
+        ) as ws:
+            await asyncio.to_thread(
+                reviewer_session.post, f"/requests/{created['id']}/deny", {"reason": "Freeze."}
+            )
+            return await _next_message_containing(ws, f"decision-panel-{created['id']}")
+
+    fragment = asyncio.run(scenario())
+    assert f'<li id="approval-{created["id"]}" hx-swap-oob="delete">' in fragment
+    assert "Denied" in fragment and "Freeze." in fragment
+
+
+def test_it_refuses_an_anonymous_socket(live_console) -> None:  # type: ignore[no-untyped-def]
+    async def scenario() -> None:
+        async with websockets.connect(f"{live_console.ws_url}/ws/queue/", origin=live_console.url):
+            pass
+
+    with pytest.raises(InvalidStatus) as refused:
+        asyncio.run(scenario())
+    assert refused.value.response.status_code == 403
+
+
+def test_it_refuses_a_socket_from_another_origin(live_console, reviewer_session) -> None:  # type: ignore[no-untyped-def]
+    async def scenario() -> None:
+        async with websockets.connect(
+            f"{live_console.ws_url}/ws/queue/",
+            additional_headers={"Cookie": reviewer_session.session_cookie},
+            origin="http://evil.example",
+        ):
+            pass
+
+    with pytest.raises(InvalidStatus):
+        asyncio.run(scenario())

@@ -1,0 +1,83 @@
+"""Approve, deny, cancel and expire racing on one request from several threads.
+
+On PostgreSQL (CI) the threads really run concurrently on separate connections; the
+compare-and-set must leave exactly one outcome, one Decision and one terminal event.
+"""
+
+import threading
+from datetime import timedelta
+from functools import partial
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from approvals.exceptions import TransitionConflict
+from approvals.models import ApprovalEvent, ApprovalRequest, Decision, Status
+from approvals.services import (
+    approval_request_approve,
+    approval_request_cancel,
+    approval_request_deny,
+    approval_request_expire_if_overdue,
+)
+from tests.factories import ApprovalRequestFactory, UserFactory
+
+ROUNDS = 12
+THREADS_PER_ACTION = 2
+
+
+def _race(actions: list) -> tuple[list[str], list[BaseException]]:  # type: ignore[type-arg]
+    """Start every action at the same instant on its own thread and connection."""
+    barrier = threading.Barrier(len(actions))
+    outcomes: list[str] = []
+    errors: list[BaseException] = []
+
+    def run(action):  # type: ignore[no-untyped-def]
+        try:
+            barrier.wait()
+            outcomes.append(action().status)
+        except TransitionConflict as conflict:
+            outcomes.append(f"conflict:{conflict.current_status}")
+        except BaseException as error:  # surfaced by the caller: a crash is a failure
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(action,)) for action in actions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return outcomes, errors
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("deadline_offset_ms", [5_000, 30])
+def test_it_records_exactly_one_outcome_whatever_races(deadline_offset_ms: int) -> None:
+    approver, denier = UserFactory(), UserFactory()
+    for _ in range(ROUNDS):
+        approval = ApprovalRequestFactory(
+            deadline_at=timezone.now() + timedelta(milliseconds=deadline_offset_ms)
+        )
+        actions = [
+            partial(approval_request_approve, approval=approval, reviewer=approver),
+            partial(approval_request_deny, approval=approval, reviewer=denier, reason="No."),
+            partial(approval_request_cancel, approval=approval, agent=approval.agent),
+            partial(approval_request_expire_if_overdue, approval=approval),
+        ] * THREADS_PER_ACTION
+        outcomes, errors = _race(actions)
+
+        assert not errors, errors
+        final = ApprovalRequest.objects.get(pk=approval.pk)
+        if final.status == Status.PENDING:
+            pytest.fail(f"no outcome recorded: {outcomes}")
+        assert Decision.objects.filter(approval=approval).count() == 1
+        assert Decision.objects.get(approval=approval).status == final.status
+        terminal_events = ApprovalEvent.objects.filter(
+            approval=approval, from_status=Status.PENDING
+        )
+        assert terminal_events.count() == 1
+        assert terminal_events.get().to_status == final.status
+        # Every racer that did not win saw the winner's outcome, never its own.
+        for outcome in outcomes:
+            assert outcome in {final.status, f"conflict:{final.status}", Status.PENDING}

@@ -1,0 +1,213 @@
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from approvals.exceptions import IdempotencyConflict, TransitionConflict
+from approvals.models import ApprovalEvent, Decision, Status
+from approvals.services import (
+    ALLOWED_TRANSITIONS,
+    Submission,
+    approval_request_approve,
+    approval_request_cancel,
+    approval_request_create,
+    approval_request_deny,
+    approval_request_expire,
+    approval_request_expire_if_overdue,
+    approval_requests_expire_overdue,
+)
+from tests.factories import AgentFactory, ApprovalRequestFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def _submission(**overrides: object) -> Submission:
+    fields: dict[str, object] = {
+        "tool": "issue_refund",
+        "arguments": {"payment_id": "pay_1", "amount": 4900},
+        "timeout": "30m",
+        "reasoning": "Charged twice.",
+        "confidence": 0.4,
+        "impact": "high",
+    }
+    fields.update(overrides)
+    return Submission(**fields)  # type: ignore[arg-type]
+
+
+def _terminal_events(approval) -> int:  # type: ignore[no-untyped-def]
+    return ApprovalEvent.objects.filter(approval=approval, from_status=Status.PENDING).count()
+
+
+def test_it_allows_only_transitions_out_of_pending() -> None:
+    assert set(ALLOWED_TRANSITIONS) == {Status.PENDING}
+    assert ALLOWED_TRANSITIONS[Status.PENDING] == {
+        Status.APPROVED,
+        Status.DENIED,
+        Status.EXPIRED,
+        Status.CANCELLED,
+    }
+
+
+def test_it_creates_a_pending_request_with_a_submitted_event() -> None:
+    agent = AgentFactory()
+    approval, created = approval_request_create(
+        agent=agent, idempotency_key="k1", submission=_submission()
+    )
+    assert created
+    assert approval.status == Status.PENDING
+    assert approval.timeout_seconds == 1800
+    assert abs((approval.deadline_at - timezone.now()) - timedelta(minutes=30)) < timedelta(
+        seconds=5
+    )
+    event = approval.events.get()
+    assert (event.kind, event.to_status, event.actor_agent) == ("submitted", Status.PENDING, agent)
+
+
+def test_it_caps_the_timeout_at_the_configured_maximum(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.APPROVAL_MAX_TIMEOUT_SECONDS = 60
+    approval, _ = approval_request_create(
+        agent=AgentFactory(), idempotency_key="k", submission=_submission(timeout="2h")
+    )
+    assert approval.timeout_seconds == 60
+    assert approval.timeout == "2h"
+
+
+def test_it_replays_the_same_key_and_fields_as_the_same_request() -> None:
+    agent = AgentFactory()
+    first, _ = approval_request_create(agent=agent, idempotency_key="k", submission=_submission())
+    again, created = approval_request_create(
+        agent=agent,
+        idempotency_key="k",
+        submission=_submission(arguments={"amount": 4900, "payment_id": "pay_1"}),
+    )
+    assert not created
+    assert again.pk == first.pk
+
+
+def test_it_refuses_the_same_key_with_different_fields() -> None:
+    agent = AgentFactory()
+    approval_request_create(agent=agent, idempotency_key="k", submission=_submission())
+    with pytest.raises(IdempotencyConflict):
+        approval_request_create(
+            agent=agent, idempotency_key="k", submission=_submission(arguments={"amount": 1})
+        )
+    assert agent.approval_requests.count() == 1
+
+
+def test_it_scopes_idempotency_keys_to_the_agent() -> None:
+    first, _ = approval_request_create(
+        agent=AgentFactory(), idempotency_key="k", submission=_submission()
+    )
+    second, created = approval_request_create(
+        agent=AgentFactory(), idempotency_key="k", submission=_submission()
+    )
+    assert created and second.pk != first.pk
+
+
+def test_it_approves_with_a_decision_that_lets_the_agent_start_for_a_while(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.APPROVAL_VALIDITY_SECONDS = 300
+    approval = ApprovalRequestFactory()
+    reviewer = UserFactory()
+    approved = approval_request_approve(approval=approval, reviewer=reviewer, note="Confirmed.")
+    assert approved.status == Status.APPROVED
+    decision = Decision.objects.get(approval=approval)
+    assert decision.reviewer == reviewer and decision.note == "Confirmed."
+    assert decision.expires_at - decision.decided_at == timedelta(seconds=300)
+    event = approval.events.get(kind="approved")
+    assert (event.from_status, event.to_status, event.actor_user) == (
+        Status.PENDING,
+        Status.APPROVED,
+        reviewer,
+    )
+
+
+def test_it_denies_with_the_reason() -> None:
+    approval = ApprovalRequestFactory()
+    denied = approval_request_deny(approval=approval, reviewer=UserFactory(), reason="Not ours.")
+    assert denied.status == Status.DENIED
+    assert denied.decision.note == "Not ours."
+    assert denied.decision.expires_at is None
+
+
+def test_it_requires_a_reason_to_deny() -> None:
+    approval = ApprovalRequestFactory()
+    with pytest.raises(ValueError, match="reason"):
+        approval_request_deny(approval=approval, reviewer=UserFactory(), reason="   ")
+    approval.refresh_from_db()
+    assert approval.status == Status.PENDING
+
+
+def test_it_cancels_and_a_second_cancel_returns_the_cancelled_request() -> None:
+    approval = ApprovalRequestFactory()
+    cancelled = approval_request_cancel(approval=approval, agent=approval.agent)
+    assert cancelled.status == Status.CANCELLED
+    again = approval_request_cancel(approval=approval, agent=approval.agent)
+    assert again.status == Status.CANCELLED
+    assert _terminal_events(approval) == 1
+
+
+def test_it_refuses_to_cancel_a_decided_request() -> None:
+    approval = ApprovalRequestFactory()
+    approval_request_approve(approval=approval, reviewer=UserFactory())
+    with pytest.raises(TransitionConflict) as conflict:
+        approval_request_cancel(approval=approval, agent=approval.agent)
+    assert conflict.value.current_status == Status.APPROVED
+
+
+@pytest.mark.parametrize("second", ["approve", "deny", "expire"])
+def test_it_gives_a_decided_request_no_second_outcome(second: str) -> None:
+    approval = ApprovalRequestFactory()
+    approval_request_deny(approval=approval, reviewer=UserFactory(), reason="No.")
+    with pytest.raises(TransitionConflict):
+        if second == "approve":
+            approval_request_approve(approval=approval, reviewer=UserFactory())
+        elif second == "deny":
+            approval_request_deny(approval=approval, reviewer=UserFactory(), reason="Again.")
+        else:
+            approval.deadline_at = timezone.now() - timedelta(seconds=1)
+            approval.save(update_fields=["deadline_at"])
+            approval_request_expire(approval=approval)
+    approval.refresh_from_db()
+    assert approval.status == Status.DENIED
+    assert _terminal_events(approval) == 1
+
+
+def test_it_never_approves_after_the_deadline_and_expires_instead() -> None:
+    approval = ApprovalRequestFactory(deadline_at=timezone.now() - timedelta(seconds=1))
+    with pytest.raises(TransitionConflict) as conflict:
+        approval_request_approve(approval=approval, reviewer=UserFactory())
+    assert conflict.value.current_status == Status.EXPIRED
+    approval.refresh_from_db()
+    assert approval.status == Status.EXPIRED
+    assert approval.decision.reviewer is None
+
+
+def test_it_does_not_expire_before_the_deadline() -> None:
+    approval = ApprovalRequestFactory()
+    with pytest.raises(TransitionConflict):
+        approval_request_expire(approval=approval)
+    assert approval_request_expire_if_overdue(approval=approval).status == Status.PENDING
+
+
+def test_it_expires_overdue_requests_in_a_sweep_and_leaves_the_rest() -> None:
+    overdue = ApprovalRequestFactory(deadline_at=timezone.now() - timedelta(seconds=1))
+    current = ApprovalRequestFactory()
+    decided = ApprovalRequestFactory()
+    approval_request_approve(approval=decided, reviewer=UserFactory())
+    assert approval_requests_expire_overdue() == 1
+    overdue.refresh_from_db()
+    current.refresh_from_db()
+    assert overdue.status == Status.EXPIRED
+    assert current.status == Status.PENDING
+    assert overdue.decision.note == "No decision before the deadline."
+
+
+def test_it_expires_an_overdue_request_when_a_replay_reads_it() -> None:
+    agent = AgentFactory()
+    approval, _ = approval_request_create(
+        agent=agent, idempotency_key="k", submission=_submission()
+    )
+    approval.deadline_at = timezone.now() - timedelta(seconds=1)
+    approval.save(update_fields=["deadline_at"])
+    replay, _ = approval_request_create(agent=agent, idempotency_key="k", submission=_submission())
+    assert replay.status == Status.EXPIRED

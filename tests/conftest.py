@@ -1,0 +1,125 @@
+"""Shared fixtures: personas, API clients, and a live ASGI server that serves HTTP and websockets.
+
+pytest-django's live_server speaks no websockets, so `live_console` runs the real ASGI application
+under uvicorn in a thread (STACK.md): the same stack `make run` starts.
+"""
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+import uvicorn
+from rest_framework.test import APIClient
+
+from tests.factories import PASSWORD, UserFactory, agent_with_token
+
+
+@pytest.fixture
+def reviewer(db):  # type: ignore[no-untyped-def]
+    return UserFactory(username="rita")
+
+
+@pytest.fixture
+def agent_and_token(db):  # type: ignore[no-untyped-def]
+    return agent_with_token(name="refund-bot")
+
+
+@pytest.fixture
+def agent_client(agent_and_token) -> APIClient:  # type: ignore[no-untyped-def]
+    _, token = agent_and_token
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class LiveConsole:
+    url: str
+    port: int
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+
+@pytest.fixture(scope="session")
+def live_console(django_db_setup, django_db_blocker) -> Iterator[LiveConsole]:  # type: ignore[no-untyped-def]
+    from console.asgi import application
+
+    port = _free_port()
+    config = uvicorn.Config(
+        application, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="live-console", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the live console did not start")
+        time.sleep(0.02)
+    yield LiveConsole(url=f"http://127.0.0.1:{port}", port=port)
+    server.should_exit = True
+    thread.join(timeout=5)
+
+
+class ReviewerSession:
+    """A logged-in reviewer talking HTTP to the live console, CSRF and all, like a browser."""
+
+    def __init__(self, base_url: str, username: str, password: str = PASSWORD) -> None:
+        self.client = httpx.Client(base_url=base_url, timeout=10, follow_redirects=False)
+        login_page = self.client.get("/accounts/login/")
+        assert login_page.status_code == 200
+        response = self.client.post(
+            "/accounts/login/",
+            data={
+                "username": username,
+                "password": password,
+                "csrfmiddlewaretoken": self.client.cookies["csrftoken"],
+            },
+            headers={"Referer": f"{base_url}/accounts/login/"},
+        )
+        assert response.status_code == 302, response.text
+        self.base_url = base_url
+
+    @property
+    def session_cookie(self) -> str:
+        return f"sessionid={self.client.cookies['sessionid']}"
+
+    def post(self, path: str, data: dict[str, str]) -> httpx.Response:
+        return self.client.post(
+            path,
+            data=data,
+            headers={
+                "X-CSRFToken": self.client.cookies["csrftoken"],
+                "Referer": f"{self.base_url}/",
+                "HX-Request": "true",
+            },
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+
+@pytest.fixture
+def reviewer_session(live_console, transactional_db) -> Iterator[ReviewerSession]:  # type: ignore[no-untyped-def]
+    UserFactory(username="rita")
+    session = ReviewerSession(live_console.url, "rita")
+    yield session
+    session.close()
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings) -> None:  # type: ignore[no-untyped-def]
+    # Real hashing costs ~0.3 s per user; the hasher is Django's concern, not ours.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

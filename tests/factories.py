@@ -1,0 +1,53 @@
+"""Test data factories. Agents come with a usable plaintext credential."""
+
+from datetime import timedelta
+
+import factory
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from agents.models import Agent
+from agents.services import credential_issue
+from approvals.models import ApprovalRequest, Impact
+
+PASSWORD = "correct horse battery staple"
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+
+    username = factory.Sequence(lambda n: f"reviewer{n}")
+    email = factory.LazyAttribute(lambda u: f"{u.username}@example.test")
+    password = factory.django.Password(PASSWORD)
+
+
+class AgentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Agent
+
+    name = factory.Sequence(lambda n: f"agent-{n}")
+
+
+def agent_with_token(**kwargs: object) -> tuple[Agent, str]:
+    agent = AgentFactory(**kwargs)
+    return agent, credential_issue(agent=agent).plaintext
+
+
+class ApprovalRequestFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ApprovalRequest
+
+    agent = factory.SubFactory(AgentFactory)
+    idempotency_key = factory.Sequence(lambda n: f"key-{n}")
+    fingerprint = "0" * 64
+    tool = "issue_refund"
+    arguments = factory.LazyFunction(lambda: {"payment_id": "pay_1", "amount": 4900})
+    summary = "Refund a duplicate charge."
+    reasoning = "The customer was charged twice."
+    confidence = 0.6
+    impact = Impact.HIGH
+    timeout = "30m"
+    timeout_seconds = 1800
+    deadline_at = factory.LazyFunction(lambda: timezone.now() + timedelta(minutes=30))
