@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.http import HttpRequest
 
-from approvals.models import ApprovalEvent, ApprovalRequest, Decision
+from approvals.models import ApprovalEvent, ApprovalRequest, Decision, Team
 
 
 class ReadOnlyAdminMixin:
@@ -56,3 +56,10 @@ class ApprovalEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("approval", "kind", "actor_type", "actor_user", "actor_agent", "created_at")
     list_filter = ("kind", "actor_type")
     list_select_related = ("approval", "actor_user", "actor_agent")
+
+
+@admin.register(Team)
+class TeamAdmin(admin.ModelAdmin):
+    list_display = ("name", "code")
+    search_fields = ("name",)
+    filter_horizontal = ("members",)

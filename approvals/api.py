@@ -92,6 +92,21 @@ class DecisionOutput(serializers.Serializer):
         allow_null=True, help_text="Approved only: start the call before this time, or not at all."
     )
     decided_by = serializers.SerializerMethodField()
+    approved_arguments = serializers.SerializerMethodField(
+        help_text="Approved only: the arguments to run. They differ from the submitted ones when "
+        "the reviewer approved with changes (then `arguments_changed` is true)."
+    )
+    arguments_changed = serializers.SerializerMethodField()
+
+    def get_approved_arguments(self, decision: Any) -> dict[str, Any] | None:
+        if decision.status != Status.APPROVED:
+            return None
+        if decision.approved_arguments is not None:
+            return decision.approved_arguments  # type: ignore[no-any-return]
+        return decision.approval.arguments  # type: ignore[no-any-return]
+
+    def get_arguments_changed(self, decision: Any) -> bool:
+        return decision.approved_arguments is not None
 
     def get_decided_by(self, decision: Any) -> str:
         return "reviewer" if decision.reviewer_id else "system"
@@ -108,6 +123,7 @@ class ApprovalRequestOutput(serializers.Serializer):
     confidence = serializers.FloatField(allow_null=True)
     impact = serializers.CharField()
     status = serializers.ChoiceField(choices=Status.choices)
+    hold_reason = serializers.CharField(help_text="Why the console held this request for review.")
     created_at = serializers.DateTimeField()
     deadline_at = serializers.DateTimeField()
     decision = serializers.SerializerMethodField()

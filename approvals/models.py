@@ -34,9 +34,31 @@ class Impact(models.TextChoices):
 IMPACT_RANK = {Impact.LOW: 0, Impact.MEDIUM: 1, Impact.HIGH: 2, Impact.CRITICAL: 3}
 
 
+class Team(models.Model):
+    """A group of reviewers. Requests are routed to a team; its members see and decide them."""
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=100, unique=True)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="teams", blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Source(models.TextChoices):
+    """Which API the request came through: each has its own rules for what a decision may say."""
+
+    NATIVE = "native", "Native API"
+    AAP = "aap", "Agent Approval Protocol"
+
+
 class ApprovalRequest(models.Model):
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="approval_requests")
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.NATIVE)
     # Scoped to the agent: the same key from two agents is two requests.
     idempotency_key = models.CharField(max_length=255)
     # Digest of the parsed submitted fields: a replay with the same key must match it.
@@ -52,6 +74,14 @@ class ApprovalRequest(models.Model):
     # As submitted ("30m"), echoed back; timeout_seconds is the window actually granted.
     timeout = models.CharField(max_length=16)
     timeout_seconds = models.PositiveIntegerField()
+
+    # Routing and review requirements (set when the request is created; policies decide them).
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.PROTECT, related_name="approval_requests"
+    )
+    required_approvals = models.PositiveSmallIntegerField(default=1)
+    # Why the console held this request for a person, in words the reviewer and agent can read.
+    hold_reason = models.TextField(blank=True)
 
     status = models.CharField(
         max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True
@@ -99,6 +129,9 @@ class Decision(models.Model):
     decided_at = models.DateTimeField()
     # For approvals: the agent may start the call until then (AAP decision.expires_at).
     expires_at = models.DateTimeField(null=True, blank=True)
+    # "Approve with changes": the arguments the agent may run instead of the submitted ones.
+    # Null means exactly the submitted arguments.
+    approved_arguments = models.JSONField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.status} {self.approval_id}"

@@ -124,9 +124,18 @@ def _replay(existing: ApprovalRequest, fingerprint: str) -> ApprovalRequest:
 
 
 def approval_request_approve(
-    *, approval: ApprovalRequest, reviewer: AbstractBaseUser, note: str = ""
+    *,
+    approval: ApprovalRequest,
+    reviewer: AbstractBaseUser,
+    note: str = "",
+    arguments: dict[str, Any] | None = None,
 ) -> ApprovalRequest:
+    """Approve, optionally with changed arguments ("approve with changes").
+
+    `arguments` equal to the submitted ones count as a plain approval.
+    """
     now = timezone.now()
+    approved_arguments = None if arguments in (None, approval.arguments) else arguments
     return _transition(
         approval=approval,
         to_status=Status.APPROVED,
@@ -135,6 +144,7 @@ def approval_request_approve(
         note=note,
         now=now,
         expires_at=now + timedelta(seconds=settings.APPROVAL_VALIDITY_SECONDS),
+        approved_arguments=approved_arguments,
     )
 
 
@@ -220,6 +230,7 @@ def _transition(
     note: str = "",
     now: datetime | None = None,
     expires_at: datetime | None = None,
+    approved_arguments: dict[str, Any] | None = None,
 ) -> ApprovalRequest:
     now = now or timezone.now()
     if to_status not in ALLOWED_TRANSITIONS[Status.PENDING]:
@@ -243,6 +254,7 @@ def _transition(
                 note=note,
                 decided_at=now,
                 expires_at=expires_at,
+                approved_arguments=approved_arguments,
             )
             ApprovalEvent.objects.create(
                 approval_id=approval.pk,

@@ -194,3 +194,22 @@ def test_agents_are_isolated_by_credential() -> None:
     b.credentials(HTTP_AUTHORIZATION=f"Bearer {token_b}")
     created = _create(a).json()
     assert b.get(f"/api/v1/requests/{created['id']}").status_code == 404
+
+
+def test_it_tells_the_agent_which_arguments_were_approved(agent_client) -> None:  # type: ignore[no-untyped-def]
+    created = _create(agent_client).json()
+    approval = ApprovalRequest.objects.get(code=created["id"])
+    approval_request_approve(
+        approval=approval, reviewer=UserFactory(), arguments={**BODY["arguments"], "amount": 2500}
+    )
+    decision = agent_client.get(f"/api/v1/requests/{created['id']}").json()["decision"]
+    assert decision["arguments_changed"] is True
+    assert decision["approved_arguments"]["amount"] == 2500
+
+    plain = _create(agent_client, key="key-2").json()
+    approval_request_approve(
+        approval=ApprovalRequest.objects.get(code=plain["id"]), reviewer=UserFactory()
+    )
+    decision = agent_client.get(f"/api/v1/requests/{plain['id']}").json()["decision"]
+    assert decision["arguments_changed"] is False
+    assert decision["approved_arguments"] == BODY["arguments"]

@@ -211,3 +211,21 @@ def test_it_expires_an_overdue_request_when_a_replay_reads_it() -> None:
     approval.save(update_fields=["deadline_at"])
     replay, _ = approval_request_create(agent=agent, idempotency_key="k", submission=_submission())
     assert replay.status == Status.EXPIRED
+
+
+def test_it_approves_with_changed_arguments() -> None:
+    approval = ApprovalRequestFactory(arguments={"amount": 4900})
+    approved = approval_request_approve(
+        approval=approval, reviewer=UserFactory(), arguments={"amount": 2500}
+    )
+    assert approved.decision.approved_arguments == {"amount": 2500}
+    approved.refresh_from_db()
+    assert approved.arguments == {"amount": 4900}  # what was submitted never changes
+
+
+def test_it_treats_unchanged_arguments_as_a_plain_approval() -> None:
+    approval = ApprovalRequestFactory(arguments={"amount": 4900})
+    approved = approval_request_approve(
+        approval=approval, reviewer=UserFactory(), arguments={"amount": 4900}
+    )
+    assert approved.decision.approved_arguments is None
