@@ -86,6 +86,11 @@ class ApprovalRequestCreateInput(StrictSerializer):
                 raise serializers.ValidationError(
                     f"Not a valid JSON Schema: {error.message}"
                 ) from None
+            external = _external_refs(schema)
+            if external:
+                raise serializers.ValidationError(
+                    f"Only references within the schema (#...) are allowed, not {external[0]!r}."
+                )
         return schema
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -113,6 +118,17 @@ class ApprovalRequestCreateInput(StrictSerializer):
             labels=data.get("labels") or [],
             arguments_schema=data.get("arguments_schema"),
         )
+
+
+def _external_refs(schema: Any) -> list[str]:
+    """`$ref`s that point outside the schema: the console never fetches them."""
+    if isinstance(schema, dict):
+        ref = schema.get("$ref")
+        found = [ref] if isinstance(ref, str) and not ref.startswith("#") else []
+        return found + [r for value in schema.values() for r in _external_refs(value)]
+    if isinstance(schema, list):
+        return [r for value in schema for r in _external_refs(value)]
+    return []
 
 
 class DecisionOutput(serializers.Serializer):

@@ -16,6 +16,7 @@ from typing import Any
 
 import jsonschema
 import referencing
+import referencing.exceptions
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
@@ -215,10 +216,12 @@ def arguments_schema_errors(*, schema: dict[str, Any] | None, arguments: Any) ->
     validator_class = jsonschema.validators.validator_for(schema)
     # An explicit empty registry: a schema's $ref never makes the console fetch a URL.
     validator = validator_class(schema, registry=referencing.Registry())
-    return [
-        f"{error.json_path}: {error.message}"
-        for error in sorted(validator.iter_errors(arguments), key=lambda e: list(e.path))
-    ]
+    try:
+        errors = sorted(validator.iter_errors(arguments), key=lambda e: list(e.path))
+    except referencing.exceptions.Unresolvable as unresolvable:
+        # Fail closed: arguments that cannot be checked do not pass.
+        return [f"$: the schema refers to {unresolvable.ref!r}, which cannot be resolved"]
+    return [f"{error.json_path}: {error.message}" for error in errors]
 
 
 def approval_request_cancel(*, approval: ApprovalRequest, agent: Agent) -> ApprovalRequest:
