@@ -174,7 +174,7 @@ def run_close(*, run: Run, status: str, reason: str = "") -> Run:
     run must not act, whatever was already waiting for a reviewer.
     """
     if status not in CLOSED_RUN_STATUSES:
-        raise ValueError(f"A run cannot be closed as {status!r}.")
+        raise ValueError(f"A run cannot be closed as {str(status)!r}.")
     with transaction.atomic():
         changed = Run.objects.filter(pk=run.pk, status=RunStatus.OPEN).update(
             status=status, close_reason=reason, closed_at=timezone.now()
