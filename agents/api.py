@@ -154,7 +154,7 @@ EVENT_INPUTS: dict[str, type[_EventInput]] = {
 @extend_schema_field(
     PolymorphicProxySerializer(
         component_name="TraceEventInput",
-        serializers=list(EVENT_INPUTS.values()),
+        serializers={str(kind): serializer for kind, serializer in EVENT_INPUTS.items()},
         resource_type_field_name="type",
     )
 )

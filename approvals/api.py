@@ -13,7 +13,6 @@ from adrf.views import APIView as AsyncAPIView
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import timezone
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -156,7 +155,7 @@ class DecisionOutput(serializers.Serializer):
         "not the submitted arguments."
     )
 
-    @extend_schema_field(OpenApiTypes.OBJECT)  # type: ignore[misc]
+    @extend_schema_field({"type": "object", "nullable": True, "additionalProperties": {}})  # type: ignore[misc]
     def get_approved_arguments(self, decision: Any) -> dict[str, Any] | None:
         if decision.status != Status.APPROVED:
             return None
@@ -170,6 +169,17 @@ class DecisionOutput(serializers.Serializer):
     @extend_schema_field(serializers.ChoiceField(choices=["reviewer", "system"]))  # type: ignore[misc]
     def get_decided_by(self, decision: Any) -> str:
         return "reviewer" if decision.reviewer_id else "system"
+
+
+@extend_schema_field(DecisionOutput)
+class DecisionField(serializers.Field):
+    """The outcome: absent while the request is pending, present once it is terminal."""
+
+    # A plain (not read-only) optional field, so the schema does not list it as required.
+    def to_representation(self, approval: ApprovalRequest) -> dict[str, Any] | None:
+        if approval.status == Status.PENDING or not hasattr(approval, "decision"):
+            return None
+        return DecisionOutput(approval.decision).data  # type: ignore[no-any-return]
 
 
 class ApprovalRequestOutput(serializers.Serializer):
@@ -189,13 +199,7 @@ class ApprovalRequestOutput(serializers.Serializer):
     arguments_schema = serializers.JSONField(allow_null=True)
     created_at = serializers.DateTimeField()
     deadline_at = serializers.DateTimeField()
-    decision = serializers.SerializerMethodField()
-
-    @extend_schema(responses=DecisionOutput(allow_null=True))  # type: ignore[misc]
-    def get_decision(self, approval: ApprovalRequest) -> dict[str, Any] | None:
-        if approval.status == Status.PENDING or not hasattr(approval, "decision"):
-            return None
-        return DecisionOutput(approval.decision).data
+    decision = DecisionField(source="*", required=False)
 
     def to_representation(self, instance: Any) -> dict[str, Any]:
         data = super().to_representation(instance)

@@ -7,7 +7,7 @@ the same way. Error bodies never carry credentials, stack traces or internals.
 from typing import Any
 
 from django.http import Http404
-from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema_serializer
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -108,6 +108,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 # --- OpenAPI documentation of the envelope ---------------------------------------------------
 
 
+@extend_schema_serializer(component_name="ErrorDetail")
 class ErrorDetailOutput(serializers.Serializer):
     type = serializers.ChoiceField(choices=sorted(set(_TYPE_BY_STATUS.values())))
     code = serializers.CharField(help_text="Stable machine-readable code, e.g. `invalid_field`.")
@@ -118,6 +119,7 @@ class ErrorDetailOutput(serializers.Serializer):
     request_id = serializers.CharField(help_text="Matches the X-Request-ID response header.")
 
 
+@extend_schema_serializer(component_name="Error")
 class ErrorOutput(serializers.Serializer):
     error = ErrorDetailOutput()
 
