@@ -1,11 +1,13 @@
 """Read paths for runs and their traces."""
 
+from uuid import UUID
+
 from django.db.models import QuerySet
 
 from agents.models import Agent, Run, TraceEvent
 
 
-def run_get_for_agent(*, agent: Agent, code: object) -> Run | None:
+def run_get_for_agent(*, agent: Agent, code: UUID | str) -> Run | None:
     """An agent sees only its own runs; anything else is indistinguishable from absent."""
     return Run.objects.filter(agent=agent, code=code).first()
 
