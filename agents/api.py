@@ -20,7 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents.exceptions import RunClosed, RunExternalIdConflict
+from agents.exceptions import IdempotencyConflict, RunClosed, RunExternalIdConflict
 from agents.models import CLOSED_RUN_STATUSES, Agent, Run, RunStatus, TraceEvent, TraceEventType
 from agents.selectors import run_events, run_get_for_agent
 from agents.services import NewTraceEvent, run_close, run_events_append, run_open
@@ -265,10 +265,23 @@ class RunDetailApi(APIView):
 class RunEventsApi(APIView):
     @extend_schema(
         operation_id="append_run_events",
-        parameters=[_run_id],
+        parameters=[
+            _run_id,
+            OpenApiParameter(
+                "Idempotency-Key",
+                location=OpenApiParameter.HEADER,
+                required=False,
+                type=str,
+                description="Optional, one per batch: a retry with the same key returns the "
+                "events stored the first time (200) instead of appending them again.",
+            ),
+        ],
         request=TraceEventBatchInput,
         responses={
             201: OpenApiResponse(TraceEventListOutput, description="The events as stored"),
+            200: OpenApiResponse(
+                TraceEventListOutput, description="Replay of a batch with the same key"
+            ),
             **error_responses(400, 401, 404, 409, 413),
         },
     )
@@ -277,11 +290,20 @@ class RunEventsApi(APIView):
         payload = TraceEventBatchInput(data=request.data)
         payload.is_valid(raise_exception=True)
         try:
-            events = run_events_append(run=run, events=payload.validated_data["events"])
+            events, created = run_events_append(
+                run=run,
+                events=payload.validated_data["events"],
+                batch_key=_batch_key(request),
+            )
         except RunClosed as conflict:
             raise _closed(conflict) from None
+        except IdempotencyConflict as conflict:
+            raise ApiError(
+                status_code=409, code=conflict.code, message=str(conflict), param="Idempotency-Key"
+            ) from None
         return Response(
-            TraceEventListOutput({"events": events}).data, status=status.HTTP_201_CREATED
+            TraceEventListOutput({"events": events}).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 
     @extend_schema(
@@ -301,6 +323,18 @@ class RunEventsApi(APIView):
         limit = _query_int(request, "limit", default=100, maximum=MAX_EVENTS_PAGE) or 1
         events = run_events(run=run, after=after, limit=limit)
         return Response(TraceEventListOutput({"events": events}).data)
+
+
+def _batch_key(request: Request) -> str:
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if len(key) > 255:
+        raise ApiError(
+            status_code=400,
+            code="invalid_idempotency_key",
+            message="The Idempotency-Key header must be at most 255 characters.",
+            param="Idempotency-Key",
+        )
+    return key
 
 
 def _query_int(request: Request, name: str, *, default: int, maximum: int) -> int:

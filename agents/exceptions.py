@@ -22,3 +22,10 @@ class RunExternalIdConflict(RunError):
         super().__init__(
             "A run with this external_id already exists with a different name, metadata or budget."
         )
+
+
+class IdempotencyConflict(RunError):
+    code = "idempotency_conflict"
+
+    def __init__(self) -> None:
+        super().__init__("The idempotency key was already used for a different batch of events.")

@@ -131,11 +131,20 @@ class TraceEvent(models.Model):
     )
     # The type's own fields (model, tokens, tool, result, content, text, metadata, ...).
     data = models.JSONField(default=dict)
+    # The Idempotency-Key the batch came with, if any: a retried batch is stored once.
+    batch_key = models.CharField(max_length=255, blank=True)
 
     class Meta:
         ordering = ["run", "sequence"]
         constraints = [
             models.UniqueConstraint(fields=["run", "sequence"], name="trace_unique_sequence"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["run", "batch_key"],
+                condition=~models.Q(batch_key=""),
+                name="trace_batch_key",
+            ),
         ]
 
     def __str__(self) -> str:

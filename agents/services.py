@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from agents.exceptions import RunClosed, RunExternalIdConflict
+from agents.exceptions import IdempotencyConflict, RunClosed, RunExternalIdConflict
 from agents.models import (
     CLOSED_RUN_STATUSES,
     Agent,
@@ -130,40 +130,71 @@ def _same_run(existing: Run, *, name: str, metadata: dict[str, Any], budget: Dec
     return existing
 
 
-def run_events_append(*, run: Run, events: Sequence[NewTraceEvent]) -> list[TraceEvent]:
+class _BatchReplayed(Exception):
+    def __init__(self, events: list[TraceEvent]) -> None:
+        self.events = events
+
+
+def run_events_append(
+    *, run: Run, events: Sequence[NewTraceEvent], batch_key: str = ""
+) -> tuple[list[TraceEvent], bool]:
     """Append a batch to an open run, in order, and add its cost to the run's total.
+
+    Returns (events, created). A batch sent again with the same `batch_key` returns the events
+    stored the first time, so a retried upload never counts its cost twice; the same key with a
+    different number of events raises IdempotencyConflict.
 
     One compare-and-set UPDATE claims the batch's sequence numbers and adds its cost: on
     PostgreSQL it holds the run's row lock until commit, so concurrent batches get disjoint,
     gapless sequence ranges and no cost is lost; a close that wins first makes it change nothing.
     """
     if not events:
-        return []
+        return [], False
+    stored = _stored_batch(run, batch_key, size=len(events))
+    if stored:
+        return stored, False
     batch_cost = sum((event.cost or Decimal(0) for event in events), Decimal(0))
-    with transaction.atomic():
-        changed = Run.objects.filter(pk=run.pk, status=RunStatus.OPEN).update(
-            last_sequence=F("last_sequence") + len(events),
-            total_cost=F("total_cost") + batch_cost,
-        )
-        current = Run.objects.only("status", "last_sequence").get(pk=run.pk)
-        if changed != 1:
-            raise RunClosed(current_status=current.status)
-        # Stamped after the lock is held, so server time never runs backwards along sequences.
-        recorded_at = timezone.now()
-        first = current.last_sequence - len(events) + 1
-        created = TraceEvent.objects.bulk_create(
-            TraceEvent(
-                run_id=run.pk,
-                sequence=first + offset,
-                type=event.type,
-                occurred_at=event.occurred_at,
-                recorded_at=recorded_at,
-                cost=event.cost,
-                data=event.data,
+    try:
+        with transaction.atomic():
+            changed = Run.objects.filter(pk=run.pk, status=RunStatus.OPEN).update(
+                last_sequence=F("last_sequence") + len(events),
+                total_cost=F("total_cost") + batch_cost,
             )
-            for offset, event in enumerate(events)
-        )
-    return created
+            current = Run.objects.only("status", "last_sequence").get(pk=run.pk)
+            # Checked again under the row lock: an identical retry may have committed meanwhile.
+            stored = _stored_batch(run, batch_key, size=len(events))
+            if stored:
+                raise _BatchReplayed(stored)  # rolls back the counters claimed above
+            if changed != 1:
+                raise RunClosed(current_status=current.status)
+            # Stamped after the lock is held, so server time never runs backwards along sequences.
+            recorded_at = timezone.now()
+            first = current.last_sequence - len(events) + 1
+            created = TraceEvent.objects.bulk_create(
+                TraceEvent(
+                    run_id=run.pk,
+                    sequence=first + offset,
+                    type=event.type,
+                    occurred_at=event.occurred_at,
+                    recorded_at=recorded_at,
+                    cost=event.cost,
+                    data=event.data,
+                    batch_key=batch_key,
+                )
+                for offset, event in enumerate(events)
+            )
+    except _BatchReplayed as replay:
+        return replay.events, False
+    return created, True
+
+
+def _stored_batch(run: Run, batch_key: str, *, size: int) -> list[TraceEvent]:
+    if not batch_key:
+        return []
+    stored = list(TraceEvent.objects.filter(run=run, batch_key=batch_key).order_by("sequence"))
+    if stored and len(stored) != size:
+        raise IdempotencyConflict()
+    return stored
 
 
 def run_close(*, run: Run, status: str, reason: str = "") -> Run:

@@ -114,6 +114,34 @@ def test_it_keeps_the_run_total_cost(agent_client) -> None:  # type: ignore[no-u
     assert Decimal(run["total_cost"]) == Decimal("0.012") and run["over_budget"] is True
 
 
+def test_it_stores_a_retried_batch_once(agent_client) -> None:  # type: ignore[no-untyped-def]
+    run_id = _open(agent_client).json()["id"]
+    batch = [{"type": "llm_call", "model": "m", "cost": "0.5"}, {"type": "note", "text": "x"}]
+
+    def send(events: list[dict[str, str]]):  # type: ignore[no-untyped-def]
+        return agent_client.post(
+            f"/api/v1/runs/{run_id}/events",
+            {"events": events},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY="batch-1",
+        )
+
+    first = send(batch)
+    retry = send(batch)
+    assert first.status_code == 201 and retry.status_code == 200
+    assert retry.json() == first.json()
+    assert TraceEvent.objects.count() == 2
+    assert Decimal(agent_client.get(f"/api/v1/runs/{run_id}").json()["total_cost"]) == Decimal(
+        "0.5"
+    )
+    conflict = send(batch[:1])
+    assert conflict.status_code == 409
+    assert conflict.json()["error"]["code"] == "idempotency_conflict"
+
+    agent_client.post(f"/api/v1/runs/{run_id}/close", {"status": "completed"}, format="json")
+    assert send(batch).status_code == 200  # a retry after close
+
+
 @pytest.mark.parametrize("final", ["completed", "failed", "halted"])
 def test_it_closes_a_run_and_then_refuses_events(agent_client, final: str) -> None:  # type: ignore[no-untyped-def]
     run_id = _open(agent_client).json()["id"]
