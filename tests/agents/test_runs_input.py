@@ -1,5 +1,6 @@
 """Bad input to the runs API: 400 naming the field, 413 for oversized bodies, nothing stored."""
 
+import httpx
 import pytest
 from rest_framework.test import APIClient
 
@@ -129,3 +130,27 @@ def test_it_answers_413_on_every_agent_endpoint_and_stores_nothing(agent_client,
 def test_it_answers_400_to_a_malformed_query(agent_client, run_id) -> None:  # type: ignore[no-untyped-def]
     response = agent_client.get(f"/api/v1/runs/{run_id}/events?after=-1")
     assert response.status_code == 400 and response.json()["error"]["param"] == "after"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_answers_413_to_a_chunked_body_without_content_length(live_console) -> None:  # type: ignore[no-untyped-def]
+    from tests.factories import agent_with_token
+
+    _, token = agent_with_token(name="chunky-bot")
+
+    def chunks():  # type: ignore[no-untyped-def]
+        yield b'{"name": "'
+        for _ in range(300):
+            yield b"x" * 1024
+        yield b'"}'
+
+    response = httpx.post(
+        f"{live_console.url}/api/v1/runs",
+        content=chunks(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert response.request.headers.get("Transfer-Encoding") == "chunked"
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+    assert Run.objects.count() == 0
