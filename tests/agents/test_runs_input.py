@@ -154,3 +154,26 @@ def test_it_answers_413_to_a_chunked_body_without_content_length(live_console) -
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
     assert Run.objects.count() == 0
+
+
+@pytest.mark.parametrize("depth", [65, 5000])
+def test_it_rejects_json_nested_too_deeply(agent_client, run_id, depth) -> None:  # type: ignore[no-untyped-def]
+    nested = "[" * depth + "]" * depth
+    body = '{"events": [{"type": "note", "text": "x", "metadata": {"a": ' + nested + "}}]}"
+    response = agent_client.generic(
+        "POST", f"/api/v1/runs/{run_id}/events", body, content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert "nested deeper than 64 levels" in response.json()["error"]["message"]
+    assert TraceEvent.objects.count() == 0
+
+
+def test_it_accepts_reasonably_nested_json(agent_client, run_id) -> None:  # type: ignore[no-untyped-def]
+    nested: object = "leaf"
+    for _ in range(60):
+        nested = [nested]
+    event = {"type": "note", "text": "x", "metadata": {"a": nested}}
+    response = agent_client.post(
+        f"/api/v1/runs/{run_id}/events", {"events": [event]}, format="json"
+    )
+    assert response.status_code == 201
