@@ -19,7 +19,11 @@ from approvals.selectors import (
     approvals_pending_queue,
     approvals_recently_decided,
 )
-from approvals.services import approval_request_approve, approval_request_deny
+from approvals.services import (
+    approval_request_approve,
+    approval_request_deny,
+    decision_page_view_record,
+)
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -60,6 +64,7 @@ def _detail_context(approval: ApprovalRequest, **extra: object) -> dict[str, obj
 @login_required
 def detail(request: HtmxHttpRequest, code: object) -> HttpResponse:
     approval = _get_or_404(code)
+    decision_page_view_record(approval=approval, reviewer=request.user)  # type: ignore[arg-type]
     return render(request, "approvals/detail.html", _detail_context(approval))
 
 

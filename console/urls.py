@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
-from approvals import api, views
+from approvals import api, audit_api, insight_views, views
 
 api_v1 = [
     path("requests", api.ApprovalRequestCreateApi.as_view(), name="request-create"),
@@ -12,6 +12,7 @@ api_v1 = [
         api.ApprovalRequestCancelApi.as_view(),
         name="request-cancel",
     ),
+    path("audit/records", audit_api.AuditRecordExportApi.as_view(), name="audit-records"),
     path(
         "schema",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),
@@ -25,4 +26,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="api-v1")),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", insight_views.metrics, name="metrics"),
 ]
