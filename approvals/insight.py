@@ -431,6 +431,10 @@ class WeekSample:
     def mean_confidence(self) -> float | None:
         return statistics.fmean(self.confidences) if self.confidences else None
 
+    @property
+    def top_denial_reasons(self) -> list[tuple[str, int]]:
+        return self.denial_reasons.most_common(3)
+
 
 @dataclass(frozen=True)
 class Drift:
