@@ -7,7 +7,6 @@ or csv. Staff sign in to the console; the session authenticates the call.
 from typing import Any
 
 from django.http import StreamingHttpResponse
-from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication
@@ -16,7 +15,12 @@ from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from approvals.audit_export import EXPORT_FORMATS, AuditFilter, audit_export_start
+from approvals.audit_export import (
+    EXPORT_FORMATS,
+    AuditFilter,
+    audit_export_response,
+    audit_export_start,
+)
 
 
 class AuditExportInput(serializers.Serializer):
@@ -60,7 +64,4 @@ class AuditRecordExportApi(APIView):
         stream = audit_export_start(
             audit_filter=AuditFilter(**data), export_format=export_format, actor=request.user
         )
-        response = StreamingHttpResponse(stream, content_type=EXPORT_FORMATS[export_format])
-        stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
-        response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.{export_format}"'
-        return response
+        return audit_export_response(stream=stream, export_format=export_format)

@@ -1,17 +1,24 @@
 """Reading the audit trail: filters, and JSON Lines / CSV streams that never hold it in memory.
 
 The rows come from `.iterator(chunk_size=...)` (a server-side cursor on PostgreSQL) and are encoded
-one at a time, so exporting a year of records costs the memory of one chunk.
+one at a time, so exporting a year of records costs the memory of one chunk. Under ASGI the
+response must be fed by an async iterator: Django serves a sync iterator there by reading it
+into a list first (django.http.StreamingHttpResponse.__aiter__), which is exactly what must not
+happen to a year of records.
 """
 
 import csv
+import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.db.models import Q, QuerySet
+from django.http import StreamingHttpResponse
+from django.utils import timezone
 
 from approvals.audit import AuditAction, audit_record
 from approvals.models import AuditRecord
@@ -126,3 +133,29 @@ def audit_export_start(
     if export_format == "csv":
         return audit_export_csv(records)
     return audit_export_jsonl(records)
+
+
+async def _async_batches(chunks: Iterator[bytes], *, lines: int) -> AsyncIterator[bytes]:
+    # thread_sensitive: every batch runs in the request's one sync thread, where the database
+    # connection (and on PostgreSQL the open server-side cursor) lives.
+    next_batch = sync_to_async(
+        lambda: b"".join(itertools.islice(chunks, lines)), thread_sensitive=True
+    )
+    try:
+        while batch := await next_batch():
+            yield batch
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            await sync_to_async(close, thread_sensitive=True)()
+
+
+def audit_export_response(
+    *, stream: Iterator[bytes], export_format: str, lines_per_write: int = 500
+) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(
+        _async_batches(stream, lines=lines_per_write), content_type=EXPORT_FORMATS[export_format]
+    )
+    stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
+    response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.{export_format}"'
+    return response

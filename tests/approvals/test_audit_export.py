@@ -6,12 +6,15 @@ import json
 from datetime import datetime, timedelta
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.core.management import call_command
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 
 from approvals.audit import AuditAction, AuditActor, audit_record, audit_record_digest
+from approvals.audit_export import audit_export_response
 from approvals.models import AuditRecord
+from tests.conftest import ReviewerSession
 from tests.factories import AgentFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -42,9 +45,18 @@ def _records() -> list[AuditRecord]:
     ]
 
 
+def _body(response) -> str:  # type: ignore[no-untyped-def]
+    # The export streams through an async iterator (what the ASGI server consumes).
+    assert response.is_async
+
+    async def collect() -> bytes:
+        return b"".join([chunk async for chunk in response.streaming_content])
+
+    return async_to_sync(collect)().decode()
+
+
 def _lines(response) -> list[dict]:  # type: ignore[no-untyped-def]
-    body = b"".join(response.streaming_content).decode()
-    return [json.loads(line) for line in body.splitlines()]
+    return [json.loads(line) for line in _body(response).splitlines()]
 
 
 def test_it_streams_json_lines_for_a_time_range(staff_client) -> None:  # type: ignore[no-untyped-def]
@@ -90,14 +102,14 @@ def test_it_streams_csv_with_formulas_defused(staff_client) -> None:  # type: ig
     assert response.status_code == 200
     assert isinstance(response, StreamingHttpResponse)
     assert response["Content-Type"].startswith("text/csv")
-    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    rows = list(csv.DictReader(io.StringIO(_body(response))))
     assert len(rows) == 1
     assert rows[0]["actor_label"] == "rita"
     assert json.loads(rows[0]["before"]) == {"status": "pending"}
 
     audit_record(action=AuditAction.AUTH_LOGIN_FAILED, actor=AuditActor.anonymous("=HYPERLINK(1)"))
     response = staff_client.get(URL, {"format": "csv", "action": AuditAction.AUTH_LOGIN_FAILED})
-    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    rows = list(csv.DictReader(io.StringIO(_body(response))))
     assert rows[0]["actor_label"] == "'=HYPERLINK(1)"
 
 
@@ -164,3 +176,31 @@ def test_the_time_filter_excludes_records_outside_the_range(staff_client) -> Non
     assert [row["sequence"] for row in rows] == [records[0].sequence]
     future = (timezone.now() + timedelta(days=1)).isoformat()
     assert _lines(staff_client.get(URL, {"since": future})) == []
+
+
+def test_it_writes_the_stream_in_batches() -> None:
+    lines = (f"{number}\n".encode() for number in range(5))
+    response = audit_export_response(stream=lines, export_format="jsonl", lines_per_write=2)
+
+    async def chunks() -> list[bytes]:
+        return [chunk async for chunk in response.streaming_content]
+
+    assert async_to_sync(chunks)() == [b"0\n1\n", b"2\n3\n", b"4\n"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_streams_through_the_real_asgi_server(live_console) -> None:  # type: ignore[no-untyped-def]
+    UserFactory(username="auditor", is_staff=True)
+    for number in range(600):  # more than one write batch
+        audit_record(action=AuditAction.CONFIG_CHANGED, object_id=f"obj-{number}")
+    session = ReviewerSession(live_console.url, "auditor")
+    try:
+        with session.client.stream(
+            "GET", "/api/v1/audit/records", params={"action": "config.changed"}
+        ) as response:
+            assert response.status_code == 200
+            assert "content-length" not in response.headers
+            rows = [json.loads(line) for line in response.iter_lines() if line]
+    finally:
+        session.close()
+    assert [row["object_id"] for row in rows] == [f"obj-{number}" for number in range(600)]

@@ -10,9 +10,9 @@ import tracemalloc
 from datetime import timedelta
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from django.core.management.base import BaseCommand
 from django.db import transaction
-from django.http import StreamingHttpResponse
 from django.utils import timezone
 
 from approvals.audit import GENESIS_HASH, audit_record_digest
@@ -20,6 +20,7 @@ from approvals.audit_export import (
     AuditFilter,
     audit_export_csv,
     audit_export_jsonl,
+    audit_export_response,
     audit_records_filtered,
 )
 from approvals.models import AuditRecord
@@ -84,13 +85,11 @@ class Command(BaseCommand):
 
     def _measure(self, name: str, encoder: Any, since: Any) -> None:
         records = audit_records_filtered(audit_filter=AuditFilter(since=since))
-        response = StreamingHttpResponse(encoder(records))
+        # The response the API returns, consumed the way the ASGI server consumes it.
+        response = audit_export_response(stream=encoder(records), export_format=name)
         tracemalloc.start()
         started = time.perf_counter()
-        total_bytes = lines = 0
-        for chunk in response.streaming_content:
-            total_bytes += len(chunk)
-            lines += 1
+        total_bytes, lines = async_to_sync(_consume)(response)
         elapsed = time.perf_counter() - started
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
@@ -98,3 +97,11 @@ class Command(BaseCommand):
             f"{name}: {lines} lines, {total_bytes / 1e6:.1f} MB in {elapsed:.1f}s, "
             f"peak traced memory {peak / 1e6:.2f} MB"
         )
+
+
+async def _consume(response: Any) -> tuple[int, int]:
+    total_bytes = lines = 0
+    async for chunk in response:
+        total_bytes += len(chunk)
+        lines += chunk.count(b"\n")
+    return total_bytes, lines
