@@ -171,6 +171,8 @@ def time_to_decision_by_day(*, since: datetime, until: datetime) -> list[DailyTi
         .iterator(chunk_size=2000)
     )
     for created_at, decided_at in rows:
+        if decided_at is None:
+            continue  # not possible for a decided request; keeps the types honest
         by_day[decided_at.date().isoformat()].append((decided_at - created_at).total_seconds())
     return [
         DailyTimeToDecision(day, len(values), statistics.median(values), _percentile(values, 0.9))
@@ -203,7 +205,7 @@ def approval_rate_by_week(
     *, since: datetime, until: datetime, limit: int = 6
 ) -> tuple[list[str], list[RateSeries]]:
     """Approved / (approved + denied) per agent and tool per week; the busiest `limit` pairs."""
-    counts: dict[tuple[str, str], Counter[tuple[str, bool]]] = defaultdict(Counter)
+    counts: dict[tuple[str, str], Counter[tuple[str, str]]] = defaultdict(Counter)
     rows = (
         ApprovalRequest.objects.filter(
             status__in=DECIDED, decided_at__gte=since, decided_at__lt=until
@@ -212,6 +214,8 @@ def approval_rate_by_week(
         .iterator(chunk_size=2000)
     )
     for agent, tool, decided_at, status in rows:
+        if decided_at is None:
+            continue
         counts[(agent, tool)][(_week_start(decided_at).date().isoformat(), status)] += 1
     weeks = sorted(
         {week for counter in counts.values() for week, _ in counter}
@@ -371,6 +375,8 @@ def calibration_by_agent(*, since: datetime, until: datetime) -> list[AgentCalib
         .iterator(chunk_size=2000)
     )
     for agent, confidence, status in rows:
+        if confidence is None:
+            continue
         per_agent[agent].append((confidence, status == Status.APPROVED))
     return [
         AgentCalibration(agent, calibration_bins(pairs))
@@ -487,6 +493,8 @@ def weekly_drift(*, now: datetime | None = None) -> list[Drift]:
         .iterator(chunk_size=2000)
     )
     for agent, tool, decided_at, status, confidence, note in rows:
+        if decided_at is None:
+            continue
         previous, current = samples[(agent, tool)]
         sample = current if decided_at >= current_start else previous
         sample.decided += 1
@@ -531,9 +539,7 @@ def _cost_per_run_by_agent(
     TODO(runs): agent runs are being added in parallel; until agents.Run exists this metric is
     skipped. Once it does, aggregate its cost field here per agent for both weeks.
     """
-    try:
-        apps.get_model("agents", "Run")
-    except LookupError:
+    if apps.all_models["agents"].get("run") is None:
         return None
     return None
 

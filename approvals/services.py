@@ -235,7 +235,7 @@ def approval_requests_expire_overdue(*, now: datetime | None = None, limit: int 
     return expired
 
 
-_AUDIT_ACTION_BY_OUTCOME = {
+_AUDIT_ACTION_BY_OUTCOME: dict[str, AuditAction] = {
     Status.APPROVED: AuditAction.REQUEST_APPROVED,
     Status.DENIED: AuditAction.REQUEST_DENIED,
     Status.EXPIRED: AuditAction.REQUEST_EXPIRED,
@@ -318,5 +318,5 @@ def decision_page_view_record(*, approval: ApprovalRequest, reviewer: AbstractBa
     if approval.status != Status.PENDING or not reviewer.is_authenticated:
         return
     DecisionPageView.objects.get_or_create(
-        approval=approval, reviewer=reviewer, defaults={"first_viewed_at": timezone.now()}
+        approval=approval, reviewer_id=reviewer.pk, defaults={"first_viewed_at": timezone.now()}
     )
