@@ -92,6 +92,8 @@ def test_it_records_a_submission_and_its_decision_in_one_chain() -> None:
     assert approved.after["note"] == "ok"
     assert approved.prev_hash == submitted.hash
     assert approved.sequence == submitted.sequence + 1
+    # Dates, floats and nested values read back from the database hash the same.
+    assert audit_chain_verify().ok
 
 
 def test_it_records_denial_cancellation_and_expiry_with_their_actors() -> None:
@@ -186,6 +188,7 @@ def test_it_records_where_an_http_request_came_from(agent_client) -> None:  # ty
     assert record.user_agent == "refund-bot/1.0"
     assert record.request_id == "req-abcdef-123"
     assert response["X-Request-ID"] == "req-abcdef-123"
+    assert audit_chain_verify().ok
 
 
 def test_it_verifies_an_untouched_chain() -> None:
