@@ -204,3 +204,13 @@ def test_it_streams_through_the_real_asgi_server(live_console) -> None:  # type:
     finally:
         session.close()
     assert [row["object_id"] for row in rows] == [f"obj-{number}" for number in range(600)]
+
+
+def test_the_export_command_writes_a_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    records = _records()
+    target = tmp_path / "audit.jsonl"
+    call_command("audit_export", object_id="req-1", output=str(target))
+    rows = [json.loads(line) for line in target.read_text().splitlines()]
+    assert [row["sequence"] for row in rows] == [records[0].sequence, records[1].sequence]
+    exported = AuditRecord.objects.get(action=AuditAction.AUDIT_EXPORTED)
+    assert (exported.actor_type, exported.actor_label) == ("system", "manage.py audit_export")
