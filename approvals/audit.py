@@ -17,6 +17,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -213,20 +214,26 @@ def audit_record(
         AuditChainHead.objects.filter(pk=head.pk).update(
             last_sequence=record.sequence, last_hash=record.hash
         )
-    logger.info(
-        "audit %s %s:%s by %s",
-        record.action,
-        object_type,
-        object_id,
-        who.type,
-        extra={
-            "audit_action": record.action,
-            "audit_sequence": record.sequence,
-            "object_type": object_type,
-            "object_id": record.object_id,
-            "actor_type": who.type,
-            "actor_id": who.id,
-        },
+    # Logged after commit: a rolled-back change must not leave a log line claiming a record.
+    transaction.on_commit(
+        partial(
+            logger.info,
+            "audit %s %s:%s by %s",
+            record.action,
+            object_type,
+            record.object_id,
+            who.type,
+            extra={
+                # Captured now: the commit may happen after the request context is gone.
+                "request_id": origin.request_id,
+                "audit_action": record.action,
+                "audit_sequence": record.sequence,
+                "object_type": object_type,
+                "object_id": record.object_id,
+                "actor_type": who.type,
+                "actor_id": who.id,
+            },
+        )
     )
     return record
 

@@ -36,14 +36,17 @@ def json_log() -> Iterator[io.StringIO]:
 
 
 @pytest.mark.django_db
-def test_it_logs_json_lines_carrying_the_request_id(agent_client, json_log) -> None:  # type: ignore[no-untyped-def]
-    response = agent_client.post(
-        "/api/v1/requests",
-        {"tool": "send_email", "arguments": {}},
-        format="json",
-        HTTP_IDEMPOTENCY_KEY="k-log",
-        HTTP_X_REQUEST_ID="req-trace-0001",
-    )
+def test_it_logs_json_lines_carrying_the_request_id(
+    agent_client, json_log, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = agent_client.post(
+            "/api/v1/requests",
+            {"tool": "send_email", "arguments": {}},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY="k-log",
+            HTTP_X_REQUEST_ID="req-trace-0001",
+        )
     assert response.status_code == 201
     lines = [json.loads(line) for line in json_log.getvalue().splitlines()]
     by_logger = {line["logger"]: line for line in lines}
