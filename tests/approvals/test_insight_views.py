@@ -79,3 +79,13 @@ def test_opening_a_pending_request_records_the_first_view_only(client) -> None: 
     client.force_login(sam)
     client.get(f"/requests/{approval.code}/")  # decided already: not time spent deciding
     assert not DecisionPageView.objects.filter(reviewer=sam).exists()
+
+
+def test_it_renders_with_no_data_at_all(client) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(UserFactory(username="boss", is_staff=True))
+    response = client.get(URL, {"weeks": "not-a-number"})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "No data yet." in html
+    assert "No decisions in the last two weeks." in html
+    assert 'aria-current="page">8<' in html  # the default window

@@ -8,12 +8,17 @@ from collections.abc import Iterator
 
 import pytest
 from celery.contrib.testing.worker import start_worker
+from django.test import RequestFactory
 from pythonjsonlogger.json import JsonFormatter
 
 from approvals.audit import AuditAction, audit_record
 from approvals.models import AuditRecord
 from console.celery import app
-from console.request_context import RequestContext, bound_request_context
+from console.request_context import (
+    RequestContext,
+    bound_request_context,
+    request_context_from_http,
+)
 
 
 @app.task(name="tests.audit_from_a_task", ignore_result=True)
@@ -77,3 +82,12 @@ def test_a_task_carries_the_request_id_of_the_exchange_that_enqueued_it() -> Non
     records = {record.object_id: record for record in AuditRecord.objects.all()}
     assert records["from-request"].request_id == "req-enqueued-42"
     assert records["from-nowhere"].request_id == ""
+
+
+def test_it_keeps_only_real_client_addresses() -> None:
+    factory = RequestFactory()
+    ipv6 = factory.get("/", REMOTE_ADDR="2001:0db8:0000:0000:0000:0000:0000:0001")
+    assert request_context_from_http(ipv6, request_id="r").ip_address == "2001:db8::1"
+    # A unix socket or a proxy misconfiguration gives no address: store none, not junk.
+    junk = factory.get("/", REMOTE_ADDR="unix:/run/console.sock", HTTP_X_FORWARDED_FOR="1.2.3.4")
+    assert request_context_from_http(junk, request_id="r").ip_address is None
