@@ -45,9 +45,12 @@ def metrics(request: HttpRequest) -> HttpResponse:
     if not expected:
         raise Http404("Metrics are disabled.")
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), expected):
+    # Bytes: compare_digest refuses non-ASCII str, and a header may carry any latin-1 text.
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        token.strip().encode(), expected.encode()
+    ):
         response = HttpResponse(
-            _json(
+            json.dumps(
                 error_body(
                     status_code=401,
                     code="invalid_credential",
@@ -62,7 +65,3 @@ def metrics(request: HttpRequest) -> HttpResponse:
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
     return HttpResponse(generate_latest(metrics_registry()), content_type=CONTENT_TYPE_LATEST)
-
-
-def _json(data: object) -> str:
-    return json.dumps(data)

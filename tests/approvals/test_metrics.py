@@ -37,7 +37,9 @@ def test_it_does_not_exist_without_a_token(client, settings) -> None:  # type: i
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer ").status_code == 404
 
 
-@pytest.mark.parametrize("header", ["", "Bearer wrong-token", f"Basic {TOKEN}", TOKEN])
+@pytest.mark.parametrize(
+    "header", ["", "Bearer wrong-token", f"Basic {TOKEN}", TOKEN, "Bearer t\u00f6ken"]
+)
 def test_it_refuses_a_wrong_token(client, metrics_token, header) -> None:  # type: ignore[no-untyped-def]
     response = client.get("/metrics", HTTP_AUTHORIZATION=header)
     assert response.status_code == 401
