@@ -3,6 +3,8 @@ from django.http import HttpRequest
 
 from agents.models import Agent, AgentCredential, Run, TraceEvent
 from agents.services import credential_issue, credential_revoke
+from approvals.audit_admin import AuditedAdminMixin
+from console.admin_mixins import ReadOnlyAdminMixin
 
 
 class AgentCredentialInline(admin.TabularInline):
@@ -18,7 +20,7 @@ class AgentCredentialInline(admin.TabularInline):
 
 
 @admin.register(Agent)
-class AgentAdmin(admin.ModelAdmin):
+class AgentAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ("name", "code", "created_at")
     search_fields = ("name", "code")
     readonly_fields = ("code", "created_at")
@@ -28,7 +30,11 @@ class AgentAdmin(admin.ModelAdmin):
     @admin.action(description="Issue a new credential (shown once)")
     def issue_credential(self, request: HttpRequest, queryset) -> None:  # type: ignore[no-untyped-def]
         for agent in queryset:
-            issued = credential_issue(agent=agent, label=f"issued by {request.user}")
+            issued = credential_issue(
+                agent=agent,
+                label=f"issued by {request.user}",
+                actor=request.user,  # type: ignore[arg-type]
+            )
             self.message_user(
                 request,
                 f"New credential for {agent.name} (copy it now, it is not shown again): "
@@ -38,11 +44,12 @@ class AgentAdmin(admin.ModelAdmin):
 
 
 @admin.register(AgentCredential)
-class AgentCredentialAdmin(admin.ModelAdmin):
+class AgentCredentialAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ("__str__", "agent", "label", "created_at", "revoked_at")
     list_filter = ("revoked_at",)
     readonly_fields = ("agent", "prefix", "label", "created_at", "revoked_at")
     exclude = ("secret_digest",)
+    audit_exclude_fields = ("secret_digest",)
     actions = ["revoke"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -51,25 +58,14 @@ class AgentCredentialAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke selected credentials")
     def revoke(self, request: HttpRequest, queryset) -> None:  # type: ignore[no-untyped-def]
         for credential in queryset:
-            credential_revoke(credential=credential)
+            credential_revoke(credential=credential, actor=request.user)  # type: ignore[arg-type]
         self.message_user(request, "Revoked.")
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+@admin.register(Run)
+class RunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Runs and traces are written by agents through the API; the admin only shows them."""
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-
-@admin.register(Run)
-class RunAdmin(ReadOnlyAdmin):
     list_display = ("name", "agent", "status", "total_cost", "budget", "created_at", "closed_at")
     list_filter = ("status",)
     search_fields = ("name", "code", "external_id")
@@ -77,7 +73,7 @@ class RunAdmin(ReadOnlyAdmin):
 
 
 @admin.register(TraceEvent)
-class TraceEventAdmin(ReadOnlyAdmin):
+class TraceEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("run", "sequence", "type", "cost", "recorded_at")
     list_filter = ("type",)
     list_select_related = ("run",)

@@ -1,20 +1,11 @@
 from django.contrib import admin
-from django.http import HttpRequest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group
 
-from approvals.models import ApprovalEvent, ApprovalRequest, Decision, Team
-
-
-class ReadOnlyAdminMixin:
-    """History is append-only: the admin may look, never add, change or delete."""
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
+from approvals.audit_admin import AuditedAdminMixin
+from approvals.models import ApprovalEvent, ApprovalRequest, AuditRecord, Decision, Team
+from console.admin_mixins import ReadOnlyAdminMixin
 
 
 class ApprovalEventInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -59,7 +50,46 @@ class ApprovalEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Team)
-class TeamAdmin(admin.ModelAdmin):
+class TeamAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ("name", "code")
     search_fields = ("name",)
     filter_horizontal = ("members",)
+
+
+@admin.register(AuditRecord)
+class AuditRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "sequence",
+        "created_at",
+        "action",
+        "actor_type",
+        "actor_label",
+        "object_type",
+        "object_id",
+        "object_label",
+        "ip_address",
+    )
+    list_filter = ("action", "actor_type", "object_type")
+    # Exact ids and labels: an auditor pastes a request code, a username or an action name.
+    search_fields = ("=object_id", "object_label", "=actor_id", "actor_label", "action")
+    date_hierarchy = "created_at"
+    ordering = ("-sequence",)
+    show_full_result_count = False
+
+
+# Who may sign in and with which rights is configuration too: audit the auth admins.
+User = get_user_model()
+
+
+class AuditedUserAdmin(AuditedAdminMixin, UserAdmin):
+    audit_exclude_fields = ("password",)
+
+
+class AuditedGroupAdmin(AuditedAdminMixin, GroupAdmin):
+    pass
+
+
+for _model, _admin_class in ((User, AuditedUserAdmin), (Group, AuditedGroupAdmin)):
+    if admin.site.is_registered(_model):
+        admin.site.unregister(_model)
+    admin.site.register(_model, _admin_class)

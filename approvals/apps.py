@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class ApprovalsConfig(AppConfig):
     name = "approvals"
     verbose_name = "Approvals"
+
+    def ready(self) -> None:
+        from approvals import audit_signals  # noqa: F401  (connects the receivers)

@@ -25,12 +25,14 @@ from django.utils import timezone
 from agents.models import Agent, Run
 from agents.services import run_refusal_reason
 from approvals import realtime
+from approvals.audit import AuditAction, audit_record
 from approvals.exceptions import IdempotencyConflict, TransitionConflict, UnknownRun
 from approvals.models import (
     ActorType,
     ApprovalEvent,
     ApprovalRequest,
     Decision,
+    DecisionPageView,
     Impact,
     Status,
 )
@@ -120,6 +122,19 @@ def approval_request_create(
                 to_status=Status.PENDING,
                 actor_type=ActorType.AGENT,
                 actor_agent=agent,
+            )
+            audit_record(
+                action=AuditAction.REQUEST_SUBMITTED,
+                actor=agent,
+                target=approval,
+                after={
+                    "status": approval.status,
+                    "tool": approval.tool,
+                    "impact": approval.impact,
+                    "confidence": approval.confidence,
+                    "deadline_at": approval.deadline_at,
+                    "fingerprint": fingerprint,
+                },
             )
             transaction.on_commit(partial(realtime.publish_approval_changed, approval.pk))
             if run is not None and not run.is_open:
@@ -281,6 +296,14 @@ def approval_requests_expire_overdue(*, now: datetime | None = None, limit: int 
     return expired
 
 
+_AUDIT_ACTION_BY_OUTCOME: dict[str, AuditAction] = {
+    Status.APPROVED: AuditAction.REQUEST_APPROVED,
+    Status.DENIED: AuditAction.REQUEST_DENIED,
+    Status.EXPIRED: AuditAction.REQUEST_EXPIRED,
+    Status.CANCELLED: AuditAction.REQUEST_CANCELLED,
+}
+
+
 def _transition(
     *,
     approval: ApprovalRequest,
@@ -327,6 +350,18 @@ def _transition(
                 actor_agent=actor_agent,
                 note=note,
             )
+            audit_record(
+                action=_AUDIT_ACTION_BY_OUTCOME[to_status],
+                actor=actor_user or actor_agent,
+                target=approval,
+                before={"status": Status.PENDING},
+                after={
+                    "status": to_status,
+                    "note": note,
+                    "expires_at": expires_at,
+                    "approved_arguments": approved_arguments,
+                },
+            )
             transaction.on_commit(partial(realtime.publish_approval_changed, approval.pk))
 
     current = ApprovalRequest.objects.select_related("decision").get(pk=approval.pk)
@@ -336,3 +371,13 @@ def _transition(
         # Still pending, so the deadline must have passed: it expires now, not approves late.
         current = approval_request_expire_if_overdue(approval=current)
     raise TransitionConflict(current_status=current.status)
+
+
+def decision_page_view_record(*, approval: ApprovalRequest, reviewer: AbstractBaseUser) -> None:
+    """Remember when a reviewer first opened a pending request: the start of their time on it,
+    which the rubber-stamping signal compares with when they decided."""
+    if approval.status != Status.PENDING or not reviewer.is_authenticated:
+        return
+    DecisionPageView.objects.get_or_create(
+        approval=approval, reviewer_id=reviewer.pk, defaults={"first_viewed_at": timezone.now()}
+    )

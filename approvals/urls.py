@@ -1,6 +1,6 @@
 from django.urls import path
 
-from approvals import views
+from approvals import insight_views, views
 
 app_name = "approvals"
 
@@ -9,4 +9,5 @@ urlpatterns = [
     path("requests/<uuid:code>/", views.detail, name="detail"),
     path("requests/<uuid:code>/approve", views.approve, name="approve"),
     path("requests/<uuid:code>/deny", views.deny, name="deny"),
+    path("insight/", insight_views.dashboard, name="insight"),
 ]

@@ -20,7 +20,11 @@ from approvals.selectors import (
     approvals_recently_decided,
     run_timeline_for_approval,
 )
-from approvals.services import approval_request_approve, approval_request_deny
+from approvals.services import (
+    approval_request_approve,
+    approval_request_deny,
+    decision_page_view_record,
+)
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -61,6 +65,7 @@ def _detail_context(approval: ApprovalRequest, **extra: object) -> dict[str, obj
 @login_required
 def detail(request: HtmxHttpRequest, code: object) -> HttpResponse:
     approval = _get_or_404(code)
+    decision_page_view_record(approval=approval, reviewer=request.user)  # type: ignore[arg-type]
     run_timeline = run_timeline_for_approval(approval=approval)
     return render(
         request, "approvals/detail.html", _detail_context(approval, run_timeline=run_timeline)

@@ -3,12 +3,24 @@
 import os
 
 from celery import Celery
+from celery.signals import before_task_publish, task_postrun, task_prerun
+
+from console.request_context import (
+    attach_request_id_header,
+    bind_task_request_id,
+    unbind_task_request_id,
+)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 
 app = Celery("console")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# A task carries the request id of the exchange that enqueued it, for its logs and audit records.
+before_task_publish.connect(attach_request_id_header, weak=False, dispatch_uid="request_id_out")
+task_prerun.connect(bind_task_request_id, weak=False, dispatch_uid="request_id_in")
+task_postrun.connect(unbind_task_request_id, weak=False, dispatch_uid="request_id_done")
 
 
 @app.on_after_finalize.connect

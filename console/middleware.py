@@ -1,6 +1,8 @@
 """Cross-cutting HTTP middleware."""
 
+import logging
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -10,6 +12,9 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from console.api_errors import error_body
+from console.request_context import bound_request_context, request_context_from_http
+
+logger = logging.getLogger("console.http")
 
 # A caller may pass its own X-Request-ID to tie its logs to ours; anything odd is replaced.
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
@@ -39,14 +44,21 @@ class RequestIdMiddleware:
         if self.is_async:
             return self.__acall__(request)
         request_id = self._assign(request)
-        response = self.get_response(request)
-        response["X-Request-ID"] = request_id  # type: ignore[index]
+        started = time.monotonic()
+        # Bound for the whole exchange: logs, audit records and enqueued tasks all read it.
+        with bound_request_context(request_context_from_http(request, request_id=request_id)):
+            response = self.get_response(request)
+            response["X-Request-ID"] = request_id  # type: ignore[index]
+            _log_exchange(request, response, started)  # type: ignore[arg-type]
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponse:
         request_id = self._assign(request)
-        response = await self.get_response(request)  # type: ignore[misc]
-        response["X-Request-ID"] = request_id
+        started = time.monotonic()
+        with bound_request_context(request_context_from_http(request, request_id=request_id)):
+            response = await self.get_response(request)  # type: ignore[misc]
+            response["X-Request-ID"] = request_id
+            _log_exchange(request, response, started)
         return response
 
 
@@ -105,3 +117,18 @@ class ApiBodySizeLimitMiddleware:
 
 
 _METHODS_WITH_BODY = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _log_exchange(request: HttpRequest, response: HttpResponse, started: float) -> None:
+    logger.info(
+        "%s %s %s",
+        request.method,
+        request.path,
+        response.status_code,
+        extra={
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "duration_ms": round((time.monotonic() - started) * 1000, 1),
+        },
+    )

@@ -279,13 +279,29 @@ USE_I18N = True
 USE_TZ = True
 
 # --- Logging ---------------------------------------------------------------------------------
+# JSON lines by default, each with the request id of the exchange or task that wrote it
+# (console.request_context), so one id ties an API call, its decision and its notifications.
+# LOG_FORMAT=plain for a human-readable terminal.
+LOG_FORMAT = env_str("LOG_FORMAT", "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"request_context": {"()": "console.request_context.RequestContextLogFilter"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(request_id)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain" if LOG_FORMAT == "plain" else "json",
+            "filters": ["request_context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.channels.server": {"level": "WARNING"},
@@ -293,6 +309,16 @@ LOGGING = {
         "httpx": {"level": "WARNING"},
     },
 }
+
+# --- Audit and insight -----------------------------------------------------------------------
+# Bearer token for /metrics. Unset: the endpoint does not exist (404).
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+# A reviewer whose median time on high-impact decision pages is under this many seconds, over at
+# least RUBBER_STAMP_MIN_DECISIONS decisions, is flagged on the dashboard.
+RUBBER_STAMP_SECONDS = env_int("RUBBER_STAMP_SECONDS", 10)
+RUBBER_STAMP_MIN_DECISIONS = env_int("RUBBER_STAMP_MIN_DECISIONS", 5)
+# Drift is flagged only when both weeks have at least this many decisions.
+DRIFT_MIN_SAMPLES = env_int("DRIFT_MIN_SAMPLES", 10)
 
 # Serve /static/ from the ASGI app itself (see console/asgi.py).
 SERVE_STATIC = env_bool("SERVE_STATIC", True)

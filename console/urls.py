@@ -3,7 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from agents import api as agents_api
-from approvals import api, views
+from approvals import api, audit_api, insight_views, views
 
 api_v1 = [
     path("requests", api.ApprovalRequestCreateApi.as_view(), name="request-create"),
@@ -17,6 +17,7 @@ api_v1 = [
     path("runs/<uuid:code>", agents_api.RunDetailApi.as_view(), name="run-detail"),
     path("runs/<uuid:code>/events", agents_api.RunEventsApi.as_view(), name="run-events"),
     path("runs/<uuid:code>/close", agents_api.RunCloseApi.as_view(), name="run-close"),
+    path("audit/records", audit_api.AuditRecordExportApi.as_view(), name="audit-records"),
     path(
         "schema",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),
@@ -30,4 +31,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="api-v1")),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", insight_views.metrics, name="metrics"),
 ]

@@ -1,6 +1,6 @@
 """Test data factories. Agents come with a usable plaintext credential."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import factory
 from django.contrib.auth import get_user_model
@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from agents.models import Agent
 from agents.services import credential_issue
-from approvals.models import ApprovalRequest, Impact
+from approvals.models import ApprovalRequest, Decision, Impact, Status
 
 PASSWORD = "correct horse battery staple"
 
@@ -51,3 +51,31 @@ class ApprovalRequestFactory(factory.django.DjangoModelFactory):
     timeout = "30m"
     timeout_seconds = 1800
     deadline_at = factory.LazyFunction(lambda: timezone.now() + timedelta(minutes=30))
+
+
+def decided_approval(
+    *,
+    agent: Agent,
+    status: str,
+    created_at: datetime,
+    decided_at: datetime | None = None,
+    reviewer: object = None,
+    note: str = "",
+    **fields: object,
+) -> ApprovalRequest:
+    """A request with a past outcome at exact times, for insight and metrics fixtures."""
+    approval = ApprovalRequestFactory(
+        agent=agent,
+        status=status,
+        decided_at=decided_at,
+        deadline_at=created_at + timedelta(minutes=30),
+        **fields,
+    )
+    # created_at is auto_now_add: set it after the insert.
+    ApprovalRequest.objects.filter(pk=approval.pk).update(created_at=created_at)
+    approval.created_at = created_at
+    if status != Status.PENDING:
+        Decision.objects.create(
+            approval=approval, status=status, reviewer=reviewer, note=note, decided_at=decided_at
+        )
+    return approval

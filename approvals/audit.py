@@ -1,0 +1,301 @@
+"""The audit trail: one append-only, hash-chained record per action that had an effect.
+
+Everything that changes something calls `audit_record(...)` inside its own transaction, so the
+record commits or rolls back with the change it describes. Who did it comes from the caller (a
+reviewer, an agent, or None for the system); from where (client address, user agent, request id)
+comes from the request context the middleware binds, so callers never pass it.
+
+Tamper evidence: each record's `hash` is SHA-256 over its canonical content plus the previous
+record's hash, and the chain head row remembers the last one. Editing, deleting or inserting a
+record breaks the chain at that point (`manage.py audit_verify`); on PostgreSQL the database
+refuses UPDATE and DELETE on the table outright (migration 0003).
+"""
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, models, transaction
+from django.utils import timezone
+
+from agents.models import Agent
+from approvals.models import AuditActorType, AuditChainHead, AuditRecord
+from console.request_context import current_request_context
+
+logger = logging.getLogger("approvals.audit")
+
+GENESIS_HASH = "0" * 64
+
+
+class AuditAction(models.TextChoices):
+    """Every action name the audit trail knows, in one place.
+
+    Not used as model choices on purpose: adding an action must not need a migration. Names are
+    `<object>.<verb in the past tense>`. Features not merged yet have their names reserved here
+    so their call sites only need `audit_record(action=AuditAction.X, ...)`.
+    """
+
+    # Approval requests (approvals.services)
+    REQUEST_SUBMITTED = "request.submitted", "Request submitted"
+    REQUEST_APPROVED = "request.approved", "Request approved"
+    REQUEST_DENIED = "request.denied", "Request denied"
+    REQUEST_EXPIRED = "request.expired", "Request expired"
+    REQUEST_CANCELLED = "request.cancelled", "Request cancelled"
+    # Wired by the features that own them, at merge.
+    POLICY_DECIDED = "policy.decided", "Policy decided a request"
+    REQUEST_CLAIMED = "request.claimed", "Request claimed"
+    REQUEST_UNCLAIMED = "request.unclaimed", "Request released"
+    COMMENT_ADDED = "comment.added", "Comment added"
+    REQUEST_ESCALATED = "request.escalated", "Request escalated"
+    NOTIFICATION_SENT = "notification.sent", "Notification sent"
+    NOTIFICATION_FAILED = "notification.failed", "Notification failed"
+    WEBHOOK_DELIVERED = "webhook.delivered", "Webhook delivered"
+    AGENT_HALTED = "agent.halted", "Agent halted"
+    AGENT_RESUMED = "agent.resumed", "Agent resumed"
+    # Agents and credentials (agents.services)
+    AGENT_CREATED = "agent.created", "Agent created"
+    CREDENTIAL_ISSUED = "credential.issued", "Credential issued"
+    CREDENTIAL_REVOKED = "credential.revoked", "Credential revoked"
+    # Configuration changes through the Django admin (approvals.audit_admin)
+    CONFIG_CREATED = "config.created", "Configuration created"
+    CONFIG_CHANGED = "config.changed", "Configuration changed"
+    CONFIG_DELETED = "config.deleted", "Configuration deleted"
+    # Sign-in (approvals.audit_signals)
+    AUTH_LOGIN = "auth.login", "Signed in"
+    AUTH_LOGIN_FAILED = "auth.login_failed", "Sign-in failed"
+    AUTH_LOGOUT = "auth.logout", "Signed out"
+    # Reading the trail is itself worth recording.
+    AUDIT_EXPORTED = "audit.exported", "Audit log exported"
+
+
+@dataclass(frozen=True)
+class AuditActor:
+    type: str
+    id: str = ""
+    label: str = ""
+
+    @classmethod
+    def system(cls, label: str = "console") -> "AuditActor":
+        return cls(type=AuditActorType.SYSTEM, label=label)
+
+    @classmethod
+    def anonymous(cls, label: str = "") -> "AuditActor":
+        return cls(type=AuditActorType.ANONYMOUS, label=label[:200])
+
+    @classmethod
+    def of(cls, who: "AuditActor | AbstractBaseUser | Agent | None") -> "AuditActor":
+        """A reviewer (user), an agent, or None for the console itself."""
+        if who is None:
+            return cls.system()
+        if isinstance(who, AuditActor):
+            return who
+        if isinstance(who, Agent):
+            return cls(type=AuditActorType.AGENT, id=str(who.code), label=who.name[:200])
+        if not getattr(who, "is_authenticated", False):
+            return cls.anonymous()
+        return cls(type=AuditActorType.REVIEWER, id=str(who.pk), label=who.get_username()[:200])
+
+
+def _jsonable(value: Any) -> Any:
+    """The value as it will read back from a JSON column, so the hash survives the round trip."""
+    if value is None:
+        return None
+    return json.loads(json.dumps(value, default=str, sort_keys=True))
+
+
+def _canonical_time(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+# The fields the hash covers: all of them except the hash itself (and the surrogate id).
+HASHED_FIELDS = (
+    "sequence",
+    "created_at",
+    "action",
+    "actor_type",
+    "actor_id",
+    "actor_label",
+    "object_type",
+    "object_id",
+    "object_label",
+    "ip_address",
+    "user_agent",
+    "request_id",
+    "before",
+    "after",
+    "context",
+    "prev_hash",
+)
+
+
+def audit_record_digest(record: AuditRecord) -> str:
+    content = {name: getattr(record, name) for name in HASHED_FIELDS}
+    content["created_at"] = _canonical_time(record.created_at)
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _object_ref(target: models.Model) -> tuple[str, str, str]:
+    # The public id where there is one: that is what people search for and what URLs show.
+    public_id = getattr(target, "code", None) or target.pk
+    return target._meta.label_lower, str(public_id), str(target)[:200]
+
+
+def _locked_head() -> AuditChainHead:
+    """The chain head, locked for this transaction; created on first use."""
+    head = AuditChainHead.objects.select_for_update().filter(pk=1).first()
+    if head is not None:
+        return head
+    last = AuditRecord.objects.order_by("-sequence").only("sequence", "hash").first()
+    try:
+        # A concurrent first append may create it too: the loser re-reads the winner's row.
+        with transaction.atomic():
+            AuditChainHead.objects.create(
+                pk=1,
+                last_sequence=last.sequence if last else 0,
+                last_hash=last.hash if last else GENESIS_HASH,
+            )
+    except IntegrityError:
+        pass
+    return AuditChainHead.objects.select_for_update().get(pk=1)
+
+
+def audit_record(
+    *,
+    action: str,
+    actor: AuditActor | AbstractBaseUser | Agent | None = None,
+    target: models.Model | None = None,
+    object_type: str = "",
+    object_id: str = "",
+    object_label: str = "",
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    context: dict[str, Any] | None = None,
+) -> AuditRecord:
+    """Append one record to the audit chain, in the caller's transaction.
+
+    `actor`: the user or agent who acted, or None for the system. `target`: the model instance
+    acted on (or give object_type/object_id/object_label). `before`/`after`: what changed.
+    """
+    who = AuditActor.of(actor)
+    if target is not None:
+        object_type, object_id, object_label = _object_ref(target)
+    origin = current_request_context()
+    with transaction.atomic():
+        # Appends are serialized on the head row (PostgreSQL row lock; SQLite has one writer
+        # anyway), so no two records ever claim the same predecessor.
+        head = _locked_head()
+        record = AuditRecord(
+            sequence=head.last_sequence + 1,
+            created_at=timezone.now(),
+            action=str(action),
+            actor_type=who.type,
+            actor_id=who.id,
+            actor_label=who.label,
+            object_type=object_type,
+            object_id=str(object_id),
+            object_label=object_label[:200],
+            ip_address=origin.ip_address,
+            user_agent=origin.user_agent,
+            request_id=origin.request_id,
+            before=_jsonable(before),
+            after=_jsonable(after),
+            context=_jsonable(context) or {},
+            prev_hash=head.last_hash,
+        )
+        record.hash = audit_record_digest(record)
+        record.save(force_insert=True)
+        AuditChainHead.objects.filter(pk=head.pk).update(
+            last_sequence=record.sequence, last_hash=record.hash
+        )
+    # Logged after commit: a rolled-back change must not leave a log line claiming a record.
+    transaction.on_commit(
+        partial(
+            logger.info,
+            "audit %s %s:%s by %s",
+            record.action,
+            object_type,
+            record.object_id,
+            who.type,
+            extra={
+                # Captured now: the commit may happen after the request context is gone.
+                "request_id": origin.request_id,
+                "audit_action": record.action,
+                "audit_sequence": record.sequence,
+                "object_type": object_type,
+                "object_id": record.object_id,
+                "actor_type": who.type,
+                "actor_id": who.id,
+            },
+        )
+    )
+    return record
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    sequence: int
+    record_id: int | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class ChainVerification:
+    checked: int
+    last_hash: str
+    first_break: ChainBreak | None
+
+    @property
+    def ok(self) -> bool:
+        return self.first_break is None
+
+
+def audit_chain_verify(*, chunk_size: int = 2000) -> ChainVerification:
+    """Walk the whole chain in sequence order, streaming, and report the first record that
+    does not fit: a gap (deleted), a wrong link (inserted or reordered) or a wrong hash (edited).
+    """
+    expected_sequence = 1
+    expected_prev = GENESIS_HASH
+    checked = 0
+    records: Iterator[AuditRecord] = AuditRecord.objects.order_by("sequence").iterator(
+        chunk_size=chunk_size
+    )
+    for record in records:
+        problem = None
+        if record.sequence != expected_sequence:
+            problem = (
+                f"expected record #{expected_sequence} but found #{record.sequence}: "
+                "records are missing before it"
+            )
+        elif record.prev_hash != expected_prev:
+            problem = "its prev_hash does not match the previous record's hash"
+        elif audit_record_digest(record) != record.hash:
+            problem = "its content does not match its hash: it was edited"
+        if problem:
+            return ChainVerification(
+                checked, expected_prev, ChainBreak(record.sequence, record.pk, problem)
+            )
+        expected_sequence += 1
+        expected_prev = record.hash
+        checked += 1
+
+    head = AuditChainHead.objects.filter(pk=1).first()
+    last_sequence = expected_sequence - 1
+    if head is None and checked:
+        problem = "the chain head is missing, so records cut off the end would go unnoticed"
+        return ChainVerification(checked, expected_prev, ChainBreak(last_sequence, None, problem))
+    if head is not None and (head.last_sequence, head.last_hash) != (last_sequence, expected_prev):
+        problem = (
+            f"the chain ends at #{last_sequence} but its head records #{head.last_sequence}: "
+            "records were removed from, or added to, the end"
+        )
+        return ChainVerification(
+            checked, expected_prev, ChainBreak(head.last_sequence, None, problem)
+        )
+    return ChainVerification(checked, expected_prev, None)

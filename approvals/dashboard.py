@@ -1,0 +1,107 @@
+"""The insight dashboard's content: insight selectors turned into charts and tables."""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from approvals import charts, insight
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+@dataclass(frozen=True)
+class Window:
+    since: datetime
+    until: datetime
+    weeks: int
+
+
+def dashboard_window(*, weeks: int, now: datetime | None = None) -> Window:
+    until = now or timezone.now()
+    return Window(since=until - timedelta(weeks=weeks), until=until, weeks=weeks)
+
+
+def dashboard_build(*, window: Window) -> dict[str, Any]:
+    since, until = window.since, window.until
+
+    daily = insight.time_to_decision_by_day(since=since, until=until)
+    time_chart = charts.line_chart(
+        title="Time to decision (human decisions), median and 90th percentile per day",
+        x_labels=[row.day[5:] for row in daily],
+        series=[
+            ("median", [row.median_seconds for row in daily]),
+            ("p90", [row.p90_seconds for row in daily]),
+        ],
+        y_format=_duration,
+    )
+
+    weeks, rate_series = insight.approval_rate_by_week(since=since, until=until)
+    rate_chart = charts.line_chart(
+        title="Approval rate per agent and tool, per week",
+        x_labels=[week[5:] for week in weeks],
+        series=[
+            (f"{entry.agent} · {entry.tool}", [entry.rate(week) for week in weeks])
+            for entry in rate_series
+        ],
+        y_max=1.0,
+        y_format=lambda value: f"{value:.0%}",
+    )
+
+    holds = insight.held_by_reason(since=since, until=until)
+    hold_chart = charts.bar_chart(
+        title="Requests held for review, per rule",
+        bars=[(hold.reason, hold.total) for hold in holds],
+    )
+
+    loads = insight.reviewer_load(since=since, until=until)
+    load_chart = charts.bar_chart(
+        title="Decisions per reviewer",
+        bars=[(load.reviewer, load.decisions) for load in loads],
+    )
+
+    calibrations = insight.calibration_by_agent(since=since, until=until)
+    calibration_panels = [
+        {
+            "calibration": calibration,
+            "chart": charts.calibration_chart(
+                title=f"Calibration of {calibration.agent}",
+                bins=[
+                    (bin_.lower, bin_.upper, bin_.approval_rate, bin_.count)
+                    for bin_ in calibration.bins
+                ],
+            ),
+        }
+        for calibration in calibrations
+    ]
+
+    dwell = insight.rubber_stamp_signal(since=since, until=until)
+    dwell_chart = charts.bar_chart(
+        title="Median time on high-impact decision pages, per reviewer",
+        bars=[(item.reviewer, item.median_seconds) for item in dwell],
+        value_format=_duration,
+        flagged=[item.flagged for item in dwell],
+    )
+
+    return {
+        "window": window,
+        "time_chart": time_chart,
+        "rate_chart": rate_chart,
+        "holds": holds,
+        "hold_chart": hold_chart,
+        "loads": loads,
+        "load_chart": load_chart,
+        "calibration_panels": calibration_panels,
+        "drifts": insight.weekly_drift(now=until),
+        "drift_min_samples": settings.DRIFT_MIN_SAMPLES,
+        "dwell": dwell,
+        "dwell_chart": dwell_chart,
+    }

@@ -1,0 +1,603 @@
+"""Read paths for operations insight: metrics, the dashboard, calibration, drift, rubber-stamping.
+
+Everything is computed from the database when asked, so the numbers are the same whichever
+process serves them. The dashboard looks at a bounded window, so rows are read in Python there;
+the metrics endpoint covers all time and aggregates in SQL.
+"""
+
+import math
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.db.models import Count, DurationField, ExpressionWrapper, F, OuterRef, Q, Subquery, Sum
+from django.utils import timezone
+
+from approvals.models import (
+    ApprovalRequest,
+    AuditChainHead,
+    Decision,
+    DecisionPageView,
+    Impact,
+    Status,
+)
+
+DECIDED = (Status.APPROVED, Status.DENIED)
+HIGH_IMPACT = (Impact.HIGH, Impact.CRITICAL)
+
+# --- Metrics (all time, aggregated in SQL) ---------------------------------------------------
+
+TIME_TO_DECISION_BUCKETS: tuple[float, ...] = (
+    5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600,
+)  # fmt: skip
+
+
+def decided_by(*, status: str, reviewer_decided: bool) -> str:
+    """How an outcome came about: a person, a policy, the agent withdrawing, or the deadline."""
+    if status == Status.PENDING:
+        return "none"
+    if status == Status.CANCELLED:
+        return "agent"
+    if status == Status.EXPIRED:
+        return "deadline"
+    return "human" if reviewer_decided else "policy"
+
+
+@dataclass(frozen=True)
+class RequestCount:
+    agent: str
+    tool: str
+    outcome: str
+    decided_by: str
+    count: int
+
+
+def metrics_request_counts() -> list[RequestCount]:
+    rows = ApprovalRequest.objects.values("agent__name", "tool", "status").annotate(
+        total=Count("pk"), by_reviewer=Count("pk", filter=Q(decision__reviewer__isnull=False))
+    )
+    counts: list[RequestCount] = []
+    for row in rows:
+        by_reviewer, others = row["by_reviewer"], row["total"] - row["by_reviewer"]
+        for reviewer_decided, count in ((True, by_reviewer), (False, others)):
+            if count:
+                how = decided_by(status=row["status"], reviewer_decided=reviewer_decided)
+                counts.append(
+                    RequestCount(row["agent__name"], row["tool"], row["status"], how, count)
+                )
+    return counts
+
+
+def metrics_pending_by_agent() -> dict[str, int]:
+    rows = (
+        ApprovalRequest.objects.filter(status=Status.PENDING)
+        .values("agent__name")
+        .annotate(total=Count("pk"))
+    )
+    return {row["agent__name"]: row["total"] for row in rows}
+
+
+@dataclass(frozen=True)
+class Histogram:
+    # Cumulative counts per upper bound, Prometheus-style, "+Inf" last.
+    buckets: list[tuple[str, int]]
+    sum_seconds: float
+
+
+def metrics_time_to_decision() -> dict[str, Histogram]:
+    """Seconds from submission to an approve/deny, split by who decided (human or policy)."""
+    duration = ExpressionWrapper(F("decided_at") - F("created_at"), output_field=DurationField())
+    base = ApprovalRequest.objects.filter(status__in=DECIDED, decided_at__isnull=False).annotate(
+        duration=duration
+    )
+    aggregates: dict[str, Any] = {
+        f"le_{index}": Count("pk", filter=Q(duration__lte=timedelta(seconds=bound)))
+        for index, bound in enumerate(TIME_TO_DECISION_BUCKETS)
+    }
+    aggregates["total"] = Count("pk")
+    aggregates["duration_sum"] = Sum("duration")
+    result = {}
+    for label, by_reviewer in (("human", True), ("policy", False)):
+        row = base.filter(decision__reviewer__isnull=not by_reviewer).aggregate(**aggregates)
+        buckets = [
+            (_bound_label(bound), row[f"le_{index}"])
+            for index, bound in enumerate(TIME_TO_DECISION_BUCKETS)
+        ]
+        buckets.append(("+Inf", row["total"]))
+        total_duration = row["duration_sum"] or timedelta(0)
+        result[label] = Histogram(buckets, total_duration.total_seconds())
+    return result
+
+
+def _bound_label(bound: float) -> str:
+    return f"{float(bound)}"
+
+
+def metrics_audit_records() -> int:
+    head = AuditChainHead.objects.filter(pk=1).first()
+    return head.last_sequence if head else 0
+
+
+# Hooks for features merged in parallel: each returns zero until its feature plugs in here.
+def metrics_escalations_total() -> int:
+    # TODO(escalations): count escalation events once the escalation feature's model exists.
+    return 0
+
+
+def metrics_notification_failures_total() -> int:
+    # TODO(notifications): count failed notification attempt rows (permanent or retries spent).
+    return 0
+
+
+def metrics_webhook_backlog() -> int:
+    # TODO(webhooks): count undelivered webhook outbox rows.
+    return 0
+
+
+# --- Dashboard (a bounded window, read in Python) --------------------------------------------
+
+
+def _week_start(moment: datetime) -> datetime:
+    day = moment.astimezone(timezone.get_current_timezone()).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    )
+    return day - timedelta(days=day.weekday())
+
+
+@dataclass(frozen=True)
+class DailyTimeToDecision:
+    day: str
+    decisions: int
+    median_seconds: float
+    p90_seconds: float
+
+
+def time_to_decision_by_day(*, since: datetime, until: datetime) -> list[DailyTimeToDecision]:
+    """Human decisions only: a policy decides in milliseconds and would hide the reviewers."""
+    by_day: dict[str, list[float]] = defaultdict(list)
+    rows = (
+        ApprovalRequest.objects.filter(
+            status__in=DECIDED,
+            decided_at__gte=since,
+            decided_at__lt=until,
+            decision__reviewer__isnull=False,
+        )
+        .values_list("created_at", "decided_at")
+        .iterator(chunk_size=2000)
+    )
+    for created_at, decided_at in rows:
+        if decided_at is None:
+            continue  # not possible for a decided request; keeps the types honest
+        by_day[decided_at.date().isoformat()].append((decided_at - created_at).total_seconds())
+    return [
+        DailyTimeToDecision(day, len(values), statistics.median(values), _percentile(values, 0.9))
+        for day, values in sorted(by_day.items())
+    ]
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(fraction * len(ordered)) - 1)]
+
+
+@dataclass
+class RateSeries:
+    agent: str
+    tool: str
+    # week start (ISO date) -> (approved, decided)
+    weeks: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(decided for _, decided in self.weeks.values())
+
+    def rate(self, week: str) -> float | None:
+        approved, decided = self.weeks.get(week, (0, 0))
+        return approved / decided if decided else None
+
+
+def approval_rate_by_week(
+    *, since: datetime, until: datetime, limit: int = 6
+) -> tuple[list[str], list[RateSeries]]:
+    """Approved / (approved + denied) per agent and tool per week; the busiest `limit` pairs."""
+    counts: dict[tuple[str, str], Counter[tuple[str, str]]] = defaultdict(Counter)
+    rows = (
+        ApprovalRequest.objects.filter(
+            status__in=DECIDED, decided_at__gte=since, decided_at__lt=until
+        )
+        .values_list("agent__name", "tool", "decided_at", "status")
+        .iterator(chunk_size=2000)
+    )
+    for agent, tool, decided_at, status in rows:
+        if decided_at is None:
+            continue
+        counts[(agent, tool)][(_week_start(decided_at).date().isoformat(), status)] += 1
+    weeks = sorted(
+        {week for counter in counts.values() for week, _ in counter}
+        | {_week_start(until - timedelta(seconds=1)).date().isoformat()}
+    )
+    series = []
+    for (agent, tool), counter in counts.items():
+        entry = RateSeries(agent, tool)
+        for week in weeks:
+            approved = counter[(week, Status.APPROVED)]
+            denied = counter[(week, Status.DENIED)]
+            if approved + denied:
+                entry.weeks[week] = (approved, approved + denied)
+        series.append(entry)
+    series.sort(key=lambda entry: (-entry.total, entry.agent, entry.tool))
+    return weeks, series[:limit]
+
+
+@dataclass(frozen=True)
+class HoldCount:
+    reason: str
+    total: int
+    pending: int
+
+
+def held_by_reason(*, since: datetime, until: datetime) -> list[HoldCount]:
+    rows = (
+        ApprovalRequest.objects.filter(created_at__gte=since, created_at__lt=until)
+        .values("hold_reason")
+        .annotate(total=Count("pk"), pending=Count("pk", filter=Q(status=Status.PENDING)))
+        .order_by("-total", "hold_reason")
+    )
+    return [
+        HoldCount(row["hold_reason"] or "(no rule recorded)", row["total"], row["pending"])
+        for row in rows
+    ]
+
+
+@dataclass(frozen=True)
+class ReviewerLoad:
+    reviewer: str
+    decisions: int
+    approved: int
+    denied: int
+    median_seconds: float
+
+
+def reviewer_load(*, since: datetime, until: datetime) -> list[ReviewerLoad]:
+    per_reviewer: dict[str, list[tuple[str, float]]] = defaultdict(list)
+    rows = (
+        Decision.objects.filter(reviewer__isnull=False, decided_at__gte=since, decided_at__lt=until)
+        .values_list("reviewer__username", "status", "decided_at", "approval__created_at")
+        .iterator(chunk_size=2000)
+    )
+    for username, status, decided_at, created_at in rows:
+        per_reviewer[username].append((status, (decided_at - created_at).total_seconds()))
+    loads = [
+        ReviewerLoad(
+            reviewer=username,
+            decisions=len(items),
+            approved=sum(1 for status, _ in items if status == Status.APPROVED),
+            denied=sum(1 for status, _ in items if status == Status.DENIED),
+            median_seconds=statistics.median(seconds for _, seconds in items),
+        )
+        for username, items in per_reviewer.items()
+    ]
+    return sorted(loads, key=lambda load: (-load.decisions, load.reviewer))
+
+
+# --- Calibration -----------------------------------------------------------------------------
+
+CALIBRATION_BINS = 10
+
+
+@dataclass(frozen=True)
+class CalibrationBin:
+    lower: float
+    upper: float
+    count: int
+    approved: int
+    mean_confidence: float | None
+
+    @property
+    def approval_rate(self) -> float | None:
+        return self.approved / self.count if self.count else None
+
+    @property
+    def label(self) -> str:
+        return f"{self.lower:.1f}-{self.upper:.1f}"
+
+
+@dataclass(frozen=True)
+class AgentCalibration:
+    agent: str
+    bins: list[CalibrationBin]
+
+    @property
+    def decisions(self) -> int:
+        return sum(bin_.count for bin_ in self.bins)
+
+    @property
+    def expected_calibration_error(self) -> float | None:
+        """Mean |approval rate - stated confidence| over bins, weighted by bin size."""
+        total = self.decisions
+        if not total:
+            return None
+        return sum(
+            bin_.count / total * abs(bin_.approval_rate - bin_.mean_confidence)  # type: ignore[operator]
+            for bin_ in self.bins
+            if bin_.count
+        )
+
+
+def calibration_bin_index(confidence: float) -> int:
+    # The epsilon keeps 0.3 in 0.3-0.4 although 0.3 * 10 is 2.9999999999999996 in floating point;
+    # 1.0 belongs to the last bin.
+    return min(math.floor(confidence * CALIBRATION_BINS + 1e-9), CALIBRATION_BINS - 1)
+
+
+def calibration_bins(pairs: Iterable[tuple[float, bool]]) -> list[CalibrationBin]:
+    counts = [0] * CALIBRATION_BINS
+    approved = [0] * CALIBRATION_BINS
+    confidence_sums = [0.0] * CALIBRATION_BINS
+    for confidence, was_approved in pairs:
+        index = calibration_bin_index(confidence)
+        counts[index] += 1
+        approved[index] += int(was_approved)
+        confidence_sums[index] += confidence
+    return [
+        CalibrationBin(
+            lower=index / CALIBRATION_BINS,
+            upper=(index + 1) / CALIBRATION_BINS,
+            count=counts[index],
+            approved=approved[index],
+            mean_confidence=confidence_sums[index] / counts[index] if counts[index] else None,
+        )
+        for index in range(CALIBRATION_BINS)
+    ]
+
+
+def calibration_by_agent(*, since: datetime, until: datetime) -> list[AgentCalibration]:
+    """Stated confidence against how often a reviewer approved, per agent.
+
+    Only human decisions count: a policy approving on confidence would make any agent look
+    perfectly calibrated.
+    """
+    per_agent: dict[str, list[tuple[float, bool]]] = defaultdict(list)
+    rows = (
+        ApprovalRequest.objects.filter(
+            status__in=DECIDED,
+            decided_at__gte=since,
+            decided_at__lt=until,
+            confidence__isnull=False,
+            decision__reviewer__isnull=False,
+        )
+        .values_list("agent__name", "confidence", "status")
+        .iterator(chunk_size=2000)
+    )
+    for agent, confidence, status in rows:
+        if confidence is None:
+            continue
+        per_agent[agent].append((confidence, status == Status.APPROVED))
+    return [
+        AgentCalibration(agent, calibration_bins(pairs))
+        for agent, pairs in sorted(per_agent.items())
+    ]
+
+
+# --- Drift -----------------------------------------------------------------------------------
+
+SIGNIFICANCE = 0.05
+
+
+def _two_sided_p(z: float) -> float:
+    return math.erfc(abs(z) / math.sqrt(2))
+
+
+def two_proportion_z_test(
+    successes_a: int, total_a: int, successes_b: int, total_b: int
+) -> tuple[float, float]:
+    """(z, two-sided p) for H0: both proportions are equal, with the pooled standard error."""
+    if not total_a or not total_b:
+        return 0.0, 1.0
+    pooled = (successes_a + successes_b) / (total_a + total_b)
+    standard_error = math.sqrt(pooled * (1 - pooled) * (1 / total_a + 1 / total_b))
+    if standard_error == 0:
+        return 0.0, 1.0
+    z = (successes_b / total_b - successes_a / total_a) / standard_error
+    return z, _two_sided_p(z)
+
+
+def welch_z_test(values_a: list[float], values_b: list[float]) -> tuple[float, float]:
+    """(z, two-sided p) for a difference in means, Welch's standard error, normal approximation
+    (fine at the sample sizes drift is flagged for)."""
+    if len(values_a) < 2 or len(values_b) < 2:
+        return 0.0, 1.0
+    standard_error = math.sqrt(
+        statistics.variance(values_a) / len(values_a)
+        + statistics.variance(values_b) / len(values_b)
+    )
+    if standard_error == 0:
+        return 0.0, 1.0
+    z = (statistics.fmean(values_b) - statistics.fmean(values_a)) / standard_error
+    return z, _two_sided_p(z)
+
+
+@dataclass
+class WeekSample:
+    approved: int = 0
+    decided: int = 0
+    confidences: list[float] = field(default_factory=list)
+    denial_reasons: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def approval_rate(self) -> float | None:
+        return self.approved / self.decided if self.decided else None
+
+    @property
+    def mean_confidence(self) -> float | None:
+        return statistics.fmean(self.confidences) if self.confidences else None
+
+    @property
+    def top_denial_reasons(self) -> list[tuple[str, int]]:
+        return self.denial_reasons.most_common(3)
+
+
+@dataclass(frozen=True)
+class Drift:
+    agent: str
+    tool: str
+    previous: WeekSample
+    current: WeekSample
+    rate_z: float
+    rate_p: float
+    confidence_z: float
+    confidence_p: float
+    enough_data: bool
+    cost_per_run: tuple[float, float] | None = None
+
+    @property
+    def rate_flagged(self) -> bool:
+        return self.enough_data and self.rate_p < SIGNIFICANCE
+
+    @property
+    def confidence_flagged(self) -> bool:
+        return self.enough_data and self.confidence_p < SIGNIFICANCE
+
+    @property
+    def flagged(self) -> bool:
+        return self.rate_flagged or self.confidence_flagged
+
+
+def _reason_key(note: str) -> str:
+    return " ".join(note.lower().split())[:80] or "(no reason)"
+
+
+def weekly_drift(*, now: datetime | None = None) -> list[Drift]:
+    """The last 7 days against the 7 before, per agent and tool.
+
+    Approval rate: two-proportion z-test; mean stated confidence: Welch z-test; flagged at
+    p < 0.05 when both weeks have at least DRIFT_MIN_SAMPLES decisions. Denial reasons are shown
+    side by side, not tested: free text has no distribution worth a test.
+    """
+    now = now or timezone.now()
+    current_start = now - timedelta(days=7)
+    previous_start = now - timedelta(days=14)
+    samples: dict[tuple[str, str], tuple[WeekSample, WeekSample]] = defaultdict(
+        lambda: (WeekSample(), WeekSample())
+    )
+    rows = (
+        ApprovalRequest.objects.filter(
+            status__in=DECIDED, decided_at__gte=previous_start, decided_at__lt=now
+        )
+        .values_list("agent__name", "tool", "decided_at", "status", "confidence", "decision__note")
+        .iterator(chunk_size=2000)
+    )
+    for agent, tool, decided_at, status, confidence, note in rows:
+        if decided_at is None:
+            continue
+        previous, current = samples[(agent, tool)]
+        sample = current if decided_at >= current_start else previous
+        sample.decided += 1
+        if status == Status.APPROVED:
+            sample.approved += 1
+        else:
+            sample.denial_reasons[_reason_key(note or "")] += 1
+        if confidence is not None:
+            sample.confidences.append(confidence)
+
+    minimum = settings.DRIFT_MIN_SAMPLES
+    costs = _cost_per_run_by_agent(previous_start, current_start, now)
+    drifts = []
+    for (agent, tool), (previous, current) in sorted(samples.items()):
+        rate_z, rate_p = two_proportion_z_test(
+            previous.approved, previous.decided, current.approved, current.decided
+        )
+        confidence_z, confidence_p = welch_z_test(previous.confidences, current.confidences)
+        drifts.append(
+            Drift(
+                agent=agent,
+                tool=tool,
+                previous=previous,
+                current=current,
+                rate_z=rate_z,
+                rate_p=rate_p,
+                confidence_z=confidence_z,
+                confidence_p=confidence_p,
+                enough_data=previous.decided >= minimum and current.decided >= minimum,
+                cost_per_run=costs.get(agent) if costs else None,
+            )
+        )
+    drifts.sort(key=lambda drift: (not drift.flagged, drift.agent, drift.tool))
+    return drifts
+
+
+def _cost_per_run_by_agent(
+    previous_start: datetime, current_start: datetime, now: datetime
+) -> dict[str, tuple[float, float]] | None:
+    """Mean cost per run (previous week, current week) per agent, when runs are recorded.
+
+    TODO(runs): agent runs are being added in parallel; until agents.Run exists this metric is
+    skipped. Once it does, aggregate its cost field here per agent for both weeks.
+    """
+    if apps.all_models["agents"].get("run") is None:
+        return None
+    return None
+
+
+# --- Rubber-stamping -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReviewerDwell:
+    reviewer: str
+    decisions: int
+    median_seconds: float
+    # High-impact decisions with no recorded page view (decided elsewhere, e.g. a chat button).
+    unviewed: int
+    flagged: bool
+
+
+def rubber_stamp_signal(*, since: datetime, until: datetime) -> list[ReviewerDwell]:
+    """Per reviewer: median time between first opening a high-impact request and deciding it.
+
+    Flagged when the median is under RUBBER_STAMP_SECONDS over at least
+    RUBBER_STAMP_MIN_DECISIONS decisions: nobody reads a critical request in two seconds.
+    """
+    first_view = DecisionPageView.objects.filter(
+        approval=OuterRef("approval"), reviewer=OuterRef("reviewer")
+    ).values("first_viewed_at")[:1]
+    rows = (
+        Decision.objects.filter(
+            reviewer__isnull=False,
+            status__in=DECIDED,
+            decided_at__gte=since,
+            decided_at__lt=until,
+            approval__impact__in=HIGH_IMPACT,
+        )
+        .annotate(first_viewed_at=Subquery(first_view))
+        .values_list("reviewer__username", "decided_at", "first_viewed_at")
+        .iterator(chunk_size=2000)
+    )
+    dwell: dict[str, list[float]] = defaultdict(list)
+    unviewed: Counter[str] = Counter()
+    for username, decided_at, first_viewed_at in rows:
+        if first_viewed_at is None:
+            unviewed[username] += 1
+        else:
+            dwell[username].append(max(0.0, (decided_at - first_viewed_at).total_seconds()))
+    results = []
+    for username in sorted(set(dwell) | set(unviewed)):
+        seconds = dwell.get(username, [])
+        median = statistics.median(seconds) if seconds else 0.0
+        results.append(
+            ReviewerDwell(
+                reviewer=username,
+                decisions=len(seconds),
+                median_seconds=median,
+                unviewed=unviewed[username],
+                flagged=len(seconds) >= settings.RUBBER_STAMP_MIN_DECISIONS
+                and median < settings.RUBBER_STAMP_SECONDS,
+            )
+        )
+    results.sort(key=lambda item: (not item.flagged, item.median_seconds))
+    return results

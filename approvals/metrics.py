@@ -1,0 +1,71 @@
+"""Prometheus metrics, computed from the database at scrape time.
+
+A custom collector instead of in-process counters: with several server and worker processes each
+would count only its own share, and a restart would reset them. The database has the truth.
+"""
+
+from collections.abc import Iterator
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from approvals import insight
+
+
+class ConsoleCollector(Collector):
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "approval_requests",
+            "Approval requests by agent, tool, outcome and how they were decided "
+            "(human, policy, agent = withdrawn, deadline = expired, none = pending).",
+            labels=["agent", "tool", "outcome", "decided_by"],
+        )
+        for row in insight.metrics_request_counts():
+            requests.add_metric([row.agent, row.tool, row.outcome, row.decided_by], row.count)
+        yield requests
+
+        pending = GaugeMetricFamily(
+            "approval_requests_pending", "Requests waiting for a decision now.", labels=["agent"]
+        )
+        for agent, count in sorted(insight.metrics_pending_by_agent().items()):
+            pending.add_metric([agent], count)
+        yield pending
+
+        time_to_decision = HistogramMetricFamily(
+            "approval_time_to_decision_seconds",
+            "Seconds from submission to approval or denial.",
+            labels=["decided_by"],
+        )
+        for label, histogram in insight.metrics_time_to_decision().items():
+            time_to_decision.add_metric([label], histogram.buckets, histogram.sum_seconds)
+        yield time_to_decision
+
+        yield CounterMetricFamily(
+            "approval_escalations",
+            "Requests escalated to another reviewer or team.",
+            value=insight.metrics_escalations_total(),
+        )
+        yield CounterMetricFamily(
+            "approval_notification_failures",
+            "Notifications that could not be delivered.",
+            value=insight.metrics_notification_failures_total(),
+        )
+        yield GaugeMetricFamily(
+            "approval_webhook_backlog",
+            "Webhook deliveries waiting to be sent.",
+            value=insight.metrics_webhook_backlog(),
+        )
+        yield CounterMetricFamily(
+            "audit_records", "Records in the audit chain.", value=insight.metrics_audit_records()
+        )
+
+
+def metrics_registry() -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ConsoleCollector())
+    return registry

@@ -1,0 +1,233 @@
+"""Calibration, drift and rubber-stamping numbers against hand-computed fixtures."""
+
+import math
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from approvals import insight
+from approvals.models import DecisionPageView, Impact, Status
+from tests.factories import AgentFactory, UserFactory, decided_approval
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_puts_confidence_in_the_right_bin() -> None:
+    assert insight.calibration_bin_index(0.0) == 0
+    assert insight.calibration_bin_index(0.099) == 0
+    assert insight.calibration_bin_index(0.1) == 1
+    assert insight.calibration_bin_index(0.3) == 3  # 0.3 * 10 == 2.9999999999999996
+    assert insight.calibration_bin_index(0.7) == 7
+    assert insight.calibration_bin_index(0.9) == 9
+    assert insight.calibration_bin_index(1.0) == 9
+
+
+def test_it_computes_calibration_per_agent_from_human_decisions_only() -> None:
+    now = timezone.now()
+    rita = UserFactory(username="rita")
+    bot = AgentFactory(name="refund-bot")
+    hour_ago = now - timedelta(hours=1)
+    for confidence, status in (
+        (0.95, Status.APPROVED),
+        (0.92, Status.APPROVED),
+        (0.91, Status.DENIED),
+        (1.0, Status.APPROVED),
+        (0.3, Status.DENIED),
+        (0.35, Status.APPROVED),
+        (0.05, Status.DENIED),
+    ):
+        decided_approval(
+            agent=bot,
+            status=status,
+            confidence=confidence,
+            reviewer=rita,
+            created_at=hour_ago,
+            decided_at=now - timedelta(minutes=5),
+        )
+    # Not counted: a policy decision, a pending request, no stated confidence, an expiry.
+    decided_approval(
+        agent=bot, status=Status.APPROVED, confidence=0.99, created_at=hour_ago, decided_at=now
+    )
+    decided_approval(agent=bot, status=Status.PENDING, confidence=0.5, created_at=now)
+    decided_approval(
+        agent=bot,
+        status=Status.DENIED,
+        confidence=None,
+        reviewer=rita,
+        created_at=hour_ago,
+        decided_at=now - timedelta(minutes=5),
+    )
+
+    (calibration,) = insight.calibration_by_agent(since=now - timedelta(days=1), until=now)
+
+    assert calibration.agent == "refund-bot"
+    assert calibration.decisions == 7
+    by_bin = {index: bin_ for index, bin_ in enumerate(calibration.bins) if bin_.count}
+    assert set(by_bin) == {0, 3, 9}
+    assert (by_bin[9].count, by_bin[9].approved) == (4, 3)
+    assert by_bin[9].approval_rate == 0.75
+    assert by_bin[9].mean_confidence == pytest.approx(0.945)
+    assert (by_bin[3].count, by_bin[3].approved, by_bin[3].mean_confidence) == (
+        2,
+        1,
+        pytest.approx(0.325),
+    )
+    assert (by_bin[0].count, by_bin[0].approval_rate) == (1, 0.0)
+    # (4 * |0.75 - 0.945| + 2 * |0.5 - 0.325| + 1 * |0 - 0.05|) / 7 = 1.18 / 7
+    assert calibration.expected_calibration_error == pytest.approx(1.18 / 7)
+
+
+def test_the_two_proportion_z_test_matches_the_hand_computation() -> None:
+    # 40/50 then 20/50: pooled 0.6, se = sqrt(0.6 * 0.4 * (1/50 + 1/50)) = 0.0979796
+    z, p = insight.two_proportion_z_test(40, 50, 20, 50)
+    assert z == pytest.approx(-0.4 / math.sqrt(0.0096))
+    assert z == pytest.approx(-4.0825, abs=1e-4)
+    assert p == pytest.approx(4.455e-5, rel=1e-3)
+    # The textbook landmark: |z| = 1.96 is p = 0.05.
+    assert insight._two_sided_p(1.959964) == pytest.approx(0.05, abs=1e-6)
+    assert insight.two_proportion_z_test(5, 10, 5, 10) == (0.0, 1.0)
+    assert insight.two_proportion_z_test(0, 0, 5, 10) == (0.0, 1.0)
+
+
+def _decisions(agent, tool, start, approved: int, denied: int, confidence: float = 0.8) -> None:  # type: ignore[no-untyped-def]
+    reviewer = UserFactory(username="rita")
+    for index in range(approved + denied):
+        decided_at = start + timedelta(hours=index)
+        decided_approval(
+            agent=agent,
+            tool=tool,
+            status=Status.APPROVED if index < approved else Status.DENIED,
+            note="" if index < approved else "Amount too high.",
+            confidence=confidence,
+            reviewer=reviewer,
+            created_at=decided_at - timedelta(minutes=2),
+            decided_at=decided_at,
+        )
+
+
+def test_it_flags_a_significant_weekly_change_in_approval_rate() -> None:
+    now = timezone.now()
+    previous_week, this_week = now - timedelta(days=13), now - timedelta(days=6)
+    bot = AgentFactory(name="refund-bot")
+    # refund-bot / issue_refund: 11 of 12 approved, then 3 of 12.
+    _decisions(bot, "issue_refund", previous_week, approved=11, denied=1)
+    _decisions(bot, "issue_refund", this_week, approved=3, denied=9)
+    # refund-bot / send_email: the same rate both weeks.
+    _decisions(bot, "send_email", previous_week, approved=10, denied=2)
+    _decisions(bot, "send_email", this_week, approved=10, denied=2)
+    # mailer / send_email: a big change but too few decisions to call it.
+    mailer = AgentFactory(name="mailer")
+    _decisions(mailer, "send_email", previous_week, approved=3, denied=0)
+    _decisions(mailer, "send_email", this_week, approved=0, denied=3)
+
+    drifts = {(drift.agent, drift.tool): drift for drift in insight.weekly_drift(now=now)}
+
+    changed = drifts[("refund-bot", "issue_refund")]
+    assert (changed.previous.approved, changed.previous.decided) == (11, 12)
+    assert (changed.current.approved, changed.current.decided) == (3, 12)
+    # pooled 14/24; se = sqrt(p(1-p)(2/12)); z = (3/12 - 11/12) / se
+    pooled = 14 / 24
+    expected_z = (3 / 12 - 11 / 12) / math.sqrt(pooled * (1 - pooled) * (2 / 12))
+    assert changed.rate_z == pytest.approx(expected_z)
+    assert changed.rate_flagged
+    assert changed.current.denial_reasons == {"amount too high.": 9}
+    assert not changed.confidence_flagged  # same stated confidence both weeks
+
+    assert not drifts[("refund-bot", "send_email")].flagged
+    assert not drifts[("mailer", "send_email")].enough_data
+    assert not drifts[("mailer", "send_email")].flagged
+    assert insight.weekly_drift(now=now)[0].tool == "issue_refund"  # flagged rows first
+
+
+def test_it_flags_reviewers_who_decide_high_impact_requests_in_seconds() -> None:
+    now = timezone.now()
+    fast, careful = UserFactory(username="fast"), UserFactory(username="careful")
+    bot = AgentFactory()
+
+    def decide(reviewer, seconds_on_page: float, impact: str = Impact.HIGH, viewed=True) -> None:  # type: ignore[no-untyped-def]
+        decided_at = now - timedelta(hours=1)
+        approval = decided_approval(
+            agent=bot,
+            status=Status.APPROVED,
+            impact=impact,
+            reviewer=reviewer,
+            created_at=decided_at - timedelta(minutes=10),
+            decided_at=decided_at,
+        )
+        if viewed:
+            DecisionPageView.objects.create(
+                approval=approval,
+                reviewer=reviewer,
+                first_viewed_at=decided_at - timedelta(seconds=seconds_on_page),
+            )
+
+    for seconds in (1, 2, 2, 3, 30):
+        decide(fast, seconds, impact=Impact.CRITICAL)
+    decide(fast, 600, impact=Impact.LOW)  # low impact: not part of the signal
+    decide(fast, 0, viewed=False)
+    for seconds in (40, 60, 90, 120, 45):
+        decide(careful, seconds)
+
+    results = {
+        item.reviewer: item
+        for item in insight.rubber_stamp_signal(since=now - timedelta(days=1), until=now)
+    }
+    assert results["fast"].decisions == 5
+    assert results["fast"].median_seconds == 2
+    assert results["fast"].unviewed == 1
+    assert results["fast"].flagged
+    assert results["careful"].median_seconds == 60
+    assert not results["careful"].flagged
+
+
+def test_it_does_not_flag_on_too_few_decisions(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.RUBBER_STAMP_MIN_DECISIONS = 5
+    now = timezone.now()
+    fast = UserFactory(username="fast")
+    approval = decided_approval(
+        agent=AgentFactory(),
+        status=Status.APPROVED,
+        reviewer=fast,
+        created_at=now - timedelta(minutes=5),
+        decided_at=now - timedelta(minutes=1),
+    )
+    DecisionPageView.objects.create(
+        approval=approval, reviewer=fast, first_viewed_at=now - timedelta(minutes=1, seconds=1)
+    )
+    (result,) = insight.rubber_stamp_signal(since=now - timedelta(days=1), until=now)
+    assert result.median_seconds == 1
+    assert not result.flagged
+
+
+def test_held_requests_and_reviewer_load_are_counted() -> None:
+    now = timezone.now()
+    rita, sam = UserFactory(username="rita"), UserFactory(username="sam")
+    bot = AgentFactory()
+    hour_ago = now - timedelta(hours=1)
+    for reviewer, status in (
+        (rita, Status.APPROVED),
+        (rita, Status.DENIED),
+        (sam, Status.APPROVED),
+    ):
+        decided_approval(
+            agent=bot,
+            status=status,
+            reviewer=reviewer,
+            hold_reason="Refunds over 100 EUR",
+            created_at=hour_ago,
+            decided_at=hour_ago + timedelta(seconds=30),
+        )
+    decided_approval(agent=bot, status=Status.PENDING, hold_reason="", created_at=now)
+
+    holds = insight.held_by_reason(since=now - timedelta(days=1), until=now + timedelta(1))
+    assert [(h.reason, h.total, h.pending) for h in holds] == [
+        ("Refunds over 100 EUR", 3, 0),
+        ("(no rule recorded)", 1, 1),
+    ]
+    loads = insight.reviewer_load(since=now - timedelta(days=1), until=now)
+    assert [(load.reviewer, load.decisions, load.approved, load.denied) for load in loads] == [
+        ("rita", 2, 1, 1),
+        ("sam", 1, 1, 0),
+    ]
+    assert loads[0].median_seconds == 30

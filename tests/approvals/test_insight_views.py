@@ -1,0 +1,91 @@
+"""The insight dashboard page and the page-view tracking behind the rubber-stamping signal."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from approvals.models import DecisionPageView, Status
+from approvals.services import approval_request_approve
+from tests.factories import AgentFactory, ApprovalRequestFactory, UserFactory, decided_approval
+
+pytestmark = pytest.mark.django_db
+
+URL = "/insight/"
+
+
+def test_it_is_for_staff(client) -> None:  # type: ignore[no-untyped-def]
+    assert client.get(URL).status_code == 302  # to the login page
+    client.force_login(UserFactory(username="rita"))
+    assert client.get(URL).status_code == 403
+
+
+def test_it_renders_charts_as_svg_without_inline_script_or_style(client) -> None:  # type: ignore[no-untyped-def]
+    now = timezone.now()
+    rita = UserFactory(username="rita")
+    for index in range(3):
+        decided_approval(
+            agent=AgentFactory(name=f"<b>bot-{index}</b>"),
+            status=Status.APPROVED,
+            reviewer=rita,
+            confidence=0.8,
+            hold_reason="Refunds over 100 EUR",
+            created_at=now - timedelta(days=index, minutes=5),
+            decided_at=now - timedelta(days=index),
+        )
+    client.force_login(UserFactory(username="boss", is_staff=True))
+    response = client.get(URL, {"weeks": "4"})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert html.count("<svg") >= 5
+    assert "Refunds over 100 EUR" in html
+    assert "Calibration of &lt;b&gt;bot-0&lt;/b&gt;" in html
+    assert "<b>bot-0</b>" not in html
+    assert "style=" not in html
+    assert "<script>" not in html
+    assert 'aria-current="page">4<' in html
+
+
+def test_it_shows_flagged_drift(client) -> None:  # type: ignore[no-untyped-def]
+    now = timezone.now()
+    rita = UserFactory(username="rita")
+    bot = AgentFactory(name="refund-bot")
+    for week_start, approved in ((now - timedelta(days=13), 12), (now - timedelta(days=6), 1)):
+        for index in range(12):
+            decided_approval(
+                agent=bot,
+                status=Status.APPROVED if index < approved else Status.DENIED,
+                reviewer=rita,
+                created_at=week_start + timedelta(hours=index),
+                decided_at=week_start + timedelta(hours=index, minutes=1),
+            )
+    client.force_login(UserFactory(username="boss", is_staff=True))
+    html = client.get(URL).content.decode()
+    assert 'class="flagged"' in html
+    assert "changed</span>" in html
+
+
+def test_opening_a_pending_request_records_the_first_view_only(client) -> None:  # type: ignore[no-untyped-def]
+    rita = UserFactory(username="rita")
+    approval = ApprovalRequestFactory()
+    client.force_login(rita)
+    client.get(f"/requests/{approval.code}/")
+    first = DecisionPageView.objects.get(approval=approval, reviewer=rita).first_viewed_at
+    client.get(f"/requests/{approval.code}/")
+    assert DecisionPageView.objects.get(approval=approval, reviewer=rita).first_viewed_at == first
+
+    approval_request_approve(approval=approval, reviewer=rita)
+    sam = UserFactory(username="sam")
+    client.force_login(sam)
+    client.get(f"/requests/{approval.code}/")  # decided already: not time spent deciding
+    assert not DecisionPageView.objects.filter(reviewer=sam).exists()
+
+
+def test_it_renders_with_no_data_at_all(client) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(UserFactory(username="boss", is_staff=True))
+    response = client.get(URL, {"weeks": "not-a-number"})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "No data yet." in html
+    assert "No decisions in the last two weeks." in html
+    assert 'aria-current="page">8<' in html  # the default window

@@ -1,0 +1,121 @@
+"""/metrics: token protection and numbers checked against a hand-computed fixture."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
+
+from approvals.models import Status
+from tests.factories import AgentFactory, UserFactory, decided_approval
+
+pytestmark = pytest.mark.django_db
+
+TOKEN = "metrics-secret-token"
+
+
+@pytest.fixture
+def metrics_token(settings):  # type: ignore[no-untyped-def]
+    settings.METRICS_TOKEN = TOKEN
+    return TOKEN
+
+
+def _scrape(client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:  # type: ignore[no-untyped-def]
+    response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain")
+    samples = {}
+    for family in text_string_to_metric_families(response.content.decode()):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def test_it_does_not_exist_without_a_token(client, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.METRICS_TOKEN = ""
+    assert client.get("/metrics").status_code == 404
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer ").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "header", ["", "Bearer wrong-token", f"Basic {TOKEN}", TOKEN, "Bearer t\u00f6ken"]
+)
+def test_it_refuses_a_wrong_token(client, metrics_token, header) -> None:  # type: ignore[no-untyped-def]
+    response = client.get("/metrics", HTTP_AUTHORIZATION=header)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Bearer")
+    assert b"approval_requests" not in response.content
+
+
+def test_it_counts_requests_by_outcome_and_how_they_were_decided(client, metrics_token) -> None:  # type: ignore[no-untyped-def]
+    now = timezone.now()
+    t0 = now - timedelta(hours=1)
+    rita = UserFactory(username="rita")
+    refunds, mailer = AgentFactory(name="refund-bot"), AgentFactory(name="mailer")
+    # refund-bot / issue_refund: human approve after 10 s, human deny after 100 s,
+    # policy approve after 1 s, one pending.
+    for status, seconds, reviewer in (
+        (Status.APPROVED, 10, rita),
+        (Status.DENIED, 100, rita),
+        (Status.APPROVED, 1, None),
+    ):
+        decided_approval(
+            agent=refunds,
+            status=status,
+            created_at=t0,
+            decided_at=t0 + timedelta(seconds=seconds),
+            reviewer=reviewer,
+        )
+    decided_approval(agent=refunds, status=Status.PENDING, created_at=now)
+    # mailer / send_email: one expired, one cancelled by the agent, one pending.
+    for status in (Status.EXPIRED, Status.CANCELLED):
+        decided_approval(
+            agent=mailer,
+            status=status,
+            tool="send_email",
+            created_at=t0,
+            decided_at=t0 + timedelta(minutes=30),
+        )
+    decided_approval(agent=mailer, status=Status.PENDING, tool="send_email", created_at=now)
+
+    samples = _scrape(client)
+
+    def requests(agent: str, tool: str, outcome: str, decided_by: str) -> float:
+        labels = {"agent": agent, "tool": tool, "outcome": outcome, "decided_by": decided_by}
+        return samples.get(("approval_requests_total", tuple(sorted(labels.items()))), 0.0)
+
+    assert requests("refund-bot", "issue_refund", "approved", "human") == 1
+    assert requests("refund-bot", "issue_refund", "denied", "human") == 1
+    assert requests("refund-bot", "issue_refund", "approved", "policy") == 1
+    assert requests("refund-bot", "issue_refund", "pending", "none") == 1
+    assert requests("mailer", "send_email", "expired", "deadline") == 1
+    assert requests("mailer", "send_email", "cancelled", "agent") == 1
+    assert requests("mailer", "send_email", "pending", "none") == 1
+    assert sum(v for (name, _), v in samples.items() if name == "approval_requests_total") == 7
+
+    assert samples[("approval_requests_pending", (("agent", "refund-bot"),))] == 1
+    assert samples[("approval_requests_pending", (("agent", "mailer"),))] == 1
+
+    def bucket(decided_by: str, le: str) -> float:
+        key = ("approval_time_to_decision_seconds_bucket", (("decided_by", decided_by), ("le", le)))
+        return samples[key]
+
+    # Human: 10 s and 100 s. Policy: 1 s. Expired and cancelled are not decisions.
+    assert [bucket("human", le) for le in ("5.0", "15.0", "60.0", "120.0", "+Inf")] == [
+        0,
+        1,
+        1,
+        2,
+        2,
+    ]
+    assert samples[("approval_time_to_decision_seconds_sum", (("decided_by", "human"),))] == 110
+    assert samples[("approval_time_to_decision_seconds_count", (("decided_by", "human"),))] == 2
+    assert bucket("policy", "5.0") == 1
+    assert samples[("approval_time_to_decision_seconds_sum", (("decided_by", "policy"),))] == 1
+
+
+def test_it_exports_the_hooks_for_other_features_at_zero(client, metrics_token) -> None:  # type: ignore[no-untyped-def]
+    samples = _scrape(client)
+    assert samples[("approval_escalations_total", ())] == 0
+    assert samples[("approval_notification_failures_total", ())] == 0
+    assert samples[("approval_webhook_backlog", ())] == 0
