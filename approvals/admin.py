@@ -1,7 +1,22 @@
 from django.contrib import admin
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from approvals.models import ApprovalEvent, ApprovalRequest, Decision, Team
+from approvals.models import (
+    ApprovalEvent,
+    ApprovalRequest,
+    Decision,
+    EscalationChain,
+    EscalationFiring,
+    EscalationStep,
+    Notification,
+    NotificationAttempt,
+    NotificationPreference,
+    NotificationStatus,
+    SlackMessage,
+    Team,
+)
+from approvals.notifications import notifications_retry_failed
 
 
 class ReadOnlyAdminMixin:
@@ -63,3 +78,86 @@ class TeamAdmin(admin.ModelAdmin):
     list_display = ("name", "code")
     search_fields = ("name",)
     filter_horizontal = ("members",)
+
+
+class EscalationStepInline(admin.TabularInline):
+    model = EscalationStep
+    extra = 1
+    fields = (
+        "position",
+        "after_minutes",
+        "notify_team",
+        "notify_user",
+        "notify_email",
+        "notify_slack",
+        "notify_console",
+        "reassign_to",
+    )
+
+
+@admin.register(EscalationChain)
+class EscalationChainAdmin(admin.ModelAdmin):
+    list_display = ("name", "description")
+    search_fields = ("name",)
+    inlines = [EscalationStepInline]
+
+
+@admin.register(EscalationFiring)
+class EscalationFiringAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("approval", "step", "trigger", "actor", "due_at", "fired_at")
+    list_filter = ("trigger",)
+    list_select_related = ("approval", "step", "step__chain", "actor")
+
+
+class NotificationAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = NotificationAttempt
+    extra = 0
+    fields = ("number", "started_at", "finished_at", "outcome", "error")
+    readonly_fields = fields
+
+
+@admin.register(Notification)
+class NotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The outbox. Failed rows are what an operator comes here for: filter on status."""
+
+    list_display = (
+        "created_at",
+        "recipient",
+        "channel",
+        "reason",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "last_error",
+    )
+    list_filter = ("status", "channel")
+    search_fields = ("approval__code", "recipient__username", "dedupe_key", "last_error")
+    list_select_related = ("recipient", "approval")
+    inlines = [NotificationAttemptInline]
+    actions = ["retry_failed"]
+
+    @admin.action(description="Retry the selected failed notifications")
+    def retry_failed(self, request: HttpRequest, queryset: QuerySet[Notification]) -> None:
+        failed = queryset.filter(status=NotificationStatus.FAILED).values_list("pk", flat=True)
+        count = notifications_retry_failed(notification_ids=failed)
+        self.message_user(request, f"{count} notification(s) queued again.")
+
+
+@admin.register(NotificationPreference)
+class NotificationPreferenceAdmin(admin.ModelAdmin):
+    list_display = (
+        "user",
+        "slack_user_id",
+        "email_enabled",
+        "slack_enabled",
+        "console_enabled",
+        "quiet_hours_start",
+        "quiet_hours_end",
+        "time_zone",
+    )
+    search_fields = ("user__username", "slack_user_id")
+
+
+@admin.register(SlackMessage)
+class SlackMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("approval", "recipient", "channel", "ts", "created_at")

@@ -20,3 +20,15 @@ class IdempotencyConflict(ApprovalError):
 
     def __init__(self) -> None:
         super().__init__("The idempotency key was already used for a different request.")
+
+
+class EscalationUnavailable(ApprovalError):
+    """No further escalation step applies: no chain, or every step has fired."""
+
+    code = "escalation_unavailable"
+
+
+class NotAllowed(ApprovalError):
+    """The reviewer may not act on this request (not in its team, not staff)."""
+
+    code = "not_allowed"

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from agents.models import Agent
 from approvals import realtime
+from approvals.escalations import expiry_note
 from approvals.exceptions import IdempotencyConflict, TransitionConflict
 from approvals.models import (
     ActorType,
@@ -30,6 +31,7 @@ from approvals.models import (
     Impact,
     Status,
 )
+from approvals.notifications import notifications_on_resolved, notifications_on_submitted
 
 # The one table of allowed transitions. Terminal states have no way out.
 ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
@@ -109,6 +111,7 @@ def approval_request_create(
                 actor_type=ActorType.AGENT,
                 actor_agent=agent,
             )
+            notifications_on_submitted(approval=approval)
             transaction.on_commit(partial(realtime.publish_approval_changed, approval.pk))
     except IntegrityError:
         # Two submissions with the same key raced and the other one inserted first.
@@ -184,7 +187,7 @@ def approval_request_expire(*, approval: ApprovalRequest) -> ApprovalRequest:
         approval=approval,
         to_status=Status.EXPIRED,
         actor_type=ActorType.SYSTEM,
-        note="No decision before the deadline.",
+        note=expiry_note(approval_id=approval.pk),
     )
 
 
@@ -266,6 +269,7 @@ def _transition(
                 actor_agent=actor_agent,
                 note=note,
             )
+            notifications_on_resolved(approval_id=approval.pk)
             transaction.on_commit(partial(realtime.publish_approval_changed, approval.pk))
 
     current = ApprovalRequest.objects.select_related("decision").get(pk=approval.pk)
