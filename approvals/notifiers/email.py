@@ -7,7 +7,7 @@ link in a mail, so an approve-by-link would approve whatever a scanner opened.
 import smtplib
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 from django.urls import reverse
 
@@ -41,7 +41,6 @@ class EmailNotifier(Notifier):
             body=render_to_string("emails/approval_notification.txt", context),
             from_email=settings.DEFAULT_FROM_EMAIL,
             to=[recipient.email],
-            connection=get_connection(fail_silently=False),
         )
         message.attach_alternative(
             render_to_string("emails/approval_notification.html", context), "text/html"
