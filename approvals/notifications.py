@@ -322,7 +322,7 @@ def notification_deliver(*, notification_id: int, now: datetime | None = None) -
             status=NotificationStatus.SENT, lease_until=None, sent_at=timezone.now(), last_error=""
         )
         if posted is not None:
-            message, _ = SlackMessage.objects.get_or_create(
+            slack_message, _ = SlackMessage.objects.get_or_create(
                 channel=posted.channel,
                 ts=posted.ts,
                 defaults={"approval": notification.approval, "recipient": notification.recipient},
@@ -330,7 +330,7 @@ def notification_deliver(*, notification_id: int, now: datetime | None = None) -
             # Decided while we were posting: the resolved hook did not know this message yet.
             if ApprovalRequest.objects.filter(pk=notification.approval_id).exclude(
                 status="pending"
-            ).exists() and (update := _slack_update_for(message)):
+            ).exists() and (update := _slack_update_for(slack_message)):
                 _enqueue_after_commit([update.pk])
     return None
 

@@ -10,7 +10,7 @@ import email.policy
 import json
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -86,6 +86,8 @@ class SlackApi:
     scripted: list[tuple[int, dict[str, str], dict[str, Any]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     posted: int = 0
+    # Runs while Slack is "processing" a post: lets a test decide the request mid-flight.
+    on_post: Callable[[], None] | None = None
 
     def calls_to(self, method: str) -> list[SlackCall]:
         with self.lock:
@@ -109,6 +111,8 @@ def _handler_for(api: SlackApi) -> type[BaseHTTPRequestHandler]:
                 if api.scripted:
                     status, headers, answer = api.scripted.pop(0)
                 elif method == "chat.postMessage":
+                    if api.on_post is not None:
+                        api.on_post()
                     api.posted += 1
                     status, headers = 200, {}
                     answer = {"ok": True, "channel": "D0001", "ts": f"1700000000.{api.posted:06d}"}

@@ -223,3 +223,26 @@ def test_a_deny_from_slack_tells_the_agent_who_denied(client, slack_api) -> None
     approval.refresh_from_db()
     assert approval.status == Status.DENIED
     assert approval.decision.note == "Denied from Slack by sam."
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_decision_while_the_message_is_posted_still_updates_it(slack_api) -> None:  # noqa: F811
+    slack = reviewer_with_slack("sam", "U0SAM")
+    approval, row = _posted([slack])
+    rita = UserFactory(username="rita")
+
+    def decide_mid_flight() -> None:
+        from django.db import connection
+
+        approval_request_approve(approval=approval, reviewer=rita)
+        connection.close()  # this runs in the Slack server's thread
+
+    slack_api.on_post = decide_mid_flight
+
+    notification_deliver(notification_id=row.pk)
+
+    # The resolved hook ran before the message existed; delivery noticed and queued the update.
+    update = Notification.objects.get(approval=approval, reason="resolved")
+    notification_deliver(notification_id=update.pk)
+    [call] = slack_api.calls_to("chat.update")
+    assert "Approved by rita." in _texts(call.body["blocks"])
