@@ -17,23 +17,24 @@
     });
   }
 
-  function lastSeen() { return parseInt(window.localStorage.getItem(KEY) || "0", 10) || 0; }
+  // The first poll in a browser only remembers where we are: no burst of old news.
+  var primed = window.localStorage.getItem(KEY) !== null;
 
   function poll() {
-    var after = lastSeen();
+    var after = parseInt(window.localStorage.getItem(KEY) || "0", 10) || 0;
     fetch(feedUrl + "?after=" + after, { credentials: "same-origin" })
-      .then(function (response) { return response.ok ? response.json() : { notifications: [] }; })
+      .then(function (response) { return response.ok ? response.json() : null; })
       .then(function (data) {
-        var items = data.notifications || [];
-        items.forEach(function (item) {
-          // The first poll after login only remembers where we are: no burst of old news.
-          if (after > 0 && Notification.permission === "granted") {
+        if (!data) return;
+        (data.notifications || []).forEach(function (item) {
+          if (primed && Notification.permission === "granted") {
             var shown = new Notification(item.title, { body: item.body, tag: "approval-" + item.id });
             shown.onclick = function () { window.focus(); window.location.href = item.url; };
           }
           after = Math.max(after, item.id);
         });
-        window.localStorage.setItem(KEY, String(Math.max(after, 1)));
+        window.localStorage.setItem(KEY, String(after));
+        primed = true;
       })
       .catch(function () { /* offline: try again next round */ });
   }
