@@ -62,7 +62,7 @@ def step_schedule(
     return schedule
 
 
-def escalations_fire_due(*, now: datetime | None = None, limit: int = 500) -> int:
+def escalations_fire_due(*, now: datetime | None = None, limit: int = 2000) -> int:
     """Fire every step that is due for pending requests. Returns how many fired. Idempotent."""
     now = now or timezone.now()
     fallback = default_chain()
