@@ -248,3 +248,36 @@ def test_the_escalate_endpoint(client, chain, people) -> None:
     assert client.get(url).status_code == 405
     other = ApprovalRequestFactory(team=approval.team)
     assert client.post(f"/requests/{other.code}/escalate", {}).status_code == 409
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_sweeps_fire_each_step_once(chain) -> None:
+    import threading
+
+    from django.db import connection
+
+    start = timezone.now() - timedelta(hours=1)
+    approval = _approval_created_at(start, escalation_chain=chain)
+    barrier = threading.Barrier(3)
+    errors: list[BaseException] = []
+
+    def sweep() -> None:
+        try:
+            barrier.wait()
+            escalations_fire_due(now=start + timedelta(minutes=29))
+        except BaseException as error:  # surfaced by the assertion below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=sweep) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert errors == []
+    assert _fired(approval) == [1, 2, 3]
+    keys = list(Notification.objects.filter(approval=approval).values_list("dedupe_key", flat=True))
+    assert len(keys) == len(set(keys))
+    assert ApprovalEvent.objects.filter(approval=approval, kind="escalated").count() == 3

@@ -246,3 +246,24 @@ def test_a_decision_while_the_message_is_posted_still_updates_it(slack_api) -> N
     notification_deliver(notification_id=update.pk)
     [call] = slack_api.calls_to("chat.update")
     assert "Approved by rita." in _texts(call.body["blocks"])
+
+
+def test_a_refused_click_is_answered_privately_in_slack(client, slack_api) -> None:  # noqa: F811
+    member = reviewer_with_slack("sam", "U0SAM")
+    reviewer_with_slack("otto", "U0OTTO")
+    approval, _ = _posted([member])
+    payload = {
+        "type": "block_actions",
+        "user": {"id": "U0OTTO"},
+        "response_url": f"{slack_api.url}actions/T1/reply",
+        "actions": [{"action_id": "approval_approve", "value": str(approval.code)}],
+    }
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+
+    assert _post(client, body, _signed_headers(body)).status_code == 200
+
+    [reply] = slack_api.calls_to("reply")
+    assert reply.body["response_type"] == "ephemeral"
+    assert "routed to another team" in reply.body["text"]
+    approval.refresh_from_db()
+    assert approval.status == Status.PENDING
