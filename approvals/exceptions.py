@@ -32,3 +32,10 @@ class NotAllowed(ApprovalError):
     """The reviewer may not act on this request (not in its team, not staff)."""
 
     code = "not_allowed"
+
+
+class UnknownRun(ApprovalError):
+    code = "unknown_run"
+
+    def __init__(self) -> None:
+        super().__init__("run: no run with this id belongs to this agent.")
