@@ -4,11 +4,9 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('approvals', '0002_native_request_fields'),
-        ('approvals', '0002_notifications_escalation'),
+        ("approvals", "0002_native_request_fields"),
+        ("approvals", "0002_notifications_escalation"),
     ]
 
-    operations = [
-    ]
+    operations = []
