@@ -2,9 +2,26 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from approvals.audit_admin import AuditedAdminMixin
-from approvals.models import ApprovalEvent, ApprovalRequest, AuditRecord, Decision, Team
+from approvals.models import (
+    ApprovalEvent,
+    ApprovalRequest,
+    AuditRecord,
+    Decision,
+    EscalationChain,
+    EscalationFiring,
+    EscalationStep,
+    Notification,
+    NotificationAttempt,
+    NotificationPreference,
+    NotificationStatus,
+    SlackMessage,
+    Team,
+)
+from approvals.notifications import notifications_retry_failed
 from console.admin_mixins import ReadOnlyAdminMixin
 
 
@@ -93,3 +110,86 @@ for _model, _admin_class in ((User, AuditedUserAdmin), (Group, AuditedGroupAdmin
     if admin.site.is_registered(_model):
         admin.site.unregister(_model)
     admin.site.register(_model, _admin_class)
+
+
+class EscalationStepInline(admin.TabularInline):
+    model = EscalationStep
+    extra = 1
+    fields = (
+        "position",
+        "after_minutes",
+        "notify_team",
+        "notify_user",
+        "notify_email",
+        "notify_slack",
+        "notify_console",
+        "reassign_to",
+    )
+
+
+@admin.register(EscalationChain)
+class EscalationChainAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    list_display = ("name", "description")
+    search_fields = ("name",)
+    inlines = [EscalationStepInline]
+
+
+@admin.register(EscalationFiring)
+class EscalationFiringAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("approval", "step", "trigger", "actor", "due_at", "fired_at")
+    list_filter = ("trigger",)
+    list_select_related = ("approval", "step", "step__chain", "actor")
+
+
+class NotificationAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = NotificationAttempt
+    extra = 0
+    fields = ("number", "started_at", "finished_at", "outcome", "error")
+    readonly_fields = fields
+
+
+@admin.register(Notification)
+class NotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The outbox. Failed rows are what an operator comes here for: filter on status."""
+
+    list_display = (
+        "created_at",
+        "recipient",
+        "channel",
+        "reason",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "last_error",
+    )
+    list_filter = ("status", "channel")
+    search_fields = ("approval__code", "recipient__username", "dedupe_key", "last_error")
+    list_select_related = ("recipient", "approval")
+    inlines = [NotificationAttemptInline]
+    actions = ["retry_failed"]
+
+    @admin.action(description="Retry the selected failed notifications")
+    def retry_failed(self, request: HttpRequest, queryset: QuerySet[Notification]) -> None:
+        failed = queryset.filter(status=NotificationStatus.FAILED).values_list("pk", flat=True)
+        count = notifications_retry_failed(notification_ids=failed)
+        self.message_user(request, f"{count} notification(s) queued again.")
+
+
+@admin.register(NotificationPreference)
+class NotificationPreferenceAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "user",
+        "slack_user_id",
+        "email_enabled",
+        "slack_enabled",
+        "console_enabled",
+        "quiet_hours_start",
+        "quiet_hours_end",
+        "time_zone",
+    )
+    search_fields = ("user__username", "slack_user_id")
+
+
+@admin.register(SlackMessage)
+class SlackMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("approval", "recipient", "channel", "ts", "created_at")

@@ -22,6 +22,18 @@ class IdempotencyConflict(ApprovalError):
         super().__init__("The idempotency key was already used for a different request.")
 
 
+class EscalationUnavailable(ApprovalError):
+    """No further escalation step applies: no chain, or every step has fired."""
+
+    code = "escalation_unavailable"
+
+
+class NotAllowed(ApprovalError):
+    """The reviewer may not act on this request (not in its team, not staff)."""
+
+    code = "not_allowed"
+
+
 class UnknownRun(ApprovalError):
     code = "unknown_run"
 

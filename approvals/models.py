@@ -82,6 +82,15 @@ class ApprovalRequest(models.Model):
     required_approvals = models.PositiveSmallIntegerField(default=1)
     # Why the console held this request for a person, in words the reviewer and agent can read.
     hold_reason = models.TextField(blank=True)
+    # Who hears about this request, and when, while it waits. Policies set it; null means the
+    # chain named by settings.ESCALATION_DEFAULT_CHAIN.
+    escalation_chain = models.ForeignKey(
+        "approvals.EscalationChain",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="approval_requests",
+    )
 
     # Native API: the run this request belongs to, reviewer-facing labels, and the JSON Schema
     # of the tool's arguments that a reviewer's changed arguments must also satisfy.
@@ -250,3 +259,227 @@ class DecisionPageView(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reviewer_id} opened {self.approval_id} at {self.first_viewed_at}"
+
+
+# --- Notifications and escalation ----------------------------------------------------------
+
+
+class Channel(models.TextChoices):
+    EMAIL = "email", "Email"
+    SLACK = "slack", "Slack"
+    CONSOLE = "console", "In the console"
+
+
+class NotificationPreference(models.Model):
+    """How one reviewer wants to be reached, and who they are on Slack."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_preference"
+    )
+    email_enabled = models.BooleanField(default=True)
+    slack_enabled = models.BooleanField(default=True)
+    console_enabled = models.BooleanField(default=True)
+    # The Slack member id (U...): it maps a button click in Slack to this reviewer.
+    slack_user_id = models.CharField(max_length=32, blank=True)
+    # Quiet hours in the reviewer's own time zone; start > end spans midnight (22:00-07:00).
+    quiet_hours_start = models.TimeField(null=True, blank=True)
+    quiet_hours_end = models.TimeField(null=True, blank=True)
+    time_zone = models.CharField(max_length=64, default="UTC")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["slack_user_id"],
+                condition=~models.Q(slack_user_id=""),
+                name="notification_pref_unique_slack_user",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"preferences of {self.user}"
+
+
+class EscalationChain(models.Model):
+    """Ordered steps: who hears about a request that is still pending, and when."""
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class EscalationStep(models.Model):
+    chain = models.ForeignKey(EscalationChain, on_delete=models.CASCADE, related_name="steps")
+    position = models.PositiveSmallIntegerField()
+    # Minutes after the request was created, while it is still pending. Clamped so the step
+    # fires before the deadline (see approvals.escalations.step_schedule).
+    after_minutes = models.PositiveIntegerField(default=0)
+    notify_team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    notify_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    notify_email = models.BooleanField(default=True)
+    notify_slack = models.BooleanField(default=True)
+    notify_console = models.BooleanField(default=True)
+    # Hand the request to another team: its members can then see and decide it.
+    reassign_to = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["chain", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["chain", "position"], name="escalation_step_position"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.chain.name} #{self.position} after {self.after_minutes} min"
+
+    @property
+    def channels(self) -> list[str]:
+        flags = {
+            Channel.EMAIL: self.notify_email,
+            Channel.SLACK: self.notify_slack,
+            Channel.CONSOLE: self.notify_console,
+        }
+        return [channel for channel, enabled in flags.items() if enabled]
+
+
+class EscalationTrigger(models.TextChoices):
+    SCHEDULE = "schedule", "On schedule"
+    MANUAL = "manual", "By hand"
+
+
+class EscalationFiring(models.Model):
+    """A step that fired for a request. Unique per (request, step): a step never fires twice."""
+
+    approval = models.ForeignKey(
+        ApprovalRequest, on_delete=models.PROTECT, related_name="escalation_firings"
+    )
+    step = models.ForeignKey(EscalationStep, on_delete=models.PROTECT, related_name="firings")
+    trigger = models.CharField(max_length=10, choices=EscalationTrigger.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT
+    )
+    note = models.TextField(blank=True)
+    # When the step was due, and when it actually fired: the gap is how late beat was.
+    due_at = models.DateTimeField()
+    fired_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["fired_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["approval", "step"], name="escalation_fired_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.step} for {self.approval_id}"
+
+
+class SlackMessage(models.Model):
+    """Where a request was posted in Slack, so the message can be updated with the outcome."""
+
+    approval = models.ForeignKey(
+        ApprovalRequest, on_delete=models.PROTECT, related_name="slack_messages"
+    )
+    recipient = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    channel = models.CharField(max_length=32)
+    ts = models.CharField(max_length=32)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "ts"], name="slack_message_unique_ts"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel}/{self.ts}"
+
+
+class NotificationStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed permanently"
+    SKIPPED = "skipped", "Skipped"
+
+
+class Notification(models.Model):
+    """The outbox: one row per (recipient, channel, request, reason).
+
+    Written in the transaction of the event that caused it, so an event without its
+    notifications (or the reverse) cannot exist. `dedupe_key` is unique: writing the same
+    notification twice is a no-op, and a row is claimed (status + lease, compare-and-set)
+    before it is sent, so two workers never send the same row.
+    """
+
+    recipient = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications"
+    )
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    approval = models.ForeignKey(
+        ApprovalRequest, on_delete=models.PROTECT, related_name="notifications"
+    )
+    reason = models.CharField(max_length=64)
+    dedupe_key = models.CharField(max_length=255, unique=True)
+    # Set for updates of a message already posted (the outcome of a decision).
+    slack_message = models.ForeignKey(
+        SlackMessage, null=True, blank=True, on_delete=models.PROTECT, related_name="updates"
+    )
+    status = models.CharField(
+        max_length=10, choices=NotificationStatus.choices, default=NotificationStatus.PENDING
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    # A claimed row belongs to one worker until then; a worker that died frees it on expiry.
+    lease_until = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # The re-enqueue sweep looks for due, undelivered rows.
+            models.Index(fields=["status", "next_attempt_at"], name="notification_due"),
+            models.Index(fields=["recipient", "channel", "-id"], name="notification_inbox"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} to {self.recipient_id}: {self.reason} ({self.status})"
+
+
+class NotificationAttempt(models.Model):
+    """One row per try at delivering a notification."""
+
+    class Outcome(models.TextChoices):
+        SENT = "sent", "Sent"
+        RETRY = "retry", "Failed, will retry"
+        FAILED = "failed", "Failed permanently"
+
+    notification = models.ForeignKey(
+        Notification, on_delete=models.CASCADE, related_name="attempt_rows"
+    )
+    number = models.PositiveSmallIntegerField()
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["notification", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["notification", "number"], name="attempt_number"),
+        ]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of {self.notification_id}: {self.outcome}"

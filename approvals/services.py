@@ -26,6 +26,7 @@ from agents.models import Agent, Run
 from agents.services import run_refusal_reason
 from approvals import realtime
 from approvals.audit import AuditAction, audit_record
+from approvals.escalations import expiry_note
 from approvals.exceptions import IdempotencyConflict, TransitionConflict, UnknownRun
 from approvals.models import (
     ActorType,
@@ -36,6 +37,7 @@ from approvals.models import (
     Impact,
     Status,
 )
+from approvals.notifications import notifications_on_resolved, notifications_on_submitted
 
 # The one table of allowed transitions. Terminal states have no way out.
 ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
@@ -136,6 +138,7 @@ def approval_request_create(
                     "fingerprint": fingerprint,
                 },
             )
+            notifications_on_submitted(approval=approval)
             transaction.on_commit(partial(realtime.publish_approval_changed, approval.pk))
             if run is not None and not run.is_open:
                 approval = approval_request_system_deny(
@@ -260,7 +263,7 @@ def approval_request_expire(*, approval: ApprovalRequest) -> ApprovalRequest:
         approval=approval,
         to_status=Status.EXPIRED,
         actor_type=ActorType.SYSTEM,
-        note="No decision before the deadline.",
+        note=expiry_note(approval_id=approval.pk),
     )
 
 
@@ -362,6 +365,7 @@ def _transition(
                     "approved_arguments": approved_arguments,
                 },
             )
+            notifications_on_resolved(approval_id=approval.pk)
             transaction.on_commit(partial(realtime.publish_approval_changed, approval.pk))
 
     current = ApprovalRequest.objects.select_related("decision").get(pk=approval.pk)

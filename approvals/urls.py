@@ -1,6 +1,6 @@
 from django.urls import path
 
-from approvals import insight_views, views
+from approvals import insight_views, notification_views, views
 
 app_name = "approvals"
 
@@ -10,4 +10,18 @@ urlpatterns = [
     path("requests/<uuid:code>/approve", views.approve, name="approve"),
     path("requests/<uuid:code>/deny", views.deny, name="deny"),
     path("insight/", insight_views.dashboard, name="insight"),
+    path("requests/<uuid:code>/escalate", notification_views.escalate, name="escalate"),
+    path("notifications/", notification_views.notification_list, name="notifications"),
+    path("notifications/read", notification_views.notifications_read, name="notifications-read"),
+    path("notifications/feed", notification_views.notification_feed, name="notification-feed"),
+    path(
+        "notifications/preferences",
+        notification_views.notification_preferences,
+        name="notification-preferences",
+    ),
+    path(
+        "integrations/slack/interactions",
+        notification_views.slack_interactions,
+        name="slack-interactions",
+    ),
 ]

@@ -27,10 +27,24 @@ task_postrun.connect(unbind_task_request_id, weak=False, dispatch_uid="request_i
 def _schedule_periodic_tasks(sender: Celery, **kwargs: object) -> None:
     from django.conf import settings
 
-    from approvals.tasks import expire_overdue_requests
+    from approvals.tasks import (
+        expire_overdue_requests,
+        fire_due_escalations,
+        requeue_due_notifications,
+    )
 
     sender.add_periodic_task(
         float(settings.APPROVAL_EXPIRY_SWEEP_SECONDS),
         expire_overdue_requests.s(),
         name="expire overdue approval requests",
+    )
+    sender.add_periodic_task(
+        float(settings.ESCALATION_SWEEP_SECONDS),
+        fire_due_escalations.s(),
+        name="fire due escalation steps",
+    )
+    sender.add_periodic_task(
+        float(settings.NOTIFICATION_SWEEP_SECONDS),
+        requeue_due_notifications.s(),
+        name="re-enqueue undelivered notifications",
     )

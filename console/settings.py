@@ -206,6 +206,50 @@ APPROVAL_MAX_TIMEOUT_SECONDS = env_int("APPROVAL_MAX_TIMEOUT_SECONDS", 24 * 60 *
 APPROVAL_VALIDITY_SECONDS = env_int("APPROVAL_VALIDITY_SECONDS", 5 * 60)
 APPROVAL_LONG_POLL_MAX_SECONDS = 30
 
+# --- Notifications and escalation -----------------------------------------------------------
+# SMTP from the environment (EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD,
+# EMAIL_USE_TLS), as a Django 6.1 mailer. Without EMAIL_HOST, mail goes to the log, so the
+# embedded setup never tries to reach a mail server that is not there.
+_email_host = env_str("EMAIL_HOST")
+MAILERS = {
+    "default": {
+        "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "OPTIONS": {
+            "host": _email_host,
+            "port": env_int("EMAIL_PORT", 587 if env_bool("EMAIL_USE_TLS") else 25),
+            "username": env_str("EMAIL_HOST_USER"),
+            "password": env_str("EMAIL_HOST_PASSWORD"),
+            "use_tls": env_bool("EMAIL_USE_TLS", False),
+            "timeout": env_int("EMAIL_TIMEOUT", 10),
+        },
+    }
+    if _email_host
+    else {"BACKEND": "django.core.mail.backends.console.EmailBackend"}
+}
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Approval console <approvals@localhost>")
+
+SLACK_BOT_TOKEN = env_str("SLACK_BOT_TOKEN")
+SLACK_SIGNING_SECRET = env_str("SLACK_SIGNING_SECRET")
+# Tests point the SDK at a local server; in production it is Slack's own API.
+SLACK_API_BASE_URL = env_str("SLACK_API_BASE_URL", "https://slack.com/api/")
+
+# Outbox delivery: tries per notification, and the backoff between them (base * 2^n, capped).
+NOTIFICATION_MAX_ATTEMPTS = env_int("NOTIFICATION_MAX_ATTEMPTS", 8)
+NOTIFICATION_BACKOFF_BASE_SECONDS = env_int("NOTIFICATION_BACKOFF_BASE_SECONDS", 10)
+NOTIFICATION_BACKOFF_MAX_SECONDS = env_int("NOTIFICATION_BACKOFF_MAX_SECONDS", 15 * 60)
+# How long a worker owns a claimed row; longer than any single send may take.
+NOTIFICATION_LEASE_SECONDS = env_int("NOTIFICATION_LEASE_SECONDS", 120)
+# Beat re-enqueues due rows that have waited this long: a lost enqueue costs at most this.
+NOTIFICATION_REQUEUE_AFTER_SECONDS = env_int("NOTIFICATION_REQUEUE_AFTER_SECONDS", 30)
+NOTIFICATION_SWEEP_SECONDS = env_int("NOTIFICATION_SWEEP_SECONDS", 15)
+
+# The chain used when a request's policy names none (by EscalationChain.name; empty: none).
+ESCALATION_DEFAULT_CHAIN = env_str("ESCALATION_DEFAULT_CHAIN")
+ESCALATION_SWEEP_SECONDS = env_int("ESCALATION_SWEEP_SECONDS", 5)
+# No step is scheduled later than this many seconds before the deadline, so the last page
+# still leaves someone time to act.
+ESCALATION_DEADLINE_MARGIN_SECONDS = env_int("ESCALATION_DEADLINE_MARGIN_SECONDS", 60)
+
 # --- Payload caps for the agent APIs -----------------------------------------------------------
 # A larger body gets 413 before anything is parsed; a larger field or batch gets 400 naming it.
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 256 * 1024)

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from agents.models import Agent
 from agents.services import credential_issue
-from approvals.models import ApprovalRequest, Decision, Impact, Status
+from approvals.models import ApprovalRequest, Decision, Impact, NotificationPreference, Status, Team
 
 PASSWORD = "correct horse battery staple"
 
@@ -79,3 +79,22 @@ def decided_approval(
             approval=approval, status=status, reviewer=reviewer, note=note, decided_at=decided_at
         )
     return approval
+
+
+class TeamFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Team
+        skip_postgeneration_save = True
+
+    name = factory.Sequence(lambda n: f"team-{n}")
+
+    @factory.post_generation
+    def members(self, create: bool, extracted: list[object] | None, **kwargs: object) -> None:
+        if create and extracted:
+            self.members.add(*extracted)
+
+
+def reviewer_with_slack(username: str, slack_user_id: str, **preferences: object) -> object:
+    user = UserFactory(username=username)
+    NotificationPreference.objects.create(user=user, slack_user_id=slack_user_id, **preferences)
+    return user

@@ -1,0 +1,103 @@
+"""Notification pages, escalate-by-hand, and Slack's interactivity endpoint. Thin, as views are."""
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from approvals.escalations import approval_request_escalate
+from approvals.exceptions import EscalationUnavailable, NotAllowed, TransitionConflict
+from approvals.forms import EscalateForm, NotificationPreferenceForm
+from approvals.notifications import (
+    notification_preference_update,
+    notifications_mark_read,
+    preference_for,
+)
+from approvals.notifiers.slack import slack_reply_ephemeral
+from approvals.selectors import (
+    approval_get_for_reviewer,
+    notifications_for_reviewer,
+    notifications_unread_after,
+)
+from approvals.slack_interactions import SlackRequestRefused, slack_interaction_handle
+
+
+@require_GET
+@login_required
+def notification_list(request: HttpRequest) -> HttpResponse:
+    notifications = notifications_for_reviewer(user=request.user)
+    return render(request, "approvals/notifications.html", {"notifications": notifications})
+
+
+@require_POST
+@login_required
+def notifications_read(request: HttpRequest) -> HttpResponse:
+    notifications_mark_read(user=request.user)
+    return redirect("approvals:notifications")
+
+
+@require_GET
+@login_required
+def notification_feed(request: HttpRequest) -> JsonResponse:
+    """New console notifications, for static/js/notifications.js to raise in the browser."""
+    try:
+        after_id = max(int(request.GET.get("after", "0")), 0)
+    except ValueError:
+        return JsonResponse({"error": {"code": "invalid", "param": "after"}}, status=400)
+    items = [
+        {
+            "id": notification.pk,
+            "title": f"Approval needed: {notification.approval.tool}",
+            "body": notification.approval.summary[:200],
+            "url": reverse("approvals:detail", kwargs={"code": notification.approval.code}),
+        }
+        for notification in notifications_unread_after(user=request.user, after_id=after_id)
+    ]
+    return JsonResponse({"notifications": items})
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def notification_preferences(request: HttpRequest) -> HttpResponse:
+    preference = preference_for(request.user)
+    form = NotificationPreferenceForm(request.POST or None, instance=preference)
+    if request.method == "POST" and form.is_valid():
+        notification_preference_update(user=request.user, values=form.cleaned_data)
+        return redirect("approvals:notification-preferences")
+    status = 400 if request.method == "POST" else 200
+    return render(request, "approvals/preferences.html", {"form": form}, status=status)
+
+
+@require_POST
+@login_required
+def escalate(request: HttpRequest, code: object) -> HttpResponse:
+    approval = approval_get_for_reviewer(code=code)
+    if approval is None:
+        raise Http404("No such approval request.")
+    form = EscalateForm(request.POST)
+    if not form.is_valid():
+        return HttpResponse("A note is at most 5000 characters.", status=400)
+    try:
+        approval_request_escalate(
+            approval=approval, actor=request.user, note=form.cleaned_data["note"]
+        )
+    except NotAllowed as error:
+        return HttpResponse(str(error), status=403)
+    except (EscalationUnavailable, TransitionConflict) as error:
+        return HttpResponse(str(error), status=409)
+    return redirect("approvals:detail", code=approval.code)
+
+
+@csrf_exempt  # Slack cannot send our CSRF token; its request signature is checked instead.
+@require_POST
+def slack_interactions(request: HttpRequest) -> HttpResponse:
+    try:
+        outcome = slack_interaction_handle(body=request.body, headers=request.headers)
+    except SlackRequestRefused as refused:
+        return HttpResponse(str(refused), status=401)
+    if not outcome.decided and outcome.message and outcome.response_url:
+        slack_reply_ephemeral(response_url=outcome.response_url, text=outcome.message)
+    # Slack only needs a quick 200; the message is updated through the outbox.
+    return HttpResponse(status=200)

@@ -1,0 +1,380 @@
+"""The notification outbox: who is told what, on which channel, and delivery you can trust.
+
+Rows are written inside the transaction of the event that caused them (a submitted request, a
+fired escalation step, a decision), so there is never an event without its notifications or the
+reverse. Delivery happens later, in Celery:
+
+- the row's unique `dedupe_key` makes writing the same notification twice a no-op;
+- a worker claims a row with one compare-and-set (status + lease) before it sends, so two
+  workers holding the same task never both send; a worker that dies mid-send frees the row when
+  its lease runs out;
+- each try appends a NotificationAttempt; retryable failures back off exponentially (or as long
+  as the receiver asks, Slack's Retry-After), permanent ones mark the row failed for the admin;
+- beat re-enqueues due, undelivered rows, so an enqueue lost to a dead broker only delays.
+
+What this cannot promise: if a worker dies after the receiver accepted a message but before the
+row is marked sent, the row is sent again when the lease expires. No outbox can close that gap
+without the receiver's help; the lease keeps it to crashes, never to races.
+"""
+
+import logging
+import zoneinfo
+from collections.abc import Iterable
+from datetime import datetime, time, timedelta
+from functools import partial
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from approvals.models import (
+    ApprovalRequest,
+    Channel,
+    Notification,
+    NotificationAttempt,
+    NotificationPreference,
+    NotificationStatus,
+    SlackMessage,
+)
+from approvals.notifiers import notifier_for
+from approvals.notifiers.base import PermanentError, RetryableError
+
+logger = logging.getLogger(__name__)
+
+REASON_ROUTED = "routed"
+REASON_RESOLVED = "resolved"
+
+
+def escalation_reason(step_id: int) -> str:
+    return f"escalation-{step_id}"
+
+
+# --- Preferences ------------------------------------------------------------------------------
+
+
+def preference_for(user: AbstractBaseUser) -> NotificationPreference:
+    """The reviewer's preferences, or the defaults (every channel, no quiet hours) unsaved."""
+    try:
+        return user.notification_preference  # type: ignore[attr-defined,no-any-return]
+    except NotificationPreference.DoesNotExist:
+        return NotificationPreference(user=user)
+
+
+def in_quiet_hours(preference: NotificationPreference, now: datetime) -> bool:
+    start, end = preference.quiet_hours_start, preference.quiet_hours_end
+    if start is None or end is None or start == end:
+        return False
+    try:
+        zone = zoneinfo.ZoneInfo(preference.time_zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        zone = zoneinfo.ZoneInfo("UTC")
+    local: time = now.astimezone(zone).time()
+    if start < end:
+        return start <= local < end
+    return local >= start or local < end  # spans midnight, e.g. 22:00-07:00
+
+
+def notification_preference_update(
+    *, user: AbstractBaseUser, values: dict[str, object]
+) -> NotificationPreference:
+    preference, _ = NotificationPreference.objects.get_or_create(user=user)
+    for name, value in values.items():
+        setattr(preference, name, value)
+    preference.full_clean()
+    preference.save()
+    return preference
+
+
+# --- Writing the outbox -------------------------------------------------------------------------
+
+
+def _skip_reason(
+    *, user: AbstractBaseUser, channel: str, preference: NotificationPreference
+) -> str | None:
+    """Why this reviewer cannot be reached on this channel at all (None: they can)."""
+    if channel == Channel.EMAIL:
+        if not preference.email_enabled:
+            return "off"
+        if not getattr(user, "email", ""):
+            return "no email address"
+    elif channel == Channel.SLACK:
+        if not preference.slack_enabled:
+            return "off"
+        if not settings.SLACK_BOT_TOKEN:
+            return "no Slack"
+        if not preference.slack_user_id:
+            return "no Slack user id"
+    elif channel == Channel.CONSOLE and not preference.console_enabled:
+        return "off"
+    return None
+
+
+def notifications_create(
+    *,
+    approval: ApprovalRequest,
+    recipients: Iterable[AbstractBaseUser],
+    channels: Iterable[str],
+    reason: str,
+    now: datetime | None = None,
+    urgent: bool = False,
+) -> list[Notification]:
+    """Write the outbox rows for one event. Call inside the event's transaction.
+
+    A channel the reviewer turned off (or cannot be reached on) gets no row. During the
+    reviewer's quiet hours email and Slack get a `skipped` row, visible in the admin, unless
+    `urgent` (the last escalation step before the deadline): that one always goes out.
+    """
+    now = now or timezone.now()
+    channels = list(dict.fromkeys(channels))
+    created: list[Notification] = []
+    seen: set[int] = set()
+    for user in recipients:
+        if user.pk in seen or not user.is_active:
+            continue
+        seen.add(user.pk)
+        preference = preference_for(user)
+        quiet = in_quiet_hours(preference, now)
+        for channel in channels:
+            if _skip_reason(user=user, channel=channel, preference=preference):
+                continue
+            status, error = NotificationStatus.PENDING, ""
+            if channel == Channel.CONSOLE:
+                # The row is the message: it is on the reviewer's page as soon as it commits.
+                status = NotificationStatus.SENT
+            elif quiet and not urgent:
+                status, error = NotificationStatus.SKIPPED, "quiet hours"
+            notification = _insert_once(
+                recipient=user,
+                channel=channel,
+                approval=approval,
+                reason=reason,
+                dedupe_key=f"{approval.code}:{reason}:{channel}:{user.pk}",
+                status=status,
+                last_error=error,
+                now=now,
+            )
+            if notification is not None:
+                created.append(notification)
+    _enqueue_after_commit([n.pk for n in created if n.status == NotificationStatus.PENDING])
+    return created
+
+
+def _insert_once(*, now: datetime, **fields: object) -> Notification | None:
+    try:
+        # A savepoint: a duplicate must not abort the event's transaction on PostgreSQL.
+        with transaction.atomic():
+            return Notification.objects.create(
+                created_at=now,
+                next_attempt_at=now,
+                sent_at=now if fields["status"] == NotificationStatus.SENT else None,
+                **fields,
+            )
+    except IntegrityError:
+        return None
+
+
+def notifications_on_submitted(*, approval: ApprovalRequest) -> list[Notification]:
+    """A new request: tell the members of the team it is routed to."""
+    if approval.team_id is None:
+        return []
+    members = (
+        get_user_model()
+        .objects.filter(teams=approval.team_id)
+        .select_related("notification_preference")
+    )
+    return notifications_create(
+        approval=approval,
+        recipients=members,
+        channels=[Channel.EMAIL, Channel.SLACK, Channel.CONSOLE],
+        reason=REASON_ROUTED,
+        now=approval.created_at,
+    )
+
+
+def notifications_on_resolved(*, approval_id: int) -> list[Notification]:
+    """A decision, wherever it was made: every Slack message about the request shows it."""
+    created = [
+        notification
+        for message in SlackMessage.objects.filter(approval_id=approval_id)
+        if (notification := _slack_update_for(message)) is not None
+    ]
+    _enqueue_after_commit([n.pk for n in created])
+    return created
+
+
+def _slack_update_for(message: SlackMessage) -> Notification | None:
+    # Editing a message pings nobody, so quiet hours do not apply.
+    return _insert_once(
+        recipient_id=message.recipient_id,
+        channel=Channel.SLACK,
+        approval_id=message.approval_id,
+        reason=REASON_RESOLVED,
+        slack_message=message,
+        dedupe_key=f"slack-update:{message.pk}",
+        status=NotificationStatus.PENDING,
+        last_error="",
+        now=timezone.now(),
+    )
+
+
+def _enqueue_after_commit(notification_ids: list[int]) -> None:
+    if notification_ids:
+        transaction.on_commit(partial(_enqueue, notification_ids))
+
+
+def _enqueue(notification_ids: list[int]) -> None:
+    from approvals.tasks import deliver_notification
+
+    for notification_id in notification_ids:
+        try:
+            deliver_notification.delay(notification_id)
+        except Exception:
+            # The row is committed: beat's re-enqueue sweep delivers it once the broker is back.
+            logger.warning("could not enqueue notification %s; beat will", notification_id)
+
+
+# --- Delivering -----------------------------------------------------------------------------
+
+
+def backoff_seconds(attempts: int) -> float:
+    base = settings.NOTIFICATION_BACKOFF_BASE_SECONDS
+    return float(min(base * 2 ** max(attempts - 1, 0), settings.NOTIFICATION_BACKOFF_MAX_SECONDS))
+
+
+def notification_deliver(*, notification_id: int, now: datetime | None = None) -> float | None:
+    """Try to deliver one row. Returns seconds until it should be tried again, or None.
+
+    Claims the row first; if another worker holds it, or it is not due, or it is done, this
+    returns None without sending anything.
+    """
+    now = now or timezone.now()
+    claimable = Q(status=NotificationStatus.PENDING, next_attempt_at__lte=now) | Q(
+        status=NotificationStatus.SENDING, lease_until__lt=now
+    )
+    claimed = (
+        Notification.objects.filter(claimable, pk=notification_id)
+        .exclude(channel=Channel.CONSOLE)
+        .update(
+            status=NotificationStatus.SENDING,
+            lease_until=now + timedelta(seconds=settings.NOTIFICATION_LEASE_SECONDS),
+            attempts=F("attempts") + 1,
+        )
+    )
+    if claimed != 1:
+        return None
+    notification = Notification.objects.select_related(
+        "recipient",
+        "recipient__notification_preference",
+        "approval",
+        "approval__agent",
+        "approval__decision",
+        "approval__decision__reviewer",
+        "slack_message",
+    ).get(pk=notification_id)
+    attempt = NotificationAttempt.objects.create(
+        notification=notification, number=notification.attempts, started_at=now
+    )
+    ours = Notification.objects.filter(
+        pk=notification.pk, status=NotificationStatus.SENDING, attempts=notification.attempts
+    )
+
+    if notification.slack_message_id is None and notification.approval.is_terminal:
+        # Decided before we got to it: "please decide" would only be noise now.
+        _finish(attempt, NotificationAttempt.Outcome.SENT, "")
+        ours.update(status=NotificationStatus.SKIPPED, lease_until=None, last_error="decided")
+        return None
+
+    try:
+        posted = notifier_for(notification.channel).notify(notification)
+    except PermanentError as error:
+        _finish(attempt, NotificationAttempt.Outcome.FAILED, str(error))
+        ours.update(status=NotificationStatus.FAILED, lease_until=None, last_error=str(error))
+        return None
+    except Exception as error:
+        if not isinstance(error, RetryableError):
+            logger.exception("notifier crashed on notification %s", notification.pk)
+        retry_after = getattr(error, "retry_after", None)
+        message = str(error) or type(error).__name__
+        if notification.attempts >= settings.NOTIFICATION_MAX_ATTEMPTS:
+            _finish(attempt, NotificationAttempt.Outcome.FAILED, message)
+            ours.update(
+                status=NotificationStatus.FAILED,
+                lease_until=None,
+                last_error=f"gave up after {notification.attempts} attempts: {message}",
+            )
+            return None
+        delay = max(backoff_seconds(notification.attempts), float(retry_after or 0))
+        _finish(attempt, NotificationAttempt.Outcome.RETRY, message)
+        ours.update(
+            status=NotificationStatus.PENDING,
+            lease_until=None,
+            next_attempt_at=now + timedelta(seconds=delay),
+            last_error=message,
+        )
+        return delay
+
+    with transaction.atomic():
+        _finish(attempt, NotificationAttempt.Outcome.SENT, "")
+        ours.update(
+            status=NotificationStatus.SENT, lease_until=None, sent_at=timezone.now(), last_error=""
+        )
+        if posted is not None:
+            slack_message, _ = SlackMessage.objects.get_or_create(
+                channel=posted.channel,
+                ts=posted.ts,
+                defaults={"approval": notification.approval, "recipient": notification.recipient},
+            )
+            # Decided while we were posting: the resolved hook did not know this message yet.
+            if ApprovalRequest.objects.filter(pk=notification.approval_id).exclude(
+                status="pending"
+            ).exists() and (update := _slack_update_for(slack_message)):
+                _enqueue_after_commit([update.pk])
+    return None
+
+
+def _finish(attempt: NotificationAttempt, outcome: str, error: str) -> None:
+    attempt.outcome = outcome
+    attempt.error = error[:2000]
+    attempt.finished_at = timezone.now()
+    attempt.save(update_fields=["outcome", "error", "finished_at"])
+
+
+def notifications_due_for_requeue(*, now: datetime | None = None, limit: int = 500) -> list[int]:
+    """Rows a worker should have picked up by now: their enqueue was lost, or their worker died."""
+    now = now or timezone.now()
+    grace = timedelta(seconds=settings.NOTIFICATION_REQUEUE_AFTER_SECONDS)
+    due = Q(status=NotificationStatus.PENDING, next_attempt_at__lte=now - grace) | Q(
+        status=NotificationStatus.SENDING, lease_until__lt=now
+    )
+    return list(
+        Notification.objects.filter(due)
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+# --- The reviewer's inbox ---------------------------------------------------------------------
+
+
+def notifications_mark_read(*, user: AbstractBaseUser, now: datetime | None = None) -> int:
+    return Notification.objects.filter(
+        recipient=user, channel=Channel.CONSOLE, read_at__isnull=True
+    ).update(read_at=now or timezone.now())
+
+
+def notifications_retry_failed(*, notification_ids: Iterable[int]) -> int:
+    """An operator's second chance for failed rows (after fixing a token, say)."""
+    ids = list(
+        Notification.objects.filter(
+            pk__in=list(notification_ids), status=NotificationStatus.FAILED
+        ).values_list("pk", flat=True)
+    )
+    with transaction.atomic():
+        Notification.objects.filter(pk__in=ids, status=NotificationStatus.FAILED).update(
+            status=NotificationStatus.PENDING, next_attempt_at=timezone.now(), attempts=0
+        )
+        _enqueue_after_commit(ids)
+    return len(ids)

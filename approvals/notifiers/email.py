@@ -1,0 +1,65 @@
+"""Email through Django's mail framework (SMTP configured from the environment).
+
+The message links to the decision page and nowhere else that acts: link scanners follow every
+link in a mail, so an approve-by-link would approve whatever a scanner opened.
+"""
+
+import smtplib
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.template.loader import render_to_string
+from django.urls import reverse
+
+from approvals.models import Channel, Notification
+from approvals.notifiers.base import Notifier, PermanentError, PostedMessage, RetryableError
+
+
+def decision_url(approval_code: object) -> str:
+    return settings.SITE_URL + reverse("approvals:detail", kwargs={"code": approval_code})
+
+
+class EmailNotifier(Notifier):
+    channel = Channel.EMAIL
+
+    def notify(self, notification: Notification) -> PostedMessage | None:
+        recipient = notification.recipient
+        if not recipient.email:
+            raise PermanentError("The reviewer has no email address.")
+        approval = notification.approval
+        context = {
+            "approval": approval,
+            "notification": notification,
+            "reason_text": reason_text(notification),
+            "decision_url": decision_url(approval.code),
+        }
+        subject = f"[Approval needed] {approval.tool}: {approval.summary or approval.tool}"
+        # Header injection: agent text must never carry a newline into the Subject.
+        subject = " ".join(subject.split())[:200]
+        message = EmailMultiAlternatives(
+            subject=subject,
+            body=render_to_string("emails/approval_notification.txt", context),
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            to=[recipient.email],
+        )
+        message.attach_alternative(
+            render_to_string("emails/approval_notification.html", context), "text/html"
+        )
+        try:
+            message.send()
+        except smtplib.SMTPRecipientsRefused as error:
+            raise PermanentError(f"recipient refused: {error.recipients}") from error
+        except smtplib.SMTPResponseException as error:
+            # 5xx is the server's final word; 4xx asks us to come back later.
+            if 500 <= error.smtp_code < 600:
+                raise PermanentError(f"SMTP {error.smtp_code}: {error.smtp_error!r}") from error
+            raise RetryableError(f"SMTP {error.smtp_code}: {error.smtp_error!r}") from error
+        except (smtplib.SMTPException, OSError) as error:
+            raise RetryableError(f"SMTP unavailable: {error}") from error
+        return None
+
+
+def reason_text(notification: Notification) -> str:
+    if notification.reason.startswith("escalation"):
+        return "Still pending: it was escalated to you."
+    return "A request routed to your team is waiting for a decision."

@@ -1,0 +1,98 @@
+"""Decisions from Slack's Approve / Deny buttons.
+
+Everything Slack sends is checked before it is believed: the signature (HMAC of the body with our
+signing secret) and its timestamp (older than five minutes is a replay). The Slack member is
+mapped to a console reviewer through NotificationPreference.slack_user_id, the console's own
+access rule applies, and the decision goes through the same services as the decision page.
+The message itself is updated through the outbox, by the resolved-transition hook: a decision
+made here or anywhere else updates every Slack message about the request the same way.
+"""
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import parse_qs
+
+from django.conf import settings
+from slack_sdk.signature import SignatureVerifier
+
+from approvals.exceptions import TransitionConflict
+from approvals.models import ApprovalRequest, NotificationPreference
+from approvals.notifiers.slack import ACTION_APPROVE, ACTION_DENY
+from approvals.selectors import approval_may_be_decided_by
+from approvals.services import approval_request_approve, approval_request_deny
+
+logger = logging.getLogger(__name__)
+
+
+class SlackRequestRefused(Exception):
+    """Not from Slack, or not now: answer 401 and do nothing."""
+
+
+@dataclass(frozen=True)
+class InteractionOutcome:
+    decided: bool
+    message: str
+    response_url: str = ""
+
+
+def slack_request_verify(*, body: bytes, headers: Mapping[str, str]) -> None:
+    if not settings.SLACK_SIGNING_SECRET:
+        raise SlackRequestRefused("Slack is not configured.")
+    verifier = SignatureVerifier(settings.SLACK_SIGNING_SECRET)
+    try:
+        valid = verifier.is_valid_request(body, headers)
+    except ValueError:  # a timestamp that is not a number
+        valid = False
+    if not valid:
+        raise SlackRequestRefused("Bad or stale Slack signature.")
+
+
+def slack_interaction_handle(*, body: bytes, headers: Mapping[str, str]) -> InteractionOutcome:
+    """Verify, map the Slack user, check access, decide. Raises SlackRequestRefused if forged."""
+    slack_request_verify(body=body, headers=headers)
+    try:
+        payload = json.loads(parse_qs(body.decode())["payload"][0])
+        action = payload["actions"][0]
+        action_id = str(action["action_id"])
+        code = str(action.get("value", ""))
+        slack_user_id = str(payload["user"]["id"])
+    except (KeyError, IndexError, TypeError, ValueError, UnicodeDecodeError):
+        return InteractionOutcome(decided=False, message="Not an interaction the console knows.")
+    response_url = str(payload.get("response_url", ""))
+
+    def refuse(message: str) -> InteractionOutcome:
+        return InteractionOutcome(decided=False, message=message, response_url=response_url)
+
+    if action_id not in (ACTION_APPROVE, ACTION_DENY):
+        return refuse("")  # "Open" is a link; Slack still tells us it was clicked
+    preference = (
+        NotificationPreference.objects.select_related("user")
+        .filter(slack_user_id=slack_user_id)
+        .first()
+    )
+    if preference is None or not preference.user.is_active:
+        return refuse("Your Slack account is not linked to a console reviewer.")
+    reviewer = preference.user
+    try:
+        approval = ApprovalRequest.objects.get(code=code)
+    except (ApprovalRequest.DoesNotExist, ValueError):
+        return refuse("No such approval request.")
+    if not approval_may_be_decided_by(approval=approval, user=reviewer):
+        return refuse("You may not decide this request: it is routed to another team.")
+    try:
+        if action_id == ACTION_APPROVE:
+            approval_request_approve(
+                approval=approval, reviewer=reviewer, note="Approved from Slack."
+            )
+        else:
+            approval_request_deny(
+                approval=approval,
+                reviewer=reviewer,
+                reason=f"Denied from Slack by {reviewer.get_username()}.",
+            )
+    except TransitionConflict as conflict:
+        return refuse(f"Not recorded: this request is already {conflict.current_status}.")
+    logger.info("slack %s by %s on %s", action_id, reviewer.get_username(), approval.code)
+    return InteractionOutcome(decided=True, message="Recorded.", response_url=response_url)

@@ -1,0 +1,81 @@
+"""Email notifications, received by a real SMTP server (aiosmtpd) on loopback."""
+
+import pytest
+from django.db import transaction
+
+from approvals.models import Channel, NotificationAttempt, NotificationStatus
+from approvals.notifications import notification_deliver, notifications_on_submitted
+from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory
+from tests.notify_servers import smtp_server  # noqa: F401
+
+pytestmark = pytest.mark.django_db
+
+
+def _routed_email(settings):  # type: ignore[no-untyped-def]
+    settings.SITE_URL = "https://console.example.test"
+    alice = UserFactory(username="alice", email="alice@example.test")
+    team = TeamFactory(name="payments", members=[alice])
+    approval = ApprovalRequestFactory(
+        team=team,
+        summary="Refund <b>order</b> 1042",
+        hold_reason="Refunds over 40 EUR need a person.",
+    )
+    with transaction.atomic():
+        created = notifications_on_submitted(approval=approval)
+    email_row = next(n for n in created if n.channel == Channel.EMAIL)
+    return approval, email_row
+
+
+def test_it_sends_html_and_text_with_the_decision_link(settings, smtp_server) -> None:  # noqa: F811
+    approval, row = _routed_email(settings)
+
+    assert notification_deliver(notification_id=row.pk) is None
+
+    assert len(smtp_server.handler.messages) == 1
+    message = smtp_server.handler.messages[0]
+    assert message["To"] == "alice@example.test"
+    assert "issue_refund" in message["Subject"]
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    html = message.get_body(preferencelist=("html",)).get_content()
+    link = f"https://console.example.test/requests/{approval.code}/"
+    for body in (text, html):
+        assert link in body
+        assert "Refunds over 40 EUR need a person." in body
+        assert approval.deadline_at.strftime("%Y-%m-%d %H:%M") in body
+    # Agent text is escaped in HTML, and no link approves anything.
+    assert "Refund &lt;b&gt;order&lt;/b&gt; 1042" in html
+    assert "<b>order</b>" not in html
+    assert "/approve" not in html and "/approve" not in text
+    row.refresh_from_db()
+    assert row.status == NotificationStatus.SENT
+    assert [a.outcome for a in row.attempt_rows.all()] == [NotificationAttempt.Outcome.SENT]
+
+
+def test_it_retries_when_the_server_says_try_later(settings, smtp_server) -> None:  # noqa: F811
+    smtp_server.handler.fail_first = 1
+    _, row = _routed_email(settings)
+
+    retry_in = notification_deliver(notification_id=row.pk)
+
+    assert retry_in == settings.NOTIFICATION_BACKOFF_BASE_SECONDS
+    row.refresh_from_db()
+    assert row.status == NotificationStatus.PENDING
+    assert "451" in row.last_error
+    assert smtp_server.handler.messages == []
+
+
+def test_it_retries_when_no_server_listens(settings) -> None:
+    from tests.notify_servers import free_port
+
+    settings.MAILERS = {
+        "default": {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": {"host": "127.0.0.1", "port": free_port(), "timeout": 2},
+        }
+    }
+    _, row = _routed_email(settings)
+
+    assert notification_deliver(notification_id=row.pk) is not None
+    row.refresh_from_db()
+    assert row.status == NotificationStatus.PENDING
+    assert row.attempt_rows.get().outcome == NotificationAttempt.Outcome.RETRY
