@@ -163,3 +163,13 @@ class ApprovalEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.from_status or '∅'} -> {self.to_status}"
+
+
+# Policy models live in their own module; importing them here registers them with the app.
+from approvals.policies.models import (  # noqa: E402, F401
+    CircuitBreaker,
+    PolicyCondition,
+    PolicyEvaluation,
+    PolicyRule,
+    Throttle,
+)

@@ -1,0 +1,274 @@
+"""From a submission to a verdict: load the rules and the guardrail state, run the engine.
+
+`policy_decide` must run inside the transaction that creates the request. It locks the agent's
+row first, so two requests from one agent are decided one after the other: a throttle or a
+running total cannot be slipped past by sending requests in parallel (on SQLite, IMMEDIATE
+transactions serialize writers anyway).
+"""
+
+import fnmatch
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+
+from agents.models import Agent, AgentGroup, AgentHalt
+from approvals.models import IMPACT_RANK, ApprovalRequest, Status
+from approvals.policies.engine import (
+    Condition,
+    Evaluation,
+    Rule,
+    ShadowMatch,
+    Snapshot,
+    TotalsLookup,
+    describe_outcome,
+    policy_evaluate,
+)
+from approvals.policies.models import Outcome, PolicyRule, RuleState, Throttle
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What happens to a new request, and why, in words."""
+
+    outcome: str
+    reason: str
+    rule: Rule | None = None
+    # Which part of the policy decided: a rule, the default, or a guardrail.
+    decided_by: str = "default"
+    shadow_matches: tuple[ShadowMatch, ...] = field(default_factory=tuple)
+
+    @property
+    def team_id(self) -> int | None:
+        return self.rule.team_id if self.rule and self.outcome == Outcome.HOLD else None
+
+    @property
+    def required_approvals(self) -> int:
+        return self.rule.required_approvals if self.rule and self.outcome == Outcome.HOLD else 1
+
+    @property
+    def time_to_decide_seconds(self) -> int | None:
+        if self.rule and self.outcome == Outcome.HOLD:
+            return self.rule.time_to_decide_seconds
+        return None
+
+
+def rule_from_model(rule: PolicyRule) -> Rule:
+    return Rule(
+        id=rule.pk,
+        name=rule.name,
+        position=rule.position,
+        outcome=rule.outcome,
+        shadow=rule.state == RuleState.SHADOW,
+        agent_id=rule.agent_id,
+        agent_group_id=rule.agent_group_id,
+        tool_glob=rule.tool_glob,
+        impact_at_least=rule.impact_at_least,
+        confidence_below=rule.confidence_below,
+        labels=tuple(rule.labels) if isinstance(rule.labels, list) else ("<invalid labels>",),
+        active_from=rule.active_from,
+        active_until=rule.active_until,
+        conditions=tuple(
+            Condition(path=c.path, operator=c.operator, value=c.value)
+            for c in rule.conditions.all()
+        ),
+        total_path=rule.total_path,
+        total_window_seconds=rule.total_window_seconds,
+        total_above=rule.total_above,
+        reason=rule.reason,
+        team_id=rule.team_id,
+        team_name=rule.team.name if rule.team else "",
+        required_approvals=max(1, rule.required_approvals),
+        time_to_decide_seconds=rule.time_to_decide_seconds,
+        on_timeout=rule.on_timeout,
+    )
+
+
+def rules_load() -> list[Rule]:
+    """The active and shadow rules, in the order they are tried."""
+    rows = (
+        PolicyRule.objects.filter(state__in=[RuleState.ACTIVE, RuleState.SHADOW])
+        .select_related("team")
+        .prefetch_related("conditions")
+        .order_by("position", "id")
+    )
+    return [rule_from_model(row) for row in rows]
+
+
+def labels_of(source: Any) -> Any:
+    """Labels adapter: a `labels` field if the request has one, else `context["labels"]`.
+
+    The native API adds labels to requests in parallel; until then agents send them in
+    context. Kept here, in one place, so switching over is one edit.
+    """
+    labels = getattr(source, "labels", None)
+    if labels is not None:
+        return labels
+    context = getattr(source, "context", None) or {}
+    return context.get("labels") if isinstance(context, dict) else None
+
+
+def _numbers_at(path: str, arguments: Any) -> float:
+    value: Any = arguments
+    for part in path.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return 0.0
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return 0.0
+
+
+def approved_totals_for(agent_id: int) -> TotalsLookup:
+    """Sum one argument over the agent's approved requests in a window before `at`.
+
+    Uses the arguments actually approved: when a reviewer approved with changes, those count.
+    """
+
+    def lookup(tool_glob: str, path: str, window_seconds: int, at: datetime) -> float:
+        rows = ApprovalRequest.objects.filter(
+            agent_id=agent_id,
+            status=Status.APPROVED,
+            decided_at__gte=at - timedelta(seconds=window_seconds),
+            decided_at__lt=at,
+        ).values_list("tool", "arguments", "decision__approved_arguments")
+        total = 0.0
+        for tool, arguments, approved_arguments in rows:
+            if tool_glob and not fnmatch.fnmatchcase(tool, tool_glob):
+                continue
+            used = approved_arguments if approved_arguments is not None else arguments
+            total += _numbers_at(path, used)
+        return total
+
+    return lookup
+
+
+def _active_halt(agent_id: int) -> AgentHalt | None:
+    return (
+        AgentHalt.objects.select_related("halted_by")
+        .filter(agent_id=agent_id, resumed_at__isnull=True)
+        .first()
+    )
+
+
+def halt_reason(halt: AgentHalt) -> str:
+    who = halt.halted_by.get_username() if halt.halted_by else "the console"
+    return (
+        f"Denied: the agent was halted by {who} at {halt.halted_at:%Y-%m-%d %H:%M:%S} UTC "
+        f"({halt.reason}). New requests are denied until someone resumes it."
+    )
+
+
+def _auto_approvals(
+    *, agent_id: int, throttle: Throttle, now: datetime, tool: str, impact: str
+) -> int | None:
+    """Auto-approvals counted by a throttle, or None if the throttle does not apply here."""
+    if throttle.tool_glob and not fnmatch.fnmatchcase(tool, throttle.tool_glob):
+        return None
+    minimum = IMPACT_RANK.get(throttle.impact_at_least)  # type: ignore[call-overload]
+    if minimum is not None and IMPACT_RANK.get(impact, -1) < minimum:  # type: ignore[call-overload]
+        return None
+    rows = ApprovalRequest.objects.filter(
+        agent_id=agent_id,
+        status=Status.APPROVED,
+        decision__reviewer__isnull=True,
+        decided_at__gte=now - timedelta(seconds=throttle.window_seconds),
+    ).values_list("tool", "impact")
+    count = 0
+    for row_tool, row_impact in rows:
+        if throttle.tool_glob and not fnmatch.fnmatchcase(row_tool, throttle.tool_glob):
+            continue
+        if minimum is not None and IMPACT_RANK.get(row_impact, -1) < minimum:  # type: ignore[call-overload]
+            continue
+        count += 1
+    return count
+
+
+def _throttle_hit(*, agent_id: int, now: datetime, tool: str, impact: str) -> str | None:
+    throttles: Iterable[Throttle] = Throttle.objects.filter(enabled=True)
+    for throttle in throttles:
+        if throttle.agent_id is not None and throttle.agent_id != agent_id:
+            continue
+        count = _auto_approvals(
+            agent_id=agent_id, throttle=throttle, now=now, tool=tool, impact=impact
+        )
+        if count is not None and count >= throttle.max_auto_approvals:
+            return (
+                f"Throttle “{throttle.name}”: {count} auto-approvals within "
+                f"{throttle.window_seconds}s already (at most {throttle.max_auto_approvals}); "
+                f"held for review."
+            )
+    return None
+
+
+def policy_decide(*, agent: Agent, submission: Any, now: datetime) -> Verdict:
+    """Decide a new request. Call inside the creating transaction. Never raises: fails closed."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("policy_decide must run inside the transaction creating the request")
+    # Serializes decisions per agent until commit: the throttle and total counts below see
+    # every auto-approval committed before, and none can be committed in between.
+    Agent.objects.select_for_update().filter(pk=agent.pk).values_list("pk").first()
+
+    halt = _active_halt(agent.pk)
+    if halt is not None:
+        return Verdict(outcome=Outcome.DENY, reason=halt_reason(halt), decided_by="halt")
+
+    try:
+        snapshot = Snapshot(
+            agent_id=agent.pk,
+            agent_group_ids=frozenset(
+                AgentGroup.objects.filter(agents=agent).values_list("pk", flat=True)
+            ),
+            tool=submission.tool,
+            arguments=submission.arguments,
+            impact=submission.impact,
+            confidence=submission.confidence,
+            labels=labels_of(submission),
+            at=now,
+        )
+        evaluation: Evaluation = policy_evaluate(
+            rules_load(), snapshot, approved_totals_for(agent.pk)
+        )
+    except Exception:
+        # A policy that cannot be evaluated never lets a request through.
+        logger.exception("policy evaluation failed; holding the request")
+        return Verdict(
+            outcome=Outcome.HOLD,
+            reason="The policy could not be evaluated: held for review, never approved.",
+            decided_by="error",
+        )
+
+    decided_by = "default"
+    if evaluation.rule is not None:
+        decided_by = "error" if evaluation.errored else "rule"
+    verdict = Verdict(
+        outcome=evaluation.outcome,
+        reason=evaluation.reason,
+        rule=evaluation.rule,
+        decided_by=decided_by,
+        shadow_matches=evaluation.shadow_matches,
+    )
+    if verdict.outcome == Outcome.APPROVE:
+        throttled = _throttle_hit(
+            agent_id=agent.pk, now=now, tool=submission.tool, impact=submission.impact
+        )
+        if throttled is not None:
+            return Verdict(
+                outcome=Outcome.HOLD,
+                reason=f"{throttled} (The policy would have approved it: {verdict.reason})",
+                rule=verdict.rule,
+                decided_by="throttle",
+                shadow_matches=verdict.shadow_matches,
+            )
+    return verdict
+
+
+__all__ = ["Verdict", "describe_outcome", "halt_reason", "labels_of", "policy_decide"]
