@@ -63,3 +63,7 @@ class TeamAdmin(admin.ModelAdmin):
     list_display = ("name", "code")
     search_fields = ("name",)
     filter_horizontal = ("members",)
+
+
+# Registers the policy, guardrail and halt admins.
+import approvals.policies.admin  # noqa: E402, F401

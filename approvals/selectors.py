@@ -14,12 +14,18 @@ def approval_get_for_display(*, approval_id: int) -> ApprovalRequest:
 
 def approval_get_for_agent(*, agent: Agent, code: object) -> ApprovalRequest | None:
     """An agent sees only its own requests; anything else is indistinguishable from absent."""
-    return ApprovalRequest.objects.select_related("decision").filter(agent=agent, code=code).first()
+    return (
+        ApprovalRequest.objects.select_related("decision", "policy_evaluation", "team")
+        .filter(agent=agent, code=code)
+        .first()
+    )
 
 
 def approval_get_for_reviewer(*, code: object) -> ApprovalRequest | None:
     return (
-        ApprovalRequest.objects.select_related("agent", "decision", "decision__reviewer")
+        ApprovalRequest.objects.select_related(
+            "agent", "decision", "decision__reviewer", "policy_evaluation", "team"
+        )
         .filter(code=code)
         .first()
     )

@@ -1,0 +1,11 @@
+from django.urls import path
+
+from approvals.policies import views
+
+app_name = "policies"
+
+urlpatterns = [
+    path("agents/", views.agents, name="agents"),
+    path("agents/<uuid:code>/halt", views.halt, name="halt"),
+    path("agents/<uuid:code>/resume", views.resume, name="resume"),
+]
