@@ -8,7 +8,8 @@ from django.utils import timezone
 
 from agents.models import Agent
 from agents.services import credential_issue
-from approvals.models import ApprovalRequest, Impact
+from approvals.models import ApprovalRequest, Impact, Team
+from approvals.policies.models import Outcome, PolicyRule, RuleState
 
 PASSWORD = "correct horse battery staple"
 
@@ -51,3 +52,20 @@ class ApprovalRequestFactory(factory.django.DjangoModelFactory):
     timeout = "30m"
     timeout_seconds = 1800
     deadline_at = factory.LazyFunction(lambda: timezone.now() + timedelta(minutes=30))
+
+
+class TeamFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Team
+
+    name = factory.Sequence(lambda n: f"team-{n}")
+
+
+class PolicyRuleFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = PolicyRule
+
+    name = factory.Sequence(lambda n: f"rule-{n}")
+    position = factory.Sequence(lambda n: 10 * (n + 1))
+    state = RuleState.ACTIVE
+    outcome = Outcome.HOLD
