@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from agents.models import Agent, AgentGroup, AgentHalt
 from approvals.models import IMPACT_RANK, ApprovalRequest, Status
@@ -216,6 +217,9 @@ def policy_decide(*, agent: Agent, submission: Any, now: datetime) -> Verdict:
     # Serializes decisions per agent until commit: the throttle and total counts below see
     # every auto-approval committed before, and none can be committed in between.
     Agent.objects.select_for_update().filter(pk=agent.pk).values_list("pk").first()
+    # Read the clock after the lock: whoever held it before decided later than our caller's
+    # `now`, and windows ending at an earlier instant would not see those decisions.
+    now = max(now, timezone.now())
 
     halt = _active_halt(agent.pk)
     if halt is not None:

@@ -8,7 +8,7 @@ saying who and why.
 from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -33,28 +33,26 @@ def agent_halt(
     """Halt an agent and cancel its pending requests. Halting a halted agent changes nothing."""
     now = now or timezone.now()
     reason = reason.strip() or "No reason given."
-    try:
-        with transaction.atomic():
-            halt = AgentHalt.objects.create(
-                agent=agent, reason=reason, halted_by=halted_by, halted_at=now
-            )
-    except IntegrityError:
-        # Already halted (two reviewers at once, or the breaker and a reviewer): that halt stands.
+    with transaction.atomic():
+        # The same lock policy_decide takes: a request being created right now either sees
+        # this halt, or is committed before it and is cancelled below. None slips between.
+        Agent.objects.select_for_update().filter(pk=agent.pk).values_list("pk").first()
         existing = agent_active_halt(agent=agent)
-        if existing is None:  # resumed in between: halting again is what was asked
-            return agent_halt(agent=agent, reason=reason, halted_by=halted_by, now=now)
-        return existing
-
-    who = halted_by.get_username() if halted_by else "the console"
-    note = f"Cancelled: the agent was halted by {who} ({reason})."
-    pending = ApprovalRequest.objects.filter(agent=agent, status=Status.PENDING).only(
-        "pk", "status", "deadline_at"
-    )
-    for approval in pending:
-        try:
-            approval_request_cancel_for_halt(approval=approval, halted_by=halted_by, note=note)
-        except TransitionConflict:
-            continue  # decided or expired meanwhile: that outcome stands
+        if existing is not None:
+            return existing  # already halted: that halt stands
+        halt = AgentHalt.objects.create(
+            agent=agent, reason=reason, halted_by=halted_by, halted_at=now
+        )
+        who = halted_by.get_username() if halted_by else "the console"
+        note = f"Cancelled: the agent was halted by {who} ({reason})."
+        pending = ApprovalRequest.objects.filter(agent=agent, status=Status.PENDING).only(
+            "pk", "status", "deadline_at"
+        )
+        for approval in pending:
+            try:
+                approval_request_cancel_for_halt(approval=approval, halted_by=halted_by, note=note)
+            except TransitionConflict:
+                continue  # decided or expired meanwhile: that outcome stands
     return halt
 
 

@@ -75,9 +75,7 @@ def test_it_denies_at_once_with_the_rules_reason() -> None:
 
 def test_it_holds_for_the_named_team_quorum_and_time_to_decide() -> None:
     team = TeamFactory(name="finance")
-    PolicyRuleFactory(
-        outcome="hold", team=team, required_approvals=2, time_to_decide_seconds=600
-    )
+    PolicyRuleFactory(outcome="hold", team=team, required_approvals=2, time_to_decide_seconds=600)
     approval = _create(AgentFactory(), timeout="2h")
     assert approval.status == Status.PENDING
     assert (approval.team, approval.required_approvals, approval.timeout_seconds) == (team, 2, 600)

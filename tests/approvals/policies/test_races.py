@@ -1,0 +1,92 @@
+"""Parallel requests from one agent cannot slip past a throttle or a running total, nor a halt.
+
+On PostgreSQL (CI) the threads run concurrently on separate connections; the agent-row lock
+taken by policy_decide must serialize them. On SQLite, IMMEDIATE transactions do the same.
+"""
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from approvals.models import ApprovalRequest, Status
+from approvals.policies.halts import agent_halt
+from approvals.policies.models import Throttle
+from approvals.services import Submission, approval_request_create
+from tests.factories import AgentFactory, PolicyRuleFactory, UserFactory
+
+THREADS = 8
+
+
+def _in_parallel(actions: list[Callable[[], Any]]) -> list[BaseException]:
+    barrier = threading.Barrier(len(actions))
+    errors: list[BaseException] = []
+
+    def run(action: Callable[[], Any]) -> None:
+        try:
+            barrier.wait()
+            action()
+        except BaseException as error:  # surfaced by the caller: a crash is a failure
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(action,)) for action in actions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return errors
+
+
+def _creator(agent, key: str, amount: int = 100) -> Callable[[], Any]:  # type: ignore[no-untyped-def]
+    submission = Submission(tool="issue_refund", arguments={"amount": amount}, timeout="30m")
+    return lambda: approval_request_create(agent=agent, idempotency_key=key, submission=submission)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_lets_no_parallel_request_slip_past_a_throttle() -> None:
+    PolicyRuleFactory(outcome="approve")
+    Throttle.objects.create(name="three", max_auto_approvals=3, window_seconds=600)
+    for round_number in range(3):
+        agent = AgentFactory()
+        errors = _in_parallel([_creator(agent, f"r{round_number}-{i}") for i in range(THREADS)])
+        assert not errors, errors
+        statuses = list(
+            ApprovalRequest.objects.filter(agent=agent).values_list("status", flat=True)
+        )
+        assert len(statuses) == THREADS
+        assert statuses.count(Status.APPROVED) == 3
+        assert statuses.count(Status.PENDING) == THREADS - 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_lets_no_parallel_request_slip_past_a_running_total() -> None:
+    PolicyRuleFactory(
+        position=1,
+        total_path="amount",
+        total_window_seconds=3600,
+        total_above=250,
+        outcome="hold",
+    )
+    PolicyRuleFactory(position=2, outcome="approve")
+    agent = AgentFactory()
+    errors = _in_parallel([_creator(agent, f"t{i}", amount=100) for i in range(THREADS)])
+    assert not errors, errors
+    approved = ApprovalRequest.objects.filter(agent=agent, status=Status.APPROVED).count()
+    assert approved == 2  # 100 + 100 = 200; a third would make 300 > 250
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_leaves_nothing_pending_when_a_halt_races_new_requests() -> None:
+    halter = UserFactory()
+    for round_number in range(3):
+        agent = AgentFactory()
+        actions = [_creator(agent, f"h{round_number}-{i}") for i in range(THREADS - 1)]
+        actions.append(lambda agent=agent: agent_halt(agent=agent, reason="stop", halted_by=halter))
+        errors = _in_parallel(actions)
+        assert not errors, errors
+        # Every request either came before the halt (cancelled) or after it (denied).
+        assert not ApprovalRequest.objects.filter(agent=agent, status=Status.PENDING).exists()
