@@ -154,6 +154,8 @@ class PolicyCondition(models.Model):
     )
     operator = models.CharField(max_length=10, choices=Operator.choices)
     value = models.JSONField(help_text='JSON: 1000, "EUR", ["EUR", "USD"], true.')
+    # Part of the policy's version: any edit here must invalidate cached rules.
+    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["id"]
