@@ -207,20 +207,22 @@ def rule_explain_match(
     """Why the rule matches, one phrase per criterion, or None if it does not match.
 
     Cheap criteria come first, so a rule for another tool never fails on a missing argument.
+    Phrases are formatted only once the rule has matched: most rules do not, and formatting
+    was most of the cost of evaluating 100 rules.
     """
-    why: list[str] = []
+    why: list[tuple[str, tuple[Any, ...]]] = []
     if rule.agent_id is not None:
         if snapshot.agent_id != rule.agent_id:
             return None
-        why.append("the agent is the rule's agent")
+        why.append(("the agent is the rule's agent", ()))
     if rule.agent_group_id is not None:
         if rule.agent_group_id not in snapshot.agent_group_ids:
             return None
-        why.append("the agent is in the rule's group")
+        why.append(("the agent is in the rule's group", ()))
     if rule.tool_glob:
         if not fnmatch.fnmatchcase(snapshot.tool, rule.tool_glob):
             return None
-        why.append(f"tool {snapshot.tool} matches {rule.tool_glob}")
+        why.append(("tool %s matches %s", (snapshot.tool, rule.tool_glob)))
     if rule.impact_at_least:
         if rule.impact_at_least not in IMPACT_RANK:
             raise RuleError(f"unknown impact {rule.impact_at_least!r} in the rule")
@@ -228,25 +230,32 @@ def rule_explain_match(
             raise RuleError(f"the request's impact {snapshot.impact!r} is unknown")
         if IMPACT_RANK[snapshot.impact] < IMPACT_RANK[rule.impact_at_least]:  # type: ignore[index]
             return None
-        why.append(f"impact {snapshot.impact} is at least {rule.impact_at_least}")
+        why.append(("impact %s is at least %s", (snapshot.impact, rule.impact_at_least)))
     if rule.labels:
         carried = _labels(snapshot)
         if not set(rule.labels) <= carried:
             return None
-        why.append(f"labelled {', '.join(sorted(rule.labels))}")
+        why.append(("labelled %s", (", ".join(sorted(rule.labels)),)))
     if rule.active_from is not None and rule.active_until is not None:
         moment = snapshot.at.timetz().replace(tzinfo=None)
         if not _in_window(moment, rule.active_from, rule.active_until):
             return None
         why.append(
-            f"time {moment:%H:%M} is within {rule.active_from:%H:%M}-{rule.active_until:%H:%M}"
+            (
+                "time %s UTC is within %s-%s",
+                (
+                    moment.strftime("%H:%M"),
+                    rule.active_from.strftime("%H:%M"),
+                    rule.active_until.strftime("%H:%M"),
+                ),
+            )
         )
     if rule.confidence_below is not None:
         if snapshot.confidence is None:
             raise RuleError("the request states no confidence")
         if not snapshot.confidence < rule.confidence_below:
             return None
-        why.append(f"confidence {snapshot.confidence:g} is below {rule.confidence_below:g}")
+        why.append(("confidence %g is below %g", (snapshot.confidence, rule.confidence_below)))
     for condition in rule.conditions:
         actual = resolve_path(snapshot.arguments, condition.path)
         if actual is _MISSING:
@@ -254,7 +263,10 @@ def rule_explain_match(
         if not compare(condition.operator, actual, condition.value, condition.path):
             return None
         why.append(
-            f"arguments.{condition.path} = {actual!r} {condition.operator} {condition.value!r}"
+            (
+                "arguments.%s = %r %s %r",
+                (condition.path, actual, condition.operator, condition.value),
+            )
         )
     if rule.total_path:
         if rule.total_window_seconds is None or rule.total_above is None:
@@ -271,10 +283,14 @@ def rule_explain_match(
         if not total > rule.total_above:
             return None
         why.append(
-            f"{rule.total_path} totals {total:g} over {rule.total_window_seconds}s with this "
-            f"call, above {rule.total_above:g}"
+            (
+                "%s totals %g over %ds with this call, above %g",
+                (rule.total_path, total, rule.total_window_seconds, rule.total_above),
+            )
         )
-    return why or ["the rule matches every request"]
+    if not why:
+        return ["the rule matches every request"]
+    return [template % args for template, args in why]
 
 
 def describe_outcome(rule: Rule) -> str:

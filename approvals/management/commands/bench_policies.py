@@ -5,6 +5,7 @@ Prints numbers; asserts nothing. Everything it creates is rolled back.
     python manage.py bench_policies --rules 100 --iterations 300
 """
 
+import os
 import statistics
 import time
 from typing import Any
@@ -96,8 +97,10 @@ class Command(BaseCommand):
             policy_evaluate(loaded, snapshot, totals)
             engine.append(time.perf_counter() - started)
 
+        load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
         self.stdout.write(
-            f"policy evaluation with {rule_count} rules, {iterations} requests:\n"
+            f"policy evaluation with {rule_count} rules, {iterations} requests "
+            f"(load average {load}: a busy machine inflates every number):\n"
             f"  added to each request (lock, halt check, load rules, match): {_ms(decide)}\n"
             f"  matching alone (rules in memory): {_ms(engine)}\n"
             f"policy_ms_median={statistics.median(decide) * 1000:.3f}"
