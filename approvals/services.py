@@ -15,14 +15,18 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
+import jsonschema
+import referencing
+import referencing.exceptions
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from agents.models import Agent
+from agents.models import Agent, Run
+from agents.services import run_refusal_reason
 from approvals import realtime
-from approvals.exceptions import IdempotencyConflict, TransitionConflict
+from approvals.exceptions import IdempotencyConflict, TransitionConflict, UnknownRun
 from approvals.models import (
     ActorType,
     ApprovalEvent,
@@ -54,6 +58,10 @@ class Submission:
     context: dict[str, Any] = field(default_factory=dict)
     confidence: float | None = None
     impact: str = Impact.MEDIUM
+    # Native API: the run's public id, reviewer-facing labels, the JSON Schema of `arguments`.
+    run: str | None = None
+    labels: list[str] = field(default_factory=list)
+    arguments_schema: dict[str, Any] | None = None
 
     def fingerprint(self) -> str:
         """A digest of the parsed fields: key order and whitespace do not change it."""
@@ -92,9 +100,16 @@ def approval_request_create(
     timeout_seconds = _effective_timeout(duration_seconds(submission.timeout))
     try:
         with transaction.atomic():
+            run = _run_for_submission(agent=agent, submission=submission)
             # Decided before the insert, in the same transaction: the policy may shorten the
-            # deadline and name the team, and its guardrail counts hold until commit.
-            verdict = policy_decide(agent=agent, submission=submission, now=now)
+            # deadline and name the team, and its guardrail counts hold until commit. A closed
+            # run takes no new requests whatever the policy says.
+            if run is not None and not run.is_open:
+                verdict = Verdict(
+                    outcome=Outcome.DENY, reason=run_refusal_reason(run), decided_by="run"
+                )
+            else:
+                verdict = policy_decide(agent=agent, submission=submission, now=now, run=run)
             if verdict.time_to_decide_seconds:
                 timeout_seconds = min(timeout_seconds, verdict.time_to_decide_seconds)
             approval = ApprovalRequest.objects.create(
@@ -108,6 +123,9 @@ def approval_request_create(
                 context=submission.context,
                 confidence=submission.confidence,
                 impact=submission.impact,
+                run=run,
+                labels=submission.labels,
+                arguments_schema=submission.arguments_schema,
                 timeout=submission.timeout,
                 timeout_seconds=timeout_seconds,
                 deadline_at=now + timedelta(seconds=timeout_seconds),
@@ -147,9 +165,20 @@ def _apply_verdict(*, approval: ApprovalRequest, verdict: Verdict) -> ApprovalRe
         to_status=Status.APPROVED if verdict.outcome == Outcome.APPROVE else Status.DENIED,
         note=verdict.reason,
     )
-    if approval.status == Status.DENIED and verdict.decided_by != "halt":
+    if approval.status == Status.DENIED and verdict.decided_by not in {"halt", "run"}:
         _after_denial(agent_id=approval.agent_id)
     return approval
+
+
+def _run_for_submission(*, agent: Agent, submission: Submission) -> Run | None:
+    if submission.run is None:
+        return None
+    # Locked so a close committing meanwhile is seen: a request never joins a run that just
+    # closed as if it were open.
+    run = Run.objects.select_for_update().filter(agent=agent, code=submission.run).first()
+    if run is None:
+        raise UnknownRun()
+    return run
 
 
 def _replay(existing: ApprovalRequest, fingerprint: str) -> ApprovalRequest:
@@ -243,6 +272,40 @@ def approval_request_cancel_for_halt(
         actor_user=halted_by,
         note=note,
     )
+
+
+def approval_request_system_deny(*, approval: ApprovalRequest, reason: str) -> ApprovalRequest:
+    """Deny on the console's own authority (a halted or closed run), with the reason."""
+    return _transition(
+        approval=approval,
+        to_status=Status.DENIED,
+        actor_type=ActorType.SYSTEM,
+        note=reason,
+    )
+
+
+def approval_arguments_validate(
+    *, approval: ApprovalRequest, arguments: dict[str, Any]
+) -> list[str]:
+    """Why `arguments` break the request's arguments_schema, one message each; empty if valid.
+
+    For reviewer edits ("approve with changes"): changed arguments must still fit the tool.
+    """
+    return arguments_schema_errors(schema=approval.arguments_schema, arguments=arguments)
+
+
+def arguments_schema_errors(*, schema: dict[str, Any] | None, arguments: Any) -> list[str]:
+    if schema is None:
+        return []
+    validator_class = jsonschema.validators.validator_for(schema)
+    # An explicit empty registry: a schema's $ref never makes the console fetch a URL.
+    validator = validator_class(schema, registry=referencing.Registry())
+    try:
+        errors = sorted(validator.iter_errors(arguments), key=lambda e: list(e.path))
+    except referencing.exceptions.Unresolvable as unresolvable:
+        # Fail closed: arguments that cannot be checked do not pass.
+        return [f"$: the schema refers to {unresolvable.ref!r}, which cannot be resolved"]
+    return [f"{error.json_path}: {error.message}" for error in errors]
 
 
 def approval_request_cancel(*, approval: ApprovalRequest, agent: Agent) -> ApprovalRequest:

@@ -93,6 +93,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "console.middleware.RequestIdMiddleware",
+    "console.middleware.ApiBodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -204,6 +205,12 @@ APPROVAL_MAX_TIMEOUT_SECONDS = env_int("APPROVAL_MAX_TIMEOUT_SECONDS", 24 * 60 *
 # How long an approval lets the agent start the call (AAP decision.expires_at).
 APPROVAL_VALIDITY_SECONDS = env_int("APPROVAL_VALIDITY_SECONDS", 5 * 60)
 APPROVAL_LONG_POLL_MAX_SECONDS = 30
+
+# --- Payload caps for the agent APIs -----------------------------------------------------------
+# A larger body gets 413 before anything is parsed; a larger field or batch gets 400 naming it.
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 256 * 1024)
+API_MAX_FIELD_BYTES = env_int("API_MAX_FIELD_BYTES", 64 * 1024)
+TRACE_MAX_BATCH_EVENTS = env_int("TRACE_MAX_BATCH_EVENTS", 100)
 
 # --- Auth and security -----------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

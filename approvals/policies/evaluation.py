@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import Count, Max
 from django.utils import timezone
 
-from agents.models import Agent, AgentGroup, AgentHalt
+from agents.models import Agent, AgentGroup, AgentHalt, Run
 from approvals.models import IMPACT_RANK, ApprovalRequest, Status
 from approvals.policies.engine import (
     Condition,
@@ -142,13 +142,13 @@ def rules_load() -> list[Rule]:
 
 
 def labels_of(source: Any) -> Any:
-    """Labels adapter: a `labels` field if the request has one, else `context["labels"]`.
+    """Labels adapter: the request's `labels` field, or `context["labels"]` when it has none.
 
-    The native API adds labels to requests in parallel; until then agents send them in
-    context. Kept here, in one place, so switching over is one edit.
+    Agents sent labels in context before the native API gave requests a labels field; both
+    are the agent's own claim either way. Kept here, in one place.
     """
     labels = getattr(source, "labels", None)
-    if labels is not None:
+    if labels:
         return labels
     context = getattr(source, "context", None) or {}
     return context.get("labels") if isinstance(context, dict) else None
@@ -250,7 +250,9 @@ def _throttle_hit(*, agent_id: int, now: datetime, tool: str, impact: str) -> st
     return None
 
 
-def policy_decide(*, agent: Agent, submission: Any, now: datetime) -> Verdict:
+def policy_decide(
+    *, agent: Agent, submission: Any, now: datetime, run: Run | None = None
+) -> Verdict:
     """Decide a new request. Call inside the creating transaction. Never raises: fails closed."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("policy_decide must run inside the transaction creating the request")
