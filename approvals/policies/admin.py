@@ -12,6 +12,7 @@ from agents.models import AgentGroup, AgentHalt
 from approvals.policies.backtest import policy_rule_backtest
 from approvals.policies.halts import NotHalted, agent_halt, agent_resume
 from approvals.policies.models import (
+    Budget,
     CircuitBreaker,
     PolicyCondition,
     PolicyEvaluation,
@@ -122,6 +123,12 @@ class ThrottleAdmin(admin.ModelAdmin):
         "window_seconds",
     )
     list_filter = ("enabled",)
+
+
+@admin.register(Budget)
+class BudgetAdmin(admin.ModelAdmin):
+    list_display = ("name", "enabled", "scope", "agent", "ceiling", "action")
+    list_filter = ("enabled", "scope", "action")
 
 
 @admin.register(CircuitBreaker)

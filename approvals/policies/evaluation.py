@@ -11,14 +11,15 @@ import logging
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count, Max
+from django.db.models import Count, Max, Sum
 from django.utils import timezone
 
-from agents.models import Agent, AgentGroup, AgentHalt, Run
+from agents.models import Agent, AgentGroup, AgentHalt, Run, TraceEvent
 from approvals.models import IMPACT_RANK, ApprovalRequest, Status
 from approvals.policies.engine import (
     Condition,
@@ -31,6 +32,9 @@ from approvals.policies.engine import (
     policy_evaluate,
 )
 from approvals.policies.models import (
+    Budget,
+    BudgetAction,
+    BudgetScope,
     Outcome,
     PolicyCondition,
     PolicyRule,
@@ -302,6 +306,43 @@ def policy_decide(
         decided_by=decided_by,
         shadow_matches=evaluation.shadow_matches,
     )
+    try:
+        return _apply_guardrails(verdict, agent=agent, submission=submission, now=now, run=run)
+    except Exception:
+        logger.exception("guardrail check failed; holding the request")
+        return Verdict(
+            outcome=Outcome.HOLD if verdict.outcome != Outcome.DENY else Outcome.DENY,
+            reason=f"The guardrails could not be checked: held for review. ({verdict.reason})",
+            rule=verdict.rule,
+            decided_by="error",
+            shadow_matches=verdict.shadow_matches,
+        )
+
+
+def _apply_guardrails(
+    verdict: Verdict, *, agent: Agent, submission: Any, now: datetime, run: Run | None
+) -> Verdict:
+    """Budgets, then throttles. Guardrails only tighten: approve -> hold, anything -> deny."""
+    budget = _budget_reached(agent_id=agent.pk, run=run, now=now)
+    if budget is not None:
+        action, why = budget
+        if action == BudgetAction.DENY and verdict.outcome != Outcome.DENY:
+            return Verdict(
+                outcome=Outcome.DENY,
+                reason=f"{why} Denied. (The policy said: {verdict.reason})",
+                rule=verdict.rule,
+                decided_by="budget",
+                shadow_matches=verdict.shadow_matches,
+            )
+        if action == BudgetAction.HOLD and verdict.outcome == Outcome.APPROVE:
+            return Verdict(
+                outcome=Outcome.HOLD,
+                reason=f"{why} Held for review. (The policy would have approved it: "
+                f"{verdict.reason})",
+                rule=verdict.rule,
+                decided_by="budget",
+                shadow_matches=verdict.shadow_matches,
+            )
     if verdict.outcome == Outcome.APPROVE:
         throttled = _throttle_hit(
             agent_id=agent.pk, now=now, tool=submission.tool, impact=submission.impact
@@ -315,6 +356,51 @@ def policy_decide(
                 shadow_matches=verdict.shadow_matches,
             )
     return verdict
+
+
+def _money(amount: Decimal) -> str:
+    return f"{amount.normalize():f}"
+
+
+def agent_cost_today(*, agent_id: int, now: datetime) -> Decimal:
+    """What the agent's runs cost since midnight UTC, from their trace events."""
+    midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    total = TraceEvent.objects.filter(run__agent_id=agent_id, recorded_at__gte=midnight).aggregate(
+        total=Sum("cost")
+    )["total"]
+    return total or Decimal(0)
+
+
+def _budget_reached(*, agent_id: int, run: Run | None, now: datetime) -> tuple[str, str] | None:
+    """(action, why) for the strictest budget reached, or None. Deny wins over hold."""
+    hits: dict[str, list[str]] = {BudgetAction.DENY: [], BudgetAction.HOLD: []}
+    cost_today: Decimal | None = None
+    for budget in Budget.objects.filter(enabled=True):
+        if budget.agent_id is not None and budget.agent_id != agent_id:
+            continue
+        if budget.scope == BudgetScope.RUN:
+            if run is None:
+                continue
+            # The run row was locked by the caller: this total is current.
+            spent, what = run.total_cost, f"the run {run.name!r} has cost"
+        else:
+            if cost_today is None:
+                cost_today = agent_cost_today(agent_id=agent_id, now=now)
+            spent, what = cost_today, "the agent's runs have cost today (UTC)"
+        if spent >= budget.ceiling:
+            hits[budget.action].append(
+                f"Budget “{budget.name}” reached: {what} {_money(spent)}, "
+                f"the ceiling is {_money(budget.ceiling)}."
+            )
+    if run is not None and run.is_over_budget and run.budget is not None:
+        hits[BudgetAction.HOLD].append(
+            f"The run's own budget of {_money(run.budget)} is exceeded "
+            f"(cost {_money(run.total_cost)})."
+        )
+    for action in (BudgetAction.DENY, BudgetAction.HOLD):
+        if hits[action]:
+            return action, " ".join(hits[action])
+    return None
 
 
 __all__ = ["Verdict", "describe_outcome", "halt_reason", "labels_of", "policy_decide"]

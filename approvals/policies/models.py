@@ -250,3 +250,45 @@ class PolicyEvaluation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.outcome} by {self.rule_name or 'default'}"
+
+
+class BudgetScope(models.TextChoices):
+    RUN = "run", "Per run (the run's total cost)"
+    AGENT_DAY = "agent_day", "Per agent per day (UTC), across its runs"
+
+
+class BudgetAction(models.TextChoices):
+    HOLD = "hold", "Hold for review"
+    DENY = "deny", "Deny"
+
+
+class Budget(models.Model):
+    """A cost ceiling, from the costs in runs' trace events. Reached: requests are held or denied.
+
+    A budget never approves anything: it can only turn an approval into a hold, or anything into
+    a denial.
+    """
+
+    name = models.CharField(max_length=200, unique=True)
+    enabled = models.BooleanField(default=True)
+    agent = models.ForeignKey(
+        Agent,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Empty: applies to each agent separately.",
+    )
+    scope = models.CharField(max_length=10, choices=BudgetScope.choices)
+    ceiling = models.DecimalField(
+        max_digits=18, decimal_places=8, help_text="In the same unit as trace event costs."
+    )
+    action = models.CharField(
+        max_length=10, choices=BudgetAction.choices, default=BudgetAction.HOLD
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
