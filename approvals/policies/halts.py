@@ -12,7 +12,9 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from agents.models import Agent, AgentHalt
+from agents.exceptions import RunClosed
+from agents.models import Agent, AgentHalt, Run, RunStatus
+from agents.services import run_close
 from approvals.exceptions import TransitionConflict
 from approvals.models import ApprovalRequest, Status
 from approvals.policies.models import CircuitBreaker
@@ -104,3 +106,20 @@ def agent_circuit_breaker_check(*, agent_id: int, now: datetime | None = None) -
                 now=now,
             )
     return None
+
+
+def run_halt(*, run: Run, halted_by: AbstractBaseUser, reason: str) -> Run:
+    """Halt one run from the console: its pending requests are denied, new ones refused.
+
+    A halted run is closed for good (the native API has no reopening); the agent starts a new
+    run, which the policy treats afresh. Who halted it and why go into the run's close reason.
+    """
+    reason = reason.strip() or "No reason given."
+    try:
+        return run_close(
+            run=run,
+            status=RunStatus.HALTED,
+            reason=f"Halted by {halted_by.get_username()} from the console: {reason}",
+        )
+    except RunClosed:
+        return Run.objects.get(pk=run.pk)  # already closed: that outcome stands

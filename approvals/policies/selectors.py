@@ -2,7 +2,7 @@
 
 from django.db.models import Prefetch, QuerySet
 
-from agents.models import Agent, AgentHalt
+from agents.models import Agent, AgentHalt, Run
 
 
 def agents_with_halts() -> QuerySet[Agent]:
@@ -19,3 +19,7 @@ def agents_with_halts() -> QuerySet[Agent]:
 
 def agent_get(*, code: object) -> Agent | None:
     return Agent.objects.filter(code=code).first()
+
+
+def run_get(*, code: object) -> Run | None:
+    return Run.objects.filter(code=code).first()

@@ -9,8 +9,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from agents.models import Agent
 from approvals.policies.forms import HaltForm, ResumeForm
-from approvals.policies.halts import NotHalted, agent_halt, agent_resume
-from approvals.policies.selectors import agent_get, agents_with_halts
+from approvals.policies.halts import NotHalted, agent_halt, agent_resume, run_halt
+from approvals.policies.selectors import agent_get, agents_with_halts, run_get
 
 
 def _agent_or_404(code: object) -> Agent:
@@ -79,4 +79,18 @@ def resume(request: HttpRequest, code: object) -> HttpResponse:
         messages.info(request, f"{agent.name} was not halted.")
     else:
         messages.success(request, f"{agent.name} is resumed.")
+    return _back(request)
+
+
+@require_POST
+@login_required
+@permission_required("agents.halt_agent", raise_exception=True)
+def halt_run(request: HttpRequest, code: object) -> HttpResponse:
+    run = run_get(code=code)
+    if run is None:
+        raise Http404("No such run.")
+    form = HaltForm(request.POST)
+    reason = form.cleaned_data["reason"] if form.is_valid() else ""
+    run = run_halt(run=run, halted_by=request.user, reason=reason)  # type: ignore[arg-type]
+    messages.warning(request, f"Run {run.name} is {run.status}: its pending requests are denied.")
     return _back(request)

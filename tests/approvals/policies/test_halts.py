@@ -147,3 +147,30 @@ def test_it_refuses_an_offsite_redirect_after_halting() -> None:
         f"/agents/{agent.code}/halt", {"next": "https://evil.example/"}
     )
     assert response["Location"] == "/agents/"
+
+
+def test_it_halts_a_single_run_from_the_console() -> None:
+    from agents.services import run_open
+
+    agent = AgentFactory()
+    run, _ = run_open(agent=agent, name="nightly")
+    other_run, _ = run_open(agent=agent, name="other")
+    in_run = _create(agent, run=str(run.code))
+    outside = _create(agent, run=str(other_run.code))
+    client = _client_for(_halter())
+    assert b"Halt only this run" in client.get(f"/requests/{in_run.code}/").content
+
+    response = client.post(f"/runs/{run.code}/halt", {"reason": "runaway loop"})
+    assert response.status_code == 302
+    run.refresh_from_db()
+    assert run.status == "halted"
+    assert run.close_reason == "Halted by hal from the console: runaway loop"
+    in_run.refresh_from_db()
+    outside.refresh_from_db()
+    assert (in_run.status, outside.status) == (Status.DENIED, Status.PENDING)
+    assert _create(agent, run=str(run.code)).status == Status.DENIED
+    assert not AgentHalt.objects.exists()  # the agent itself keeps running
+    viewer = _client_for(UserFactory(username="viewer"))
+    assert viewer.post(f"/runs/{other_run.code}/halt").status_code == 403
+    other_run.refresh_from_db()
+    assert other_run.status == "open"
