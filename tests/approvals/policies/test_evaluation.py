@@ -228,3 +228,18 @@ def test_it_returns_an_immediate_decision_in_the_api_response(agent_client) -> N
     assert (body["status"], body["decision"]["decided_by"]) == ("approved", "system")
     assert body["policy"]["rule"] == "tiny"
     assert body["policy"]["team"] is None
+
+
+def test_it_applies_rule_edits_to_the_next_request_despite_the_cache() -> None:
+    agent = AgentFactory()
+    rule = PolicyRuleFactory(outcome="approve")
+    condition = PolicyCondition.objects.create(rule=rule, path="amount", operator="<", value=10)
+    assert _create(agent, arguments={"amount": 5}).status == Status.APPROVED
+    condition.value = 1
+    condition.save()
+    assert _create(agent, arguments={"amount": 5}).status == Status.PENDING
+    condition.delete()
+    assert _create(agent, arguments={"amount": 5}).status == Status.APPROVED
+    rule.state = RuleState.DRAFT
+    rule.save()
+    assert _create(agent, arguments={"amount": 5}).status == Status.PENDING
