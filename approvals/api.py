@@ -185,6 +185,10 @@ class PolicyOutput(serializers.Serializer):
     )
     outcome = serializers.ChoiceField(choices=["approve", "deny", "hold"])
     reason = serializers.CharField(help_text="Which rule decided and why, in words.")
+    decided_by = serializers.CharField(
+        help_text="rule, default, error (a rule could not be evaluated), throttle, budget, "
+        "halt (the agent is halted) or run (the run is closed)."
+    )
     team = serializers.CharField(source="approval.team.name", allow_null=True, default=None)
     required_approvals = serializers.IntegerField(source="approval.required_approvals")
     on_timeout = serializers.CharField(help_text="What happens if nobody decides: deny.")

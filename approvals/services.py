@@ -155,6 +155,7 @@ def _apply_verdict(*, approval: ApprovalRequest, verdict: Verdict) -> ApprovalRe
         rule_id=verdict.rule.id if verdict.rule else None,
         rule_name=verdict.rule.name if verdict.rule else "",
         outcome=verdict.outcome,
+        decided_by=verdict.decided_by,
         reason=verdict.reason,
         shadow_matches=[match.as_dict() for match in verdict.shadow_matches],
     )

@@ -139,7 +139,9 @@ def rules_load() -> list[Rule]:
     """The active and shadow rules, in the order they are tried; cached per process by version.
 
     Every process checks the version on every request, so an edit applies to the next request
-    everywhere. The rules are frozen dataclasses: sharing them between threads is safe.
+    everywhere. Edits must go through save() (the admin does): QuerySet.update() skips
+    auto_now and would not be seen until the next saved change. The rules are frozen
+    dataclasses: sharing them between threads is safe.
     """
     global _cached
     version = _policy_version()

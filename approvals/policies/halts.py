@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from agents.exceptions import RunClosed
@@ -93,9 +93,18 @@ def agent_circuit_breaker_check(*, agent_id: int, now: datetime | None = None) -
         since = now - timedelta(seconds=breaker.window_seconds)
         if last_resume is not None and last_resume > since:
             since = last_resume
-        denials = ApprovalRequest.objects.filter(
-            agent_id=agent_id, status=Status.DENIED, decided_at__gte=since
-        ).count()
+        # What the agent was refused for: by a reviewer, a rule or a budget. Denials that
+        # follow from a halt or a closed run say nothing new about the agent's behaviour.
+        denials = (
+            ApprovalRequest.objects.filter(
+                agent_id=agent_id, status=Status.DENIED, decided_at__gte=since
+            )
+            .filter(
+                Q(decision__reviewer__isnull=False)
+                | Q(policy_evaluation__decided_by__in=["rule", "budget"])
+            )
+            .count()
+        )
         if denials >= breaker.max_denials:
             agent = Agent.objects.get(pk=agent_id)
             return agent_halt(

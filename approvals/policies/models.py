@@ -243,6 +243,8 @@ class PolicyEvaluation(models.Model):
     )
     rule_name = models.CharField(max_length=200, blank=True)
     outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    # Which part decided: rule, default, error, throttle, budget, halt or run.
+    decided_by = models.CharField(max_length=16, blank=True)
     reason = models.TextField()
     shadow_matches = models.JSONField(default=list, blank=True)
     on_timeout = models.CharField(max_length=10, choices=OnTimeout.choices, default=OnTimeout.DENY)

@@ -209,6 +209,7 @@ def test_it_returns_the_evaluation_in_the_api_response(agent_client) -> None:  #
     assert policy["team"] == "finance"
     assert policy["required_approvals"] == 1
     assert policy["on_timeout"] == "deny"
+    assert policy["decided_by"] == "rule"
     assert "Matched rule “finance review”" in policy["reason"]
     assert [m["rule"] for m in policy["shadow_matches"]] == ["shadow"]
     code = response.json()["id"]

@@ -174,3 +174,20 @@ def test_it_halts_a_single_run_from_the_console() -> None:
     assert viewer.post(f"/runs/{other_run.code}/halt").status_code == 403
     other_run.refresh_from_db()
     assert other_run.status == "open"
+
+
+def test_it_does_not_count_denials_from_a_halted_run_towards_the_breaker() -> None:
+    from agents.services import run_open
+
+    agent = AgentFactory()
+    CircuitBreaker.objects.create(name="two", max_denials=2, window_seconds=600)
+    run, _ = run_open(agent=agent, name="nightly")
+    for _ in range(3):
+        _create(agent, run=str(run.code))
+    _client_for(_halter()).post(f"/runs/{run.code}/halt", {"reason": "stop"})
+    assert ApprovalRequest.objects.filter(agent=agent, status=Status.DENIED).count() == 3
+    _create(agent, run=str(run.code))  # refused: the run is closed
+    approval_request_deny(approval=_create(agent), reviewer=UserFactory(), reason="No.")
+    assert not AgentHalt.objects.filter(agent=agent).exists()
+    approval_request_deny(approval=_create(agent), reviewer=UserFactory(), reason="No.")
+    assert AgentHalt.objects.filter(agent=agent, resumed_at__isnull=True).exists()
