@@ -59,6 +59,8 @@ class Rule:
     required_approvals: int = 1
     time_to_decide_seconds: int | None = None
     on_timeout: str = "deny"
+    # Set when the stored rule is malformed: evaluating it holds the request.
+    broken: str = ""
 
     @property
     def title(self) -> str:
@@ -210,6 +212,8 @@ def rule_explain_match(
     Phrases are formatted only once the rule has matched: most rules do not, and formatting
     was most of the cost of evaluating 100 rules.
     """
+    if rule.broken:
+        raise RuleError(rule.broken)
     why: list[tuple[str, tuple[Any, ...]]] = []
     if rule.agent_id is not None:
         if snapshot.agent_id != rule.agent_id:

@@ -72,6 +72,8 @@ class Verdict:
 
 
 def rule_from_model(rule: PolicyRule) -> Rule:
+    labels = rule.labels if rule.labels is not None else []
+    labels_ok = isinstance(labels, list) and all(isinstance(label, str) for label in labels)
     return Rule(
         id=rule.pk,
         name=rule.name,
@@ -83,7 +85,8 @@ def rule_from_model(rule: PolicyRule) -> Rule:
         tool_glob=rule.tool_glob,
         impact_at_least=rule.impact_at_least,
         confidence_below=rule.confidence_below,
-        labels=tuple(rule.labels) if isinstance(rule.labels, list) else ("<invalid labels>",),
+        labels=tuple(labels) if labels_ok else (),
+        broken="" if labels_ok else f"the rule's labels {rule.labels!r} are not a list of text",
         active_from=rule.active_from,
         active_until=rule.active_until,
         conditions=tuple(

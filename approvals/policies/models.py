@@ -128,6 +128,8 @@ class PolicyRule(models.Model):
 
     def clean(self) -> None:
         errors: dict[str, str] = {}
+        if self.labels in (None, ""):
+            self.labels = []
         if self.outcome == Outcome.DENY and not self.reason.strip():
             errors["reason"] = "A denial needs a reason: the agent is told why it may not act."
         if not isinstance(self.labels, list) or not all(isinstance(x, str) for x in self.labels):

@@ -86,7 +86,7 @@ def test_it_edits_rules_with_conditions_in_the_admin(admin_client_: Client) -> N
             "position": "5",
             "state": "active",
             "tool_glob": "issue_*",
-            "labels": "[]",
+            "labels": "",
             "outcome": "deny",
             "reason": "Too big.",
             "required_approvals": "1",
@@ -102,6 +102,7 @@ def test_it_edits_rules_with_conditions_in_the_admin(admin_client_: Client) -> N
     rule = PolicyRule.objects.get(name="deny big")
     condition = rule.conditions.get()
     assert (condition.path, condition.operator, condition.value) == ("amount", ">", 10000)
+    assert rule.labels == []  # left empty: no label required
 
 
 def test_it_rejects_a_broken_regex_and_a_denial_without_reason(admin_client_: Client) -> None:

@@ -244,3 +244,10 @@ def test_it_applies_rule_edits_to_the_next_request_despite_the_cache() -> None:
     rule.state = RuleState.DRAFT
     rule.save()
     assert _create(agent, arguments={"amount": 5}).status == Status.PENDING
+
+
+def test_it_holds_when_a_stored_rule_has_malformed_labels() -> None:
+    PolicyRuleFactory(name="bad labels", outcome="deny", reason="x", labels="pii")
+    approval = _create(AgentFactory())
+    assert approval.status == Status.PENDING
+    assert "labels 'pii' are not a list of text" in approval.hold_reason
