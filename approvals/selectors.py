@@ -28,7 +28,7 @@ def approval_get_for_agent(*, agent: Agent, code: object) -> ApprovalRequest | N
 def approval_get_for_reviewer(*, code: object) -> ApprovalRequest | None:
     return (
         ApprovalRequest.objects.select_related(
-            "agent", "decision", "decision__reviewer", "policy_evaluation", "team"
+            "agent", "decision", "decision__reviewer", "policy_evaluation", "team", "run"
         )
         .filter(code=code)
         .first()

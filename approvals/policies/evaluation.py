@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Sum
+from django.db.models import Sum
 from django.utils import timezone
 
 from agents.models import Agent, AgentGroup, AgentHalt, Run, TraceEvent
@@ -274,24 +274,17 @@ def policy_decide(
         raise RuntimeError("policy_decide must run inside the transaction creating the request")
     # Serializes decisions per agent until commit: the throttle and total counts below see
     # every auto-approval committed before, and none can be committed in between.
-    # The halt check rides on the locking query: one round trip fewer on every request.
-    halted = (
-        Agent.objects.select_for_update(of=("self",))
-        .filter(pk=agent.pk)
-        .annotate(
-            halted=Exists(AgentHalt.objects.filter(agent=OuterRef("pk"), resumed_at__isnull=True))
-        )
-        .values_list("halted", flat=True)
-        .first()
-    )
+    Agent.objects.select_for_update().filter(pk=agent.pk).values_list("pk").first()
     # Read the clock after the lock: whoever held it before decided later than our caller's
     # `now`, and windows ending at an earlier instant would not see those decisions.
     now = max(now, timezone.now())
 
-    if halted:
-        halt = _active_halt(agent.pk)
-        if halt is not None:
-            return Verdict(outcome=Outcome.DENY, reason=halt_reason(halt), decided_by="halt")
+    # A separate statement, not an EXISTS on the locking one: on PostgreSQL a statement that
+    # waited for the lock still reads with the snapshot it started with, and would miss a
+    # halt committed while it waited (the race test catches exactly that).
+    halt = _active_halt(agent.pk)
+    if halt is not None:
+        return Verdict(outcome=Outcome.DENY, reason=halt_reason(halt), decided_by="halt")
 
     try:
         rules = rules_load()
