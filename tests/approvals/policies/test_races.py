@@ -5,15 +5,18 @@ taken by policy_decide must serialize them. On SQLite, IMMEDIATE transactions do
 """
 
 import threading
+import time
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
+from agents.services import NewTraceEvent, run_events_append, run_open
 from approvals.models import ApprovalRequest, Status
 from approvals.policies.halts import agent_halt
-from approvals.policies.models import Throttle
+from approvals.policies.models import Budget, Throttle
 from approvals.services import Submission, approval_request_create
 from tests.factories import AgentFactory, PolicyRuleFactory, UserFactory
 
@@ -90,3 +93,36 @@ def test_it_leaves_nothing_pending_when_a_halt_races_new_requests() -> None:
         assert not errors, errors
         # Every request either came before the halt (cancelled) or after it (denied).
         assert not ApprovalRequest.objects.filter(agent=agent, status=Status.PENDING).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_sees_a_cost_committed_while_the_request_waited_for_the_run() -> None:
+    PolicyRuleFactory(outcome="approve")
+    Budget.objects.create(name="cap", scope="run", ceiling=Decimal("1"))
+    agent = AgentFactory()
+    run, _ = run_open(agent=agent, name="r")
+    appended = threading.Event()
+
+    def append_and_linger() -> None:
+        try:
+            with transaction.atomic():
+                run_events_append(
+                    run=run, events=[NewTraceEvent(type="note", data={}, cost=Decimal("1"))]
+                )
+                appended.set()
+                time.sleep(0.5)  # the request below must wait for this commit, not read past it
+        finally:
+            connection.close()
+
+    appender = threading.Thread(target=append_and_linger)
+    appender.start()
+    assert appended.wait(timeout=10)
+    submission = Submission(tool="t", arguments={}, timeout="30m", run=str(run.code))
+    errors = _in_parallel(
+        [lambda: approval_request_create(agent=agent, idempotency_key="k", submission=submission)]
+    )
+    appender.join(timeout=10)
+    assert not errors, errors
+    approval = ApprovalRequest.objects.get(agent=agent)
+    assert approval.status == Status.PENDING
+    assert "Budget “cap” reached" in approval.hold_reason
