@@ -28,7 +28,6 @@ from approvals.policies.engine import (
     ShadowMatch,
     Snapshot,
     TotalsLookup,
-    describe_outcome,
     policy_evaluate,
 )
 from approvals.policies.models import (
@@ -418,6 +417,3 @@ def _budget_reached(*, agent_id: int, run: Run | None, now: datetime) -> tuple[s
         if hits[action]:
             return action, " ".join(hits[action])
     return None
-
-
-__all__ = ["Verdict", "describe_outcome", "halt_reason", "labels_of", "policy_decide"]
