@@ -4,6 +4,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 
 from agents.models import AgentGroup
@@ -251,3 +252,16 @@ def test_it_holds_when_a_stored_rule_has_malformed_labels() -> None:
     approval = _create(AgentFactory())
     assert approval.status == Status.PENDING
     assert "labels 'pii' are not a list of text" in approval.hold_reason
+
+
+def test_it_shows_the_evaluation_to_reviewers_escaped() -> None:
+    rule = PolicyRuleFactory(name="notes", outcome="hold")
+    PolicyCondition.objects.create(rule=rule, path="note", operator="contains", value="<")
+    approval = _create(AgentFactory(), arguments={"note": "<script>alert(1)</script>"})
+    client = Client()
+    client.force_login(UserFactory())
+    html = client.get(f"/requests/{approval.code}/").content.decode()
+    assert 'id="policy-evaluation"' in html
+    assert "by rule <strong>notes</strong>" in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<script>alert(1)" not in html
