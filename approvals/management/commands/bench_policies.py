@@ -11,7 +11,8 @@ import time
 from typing import Any
 
 from django.core.management.base import BaseCommand
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from agents.models import Agent
@@ -80,6 +81,8 @@ class Command(BaseCommand):
                 verdict = policy_decide(agent=agent, submission=submission, now=timezone.now())
                 decide.append(time.perf_counter() - started)
         assert verdict.outcome == Outcome.HOLD
+        with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+            policy_decide(agent=agent, submission=submission, now=timezone.now())
 
         loaded = rules_load()
         snapshot = Snapshot(
@@ -103,5 +106,6 @@ class Command(BaseCommand):
             f"(load average {load}: a busy machine inflates every number):\n"
             f"  added to each request (lock, halt check, load rules, match): {_ms(decide)}\n"
             f"  matching alone (rules in memory): {_ms(engine)}\n"
+            f"  database queries per decision (rules cached): {len(queries)}\n"
             f"policy_ms_median={statistics.median(decide) * 1000:.3f}"
         )
