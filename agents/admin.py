@@ -4,6 +4,7 @@ from django.http import HttpRequest
 from agents.models import Agent, AgentCredential, Run, TraceEvent
 from agents.services import credential_issue, credential_revoke
 from approvals.audit_admin import AuditedAdminMixin
+from approvals.policies.halts import agent_halt
 from console.admin_mixins import ReadOnlyAdminMixin
 
 
@@ -25,7 +26,22 @@ class AgentAdmin(AuditedAdminMixin, admin.ModelAdmin):
     search_fields = ("name", "code")
     readonly_fields = ("code", "created_at")
     inlines = [AgentCredentialInline]
-    actions = ["issue_credential"]
+    actions = ["issue_credential", "halt"]
+
+    def has_halt_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("agents.halt_agent"))
+
+    @admin.action(description="Halt selected agents (kill switch)", permissions=["halt"])
+    def halt(self, request: HttpRequest, queryset) -> None:  # type: ignore[no-untyped-def]
+        for agent in queryset:
+            agent_halt(
+                agent=agent,
+                reason=f"Halted from the admin by {request.user}.",
+                halted_by=request.user,
+            )  # type: ignore[arg-type]
+        self.message_user(
+            request, "Halted: pending requests cancelled, new ones denied.", messages.WARNING
+        )
 
     @admin.action(description="Issue a new credential (shown once)")
     def issue_credential(self, request: HttpRequest, queryset) -> None:  # type: ignore[no-untyped-def]

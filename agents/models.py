@@ -6,6 +6,7 @@ credentials; only a digest of each credential is stored, and the plaintext is sh
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 
 
@@ -149,3 +150,65 @@ class TraceEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} #{self.sequence}"
+
+
+class AgentGroup(models.Model):
+    """A named set of agents, so one policy rule can cover a fleet (e.g. "support bots")."""
+
+    name = models.CharField(max_length=100, unique=True)
+    agents = models.ManyToManyField(Agent, related_name="agent_groups", blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AgentHalt(models.Model):
+    """One halt of an agent, from the kill switch or the circuit breaker, and its resume.
+
+    A halt is active until resumed_at is set. Rows are never deleted: together they are the
+    record of who stopped an agent, who let it go again, and why.
+    """
+
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="halts")
+    reason = models.TextField()
+    # Null means the console itself halted the agent (the circuit breaker).
+    halted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    halted_at = models.DateTimeField()
+    resumed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    resumed_at = models.DateTimeField(null=True, blank=True)
+    resume_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-halted_at", "-id"]
+        permissions = [("halt_agent", "Can halt and resume agents (kill switch)")]
+        constraints = [
+            # Two reviewers pressing the button at once make one halt, not two.
+            models.UniqueConstraint(
+                fields=["agent"],
+                condition=models.Q(resumed_at__isnull=True),
+                name="agent_one_active_halt",
+            )
+        ]
+
+    def __str__(self) -> str:
+        state = "active" if self.resumed_at is None else "resumed"
+        return f"halt of {self.agent_id} ({state})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.resumed_at is None

@@ -193,3 +193,7 @@ class NotificationPreferenceAdmin(AuditedAdminMixin, admin.ModelAdmin):
 @admin.register(SlackMessage)
 class SlackMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("approval", "recipient", "channel", "ts", "created_at")
+
+
+# Registers the policy, guardrail and halt admins.
+import approvals.policies.admin  # noqa: E402, F401

@@ -171,6 +171,37 @@ class DecisionOutput(serializers.Serializer):
         return "reviewer" if decision.reviewer_id else "system"
 
 
+class ShadowMatchOutput(serializers.Serializer):
+    rule = serializers.CharField()
+    outcome = serializers.CharField()
+    reason = serializers.CharField()
+
+
+class PolicyOutput(serializers.Serializer):
+    """How the console's policy decided this request when it was created."""
+
+    rule = serializers.CharField(
+        source="rule_name", allow_null=True, help_text="The rule that decided; null by default."
+    )
+    outcome = serializers.ChoiceField(choices=["approve", "deny", "hold"])
+    reason = serializers.CharField(help_text="Which rule decided and why, in words.")
+    decided_by = serializers.CharField(
+        help_text="rule, default, error (a rule could not be evaluated), throttle, budget, "
+        "halt (the agent is halted) or run (the run is closed)."
+    )
+    team = serializers.CharField(source="approval.team.name", allow_null=True, default=None)
+    required_approvals = serializers.IntegerField(source="approval.required_approvals")
+    on_timeout = serializers.CharField(help_text="What happens if nobody decides: deny.")
+    shadow_matches = ShadowMatchOutput(
+        many=True, help_text="Shadow rules that matched: recorded, without effect."
+    )
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        data["rule"] = data["rule"] or None
+        return data
+
+
 @extend_schema_field(DecisionOutput)
 class DecisionField(serializers.Field):
     """The outcome: absent while the request is pending, present once it is terminal."""
@@ -200,6 +231,12 @@ class ApprovalRequestOutput(serializers.Serializer):
     created_at = serializers.DateTimeField()
     deadline_at = serializers.DateTimeField()
     decision = DecisionField(source="*", required=False)
+    policy = serializers.SerializerMethodField()
+
+    @extend_schema_field(PolicyOutput(allow_null=True))
+    def get_policy(self, approval: ApprovalRequest) -> dict[str, Any] | None:
+        evaluation = getattr(approval, "policy_evaluation", None)
+        return None if evaluation is None else PolicyOutput(evaluation).data
 
     def to_representation(self, instance: Any) -> dict[str, Any]:
         data = super().to_representation(instance)

@@ -483,3 +483,13 @@ class NotificationAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"attempt {self.number} of {self.notification_id}: {self.outcome}"
+
+
+# Policy models live in their own module; importing them here registers them with the app.
+from approvals.policies.models import (  # noqa: E402, F401
+    CircuitBreaker,
+    PolicyCondition,
+    PolicyEvaluation,
+    PolicyRule,
+    Throttle,
+)

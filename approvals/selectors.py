@@ -19,7 +19,7 @@ def approval_get_for_display(*, approval_id: int) -> ApprovalRequest:
 def approval_get_for_agent(*, agent: Agent, code: object) -> ApprovalRequest | None:
     """An agent sees only its own requests; anything else is indistinguishable from absent."""
     return (
-        ApprovalRequest.objects.select_related("decision", "run")
+        ApprovalRequest.objects.select_related("decision", "run", "policy_evaluation", "team")
         .filter(agent=agent, code=code)
         .first()
     )
@@ -27,7 +27,9 @@ def approval_get_for_agent(*, agent: Agent, code: object) -> ApprovalRequest | N
 
 def approval_get_for_reviewer(*, code: object) -> ApprovalRequest | None:
     return (
-        ApprovalRequest.objects.select_related("agent", "decision", "decision__reviewer")
+        ApprovalRequest.objects.select_related(
+            "agent", "decision", "decision__reviewer", "policy_evaluation", "team", "run"
+        )
         .filter(code=code)
         .first()
     )

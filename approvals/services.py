@@ -9,6 +9,7 @@ after commit, so nobody is told about an outcome that was rolled back.
 
 import hashlib
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -38,6 +39,10 @@ from approvals.models import (
     Status,
 )
 from approvals.notifications import notifications_on_resolved, notifications_on_submitted
+from approvals.policies.evaluation import Verdict, policy_decide
+from approvals.policies.models import Outcome, PolicyEvaluation
+
+logger = logging.getLogger(__name__)
 
 # The one table of allowed transitions. Terminal states have no way out.
 ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
@@ -100,6 +105,17 @@ def approval_request_create(
     try:
         with transaction.atomic():
             run = _run_for_submission(agent=agent, submission=submission)
+            # Decided before the insert, in the same transaction: the policy may shorten the
+            # deadline and name the team, and its guardrail counts hold until commit. A closed
+            # run takes no new requests whatever the policy says.
+            if run is not None and not run.is_open:
+                verdict = Verdict(
+                    outcome=Outcome.DENY, reason=run_refusal_reason(run), decided_by="run"
+                )
+            else:
+                verdict = policy_decide(agent=agent, submission=submission, now=now, run=run)
+            if verdict.time_to_decide_seconds:
+                timeout_seconds = min(timeout_seconds, verdict.time_to_decide_seconds)
             approval = ApprovalRequest.objects.create(
                 agent=agent,
                 idempotency_key=idempotency_key,
@@ -117,6 +133,9 @@ def approval_request_create(
                 timeout=submission.timeout,
                 timeout_seconds=timeout_seconds,
                 deadline_at=now + timedelta(seconds=timeout_seconds),
+                team_id=verdict.team_id,
+                required_approvals=verdict.required_approvals,
+                hold_reason=verdict.reason if verdict.outcome == Outcome.HOLD else "",
             )
             ApprovalEvent.objects.create(
                 approval=approval,
@@ -138,17 +157,38 @@ def approval_request_create(
                     "fingerprint": fingerprint,
                 },
             )
-            notifications_on_submitted(approval=approval)
             transaction.on_commit(partial(realtime.publish_approval_changed, approval.pk))
-            if run is not None and not run.is_open:
-                approval = approval_request_system_deny(
-                    approval=approval, reason=run_refusal_reason(run)
-                )
+            approval = _apply_verdict(approval=approval, verdict=verdict)
+            if approval.status == Status.PENDING:
+                # Only a held request needs a person: one decided by policy pages nobody.
+                notifications_on_submitted(approval=approval)
     except IntegrityError:
         # Two submissions with the same key raced and the other one inserted first.
         existing = ApprovalRequest.objects.get(agent=agent, idempotency_key=idempotency_key)
         return _replay(existing, fingerprint), False
     return approval, True
+
+
+def _apply_verdict(*, approval: ApprovalRequest, verdict: Verdict) -> ApprovalRequest:
+    PolicyEvaluation.objects.create(
+        approval=approval,
+        rule_id=verdict.rule.id if verdict.rule else None,
+        rule_name=verdict.rule.name if verdict.rule else "",
+        outcome=verdict.outcome,
+        decided_by=verdict.decided_by,
+        reason=verdict.reason,
+        shadow_matches=[match.as_dict() for match in verdict.shadow_matches],
+    )
+    if verdict.outcome == Outcome.HOLD:
+        return approval
+    approval = approval_request_decide_by_policy(
+        approval=approval,
+        to_status=Status.APPROVED if verdict.outcome == Outcome.APPROVE else Status.DENIED,
+        note=verdict.reason,
+    )
+    if approval.status == Status.DENIED and verdict.decided_by not in {"halt", "run"}:
+        _after_denial(agent_id=approval.agent_id)
+    return approval
 
 
 def _run_for_submission(*, agent: Agent, submission: Submission) -> Run | None:
@@ -199,12 +239,59 @@ def approval_request_deny(
     reason = reason.strip()
     if not reason:
         raise ValueError("A denial needs a reason: the agent is told why it may not act.")
-    return _transition(
+    denied = _transition(
         approval=approval,
         to_status=Status.DENIED,
         actor_type=ActorType.REVIEWER,
         actor_user=reviewer,
         note=reason,
+    )
+    _after_denial(agent_id=denied.agent_id)
+    return denied
+
+
+def _after_denial(*, agent_id: int) -> None:
+    """Trip the circuit breaker if this denial was one too many. The denial stands regardless."""
+    # Imported here: halting cancels requests through this module, so the two import each other.
+    from approvals.policies.halts import agent_circuit_breaker_check
+
+    try:
+        agent_circuit_breaker_check(agent_id=agent_id)
+    except Exception:
+        logger.exception("circuit breaker check failed for agent %s", agent_id)
+
+
+def approval_request_decide_by_policy(
+    *, approval: ApprovalRequest, to_status: str, note: str
+) -> ApprovalRequest:
+    """Approve or deny at creation on a policy's word. The note says which rule decided and why."""
+    if to_status not in {Status.APPROVED, Status.DENIED}:
+        raise ValueError("A policy approves or denies; holding is leaving the request pending.")
+    now = timezone.now()
+    return _transition(
+        approval=approval,
+        to_status=to_status,
+        actor_type=ActorType.SYSTEM,
+        note=note,
+        now=now,
+        expires_at=(
+            now + timedelta(seconds=settings.APPROVAL_VALIDITY_SECONDS)
+            if to_status == Status.APPROVED
+            else None
+        ),
+    )
+
+
+def approval_request_cancel_for_halt(
+    *, approval: ApprovalRequest, halted_by: AbstractBaseUser | None, note: str
+) -> ApprovalRequest:
+    """Cancel a pending request because its agent was halted (by a reviewer or the breaker)."""
+    return _transition(
+        approval=approval,
+        to_status=Status.CANCELLED,
+        actor_type=ActorType.REVIEWER if halted_by is not None else ActorType.SYSTEM,
+        actor_user=halted_by,
+        note=note,
     )
 
 

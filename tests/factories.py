@@ -9,6 +9,7 @@ from django.utils import timezone
 from agents.models import Agent
 from agents.services import credential_issue
 from approvals.models import ApprovalRequest, Decision, Impact, NotificationPreference, Status, Team
+from approvals.policies.models import Outcome, PolicyRule, RuleState
 
 PASSWORD = "correct horse battery staple"
 
@@ -98,3 +99,13 @@ def reviewer_with_slack(username: str, slack_user_id: str, **preferences: object
     user = UserFactory(username=username)
     NotificationPreference.objects.create(user=user, slack_user_id=slack_user_id, **preferences)
     return user
+
+
+class PolicyRuleFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = PolicyRule
+
+    name = factory.Sequence(lambda n: f"rule-{n}")
+    position = factory.Sequence(lambda n: 10 * (n + 1))
+    state = RuleState.ACTIVE
+    outcome = Outcome.HOLD

@@ -1,0 +1,199 @@
+"""Admin for policy rules (ordered, first match wins), guardrails, halts and the backtest."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from agents.models import AgentGroup, AgentHalt
+from approvals.audit_admin import AuditedAdminMixin
+from approvals.policies.backtest import policy_rule_backtest
+from approvals.policies.halts import NotHalted, agent_halt, agent_resume
+from approvals.policies.models import (
+    Budget,
+    CircuitBreaker,
+    PolicyCondition,
+    PolicyEvaluation,
+    PolicyRule,
+    Throttle,
+)
+from console.admin_mixins import ReadOnlyAdminMixin
+
+
+class PolicyConditionInline(admin.TabularInline):
+    model = PolicyCondition
+    extra = 0
+    fields = ("path", "operator", "value")
+
+
+class BacktestForm(forms.Form):
+    limit = forms.IntegerField(
+        label="Last N decided requests", min_value=1, max_value=5000, initial=200
+    )
+
+
+@admin.register(PolicyRule)
+class PolicyRuleAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    list_display = ("position", "name", "state", "outcome", "tool_glob", "team", "updated_at")
+    list_display_links = ("name",)
+    list_editable = ("position", "state")
+    list_filter = ("state", "outcome")
+    search_fields = ("name", "description", "tool_glob")
+    inlines = [PolicyConditionInline]
+    readonly_fields = ("backtest_link", "created_at", "updated_at")
+    fieldsets = (
+        (None, {"fields": ("name", "description", "position", "state", "backtest_link")}),
+        (
+            "Matches (every criterion set must hold; argument conditions are below)",
+            {
+                "fields": (
+                    "agent",
+                    "agent_group",
+                    "tool_glob",
+                    "impact_at_least",
+                    "confidence_below",
+                    "labels",
+                    ("active_from", "active_until"),
+                    ("total_path", "total_window_seconds", "total_above"),
+                )
+            },
+        ),
+        (
+            "Outcome",
+            {
+                "fields": (
+                    "outcome",
+                    "reason",
+                    "team",
+                    "required_approvals",
+                    "time_to_decide_seconds",
+                    "on_timeout",
+                )
+            },
+        ),
+        ("History", {"fields": ("created_at", "updated_at")}),
+    )
+
+    @admin.display(description="Backtest")
+    def backtest_link(self, obj: PolicyRule) -> str:
+        if obj.pk is None:
+            return "Save the rule (as a draft) to backtest it."
+        url = reverse("admin:approvals_policyrule_backtest", args=[obj.pk])
+        return format_html('<a href="{}">Backtest against decided requests</a>', url)
+
+    def get_urls(self):  # type: ignore[no-untyped-def]
+        return [
+            path(
+                "<int:rule_id>/backtest/",
+                self.admin_site.admin_view(self.backtest_view),
+                name="approvals_policyrule_backtest",
+            ),
+            *super().get_urls(),
+        ]
+
+    def backtest_view(self, request: HttpRequest, rule_id: int) -> HttpResponse:
+        rule = get_object_or_404(PolicyRule, pk=rule_id)
+        if not self.has_view_permission(request, rule):
+            return HttpResponse(status=403)
+        form = BacktestForm(request.GET or None)
+        result = None
+        if form.is_valid():
+            result = policy_rule_backtest(rule=rule, limit=form.cleaned_data["limit"])
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"Backtest: {rule.name}",
+            "rule": rule,
+            "form": form,
+            "result": result,
+        }
+        return TemplateResponse(request, "admin/approvals/policyrule/backtest.html", context)
+
+
+@admin.register(Throttle)
+class ThrottleAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "name",
+        "enabled",
+        "agent",
+        "tool_glob",
+        "impact_at_least",
+        "max_auto_approvals",
+        "window_seconds",
+    )
+    list_filter = ("enabled",)
+
+
+@admin.register(Budget)
+class BudgetAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    list_display = ("name", "enabled", "scope", "agent", "ceiling", "action")
+    list_filter = ("enabled", "scope", "action")
+
+
+@admin.register(CircuitBreaker)
+class CircuitBreakerAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    list_display = ("name", "enabled", "agent", "max_denials", "window_seconds")
+    list_filter = ("enabled",)
+
+
+@admin.register(PolicyEvaluation)
+class PolicyEvaluationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The record of how each request was decided: read-only, like the rest of history."""
+
+    list_display = ("approval", "outcome", "rule_name", "evaluated_at")
+    list_filter = ("outcome",)
+    search_fields = ("approval__code", "rule_name", "reason")
+    list_select_related = ("approval",)
+
+
+@admin.register(AgentGroup)
+class AgentGroupAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    list_display = ("name",)
+    filter_horizontal = ("agents",)
+
+
+@admin.register(AgentHalt)
+class AgentHaltAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    """Adding a halt here halts the agent (its pending requests are cancelled)."""
+
+    list_display = ("agent", "halted_at", "halted_by", "reason", "resumed_at", "resumed_by")
+    list_filter = ("resumed_at",)
+    list_select_related = ("agent", "halted_by", "resumed_by")
+    fields = ("agent", "reason")
+    actions = ["resume"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("agents.halt_agent"))
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_halt_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("agents.halt_agent"))
+
+    def save_model(self, request: HttpRequest, obj: AgentHalt, form, change: bool) -> None:  # type: ignore[no-untyped-def]
+        halt = agent_halt(agent=obj.agent, reason=obj.reason, halted_by=request.user)  # type: ignore[arg-type]
+        obj.pk = halt.pk
+
+    def response_add(self, request: HttpRequest, obj: AgentHalt, post_url_continue=None):  # type: ignore[no-untyped-def]
+        self.message_user(request, f"{obj.agent} is halted.", messages.WARNING)
+        return HttpResponseRedirect(reverse("admin:agents_agenthalt_changelist"))
+
+    @admin.action(description="Resume the selected halted agents", permissions=["halt"])
+    def resume(self, request: HttpRequest, queryset) -> None:  # type: ignore[no-untyped-def]
+        for halt in queryset.filter(resumed_at__isnull=True).select_related("agent"):
+            try:
+                agent_resume(
+                    agent=halt.agent,
+                    resumed_by=request.user,  # type: ignore[arg-type]
+                    reason=f"Resumed from the admin by {request.user}.",
+                )
+            except NotHalted:
+                continue
+        self.message_user(request, "Resumed.")

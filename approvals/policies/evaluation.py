@@ -1,0 +1,419 @@
+"""From a submission to a verdict: load the rules and the guardrail state, run the engine.
+
+`policy_decide` must run inside the transaction that creates the request. It locks the agent's
+row first, so two requests from one agent are decided one after the other: a throttle or a
+running total cannot be slipped past by sending requests in parallel (on SQLite, IMMEDIATE
+transactions serialize writers anyway).
+"""
+
+import fnmatch
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from agents.models import Agent, AgentGroup, AgentHalt, Run, TraceEvent
+from approvals.models import IMPACT_RANK, ApprovalRequest, Status
+from approvals.policies.engine import (
+    Condition,
+    Evaluation,
+    Rule,
+    ShadowMatch,
+    Snapshot,
+    TotalsLookup,
+    policy_evaluate,
+)
+from approvals.policies.models import (
+    Budget,
+    BudgetAction,
+    BudgetScope,
+    Outcome,
+    PolicyCondition,
+    PolicyRule,
+    RuleState,
+    Throttle,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What happens to a new request, and why, in words."""
+
+    outcome: str
+    reason: str
+    rule: Rule | None = None
+    # Which part of the policy decided: a rule, the default, or a guardrail.
+    decided_by: str = "default"
+    shadow_matches: tuple[ShadowMatch, ...] = field(default_factory=tuple)
+
+    @property
+    def team_id(self) -> int | None:
+        return self.rule.team_id if self.rule and self.outcome == Outcome.HOLD else None
+
+    @property
+    def required_approvals(self) -> int:
+        return self.rule.required_approvals if self.rule and self.outcome == Outcome.HOLD else 1
+
+    @property
+    def time_to_decide_seconds(self) -> int | None:
+        if self.rule and self.outcome == Outcome.HOLD:
+            return self.rule.time_to_decide_seconds
+        return None
+
+
+def rule_from_model(rule: PolicyRule) -> Rule:
+    labels = rule.labels if rule.labels is not None else []
+    labels_ok = isinstance(labels, list) and all(isinstance(label, str) for label in labels)
+    return Rule(
+        id=rule.pk,
+        name=rule.name,
+        position=rule.position,
+        outcome=rule.outcome,
+        shadow=rule.state == RuleState.SHADOW,
+        agent_id=rule.agent_id,
+        agent_group_id=rule.agent_group_id,
+        tool_glob=rule.tool_glob,
+        impact_at_least=rule.impact_at_least,
+        confidence_below=rule.confidence_below,
+        labels=tuple(labels) if labels_ok else (),
+        broken="" if labels_ok else f"the rule's labels {rule.labels!r} are not a list of text",
+        active_from=rule.active_from,
+        active_until=rule.active_until,
+        conditions=tuple(
+            Condition(path=c.path, operator=c.operator, value=c.value)
+            for c in rule.conditions.all()
+        ),
+        total_path=rule.total_path,
+        total_window_seconds=rule.total_window_seconds,
+        total_above=rule.total_above,
+        reason=rule.reason,
+        team_id=rule.team_id,
+        team_name=rule.team.name if rule.team else "",
+        required_approvals=max(1, rule.required_approvals),
+        time_to_decide_seconds=rule.time_to_decide_seconds,
+        on_timeout=rule.on_timeout,
+    )
+
+
+def _rules_from_database() -> list[Rule]:
+    rows = (
+        PolicyRule.objects.filter(state__in=[RuleState.ACTIVE, RuleState.SHADOW])
+        .select_related("team")
+        .prefetch_related("conditions")
+        .order_by("position", "id")
+    )
+    return [rule_from_model(row) for row in rows]
+
+
+def _policy_version() -> tuple[object, ...]:
+    """Changes whenever a rule or condition is added, edited or deleted.
+
+    An insert or edit moves a max(updated_at); a delete changes a count. One cheap query per
+    request instead of loading every rule and condition (tens of ms with 100 rules). Scalar
+    subqueries, not a join: the join's COUNT(DISTINCT) cost several times more on PostgreSQL.
+    """
+    quote = connection.ops.quote_name
+    rules, conditions = quote(PolicyRule._meta.db_table), quote(PolicyCondition._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT (SELECT COUNT(*) FROM {rules}), (SELECT MAX(updated_at) FROM {rules}), "  # noqa: S608 (table names from our own models)
+            f"(SELECT COUNT(*) FROM {conditions}), (SELECT MAX(updated_at) FROM {conditions})"
+        )
+        row = cursor.fetchone()
+    # Renaming a team is not a policy change: until a rule changes, reasons keep the old name.
+    return tuple(row)
+
+
+_cache_lock = threading.Lock()
+_cached: tuple[tuple[object, ...], list[Rule]] | None = None
+
+
+def rules_load() -> list[Rule]:
+    """The active and shadow rules, in the order they are tried; cached per process by version.
+
+    Every process checks the version on every request, so an edit applies to the next request
+    everywhere. Edits must go through save() (the admin does): QuerySet.update() skips
+    auto_now and would not be seen until the next saved change. The rules are frozen
+    dataclasses: sharing them between threads is safe.
+    """
+    global _cached
+    version = _policy_version()
+    cached = _cached
+    if cached is not None and cached[0] == version:
+        return cached[1]
+    rules = _rules_from_database()
+    with _cache_lock:
+        _cached = (version, rules)
+    return rules
+
+
+def labels_of(source: Any) -> Any:
+    """Labels adapter: the request's `labels` field, or `context["labels"]` when it has none.
+
+    Agents sent labels in context before the native API gave requests a labels field; both
+    are the agent's own claim either way. Kept here, in one place.
+    """
+    labels = getattr(source, "labels", None)
+    if labels:
+        return labels
+    context = getattr(source, "context", None) or {}
+    return context.get("labels") if isinstance(context, dict) else None
+
+
+def _numbers_at(path: str, arguments: Any) -> float:
+    value: Any = arguments
+    for part in path.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return 0.0
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return 0.0
+
+
+def approved_totals_for(agent_id: int) -> TotalsLookup:
+    """Sum one argument over the agent's approved requests in a window before `at`.
+
+    Uses the arguments actually approved: when a reviewer approved with changes, those count.
+    """
+
+    def lookup(tool_glob: str, path: str, window_seconds: int, at: datetime) -> float:
+        rows = ApprovalRequest.objects.filter(
+            agent_id=agent_id,
+            status=Status.APPROVED,
+            decided_at__gte=at - timedelta(seconds=window_seconds),
+            decided_at__lt=at,
+        ).values_list("tool", "arguments", "decision__approved_arguments")
+        total = 0.0
+        for tool, arguments, approved_arguments in rows:
+            if tool_glob and not fnmatch.fnmatchcase(tool, tool_glob):
+                continue
+            used = approved_arguments if approved_arguments is not None else arguments
+            total += _numbers_at(path, used)
+        return total
+
+    return lookup
+
+
+def _active_halt(agent_id: int) -> AgentHalt | None:
+    return (
+        AgentHalt.objects.select_related("halted_by")
+        .filter(agent_id=agent_id, resumed_at__isnull=True)
+        .first()
+    )
+
+
+def halt_reason(halt: AgentHalt) -> str:
+    who = halt.halted_by.get_username() if halt.halted_by else "the console"
+    return (
+        f"Denied: the agent was halted by {who} at {halt.halted_at:%Y-%m-%d %H:%M:%S} UTC "
+        f"({halt.reason}). New requests are denied until someone resumes it."
+    )
+
+
+def _auto_approvals(
+    *, agent_id: int, throttle: Throttle, now: datetime, tool: str, impact: str
+) -> int | None:
+    """Auto-approvals counted by a throttle, or None if the throttle does not apply here."""
+    if throttle.tool_glob and not fnmatch.fnmatchcase(tool, throttle.tool_glob):
+        return None
+    minimum = IMPACT_RANK.get(throttle.impact_at_least)  # type: ignore[call-overload]
+    if minimum is not None and IMPACT_RANK.get(impact, -1) < minimum:  # type: ignore[call-overload]
+        return None
+    rows = ApprovalRequest.objects.filter(
+        agent_id=agent_id,
+        status=Status.APPROVED,
+        decision__reviewer__isnull=True,
+        decided_at__gte=now - timedelta(seconds=throttle.window_seconds),
+    ).values_list("tool", "impact")
+    count = 0
+    for row_tool, row_impact in rows:
+        if throttle.tool_glob and not fnmatch.fnmatchcase(row_tool, throttle.tool_glob):
+            continue
+        if minimum is not None and IMPACT_RANK.get(row_impact, -1) < minimum:  # type: ignore[call-overload]
+            continue
+        count += 1
+    return count
+
+
+def _throttle_hit(*, agent_id: int, now: datetime, tool: str, impact: str) -> str | None:
+    throttles: Iterable[Throttle] = Throttle.objects.filter(enabled=True)
+    for throttle in throttles:
+        if throttle.agent_id is not None and throttle.agent_id != agent_id:
+            continue
+        count = _auto_approvals(
+            agent_id=agent_id, throttle=throttle, now=now, tool=tool, impact=impact
+        )
+        if count is not None and count >= throttle.max_auto_approvals:
+            return (
+                f"Throttle “{throttle.name}”: {count} auto-approvals within "
+                f"{throttle.window_seconds}s already (at most {throttle.max_auto_approvals}); "
+                f"held for review."
+            )
+    return None
+
+
+def policy_decide(
+    *, agent: Agent, submission: Any, now: datetime, run: Run | None = None
+) -> Verdict:
+    """Decide a new request. Call inside the creating transaction. Never raises: fails closed."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("policy_decide must run inside the transaction creating the request")
+    # Serializes decisions per agent until commit: the throttle and total counts below see
+    # every auto-approval committed before, and none can be committed in between.
+    Agent.objects.select_for_update().filter(pk=agent.pk).values_list("pk").first()
+    # Read the clock after the lock: whoever held it before decided later than our caller's
+    # `now`, and windows ending at an earlier instant would not see those decisions.
+    now = max(now, timezone.now())
+
+    # A separate statement, not an EXISTS on the locking one: on PostgreSQL a statement that
+    # waited for the lock still reads with the snapshot it started with, and would miss a
+    # halt committed while it waited (the race test catches exactly that).
+    halt = _active_halt(agent.pk)
+    if halt is not None:
+        return Verdict(outcome=Outcome.DENY, reason=halt_reason(halt), decided_by="halt")
+
+    try:
+        rules = rules_load()
+        group_ids: frozenset[int] = frozenset()
+        if any(rule.agent_group_id is not None for rule in rules):
+            group_ids = frozenset(
+                AgentGroup.objects.filter(agents=agent).values_list("pk", flat=True)
+            )
+        snapshot = Snapshot(
+            agent_id=agent.pk,
+            agent_group_ids=group_ids,
+            tool=submission.tool,
+            arguments=submission.arguments,
+            impact=submission.impact,
+            confidence=submission.confidence,
+            labels=labels_of(submission),
+            at=now,
+        )
+        evaluation: Evaluation = policy_evaluate(rules, snapshot, approved_totals_for(agent.pk))
+    except Exception:
+        # A policy that cannot be evaluated never lets a request through.
+        logger.exception("policy evaluation failed; holding the request")
+        return Verdict(
+            outcome=Outcome.HOLD,
+            reason="The policy could not be evaluated: held for review, never approved.",
+            decided_by="error",
+        )
+
+    decided_by = "default"
+    if evaluation.rule is not None:
+        decided_by = "error" if evaluation.errored else "rule"
+    verdict = Verdict(
+        outcome=evaluation.outcome,
+        reason=evaluation.reason,
+        rule=evaluation.rule,
+        decided_by=decided_by,
+        shadow_matches=evaluation.shadow_matches,
+    )
+    try:
+        return _apply_guardrails(verdict, agent=agent, submission=submission, now=now, run=run)
+    except Exception:
+        logger.exception("guardrail check failed; holding the request")
+        return Verdict(
+            outcome=Outcome.HOLD if verdict.outcome != Outcome.DENY else Outcome.DENY,
+            reason=f"The guardrails could not be checked: held for review. ({verdict.reason})",
+            rule=verdict.rule,
+            decided_by="error",
+            shadow_matches=verdict.shadow_matches,
+        )
+
+
+def _apply_guardrails(
+    verdict: Verdict, *, agent: Agent, submission: Any, now: datetime, run: Run | None
+) -> Verdict:
+    """Budgets, then throttles. Guardrails only tighten: approve -> hold, anything -> deny."""
+    budget = _budget_reached(agent_id=agent.pk, run=run, now=now)
+    if budget is not None:
+        action, why = budget
+        if action == BudgetAction.DENY and verdict.outcome != Outcome.DENY:
+            return Verdict(
+                outcome=Outcome.DENY,
+                reason=f"{why} Denied. (The policy said: {verdict.reason})",
+                rule=verdict.rule,
+                decided_by="budget",
+                shadow_matches=verdict.shadow_matches,
+            )
+        if action == BudgetAction.HOLD and verdict.outcome == Outcome.APPROVE:
+            return Verdict(
+                outcome=Outcome.HOLD,
+                reason=f"{why} Held for review. (The policy would have approved it: "
+                f"{verdict.reason})",
+                rule=verdict.rule,
+                decided_by="budget",
+                shadow_matches=verdict.shadow_matches,
+            )
+    if verdict.outcome == Outcome.APPROVE:
+        throttled = _throttle_hit(
+            agent_id=agent.pk, now=now, tool=submission.tool, impact=submission.impact
+        )
+        if throttled is not None:
+            return Verdict(
+                outcome=Outcome.HOLD,
+                reason=f"{throttled} (The policy would have approved it: {verdict.reason})",
+                rule=verdict.rule,
+                decided_by="throttle",
+                shadow_matches=verdict.shadow_matches,
+            )
+    return verdict
+
+
+def _money(amount: Decimal) -> str:
+    return f"{amount.normalize():f}"
+
+
+def agent_cost_today(*, agent_id: int, now: datetime) -> Decimal:
+    """What the agent's runs cost since midnight UTC, from their trace events."""
+    midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    total = TraceEvent.objects.filter(run__agent_id=agent_id, recorded_at__gte=midnight).aggregate(
+        total=Sum("cost")
+    )["total"]
+    return total or Decimal(0)
+
+
+def _budget_reached(*, agent_id: int, run: Run | None, now: datetime) -> tuple[str, str] | None:
+    """(action, why) for the strictest budget reached, or None. Deny wins over hold."""
+    hits: dict[str, list[str]] = {BudgetAction.DENY: [], BudgetAction.HOLD: []}
+    cost_today: Decimal | None = None
+    for budget in Budget.objects.filter(enabled=True):
+        if budget.agent_id is not None and budget.agent_id != agent_id:
+            continue
+        if budget.scope == BudgetScope.RUN:
+            if run is None:
+                continue
+            # The run row was locked by the caller: this total is current.
+            spent, what = run.total_cost, f"the run {run.name!r} has cost"
+        else:
+            if cost_today is None:
+                cost_today = agent_cost_today(agent_id=agent_id, now=now)
+            spent, what = cost_today, "the agent's runs have cost today (UTC)"
+        if spent >= budget.ceiling:
+            hits[budget.action].append(
+                f"Budget “{budget.name}” reached: {what} {_money(spent)}, "
+                f"the ceiling is {_money(budget.ceiling)}."
+            )
+    if run is not None and run.is_over_budget and run.budget is not None:
+        hits[BudgetAction.HOLD].append(
+            f"The run's own budget of {_money(run.budget)} is exceeded "
+            f"(cost {_money(run.total_cost)})."
+        )
+    for action in (BudgetAction.DENY, BudgetAction.HOLD):
+        if hits[action]:
+            return action, " ".join(hits[action])
+    return None

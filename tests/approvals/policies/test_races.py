@@ -1,0 +1,128 @@
+"""Parallel requests from one agent cannot slip past a throttle or a running total, nor a halt.
+
+On PostgreSQL (CI) the threads run concurrently on separate connections; the agent-row lock
+taken by policy_decide must serialize them. On SQLite, IMMEDIATE transactions do the same.
+"""
+
+import threading
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.db import connection, transaction
+
+from agents.services import NewTraceEvent, run_events_append, run_open
+from approvals.models import ApprovalRequest, Status
+from approvals.policies.halts import agent_halt
+from approvals.policies.models import Budget, Throttle
+from approvals.services import Submission, approval_request_create
+from tests.factories import AgentFactory, PolicyRuleFactory, UserFactory
+
+THREADS = 8
+
+
+def _in_parallel(actions: list[Callable[[], Any]]) -> list[BaseException]:
+    barrier = threading.Barrier(len(actions))
+    errors: list[BaseException] = []
+
+    def run(action: Callable[[], Any]) -> None:
+        try:
+            barrier.wait()
+            action()
+        except BaseException as error:  # surfaced by the caller: a crash is a failure
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(action,)) for action in actions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return errors
+
+
+def _creator(agent, key: str, amount: int = 100) -> Callable[[], Any]:  # type: ignore[no-untyped-def]
+    submission = Submission(tool="issue_refund", arguments={"amount": amount}, timeout="30m")
+    return lambda: approval_request_create(agent=agent, idempotency_key=key, submission=submission)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_lets_no_parallel_request_slip_past_a_throttle() -> None:
+    PolicyRuleFactory(outcome="approve")
+    Throttle.objects.create(name="three", max_auto_approvals=3, window_seconds=600)
+    for round_number in range(3):
+        agent = AgentFactory()
+        errors = _in_parallel([_creator(agent, f"r{round_number}-{i}") for i in range(THREADS)])
+        assert not errors, errors
+        statuses = list(
+            ApprovalRequest.objects.filter(agent=agent).values_list("status", flat=True)
+        )
+        assert len(statuses) == THREADS
+        assert statuses.count(Status.APPROVED) == 3
+        assert statuses.count(Status.PENDING) == THREADS - 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_lets_no_parallel_request_slip_past_a_running_total() -> None:
+    PolicyRuleFactory(
+        position=1,
+        total_path="amount",
+        total_window_seconds=3600,
+        total_above=250,
+        outcome="hold",
+    )
+    PolicyRuleFactory(position=2, outcome="approve")
+    agent = AgentFactory()
+    errors = _in_parallel([_creator(agent, f"t{i}", amount=100) for i in range(THREADS)])
+    assert not errors, errors
+    approved = ApprovalRequest.objects.filter(agent=agent, status=Status.APPROVED).count()
+    assert approved == 2  # 100 + 100 = 200; a third would make 300 > 250
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_leaves_nothing_pending_when_a_halt_races_new_requests() -> None:
+    halter = UserFactory()
+    for round_number in range(3):
+        agent = AgentFactory()
+        actions = [_creator(agent, f"h{round_number}-{i}") for i in range(THREADS - 1)]
+        actions.append(lambda agent=agent: agent_halt(agent=agent, reason="stop", halted_by=halter))
+        errors = _in_parallel(actions)
+        assert not errors, errors
+        # Every request either came before the halt (cancelled) or after it (denied).
+        assert not ApprovalRequest.objects.filter(agent=agent, status=Status.PENDING).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_sees_a_cost_committed_while_the_request_waited_for_the_run() -> None:
+    PolicyRuleFactory(outcome="approve")
+    Budget.objects.create(name="cap", scope="run", ceiling=Decimal("1"))
+    agent = AgentFactory()
+    run, _ = run_open(agent=agent, name="r")
+    appended = threading.Event()
+
+    def append_and_linger() -> None:
+        try:
+            with transaction.atomic():
+                run_events_append(
+                    run=run, events=[NewTraceEvent(type="note", data={}, cost=Decimal("1"))]
+                )
+                appended.set()
+                time.sleep(0.5)  # the request below must wait for this commit, not read past it
+        finally:
+            connection.close()
+
+    appender = threading.Thread(target=append_and_linger)
+    appender.start()
+    assert appended.wait(timeout=10)
+    submission = Submission(tool="t", arguments={}, timeout="30m", run=str(run.code))
+    errors = _in_parallel(
+        [lambda: approval_request_create(agent=agent, idempotency_key="k", submission=submission)]
+    )
+    appender.join(timeout=10)
+    assert not errors, errors
+    approval = ApprovalRequest.objects.get(agent=agent)
+    assert approval.status == Status.PENDING
+    assert "Budget “cap” reached" in approval.hold_reason
