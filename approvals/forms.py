@@ -13,3 +13,40 @@ class DenyForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 2}),
         error_messages={"required": "Say why: the agent is told the reason."},
     )
+
+
+class ApproveChangesForm(forms.Form):
+    arguments = forms.CharField(
+        max_length=200_000,
+        widget=forms.Textarea(attrs={"rows": 10, "spellcheck": "false", "class": "json-editor"}),
+        error_messages={"required": "Give the arguments to run, as a JSON object."},
+    )
+    note = forms.CharField(required=False, max_length=5000)
+    # Set by the confirmation step, after the reviewer has seen the diff.
+    confirmed = forms.BooleanField(required=False)
+
+
+class EscalateForm(forms.Form):
+    team = forms.ModelChoiceField(queryset=None, empty_label="Choose a team")  # type: ignore[arg-type]
+    note = forms.CharField(
+        max_length=5000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        error_messages={"required": "Say why: the other team reads this first."},
+    )
+
+    def __init__(self, *args: object, approval: object = None, **kwargs: object) -> None:
+        from approvals.models import Team
+
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        teams = Team.objects.all()
+        if approval is not None and getattr(approval, "team_id", None) is not None:
+            teams = teams.exclude(pk=approval.team_id)  # type: ignore[attr-defined]
+        self.fields["team"].queryset = teams  # type: ignore[attr-defined]
+
+
+class CommentForm(forms.Form):
+    note = forms.CharField(
+        max_length=5000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        error_messages={"required": "Write something first."},
+    )
