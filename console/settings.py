@@ -86,6 +86,7 @@ INSTALLED_APPS = [
     "channels",
     "django_htmx",
     "rest_framework",
+    "rest_framework.authtoken",  # reviewer API tokens for scripts
     "drf_spectacular",
     "agents",
     "approvals",

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
-from approvals import api, views
+from approvals import api, reviewer_api, views
 
 api_v1 = [
     path("requests", api.ApprovalRequestCreateApi.as_view(), name="request-create"),
@@ -11,6 +11,36 @@ api_v1 = [
         "requests/<uuid:code>/cancel",
         api.ApprovalRequestCancelApi.as_view(),
         name="request-cancel",
+    ),
+    path(
+        "reviewer/requests",
+        reviewer_api.ReviewerRequestListApi.as_view(),
+        name="reviewer-request-list",
+    ),
+    path(
+        "reviewer/requests/<uuid:code>",
+        reviewer_api.ReviewerRequestDetailApi.as_view(),
+        name="reviewer-request-detail",
+    ),
+    path(
+        "reviewer/requests/<uuid:code>/approve",
+        reviewer_api.ReviewerApproveApi.as_view(),
+        name="reviewer-request-approve",
+    ),
+    path(
+        "reviewer/requests/<uuid:code>/deny",
+        reviewer_api.ReviewerDenyApi.as_view(),
+        name="reviewer-request-deny",
+    ),
+    path(
+        "reviewer/requests/<uuid:code>/comment",
+        reviewer_api.ReviewerCommentApi.as_view(),
+        name="reviewer-request-comment",
+    ),
+    path(
+        "reviewer/requests/<uuid:code>/escalate",
+        reviewer_api.ReviewerEscalateApi.as_view(),
+        name="reviewer-request-escalate",
     ),
     path(
         "schema",
