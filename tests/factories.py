@@ -51,3 +51,17 @@ class ApprovalRequestFactory(factory.django.DjangoModelFactory):
     timeout = "30m"
     timeout_seconds = 1800
     deadline_at = factory.LazyFunction(lambda: timezone.now() + timedelta(minutes=30))
+
+
+class TeamFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "approvals.Team"
+        django_get_or_create = ("name",)
+        skip_postgeneration_save = True
+
+    name = factory.Sequence(lambda n: f"team-{n}")
+
+    @factory.post_generation
+    def members(self, create: bool, extracted: object, **kwargs: object) -> None:
+        if create and extracted:
+            self.members.add(*extracted)  # type: ignore[attr-defined]
