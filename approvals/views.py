@@ -67,8 +67,11 @@ def _list_context(request: HtmxHttpRequest, *, pending: bool) -> dict[str, Any]:
 @login_required
 def queue(request: HtmxHttpRequest) -> HttpResponse:
     context = _list_context(request, pending=True)
-    if request.htmx and request.GET.get("fragment") == "rows":
+    fragment = request.GET.get("fragment") if request.htmx else None
+    if fragment == "rows":
         return render(request, "approvals/queue.html#queue-refresh", context)
+    if fragment == "counts":
+        return render(request, "approvals/queue.html#counts-refresh", context)
     return render(request, "approvals/queue.html", context)
 
 

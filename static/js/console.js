@@ -83,25 +83,38 @@
     opened = true;
   });
   document.addEventListener("htmx:wsClose", function () { setLiveStatus("Reconnecting…", false); });
+  function refreshCounts() {
+    var live = document.getElementById("queue-live");
+    var filters = document.getElementById("filters");
+    if (!live || !live.dataset.countsUrl || !window.htmx) return;
+    // Never replace the filter form under a reviewer who is using it; try again shortly.
+    if (filters && filters.contains(document.activeElement)) { refreshTimer = setTimeout(refreshCounts, 1000); return; }
+    window.htmx.ajax("GET", live.dataset.countsUrl, { target: "#filters", swap: "none" });
+  }
   document.addEventListener("htmx:wsAfterMessage", function () {
     var live = document.getElementById("queue-live");
-    if (live && live.dataset.filtered) {
-      // A filtered queue asks the server which rows match: the filter rules live there only.
+    if (live) {
+      // A filtered queue asks the server which rows match (the filter rules live there only);
+      // an unfiltered one only needs fresh counts. Debounced: a burst of pushes costs one call.
       clearTimeout(refreshTimer);
-      refreshTimer = setTimeout(resyncRows, 150);
+      refreshTimer = setTimeout(live.dataset.filtered ? resyncRows : refreshCounts, 250);
     }
     sortRows(); updateCount(); tick(); markSelected();
   });
   document.addEventListener("htmx:afterSwap", function () { sortRows(); updateCount(); tick(); markSelected(); });
 
-  // Validation errors (400) and conflicts (409) carry the panel that says what happened.
-  document.addEventListener("htmx:beforeSwap", function (event) {
-    var status = event.detail.xhr.status;
-    if (status === 400 || status === 409) {
-      event.detail.shouldSwap = true;
-      event.detail.isError = false;
-    }
-  });
+  // Validation errors (400) and conflicts (409) carry the panel that says what happened: swap
+  // them. Set in config, not in a beforeSwap listener: when a live push has already replaced
+  // the form that sent the request, events on it no longer reach the document.
+  if (window.htmx) {
+    window.htmx.config.responseHandling = [
+      { code: "204", swap: false },
+      { code: "[23]..", swap: true },
+      { code: "40[09]", swap: true, error: false },
+      { code: "[45]..", swap: false, error: true },
+      { code: "...", swap: false }
+    ];
+  }
   document.addEventListener("htmx:afterRequest", function (event) {
     var form = event.detail.elt;
     if (event.detail.successful && form && form.hasAttribute && form.hasAttribute("data-reset-on-success")) form.reset();

@@ -171,3 +171,14 @@ def test_the_history_page_filters_and_searches(client, staff) -> None:  # type: 
     html = client.get(reverse("approvals:history"), {"q": "walrus"}).content.decode()
     assert f'id="approval-{decided.code}"' in html
     assert f'id="approval-{other.code}"' not in html
+
+
+def test_the_counts_fragment_refreshes_only_the_filters(client, staff) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(staff)
+    ApprovalRequestFactory(tool="issue_refund")
+    html = client.get(
+        reverse("approvals:queue"), {"fragment": "counts"}, HTTP_HX_REQUEST="true"
+    ).content.decode()
+    assert html.lstrip().startswith('<form id="filters"')
+    assert 'hx-swap-oob="true"' in html and "issue_refund (1)" in html
+    assert 'id="queue-rows"' not in html

@@ -114,6 +114,7 @@ def test_the_queue_is_live_sorted_by_risk_and_never_reloads(
     expect(page.locator(f"#approval-{other_team.code}")).to_have_count(0)
     expect(page.locator("#pending-count")).to_have_text("3")
     expect(rows.nth(1)).to_contain_text("confidence 0.42 below 0.70")
+    expect(page.get_by_label("Impact")).to_contain_text("critical (1)")  # counts follow pushes
 
     # Changed: someone else claims it; the row says so in place.
     _off_loop(approval_claim_take, approval=high, reviewer=team.members.get(username="bob"))
@@ -169,11 +170,11 @@ def test_two_reviewers_deciding_at_once_get_exactly_one_decision(
     assert Decision.objects.filter(approval=approval).count() == 1
     assert approval.events.filter(kind__in=["approved", "denied"]).count() == 1
     winner = approval.get_status_display()
-    # Both pages show the one outcome that stands; the loser is told nothing was recorded, or
-    # the live push got there first: either way they see what happened, at once.
+    # Both pages show the one outcome that stands, and the loser is told theirs was not recorded.
     expect(page.locator(panel)).to_contain_text(winner)
     expect(second_page.locator(panel)).to_contain_text(winner)
     loser = second_page if approval.status == Status.APPROVED else page
+    expect(loser.get_by_role("alert")).to_contain_text("Not recorded: someone else got there first")
     loser.screenshot(path=str(artifacts / "race-loser.png"), full_page=True)
 
 
