@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from django.db import connection
 from playwright.sync_api import Browser, Page, expect
 
 from approvals import realtime
@@ -41,6 +42,8 @@ def _off_loop(function, /, **kwargs):  # type: ignore[no-untyped-def]
             result["value"] = function(**kwargs)
         except BaseException as error:  # re-raised below, in the test's thread
             result["error"] = error
+        finally:
+            connection.close()  # back to the pool: threads do not do it themselves
 
     thread = threading.Thread(target=run)
     thread.start()
@@ -416,7 +419,9 @@ def test_agent_supplied_html_shows_as_text_and_never_runs(
 
     page.get_by_label("Reason for denying").fill(HOSTILE)
     page.get_by_role("button", name="Deny").click()
-    expect(page.locator(f"#decision-panel-{created['id']}")).to_contain_text("<script>")
+    outcome = page.locator(f"#decision-panel-{created['id']} .outcome")
+    expect(outcome).to_contain_text("Denied")
+    expect(page.locator(f"#decision-panel-{created['id']} .note")).to_have_text(HOSTILE)
     page.goto(f"{live_console.url}/history/")
     expect(page.locator(f"#approval-{created['id']}")).to_contain_text(
         "<script>window.__pwned=4</script>"
