@@ -51,10 +51,25 @@ class QueueConsumer(AsyncWebsocketConsumer):
             )
 
     async def disconnect(self, code: int) -> None:
-        for group in self.groups_joined:
+        await self._leave()
+
+    async def _leave(self) -> None:
+        """Idempotent: runs on a clean disconnect, and when a send finds the client gone."""
+        groups, self.groups_joined = self.groups_joined, []
+        for group in groups:
             await self.channel_layer.group_discard(group, self.channel_name)
         if self.watching is not None:
+            self.watching = None
             await database_sync_to_async(presence_leave)(channel_name=self.channel_name)
+
+    async def _forward(self, html: str) -> None:
+        try:
+            await self.send(text_data=html)
+        except Exception:
+            # The client closed while we were sending: the server then ends this consumer
+            # without calling disconnect(), which would leave a stale "looking now".
+            await self._leave()
+            raise
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         # Reviewers act through HTTP (CSRF-checked, one code path); the socket only listens.
@@ -67,8 +82,8 @@ class QueueConsumer(AsyncWebsocketConsumer):
             user_id=self.scope["user"].pk, team_id=event["team_id"]
         )
         if allowed:
-            await self.send(text_data=event["html"])
+            await self._forward(event["html"])
 
     async def queue_revoke(self, event: dict[str, Any]) -> None:
         # Only removes a row by id: nothing in it needs hiding from anyone in the old team.
-        await self.send(text_data=event["html"])
+        await self._forward(event["html"])
