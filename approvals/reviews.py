@@ -39,8 +39,6 @@ from approvals.models import (
     Team,
 )
 
-CLAIM_SECONDS = getattr(settings, "APPROVAL_CLAIM_SECONDS", 10 * 60)
-
 
 def _ensure_may_decide(*, approval: ApprovalRequest, reviewer: Any) -> None:
     if not reviewer_may_see(user=reviewer, team_id=approval.team_id):
@@ -246,7 +244,10 @@ def approval_request_comment(
 def approval_claim_take(
     *, approval: ApprovalRequest, reviewer: AbstractBaseUser, take_over: bool = False
 ) -> ApprovalClaim:
-    """Claim a request for CLAIM_SECONDS. Another reviewer's live claim needs `take_over`."""
+    """Claim a request for APPROVAL_CLAIM_SECONDS.
+
+    Another reviewer's live claim needs `take_over`: taking over is deliberate, and recorded.
+    """
     _ensure_may_decide(approval=approval, reviewer=reviewer)
     _ensure_pending(approval)
     now = timezone.now()
@@ -261,7 +262,7 @@ def approval_claim_take(
             defaults={
                 "reviewer": reviewer,
                 "claimed_at": now,
-                "expires_at": now + timedelta(seconds=CLAIM_SECONDS),
+                "expires_at": now + timedelta(seconds=settings.APPROVAL_CLAIM_SECONDS),
             },
         )
         kind = "claim_taken_over" if holder_is_other and take_over else "claimed"

@@ -17,9 +17,6 @@ from agents.models import Agent
 from approvals.access import approvals_visible_to
 from approvals.models import IMPACT_RANK, ApprovalRequest, Impact, Status
 
-# Due within this many seconds: shown first whatever the risk, an on-call reviewer's first job.
-URGENT_SECONDS = getattr(settings, "APPROVAL_URGENT_SECONDS", 5 * 60)
-
 
 def approval_get_for_display(*, approval_id: int) -> ApprovalRequest:
     """One request with what its queue row and decision panel show (claim, votes, viewers)."""
@@ -133,7 +130,11 @@ def _for_rows(approvals: QuerySet[ApprovalRequest]) -> QuerySet[ApprovalRequest]
 
 
 def approvals_queue(*, user: Any, filters: QueueFilters) -> list[ApprovalRequest]:
-    """Pending requests the user may decide: urgent first, then by risk, then by deadline."""
+    """Pending requests the user may decide: urgent first, then by risk, then by deadline.
+
+    Urgent: due within APPROVAL_URGENT_SECONDS, an on-call reviewer's first job whatever the
+    risk. static/js/console.js re-applies the same order after live inserts.
+    """
     now = timezone.now()
     impact_rank = Case(
         *[When(impact=impact, then=Value(rank)) for impact, rank in IMPACT_RANK.items()],
@@ -145,7 +146,10 @@ def approvals_queue(*, user: Any, filters: QueueFilters) -> list[ApprovalRequest
         _for_rows(_filtered(pending, filters, user))
         .annotate(
             urgent=Case(
-                When(deadline_at__lte=now + timedelta(seconds=URGENT_SECONDS), then=Value(1)),
+                When(
+                    deadline_at__lte=now + timedelta(seconds=settings.APPROVAL_URGENT_SECONDS),
+                    then=Value(1),
+                ),
                 default=Value(0),
                 output_field=IntegerField(),
             ),

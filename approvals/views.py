@@ -8,6 +8,7 @@ answers 404, exactly like one that does not exist.
 import difflib
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -60,6 +61,7 @@ def _list_context(request: HtmxHttpRequest, *, pending: bool) -> dict[str, Any]:
         "filters": filters,
         "counts": approvals_facet_counts(user=request.user, filters=filters, pending=pending),
         "query": request.GET.urlencode(),
+        "urgent_seconds": settings.APPROVAL_URGENT_SECONDS,
     }
 
 

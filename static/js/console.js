@@ -2,7 +2,6 @@
 (function () {
   "use strict";
 
-  var URGENT_MS = 5 * 60 * 1000; // same rule as approvals.selectors.URGENT_SECONDS
 
   // Live countdown for every element carrying data-deadline (an ISO 8601 timestamp).
   function formatRemaining(ms) {
@@ -36,9 +35,13 @@
   }
 
   // The server's order (urgent first, then risk, then deadline), re-applied after live inserts.
-  function sortKey(row, now) {
+  function urgentMs() {
+    var live = document.getElementById("queue-live");
+    return 1000 * parseInt((live && live.dataset.urgentSeconds) || "300", 10);
+  }
+  function sortKey(row, now, urgent) {
     var due = Date.parse(row.dataset.due || "") || 0;
-    return [due - now < URGENT_MS ? 0 : 1, -parseFloat(row.dataset.risk || "0"), due];
+    return [due - now < urgent ? 0 : 1, -parseFloat(row.dataset.risk || "0"), due];
   }
   function compare(a, b) {
     for (var i = 0; i < a.length; i++) { if (a[i] !== b[i]) return a[i] < b[i] ? -1 : 1; }
@@ -47,9 +50,8 @@
   function sortRows() {
     var list = document.getElementById("queue-rows");
     if (!list) return;
-    var now = Date.now();
-    var current = rows();
-    var sorted = current.slice().sort(function (a, b) { return compare(sortKey(a, now), sortKey(b, now)); });
+    var now = Date.now(), urgent = urgentMs();
+    var sorted = rows().sort(function (a, b) { return compare(sortKey(a, now, urgent), sortKey(b, now, urgent)); });
     // Move nodes only when the order really changed: no needless DOM churn, no flicker.
     for (var i = 0; i < sorted.length; i++) {
       if (list.children[i] !== sorted[i]) list.insertBefore(sorted[i], list.children[i] || null);
