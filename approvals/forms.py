@@ -27,7 +27,11 @@ class ApproveChangesForm(forms.Form):
 
 
 class EscalateForm(forms.Form):
-    team = forms.ModelChoiceField(queryset=None, empty_label="Choose a team")  # type: ignore[arg-type]
+    # The queryset is set per request: every team but the one the request is with.
+    team: forms.ModelChoiceField = forms.ModelChoiceField(
+        queryset=None,  # type: ignore[arg-type]
+        empty_label="Choose a team",
+    )
     note = forms.CharField(
         max_length=5000,
         widget=forms.Textarea(attrs={"rows": 2}),

@@ -46,6 +46,8 @@ def test_it_shows_the_diff_and_records_nothing_until_confirmed(client, team) -> 
     approval.refresh_from_db()
     assert approval.status == Status.APPROVED
     assert approval.decision.approved_arguments == {"amount": 2450, "currency": "GBP"}
+    assert "With changed arguments" in confirmed.content.decode()
+    assert "&quot;amount&quot;: 2450" in confirmed.content.decode()
 
 
 def test_it_names_invalid_json_and_keeps_what_was_typed(client, team) -> None:  # type: ignore[no-untyped-def]
