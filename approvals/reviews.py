@@ -17,12 +17,14 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from approvals import realtime, services
 from approvals.access import reviewer_may_see
 from approvals.exceptions import (
+    ApprovalError,
     ApprovalNotVisible,
     ClaimConflict,
     ReviewRejected,
@@ -87,8 +89,28 @@ def approval_arguments_check(*, approval: ApprovalRequest, arguments: Any) -> di
         raise ReviewRejected("The arguments must be a JSON object.", param="arguments")
     validate = getattr(services, "approval_arguments_validate", None)
     if validate is not None:
-        validate(approval, arguments)
+        # Whatever shape its verdict takes (an exception, or a list of problems), a rejection
+        # becomes a ReviewRejected naming `arguments`, so pages and the API answer 400.
+        try:
+            problems = validate(approval, arguments)
+        except (ValueError, ValidationError, ApprovalError) as error:
+            raise ReviewRejected(
+                f"The arguments do not fit the tool's schema: {_message(error)}", param="arguments"
+            ) from None
+        if problems:
+            raise ReviewRejected(
+                f"The arguments do not fit the tool's schema: {_message(problems)}",
+                param="arguments",
+            )
     return arguments
+
+
+def _message(problem: Any) -> str:
+    if isinstance(problem, ValidationError):
+        return "; ".join(problem.messages)
+    if isinstance(problem, list | tuple):
+        return "; ".join(str(item) for item in problem)
+    return str(problem)
 
 
 def approval_arguments_parse(*, approval: ApprovalRequest, text: str) -> dict[str, Any]:

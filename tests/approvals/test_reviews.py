@@ -228,3 +228,27 @@ class TestCommentsAndClaims:
         assert approval.claim.reviewer == _member(team, "ann")
         approval_claim_release(approval=approval, reviewer=_member(team, "ann"))
         assert not type(approval.claim).objects.filter(approval=approval).exists()
+
+
+@pytest.mark.django_db
+class TestSchemaHook:
+    """The schema check arrives in another change; this pins how its verdict is used."""
+
+    def test_it_turns_a_schema_rejection_into_a_400_naming_arguments(
+        self, team, monkeypatch
+    ) -> None:  # type: ignore[no-untyped-def]
+        from approvals import services
+
+        def validate(approval, arguments):  # type: ignore[no-untyped-def]
+            if arguments.get("amount", 0) > 100:
+                raise ValueError("amount: must be at most 100")
+            return []
+
+        # The hook is looked up at call time; this stands in for the parallel change's service.
+        monkeypatch.setattr(services, "approval_arguments_validate", validate, raising=False)
+        approval = ApprovalRequestFactory(team=team)
+        with pytest.raises(ReviewRejected) as rejected:
+            approval_arguments_parse(approval=approval, text='{"amount": 500}')
+        assert rejected.value.param == "arguments"
+        assert "amount: must be at most 100" in str(rejected.value)
+        assert approval_arguments_parse(approval=approval, text='{"amount": 50}') == {"amount": 50}
