@@ -1,35 +1,89 @@
-"""Reviewer websockets. Thin: authenticate, join the group, re-check access, forward."""
+"""Reviewer websockets. Thin: authenticate, join the groups, re-check access, forward."""
 
 from typing import Any
+from urllib.parse import parse_qs
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from approvals import realtime
+from approvals.access import approvals_visible_to, reviewer_may_see_by_id, visible_team_ids
+from approvals.reviews import presence_enter, presence_leave
 
 # Close codes in the 4000 range are ours: the browser sees why the socket was refused.
 CLOSE_UNAUTHENTICATED = 4401
+CLOSE_NOT_FOUND = 4404
+
+
+def _watched_approval_id(user: Any, code: str) -> int | None:
+    """The request a detail page watches, if this user may see it (else as if absent)."""
+    return approvals_visible_to(user=user).filter(code=code).values_list("pk", flat=True).first()
 
 
 class QueueConsumer(AsyncWebsocketConsumer):
+    groups_joined: list[str]
+    watching: int | None = None
+
     async def connect(self) -> None:
+        self.groups_joined = []
         user = self.scope.get("user")
         if user is None or not user.is_authenticated or not user.is_active:
             # Closing before accept rejects the handshake (HTTP 403): nothing is ever sent.
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        await self.channel_layer.group_add(realtime.QUEUE_GROUP, self.channel_name)
+        query = parse_qs(self.scope.get("query_string", b"").decode())
+        if code := query.get("approval", [""])[0]:
+            try:
+                self.watching = await database_sync_to_async(_watched_approval_id)(user, code)
+            except Exception:  # a malformed code is an unknown one
+                self.watching = None
+            if self.watching is None:
+                await self.close(code=CLOSE_NOT_FOUND)
+                return
+        team_ids = await database_sync_to_async(visible_team_ids)(user=user)
+        self.groups_joined = realtime.reviewer_groups(team_ids)
+        for group in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
+        if self.watching is not None:
+            await database_sync_to_async(presence_enter)(
+                approval_id=self.watching, user_id=user.pk, channel_name=self.channel_name
+            )
 
     async def disconnect(self, code: int) -> None:
-        await self.channel_layer.group_discard(realtime.QUEUE_GROUP, self.channel_name)
+        await self._leave()
+
+    async def _leave(self) -> None:
+        """Idempotent: runs on a clean disconnect, and when a send finds the client gone."""
+        groups, self.groups_joined = self.groups_joined, []
+        for group in groups:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        if self.watching is not None:
+            self.watching = None
+            await database_sync_to_async(presence_leave)(channel_name=self.channel_name)
+
+    async def _forward(self, html: str) -> None:
+        try:
+            await self.send(text_data=html)
+        except Exception:
+            # The client closed while we were sending: the server then ends this consumer
+            # without calling disconnect(), which would leave a stale "looking now".
+            await self._leave()
+            raise
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         # Reviewers act through HTTP (CSRF-checked, one code path); the socket only listens.
         return
 
     async def queue_fragment(self, event: dict[str, Any]) -> None:
-        user = self.scope["user"]
-        if not user.is_active:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
-            return
-        await self.send(text_data=event["html"])
+        # Re-checked on every event: a reviewer removed from a team, or deactivated, stops
+        # receiving that team's requests now, not at their next reconnect.
+        allowed = await database_sync_to_async(reviewer_may_see_by_id)(
+            user_id=self.scope["user"].pk, team_id=event["team_id"]
+        )
+        if allowed:
+            await self._forward(event["html"])
+
+    async def queue_revoke(self, event: dict[str, Any]) -> None:
+        # Only removes a row by id: nothing in it needs hiding from anyone in the old team.
+        await self._forward(event["html"])

@@ -102,7 +102,7 @@ def escalations_fire_due(*, now: datetime | None = None, limit: int = 2000) -> i
     return fired
 
 
-def approval_request_escalate(
+def approval_request_escalate_next_step(
     *,
     approval: ApprovalRequest,
     actor: AbstractBaseUser,

@@ -39,3 +39,36 @@ class UnknownRun(ApprovalError):
 
     def __init__(self) -> None:
         super().__init__("run: no run with this id belongs to this agent.")
+
+
+class ApprovalNotVisible(ApprovalError):
+    """The reviewer may not see this request: callers answer as if it did not exist (404)."""
+
+    code = "not_found"
+
+    def __init__(self) -> None:
+        super().__init__("No such approval request.")
+
+
+class ReviewRejected(ApprovalError):
+    """A reviewer action that the rules refuse (already voted, bad arguments, same team...).
+
+    `param` names the offending input, so forms and the API can point at it.
+    """
+
+    code = "invalid_review"
+
+    def __init__(self, message: str, *, code: str = "invalid_review", param: str | None = None):
+        self.code = code
+        self.param = param
+        super().__init__(message)
+
+
+class ClaimConflict(ApprovalError):
+    """Someone else holds a live claim; taking it over must be explicit."""
+
+    code = "claimed_by_other"
+
+    def __init__(self, *, holder: str) -> None:
+        self.holder = holder
+        super().__init__(f"{holder} has claimed this request. Take it over to work on it.")

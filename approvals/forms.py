@@ -19,7 +19,7 @@ class DenyForm(forms.Form):
     )
 
 
-class EscalateForm(forms.Form):
+class EscalateNextStepForm(forms.Form):
     note = forms.CharField(required=False, max_length=5000)
 
 
@@ -45,3 +45,44 @@ class NotificationPreferenceForm(forms.ModelForm):
         if value not in zoneinfo.available_timezones():
             raise forms.ValidationError("Not a time zone name, e.g. Europe/Berlin.")
         return str(value)
+
+
+class ApproveChangesForm(forms.Form):
+    arguments = forms.CharField(
+        max_length=200_000,
+        widget=forms.Textarea(attrs={"rows": 10, "spellcheck": "false", "class": "json-editor"}),
+        error_messages={"required": "Give the arguments to run, as a JSON object."},
+    )
+    note = forms.CharField(required=False, max_length=5000)
+    # Set by the confirmation step, after the reviewer has seen the diff.
+    confirmed = forms.BooleanField(required=False)
+
+
+class EscalateForm(forms.Form):
+    # The queryset is set per request: every team but the one the request is with.
+    team: forms.ModelChoiceField = forms.ModelChoiceField(
+        queryset=None,  # type: ignore[arg-type]
+        empty_label="Choose a team",
+    )
+    note = forms.CharField(
+        max_length=5000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        error_messages={"required": "Say why: the other team reads this first."},
+    )
+
+    def __init__(self, *args: object, approval: object = None, **kwargs: object) -> None:
+        from approvals.models import Team
+
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        teams = Team.objects.all()
+        if approval is not None and getattr(approval, "team_id", None) is not None:
+            teams = teams.exclude(pk=approval.team_id)  # type: ignore[attr-defined]
+        self.fields["team"].queryset = teams  # type: ignore[attr-defined]
+
+
+class CommentForm(forms.Form):
+    note = forms.CharField(
+        max_length=5000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        error_messages={"required": "Write something first."},
+    )

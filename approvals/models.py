@@ -493,3 +493,52 @@ from approvals.policies.models import (  # noqa: E402, F401
     PolicyRule,
     Throttle,
 )
+
+
+class ApprovalVote(models.Model):
+    """One reviewer's approval towards a quorum. Distinct reviewers: one vote each per request.
+
+    A vote is for one set of arguments (null: as submitted); the quorum is N votes for the same
+    set, so nobody's approval is silently applied to arguments they never saw.
+    """
+
+    approval = models.ForeignKey(ApprovalRequest, on_delete=models.PROTECT, related_name="votes")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
+    arguments = models.JSONField(null=True, blank=True)
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["approval", "reviewer"], name="approval_vote_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"vote {self.reviewer_id} on {self.approval_id}"
+
+
+class ApprovalClaim(models.Model):
+    """A soft lock: "I am on this one". Visible to everyone, expires, and can be taken over."""
+
+    approval = models.OneToOneField(ApprovalRequest, on_delete=models.CASCADE, related_name="claim")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    claimed_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"claim {self.reviewer_id} on {self.approval_id}"
+
+
+class ReviewerPresence(models.Model):
+    """Who has a request open right now: one row per open websocket, removed when it closes."""
+
+    approval = models.ForeignKey(
+        ApprovalRequest, on_delete=models.CASCADE, related_name="presences"
+    )
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    channel_name = models.CharField(max_length=200, unique=True)
+    seen_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.reviewer_id} on {self.approval_id}"

@@ -7,9 +7,9 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from approvals.escalations import approval_request_escalate
+from approvals.escalations import approval_request_escalate_next_step
 from approvals.exceptions import EscalationUnavailable, NotAllowed, TransitionConflict
-from approvals.forms import EscalateForm, NotificationPreferenceForm
+from approvals.forms import EscalateNextStepForm, NotificationPreferenceForm
 from approvals.notifications import (
     notification_preference_update,
     notifications_mark_read,
@@ -73,14 +73,14 @@ def notification_preferences(request: HttpRequest) -> HttpResponse:
 @require_POST
 @login_required
 def escalate(request: HttpRequest, code: object) -> HttpResponse:
-    approval = approval_get_for_reviewer(code=code)
+    approval = approval_get_for_reviewer(user=request.user, code=code)
     if approval is None:
         raise Http404("No such approval request.")
-    form = EscalateForm(request.POST)
+    form = EscalateNextStepForm(request.POST)
     if not form.is_valid():
         return HttpResponse("A note is at most 5000 characters.", status=400)
     try:
-        approval_request_escalate(
+        approval_request_escalate_next_step(
             approval=approval, actor=request.user, note=form.cleaned_data["note"]
         )
     except NotAllowed as error:

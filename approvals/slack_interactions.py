@@ -17,11 +17,11 @@ from urllib.parse import parse_qs
 from django.conf import settings
 from slack_sdk.signature import SignatureVerifier
 
-from approvals.exceptions import TransitionConflict
+from approvals.exceptions import ReviewRejected, TransitionConflict
 from approvals.models import ApprovalRequest, NotificationPreference
 from approvals.notifiers.slack import ACTION_APPROVE, ACTION_DENY
+from approvals.reviews import approval_request_review_approve, approval_request_review_deny
 from approvals.selectors import approval_may_be_decided_by
-from approvals.services import approval_request_approve, approval_request_deny
 
 logger = logging.getLogger(__name__)
 
@@ -81,18 +81,24 @@ def slack_interaction_handle(*, body: bytes, headers: Mapping[str, str]) -> Inte
         return refuse("No such approval request.")
     if not approval_may_be_decided_by(approval=approval, user=reviewer):
         return refuse("You may not decide this request: it is routed to another team.")
+    # The same services as the console: quorum, one vote per reviewer, one outcome.
+    message = "Recorded."
     try:
         if action_id == ACTION_APPROVE:
-            approval_request_approve(
+            outcome = approval_request_review_approve(
                 approval=approval, reviewer=reviewer, note="Approved from Slack."
             )
+            if not outcome.decided:
+                message = f"Your approval is recorded: {outcome.votes} of {outcome.required}."
         else:
-            approval_request_deny(
+            approval_request_review_deny(
                 approval=approval,
                 reviewer=reviewer,
                 reason=f"Denied from Slack by {reviewer.get_username()}.",
             )
     except TransitionConflict as conflict:
         return refuse(f"Not recorded: this request is already {conflict.current_status}.")
+    except ReviewRejected as rejected:
+        return refuse(f"Not recorded: {rejected}")
     logger.info("slack %s by %s on %s", action_id, reviewer.get_username(), approval.code)
-    return InteractionOutcome(decided=True, message="Recorded.", response_url=response_url)
+    return InteractionOutcome(decided=True, message=message, response_url=response_url)

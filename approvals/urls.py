@@ -6,11 +6,17 @@ app_name = "approvals"
 
 urlpatterns = [
     path("", views.queue, name="queue"),
+    path("history/", views.history, name="history"),
     path("requests/<uuid:code>/", views.detail, name="detail"),
     path("requests/<uuid:code>/approve", views.approve, name="approve"),
+    path("requests/<uuid:code>/approve-changes", views.approve_changes, name="approve-changes"),
     path("requests/<uuid:code>/deny", views.deny, name="deny"),
     path("insight/", insight_views.dashboard, name="insight"),
-    path("requests/<uuid:code>/escalate", notification_views.escalate, name="escalate"),
+    path(
+        "requests/<uuid:code>/escalate-next",
+        notification_views.escalate,
+        name="escalate-next-step",
+    ),
     path("notifications/", notification_views.notification_list, name="notifications"),
     path("notifications/read", notification_views.notifications_read, name="notifications-read"),
     path("notifications/feed", notification_views.notification_feed, name="notification-feed"),
@@ -24,4 +30,8 @@ urlpatterns = [
         notification_views.slack_interactions,
         name="slack-interactions",
     ),
+    path("requests/<uuid:code>/escalate", views.escalate, name="escalate"),
+    path("requests/<uuid:code>/comment", views.comment, name="comment"),
+    path("requests/<uuid:code>/claim", views.claim, name="claim"),
+    path("requests/<uuid:code>/release", views.release, name="release"),
 ]

@@ -1,30 +1,48 @@
 """Reviewer web pages: parse, call one service or selector, render.
 
-Pages render named partials of their own template; htmx requests get just the partial.
+Pages render named partials of their own template; htmx requests get just the partial. Every
+request is fetched through the access rule (approvals/access.py): one a reviewer may not see
+answers 404, exactly like one that does not exist.
 """
 
-import json
+import difflib
+from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
-from approvals.exceptions import TransitionConflict
-from approvals.forms import ApproveForm, DenyForm
+from approvals.exceptions import (
+    ApprovalNotVisible,
+    ClaimConflict,
+    ReviewRejected,
+    TransitionConflict,
+)
+from approvals.forms import ApproveChangesForm, ApproveForm, CommentForm, DenyForm, EscalateForm
 from approvals.models import ApprovalRequest
+from approvals.presentation import arguments_folded, pretty_json
+from approvals.reviews import (
+    approval_arguments_parse,
+    approval_claim_release,
+    approval_claim_take,
+    approval_request_comment,
+    approval_request_escalate,
+    approval_request_review_approve,
+    approval_request_review_deny,
+)
 from approvals.selectors import (
+    QueueFilters,
     approval_get_for_reviewer,
-    approvals_pending_queue,
-    approvals_recently_decided,
+    approval_track_record,
+    approvals_facet_counts,
+    approvals_history,
+    approvals_queue,
     run_timeline_for_approval,
 )
-from approvals.services import (
-    approval_request_approve,
-    approval_request_deny,
-    decision_page_view_record,
-)
+from approvals.services import decision_page_view_record
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -33,30 +51,65 @@ class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
 
 
+def _list_context(request: HtmxHttpRequest, *, pending: bool) -> dict[str, Any]:
+    filters = QueueFilters.from_query(request.GET)
+    rows = (
+        approvals_queue(user=request.user, filters=filters)
+        if pending
+        else approvals_history(user=request.user, filters=filters)
+    )
+    return {
+        "rows": rows,
+        "filters": filters,
+        "counts": approvals_facet_counts(user=request.user, filters=filters, pending=pending),
+        "query": request.GET.urlencode(),
+        "urgent_seconds": settings.APPROVAL_URGENT_SECONDS,
+    }
+
+
 @require_GET
 @login_required
 def queue(request: HtmxHttpRequest) -> HttpResponse:
-    context = {"pending": approvals_pending_queue(), "decided": approvals_recently_decided()}
-    if request.htmx and request.GET.get("fragment") == "rows":
-        return render(request, "approvals/queue.html#queue-rows", context)
+    context = _list_context(request, pending=True)
+    fragment = request.GET.get("fragment") if request.htmx else None
+    if fragment == "rows":
+        return render(request, "approvals/queue.html#queue-refresh", context)
+    if fragment == "counts":
+        return render(request, "approvals/queue.html#counts-refresh", context)
     return render(request, "approvals/queue.html", context)
 
 
-def _get_or_404(code: object) -> ApprovalRequest:
-    approval = approval_get_for_reviewer(code=code)
+@require_GET
+@login_required
+def history(request: HtmxHttpRequest) -> HttpResponse:
+    return render(request, "approvals/history.html", _list_context(request, pending=False))
+
+
+def _get_or_404(request: HttpRequest, code: object) -> ApprovalRequest:
+    approval = approval_get_for_reviewer(user=request.user, code=code)
     if approval is None:
         raise Http404("No such approval request.")
     return approval
 
 
-def _detail_context(approval: ApprovalRequest, **extra: object) -> dict[str, object]:
+def _detail_context(
+    request: HttpRequest, approval: ApprovalRequest, **extra: Any
+) -> dict[str, Any]:
+    user_voted = any(vote.reviewer_id == request.user.pk for vote in approval.votes.all())
     return {
         "approval": approval,
-        "arguments_pretty": json.dumps(approval.arguments, indent=2, ensure_ascii=False),
-        "context_pretty": json.dumps(approval.context, indent=2, ensure_ascii=False),
-        "events": approval.events.select_related("actor_user", "actor_agent"),
+        "arguments_pretty": pretty_json(approval.arguments),
+        "arguments_folded": arguments_folded(approval.arguments),
+        "context_pretty": pretty_json(approval.context),
         "approve_form": extra.pop("approve_form", None) or ApproveForm(),
+        "changes_form": extra.pop("changes_form", None)
+        or ApproveChangesForm(initial={"arguments": pretty_json(approval.arguments)}),
         "deny_form": extra.pop("deny_form", None) or DenyForm(),
+        "escalate_form": extra.pop("escalate_form", None) or EscalateForm(approval=approval),
+        "comment_form": extra.pop("comment_form", None) or CommentForm(),
+        "user_voted": user_voted,
+        "claimed_by_me": approval.live_claim is not None  # type: ignore[attr-defined]
+        and approval.live_claim.reviewer_id == request.user.pk,  # type: ignore[attr-defined]
         **extra,
     }
 
@@ -64,69 +117,188 @@ def _detail_context(approval: ApprovalRequest, **extra: object) -> dict[str, obj
 @require_GET
 @login_required
 def detail(request: HtmxHttpRequest, code: object) -> HttpResponse:
-    approval = _get_or_404(code)
+    approval = _get_or_404(request, code)
     decision_page_view_record(approval=approval, reviewer=request.user)  # type: ignore[arg-type]
-    run_timeline = run_timeline_for_approval(approval=approval)
-    return render(
-        request, "approvals/detail.html", _detail_context(approval, run_timeline=run_timeline)
-    )
+    context = _detail_context(request, approval)
+    context["track_record"] = approval_track_record(user=request.user, approval=approval)
+    context["run_timeline"] = run_timeline_for_approval(approval=approval)
+    return render(request, "approvals/detail.html", context)
 
 
-def _decision_response(
-    request: HtmxHttpRequest, approval: ApprovalRequest, *, status: int = 200, **extra: object
+def _panel(
+    request: HtmxHttpRequest, code: object, *, status: int = 200, **extra: Any
 ) -> HttpResponse:
+    """The decision panel, re-read after the action so it shows what is true now."""
+    approval = _get_or_404(request, code)
+    context = _detail_context(request, approval, **extra)
     if request.htmx:
-        return render(
-            request,
-            "approvals/detail.html#decision-panel",
-            _detail_context(approval, **extra),
-            status=status,
-        )
+        return render(request, "approvals/detail.html#decision-panel", context, status=status)
     if status == 200:
         return redirect("approvals:detail", code=approval.code)
-    return render(
-        request, "approvals/detail.html", _detail_context(approval, **extra), status=status
-    )
+    context["track_record"] = approval_track_record(user=request.user, approval=approval)
+    return render(request, "approvals/detail.html", context, status=status)
 
 
 def _conflict(request: HtmxHttpRequest, code: object, conflict: TransitionConflict) -> HttpResponse:
-    approval = _get_or_404(code)
     message = (
         f"Not recorded: someone else got there first. This request is {conflict.current_status}."
     )
-    return _decision_response(request, approval, status=409, conflict_message=message)
+    return _panel(request, code, status=409, conflict_message=message)
+
+
+def _rejected(request: HtmxHttpRequest, code: object, error: ReviewRejected) -> HttpResponse:
+    status = 409 if error.code in {"already_voted", "already_escalated"} else 400
+    return _panel(request, code, status=status, conflict_message=str(error))
+
+
+def _approve(
+    request: HtmxHttpRequest, code: object, *, note: str, arguments: dict[str, Any] | None
+) -> HttpResponse:
+    approval = _get_or_404(request, code)
+    try:
+        outcome = approval_request_review_approve(
+            approval=approval, reviewer=request.user, note=note, arguments=arguments
+        )
+    except TransitionConflict as conflict:
+        return _conflict(request, code, conflict)
+    except ReviewRejected as error:
+        return _rejected(request, code, error)
+    except ApprovalNotVisible:
+        raise Http404("No such approval request.") from None
+    if outcome.decided:
+        return _panel(request, code)
+    message = (
+        f"Your approval is recorded ({outcome.votes} of {outcome.required}). "
+        "It waits for another reviewer."
+    )
+    return _panel(request, code, info_message=message)
 
 
 @require_POST
 @login_required
 def approve(request: HtmxHttpRequest, code: object) -> HttpResponse:
-    approval = _get_or_404(code)
     form = ApproveForm(request.POST)
     if not form.is_valid():
-        return _decision_response(request, approval, status=400, approve_form=form)
+        return _panel(request, code, status=400, approve_form=form)
+    return _approve(request, code, note=form.cleaned_data["note"], arguments=None)
+
+
+@require_POST
+@login_required
+def approve_changes(request: HtmxHttpRequest, code: object) -> HttpResponse:
+    """Approve with changed arguments, in two steps: see the diff, then confirm it."""
+    approval = _get_or_404(request, code)
+    form = ApproveChangesForm(request.POST)
+    if not form.is_valid():
+        return _panel(request, code, status=400, changes_form=form, show_editor=True)
     try:
-        approval = approval_request_approve(
-            approval=approval, reviewer=request.user, note=form.cleaned_data["note"]
+        arguments = approval_arguments_parse(approval=approval, text=form.cleaned_data["arguments"])
+    except ReviewRejected as error:
+        form.add_error("arguments", str(error))
+        return _panel(request, code, status=400, changes_form=form, show_editor=True)
+    if arguments == approval.arguments:
+        form.add_error("arguments", "These are the submitted arguments: use Approve instead.")
+        return _panel(request, code, status=400, changes_form=form, show_editor=True)
+    if not form.cleaned_data["confirmed"]:
+        diff = difflib.unified_diff(
+            pretty_json(approval.arguments).splitlines(),
+            pretty_json(arguments).splitlines(),
+            fromfile="submitted",
+            tofile="you approve",
+            lineterm="",
         )
-    except TransitionConflict as conflict:
-        return _conflict(request, code, conflict)
-    return _decision_response(request, approval)
+        confirm = ApproveChangesForm(
+            initial={"arguments": pretty_json(arguments), "note": form.cleaned_data["note"]}
+        )
+        return _panel(request, code, changes_form=confirm, arguments_diff=list(diff))
+    return _approve(request, code, note=form.cleaned_data["note"], arguments=arguments)
 
 
 @require_POST
 @login_required
 def deny(request: HtmxHttpRequest, code: object) -> HttpResponse:
-    approval = _get_or_404(code)
+    approval = _get_or_404(request, code)
     form = DenyForm(request.POST)
     if not form.is_valid():
-        return _decision_response(request, approval, status=400, deny_form=form)
+        return _panel(request, code, status=400, deny_form=form, show_deny=True)
     try:
-        approval = approval_request_deny(
+        approval_request_review_deny(
             approval=approval, reviewer=request.user, reason=form.cleaned_data["reason"]
         )
     except TransitionConflict as conflict:
         return _conflict(request, code, conflict)
-    return _decision_response(request, approval)
+    return _panel(request, code)
+
+
+@require_POST
+@login_required
+def escalate(request: HtmxHttpRequest, code: object) -> HttpResponse:
+    approval = _get_or_404(request, code)
+    form = EscalateForm(request.POST, approval=approval)
+    if not form.is_valid():
+        return _panel(request, code, status=400, escalate_form=form, show_escalate=True)
+    try:
+        approval = approval_request_escalate(
+            approval=approval,
+            reviewer=request.user,
+            team=form.cleaned_data["team"],
+            note=form.cleaned_data["note"],
+        )
+    except TransitionConflict as conflict:
+        return _conflict(request, code, conflict)
+    except ReviewRejected as error:
+        return _rejected(request, code, error)
+    if approval_get_for_reviewer(user=request.user, code=code) is None:
+        # Handed to a team this reviewer is not in: the request has left their view.
+        if not request.htmx:
+            return redirect("approvals:queue")
+        return render(request, "approvals/detail.html#escalated-away", {"approval": approval})
+    return _panel(request, code, info_message=f"Escalated to {approval.team}.")
+
+
+@require_POST
+@login_required
+def comment(request: HtmxHttpRequest, code: object) -> HttpResponse:
+    approval = _get_or_404(request, code)
+    form = CommentForm(request.POST)
+    if form.is_valid():
+        try:
+            approval_request_comment(
+                approval=approval, reviewer=request.user, note=form.cleaned_data["note"]
+            )
+        except ReviewRejected as error:
+            form.add_error("note", str(error))
+    status = 200 if form.is_valid() else 400
+    if not request.htmx and status == 200:
+        return redirect("approvals:detail", code=approval.code)
+    context = {
+        "approval": _get_or_404(request, code),
+        "comment_form": CommentForm() if status == 200 else form,
+    }
+    return render(request, "approvals/detail.html#history", context, status=status)
+
+
+@require_POST
+@login_required
+def claim(request: HtmxHttpRequest, code: object) -> HttpResponse:
+    approval = _get_or_404(request, code)
+    try:
+        approval_claim_take(
+            approval=approval, reviewer=request.user, take_over=request.POST.get("take_over") == "1"
+        )
+    except ClaimConflict as conflict:
+        return _panel(request, code, status=409, conflict_message=str(conflict))
+    except TransitionConflict as conflict:
+        return _conflict(request, code, conflict)
+    return _panel(request, code)
+
+
+@require_POST
+@login_required
+def release(request: HtmxHttpRequest, code: object) -> HttpResponse:
+    approval = _get_or_404(request, code)
+    approval_claim_release(approval=approval, reviewer=request.user)
+    return _panel(request, code)
 
 
 def healthz(request: HttpRequest) -> HttpResponse:

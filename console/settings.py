@@ -86,6 +86,7 @@ INSTALLED_APPS = [
     "channels",
     "django_htmx",
     "rest_framework",
+    "rest_framework.authtoken",  # reviewer API tokens for scripts
     "drf_spectacular",
     "agents",
     "approvals",
@@ -205,6 +206,10 @@ APPROVAL_MAX_TIMEOUT_SECONDS = env_int("APPROVAL_MAX_TIMEOUT_SECONDS", 24 * 60 *
 # How long an approval lets the agent start the call (AAP decision.expires_at).
 APPROVAL_VALIDITY_SECONDS = env_int("APPROVAL_VALIDITY_SECONDS", 5 * 60)
 APPROVAL_LONG_POLL_MAX_SECONDS = 30
+# Reviewer console: how long a claim (soft lock) lasts, and how close a deadline puts a request
+# at the top of the queue whatever its risk.
+APPROVAL_CLAIM_SECONDS = env_int("APPROVAL_CLAIM_SECONDS", 10 * 60)
+APPROVAL_URGENT_SECONDS = env_int("APPROVAL_URGENT_SECONDS", 5 * 60)
 
 # --- Notifications and escalation -----------------------------------------------------------
 # SMTP from the environment (EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD,

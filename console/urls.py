@@ -3,7 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from agents import api as agents_api
-from approvals import api, audit_api, insight_views, views
+from approvals import api, audit_api, insight_views, reviewer_api, views
 
 api_v1 = [
     path("requests", api.ApprovalRequestCreateApi.as_view(), name="request-create"),
@@ -18,6 +18,36 @@ api_v1 = [
     path("runs/<uuid:code>/events", agents_api.RunEventsApi.as_view(), name="run-events"),
     path("runs/<uuid:code>/close", agents_api.RunCloseApi.as_view(), name="run-close"),
     path("audit/records", audit_api.AuditRecordExportApi.as_view(), name="audit-records"),
+    path(
+        "reviewer/requests",
+        reviewer_api.ReviewerRequestListApi.as_view(),
+        name="reviewer-request-list",
+    ),
+    path(
+        "reviewer/requests/<uuid:code>",
+        reviewer_api.ReviewerRequestDetailApi.as_view(),
+        name="reviewer-request-detail",
+    ),
+    path(
+        "reviewer/requests/<uuid:code>/approve",
+        reviewer_api.ReviewerApproveApi.as_view(),
+        name="reviewer-request-approve",
+    ),
+    path(
+        "reviewer/requests/<uuid:code>/deny",
+        reviewer_api.ReviewerDenyApi.as_view(),
+        name="reviewer-request-deny",
+    ),
+    path(
+        "reviewer/requests/<uuid:code>/comment",
+        reviewer_api.ReviewerCommentApi.as_view(),
+        name="reviewer-request-comment",
+    ),
+    path(
+        "reviewer/requests/<uuid:code>/escalate",
+        reviewer_api.ReviewerEscalateApi.as_view(),
+        name="reviewer-request-escalate",
+    ),
     path(
         "schema",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),

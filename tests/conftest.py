@@ -20,7 +20,9 @@ from tests.factories import PASSWORD, UserFactory, agent_with_token
 
 @pytest.fixture
 def reviewer(db):  # type: ignore[no-untyped-def]
-    return UserFactory(username="rita")
+    # Staff: sees every request, routed or not. Team access has its own personas
+    # (tests/approvals/test_access_matrix.py).
+    return UserFactory(username="rita", is_staff=True)
 
 
 @pytest.fixture
@@ -113,7 +115,7 @@ class ReviewerSession:
 
 @pytest.fixture
 def reviewer_session(live_console, transactional_db) -> Iterator[ReviewerSession]:  # type: ignore[no-untyped-def]
-    UserFactory(username="rita")
+    UserFactory(username="rita", is_staff=True)
     session = ReviewerSession(live_console.url, "rita")
     yield session
     session.close()

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from agents.models import Agent
 from agents.services import credential_issue
-from approvals.models import ApprovalRequest, Decision, Impact, NotificationPreference, Status, Team
+from approvals.models import ApprovalRequest, Decision, Impact, NotificationPreference, Status
 from approvals.policies.models import Outcome, PolicyRule, RuleState
 
 PASSWORD = "correct horse battery staple"
@@ -84,15 +84,16 @@ def decided_approval(
 
 class TeamFactory(factory.django.DjangoModelFactory):
     class Meta:
-        model = Team
+        model = "approvals.Team"
+        django_get_or_create = ("name",)
         skip_postgeneration_save = True
 
     name = factory.Sequence(lambda n: f"team-{n}")
 
     @factory.post_generation
-    def members(self, create: bool, extracted: list[object] | None, **kwargs: object) -> None:
+    def members(self, create: bool, extracted: object, **kwargs: object) -> None:
         if create and extracted:
-            self.members.add(*extracted)
+            self.members.add(*extracted)  # type: ignore[attr-defined]
 
 
 def reviewer_with_slack(username: str, slack_user_id: str, **preferences: object) -> object:

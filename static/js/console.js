@@ -2,6 +2,7 @@
 (function () {
   "use strict";
 
+
   // Live countdown for every element carrying data-deadline (an ISO 8601 timestamp).
   function formatRemaining(ms) {
     if (ms <= 0) return "deadline passed";
@@ -19,12 +20,47 @@
       el.classList.toggle("urgent", remaining > 0 && remaining < 60000);
       el.classList.toggle("overdue", remaining <= 0);
     });
+    // Claims are soft locks that lapse on their own: stop showing one once it has expired.
+    document.querySelectorAll("[data-claim-expires]").forEach(function (el) {
+      if (Date.parse(el.dataset.claimExpires) <= now) {
+        var claimed = el.querySelector(".claimed");
+        if (claimed) claimed.remove();
+      }
+    });
+  }
+
+  function rows() {
+    var list = document.getElementById("queue-rows");
+    return list ? Array.prototype.slice.call(list.children) : [];
+  }
+
+  // The server's order (urgent first, then risk, then deadline), re-applied after live inserts.
+  function urgentMs() {
+    var live = document.getElementById("queue-live");
+    return 1000 * parseInt((live && live.dataset.urgentSeconds) || "300", 10);
+  }
+  function sortKey(row, now, urgent) {
+    var due = Date.parse(row.dataset.due || "") || 0;
+    return [due - now < urgent ? 0 : 1, -parseFloat(row.dataset.risk || "0"), due];
+  }
+  function compare(a, b) {
+    for (var i = 0; i < a.length; i++) { if (a[i] !== b[i]) return a[i] < b[i] ? -1 : 1; }
+    return 0;
+  }
+  function sortRows() {
+    var list = document.getElementById("queue-rows");
+    if (!list) return;
+    var now = Date.now(), urgent = urgentMs();
+    var sorted = rows().sort(function (a, b) { return compare(sortKey(a, now, urgent), sortKey(b, now, urgent)); });
+    // Move nodes only when the order really changed: no needless DOM churn, no flicker.
+    for (var i = 0; i < sorted.length; i++) {
+      if (list.children[i] !== sorted[i]) list.insertBefore(sorted[i], list.children[i] || null);
+    }
   }
 
   function updateCount() {
-    var rows = document.getElementById("queue-rows");
     var count = document.getElementById("pending-count");
-    if (rows && count) count.textContent = rows.children.length;
+    if (document.getElementById("queue-rows") && count) count.textContent = rows().length;
   }
 
   function setLiveStatus(text, ok) {
@@ -34,23 +70,133 @@
     el.classList.toggle("offline", !ok);
   }
 
+  var refreshTimer = null;
+  function resyncRows() {
+    var live = document.getElementById("queue-live");
+    if (!live || !live.dataset.resyncUrl || !window.htmx) return;
+    window.htmx.ajax("GET", live.dataset.resyncUrl, { target: "#queue-rows", swap: "outerHTML" });
+  }
+
   var opened = false;
   document.addEventListener("htmx:wsOpen", function () {
     setLiveStatus("Live", true);
     // After a reconnect, reload the rows: pushes sent while we were away are not replayed.
-    var live = document.getElementById("queue-live");
-    if (opened && live && live.dataset.resyncUrl && window.htmx) {
-      window.htmx.ajax("GET", live.dataset.resyncUrl, { target: "#queue-rows", swap: "outerHTML" });
-    }
+    if (opened) resyncRows();
     opened = true;
   });
   document.addEventListener("htmx:wsClose", function () { setLiveStatus("Reconnecting…", false); });
-  document.addEventListener("htmx:wsAfterMessage", function () { updateCount(); tick(); });
-  document.addEventListener("htmx:afterSwap", function () { updateCount(); tick(); });
+  function refreshCounts() {
+    var live = document.getElementById("queue-live");
+    var filters = document.getElementById("filters");
+    if (!live || !live.dataset.countsUrl || !window.htmx) return;
+    // Never replace the filter form under a reviewer who is using it; try again shortly.
+    if (filters && filters.contains(document.activeElement)) { refreshTimer = setTimeout(refreshCounts, 1000); return; }
+    window.htmx.ajax("GET", live.dataset.countsUrl, { target: "#filters", swap: "none" });
+  }
+  document.addEventListener("htmx:wsAfterMessage", function () {
+    var live = document.getElementById("queue-live");
+    if (live) {
+      // A filtered queue asks the server which rows match (the filter rules live there only);
+      // an unfiltered one only needs fresh counts. Debounced: a burst of pushes costs one call.
+      clearTimeout(refreshTimer);
+      refreshTimer = setTimeout(live.dataset.filtered ? resyncRows : refreshCounts, 250);
+    }
+    sortRows(); updateCount(); tick(); markSelected();
+  });
+  document.addEventListener("htmx:afterSwap", function () { sortRows(); updateCount(); tick(); markSelected(); });
+
+  // Validation errors (400) and conflicts (409) carry the panel that says what happened: swap
+  // them. Set in config, not in a beforeSwap listener: when a live push has already replaced
+  // the form that sent the request, events on it no longer reach the document.
+  if (window.htmx) {
+    window.htmx.config.responseHandling = [
+      { code: "204", swap: false },
+      { code: "[23]..", swap: true },
+      { code: "40[09]", swap: true, error: false },
+      { code: "[45]..", swap: false, error: true },
+      { code: "...", swap: false }
+    ];
+  }
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var form = event.detail.elt;
+    if (event.detail.successful && form && form.hasAttribute && form.hasAttribute("data-reset-on-success")) form.reset();
+  });
+
+  // --- Keyboard -------------------------------------------------------------------------------
+  var selected = null; // id of the selected row
+  function keyboardRows() {
+    var list = document.querySelector("[data-keyboard-list]");
+    if (!list) return [];
+    return Array.prototype.filter.call(list.querySelectorAll(".queue-row"), function (row) { return !row.hidden; });
+  }
+  function markSelected() {
+    keyboardRows().forEach(function (row) {
+      var on = row.id === selected;
+      row.classList.toggle("selected", on);
+      if (on) row.setAttribute("aria-current", "true"); else row.removeAttribute("aria-current");
+    });
+  }
+  function move(step) {
+    var list = keyboardRows();
+    if (!list.length) return;
+    var index = list.findIndex(function (row) { return row.id === selected; });
+    index = index < 0 ? 0 : Math.max(0, Math.min(list.length - 1, index + step));
+    selected = list[index].id;
+    markSelected();
+    list[index].scrollIntoView({ block: "nearest" });
+  }
+  function selectedLink() {
+    var row = selected && document.getElementById(selected);
+    return row ? row.querySelector("a.row-link") : null;
+  }
+  function toggleHelp() {
+    var dialog = document.getElementById("keys-help");
+    if (!dialog) return;
+    if (dialog.open) dialog.close(); else dialog.showModal();
+  }
+  function focusAction(action) {
+    if (action === "approve") {
+      var approve = document.getElementById("approve-button");
+      if (approve) { approve.scrollIntoView({ block: "center" }); approve.focus(); }
+    } else if (action === "deny") {
+      var reason = document.getElementById("id_reason");
+      if (reason) { reason.scrollIntoView({ block: "center" }); reason.focus(); }
+    } else if (action === "escalate") {
+      var details = document.getElementById("escalate");
+      if (details) { details.open = true; var team = document.getElementById("id_team"); if (team) team.focus(); }
+    }
+  }
+  var ACTIONS = { a: "approve", d: "deny", e: "escalate" };
+
+  document.addEventListener("keydown", function (event) {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    var target = event.target;
+    var typing = target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName));
+    if (typing) return;
+    if (event.key === "?") { event.preventDefault(); toggleHelp(); return; }
+    var detail = document.querySelector("[data-approval]");
+    if (detail && ACTIONS[event.key]) { event.preventDefault(); focusAction(ACTIONS[event.key]); return; }
+    if (event.key === "j") { event.preventDefault(); move(1); }
+    else if (event.key === "k") { event.preventDefault(); move(-1); }
+    else if (event.key === "Enter" && selectedLink() && target === document.body) { event.preventDefault(); selectedLink().click(); }
+    else if (ACTIONS[event.key] && selectedLink()) {
+      // From the queue: open the request with that action ready; a key never decides alone.
+      event.preventDefault();
+      window.location.href = selectedLink().href + "#" + ACTIONS[event.key];
+    }
+  });
+
+  document.addEventListener("click", function (event) {
+    if (event.target.closest && event.target.closest("[data-keys-help]")) toggleHelp();
+  });
 
   document.addEventListener("DOMContentLoaded", function () {
+    sortRows();
     tick();
     updateCount();
     setInterval(tick, 1000);
+    setInterval(sortRows, 30000);
+    var hash = window.location.hash.replace("#", "");
+    if (document.querySelector("[data-approval]") && (hash === "approve" || hash === "deny" || hash === "escalate")) focusAction(hash);
   });
 })();

@@ -5,7 +5,11 @@ from datetime import datetime, time, timedelta
 import pytest
 from django.utils import timezone
 
-from approvals.escalations import approval_request_escalate, escalations_fire_due, step_schedule
+from approvals.escalations import (
+    approval_request_escalate_next_step,
+    escalations_fire_due,
+    step_schedule,
+)
 from approvals.exceptions import EscalationUnavailable, NotAllowed
 from approvals.models import (
     ApprovalEvent,
@@ -181,15 +185,20 @@ def test_quiet_hours_hold_email_except_the_last_step(chain, people) -> None:
 
 def test_escalating_by_hand_fires_the_next_step_now(chain, people) -> None:
     alice, _, _ = people
-    approval = ApprovalRequestFactory(escalation_chain=chain)
+    approval = ApprovalRequestFactory(escalation_chain=chain, team=TeamFactory(name="first-line"))
 
-    firing = approval_request_escalate(approval=approval, actor=alice, note="Customer on the phone")
+    firing = approval_request_escalate_next_step(
+        approval=approval, actor=alice, note="Customer on the phone"
+    )
 
     assert (firing.step.position, firing.trigger) == (1, EscalationTrigger.MANUAL)
     event = ApprovalEvent.objects.get(approval=approval, kind="escalated")
     assert event.actor_user == alice
     assert "Customer on the phone" in event.note
-    assert approval_request_escalate(approval=approval, actor=alice, note="").step.position == 2
+    assert (
+        approval_request_escalate_next_step(approval=approval, actor=alice, note="").step.position
+        == 2
+    )
     # The schedule later skips what was escalated by hand.
     escalations_fire_due(now=approval.created_at + timedelta(minutes=10))
     assert _fired(approval) == [1, 2]
@@ -197,15 +206,16 @@ def test_escalating_by_hand_fires_the_next_step_now(chain, people) -> None:
 
 def test_escalating_by_hand_needs_a_chain_and_a_next_step(chain, people) -> None:
     alice, _, _ = people
-    without_chain = ApprovalRequestFactory()
+    first_line = TeamFactory(name="first-line")
+    without_chain = ApprovalRequestFactory(team=first_line)
     with pytest.raises(EscalationUnavailable):
-        approval_request_escalate(approval=without_chain, actor=alice, note="")
+        approval_request_escalate_next_step(approval=without_chain, actor=alice, note="")
 
-    approval = ApprovalRequestFactory(escalation_chain=chain)
+    approval = ApprovalRequestFactory(escalation_chain=chain, team=first_line)
     for _ in range(3):
-        approval_request_escalate(approval=approval, actor=alice, note="")
+        approval_request_escalate_next_step(approval=approval, actor=alice, note="")
     with pytest.raises(EscalationUnavailable):
-        approval_request_escalate(approval=approval, actor=alice, note="")
+        approval_request_escalate_next_step(approval=approval, actor=alice, note="")
 
 
 def test_only_the_team_or_staff_may_escalate(chain, people) -> None:
@@ -213,10 +223,13 @@ def test_only_the_team_or_staff_may_escalate(chain, people) -> None:
     approval = ApprovalRequestFactory(escalation_chain=chain, team=TeamFactory(members=[alice]))
 
     with pytest.raises(NotAllowed):
-        approval_request_escalate(approval=approval, actor=bob, note="")
+        approval_request_escalate_next_step(approval=approval, actor=bob, note="")
     bob.is_staff = True
     bob.save()
-    assert approval_request_escalate(approval=approval, actor=bob, note="").step.position == 1
+    assert (
+        approval_request_escalate_next_step(approval=approval, actor=bob, note="").step.position
+        == 1
+    )
 
 
 def test_the_agent_learns_why_at_the_deadline(chain) -> None:
@@ -236,10 +249,11 @@ def test_the_agent_learns_why_at_the_deadline(chain) -> None:
 def test_the_escalate_endpoint(client, chain, people) -> None:
     alice, bob, _ = people
     approval = ApprovalRequestFactory(escalation_chain=chain, team=TeamFactory(members=[alice]))
-    url = f"/requests/{approval.code}/escalate"
+    url = f"/requests/{approval.code}/escalate-next"
 
     client.force_login(bob)
-    assert client.post(url, {"note": "not mine"}).status_code == 403
+    # Not bob's team: the request is hidden from him, exactly like one that does not exist.
+    assert client.post(url, {"note": "not mine"}).status_code == 404
     client.force_login(alice)
     response = client.post(url, {"note": "Nobody answers"})
     assert response.status_code == 302
@@ -247,7 +261,7 @@ def test_the_escalate_endpoint(client, chain, people) -> None:
     assert _fired(approval) == [1]
     assert client.get(url).status_code == 405
     other = ApprovalRequestFactory(team=approval.team)
-    assert client.post(f"/requests/{other.code}/escalate", {}).status_code == 409
+    assert client.post(f"/requests/{other.code}/escalate-next", {}).status_code == 409
 
 
 @pytest.mark.django_db(transaction=True)

@@ -66,7 +66,7 @@ def test_it_shows_flagged_drift(client) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_opening_a_pending_request_records_the_first_view_only(client) -> None:  # type: ignore[no-untyped-def]
-    rita = UserFactory(username="rita")
+    rita = UserFactory(username="rita", is_staff=True)  # unrouted requests are staff-only
     approval = ApprovalRequestFactory()
     client.force_login(rita)
     client.get(f"/requests/{approval.code}/")
@@ -75,7 +75,7 @@ def test_opening_a_pending_request_records_the_first_view_only(client) -> None: 
     assert DecisionPageView.objects.get(approval=approval, reviewer=rita).first_viewed_at == first
 
     approval_request_approve(approval=approval, reviewer=rita)
-    sam = UserFactory(username="sam")
+    sam = UserFactory(username="sam", is_staff=True)
     client.force_login(sam)
     client.get(f"/requests/{approval.code}/")  # decided already: not time spent deciding
     assert not DecisionPageView.objects.filter(reviewer=sam).exists()

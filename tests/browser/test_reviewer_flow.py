@@ -23,7 +23,7 @@ def _log_in(page: Page, base_url: str, username: str) -> None:
 def test_a_reviewer_approves_a_live_request_and_the_agent_resumes(
     live_console, page: Page, artifacts
 ) -> None:  # type: ignore[no-untyped-def]
-    UserFactory(username="rita")
+    UserFactory(username="rita", is_staff=True)
     _, token = agent_with_token(name="refund-bot")
     console_errors: list[str] = []
     page.on("console", lambda msg: console_errors.append(msg.text) if msg.type == "error" else None)

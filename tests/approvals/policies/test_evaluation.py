@@ -259,7 +259,7 @@ def test_it_shows_the_evaluation_to_reviewers_escaped() -> None:
     PolicyCondition.objects.create(rule=rule, path="note", operator="contains", value="<")
     approval = _create(AgentFactory(), arguments={"note": "<script>alert(1)</script>"})
     client = Client()
-    client.force_login(UserFactory())
+    client.force_login(UserFactory(is_staff=True))  # unrouted requests are staff-only
     html = client.get(f"/requests/{approval.code}/").content.decode()
     assert 'id="policy-evaluation"' in html
     assert "by rule <strong>notes</strong>" in html

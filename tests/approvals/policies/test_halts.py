@@ -28,7 +28,8 @@ def _create(agent, **overrides: Any) -> ApprovalRequest:  # type: ignore[no-unty
 
 
 def _halter(username: str = "hal"):  # type: ignore[no-untyped-def]
-    user = UserFactory(username=username)
+    # Staff, so unrouted requests are visible; halting still needs the permission.
+    user = UserFactory(username=username, is_staff=True)
     user.user_permissions.add(Permission.objects.get(codename="halt_agent"))
     return user
 

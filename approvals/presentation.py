@@ -1,0 +1,40 @@
+"""How agent-supplied JSON is shown to reviewers: exact, pretty-printed, large values folded.
+
+Returns plain strings; templates escape them like any other agent text.
+"""
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+# A value longer than this (as pretty JSON) starts folded: the reviewer opens it on purpose.
+FOLD_CHARS = 400
+
+
+def pretty_json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False)
+
+
+@dataclass(frozen=True)
+class ArgumentLine:
+    key: str
+    text: str  # `"key": value` exactly as JSON
+    folded: bool
+    size: int
+
+
+def arguments_folded(arguments: Any) -> list[ArgumentLine]:
+    """One entry per top-level argument; non-object arguments come back as a single entry."""
+    if not isinstance(arguments, dict):
+        text = pretty_json(arguments)
+        return [ArgumentLine(key="", text=text, folded=len(text) > FOLD_CHARS, size=len(text))]
+    lines = []
+    for key, value in arguments.items():
+        value_text = pretty_json(value)
+        text = f"{json.dumps(key, ensure_ascii=False)}: {value_text}"
+        lines.append(
+            ArgumentLine(
+                key=str(key), text=text, folded=len(value_text) > FOLD_CHARS, size=len(value_text)
+            )
+        )
+    return lines

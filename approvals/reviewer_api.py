@@ -1,0 +1,233 @@
+"""The reviewer REST API, under /api/v1/reviewer/: list, read, decide, comment, escalate.
+
+For teams building their own tools. Same rules as the pages, through the same selectors and
+services: a request the caller may not see is 404; a decision someone else made first is 409.
+Authentication: the browser session (CSRF-checked on writes) or `Authorization: Token <key>`
+for scripts (DRF tokens, issued in the admin). Agent credentials are not accepted here.
+"""
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from approvals.api import ApprovalRequestOutput, JSONObjectField, StrictSerializer
+from approvals.exceptions import ApprovalNotVisible, ReviewRejected, TransitionConflict
+from approvals.models import ApprovalRequest, Team
+from approvals.reviews import (
+    approval_request_comment,
+    approval_request_escalate,
+    approval_request_review_approve,
+    approval_request_review_deny,
+)
+from approvals.selectors import (
+    QueueFilters,
+    approval_get_for_reviewer,
+    approvals_history,
+    approvals_queue,
+)
+from console.api_errors import ApiError
+
+
+class IsReviewer(BasePermission):
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        return bool(user is not None and user.is_authenticated and user.is_active)
+
+
+class ReviewerApi(APIView):
+    # Token first: an unauthenticated call then answers 401 with a WWW-Authenticate header.
+    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    permission_classes = [IsReviewer]
+
+    def get_approval(self, request: Request, code: str) -> ApprovalRequest:
+        approval = approval_get_for_reviewer(user=request.user, code=code)
+        if approval is None:
+            raise ApiError(status_code=404, code="not_found", message="No such approval request.")
+        return approval
+
+
+class ReviewerApprovalOutput(ApprovalRequestOutput):
+    agent = serializers.CharField(source="agent.name")
+    team = serializers.CharField(source="team.name", allow_null=True, default=None)
+    required_approvals = serializers.IntegerField()
+    approved_by = serializers.ListField(child=serializers.CharField(), source="voters")
+    claimed_by = serializers.SerializerMethodField()
+
+    def get_claimed_by(self, approval: ApprovalRequest) -> str | None:
+        claim = getattr(approval, "live_claim", None)
+        return claim.reviewer.get_username() if claim is not None else None
+
+
+class ApproveInput(StrictSerializer):
+    note = serializers.CharField(max_length=5000, required=False, allow_blank=True)
+    arguments = JSONObjectField(
+        required=False, help_text="Approve with changes: the arguments the agent runs instead."
+    )
+
+
+class DenyInput(StrictSerializer):
+    reason = serializers.CharField(max_length=5000)
+
+
+class CommentInput(StrictSerializer):
+    note = serializers.CharField(max_length=5000)
+
+
+class EscalateInput(StrictSerializer):
+    team = serializers.SlugRelatedField(slug_field="name", queryset=Team.objects.all())
+    note = serializers.CharField(max_length=5000)
+
+
+def _conflict(conflict: TransitionConflict) -> ApiError:
+    return ApiError(status_code=409, code=conflict.code, message=str(conflict))
+
+
+def _rejected(error: ReviewRejected) -> ApiError:
+    status_code = 409 if error.code in {"already_voted", "already_escalated"} else 400
+    return ApiError(status_code=status_code, code=error.code, message=str(error), param=error.param)
+
+
+def _fresh(request: Request, code: str) -> dict[str, Any]:
+    approval = approval_get_for_reviewer(user=request.user, code=code)
+    return ReviewerApprovalOutput(approval).data  # type: ignore[return-value]
+
+
+class ReviewerRequestListApi(ReviewerApi):
+    @extend_schema(
+        operation_id="reviewer_list_requests",
+        parameters=[
+            OpenApiParameter("state", type=str, enum=["pending", "decided"]),
+            OpenApiParameter("agent", type=str),
+            OpenApiParameter("tool", type=str),
+            OpenApiParameter("impact", type=str),
+            OpenApiParameter("team", type=str),
+            OpenApiParameter("mine", type=bool, description="Claimed by me"),
+            OpenApiParameter("q", type=str, description="Search tool, summary and arguments"),
+        ],
+        responses={200: ReviewerApprovalOutput(many=True)},
+    )
+    def get(self, request: Request) -> Response:
+        state = request.query_params.get("state", "pending")
+        if state not in {"pending", "decided"}:
+            raise ApiError(
+                status_code=400,
+                code="invalid_field",
+                message='state: must be "pending" or "decided".',
+                param="state",
+            )
+        filters = QueueFilters.from_query(request.query_params)
+        approvals = (
+            approvals_queue(user=request.user, filters=filters)
+            if state == "pending"
+            else approvals_history(user=request.user, filters=filters)
+        )
+        return Response({"data": ReviewerApprovalOutput(approvals, many=True).data})
+
+
+class ReviewerRequestDetailApi(ReviewerApi):
+    @extend_schema(operation_id="reviewer_get_request", responses={200: ReviewerApprovalOutput})
+    def get(self, request: Request, code: str) -> Response:
+        return Response(ReviewerApprovalOutput(self.get_approval(request, code)).data)
+
+
+class ReviewerApproveApi(ReviewerApi):
+    @extend_schema(
+        operation_id="reviewer_approve_request",
+        request=ApproveInput,
+        responses={200: ReviewerApprovalOutput},
+        description="Approve, or approve with changed `arguments`. Where the request needs "
+        "several approvals, it stays pending (see `approved_by`) until enough reviewers agree.",
+    )
+    def post(self, request: Request, code: str) -> Response:
+        approval = self.get_approval(request, code)
+        payload = ApproveInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        try:
+            approval_request_review_approve(
+                approval=approval,
+                reviewer=request.user,  # type: ignore[arg-type]
+                note=payload.validated_data.get("note", ""),
+                arguments=payload.validated_data.get("arguments"),
+            )
+        except TransitionConflict as conflict:
+            raise _conflict(conflict) from None
+        except ReviewRejected as error:
+            raise _rejected(error) from None
+        except ApprovalNotVisible:
+            raise ApiError(
+                status_code=404, code="not_found", message=str(ApprovalNotVisible())
+            ) from None
+        return Response(_fresh(request, code))
+
+
+class ReviewerDenyApi(ReviewerApi):
+    @extend_schema(
+        operation_id="reviewer_deny_request",
+        request=DenyInput,
+        responses={200: ReviewerApprovalOutput},
+    )
+    def post(self, request: Request, code: str) -> Response:
+        approval = self.get_approval(request, code)
+        payload = DenyInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        try:
+            approval_request_review_deny(
+                approval=approval,
+                reviewer=request.user,  # type: ignore[arg-type]
+                reason=payload.validated_data["reason"],
+            )
+        except TransitionConflict as conflict:
+            raise _conflict(conflict) from None
+        return Response(_fresh(request, code))
+
+
+class ReviewerCommentApi(ReviewerApi):
+    @extend_schema(
+        operation_id="reviewer_comment_request",
+        request=CommentInput,
+        responses={201: ReviewerApprovalOutput},
+    )
+    def post(self, request: Request, code: str) -> Response:
+        approval = self.get_approval(request, code)
+        payload = CommentInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        try:
+            approval_request_comment(
+                approval=approval,
+                reviewer=request.user,  # type: ignore[arg-type]
+                note=payload.validated_data["note"],
+            )
+        except ReviewRejected as error:
+            raise _rejected(error) from None
+        return Response(_fresh(request, code), status=status.HTTP_201_CREATED)
+
+
+class ReviewerEscalateApi(ReviewerApi):
+    @extend_schema(
+        operation_id="reviewer_escalate_request",
+        request=EscalateInput,
+        responses={200: ReviewerApprovalOutput},
+    )
+    def post(self, request: Request, code: str) -> Response:
+        approval = self.get_approval(request, code)
+        payload = EscalateInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        try:
+            approval = approval_request_escalate(
+                approval=approval,
+                reviewer=request.user,  # type: ignore[arg-type]
+                team=payload.validated_data["team"],
+                note=payload.validated_data["note"],
+            )
+        except TransitionConflict as conflict:
+            raise _conflict(conflict) from None
+        except ReviewRejected as error:
+            raise _rejected(error) from None
+        # The caller may no longer see it (another team): say where it went, nothing more.
+        return Response({"id": str(approval.code), "team": approval.team.name})  # type: ignore[union-attr]

@@ -1,0 +1,300 @@
+"""What reviewers do to a request besides the terminal transition itself.
+
+Quorum votes, escalation, comments, claims and presence. Status still changes only through the
+state machine in approvals.services: the vote that completes a quorum calls
+`approval_request_approve`, whose compare-and-set `_transition` decides any race.
+
+Not enforced here: "nobody approves a request they submitted". Agents submit requests, and
+nothing links a reviewer account to an agent yet; when such a link exists, check it in
+`_ensure_may_decide`.
+"""
+
+import json
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from approvals import realtime, services
+from approvals.access import reviewer_may_see
+from approvals.exceptions import (
+    ApprovalNotVisible,
+    ClaimConflict,
+    ReviewRejected,
+    TransitionConflict,
+)
+from approvals.models import (
+    ActorType,
+    ApprovalClaim,
+    ApprovalEvent,
+    ApprovalRequest,
+    ApprovalVote,
+    ReviewerPresence,
+    Status,
+    Team,
+)
+
+
+def _ensure_may_decide(*, approval: ApprovalRequest, reviewer: Any) -> None:
+    if not reviewer_may_see(user=reviewer, team_id=approval.team_id):
+        raise ApprovalNotVisible()
+
+
+def _ensure_pending(approval: ApprovalRequest) -> None:
+    """Refuse early when the request is decided or overdue (recording the expiry).
+
+    Call it outside a transaction: a conflict raised inside one would roll the expiry back.
+    """
+    current = services.approval_request_expire_if_overdue(
+        approval=ApprovalRequest.objects.get(pk=approval.pk)
+    )
+    if current.status != Status.PENDING:
+        raise TransitionConflict(current_status=current.status)
+
+
+def _note_event(
+    *, approval: ApprovalRequest, kind: str, reviewer: Any, note: str = ""
+) -> ApprovalEvent:
+    """A history row for something that is not a transition: status stays what it was."""
+    return ApprovalEvent.objects.create(
+        approval_id=approval.pk,
+        kind=kind,
+        from_status=approval.status,
+        to_status=approval.status,
+        actor_type=ActorType.REVIEWER,
+        actor_user=reviewer,
+        note=note,
+    )
+
+
+def _canonical(arguments: dict[str, Any] | None) -> str:
+    return json.dumps(arguments, sort_keys=True, separators=(",", ":"))
+
+
+def approval_arguments_check(*, approval: ApprovalRequest, arguments: Any) -> dict[str, Any]:
+    """Arguments a reviewer wants the agent to run instead: a JSON object, valid for the tool.
+
+    When the agent sent the tool's JSON Schema, changed arguments must satisfy it too: a
+    reviewer's edit must not hand the tool something it cannot take.
+    """
+    if not isinstance(arguments, dict):
+        raise ReviewRejected("The arguments must be a JSON object.", param="arguments")
+    problems = services.approval_arguments_validate(approval=approval, arguments=arguments)
+    if problems:
+        raise ReviewRejected(
+            f"The arguments do not fit the tool's schema: {'; '.join(problems)}",
+            param="arguments",
+        )
+    return arguments
+
+
+def approval_arguments_parse(*, approval: ApprovalRequest, text: str) -> dict[str, Any]:
+    """Arguments typed into the editor: JSON syntax first, then `approval_arguments_check`."""
+    try:
+        arguments = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ReviewRejected(
+            f"Not valid JSON: {error.msg} (line {error.lineno}, column {error.colno}).",
+            param="arguments",
+        ) from None
+    return approval_arguments_check(approval=approval, arguments=arguments)
+
+
+@dataclass(frozen=True)
+class ApproveOutcome:
+    approval: ApprovalRequest
+    votes: int  # votes for the same arguments, including this one
+    required: int
+
+    @property
+    def decided(self) -> bool:
+        return self.approval.status == Status.APPROVED
+
+
+def approval_request_review_approve(
+    *,
+    approval: ApprovalRequest,
+    reviewer: AbstractBaseUser,
+    note: str = "",
+    arguments: dict[str, Any] | None = None,
+) -> ApproveOutcome:
+    """A reviewer approves (optionally with changed arguments); the last needed vote decides.
+
+    The request row is locked while the vote is counted: two reviewers casting the last two
+    votes at once would otherwise each count the other's vote as missing and neither decide.
+    """
+    _ensure_may_decide(approval=approval, reviewer=reviewer)
+    if arguments is not None:
+        arguments = approval_arguments_check(approval=approval, arguments=arguments)
+        if arguments == approval.arguments:
+            arguments = None
+    if approval.required_approvals <= 1:
+        decided = services.approval_request_approve(
+            approval=approval, reviewer=reviewer, note=note, arguments=arguments
+        )
+        return ApproveOutcome(approval=decided, votes=1, required=1)
+    _ensure_pending(approval)
+    with transaction.atomic():
+        locked = ApprovalRequest.objects.select_for_update().get(pk=approval.pk)
+        if locked.status != Status.PENDING:
+            raise TransitionConflict(current_status=locked.status)
+        try:
+            with transaction.atomic():
+                ApprovalVote.objects.create(
+                    approval=locked, reviewer=reviewer, arguments=arguments, note=note
+                )
+        except IntegrityError:
+            raise ReviewRejected(
+                "You already approved this request; it needs other reviewers now.",
+                code="already_voted",
+            ) from None
+        same = [
+            vote
+            for vote in locked.votes.all()
+            if _canonical(vote.arguments) == _canonical(arguments)
+        ]
+        required = locked.required_approvals
+        if len(same) >= required:
+            decided = services.approval_request_approve(
+                approval=locked,
+                reviewer=reviewer,
+                note=note,
+                arguments=arguments,
+            )
+            return ApproveOutcome(approval=decided, votes=len(same), required=required)
+        what = "with changed arguments" if arguments is not None else "as submitted"
+        _note_event(
+            approval=locked,
+            kind="approval_vote",
+            reviewer=reviewer,
+            note=f"Approved {what} ({len(same)} of {required}). {note}".strip(),
+        )
+        transaction.on_commit(partial(realtime.publish_approval_changed, locked.pk))
+    return ApproveOutcome(approval=locked, votes=len(same), required=required)
+
+
+def approval_request_review_deny(
+    *, approval: ApprovalRequest, reviewer: AbstractBaseUser, reason: str
+) -> ApprovalRequest:
+    """One deny ends the request, whatever votes it had."""
+    _ensure_may_decide(approval=approval, reviewer=reviewer)
+    return services.approval_request_deny(approval=approval, reviewer=reviewer, reason=reason)
+
+
+def approval_request_escalate(
+    *, approval: ApprovalRequest, reviewer: AbstractBaseUser, team: Team, note: str
+) -> ApprovalRequest:
+    """Hand the request to another team with a note; it leaves this team's queue."""
+    _ensure_may_decide(approval=approval, reviewer=reviewer)
+    note = note.strip()
+    if not note:
+        raise ReviewRejected("Say why you escalate: the other team reads it first.", param="note")
+    if team.pk == approval.team_id:
+        raise ReviewRejected("The request is already with that team.", param="team")
+    previous_team_id = approval.team_id
+    _ensure_pending(approval)
+    with transaction.atomic():
+        # Compare-and-set on status and team: a decision or another escalation that landed
+        # first wins, and this one changes nothing.
+        changed = ApprovalRequest.objects.filter(
+            pk=approval.pk,
+            status=Status.PENDING,
+            team_id=previous_team_id,
+            deadline_at__gt=timezone.now(),
+        ).update(team=team)
+        if changed != 1:
+            current = ApprovalRequest.objects.get(pk=approval.pk)
+            if current.status == Status.PENDING and current.team_id != previous_team_id:
+                raise ReviewRejected(
+                    "Someone escalated this request meanwhile.", code="already_escalated"
+                )
+            raise TransitionConflict(current_status=current.status)
+        ApprovalClaim.objects.filter(approval_id=approval.pk).delete()
+        _note_event(
+            approval=approval,
+            kind="escalated",
+            reviewer=reviewer,
+            note=f"To {team.name}: {note}",
+        )
+        transaction.on_commit(
+            partial(
+                realtime.publish_approval_changed, approval.pk, previous_team_id=previous_team_id
+            )
+        )
+    return ApprovalRequest.objects.get(pk=approval.pk)
+
+
+def approval_request_comment(
+    *, approval: ApprovalRequest, reviewer: AbstractBaseUser, note: str
+) -> ApprovalEvent:
+    """A note in the request's history without deciding; allowed after the decision too."""
+    _ensure_may_decide(approval=approval, reviewer=reviewer)
+    note = note.strip()
+    if not note:
+        raise ReviewRejected("A comment needs some text.", param="note")
+    with transaction.atomic():
+        event = _note_event(approval=approval, kind="commented", reviewer=reviewer, note=note)
+        transaction.on_commit(partial(realtime.publish_approval_changed, approval.pk))
+    return event
+
+
+def approval_claim_take(
+    *, approval: ApprovalRequest, reviewer: AbstractBaseUser, take_over: bool = False
+) -> ApprovalClaim:
+    """Claim a request for APPROVAL_CLAIM_SECONDS.
+
+    Another reviewer's live claim needs `take_over`: taking over is deliberate, and recorded.
+    """
+    _ensure_may_decide(approval=approval, reviewer=reviewer)
+    _ensure_pending(approval)
+    now = timezone.now()
+    with transaction.atomic():
+        ApprovalRequest.objects.select_for_update().filter(pk=approval.pk).first()
+        current = ApprovalClaim.objects.filter(approval_id=approval.pk).first()
+        holder_is_other = current is not None and current.reviewer_id != reviewer.pk
+        if holder_is_other and current.expires_at > now and not take_over:  # type: ignore[union-attr]
+            raise ClaimConflict(holder=current.reviewer.get_username())  # type: ignore[union-attr]
+        claim, _ = ApprovalClaim.objects.update_or_create(
+            approval_id=approval.pk,
+            defaults={
+                "reviewer": reviewer,
+                "claimed_at": now,
+                "expires_at": now + timedelta(seconds=settings.APPROVAL_CLAIM_SECONDS),
+            },
+        )
+        kind = "claim_taken_over" if holder_is_other and take_over else "claimed"
+        _note_event(approval=approval, kind=kind, reviewer=reviewer)
+        transaction.on_commit(partial(realtime.publish_approval_changed, approval.pk))
+    return claim
+
+
+def approval_claim_release(*, approval: ApprovalRequest, reviewer: AbstractBaseUser) -> None:
+    _ensure_may_decide(approval=approval, reviewer=reviewer)
+    with transaction.atomic():
+        released = ApprovalClaim.objects.filter(
+            approval_id=approval.pk, reviewer_id=reviewer.pk
+        ).delete()[0]
+        if released:
+            _note_event(approval=approval, kind="claim_released", reviewer=reviewer)
+            transaction.on_commit(partial(realtime.publish_approval_changed, approval.pk))
+
+
+def presence_enter(*, approval_id: int, user_id: int, channel_name: str) -> None:
+    ReviewerPresence.objects.update_or_create(
+        channel_name=channel_name,
+        defaults={"approval_id": approval_id, "reviewer_id": user_id, "seen_at": timezone.now()},
+    )
+    transaction.on_commit(partial(realtime.publish_presence, approval_id))
+
+
+def presence_leave(*, channel_name: str) -> None:
+    presence = ReviewerPresence.objects.filter(channel_name=channel_name).first()
+    if presence is None:
+        return
+    presence.delete()
+    transaction.on_commit(partial(realtime.publish_presence, presence.approval_id))

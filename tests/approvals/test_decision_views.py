@@ -1,0 +1,148 @@
+"""The decision page's actions: approve with changes (diff, then confirm), escalate, comment,
+claim, and quorum progress."""
+
+import pytest
+from django.urls import reverse
+
+from approvals.models import Status
+from approvals.reviews import approval_claim_take
+from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def team(db):  # type: ignore[no-untyped-def]
+    return TeamFactory(
+        name="payments", members=[UserFactory(username="ann"), UserFactory(username="ben")]
+    )
+
+
+def _as(client, team, name):  # type: ignore[no-untyped-def]
+    client.force_login(team.members.get(username=name))
+    return client
+
+
+def _post(client, name, approval, data):  # type: ignore[no-untyped-def]
+    return client.post(reverse(name, args=[approval.code]), data, HTTP_HX_REQUEST="true")
+
+
+def test_it_shows_the_diff_and_records_nothing_until_confirmed(client, team) -> None:  # type: ignore[no-untyped-def]
+    approval = ApprovalRequestFactory(team=team, arguments={"amount": 4900, "currency": "GBP"})
+    client = _as(client, team, "ann")
+    changed = '{"amount": 2450, "currency": "GBP"}'
+    preview = _post(client, "approvals:approve-changes", approval, {"arguments": changed})
+    html = preview.content.decode()
+    assert preview.status_code == 200
+    assert "-  &quot;amount&quot;: 4900," in html and "+  &quot;amount&quot;: 2450," in html
+    assert "Confirm changed arguments" in html
+    approval.refresh_from_db()
+    assert approval.status == Status.PENDING
+
+    confirmed = _post(
+        client, "approvals:approve-changes", approval, {"arguments": changed, "confirmed": "on"}
+    )
+    assert confirmed.status_code == 200
+    approval.refresh_from_db()
+    assert approval.status == Status.APPROVED
+    assert approval.decision.approved_arguments == {"amount": 2450, "currency": "GBP"}
+    assert "With changed arguments" in confirmed.content.decode()
+    assert "&quot;amount&quot;: 2450" in confirmed.content.decode()
+
+
+def test_it_names_invalid_json_and_keeps_what_was_typed(client, team) -> None:  # type: ignore[no-untyped-def]
+    approval = ApprovalRequestFactory(team=team)
+    response = _post(
+        _as(client, team, "ann"),
+        "approvals:approve-changes",
+        approval,
+        {"arguments": '{"amount": 12,}', "confirmed": "on"},
+    )
+    html = response.content.decode()
+    assert response.status_code == 400
+    assert "Not valid JSON" in html
+    assert "{&quot;amount&quot;: 12,}" in html
+    approval.refresh_from_db()
+    assert approval.status == Status.PENDING
+
+
+def test_it_shows_quorum_progress_after_the_first_approval(client, team) -> None:  # type: ignore[no-untyped-def]
+    approval = ApprovalRequestFactory(team=team, required_approvals=2)
+    response = _post(_as(client, team, "ann"), "approvals:approve", approval, {"note": ""})
+    html = response.content.decode()
+    assert "Your approval is recorded (1 of 2)" in html
+    assert "You approved already" in html
+    again = _post(client, "approvals:approve", approval, {"note": ""})
+    assert again.status_code == 409
+    assert "already approved" in again.content.decode()
+
+
+def test_it_escalates_and_says_the_request_left_the_queue(client, team) -> None:  # type: ignore[no-untyped-def]
+    security = TeamFactory(name="security")
+    approval = ApprovalRequestFactory(team=team)
+    response = _post(
+        _as(client, team, "ann"),
+        "approvals:escalate",
+        approval,
+        {"team": security.pk, "note": "Fraud pattern."},
+    )
+    assert response.status_code == 200
+    assert "Escalated to security. It has left your queue." in response.content.decode()
+    approval.refresh_from_db()
+    assert approval.team == security
+
+
+def test_it_requires_a_note_to_escalate(client, team) -> None:  # type: ignore[no-untyped-def]
+    approval = ApprovalRequestFactory(team=team)
+    response = _post(
+        _as(client, team, "ann"),
+        "approvals:escalate",
+        approval,
+        {"team": TeamFactory().pk, "note": ""},
+    )
+    assert response.status_code == 400
+    assert "Say why" in response.content.decode()
+
+
+def test_it_adds_a_comment_to_the_history(client, team) -> None:  # type: ignore[no-untyped-def]
+    approval = ApprovalRequestFactory(team=team)
+    response = _post(
+        _as(client, team, "ann"), "approvals:comment", approval, {"note": "Calling the customer."}
+    )
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.lstrip().startswith(f'<ol id="history-{approval.code}"')
+    assert "Calling the customer." in html
+
+
+def test_it_says_who_holds_the_claim(client, team) -> None:  # type: ignore[no-untyped-def]
+    approval = ApprovalRequestFactory(team=team)
+    approval_claim_take(approval=approval, reviewer=team.members.get(username="ann"))
+    client = _as(client, team, "ben")
+    refused = _post(client, "approvals:claim", approval, {})
+    assert refused.status_code == 409
+    assert "ann has claimed this request" in refused.content.decode()
+    taken = _post(client, "approvals:claim", approval, {"take_over": "1"})
+    assert taken.status_code == 200
+    assert "You claimed this request." in taken.content.decode()
+
+
+def test_the_detail_page_shows_hold_reason_and_folds_large_values(client, team) -> None:  # type: ignore[no-untyped-def]
+    approval = ApprovalRequestFactory(
+        team=team,
+        hold_reason="confidence 0.42 below 0.70 for high-impact refunds",
+        arguments={"amount": 1, "body": "x" * 2000},
+    )
+    html = (
+        _as(client, team, "ann")
+        .get(reverse("approvals:detail", args=[approval.code]))
+        .content.decode()
+    )
+    assert "confidence 0.42 below 0.70 for high-impact refunds" in html
+    assert '<details class="folded"><summary><code>body</code>' in html
+    assert "&quot;amount&quot;: 1</pre>" in html
+    assert (
+        html.index("The agent says")
+        < html.index("Why it was paused")
+        < html.index("Exact arguments")
+    )

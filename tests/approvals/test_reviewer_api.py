@@ -1,0 +1,107 @@
+"""The reviewer REST API: the same rules as the pages, for scripts and a team's own tools."""
+
+import pytest
+from django.urls import reverse
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from approvals.models import Status
+from approvals.services import approval_request_approve
+from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def ann(db):  # type: ignore[no-untyped-def]
+    user = UserFactory(username="ann")
+    TeamFactory(name="payments", members=[user, UserFactory(username="ben")])
+    return user
+
+
+@pytest.fixture
+def api(ann) -> APIClient:  # type: ignore[no-untyped-def]
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=ann).key}")
+    return client
+
+
+@pytest.fixture
+def approval(ann):  # type: ignore[no-untyped-def]
+    return ApprovalRequestFactory(team=ann.teams.get(), arguments={"amount": 4900})
+
+
+def _url(name: str, approval) -> str:  # type: ignore[no-untyped-def]
+    return reverse(f"api-v1:reviewer-request-{name}", args=[approval.code])
+
+
+def test_it_lists_and_reads_with_review_fields(api, approval) -> None:  # type: ignore[no-untyped-def]
+    listed = api.get(reverse("api-v1:reviewer-request-list"), {"tool": approval.tool}).json()
+    assert [item["id"] for item in listed["data"]] == [str(approval.code)]
+    body = api.get(_url("detail", approval)).json()
+    assert body["team"] == "payments" and body["agent"] == approval.agent.name
+    assert body["required_approvals"] == 1 and body["approved_by"] == []
+
+
+def test_it_approves_with_changed_arguments(api, approval) -> None:  # type: ignore[no-untyped-def]
+    response = api.post(
+        _url("approve", approval), {"arguments": {"amount": 100}, "note": "Half."}, format="json"
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "approved"
+    assert body["decision"]["approved_arguments"] == {"amount": 100}
+    assert body["decision"]["arguments_changed"] is True
+
+
+def test_it_names_the_bad_field_and_stores_nothing(api, approval) -> None:  # type: ignore[no-untyped-def]
+    bad_arguments = api.post(_url("approve", approval), {"arguments": [1]}, format="json")
+    assert bad_arguments.status_code == 400
+    assert bad_arguments.json()["error"]["param"] == "arguments"
+    no_reason = api.post(_url("deny", approval), {}, format="json")
+    assert no_reason.status_code == 400
+    assert no_reason.json()["error"]["param"] == "reason"
+    unknown = api.post(_url("approve", approval), {"aproved": True}, format="json")
+    assert unknown.json()["error"]["param"] == "aproved"
+    approval.refresh_from_db()
+    assert approval.status == Status.PENDING
+    assert not approval.events.exists()
+
+
+def test_it_answers_409_when_someone_decided_first(api, approval) -> None:  # type: ignore[no-untyped-def]
+    approval_request_approve(approval=approval, reviewer=UserFactory(username="otto"))
+    response = api.post(_url("deny", approval), {"reason": "No."}, format="json")
+    assert response.status_code == 409
+    assert response.json()["error"] == {
+        "type": "conflict",
+        "code": "already_terminal",
+        "message": "The request is already approved.",
+        "request_id": response["X-Request-ID"],
+    }
+    approval.refresh_from_db()
+    assert approval.status == Status.APPROVED
+
+
+def test_it_counts_votes_towards_a_quorum(api, ann) -> None:  # type: ignore[no-untyped-def]
+    approval = ApprovalRequestFactory(team=ann.teams.get(), required_approvals=2)
+    first = api.post(_url("approve", approval), {}, format="json").json()
+    assert first["status"] == "pending" and first["approved_by"] == ["ann"]
+    again = api.post(_url("approve", approval), {}, format="json")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "already_voted"
+
+
+def test_it_comments_without_deciding(api, approval) -> None:  # type: ignore[no-untyped-def]
+    response = api.post(_url("comment", approval), {"note": "Asked finance."}, format="json")
+    assert response.status_code == 201
+    assert response.json()["status"] == "pending"
+    assert approval.events.get(kind="commented").note == "Asked finance."
+
+
+def test_it_checks_csrf_on_session_writes(ann, approval) -> None:  # type: ignore[no-untyped-def]
+    client = APIClient(enforce_csrf_checks=True)
+    client.force_login(ann)
+    assert client.get(_url("detail", approval)).status_code == 200
+    refused = client.post(_url("deny", approval), {"reason": "No."}, format="json")
+    assert refused.status_code == 403
+    approval.refresh_from_db()
+    assert approval.status == Status.PENDING

@@ -1,0 +1,443 @@
+"""Every reviewer flow in real Chromium: the live queue, deciding, quorum, claiming, escalating,
+commenting, the keyboard, phone width, two reviewers racing, and hostile agent text."""
+
+import threading
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from django.db import connection
+from playwright.sync_api import Browser, Page, expect
+
+from approvals import realtime
+from approvals.models import ApprovalRequest, Decision, Impact, Status
+from approvals.reviews import approval_claim_take, approval_request_review_deny
+from tests.factories import (
+    PASSWORD,
+    ApprovalRequestFactory,
+    TeamFactory,
+    UserFactory,
+    agent_with_token,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def _log_in(page: Page, base_url: str, username: str) -> None:
+    page.goto(f"{base_url}/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Waiting for a decision")).to_be_visible()
+    expect(page.locator("#live-status")).to_have_text("Live")
+
+
+def _off_loop(function, /, **kwargs):  # type: ignore[no-untyped-def]
+    """Run server-side code on its own thread: Playwright's event loop owns this one, and the
+    realtime push (async_to_sync) refuses to run inside a running loop."""
+    result: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            result["value"] = function(**kwargs)
+        except BaseException as error:  # re-raised below, in the test's thread
+            result["error"] = error
+        finally:
+            connection.close()  # back to the pool: threads do not do it themselves
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=20)
+    if "error" in result:
+        raise result["error"]  # type: ignore[misc]
+    return result["value"]
+
+
+def _submit(**fields: object) -> ApprovalRequest:
+    """A new request, announced the way approval_request_create announces it."""
+
+    def create() -> ApprovalRequest:
+        approval = ApprovalRequestFactory(**fields)
+        realtime.publish_approval_changed(approval.pk)
+        return approval
+
+    return _off_loop(create)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def team(transactional_db):  # type: ignore[no-untyped-def]
+    return TeamFactory(
+        name="payments", members=[UserFactory(username="alice"), UserFactory(username="bob")]
+    )
+
+
+@pytest.fixture
+def second_page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context()
+    yield context.new_page()
+    context.close()
+
+
+def _watch_errors(page: Page) -> list[str]:
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    return errors
+
+
+def test_the_queue_is_live_sorted_by_risk_and_never_reloads(
+    live_console, page: Page, team, artifacts
+) -> None:  # type: ignore[no-untyped-def]
+    errors = _watch_errors(page)
+    _log_in(page, live_console.url, "alice")
+    page.evaluate("window.__sameDocument = true")
+
+    low = _submit(team=team, tool="send_newsletter", impact=Impact.LOW, confidence=0.9)
+    critical = _submit(
+        team=team,
+        tool="drop_table",
+        impact=Impact.CRITICAL,
+        confidence=0.3,
+        hold_reason="critical tools always need a person",
+    )
+    high = _submit(
+        team=team,
+        tool="issue_refund",
+        impact=Impact.HIGH,
+        confidence=0.42,
+        hold_reason="confidence 0.42 below 0.70 for high-impact refunds",
+    )
+    other_team = _submit(team=TeamFactory(name="ops"), tool="restart_db")
+
+    rows = page.locator("#queue-rows > li")
+    expect(rows).to_have_count(3)
+    expect(rows.nth(0)).to_have_id(f"approval-{critical.code}")
+    expect(rows.nth(1)).to_have_id(f"approval-{high.code}")
+    expect(rows.nth(2)).to_have_id(f"approval-{low.code}")
+    expect(page.locator(f"#approval-{other_team.code}")).to_have_count(0)
+    expect(page.locator("#pending-count")).to_have_text("3")
+    expect(rows.nth(1)).to_contain_text("confidence 0.42 below 0.70")
+    expect(page.get_by_label("Impact")).to_contain_text("critical (1)")  # counts follow pushes
+
+    # Changed: someone else claims it; the row says so in place.
+    _off_loop(approval_claim_take, approval=high, reviewer=team.members.get(username="bob"))
+    expect(page.locator(f"#approval-{high.code}")).to_contain_text("Claimed by bob")
+    expect(rows.nth(1)).to_have_id(f"approval-{high.code}")  # still in its place
+
+    page.screenshot(path=str(artifacts / "queue-live.png"), full_page=True)
+
+    # Decided elsewhere: it leaves.
+    _off_loop(
+        approval_request_review_deny,
+        approval=low,
+        reviewer=team.members.get(username="bob"),
+        reason="No",
+    )
+    expect(page.locator(f"#approval-{low.code}")).to_have_count(0)
+    expect(page.locator("#pending-count")).to_have_text("2")
+    assert page.evaluate("window.__sameDocument") is True  # no reload happened
+    assert not [e for e in errors if "Content Security Policy" in e], errors
+
+
+def test_a_filtered_queue_shows_only_matching_live_arrivals(live_console, page: Page, team) -> None:  # type: ignore[no-untyped-def]
+    _submit(team=team, tool="issue_refund")
+    _log_in(page, live_console.url, "alice")
+    page.get_by_label("Search").fill("refund")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("#live-status")).to_have_text("Live")
+    matching = _submit(team=team, tool="issue_refund", summary="second refund")
+    other = _submit(team=team, tool="send_email", summary="Monthly newsletter.")
+    expect(page.locator(f"#approval-{matching.code}")).to_be_visible()
+    page.wait_for_timeout(500)  # let the debounced re-sync after the last push land
+    expect(page.locator(f"#approval-{other.code}")).to_have_count(0)
+    expect(page.locator("#queue-rows > li")).to_have_count(2)
+
+
+def test_two_reviewers_deciding_at_once_get_exactly_one_decision(
+    live_console, page: Page, second_page: Page, team, artifacts
+) -> None:  # type: ignore[no-untyped-def]
+    approval = _submit(team=team, tool="issue_refund")
+    panel = f"#decision-panel-{approval.code}"
+    for reviewer_page, name in ((page, "alice"), (second_page, "bob")):
+        _log_in(reviewer_page, live_console.url, name)
+        reviewer_page.goto(f"{live_console.url}/requests/{approval.code}/")
+        expect(reviewer_page.locator("#live-status, .detail-page")).not_to_have_count(0)
+    second_page.get_by_label("Reason for denying").fill("Not today.")
+    # Both submit before either response is back.
+    page.locator("#approve-button").click(no_wait_after=True)
+    second_page.get_by_role("button", name="Deny").click(no_wait_after=True)
+
+    for reviewer_page in (page, second_page):
+        expect(reviewer_page.locator(panel).locator(".outcome")).to_be_visible()
+    approval.refresh_from_db()
+    assert Decision.objects.filter(approval=approval).count() == 1
+    assert approval.events.filter(kind__in=["approved", "denied"]).count() == 1
+    winner = approval.get_status_display()
+    # Both pages show the one outcome that stands, and the loser is told theirs was not recorded.
+    expect(page.locator(panel)).to_contain_text(winner)
+    expect(second_page.locator(panel)).to_contain_text(winner)
+    loser = second_page if approval.status == Status.APPROVED else page
+    expect(loser.get_by_role("alert")).to_contain_text("Not recorded: someone else got there first")
+    loser.screenshot(path=str(artifacts / "race-loser.png"), full_page=True)
+
+
+def test_a_reviewer_approves_with_changed_arguments_after_seeing_the_diff(
+    live_console, page: Page, team, artifacts
+) -> None:  # type: ignore[no-untyped-def]
+    approval = _submit(team=team, arguments={"payment_id": "pay_1", "amount": 4900})
+    _log_in(page, live_console.url, "alice")
+    page.goto(f"{live_console.url}/requests/{approval.code}/")
+    page.get_by_text("Change the arguments, then approve").click()
+    editor = page.get_by_label("Arguments to run instead")
+    editor.fill('{"payment_id": "pay_1", "amount": }')
+    page.get_by_role("button", name="Review changes").click()
+    expect(page.get_by_role("alert")).to_contain_text("Not valid JSON")
+    editor = page.get_by_label("Arguments to run instead")
+    editor.fill('{"payment_id": "pay_1", "amount": 2450}')
+    page.get_by_role("button", name="Review changes").click()
+    diff = page.locator("#arguments-diff")
+    expect(diff).to_contain_text('-  "amount": 4900')
+    expect(diff).to_contain_text('+  "amount": 2450')
+    page.screenshot(path=str(artifacts / "approve-with-changes-diff.png"), full_page=True)
+    approval.refresh_from_db()
+    assert approval.status == Status.PENDING  # nothing recorded before confirming
+    page.get_by_role("button", name="Confirm changed arguments").click()
+    expect(page.locator(f"#decision-panel-{approval.code}")).to_contain_text("Approved")
+    approval.refresh_from_db()
+    assert approval.decision.approved_arguments == {"payment_id": "pay_1", "amount": 2450}
+
+
+def test_a_denial_needs_a_reason(live_console, page: Page, team) -> None:  # type: ignore[no-untyped-def]
+    approval = _submit(team=team)
+    _log_in(page, live_console.url, "alice")
+    page.goto(f"{live_console.url}/requests/{approval.code}/")
+    page.get_by_role("button", name="Deny").click()
+    page.wait_for_timeout(300)
+    approval.refresh_from_db()
+    assert approval.status == Status.PENDING
+    page.get_by_label("Reason for denying").fill("Customer already refunded.")
+    page.get_by_role("button", name="Deny").click()
+    expect(page.locator(f"#decision-panel-{approval.code}")).to_contain_text(
+        "Customer already refunded."
+    )
+    approval.refresh_from_db()
+    assert approval.status == Status.DENIED
+
+
+def test_quorum_waits_for_a_second_reviewer_and_both_pages_follow(
+    live_console, page: Page, second_page: Page, team
+) -> None:  # type: ignore[no-untyped-def]
+    approval = _submit(team=team, required_approvals=2)
+    for reviewer_page, name in ((page, "alice"), (second_page, "bob")):
+        _log_in(reviewer_page, live_console.url, name)
+        reviewer_page.goto(f"{live_console.url}/requests/{approval.code}/")
+    page.locator("#approve-button").click()
+    expect(page.locator(f"#decision-panel-{approval.code}")).to_contain_text(
+        "Your approval is recorded (1 of 2)"
+    )
+    expect(second_page.locator(f"#claim-{approval.code}")).to_contain_text(
+        "1 of 2 approvals (alice)"
+    )
+    second_page.locator("#approve-button").click()
+    expect(second_page.locator(f"#decision-panel-{approval.code}")).to_contain_text("Approved")
+    expect(page.locator(f"#decision-panel-{approval.code}")).to_contain_text("Approved")
+
+
+def test_presence_and_claims_are_visible_to_everyone(
+    live_console, page: Page, second_page: Page, team
+) -> None:  # type: ignore[no-untyped-def]
+    approval = _submit(team=team)
+    _log_in(second_page, live_console.url, "bob")
+    _log_in(page, live_console.url, "alice")
+    page.goto(f"{live_console.url}/requests/{approval.code}/")
+    row = second_page.locator(f"#approval-{approval.code}")
+    expect(row).to_contain_text("Looking now: alice")
+    page.get_by_role("button", name="Claim").click()
+    expect(page.locator(f"#decision-panel-{approval.code}")).to_contain_text(
+        "You claimed this request."
+    )
+    expect(row).to_contain_text("Claimed by alice")
+
+    second_page.goto(f"{live_console.url}/requests/{approval.code}/")
+    expect(second_page.locator(f"#decision-panel-{approval.code}")).to_contain_text(
+        "alice is on it"
+    )
+    expect(page.locator(f"#presence-{approval.code}")).to_contain_text("alice, bob")
+    second_page.get_by_role("button", name="Take over").click()
+    expect(second_page.locator(f"#decision-panel-{approval.code}")).to_contain_text(
+        "You claimed this request."
+    )
+    expect(page.locator(f"#claim-{approval.code}")).to_contain_text("Claimed by bob")
+    second_page.close()
+    expect(page.locator(f"#presence-{approval.code}")).to_have_text("Looking now: alice")
+
+
+def test_escalation_moves_the_request_to_the_other_teams_queue(
+    live_console, page: Page, second_page: Page, team
+) -> None:  # type: ignore[no-untyped-def]
+    TeamFactory(name="security", members=[UserFactory(username="sara")])
+    approval = _submit(team=team)
+    _log_in(second_page, live_console.url, "sara")
+    _log_in(page, live_console.url, "alice")
+    expect(second_page.locator(f"#approval-{approval.code}")).to_have_count(0)
+    page.goto(f"{live_console.url}/requests/{approval.code}/")
+    page.get_by_text("Escalate to another team").click()
+    page.get_by_label("Team to escalate to").select_option(label="security")
+    page.get_by_label("Note for the other team").fill("Looks like account takeover.")
+    page.get_by_role("button", name="Escalate").click()
+    expect(page.locator(f"#decision-panel-{approval.code}")).to_contain_text(
+        "It has left your queue"
+    )
+    expect(second_page.locator(f"#approval-{approval.code}")).to_be_visible()
+    second_page.locator(f"#approval-{approval.code} a").click()
+    expect(second_page.locator(f"#history-{approval.code}")).to_contain_text(
+        "Looks like account takeover."
+    )
+
+
+def test_a_comment_lands_in_the_history_of_everyone_watching(
+    live_console, page: Page, second_page: Page, team
+) -> None:  # type: ignore[no-untyped-def]
+    approval = _submit(team=team)
+    for reviewer_page, name in ((page, "alice"), (second_page, "bob")):
+        _log_in(reviewer_page, live_console.url, name)
+        reviewer_page.goto(f"{live_console.url}/requests/{approval.code}/")
+    page.get_by_label("Comment (does not decide)").fill("Calling the customer first.")
+    page.get_by_role("button", name="Comment").click()
+    expect(page.locator(f"#history-{approval.code}")).to_contain_text("Calling the customer first.")
+    expect(page.get_by_label("Comment (does not decide)")).to_have_value("")
+    expect(second_page.locator(f"#history-{approval.code}")).to_contain_text(
+        "Calling the customer first."
+    )
+    approval.refresh_from_db()
+    assert approval.status == Status.PENDING
+
+
+def test_the_keyboard_moves_opens_and_prepares_decisions(live_console, page: Page, team) -> None:  # type: ignore[no-untyped-def]
+    first = _submit(team=team, tool="drop_table", impact=Impact.CRITICAL)
+    second = _submit(team=team, tool="issue_refund", impact=Impact.HIGH)
+    _log_in(page, live_console.url, "alice")
+    page.keyboard.press("?")
+    expect(page.locator("#keys-help")).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(page.locator("#keys-help")).to_be_hidden()
+    page.keyboard.press("j")
+    expect(page.locator(f"#approval-{first.code}")).to_have_class(lambda_class("selected"))
+    page.keyboard.press("j")
+    page.keyboard.press("k")
+    page.keyboard.press("j")
+    expect(page.locator(f"#approval-{second.code}")).to_have_class(lambda_class("selected"))
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(f"{live_console.url}/requests/{second.code}/")
+    page.keyboard.press("d")
+    expect(page.get_by_label("Reason for denying")).to_be_focused()
+    page.locator("body").click(position={"x": 5, "y": 5})
+    page.keyboard.press("e")
+    expect(page.get_by_label("Team to escalate to")).to_be_focused()
+    page.locator("body").click(position={"x": 5, "y": 5})
+    page.keyboard.press("a")
+    expect(page.locator("#approve-button")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator(f"#decision-panel-{second.code}")).to_contain_text("Approved")
+
+    # From the queue, "a" opens the selected request with Approve focused; it never decides.
+    page.goto(f"{live_console.url}/")
+    page.keyboard.press("j")
+    page.keyboard.press("a")
+    expect(page).to_have_url(f"{live_console.url}/requests/{first.code}/#approve")
+    expect(page.locator("#approve-button")).to_be_focused()
+    first.refresh_from_db()
+    assert first.status == Status.PENDING
+
+
+def lambda_class(name: str):  # type: ignore[no-untyped-def]
+    import re
+
+    return re.compile(rf"(^|\s){name}(\s|$)")
+
+
+def test_it_is_usable_at_phone_width(live_console, browser: Browser, team, artifacts) -> None:  # type: ignore[no-untyped-def]
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+    )
+    page = context.new_page()
+    approval = _submit(
+        team=team,
+        summary="Refund a duplicate charge " * 8,
+        arguments={"payment_id": "pay_" + "9" * 80, "amount": 4900},
+    )
+    _log_in(page, live_console.url, "alice")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+    page.screenshot(path=str(artifacts / "queue-phone.png"), full_page=True)
+    page.locator(f"#approval-{approval.code} a").click()
+    expect(page.locator("#approve-button")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+    page.screenshot(path=str(artifacts / "decision-page-phone.png"), full_page=True)
+    box = page.locator("#approve-button").bounding_box()
+    assert box is not None and box["height"] >= 40  # a thumb can hit it
+    context.close()
+
+
+HOSTILE = (
+    '<img src=x onerror="window.__pwned=1;alert(1)">'
+    "<script>window.__pwned=2;alert(2)</script>"
+    '<a href="javascript:window.__pwned=3">x</a>'
+)
+
+
+def test_agent_supplied_html_shows_as_text_and_never_runs(
+    live_console, page: Page, artifacts
+) -> None:  # type: ignore[no-untyped-def]
+    staff = UserFactory(username="sam", is_staff=True)
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    _, token = agent_with_token(name="evil-bot")
+    _log_in(page, live_console.url, staff.username)
+
+    created = httpx.post(
+        f"{live_console.url}/api/v1/requests",
+        json={
+            "tool": "<script>window.__pwned=4</script>"[:200],
+            "arguments": {"note": HOSTILE, HOSTILE[:40]: 1},
+            "summary": HOSTILE,
+            "reasoning": HOSTILE,
+            "impact": "critical",
+        },
+        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": "xss-1"},
+    ).json()
+    row = page.locator(f"#approval-{created['id']}")
+    expect(row).to_contain_text("<script>window.__pwned=4</script>")  # arrived live, as text
+    expect(row).to_contain_text('<img src=x onerror="window.__pwned=1;alert(1)">')
+
+    row.locator("a").click()
+    expect(page.locator("#agent-summary")).to_have_text(HOSTILE)
+    expect(page.locator("#agent-reasoning")).to_have_text(HOSTILE)
+    expect(page.locator("#arguments")).to_contain_text("<script>window.__pwned=2;alert(2)</script>")
+    expect(page.locator("h1 .tool")).to_have_text("<script>window.__pwned=4</script>")
+    assert page.locator("#agent-summary img, #agent-summary script, #arguments img").count() == 0
+    page.screenshot(path=str(artifacts / "hostile-text.png"), full_page=True)
+
+    page.get_by_label("Reason for denying").fill(HOSTILE)
+    page.get_by_role("button", name="Deny").click()
+    outcome = page.locator(f"#decision-panel-{created['id']} .outcome")
+    expect(outcome).to_contain_text("Denied")
+    expect(page.locator(f"#decision-panel-{created['id']} .note")).to_have_text(HOSTILE)
+    page.goto(f"{live_console.url}/history/")
+    expect(page.locator(f"#approval-{created['id']}")).to_contain_text(
+        "<script>window.__pwned=4</script>"
+    )
+
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.__pwned") is None
+    assert dialogs == []
+
+
+def test_a_reviewer_from_another_team_gets_404_in_the_browser(
+    live_console, page: Page, team
+) -> None:  # type: ignore[no-untyped-def]
+    TeamFactory(name="ops", members=[UserFactory(username="oscar")])
+    approval = _submit(team=team)
+    _log_in(page, live_console.url, "oscar")
+    expect(page.locator(f"#approval-{approval.code}")).to_have_count(0)
+    response = page.goto(f"{live_console.url}/requests/{approval.code}/")
+    assert response is not None and response.status == 404
