@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
-from agents.models import Agent, AgentCredential
+from agents.models import Agent, AgentCredential, ProvisionerToken
 
 CREDENTIAL_SCHEME = "aac"
+PROVISIONER_SCHEME = "aapp"
 
 
 @dataclass(frozen=True)
@@ -35,9 +36,10 @@ def agent_create_with_credential(*, name: str, description: str = "") -> IssuedC
     return credential_issue(agent=agent, label="initial")
 
 
-def credential_issue(*, agent: Agent, label: str = "") -> IssuedCredential:
+def credential_issue(*, agent: Agent, label: str = "", secret: str | None = None) -> IssuedCredential:
+    """Issue a credential. `secret` is for callers that must re-derive it (AAP provisioning)."""
     prefix = secrets.token_hex(6)
-    secret = secrets.token_urlsafe(32)
+    secret = secret or secrets.token_urlsafe(32)
     credential = AgentCredential.objects.create(
         agent=agent, prefix=prefix, secret_digest=_digest(secret), label=label
     )
@@ -66,3 +68,28 @@ def credential_authenticate(*, token: str) -> Agent | None:
     if credential is None or not hmac.compare_digest(credential.secret_digest, _digest(secret)):
         return None
     return credential.agent
+
+
+@dataclass(frozen=True)
+class IssuedProvisionerToken:
+    token: ProvisionerToken
+    plaintext: str
+
+
+def provisioner_token_create(*, name: str) -> IssuedProvisionerToken:
+    """A token for `POST /aap/v1/instances`: it manages instances, never makes requests."""
+    prefix = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    token = ProvisionerToken.objects.create(name=name, prefix=prefix, secret_digest=_digest(secret))
+    return IssuedProvisionerToken(token=token, plaintext=f"{PROVISIONER_SCHEME}_{prefix}_{secret}")
+
+
+def provisioner_token_authenticate(*, token: str) -> ProvisionerToken | None:
+    scheme, _, rest = token.partition("_")
+    prefix, _, secret = rest.partition("_")
+    if scheme != PROVISIONER_SCHEME or not prefix or not secret:
+        return None
+    provisioner = ProvisionerToken.objects.filter(prefix=prefix, revoked_at__isnull=True).first()
+    if provisioner is None or not hmac.compare_digest(provisioner.secret_digest, _digest(secret)):
+        return None
+    return provisioner

@@ -22,3 +22,8 @@ def _schedule_periodic_tasks(sender: Celery, **kwargs: object) -> None:
         expire_overdue_requests.s(),
         name="expire overdue approval requests",
     )
+    sender.add_periodic_task(
+        float(settings.AAP_WEBHOOK_SWEEP_SECONDS),
+        sender.signature("aap.deliver_due_notifications"),
+        name="deliver due AAP webhook notifications",
+    )

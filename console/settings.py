@@ -204,6 +204,22 @@ APPROVAL_MAX_TIMEOUT_SECONDS = env_int("APPROVAL_MAX_TIMEOUT_SECONDS", 24 * 60 *
 # How long an approval lets the agent start the call (AAP decision.expires_at).
 APPROVAL_VALIDITY_SECONDS = env_int("APPROVAL_VALIDITY_SECONDS", 5 * 60)
 APPROVAL_LONG_POLL_MAX_SECONDS = 30
+# AAP: how long a reviewer's suggested arguments (an edit turned into a denial) stay approvable.
+APPROVAL_SUGGESTION_VALIDITY_SECONDS = env_int("APPROVAL_SUGGESTION_VALIDITY_SECONDS", 60 * 60)
+
+# --- Agent Approval Protocol v1 ----------------------------------------------------------------
+# Where the protocol is served: POST {AAP_BASE_PATH}/v1/requests.
+AAP_BASE_PATH = "/" + env_str("AAP_BASE_PATH", "/aap").strip("/")
+# Off: webhook receivers must be public HTTPS hosts (the spec's SSRF rules). On, for self-hosted
+# deployments: receivers on loopback and private networks are allowed, over HTTP too.
+AAP_WEBHOOK_ALLOW_PRIVATE_RECEIVERS = env_bool("AAP_WEBHOOK_ALLOW_PRIVATE_RECEIVERS", False)
+AAP_WEBHOOK_TIMEOUT_SECONDS = env_int("AAP_WEBHOOK_TIMEOUT_SECONDS", 10)
+# Retries: exponential backoff with jitter from the base, capped, until the window ends.
+AAP_WEBHOOK_RETRY_BASE_SECONDS = float(env_str("AAP_WEBHOOK_RETRY_BASE_SECONDS", "5"))
+AAP_WEBHOOK_RETRY_MAX_SECONDS = float(env_str("AAP_WEBHOOK_RETRY_MAX_SECONDS", "3600"))
+AAP_WEBHOOK_DELIVERY_WINDOW_SECONDS = env_int("AAP_WEBHOOK_DELIVERY_WINDOW_SECONDS", 7 * 24 * 3600)
+# How often beat re-enqueues due events whose task was lost (broker or worker outage).
+AAP_WEBHOOK_SWEEP_SECONDS = env_int("AAP_WEBHOOK_SWEEP_SECONDS", 30)
 
 # --- Auth and security -----------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
