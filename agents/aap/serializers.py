@@ -39,6 +39,11 @@ class ExactJSONRenderer(renderers.BaseRenderer):
 class StrictStringField(serializers.CharField):
     """A JSON string and nothing else: DRF's CharField would quietly turn 42 into "42"."""
 
+    def __init__(self, **kwargs: Any) -> None:
+        # Protocol strings are kept as sent: " x" is a valid name, not "x".
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):
             self.fail("invalid")
