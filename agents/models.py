@@ -136,6 +136,9 @@ class InstanceOperation(models.Model):
             )
         ]
 
+    def __str__(self) -> str:
+        return f"{self.kind} {self.agent_id} ({self.idempotency_key})"
+
 
 class WebhookNotification(models.Model):
     """The outbox: one `request.resolved` event, written in the transaction of the decision.

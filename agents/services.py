@@ -36,7 +36,9 @@ def agent_create_with_credential(*, name: str, description: str = "") -> IssuedC
     return credential_issue(agent=agent, label="initial")
 
 
-def credential_issue(*, agent: Agent, label: str = "", secret: str | None = None) -> IssuedCredential:
+def credential_issue(
+    *, agent: Agent, label: str = "", secret: str | None = None
+) -> IssuedCredential:
     """Issue a credential. `secret` is for callers that must re-derive it (AAP provisioning)."""
     prefix = secrets.token_hex(6)
     secret = secret or secrets.token_urlsafe(32)

@@ -372,7 +372,8 @@ def _approve_if_suggested(*, approval: ApprovalRequest) -> ApprovalRequest:
                 to_status=Status.APPROVED,
                 actor_type=ActorType.REVIEWER,
                 actor_user=suggestion.reviewer,
-                note=f"Approved as suggested by the reviewer on request {suggestion.approval.code}.",
+                note="Approved as suggested by the reviewer on request "
+                f"{suggestion.approval.code}.",
                 now=now,
                 expires_at=now + timedelta(seconds=settings.APPROVAL_VALIDITY_SECONDS),
                 event_kind="approved_as_suggested",

@@ -37,7 +37,7 @@ def _reject_constant(name: str) -> Any:
 
 
 def dumps(value: Any, *, sort_keys: bool = False) -> str:
-    """Serialize compactly; JsonNumber as written, RawJSON verbatim, key order kept unless sorted."""
+    """Serialize compactly: JsonNumber as written, RawJSON verbatim, key order kept."""
     parts: list[str] = []
     _write(value, parts, sort_keys)
     return "".join(parts)
@@ -46,9 +46,7 @@ def dumps(value: Any, *, sort_keys: bool = False) -> str:
 def _write(value: Any, parts: list[str], sort_keys: bool) -> None:
     if isinstance(value, RawJSON):
         parts.append(value)
-    elif isinstance(value, str):
-        parts.append(json.dumps(value))
-    elif value is None or isinstance(value, bool):
+    elif isinstance(value, str) or value is None or isinstance(value, bool):
         parts.append(json.dumps(value))
     elif isinstance(value, JsonNumber):
         # In canonical (sorted) form numbers compare by value: 1.50 and 1.5 are the same number.

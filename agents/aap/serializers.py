@@ -20,7 +20,7 @@ from console import exact_json
 from console.api_errors import ApiError
 
 MAX_TEXT = 20_000
-SECRET_PATTERN = r"^whsec_[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$"
+SECRET_PATTERN = r"^whsec_[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$"  # noqa: S105 (a format)
 
 
 class ExactJSONRenderer(renderers.BaseRenderer):
@@ -30,7 +30,9 @@ class ExactJSONRenderer(renderers.BaseRenderer):
     format = "json"
     charset = None
 
-    def render(self, data: Any, accepted_media_type: Any = None, renderer_context: Any = None) -> bytes:
+    def render(
+        self, data: Any, accepted_media_type: Any = None, renderer_context: Any = None
+    ) -> bytes:
         if data is None:
             return b""
         return exact_json.dumps(data).encode()
@@ -187,7 +189,10 @@ class DeliveryInputSerializer(StrictSerializer):
             url_check_syntax(url)
         except UnsafeWebhookURL as unsafe:
             raise ApiError(
-                status_code=400, code="invalid_webhook_url", message=str(unsafe), param="delivery.url"
+                status_code=400,
+                code="invalid_webhook_url",
+                message=str(unsafe),
+                param="delivery.url",
             ) from None
         return url
 

@@ -32,7 +32,7 @@ from approvals.models import ApprovalRequest, Source
 
 logger = logging.getLogger(__name__)
 
-SECRET_PREFIX = "whsec_"
+SECRET_PREFIX = "whsec_"  # noqa: S105 (a format)
 MAX_RESPONSE_BYTES = 16 * 1024
 TASK_DELIVER = "aap.deliver_notification"
 
@@ -127,9 +127,7 @@ def _post(*, url: str, secret: str, message_id: str, body: bytes, timeout: float
         "User-Agent": "agent-approval-console",
         "webhook-id": message_id,
         "webhook-timestamp": str(sent_at),
-        "webhook-signature": sign(
-            secret=secret, message_id=message_id, sent_at=sent_at, body=body
-        ),
+        "webhook-signature": sign(secret=secret, message_id=message_id, sent_at=sent_at, body=body),
     }
     extensions = {"sni_hostname": destination.hostname} if destination.is_https else {}
     with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
@@ -181,7 +179,9 @@ def receiver_verify(
             timeout=settings.AAP_WEBHOOK_TIMEOUT_SECONDS,
         )
     except httpx.HTTPError as error:
-        raise WebhookUnreachable(f"The receiver could not be reached ({type(error).__name__}).")
+        raise WebhookUnreachable(
+            f"The receiver could not be reached ({type(error).__name__})."
+        ) from None
     if response.status_code != 200:
         raise WebhookUnreachable(f"The receiver answered {response.status_code}, not 200.")
     try:

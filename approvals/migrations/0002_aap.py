@@ -5,35 +5,40 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('approvals', '0001_initial'),
+        ("approvals", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='approvalrequest',
-            name='approved_as_suggested_on',
-            field=models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='suggestion_taken_by', to='approvals.approvalrequest'),
+            model_name="approvalrequest",
+            name="approved_as_suggested_on",
+            field=models.OneToOneField(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="suggestion_taken_by",
+                to="approvals.approvalrequest",
+            ),
         ),
         migrations.AddField(
-            model_name='approvalrequest',
-            name='arguments_raw',
+            model_name="approvalrequest",
+            name="arguments_raw",
             field=models.TextField(blank=True),
         ),
         migrations.AddField(
-            model_name='approvalrequest',
-            name='context_raw',
+            model_name="approvalrequest",
+            name="context_raw",
             field=models.TextField(blank=True),
         ),
         migrations.AddField(
-            model_name='approvalrequest',
-            name='server_raw',
+            model_name="approvalrequest",
+            name="server_raw",
             field=models.TextField(blank=True),
         ),
         migrations.AddField(
-            model_name='decision',
-            name='suggested_arguments',
+            model_name="decision",
+            name="suggested_arguments",
             field=models.JSONField(blank=True, null=True),
         ),
     ]

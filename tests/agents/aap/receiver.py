@@ -26,7 +26,9 @@ def signature_valid(secret: str, headers: Any, body: bytes) -> bool:
     key = base64.b64decode(secret.removeprefix("whsec_"))
     signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
     expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
-    offered = [s.removeprefix("v1,") for s in headers["webhook-signature"].split() if s.startswith("v1,")]
+    offered = [
+        s.removeprefix("v1,") for s in headers["webhook-signature"].split() if s.startswith("v1,")
+    ]
     fresh = abs(time.time() - int(headers["webhook-timestamp"])) <= 300
     return fresh and any(hmac.compare_digest(expected, s) for s in offered)
 
@@ -78,9 +80,7 @@ def serve(receiver: Receiver) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            status, payload = receiver.handle(
-                {k.lower(): v for k, v in self.headers.items()}, body
-            )
+            status, payload = receiver.handle({k.lower(): v for k, v in self.headers.items()}, body)
             self.send_response(status)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()

@@ -73,7 +73,9 @@ def test_deletion_racing_creation_leaves_nothing_pending(live_console, provision
             start.wait()
             assert c.delete(f"{base}/instances/{instance.agent.code}").status_code == 204
 
-    threads = [threading.Thread(target=create) for _ in range(8)] + [threading.Thread(target=delete)]
+    threads = [threading.Thread(target=create) for _ in range(8)] + [
+        threading.Thread(target=delete)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -95,7 +95,9 @@ def test_a_terminal_request_never_changes_state(instance, reviewer) -> None:  # 
     assert _approval(body).status == Status.CANCELLED
 
 
-def test_an_edit_by_the_reviewer_is_a_denial_carrying_the_suggested_arguments(instance, reviewer) -> None:  # type: ignore[no-untyped-def]
+def test_an_edit_by_the_reviewer_is_a_denial_carrying_the_suggested_arguments(
+    instance, reviewer
+) -> None:  # type: ignore[no-untyped-def]
     body = instance.create().json()
     suggested = {"payment_id": "payment_123", "amount": 2450, "currency": "GBP"}
     approval_request_approve(

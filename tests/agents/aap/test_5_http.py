@@ -49,8 +49,9 @@ def test_it_returns_a_pending_request_with_uuid_id_and_utc_timestamps(instance) 
 
 def test_it_echoes_arguments_losslessly(instance) -> None:  # type: ignore[no-untyped-def]
     raw = (
-        '{"tool": "t", "timeout": "1m", "arguments": {"zeta": 0.1000000000000000055511151231257827,'
-        ' "alpha": 12345678901234567890123, "m": 1.50, "e": 1E+400, "nested": {"b": [1.0, 2], "a": null}}}'
+        '{"tool": "t", "timeout": "1m", "arguments": '
+        '{"zeta": 0.1000000000000000055511151231257827, "alpha": 12345678901234567890123,'
+        ' "m": 1.50, "e": 1E+400, "nested": {"b": [1.0, 2], "a": null}}}'
     )
     response = instance.client.post(
         f"{BASE}/requests", raw, content_type="application/json", HTTP_IDEMPOTENCY_KEY=key()
@@ -105,7 +106,9 @@ def test_it_rejects_invalid_fields_naming_them(instance, field, value) -> None: 
 
 
 def test_it_rejects_missing_fields_and_bad_json(instance) -> None:  # type: ignore[no-untyped-def]
-    _assert_error(instance.create({"tool": "t", "timeout": "1m"}), 400, "invalid_field", "arguments")
+    _assert_error(
+        instance.create({"tool": "t", "timeout": "1m"}), 400, "invalid_field", "arguments"
+    )
     response = instance.client.post(
         f"{BASE}/requests", "{nope", content_type="application/json", HTTP_IDEMPOTENCY_KEY=key()
     )
@@ -138,7 +141,10 @@ def test_it_requires_an_idempotency_key(instance) -> None:  # type: ignore[no-un
 def test_a_replay_returns_the_same_request_whatever_the_whitespace_and_key_order(instance) -> None:  # type: ignore[no-untyped-def]
     idempotency_key = key()
     first = instance.create(idempotency_key=idempotency_key)
-    reordered = '{ "timeout":"30m", "arguments": {"currency":"GBP","amount":4900,"payment_id":"payment_123"},\n "tool":"issue_refund"}'
+    reordered = (
+        '{ "timeout":"30m", "arguments": {"currency":"GBP","amount":4900,'
+        '"payment_id":"payment_123"},\n "tool":"issue_refund"}'
+    )
     replay = instance.client.post(
         f"{BASE}/requests",
         reordered,
@@ -149,14 +155,18 @@ def test_a_replay_returns_the_same_request_whatever_the_whitespace_and_key_order
     assert replay.status_code == 200
     assert replay.json()["id"] == first.json()["id"]
     # The echo is the original submission, key order included.
-    assert replay.content.decode().index('"payment_id"') < replay.content.decode().index('"currency"')
+    assert replay.content.decode().index('"payment_id"') < replay.content.decode().index(
+        '"currency"'
+    )
     assert ApprovalRequest.objects.count() == 1
 
 
 def test_a_replay_of_a_terminal_request_returns_its_current_state(instance, reviewer) -> None:  # type: ignore[no-untyped-def]
     idempotency_key = key()
     created = instance.create(idempotency_key=idempotency_key).json()
-    approval_request_approve(approval=ApprovalRequest.objects.get(code=created["id"]), reviewer=reviewer)
+    approval_request_approve(
+        approval=ApprovalRequest.objects.get(code=created["id"]), reviewer=reviewer
+    )
     replay = instance.create(idempotency_key=idempotency_key)
     assert replay.status_code == 200
     assert replay.json()["status"] == "approved"
@@ -169,7 +179,9 @@ def test_a_key_reused_with_different_fields_conflicts_and_changes_nothing(instan
     idempotency_key = key()
     first = instance.create(idempotency_key=idempotency_key).json()
     changed = {**REFUND, "arguments": {**REFUND["arguments"], "amount": 4901}}
-    _assert_error(instance.create(changed, idempotency_key=idempotency_key), 409, "idempotency_conflict")
+    _assert_error(
+        instance.create(changed, idempotency_key=idempotency_key), 409, "idempotency_conflict"
+    )
     # 4900 and 4900.0 are different JSON; so is a changed timeout.
     _assert_error(
         instance.create({**REFUND, "timeout": "31m"}, idempotency_key=idempotency_key),
@@ -227,8 +239,12 @@ def test_cancel_returns_the_cancelled_request_and_is_repeatable(instance) -> Non
 
 def test_cancelling_a_decided_request_conflicts_and_keeps_the_outcome(instance, reviewer) -> None:  # type: ignore[no-untyped-def]
     created = instance.create().json()
-    approval_request_approve(approval=ApprovalRequest.objects.get(code=created["id"]), reviewer=reviewer)
-    _assert_error(instance.client.delete(f"{BASE}/requests/{created['id']}"), 409, "already_terminal")
+    approval_request_approve(
+        approval=ApprovalRequest.objects.get(code=created["id"]), reviewer=reviewer
+    )
+    _assert_error(
+        instance.client.delete(f"{BASE}/requests/{created['id']}"), 409, "already_terminal"
+    )
     assert ApprovalRequest.objects.get(code=created["id"]).status == Status.APPROVED
 
 
@@ -243,9 +259,12 @@ def test_provisioning_returns_an_instance_and_a_working_credential(provisioner) 
     body = response.json()
     assert body["instance"] == {"id": body["instance"]["id"], "name": "codex-1"}
     assert set(body["credential"]) <= {"token", "expires_at"}
-    assert bearer(body["credential"]["token"]).post(
-        f"{BASE}/requests", REFUND, format="json", HTTP_IDEMPOTENCY_KEY=key()
-    ).status_code == 201
+    assert (
+        bearer(body["credential"]["token"])
+        .post(f"{BASE}/requests", REFUND, format="json", HTTP_IDEMPOTENCY_KEY=key())
+        .status_code
+        == 201
+    )
 
 
 def test_provisioning_with_an_empty_body_assigns_a_name(provisioner) -> None:  # type: ignore[no-untyped-def]
@@ -273,20 +292,27 @@ def test_a_provisioning_replay_after_deletion_does_not_recreate_it(provisioner) 
         f"{BASE}/instances", {}, format="json", HTTP_IDEMPOTENCY_KEY=idempotency_key
     ).json()
     assert provisioner.delete(f"{BASE}/instances/{created['instance']['id']}").status_code == 204
-    replay = provisioner.post(f"{BASE}/instances", {}, format="json", HTTP_IDEMPOTENCY_KEY=idempotency_key)
+    replay = provisioner.post(
+        f"{BASE}/instances", {}, format="json", HTTP_IDEMPOTENCY_KEY=idempotency_key
+    )
     _assert_error(replay, 409, "instance_deleted")
 
 
 def test_get_and_patch_an_instance(provisioner, instance) -> None:  # type: ignore[no-untyped-def]
     url = f"{BASE}/instances/{instance.agent.code}"
-    assert provisioner.get(url).json() == {"id": str(instance.agent.code), "name": "codex-chris-laptop"}
+    assert provisioner.get(url).json() == {
+        "id": str(instance.agent.code),
+        "name": "codex-chris-laptop",
+    }
     patch_key = key()
     renamed = provisioner.patch(
         url, {"instance_name": "codex-chris-desktop"}, format="json", HTTP_IDEMPOTENCY_KEY=patch_key
     )
     assert renamed.status_code == 200
     assert renamed.json()["name"] == "codex-chris-desktop"
-    later = provisioner.patch(url, {"instance_name": "later"}, format="json", HTTP_IDEMPOTENCY_KEY=key())
+    later = provisioner.patch(
+        url, {"instance_name": "later"}, format="json", HTTP_IDEMPOTENCY_KEY=key()
+    )
     assert later.json()["name"] == "later"
     # A replay of the first update returns its original response and does not undo the later one.
     replay = provisioner.patch(
@@ -295,16 +321,28 @@ def test_get_and_patch_an_instance(provisioner, instance) -> None:  # type: igno
     assert replay.status_code == 200
     assert replay.json()["name"] == "codex-chris-desktop"
     assert provisioner.get(url).json()["name"] == "later"
-    conflicting = provisioner.patch(url, {"instance_name": "x"}, format="json", HTTP_IDEMPOTENCY_KEY=patch_key)
+    conflicting = provisioner.patch(
+        url, {"instance_name": "x"}, format="json", HTTP_IDEMPOTENCY_KEY=patch_key
+    )
     _assert_error(conflicting, 409, "idempotency_conflict")
-    _assert_error(provisioner.patch(url, {}, format="json", HTTP_IDEMPOTENCY_KEY=key()), 400, "invalid_field")
-    _assert_error(provisioner.patch(url, {"instance_name": "y"}, format="json"), 400, "missing_idempotency_key")
+    _assert_error(
+        provisioner.patch(url, {}, format="json", HTTP_IDEMPOTENCY_KEY=key()), 400, "invalid_field"
+    )
+    _assert_error(
+        provisioner.patch(url, {"instance_name": "y"}, format="json"),
+        400,
+        "missing_idempotency_key",
+    )
 
 
-def test_delete_revokes_cancels_pending_keeps_terminal_and_is_repeatable(provisioner, instance, reviewer) -> None:  # type: ignore[no-untyped-def]
+def test_delete_revokes_cancels_pending_keeps_terminal_and_is_repeatable(
+    provisioner, instance, reviewer
+) -> None:  # type: ignore[no-untyped-def]
     pending = instance.create().json()
     decided = instance.create().json()
-    approval_request_approve(approval=ApprovalRequest.objects.get(code=decided["id"]), reviewer=reviewer)
+    approval_request_approve(
+        approval=ApprovalRequest.objects.get(code=decided["id"]), reviewer=reviewer
+    )
     url = f"{BASE}/instances/{instance.agent.code}"
 
     response = provisioner.delete(url)
@@ -320,7 +358,9 @@ def test_delete_revokes_cancels_pending_keeps_terminal_and_is_repeatable(provisi
     assert ApprovalRequest.objects.get(code=pending["id"]).status == Status.CANCELLED
     assert ApprovalRequest.objects.get(code=decided["id"]).status == Status.APPROVED
     # The credential is revoked: reads and new requests get 401.
-    _assert_error(instance.client.get(f"{BASE}/requests/{decided['id']}"), 401, "invalid_credential")
+    _assert_error(
+        instance.client.get(f"{BASE}/requests/{decided['id']}"), 401, "invalid_credential"
+    )
     _assert_error(instance.create(), 401, "invalid_credential")
 
 
@@ -338,18 +378,36 @@ def test_unknown_or_foreign_instances_are_not_found(provisioner, instance) -> No
 
 
 def test_identity_comes_only_from_the_credential(provisioner, instance) -> None:  # type: ignore[no-untyped-def]
-    _assert_error(provisioner.post(f"{BASE}/requests", REFUND, format="json", HTTP_IDEMPOTENCY_KEY=key()), 403, "permission_denied")
-    _assert_error(instance.client.post(f"{BASE}/instances", {}, format="json", HTTP_IDEMPOTENCY_KEY=key()), 403, "permission_denied")
-    _assert_error(instance.client.get(f"{BASE}/instances/{instance.agent.code}"), 403, "permission_denied")
+    _assert_error(
+        provisioner.post(f"{BASE}/requests", REFUND, format="json", HTTP_IDEMPOTENCY_KEY=key()),
+        403,
+        "permission_denied",
+    )
+    _assert_error(
+        instance.client.post(f"{BASE}/instances", {}, format="json", HTTP_IDEMPOTENCY_KEY=key()),
+        403,
+        "permission_denied",
+    )
+    _assert_error(
+        instance.client.get(f"{BASE}/instances/{instance.agent.code}"), 403, "permission_denied"
+    )
     anonymous = bearer("")
     anonymous.credentials()
-    _assert_error(anonymous.post(f"{BASE}/requests", REFUND, format="json", HTTP_IDEMPOTENCY_KEY=key()), 401, "invalid_credential")
-    _assert_error(bearer("aac_nope_nope").get(f"{BASE}/requests/{uuid.uuid4()}"), 401, "invalid_credential")
+    _assert_error(
+        anonymous.post(f"{BASE}/requests", REFUND, format="json", HTTP_IDEMPOTENCY_KEY=key()),
+        401,
+        "invalid_credential",
+    )
+    _assert_error(
+        bearer("aac_nope_nope").get(f"{BASE}/requests/{uuid.uuid4()}"), 401, "invalid_credential"
+    )
 
 
 def test_a_native_agent_is_an_aap_instance_too(db) -> None:  # type: ignore[no-untyped-def]
     _, token = agent_with_token(name="native-bot")
-    response = bearer(token).post(f"{BASE}/requests", REFUND, format="json", HTTP_IDEMPOTENCY_KEY=key())
+    response = bearer(token).post(
+        f"{BASE}/requests", REFUND, format="json", HTTP_IDEMPOTENCY_KEY=key()
+    )
     assert response.status_code == 201
     assert ApprovalRequest.objects.get().source == "aap"
 

@@ -76,7 +76,10 @@ def test_a_failed_verification_creates_nothing(provisioner, receiver) -> None:  
     delivery = {**_delivery(receiver), "registration_id": str(uuid.uuid4())}  # not expected
     idempotency_key = key()
     response = provisioner.post(
-        f"{BASE}/instances", {"delivery": delivery}, format="json", HTTP_IDEMPOTENCY_KEY=idempotency_key
+        f"{BASE}/instances",
+        {"delivery": delivery},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=idempotency_key,
     )
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "webhook_verification_failed"
@@ -84,17 +87,23 @@ def test_a_failed_verification_creates_nothing(provisioner, receiver) -> None:  
     # A retry with the same key may verify again, and succeeds once the receiver expects it.
     receiver.expect(delivery["registration_id"], delivery["signing_secret"])
     retry = provisioner.post(
-        f"{BASE}/instances", {"delivery": delivery}, format="json", HTTP_IDEMPOTENCY_KEY=idempotency_key
+        f"{BASE}/instances",
+        {"delivery": delivery},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=idempotency_key,
     )
     assert retry.status_code == 201
 
 
 def test_a_failed_update_verification_changes_nothing(provisioner, receiver) -> None:  # type: ignore[no-untyped-def]
-    body, delivery = _provision(provisioner, receiver)
+    body, _ = _provision(provisioner, receiver)
     url = f"{BASE}/instances/{body['instance']['id']}"
     replacement = {**_delivery(receiver), "registration_id": str(uuid.uuid4())}
     response = provisioner.patch(
-        url, {"instance_name": "renamed", "delivery": replacement}, format="json", HTTP_IDEMPOTENCY_KEY=key()
+        url,
+        {"instance_name": "renamed", "delivery": replacement},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=key(),
     )
     assert response.status_code == 422
     assert provisioner.get(url).json() == body["instance"]
@@ -165,7 +174,9 @@ def test_a_receiver_gets_exactly_one_signed_event_per_resolved_request_despite_f
             approval=ApprovalRequest.objects.get(code=created[0]["id"]), reviewer=reviewer
         )
         approval_request_deny(
-            approval=ApprovalRequest.objects.get(code=created[1]["id"]), reviewer=reviewer, reason="No."
+            approval=ApprovalRequest.objects.get(code=created[1]["id"]),
+            reviewer=reviewer,
+            reason="No.",
         )
         assert instance.delete(f"{BASE}/requests/{created[2]['id']}").status_code == 200
         # Reads and replays create no events.
@@ -189,7 +200,10 @@ def test_deleting_the_instance_cancels_without_notifications(provisioner, receiv
     body, _ = _provision(provisioner, receiver)
     instance = bearer(body["credential"]["token"])
     created = instance.post(
-        f"{BASE}/requests", {"tool": "t", "arguments": {}, "timeout": "10m"}, format="json", HTTP_IDEMPOTENCY_KEY=key()
+        f"{BASE}/requests",
+        {"tool": "t", "arguments": {}, "timeout": "10m"},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=key(),
     ).json()
     assert provisioner.delete(f"{BASE}/instances/{body['instance']['id']}").status_code == 204
     assert ApprovalRequest.objects.get(code=created["id"]).status == "cancelled"
@@ -200,13 +214,19 @@ def test_removing_delivery_ends_outstanding_notifications(provisioner, receiver)
     body, _ = _provision(provisioner, receiver)
     instance = bearer(body["credential"]["token"])
     created = instance.post(
-        f"{BASE}/requests", {"tool": "t", "arguments": {}, "timeout": "10m"}, format="json", HTTP_IDEMPOTENCY_KEY=key()
+        f"{BASE}/requests",
+        {"tool": "t", "arguments": {}, "timeout": "10m"},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=key(),
     ).json()
     instance.delete(f"{BASE}/requests/{created['id']}")  # recorded; no worker delivers it here
     notification = WebhookNotification.objects.get()
     assert notification.delivered_at is None and notification.ended_at is None
     provisioner.patch(
-        f"{BASE}/instances/{body['instance']['id']}", {"delivery": None}, format="json", HTTP_IDEMPOTENCY_KEY=key()
+        f"{BASE}/instances/{body['instance']['id']}",
+        {"delivery": None},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=key(),
     )
     notification.refresh_from_db()
     assert notification.ended_reason == "delivery removed"

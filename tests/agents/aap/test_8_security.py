@@ -34,7 +34,12 @@ def test_it_refuses_non_public_destinations(url, settings) -> None:  # type: ign
 
 @pytest.mark.parametrize(
     "url",
-    ["http://example.com/x", "https://u:p@example.com/x", "https://example.com/x#f", "ftp://example.com"],
+    [
+        "http://example.com/x",
+        "https://u:p@example.com/x",
+        "https://example.com/x#f",
+        "ftp://example.com",
+    ],
 )
 def test_it_refuses_malformed_or_insecure_urls(url, settings) -> None:  # type: ignore[no-untyped-def]
     settings.AAP_WEBHOOK_ALLOW_PRIVATE_RECEIVERS = False
