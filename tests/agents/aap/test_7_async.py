@@ -230,3 +230,34 @@ def test_removing_delivery_ends_outstanding_notifications(provisioner, receiver)
     )
     notification.refresh_from_db()
     assert notification.ended_reason == "delivery removed"
+
+
+def test_beat_sweeps_for_due_notifications(settings) -> None:  # type: ignore[no-untyped-def]
+    app.finalize()  # beat finalizes the app, which registers the periodic tasks
+    entry = app.conf.beat_schedule["deliver due AAP webhook notifications"]
+    assert entry["task"] == "aap.deliver_due_notifications"
+    assert entry["schedule"] == float(settings.AAP_WEBHOOK_SWEEP_SECONDS)
+
+
+def test_an_event_whose_task_was_lost_is_delivered_by_the_sweep(provisioner, receiver) -> None:  # type: ignore[no-untyped-def]
+    from agents.tasks import deliver_due_notifications
+
+    body, _ = _provision(provisioner, receiver)
+    instance = bearer(body["credential"]["token"])
+    created = instance.post(
+        f"{BASE}/requests",
+        {"tool": "t", "arguments": {}, "timeout": "10m"},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=key(),
+    ).json()
+    instance.delete(f"{BASE}/requests/{created['id']}")
+    # The broker loses every queued message (an outage without persistence): the outbox row
+    # is all that is left.
+    app.loader.import_default_modules()
+    app.control.purge()
+    assert WebhookNotification.objects.filter(delivered_at__isnull=True).count() == 1
+    with start_worker(app, perform_ping_check=False, pool="solo", shutdown_timeout=10):
+        deliver_due_notifications.delay()
+        assert _wait_for(lambda: len(receiver.events) == 1), receiver.attempts
+    assert receiver.events[0]["request_id"] == created["id"]
+    assert WebhookNotification.objects.get().delivered_at is not None
