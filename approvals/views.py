@@ -20,6 +20,7 @@ from approvals.selectors import (
     approvals_recently_decided,
 )
 from approvals.services import approval_request_approve, approval_request_deny
+from console import exact_json
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -47,8 +48,13 @@ def _get_or_404(code: object) -> ApprovalRequest:
 def _detail_context(approval: ApprovalRequest, **extra: object) -> dict[str, object]:
     return {
         "approval": approval,
-        "arguments_pretty": json.dumps(approval.arguments, indent=2, ensure_ascii=False),
-        "context_pretty": json.dumps(approval.context, indent=2, ensure_ascii=False),
+        # AAP requests keep the exact text: the reviewer sees every digit the agent will run.
+        "arguments_pretty": exact_json.pretty(approval.arguments_raw)
+        if approval.arguments_raw
+        else json.dumps(approval.arguments, indent=2, ensure_ascii=False),
+        "context_pretty": exact_json.pretty(approval.context_raw)
+        if approval.context_raw
+        else json.dumps(approval.context, indent=2, ensure_ascii=False),
         "events": approval.events.select_related("actor_user", "actor_agent"),
         "approve_form": extra.pop("approve_form", None) or ApproveForm(),
         "deny_form": extra.pop("deny_form", None) or DenyForm(),

@@ -127,3 +127,24 @@ def has_lone_surrogate(value: Any) -> bool:
     if isinstance(value, list):
         return any(has_lone_surrogate(item) for item in value)
     return False
+
+
+def pretty(text: str, indent: int = 2) -> str:
+    """Indented for people, otherwise exactly as `text`: same digits, same key order."""
+    return _pretty(loads(text), indent, 0)
+
+
+def _pretty(value: Any, indent: int, level: int) -> str:
+    pad, inner = " " * (indent * level), " " * (indent * (level + 1))
+    if isinstance(value, dict) and value:
+        items = [
+            f"{inner}{json.dumps(str(k), ensure_ascii=False)}: {_pretty(v, indent, level + 1)}"
+            for k, v in value.items()
+        ]
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    if isinstance(value, list) and value:
+        items = [f"{inner}{_pretty(v, indent, level + 1)}" for v in value]
+        return "[\n" + ",\n".join(items) + f"\n{pad}]"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return dumps(value)

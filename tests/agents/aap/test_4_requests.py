@@ -143,3 +143,16 @@ def test_a_suggestion_is_not_approved_for_another_instance(provisioner, instance
     approval_request_approve(approval=_approval(original), reviewer=reviewer, arguments=suggested)
     other = provision(provisioner, instance_name="other")
     assert other.create({**REFUND, "arguments": suggested}).json()["status"] == "pending"
+
+
+def test_the_reviewer_sees_the_exact_arguments_the_agent_will_run(
+    client, instance, reviewer
+) -> None:  # type: ignore[no-untyped-def]
+    raw = '{"tool": "t", "timeout": "5m", "arguments": {"z": 0.1000000000000000055511151231257827, "a": 1}}'
+    body = instance.client.post(
+        f"{BASE}/requests", raw, content_type="application/json", HTTP_IDEMPOTENCY_KEY="k-exact"
+    ).json()
+    client.force_login(reviewer)
+    page = client.get(f"/requests/{body['id']}/").content.decode()
+    assert "0.1000000000000000055511151231257827" in page
+    assert page.index("&quot;z&quot;") < page.index("&quot;a&quot;")
