@@ -148,7 +148,10 @@ def test_a_suggestion_is_not_approved_for_another_instance(provisioner, instance
 def test_the_reviewer_sees_the_exact_arguments_the_agent_will_run(
     client, instance, reviewer
 ) -> None:  # type: ignore[no-untyped-def]
-    raw = '{"tool": "t", "timeout": "5m", "arguments": {"z": 0.1000000000000000055511151231257827, "a": 1}}'
+    raw = (
+        '{"tool": "t", "timeout": "5m",'
+        ' "arguments": {"z": 0.1000000000000000055511151231257827, "a": 1}}'
+    )
     body = instance.client.post(
         f"{BASE}/requests", raw, content_type="application/json", HTTP_IDEMPOTENCY_KEY="k-exact"
     ).json()
