@@ -170,6 +170,12 @@ else:
     # Per process: fine for the embedded single server process; several processes need Redis.
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# Rate-limit counters (agents/aap/limits.py) must be shared by all server processes.
+if REDIS_URL:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
+
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
@@ -218,6 +224,13 @@ AAP_WEBHOOK_TIMEOUT_SECONDS = env_int("AAP_WEBHOOK_TIMEOUT_SECONDS", 10)
 AAP_WEBHOOK_RETRY_BASE_SECONDS = float(env_str("AAP_WEBHOOK_RETRY_BASE_SECONDS", "5"))
 AAP_WEBHOOK_RETRY_MAX_SECONDS = float(env_str("AAP_WEBHOOK_RETRY_MAX_SECONDS", "3600"))
 AAP_WEBHOOK_DELIVERY_WINDOW_SECONDS = env_int("AAP_WEBHOOK_DELIVERY_WINDOW_SECONDS", 7 * 24 * 3600)
+# Abuse limits (fixed windows): receiver verifications per provisioner and per destination host
+# per hour, and approval requests per instance per minute. Over them: 429 with Retry-After.
+AAP_LIMIT_VERIFICATIONS_PER_PROVISIONER_HOUR = env_int(
+    "AAP_LIMIT_VERIFICATIONS_PER_PROVISIONER_HOUR", 60
+)
+AAP_LIMIT_VERIFICATIONS_PER_HOST_HOUR = env_int("AAP_LIMIT_VERIFICATIONS_PER_HOST_HOUR", 120)
+AAP_LIMIT_REQUESTS_PER_INSTANCE_MINUTE = env_int("AAP_LIMIT_REQUESTS_PER_INSTANCE_MINUTE", 600)
 # How often beat re-enqueues due events whose task was lost (broker or worker outage).
 AAP_WEBHOOK_SWEEP_SECONDS = env_int("AAP_WEBHOOK_SWEEP_SECONDS", 30)
 

@@ -4,6 +4,7 @@ One view per path; parse -> one service call -> render. The long poll is async a
 thread: it sleeps on the request's channel-layer group, exactly like the native API's.
 """
 
+import re
 import uuid
 from functools import partial
 from typing import Any
@@ -19,6 +20,7 @@ from rest_framework.views import APIView
 
 from agents.aap import services, webhooks
 from agents.aap.authentication import AapAuthentication, IsInstance, IsProvisioner
+from agents.aap.limits import RateLimited
 from agents.aap.serializers import (
     CreateApprovalRequestInput,
     ExactJSONRenderer,
@@ -101,6 +103,16 @@ def _uuid(raw: str, what: str) -> uuid.UUID:
         raise ApiError(status_code=404, code="not_found", message=f"No such {what}.") from None
 
 
+class RateLimitedError(ApiError):
+    def __init__(self, limited: RateLimited) -> None:
+        super().__init__(status_code=429, code="rate_limited", message=str(limited))
+        self.wait = limited.retry_after  # DRF sends it as Retry-After
+
+
+def _rate_limited(limited: RateLimited) -> ApiError:
+    return RateLimitedError(limited)
+
+
 def _conflict(conflict: Exception, code: str, param: str | None = None) -> ApiError:
     return ApiError(status_code=409, code=code, message=str(conflict), param=param)
 
@@ -121,6 +133,8 @@ class RequestCreateApi(AapView):
             )
         except IdempotencyConflict as conflict:
             raise _conflict(conflict, conflict.code, "Idempotency-Key") from None
+        except RateLimited as limited:
+            raise _rate_limited(limited) from None
         except services.InstanceRetired:
             raise ApiError(
                 status_code=401, code="invalid_credential", message="The instance was deleted."
@@ -167,8 +181,6 @@ class RequestDetailApi(AapAsyncView):
 
 
 def _is_duration(raw: str) -> bool:
-    import re
-
     return re.fullmatch(DURATION_PATTERN, raw) is not None
 
 
@@ -201,6 +213,8 @@ def _cancel(agent: Agent, code: uuid.UUID) -> dict[str, Any]:
 
 
 def _webhook_errors(error: Exception) -> ApiError:
+    if isinstance(error, RateLimited):
+        return _rate_limited(error)
     if isinstance(error, webhooks.UnsafeWebhookURL):
         return ApiError(
             status_code=400, code="invalid_webhook_url", message=str(error), param="delivery.url"
@@ -235,7 +249,7 @@ class InstanceCreateApi(AapView):
                 code="instance_deleted",
                 message="The instance created with this key has been deleted.",
             ) from None
-        except (webhooks.UnsafeWebhookURL, webhooks.WebhookUnreachable) as error:
+        except (webhooks.UnsafeWebhookURL, webhooks.WebhookUnreachable, RateLimited) as error:
             raise _webhook_errors(error) from None
         return Response(
             {
@@ -274,7 +288,7 @@ class InstanceDetailApi(AapView):
             raise _instance_not_found() from None
         except IdempotencyConflict as conflict:
             raise _conflict(conflict, conflict.code, "Idempotency-Key") from None
-        except (webhooks.UnsafeWebhookURL, webhooks.WebhookUnreachable) as error:
+        except (webhooks.UnsafeWebhookURL, webhooks.WebhookUnreachable, RateLimited) as error:
             raise _webhook_errors(error) from None
         return Response(document)
 

@@ -131,10 +131,6 @@ class CreateApprovalRequestInput(StrictSerializer):
         )
 
 
-def _iso(moment: Any) -> str:
-    return timestamp(moment)
-
-
 def approval_document(approval: ApprovalRequest) -> dict[str, Any]:
     """The protocol's ApprovalRequest object, with the agent's JSON echoed as sent."""
     document: dict[str, Any] = {
@@ -153,17 +149,17 @@ def approval_document(approval: ApprovalRequest) -> dict[str, Any]:
         document["server"] = exact_json.RawJSON(approval.server_raw)
     document |= {
         "status": approval.status,
-        "created_at": _iso(approval.created_at),
-        "deadline_at": _iso(approval.deadline_at),
+        "created_at": timestamp(approval.created_at),
+        "deadline_at": timestamp(approval.deadline_at),
     }
     if approval.status != Status.PENDING:
         decision = approval.decision
         decision_document: dict[str, Any] = {"status": decision.status}
         if decision.note:
             decision_document["note"] = decision.note
-        decision_document["decided_at"] = _iso(decision.decided_at)
+        decision_document["decided_at"] = timestamp(decision.decided_at)
         if decision.status == Status.APPROVED and decision.expires_at is not None:
-            decision_document["expires_at"] = _iso(decision.expires_at)
+            decision_document["expires_at"] = timestamp(decision.expires_at)
         document["decision"] = decision_document
     return document
 

@@ -13,12 +13,14 @@ import json
 import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from agents.aap import webhooks
+from agents.aap.limits import limit_count
 from agents.models import (
     AapInstance,
     Agent,
@@ -122,6 +124,7 @@ def instance_provision(
 
     code = uuid.uuid4()
     if delivery is not None:
+        _limit_verifications(provisioner, delivery)
         # Outside the transaction: the receiver gets up to ten seconds, and no lock is held.
         webhooks.receiver_verify(
             url=delivery.url,
@@ -157,6 +160,23 @@ def instance_provision(
         operation.credential = issued.credential
         operation.save(update_fields=["credential"])
     return ProvisionedInstance(agent=agent, token=issued.plaintext, created=True)
+
+
+def _limit_verifications(provisioner: ProvisionerToken, delivery: DeliveryInput) -> None:
+    # Verification traffic goes to hosts we do not control: bound it per account and per host,
+    # so more instances or other URL paths cannot multiply it.
+    limit_count(
+        scope=f"verify-provisioner:{provisioner.pk}",
+        what="receiver verifications",
+        limit=settings.AAP_LIMIT_VERIFICATIONS_PER_PROVISIONER_HOUR,
+        window_seconds=3600,
+    )
+    limit_count(
+        scope=f"verify-host:{(urlsplit(delivery.url).hostname or '').lower()}",
+        what="receiver verifications for this host",
+        limit=settings.AAP_LIMIT_VERIFICATIONS_PER_HOST_HOUR,
+        window_seconds=3600,
+    )
 
 
 def _provision_record(provisioner: ProvisionerToken, key: str) -> InstanceOperation | None:
@@ -235,6 +255,7 @@ def instance_update(
         return existing.result  # type: ignore[no-any-return]
 
     if isinstance(delivery, DeliveryInput):
+        _limit_verifications(provisioner, delivery)
         webhooks.receiver_verify(
             url=delivery.url,
             registration_id=delivery.registration_id,
@@ -318,6 +339,12 @@ def aap_request_create(
     *, agent: Agent, idempotency_key: str, submission: Submission
 ) -> tuple[ApprovalRequest, bool]:
     """approval_request_create for AAP, serialized against the instance's deletion."""
+    limit_count(
+        scope=f"requests:{agent.pk}",
+        what="approval requests",
+        limit=settings.AAP_LIMIT_REQUESTS_PER_INSTANCE_MINUTE,
+        window_seconds=60,
+    )
     with transaction.atomic():
         Agent.objects.select_for_update().filter(pk=agent.pk).first()
         if AapInstance.objects.filter(agent=agent, deleted_at__isnull=False).exists():

@@ -66,3 +66,10 @@ def provision(provisioner: APIClient, **body: object) -> Instance:
 @pytest.fixture
 def instance(provisioner) -> Instance:  # type: ignore[no-untyped-def]
     return provision(provisioner, instance_name="codex-chris-laptop")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits() -> None:
+    from django.core.cache import cache
+
+    cache.clear()

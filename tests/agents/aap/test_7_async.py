@@ -261,3 +261,24 @@ def test_an_event_whose_task_was_lost_is_delivered_by_the_sweep(provisioner, rec
         assert _wait_for(lambda: len(receiver.events) == 1), receiver.attempts
     assert receiver.events[0]["request_id"] == created["id"]
     assert WebhookNotification.objects.get().delivered_at is not None
+
+
+def test_receiver_verifications_are_rate_limited(provisioner, receiver, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.AAP_LIMIT_VERIFICATIONS_PER_PROVISIONER_HOUR = 1
+    _provision(provisioner, receiver)
+    response = provisioner.post(
+        f"{BASE}/instances",
+        {"delivery": _delivery(receiver)},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=key(),
+    )
+    assert response.status_code == 429
+    assert response.json()["error"]["type"] == "rate_limit"
+    assert int(response["Retry-After"]) > 0
+    assert len(receiver.verifications) == 1  # no traffic to the receiver beyond the limit
+
+
+def test_request_creation_is_rate_limited_per_instance(instance, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.AAP_LIMIT_REQUESTS_PER_INSTANCE_MINUTE = 2
+    assert [instance.create().status_code for _ in range(3)] == [201, 201, 429]
+    assert ApprovalRequest.objects.count() == 2
