@@ -72,7 +72,7 @@ def _body(request: Request) -> Any:
         ) from None
 
 
-def _validated(serializer: serializers.Serializer) -> serializers.Serializer:
+def _validated[S: serializers.Serializer](serializer: S) -> S:
     serializer.is_valid(raise_exception=True)
     return serializer
 

@@ -104,7 +104,7 @@ class CreateApprovalRequestInput(StrictSerializer):
     arguments = OpenObjectField()
     timeout = _duration_field()
     agent_reasoning = StrictStringField(max_length=MAX_TEXT, required=False, allow_blank=True)
-    context = OpenObjectField(required=False)
+    context = OpenObjectField(required=False)  # type: ignore[assignment]
     # Not in the OpenAPI contract, but the reference client sends it on MCP calls: accept it
     # and echo it, so that client works unchanged.
     server = AnyJSONField(required=False, allow_null=True)

@@ -17,7 +17,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
@@ -47,7 +47,7 @@ class WebhookUnreachable(Exception):
 
 def timestamp(moment: datetime) -> str:
     """RFC 3339 in UTC, ending in Z, as the protocol requires everywhere."""
-    return moment.astimezone(timezone.UTC).isoformat().replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def sign(*, secret: str, message_id: str, sent_at: int, body: bytes) -> str:
