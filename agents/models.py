@@ -171,3 +171,30 @@ class WebhookNotification(models.Model):
 
     def __str__(self) -> str:
         return f"request.resolved {self.code}"
+
+
+class OperationClaim(models.Model):
+    """Held while an instance operation verifies its receiver, so that concurrent attempts with
+    the same idempotency key wait for it instead of verifying in parallel (then replay its result).
+
+    A row, not a transaction-long lock: verification takes up to ten seconds of someone else's
+    server, and no database transaction should stay open that long.
+    """
+
+    provisioner = models.ForeignKey(ProvisionerToken, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=16)
+    scope = models.CharField(max_length=64, blank=True)
+    idempotency_key = models.CharField(max_length=255)
+    # A claim whose holder died is taken over after this.
+    claimed_until = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provisioner", "kind", "scope", "idempotency_key"],
+                name="aap_operation_claim_unique_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"claim {self.kind} {self.idempotency_key}"

@@ -249,6 +249,13 @@ class InstanceCreateApi(AapView):
                 code="instance_deleted",
                 message="The instance created with this key has been deleted.",
             ) from None
+        except services.OperationInProgress:
+            raise ApiError(
+                status_code=409,
+                code="operation_in_progress",
+                message="Another attempt with this idempotency key is still running; retry.",
+                param="Idempotency-Key",
+            ) from None
         except (webhooks.UnsafeWebhookURL, webhooks.WebhookUnreachable, RateLimited) as error:
             raise _webhook_errors(error) from None
         return Response(
@@ -288,6 +295,13 @@ class InstanceDetailApi(AapView):
             raise _instance_not_found() from None
         except IdempotencyConflict as conflict:
             raise _conflict(conflict, conflict.code, "Idempotency-Key") from None
+        except services.OperationInProgress:
+            raise ApiError(
+                status_code=409,
+                code="operation_in_progress",
+                message="Another attempt with this idempotency key is still running; retry.",
+                param="Idempotency-Key",
+            ) from None
         except (webhooks.UnsafeWebhookURL, webhooks.WebhookUnreachable, RateLimited) as error:
             raise _webhook_errors(error) from None
         return Response(document)

@@ -10,13 +10,16 @@ import contextlib
 import hashlib
 import hmac
 import json
+import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from agents.aap import webhooks
@@ -26,6 +29,7 @@ from agents.models import (
     Agent,
     AgentCredential,
     InstanceOperation,
+    OperationClaim,
     ProvisionerToken,
     WebhookReceiver,
 )
@@ -41,6 +45,10 @@ class InstanceNotFound(Exception):
 
 class InstanceDeleted(Exception):
     code = "instance_deleted"
+
+
+class OperationInProgress(Exception):
+    """Another attempt with the same idempotency key is still running."""
 
 
 class InstanceRetired(Exception):
@@ -121,11 +129,25 @@ def instance_provision(
     existing = _provision_record(provisioner, idempotency_key)
     if existing is not None:
         return _provision_replay(existing, fingerprint)
+    with _operation_claim(provisioner, InstanceOperation.Kind.PROVISION, "", idempotency_key):
+        # A concurrent attempt with this key may have finished while we waited for the claim.
+        existing = _provision_record(provisioner, idempotency_key)
+        if existing is not None:
+            return _provision_replay(existing, fingerprint)
+        return _provision(provisioner, idempotency_key, fingerprint, name, delivery)
 
+
+def _provision(
+    provisioner: ProvisionerToken,
+    idempotency_key: str,
+    fingerprint: str,
+    name: str | None,
+    delivery: DeliveryInput | None,
+) -> ProvisionedInstance:
     code = uuid.uuid4()
     if delivery is not None:
         _limit_verifications(provisioner, delivery)
-        # Outside the transaction: the receiver gets up to ten seconds, and no lock is held.
+        # Outside any transaction: the receiver gets up to ten seconds, and no lock is held.
         webhooks.receiver_verify(
             url=delivery.url,
             registration_id=delivery.registration_id,
@@ -133,8 +155,8 @@ def instance_provision(
             instance_code=code,
         )
     with transaction.atomic():
-        # Serializes this provisioner's creations: a concurrent same-key attempt waits here,
-        # then finds our record and replays it instead of committing a second instance.
+        # Belt and braces for a claim taken over from a holder that was merely slow: the second
+        # attempt waits here, finds the record and replays it instead of committing twice.
         ProvisionerToken.objects.select_for_update().get(pk=provisioner.pk)
         existing = _provision_record(provisioner, idempotency_key)
         if existing is not None:
@@ -160,6 +182,40 @@ def instance_provision(
         operation.credential = issued.credential
         operation.save(update_fields=["credential"])
     return ProvisionedInstance(agent=agent, token=issued.plaintext, created=True)
+
+
+@contextlib.contextmanager
+def _operation_claim(
+    provisioner: ProvisionerToken, kind: str, scope: str, idempotency_key: str
+) -> Iterator[None]:
+    """Hold the claim on (provisioner, operation, key): concurrent same-key attempts coalesce.
+
+    A second attempt waits here until the first finishes, then replays its recorded result, so
+    the receiver sees one verification and the operation commits once.
+    """
+    hold = timedelta(seconds=settings.AAP_WEBHOOK_TIMEOUT_SECONDS + 10)
+    give_up_at = time.monotonic() + hold.total_seconds()
+    fields = {
+        "provisioner": provisioner,
+        "kind": kind,
+        "scope": scope,
+        "idempotency_key": idempotency_key,
+    }
+    while True:
+        now = timezone.now()
+        OperationClaim.objects.filter(**fields, claimed_until__lt=now).delete()  # holder died
+        try:
+            with transaction.atomic():
+                claim = OperationClaim.objects.create(**fields, claimed_until=now + hold)
+            break
+        except IntegrityError:
+            if time.monotonic() > give_up_at:
+                raise OperationInProgress() from None
+            time.sleep(0.05)
+    try:
+        yield
+    finally:
+        claim.delete()
 
 
 def _limit_verifications(provisioner: ProvisionerToken, delivery: DeliveryInput) -> None:
@@ -253,7 +309,24 @@ def instance_update(
         if existing.fingerprint != fingerprint:
             raise IdempotencyConflict()
         return existing.result  # type: ignore[no-any-return]
+    with _operation_claim(provisioner, InstanceOperation.Kind.UPDATE, str(code), idempotency_key):
+        return _update(provisioner, agent, idempotency_key, fingerprint, name, delivery)
 
+
+def _update(
+    provisioner: ProvisionerToken,
+    agent: Agent,
+    idempotency_key: str,
+    fingerprint: str,
+    name: str | None,
+    delivery: Any,
+) -> dict[str, Any]:
+    code = agent.code
+    existing = _update_record(provisioner, code, idempotency_key)
+    if existing is not None:
+        if existing.fingerprint != fingerprint:
+            raise IdempotencyConflict()
+        return existing.result  # type: ignore[no-any-return]
     if isinstance(delivery, DeliveryInput):
         _limit_verifications(provisioner, delivery)
         webhooks.receiver_verify(

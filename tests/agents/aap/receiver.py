@@ -43,6 +43,7 @@ class Receiver:
     attempts: dict[str, int] = field(default_factory=dict)  # event id -> attempts seen
     invalid: list[str] = field(default_factory=list)
     fail_first: int = 0
+    verification_delay: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def expect(self, registration_id: str, secret: str) -> None:
@@ -50,6 +51,8 @@ class Receiver:
 
     def handle(self, headers: Any, body: bytes) -> tuple[int, bytes]:
         message = json.loads(body)
+        if message.get("type") == "webhook.verification":
+            time.sleep(self.verification_delay)
         with self.lock:
             if message.get("id") != headers.get("webhook-id"):
                 self.invalid.append("id mismatch")

@@ -282,3 +282,40 @@ def test_request_creation_is_rate_limited_per_instance(instance, settings) -> No
     settings.AAP_LIMIT_REQUESTS_PER_INSTANCE_MINUTE = 2
     assert [instance.create().status_code for _ in range(3)] == [201, 201, 429]
     assert ApprovalRequest.objects.count() == 2
+
+
+def test_concurrent_attempts_with_one_key_verify_once_and_create_once(
+    live_console, provisioner, provisioner_token, receiver
+) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    import httpx
+
+    receiver.verification_delay = 0.5
+    body = {"instance_name": "twin", "delivery": _delivery(receiver)}
+    idempotency_key = key()
+    results: list[httpx.Response] = []
+
+    def attempt() -> None:
+        with httpx.Client(timeout=30) as client:
+            results.append(
+                client.post(
+                    f"{live_console.url}{BASE}/instances",
+                    json=body,
+                    headers={
+                        "Authorization": f"Bearer {provisioner_token}",
+                        "Idempotency-Key": idempotency_key,
+                    },
+                )
+            )
+
+    threads = [threading.Thread(target=attempt) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert sorted(r.status_code for r in results) == [200, 200, 201]
+    assert len({r.json()["credential"]["token"] for r in results}) == 1
+    assert len(receiver.verifications) == 1
+    assert Agent.objects.count() == 1
