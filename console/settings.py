@@ -231,6 +231,9 @@ AAP_LIMIT_VERIFICATIONS_PER_PROVISIONER_HOUR = env_int(
 )
 AAP_LIMIT_VERIFICATIONS_PER_HOST_HOUR = env_int("AAP_LIMIT_VERIFICATIONS_PER_HOST_HOUR", 120)
 AAP_LIMIT_REQUESTS_PER_INSTANCE_MINUTE = env_int("AAP_LIMIT_REQUESTS_PER_INSTANCE_MINUTE", 600)
+# Webhook delivery attempts (first tries and retries) per receiver host per minute; over it,
+# delivery waits for the next window.
+AAP_LIMIT_DELIVERIES_PER_HOST_MINUTE = env_int("AAP_LIMIT_DELIVERIES_PER_HOST_MINUTE", 600)
 # How often beat re-enqueues due events whose task was lost (broker or worker outage).
 AAP_WEBHOOK_SWEEP_SECONDS = env_int("AAP_WEBHOOK_SWEEP_SECONDS", 30)
 

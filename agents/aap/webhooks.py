@@ -27,6 +27,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from agents.aap.limits import RateLimited, limit_count
 from agents.models import WebhookNotification, WebhookReceiver
 from approvals.models import ApprovalRequest, Source
 
@@ -315,6 +316,16 @@ def notification_deliver(*, notification_id: int) -> float | None:
     if receiver is None:
         _end(notification, "delivery removed")
         return None
+    try:
+        limit_count(
+            scope=f"deliver-host:{(urlsplit(receiver.url).hostname or '').lower()}",
+            what="deliveries to this host",
+            limit=settings.AAP_LIMIT_DELIVERIES_PER_HOST_MINUTE,
+            window_seconds=60,
+        )
+    except RateLimited as limited:
+        # Our own limit, not a failed attempt: wait for the next window without counting one.
+        return _postpone(notification, limited.retry_after, count_attempt=False)
 
     retry_after = None
     try:
@@ -338,12 +349,21 @@ def notification_deliver(*, notification_id: int) -> float | None:
         error = f"{type(failure).__name__}: {failure}"[:500]
 
     delay = max(_backoff(notification.attempts), retry_after or 0.0)
+    return _postpone(notification, delay, error=error)
+
+
+def _postpone(
+    notification: WebhookNotification, delay: float, *, error: str = "", count_attempt: bool = True
+) -> float | None:
     next_attempt_at = timezone.now() + timedelta(seconds=delay)
     if next_attempt_at >= notification.deliver_until:
         _end(notification, "retry window ended", error)
         return None
     WebhookNotification.objects.filter(pk=notification.pk).update(
-        next_attempt_at=next_attempt_at, claimed_until=None, last_error=error
+        next_attempt_at=next_attempt_at,
+        claimed_until=None,
+        attempts=F("attempts") - (0 if count_attempt else 1),
+        **({"last_error": error} if error else {}),
     )
     return delay
 

@@ -319,3 +319,31 @@ def test_concurrent_attempts_with_one_key_verify_once_and_create_once(
     assert len({r.json()["credential"]["token"] for r in results}) == 1
     assert len(receiver.verifications) == 1
     assert Agent.objects.count() == 1
+
+
+def test_deliveries_to_one_host_are_rate_limited_without_losing_events(
+    provisioner, receiver, settings
+) -> None:  # type: ignore[no-untyped-def]
+    from agents.aap.webhooks import notification_deliver
+
+    settings.AAP_LIMIT_DELIVERIES_PER_HOST_MINUTE = 1
+    body, _ = _provision(provisioner, receiver)
+    instance = bearer(body["credential"]["token"])
+    for _n in range(2):
+        created = instance.post(
+            f"{BASE}/requests",
+            {"tool": "t", "arguments": {}, "timeout": "10m"},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY=key(),
+        ).json()
+        instance.delete(f"{BASE}/requests/{created['id']}")
+    first, second = WebhookNotification.objects.order_by("id")
+    assert notification_deliver(notification_id=first.pk) is None
+    delay = notification_deliver(notification_id=second.pk)
+    assert delay is not None and 0 < delay <= 60
+    second.refresh_from_db()
+    first.refresh_from_db()
+    assert first.delivered_at is not None
+    assert second.delivered_at is None and second.ended_at is None  # postponed, not dropped
+    assert second.attempts == 0
+    assert len(receiver.events) == 1
