@@ -4,6 +4,7 @@ One view per path; parse -> one service call -> render. The long poll is async a
 thread: it sleeps on the request's channel-layer group, exactly like the native API's.
 """
 
+import logging
 import re
 import uuid
 from functools import partial
@@ -12,6 +13,7 @@ from typing import Any
 from adrf.views import APIView as AsyncAPIView
 from asgiref.sync import sync_to_async
 from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError
 from django.utils import timezone
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -40,9 +42,44 @@ from approvals.services import (
     approval_request_expire_if_overdue,
 )
 from console import exact_json
-from console.api_errors import ApiError
+from console.api_errors import ApiError, error_body
+from console.api_errors import exception_handler as api_exception_handler
+
+logger = logging.getLogger(__name__)
 
 MAX_IDEMPOTENCY_KEY = 255
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    """The console's envelope, and for anything unexpected the protocol's 500 or 503 too.
+
+    Never Django's HTML error page: an adapter must be able to parse every error (and never
+    mistake one for a decision). Details go to the log, not to the caller.
+    """
+    response = api_exception_handler(exc, context)
+    if response is not None:
+        return response
+    request = context.get("request")
+    request_id = getattr(request, "request_id", None)
+    if isinstance(exc, DatabaseError):
+        logger.exception("AAP dependency failure")
+        body = error_body(
+            status_code=503,
+            code="unavailable",
+            message="The console is temporarily unable to serve this; retry shortly.",
+            param=None,
+            request_id=request_id,
+        )
+        return Response(body, status=503, headers={"Retry-After": "5"})
+    logger.exception("AAP internal error")
+    body = error_body(
+        status_code=500,
+        code="internal_error",
+        message="The console could not complete the operation.",
+        param=None,
+        request_id=request_id,
+    )
+    return Response(body, status=500)
 
 
 class AapView(APIView):
@@ -50,11 +87,17 @@ class AapView(APIView):
     renderer_classes = [ExactJSONRenderer]
     parser_classes: list[Any] = []  # bodies are parsed exactly, from request.body
 
+    def get_exception_handler(self) -> Any:
+        return exception_handler
+
 
 class AapAsyncView(AsyncAPIView):
     authentication_classes = [AapAuthentication]
     renderer_classes = [ExactJSONRenderer]
     parser_classes: list[Any] = []
+
+    def get_exception_handler(self) -> Any:
+        return exception_handler
 
 
 def _body(request: Request) -> Any:

@@ -5,6 +5,7 @@ import re
 import uuid
 
 import pytest
+from django.db import DatabaseError
 from django.test import override_settings
 
 from agents.models import AgentCredential
@@ -423,3 +424,26 @@ def test_errors_never_contain_the_credential(instance) -> None:  # type: ignore[
 @pytest.fixture
 def reviewer(db):  # type: ignore[no-untyped-def]
     return UserFactory(username="rita")
+
+
+@pytest.mark.parametrize(
+    ("failure", "status", "error_type"),
+    [
+        (RuntimeError("boom at 0xdeadbeef"), 500, "internal"),
+        (DatabaseError("db down"), 503, "dependency"),
+    ],
+)
+def test_unexpected_failures_use_the_envelope_without_internals(
+    failure, status, error_type
+) -> None:  # type: ignore[no-untyped-def]
+    from types import SimpleNamespace
+
+    from agents.aap.api import exception_handler
+
+    request_id = str(uuid.uuid4())
+    response = exception_handler(failure, {"request": SimpleNamespace(request_id=request_id)})
+    assert response.status_code == status
+    error = response.data["error"]
+    assert error["type"] == error_type
+    assert error["request_id"] == request_id
+    assert str(failure) not in error["message"]
