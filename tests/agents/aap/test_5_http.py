@@ -447,3 +447,10 @@ def test_unexpected_failures_use_the_envelope_without_internals(
     assert error["type"] == error_type
     assert error["request_id"] == request_id
     assert str(failure) not in error["message"]
+
+
+def test_request_bodies_are_bounded(instance, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    response = instance.create({**REFUND, "arguments": {"blob": "x" * 2000}})
+    _assert_error(response, 413, "body_too_large")
+    assert not ApprovalRequest.objects.exists()
