@@ -168,19 +168,21 @@ def test_a_receiver_gets_exactly_one_signed_event_per_resolved_request_despite_f
         ).json()
         for n in range(3)
     ]
+    # Resolved before the worker starts: kombu's filesystem transport (the embedded broker) can
+    # hand a worker a message file that another thread is still writing.
+    approval_request_approve(
+        approval=ApprovalRequest.objects.get(code=created[0]["id"]), reviewer=reviewer
+    )
+    approval_request_deny(
+        approval=ApprovalRequest.objects.get(code=created[1]["id"]),
+        reviewer=reviewer,
+        reason="No.",
+    )
+    assert instance.delete(f"{BASE}/requests/{created[2]['id']}").status_code == 200
+    # Reads and replays create no events.
+    instance.get(f"{BASE}/requests/{created[0]['id']}")
     app.loader.import_default_modules()
     with start_worker(app, perform_ping_check=False, pool="solo", shutdown_timeout=10):
-        approval_request_approve(
-            approval=ApprovalRequest.objects.get(code=created[0]["id"]), reviewer=reviewer
-        )
-        approval_request_deny(
-            approval=ApprovalRequest.objects.get(code=created[1]["id"]),
-            reviewer=reviewer,
-            reason="No.",
-        )
-        assert instance.delete(f"{BASE}/requests/{created[2]['id']}").status_code == 200
-        # Reads and replays create no events.
-        instance.get(f"{BASE}/requests/{created[0]['id']}")
         assert _wait_for(lambda: len(receiver.events) == 3), (receiver.attempts, receiver.invalid)
         time.sleep(1.5)  # any duplicate retry would arrive by now
 
@@ -256,8 +258,8 @@ def test_an_event_whose_task_was_lost_is_delivered_by_the_sweep(provisioner, rec
     app.loader.import_default_modules()
     app.control.purge()
     assert WebhookNotification.objects.filter(delivered_at__isnull=True).count() == 1
+    deliver_due_notifications.delay()  # before the worker starts, as above
     with start_worker(app, perform_ping_check=False, pool="solo", shutdown_timeout=10):
-        deliver_due_notifications.delay()
         assert _wait_for(lambda: len(receiver.events) == 1), receiver.attempts
     assert receiver.events[0]["request_id"] == created["id"]
     assert WebhookNotification.objects.get().delivered_at is not None
