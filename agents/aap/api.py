@@ -152,10 +152,6 @@ class RateLimitedError(ApiError):
         self.wait = limited.retry_after  # DRF sends it as Retry-After
 
 
-def _rate_limited(limited: RateLimited) -> ApiError:
-    return RateLimitedError(limited)
-
-
 def _conflict(conflict: Exception, code: str, param: str | None = None) -> ApiError:
     return ApiError(status_code=409, code=code, message=str(conflict), param=param)
 
@@ -177,7 +173,7 @@ class RequestCreateApi(AapView):
         except IdempotencyConflict as conflict:
             raise _conflict(conflict, conflict.code, "Idempotency-Key") from None
         except RateLimited as limited:
-            raise _rate_limited(limited) from None
+            raise RateLimitedError(limited) from None
         except services.InstanceRetired:
             raise ApiError(
                 status_code=401, code="invalid_credential", message="The instance was deleted."
@@ -257,7 +253,7 @@ def _cancel(agent: Agent, code: uuid.UUID) -> dict[str, Any]:
 
 def _webhook_errors(error: Exception) -> ApiError:
     if isinstance(error, RateLimited):
-        return _rate_limited(error)
+        return RateLimitedError(error)
     if isinstance(error, webhooks.UnsafeWebhookURL):
         return ApiError(
             status_code=400, code="invalid_webhook_url", message=str(error), param="delivery.url"
