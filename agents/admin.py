@@ -1,7 +1,17 @@
 from django.contrib import admin, messages
 from django.http import HttpRequest
+from django.utils import timezone
 
-from agents.models import Agent, AgentCredential, Run, TraceEvent
+from agents.models import (
+    AapInstance,
+    Agent,
+    AgentCredential,
+    ProvisionerToken,
+    Run,
+    TraceEvent,
+    WebhookNotification,
+    WebhookReceiver,
+)
 from agents.services import credential_issue, credential_revoke
 from approvals.audit_admin import AuditedAdminMixin
 from approvals.policies.halts import agent_halt
@@ -20,12 +30,35 @@ class AgentCredentialInline(admin.TabularInline):
         return False
 
 
+class AapInstanceInline(admin.StackedInline):
+    """The AAP side of the same identity: who provisioned it, and whether it was deleted."""
+
+    model = AapInstance
+    extra = 0
+    fields = readonly_fields = ("provisioner", "deleted_at")
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Agent | None = None) -> bool:
+        return False
+
+
+class WebhookReceiverInline(admin.StackedInline):
+    model = WebhookReceiver
+    extra = 0
+    # Never the signing secret.
+    fields = readonly_fields = ("url", "registration_id", "verified_at")
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Agent | None = None) -> bool:
+        return False
+
+
 @admin.register(Agent)
 class AgentAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ("name", "code", "created_at")
     search_fields = ("name", "code")
     readonly_fields = ("code", "created_at")
-    inlines = [AgentCredentialInline]
+    inlines = [AgentCredentialInline, AapInstanceInline, WebhookReceiverInline]
     actions = ["issue_credential", "halt"]
 
     def has_halt_permission(self, request: HttpRequest) -> bool:
@@ -93,3 +126,28 @@ class TraceEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("run", "sequence", "type", "cost", "recorded_at")
     list_filter = ("type",)
     list_select_related = ("run",)
+
+
+@admin.register(ProvisionerToken)
+class ProvisionerTokenAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    """Tokens are created with `manage.py create_provisioner_token NAME` (shown once)."""
+
+    list_display = ("name", "prefix", "created_at", "revoked_at")
+    readonly_fields = ("name", "prefix", "created_at", "revoked_at")
+    exclude = ("secret_digest",)
+    actions = ["revoke"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.action(description="Revoke selected provisioner tokens")
+    def revoke(self, request: HttpRequest, queryset) -> None:  # type: ignore[no-untyped-def]
+        queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        self.message_user(request, "Revoked.")
+
+
+@admin.register(WebhookNotification)
+class WebhookNotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("code", "agent", "created_at", "attempts", "delivered_at", "ended_reason")
+    list_filter = ("delivered_at", "ended_reason")
+    readonly_fields = [f.name for f in WebhookNotification._meta.fields]

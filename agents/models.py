@@ -212,3 +212,155 @@ class AgentHalt(models.Model):
     @property
     def is_active(self) -> bool:
         return self.resumed_at is None
+
+
+class ProvisionerToken(models.Model):
+    """A bearer token `aap_prov_<prefix>_<secret>` that may create and manage AAP instances.
+
+    It cannot make approval requests. Stored like AgentCredential: prefix in clear, secret digest.
+    Its scope is the instances it provisioned.
+    """
+
+    name = models.CharField(max_length=200, unique=True)
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    secret_digest = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AapInstance(models.Model):
+    """What the Agent Approval Protocol adds to an agent that a provisioner created or manages.
+
+    The agent stays the one identity (one admin page); a deleted instance keeps its agent row,
+    so its requests and decisions survive, but its credentials are revoked.
+    """
+
+    agent = models.OneToOneField(Agent, on_delete=models.PROTECT, related_name="aap_instance")
+    provisioner = models.ForeignKey(
+        ProvisionerToken, on_delete=models.PROTECT, related_name="instances"
+    )
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"AAP instance {self.agent}"
+
+
+class WebhookReceiver(models.Model):
+    """An instance's verified webhook delivery configuration (AAP asynchronous mode).
+
+    The signing secret is kept in clear because every delivery must be signed with it; it is
+    never returned by the API, shown in the admin or sent anywhere but into the HMAC.
+    """
+
+    agent = models.OneToOneField(Agent, on_delete=models.CASCADE, related_name="webhook_receiver")
+    url = models.URLField(max_length=2000)
+    registration_id = models.UUIDField()
+    signing_secret = models.CharField(max_length=64)
+    verified_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class InstanceOperation(models.Model):
+    """The idempotency record of a provisioning or update: the key, the input and the result.
+
+    A replay with the same key and input returns the result recorded here; a provisioning replay
+    re-derives the same credential (see agents.aap.services), so no plaintext is stored.
+    """
+
+    class Kind(models.TextChoices):
+        PROVISION = "provision", "Provision"
+        UPDATE = "update", "Update"
+
+    provisioner = models.ForeignKey(
+        ProvisionerToken, on_delete=models.PROTECT, related_name="operations"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    # Updates are scoped to one instance; provisioning to the provisioner alone ("").
+    scope = models.CharField(max_length=64, blank=True)
+    idempotency_key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64)
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="aap_operations")
+    credential = models.ForeignKey(
+        AgentCredential, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    result = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provisioner", "kind", "scope", "idempotency_key"],
+                name="aap_operation_unique_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.agent_id} ({self.idempotency_key})"
+
+
+class WebhookNotification(models.Model):
+    """The outbox: one `request.resolved` event, written in the transaction of the decision.
+
+    A Celery task delivers it; beat re-enqueues any that are due, so a lost task, a dead broker or
+    worker, or a receiver outage delays the event but never loses it.
+    """
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="notifications")
+    approval = models.OneToOneField(
+        "approvals.ApprovalRequest", on_delete=models.PROTECT, related_name="notification"
+    )
+    # The body is fixed at creation and sent byte for byte on every attempt.
+    body = models.TextField()
+    created_at = models.DateTimeField()  # = decision.decided_at
+    deliver_until = models.DateTimeField()
+    next_attempt_at = models.DateTimeField(db_index=True)
+    # At most one attempt at a time: a worker claims the event until this time.
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    # Delivery removed, instance deleted, or the retry window ran out.
+    ended_at = models.DateTimeField(null=True, blank=True)
+    ended_reason = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"request.resolved {self.code}"
+
+
+class OperationClaim(models.Model):
+    """Held while an instance operation verifies its receiver, so that concurrent attempts with
+    the same idempotency key wait for it instead of verifying in parallel (then replay its result).
+
+    A row, not a transaction-long lock: verification takes up to ten seconds of someone else's
+    server, and no database transaction should stay open that long.
+    """
+
+    provisioner = models.ForeignKey(ProvisionerToken, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=16)
+    scope = models.CharField(max_length=64, blank=True)
+    idempotency_key = models.CharField(max_length=255)
+    # A claim whose holder died is taken over after this.
+    claimed_until = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provisioner", "kind", "scope", "idempotency_key"],
+                name="aap_operation_claim_unique_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"claim {self.kind} {self.idempotency_key}"

@@ -19,6 +19,7 @@ from agents.models import (
     CLOSED_RUN_STATUSES,
     Agent,
     AgentCredential,
+    ProvisionerToken,
     Run,
     RunStatus,
     TraceEvent,
@@ -26,6 +27,7 @@ from agents.models import (
 from approvals.audit import AuditAction, audit_record
 
 CREDENTIAL_SCHEME = "aac"
+PROVISIONER_SCHEME = "aapp"
 
 
 @dataclass(frozen=True)
@@ -65,9 +67,12 @@ def agent_create_with_credential(
 
 
 @transaction.atomic
-def credential_issue(*, agent: Agent, label: str = "", actor: Actor = None) -> IssuedCredential:
+def credential_issue(
+    *, agent: Agent, label: str = "", actor: Actor = None, secret: str | None = None
+) -> IssuedCredential:
+    """Issue a credential. `secret` is for callers that must re-derive it (AAP provisioning)."""
     prefix = secrets.token_hex(6)
-    secret = secrets.token_urlsafe(32)
+    secret = secret or secrets.token_urlsafe(32)
     credential = AgentCredential.objects.create(
         agent=agent, prefix=prefix, secret_digest=_digest(secret), label=label
     )
@@ -273,3 +278,28 @@ def _deny_pending_requests_of(run: Run) -> None:
 
     for approval in approvals_pending_for_run(run=run):
         approval_request_system_deny(approval=approval, reason=run_refusal_reason(run))
+
+
+@dataclass(frozen=True)
+class IssuedProvisionerToken:
+    token: ProvisionerToken
+    plaintext: str
+
+
+def provisioner_token_create(*, name: str) -> IssuedProvisionerToken:
+    """A token for `POST /aap/v1/instances`: it manages instances, never makes requests."""
+    prefix = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    token = ProvisionerToken.objects.create(name=name, prefix=prefix, secret_digest=_digest(secret))
+    return IssuedProvisionerToken(token=token, plaintext=f"{PROVISIONER_SCHEME}_{prefix}_{secret}")
+
+
+def provisioner_token_authenticate(*, token: str) -> ProvisionerToken | None:
+    scheme, _, rest = token.partition("_")
+    prefix, _, secret = rest.partition("_")
+    if scheme != PROVISIONER_SCHEME or not prefix or not secret:
+        return None
+    provisioner = ProvisionerToken.objects.filter(prefix=prefix, revoked_at__isnull=True).first()
+    if provisioner is None or not hmac.compare_digest(provisioner.secret_digest, _digest(secret)):
+        return None
+    return provisioner

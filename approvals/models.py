@@ -74,6 +74,20 @@ class ApprovalRequest(models.Model):
     # As submitted ("30m"), echoed back; timeout_seconds is the window actually granted.
     timeout = models.CharField(max_length=16)
     timeout_seconds = models.PositiveIntegerField()
+    # AAP echoes what the agent sent exactly (every digit, key order), which the parsed JSONFields
+    # cannot: jsonb sorts keys and floats round. The exact JSON text is kept here ("" = native).
+    arguments_raw = models.TextField(blank=True)
+    context_raw = models.TextField(blank=True)
+    # The optional top-level `server` an AAP client sends on MCP calls, echoed as sent.
+    server_raw = models.TextField(blank=True)
+    # Approved at once because a reviewer suggested exactly these arguments on that request.
+    approved_as_suggested_on = models.OneToOneField(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="suggestion_taken_by",
+    )
 
     # Routing and review requirements (set when the request is created; policies decide them).
     team = models.ForeignKey(
@@ -149,6 +163,9 @@ class Decision(models.Model):
     # "Approve with changes": the arguments the agent may run instead of the submitted ones.
     # Null means exactly the submitted arguments.
     approved_arguments = models.JSONField(null=True, blank=True)
+    # AAP: a reviewer's changed arguments become a denial carrying them as a suggestion; an exact
+    # resubmission from the same agent is then approved (see approval_request_approve).
+    suggested_arguments = models.JSONField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.status} {self.approval_id}"

@@ -4,6 +4,7 @@ Returns plain strings; templates escape them like any other agent text.
 """
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,14 +24,20 @@ class ArgumentLine:
     size: int
 
 
-def arguments_folded(arguments: Any) -> list[ArgumentLine]:
-    """One entry per top-level argument; non-object arguments come back as a single entry."""
+def arguments_folded(
+    arguments: Any, *, render: Callable[[Any], str] = pretty_json
+) -> list[ArgumentLine]:
+    """One entry per top-level argument; non-object arguments come back as a single entry.
+
+    `render` turns a value into text: AAP requests pass the exact-JSON renderer, so reviewers
+    see every digit and the key order the agent sent.
+    """
     if not isinstance(arguments, dict):
-        text = pretty_json(arguments)
+        text = render(arguments)
         return [ArgumentLine(key="", text=text, folded=len(text) > FOLD_CHARS, size=len(text))]
     lines = []
     for key, value in arguments.items():
-        value_text = pretty_json(value)
+        value_text = render(value)
         text = f"{json.dumps(key, ensure_ascii=False)}: {value_text}"
         lines.append(
             ArgumentLine(

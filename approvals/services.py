@@ -23,6 +23,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from agents.aap import webhooks
 from agents.models import Agent, Run
 from agents.services import run_refusal_reason
 from approvals import realtime
@@ -36,11 +37,13 @@ from approvals.models import (
     Decision,
     DecisionPageView,
     Impact,
+    Source,
     Status,
 )
 from approvals.notifications import notifications_on_resolved, notifications_on_submitted
 from approvals.policies.evaluation import Verdict, policy_decide
 from approvals.policies.models import Outcome, PolicyEvaluation
+from console import exact_json
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +69,21 @@ class Submission:
     run: str | None = None
     labels: list[str] = field(default_factory=list)
     arguments_schema: dict[str, Any] | None = None
+    # AAP only: the exact JSON text of arguments, context and `server`, echoed instead of the
+    # parsed (rounded, key-sorted) copies.
+    arguments_raw: str = ""
+    context_raw: str = ""
+    server_raw: str = ""
 
     def fingerprint(self) -> str:
         """A digest of the parsed fields: key order and whitespace do not change it."""
-        canonical = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"), default=str)
+        fields = asdict(self)
+        for name in ("arguments_raw", "context_raw", "server_raw"):
+            # Compare the raw texts by parsed value, numbers exact: 1.0000000000000001 and 1.0
+            # are different submissions even though they parse to the same float.
+            if fields[name]:
+                fields[name] = exact_json.canonical(exact_json.loads(fields[name]))
+        canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -88,7 +102,11 @@ def _effective_timeout(requested_seconds: int) -> int:
 
 
 def approval_request_create(
-    *, agent: Agent, idempotency_key: str, submission: Submission
+    *,
+    agent: Agent,
+    idempotency_key: str,
+    submission: Submission,
+    source: str = Source.NATIVE,
 ) -> tuple[ApprovalRequest, bool]:
     """Create a pending request, or return the existing one for a replayed idempotency key.
 
@@ -118,6 +136,10 @@ def approval_request_create(
                 timeout_seconds = min(timeout_seconds, verdict.time_to_decide_seconds)
             approval = ApprovalRequest.objects.create(
                 agent=agent,
+                source=source,
+                arguments_raw=submission.arguments_raw,
+                context_raw=submission.context_raw,
+                server_raw=submission.server_raw,
                 idempotency_key=idempotency_key,
                 fingerprint=fingerprint,
                 tool=submission.tool,
@@ -166,6 +188,9 @@ def approval_request_create(
         # Two submissions with the same key raced and the other one inserted first.
         existing = ApprovalRequest.objects.get(agent=agent, idempotency_key=idempotency_key)
         return _replay(existing, fingerprint), False
+    if source == Source.AAP and approval.status == Status.PENDING:
+        # Only a request the policy held can be the exact resubmission a reviewer suggested.
+        approval = _approve_if_suggested(approval=approval)
     return approval, True
 
 
@@ -221,6 +246,23 @@ def approval_request_approve(
     """
     now = timezone.now()
     approved_arguments = None if arguments in (None, approval.arguments) else arguments
+    if approved_arguments is not None and approval.source == Source.AAP:
+        # AAP has no way to say "approved, but run these arguments instead": an adapter would run
+        # the submitted call. So an edit becomes a denial that carries the suggestion, and an exact
+        # resubmission of it from the same agent is approved at once (_approve_if_suggested).
+        suggestion = json.dumps(approved_arguments, ensure_ascii=False)
+        return _transition(
+            approval=approval,
+            to_status=Status.DENIED,
+            actor_type=ActorType.REVIEWER,
+            actor_user=reviewer,
+            note=(f"{note.strip()}\n\n" if note.strip() else "")
+            + "The reviewer would approve these arguments instead; resubmit exactly these to "
+            f"be approved at once: {suggestion}",
+            now=now,
+            suggested_arguments=approved_arguments,
+            event_kind="denied_with_suggestion",
+        )
     return _transition(
         approval=approval,
         to_status=Status.APPROVED,
@@ -329,15 +371,25 @@ def arguments_schema_errors(*, schema: dict[str, Any] | None, arguments: Any) ->
     return [f"{error.json_path}: {error.message}" for error in errors]
 
 
-def approval_request_cancel(*, approval: ApprovalRequest, agent: Agent) -> ApprovalRequest:
-    """Withdraw a pending request. Cancelling a cancelled request returns it unchanged."""
+def approval_request_cancel(
+    *,
+    approval: ApprovalRequest,
+    agent: Agent,
+    note: str = "Withdrawn by the agent.",
+    notify: bool = True,
+) -> ApprovalRequest:
+    """Withdraw a pending request. Cancelling a cancelled request returns it unchanged.
+
+    `notify=False` records no webhook event: deleting an AAP instance retires its receiver too.
+    """
     try:
         return _transition(
             approval=approval,
             to_status=Status.CANCELLED,
             actor_type=ActorType.AGENT,
             actor_agent=agent,
-            note="Withdrawn by the agent.",
+            note=note,
+            notify=notify,
         )
     except TransitionConflict as conflict:
         if conflict.current_status == Status.CANCELLED:
@@ -405,6 +457,9 @@ def _transition(
     now: datetime | None = None,
     expires_at: datetime | None = None,
     approved_arguments: dict[str, Any] | None = None,
+    suggested_arguments: dict[str, Any] | None = None,
+    event_kind: str | None = None,
+    notify: bool = True,
 ) -> ApprovalRequest:
     now = now or timezone.now()
     if to_status not in ALLOWED_TRANSITIONS[Status.PENDING]:
@@ -429,10 +484,11 @@ def _transition(
                 decided_at=now,
                 expires_at=expires_at,
                 approved_arguments=approved_arguments,
+                suggested_arguments=suggested_arguments,
             )
             ApprovalEvent.objects.create(
                 approval_id=approval.pk,
-                kind=to_status,
+                kind=event_kind or to_status,
                 from_status=Status.PENDING,
                 to_status=to_status,
                 actor_type=actor_type,
@@ -453,6 +509,10 @@ def _transition(
                 },
             )
             notifications_on_resolved(approval_id=approval.pk)
+            if notify:
+                # Same transaction as the decision: the outcome and its webhook event commit
+                # together or not at all.
+                webhooks.notification_record(approval_id=approval.pk, decided_at=now)
             transaction.on_commit(partial(realtime.publish_approval_changed, approval.pk))
 
     current = ApprovalRequest.objects.select_related("decision").get(pk=approval.pk)
@@ -472,3 +532,49 @@ def decision_page_view_record(*, approval: ApprovalRequest, reviewer: AbstractBa
     DecisionPageView.objects.get_or_create(
         approval=approval, reviewer_id=reviewer.pk, defaults={"first_viewed_at": timezone.now()}
     )
+
+
+def _approve_if_suggested(*, approval: ApprovalRequest) -> ApprovalRequest:
+    """Approve a fresh AAP request at once if a reviewer suggested exactly this call.
+
+    The suggestion must come from a denial of the same agent's request for the same tool, be
+    recent, and not have been used yet: one human decision permits one execution.
+    """
+    since = timezone.now() - timedelta(seconds=settings.APPROVAL_SUGGESTION_VALIDITY_SECONDS)
+    candidates = Decision.objects.filter(
+        approval__agent_id=approval.agent_id,
+        approval__tool=approval.tool,
+        approval__source=Source.AAP,
+        approval__suggestion_taken_by__isnull=True,
+        status=Status.DENIED,
+        suggested_arguments__isnull=False,
+        decided_at__gte=since,
+    ).select_related("approval", "reviewer")
+    submitted = json.dumps(approval.arguments, sort_keys=True)
+    # Compared as canonical JSON text, not with ==, which would equate true with 1 and 1 with 1.0.
+    suggestion = next(
+        (d for d in candidates if json.dumps(d.suggested_arguments, sort_keys=True) == submitted),
+        None,
+    )
+    if suggestion is None:
+        return approval
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            # The one-to-one link is the claim: a suggestion approves one resubmission only.
+            ApprovalRequest.objects.filter(pk=approval.pk).update(
+                approved_as_suggested_on=suggestion.approval
+            )
+            return _transition(
+                approval=approval,
+                to_status=Status.APPROVED,
+                actor_type=ActorType.REVIEWER,
+                actor_user=suggestion.reviewer,
+                note="Approved as suggested by the reviewer on request "
+                f"{suggestion.approval.code}.",
+                now=now,
+                expires_at=now + timedelta(seconds=settings.APPROVAL_VALIDITY_SECONDS),
+                event_kind="approved_as_suggested",
+            )
+    except IntegrityError:
+        return ApprovalRequest.objects.get(pk=approval.pk)  # another resubmission took it

@@ -43,6 +43,7 @@ from approvals.selectors import (
     run_timeline_for_approval,
 )
 from approvals.services import decision_page_view_record
+from console import exact_json
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -98,9 +99,18 @@ def _detail_context(
     user_voted = any(vote.reviewer_id == request.user.pk for vote in approval.votes.all())
     return {
         "approval": approval,
-        "arguments_pretty": pretty_json(approval.arguments),
-        "arguments_folded": arguments_folded(approval.arguments),
-        "context_pretty": pretty_json(approval.context),
+        # AAP requests keep the exact text: the reviewer sees every digit the agent will run.
+        "arguments_pretty": exact_json.pretty(approval.arguments_raw)
+        if approval.arguments_raw
+        else pretty_json(approval.arguments),
+        "arguments_folded": arguments_folded(
+            exact_json.loads(approval.arguments_raw), render=exact_json.pretty_value
+        )
+        if approval.arguments_raw
+        else arguments_folded(approval.arguments),
+        "context_pretty": exact_json.pretty(approval.context_raw)
+        if approval.context_raw
+        else pretty_json(approval.context),
         "approve_form": extra.pop("approve_form", None) or ApproveForm(),
         "changes_form": extra.pop("changes_form", None)
         or ApproveChangesForm(initial={"arguments": pretty_json(approval.arguments)}),

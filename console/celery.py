@@ -48,3 +48,8 @@ def _schedule_periodic_tasks(sender: Celery, **kwargs: object) -> None:
         requeue_due_notifications.s(),
         name="re-enqueue undelivered notifications",
     )
+    sender.add_periodic_task(
+        float(settings.AAP_WEBHOOK_SWEEP_SECONDS),
+        sender.signature("aap.deliver_due_notifications"),
+        name="deliver due AAP webhook notifications",
+    )

@@ -20,6 +20,14 @@ logger = logging.getLogger("console.http")
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 
 
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
 class RequestIdMiddleware:
     """Give every exchange an id, echoed as X-Request-ID and used in error bodies and logs."""
 
@@ -37,6 +45,8 @@ class RequestIdMiddleware:
     def _assign(self, request: HttpRequest) -> str:
         incoming = request.headers.get("X-Request-ID", "")
         request_id = incoming if _VALID_REQUEST_ID.match(incoming) else str(uuid.uuid4())
+        if request.path.startswith(settings.AAP_BASE_PATH + "/") and not _is_uuid(request_id):
+            request_id = str(uuid.uuid4())  # AAP says request_id is a UUID
         request.request_id = request_id  # type: ignore[attr-defined]
         return request_id
 

@@ -172,6 +172,12 @@ else:
     # Per process: fine for the embedded single server process; several processes need Redis.
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# Rate-limit counters (agents/aap/limits.py) must be shared by all server processes.
+if REDIS_URL:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
+
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
@@ -261,6 +267,33 @@ API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 256 * 1024)
 API_MAX_FIELD_BYTES = env_int("API_MAX_FIELD_BYTES", 64 * 1024)
 TRACE_MAX_BATCH_EVENTS = env_int("TRACE_MAX_BATCH_EVENTS", 100)
 API_MAX_JSON_DEPTH = env_int("API_MAX_JSON_DEPTH", 64)
+
+# AAP: how long a reviewer's suggested arguments (an edit turned into a denial) stay approvable.
+APPROVAL_SUGGESTION_VALIDITY_SECONDS = env_int("APPROVAL_SUGGESTION_VALIDITY_SECONDS", 60 * 60)
+
+# --- Agent Approval Protocol v1 ----------------------------------------------------------------
+# Where the protocol is served: POST {AAP_BASE_PATH}/v1/requests.
+AAP_BASE_PATH = "/" + env_str("AAP_BASE_PATH", "/aap").strip("/")
+# Off: webhook receivers must be public HTTPS hosts (the spec's SSRF rules). On, for self-hosted
+# deployments: receivers on loopback and private networks are allowed, over HTTP too.
+AAP_WEBHOOK_ALLOW_PRIVATE_RECEIVERS = env_bool("AAP_WEBHOOK_ALLOW_PRIVATE_RECEIVERS", False)
+AAP_WEBHOOK_TIMEOUT_SECONDS = env_int("AAP_WEBHOOK_TIMEOUT_SECONDS", 10)
+# Retries: exponential backoff with jitter from the base, capped, until the window ends.
+AAP_WEBHOOK_RETRY_BASE_SECONDS = float(env_str("AAP_WEBHOOK_RETRY_BASE_SECONDS", "5"))
+AAP_WEBHOOK_RETRY_MAX_SECONDS = float(env_str("AAP_WEBHOOK_RETRY_MAX_SECONDS", "3600"))
+AAP_WEBHOOK_DELIVERY_WINDOW_SECONDS = env_int("AAP_WEBHOOK_DELIVERY_WINDOW_SECONDS", 7 * 24 * 3600)
+# Abuse limits (fixed windows): receiver verifications per provisioner and per destination host
+# per hour, and approval requests per instance per minute. Over them: 429 with Retry-After.
+AAP_LIMIT_VERIFICATIONS_PER_PROVISIONER_HOUR = env_int(
+    "AAP_LIMIT_VERIFICATIONS_PER_PROVISIONER_HOUR", 60
+)
+AAP_LIMIT_VERIFICATIONS_PER_HOST_HOUR = env_int("AAP_LIMIT_VERIFICATIONS_PER_HOST_HOUR", 120)
+AAP_LIMIT_REQUESTS_PER_INSTANCE_MINUTE = env_int("AAP_LIMIT_REQUESTS_PER_INSTANCE_MINUTE", 600)
+# Webhook delivery attempts (first tries and retries) per receiver host per minute; over it,
+# delivery waits for the next window.
+AAP_LIMIT_DELIVERIES_PER_HOST_MINUTE = env_int("AAP_LIMIT_DELIVERIES_PER_HOST_MINUTE", 600)
+# How often beat re-enqueues due events whose task was lost (broker or worker outage).
+AAP_WEBHOOK_SWEEP_SECONDS = env_int("AAP_WEBHOOK_SWEEP_SECONDS", 30)
 
 # --- Auth and security -----------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

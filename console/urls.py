@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
@@ -63,4 +64,5 @@ urlpatterns = [
     path("api/v1/", include((api_v1, "api"), namespace="api-v1")),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", insight_views.metrics, name="metrics"),
+    path(f"{settings.AAP_BASE_PATH.strip('/')}/", include("agents.aap.urls")),
 ]

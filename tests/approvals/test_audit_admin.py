@@ -154,6 +154,10 @@ def test_agents_edited_in_the_admin_are_recorded(admin_client) -> None:  # type:
             "description": "new",
             "credentials-TOTAL_FORMS": "0",
             "credentials-INITIAL_FORMS": "0",
+            "aap_instance-TOTAL_FORMS": "0",
+            "aap_instance-INITIAL_FORMS": "0",
+            "webhook_receiver-TOTAL_FORMS": "0",
+            "webhook_receiver-INITIAL_FORMS": "0",
         },
     )
     (record,) = _config_records()

@@ -1,0 +1,358 @@
+"""The Agent Approval Protocol v1 HTTP API (../shared/aap/openapi.yaml), under AAP_BASE_PATH.
+
+One view per path; parse -> one service call -> render. The long poll is async and holds no
+thread: it sleeps on the request's channel-layer group, exactly like the native API's.
+"""
+
+import logging
+import re
+import uuid
+from functools import partial
+from typing import Any
+
+from adrf.views import APIView as AsyncAPIView
+from asgiref.sync import sync_to_async
+from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError
+from django.utils import timezone
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from agents.aap import services, webhooks
+from agents.aap.authentication import AapAuthentication, IsInstance, IsProvisioner
+from agents.aap.limits import RateLimited
+from agents.aap.serializers import (
+    CreateApprovalRequestInput,
+    ExactJSONRenderer,
+    ProvisionInstanceInput,
+    UpdateInstanceInput,
+    approval_document,
+)
+from agents.models import Agent, ProvisionerToken
+from approvals import realtime
+from approvals.api import parse_wait
+from approvals.exceptions import IdempotencyConflict, TransitionConflict
+from approvals.models import ApprovalRequest, Status
+from approvals.selectors import approval_get_for_agent
+from approvals.services import (
+    DURATION_PATTERN,
+    approval_request_cancel,
+    approval_request_expire_if_overdue,
+)
+from console import exact_json
+from console.api_errors import ApiError, error_body
+from console.api_errors import exception_handler as api_exception_handler
+
+logger = logging.getLogger(__name__)
+
+MAX_IDEMPOTENCY_KEY = 255
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    """The console's envelope, and for anything unexpected the protocol's 500 or 503 too.
+
+    Never Django's HTML error page: an adapter must be able to parse every error (and never
+    mistake one for a decision). Details go to the log, not to the caller.
+    """
+    response = api_exception_handler(exc, context)
+    if response is not None:
+        return response
+    request = context.get("request")
+    request_id = getattr(request, "request_id", None)
+    if isinstance(exc, DatabaseError):
+        logger.exception("AAP dependency failure")
+        body = error_body(
+            status_code=503,
+            code="unavailable",
+            message="The console is temporarily unable to serve this; retry shortly.",
+            param=None,
+            request_id=request_id,
+        )
+        return Response(body, status=503, headers={"Retry-After": "5"})
+    logger.exception("AAP internal error")
+    body = error_body(
+        status_code=500,
+        code="internal_error",
+        message="The console could not complete the operation.",
+        param=None,
+        request_id=request_id,
+    )
+    return Response(body, status=500)
+
+
+class AapView(APIView):
+    authentication_classes = [AapAuthentication]
+    renderer_classes = [ExactJSONRenderer]
+    parser_classes: list[Any] = []  # bodies are parsed exactly, from request.body
+
+    def get_exception_handler(self) -> Any:
+        return exception_handler
+
+
+class AapAsyncView(AsyncAPIView):
+    authentication_classes = [AapAuthentication]
+    renderer_classes = [ExactJSONRenderer]
+    parser_classes: list[Any] = []
+
+    def get_exception_handler(self) -> Any:
+        return exception_handler
+
+
+def _body(request: Request) -> Any:
+    try:
+        raw = request.body
+    except RequestDataTooBig:
+        raise ApiError(
+            status_code=413, code="body_too_large", message="The request body is too large."
+        ) from None
+    try:
+        return exact_json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ApiError(
+            status_code=400, code="invalid_json", message="The body must be a JSON object."
+        ) from None
+
+
+def _validated[S: serializers.Serializer](serializer: S) -> S:
+    serializer.is_valid(raise_exception=True)
+    return serializer
+
+
+def _idempotency_key(request: Request) -> str:
+    key = request.headers.get("Idempotency-Key", "")
+    if not key:
+        raise ApiError(
+            status_code=400,
+            code="missing_idempotency_key",
+            message="The Idempotency-Key header is required.",
+            param="Idempotency-Key",
+        )
+    if len(key) > MAX_IDEMPOTENCY_KEY:
+        raise ApiError(
+            status_code=400,
+            code="invalid_idempotency_key",
+            message=f"The Idempotency-Key header must be at most {MAX_IDEMPOTENCY_KEY} characters.",
+            param="Idempotency-Key",
+        )
+    return key
+
+
+def _uuid(raw: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise ApiError(status_code=404, code="not_found", message=f"No such {what}.") from None
+
+
+class RateLimitedError(ApiError):
+    def __init__(self, limited: RateLimited) -> None:
+        super().__init__(status_code=429, code="rate_limited", message=str(limited))
+        self.wait = limited.retry_after  # DRF sends it as Retry-After
+
+
+def _conflict(conflict: Exception, code: str, param: str | None = None) -> ApiError:
+    return ApiError(status_code=409, code=code, message=str(conflict), param=param)
+
+
+# --- Requests ---------------------------------------------------------------------------------
+
+
+class RequestCreateApi(AapView):
+    permission_classes = [IsInstance]
+
+    def post(self, request: Request) -> Response:
+        key = _idempotency_key(request)
+        payload = _validated(CreateApprovalRequestInput(data=_body(request)))
+        agent: Agent = request.user  # type: ignore[assignment]
+        try:
+            approval, created = services.aap_request_create(
+                agent=agent, idempotency_key=key, submission=payload.to_submission()
+            )
+        except IdempotencyConflict as conflict:
+            raise _conflict(conflict, conflict.code, "Idempotency-Key") from None
+        except RateLimited as limited:
+            raise RateLimitedError(limited) from None
+        except services.InstanceRetired:
+            raise ApiError(
+                status_code=401, code="invalid_credential", message="The instance was deleted."
+            ) from None
+        return Response(
+            approval_document(_reload(approval)),
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+
+def _reload(approval: ApprovalRequest) -> ApprovalRequest:
+    return ApprovalRequest.objects.select_related("decision").get(pk=approval.pk)
+
+
+class RequestDetailApi(AapAsyncView):
+    permission_classes = [IsInstance]
+
+    async def get(self, request: Request, id: str) -> Response:
+        code = _uuid(id, "approval request")
+        raw_wait = request.query_params.get("wait")
+        if raw_wait is not None and not _is_duration(raw_wait):
+            raise ApiError(
+                status_code=400,
+                code="invalid_field",
+                message='wait: must be a duration such as "30s".',
+                param="wait",
+            )
+        wait = parse_wait(raw_wait)
+        agent: Agent = request.user  # type: ignore[assignment]
+        document, deadline_in = await sync_to_async(_read)(agent, code)
+        if document["status"] == Status.PENDING and wait > 0:
+            # Wake at the deadline at the latest: the re-read then records the expiry.
+            timeout = max(0.0, min(wait, deadline_in + 0.05))
+            await realtime.wait_until_resolved(
+                code=code, timeout=timeout, is_resolved=partial(_is_resolved, code)
+            )
+            document, _ = await sync_to_async(_read)(agent, code)
+        return Response(document)
+
+    async def delete(self, request: Request, id: str) -> Response:
+        code = _uuid(id, "approval request")
+        agent: Agent = request.user  # type: ignore[assignment]
+        return Response(await sync_to_async(_cancel)(agent, code))
+
+
+def _is_duration(raw: str) -> bool:
+    return re.fullmatch(DURATION_PATTERN, raw) is not None
+
+
+@sync_to_async
+def _is_resolved(code: uuid.UUID) -> bool:
+    return ApprovalRequest.objects.filter(code=code).exclude(status=Status.PENDING).exists()
+
+
+def _read(agent: Agent, code: uuid.UUID) -> tuple[dict[str, Any], float]:
+    approval = approval_get_for_agent(agent=agent, code=code)
+    if approval is None:
+        raise ApiError(status_code=404, code="not_found", message="No such approval request.")
+    approval = _reload(approval_request_expire_if_overdue(approval=approval))
+    deadline_in = (approval.deadline_at - timezone.now()).total_seconds()
+    return approval_document(approval), deadline_in
+
+
+def _cancel(agent: Agent, code: uuid.UUID) -> dict[str, Any]:
+    approval = approval_get_for_agent(agent=agent, code=code)
+    if approval is None:
+        raise ApiError(status_code=404, code="not_found", message="No such approval request.")
+    try:
+        approval = approval_request_cancel(approval=approval, agent=agent)
+    except TransitionConflict as conflict:
+        raise _conflict(conflict, conflict.code) from None
+    return approval_document(_reload(approval))
+
+
+# --- Instances --------------------------------------------------------------------------------
+
+
+def _webhook_errors(error: Exception) -> ApiError:
+    if isinstance(error, RateLimited):
+        return RateLimitedError(error)
+    if isinstance(error, webhooks.UnsafeWebhookURL):
+        return ApiError(
+            status_code=400, code="invalid_webhook_url", message=str(error), param="delivery.url"
+        )
+    return ApiError(
+        status_code=422,
+        code="webhook_verification_failed",
+        message=f"The webhook receiver could not be verified: {error}",
+        param="delivery",
+    )
+
+
+class InstanceCreateApi(AapView):
+    permission_classes = [IsProvisioner]
+
+    def post(self, request: Request) -> Response:
+        key = _idempotency_key(request)
+        payload = _validated(ProvisionInstanceInput(data=_body(request)))
+        provisioner: ProvisionerToken = request.user  # type: ignore[assignment]
+        try:
+            provisioned = services.instance_provision(
+                provisioner=provisioner,
+                idempotency_key=key,
+                name=payload.validated_data.get("instance_name"),
+                delivery=payload.validated_data.get("delivery"),
+            )
+        except IdempotencyConflict as conflict:
+            raise _conflict(conflict, conflict.code, "Idempotency-Key") from None
+        except services.InstanceDeleted:
+            raise ApiError(
+                status_code=409,
+                code="instance_deleted",
+                message="The instance created with this key has been deleted.",
+            ) from None
+        except services.OperationInProgress:
+            raise ApiError(
+                status_code=409,
+                code="operation_in_progress",
+                message="Another attempt with this idempotency key is still running; retry.",
+                param="Idempotency-Key",
+            ) from None
+        except (webhooks.UnsafeWebhookURL, webhooks.WebhookUnreachable, RateLimited) as error:
+            raise _webhook_errors(error) from None
+        return Response(
+            {
+                "instance": services.instance_document(provisioned.agent),
+                "credential": {"token": provisioned.token},
+            },
+            status=status.HTTP_201_CREATED if provisioned.created else status.HTTP_200_OK,
+        )
+
+
+class InstanceDetailApi(AapView):
+    permission_classes = [IsProvisioner]
+
+    def get(self, request: Request, id: str) -> Response:
+        provisioner: ProvisionerToken = request.user  # type: ignore[assignment]
+        try:
+            agent = services.instance_get(provisioner=provisioner, code=_uuid(id, "instance"))
+        except services.InstanceNotFound:
+            raise _instance_not_found() from None
+        return Response(services.instance_document(agent))
+
+    def patch(self, request: Request, id: str) -> Response:
+        code = _uuid(id, "instance")
+        key = _idempotency_key(request)
+        payload = _validated(UpdateInstanceInput(data=_body(request)))
+        provisioner: ProvisionerToken = request.user  # type: ignore[assignment]
+        try:
+            document = services.instance_update(
+                provisioner=provisioner,
+                code=code,
+                idempotency_key=key,
+                name=payload.validated_data.get("instance_name"),
+                delivery=payload.delivery_change,
+            )
+        except services.InstanceNotFound:
+            raise _instance_not_found() from None
+        except IdempotencyConflict as conflict:
+            raise _conflict(conflict, conflict.code, "Idempotency-Key") from None
+        except services.OperationInProgress:
+            raise ApiError(
+                status_code=409,
+                code="operation_in_progress",
+                message="Another attempt with this idempotency key is still running; retry.",
+                param="Idempotency-Key",
+            ) from None
+        except (webhooks.UnsafeWebhookURL, webhooks.WebhookUnreachable, RateLimited) as error:
+            raise _webhook_errors(error) from None
+        return Response(document)
+
+    def delete(self, request: Request, id: str) -> Response:
+        provisioner: ProvisionerToken = request.user  # type: ignore[assignment]
+        try:
+            services.instance_delete(provisioner=provisioner, code=_uuid(id, "instance"))
+        except services.InstanceNotFound:
+            raise _instance_not_found() from None
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _instance_not_found() -> ApiError:
+    return ApiError(status_code=404, code="not_found", message="No such instance.")

@@ -1,0 +1,374 @@
+"""AAP asynchronous mode: receiver verification, the notification outbox and its delivery.
+
+Every outbound connection (verification and each delivery attempt) resolves the receiver's host,
+checks every address against the SSRF rules of the spec, then connects to a checked address
+(keeping the hostname for TLS), so a DNS change between check and connect cannot redirect us.
+Redirects are never followed.
+"""
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import random
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
+
+import httpx
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from agents.aap.limits import RateLimited, limit_count
+from agents.models import WebhookNotification, WebhookReceiver
+from approvals.models import ApprovalRequest, Source
+
+logger = logging.getLogger(__name__)
+
+SECRET_PREFIX = "whsec_"  # noqa: S105 (a format)
+MAX_RESPONSE_BYTES = 16 * 1024
+TASK_DELIVER = "aap.deliver_notification"
+
+
+class UnsafeWebhookURL(Exception):
+    """The URL is malformed, or it leads to a loopback, private or otherwise non-public address."""
+
+
+class WebhookUnreachable(Exception):
+    """The receiver could not be reached or did not answer as required."""
+
+
+def timestamp(moment: datetime) -> str:
+    """RFC 3339 in UTC, ending in Z, as the protocol requires everywhere."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def sign(*, secret: str, message_id: str, sent_at: int, body: bytes) -> str:
+    """Standard Webhooks v1: HMAC-SHA256 over `id.timestamp.body` with the decoded secret."""
+    key = base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+    signed = f"{message_id}.{sent_at}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+# --- Destination checks -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Destination:
+    url: str  # the URL with the host replaced by a checked address
+    host_header: str
+    hostname: str
+    is_https: bool
+
+
+def url_check_syntax(url: str) -> None:
+    """Reject malformed URLs and anything but HTTPS without userinfo or fragment."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise UnsafeWebhookURL("The URL is malformed.") from None
+    allowed = {"https", "http"} if settings.AAP_WEBHOOK_ALLOW_PRIVATE_RECEIVERS else {"https"}
+    if parts.scheme not in allowed:
+        raise UnsafeWebhookURL("The receiver URL must use HTTPS.")
+    if not parts.hostname or "@" in parts.netloc or parts.fragment or "#" in url:
+        raise UnsafeWebhookURL("The URL must have a host and no userinfo or fragment.")
+    if any(c.isspace() for c in url) or (port is not None and not 0 < port < 65536):
+        raise UnsafeWebhookURL("The URL is malformed.")
+
+
+def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_global and not address.is_multicast
+
+
+def destination_resolve(url: str) -> Destination:
+    """Resolve and check the receiver's addresses now, for this one connection."""
+    url_check_syntax(url)
+    parts = urlsplit(url)
+    hostname = parts.hostname or ""
+    is_https = parts.scheme == "https"
+    port = parts.port or (443 if is_https else 80)
+    try:
+        infos = socket.getaddrinfo(hostname, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        raise WebhookUnreachable("The receiver's host name does not resolve.") from None
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+    if not addresses:
+        raise WebhookUnreachable("The receiver's host name does not resolve.")
+    private = [a for a in addresses if not _is_public(a)]
+    # Self-hosted deployments may allow receivers on loopback and private networks; plain HTTP is
+    # then allowed only to those, never across the internet.
+    if private and not settings.AAP_WEBHOOK_ALLOW_PRIVATE_RECEIVERS:
+        raise UnsafeWebhookURL("The receiver resolves to a non-public address.")
+    if not is_https and not private:
+        raise UnsafeWebhookURL("The receiver URL must use HTTPS.")
+    address = addresses[0]
+    pinned = httpx.URL(url).copy_with(host=str(address))
+    default_port = 443 if is_https else 80
+    host_header = hostname if port == default_port else f"{hostname}:{port}"
+    return Destination(str(pinned), host_header, hostname, is_https)
+
+
+def _post(*, url: str, secret: str, message_id: str, body: bytes, timeout: float) -> httpx.Response:
+    destination = destination_resolve(url)
+    sent_at = int(time.time())
+    headers = {
+        "Host": destination.host_header,
+        "Content-Type": "application/json",
+        "User-Agent": "agent-approval-console",
+        "webhook-id": message_id,
+        "webhook-timestamp": str(sent_at),
+        "webhook-signature": sign(secret=secret, message_id=message_id, sent_at=sent_at, body=body),
+    }
+    extensions = {"sni_hostname": destination.hostname} if destination.is_https else {}
+    with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+        request = client.build_request(
+            "POST", destination.url, content=body, headers=headers, extensions=extensions
+        )
+        response = client.send(request, stream=True)
+        try:
+            # Bounded: a receiver cannot make us read an endless body.
+            content = b""
+            for chunk in response.iter_bytes():
+                content += chunk
+                if len(content) > MAX_RESPONSE_BYTES:
+                    break
+            response._content = content[:MAX_RESPONSE_BYTES]
+        finally:
+            response.close()
+    return response
+
+
+# --- Verification -----------------------------------------------------------------------------
+
+
+def receiver_verify(
+    *, url: str, registration_id: uuid.UUID, signing_secret: str, instance_code: uuid.UUID
+) -> None:
+    """Send a signed challenge; only a 200 echoing it exactly within the timeout passes.
+
+    Raises UnsafeWebhookURL (400) or WebhookUnreachable (422).
+    """
+    message_id = str(uuid.uuid4())
+    challenge = str(uuid.uuid4())
+    body = json.dumps(
+        {
+            "id": message_id,
+            "type": "webhook.verification",
+            "registration_id": str(registration_id),
+            "instance_id": str(instance_code),
+            "created_at": timestamp(timezone.now()),
+            "challenge": challenge,
+        }
+    ).encode()
+    try:
+        response = _post(
+            url=url,
+            secret=signing_secret,
+            message_id=message_id,
+            body=body,
+            timeout=settings.AAP_WEBHOOK_TIMEOUT_SECONDS,
+        )
+    except httpx.HTTPError as error:
+        raise WebhookUnreachable(
+            f"The receiver could not be reached ({type(error).__name__})."
+        ) from None
+    if response.status_code != 200:
+        raise WebhookUnreachable(f"The receiver answered {response.status_code}, not 200.")
+    try:
+        answer = json.loads(response.content)
+    except ValueError:
+        raise WebhookUnreachable("The receiver did not answer with JSON.") from None
+    if not isinstance(answer, dict) or answer.get("challenge") != challenge:
+        raise WebhookUnreachable("The receiver did not echo the challenge.")
+
+
+# --- The outbox -------------------------------------------------------------------------------
+
+
+def notification_record(*, approval_id: int, decided_at: datetime) -> None:
+    """Record the `request.resolved` event, inside the transaction that resolved the request.
+
+    Only AAP requests of an instance with a receiver get one; a replay or a read never does,
+    because only a transition calls this.
+    """
+    approval = ApprovalRequest.objects.select_related("agent").get(pk=approval_id)
+    if approval.source != Source.AAP:
+        return
+    has_receiver = (
+        WebhookReceiver.objects.filter(agent_id=approval.agent_id)
+        .exclude(agent__aap_instance__deleted_at__isnull=False)
+        .exists()
+    )
+    if not has_receiver:
+        return
+    event_id = uuid.uuid4()
+    body = json.dumps(
+        {
+            "id": str(event_id),
+            "type": "request.resolved",
+            "instance_id": str(approval.agent.code),
+            "request_id": str(approval.code),
+            "created_at": timestamp(decided_at),
+        },
+        separators=(",", ":"),
+    )
+    notification = WebhookNotification.objects.create(
+        code=event_id,
+        agent_id=approval.agent_id,
+        approval_id=approval_id,
+        body=body,
+        created_at=decided_at,
+        deliver_until=decided_at + timedelta(seconds=settings.AAP_WEBHOOK_DELIVERY_WINDOW_SECONDS),
+        next_attempt_at=decided_at,
+    )
+    transaction.on_commit(lambda: notification_enqueue(notification_id=notification.pk))
+
+
+def notification_enqueue(*, notification_id: int, countdown: float = 0) -> None:
+    """Hand the event to a worker. If the broker is down, the beat sweep picks it up later."""
+    from console.celery import app
+
+    try:
+        app.send_task(TASK_DELIVER, args=[notification_id], countdown=countdown)
+    except Exception:
+        logger.exception("could not enqueue webhook notification %s", notification_id)
+
+
+def notifications_end(*, agent_id: int, reason: str) -> None:
+    """Stop delivery and retries of an agent's outstanding events (delivery removed, deleted)."""
+    WebhookNotification.objects.filter(
+        agent_id=agent_id, delivered_at__isnull=True, ended_at__isnull=True
+    ).update(ended_at=timezone.now(), ended_reason=reason)
+
+
+def notifications_due(*, limit: int = 500) -> list[int]:
+    now = timezone.now()
+    return list(
+        WebhookNotification.objects.filter(
+            delivered_at__isnull=True, ended_at__isnull=True, next_attempt_at__lte=now
+        )
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+def _retry_after_seconds(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - timezone.now()).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+def _backoff(attempts: int) -> float:
+    """Exponential with full jitter in [delay/2, delay], so receivers are not hit in lockstep."""
+    base = float(settings.AAP_WEBHOOK_RETRY_BASE_SECONDS)
+    delay = min(float(settings.AAP_WEBHOOK_RETRY_MAX_SECONDS), base * 2 ** max(0, attempts - 1))
+    return delay * random.uniform(0.5, 1.0)
+
+
+def notification_deliver(*, notification_id: int) -> float | None:
+    """Make one delivery attempt. Returns the delay before the next one, or None when done."""
+    now = timezone.now()
+    attempt_timeout = float(settings.AAP_WEBHOOK_TIMEOUT_SECONDS)
+    # Claim the event: at most one attempt is outstanding, whatever duplicates of the task run.
+    claimed = (
+        WebhookNotification.objects.filter(
+            pk=notification_id,
+            delivered_at__isnull=True,
+            ended_at__isnull=True,
+            next_attempt_at__lte=now,
+        )
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        .update(
+            claimed_until=now + timedelta(seconds=attempt_timeout + 30),
+            attempts=F("attempts") + 1,
+        )
+    )
+    if not claimed:
+        return None
+    notification = WebhookNotification.objects.get(pk=notification_id)
+    remaining = (notification.deliver_until - now).total_seconds()
+    if remaining <= 0:
+        _end(notification, "retry window ended")
+        return None
+    receiver = (
+        WebhookReceiver.objects.filter(agent_id=notification.agent_id)
+        .exclude(agent__aap_instance__deleted_at__isnull=False)
+        .first()
+    )
+    if receiver is None:
+        _end(notification, "delivery removed")
+        return None
+    try:
+        limit_count(
+            scope=f"deliver-host:{(urlsplit(receiver.url).hostname or '').lower()}",
+            what="deliveries to this host",
+            limit=settings.AAP_LIMIT_DELIVERIES_PER_HOST_MINUTE,
+            window_seconds=60,
+        )
+    except RateLimited as limited:
+        # Our own limit, not a failed attempt: wait for the next window without counting one.
+        return _postpone(notification, limited.retry_after, count_attempt=False)
+
+    retry_after = None
+    try:
+        response = _post(
+            url=receiver.url,
+            secret=receiver.signing_secret,
+            message_id=str(notification.code),
+            body=notification.body.encode(),
+            # Each attempt must end by the retry deadline.
+            timeout=min(attempt_timeout, remaining),
+        )
+        if 200 <= response.status_code < 300:
+            WebhookNotification.objects.filter(pk=notification.pk).update(
+                delivered_at=timezone.now(), claimed_until=None, last_error=""
+            )
+            return None
+        error = f"HTTP {response.status_code}"
+        if response.status_code in (429, 503):
+            retry_after = _retry_after_seconds(response)
+    except (httpx.HTTPError, UnsafeWebhookURL, WebhookUnreachable) as failure:
+        error = f"{type(failure).__name__}: {failure}"[:500]
+
+    delay = max(_backoff(notification.attempts), retry_after or 0.0)
+    return _postpone(notification, delay, error=error)
+
+
+def _postpone(
+    notification: WebhookNotification, delay: float, *, error: str = "", count_attempt: bool = True
+) -> float | None:
+    next_attempt_at = timezone.now() + timedelta(seconds=delay)
+    if next_attempt_at >= notification.deliver_until:
+        _end(notification, "retry window ended", error)
+        return None
+    WebhookNotification.objects.filter(pk=notification.pk).update(
+        next_attempt_at=next_attempt_at,
+        claimed_until=None,
+        attempts=F("attempts") - (0 if count_attempt else 1),
+        **({"last_error": error} if error else {}),
+    )
+    return delay
+
+
+def _end(notification: WebhookNotification, reason: str, error: str = "") -> None:
+    WebhookNotification.objects.filter(pk=notification.pk).update(
+        ended_at=timezone.now(), ended_reason=reason, claimed_until=None, last_error=error
+    )

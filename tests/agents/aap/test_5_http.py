@@ -1,0 +1,451 @@
+"""5_http.md: conventions, idempotency, the request and instance operations, errors."""
+
+import json
+import re
+import uuid
+
+import pytest
+from django.db import DatabaseError
+from django.test import override_settings
+
+from agents.models import AgentCredential
+from approvals.models import ApprovalRequest, Status
+from approvals.services import approval_request_approve
+from tests.agents.aap.conftest import BASE, REFUND, bearer, key, provision
+from tests.factories import agent_with_token
+
+pytestmark = pytest.mark.django_db
+
+TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+
+
+def _assert_error(response, status: int, code: str, param: str | None = None) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    assert response.status_code == status, response.content
+    error = response.json()["error"]
+    assert set(error) <= {"type", "code", "message", "param", "request_id"}
+    assert error["code"] == code
+    assert error["message"]
+    assert error["request_id"] == response["X-Request-ID"]
+    uuid.UUID(error["request_id"])
+    if param is not None:
+        assert error["param"] == param
+    return error  # type: ignore[no-any-return]
+
+
+# --- Conventions ------------------------------------------------------------------------------
+
+
+def test_it_returns_a_pending_request_with_uuid_id_and_utc_timestamps(instance) -> None:  # type: ignore[no-untyped-def]
+    response = instance.create()
+    assert response.status_code == 201
+    body = response.json()
+    uuid.UUID(body["id"])
+    assert body["status"] == "pending"
+    assert body["tool"] == "issue_refund"
+    assert body["timeout"] == "30m"
+    assert TIMESTAMP.match(body["created_at"]) and TIMESTAMP.match(body["deadline_at"])
+    assert "decision" not in body
+    uuid.UUID(response["X-Request-ID"])
+
+
+def test_it_echoes_arguments_losslessly(instance) -> None:  # type: ignore[no-untyped-def]
+    raw = (
+        '{"tool": "t", "timeout": "1m", "arguments": '
+        '{"zeta": 0.1000000000000000055511151231257827, "alpha": 12345678901234567890123,'
+        ' "m": 1.50, "e": 1E+400, "nested": {"b": [1.0, 2], "a": null}}}'
+    )
+    response = instance.client.post(
+        f"{BASE}/requests", raw, content_type="application/json", HTTP_IDEMPOTENCY_KEY=key()
+    )
+    assert response.status_code == 201, response.content
+    text = response.content.decode()
+    assert (
+        '"arguments":{"zeta":0.1000000000000000055511151231257827,"alpha":12345678901234567890123,'
+        '"m":1.50,"e":1E+400,"nested":{"b":[1.0,2],"a":null}}' in text
+    )
+    # Reads echo it the same way.
+    read = instance.client.get(f"{BASE}/requests/{response.json()['id']}")
+    assert '"zeta":0.1000000000000000055511151231257827,"alpha"' in read.content.decode()
+
+
+def test_it_rejects_unknown_top_level_fields_but_keeps_arguments_and_context_open(instance) -> None:  # type: ignore[no-untyped-def]
+    response = instance.create({**REFUND, "priority": "high"})
+    _assert_error(response, 400, "invalid_field", param="priority")
+    assert not ApprovalRequest.objects.exists()
+
+    open_body = {**REFUND, "arguments": {"anyThing-Goes": {"x": 1}}, "context": {"Session ID": 7}}
+    response = instance.create(open_body)
+    assert response.status_code == 201
+    assert response.json()["arguments"] == {"anyThing-Goes": {"x": 1}}
+    assert response.json()["context"] == {"Session ID": 7}
+
+
+def test_it_accepts_and_echoes_the_server_field(instance) -> None:  # type: ignore[no-untyped-def]
+    response = instance.create({**REFUND, "server": {"name": "payments-mcp", "version": 2}})
+    assert response.status_code == 201, response.content
+    assert response.json()["server"] == {"name": "payments-mcp", "version": 2}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("timeout", "0s"),
+        ("timeout", "30"),
+        ("timeout", "1d"),
+        ("timeout", 30),
+        ("tool", 42),
+        ("tool", ""),
+        ("arguments", [1, 2]),
+        ("context", "text"),
+        ("agent_reasoning", {"a": 1}),
+    ],
+)
+def test_it_rejects_invalid_fields_naming_them(instance, field, value) -> None:  # type: ignore[no-untyped-def]
+    response = instance.create({**REFUND, field: value})
+    _assert_error(response, 400, "invalid_field", param=field)
+    assert not ApprovalRequest.objects.exists()
+
+
+def test_it_rejects_missing_fields_and_bad_json(instance) -> None:  # type: ignore[no-untyped-def]
+    _assert_error(
+        instance.create({"tool": "t", "timeout": "1m"}), 400, "invalid_field", "arguments"
+    )
+    response = instance.client.post(
+        f"{BASE}/requests", "{nope", content_type="application/json", HTTP_IDEMPOTENCY_KEY=key()
+    )
+    _assert_error(response, 400, "invalid_json")
+
+
+def test_every_response_carries_a_request_id(instance, provisioner) -> None:  # type: ignore[no-untyped-def]
+    responses = [
+        instance.create(),
+        instance.client.get(f"{BASE}/requests/{uuid.uuid4()}"),
+        instance.client.get(f"{BASE}/requests/not-a-uuid"),
+        bearer("nope").get(f"{BASE}/requests/{uuid.uuid4()}"),
+        provisioner.get(f"{BASE}/instances/{instance.agent.code}"),
+        provisioner.put(f"{BASE}/instances/{instance.agent.code}"),
+    ]
+    for response in responses:
+        uuid.UUID(response["X-Request-ID"])
+    assert responses[2].status_code == 404
+    assert responses[5].status_code == 405
+
+
+# --- Idempotency ------------------------------------------------------------------------------
+
+
+def test_it_requires_an_idempotency_key(instance) -> None:  # type: ignore[no-untyped-def]
+    response = instance.client.post(f"{BASE}/requests", REFUND, format="json")
+    _assert_error(response, 400, "missing_idempotency_key", "Idempotency-Key")
+
+
+def test_a_replay_returns_the_same_request_whatever_the_whitespace_and_key_order(instance) -> None:  # type: ignore[no-untyped-def]
+    idempotency_key = key()
+    first = instance.create(idempotency_key=idempotency_key)
+    reordered = (
+        '{ "timeout":"30m", "arguments": {"currency":"GBP","amount":4900,'
+        '"payment_id":"payment_123"},\n "tool":"issue_refund"}'
+    )
+    replay = instance.client.post(
+        f"{BASE}/requests",
+        reordered,
+        content_type="application/json",
+        HTTP_IDEMPOTENCY_KEY=idempotency_key,
+    )
+    assert first.status_code == 201
+    assert replay.status_code == 200
+    assert replay.json()["id"] == first.json()["id"]
+    # The echo is the original submission, key order included.
+    assert replay.content.decode().index('"payment_id"') < replay.content.decode().index(
+        '"currency"'
+    )
+    assert ApprovalRequest.objects.count() == 1
+
+
+def test_a_replay_of_a_terminal_request_returns_its_current_state(instance, reviewer) -> None:  # type: ignore[no-untyped-def]
+    idempotency_key = key()
+    created = instance.create(idempotency_key=idempotency_key).json()
+    approval_request_approve(
+        approval=ApprovalRequest.objects.get(code=created["id"]), reviewer=reviewer
+    )
+    replay = instance.create(idempotency_key=idempotency_key)
+    assert replay.status_code == 200
+    assert replay.json()["status"] == "approved"
+    again = instance.create(idempotency_key=idempotency_key)
+    # Replaying does not extend the approval.
+    assert again.json()["decision"]["expires_at"] == replay.json()["decision"]["expires_at"]
+
+
+def test_a_key_reused_with_different_fields_conflicts_and_changes_nothing(instance) -> None:  # type: ignore[no-untyped-def]
+    idempotency_key = key()
+    first = instance.create(idempotency_key=idempotency_key).json()
+    changed = {**REFUND, "arguments": {**REFUND["arguments"], "amount": 4901}}
+    _assert_error(
+        instance.create(changed, idempotency_key=idempotency_key), 409, "idempotency_conflict"
+    )
+    # 4900 and 4900.0 are different JSON; so is a changed timeout.
+    _assert_error(
+        instance.create({**REFUND, "timeout": "31m"}, idempotency_key=idempotency_key),
+        409,
+        "idempotency_conflict",
+    )
+    stored = ApprovalRequest.objects.get(code=first["id"])
+    assert stored.arguments["amount"] == 4900
+
+
+def test_keys_are_scoped_to_the_instance(provisioner, instance) -> None:  # type: ignore[no-untyped-def]
+    other = provision(provisioner, instance_name="other")
+    idempotency_key = key()
+    assert instance.create(idempotency_key=idempotency_key).status_code == 201
+    assert other.create(idempotency_key=idempotency_key).status_code == 201
+
+
+# --- Retrieve, long poll, cancel -------------------------------------------------------------
+
+
+def test_an_instance_sees_only_its_own_requests(provisioner, instance) -> None:  # type: ignore[no-untyped-def]
+    created = instance.create().json()
+    other = provision(provisioner, instance_name="other")
+    _assert_error(other.client.get(f"{BASE}/requests/{created['id']}"), 404, "not_found")
+    _assert_error(other.client.delete(f"{BASE}/requests/{created['id']}"), 404, "not_found")
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(APPROVAL_LONG_POLL_MAX_SECONDS=1)
+def test_a_long_poll_is_capped_and_returns_pending(instance) -> None:  # type: ignore[no-untyped-def]
+    created = instance.create().json()
+    response = instance.client.get(f"{BASE}/requests/{created['id']}", {"wait": "24h"})
+    assert response.status_code == 200
+    assert response.json()["status"] == "pending"
+
+
+@pytest.mark.parametrize("wait", ["0s", "5", "1d", "-1s", ""])
+def test_it_rejects_a_malformed_wait(instance, wait) -> None:  # type: ignore[no-untyped-def]
+    created = instance.create().json()
+    response = instance.client.get(f"{BASE}/requests/{created['id']}", {"wait": wait})
+    _assert_error(response, 400, "invalid_field", "wait")
+
+
+def test_cancel_returns_the_cancelled_request_and_is_repeatable(instance) -> None:  # type: ignore[no-untyped-def]
+    created = instance.create().json()
+    first = instance.client.delete(f"{BASE}/requests/{created['id']}")
+    assert first.status_code == 200
+    assert first.json()["status"] == "cancelled"
+    assert first.json()["decision"]["status"] == "cancelled"
+    assert "expires_at" not in first.json()["decision"]
+    second = instance.client.delete(f"{BASE}/requests/{created['id']}")
+    assert second.status_code == 200
+    assert second.json() == first.json()
+
+
+def test_cancelling_a_decided_request_conflicts_and_keeps_the_outcome(instance, reviewer) -> None:  # type: ignore[no-untyped-def]
+    created = instance.create().json()
+    approval_request_approve(
+        approval=ApprovalRequest.objects.get(code=created["id"]), reviewer=reviewer
+    )
+    _assert_error(
+        instance.client.delete(f"{BASE}/requests/{created['id']}"), 409, "already_terminal"
+    )
+    assert ApprovalRequest.objects.get(code=created["id"]).status == Status.APPROVED
+
+
+# --- Instances --------------------------------------------------------------------------------
+
+
+def test_provisioning_returns_an_instance_and_a_working_credential(provisioner) -> None:  # type: ignore[no-untyped-def]
+    response = provisioner.post(
+        f"{BASE}/instances", {"instance_name": "codex-1"}, format="json", HTTP_IDEMPOTENCY_KEY=key()
+    )
+    assert response.status_code == 201
+    body = response.json()
+    assert body["instance"] == {"id": body["instance"]["id"], "name": "codex-1"}
+    assert set(body["credential"]) <= {"token", "expires_at"}
+    assert (
+        bearer(body["credential"]["token"])
+        .post(f"{BASE}/requests", REFUND, format="json", HTTP_IDEMPOTENCY_KEY=key())
+        .status_code
+        == 201
+    )
+
+
+def test_provisioning_with_an_empty_body_assigns_a_name(provisioner) -> None:  # type: ignore[no-untyped-def]
+    response = provisioner.post(f"{BASE}/instances", {}, format="json", HTTP_IDEMPOTENCY_KEY=key())
+    assert response.status_code == 201
+    assert response.json()["instance"]["name"]
+
+
+def test_a_provisioning_replay_returns_the_same_instance_and_credential(provisioner) -> None:  # type: ignore[no-untyped-def]
+    idempotency_key = key()
+    send = lambda body: provisioner.post(  # noqa: E731
+        f"{BASE}/instances", body, format="json", HTTP_IDEMPOTENCY_KEY=idempotency_key
+    )
+    first = send({"instance_name": "codex-1"})
+    replay = send({"instance_name": "codex-1"})
+    assert (first.status_code, replay.status_code) == (201, 200)
+    assert replay.json() == first.json()
+    assert AgentCredential.objects.count() == 1
+    _assert_error(send({"instance_name": "codex-2"}), 409, "idempotency_conflict")
+
+
+def test_a_provisioning_replay_after_deletion_does_not_recreate_it(provisioner) -> None:  # type: ignore[no-untyped-def]
+    idempotency_key = key()
+    created = provisioner.post(
+        f"{BASE}/instances", {}, format="json", HTTP_IDEMPOTENCY_KEY=idempotency_key
+    ).json()
+    assert provisioner.delete(f"{BASE}/instances/{created['instance']['id']}").status_code == 204
+    replay = provisioner.post(
+        f"{BASE}/instances", {}, format="json", HTTP_IDEMPOTENCY_KEY=idempotency_key
+    )
+    _assert_error(replay, 409, "instance_deleted")
+
+
+def test_get_and_patch_an_instance(provisioner, instance) -> None:  # type: ignore[no-untyped-def]
+    url = f"{BASE}/instances/{instance.agent.code}"
+    assert provisioner.get(url).json() == {
+        "id": str(instance.agent.code),
+        "name": "codex-chris-laptop",
+    }
+    patch_key = key()
+    renamed = provisioner.patch(
+        url, {"instance_name": "codex-chris-desktop"}, format="json", HTTP_IDEMPOTENCY_KEY=patch_key
+    )
+    assert renamed.status_code == 200
+    assert renamed.json()["name"] == "codex-chris-desktop"
+    later = provisioner.patch(
+        url, {"instance_name": "later"}, format="json", HTTP_IDEMPOTENCY_KEY=key()
+    )
+    assert later.json()["name"] == "later"
+    # A replay of the first update returns its original response and does not undo the later one.
+    replay = provisioner.patch(
+        url, {"instance_name": "codex-chris-desktop"}, format="json", HTTP_IDEMPOTENCY_KEY=patch_key
+    )
+    assert replay.status_code == 200
+    assert replay.json()["name"] == "codex-chris-desktop"
+    assert provisioner.get(url).json()["name"] == "later"
+    conflicting = provisioner.patch(
+        url, {"instance_name": "x"}, format="json", HTTP_IDEMPOTENCY_KEY=patch_key
+    )
+    _assert_error(conflicting, 409, "idempotency_conflict")
+    _assert_error(
+        provisioner.patch(url, {}, format="json", HTTP_IDEMPOTENCY_KEY=key()), 400, "invalid_field"
+    )
+    _assert_error(
+        provisioner.patch(url, {"instance_name": "y"}, format="json"),
+        400,
+        "missing_idempotency_key",
+    )
+
+
+def test_delete_revokes_cancels_pending_keeps_terminal_and_is_repeatable(
+    provisioner, instance, reviewer
+) -> None:  # type: ignore[no-untyped-def]
+    pending = instance.create().json()
+    decided = instance.create().json()
+    approval_request_approve(
+        approval=ApprovalRequest.objects.get(code=decided["id"]), reviewer=reviewer
+    )
+    url = f"{BASE}/instances/{instance.agent.code}"
+
+    response = provisioner.delete(url)
+    assert response.status_code == 204
+    assert response.content == b""
+    assert provisioner.delete(url).status_code == 204
+    _assert_error(provisioner.get(url), 404, "not_found")
+    _assert_error(
+        provisioner.patch(url, {"instance_name": "z"}, format="json", HTTP_IDEMPOTENCY_KEY=key()),
+        404,
+        "not_found",
+    )
+    assert ApprovalRequest.objects.get(code=pending["id"]).status == Status.CANCELLED
+    assert ApprovalRequest.objects.get(code=decided["id"]).status == Status.APPROVED
+    # The credential is revoked: reads and new requests get 401.
+    _assert_error(
+        instance.client.get(f"{BASE}/requests/{decided['id']}"), 401, "invalid_credential"
+    )
+    _assert_error(instance.create(), 401, "invalid_credential")
+
+
+def test_unknown_or_foreign_instances_are_not_found(provisioner, instance) -> None:  # type: ignore[no-untyped-def]
+    from agents.services import provisioner_token_create
+
+    stranger = bearer(provisioner_token_create(name="stranger").plaintext)
+    url = f"{BASE}/instances/{instance.agent.code}"
+    _assert_error(stranger.get(url), 404, "not_found")
+    _assert_error(stranger.delete(url), 404, "not_found")
+    _assert_error(provisioner.delete(f"{BASE}/instances/{uuid.uuid4()}"), 404, "not_found")
+
+
+# --- Identity and errors ----------------------------------------------------------------------
+
+
+def test_identity_comes_only_from_the_credential(provisioner, instance) -> None:  # type: ignore[no-untyped-def]
+    _assert_error(
+        provisioner.post(f"{BASE}/requests", REFUND, format="json", HTTP_IDEMPOTENCY_KEY=key()),
+        403,
+        "permission_denied",
+    )
+    _assert_error(
+        instance.client.post(f"{BASE}/instances", {}, format="json", HTTP_IDEMPOTENCY_KEY=key()),
+        403,
+        "permission_denied",
+    )
+    _assert_error(
+        instance.client.get(f"{BASE}/instances/{instance.agent.code}"), 403, "permission_denied"
+    )
+    anonymous = bearer("")
+    anonymous.credentials()
+    _assert_error(
+        anonymous.post(f"{BASE}/requests", REFUND, format="json", HTTP_IDEMPOTENCY_KEY=key()),
+        401,
+        "invalid_credential",
+    )
+    _assert_error(
+        bearer("aac_nope_nope").get(f"{BASE}/requests/{uuid.uuid4()}"), 401, "invalid_credential"
+    )
+
+
+def test_a_native_agent_is_an_aap_instance_too(db) -> None:  # type: ignore[no-untyped-def]
+    _, token = agent_with_token(name="native-bot")
+    response = bearer(token).post(
+        f"{BASE}/requests", REFUND, format="json", HTTP_IDEMPOTENCY_KEY=key()
+    )
+    assert response.status_code == 201
+    assert ApprovalRequest.objects.get().source == "aap"
+
+
+def test_errors_never_contain_the_credential(instance) -> None:  # type: ignore[no-untyped-def]
+    secret_part = instance.token.split("_", 2)[2]
+    response = bearer(instance.token + "x").get(f"{BASE}/requests/{uuid.uuid4()}")
+    assert response.status_code == 401
+    assert secret_part not in response.content.decode()
+    assert "Traceback" not in json.dumps(response.json())
+
+
+@pytest.mark.parametrize(
+    ("failure", "status", "error_type"),
+    [
+        (RuntimeError("boom at 0xdeadbeef"), 500, "internal"),
+        (DatabaseError("db down"), 503, "dependency"),
+    ],
+)
+def test_unexpected_failures_use_the_envelope_without_internals(
+    failure, status, error_type
+) -> None:  # type: ignore[no-untyped-def]
+    from types import SimpleNamespace
+
+    from agents.aap.api import exception_handler
+
+    request_id = str(uuid.uuid4())
+    response = exception_handler(failure, {"request": SimpleNamespace(request_id=request_id)})
+    assert response.status_code == status
+    error = response.data["error"]
+    assert error["type"] == error_type
+    assert error["request_id"] == request_id
+    assert str(failure) not in error["message"]
+
+
+def test_request_bodies_are_bounded(instance, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    response = instance.create({**REFUND, "arguments": {"blob": "x" * 2000}})
+    _assert_error(response, 413, "body_too_large")
+    assert not ApprovalRequest.objects.exists()
