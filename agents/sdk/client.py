@@ -26,7 +26,7 @@ import httpx
 
 from agents.sdk import _wire
 from agents.sdk._wire import RetryPolicy
-from agents.sdk.errors import ConsoleApiError, ConsoleUnreachable
+from agents.sdk.errors import ConsoleApiError, ConsoleError, ConsoleUnreachable
 from agents.sdk.models import EXPIRED, Approval, Decision
 
 if TYPE_CHECKING:
@@ -238,9 +238,10 @@ class Console(_ConsoleBase):
             try:
                 approval = self.get(code, wait=poll)
                 last_contact = _wire.monotonic()
-            except ConsoleUnreachable:
-                if _wire.monotonic() - last_contact >= self.retry.give_up_after:
-                    raise
+            except (ConsoleUnreachable, ConsoleApiError) as error:
+                _raise_unless_outage(
+                    error, since=last_contact, give_up_after=self.retry.give_up_after
+                )
                 time.sleep(self.retry.delay(0))
 
     def cancel(self, request_id: str) -> Approval:
@@ -428,6 +429,20 @@ class _GatedCall:
         )
 
 
+def _raise_unless_outage(error: ConsoleError, *, since: float, give_up_after: float) -> None:
+    """While waiting, keep reconnecting through an outage, then give up as unreachable.
+
+    A 5xx on a read counts as an outage too: a console shutting down cancels its long polls
+    with 500, and re-reading a request is always safe.
+    """
+    if isinstance(error, ConsoleApiError) and error.status_code < 500:
+        raise error
+    if _wire.monotonic() - since >= give_up_after:
+        if isinstance(error, ConsoleUnreachable):
+            raise error
+        raise ConsoleUnreachable(f"The console kept failing while waiting: {error}") from error
+
+
 def _current_run() -> Run | AsyncRun | None:
     from agents.sdk.runs import current_run
 
@@ -582,9 +597,10 @@ class AsyncConsole(_ConsoleBase):
             try:
                 approval = await self.get(code, wait=poll)
                 last_contact = _wire.monotonic()
-            except ConsoleUnreachable:
-                if _wire.monotonic() - last_contact >= self.retry.give_up_after:
-                    raise
+            except (ConsoleUnreachable, ConsoleApiError) as error:
+                _raise_unless_outage(
+                    error, since=last_contact, give_up_after=self.retry.give_up_after
+                )
                 await asyncio.sleep(self.retry.delay(0))
 
     async def cancel(self, request_id: str) -> Approval:

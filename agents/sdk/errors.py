@@ -40,7 +40,7 @@ class ConsoleApiError(ConsoleError):
         self.request_id = request_id
 
 
-class ApprovalNotGranted(Exception):  # noqa: N818 - reads as what happened, like the subclasses
+class ApprovalNotGranted(Exception):
     """A decision that does not let the call run. `decision` says which and why."""
 
     def __init__(self, decision: Decision, message: str) -> None:
