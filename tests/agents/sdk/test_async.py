@@ -8,7 +8,7 @@ from asgiref.sync import sync_to_async
 from agents.sdk import ApprovalDenied, AsyncConsole, ConsoleUnreachable
 from approvals.models import ApprovalRequest
 from approvals.services import approval_request_approve
-from tests.agents.sdk.conftest import FAST_RETRY
+from tests.agents.conftest import FAST_RETRY
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -9,7 +9,7 @@ import uvicorn
 
 from agents.sdk import Console, ConsoleApiError, ConsoleUnreachable
 from approvals.models import ApprovalRequest
-from tests.agents.sdk.conftest import FAST_RETRY
+from tests.agents.conftest import FAST_RETRY
 from tests.agents.sdk.proxy import FlakyProxy
 
 pytestmark = pytest.mark.django_db(transaction=True)

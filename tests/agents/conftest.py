@@ -1,6 +1,6 @@
-"""Fixtures for SDK tests: an agent with a credential, a Console pointed at the live server, and a
-"reviewer" thread that decides the next pending request the way a person would, while the agent
-code under test blocks waiting for it."""
+"""Fixtures for SDK and compatibility tests: an agent with a credential, a Console pointed at the
+live server, and a "reviewer" thread that decides the next pending request the way a person
+would, while the agent code under test blocks waiting for it."""
 
 import threading
 import time
