@@ -5,9 +5,9 @@ console = Console("https://console.example", credential)
 decision = console.request_approval("issue_refund", {"payment_id": "pay_1", "amount": 4900})
 """
 
-from agents.sdk._wire import RetryPolicy
-from agents.sdk.client import AsyncConsole, Console
-from agents.sdk.errors import (
+from ._wire import RetryPolicy
+from .client import AsyncConsole, Console
+from .errors import (
     ApprovalCancelled,
     ApprovalDenied,
     ApprovalExpired,
@@ -16,7 +16,7 @@ from agents.sdk.errors import (
     ConsoleError,
     ConsoleUnreachable,
 )
-from agents.sdk.models import Approval, Decision
+from .models import Approval, Decision
 
 __all__ = [
     "Approval",

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from agents.sdk.errors import ConsoleApiError
+from .errors import ConsoleApiError
 
 # Answers that mean "try again shortly": the request was not acted on, or, for a response lost
 # after the console acted, the idempotency key makes the retry a replay.

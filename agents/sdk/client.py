@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import httpx
 
-from agents.sdk import _wire
-from agents.sdk._wire import RetryPolicy
-from agents.sdk.errors import ConsoleApiError, ConsoleError, ConsoleUnreachable
-from agents.sdk.models import EXPIRED, Approval, Decision
+from . import _wire
+from ._wire import RetryPolicy
+from .errors import ConsoleApiError, ConsoleError, ConsoleUnreachable
+from .models import EXPIRED, Approval, Decision
 
 if TYPE_CHECKING:
-    from agents.sdk.runs import AsyncRun, Run
+    from .runs import AsyncRun, Run
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -375,7 +375,7 @@ class Console(_ConsoleBase):
     ) -> Run:
         """A run context: `with console.run("refund-bot") as run:`. Gated calls inside it are
         tied to the run and recorded in its trace; the run is closed on exit."""
-        from agents.sdk.runs import Run
+        from .runs import Run
 
         return Run(self, name=name, external_id=external_id, metadata=metadata, budget=budget)
 
@@ -444,7 +444,7 @@ def _raise_unless_outage(error: ConsoleError, *, since: float, give_up_after: fl
 
 
 def _current_run() -> Run | AsyncRun | None:
-    from agents.sdk.runs import current_run
+    from .runs import current_run
 
     return current_run()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from agents.sdk.models import Decision
+    from .models import Decision
 
 
 class ConsoleError(Exception):

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from agents.sdk.errors import (
+from .errors import (
     ApprovalCancelled,
     ApprovalDenied,
     ApprovalExpired,
