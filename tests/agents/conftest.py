@@ -44,7 +44,7 @@ class Reviewer:
         self.errors: list[BaseException] = []
         self.decided: ApprovalRequest | None = None
 
-    def next_pending(self, timeout: float = 10.0) -> ApprovalRequest:
+    def next_pending(self, timeout: float = 60.0) -> ApprovalRequest:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             approval = ApprovalRequest.objects.filter(
@@ -55,14 +55,15 @@ class Reviewer:
             time.sleep(0.02)
         raise AssertionError("no pending request appeared")
 
-    def decide(self, action: Callable[[ApprovalRequest], Any], *, after: float = 0.3) -> None:
-        """Run `action(approval)` on the next pending request, once the agent is waiting."""
+    def decide(self, *actions: Callable[[ApprovalRequest], Any], after: float = 0.3) -> None:
+        """Run each action on the next pending request in turn, once the agent is waiting."""
 
         def run() -> None:
             try:
-                approval = self.next_pending()
-                time.sleep(after)  # the agent is now parked in its long poll
-                self.decided = action(approval)
+                for action in actions:
+                    approval = self.next_pending()
+                    time.sleep(after)  # the agent is now parked in its long poll
+                    self.decided = action(approval)
             except BaseException as error:
                 self.errors.append(error)
             finally:

@@ -9,10 +9,11 @@
     while result.interruptions:
         result = await Runner.run(agent, await gate.resolve(result))
 
-The hook marks each call as needing approval; `resolve` submits the paused calls to the console
-(one request per model call id, so resolving twice never asks twice), waits for the reviewers,
-and approves or rejects each call on the run state. The Agents SDK runs an approved tool with the
-model's original arguments, so an approval with changed arguments is passed to the model as a
+The hook records how each call asked to be reviewed and marks it as needing approval; `resolve`
+submits the paused calls to the console, waits for the reviewers, and approves or rejects each on
+the run state. A call's request is used once: resolving forgets it, so a later call with a reused
+call id is never approved by an old decision. The Agents SDK runs an approved tool with the
+model's original arguments, so an approval with changed arguments reaches the model as a
 rejection that names the approved arguments: fail closed, the model may call again with them.
 
 Duck-typed: nothing here imports the Agents SDK, whose top-level package is also named `agents`.
@@ -27,22 +28,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..client import AsyncConsole, Console
-from ..models import Decision
+from ..models import Approval, Decision
 
 Hook = Callable[[Any, dict[str, Any], str], Awaitable[bool]]
 
 
 @dataclass
-class _CallRequest:
+class _PausedCall:
     fields: dict[str, Any]
-    summary: str | Callable[[dict[str, Any]], str] | None
+    request_id: str | None = None
 
 
 @dataclass
 class ConsoleToolApprovals:
     console: Console | AsyncConsole
-    # call id -> how that call asked to be reviewed, recorded by the hook.
-    _calls: dict[str, _CallRequest] = field(default_factory=dict, init=False, repr=False)
+    # The model's call id -> how it asked to be reviewed and, once submitted, its request.
+    _calls: dict[str, _PausedCall] = field(default_factory=dict, init=False, repr=False)
 
     def needs_approval(
         self,
@@ -55,7 +56,9 @@ class ConsoleToolApprovals:
         given the tool's parameters."""
 
         async def hook(run_context: Any, tool_parameters: dict[str, Any], call_id: str) -> bool:
-            self._calls[call_id] = _CallRequest(fields=dict(fields), summary=summary)
+            if call_id not in self._calls:
+                text = summary(tool_parameters) if callable(summary) else summary
+                self._calls[call_id] = _PausedCall(fields={**fields, "summary": text})
             return True  # the console decides every call of this tool
 
         return hook
@@ -65,30 +68,38 @@ class ConsoleToolApprovals:
         resume with (`Runner.run(agent, state)`)."""
         state = result.to_state()
         for item in result.interruptions:
-            decision = await self._decide(item)
+            call_id, arguments = _call_of(item)
+            paused = self._calls.setdefault(call_id, _PausedCall(fields={}))
+            if paused.request_id is None:
+                approval = await self._submit(item.tool_name or "tool", arguments, paused.fields)
+                # Kept until decided: a resolve retried after an outage waits on the same request.
+                paused.request_id = approval.id
+            decision = await self._wait(paused.request_id)
             if decision.is_usable() and not decision.arguments_changed:
                 state.approve(item)
             else:
                 state.reject(item, rejection_message=rejection_message(decision))
+            del self._calls[call_id]
         return state
 
-    async def _decide(self, item: Any) -> Decision:
-        raw = item.raw_item
-        call_id = raw.get("call_id") if isinstance(raw, dict) else raw.call_id
-        raw_arguments = raw.get("arguments") if isinstance(raw, dict) else raw.arguments
-        arguments = json.loads(raw_arguments or "{}")
-        request = self._calls.get(call_id, _CallRequest(fields={}, summary=None))
-        summary = request.summary(arguments) if callable(request.summary) else request.summary
-        submit: dict[str, Any] = {
-            **request.fields,
-            "summary": summary,
-            # The model's call id names this exact call: a second resolve replays, not re-asks.
-            "idempotency_key": f"openai-agents:{call_id}",
-        }
-        tool = item.tool_name or "tool"
+    async def _submit(
+        self, tool: str, arguments: dict[str, Any], fields: dict[str, Any]
+    ) -> Approval:
         if isinstance(self.console, AsyncConsole):
-            return await self.console.request_approval(tool, arguments, **submit)
-        return await asyncio.to_thread(self.console.request_approval, tool, arguments, **submit)
+            return await self.console.submit(tool, arguments, **fields)
+        return await asyncio.to_thread(self.console.submit, tool, arguments, **fields)
+
+    async def _wait(self, request_id: str) -> Decision:
+        if isinstance(self.console, AsyncConsole):
+            return await self.console.wait(request_id)
+        return await asyncio.to_thread(self.console.wait, request_id)
+
+
+def _call_of(item: Any) -> tuple[str, dict[str, Any]]:
+    raw = item.raw_item
+    call_id = raw.get("call_id") if isinstance(raw, dict) else raw.call_id
+    raw_arguments = raw.get("arguments") if isinstance(raw, dict) else raw.arguments
+    return str(call_id), json.loads(raw_arguments or "{}")
 
 
 def rejection_message(decision: Decision) -> str:
