@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 from django.http import HttpRequest
 
-from agents.models import Agent, AgentCredential
+from agents.models import Agent, AgentCredential, Run, TraceEvent
 from agents.services import credential_issue, credential_revoke
 
 
@@ -53,3 +53,31 @@ class AgentCredentialAdmin(admin.ModelAdmin):
         for credential in queryset:
             credential_revoke(credential=credential)
         self.message_user(request, "Revoked.")
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Runs and traces are written by agents through the API; the admin only shows them."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Run)
+class RunAdmin(ReadOnlyAdmin):
+    list_display = ("name", "agent", "status", "total_cost", "budget", "created_at", "closed_at")
+    list_filter = ("status",)
+    search_fields = ("name", "code", "external_id")
+    list_select_related = ("agent",)
+
+
+@admin.register(TraceEvent)
+class TraceEventAdmin(ReadOnlyAdmin):
+    list_display = ("run", "sequence", "type", "cost", "recorded_at")
+    list_filter = ("type",)
+    list_select_related = ("run",)

@@ -1,14 +1,27 @@
-"""Write paths for agents and their credentials."""
+"""Write paths for agents, their credentials, and their runs and traces."""
 
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
-from agents.models import Agent, AgentCredential
+from agents.exceptions import IdempotencyConflict, RunClosed, RunExternalIdConflict
+from agents.models import (
+    CLOSED_RUN_STATUSES,
+    Agent,
+    AgentCredential,
+    Run,
+    RunStatus,
+    TraceEvent,
+)
 
 CREDENTIAL_SCHEME = "aac"
 
@@ -66,3 +79,159 @@ def credential_authenticate(*, token: str) -> Agent | None:
     if credential is None or not hmac.compare_digest(credential.secret_digest, _digest(secret)):
         return None
     return credential.agent
+
+
+# --- Runs and traces -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewTraceEvent:
+    """One event as the agent sent it, validated by the API layer before it gets here."""
+
+    type: str
+    data: dict[str, Any]
+    occurred_at: datetime | None = None
+    cost: Decimal | None = None
+
+
+def run_open(
+    *,
+    agent: Agent,
+    name: str,
+    external_id: str = "",
+    metadata: dict[str, Any] | None = None,
+    budget: Decimal | None = None,
+) -> tuple[Run, bool]:
+    """Open a run, or return the agent's open-or-closed run with the same external id.
+
+    Returns (run, created). Reopening with the same external id is how a retried call stays one
+    run; the same id with a different name, metadata or budget raises RunExternalIdConflict.
+    """
+    metadata = metadata or {}
+    if external_id:
+        existing = Run.objects.filter(agent=agent, external_id=external_id).first()
+        if existing is not None:
+            return _same_run(existing, name=name, metadata=metadata, budget=budget), False
+    try:
+        with transaction.atomic():
+            run = Run.objects.create(
+                agent=agent, external_id=external_id, name=name, metadata=metadata, budget=budget
+            )
+    except IntegrityError:
+        # Two opens with the same external id raced and the other one inserted first.
+        existing = Run.objects.get(agent=agent, external_id=external_id)
+        return _same_run(existing, name=name, metadata=metadata, budget=budget), False
+    return run, True
+
+
+def _same_run(existing: Run, *, name: str, metadata: dict[str, Any], budget: Decimal | None) -> Run:
+    if (existing.name, existing.metadata, existing.budget) != (name, metadata, budget):
+        raise RunExternalIdConflict()
+    return existing
+
+
+class _BatchReplayed(Exception):
+    def __init__(self, events: list[TraceEvent]) -> None:
+        self.events = events
+
+
+def run_events_append(
+    *, run: Run, events: Sequence[NewTraceEvent], batch_key: str = ""
+) -> tuple[list[TraceEvent], bool]:
+    """Append a batch to an open run, in order, and add its cost to the run's total.
+
+    Returns (events, created). A batch sent again with the same `batch_key` returns the events
+    stored the first time, so a retried upload never counts its cost twice; the same key with a
+    different number of events raises IdempotencyConflict.
+
+    One compare-and-set UPDATE claims the batch's sequence numbers and adds its cost: on
+    PostgreSQL it holds the run's row lock until commit, so concurrent batches get disjoint,
+    gapless sequence ranges and no cost is lost; a close that wins first makes it change nothing.
+    """
+    if not events:
+        return [], False
+    stored = _stored_batch(run, batch_key, size=len(events))
+    if stored:
+        return stored, False
+    batch_cost = sum((event.cost or Decimal(0) for event in events), Decimal(0))
+    try:
+        with transaction.atomic():
+            changed = Run.objects.filter(pk=run.pk, status=RunStatus.OPEN).update(
+                last_sequence=F("last_sequence") + len(events),
+                total_cost=F("total_cost") + batch_cost,
+            )
+            current = Run.objects.only("status", "last_sequence").get(pk=run.pk)
+            # Checked again under the row lock: an identical retry may have committed meanwhile.
+            stored = _stored_batch(run, batch_key, size=len(events))
+            if stored:
+                raise _BatchReplayed(stored)  # rolls back the counters claimed above
+            if changed != 1:
+                raise RunClosed(current_status=current.status)
+            # Stamped after the lock is held, so server time never runs backwards along sequences.
+            recorded_at = timezone.now()
+            first = current.last_sequence - len(events) + 1
+            created = TraceEvent.objects.bulk_create(
+                TraceEvent(
+                    run_id=run.pk,
+                    sequence=first + offset,
+                    type=event.type,
+                    occurred_at=event.occurred_at,
+                    recorded_at=recorded_at,
+                    cost=event.cost,
+                    data=event.data,
+                    batch_key=batch_key,
+                )
+                for offset, event in enumerate(events)
+            )
+    except _BatchReplayed as replay:
+        return replay.events, False
+    return created, True
+
+
+def _stored_batch(run: Run, batch_key: str, *, size: int) -> list[TraceEvent]:
+    if not batch_key:
+        return []
+    stored = list(TraceEvent.objects.filter(run=run, batch_key=batch_key).order_by("sequence"))
+    if stored and len(stored) != size:
+        raise IdempotencyConflict()
+    return stored
+
+
+def run_close(*, run: Run, status: str, reason: str = "") -> Run:
+    """Close an open run as completed, failed or halted.
+
+    Closing again with the same status returns the run unchanged, so a retried close is safe;
+    any other change raises RunClosed. Halting also denies the run's pending requests: a halted
+    run must not act, whatever was already waiting for a reviewer.
+    """
+    if status not in CLOSED_RUN_STATUSES:
+        raise ValueError(f"A run cannot be closed as {str(status)!r}.")
+    with transaction.atomic():
+        changed = Run.objects.filter(pk=run.pk, status=RunStatus.OPEN).update(
+            status=status, close_reason=reason, closed_at=timezone.now()
+        )
+        current = Run.objects.get(pk=run.pk)
+        if changed != 1:
+            if current.status == status:
+                return current
+            raise RunClosed(current_status=current.status)
+        if status == RunStatus.HALTED:
+            _deny_pending_requests_of(current)
+    return current
+
+
+def run_refusal_reason(run: Run) -> str:
+    """Why a closed run takes no new requests, in words the agent and reviewer can read."""
+    reason = f"The run {run.name!r} is {run.status}: it takes no new requests."
+    if run.close_reason:
+        reason = f"{reason} Reason: {run.close_reason}"
+    return reason
+
+
+def _deny_pending_requests_of(run: Run) -> None:
+    # Imported here because approvals depends on agents, not the other way round.
+    from approvals.selectors import approvals_pending_for_run
+    from approvals.services import approval_request_system_deny
+
+    for approval in approvals_pending_for_run(run=run):
+        approval_request_system_deny(approval=approval, reason=run_refusal_reason(run))

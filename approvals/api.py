@@ -8,11 +8,17 @@ import re
 from functools import partial
 from typing import Any
 
+import jsonschema
 from adrf.views import APIView as AsyncAPIView
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+)
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -20,7 +26,7 @@ from rest_framework.views import APIView
 
 from agents.models import Agent
 from approvals import realtime
-from approvals.exceptions import IdempotencyConflict, TransitionConflict
+from approvals.exceptions import IdempotencyConflict, TransitionConflict, UnknownRun
 from approvals.models import ApprovalRequest, Impact, Status
 from approvals.selectors import approval_get_for_agent
 from approvals.services import (
@@ -29,30 +35,14 @@ from approvals.services import (
     approval_request_cancel,
     approval_request_create,
     approval_request_expire_if_overdue,
+    arguments_schema_errors,
 )
-from console.api_errors import ApiError
+from console.api_errors import ApiError, error_responses
+from console.api_fields import JSONObjectField, StrictSerializer
 
 MAX_TEXT = 20_000
-
-
-class StrictSerializer(serializers.Serializer):
-    """Rejects unknown top-level fields, naming them, instead of silently dropping them."""
-
-    def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({unknown[0]: ["Unknown field."]})
-        return super().to_internal_value(data)
-
-
-class JSONObjectField(serializers.JSONField):
-    """A JSON object (dict) whose contents are the caller's own."""
-
-    def to_internal_value(self, data: Any) -> Any:
-        if not isinstance(data, dict):
-            raise serializers.ValidationError("Must be a JSON object.")
-        return super().to_internal_value(data)
+MAX_LABELS = 20
+MAX_LABEL = 50
 
 
 class ApprovalRequestCreateInput(StrictSerializer):
@@ -69,6 +59,48 @@ class ApprovalRequestCreateInput(StrictSerializer):
     context = JSONObjectField(required=False)
     confidence = serializers.FloatField(min_value=0, max_value=1, required=False, allow_null=True)
     impact = serializers.ChoiceField(choices=Impact.choices, required=False)
+    run = serializers.UUIDField(
+        required=False,
+        allow_null=True,
+        help_text="The id of one of your runs this request is part of.",
+    )
+    labels = serializers.ListField(
+        child=serializers.CharField(max_length=MAX_LABEL),
+        max_length=MAX_LABELS,
+        required=False,
+        help_text=f"Short tags for reviewers (at most {MAX_LABELS}, each up to {MAX_LABEL} chars).",
+    )
+    arguments_schema = JSONObjectField(
+        required=False,
+        allow_null=True,
+        help_text="JSON Schema of the tool's arguments. `arguments` must satisfy it, and so must "
+        "any arguments a reviewer approves instead.",
+    )
+
+    def validate_arguments_schema(self, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+        if schema is not None:
+            try:
+                jsonschema.validators.validator_for(schema).check_schema(schema)
+            except jsonschema.SchemaError as error:
+                raise serializers.ValidationError(
+                    f"Not a valid JSON Schema: {error.message}"
+                ) from None
+            external = _external_refs(schema)
+            if external:
+                raise serializers.ValidationError(
+                    f"Only references within the schema (#...) are allowed, not {external[0]!r}."
+                )
+        return schema
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        errors = arguments_schema_errors(
+            schema=attrs.get("arguments_schema"), arguments=attrs["arguments"]
+        )
+        if errors:
+            raise serializers.ValidationError(
+                {"arguments": [f"Does not match arguments_schema: {errors[0]}"]}
+            )
+        return attrs
 
     def to_submission(self) -> Submission:
         data = self.validated_data
@@ -81,23 +113,49 @@ class ApprovalRequestCreateInput(StrictSerializer):
             context=data.get("context") or {},
             confidence=data.get("confidence"),
             impact=data.get("impact") or Impact.MEDIUM,
+            run=str(data["run"]) if data.get("run") else None,
+            labels=data.get("labels") or [],
+            arguments_schema=data.get("arguments_schema"),
         )
 
 
+def _external_refs(schema: Any) -> list[str]:
+    """`$ref`s that point outside the schema: the console never fetches them."""
+    if isinstance(schema, dict):
+        ref = schema.get("$ref")
+        found = [ref] if isinstance(ref, str) and not ref.startswith("#") else []
+        return found + [r for value in schema.values() for r in _external_refs(value)]
+    if isinstance(schema, list):
+        return [r for value in schema for r in _external_refs(value)]
+    return []
+
+
 class DecisionOutput(serializers.Serializer):
-    status = serializers.CharField()
-    note = serializers.CharField()
+    status = serializers.ChoiceField(
+        choices=[s for s in Status.choices if s[0] != Status.PENDING],
+        help_text="Only `approved` allows the call.",
+    )
+    note = serializers.CharField(
+        help_text="The reviewer's note, or for a denial the reason (from the console itself when "
+        "`decided_by` is `system`, e.g. a halted run)."
+    )
     decided_at = serializers.DateTimeField()
     expires_at = serializers.DateTimeField(
         allow_null=True, help_text="Approved only: start the call before this time, or not at all."
     )
-    decided_by = serializers.SerializerMethodField()
+    decided_by = serializers.SerializerMethodField(
+        help_text="`reviewer` for a person, `system` for the console (expiry, halted run)."
+    )
     approved_arguments = serializers.SerializerMethodField(
         help_text="Approved only: the arguments to run. They differ from the submitted ones when "
         "the reviewer approved with changes (then `arguments_changed` is true)."
     )
-    arguments_changed = serializers.SerializerMethodField()
+    arguments_changed = serializers.SerializerMethodField(
+        help_text="True when the reviewer approved with changes: run `approved_arguments`, "
+        "not the submitted arguments."
+    )
 
+    @extend_schema_field({"type": "object", "nullable": True, "additionalProperties": {}})  # type: ignore[misc]
     def get_approved_arguments(self, decision: Any) -> dict[str, Any] | None:
         if decision.status != Status.APPROVED:
             return None
@@ -108,8 +166,20 @@ class DecisionOutput(serializers.Serializer):
     def get_arguments_changed(self, decision: Any) -> bool:
         return decision.approved_arguments is not None
 
+    @extend_schema_field(serializers.ChoiceField(choices=["reviewer", "system"]))  # type: ignore[misc]
     def get_decided_by(self, decision: Any) -> str:
         return "reviewer" if decision.reviewer_id else "system"
+
+
+@extend_schema_field(DecisionOutput)
+class DecisionField(serializers.Field):
+    """The outcome: absent while the request is pending, present once it is terminal."""
+
+    # A plain (not read-only) optional field, so the schema does not list it as required.
+    def to_representation(self, approval: ApprovalRequest) -> dict[str, Any] | None:
+        if approval.status == Status.PENDING or not hasattr(approval, "decision"):
+            return None
+        return DecisionOutput(approval.decision).data  # type: ignore[no-any-return]
 
 
 class ApprovalRequestOutput(serializers.Serializer):
@@ -124,15 +194,12 @@ class ApprovalRequestOutput(serializers.Serializer):
     impact = serializers.CharField()
     status = serializers.ChoiceField(choices=Status.choices)
     hold_reason = serializers.CharField(help_text="Why the console held this request for review.")
+    run = serializers.UUIDField(source="run.code", allow_null=True)
+    labels = serializers.ListField(child=serializers.CharField())
+    arguments_schema = serializers.JSONField(allow_null=True)
     created_at = serializers.DateTimeField()
     deadline_at = serializers.DateTimeField()
-    decision = serializers.SerializerMethodField()
-
-    @extend_schema(responses=DecisionOutput(allow_null=True))  # type: ignore[misc]
-    def get_decision(self, approval: ApprovalRequest) -> dict[str, Any] | None:
-        if approval.status == Status.PENDING or not hasattr(approval, "decision"):
-            return None
-        return DecisionOutput(approval.decision).data
+    decision = DecisionField(source="*", required=False)
 
     def to_representation(self, instance: Any) -> dict[str, Any]:
         data = super().to_representation(instance)
@@ -176,6 +243,7 @@ class ApprovalRequestCreateApi(APIView):
         responses={
             201: ApprovalRequestOutput,
             200: OpenApiResponse(ApprovalRequestOutput, description="Replay of the same key"),
+            **error_responses(400, 401, 409, 413),
         },
     )
     def post(self, request: Request) -> Response:
@@ -190,6 +258,10 @@ class ApprovalRequestCreateApi(APIView):
         except IdempotencyConflict as conflict:
             raise ApiError(
                 status_code=409, code=conflict.code, message=str(conflict), param="Idempotency-Key"
+            ) from None
+        except UnknownRun as unknown:
+            raise ApiError(
+                status_code=400, code=unknown.code, message=str(unknown), param="run"
             ) from None
         return Response(
             ApprovalRequestOutput(approval).data,
@@ -227,7 +299,7 @@ class ApprovalRequestDetailApi(AsyncAPIView):
                 "many seconds pass (at most 30). Returns `pending` at the timeout.",
             )
         ],
-        responses={200: ApprovalRequestOutput},
+        responses={200: ApprovalRequestOutput, **error_responses(400, 401, 404)},
     )
     async def get(self, request: Request, code: str) -> Response:
         wait = parse_wait(request.query_params.get("wait"))
@@ -261,7 +333,7 @@ class ApprovalRequestCancelApi(APIView):
     @extend_schema(
         operation_id="cancel_approval_request",
         request=None,
-        responses={200: ApprovalRequestOutput},
+        responses={200: ApprovalRequestOutput, **error_responses(401, 404, 409)},
     )
     def post(self, request: Request, code: str) -> Response:
         agent: Agent = request.user  # type: ignore[assignment]

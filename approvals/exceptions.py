@@ -20,3 +20,10 @@ class IdempotencyConflict(ApprovalError):
 
     def __init__(self) -> None:
         super().__init__("The idempotency key was already used for a different request.")
+
+
+class UnknownRun(ApprovalError):
+    code = "unknown_run"
+
+    def __init__(self) -> None:
+        super().__init__("run: no run with this id belongs to this agent.")

@@ -10,7 +10,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 
-from agents.models import Agent
+from agents.models import Agent, Run
 
 
 class Status(models.TextChoices):
@@ -82,6 +82,14 @@ class ApprovalRequest(models.Model):
     required_approvals = models.PositiveSmallIntegerField(default=1)
     # Why the console held this request for a person, in words the reviewer and agent can read.
     hold_reason = models.TextField(blank=True)
+
+    # Native API: the run this request belongs to, reviewer-facing labels, and the JSON Schema
+    # of the tool's arguments that a reviewer's changed arguments must also satisfy.
+    run = models.ForeignKey(
+        Run, null=True, blank=True, on_delete=models.PROTECT, related_name="approval_requests"
+    )
+    labels = models.JSONField(default=list, blank=True)
+    arguments_schema = models.JSONField(null=True, blank=True)
 
     status = models.CharField(
         max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True

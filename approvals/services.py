@@ -14,14 +14,18 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
+import jsonschema
+import referencing
+import referencing.exceptions
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from agents.models import Agent
+from agents.models import Agent, Run
+from agents.services import run_refusal_reason
 from approvals import realtime
-from approvals.exceptions import IdempotencyConflict, TransitionConflict
+from approvals.exceptions import IdempotencyConflict, TransitionConflict, UnknownRun
 from approvals.models import (
     ActorType,
     ApprovalEvent,
@@ -49,6 +53,10 @@ class Submission:
     context: dict[str, Any] = field(default_factory=dict)
     confidence: float | None = None
     impact: str = Impact.MEDIUM
+    # Native API: the run's public id, reviewer-facing labels, the JSON Schema of `arguments`.
+    run: str | None = None
+    labels: list[str] = field(default_factory=list)
+    arguments_schema: dict[str, Any] | None = None
 
     def fingerprint(self) -> str:
         """A digest of the parsed fields: key order and whitespace do not change it."""
@@ -87,6 +95,7 @@ def approval_request_create(
     timeout_seconds = _effective_timeout(duration_seconds(submission.timeout))
     try:
         with transaction.atomic():
+            run = _run_for_submission(agent=agent, submission=submission)
             approval = ApprovalRequest.objects.create(
                 agent=agent,
                 idempotency_key=idempotency_key,
@@ -98,6 +107,9 @@ def approval_request_create(
                 context=submission.context,
                 confidence=submission.confidence,
                 impact=submission.impact,
+                run=run,
+                labels=submission.labels,
+                arguments_schema=submission.arguments_schema,
                 timeout=submission.timeout,
                 timeout_seconds=timeout_seconds,
                 deadline_at=now + timedelta(seconds=timeout_seconds),
@@ -110,11 +122,26 @@ def approval_request_create(
                 actor_agent=agent,
             )
             transaction.on_commit(partial(realtime.publish_approval_changed, approval.pk))
+            if run is not None and not run.is_open:
+                approval = approval_request_system_deny(
+                    approval=approval, reason=run_refusal_reason(run)
+                )
     except IntegrityError:
         # Two submissions with the same key raced and the other one inserted first.
         existing = ApprovalRequest.objects.get(agent=agent, idempotency_key=idempotency_key)
         return _replay(existing, fingerprint), False
     return approval, True
+
+
+def _run_for_submission(*, agent: Agent, submission: Submission) -> Run | None:
+    if submission.run is None:
+        return None
+    # Locked so a close committing meanwhile is seen: a request never joins a run that just
+    # closed as if it were open.
+    run = Run.objects.select_for_update().filter(agent=agent, code=submission.run).first()
+    if run is None:
+        raise UnknownRun()
+    return run
 
 
 def _replay(existing: ApprovalRequest, fingerprint: str) -> ApprovalRequest:
@@ -161,6 +188,40 @@ def approval_request_deny(
         actor_user=reviewer,
         note=reason,
     )
+
+
+def approval_request_system_deny(*, approval: ApprovalRequest, reason: str) -> ApprovalRequest:
+    """Deny on the console's own authority (a halted or closed run), with the reason."""
+    return _transition(
+        approval=approval,
+        to_status=Status.DENIED,
+        actor_type=ActorType.SYSTEM,
+        note=reason,
+    )
+
+
+def approval_arguments_validate(
+    *, approval: ApprovalRequest, arguments: dict[str, Any]
+) -> list[str]:
+    """Why `arguments` break the request's arguments_schema, one message each; empty if valid.
+
+    For reviewer edits ("approve with changes"): changed arguments must still fit the tool.
+    """
+    return arguments_schema_errors(schema=approval.arguments_schema, arguments=arguments)
+
+
+def arguments_schema_errors(*, schema: dict[str, Any] | None, arguments: Any) -> list[str]:
+    if schema is None:
+        return []
+    validator_class = jsonschema.validators.validator_for(schema)
+    # An explicit empty registry: a schema's $ref never makes the console fetch a URL.
+    validator = validator_class(schema, registry=referencing.Registry())
+    try:
+        errors = sorted(validator.iter_errors(arguments), key=lambda e: list(e.path))
+    except referencing.exceptions.Unresolvable as unresolvable:
+        # Fail closed: arguments that cannot be checked do not pass.
+        return [f"$: the schema refers to {unresolvable.ref!r}, which cannot be resolved"]
+    return [f"{error.json_path}: {error.message}" for error in errors]
 
 
 def approval_request_cancel(*, approval: ApprovalRequest, agent: Agent) -> ApprovalRequest:

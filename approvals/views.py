@@ -18,6 +18,7 @@ from approvals.selectors import (
     approval_get_for_reviewer,
     approvals_pending_queue,
     approvals_recently_decided,
+    run_timeline_for_approval,
 )
 from approvals.services import approval_request_approve, approval_request_deny
 
@@ -60,7 +61,10 @@ def _detail_context(approval: ApprovalRequest, **extra: object) -> dict[str, obj
 @login_required
 def detail(request: HtmxHttpRequest, code: object) -> HttpResponse:
     approval = _get_or_404(code)
-    return render(request, "approvals/detail.html", _detail_context(approval))
+    run_timeline = run_timeline_for_approval(approval=approval)
+    return render(
+        request, "approvals/detail.html", _detail_context(approval, run_timeline=run_timeline)
+    )
 
 
 def _decision_response(

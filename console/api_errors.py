@@ -7,7 +7,8 @@ the same way. Error bodies never carry credentials, stack traces or internals.
 from typing import Any
 
 from django.http import Http404
-from rest_framework import exceptions, status
+from drf_spectacular.utils import OpenApiResponse, extend_schema_serializer
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -102,3 +103,39 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         request_id=request_id,
     )
     return response
+
+
+# --- OpenAPI documentation of the envelope ---------------------------------------------------
+
+
+@extend_schema_serializer(component_name="ErrorDetail")
+class ErrorDetailOutput(serializers.Serializer):
+    type = serializers.ChoiceField(choices=sorted(set(_TYPE_BY_STATUS.values())))
+    code = serializers.CharField(help_text="Stable machine-readable code, e.g. `invalid_field`.")
+    message = serializers.CharField(help_text="For people; names the field at fault.")
+    param = serializers.CharField(
+        required=False, help_text="The field (or header) at fault, when there is one."
+    )
+    request_id = serializers.CharField(help_text="Matches the X-Request-ID response header.")
+
+
+@extend_schema_serializer(component_name="Error")
+class ErrorOutput(serializers.Serializer):
+    error = ErrorDetailOutput()
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "Bad input: `param` names the field; nothing was stored.",
+    401: "Missing, malformed or revoked credential.",
+    404: "No such resource for this agent (another agent's resources look absent too).",
+    409: "Conflict with the current state; nothing was changed.",
+    413: "The request body is larger than API_MAX_BODY_BYTES; nothing was parsed or stored.",
+}
+
+
+def error_responses(*status_codes: int) -> dict[int, OpenApiResponse]:
+    """OpenAPI responses for the error envelope, for `extend_schema(responses=...)`."""
+    return {
+        code: OpenApiResponse(ErrorOutput, description=_ERROR_DESCRIPTIONS[code])
+        for code in status_codes
+    }

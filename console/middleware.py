@@ -5,7 +5,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.http import HttpRequest, HttpResponse
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from console.api_errors import error_body
 
 # A caller may pass its own X-Request-ID to tie its logs to ours; anything odd is replaced.
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
@@ -44,3 +48,60 @@ class RequestIdMiddleware:
         response = await self.get_response(request)  # type: ignore[misc]
         response["X-Request-ID"] = request_id
         return response
+
+
+class ApiBodySizeLimitMiddleware:
+    """Answer 413 in the API error envelope to bodies over API_MAX_BODY_BYTES under /api/.
+
+    Checked before any view parses or stores anything. The declared Content-Length is checked
+    first; the body actually read is checked too, since a chunked upload declares none.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(
+        self, get_response: Callable[[HttpRequest], HttpResponse | Awaitable[HttpResponse]]
+    ):
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def _refusal(self, request: HttpRequest) -> HttpResponse | None:
+        if not request.path.startswith("/api/") or request.method not in _METHODS_WITH_BODY:
+            return None
+        limit = settings.API_MAX_BODY_BYTES
+        try:
+            declared = int(request.META.get("CONTENT_LENGTH") or 0)
+            too_large = declared > limit or len(request.body) > limit
+        except ValueError:
+            too_large = False  # a malformed length is the parser's to reject
+        except RequestDataTooBig:
+            too_large = True
+        if not too_large:
+            return None
+        return JsonResponse(
+            error_body(
+                status_code=413,
+                code="payload_too_large",
+                message=f"The request body is larger than the {limit} bytes allowed.",
+                param=None,
+                request_id=getattr(request, "request_id", None),
+            ),
+            status=413,
+        )
+
+    def __call__(self, request: HttpRequest):  # type: ignore[no-untyped-def]
+        if self.is_async:
+            return self.__acall__(request)
+        return self._refusal(request) or self.get_response(request)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return refusal
+        return await self.get_response(request)  # type: ignore[misc,no-any-return]
+
+
+_METHODS_WITH_BODY = frozenset({"POST", "PUT", "PATCH", "DELETE"})

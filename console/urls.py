@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
+from agents import api as agents_api
 from approvals import api, views
 
 api_v1 = [
@@ -12,6 +13,10 @@ api_v1 = [
         api.ApprovalRequestCancelApi.as_view(),
         name="request-cancel",
     ),
+    path("runs", agents_api.RunOpenApi.as_view(), name="run-open"),
+    path("runs/<uuid:code>", agents_api.RunDetailApi.as_view(), name="run-detail"),
+    path("runs/<uuid:code>/events", agents_api.RunEventsApi.as_view(), name="run-events"),
+    path("runs/<uuid:code>/close", agents_api.RunCloseApi.as_view(), name="run-close"),
     path(
         "schema",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),

@@ -1,0 +1,60 @@
+"""Serializer building blocks shared by the agent APIs: strict objects and size-capped fields."""
+
+import json
+from typing import Any
+
+from django.conf import settings
+from rest_framework import serializers
+
+
+class StrictSerializer(serializers.Serializer):
+    """Rejects unknown top-level fields, naming them, instead of silently dropping them."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({unknown[0]: ["Unknown field."]})
+        return super().to_internal_value(data)
+
+
+def json_size(value: Any) -> int:
+    """Bytes of `value` as compact UTF-8 JSON: how much it costs to store and to show."""
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+class BoundedJSONField(serializers.JSONField):
+    """Any JSON value, at most API_MAX_FIELD_BYTES once serialized."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        value = super().to_internal_value(data)
+        limit = settings.API_MAX_FIELD_BYTES
+        if json_size(value) > limit:
+            raise serializers.ValidationError(
+                f"Must be at most {limit} bytes as JSON.", code="too_large"
+            )
+        return value
+
+
+class JSONObjectField(BoundedJSONField):
+    """A JSON object (dict) whose contents are the caller's own."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        return super().to_internal_value(data)
+
+
+class CostField(serializers.DecimalField):
+    """A non-negative amount of money: a string or a number in, a string out."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        from agents.models import COST_DECIMAL_PLACES, COST_MAX_DIGITS
+
+        kwargs.setdefault("min_value", 0)
+        super().__init__(
+            max_digits=COST_MAX_DIGITS,
+            decimal_places=COST_DECIMAL_PLACES,
+            coerce_to_string=True,
+            **kwargs,
+        )

@@ -1,0 +1,98 @@
+"""The reviewer detail page shows a request inside its run's timeline, with the cost so far."""
+
+from decimal import Decimal
+
+import pytest
+from django.urls import reverse
+
+from agents.services import NewTraceEvent, run_events_append, run_open
+from approvals.selectors import run_timeline_for_approval
+from approvals.services import Submission, approval_request_create
+from tests.factories import ApprovalRequestFactory
+
+pytestmark = pytest.mark.django_db
+
+HOSTILE = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
+
+
+@pytest.fixture
+def logged_in(client, reviewer):  # type: ignore[no-untyped-def]
+    client.force_login(reviewer)
+    return client
+
+
+def _event(type_: str, cost: str | None = None, **data: object) -> NewTraceEvent:
+    return NewTraceEvent(type=type_, data=data, cost=Decimal(cost) if cost else None)
+
+
+@pytest.fixture
+def run_with_request(agent_and_token):  # type: ignore[no-untyped-def]
+    agent, _ = agent_and_token
+    run, _ = run_open(agent=agent, name="refund run", budget=Decimal("1"))
+    run_events_append(
+        run=run,
+        events=[
+            _event("message", role="user", content="I was charged twice"),
+            _event("llm_call", "0.25", model="gpt-5", input_tokens=900, output_tokens=40),
+            _event("tool_call", tool="lookup_payment", arguments={"id": 1}, result={"dup": True}),
+        ],
+    )
+    approval, _ = approval_request_create(
+        agent=agent,
+        idempotency_key="k1",
+        submission=Submission(
+            tool="issue_refund", arguments={"amount": 1}, timeout="30m", run=str(run.code)
+        ),
+    )
+    run_events_append(run=run, events=[_event("llm_call", "0.5", model="gpt-5")])
+    return run, approval
+
+
+def test_it_shows_earlier_events_and_the_cost_when_asked(logged_in, run_with_request) -> None:  # type: ignore[no-untyped-def]
+    _, approval = run_with_request
+    html = logged_in.get(reverse("approvals:detail", args=[approval.code])).content.decode()
+    assert 'id="run-timeline"' in html and "refund run" in html
+    assert "I was charged twice" in html and "lookup_payment" in html
+    assert "&quot;dup&quot;: true" in html  # the tool's result, as JSON
+    assert '<dd class="cost-when-asked">0.25</dd>' in html
+    assert '<dd class="run-total-cost">0.75 of 1 budget' in html
+    assert "This request:" in html
+    # Earlier events come before the request, later ones after it.
+    assert html.index("I was charged twice") < html.index("This request:")
+    assert html.index("This request:") < html.index("#4")
+
+
+def test_it_orders_the_timeline_around_the_request(run_with_request) -> None:  # type: ignore[no-untyped-def]
+    _, approval = run_with_request
+    timeline = run_timeline_for_approval(approval=approval)
+    assert timeline is not None
+    rows = [
+        f"event {entry.event.sequence}" if entry.event else f"approval {entry.approval.tool}"
+        for entry in timeline.entries
+    ]
+    assert rows == ["event 1", "event 2", "event 3", "approval issue_refund", "event 4"]
+    assert timeline.cost_when_asked == Decimal("0.25")
+
+
+def test_it_escapes_trace_text(logged_in, agent_and_token) -> None:  # type: ignore[no-untyped-def]
+    agent, _ = agent_and_token
+    run, _ = run_open(agent=agent, name=HOSTILE[:200])
+    run_events_append(
+        run=run,
+        events=[
+            _event("note", text=HOSTILE),
+            _event("tool_call", tool=HOSTILE[:200], arguments={"x": HOSTILE}, error=HOSTILE),
+            _event("llm_call", model="m", prompt=HOSTILE, completion=HOSTILE),
+        ],
+    )
+    approval = ApprovalRequestFactory(agent=agent, run=run)
+    html = logged_in.get(reverse("approvals:detail", args=[approval.code])).content.decode()
+    assert "<script>alert(2)</script>" not in html
+    assert '<img src=x onerror="alert(1)">' not in html
+    assert html.count("&lt;script&gt;alert(2)&lt;/script&gt;") >= 4
+
+
+def test_it_shows_no_timeline_without_a_run(logged_in) -> None:  # type: ignore[no-untyped-def]
+    approval = ApprovalRequestFactory()
+    html = logged_in.get(reverse("approvals:detail", args=[approval.code])).content.decode()
+    assert 'id="run-timeline"' not in html
