@@ -98,6 +98,7 @@ def create_body(
     labels: list[str] | None,
     timeout: str | int | float | timedelta | None,
     run: str | None,
+    arguments_schema: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The POST /api/v1/requests body. Fields left unset are not sent: the console's defaults
     apply, and a console that predates a field does not reject requests that do not use it."""
@@ -111,6 +112,7 @@ def create_body(
         "labels": list(labels) if labels is not None else None,
         "timeout": duration(timeout) if timeout is not None else None,
         "run": run,
+        "arguments_schema": dict(arguments_schema) if arguments_schema is not None else None,
     }
     body.update({name: value for name, value in optional.items() if value is not None})
     return body

@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import httpx
 
@@ -28,9 +28,7 @@ from . import _wire
 from ._wire import RetryPolicy
 from .errors import ConsoleApiError, ConsoleError, ConsoleUnreachable
 from .models import EXPIRED, Approval, Decision
-
-if TYPE_CHECKING:
-    from .runs import AsyncRun, Run
+from .runs import AsyncRun, Run, current_run
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -179,6 +177,7 @@ class Console(_ConsoleBase):
         labels: list[str] | None = None,
         timeout: Timeout | None = None,
         run: str | None = None,
+        arguments_schema: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
     ) -> Approval:
         """Create an approval request and return at once, usually still pending."""
@@ -193,6 +192,7 @@ class Console(_ConsoleBase):
             labels=labels,
             timeout=timeout,
             run=run,
+            arguments_schema=arguments_schema,
         )
         # One key for this call, kept across every retry: a lost response never becomes a
         # second request for the reviewers.
@@ -266,6 +266,7 @@ class Console(_ConsoleBase):
         labels: list[str] | None = None,
         timeout: Timeout | None = None,
         run: str | None = None,
+        arguments_schema: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
     ) -> Decision:
         """Submit and wait: the decision on this call. Check `decision.is_usable()` (or call
@@ -281,6 +282,7 @@ class Console(_ConsoleBase):
             labels=labels,
             timeout=timeout,
             run=run or _current_run_id(),
+            arguments_schema=arguments_schema,
             idempotency_key=idempotency_key,
         )
         return self.wait(approval)
@@ -375,8 +377,6 @@ class Console(_ConsoleBase):
     ) -> Run:
         """A run context: `with console.run("refund-bot") as run:`. Gated calls inside it are
         tied to the run and recorded in its trace; the run is closed on exit."""
-        from .runs import Run
-
         return Run(self, name=name, external_id=external_id, metadata=metadata, budget=budget)
 
 
@@ -444,8 +444,6 @@ def _raise_unless_outage(error: ConsoleError, *, since: float, give_up_after: fl
 
 
 def _current_run() -> Run | AsyncRun | None:
-    from .runs import current_run
-
     return current_run()
 
 
@@ -546,6 +544,7 @@ class AsyncConsole(_ConsoleBase):
         labels: list[str] | None = None,
         timeout: Timeout | None = None,
         run: str | None = None,
+        arguments_schema: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
     ) -> Approval:
         body = _wire.create_body(
@@ -559,6 +558,7 @@ class AsyncConsole(_ConsoleBase):
             labels=labels,
             timeout=timeout,
             run=run,
+            arguments_schema=arguments_schema,
         )
         key = idempotency_key or str(uuid.uuid4())
         return Approval.from_wire(
@@ -626,6 +626,7 @@ class AsyncConsole(_ConsoleBase):
         labels: list[str] | None = None,
         timeout: Timeout | None = None,
         run: str | None = None,
+        arguments_schema: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
     ) -> Decision:
         approval = await self.submit(
@@ -639,6 +640,7 @@ class AsyncConsole(_ConsoleBase):
             labels=labels,
             timeout=timeout,
             run=run or _current_run_id(),
+            arguments_schema=arguments_schema,
             idempotency_key=idempotency_key,
         )
         return await self.wait(approval)
@@ -688,15 +690,30 @@ class AsyncConsole(_ConsoleBase):
                     _record_unreachable(tool_name, error)
                     raise
                 call = _GatedCall(gate, tool_name, arguments, decision, args, kwargs, run)
-                call_args, call_kwargs = call.checked()
                 try:
-                    result = await fn(*call_args, **call_kwargs)
-                except BaseException as error:
-                    call.record_outcome(error=error)
-                    raise
-                call.record_outcome(result=result)
-                return result
+                    call_args, call_kwargs = call.checked()
+                    try:
+                        result = await fn(*call_args, **call_kwargs)
+                    except BaseException as error:
+                        call.record_outcome(error=error)
+                        raise
+                    call.record_outcome(result=result)
+                    return result
+                finally:
+                    if isinstance(run, AsyncRun):
+                        await run.flush()
 
             return gated
 
         return decorate
+
+    def run(
+        self,
+        name: str,
+        *,
+        external_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        budget: float | None = None,
+    ) -> AsyncRun:
+        """`async with console.run("refund-bot") as run:`; see Console.run."""
+        return AsyncRun(self, name=name, external_id=external_id, metadata=metadata, budget=budget)
