@@ -17,7 +17,7 @@ from agents.humanlayer.services import CONTACT_TOOL
 from approvals.api import JSONObjectField
 from approvals.models import ApprovalRequest, Status
 
-_NOT_APPROVED_COMMENT = {
+_NOT_APPROVED_COMMENT: dict[str, str] = {
     Status.EXPIRED: "No decision before the deadline.",
     Status.CANCELLED: "The request was cancelled before anyone decided.",
 }

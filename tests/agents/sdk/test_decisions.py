@@ -32,6 +32,7 @@ def test_it_returns_an_approval_with_the_reviewers_note(
         confidence=0.8,
         impact="high",
         context={"ticket": "SUP-1"},
+        labels=["billing"],
         timeout="10m",
     )
     reviewer_thread.join()
@@ -45,10 +46,11 @@ def test_it_returns_an_approval_with_the_reviewers_note(
     assert decision.expires_at is not None and decision.expires_at > datetime.now(UTC)
     assert decision.is_usable()
     stored = ApprovalRequest.objects.get(code=decision.request_id)
-    assert (stored.summary, stored.impact, stored.confidence) == (
+    assert (stored.summary, stored.impact, stored.confidence, stored.labels) == (
         "Refund a duplicate charge.",
         "high",
         0.8,
+        ["billing"],
     )
 
 
