@@ -144,3 +144,35 @@ def test_it_refuses_bad_input_naming_the_field(live_console, sdk_agent) -> None:
     assert response.status_code == 400
     assert "kwargs" in response.text
     assert ApprovalRequest.objects.count() == 0
+
+
+@pytest.mark.asyncio
+async def test_it_works_with_the_async_client(
+    live_console, sdk_agent, rita, reviewer_thread
+) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from humanlayer import AsyncHumanLayer
+
+    _, token = sdk_agent
+    hl = AsyncHumanLayer(
+        api_key=token,
+        api_base_url=f"{live_console.url}/humanlayer/v1",
+        run_id="async-run",
+        sleep=lambda _: asyncio.sleep(0.05),
+    )
+    calls: list[str] = []
+
+    @hl.require_approval()
+    async def send_email(to: str) -> str:
+        calls.append(to)
+        return "sent"
+
+    reviewer_thread.decide(
+        lambda approval: approval_request_approve(approval=approval, reviewer=rita)
+    )
+    result = await send_email(to="ada@example.test")
+    await asyncio.to_thread(reviewer_thread.join)
+
+    assert result == "sent"
+    assert calls == ["ada@example.test"]
