@@ -14,7 +14,9 @@ class FlakyProxy:
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
         self.drop_next = 0  # forward these to the console, then hang up without an answer
-        self.unavailable_next = 0  # answer these with 503 and Retry-After, never forwarded
+        self.unavailable_next = 0  # answer these with unavailable_status, never forwarded
+        self.unavailable_status = 503
+        self.retry_after = "0"
         self.seen: list[tuple[str, str, str | None]] = []  # (method, path, Idempotency-Key)
         self._lock = threading.Lock()
         proxy = self
@@ -33,8 +35,8 @@ class FlakyProxy:
                     unavailable = proxy.unavailable_next > 0
                     proxy.unavailable_next -= unavailable
                 if unavailable:
-                    self.send_response(503)
-                    self.send_header("Retry-After", "0")
+                    self.send_response(proxy.unavailable_status)
+                    self.send_header("Retry-After", proxy.retry_after)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return

@@ -45,6 +45,32 @@ def test_it_honours_retry_after_on_503(live_console, sdk_agent) -> None:  # type
     assert ApprovalRequest.objects.count() == 1
 
 
+def test_it_waits_as_long_as_a_429_asks(live_console, sdk_agent) -> None:  # type: ignore[no-untyped-def]
+    _, token = sdk_agent
+    with (
+        FlakyProxy(live_console.url) as proxy,
+        Console(proxy.url, token, retry=FAST_RETRY) as console,
+    ):
+        proxy.unavailable_next, proxy.unavailable_status, proxy.retry_after = 1, 429, "1"
+        started = time.monotonic()
+        console.submit("send_email", {"to": "a@example.test"})
+        elapsed = time.monotonic() - started
+
+    # FAST_RETRY alone would have retried after at most 0.05 s.
+    assert elapsed >= 1.0
+    assert len(proxy.seen) == 2
+    assert ApprovalRequest.objects.count() == 1
+
+
+def test_it_stops_waiting_at_its_own_timeout(console) -> None:  # type: ignore[no-untyped-def]
+    approval = console.submit("send_email", {"to": "a@example.test"})
+
+    with pytest.raises(TimeoutError):
+        console.wait(approval.id, timeout=1)
+
+    assert console.get(approval.id).is_pending
+
+
 def test_it_gives_up_with_console_unreachable_when_retries_run_out(live_console, sdk_agent) -> None:  # type: ignore[no-untyped-def]
     _, token = sdk_agent
     with (
