@@ -336,13 +336,14 @@ class Console(_ConsoleBase):
                     except ConsoleUnreachable as error:
                         _record_unreachable(tool_name, error)
                         raise
-                    call_args, call_kwargs = call.checked()
+                    # Recording on a blocking Console is blocking I/O: keep it off the loop.
+                    call_args, call_kwargs = await asyncio.to_thread(call.checked)
                     try:
                         result = await fn(*call_args, **call_kwargs)  # type: ignore[misc]
                     except BaseException as error:
-                        call.record_outcome(error=error)
+                        await asyncio.to_thread(call.record_outcome, error=error)
                         raise
-                    call.record_outcome(result=result)
+                    await asyncio.to_thread(call.record_outcome, result=result)
                     return result
 
                 return gated_async  # type: ignore[return-value]
