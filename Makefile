@@ -25,7 +25,17 @@ $(VENV)/.installed: requirements.lock
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock 2>&1 | grep -v "^WARNING: Location" || true
 	@$(PY) -c "import django, channels, celery" && touch $@
 
-install: $(VENV)/.installed
+# The OpenAI Agents SDK lives in its own directory, not in site-packages: its top-level package
+# `agents` would shadow our app. Only the adapter example's subprocess puts it on sys.path.
+OPENAI_AGENTS_DIR := $(VENV)/openai-agents
+
+$(OPENAI_AGENTS_DIR)/.installed: tests/agents/sdk/requirements-openai-agents.lock $(VENV)/.installed
+	rm -rf $(OPENAI_AGENTS_DIR)
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --target $(OPENAI_AGENTS_DIR) \
+		-r tests/agents/sdk/requirements-openai-agents.lock 2>&1 | grep -v "^WARNING: Location" || true
+	@test -d $(OPENAI_AGENTS_DIR)/agents && touch $@
+
+install: $(VENV)/.installed $(OPENAI_AGENTS_DIR)/.installed
 
 run: install
 	$(PY) manage.py migrate --no-input -v 0
@@ -55,6 +65,9 @@ format: install
 lock: install
 	$(VENV)/bin/pip-compile --quiet --extra dev --strip-extras --allow-unsafe \
 		--no-emit-index-url --no-emit-find-links -o requirements.lock pyproject.toml
+	$(VENV)/bin/pip-compile --quiet --strip-extras --allow-unsafe \
+		--no-emit-index-url --no-emit-find-links -o tests/agents/sdk/requirements-openai-agents.lock \
+		tests/agents/sdk/requirements-openai-agents.in
 
 clean:
 	rm -rf $(VENV) var test-artifacts .pytest_cache .ruff_cache .mypy_cache

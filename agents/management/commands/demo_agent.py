@@ -2,7 +2,8 @@
 
 It submits realistic tool calls (refunds, outbound emails, record deletions, deploys) with varied
 confidence and impact, waits for each decision with the long poll, and reports what it would do.
-It talks HTTP only, like any agent: nothing here touches the database.
+It talks to the console through the Python SDK only, like any agent: nothing here touches the
+database.
 """
 
 import random
@@ -15,6 +16,8 @@ from typing import Any
 import httpx
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
+
+from agents.sdk import Approval, Console, ConsoleApiError, ConsoleError
 
 CUSTOMERS = ["Ada Moreau", "Kenji Ito", "Priya Raman", "Lucas Silva", "Noor Haddad", "Eva Novak"]
 
@@ -121,10 +124,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, **options: Any) -> None:
         token = Path(options["credential_file"]).read_text().strip()
-        client = httpx.Client(
-            base_url=options["url"], headers={"Authorization": f"Bearer {token}"}, timeout=40
-        )
-        self._wait_until_up(client)
+        self._wait_until_up(options["url"])
+        console = Console(options["url"], token)
         waiting: list[threading.Thread] = []
         sent = 0
         while not options["count"] or sent < options["count"]:
@@ -132,11 +133,11 @@ class Command(BaseCommand):
             if len(waiting) < options["max_pending"]:
                 body = random.choice(SCENARIOS)()
                 body["timeout"] = random.choice(["5m", "10m", "30m"])
-                approval = self._submit(client, body)
+                approval = self._submit(console, body)
                 if approval is not None:
                     sent += 1
                     thread = threading.Thread(
-                        target=self._await, args=(client, approval), daemon=True
+                        target=self._await, args=(console, approval), daemon=True
                     )
                     thread.start()
                     waiting.append(thread)
@@ -145,46 +146,40 @@ class Command(BaseCommand):
             time.sleep(pause)
         for thread in waiting:
             thread.join()
+        console.close()
 
-    def _wait_until_up(self, client: httpx.Client) -> None:
+    def _wait_until_up(self, url: str) -> None:
         for _ in range(120):
             try:
-                if client.get("/healthz").status_code == 200:
+                if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
             time.sleep(0.5)
         raise SystemExit("the console did not come up")
 
-    def _submit(self, client: httpx.Client, body: dict[str, Any]) -> dict[str, Any] | None:
-        key = str(uuid.uuid4())  # one key per attempt, kept across retries of that attempt
-        for attempt in range(5):
-            try:
-                response = client.post(
-                    "/api/v1/requests", json=body, headers={"Idempotency-Key": key}
-                )
-            except httpx.TransportError:
-                time.sleep(2**attempt)
-                continue
-            if response.status_code in (200, 201):
-                approval: dict[str, Any] = response.json()
-                self.stdout.write(
-                    f"asked: {body['tool']} ({body['impact']}, confidence {body['confidence']})"
-                )
-                return approval
-            self.stderr.write(f"refused ({response.status_code}): {response.text}")
+    def _submit(self, console: Console, body: dict[str, Any]) -> Approval | None:
+        # The SDK retries transient failures with one idempotency key: never a duplicate.
+        try:
+            approval = console.submit(body.pop("tool"), body.pop("arguments"), **body)
+        except ConsoleApiError as refused:
+            self.stderr.write(f"refused: {refused}")
             return None
-        return None
+        except ConsoleError as error:
+            self.stderr.write(f"console unreachable: {error}")
+            return None
+        self.stdout.write(
+            f"asked: {approval.tool} ({body['impact']}, confidence {body['confidence']})"
+        )
+        return approval
 
-    def _await(self, client: httpx.Client, approval: dict[str, Any]) -> None:
-        while approval["status"] == "pending":
+    def _await(self, console: Console, approval: Approval) -> None:
+        while True:
             try:
-                approval = client.get(
-                    f"/api/v1/requests/{approval['id']}", params={"wait": "30s"}
-                ).json()
-            except httpx.TransportError:
-                time.sleep(2)
-        decision = approval.get("decision", {})
-        verdict = "would run" if approval["status"] == "approved" else "will not run"
-        note = f" ({decision.get('note')})" if decision.get("note") else ""
-        self.stdout.write(f"{approval['status']}: {approval['tool']} {verdict}{note}")
+                decision = console.wait(approval)
+                break
+            except ConsoleError:
+                time.sleep(2)  # the console is away: keep waiting, never act without a decision
+        verdict = "would run" if decision.is_usable() else "will not run"
+        note = f" ({decision.note})" if decision.note else ""
+        self.stdout.write(f"{decision.status}: {approval.tool} {verdict}{note}")

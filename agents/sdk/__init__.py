@@ -1,0 +1,34 @@
+"""Python SDK for the Agent Approval Console. Depends on httpx only: no Django needed.
+
+from agents.sdk import Console
+console = Console("https://console.example", credential)
+decision = console.request_approval("issue_refund", {"payment_id": "pay_1", "amount": 4900})
+"""
+
+from ._wire import RetryPolicy
+from .client import AsyncConsole, Console
+from .errors import (
+    ApprovalCancelled,
+    ApprovalDenied,
+    ApprovalExpired,
+    ApprovalNotGranted,
+    ConsoleApiError,
+    ConsoleError,
+    ConsoleUnreachable,
+)
+from .models import Approval, Decision
+
+__all__ = [
+    "Approval",
+    "ApprovalCancelled",
+    "ApprovalDenied",
+    "ApprovalExpired",
+    "ApprovalNotGranted",
+    "AsyncConsole",
+    "Console",
+    "ConsoleApiError",
+    "ConsoleError",
+    "ConsoleUnreachable",
+    "Decision",
+    "RetryPolicy",
+]

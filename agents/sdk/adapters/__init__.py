@@ -1,0 +1,1 @@
+"""Thin adapters for agent frameworks. Each imports its framework only when used."""

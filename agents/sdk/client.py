@@ -1,0 +1,720 @@
+"""Console and AsyncConsole: ask the approval console before acting, and wait for the answer.
+
+    console = Console("https://console.example", credential)
+
+    @console.requires_approval(impact="high", summary=lambda payment_id, amount: f"Refund {amount}")
+    def issue_refund(payment_id: str, amount: int) -> None: ...
+
+The decorated function runs only with a usable approval, and with the arguments the reviewer
+approved. Anything else raises: ApprovalDenied, ApprovalExpired, ApprovalCancelled, or
+ConsoleUnreachable when no decision could be had. No decision, no call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import os
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, ParamSpec, TypeVar
+
+import httpx
+
+from . import _wire
+from ._wire import RetryPolicy
+from .errors import ConsoleApiError, ConsoleError, ConsoleUnreachable
+from .models import EXPIRED, Approval, Decision
+from .runs import AsyncRun, Run, current_run
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+LONG_POLL_SECONDS = 30
+# How long past the console's own deadline a request may still read `pending` before the client
+# stops believing it will ever be decided.
+DEADLINE_GRACE = timedelta(seconds=30)
+USER_AGENT = "agent-approval-console-sdk/0.1"
+
+Timeout = str | int | float | timedelta
+
+
+def _settings(url: str | None, credential: str | None) -> tuple[str, str]:
+    url = url or os.environ.get("APPROVAL_CONSOLE_URL")
+    credential = credential or os.environ.get("APPROVAL_CONSOLE_CREDENTIAL")
+    if not url or not credential:
+        raise ValueError(
+            "Console needs a url and a credential (or APPROVAL_CONSOLE_URL and "
+            "APPROVAL_CONSOLE_CREDENTIAL in the environment)."
+        )
+    return url.rstrip("/"), credential
+
+
+def _still_pending_past_deadline(approval: Approval) -> Decision | None:
+    if approval.deadline_at is None or datetime.now(UTC) < approval.deadline_at + DEADLINE_GRACE:
+        return None
+    return Decision(
+        request_id=approval.id,
+        status=EXPIRED,
+        note="The console still reported the request pending well past its deadline.",
+        tool=approval.tool,
+        submitted_arguments=approval.arguments,
+    )
+
+
+class _ConsoleBase:
+    def __init__(
+        self,
+        url: str | None = None,
+        credential: str | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        http_timeout: float = 10.0,
+        long_poll_seconds: int = LONG_POLL_SECONDS,
+    ) -> None:
+        self.url, credential = _settings(url, credential)
+        self.retry = retry or RetryPolicy()
+        self.long_poll_seconds = long_poll_seconds
+        self._headers = {"Authorization": f"Bearer {credential}", "User-Agent": USER_AGENT}
+        self._timeout = httpx.Timeout(http_timeout)
+        # A long poll holds the response for up to long_poll_seconds: read past that.
+        self._poll_timeout = httpx.Timeout(http_timeout, read=long_poll_seconds + http_timeout)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"  # never the credential
+
+
+class Console(_ConsoleBase):
+    """A blocking client. Thread-safe: one Console can serve many threads."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        credential: str | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        http_timeout: float = 10.0,
+        long_poll_seconds: int = LONG_POLL_SECONDS,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(
+            url,
+            credential,
+            retry=retry,
+            http_timeout=http_timeout,
+            long_poll_seconds=long_poll_seconds,
+        )
+        self._http = httpx.Client(
+            base_url=self.url, headers=self._headers, timeout=self._timeout, transport=transport
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Console:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- HTTP with retries ---------------------------------------------------------------
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Mapping[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: httpx.Timeout | None = None,
+    ) -> dict[str, Any]:
+        last_problem = "no attempt made"
+        retry_after: float | None = None
+        for attempt in range(self.retry.attempts):
+            if attempt:
+                time.sleep(self.retry.delay(attempt - 1, retry_after))
+            retry_after = None
+            try:
+                response = self._http.request(
+                    method,
+                    path,
+                    json=json,
+                    params=params,
+                    headers=headers,
+                    timeout=timeout or self._timeout,
+                )
+            except httpx.TransportError as error:
+                last_problem = f"{type(error).__name__}: {error}"
+                continue
+            if response.status_code in _wire.RETRYABLE_STATUSES:
+                retry_after = _wire.retry_after_seconds(response)
+                last_problem = f"HTTP {response.status_code}"
+                continue
+            if response.is_success:
+                body: dict[str, Any] = response.json()
+                return body
+            raise _wire.api_error(response)
+        raise ConsoleUnreachable(
+            f"{method} {self.url}{path} failed {self.retry.attempts} times; last: {last_problem}"
+        )
+
+    # --- The API ---------------------------------------------------------------------------
+
+    def submit(
+        self,
+        tool: str,
+        arguments: Mapping[str, Any],
+        *,
+        summary: str | None = None,
+        reasoning: str | None = None,
+        confidence: float | None = None,
+        impact: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        labels: list[str] | None = None,
+        timeout: Timeout | None = None,
+        run: str | None = None,
+        arguments_schema: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Approval:
+        """Create an approval request and return at once, usually still pending."""
+        body = _wire.create_body(
+            tool=tool,
+            arguments=arguments,
+            summary=summary,
+            reasoning=reasoning,
+            confidence=confidence,
+            impact=impact,
+            context=context,
+            labels=labels,
+            timeout=timeout,
+            run=run,
+            arguments_schema=arguments_schema,
+        )
+        # One key for this call, kept across every retry: a lost response never becomes a
+        # second request for the reviewers.
+        key = idempotency_key or str(uuid.uuid4())
+        return Approval.from_wire(
+            self._send("POST", "/api/v1/requests", json=body, headers={"Idempotency-Key": key})
+        )
+
+    def get(self, request_id: str, *, wait: int = 0) -> Approval:
+        """The request's current state; with `wait`, a long poll of up to that many seconds."""
+        if wait <= 0:
+            return Approval.from_wire(self._send("GET", f"/api/v1/requests/{request_id}"))
+        return Approval.from_wire(
+            self._send(
+                "GET",
+                f"/api/v1/requests/{request_id}",
+                params={"wait": f"{wait}s"},
+                timeout=self._poll_timeout,
+            )
+        )
+
+    def wait(self, request_id: str | Approval, *, timeout: float | None = None) -> Decision:
+        """Block until the request is decided, expires or is cancelled, and return the decision.
+
+        Long polls, reconnecting through outages until the console has been unreachable for
+        `retry.give_up_after` seconds (then ConsoleUnreachable). With `timeout`, raises
+        TimeoutError if the request is still pending after that many seconds.
+        """
+        approval = request_id if isinstance(request_id, Approval) else None
+        code = approval.id if approval else str(request_id)
+        started = last_contact = _wire.monotonic()
+        while True:
+            if approval is not None:
+                decision = approval.decision or _still_pending_past_deadline(approval)
+                if decision is not None:
+                    return decision
+            poll = self.long_poll_seconds
+            if timeout is not None:
+                remaining = timeout - (_wire.monotonic() - started)
+                if remaining <= 0:
+                    raise TimeoutError(f"Approval request {code} is still pending.")
+                poll = max(1, min(poll, int(remaining)))
+            try:
+                approval = self.get(code, wait=poll)
+                last_contact = _wire.monotonic()
+            except (ConsoleUnreachable, ConsoleApiError) as error:
+                _raise_unless_outage(
+                    error, since=last_contact, give_up_after=self.retry.give_up_after
+                )
+                time.sleep(self.retry.delay(0))
+
+    def cancel(self, request_id: str) -> Approval:
+        """Withdraw a pending request. Returns its state (already decided requests stay so)."""
+        try:
+            return Approval.from_wire(self._send("POST", f"/api/v1/requests/{request_id}/cancel"))
+        except ConsoleApiError as error:
+            if error.status_code == 409:
+                return self.get(request_id)
+            raise
+
+    def request_approval(
+        self,
+        tool: str,
+        arguments: Mapping[str, Any],
+        *,
+        summary: str | None = None,
+        reasoning: str | None = None,
+        confidence: float | None = None,
+        impact: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        labels: list[str] | None = None,
+        timeout: Timeout | None = None,
+        run: str | None = None,
+        arguments_schema: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Decision:
+        """Submit and wait: the decision on this call. Check `decision.is_usable()` (or call
+        `decision.raise_unless_usable()`) right before acting; approvals expire."""
+        approval = self.submit(
+            tool,
+            arguments,
+            summary=summary,
+            reasoning=reasoning,
+            confidence=confidence,
+            impact=impact,
+            context=context,
+            labels=labels,
+            timeout=timeout,
+            run=run or _current_run_id(),
+            arguments_schema=arguments_schema,
+            idempotency_key=idempotency_key,
+        )
+        return self.wait(approval)
+
+    def requires_approval(
+        self,
+        *,
+        impact: str | None = None,
+        summary: str | Callable[..., str] | None = None,
+        reasoning: str | None = None,
+        confidence: float | None = None,
+        context: Mapping[str, Any] | None = None,
+        labels: list[str] | None = None,
+        timeout: Timeout | None = None,
+        tool: str | None = None,
+        exclude: tuple[str, ...] = ("self", "cls"),
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Gate a function (sync or async) behind a reviewer's approval.
+
+        `summary` may be a string or a callable given the call's own arguments.
+        Parameters in `exclude` are neither shown nor changeable.
+        """
+
+        def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+            gate = _wire.GatedSignature(fn, frozenset(exclude))
+            tool_name = tool or fn.__name__
+
+            def decide(args: tuple[Any, ...], kwargs: dict[str, Any]) -> _GatedCall:
+                arguments = gate.arguments(args, kwargs)
+                run = _current_run()
+                decision = self.request_approval(
+                    tool_name,
+                    arguments,
+                    summary=_wire.summary_text(summary, args, kwargs),
+                    reasoning=reasoning,
+                    confidence=confidence,
+                    impact=impact,
+                    context=context,
+                    labels=labels,
+                    timeout=timeout,
+                    run=run.id if run else None,
+                )
+                return _GatedCall(gate, tool_name, arguments, decision, args, kwargs, run)
+
+            if inspect.iscoroutinefunction(fn):
+
+                @functools.wraps(fn)
+                async def gated_async(*args: P.args, **kwargs: P.kwargs) -> Any:
+                    try:
+                        call = await asyncio.to_thread(decide, args, kwargs)
+                    except ConsoleUnreachable as error:
+                        _record_unreachable(tool_name, error)
+                        raise
+                    # Recording on a blocking Console is blocking I/O: keep it off the loop.
+                    call_args, call_kwargs = await asyncio.to_thread(call.checked)
+                    try:
+                        result = await fn(*call_args, **call_kwargs)  # type: ignore[misc]
+                    except BaseException as error:
+                        await asyncio.to_thread(call.record_outcome, error=error)
+                        raise
+                    await asyncio.to_thread(call.record_outcome, result=result)
+                    return result
+
+                return gated_async  # type: ignore[return-value]
+
+            @functools.wraps(fn)
+            def gated(*args: P.args, **kwargs: P.kwargs) -> R:
+                try:
+                    call = decide(args, kwargs)
+                except ConsoleUnreachable as error:
+                    _record_unreachable(tool_name, error)
+                    raise
+                call_args, call_kwargs = call.checked()
+                try:
+                    result = fn(*call_args, **call_kwargs)
+                except BaseException as error:
+                    call.record_outcome(error=error)
+                    raise
+                call.record_outcome(result=result)
+                return result
+
+            return gated
+
+        return decorate
+
+    def run(
+        self,
+        name: str,
+        *,
+        external_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        budget: float | None = None,
+    ) -> Run:
+        """A run context: `with console.run("refund-bot") as run:`. Gated calls inside it are
+        tied to the run and recorded in its trace; the run is closed on exit."""
+        return Run(self, name=name, external_id=external_id, metadata=metadata, budget=budget)
+
+
+class _GatedCall:
+    """One decided gated call: checks the decision right before the call and records it."""
+
+    def __init__(
+        self,
+        gate: _wire.GatedSignature,
+        tool: str,
+        arguments: dict[str, Any],
+        decision: Decision,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        run: Run | AsyncRun | None,
+    ) -> None:
+        self.gate = gate
+        self.tool = tool
+        self.arguments = arguments
+        self.decision = decision
+        self.args = args
+        self.kwargs = kwargs
+        self.run = run
+
+    def checked(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The call to make, or the typed exception. Checked last, just before the call,
+        so an approval that lapsed meanwhile is not used."""
+        try:
+            self.decision.raise_unless_usable()
+            assert self.decision.approved_arguments is not None
+            return self.gate.call_arguments(
+                self.decision.approved_arguments, self.args, self.kwargs
+            )
+        except BaseException as error:
+            self.record_outcome(error=error, ran=False)
+            raise
+
+    def record_outcome(
+        self, *, result: Any = None, error: BaseException | None = None, ran: bool = True
+    ) -> None:
+        if self.run is None:
+            return
+        self.run.record_gated_call(
+            tool=self.tool,
+            submitted_arguments=self.arguments,
+            decision=self.decision,
+            ran=ran,
+            result=result,
+            error=error,
+        )
+
+
+def _raise_unless_outage(error: ConsoleError, *, since: float, give_up_after: float) -> None:
+    """While waiting, keep reconnecting through an outage, then give up as unreachable.
+
+    A 5xx on a read counts as an outage too: a console shutting down cancels its long polls
+    with 500, and re-reading a request is always safe.
+    """
+    if isinstance(error, ConsoleApiError) and error.status_code < 500:
+        raise error
+    if _wire.monotonic() - since >= give_up_after:
+        if isinstance(error, ConsoleUnreachable):
+            raise error
+        raise ConsoleUnreachable(f"The console kept failing while waiting: {error}") from error
+
+
+def _current_run() -> Run | AsyncRun | None:
+    return current_run()
+
+
+def _current_run_id() -> str | None:
+    run = _current_run()
+    return run.id if run else None
+
+
+def _record_unreachable(tool: str, error: ConsoleUnreachable) -> None:
+    run = _current_run()
+    if run is not None:
+        run.record_unreachable(tool=tool, error=error)
+
+
+class AsyncConsole(_ConsoleBase):
+    """The asyncio twin of Console, for async agents and async functions."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        credential: str | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        http_timeout: float = 10.0,
+        long_poll_seconds: int = LONG_POLL_SECONDS,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(
+            url,
+            credential,
+            retry=retry,
+            http_timeout=http_timeout,
+            long_poll_seconds=long_poll_seconds,
+        )
+        self._http = httpx.AsyncClient(
+            base_url=self.url, headers=self._headers, timeout=self._timeout, transport=transport
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncConsole:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Mapping[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: httpx.Timeout | None = None,
+    ) -> dict[str, Any]:
+        last_problem = "no attempt made"
+        retry_after: float | None = None
+        for attempt in range(self.retry.attempts):
+            if attempt:
+                await asyncio.sleep(self.retry.delay(attempt - 1, retry_after))
+            retry_after = None
+            try:
+                response = await self._http.request(
+                    method,
+                    path,
+                    json=json,
+                    params=params,
+                    headers=headers,
+                    timeout=timeout or self._timeout,
+                )
+            except httpx.TransportError as error:
+                last_problem = f"{type(error).__name__}: {error}"
+                continue
+            if response.status_code in _wire.RETRYABLE_STATUSES:
+                retry_after = _wire.retry_after_seconds(response)
+                last_problem = f"HTTP {response.status_code}"
+                continue
+            if response.is_success:
+                body: dict[str, Any] = response.json()
+                return body
+            raise _wire.api_error(response)
+        raise ConsoleUnreachable(
+            f"{method} {self.url}{path} failed {self.retry.attempts} times; last: {last_problem}"
+        )
+
+    async def submit(
+        self,
+        tool: str,
+        arguments: Mapping[str, Any],
+        *,
+        summary: str | None = None,
+        reasoning: str | None = None,
+        confidence: float | None = None,
+        impact: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        labels: list[str] | None = None,
+        timeout: Timeout | None = None,
+        run: str | None = None,
+        arguments_schema: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Approval:
+        body = _wire.create_body(
+            tool=tool,
+            arguments=arguments,
+            summary=summary,
+            reasoning=reasoning,
+            confidence=confidence,
+            impact=impact,
+            context=context,
+            labels=labels,
+            timeout=timeout,
+            run=run,
+            arguments_schema=arguments_schema,
+        )
+        key = idempotency_key or str(uuid.uuid4())
+        return Approval.from_wire(
+            await self._send(
+                "POST", "/api/v1/requests", json=body, headers={"Idempotency-Key": key}
+            )
+        )
+
+    async def get(self, request_id: str, *, wait: int = 0) -> Approval:
+        if wait <= 0:
+            return Approval.from_wire(await self._send("GET", f"/api/v1/requests/{request_id}"))
+        return Approval.from_wire(
+            await self._send(
+                "GET",
+                f"/api/v1/requests/{request_id}",
+                params={"wait": f"{wait}s"},
+                timeout=self._poll_timeout,
+            )
+        )
+
+    async def wait(self, request_id: str | Approval, *, timeout: float | None = None) -> Decision:
+        approval = request_id if isinstance(request_id, Approval) else None
+        code = approval.id if approval else str(request_id)
+        started = last_contact = _wire.monotonic()
+        while True:
+            if approval is not None:
+                decision = approval.decision or _still_pending_past_deadline(approval)
+                if decision is not None:
+                    return decision
+            poll = self.long_poll_seconds
+            if timeout is not None:
+                remaining = timeout - (_wire.monotonic() - started)
+                if remaining <= 0:
+                    raise TimeoutError(f"Approval request {code} is still pending.")
+                poll = max(1, min(poll, int(remaining)))
+            try:
+                approval = await self.get(code, wait=poll)
+                last_contact = _wire.monotonic()
+            except (ConsoleUnreachable, ConsoleApiError) as error:
+                _raise_unless_outage(
+                    error, since=last_contact, give_up_after=self.retry.give_up_after
+                )
+                await asyncio.sleep(self.retry.delay(0))
+
+    async def cancel(self, request_id: str) -> Approval:
+        try:
+            return Approval.from_wire(
+                await self._send("POST", f"/api/v1/requests/{request_id}/cancel")
+            )
+        except ConsoleApiError as error:
+            if error.status_code == 409:
+                return await self.get(request_id)
+            raise
+
+    async def request_approval(
+        self,
+        tool: str,
+        arguments: Mapping[str, Any],
+        *,
+        summary: str | None = None,
+        reasoning: str | None = None,
+        confidence: float | None = None,
+        impact: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        labels: list[str] | None = None,
+        timeout: Timeout | None = None,
+        run: str | None = None,
+        arguments_schema: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Decision:
+        approval = await self.submit(
+            tool,
+            arguments,
+            summary=summary,
+            reasoning=reasoning,
+            confidence=confidence,
+            impact=impact,
+            context=context,
+            labels=labels,
+            timeout=timeout,
+            run=run or _current_run_id(),
+            arguments_schema=arguments_schema,
+            idempotency_key=idempotency_key,
+        )
+        return await self.wait(approval)
+
+    def requires_approval(
+        self,
+        *,
+        impact: str | None = None,
+        summary: str | Callable[..., str] | None = None,
+        reasoning: str | None = None,
+        confidence: float | None = None,
+        context: Mapping[str, Any] | None = None,
+        labels: list[str] | None = None,
+        timeout: Timeout | None = None,
+        tool: str | None = None,
+        exclude: tuple[str, ...] = ("self", "cls"),
+    ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+        """Gate an async function. (For plain functions use Console, which also gates async.)"""
+
+        def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+            if not inspect.iscoroutinefunction(fn):
+                raise TypeError(
+                    f"AsyncConsole.requires_approval gates async functions; {fn.__name__} is "
+                    "not one. Use Console.requires_approval for plain functions."
+                )
+            gate = _wire.GatedSignature(fn, frozenset(exclude))
+            tool_name = tool or fn.__name__
+
+            @functools.wraps(fn)
+            async def gated(*args: P.args, **kwargs: P.kwargs) -> R:
+                arguments = gate.arguments(args, kwargs)
+                run = _current_run()
+                try:
+                    decision = await self.request_approval(
+                        tool_name,
+                        arguments,
+                        summary=_wire.summary_text(summary, args, kwargs),
+                        reasoning=reasoning,
+                        confidence=confidence,
+                        impact=impact,
+                        context=context,
+                        labels=labels,
+                        timeout=timeout,
+                        run=run.id if run else None,
+                    )
+                except ConsoleUnreachable as error:
+                    _record_unreachable(tool_name, error)
+                    raise
+                call = _GatedCall(gate, tool_name, arguments, decision, args, kwargs, run)
+                try:
+                    call_args, call_kwargs = call.checked()
+                    try:
+                        result = await fn(*call_args, **call_kwargs)
+                    except BaseException as error:
+                        call.record_outcome(error=error)
+                        raise
+                    call.record_outcome(result=result)
+                    return result
+                finally:
+                    if isinstance(run, AsyncRun):
+                        await run.flush()
+
+            return gated
+
+        return decorate
+
+    def run(
+        self,
+        name: str,
+        *,
+        external_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        budget: float | None = None,
+    ) -> AsyncRun:
+        """`async with console.run("refund-bot") as run:`; see Console.run."""
+        return AsyncRun(self, name=name, external_id=external_id, metadata=metadata, budget=budget)

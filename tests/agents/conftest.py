@@ -1,0 +1,85 @@
+"""Fixtures for SDK and compatibility tests: an agent with a credential, a Console pointed at the
+live server, and a "reviewer" thread that decides the next pending request the way a person
+would, while the agent code under test blocks waiting for it."""
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from agents.sdk import Console, RetryPolicy
+from approvals.models import ApprovalRequest, Status
+from tests.factories import UserFactory, agent_with_token
+
+# Quick retries so outage tests take seconds, not minutes.
+FAST_RETRY = RetryPolicy(attempts=4, base_delay=0.05, max_delay=0.2, give_up_after=2.0)
+
+
+@pytest.fixture
+def sdk_agent(transactional_db):  # type: ignore[no-untyped-def]
+    return agent_with_token(name="refund-bot")
+
+
+@pytest.fixture
+def console(live_console, sdk_agent) -> Iterator[Console]:  # type: ignore[no-untyped-def]
+    _, token = sdk_agent
+    with Console(live_console.url, token, retry=FAST_RETRY) as client:
+        yield client
+
+
+@pytest.fixture
+def rita(transactional_db):  # type: ignore[no-untyped-def]
+    return UserFactory(username="rita")
+
+
+class Reviewer:
+    """Decides the next pending request of one agent from another thread."""
+
+    def __init__(self, agent: Any) -> None:
+        self.agent = agent
+        self.thread: threading.Thread | None = None
+        self.errors: list[BaseException] = []
+        self.decided: ApprovalRequest | None = None
+
+    def next_pending(self, timeout: float = 60.0) -> ApprovalRequest:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            approval = ApprovalRequest.objects.filter(
+                agent=self.agent, status=Status.PENDING
+            ).first()
+            if approval is not None:
+                return approval
+            time.sleep(0.02)
+        raise AssertionError("no pending request appeared")
+
+    def decide(self, *actions: Callable[[ApprovalRequest], Any], after: float = 0.3) -> None:
+        """Run each action on the next pending request in turn, once the agent is waiting."""
+
+        def run() -> None:
+            try:
+                for action in actions:
+                    approval = self.next_pending()
+                    time.sleep(after)  # the agent is now parked in its long poll
+                    self.decided = action(approval)
+            except BaseException as error:
+                self.errors.append(error)
+            finally:
+                connection.close()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def join(self) -> None:
+        assert self.thread is not None
+        self.thread.join(timeout=40)
+        if self.errors:
+            raise self.errors[0]
+
+
+@pytest.fixture
+def reviewer_thread(sdk_agent) -> Reviewer:  # type: ignore[no-untyped-def]
+    agent, _ = sdk_agent
+    return Reviewer(agent)
