@@ -40,7 +40,9 @@ install: $(VENV)/.installed $(OPENAI_AGENTS_DIR)/.installed
 run: install
 	$(PY) manage.py migrate --no-input -v 0
 	$(PY) manage.py demo_setup
-	CONSOLE_PORT=$(PORT) $(VENV)/bin/honcho -f console/Procfile -d . start
+	@# Readable, quiet logs for a person at a terminal; production keeps JSON lines at INFO.
+	CONSOLE_PORT=$(PORT) LOG_FORMAT=$${LOG_FORMAT:-plain} LOG_LEVEL=$${LOG_LEVEL:-WARNING} \
+		$(VENV)/bin/honcho -f console/Procfile -d . start
 
 # Browser tests run in their own pytest process: once pytest-playwright's event loop is up,
 # later async tests fail (STACK.md).
