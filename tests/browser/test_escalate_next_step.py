@@ -35,6 +35,7 @@ def test_a_reviewer_escalates_to_the_next_step_from_the_keyboard(
     note = page.get_by_label("Note with the escalation")
     expect(note).to_be_focused()
     note.fill("Nobody on payments answers.")
+    page.evaluate("window.__same_page = true")
     page.keyboard.press("Enter")
 
     panel = page.locator(f"#decision-panel-{approval.code}")
@@ -43,7 +44,8 @@ def test_a_reviewer_escalates_to_the_next_step_from_the_keyboard(
     expect(page.locator(f"#history-{approval.code}")).to_contain_text(
         "Step 1: notified payments-leads. Nobody on payments answers."
     )
-    # The other escalation control is untouched, and the page never reloaded to get here.
+    # htmx swapped the panel: the page never reloaded, and the other escalation is still there.
+    assert page.evaluate("window.__same_page === true")
     expect(page.get_by_text("Escalate to another team")).to_be_visible()
     assert list(
         EscalationFiring.objects.filter(approval=approval).values_list("step__position", flat=True)
