@@ -4,10 +4,11 @@ restart of `make run`."""
 
 import secrets
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
@@ -45,11 +46,11 @@ class Command(BaseCommand):
         password_file = var / "demo-reviewer-password"
         credential_file = var / "demo-agent.credential"
 
-        User = get_user_model()
-        reviewer = User.objects.filter(username=DEMO_REVIEWER).first()
+        UserModel = get_user_model()
+        reviewer = UserModel.objects.filter(username=DEMO_REVIEWER).first()
         if reviewer is None or not password_file.exists():
             password = secrets.token_urlsafe(12)
-            reviewer = reviewer or User(username=DEMO_REVIEWER, email="demo@example.test")
+            reviewer = reviewer or UserModel(username=DEMO_REVIEWER, email="demo@example.test")
             reviewer.is_staff = reviewer.is_superuser = True
             reviewer.set_password(password)
             reviewer.save()
@@ -80,13 +81,13 @@ class Command(BaseCommand):
         )
 
 
-def _demo_team(reviewer: AbstractBaseUser) -> Team:
+def _demo_team(reviewer: User) -> Team:
     team, _ = Team.objects.get_or_create(name=DEMO_TEAM)
     team.members.add(reviewer)
     return team
 
 
-def _demo_chain(*, team: Team, reviewer: AbstractBaseUser) -> EscalationChain:
+def _demo_chain(*, team: Team, reviewer: User) -> EscalationChain:
     chain, created = EscalationChain.objects.get_or_create(
         name=DEMO_CHAIN,
         defaults={
@@ -110,7 +111,7 @@ def _demo_rules(*, team: Team, chain: EscalationChain) -> None:
     emails are approved at once only when low-impact and the agent is at least 90% sure; deleting
     more than 1000 rows is denied; high-impact refunds and everything else wait for the demo team.
     """
-    held_for_demo_team = {
+    held_for_demo_team: dict[str, Any] = {
         "outcome": Outcome.HOLD,
         "team": team,
         "required_approvals": 1,
@@ -164,7 +165,7 @@ def _demo_rules(*, team: Team, chain: EscalationChain) -> None:
 
 
 def _rule(
-    *, name: str, conditions: list[tuple[str, str, object]] | None = None, **fields: object
+    *, name: str, conditions: list[tuple[str, str, object]] | None = None, **fields: Any
 ) -> None:
     rule, created = PolicyRule.objects.get_or_create(
         name=name, defaults={"state": RuleState.ACTIVE, **fields}
