@@ -78,6 +78,18 @@ def test_it_carries_the_rules_chain_and_fires_its_first_step_on_time(refunds_cha
     assert set(maria_hears.values_list("channel", flat=True)) == {Channel.EMAIL, Channel.CONSOLE}
 
 
+def test_the_decision_page_names_the_chain(client, refunds_chain) -> None:  # type: ignore[no-untyped-def]
+    alice = UserFactory(username="alice")
+    payments = TeamFactory(name="payments", members=[alice])
+    PolicyRuleFactory(name="hold", outcome="hold", team=payments, escalation_chain=refunds_chain)
+    approval = _create()
+    client.force_login(alice)
+
+    html = client.get(f"/requests/{approval.code}/").content.decode()
+
+    assert '<strong id="escalation-chain">refunds</strong>' in html
+
+
 def test_it_tells_the_rules_team_when_it_holds_the_request(refunds_chain) -> None:
     payments = TeamFactory(name="payments", members=[UserFactory(username="alice")])
     PolicyRuleFactory(
