@@ -47,6 +47,20 @@ def chain_for(approval: ApprovalRequest) -> EscalationChain | None:
     return default_chain()
 
 
+def escalation_next_step(*, approval: ApprovalRequest) -> EscalationStep | None:
+    """The step that escalating by hand would fire now, or None: no chain, or every step fired."""
+    chain = chain_for(approval)
+    if chain is None:
+        return None
+    fired = EscalationFiring.objects.filter(approval=approval).values_list("step_id", flat=True)
+    return (
+        chain.steps.exclude(pk__in=fired)
+        .select_related("notify_team", "notify_user", "reassign_to")
+        .order_by("position")
+        .first()
+    )
+
+
 def step_schedule(
     *, approval: ApprovalRequest, steps: Sequence[EscalationStep]
 ) -> list[tuple[EscalationStep, datetime]]:

@@ -1,15 +1,13 @@
-"""Notification pages, escalate-by-hand, and Slack's interactivity endpoint. Thin, as views are."""
+"""Notification pages and Slack's interactivity endpoint. Thin, as views are."""
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from approvals.escalations import approval_request_escalate_next_step
-from approvals.exceptions import EscalationUnavailable, NotAllowed, TransitionConflict
-from approvals.forms import EscalateNextStepForm, NotificationPreferenceForm
+from approvals.forms import NotificationPreferenceForm
 from approvals.notifications import (
     notification_preference_update,
     notifications_mark_read,
@@ -17,7 +15,6 @@ from approvals.notifications import (
 )
 from approvals.notifiers.slack import slack_reply_ephemeral
 from approvals.selectors import (
-    approval_get_for_reviewer,
     notifications_for_reviewer,
     notifications_unread_after,
 )
@@ -68,26 +65,6 @@ def notification_preferences(request: HttpRequest) -> HttpResponse:
         return redirect("approvals:notification-preferences")
     status = 400 if request.method == "POST" else 200
     return render(request, "approvals/preferences.html", {"form": form}, status=status)
-
-
-@require_POST
-@login_required
-def escalate(request: HttpRequest, code: object) -> HttpResponse:
-    approval = approval_get_for_reviewer(user=request.user, code=code)
-    if approval is None:
-        raise Http404("No such approval request.")
-    form = EscalateNextStepForm(request.POST)
-    if not form.is_valid():
-        return HttpResponse("A note is at most 5000 characters.", status=400)
-    try:
-        approval_request_escalate_next_step(
-            approval=approval, actor=request.user, note=form.cleaned_data["note"]
-        )
-    except NotAllowed as error:
-        return HttpResponse(str(error), status=403)
-    except (EscalationUnavailable, TransitionConflict) as error:
-        return HttpResponse(str(error), status=409)
-    return redirect("approvals:detail", code=approval.code)
 
 
 @csrf_exempt  # Slack cannot send our CSRF token; its request signature is checked instead.

@@ -1,4 +1,5 @@
-"""The reviewer REST API, under /api/v1/reviewer/: list, read, decide, comment, escalate.
+"""The reviewer REST API, under /api/v1/reviewer/: list, read, decide, comment, escalate (to a
+team, or to the next step of the request's escalation chain).
 
 For teams building their own tools. Same rules as the pages, through the same selectors and
 services: a request the caller may not see is 404; a decision someone else made first is 409.
@@ -17,7 +18,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from approvals.api import ApprovalRequestOutput, JSONObjectField, StrictSerializer
-from approvals.exceptions import ApprovalNotVisible, ReviewRejected, TransitionConflict
+from approvals.escalations import approval_request_escalate_next_step
+from approvals.exceptions import (
+    ApprovalNotVisible,
+    EscalationUnavailable,
+    NotAllowed,
+    ReviewRejected,
+    TransitionConflict,
+)
 from approvals.models import ApprovalRequest, Team
 from approvals.reviews import (
     approval_request_comment,
@@ -82,6 +90,16 @@ class CommentInput(StrictSerializer):
 class EscalateInput(StrictSerializer):
     team = serializers.SlugRelatedField(slug_field="name", queryset=Team.objects.all())
     note = serializers.CharField(max_length=5000)
+
+
+class EscalateNextStepInput(StrictSerializer):
+    note = serializers.CharField(max_length=5000, required=False, allow_blank=True)
+
+
+class EscalateNextStepOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    step = serializers.IntegerField(help_text="The position of the step that fired.")
+    team = serializers.CharField(allow_null=True, help_text="The team the request is with now.")
 
 
 def _conflict(conflict: TransitionConflict) -> ApiError:
@@ -231,3 +249,37 @@ class ReviewerEscalateApi(ReviewerApi):
             raise _rejected(error) from None
         # The caller may no longer see it (another team): say where it went, nothing more.
         return Response({"id": str(approval.code), "team": approval.team.name})  # type: ignore[union-attr]
+
+
+class ReviewerEscalateNextStepApi(ReviewerApi):
+    @extend_schema(
+        operation_id="reviewer_escalate_request_next_step",
+        request=EscalateNextStepInput,
+        responses={200: EscalateNextStepOutput},
+        description="Fire the next step of the request's escalation chain now. 409 "
+        "`escalation_unavailable` when no chain applies or every step has fired.",
+    )
+    def post(self, request: Request, code: str) -> Response:
+        approval = self.get_approval(request, code)
+        payload = EscalateNextStepInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        try:
+            firing = approval_request_escalate_next_step(
+                approval=approval,
+                actor=request.user,  # type: ignore[arg-type]
+                note=payload.validated_data.get("note", ""),
+            )
+        except NotAllowed as error:
+            raise ApiError(status_code=403, code=error.code, message=str(error)) from None
+        except EscalationUnavailable as error:
+            raise ApiError(status_code=409, code=error.code, message=str(error)) from None
+        except TransitionConflict as conflict:
+            raise _conflict(conflict) from None
+        approval.refresh_from_db(fields=["team"])
+        # A step may hand the request to a team the caller is not in: say where, nothing more.
+        output = {
+            "id": approval.code,
+            "step": firing.step.position,
+            "team": approval.team.name if approval.team else None,
+        }
+        return Response(EscalateNextStepOutput(output).data)

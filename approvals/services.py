@@ -157,6 +157,7 @@ def approval_request_create(
                 deadline_at=now + timedelta(seconds=timeout_seconds),
                 team_id=verdict.team_id,
                 required_approvals=verdict.required_approvals,
+                escalation_chain_id=verdict.escalation_chain_id,
                 hold_reason=verdict.reason if verdict.outcome == Outcome.HOLD else "",
             )
             ApprovalEvent.objects.create(

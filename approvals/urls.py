@@ -14,7 +14,7 @@ urlpatterns = [
     path("insight/", insight_views.dashboard, name="insight"),
     path(
         "requests/<uuid:code>/escalate-next",
-        notification_views.escalate,
+        views.escalate_next_step,
         name="escalate-next-step",
     ),
     path("notifications/", notification_views.notification_list, name="notifications"),

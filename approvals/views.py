@@ -15,14 +15,24 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
+from approvals.escalations import approval_request_escalate_next_step, escalation_next_step
 from approvals.exceptions import (
     ApprovalNotVisible,
     ClaimConflict,
+    EscalationUnavailable,
+    NotAllowed,
     ReviewRejected,
     TransitionConflict,
 )
-from approvals.forms import ApproveChangesForm, ApproveForm, CommentForm, DenyForm, EscalateForm
-from approvals.models import ApprovalRequest
+from approvals.forms import (
+    ApproveChangesForm,
+    ApproveForm,
+    CommentForm,
+    DenyForm,
+    EscalateForm,
+    EscalateNextStepForm,
+)
+from approvals.models import ApprovalRequest, Status
 from approvals.presentation import arguments_folded, pretty_json
 from approvals.reviews import (
     approval_arguments_parse,
@@ -117,6 +127,9 @@ def _detail_context(
         "deny_form": extra.pop("deny_form", None) or DenyForm(),
         "escalate_form": extra.pop("escalate_form", None) or EscalateForm(approval=approval),
         "comment_form": extra.pop("comment_form", None) or CommentForm(),
+        "next_escalation_step": escalation_next_step(approval=approval)
+        if approval.status == Status.PENDING
+        else None,
         "user_voted": user_voted,
         "claimed_by_me": approval.live_claim is not None  # type: ignore[attr-defined]
         and approval.live_claim.reviewer_id == request.user.pk,  # type: ignore[attr-defined]
@@ -264,6 +277,37 @@ def escalate(request: HtmxHttpRequest, code: object) -> HttpResponse:
             return redirect("approvals:queue")
         return render(request, "approvals/detail.html#escalated-away", {"approval": approval})
     return _panel(request, code, info_message=f"Escalated to {approval.team}.")
+
+
+@require_POST
+@login_required
+def escalate_next_step(request: HtmxHttpRequest, code: object) -> HttpResponse:
+    """Escalate by hand along the request's chain: its next step fires now."""
+    approval = _get_or_404(request, code)
+    form = EscalateNextStepForm(request.POST)
+    if not form.is_valid():
+        return _panel(
+            request, code, status=400, conflict_message="A note is at most 5000 characters."
+        )
+    try:
+        firing = approval_request_escalate_next_step(
+            approval=approval, actor=request.user, note=form.cleaned_data["note"]
+        )
+    except NotAllowed as error:
+        return _panel(request, code, status=403, conflict_message=str(error))
+    except EscalationUnavailable as error:
+        return _panel(request, code, status=409, conflict_message=str(error))
+    except TransitionConflict as conflict:
+        return _conflict(request, code, conflict)
+    if approval_get_for_reviewer(user=request.user, code=code) is None:
+        # The step handed the request to a team this reviewer is not in.
+        if not request.htmx:
+            return redirect("approvals:queue")
+        approval.refresh_from_db(fields=["team"])
+        return render(request, "approvals/detail.html#escalated-away", {"approval": approval})
+    return _panel(
+        request, code, info_message=f"Escalated: step {firing.step.position} of the chain fired."
+    )
 
 
 @require_POST

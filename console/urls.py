@@ -50,6 +50,11 @@ api_v1 = [
         name="reviewer-request-escalate",
     ),
     path(
+        "reviewer/requests/<uuid:code>/escalate-next",
+        reviewer_api.ReviewerEscalateNextStepApi.as_view(),
+        name="reviewer-request-escalate-next-step",
+    ),
+    path(
         "schema",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),
         name="schema",

@@ -71,6 +71,7 @@ class PolicyRuleAdmin(AuditedAdminMixin, admin.ModelAdmin):
                     "required_approvals",
                     "time_to_decide_seconds",
                     "on_timeout",
+                    "escalation_chain",
                 )
             },
         ),

@@ -59,6 +59,7 @@ class Rule:
     required_approvals: int = 1
     time_to_decide_seconds: int | None = None
     on_timeout: str = "deny"
+    escalation_chain_id: int | None = None
     # Set when the stored rule is malformed: evaluating it holds the request.
     broken: str = ""
 

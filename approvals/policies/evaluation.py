@@ -64,6 +64,13 @@ class Verdict:
         return self.rule.required_approvals if self.rule and self.outcome == Outcome.HOLD else 1
 
     @property
+    def escalation_chain_id(self) -> int | None:
+        """None: the request follows the default chain (settings.ESCALATION_DEFAULT_CHAIN)."""
+        if self.rule and self.outcome == Outcome.HOLD:
+            return self.rule.escalation_chain_id
+        return None
+
+    @property
     def time_to_decide_seconds(self) -> int | None:
         if self.rule and self.outcome == Outcome.HOLD:
             return self.rule.time_to_decide_seconds
@@ -101,6 +108,7 @@ def rule_from_model(rule: PolicyRule) -> Rule:
         required_approvals=max(1, rule.required_approvals),
         time_to_decide_seconds=rule.time_to_decide_seconds,
         on_timeout=rule.on_timeout,
+        escalation_chain_id=rule.escalation_chain_id,
     )
 
 

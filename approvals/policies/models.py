@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from agents.models import Agent, AgentGroup
-from approvals.models import ApprovalRequest, Impact, Team
+from approvals.models import ApprovalRequest, EscalationChain, Impact, Team
 
 
 class Outcome(models.TextChoices):
@@ -108,6 +108,14 @@ class PolicyRule(models.Model):
         help_text="Shortens the agent's requested timeout to this; never lengthens it.",
     )
     on_timeout = models.CharField(max_length=10, choices=OnTimeout.choices, default=OnTimeout.DENY)
+    escalation_chain = models.ForeignKey(
+        EscalationChain,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Who hears about a held request while it waits. Empty: the default chain.",
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -164,9 +164,13 @@
     } else if (action === "escalate") {
       var details = document.getElementById("escalate");
       if (details) { details.open = true; var team = document.getElementById("id_team"); if (team) team.focus(); }
+    } else if (action === "escalate-next") {
+      // Only while the chain has a step left (the form is absent otherwise); Enter fires it.
+      var note = document.getElementById("id_escalate_next_note");
+      if (note) { note.scrollIntoView({ block: "center" }); note.focus(); }
     }
   }
-  var ACTIONS = { a: "approve", d: "deny", e: "escalate" };
+  var ACTIONS = { a: "approve", d: "deny", e: "escalate", n: "escalate-next" };
 
   document.addEventListener("keydown", function (event) {
     if (event.ctrlKey || event.metaKey || event.altKey) return;
@@ -197,6 +201,6 @@
     setInterval(tick, 1000);
     setInterval(sortRows, 30000);
     var hash = window.location.hash.replace("#", "");
-    if (document.querySelector("[data-approval]") && (hash === "approve" || hash === "deny" || hash === "escalate")) focusAction(hash);
+    if (document.querySelector("[data-approval]") && Object.values(ACTIONS).indexOf(hash) >= 0) focusAction(hash);
   });
 })();
