@@ -5,8 +5,9 @@ from django.urls import reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from approvals.audit import AuditAction
 from approvals.exceptions import ReviewRejected
-from approvals.models import ApprovalEvent, ApprovalVote, Status
+from approvals.models import ApprovalEvent, ApprovalVote, AuditRecord, Status
 from approvals.reviews import (
     OWN_AGENT,
     approval_request_comment,
@@ -156,3 +157,22 @@ def test_it_lets_an_operator_deny_and_comment_in_the_api(ops) -> None:  # type: 
     assert api.post(_url("comment", approval), {"note": "Hm."}, format="json").status_code == 201
     response = api.post(_url("deny", approval), {"reason": "No."}, format="json")
     assert response.status_code == 200 and response.json()["status"] == "denied"
+
+
+# --- the admin ---------------------------------------------------------------------------------
+
+
+def test_it_records_operators_changed_in_the_admin(client, ops) -> None:  # type: ignore[no-untyped-def]
+    ann, ben, _, agent = ops
+    client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
+    url = reverse("admin:agents_agent_change", args=[agent.pk])
+    form = client.get(url)
+    data: dict[str, object] = {"name": agent.name, "description": "", "operators": [ben.pk]}
+    for inline in form.context["inline_admin_formsets"]:
+        prefix = inline.formset.prefix
+        data |= {f"{prefix}-TOTAL_FORMS": 0, f"{prefix}-INITIAL_FORMS": 0}
+    response = client.post(url, data)
+    assert response.status_code == 302, response.content
+    assert list(agent.operators.all()) == [ben]
+    record = AuditRecord.objects.get(action=AuditAction.CONFIG_CHANGED)
+    assert record.before == {"operators": [ann.pk]} and record.after == {"operators": [ben.pk]}
