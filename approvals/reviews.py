@@ -319,11 +319,14 @@ def presence_refresh(
     *, approval_id: int, user_id: int, channel_name: str, now: datetime | None = None
 ) -> None:
     """The page's heartbeat: still looking. Re-enters if a sweep removed the row meanwhile."""
-    refreshed = ReviewerPresence.objects.filter(channel_name=channel_name).update(
-        seen_at=now or timezone.now()
-    )
-    if not refreshed:
+    now = now or timezone.now()
+    presence = ReviewerPresence.objects.filter(channel_name=channel_name)
+    # Late pings (a paused tab): the row was already hidden, so others must see it come back.
+    was_hidden = presence.filter(seen_at__lte=presence_stale_before(now=now)).exists()
+    if not presence.update(seen_at=now):
         presence_enter(approval_id=approval_id, user_id=user_id, channel_name=channel_name)
+    elif was_hidden:
+        transaction.on_commit(partial(realtime.publish_presence, approval_id))
 
 
 def presences_expire(*, now: datetime | None = None) -> int:

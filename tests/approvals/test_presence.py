@@ -181,3 +181,33 @@ def test_a_ping_brings_back_presence_that_a_sweep_removed(live_console) -> None:
     back, gone = asyncio.run(scenario())
     assert back and gone
     session.close()
+
+
+def test_a_late_ping_shows_the_hidden_presence_again(live_console) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
+    approval = ApprovalRequestFactory(team=TeamFactory(name="payments", members=[alice, bob]))
+    alice_session = ReviewerSession(live_console.url, "alice")
+    bob_session = ReviewerSession(live_console.url, "bob")
+    looking = f'<span id="presence-{approval.code}" class="presence" hx-swap-oob="true">Looking'
+
+    async def scenario() -> str:
+        async with (
+            websockets.connect(
+                f"{live_console.ws_url}/ws/queue/",
+                additional_headers={"Cookie": bob_session.session_cookie},
+                origin=live_console.url,
+            ) as queue_ws,
+            _watch(live_console, alice_session, approval.code) as page_ws,
+        ):
+            await _until(queue_ws, looking)
+            # alice's tab was paused past two heartbeats: her presence is hidden now.
+            await asyncio.to_thread(
+                ReviewerPresence.objects.update,
+                seen_at=timezone.now() - timedelta(seconds=2 * HEARTBEAT_SECONDS + 1),
+            )
+            await page_ws.send(HEARTBEAT)
+            return await _until(queue_ws, looking)
+
+    assert "Looking now: alice" in asyncio.run(scenario())
+    alice_session.close()
+    bob_session.close()
