@@ -58,6 +58,7 @@ class AgentAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ("name", "code", "created_at")
     search_fields = ("name", "code")
     readonly_fields = ("code", "created_at")
+    filter_horizontal = ("operators",)
     inlines = [AgentCredentialInline, AapInstanceInline, WebhookReceiverInline]
     actions = ["issue_credential", "halt"]
 

@@ -15,6 +15,14 @@ class Agent(models.Model):
     name = models.CharField(max_length=200, unique=True)
     description = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The people who run or own the agent. Its requests are in effect theirs, so they may not
+    # approve them (approvals/reviews.py); they may still deny: stopping your own agent is fine.
+    operators = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="operated_agents",
+        help_text="Users who run or own this agent. They may not approve its requests.",
+    )
 
     class Meta:
         ordering = ["name"]

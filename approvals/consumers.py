@@ -1,18 +1,23 @@
 """Reviewer websockets. Thin: authenticate, join the groups, re-check access, forward."""
 
+import time
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
 from approvals import realtime
 from approvals.access import approvals_visible_to, reviewer_may_see_by_id, visible_team_ids
-from approvals.reviews import presence_enter, presence_leave
+from approvals.reviews import presence_enter, presence_leave, presence_refresh
 
 # Close codes in the 4000 range are ours: the browser sees why the socket was refused.
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
+
+# What static/js/console.js sends every APPROVAL_PRESENCE_HEARTBEAT_SECONDS from a decision page.
+HEARTBEAT = "ping"
 
 
 def _watched_approval_id(user: Any, code: str) -> int | None:
@@ -23,6 +28,7 @@ def _watched_approval_id(user: Any, code: str) -> int | None:
 class QueueConsumer(AsyncWebsocketConsumer):
     groups_joined: list[str]
     watching: int | None = None
+    refreshed_at: float = 0.0  # monotonic time of the last presence write
 
     async def connect(self) -> None:
         self.groups_joined = []
@@ -72,8 +78,18 @@ class QueueConsumer(AsyncWebsocketConsumer):
             raise
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        # Reviewers act through HTTP (CSRF-checked, one code path); the socket only listens.
-        return
+        # Reviewers act through HTTP (CSRF-checked, one code path); the socket only listens,
+        # apart from the heartbeat that keeps this page's "looking now" alive.
+        if text_data != HEARTBEAT or self.watching is None:
+            return
+        # At most one write per half period, however fast a client pings.
+        now = time.monotonic()
+        if now - self.refreshed_at < settings.APPROVAL_PRESENCE_HEARTBEAT_SECONDS / 2:
+            return
+        self.refreshed_at = now
+        await database_sync_to_async(presence_refresh)(
+            approval_id=self.watching, user_id=self.scope["user"].pk, channel_name=self.channel_name
+        )
 
     async def queue_fragment(self, event: dict[str, Any]) -> None:
         # Re-checked on every event: a reviewer removed from a team, or deactivated, stops

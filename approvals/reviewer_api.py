@@ -28,6 +28,7 @@ from approvals.exceptions import (
 )
 from approvals.models import ApprovalRequest, Team
 from approvals.reviews import (
+    OWN_AGENT,
     approval_request_comment,
     approval_request_escalate,
     approval_request_review_approve,
@@ -108,6 +109,8 @@ def _conflict(conflict: TransitionConflict) -> ApiError:
 
 def _rejected(error: ReviewRejected) -> ApiError:
     status_code = 409 if error.code in {"already_voted", "already_escalated"} else 400
+    if error.code == OWN_AGENT:
+        status_code = 403  # allowed to see the request, not to approve it
     return ApiError(status_code=status_code, code=error.code, message=str(error), param=error.param)
 
 
@@ -160,7 +163,8 @@ class ReviewerApproveApi(ReviewerApi):
         request=ApproveInput,
         responses={200: ReviewerApprovalOutput},
         description="Approve, or approve with changed `arguments`. Where the request needs "
-        "several approvals, it stays pending (see `approved_by`) until enough reviewers agree.",
+        "several approvals, it stays pending (see `approved_by`) until enough reviewers agree. "
+        "A reviewer who operates the submitting agent gets 403 `own_agent` (deny still works).",
     )
     def post(self, request: Request, code: str) -> Response:
         approval = self.get_approval(request, code)

@@ -4,14 +4,15 @@ Quorum votes, escalation, comments, claims and presence. Status still changes on
 state machine in approvals.services: the vote that completes a quorum calls
 `approval_request_approve`, whose compare-and-set `_transition` decides any race.
 
-Not enforced here: "nobody approves a request they submitted". Agents submit requests, and
-nothing links a reviewer account to an agent yet; when such a link exists, check it in
-`_ensure_may_decide`.
+"Nobody approves a request they submitted": agents submit requests, so a reviewer who operates
+the submitting agent (`Agent.operators`) may comment, claim, escalate and deny, but not approve
+or vote to approve. `approval_request_review_approve` is the one place that enforces it, for
+the pages, the reviewer API and Slack alike.
 """
 
 import json
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -38,11 +39,33 @@ from approvals.models import (
     Status,
     Team,
 )
+from approvals.selectors import presence_stale_before
+
+# ReviewRejected code: the reviewer operates the agent that submitted the request.
+OWN_AGENT = "own_agent"
 
 
 def _ensure_may_decide(*, approval: ApprovalRequest, reviewer: Any) -> None:
     if not reviewer_may_see(user=reviewer, team_id=approval.team_id):
         raise ApprovalNotVisible()
+
+
+def reviewer_operates_agent(*, approval: ApprovalRequest, reviewer: Any) -> bool:
+    """Whether `reviewer` runs or owns the agent that submitted `approval` (so may not approve)."""
+    if reviewer is None or not reviewer.is_authenticated:
+        return False
+    return approval.agent.operators.filter(pk=reviewer.pk).exists()
+
+
+def _ensure_may_approve(*, approval: ApprovalRequest, reviewer: Any) -> None:
+    _ensure_may_decide(approval=approval, reviewer=reviewer)
+    if reviewer_operates_agent(approval=approval, reviewer=reviewer):
+        # Staff too: approving your own agent's request is the four-eyes hole this closes.
+        raise ReviewRejected(
+            "You operate the agent that submitted this request, so another reviewer must "
+            "approve it. You may still comment or deny it.",
+            code=OWN_AGENT,
+        )
 
 
 def _ensure_pending(approval: ApprovalRequest) -> None:
@@ -128,7 +151,7 @@ def approval_request_review_approve(
     The request row is locked while the vote is counted: two reviewers casting the last two
     votes at once would otherwise each count the other's vote as missing and neither decide.
     """
-    _ensure_may_decide(approval=approval, reviewer=reviewer)
+    _ensure_may_approve(approval=approval, reviewer=reviewer)
     if arguments is not None:
         arguments = approval_arguments_check(approval=approval, arguments=arguments)
         if arguments == approval.arguments:
@@ -290,6 +313,32 @@ def presence_enter(*, approval_id: int, user_id: int, channel_name: str) -> None
         defaults={"approval_id": approval_id, "reviewer_id": user_id, "seen_at": timezone.now()},
     )
     transaction.on_commit(partial(realtime.publish_presence, approval_id))
+
+
+def presence_refresh(
+    *, approval_id: int, user_id: int, channel_name: str, now: datetime | None = None
+) -> None:
+    """The page's heartbeat: still looking. Re-enters if a sweep removed the row meanwhile."""
+    now = now or timezone.now()
+    presence = ReviewerPresence.objects.filter(channel_name=channel_name)
+    # Late pings (a paused tab): the row was already hidden, so others must see it come back.
+    was_hidden = presence.filter(seen_at__lte=presence_stale_before(now=now)).exists()
+    if not presence.update(seen_at=now):
+        presence_enter(approval_id=approval_id, user_id=user_id, channel_name=channel_name)
+    elif was_hidden:
+        transaction.on_commit(partial(realtime.publish_presence, approval_id))
+
+
+def presences_expire(*, now: datetime | None = None) -> int:
+    """Remove presence whose heartbeat stopped: a server process died without disconnecting."""
+    stale_before = presence_stale_before(now=now or timezone.now())
+    with transaction.atomic():
+        stale = ReviewerPresence.objects.filter(seen_at__lte=stale_before)
+        approval_ids = set(stale.values_list("approval_id", flat=True))
+        removed = stale.delete()[0]
+        for approval_id in sorted(approval_ids):
+            transaction.on_commit(partial(realtime.publish_presence, approval_id))
+    return removed
 
 
 def presence_leave(*, channel_name: str) -> None:

@@ -88,14 +88,27 @@ def approval_risk(approval: ApprovalRequest) -> float:
     return IMPACT_RANK.get(approval.impact, 1) + (1.0 - confidence)  # type: ignore[call-overload]
 
 
-def approvals_decorate(approvals: list[ApprovalRequest]) -> list[ApprovalRequest]:
+def presence_stale_before(*, now: datetime) -> datetime:
+    """Presence not refreshed since then belongs to a closed page or a dead server process."""
+    return now - timedelta(seconds=2 * settings.APPROVAL_PRESENCE_HEARTBEAT_SECONDS)
+
+
+def approvals_decorate(
+    approvals: list[ApprovalRequest], *, now: datetime | None = None
+) -> list[ApprovalRequest]:
     """Attach what rows and panels show: the live claim, viewers, votes and risk."""
-    now = timezone.now()
+    now = now or timezone.now()
+    stale_before = presence_stale_before(now=now)
     for approval in approvals:
         claim = getattr(approval, "claim", None)
         approval.live_claim = claim if claim is not None and claim.expires_at > now else None  # type: ignore[attr-defined]
+        # Filtered here, not in the query: presences are prefetched for many rows at once.
         approval.viewers = sorted(  # type: ignore[attr-defined]
-            {presence.reviewer.get_username() for presence in approval.presences.all()}
+            {
+                presence.reviewer.get_username()
+                for presence in approval.presences.all()
+                if presence.seen_at > stale_before
+            }
         )
         approval.voters = [vote.reviewer.get_username() for vote in approval.votes.all()]  # type: ignore[attr-defined]
         approval.risk = round(approval_risk(approval), 3)  # type: ignore[attr-defined]

@@ -4,6 +4,7 @@ from celery import Task, shared_task
 
 from approvals.escalations import escalations_fire_due
 from approvals.notifications import notification_deliver, notifications_due_for_requeue
+from approvals.reviews import presences_expire
 from approvals.services import approval_requests_expire_overdue
 
 
@@ -40,3 +41,9 @@ def requeue_due_notifications() -> int:
 def fire_due_escalations() -> int:
     """Run by beat every few seconds. Idempotent: a step fires once however often this runs."""
     return escalations_fire_due()
+
+
+@shared_task(name="approvals.expire_stale_presence", ignore_result=True)
+def expire_stale_presence() -> int:
+    """Run by beat: drop "looking now" whose page stopped its heartbeat (a dead server process)."""
+    return presences_expire()

@@ -42,6 +42,7 @@ from approvals.reviews import (
     approval_request_escalate,
     approval_request_review_approve,
     approval_request_review_deny,
+    reviewer_operates_agent,
 )
 from approvals.selectors import (
     QueueFilters,
@@ -93,7 +94,10 @@ def queue(request: HtmxHttpRequest) -> HttpResponse:
 @require_GET
 @login_required
 def history(request: HtmxHttpRequest) -> HttpResponse:
-    return render(request, "approvals/history.html", _list_context(request, pending=False))
+    context = _list_context(request, pending=False)
+    if request.htmx and request.GET.get("fragment") == "rows":
+        return render(request, "approvals/history.html#history-rows", context)
+    return render(request, "approvals/history.html", context)
 
 
 def _get_or_404(request: HttpRequest, code: object) -> ApprovalRequest:
@@ -131,6 +135,9 @@ def _detail_context(
         if approval.status == Status.PENDING
         else None,
         "user_voted": user_voted,
+        # Only hides the controls: approval_request_review_approve enforces the rule.
+        "operates_agent": reviewer_operates_agent(approval=approval, reviewer=request.user),
+        "heartbeat_seconds": settings.APPROVAL_PRESENCE_HEARTBEAT_SECONDS,
         "claimed_by_me": approval.live_claim is not None  # type: ignore[attr-defined]
         and approval.live_claim.reviewer_id == request.user.pk,  # type: ignore[attr-defined]
         **extra,

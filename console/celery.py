@@ -29,6 +29,7 @@ def _schedule_periodic_tasks(sender: Celery, **kwargs: object) -> None:
 
     from approvals.tasks import (
         expire_overdue_requests,
+        expire_stale_presence,
         fire_due_escalations,
         requeue_due_notifications,
     )
@@ -37,6 +38,11 @@ def _schedule_periodic_tasks(sender: Celery, **kwargs: object) -> None:
         float(settings.APPROVAL_EXPIRY_SWEEP_SECONDS),
         expire_overdue_requests.s(),
         name="expire overdue approval requests",
+    )
+    sender.add_periodic_task(
+        float(settings.APPROVAL_PRESENCE_HEARTBEAT_SECONDS),
+        expire_stale_presence.s(),
+        name="expire stale reviewer presence",
     )
     sender.add_periodic_task(
         float(settings.ESCALATION_SWEEP_SECONDS),

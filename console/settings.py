@@ -216,6 +216,9 @@ APPROVAL_LONG_POLL_MAX_SECONDS = 30
 # at the top of the queue whatever its risk.
 APPROVAL_CLAIM_SECONDS = env_int("APPROVAL_CLAIM_SECONDS", 10 * 60)
 APPROVAL_URGENT_SECONDS = env_int("APPROVAL_URGENT_SECONDS", 5 * 60)
+# A decision page's socket pings this often; "looking now" older than twice this is a dead
+# page or server process: not shown, and swept by beat.
+APPROVAL_PRESENCE_HEARTBEAT_SECONDS = env_int("APPROVAL_PRESENCE_HEARTBEAT_SECONDS", 20)
 
 # --- Notifications and escalation -----------------------------------------------------------
 # SMTP from the environment (EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD,

@@ -27,8 +27,14 @@ class UserFactory(factory.django.DjangoModelFactory):
 class AgentFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Agent
+        skip_postgeneration_save = True
 
     name = factory.Sequence(lambda n: f"agent-{n}")
+
+    @factory.post_generation
+    def operators(self, create: bool, extracted: object, **kwargs: object) -> None:
+        if create and extracted:
+            self.operators.add(*extracted)  # type: ignore[attr-defined]
 
 
 def agent_with_token(**kwargs: object) -> tuple[Agent, str]:

@@ -77,14 +77,50 @@
     window.htmx.ajax("GET", live.dataset.resyncUrl, { target: "#queue-rows", swap: "outerHTML" });
   }
 
+  // History: newest decision first. A push inserts at the top; a comment on an older decision
+  // re-sends its row, so re-apply the order rather than trust the insert position.
+  function sortHistory() {
+    var list = document.getElementById("history-rows");
+    if (!list) return;
+    var items = Array.prototype.slice.call(list.children);
+    var sorted = items.slice().sort(function (a, b) {
+      return (Date.parse(b.dataset.decided || "") || 0) - (Date.parse(a.dataset.decided || "") || 0);
+    });
+    for (var i = 0; i < sorted.length; i++) {
+      if (list.children[i] !== sorted[i]) list.insertBefore(sorted[i], list.children[i] || null);
+    }
+    var count = document.getElementById("history-count");
+    if (count) count.textContent = list.children.length;
+  }
+  function resyncHistory() {
+    var live = document.getElementById("history-live");
+    if (!live || !live.dataset.resyncUrl || !window.htmx) return;
+    window.htmx.ajax("GET", live.dataset.resyncUrl, { target: "#history-rows", swap: "outerHTML" });
+  }
+
+  // A decision page pings its socket so the server keeps its "looking now" alive; without
+  // pings (a dead tab or server process) the presence lapses after two periods.
+  var heartbeat = null;
+  function startHeartbeat(socket) {
+    clearInterval(heartbeat);
+    var page = document.querySelector("[data-heartbeat-seconds]");
+    if (!page || !socket) return;
+    var seconds = parseInt(page.dataset.heartbeatSeconds, 10);
+    if (seconds > 0) heartbeat = setInterval(function () { socket.send("ping"); }, 1000 * seconds);
+  }
+
   var opened = false;
-  document.addEventListener("htmx:wsOpen", function () {
+  document.addEventListener("htmx:wsOpen", function (event) {
     setLiveStatus("Live", true);
+    startHeartbeat(event.detail && event.detail.socketWrapper);
     // After a reconnect, reload the rows: pushes sent while we were away are not replayed.
-    if (opened) resyncRows();
+    if (opened) { resyncRows(); resyncHistory(); }
     opened = true;
   });
-  document.addEventListener("htmx:wsClose", function () { setLiveStatus("Reconnecting…", false); });
+  document.addEventListener("htmx:wsClose", function () {
+    clearInterval(heartbeat);
+    setLiveStatus("Reconnecting…", false);
+  });
   function refreshCounts() {
     var live = document.getElementById("queue-live");
     var filters = document.getElementById("filters");
@@ -101,9 +137,16 @@
       clearTimeout(refreshTimer);
       refreshTimer = setTimeout(live.dataset.filtered ? resyncRows : refreshCounts, 250);
     }
+    var history = document.getElementById("history-live");
+    if (history && history.dataset.filtered) {
+      // Only the server knows whether a new decision matches the filters.
+      clearTimeout(refreshTimer);
+      refreshTimer = setTimeout(resyncHistory, 250);
+    }
+    sortHistory();
     sortRows(); updateCount(); tick(); markSelected();
   });
-  document.addEventListener("htmx:afterSwap", function () { sortRows(); updateCount(); tick(); markSelected(); });
+  document.addEventListener("htmx:afterSwap", function () { sortRows(); sortHistory(); updateCount(); tick(); markSelected(); });
 
   // Validation errors (400) and conflicts (409) carry the panel that says what happened: swap
   // them. Set in config, not in a beforeSwap listener: when a live push has already replaced
@@ -157,7 +200,9 @@
   function focusAction(action) {
     if (action === "approve") {
       var approve = document.getElementById("approve-button");
-      if (approve) { approve.scrollIntoView({ block: "center" }); approve.focus(); }
+      // An agent's operator has no Approve button: show them why instead.
+      var target = approve || document.getElementById("own-agent-note");
+      if (target) { target.scrollIntoView({ block: "center" }); if (approve) approve.focus(); }
     } else if (action === "deny") {
       var reason = document.getElementById("id_reason");
       if (reason) { reason.scrollIntoView({ block: "center" }); reason.focus(); }

@@ -21,7 +21,13 @@ from approvals.models import (
 )
 from approvals.notifications import notification_deliver, notifications_on_submitted
 from approvals.services import approval_request_approve
-from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory, reviewer_with_slack
+from tests.factories import (
+    AgentFactory,
+    ApprovalRequestFactory,
+    TeamFactory,
+    UserFactory,
+    reviewer_with_slack,
+)
 from tests.notify_servers import slack_api  # noqa: F401
 
 pytestmark = pytest.mark.django_db
@@ -265,5 +271,24 @@ def test_a_refused_click_is_answered_privately_in_slack(client, slack_api) -> No
     [reply] = slack_api.calls_to("reply")
     assert reply.body["response_type"] == "ephemeral"
     assert "routed to another team" in reply.body["text"]
+    approval.refresh_from_db()
+    assert approval.status == Status.PENDING
+
+
+def test_it_refuses_an_approval_from_the_agents_operator(client, slack_api) -> None:  # noqa: F811
+    slack = reviewer_with_slack("sam", "U0SAM")
+    approval, _ = _posted([slack], agent=AgentFactory(operators=[slack]))
+    payload = {
+        "type": "block_actions",
+        "user": {"id": "U0SAM"},
+        "response_url": f"{slack_api.url}actions/T1/reply",
+        "actions": [{"action_id": "approval_approve", "value": str(approval.code)}],
+    }
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+
+    assert _post(client, body, _signed_headers(body)).status_code == 200
+
+    [reply] = slack_api.calls_to("reply")
+    assert "another reviewer must approve it" in reply.body["text"]
     approval.refresh_from_db()
     assert approval.status == Status.PENDING

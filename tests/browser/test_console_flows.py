@@ -2,18 +2,22 @@
 commenting, the keyboard, phone width, two reviewers racing, and hostile agent text."""
 
 import threading
+import time
 from collections.abc import Iterator
+from datetime import timedelta
 
 import httpx
 import pytest
 from django.db import connection
+from django.utils import timezone
 from playwright.sync_api import Browser, Page, expect
 
 from approvals import realtime
-from approvals.models import ApprovalRequest, Decision, Impact, Status
+from approvals.models import ApprovalRequest, Decision, Impact, ReviewerPresence, Status
 from approvals.reviews import approval_claim_take, approval_request_review_deny
 from tests.factories import (
     PASSWORD,
+    AgentFactory,
     ApprovalRequestFactory,
     TeamFactory,
     UserFactory,
@@ -441,3 +445,71 @@ def test_a_reviewer_from_another_team_gets_404_in_the_browser(
     expect(page.locator(f"#approval-{approval.code}")).to_have_count(0)
     response = page.goto(f"{live_console.url}/requests/{approval.code}/")
     assert response is not None and response.status == 404
+
+
+def test_the_history_shows_a_new_decision_at_the_top_without_a_reload(
+    live_console, page: Page, team
+) -> None:  # type: ignore[no-untyped-def]
+    older = _submit(team=team, tool="older_tool")
+    _off_loop(
+        approval_request_review_deny,
+        approval=older,
+        reviewer=team.members.get(username="bob"),
+        reason="Old.",
+    )
+    fresh = _submit(team=team, tool="fresh_tool")
+    exceptions: list[str] = []
+    page.on("pageerror", lambda error: exceptions.append(str(error)))
+    _log_in(page, live_console.url, "alice")
+    page.goto(f"{live_console.url}/history/")
+    expect(page.locator("#live-status")).to_have_text("Live")
+    page.evaluate("window.notReloaded = true")
+    _off_loop(
+        approval_request_review_deny,
+        approval=fresh,
+        reviewer=team.members.get(username="bob"),
+        reason="No.",
+    )
+    rows = page.locator("#history-rows > li")
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_have_id(f"approval-{fresh.code}")
+    expect(rows.first).to_contain_text("by bob")
+    expect(page.locator("#history-count")).to_have_text("2")
+    assert page.evaluate("window.notReloaded") is True
+    assert exceptions == []
+
+
+def test_the_decision_page_keeps_its_presence_alive_with_a_heartbeat(
+    live_console, page: Page, team, settings
+) -> None:  # type: ignore[no-untyped-def]
+    settings.APPROVAL_PRESENCE_HEARTBEAT_SECONDS = 1
+    approval = _submit(team=team)
+    _log_in(page, live_console.url, "alice")
+    page.goto(f"{live_console.url}/requests/{approval.code}/")
+    expect(page.locator(f"#presence-{approval.code}")).to_have_text("Looking now: alice")
+    long_ago = timezone.now() - timedelta(hours=1)
+    presences = ReviewerPresence.objects.filter(approval=approval)
+    _off_loop(presences.update, seen_at=long_ago)
+
+    def seen_at() -> object:
+        return presences.values_list("seen_at", flat=True).first()
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _off_loop(seen_at) == long_ago:
+        page.wait_for_timeout(200)
+    refreshed = _off_loop(seen_at)
+    assert refreshed is not None and refreshed > long_ago
+
+
+def test_an_agents_operator_sees_why_they_cannot_approve(live_console, page: Page, team) -> None:  # type: ignore[no-untyped-def]
+    alice = team.members.get(username="alice")
+    approval = _submit(team=team, agent=AgentFactory(name="alices-bot", operators=[alice]))
+    _log_in(page, live_console.url, "alice")
+    page.goto(f"{live_console.url}/requests/{approval.code}/")
+    expect(page.locator("#own-agent-note")).to_contain_text("another reviewer must approve it")
+    expect(page.locator("#approve-button")).to_have_count(0)
+    page.keyboard.press("a")  # the approve key shows the explanation instead of failing
+    expect(page.locator("#own-agent-note")).to_be_in_viewport()
+    page.get_by_label("Reason for denying (required)").fill("Stopping my own agent.")
+    page.get_by_role("button", name="Deny").click()
+    expect(page.locator(f"#decision-panel-{approval.code}")).to_contain_text("Denied")

@@ -1,0 +1,114 @@
+"""The history of decisions updates live: a new decision arrives as the row the page renders."""
+
+import asyncio
+import re
+
+import pytest
+import websockets
+from django.urls import reverse
+
+from approvals.reviews import approval_request_comment, approval_request_review_deny
+from approvals.services import approval_request_approve
+from tests.conftest import ReviewerSession
+from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory
+
+
+async def _until(ws, needle: str) -> list[str]:  # type: ignore[no-untyped-def]
+    seen = []
+    while True:
+        message = await asyncio.wait_for(ws.recv(), 5)
+        seen.append(message)
+        if needle in message:
+            return seen
+
+
+def _connect(live_console, session: ReviewerSession):  # type: ignore[no-untyped-def]
+    return websockets.connect(
+        f"{live_console.ws_url}/ws/queue/",
+        additional_headers={"Cookie": session.session_cookie},
+        origin=live_console.url,
+    )
+
+
+def _row(html: str, code: object) -> str:
+    match = re.search(
+        rf'<li id="approval-{code}" class="queue-row" data-decided=.*?</li>', html, re.S
+    )
+    assert match, f"no history row for {code}"
+    return match.group(0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_pushes_a_new_decision_to_the_top_of_the_history(live_console) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
+    payments = TeamFactory(name="payments", members=[alice, bob])
+    approval = ApprovalRequestFactory(team=payments, tool="refund_card", summary="<b>hi</b>")
+    session = ReviewerSession(live_console.url, "alice")
+
+    async def scenario() -> str:
+        async with _connect(live_console, session) as ws:
+            await asyncio.to_thread(
+                approval_request_review_deny, approval=approval, reviewer=bob, reason="No."
+            )
+            return (await _until(ws, "#history-rows"))[-1]
+
+    pushed = asyncio.run(scenario())
+    assert 'hx-swap-oob="afterbegin:#history-rows"' in pushed
+    # The same partial as the page: a reload shows exactly what the push showed.
+    page = session.client.get(reverse("approvals:history")).text
+    assert _row(pushed, approval.code) == _row(page, approval.code)
+    assert "Denied" in _row(pushed, approval.code) and "by bob" in _row(pushed, approval.code)
+    assert "<b>hi</b>" not in pushed  # agent text stays text
+    session.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_keeps_a_decision_from_reviewers_of_other_teams(live_console) -> None:  # type: ignore[no-untyped-def]
+    alice, sara = UserFactory(username="alice"), UserFactory(username="sara")
+    payments = TeamFactory(name="payments", members=[alice])
+    security = TeamFactory(name="security", members=[sara])
+    hidden = ApprovalRequestFactory(team=payments, tool="payments_secret")
+    marker = ApprovalRequestFactory(team=security, tool="security_marker")
+    session = ReviewerSession(live_console.url, "sara")
+
+    async def scenario() -> list[str]:
+        async with _connect(live_console, session) as ws:
+            await asyncio.to_thread(approval_request_approve, approval=hidden, reviewer=alice)
+            await asyncio.to_thread(approval_request_approve, approval=marker, reviewer=sara)
+            return await _until(ws, "security_marker")
+
+    got = asyncio.run(scenario())
+    assert not any("payments_secret" in message for message in got)
+    assert 'hx-swap-oob="afterbegin:#history-rows"' in got[-1]
+    session.close()
+
+
+@pytest.mark.django_db
+def test_the_page_listens_and_renders_rows_with_their_decision_time(client) -> None:  # type: ignore[no-untyped-def]
+    alice = UserFactory(username="alice")
+    approval = ApprovalRequestFactory(team=TeamFactory(name="payments", members=[alice]))
+    approval_request_comment(approval=approval, reviewer=alice, note="before")
+    approval_request_approve(approval=approval, reviewer=alice)
+    client.force_login(alice)
+    page = client.get(reverse("approvals:history")).content.decode()
+    assert 'ws-connect="/ws/queue/"' in page and 'id="history-rows"' in page
+    assert f'id="approval-{approval.code}" class="queue-row" data-decided="' in page
+
+
+@pytest.mark.django_db
+def test_it_re_reads_filtered_rows_for_a_live_page(client) -> None:  # type: ignore[no-untyped-def]
+    alice = UserFactory(username="alice")
+    team = TeamFactory(name="payments", members=[alice])
+    wanted = ApprovalRequestFactory(team=team, tool="refund_card")
+    other = ApprovalRequestFactory(team=team, tool="send_mail")
+    for approval in (wanted, other):
+        approval_request_approve(approval=approval, reviewer=alice)
+    client.force_login(alice)
+    response = client.get(
+        reverse("approvals:history"),
+        {"fragment": "rows", "tool": "refund_card"},
+        HTTP_HX_REQUEST="true",
+    )
+    rows = response.content.decode()
+    assert rows.strip().startswith('<ol id="history-rows"')
+    assert f"approval-{wanted.code}" in rows and f"approval-{other.code}" not in rows
