@@ -18,12 +18,19 @@ from django.conf import settings
 from django.db.models import Count, DurationField, ExpressionWrapper, F, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 
+from agents.models import WebhookNotification
 from approvals.models import (
     ApprovalRequest,
     AuditChainHead,
+    Channel,
     Decision,
     DecisionPageView,
+    EscalationFiring,
+    EscalationTrigger,
     Impact,
+    Notification,
+    NotificationAttempt,
+    NotificationStatus,
     Status,
 )
 
@@ -123,20 +130,47 @@ def metrics_audit_records() -> int:
     return head.last_sequence if head else 0
 
 
-# Hooks for features merged in parallel: each returns zero until its feature plugs in here.
-def metrics_escalations_total() -> int:
-    # TODO(escalations): count escalation events once the escalation feature's model exists.
-    return 0
+def metrics_escalations_total() -> dict[str, int]:
+    """Escalation steps fired, by trigger (schedule or by hand). Firings are never deleted."""
+    counts = dict.fromkeys(EscalationTrigger.values, 0)
+    rows = EscalationFiring.objects.values("trigger").annotate(total=Count("pk"))
+    counts.update({row["trigger"]: row["total"] for row in rows})
+    return counts
 
 
-def metrics_notification_failures_total() -> int:
-    # TODO(notifications): count failed notification attempt rows (permanent or retries spent).
-    return 0
+def metrics_notification_failures_total() -> dict[str, int]:
+    """Notifications given up on, by channel, counted as final failed attempts.
+
+    Attempts rather than rows in status failed: an operator's retry puts a row back to pending,
+    and a Prometheus counter must never go down (it would read as a restart).
+    """
+    counts = dict.fromkeys(Channel.values, 0)
+    rows = (
+        NotificationAttempt.objects.filter(outcome=NotificationAttempt.Outcome.FAILED)
+        .values("notification__channel")
+        .annotate(total=Count("pk"))
+    )
+    counts.update({row["notification__channel"]: row["total"] for row in rows})
+    return counts
+
+
+def metrics_notifications_failed_now() -> dict[str, int]:
+    """Notifications failed for good and not retried yet, by channel: an operator's to-do list."""
+    counts = dict.fromkeys(Channel.values, 0)
+    rows = (
+        Notification.objects.filter(status=NotificationStatus.FAILED)
+        .values("channel")
+        .annotate(total=Count("pk"))
+    )
+    counts.update({row["channel"]: row["total"] for row in rows})
+    return counts
 
 
 def metrics_webhook_backlog() -> int:
-    # TODO(webhooks): count undelivered webhook outbox rows.
-    return 0
+    """AAP `request.resolved` events still to be delivered: neither delivered nor given up on."""
+    return WebhookNotification.objects.filter(
+        delivered_at__isnull=True, ended_at__isnull=True
+    ).count()
 
 
 # --- Dashboard (a bounded window, read in Python) --------------------------------------------
