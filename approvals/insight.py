@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.apps import apps
 from django.conf import settings
 from django.db.models import Count, DurationField, ExpressionWrapper, F, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 
-from agents.models import WebhookNotification
+from agents.models import Run, RunStatus, WebhookNotification
 from approvals.models import (
     ApprovalRequest,
     AuditChainHead,
@@ -477,6 +476,23 @@ class WeekSample:
 
 
 @dataclass(frozen=True)
+class CostPerRun:
+    """An agent's closed runs in each week and their mean total cost, with a Welch z-test."""
+
+    previous_runs: int
+    current_runs: int
+    previous_mean: float | None
+    current_mean: float | None
+    z: float
+    p: float
+    enough_data: bool
+
+    @property
+    def flagged(self) -> bool:
+        return self.enough_data and self.p < SIGNIFICANCE
+
+
+@dataclass(frozen=True)
 class Drift:
     agent: str
     tool: str
@@ -487,7 +503,8 @@ class Drift:
     confidence_z: float
     confidence_p: float
     enough_data: bool
-    cost_per_run: tuple[float, float] | None = None
+    # Per agent, not per tool: a run spans every tool the agent calls in it.
+    cost_per_run: CostPerRun | None = None
 
     @property
     def rate_flagged(self) -> bool:
@@ -498,8 +515,12 @@ class Drift:
         return self.enough_data and self.confidence_p < SIGNIFICANCE
 
     @property
+    def cost_flagged(self) -> bool:
+        return self.cost_per_run is not None and self.cost_per_run.flagged
+
+    @property
     def flagged(self) -> bool:
-        return self.rate_flagged or self.confidence_flagged
+        return self.rate_flagged or self.confidence_flagged or self.cost_flagged
 
 
 def _reason_key(note: str) -> str:
@@ -510,8 +531,9 @@ def weekly_drift(*, now: datetime | None = None) -> list[Drift]:
     """The last 7 days against the 7 before, per agent and tool.
 
     Approval rate: two-proportion z-test; mean stated confidence: Welch z-test; flagged at
-    p < 0.05 when both weeks have at least DRIFT_MIN_SAMPLES decisions. Denial reasons are shown
-    side by side, not tested: free text has no distribution worth a test.
+    p < 0.05 when both weeks have at least DRIFT_MIN_SAMPLES decisions. Cost per run (per agent,
+    from its closed runs): Welch z-test, flagged likewise with DRIFT_MIN_SAMPLES runs each week.
+    Denial reasons are shown side by side, not tested: free text has no distribution worth a test.
     """
     now = now or timezone.now()
     current_start = now - timedelta(days=7)
@@ -558,7 +580,7 @@ def weekly_drift(*, now: datetime | None = None) -> list[Drift]:
                 confidence_z=confidence_z,
                 confidence_p=confidence_p,
                 enough_data=previous.decided >= minimum and current.decided >= minimum,
-                cost_per_run=costs.get(agent) if costs else None,
+                cost_per_run=costs.get(agent),
             )
         )
     drifts.sort(key=lambda drift: (not drift.flagged, drift.agent, drift.tool))
@@ -567,15 +589,37 @@ def weekly_drift(*, now: datetime | None = None) -> list[Drift]:
 
 def _cost_per_run_by_agent(
     previous_start: datetime, current_start: datetime, now: datetime
-) -> dict[str, tuple[float, float]] | None:
-    """Mean cost per run (previous week, current week) per agent, when runs are recorded.
+) -> dict[str, CostPerRun]:
+    """Mean cost per run (previous week, current week) per agent, from agents.Run.total_cost.
 
-    TODO(runs): agent runs are being added in parallel; until agents.Run exists this metric is
-    skipped. Once it does, aggregate its cost field here per agent for both weeks.
+    Only closed runs count, in the week they closed: an open run's cost is still growing, and
+    counting it would make the current week look cheaper than it is. Agents without runs in
+    either week get no entry (their drift rows show no cost).
     """
-    if apps.all_models["agents"].get("run") is None:
-        return None
-    return None
+    weeks: dict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
+    rows = (
+        Run.objects.exclude(status=RunStatus.OPEN)
+        .filter(closed_at__gte=previous_start, closed_at__lt=now)
+        .values_list("agent__name", "closed_at", "total_cost")
+        .iterator(chunk_size=2000)
+    )
+    for agent, closed_at, total_cost in rows:
+        previous, current = weeks[agent]
+        (current if closed_at >= current_start else previous).append(float(total_cost))
+    minimum = settings.DRIFT_MIN_SAMPLES
+    costs = {}
+    for agent, (previous, current) in weeks.items():
+        z, p = welch_z_test(previous, current)
+        costs[agent] = CostPerRun(
+            previous_runs=len(previous),
+            current_runs=len(current),
+            previous_mean=statistics.fmean(previous) if previous else None,
+            current_mean=statistics.fmean(current) if current else None,
+            z=z,
+            p=p,
+            enough_data=len(previous) >= minimum and len(current) >= minimum,
+        )
+    return costs
 
 
 # --- Rubber-stamping -------------------------------------------------------------------------
