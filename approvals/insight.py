@@ -604,6 +604,8 @@ def _cost_per_run_by_agent(
         .iterator(chunk_size=2000)
     )
     for agent, closed_at, total_cost in rows:
+        if closed_at is None:
+            continue  # filtered out above; here for the type checker
         previous, current = weeks[agent]
         (current if closed_at >= current_start else previous).append(float(total_cost))
     minimum = settings.DRIFT_MIN_SAMPLES
