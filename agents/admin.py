@@ -1,6 +1,5 @@
 from django.contrib import admin, messages
 from django.http import HttpRequest
-from django.utils import timezone
 
 from agents.models import (
     AapInstance,
@@ -12,7 +11,7 @@ from agents.models import (
     WebhookNotification,
     WebhookReceiver,
 )
-from agents.services import credential_issue, credential_revoke
+from agents.services import credential_issue, credential_revoke, provisioner_token_revoke
 from approvals.audit_admin import AuditedAdminMixin
 from approvals.policies.halts import agent_halt
 from console.admin_mixins import ReadOnlyAdminMixin
@@ -143,7 +142,8 @@ class ProvisionerTokenAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Revoke selected provisioner tokens")
     def revoke(self, request: HttpRequest, queryset) -> None:  # type: ignore[no-untyped-def]
-        queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        for token in queryset.filter(revoked_at__isnull=True):
+            provisioner_token_revoke(token=token, actor=request.user)  # type: ignore[arg-type]
         self.message_user(request, "Revoked.")
 
 

@@ -240,7 +240,7 @@ def _stored_batch(run: Run, batch_key: str, *, size: int) -> list[TraceEvent]:
     return stored
 
 
-def run_close(*, run: Run, status: str, reason: str = "") -> Run:
+def run_close(*, run: Run, status: str, reason: str = "", actor: Actor | Agent = None) -> Run:
     """Close an open run as completed, failed or halted.
 
     Closing again with the same status returns the run unchanged, so a retried close is safe;
@@ -259,6 +259,15 @@ def run_close(*, run: Run, status: str, reason: str = "") -> Run:
                 return current
             raise RunClosed(current_status=current.status)
         if status == RunStatus.HALTED:
+            # A halt stops an agent from acting, so who pulled the brake belongs in the trail;
+            # without a reviewer it was the agent itself closing its run as halted.
+            audit_record(
+                action=AuditAction.RUN_HALTED,
+                actor=actor or current.agent,
+                target=current,
+                before={"status": RunStatus.OPEN},
+                after={"status": status, "close_reason": reason},
+            )
             _deny_pending_requests_of(current)
     return current
 
@@ -286,12 +295,37 @@ class IssuedProvisionerToken:
     plaintext: str
 
 
-def provisioner_token_create(*, name: str) -> IssuedProvisionerToken:
+@transaction.atomic
+def provisioner_token_create(*, name: str, actor: Actor = None) -> IssuedProvisionerToken:
     """A token for `POST /aap/v1/instances`: it manages instances, never makes requests."""
     prefix = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     token = ProvisionerToken.objects.create(name=name, prefix=prefix, secret_digest=_digest(secret))
+    audit_record(
+        action=AuditAction.PROVISIONER_TOKEN_CREATED,
+        actor=actor,
+        target=token,
+        after={"name": name, "prefix": prefix},
+    )
     return IssuedProvisionerToken(token=token, plaintext=f"{PROVISIONER_SCHEME}_{prefix}_{secret}")
+
+
+@transaction.atomic
+def provisioner_token_revoke(*, token: ProvisionerToken, actor: Actor = None) -> bool:
+    """Revoke a provisioner token. Returns False if it was revoked already (nothing recorded)."""
+    now = timezone.now()
+    revoked = ProvisionerToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
+        revoked_at=now
+    )
+    if revoked:
+        audit_record(
+            action=AuditAction.PROVISIONER_TOKEN_REVOKED,
+            actor=actor,
+            target=token,
+            before={"revoked_at": None},
+            after={"revoked_at": now},
+        )
+    return bool(revoked)
 
 
 def provisioner_token_authenticate(*, token: str) -> ProvisionerToken | None:

@@ -171,7 +171,7 @@ class NotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.action(description="Retry the selected failed notifications")
     def retry_failed(self, request: HttpRequest, queryset: QuerySet[Notification]) -> None:
         failed = queryset.filter(status=NotificationStatus.FAILED).values_list("pk", flat=True)
-        count = notifications_retry_failed(notification_ids=failed)
+        count = notifications_retry_failed(notification_ids=failed, actor=request.user)  # type: ignore[arg-type]
         self.message_user(request, f"{count} notification(s) queued again.")
 
 

@@ -19,6 +19,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from approvals import realtime
+from approvals.audit import AuditAction, audit_record
 from approvals.exceptions import EscalationUnavailable, NotAllowed, TransitionConflict
 from approvals.models import (
     ActorType,
@@ -191,9 +192,24 @@ def _fire(
                 )
         except IntegrityError:
             return None  # fired already, by another beat or by hand
+        team_before = locked.team_id
         if step.reassign_to_id is not None and step.reassign_to_id != locked.team_id:
             ApprovalRequest.objects.filter(pk=locked.pk).update(team_id=step.reassign_to_id)
             locked.team_id = step.reassign_to_id
+        audit_record(
+            action=AuditAction.ESCALATION_STEP_FIRED,
+            actor=actor,
+            target=locked,
+            before={"team_id": team_before},
+            after={"team_id": locked.team_id},
+            context={
+                "chain_id": step.chain_id,
+                "step_position": step.position,
+                "trigger": trigger,
+                "due_at": due_at,
+                "note": note,
+            },
+        )
         ApprovalEvent.objects.create(
             approval=locked,
             kind="escalated",

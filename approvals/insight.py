@@ -13,17 +13,23 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.apps import apps
 from django.conf import settings
 from django.db.models import Count, DurationField, ExpressionWrapper, F, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 
+from agents.models import Run, RunStatus, WebhookNotification
 from approvals.models import (
     ApprovalRequest,
     AuditChainHead,
+    Channel,
     Decision,
     DecisionPageView,
+    EscalationFiring,
+    EscalationTrigger,
     Impact,
+    Notification,
+    NotificationAttempt,
+    NotificationStatus,
     Status,
 )
 
@@ -123,20 +129,47 @@ def metrics_audit_records() -> int:
     return head.last_sequence if head else 0
 
 
-# Hooks for features merged in parallel: each returns zero until its feature plugs in here.
-def metrics_escalations_total() -> int:
-    # TODO(escalations): count escalation events once the escalation feature's model exists.
-    return 0
+def metrics_escalations_total() -> dict[str, int]:
+    """Escalation steps fired, by trigger (schedule or by hand). Firings are never deleted."""
+    counts = dict.fromkeys(EscalationTrigger.values, 0)
+    rows = EscalationFiring.objects.values("trigger").annotate(total=Count("pk"))
+    counts.update({row["trigger"]: row["total"] for row in rows})
+    return counts
 
 
-def metrics_notification_failures_total() -> int:
-    # TODO(notifications): count failed notification attempt rows (permanent or retries spent).
-    return 0
+def metrics_notification_failures_total() -> dict[str, int]:
+    """Notifications given up on, by channel, counted as final failed attempts.
+
+    Attempts rather than rows in status failed: an operator's retry puts a row back to pending,
+    and a Prometheus counter must never go down (it would read as a restart).
+    """
+    counts = dict.fromkeys(Channel.values, 0)
+    rows = (
+        NotificationAttempt.objects.filter(outcome=NotificationAttempt.Outcome.FAILED)
+        .values("notification__channel")
+        .annotate(total=Count("pk"))
+    )
+    counts.update({row["notification__channel"]: row["total"] for row in rows})
+    return counts
+
+
+def metrics_notifications_failed_now() -> dict[str, int]:
+    """Notifications failed for good and not retried yet, by channel: an operator's to-do list."""
+    counts = dict.fromkeys(Channel.values, 0)
+    rows = (
+        Notification.objects.filter(status=NotificationStatus.FAILED)
+        .values("channel")
+        .annotate(total=Count("pk"))
+    )
+    counts.update({row["channel"]: row["total"] for row in rows})
+    return counts
 
 
 def metrics_webhook_backlog() -> int:
-    # TODO(webhooks): count undelivered webhook outbox rows.
-    return 0
+    """AAP `request.resolved` events still to be delivered: neither delivered nor given up on."""
+    return WebhookNotification.objects.filter(
+        delivered_at__isnull=True, ended_at__isnull=True
+    ).count()
 
 
 # --- Dashboard (a bounded window, read in Python) --------------------------------------------
@@ -443,6 +476,23 @@ class WeekSample:
 
 
 @dataclass(frozen=True)
+class CostPerRun:
+    """An agent's closed runs in each week and their mean total cost, with a Welch z-test."""
+
+    previous_runs: int
+    current_runs: int
+    previous_mean: float | None
+    current_mean: float | None
+    z: float
+    p: float
+    enough_data: bool
+
+    @property
+    def flagged(self) -> bool:
+        return self.enough_data and self.p < SIGNIFICANCE
+
+
+@dataclass(frozen=True)
 class Drift:
     agent: str
     tool: str
@@ -453,7 +503,8 @@ class Drift:
     confidence_z: float
     confidence_p: float
     enough_data: bool
-    cost_per_run: tuple[float, float] | None = None
+    # Per agent, not per tool: a run spans every tool the agent calls in it.
+    cost_per_run: CostPerRun | None = None
 
     @property
     def rate_flagged(self) -> bool:
@@ -464,8 +515,12 @@ class Drift:
         return self.enough_data and self.confidence_p < SIGNIFICANCE
 
     @property
+    def cost_flagged(self) -> bool:
+        return self.cost_per_run is not None and self.cost_per_run.flagged
+
+    @property
     def flagged(self) -> bool:
-        return self.rate_flagged or self.confidence_flagged
+        return self.rate_flagged or self.confidence_flagged or self.cost_flagged
 
 
 def _reason_key(note: str) -> str:
@@ -476,8 +531,9 @@ def weekly_drift(*, now: datetime | None = None) -> list[Drift]:
     """The last 7 days against the 7 before, per agent and tool.
 
     Approval rate: two-proportion z-test; mean stated confidence: Welch z-test; flagged at
-    p < 0.05 when both weeks have at least DRIFT_MIN_SAMPLES decisions. Denial reasons are shown
-    side by side, not tested: free text has no distribution worth a test.
+    p < 0.05 when both weeks have at least DRIFT_MIN_SAMPLES decisions. Cost per run (per agent,
+    from its closed runs): Welch z-test, flagged likewise with DRIFT_MIN_SAMPLES runs each week.
+    Denial reasons are shown side by side, not tested: free text has no distribution worth a test.
     """
     now = now or timezone.now()
     current_start = now - timedelta(days=7)
@@ -524,7 +580,7 @@ def weekly_drift(*, now: datetime | None = None) -> list[Drift]:
                 confidence_z=confidence_z,
                 confidence_p=confidence_p,
                 enough_data=previous.decided >= minimum and current.decided >= minimum,
-                cost_per_run=costs.get(agent) if costs else None,
+                cost_per_run=costs.get(agent),
             )
         )
     drifts.sort(key=lambda drift: (not drift.flagged, drift.agent, drift.tool))
@@ -533,15 +589,39 @@ def weekly_drift(*, now: datetime | None = None) -> list[Drift]:
 
 def _cost_per_run_by_agent(
     previous_start: datetime, current_start: datetime, now: datetime
-) -> dict[str, tuple[float, float]] | None:
-    """Mean cost per run (previous week, current week) per agent, when runs are recorded.
+) -> dict[str, CostPerRun]:
+    """Mean cost per run (previous week, current week) per agent, from agents.Run.total_cost.
 
-    TODO(runs): agent runs are being added in parallel; until agents.Run exists this metric is
-    skipped. Once it does, aggregate its cost field here per agent for both weeks.
+    Only closed runs count, in the week they closed: an open run's cost is still growing, and
+    counting it would make the current week look cheaper than it is. Agents without runs in
+    either week get no entry (their drift rows show no cost).
     """
-    if apps.all_models["agents"].get("run") is None:
-        return None
-    return None
+    weeks: dict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
+    rows = (
+        Run.objects.exclude(status=RunStatus.OPEN)
+        .filter(closed_at__gte=previous_start, closed_at__lt=now)
+        .values_list("agent__name", "closed_at", "total_cost")
+        .iterator(chunk_size=2000)
+    )
+    for agent, closed_at, total_cost in rows:
+        if closed_at is None:
+            continue  # filtered out above; here for the type checker
+        previous, current = weeks[agent]
+        (current if closed_at >= current_start else previous).append(float(total_cost))
+    minimum = settings.DRIFT_MIN_SAMPLES
+    costs = {}
+    for agent, (previous, current) in weeks.items():
+        z, p = welch_z_test(previous, current)
+        costs[agent] = CostPerRun(
+            previous_runs=len(previous),
+            current_runs=len(current),
+            previous_mean=statistics.fmean(previous) if previous else None,
+            current_mean=statistics.fmean(current) if current else None,
+            z=z,
+            p=p,
+            enough_data=len(previous) >= minimum and len(current) >= minimum,
+        )
+    return costs
 
 
 # --- Rubber-stamping -------------------------------------------------------------------------

@@ -45,19 +45,36 @@ class ConsoleCollector(Collector):
             time_to_decision.add_metric([label], histogram.buckets, histogram.sum_seconds)
         yield time_to_decision
 
-        yield CounterMetricFamily(
+        escalations = CounterMetricFamily(
             "approval_escalations",
-            "Requests escalated to another reviewer or team.",
-            value=insight.metrics_escalations_total(),
+            "Escalation steps fired, on schedule or by hand.",
+            labels=["trigger"],
         )
-        yield CounterMetricFamily(
+        for trigger, count in sorted(insight.metrics_escalations_total().items()):
+            escalations.add_metric([trigger], count)
+        yield escalations
+
+        failures = CounterMetricFamily(
             "approval_notification_failures",
-            "Notifications that could not be delivered.",
-            value=insight.metrics_notification_failures_total(),
+            "Notifications given up on (a permanent error, or every retry spent).",
+            labels=["channel"],
         )
+        for channel, count in sorted(insight.metrics_notification_failures_total().items()):
+            failures.add_metric([channel], count)
+        yield failures
+
+        failed_now = GaugeMetricFamily(
+            "approval_notifications_failed",
+            "Notifications failed for good and not retried by an operator yet.",
+            labels=["channel"],
+        )
+        for channel, count in sorted(insight.metrics_notifications_failed_now().items()):
+            failed_now.add_metric([channel], count)
+        yield failed_now
+
         yield GaugeMetricFamily(
             "approval_webhook_backlog",
-            "Webhook deliveries waiting to be sent.",
+            "AAP webhook events waiting to be delivered (neither delivered nor given up on).",
             value=insight.metrics_webhook_backlog(),
         )
         yield CounterMetricFamily(

@@ -27,9 +27,10 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
+from approvals.audit import AuditAction, audit_record
 from approvals.models import (
     ApprovalRequest,
     Channel,
@@ -290,8 +291,7 @@ def notification_deliver(*, notification_id: int, now: datetime | None = None) -
     try:
         posted = notifier_for(notification.channel).notify(notification)
     except PermanentError as error:
-        _finish(attempt, NotificationAttempt.Outcome.FAILED, str(error))
-        ours.update(status=NotificationStatus.FAILED, lease_until=None, last_error=str(error))
+        _fail(notification, attempt, ours, str(error))
         return None
     except Exception as error:
         if not isinstance(error, RetryableError):
@@ -299,11 +299,11 @@ def notification_deliver(*, notification_id: int, now: datetime | None = None) -
         retry_after = getattr(error, "retry_after", None)
         message = str(error) or type(error).__name__
         if notification.attempts >= settings.NOTIFICATION_MAX_ATTEMPTS:
-            _finish(attempt, NotificationAttempt.Outcome.FAILED, message)
-            ours.update(
-                status=NotificationStatus.FAILED,
-                lease_until=None,
-                last_error=f"gave up after {notification.attempts} attempts: {message}",
+            _fail(
+                notification,
+                attempt,
+                ours,
+                f"gave up after {notification.attempts} attempts: {message}",
             )
             return None
         delay = max(backoff_seconds(notification.attempts), float(retry_after or 0))
@@ -318,9 +318,15 @@ def notification_deliver(*, notification_id: int, now: datetime | None = None) -
 
     with transaction.atomic():
         _finish(attempt, NotificationAttempt.Outcome.SENT, "")
-        ours.update(
+        sent = ours.update(
             status=NotificationStatus.SENT, lease_until=None, sent_at=timezone.now(), last_error=""
         )
+        if sent:
+            audit_record(
+                action=AuditAction.NOTIFICATION_SENT,
+                target=notification,
+                context=_audit_context(notification),
+            )
         if posted is not None:
             slack_message, _ = SlackMessage.objects.get_or_create(
                 channel=posted.channel,
@@ -333,6 +339,35 @@ def notification_deliver(*, notification_id: int, now: datetime | None = None) -
             ).exists() and (update := _slack_update_for(slack_message)):
                 _enqueue_after_commit([update.pk])
     return None
+
+
+def _audit_context(notification: Notification) -> dict[str, object]:
+    return {
+        "approval": str(notification.approval.code),
+        "recipient": notification.recipient.get_username(),
+        "channel": notification.channel,
+        "reason": notification.reason,
+        "attempts": notification.attempts,
+    }
+
+
+def _fail(
+    notification: Notification,
+    attempt: NotificationAttempt,
+    ours: QuerySet[Notification],
+    error: str,
+) -> None:
+    """Give the row up for good. Only a lease we still hold may do that, and only once."""
+    with transaction.atomic():
+        _finish(attempt, NotificationAttempt.Outcome.FAILED, error)
+        failed = ours.update(status=NotificationStatus.FAILED, lease_until=None, last_error=error)
+        if failed:
+            audit_record(
+                action=AuditAction.NOTIFICATION_FAILED,
+                target=notification,
+                after={"status": NotificationStatus.FAILED, "last_error": error[:2000]},
+                context=_audit_context(notification),
+            )
 
 
 def _finish(attempt: NotificationAttempt, outcome: str, error: str) -> None:
@@ -365,16 +400,33 @@ def notifications_mark_read(*, user: AbstractBaseUser, now: datetime | None = No
     ).update(read_at=now or timezone.now())
 
 
-def notifications_retry_failed(*, notification_ids: Iterable[int]) -> int:
+def notifications_retry_failed(
+    *, notification_ids: Iterable[int], actor: AbstractBaseUser | None = None
+) -> int:
     """An operator's second chance for failed rows (after fixing a token, say)."""
-    ids = list(
-        Notification.objects.filter(
-            pk__in=list(notification_ids), status=NotificationStatus.FAILED
-        ).values_list("pk", flat=True)
-    )
     with transaction.atomic():
-        Notification.objects.filter(pk__in=ids, status=NotificationStatus.FAILED).update(
+        # Locked, so a row is re-queued (and recorded) once even if two operators click at once.
+        failed = list(
+            Notification.objects.select_for_update()
+            .filter(pk__in=list(notification_ids), status=NotificationStatus.FAILED)
+            .select_related("approval", "recipient")
+        )
+        ids = [notification.pk for notification in failed]
+        Notification.objects.filter(pk__in=ids).update(
             status=NotificationStatus.PENDING, next_attempt_at=timezone.now(), attempts=0
         )
+        for notification in failed:
+            audit_record(
+                action=AuditAction.NOTIFICATION_RETRIED,
+                actor=actor,
+                target=notification,
+                before={
+                    "status": NotificationStatus.FAILED,
+                    "attempts": notification.attempts,
+                    "last_error": notification.last_error,
+                },
+                after={"status": NotificationStatus.PENDING, "attempts": 0},
+                context=_audit_context(notification),
+            )
         _enqueue_after_commit(ids)
     return len(ids)

@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from approvals import realtime, services
 from approvals.access import reviewer_may_see
+from approvals.audit import AuditAction, audit_record
 from approvals.exceptions import (
     ApprovalNotVisible,
     ClaimConflict,
@@ -191,6 +192,17 @@ def approval_request_review_approve(
             )
             return ApproveOutcome(approval=decided, votes=len(same), required=required)
         what = "with changed arguments" if arguments is not None else "as submitted"
+        audit_record(
+            action=AuditAction.VOTE_CAST,
+            actor=reviewer,
+            target=locked,
+            after={
+                "votes": len(same),
+                "required": required,
+                "arguments": arguments,
+                "note": note,
+            },
+        )
         _note_event(
             approval=locked,
             kind="approval_vote",
@@ -238,6 +250,13 @@ def approval_request_escalate(
                 )
             raise TransitionConflict(current_status=current.status)
         ApprovalClaim.objects.filter(approval_id=approval.pk).delete()
+        audit_record(
+            action=AuditAction.REQUEST_ESCALATED,
+            actor=reviewer,
+            target=approval,
+            before={"team_id": previous_team_id},
+            after={"team_id": team.pk, "team": team.name, "note": note},
+        )
         _note_event(
             approval=approval,
             kind="escalated",
@@ -262,6 +281,9 @@ def approval_request_comment(
         raise ReviewRejected("A comment needs some text.", param="note")
     with transaction.atomic():
         event = _note_event(approval=approval, kind="commented", reviewer=reviewer, note=note)
+        audit_record(
+            action=AuditAction.COMMENT_ADDED, actor=reviewer, target=approval, after={"note": note}
+        )
         transaction.on_commit(partial(realtime.publish_approval_changed, approval.pk))
     return event
 
@@ -292,6 +314,13 @@ def approval_claim_take(
         )
         kind = "claim_taken_over" if holder_is_other and take_over else "claimed"
         _note_event(approval=approval, kind=kind, reviewer=reviewer)
+        audit_record(
+            action=AuditAction.REQUEST_CLAIMED,
+            actor=reviewer,
+            target=approval,
+            before={"holder": current.reviewer.get_username()} if current is not None else None,
+            after={"holder": reviewer.get_username(), "expires_at": claim.expires_at},
+        )
         transaction.on_commit(partial(realtime.publish_approval_changed, approval.pk))
     return claim
 
@@ -304,6 +333,12 @@ def approval_claim_release(*, approval: ApprovalRequest, reviewer: AbstractBaseU
         ).delete()[0]
         if released:
             _note_event(approval=approval, kind="claim_released", reviewer=reviewer)
+            audit_record(
+                action=AuditAction.REQUEST_UNCLAIMED,
+                actor=reviewer,
+                target=approval,
+                before={"holder": reviewer.get_username()},
+            )
             transaction.on_commit(partial(realtime.publish_approval_changed, approval.pk))
 
 

@@ -196,7 +196,7 @@ def approval_request_create(
 
 
 def _apply_verdict(*, approval: ApprovalRequest, verdict: Verdict) -> ApprovalRequest:
-    PolicyEvaluation.objects.create(
+    evaluation = PolicyEvaluation.objects.create(
         approval=approval,
         rule_id=verdict.rule.id if verdict.rule else None,
         rule_name=verdict.rule.name if verdict.rule else "",
@@ -204,6 +204,18 @@ def _apply_verdict(*, approval: ApprovalRequest, verdict: Verdict) -> ApprovalRe
         decided_by=verdict.decided_by,
         reason=verdict.reason,
         shadow_matches=[match.as_dict() for match in verdict.shadow_matches],
+    )
+    # Holds are recorded too: "why did this one wait for a person?" is an auditor's question.
+    audit_record(
+        action=AuditAction.POLICY_DECIDED,
+        target=approval,
+        after={
+            "outcome": evaluation.outcome,
+            "decided_by": evaluation.decided_by,
+            "rule_id": evaluation.rule_id,
+            "rule_name": evaluation.rule_name,
+            "reason": evaluation.reason,
+        },
     )
     if verdict.outcome == Outcome.HOLD:
         return approval

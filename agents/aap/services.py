@@ -34,8 +34,9 @@ from agents.models import (
     WebhookReceiver,
 )
 from agents.services import CREDENTIAL_SCHEME, credential_issue
+from approvals.audit import AuditAction, AuditActor, audit_record
 from approvals.exceptions import IdempotencyConflict, TransitionConflict
-from approvals.models import ApprovalRequest, Source, Status
+from approvals.models import ApprovalRequest, AuditActorType, Source, Status
 from approvals.services import Submission, approval_request_cancel, approval_request_create
 
 
@@ -80,6 +81,16 @@ def _fingerprint(document: dict[str, Any]) -> str:
 
 def _delivery_document(delivery: DeliveryInput | None) -> dict[str, str] | None:
     return None if delivery is None else {k: str(v) for k, v in asdict(delivery).items()}
+
+
+def _provisioner_actor(provisioner: ProvisionerToken) -> AuditActor:
+    # A provisioner is a platform's machine credential, neither a reviewer nor an agent: the
+    # console acting on its word, named by the token's public prefix (never its secret).
+    return AuditActor(
+        type=AuditActorType.SYSTEM,
+        id=f"provisioner:{provisioner.prefix}",
+        label=f"provisioner {provisioner.name}"[:200],
+    )
 
 
 def _operation_secret(operation: InstanceOperation) -> str:
@@ -181,6 +192,13 @@ def _provision(
         )
         operation.credential = issued.credential
         operation.save(update_fields=["credential"])
+        audit_record(
+            action=AuditAction.INSTANCE_PROVISIONED,
+            actor=_provisioner_actor(provisioner),
+            target=agent,
+            after=instance_document(agent),
+            context={"idempotency_key": idempotency_key},
+        )
     return ProvisionedInstance(agent=agent, token=issued.plaintext, created=True)
 
 
@@ -345,6 +363,7 @@ def _update(
             if existing.fingerprint != fingerprint:
                 raise IdempotencyConflict()
             return existing.result  # type: ignore[no-any-return]
+        before = instance_document(agent)
         if name is not None and name != agent.name:
             agent.name = _free_name(name, agent.code, exclude_pk=agent.pk)
             agent.save(update_fields=["name"])
@@ -354,6 +373,14 @@ def _update(
             WebhookReceiver.objects.filter(agent=agent).delete()
             webhooks.notifications_end(agent_id=agent.pk, reason="delivery removed")
         result = instance_document(agent)
+        audit_record(
+            action=AuditAction.INSTANCE_UPDATED,
+            actor=_provisioner_actor(provisioner),
+            target=agent,
+            before=before,
+            after=result,
+            context={"idempotency_key": idempotency_key},
+        )
         InstanceOperation.objects.create(
             provisioner=provisioner,
             kind=InstanceOperation.Kind.UPDATE,
@@ -395,6 +422,13 @@ def instance_delete(*, provisioner: ProvisionerToken, code: uuid.UUID) -> None:
         if instance.deleted_at is not None:
             return
         now = timezone.now()
+        audit_record(
+            action=AuditAction.INSTANCE_DELETED,
+            actor=_provisioner_actor(provisioner),
+            target=agent,
+            before=instance_document(agent),
+            after={"deleted_at": now},
+        )
         instance.deleted_at = now
         instance.save(update_fields=["deleted_at"])
         AgentCredential.objects.filter(agent=agent, revoked_at__isnull=True).update(revoked_at=now)

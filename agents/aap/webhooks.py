@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from agents.aap.limits import RateLimited, limit_count
 from agents.models import WebhookNotification, WebhookReceiver
+from approvals.audit import AuditAction, audit_record
 from approvals.models import ApprovalRequest, Source
 
 logger = logging.getLogger(__name__)
@@ -338,9 +339,16 @@ def notification_deliver(*, notification_id: int) -> float | None:
             timeout=min(attempt_timeout, remaining),
         )
         if 200 <= response.status_code < 300:
-            WebhookNotification.objects.filter(pk=notification.pk).update(
-                delivered_at=timezone.now(), claimed_until=None, last_error=""
-            )
+            with transaction.atomic():
+                delivered = WebhookNotification.objects.filter(pk=notification.pk).update(
+                    delivered_at=timezone.now(), claimed_until=None, last_error=""
+                )
+                if delivered:
+                    audit_record(
+                        action=AuditAction.WEBHOOK_DELIVERED,
+                        target=notification,
+                        context=_audit_context(notification, response.status_code),
+                    )
             return None
         error = f"HTTP {response.status_code}"
         if response.status_code in (429, 503):
@@ -368,7 +376,24 @@ def _postpone(
     return delay
 
 
+def _audit_context(notification: WebhookNotification, status_code: int | None) -> dict[str, object]:
+    return {
+        "approval_id": notification.approval_id,
+        "attempts": notification.attempts,
+        "status_code": status_code,
+    }
+
+
 def _end(notification: WebhookNotification, reason: str, error: str = "") -> None:
-    WebhookNotification.objects.filter(pk=notification.pk).update(
-        ended_at=timezone.now(), ended_reason=reason, claimed_until=None, last_error=error
-    )
+    """Give up on an event for good; the receiver will never hear of this decision from us."""
+    with transaction.atomic():
+        ended = WebhookNotification.objects.filter(
+            pk=notification.pk, ended_at__isnull=True, delivered_at__isnull=True
+        ).update(ended_at=timezone.now(), ended_reason=reason, claimed_until=None, last_error=error)
+        if ended:
+            audit_record(
+                action=AuditAction.WEBHOOK_FAILED,
+                target=notification,
+                after={"ended_reason": reason, "last_error": error},
+                context=_audit_context(notification, None),
+            )

@@ -15,6 +15,7 @@ from django.utils import timezone
 from agents.exceptions import RunClosed
 from agents.models import Agent, AgentHalt, Run, RunStatus
 from agents.services import run_close
+from approvals.audit import AuditAction, audit_record
 from approvals.exceptions import TransitionConflict
 from approvals.models import ApprovalRequest, Status
 from approvals.policies.models import CircuitBreaker
@@ -45,6 +46,12 @@ def agent_halt(
         halt = AgentHalt.objects.create(
             agent=agent, reason=reason, halted_by=halted_by, halted_at=now
         )
+        audit_record(
+            action=AuditAction.AGENT_HALTED,
+            actor=halted_by,
+            target=agent,
+            after={"halted": True, "reason": reason, "halt_id": halt.pk},
+        )
         who = halted_by.get_username() if halted_by else "the console"
         note = f"Cancelled: the agent was halted by {who} ({reason})."
         pending = ApprovalRequest.objects.filter(agent=agent, status=Status.PENDING).only(
@@ -73,6 +80,13 @@ def agent_resume(*, agent: Agent, resumed_by: AbstractBaseUser, reason: str) -> 
         halt.resumed_by = resumed_by
         halt.resume_reason = reason.strip() or "No reason given."
         halt.save(update_fields=["resumed_at", "resumed_by", "resume_reason"])
+        audit_record(
+            action=AuditAction.AGENT_RESUMED,
+            actor=resumed_by,
+            target=agent,
+            before={"halted": True, "halt_reason": halt.reason},
+            after={"halted": False, "reason": halt.resume_reason, "halt_id": halt.pk},
+        )
     return halt
 
 
@@ -129,6 +143,7 @@ def run_halt(*, run: Run, halted_by: AbstractBaseUser, reason: str) -> Run:
             run=run,
             status=RunStatus.HALTED,
             reason=f"Halted by {halted_by.get_username()} from the console: {reason}",
+            actor=halted_by,
         )
     except RunClosed:
         return Run.objects.get(pk=run.pk)  # already closed: that outcome stands

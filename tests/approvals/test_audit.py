@@ -76,7 +76,8 @@ def test_it_records_a_submission_and_its_decision_in_one_chain() -> None:
     )
     approval_request_approve(approval=approval, reviewer=reviewer, note="ok")
 
-    submitted, approved = AuditRecord.objects.filter(object_id=str(approval.code))
+    submitted, held, approved = AuditRecord.objects.filter(object_id=str(approval.code))
+    assert (held.action, held.after["outcome"]) == (AuditAction.POLICY_DECIDED, "hold")
     assert submitted.action == AuditAction.REQUEST_SUBMITTED
     assert (submitted.actor_type, submitted.actor_id, submitted.actor_label) == (
         "agent",
@@ -90,8 +91,8 @@ def test_it_records_a_submission_and_its_decision_in_one_chain() -> None:
     assert approved.before == {"status": "pending"}
     assert approved.after["status"] == "approved"
     assert approved.after["note"] == "ok"
-    assert approved.prev_hash == submitted.hash
-    assert approved.sequence == submitted.sequence + 1
+    assert (held.prev_hash, approved.prev_hash) == (submitted.hash, held.hash)
+    assert approved.sequence == submitted.sequence + 2
     # Dates, floats and nested values read back from the database hash the same.
     assert audit_chain_verify().ok
 

@@ -2,10 +2,12 @@
 
 import math
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.utils import timezone
 
+from agents.models import Run, RunStatus
 from approvals import insight
 from approvals.models import DecisionPageView, Impact, Status
 from tests.factories import AgentFactory, UserFactory, decided_approval
@@ -138,6 +140,57 @@ def test_it_flags_a_significant_weekly_change_in_approval_rate() -> None:
     assert not drifts[("mailer", "send_email")].enough_data
     assert not drifts[("mailer", "send_email")].flagged
     assert insight.weekly_drift(now=now)[0].tool == "issue_refund"  # flagged rows first
+
+
+def _closed_runs(agent, closed_at, costs: list[str], status: str = RunStatus.COMPLETED) -> None:  # type: ignore[no-untyped-def]
+    for index, cost in enumerate(costs):
+        Run.objects.create(
+            agent=agent,
+            name=f"run-{closed_at:%j}-{index}",
+            status=status,
+            total_cost=Decimal(cost),
+            closed_at=closed_at + timedelta(minutes=index),
+        )
+
+
+def test_it_compares_cost_per_run_week_over_week() -> None:
+    now = timezone.now()
+    previous_week, this_week = now - timedelta(days=13), now - timedelta(days=6)
+    bot, mailer, quiet = (AgentFactory(name=name) for name in ("refund-bot", "mailer", "quiet"))
+    for agent in (bot, mailer, quiet):
+        # One decision each week: a drift row, but too few to judge the approval rate.
+        _decisions(agent, "issue_refund", previous_week, approved=1, denied=0)
+        _decisions(agent, "issue_refund", this_week, approved=1, denied=0)
+    # refund-bot: ten runs at 1 and 2, then ten at 4 and 5 (one of them halted: it counts).
+    _closed_runs(bot, previous_week, ["1.00", "2.00"] * 5)
+    _closed_runs(bot, this_week, ["4.00", "5.00"] * 4)
+    _closed_runs(bot, this_week, ["4.00", "5.00"], status=RunStatus.HALTED)
+    # Not counted: a run still open (its cost is still growing), one closed three weeks ago.
+    Run.objects.create(agent=bot, name="open", total_cost=Decimal("900"))
+    _closed_runs(bot, now - timedelta(days=21), ["700.00"])
+    # mailer: cost tripled, but over too few runs to call it.
+    _closed_runs(mailer, previous_week, ["1.00", "1.50"])
+    _closed_runs(mailer, this_week, ["3.00", "4.50"])
+
+    drifts = {drift.agent: drift for drift in insight.weekly_drift(now=now)}
+
+    cost = drifts["refund-bot"].cost_per_run
+    assert cost is not None
+    assert (cost.previous_runs, cost.current_runs) == (10, 10)
+    assert (cost.previous_mean, cost.current_mean) == (1.5, 4.5)
+    # Each week: five at mean - 0.5 and five at mean + 0.5, sample variance 2.5 / 9.
+    expected_z = 3.0 / math.sqrt(2 * (2.5 / 9) / 10)
+    assert cost.z == pytest.approx(expected_z)
+    assert cost.flagged
+    assert drifts["refund-bot"].cost_flagged and drifts["refund-bot"].flagged
+    assert not drifts["refund-bot"].rate_flagged
+
+    mailer_cost = drifts["mailer"].cost_per_run
+    assert mailer_cost is not None
+    assert (mailer_cost.previous_mean, mailer_cost.current_mean) == (1.25, 3.75)
+    assert not mailer_cost.enough_data and not drifts["mailer"].flagged
+    assert drifts["quiet"].cost_per_run is None
+    assert insight.weekly_drift(now=now)[0].agent == "refund-bot"  # flagged rows first
 
 
 def test_it_flags_reviewers_who_decide_high_impact_requests_in_seconds() -> None:

@@ -1,10 +1,12 @@
 """The insight dashboard page and the page-view tracking behind the rubber-stamping signal."""
 
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.utils import timezone
 
+from agents.models import Run, RunStatus
 from approvals.models import DecisionPageView, Status
 from approvals.services import approval_request_approve
 from tests.factories import AgentFactory, ApprovalRequestFactory, UserFactory, decided_approval
@@ -63,6 +65,30 @@ def test_it_shows_flagged_drift(client) -> None:  # type: ignore[no-untyped-def]
     html = client.get(URL).content.decode()
     assert 'class="flagged"' in html
     assert "changed</span>" in html
+
+
+def test_it_shows_cost_per_run_next_to_the_agents_drift(client) -> None:  # type: ignore[no-untyped-def]
+    now = timezone.now()
+    bot = AgentFactory(name="refund-bot")
+    decided_approval(
+        agent=bot,
+        status=Status.APPROVED,
+        reviewer=UserFactory(username="rita"),
+        created_at=now - timedelta(days=1, minutes=1),
+        decided_at=now - timedelta(days=1),
+    )
+    for days_ago, cost in ((10, "0.1250"), (2, "0.5000")):
+        Run.objects.create(
+            agent=bot,
+            name=f"run-{days_ago}",
+            status=RunStatus.COMPLETED,
+            total_cost=Decimal(cost),
+            closed_at=now - timedelta(days=days_ago),
+        )
+    client.force_login(UserFactory(username="boss", is_staff=True))
+    html = client.get(URL).content.decode()
+    assert "0.1250 → 0.5000" in html
+    assert "(1 → 1 runs)" in html
 
 
 def test_opening_a_pending_request_records_the_first_view_only(client) -> None:  # type: ignore[no-untyped-def]

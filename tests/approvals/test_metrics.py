@@ -1,13 +1,25 @@
 """/metrics: token protection and numbers checked against a hand-computed fixture."""
 
+import uuid
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from approvals.models import Status
-from tests.factories import AgentFactory, UserFactory, decided_approval
+from agents.models import WebhookNotification
+from approvals.models import (
+    Channel,
+    EscalationChain,
+    EscalationFiring,
+    EscalationStep,
+    EscalationTrigger,
+    Notification,
+    NotificationAttempt,
+    NotificationStatus,
+    Status,
+)
+from tests.factories import AgentFactory, ApprovalRequestFactory, UserFactory, decided_approval
 
 pytestmark = pytest.mark.django_db
 
@@ -114,8 +126,105 @@ def test_it_counts_requests_by_outcome_and_how_they_were_decided(client, metrics
     assert samples[("approval_time_to_decision_seconds_sum", (("decided_by", "policy"),))] == 1
 
 
-def test_it_exports_the_hooks_for_other_features_at_zero(client, metrics_token) -> None:  # type: ignore[no-untyped-def]
+def test_it_exports_escalations_failures_and_backlog_at_zero_when_nothing_happened(
+    client, metrics_token
+) -> None:  # type: ignore[no-untyped-def]
     samples = _scrape(client)
-    assert samples[("approval_escalations_total", ())] == 0
-    assert samples[("approval_notification_failures_total", ())] == 0
+    for trigger in ("schedule", "manual"):
+        assert samples[("approval_escalations_total", (("trigger", trigger),))] == 0
+    for channel in ("email", "slack", "console"):
+        assert samples[("approval_notification_failures_total", (("channel", channel),))] == 0
+        assert samples[("approval_notifications_failed", (("channel", channel),))] == 0
     assert samples[("approval_webhook_backlog", ())] == 0
+
+
+def test_it_counts_escalations_by_trigger(client, metrics_token) -> None:  # type: ignore[no-untyped-def]
+    now = timezone.now()
+    chain = EscalationChain.objects.create(name="payments")
+    first, second = (
+        EscalationStep.objects.create(chain=chain, position=position, after_minutes=5 * position)
+        for position in (1, 2)
+    )
+    one, two = ApprovalRequestFactory(), ApprovalRequestFactory()
+    # Request one: both steps on schedule. Request two: step one by hand.
+    for approval, step, trigger in (
+        (one, first, EscalationTrigger.SCHEDULE),
+        (one, second, EscalationTrigger.SCHEDULE),
+        (two, first, EscalationTrigger.MANUAL),
+    ):
+        EscalationFiring.objects.create(
+            approval=approval, step=step, trigger=trigger, due_at=now, fired_at=now
+        )
+
+    samples = _scrape(client)
+    assert samples[("approval_escalations_total", (("trigger", "schedule"),))] == 2
+    assert samples[("approval_escalations_total", (("trigger", "manual"),))] == 1
+
+
+def _notification(channel: str, status: str, outcomes: list[str]) -> Notification:
+    now = timezone.now()
+    row = Notification.objects.create(
+        recipient=UserFactory(),
+        channel=channel,
+        approval=ApprovalRequestFactory(),
+        reason="test",
+        dedupe_key=str(uuid.uuid4()),
+        status=status,
+        attempts=len(outcomes),
+        created_at=now,
+        next_attempt_at=now,
+    )
+    for number, outcome in enumerate(outcomes, start=1):
+        NotificationAttempt.objects.create(
+            notification=row, number=number, started_at=now, finished_at=now, outcome=outcome
+        )
+    return row
+
+
+def test_it_counts_notification_failures_and_those_still_failed(client, metrics_token) -> None:  # type: ignore[no-untyped-def]
+    sent, retry, failed = (
+        NotificationAttempt.Outcome.SENT,
+        NotificationAttempt.Outcome.RETRY,
+        NotificationAttempt.Outcome.FAILED,
+    )
+    # email: one refused for good; one failed, then an operator retried it (pending again);
+    # one sent after a retry. slack: one gave up after its retries.
+    _notification(Channel.EMAIL, NotificationStatus.FAILED, [failed])
+    _notification(Channel.EMAIL, NotificationStatus.PENDING, [failed])
+    _notification(Channel.EMAIL, NotificationStatus.SENT, [retry, sent])
+    _notification(Channel.SLACK, NotificationStatus.FAILED, [retry, retry, failed])
+
+    samples = _scrape(client)
+
+    def failures(channel: str) -> float:
+        return samples[("approval_notification_failures_total", (("channel", channel),))]
+
+    def failed_now(channel: str) -> float:
+        return samples[("approval_notifications_failed", (("channel", channel),))]
+
+    # The retried row still counts as a failure that happened: a counter never goes down.
+    assert (failures("email"), failures("slack"), failures("console")) == (2, 1, 0)
+    assert (failed_now("email"), failed_now("slack"), failed_now("console")) == (1, 1, 0)
+
+
+def test_it_reports_the_webhook_backlog(client, metrics_token) -> None:  # type: ignore[no-untyped-def]
+    now = timezone.now()
+    agent = AgentFactory(name="aap-bot")
+
+    def event(**fields: object) -> None:
+        WebhookNotification.objects.create(
+            agent=agent,
+            approval=ApprovalRequestFactory(agent=agent),
+            body="{}",
+            created_at=now,
+            deliver_until=now + timedelta(days=1),
+            next_attempt_at=now,
+            **fields,
+        )
+
+    event()  # waiting for its first attempt
+    event(attempts=3, last_error="HTTP 500")  # retrying
+    event(attempts=1, delivered_at=now)  # delivered
+    event(attempts=9, ended_at=now, ended_reason="retry window ended")  # given up on
+
+    assert _scrape(client)[("approval_webhook_backlog", ())] == 2
