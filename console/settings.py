@@ -192,6 +192,8 @@ else:
     for _sub in ("queue", "processed", "control"):
         (_queue_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+    # kombu's filesystem transport, subclassed to write each message atomically (see there).
+    CELERY_BROKER_TRANSPORT = "console.kombu_filesystem:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_queue_dir / "queue"),
         "data_folder_out": str(_queue_dir / "queue"),
