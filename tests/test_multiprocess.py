@@ -239,7 +239,7 @@ def test_it_loses_no_request_or_decision_when_a_server_is_killed(cluster: Cluste
             cluster.a.process.send_signal(signal.SIGKILL)
             try:
                 await asyncio.wait_for(poll, timeout=10)
-            except (httpx.TransportError, asyncio.TimeoutError) as error:
+            except (TimeoutError, httpx.TransportError) as error:
                 return error
             return None
 
