@@ -29,14 +29,17 @@ REVIEWER_PASSWORD = "bench-password-not-secret"  # noqa: S105 (a loopback-only b
 SIZES = {
     "default": {
         "concurrency": 32, "requests": 3000, "seconds": 15.0, "waiting_agents": [1, 100],
+        "decision_samples": 20,
         "sockets": 100, "fan_out_requests": 20,
     },
     "full": {
         "concurrency": 32, "requests": 3000, "seconds": 15.0, "waiting_agents": [1, 100, 1000],
+        "decision_samples": 20,
         "sockets": 500, "fan_out_requests": 20,
     },
     "tiny": {
         "concurrency": 2, "requests": 6, "seconds": 5.0, "waiting_agents": [1, 2],
+        "decision_samples": 2,
         "sockets": 2, "fan_out_requests": 2,
     },
 }  # fmt: skip

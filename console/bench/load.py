@@ -117,6 +117,16 @@ class Load:
         }
 
     async def decision_to_agent(self, waiting: int) -> dict[str, float]:
+        """Rounds of `waiting` agents long-polling at once, until there are enough samples."""
+        latencies: list[float] = []
+        errors = 0
+        while len(latencies) + errors < self.plan["decision_samples"]:
+            round_latencies, round_errors = await self._decision_round(waiting)
+            latencies += round_latencies
+            errors += round_errors
+        return summary(latencies, errors=errors)
+
+    async def _decision_round(self, waiting: int) -> tuple[list[float], int]:
         """`waiting` agents long-poll at once; each decision is timed to its agent's answer."""
         codes = await asyncio.gather(*(self.create_held(i) for i in range(waiting)))
         answered_at: dict[str, float] = {}
@@ -138,7 +148,7 @@ class Load:
 
         polls = [asyncio.create_task(long_poll(i, code)) for i, code in enumerate(codes)]
         # Parked: every poll has read the row and subscribed before the first decision.
-        await asyncio.sleep(1.0 + waiting / 500)
+        await asyncio.sleep(0.2 + waiting / 200)
         latencies = []
         for index, code in enumerate(codes):
             decided_at = time.perf_counter()
@@ -155,7 +165,7 @@ class Load:
             if code not in failed:
                 latencies.append(answered_at[code] - decided_at)
         await asyncio.gather(*polls)
-        return summary(latencies, errors=len(failed))
+        return latencies, len(failed)
 
     async def reviewer_cookie(self) -> str:
         async with httpx.AsyncClient(base_url=self.servers[0], timeout=30) as browser:

@@ -15,14 +15,11 @@ from django.conf import settings
 
 from tests.test_multiprocess import _test_database_url
 
-pytestmark = [
-    pytest.mark.skipif(
-        settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql"
-        or not settings.REDIS_URL,
-        reason="the bench runs the production way: PostgreSQL (DATABASE_URL) and Redis (REDIS_URL)",
-    ),
-    pytest.mark.django_db(transaction=True),
-]
+needs_servers = pytest.mark.skipif(
+    settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql"
+    or not settings.REDIS_URL,
+    reason="the bench runs the production way: PostgreSQL (DATABASE_URL) and Redis (REDIS_URL)",
+)
 
 LATENCY_KEYS = {"count", "errors", "p50_ms", "p99_ms"}
 
@@ -33,6 +30,13 @@ def _assert_numbers(figures: dict, keys: set[str]) -> None:  # type: ignore[type
         assert isinstance(figures[key], int | float), (key, figures[key])
 
 
+def test_it_serves_no_bench_endpoint_unless_asked(client) -> None:  # type: ignore[no-untyped-def]
+    assert settings.BENCH_ENDPOINTS is False
+    assert client.get("/bench/bare").status_code == 404
+
+
+@needs_servers
+@pytest.mark.django_db(transaction=True)
 def test_it_writes_every_figure_as_a_number(tmp_path: Path) -> None:
     output = tmp_path / "latest.json"
     completed = subprocess.run(
