@@ -9,6 +9,7 @@ same numbers as JSON in var/bench/latest.json.
 import argparse
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -186,6 +187,8 @@ def main() -> None:
     parser.add_argument("--size", choices=sorted(SIZES), default="default")
     parser.add_argument("--output", type=Path, default=BASE_DIR / "var" / "bench" / "latest.json")
     arguments = parser.parse_args()
+    # `timeout`/Ctrl-C end the runner through its finally blocks: no server outlives it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("bench: terminated"))
 
     env = _environment()
     os.environ.update(env)  # this process seeds the same database the servers use

@@ -92,6 +92,21 @@ class Load:
             raise RuntimeError(f"create answered {response.status_code}: {response.text[:300]}")
         return response.json()["id"]
 
+    async def create_many(self, count: int) -> tuple[list[str], int]:
+        """`count` held requests, at most the plan's concurrency at once, like the fleet sends."""
+        gate = asyncio.Semaphore(self.plan["concurrency"])
+
+        async def create(index: int) -> str | None:
+            async with gate:
+                try:
+                    return await self.create_held(index)
+                except (httpx.HTTPError, RuntimeError):
+                    return None
+
+        created = await asyncio.gather(*(create(i) for i in range(count)))
+        codes = [code for code in created if code is not None]
+        return codes, count - len(codes)
+
     async def bare(self, index: int) -> None:
         response = await self.http.get(f"{self.server(index)}/bench/bare")
         if response.status_code != 200:
@@ -128,7 +143,7 @@ class Load:
 
     async def _decision_round(self, waiting: int) -> tuple[list[float], int]:
         """`waiting` agents long-poll at once; each decision is timed to its agent's answer."""
-        codes = await asyncio.gather(*(self.create_held(i) for i in range(waiting)))
+        codes, create_errors = await self.create_many(waiting)
         answered_at: dict[str, float] = {}
         failed: set[str] = set()
 
@@ -165,7 +180,7 @@ class Load:
             if code not in failed:
                 latencies.append(answered_at[code] - decided_at)
         await asyncio.gather(*polls)
-        return latencies, len(failed)
+        return latencies, len(failed) + create_errors
 
     async def reviewer_cookie(self) -> str:
         async with httpx.AsyncClient(base_url=self.servers[0], timeout=30) as browser:
