@@ -11,11 +11,12 @@ PORT ?= 8000
 PYTHON ?= $(shell for p in python3.13 python3.12 python3 $$(ls -d $$HOME/.pyenv/versions/3.1[2-9]*/bin/python3 2>/dev/null); do \
 	if $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then echo $$p; break; fi; done)
 
-.PHONY: help install run test test-fast test-browser lint format lock clean
+.PHONY: help install run test test-fast test-browser bench lint format lock clean
 
 help:
 	@echo "make run    start the console on http://127.0.0.1:$(PORT) with a worker, beat and a demo agent"
 	@echo "make test   install what the tests need and run the whole suite"
+	@echo "make bench  measure the console started the production way (PostgreSQL, Redis, 2 servers)"
 	@echo "make lint   ruff and mypy"
 	@echo "make lock   re-resolve requirements.lock from pyproject.toml"
 
@@ -55,6 +56,11 @@ test-fast: install
 
 test-browser: install
 	$(PY) -m pytest -m browser
+
+# DATABASE_URL/REDIS_URL default to the local servers and a `console_bench` database.
+# BENCH_ARGS="--size full" adds 1,000 waiting agents and 500 reviewer sockets.
+bench: install
+	$(PY) -m console.bench $(BENCH_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -214,6 +214,8 @@ APPROVAL_MAX_TIMEOUT_SECONDS = env_int("APPROVAL_MAX_TIMEOUT_SECONDS", 24 * 60 *
 # How long an approval lets the agent start the call (AAP decision.expires_at).
 APPROVAL_VALIDITY_SECONDS = env_int("APPROVAL_VALIDITY_SECONDS", 5 * 60)
 APPROVAL_LONG_POLL_MAX_SECONDS = 30
+# `make bench` only: serves /bench/bare, the baseline the agent API is measured against.
+BENCH_ENDPOINTS = env_bool("BENCH_ENDPOINTS", False)
 # Reviewer console: how long a claim (soft lock) lasts, and how close a deadline puts a request
 # at the top of the queue whatever its risk.
 APPROVAL_CLAIM_SECONDS = env_int("APPROVAL_CLAIM_SECONDS", 10 * 60)

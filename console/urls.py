@@ -72,3 +72,8 @@ urlpatterns = [
     path("metrics", insight_views.metrics, name="metrics"),
     path(f"{settings.AAP_BASE_PATH.strip('/')}/", include("agents.aap.urls")),
 ]
+
+if settings.BENCH_ENDPOINTS:
+    from console.bench import views as bench_views
+
+    urlpatterns.append(path("bench/bare", bench_views.bare, name="bench-bare"))

@@ -1,0 +1,222 @@
+"""`python -m console.bench`: start the console the production way and measure it from outside.
+
+PostgreSQL and Redis come from DATABASE_URL and REDIS_URL, defaulting to the local servers with a
+dedicated database `console_bench` (created and migrated here). Two uvicorn processes and a Celery
+worker serve; `console.bench.load` drives them from its own process. One table on stdout, the
+same numbers as JSON in var/bench/latest.json.
+"""
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+DEFAULT_DATABASE_URL = "postgres://postgres:postgres@127.0.0.1:5432/console_bench"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+REVIEWER = "bench-reviewer"
+REVIEWER_PASSWORD = "bench-password-not-secret"  # noqa: S105 (a loopback-only bench user)
+
+SIZES = {
+    "default": {
+        "concurrency": 32, "requests": 3000, "seconds": 15.0, "waiting_agents": [1, 100],
+        "decision_samples": 20,
+        "sockets": 100, "fan_out_requests": 20,
+    },
+    "full": {
+        "concurrency": 32, "requests": 3000, "seconds": 15.0, "waiting_agents": [1, 100, 1000],
+        "decision_samples": 20,
+        "sockets": 500, "fan_out_requests": 20,
+    },
+    "tiny": {
+        "concurrency": 2, "requests": 6, "seconds": 5.0, "waiting_agents": [1, 2],
+        "decision_samples": 2,
+        "sockets": 2, "fan_out_requests": 2,
+    },
+}  # fmt: skip
+
+
+def _environment() -> dict[str, str]:
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "console.settings",
+        "DATABASE_URL": os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
+        "REDIS_URL": os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL,
+        "CHANNEL_LAYER_PREFIX": os.environ.get("CHANNEL_LAYER_PREFIX") or "console-bench",
+        "BENCH_ENDPOINTS": "true",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+def _ensure_database(database_url: str) -> None:
+    import dj_database_url
+    import psycopg
+    from psycopg import sql
+
+    db = dj_database_url.parse(database_url)
+    with psycopg.connect(
+        dbname="postgres", user=db["USER"], password=db["PASSWORD"], host=db["HOST"],
+        port=db["PORT"] or 5432, autocommit=True,
+    ) as admin:  # fmt: skip
+        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [db["NAME"]])
+        if exists.fetchone() is None:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db["NAME"])))
+
+
+def _seed() -> dict[str, str]:
+    """A staff reviewer (password and API token) and one agent with a fresh credential."""
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    from agents.models import Agent
+    from agents.services import agent_create, credential_issue
+
+    user, _ = get_user_model().objects.get_or_create(username=REVIEWER, defaults={"is_staff": True})
+    user.set_password(REVIEWER_PASSWORD)
+    user.save()
+    token, _ = Token.objects.get_or_create(user=user)
+    agent = Agent.objects.filter(name="bench-agent").first() or agent_create(name="bench-agent")
+    return {
+        "agent_token": credential_issue(agent=agent, label="bench").plaintext,
+        "reviewer_token": token.key,
+        "reviewer_username": REVIEWER,
+        "reviewer_password": REVIEWER_PASSWORD,
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def _console(env: dict[str, str], servers: int, log_dir: Path) -> Iterator[list[str]]:
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def spawn(name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = (log_dir / f"{name}.log").open("wb")
+        process = subprocess.Popen(  # noqa: S603 (our own interpreter, fixed arguments)
+            [sys.executable, "-m", *args], cwd=BASE_DIR, env=env, stdout=log, stderr=log
+        )
+        processes.append(process)
+        return process
+
+    try:
+        urls = []
+        for index in range(servers):
+            port = _free_port()
+            spawn(
+                f"server-{index}", "uvicorn", "console.asgi:application", "--host", "127.0.0.1",
+                "--port", str(port), "--log-level", "warning", "--no-access-log",
+            )  # fmt: skip
+            urls.append(f"http://127.0.0.1:{port}")
+        spawn("worker", "celery", "-A", "console", "worker", "--concurrency", "1", "-l", "WARNING")
+        for url in urls:
+            _wait_until_healthy(url, processes)
+        yield urls
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_until_healthy(url: str, processes: list[subprocess.Popen[bytes]]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if any(process.poll() is not None for process in processes):
+            raise RuntimeError("a console process exited at start-up; see var/bench/*.log")
+        try:
+            if httpx.get(f"{url}/bench/bare", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer; see var/bench/*.log")
+
+
+def table(results: dict[str, Any]) -> str:
+    throughput = results["throughput"]
+    rows = [("measure", "rate/s", "p50 ms", "p99 ms", "n", "errors")]
+
+    def add(name: str, numbers: dict[str, float]) -> None:
+        rate = f"{numbers['rps']:.0f}" if "rps" in numbers else ""
+        rows.append(
+            (name, rate, f"{numbers['p50_ms']:.1f}", f"{numbers['p99_ms']:.1f}",
+             f"{numbers['count']:.0f}", f"{numbers['errors']:.0f}")
+        )  # fmt: skip
+
+    concurrency = f"c={throughput['concurrency']:.0f}"
+    add(f"bare Django JSON endpoint ({concurrency})", throughput["bare"])
+    add(f"create held request ({concurrency})", throughput["create_held"])
+    for waiting, numbers in results["decision_to_agent"].items():
+        add(f"decision to agent, {waiting} waiting", numbers)
+    fan_out = results["fan_out"]
+    add(f"fan-out to {fan_out['sockets']:.0f} reviewer sockets", fan_out)
+    widths = [max(len(row[i]) for row in rows) for i in range(6)]
+    lines = [
+        " | ".join(cell.ljust(widths[0]) if i == 0 else cell.rjust(widths[i])
+                   for i, cell in enumerate(row))
+        for row in rows
+    ]  # fmt: skip
+    lines.insert(1, "-+-".join("-" * width for width in widths))
+    lines.append(f"held/bare throughput ratio: {throughput['held_to_bare_ratio']:.2f}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size", choices=sorted(SIZES), default="default")
+    parser.add_argument("--output", type=Path, default=BASE_DIR / "var" / "bench" / "latest.json")
+    arguments = parser.parse_args()
+    # `timeout`/Ctrl-C end the runner through its finally blocks: no server outlives it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("bench: terminated"))
+
+    env = _environment()
+    os.environ.update(env)  # this process seeds the same database the servers use
+    _ensure_database(env["DATABASE_URL"])
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
+        cwd=BASE_DIR, env=env, check=True,
+    )  # fmt: skip
+    plan: dict[str, Any] = {**SIZES[arguments.size], **_seed()}
+    arguments.output.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with _console(env, servers=2, log_dir=arguments.output.parent) as urls:
+        plan["servers"] = urls
+        load = subprocess.run(
+            [sys.executable, "-m", "console.bench.load"],
+            cwd=BASE_DIR, env=env, input=json.dumps(plan).encode(), capture_output=True,
+            check=False,
+        )  # fmt: skip
+    if load.returncode != 0:
+        sys.stderr.write(load.stderr.decode())
+        raise SystemExit("the load generator failed")
+    results = json.loads(load.stdout)
+    results["machine"] = {"cpus": os.cpu_count(), "size": arguments.size}
+    results["duration_s"] = time.monotonic() - started
+    arguments.output.write_text(json.dumps(results, indent=2))
+    print(table(results))
+    print(f"({arguments.size} run, {results['duration_s']:.0f} s; JSON in {arguments.output})")
+
+
+if __name__ == "__main__":
+    main()
