@@ -18,8 +18,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypedDict
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
+from django.db import connections
 from django.template.loader import render_to_string
 
 logger = logging.getLogger(__name__)
@@ -141,10 +142,13 @@ async def wait_until_resolved(
     """Return when the request is resolved or `timeout` seconds pass, whichever is first.
 
     Subscribes before checking the database, so a decision landing between the check and the
-    subscription still wakes us: no lost wake-up, and no polling loop.
+    subscription still wakes us: no lost wake-up, and no polling loop. Before parking, the
+    request's database connection goes back to the pool: a waiting agent holds no connection,
+    or a few dozen waiters per process would exhaust the pool and fail everyone else's requests.
     """
     layer = get_channel_layer()
     if layer is None:
+        await _release_database_connections()
         await asyncio.sleep(timeout)
         return
     group = approval_group(code)
@@ -153,7 +157,13 @@ async def wait_until_resolved(
     try:
         if await is_resolved():
             return
+        await _release_database_connections()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(layer.receive(channel), timeout=timeout)
     finally:
         await layer.group_discard(group, channel)
+
+
+# Runs in the request's own sync thread (thread-sensitive), so it closes the connections that
+# this request's reads opened; with a pool, closing returns the connection to the pool.
+_release_database_connections = sync_to_async(connections.close_all)

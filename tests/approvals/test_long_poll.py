@@ -95,3 +95,31 @@ def test_it_ends_the_wait_when_the_agent_cancels(live_console) -> None:  # type:
     waiter.join(timeout=5)
     assert not waiter.is_alive()
     assert result["body"]["status"] == "cancelled"  # type: ignore[index]
+
+
+def test_waiting_polls_hold_no_database_connection(live_console) -> None:  # type: ignore[no-untyped-def]
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("connection pooling (and so pool exhaustion) exists on PostgreSQL only")
+    agent = _agent_http(live_console)
+    waiting = 6
+    codes = [_create(agent)["id"] for _ in range(waiting)]
+    pool = connection.pool
+    before = pool.get_stats()
+    in_use_before = before["pool_size"] - before["pool_available"]
+    threads = [
+        threading.Thread(
+            target=lambda code=code: agent.get(f"/api/v1/requests/{code}", params={"wait": "4"})
+        )
+        for code in codes
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(2)  # every poll is parked on its channel by now
+    during = pool.get_stats()
+    in_use = during["pool_size"] - during["pool_available"]
+    for thread in threads:
+        thread.join(timeout=10)
+    # Parked polls gave their connections back; without that, each would hold one.
+    assert in_use - in_use_before < waiting, during
