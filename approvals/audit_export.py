@@ -20,30 +20,13 @@ from django.db.models import Q, QuerySet
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 
-from approvals.audit import AuditAction, audit_record
+from approvals.audit import HASHED_FIELDS, AuditAction, audit_record
 from approvals.models import AuditRecord
 
 EXPORT_CHUNK_SIZE = 2000
 
-EXPORT_FIELDS = (
-    "sequence",
-    "created_at",
-    "action",
-    "actor_type",
-    "actor_id",
-    "actor_label",
-    "object_type",
-    "object_id",
-    "object_label",
-    "ip_address",
-    "user_agent",
-    "request_id",
-    "before",
-    "after",
-    "context",
-    "prev_hash",
-    "hash",
-)
+# Every hashed field plus the hash: an export can be re-verified offline.
+EXPORT_FIELDS = (*HASHED_FIELDS, "hash")
 
 
 @dataclass(frozen=True)
