@@ -110,18 +110,31 @@ def credential_revoke(*, credential: AgentCredential, actor: Actor = None) -> No
 
 def credential_authenticate(*, token: str) -> Agent | None:
     """The agent a plaintext credential belongs to, or None if unknown, malformed or revoked."""
-    scheme, _, rest = token.partition("_")
-    prefix, _, secret = rest.partition("_")
-    if scheme != CREDENTIAL_SCHEME or not prefix or not secret:
-        return None
-    credential = (
-        AgentCredential.objects.select_related("agent")
-        .filter(prefix=prefix, revoked_at__isnull=True)
-        .first()
-    )
-    if credential is None or not hmac.compare_digest(credential.secret_digest, _digest(secret)):
-        return None
-    return credential.agent
+    return credentials_authenticate(tokens=[token])[token]
+
+
+def credentials_authenticate(*, tokens: list[str]) -> dict[str, Agent | None]:
+    """credential_authenticate for many tokens in one query (batched intake)."""
+    parsed: dict[str, tuple[str, str]] = {}
+    for token in tokens:
+        scheme, _, rest = token.partition("_")
+        prefix, _, secret = rest.partition("_")
+        if scheme == CREDENTIAL_SCHEME and prefix and secret:
+            parsed[token] = (prefix, secret)
+    credentials = {
+        credential.prefix: credential
+        for credential in AgentCredential.objects.select_related("agent").filter(
+            prefix__in={prefix for prefix, _ in parsed.values()}, revoked_at__isnull=True
+        )
+    }
+    agents: dict[str, Agent | None] = dict.fromkeys(tokens)
+    for token, (prefix, secret) in parsed.items():
+        credential = credentials.get(prefix)
+        if credential is not None and hmac.compare_digest(
+            credential.secret_digest, _digest(secret)
+        ):
+            agents[token] = credential.agent
+    return agents
 
 
 # --- Runs and traces -----------------------------------------------------------------------

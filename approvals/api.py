@@ -5,7 +5,8 @@ so a waiting agent holds no thread: it sleeps on a channel-layer message, never 
 """
 
 import re
-from functools import partial
+import threading
+from functools import cached_property, partial
 from typing import Any
 
 import jsonschema
@@ -103,7 +104,10 @@ class ApprovalRequestCreateInput(StrictSerializer):
         return attrs
 
     def to_submission(self) -> Submission:
-        data = self.validated_data
+        return self.submission_from(self.validated_data)
+
+    @staticmethod
+    def submission_from(data: dict[str, Any]) -> Submission:
         return Submission(
             tool=data["tool"],
             arguments=data["arguments"],
@@ -210,7 +214,11 @@ class DecisionField(serializers.Field):
     def to_representation(self, approval: ApprovalRequest) -> dict[str, Any] | None:
         if approval.status == Status.PENDING or not hasattr(approval, "decision"):
             return None
-        return DecisionOutput(approval.decision).data  # type: ignore[no-any-return]
+        return self._decision_output.to_representation(approval.decision)  # type: ignore[no-any-return]
+
+    @cached_property
+    def _decision_output(self) -> DecisionOutput:
+        return DecisionOutput()
 
 
 class ApprovalRequestOutput(serializers.Serializer):
@@ -236,13 +244,46 @@ class ApprovalRequestOutput(serializers.Serializer):
     @extend_schema_field(PolicyOutput(allow_null=True))
     def get_policy(self, approval: ApprovalRequest) -> dict[str, Any] | None:
         evaluation = getattr(approval, "policy_evaluation", None)
-        return None if evaluation is None else PolicyOutput(evaluation).data
+        return None if evaluation is None else self._policy_output.to_representation(evaluation)
+
+    @cached_property
+    def _policy_output(self) -> PolicyOutput:
+        # One nested serializer per output serializer, reused: see _reusable().
+        return PolicyOutput()
 
     def to_representation(self, instance: Any) -> dict[str, Any]:
         data = super().to_representation(instance)
         if data["decision"] is None:
             del data["decision"]
         return data
+
+
+# DRF builds a serializer's fields anew for every instance (a deep copy re-running each
+# field's __init__), which cost more than the rest of a fast-path request. A serializer without
+# data or instance can validate or represent any number of values in turn, as DRF's own
+# ListSerializer does with its child; one per thread, since fields are bound to their parent.
+_per_thread = threading.local()
+
+
+def _reusable(serializer_class: type[serializers.Serializer]) -> Any:
+    name = serializer_class.__name__
+    serializer = getattr(_per_thread, name, None)
+    if serializer is None:
+        serializer = serializer_class()
+        setattr(_per_thread, name, serializer)
+    return serializer
+
+
+def approval_request_representation(approval: ApprovalRequest) -> dict[str, Any]:
+    """What the agent API says about a request (ApprovalRequestOutput), without DRF's per-use
+    field construction."""
+    return _reusable(ApprovalRequestOutput).to_representation(approval)  # type: ignore[no-any-return]
+
+
+def approval_request_submission(data: Any) -> Submission:
+    """Validate a create body as ApprovalRequestCreateInput does; raises its ValidationError."""
+    serializer = _reusable(ApprovalRequestCreateInput)
+    return serializer.submission_from(serializer.run_validation(data))  # type: ignore[no-any-return]
 
 
 def _not_found() -> ApiError:
@@ -301,7 +342,7 @@ class ApprovalRequestCreateApi(APIView):
                 status_code=400, code=unknown.code, message=str(unknown), param="run"
             ) from None
         return Response(
-            ApprovalRequestOutput(approval).data,
+            approval_request_representation(approval),
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 
@@ -341,29 +382,41 @@ class ApprovalRequestDetailApi(AsyncAPIView):
     async def get(self, request: Request, code: str) -> Response:
         wait = parse_wait(request.query_params.get("wait"))
         agent: Agent = request.user  # type: ignore[assignment]
-        data, deadline_in = await sync_to_async(_read_for_agent)(agent, code)
+        found = await sync_to_async(approval_read_for_agent)(agent=agent, code=code)
+        if found is None:
+            raise _not_found()
+        data, deadline_in = found
         if data["status"] == Status.PENDING and wait > 0:
             # Wake at the deadline at the latest: the re-read then records the expiry.
             timeout = max(0.0, min(wait, deadline_in + 0.05))
             await realtime.wait_until_resolved(
                 code=code, timeout=timeout, is_resolved=partial(_is_resolved, code)
             )
-            data, _ = await sync_to_async(_read_for_agent)(agent, code)
+            found = await sync_to_async(approval_read_for_agent)(agent=agent, code=code)
+            if found is None:
+                raise _not_found()
+            data = found[0]
         return Response(data)
 
 
-@sync_to_async
-def _is_resolved(code: str) -> bool:
+def approval_read_for_agent(*, agent: Agent, code: str) -> tuple[dict[str, Any], float] | None:
+    """What the agent API says about one of the agent's requests, and the seconds left to its
+    deadline; None if it is not the agent's. An overdue request is expired first, so an agent
+    never reads `pending` after the deadline. Used by this view and the ASGI fast path."""
+    approval = approval_get_for_agent(agent=agent, code=code)
+    if approval is None:
+        return None
+    approval = approval_request_expire_if_overdue(approval=approval)
+    deadline_in = (approval.deadline_at - timezone.now()).total_seconds()
+    return approval_request_representation(approval), deadline_in
+
+
+def approval_is_resolved(code: str) -> bool:
+    """Whether a request has left `pending`: the long poll's check before it parks."""
     return ApprovalRequest.objects.filter(code=code).exclude(status=Status.PENDING).exists()
 
 
-def _read_for_agent(agent: Agent, code: str) -> tuple[dict[str, Any], float]:
-    approval = approval_get_for_agent(agent=agent, code=code)
-    if approval is None:
-        raise _not_found()
-    approval = approval_request_expire_if_overdue(approval=approval)
-    deadline_in = (approval.deadline_at - timezone.now()).total_seconds()
-    return ApprovalRequestOutput(approval).data, deadline_in
+_is_resolved = sync_to_async(approval_is_resolved)
 
 
 class ApprovalRequestCancelApi(APIView):
@@ -381,4 +434,4 @@ class ApprovalRequestCancelApi(APIView):
             approval = approval_request_cancel(approval=approval, agent=agent)
         except TransitionConflict as conflict:
             raise ApiError(status_code=409, code=conflict.code, message=str(conflict)) from None
-        return Response(ApprovalRequestOutput(approval).data)
+        return Response(approval_request_representation(approval))

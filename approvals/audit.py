@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from agents.models import Agent
 from approvals.models import AuditActorType, AuditChainHead, AuditRecord
-from console.request_context import current_request_context
+from console.request_context import RequestContext, current_request_context
 
 logger = logging.getLogger("approvals.audit")
 
@@ -177,6 +177,27 @@ def _locked_head() -> AuditChainHead:
     return AuditChainHead.objects.select_for_update().get(pk=1)
 
 
+@dataclass(frozen=True)
+class AuditEntry:
+    """One record to append: what was done, by whom, to what, and what changed.
+
+    `origin` is where the action came from; None means the request context bound now (the
+    middleware's), which is right for everything but batched intake, where one writer thread
+    appends records on behalf of many requests and passes each request's own origin.
+    """
+
+    action: str
+    actor: "AuditActor | AbstractBaseUser | Agent | None" = None
+    target: models.Model | None = None
+    object_type: str = ""
+    object_id: str = ""
+    object_label: str = ""
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    origin: RequestContext | None = None
+
+
 def audit_record(
     *,
     action: str,
@@ -194,59 +215,97 @@ def audit_record(
     `actor`: the user or agent who acted, or None for the system. `target`: the model instance
     acted on (or give object_type/object_id/object_label). `before`/`after`: what changed.
     """
-    who = AuditActor.of(actor)
-    if target is not None:
-        object_type, object_id, object_label = _object_ref(target)
-    origin = current_request_context()
-    with transaction.atomic():
+    entry = AuditEntry(
+        action=action,
+        actor=actor,
+        target=target,
+        object_type=object_type,
+        object_id=object_id,
+        object_label=object_label,
+        before=before,
+        after=after,
+        context=context,
+    )
+    return audit_records_append([entry])[0]
+
+
+def audit_records_append(entries: list[AuditEntry]) -> list[AuditRecord]:
+    """Append records to the audit chain in order, in the caller's transaction.
+
+    One lock of the chain head, one multi-row insert and one head update for the lot: batched
+    intake appends a few records per request for dozens of requests at once, and the head row
+    is the one lock every audited write in the system queues on, so it must be held briefly
+    and taken once.
+    """
+    if not entries:
+        return []
+    context_now = current_request_context()
+    # No savepoint: if appending fails, the change it describes must not commit either.
+    with transaction.atomic(savepoint=False):
         # Appends are serialized on the head row (PostgreSQL row lock; SQLite has one writer
         # anyway), so no two records ever claim the same predecessor.
         head = _locked_head()
-        record = AuditRecord(
-            sequence=head.last_sequence + 1,
-            created_at=timezone.now(),
-            action=str(action),
-            actor_type=who.type,
-            actor_id=who.id,
-            actor_label=who.label,
-            object_type=object_type,
-            object_id=str(object_id),
-            object_label=object_label[:200],
-            ip_address=origin.ip_address,
-            user_agent=origin.user_agent,
-            request_id=origin.request_id,
-            before=_jsonable(before),
-            after=_jsonable(after),
-            context=_jsonable(context) or {},
-            prev_hash=head.last_hash,
-        )
-        record.hash = audit_record_digest(record)
-        record.save(force_insert=True)
+        sequence, prev_hash = head.last_sequence, head.last_hash
+        created_at = timezone.now()
+        records = []
+        for entry in entries:
+            who = AuditActor.of(entry.actor)
+            object_type, object_id, object_label = (
+                _object_ref(entry.target)
+                if entry.target is not None
+                else (entry.object_type, str(entry.object_id), entry.object_label)
+            )
+            origin = entry.origin or context_now
+            sequence += 1
+            record = AuditRecord(
+                sequence=sequence,
+                created_at=created_at,
+                action=str(entry.action),
+                actor_type=who.type,
+                actor_id=who.id,
+                actor_label=who.label,
+                object_type=object_type,
+                object_id=object_id,
+                object_label=object_label[:200],
+                ip_address=origin.ip_address,
+                user_agent=origin.user_agent,
+                request_id=origin.request_id,
+                before=_jsonable(entry.before),
+                after=_jsonable(entry.after),
+                context=_jsonable(entry.context) or {},
+                prev_hash=prev_hash,
+            )
+            record.hash = prev_hash = audit_record_digest(record)
+            records.append(record)
+        AuditRecord.objects.bulk_create(records)
         AuditChainHead.objects.filter(pk=head.pk).update(
-            last_sequence=record.sequence, last_hash=record.hash
+            last_sequence=sequence, last_hash=prev_hash
         )
     # Logged after commit: a rolled-back change must not leave a log line claiming a record.
-    transaction.on_commit(
-        partial(
-            logger.info,
+    if logger.isEnabledFor(logging.INFO):
+        transaction.on_commit(partial(_log_appended, records))
+    return records
+
+
+def _log_appended(records: list[AuditRecord]) -> None:
+    for record in records:
+        logger.info(
             "audit %s %s:%s by %s",
             record.action,
-            object_type,
+            record.object_type,
             record.object_id,
-            who.type,
+            record.actor_type,
             extra={
-                # Captured now: the commit may happen after the request context is gone.
-                "request_id": origin.request_id,
+                # From the record: the commit may happen after the request context is gone.
+                "request_id": record.request_id,
                 "audit_action": record.action,
                 "audit_sequence": record.sequence,
-                "object_type": object_type,
+                "object_type": record.object_type,
                 "object_id": record.object_id,
-                "actor_type": who.type,
-                "actor_id": who.id,
+                "actor_type": record.actor_type,
+                "actor_id": record.actor_id,
             },
         )
-    )
-    return record
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,12 @@
 """Reviewer websockets. Thin: authenticate, join the groups, re-check access, forward."""
 
+import asyncio
 import time
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qs
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -18,6 +21,30 @@ CLOSE_NOT_FOUND = 4404
 
 # What static/js/console.js sends every APPROVAL_PRESENCE_HEARTBEAT_SECONDS from a decision page.
 HEARTBEAT = "ping"
+
+
+# How long one access check answers for the other sockets that receive the same event here.
+# The event reaches every socket of a process within moments; the check still runs after the
+# event was published, so a reviewer removed from a team earlier does not get it.
+SHARED_ACCESS_CHECK_SECONDS = 5.0
+_shared_access_checks: dict[tuple[object, ...], asyncio.Future[bool]] = {}
+
+
+async def _reviewer_may_see(*, user_id: int, event: dict[str, Any]) -> bool:
+    """One database check per (event, reviewer) in this process, however many sockets the
+    reviewer has open here: a push to 500 sockets of a few reviewers costs a few queries."""
+    check = partial(reviewer_may_see_by_id, user_id=user_id, team_id=event["team_id"])
+    event_id = event.get("event_id")
+    if event_id is None:
+        return await database_sync_to_async(check)()
+    loop = asyncio.get_running_loop()
+    key = (loop, event_id, user_id, event["team_id"])
+    shared = _shared_access_checks.get(key)
+    if shared is None:
+        shared = _shared_access_checks[key] = asyncio.ensure_future(database_sync_to_async(check)())
+        loop.call_later(SHARED_ACCESS_CHECK_SECONDS, _shared_access_checks.pop, key, None)
+    # Shielded: a socket closing while it waits must not cancel the check for the others.
+    return await asyncio.shield(shared)
 
 
 def _watched_approval_id(user: Any, code: str) -> int | None:
@@ -55,6 +82,16 @@ class QueueConsumer(AsyncWebsocketConsumer):
             await database_sync_to_async(presence_enter)(
                 approval_id=self.watching, user_id=user.pk, channel_name=self.channel_name
             )
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels' own dispatch first hops to the sync thread to close stale database
+        # connections: one hop per socket per push (500 sockets, 500 hops), queued behind every
+        # sync view of the process. Every database call here goes through
+        # database_sync_to_async, which does that cleanup itself, in its own hop.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def disconnect(self, code: int) -> None:
         await self._leave()
@@ -94,10 +131,7 @@ class QueueConsumer(AsyncWebsocketConsumer):
     async def queue_fragment(self, event: dict[str, Any]) -> None:
         # Re-checked on every event: a reviewer removed from a team, or deactivated, stops
         # receiving that team's requests now, not at their next reconnect.
-        allowed = await database_sync_to_async(reviewer_may_see_by_id)(
-            user_id=self.scope["user"].pk, team_id=event["team_id"]
-        )
-        if allowed:
+        if await _reviewer_may_see(user_id=self.scope["user"].pk, event=event):
             await self._forward(event["html"])
 
     async def queue_revoke(self, event: dict[str, Any]) -> None:

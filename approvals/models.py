@@ -9,6 +9,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Coalesce
 
 from agents.models import Agent, Run
 
@@ -32,6 +33,23 @@ class Impact(models.TextChoices):
 
 
 IMPACT_RANK = {Impact.LOW: 0, Impact.MEDIUM: 1, Impact.HIGH: 2, Impact.CRITICAL: 3}
+
+
+def _queue_order_expression() -> models.Expression:
+    """Minus the risk score (impact rank + 1 - confidence, unstated confidence counting as 0)."""
+    impact_rank = models.Case(
+        *[
+            models.When(impact=impact, then=models.Value(rank))
+            for impact, rank in IMPACT_RANK.items()
+        ],
+        default=models.Value(1),
+        output_field=models.FloatField(),
+    )
+    return (
+        Coalesce(models.F("confidence"), models.Value(0.0, output_field=models.FloatField()))
+        - impact_rank
+        - models.Value(1.0, output_field=models.FloatField())
+    )
 
 
 class Team(models.Model):
@@ -120,6 +138,11 @@ class ApprovalRequest(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     deadline_at = models.DateTimeField()
     decided_at = models.DateTimeField(null=True, blank=True)
+    # Riskiest first is ascending order of this column: computed by the database from fields
+    # that never change, so one ascending index serves the queue's order and its cursor.
+    queue_order = models.GeneratedField(
+        expression=_queue_order_expression(), output_field=models.FloatField(), db_persist=True
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -136,6 +159,24 @@ class ApprovalRequest(models.Model):
         indexes = [
             # The expiry sweep and the queue both look for pending requests by deadline.
             models.Index(fields=["status", "deadline_at"], name="approval_status_deadline"),
+            # The queue (urgent ones aside): riskiest first, then soonest deadline.
+            models.Index(
+                fields=["queue_order", "deadline_at", "id"],
+                condition=models.Q(status=Status.PENDING),
+                name="approval_queue_order",
+            ),
+            # The queue's counts per filter value: one index-only scan of the pending requests.
+            models.Index(
+                fields=["team", "agent", "tool", "impact"],
+                condition=models.Q(status=Status.PENDING),
+                name="approval_pending_facets",
+            ),
+            # History and the reviewer API's decided list: newest decision first.
+            models.Index(
+                fields=["-decided_at", "-id"],
+                condition=~models.Q(status=Status.PENDING),
+                name="approval_decided_order",
+            ),
         ]
 
     def __str__(self) -> str:

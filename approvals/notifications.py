@@ -22,6 +22,7 @@ import zoneinfo
 from collections.abc import Iterable
 from datetime import datetime, time, timedelta
 from functools import partial
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -129,8 +130,30 @@ def notifications_create(
     `urgent` (the last escalation step before the deadline): that one always goes out.
     """
     now = now or timezone.now()
+    created = [
+        notification
+        for row in _outbox_rows(
+            approval=approval, recipients=recipients, channels=channels, reason=reason,
+            now=now, urgent=urgent,
+        )
+        if (notification := _insert_once(now=now, **row)) is not None
+    ]  # fmt: skip
+    _enqueue_after_commit([n.pk for n in created if n.status == NotificationStatus.PENDING])
+    return created
+
+
+def _outbox_rows(
+    *,
+    approval: ApprovalRequest,
+    recipients: Iterable[AbstractBaseUser],
+    channels: Iterable[str],
+    reason: str,
+    now: datetime,
+    urgent: bool,
+) -> list[dict[str, Any]]:
+    """The fields of each outbox row an event calls for: who, on which channel, in what state."""
     channels = list(dict.fromkeys(channels))
-    created: list[Notification] = []
+    rows: list[dict[str, Any]] = []
     seen: set[int] = set()
     for user in recipients:
         if user.pk in seen or not user.is_active:
@@ -147,20 +170,18 @@ def notifications_create(
                 status = NotificationStatus.SENT
             elif quiet and not urgent:
                 status, error = NotificationStatus.SKIPPED, "quiet hours"
-            notification = _insert_once(
-                recipient=user,
-                channel=channel,
-                approval=approval,
-                reason=reason,
-                dedupe_key=f"{approval.code}:{reason}:{channel}:{user.pk}",
-                status=status,
-                last_error=error,
-                now=now,
+            rows.append(
+                {
+                    "recipient": user,
+                    "channel": channel,
+                    "approval": approval,
+                    "reason": reason,
+                    "dedupe_key": f"{approval.code}:{reason}:{channel}:{user.pk}",
+                    "status": status,
+                    "last_error": error,
+                }
             )
-            if notification is not None:
-                created.append(notification)
-    _enqueue_after_commit([n.pk for n in created if n.status == NotificationStatus.PENDING])
-    return created
+    return rows
 
 
 def _insert_once(*, now: datetime, **fields: object) -> Notification | None:
@@ -178,21 +199,54 @@ def _insert_once(*, now: datetime, **fields: object) -> Notification | None:
 
 
 def notifications_on_submitted(*, approval: ApprovalRequest) -> list[Notification]:
-    """A new request: tell the members of the team it is routed to."""
+    """A new request: tell the members of the team it is routed to (once: a repeat is a no-op)."""
     if approval.team_id is None:
         return []
-    members = (
-        get_user_model()
-        .objects.filter(teams=approval.team_id)
-        .select_related("notification_preference")
-    )
     return notifications_create(
         approval=approval,
-        recipients=members,
+        recipients=_team_members(approval.team_id),
         channels=[Channel.EMAIL, Channel.SLACK, Channel.CONSOLE],
         reason=REASON_ROUTED,
         now=approval.created_at,
     )
+
+
+def notifications_on_submitted_many(*, approvals: list[ApprovalRequest]) -> list[Notification]:
+    """notifications_on_submitted for requests created in this transaction: one query per team
+    and one multi-row insert for the lot. The requests are new, so none of their rows can exist
+    yet and the per-row duplicate check (a savepoint each) is not needed."""
+    members_of = {
+        team_id: list(_team_members(team_id))
+        for team_id in {approval.team_id for approval in approvals if approval.team_id is not None}
+    }
+    if not members_of:
+        return []
+    notifications = [
+        Notification(
+            created_at=approval.created_at,
+            next_attempt_at=approval.created_at,
+            sent_at=approval.created_at if row["status"] == NotificationStatus.SENT else None,
+            **row,
+        )
+        for approval in approvals
+        if approval.team_id is not None
+        for row in _outbox_rows(
+            approval=approval,
+            recipients=members_of[approval.team_id],
+            channels=[Channel.EMAIL, Channel.SLACK, Channel.CONSOLE],
+            reason=REASON_ROUTED,
+            now=approval.created_at,
+            urgent=False,
+        )
+    ]
+    Notification.objects.bulk_create(notifications)
+    _enqueue_after_commit([n.pk for n in notifications if n.status == NotificationStatus.PENDING])
+    return notifications
+
+
+def _team_members(team_id: int) -> Iterable[AbstractBaseUser]:
+    # With their preferences: every row written asks which channels each member chose.
+    return get_user_model().objects.filter(teams=team_id).select_related("notification_preference")
 
 
 def notifications_on_resolved(*, approval_id: int) -> list[Notification]:

@@ -5,8 +5,11 @@ Two kinds of listeners:
   they get the same row partial the queue page renders, as an htmx out-of-band swap (new rows are
   inserted, changed rows replaced, decided rows removed), and who is looking at which request.
   Every event names the request's team, and the consumer re-checks access before forwarding;
-- agents' long polls, one group per request: they get a bare "resolved" nudge and re-read the
-  request, so the response always comes from the database, never from the message.
+- agents' long polls: every server process holds ONE subscription (a channel in RESOLVED_GROUP)
+  and a dict of request code -> the futures of the polls waiting on it in this process. A
+  decision sends one bare "resolved" nudge naming the code; each process wakes exactly the polls
+  waiting for it, which re-read the request, so the response always comes from the database,
+  never from the message. A parked poll costs a dict entry, not channel-layer (Redis) state.
 
 Pushes are best-effort wake-ups: a lost one delays a long poll until its timeout re-read, and a
 reviewer's page re-syncs when its socket reconnects. Nothing is decided by a message.
@@ -15,8 +18,10 @@ reviewer's page re-syncs when its socket reconnects. Nothing is decided by a mes
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TypedDict
+import uuid
+import weakref
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypedDict
 
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
@@ -27,17 +32,27 @@ logger = logging.getLogger(__name__)
 
 # Staff see every request, routed or not; reviewers listen to their teams' groups only.
 STAFF_GROUP = "approvals.staff"
+# Every server process listens here once, for every request's "resolved" nudge.
+RESOLVED_GROUP = "approvals.resolved"
+# The group membership expires in some layers (a day by default): renew it well before then.
+RESOLVED_GROUP_RENEW_SECONDS = 3600.0
 
 # Event names: the consumer method a message is dispatched to is its type with "." -> "_".
 EVENT_QUEUE_FRAGMENT = "queue.fragment"
 EVENT_QUEUE_REVOKE = "queue.revoke"
 EVENT_APPROVAL_RESOLVED = "approval.resolved"
+# A listener's message to itself through RESOLVED_GROUP: its subscription is live.
+EVENT_LISTENER_PROBE = "approval.listener_probe"
+# How long the first waiter of a process waits for that proof before going on regardless.
+LISTENER_PROBE_SECONDS = 5.0
 
 
 class QueueFragmentEvent(TypedDict):
     type: str  # EVENT_QUEUE_FRAGMENT
     html: str
     team_id: int | None  # the consumer re-checks access against it before forwarding
+    # Unique per push: sockets of one reviewer in one process share one access check per event.
+    event_id: str
 
 
 class QueueRevokeEvent(TypedDict):
@@ -49,11 +64,8 @@ class QueueRevokeEvent(TypedDict):
 
 class ApprovalResolvedEvent(TypedDict):
     type: str  # EVENT_APPROVAL_RESOLVED
+    code: str
     status: str
-
-
-def approval_group(code: object) -> str:
-    return f"approval.{code}"
 
 
 def team_group(team_id: int) -> str:
@@ -77,8 +89,29 @@ def render_queue_fragment(approval: object) -> str:
     return render_to_string("approvals/queue.html#queue-oob", {"approval": approval})
 
 
+def publish_resolved(*, code: object, status: str) -> None:
+    """Wake the agents waiting on a request that was just decided. Runs after commit.
+
+    Registered first among a decision's after-commit work, and needs no read: the agents' wait
+    ends before rows are rendered for reviewers or notifications are queued.
+    """
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    resolved: ApprovalResolvedEvent = {
+        "type": EVENT_APPROVAL_RESOLVED,
+        "code": str(code),
+        "status": status,
+    }
+    try:
+        async_to_sync(layer.group_send)(RESOLVED_GROUP, resolved)
+    except Exception:
+        # The decision stands; the agent's poll re-reads at its timeout.
+        logger.exception("resolved push failed for approval %s", code)
+
+
 def publish_approval_changed(approval_id: int, previous_team_id: int | None = None) -> None:
-    """Tell reviewers and waiting agents that a request was created or changed.
+    """Tell reviewers that a request was created or changed (waiting agents: publish_resolved).
 
     `previous_team_id`: the team the request was escalated away from; its reviewers are told to
     drop the row. Runs after commit. A dead channel layer must not turn a recorded decision into
@@ -86,10 +119,10 @@ def publish_approval_changed(approval_id: int, previous_team_id: int | None = No
     """
     from approvals.selectors import approval_get_for_display
 
-    approval = approval_get_for_display(approval_id=approval_id)
     layer = get_channel_layer()
     if layer is None:
         return
+    approval = approval_get_for_display(approval_id=approval_id)
     try:
         if previous_team_id is not None and previous_team_id != approval.team_id:
             revoke: QueueRevokeEvent = {
@@ -103,17 +136,45 @@ def publish_approval_changed(approval_id: int, previous_team_id: int | None = No
             "type": EVENT_QUEUE_FRAGMENT,
             "html": render_queue_fragment(approval),
             "team_id": approval.team_id,
+            "event_id": uuid.uuid4().hex,
         }
         for group in _groups_for(approval.team_id):
             async_to_sync(layer.group_send)(group, fragment)
-        if approval.is_terminal:
-            resolved: ApprovalResolvedEvent = {
-                "type": EVENT_APPROVAL_RESOLVED,
-                "status": approval.status,
-            }
-            async_to_sync(layer.group_send)(approval_group(approval.code), resolved)
     except Exception:
         logger.exception("realtime push failed for approval %s", approval.code)
+
+
+def publish_approvals_created(approval_ids: list[int]) -> None:
+    """Push requests just created to reviewers: one read, one render and one message per team
+    for the lot. Batched intake creates dozens at a time, and a read, a render and a
+    channel-layer round trip per request cost more than creating it. New requests have no
+    waiting agents and no open detail pages, so only the queue and history rows go out.
+    """
+    from approvals.selectors import approvals_get_for_queue_rows
+
+    if not approval_ids:
+        return
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        by_team: dict[int | None, list[object]] = {}
+        for approval in approvals_get_for_queue_rows(approval_ids=approval_ids):
+            by_team.setdefault(approval.team_id, []).append(approval)
+        for team_id, approvals in by_team.items():
+            # The consumer re-checks access by team_id, so one message carries one team's rows.
+            fragment: QueueFragmentEvent = {
+                "type": EVENT_QUEUE_FRAGMENT,
+                "html": render_to_string(
+                    "approvals/queue.html#queue-created", {"approvals": approvals}
+                ),
+                "team_id": team_id,
+                "event_id": uuid.uuid4().hex,
+            }
+            for group in _groups_for(team_id):
+                async_to_sync(layer.group_send)(group, fragment)
+    except Exception:
+        logger.exception("realtime push failed for %d new approvals", len(approval_ids))
 
 
 def publish_presence(approval_id: int) -> None:
@@ -129,6 +190,7 @@ def publish_presence(approval_id: int) -> None:
             "type": EVENT_QUEUE_FRAGMENT,
             "html": render_to_string("approvals/queue.html#presence-oob", {"approval": approval}),
             "team_id": approval.team_id,
+            "event_id": uuid.uuid4().hex,
         }
         for group in _groups_for(approval.team_id):
             async_to_sync(layer.group_send)(group, fragment)
@@ -151,19 +213,134 @@ async def wait_until_resolved(
         await _release_database_connections()
         await asyncio.sleep(timeout)
         return
-    group = approval_group(code)
-    channel = await layer.new_channel()
-    await layer.group_add(group, channel)
-    try:
+    listener = await _resolution_listener(layer)
+    with listener.waiting_for(str(code)) as woken:
         if await is_resolved():
             return
         await _release_database_connections()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(layer.receive(channel), timeout=timeout)
-    finally:
-        await layer.group_discard(group, channel)
+            async with asyncio.timeout(timeout):
+                await woken
 
 
 # Runs in the request's own sync thread (thread-sensitive), so it closes the connections that
 # this request's reads opened; with a pool, closing returns the connection to the pool.
 _release_database_connections = sync_to_async(connections.close_all)
+
+
+class ResolutionListener:
+    """This process's one subscription to RESOLVED_GROUP, and the long polls parked on it.
+
+    One per event loop (futures and the layer's connections belong to a loop). Waking is a dict
+    lookup: a nudge for a request nobody here waits on costs nothing more.
+    """
+
+    def __init__(self, layer: Any) -> None:
+        self.layer = layer
+        self.waiters: dict[str, set[asyncio.Future[None]]] = {}
+        self.probe = uuid.uuid4().hex
+        self.probed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.subscribed: asyncio.Task[str] = asyncio.ensure_future(self._subscribe())
+        self.receiving: asyncio.Task[None] | None = None
+        self.broken = False
+
+    async def _subscribe(self) -> str:
+        channel: str = await self.layer.new_channel()
+        await self.layer.group_add(RESOLVED_GROUP, channel)
+        self.receiving = asyncio.ensure_future(self._receive(channel))
+        # Redis confirms a SUBSCRIBE only on the subscriber's own connection, later: until our
+        # probe comes back through the group, a decision published now might not reach us, and
+        # the first waiter would check the database too early. After that, nothing is missed.
+        await self.layer.group_send(
+            RESOLVED_GROUP, {"type": EVENT_LISTENER_PROBE, "probe": self.probe}
+        )
+        try:
+            async with asyncio.timeout(LISTENER_PROBE_SECONDS):
+                await asyncio.shield(self.probed)
+        except TimeoutError:
+            logger.warning("the resolved-request subscription is not confirmed; going on")
+        return channel
+
+    async def ready(self) -> None:
+        # Shielded: one waiter giving up must not cancel the subscription the others await.
+        await asyncio.shield(self.subscribed)
+
+    @contextlib.contextmanager
+    def waiting_for(self, code: str) -> Iterator[asyncio.Future[None]]:
+        woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiters.setdefault(code, set()).add(woken)
+        try:
+            yield woken
+        finally:
+            waiting = self.waiters.get(code)
+            if waiting is not None:
+                waiting.discard(woken)
+                if not waiting:
+                    del self.waiters[code]
+
+    def wake(self, code: str) -> int:
+        """Wake every poll waiting on `code` in this process; how many there were."""
+        waiting = self.waiters.pop(code, set())
+        for woken in waiting:
+            if not woken.done():
+                woken.set_result(None)
+        return len(waiting)
+
+    async def _receive(self, channel: str) -> None:
+        renew = asyncio.ensure_future(self._renew_membership(channel))
+        try:
+            while True:
+                message = await self.layer.receive(channel)
+                if message.get("type") == EVENT_APPROVAL_RESOLVED:
+                    self.wake(message["code"])
+                elif message.get("probe") == self.probe and not self.probed.done():
+                    self.probed.set_result(None)
+        except asyncio.CancelledError:
+            # The loop is ending (or the layer was replaced): leave the group, so a process-wide
+            # layer (in-memory) does not keep sending to a channel nobody reads.
+            with contextlib.suppress(Exception):
+                await self.layer.group_discard(RESOLVED_GROUP, channel)
+            raise
+        except Exception:
+            # The next waiter subscribes afresh; the ones parked now end at their timeout and
+            # re-read the request then.
+            logger.exception("the resolved-request subscription failed")
+            self.broken = True
+        finally:
+            renew.cancel()
+
+    def close(self) -> None:
+        """Stop listening (a replaced layer in tests); polls parked here end at their timeout."""
+        self.subscribed.cancel()
+        if self.receiving is not None:
+            self.receiving.cancel()
+
+    async def _renew_membership(self, channel: str) -> None:
+        while True:
+            await asyncio.sleep(RESOLVED_GROUP_RENEW_SECONDS)
+            try:
+                await self.layer.group_add(RESOLVED_GROUP, channel)
+            except Exception:
+                logger.exception("renewing the resolved-request subscription failed")
+
+
+_listeners: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ResolutionListener]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _resolution_listener(layer: Any) -> ResolutionListener:
+    """This loop's listener, subscribed; started by the first waiter, shared by the rest."""
+    loop = asyncio.get_running_loop()
+    listener = _listeners.get(loop)
+    if listener is None or listener.layer is not layer or listener.broken:
+        if listener is not None:
+            listener.close()
+        listener = _listeners[loop] = ResolutionListener(layer)
+    try:
+        await listener.ready()
+    except Exception:
+        if _listeners.get(loop) is listener:
+            del _listeners[loop]  # the next waiter tries again
+        raise
+    return listener

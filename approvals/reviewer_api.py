@@ -35,10 +35,12 @@ from approvals.reviews import (
     approval_request_review_deny,
 )
 from approvals.selectors import (
+    QUEUE_PAGE_MAX,
+    InvalidCursor,
     QueueFilters,
     approval_get_for_reviewer,
-    approvals_history,
-    approvals_queue,
+    approvals_history_page,
+    approvals_queue_page,
 )
 from console.api_errors import ApiError
 
@@ -119,9 +121,39 @@ def _fresh(request: Request, code: str) -> dict[str, Any]:
     return ReviewerApprovalOutput(approval).data  # type: ignore[return-value]
 
 
+LIST_DEFAULT_LIMIT = 50
+
+
+class ReviewerRequestListOutput(serializers.Serializer):
+    """The list's shape for the schema (the view builds the dict itself)."""
+
+    # DRF takes declared fields off the class, so this does not hide Serializer.data.
+    data = ReviewerApprovalOutput(many=True)  # type: ignore[assignment]
+    next_cursor = serializers.CharField(
+        allow_null=True,
+        help_text="Pass as `cursor` for the next page; null on the last page.",
+    )
+
+
+def _list_limit(request: Request) -> int:
+    raw = request.query_params.get("limit", "")
+    if not raw:
+        return LIST_DEFAULT_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= QUEUE_PAGE_MAX:
+        raise ApiError(
+            status_code=400,
+            code="invalid_field",
+            message=f"limit: must be a whole number from 1 to {QUEUE_PAGE_MAX}.",
+            param="limit",
+        )
+    return int(raw)
+
+
 class ReviewerRequestListApi(ReviewerApi):
     @extend_schema(
         operation_id="reviewer_list_requests",
+        description="Pending requests in queue order, or decided ones newest first, a page at a "
+        "time: follow `next_cursor` (with the same filters) until it is null.",
         parameters=[
             OpenApiParameter("state", type=str, enum=["pending", "decided"]),
             OpenApiParameter("agent", type=str),
@@ -130,8 +162,14 @@ class ReviewerRequestListApi(ReviewerApi):
             OpenApiParameter("team", type=str),
             OpenApiParameter("mine", type=bool, description="Claimed by me"),
             OpenApiParameter("q", type=str, description="Search tool, summary and arguments"),
+            OpenApiParameter(
+                "limit",
+                type=int,
+                description=f"Rows per page, 1 to {QUEUE_PAGE_MAX} (default {LIST_DEFAULT_LIMIT}).",
+            ),
+            OpenApiParameter("cursor", type=str, description="`next_cursor` of the page before"),
         ],
-        responses={200: ReviewerApprovalOutput(many=True)},
+        responses={200: ReviewerRequestListOutput},
     )
     def get(self, request: Request) -> Response:
         state = request.query_params.get("state", "pending")
@@ -143,12 +181,25 @@ class ReviewerRequestListApi(ReviewerApi):
                 param="state",
             )
         filters = QueueFilters.from_query(request.query_params)
-        approvals = (
-            approvals_queue(user=request.user, filters=filters)
-            if state == "pending"
-            else approvals_history(user=request.user, filters=filters)
+        page_of = approvals_queue_page if state == "pending" else approvals_history_page
+        try:
+            page = page_of(
+                user=request.user,
+                filters=filters,
+                limit=_list_limit(request),
+                cursor=request.query_params.get("cursor") or None,
+                full=True,
+            )
+        except InvalidCursor as error:
+            raise ApiError(
+                status_code=400, code="invalid_field", message=f"cursor: {error}", param="cursor"
+            ) from None
+        return Response(
+            {
+                "data": ReviewerApprovalOutput(page.rows, many=True).data,
+                "next_cursor": page.next_cursor,
+            }
         )
-        return Response({"data": ReviewerApprovalOutput(approvals, many=True).data})
 
 
 class ReviewerRequestDetailApi(ReviewerApi):

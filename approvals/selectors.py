@@ -3,6 +3,8 @@
 Everything a reviewer reads starts from `approvals_visible_to` (approvals/access.py).
 """
 
+import json
+from base64 import urlsafe_b64decode, urlsafe_b64encode
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -11,29 +13,42 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import (
-    Case,
+    Count,
     F,
-    FloatField,
-    IntegerField,
+    Prefetch,
     Q,
     QuerySet,
     Sum,
     TextField,
-    Value,
-    When,
+    prefetch_related_objects,
 )
-from django.db.models.functions import Cast, Coalesce
+from django.db.models.fields.tuple_lookups import Tuple, TupleGreaterThan, TupleLessThan
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from agents.models import Agent, Run, TraceEvent
 from approvals.access import approvals_visible_to, reviewer_may_see
 from approvals.models import (
     IMPACT_RANK,
+    ApprovalClaim,
     ApprovalRequest,
+    ApprovalVote,
     Channel,
+    Decision,
     Impact,
     Notification,
+    ReviewerPresence,
     Status,
+    Team,
+)
+
+# What a pushed queue fragment shows besides the row: votes, viewers, and the history list
+# (each event's actor), fetched up front rather than one query per event while rendering.
+_DISPLAY_PREFETCH = (
+    "votes__reviewer",
+    "presences__reviewer",
+    "events__actor_user",
+    "events__actor_agent",
 )
 
 
@@ -43,10 +58,35 @@ def approval_get_for_display(*, approval_id: int) -> ApprovalRequest:
         ApprovalRequest.objects.select_related(
             "agent", "team", "decision", "decision__reviewer", "claim__reviewer"
         )
-        .prefetch_related("votes__reviewer", "presences__reviewer")
+        .prefetch_related(*_DISPLAY_PREFETCH)
         .get(pk=approval_id)
     )
     return approvals_decorate([approval])[0]
+
+
+# A row shows none of the request's payload: those columns (JSON to decode, long texts) stay in
+# the database when rows are read for a push.
+_NOT_IN_ROWS = (
+    "arguments",
+    "context",
+    "arguments_schema",
+    "arguments_raw",
+    "context_raw",
+    "server_raw",
+    "reasoning",
+    "labels",
+)
+
+
+def approvals_get_for_queue_rows(*, approval_ids: list[int]) -> list[ApprovalRequest]:
+    """Requests as queue and history rows show them (not their history or payload), in the
+    order given, in a fixed few queries however many."""
+    rows = (
+        ApprovalRequest.objects.defer(*_NOT_IN_ROWS)
+        .select_related("agent", "team")
+        .in_bulk(approval_ids)
+    )
+    return _decorated_rows([rows[pk] for pk in approval_ids if pk in rows], full=True)
 
 
 def approval_get_for_agent(*, agent: Agent, code: object) -> ApprovalRequest | None:
@@ -168,51 +208,203 @@ def _filtered(
 
 
 def _for_rows(approvals: QuerySet[ApprovalRequest]) -> QuerySet[ApprovalRequest]:
-    return approvals.select_related(
-        "agent", "team", "decision", "decision__reviewer", "claim__reviewer"
-    ).prefetch_related("votes__reviewer", "presences__reviewer")
+    # Two joins only: every further table is one prefetch query (see _decorated_rows), which
+    # PostgreSQL plans in no time, where a nine-table join took longer to plan than to run.
+    return approvals.select_related("agent", "team")
 
 
-def approvals_queue(*, user: Any, filters: QueueFilters) -> list[ApprovalRequest]:
+def _decorated_rows(approvals: list[ApprovalRequest], *, full: bool) -> list[ApprovalRequest]:
+    """What rows show, for all rows at once: one query per related table, whatever the count.
+
+    full: also the decision, run and policy evaluation (the reviewer API's output, history).
+    """
+    related: list[str | Prefetch[Any]] = [
+        Prefetch("claim", queryset=ApprovalClaim.objects.select_related("reviewer")),
+        Prefetch("votes", queryset=ApprovalVote.objects.select_related("reviewer")),
+        Prefetch("presences", queryset=ReviewerPresence.objects.select_related("reviewer")),
+    ]
+    if full:
+        related += [
+            Prefetch("decision", queryset=Decision.objects.select_related("reviewer")),
+            "run",
+            "policy_evaluation",
+        ]
+    prefetch_related_objects(approvals, *related)
+    return approvals_decorate(approvals)
+
+
+# The most rows one page or API call returns.
+QUEUE_PAGE_MAX = 500
+
+
+class InvalidCursor(ValueError):
+    """A cursor this console did not hand out for this list."""
+
+
+@dataclass(frozen=True)
+class ApprovalPage:
+    rows: list[ApprovalRequest]
+    # Opaque; pass it back for the rows after these. None: this was the last page.
+    next_cursor: str | None
+
+
+def _cursor_encode(values: dict[str, Any]) -> str:
+    text = json.dumps(values, separators=(",", ":"))
+    return urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _cursor_decode(cursor: str, kind: str) -> dict[str, Any]:
+    try:
+        values = json.loads(urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except ValueError:
+        raise InvalidCursor("Not a cursor from this list.") from None
+    if not isinstance(values, dict) or values.get("k") != kind:
+        raise InvalidCursor("Not a cursor from this list.")
+    return values
+
+
+@dataclass(frozen=True)
+class _QueuePosition:
+    """Where a queue page ended. The urgency cutoff is fixed by the first page, so a request
+    that becomes urgent while the reviewer pages on neither repeats nor goes missing."""
+
+    cutoff: datetime
+    urgent: bool
+    queue_order: float
+    deadline_at: datetime
+    id: int
+
+    def encode(self) -> str:
+        return _cursor_encode(
+            {
+                "k": "queue",
+                "c": self.cutoff.isoformat(),
+                "u": self.urgent,
+                "o": self.queue_order,
+                "d": self.deadline_at.isoformat(),
+                "i": self.id,
+            }
+        )
+
+    @classmethod
+    def decode(cls, cursor: str) -> "_QueuePosition":
+        values = _cursor_decode(cursor, "queue")
+        try:
+            return cls(
+                cutoff=datetime.fromisoformat(values["c"]),
+                urgent=bool(values["u"]),
+                queue_order=float(values["o"]),
+                deadline_at=datetime.fromisoformat(values["d"]),
+                id=int(values["i"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            raise InvalidCursor("Not a cursor from this list.") from None
+
+
+_QUEUE_ORDER = ("queue_order", "deadline_at", "id")
+
+
+def _after_in_queue(position: _QueuePosition) -> TupleGreaterThan:
+    return TupleGreaterThan(
+        Tuple(*(F(field) for field in _QUEUE_ORDER)),
+        (position.queue_order, position.deadline_at, position.id),
+    )
+
+
+def approvals_queue_page(
+    *,
+    user: Any,
+    filters: QueueFilters,
+    limit: int = QUEUE_PAGE_MAX,
+    cursor: str | None = None,
+    full: bool = False,
+) -> ApprovalPage:
     """Pending requests the user may decide: urgent first, then by risk, then by deadline.
 
     Urgent: due within APPROVAL_URGENT_SECONDS, an on-call reviewer's first job whatever the
-    risk. static/js/console.js re-applies the same order after live inserts.
+    risk. static/js/console.js re-applies the same order after live inserts. Urgent and other
+    requests are read apart, each in index order (approval_queue_order): a page costs the same
+    at any depth and however many requests wait. Raises InvalidCursor for a foreign cursor.
     """
-    now = timezone.now()
-    impact_rank = Case(
-        *[When(impact=impact, then=Value(rank)) for impact, rank in IMPACT_RANK.items()],
-        default=Value(1),
-        output_field=IntegerField(),
+    position = _QueuePosition.decode(cursor) if cursor else None
+    cutoff = (
+        position.cutoff
+        if position
+        else timezone.now() + timedelta(seconds=settings.APPROVAL_URGENT_SECONDS)
     )
-    pending = approvals_visible_to(user=user).filter(status=Status.PENDING)
-    ordered = (
-        _for_rows(_filtered(pending, filters, user))
-        .annotate(
-            urgent=Case(
-                When(
-                    deadline_at__lte=now + timedelta(seconds=settings.APPROVAL_URGENT_SECONDS),
-                    then=Value(1),
-                ),
-                default=Value(0),
-                output_field=IntegerField(),
-            ),
-            risk_score=impact_rank
-            + Value(1.0, output_field=FloatField())
-            - Coalesce(F("confidence"), Value(0.0, output_field=FloatField())),
-        )
-        .order_by("-urgent", "-risk_score", "deadline_at", "id")
+    pending = _for_rows(
+        _filtered(approvals_visible_to(user=user).filter(status=Status.PENDING), filters, user)
     )
-    return approvals_decorate(list(ordered[:500]))
+    rows: list[ApprovalRequest] = []
+    if position is None or position.urgent:
+        urgent = pending.filter(deadline_at__lte=cutoff)
+        if position is not None:
+            urgent = urgent.filter(_after_in_queue(position))
+        rows += urgent.order_by(*_QUEUE_ORDER)[: limit + 1]
+    if len(rows) <= limit:
+        later = pending.filter(deadline_at__gt=cutoff)
+        if position is not None and not position.urgent:
+            later = later.filter(_after_in_queue(position))
+        rows += later.order_by(*_QUEUE_ORDER)[: limit + 1 - len(rows)]
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        next_cursor = _QueuePosition(
+            cutoff=cutoff,
+            urgent=last.deadline_at <= cutoff,
+            queue_order=last.queue_order,
+            deadline_at=last.deadline_at,
+            id=last.pk,
+        ).encode()
+    return ApprovalPage(rows=_decorated_rows(rows, full=full), next_cursor=next_cursor)
+
+
+def approvals_queue(
+    *, user: Any, filters: QueueFilters, limit: int = QUEUE_PAGE_MAX
+) -> list[ApprovalRequest]:
+    """The first page of the queue (see approvals_queue_page)."""
+    return approvals_queue_page(user=user, filters=filters, limit=limit).rows
+
+
+def approvals_history_page(
+    *,
+    user: Any,
+    filters: QueueFilters,
+    limit: int = 100,
+    cursor: str | None = None,
+    full: bool = True,
+) -> ApprovalPage:
+    """Decided requests the user may see, newest decision first, in index order
+    (approval_decided_order). Raises InvalidCursor for a foreign cursor."""
+    decided = _for_rows(
+        _filtered(approvals_visible_to(user=user).exclude(status=Status.PENDING), filters, user)
+    )
+    if cursor:
+        values = _cursor_decode(cursor, "decided")
+        try:
+            after = (datetime.fromisoformat(values["d"]), int(values["i"]))
+        except (KeyError, TypeError, ValueError):
+            raise InvalidCursor("Not a cursor from this list.") from None
+        decided = decided.filter(TupleLessThan(Tuple(F("decided_at"), F("id")), after))
+    rows = list(decided.order_by("-decided_at", "-id")[: limit + 1])
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        # Every request decided through the console has decided_at; one without ends paging.
+        if last.decided_at is not None:
+            next_cursor = _cursor_encode(
+                {"k": "decided", "d": last.decided_at.isoformat(), "i": last.pk}
+            )
+    return ApprovalPage(rows=_decorated_rows(rows, full=full), next_cursor=next_cursor)
 
 
 def approvals_history(
     *, user: Any, filters: QueueFilters, limit: int = 100
 ) -> list[ApprovalRequest]:
-    """Decided requests the user may see, newest decision first."""
-    decided = approvals_visible_to(user=user).exclude(status=Status.PENDING)
-    ordered = _for_rows(_filtered(decided, filters, user)).order_by("-decided_at", "-id")
-    return approvals_decorate(list(ordered[:limit]))
+    """The first page of decided requests (see approvals_history_page)."""
+    return approvals_history_page(user=user, filters=filters, limit=limit).rows
 
 
 @dataclass(frozen=True)
@@ -223,33 +415,62 @@ class FacetCounts:
     teams: list[tuple[str, int]]
     mine: int
     total: int
+    # Counted over only the latest `window` decisions (history; None: every request counted).
+    window: int | None = None
+
+
+# History counts cover at most this many of the latest decisions: exact counts over millions
+# of decided requests cost a scan of them all on every page view.
+HISTORY_COUNT_WINDOW = 10_000
 
 
 def approvals_facet_counts(*, user: Any, filters: QueueFilters, pending: bool) -> FacetCounts:
-    """How many requests each filter value would show, within the current search."""
+    """How many requests each filter value would show, within the current search.
+
+    One grouped query (served by the approval_pending_facets index for the queue) and the names
+    of the agents and teams it found: the number of queries does not grow with the data.
+    """
     visible = approvals_visible_to(user=user)
     scope = (
         visible.filter(status=Status.PENDING) if pending else visible.exclude(status=Status.PENDING)
     )
-    rows = list(
-        _searched(scope, filters.q).values_list("agent__name", "tool", "impact", "team__name")
+    scope = _searched(scope, filters.q)
+    window = None
+    counted = scope
+    if not pending:
+        window = HISTORY_COUNT_WINDOW
+        latest = scope.order_by("-decided_at", "-id").values("id")[:window]
+        counted = ApprovalRequest.objects.filter(id__in=latest)
+    # In the index's column order, and COUNT(*) rather than of a column outside it: PostgreSQL
+    # then streams an index-only scan into the groups, with no hash table and no sort.
+    groups = list(
+        counted.values_list("team_id", "agent_id", "tool", "impact")
+        .annotate(requests=Count("*"))
+        .order_by("team_id", "agent_id", "tool", "impact")
     )
-    agents = Counter(row[0] for row in rows)
-    tools = Counter(row[1] for row in rows)
-    impacts = Counter(row[2] for row in rows)
-    teams = Counter(row[3] or "(unrouted)" for row in rows)
-    mine = (
-        _searched(scope, filters.q)
-        .filter(claim__reviewer=user, claim__expires_at__gt=timezone.now())
-        .count()
-    )
+    team_ids = {group[0] for group in groups}
+    agent_ids = {group[1] for group in groups}
+    agent_names = dict(Agent.objects.filter(id__in=agent_ids).order_by().values_list("id", "name"))
+    team_names = dict(Team.objects.filter(id__in=team_ids).order_by().values_list("id", "name"))
+    agents: Counter[str] = Counter()
+    tools: Counter[str] = Counter()
+    impacts: Counter[str] = Counter()
+    teams: Counter[str] = Counter()
+    for team_id, agent_id, tool, impact, requests in groups:
+        agents[agent_names[agent_id]] += requests
+        tools[tool] += requests
+        impacts[impact] += requests
+        teams[team_names[team_id] if team_id is not None else "(unrouted)"] += requests
+    mine = scope.filter(claim__reviewer=user, claim__expires_at__gt=timezone.now()).count()
+    total = sum(agents.values())
     return FacetCounts(
         agents=sorted(agents.items()),
         tools=sorted(tools.items()),
         impacts=[(impact, impacts.get(impact, 0)) for impact in Impact.values],
         teams=sorted(teams.items()),
         mine=mine,
-        total=len(rows),
+        total=total,
+        window=window if window is not None and total >= window else None,
     )
 
 

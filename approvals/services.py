@@ -27,7 +27,7 @@ from agents.aap import webhooks
 from agents.models import Agent, Run
 from agents.services import run_refusal_reason
 from approvals import realtime
-from approvals.audit import AuditAction, audit_record
+from approvals.audit import AuditAction, AuditEntry, audit_record, audit_records_append
 from approvals.escalations import expiry_note
 from approvals.exceptions import IdempotencyConflict, TransitionConflict, UnknownRun
 from approvals.models import (
@@ -39,11 +39,18 @@ from approvals.models import (
     Impact,
     Source,
     Status,
+    Team,
 )
-from approvals.notifications import notifications_on_resolved, notifications_on_submitted
-from approvals.policies.evaluation import Verdict, policy_decide
+from approvals.notifications import notifications_on_resolved, notifications_on_submitted_many
+from approvals.policies.evaluation import (
+    PolicyQuestion,
+    Verdict,
+    policy_decide_many,
+    policy_decisions_interdependent,
+)
 from approvals.policies.models import Outcome, PolicyEvaluation
 from console import exact_json
+from console.request_context import RequestContext
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +108,39 @@ def _effective_timeout(requested_seconds: int) -> int:
     return max(1, min(requested_seconds, settings.APPROVAL_MAX_TIMEOUT_SECONDS))
 
 
+@dataclass(frozen=True)
+class NewApprovalRequest:
+    """One submission to create, as the API received it."""
+
+    agent: Agent
+    idempotency_key: str
+    submission: Submission
+    source: str = Source.NATIVE
+    # The HTTP exchange it came from, for the audit trail. None: the context bound now, which
+    # is the request's own except in batched intake (one writer thread, many requests).
+    origin: RequestContext | None = None
+
+
+@dataclass(frozen=True)
+class CreateResult:
+    """What became of one NewApprovalRequest: the request (created or replayed) or an error."""
+
+    approval: ApprovalRequest | None = None
+    created: bool = False
+    # What the agent is told (409, 400).
+    error: IdempotencyConflict | UnknownRun | None = None
+    # Could not be stored at all (the database refused it): a server error for this one only.
+    failure: Exception | None = None
+
+    def unwrap(self) -> tuple[ApprovalRequest, bool]:
+        if self.failure is not None:
+            raise self.failure
+        if self.error is not None:
+            raise self.error
+        assert self.approval is not None
+        return self.approval, self.created
+
+
 def approval_request_create(
     *,
     agent: Agent,
@@ -113,131 +153,354 @@ def approval_request_create(
     Returns (approval, created). A replay with different fields raises IdempotencyConflict and
     leaves the original untouched.
     """
-    fingerprint = submission.fingerprint()
-    existing = ApprovalRequest.objects.filter(agent=agent, idempotency_key=idempotency_key).first()
-    if existing is not None:
-        return _replay(existing, fingerprint), False
+    new = NewApprovalRequest(
+        agent=agent, idempotency_key=idempotency_key, submission=submission, source=source
+    )
+    return approval_requests_create([new])[0].unwrap()
 
-    now = timezone.now()
-    timeout_seconds = _effective_timeout(duration_seconds(submission.timeout))
-    try:
-        with transaction.atomic():
-            run = _run_for_submission(agent=agent, submission=submission)
-            # Decided before the insert, in the same transaction: the policy may shorten the
-            # deadline and name the team, and its guardrail counts hold until commit. A closed
-            # run takes no new requests whatever the policy says.
-            if run is not None and not run.is_open:
-                verdict = Verdict(
-                    outcome=Outcome.DENY, reason=run_refusal_reason(run), decided_by="run"
-                )
-            else:
-                verdict = policy_decide(agent=agent, submission=submission, now=now, run=run)
-            if verdict.time_to_decide_seconds:
-                timeout_seconds = min(timeout_seconds, verdict.time_to_decide_seconds)
-            approval = ApprovalRequest.objects.create(
-                agent=agent,
-                source=source,
-                arguments_raw=submission.arguments_raw,
-                context_raw=submission.context_raw,
-                server_raw=submission.server_raw,
-                idempotency_key=idempotency_key,
-                fingerprint=fingerprint,
-                tool=submission.tool,
-                arguments=submission.arguments,
-                summary=submission.summary,
-                reasoning=submission.reasoning,
-                context=submission.context,
-                confidence=submission.confidence,
-                impact=submission.impact,
-                run=run,
-                labels=submission.labels,
-                arguments_schema=submission.arguments_schema,
-                timeout=submission.timeout,
-                timeout_seconds=timeout_seconds,
-                deadline_at=now + timedelta(seconds=timeout_seconds),
-                team_id=verdict.team_id,
-                required_approvals=verdict.required_approvals,
-                escalation_chain_id=verdict.escalation_chain_id,
-                hold_reason=verdict.reason if verdict.outcome == Outcome.HOLD else "",
+
+def approval_requests_create(
+    requests: list[NewApprovalRequest], *, publish_after_commit: bool = True
+) -> list[CreateResult]:
+    """Create many requests at once: one transaction, a few queries for the lot.
+
+    The same rules as one at a time (approval_request_create is this with a list of one):
+    idempotency, the run check, the policy verdict, events, audit, notifications. Batched
+    intake (approvals.intake) gathers the requests that arrive while the previous batch is
+    being written, so under load the locks every creation needs (the agent's row, the audit
+    chain head) are taken once per batch instead of once per request.
+
+    `publish_after_commit=False`: the caller pushes the new rows to reviewers itself
+    (realtime.publish_approvals_created), after it has answered the agents.
+    """
+    fingerprints = [new.submission.fingerprint() for new in requests]
+    results: list[CreateResult | None] = [None] * len(requests)
+    existing = _existing_by_key(requests)
+    first_with_key: set[tuple[int, str]] = set()
+    fresh: list[int] = []
+    for index, new in enumerate(requests):
+        key = (new.agent.pk, new.idempotency_key)
+        if key in existing:
+            results[index] = _replay_result(existing[key], fingerprints[index])
+        elif key not in first_with_key:
+            first_with_key.add(key)
+            fresh.append(index)
+    if fresh:
+        try:
+            created = _create_fresh(
+                [requests[i] for i in fresh],
+                [fingerprints[i] for i in fresh],
+                publish_after_commit=publish_after_commit,
             )
-            ApprovalEvent.objects.create(
+            for index, result in zip(fresh, created, strict=True):
+                results[index] = result
+        except IntegrityError:
+            # Most likely another process inserted one of these keys first (the unique
+            # constraint on agent and key caught it). Alone, that is a replay; in a batch, each
+            # goes again alone, so one request that cannot be stored fails only itself.
+            if len(fresh) > 1:
+                for index in fresh:
+                    try:
+                        results[index] = approval_requests_create(
+                            [requests[index]], publish_after_commit=publish_after_commit
+                        )[0]
+                    except Exception as failure:
+                        results[index] = CreateResult(failure=failure)
+            else:
+                new = requests[fresh[0]]
+                winner = ApprovalRequest.objects.filter(
+                    agent=new.agent, idempotency_key=new.idempotency_key
+                ).first()
+                if winner is None:
+                    raise  # not a race on the key: this request cannot be stored
+                results[fresh[0]] = _replay_result(winner, fingerprints[fresh[0]])
+    for index, result in enumerate(results):
+        if result is None:
+            # The same key twice in one batch: now that the first is written, a replay of it.
+            results[index] = approval_requests_create(
+                [requests[index]], publish_after_commit=publish_after_commit
+            )[0]
+    return [result for result in results if result is not None]
+
+
+def _existing_by_key(requests: list[NewApprovalRequest]) -> dict[tuple[int, str], ApprovalRequest]:
+    agent_ids = {new.agent.pk for new in requests}
+    keys = {new.idempotency_key for new in requests}
+    rows = ApprovalRequest.objects.filter(agent_id__in=agent_ids, idempotency_key__in=keys)
+    wanted = {(new.agent.pk, new.idempotency_key) for new in requests}
+    return {
+        (row.agent_id, row.idempotency_key): row
+        for row in rows
+        if (row.agent_id, row.idempotency_key) in wanted
+    }
+
+
+def _replay_result(existing: ApprovalRequest, fingerprint: str) -> CreateResult:
+    try:
+        return CreateResult(approval=_replay(existing, fingerprint), created=False)
+    except IdempotencyConflict as conflict:
+        return CreateResult(error=conflict)
+
+
+@dataclass
+class _Pending:
+    """One request on its way in: its position in the batch, and what is known so far."""
+
+    index: int
+    new: NewApprovalRequest
+    fingerprint: str
+    run: Run | None = None
+    verdict: Verdict | None = None
+    approval: ApprovalRequest | None = None
+
+
+def _create_fresh(
+    requests: list[NewApprovalRequest], fingerprints: list[str], *, publish_after_commit: bool
+) -> list[CreateResult]:
+    now = timezone.now()
+    results: list[CreateResult] = [CreateResult() for _ in requests]
+    with transaction.atomic():
+        runs = _runs_for_submissions(requests)
+        pending: list[_Pending] = []
+        for index, (new, fingerprint) in enumerate(zip(requests, fingerprints, strict=True)):
+            run = None
+            if new.submission.run is not None:
+                run = runs.get((new.agent.pk, new.submission.run))
+                if run is None:
+                    results[index] = CreateResult(error=UnknownRun())
+                    continue
+            pending.append(_Pending(index=index, new=new, fingerprint=fingerprint, run=run))
+        for wave in _waves(pending):
+            _create_wave(wave, now=now)
+        if publish_after_commit:
+            created_ids = [p.approval.pk for p in pending if p.approval is not None]
+            transaction.on_commit(partial(realtime.publish_approvals_created, created_ids))
+    for item in pending:
+        assert item.approval is not None
+        approval = item.approval
+        if item.new.source == Source.AAP and approval.status == Status.PENDING:
+            # Only a request the policy held can be the exact resubmission a reviewer suggested.
+            approval = _approve_if_suggested(approval=approval)
+        results[item.index] = CreateResult(approval=approval, created=True)
+    return results
+
+
+def _runs_for_submissions(requests: list[NewApprovalRequest]) -> dict[tuple[int, str], Run]:
+    codes = {new.submission.run for new in requests if new.submission.run is not None}
+    if not codes:
+        return {}
+    # Locked so a close committing meanwhile is seen: a request never joins a run that just
+    # closed as if it were open. In id order, like every multi-row lock here.
+    runs = Run.objects.select_for_update().filter(code__in=codes).order_by("pk")
+    return {(run.agent_id, str(run.code)): run for run in runs}
+
+
+def _waves(pending: list["_Pending"]) -> list[list["_Pending"]]:
+    """Split a batch so that each wave is decided with what the previous waves wrote.
+
+    Usually one wave. When one verdict can change the next (throttles, running totals, a
+    circuit breaker), an agent appears at most once per wave: its requests are decided one
+    after another, as if they had come one by one, while different agents still share waves.
+    """
+    if len(pending) < 2 or not policy_decisions_interdependent():
+        return [pending] if pending else []
+    waves: list[list[_Pending]] = []
+    seen: dict[int, int] = {}
+    for item in pending:
+        wave = seen.get(item.new.agent.pk, 0)
+        seen[item.new.agent.pk] = wave + 1
+        if wave == len(waves):
+            waves.append([])
+        waves[wave].append(item)
+    return waves
+
+
+def _create_wave(wave: list[_Pending], *, now: datetime) -> None:
+    """Decide, then write every row for a wave: the request (born decided when the policy
+    decided), its events, policy evaluation, decision, audit records and notifications."""
+    questions = [
+        PolicyQuestion(agent=item.new.agent, submission=item.new.submission, run=item.run)
+        for item in wave
+        if item.run is None or item.run.is_open
+    ]
+    verdicts = iter(policy_decide_many(questions, now=now) if questions else [])
+    for item in wave:
+        if item.run is not None and not item.run.is_open:
+            # A closed run takes no new requests whatever the policy says.
+            item.verdict = Verdict(
+                outcome=Outcome.DENY, reason=run_refusal_reason(item.run), decided_by="run"
+            )
+        else:
+            item.verdict = next(verdicts)
+
+    decided_at = timezone.now()
+    approvals = [_new_approval(item, now=now, decided_at=decided_at) for item in wave]
+    ApprovalRequest.objects.bulk_create(approvals)
+    teams = Team.objects.in_bulk({a.team_id for a in approvals if a.team_id is not None})
+
+    events: list[ApprovalEvent] = []
+    evaluations: list[PolicyEvaluation] = []
+    decisions: list[Decision] = []
+    audit: list[AuditEntry] = []
+    for item, approval in zip(wave, approvals, strict=True):
+        verdict, new = item.verdict, item.new
+        assert verdict is not None
+        item.approval = approval
+        if approval.team_id is not None:
+            approval.team = teams[approval.team_id]
+        events.append(
+            ApprovalEvent(
                 approval=approval,
                 kind="submitted",
                 to_status=Status.PENDING,
                 actor_type=ActorType.AGENT,
-                actor_agent=agent,
+                actor_agent=new.agent,
             )
-            audit_record(
+        )
+        evaluation = PolicyEvaluation(
+            approval=approval,
+            rule_id=verdict.rule.id if verdict.rule else None,
+            rule_name=verdict.rule.name if verdict.rule else "",
+            outcome=verdict.outcome,
+            decided_by=verdict.decided_by,
+            reason=verdict.reason,
+            shadow_matches=[match.as_dict() for match in verdict.shadow_matches],
+        )
+        evaluations.append(evaluation)
+        approval.policy_evaluation = evaluation
+        audit += [
+            AuditEntry(
                 action=AuditAction.REQUEST_SUBMITTED,
-                actor=agent,
+                actor=new.agent,
                 target=approval,
                 after={
-                    "status": approval.status,
+                    "status": Status.PENDING,
                     "tool": approval.tool,
                     "impact": approval.impact,
                     "confidence": approval.confidence,
                     "deadline_at": approval.deadline_at,
-                    "fingerprint": fingerprint,
+                    "fingerprint": approval.fingerprint,
                 },
+                origin=new.origin,
+            ),
+            # Holds are recorded too: "why did this one wait for a person?" is an auditor's
+            # question.
+            AuditEntry(
+                action=AuditAction.POLICY_DECIDED,
+                target=approval,
+                after={
+                    "outcome": evaluation.outcome,
+                    "decided_by": evaluation.decided_by,
+                    "rule_id": evaluation.rule_id,
+                    "rule_name": evaluation.rule_name,
+                    "reason": evaluation.reason,
+                },
+                origin=new.origin,
+            ),
+        ]
+        if approval.status == Status.PENDING:
+            continue
+        # Decided by policy: the request is born decided, in this transaction, so nobody ever
+        # sees it pending; its history still reads submitted -> decided.
+        decision = Decision(
+            approval=approval,
+            status=approval.status,
+            note=verdict.reason,
+            decided_at=decided_at,
+            expires_at=(
+                decided_at + timedelta(seconds=settings.APPROVAL_VALIDITY_SECONDS)
+                if approval.status == Status.APPROVED
+                else None
+            ),
+        )
+        decisions.append(decision)
+        approval.decision = decision
+        events.append(
+            ApprovalEvent(
+                approval=approval,
+                kind=approval.status,
+                from_status=Status.PENDING,
+                to_status=approval.status,
+                actor_type=ActorType.SYSTEM,
+                note=verdict.reason,
             )
-            transaction.on_commit(partial(realtime.publish_approval_changed, approval.pk))
-            approval = _apply_verdict(approval=approval, verdict=verdict)
-            if approval.status == Status.PENDING:
-                # Only a held request needs a person: one decided by policy pages nobody.
-                notifications_on_submitted(approval=approval)
-    except IntegrityError:
-        # Two submissions with the same key raced and the other one inserted first.
-        existing = ApprovalRequest.objects.get(agent=agent, idempotency_key=idempotency_key)
-        return _replay(existing, fingerprint), False
-    if source == Source.AAP and approval.status == Status.PENDING:
-        # Only a request the policy held can be the exact resubmission a reviewer suggested.
-        approval = _approve_if_suggested(approval=approval)
-    return approval, True
+        )
+        audit.append(
+            AuditEntry(
+                action=_AUDIT_ACTION_BY_OUTCOME[approval.status],
+                target=approval,
+                before={"status": Status.PENDING},
+                after={
+                    "status": approval.status,
+                    "note": verdict.reason,
+                    "expires_at": decision.expires_at,
+                    "approved_arguments": None,
+                },
+                origin=new.origin,
+            )
+        )
+    ApprovalEvent.objects.bulk_create(events)
+    PolicyEvaluation.objects.bulk_create(evaluations)
+    Decision.objects.bulk_create(decisions)
+    audit_records_append(audit)
 
-
-def _apply_verdict(*, approval: ApprovalRequest, verdict: Verdict) -> ApprovalRequest:
-    evaluation = PolicyEvaluation.objects.create(
-        approval=approval,
-        rule_id=verdict.rule.id if verdict.rule else None,
-        rule_name=verdict.rule.name if verdict.rule else "",
-        outcome=verdict.outcome,
-        decided_by=verdict.decided_by,
-        reason=verdict.reason,
-        shadow_matches=[match.as_dict() for match in verdict.shadow_matches],
+    # Only a held request needs a person: one decided by policy pages nobody.
+    notifications_on_submitted_many(
+        approvals=[approval for approval in approvals if approval.status == Status.PENDING]
     )
-    # Holds are recorded too: "why did this one wait for a person?" is an auditor's question.
-    audit_record(
-        action=AuditAction.POLICY_DECIDED,
-        target=approval,
-        after={
-            "outcome": evaluation.outcome,
-            "decided_by": evaluation.decided_by,
-            "rule_id": evaluation.rule_id,
-            "rule_name": evaluation.rule_name,
-            "reason": evaluation.reason,
-        },
-    )
-    if verdict.outcome == Outcome.HOLD:
-        return approval
-    approval = approval_request_decide_by_policy(
-        approval=approval,
-        to_status=Status.APPROVED if verdict.outcome == Outcome.APPROVE else Status.DENIED,
-        note=verdict.reason,
-    )
-    if approval.status == Status.DENIED and verdict.decided_by not in {"halt", "run"}:
-        _after_denial(agent_id=approval.agent_id)
-    return approval
+    denied_by_policy: set[int] = set()
+    for item in wave:
+        approval, verdict = item.approval, item.verdict
+        assert approval is not None and verdict is not None
+        if approval.status == Status.PENDING:
+            continue
+        if approval.source == Source.AAP:
+            # A brand-new request has no Slack messages to update; AAP receivers hear of it.
+            webhooks.notification_record(approval_id=approval.pk, decided_at=decided_at)
+        if approval.status == Status.DENIED and verdict.decided_by not in {"halt", "run"}:
+            denied_by_policy.add(approval.agent_id)
+    for agent_id in sorted(denied_by_policy):
+        _after_denial(agent_id=agent_id)
 
 
-def _run_for_submission(*, agent: Agent, submission: Submission) -> Run | None:
-    if submission.run is None:
-        return None
-    # Locked so a close committing meanwhile is seen: a request never joins a run that just
-    # closed as if it were open.
-    run = Run.objects.select_for_update().filter(agent=agent, code=submission.run).first()
-    if run is None:
-        raise UnknownRun()
-    return run
+def _new_approval(item: _Pending, *, now: datetime, decided_at: datetime) -> ApprovalRequest:
+    verdict, new, submission = item.verdict, item.new, item.new.submission
+    assert verdict is not None
+    timeout_seconds = _effective_timeout(duration_seconds(submission.timeout))
+    if verdict.time_to_decide_seconds:
+        # The policy may shorten the deadline, never lengthen it.
+        timeout_seconds = min(timeout_seconds, verdict.time_to_decide_seconds)
+    status = {Outcome.APPROVE: Status.APPROVED, Outcome.DENY: Status.DENIED}.get(
+        verdict.outcome, Status.PENDING
+    )
+    return ApprovalRequest(
+        agent=new.agent,
+        source=new.source,
+        arguments_raw=submission.arguments_raw,
+        context_raw=submission.context_raw,
+        server_raw=submission.server_raw,
+        idempotency_key=new.idempotency_key,
+        fingerprint=item.fingerprint,
+        tool=submission.tool,
+        arguments=submission.arguments,
+        summary=submission.summary,
+        reasoning=submission.reasoning,
+        context=submission.context,
+        confidence=submission.confidence,
+        impact=submission.impact,
+        run=item.run,
+        labels=submission.labels,
+        arguments_schema=submission.arguments_schema,
+        timeout=submission.timeout,
+        timeout_seconds=timeout_seconds,
+        deadline_at=now + timedelta(seconds=timeout_seconds),
+        team_id=verdict.team_id,
+        required_approvals=verdict.required_approvals,
+        escalation_chain_id=verdict.escalation_chain_id,
+        hold_reason=verdict.reason if verdict.outcome == Outcome.HOLD else "",
+        status=status,
+        decided_at=None if status == Status.PENDING else decided_at,
+    )
 
 
 def _replay(existing: ApprovalRequest, fingerprint: str) -> ApprovalRequest:
@@ -489,6 +752,10 @@ def _transition(
     with transaction.atomic():
         changed = candidates.update(status=to_status, decided_at=now)
         if changed == 1:
+            # First after commit: waiting agents hear of it before anything else is done.
+            transaction.on_commit(
+                partial(realtime.publish_resolved, code=approval.code, status=to_status)
+            )
             Decision.objects.create(
                 approval_id=approval.pk,
                 status=to_status,

@@ -45,12 +45,13 @@ from approvals.reviews import (
     reviewer_operates_agent,
 )
 from approvals.selectors import (
+    InvalidCursor,
     QueueFilters,
     approval_get_for_reviewer,
     approval_track_record,
     approvals_facet_counts,
-    approvals_history,
-    approvals_queue,
+    approvals_history_page,
+    approvals_queue_page,
     run_timeline_for_approval,
 )
 from approvals.services import decision_page_view_record
@@ -63,15 +64,34 @@ class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
 
 
+# Rows per page of the queue and the history: a page renders in the same time however many
+# requests wait; the rest are a "next" link (a cursor) away.
+LIST_PAGE_ROWS = 50
+
+
 def _list_context(request: HtmxHttpRequest, *, pending: bool) -> dict[str, Any]:
     filters = QueueFilters.from_query(request.GET)
-    rows = (
-        approvals_queue(user=request.user, filters=filters)
-        if pending
-        else approvals_history(user=request.user, filters=filters)
-    )
+    page_of = approvals_queue_page if pending else approvals_history_page
+    try:
+        page = page_of(
+            user=request.user,
+            filters=filters,
+            limit=LIST_PAGE_ROWS,
+            cursor=request.GET.get("cursor") or None,
+        )
+    except InvalidCursor:  # a mangled or foreign link: start from the top
+        page = page_of(user=request.user, filters=filters, limit=LIST_PAGE_ROWS)
+    top = request.GET.copy()
+    for param in ("cursor", "fragment"):
+        top.pop(param, None)
+    following = top.copy()
+    if page.next_cursor:
+        following["cursor"] = page.next_cursor
     return {
-        "rows": rows,
+        "rows": page.rows,
+        "top_query": top.urlencode(),
+        "next_query": following.urlencode() if page.next_cursor else "",
+        "paged": bool(request.GET.get("cursor")),
         "filters": filters,
         "counts": approvals_facet_counts(user=request.user, filters=filters, pending=pending),
         "query": request.GET.urlencode(),

@@ -24,16 +24,45 @@ def json_size(value: Any) -> int:
 
 
 class BoundedJSONField(serializers.JSONField):
-    """Any JSON value, at most API_MAX_FIELD_BYTES once serialized."""
+    """Any storable JSON value, at most API_MAX_FIELD_BYTES once serialized."""
 
     def to_internal_value(self, data: Any) -> Any:
         value = super().to_internal_value(data)
         limit = settings.API_MAX_FIELD_BYTES
-        if json_size(value) > limit:
+        try:
+            size = json_size(value)
+        except UnicodeEncodeError:
+            # "\ud800" is valid JSON but no text: it cannot be stored or shown.
+            raise serializers.ValidationError(
+                "Must not contain unpaired surrogate characters (such as \\ud800).",
+                code="surrogate_characters_not_allowed",
+            ) from None
+        if size > limit:
             raise serializers.ValidationError(
                 f"Must be at most {limit} bytes as JSON.", code="too_large"
             )
+        if _has_nul(value):
+            # PostgreSQL's jsonb cannot hold U+0000; refused here so every database agrees.
+            raise serializers.ValidationError(
+                "Must not contain the NUL character (\\u0000).", code="null_characters_not_allowed"
+            )
         return value
+
+
+def _has_nul(value: Any) -> bool:
+    # Iterative, like the parser's depth check: the value may be deeply nested.
+    pending = [value]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, str):
+            if "\x00" in current:
+                return True
+        elif isinstance(current, dict):
+            pending.extend(current.keys())
+            pending.extend(current.values())
+        elif isinstance(current, list):
+            pending.extend(current)
+    return False
 
 
 class JSONObjectField(BoundedJSONField):

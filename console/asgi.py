@@ -1,5 +1,6 @@
 """ASGI entry point: HTTP (Django, static files) and websockets (Channels)."""
 
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -14,11 +15,15 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
+from approvals.api_asgi import AgentApiFastPath  # noqa: E402
 from approvals.routing import websocket_urlpatterns  # noqa: E402
 
 # The console serves its own static files so one command runs it anywhere; behind a reverse
 # proxy, set SERVE_STATIC=false and serve `collectstatic` output from the proxy instead.
 http_app = ASGIStaticFilesHandler(django_http) if settings.SERVE_STATIC else django_http
+# The agent API's hot operations skip Django's request path (see approvals/api_asgi.py for why).
+if settings.AGENT_API_FAST_PATH:
+    http_app = AgentApiFastPath(http_app)
 
 application = ProtocolTypeRouter(
     {
@@ -28,3 +33,9 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+# Everything loaded so far lives as long as the process. Frozen, the cyclic garbage collector
+# never scans it again: a full collection over the start-up heap (about 110,000 objects) took
+# about 60 ms here, a pause for every request, long poll and push in flight.
+gc.collect()
+gc.freeze()

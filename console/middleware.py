@@ -28,6 +28,14 @@ def _is_uuid(value: str) -> bool:
     return True
 
 
+def request_id_for(incoming: str, *, path: str) -> str:
+    """The caller's X-Request-ID if it is a sensible one, else a fresh UUID."""
+    request_id = incoming if _VALID_REQUEST_ID.match(incoming) else str(uuid.uuid4())
+    if path.startswith(settings.AAP_BASE_PATH + "/") and not _is_uuid(request_id):
+        request_id = str(uuid.uuid4())  # AAP says request_id is a UUID
+    return request_id
+
+
 class RequestIdMiddleware:
     """Give every exchange an id, echoed as X-Request-ID and used in error bodies and logs."""
 
@@ -43,10 +51,7 @@ class RequestIdMiddleware:
             markcoroutinefunction(self)
 
     def _assign(self, request: HttpRequest) -> str:
-        incoming = request.headers.get("X-Request-ID", "")
-        request_id = incoming if _VALID_REQUEST_ID.match(incoming) else str(uuid.uuid4())
-        if request.path.startswith(settings.AAP_BASE_PATH + "/") and not _is_uuid(request_id):
-            request_id = str(uuid.uuid4())  # AAP says request_id is a UUID
+        request_id = request_id_for(request.headers.get("X-Request-ID", ""), path=request.path)
         request.request_id = request_id  # type: ignore[attr-defined]
         return request_id
 
@@ -130,15 +135,24 @@ _METHODS_WITH_BODY = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def _log_exchange(request: HttpRequest, response: HttpResponse, started: float) -> None:
+    log_exchange(
+        method=request.method or "", path=request.path, status=response.status_code, started=started
+    )
+
+
+def log_exchange(*, method: str, path: str, status: int, started: float) -> None:
+    """The access log line: one per exchange, JSON in production (settings.LOGGING)."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
     logger.info(
         "%s %s %s",
-        request.method,
-        request.path,
-        response.status_code,
+        method,
+        path,
+        status,
         extra={
-            "method": request.method,
-            "path": request.path,
-            "status": response.status_code,
+            "method": method,
+            "path": path,
+            "status": status,
             "duration_ms": round((time.monotonic() - started) * 1000, 1),
         },
     )

@@ -20,7 +20,7 @@ class BoundedJSONParser(parsers.JSONParser):
             data = None
             too_deep = True
         else:
-            too_deep = _depth_exceeds(data, settings.API_MAX_JSON_DEPTH)
+            too_deep = json_depth_exceeds(data, settings.API_MAX_JSON_DEPTH)
         if too_deep:
             raise ParseError(
                 f"JSON parse error - nested deeper than {settings.API_MAX_JSON_DEPTH} levels."
@@ -28,7 +28,7 @@ class BoundedJSONParser(parsers.JSONParser):
         return data
 
 
-def _depth_exceeds(value: Any, limit: int) -> bool:
+def json_depth_exceeds(value: Any, limit: int) -> bool:
     # Iterative, so checking depth cannot itself run out of stack.
     pending = [(value, 1)]
     while pending:

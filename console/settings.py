@@ -162,15 +162,22 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env_str("REDIS_URL")
 CHANNEL_LAYER_PREFIX = env_str("CHANNEL_LAYER_PREFIX", "console")
 if REDIS_URL:
+    # Redis pub/sub: a push to a group is one PUBLISH, received once by each server process and
+    # handed to its local members there. The list-based core layer wrote one copy per member
+    # (500 reviewer sockets: 500 copies, popped one by one). Pub/sub delivers at most once and
+    # nothing queues while a process is disconnected: enough for pushes, which are best-effort
+    # wake-ups over the database's truth (approvals/realtime.py).
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": CHANNEL_LAYER_PREFIX, "capacity": 1000},
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": CHANNEL_LAYER_PREFIX},
         }
     }
 else:
     # Per process: fine for the embedded single server process; several processes need Redis.
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}
+    }
 
 # Rate-limit counters (agents/aap/limits.py) must be shared by all server processes.
 if REDIS_URL:
@@ -213,7 +220,9 @@ APPROVAL_DEFAULT_TIMEOUT_SECONDS = env_int("APPROVAL_DEFAULT_TIMEOUT_SECONDS", 3
 APPROVAL_MAX_TIMEOUT_SECONDS = env_int("APPROVAL_MAX_TIMEOUT_SECONDS", 24 * 60 * 60)
 # How long an approval lets the agent start the call (AAP decision.expires_at).
 APPROVAL_VALIDITY_SECONDS = env_int("APPROVAL_VALIDITY_SECONDS", 5 * 60)
-APPROVAL_LONG_POLL_MAX_SECONDS = 30
+# The longest one long poll waits before answering `pending`; agents then ask again. The memory
+# benchmark raises it so its polls stay parked while it measures.
+APPROVAL_LONG_POLL_MAX_SECONDS = env_int("APPROVAL_LONG_POLL_MAX_SECONDS", 30)
 # `make bench` only: serves /bench/bare, the baseline the agent API is measured against.
 BENCH_ENDPOINTS = env_bool("BENCH_ENDPOINTS", False)
 # Reviewer console: how long a claim (soft lock) lasts, and how close a deadline puts a request
@@ -271,6 +280,9 @@ ESCALATION_DEADLINE_MARGIN_SECONDS = env_int("ESCALATION_DEADLINE_MARGIN_SECONDS
 # --- Payload caps for the agent APIs -----------------------------------------------------------
 # A larger body gets 413 before anything is parsed; a larger field or batch gets 400 naming it.
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 256 * 1024)
+# Serve agents' create and read/long-poll calls on the ASGI fast path (approvals/api_asgi.py);
+# false sends them through Django like every other call (same answers, slower).
+AGENT_API_FAST_PATH = env_bool("AGENT_API_FAST_PATH", True)
 API_MAX_FIELD_BYTES = env_int("API_MAX_FIELD_BYTES", 64 * 1024)
 TRACE_MAX_BATCH_EVENTS = env_int("TRACE_MAX_BATCH_EVENTS", 100)
 API_MAX_JSON_DEPTH = env_int("API_MAX_JSON_DEPTH", 64)

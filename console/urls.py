@@ -76,4 +76,7 @@ urlpatterns = [
 if settings.BENCH_ENDPOINTS:
     from console.bench import views as bench_views
 
-    urlpatterns.append(path("bench/bare", bench_views.bare, name="bench-bare"))
+    urlpatterns += [
+        path("bench/bare", bench_views.bare, name="bench-bare"),
+        path("bench/process", bench_views.process, name="bench-process"),
+    ]

@@ -60,7 +60,12 @@ def live_console(django_db_setup, django_db_blocker) -> Iterator[LiveConsole]:  
 
     port = _free_port()
     config = uvicorn.Config(
-        application, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+        application,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        ws_per_message_deflate=False,  # as production runs it (README, "Production topology")
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="live-console", daemon=True)

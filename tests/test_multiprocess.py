@@ -108,7 +108,7 @@ def cluster(transactional_db, tmp_path: Path) -> Iterator[Cluster]:  # type: ign
         port = _free_port()
         process = spawn(
             name, "uvicorn", "console.asgi:application", "--host", "127.0.0.1",
-            "--port", str(port), "--log-level", "warning",
+            "--port", str(port), "--log-level", "warning", "--ws-per-message-deflate", "false",
         )  # fmt: skip
         return Server(url=f"http://127.0.0.1:{port}", process=process)
 
@@ -185,19 +185,35 @@ def test_it_spreads_a_request_and_its_decision_across_server_processes(cluster: 
             fragment_a, fragment_b = await asyncio.gather(
                 *(_next_message_containing(ws, f"approval-{code}") for ws in sockets)
             )
-            poll = asyncio.create_task(
-                asyncio.to_thread(
-                    agent_on_b.get, f"/api/v1/requests/{code}", params={"wait": "30s"}
+            other = await asyncio.to_thread(_create, agent_on_b)
+            other_agent = _agent(cluster.b.url, token)
+            poll, other_poll = (
+                asyncio.create_task(
+                    asyncio.to_thread(
+                        client.get, f"/api/v1/requests/{waited}", params={"wait": "30s"}
+                    )
                 )
+                for client, waited in ((agent_on_b, code), (other_agent, other))
             )
-            await asyncio.sleep(0.5)  # the poll is parked on B
+            await asyncio.sleep(0.5)  # both polls are parked on B, on one subscription
             decided_at = time.monotonic()
             response = await asyncio.to_thread(
                 reviewer_on_a.post, f"/requests/{code}/approve", {"note": "ok from A"}
             )
             assert response.status_code == 200, response.text
             answer = await asyncio.wait_for(poll, timeout=35)
-            return code, fragment_a, fragment_b, answer.json(), time.monotonic() - decided_at
+            woken_after = time.monotonic() - decided_at
+            # The decision woke its own agent only: the other poll on B still waits.
+            await asyncio.sleep(0.3)
+            assert not other_poll.done()
+            response = await asyncio.to_thread(
+                reviewer_on_a.post, f"/requests/{other}/deny", {"reason": "not this one"}
+            )
+            assert response.status_code == 200, response.text
+            other_answer = await asyncio.wait_for(other_poll, timeout=5)
+            other_agent.close()
+            assert other_answer.json()["status"] == "denied"
+            return code, fragment_a, fragment_b, answer.json(), woken_after
         finally:
             for ws in sockets:
                 await ws.close()

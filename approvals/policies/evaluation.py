@@ -215,14 +215,6 @@ def approved_totals_for(agent_id: int) -> TotalsLookup:
     return lookup
 
 
-def _active_halt(agent_id: int) -> AgentHalt | None:
-    return (
-        AgentHalt.objects.select_related("halted_by")
-        .filter(agent_id=agent_id, resumed_at__isnull=True)
-        .first()
-    )
-
-
 def halt_reason(halt: AgentHalt) -> str:
     who = halt.halted_by.get_username() if halt.halted_by else "the console"
     return (
@@ -256,8 +248,9 @@ def _auto_approvals(
     return count
 
 
-def _throttle_hit(*, agent_id: int, now: datetime, tool: str, impact: str) -> str | None:
-    throttles: Iterable[Throttle] = Throttle.objects.filter(enabled=True)
+def _throttle_hit(
+    *, throttles: Iterable[Throttle], agent_id: int, now: datetime, tool: str, impact: str
+) -> str | None:
     for throttle in throttles:
         if throttle.agent_id is not None and throttle.agent_id != agent_id:
             continue
@@ -273,15 +266,74 @@ def _throttle_hit(*, agent_id: int, now: datetime, tool: str, impact: str) -> st
     return None
 
 
+@dataclass(frozen=True)
+class PolicyQuestion:
+    """One new request to decide: who asks, what for, and in which run (locked by the caller)."""
+
+    agent: Agent
+    submission: Any
+    run: Run | None = None
+
+
+@dataclass
+class _Guardrails:
+    """Budgets and throttles, loaded once per decision batch."""
+
+    budgets: list[Budget]
+    throttles: list[Throttle]
+    cost_today: dict[int, Decimal] = field(default_factory=dict)
+
+
+def policy_decisions_interdependent() -> bool:
+    """Whether deciding one request can change the verdict on the agent's next one.
+
+    Throttles count auto-approvals, rules with running totals sum approved arguments, and a
+    circuit breaker halts an agent after denials: with any of them enabled, a batch must decide
+    an agent's requests one after another, each seeing the rows the previous one wrote.
+    Without them, a verdict depends only on the request and on state no new request changes.
+    """
+    from approvals.policies.models import CircuitBreaker
+
+    quote = connection.ops.quote_name
+    throttles, breakers = quote(Throttle._meta.db_table), quote(CircuitBreaker._meta.db_table)
+    with connection.cursor() as cursor:
+        # One round trip for both: this runs in every batch that has an agent twice.
+        cursor.execute(
+            f"SELECT EXISTS(SELECT 1 FROM {throttles} WHERE enabled), "  # noqa: S608 (table names from our own models)
+            f"EXISTS(SELECT 1 FROM {breakers} WHERE enabled)"
+        )
+        row = cursor.fetchone()
+    return bool(row[0] or row[1]) or any(rule.total_path for rule in rules_load())
+
+
 def policy_decide(
     *, agent: Agent, submission: Any, now: datetime, run: Run | None = None
 ) -> Verdict:
     """Decide a new request. Call inside the creating transaction. Never raises: fails closed."""
+    return policy_decide_many(
+        [PolicyQuestion(agent=agent, submission=submission, run=run)], now=now
+    )[0]
+
+
+def policy_decide_many(questions: list[PolicyQuestion], *, now: datetime) -> list[Verdict]:
+    """Decide new requests, in order. Call inside the creating transaction. Never raises.
+
+    A few queries for the whole list, not per request. Verdicts see the database as it was
+    before the call: when decisions are interdependent (policy_decisions_interdependent), give
+    one agent's requests one per call, writing each before deciding the next.
+    """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("policy_decide must run inside the transaction creating the request")
+    agent_ids = sorted({question.agent.pk for question in questions})
     # Serializes decisions per agent until commit: the throttle and total counts below see
-    # every auto-approval committed before, and none can be committed in between.
-    Agent.objects.select_for_update().filter(pk=agent.pk).values_list("pk").first()
+    # every auto-approval committed before, and none can be committed in between. Always in
+    # id order, so two batches sharing agents cannot deadlock.
+    list(
+        Agent.objects.select_for_update()
+        .filter(pk__in=agent_ids)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
     # Read the clock after the lock: whoever held it before decided later than our caller's
     # `now`, and windows ending at an earlier instant would not see those decisions.
     now = max(now, timezone.now())
@@ -289,65 +341,102 @@ def policy_decide(
     # A separate statement, not an EXISTS on the locking one: on PostgreSQL a statement that
     # waited for the lock still reads with the snapshot it started with, and would miss a
     # halt committed while it waited (the race test catches exactly that).
-    halt = _active_halt(agent.pk)
-    if halt is not None:
-        return Verdict(outcome=Outcome.DENY, reason=halt_reason(halt), decided_by="halt")
-
+    halts = {
+        halt.agent_id: halt
+        for halt in AgentHalt.objects.select_related("halted_by").filter(
+            agent_id__in=agent_ids, resumed_at__isnull=True
+        )
+    }
     try:
         rules = rules_load()
-        group_ids: frozenset[int] = frozenset()
+        groups: dict[int, frozenset[int]] = {}
         if any(rule.agent_group_id is not None for rule in rules):
-            group_ids = frozenset(
-                AgentGroup.objects.filter(agents=agent).values_list("pk", flat=True)
-            )
-        snapshot = Snapshot(
-            agent_id=agent.pk,
-            agent_group_ids=group_ids,
-            tool=submission.tool,
-            arguments=submission.arguments,
-            impact=submission.impact,
-            confidence=submission.confidence,
-            labels=labels_of(submission),
-            at=now,
-        )
-        evaluation: Evaluation = policy_evaluate(rules, snapshot, approved_totals_for(agent.pk))
+            memberships = AgentGroup.agents.through.objects.filter(agent_id__in=agent_ids)
+            for agent_id, group_id in memberships.values_list("agent_id", "agentgroup_id"):
+                groups[agent_id] = groups.get(agent_id, frozenset()) | {group_id}
     except Exception:
-        # A policy that cannot be evaluated never lets a request through.
-        logger.exception("policy evaluation failed; holding the request")
-        return Verdict(
-            outcome=Outcome.HOLD,
-            reason="The policy could not be evaluated: held for review, never approved.",
-            decided_by="error",
-        )
+        logger.exception("loading the policy failed; holding the requests")
+        rules, groups = None, {}
+    guardrails: _Guardrails | None = None
 
-    decided_by = "default"
-    if evaluation.rule is not None:
-        decided_by = "error" if evaluation.errored else "rule"
-    verdict = Verdict(
-        outcome=evaluation.outcome,
-        reason=evaluation.reason,
-        rule=evaluation.rule,
-        decided_by=decided_by,
-        shadow_matches=evaluation.shadow_matches,
-    )
-    try:
-        return _apply_guardrails(verdict, agent=agent, submission=submission, now=now, run=run)
-    except Exception:
-        logger.exception("guardrail check failed; holding the request")
-        return Verdict(
-            outcome=Outcome.HOLD if verdict.outcome != Outcome.DENY else Outcome.DENY,
-            reason=f"The guardrails could not be checked: held for review. ({verdict.reason})",
-            rule=verdict.rule,
-            decided_by="error",
-            shadow_matches=verdict.shadow_matches,
+    verdicts = []
+    for question in questions:
+        agent, submission = question.agent, question.submission
+        halt = halts.get(agent.pk)
+        if halt is not None:
+            verdicts.append(
+                Verdict(outcome=Outcome.DENY, reason=halt_reason(halt), decided_by="halt")
+            )
+            continue
+        try:
+            if rules is None:
+                raise RuntimeError("the policy could not be loaded")
+            snapshot = Snapshot(
+                agent_id=agent.pk,
+                agent_group_ids=groups.get(agent.pk, frozenset()),
+                tool=submission.tool,
+                arguments=submission.arguments,
+                impact=submission.impact,
+                confidence=submission.confidence,
+                labels=labels_of(submission),
+                at=now,
+            )
+            evaluation: Evaluation = policy_evaluate(rules, snapshot, approved_totals_for(agent.pk))
+        except Exception:
+            # A policy that cannot be evaluated never lets a request through.
+            logger.exception("policy evaluation failed; holding the request")
+            verdicts.append(
+                Verdict(
+                    outcome=Outcome.HOLD,
+                    reason="The policy could not be evaluated: held for review, never approved.",
+                    decided_by="error",
+                )
+            )
+            continue
+
+        decided_by = "default"
+        if evaluation.rule is not None:
+            decided_by = "error" if evaluation.errored else "rule"
+        verdict = Verdict(
+            outcome=evaluation.outcome,
+            reason=evaluation.reason,
+            rule=evaluation.rule,
+            decided_by=decided_by,
+            shadow_matches=evaluation.shadow_matches,
         )
+        try:
+            if guardrails is None:
+                guardrails = _Guardrails(
+                    budgets=list(Budget.objects.filter(enabled=True)),
+                    throttles=list(Throttle.objects.filter(enabled=True)),
+                )
+            verdict = _apply_guardrails(
+                verdict, guardrails, agent=agent, submission=submission, now=now, run=question.run
+            )
+        except Exception:
+            logger.exception("guardrail check failed; holding the request")
+            verdict = Verdict(
+                outcome=Outcome.HOLD if verdict.outcome != Outcome.DENY else Outcome.DENY,
+                reason=f"The guardrails could not be checked: held for review. ({verdict.reason})",
+                rule=verdict.rule,
+                decided_by="error",
+                shadow_matches=verdict.shadow_matches,
+            )
+        verdicts.append(verdict)
+    return verdicts
 
 
 def _apply_guardrails(
-    verdict: Verdict, *, agent: Agent, submission: Any, now: datetime, run: Run | None
+    verdict: Verdict,
+    guardrails: _Guardrails,
+    *,
+    agent: Agent,
+    submission: Any,
+    now: datetime,
+    run: Run | None,
 ) -> Verdict:
     """Budgets, then throttles. Guardrails only tighten: approve -> hold, anything -> deny."""
-    budget = _budget_reached(agent_id=agent.pk, run=run, now=now)
+    budget = _budget_reached(guardrails, agent_id=agent.pk, run=run, now=now)
     if budget is not None:
         action, why = budget
         if action == BudgetAction.DENY and verdict.outcome != Outcome.DENY:
@@ -369,7 +458,11 @@ def _apply_guardrails(
             )
     if verdict.outcome == Outcome.APPROVE:
         throttled = _throttle_hit(
-            agent_id=agent.pk, now=now, tool=submission.tool, impact=submission.impact
+            throttles=guardrails.throttles,
+            agent_id=agent.pk,
+            now=now,
+            tool=submission.tool,
+            impact=submission.impact,
         )
         if throttled is not None:
             return Verdict(
@@ -395,11 +488,12 @@ def agent_cost_today(*, agent_id: int, now: datetime) -> Decimal:
     return total or Decimal(0)
 
 
-def _budget_reached(*, agent_id: int, run: Run | None, now: datetime) -> tuple[str, str] | None:
+def _budget_reached(
+    guardrails: _Guardrails, *, agent_id: int, run: Run | None, now: datetime
+) -> tuple[str, str] | None:
     """(action, why) for the strictest budget reached, or None. Deny wins over hold."""
     hits: dict[str, list[str]] = {BudgetAction.DENY: [], BudgetAction.HOLD: []}
-    cost_today: Decimal | None = None
-    for budget in Budget.objects.filter(enabled=True):
+    for budget in guardrails.budgets:
         if budget.agent_id is not None and budget.agent_id != agent_id:
             continue
         if budget.scope == BudgetScope.RUN:
@@ -408,9 +502,9 @@ def _budget_reached(*, agent_id: int, run: Run | None, now: datetime) -> tuple[s
             # The run row was locked by the caller: this total is current.
             spent, what = run.total_cost, f"the run {run.name!r} has cost"
         else:
-            if cost_today is None:
-                cost_today = agent_cost_today(agent_id=agent_id, now=now)
-            spent, what = cost_today, "the agent's runs have cost today (UTC)"
+            if agent_id not in guardrails.cost_today:
+                guardrails.cost_today[agent_id] = agent_cost_today(agent_id=agent_id, now=now)
+            spent, what = guardrails.cost_today[agent_id], "the agent's runs have cost today (UTC)"
         if spent >= budget.ceiling:
             hits[budget.action].append(
                 f"Budget “{budget.name}” reached: {what} {_money(spent)}, "

@@ -2,5 +2,18 @@
 
 `python -m console.bench` (the runner) prepares a database, starts two uvicorn processes and a
 Celery worker, then runs `console.bench.load` in its own process so the load generator never
-shares an interpreter with the server it measures.
+shares an interpreter with the server it measures. `console.bench.memory` adds one fresh server
+process per memory figure.
 """
+
+
+def aligned(rows: list[tuple[str, ...]]) -> list[str]:
+    """Rows as a plain-text table: the first row is the header, the first column the name."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        " | ".join(cell.ljust(widths[0]) if i == 0 else cell.rjust(widths[i])
+                   for i, cell in enumerate(row))
+        for row in rows
+    ]  # fmt: skip
+    lines.insert(1, "-+-".join("-" * width for width in widths))
+    return lines

@@ -21,6 +21,8 @@ from typing import Any
 
 import httpx
 
+from console.bench import aligned, memory, queue_data
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres:postgres@127.0.0.1:5432/console_bench"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -30,12 +32,12 @@ REVIEWER_PASSWORD = "bench-password-not-secret"  # noqa: S105 (a loopback-only b
 SIZES = {
     "default": {
         "concurrency": 32, "requests": 3000, "seconds": 15.0, "waiting_agents": [1, 100],
-        "decision_samples": 20,
+        "decision_samples": 50,
         "sockets": 100, "fan_out_requests": 20,
     },
     "full": {
         "concurrency": 32, "requests": 3000, "seconds": 15.0, "waiting_agents": [1, 100, 1000],
-        "decision_samples": 20,
+        "decision_samples": 50,
         "sockets": 500, "fan_out_requests": 20,
     },
     "tiny": {
@@ -83,12 +85,22 @@ def _seed() -> dict[str, str]:
 
     from agents.models import Agent
     from agents.services import agent_create, credential_issue
+    from approvals.policies.models import Outcome, PolicyRule, RuleState
 
     user, _ = get_user_model().objects.get_or_create(username=REVIEWER, defaults={"is_staff": True})
     user.set_password(REVIEWER_PASSWORD)
     user.save()
     token, _ = Token.objects.get_or_create(user=user)
     agent = Agent.objects.filter(name="bench-agent").first() or agent_create(name="bench-agent")
+    PolicyRule.objects.update_or_create(
+        name="bench: approve lookups at once",
+        defaults={
+            "tool_glob": "bench_lookup",
+            "outcome": Outcome.APPROVE,
+            "state": RuleState.ACTIVE,
+            "reason": "Lookups change nothing.",
+        },
+    )
     return {
         "agent_token": credential_issue(agent=agent, label="bench").plaintext,
         "reviewer_token": token.key,
@@ -122,6 +134,7 @@ def _console(env: dict[str, str], servers: int, log_dir: Path) -> Iterator[list[
             spawn(
                 f"server-{index}", "uvicorn", "console.asgi:application", "--host", "127.0.0.1",
                 "--port", str(port), "--log-level", "warning", "--no-access-log",
+                "--ws-per-message-deflate", "false",
             )  # fmt: skip
             urls.append(f"http://127.0.0.1:{port}")
         spawn("worker", "celery", "-A", "console", "worker", "--concurrency", "1", "-l", "WARNING")
@@ -167,19 +180,37 @@ def table(results: dict[str, Any]) -> str:
     concurrency = f"c={throughput['concurrency']:.0f}"
     add(f"bare Django JSON endpoint ({concurrency})", throughput["bare"])
     add(f"create held request ({concurrency})", throughput["create_held"])
+    add(f"create request policy approves ({concurrency})", throughput["create_approved"])
     for waiting, numbers in results["decision_to_agent"].items():
         add(f"decision to agent, {waiting} waiting", numbers)
     fan_out = results["fan_out"]
     add(f"fan-out to {fan_out['sockets']:.0f} reviewer sockets", fan_out)
-    widths = [max(len(row[i]) for row in rows) for i in range(6)]
-    lines = [
-        " | ".join(cell.ljust(widths[0]) if i == 0 else cell.rjust(widths[i])
-                   for i, cell in enumerate(row))
-        for row in rows
-    ]  # fmt: skip
-    lines.insert(1, "-+-".join("-" * width for width in widths))
-    lines.append(f"held/bare throughput ratio: {throughput['held_to_bare_ratio']:.2f}")
+    lines = aligned(rows)
+    lines.append(
+        f"throughput ratio to bare: held {throughput['held_to_bare_ratio']:.2f}, "
+        f"policy-approved {throughput['approved_to_bare_ratio']:.2f}"
+    )
+    lines.append(
+        "server CPU per request (both servers, ms): "
+        + ", ".join(
+            f"{name} {throughput[key]['server_cpu_ms']:.2f}"
+            for name, key in (
+                ("bare", "bare"), ("held", "create_held"), ("policy-approved", "create_approved")
+            )
+        )
+    )  # fmt: skip
     return "\n".join(lines)
+
+
+def prepare(env: dict[str, str]) -> dict[str, str]:
+    """The bench database, created and migrated; the seeded credentials."""
+    os.environ.update(env)  # this process seeds the same database the servers use
+    _ensure_database(env["DATABASE_URL"])
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
+        cwd=BASE_DIR, env=env, check=True,
+    )  # fmt: skip
+    return _seed()
 
 
 def main() -> None:
@@ -191,13 +222,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("bench: terminated"))
 
     env = _environment()
-    os.environ.update(env)  # this process seeds the same database the servers use
-    _ensure_database(env["DATABASE_URL"])
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
-        cwd=BASE_DIR, env=env, check=True,
-    )  # fmt: skip
-    plan: dict[str, Any] = {**SIZES[arguments.size], **_seed()}
+    plan: dict[str, Any] = {**SIZES[arguments.size], **prepare(env)}
     arguments.output.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with _console(env, servers=2, log_dir=arguments.output.parent) as urls:
@@ -211,10 +236,16 @@ def main() -> None:
         sys.stderr.write(load.stderr.decode())
         raise SystemExit("the load generator failed")
     results = json.loads(load.stdout)
+    # Alone, after the two servers are gone: one fresh server process per memory figure.
+    results["memory"] = memory.run(env=env, credentials=plan, counts=memory.COUNTS[arguments.size])
+    # In process against seeded databases of their own, after the servers have stopped.
+    results["queue"] = queue_data.run(arguments.size, env["DATABASE_URL"])
     results["machine"] = {"cpus": os.cpu_count(), "size": arguments.size}
     results["duration_s"] = time.monotonic() - started
     arguments.output.write_text(json.dumps(results, indent=2))
     print(table(results))
+    print(memory.table(results["memory"]))
+    print(queue_data.table(results["queue"]))
     print(f"({arguments.size} run, {results['duration_s']:.0f} s; JSON in {arguments.output})")
 
 

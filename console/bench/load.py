@@ -6,19 +6,27 @@ It speaks to the console only over HTTP and websockets, like agents and reviewer
 
 import asyncio
 import json
+import os
 import re
 import sys
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
+import aiohttp
 import httpx
 import websockets
 
+from console.bench.memory import process_cpu_ticks
+
 NEW_ROW = re.compile(r"approval-([0-9a-f-]{36})")
 HELD_BODY = {"tool": "send_email", "arguments": {"to": "a@example.test"}, "timeout": "10m"}
+# The runner seeds a rule approving this tool at once (console.bench.__main__._seed).
+APPROVED_TOOL = "bench_lookup"
+APPROVED_BODY = {"tool": APPROVED_TOOL, "arguments": {"id": 42}, "timeout": "10m"}
 
 
 def summary(
@@ -59,7 +67,7 @@ async def closed_loop(
             started = time.perf_counter()
             try:
                 await call(index)
-            except (httpx.HTTPError, RuntimeError):
+            except (httpx.HTTPError, aiohttp.ClientError, RuntimeError):
                 errors += 1  # counted, not timed: a failed call is no data point
                 continue
             latencies.append(time.perf_counter() - started)
@@ -67,6 +75,11 @@ async def closed_loop(
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return summary(latencies, time.perf_counter() - started, errors=errors)
+
+
+def _cpu_ticks(pids: list[int]) -> int:
+    """User plus system CPU of the server processes, in clock ticks (Linux /proc)."""
+    return sum(process_cpu_ticks(pid) for pid in pids)
 
 
 class Load:
@@ -83,6 +96,9 @@ class Load:
         return self.servers[index % len(self.servers)]
 
     async def create_held(self, index: int) -> str:
+        return str((await self.create_held_document(index))["id"])
+
+    async def create_held_document(self, index: int) -> dict[str, Any]:
         response = await self.http.post(
             f"{self.server(index)}/api/v1/requests",
             json=HELD_BODY,
@@ -90,7 +106,8 @@ class Load:
         )
         if response.status_code != 201:
             raise RuntimeError(f"create answered {response.status_code}: {response.text[:300]}")
-        return response.json()["id"]
+        document: dict[str, Any] = response.json()
+        return document
 
     async def create_many(self, count: int) -> tuple[list[str], int]:
         """`count` held requests, at most the plan's concurrency at once, like the fleet sends."""
@@ -113,36 +130,94 @@ class Load:
             raise RuntimeError(f"/bench/bare answered {response.status_code}")
 
     async def throughput(self) -> dict[str, Any]:
+        """Rates at a fixed concurrency, all in one run so the ratios compare like with like.
+
+        aiohttp, not httpx: this section measures the server's ceiling, and httpx's own cost
+        per call was a large share of one core, which the load process shares with the servers.
+        """
         sizes = {
             "concurrency": self.plan["concurrency"],
             "count": self.plan["requests"],
             "seconds": self.plan["seconds"],
         }
-        bare = await closed_loop(self.bare, **sizes)
+        connector = aiohttp.TCPConnector(limit=0, force_close=False)
+        async with aiohttp.ClientSession(connector=connector) as session:
 
-        async def create(index: int) -> None:
-            await self.create_held(index)
+            async def bare(index: int) -> None:
+                async with session.get(f"{self.server(index)}/bench/bare") as response:
+                    await response.read()
+                    if response.status != 200:
+                        raise RuntimeError(f"/bench/bare answered {response.status}")
 
-        held = await closed_loop(create, **sizes)
+            def create(body: dict[str, Any], status: str) -> Callable[[int], Awaitable[None]]:
+                async def call(index: int) -> None:
+                    async with session.post(
+                        f"{self.server(index)}/api/v1/requests",
+                        json=body,
+                        headers={**self.agent_headers, "Idempotency-Key": str(uuid.uuid4())},
+                    ) as response:
+                        answer = await response.json()
+                        if response.status != 201 or answer.get("status") != status:
+                            raise RuntimeError(f"create answered {response.status}: {answer}")
+
+                return call
+
+            pids = []
+            for url in self.servers:
+                async with session.get(f"{url}/bench/process") as response:
+                    pids.append((await response.json())["pid"])
+
+            async def measured(call: Callable[[int], Awaitable[None]]) -> dict[str, float]:
+                # Server CPU per call: steadier than a rate on a machine shared with others.
+                before = _cpu_ticks(pids)
+                numbers = await closed_loop(call, **sizes)
+                spent_s = (_cpu_ticks(pids) - before) / os.sysconf("SC_CLK_TCK")
+                numbers["server_cpu_ms"] = 1000 * spent_s / max(1.0, numbers["count"])
+                return numbers
+
+            bare_numbers = await measured(bare)
+            held = await measured(create(HELD_BODY, "pending"))
+            approved = await measured(create(APPROVED_BODY, "approved"))
         return {
             "concurrency": float(self.plan["concurrency"]),
-            "bare": bare,
+            "bare": bare_numbers,
             "create_held": held,
-            "held_to_bare_ratio": held["rps"] / bare["rps"] if bare["rps"] else 0.0,
+            "create_approved": approved,
+            "held_to_bare_ratio": held["rps"] / bare_numbers["rps"] if bare_numbers["rps"] else 0.0,
+            "approved_to_bare_ratio": (
+                approved["rps"] / bare_numbers["rps"] if bare_numbers["rps"] else 0.0
+            ),
         }
 
     async def decision_to_agent(self, waiting: int) -> dict[str, float]:
-        """Rounds of `waiting` agents long-polling at once, until there are enough samples."""
+        """Rounds of `waiting` agents long-polling at once, until there are enough samples.
+
+        Timed from the decision's recorded time (`decided_at`, just before its commit) to the
+        agent's long poll returning it; `from_post_*` adds the reviewer's own request before it.
+        """
         latencies: list[float] = []
+        from_post: list[float] = []
         errors = 0
         while len(latencies) + errors < self.plan["decision_samples"]:
-            round_latencies, round_errors = await self._decision_round(waiting)
+            wanted = self.plan["decision_samples"] - len(latencies) - errors
+            round_latencies, round_from_post, round_errors = await self._decision_round(
+                waiting, samples=min(waiting, wanted)
+            )
             latencies += round_latencies
+            from_post += round_from_post
             errors += round_errors
-        return summary(latencies, errors=errors)
+        result = summary(latencies, errors=errors)
+        posted = summary(from_post)
+        result["from_post_p50_ms"] = posted["p50_ms"]
+        result["from_post_p99_ms"] = posted["p99_ms"]
+        return result
 
-    async def _decision_round(self, waiting: int) -> tuple[list[float], int]:
-        """`waiting` agents long-poll at once; each decision is timed to its agent's answer."""
+    async def _decision_round(
+        self, waiting: int, *, samples: int
+    ) -> tuple[list[float], list[float], int]:
+        """`waiting` agents long-poll at once; `samples` of them are decided one after another
+        while all the others still wait, each decision timed to its agent's answer. The rest
+        are decided afterwards, untimed, so that every poll ends."""
         codes, create_errors = await self.create_many(waiting)
         answered_at: dict[str, float] = {}
         failed: set[str] = set()
@@ -159,28 +234,66 @@ class Load:
                     failed.add(code)
             except httpx.HTTPError:
                 failed.add(code)
-            answered_at[code] = time.perf_counter()
+            answered_at[code] = time.time()
 
         polls = [asyncio.create_task(long_poll(i, code)) for i, code in enumerate(codes)]
         # Parked: every poll has read the row and subscribed before the first decision.
-        await asyncio.sleep(0.2 + waiting / 200)
-        latencies = []
-        for index, code in enumerate(codes):
-            decided_at = time.perf_counter()
+        await asyncio.sleep(0.2 + waiting / 1000)
+        await self.until_servers_idle(max_seconds=0.2 + waiting / 50)
+        latencies: list[float] = []
+        from_post: list[float] = []
+        sampled, rest = codes[:samples], codes[samples:]
+        for index, code in enumerate(sampled):
+            posted_at = time.time()
+            decision = await self.approve(index, code)
+            if decision is None:
+                failed.add(code)
+                continue
+            deadline = time.monotonic() + 35
+            while code not in answered_at and time.monotonic() < deadline:
+                await asyncio.sleep(0.0005)
+            if code in answered_at and code not in failed:
+                decided_at = datetime.fromisoformat(decision["decided_at"]).timestamp()
+                latencies.append(answered_at[code] - decided_at)
+                from_post.append(answered_at[code] - posted_at)
+        gate = asyncio.Semaphore(self.plan["concurrency"])
+
+        async def approve_untimed(index: int, code: str) -> None:
+            async with gate:
+                await self.approve(index, code)
+
+        await asyncio.gather(*(approve_untimed(i, code) for i, code in enumerate(rest)))
+        await asyncio.gather(*polls)
+        timed_failures = len(failed.intersection(sampled))
+        return latencies, from_post, timed_failures + min(create_errors, samples)
+
+    async def until_servers_idle(self, *, max_seconds: float) -> None:
+        """Until the bare endpoint answers fast on every server three rounds running: the
+        agents' polls have stopped arriving and are parked, so the decisions that follow are
+        timed against agents waiting, not against agents still coming in."""
+        deadline = time.monotonic() + max_seconds
+        quiet_rounds = 0
+        while quiet_rounds < 3 and time.monotonic() < deadline:
+            started = time.perf_counter()
+            await asyncio.gather(*(self.bare(index) for index in range(len(self.servers))))
+            quick = time.perf_counter() - started < 0.025
+            quiet_rounds = quiet_rounds + 1 if quick else 0
+            await asyncio.sleep(0.05)
+
+    async def approve(self, index: int, code: str) -> dict[str, Any] | None:
+        """Approve through the reviewer API; the recorded decision, or None if that failed."""
+        try:
             response = await self.http.post(
                 f"{self.server(index)}/api/v1/reviewer/requests/{code}/approve",
                 json={"note": "bench"},
                 headers=self.reviewer_headers,
             )
-            if response.status_code != 200:
-                failed.add(code)
-                continue
-            while code not in answered_at:
-                await asyncio.sleep(0.0005)
-            if code not in failed:
-                latencies.append(answered_at[code] - decided_at)
-        await asyncio.gather(*polls)
-        return latencies, len(failed) + create_errors
+        except httpx.HTTPError:
+            return None
+        if response.status_code != 200:
+            return None
+        decision: dict[str, Any] = response.json()["decision"]
+        return decision
 
     async def reviewer_cookie(self) -> str:
         async with httpx.AsyncClient(base_url=self.servers[0], timeout=30) as browser:
@@ -201,17 +314,21 @@ class Load:
     async def fan_out(self, sockets: int, requests: int) -> dict[str, float]:
         """A new request's time from the agent's POST to its fragment on every reviewer socket."""
         cookie = await self.reviewer_cookie()
-        connections = []
-        for index in range(sockets):
+        gate = asyncio.Semaphore(self.plan["concurrency"])
+
+        async def connect(index: int) -> Any:
+            # Accepted means subscribed: the consumer joins its groups before it accepts.
             server = self.server(index)
-            connections.append(
-                await websockets.connect(
+            async with gate:
+                return await websockets.connect(
                     server.replace("http://", "ws://") + "/ws/queue/",
                     additional_headers={"Cookie": cookie},
                     origin=server,
                     max_size=None,
+                    open_timeout=60,
                 )
-            )
+
+        connections = await asyncio.gather(*(connect(i) for i in range(sockets)))
         arrivals: dict[str, list[float]] = defaultdict(list)
 
         async def read(ws: Any) -> None:
@@ -219,24 +336,31 @@ class Load:
             async for message in ws:
                 if "beforeend:#queue-rows" in message:
                     for code in set(NEW_ROW.findall(message)):
-                        arrivals[code].append(time.perf_counter())
+                        arrivals[code].append(time.time())
 
         readers = [asyncio.create_task(read(ws)) for ws in connections]
         latencies: list[float] = []
+        from_created: list[float] = []
         try:
             for index in range(requests):
-                sent_at = time.perf_counter()
-                code = await self.create_held(index)
+                sent_at = time.time()
+                created = await self.create_held_document(index)
+                code = created["id"]
+                created_at = datetime.fromisoformat(created["created_at"]).timestamp()
                 deadline = time.monotonic() + 10
                 while len(arrivals[code]) < sockets and time.monotonic() < deadline:
                     await asyncio.sleep(0.001)
                 latencies.extend(arrived_at - sent_at for arrived_at in arrivals[code])
+                from_created.extend(arrived_at - created_at for arrived_at in arrivals[code])
         finally:
             for reader in readers:
                 reader.cancel()
             await asyncio.gather(*(ws.close() for ws in connections), return_exceptions=True)
         missing = sockets * requests - len(latencies)
         result = summary(latencies, errors=missing)
+        created = summary(from_created)
+        result["from_created_p50_ms"] = created["p50_ms"]
+        result["from_created_p99_ms"] = created["p99_ms"]
         result["sockets"] = float(sockets)
         result["expected"] = float(sockets * requests)
         return result

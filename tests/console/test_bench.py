@@ -8,11 +8,15 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from django.conf import settings
+from psycopg import sql
 
+from console.bench.queue_data import SIZES, database_url_for
 from tests.test_multiprocess import _test_database_url
 
 needs_servers = pytest.mark.skipif(
@@ -22,6 +26,7 @@ needs_servers = pytest.mark.skipif(
 )
 
 LATENCY_KEYS = {"count", "errors", "p50_ms", "p99_ms"}
+MEMORY_KEYS = {"count", "parked", "errors", "rss_before_mb", "rss_after_mb", "kb_per_connection"}
 
 
 def _assert_numbers(figures: dict, keys: set[str]) -> None:  # type: ignore[type-arg]
@@ -35,16 +40,36 @@ def test_it_serves_no_bench_endpoint_unless_asked(client) -> None:  # type: igno
     assert client.get("/bench/bare").status_code == 404
 
 
+def _drop_queue_databases(database_url: str) -> None:
+    """The queue section seeds a database per size next to the bench database: drop them."""
+    db = settings.DATABASES["default"]
+    with psycopg.connect(
+        dbname="postgres", user=db["USER"], password=db["PASSWORD"] or None,
+        host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, autocommit=True,
+    ) as admin:  # fmt: skip
+        for pending, decided in SIZES["tiny"]:
+            name = database_url_for(database_url, pending, decided).rsplit("/", 1)[1]
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture
+def queue_databases_dropped() -> Iterator[None]:
+    yield
+    _drop_queue_databases(_test_database_url())
+
+
 @needs_servers
 @pytest.mark.django_db(transaction=True)
-def test_it_writes_every_figure_as_a_number(tmp_path: Path) -> None:
+def test_it_writes_every_figure_as_a_number(tmp_path: Path, queue_databases_dropped) -> None:  # type: ignore[no-untyped-def]
     output = tmp_path / "latest.json"
     completed = subprocess.run(
         [sys.executable, "-m", "console.bench", "--size", "tiny", "--output", str(output)],
         cwd=settings.BASE_DIR,
         env={**os.environ, "DATABASE_URL": _test_database_url()},
         capture_output=True,
-        timeout=120,
+        timeout=420,
         check=False,
     )
     assert completed.returncode == 0, completed.stderr.decode()[-3000:]
@@ -58,7 +83,21 @@ def test_it_writes_every_figure_as_a_number(tmp_path: Path) -> None:
     assert throughput["create_held"]["count"] > 0
     assert set(results["decision_to_agent"]) == {"1", "2"}
     for figures in results["decision_to_agent"].values():
-        _assert_numbers(figures, LATENCY_KEYS)
-    _assert_numbers(results["fan_out"], LATENCY_KEYS | {"sockets", "expected"})
+        _assert_numbers(figures, LATENCY_KEYS | {"from_post_p50_ms", "from_post_p99_ms"})
+    _assert_numbers(
+        results["fan_out"],
+        LATENCY_KEYS | {"sockets", "expected", "from_created_p50_ms", "from_created_p99_ms"},
+    )
     # The tiny run is small enough that nothing should go missing.
     assert results["fan_out"]["count"] == results["fan_out"]["expected"]
+    sizes = results["queue"]["sizes"]
+    assert [(size["pending"], size["decided"]) for size in sizes] == SIZES["tiny"]
+    for size in sizes:
+        assert "queue page, staff" in size["cases"] and "queue API, first page" in size["cases"]
+        for figures in size["cases"].values():
+            _assert_numbers(figures, {"p50_ms", "p95_ms", "queries"})
+    assert set(results["memory"]) == {"long_polls", "websockets"}
+    for by_count in results["memory"].values():
+        figures = by_count["20"]
+        _assert_numbers(figures, MEMORY_KEYS)
+        assert figures["rss_after_mb"] > 0

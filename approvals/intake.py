@@ -1,0 +1,155 @@
+"""Batched intake: new approval requests from many concurrent agents, written together.
+
+Every creation takes the same locks (the agent's row for its policy verdict, the audit chain
+head) and commits once. One at a time, those serialize the whole server at a few dozen
+requests per second. Here, each server process has one writer thread: requests that arrive
+while it writes a batch wait for the next one, and each batch is one transaction
+(approvals.services.approval_requests_create). An idle server writes a request at once, alone;
+a busy one writes dozens per commit. No timer, so batching never adds latency of its own.
+
+Fail closed: if a batch fails, every request in it gets the error and none was created (one
+transaction). Agents retry with the same Idempotency-Key.
+"""
+
+import asyncio
+import logging
+import weakref
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections
+
+from agents.services import credentials_authenticate
+from approvals import realtime
+from approvals.services import CreateResult, NewApprovalRequest, approval_requests_create
+from console.request_context import RequestContext
+
+logger = logging.getLogger(__name__)
+
+# Large enough to amortize the locks and the commit, small enough that one batch's
+# transaction stays short next to other writers (reviewers' decisions wait for the same locks).
+MAX_BATCH = 64
+
+
+@dataclass(frozen=True)
+class IntakeItem:
+    """A creation as the HTTP layer parsed it; the credential is checked in the batch."""
+
+    token: str
+    idempotency_key: str
+    submission: Any  # approvals.services.Submission
+    origin: RequestContext
+
+
+@dataclass(frozen=True)
+class IntakeOutcome:
+    """`result` is None when the credential did not authenticate."""
+
+    result: CreateResult | None
+    # The response body, rendered on the writer thread, where lazy reads are allowed.
+    rendered: Any = None
+
+
+class IntakeBatcher:
+    """One per event loop (so one per server process): gathers, then writes on one thread."""
+
+    def __init__(self, render: Callable[[CreateResult], Any]) -> None:
+        self._render = render
+        self._waiting: list[tuple[IntakeItem, asyncio.Future[IntakeOutcome]]] = []
+        self._writer: asyncio.Task[None] | None = None
+        # One thread: its database connection is reused batch after batch, and batches of one
+        # process never contend with each other for the locks.
+        self._write_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake")
+        # Pushing new rows to reviewers (a read and a render) runs beside the writes, not
+        # between them, and coalesces: whatever was created meanwhile goes out in one push.
+        self._unpublished: list[int] = []
+        self._publisher: asyncio.Task[None] | None = None
+        self._publish_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake-push")
+
+    async def submit(self, item: IntakeItem) -> IntakeOutcome:
+        future: asyncio.Future[IntakeOutcome] = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain())
+        return await future
+
+    @staticmethod
+    def _on(thread: ThreadPoolExecutor, function: Callable[..., Any]) -> Callable[..., Any]:
+        # asgiref's sync_to_async, not run_in_executor: the channel layer's async_to_sync
+        # inside then runs on this server's event loop, not a fresh one per call.
+        return sync_to_async(function, thread_sensitive=False, executor=thread)
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+            items = [item for item, _ in batch]
+            try:
+                outcomes, created_ids = await self._on(self._write_thread, self._write)(items)
+            except Exception as error:  # each caller gets it; nothing was written
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for (_, future), outcome in zip(batch, outcomes, strict=True):
+                if not future.done():  # the agent may have hung up meanwhile
+                    future.set_result(outcome)
+            self._unpublished += created_ids
+            if self._unpublished and (self._publisher is None or self._publisher.done()):
+                self._publisher = asyncio.create_task(self._publish_all())
+
+    async def _publish_all(self) -> None:
+        while self._unpublished:
+            approval_ids, self._unpublished = self._unpublished, []
+            await self._on(self._publish_thread, self._publish)(approval_ids)
+
+    def _write(self, items: list[IntakeItem]) -> tuple[list[IntakeOutcome], list[int]]:
+        close_old_connections()
+        try:
+            agents = credentials_authenticate(tokens=[item.token for item in items])
+            accepted = [
+                (index, NewApprovalRequest(
+                    agent=agent,
+                    idempotency_key=item.idempotency_key,
+                    submission=item.submission,
+                    origin=item.origin,
+                ))
+                for index, item in enumerate(items)
+                if (agent := agents[item.token]) is not None
+            ]  # fmt: skip
+            results = approval_requests_create(
+                [new for _, new in accepted], publish_after_commit=False
+            )
+            outcomes = [IntakeOutcome(result=None)] * len(items)
+            created_ids = []
+            for (index, _), result in zip(accepted, results, strict=True):
+                rendered = self._render(result) if result.failure is None else None
+                outcomes[index] = IntakeOutcome(result=result, rendered=rendered)
+                if result.created and result.approval is not None:
+                    created_ids.append(result.approval.pk)
+            return outcomes, created_ids
+        finally:
+            close_old_connections()
+
+    @staticmethod
+    def _publish(approval_ids: list[int]) -> None:
+        try:
+            realtime.publish_approvals_created(approval_ids)
+        finally:
+            close_old_connections()
+
+
+_batchers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, IntakeBatcher]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def intake_batcher(render: Callable[[CreateResult], Any]) -> IntakeBatcher:
+    """The running loop's batcher (a server process has one loop; tests start several)."""
+    loop = asyncio.get_running_loop()
+    batcher = _batchers.get(loop)
+    if batcher is None:
+        batcher = _batchers[loop] = IntakeBatcher(render)
+    return batcher

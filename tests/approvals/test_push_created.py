@@ -1,0 +1,97 @@
+"""Pushing new requests to reviewers: one message per team, queries independent of the count."""
+
+import asyncio
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.layers import get_channel_layer
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from approvals import realtime
+from approvals.models import ApprovalRequest, Status
+from approvals.services import NewApprovalRequest, Submission, approval_requests_create
+from tests.factories import AgentFactory, PolicyRuleFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _created(count: int, tool: str = "send_email") -> list[int]:
+    agent = AgentFactory()
+    results = approval_requests_create(
+        [
+            NewApprovalRequest(
+                agent=agent,
+                idempotency_key=f"{tool}-{index}",
+                submission=Submission(
+                    tool=tool,
+                    arguments={"n": index, "payload": "x" * 1000},
+                    timeout="10m",
+                    summary=f"row {index}",
+                    reasoning="long " * 200,
+                    labels=["a"],
+                ),
+            )
+            for index in range(count)
+        ],
+        publish_after_commit=False,
+    )
+    return [result.approval.pk for result in results if result.approval is not None]
+
+
+def _publish_counting_queries(approval_ids: list[int]) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        realtime.publish_approvals_created(approval_ids)
+    return len(queries.captured_queries)
+
+
+def _staff_messages(approval_ids: list[int]) -> tuple[list[dict], int]:  # type: ignore[type-arg]
+    """What a staff reviewer's socket receives for the push, and the queries the push made."""
+
+    async def listen() -> tuple[list[dict], int]:  # type: ignore[type-arg]
+        # One event loop throughout: a channel exists only on the loop that made it.
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await layer.group_add(realtime.STAFF_GROUP, channel)
+        try:
+            # Subscribed once our own probe comes back (Redis pub/sub confirms later).
+            await layer.group_send(realtime.STAFF_GROUP, {"type": "test.probe"})
+            while (await asyncio.wait_for(layer.receive(channel), 5))["type"] != "test.probe":
+                pass
+            queries = await sync_to_async(_publish_counting_queries)(approval_ids)
+            message = await asyncio.wait_for(layer.receive(channel), 5)
+        finally:
+            await layer.group_discard(realtime.STAFF_GROUP, channel)
+        return [message], queries
+
+    return async_to_sync(listen)()
+
+
+def test_new_requests_reach_reviewers_in_one_message_whatever_their_number() -> None:
+    few, many = _created(2, "few"), _created(25, "many")
+
+    (few_message,), few_queries = _staff_messages(few)
+    (many_message,), many_queries = _staff_messages(many)
+
+    assert "row 1<" in few_message["html"]
+
+    # No query per row: not for the payload left out of the read, nor for claims or votes.
+    assert few_queries == many_queries
+    assert many_message["type"] == realtime.EVENT_QUEUE_FRAGMENT
+    for index in range(25):
+        assert f"row {index}<" in many_message["html"]
+    assert many_message["html"].count('hx-swap-oob="beforeend:#queue-rows"') == 1
+
+
+def test_requests_the_policy_decided_go_to_the_history_not_the_queue() -> None:
+    PolicyRuleFactory(name="approve lookups", tool_glob="lookup", outcome="approve", reason="Safe.")
+    approved = _created(3, "lookup")
+
+    (message,), _ = _staff_messages(approved)
+
+    assert set(
+        ApprovalRequest.objects.filter(pk__in=approved).values_list("status", flat=True)
+    ) == {Status.APPROVED}
+    queue_part, history_part = message["html"].split('hx-swap-oob="afterbegin:#history-rows"')
+    assert "queue-row impact" not in queue_part.split('beforeend:#queue-rows"')[1]
+    assert history_part.count("status-approved") == 3

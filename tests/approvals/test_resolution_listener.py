@@ -1,0 +1,174 @@
+"""Long-poll waiters: one subscription per process, a dict entry per waiter.
+
+Runs on whichever channel layer the settings choose: the in-memory one (embedded mode) or Redis
+pub/sub (REDIS_URL). tests/test_multiprocess.py covers a decision crossing server processes.
+"""
+
+import asyncio
+import time
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.db import connections
+
+from approvals import realtime
+from approvals.services import approval_request_approve, approval_request_cancel
+from tests.factories import ApprovalRequestFactory, UserFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WAIT_SECONDS = 10.0
+
+
+async def _never_resolved() -> bool:
+    return False
+
+
+async def _until_parked(listener_codes: dict[str, int]) -> None:
+    """Wait until this loop's listener holds the given number of waiters per code."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        listener = realtime._listeners.get(asyncio.get_running_loop())
+        if listener is not None and all(
+            len(listener.waiters.get(code, ())) == count for code, count in listener_codes.items()
+        ):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the waiters did not park: {listener_codes}")
+
+
+def _approve(approval_id: int) -> None:
+    from approvals.models import ApprovalRequest
+
+    try:
+        approval = ApprovalRequest.objects.get(pk=approval_id)
+        approval_request_approve(approval=approval, reviewer=UserFactory(is_staff=True))
+    finally:
+        # This runs in a worker thread: its connection must not outlive the test database.
+        connections.close_all()
+
+
+def test_a_decision_wakes_exactly_the_polls_waiting_for_it() -> None:
+    decided, other = ApprovalRequestFactory(), ApprovalRequestFactory()
+
+    async def scenario() -> tuple[list[float], int, dict[str, set[asyncio.Future[None]]]]:
+        async def wait(code: object) -> float:
+            started = time.monotonic()
+            await realtime.wait_until_resolved(
+                code=code, timeout=WAIT_SECONDS, is_resolved=_never_resolved
+            )
+            return time.monotonic() - started
+
+        woken = [asyncio.create_task(wait(decided.code)) for _ in range(300)]
+        still_waiting = [asyncio.create_task(wait(other.code)) for _ in range(100)]
+        await _until_parked({str(decided.code): 300, str(other.code): 100})
+
+        await sync_to_async(_approve)(decided.pk)
+        elapsed = await asyncio.wait_for(asyncio.gather(*woken), timeout=5)
+        await asyncio.sleep(0.2)  # time enough for a wrong wake-up to arrive
+        not_woken = sum(not task.done() for task in still_waiting)
+        for task in still_waiting:
+            task.cancel()
+        await asyncio.gather(*still_waiting, return_exceptions=True)
+        listener = realtime._listeners[asyncio.get_running_loop()]
+        return elapsed, not_woken, dict(listener.waiters)
+
+    elapsed, not_woken, left = asyncio.run(scenario())
+    assert max(elapsed) < 3.0  # by the push, not by the 10 s timeout
+    assert not_woken == 100  # the other request's polls slept through it
+    assert left == {}  # every waiter, woken or cancelled, took its entry with it
+
+
+def test_a_decision_between_the_check_and_parking_is_not_lost() -> None:
+    approval = ApprovalRequestFactory()
+
+    async def decided_during_the_check() -> bool:
+        # The database still said pending; the decision lands right after, before we park.
+        await sync_to_async(_approve)(approval.pk)
+        return False
+
+    async def scenario() -> float:
+        started = time.monotonic()
+        await realtime.wait_until_resolved(
+            code=approval.code, timeout=WAIT_SECONDS, is_resolved=decided_during_the_check
+        )
+        return time.monotonic() - started
+
+    assert asyncio.run(scenario()) < 3.0
+
+
+def test_it_returns_at_once_when_already_resolved() -> None:
+    approval = ApprovalRequestFactory()
+    approval_request_cancel(approval=approval, agent=approval.agent)
+
+    async def resolved() -> bool:
+        return True
+
+    async def scenario() -> tuple[float, dict[str, set[asyncio.Future[None]]]]:
+        started = time.monotonic()
+        await realtime.wait_until_resolved(
+            code=approval.code, timeout=WAIT_SECONDS, is_resolved=resolved
+        )
+        listener = realtime._listeners[asyncio.get_running_loop()]
+        return time.monotonic() - started, dict(listener.waiters)
+
+    elapsed, left = asyncio.run(scenario())
+    assert elapsed < 1.0
+    assert left == {}
+
+
+def test_it_returns_at_the_timeout_and_forgets_the_waiter() -> None:
+    approval = ApprovalRequestFactory()
+
+    async def scenario() -> tuple[float, dict[str, set[asyncio.Future[None]]]]:
+        started = time.monotonic()
+        await realtime.wait_until_resolved(
+            code=approval.code, timeout=0.3, is_resolved=_never_resolved
+        )
+        listener = realtime._listeners[asyncio.get_running_loop()]
+        return time.monotonic() - started, dict(listener.waiters)
+
+    elapsed, left = asyncio.run(scenario())
+    assert 0.3 <= elapsed < 2.0
+    assert left == {}
+
+
+def test_the_first_waiter_checks_the_database_only_once_the_subscription_is_live() -> None:
+    approval = ApprovalRequestFactory()
+    probed_at_check: list[bool] = []
+
+    async def check() -> bool:
+        listener = realtime._listeners[asyncio.get_running_loop()]
+        probed_at_check.append(listener.probed.done())
+        return True
+
+    async def scenario() -> None:
+        await realtime.wait_until_resolved(code=approval.code, timeout=1.0, is_resolved=check)
+
+    asyncio.run(scenario())
+    # The listener's own probe came back through the group before the database was read.
+    assert probed_at_check == [True]
+
+
+def test_one_subscription_serves_every_waiter_of_a_loop() -> None:
+    first, second = ApprovalRequestFactory(), ApprovalRequestFactory()
+
+    async def scenario() -> int:
+        waiters = [
+            asyncio.create_task(
+                realtime.wait_until_resolved(
+                    code=approval.code, timeout=WAIT_SECONDS, is_resolved=_never_resolved
+                )
+            )
+            for approval in (first, second)
+            for _ in range(50)
+        ]
+        await _until_parked({str(first.code): 50, str(second.code): 50})
+        listeners = {id(realtime._listeners[asyncio.get_running_loop()])}
+        for approval in (first, second):
+            await sync_to_async(_approve)(approval.pk)
+        await asyncio.wait_for(asyncio.gather(*waiters), timeout=5)
+        listeners.add(id(realtime._listeners[asyncio.get_running_loop()]))
+        return len(listeners)
+
+    assert asyncio.run(scenario()) == 1
