@@ -46,6 +46,9 @@ SIZES = {
         "sockets": 2, "fan_out_requests": 2,
     },
 }  # fmt: skip
+# What `--only` can pick; the first three need the servers and the load process.
+MEASURES = ("throughput", "decision", "fan-out", "memory", "queue")
+LOAD_MEASURES = {"throughput", "decision", "fan-out"}
 
 
 def _environment() -> dict[str, str]:
@@ -167,7 +170,6 @@ def _wait_until_healthy(url: str, processes: list[subprocess.Popen[bytes]]) -> N
 
 
 def table(results: dict[str, Any]) -> str:
-    throughput = results["throughput"]
     rows = [("measure", "rate/s", "p50 ms", "p99 ms", "n", "errors")]
 
     def add(name: str, numbers: dict[str, float]) -> None:
@@ -177,28 +179,34 @@ def table(results: dict[str, Any]) -> str:
              f"{numbers['count']:.0f}", f"{numbers['errors']:.0f}")
         )  # fmt: skip
 
-    concurrency = f"c={throughput['concurrency']:.0f}"
-    add(f"bare Django JSON endpoint ({concurrency})", throughput["bare"])
-    add(f"create held request ({concurrency})", throughput["create_held"])
-    add(f"create request policy approves ({concurrency})", throughput["create_approved"])
-    for waiting, numbers in results["decision_to_agent"].items():
+    throughput = results.get("throughput")
+    if throughput:
+        concurrency = f"c={throughput['concurrency']:.0f}"
+        add(f"bare Django JSON endpoint ({concurrency})", throughput["bare"])
+        add(f"create held request ({concurrency})", throughput["create_held"])
+        add(f"create request policy approves ({concurrency})", throughput["create_approved"])
+    for waiting, numbers in results.get("decision_to_agent", {}).items():
         add(f"decision to agent, {waiting} waiting", numbers)
-    fan_out = results["fan_out"]
-    add(f"fan-out to {fan_out['sockets']:.0f} reviewer sockets", fan_out)
+    fan_out = results.get("fan_out")
+    if fan_out:
+        add(f"fan-out to {fan_out['sockets']:.0f} reviewer sockets", fan_out)
     lines = aligned(rows)
-    lines.append(
-        f"throughput ratio to bare: held {throughput['held_to_bare_ratio']:.2f}, "
-        f"policy-approved {throughput['approved_to_bare_ratio']:.2f}"
-    )
-    lines.append(
-        "server CPU per request (both servers, ms): "
-        + ", ".join(
-            f"{name} {throughput[key]['server_cpu_ms']:.2f}"
-            for name, key in (
-                ("bare", "bare"), ("held", "create_held"), ("policy-approved", "create_approved")
-            )
+    if throughput:
+        lines.append(
+            f"throughput ratio to bare: held {throughput['held_to_bare_ratio']:.2f}, "
+            f"policy-approved {throughput['approved_to_bare_ratio']:.2f}"
         )
-    )  # fmt: skip
+        lines.append(
+            "server CPU per request (both servers, ms): "
+            + ", ".join(
+                f"{name} {throughput[key]['server_cpu_ms']:.2f}"
+                for name, key in (
+                    ("bare", "bare"),
+                    ("held", "create_held"),
+                    ("policy-approved", "create_approved"),
+                )
+            )
+        )  # fmt: skip
     return "\n".join(lines)
 
 
@@ -216,37 +224,54 @@ def prepare(env: dict[str, str]) -> dict[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", choices=sorted(SIZES), default="default")
-    parser.add_argument("--output", type=Path, default=BASE_DIR / "var" / "bench" / "latest.json")
+    parser.add_argument(
+        "--only", choices=MEASURES, nargs="+", default=list(MEASURES),
+        help="measure only these parts (for working on one of them); the JSON then goes to "
+        "var/bench/only.json unless --output says otherwise",
+    )  # fmt: skip
+    parser.add_argument("--output", type=Path)
     arguments = parser.parse_args()
+    measures = set(arguments.only)
+    output = arguments.output or BASE_DIR / "var" / "bench" / (
+        "latest.json" if measures == set(MEASURES) else "only.json"
+    )
     # `timeout`/Ctrl-C end the runner through its finally blocks: no server outlives it.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("bench: terminated"))
 
     env = _environment()
-    plan: dict[str, Any] = {**SIZES[arguments.size], **prepare(env)}
-    arguments.output.parent.mkdir(parents=True, exist_ok=True)
+    plan: dict[str, Any] = {**SIZES[arguments.size], **prepare(env), "measures": sorted(measures)}
+    output.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    with _console(env, servers=2, log_dir=arguments.output.parent) as urls:
-        plan["servers"] = urls
-        load = subprocess.run(
-            [sys.executable, "-m", "console.bench.load"],
-            cwd=BASE_DIR, env=env, input=json.dumps(plan).encode(), capture_output=True,
-            check=False,
-        )  # fmt: skip
-    if load.returncode != 0:
-        sys.stderr.write(load.stderr.decode())
-        raise SystemExit("the load generator failed")
-    results = json.loads(load.stdout)
-    # Alone, after the two servers are gone: one fresh server process per memory figure.
-    results["memory"] = memory.run(env=env, credentials=plan, counts=memory.COUNTS[arguments.size])
-    # In process against seeded databases of their own, after the servers have stopped.
-    results["queue"] = queue_data.run(arguments.size, env["DATABASE_URL"])
+    results: dict[str, Any] = {}
+    if measures & LOAD_MEASURES:
+        with _console(env, servers=2, log_dir=output.parent) as urls:
+            plan["servers"] = urls
+            load = subprocess.run(
+                [sys.executable, "-m", "console.bench.load"],
+                cwd=BASE_DIR, env=env, input=json.dumps(plan).encode(), capture_output=True,
+                check=False,
+            )  # fmt: skip
+        if load.returncode != 0:
+            sys.stderr.write(load.stderr.decode())
+            raise SystemExit("the load generator failed")
+        results = json.loads(load.stdout)
+    if "memory" in measures:
+        # Alone, after the two servers are gone: one fresh server process per memory figure.
+        results["memory"] = memory.run(
+            env=env, credentials=plan, counts=memory.COUNTS[arguments.size]
+        )
+    if "queue" in measures:
+        # In process against seeded databases of their own, after the servers have stopped.
+        results["queue"] = queue_data.run(arguments.size, env["DATABASE_URL"])
     results["machine"] = {"cpus": os.cpu_count(), "size": arguments.size}
     results["duration_s"] = time.monotonic() - started
-    arguments.output.write_text(json.dumps(results, indent=2))
+    output.write_text(json.dumps(results, indent=2))
     print(table(results))
-    print(memory.table(results["memory"]))
-    print(queue_data.table(results["queue"]))
-    print(f"({arguments.size} run, {results['duration_s']:.0f} s; JSON in {arguments.output})")
+    if "memory" in results:
+        print(memory.table(results["memory"]))
+    if "queue" in results:
+        print(queue_data.table(results["queue"]))
+    print(f"({arguments.size} run, {results['duration_s']:.0f} s; JSON in {output})")
 
 
 if __name__ == "__main__":

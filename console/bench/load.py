@@ -366,15 +366,20 @@ class Load:
         return result
 
     async def run(self) -> dict[str, Any]:
+        measures = set(self.plan.get("measures", ("throughput", "decision", "fan-out")))
+        results: dict[str, Any] = {}
         try:
-            results: dict[str, Any] = {"throughput": await self.throughput()}
-            results["decision_to_agent"] = {
-                str(waiting): await self.decision_to_agent(waiting)
-                for waiting in self.plan["waiting_agents"]
-            }
-            results["fan_out"] = await self.fan_out(
-                self.plan["sockets"], self.plan["fan_out_requests"]
-            )
+            if "throughput" in measures:
+                results["throughput"] = await self.throughput()
+            if "decision" in measures:
+                results["decision_to_agent"] = {
+                    str(waiting): await self.decision_to_agent(waiting)
+                    for waiting in self.plan["waiting_agents"]
+                }
+            if "fan-out" in measures:
+                results["fan_out"] = await self.fan_out(
+                    self.plan["sockets"], self.plan["fan_out_requests"]
+                )
             return results
         finally:
             await self.http.aclose()
