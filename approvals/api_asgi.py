@@ -172,13 +172,18 @@ class _Exchange:
         if data["status"] == Status.PENDING and wait > 0:
             # Wake at the deadline at the latest: the re-read then records the expiry.
             timeout = max(0.0, min(wait, deadline_in + 0.05))
-            await realtime.wait_until_resolved(
+            resolved_view = await realtime.wait_until_resolved(
                 code=code, timeout=timeout, is_resolved=partial(_is_resolved, code)
             )
-            found = await _read_for_agent(token, code)
-            if found is None:  # the credential was revoked while the agent waited
-                return await self.django(self.scope, self.receive, self.send)
-            data = found[0]
+            if resolved_view is not None:
+                # The decider's read after its commit, of the request this agent was just
+                # shown to own: the same document a read now would give, without the read.
+                data = resolved_view
+            else:
+                found = await _read_for_agent(token, code)
+                if found is None:  # the credential was revoked while the agent waited
+                    return await self.django(self.scope, self.receive, self.send)
+                data = found[0]
         await self._respond(200, _renderer.render(data))
 
     # --- Answering --------------------------------------------------------------------------

@@ -6,10 +6,14 @@ Two kinds of listeners:
   inserted, changed rows replaced, decided rows removed), and who is looking at which request.
   Every event names the request's team, and the consumer re-checks access before forwarding;
 - agents' long polls: every server process holds ONE subscription (a channel in RESOLVED_GROUP)
-  and a dict of request code -> the futures of the polls waiting on it in this process. A
-  decision sends one bare "resolved" nudge naming the code; each process wakes exactly the polls
-  waiting for it, which re-read the request, so the response always comes from the database,
-  never from the message. A parked poll costs a dict entry, not channel-layer (Redis) state.
+  and a dict of request code -> the futures of the polls waiting on it in this process. After a
+  decision commits, the deciding process reads the request once and sends one "resolved" message
+  naming the code and carrying the agent API's view of it (`agent_view`, the very document a
+  poll's own read would answer). Each process wakes exactly the polls waiting for that code, and
+  the native agent API answers them from the message: no thread hop, no credential check and no
+  read per waiter, so a decision reaches a thousand waiting agents as fast as one. Polls that
+  answer in another shape (AAP, or a message without a view) re-read the request instead. A
+  parked poll costs a dict entry, not channel-layer (Redis) state.
 
 Pushes are best-effort wake-ups: a lost one delays a long poll until its timeout re-read, and a
 reviewer's page re-syncs when its socket reconnects. Nothing is decided by a message.
@@ -66,6 +70,9 @@ class ApprovalResolvedEvent(TypedDict):
     type: str  # EVENT_APPROVAL_RESOLVED
     code: str
     status: str
+    # What GET /api/v1/requests/<code> answers now (approvals.api), read after the commit;
+    # None if that read failed: waiters then read for themselves.
+    agent_view: dict[str, Any] | None
 
 
 def team_group(team_id: int) -> str:
@@ -89,11 +96,11 @@ def render_queue_fragment(approval: object) -> str:
     return render_to_string("approvals/queue.html#queue-oob", {"approval": approval})
 
 
-def publish_resolved(*, code: object, status: str) -> None:
+def publish_resolved(*, approval_id: int, code: object, status: str) -> None:
     """Wake the agents waiting on a request that was just decided. Runs after commit.
 
-    Registered first among a decision's after-commit work, and needs no read: the agents' wait
-    ends before rows are rendered for reviewers or notifications are queued.
+    Registered first among a decision's after-commit work: the agents' wait ends before rows
+    are rendered for reviewers or notifications are queued.
     """
     layer = get_channel_layer()
     if layer is None:
@@ -102,6 +109,7 @@ def publish_resolved(*, code: object, status: str) -> None:
         "type": EVENT_APPROVAL_RESOLVED,
         "code": str(code),
         "status": status,
+        "agent_view": _agent_view(approval_id),
     }
     try:
         async_to_sync(layer.group_send)(RESOLVED_GROUP, resolved)
@@ -200,8 +208,12 @@ def publish_presence(approval_id: int) -> None:
 
 async def wait_until_resolved(
     *, code: object, timeout: float, is_resolved: Callable[[], Awaitable[bool]]
-) -> None:
-    """Return when the request is resolved or `timeout` seconds pass, whichever is first.
+) -> dict[str, Any] | None:
+    """Wait until the request is resolved or `timeout` seconds pass, whichever is first.
+
+    Returns the agent API's view of the resolved request when a decision's message carried it,
+    else None (timed out, resolved before the wait began, or no view in the message): the
+    caller then reads the request itself.
 
     Subscribes before checking the database, so a decision landing between the check and the
     subscription still wakes us: no lost wake-up, and no polling loop. Before parking, the
@@ -212,15 +224,33 @@ async def wait_until_resolved(
     if layer is None:
         await _release_database_connections()
         await asyncio.sleep(timeout)
-        return
+        return None
     listener = await _resolution_listener(layer)
     with listener.waiting_for(str(code)) as woken:
         if await is_resolved():
-            return
+            return None
         await _release_database_connections()
-        with contextlib.suppress(TimeoutError):
+        try:
             async with asyncio.timeout(timeout):
-                await woken
+                return await woken
+        except TimeoutError:
+            return None
+
+
+def _agent_view(approval_id: int) -> dict[str, Any] | None:
+    # The agent API owns its representation; it imports this module, hence the late import.
+    from approvals.api import approval_request_representation
+    from approvals.models import ApprovalRequest
+
+    try:
+        approval = ApprovalRequest.objects.select_related(
+            "decision", "run", "policy_evaluation", "team"
+        ).get(pk=approval_id)
+        return approval_request_representation(approval)
+    except Exception:
+        # The waiters read the request themselves: slower, never wrong.
+        logger.exception("reading approval %s for its waiting agents failed", approval_id)
+        return None
 
 
 # Runs in the request's own sync thread (thread-sensitive), so it closes the connections that
@@ -237,7 +267,7 @@ class ResolutionListener:
 
     def __init__(self, layer: Any) -> None:
         self.layer = layer
-        self.waiters: dict[str, set[asyncio.Future[None]]] = {}
+        self.waiters: dict[str, set[asyncio.Future[dict[str, Any] | None]]] = {}
         self.probe = uuid.uuid4().hex
         self.probed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.subscribed: asyncio.Task[str] = asyncio.ensure_future(self._subscribe())
@@ -266,8 +296,8 @@ class ResolutionListener:
         await asyncio.shield(self.subscribed)
 
     @contextlib.contextmanager
-    def waiting_for(self, code: str) -> Iterator[asyncio.Future[None]]:
-        woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def waiting_for(self, code: str) -> Iterator[asyncio.Future[dict[str, Any] | None]]:
+        woken: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
         self.waiters.setdefault(code, set()).add(woken)
         try:
             yield woken
@@ -278,12 +308,12 @@ class ResolutionListener:
                 if not waiting:
                     del self.waiters[code]
 
-    def wake(self, code: str) -> int:
+    def wake(self, code: str, agent_view: dict[str, Any] | None = None) -> int:
         """Wake every poll waiting on `code` in this process; how many there were."""
         waiting = self.waiters.pop(code, set())
         for woken in waiting:
             if not woken.done():
-                woken.set_result(None)
+                woken.set_result(agent_view)
         return len(waiting)
 
     async def _receive(self, channel: str) -> None:
@@ -292,7 +322,7 @@ class ResolutionListener:
             while True:
                 message = await self.layer.receive(channel)
                 if message.get("type") == EVENT_APPROVAL_RESOLVED:
-                    self.wake(message["code"])
+                    self.wake(message["code"], _valid_view(message))
                 elif message.get("probe") == self.probe and not self.probed.done():
                     self.probed.set_result(None)
         except asyncio.CancelledError:
@@ -322,6 +352,14 @@ class ResolutionListener:
                 await self.layer.group_add(RESOLVED_GROUP, channel)
             except Exception:
                 logger.exception("renewing the resolved-request subscription failed")
+
+
+def _valid_view(message: dict[str, Any]) -> dict[str, Any] | None:
+    """The message's view, if it is one of the request the message names; else None (re-read)."""
+    view = message.get("agent_view")
+    if isinstance(view, dict) and view.get("id") == message["code"]:
+        return view
+    return None
 
 
 _listeners: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ResolutionListener]" = (

@@ -754,7 +754,12 @@ def _transition(
         if changed == 1:
             # First after commit: waiting agents hear of it before anything else is done.
             transaction.on_commit(
-                partial(realtime.publish_resolved, code=approval.code, status=to_status)
+                partial(
+                    realtime.publish_resolved,
+                    approval_id=approval.pk,
+                    code=approval.code,
+                    status=to_status,
+                )
             )
             Decision.objects.create(
                 approval_id=approval.pk,

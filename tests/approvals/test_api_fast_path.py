@@ -21,7 +21,8 @@ from asgiref.sync import sync_to_async
 from django.db import connection, connections
 
 from agents.services import run_open
-from approvals import intake
+from approvals import intake, realtime
+from approvals.api import approval_request_representation
 from approvals.api_asgi import AgentApiFastPath
 from approvals.audit import AuditAction
 from approvals.models import ApprovalRequest, AuditRecord, Status
@@ -713,9 +714,65 @@ async def test_a_long_poll_returns_once_a_reviewer_decides(fast_path) -> None:  
     body = response.json()
     assert body["status"] == Status.APPROVED
     assert body["decision"]["note"] == "Go ahead."
+    # Answered from the decision's message: exactly what a read gives now.
+    fresh = await sync_to_async(
+        lambda: approval_request_representation(ApprovalRequest.objects.get(code=code))
+    )()
+    assert body == json.loads(json.dumps(fresh, default=str))
     # Woken by the decision, not by the end of the 5 s wait.
     assert returned_at - decided_at < 3
     assert stand_in.reached == []
+
+
+async def _poll_woken_by(app: Any, token: str, message_view: Any) -> tuple[str, Any]:
+    """Park a long poll, then send its request's "resolved" message carrying `message_view`
+    (a callable of the request's code); the poll's answer."""
+    async with _client(app, token) as client:
+        code = await _create_pending(client)
+        poll = asyncio.create_task(client.get(f"/api/v1/requests/{code}", params={"wait": "5s"}))
+        deadline = asyncio.get_running_loop().time() + 5
+        while not realtime._listeners.get(asyncio.get_running_loop(), None) or not (
+            realtime._listeners[asyncio.get_running_loop()].waiters.get(code)
+        ):
+            assert asyncio.get_running_loop().time() < deadline, "the poll never parked"
+            await asyncio.sleep(0.01)
+        layer = realtime.get_channel_layer()
+        await layer.group_send(
+            realtime.RESOLVED_GROUP,
+            {
+                "type": realtime.EVENT_APPROVAL_RESOLVED,
+                "code": code,
+                "status": Status.APPROVED,
+                "agent_view": message_view(code),
+            },
+        )
+        response = await asyncio.wait_for(poll, timeout=4)
+    assert response.status_code == 200
+    return code, response.json()
+
+
+@pytest.mark.asyncio
+async def test_a_woken_long_poll_answers_with_the_view_its_message_carries(fast_path) -> None:  # type: ignore[no-untyped-def]
+    app, _ = fast_path
+    _, token = await sync_to_async(agent_with_token)()
+    code, body = await _poll_woken_by(
+        app, token, lambda code: {"id": code, "status": "approved", "marker": "from the message"}
+    )
+    # Nothing was decided in the database: only the message can have said so.
+    assert body == {"id": code, "status": "approved", "marker": "from the message"}
+
+
+@pytest.mark.asyncio
+async def test_a_view_of_another_request_is_never_answered(fast_path) -> None:  # type: ignore[no-untyped-def]
+    app, _ = fast_path
+    _, token = await sync_to_async(agent_with_token)()
+    other = str(uuid.uuid4())
+    code, body = await _poll_woken_by(
+        app, token, lambda code: {"id": other, "status": "approved", "marker": "wrong request"}
+    )
+    # The poll read the request itself instead: still pending, as the database says.
+    assert (body["id"], body["status"]) == (code, Status.PENDING)
+    assert "marker" not in body
 
 
 @pytest.mark.asyncio

@@ -6,12 +6,15 @@ pub/sub (REDIS_URL). tests/test_multiprocess.py covers a decision crossing serve
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections
 
 from approvals import realtime
+from approvals.api import approval_request_representation
+from approvals.models import Status
 from approvals.services import approval_request_approve, approval_request_cancel
 from tests.factories import ApprovalRequestFactory, UserFactory
 
@@ -77,6 +80,26 @@ def test_a_decision_wakes_exactly_the_polls_waiting_for_it() -> None:
     assert max(elapsed) < 3.0  # by the push, not by the 10 s timeout
     assert not_woken == 100  # the other request's polls slept through it
     assert left == {}  # every waiter, woken or cancelled, took its entry with it
+
+
+def test_a_decision_hands_its_waiters_the_agent_view_read_after_commit() -> None:
+    approval = ApprovalRequestFactory()
+
+    async def scenario() -> Any:
+        waiting = asyncio.create_task(
+            realtime.wait_until_resolved(
+                code=approval.code, timeout=WAIT_SECONDS, is_resolved=_never_resolved
+            )
+        )
+        await _until_parked({str(approval.code): 1})
+        await sync_to_async(_approve)(approval.pk)
+        return await asyncio.wait_for(waiting, timeout=5)
+
+    view = asyncio.run(scenario())
+    approval.refresh_from_db()
+    assert view is not None
+    assert view["status"] == Status.APPROVED
+    assert view == approval_request_representation(approval)
 
 
 def test_a_decision_between_the_check_and_parking_is_not_lost() -> None:
