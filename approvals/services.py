@@ -794,9 +794,10 @@ def _transition(
                 },
             )
             notifications_on_resolved(approval_id=approval.pk)
-            if notify:
+            if notify and approval.source == Source.AAP:
                 # Same transaction as the decision: the outcome and its webhook event commit
-                # together or not at all.
+                # together or not at all. (A request's source never changes: no read needed to
+                # know that a native request has no AAP receiver.)
                 webhooks.notification_record(approval_id=approval.pk, decided_at=now)
             transaction.on_commit(partial(realtime.publish_approval_changed, approval.pk))
 

@@ -37,7 +37,7 @@ SIZES = {
     },
     "full": {
         "concurrency": 32, "requests": 3000, "seconds": 15.0, "waiting_agents": [1, 100, 1000],
-        "decision_samples": 50,
+        "decision_samples": 100,
         "sockets": 500, "fan_out_requests": 20,
     },
     "tiny": {
