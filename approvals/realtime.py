@@ -158,7 +158,7 @@ def publish_approvals_created(approval_ids: list[int]) -> None:
     channel-layer round trip per request cost more than creating it. New requests have no
     waiting agents and no open detail pages, so only the queue and history rows go out.
     """
-    from approvals.selectors import approvals_get_for_queue_rows
+    from approvals.selectors import approvals_get_for_created_rows
 
     if not approval_ids:
         return
@@ -167,7 +167,7 @@ def publish_approvals_created(approval_ids: list[int]) -> None:
         return
     try:
         by_team: dict[int | None, list[object]] = {}
-        for approval in approvals_get_for_queue_rows(approval_ids=approval_ids):
+        for approval in approvals_get_for_created_rows(approval_ids=approval_ids):
             by_team.setdefault(approval.team_id, []).append(approval)
         for team_id, approvals in by_team.items():
             # The consumer re-checks access by team_id, so one message carries one team's rows.
