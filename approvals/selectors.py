@@ -92,15 +92,11 @@ def approvals_get_for_created_rows(*, approval_ids: list[int]) -> list[ApprovalR
         .in_bulk(approval_ids)
     )
     approvals = [rows[pk] for pk in approval_ids if pk in rows]
-    related: list[str | Prefetch[Any]] = [
-        Prefetch("claim", queryset=ApprovalClaim.objects.none()),
-        Prefetch("votes", queryset=ApprovalVote.objects.none()),
-        Prefetch("presences", queryset=ReviewerPresence.objects.none()),
-    ]
     if any(approval.status != Status.PENDING for approval in approvals):
-        related.append(Prefetch("decision", queryset=Decision.objects.select_related("reviewer")))
-    prefetch_related_objects(approvals, *related)
-    return approvals_decorate(approvals)
+        prefetch_related_objects(
+            approvals, Prefetch("decision", queryset=Decision.objects.select_related("reviewer"))
+        )
+    return approvals_decorate(approvals, unseen=True)
 
 
 def approval_get_for_agent(*, agent: Agent, code: object) -> ApprovalRequest | None:
@@ -148,12 +144,20 @@ def presence_stale_before(*, now: datetime) -> datetime:
 
 
 def approvals_decorate(
-    approvals: list[ApprovalRequest], *, now: datetime | None = None
+    approvals: list[ApprovalRequest], *, now: datetime | None = None, unseen: bool = False
 ) -> list[ApprovalRequest]:
-    """Attach what rows and panels show: the live claim, viewers, votes and risk."""
+    """Attach what rows and panels show: the live claim, viewers, votes and risk.
+
+    unseen: requests just created, which nobody can have claimed, voted on or viewed yet; their
+    related rows are neither loaded nor read.
+    """
     now = now or timezone.now()
     stale_before = presence_stale_before(now=now)
     for approval in approvals:
+        if unseen:
+            approval.live_claim, approval.viewers, approval.voters = None, [], []  # type: ignore[attr-defined]
+            approval.risk = round(approval_risk(approval), 3)  # type: ignore[attr-defined]
+            continue
         claim = getattr(approval, "claim", None)
         approval.live_claim = claim if claim is not None and claim.expires_at > now else None  # type: ignore[attr-defined]
         # Filtered here, not in the query: presences are prefetched for many rows at once.

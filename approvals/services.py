@@ -270,8 +270,11 @@ def _create_fresh(
                     results[index] = CreateResult(error=UnknownRun())
                     continue
             pending.append(_Pending(index=index, new=new, fingerprint=fingerprint, run=run))
-        for wave in _waves(pending):
-            _create_wave(wave, now=now)
+        # Interdependent decisions (throttles, running totals, circuit breakers) need one
+        # agent's creations decided one after another; otherwise a batch only keeps halts out.
+        interdependent = len(pending) < 2 or policy_decisions_interdependent()
+        for wave in _waves(pending, interdependent=interdependent):
+            _create_wave(wave, now=now, exclusive=interdependent)
         if publish_after_commit:
             created_ids = [p.approval.pk for p in pending if p.approval is not None]
             transaction.on_commit(partial(realtime.publish_approvals_created, created_ids))
@@ -295,14 +298,14 @@ def _runs_for_submissions(requests: list[NewApprovalRequest]) -> dict[tuple[int,
     return {(run.agent_id, str(run.code)): run for run in runs}
 
 
-def _waves(pending: list["_Pending"]) -> list[list["_Pending"]]:
+def _waves(pending: list["_Pending"], *, interdependent: bool) -> list[list["_Pending"]]:
     """Split a batch so that each wave is decided with what the previous waves wrote.
 
     Usually one wave. When one verdict can change the next (throttles, running totals, a
     circuit breaker), an agent appears at most once per wave: its requests are decided one
     after another, as if they had come one by one, while different agents still share waves.
     """
-    if len(pending) < 2 or not policy_decisions_interdependent():
+    if len(pending) < 2 or not interdependent:
         return [pending] if pending else []
     waves: list[list[_Pending]] = []
     seen: dict[int, int] = {}
@@ -315,7 +318,7 @@ def _waves(pending: list["_Pending"]) -> list[list["_Pending"]]:
     return waves
 
 
-def _create_wave(wave: list[_Pending], *, now: datetime) -> None:
+def _create_wave(wave: list[_Pending], *, now: datetime, exclusive: bool) -> None:
     """Decide, then write every row for a wave: the request (born decided when the policy
     decided), its events, policy evaluation, decision, audit records and notifications."""
     questions = [
@@ -323,7 +326,9 @@ def _create_wave(wave: list[_Pending], *, now: datetime) -> None:
         for item in wave
         if item.run is None or item.run.is_open
     ]
-    verdicts = iter(policy_decide_many(questions, now=now) if questions else [])
+    verdicts = iter(
+        policy_decide_many(questions, now=now, exclusive=exclusive) if questions else []
+    )
     for item in wave:
         if item.run is not None and not item.run.is_open:
             # A closed run takes no new requests whatever the policy says.
@@ -442,12 +447,12 @@ def _create_wave(wave: list[_Pending], *, now: datetime) -> None:
     ApprovalEvent.objects.bulk_create(events)
     PolicyEvaluation.objects.bulk_create(evaluations)
     Decision.objects.bulk_create(decisions)
-    audit_records_append(audit)
-
     # Only a held request needs a person: one decided by policy pages nobody.
     notifications_on_submitted_many(
         approvals=[approval for approval in approvals if approval.status == Status.PENDING]
     )
+    # Last: from here to the commit, every audited write in the system waits for this one.
+    audit_records_append(audit)
     denied_by_policy: set[int] = set()
     for item in wave:
         approval, verdict = item.approval, item.verdict

@@ -284,6 +284,33 @@ class _Guardrails:
     cost_today: dict[int, Decimal] = field(default_factory=dict)
 
 
+def _agents_lock(agent_ids: list[int], *, exclusive: bool) -> None:
+    """Lock the agents' rows until commit, always in id order (two batches sharing agents
+    cannot deadlock).
+
+    Exclusive: decisions per agent are serialized, so the throttle and total counts see every
+    auto-approval committed before, and none can be committed in between.
+    Shared (PostgreSQL's FOR SHARE): creations of one agent do not wait for each other, yet a
+    halt, which locks the row exclusively, still waits for every creation in flight and is
+    seen by every one after it: no request slips between a halt and its cancellations.
+    SQLite serializes every writer anyway and has no row locks.
+    """
+    if exclusive or connection.vendor != "postgresql":
+        list(
+            Agent.objects.select_for_update()
+            .filter(pk__in=agent_ids)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        return
+    table = connection.ops.quote_name(Agent._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM {table} WHERE id = ANY(%s) ORDER BY id FOR SHARE",  # noqa: S608 (our own table name)
+            [agent_ids],
+        )
+
+
 def policy_decisions_interdependent() -> bool:
     """Whether deciding one request can change the verdict on the agent's next one.
 
@@ -315,25 +342,22 @@ def policy_decide(
     )[0]
 
 
-def policy_decide_many(questions: list[PolicyQuestion], *, now: datetime) -> list[Verdict]:
+def policy_decide_many(
+    questions: list[PolicyQuestion], *, now: datetime, exclusive: bool = True
+) -> list[Verdict]:
     """Decide new requests, in order. Call inside the creating transaction. Never raises.
 
     A few queries for the whole list, not per request. Verdicts see the database as it was
     before the call: when decisions are interdependent (policy_decisions_interdependent), give
     one agent's requests one per call, writing each before deciding the next.
+
+    exclusive=False only when decisions are not interdependent: creations of one agent then
+    run side by side instead of one transaction after another.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("policy_decide must run inside the transaction creating the request")
     agent_ids = sorted({question.agent.pk for question in questions})
-    # Serializes decisions per agent until commit: the throttle and total counts below see
-    # every auto-approval committed before, and none can be committed in between. Always in
-    # id order, so two batches sharing agents cannot deadlock.
-    list(
-        Agent.objects.select_for_update()
-        .filter(pk__in=agent_ids)
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
+    _agents_lock(agent_ids, exclusive=exclusive)
     # Read the clock after the lock: whoever held it before decided later than our caller's
     # `now`, and windows ending at an earlier instant would not see those decisions.
     now = max(now, timezone.now())

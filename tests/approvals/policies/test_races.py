@@ -12,12 +12,19 @@ from typing import Any
 
 import pytest
 from django.db import connection, transaction
+from django.utils import timezone
 
 from agents.services import NewTraceEvent, run_events_append, run_open
 from approvals.models import ApprovalRequest, Status
+from approvals.policies.evaluation import PolicyQuestion, policy_decide_many
 from approvals.policies.halts import agent_halt
 from approvals.policies.models import Budget, Throttle
-from approvals.services import Submission, approval_request_create
+from approvals.services import (
+    NewApprovalRequest,
+    Submission,
+    approval_request_create,
+    approval_requests_create,
+)
 from tests.factories import AgentFactory, PolicyRuleFactory, UserFactory
 
 THREADS = 8
@@ -126,3 +133,89 @@ def test_it_sees_a_cost_committed_while_the_request_waited_for_the_run() -> None
     approval = ApprovalRequest.objects.get(agent=agent)
     assert approval.status == Status.PENDING
     assert "Budget “cap” reached" in approval.hold_reason
+
+
+def _batch_creator(agent, prefix: str, size: int = 3) -> Callable[[], Any]:  # type: ignore[no-untyped-def]
+    submission = Submission(tool="issue_refund", arguments={"amount": 1}, timeout="30m")
+    batch = [
+        NewApprovalRequest(agent=agent, idempotency_key=f"{prefix}-{i}", submission=submission)
+        for i in range(size)
+    ]
+    return lambda: approval_requests_create(batch)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_leaves_nothing_pending_when_a_halt_races_new_batches() -> None:
+    # Batches with no throttle, total or breaker take the agent's row in shared mode.
+    halter = UserFactory()
+    for round_number in range(3):
+        agent = AgentFactory()
+        actions = [_batch_creator(agent, f"b{round_number}-{i}") for i in range(THREADS - 1)]
+        actions.append(lambda agent=agent: agent_halt(agent=agent, reason="stop", halted_by=halter))
+        errors = _in_parallel(actions)
+        assert not errors, errors
+        assert ApprovalRequest.objects.filter(agent=agent).count() == 3 * (THREADS - 1)
+        assert not ApprovalRequest.objects.filter(agent=agent, status=Status.PENDING).exists()
+
+
+def _decide_and_hold(
+    agent,
+    *,
+    exclusive: bool,
+    decided: threading.Event,
+    release: threading.Event,  # type: ignore[no-untyped-def]
+) -> Callable[[], Any]:
+    def action() -> None:
+        with transaction.atomic():
+            question = PolicyQuestion(
+                agent=agent, submission=Submission(tool="t", arguments={}, timeout="30m")
+            )
+            policy_decide_many([question], now=timezone.now(), exclusive=exclusive)
+            decided.set()
+            release.wait(timeout=30)  # the lock is held until this transaction ends
+
+    return action
+
+
+@pytest.mark.parametrize("exclusive", [False, True])
+@pytest.mark.django_db(transaction=True)
+def test_shared_decisions_do_not_wait_for_each_other_but_a_halt_waits_for_them(
+    exclusive: bool,
+) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks exist on PostgreSQL only (SQLite serializes every writer)")
+    agent = AgentFactory()
+    first, second, release = threading.Event(), threading.Event(), threading.Event()
+    halted = threading.Event()
+
+    def halt() -> None:
+        agent_halt(agent=agent, reason="stop", halted_by=None)
+        halted.set()
+
+    holder = threading.Thread(
+        target=_in_parallel,
+        args=([_decide_and_hold(agent, exclusive=exclusive, decided=first, release=release)],),
+    )
+    holder.start()
+    threads = [holder]
+    try:
+        assert first.wait(timeout=10)
+        other = threading.Thread(
+            target=_in_parallel,
+            args=([_decide_and_hold(agent, exclusive=exclusive, decided=second, release=release)],),
+        )
+        other.start()
+        threads.append(other)
+        # Shared: the second decision goes ahead while the first still holds its lock.
+        # Exclusive: it waits for the first transaction to end.
+        assert second.wait(timeout=1.0) is (not exclusive)
+        halter = threading.Thread(target=_in_parallel, args=([halt],))
+        halter.start()
+        threads.append(halter)
+        # Either way, the halt waits until every decision in flight has committed.
+        assert not halted.wait(timeout=0.5)
+    finally:
+        release.set()  # a failed assertion must not leave the lock holders waiting
+        for thread in threads:
+            thread.join(timeout=30)
+    assert second.is_set() and halted.is_set()
