@@ -55,6 +55,7 @@ def _watched_approval_id(user: Any, code: str) -> int | None:
 class QueueConsumer(AsyncWebsocketConsumer):
     groups_joined: list[str]
     watching: int | None = None
+    listening: bool = False  # counted in realtime's open-socket count
     refreshed_at: float = 0.0  # monotonic time of the last presence write
 
     async def connect(self) -> None:
@@ -74,6 +75,8 @@ class QueueConsumer(AsyncWebsocketConsumer):
                 await self.close(code=CLOSE_NOT_FOUND)
                 return
         team_ids = await database_sync_to_async(visible_team_ids)(user=user)
+        await realtime.reviewer_socket_opened()
+        self.listening = True
         self.groups_joined = realtime.reviewer_groups(team_ids)
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
@@ -99,6 +102,9 @@ class QueueConsumer(AsyncWebsocketConsumer):
     async def _leave(self) -> None:
         """Idempotent: runs on a clean disconnect, and when a send finds the client gone."""
         groups, self.groups_joined = self.groups_joined, []
+        if self.listening:
+            self.listening = False
+            realtime.reviewer_socket_closed()
         for group in groups:
             await self.channel_layer.group_discard(group, self.channel_name)
         if self.watching is not None:

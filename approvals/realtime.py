@@ -29,6 +29,7 @@ from typing import Any, TypedDict
 
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
+from django.core.cache import cache
 from django.db import connections
 from django.template.loader import render_to_string
 
@@ -152,6 +153,65 @@ def publish_approval_changed(approval_id: int, previous_team_id: int | None = No
         logger.exception("realtime push failed for approval %s", approval.code)
 
 
+# Whether any reviewer socket is open anywhere: every server process with one keeps this cache
+# key fresh (the cache is Redis when REDIS_URL is set, so all processes share it). Pushing new
+# requests costs a read and a render per batch of creations, a large share of what creating
+# them costs; with nobody watching the console, nobody would receive them.
+LISTENING_KEY = "approvals.realtime.reviewers_listening"
+LISTENING_TTL_SECONDS = 60
+LISTENING_REFRESH_SECONDS = 20
+
+
+class _ListeningBeacon:
+    """This loop's count of open reviewer sockets, and the task keeping LISTENING_KEY fresh."""
+
+    def __init__(self) -> None:
+        self.sockets = 0
+        self.refreshing: asyncio.Task[None] | None = None
+
+    async def refresh(self) -> None:
+        while self.sockets > 0:
+            await asyncio.sleep(LISTENING_REFRESH_SECONDS)
+            if self.sockets > 0:
+                await _listening_mark()
+
+
+_beacons: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ListeningBeacon]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _listening_mark() -> None:
+    try:
+        await cache.aset(LISTENING_KEY, True, LISTENING_TTL_SECONDS)
+    except Exception:
+        # Pushes then skip until the next refresh; the page re-syncs when it reconnects.
+        logger.exception("marking reviewers as listening failed")
+
+
+async def reviewer_socket_opened() -> None:
+    """Call before the socket joins its groups: pushes from then on are rendered."""
+    beacon = _beacons.setdefault(asyncio.get_running_loop(), _ListeningBeacon())
+    beacon.sockets += 1
+    await _listening_mark()
+    if beacon.refreshing is None or beacon.refreshing.done():
+        beacon.refreshing = asyncio.ensure_future(beacon.refresh())
+
+
+def reviewer_socket_closed() -> None:
+    beacon = _beacons.get(asyncio.get_running_loop())
+    if beacon is not None:
+        beacon.sockets = max(0, beacon.sockets - 1)
+
+
+def reviewers_listening() -> bool:
+    """False only when no reviewer socket has been open anywhere for LISTENING_TTL_SECONDS."""
+    try:
+        return bool(cache.get(LISTENING_KEY))
+    except Exception:
+        return True  # unknown: push, as if someone were listening
+
+
 def publish_approvals_created(approval_ids: list[int]) -> None:
     """Push requests just created to reviewers: one read, one render and one message per team
     for the lot. Batched intake creates dozens at a time, and a read, a render and a
@@ -163,7 +223,7 @@ def publish_approvals_created(approval_ids: list[int]) -> None:
     if not approval_ids:
         return
     layer = get_channel_layer()
-    if layer is None:
+    if layer is None or not reviewers_listening():
         return
     try:
         by_team: dict[int | None, list[object]] = {}

@@ -516,6 +516,7 @@ async def test_it_pushes_new_requests_to_reviewers(fast_path) -> None:  # type: 
     app, _ = fast_path
     layer = get_channel_layer()
     channel = await layer.new_channel()
+    await realtime.reviewer_socket_opened()  # as a reviewer's socket does when it connects
     await layer.group_add(STAFF_GROUP, channel)
     try:
         _, token = await sync_to_async(agent_with_token)()
@@ -524,6 +525,7 @@ async def test_it_pushes_new_requests_to_reviewers(fast_path) -> None:  # type: 
         message = await asyncio.wait_for(layer.receive(channel), timeout=10)
     finally:
         await layer.group_discard(STAFF_GROUP, channel)
+        realtime.reviewer_socket_closed()
 
     assert message["type"] == EVENT_QUEUE_FRAGMENT
     assert created.json()["id"] in message["html"]

@@ -1,10 +1,12 @@
 """Pushing new requests to reviewers: one message per team, queries independent of the count."""
 
 import asyncio
+import contextlib
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
+from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -52,6 +54,7 @@ def _staff_messages(approval_ids: list[int]) -> tuple[list[dict], int]:  # type:
         # One event loop throughout: a channel exists only on the loop that made it.
         layer = get_channel_layer()
         channel = await layer.new_channel()
+        await realtime.reviewer_socket_opened()  # as a reviewer's socket does when it connects
         await layer.group_add(realtime.STAFF_GROUP, channel)
         try:
             # Subscribed once our own probe comes back (Redis pub/sub confirms later).
@@ -62,6 +65,7 @@ def _staff_messages(approval_ids: list[int]) -> tuple[list[dict], int]:  # type:
             message = await asyncio.wait_for(layer.receive(channel), 5)
         finally:
             await layer.group_discard(realtime.STAFF_GROUP, channel)
+            realtime.reviewer_socket_closed()
         return [message], queries
 
     return async_to_sync(listen)()
@@ -95,3 +99,46 @@ def test_requests_the_policy_decided_go_to_the_history_not_the_queue() -> None:
     queue_part, history_part = message["html"].split('hx-swap-oob="afterbegin:#history-rows"')
     assert "queue-row impact" not in queue_part.split('beforeend:#queue-rows"')[1]
     assert history_part.count("status-approved") == 3
+
+
+def test_nothing_is_read_or_rendered_while_no_reviewer_listens() -> None:
+    ids = _created(5)
+    cache.delete(realtime.LISTENING_KEY)  # no reviewer socket open anywhere for a minute
+
+    async def listen() -> tuple[int, list[dict]]:  # type: ignore[type-arg]
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await layer.group_add(realtime.STAFF_GROUP, channel)  # a group member, but no socket
+        try:
+            queries = await sync_to_async(_publish_counting_queries)(ids)
+            received = []
+            with contextlib.suppress(TimeoutError):
+                received.append(await asyncio.wait_for(layer.receive(channel), 0.5))
+        finally:
+            await layer.group_discard(realtime.STAFF_GROUP, channel)
+        return queries, received
+
+    queries, received = async_to_sync(listen)()
+    assert queries == 0
+    assert received == []
+
+
+def test_an_open_reviewer_socket_keeps_pushes_on_until_it_closes(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(realtime, "LISTENING_TTL_SECONDS", 1)
+    monkeypatch.setattr(realtime, "LISTENING_REFRESH_SECONDS", 0.3)
+    cache.delete(realtime.LISTENING_KEY)
+
+    async def scenario() -> tuple[bool, bool, bool, bool]:
+        before = await sync_to_async(realtime.reviewers_listening)()
+        await realtime.reviewer_socket_opened()
+        await asyncio.sleep(1.6)  # longer than the key lives: only the refresh keeps it
+        while_open = await sync_to_async(realtime.reviewers_listening)()
+        realtime.reviewer_socket_closed()
+        just_closed = await sync_to_async(realtime.reviewers_listening)()
+        await asyncio.sleep(1.6)
+        long_closed = await sync_to_async(realtime.reviewers_listening)()
+        return before, while_open, just_closed, long_closed
+
+    before, while_open, just_closed, long_closed = asyncio.run(scenario())
+    assert (before, while_open, long_closed) == (False, True, False)
+    assert just_closed  # another process may still have a socket: the key simply runs out
