@@ -62,6 +62,13 @@ class ReviewerApi(APIView):
             raise ApiError(status_code=404, code="not_found", message="No such approval request.")
         return approval
 
+    def handle_exception(self, exc: Exception) -> Response:
+        # A request escalated away from the caller's teams between get_approval and the
+        # action: the same answer as if it had never been visible, whichever action it was.
+        if isinstance(exc, ApprovalNotVisible):
+            exc = ApiError(status_code=404, code="not_found", message=str(ApprovalNotVisible()))
+        return super().handle_exception(exc)
+
 
 class ReviewerApprovalOutput(ApprovalRequestOutput):
     agent = serializers.CharField(source="agent.name")
@@ -118,6 +125,11 @@ def _rejected(error: ReviewRejected) -> ApiError:
 
 def _fresh(request: Request, code: str) -> dict[str, Any]:
     approval = approval_get_for_reviewer(user=request.user, code=code)
+    if approval is None:
+        # Escalated away from the caller's teams just after they acted: what they did stands;
+        # say which request and how it stands, nothing of where it went.
+        status_now = ApprovalRequest.objects.filter(code=code).values_list("status", flat=True)
+        return {"id": str(code), "status": status_now.first()}
     return ReviewerApprovalOutput(approval).data  # type: ignore[return-value]
 
 
@@ -232,10 +244,6 @@ class ReviewerApproveApi(ReviewerApi):
             raise _conflict(conflict) from None
         except ReviewRejected as error:
             raise _rejected(error) from None
-        except ApprovalNotVisible:
-            raise ApiError(
-                status_code=404, code="not_found", message=str(ApprovalNotVisible())
-            ) from None
         return Response(_fresh(request, code))
 
 

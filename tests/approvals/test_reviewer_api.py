@@ -105,3 +105,62 @@ def test_it_checks_csrf_on_session_writes(ann, approval) -> None:  # type: ignor
     assert refused.status_code == 403
     approval.refresh_from_db()
     assert approval.status == Status.PENDING
+
+
+@pytest.mark.parametrize(
+    ("action", "body"),
+    [
+        ("approve", {"note": "ok"}),
+        ("deny", {"reason": "no"}),
+        ("comment", {"note": "hm"}),
+        ("escalate", {"team": "risk", "note": "bigger"}),
+    ],
+)
+def test_a_reviewer_removed_from_the_team_mid_call_gets_404_and_changes_nothing(  # type: ignore[no-untyped-def]
+    api, ann, approval, monkeypatch, action, body
+) -> None:
+    """Between the API's read of the request and the action, the caller leaves the request's
+    team: the action refuses, as for any request the caller cannot see."""
+    from approvals import reviewer_api
+
+    TeamFactory(name="risk")
+    read = reviewer_api.approval_get_for_reviewer
+
+    def read_then_removed_from_the_team(**kwargs):  # type: ignore[no-untyped-def]
+        found = read(**kwargs)
+        ann.teams.clear()
+        return found
+
+    monkeypatch.setattr(reviewer_api, "approval_get_for_reviewer", read_then_removed_from_the_team)
+    events_before = approval.events.count()
+
+    response = api.post(_url(action, approval), body, format="json")
+
+    assert response.status_code == 404, response.content
+    assert response.json()["error"]["code"] == "not_found"
+    approval.refresh_from_db()
+    assert approval.status == Status.PENDING
+    assert approval.events.count() == events_before
+
+
+def test_a_decision_on_a_request_escalated_away_meanwhile_answers_without_its_details(  # type: ignore[no-untyped-def]
+    api, approval, monkeypatch
+) -> None:
+    """Escalated to another team just after the reviewer decided: the decision stands, and the
+    answer names the request and its outcome, nothing the reviewer may no longer see."""
+    from approvals import reviewer_api
+    from approvals.models import ApprovalRequest
+
+    elsewhere = TeamFactory(name="elsewhere")
+    original = reviewer_api.approval_request_review_deny
+
+    def deny_then_escalated(**kwargs):  # type: ignore[no-untyped-def]
+        decided = original(**kwargs)
+        ApprovalRequest.objects.filter(pk=approval.pk).update(team=elsewhere)
+        return decided
+
+    monkeypatch.setattr(reviewer_api, "approval_request_review_deny", deny_then_escalated)
+    response = api.post(_url("deny", approval), {"reason": "no"}, format="json")
+
+    assert response.status_code == 200, response.content
+    assert response.json() == {"id": str(approval.code), "status": Status.DENIED}
