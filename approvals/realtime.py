@@ -285,7 +285,14 @@ async def wait_until_resolved(
         await _release_database_connections()
         await asyncio.sleep(timeout)
         return None
-    listener = await _resolution_listener(layer)
+    try:
+        listener = await _resolution_listener(layer)
+    except Exception:
+        # Redis down or unreachable: no push can reach us. Still answer within about a second
+        # of a decision, by asking the database, instead of failing the agent's poll.
+        logger.warning("long poll without the channel layer: checking the database instead")
+        await _until_resolved_by_polling(timeout=timeout, is_resolved=is_resolved)
+        return None
     with listener.waiting_for(str(code)) as woken:
         if await is_resolved():
             return None
@@ -311,6 +318,25 @@ def _agent_view(approval_id: int) -> dict[str, Any] | None:
         # The waiters read the request themselves: slower, never wrong.
         logger.exception("reading approval %s for its waiting agents failed", approval_id)
         return None
+
+
+# How often a long poll asks the database while the channel layer is unavailable.
+DEGRADED_POLL_SECONDS = 1.0
+
+
+async def _until_resolved_by_polling(
+    *, timeout: float, is_resolved: Callable[[], Awaitable[bool]]
+) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        if await is_resolved():
+            return
+        await _release_database_connections()
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return
+        await asyncio.sleep(min(DEGRADED_POLL_SECONDS, remaining))
 
 
 # Runs in the request's own sync thread (thread-sensitive), so it closes the connections that

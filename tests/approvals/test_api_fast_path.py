@@ -792,3 +792,46 @@ async def test_a_long_poll_returns_pending_when_its_wait_ends(fast_path) -> None
     assert response.json()["status"] == Status.PENDING
     assert elapsed >= 0.9
     assert stand_in.reached == []
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])  # closed again on exit: nothing listens there
+
+
+@pytest.mark.asyncio
+async def test_a_long_poll_without_redis_still_hears_the_decision(fast_path, settings) -> None:  # type: ignore[no-untyped-def]
+    """Redis is unreachable (a real refused connection): the poll cannot subscribe, so it asks
+    the database about once a second instead of failing, and answers the decision."""
+    app, stand_in = fast_path
+    _, token = await sync_to_async(agent_with_token)()
+    reviewer = await sync_to_async(UserFactory)(is_staff=True)
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [f"redis://127.0.0.1:{_closed_port()}/0"], "prefix": "down"},
+        }
+    }
+    loop = asyncio.get_running_loop()
+    async with _client(app, token) as client:
+        code = await _create_pending(client)
+        poll = asyncio.create_task(client.get(f"/api/v1/requests/{code}", params={"wait": "8s"}))
+        await asyncio.sleep(0.5)
+        assert not poll.done()
+
+        def approve() -> None:
+            approval = ApprovalRequest.objects.get(code=code)
+            approval_request_approve(approval=approval, reviewer=reviewer)  # its push fails
+
+        decided_at = loop.time()
+        await sync_to_async(approve)()
+        response = await asyncio.wait_for(poll, timeout=5)
+        answered_after = loop.time() - decided_at
+
+    assert response.status_code == 200
+    assert response.json()["status"] == Status.APPROVED
+    assert answered_after < 3  # the next database check, not the end of the 8 s wait
+    assert stand_in.reached == []
