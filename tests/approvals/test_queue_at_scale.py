@@ -196,3 +196,20 @@ def test_the_database_orders_the_queue_by_the_same_risk_the_rows_show(staff) -> 
         ApprovalRequestFactory(impact=impact, confidence=confidence)
     for approval in ApprovalRequest.objects.all():
         assert approval.queue_order == pytest.approx(-approval_risk(approval))
+
+
+def test_the_impact_filter_finds_every_request_of_that_impact_whatever_its_confidence(  # type: ignore[no-untyped-def]
+    staff,
+) -> None:
+    # The filter narrows the queue's order column to the impact's range: the ends of the
+    # ranges (confidence 0 and 1, and unstated) must all stay in.
+    agent = AgentFactory()
+    made: dict[str, set[int]] = {impact: set() for impact in Impact.values}
+    for impact in Impact.values:
+        for confidence in (None, 0.0, 0.5, 1.0):
+            approval = ApprovalRequestFactory(agent=agent, impact=impact, confidence=confidence)
+            made[impact].add(approval.pk)
+
+    for impact in Impact.values:
+        found = approvals_queue(user=staff, filters=QueueFilters(impact=impact))
+        assert {approval.pk for approval in found} == made[impact], impact
