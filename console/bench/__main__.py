@@ -31,17 +31,20 @@ REVIEWER_PASSWORD = "bench-password-not-secret"  # noqa: S105 (a loopback-only b
 
 SIZES = {
     "default": {
-        "concurrency": 32, "requests": 3000, "seconds": 15.0, "waiting_agents": [1, 100],
+        "concurrency": 32, "fleet_concurrency": 128, "requests": 3000, "seconds": 15.0,
+        "waiting_agents": [1, 100],
         "decision_samples": 50,
         "sockets": 100, "fan_out_requests": 20,
     },
     "full": {
-        "concurrency": 32, "requests": 3000, "seconds": 15.0, "waiting_agents": [1, 100, 1000],
+        "concurrency": 32, "fleet_concurrency": 128, "requests": 3000, "seconds": 15.0,
+        "waiting_agents": [1, 100, 1000],
         "decision_samples": 100,
         "sockets": 500, "fan_out_requests": 20,
     },
     "tiny": {
-        "concurrency": 2, "requests": 6, "seconds": 5.0, "waiting_agents": [1, 2],
+        "concurrency": 2, "fleet_concurrency": 4, "requests": 6, "seconds": 5.0,
+        "waiting_agents": [1, 2],
         "decision_samples": 2,
         "sockets": 2, "fan_out_requests": 2,
     },
@@ -185,6 +188,9 @@ def table(results: dict[str, Any]) -> str:
         add(f"bare Django JSON endpoint ({concurrency})", throughput["bare"])
         add(f"create held request ({concurrency})", throughput["create_held"])
         add(f"create request policy approves ({concurrency})", throughput["create_approved"])
+        if "create_held_fleet" in throughput:
+            fleet = f"c={throughput['fleet_concurrency']:.0f}"
+            add(f"create held request ({fleet})", throughput["create_held_fleet"])
     for waiting, numbers in results.get("decision_to_agent", {}).items():
         add(f"decision to agent, {waiting} waiting", numbers)
     fan_out = results.get("fan_out")

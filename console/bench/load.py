@@ -167,10 +167,14 @@ class Load:
                 async with session.get(f"{url}/bench/process") as response:
                     pids.append((await response.json())["pid"])
 
-            async def measured(call: Callable[[int], Awaitable[None]]) -> dict[str, float]:
+            async def measured(
+                call: Callable[[int], Awaitable[None]], concurrency: int | None = None
+            ) -> dict[str, float]:
                 # Server CPU per call: steadier than a rate on a machine shared with others.
                 before = _cpu_ticks(pids)
-                numbers = await closed_loop(call, **sizes)
+                numbers = await closed_loop(
+                    call, **{**sizes, "concurrency": concurrency or sizes["concurrency"]}
+                )
                 spent_s = (_cpu_ticks(pids) - before) / os.sysconf("SC_CLK_TCK")
                 numbers["server_cpu_ms"] = 1000 * spent_s / max(1.0, numbers["count"])
                 return numbers
@@ -178,11 +182,16 @@ class Load:
             bare_numbers = await measured(bare)
             held = await measured(create(HELD_BODY, "pending"))
             approved = await measured(create(APPROVED_BODY, "approved"))
+            # A fleet keeps more requests in flight: batches grow, and so does the rate.
+            fleet = self.plan["fleet_concurrency"]
+            held_fleet = await measured(create(HELD_BODY, "pending"), concurrency=fleet)
         return {
             "concurrency": float(self.plan["concurrency"]),
             "bare": bare_numbers,
             "create_held": held,
             "create_approved": approved,
+            "fleet_concurrency": float(fleet),
+            "create_held_fleet": held_fleet,
             "held_to_bare_ratio": held["rps"] / bare_numbers["rps"] if bare_numbers["rps"] else 0.0,
             "approved_to_bare_ratio": (
                 approved["rps"] / bare_numbers["rps"] if bare_numbers["rps"] else 0.0

@@ -81,6 +81,8 @@ def test_it_writes_every_figure_as_a_number(tmp_path: Path, queue_databases_drop
     _assert_numbers(throughput["bare"], LATENCY_KEYS | {"rps"})
     _assert_numbers(throughput["create_held"], LATENCY_KEYS | {"rps"})
     assert throughput["create_held"]["count"] > 0
+    _assert_numbers(throughput["create_held_fleet"], LATENCY_KEYS | {"rps"})
+    assert throughput["fleet_concurrency"] == 4
     assert set(results["decision_to_agent"]) == {"1", "2"}
     for figures in results["decision_to_agent"].values():
         _assert_numbers(figures, LATENCY_KEYS | {"from_post_p50_ms", "from_post_p99_ms"})
@@ -101,3 +103,23 @@ def test_it_writes_every_figure_as_a_number(tmp_path: Path, queue_databases_drop
         figures = by_count["20"]
         _assert_numbers(figures, MEMORY_KEYS)
         assert figures["rss_after_mb"] > 0
+
+
+@needs_servers
+@pytest.mark.django_db(transaction=True)
+def test_only_measures_the_parts_asked_for(tmp_path: Path) -> None:
+    output = tmp_path / "only.json"
+    completed = subprocess.run(
+        [sys.executable, "-m", "console.bench", "--size", "tiny", "--only", "decision",
+         "--output", str(output)],
+        cwd=settings.BASE_DIR,
+        env={**os.environ, "DATABASE_URL": _test_database_url()},
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr.decode()[-3000:]
+    results = json.loads(output.read_text())
+    assert set(results) == {"decision_to_agent", "machine", "duration_s"}
+    assert "decision to agent, 2 waiting" in completed.stdout.decode()
+    assert "create held request" not in completed.stdout.decode()
