@@ -115,8 +115,12 @@ def publish_resolved(*, approval_id: int, code: object, status: str) -> None:
     try:
         async_to_sync(layer.group_send)(RESOLVED_GROUP, resolved)
     except Exception:
-        # The decision stands; the agent's poll re-reads at its timeout.
         logger.exception("resolved push failed for approval %s", code)
+        if resolved["agent_view"] is None:
+            return  # the decision stands; the agents' polls re-read at their timeout
+        # Perhaps the view could not be sent (serialized): the bare nudge still wakes them.
+        with contextlib.suppress(Exception):
+            async_to_sync(layer.group_send)(RESOLVED_GROUP, {**resolved, "agent_view": None})
 
 
 def publish_approval_changed(approval_id: int, previous_team_id: int | None = None) -> None:
