@@ -19,7 +19,7 @@ import jsonschema
 import referencing
 import referencing.exceptions
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -517,7 +517,7 @@ def _replay(existing: ApprovalRequest, fingerprint: str) -> ApprovalRequest:
 def approval_request_approve(
     *,
     approval: ApprovalRequest,
-    reviewer: AbstractBaseUser,
+    reviewer: User,
     note: str = "",
     arguments: dict[str, Any] | None = None,
 ) -> ApprovalRequest:
@@ -557,7 +557,7 @@ def approval_request_approve(
 
 
 def approval_request_deny(
-    *, approval: ApprovalRequest, reviewer: AbstractBaseUser, reason: str
+    *, approval: ApprovalRequest, reviewer: User, reason: str
 ) -> ApprovalRequest:
     reason = reason.strip()
     if not reason:
@@ -606,7 +606,7 @@ def approval_request_decide_by_policy(
 
 
 def approval_request_cancel_for_halt(
-    *, approval: ApprovalRequest, halted_by: AbstractBaseUser | None, note: str
+    *, approval: ApprovalRequest, halted_by: User | None, note: str
 ) -> ApprovalRequest:
     """Cancel a pending request because its agent was halted (by a reviewer or the breaker)."""
     return _transition(
@@ -732,7 +732,7 @@ def _transition(
     approval: ApprovalRequest,
     to_status: str,
     actor_type: str,
-    actor_user: AbstractBaseUser | None = None,
+    actor_user: User | None = None,
     actor_agent: Agent | None = None,
     note: str = "",
     now: datetime | None = None,
@@ -815,7 +815,7 @@ def _transition(
     raise TransitionConflict(current_status=current.status)
 
 
-def decision_page_view_record(*, approval: ApprovalRequest, reviewer: AbstractBaseUser) -> None:
+def decision_page_view_record(*, approval: ApprovalRequest, reviewer: User) -> None:
     """Remember when a reviewer first opened a pending request: the start of their time on it,
     which the rubber-stamping signal compares with when they decided."""
     if approval.status != Status.PENDING or not reviewer.is_authenticated:
