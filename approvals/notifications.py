@@ -60,7 +60,7 @@ def escalation_reason(step_id: int) -> str:
 def preference_for(user: User) -> NotificationPreference:
     """The reviewer's preferences, or the defaults (every channel, no quiet hours) unsaved."""
     try:
-        return user.notification_preference  # type: ignore[attr-defined,no-any-return]
+        return user.notification_preference
     except NotificationPreference.DoesNotExist:
         return NotificationPreference(user=user)
 
