@@ -239,7 +239,8 @@ def approval_request_escalate(
         changed = ApprovalRequest.objects.filter(
             pk=approval.pk,
             status=Status.PENDING,
-            team_id=previous_team_id,
+            # None (no team yet) is an IS NULL match; the stubs accept only a key here.
+            team_id=previous_team_id,  # type: ignore[misc]
             deadline_at__gt=timezone.now(),
         ).update(team=team)
         if changed != 1:

@@ -214,8 +214,8 @@ def approval_requests_create(
                 if winner is None:
                     raise  # not a race on the key: this request cannot be stored
                 results[fresh[0]] = _replay_result(winner, fingerprints[fresh[0]])
-    for index, result in enumerate(results):
-        if result is None:
+    for index, slot in enumerate(results):
+        if slot is None:
             # The same key twice in one batch: now that the first is written, a replay of it.
             results[index] = approval_requests_create(
                 [requests[index]], publish_after_commit=publish_after_commit
@@ -454,9 +454,9 @@ def _create_wave(wave: list[_Pending], *, now: datetime, exclusive: bool) -> Non
     # Last: from here to the commit, every audited write in the system waits for this one.
     audit_records_append(audit)
     denied_by_policy: set[int] = set()
-    for item in wave:
-        approval, verdict = item.approval, item.verdict
-        assert approval is not None and verdict is not None
+    for item, approval in zip(wave, approvals, strict=True):
+        verdict = item.verdict
+        assert verdict is not None
         if approval.status == Status.PENDING:
             continue
         if approval.source == Source.AAP:
@@ -475,9 +475,11 @@ def _new_approval(item: _Pending, *, now: datetime, decided_at: datetime) -> App
     if verdict.time_to_decide_seconds:
         # The policy may shorten the deadline, never lengthen it.
         timeout_seconds = min(timeout_seconds, verdict.time_to_decide_seconds)
-    status = {Outcome.APPROVE: Status.APPROVED, Outcome.DENY: Status.DENIED}.get(
-        verdict.outcome, Status.PENDING
-    )
+    born_decided: dict[str, Status] = {
+        Outcome.APPROVE: Status.APPROVED,
+        Outcome.DENY: Status.DENIED,
+    }
+    status = born_decided.get(verdict.outcome, Status.PENDING)
     return ApprovalRequest(
         agent=new.agent,
         source=new.source,
