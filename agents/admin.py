@@ -15,6 +15,7 @@ from agents.services import credential_issue, credential_revoke, provisioner_tok
 from approvals.audit_admin import AuditedAdminMixin
 from approvals.policies.halts import agent_halt
 from console.admin_mixins import ReadOnlyAdminMixin
+from console.http import signed_in_user
 
 
 class AgentCredentialInline(admin.TabularInline):
@@ -70,8 +71,8 @@ class AgentAdmin(AuditedAdminMixin, admin.ModelAdmin):
             agent_halt(
                 agent=agent,
                 reason=f"Halted from the admin by {request.user}.",
-                halted_by=request.user,
-            )  # type: ignore[arg-type]
+                halted_by=signed_in_user(request),
+            )
         self.message_user(
             request, "Halted: pending requests cancelled, new ones denied.", messages.WARNING
         )
@@ -82,7 +83,7 @@ class AgentAdmin(AuditedAdminMixin, admin.ModelAdmin):
             issued = credential_issue(
                 agent=agent,
                 label=f"issued by {request.user}",
-                actor=request.user,  # type: ignore[arg-type]
+                actor=signed_in_user(request),
             )
             self.message_user(
                 request,
@@ -107,7 +108,7 @@ class AgentCredentialAdmin(AuditedAdminMixin, admin.ModelAdmin):
     @admin.action(description="Revoke selected credentials")
     def revoke(self, request: HttpRequest, queryset) -> None:  # type: ignore[no-untyped-def]
         for credential in queryset:
-            credential_revoke(credential=credential, actor=request.user)  # type: ignore[arg-type]
+            credential_revoke(credential=credential, actor=signed_in_user(request))
         self.message_user(request, "Revoked.")
 
 
@@ -143,7 +144,7 @@ class ProvisionerTokenAdmin(AuditedAdminMixin, admin.ModelAdmin):
     @admin.action(description="Revoke selected provisioner tokens")
     def revoke(self, request: HttpRequest, queryset) -> None:  # type: ignore[no-untyped-def]
         for token in queryset.filter(revoked_at__isnull=True):
-            provisioner_token_revoke(token=token, actor=request.user)  # type: ignore[arg-type]
+            provisioner_token_revoke(token=token, actor=signed_in_user(request))
         self.message_user(request, "Revoked.")
 
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -43,7 +43,7 @@ def _digest(secret: str) -> str:
 
 
 # Who acted: a reviewer (user), or None when the console itself or an operator's shell did.
-Actor = AbstractBaseUser | None
+Actor = User | None
 
 
 @transaction.atomic

@@ -23,6 +23,7 @@ from approvals.models import (
 )
 from approvals.notifications import notifications_retry_failed
 from console.admin_mixins import ReadOnlyAdminMixin
+from console.http import signed_in_user
 
 
 class ApprovalEventInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -171,7 +172,7 @@ class NotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.action(description="Retry the selected failed notifications")
     def retry_failed(self, request: HttpRequest, queryset: QuerySet[Notification]) -> None:
         failed = queryset.filter(status=NotificationStatus.FAILED).values_list("pk", flat=True)
-        count = notifications_retry_failed(notification_ids=failed, actor=request.user)  # type: ignore[arg-type]
+        count = notifications_retry_failed(notification_ids=failed, actor=signed_in_user(request))
         self.message_user(request, f"{count} notification(s) queued again.")
 
 

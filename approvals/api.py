@@ -57,7 +57,9 @@ class ApprovalRequestCreateInput(StrictSerializer):
     )
     summary = serializers.CharField(max_length=MAX_TEXT, required=False, allow_blank=True)
     reasoning = serializers.CharField(max_length=MAX_TEXT, required=False, allow_blank=True)
-    context = JSONObjectField(required=False)
+    # A field named like Serializer.context: DRF's metaclass moves declared fields out of the
+    # class, so self.context is untouched; the stubs see a clashing attribute.
+    context = JSONObjectField(required=False)  # type: ignore[assignment]
     confidence = serializers.FloatField(min_value=0, max_value=1, required=False, allow_null=True)
     impact = serializers.ChoiceField(choices=Impact.choices, required=False)
     run = serializers.UUIDField(
@@ -228,7 +230,9 @@ class ApprovalRequestOutput(serializers.Serializer):
     timeout = serializers.CharField()
     summary = serializers.CharField()
     reasoning = serializers.CharField()
-    context = serializers.JSONField()
+    # A field named like Serializer.context: DRF's metaclass moves declared fields out of the
+    # class, so self.context is untouched; the stubs see a clashing attribute.
+    context = serializers.JSONField()  # type: ignore[assignment]
     confidence = serializers.FloatField(allow_null=True)
     impact = serializers.CharField()
     status = serializers.ChoiceField(choices=Status.choices)

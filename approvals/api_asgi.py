@@ -21,7 +21,7 @@ approvals/api.py. Re-running a creation there is safe: it is idempotent by its k
 import io
 import re
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping
 from functools import cache, partial
 from typing import Any
 from urllib.parse import parse_qs
@@ -52,8 +52,9 @@ from console.middleware import log_exchange, request_id_for
 from console.parsers import BoundedJSONParser
 from console.request_context import RequestContext
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
+# As django-stubs types ASGIHandler, so Django's own handler is an ASGIApp.
+Scope = dict[str, Any]
+Message = Mapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
@@ -142,7 +143,8 @@ class _Exchange:
         declared = self.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             return b"", False
-        chunks, size = [], 0
+        chunks: list[bytes] = []
+        size = 0
         while True:
             message = await self.receive()
             if message["type"] != "http.request":

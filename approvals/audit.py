@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
@@ -100,7 +100,9 @@ class AuditActor:
         return cls(type=AuditActorType.ANONYMOUS, label=label[:200])
 
     @classmethod
-    def of(cls, who: "AuditActor | AbstractBaseUser | Agent | None") -> "AuditActor":
+    def of(
+        cls, who: "AuditActor | AbstractBaseUser | AnonymousUser | Agent | None"
+    ) -> "AuditActor":
         """A reviewer (user), an agent, or None for the console itself."""
         if who is None:
             return cls.system()
@@ -187,7 +189,7 @@ class AuditEntry:
     """
 
     action: str
-    actor: "AuditActor | AbstractBaseUser | Agent | None" = None
+    actor: "AuditActor | AbstractBaseUser | AnonymousUser | Agent | None" = None
     target: models.Model | None = None
     object_type: str = ""
     object_id: str = ""
@@ -201,7 +203,7 @@ class AuditEntry:
 def audit_record(
     *,
     action: str,
-    actor: AuditActor | AbstractBaseUser | Agent | None = None,
+    actor: AuditActor | AbstractBaseUser | AnonymousUser | Agent | None = None,
     target: models.Model | None = None,
     object_type: str = "",
     object_id: str = "",

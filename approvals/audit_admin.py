@@ -70,7 +70,7 @@ class AuditedAdminMixin:
                 return  # saved without a change: nothing happened worth a record
         audit_record(
             action=AuditAction.CONFIG_CHANGED if change else AuditAction.CONFIG_CREATED,
-            actor=request.user,  # type: ignore[arg-type]
+            actor=request.user,
             target=obj,
             before=before if change else None,
             after=after,
@@ -83,7 +83,7 @@ class AuditedAdminMixin:
             super().delete_model(request, obj)  # type: ignore[misc]
             audit_record(
                 action=AuditAction.CONFIG_DELETED,
-                actor=request.user,  # type: ignore[arg-type]
+                actor=request.user,
                 object_type=target.type,
                 object_id=target.id,
                 object_label=target.label,
@@ -97,7 +97,7 @@ class AuditedAdminMixin:
             for target, before in doomed:
                 audit_record(
                     action=AuditAction.CONFIG_DELETED,
-                    actor=request.user,  # type: ignore[arg-type]
+                    actor=request.user,
                     object_type=target.type,
                     object_id=target.id,
                     object_label=target.label,

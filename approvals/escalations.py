@@ -14,7 +14,7 @@ from functools import partial
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -120,7 +120,7 @@ def escalations_fire_due(*, now: datetime | None = None, limit: int = 2000) -> i
 def approval_request_escalate_next_step(
     *,
     approval: ApprovalRequest,
-    actor: AbstractBaseUser,
+    actor: User,
     note: str = "",
     now: datetime | None = None,
 ) -> EscalationFiring:
@@ -167,7 +167,7 @@ def _fire(
     now: datetime,
     is_last: bool,
     trigger: str,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
     note: str = "",
 ) -> EscalationFiring | None:
     with transaction.atomic():
@@ -231,9 +231,9 @@ def _fire(
     return firing
 
 
-def _recipients(step: EscalationStep) -> list[AbstractBaseUser]:
+def _recipients(step: EscalationStep) -> list[User]:
     users = get_user_model().objects.select_related("notification_preference")
-    recipients: list[AbstractBaseUser] = []
+    recipients: list[User] = []
     if step.notify_user_id is not None:
         recipients.extend(users.filter(pk=step.notify_user_id))
     # A step that only hands the request over tells the team that now owns it.

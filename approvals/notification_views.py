@@ -19,25 +19,26 @@ from approvals.selectors import (
     notifications_unread_after,
 )
 from approvals.slack_interactions import SlackRequestRefused, slack_interaction_handle
+from console.http import AuthenticatedHttpRequest
 
 
 @require_GET
 @login_required
-def notification_list(request: HttpRequest) -> HttpResponse:
+def notification_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     notifications = notifications_for_reviewer(user=request.user)
     return render(request, "approvals/notifications.html", {"notifications": notifications})
 
 
 @require_POST
 @login_required
-def notifications_read(request: HttpRequest) -> HttpResponse:
+def notifications_read(request: AuthenticatedHttpRequest) -> HttpResponse:
     notifications_mark_read(user=request.user)
     return redirect("approvals:notifications")
 
 
 @require_GET
 @login_required
-def notification_feed(request: HttpRequest) -> JsonResponse:
+def notification_feed(request: AuthenticatedHttpRequest) -> JsonResponse:
     """New console notifications, for static/js/notifications.js to raise in the browser."""
     try:
         after_id = max(int(request.GET.get("after", "0")), 0)
@@ -57,7 +58,7 @@ def notification_feed(request: HttpRequest) -> JsonResponse:
 
 @require_http_methods(["GET", "POST"])
 @login_required
-def notification_preferences(request: HttpRequest) -> HttpResponse:
+def notification_preferences(request: AuthenticatedHttpRequest) -> HttpResponse:
     preference = preference_for(request.user)
     form = NotificationPreferenceForm(request.POST or None, instance=preference)
     if request.method == "POST" and form.is_valid():

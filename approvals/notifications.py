@@ -26,7 +26,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
@@ -57,10 +57,10 @@ def escalation_reason(step_id: int) -> str:
 # --- Preferences ------------------------------------------------------------------------------
 
 
-def preference_for(user: AbstractBaseUser) -> NotificationPreference:
+def preference_for(user: User) -> NotificationPreference:
     """The reviewer's preferences, or the defaults (every channel, no quiet hours) unsaved."""
     try:
-        return user.notification_preference  # type: ignore[attr-defined,no-any-return]
+        return user.notification_preference
     except NotificationPreference.DoesNotExist:
         return NotificationPreference(user=user)
 
@@ -80,7 +80,7 @@ def in_quiet_hours(preference: NotificationPreference, now: datetime) -> bool:
 
 
 def notification_preference_update(
-    *, user: AbstractBaseUser, values: dict[str, object]
+    *, user: User, values: dict[str, object]
 ) -> NotificationPreference:
     preference, _ = NotificationPreference.objects.get_or_create(user=user)
     for name, value in values.items():
@@ -93,9 +93,7 @@ def notification_preference_update(
 # --- Writing the outbox -------------------------------------------------------------------------
 
 
-def _skip_reason(
-    *, user: AbstractBaseUser, channel: str, preference: NotificationPreference
-) -> str | None:
+def _skip_reason(*, user: User, channel: str, preference: NotificationPreference) -> str | None:
     """Why this reviewer cannot be reached on this channel at all (None: they can)."""
     if channel == Channel.EMAIL:
         if not preference.email_enabled:
@@ -117,7 +115,7 @@ def _skip_reason(
 def notifications_create(
     *,
     approval: ApprovalRequest,
-    recipients: Iterable[AbstractBaseUser],
+    recipients: Iterable[User],
     channels: Iterable[str],
     reason: str,
     now: datetime | None = None,
@@ -145,7 +143,7 @@ def notifications_create(
 def _outbox_rows(
     *,
     approval: ApprovalRequest,
-    recipients: Iterable[AbstractBaseUser],
+    recipients: Iterable[User],
     channels: Iterable[str],
     reason: str,
     now: datetime,
@@ -244,7 +242,7 @@ def notifications_on_submitted_many(*, approvals: list[ApprovalRequest]) -> list
     return notifications
 
 
-def _team_members(team_id: int) -> Iterable[AbstractBaseUser]:
+def _team_members(team_id: int) -> Iterable[User]:
     # With their preferences: every row written asks which channels each member chose.
     return get_user_model().objects.filter(teams=team_id).select_related("notification_preference")
 
@@ -448,14 +446,14 @@ def notifications_due_for_requeue(*, now: datetime | None = None, limit: int = 5
 # --- The reviewer's inbox ---------------------------------------------------------------------
 
 
-def notifications_mark_read(*, user: AbstractBaseUser, now: datetime | None = None) -> int:
+def notifications_mark_read(*, user: User, now: datetime | None = None) -> int:
     return Notification.objects.filter(
         recipient=user, channel=Channel.CONSOLE, read_at__isnull=True
     ).update(read_at=now or timezone.now())
 
 
 def notifications_retry_failed(
-    *, notification_ids: Iterable[int], actor: AbstractBaseUser | None = None
+    *, notification_ids: Iterable[int], actor: User | None = None
 ) -> int:
     """An operator's second chance for failed rows (after fixing a token, say)."""
     with transaction.atomic():

@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db.models import (
     Count,
     F,
@@ -99,7 +101,7 @@ def approvals_get_for_created_rows(*, approval_ids: list[int]) -> list[ApprovalR
     return approvals_decorate(approvals, unseen=True)
 
 
-def approval_get_for_agent(*, agent: Agent, code: object) -> ApprovalRequest | None:
+def approval_get_for_agent(*, agent: Agent, code: UUID | str) -> ApprovalRequest | None:
     """An agent sees only its own requests; anything else is indistinguishable from absent."""
     return (
         ApprovalRequest.objects.select_related("decision", "run", "policy_evaluation", "team")
@@ -108,7 +110,7 @@ def approval_get_for_agent(*, agent: Agent, code: object) -> ApprovalRequest | N
     )
 
 
-def approval_get_for_reviewer(*, user: Any, code: object) -> ApprovalRequest | None:
+def approval_get_for_reviewer(*, user: Any, code: UUID | str) -> ApprovalRequest | None:
     """A request the user may see (approvals/access.py), or None: absent and hidden look alike."""
     approval = (
         approvals_visible_to(user=user)
@@ -561,7 +563,7 @@ def approval_may_be_decided_by(*, approval: ApprovalRequest, user: object) -> bo
     return reviewer_may_see(user=user, team_id=approval.team_id)
 
 
-def notifications_for_reviewer(*, user: object, limit: int = 50) -> "QuerySet[Notification]":
+def notifications_for_reviewer(*, user: User, limit: int = 50) -> "QuerySet[Notification]":
     """The reviewer's in-console notifications, newest first."""
     return (
         Notification.objects.select_related("approval", "approval__agent")
@@ -570,9 +572,7 @@ def notifications_for_reviewer(*, user: object, limit: int = 50) -> "QuerySet[No
     )
 
 
-def notifications_unread_after(
-    *, user: object, after_id: int, limit: int = 20
-) -> list[Notification]:
+def notifications_unread_after(*, user: User, after_id: int, limit: int = 20) -> list[Notification]:
     """Unread console notifications newer than `after_id`, for the browser's notification poll."""
     return list(
         Notification.objects.select_related("approval")

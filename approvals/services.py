@@ -19,7 +19,7 @@ import jsonschema
 import referencing
 import referencing.exceptions
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -214,8 +214,8 @@ def approval_requests_create(
                 if winner is None:
                     raise  # not a race on the key: this request cannot be stored
                 results[fresh[0]] = _replay_result(winner, fingerprints[fresh[0]])
-    for index, result in enumerate(results):
-        if result is None:
+    for index, slot in enumerate(results):
+        if slot is None:
             # The same key twice in one batch: now that the first is written, a replay of it.
             results[index] = approval_requests_create(
                 [requests[index]], publish_after_commit=publish_after_commit
@@ -454,9 +454,9 @@ def _create_wave(wave: list[_Pending], *, now: datetime, exclusive: bool) -> Non
     # Last: from here to the commit, every audited write in the system waits for this one.
     audit_records_append(audit)
     denied_by_policy: set[int] = set()
-    for item in wave:
-        approval, verdict = item.approval, item.verdict
-        assert approval is not None and verdict is not None
+    for item, approval in zip(wave, approvals, strict=True):
+        verdict = item.verdict
+        assert verdict is not None
         if approval.status == Status.PENDING:
             continue
         if approval.source == Source.AAP:
@@ -475,9 +475,11 @@ def _new_approval(item: _Pending, *, now: datetime, decided_at: datetime) -> App
     if verdict.time_to_decide_seconds:
         # The policy may shorten the deadline, never lengthen it.
         timeout_seconds = min(timeout_seconds, verdict.time_to_decide_seconds)
-    status = {Outcome.APPROVE: Status.APPROVED, Outcome.DENY: Status.DENIED}.get(
-        verdict.outcome, Status.PENDING
-    )
+    born_decided: dict[str, Status] = {
+        Outcome.APPROVE: Status.APPROVED,
+        Outcome.DENY: Status.DENIED,
+    }
+    status = born_decided.get(verdict.outcome, Status.PENDING)
     return ApprovalRequest(
         agent=new.agent,
         source=new.source,
@@ -517,7 +519,7 @@ def _replay(existing: ApprovalRequest, fingerprint: str) -> ApprovalRequest:
 def approval_request_approve(
     *,
     approval: ApprovalRequest,
-    reviewer: AbstractBaseUser,
+    reviewer: User,
     note: str = "",
     arguments: dict[str, Any] | None = None,
 ) -> ApprovalRequest:
@@ -557,7 +559,7 @@ def approval_request_approve(
 
 
 def approval_request_deny(
-    *, approval: ApprovalRequest, reviewer: AbstractBaseUser, reason: str
+    *, approval: ApprovalRequest, reviewer: User, reason: str
 ) -> ApprovalRequest:
     reason = reason.strip()
     if not reason:
@@ -606,7 +608,7 @@ def approval_request_decide_by_policy(
 
 
 def approval_request_cancel_for_halt(
-    *, approval: ApprovalRequest, halted_by: AbstractBaseUser | None, note: str
+    *, approval: ApprovalRequest, halted_by: User | None, note: str
 ) -> ApprovalRequest:
     """Cancel a pending request because its agent was halted (by a reviewer or the breaker)."""
     return _transition(
@@ -732,7 +734,7 @@ def _transition(
     approval: ApprovalRequest,
     to_status: str,
     actor_type: str,
-    actor_user: AbstractBaseUser | None = None,
+    actor_user: User | None = None,
     actor_agent: Agent | None = None,
     note: str = "",
     now: datetime | None = None,
@@ -815,7 +817,7 @@ def _transition(
     raise TransitionConflict(current_status=current.status)
 
 
-def decision_page_view_record(*, approval: ApprovalRequest, reviewer: AbstractBaseUser) -> None:
+def decision_page_view_record(*, approval: ApprovalRequest, reviewer: User) -> None:
     """Remember when a reviewer first opened a pending request: the start of their time on it,
     which the rubber-stamping signal compares with when they decided."""
     if approval.status != Status.PENDING or not reviewer.is_authenticated:

@@ -7,6 +7,7 @@ answers 404, exactly like one that does not exist.
 
 import difflib
 from typing import Any
+from uuid import UUID
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
@@ -56,10 +57,12 @@ from approvals.selectors import (
 )
 from approvals.services import decision_page_view_record
 from console import exact_json
+from console.http import AuthenticatedHttpRequest
 
 
-class HtmxHttpRequest(HttpRequest):
-    """Typing aid: django-htmx's middleware sets `request.htmx`."""
+class HtmxHttpRequest(AuthenticatedHttpRequest):
+    """Typing aid: the reviewer pages are behind @login_required, and django-htmx's middleware
+    sets `request.htmx`."""
 
     htmx: HtmxDetails
 
@@ -120,7 +123,7 @@ def history(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, "approvals/history.html", context)
 
 
-def _get_or_404(request: HttpRequest, code: object) -> ApprovalRequest:
+def _get_or_404(request: AuthenticatedHttpRequest, code: UUID) -> ApprovalRequest:
     approval = approval_get_for_reviewer(user=request.user, code=code)
     if approval is None:
         raise Http404("No such approval request.")
@@ -128,7 +131,7 @@ def _get_or_404(request: HttpRequest, code: object) -> ApprovalRequest:
 
 
 def _detail_context(
-    request: HttpRequest, approval: ApprovalRequest, **extra: Any
+    request: AuthenticatedHttpRequest, approval: ApprovalRequest, **extra: Any
 ) -> dict[str, Any]:
     user_voted = any(vote.reviewer_id == request.user.pk for vote in approval.votes.all())
     return {
@@ -166,9 +169,9 @@ def _detail_context(
 
 @require_GET
 @login_required
-def detail(request: HtmxHttpRequest, code: object) -> HttpResponse:
+def detail(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     approval = _get_or_404(request, code)
-    decision_page_view_record(approval=approval, reviewer=request.user)  # type: ignore[arg-type]
+    decision_page_view_record(approval=approval, reviewer=request.user)
     context = _detail_context(request, approval)
     context["track_record"] = approval_track_record(user=request.user, approval=approval)
     context["run_timeline"] = run_timeline_for_approval(approval=approval)
@@ -176,7 +179,7 @@ def detail(request: HtmxHttpRequest, code: object) -> HttpResponse:
 
 
 def _panel(
-    request: HtmxHttpRequest, code: object, *, status: int = 200, **extra: Any
+    request: HtmxHttpRequest, code: UUID, *, status: int = 200, **extra: Any
 ) -> HttpResponse:
     """The decision panel, re-read after the action so it shows what is true now."""
     approval = _get_or_404(request, code)
@@ -189,20 +192,20 @@ def _panel(
     return render(request, "approvals/detail.html", context, status=status)
 
 
-def _conflict(request: HtmxHttpRequest, code: object, conflict: TransitionConflict) -> HttpResponse:
+def _conflict(request: HtmxHttpRequest, code: UUID, conflict: TransitionConflict) -> HttpResponse:
     message = (
         f"Not recorded: someone else got there first. This request is {conflict.current_status}."
     )
     return _panel(request, code, status=409, conflict_message=message)
 
 
-def _rejected(request: HtmxHttpRequest, code: object, error: ReviewRejected) -> HttpResponse:
+def _rejected(request: HtmxHttpRequest, code: UUID, error: ReviewRejected) -> HttpResponse:
     status = 409 if error.code in {"already_voted", "already_escalated"} else 400
     return _panel(request, code, status=status, conflict_message=str(error))
 
 
 def _approve(
-    request: HtmxHttpRequest, code: object, *, note: str, arguments: dict[str, Any] | None
+    request: HtmxHttpRequest, code: UUID, *, note: str, arguments: dict[str, Any] | None
 ) -> HttpResponse:
     approval = _get_or_404(request, code)
     try:
@@ -226,7 +229,7 @@ def _approve(
 
 @require_POST
 @login_required
-def approve(request: HtmxHttpRequest, code: object) -> HttpResponse:
+def approve(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     form = ApproveForm(request.POST)
     if not form.is_valid():
         return _panel(request, code, status=400, approve_form=form)
@@ -235,7 +238,7 @@ def approve(request: HtmxHttpRequest, code: object) -> HttpResponse:
 
 @require_POST
 @login_required
-def approve_changes(request: HtmxHttpRequest, code: object) -> HttpResponse:
+def approve_changes(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     """Approve with changed arguments, in two steps: see the diff, then confirm it."""
     approval = _get_or_404(request, code)
     form = ApproveChangesForm(request.POST)
@@ -266,7 +269,7 @@ def approve_changes(request: HtmxHttpRequest, code: object) -> HttpResponse:
 
 @require_POST
 @login_required
-def deny(request: HtmxHttpRequest, code: object) -> HttpResponse:
+def deny(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     approval = _get_or_404(request, code)
     form = DenyForm(request.POST)
     if not form.is_valid():
@@ -282,7 +285,7 @@ def deny(request: HtmxHttpRequest, code: object) -> HttpResponse:
 
 @require_POST
 @login_required
-def escalate(request: HtmxHttpRequest, code: object) -> HttpResponse:
+def escalate(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     approval = _get_or_404(request, code)
     form = EscalateForm(request.POST, approval=approval)
     if not form.is_valid():
@@ -308,7 +311,7 @@ def escalate(request: HtmxHttpRequest, code: object) -> HttpResponse:
 
 @require_POST
 @login_required
-def escalate_next_step(request: HtmxHttpRequest, code: object) -> HttpResponse:
+def escalate_next_step(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     """Escalate by hand along the request's chain: its next step fires now."""
     approval = _get_or_404(request, code)
     form = EscalateNextStepForm(request.POST)
@@ -339,7 +342,7 @@ def escalate_next_step(request: HtmxHttpRequest, code: object) -> HttpResponse:
 
 @require_POST
 @login_required
-def comment(request: HtmxHttpRequest, code: object) -> HttpResponse:
+def comment(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     approval = _get_or_404(request, code)
     form = CommentForm(request.POST)
     if form.is_valid():
@@ -361,7 +364,7 @@ def comment(request: HtmxHttpRequest, code: object) -> HttpResponse:
 
 @require_POST
 @login_required
-def claim(request: HtmxHttpRequest, code: object) -> HttpResponse:
+def claim(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     approval = _get_or_404(request, code)
     try:
         approval_claim_take(
@@ -376,7 +379,7 @@ def claim(request: HtmxHttpRequest, code: object) -> HttpResponse:
 
 @require_POST
 @login_required
-def release(request: HtmxHttpRequest, code: object) -> HttpResponse:
+def release(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     approval = _get_or_404(request, code)
     approval_claim_release(approval=approval, reviewer=request.user)
     return _panel(request, code)

@@ -1,20 +1,35 @@
 """Test data factories. Agents come with a usable plaintext credential."""
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import factory
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from django.utils import timezone
 
 from agents.models import Agent
 from agents.services import credential_issue
-from approvals.models import ApprovalRequest, Decision, Impact, NotificationPreference, Status
+from approvals.models import ApprovalRequest, Decision, Impact, NotificationPreference, Status, Team
 from approvals.policies.models import Outcome, PolicyRule, RuleState
 
 PASSWORD = "correct horse battery staple"
 
 
-class UserFactory(factory.django.DjangoModelFactory):
+class ModelFactory[T](factory.django.DjangoModelFactory[T]):
+    """Typing aid: calling a factory returns its model instance, as factory_boy does at runtime.
+
+    factory_boy leaves BaseFactory.__new__ unannotated, so mypy would take `AgentFactory()` for
+    an AgentFactory.
+    """
+
+    if TYPE_CHECKING:
+
+        def __new__(cls, *args: Any, **kwargs: Any) -> T: ...  # type: ignore[misc]
+
+
+class UserFactory(ModelFactory[User]):
     class Meta:
         model = get_user_model()
         django_get_or_create = ("username",)
@@ -24,7 +39,7 @@ class UserFactory(factory.django.DjangoModelFactory):
     password = factory.django.Password(PASSWORD)
 
 
-class AgentFactory(factory.django.DjangoModelFactory):
+class AgentFactory(ModelFactory[Agent]):
     class Meta:
         model = Agent
         skip_postgeneration_save = True
@@ -32,7 +47,7 @@ class AgentFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"agent-{n}")
 
     @factory.post_generation
-    def operators(self, create: bool, extracted: object, **kwargs: object) -> None:
+    def operators(self, create: bool, extracted: Iterable[User] | None, **kwargs: object) -> None:
         if create and extracted:
             self.operators.add(*extracted)  # type: ignore[attr-defined]
 
@@ -42,7 +57,7 @@ def agent_with_token(**kwargs: object) -> tuple[Agent, str]:
     return agent, credential_issue(agent=agent).plaintext
 
 
-class ApprovalRequestFactory(factory.django.DjangoModelFactory):
+class ApprovalRequestFactory(ModelFactory[ApprovalRequest]):
     class Meta:
         model = ApprovalRequest
 
@@ -66,7 +81,7 @@ def decided_approval(
     status: str,
     created_at: datetime,
     decided_at: datetime | None = None,
-    reviewer: object = None,
+    reviewer: User | None = None,
     note: str = "",
     **fields: object,
 ) -> ApprovalRequest:
@@ -82,13 +97,14 @@ def decided_approval(
     ApprovalRequest.objects.filter(pk=approval.pk).update(created_at=created_at)
     approval.created_at = created_at
     if status != Status.PENDING:
+        assert decided_at is not None, "a decided request needs decided_at"
         Decision.objects.create(
             approval=approval, status=status, reviewer=reviewer, note=note, decided_at=decided_at
         )
     return approval
 
 
-class TeamFactory(factory.django.DjangoModelFactory):
+class TeamFactory(ModelFactory[Team]):
     class Meta:
         model = "approvals.Team"
         django_get_or_create = ("name",)
@@ -97,18 +113,18 @@ class TeamFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"team-{n}")
 
     @factory.post_generation
-    def members(self, create: bool, extracted: object, **kwargs: object) -> None:
+    def members(self, create: bool, extracted: Iterable[User] | None, **kwargs: object) -> None:
         if create and extracted:
             self.members.add(*extracted)  # type: ignore[attr-defined]
 
 
-def reviewer_with_slack(username: str, slack_user_id: str, **preferences: object) -> object:
+def reviewer_with_slack(username: str, slack_user_id: str, **preferences: object) -> User:
     user = UserFactory(username=username)
     NotificationPreference.objects.create(user=user, slack_user_id=slack_user_id, **preferences)
     return user
 
 
-class PolicyRuleFactory(factory.django.DjangoModelFactory):
+class PolicyRuleFactory(ModelFactory[PolicyRule]):
     class Meta:
         model = PolicyRule
 

@@ -21,6 +21,7 @@ from approvals.policies.models import (
     Throttle,
 )
 from console.admin_mixins import ReadOnlyAdminMixin
+from console.http import signed_in_user
 
 
 class PolicyConditionInline(admin.TabularInline):
@@ -179,7 +180,7 @@ class AgentHaltAdmin(AuditedAdminMixin, admin.ModelAdmin):
         return bool(request.user.has_perm("agents.halt_agent"))
 
     def save_model(self, request: HttpRequest, obj: AgentHalt, form, change: bool) -> None:  # type: ignore[no-untyped-def]
-        halt = agent_halt(agent=obj.agent, reason=obj.reason, halted_by=request.user)  # type: ignore[arg-type]
+        halt = agent_halt(agent=obj.agent, reason=obj.reason, halted_by=signed_in_user(request))
         obj.pk = halt.pk
 
     def response_add(self, request: HttpRequest, obj: AgentHalt, post_url_continue=None):  # type: ignore[no-untyped-def]
@@ -192,7 +193,7 @@ class AgentHaltAdmin(AuditedAdminMixin, admin.ModelAdmin):
             try:
                 agent_resume(
                     agent=halt.agent,
-                    resumed_by=request.user,  # type: ignore[arg-type]
+                    resumed_by=signed_in_user(request),
                     reason=f"Resumed from the admin by {request.user}.",
                 )
             except NotHalted:

@@ -7,7 +7,7 @@ saying who and why.
 
 from datetime import datetime, timedelta
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
@@ -31,7 +31,7 @@ def agent_active_halt(*, agent: Agent) -> AgentHalt | None:
 
 
 def agent_halt(
-    *, agent: Agent, reason: str, halted_by: AbstractBaseUser | None, now: datetime | None = None
+    *, agent: Agent, reason: str, halted_by: User | None, now: datetime | None = None
 ) -> AgentHalt:
     """Halt an agent and cancel its pending requests. Halting a halted agent changes nothing."""
     now = now or timezone.now()
@@ -65,7 +65,7 @@ def agent_halt(
     return halt
 
 
-def agent_resume(*, agent: Agent, resumed_by: AbstractBaseUser, reason: str) -> AgentHalt:
+def agent_resume(*, agent: Agent, resumed_by: User, reason: str) -> AgentHalt:
     """Let a halted agent's requests through to the policy again."""
     now = timezone.now()
     with transaction.atomic():
@@ -131,7 +131,7 @@ def agent_circuit_breaker_check(*, agent_id: int, now: datetime | None = None) -
     return None
 
 
-def run_halt(*, run: Run, halted_by: AbstractBaseUser, reason: str) -> Run:
+def run_halt(*, run: Run, halted_by: User, reason: str) -> Run:
     """Halt one run from the console: its pending requests are denied, new ones refused.
 
     A halted run is closed for good (the native API has no reopening); the agent starts a new

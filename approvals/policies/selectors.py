@@ -1,5 +1,7 @@
 """Read paths for the kill-switch page."""
 
+from uuid import UUID
+
 from django.db.models import Prefetch, QuerySet
 
 from agents.models import Agent, AgentHalt, Run
@@ -17,9 +19,9 @@ def agents_with_halts() -> QuerySet[Agent]:
     ).order_by("name")
 
 
-def agent_get(*, code: object) -> Agent | None:
+def agent_get(*, code: UUID | str) -> Agent | None:
     return Agent.objects.filter(code=code).first()
 
 
-def run_get(*, code: object) -> Run | None:
+def run_get(*, code: UUID | str) -> Run | None:
     return Run.objects.filter(code=code).first()

@@ -1,5 +1,7 @@
 """The kill switch in the console: see which agents are halted; halt or resume in one click."""
 
+from uuid import UUID
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.http import Http404, HttpRequest, HttpResponse
@@ -11,9 +13,10 @@ from agents.models import Agent
 from approvals.policies.forms import HaltForm, ResumeForm
 from approvals.policies.halts import NotHalted, agent_halt, agent_resume, run_halt
 from approvals.policies.selectors import agent_get, agents_with_halts, run_get
+from console.http import AuthenticatedHttpRequest
 
 
-def _agent_or_404(code: object) -> Agent:
+def _agent_or_404(code: UUID) -> Agent:
     agent = agent_get(code=code)
     if agent is None:
         raise Http404("No such agent.")
@@ -29,7 +32,7 @@ def _back(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @login_required
-def agents(request: HttpRequest) -> HttpResponse:
+def agents(request: AuthenticatedHttpRequest) -> HttpResponse:
     rows = [
         (agent, next((h for h in agent.halts.all() if h.is_active), None))
         for agent in agents_with_halts()
@@ -49,14 +52,14 @@ def agents(request: HttpRequest) -> HttpResponse:
 @require_POST
 @login_required
 @permission_required("agents.halt_agent", raise_exception=True)
-def halt(request: HttpRequest, code: object) -> HttpResponse:
+def halt(request: AuthenticatedHttpRequest, code: UUID) -> HttpResponse:
     agent = _agent_or_404(code)
     form = HaltForm(request.POST)
     reason = form.cleaned_data["reason"] if form.is_valid() else ""
     agent_halt(
         agent=agent,
         reason=reason or f"Halted from the console by {request.user.get_username()}.",
-        halted_by=request.user,  # type: ignore[arg-type]
+        halted_by=request.user,
     )
     messages.warning(
         request, f"{agent.name} is halted: pending requests cancelled, new ones denied."
@@ -67,14 +70,14 @@ def halt(request: HttpRequest, code: object) -> HttpResponse:
 @require_POST
 @login_required
 @permission_required("agents.halt_agent", raise_exception=True)
-def resume(request: HttpRequest, code: object) -> HttpResponse:
+def resume(request: AuthenticatedHttpRequest, code: UUID) -> HttpResponse:
     agent = _agent_or_404(code)
     form = ResumeForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Say why you resume the agent: it is recorded with your name.")
         return _back(request)
     try:
-        agent_resume(agent=agent, resumed_by=request.user, reason=form.cleaned_data["reason"])  # type: ignore[arg-type]
+        agent_resume(agent=agent, resumed_by=request.user, reason=form.cleaned_data["reason"])
     except NotHalted:
         messages.info(request, f"{agent.name} was not halted.")
     else:
@@ -85,12 +88,12 @@ def resume(request: HttpRequest, code: object) -> HttpResponse:
 @require_POST
 @login_required
 @permission_required("agents.halt_agent", raise_exception=True)
-def halt_run(request: HttpRequest, code: object) -> HttpResponse:
+def halt_run(request: AuthenticatedHttpRequest, code: UUID) -> HttpResponse:
     run = run_get(code=code)
     if run is None:
         raise Http404("No such run.")
     form = HaltForm(request.POST)
     reason = form.cleaned_data["reason"] if form.is_valid() else ""
-    run = run_halt(run=run, halted_by=request.user, reason=reason)  # type: ignore[arg-type]
+    run = run_halt(run=run, halted_by=request.user, reason=reason)
     messages.warning(request, f"Run {run.name} is {run.status}: its pending requests are denied.")
     return _back(request)

@@ -6,8 +6,10 @@ shares an interpreter with the server it measures. `console.bench.memory` adds o
 process per memory figure.
 """
 
+from collections.abc import Sequence
 
-def aligned(rows: list[tuple[str, ...]]) -> list[str]:
+
+def aligned(rows: Sequence[tuple[str, ...]]) -> list[str]:
     """Rows as a plain-text table: the first row is the header, the first column the name."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [

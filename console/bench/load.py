@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import httpx
 import websockets
+from websockets.typing import Origin
 
 from console.bench.memory import process_cpu_ticks
 
@@ -342,7 +343,7 @@ class Load:
                 return await websockets.connect(
                     server.replace("http://", "ws://") + "/ws/queue/",
                     additional_headers={"Cookie": cookie},
-                    origin=server,
+                    origin=Origin(server),
                     max_size=None,
                     open_timeout=60,
                 )

@@ -30,6 +30,7 @@ from typing import IO, Any
 
 import httpx
 import websockets
+from websockets.typing import Origin
 
 from console.bench import aligned
 
@@ -312,7 +313,7 @@ class Holder:
         return await websockets.connect(
             self.server.replace("http://", "ws://") + "/ws/queue/",
             additional_headers={"Cookie": self.cookie},
-            origin=self.server,
+            origin=Origin(self.server),
             ping_interval=None,
             max_size=None,
         )

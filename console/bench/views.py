@@ -5,7 +5,7 @@ import re
 import tracemalloc
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponseBadRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 
 SNAPSHOT_NAME = re.compile(r"^[a-z0-9-]{1,40}$")
 
@@ -16,7 +16,7 @@ def bare(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"ok": True})
 
 
-def process(request: HttpRequest) -> JsonResponse:
+def process(request: HttpRequest) -> HttpResponse:
     """Which process answered, so the memory benchmark reads that process's RSS from outside.
 
     `?snapshot=NAME` with tracemalloc on (PYTHONTRACEMALLOC) also writes the process's heap

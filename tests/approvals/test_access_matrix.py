@@ -209,10 +209,10 @@ def test_it_pushes_a_request_only_to_its_teams_sockets(live_console) -> None:  #
             await asyncio.to_thread(
                 approval_request_comment, approval=marker, reviewer=bob, note="marker"
             )
-            alice_got = [await asyncio.wait_for(alice_ws.recv(), 5)]
+            alice_got = [await asyncio.wait_for(alice_ws.recv(decode=True), 5)]
             bob_got = []
             while True:
-                message = await asyncio.wait_for(bob_ws.recv(), 5)
+                message = await asyncio.wait_for(bob_ws.recv(decode=True), 5)
                 bob_got.append(message)
                 if "ops_marker" in message:
                     break

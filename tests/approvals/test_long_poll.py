@@ -105,7 +105,7 @@ def test_waiting_polls_hold_no_database_connection(live_console) -> None:  # typ
     agent = _agent_http(live_console)
     waiting = 6
     codes = [_create(agent)["id"] for _ in range(waiting)]
-    pool = connection.pool
+    pool = connection.pool  # type: ignore[attr-defined]  # PostgreSQL backend with pooling on
     before = pool.get_stats()
     in_use_before = before["pool_size"] - before["pool_available"]
     threads = [

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from django.db import connection
 from django.utils import timezone
-from playwright.sync_api import Browser, Page, Route, expect
+from playwright.sync_api import Browser, Dialog, Page, Route, expect
 
 from approvals import realtime
 from approvals.models import ApprovalRequest, Decision, Impact, ReviewerPresence, Status
@@ -403,7 +403,12 @@ def test_agent_supplied_html_shows_as_text_and_never_runs(
 ) -> None:  # type: ignore[no-untyped-def]
     staff = UserFactory(username="sam", is_staff=True)
     dialogs: list[str] = []
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+    def dismiss(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
     _, token = agent_with_token(name="evil-bot")
     _log_in(page, live_console.url, staff.username)
 

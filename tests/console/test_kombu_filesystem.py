@@ -22,7 +22,8 @@ def _race(tmp_path, transport: type) -> tuple[int, list[Exception]]:  # type: ig
     }
     (tmp_path / "processed").mkdir()
     (tmp_path / "control").mkdir()
-    received, errors = 0, []
+    received = 0
+    errors: list[Exception] = []
     with (
         Connection(transport=transport, transport_options=options) as producer,
         Connection(transport=transport, transport_options=options) as consumer,

@@ -34,6 +34,7 @@ def json_log() -> Iterator[io.StringIO]:
         for handler in logging.getLogger().handlers
         if isinstance(handler.formatter, JsonFormatter)
     )
+    assert isinstance(handler, logging.StreamHandler)
     buffer = io.StringIO()
     previous = handler.setStream(buffer)
     yield buffer

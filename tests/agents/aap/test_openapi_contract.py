@@ -33,7 +33,7 @@ CHECKS = [
 schema = schemathesis.openapi.from_path(str(SPEC))
 # Valid input only: the point is that every valid call gets a conforming answer. (Rejection of
 # invalid input is asserted by the per-section tests.)
-schema.config.generation.update(modes=["positive"])
+schema.config.generation.update(modes=[schemathesis.GenerationMode.POSITIVE])
 
 
 @dataclass

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import pytest
@@ -95,7 +96,7 @@ def test_it_leaves_nothing_pending_when_a_halt_races_new_requests() -> None:
     for round_number in range(3):
         agent = AgentFactory()
         actions = [_creator(agent, f"h{round_number}-{i}") for i in range(THREADS - 1)]
-        actions.append(lambda agent=agent: agent_halt(agent=agent, reason="stop", halted_by=halter))
+        actions.append(partial(agent_halt, agent=agent, reason="stop", halted_by=halter))
         errors = _in_parallel(actions)
         assert not errors, errors
         # Every request either came before the halt (cancelled) or after it (denied).
@@ -151,7 +152,7 @@ def test_it_leaves_nothing_pending_when_a_halt_races_new_batches() -> None:
     for round_number in range(3):
         agent = AgentFactory()
         actions = [_batch_creator(agent, f"b{round_number}-{i}") for i in range(THREADS - 1)]
-        actions.append(lambda agent=agent: agent_halt(agent=agent, reason="stop", halted_by=halter))
+        actions.append(partial(agent_halt, agent=agent, reason="stop", halted_by=halter))
         errors = _in_parallel(actions)
         assert not errors, errors
         assert ApprovalRequest.objects.filter(agent=agent).count() == 3 * (THREADS - 1)
