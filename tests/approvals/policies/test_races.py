@@ -209,7 +209,10 @@ def test_shared_decisions_do_not_wait_for_each_other_but_a_halt_waits_for_them(
         threads.append(other)
         # Shared: the second decision goes ahead while the first still holds its lock.
         # Exclusive: it waits for the first transaction to end.
-        assert second.wait(timeout=1.0) is (not exclusive)
+        if exclusive:
+            assert not second.wait(timeout=1.0)
+        else:
+            assert second.wait(timeout=10)
         halter = threading.Thread(target=_in_parallel, args=([halt],))
         halter.start()
         threads.append(halter)
