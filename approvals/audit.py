@@ -242,26 +242,19 @@ def audit_records_append(entries: list[AuditEntry]) -> list[AuditRecord]:
     if not entries:
         return []
     context_now = current_request_context()
-    # No savepoint: if appending fails, the change it describes must not commit either.
-    with transaction.atomic(savepoint=False):
-        # Appends are serialized on the head row (PostgreSQL row lock; SQLite has one writer
-        # anyway), so no two records ever claim the same predecessor.
-        head = _locked_head()
-        sequence, prev_hash = head.last_sequence, head.last_hash
-        created_at = timezone.now()
-        records = []
-        for entry in entries:
-            who = AuditActor.of(entry.actor)
-            object_type, object_id, object_label = (
-                _object_ref(entry.target)
-                if entry.target is not None
-                else (entry.object_type, str(entry.object_id), entry.object_label)
-            )
-            origin = entry.origin or context_now
-            sequence += 1
-            record = AuditRecord(
-                sequence=sequence,
-                created_at=created_at,
+    # Everything but the place in the chain is worked out before the head is locked: every
+    # audited write in the system waits while it is held.
+    records = []
+    for entry in entries:
+        who = AuditActor.of(entry.actor)
+        object_type, object_id, object_label = (
+            _object_ref(entry.target)
+            if entry.target is not None
+            else (entry.object_type, str(entry.object_id), entry.object_label)
+        )
+        origin = entry.origin or context_now
+        records.append(
+            AuditRecord(
                 action=str(entry.action),
                 actor_type=who.type,
                 actor_id=who.id,
@@ -275,10 +268,20 @@ def audit_records_append(entries: list[AuditEntry]) -> list[AuditRecord]:
                 before=_jsonable(entry.before),
                 after=_jsonable(entry.after),
                 context=_jsonable(entry.context) or {},
-                prev_hash=prev_hash,
             )
+        )
+    # No savepoint: if appending fails, the change it describes must not commit either.
+    with transaction.atomic(savepoint=False):
+        # Appends are serialized on the head row (PostgreSQL row lock; SQLite has one writer
+        # anyway), so no two records ever claim the same predecessor.
+        head = _locked_head()
+        sequence, prev_hash = head.last_sequence, head.last_hash
+        # Read under the lock: times along the chain never go backwards.
+        created_at = timezone.now()
+        for record in records:
+            sequence += 1
+            record.sequence, record.created_at, record.prev_hash = sequence, created_at, prev_hash
             record.hash = prev_hash = audit_record_digest(record)
-            records.append(record)
         AuditRecord.objects.bulk_create(records)
         AuditChainHead.objects.filter(pk=head.pk).update(
             last_sequence=sequence, last_hash=prev_hash
