@@ -190,6 +190,7 @@ def table(results: dict[str, Any]) -> str:
         add(f"create request policy approves ({concurrency})", throughput["create_approved"])
         if "create_held_fleet" in throughput:
             fleet = f"c={throughput['fleet_concurrency']:.0f}"
+            add(f"bare Django JSON endpoint ({fleet})", throughput["bare_fleet"])
             add(f"create held request ({fleet})", throughput["create_held_fleet"])
     for waiting, numbers in results.get("decision_to_agent", {}).items():
         add(f"decision to agent, {waiting} waiting", numbers)
@@ -201,6 +202,12 @@ def table(results: dict[str, Any]) -> str:
         lines.append(
             f"throughput ratio to bare: held {throughput['held_to_bare_ratio']:.2f}, "
             f"policy-approved {throughput['approved_to_bare_ratio']:.2f}"
+            + (
+                f"; held at c={throughput['fleet_concurrency']:.0f} "
+                f"{throughput['held_to_bare_ratio_fleet']:.2f}"
+                if "held_to_bare_ratio_fleet" in throughput
+                else ""
+            )
         )
         lines.append(
             "server CPU per request (both servers, ms): "

@@ -185,6 +185,7 @@ class Load:
             approved = await measured(create(APPROVED_BODY, "approved"))
             # A fleet keeps more requests in flight: batches grow, and so does the rate.
             fleet = self.plan["fleet_concurrency"]
+            bare_fleet = await measured(bare, concurrency=fleet)
             held_fleet = await measured(create(HELD_BODY, "pending"), concurrency=fleet)
         return {
             "concurrency": float(self.plan["concurrency"]),
@@ -192,7 +193,11 @@ class Load:
             "create_held": held,
             "create_approved": approved,
             "fleet_concurrency": float(fleet),
+            "bare_fleet": bare_fleet,
             "create_held_fleet": held_fleet,
+            "held_to_bare_ratio_fleet": (
+                held_fleet["rps"] / bare_fleet["rps"] if bare_fleet["rps"] else 0.0
+            ),
             "held_to_bare_ratio": held["rps"] / bare_numbers["rps"] if bare_numbers["rps"] else 0.0,
             "approved_to_bare_ratio": (
                 approved["rps"] / bare_numbers["rps"] if bare_numbers["rps"] else 0.0

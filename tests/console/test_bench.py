@@ -82,6 +82,7 @@ def test_it_writes_every_figure_as_a_number(tmp_path: Path, queue_databases_drop
     _assert_numbers(throughput["create_held"], LATENCY_KEYS | {"rps"})
     assert throughput["create_held"]["count"] > 0
     _assert_numbers(throughput["create_held_fleet"], LATENCY_KEYS | {"rps"})
+    _assert_numbers(throughput["bare_fleet"], LATENCY_KEYS | {"rps"})
     assert throughput["fleet_concurrency"] == 4
     assert set(results["decision_to_agent"]) == {"1", "2"}
     for figures in results["decision_to_agent"].values():
