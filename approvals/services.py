@@ -27,9 +27,15 @@ from agents.aap import webhooks
 from agents.models import Agent, Run
 from agents.services import run_refusal_reason
 from approvals import realtime
+from approvals.access import reviewer_may_see
 from approvals.audit import AuditAction, AuditEntry, audit_record, audit_records_append
 from approvals.escalations import expiry_note
-from approvals.exceptions import IdempotencyConflict, TransitionConflict, UnknownRun
+from approvals.exceptions import (
+    ApprovalNotVisible,
+    IdempotencyConflict,
+    TransitionConflict,
+    UnknownRun,
+)
 from approvals.models import (
     ActorType,
     ApprovalEvent,
@@ -749,6 +755,14 @@ def _transition(
         raise ValueError(f"No transition leads to {to_status!r}.")
 
     candidates = ApprovalRequest.objects.filter(pk=approval.pk, status=Status.PENDING)
+    if actor_type == ActorType.REVIEWER:
+        # The reviewer's access was checked against the team the request had then: if it has
+        # been escalated since, this decision must not land on the strength of that check.
+        candidates = (
+            candidates.filter(team_id=approval.team_id)
+            if approval.team_id is not None
+            else candidates.filter(team__isnull=True)
+        )
     # Expiry happens only at or after the deadline; anything else only before it. This is what
     # makes "never approved late" hold even if beat has not run yet.
     if to_status == Status.EXPIRED:
@@ -811,6 +825,26 @@ def _transition(
     current = ApprovalRequest.objects.select_related("decision").get(pk=approval.pk)
     if changed == 1:
         return current
+    if current.status == Status.PENDING and current.team_id != approval.team_id:
+        # Escalated meanwhile (only a reviewer's update checks the team). A reviewer who may see
+        # the new team too (staff, or a member of both) decides it as it is now; anyone else
+        # is told it is not there, as for any request they cannot see.
+        if not reviewer_may_see(user=actor_user, team_id=current.team_id):
+            raise ApprovalNotVisible()
+        return _transition(
+            approval=current,
+            to_status=to_status,
+            actor_type=actor_type,
+            actor_user=actor_user,
+            actor_agent=actor_agent,
+            note=note,
+            now=now,
+            expires_at=expires_at,
+            approved_arguments=approved_arguments,
+            suggested_arguments=suggested_arguments,
+            event_kind=event_kind,
+            notify=notify,
+        )
     if current.status == Status.PENDING and to_status != Status.EXPIRED:
         # Still pending, so the deadline must have passed: it expires now, not approves late.
         current = approval_request_expire_if_overdue(approval=current)

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 from django.conf import settings
 from slack_sdk.signature import SignatureVerifier
 
-from approvals.exceptions import ReviewRejected, TransitionConflict
+from approvals.exceptions import ApprovalNotVisible, ReviewRejected, TransitionConflict
 from approvals.models import ApprovalRequest, NotificationPreference
 from approvals.notifiers.slack import ACTION_APPROVE, ACTION_DENY
 from approvals.reviews import approval_request_review_approve, approval_request_review_deny
@@ -98,6 +98,8 @@ def slack_interaction_handle(*, body: bytes, headers: Mapping[str, str]) -> Inte
             )
     except TransitionConflict as conflict:
         return refuse(f"Not recorded: this request is already {conflict.current_status}.")
+    except ApprovalNotVisible:  # escalated to another team while the click was on its way
+        return refuse("You may not decide this request: it is routed to another team.")
     except ReviewRejected as rejected:
         return refuse(f"Not recorded: {rejected}")
     logger.info("slack %s by %s on %s", action_id, reviewer.get_username(), approval.code)

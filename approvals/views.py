@@ -6,6 +6,8 @@ answers 404, exactly like one that does not exist.
 """
 
 import difflib
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 from uuid import UUID
 
@@ -123,6 +125,20 @@ def history(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, "approvals/history.html", context)
 
 
+def _not_visible_is_404(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """A request the reviewer could see when the view read it, but not when the action ran
+    (removed from the team, or the request escalated away meanwhile): 404, as if never seen."""
+
+    @wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(*args, **kwargs)
+        except ApprovalNotVisible:
+            raise Http404("No such approval request.") from None
+
+    return wrapped
+
+
 def _get_or_404(request: AuthenticatedHttpRequest, code: UUID) -> ApprovalRequest:
     approval = approval_get_for_reviewer(user=request.user, code=code)
     if approval is None:
@@ -216,8 +232,6 @@ def _approve(
         return _conflict(request, code, conflict)
     except ReviewRejected as error:
         return _rejected(request, code, error)
-    except ApprovalNotVisible:
-        raise Http404("No such approval request.") from None
     if outcome.decided:
         return _panel(request, code)
     message = (
@@ -229,6 +243,7 @@ def _approve(
 
 @require_POST
 @login_required
+@_not_visible_is_404
 def approve(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     form = ApproveForm(request.POST)
     if not form.is_valid():
@@ -238,6 +253,7 @@ def approve(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
 
 @require_POST
 @login_required
+@_not_visible_is_404
 def approve_changes(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     """Approve with changed arguments, in two steps: see the diff, then confirm it."""
     approval = _get_or_404(request, code)
@@ -269,6 +285,7 @@ def approve_changes(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
 
 @require_POST
 @login_required
+@_not_visible_is_404
 def deny(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     approval = _get_or_404(request, code)
     form = DenyForm(request.POST)
@@ -285,6 +302,7 @@ def deny(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
 
 @require_POST
 @login_required
+@_not_visible_is_404
 def escalate(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     approval = _get_or_404(request, code)
     form = EscalateForm(request.POST, approval=approval)
@@ -311,6 +329,7 @@ def escalate(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
 
 @require_POST
 @login_required
+@_not_visible_is_404
 def escalate_next_step(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     """Escalate by hand along the request's chain: its next step fires now."""
     approval = _get_or_404(request, code)
@@ -342,6 +361,7 @@ def escalate_next_step(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
 
 @require_POST
 @login_required
+@_not_visible_is_404
 def comment(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     approval = _get_or_404(request, code)
     form = CommentForm(request.POST)
@@ -364,6 +384,7 @@ def comment(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
 
 @require_POST
 @login_required
+@_not_visible_is_404
 def claim(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     approval = _get_or_404(request, code)
     try:

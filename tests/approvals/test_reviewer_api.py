@@ -164,3 +164,48 @@ def test_a_decision_on_a_request_escalated_away_meanwhile_answers_without_its_de
 
     assert response.status_code == 200, response.content
     assert response.json() == {"id": str(approval.code), "status": Status.DENIED}
+
+
+def _escalated_after_read(monkeypatch, approval, team) -> None:  # type: ignore[no-untyped-def]
+    """Between the API's read of the request (and its access check) and the decision, the
+    request is escalated to `team`."""
+    from approvals import reviewer_api
+    from approvals.models import ApprovalRequest
+
+    read = reviewer_api.approval_get_for_reviewer
+
+    def read_then_escalated(**kwargs):  # type: ignore[no-untyped-def]
+        found = read(**kwargs)
+        ApprovalRequest.objects.filter(pk=approval.pk).update(team=team)
+        return found
+
+    monkeypatch.setattr(reviewer_api, "approval_get_for_reviewer", read_then_escalated)
+
+
+@pytest.mark.parametrize(("action", "body"), [("approve", {}), ("deny", {"reason": "no"})])
+def test_a_decision_on_a_request_escalated_away_before_it_lands_is_refused(  # type: ignore[no-untyped-def]
+    api, approval, monkeypatch, action, body
+) -> None:
+    elsewhere = TeamFactory(name="elsewhere")
+    _escalated_after_read(monkeypatch, approval, elsewhere)
+
+    response = api.post(_url(action, approval), body, format="json")
+
+    assert response.status_code == 404, response.content
+    approval.refresh_from_db()
+    assert (approval.status, approval.team) == (Status.PENDING, elsewhere)
+    assert not approval.events.filter(kind__in=[Status.APPROVED, Status.DENIED]).exists()
+
+
+def test_staff_decide_a_request_escalated_meanwhile_as_it_is_now(approval, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    staff = UserFactory(username="sam", is_staff=True)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=staff).key}")
+    elsewhere = TeamFactory(name="elsewhere")
+    _escalated_after_read(monkeypatch, approval, elsewhere)
+
+    response = client.post(_url("approve", approval), {"note": "fine"}, format="json")
+
+    assert response.status_code == 200, response.content
+    approval.refresh_from_db()
+    assert (approval.status, approval.team) == (Status.APPROVED, elsewhere)

@@ -292,3 +292,27 @@ def test_it_refuses_an_approval_from_the_agents_operator(client, slack_api) -> N
     assert "another reviewer must approve it" in reply.body["text"]
     approval.refresh_from_db()
     assert approval.status == Status.PENDING
+
+
+def test_a_click_escalated_away_meanwhile_is_refused(client, slack_api, monkeypatch) -> None:  # noqa: F811
+    from approvals import slack_interactions
+    from approvals.models import ApprovalRequest
+    from tests.factories import TeamFactory
+
+    member = reviewer_with_slack("sam", "U0SAM")
+    approval, _ = _posted([member])
+    elsewhere = TeamFactory(name="elsewhere")
+    allowed = slack_interactions.approval_may_be_decided_by
+
+    def allowed_then_escalated(**kwargs):  # type: ignore[no-untyped-def]
+        verdict = allowed(**kwargs)
+        ApprovalRequest.objects.filter(pk=approval.pk).update(team=elsewhere)
+        return verdict
+
+    monkeypatch.setattr(slack_interactions, "approval_may_be_decided_by", allowed_then_escalated)
+    body = _interaction(approval, "U0SAM")
+
+    assert _post(client, body, _signed_headers(body)).status_code == 200
+
+    approval.refresh_from_db()
+    assert (approval.status, approval.team) == (Status.PENDING, elsewhere)

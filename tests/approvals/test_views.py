@@ -139,3 +139,41 @@ def test_it_sends_a_strict_content_security_policy(logged_in) -> None:  # type: 
     csp = logged_in.get(reverse("approvals:queue"))["Content-Security-Policy"]
     assert "script-src 'self'" in csp
     assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("approvals:approve", {}),
+        ("approvals:deny", {"reason": "No."}),
+        ("approvals:comment", {"note": "Hm."}),
+    ],
+)
+def test_a_reviewer_who_loses_sight_of_the_request_mid_call_gets_404(  # type: ignore[no-untyped-def]
+    client, monkeypatch, name, data
+) -> None:
+    """The page read the request while the reviewer was in its team; they were removed before
+    the action ran: 404 and nothing recorded, not a server error."""
+    from approvals import views
+    from tests.factories import TeamFactory
+
+    member = UserFactory(username="mo")
+    team = TeamFactory(name="payments", members=[member])
+    approval = ApprovalRequestFactory(team=team)
+    client.force_login(member)
+    read = views.approval_get_for_reviewer
+
+    def read_then_removed(**kwargs):  # type: ignore[no-untyped-def]
+        found = read(**kwargs)
+        member.teams.clear()
+        return found
+
+    monkeypatch.setattr(views, "approval_get_for_reviewer", read_then_removed)
+    events_before = approval.events.count()
+
+    response = client.post(reverse(name, args=[approval.code]), data)
+
+    assert response.status_code == 404
+    approval.refresh_from_db()
+    assert approval.status == Status.PENDING
+    assert approval.events.count() == events_before
