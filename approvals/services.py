@@ -825,7 +825,11 @@ def _transition(
     current = ApprovalRequest.objects.select_related("decision").get(pk=approval.pk)
     if changed == 1:
         return current
-    if current.status == Status.PENDING and current.team_id != approval.team_id:
+    if (
+        actor_type == ActorType.REVIEWER
+        and current.status == Status.PENDING
+        and current.team_id != approval.team_id
+    ):
         # Escalated meanwhile (only a reviewer's update checks the team). A reviewer who may see
         # the new team too (staff, or a member of both) decides it as it is now; anyone else
         # is told it is not there, as for any request they cannot see.

@@ -229,3 +229,20 @@ def test_it_treats_unchanged_arguments_as_a_plain_approval() -> None:
         approval=approval, reviewer=UserFactory(), arguments={"amount": 4900}
     )
     assert approved.decision.approved_arguments is None
+
+
+def test_only_a_reviewers_decision_is_tied_to_the_team_it_saw() -> None:
+    """An agent cancelling a request that is past its deadline gets the expiry, as always, even
+    when its copy of the request predates an escalation: the team is a reviewer's question."""
+    from approvals.models import ApprovalRequest
+    from tests.factories import TeamFactory
+
+    first, second = TeamFactory(name="first"), TeamFactory(name="second")
+    stale = ApprovalRequestFactory(team=first, deadline_at=timezone.now() - timedelta(seconds=1))
+    ApprovalRequest.objects.filter(pk=stale.pk).update(team=second)
+
+    with pytest.raises(TransitionConflict) as conflict:
+        approval_request_cancel(approval=stale, agent=stale.agent)
+
+    assert conflict.value.current_status == Status.EXPIRED
+    assert ApprovalRequest.objects.get(pk=stale.pk).status == Status.EXPIRED
