@@ -277,10 +277,11 @@ def _create_fresh(
                     continue
             pending.append(_Pending(index=index, new=new, fingerprint=fingerprint, run=run))
         # Interdependent decisions (throttles, running totals, circuit breakers) need one
-        # agent's creations decided one after another; otherwise a batch only keeps halts out.
-        interdependent = len(pending) < 2 or policy_decisions_interdependent()
-        for wave in _waves(pending, interdependent=interdependent):
-            _create_wave(wave, now=now, exclusive=interdependent)
+        # agent's creations decided one after another, under its exclusive lock; otherwise a
+        # batch only keeps halts out. A request alone takes the exclusive lock without asking.
+        exclusive = len(pending) < 2 or policy_decisions_interdependent()
+        for wave in _waves(pending, interdependent=exclusive):
+            _create_wave(wave, now=now, exclusive=exclusive)
         if publish_after_commit:
             created_ids = [p.approval.pk for p in pending if p.approval is not None]
             transaction.on_commit(partial(realtime.publish_approvals_created, created_ids))
