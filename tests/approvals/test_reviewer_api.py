@@ -8,6 +8,7 @@ from rest_framework.test import APIClient
 from approvals.models import Status
 from approvals.services import approval_request_approve
 from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory
+from tests.interleave import after_call
 
 pytestmark = pytest.mark.django_db
 
@@ -124,14 +125,7 @@ def test_a_reviewer_removed_from_the_team_mid_call_gets_404_and_changes_nothing(
     from approvals import reviewer_api
 
     TeamFactory(name="risk")
-    read = reviewer_api.approval_get_for_reviewer
-
-    def read_then_removed_from_the_team(**kwargs):  # type: ignore[no-untyped-def]
-        found = read(**kwargs)
-        ann.teams.clear()
-        return found
-
-    monkeypatch.setattr(reviewer_api, "approval_get_for_reviewer", read_then_removed_from_the_team)
+    after_call(monkeypatch, reviewer_api, "approval_get_for_reviewer", ann.teams.clear)
     events_before = approval.events.count()
 
     response = api.post(_url(action, approval), body, format="json")
@@ -152,14 +146,12 @@ def test_a_decision_on_a_request_escalated_away_meanwhile_answers_without_its_de
     from approvals.models import ApprovalRequest
 
     elsewhere = TeamFactory(name="elsewhere")
-    original = reviewer_api.approval_request_review_deny
-
-    def deny_then_escalated(**kwargs):  # type: ignore[no-untyped-def]
-        decided = original(**kwargs)
-        ApprovalRequest.objects.filter(pk=approval.pk).update(team=elsewhere)
-        return decided
-
-    monkeypatch.setattr(reviewer_api, "approval_request_review_deny", deny_then_escalated)
+    after_call(
+        monkeypatch,
+        reviewer_api,
+        "approval_request_review_deny",
+        lambda: ApprovalRequest.objects.filter(pk=approval.pk).update(team=elsewhere),
+    )
     response = api.post(_url("deny", approval), {"reason": "no"}, format="json")
 
     assert response.status_code == 200, response.content
@@ -172,14 +164,12 @@ def _escalated_after_read(monkeypatch, approval, team) -> None:  # type: ignore[
     from approvals import reviewer_api
     from approvals.models import ApprovalRequest
 
-    read = reviewer_api.approval_get_for_reviewer
-
-    def read_then_escalated(**kwargs):  # type: ignore[no-untyped-def]
-        found = read(**kwargs)
-        ApprovalRequest.objects.filter(pk=approval.pk).update(team=team)
-        return found
-
-    monkeypatch.setattr(reviewer_api, "approval_get_for_reviewer", read_then_escalated)
+    after_call(
+        monkeypatch,
+        reviewer_api,
+        "approval_get_for_reviewer",
+        lambda: ApprovalRequest.objects.filter(pk=approval.pk).update(team=team),
+    )
 
 
 @pytest.mark.parametrize(("action", "body"), [("approve", {}), ("deny", {"reason": "no"})])

@@ -298,18 +298,17 @@ def test_a_click_escalated_away_meanwhile_is_refused(client, slack_api, monkeypa
     from approvals import slack_interactions
     from approvals.models import ApprovalRequest
     from tests.factories import TeamFactory
+    from tests.interleave import after_call
 
     member = reviewer_with_slack("sam", "U0SAM")
     approval, _ = _posted([member])
     elsewhere = TeamFactory(name="elsewhere")
-    allowed = slack_interactions.approval_may_be_decided_by
-
-    def allowed_then_escalated(**kwargs):  # type: ignore[no-untyped-def]
-        verdict = allowed(**kwargs)
-        ApprovalRequest.objects.filter(pk=approval.pk).update(team=elsewhere)
-        return verdict
-
-    monkeypatch.setattr(slack_interactions, "approval_may_be_decided_by", allowed_then_escalated)
+    after_call(
+        monkeypatch,
+        slack_interactions,
+        "approval_may_be_decided_by",
+        lambda: ApprovalRequest.objects.filter(pk=approval.pk).update(team=elsewhere),
+    )
     body = _interaction(approval, "U0SAM")
 
     assert _post(client, body, _signed_headers(body)).status_code == 200

@@ -4,6 +4,7 @@ from django.urls import reverse
 from approvals.models import Status
 from approvals.services import approval_request_approve
 from tests.factories import ApprovalRequestFactory, UserFactory
+from tests.interleave import after_call
 
 pytestmark = pytest.mark.django_db
 
@@ -161,14 +162,7 @@ def test_a_reviewer_who_loses_sight_of_the_request_mid_call_gets_404(  # type: i
     team = TeamFactory(name="payments", members=[member])
     approval = ApprovalRequestFactory(team=team)
     client.force_login(member)
-    read = views.approval_get_for_reviewer
-
-    def read_then_removed(**kwargs):  # type: ignore[no-untyped-def]
-        found = read(**kwargs)
-        member.teams.clear()
-        return found
-
-    monkeypatch.setattr(views, "approval_get_for_reviewer", read_then_removed)
+    after_call(monkeypatch, views, "approval_get_for_reviewer", member.teams.clear)
     events_before = approval.events.count()
 
     response = client.post(reverse(name, args=[approval.code]), data)
