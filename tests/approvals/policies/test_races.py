@@ -91,19 +91,6 @@ def test_it_lets_no_parallel_request_slip_past_a_running_total() -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_it_leaves_nothing_pending_when_a_halt_races_new_requests() -> None:
-    halter = UserFactory()
-    for round_number in range(3):
-        agent = AgentFactory()
-        actions = [_creator(agent, f"h{round_number}-{i}") for i in range(THREADS - 1)]
-        actions.append(partial(agent_halt, agent=agent, reason="stop", halted_by=halter))
-        errors = _in_parallel(actions)
-        assert not errors, errors
-        # Every request either came before the halt (cancelled) or after it (denied).
-        assert not ApprovalRequest.objects.filter(agent=agent, status=Status.PENDING).exists()
-
-
-@pytest.mark.django_db(transaction=True)
 def test_it_sees_a_cost_committed_while_the_request_waited_for_the_run() -> None:
     PolicyRuleFactory(outcome="approve")
     Budget.objects.create(name="cap", scope="run", ceiling=Decimal("1"))
@@ -145,17 +132,23 @@ def _batch_creator(agent, prefix: str, size: int = 3) -> Callable[[], Any]:  # t
     return lambda: approval_requests_create(batch)
 
 
+@pytest.mark.parametrize("batch_size", [1, 3])
 @pytest.mark.django_db(transaction=True)
-def test_it_leaves_nothing_pending_when_a_halt_races_new_batches() -> None:
-    # Batches with no throttle, total or breaker take the agent's row in shared mode.
+def test_it_leaves_nothing_pending_when_a_halt_races_new_requests(batch_size: int) -> None:
+    # Alone, a creation takes the agent's row exclusively; a batch with no throttle, running
+    # total or circuit breaker takes it in shared mode. A halt must win cleanly either way.
     halter = UserFactory()
     for round_number in range(3):
         agent = AgentFactory()
-        actions = [_batch_creator(agent, f"b{round_number}-{i}") for i in range(THREADS - 1)]
+        actions = [
+            _batch_creator(agent, f"h{round_number}-{i}", size=batch_size)
+            for i in range(THREADS - 1)
+        ]
         actions.append(partial(agent_halt, agent=agent, reason="stop", halted_by=halter))
         errors = _in_parallel(actions)
         assert not errors, errors
-        assert ApprovalRequest.objects.filter(agent=agent).count() == 3 * (THREADS - 1)
+        assert ApprovalRequest.objects.filter(agent=agent).count() == batch_size * (THREADS - 1)
+        # Every request either came before the halt (cancelled) or after it (denied).
         assert not ApprovalRequest.objects.filter(agent=agent, status=Status.PENDING).exists()
 
 
