@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from agents.models import Agent
 from approvals.models import AuditActorType, AuditChainHead, AuditRecord
+from console.copy_insert import rows_insert
 from console.request_context import RequestContext, current_request_context
 
 logger = logging.getLogger("approvals.audit")
@@ -282,7 +283,7 @@ def audit_records_append(entries: list[AuditEntry]) -> list[AuditRecord]:
             sequence += 1
             record.sequence, record.created_at, record.prev_hash = sequence, created_at, prev_hash
             record.hash = prev_hash = audit_record_digest(record)
-        AuditRecord.objects.bulk_create(records)
+        rows_insert(records, ids=True)
         AuditChainHead.objects.filter(pk=head.pk).update(
             last_sequence=sequence, last_hash=prev_hash
         )

@@ -49,13 +49,15 @@ from approvals.models import (
 )
 from approvals.notifications import notifications_on_resolved, notifications_on_submitted_many
 from approvals.policies.evaluation import (
+    Policy,
     PolicyQuestion,
     Verdict,
     policy_decide_many,
-    policy_decisions_interdependent,
+    policy_load,
 )
 from approvals.policies.models import Outcome, PolicyEvaluation
 from console import exact_json
+from console.copy_insert import rows_insert
 from console.request_context import RequestContext
 
 logger = logging.getLogger(__name__)
@@ -276,12 +278,19 @@ def _create_fresh(
                     results[index] = CreateResult(error=UnknownRun())
                     continue
             pending.append(_Pending(index=index, new=new, fingerprint=fingerprint, run=run))
+        policy: Policy | None
+        try:
+            policy = policy_load()
+        except Exception:
+            # policy_decide_many tries once more, and holds every request if it still cannot.
+            logger.exception("loading the policy failed")
+            policy = None
         # Interdependent decisions (throttles, running totals, circuit breakers) need one
         # agent's creations decided one after another, under its exclusive lock; otherwise a
-        # batch only keeps halts out. A request alone takes the exclusive lock without asking.
-        exclusive = len(pending) < 2 or policy_decisions_interdependent()
+        # batch only keeps halts out. A request alone takes the exclusive lock anyway.
+        exclusive = len(pending) < 2 or policy is None or policy.interdependent
         for wave in _waves(pending, interdependent=exclusive):
-            _create_wave(wave, now=now, exclusive=exclusive)
+            _create_wave(wave, now=now, exclusive=exclusive, policy=policy)
         if publish_after_commit:
             created_ids = [p.approval.pk for p in pending if p.approval is not None]
             transaction.on_commit(partial(realtime.publish_approvals_created, created_ids))
@@ -325,7 +334,9 @@ def _waves(pending: list["_Pending"], *, interdependent: bool) -> list[list["_Pe
     return waves
 
 
-def _create_wave(wave: list[_Pending], *, now: datetime, exclusive: bool) -> None:
+def _create_wave(
+    wave: list[_Pending], *, now: datetime, exclusive: bool, policy: Policy | None
+) -> None:
     """Decide, then write every row for a wave: the request (born decided when the policy
     decided), its events, policy evaluation, decision, audit records and notifications."""
     questions = [
@@ -334,7 +345,9 @@ def _create_wave(wave: list[_Pending], *, now: datetime, exclusive: bool) -> Non
         if item.run is None or item.run.is_open
     ]
     verdicts = iter(
-        policy_decide_many(questions, now=now, exclusive=exclusive) if questions else []
+        policy_decide_many(questions, now=now, exclusive=exclusive, policy=policy)
+        if questions
+        else []
     )
     for item in wave:
         if item.run is not None and not item.run.is_open:
@@ -347,7 +360,7 @@ def _create_wave(wave: list[_Pending], *, now: datetime, exclusive: bool) -> Non
 
     decided_at = timezone.now()
     approvals = [_new_approval(item, now=now, decided_at=decided_at) for item in wave]
-    ApprovalRequest.objects.bulk_create(approvals)
+    rows_insert(approvals, ids=True)
     teams = Team.objects.in_bulk({a.team_id for a in approvals if a.team_id is not None})
 
     events: list[ApprovalEvent] = []
@@ -451,9 +464,9 @@ def _create_wave(wave: list[_Pending], *, now: datetime, exclusive: bool) -> Non
                 origin=new.origin,
             )
         )
-    ApprovalEvent.objects.bulk_create(events)
-    PolicyEvaluation.objects.bulk_create(evaluations)
-    Decision.objects.bulk_create(decisions)
+    rows_insert(events)
+    rows_insert(evaluations)
+    rows_insert(decisions)
     # Only a held request needs a person: one decided by policy pages nobody.
     notifications_on_submitted_many(
         approvals=[approval for approval in approvals if approval.status == Status.PENDING]

@@ -34,6 +34,7 @@ from approvals.policies.models import (
     Budget,
     BudgetAction,
     BudgetScope,
+    CircuitBreaker,
     Outcome,
     PolicyCondition,
     PolicyRule,
@@ -122,46 +123,94 @@ def _rules_from_database() -> list[Rule]:
     return [rule_from_model(row) for row in rows]
 
 
+_VERSIONED_TABLES = (PolicyRule, PolicyCondition, Budget, Throttle, CircuitBreaker)
+
+
 def _policy_version() -> tuple[object, ...]:
-    """Changes whenever a rule or condition is added, edited or deleted.
+    """Changes whenever a rule, condition, budget, throttle or breaker is added, edited or deleted.
 
     An insert or edit moves a max(updated_at); a delete changes a count. One cheap query per
-    request instead of loading every rule and condition (tens of ms with 100 rules). Scalar
+    batch of requests instead of loading the whole policy (tens of ms with 100 rules). Scalar
     subqueries, not a join: the join's COUNT(DISTINCT) cost several times more on PostgreSQL.
     """
-    quote = connection.ops.quote_name
-    rules, conditions = quote(PolicyRule._meta.db_table), quote(PolicyCondition._meta.db_table)
+    parts = []
+    for model in _VERSIONED_TABLES:
+        table = connection.ops.quote_name(model._meta.db_table)
+        parts += [
+            f"(SELECT COUNT(*) FROM {table})",  # noqa: S608 (table names from our own models)
+            f"(SELECT MAX(updated_at) FROM {table})",  # noqa: S608 (as above)
+        ]
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT (SELECT COUNT(*) FROM {rules}), (SELECT MAX(updated_at) FROM {rules}), "  # noqa: S608 (table names from our own models)
-            f"(SELECT COUNT(*) FROM {conditions}), (SELECT MAX(updated_at) FROM {conditions})"
-        )
+        cursor.execute(f"SELECT {', '.join(parts)}")
         row = cursor.fetchone()
     # Renaming a team is not a policy change: until a rule changes, reasons keep the old name.
     return tuple(row)
 
 
+@dataclass(frozen=True)
+class Policy:
+    """What a verdict reads that only people change: rules, and the enabled guardrails.
+
+    Shared between threads and requests: nothing here is written to. Budgets and throttles are
+    model instances, read only.
+    """
+
+    rules: list[Rule]
+    budgets: list[Budget]
+    throttles: list[Throttle]
+    breakers_enabled: bool
+
+    @property
+    def interdependent(self) -> bool:
+        """Whether deciding one request can change the verdict on the agent's next one.
+
+        Throttles count auto-approvals, rules with running totals sum approved arguments, and a
+        circuit breaker halts an agent after denials: with any of them enabled, a batch must
+        decide an agent's requests one after another, each seeing the rows the previous one
+        wrote. Without them, a verdict depends only on the request and on state no new request
+        changes.
+        """
+        return (
+            bool(self.throttles)
+            or self.breakers_enabled
+            or any(rule.total_path for rule in self.rules)
+        )
+
+
+def _policy_from_database() -> Policy:
+    return Policy(
+        rules=_rules_from_database(),
+        budgets=list(Budget.objects.filter(enabled=True)),
+        throttles=list(Throttle.objects.filter(enabled=True)),
+        breakers_enabled=CircuitBreaker.objects.filter(enabled=True).exists(),
+    )
+
+
 _cache_lock = threading.Lock()
-_cached: tuple[tuple[object, ...], list[Rule]] | None = None
+_cached: tuple[tuple[object, ...], Policy] | None = None
 
 
-def rules_load() -> list[Rule]:
-    """The active and shadow rules, in the order they are tried; cached per process by version.
+def policy_load() -> Policy:
+    """The policy in force; cached per process, checked against the version on every call.
 
-    Every process checks the version on every request, so an edit applies to the next request
+    Every process checks the version for every batch, so an edit applies to the next request
     everywhere. Edits must go through save() (the admin does): QuerySet.update() skips
-    auto_now and would not be seen until the next saved change. The rules are frozen
-    dataclasses: sharing them between threads is safe.
+    auto_now and would not be seen until the next saved change.
     """
     global _cached
     version = _policy_version()
     cached = _cached
     if cached is not None and cached[0] == version:
         return cached[1]
-    rules = _rules_from_database()
+    policy = _policy_from_database()
     with _cache_lock:
-        _cached = (version, rules)
-    return rules
+        _cached = (version, policy)
+    return policy
+
+
+def rules_load() -> list[Rule]:
+    """The active and shadow rules, in the order they are tried (see policy_load)."""
+    return policy_load().rules
 
 
 def labels_of(source: Any) -> Any:
@@ -311,28 +360,6 @@ def _agents_lock(agent_ids: list[int], *, exclusive: bool) -> None:
         )
 
 
-def policy_decisions_interdependent() -> bool:
-    """Whether deciding one request can change the verdict on the agent's next one.
-
-    Throttles count auto-approvals, rules with running totals sum approved arguments, and a
-    circuit breaker halts an agent after denials: with any of them enabled, a batch must decide
-    an agent's requests one after another, each seeing the rows the previous one wrote.
-    Without them, a verdict depends only on the request and on state no new request changes.
-    """
-    from approvals.policies.models import CircuitBreaker
-
-    quote = connection.ops.quote_name
-    throttles, breakers = quote(Throttle._meta.db_table), quote(CircuitBreaker._meta.db_table)
-    with connection.cursor() as cursor:
-        # One round trip for both: this runs in every batch that has an agent twice.
-        cursor.execute(
-            f"SELECT EXISTS(SELECT 1 FROM {throttles} WHERE enabled), "  # noqa: S608 (table names from our own models)
-            f"EXISTS(SELECT 1 FROM {breakers} WHERE enabled)"
-        )
-        row = cursor.fetchone()
-    return bool(row[0] or row[1]) or any(rule.total_path for rule in rules_load())
-
-
 def policy_decide(
     *, agent: Agent, submission: Any, now: datetime, run: Run | None = None
 ) -> Verdict:
@@ -343,7 +370,11 @@ def policy_decide(
 
 
 def policy_decide_many(
-    questions: list[PolicyQuestion], *, now: datetime, exclusive: bool = True
+    questions: list[PolicyQuestion],
+    *,
+    now: datetime,
+    exclusive: bool = True,
+    policy: Policy | None = None,
 ) -> list[Verdict]:
     """Decide new requests, in order. Call inside the creating transaction. Never raises.
 
@@ -353,6 +384,8 @@ def policy_decide_many(
 
     exclusive=False only when decisions are not interdependent: creations of one agent then
     run side by side instead of one transaction after another.
+
+    `policy`: the one the caller chose the lock mode by (policy_load()); loaded here if None.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("policy_decide must run inside the transaction creating the request")
@@ -372,15 +405,17 @@ def policy_decide_many(
         )
     }
     try:
-        rules = rules_load()
+        if policy is None:
+            policy = policy_load()
+        rules: list[Rule] | None = policy.rules
         groups: dict[int, frozenset[int]] = {}
-        if any(rule.agent_group_id is not None for rule in rules):
+        if any(rule.agent_group_id is not None for rule in policy.rules):
             memberships = AgentGroup.agents.through.objects.filter(agent_id__in=agent_ids)
             for agent_id, group_id in memberships.values_list("agent_id", "agentgroup_id"):
                 groups[agent_id] = groups.get(agent_id, frozenset()) | {group_id}
     except Exception:
         logger.exception("loading the policy failed; holding the requests")
-        rules, groups = None, {}
+        policy, rules, groups = None, None, {}
     guardrails: _Guardrails | None = None
 
     verdicts = []
@@ -430,10 +465,8 @@ def policy_decide_many(
         )
         try:
             if guardrails is None:
-                guardrails = _Guardrails(
-                    budgets=list(Budget.objects.filter(enabled=True)),
-                    throttles=list(Throttle.objects.filter(enabled=True)),
-                )
+                assert policy is not None  # loaded, or rules is None and we never got here
+                guardrails = _Guardrails(budgets=policy.budgets, throttles=policy.throttles)
             verdict = _apply_guardrails(
                 verdict, guardrails, agent=agent, submission=submission, now=now, run=question.run
             )

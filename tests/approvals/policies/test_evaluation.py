@@ -9,7 +9,15 @@ from django.utils import timezone
 
 from agents.models import AgentGroup
 from approvals.models import ActorType, ApprovalEvent, ApprovalRequest, Decision, Status
-from approvals.policies.models import PolicyCondition, PolicyEvaluation, RuleState, Throttle
+from approvals.policies.evaluation import policy_load
+from approvals.policies.models import (
+    Budget,
+    CircuitBreaker,
+    PolicyCondition,
+    PolicyEvaluation,
+    RuleState,
+    Throttle,
+)
 from approvals.services import Submission, approval_request_approve, approval_request_create
 from tests.factories import AgentFactory, PolicyRuleFactory, TeamFactory, UserFactory
 
@@ -245,6 +253,31 @@ def test_it_applies_rule_edits_to_the_next_request_despite_the_cache() -> None:
     rule.state = RuleState.DRAFT
     rule.save()
     assert _create(agent, arguments={"amount": 5}).status == Status.PENDING
+
+
+def test_it_applies_guardrail_edits_to_the_next_request_despite_the_cache() -> None:
+    """Budgets, throttles and breakers are cached with the rules: every edit must show."""
+    agent = AgentFactory()
+    PolicyRuleFactory(outcome="approve")
+    budget = Budget.objects.create(name="b", scope="agent", ceiling=0, action="deny")
+    assert _create(agent).status == Status.DENIED  # nothing spent reaches a ceiling of 0
+    budget.ceiling = 100
+    budget.save()
+    assert _create(agent).status == Status.APPROVED
+    budget.delete()
+    throttle = Throttle.objects.create(name="t", max_auto_approvals=1, window_seconds=3600)
+    assert _create(agent).status == Status.PENDING  # the approval above counts
+    throttle.max_auto_approvals = 5
+    throttle.save()
+    assert _create(agent).status == Status.APPROVED
+    throttle.enabled = False
+    throttle.save()
+    assert not policy_load().interdependent
+    breaker = CircuitBreaker.objects.create(name="c", max_denials=3, window_seconds=60)
+    assert policy_load().interdependent
+    breaker.enabled = False
+    breaker.save()
+    assert not policy_load().interdependent
 
 
 def test_it_holds_when_a_stored_rule_has_malformed_labels() -> None:
