@@ -80,6 +80,8 @@ class QueueConsumer(AsyncWebsocketConsumer):
         self.groups_joined = realtime.reviewer_groups(team_ids)
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
+        # Accept only once in the groups: the page re-reads its rows when the socket opens
+        # (static/js/console.js), so every change is in that read or pushed to this socket.
         await self.accept()
         if self.watching is not None:
             await database_sync_to_async(presence_enter)(

@@ -71,11 +71,52 @@
   }
 
   var refreshTimer = null;
-  function resyncRows() {
-    var live = document.getElementById("queue-live");
-    if (!live || !live.dataset.resyncUrl || !window.htmx) return;
-    window.htmx.ajax("GET", live.dataset.resyncUrl, { target: "#queue-rows", swap: "outerHTML" });
+
+  // Re-reading the rows (the queue's or the history's) races with the pushes: the answer is a
+  // snapshot of when the server read it, and swapping it in whole would drop a row pushed after
+  // that read, or bring back one decided since. So pushes that arrive while a re-read is on the
+  // wire are held and applied on top of the rows it brings. Each push carries its rows' whole
+  // state, so one the snapshot already shows changes nothing. One re-read at a time: asking
+  // for another meanwhile runs it right after.
+  var resyncing = false, resyncAgain = false, heldPushes = [];
+  function liveList() {
+    var queue = document.getElementById("queue-live");
+    if (queue) return { live: queue, rows: "#queue-rows" };
+    var history = document.getElementById("history-live");
+    if (history) return { live: history, rows: "#history-rows" };
+    return null;
   }
+  function resync() {
+    var list = liveList();
+    if (!list || !list.live.dataset.resyncUrl || !window.htmx) return;
+    if (resyncing) { resyncAgain = true; return; }
+    resyncing = true;
+    var done = false;
+    function finish() {
+      if (done) return;
+      done = true;
+      list.live.removeEventListener("htmx:onLoadError", finish);
+      resyncing = false;
+      var pushes = heldPushes;
+      heldPushes = [];
+      pushes.forEach(function (push) { window.htmx.swap(list.live, push, { swapStyle: "none" }); });
+      if (pushes.length) afterPush();
+      if (resyncAgain) { resyncAgain = false; resync(); }
+    }
+    // htmx settles the promise in every case but one, an answer it failed to swap: then only
+    // this event says so, and without it every later push would stay held.
+    list.live.addEventListener("htmx:onLoadError", finish);
+    // Sent from the list itself: htmx queues (and answers at once) a request from an element
+    // that has one in flight, and the count refresh is sent from the body.
+    // No answer at all: the rows stay as they were, and the held pushes still apply.
+    window.htmx.ajax("GET", list.live.dataset.resyncUrl, { source: list.live, target: list.rows, swap: "outerHTML" })
+      .then(finish, finish);
+  }
+  document.addEventListener("htmx:wsBeforeMessage", function (event) {
+    if (!resyncing) return;
+    heldPushes.push(event.detail.message);
+    event.preventDefault();
+  });
 
   // History: newest decision first. A push inserts at the top; a comment on an older decision
   // re-sends its row, so re-apply the order rather than trust the insert position.
@@ -92,11 +133,6 @@
     var count = document.getElementById("history-count");
     if (count) count.textContent = list.children.length;
   }
-  function resyncHistory() {
-    var live = document.getElementById("history-live");
-    if (!live || !live.dataset.resyncUrl || !window.htmx) return;
-    window.htmx.ajax("GET", live.dataset.resyncUrl, { target: "#history-rows", swap: "outerHTML" });
-  }
 
   // A decision page pings its socket so the server keeps its "looking now" alive; without
   // pings (a dead tab or server process) the presence lapses after two periods.
@@ -109,13 +145,13 @@
     if (seconds > 0) heartbeat = setInterval(function () { socket.send("ping"); }, 1000 * seconds);
   }
 
-  var opened = false;
   document.addEventListener("htmx:wsOpen", function (event) {
     setLiveStatus("Live", true);
     startHeartbeat(event.detail && event.detail.socketWrapper);
-    // After a reconnect, reload the rows: pushes sent while we were away are not replayed.
-    if (opened) { resyncRows(); resyncHistory(); }
-    opened = true;
+    // Re-read the rows on every open, the first one too: the page was rendered before its
+    // socket joined its groups, and after a reconnect, pushes sent while we were away are not
+    // replayed. From here on every change is either in what we read or pushed to us.
+    resync();
   });
   document.addEventListener("htmx:wsClose", function () {
     clearInterval(heartbeat);
@@ -129,23 +165,24 @@
     if (filters && filters.contains(document.activeElement)) { refreshTimer = setTimeout(refreshCounts, 1000); return; }
     window.htmx.ajax("GET", live.dataset.countsUrl, { target: "#filters", swap: "none" });
   }
-  document.addEventListener("htmx:wsAfterMessage", function () {
+  function afterPush() {
     var live = document.getElementById("queue-live");
     if (live) {
       // A filtered queue asks the server which rows match (the filter rules live there only);
       // an unfiltered one only needs fresh counts. Debounced: a burst of pushes costs one call.
       clearTimeout(refreshTimer);
-      refreshTimer = setTimeout(live.dataset.filtered ? resyncRows : refreshCounts, 250);
+      refreshTimer = setTimeout(live.dataset.filtered ? resync : refreshCounts, 250);
     }
     var history = document.getElementById("history-live");
     if (history && history.dataset.filtered) {
       // Only the server knows whether a new decision matches the filters.
       clearTimeout(refreshTimer);
-      refreshTimer = setTimeout(resyncHistory, 250);
+      refreshTimer = setTimeout(resync, 250);
     }
     sortHistory();
     sortRows(); updateCount(); tick(); markSelected();
-  });
+  }
+  document.addEventListener("htmx:wsAfterMessage", afterPush);
   document.addEventListener("htmx:afterSwap", function () { sortRows(); sortHistory(); updateCount(); tick(); markSelected(); });
 
   // Validation errors (400) and conflicts (409) carry the panel that says what happened: swap
