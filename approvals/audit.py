@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from agents.models import Agent
 from approvals.models import AuditActorType, AuditChainHead, AuditRecord
-from console.copy_insert import rows_insert
+from console.copy_insert import ids_assign, rows_insert
 from console.request_context import RequestContext, current_request_context
 
 logger = logging.getLogger("approvals.audit")
@@ -271,6 +271,8 @@ def audit_records_append(entries: list[AuditEntry]) -> list[AuditRecord]:
                 context=_jsonable(entry.context) or {},
             )
         )
+    # The records are returned with their ids; taken here, not under the head lock.
+    ids_assign(records)
     # No savepoint: if appending fails, the change it describes must not commit either.
     with transaction.atomic(savepoint=False):
         # Appends are serialized on the head row (PostgreSQL row lock; SQLite has one writer
@@ -283,7 +285,7 @@ def audit_records_append(entries: list[AuditEntry]) -> list[AuditRecord]:
             sequence += 1
             record.sequence, record.created_at, record.prev_hash = sequence, created_at, prev_hash
             record.hash = prev_hash = audit_record_digest(record)
-        rows_insert(records, ids=True)
+        rows_insert(records)
         AuditChainHead.objects.filter(pk=head.pk).update(
             last_sequence=sequence, last_hash=prev_hash
         )

@@ -57,7 +57,7 @@ from approvals.policies.evaluation import (
 )
 from approvals.policies.models import Outcome, PolicyEvaluation
 from console import exact_json
-from console.copy_insert import rows_insert
+from console.copy_insert import ids_assign, rows_insert
 from console.request_context import RequestContext
 
 logger = logging.getLogger(__name__)
@@ -360,7 +360,8 @@ def _create_wave(
 
     decided_at = timezone.now()
     approvals = [_new_approval(item, now=now, decided_at=decided_at) for item in wave]
-    rows_insert(approvals, ids=True)
+    ids_assign(approvals)  # the rows written next refer to them
+    rows_insert(approvals)
     teams = Team.objects.in_bulk({a.team_id for a in approvals if a.team_id is not None})
 
     events: list[ApprovalEvent] = []

@@ -13,7 +13,7 @@ encoder, decimals, IP addresses), generated columns are left to the database. Da
 come out as Django's (an IntegrityError for a unique key stays an IntegrityError).
 
 Not the same as bulk_create: no RETURNING, so an instance gets its id only when asked for
-(`ids=True`: reserved from the table's sequence first, one query), and the statement is not in
+(ids_assign: reserved from the table's sequence first, one query), and the statement is not in
 Django's query log. Elsewhere than PostgreSQL it is bulk_create.
 """
 
@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from django.db import connection, models
+from django.db import connection, connections, models
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 # Fields whose Python value is what psycopg should send: no per-value preparation needed.
 # Subclasses (EmailField, PositiveIntegerField, ...) prepare nothing more either.
@@ -42,16 +43,34 @@ class _Plan:
     copy_sql: str
     fields: "tuple[models.Field[Any, Any], ...]"
     # Per field: turns the instance into the value to send.
-    getters: tuple[Callable[[models.Model], Any], ...]
-    sequence_table: str
-    sequence_column: str
+    getters: tuple[Callable[[models.Model, BaseDatabaseWrapper], Any], ...]
 
 
-def rows_insert(objs: Sequence[models.Model], *, ids: bool = False) -> None:
-    """Insert new instances of one model; with `ids`, each gets its primary key.
+def ids_assign(objs: Sequence[models.Model]) -> None:
+    """Give new instances of one model their primary keys now, from the table's sequence.
 
-    Without `ids` the database numbers the rows and the instances keep `pk = None`: for rows
-    nothing refers to in the same transaction (events, audit records).
+    For rows that others refer to in the same transaction, or whose ids the caller returns.
+    One query; may run before a lock is taken so that the insert under it is shorter. Elsewhere
+    than PostgreSQL nothing happens here: rows_insert's bulk_create sets them.
+    """
+    if not objs or connection.vendor != "postgresql":
+        return
+    pk = type(objs[0])._meta.pk
+    assert pk is not None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+            [type(objs[0])._meta.db_table, pk.column, len(objs)],
+        )
+        for obj, (value,) in zip(objs, cursor.fetchall(), strict=True):
+            obj.pk = value
+
+
+def rows_insert(objs: Sequence[models.Model]) -> None:
+    """Insert new instances of one model.
+
+    Instances given ids (ids_assign) are stored with them; otherwise the database numbers the
+    rows and the instances keep `pk = None` (for rows nothing refers to: events, evaluations).
     """
     if not objs:
         return
@@ -59,19 +78,19 @@ def rows_insert(objs: Sequence[models.Model], *, ids: bool = False) -> None:
     if connection.vendor != "postgresql":
         model._default_manager.bulk_create(objs)
         return
-    plan = _plan_for(model, ids=ids)
-    with connection.cursor() as cursor, connection.wrap_database_errors:
-        raw = cursor.cursor
-        if ids:
-            raw.execute(
-                "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
-                [plan.sequence_table, plan.sequence_column, len(objs)],
-            )
-            for obj, (pk,) in zip(objs, raw.fetchall(), strict=True):
-                obj.pk = pk
-        with raw.copy(plan.copy_sql) as copy:
-            for obj in objs:
-                copy.write_row([get(obj) for get in plan.getters])
+    with_ids = objs[0].pk is not None
+    if any((obj.pk is not None) != with_ids for obj in objs):
+        raise ValueError("give every instance an id, or none")
+    plan = _plan_for(model, ids=with_ids)
+    # The connection itself, not the thread-local proxy: looked up once, not per value.
+    db = connections[connection.alias]
+    with (
+        connection.cursor() as cursor,
+        connection.wrap_database_errors,
+        cursor.cursor.copy(plan.copy_sql) as copy,
+    ):
+        for obj in objs:
+            copy.write_row([get(obj, db) for get in plan.getters])
     for obj in objs:
         # As bulk_create leaves them: saved, so a later save() updates instead of inserting.
         obj._state.adding = False
@@ -81,8 +100,6 @@ def rows_insert(objs: Sequence[models.Model], *, ids: bool = False) -> None:
 @cache
 def _plan_for(model: type[models.Model], *, ids: bool) -> _Plan:
     meta = model._meta
-    pk = meta.pk
-    assert pk is not None
     fields = tuple(
         field
         for field in meta.concrete_fields
@@ -94,16 +111,14 @@ def _plan_for(model: type[models.Model], *, ids: bool) -> _Plan:
         copy_sql=f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN",
         fields=fields,
         getters=tuple(_getter(field) for field in fields),
-        sequence_table=meta.db_table,
-        sequence_column=str(pk.column),
     )
 
 
-def _getter(field: "models.Field[Any, Any]") -> Callable[[models.Model], Any]:
+def _getter(field: "models.Field[Any, Any]") -> Callable[[models.Model, BaseDatabaseWrapper], Any]:
     attname = field.attname
     if isinstance(field, models.ForeignKey):
 
-        def related(obj: models.Model) -> Any:
+        def related(obj: models.Model, db: BaseDatabaseWrapper) -> Any:
             value = getattr(obj, attname)
             if value is None and field.is_cached(obj):
                 # Assigned before it was saved, as bulk_create allows: its id now.
@@ -119,18 +134,18 @@ def _getter(field: "models.Field[Any, Any]") -> Callable[[models.Model], Any]:
     prepares_on_save = type(field).pre_save is not models.Field.pre_save
     if isinstance(field, _PLAIN_FIELDS) and not prepares_on_save:
 
-        def plain(obj: models.Model) -> Any:
+        def plain(obj: models.Model, db: BaseDatabaseWrapper) -> Any:
             return getattr(obj, attname)
 
         return plain
     if isinstance(field, _PLAIN_FIELDS):  # auto_now(_add): the value is set now, as save() does
 
-        def stamped(obj: models.Model) -> Any:
+        def stamped(obj: models.Model, db: BaseDatabaseWrapper) -> Any:
             return field.pre_save(obj, add=True)
 
         return stamped
 
-    def prepared(obj: models.Model) -> Any:
-        return field.get_db_prep_save(field.pre_save(obj, add=True), connection)
+    def prepared(obj: models.Model, db: BaseDatabaseWrapper) -> Any:
+        return field.get_db_prep_save(field.pre_save(obj, add=True), db)
 
     return prepared

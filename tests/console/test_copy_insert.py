@@ -18,7 +18,7 @@ from approvals.models import (
     Status,
 )
 from approvals.policies.models import Budget
-from console.copy_insert import rows_insert
+from console.copy_insert import ids_assign, rows_insert
 from tests.factories import AgentFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -46,6 +46,11 @@ def _approval(agent: Any, key: str, **fields: Any) -> ApprovalRequest:
     )
 
 
+def _insert_with_ids(objs: list[Any]) -> None:
+    ids_assign(objs)
+    rows_insert(objs)
+
+
 def _stored(model: Any, pk: int) -> dict[str, Any]:
     row = model.objects.filter(pk=pk).values().get()
     row.pop("id")
@@ -56,7 +61,7 @@ def test_it_stores_every_field_as_bulk_create_does() -> None:
     agent = AgentFactory()
     copied = [_approval(agent, "copy-1"), _approval(agent, "copy-2", summary="two")]
     created = [_approval(agent, "orm-1"), _approval(agent, "orm-2", summary="two")]
-    rows_insert(copied, ids=True)
+    _insert_with_ids(copied)
     ApprovalRequest.objects.bulk_create(created)
 
     for mine, theirs in zip(copied, created, strict=True):
@@ -84,7 +89,7 @@ def test_it_fills_foreign_keys_from_objects_assigned_before_they_were_saved() ->
     event = ApprovalEvent(
         approval=approval, kind="submitted", to_status=Status.PENDING, actor_type=ActorType.AGENT
     )
-    rows_insert([approval], ids=True)
+    _insert_with_ids([approval])
     rows_insert([decision])
     rows_insert([event])
     stored = Decision.objects.get(approval=approval)
@@ -95,7 +100,7 @@ def test_it_fills_foreign_keys_from_objects_assigned_before_they_were_saved() ->
 def test_it_prepares_values_that_need_their_field() -> None:
     """Decimals, IP addresses (blank means NULL) and JSON with the field's encoder."""
     budget = Budget(name="b", scope="agent", ceiling=Decimal("12.34567891"), action="hold")
-    rows_insert([budget], ids=True)
+    _insert_with_ids([budget])
     assert Budget.objects.get(pk=budget.pk).ceiling == Decimal("12.34567891")
     record = AuditRecord(
         sequence=10_000,
@@ -108,16 +113,16 @@ def test_it_prepares_values_that_need_their_field() -> None:
         hash="1" * 64,
     )
     # The audit trigger refuses changes, not inserts; this row is rolled back with the test.
-    rows_insert([record], ids=True)
+    _insert_with_ids([record])
     stored = AuditRecord.objects.get(pk=record.pk)
     assert (stored.ip_address, stored.before, stored.context) == (None, {"at": "2026-01-01"}, {})
 
 
 def test_a_unique_key_violation_is_djangos_integrity_error_and_stores_nothing() -> None:
     agent = AgentFactory()
-    rows_insert([_approval(agent, "same")], ids=True)
+    _insert_with_ids([_approval(agent, "same")])
     with pytest.raises(IntegrityError), transaction.atomic():
-        rows_insert([_approval(agent, "other"), _approval(agent, "same")], ids=True)
+        _insert_with_ids([_approval(agent, "other"), _approval(agent, "same")])
     assert ApprovalRequest.objects.filter(agent=agent).count() == 1
 
 
@@ -130,3 +135,30 @@ def test_it_refuses_a_foreign_key_to_an_unsaved_object() -> None:
     )
     with pytest.raises(ValueError, match="'approval' refers to an unsaved object"):
         rows_insert([event])
+
+
+def test_rows_without_ids_are_numbered_by_the_database() -> None:
+    agent = AgentFactory()
+    approval = _approval(agent, "k")
+    _insert_with_ids([approval])
+    events = [
+        ApprovalEvent(
+            approval=approval, kind=kind, to_status=Status.PENDING, actor_type=ActorType.AGENT
+        )
+        for kind in ("submitted", "commented")
+    ]
+    rows_insert(events)
+    stored = list(ApprovalEvent.objects.filter(approval=approval).order_by("id"))
+    assert [event.kind for event in stored] == ["submitted", "commented"]
+    assert all(event.pk for event in stored)
+
+
+def test_it_refuses_instances_only_some_of_which_have_ids() -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("bulk_create takes both")
+    agent = AgentFactory()
+    with_id, without = _approval(agent, "a"), _approval(agent, "b")
+    ids_assign([with_id])
+    with pytest.raises(ValueError, match="every instance an id, or none"):
+        rows_insert([with_id, without])
+    assert not ApprovalRequest.objects.filter(agent=agent).exists()
