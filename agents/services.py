@@ -123,9 +123,9 @@ def credentials_authenticate(*, tokens: list[str]) -> dict[str, Agent | None]:
             parsed[token] = (prefix, secret)
     credentials = {
         credential.prefix: credential
-        for credential in AgentCredential.objects.select_related("agent").filter(
-            prefix__in={prefix for prefix, _ in parsed.values()}, revoked_at__isnull=True
-        )
+        for credential in AgentCredential.objects.select_related("agent")
+        .filter(prefix__in={prefix for prefix, _ in parsed.values()}, revoked_at__isnull=True)
+        .order_by()  # read into a dict: an order would only cost
     }
     agents: dict[str, Agent | None] = dict.fromkeys(tokens)
     for token, (prefix, secret) in parsed.items():

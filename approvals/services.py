@@ -234,7 +234,9 @@ def approval_requests_create(
 def _existing_by_key(requests: list[NewApprovalRequest]) -> dict[tuple[int, str], ApprovalRequest]:
     agent_ids = {new.agent.pk for new in requests}
     keys = {new.idempotency_key for new in requests}
-    rows = ApprovalRequest.objects.filter(agent_id__in=agent_ids, idempotency_key__in=keys)
+    rows = ApprovalRequest.objects.filter(
+        agent_id__in=agent_ids, idempotency_key__in=keys
+    ).order_by()  # read into a dict: an order would only cost
     wanted = {(new.agent.pk, new.idempotency_key) for new in requests}
     return {
         (row.agent_id, row.idempotency_key): row

@@ -400,9 +400,9 @@ def policy_decide_many(
     # halt committed while it waited (the race test catches exactly that).
     halts = {
         halt.agent_id: halt
-        for halt in AgentHalt.objects.select_related("halted_by").filter(
-            agent_id__in=agent_ids, resumed_at__isnull=True
-        )
+        for halt in AgentHalt.objects.select_related("halted_by")
+        .filter(agent_id__in=agent_ids, resumed_at__isnull=True)
+        .order_by()
     }
     try:
         if policy is None:
