@@ -204,6 +204,7 @@ class _Exchange:
             path=self.scope["path"],
             status=status,
             started=self.started,
+            request_id=self.request_id,
         )
 
     async def _pass_on(self, body: bytes, complete: bool) -> None:

@@ -140,19 +140,22 @@ def _log_exchange(request: HttpRequest, response: HttpResponse, started: float) 
     )
 
 
-def log_exchange(*, method: str, path: str, status: int, started: float) -> None:
-    """The access log line: one per exchange, JSON in production (settings.LOGGING)."""
+def log_exchange(
+    *, method: str, path: str, status: int, started: float, request_id: str = ""
+) -> None:
+    """The access log line: one per exchange, JSON in production (settings.LOGGING).
+
+    `request_id`: for callers outside the bound request context (the agent API's ASGI fast
+    path); otherwise the context's id is added by the log filter.
+    """
     if not logger.isEnabledFor(logging.INFO):
         return
-    logger.info(
-        "%s %s %s",
-        method,
-        path,
-        status,
-        extra={
-            "method": method,
-            "path": path,
-            "status": status,
-            "duration_ms": round((time.monotonic() - started) * 1000, 1),
-        },
-    )
+    extra: dict[str, object] = {
+        "method": method,
+        "path": path,
+        "status": status,
+        "duration_ms": round((time.monotonic() - started) * 1000, 1),
+    }
+    if request_id:
+        extra["request_id"] = request_id
+    logger.info("%s %s %s", method, path, status, extra=extra)

@@ -8,6 +8,7 @@ Django-only app (console.asgi.django_http).
 
 import asyncio
 import json
+import logging
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -129,6 +130,21 @@ async def test_it_answers_a_create_and_its_replay_itself(fast_path) -> None:  # 
     assert read.json() == created.json()
     assert stand_in.reached == []
     assert await ApprovalRequest.objects.acount() == 1
+
+
+@pytest.mark.asyncio
+async def test_its_access_log_lines_carry_the_request_id(fast_path, caplog) -> None:  # type: ignore[no-untyped-def]
+    app, _ = fast_path
+    _, token = await sync_to_async(agent_with_token)()
+    with caplog.at_level(logging.INFO, logger="console.http"):
+        async with _client(app, token) as client:
+            created = await _json_post(client, BODY, "k1", **{"X-Request-ID": "req-fast-0001"})
+            read = await client.get(f"/api/v1/requests/{created.json()['id']}")
+    lines = [record for record in caplog.records if record.name == "console.http"]
+    assert [(line.getMessage(), line.request_id) for line in lines] == [
+        ("POST /api/v1/requests 201", "req-fast-0001"),
+        (f"GET /api/v1/requests/{created.json()['id']} 200", read.headers["x-request-id"]),
+    ]
 
 
 @pytest.mark.asyncio
