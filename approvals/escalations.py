@@ -32,7 +32,7 @@ from approvals.models import (
     Status,
 )
 from approvals.notifications import escalation_reason, notifications_create
-from approvals.selectors import approval_may_be_decided_by
+from approvals.selectors import approval_lock, approval_may_be_decided_by
 
 
 def default_chain() -> EscalationChain | None:
@@ -172,12 +172,8 @@ def _fire(
 ) -> EscalationFiring | None:
     with transaction.atomic():
         # The row lock orders us against decisions and other escalations of this request.
-        locked = (
-            ApprovalRequest.objects.select_for_update()
-            .filter(pk=approval.pk, status=Status.PENDING, deadline_at__gt=now)
-            .first()
-        )
-        if locked is None:
+        locked = approval_lock(approval.pk)
+        if locked is None or locked.status != Status.PENDING or locked.deadline_at <= now:
             return None
         try:
             with transaction.atomic():

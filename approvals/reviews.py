@@ -40,7 +40,7 @@ from approvals.models import (
     Status,
     Team,
 )
-from approvals.selectors import presence_stale_before
+from approvals.selectors import approval_lock, presence_stale_before
 
 # ReviewRejected code: the reviewer operates the agent that submitted the request.
 OWN_AGENT = "own_agent"
@@ -236,20 +236,15 @@ def approval_request_escalate(
     with transaction.atomic():
         # Compare-and-set on status and team: a decision or another escalation that landed
         # first wins, and this one changes nothing.
-        changed = ApprovalRequest.objects.filter(
-            pk=approval.pk,
-            status=Status.PENDING,
-            # None (no team yet) is an IS NULL match; the stubs accept only a key here.
-            team_id=previous_team_id,  # type: ignore[misc]
-            deadline_at__gt=timezone.now(),
-        ).update(team=team)
-        if changed != 1:
-            current = ApprovalRequest.objects.get(pk=approval.pk)
-            if current.status == Status.PENDING and current.team_id != previous_team_id:
-                raise ReviewRejected(
-                    "Someone escalated this request meanwhile.", code="already_escalated"
-                )
+        current = approval_lock(approval.pk)
+        assert current is not None  # requests are never deleted
+        if current.status == Status.PENDING and current.team_id != previous_team_id:
+            raise ReviewRejected(
+                "Someone escalated this request meanwhile.", code="already_escalated"
+            )
+        if current.status != Status.PENDING or current.deadline_at <= timezone.now():
             raise TransitionConflict(current_status=current.status)
+        ApprovalRequest.objects.filter(pk=approval.pk).update(team=team)
         ApprovalClaim.objects.filter(approval_id=approval.pk).delete()
         audit_record(
             action=AuditAction.REQUEST_ESCALATED,

@@ -56,6 +56,7 @@ from approvals.policies.evaluation import (
     policy_load,
 )
 from approvals.policies.models import Outcome, PolicyEvaluation
+from approvals.selectors import approval_lock
 from console import exact_json
 from console.copy_insert import ids_assign, rows_insert
 from console.request_context import RequestContext
@@ -752,6 +753,28 @@ _AUDIT_ACTION_BY_OUTCOME: dict[str, AuditAction] = {
 }
 
 
+def _may_transition(
+    locked: ApprovalRequest,
+    *,
+    expected: ApprovalRequest,
+    to_status: str,
+    actor_type: str,
+    now: datetime,
+) -> bool:
+    """Whether the locked row may move to `to_status` now: the compare of compare-and-set."""
+    if locked.status != Status.PENDING:
+        return False
+    if actor_type == ActorType.REVIEWER and locked.team_id != expected.team_id:
+        # The reviewer's access was checked against the team the request had then: if it has
+        # been escalated since, this decision must not land on the strength of that check.
+        return False
+    # Expiry happens only at or after the deadline; anything else only before it. This is what
+    # makes "never approved late" hold even if beat has not run yet.
+    if to_status == Status.EXPIRED:
+        return locked.deadline_at <= now
+    return locked.deadline_at > now
+
+
 def _transition(
     *,
     approval: ApprovalRequest,
@@ -771,24 +794,15 @@ def _transition(
     if to_status not in ALLOWED_TRANSITIONS[Status.PENDING]:
         raise ValueError(f"No transition leads to {to_status!r}.")
 
-    candidates = ApprovalRequest.objects.filter(pk=approval.pk, status=Status.PENDING)
-    if actor_type == ActorType.REVIEWER:
-        # The reviewer's access was checked against the team the request had then: if it has
-        # been escalated since, this decision must not land on the strength of that check.
-        candidates = (
-            candidates.filter(team_id=approval.team_id)
-            if approval.team_id is not None
-            else candidates.filter(team__isnull=True)
-        )
-    # Expiry happens only at or after the deadline; anything else only before it. This is what
-    # makes "never approved late" hold even if beat has not run yet.
-    if to_status == Status.EXPIRED:
-        candidates = candidates.filter(deadline_at__lte=now)
-    else:
-        candidates = candidates.filter(deadline_at__gt=now)
-
     with transaction.atomic():
-        changed = candidates.update(status=to_status, decided_at=now)
+        locked = approval_lock(approval.pk)
+        changed = 0
+        if locked is not None and _may_transition(
+            locked, expected=approval, to_status=to_status, actor_type=actor_type, now=now
+        ):
+            changed = ApprovalRequest.objects.filter(pk=approval.pk).update(
+                status=to_status, decided_at=now
+            )
         if changed == 1:
             # First after commit: waiting agents hear of it before anything else is done.
             transaction.on_commit(
