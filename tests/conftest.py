@@ -16,6 +16,7 @@ import uvicorn
 from rest_framework.test import APIClient
 
 from tests.factories import PASSWORD, UserFactory, agent_with_token
+from tests.thread_connections import ThreadConnectionWatch, close_harness_connections
 
 
 @pytest.fixture
@@ -124,6 +125,21 @@ def reviewer_session(live_console, transactional_db) -> Iterator[ReviewerSession
     session = ReviewerSession(live_console.url, "rita")
     yield session
     session.close()
+
+
+@pytest.fixture(autouse=True)
+def _threads_close_their_connections() -> Iterator[None]:
+    # See tests/thread_connections.py: a connection a thread keeps is a pool slot lost for good.
+    with ThreadConnectionWatch() as watch:
+        yield
+        close_harness_connections()
+    if left := watch.left_open():
+        watch.close_left_open()
+        pytest.fail(
+            f"threads left their database connection open: {', '.join(sorted(set(left)))}. "
+            "Close it in the thread (connections.close_all()), or make the call through "
+            "tests.thread_connections.db_to_thread or channels' database_sync_to_async."
+        )
 
 
 @pytest.fixture(autouse=True)
