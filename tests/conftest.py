@@ -9,12 +9,16 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
 import uvicorn
+from django.db import connection
 from rest_framework.test import APIClient
 
+from console.database import connection_failure
 from tests.factories import PASSWORD, UserFactory, agent_with_token
 from tests.thread_connections import ThreadConnectionWatch, close_harness_connections
 
@@ -79,6 +83,47 @@ def live_console(django_db_setup, django_db_blocker) -> Iterator[LiveConsole]:  
     yield LiveConsole(url=f"http://127.0.0.1:{port}", port=port)
     server.should_exit = True
     thread.join(timeout=5)
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    host: str
+    port: int
+    user: str
+    password: str
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"host": self.host, "port": self.port, "user": self.user, "password": self.password}
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def url(self, dbname: str) -> str:
+        credentials = quote(self.user, safe="")
+        if self.password:
+            credentials += ":" + quote(self.password, safe="")
+        return f"postgres://{credentials}@{self.address}/{dbname}"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> PostgresServer:
+    """The PostgreSQL server the tests run on, else the local one (127.0.0.1:5432, user postgres,
+    as the CI machine has it), for tests that need a server whatever DATABASE_URL says."""
+    if connection.vendor == "postgresql":
+        db = connection.settings_dict
+        server = PostgresServer(
+            host=db["HOST"] or "127.0.0.1",
+            port=int(db["PORT"] or 5432),
+            user=db["USER"] or "",
+            password=db["PASSWORD"] or "",
+        )
+    else:
+        server = PostgresServer(host="127.0.0.1", port=5432, user="postgres", password="")
+    if failure := connection_failure({**server.params, "dbname": "postgres"}):
+        pytest.skip(f"needs a PostgreSQL server: {failure}")
+    return server
 
 
 class ReviewerSession:
