@@ -104,6 +104,11 @@ def test_it_says_nothing_about_a_database_that_answers(postgres_server) -> None:
 
 COMMANDS = {
     "migrate": ([sys.executable, "manage.py", "migrate", "--no-input"], 1),
+    # uvicorn exits with 3 when the application's start-up fails.
+    "server": (
+        [sys.executable, "-m", "uvicorn", "console.asgi:application", "--port", "{port}"],
+        3,
+    ),
     # The worker's Django checks query the database before the worker starts.
     "worker": ([sys.executable, "-m", "celery", "-A", "console", "worker", "-P", "solo"], 1),
 }
