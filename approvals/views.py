@@ -59,6 +59,7 @@ from approvals.selectors import (
 )
 from approvals.services import decision_page_view_record
 from console import exact_json
+from console.database import health_problem
 from console.http import AuthenticatedHttpRequest
 
 
@@ -407,4 +408,8 @@ def release(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
+    # Load balancers and supervisors poll this: a database the server cannot use answers 503
+    # with the reason within seconds, where a request would wait out the pool and fail.
+    if problem := health_problem():
+        return HttpResponse(f"database: {problem}\n", status=503, content_type="text/plain")
     return HttpResponse("ok", content_type="text/plain")

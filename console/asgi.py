@@ -2,7 +2,9 @@
 
 import gc
 import os
+from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
@@ -17,6 +19,7 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 
 from approvals.api_asgi import AgentApiFastPath, ASGIApp  # noqa: E402
 from approvals.routing import websocket_urlpatterns  # noqa: E402
+from console.database import startup_problem  # noqa: E402
 
 # The console serves its own static files so one command runs it anywhere; behind a reverse
 # proxy, set SERVE_STATIC=false and serve `collectstatic` output from the proxy instead.
@@ -25,12 +28,33 @@ http_app: ASGIApp = ASGIStaticFilesHandler(django_http) if settings.SERVE_STATIC
 if settings.AGENT_API_FAST_PATH:
     http_app = AgentApiFastPath(http_app)
 
+
+async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """ASGI start-up: a server that cannot reach its database refuses to start, saying why.
+
+    Otherwise it would accept traffic and fail every request, each after the pool's timeout.
+    uvicorn prints the message and exits (status 3). One direct connection, milliseconds.
+    """
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            problem = await sync_to_async(startup_problem, thread_sensitive=False)()
+            if problem:
+                await send({"type": "lifespan.startup.failed", "message": problem})
+                return
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 application = ProtocolTypeRouter(
     {
         "http": http_app,
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),
+        "lifespan": lifespan,
     }
 )
 

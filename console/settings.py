@@ -130,6 +130,9 @@ DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
     _db = dj_database_url.parse(DATABASE_URL)
     if _db["ENGINE"] == "django.db.backends.postgresql":
+        # Django's backend, which says at once why it cannot connect (a database that does not
+        # exist, a server that refuses) instead of waiting for the pool's timeout.
+        _db["ENGINE"] = "console.postgresql"
         # Without a pool, PostgreSQL-backed requests were about 3x slower here (STACK.md).
         # A pool requires CONN_MAX_AGE = 0: the pool, not Django, keeps connections open.
         _db["CONN_MAX_AGE"] = 0

@@ -9,13 +9,18 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
 import uvicorn
+from django.db import connection
 from rest_framework.test import APIClient
 
+from console.database import connection_failure
 from tests.factories import PASSWORD, UserFactory, agent_with_token
+from tests.thread_connections import ThreadConnectionWatch, close_harness_connections
 
 
 @pytest.fixture
@@ -80,6 +85,47 @@ def live_console(django_db_setup, django_db_blocker) -> Iterator[LiveConsole]:  
     thread.join(timeout=5)
 
 
+@dataclass(frozen=True)
+class PostgresServer:
+    host: str
+    port: int
+    user: str
+    password: str
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"host": self.host, "port": self.port, "user": self.user, "password": self.password}
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def url(self, dbname: str) -> str:
+        credentials = quote(self.user, safe="")
+        if self.password:
+            credentials += ":" + quote(self.password, safe="")
+        return f"postgres://{credentials}@{self.address}/{dbname}"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> PostgresServer:
+    """The PostgreSQL server the tests run on, else the local one (127.0.0.1:5432, user postgres,
+    as the CI machine has it), for tests that need a server whatever DATABASE_URL says."""
+    if connection.vendor == "postgresql":
+        db = connection.settings_dict
+        server = PostgresServer(
+            host=db["HOST"] or "127.0.0.1",
+            port=int(db["PORT"] or 5432),
+            user=db["USER"] or "",
+            password=db["PASSWORD"] or "",
+        )
+    else:
+        server = PostgresServer(host="127.0.0.1", port=5432, user="postgres", password="")
+    if failure := connection_failure({**server.params, "dbname": "postgres"}):
+        pytest.skip(f"needs a PostgreSQL server: {failure}")
+    return server
+
+
 class ReviewerSession:
     """A logged-in reviewer talking HTTP to the live console, CSRF and all, like a browser."""
 
@@ -124,6 +170,21 @@ def reviewer_session(live_console, transactional_db) -> Iterator[ReviewerSession
     session = ReviewerSession(live_console.url, "rita")
     yield session
     session.close()
+
+
+@pytest.fixture(autouse=True)
+def _threads_close_their_connections() -> Iterator[None]:
+    # See tests/thread_connections.py: a connection a thread keeps is a pool slot lost for good.
+    with ThreadConnectionWatch() as watch:
+        yield
+        close_harness_connections()
+    if left := watch.left_open():
+        watch.close_left_open()
+        pytest.fail(
+            f"threads left their database connection open: {', '.join(sorted(set(left)))}. "
+            "Close it in the thread (connections.close_all()), or make the call through "
+            "tests.thread_connections.db_to_thread or channels' database_sync_to_async."
+        )
 
 
 @pytest.fixture(autouse=True)

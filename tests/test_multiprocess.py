@@ -27,8 +27,7 @@ from tests.factories import UserFactory, agent_with_token
 
 pytestmark = [
     pytest.mark.skipif(
-        settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql"
-        or not settings.REDIS_URL,
+        connection.vendor != "postgresql" or not settings.REDIS_URL,
         reason="several processes need PostgreSQL (DATABASE_URL) and Redis (REDIS_URL)",
     ),
     pytest.mark.django_db(transaction=True),

@@ -17,6 +17,7 @@ from websockets.exceptions import InvalidStatus
 from approvals.models import ApprovalEvent, ApprovalRequest, Status
 from tests.conftest import ReviewerSession
 from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory
+from tests.thread_connections import db_to_thread
 
 # (url name, form data) for every page that changes something.
 PAGE_ACTIONS = [
@@ -197,16 +198,16 @@ def test_it_pushes_a_request_only_to_its_teams_sockets(live_console) -> None:  #
                 url, additional_headers=_ws_headers(bob_session), origin=live_console.url
             ) as bob_ws,
         ):
-            secret = await asyncio.to_thread(
+            secret = await db_to_thread(
                 ApprovalRequestFactory, team=payments, tool="payments_secret_tool"
             )
-            await asyncio.to_thread(
+            await db_to_thread(
                 approval_request_comment, approval=secret, reviewer=alice, note="pushed"
             )
             # A request for bob's own team, pushed after: once it arrives, anything about the
             # payments request would have arrived before it (one socket, in order).
-            marker = await asyncio.to_thread(ApprovalRequestFactory, team=ops, tool="ops_marker")
-            await asyncio.to_thread(
+            marker = await db_to_thread(ApprovalRequestFactory, team=ops, tool="ops_marker")
+            await db_to_thread(
                 approval_request_comment, approval=marker, reviewer=bob, note="marker"
             )
             alice_got = [await asyncio.wait_for(alice_ws.recv(decode=True), 5)]

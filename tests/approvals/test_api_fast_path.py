@@ -19,7 +19,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from asgiref.sync import sync_to_async
-from django.db import connection, connections
+from django.db import connection
 
 from agents.services import run_open
 from approvals import intake, realtime
@@ -552,24 +552,15 @@ def _with_nul(number: int) -> dict[str, Any]:
     return {**BODY, "arguments": {"n": number, "note": "a\u0000b"}}
 
 
-async def _return_sync_connections() -> None:
-    # After a 500 on PostgreSQL, Django's sync thread keeps its pooled connection checked out
-    # (seen as "database is being accessed by other users" when the test database is dropped).
-    await sync_to_async(connections.close_all)()
-
-
 @pytest.mark.asyncio
 async def test_a_nul_character_in_arguments_is_refused_in_the_error_envelope() -> None:
     from console.asgi import application, django_http
 
     answers = []
-    try:
-        for app in (application, django_http):
-            _, token = await sync_to_async(agent_with_token)()
-            async with _client(app, token) as client:
-                answers.append(await _json_post(client, _with_nul(1), "k"))
-    finally:
-        await _return_sync_connections()
+    for app in (application, django_http):
+        _, token = await sync_to_async(agent_with_token)()
+        async with _client(app, token) as client:
+            answers.append(await _json_post(client, _with_nul(1), "k"))
 
     for response in answers:
         assert response.status_code == 400, response.status_code
@@ -626,7 +617,6 @@ async def test_one_unstorable_request_costs_the_others_in_its_batch_nothing() ->
             )
     finally:
         await sync_to_async(refused.__exit__)(None, None, None)
-        await _return_sync_connections()
 
     assert responses[3].status_code == 500, [r.status_code for r in responses]
     others = [r for i, r in enumerate(responses) if i != 3]

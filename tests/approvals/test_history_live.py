@@ -11,6 +11,7 @@ from approvals.reviews import approval_request_comment, approval_request_review_
 from approvals.services import approval_request_approve
 from tests.conftest import ReviewerSession
 from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory
+from tests.thread_connections import db_to_thread
 
 
 async def _until(ws, needle: str) -> list[str]:  # type: ignore[no-untyped-def]
@@ -47,7 +48,7 @@ def test_it_pushes_a_new_decision_to_the_top_of_the_history(live_console) -> Non
 
     async def scenario() -> str:
         async with _connect(live_console, session) as ws:
-            await asyncio.to_thread(
+            await db_to_thread(
                 approval_request_review_deny, approval=approval, reviewer=bob, reason="No."
             )
             return (await _until(ws, "#history-rows"))[-1]
@@ -73,8 +74,8 @@ def test_it_keeps_a_decision_from_reviewers_of_other_teams(live_console) -> None
 
     async def scenario() -> list[str]:
         async with _connect(live_console, session) as ws:
-            await asyncio.to_thread(approval_request_approve, approval=hidden, reviewer=alice)
-            await asyncio.to_thread(approval_request_approve, approval=marker, reviewer=sara)
+            await db_to_thread(approval_request_approve, approval=hidden, reviewer=alice)
+            await db_to_thread(approval_request_approve, approval=marker, reviewer=sara)
             return await _until(ws, "security_marker")
 
     got = asyncio.run(scenario())

@@ -17,6 +17,7 @@ from approvals.tasks import expire_stale_presence
 from console.celery import app
 from tests.conftest import ReviewerSession
 from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory
+from tests.thread_connections import db_to_thread
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -90,7 +91,7 @@ async def _until(ws, needle: str) -> str:  # type: ignore[no-untyped-def]
 async def _until_true(check, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if await asyncio.to_thread(check):
+        if await db_to_thread(check):
             return True
         await asyncio.sleep(0.05)
     return False
@@ -122,7 +123,7 @@ def test_the_sweep_tells_reviewers_nobody_is_looking_any_more(live_console) -> N
             additional_headers={"Cookie": session.session_cookie},
             origin=live_console.url,
         ) as ws:
-            await asyncio.to_thread(presences_expire)
+            await db_to_thread(presences_expire)
             return await _until(ws, f'id="presence-{approval.code}"')
 
     pushed = asyncio.run(scenario())
@@ -146,7 +147,7 @@ def test_a_ping_refreshes_presence_over_a_real_websocket(live_console) -> None: 
     async def scenario() -> tuple[bool, bool]:
         async with _watch(live_console, session, approval.code) as ws:
             assert await _until_true(entered)
-            await asyncio.to_thread(
+            await db_to_thread(
                 ReviewerPresence.objects.filter(approval=approval).update, seen_at=long_ago
             )
             await ws.send("not a heartbeat")
@@ -172,7 +173,7 @@ def test_a_ping_brings_back_presence_that_a_sweep_removed(live_console) -> None:
         async with _watch(live_console, session, approval.code) as ws:
             assert await _until_true(present)
             # A sweep on a wrong clock (or a long pause) removed a live page's row.
-            await asyncio.to_thread(ReviewerPresence.objects.all().delete)
+            await db_to_thread(ReviewerPresence.objects.all().delete)
             await ws.send(HEARTBEAT)
             back = await _until_true(present)
         gone = await _until_true(lambda: not present())
@@ -201,7 +202,7 @@ def test_a_late_ping_shows_the_hidden_presence_again(live_console) -> None:  # t
         ):
             await _until(queue_ws, looking)
             # alice's tab was paused past two heartbeats: her presence is hidden now.
-            await asyncio.to_thread(
+            await db_to_thread(
                 ReviewerPresence.objects.update,
                 seen_at=timezone.now() - timedelta(seconds=2 * HEARTBEAT_SECONDS + 1),
             )

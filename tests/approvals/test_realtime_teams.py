@@ -9,6 +9,7 @@ from approvals.models import ReviewerPresence
 from approvals.reviews import approval_request_comment, approval_request_escalate
 from tests.conftest import ReviewerSession
 from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory
+from tests.thread_connections import db_to_thread
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -43,7 +44,7 @@ def test_escalation_removes_the_row_from_the_old_team_and_adds_it_to_the_new(liv
             _connect(live_console, alice_session) as alice_ws,
             _connect(live_console, sara_session) as sara_ws,
         ):
-            await asyncio.to_thread(
+            await db_to_thread(
                 approval_request_escalate,
                 approval=approval,
                 reviewer=alice,
@@ -75,11 +76,11 @@ def test_a_reviewer_removed_from_the_team_stops_receiving_at_once(live_console) 
 
     async def scenario() -> list[str]:
         async with _connect(live_console, session) as ws:
-            await asyncio.to_thread(payments.members.remove, alice)
-            await asyncio.to_thread(
+            await db_to_thread(payments.members.remove, alice)
+            await db_to_thread(
                 approval_request_comment, approval=approval, reviewer=bob, note="secret note"
             )
-            await asyncio.to_thread(
+            await db_to_thread(
                 approval_request_comment, approval=marker, reviewer=alice, note="marker"
             )
             return await _until(ws, "ops_marker")

@@ -14,14 +14,14 @@ from pathlib import Path
 import psycopg
 import pytest
 from django.conf import settings
+from django.db import connection
 from psycopg import sql
 
 from console.bench.queue_data import SIZES, database_url_for
 from tests.test_multiprocess import _test_database_url
 
 needs_servers = pytest.mark.skipif(
-    settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql"
-    or not settings.REDIS_URL,
+    connection.vendor != "postgresql" or not settings.REDIS_URL,
     reason="the bench runs the production way: PostgreSQL (DATABASE_URL) and Redis (REDIS_URL)",
 )
 

@@ -1,0 +1,44 @@
+"""Django's PostgreSQL backend, failing fast, and saying why, when the database is unusable.
+
+Django opens psycopg's pool on the first query and waits for a connection up to the pool's
+timeout. With a database that does not exist, or a server that refuses, the pool only retries
+in the background, logging a warning each time, and every caller (`migrate`, the first request,
+a task) waits the whole timeout for "couldn't get a connection after 10.00 sec". Asking once,
+directly, before the pool opens (console/database.py) answers in milliseconds with the server's
+reason, and leaves no pool retrying behind it; after a pool timeout the same question tells a
+database gone away from a pool that is merely all in use.
+
+Settings select it for PostgreSQL URLs (ENGINE "console.postgresql"): a subclass, so everything
+else is Django's backend unchanged.
+"""
+
+from typing import Any
+
+from django.db.backends.postgresql import base
+from psycopg_pool import PoolTimeout
+
+from console.database import (
+    DatabaseUnavailable,
+    connection_failure,
+    explain,
+    pool_timeout_reason,
+)
+
+
+class DatabaseWrapper(base.DatabaseWrapper):
+    def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        pool = self.pool
+        if pool is not None and pool.closed and (failure := connection_failure(conn_params)):
+            raise DatabaseUnavailable(failure)
+        try:
+            return super().get_new_connection(conn_params)
+        except PoolTimeout as error:
+            assert pool is not None  # only a pool times out
+            raise DatabaseUnavailable(
+                pool_timeout_reason(pool, conn_params, pool.timeout)
+            ) from error
+        except self.Database.OperationalError as error:
+            if pool is not None:
+                raise
+            # No pool (the maintenance connection that creates test databases): say why too.
+            raise DatabaseUnavailable(explain(error, conn_params)) from error
