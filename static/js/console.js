@@ -184,6 +184,13 @@
   }
   document.addEventListener("htmx:wsAfterMessage", afterPush);
   document.addEventListener("htmx:afterSwap", function () { sortRows(); sortHistory(); updateCount(); tick(); markSelected(); });
+  // The filter form comes along with re-read rows and refreshed counts. Never replace it under a
+  // reviewer who is using it (an answer can land while they type): what they typed would be
+  // lost, and a click on Filter would then send the empty form. The counts catch up next time.
+  document.addEventListener("htmx:oobBeforeSwap", function (event) {
+    var target = event.detail && event.detail.target;
+    if (target && target.id === "filters" && target.contains(document.activeElement)) event.detail.shouldSwap = false;
+  });
 
   // Validation errors (400) and conflicts (409) carry the panel that says what happened: swap
   // them. Set in config, not in a beforeSwap listener: when a live push has already replaced

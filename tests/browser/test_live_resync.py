@@ -5,6 +5,7 @@ pushed to nobody. And the rows the page then re-reads are a snapshot, older than
 arrives while the re-read is on the wire. Both gaps are opened on purpose here, in a fixed order.
 """
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -180,3 +181,30 @@ def test_pushes_that_arrive_while_the_rows_are_re_read_outlive_the_older_snapsho
     page.wait_for_timeout(400)  # the debounced count refresh after the pushes: nothing changes
     expect(page.locator("#queue-rows > li")).to_have_count(1)
     expect(page.locator(f"#approval-{pushed_meanwhile.code}")).to_be_visible()
+
+
+def test_re_read_rows_never_wipe_the_filter_form_a_reviewer_is_typing_in(
+    live_console, page: Page, team
+) -> None:  # type: ignore[no-untyped-def]
+    """The re-read on the socket's opening brings the filter form (with fresh counts) along;
+    landing while the reviewer types, it replaced what they typed (CI caught a Filter click that
+    then sent an empty search)."""
+    _submit(team=team, tool="issue_refund")
+    _log_in(page, live_console.url, "alice")
+    held: list[tuple[Route, APIResponse]] = []
+    page.route(
+        lambda url: "fragment=rows" in url, lambda route: held.append((route, route.fetch()))
+    )
+    page.goto(f"{live_console.url}/")
+    deadline = time.monotonic() + 10
+    while not held and time.monotonic() < deadline:
+        page.wait_for_timeout(20)
+    assert held, "the page never re-read its rows after its socket opened"
+    search = page.get_by_label("Search")
+    search.fill("refund")  # focused, typed into, while the re-read is on the wire
+    route, answer = held[0]
+    route.fulfill(response=answer)
+    page.wait_for_timeout(300)
+    expect(search).to_have_value("refund")
+    page.get_by_role("button", name="Filter").click()
+    expect(page).to_have_url(re.compile(r"[?&]q=refund(&|$)"))
