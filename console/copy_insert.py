@@ -41,7 +41,6 @@ _PLAIN_FIELDS = (
 @dataclass(frozen=True)
 class _Plan:
     copy_sql: str
-    fields: "tuple[models.Field[Any, Any], ...]"
     # Per field: turns the instance into the value to send.
     getters: tuple[Callable[[models.Model, BaseDatabaseWrapper], Any], ...]
 
@@ -109,7 +108,6 @@ def _plan_for(model: type[models.Model], *, ids: bool) -> _Plan:
     columns = ", ".join(quote(str(field.column)) for field in fields)  # concrete: never None
     return _Plan(
         copy_sql=f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN",
-        fields=fields,
         getters=tuple(_getter(field) for field in fields),
     )
 

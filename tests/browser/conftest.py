@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.factories import TeamFactory, UserFactory
+
 # Playwright's sync API runs an event loop in this thread; the ORM calls the tests make to set
 # up data are still plain synchronous calls.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -53,3 +55,11 @@ def browser_type_launch_args(browser_type_launch_args):  # type: ignore[no-untyp
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture
+def team(transactional_db):  # type: ignore[no-untyped-def]
+    """The reviewers' team of the live-console tests: alice and bob."""
+    return TeamFactory(
+        name="payments", members=[UserFactory(username="alice"), UserFactory(username="bob")]
+    )

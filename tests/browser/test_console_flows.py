@@ -1,78 +1,26 @@
 """Every reviewer flow in real Chromium: the live queue, deciding, quorum, claiming, escalating,
 commenting, the keyboard, phone width, two reviewers racing, and hostile agent text."""
 
-import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
 
 import httpx
 import pytest
-from django.db import connection
 from django.utils import timezone
 from playwright.sync_api import Browser, Dialog, Page, Route, expect
 
-from approvals import realtime
-from approvals.models import ApprovalRequest, Decision, Impact, ReviewerPresence, Status
+from approvals.models import Decision, Impact, ReviewerPresence, Status
 from approvals.reviews import approval_claim_take, approval_request_review_deny
+from tests.browser.live import log_in, off_loop, submit
 from tests.factories import (
-    PASSWORD,
     AgentFactory,
-    ApprovalRequestFactory,
     TeamFactory,
     UserFactory,
     agent_with_token,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-def _log_in(page: Page, base_url: str, username: str) -> None:
-    page.goto(f"{base_url}/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name="Waiting for a decision")).to_be_visible()
-    expect(page.locator("#live-status")).to_have_text("Live")
-
-
-def _off_loop(function, /, **kwargs):  # type: ignore[no-untyped-def]
-    """Run server-side code on its own thread: Playwright's event loop owns this one, and the
-    realtime push (async_to_sync) refuses to run inside a running loop."""
-    result: dict[str, object] = {}
-
-    def run() -> None:
-        try:
-            result["value"] = function(**kwargs)
-        except BaseException as error:  # re-raised below, in the test's thread
-            result["error"] = error
-        finally:
-            connection.close()  # back to the pool: threads do not do it themselves
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(timeout=20)
-    if "error" in result:
-        raise result["error"]  # type: ignore[misc]
-    return result["value"]
-
-
-def _submit(**fields: object) -> ApprovalRequest:
-    """A new request, announced the way approval_request_create announces it."""
-
-    def create() -> ApprovalRequest:
-        approval = ApprovalRequestFactory(**fields)
-        realtime.publish_approval_changed(approval.pk)
-        return approval
-
-    return _off_loop(create)  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def team(transactional_db):  # type: ignore[no-untyped-def]
-    return TeamFactory(
-        name="payments", members=[UserFactory(username="alice"), UserFactory(username="bob")]
-    )
 
 
 @pytest.fixture
@@ -93,25 +41,25 @@ def test_the_queue_is_live_sorted_by_risk_and_never_reloads(
     live_console, page: Page, team, artifacts
 ) -> None:  # type: ignore[no-untyped-def]
     errors = _watch_errors(page)
-    _log_in(page, live_console.url, "alice")
+    log_in(page, live_console.url, "alice")
     page.evaluate("window.__sameDocument = true")
 
-    low = _submit(team=team, tool="send_newsletter", impact=Impact.LOW, confidence=0.9)
-    critical = _submit(
+    low = submit(team=team, tool="send_newsletter", impact=Impact.LOW, confidence=0.9)
+    critical = submit(
         team=team,
         tool="drop_table",
         impact=Impact.CRITICAL,
         confidence=0.3,
         hold_reason="critical tools always need a person",
     )
-    high = _submit(
+    high = submit(
         team=team,
         tool="issue_refund",
         impact=Impact.HIGH,
         confidence=0.42,
         hold_reason="confidence 0.42 below 0.70 for high-impact refunds",
     )
-    other_team = _submit(team=TeamFactory(name="ops"), tool="restart_db")
+    other_team = submit(team=TeamFactory(name="ops"), tool="restart_db")
 
     rows = page.locator("#queue-rows > li")
     expect(rows).to_have_count(3)
@@ -124,14 +72,14 @@ def test_the_queue_is_live_sorted_by_risk_and_never_reloads(
     expect(page.get_by_label("Impact")).to_contain_text("critical (1)")  # counts follow pushes
 
     # Changed: someone else claims it; the row says so in place.
-    _off_loop(approval_claim_take, approval=high, reviewer=team.members.get(username="bob"))
+    off_loop(approval_claim_take, approval=high, reviewer=team.members.get(username="bob"))
     expect(page.locator(f"#approval-{high.code}")).to_contain_text("Claimed by bob")
     expect(rows.nth(1)).to_have_id(f"approval-{high.code}")  # still in its place
 
     page.screenshot(path=str(artifacts / "queue-live.png"), full_page=True)
 
     # Decided elsewhere: it leaves.
-    _off_loop(
+    off_loop(
         approval_request_review_deny,
         approval=low,
         reviewer=team.members.get(username="bob"),
@@ -144,13 +92,13 @@ def test_the_queue_is_live_sorted_by_risk_and_never_reloads(
 
 
 def test_a_filtered_queue_shows_only_matching_live_arrivals(live_console, page: Page, team) -> None:  # type: ignore[no-untyped-def]
-    _submit(team=team, tool="issue_refund")
-    _log_in(page, live_console.url, "alice")
+    submit(team=team, tool="issue_refund")
+    log_in(page, live_console.url, "alice")
     page.get_by_label("Search").fill("refund")
     page.get_by_role("button", name="Filter").click()
     expect(page.locator("#live-status")).to_have_text("Live")
-    matching = _submit(team=team, tool="issue_refund", summary="second refund")
-    other = _submit(team=team, tool="send_email", summary="Monthly newsletter.")
+    matching = submit(team=team, tool="issue_refund", summary="second refund")
+    other = submit(team=team, tool="send_email", summary="Monthly newsletter.")
     expect(page.locator(f"#approval-{matching.code}")).to_be_visible()
     page.wait_for_timeout(500)  # let the debounced re-sync after the last push land
     expect(page.locator(f"#approval-{other.code}")).to_have_count(0)
@@ -160,10 +108,10 @@ def test_a_filtered_queue_shows_only_matching_live_arrivals(live_console, page: 
 def test_two_reviewers_deciding_at_once_get_exactly_one_decision(
     live_console, page: Page, second_page: Page, team, artifacts
 ) -> None:  # type: ignore[no-untyped-def]
-    approval = _submit(team=team, tool="issue_refund")
+    approval = submit(team=team, tool="issue_refund")
     panel = f"#decision-panel-{approval.code}"
     for reviewer_page, name in ((page, "alice"), (second_page, "bob")):
-        _log_in(reviewer_page, live_console.url, name)
+        log_in(reviewer_page, live_console.url, name)
         reviewer_page.goto(f"{live_console.url}/requests/{approval.code}/")
         expect(reviewer_page.locator("#live-status, .detail-page")).not_to_have_count(0)
     second_page.get_by_label("Reason for denying").fill("Not today.")
@@ -197,8 +145,8 @@ def test_two_reviewers_deciding_at_once_get_exactly_one_decision(
 def test_a_reviewer_approves_with_changed_arguments_after_seeing_the_diff(
     live_console, page: Page, team, artifacts
 ) -> None:  # type: ignore[no-untyped-def]
-    approval = _submit(team=team, arguments={"payment_id": "pay_1", "amount": 4900})
-    _log_in(page, live_console.url, "alice")
+    approval = submit(team=team, arguments={"payment_id": "pay_1", "amount": 4900})
+    log_in(page, live_console.url, "alice")
     page.goto(f"{live_console.url}/requests/{approval.code}/")
     page.get_by_text("Change the arguments, then approve").click()
     editor = page.get_by_label("Arguments to run instead")
@@ -221,8 +169,8 @@ def test_a_reviewer_approves_with_changed_arguments_after_seeing_the_diff(
 
 
 def test_a_denial_needs_a_reason(live_console, page: Page, team) -> None:  # type: ignore[no-untyped-def]
-    approval = _submit(team=team)
-    _log_in(page, live_console.url, "alice")
+    approval = submit(team=team)
+    log_in(page, live_console.url, "alice")
     page.goto(f"{live_console.url}/requests/{approval.code}/")
     page.get_by_role("button", name="Deny").click()
     page.wait_for_timeout(300)
@@ -240,9 +188,9 @@ def test_a_denial_needs_a_reason(live_console, page: Page, team) -> None:  # typ
 def test_quorum_waits_for_a_second_reviewer_and_both_pages_follow(
     live_console, page: Page, second_page: Page, team
 ) -> None:  # type: ignore[no-untyped-def]
-    approval = _submit(team=team, required_approvals=2)
+    approval = submit(team=team, required_approvals=2)
     for reviewer_page, name in ((page, "alice"), (second_page, "bob")):
-        _log_in(reviewer_page, live_console.url, name)
+        log_in(reviewer_page, live_console.url, name)
         reviewer_page.goto(f"{live_console.url}/requests/{approval.code}/")
     page.locator("#approve-button").click()
     expect(page.locator(f"#decision-panel-{approval.code}")).to_contain_text(
@@ -259,9 +207,9 @@ def test_quorum_waits_for_a_second_reviewer_and_both_pages_follow(
 def test_presence_and_claims_are_visible_to_everyone(
     live_console, page: Page, second_page: Page, team
 ) -> None:  # type: ignore[no-untyped-def]
-    approval = _submit(team=team)
-    _log_in(second_page, live_console.url, "bob")
-    _log_in(page, live_console.url, "alice")
+    approval = submit(team=team)
+    log_in(second_page, live_console.url, "bob")
+    log_in(page, live_console.url, "alice")
     page.goto(f"{live_console.url}/requests/{approval.code}/")
     row = second_page.locator(f"#approval-{approval.code}")
     expect(row).to_contain_text("Looking now: alice")
@@ -289,9 +237,9 @@ def test_escalation_moves_the_request_to_the_other_teams_queue(
     live_console, page: Page, second_page: Page, team
 ) -> None:  # type: ignore[no-untyped-def]
     TeamFactory(name="security", members=[UserFactory(username="sara")])
-    approval = _submit(team=team)
-    _log_in(second_page, live_console.url, "sara")
-    _log_in(page, live_console.url, "alice")
+    approval = submit(team=team)
+    log_in(second_page, live_console.url, "sara")
+    log_in(page, live_console.url, "alice")
     expect(second_page.locator(f"#approval-{approval.code}")).to_have_count(0)
     page.goto(f"{live_console.url}/requests/{approval.code}/")
     page.get_by_text("Escalate to another team").click()
@@ -311,9 +259,9 @@ def test_escalation_moves_the_request_to_the_other_teams_queue(
 def test_a_comment_lands_in_the_history_of_everyone_watching(
     live_console, page: Page, second_page: Page, team
 ) -> None:  # type: ignore[no-untyped-def]
-    approval = _submit(team=team)
+    approval = submit(team=team)
     for reviewer_page, name in ((page, "alice"), (second_page, "bob")):
-        _log_in(reviewer_page, live_console.url, name)
+        log_in(reviewer_page, live_console.url, name)
         reviewer_page.goto(f"{live_console.url}/requests/{approval.code}/")
     page.get_by_label("Comment (does not decide)").fill("Calling the customer first.")
     page.get_by_role("button", name="Comment").click()
@@ -327,9 +275,9 @@ def test_a_comment_lands_in_the_history_of_everyone_watching(
 
 
 def test_the_keyboard_moves_opens_and_prepares_decisions(live_console, page: Page, team) -> None:  # type: ignore[no-untyped-def]
-    first = _submit(team=team, tool="drop_table", impact=Impact.CRITICAL)
-    second = _submit(team=team, tool="issue_refund", impact=Impact.HIGH)
-    _log_in(page, live_console.url, "alice")
+    first = submit(team=team, tool="drop_table", impact=Impact.CRITICAL)
+    second = submit(team=team, tool="issue_refund", impact=Impact.HIGH)
+    log_in(page, live_console.url, "alice")
     page.keyboard.press("?")
     expect(page.locator("#keys-help")).to_be_visible()
     page.keyboard.press("Escape")
@@ -374,12 +322,12 @@ def test_it_is_usable_at_phone_width(live_console, browser: Browser, team, artif
         viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
     )
     page = context.new_page()
-    approval = _submit(
+    approval = submit(
         team=team,
         summary="Refund a duplicate charge " * 8,
         arguments={"payment_id": "pay_" + "9" * 80, "amount": 4900},
     )
-    _log_in(page, live_console.url, "alice")
+    log_in(page, live_console.url, "alice")
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
     page.screenshot(path=str(artifacts / "queue-phone.png"), full_page=True)
     page.locator(f"#approval-{approval.code} a").click()
@@ -410,7 +358,7 @@ def test_agent_supplied_html_shows_as_text_and_never_runs(
 
     page.on("dialog", dismiss)
     _, token = agent_with_token(name="evil-bot")
-    _log_in(page, live_console.url, staff.username)
+    log_in(page, live_console.url, staff.username)
 
     created = httpx.post(
         f"{live_console.url}/api/v1/requests",
@@ -454,8 +402,8 @@ def test_a_reviewer_from_another_team_gets_404_in_the_browser(
     live_console, page: Page, team
 ) -> None:  # type: ignore[no-untyped-def]
     TeamFactory(name="ops", members=[UserFactory(username="oscar")])
-    approval = _submit(team=team)
-    _log_in(page, live_console.url, "oscar")
+    approval = submit(team=team)
+    log_in(page, live_console.url, "oscar")
     expect(page.locator(f"#approval-{approval.code}")).to_have_count(0)
     response = page.goto(f"{live_console.url}/requests/{approval.code}/")
     assert response is not None and response.status == 404
@@ -464,21 +412,21 @@ def test_a_reviewer_from_another_team_gets_404_in_the_browser(
 def test_the_history_shows_a_new_decision_at_the_top_without_a_reload(
     live_console, page: Page, team
 ) -> None:  # type: ignore[no-untyped-def]
-    older = _submit(team=team, tool="older_tool")
-    _off_loop(
+    older = submit(team=team, tool="older_tool")
+    off_loop(
         approval_request_review_deny,
         approval=older,
         reviewer=team.members.get(username="bob"),
         reason="Old.",
     )
-    fresh = _submit(team=team, tool="fresh_tool")
+    fresh = submit(team=team, tool="fresh_tool")
     exceptions: list[str] = []
     page.on("pageerror", lambda error: exceptions.append(str(error)))
-    _log_in(page, live_console.url, "alice")
+    log_in(page, live_console.url, "alice")
     page.goto(f"{live_console.url}/history/")
     expect(page.locator("#live-status")).to_have_text("Live")
     page.evaluate("window.notReloaded = true")
-    _off_loop(
+    off_loop(
         approval_request_review_deny,
         approval=fresh,
         reviewer=team.members.get(username="bob"),
@@ -497,28 +445,28 @@ def test_the_decision_page_keeps_its_presence_alive_with_a_heartbeat(
     live_console, page: Page, team, settings
 ) -> None:  # type: ignore[no-untyped-def]
     settings.APPROVAL_PRESENCE_HEARTBEAT_SECONDS = 1
-    approval = _submit(team=team)
-    _log_in(page, live_console.url, "alice")
+    approval = submit(team=team)
+    log_in(page, live_console.url, "alice")
     page.goto(f"{live_console.url}/requests/{approval.code}/")
     expect(page.locator(f"#presence-{approval.code}")).to_have_text("Looking now: alice")
     long_ago = timezone.now() - timedelta(hours=1)
     presences = ReviewerPresence.objects.filter(approval=approval)
-    _off_loop(presences.update, seen_at=long_ago)
+    off_loop(presences.update, seen_at=long_ago)
 
     def seen_at() -> object:
         return presences.values_list("seen_at", flat=True).first()
 
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _off_loop(seen_at) == long_ago:
+    while time.monotonic() < deadline and off_loop(seen_at) == long_ago:
         page.wait_for_timeout(200)
-    refreshed = _off_loop(seen_at)
+    refreshed = off_loop(seen_at)
     assert refreshed is not None and refreshed > long_ago
 
 
 def test_an_agents_operator_sees_why_they_cannot_approve(live_console, page: Page, team) -> None:  # type: ignore[no-untyped-def]
     alice = team.members.get(username="alice")
-    approval = _submit(team=team, agent=AgentFactory(name="alices-bot", operators=[alice]))
-    _log_in(page, live_console.url, "alice")
+    approval = submit(team=team, agent=AgentFactory(name="alices-bot", operators=[alice]))
+    log_in(page, live_console.url, "alice")
     page.goto(f"{live_console.url}/requests/{approval.code}/")
     expect(page.locator("#own-agent-note")).to_contain_text("another reviewer must approve it")
     expect(page.locator("#approve-button")).to_have_count(0)

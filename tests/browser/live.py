@@ -1,0 +1,56 @@
+"""What the live-console browser tests share: logging in, and changing the world from the server
+(the reviewers' `team` fixture is in conftest.py).
+
+Tests of the queue's live rows create and decide requests beside the page, the way agents and
+other reviewers would, and watch the page follow.
+"""
+
+import threading
+
+from django.db import connection
+from playwright.sync_api import Page, expect
+
+from approvals import realtime
+from approvals.models import ApprovalRequest
+from tests.factories import PASSWORD, ApprovalRequestFactory
+
+
+def log_in(page: Page, base_url: str, username: str) -> None:
+    page.goto(f"{base_url}/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Waiting for a decision")).to_be_visible()
+    expect(page.locator("#live-status")).to_have_text("Live")
+
+
+def off_loop(function, /, **kwargs):  # type: ignore[no-untyped-def]
+    """Run server-side code on its own thread: Playwright's event loop owns this one, and the
+    realtime push (async_to_sync) refuses to run inside a running loop."""
+    result: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            result["value"] = function(**kwargs)
+        except BaseException as error:  # re-raised below, in the test's thread
+            result["error"] = error
+        finally:
+            connection.close()  # back to the pool: threads do not do it themselves
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=20)
+    if "error" in result:
+        raise result["error"]  # type: ignore[misc]
+    return result["value"]
+
+
+def submit(**fields: object) -> ApprovalRequest:
+    """A new request, announced the way approval_request_create announces it."""
+
+    def create() -> ApprovalRequest:
+        approval = ApprovalRequestFactory(**fields)
+        realtime.publish_approval_changed(approval.pk)
+        return approval
+
+    return off_loop(create)  # type: ignore[no-any-return]
