@@ -157,3 +157,27 @@ def test_re_read_rows_never_wipe_the_filter_form_a_reviewer_is_typing_in(
     expect(search).to_have_value("refund")
     page.get_by_role("button", name="Filter").click()
     expect(page).to_have_url(re.compile(r"[?&]q=refund(&|$)"))
+
+
+def test_the_keyboard_selection_outlives_re_read_rows(live_console, page: Page, team) -> None:  # type: ignore[no-untyped-def]
+    """A re-read landing after `j` selected a row keeps it selected (htmx's settle step put the
+    server's class back on the re-read row; CI caught the keyboard test losing it)."""
+    first = submit(team=team, tool="drop_table")
+    log_in(page, live_console.url, "alice")
+    held: list[tuple[Route, APIResponse]] = []
+    page.route(
+        lambda url: "fragment=rows" in url, lambda route: held.append((route, route.fetch()))
+    )
+    page.goto(f"{live_console.url}/")
+    deadline = time.monotonic() + 10
+    while not held and time.monotonic() < deadline:
+        page.wait_for_timeout(20)
+    assert held, "the page never re-read its rows after its socket opened"
+    page.keyboard.press("j")
+    row = page.locator(f"#approval-{first.code}")
+    expect(row).to_have_class(re.compile(r"(^|\s)selected(\s|$)"))
+    route, answer = held[0]
+    route.fulfill(response=answer)
+    page.wait_for_timeout(300)  # past htmx's settle delay
+    expect(row).to_have_class(re.compile(r"(^|\s)selected(\s|$)"))
+    expect(row).to_have_attribute("aria-current", "true")
