@@ -23,7 +23,9 @@ help:
 $(VENV)/.installed: requirements.lock
 	@if [ -z "$(PYTHON)" ]; then echo "Python >= 3.12 is required (set PYTHON=/path/to/python3.12)"; exit 1; fi
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock 2>&1 | grep -v "^WARNING: Location" || true
+	@# --require-hashes: a fresh machine installs exactly the files CI tested, or nothing.
+	set -o pipefail; $(PY) -m pip install --quiet --disable-pip-version-check --require-hashes \
+		-r requirements.lock 2>&1 | { grep -v "^WARNING: Location" || true; }
 	@$(PY) -c "import django, channels, celery" && touch $@
 
 # The OpenAI Agents SDK lives in its own directory, not in site-packages: its top-level package
@@ -32,8 +34,9 @@ OPENAI_AGENTS_DIR := $(VENV)/openai-agents
 
 $(OPENAI_AGENTS_DIR)/.installed: tests/agents/sdk/requirements-openai-agents.lock $(VENV)/.installed
 	rm -rf $(OPENAI_AGENTS_DIR)
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --target $(OPENAI_AGENTS_DIR) \
-		-r tests/agents/sdk/requirements-openai-agents.lock 2>&1 | grep -v "^WARNING: Location" || true
+	set -o pipefail; $(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
+		--target $(OPENAI_AGENTS_DIR) -r tests/agents/sdk/requirements-openai-agents.lock 2>&1 \
+		| { grep -v "^WARNING: Location" || true; }
 	@test -d $(OPENAI_AGENTS_DIR)/agents && touch $@
 
 install: $(VENV)/.installed $(OPENAI_AGENTS_DIR)/.installed
@@ -71,10 +74,11 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# Hashes for every file of every pinned release: `make install` refuses anything else.
 lock: install
-	$(VENV)/bin/pip-compile --quiet --extra dev --strip-extras --allow-unsafe \
+	$(VENV)/bin/pip-compile --quiet --generate-hashes --extra dev --strip-extras --allow-unsafe \
 		--no-emit-index-url --no-emit-find-links -o requirements.lock pyproject.toml
-	$(VENV)/bin/pip-compile --quiet --strip-extras --allow-unsafe \
+	$(VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \
 		--no-emit-index-url --no-emit-find-links -o tests/agents/sdk/requirements-openai-agents.lock \
 		tests/agents/sdk/requirements-openai-agents.in
 
