@@ -330,12 +330,38 @@ LOGOUT_REDIRECT_URL = "login"
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
-SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
-CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_PROXY") else None
+
+# --- HTTPS (SECURE_COOKIES, BEHIND_PROXY) ----------------------------------------------------
+# SECURE_COOKIES=true says the console is reached over HTTPS only: cookies are sent over TLS
+# only, browsers are told to keep to HTTPS (HSTS), and plain HTTP is redirected. Cookies marked
+# Secure without HSTS still leave the first plain-HTTP visit open to a downgrade.
+SECURE_COOKIES = env_bool("SECURE_COOKIES", False)
+SESSION_COOKIE_SECURE = SECURE_COOKIES
+CSRF_COOKIE_SECURE = SECURE_COOKIES
+if SECURE_COOKIES:
+    # One year, what the HSTS preload list asks for; lower it while trying HTTPS out.
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600)
+    # Subdomains of the console's own host name (not of its parent domain).
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    # Load balancers and Prometheus probe these over plain HTTP inside the network; a redirect
+    # would read as a failed health check.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+# Preloading is a commitment for a whole registrable domain, made by submitting it to the
+# browsers' list: an operator's decision (SECURE_HSTS_PRELOAD=true), not a default to nag about.
+SILENCED_SYSTEM_CHECKS = [] if env_bool("SECURE_HSTS_PRELOAD", False) else ["security.W021"]
+# Behind TLS termination, the proxy says which scheme the client used. Only trust the header a
+# proxy you run sets and overwrites (X-Forwarded-Proto unless PROXY_SSL_HEADER names another).
+BEHIND_PROXY = env_bool("BEHIND_PROXY", False)
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_" + env_str("PROXY_SSL_HEADER", "X-Forwarded-Proto").upper().replace("-", "_"), "https")
+    if BEHIND_PROXY
+    else None
+)
 
 # Strict CSP: no inline script or style anywhere; every asset is served from our own static.
 SECURE_CSP: dict[str, list[str]] = {
