@@ -238,8 +238,9 @@ APPROVAL_PRESENCE_HEARTBEAT_SECONDS = env_int("APPROVAL_PRESENCE_HEARTBEAT_SECON
 
 # --- Notifications and escalation -----------------------------------------------------------
 # SMTP from the environment (EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD,
-# EMAIL_USE_TLS), as a Django 6.1 mailer. Without EMAIL_HOST, mail goes to the log, so the
-# embedded setup never tries to reach a mail server that is not there.
+# EMAIL_USE_TLS), as a Django 6.1 mailer. Without EMAIL_HOST, the log says a message was not
+# sent (recipients and subject, never the body: console/mail.py), so the embedded setup never
+# tries to reach a mail server that is not there and never writes a reset link to the log.
 _email_host = env_str("EMAIL_HOST")
 MAILERS = {
     "default": {
@@ -254,8 +255,14 @@ MAILERS = {
         },
     }
     if _email_host
-    else {"BACKEND": "django.core.mail.backends.console.EmailBackend"}
+    else {"BACKEND": "console.mail.LogOnlyEmailBackend"}
 }
+# Password reset mails a link that signs in as the account: served only with a mail server to
+# carry it (404 otherwise, and the login page does not offer it). PASSWORD_RESET_ENABLED=false
+# turns it off with one, e.g. where accounts are managed elsewhere.
+PASSWORD_RESET_ENABLED = env_bool("PASSWORD_RESET_ENABLED", bool(_email_host))
+if PASSWORD_RESET_ENABLED and not _email_host:
+    raise ImproperlyConfigured("PASSWORD_RESET_ENABLED=true needs a mail server: set EMAIL_HOST")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Approval console <approvals@localhost>")
 
 SLACK_BOT_TOKEN = env_str("SLACK_BOT_TOKEN")
