@@ -12,7 +12,8 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import views as auth_views
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest
+from django.http.response import HttpResponseBase
 from django.urls import path
 
 
@@ -23,7 +24,9 @@ class LoginView(auth_views.LoginView):
         return context
 
 
-def _only_with_password_reset(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+def _only_with_password_reset(
+    view: Callable[..., HttpResponseBase],
+) -> Callable[..., HttpResponseBase]:
     # Checked per request, not when the URLs are built: the setting decides, whatever imported
     # the URL configuration first.
     @wraps(view)
@@ -35,6 +38,14 @@ def _only_with_password_reset(view: Callable[..., HttpResponse]) -> Callable[...
     return wrapped
 
 
+# Served only with PASSWORD_RESET_ENABLED; the names are Django's own, which its views redirect to.
+_RESET_VIEWS = [
+    ("password_reset/", auth_views.PasswordResetView, "password_reset"),
+    ("password_reset/done/", auth_views.PasswordResetDoneView, "password_reset_done"),
+    ("reset/<uidb64>/<token>/", auth_views.PasswordResetConfirmView, "password_reset_confirm"),
+    ("reset/done/", auth_views.PasswordResetCompleteView, "password_reset_complete"),
+]
+
 urlpatterns = [
     path("login/", LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
@@ -44,24 +55,7 @@ urlpatterns = [
         auth_views.PasswordChangeDoneView.as_view(),
         name="password_change_done",
     ),
-    path(
-        "password_reset/",
-        _only_with_password_reset(auth_views.PasswordResetView.as_view()),
-        name="password_reset",
-    ),
-    path(
-        "password_reset/done/",
-        _only_with_password_reset(auth_views.PasswordResetDoneView.as_view()),
-        name="password_reset_done",
-    ),
-    path(
-        "reset/<uidb64>/<token>/",
-        _only_with_password_reset(auth_views.PasswordResetConfirmView.as_view()),
-        name="password_reset_confirm",
-    ),
-    path(
-        "reset/done/",
-        _only_with_password_reset(auth_views.PasswordResetCompleteView.as_view()),
-        name="password_reset_complete",
-    ),
+] + [
+    path(route, _only_with_password_reset(view.as_view()), name=name)
+    for route, view, name in _RESET_VIEWS
 ]
