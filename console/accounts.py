@@ -30,7 +30,7 @@ def _only_with_password_reset(
     # Checked per request, not when the URLs are built: the setting decides, whatever imported
     # the URL configuration first.
     @wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if not settings.PASSWORD_RESET_ENABLED:
             raise Http404("Password reset is not available: no mail server is configured.")
         return view(request, *args, **kwargs)
