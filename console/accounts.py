@@ -15,7 +15,6 @@ from django.contrib.auth import views as auth_views
 from django.http import Http404, HttpRequest
 from django.http.response import HttpResponseBase
 from django.urls import path
-from django.views import View
 
 
 class LoginView(auth_views.LoginView):
@@ -40,7 +39,7 @@ def _only_with_password_reset(
 
 
 # Served only with PASSWORD_RESET_ENABLED; the names are Django's own, which its views redirect to.
-_RESET_VIEWS: list[tuple[str, type[View], str]] = [
+_RESET_VIEWS: list[tuple[str, Any, str]] = [
     ("password_reset/", auth_views.PasswordResetView, "password_reset"),
     ("password_reset/done/", auth_views.PasswordResetDoneView, "password_reset_done"),
     ("reset/<uidb64>/<token>/", auth_views.PasswordResetConfirmView, "password_reset_confirm"),
