@@ -80,7 +80,9 @@ class AuditAction(models.TextChoices):
     CONFIG_DELETED = "config.deleted", "Configuration deleted"
     # Sign-in (approvals.audit_signals)
     AUTH_LOGIN = "auth.login", "Signed in"
+    # Kept for records written before lockouts: single failures are no longer in the chain.
     AUTH_LOGIN_FAILED = "auth.login_failed", "Sign-in failed"
+    AUTH_LOCKED_OUT = "auth.locked_out", "Sign-in locked out"
     AUTH_LOGOUT = "auth.logout", "Signed out"
     # Reading the trail is itself worth recording.
     AUDIT_EXPORTED = "audit.exported", "Audit log exported"

@@ -87,6 +87,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "rest_framework",
     "rest_framework.authtoken",  # reviewer API tokens for scripts
+    "axes",  # sign-in throttling (console/login_throttle.py)
     "drf_spectacular",
     "agents",
     "approvals",
@@ -104,6 +105,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: turns a refused sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "console.urls"
@@ -369,6 +372,43 @@ SECURE_PROXY_SSL_HEADER = (
     if BEHIND_PROXY
     else None
 )
+# The header your proxy sets to the client's address (e.g. X-Real-IP), for sign-in throttling
+# and the audit trail. Unset: the peer's address. Never set it without a proxy that overwrites it.
+CLIENT_IP_HEADER = env_str("CLIENT_IP_HEADER")
+
+# --- Sign-in throttling (django-axes) ---------------------------------------------------------
+# Failed sign-ins are counted per username and, separately, per client address: per username
+# stops guessing one account from many addresses, per address stops one client trying a common
+# password on many accounts. LOGIN_FAILURE_LIMIT failures in a row on either lock it out for
+# LOGIN_LOCKOUT_SECONDS; each further failure after a lockout ends locks it again for twice as
+# long, up to LOGIN_LOCKOUT_MAX_SECONDS. A lockout by username can be caused by anyone who knows
+# the name: the cap bounds that, and `manage.py axes_reset_username NAME` lifts it.
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 5 * 60)
+LOGIN_LOCKOUT_MAX_SECONDS = env_int("LOGIN_LOCKOUT_MAX_SECONDS", 60 * 60)
+# Failures are forgotten after this long without a new one (at least twice the longest lockout).
+LOGIN_FAILURE_MEMORY_SECONDS = env_int("LOGIN_FAILURE_MEMORY_SECONDS", 24 * 60 * 60)
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out username or address before any password is checked.
+    "axes.backends.AxesBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "console.login_throttle.GrowingLockoutHandler"
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = "console.login_throttle.login_cool_off"
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_CLIENT_IP_CALLABLE = "console.request_context.client_ip_address"
+# Attempts refused during a lockout neither count nor extend it: only failures after it ended
+# make the next one longer (and a person retrying is not punished for every click).
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# The handler forgets the signed-in username's failures itself, never the address's: resetting
+# those would let an attacker with one valid account clear the count of a password spray.
+AXES_RESET_ON_SUCCESS = False
+# Every failure is kept (outside the audit chain, so failed sign-ins never queue on its lock).
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+AXES_LOCKOUT_CALLABLE = "console.login_throttle.lockout_response"
+AXES_SENSITIVE_PARAMETERS = ["username", "password"]
+AXES_VERBOSE = False
 
 # Strict CSP: no inline script or style anywhere; every asset is served from our own static.
 SECURE_CSP: dict[str, list[str]] = {
