@@ -16,5 +16,5 @@ def assert_shown_once_and_never_in_a_cookie(response: HttpResponse, secret: str)
     messages = response.cookies.get("messages")
     if messages is not None and messages.value:
         storage = CookieStorage(RequestFactory().get("/"))
-        decoded = storage._decode(messages.value) or []
+        decoded = storage._decode(messages.value) or []  # type: ignore[attr-defined]
         assert all(secret not in str(message) for message in decoded)
