@@ -74,6 +74,9 @@ class AuditAction(models.TextChoices):
     AGENT_CREATED = "agent.created", "Agent created"
     CREDENTIAL_ISSUED = "credential.issued", "Credential issued"
     CREDENTIAL_REVOKED = "credential.revoked", "Credential revoked"
+    # Reviewer API tokens (approvals.reviewer_tokens)
+    REVIEWER_TOKEN_ISSUED = "reviewer_token.issued", "Reviewer API token issued"
+    REVIEWER_TOKEN_REVOKED = "reviewer_token.revoked", "Reviewer API token revoked"
     # Configuration changes through the Django admin (approvals.audit_admin)
     CONFIG_CREATED = "config.created", "Configuration created"
     CONFIG_CHANGED = "config.changed", "Configuration changed"

@@ -1,7 +1,7 @@
 """Notification pages and Slack's interactivity endpoint. Thin, as views are."""
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
@@ -14,6 +14,7 @@ from approvals.notifications import (
     preference_for,
 )
 from approvals.notifiers.slack import slack_reply_ephemeral
+from approvals.reviewer_tokens import reviewer_token_revoke_own, reviewer_tokens_live
 from approvals.selectors import (
     notifications_for_reviewer,
     notifications_unread_after,
@@ -65,7 +66,17 @@ def notification_preferences(request: AuthenticatedHttpRequest) -> HttpResponse:
         notification_preference_update(user=request.user, values=form.cleaned_data)
         return redirect("approvals:notification-preferences")
     status = 400 if request.method == "POST" else 200
-    return render(request, "approvals/preferences.html", {"form": form}, status=status)
+    context = {"form": form, "api_tokens": reviewer_tokens_live(user=request.user)}
+    return render(request, "approvals/preferences.html", context, status=status)
+
+
+@require_POST
+@login_required
+def api_token_revoke(request: AuthenticatedHttpRequest, token_key: str) -> HttpResponse:
+    """A reviewer revokes one of their own API tokens; anyone else's is a 404."""
+    if not reviewer_token_revoke_own(user=request.user, token_key=token_key):
+        raise Http404("No such token of yours.")
+    return redirect("approvals:notification-preferences")
 
 
 @csrf_exempt  # Slack cannot send our CSRF token; its request signature is checked instead.

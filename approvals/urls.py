@@ -26,6 +26,11 @@ urlpatterns = [
         name="notification-preferences",
     ),
     path(
+        "account/api-tokens/<str:token_key>/revoke",
+        notification_views.api_token_revoke,
+        name="api-token-revoke",
+    ),
+    path(
         "integrations/slack/interactions",
         notification_views.slack_interactions,
         name="slack-interactions",

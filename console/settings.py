@@ -8,6 +8,7 @@ between the two; no code path does.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -86,7 +87,7 @@ INSTALLED_APPS = [
     "channels",
     "django_htmx",
     "rest_framework",
-    "rest_framework.authtoken",  # reviewer API tokens for scripts
+    "knox",  # reviewer API tokens for scripts, stored as digests (approvals/reviewer_tokens.py)
     "axes",  # sign-in throttling (console/login_throttle.py)
     "drf_spectacular",
     "agents",
@@ -433,6 +434,15 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "console.api_errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+}
+# Reviewer API tokens (django-rest-knox): `Authorization: Token acr_…`, valid this long (90 days
+# by default), no silent renewal on use: a leaked token stops working on a known date.
+REVIEWER_TOKEN_TTL_SECONDS = env_int("REVIEWER_TOKEN_TTL_SECONDS", 90 * 24 * 3600)
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(seconds=REVIEWER_TOKEN_TTL_SECONDS),
+    "TOKEN_PREFIX": "acr_",
+    "AUTO_REFRESH": False,
+    "AUTH_HEADER_PREFIX": "Token",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Agent Approval Console API",
