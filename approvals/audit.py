@@ -74,6 +74,9 @@ class AuditAction(models.TextChoices):
     AGENT_CREATED = "agent.created", "Agent created"
     CREDENTIAL_ISSUED = "credential.issued", "Credential issued"
     CREDENTIAL_REVOKED = "credential.revoked", "Credential revoked"
+    # A reviewer's Slack account, linked after proof (approvals.slack_link)
+    SLACK_LINKED = "slack.linked", "Slack account linked"
+    SLACK_UNLINKED = "slack.unlinked", "Slack account unlinked"
     # Reviewer API tokens (approvals.reviewer_tokens)
     REVIEWER_TOKEN_ISSUED = "reviewer_token.issued", "Reviewer API token issued"
     REVIEWER_TOKEN_REVOKED = "reviewer_token.revoked", "Reviewer API token revoked"
