@@ -14,6 +14,7 @@ from django.contrib.auth.signals import user_logged_in, user_logged_out
 from django.dispatch import receiver
 
 from approvals.audit import AuditAction, AuditActor, audit_record
+from console.login_throttle import lockout_is_new
 
 
 @receiver(user_logged_in, dispatch_uid="audit_login")
@@ -33,6 +34,10 @@ def _audit_locked_out(sender: Any, request: Any, username: str | None, **_: Any)
     # lockout lasts. Only the first has counted its failures: the refused ones are not news.
     failures = getattr(request, "axes_failures_since_start", None)
     if failures is None:
+        return
+    # Guesses sent at once all pass the check before any failure is counted, and each then
+    # finds the limit reached: the first to claim this lockout records it.
+    if not lockout_is_new(request=request):
         return
     attempted = str(username or "")[:200]
     audit_record(

@@ -12,6 +12,8 @@ everyone's with the cool-off of whoever happened to sign in, which would have cu
 lockouts short.
 """
 
+import hashlib
+import logging
 import math
 import unicodedata
 from datetime import timedelta
@@ -20,12 +22,15 @@ from typing import Any
 from axes.handlers.database import AxesDatabaseHandler
 from axes.models import AccessAttempt
 from django.conf import settings
+from django.core.cache import cache
 from django.db.models import Max, Q, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
 from console.request_context import client_ip_address
+
+logger = logging.getLogger(__name__)
 
 
 def _longest() -> timedelta:
@@ -45,18 +50,27 @@ def _attempted_username(request: HttpRequest) -> str:
     return unicodedata.normalize("NFKC", str(raw).strip())
 
 
-def failures_on_record(request: HttpRequest) -> int:
-    """The most failures counted for this request's username or for its address, whichever is
-    more, over attempts not yet forgotten."""
+def _failure_counts(request: HttpRequest) -> list[tuple[str, str | None, int]]:
+    """(what, which, failures) for this request's username and its address, over attempts
+    not yet forgotten."""
     recent = AccessAttempt.objects.filter(attempt_time__gt=timezone.now() - _memory())
-    counts = [
-        recent.filter(**{field: value}).aggregate(total=Sum("failures_since_start"))["total"] or 0
+    return [
+        (
+            field,
+            value,
+            recent.filter(**{field: value}).aggregate(total=Sum("failures_since_start"))["total"]
+            or 0,
+        )
         for field, value in (
             ("username", _attempted_username(request)),
             ("ip_address", client_ip_address(request)),
         )
     ]
-    return max(counts)
+
+
+def failures_on_record(request: HttpRequest) -> int:
+    """The most failures counted for this request's username or for its address."""
+    return max(count for _, _, count in _failure_counts(request))
 
 
 def login_cool_off(request: HttpRequest | None) -> timedelta:
@@ -68,6 +82,25 @@ def login_cool_off(request: HttpRequest | None) -> timedelta:
     base = timedelta(seconds=settings.LOGIN_LOCKOUT_SECONDS)
     # 2**20 lockout periods is beyond any cap; bounding the exponent keeps the number small.
     return min(base * 2 ** min(beyond, 20), _longest())
+
+
+def lockout_is_new(*, request: HttpRequest) -> bool:
+    """True for the first caller per lockout of this username or address (an atomic cache
+    add, shared by all server processes through Redis), so a burst is audited once."""
+    cool_off = max(int(login_cool_off(request).total_seconds()), 1)
+    locked = [
+        f"login-lockout:{field}:{hashlib.sha256(str(value).encode()).hexdigest()}"
+        for field, value, count in _failure_counts(request)
+        if value and count >= settings.LOGIN_FAILURE_LIMIT
+    ]
+    try:
+        # Every locked key is claimed (no short-circuit); it lapses with the lockout, so the
+        # next, longer lockout is news again.
+        claimed = [cache.add(key, True, timeout=cool_off) for key in locked]
+    except Exception:  # a cache outage must not hide a lockout: record it, twice if need be
+        logger.exception("could not check whether a sign-in lockout was already recorded")
+        return True
+    return any(claimed) or not locked
 
 
 class GrowingLockoutHandler(AxesDatabaseHandler):

@@ -4,10 +4,14 @@ The attack it answers: 25 wrong passwords in 15 seconds were all checked, then t
 signed in, and every failure queued on the audit chain's lock.
 """
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
 from axes.models import AccessAttempt
+from django.core.cache import cache
+from django.db import close_old_connections
 from django.test import Client
 
 from approvals.audit import AuditAction
@@ -17,6 +21,12 @@ from tests.factories import PASSWORD, UserFactory
 pytestmark = pytest.mark.django_db
 
 LOGIN = "/accounts/login/"
+
+
+@pytest.fixture(autouse=True)
+def _no_lockouts_recorded_by_other_tests() -> None:
+    # Which lockouts were already audited is kept in the cache (console/login_throttle.py).
+    cache.clear()
 
 
 def _sign_in(username: str, password: str, *, address: str = "198.51.100.7", **extra: str):  # type: ignore[no-untyped-def]
@@ -184,3 +194,29 @@ def test_it_takes_the_client_address_from_the_configured_header(settings) -> Non
         == 429
     )
     assert set(AccessAttempt.objects.values_list("ip_address", flat=True)) == {"203.0.113.50"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_burst_of_guesses_at_once_still_ends_locked(settings) -> None:  # type: ignore[no-untyped-def]
+    """Two (or twenty) requests at once: each is checked against the count before its own
+    failure is recorded, so a burst may get a few guesses past the limit, but never past the
+    lockout: the right password afterwards is refused, and the lockout is recorded."""
+    UserFactory(username="alice")
+    burst = settings.LOGIN_FAILURE_LIMIT * 4
+    start = threading.Barrier(burst)
+
+    def guess(n: int) -> int:
+        start.wait(timeout=30)
+        try:
+            return _sign_in("alice", f"guess {n}", address=f"203.0.113.{n + 1}")[1].status_code
+        finally:
+            close_old_connections()
+
+    with ThreadPoolExecutor(max_workers=burst) as pool:
+        answers = list(pool.map(guess, range(burst)))
+
+    assert set(answers) <= {200, 429}
+    client, response = _sign_in("alice", PASSWORD, address="203.0.113.250")
+    assert response.status_code == 429
+    assert not _signed_in(client)
+    assert AuditRecord.objects.filter(action=AuditAction.AUTH_LOCKED_OUT).count() == 1
