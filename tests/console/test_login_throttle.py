@@ -8,6 +8,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+import httpx
 import pytest
 from axes.models import AccessAttempt
 from django.core.cache import cache
@@ -220,3 +221,29 @@ def test_a_burst_of_guesses_at_once_still_ends_locked(settings) -> None:  # type
     assert response.status_code == 429
     assert not _signed_in(client)
     assert AuditRecord.objects.filter(action=AuditAction.AUTH_LOCKED_OUT).count() == 1
+
+
+def test_it_locks_out_through_the_asgi_server_too(live_console, transactional_db, settings) -> None:  # type: ignore[no-untyped-def]
+    """The console runs under uvicorn: axes' middleware takes its async path there."""
+    UserFactory(username="alice")
+    with httpx.Client(base_url=live_console.url, timeout=10) as browser:
+        browser.get(LOGIN)
+
+        def sign_in(password: str) -> httpx.Response:
+            return browser.post(
+                LOGIN,
+                data={
+                    "username": "alice",
+                    "password": password,
+                    "csrfmiddlewaretoken": browser.cookies["csrftoken"],
+                },
+                headers={"Referer": f"{live_console.url}{LOGIN}"},
+            )
+
+        for _ in range(settings.LOGIN_FAILURE_LIMIT):
+            assert sign_in("wrong").status_code in (200, 429)
+        refused = sign_in(PASSWORD)
+
+    assert refused.status_code == 429
+    assert "Too many failed sign-ins" in refused.text
+    assert "sessionid" not in refused.cookies
