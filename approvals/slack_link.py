@@ -100,7 +100,10 @@ def slack_link_start(*, user: User, slack_user_id: str) -> SlackLinkClaim:
     )
     try:
         # Posting to a member id opens (or reuses) the app's direct message with that member.
-        slack_client().chat_postMessage(channel=slack_user_id, text=text, unfurl_links=False)
+        # Plain text: the username is not ours to let Slack read as markup.
+        slack_client().chat_postMessage(
+            channel=slack_user_id, text=text, mrkdwn=False, unfurl_links=False
+        )
     except SlackApiError as error:
         reason = (
             error.response.data.get("error", "") if isinstance(error.response.data, dict) else ""
