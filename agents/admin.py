@@ -1,5 +1,6 @@
 from django.contrib import admin, messages
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
 
 from agents.models import (
     AapInstance,
@@ -14,7 +15,7 @@ from agents.models import (
 from agents.services import credential_issue, credential_revoke, provisioner_token_revoke
 from approvals.audit_admin import AuditedAdminMixin
 from approvals.policies.halts import agent_halt
-from console.admin_mixins import ReadOnlyAdminMixin
+from console.admin_mixins import ReadOnlyAdminMixin, one_time_secrets_response
 from console.http import signed_in_user
 
 
@@ -78,19 +79,22 @@ class AgentAdmin(AuditedAdminMixin, admin.ModelAdmin):
         )
 
     @admin.action(description="Issue a new credential (shown once)")
-    def issue_credential(self, request: HttpRequest, queryset) -> None:  # type: ignore[no-untyped-def]
-        for agent in queryset:
-            issued = credential_issue(
-                agent=agent,
-                label=f"issued by {request.user}",
-                actor=signed_in_user(request),
+    def issue_credential(self, request: HttpRequest, queryset) -> HttpResponse:  # type: ignore[no-untyped-def]
+        issued = [
+            (
+                agent.name,
+                credential_issue(
+                    agent=agent, label=f"issued by {request.user}", actor=signed_in_user(request)
+                ).plaintext,
             )
-            self.message_user(
-                request,
-                f"New credential for {agent.name} (copy it now, it is not shown again): "
-                f"{issued.plaintext}",
-                messages.WARNING,
-            )
+            for agent in queryset
+        ]
+        return one_time_secrets_response(
+            request,
+            title="New agent credentials",
+            secrets=issued,
+            back_url=reverse("admin:agents_agent_changelist"),
+        )
 
 
 @admin.register(AgentCredential)

@@ -1,9 +1,13 @@
+from typing import Any
+
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+from knox.models import AuthToken
 
 from approvals.audit_admin import AuditedAdminMixin
 from approvals.models import (
@@ -22,7 +26,8 @@ from approvals.models import (
     Team,
 )
 from approvals.notifications import notifications_retry_failed
-from console.admin_mixins import ReadOnlyAdminMixin
+from approvals.reviewer_tokens import reviewer_token_issue, reviewer_token_revoke
+from console.admin_mixins import ReadOnlyAdminMixin, one_time_secrets_response
 from console.http import signed_in_user
 
 
@@ -101,6 +106,23 @@ User = get_user_model()
 
 class AuditedUserAdmin(AuditedAdminMixin, UserAdmin):
     audit_exclude_fields = ("password",)
+    actions = ["issue_reviewer_token"]
+
+    @admin.action(description="Issue a reviewer API token (shown once)")
+    def issue_reviewer_token(self, request: HttpRequest, queryset) -> HttpResponse:  # type: ignore[no-untyped-def]
+        issued = [
+            (user.get_username(), reviewer_token_issue(user=user, actor=signed_in_user(request)))
+            for user in queryset
+        ]
+        return one_time_secrets_response(
+            request,
+            title="New reviewer API tokens",
+            secrets=[
+                (f"{name} (expires {token.token.expiry:%Y-%m-%d %H:%M} UTC)", token.plaintext)
+                for name, token in issued
+            ],
+            back_url=reverse("admin:auth_user_changelist"),
+        )
 
 
 class AuditedGroupAdmin(AuditedAdminMixin, GroupAdmin):
@@ -111,6 +133,50 @@ for _model, _admin_class in ((User, AuditedUserAdmin), (Group, AuditedGroupAdmin
     if admin.site.is_registered(_model):
         admin.site.unregister(_model)
     admin.site.register(_model, _admin_class)
+
+
+# knox's own admin put each new token in a flash message (a cookie) and listed digests; this one
+# lists prefixes, issues through the Users action above and revokes through the service (audited).
+if admin.site.is_registered(AuthToken):
+    admin.site.unregister(AuthToken)
+
+
+@admin.register(AuthToken)
+class ReviewerTokenAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("prefix", "user", "created", "expiry")
+    list_select_related = ("user",)
+    search_fields = ("token_key", "user__username")
+    fields = readonly_fields = ("token_key", "user", "created", "expiry")
+    actions = ["revoke"]
+
+    @admin.display(description="token")
+    def prefix(self, token: AuthToken) -> str:
+        # Not knox's __str__, which shows the digest.
+        return f"{token.token_key}…"
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        # Revoking is deleting; the action below is allowed to whoever may delete tokens.
+        return bool(request.user.has_perm("knox.delete_authtoken"))
+
+    def get_actions(
+        self,
+        request: HttpRequest,
+        action_location: admin.ActionLocation = admin.ActionLocation.CHANGE_LIST,
+    ) -> dict[str, Any]:
+        actions = super().get_actions(request, action_location)
+        actions.pop("delete_selected", None)  # unaudited: revoke through the service instead
+        return actions
+
+    def delete_model(self, request: HttpRequest, obj: AuthToken) -> None:
+        reviewer_token_revoke(token=obj, actor=signed_in_user(request))
+
+    @admin.action(description="Revoke selected tokens", permissions=["delete"])
+    def revoke(self, request: HttpRequest, queryset) -> None:  # type: ignore[no-untyped-def]
+        revoked = sum(
+            reviewer_token_revoke(token=token, actor=signed_in_user(request))
+            for token in queryset.select_related("user")
+        )
+        self.message_user(request, f"Revoked {revoked} token(s).")
 
 
 class EscalationStepInline(admin.TabularInline):

@@ -74,13 +74,21 @@ class AuditAction(models.TextChoices):
     AGENT_CREATED = "agent.created", "Agent created"
     CREDENTIAL_ISSUED = "credential.issued", "Credential issued"
     CREDENTIAL_REVOKED = "credential.revoked", "Credential revoked"
+    # A reviewer's Slack account, linked after proof (approvals.slack_link)
+    SLACK_LINKED = "slack.linked", "Slack account linked"
+    SLACK_UNLINKED = "slack.unlinked", "Slack account unlinked"
+    # Reviewer API tokens (approvals.reviewer_tokens)
+    REVIEWER_TOKEN_ISSUED = "reviewer_token.issued", "Reviewer API token issued"
+    REVIEWER_TOKEN_REVOKED = "reviewer_token.revoked", "Reviewer API token revoked"
     # Configuration changes through the Django admin (approvals.audit_admin)
     CONFIG_CREATED = "config.created", "Configuration created"
     CONFIG_CHANGED = "config.changed", "Configuration changed"
     CONFIG_DELETED = "config.deleted", "Configuration deleted"
     # Sign-in (approvals.audit_signals)
     AUTH_LOGIN = "auth.login", "Signed in"
+    # Kept for records written before lockouts: single failures are no longer in the chain.
     AUTH_LOGIN_FAILED = "auth.login_failed", "Sign-in failed"
+    AUTH_LOCKED_OUT = "auth.locked_out", "Sign-in locked out"
     AUTH_LOGOUT = "auth.logout", "Signed out"
     # Reading the trail is itself worth recording.
     AUDIT_EXPORTED = "audit.exported", "Audit log exported"

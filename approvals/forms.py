@@ -30,7 +30,6 @@ class NotificationPreferenceForm(forms.ModelForm):
             "email_enabled",
             "slack_enabled",
             "console_enabled",
-            "slack_user_id",
             "quiet_hours_start",
             "quiet_hours_end",
             "time_zone",
@@ -45,6 +44,16 @@ class NotificationPreferenceForm(forms.ModelForm):
         if value not in zoneinfo.available_timezones():
             raise forms.ValidationError("Not a time zone name, e.g. Europe/Berlin.")
         return str(value)
+
+
+class SlackLinkStartForm(forms.Form):
+    slack_user_id = forms.CharField(
+        label="Slack member id", max_length=32, help_text="e.g. U024BE7LH; a code is sent there."
+    )
+
+
+class SlackLinkVerifyForm(forms.Form):
+    code = forms.CharField(label="Code from Slack", max_length=20)
 
 
 class ApproveChangesForm(forms.Form):

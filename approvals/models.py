@@ -337,8 +337,14 @@ class NotificationPreference(models.Model):
     email_enabled = models.BooleanField(default=True)
     slack_enabled = models.BooleanField(default=True)
     console_enabled = models.BooleanField(default=True)
-    # The Slack member id (U...): it maps a button click in Slack to this reviewer.
-    slack_user_id = models.CharField(max_length=32, blank=True)
+    # The Slack member id (U...), proven: it maps a button click in Slack to this reviewer, so it
+    # is only set once the reviewer typed back a code sent to that member (approvals/slack_link.py)
+    # or by an admin. A claim still waiting for its code is a SlackLinkClaim, not a link.
+    slack_user_id = models.CharField(
+        max_length=32,
+        blank=True,
+        help_text="Verified Slack member id. Set by the reviewer proving it, or here by an admin.",
+    )
     # Quiet hours in the reviewer's own time zone; start > end spans midnight (22:00-07:00).
     quiet_hours_start = models.TimeField(null=True, blank=True)
     quiet_hours_end = models.TimeField(null=True, blank=True)
@@ -355,6 +361,29 @@ class NotificationPreference(models.Model):
 
     def __str__(self) -> str:
         return f"preferences of {self.user}"
+
+
+class SlackLinkClaim(models.Model):
+    """A reviewer's claim to a Slack member id, not yet proven (approvals/slack_link.py).
+
+    The console sends a one-time code to that member by direct message; only the person who can
+    read it can type it back. Claims are not unique per member id: a claim nobody can prove
+    never stands in the way of the member's real owner.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="slack_link_claim"
+    )
+    slack_user_id = models.CharField(max_length=32)
+    # HMAC of the code (bound to the reviewer and the member id); empty until a code is sent,
+    # as for links carried over from before links were verified.
+    code_digest = models.CharField(max_length=64, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.user} claims Slack {self.slack_user_id}"
 
 
 class EscalationChain(models.Model):

@@ -1,24 +1,36 @@
 """Notification pages and Slack's interactivity endpoint. Thin, as views are."""
 
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from approvals.forms import NotificationPreferenceForm
+from approvals.forms import NotificationPreferenceForm, SlackLinkStartForm, SlackLinkVerifyForm
 from approvals.notifications import (
     notification_preference_update,
     notifications_mark_read,
     preference_for,
 )
 from approvals.notifiers.slack import slack_reply_ephemeral
+from approvals.reviewer_tokens import reviewer_token_revoke_own, reviewer_tokens_live
 from approvals.selectors import (
     notifications_for_reviewer,
     notifications_unread_after,
 )
 from approvals.slack_interactions import SlackRequestRefused, slack_interaction_handle
+from approvals.slack_link import (
+    SlackLinkRefused,
+    slack_link_remove,
+    slack_link_start,
+    slack_link_state,
+    slack_link_verify,
+)
 from console.http import AuthenticatedHttpRequest
 
 
@@ -56,16 +68,87 @@ def notification_feed(request: AuthenticatedHttpRequest) -> JsonResponse:
     return JsonResponse({"notifications": items})
 
 
+def _preferences_page(
+    request: AuthenticatedHttpRequest, *, status: int = 200, **forms: Any
+) -> HttpResponse:
+    context = {
+        "form": NotificationPreferenceForm(instance=preference_for(request.user)),
+        "slack_start_form": SlackLinkStartForm(),
+        "slack_verify_form": SlackLinkVerifyForm(),
+        "slack": slack_link_state(user=request.user),
+        "slack_configured": bool(settings.SLACK_BOT_TOKEN),
+        "api_tokens": reviewer_tokens_live(user=request.user),
+        **forms,
+    }
+    return render(request, "approvals/preferences.html", context, status=status)
+
+
 @require_http_methods(["GET", "POST"])
 @login_required
 def notification_preferences(request: AuthenticatedHttpRequest) -> HttpResponse:
-    preference = preference_for(request.user)
-    form = NotificationPreferenceForm(request.POST or None, instance=preference)
-    if request.method == "POST" and form.is_valid():
-        notification_preference_update(user=request.user, values=form.cleaned_data)
-        return redirect("approvals:notification-preferences")
-    status = 400 if request.method == "POST" else 200
-    return render(request, "approvals/preferences.html", {"form": form}, status=status)
+    if request.method == "GET":
+        return _preferences_page(request)
+    form = NotificationPreferenceForm(request.POST, instance=preference_for(request.user))
+    if not form.is_valid():
+        return _preferences_page(request, status=400, form=form)
+    notification_preference_update(user=request.user, values=form.cleaned_data)
+    return redirect("approvals:notification-preferences")
+
+
+def _slack_link_step(
+    request: AuthenticatedHttpRequest,
+    form: SlackLinkStartForm | SlackLinkVerifyForm,
+    step: Callable[[dict[str, str]], object],
+    *,
+    form_name: str,
+) -> HttpResponse:
+    """Validate the form, run the step; a refusal is shown on the form's field, with a 400."""
+    if form.is_valid():
+        try:
+            step(form.cleaned_data)
+        except SlackLinkRefused as refused:
+            form.add_error(next(iter(form.fields)), str(refused))
+    if not form.is_valid():
+        return _preferences_page(request, status=400, **{form_name: form})
+    return redirect("approvals:notification-preferences")
+
+
+@require_POST
+@login_required
+def slack_link_send_code(request: AuthenticatedHttpRequest) -> HttpResponse:
+    return _slack_link_step(
+        request,
+        SlackLinkStartForm(request.POST),
+        lambda data: slack_link_start(user=request.user, slack_user_id=data["slack_user_id"]),
+        form_name="slack_start_form",
+    )
+
+
+@require_POST
+@login_required
+def slack_link_check_code(request: AuthenticatedHttpRequest) -> HttpResponse:
+    return _slack_link_step(
+        request,
+        SlackLinkVerifyForm(request.POST),
+        lambda data: slack_link_verify(user=request.user, code=data["code"]),
+        form_name="slack_verify_form",
+    )
+
+
+@require_POST
+@login_required
+def slack_link_unlink(request: AuthenticatedHttpRequest) -> HttpResponse:
+    slack_link_remove(user=request.user)
+    return redirect("approvals:notification-preferences")
+
+
+@require_POST
+@login_required
+def api_token_revoke(request: AuthenticatedHttpRequest, token_key: str) -> HttpResponse:
+    """A reviewer revokes one of their own API tokens; anyone else's is a 404."""
+    if not reviewer_token_revoke_own(user=request.user, token_key=token_key):
+        raise Http404("No such token of yours.")
+    return redirect("approvals:notification-preferences")
 
 
 @csrf_exempt  # Slack cannot send our CSRF token; its request signature is checked instead.

@@ -3,15 +3,15 @@ team, or to the next step of the request's escalation chain).
 
 For teams building their own tools. Same rules as the pages, through the same selectors and
 services: a request the caller may not see is 404; a decision someone else made first is 409.
-Authentication: the browser session (CSRF-checked on writes) or `Authorization: Token <key>`
-for scripts (DRF tokens, issued in the admin). Agent credentials are not accepted here.
+Authentication: the browser session (CSRF-checked on writes) or `Authorization: Token acr_…`
+for scripts (approvals/reviewer_tokens.py). Agent credentials are not accepted here.
 """
 
 from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -27,6 +27,7 @@ from approvals.exceptions import (
     TransitionConflict,
 )
 from approvals.models import ApprovalRequest, Team
+from approvals.reviewer_tokens import ReviewerTokenAuthentication
 from approvals.reviews import (
     OWN_AGENT,
     approval_request_comment,
@@ -53,7 +54,7 @@ class IsReviewer(BasePermission):
 
 class ReviewerApi(APIView):
     # Token first: an unauthenticated call then answers 401 with a WWW-Authenticate header.
-    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    authentication_classes = [ReviewerTokenAuthentication, SessionAuthentication]
     permission_classes = [IsReviewer]
 
     def get_approval(self, request: Request, code: str) -> ApprovalRequest:

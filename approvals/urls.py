@@ -26,6 +26,26 @@ urlpatterns = [
         name="notification-preferences",
     ),
     path(
+        "notifications/slack-link/send-code",
+        notification_views.slack_link_send_code,
+        name="slack-link-send-code",
+    ),
+    path(
+        "notifications/slack-link/check-code",
+        notification_views.slack_link_check_code,
+        name="slack-link-check-code",
+    ),
+    path(
+        "notifications/slack-link/unlink",
+        notification_views.slack_link_unlink,
+        name="slack-link-unlink",
+    ),
+    path(
+        "account/api-tokens/<str:token_key>/revoke",
+        notification_views.api_token_revoke,
+        name="api-token-revoke",
+    ),
+    path(
         "integrations/slack/interactions",
         notification_views.slack_interactions,
         name="slack-interactions",

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 
+from django.conf import settings
 from django.http import HttpRequest
 
 CELERY_HEADER = "console_request_id"
@@ -42,10 +43,19 @@ def bound_request_context(context: RequestContext) -> Iterator[RequestContext]:
         _current.reset(token)
 
 
-def _client_ip(request: HttpRequest) -> str | None:
-    # REMOTE_ADDR only: X-Forwarded-For is client-controlled unless a known proxy strips it, and
-    # an address an attacker can choose is worse than none in an audit trail.
+def client_ip_address(request: HttpRequest) -> str | None:
+    """The client's address: the peer's, or behind a proxy the one CLIENT_IP_HEADER names.
+
+    Never X-Forwarded-For by default: any client can send it, and an address an attacker can
+    choose is worse than none in an audit trail and useless for throttling sign-ins. An operator
+    names the header their own proxy overwrites (X-Real-IP, say); with a list-valued header the
+    right-most entry is taken, the one the nearest proxy added. Without the header (a request
+    that did not come through the proxy) the peer's address is used.
+    """
     raw = request.META.get("REMOTE_ADDR", "")
+    header = settings.CLIENT_IP_HEADER
+    if header and (forwarded := request.headers.get(header, "").strip()):
+        raw = forwarded.rsplit(",", 1)[-1].strip()
     try:
         return ipaddress.ip_address(raw).compressed
     except ValueError:
@@ -55,7 +65,7 @@ def _client_ip(request: HttpRequest) -> str | None:
 def request_context_from_http(request: HttpRequest, *, request_id: str) -> RequestContext:
     return RequestContext(
         request_id=request_id,
-        ip_address=_client_ip(request),
+        ip_address=client_ip_address(request),
         user_agent=request.headers.get("User-Agent", "")[:400],
     )
 

@@ -8,6 +8,7 @@ between the two; no code path does.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -86,7 +87,8 @@ INSTALLED_APPS = [
     "channels",
     "django_htmx",
     "rest_framework",
-    "rest_framework.authtoken",  # reviewer API tokens for scripts
+    "knox",  # reviewer API tokens for scripts, stored as digests (approvals/reviewer_tokens.py)
+    "axes",  # sign-in throttling (console/login_throttle.py)
     "drf_spectacular",
     "agents",
     "approvals",
@@ -104,6 +106,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: turns a refused sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "console.urls"
@@ -238,8 +242,9 @@ APPROVAL_PRESENCE_HEARTBEAT_SECONDS = env_int("APPROVAL_PRESENCE_HEARTBEAT_SECON
 
 # --- Notifications and escalation -----------------------------------------------------------
 # SMTP from the environment (EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD,
-# EMAIL_USE_TLS), as a Django 6.1 mailer. Without EMAIL_HOST, mail goes to the log, so the
-# embedded setup never tries to reach a mail server that is not there.
+# EMAIL_USE_TLS), as a Django 6.1 mailer. Without EMAIL_HOST, the log says a message was not
+# sent (recipients and subject, never the body: console/mail.py), so the embedded setup never
+# tries to reach a mail server that is not there and never writes a reset link to the log.
 _email_host = env_str("EMAIL_HOST")
 MAILERS = {
     "default": {
@@ -254,8 +259,14 @@ MAILERS = {
         },
     }
     if _email_host
-    else {"BACKEND": "django.core.mail.backends.console.EmailBackend"}
+    else {"BACKEND": "console.mail.LogOnlyEmailBackend"}
 }
+# Password reset mails a link that signs in as the account: served only with a mail server to
+# carry it (404 otherwise, and the login page does not offer it). PASSWORD_RESET_ENABLED=false
+# turns it off with one, e.g. where accounts are managed elsewhere.
+PASSWORD_RESET_ENABLED = env_bool("PASSWORD_RESET_ENABLED", bool(_email_host))
+if PASSWORD_RESET_ENABLED and not _email_host:
+    raise ImproperlyConfigured("PASSWORD_RESET_ENABLED=true needs a mail server: set EMAIL_HOST")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Approval console <approvals@localhost>")
 
 SLACK_BOT_TOKEN = env_str("SLACK_BOT_TOKEN")
@@ -330,12 +341,75 @@ LOGOUT_REDIRECT_URL = "login"
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
-SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
-CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_PROXY") else None
+
+# --- HTTPS (SECURE_COOKIES, BEHIND_PROXY) ----------------------------------------------------
+# SECURE_COOKIES=true says the console is reached over HTTPS only: cookies are sent over TLS
+# only, browsers are told to keep to HTTPS (HSTS), and plain HTTP is redirected. Cookies marked
+# Secure without HSTS still leave the first plain-HTTP visit open to a downgrade.
+SECURE_COOKIES = env_bool("SECURE_COOKIES", False)
+SESSION_COOKIE_SECURE = SECURE_COOKIES
+CSRF_COOKIE_SECURE = SECURE_COOKIES
+if SECURE_COOKIES:
+    # One year, what the HSTS preload list asks for; lower it while trying HTTPS out.
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600)
+    # Subdomains of the console's own host name (not of its parent domain).
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    # Load balancers and Prometheus probe these over plain HTTP inside the network; a redirect
+    # would read as a failed health check.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+# Preloading is a commitment for a whole registrable domain, made by submitting it to the
+# browsers' list: an operator's decision (SECURE_HSTS_PRELOAD=true), not a default to nag about.
+SILENCED_SYSTEM_CHECKS = [] if env_bool("SECURE_HSTS_PRELOAD", False) else ["security.W021"]
+# Behind TLS termination, the proxy says which scheme the client used. Only trust the header a
+# proxy you run sets and overwrites (X-Forwarded-Proto unless PROXY_SSL_HEADER names another).
+BEHIND_PROXY = env_bool("BEHIND_PROXY", False)
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_" + env_str("PROXY_SSL_HEADER", "X-Forwarded-Proto").upper().replace("-", "_"), "https")
+    if BEHIND_PROXY
+    else None
+)
+# The header your proxy sets to the client's address (e.g. X-Real-IP), for sign-in throttling
+# and the audit trail. Unset: the peer's address. Never set it without a proxy that overwrites it.
+CLIENT_IP_HEADER = env_str("CLIENT_IP_HEADER")
+
+# --- Sign-in throttling (django-axes) ---------------------------------------------------------
+# Failed sign-ins are counted per username and, separately, per client address: per username
+# stops guessing one account from many addresses, per address stops one client trying a common
+# password on many accounts. LOGIN_FAILURE_LIMIT failures in a row on either lock it out for
+# LOGIN_LOCKOUT_SECONDS; each further failure after a lockout ends locks it again for twice as
+# long, up to LOGIN_LOCKOUT_MAX_SECONDS. A lockout by username can be caused by anyone who knows
+# the name: the cap bounds that, and `manage.py axes_reset_username NAME` lifts it.
+LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+LOGIN_LOCKOUT_SECONDS = env_int("LOGIN_LOCKOUT_SECONDS", 5 * 60)
+LOGIN_LOCKOUT_MAX_SECONDS = env_int("LOGIN_LOCKOUT_MAX_SECONDS", 60 * 60)
+# Failures are forgotten after this long without a new one (at least twice the longest lockout).
+LOGIN_FAILURE_MEMORY_SECONDS = env_int("LOGIN_FAILURE_MEMORY_SECONDS", 24 * 60 * 60)
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out username or address before any password is checked.
+    "axes.backends.AxesBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "console.login_throttle.GrowingLockoutHandler"
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = "console.login_throttle.login_cool_off"
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_CLIENT_IP_CALLABLE = "console.request_context.client_ip_address"
+# Attempts refused during a lockout neither count nor extend it: only failures after it ended
+# make the next one longer (and a person retrying is not punished for every click).
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# The handler forgets the signed-in username's failures itself, never the address's: resetting
+# those would let an attacker with one valid account clear the count of a password spray.
+AXES_RESET_ON_SUCCESS = False
+# Every failure is kept (outside the audit chain, so failed sign-ins never queue on its lock).
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+AXES_LOCKOUT_CALLABLE = "console.login_throttle.lockout_response"
+AXES_SENSITIVE_PARAMETERS = ["username", "password"]
+AXES_VERBOSE = False
 
 # Strict CSP: no inline script or style anywhere; every asset is served from our own static.
 SECURE_CSP: dict[str, list[str]] = {
@@ -360,6 +434,15 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "console.api_errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+}
+# Reviewer API tokens (django-rest-knox): `Authorization: Token acr_…`, valid this long (90 days
+# by default), no silent renewal on use: a leaked token stops working on a known date.
+REVIEWER_TOKEN_TTL_SECONDS = env_int("REVIEWER_TOKEN_TTL_SECONDS", 90 * 24 * 3600)
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(seconds=REVIEWER_TOKEN_TTL_SECONDS),
+    "TOKEN_PREFIX": "acr_",
+    "AUTO_REFRESH": False,
+    "AUTH_HEADER_PREFIX": "Token",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Agent Approval Console API",

@@ -64,7 +64,7 @@ api_v1 = [
 urlpatterns = [
     path("", include("approvals.urls")),
     path("", include("approvals.policies.urls")),
-    path("accounts/", include("django.contrib.auth.urls")),
+    path("accounts/", include("console.accounts")),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="api-v1")),
     path("humanlayer/v1/", include("agents.humanlayer.urls")),

@@ -52,6 +52,13 @@ class AgentFactory(ModelFactory[Agent]):
             self.operators.add(*extracted)  # type: ignore[attr-defined]
 
 
+def reviewer_api_token(user: User) -> str:
+    """A reviewer API token for `user`, as `Authorization: Token <this>` expects."""
+    from approvals.reviewer_tokens import reviewer_token_issue
+
+    return reviewer_token_issue(user=user).plaintext
+
+
 def agent_with_token(**kwargs: object) -> tuple[Agent, str]:
     agent = AgentFactory(**kwargs)
     return agent, credential_issue(agent=agent).plaintext

@@ -87,16 +87,15 @@ def _seed() -> dict[str, str]:
 
     django.setup()
     from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
 
     from agents.models import Agent
     from agents.services import agent_create, credential_issue
     from approvals.policies.models import Outcome, PolicyRule, RuleState
+    from approvals.reviewer_tokens import reviewer_token_issue
 
     user, _ = get_user_model().objects.get_or_create(username=REVIEWER, defaults={"is_staff": True})
     user.set_password(REVIEWER_PASSWORD)
     user.save()
-    token, _ = Token.objects.get_or_create(user=user)
     agent = Agent.objects.filter(name="bench-agent").first() or agent_create(name="bench-agent")
     PolicyRule.objects.update_or_create(
         name="bench: approve lookups at once",
@@ -109,7 +108,7 @@ def _seed() -> dict[str, str]:
     )
     return {
         "agent_token": credential_issue(agent=agent, label="bench").plaintext,
-        "reviewer_token": token.key,
+        "reviewer_token": reviewer_token_issue(user=user).plaintext,
         "reviewer_username": REVIEWER,
         "reviewer_password": REVIEWER_PASSWORD,
     }

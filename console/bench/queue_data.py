@@ -60,10 +60,10 @@ def database_url_for(base_url: str, pending: int, decided: int) -> str:
 
 def _seed_people() -> dict[str, Any]:
     from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
 
     from agents.models import Agent
     from approvals.models import Team
+    from approvals.reviewer_tokens import reviewer_token_issue
 
     users = get_user_model().objects
     staff, _ = users.get_or_create(username=STAFF, defaults={"is_staff": True})
@@ -79,8 +79,8 @@ def _seed_people() -> dict[str, Any]:
     return {
         "staff": staff,
         "team_reviewer": team_reviewer,
-        "staff_token": Token.objects.get_or_create(user=staff)[0].key,
-        "team_token": Token.objects.get_or_create(user=team_reviewer)[0].key,
+        "staff_token": reviewer_token_issue(user=staff).plaintext,
+        "team_token": reviewer_token_issue(user=team_reviewer).plaintext,
         "team_ids": [team.pk for team in teams],
         "agent_ids": [agent.pk for agent in agents],
         "decider_ids": [user.pk for user in deciders],

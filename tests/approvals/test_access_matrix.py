@@ -10,13 +10,12 @@ import pytest
 import websockets
 from django.test import Client
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 from websockets.exceptions import InvalidStatus
 
 from approvals.models import ApprovalEvent, ApprovalRequest, Status
 from tests.conftest import ReviewerSession
-from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory
+from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory, reviewer_api_token
 from tests.thread_connections import db_to_thread
 
 # (url name, form data) for every page that changes something.
@@ -129,7 +128,7 @@ class TestApi:
     def _api(self, user):  # type: ignore[no-untyped-def]
         client = APIClient()
         if user is not None:
-            client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+            client.credentials(HTTP_AUTHORIZATION=f"Token {reviewer_api_token(user)}")
         return client
 
     def test_it_lists_only_the_teams_requests(self, world) -> None:  # type: ignore[no-untyped-def]

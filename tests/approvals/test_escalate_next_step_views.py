@@ -2,7 +2,6 @@
 
 import pytest
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from approvals.models import (
@@ -12,7 +11,7 @@ from approvals.models import (
     EscalationStep,
     EscalationTrigger,
 )
-from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory
+from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory, reviewer_api_token
 
 pytestmark = pytest.mark.django_db
 
@@ -128,8 +127,7 @@ def test_it_refuses_a_note_that_is_too_long(client, team, chain) -> None:  # typ
 @pytest.fixture
 def api(team) -> APIClient:  # type: ignore[no-untyped-def]
     client = APIClient()
-    token = Token.objects.create(user=team.members.get())
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {reviewer_api_token(team.members.get())}")
     return client
 
 

@@ -2,7 +2,6 @@
 
 import pytest
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from approvals.audit import AuditAction
@@ -14,7 +13,13 @@ from approvals.reviews import (
     approval_request_review_approve,
     approval_request_review_deny,
 )
-from tests.factories import AgentFactory, ApprovalRequestFactory, TeamFactory, UserFactory
+from tests.factories import (
+    AgentFactory,
+    ApprovalRequestFactory,
+    TeamFactory,
+    UserFactory,
+    reviewer_api_token,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -132,7 +137,7 @@ def test_it_lets_an_operator_deny_from_the_page(client, ops) -> None:  # type: i
 
 def _api(user) -> APIClient:  # type: ignore[no-untyped-def]
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {reviewer_api_token(user)}")
     return client
 
 

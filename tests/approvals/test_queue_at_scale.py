@@ -10,7 +10,6 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
 from agents.services import run_open
 from approvals import selectors, views
@@ -23,7 +22,13 @@ from approvals.models import (
 from approvals.reviews import approval_claim_take
 from approvals.selectors import QueueFilters, approval_risk, approvals_queue
 from approvals.services import approval_request_approve, approval_request_deny
-from tests.factories import AgentFactory, ApprovalRequestFactory, TeamFactory, UserFactory
+from tests.factories import (
+    AgentFactory,
+    ApprovalRequestFactory,
+    TeamFactory,
+    UserFactory,
+    reviewer_api_token,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -97,7 +102,7 @@ def _calls(staff: Any, ann: Any) -> dict[str, Callable[[], Any]]:
     staff_page, ann_page = Client(), Client()
     staff_page.force_login(staff)
     ann_page.force_login(ann)
-    api = Client(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=staff)[0].key}")
+    api = Client(HTTP_AUTHORIZATION=f"Token {reviewer_api_token(staff)}")
     api_url = reverse("api-v1:reviewer-request-list")
     queue_url, history_url = reverse("approvals:queue"), reverse("approvals:history")
     return {
@@ -118,7 +123,7 @@ def test_the_queue_page_and_api_make_as_many_queries_for_many_rows_as_for_few(st
     many = {name: _queries(call) for name, call in _calls(staff, ann).items()}
     assert many == few
     # A later page costs no more than the first (past the urgent ones it skips their query).
-    api = Client(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=staff)[0].key}")
+    api = Client(HTTP_AUTHORIZATION=f"Token {reviewer_api_token(staff)}")
     url = reverse("api-v1:reviewer-request-list")
     cursor = api.get(url, {"limit": PAGE}).json()["next_cursor"]
     for _ in range(3):
@@ -130,7 +135,7 @@ def test_the_queue_page_and_api_make_as_many_queries_for_many_rows_as_for_few(st
 
 def test_the_api_pages_through_the_whole_queue_in_queue_order(staff, ann) -> None:  # type: ignore[no-untyped-def]
     _add_requests(9, staff=staff, ann=ann, seed=1)
-    api = Client(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=staff)[0].key}")
+    api = Client(HTTP_AUTHORIZATION=f"Token {reviewer_api_token(staff)}")
     url = reverse("api-v1:reviewer-request-list")
     for state, expected in (
         ("pending", approvals_queue(user=staff, filters=QueueFilters())),
@@ -150,7 +155,7 @@ def test_the_api_pages_through_the_whole_queue_in_queue_order(staff, ann) -> Non
 
 def test_the_api_rejects_a_bad_cursor_or_limit(staff) -> None:  # type: ignore[no-untyped-def]
     ApprovalRequestFactory.create_batch(3)
-    api = Client(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=staff)[0].key}")
+    api = Client(HTTP_AUTHORIZATION=f"Token {reviewer_api_token(staff)}")
     url = reverse("api-v1:reviewer-request-list")
     queue_cursor = api.get(url, {"limit": 1}).json()["next_cursor"]
     for params, param in (

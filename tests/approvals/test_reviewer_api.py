@@ -2,12 +2,11 @@
 
 import pytest
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from approvals.models import Status
 from approvals.services import approval_request_approve
-from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory
+from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory, reviewer_api_token
 from tests.interleave import after_call
 
 pytestmark = pytest.mark.django_db
@@ -23,7 +22,7 @@ def ann(db):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def api(ann) -> APIClient:  # type: ignore[no-untyped-def]
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=ann).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {reviewer_api_token(ann)}")
     return client
 
 
@@ -190,7 +189,7 @@ def test_a_decision_on_a_request_escalated_away_before_it_lands_is_refused(  # t
 def test_staff_decide_a_request_escalated_meanwhile_as_it_is_now(approval, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     staff = UserFactory(username="sam", is_staff=True)
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=staff).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {reviewer_api_token(staff)}")
     elsewhere = TeamFactory(name="elsewhere")
     _escalated_after_read(monkeypatch, approval, elsewhere)
 
