@@ -614,11 +614,20 @@ class RunTimeline:
     # What the run had spent when the agent asked, and what it has spent by now.
     cost_when_asked: Decimal
     events_omitted: int
+    # The run's requests routed to teams the reader may not see: counted, never shown.
+    approvals_elsewhere: int = 0
 
 
-def run_timeline_for_approval(*, approval: ApprovalRequest, limit: int = 200) -> RunTimeline | None:
-    """The run around an approval request: the latest `limit` trace events up to the request
-    and the few after it, interleaved with the run's requests by server time."""
+def run_timeline_for_reviewer(
+    *, approval: ApprovalRequest, user: Any, limit: int = 200
+) -> RunTimeline | None:
+    """The run around an approval request, as `user` may see it: the latest `limit` trace events
+    up to the request and the few after it, interleaved with the run's requests by server time.
+
+    The run's other requests go through the access rule like any list: one routed to a team the
+    reader is not in shows neither its tool, its status nor a link (the link would answer 404
+    anyway); the timeline only says how many there are.
+    """
     if approval.run_id is None:
         return None
     run = Run.objects.get(pk=approval.run_id)
@@ -632,12 +641,18 @@ def run_timeline_for_approval(*, approval: ApprovalRequest, limit: int = 200) ->
         )[:limit]
     )
     entries = [TimelineEntry(at=event.recorded_at, event=event) for event in earlier + later]
+    visible = approvals_visible_to(user=user).filter(run=run)
     entries += [
         TimelineEntry(at=other.created_at, approval=other)
-        for other in ApprovalRequest.objects.filter(run=run).order_by("created_at")[:limit]
+        for other in visible.order_by("created_at")[:limit]
     ]
+    elsewhere = ApprovalRequest.objects.filter(run=run).exclude(pk__in=visible.values("pk"))
     # Stable sort: on equal times a trace event stays before the request it led to.
     entries.sort(key=lambda entry: entry.at)
     return RunTimeline(
-        run=run, entries=entries, cost_when_asked=cost_when_asked, events_omitted=events_omitted
+        run=run,
+        entries=entries,
+        cost_when_asked=cost_when_asked,
+        events_omitted=events_omitted,
+        approvals_elsewhere=elsewhere.count(),
     )

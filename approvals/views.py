@@ -55,7 +55,7 @@ from approvals.selectors import (
     approvals_facet_counts,
     approvals_history_page,
     approvals_queue_page,
-    run_timeline_for_approval,
+    run_timeline_for_reviewer,
 )
 from approvals.services import decision_page_view_record
 from console import exact_json
@@ -191,7 +191,7 @@ def detail(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     decision_page_view_record(approval=approval, reviewer=request.user)
     context = _detail_context(request, approval)
     context["track_record"] = approval_track_record(user=request.user, approval=approval)
-    context["run_timeline"] = run_timeline_for_approval(approval=approval)
+    context["run_timeline"] = run_timeline_for_reviewer(approval=approval, user=request.user)
     return render(request, "approvals/detail.html", context)
 
 
