@@ -33,6 +33,7 @@ from approvals.escalations import expiry_note
 from approvals.exceptions import (
     ApprovalNotVisible,
     IdempotencyConflict,
+    ReviewRejected,
     TransitionConflict,
     UnknownRun,
 )
@@ -48,6 +49,7 @@ from approvals.models import (
     Team,
 )
 from approvals.notifications import notifications_on_resolved, notifications_on_submitted_many
+from approvals.policies.changes import ChangeRouting, change_routing_judge
 from approvals.policies.evaluation import (
     Policy,
     PolicyQuestion,
@@ -62,6 +64,12 @@ from console.copy_insert import ids_assign, rows_insert
 from console.request_context import RequestContext
 
 logger = logging.getLogger(__name__)
+
+# ReviewRejected codes for changed arguments: the policy denies them; they need more review
+# (another team, more approvals) than the approvals given; the quorum changed meanwhile.
+POLICY_DENIES = "policy_denies"
+CHANGE_NEEDS_REVIEW = "change_needs_review"
+QUORUM_CHANGED = "quorum_changed"
 
 # The one table of allowed transitions. Terminal states have no way out.
 ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
@@ -546,40 +554,80 @@ def approval_request_approve(
     reviewer: User,
     note: str = "",
     arguments: dict[str, Any] | None = None,
+    routing: ChangeRouting | None = None,
 ) -> ApprovalRequest:
     """Approve, optionally with changed arguments ("approve with changes").
 
-    `arguments` equal to the submitted ones count as a plain approval.
+    `arguments` equal to the submitted ones count as a plain approval. Changed arguments pass
+    only if the policy, judging them as a new request, neither denies them nor routes them
+    beyond `reviewer` (approvals.policies.changes): otherwise ReviewRejected, nothing recorded.
+    `routing`: the judgment approvals.reviews made in the caller's transaction and checked the
+    request's counted votes against (a quorum's voters, not one reviewer); None judges here.
     """
     now = timezone.now()
     approved_arguments = None if arguments in (None, approval.arguments) else arguments
-    if approved_arguments is not None and approval.source == Source.AAP:
-        # AAP has no way to say "approved, but run these arguments instead": an adapter would run
-        # the submitted call. So an edit becomes a denial that carries the suggestion, and an exact
-        # resubmission of it from the same agent is approved at once (_approve_if_suggested).
-        suggestion = json.dumps(approved_arguments, ensure_ascii=False)
+    if approved_arguments is None:
         return _transition(
             approval=approval,
-            to_status=Status.DENIED,
+            to_status=Status.APPROVED,
             actor_type=ActorType.REVIEWER,
             actor_user=reviewer,
-            note=(f"{note.strip()}\n\n" if note.strip() else "")
-            + "The reviewer would approve these arguments instead; resubmit exactly these to "
-            f"be approved at once: {suggestion}",
+            note=note,
             now=now,
-            suggested_arguments=approved_arguments,
-            event_kind="denied_with_suggestion",
+            expires_at=now + timedelta(seconds=settings.APPROVAL_VALIDITY_SECONDS),
         )
-    return _transition(
-        approval=approval,
-        to_status=Status.APPROVED,
-        actor_type=ActorType.REVIEWER,
-        actor_user=reviewer,
-        note=note,
-        now=now,
-        expires_at=now + timedelta(seconds=settings.APPROVAL_VALIDITY_SECONDS),
-        approved_arguments=approved_arguments,
-    )
+    # One transaction: the agent's row, locked by the judgment, stays locked until the change
+    # is approved, so no running total or throttle moves in between.
+    with transaction.atomic():
+        if routing is None:
+            routing = change_routing_judge(approval=approval, arguments=approved_arguments)
+            _change_ensure_routed_alike(approval=approval, routing=routing)
+        if approval.source == Source.AAP:
+            # AAP has no way to say "approved, but run these arguments instead": an adapter would
+            # run the submitted call. So an edit becomes a denial that carries the suggestion,
+            # and an exact resubmission of it from the same agent is approved at once when the
+            # policy routes it as it routed this change (_approve_if_suggested).
+            suggestion = json.dumps(approved_arguments, ensure_ascii=False)
+            return _transition(
+                approval=approval,
+                to_status=Status.DENIED,
+                actor_type=ActorType.REVIEWER,
+                actor_user=reviewer,
+                note=(f"{note.strip()}\n\n" if note.strip() else "")
+                + "The reviewer would approve these arguments instead; resubmit exactly these to "
+                f"be approved at once: {suggestion}",
+                now=now,
+                suggested_arguments=approved_arguments,
+                event_kind="denied_with_suggestion",
+            )
+        return _transition(
+            approval=approval,
+            to_status=Status.APPROVED,
+            actor_type=ActorType.REVIEWER,
+            actor_user=reviewer,
+            note=note,
+            now=now,
+            expires_at=now + timedelta(seconds=settings.APPROVAL_VALIDITY_SECONDS),
+            approved_arguments=approved_arguments,
+        )
+
+
+def _change_ensure_routed_alike(*, approval: ApprovalRequest, routing: ChangeRouting) -> None:
+    """For callers without the reviews layer's vote count: refuse changed arguments the policy
+    denies, or routes to another team or to more approvals than the request has. (The reviews
+    layer instead counts who approved them, and records a proposal where they fall short.)"""
+    if routing.refused:
+        raise ReviewRejected(routing.refusal_message(), code=POLICY_DENIES, param="arguments")
+    if routing.routes and (
+        routing.team_id != approval.team_id
+        or routing.required_approvals > approval.required_approvals
+    ):
+        raise ReviewRejected(
+            f"Not recorded: the policy holds these arguments for {routing.describe()}, not as "
+            f"this request is routed. {routing.verdict.reason}",
+            code=CHANGE_NEEDS_REVIEW,
+            param="arguments",
+        )
 
 
 def approval_request_deny(
@@ -760,13 +808,21 @@ def _may_transition(
     to_status: str,
     actor_type: str,
     now: datetime,
+    approving: bool = False,
 ) -> bool:
-    """Whether the locked row may move to `to_status` now: the compare of compare-and-set."""
+    """Whether the locked row may move to `to_status` now: the compare of compare-and-set.
+
+    `approving`: a reviewer approves (or, for AAP, suggests changed arguments).
+    """
     if locked.status != Status.PENDING:
         return False
     if actor_type == ActorType.REVIEWER and locked.team_id != expected.team_id:
         # The reviewer's access was checked against the team the request had then: if it has
         # been escalated since, this decision must not land on the strength of that check.
+        return False
+    if approving and locked.required_approvals != expected.required_approvals:
+        # The votes were counted against the quorum the request had then: a proposed change
+        # that raised it meanwhile (approvals.reviews) must not be outrun by a stale approval.
         return False
     # Expiry happens only at or after the deadline; anything else only before it. This is what
     # makes "never approved late" hold even if beat has not run yet.
@@ -794,11 +850,19 @@ def _transition(
     if to_status not in ALLOWED_TRANSITIONS[Status.PENDING]:
         raise ValueError(f"No transition leads to {to_status!r}.")
 
+    approving = actor_type == ActorType.REVIEWER and (
+        to_status == Status.APPROVED or suggested_arguments is not None
+    )
     with transaction.atomic():
         locked = approval_lock(approval.pk)
         changed = 0
         if locked is not None and _may_transition(
-            locked, expected=approval, to_status=to_status, actor_type=actor_type, now=now
+            locked,
+            expected=approval,
+            to_status=to_status,
+            actor_type=actor_type,
+            now=now,
+            approving=approving,
         ):
             changed = ApprovalRequest.objects.filter(pk=approval.pk).update(
                 status=to_status, decided_at=now
@@ -856,16 +920,28 @@ def _transition(
     current = ApprovalRequest.objects.select_related("decision").get(pk=approval.pk)
     if changed == 1:
         return current
-    if (
+    rerouted = (
         actor_type == ActorType.REVIEWER
         and current.status == Status.PENDING
         and current.team_id != approval.team_id
+    )
+    if rerouted and not reviewer_may_see(user=actor_user, team_id=current.team_id):
+        raise ApprovalNotVisible()
+    if (
+        approving
+        and current.status == Status.PENDING
+        and current.deadline_at > timezone.now()
+        and current.required_approvals != approval.required_approvals
     ):
+        raise ReviewRejected(
+            f"Not recorded: this request needs {current.required_approvals} approvals now (a "
+            "proposed change raised its quorum meanwhile). Approve again to cast your vote.",
+            code=QUORUM_CHANGED,
+        )
+    if rerouted:
         # Escalated meanwhile (only a reviewer's update checks the team). A reviewer who may see
         # the new team too (staff, or a member of both) decides it as it is now; anyone else
         # is told it is not there, as for any request they cannot see.
-        if not reviewer_may_see(user=actor_user, team_id=current.team_id):
-            raise ApprovalNotVisible()
         return _transition(
             approval=current,
             to_status=to_status,

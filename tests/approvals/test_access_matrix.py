@@ -16,7 +16,7 @@ from websockets.exceptions import InvalidStatus
 
 from approvals.models import ApprovalEvent, ApprovalRequest, Status
 from tests.conftest import ReviewerSession
-from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory
+from tests.factories import ApprovalRequestFactory, PolicyRuleFactory, TeamFactory, UserFactory
 from tests.thread_connections import db_to_thread
 
 # (url name, form data) for every page that changes something.
@@ -43,6 +43,8 @@ def world(db):  # type: ignore[no-untyped-def]
     bob = UserFactory(username="bob")
     payments = TeamFactory(name="payments", members=[alice])
     ops = TeamFactory(name="ops", members=[bob])
+    # Payments reviews refunds, so a changed refund stays with payments (a real routing rule).
+    PolicyRuleFactory(tool_glob="issue_refund", team=payments)
     approval = ApprovalRequestFactory(team=payments, tool="issue_refund")
     return {"alice": alice, "bob": bob, "payments": payments, "ops": ops, "approval": approval}
 
