@@ -51,6 +51,8 @@ from approvals.selectors import approval_lock, presence_stale_before
 
 # ReviewRejected code: the reviewer operates the agent that submitted the request.
 OWN_AGENT = "own_agent"
+# ReviewRejected codes that say someone else acted first: 409, like a decision that lost a race.
+CONFLICT_CODES = frozenset({"already_voted", "already_escalated", services.QUORUM_CHANGED})
 
 
 def _ensure_may_decide(*, approval: ApprovalRequest, reviewer: Any) -> None:

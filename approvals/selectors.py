@@ -6,6 +6,7 @@ Everything a reviewer reads starts from `approvals_visible_to` (approvals/access
 import json
 from base64 import urlsafe_b64decode, urlsafe_b64encode
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -43,6 +44,7 @@ from approvals.models import (
     Status,
     Team,
 )
+from approvals.presentation import pretty_json
 
 # What a pushed queue fragment shows besides the row: votes, viewers, and the history list
 # (each event's actor), fetched up front rather than one query per event while rendering.
@@ -158,6 +160,33 @@ def presence_stale_before(*, now: datetime) -> datetime:
     return now - timedelta(seconds=2 * settings.APPROVAL_PRESENCE_HEARTBEAT_SECONDS)
 
 
+@dataclass(frozen=True)
+class ProposedChange:
+    """Changed arguments reviewers approved and that still wait for more approvals (a quorum,
+    or another team the policy routes them to): others may approve exactly these."""
+
+    arguments: Any
+    approved_by: list[str]
+
+    @property
+    def pretty(self) -> str:
+        return pretty_json(self.arguments)
+
+
+def proposed_changes_of(votes: Iterable[ApprovalVote]) -> list[ProposedChange]:
+    """The distinct changed arguments among a pending request's votes, first proposed first."""
+    proposals: dict[str, ProposedChange] = {}
+    for vote in votes:
+        if vote.arguments is None:
+            continue
+        key = json.dumps(vote.arguments, sort_keys=True, separators=(",", ":"))
+        proposal = proposals.setdefault(
+            key, ProposedChange(arguments=vote.arguments, approved_by=[])
+        )
+        proposal.approved_by.append(vote.reviewer.get_username())
+    return list(proposals.values())
+
+
 def approvals_decorate(
     approvals: list[ApprovalRequest], *, now: datetime | None = None, unseen: bool = False
 ) -> list[ApprovalRequest]:
@@ -171,6 +200,7 @@ def approvals_decorate(
     for approval in approvals:
         if unseen:
             approval.live_claim, approval.viewers, approval.voters = None, [], []  # type: ignore[attr-defined]
+            approval.proposals = []  # type: ignore[attr-defined]
             approval.risk = round(approval_risk(approval), 3)  # type: ignore[attr-defined]
             continue
         claim = getattr(approval, "claim", None)
@@ -184,6 +214,7 @@ def approvals_decorate(
             }
         )
         approval.voters = [vote.reviewer.get_username() for vote in approval.votes.all()]  # type: ignore[attr-defined]
+        approval.proposals = proposed_changes_of(approval.votes.all())  # type: ignore[attr-defined]
         approval.risk = round(approval_risk(approval), 3)  # type: ignore[attr-defined]
     return approvals
 
