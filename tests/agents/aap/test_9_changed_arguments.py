@@ -21,7 +21,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def people(db) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    people = {name: UserFactory(username=name) for name in ("xena", "yuri", "yves")}
+    people: dict[str, Any] = {n: UserFactory(username=n) for n in ("xena", "yuri", "yves")}
     people["support"] = TeamFactory(name="support", members=[people["xena"]])
     people["finance"] = TeamFactory(name="finance", members=[people["yuri"], people["yves"]])
     PolicyRuleFactory(name="payments", position=20, tool_glob="aap_pay", team=people["support"])
