@@ -5,9 +5,11 @@ policy: deleting more than 1000 rows is denied; deletions go to support; payment
 to finance with two approvals, over 100 to support with two, the rest to support.
 """
 
+import threading
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.urls import reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -310,3 +312,50 @@ class TestRouting:
         )
         assert outcome.decided
         assert ApprovalEvent.objects.filter(approval=approval, kind="change_proposed").count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_keeps_one_outcome_when_two_reviewers_act_at_once() -> None:
+    """Xena proposes a change finance must approve while xavier approves as submitted, for real
+    at the same time (PostgreSQL: threads on their own connections; SQLite serializes them)."""
+    world = World()
+    for _ in range(5):
+        approval = world.ask("pay", amount=10)
+        barrier = threading.Barrier(2)
+        outcomes: list[str] = []
+
+        def act(
+            reviewer: Any,
+            arguments: Any,
+            approval: Any = approval,
+            barrier: Any = barrier,
+            outcomes: list[str] = outcomes,
+        ) -> None:
+            try:
+                barrier.wait()
+                outcome = approval_request_review_approve(
+                    approval=approval, reviewer=reviewer, arguments=arguments
+                )
+                outcomes.append("approved" if outcome.decided else "proposed")
+            except (TransitionConflict, ApprovalNotVisible) as lost:
+                outcomes.append(type(lost).__name__)
+            finally:
+                connection.close()
+
+        threads = [
+            threading.Thread(target=act, args=(world.xena, {"amount": 5000})),
+            threading.Thread(target=act, args=(world.xavier, None)),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        approval.refresh_from_db()
+        if approval.status == Status.APPROVED:  # xavier first: the proposal lost
+            assert sorted(outcomes) == ["TransitionConflict", "approved"], outcomes
+            assert approval.decision.approved_arguments is None
+            assert approval.team == world.support
+        else:  # xena first: the request left support before xavier's approval could land
+            assert sorted(outcomes) == ["ApprovalNotVisible", "proposed"], outcomes
+            assert (approval.status, approval.team) == (Status.PENDING, world.finance)
+        assert Decision.objects.filter(approval=approval).count() <= 1
