@@ -29,6 +29,7 @@ from approvals.exceptions import (
 from approvals.models import ApprovalRequest, Team
 from approvals.reviewer_tokens import ReviewerTokenAuthentication
 from approvals.reviews import (
+    CONFLICT_CODES,
     OWN_AGENT,
     approval_request_comment,
     approval_request_escalate,
@@ -77,6 +78,16 @@ class ReviewerApprovalOutput(ApprovalRequestOutput):
     required_approvals = serializers.IntegerField()
     approved_by = serializers.ListField(child=serializers.CharField(), source="voters")
     claimed_by = serializers.SerializerMethodField()
+    proposed_changes = serializers.SerializerMethodField(
+        help_text="Changed arguments reviewers approved that wait for more approvals (a quorum, "
+        "or the team the policy routes them to). Approve exactly these with `arguments`."
+    )
+
+    def get_proposed_changes(self, approval: ApprovalRequest) -> list[dict[str, Any]]:
+        return [
+            {"arguments": proposal.arguments, "approved_by": proposal.approved_by}
+            for proposal in getattr(approval, "proposals", [])
+        ]
 
     def get_claimed_by(self, approval: ApprovalRequest) -> str | None:
         claim = getattr(approval, "live_claim", None)
@@ -118,7 +129,7 @@ def _conflict(conflict: TransitionConflict) -> ApiError:
 
 
 def _rejected(error: ReviewRejected) -> ApiError:
-    status_code = 409 if error.code in {"already_voted", "already_escalated"} else 400
+    status_code = 409 if error.code in CONFLICT_CODES else 400
     if error.code == OWN_AGENT:
         status_code = 403  # allowed to see the request, not to approve it
     return ApiError(status_code=status_code, code=error.code, message=str(error), param=error.param)
@@ -228,14 +239,18 @@ class ReviewerApproveApi(ReviewerApi):
         responses={200: ReviewerApprovalOutput},
         description="Approve, or approve with changed `arguments`. Where the request needs "
         "several approvals, it stays pending (see `approved_by`) until enough reviewers agree. "
-        "A reviewer who operates the submitting agent gets 403 `own_agent` (deny still works).",
+        "A reviewer who operates the submitting agent gets 403 `own_agent` (deny still works). "
+        "Changed arguments are judged by the policy as a new request with them: 400 "
+        "`policy_denies` naming the rule if it denies them; if it routes them to another team "
+        "or more approvals, they are not approved but proposed: the answer carries `proposal` "
+        "(`team`, `required_approvals`, `reason`) and the request moves to that team.",
     )
     def post(self, request: Request, code: str) -> Response:
         approval = self.get_approval(request, code)
         payload = ApproveInput(data=request.data)
         payload.is_valid(raise_exception=True)
         try:
-            approval_request_review_approve(
+            outcome = approval_request_review_approve(
                 approval=approval,
                 reviewer=request.user,  # type: ignore[arg-type]
                 note=payload.validated_data.get("note", ""),
@@ -245,7 +260,15 @@ class ReviewerApproveApi(ReviewerApi):
             raise _conflict(conflict) from None
         except ReviewRejected as error:
             raise _rejected(error) from None
-        return Response(_fresh(request, code))
+        answer = _fresh(request, code)
+        if outcome.proposal is not None:
+            answer["proposal"] = {
+                "team": outcome.approval.team.name if outcome.approval.team else None,
+                "required_approvals": outcome.required,
+                "votes": outcome.votes,
+                "reason": outcome.proposal.verdict.reason,
+            }
+        return Response(answer)
 
 
 class ReviewerDenyApi(ReviewerApi):

@@ -40,10 +40,19 @@ from approvals.models import (
     Status,
     Team,
 )
+from approvals.notifications import notifications_on_submitted
+from approvals.policies.changes import (
+    ChangeRouting,
+    change_approvers_counted,
+    change_required_approvals,
+    change_routing_judge,
+)
 from approvals.selectors import approval_lock, presence_stale_before
 
 # ReviewRejected code: the reviewer operates the agent that submitted the request.
 OWN_AGENT = "own_agent"
+# ReviewRejected codes that say someone else acted first: 409, like a decision that lost a race.
+CONFLICT_CODES = frozenset({"already_voted", "already_escalated", services.QUORUM_CHANGED})
 
 
 def _ensure_may_decide(*, approval: ApprovalRequest, reviewer: Any) -> None:
@@ -132,12 +141,21 @@ def approval_arguments_parse(*, approval: ApprovalRequest, text: str) -> dict[st
 @dataclass(frozen=True)
 class ApproveOutcome:
     approval: ApprovalRequest
-    votes: int  # votes for the same arguments, including this one
+    votes: int  # counted votes for the same arguments, including this one
     required: int
+    # Changed arguments the policy routes beyond these approvals: recorded as a proposal, and
+    # the request handed to the team and quorum they need (see approval_request_review_approve).
+    proposal: ChangeRouting | None = None
+    routed_from_team_id: int | None = None
 
     @property
     def decided(self) -> bool:
         return self.approval.status == Status.APPROVED
+
+    @property
+    def moved(self) -> bool:
+        """The proposal handed the request to another team."""
+        return self.proposal is not None and self.proposal.team_id != self.routed_from_team_id
 
 
 def approval_request_review_approve(
@@ -151,53 +169,89 @@ def approval_request_review_approve(
 
     The request row is locked while the vote is counted: two reviewers casting the last two
     votes at once would otherwise each count the other's vote as missing and neither decide.
+
+    Changed arguments are judged by the policy as a new request with them would be
+    (approvals.policies.changes), in the same transaction: denied, they are refused, naming the
+    rule (ReviewRejected `policy_denies`). Routed to a team or a quorum these approvals do not
+    satisfy, they are not approved: this approval is recorded as a vote for them (a proposal
+    the decision page and the API show), and the request moves to that team, needing that
+    many approvals, where its reviewers may approve exactly that change. Only votes of
+    reviewers entitled to decide the request as routed now count, so a vote cast before a
+    move never stands in for the new team's.
     """
     _ensure_may_approve(approval=approval, reviewer=reviewer)
     if arguments is not None:
         arguments = approval_arguments_check(approval=approval, arguments=arguments)
         if arguments == approval.arguments:
             arguments = None
-    if approval.required_approvals <= 1:
-        decided = services.approval_request_approve(
-            approval=approval, reviewer=reviewer, note=note, arguments=arguments
-        )
+    if arguments is None and approval.required_approvals <= 1:
+        # The common case, kept to one transition: the compare-and-set refuses it if a proposal
+        # moved the request or raised its quorum since it was read.
+        decided = services.approval_request_approve(approval=approval, reviewer=reviewer, note=note)
         return ApproveOutcome(approval=decided, votes=1, required=1)
     _ensure_pending(approval)
     with transaction.atomic():
-        locked = ApprovalRequest.objects.select_for_update().get(pk=approval.pk)
+        # The judgment first: it locks the run's and the agent's rows, which creation and halts
+        # lock before any request's row, so taking them in that order cannot deadlock.
+        routing = None
+        if arguments is not None:
+            routing = change_routing_judge(approval=approval, arguments=arguments)
+            if routing.refused:
+                raise ReviewRejected(
+                    routing.refusal_message(), code=services.POLICY_DENIES, param="arguments"
+                )
+        locked = approval_lock(approval.pk)
+        assert locked is not None  # requests are never deleted
         if locked.status != Status.PENDING:
             raise TransitionConflict(current_status=locked.status)
+        if locked.team_id != approval.team_id and not reviewer_may_see(
+            user=reviewer, team_id=locked.team_id
+        ):
+            raise ApprovalNotVisible()  # moved to a team this reviewer is not in, meanwhile
+        votes = list(locked.votes.select_related("reviewer"))
+        if any(vote.reviewer_id == reviewer.pk for vote in votes):
+            raise _already_voted()
+        endorsers = [
+            vote.reviewer for vote in votes if _canonical(vote.arguments) == _canonical(arguments)
+        ] + [reviewer]
+        counted = len(
+            change_approvers_counted(approval=locked, routing=routing, approvers=endorsers)
+        )
+        required = change_required_approvals(approval=locked, routing=routing)
+        if counted >= required:
+            if required > 1:
+                ApprovalVote.objects.create(
+                    approval=locked, reviewer=reviewer, arguments=arguments, note=note
+                )
+            decided = services.approval_request_approve(
+                approval=locked, reviewer=reviewer, note=note, arguments=arguments, routing=routing
+            )
+            return ApproveOutcome(approval=decided, votes=counted, required=required)
         try:
             with transaction.atomic():
                 ApprovalVote.objects.create(
                     approval=locked, reviewer=reviewer, arguments=arguments, note=note
                 )
         except IntegrityError:
-            raise ReviewRejected(
-                "You already approved this request; it needs other reviewers now.",
-                code="already_voted",
-            ) from None
-        same = [
-            vote
-            for vote in locked.votes.all()
-            if _canonical(vote.arguments) == _canonical(arguments)
-        ]
-        required = locked.required_approvals
-        if len(same) >= required:
-            decided = services.approval_request_approve(
-                approval=locked,
-                reviewer=reviewer,
-                note=note,
-                arguments=arguments,
+            raise _already_voted() from None
+        previous_team_id = locked.team_id
+        proposal = routing if routing is not None and routing.routes else None
+        if proposal is not None and (
+            proposal.team_id != locked.team_id or required != locked.required_approvals
+        ):
+            locked = _request_reroute_for_change(
+                approval=locked, reviewer=reviewer, routing=proposal, required=required
             )
-            return ApproveOutcome(approval=decided, votes=len(same), required=required)
+            counted = len(
+                change_approvers_counted(approval=locked, routing=routing, approvers=endorsers)
+            )
         what = "with changed arguments" if arguments is not None else "as submitted"
         audit_record(
             action=AuditAction.VOTE_CAST,
             actor=reviewer,
             target=locked,
             after={
-                "votes": len(same),
+                "votes": counted,
                 "required": required,
                 "arguments": arguments,
                 "note": note,
@@ -207,10 +261,64 @@ def approval_request_review_approve(
             approval=locked,
             kind="approval_vote",
             reviewer=reviewer,
-            note=f"Approved {what} ({len(same)} of {required}). {note}".strip(),
+            note=f"Approved {what} ({counted} of {required}). {note}".strip(),
         )
-        transaction.on_commit(partial(realtime.publish_approval_changed, locked.pk))
-    return ApproveOutcome(approval=locked, votes=len(same), required=required)
+        transaction.on_commit(
+            partial(realtime.publish_approval_changed, locked.pk, previous_team_id=previous_team_id)
+        )
+    return ApproveOutcome(
+        approval=locked,
+        votes=counted,
+        required=required,
+        proposal=proposal,
+        routed_from_team_id=previous_team_id,
+    )
+
+
+def _already_voted() -> ReviewRejected:
+    return ReviewRejected(
+        "You already approved this request; it needs other reviewers now.", code="already_voted"
+    )
+
+
+def _request_reroute_for_change(
+    *, approval: ApprovalRequest, reviewer: User, routing: ChangeRouting, required: int
+) -> ApprovalRequest:
+    """Hand the (locked) request to the team and quorum a proposed change needs.
+
+    Like an escalation, with the policy's reason: the request leaves the editor's queue if
+    they are not in that team, claims end, and the team hears of it. The quorum only ever
+    rises: the submitted arguments never need fewer approvals than before.
+    """
+    before = {"team_id": approval.team_id, "required_approvals": approval.required_approvals}
+    ApprovalRequest.objects.filter(pk=approval.pk).update(
+        team_id=routing.team_id, required_approvals=required
+    )
+    ApprovalClaim.objects.filter(approval_id=approval.pk).delete()
+    moved = ApprovalRequest.objects.select_related("team").get(pk=approval.pk)
+    audit_record(
+        action=AuditAction.REQUEST_ESCALATED,
+        actor=reviewer,
+        target=moved,
+        before=before,
+        after={
+            "team_id": moved.team_id,
+            "team": routing.team_name,
+            "required_approvals": required,
+            "reason": "proposed changed arguments",
+            "rule_name": routing.verdict.rule.name if routing.verdict.rule else "",
+        },
+    )
+    _note_event(
+        approval=moved,
+        kind="change_proposed",
+        reviewer=reviewer,
+        note=f"Proposed changed arguments that need {routing.describe()}: the request is now "
+        f"with {moved.team.name if moved.team else 'staff'} and needs {required} "
+        f"approval{'s' if required != 1 else ''}. {routing.verdict.reason}",
+    )
+    notifications_on_submitted(approval=moved)
+    return moved
 
 
 def approval_request_review_deny(

@@ -6,6 +6,7 @@ Everything a reviewer reads starts from `approvals_visible_to` (approvals/access
 import json
 from base64 import urlsafe_b64decode, urlsafe_b64encode
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -43,6 +44,7 @@ from approvals.models import (
     Status,
     Team,
 )
+from approvals.presentation import pretty_json
 
 # What a pushed queue fragment shows besides the row: votes, viewers, and the history list
 # (each event's actor), fetched up front rather than one query per event while rendering.
@@ -158,6 +160,33 @@ def presence_stale_before(*, now: datetime) -> datetime:
     return now - timedelta(seconds=2 * settings.APPROVAL_PRESENCE_HEARTBEAT_SECONDS)
 
 
+@dataclass(frozen=True)
+class ProposedChange:
+    """Changed arguments reviewers approved and that still wait for more approvals (a quorum,
+    or another team the policy routes them to): others may approve exactly these."""
+
+    arguments: Any
+    approved_by: list[str]
+
+    @property
+    def pretty(self) -> str:
+        return pretty_json(self.arguments)
+
+
+def proposed_changes_of(votes: Iterable[ApprovalVote]) -> list[ProposedChange]:
+    """The distinct changed arguments among a pending request's votes, first proposed first."""
+    proposals: dict[str, ProposedChange] = {}
+    for vote in votes:
+        if vote.arguments is None:
+            continue
+        key = json.dumps(vote.arguments, sort_keys=True, separators=(",", ":"))
+        proposal = proposals.setdefault(
+            key, ProposedChange(arguments=vote.arguments, approved_by=[])
+        )
+        proposal.approved_by.append(vote.reviewer.get_username())
+    return list(proposals.values())
+
+
 def approvals_decorate(
     approvals: list[ApprovalRequest], *, now: datetime | None = None, unseen: bool = False
 ) -> list[ApprovalRequest]:
@@ -171,6 +200,7 @@ def approvals_decorate(
     for approval in approvals:
         if unseen:
             approval.live_claim, approval.viewers, approval.voters = None, [], []  # type: ignore[attr-defined]
+            approval.proposals = []  # type: ignore[attr-defined]
             approval.risk = round(approval_risk(approval), 3)  # type: ignore[attr-defined]
             continue
         claim = getattr(approval, "claim", None)
@@ -184,6 +214,7 @@ def approvals_decorate(
             }
         )
         approval.voters = [vote.reviewer.get_username() for vote in approval.votes.all()]  # type: ignore[attr-defined]
+        approval.proposals = proposed_changes_of(approval.votes.all())  # type: ignore[attr-defined]
         approval.risk = round(approval_risk(approval), 3)  # type: ignore[attr-defined]
     return approvals
 
@@ -614,11 +645,20 @@ class RunTimeline:
     # What the run had spent when the agent asked, and what it has spent by now.
     cost_when_asked: Decimal
     events_omitted: int
+    # The run's requests routed to teams the reader may not see: counted, never shown.
+    approvals_elsewhere: int = 0
 
 
-def run_timeline_for_approval(*, approval: ApprovalRequest, limit: int = 200) -> RunTimeline | None:
-    """The run around an approval request: the latest `limit` trace events up to the request
-    and the few after it, interleaved with the run's requests by server time."""
+def run_timeline_for_reviewer(
+    *, approval: ApprovalRequest, user: Any, limit: int = 200
+) -> RunTimeline | None:
+    """The run around an approval request, as `user` may see it: the latest `limit` trace events
+    up to the request and the few after it, interleaved with the run's requests by server time.
+
+    The run's other requests go through the access rule like any list: one routed to a team the
+    reader is not in shows neither its tool, its status nor a link (the link would answer 404
+    anyway); the timeline only says how many there are.
+    """
     if approval.run_id is None:
         return None
     run = Run.objects.get(pk=approval.run_id)
@@ -632,12 +672,18 @@ def run_timeline_for_approval(*, approval: ApprovalRequest, limit: int = 200) ->
         )[:limit]
     )
     entries = [TimelineEntry(at=event.recorded_at, event=event) for event in earlier + later]
+    visible = approvals_visible_to(user=user).filter(run=run)
     entries += [
         TimelineEntry(at=other.created_at, approval=other)
-        for other in ApprovalRequest.objects.filter(run=run).order_by("created_at")[:limit]
+        for other in visible.order_by("created_at")[:limit]
     ]
+    elsewhere = ApprovalRequest.objects.filter(run=run).exclude(pk__in=visible.values("pk"))
     # Stable sort: on equal times a trace event stays before the request it led to.
     entries.sort(key=lambda entry: entry.at)
     return RunTimeline(
-        run=run, entries=entries, cost_when_asked=cost_when_asked, events_omitted=events_omitted
+        run=run,
+        entries=entries,
+        cost_when_asked=cost_when_asked,
+        events_omitted=events_omitted,
+        approvals_elsewhere=elsewhere.count(),
     )

@@ -33,6 +33,7 @@ from approvals.escalations import expiry_note
 from approvals.exceptions import (
     ApprovalNotVisible,
     IdempotencyConflict,
+    ReviewRejected,
     TransitionConflict,
     UnknownRun,
 )
@@ -40,6 +41,7 @@ from approvals.models import (
     ActorType,
     ApprovalEvent,
     ApprovalRequest,
+    ApprovalVote,
     Decision,
     DecisionPageView,
     Impact,
@@ -48,6 +50,7 @@ from approvals.models import (
     Team,
 )
 from approvals.notifications import notifications_on_resolved, notifications_on_submitted_many
+from approvals.policies.changes import ChangeRouting, change_routing_judge
 from approvals.policies.evaluation import (
     Policy,
     PolicyQuestion,
@@ -62,6 +65,12 @@ from console.copy_insert import ids_assign, rows_insert
 from console.request_context import RequestContext
 
 logger = logging.getLogger(__name__)
+
+# ReviewRejected codes for changed arguments: the policy denies them; they need more review
+# (another team, more approvals) than the approvals given; the quorum changed meanwhile.
+POLICY_DENIES = "policy_denies"
+CHANGE_NEEDS_REVIEW = "change_needs_review"
+QUORUM_CHANGED = "quorum_changed"
 
 # The one table of allowed transitions. Terminal states have no way out.
 ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
@@ -546,40 +555,80 @@ def approval_request_approve(
     reviewer: User,
     note: str = "",
     arguments: dict[str, Any] | None = None,
+    routing: ChangeRouting | None = None,
 ) -> ApprovalRequest:
     """Approve, optionally with changed arguments ("approve with changes").
 
-    `arguments` equal to the submitted ones count as a plain approval.
+    `arguments` equal to the submitted ones count as a plain approval. Changed arguments pass
+    only if the policy, judging them as a new request, neither denies them nor routes them
+    beyond `reviewer` (approvals.policies.changes): otherwise ReviewRejected, nothing recorded.
+    `routing`: the judgment approvals.reviews made in the caller's transaction and checked the
+    request's counted votes against (a quorum's voters, not one reviewer); None judges here.
     """
     now = timezone.now()
     approved_arguments = None if arguments in (None, approval.arguments) else arguments
-    if approved_arguments is not None and approval.source == Source.AAP:
-        # AAP has no way to say "approved, but run these arguments instead": an adapter would run
-        # the submitted call. So an edit becomes a denial that carries the suggestion, and an exact
-        # resubmission of it from the same agent is approved at once (_approve_if_suggested).
-        suggestion = json.dumps(approved_arguments, ensure_ascii=False)
+    if approved_arguments is None:
         return _transition(
             approval=approval,
-            to_status=Status.DENIED,
+            to_status=Status.APPROVED,
             actor_type=ActorType.REVIEWER,
             actor_user=reviewer,
-            note=(f"{note.strip()}\n\n" if note.strip() else "")
-            + "The reviewer would approve these arguments instead; resubmit exactly these to "
-            f"be approved at once: {suggestion}",
+            note=note,
             now=now,
-            suggested_arguments=approved_arguments,
-            event_kind="denied_with_suggestion",
+            expires_at=now + timedelta(seconds=settings.APPROVAL_VALIDITY_SECONDS),
         )
-    return _transition(
-        approval=approval,
-        to_status=Status.APPROVED,
-        actor_type=ActorType.REVIEWER,
-        actor_user=reviewer,
-        note=note,
-        now=now,
-        expires_at=now + timedelta(seconds=settings.APPROVAL_VALIDITY_SECONDS),
-        approved_arguments=approved_arguments,
-    )
+    # One transaction: the agent's row, locked by the judgment, stays locked until the change
+    # is approved, so no running total or throttle moves in between.
+    with transaction.atomic():
+        if routing is None:
+            routing = change_routing_judge(approval=approval, arguments=approved_arguments)
+            _change_ensure_routed_alike(approval=approval, routing=routing)
+        if approval.source == Source.AAP:
+            # AAP has no way to say "approved, but run these arguments instead": an adapter would
+            # run the submitted call. So an edit becomes a denial that carries the suggestion,
+            # and an exact resubmission of it from the same agent is approved at once when the
+            # policy routes it as it routed this change (_approve_if_suggested).
+            suggestion = json.dumps(approved_arguments, ensure_ascii=False)
+            return _transition(
+                approval=approval,
+                to_status=Status.DENIED,
+                actor_type=ActorType.REVIEWER,
+                actor_user=reviewer,
+                note=(f"{note.strip()}\n\n" if note.strip() else "")
+                + "The reviewer would approve these arguments instead; resubmit exactly these to "
+                f"be approved at once: {suggestion}",
+                now=now,
+                suggested_arguments=approved_arguments,
+                event_kind="denied_with_suggestion",
+            )
+        return _transition(
+            approval=approval,
+            to_status=Status.APPROVED,
+            actor_type=ActorType.REVIEWER,
+            actor_user=reviewer,
+            note=note,
+            now=now,
+            expires_at=now + timedelta(seconds=settings.APPROVAL_VALIDITY_SECONDS),
+            approved_arguments=approved_arguments,
+        )
+
+
+def _change_ensure_routed_alike(*, approval: ApprovalRequest, routing: ChangeRouting) -> None:
+    """For callers without the reviews layer's vote count: refuse changed arguments the policy
+    denies, or routes to another team or to more approvals than the request has. (The reviews
+    layer instead counts who approved them, and records a proposal where they fall short.)"""
+    if routing.refused:
+        raise ReviewRejected(routing.refusal_message(), code=POLICY_DENIES, param="arguments")
+    if routing.routes and (
+        routing.team_id != approval.team_id
+        or routing.required_approvals > approval.required_approvals
+    ):
+        raise ReviewRejected(
+            f"Not recorded: the policy holds these arguments for {routing.describe()}, not as "
+            f"this request is routed. {routing.verdict.reason}",
+            code=CHANGE_NEEDS_REVIEW,
+            param="arguments",
+        )
 
 
 def approval_request_deny(
@@ -760,13 +809,21 @@ def _may_transition(
     to_status: str,
     actor_type: str,
     now: datetime,
+    approving: bool = False,
 ) -> bool:
-    """Whether the locked row may move to `to_status` now: the compare of compare-and-set."""
+    """Whether the locked row may move to `to_status` now: the compare of compare-and-set.
+
+    `approving`: a reviewer approves (or, for AAP, suggests changed arguments).
+    """
     if locked.status != Status.PENDING:
         return False
     if actor_type == ActorType.REVIEWER and locked.team_id != expected.team_id:
         # The reviewer's access was checked against the team the request had then: if it has
         # been escalated since, this decision must not land on the strength of that check.
+        return False
+    if approving and locked.required_approvals != expected.required_approvals:
+        # The votes were counted against the quorum the request had then: a proposed change
+        # that raised it meanwhile (approvals.reviews) must not be outrun by a stale approval.
         return False
     # Expiry happens only at or after the deadline; anything else only before it. This is what
     # makes "never approved late" hold even if beat has not run yet.
@@ -794,11 +851,19 @@ def _transition(
     if to_status not in ALLOWED_TRANSITIONS[Status.PENDING]:
         raise ValueError(f"No transition leads to {to_status!r}.")
 
+    approving = actor_type == ActorType.REVIEWER and (
+        to_status == Status.APPROVED or suggested_arguments is not None
+    )
     with transaction.atomic():
         locked = approval_lock(approval.pk)
         changed = 0
         if locked is not None and _may_transition(
-            locked, expected=approval, to_status=to_status, actor_type=actor_type, now=now
+            locked,
+            expected=approval,
+            to_status=to_status,
+            actor_type=actor_type,
+            now=now,
+            approving=approving,
         ):
             changed = ApprovalRequest.objects.filter(pk=approval.pk).update(
                 status=to_status, decided_at=now
@@ -856,16 +921,28 @@ def _transition(
     current = ApprovalRequest.objects.select_related("decision").get(pk=approval.pk)
     if changed == 1:
         return current
-    if (
+    rerouted = (
         actor_type == ActorType.REVIEWER
         and current.status == Status.PENDING
         and current.team_id != approval.team_id
+    )
+    if rerouted and not reviewer_may_see(user=actor_user, team_id=current.team_id):
+        raise ApprovalNotVisible()
+    if (
+        approving
+        and current.status == Status.PENDING
+        and current.deadline_at > timezone.now()
+        and current.required_approvals != approval.required_approvals
     ):
+        raise ReviewRejected(
+            f"Not recorded: this request needs {current.required_approvals} approvals now (a "
+            "proposed change raised its quorum meanwhile). Approve again to cast your vote.",
+            code=QUORUM_CHANGED,
+        )
+    if rerouted:
         # Escalated meanwhile (only a reviewer's update checks the team). A reviewer who may see
         # the new team too (staff, or a member of both) decides it as it is now; anyone else
         # is told it is not there, as for any request they cannot see.
-        if not reviewer_may_see(user=actor_user, team_id=current.team_id):
-            raise ApprovalNotVisible()
         return _transition(
             approval=current,
             to_status=to_status,
@@ -897,10 +974,16 @@ def decision_page_view_record(*, approval: ApprovalRequest, reviewer: User) -> N
 
 
 def _approve_if_suggested(*, approval: ApprovalRequest) -> ApprovalRequest:
-    """Approve a fresh AAP request at once if a reviewer suggested exactly this call.
+    """Approve a fresh AAP request at once if reviewers suggested exactly this call, and the
+    policy routes it where their approval counts.
 
     The suggestion must come from a denial of the same agent's request for the same tool, be
-    recent, and not have been used yet: one human decision permits one execution.
+    recent, and not have been used yet: one human decision permits one execution. The new
+    request was just judged by the policy like any other (it is held, or we would not be here):
+    it is approved at once only if those who approved the suggestion may decide it as it is
+    routed now and are as many as it needs. Otherwise it stays held for that team and quorum,
+    the suggestion is used up by it, and the approvals that count there are carried over as
+    votes, each once.
     """
     since = timezone.now() - timedelta(seconds=settings.APPROVAL_SUGGESTION_VALIDITY_SECONDS)
     candidates = Decision.objects.filter(
@@ -920,23 +1003,83 @@ def _approve_if_suggested(*, approval: ApprovalRequest) -> ApprovalRequest:
     )
     if suggestion is None:
         return approval
+    endorsers = _suggestion_endorsers(suggestion, canonical=submitted)
+    counted = [user for user in endorsers if reviewer_may_see(user=user, team_id=approval.team_id)]
     now = timezone.now()
     try:
         with transaction.atomic():
-            # The one-to-one link is the claim: a suggestion approves one resubmission only.
+            # The one-to-one link is the claim: a suggestion serves one resubmission only.
             ApprovalRequest.objects.filter(pk=approval.pk).update(
                 approved_as_suggested_on=suggestion.approval
             )
-            return _transition(
-                approval=approval,
-                to_status=Status.APPROVED,
-                actor_type=ActorType.REVIEWER,
-                actor_user=suggestion.reviewer,
-                note="Approved as suggested by the reviewer on request "
-                f"{suggestion.approval.code}.",
-                now=now,
-                expires_at=now + timedelta(seconds=settings.APPROVAL_VALIDITY_SECONDS),
-                event_kind="approved_as_suggested",
-            )
+            if len(counted) >= approval.required_approvals:
+                return _transition(
+                    approval=approval,
+                    to_status=Status.APPROVED,
+                    actor_type=ActorType.REVIEWER,
+                    actor_user=suggestion.reviewer,
+                    note="Approved as suggested by the reviewer on request "
+                    f"{suggestion.approval.code}.",
+                    now=now,
+                    expires_at=now + timedelta(seconds=settings.APPROVAL_VALIDITY_SECONDS),
+                    event_kind="approved_as_suggested",
+                )
+            _suggestion_votes_carry(approval=approval, suggestion=suggestion, counted=counted)
     except IntegrityError:
-        return ApprovalRequest.objects.get(pk=approval.pk)  # another resubmission took it
+        pass  # another resubmission took the suggestion
+    except TransitionConflict:
+        pass  # decided (or cancelled) meanwhile: that outcome stands
+    return ApprovalRequest.objects.get(pk=approval.pk)
+
+
+def _suggestion_endorsers(suggestion: Decision, *, canonical: str) -> list[User]:
+    """Who approved the suggested arguments: the reviewer who decided, and the quorum's voters
+    for exactly those arguments."""
+    endorsers = [suggestion.reviewer] if suggestion.reviewer is not None else []
+    votes = ApprovalVote.objects.filter(approval_id=suggestion.approval_id).select_related(
+        "reviewer"
+    )
+    for vote in votes:
+        same = json.dumps(vote.arguments, sort_keys=True) == canonical
+        if same and vote.reviewer not in endorsers:
+            endorsers.append(vote.reviewer)
+    return endorsers
+
+
+def _suggestion_votes_carry(
+    *, approval: ApprovalRequest, suggestion: Decision, counted: list[User]
+) -> None:
+    """A resubmission the suggestion's approvals do not suffice for: it stays held, with the
+    approvals that count for its team recorded as its votes and the reason in its history."""
+    for user in counted:
+        ApprovalVote.objects.create(
+            approval=approval,
+            reviewer=user,
+            note=f"Approved these arguments on request {suggestion.approval.code}.",
+        )
+    who = ", ".join(user.get_username() for user in counted) or "none of them"
+    team = approval.team.name if approval.team else "staff"
+    note = (
+        f"Resubmission of the arguments suggested on request {suggestion.approval.code}. The "
+        f"policy holds it for {team} with {approval.required_approvals} approval"
+        f"{'s' if approval.required_approvals != 1 else ''}, more than the suggestion's "
+        f"approvals give here; counted: {who}."
+    )
+    ApprovalEvent.objects.create(
+        approval_id=approval.pk,
+        kind="suggestion_resubmitted",
+        from_status=Status.PENDING,
+        to_status=Status.PENDING,
+        actor_type=ActorType.SYSTEM,
+        note=note,
+    )
+    audit_record(
+        action=AuditAction.VOTE_CAST,
+        target=approval,
+        after={
+            "carried_from": str(suggestion.approval.code),
+            "reviewers": [user.get_username() for user in counted],
+            "required": approval.required_approvals,
+        },
+    )
+    transaction.on_commit(partial(realtime.publish_approval_changed, approval.pk))

@@ -38,6 +38,7 @@ from approvals.forms import (
 from approvals.models import ApprovalRequest, Status
 from approvals.presentation import arguments_folded, pretty_json
 from approvals.reviews import (
+    CONFLICT_CODES,
     approval_arguments_parse,
     approval_claim_release,
     approval_claim_take,
@@ -55,7 +56,7 @@ from approvals.selectors import (
     approvals_facet_counts,
     approvals_history_page,
     approvals_queue_page,
-    run_timeline_for_approval,
+    run_timeline_for_reviewer,
 )
 from approvals.services import decision_page_view_record
 from console import exact_json
@@ -191,7 +192,7 @@ def detail(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     decision_page_view_record(approval=approval, reviewer=request.user)
     context = _detail_context(request, approval)
     context["track_record"] = approval_track_record(user=request.user, approval=approval)
-    context["run_timeline"] = run_timeline_for_approval(approval=approval)
+    context["run_timeline"] = run_timeline_for_reviewer(approval=approval, user=request.user)
     return render(request, "approvals/detail.html", context)
 
 
@@ -217,7 +218,7 @@ def _conflict(request: HtmxHttpRequest, code: UUID, conflict: TransitionConflict
 
 
 def _rejected(request: HtmxHttpRequest, code: UUID, error: ReviewRejected) -> HttpResponse:
-    status = 409 if error.code in {"already_voted", "already_escalated"} else 400
+    status = 409 if error.code in CONFLICT_CODES else 400
     return _panel(request, code, status=status, conflict_message=str(error))
 
 
@@ -235,6 +236,20 @@ def _approve(
         return _rejected(request, code, error)
     if outcome.decided:
         return _panel(request, code)
+    if outcome.proposal is not None:
+        team = outcome.approval.team.name if outcome.approval.team else "staff"
+        message = (
+            f"Not approved yet: the policy holds these arguments for {outcome.proposal.describe()}"
+            f". Your approval of them is recorded as a proposal; the request is now with {team} "
+            f"({outcome.votes} of {outcome.required} approvals that count there)."
+        )
+        if approval_get_for_reviewer(user=request.user, code=code) is None:
+            # Handed to a team this reviewer is not in: the request has left their view.
+            if not request.htmx:
+                return redirect("approvals:queue")
+            context = {"approval": outcome.approval, "away_message": message}
+            return render(request, "approvals/detail.html#escalated-away", context)
+        return _panel(request, code, info_message=message)
     message = (
         f"Your approval is recorded ({outcome.votes} of {outcome.required}). "
         "It waits for another reviewer."

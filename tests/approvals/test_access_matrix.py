@@ -15,7 +15,13 @@ from websockets.exceptions import InvalidStatus
 
 from approvals.models import ApprovalEvent, ApprovalRequest, Status
 from tests.conftest import ReviewerSession
-from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory, reviewer_api_token
+from tests.factories import (
+    ApprovalRequestFactory,
+    PolicyRuleFactory,
+    TeamFactory,
+    UserFactory,
+    reviewer_api_token,
+)
 from tests.thread_connections import db_to_thread
 
 # (url name, form data) for every page that changes something.
@@ -42,6 +48,8 @@ def world(db):  # type: ignore[no-untyped-def]
     bob = UserFactory(username="bob")
     payments = TeamFactory(name="payments", members=[alice])
     ops = TeamFactory(name="ops", members=[bob])
+    # Payments reviews refunds, so a changed refund stays with payments (a real routing rule).
+    PolicyRuleFactory(tool_glob="issue_refund", team=payments)
     approval = ApprovalRequestFactory(team=payments, tool="issue_refund")
     return {"alice": alice, "bob": bob, "payments": payments, "ops": ops, "approval": approval}
 

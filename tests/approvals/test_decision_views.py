@@ -6,16 +6,18 @@ from django.urls import reverse
 
 from approvals.models import Status
 from approvals.reviews import approval_claim_take
-from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory
+from tests.factories import ApprovalRequestFactory, PolicyRuleFactory, TeamFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def team(db):  # type: ignore[no-untyped-def]
-    return TeamFactory(
+    payments = TeamFactory(
         name="payments", members=[UserFactory(username="ann"), UserFactory(username="ben")]
     )
+    PolicyRuleFactory(tool_glob="issue_refund", team=payments)  # payments reviews refunds
+    return payments
 
 
 def _as(client, team, name):  # type: ignore[no-untyped-def]

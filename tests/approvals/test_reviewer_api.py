@@ -6,7 +6,13 @@ from rest_framework.test import APIClient
 
 from approvals.models import Status
 from approvals.services import approval_request_approve
-from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory, reviewer_api_token
+from tests.factories import (
+    ApprovalRequestFactory,
+    PolicyRuleFactory,
+    TeamFactory,
+    UserFactory,
+    reviewer_api_token,
+)
 from tests.interleave import after_call
 
 pytestmark = pytest.mark.django_db
@@ -15,7 +21,8 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def ann(db):  # type: ignore[no-untyped-def]
     user = UserFactory(username="ann")
-    TeamFactory(name="payments", members=[user, UserFactory(username="ben")])
+    payments = TeamFactory(name="payments", members=[user, UserFactory(username="ben")])
+    PolicyRuleFactory(tool_glob="issue_refund", team=payments)  # payments reviews refunds
     return user
 
 

@@ -23,14 +23,17 @@ from approvals.reviews import (
     approval_request_review_approve,
     approval_request_review_deny,
 )
-from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory
+from tests.factories import ApprovalRequestFactory, PolicyRuleFactory, TeamFactory, UserFactory
 
 
 @pytest.fixture
 def team(db):  # type: ignore[no-untyped-def]
-    return TeamFactory(
+    payments = TeamFactory(
         name="payments", members=[UserFactory(username=n) for n in ("ann", "ben", "cat")]
     )
+    # Payments reviews refunds, so a changed refund stays with payments (a real routing rule).
+    PolicyRuleFactory(tool_glob="issue_refund", team=payments)
+    return payments
 
 
 def _member(team, name):  # type: ignore[no-untyped-def]

@@ -6,9 +6,9 @@ import pytest
 from django.urls import reverse
 
 from agents.services import NewTraceEvent, run_events_append, run_open
-from approvals.selectors import run_timeline_for_approval
+from approvals.selectors import run_timeline_for_reviewer
 from approvals.services import Submission, approval_request_create
-from tests.factories import ApprovalRequestFactory
+from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -62,9 +62,9 @@ def test_it_shows_earlier_events_and_the_cost_when_asked(logged_in, run_with_req
     assert html.index("This request:") < html.index("#4")
 
 
-def test_it_orders_the_timeline_around_the_request(run_with_request) -> None:  # type: ignore[no-untyped-def]
+def test_it_orders_the_timeline_around_the_request(run_with_request, reviewer) -> None:  # type: ignore[no-untyped-def]
     _, approval = run_with_request
-    timeline = run_timeline_for_approval(approval=approval)
+    timeline = run_timeline_for_reviewer(approval=approval, user=reviewer)
     assert timeline is not None
     rows = [
         f"event {entry.event.sequence}" if entry.event else f"approval {entry.approval.tool}"
@@ -96,3 +96,37 @@ def test_it_shows_no_timeline_without_a_run(logged_in) -> None:  # type: ignore[
     approval = ApprovalRequestFactory()
     html = logged_in.get(reverse("approvals:detail", args=[approval.code])).content.decode()
     assert 'id="run-timeline"' not in html
+
+
+def test_it_shows_a_team_reviewer_none_of_the_runs_requests_routed_to_another_team(
+    client, agent_and_token
+) -> None:  # type: ignore[no-untyped-def]
+    agent, _ = agent_and_token
+    xavier, yvonne = UserFactory(username="xavier"), UserFactory(username="yvonne")
+    team_x = TeamFactory(name="team-x", members=[xavier])
+    team_y = TeamFactory(name="team-y", members=[yvonne])
+    run, _ = run_open(agent=agent, name="payout run")
+    own = ApprovalRequestFactory(agent=agent, run=run, team=team_x, tool="issue_refund")
+    elsewhere = ApprovalRequestFactory(agent=agent, run=run, team=team_y, tool="wire_payout")
+    unrouted = ApprovalRequestFactory(agent=agent, run=run, team=None, tool="purge_ledger")
+
+    client.force_login(xavier)
+    html = client.get(reverse("approvals:detail", args=[own.code])).content.decode()
+    assert "This request:" in html
+    for hidden in (elsewhere, unrouted):
+        assert hidden.tool not in html
+        assert str(hidden.code) not in html
+    assert "2 other requests in this run are routed to teams you are not in" in html
+    timeline = run_timeline_for_reviewer(approval=own, user=xavier)
+    assert timeline is not None
+    assert [entry.approval for entry in timeline.entries if entry.approval] == [own]
+
+    # Their own team sees its request and, of the rest, only a count; staff see everything.
+    client.force_login(yvonne)
+    html = client.get(reverse("approvals:detail", args=[elsewhere.code])).content.decode()
+    assert "wire_payout" in html and str(own.code) not in html and "purge_ledger" not in html
+    staff = UserFactory(username="sam", is_staff=True)
+    client.force_login(staff)
+    html = client.get(reverse("approvals:detail", args=[own.code])).content.decode()
+    assert str(elsewhere.code) in html and "purge_ledger" in html
+    assert 'id="approvals-elsewhere"' not in html

@@ -11,10 +11,12 @@ from django.utils import timezone
 from playwright.sync_api import Browser, Dialog, Page, Route, expect
 
 from approvals.models import Decision, Impact, ReviewerPresence, Status
+from approvals.policies.models import PolicyCondition
 from approvals.reviews import approval_claim_take, approval_request_review_deny
 from tests.browser.live import log_in, off_loop, submit
 from tests.factories import (
     AgentFactory,
+    PolicyRuleFactory,
     TeamFactory,
     UserFactory,
     agent_with_token,
@@ -145,6 +147,8 @@ def test_two_reviewers_deciding_at_once_get_exactly_one_decision(
 def test_a_reviewer_approves_with_changed_arguments_after_seeing_the_diff(
     live_console, page: Page, team, artifacts
 ) -> None:  # type: ignore[no-untyped-def]
+    # Payments reviews refunds: the policy routes the changed refund to alice's team too.
+    off_loop(lambda: PolicyRuleFactory(tool_glob="issue_refund", team=team))
     approval = submit(team=team, arguments={"payment_id": "pay_1", "amount": 4900})
     log_in(page, live_console.url, "alice")
     page.goto(f"{live_console.url}/requests/{approval.code}/")
@@ -166,6 +170,40 @@ def test_a_reviewer_approves_with_changed_arguments_after_seeing_the_diff(
     expect(page.locator(f"#decision-panel-{approval.code}")).to_contain_text("Approved")
     approval.refresh_from_db()
     assert approval.decision.approved_arguments == {"payment_id": "pay_1", "amount": 2450}
+
+
+def test_a_change_another_team_must_approve_is_proposed_and_approved_there(
+    live_console, page: Page, team, artifacts
+) -> None:  # type: ignore[no-untyped-def]
+    def policy() -> None:
+        finance = TeamFactory(name="finance", members=[UserFactory(username="yuri")])
+        large = PolicyRuleFactory(name="large refunds", tool_glob="issue_refund", team=finance)
+        PolicyCondition.objects.create(rule=large, path="amount", operator=">", value=1000)
+        PolicyRuleFactory(name="refunds", tool_glob="issue_refund", team=team)
+
+    off_loop(policy)
+    approval = submit(team=team, arguments={"payment_id": "pay_1", "amount": 10})
+    log_in(page, live_console.url, "alice")
+    page.goto(f"{live_console.url}/requests/{approval.code}/")
+    page.get_by_text("Change the arguments, then approve").click()
+    page.get_by_label("Arguments to run instead").fill('{"payment_id": "pay_1", "amount": 5000}')
+    page.get_by_role("button", name="Review changes").click()
+    page.get_by_role("button", name="Confirm changed arguments").click()
+    expect(page.get_by_role("status")).to_contain_text("finance, 1 approval")
+    expect(page.get_by_role("status")).to_contain_text("It has left your queue.")
+
+    log_in(page, live_console.url, "yuri")
+    page.goto(f"{live_console.url}/requests/{approval.code}/")
+    expect(page.locator("#proposal-1")).to_contain_text('"amount": 5000')
+    expect(page.locator("#proposal-1")).to_contain_text("alice")
+    page.screenshot(path=str(artifacts / "proposed-change.png"), full_page=True)
+    page.get_by_role("button", name="Review this change").click()
+    expect(page.locator("#arguments-diff")).to_contain_text('+  "amount": 5000')
+    page.get_by_role("button", name="Confirm changed arguments").click()
+    expect(page.locator(f"#decision-panel-{approval.code}")).to_contain_text("Approved")
+    approval.refresh_from_db()
+    assert approval.decision.approved_arguments == {"payment_id": "pay_1", "amount": 5000}
+    assert approval.decision.reviewer.username == "yuri"
 
 
 def test_a_denial_needs_a_reason(live_console, page: Page, team) -> None:  # type: ignore[no-untyped-def]

@@ -94,7 +94,7 @@ def test_a_decision_on_creation_needs_no_poll(adapter) -> None:  # type: ignore[
     suggested = {"payment_id": "payment_123", "amount": 100, "currency": "GBP"}
     approval_request_approve(
         approval=ApprovalRequest.objects.get(code=created["id"]),
-        reviewer=UserFactory(username="rita"),
+        reviewer=UserFactory(username="rita", is_staff=True),  # may decide it
         arguments=suggested,
     )
     assert adapter.get(f"/v1/requests/{created['id']}").json()["status"] == "denied"
