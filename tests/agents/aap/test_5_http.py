@@ -1,14 +1,19 @@
 """5_http.md: conventions, idempotency, the request and instance operations, errors."""
 
+import base64
+import hashlib
+import hmac
 import json
 import re
 import uuid
 
 import pytest
+from django.conf import settings
 from django.db import DatabaseError
 from django.test import override_settings
 
-from agents.models import AgentCredential
+from agents.models import AgentCredential, InstanceOperation
+from agents.services import provisioner_token_create
 from approvals.models import ApprovalRequest, Status
 from approvals.services import approval_request_approve
 from tests.agents.aap.conftest import BASE, REFUND, bearer, key, provision
@@ -285,6 +290,80 @@ def test_a_provisioning_replay_returns_the_same_instance_and_credential(provisio
     assert replay.json() == first.json()
     assert AgentCredential.objects.count() == 1
     _assert_error(send({"instance_name": "codex-2"}), 409, "idempotency_conflict")
+
+
+def _derived_from_secret_key(operation: InstanceOperation) -> str:
+    # How credentials used to be made: an HMAC of the provisioning record under SECRET_KEY.
+    message = f"aap-provision:{operation.pk}:{operation.provisioner_id}:{operation.idempotency_key}"
+    digest = hmac.new(settings.SECRET_KEY.encode(), message.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def test_an_instance_credential_cannot_be_rebuilt_from_secret_key_and_the_database(
+    provisioner,
+) -> None:  # type: ignore[no-untyped-def]
+    # The attack: a database copy plus SECRET_KEY. Nothing stored may reproduce a credential.
+    idempotency_key = key()
+    token = provisioner.post(
+        f"{BASE}/instances", {}, format="json", HTTP_IDEMPOTENCY_KEY=idempotency_key
+    ).json()["credential"]["token"]
+    secret = token.rsplit("_", 1)[-1]
+    operation = InstanceOperation.objects.get(idempotency_key=idempotency_key)
+    assert secret != _derived_from_secret_key(operation)
+    stored = [
+        *InstanceOperation.objects.values_list().get(),
+        *AgentCredential.objects.values_list().get(),
+    ]
+    assert not any(secret in str(value) for value in stored)
+
+
+def test_a_replay_with_another_provisioner_token_gets_no_usable_credential(
+    provisioner_token,
+) -> None:  # type: ignore[no-untyped-def]
+    # Only the token the instance was provisioned with recomputes its credential; another
+    # provisioner's key space is separate, so the same key creates a separate instance.
+    idempotency_key = key()
+    first = bearer(provisioner_token).post(
+        f"{BASE}/instances", {}, format="json", HTTP_IDEMPOTENCY_KEY=idempotency_key
+    )
+    other = provisioner_token_create(name="other").plaintext
+    second = bearer(other).post(
+        f"{BASE}/instances", {}, format="json", HTTP_IDEMPOTENCY_KEY=idempotency_key
+    )
+    assert (first.status_code, second.status_code) == (201, 201)
+    assert first.json()["instance"]["id"] != second.json()["instance"]["id"]
+
+
+def test_a_replay_of_a_provisioning_from_before_keyed_credentials_replaces_its_credential(
+    provisioner,
+) -> None:  # type: ignore[no-untyped-def]
+    # Records made when credentials were derived from SECRET_KEY have no salt: that secret is no
+    # longer computed, so a replay revokes it and issues one keyed to the provisioner token.
+    idempotency_key = key()
+    send = lambda: provisioner.post(  # noqa: E731
+        f"{BASE}/instances", {}, format="json", HTTP_IDEMPOTENCY_KEY=idempotency_key
+    )
+    created = send().json()
+    operation = InstanceOperation.objects.get(idempotency_key=idempotency_key)
+    legacy_secret = _derived_from_secret_key(operation)
+    AgentCredential.objects.filter(pk=operation.credential_id).update(
+        secret_digest=hashlib.sha256(legacy_secret.encode()).hexdigest()
+    )
+    InstanceOperation.objects.filter(pk=operation.pk).update(credential_salt="")
+    legacy_token = f"aac_{operation.credential.prefix}_{legacy_secret}"  # type: ignore[union-attr]
+    create = lambda token: bearer(token).post(  # noqa: E731
+        f"{BASE}/requests", REFUND, format="json", HTTP_IDEMPOTENCY_KEY=key()
+    )
+    assert create(legacy_token).status_code == 201  # existing instances keep working
+
+    first_replay, second_replay = send(), send()
+    assert first_replay.status_code == second_replay.status_code == 200
+    assert first_replay.json()["instance"] == created["instance"]
+    reissued = first_replay.json()["credential"]["token"]
+    assert second_replay.json()["credential"]["token"] == reissued
+    _assert_error(create(legacy_token), 401, "invalid_credential")
+    assert create(reissued).status_code == 201
+    assert AgentCredential.objects.filter(revoked_at__isnull=True).count() == 1
 
 
 def test_a_provisioning_replay_after_deletion_does_not_recreate_it(provisioner) -> None:  # type: ignore[no-untyped-def]
