@@ -276,7 +276,7 @@ class InstanceCreateApi(AapView):
         try:
             provisioned = services.instance_provision(
                 provisioner=provisioner,
-                provisioner_token=request.auth,
+                provisioner_token=str(request.auth),  # AapAuthentication: the bearer token
                 idempotency_key=key,
                 name=payload.validated_data.get("instance_name"),
                 delivery=payload.validated_data.get("delivery"),

@@ -14,19 +14,17 @@ import pytest
 BASE_DIR = Path(__file__).resolve().parents[2]
 
 
-def _start(var_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
+def _start(var_dir: Path, connect: bool = True, **env: str) -> subprocess.CompletedProcess[str]:
     environment = {**os.environ, "CONSOLE_VAR_DIR": str(var_dir), **env}
     for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY"):
         if name not in env:
             environment.pop(name, None)
     # A permissive umask, as on many workstations: what the console creates must not inherit it.
+    code = "import os; os.umask(0o022); import django; django.setup()"
+    if connect:
+        code += "; from django.db import connection; connection.ensure_connection()"
     return subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import os; os.umask(0o022); import django; django.setup(); "
-            "from django.db import connection; connection.ensure_connection()",
-        ],
+        [sys.executable, "-c", code],
         cwd=BASE_DIR,
         env={**environment, "DJANGO_SETTINGS_MODULE": "console.settings"},
         capture_output=True,
@@ -61,24 +59,19 @@ def test_it_tightens_a_var_and_database_an_older_version_left_open(tmp_path: Pat
     assert (_mode(var_dir), _mode(database)) == (0o700, 0o600)
 
 
+def _start_with_servers(var_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    # PostgreSQL and Redis configured (never reached: settings alone do not connect).
+    servers = {
+        "DATABASE_URL": "postgres://nobody@127.0.0.1:1/none",
+        "REDIS_URL": "redis://127.0.0.1:1/0",
+    }
+    return _start(var_dir, connect=False, **servers, **env)
+
+
 def test_it_tightens_var_in_the_postgresql_mode_too(tmp_path: Path) -> None:
     # There var/ holds only the generated key, made with the umask before the database settings.
     var_dir = tmp_path / "var"
-    started = subprocess.run(
-        [sys.executable, "-c", "import os; os.umask(0o022); import django; django.setup()"],
-        cwd=BASE_DIR,
-        env={
-            **os.environ,
-            "CONSOLE_VAR_DIR": str(var_dir),
-            "DATABASE_URL": "postgres://nobody@127.0.0.1:1/none",
-            "REDIS_URL": "redis://127.0.0.1:1/0",
-            "DJANGO_SETTINGS_MODULE": "console.settings",
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    started = _start_with_servers(var_dir)
     assert started.returncode == 0, started.stderr[-2000:]
     assert _mode(var_dir) == 0o700
 
@@ -92,22 +85,7 @@ def test_it_warns_when_var_is_open_and_cannot_be_tightened(tmp_path: Path) -> No
     if subprocess.run(["chattr", "+i", str(var_dir)], capture_output=True).returncode != 0:
         pytest.skip("chattr +i needs root and a filesystem that supports it")
     try:
-        started = subprocess.run(
-            [sys.executable, "-c", "import django; django.setup()"],
-            cwd=BASE_DIR,
-            env={
-                **os.environ,
-                "CONSOLE_VAR_DIR": str(var_dir),
-                "SECRET_KEY": "not-a-secret",
-                "DATABASE_URL": "postgres://nobody@127.0.0.1:1/none",
-                "REDIS_URL": "redis://127.0.0.1:1/0",
-                "DJANGO_SETTINGS_MODULE": "console.settings",
-            },
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        started = _start_with_servers(var_dir, SECRET_KEY="not-a-secret")
     finally:
         subprocess.run(["chattr", "-i", str(var_dir)], check=True)
     assert started.returncode == 0, started.stderr[-2000:]

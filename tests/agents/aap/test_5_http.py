@@ -346,7 +346,7 @@ def test_a_replay_of_a_provisioning_from_before_keyed_credentials_replaces_its_c
     created = send().json()
     operation = InstanceOperation.objects.get(idempotency_key=idempotency_key)
     legacy_secret = _derived_from_secret_key(operation)
-    AgentCredential.objects.filter(pk=operation.credential_id).update(
+    AgentCredential.objects.filter(pk=operation.credential.pk).update(  # type: ignore[union-attr]
         secret_digest=hashlib.sha256(legacy_secret.encode()).hexdigest()
     )
     InstanceOperation.objects.filter(pk=operation.pk).update(credential_salt="")
