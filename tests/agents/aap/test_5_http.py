@@ -526,5 +526,95 @@ def test_unexpected_failures_use_the_envelope_without_internals(
 def test_request_bodies_are_bounded(instance, settings) -> None:  # type: ignore[no-untyped-def]
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
     response = instance.create({**REFUND, "arguments": {"blob": "x" * 2000}})
-    _assert_error(response, 413, "body_too_large")
+    _assert_error(response, 413, "payload_too_large")
     assert not ApprovalRequest.objects.exists()
+
+
+# --- The agent APIs' input limits (console.api_limits), the same as the native API's -----------
+
+
+def test_a_body_over_the_agent_api_cap_is_refused_413_as_on_the_native_api(instance) -> None:  # type: ignore[no-untyped-def]
+    # 300 KiB spread over fields each within the field cap: only the body cap can refuse it.
+    arguments = {f"part{n}": "x" * 30_000 for n in range(10)}
+    error = _assert_error(
+        instance.create({**REFUND, "arguments": arguments}), 413, "payload_too_large"
+    )
+    assert str(256 * 1024) in error["message"]
+    assert not ApprovalRequest.objects.exists()
+
+
+def _nested_request(depth: int) -> str:
+    nested = "[" * depth + "]" * depth
+    return '{"tool": "t", "timeout": "1m", "arguments": {"a": ' + nested + "}}"
+
+
+@pytest.mark.parametrize("depth", [64, 200, 500, 990, 5000])
+def test_arguments_nested_too_deeply_are_refused_400(instance, depth: int) -> None:  # type: ignore[no-untyped-def]
+    # The body's own object is level 1, arguments level 2: 64 nested arrays inside go past 64.
+    response = instance.client.post(
+        f"{BASE}/requests",
+        _nested_request(depth),
+        content_type="application/json",
+        HTTP_IDEMPOTENCY_KEY=key(),
+    )
+    error = _assert_error(response, 400, "invalid_json")
+    assert "nested deeper than 64 levels" in error["message"]
+    assert not ApprovalRequest.objects.exists()
+
+
+def test_arguments_nested_up_to_the_limit_are_accepted(instance) -> None:  # type: ignore[no-untyped-def]
+    response = instance.client.post(
+        f"{BASE}/requests",
+        _nested_request(62),
+        content_type="application/json",
+        HTTP_IDEMPOTENCY_KEY=key(),
+    )
+    assert response.status_code == 201, response.content
+
+
+@pytest.mark.parametrize("field", ["arguments", "context"])
+def test_a_field_over_the_field_cap_is_refused_400_naming_it(instance, field: str) -> None:  # type: ignore[no-untyped-def]
+    response = instance.create({**REFUND, field: {"blob": "x" * 200_000}})
+    error = _assert_error(response, 400, "too_large", param=field)
+    assert str(64 * 1024) in error["message"]
+    assert not ApprovalRequest.objects.exists()
+
+
+def test_a_field_at_the_field_cap_is_accepted(instance) -> None:  # type: ignore[no-untyped-def]
+    blob = "x" * (64 * 1024 - len('{"blob":""}'))
+    assert instance.create({**REFUND, "arguments": {"blob": blob}}).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "timeout", ["702608525057228493965349s", "99999999999999999h", "1" * 5000 + "m"]
+)
+def test_a_huge_timeout_is_shortened_not_refused(instance, settings, timeout: str) -> None:  # type: ignore[no-untyped-def]
+    response = instance.create({**REFUND, "timeout": timeout})
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["timeout"] == timeout  # the requested window, echoed as sent
+    approval = ApprovalRequest.objects.get()
+    assert approval.timeout_seconds == settings.APPROVAL_MAX_TIMEOUT_SECONDS
+    granted = approval.deadline_at - approval.created_at
+    assert granted.total_seconds() == pytest.approx(settings.APPROVAL_MAX_TIMEOUT_SECONDS, abs=1)
+
+
+@pytest.mark.parametrize("timeout", ["0s", "10", "5d", "-1s", "1.5h", "01s", "1s1s"])
+def test_a_timeout_that_is_not_a_duration_is_still_refused(instance, timeout: str) -> None:  # type: ignore[no-untyped-def]
+    _assert_error(instance.create({**REFUND, "timeout": timeout}), 400, "invalid_field", "timeout")
+
+
+def test_a_timeout_over_the_field_cap_is_refused(instance) -> None:  # type: ignore[no-untyped-def]
+    response = instance.create({**REFUND, "timeout": "1" * (64 * 1024 + 1) + "s"})
+    _assert_error(response, 400, "too_large", "timeout")
+
+
+def test_a_huge_wait_is_capped_not_refused(instance) -> None:  # type: ignore[no-untyped-def]
+    created = instance.create().json()
+    url = f"{BASE}/requests/{created['id']}"
+    assert instance.client.delete(url).status_code == 200  # terminal: the wait answers at once
+    for wait in ["7494250792344h", "1" * 5000 + "s"]:
+        response = instance.client.get(url, {"wait": wait})
+        assert response.status_code == 200, response.content
+        assert response.json()["status"] == "cancelled"
+    _assert_error(instance.client.get(url, {"wait": "soon"}), 400, "invalid_field", "wait")
