@@ -1,6 +1,6 @@
 """console.api_limits: the same input limits, and the same answers, on every agent API.
 
-AAP's side is in tests/agents/aap/test_5_http.py; runs and traces in tests/agents/test_runs_input.py.
+AAP: tests/agents/aap/test_5_http.py; runs and traces: tests/agents/test_runs_input.py.
 """
 
 from typing import Any
