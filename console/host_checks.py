@@ -57,8 +57,14 @@ def _host_header_names() -> frozenset[bytes]:
 def host_is_allowed(scope: Scope) -> bool:
     """Whether Django would accept this request's host (else it answers 400 DisallowedHost)."""
     names = _host_header_names()
-    # Django reads x_forwarded_host as X-Forwarded-Host: compare the names as it does.
-    headers = tuple(pair for pair in scope["headers"] if pair[0].replace(b"_", b"-") in names)
+    headers = tuple(
+        [
+            (name, value)
+            for name, value in scope["headers"]
+            # Django reads x_forwarded_host as X-Forwarded-Host: match the names as it does.
+            if name in names or (b"_" in name and name.replace(b"_", b"-") in names)
+        ]
+    )
     server = scope.get("server")
     return _host_is_allowed(headers, tuple(server) if server else None, scope.get("scheme"))
 
