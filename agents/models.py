@@ -280,7 +280,8 @@ class InstanceOperation(models.Model):
     """The idempotency record of a provisioning or update: the key, the input and the result.
 
     A replay with the same key and input returns the result recorded here; a provisioning replay
-    re-derives the same credential (see agents.aap.services), so no plaintext is stored.
+    reissues the instance's credential (see agents.aap.services): no plaintext is stored, and
+    none can be rebuilt from what is.
     """
 
     class Kind(models.TextChoices):
@@ -299,6 +300,8 @@ class InstanceOperation(models.Model):
     credential = models.ForeignKey(
         AgentCredential, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    # Random; useless without the provisioner token. Empty on records from before it existed.
+    credential_salt = models.CharField(max_length=64, blank=True)
     result = models.JSONField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True)
 

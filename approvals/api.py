@@ -38,6 +38,7 @@ from approvals.services import (
     approval_request_expire_if_overdue,
     arguments_schema_errors,
 )
+from console import api_limits
 from console.api_errors import ApiError, error_responses
 from console.api_fields import JSONObjectField, StrictSerializer
 
@@ -79,6 +80,12 @@ class ApprovalRequestCreateInput(StrictSerializer):
         help_text="JSON Schema of the tool's arguments. `arguments` must satisfy it, and so must "
         "any arguments a reviewer approves instead.",
     )
+
+    def validate_timeout(self, timeout: str) -> str:
+        # Any number of digits is a valid duration (shortened when granted); stored, it is held
+        # to the field cap like any other agent-supplied field.
+        api_limits.field_size_check(len(timeout))
+        return timeout
 
     def validate_arguments_schema(self, schema: dict[str, Any] | None) -> dict[str, Any] | None:
         if schema is not None:
@@ -351,7 +358,8 @@ class ApprovalRequestCreateApi(APIView):
         )
 
 
-_WAIT = re.compile(r"^(?P<n>\d{1,6})(?P<unit>s|m|h)?$")
+# Any number of digits: a valid wait is capped, never refused for being long.
+_WAIT = re.compile(r"^(?P<n>\d+)(?P<unit>s|m|h)?$")
 
 
 def parse_wait(raw: str | None) -> float:
@@ -366,8 +374,8 @@ def parse_wait(raw: str | None) -> float:
             message='wait: must be a number of seconds or a duration such as "30s".',
             param="wait",
         )
-    seconds = int(match["n"]) * {"s": 1, "m": 60, "h": 3600}[match["unit"] or "s"]
-    return float(min(seconds, settings.APPROVAL_LONG_POLL_MAX_SECONDS))
+    maximum = settings.APPROVAL_LONG_POLL_MAX_SECONDS
+    return float(api_limits.duration_seconds(match["n"], match["unit"] or "s", maximum=maximum))
 
 
 class ApprovalRequestDetailApi(AsyncAPIView):

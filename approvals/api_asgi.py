@@ -48,6 +48,7 @@ from approvals.intake import IntakeItem, intake_batcher
 from approvals.models import Status
 from approvals.services import CreateResult
 from console.api_errors import ApiError
+from console.host_checks import host_is_allowed
 from console.middleware import log_exchange, request_id_for
 from console.parsers import BoundedJSONParser
 from console.request_context import RequestContext
@@ -73,7 +74,8 @@ class AgentApiFastPath:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        # A Host outside ALLOWED_HOSTS goes to Django, which answers it 400 as for any path.
+        if scope["type"] == "http" and host_is_allowed(scope):
             path, method = scope["path"], scope["method"]
             if method == "POST" and path == _CREATE_PATH:
                 return await _Exchange(scope, receive, send, self.app).create()

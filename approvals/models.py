@@ -89,8 +89,10 @@ class ApprovalRequest(models.Model):
     context = models.JSONField(default=dict, blank=True)
     confidence = models.FloatField(null=True, blank=True)
     impact = models.CharField(max_length=10, choices=Impact.choices, default=Impact.MEDIUM)
-    # As submitted ("30m"), echoed back; timeout_seconds is the window actually granted.
-    timeout = models.CharField(max_length=16)
+    # As submitted ("30m"), echoed back; timeout_seconds is the window actually granted. Text:
+    # a valid duration may have any number of digits (it is shortened, not refused), up to the
+    # agent APIs' field cap (console.api_limits).
+    timeout = models.TextField()
     timeout_seconds = models.PositiveIntegerField()
     # AAP echoes what the agent sent exactly (every digit, key order), which the parsed JSONFields
     # cannot: jsonb sorts keys and floats round. The exact JSON text is kept here ("" = native).

@@ -60,7 +60,7 @@ from approvals.policies.evaluation import (
 )
 from approvals.policies.models import Outcome, PolicyEvaluation
 from approvals.selectors import approval_lock
-from console import exact_json
+from console import api_limits, exact_json
 from console.copy_insert import ids_assign, rows_insert
 from console.request_context import RequestContext
 
@@ -112,18 +112,15 @@ class Submission:
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+# Any number of digits: a valid duration is never refused for being long, only shortened.
 DURATION_PATTERN = r"^[1-9][0-9]*(s|m|h)$"
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
 
 
-def duration_seconds(duration: str) -> int:
-    """Seconds in a protocol duration such as "30s", "30m" or "24h"."""
-    return int(duration[:-1]) * _DURATION_UNITS[duration[-1]]
-
-
-def _effective_timeout(requested_seconds: int) -> int:
-    # The console may shorten the requested window to its own limit, never lengthen it.
-    return max(1, min(requested_seconds, settings.APPROVAL_MAX_TIMEOUT_SECONDS))
+def _effective_timeout(duration: str) -> int:
+    """Seconds granted for a duration such as "30m": the console may shorten the requested
+    window to its own limit, never lengthen it."""
+    maximum = settings.APPROVAL_MAX_TIMEOUT_SECONDS
+    return max(1, api_limits.duration_seconds(duration[:-1], duration[-1], maximum=maximum))
 
 
 @dataclass(frozen=True)
@@ -504,7 +501,7 @@ def _create_wave(
 def _new_approval(item: _Pending, *, now: datetime, decided_at: datetime) -> ApprovalRequest:
     verdict, new, submission = item.verdict, item.new, item.new.submission
     assert verdict is not None
-    timeout_seconds = _effective_timeout(duration_seconds(submission.timeout))
+    timeout_seconds = _effective_timeout(submission.timeout)
     if verdict.time_to_decide_seconds:
         # The policy may shorten the deadline, never lengthen it.
         timeout_seconds = min(timeout_seconds, verdict.time_to_decide_seconds)

@@ -1,10 +1,10 @@
 """Serializer building blocks shared by the agent APIs: strict objects and size-capped fields."""
 
-import json
 from typing import Any
 
-from django.conf import settings
 from rest_framework import serializers
+
+from console.api_limits import field_size_check, json_size
 
 
 class StrictSerializer(serializers.Serializer):
@@ -18,17 +18,11 @@ class StrictSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
-def json_size(value: Any) -> int:
-    """Bytes of `value` as compact UTF-8 JSON: how much it costs to store and to show."""
-    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
-
-
 class BoundedJSONField(serializers.JSONField):
     """Any storable JSON value, at most API_MAX_FIELD_BYTES once serialized."""
 
     def to_internal_value(self, data: Any) -> Any:
         value = super().to_internal_value(data)
-        limit = settings.API_MAX_FIELD_BYTES
         try:
             size = json_size(value)
         except UnicodeEncodeError:
@@ -37,10 +31,7 @@ class BoundedJSONField(serializers.JSONField):
                 "Must not contain unpaired surrogate characters (such as \\ud800).",
                 code="surrogate_characters_not_allowed",
             ) from None
-        if size > limit:
-            raise serializers.ValidationError(
-                f"Must be at most {limit} bytes as JSON.", code="too_large"
-            )
+        field_size_check(size)
         if _has_nul(value):
             # PostgreSQL's jsonb cannot hold U+0000; refused here so every database agrees.
             raise serializers.ValidationError(

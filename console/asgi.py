@@ -13,13 +13,13 @@ django_http = get_asgi_application()
 # Imported after Django is set up: they load models.
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from approvals.api_asgi import AgentApiFastPath, ASGIApp  # noqa: E402
 from approvals.routing import websocket_urlpatterns  # noqa: E402
 from console.database import startup_problem  # noqa: E402
+from console.host_checks import SameOriginWebsocketValidator  # noqa: E402
 
 # The console serves its own static files so one command runs it anywhere; behind a reverse
 # proxy, set SERVE_STATIC=false and serve `collectstatic` output from the proxy instead.
@@ -51,7 +51,9 @@ async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
 application = ProtocolTypeRouter(
     {
         "http": http_app,
-        "websocket": AllowedHostsOriginValidator(
+        # Channels' AllowedHostsOriginValidator matched the Origin's host against ALLOWED_HOSTS
+        # and ignored its scheme and port; this is Django's CSRF origin check.
+        "websocket": SameOriginWebsocketValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),
         "lifespan": lifespan,

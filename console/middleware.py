@@ -12,6 +12,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from console.api_errors import error_body
+from console.api_limits import is_agent_api_path, payload_too_large
 from console.request_context import bound_request_context, request_context_from_http
 
 logger = logging.getLogger("console.http")
@@ -78,7 +79,7 @@ class RequestIdMiddleware:
 
 
 class ApiBodySizeLimitMiddleware:
-    """Answer 413 in the API error envelope to bodies over API_MAX_BODY_BYTES under /api/.
+    """Answer 413 in the API error envelope to agent API bodies over API_MAX_BODY_BYTES.
 
     Checked before any view parses or stores anything. The declared Content-Length is checked
     first; the body actually read is checked too, since a chunked upload declares none.
@@ -96,7 +97,7 @@ class ApiBodySizeLimitMiddleware:
             markcoroutinefunction(self)
 
     def _refusal(self, request: HttpRequest) -> HttpResponse | None:
-        if not request.path.startswith("/api/") or request.method not in _METHODS_WITH_BODY:
+        if request.method not in _METHODS_WITH_BODY or not is_agent_api_path(request.path):
             return None
         limit = settings.API_MAX_BODY_BYTES
         try:
@@ -108,11 +109,12 @@ class ApiBodySizeLimitMiddleware:
             too_large = True
         if not too_large:
             return None
+        refusal = payload_too_large()
         return JsonResponse(
             error_body(
                 status_code=413,
-                code="payload_too_large",
-                message=f"The request body is larger than the {limit} bytes allowed.",
+                code=refusal.error_code,
+                message=str(refusal.detail),
                 param=None,
                 request_id=getattr(request, "request_id", None),
             ),

@@ -2,14 +2,16 @@
 
 Python's json module recurses per level, so a body of 100 KB of `[` raises RecursionError (a
 500) instead of a clear 400, and a deeply nested value that did parse could later exhaust the
-stack when rendered for a reviewer. Every agent API parses through this class.
+stack when rendered for a reviewer. Every agent API but AAP (which reads JSON exactly, with the
+same limit: agents/aap/api.py) parses through this class; the limits are console.api_limits.
 """
 
 from typing import Any
 
-from django.conf import settings
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
+
+from console.api_limits import json_depth_exceeds, too_deep_message
 
 
 class BoundedJSONParser(parsers.JSONParser):
@@ -20,22 +22,7 @@ class BoundedJSONParser(parsers.JSONParser):
             data = None
             too_deep = True
         else:
-            too_deep = json_depth_exceeds(data, settings.API_MAX_JSON_DEPTH)
+            too_deep = json_depth_exceeds(data)
         if too_deep:
-            raise ParseError(
-                f"JSON parse error - nested deeper than {settings.API_MAX_JSON_DEPTH} levels."
-            )
+            raise ParseError(too_deep_message())
         return data
-
-
-def json_depth_exceeds(value: Any, limit: int) -> bool:
-    # Iterative, so checking depth cannot itself run out of stack.
-    pending = [(value, 1)]
-    while pending:
-        current, depth = pending.pop()
-        if isinstance(current, dict | list):
-            if depth > limit:
-                return True
-            children = current.values() if isinstance(current, dict) else current
-            pending.extend((child, depth + 1) for child in children)
-    return False

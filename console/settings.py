@@ -8,6 +8,8 @@ between the two; no code path does.
 """
 
 import os
+import stat
+import warnings
 from datetime import timedelta
 from pathlib import Path
 
@@ -129,6 +131,44 @@ TEMPLATES = [
     },
 ]
 
+
+# --- Private files under var/ ---------------------------------------------------------------
+# var/ holds the generated SECRET_KEY, the embedded database and the task queue: readable by the
+# console's own user only. Created with the umask (typically 0755/0644) they were readable by
+# every local account.
+def private_dir(path: Path) -> Path:
+    """Create `path` (with parents) as 0700, and tighten it if it exists more open than that."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _tighten(path, 0o700)
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """Create `path` empty as 0600 unless it exists, and tighten it if it is more open."""
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    _tighten(path, 0o600)
+    return path
+
+
+def _tighten(path: Path, mode: int) -> None:
+    current = stat.S_IMODE(path.stat().st_mode)
+    if current & ~mode == 0:
+        return
+    try:
+        path.chmod(current & mode)
+    except OSError as error:  # not ours to change (another owner, a read-only mount): say so
+        warnings.warn(
+            f"{path} is mode {current:o}, readable beyond the console's user, and could not be "
+            f"made {mode:o} ({error.strerror}): restrict it yourself",
+            stacklevel=2,
+        )
+
+
+# Whatever made var/ (the generated key above, an older version), it is the console's alone. Not
+# created here: a deployment configured wholly from the environment may have no writable var/.
+if VAR_DIR.is_dir():
+    _tighten(VAR_DIR, 0o700)
+
 # --- Database -------------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
@@ -147,11 +187,13 @@ if DATABASE_URL:
         }
     DATABASES = {"default": _db}
 else:
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    private_dir(VAR_DIR)
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": str(VAR_DIR / "console.sqlite3"),
+            # Pre-created 0600 (an empty file is an empty database): SQLite would create it with
+            # the umask, and gives its -wal and -shm files the database file's own mode.
+            "NAME": str(private_file(VAR_DIR / "console.sqlite3")),
             "OPTIONS": {
                 # IMMEDIATE takes the write lock at BEGIN, so concurrent writers queue on the
                 # timeout instead of failing with "database is locked" mid-transaction.
@@ -202,7 +244,7 @@ if REDIS_URL:
     CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
 else:
-    _queue_dir = VAR_DIR / "celery"
+    _queue_dir = private_dir(VAR_DIR) / "celery"
     for _sub in ("queue", "processed", "control"):
         (_queue_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")

@@ -41,7 +41,7 @@ from approvals.services import (
     approval_request_cancel,
     approval_request_expire_if_overdue,
 )
-from console import exact_json
+from console import api_limits, exact_json
 from console.api_errors import ApiError, error_body
 from console.api_errors import exception_handler as api_exception_handler
 
@@ -101,18 +101,25 @@ class AapAsyncView(AsyncAPIView):
 
 
 def _body(request: Request) -> Any:
+    """The body read exactly, within the agent APIs' limits (console.api_limits)."""
     try:
         raw = request.body
-    except RequestDataTooBig:
-        raise ApiError(
-            status_code=413, code="body_too_large", message="The request body is too large."
-        ) from None
+    except RequestDataTooBig:  # DATA_UPLOAD_MAX_MEMORY_SIZE set below API_MAX_BODY_BYTES
+        raise api_limits.payload_too_large() from None
     try:
-        return exact_json.loads(raw)
-    except (ValueError, RecursionError):
+        body = exact_json.loads(raw)
+    except RecursionError:
+        body, too_deep = None, True
+    except ValueError:
         raise ApiError(
             status_code=400, code="invalid_json", message="The body must be a JSON object."
         ) from None
+    else:
+        # Before anything walks it: validation, fingerprinting and echoing all recurse.
+        too_deep = api_limits.json_depth_exceeds(body)
+    if too_deep:
+        raise ApiError(status_code=400, code="invalid_json", message=api_limits.too_deep_message())
+    return body
 
 
 def _validated[S: serializers.Serializer](serializer: S) -> S:
@@ -276,6 +283,7 @@ class InstanceCreateApi(AapView):
         try:
             provisioned = services.instance_provision(
                 provisioner=provisioner,
+                provisioner_token=str(request.auth),  # AapAuthentication: the bearer token
                 idempotency_key=key,
                 name=payload.validated_data.get("instance_name"),
                 delivery=payload.validated_data.get("delivery"),

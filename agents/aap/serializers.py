@@ -16,7 +16,7 @@ from agents.aap.services import UNCHANGED, DeliveryInput
 from agents.aap.webhooks import UnsafeWebhookURL, timestamp, url_check_syntax
 from approvals.models import ApprovalRequest, Status
 from approvals.services import DURATION_PATTERN, Submission
-from console import exact_json
+from console import api_limits, exact_json
 from console.api_errors import ApiError
 
 MAX_TEXT = 20_000
@@ -92,8 +92,7 @@ class StrictSerializer(serializers.Serializer):
 def _duration_field(**kwargs: Any) -> StrictRegexField:
     return StrictRegexField(
         DURATION_PATTERN,
-        # The stored text is echoed back; longer would be over 10^14 hours anyway.
-        max_length=16,
+        # Any length: the spec's Duration has none, and a huge one is shortened, not refused.
         error_messages={"invalid": 'Must be a duration such as "30s", "30m" or "24h".'},
         **kwargs,
     )
@@ -109,25 +108,44 @@ class CreateApprovalRequestInput(StrictSerializer):
     # and echo it, so that client works unchanged.
     server = AnyJSONField(required=False, allow_null=True)
 
+    def validate_timeout(self, timeout: str) -> str:
+        # Any number of digits is a valid Duration (shortened when granted); stored and echoed,
+        # it is held to the field cap like any other agent-supplied field.
+        api_limits.field_size_check(len(timeout))
+        return timeout
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if exact_json.has_lone_surrogate(attrs):
             raise serializers.ValidationError(
                 {"arguments": ["Strings must be valid Unicode (no lone surrogates)."]}
             )
+        # The agent's JSON as stored and echoed, numbers as written: serialized once, here, and
+        # held to the agent APIs' field cap (console.api_limits) at that size.
+        raw = {
+            name: exact_json.dumps(attrs[name])
+            for name in ("arguments", "context", "server")
+            if name in attrs
+        }
+        for name, text in raw.items():
+            try:
+                api_limits.field_size_check(len(text.encode()))
+            except serializers.ValidationError as error:
+                raise serializers.ValidationError({name: error.detail}) from None
+        attrs["raw"] = raw
         return attrs
 
     def to_submission(self) -> Submission:
         data = self.validated_data
-        context = data.get("context")
+        context, raw = data.get("context"), data["raw"]
         return Submission(
             tool=data["tool"],
             arguments=exact_json.to_plain(data["arguments"]),
             timeout=data["timeout"],
             reasoning=data.get("agent_reasoning", ""),
             context=exact_json.to_plain(context) if context is not None else {},
-            arguments_raw=exact_json.dumps(data["arguments"]),
-            context_raw=exact_json.dumps(context) if context is not None else "",
-            server_raw=exact_json.dumps(data["server"]) if "server" in data else "",
+            arguments_raw=raw["arguments"],
+            context_raw=raw.get("context", ""),
+            server_raw=raw.get("server", ""),
         )
 
 

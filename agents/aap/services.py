@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import secrets
 import time
 import uuid
 from collections.abc import Iterator
@@ -33,7 +34,7 @@ from agents.models import (
     ProvisionerToken,
     WebhookReceiver,
 )
-from agents.services import CREDENTIAL_SCHEME, credential_issue
+from agents.services import CREDENTIAL_SCHEME, credential_issue, credential_revoke
 from approvals.audit import AuditAction, AuditActor, audit_record
 from approvals.exceptions import IdempotencyConflict, TransitionConflict
 from approvals.models import ApprovalRequest, AuditActorType, Source, Status
@@ -93,15 +94,6 @@ def _provisioner_actor(provisioner: ProvisionerToken) -> AuditActor:
     )
 
 
-def _operation_secret(operation: InstanceOperation) -> str:
-    # A provisioning replay must return the same credential, yet we store only its digest. So the
-    # secret is derived from SECRET_KEY and the operation: nothing in the database alone reveals
-    # it, and a replay re-derives it. (Rotating SECRET_KEY breaks replays, not the credential.)
-    message = f"aap-provision:{operation.pk}:{operation.provisioner_id}:{operation.idempotency_key}"
-    digest = hmac.new(settings.SECRET_KEY.encode(), message.encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
-
-
 def _free_name(requested: str | None, code: uuid.UUID, *, exclude_pk: int | None = None) -> str:
     """The provider owns names: a taken name gets the instance's short id appended."""
     name = requested or f"aap-{str(code)[:8]}"
@@ -127,29 +119,34 @@ def instance_document(agent: Agent) -> dict[str, Any]:
 def instance_provision(
     *,
     provisioner: ProvisionerToken,
+    provisioner_token: str,
     idempotency_key: str,
     name: str | None,
     delivery: DeliveryInput | None,
 ) -> ProvisionedInstance:
     """Create an instance and its credential, verifying the receiver first.
 
-    A replay (same key, same input) returns the same instance and the same credential.
+    A replay (same key, same input) returns the same instance and the same credential, which
+    only the caller's `provisioner_token` (the plaintext it authenticated with) can recompute.
     Raises IdempotencyConflict, InstanceDeleted, webhooks.UnsafeWebhookURL/WebhookUnreachable.
     """
     fingerprint = _fingerprint({"name": name, "delivery": _delivery_document(delivery)})
     existing = _provision_record(provisioner, idempotency_key)
     if existing is not None:
-        return _provision_replay(existing, fingerprint)
+        return _provision_replay(existing, fingerprint, provisioner_token)
     with _operation_claim(provisioner, InstanceOperation.Kind.PROVISION, "", idempotency_key):
         # A concurrent attempt with this key may have finished while we waited for the claim.
         existing = _provision_record(provisioner, idempotency_key)
         if existing is not None:
-            return _provision_replay(existing, fingerprint)
-        return _provision(provisioner, idempotency_key, fingerprint, name, delivery)
+            return _provision_replay(existing, fingerprint, provisioner_token)
+        return _provision(
+            provisioner, provisioner_token, idempotency_key, fingerprint, name, delivery
+        )
 
 
 def _provision(
     provisioner: ProvisionerToken,
+    provisioner_token: str,
     idempotency_key: str,
     fingerprint: str,
     name: str | None,
@@ -171,7 +168,7 @@ def _provision(
         ProvisionerToken.objects.select_for_update().get(pk=provisioner.pk)
         existing = _provision_record(provisioner, idempotency_key)
         if existing is not None:
-            return _provision_replay(existing, fingerprint)
+            return _provision_replay(existing, fingerprint, provisioner_token)
         agent = Agent.objects.create(
             code=code,
             name=_free_name(name, code),
@@ -180,15 +177,19 @@ def _provision(
         AapInstance.objects.create(agent=agent, provisioner=provisioner)
         if delivery is not None:
             _receiver_save(agent, delivery)
+        salt = secrets.token_urlsafe(32)
         operation = InstanceOperation.objects.create(
             provisioner=provisioner,
             kind=InstanceOperation.Kind.PROVISION,
             idempotency_key=idempotency_key,
             fingerprint=fingerprint,
             agent=agent,
+            credential_salt=salt,
         )
         issued = credential_issue(
-            agent=agent, label="AAP provisioning", secret=_operation_secret(operation)
+            agent=agent,
+            label="AAP provisioning",
+            secret=_instance_secret(provisioner_token, salt),
         )
         operation.credential = issued.credential
         operation.save(update_fields=["credential"])
@@ -266,14 +267,58 @@ def _provision_record(provisioner: ProvisionerToken, key: str) -> InstanceOperat
     )
 
 
-def _provision_replay(operation: InstanceOperation, fingerprint: str) -> ProvisionedInstance:
+def _instance_secret(provisioner_token: str, salt: str) -> str:
+    """The instance credential's secret, computable only with the provisioner's own token.
+
+    The spec has a provisioning replay return "the original instance and credential" without
+    renewing it, and concurrent same-key attempts coalesce onto one result, so every answer for
+    a key must carry the same secret; yet we store only its digest. Keying the secret to the
+    provisioner token the caller presents (stored only as a digest too) and a random salt
+    meets both without storing or rebuilding it from stored material: a database copy plus
+    SECRET_KEY (what derived credentials used to need) yields nothing, and only the caller the
+    spec already entitles to the replay can recompute it. Revoking that provisioner token ends
+    even that.
+    """
+    digest = hmac.new(provisioner_token.encode(), f"aap-instance:{salt}".encode(), "sha256")
+    return base64.urlsafe_b64encode(digest.digest()).decode().rstrip("=")
+
+
+def _provision_replay(
+    operation: InstanceOperation, fingerprint: str, provisioner_token: str
+) -> ProvisionedInstance:
     if operation.fingerprint != fingerprint:
         raise IdempotencyConflict()
     if operation.agent.aap_instance.deleted_at is not None:
         raise InstanceDeleted()
+    if not operation.credential_salt:
+        return _legacy_provision_replay(operation, provisioner_token)
     credential: AgentCredential = operation.credential  # type: ignore[assignment]
-    token = f"{CREDENTIAL_SCHEME}_{credential.prefix}_{_operation_secret(operation)}"
+    secret = _instance_secret(provisioner_token, operation.credential_salt)
+    token = f"{CREDENTIAL_SCHEME}_{credential.prefix}_{secret}"
     return ProvisionedInstance(agent=operation.agent, token=token, created=False)
+
+
+def _legacy_provision_replay(
+    operation: InstanceOperation, provisioner_token: str
+) -> ProvisionedInstance:
+    # Instances provisioned before credentials were keyed to the provisioner token carry a
+    # secret derived from SECRET_KEY, which is no longer computed anywhere. Their replay cannot
+    # return it, and must not add a second live credential: it replaces it, in the audit trail.
+    with transaction.atomic():
+        locked = InstanceOperation.objects.select_for_update().get(pk=operation.pk)
+        if locked.credential_salt:  # a concurrent replay replaced it first
+            return _provision_replay(locked, locked.fingerprint, provisioner_token)
+        if locked.credential is not None:
+            credential_revoke(credential=locked.credential)
+        locked.credential_salt = secrets.token_urlsafe(32)
+        issued = credential_issue(
+            agent=operation.agent,
+            label="AAP provisioning (reissued)",
+            secret=_instance_secret(provisioner_token, locked.credential_salt),
+        )
+        locked.credential = issued.credential
+        locked.save(update_fields=["credential", "credential_salt"])
+    return ProvisionedInstance(agent=operation.agent, token=issued.plaintext, created=False)
 
 
 def _receiver_save(agent: Agent, delivery: DeliveryInput) -> None:

@@ -86,9 +86,33 @@ def url_check_syntax(url: str) -> None:
         raise UnsafeWebhookURL("The URL is malformed.")
 
 
+# IPv6 ranges that reach IPv4 hosts or were never public, which Python's is_global (3.12.1)
+# counts as global: IPv4-compatible ::a.b.c.d (deprecated, and :: or ::1 under another name),
+# local-use NAT64 (its IPv4 sits at an operator-chosen offset), site-local (deprecated, routed
+# inside a site like fd00::/8) and Teredo (tunnels to an address we cannot check).
+NEVER_PUBLIC_IPV6 = tuple(
+    ipaddress.IPv6Network(network)
+    for network in ("::/96", "64:ff9b:1::/48", "fec0::/10", "2001::/32")
+)
+# The well-known NAT64 prefix: a gateway turns 64:ff9b::a.b.c.d into a connection to a.b.c.d.
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 host an IPv6 address actually reaches: IPv4-mapped, NAT64 or 6to4."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address in NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return address.sixtofour
+
+
 def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        if any(address in network for network in NEVER_PUBLIC_IPV6):
+            return False
+        # Judge the host it reaches: 64:ff9b::a9fe:a9fe is the metadata service, 169.254.169.254.
+        address = _embedded_ipv4(address) or address
     return address.is_global and not address.is_multicast
 
 

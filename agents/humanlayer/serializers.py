@@ -16,6 +16,7 @@ from rest_framework import serializers
 from agents.humanlayer.services import CONTACT_TOOL
 from approvals.api import JSONObjectField
 from approvals.models import ApprovalRequest, Status
+from console.api_fields import BoundedJSONField
 
 _NOT_APPROVED_COMMENT: dict[str, str] = {
     Status.EXPIRED: "No decision before the deadline.",
@@ -26,17 +27,17 @@ _NOT_APPROVED_COMMENT: dict[str, str] = {
 class FunctionCallSpecInput(serializers.Serializer):
     fn = serializers.CharField(max_length=200)
     kwargs = JSONObjectField()
-    channel = serializers.JSONField(required=False, allow_null=True)
-    reject_options = serializers.JSONField(required=False, allow_null=True)
-    state = serializers.JSONField(required=False, allow_null=True)
+    channel = BoundedJSONField(required=False, allow_null=True)
+    reject_options = BoundedJSONField(required=False, allow_null=True)
+    state = BoundedJSONField(required=False, allow_null=True)
 
 
 class HumanContactSpecInput(serializers.Serializer):
     msg = serializers.CharField(max_length=20_000)
     subject = serializers.CharField(max_length=500, required=False, allow_null=True)
-    channel = serializers.JSONField(required=False, allow_null=True)
-    response_options = serializers.JSONField(required=False, allow_null=True)
-    state = serializers.JSONField(required=False, allow_null=True)
+    channel = BoundedJSONField(required=False, allow_null=True)
+    response_options = BoundedJSONField(required=False, allow_null=True)
+    state = BoundedJSONField(required=False, allow_null=True)
 
 
 class FunctionCallInput(serializers.Serializer):

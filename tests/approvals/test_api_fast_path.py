@@ -841,3 +841,75 @@ async def test_a_long_poll_without_redis_still_hears_the_decision(fast_path, set
     assert response.json()["status"] == Status.APPROVED
     assert answered_after < 3  # the next database check, not the end of the 8 s wait
     assert stand_in.reached == []
+
+
+# --- Hosts ------------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "host", ["evil.example", "localhost.evil.example", "testserver:http", "testserver/x"]
+)
+async def test_it_passes_a_host_django_refuses_on_to_django(fast_path, host: str) -> None:  # type: ignore[no-untyped-def]
+    app, stand_in = fast_path
+    _, token = await sync_to_async(agent_with_token)()
+    async with _client(app, token) as client:
+        created = await _json_post(client, BODY, "k1", Host=host)
+        read = await client.get(f"/api/v1/requests/{uuid.uuid4()}", headers={"Host": host})
+    assert (created.status_code, read.status_code) == (FALLBACK_STATUS, FALLBACK_STATUS)
+    assert [(method, path) for method, path, _ in stand_in.reached] == [
+        ("POST", "/api/v1/requests"),
+        ("GET", read.url.path),
+    ]
+    assert await ApprovalRequest.objects.acount() == 0
+
+
+@pytest.mark.asyncio
+async def test_a_host_outside_allowed_hosts_is_answered_400_as_django_alone_does() -> None:
+    from console.asgi import application, django_http
+
+    _, token = await sync_to_async(agent_with_token)()
+    answers = []
+    for app in (application, django_http):
+        async with _client(app, token) as client:
+            answers.append(
+                (
+                    (await _json_post(client, BODY, "k1", Host="evil.example")).status_code,
+                    (
+                        await client.get(
+                            f"/api/v1/requests/{uuid.uuid4()}", headers={"Host": "evil.example"}
+                        )
+                    ).status_code,
+                )
+            )
+    assert answers == [(400, 400), (400, 400)]
+    assert await ApprovalRequest.objects.acount() == 0
+
+
+def _scope(*headers: tuple[bytes, bytes]) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "scheme": "http",
+        "server": ("127.0.0.1", 8000),
+        "headers": list(headers),
+    }
+
+
+def test_the_host_check_reads_the_headers_as_django_does(settings) -> None:  # type: ignore[no-untyped-def]
+    from console.host_checks import host_is_allowed
+
+    assert host_is_allowed(_scope((b"host", b"localhost:8000")))
+    # Two Host headers are one joined value to Django, and no valid host.
+    assert not host_is_allowed(_scope((b"host", b"evil.example"), (b"host", b"localhost")))
+    assert not host_is_allowed(_scope((b"host", b"localhost"), (b"host", b"evil.example")))
+    # No Host header: the server's own name and port, as PEP 3333 rebuilds it.
+    assert host_is_allowed(_scope())
+    forwarded = _scope((b"host", b"localhost"), (b"x-forwarded-host", b"evil.example"))
+    assert host_is_allowed(forwarded)  # X-Forwarded-Host is ignored unless trusted...
+    settings.USE_X_FORWARDED_HOST = True
+    assert not host_is_allowed(forwarded)  # ...and checked when it is
+    assert not host_is_allowed(
+        _scope((b"host", b"localhost"), (b"x_forwarded_host", b"evil.example"))
+    )
+    settings.ALLOWED_HOSTS = [".evil.example"]
+    assert host_is_allowed(forwarded)

@@ -89,14 +89,52 @@ def test_it_refuses_an_anonymous_socket(live_console) -> None:  # type: ignore[n
     assert refused.value.response.status_code == 403
 
 
-def test_it_refuses_a_socket_from_another_origin(live_console, reviewer_session) -> None:  # type: ignore[no-untyped-def]
-    async def scenario() -> None:
+def _connect_from(live_console, reviewer_session, origin: str | None) -> int:  # type: ignore[no-untyped-def]
+    """The handshake's status for a reviewer's socket opened by a page at `origin`."""
+
+    async def scenario() -> int:
         async with websockets.connect(
             f"{live_console.ws_url}/ws/queue/",
             additional_headers={"Cookie": reviewer_session.session_cookie},
-            origin="http://evil.example",
+            origin=origin,  # type: ignore[arg-type]
         ):
-            pass
+            return 101
 
-    with pytest.raises(InvalidStatus):
-        asyncio.run(scenario())
+    try:
+        return asyncio.run(scenario())
+    except InvalidStatus as refused:
+        return refused.response.status_code
+
+
+def test_it_refuses_a_socket_from_another_origin(live_console, reviewer_session) -> None:  # type: ignore[no-untyped-def]
+    port = live_console.port
+    assert _connect_from(live_console, reviewer_session, live_console.url) == 101
+    for origin in [
+        "http://evil.example",
+        # The console's host on another port or scheme is another origin (another program).
+        "http://127.0.0.1:1234",
+        f"https://127.0.0.1:{port}",
+        "http://127.0.0.1",
+        # An allowed host name is not the console's origin either.
+        f"http://localhost:{port}",
+        "http://localhost:1234",
+        "null",
+        None,
+    ]:
+        assert _connect_from(live_console, reviewer_session, origin) == 403, origin
+
+
+def test_it_accepts_a_socket_from_a_trusted_origin(
+    live_console, reviewer_session, settings
+) -> None:  # type: ignore[no-untyped-def]
+    # Behind a proxy the page's origin is the proxy's: CSRF_TRUSTED_ORIGINS names it, for forms
+    # and sockets alike.
+    settings.CSRF_TRUSTED_ORIGINS = ["https://console.example", "https://*.example.org"]
+    for origin in ["https://console.example", "https://a.example.org"]:
+        assert _connect_from(live_console, reviewer_session, origin) == 101, origin
+    for origin in [
+        "http://console.example",
+        "https://console.example:8443",
+        "https://example.org.evil",
+    ]:
+        assert _connect_from(live_console, reviewer_session, origin) == 403, origin

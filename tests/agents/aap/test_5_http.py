@@ -1,14 +1,19 @@
 """5_http.md: conventions, idempotency, the request and instance operations, errors."""
 
+import base64
+import hashlib
+import hmac
 import json
 import re
 import uuid
 
 import pytest
+from django.conf import settings
 from django.db import DatabaseError
 from django.test import override_settings
 
-from agents.models import AgentCredential
+from agents.models import AgentCredential, InstanceOperation
+from agents.services import provisioner_token_create
 from approvals.models import ApprovalRequest, Status
 from approvals.services import approval_request_approve
 from tests.agents.aap.conftest import BASE, REFUND, bearer, key, provision
@@ -287,6 +292,80 @@ def test_a_provisioning_replay_returns_the_same_instance_and_credential(provisio
     _assert_error(send({"instance_name": "codex-2"}), 409, "idempotency_conflict")
 
 
+def _derived_from_secret_key(operation: InstanceOperation) -> str:
+    # How credentials used to be made: an HMAC of the provisioning record under SECRET_KEY.
+    message = f"aap-provision:{operation.pk}:{operation.provisioner_id}:{operation.idempotency_key}"
+    digest = hmac.new(settings.SECRET_KEY.encode(), message.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def test_an_instance_credential_cannot_be_rebuilt_from_secret_key_and_the_database(
+    provisioner,
+) -> None:  # type: ignore[no-untyped-def]
+    # The attack: a database copy plus SECRET_KEY. Nothing stored may reproduce a credential.
+    idempotency_key = key()
+    token = provisioner.post(
+        f"{BASE}/instances", {}, format="json", HTTP_IDEMPOTENCY_KEY=idempotency_key
+    ).json()["credential"]["token"]
+    secret = token.rsplit("_", 1)[-1]
+    operation = InstanceOperation.objects.get(idempotency_key=idempotency_key)
+    assert secret != _derived_from_secret_key(operation)
+    stored = [
+        *InstanceOperation.objects.values_list().get(),
+        *AgentCredential.objects.values_list().get(),
+    ]
+    assert not any(secret in str(value) for value in stored)
+
+
+def test_a_replay_with_another_provisioner_token_gets_no_usable_credential(
+    provisioner_token,
+) -> None:  # type: ignore[no-untyped-def]
+    # Only the token the instance was provisioned with recomputes its credential; another
+    # provisioner's key space is separate, so the same key creates a separate instance.
+    idempotency_key = key()
+    first = bearer(provisioner_token).post(
+        f"{BASE}/instances", {}, format="json", HTTP_IDEMPOTENCY_KEY=idempotency_key
+    )
+    other = provisioner_token_create(name="other").plaintext
+    second = bearer(other).post(
+        f"{BASE}/instances", {}, format="json", HTTP_IDEMPOTENCY_KEY=idempotency_key
+    )
+    assert (first.status_code, second.status_code) == (201, 201)
+    assert first.json()["instance"]["id"] != second.json()["instance"]["id"]
+
+
+def test_a_replay_of_a_provisioning_from_before_keyed_credentials_replaces_its_credential(
+    provisioner,
+) -> None:  # type: ignore[no-untyped-def]
+    # Records made when credentials were derived from SECRET_KEY have no salt: that secret is no
+    # longer computed, so a replay revokes it and issues one keyed to the provisioner token.
+    idempotency_key = key()
+    send = lambda: provisioner.post(  # noqa: E731
+        f"{BASE}/instances", {}, format="json", HTTP_IDEMPOTENCY_KEY=idempotency_key
+    )
+    created = send().json()
+    operation = InstanceOperation.objects.get(idempotency_key=idempotency_key)
+    legacy_secret = _derived_from_secret_key(operation)
+    AgentCredential.objects.filter(pk=operation.credential.pk).update(  # type: ignore[union-attr]
+        secret_digest=hashlib.sha256(legacy_secret.encode()).hexdigest()
+    )
+    InstanceOperation.objects.filter(pk=operation.pk).update(credential_salt="")
+    legacy_token = f"aac_{operation.credential.prefix}_{legacy_secret}"  # type: ignore[union-attr]
+    create = lambda token: bearer(token).post(  # noqa: E731
+        f"{BASE}/requests", REFUND, format="json", HTTP_IDEMPOTENCY_KEY=key()
+    )
+    assert create(legacy_token).status_code == 201  # existing instances keep working
+
+    first_replay, second_replay = send(), send()
+    assert first_replay.status_code == second_replay.status_code == 200
+    assert first_replay.json()["instance"] == created["instance"]
+    reissued = first_replay.json()["credential"]["token"]
+    assert second_replay.json()["credential"]["token"] == reissued
+    _assert_error(create(legacy_token), 401, "invalid_credential")
+    assert create(reissued).status_code == 201
+    assert AgentCredential.objects.filter(revoked_at__isnull=True).count() == 1
+
+
 def test_a_provisioning_replay_after_deletion_does_not_recreate_it(provisioner) -> None:  # type: ignore[no-untyped-def]
     idempotency_key = key()
     created = provisioner.post(
@@ -447,5 +526,95 @@ def test_unexpected_failures_use_the_envelope_without_internals(
 def test_request_bodies_are_bounded(instance, settings) -> None:  # type: ignore[no-untyped-def]
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
     response = instance.create({**REFUND, "arguments": {"blob": "x" * 2000}})
-    _assert_error(response, 413, "body_too_large")
+    _assert_error(response, 413, "payload_too_large")
     assert not ApprovalRequest.objects.exists()
+
+
+# --- The agent APIs' input limits (console.api_limits), the same as the native API's -----------
+
+
+def test_a_body_over_the_agent_api_cap_is_refused_413_as_on_the_native_api(instance) -> None:  # type: ignore[no-untyped-def]
+    # 300 KiB spread over fields each within the field cap: only the body cap can refuse it.
+    arguments = {f"part{n}": "x" * 30_000 for n in range(10)}
+    error = _assert_error(
+        instance.create({**REFUND, "arguments": arguments}), 413, "payload_too_large"
+    )
+    assert str(256 * 1024) in error["message"]
+    assert not ApprovalRequest.objects.exists()
+
+
+def _nested_request(depth: int) -> str:
+    nested = "[" * depth + "]" * depth
+    return '{"tool": "t", "timeout": "1m", "arguments": {"a": ' + nested + "}}"
+
+
+@pytest.mark.parametrize("depth", [64, 200, 500, 990, 5000])
+def test_arguments_nested_too_deeply_are_refused_400(instance, depth: int) -> None:  # type: ignore[no-untyped-def]
+    # The body's own object is level 1, arguments level 2: 64 nested arrays inside go past 64.
+    response = instance.client.post(
+        f"{BASE}/requests",
+        _nested_request(depth),
+        content_type="application/json",
+        HTTP_IDEMPOTENCY_KEY=key(),
+    )
+    error = _assert_error(response, 400, "invalid_json")
+    assert "nested deeper than 64 levels" in error["message"]
+    assert not ApprovalRequest.objects.exists()
+
+
+def test_arguments_nested_up_to_the_limit_are_accepted(instance) -> None:  # type: ignore[no-untyped-def]
+    response = instance.client.post(
+        f"{BASE}/requests",
+        _nested_request(62),
+        content_type="application/json",
+        HTTP_IDEMPOTENCY_KEY=key(),
+    )
+    assert response.status_code == 201, response.content
+
+
+@pytest.mark.parametrize("field", ["arguments", "context"])
+def test_a_field_over_the_field_cap_is_refused_400_naming_it(instance, field: str) -> None:  # type: ignore[no-untyped-def]
+    response = instance.create({**REFUND, field: {"blob": "x" * 200_000}})
+    error = _assert_error(response, 400, "too_large", param=field)
+    assert str(64 * 1024) in error["message"]
+    assert not ApprovalRequest.objects.exists()
+
+
+def test_a_field_at_the_field_cap_is_accepted(instance) -> None:  # type: ignore[no-untyped-def]
+    blob = "x" * (64 * 1024 - len('{"blob":""}'))
+    assert instance.create({**REFUND, "arguments": {"blob": blob}}).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "timeout", ["702608525057228493965349s", "99999999999999999h", "1" * 5000 + "m"]
+)
+def test_a_huge_timeout_is_shortened_not_refused(instance, settings, timeout: str) -> None:  # type: ignore[no-untyped-def]
+    response = instance.create({**REFUND, "timeout": timeout})
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["timeout"] == timeout  # the requested window, echoed as sent
+    approval = ApprovalRequest.objects.get()
+    assert approval.timeout_seconds == settings.APPROVAL_MAX_TIMEOUT_SECONDS
+    granted = approval.deadline_at - approval.created_at
+    assert granted.total_seconds() == pytest.approx(settings.APPROVAL_MAX_TIMEOUT_SECONDS, abs=1)
+
+
+@pytest.mark.parametrize("timeout", ["0s", "10", "5d", "-1s", "1.5h", "01s", "1s1s"])
+def test_a_timeout_that_is_not_a_duration_is_still_refused(instance, timeout: str) -> None:  # type: ignore[no-untyped-def]
+    _assert_error(instance.create({**REFUND, "timeout": timeout}), 400, "invalid_field", "timeout")
+
+
+def test_a_timeout_over_the_field_cap_is_refused(instance) -> None:  # type: ignore[no-untyped-def]
+    response = instance.create({**REFUND, "timeout": "1" * (64 * 1024 + 1) + "s"})
+    _assert_error(response, 400, "too_large", "timeout")
+
+
+def test_a_huge_wait_is_capped_not_refused(instance) -> None:  # type: ignore[no-untyped-def]
+    created = instance.create().json()
+    url = f"{BASE}/requests/{created['id']}"
+    assert instance.client.delete(url).status_code == 200  # terminal: the wait answers at once
+    for wait in ["7494250792344h", "1" * 5000 + "s"]:
+        response = instance.client.get(url, {"wait": wait})
+        assert response.status_code == 200, response.content
+        assert response.json()["status"] == "cancelled"
+    _assert_error(instance.client.get(url, {"wait": "soon"}), 400, "invalid_field", "wait")

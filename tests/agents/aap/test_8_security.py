@@ -24,12 +24,41 @@ from tests.agents.aap.receiver import Receiver, new_secret, serve
         "https://[::ffff:127.0.0.1]/hook",
         "https://[fd00::1]/hook",
         "https://0.0.0.0/hook",
+        # IPv6 spellings of IPv4 hosts, and ranges Python's is_global counts as global:
+        "https://[64:ff9b::a9fe:a9fe]/latest/meta-data",  # NAT64 of 169.254.169.254
+        "https://[64:ff9b::7f00:1]/hook",  # NAT64 of 127.0.0.1
+        "https://[64:ff9b::a01:203]/hook",  # NAT64 of 10.1.2.3
+        "https://[64:ff9b:1::808:808]/hook",  # local-use NAT64
+        "https://[2002:a9fe:a9fe::1]/hook",  # 6to4 of 169.254.169.254
+        "https://[2002:7f00:1::1]/hook",  # 6to4 of 127.0.0.1
+        "https://[::127.0.0.1]/hook",  # IPv4-compatible
+        "https://[::8.8.8.8]/hook",  # IPv4-compatible, deprecated whatever it embeds
+        "https://[fec0::1]/hook",  # site-local
+        "https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/hook",  # Teredo
+        "https://[ff0e::1]/hook",  # multicast
     ],
 )
 def test_it_refuses_non_public_destinations(url, settings) -> None:  # type: ignore[no-untyped-def]
     settings.AAP_WEBHOOK_ALLOW_PRIVATE_RECEIVERS = False
     with pytest.raises(webhooks.UnsafeWebhookURL):
         webhooks.destination_resolve(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://8.8.8.8/hook",
+        "https://[2606:4700:4700::1111]/hook",
+        "https://[64:ff9b::808:808]/hook",  # NAT64 of a public address (DNS64 networks)
+        "https://[2002:808:808::1]/hook",  # 6to4 of a public address
+        "https://[::ffff:8.8.8.8]:8443/hook",
+    ],
+)
+def test_it_accepts_public_destinations(url, settings) -> None:  # type: ignore[no-untyped-def]
+    # IP literals: resolving them needs no DNS, so this runs offline.
+    settings.AAP_WEBHOOK_ALLOW_PRIVATE_RECEIVERS = False
+    destination = webhooks.destination_resolve(url)
+    assert destination.is_https
 
 
 @pytest.mark.parametrize(
