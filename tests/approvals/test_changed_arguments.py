@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from django.db import connection
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from approvals.exceptions import ApprovalNotVisible, ReviewRejected, TransitionConflict
@@ -19,7 +18,13 @@ from approvals.models import ApprovalEvent, ApprovalRequest, ApprovalVote, Decis
 from approvals.policies.models import Outcome, PolicyCondition, Throttle
 from approvals.reviews import approval_request_escalate, approval_request_review_approve
 from approvals.services import Submission, approval_request_approve, approval_request_create
-from tests.factories import AgentFactory, PolicyRuleFactory, TeamFactory, UserFactory
+from tests.factories import (
+    AgentFactory,
+    PolicyRuleFactory,
+    TeamFactory,
+    UserFactory,
+    reviewer_api_token,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -78,7 +83,7 @@ def world(db) -> World:  # type: ignore[no-untyped-def]
 
 def _api(user: Any) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {reviewer_api_token(user)}")
     return client
 
 
