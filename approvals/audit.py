@@ -519,3 +519,69 @@ def audit_records_verify(records: Iterable[AuditRecord]) -> ChainVerification:
     # Mid-chain, whether the part before was keyed shows in the first record.
     walk.keyed = first.sequence > 1 and bool(first.key_id)
     return walk.result(walk.walk(itertools.chain([first], records)))
+
+
+@dataclass(frozen=True)
+class AuditAnchor:
+    """A record's place and hash, written down outside the database (`manage.py audit_anchor`).
+
+    Whoever controls the database could cut records off the end of the chain and move the head
+    back with them (after disabling its guard); no key is needed for that. An anchor kept
+    elsewhere is what still remembers how far the chain went.
+    """
+
+    sequence: int
+    hash: str
+
+    @classmethod
+    def parse(cls, text: str) -> "AuditAnchor":
+        sequence, _, digest = text.strip().partition(":")
+        if not sequence.isdigit() or int(sequence) < 1 or len(digest) != 64:
+            raise ValueError(f"an anchor is SEQ:HASH (64 hex digits), got {text!r}")
+        return cls(int(sequence), digest.lower())
+
+    def __str__(self) -> str:
+        return f"{self.sequence}:{self.hash}"
+
+    def problem(self, *, stored_hash: str | None, last_sequence: int) -> str | None:
+        """Why a chain ending at `last_sequence`, holding `stored_hash` at the anchor's place,
+        does not hold the anchor; None when it does."""
+        if self.sequence > last_sequence:
+            return (
+                f"the chain ends at #{last_sequence}, before the anchor's #{self.sequence}: "
+                "records were cut off the end since the anchor was taken"
+            )
+        if stored_hash is None or not hmac.compare_digest(stored_hash, self.hash):
+            return (
+                f"record #{self.sequence} no longer has the anchor's hash: the chain was "
+                "rewritten since the anchor was taken"
+            )
+        return None
+
+
+def audit_anchor_current() -> tuple[AuditAnchor, str] | None:
+    """The newest record's anchor and the id of the key that signed it; None while empty."""
+    last = AuditRecord.objects.order_by("-sequence").only("sequence", "hash", "key_id").first()
+    if last is None:
+        return None
+    return AuditAnchor(last.sequence, last.hash), last.key_id
+
+
+def audit_anchors_check(anchors: Iterable[AuditAnchor]) -> str | None:
+    """The first anchor the stored chain no longer holds, and why; None when it holds them all.
+
+    Run after audit_chain_verify: a verified chain's records all link, so one held anchor vouches
+    for every record before it.
+    """
+    last_sequence = (
+        AuditRecord.objects.order_by("-sequence").values_list("sequence", flat=True).first() or 0
+    )
+    for anchor in anchors:
+        stored = (
+            AuditRecord.objects.filter(sequence=anchor.sequence)
+            .values_list("hash", flat=True)
+            .first()
+        )
+        if problem := anchor.problem(stored_hash=stored, last_sequence=last_sequence):
+            return problem
+    return None

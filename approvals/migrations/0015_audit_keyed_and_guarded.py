@@ -52,6 +52,11 @@ BEGIN
         RAISE EXCEPTION 'the audit chain head cannot be deleted'
             USING ERRCODE = 'insufficient_privilege';
     END IF;
+    IF TG_OP = 'INSERT' AND EXISTS (SELECT 1 FROM approvals_auditchainhead WHERE id = NEW.id) THEN
+        -- A concurrent first append created it: let the primary key refuse this one, with the
+        -- IntegrityError the appender expects (approvals.audit._locked_head).
+        RETURN NEW;
+    END IF;
     IF NEW.last_sequence = 0 THEN
         names_the_newest := NEW.last_hash = '{GENESIS}'
             AND NOT EXISTS (SELECT 1 FROM approvals_auditrecord);
