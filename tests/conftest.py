@@ -30,7 +30,7 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -
     from django.conf import settings
 
     for database in settings.DATABASES.values():
-        database["AUDIT_WIPE_ALLOWED"] = True
+        database["AUDIT_WIPE_ALLOWED"] = True  # type: ignore[typeddict-unknown-key]
 
 
 @pytest.fixture
