@@ -18,20 +18,20 @@ import psycopg
 import pytest
 from django.conf import settings
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection
 from psycopg import sql
 
 from console.db_roles import RoleSetup
 
-pytestmark = pytest.mark.skipif(
-    connection.vendor != "postgresql", reason="roles and privileges are PostgreSQL's"
-)
+ON_POSTGRES = connection.vendor == "postgresql"
 
 BASE_DIR = Path(settings.BASE_DIR)
 
 MAIN_PATHS = """
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from rest_framework.test import APIClient
 
 from agents.services import agent_create_with_credential
@@ -127,6 +127,23 @@ def _manage(args: list[str], *, database_url: str, var_dir: Path) -> str:
     return done.stdout + done.stderr
 
 
+def test_it_prints_the_sql_for_a_dba(capsys) -> None:  # type: ignore[no-untyped-def]
+    call_command("db_roles", print_sql=True, database="approvals", owner="ops", app="web")
+    lines = capsys.readouterr().out.splitlines()
+    assert "CREATE DATABASE approvals OWNER ops;" in lines
+    assert (
+        "ALTER DEFAULT PRIVILEGES FOR ROLE ops IN SCHEMA public "
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO web;"
+    ) in lines
+    # The app role is given rows, never ownership, TRUNCATE or TRIGGER.
+    granted_to_web = " ".join(line for line in lines if line.endswith("TO web;"))
+    for power in ("ALL PRIVILEGES", "TRUNCATE", "TRIGGER", "OWNER TO web", "CREATE ON"):
+        assert power not in granted_to_web
+    with pytest.raises(CommandError, match="identifier"):
+        call_command("db_roles", print_sql=True, app="web; DROP TABLE x")
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="roles and privileges are PostgreSQL's")
 def test_it_runs_the_console_as_an_app_role_that_cannot_touch_the_trail(roles, tmp_path) -> None:  # type: ignore[no-untyped-def]
     setup, passwords = roles
     owner_url = _url(setup, setup.owner, passwords[setup.owner])

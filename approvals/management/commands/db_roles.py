@@ -39,10 +39,13 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from None
         cluster = [] if options["existing_database"] else setup.cluster_sql()
         if print_sql:
-            self.stdout.write("-- As a superuser, connected to any database:")
-            self.stdout.writelines(f"{statement};" for statement in cluster)
-            self.stdout.write(f"-- As a superuser, connected to {setup.database}:")
-            self.stdout.writelines(f"{statement};" for statement in setup.database_sql())
+            lines = [
+                "-- As a superuser, connected to any database:",
+                *(f"{statement};" for statement in cluster),
+                f"-- As a superuser, connected to {setup.database}:",
+                *(f"{statement};" for statement in setup.database_sql()),
+            ]
+            self.stdout.write("\n".join(lines))
             return
         if connection.vendor != "postgresql":
             raise CommandError("--apply needs DATABASE_URL to name a PostgreSQL server.")
