@@ -476,11 +476,7 @@ def audit_chain_verify(*, chunk_size: int = 2000) -> ChainVerification:
         )
         return walk.result(ChainBreak(0, None, problem))
     if walk.checked and not walk.keyed:
-        problem = (
-            "no record is keyed, so anyone with write access to the database could have "
-            "rewritten them all (right after upgrading, the next record appended keys the chain)"
-        )
-        return walk.result(ChainBreak(last_sequence, None, problem))
+        return walk.result(ChainBreak(last_sequence, None, _NOTHING_KEYED))
     if head is None and walk.checked:
         problem = "the chain head is missing, so records cut off the end would go unnoticed"
         return walk.result(ChainBreak(last_sequence, None, problem))
@@ -494,6 +490,12 @@ def audit_chain_verify(*, chunk_size: int = 2000) -> ChainVerification:
         )
         return walk.result(ChainBreak(head.last_sequence, None, problem))
     return walk.result(None)
+
+
+_NOTHING_KEYED = (
+    "no record is keyed, so anyone with write access to the database could have rewritten "
+    "them all (right after upgrading, the next record appended keys the chain)"
+)
 
 
 def _history_exists() -> bool:
@@ -515,10 +517,19 @@ def audit_records_verify(records: Iterable[AuditRecord]) -> ChainVerification:
     first = next(records, None)
     if first is None:
         return ChainVerification(0, GENESIS_HASH, None)
-    walk = _ChainWalk(audit_keys(), sequence=first.sequence, prev_hash=first.prev_hash)
+    from_start = first.sequence == 1
+    walk = _ChainWalk(
+        audit_keys(),
+        sequence=first.sequence,
+        prev_hash=GENESIS_HASH if from_start else first.prev_hash,
+    )
     # Mid-chain, whether the part before was keyed shows in the first record.
-    walk.keyed = first.sequence > 1 and bool(first.key_id)
-    return walk.result(walk.walk(itertools.chain([first], records)))
+    walk.keyed = not from_start and bool(first.key_id)
+    if first_break := walk.walk(itertools.chain([first], records)):
+        return walk.result(first_break)
+    if not walk.keyed:
+        return walk.result(ChainBreak(walk.expected_sequence - 1, None, _NOTHING_KEYED))
+    return walk.result(None)
 
 
 @dataclass(frozen=True)

@@ -384,3 +384,35 @@ def test_an_export_verifies_offline_with_the_key_and_an_anchor(
     settings.AUDIT_HMAC_KEYS = [NEW_KEY]  # someone without the key cannot vouch for it
     with pytest.raises(CommandError, match="does not have"):
         call_command("audit_verify", file=exported)
+
+
+def test_a_filtered_export_verifies_from_its_first_record(client, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(UserFactory(username="auditor", is_staff=True))
+    records = _chain(4)
+    response = client.get("/api/v1/audit/records", {"since": records[2].created_at.isoformat()})
+    exported = tmp_path / "since.jsonl"
+    exported.write_text(_body(response))
+    first = json.loads(exported.read_text().splitlines()[0])
+    assert first["sequence"] > 1
+    call_command("audit_verify", file=exported)
+    assert "Export intact" in capsys.readouterr().out
+
+
+def test_an_export_rewritten_without_the_key_or_malformed_fails(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    records = _chain(2)
+    rows = []
+    prev_hash = GENESIS_HASH
+    for record in records:
+        record.object_id, record.key_id, record.prev_hash = "forged", "", prev_hash
+        record.hash = prev_hash = _unkeyed_digest(record)
+        row = {name: getattr(record, name) for name in (*HASHED_FIELDS, "hash")}
+        row["created_at"] = _canonical_time(record.created_at)
+        rows.append(json.dumps(row))
+    forged = tmp_path / "forged.jsonl"
+    forged.write_text("\n".join(rows))
+    with pytest.raises(CommandError, match="no record is keyed"):
+        call_command("audit_verify", file=forged)
+    malformed = tmp_path / "malformed.jsonl"
+    malformed.write_text('{"sequence": 1}\n')
+    with pytest.raises(CommandError, match="line 1: not an exported audit record"):
+        call_command("audit_verify", file=malformed)

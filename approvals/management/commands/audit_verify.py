@@ -72,12 +72,17 @@ class Command(BaseCommand):
         def records() -> Iterator[AuditRecord]:
             nonlocal last_sequence
             with path.open(encoding="utf-8") as lines:
-                for line in lines:
+                for number, line in enumerate(lines, start=1):
                     if not line.strip():
                         continue
-                    row = json.loads(line)
-                    row["created_at"] = datetime.fromisoformat(row["created_at"])
-                    record = AuditRecord(**row)
+                    try:
+                        row = json.loads(line)
+                        row["created_at"] = datetime.fromisoformat(row["created_at"])
+                        record = AuditRecord(**row)
+                    except (ValueError, TypeError, KeyError) as error:
+                        raise CommandError(
+                            f"{path}, line {number}: not an exported audit record ({error})."
+                        ) from None
                     last_sequence = record.sequence
                     if record.sequence in wanted:
                         held[record.sequence] = record.hash
