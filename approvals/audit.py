@@ -435,7 +435,8 @@ class _ChainWalk:
                 f"it is signed with key {record.key_id}, which this console does not have "
                 "(keep retired keys: docs/audit.md)"
             )
-        if not hmac.compare_digest(digest, record.hash):
+        # As bytes: compare_digest refuses str with non-ASCII characters (a forged file's).
+        if not hmac.compare_digest(digest.encode(), str(record.hash).encode()):
             return "its content does not match its hash: it was edited"
         return None
 
@@ -562,7 +563,7 @@ class AuditAnchor:
                 f"the chain ends at #{last_sequence}, before the anchor's #{self.sequence}: "
                 "records were cut off the end since the anchor was taken"
             )
-        if stored_hash is None or not hmac.compare_digest(stored_hash, self.hash):
+        if stored_hash is None or not hmac.compare_digest(stored_hash.encode(), self.hash.encode()):
             return (
                 f"record #{self.sequence} no longer has the anchor's hash: the chain was "
                 "rewritten since the anchor was taken"

@@ -412,6 +412,11 @@ def test_an_export_rewritten_without_the_key_or_malformed_fails(tmp_path) -> Non
     forged.write_text("\n".join(rows))
     with pytest.raises(CommandError, match="no record is keyed"):
         call_command("audit_verify", file=forged)
+    non_ascii = json.loads(rows[0])
+    non_ascii["hash"] = "é" * 64
+    forged.write_text(json.dumps(non_ascii))
+    with pytest.raises(CommandError, match="edited"):
+        call_command("audit_verify", file=forged)
     malformed = tmp_path / "malformed.jsonl"
     malformed.write_text('{"sequence": 1}\n')
     with pytest.raises(CommandError, match="line 1: not an exported audit record"):
