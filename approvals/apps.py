@@ -6,4 +6,4 @@ class ApprovalsConfig(AppConfig):
     verbose_name = "Approvals"
 
     def ready(self) -> None:
-        from approvals import audit_signals  # noqa: F401  (connects the receivers)
+        from approvals import audit_guards, audit_signals  # noqa: F401  (connects the receivers)

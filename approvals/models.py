@@ -274,6 +274,8 @@ class AuditRecord(models.Model):
     after = models.JSONField(null=True, blank=True)
     context = models.JSONField(default=dict, blank=True)
     prev_hash = models.CharField(max_length=64)
+    # Which HMAC key signed `hash` (approvals.audit); empty on records from before keying began.
+    key_id = models.CharField(max_length=16, blank=True, default="")
     hash = models.CharField(max_length=64, unique=True)
 
     class Meta:
@@ -296,6 +298,9 @@ class AuditChainHead(models.Model):
 
     last_sequence = models.PositiveBigIntegerField(default=0)
     last_hash = models.CharField(max_length=64, default="0" * 64)
+    # Whether the chain has reached its keyed part: the next append knows, without a query,
+    # whether it must first mark the end of an upgraded install's unkeyed records.
+    keyed = models.BooleanField(default=False)
 
     def __str__(self) -> str:
         return f"audit chain at #{self.last_sequence}"

@@ -549,5 +549,43 @@ RUBBER_STAMP_MIN_DECISIONS = env_int("RUBBER_STAMP_MIN_DECISIONS", 5)
 # Drift is flagged only when both weeks have at least this many decisions.
 DRIFT_MIN_SAMPLES = env_int("DRIFT_MIN_SAMPLES", 10)
 
+# The audit trail's HMAC key (approvals.audit, docs/audit.md). Never in the database: whoever can
+# write the tables must not also be able to re-sign them. AUDIT_HMAC_KEY, else a keys file
+# generated on first run (one key a line, the last one signs; earlier lines are retired keys
+# kept to verify older records). Every server process and `manage.py` run must see the same
+# keys: set AUDIT_HMAC_KEY (and AUDIT_HMAC_RETIRED_KEYS, comma-separated) or share the file.
+AUDIT_HMAC_KEY_FILE = Path(env_str("AUDIT_HMAC_KEY_FILE") or VAR_DIR / "audit_hmac_keys")
+
+
+def _audit_hmac_keys() -> list[str]:
+    """Every audit key this console knows, oldest first; the last one signs new records."""
+    if key := env_str("AUDIT_HMAC_KEY"):
+        keys = [*env_list("AUDIT_HMAC_RETIRED_KEYS", []), key]
+    else:
+        if not AUDIT_HMAC_KEY_FILE.exists():
+            import secrets
+            import tempfile
+
+            AUDIT_HMAC_KEY_FILE.parent.mkdir(parents=True, exist_ok=True)
+            # Written aside (0600 from the start), then linked into place: a process starting at
+            # the same moment either wins or reads the winner's whole file, never half of it.
+            fd, draft = tempfile.mkstemp(dir=AUDIT_HMAC_KEY_FILE.parent)
+            try:
+                os.write(fd, (secrets.token_hex(32) + "\n").encode())
+                os.close(fd)
+                os.link(draft, AUDIT_HMAC_KEY_FILE)
+            except FileExistsError:
+                pass
+            finally:
+                os.unlink(draft)
+        keys = [line.strip() for line in AUDIT_HMAC_KEY_FILE.read_text().splitlines()]
+        keys = [key for key in keys if key and not key.startswith("#")]
+    if not keys or any(len(key) < 32 for key in keys):
+        raise ImproperlyConfigured("audit HMAC keys must be at least 32 characters (docs/audit.md)")
+    return keys
+
+
+AUDIT_HMAC_KEYS = _audit_hmac_keys()
+
 # Serve /static/ from the ASGI app itself (see console/asgi.py).
 SERVE_STATIC = env_bool("SERVE_STATIC", True)

@@ -23,6 +23,16 @@ from tests.factories import PASSWORD, UserFactory, agent_with_token
 from tests.thread_connections import ThreadConnectionWatch, close_harness_connections
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -> None:  # type: ignore[no-untyped-def]
+    # Transactional tests empty every table afterwards, the audit trail too, which its guards
+    # refuse to anyone else (approvals.audit_guards).
+    from django.conf import settings
+
+    for database in settings.DATABASES.values():
+        database["AUDIT_WIPE_ALLOWED"] = True  # type: ignore[typeddict-unknown-key]
+
+
 @pytest.fixture
 def reviewer(db):  # type: ignore[no-untyped-def]
     # Staff: sees every request, routed or not. Team access has its own personas
