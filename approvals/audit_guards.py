@@ -1,6 +1,6 @@
 """The one way past the audit trail's database guards: flushing a test database.
 
-Migration 0015 makes the database refuse TRUNCATE of the trail (PostgreSQL) and DELETE of it
+Migration 0017 makes the database refuse TRUNCATE of the trail (PostgreSQL) and DELETE of it
 (SQLite). Django's test runner empties every table between transactional tests with exactly
 those statements, so a test database is configured with `"AUDIT_WIPE_ALLOWED": True` in its
 DATABASES entry (tests/conftest.py), and nothing else sets it. On PostgreSQL the trigger also

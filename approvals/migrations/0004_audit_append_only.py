@@ -2,7 +2,7 @@
 
 A trigger, not a permission: it binds every role that connects, including the application's
 own. SQLite has no equivalent; there the hash chain (manage.py audit_verify) is the evidence.
-TRUNCATE, and the chain head, are guarded by 0015 (test databases are flushed with TRUNCATE).
+TRUNCATE, and the chain head, are guarded by 0017 (test databases are flushed with TRUNCATE).
 """
 
 from django.db import migrations

@@ -152,7 +152,7 @@ def drop_guards(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("approvals", "0014_guardrails_versioned")]
+    dependencies = [("approvals", "0016_approval_timeout_any_length")]
 
     operations = [
         migrations.AddField(
