@@ -37,12 +37,15 @@ def visible_line(value: Any) -> str:
 
 
 @register.simple_tag
-def reason_show(reason: Any, parts: Any = None, limit: int | None = None) -> SafeString:
+def reason_show(
+    reason: Any, parts: Any = None, limit: int | None = None, style: str = ""
+) -> SafeString:
     """A reason the console gives, the agent's values in the agent-claim style.
 
     `reason` is a Reason, or a stored reason's text with its stored `parts` (old rows have
     none: their whole text is shown as the agent's, see approvals.reasons). `limit` cuts the
-    whole to that many characters, for one-line rows.
+    whole to that many characters, for one-line rows. `style`: inline CSS for the agent's values,
+    where no stylesheet applies (mail).
     """
     if not isinstance(reason, Reason):
         reason = reason_from_stored(str(reason or ""), parts)
@@ -57,7 +60,10 @@ def reason_show(reason: Any, parts: Any = None, limit: int | None = None) -> Saf
         if kind == AGENT:
             html.append(
                 format_html(
-                    '<span class="agent-value" title="{}">{}</span>', AGENT_VALUE_TITLE, text
+                    '<span class="agent-value" title="{}"{}>{}</span>',
+                    AGENT_VALUE_TITLE,
+                    format_html(' style="{}"', style) if style else "",
+                    text,
                 )
             )
         else:
