@@ -56,7 +56,7 @@ def dashboard_build(*, window: Window) -> dict[str, Any]:
         y_format=lambda value: f"{value:.0%}",
     )
 
-    holds = insight.held_by_reason(since=since, until=until)
+    holds = insight.held_by_rule(since=since, until=until)
     hold_chart = charts.bar_chart(
         title="Requests held for review, per rule",
         bars=[(hold.reason, hold.total) for hold in holds],

@@ -269,22 +269,62 @@ def approval_rate_by_week(
 
 @dataclass(frozen=True)
 class HoldCount:
+    # What held them, in the console's words: a rule's name, the default, a guardrail.
     reason: str
     total: int
     pending: int
 
 
-def held_by_reason(*, since: datetime, until: datetime) -> list[HoldCount]:
+# Held without a rule deciding: the label says what did. Budgets and throttles keep the rule
+# that would have approved in the evaluation row, but it was the guardrail that held.
+_HELD_BY_LABEL = {
+    "default": "No rule matched (held by default)",
+    "budget": "A budget was reached",
+    "throttle": "A throttle was reached",
+    "error": "The policy could not be evaluated",
+}
+
+
+def held_by_rule(*, since: datetime, until: datetime) -> list[HoldCount]:
+    """Held requests created in the window, per rule (or default, guardrail, error) that held
+    them: grouped by the rule's id, never by the reason's text, which quotes each request's own
+    values (an amount, a tool name) and would make every request a group of its own."""
     rows = (
         ApprovalRequest.objects.filter(created_at__gte=since, created_at__lt=until)
-        .values("hold_reason")
+        .filter(~Q(hold_reason="") | Q(status=Status.PENDING))
+        .values(
+            "policy_evaluation__rule_id",
+            "policy_evaluation__rule_name",
+            "policy_evaluation__decided_by",
+        )
         .annotate(total=Count("pk"), pending=Count("pk", filter=Q(status=Status.PENDING)))
-        .order_by("-total", "hold_reason")
     )
-    return [
-        HoldCount(row["hold_reason"] or "(no rule recorded)", row["total"], row["pending"])
-        for row in rows
-    ]
+    # Keyed by the rule's id where a rule held them (a renamed rule stays one group), else by
+    # what held them; shown under the name the rule had when it held them (the first, sorted).
+    groups: dict[tuple[str, object], tuple[str, int, int]] = {}
+    for row in sorted(rows, key=lambda row: row["policy_evaluation__rule_name"] or ""):
+        decided_by = row["policy_evaluation__decided_by"]
+        label = _held_by_label(rule_name=row["policy_evaluation__rule_name"], decided_by=decided_by)
+        rule_id = row["policy_evaluation__rule_id"]
+        key: tuple[str, object] = (
+            ("rule", rule_id) if decided_by == "rule" and rule_id is not None else (label, None)
+        )
+        shown, total, pending = groups.get(key, (label, 0, 0))
+        groups[key] = (shown, total + row["total"], pending + row["pending"])
+    holds = [HoldCount(label, total, pending) for label, total, pending in groups.values()]
+    holds.sort(key=lambda hold: (-hold.total, hold.reason))
+    return holds
+
+
+def _held_by_label(*, rule_name: str | None, decided_by: str | None) -> str:
+    if decided_by is None:
+        return "(no rule recorded)"
+    if decided_by in _HELD_BY_LABEL and (decided_by != "error" or not rule_name):
+        return _HELD_BY_LABEL[decided_by]
+    if rule_name:
+        prefix = "Rule (could not be evaluated)" if decided_by == "error" else "Rule"
+        return f"{prefix} “{rule_name}”"
+    return decided_by
 
 
 @dataclass(frozen=True)
