@@ -67,3 +67,22 @@ def agent_text_quoted_block(text: str, *, prefix: str = "> ") -> str:
     start a line of their own (a mail's "Impact:" or "Decide here:" line)."""
     lines = agent_text_visible(text).split("\n")
     return "\n".join(f"{prefix}{line}".rstrip() or prefix.rstrip() for line in lines)
+
+
+def agent_json_visible(json_text: str) -> str:
+    """JSON text with every invisible or bidi character inside its strings written as a \\uXXXX
+    escape: the same JSON value, so an editor prefilled with it (approve with changes) submits
+    exactly what the agent sent, yet the reviewer sees every character. Newlines stay (outside
+    strings, json.dumps writes them only as layout; inside, it escapes them itself)."""
+    out = []
+    for char in json_text:
+        if char != "\n" and _needs_escape(char):
+            code = ord(char)
+            if code > 0xFFFF:  # JSON escapes astral characters as a surrogate pair
+                code -= 0x10000
+                out.append(f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}")
+            else:
+                out.append(f"\\u{code:04x}")
+        else:
+            out.append(char)
+    return "".join(out)
