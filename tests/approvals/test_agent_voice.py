@@ -15,6 +15,7 @@ from django.test import Client
 from django.urls import reverse
 
 from agents.services import NewTraceEvent, run_events_append, run_open
+from approvals import insight
 from approvals.agent_text import agent_text_one_line, agent_text_visible
 from approvals.models import ApprovalRequest, Channel, Status
 from approvals.notifications import notification_deliver, notifications_on_submitted
@@ -260,3 +261,21 @@ def test_the_changes_editor_shows_escapes_yet_holds_the_same_arguments(client: C
     assert "\u202e" not in prefilled and "\\u202e" in prefilled
     # The same JSON value: submitted untouched, it is exactly what the agent sent.
     assert json.loads(prefilled) == arguments
+
+
+def test_drift_counts_policy_denials_per_rule_not_per_quoted_value() -> None:
+    rule = PolicyRuleFactory(name="odd deletes", tool_glob="delete_*", outcome="deny", reason="x")
+    PolicyCondition.objects.create(rule=rule, path="count", operator="!=", value=0)
+    agent = AgentFactory(name="cleaner")
+    for index, count in enumerate((INJECTION, "7\u202e", 9)):
+        approval_request_create(
+            agent=agent,
+            idempotency_key=f"k-drift-{index}",
+            submission=Submission(
+                tool="delete_records", arguments={"count": count}, timeout="30m", impact="low"
+            ),
+        )
+
+    [drift] = insight.weekly_drift()
+
+    assert drift.current.denial_reasons == {"Rule “odd deletes”": 3}
