@@ -508,4 +508,6 @@ def test_agent_values_in_a_reason_and_invisible_characters_show_as_the_agents(
     expect(marked.nth(1)).to_have_text(f'"{injected}"')
     # Drawn as the agent's: the dashed frame of the agent-claim colour, not the console's prose.
     assert marked.nth(1).evaluate("e => getComputedStyle(e).borderTopStyle") == "dashed"
+    # A template comment spanning lines once printed itself into the decision panel.
+    expect(page.locator("#decide")).not_to_contain_text("{#")
     page.screenshot(path=str(artifacts / "agent-values-in-reason.png"), full_page=True)
