@@ -39,6 +39,9 @@ def agent_text_visible(text: str, *, multiline: bool = True) -> str:
     multiline=True keeps newlines and tabs (and turns "\\r\\n" into "\\n"); otherwise they are
     escaped too: use agent_text_one_line for a field that must read as one line.
     """
+    if text.isprintable():
+        # No control, format or separator character (nor any other unprintable): as it is.
+        return text
     if multiline:
         text = text.replace("\r\n", "\n")
     out = []
