@@ -25,6 +25,7 @@ from agents.models import (
     TraceEvent,
 )
 from approvals.audit import AuditAction, audit_record
+from approvals.reasons import AgentValue, Reason
 
 CREDENTIAL_SCHEME = "aac"
 PROVISIONER_SCHEME = "aapp"
@@ -285,12 +286,20 @@ def run_close(*, run: Run, status: str, reason: str = "", actor: Actor | Agent =
     return current
 
 
+def run_refusal_why(run: Run) -> Reason:
+    """Why a closed run takes no new requests, with the run's name and the reason it was closed
+    with (the agent's words when the agent closed it) kept apart as the agent's."""
+    return Reason.of(
+        "The run ",
+        AgentValue(run.name),
+        f" is {run.status}: it takes no new requests.",
+        Reason.of(" Reason: ", AgentValue(run.close_reason)) if run.close_reason else "",
+    )
+
+
 def run_refusal_reason(run: Run) -> str:
-    """Why a closed run takes no new requests, in words the agent and reviewer can read."""
-    reason = f"The run {run.name!r} is {run.status}: it takes no new requests."
-    if run.close_reason:
-        reason = f"{reason} Reason: {run.close_reason}"
-    return reason
+    """run_refusal_why as plain text, the agent's words in quotes."""
+    return str(run_refusal_why(run))
 
 
 def _deny_pending_requests_of(run: Run) -> None:

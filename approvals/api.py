@@ -197,7 +197,10 @@ class PolicyOutput(serializers.Serializer):
         source="rule_name", allow_null=True, help_text="The rule that decided; null by default."
     )
     outcome = serializers.ChoiceField(choices=["approve", "deny", "hold"])
-    reason = serializers.CharField(help_text="Which rule decided and why, in words.")
+    reason = serializers.CharField(
+        help_text="Which rule decided and why, in words. Values the agent supplied (the tool, an "
+        "argument's value, the run's name) appear as quoted JSON literals, cut to 120 characters."
+    )
     decided_by = serializers.CharField(
         help_text="rule, default, error (a rule could not be evaluated), throttle, budget, "
         "halt (the agent is halted) or run (the run is closed)."
@@ -243,7 +246,10 @@ class ApprovalRequestOutput(serializers.Serializer):
     confidence = serializers.FloatField(allow_null=True)
     impact = serializers.CharField()
     status = serializers.ChoiceField(choices=Status.choices)
-    hold_reason = serializers.CharField(help_text="Why the console held this request for review.")
+    hold_reason = serializers.CharField(
+        help_text="Why the console held this request for review; the agent's own values in it "
+        "are quoted JSON literals."
+    )
     run = serializers.UUIDField(source="run.code", allow_null=True)
     labels = serializers.ListField(child=serializers.CharField())
     arguments_schema = serializers.JSONField(allow_null=True)

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from approvals import charts, insight
+from approvals.agent_text import agent_text_one_line
 
 
 def _duration(seconds: float) -> str:
@@ -49,14 +50,18 @@ def dashboard_build(*, window: Window) -> dict[str, Any]:
         title="Approval rate per agent and tool, per week",
         x_labels=[week[5:] for week in weeks],
         series=[
-            (f"{entry.agent} · {entry.tool}", [entry.rate(week) for week in weeks])
+            # The tool name is the agent's: its invisible characters shown (approvals.agent_text).
+            (
+                f"{entry.agent} · {agent_text_one_line(entry.tool)}",
+                [entry.rate(week) for week in weeks],
+            )
             for entry in rate_series
         ],
         y_max=1.0,
         y_format=lambda value: f"{value:.0%}",
     )
 
-    holds = insight.held_by_reason(since=since, until=until)
+    holds = insight.held_by_rule(since=since, until=until)
     hold_chart = charts.bar_chart(
         title="Requests held for review, per rule",
         bars=[(hold.reason, hold.total) for hold in holds],

@@ -18,6 +18,7 @@ from django.db.models import Count, DurationField, ExpressionWrapper, F, OuterRe
 from django.utils import timezone
 
 from agents.models import Run, RunStatus, WebhookNotification
+from approvals.agent_text import agent_text_one_line
 from approvals.models import (
     ApprovalRequest,
     AuditChainHead,
@@ -269,22 +270,65 @@ def approval_rate_by_week(
 
 @dataclass(frozen=True)
 class HoldCount:
+    # What held them, in the console's words: a rule's name, the default, a guardrail.
     reason: str
     total: int
     pending: int
 
 
-def held_by_reason(*, since: datetime, until: datetime) -> list[HoldCount]:
+# What decided, in the console's words, when no rule did. Budgets and throttles keep the rule
+# that would have approved in the evaluation row, but it was the guardrail that held.
+_DECIDED_BY_LABEL = {
+    "default": "No rule matched (held by default)",
+    "budget": "A budget was reached",
+    "throttle": "A throttle was reached",
+    "error": "The policy could not be evaluated",
+    "halt": "The agent was halted",
+    "run": "The run was closed",
+}
+
+
+def held_by_rule(*, since: datetime, until: datetime) -> list[HoldCount]:
+    """Held requests created in the window, per rule (or default, guardrail, error) that held
+    them: grouped by the rule's id, never by the reason's text, which quotes each request's own
+    values (an amount, a tool name) and would make every request a group of its own."""
     rows = (
         ApprovalRequest.objects.filter(created_at__gte=since, created_at__lt=until)
-        .values("hold_reason")
+        .filter(~Q(hold_reason="") | Q(status=Status.PENDING))
+        .values(
+            "policy_evaluation__rule_id",
+            "policy_evaluation__rule_name",
+            "policy_evaluation__decided_by",
+        )
         .annotate(total=Count("pk"), pending=Count("pk", filter=Q(status=Status.PENDING)))
-        .order_by("-total", "hold_reason")
     )
-    return [
-        HoldCount(row["hold_reason"] or "(no rule recorded)", row["total"], row["pending"])
-        for row in rows
-    ]
+    # Keyed by the rule's id where a rule held them (a renamed rule stays one group), else by
+    # what held them; shown under the name the rule had when it held them (the first, sorted).
+    groups: dict[tuple[str, object], tuple[str, int, int]] = {}
+    for row in sorted(rows, key=lambda row: row["policy_evaluation__rule_name"] or ""):
+        decided_by = row["policy_evaluation__decided_by"]
+        rule_name = row["policy_evaluation__rule_name"]
+        label = _decided_by_label(rule_name=rule_name, decided_by=decided_by)
+        rule_id = row["policy_evaluation__rule_id"]
+        key: tuple[str, object] = (
+            ("rule", rule_id) if decided_by == "rule" and rule_id is not None else (label, None)
+        )
+        shown, total, pending = groups.get(key, (label, 0, 0))
+        groups[key] = (shown, total + row["total"], pending + row["pending"])
+    holds = [HoldCount(label, total, pending) for label, total, pending in groups.values()]
+    holds.sort(key=lambda hold: (-hold.total, hold.reason))
+    return holds
+
+
+def _decided_by_label(*, rule_name: str | None, decided_by: str | None) -> str:
+    if decided_by is None:
+        return "(no rule recorded)"
+    if decided_by in _DECIDED_BY_LABEL and (decided_by != "error" or not rule_name):
+        return _DECIDED_BY_LABEL[decided_by]
+    if rule_name:
+        prefix = "Rule (could not be evaluated)" if decided_by == "error" else "Rule"
+        return f"{prefix} “{rule_name}”"
+    return decided_by
 
 
 @dataclass(frozen=True)
@@ -523,8 +567,13 @@ class Drift:
         return self.rate_flagged or self.confidence_flagged or self.cost_flagged
 
 
-def _reason_key(note: str) -> str:
-    return " ".join(note.lower().split())[:80] or "(no reason)"
+def _reason_key(note: str, *, policy_reason: str | None, rule_name: str | None, by: str) -> str:
+    """How a denial is counted. A policy's denial carries the policy's reason, which quotes the
+    request's own values (the tool, an argument): counted per rule, in the console's words. Other
+    notes are the reviewers' (or the console's), invisible characters shown."""
+    if policy_reason is not None and note == policy_reason:
+        return _decided_by_label(rule_name=rule_name or None, decided_by=by or None)
+    return agent_text_one_line(note.lower())[:80] or "(no reason)"
 
 
 def weekly_drift(*, now: datetime | None = None) -> list[Drift]:
@@ -545,10 +594,20 @@ def weekly_drift(*, now: datetime | None = None) -> list[Drift]:
         ApprovalRequest.objects.filter(
             status__in=DECIDED, decided_at__gte=previous_start, decided_at__lt=now
         )
-        .values_list("agent__name", "tool", "decided_at", "status", "confidence", "decision__note")
+        .values_list(
+            "agent__name",
+            "tool",
+            "decided_at",
+            "status",
+            "confidence",
+            "decision__note",
+            "policy_evaluation__reason",
+            "policy_evaluation__rule_name",
+            "policy_evaluation__decided_by",
+        )
         .iterator(chunk_size=2000)
     )
-    for agent, tool, decided_at, status, confidence, note in rows:
+    for agent, tool, decided_at, status, confidence, note, policy_reason, rule, by in rows:
         if decided_at is None:
             continue
         previous, current = samples[(agent, tool)]
@@ -557,7 +616,9 @@ def weekly_drift(*, now: datetime | None = None) -> list[Drift]:
         if status == Status.APPROVED:
             sample.approved += 1
         else:
-            sample.denial_reasons[_reason_key(note or "")] += 1
+            sample.denial_reasons[
+                _reason_key(note or "", policy_reason=policy_reason, rule_name=rule, by=by or "")
+            ] += 1
         if confidence is not None:
             sample.confidences.append(confidence)
 

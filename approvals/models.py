@@ -116,6 +116,9 @@ class ApprovalRequest(models.Model):
     required_approvals = models.PositiveSmallIntegerField(default=1)
     # Why the console held this request for a person, in words the reviewer and agent can read.
     hold_reason = models.TextField(blank=True)
+    # The same reason as parts, the agent's values kept apart from the console's words
+    # (approvals.reasons); null on rows written before, which show hold_reason as the agent's.
+    hold_reason_parts = models.JSONField(null=True, blank=True)
     # Who hears about this request, and when, while it waits. Policies set it; null means the
     # chain named by settings.ESCALATION_DEFAULT_CHAIN.
     escalation_chain = models.ForeignKey(

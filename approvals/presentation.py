@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from console import exact_json
+
 # A value longer than this (as pretty JSON) starts folded: the reviewer opens it on purpose.
 FOLD_CHARS = 400
 
@@ -45,3 +47,12 @@ def arguments_folded(
             )
         )
     return lines
+
+
+def arguments_exact_text(approval: Any) -> str:
+    """The arguments the agent will run, as one pretty JSON text: for AAP requests the exact JSON
+    it sent (every digit, its key order), otherwise the stored arguments. Plain, not escaped;
+    invisible characters still raw (see approvals.agent_text)."""
+    if approval.arguments_raw:
+        return exact_json.pretty(approval.arguments_raw)
+    return pretty_json(approval.arguments)

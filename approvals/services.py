@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from agents.aap import webhooks
 from agents.models import Agent, Run
-from agents.services import run_refusal_reason
+from agents.services import run_refusal_why
 from approvals import realtime
 from approvals.access import reviewer_may_see
 from approvals.audit import AuditAction, AuditEntry, audit_record, audit_records_append
@@ -362,7 +362,7 @@ def _create_wave(
         if item.run is not None and not item.run.is_open:
             # A closed run takes no new requests whatever the policy says.
             item.verdict = Verdict(
-                outcome=Outcome.DENY, reason=run_refusal_reason(item.run), decided_by="run"
+                outcome=Outcome.DENY, why=run_refusal_why(item.run), decided_by="run"
             )
         else:
             item.verdict = next(verdicts)
@@ -399,6 +399,7 @@ def _create_wave(
             outcome=verdict.outcome,
             decided_by=verdict.decided_by,
             reason=verdict.reason,
+            reason_parts=verdict.why.as_json(),
             shadow_matches=[match.as_dict() for match in verdict.shadow_matches],
         )
         evaluations.append(evaluation)
@@ -535,6 +536,7 @@ def _new_approval(item: _Pending, *, now: datetime, decided_at: datetime) -> App
         required_approvals=verdict.required_approvals,
         escalation_chain_id=verdict.escalation_chain_id,
         hold_reason=verdict.reason if verdict.outcome == Outcome.HOLD else "",
+        hold_reason_parts=verdict.why.as_json() if verdict.outcome == Outcome.HOLD else None,
         status=status,
         decided_at=None if status == Status.PENDING else decided_at,
     )

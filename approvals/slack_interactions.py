@@ -19,7 +19,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from approvals.exceptions import ApprovalNotVisible, ReviewRejected, TransitionConflict
 from approvals.models import ApprovalRequest, NotificationPreference
-from approvals.notifiers.slack import ACTION_APPROVE, ACTION_DENY
+from approvals.notifiers.slack import ACTION_APPROVE, ACTION_DENY, slack_may_approve
 from approvals.reviews import approval_request_review_approve, approval_request_review_deny
 from approvals.selectors import approval_may_be_decided_by
 
@@ -81,6 +81,13 @@ def slack_interaction_handle(*, body: bytes, headers: Mapping[str, str]) -> Inte
         return refuse("No such approval request.")
     if not approval_may_be_decided_by(approval=approval, user=reviewer):
         return refuse("You may not decide this request: it is routed to another team.")
+    if action_id == ACTION_APPROVE and not slack_may_approve(approval):
+        # Slack could not show the exact call whole: nobody approves what they could not see,
+        # whatever button (an old message's, a forged one) was clicked.
+        return refuse(
+            "Not recorded: the exact arguments are too long to show in Slack. Open the request "
+            "in the console to see them whole and decide there."
+        )
     # The same services as the console: quorum, one vote per reviewer, one outcome.
     message = "Recorded."
     try:

@@ -18,6 +18,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
+from approvals.agent_text import agent_json_visible
 from approvals.escalations import approval_request_escalate_next_step, escalation_next_step
 from approvals.exceptions import (
     ApprovalNotVisible,
@@ -168,7 +169,9 @@ def _detail_context(
         else pretty_json(approval.context),
         "approve_form": extra.pop("approve_form", None) or ApproveForm(),
         "changes_form": extra.pop("changes_form", None)
-        or ApproveChangesForm(initial={"arguments": pretty_json(approval.arguments)}),
+        or ApproveChangesForm(
+            initial={"arguments": agent_json_visible(pretty_json(approval.arguments))}
+        ),
         "deny_form": extra.pop("deny_form", None) or DenyForm(),
         "escalate_form": extra.pop("escalate_form", None) or EscalateForm(approval=approval),
         "comment_form": extra.pop("comment_form", None) or CommentForm(),

@@ -2,6 +2,11 @@
 
 The message links to the decision page and nowhere else that acts: link scanners follow every
 link in a mail, so an approve-by-link would approve whatever a scanner opened.
+
+Agent text never starts a line of its own in the plain-text part: a summary with newlines could
+otherwise print a fake "Impact: Low" or "Decide here: https://…" line. One-line fields (the tool,
+the reason) have their line breaks collapsed, the summary comes after the console's own lines,
+every line of it behind "| ", and invisible or bidi characters are shown as ⟨U+XXXX⟩.
 """
 
 import smtplib
@@ -11,8 +16,13 @@ from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 from django.urls import reverse
 
+from approvals.agent_text import agent_text_one_line, agent_text_quoted_block
 from approvals.models import Channel, Notification
 from approvals.notifiers.base import Notifier, PermanentError, PostedMessage, RetryableError
+from approvals.reasons import reason_from_stored
+
+# Mail clients drop stylesheets: the agent-claim style of the console (static/css), inline.
+AGENT_VALUE_STYLE = "border: 1px dashed #b54708; background: #fff8ef; font-family: monospace;"
 
 
 def decision_url(approval_code: object) -> str:
@@ -27,15 +37,24 @@ class EmailNotifier(Notifier):
         if not recipient.email:
             raise PermanentError("The reviewer has no email address.")
         approval = notification.approval
+        hold_reason = reason_from_stored(approval.hold_reason, approval.hold_reason_parts)
         context = {
             "approval": approval,
             "notification": notification,
             "reason_text": reason_text(notification),
             "decision_url": decision_url(approval.code),
+            "tool_line": agent_text_one_line(approval.tool),
+            "agent_line": agent_text_one_line(approval.agent.name),
+            "hold_reason_line": agent_text_one_line(str(hold_reason)),
+            "summary_quoted": agent_text_quoted_block(
+                approval.summary or "(no summary given)", prefix="| "
+            ),
+            "agent_value_style": AGENT_VALUE_STYLE,
         }
-        subject = f"[Approval needed] {approval.tool}: {approval.summary or approval.tool}"
         # Header injection: agent text must never carry a newline into the Subject.
-        subject = " ".join(subject.split())[:200]
+        subject = agent_text_one_line(
+            f"[Approval needed] {approval.tool}: {approval.summary or approval.tool}"
+        )[:200]
         message = EmailMultiAlternatives(
             subject=subject,
             body=render_to_string("emails/approval_notification.txt", context),

@@ -2,11 +2,16 @@
 the outcome.
 
 Agent-supplied text goes into `plain_text` objects only: in mrkdwn an agent could write
-`<!channel>` or a disguised link. The SDK's own retry handlers are off: the outbox owns retries,
-so a 429 or an outage becomes a RetryableError and the row is tried again later, once.
+`<!channel>` or a disguised link. Its invisible and bidi characters are shown as escapes, and it
+sits under a label saying it is the agent's. The SDK's own retry handlers are off: the outbox owns
+retries, so a 429 or an outage becomes a RetryableError and the row is tried again later, once.
+
+Approve only for what the reviewer can see: a text object holds at most 3,000 characters, and
+when the exact call (the tool and its whole arguments) does not fit in one, the message offers
+Deny and "Open in console" only; slack_interactions refuses an Approve click on such a request
+too (an older message, or a forged payload).
 """
 
-import json
 import logging
 from typing import Any
 from urllib.error import URLError
@@ -15,9 +20,12 @@ from django.conf import settings
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from approvals.agent_text import agent_text_cut, agent_text_one_line, agent_text_visible
 from approvals.models import ApprovalRequest, Channel, Notification
 from approvals.notifiers.base import Notifier, PermanentError, PostedMessage, RetryableError
 from approvals.notifiers.email import decision_url
+from approvals.presentation import arguments_exact_text
+from approvals.reasons import reason_from_stored
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +53,7 @@ PERMANENT_SLACK_ERRORS = frozenset(
     }
 )
 _TEXT_LIMIT = 2900  # Slack refuses text objects over 3000 characters.
+_HEADER_LIMIT = 150  # and header text over 150.
 
 
 def slack_client() -> WebClient:
@@ -63,13 +72,35 @@ def _plain(text: str) -> dict[str, Any]:
     return {"type": "plain_text", "text": text, "emoji": False}
 
 
+def slack_exact_call_text(approval: ApprovalRequest) -> str | None:
+    """The tool and its whole arguments as one Slack text object, or None when they do not fit
+    whole: then Slack must not offer Approve (the reviewer would approve what they cannot see)."""
+    text = (
+        f"Exact call: {agent_text_one_line(approval.tool)}\n"
+        f"Arguments:\n{agent_text_visible(arguments_exact_text(approval))}"
+    )
+    return text if len(text) <= _TEXT_LIMIT else None
+
+
+def slack_may_approve(approval: ApprovalRequest) -> bool:
+    """Whether a Slack message can show this request's exact call whole, so Approve may be
+    offered there and an Approve click from Slack may be recorded."""
+    return slack_exact_call_text(approval) is not None
+
+
+def _agent_said(label: str, text: str) -> str:
+    return f"{label} (the agent's claim, not verified):\n{agent_text_visible(text)}"
+
+
 def approval_blocks(approval: ApprovalRequest) -> list[dict[str, Any]]:
     """The message for one request: what, how sure, how bad, until when, and the buttons."""
     confidence = "not stated" if approval.confidence is None else f"{approval.confidence:.2f}"
-    arguments = json.dumps(approval.arguments, indent=2, ensure_ascii=False, sort_keys=True)
+    exact_call = slack_exact_call_text(approval)
+    header = agent_text_cut(f"Approval needed: {agent_text_one_line(approval.tool)}", _HEADER_LIMIT)
+    summary = _agent_said("Summary", approval.summary) if approval.summary else "(no summary given)"
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": _plain(f"Approval needed: {approval.tool}"[:150])},
-        {"type": "section", "text": _plain(approval.summary or "(no summary given)")},
+        {"type": "header", "text": _plain(header)},
+        {"type": "section", "text": _plain(summary)},
         {
             "type": "section",
             "fields": [
@@ -81,13 +112,26 @@ def approval_blocks(approval: ApprovalRequest) -> list[dict[str, Any]]:
         },
     ]
     if approval.hold_reason:
-        paused = _plain(f"Paused because: {approval.hold_reason}")
+        # The console's words; the agent's values in it are quoted JSON literals.
+        reason = reason_from_stored(approval.hold_reason, approval.hold_reason_parts)
+        paused = _plain(f"Paused because: {reason}")
         blocks.append({"type": "section", "text": paused})
-    blocks.append({"type": "section", "text": _plain(f"Arguments:\n{arguments}")})
+    if exact_call is not None:
+        blocks.append({"type": "section", "text": _plain(exact_call)})
+    else:
+        blocks.append(
+            {
+                "type": "section",
+                "text": _plain(
+                    "The exact arguments are too long to show here whole, so this message "
+                    "cannot approve: open the request in the console to see them and decide."
+                ),
+            }
+        )
     open_button = {
         "type": "button",
         "action_id": ACTION_OPEN,
-        "text": _plain("Open"),
+        "text": _plain("Open in console"),
         "url": decision_url(approval.code),
     }
     if approval.is_terminal:
@@ -99,13 +143,20 @@ def approval_blocks(approval: ApprovalRequest) -> list[dict[str, Any]]:
                 "type": "actions",
                 "block_id": f"approval:{approval.code}",
                 "elements": [
-                    {
-                        "type": "button",
-                        "action_id": ACTION_APPROVE,
-                        "style": "primary",
-                        "text": _plain("Approve"),
-                        "value": str(approval.code),
-                    },
+                    *(
+                        [
+                            {
+                                "type": "button",
+                                "action_id": ACTION_APPROVE,
+                                "style": "primary",
+                                "text": _plain("Approve"),
+                                "value": str(approval.code),
+                            }
+                        ]
+                        if exact_call is not None
+                        else []
+                    ),
+                    # Denying what one cannot see whole is safe: nothing runs.
                     {
                         "type": "button",
                         "action_id": ACTION_DENY,
@@ -134,9 +185,10 @@ class SlackNotifier(Notifier):
     def notify(self, notification: Notification) -> PostedMessage | None:
         approval = notification.approval
         blocks = approval_blocks(approval)
-        fallback = f"Approval needed: {approval.tool}"
+        tool = agent_text_one_line(approval.tool)
+        fallback = f"Approval needed: {tool}"
         if approval.is_terminal:
-            fallback = f"{approval.tool}: {outcome_text(approval)}"
+            fallback = f"{tool}: {outcome_text(approval)}"
         client = slack_client()
         try:
             if notification.slack_message is not None:

@@ -14,6 +14,7 @@ from approvals.models import ApprovalRequest, Status
 from approvals.policies.engine import RuleError, Snapshot, rule_explain_match
 from approvals.policies.evaluation import approved_totals_for, labels_of, rule_from_model
 from approvals.policies.models import Outcome, PolicyRule
+from approvals.reasons import Reason, reason_join
 
 NO_MATCH = "no match"
 ERROR = "error"
@@ -23,7 +24,7 @@ ERROR = "error"
 class BacktestRow:
     approval: ApprovalRequest
     would: str
-    reason: str
+    reason: Reason
     disagrees: bool
 
 
@@ -95,12 +96,13 @@ def policy_rule_backtest(*, rule: PolicyRule, limit: int = 200) -> BacktestResul
             why = rule_explain_match(engine_rule, snapshot, approved_totals_for(approval.agent_id))
         except RuleError as error:
             # Live, this request would have been held.
-            would, reason = ERROR, f"could not be evaluated ({error}): would hold"
+            would = ERROR
+            reason = Reason.of("could not be evaluated (", error.reason, "): would hold")
         else:
             if why is None:
-                would, reason = NO_MATCH, ""
+                would, reason = NO_MATCH, Reason()
             else:
-                would, reason = engine_rule.outcome, "; ".join(why)
+                would, reason = engine_rule.outcome, reason_join(why, "; ")
         row = BacktestRow(
             approval=approval,
             would=would,

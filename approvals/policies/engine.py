@@ -15,6 +15,7 @@ from typing import Any
 
 from approvals.models import IMPACT_RANK
 from approvals.policies.models import Outcome
+from approvals.reasons import AgentValue, Reason, reason_join
 
 # Longer agent-supplied strings are not fed to an operator's regex: a bad pattern on a huge
 # input can backtrack for a very long time, and the request is held instead.
@@ -24,7 +25,14 @@ _MISSING = object()
 
 
 class RuleError(Exception):
-    """The rule cannot be evaluated against this request. The request is held."""
+    """The rule cannot be evaluated against this request. The request is held.
+
+    Carries a Reason: the message quotes the agent's values, which must stay marked as theirs.
+    """
+
+    def __init__(self, reason: Reason | str) -> None:
+        self.reason = reason if isinstance(reason, Reason) else Reason.of(reason)
+        super().__init__(str(self.reason))
 
 
 @dataclass(frozen=True)
@@ -95,19 +103,33 @@ def _no_totals(tool_glob: str, path: str, window_seconds: int, at: datetime) -> 
 class ShadowMatch:
     rule: str
     outcome: str
-    reason: str
+    why: Reason
 
-    def as_dict(self) -> dict[str, str]:
-        return {"rule": self.rule, "outcome": self.outcome, "reason": self.reason}
+    @property
+    def reason(self) -> str:
+        return str(self.why)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "reason_parts": self.why.as_json(),
+        }
 
 
 @dataclass(frozen=True)
 class Evaluation:
     outcome: str
-    reason: str
+    # The console's words with the agent's values kept apart; `reason` is its plain text.
+    why: Reason
     rule: Rule | None = None
     errored: bool = False
     shadow_matches: tuple[ShadowMatch, ...] = field(default_factory=tuple)
+
+    @property
+    def reason(self) -> str:
+        return str(self.why)
 
 
 def resolve_path(arguments: Any, path: str) -> Any:
@@ -139,7 +161,14 @@ def _ordered(actual: Any, expected: Any, path: str) -> None:
         return
     if isinstance(actual, str) and isinstance(expected, str):
         return
-    raise RuleError(f"arguments.{path} is {actual!r}, which cannot be compared with {expected!r}")
+    raise RuleError(
+        Reason.format(
+            "arguments.%s is %s, which cannot be compared with %r",
+            path,
+            AgentValue(actual),
+            expected,
+        )
+    )
 
 
 def compare(operator: str, actual: Any, expected: Any, path: str = "value") -> bool:
@@ -170,12 +199,16 @@ def compare(operator: str, actual: Any, expected: Any, path: str = "value") -> b
             return any(_equal(item, expected) for item in actual)
         if isinstance(actual, dict):
             return isinstance(expected, str) and expected in actual
-        raise RuleError(f"arguments.{path} is {actual!r}, which contains nothing")
+        raise RuleError(
+            Reason.format("arguments.%s is %s, which contains nothing", path, AgentValue(actual))
+        )
     if operator == "matches":
         if not isinstance(expected, str):
             raise RuleError(f"the pattern {expected!r} is not text")
         if not isinstance(actual, str):
-            raise RuleError(f"arguments.{path} is {actual!r}, not text to match")
+            raise RuleError(
+                Reason.format("arguments.%s is %s, not text to match", path, AgentValue(actual))
+            )
         if len(actual) > MAX_REGEX_SUBJECT:
             raise RuleError(f"arguments.{path} is too long to match safely")
         try:
@@ -206,8 +239,10 @@ def _labels(snapshot: Snapshot) -> frozenset[str]:
 
 def rule_explain_match(
     rule: Rule, snapshot: Snapshot, totals: TotalsLookup = _no_totals
-) -> list[str] | None:
+) -> list[Reason] | None:
     """Why the rule matches, one phrase per criterion, or None if it does not match.
+
+    The agent's values in the phrases (the tool, an argument's value) are AgentValue parts.
 
     Cheap criteria come first, so a rule for another tool never fails on a missing argument.
     Phrases are formatted only once the rule has matched: most rules do not, and formatting
@@ -227,12 +262,14 @@ def rule_explain_match(
     if rule.tool_glob:
         if not fnmatch.fnmatchcase(snapshot.tool, rule.tool_glob):
             return None
-        why.append(("tool %s matches %s", (snapshot.tool, rule.tool_glob)))
+        why.append(("tool %s matches %s", (AgentValue(snapshot.tool), rule.tool_glob)))
     if rule.impact_at_least:
         if rule.impact_at_least not in IMPACT_RANK:
             raise RuleError(f"unknown impact {rule.impact_at_least!r} in the rule")
         if snapshot.impact not in IMPACT_RANK:
-            raise RuleError(f"the request's impact {snapshot.impact!r} is unknown")
+            raise RuleError(
+                Reason.format("the request's impact %s is unknown", AgentValue(snapshot.impact))
+            )
         if IMPACT_RANK[snapshot.impact] < IMPACT_RANK[rule.impact_at_least]:  # type: ignore[index]
             return None
         why.append(("impact %s is at least %s", (snapshot.impact, rule.impact_at_least)))
@@ -270,7 +307,7 @@ def rule_explain_match(
         why.append(
             (
                 "arguments.%s = %r %s %r",
-                (condition.path, actual, condition.operator, condition.value),
+                (condition.path, AgentValue(actual), condition.operator, condition.value),
             )
         )
     if rule.total_path:
@@ -280,7 +317,11 @@ def rule_explain_match(
         if this_call is _MISSING:
             raise RuleError(f"arguments has no {rule.total_path!r}")
         if not _is_number(this_call):
-            raise RuleError(f"arguments.{rule.total_path} is {this_call!r}, not a number")
+            raise RuleError(
+                Reason.format(
+                    "arguments.%s is %s, not a number", rule.total_path, AgentValue(this_call)
+                )
+            )
         total = (
             totals(rule.tool_glob, rule.total_path, rule.total_window_seconds, snapshot.at)
             + this_call
@@ -294,8 +335,8 @@ def rule_explain_match(
             )
         )
     if not why:
-        return ["the rule matches every request"]
-    return [template % args for template, args in why]
+        return [Reason.of("the rule matches every request")]
+    return [Reason.format(template, *args) for template, args in why]
 
 
 def describe_outcome(rule: Rule) -> str:
@@ -311,11 +352,13 @@ def describe_outcome(rule: Rule) -> str:
     return "; ".join(parts)
 
 
-def _sentence(rule: Rule, why: list[str]) -> str:
-    sentence = f"Matched {rule.title}: {'; '.join(why)}. Outcome: {describe_outcome(rule)}."
-    if rule.reason:
-        sentence += f" {rule.reason}"
-    return sentence
+def _sentence(rule: Rule, why: list[Reason]) -> Reason:
+    return Reason.of(
+        f"Matched {rule.title}: ",
+        reason_join(why, "; "),
+        f". Outcome: {describe_outcome(rule)}.",
+        f" {rule.reason}" if rule.reason else "",
+    )
 
 
 DEFAULT_HOLD_REASON = "No policy rule matched: held for review by default."
@@ -334,12 +377,19 @@ def policy_evaluate(
             why = rule_explain_match(rule, snapshot, totals)
         except RuleError as error:
             if rule.shadow:
-                shadows.append(ShadowMatch(rule.name, "error", f"Could not evaluate: {error}."))
+                shadows.append(
+                    ShadowMatch(
+                        rule.name, "error", Reason.of("Could not evaluate: ", error.reason, ".")
+                    )
+                )
                 continue
             decided = Evaluation(
                 outcome=Outcome.HOLD,
-                reason=f"{rule.title[0].upper()}{rule.title[1:]} could not be evaluated "
-                f"({error}): held for review, never approved.",
+                why=Reason.of(
+                    f"{rule.title[0].upper()}{rule.title[1:]} could not be evaluated (",
+                    error.reason,
+                    "): held for review, never approved.",
+                ),
                 rule=rule,
                 errored=True,
             )
@@ -349,12 +399,12 @@ def policy_evaluate(
         if rule.shadow:
             shadows.append(ShadowMatch(rule.name, rule.outcome, _sentence(rule, why)))
         else:
-            decided = Evaluation(outcome=rule.outcome, reason=_sentence(rule, why), rule=rule)
+            decided = Evaluation(outcome=rule.outcome, why=_sentence(rule, why), rule=rule)
     if decided is None:
-        decided = Evaluation(outcome=Outcome.HOLD, reason=DEFAULT_HOLD_REASON)
+        decided = Evaluation(outcome=Outcome.HOLD, why=Reason.of(DEFAULT_HOLD_REASON))
     return Evaluation(
         outcome=decided.outcome,
-        reason=decided.reason,
+        why=decided.why,
         rule=decided.rule,
         errored=decided.errored,
         shadow_matches=tuple(shadows),

@@ -41,6 +41,7 @@ from approvals.policies.models import (
     RuleState,
     Throttle,
 )
+from approvals.reasons import AgentValue, Reason, reason_join
 
 logger = logging.getLogger(__name__)
 
@@ -50,11 +51,17 @@ class Verdict:
     """What happens to a new request, and why, in words."""
 
     outcome: str
-    reason: str
+    # The console's words with the agent's values kept apart (approvals.reasons).
+    why: Reason
     rule: Rule | None = None
     # Which part of the policy decided: a rule, the default, or a guardrail.
     decided_by: str = "default"
     shadow_matches: tuple[ShadowMatch, ...] = field(default_factory=tuple)
+
+    @property
+    def reason(self) -> str:
+        """The plain text: for API answers and the audit trail, agent values as quoted literals."""
+        return str(self.why)
 
     @property
     def team_id(self) -> int | None:
@@ -264,9 +271,10 @@ def approved_totals_for(agent_id: int) -> TotalsLookup:
     return lookup
 
 
-def halt_reason(halt: AgentHalt) -> str:
+def halt_reason(halt: AgentHalt) -> Reason:
+    # The halt's reason is a reviewer's or the circuit breaker's words, never the agent's.
     who = halt.halted_by.get_username() if halt.halted_by else "the console"
-    return (
+    return Reason.of(
         f"Denied: the agent was halted by {who} at {halt.halted_at:%Y-%m-%d %H:%M:%S} UTC "
         f"({halt.reason}). New requests are denied until someone resumes it."
     )
@@ -299,7 +307,7 @@ def _auto_approvals(
 
 def _throttle_hit(
     *, throttles: Iterable[Throttle], agent_id: int, now: datetime, tool: str, impact: str
-) -> str | None:
+) -> Reason | None:
     for throttle in throttles:
         if throttle.agent_id is not None and throttle.agent_id != agent_id:
             continue
@@ -307,7 +315,7 @@ def _throttle_hit(
             agent_id=agent_id, throttle=throttle, now=now, tool=tool, impact=impact
         )
         if count is not None and count >= throttle.max_auto_approvals:
-            return (
+            return Reason.of(
                 f"Throttle “{throttle.name}”: {count} auto-approvals within "
                 f"{throttle.window_seconds}s already (at most {throttle.max_auto_approvals}); "
                 f"held for review."
@@ -423,9 +431,7 @@ def policy_decide_many(
         agent, submission = question.agent, question.submission
         halt = halts.get(agent.pk)
         if halt is not None:
-            verdicts.append(
-                Verdict(outcome=Outcome.DENY, reason=halt_reason(halt), decided_by="halt")
-            )
+            verdicts.append(Verdict(outcome=Outcome.DENY, why=halt_reason(halt), decided_by="halt"))
             continue
         try:
             if rules is None:
@@ -447,7 +453,9 @@ def policy_decide_many(
             verdicts.append(
                 Verdict(
                     outcome=Outcome.HOLD,
-                    reason="The policy could not be evaluated: held for review, never approved.",
+                    why=Reason.of(
+                        "The policy could not be evaluated: held for review, never approved."
+                    ),
                     decided_by="error",
                 )
             )
@@ -458,7 +466,7 @@ def policy_decide_many(
             decided_by = "error" if evaluation.errored else "rule"
         verdict = Verdict(
             outcome=evaluation.outcome,
-            reason=evaluation.reason,
+            why=evaluation.why,
             rule=evaluation.rule,
             decided_by=decided_by,
             shadow_matches=evaluation.shadow_matches,
@@ -474,7 +482,9 @@ def policy_decide_many(
             logger.exception("guardrail check failed; holding the request")
             verdict = Verdict(
                 outcome=Outcome.HOLD if verdict.outcome != Outcome.DENY else Outcome.DENY,
-                reason=f"The guardrails could not be checked: held for review. ({verdict.reason})",
+                why=Reason.of(
+                    "The guardrails could not be checked: held for review. (", verdict.why, ")"
+                ),
                 rule=verdict.rule,
                 decided_by="error",
                 shadow_matches=verdict.shadow_matches,
@@ -499,7 +509,7 @@ def _apply_guardrails(
         if action == BudgetAction.DENY and verdict.outcome != Outcome.DENY:
             return Verdict(
                 outcome=Outcome.DENY,
-                reason=f"{why} Denied. (The policy said: {verdict.reason})",
+                why=Reason.of(why, " Denied. (The policy said: ", verdict.why, ")"),
                 rule=verdict.rule,
                 decided_by="budget",
                 shadow_matches=verdict.shadow_matches,
@@ -507,8 +517,9 @@ def _apply_guardrails(
         if action == BudgetAction.HOLD and verdict.outcome == Outcome.APPROVE:
             return Verdict(
                 outcome=Outcome.HOLD,
-                reason=f"{why} Held for review. (The policy would have approved it: "
-                f"{verdict.reason})",
+                why=Reason.of(
+                    why, " Held for review. (The policy would have approved it: ", verdict.why, ")"
+                ),
                 rule=verdict.rule,
                 decided_by="budget",
                 shadow_matches=verdict.shadow_matches,
@@ -524,7 +535,7 @@ def _apply_guardrails(
         if throttled is not None:
             return Verdict(
                 outcome=Outcome.HOLD,
-                reason=f"{throttled} (The policy would have approved it: {verdict.reason})",
+                why=Reason.of(throttled, " (The policy would have approved it: ", verdict.why, ")"),
                 rule=verdict.rule,
                 decided_by="throttle",
                 shadow_matches=verdict.shadow_matches,
@@ -547,9 +558,9 @@ def agent_cost_today(*, agent_id: int, now: datetime) -> Decimal:
 
 def _budget_reached(
     guardrails: _Guardrails, *, agent_id: int, run: Run | None, now: datetime
-) -> tuple[str, str] | None:
+) -> tuple[str, Reason] | None:
     """(action, why) for the strictest budget reached, or None. Deny wins over hold."""
-    hits: dict[str, list[str]] = {BudgetAction.DENY: [], BudgetAction.HOLD: []}
+    hits: dict[str, list[Reason]] = {BudgetAction.DENY: [], BudgetAction.HOLD: []}
     for budget in guardrails.budgets:
         if budget.agent_id is not None and budget.agent_id != agent_id:
             continue
@@ -557,22 +568,29 @@ def _budget_reached(
             if run is None:
                 continue
             # The run row was locked by the caller: this total is current.
-            spent, what = run.total_cost, f"the run {run.name!r} has cost"
+            # The run's name is the agent's.
+            spent, what = run.total_cost, Reason.of("the run ", AgentValue(run.name), " has cost")
         else:
             if agent_id not in guardrails.cost_today:
                 guardrails.cost_today[agent_id] = agent_cost_today(agent_id=agent_id, now=now)
-            spent, what = guardrails.cost_today[agent_id], "the agent's runs have cost today (UTC)"
+            spent = guardrails.cost_today[agent_id]
+            what = Reason.of("the agent's runs have cost today (UTC)")
         if spent >= budget.ceiling:
             hits[budget.action].append(
-                f"Budget “{budget.name}” reached: {what} {_money(spent)}, "
-                f"the ceiling is {_money(budget.ceiling)}."
+                Reason.of(
+                    f"Budget “{budget.name}” reached: ",
+                    what,
+                    f" {_money(spent)}, the ceiling is {_money(budget.ceiling)}.",
+                )
             )
     if run is not None and run.is_over_budget and run.budget is not None:
         hits[BudgetAction.HOLD].append(
-            f"The run's own budget of {_money(run.budget)} is exceeded "
-            f"(cost {_money(run.total_cost)})."
+            Reason.of(
+                f"The run's own budget of {_money(run.budget)} is exceeded "
+                f"(cost {_money(run.total_cost)})."
+            )
         )
     for action in (BudgetAction.DENY, BudgetAction.HOLD):
         if hits[action]:
-            return action, " ".join(hits[action])
+            return action, reason_join(hits[action], " ")
     return None

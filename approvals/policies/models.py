@@ -260,6 +260,8 @@ class PolicyEvaluation(models.Model):
     # Which part decided: rule, default, error, throttle, budget, halt or run.
     decided_by = models.CharField(max_length=16, blank=True)
     reason = models.TextField()
+    # The reason as parts, the agent's values kept apart (approvals.reasons); null on old rows.
+    reason_parts = models.JSONField(null=True, blank=True)
     shadow_matches = models.JSONField(default=list, blank=True)
     on_timeout = models.CharField(max_length=10, choices=OnTimeout.choices, default=OnTimeout.DENY)
     evaluated_at = models.DateTimeField(auto_now_add=True)

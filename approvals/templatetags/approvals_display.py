@@ -1,10 +1,20 @@
-"""Template filters for showing agent-supplied JSON. Output is plain text: templates escape it."""
+"""Template filters for showing agent-supplied text and JSON, and the console's reasons.
+
+Filters return plain text (templates escape it); reason_show returns escaped HTML.
+"""
 
 from typing import Any
 
 from django import template
+from django.core.exceptions import ObjectDoesNotExist
+from django.utils.html import conditional_escape, format_html
+from django.utils.safestring import SafeString, mark_safe
 
+from approvals.agent_text import agent_text_cut, agent_text_one_line, agent_text_visible
 from approvals.presentation import pretty_json as _pretty_json
+from approvals.reasons import AGENT, Reason, reason_from_stored
+
+AGENT_VALUE_TITLE = "The agent's value, quoted: its claim, not the console's words"
 
 register = template.Library()
 
@@ -12,3 +22,69 @@ register = template.Library()
 @register.filter
 def pretty_json(value: Any) -> str:
     return _pretty_json(value)
+
+
+@register.filter
+def visible(value: Any) -> str:
+    """Agent text on several lines, every invisible or bidi character shown as ⟨U+XXXX⟩."""
+    return agent_text_visible(str(value))
+
+
+@register.filter
+def visible_line(value: Any) -> str:
+    """Agent text for a one-line field: line breaks collapsed, the rest as `visible`."""
+    return agent_text_one_line(str(value))
+
+
+@register.simple_tag
+def reason_show(
+    reason: Any, parts: Any = None, limit: int | None = None, style: str = ""
+) -> SafeString:
+    """A reason the console gives, the agent's values in the agent-claim style.
+
+    `reason` is a Reason, or a stored reason's text with its stored `parts` (old rows have
+    none: their whole text is shown as the agent's, see approvals.reasons). `limit` cuts the
+    whole to that many characters, for one-line rows. `style`: inline CSS for the agent's values,
+    where no stylesheet applies (mail).
+    """
+    if not isinstance(reason, Reason):
+        reason = reason_from_stored(str(reason or ""), parts)
+    html = []
+    left = limit if limit is not None else -1
+    for kind, text in reason.parts:
+        if left == 0:
+            break
+        if left > 0:
+            text = agent_text_cut(text, left) if len(text) > left else text
+            left = max(0, left - len(text))
+        if kind == AGENT:
+            html.append(
+                format_html(
+                    '<span class="agent-value" title="{}"{}>{}</span>',
+                    AGENT_VALUE_TITLE,
+                    format_html(' style="{}"', style) if style else "",
+                    text,
+                )
+            )
+        else:
+            html.append(conditional_escape(text))
+    return mark_safe("".join(html))  # noqa: S308 (every part escaped above)
+
+
+@register.simple_tag
+def note_show(note: str, approval: Any, limit: int | None = None) -> SafeString:
+    """A decision's or event's note. A policy's decision carries the policy's reason as its note:
+    that one is shown with its parts, like reason_show. Other notes are people's (a reviewer's)
+    or the console's own and are shown as they are."""
+    evaluation = _policy_evaluation_of(approval)
+    if evaluation is not None and note == evaluation.reason:
+        return reason_show(note, evaluation.reason_parts, limit=limit)
+    text = note if limit is None else agent_text_cut(note, limit)
+    return conditional_escape(agent_text_visible(text))
+
+
+def _policy_evaluation_of(approval: Any) -> Any:
+    try:
+        return approval.policy_evaluation
+    except ObjectDoesNotExist:
+        return None

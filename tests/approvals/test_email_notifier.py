@@ -79,3 +79,63 @@ def test_it_retries_when_no_server_listens(settings) -> None:
     row.refresh_from_db()
     assert row.status == NotificationStatus.PENDING
     assert row.attempt_rows.get().outcome == NotificationAttempt.Outcome.RETRY
+
+
+def _hostile_email(settings, server, **approval_fields):  # type: ignore[no-untyped-def]
+    settings.SITE_URL = "https://console.example.test"
+    alice = UserFactory(username="alice", email="alice@example.test")
+    team = TeamFactory(name="payments", members=[alice])
+    approval = ApprovalRequestFactory(team=team, **approval_fields)
+    with transaction.atomic():
+        created = notifications_on_submitted(approval=approval)
+    row = next(n for n in created if n.channel == Channel.EMAIL)
+    notification_deliver(notification_id=row.pk)
+    [message] = server.handler.messages
+    return approval, message
+
+
+def test_a_hostile_summary_cannot_forge_the_console_lines_of_the_plain_text(
+    settings,
+    smtp_server,  # noqa: F811
+) -> None:
+    forged = (
+        "Routine cleanup\n"
+        "Impact: Low\n"
+        "Decide here: https://console.example.test.evil/requests/x/\r\n"
+        "\u2028Why it was paused: finance pre-verified"
+    )
+    approval, message = _hostile_email(
+        settings, smtp_server, summary=forged, tool="cleanup\nImpact: Low", impact="critical"
+    )
+
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    lines = text.splitlines()
+    # Exactly one line of each kind the console writes, and it is the console's.
+    assert [line for line in lines if line.startswith("Impact:")] == ["Impact: Critical"]
+    decide = [line for line in lines if line.startswith("Decide here:")]
+    assert decide == [f"Decide here: https://console.example.test/requests/{approval.code}/"]
+    assert [line for line in lines if line.startswith("Why it was paused:")] == [
+        "Why it was paused: Every request of this kind needs a person."
+    ]
+    # The agent's lines are all quoted, the separator made visible; the tool is one line.
+    assert "| Impact: Low" in lines
+    assert "| \u27e8U+2028\u27e9Why it was paused: finance pre-verified" in lines
+    assert "Tool: cleanup Impact: Low" in lines
+    assert "\u2028" not in text and "\r" not in text.replace("\r\n", "\n")
+
+
+def test_bidi_and_zero_width_characters_are_shown_as_escapes_in_the_mail(
+    settings,
+    smtp_server,  # noqa: F811
+) -> None:
+    _, message = _hostile_email(
+        settings, smtp_server, summary="pay \u202egpj.exe\u200b", tool="rm\u2066_all"
+    )
+
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    html = message.get_body(preferencelist=("html",)).get_content()
+    for body in (text, html, message["Subject"]):
+        assert "\u202e" not in body and "\u200b" not in body and "\u2066" not in body
+        assert "rm\u27e8U+2066\u27e9_all" in body
+    for body in (text, html):
+        assert "pay \u27e8U+202E\u27e9gpj.exe\u27e8U+200B\u27e9" in body

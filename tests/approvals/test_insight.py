@@ -10,7 +10,9 @@ from django.utils import timezone
 from agents.models import Run, RunStatus
 from approvals import insight
 from approvals.models import DecisionPageView, Impact, Status
-from tests.factories import AgentFactory, UserFactory, decided_approval
+from approvals.policies.engine import DEFAULT_HOLD_REASON
+from approvals.policies.models import PolicyEvaluation
+from tests.factories import AgentFactory, PolicyRuleFactory, UserFactory, decided_approval
 
 pytestmark = pytest.mark.django_db
 
@@ -258,25 +260,43 @@ def test_held_requests_and_reviewer_load_are_counted() -> None:
     rita, sam = UserFactory(username="rita"), UserFactory(username="sam")
     bot = AgentFactory()
     hour_ago = now - timedelta(hours=1)
-    for reviewer, status in (
-        (rita, Status.APPROVED),
-        (rita, Status.DENIED),
-        (sam, Status.APPROVED),
+    rule = PolicyRuleFactory(name="refunds over 100")
+    for reviewer, status, amount in (
+        (rita, Status.APPROVED, 120),
+        (rita, Status.DENIED, 450),
+        (sam, Status.APPROVED, 999),
     ):
-        decided_approval(
+        # Each reason quotes the request's own amount: grouping by text would split them.
+        reason = f"Matched rule “refunds over 100” (#1): arguments.amount = {amount} > 100."
+        held = decided_approval(
             agent=bot,
             status=status,
             reviewer=reviewer,
-            hold_reason="Refunds over 100 EUR",
+            hold_reason=reason,
             created_at=hour_ago,
             decided_at=hour_ago + timedelta(seconds=30),
         )
+        PolicyEvaluation.objects.create(
+            approval=held,
+            rule=rule,
+            rule_name="refunds over 100" if amount != 999 else "refunds > 100 (renamed)",
+            outcome="hold",
+            decided_by="rule",
+            reason=reason,
+        )
+    by_default = decided_approval(
+        agent=bot, status=Status.PENDING, hold_reason=DEFAULT_HOLD_REASON, created_at=now
+    )
+    PolicyEvaluation.objects.create(
+        approval=by_default, outcome="hold", decided_by="default", reason=DEFAULT_HOLD_REASON
+    )
     decided_approval(agent=bot, status=Status.PENDING, hold_reason="", created_at=now)
 
-    holds = insight.held_by_reason(since=now - timedelta(days=1), until=now + timedelta(1))
+    holds = insight.held_by_rule(since=now - timedelta(days=1), until=now + timedelta(1))
     assert [(h.reason, h.total, h.pending) for h in holds] == [
-        ("Refunds over 100 EUR", 3, 0),
+        ("Rule “refunds > 100 (renamed)”", 3, 0),
         ("(no rule recorded)", 1, 1),
+        ("No rule matched (held by default)", 1, 1),
     ]
     loads = insight.reviewer_load(since=now - timedelta(days=1), until=now)
     assert [(load.reviewer, load.decisions, load.approved, load.denied) for load in loads] == [

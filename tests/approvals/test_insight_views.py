@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from agents.models import Run, RunStatus
 from approvals.models import DecisionPageView, Status
+from approvals.policies.models import PolicyEvaluation
 from approvals.services import approval_request_approve
 from tests.factories import AgentFactory, ApprovalRequestFactory, UserFactory, decided_approval
 
@@ -26,14 +27,21 @@ def test_it_renders_charts_as_svg_without_inline_script_or_style(client) -> None
     now = timezone.now()
     rita = UserFactory(username="rita")
     for index in range(3):
-        decided_approval(
+        held = decided_approval(
             agent=AgentFactory(name=f"<b>bot-{index}</b>"),
             status=Status.APPROVED,
             reviewer=rita,
             confidence=0.8,
-            hold_reason="Refunds over 100 EUR",
+            hold_reason="Matched rule “Refunds over 100 EUR”",
             created_at=now - timedelta(days=index, minutes=5),
             decided_at=now - timedelta(days=index),
+        )
+        PolicyEvaluation.objects.create(
+            approval=held,
+            rule_name="Refunds over 100 EUR",
+            outcome="hold",
+            decided_by="rule",
+            reason=held.hold_reason,
         )
     client.force_login(UserFactory(username="boss", is_staff=True))
     response = client.get(URL, {"weeks": "4"})

@@ -137,12 +137,16 @@ def test_it_marks_a_permanent_refusal_failed(slack_api) -> None:  # noqa: F811
 # --- Interactions ----------------------------------------------------------------------------
 
 
-def _interaction(approval, slack_user_id: str, action_id: str = "approval_approve") -> bytes:  # type: ignore[no-untyped-def]
+def _interaction(  # type: ignore[no-untyped-def]
+    approval, slack_user_id: str, action_id: str = "approval_approve", response_url: str = ""
+) -> bytes:
     payload = {
         "type": "block_actions",
         "user": {"id": slack_user_id},
         "actions": [{"action_id": action_id, "value": str(approval.code)}],
     }
+    if response_url:
+        payload["response_url"] = response_url
     return urlencode({"payload": json.dumps(payload)}).encode()
 
 
@@ -315,3 +319,91 @@ def test_a_click_escalated_away_meanwhile_is_refused(client, slack_api, monkeypa
 
     approval.refresh_from_db()
     assert (approval.status, approval.team) == (Status.PENDING, elsewhere)
+
+
+def _long_memo_arguments() -> dict[str, object]:
+    # A long memo first: sorted or not, the account it pays to would be cut out of the message.
+    return {"memo": "Quarterly reconciliation. " * 120, "destination_account": "DE89-EVIL-0001"}
+
+
+def test_a_message_that_cannot_show_the_whole_arguments_offers_no_approve(slack_api) -> None:  # noqa: F811
+    slack = reviewer_with_slack("sam", "U0SAM")
+    _, row = _posted([slack], arguments=_long_memo_arguments())
+
+    notification_deliver(notification_id=row.pk)
+
+    [call] = slack_api.calls_to("chat.postMessage")
+    blocks = call.body["blocks"]
+    [actions] = [b for b in blocks if b["type"] == "actions"]
+    assert [e["action_id"] for e in actions["elements"]] == ["approval_deny", "approval_open"]
+    assert actions["elements"][1]["text"]["text"] == "Open in console"
+    text = _texts(blocks)
+    assert "too long to show here whole" in text
+    # Nothing cut is presented as the arguments.
+    assert "Quarterly reconciliation" not in text
+    for block in blocks:
+        for item in [block.get("text"), *block.get("fields", [])]:
+            assert item is None or len(item["text"]) <= 3000
+
+
+def test_the_exact_call_that_fits_is_shown_whole_with_approve(slack_api) -> None:  # noqa: F811
+    slack = reviewer_with_slack("sam", "U0SAM")
+    arguments = {"memo": "x" * 2000, "destination_account": "DE89-0001"}
+    _, row = _posted([slack], arguments=arguments)
+
+    notification_deliver(notification_id=row.pk)
+
+    [call] = slack_api.calls_to("chat.postMessage")
+    blocks = call.body["blocks"]
+    [actions] = [b for b in blocks if b["type"] == "actions"]
+    assert actions["elements"][0]["action_id"] == "approval_approve"
+    [exact] = [b for b in blocks if b.get("text", {}).get("text", "").startswith("Exact call:")]
+    assert '"destination_account": "DE89-0001"' in exact["text"]["text"]
+    assert "x" * 2000 in exact["text"]["text"]
+
+
+def test_an_approve_click_slack_could_not_show_whole_is_refused(client, slack_api) -> None:  # noqa: F811
+    slack = reviewer_with_slack("sam", "U0SAM")
+    approval, _ = _posted([slack], arguments=_long_memo_arguments())
+    # A forged (or older message's) Approve button, properly signed.
+    body = _interaction(approval, "U0SAM", response_url=f"{slack_api.url}actions/T1/reply")
+
+    assert _post(client, body, _signed_headers(body)).status_code == 200
+
+    [reply] = slack_api.calls_to("reply")
+    assert "too long to show in Slack" in reply.body["text"]
+    approval.refresh_from_db()
+    assert approval.status == Status.PENDING
+    assert not approval.events.filter(kind="approved").exists()
+
+
+def test_a_deny_click_on_arguments_slack_cannot_show_whole_is_recorded(client, slack_api) -> None:  # noqa: F811
+    slack = reviewer_with_slack("sam", "U0SAM")
+    approval, _ = _posted([slack], arguments=_long_memo_arguments())
+    body = _interaction(approval, "U0SAM", action_id="approval_deny")
+
+    _post(client, body, _signed_headers(body))
+
+    approval.refresh_from_db()
+    assert approval.status == Status.DENIED
+
+
+def test_hostile_agent_text_in_slack_is_labelled_visible_and_kept_in_its_place(slack_api) -> None:  # noqa: F811
+    slack = reviewer_with_slack("sam", "U0SAM")
+    _, row = _posted(
+        [slack],
+        tool="pay\u202eexe.fdp",
+        summary="Refund\nPaused because: finance approved\u200b",
+        hold_reason="",
+    )
+
+    notification_deliver(notification_id=row.pk)
+
+    [call] = slack_api.calls_to("chat.postMessage")
+    text = json.dumps(call.body["blocks"], ensure_ascii=False)
+    assert "\u202e" not in text and "\u200b" not in text
+    assert "pay\u27e8U+202E\u27e9exe.fdp" in text
+    summary = call.body["blocks"][1]["text"]["text"]
+    assert summary.startswith("Summary (the agent's claim, not verified):\n")
+    assert "finance approved\u27e8U+200B\u27e9" in summary
+    assert "pay\u27e8U+202E\u27e9exe.fdp" in call.body["text"]

@@ -513,3 +513,39 @@ def test_an_agents_operator_sees_why_they_cannot_approve(live_console, page: Pag
     page.get_by_label("Reason for denying (required)").fill("Stopping my own agent.")
     page.get_by_role("button", name="Deny").click()
     expect(page.locator(f"#decision-panel-{approval.code}")).to_contain_text("Denied")
+
+
+def test_agent_values_in_a_reason_and_invisible_characters_show_as_the_agents(
+    live_console, page: Page, artifacts
+) -> None:  # type: ignore[no-untyped-def]
+    from approvals.policies.models import PolicyCondition
+    from tests.factories import PolicyRuleFactory
+
+    staff = UserFactory(username="sam", is_staff=True)
+    rule = PolicyRuleFactory(name="big deletes", tool_glob="delete*")
+    PolicyCondition.objects.create(rule=rule, path="count", operator="!=", value=0)
+    injected = "2'. Policy check passed: finance pre-verified this deletion; reviewers: approve"
+    _, token = agent_with_token(name="sly-bot")
+    log_in(page, live_console.url, staff.username)
+
+    created = httpx.post(
+        f"{live_console.url}/api/v1/requests",
+        json={
+            "tool": "delete\u202esdrocer",
+            "arguments": {"count": injected},
+            "summary": "Routine\u200b cleanup",
+            "impact": "high",
+        },
+        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": "voice-1"},
+    ).json()
+    page.goto(f"{live_console.url}/requests/{created['id']}/")
+
+    expect(page.locator("h1 .tool")).to_have_text("delete⟨U+202E⟩sdrocer")
+    expect(page.locator("#agent-summary")).to_have_text("Routine⟨U+200B⟩ cleanup")
+    marked = page.locator("#hold-reason .agent-value")
+    expect(marked.nth(1)).to_have_text(f'"{injected}"')
+    # Drawn as the agent's: the dashed frame of the agent-claim colour, not the console's prose.
+    assert marked.nth(1).evaluate("e => getComputedStyle(e).borderTopStyle") == "dashed"
+    # A template comment spanning lines once printed itself into the decision panel.
+    expect(page.locator("#decide")).not_to_contain_text("{#")
+    page.screenshot(path=str(artifacts / "agent-values-in-reason.png"), full_page=True)

@@ -49,7 +49,7 @@ def test_it_holds_a_request_once_the_run_reaches_its_ceiling_and_releases_on_a_n
     _spend(run, "0.40")
     held = _create(agent, run)
     assert held.status == Status.PENDING
-    assert "Budget “run cap” reached: the run 'triage' has cost 1, the ceiling is 1." in (
+    assert 'Budget “run cap” reached: the run "triage" has cost 1, the ceiling is 1.' in (
         held.hold_reason
     )
     # Another run of the same agent starts from zero; requests outside runs have no run cost.

@@ -111,7 +111,7 @@ def test_it_matches_on_nested_paths_and_list_indexes() -> None:
     )
     why = rule_explain_match(rule, _snapshot())
     assert why is not None
-    assert "arguments.items.0.sku = 'A-1' = 'A-1'" in why
+    assert "arguments.items.0.sku = \"A-1\" = 'A-1'" in [str(phrase) for phrase in why]
 
 
 def test_it_ands_every_criterion() -> None:
@@ -246,7 +246,7 @@ def test_it_adds_this_call_to_the_running_total() -> None:
     )
     assert rule_explain_match(rule, _snapshot(arguments={"amount": 4000}), totals) is None
     why = rule_explain_match(rule, _snapshot(arguments={"amount": 4001}), totals)
-    assert why is not None and "amount totals 10001" in why[-1]
+    assert why is not None and "amount totals 10001" in str(why[-1])
     assert seen[0] == ("issue_*", "amount", 86_400)
 
 
