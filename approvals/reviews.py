@@ -315,10 +315,17 @@ def _request_reroute_for_change(
         reviewer=reviewer,
         note=f"Proposed changed arguments that need {routing.describe()}: the request is now "
         f"with {moved.team.name if moved.team else 'staff'} and needs {required} "
-        f"approval{'s' if required != 1 else ''}. {routing.verdict.reason}",
+        f"approval{'s' if required != 1 else ''}{_by_rule(routing)}.",
     )
     notifications_on_submitted(approval=moved)
     return moved
+
+
+def _by_rule(routing: ChangeRouting) -> str:
+    # The rule's title, an operator's words; not the verdict's reason, which quotes the
+    # agent's values and would read as the console's in the request's history.
+    rule = routing.verdict.rule
+    return f", by {rule.title}" if rule is not None else ""
 
 
 def approval_request_review_deny(

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from agents.models import Run
-from agents.services import run_refusal_reason
+from agents.services import run_refusal_why
 from approvals.access import reviewer_may_see
 from approvals.models import ApprovalRequest
 from approvals.policies.evaluation import PolicyQuestion, Verdict, policy_decide_many
@@ -114,7 +114,7 @@ def change_routing_judge(
     )
     if run is not None and not run.is_open:
         # As at creation: a closed run takes no new requests whatever the policy says.
-        verdict = Verdict(outcome=Outcome.DENY, reason=run_refusal_reason(run), decided_by="run")
+        verdict = Verdict(outcome=Outcome.DENY, why=run_refusal_why(run), decided_by="run")
     else:
         question = PolicyQuestion(agent=approval.agent, submission=call, run=run)
         verdict = policy_decide_many([question], now=now)[0]

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("approvals", "0014_guardrails_versioned"),
+        ("approvals", "0017_audit_keyed_and_guarded"),
     ]
 
     operations = [
