@@ -302,7 +302,7 @@ class Console(_ConsoleBase):
     ) -> Callable[[Callable[P, R]], Callable[P, R]]:
         """Gate a function (sync or async) behind a reviewer's approval.
 
-        `summary` may be a string or a callable given the call's own arguments.
+        `summary` may be a string or a callable given the call's arguments, defaults included.
         Parameters in `exclude` are neither shown nor changeable.
         """
 
@@ -316,7 +316,7 @@ class Console(_ConsoleBase):
                 decision = self.request_approval(
                     tool_name,
                     arguments,
-                    summary=_wire.summary_text(summary, args, kwargs),
+                    summary=_wire.summary_text(summary, gate, args, kwargs),
                     reasoning=reasoning,
                     confidence=confidence,
                     impact=impact,
@@ -678,7 +678,7 @@ class AsyncConsole(_ConsoleBase):
                     decision = await self.request_approval(
                         tool_name,
                         arguments,
-                        summary=_wire.summary_text(summary, args, kwargs),
+                        summary=_wire.summary_text(summary, gate, args, kwargs),
                         reasoning=reasoning,
                         confidence=confidence,
                         impact=impact,

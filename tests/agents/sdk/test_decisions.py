@@ -82,6 +82,24 @@ def test_it_runs_the_gated_function_only_after_approval(
     assert stored.tool == "issue_refund"
 
 
+def test_the_summary_callable_gets_the_bound_arguments_with_defaults(
+    console, reviewer_session, reviewer_thread
+) -> None:  # type: ignore[no-untyped-def]
+    # Issue 20: the summary callable was given the caller's raw arguments, so a default the
+    # caller left out was missing and the SDK raised TypeError before anything was submitted.
+    @console.requires_approval(summary=lambda payment_id, amount: f"Refund {amount}")
+    def issue_refund(payment_id: str, amount: int = 500) -> str:
+        return f"refunded {amount}"
+
+    reviewer_thread.decide(
+        lambda approval: reviewer_session.post(f"/requests/{approval.code}/approve", {"note": ""})
+    )
+    assert issue_refund("pay_2") == "refunded 500"
+    reviewer_thread.join()
+
+    assert ApprovalRequest.objects.get().summary == "Refund 500"
+
+
 def test_it_raises_denied_with_the_reason_and_never_calls(
     console, reviewer_session, reviewer_thread
 ) -> None:  # type: ignore[no-untyped-def]
