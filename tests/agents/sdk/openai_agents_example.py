@@ -2,37 +2,23 @@
 the Agents SDK's own ScriptedModel.
 
 Run as a script (python openai_agents_example.py URL CREDENTIAL RUNS), it prints one JSON line
-per run of the agent. The Agents SDK's top-level
-package is named `agents`, like this project's Django app, so the example runs in its own process
-with the console SDK loaded under the name an agent author would install it as.
+per run of the agent. It runs in an agent author's venv (tests/agents/sdk/author_venv.py): the
+Agents SDK's top-level package is named `agents`, like the console's Django app, so it cannot be
+imported beside the console; beside the installed `approval_console` it can.
 """
 
 import asyncio
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
-SDK_DIR = Path(__file__).resolve().parents[3] / "agents" / "sdk"
+from agents.testing import ScriptedModel, assistant_message, function_call
+from approval_console import AsyncConsole, RetryPolicy
+from approval_console.adapters.openai_agents import ConsoleToolApprovals
 
-
-def _load_console_sdk() -> None:
-    spec = importlib.util.spec_from_file_location(
-        "approval_console_sdk", SDK_DIR / "__init__.py", submodule_search_locations=[str(SDK_DIR)]
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["approval_console_sdk"] = module
-    spec.loader.exec_module(module)
+from agents import Agent, Runner, function_tool, set_tracing_disabled
 
 
 async def refund_once(url: str, credential: str) -> dict[str, object]:
-    from agents.testing import ScriptedModel, assistant_message, function_call
-    from approval_console_sdk import AsyncConsole, RetryPolicy
-    from approval_console_sdk.adapters.openai_agents import ConsoleToolApprovals
-
-    from agents import Agent, Runner, function_tool, set_tracing_disabled
-
     set_tracing_disabled(True)
     refunds: list[dict[str, object]] = []
     console = AsyncConsole(url, credential, retry=RetryPolicy(attempts=3, base_delay=0.05))
@@ -78,6 +64,5 @@ async def refund_once(url: str, credential: str) -> dict[str, object]:
 
 
 if __name__ == "__main__":
-    _load_console_sdk()
     for _ in range(int(sys.argv[3])):
         print(json.dumps(asyncio.run(refund_once(sys.argv[1], sys.argv[2]))), flush=True)

@@ -3,9 +3,9 @@
 import asyncio
 
 import pytest
+from approval_console import ApprovalDenied, AsyncConsole, ConsoleUnreachable
 from asgiref.sync import sync_to_async
 
-from agents.sdk import ApprovalDenied, AsyncConsole, ConsoleUnreachable
 from approvals.models import ApprovalRequest
 from approvals.services import approval_request_approve
 from tests.agents.conftest import FAST_RETRY
@@ -102,7 +102,7 @@ async def test_it_raises_denied_for_an_async_function(live_console, sdk_agent, r
 async def test_it_gates_an_async_function_with_the_sync_console(
     live_console, sdk_agent, rita
 ) -> None:  # type: ignore[no-untyped-def]
-    from agents.sdk import Console
+    from approval_console import Console
 
     agent, token = sdk_agent
     calls: list[str] = []

@@ -3,13 +3,13 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from agents.sdk import (
+from approval_console import (
     ApprovalCancelled,
     ApprovalDenied,
     ApprovalExpired,
     Decision,
 )
+
 from approvals.models import ApprovalRequest
 from approvals.services import approval_request_approve, approval_request_deny
 

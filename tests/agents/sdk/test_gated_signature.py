@@ -4,8 +4,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-
-from agents.sdk._wire import GatedSignature, create_body, duration, summary_text
+from approval_console._wire import GatedSignature, create_body, duration, summary_text
 
 
 def _refund(payment_id: str, amount: int, /, currency: str = "EUR", *notes: str, **extra: int):  # type: ignore[no-untyped-def]

@@ -16,7 +16,8 @@ call id is never approved by an old decision. The Agents SDK runs an approved to
 model's original arguments, so an approval with changed arguments reaches the model as a
 rejection that names the approved arguments: fail closed, the model may call again with them.
 
-Duck-typed: nothing here imports the Agents SDK, whose top-level package is also named `agents`.
+Duck-typed: nothing here imports the Agents SDK (its top-level package is named `agents`, like the
+console's Django app), so this module imports wherever the SDK does.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from typing import Any, ParamSpec, TypeVar
 import httpx
 
 from . import _wire
+from ._version import __version__
 from ._wire import RetryPolicy
 from .errors import ConsoleApiError, ConsoleError, ConsoleUnreachable
 from .models import EXPIRED, Approval, Decision
@@ -37,7 +38,7 @@ LONG_POLL_SECONDS = 30
 # How long past the console's own deadline a request may still read `pending` before the client
 # stops believing it will ever be decided.
 DEADLINE_GRACE = timedelta(seconds=30)
-USER_AGENT = "agent-approval-console-sdk/0.1"
+USER_AGENT = f"agent-approval-console-sdk/{__version__}"
 
 Timeout = str | int | float | timedelta
 
