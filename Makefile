@@ -60,8 +60,8 @@ sdk-dist: install
 # catches a new release that clashes.)
 sdk-check: sdk-dist
 	rm -rf var/sdk-check && $(PY) -m venv var/sdk-check
-	var/sdk-check/bin/python -m pip install --quiet --disable-pip-version-check \
-		var/sdk-dist/*.whl openai-agents langgraph
+	set -o pipefail; var/sdk-check/bin/python -m pip install --quiet --disable-pip-version-check \
+		var/sdk-dist/*.whl openai-agents langgraph 2>&1 | { grep -v "^WARNING: Location" || true; }
 	cd /tmp && $(CURDIR)/var/sdk-check/bin/python -c "import approval_console, agents, langgraph; \
 		assert hasattr(agents, 'Runner'); print('approval_console', approval_console.__version__, \
 		'imports beside openai-agents and langgraph')"

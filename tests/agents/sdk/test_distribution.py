@@ -10,7 +10,9 @@ import tarfile
 import zipfile
 from email.parser import Parser
 
-from tests.agents.sdk.author_venv import AuthorVenv
+from tests.agents.sdk.author_venv import AUTHOR_VENV_TIMEOUT, AuthorVenv
+
+pytestmark = AUTHOR_VENV_TIMEOUT
 
 
 def test_the_wheel_holds_one_typed_package_and_depends_on_httpx(author_venv: AuthorVenv) -> None:

@@ -11,9 +11,9 @@ import pytest
 
 from approvals.models import ApprovalRequest
 from approvals.services import approval_request_approve, approval_request_deny
-from tests.agents.sdk.author_venv import AuthorVenv
+from tests.agents.sdk.author_venv import AUTHOR_VENV_TIMEOUT, AuthorVenv
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), AUTHOR_VENV_TIMEOUT]
 
 EXAMPLE = Path(__file__).with_name("openai_agents_example.py")
 
