@@ -56,3 +56,27 @@ def test_it_gates_the_tool_on_the_reviewers_decisions(
         "high",
     )
     assert ApprovalRequest.objects.count() == 3
+
+
+def test_a_run_restored_from_its_string_resolves_its_one_request(
+    live_console, sdk_agent, rita, reviewer_thread, author_venv: AuthorVenv
+) -> None:  # type: ignore[no-untyped-def]
+    # Issue 20: a paused run saved with to_string() and resolved from RunState.from_string() in
+    # a new process (and resolved again, as a retry) finds the request it already submitted.
+    _, token = sdk_agent
+    reviewer_thread.decide(
+        lambda approval: approval_request_approve(approval=approval, reviewer=rita)
+    )
+    result = author_venv.run(
+        str(EXAMPLE), live_console.url, token, "restart", "ticket-4711", timeout=100
+    )
+    reviewer_thread.join()
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout)
+
+    stored = ApprovalRequest.objects.get()  # one request, however often it was submitted
+    assert outcome["submitted_first"] == outcome["submitted_again"] == {"c1": str(stored.code)}
+    assert outcome["refunds"] == [{"payment_id": "pay_7", "amount": 4900}]
+    assert outcome["final_output"] == "All done."
+    # The restored process asked as the first did: from the tool's hook, found on the agent.
+    assert (stored.summary, stored.impact) == ("Refund 4900 on pay_7", "high")
