@@ -52,7 +52,7 @@ install: $(VENV)/.installed $(AUTHOR_WHEELS)/.downloaded
 
 # The SDK's sdist and wheel in var/sdk-dist/, built the way PyPI would get them.
 sdk-dist: install
-	rm -rf var/sdk-dist
+	rm -rf var/sdk-dist agents/sdk/build
 	$(PY) -m build --no-isolation --outdir var/sdk-dist agents/sdk
 
 # What an agent author does, unpinned: the wheel beside the newest OpenAI Agents SDK and LangGraph
