@@ -11,7 +11,7 @@ PORT ?= 8000
 PYTHON ?= $(shell for p in python3.13 python3.12 python3 $$(ls -d $$HOME/.pyenv/versions/3.1[2-9]*/bin/python3 2>/dev/null); do \
 	if $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then echo $$p; break; fi; done)
 
-.PHONY: help install run test test-fast test-browser bench lint format lock clean
+.PHONY: help install run test test-fast test-browser bench lint format lock clean sdk-dist sdk-check
 
 help:
 	@echo "make run    start the console on http://127.0.0.1:$(PORT) with a worker, beat and a demo agent"
@@ -19,27 +19,52 @@ help:
 	@echo "make bench  measure the console started the production way (PostgreSQL, Redis, 2 servers)"
 	@echo "make lint   ruff and mypy"
 	@echo "make lock   re-resolve requirements.lock from pyproject.toml"
+	@echo "make sdk-dist  build the Python SDK's sdist and wheel into var/sdk-dist/"
 
-$(VENV)/.installed: requirements.lock
+$(VENV)/.installed: requirements.lock agents/sdk/pyproject.toml
 	@if [ -z "$(PYTHON)" ]; then echo "Python >= 3.12 is required (set PYTHON=/path/to/python3.12)"; exit 1; fi
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@# --require-hashes: a fresh machine installs exactly the files CI tested, or nothing.
 	set -o pipefail; $(PY) -m pip install --quiet --disable-pip-version-check --require-hashes \
 		-r requirements.lock 2>&1 | { grep -v "^WARNING: Location" || true; }
-	@$(PY) -c "import django, channels, celery" && touch $@
+	@# The SDK (agents/sdk, import name approval_console) is a distribution of its own, which the
+	@# lock cannot list (pip refuses a directory under --require-hashes). Installed editable, so the
+	@# demo agent and the tests run the tree's code under the name authors install it as. Offline:
+	@# its build backend, setuptools, came with its hash from the lock.
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-index --no-deps \
+		--no-build-isolation -e ./agents/sdk
+	@$(PY) -c "import django, channels, celery, approval_console" && touch $@
 
-# The OpenAI Agents SDK lives in its own directory, not in site-packages: its top-level package
-# `agents` would shadow our app. Only the adapter example's subprocess puts it on sys.path.
-OPENAI_AGENTS_DIR := $(VENV)/openai-agents
+# An agent author's venv holds the SDK beside the OpenAI Agents SDK and LangGraph. The console's
+# venv cannot: the Agents SDK's top-level package `agents` has the name of our Django app. So the
+# tests build authors' venvs of their own, offline, from these wheels (the frameworks' hashed
+# lock, tests/agents/sdk/author_venv.py) and the SDK's wheel built from the tree.
+AUTHOR_WHEELS := $(VENV)/author-wheels
 
-$(OPENAI_AGENTS_DIR)/.installed: tests/agents/sdk/requirements-openai-agents.lock $(VENV)/.installed
-	rm -rf $(OPENAI_AGENTS_DIR)
-	set -o pipefail; $(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
-		--target $(OPENAI_AGENTS_DIR) -r tests/agents/sdk/requirements-openai-agents.lock 2>&1 \
-		| { grep -v "^WARNING: Location" || true; }
-	@test -d $(OPENAI_AGENTS_DIR)/agents && touch $@
+$(AUTHOR_WHEELS)/.downloaded: tests/agents/sdk/requirements-author.lock $(VENV)/.installed
+	rm -rf $(AUTHOR_WHEELS)
+	set -o pipefail; $(PY) -m pip download --quiet --disable-pip-version-check --require-hashes \
+		--no-deps --only-binary=:all: -d $(AUTHOR_WHEELS) -r tests/agents/sdk/requirements-author.lock \
+		2>&1 | { grep -v "^WARNING: Location" || true; }
+	touch $@
 
-install: $(VENV)/.installed $(OPENAI_AGENTS_DIR)/.installed
+install: $(VENV)/.installed $(AUTHOR_WHEELS)/.downloaded
+
+# The SDK's sdist and wheel in var/sdk-dist/, built the way PyPI would get them.
+sdk-dist: install
+	rm -rf var/sdk-dist agents/sdk/build
+	$(PY) -m build --no-isolation --outdir var/sdk-dist agents/sdk
+
+# What an agent author does, unpinned: the wheel beside the newest OpenAI Agents SDK and LangGraph
+# from the package index, in a clean venv, outside the repository. (The tests pin them; this
+# catches a new release that clashes.)
+sdk-check: sdk-dist
+	rm -rf var/sdk-check && $(PY) -m venv var/sdk-check
+	set -o pipefail; var/sdk-check/bin/python -m pip install --quiet --disable-pip-version-check \
+		var/sdk-dist/*.whl openai-agents langgraph 2>&1 | { grep -v "^WARNING: Location" || true; }
+	cd /tmp && $(CURDIR)/var/sdk-check/bin/python -c "import approval_console, agents, langgraph; \
+		assert hasattr(agents, 'Runner'); print('approval_console', approval_console.__version__, \
+		'imports beside openai-agents and langgraph')"
 
 run: install
 	$(PY) manage.py migrate --no-input -v 0
@@ -79,8 +104,8 @@ lock: install
 	$(VENV)/bin/pip-compile --quiet --generate-hashes --extra dev --strip-extras --allow-unsafe \
 		--no-emit-index-url --no-emit-find-links -o requirements.lock pyproject.toml
 	$(VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \
-		--no-emit-index-url --no-emit-find-links -o tests/agents/sdk/requirements-openai-agents.lock \
-		tests/agents/sdk/requirements-openai-agents.in
+		--no-emit-index-url --no-emit-find-links --extra langgraph --extra openai-agents \
+		-o tests/agents/sdk/requirements-author.lock agents/sdk/pyproject.toml
 
 clean:
 	rm -rf $(VENV) var test-artifacts .pytest_cache .ruff_cache .mypy_cache

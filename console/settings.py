@@ -349,6 +349,10 @@ APPROVAL_SUGGESTION_VALIDITY_SECONDS = env_int("APPROVAL_SUGGESTION_VALIDITY_SEC
 # --- Agent Approval Protocol v1 ----------------------------------------------------------------
 # Where the protocol is served: POST {AAP_BASE_PATH}/v1/requests.
 AAP_BASE_PATH = "/" + env_str("AAP_BASE_PATH", "/aap").strip("/")
+# A request's top-level `server` is an extension the reference client sends on MCP calls (the
+# spec allows no extra fields): accepted and echoed by default; off, it is refused as unknown and
+# never echoed, for clients that validate responses strictly.
+AAP_ACCEPT_SERVER_FIELD = env_bool("AAP_ACCEPT_SERVER_FIELD", True)
 # Off: webhook receivers must be public HTTPS hosts (the spec's SSRF rules). On, for self-hosted
 # deployments: receivers on loopback and private networks are allowed, over HTTP too.
 AAP_WEBHOOK_ALLOW_PRIVATE_RECEIVERS = env_bool("AAP_WEBHOOK_ALLOW_PRIVATE_RECEIVERS", False)

@@ -9,6 +9,7 @@ import base64
 import binascii
 from typing import Any
 
+from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 from rest_framework import renderers, serializers
 
@@ -104,8 +105,9 @@ class CreateApprovalRequestInput(StrictSerializer):
     timeout = _duration_field()
     agent_reasoning = StrictStringField(max_length=MAX_TEXT, required=False, allow_blank=True)
     context = OpenObjectField(required=False)  # type: ignore[assignment]
-    # Not in the OpenAPI contract, but the reference client sends it on MCP calls: accept it
-    # and echo it, so that client works unchanged.
+    # An extension, not in the OpenAPI contract (additionalProperties: false): the reference
+    # client sends it on MCP calls, so it is accepted and echoed and that client works unchanged.
+    # AAP_ACCEPT_SERVER_FIELD=false refuses it, for clients that validate strictly.
     server = AnyJSONField(required=False, allow_null=True)
 
     def validate_timeout(self, timeout: str) -> str:
@@ -113,6 +115,12 @@ class CreateApprovalRequestInput(StrictSerializer):
         # it is held to the field cap like any other agent-supplied field.
         api_limits.field_size_check(len(timeout))
         return timeout
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        if not settings.AAP_ACCEPT_SERVER_FIELD:
+            del fields["server"]  # then an unknown field like any other
+        return fields
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if exact_json.has_lone_surrogate(attrs):
@@ -163,7 +171,8 @@ def approval_document(approval: ApprovalRequest) -> dict[str, Any]:
         document["agent_reasoning"] = approval.reasoning
     if approval.context_raw:
         document["context"] = exact_json.RawJSON(approval.context_raw)
-    if approval.server_raw:
+    # A strict provider echoes nothing outside the contract, even what was stored before.
+    if approval.server_raw and settings.AAP_ACCEPT_SERVER_FIELD:
         document["server"] = exact_json.RawJSON(approval.server_raw)
     document |= {
         "status": approval.status,

@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from approval_console import Console, RetryPolicy
 from django.db import connection
 
-from agents.sdk import Console, RetryPolicy
 from approvals.models import ApprovalRequest, Status
 from tests.factories import UserFactory, agent_with_token
 

@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from approval_console import Approval, Console, ConsoleApiError, ConsoleError
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
-
-from agents.sdk import Approval, Console, ConsoleApiError, ConsoleError
 
 CUSTOMERS = ["Ada Moreau", "Kenji Ito", "Priya Raman", "Lucas Silva", "Noor Haddad", "Eva Novak"]
 

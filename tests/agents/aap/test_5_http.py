@@ -91,6 +91,27 @@ def test_it_accepts_and_echoes_the_server_field(instance) -> None:  # type: igno
     assert response.json()["server"] == {"name": "payments-mcp", "version": 2}
 
 
+@override_settings(AAP_ACCEPT_SERVER_FIELD=False)
+def test_a_strict_provider_refuses_the_server_extension(instance) -> None:  # type: ignore[no-untyped-def]
+    # `server` is an extension (the spec's CreateApprovalRequest has additionalProperties: false);
+    # switched off, it is an unknown field like any other.
+    response = instance.create({**REFUND, "server": {"name": "payments-mcp"}})
+
+    _assert_error(response, 400, "invalid_field", param="server")
+    assert not ApprovalRequest.objects.exists()
+
+
+def test_a_strict_provider_never_echoes_a_server_stored_before(instance) -> None:  # type: ignore[no-untyped-def]
+    created = instance.create({**REFUND, "server": {"name": "payments-mcp"}})
+    assert created.status_code == 201, created.content
+
+    with override_settings(AAP_ACCEPT_SERVER_FIELD=False):
+        read = instance.client.get(f"{BASE}/requests/{created.json()['id']}")
+
+    assert read.status_code == 200
+    assert "server" not in read.json()
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [

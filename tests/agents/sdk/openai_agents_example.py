@@ -2,42 +2,29 @@
 the Agents SDK's own ScriptedModel.
 
 Run as a script (python openai_agents_example.py URL CREDENTIAL RUNS), it prints one JSON line
-per run of the agent. The Agents SDK's top-level
-package is named `agents`, like this project's Django app, so the example runs in its own process
-with the console SDK loaded under the name an agent author would install it as.
+per run of the agent; with `restart RUN_KEY` instead of RUNS, one line for a run saved while
+paused and resolved from its restored state. It runs in an agent author's venv
+(tests/agents/sdk/author_venv.py): the Agents SDK's top-level package is named `agents`, like
+the console's Django app, so it cannot be imported beside the console; beside the installed
+`approval_console` it can.
 """
 
 import asyncio
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
-SDK_DIR = Path(__file__).resolve().parents[3] / "agents" / "sdk"
+from agents.testing import ScriptedModel, assistant_message, function_call
+from approval_console import AsyncConsole, RetryPolicy
+from approval_console.adapters.openai_agents import ConsoleToolApprovals
 
+from agents import Agent, Runner, RunState, function_tool, set_tracing_disabled
 
-def _load_console_sdk() -> None:
-    spec = importlib.util.spec_from_file_location(
-        "approval_console_sdk", SDK_DIR / "__init__.py", submodule_search_locations=[str(SDK_DIR)]
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["approval_console_sdk"] = module
-    spec.loader.exec_module(module)
+PAUSING_CALL = function_call("issue_refund", {"payment_id": "pay_7", "amount": 4900}, call_id="c1")
 
 
-async def refund_once(url: str, credential: str) -> dict[str, object]:
-    from agents.testing import ScriptedModel, assistant_message, function_call
-    from approval_console_sdk import AsyncConsole, RetryPolicy
-    from approval_console_sdk.adapters.openai_agents import ConsoleToolApprovals
-
-    from agents import Agent, Runner, function_tool, set_tracing_disabled
-
-    set_tracing_disabled(True)
-    refunds: list[dict[str, object]] = []
-    console = AsyncConsole(url, credential, retry=RetryPolicy(attempts=3, base_delay=0.05))
-    gate = ConsoleToolApprovals(console)
-
+def refund_agent(
+    gate: ConsoleToolApprovals, model: ScriptedModel, refunds: list[dict[str, object]]
+) -> Agent:
     @function_tool(
         needs_approval=gate.needs_approval(
             impact="high", summary=lambda p: f"Refund {p['amount']} on {p['payment_id']}"
@@ -48,13 +35,21 @@ async def refund_once(url: str, credential: str) -> dict[str, object]:
         refunds.append({"payment_id": payment_id, "amount": amount})
         return f"refunded {amount}"
 
-    model = ScriptedModel(
-        [
-            [function_call("issue_refund", {"payment_id": "pay_7", "amount": 4900}, call_id="c1")],
-            [assistant_message("All done.")],
-        ]
-    )
-    agent = Agent(name="refund-bot", instructions="Refund.", model=model, tools=[issue_refund])
+    return Agent(name="refund-bot", instructions="Refund.", model=model, tools=[issue_refund])
+
+
+def connect(url: str, credential: str) -> AsyncConsole:
+    return AsyncConsole(url, credential, retry=RetryPolicy(attempts=3, base_delay=0.05))
+
+
+async def refund_once(url: str, credential: str, run_key: str | None) -> dict[str, object]:
+    """One run: pause on the refund, resolve through the console, resume."""
+    set_tracing_disabled(True)
+    refunds: list[dict[str, object]] = []
+    console = connect(url, credential)
+    gate = ConsoleToolApprovals(console, run_key=run_key)
+    model = ScriptedModel([[PAUSING_CALL], [assistant_message("All done.")]])
+    agent = refund_agent(gate, model, refunds)
 
     result = await Runner.run(agent, "Refund the duplicate charge on pay_7.")
     paused_on = [item.tool_name for item in result.interruptions]
@@ -77,7 +72,42 @@ async def refund_once(url: str, credential: str) -> dict[str, object]:
     }
 
 
+async def refund_across_a_restart(url: str, credential: str, run_key: str) -> dict[str, object]:
+    """Pause and submit, save the state as a string and drop everything; then, as a new process
+    would, restore the state and resolve it (twice: a retry), and resume."""
+    set_tracing_disabled(True)
+    refunds: list[dict[str, object]] = []
+
+    console = connect(url, credential)
+    gate = ConsoleToolApprovals(console, run_key=run_key)
+    agent = refund_agent(gate, ScriptedModel([[PAUSING_CALL]]), refunds)
+    result = await Runner.run(agent, "Refund the duplicate charge on pay_7.")
+    submitted_first = await gate.submit(result)
+    saved = result.to_state().to_string()
+    await console.aclose()
+
+    console = connect(url, credential)
+    gate = ConsoleToolApprovals(console, run_key=run_key)
+    agent = refund_agent(gate, ScriptedModel([[assistant_message("All done.")]]), refunds)
+    submitted_again = await gate.submit(await RunState.from_string(agent, saved))
+    state = await gate.resolve(await RunState.from_string(agent, saved))
+    result = await Runner.run(agent, state)
+    await console.aclose()
+    return {
+        "submitted_first": submitted_first,
+        "submitted_again": submitted_again,
+        "refunds": refunds,
+        "final_output": result.final_output,
+    }
+
+
 if __name__ == "__main__":
-    _load_console_sdk()
-    for _ in range(int(sys.argv[3])):
-        print(json.dumps(asyncio.run(refund_once(sys.argv[1], sys.argv[2]))), flush=True)
+    url, credential, mode = sys.argv[1:4]
+    if mode == "restart":
+        outcome = asyncio.run(refund_across_a_restart(url, credential, sys.argv[4]))
+        print(json.dumps(outcome), flush=True)
+    else:
+        # One run key per run: the scripted model's call id is the same in every run.
+        for n in range(int(mode)):
+            outcome = asyncio.run(refund_once(url, credential, run_key=f"ticket-{n}"))
+            print(json.dumps(outcome), flush=True)

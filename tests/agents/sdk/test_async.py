@@ -3,9 +3,9 @@
 import asyncio
 
 import pytest
+from approval_console import ApprovalDenied, AsyncConsole, ConsoleUnreachable
 from asgiref.sync import sync_to_async
 
-from agents.sdk import ApprovalDenied, AsyncConsole, ConsoleUnreachable
 from approvals.models import ApprovalRequest
 from approvals.services import approval_request_approve
 from tests.agents.conftest import FAST_RETRY
@@ -49,6 +49,29 @@ async def test_it_gates_an_async_function_and_runs_the_approved_arguments(
 
 
 @pytest.mark.asyncio
+async def test_the_summary_callable_gets_the_bound_arguments_with_defaults(
+    live_console, sdk_agent, rita
+) -> None:  # type: ignore[no-untyped-def]
+    # Issue 20: a default the caller left out must reach the summary callable too.
+    agent, token = sdk_agent
+    async with AsyncConsole(live_console.url, token, retry=FAST_RETRY) as console:
+
+        @console.requires_approval(summary=lambda payment_id, amount: f"Refund {amount}")
+        async def issue_refund(payment_id: str, amount: int = 500) -> int:
+            return amount
+
+        async def reviewer() -> ApprovalRequest:
+            approval = await _next_pending(agent)
+            await sync_to_async(approval_request_approve)(approval=approval, reviewer=rita)
+            return approval
+
+        result, approval = await asyncio.gather(issue_refund("pay_2"), reviewer())
+
+    assert result == 500
+    assert approval.summary == "Refund 500"
+
+
+@pytest.mark.asyncio
 async def test_it_raises_denied_for_an_async_function(live_console, sdk_agent, rita) -> None:  # type: ignore[no-untyped-def]
     agent, token = sdk_agent
     calls: list[str] = []
@@ -79,7 +102,7 @@ async def test_it_raises_denied_for_an_async_function(live_console, sdk_agent, r
 async def test_it_gates_an_async_function_with_the_sync_console(
     live_console, sdk_agent, rita
 ) -> None:  # type: ignore[no-untyped-def]
-    from agents.sdk import Console
+    from approval_console import Console
 
     agent, token = sdk_agent
     calls: list[str] = []

@@ -3,13 +3,13 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from agents.sdk import (
+from approval_console import (
     ApprovalCancelled,
     ApprovalDenied,
     ApprovalExpired,
     Decision,
 )
+
 from approvals.models import ApprovalRequest
 from approvals.services import approval_request_approve, approval_request_deny
 
@@ -80,6 +80,24 @@ def test_it_runs_the_gated_function_only_after_approval(
     assert stored.arguments == {"payment_id": "pay_9", "amount": 1299, "currency": "EUR"}
     assert stored.summary == "Refund 1299 on pay_9"
     assert stored.tool == "issue_refund"
+
+
+def test_the_summary_callable_gets_the_bound_arguments_with_defaults(
+    console, reviewer_session, reviewer_thread
+) -> None:  # type: ignore[no-untyped-def]
+    # Issue 20: the summary callable was given the caller's raw arguments, so a default the
+    # caller left out was missing and the SDK raised TypeError before anything was submitted.
+    @console.requires_approval(summary=lambda payment_id, amount: f"Refund {amount}")
+    def issue_refund(payment_id: str, amount: int = 500) -> str:
+        return f"refunded {amount}"
+
+    reviewer_thread.decide(
+        lambda approval: reviewer_session.post(f"/requests/{approval.code}/approve", {"note": ""})
+    )
+    assert issue_refund("pay_2") == "refunded 500"
+    reviewer_thread.join()
+
+    assert ApprovalRequest.objects.get().summary == "Refund 500"
 
 
 def test_it_raises_denied_with_the_reason_and_never_calls(

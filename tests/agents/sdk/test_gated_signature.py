@@ -1,8 +1,10 @@
 """How a gated call becomes the arguments a reviewer sees, and approved arguments a call again."""
 
-import pytest
+from collections.abc import Callable
+from typing import Any
 
-from agents.sdk._wire import GatedSignature, create_body, duration
+import pytest
+from approval_console._wire import GatedSignature, create_body, duration, summary_text
 
 
 def _refund(payment_id: str, amount: int, /, currency: str = "EUR", *notes: str, **extra: int):  # type: ignore[no-untyped-def]
@@ -84,3 +86,26 @@ def test_it_sends_only_the_fields_that_were_set() -> None:
         "timeout": "90s",
     }
     assert duration("30m") == "30m"
+
+
+def test_the_summary_gets_every_bound_argument_by_name() -> None:
+    def issue_refund(payment_id: str, amount: int = 500, *, currency: str = "EUR") -> None: ...
+
+    gate = GatedSignature(issue_refund, frozenset())
+
+    def text(summary: Callable[..., str], *args: Any, **kwargs: Any) -> str | None:
+        return summary_text(summary, gate, args, kwargs)
+
+    assert text(lambda payment_id, amount, currency: f"{payment_id} {amount}", "p") == "p 500"
+    assert text(lambda amount, **_: f"{amount}", payment_id="p", amount=7) == "7"
+    assert text(lambda **every: ",".join(sorted(every)), "p", 7) == "amount,currency,payment_id"
+
+
+def test_the_summary_gets_positional_only_and_star_args_by_position() -> None:
+    gate = GatedSignature(_refund, frozenset())
+
+    summary = summary_text(
+        lambda *args, **kwargs: f"{args} {kwargs}", gate, ("pay_1", 10, "GBP", "dup"), {"p": 2}
+    )
+
+    assert summary == "('pay_1', 10, 'GBP', 'dup') {'p': 2}"

@@ -1,4 +1,8 @@
-"""The SDK is for agent code: it must import and work without Django installed or configured."""
+"""The SDK is for agent code: it must import and work without Django installed or configured.
+
+These run the SDK as installed in this venv (`make install` installs agents/sdk editable), from
+a directory outside the repository, so nothing of the console is importable by accident.
+tests/agents/sdk/test_distribution.py installs the built wheel into a venv without Django."""
 
 import os
 import subprocess
@@ -9,10 +13,11 @@ REPO = Path(__file__).resolve().parents[3]
 
 SCRIPT = """
 import sys
-from agents.sdk import Console, AsyncConsole, Decision, ApprovalDenied
-from agents.sdk.adapters import langgraph, openai_agents
+from approval_console import Console, AsyncConsole, Decision, ApprovalDenied
+from approval_console.adapters import langgraph, openai_agents
 assert "django" not in sys.modules, "the SDK imported Django"
-assert "langgraph" not in sys.modules and "agents.sdk.adapters.openai_agents" in sys.modules
+assert "langgraph" not in sys.modules and "approval_console.adapters.openai_agents" in sys.modules
+assert "agents" not in sys.modules, "the SDK imported something named agents"
 console = Console("http://127.0.0.1:9", "aac_test")
 print("ok", type(console).__name__)
 """
@@ -24,7 +29,8 @@ def test_it_imports_without_django(tmp_path: Path) -> None:
     fake.mkdir()
     (fake / "__init__.py").write_text("raise ImportError('Django must not be imported')\n")
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(REPO)])
+    # The repository is not on the path: the SDK comes from its installed distribution.
+    env["PYTHONPATH"] = str(tmp_path)
 
     result = subprocess.run(
         [sys.executable, "-c", SCRIPT],

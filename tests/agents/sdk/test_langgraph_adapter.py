@@ -5,17 +5,17 @@ is langchain's GenericFakeChatModel and the checkpointer is in memory."""
 from typing import Any
 
 import pytest
+from approval_console import Console
+from approval_console.adapters.langgraph import (
+    approval_interrupt,
+    pending_approvals,
+    resume_when_decided,
+)
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, MessagesState, StateGraph
 
-from agents.sdk import Console
-from agents.sdk.adapters.langgraph import (
-    approval_interrupt,
-    pending_approvals,
-    resume_when_decided,
-)
 from approvals.models import ApprovalRequest
 from approvals.services import approval_request_approve, approval_request_deny
 

@@ -5,30 +5,22 @@ One subprocess runs the agent three times (importing the Agents SDK takes second
 approves the first request, denies the second and changes the arguments of the third."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from approvals.models import ApprovalRequest
 from approvals.services import approval_request_approve, approval_request_deny
+from tests.agents.sdk.author_venv import AUTHOR_VENV_TIMEOUT, AuthorVenv
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), AUTHOR_VENV_TIMEOUT]
 
 EXAMPLE = Path(__file__).with_name("openai_agents_example.py")
-# `make install` puts the Agents SDK here, outside site-packages (see the Makefile).
-OPENAI_AGENTS_DIR = Path(__file__).resolve().parents[3] / ".venv" / "openai-agents"
 
 
 def test_it_gates_the_tool_on_the_reviewers_decisions(
-    live_console, sdk_agent, rita, reviewer_thread
+    live_console, sdk_agent, rita, reviewer_thread, author_venv: AuthorVenv
 ) -> None:  # type: ignore[no-untyped-def]
-    if not (OPENAI_AGENTS_DIR / "agents").is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"The OpenAI Agents SDK is missing from {OPENAI_AGENTS_DIR}: make install")
-        pytest.skip(f"The OpenAI Agents SDK is not installed in {OPENAI_AGENTS_DIR}: make install")
     _, token = sdk_agent
     reviewer_thread.decide(
         lambda approval: approval_request_approve(approval=approval, reviewer=rita),
@@ -39,16 +31,7 @@ def test_it_gates_the_tool_on_the_reviewers_decisions(
             approval=approval, reviewer=rita, arguments={"payment_id": "pay_7", "amount": 100}
         ),
     )
-    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    env["PYTHONPATH"] = str(OPENAI_AGENTS_DIR)
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLE), live_console.url, token, "3"],
-        env=env,
-        cwd=EXAMPLE.parent,
-        capture_output=True,
-        text=True,
-        timeout=100,
-    )
+    result = author_venv.run(str(EXAMPLE), live_console.url, token, "3", timeout=100)
     reviewer_thread.join()
     assert result.returncode == 0, result.stderr
     approved, denied, changed = (json.loads(line) for line in result.stdout.splitlines())
@@ -73,3 +56,27 @@ def test_it_gates_the_tool_on_the_reviewers_decisions(
         "high",
     )
     assert ApprovalRequest.objects.count() == 3
+
+
+def test_a_run_restored_from_its_string_resolves_its_one_request(
+    live_console, sdk_agent, rita, reviewer_thread, author_venv: AuthorVenv
+) -> None:  # type: ignore[no-untyped-def]
+    # Issue 20: a paused run saved with to_string() and resolved from RunState.from_string() in
+    # a new process (and resolved again, as a retry) finds the request it already submitted.
+    _, token = sdk_agent
+    reviewer_thread.decide(
+        lambda approval: approval_request_approve(approval=approval, reviewer=rita)
+    )
+    result = author_venv.run(
+        str(EXAMPLE), live_console.url, token, "restart", "ticket-4711", timeout=100
+    )
+    reviewer_thread.join()
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout)
+
+    stored = ApprovalRequest.objects.get()  # one request, however often it was submitted
+    assert outcome["submitted_first"] == outcome["submitted_again"] == {"c1": str(stored.code)}
+    assert outcome["refunds"] == [{"payment_id": "pay_7", "amount": 4900}]
+    assert outcome["final_output"] == "All done."
+    # The restored process asked as the first did: from the tool's hook, found on the agent.
+    assert (stored.summary, stored.impact) == ("Refund 4900 on pay_7", "high")

@@ -6,8 +6,8 @@ import time
 
 import pytest
 import uvicorn
+from approval_console import Console, ConsoleApiError, ConsoleUnreachable
 
-from agents.sdk import Console, ConsoleApiError, ConsoleUnreachable
 from approvals.models import ApprovalRequest
 from tests.agents.conftest import FAST_RETRY
 from tests.agents.sdk.proxy import FlakyProxy

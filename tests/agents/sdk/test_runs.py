@@ -5,10 +5,10 @@ import asyncio
 from decimal import Decimal
 
 import pytest
+from approval_console import ApprovalDenied, AsyncConsole
 from asgiref.sync import sync_to_async
 
 from agents.models import Run, TraceEvent
-from agents.sdk import ApprovalDenied, AsyncConsole
 from approvals.models import ApprovalRequest
 from approvals.services import approval_request_approve, approval_request_deny
 from tests.agents.conftest import FAST_RETRY
@@ -137,7 +137,8 @@ async def test_it_traces_gated_calls_in_an_async_run(live_console, sdk_agent, ri
 def test_it_keeps_events_the_console_could_not_take_and_sends_them_later(
     live_console, sdk_agent
 ) -> None:  # type: ignore[no-untyped-def]
-    from agents.sdk import Console
+    from approval_console import Console
+
     from tests.agents.sdk.proxy import FlakyProxy
 
     _, token = sdk_agent

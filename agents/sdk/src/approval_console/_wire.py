@@ -127,9 +127,14 @@ class GatedSignature:
         self.exclude = exclude
         self.name = fn.__name__
 
-    def arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> inspect.BoundArguments:
+        """The call as the function will see it: defaults the caller left out filled in."""
         bound = self.signature.bind(*args, **kwargs)
         bound.apply_defaults()
+        return bound
+
+    def arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        bound = self.bind(args, kwargs)
         submitted: dict[str, Any] = {}
         for name, value in bound.arguments.items():
             if name in self.exclude:
@@ -152,8 +157,7 @@ class GatedSignature:
     ) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Positional and keyword arguments for the approved call. Excluded parameters (such as
         `self`) come from the original call; everything else from the approval."""
-        original = self.signature.bind(*args, **kwargs)
-        original.apply_defaults()
+        original = self.bind(args, kwargs)
         unknown = set(approved) - set(self.signature.parameters)
         if unknown:
             raise TypeError(
@@ -183,11 +187,35 @@ class GatedSignature:
 
 
 def summary_text(
-    summary: str | Callable[..., str] | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+    summary: str | Callable[..., str] | None,
+    gate: GatedSignature,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
 ) -> str | None:
+    """The summary for one call. A callable gets every bound argument, defaults included, by
+    name where Python allows it: `lambda payment_id, amount: ...` works however the caller
+    passed them, and `lambda amount, **_: ...` picks one."""
     if summary is None or isinstance(summary, str):
         return summary
-    return str(summary(*args, **kwargs))
+    bound = gate.bind(args, kwargs)
+    parameters = gate.signature.parameters
+    # With *args in the signature, the parameters before it can only be filled by position.
+    by_position = any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters.values())
+    call_args: list[Any] = []
+    call_kwargs: dict[str, Any] = {}
+    for name, value in bound.arguments.items():
+        kind = parameters[name].kind
+        if kind is inspect.Parameter.VAR_POSITIONAL:
+            call_args.extend(value)
+        elif kind is inspect.Parameter.VAR_KEYWORD:
+            call_kwargs.update(value)
+        elif kind is inspect.Parameter.POSITIONAL_ONLY or (
+            kind is inspect.Parameter.POSITIONAL_OR_KEYWORD and by_position
+        ):
+            call_args.append(value)
+        else:
+            call_kwargs[name] = value
+    return str(summary(*call_args, **call_kwargs))
 
 
 def monotonic() -> float:

@@ -25,6 +25,7 @@ from typing import Any, ParamSpec, TypeVar
 import httpx
 
 from . import _wire
+from ._version import __version__
 from ._wire import RetryPolicy
 from .errors import ConsoleApiError, ConsoleError, ConsoleUnreachable
 from .models import EXPIRED, Approval, Decision
@@ -37,7 +38,7 @@ LONG_POLL_SECONDS = 30
 # How long past the console's own deadline a request may still read `pending` before the client
 # stops believing it will ever be decided.
 DEADLINE_GRACE = timedelta(seconds=30)
-USER_AGENT = "agent-approval-console-sdk/0.1"
+USER_AGENT = f"agent-approval-console-sdk/{__version__}"
 
 Timeout = str | int | float | timedelta
 
@@ -302,7 +303,7 @@ class Console(_ConsoleBase):
     ) -> Callable[[Callable[P, R]], Callable[P, R]]:
         """Gate a function (sync or async) behind a reviewer's approval.
 
-        `summary` may be a string or a callable given the call's own arguments.
+        `summary` may be a string or a callable given the call's arguments, defaults included.
         Parameters in `exclude` are neither shown nor changeable.
         """
 
@@ -316,7 +317,7 @@ class Console(_ConsoleBase):
                 decision = self.request_approval(
                     tool_name,
                     arguments,
-                    summary=_wire.summary_text(summary, args, kwargs),
+                    summary=_wire.summary_text(summary, gate, args, kwargs),
                     reasoning=reasoning,
                     confidence=confidence,
                     impact=impact,
@@ -678,7 +679,7 @@ class AsyncConsole(_ConsoleBase):
                     decision = await self.request_approval(
                         tool_name,
                         arguments,
-                        summary=_wire.summary_text(summary, args, kwargs),
+                        summary=_wire.summary_text(summary, gate, args, kwargs),
                         reasoning=reasoning,
                         confidence=confidence,
                         impact=impact,

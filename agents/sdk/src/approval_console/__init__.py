@@ -1,10 +1,11 @@
 """Python SDK for the Agent Approval Console. Depends on httpx only: no Django needed.
 
-from agents.sdk import Console
+from approval_console import Console
 console = Console("https://console.example", credential)
 decision = console.request_approval("issue_refund", {"payment_id": "pay_1", "amount": 4900})
 """
 
+from ._version import __version__
 from ._wire import RetryPolicy
 from .client import AsyncConsole, Console
 from .errors import (
@@ -31,4 +32,5 @@ __all__ = [
     "ConsoleUnreachable",
     "Decision",
     "RetryPolicy",
+    "__version__",
 ]
