@@ -55,13 +55,14 @@ sdk-dist: install
 	rm -rf var/sdk-dist agents/sdk/build
 	$(PY) -m build --no-isolation --outdir var/sdk-dist agents/sdk
 
-# What an agent author does, unpinned: the wheel beside the newest OpenAI Agents SDK and LangGraph
-# from the package index, in a clean venv, outside the repository. (The tests pin them; this
-# catches a new release that clashes.)
-sdk-check: sdk-dist
+# What an agent author does: the wheel, in a clean venv outside the repository, beside the OpenAI
+# Agents SDK and LangGraph (the locked releases, offline: CI must not turn red on the day
+# either publishes; `make lock` moves them forward deliberately).
+sdk-check: sdk-dist $(AUTHOR_WHEELS)/.downloaded
 	rm -rf var/sdk-check && $(PY) -m venv var/sdk-check
 	set -o pipefail; var/sdk-check/bin/python -m pip install --quiet --disable-pip-version-check \
-		var/sdk-dist/*.whl openai-agents langgraph 2>&1 | { grep -v "^WARNING: Location" || true; }
+		--no-index --find-links $(AUTHOR_WHEELS) var/sdk-dist/*.whl openai-agents langgraph 2>&1 \
+		| { grep -v "^WARNING: Location" || true; }
 	cd /tmp && $(CURDIR)/var/sdk-check/bin/python -c "import approval_console, agents, langgraph; \
 		assert hasattr(agents, 'Runner'); print('approval_console', approval_console.__version__, \
 		'imports beside openai-agents and langgraph')"
