@@ -16,7 +16,14 @@ BASE_DIR = Path(__file__).resolve().parents[2]
 
 def _start(var_dir: Path, connect: bool = True, **env: str) -> subprocess.CompletedProcess[str]:
     environment = {**os.environ, "CONSOLE_VAR_DIR": str(var_dir), **env}
-    for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY"):
+    for name in (
+        "DATABASE_URL",
+        "REDIS_URL",
+        "SECRET_KEY",
+        "AUDIT_HMAC_KEY",
+        "AUDIT_HMAC_RETIRED_KEYS",
+        "AUDIT_HMAC_KEY_FILE",
+    ):
         if name not in env:
             environment.pop(name, None)
     # A permissive umask, as on many workstations: what the console creates must not inherit it.
@@ -45,6 +52,7 @@ def test_it_creates_var_and_the_sqlite_database_for_its_user_only(tmp_path: Path
     assert _mode(var_dir) == 0o700
     assert _mode(var_dir / "console.sqlite3") == 0o600
     assert _mode(var_dir / "secret_key") == 0o600
+    assert _mode(var_dir / "audit_hmac_keys") == 0o600
 
 
 def test_it_tightens_a_var_and_database_an_older_version_left_open(tmp_path: Path) -> None:
@@ -85,7 +93,10 @@ def test_it_warns_when_var_is_open_and_cannot_be_tightened(tmp_path: Path) -> No
     if subprocess.run(["chattr", "+i", str(var_dir)], capture_output=True).returncode != 0:
         pytest.skip("chattr +i needs root and a filesystem that supports it")
     try:
-        started = _start_with_servers(var_dir, SECRET_KEY="not-a-secret")
+        # Every secret from the environment: nothing needs writing into the immutable var/.
+        started = _start_with_servers(
+            var_dir, SECRET_KEY="not-a-secret", AUDIT_HMAC_KEY="not-a-secret-either-" + "0" * 32
+        )
     finally:
         subprocess.run(["chattr", "-i", str(var_dir)], check=True)
     assert started.returncode == 0, started.stderr[-2000:]
