@@ -20,8 +20,9 @@ from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.types import Command, interrupt
 
 from approvals.models import ApprovalRequest
+from approvals.policies.models import Outcome
 from approvals.services import approval_request_approve, approval_request_deny
-from tests.factories import UserFactory
+from tests.factories import PolicyRuleFactory, UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -318,3 +319,18 @@ def test_the_console_decides_for_the_human_in_the_loop_middleware(  # type: igno
         "delete_file: reject",
     ]
     assert ApprovalRequest.objects.count() == 2
+
+
+def test_a_call_the_policy_approves_runs_without_pausing(console) -> None:  # type: ignore[no-untyped-def]
+    PolicyRuleFactory(
+        name="small refunds", position=1, tool_glob="issue_refund", outcome=Outcome.APPROVE
+    )
+    refunds: list[dict[str, Any]] = []
+    graph = _refund_agent(console, refunds, TWO_REFUNDS)
+    config = {"configurable": {"thread_id": "ticket-50"}}
+
+    final = graph.invoke({"messages": [HumanMessage("Refund both.")]}, config)
+
+    assert "__interrupt__" not in final
+    assert [r["payment_id"] for r in refunds] == ["pay_7", "pay_8"]
+    assert pending_approvals(graph, config) == {}

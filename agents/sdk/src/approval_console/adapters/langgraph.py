@@ -302,7 +302,7 @@ def review_hitl_interrupts(
                 action["name"],
                 action.get("args") or {},
                 idempotency_key="langchain-hitl:" + hashlib.sha256(identity.encode()).hexdigest(),
-                **fields,
+                **({"summary": action.get("description") or None} | fields),
             )
             left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
             decisions.append(_hitl_decision(action, console.wait(approval, timeout=left)))
