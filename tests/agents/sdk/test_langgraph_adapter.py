@@ -6,15 +6,19 @@ package throughout; the `timeout` marks turn a node that blocks on a person into
 from typing import Any
 
 import pytest
-from approval_console import Console
+from approval_console import AsyncConsole, Console
 from approval_console.adapters.langgraph import (
+    aapproval_interrupt,
     approval_interrupt,
+    decided_resume,
     pending_approvals,
     resume_when_decided,
     review_hitl_interrupts,
 )
+from asgiref.sync import sync_to_async
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.types import Command, interrupt
@@ -22,6 +26,7 @@ from langgraph.types import Command, interrupt
 from approvals.models import ApprovalRequest
 from approvals.policies.models import Outcome
 from approvals.services import approval_request_approve, approval_request_deny
+from tests.agents.conftest import FAST_RETRY
 from tests.factories import PolicyRuleFactory, UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -334,3 +339,53 @@ def test_a_call_the_policy_approves_runs_without_pausing(console) -> None:  # ty
     assert "__interrupt__" not in final
     assert [r["payment_id"] for r in refunds] == ["pay_7", "pay_8"]
     assert pending_approvals(graph, config) == {}
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(60)
+async def test_an_async_node_takes_two_approvals_without_blocking(  # type: ignore[no-untyped-def]
+    live_console, sdk_agent, console, rita
+) -> None:
+    _, token = sdk_agent
+    refunds: list[str] = []
+    async with AsyncConsole(live_console.url, token, retry=FAST_RETRY) as aconsole:
+
+        async def tools(state: MessagesState) -> dict[str, Any]:
+            decisions = [
+                await aapproval_interrupt(
+                    aconsole, call["name"], call["args"], tool_call_id=call["id"]
+                )
+                for call in TWO_REFUNDS
+            ]
+            refunds.extend(
+                call["args"]["payment_id"]
+                for call, decision in zip(TWO_REFUNDS, decisions, strict=True)
+                if decision.is_usable()
+            )
+            return {"messages": [HumanMessage("done")]}
+
+        builder = StateGraph(MessagesState)
+        builder.add_node("tools", tools)
+        builder.add_edge(START, "tools")
+        builder.add_edge("tools", END)
+        graph = builder.compile(checkpointer=InMemorySaver())
+        config: RunnableConfig = {"configurable": {"thread_id": "async-1"}}
+
+        async def decide_next(action: Any) -> Any:
+            approval = await sync_to_async(ApprovalRequest.objects.get)(status="pending")
+            await sync_to_async(action)(approval=approval, reviewer=rita)
+            return await sync_to_async(decided_resume)(console, graph, config)
+
+        await graph.ainvoke({"messages": [HumanMessage("Refund both.")]}, config)
+        paused = await graph.ainvoke(await decide_next(approval_request_approve), config)
+        assert "__interrupt__" in paused
+        assert refunds == []
+        final = await graph.ainvoke(
+            await decide_next(
+                lambda **kw: approval_request_deny(**kw, reason="No.")  # type: ignore[misc]
+            ),
+            config,
+        )
+
+    assert "__interrupt__" not in final
+    assert refunds == ["pay_7"]
