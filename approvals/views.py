@@ -18,6 +18,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
+from agents.humanlayer.selectors import humanlayer_call_without_arguments
 from approvals.agent_text import agent_json_visible
 from approvals.escalations import approval_request_escalate_next_step, escalation_next_step
 from approvals.exceptions import (
@@ -179,6 +180,7 @@ def _detail_context(
         if approval.status == Status.PENDING
         else None,
         "user_voted": user_voted,
+        "humanlayer_without_arguments": humanlayer_call_without_arguments(approval),
         # Only hides the controls: approval_request_review_approve enforces the rule.
         "operates_agent": reviewer_operates_agent(approval=approval, reviewer=request.user),
         "heartbeat_seconds": settings.APPROVAL_PRESENCE_HEARTBEAT_SECONDS,

@@ -19,3 +19,10 @@ def humanlayer_call_get(*, agent: Agent, kind: str, call_id: str) -> ApprovalReq
         .filter(agent=agent, idempotency_key=humanlayer_idempotency_key(kind=kind, call_id=call_id))
         .first()
     )
+
+
+def humanlayer_call_without_arguments(approval: ApprovalRequest) -> bool:
+    """A HumanLayer function call that arrived with empty arguments. HumanLayer's client sends
+    only the keyword arguments, so a positional call is gated with none of its values."""
+    prefix = humanlayer_idempotency_key(kind=FUNCTION_CALL, call_id="")
+    return approval.idempotency_key.startswith(prefix) and not approval.arguments

@@ -176,3 +176,49 @@ async def test_it_works_with_the_async_client(
 
     assert result == "sent"
     assert calls == ["ada@example.test"]
+
+
+WARNING_ID = 'id="humanlayer-no-arguments"'
+
+
+def test_a_positional_call_arrives_without_arguments_and_the_page_warns(  # type: ignore[no-untyped-def]
+    hl, reviewer_session, reviewer_thread
+) -> None:
+    pages: list[str] = []
+
+    @hl.require_approval()
+    def issue_refund(payment_id: str, amount: int) -> None:
+        raise AssertionError("a denied call must not run")
+
+    def look_then_deny(approval: ApprovalRequest) -> None:
+        pages.append(reviewer_session.client.get(f"/requests/{approval.code}/").text)
+        reviewer_session.post(f"/requests/{approval.code}/deny", {"reason": "No values shown."})
+
+    reviewer_thread.decide(look_then_deny)
+    # HumanLayer's client sends only keyword arguments: these two never reach the console.
+    issue_refund("pay_1", 4900)
+    reviewer_thread.join()
+
+    assert ApprovalRequest.objects.get().arguments == {}
+    (page,) = pages
+    assert WARNING_ID in page
+    warning = page[page.index(WARNING_ID) :].split("</p>", 1)[0]
+    assert "Warning from the console:" in warning  # the console's voice, not the agent's
+    assert "agent-text" not in warning
+    assert "positional arguments" in warning
+
+
+def test_a_keyword_call_or_a_native_request_gets_no_such_warning(  # type: ignore[no-untyped-def]
+    hl, reviewer_session, console
+) -> None:
+    from humanlayer import FunctionCallSpec
+
+    hl.create_function_call(FunctionCallSpec(fn="issue_refund", kwargs={"amount": 1}))
+    console.submit("ping", {})  # a native request may have no arguments: nothing is lost
+    pages = [
+        reviewer_session.client.get(f"/requests/{approval.code}/").text
+        for approval in ApprovalRequest.objects.all()
+    ]
+
+    assert len(pages) == 2
+    assert all(WARNING_ID not in page for page in pages)

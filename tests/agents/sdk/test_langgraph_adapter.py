@@ -1,41 +1,49 @@
 """A LangGraph agent with a scripted model: the refund tool pauses the graph on an `interrupt`
 until a reviewer decides in the live console, then resumes with the decision. Offline: the model
-is langchain's GenericFakeChatModel and the checkpointer is in memory."""
+is langchain's GenericFakeChatModel and the checkpointer is in memory. The real `langgraph`
+package throughout; the `timeout` marks turn a node that blocks on a person into a failure."""
 
 from typing import Any
 
 import pytest
-from approval_console import Console
+from approval_console import AsyncConsole, Console
 from approval_console.adapters.langgraph import (
+    aapproval_interrupt,
     approval_interrupt,
+    decided_resume,
     pending_approvals,
     resume_when_decided,
+    review_hitl_interrupts,
 )
+from asgiref.sync import sync_to_async
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, MessagesState, StateGraph
+from langgraph.types import Command, interrupt
 
 from approvals.models import ApprovalRequest
+from approvals.policies.models import Outcome
 from approvals.services import approval_request_approve, approval_request_deny
+from tests.agents.conftest import FAST_RETRY
+from tests.factories import PolicyRuleFactory, UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _refund_agent(console: Console, refunds: list[dict[str, Any]]):  # type: ignore[no-untyped-def]
+ONE_REFUND = [
+    {"name": "issue_refund", "args": {"payment_id": "pay_7", "amount": 4900}, "id": "call_1"}
+]
+
+
+def _refund_agent(  # type: ignore[no-untyped-def]
+    console: Console, refunds: list[dict[str, Any]], tool_calls: list[dict[str, Any]] = ONE_REFUND
+):
     model = GenericFakeChatModel(
         messages=iter(
             [
-                AIMessage(
-                    content="",
-                    tool_calls=[
-                        {
-                            "name": "issue_refund",
-                            "args": {"payment_id": "pay_7", "amount": 4900},
-                            "id": "call_1",
-                        }
-                    ],
-                ),
+                AIMessage(content="", tool_calls=tool_calls),
                 AIMessage(content="Done: I told the customer."),
             ]
         )
@@ -45,15 +53,22 @@ def _refund_agent(console: Console, refunds: list[dict[str, Any]]):  # type: ign
         return {"messages": [model.invoke(state["messages"])]}
 
     def tools(state: MessagesState) -> dict[str, Any]:
-        replies = []
-        for call in state["messages"][-1].tool_calls:  # type: ignore[union-attr]
-            decision = approval_interrupt(
+        calls = state["messages"][-1].tool_calls  # type: ignore[union-attr]
+        # Every approval first, then the calls: LangGraph re-runs the node from the top on each
+        # resume, so a call made between two approvals would run again.
+        decisions = [
+            approval_interrupt(
                 console,
                 call["name"],
                 call["args"],
+                tool_call_id=call["id"],
                 impact="high",
                 summary=f"Refund {call['args']['amount']} on {call['args']['payment_id']}",
             )
+            for call in calls
+        ]
+        replies = []
+        for call, decision in zip(calls, decisions, strict=True):
             if decision.is_usable():
                 refunds.append(decision.approved_arguments or {})
                 content = f"refunded {decision.approved_arguments}"
@@ -112,3 +127,265 @@ def test_it_resumes_a_denial_without_running_the_tool(console, rita) -> None:  #
     assert refunds == []
     tool_reply = next(m for m in final["messages"] if isinstance(m, ToolMessage))
     assert tool_reply.content == "not run: denied: Already refunded by hand."
+
+
+TWO_REFUNDS = [
+    {"name": "issue_refund", "args": {"payment_id": "pay_7", "amount": 4900}, "id": "call_1"},
+    {"name": "issue_refund", "args": {"payment_id": "pay_8", "amount": 1500}, "id": "call_2"},
+]
+
+
+def _pending(amount: int) -> ApprovalRequest:
+    return ApprovalRequest.objects.get(status="pending", arguments__amount=amount)
+
+
+@pytest.mark.timeout(60)
+def test_two_approvals_in_one_node_each_resume_with_their_own_decision(console, rita) -> None:  # type: ignore[no-untyped-def]
+    refunds: list[dict[str, Any]] = []
+    graph = _refund_agent(console, refunds, TWO_REFUNDS)
+    config = {"configurable": {"thread_id": "ticket-44"}}
+
+    graph.invoke({"messages": [HumanMessage("Refund both charges.")]}, config)
+    first = _pending(4900)
+    approval_request_approve(approval=first, reviewer=rita)
+
+    # The first decision resumes the graph; the node pauses again on the second call instead of
+    # handing the first decision to it (or blocking until somebody decides it).
+    paused = resume_when_decided(console, graph, config, timeout=10)
+
+    assert "__interrupt__" in paused
+    assert refunds == []  # the node has not finished: nothing ran twice or early
+    second = _pending(1500)
+    assert list(pending_approvals(graph, config).values()) == [str(second.code)]
+    approval_request_deny(approval=second, reviewer=rita, reason="Not this one.")
+
+    final = resume_when_decided(console, graph, config, timeout=10)
+
+    assert refunds == [{"payment_id": "pay_7", "amount": 4900}]
+    replies = {m.tool_call_id: m.content for m in final["messages"] if isinstance(m, ToolMessage)}
+    assert replies["call_1"].startswith("refunded ")
+    assert replies["call_2"] == "not run: denied: Not this one."
+    assert ApprovalRequest.objects.count() == 2
+
+
+@pytest.mark.timeout(60)
+def test_two_calls_with_the_same_arguments_are_two_requests(console, rita) -> None:  # type: ignore[no-untyped-def]
+    refunds: list[dict[str, Any]] = []
+    same = {"payment_id": "pay_9", "amount": 100}
+    calls = [
+        {"name": "issue_refund", "args": same, "id": "call_a"},
+        {"name": "issue_refund", "args": same, "id": "call_b"},
+    ]
+    graph = _refund_agent(console, refunds, calls)
+    config = {"configurable": {"thread_id": "ticket-45"}}
+
+    graph.invoke({"messages": [HumanMessage("Refund twice.")]}, config)
+    approval_request_approve(approval=ApprovalRequest.objects.get(), reviewer=rita)
+    resume_when_decided(console, graph, config, timeout=10)
+
+    # One approval never covers two calls: the second call is a request of its own, pending.
+    assert ApprovalRequest.objects.count() == 2
+    assert ApprovalRequest.objects.filter(status="pending").count() == 1
+    assert refunds == []
+
+
+@pytest.mark.timeout(60)
+def test_a_resume_sent_while_pending_pauses_again_instead_of_blocking(console, rita) -> None:  # type: ignore[no-untyped-def]
+    refunds: list[dict[str, Any]] = []
+    graph = _refund_agent(console, refunds)
+    config = {"configurable": {"thread_id": "ticket-46"}}
+    graph.invoke({"messages": [HumanMessage("Refund it.")]}, config)
+
+    again = graph.invoke(Command(resume="approve it already"), config)
+
+    assert "__interrupt__" in again
+    approval = ApprovalRequest.objects.get()
+    assert approval.status == "pending"
+    assert refunds == []
+    assert list(pending_approvals(graph, config).values()) == [str(approval.code)]
+
+    approval_request_approve(approval=approval, reviewer=rita)
+    final = resume_when_decided(console, graph, config, timeout=10)
+
+    assert refunds == [{"payment_id": "pay_7", "amount": 4900}]
+    assert final["messages"][-1].content == "Done: I told the customer."
+
+
+@pytest.mark.timeout(60)
+def test_a_resume_that_claims_a_decision_the_console_did_not_make_runs_nothing(console) -> None:  # type: ignore[no-untyped-def]
+    refunds: list[dict[str, Any]] = []
+    graph = _refund_agent(console, refunds)
+    config = {"configurable": {"thread_id": "ticket-47"}}
+    graph.invoke({"messages": [HumanMessage("Refund it.")]}, config)
+    ((interrupt_id, request_id),) = pending_approvals(graph, config).items()
+
+    final = graph.invoke(
+        Command(resume={interrupt_id: {"approval_request_id": request_id, "status": "approved"}}),
+        config,
+    )
+
+    assert refunds == []
+    tool_reply = next(m for m in final["messages"] if isinstance(m, ToolMessage))
+    assert tool_reply.content.startswith("not run: pending: ")
+
+
+def test_the_interrupt_is_an_agent_inbox_human_interrupt(console) -> None:  # type: ignore[no-untyped-def]
+    graph = _refund_agent(console, [])
+    config = {"configurable": {"thread_id": "ticket-48"}}
+
+    paused = graph.invoke({"messages": [HumanMessage("Refund it.")]}, config)
+
+    (value,) = [i.value for i in paused["__interrupt__"]]
+    (request,) = value  # Agent Inbox's interrupt([request]) convention: a list of one
+    approval = ApprovalRequest.objects.get()
+    assert request["action_request"] == {
+        "action": "issue_refund",
+        "args": {"payment_id": "pay_7", "amount": 4900},
+    }
+    assert request["config"] == {
+        "allow_accept": True,
+        "allow_edit": True,
+        "allow_respond": True,
+        "allow_ignore": True,
+    }
+    assert str(approval.code) in request["description"]
+    assert request["approval_console"]["approval_request_id"] == str(approval.code)
+
+
+@pytest.mark.timeout(30)
+def test_resume_when_decided_gives_up_after_its_timeout(console) -> None:  # type: ignore[no-untyped-def]
+    graph = _refund_agent(console, [])
+    config = {"configurable": {"thread_id": "ticket-49"}}
+    graph.invoke({"messages": [HumanMessage("Refund it.")]}, config)
+
+    with pytest.raises(TimeoutError):
+        resume_when_decided(console, graph, config, timeout=1)
+
+    assert ApprovalRequest.objects.get().status == "pending"
+
+
+def _hitl_graph(runs: list[tuple[str, dict[str, Any]]]):  # type: ignore[no-untyped-def]
+    """A node that pauses the way LangChain 1.x's HumanInTheLoopMiddleware does (its documented
+    interrupt and resume shapes); `langchain` itself is not installed here."""
+
+    actions = [
+        {"name": "send_email", "args": {"to": "a@example.com"}, "description": "Review"},
+        {"name": "delete_file", "args": {"path": "drafts/old.txt"}, "description": "Review"},
+    ]
+
+    def tools(state: MessagesState) -> dict[str, Any]:
+        response = interrupt(
+            {
+                "action_requests": actions,
+                "review_configs": [
+                    {"action_name": a["name"], "allowed_decisions": ["approve", "edit", "reject"]}
+                    for a in actions
+                ],
+            }
+        )
+        replies = []
+        for action, decision in zip(actions, response["decisions"], strict=True):
+            if decision["type"] == "approve":
+                runs.append((action["name"], action["args"]))
+            elif decision["type"] == "edit":
+                runs.append((action["name"], decision["edited_action"]["args"]))
+            replies.append(HumanMessage(f"{action['name']}: {decision['type']}"))
+        return {"messages": replies}
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("tools", tools)
+    graph.add_edge(START, "tools")
+    graph.add_edge("tools", END)
+    return graph.compile(checkpointer=InMemorySaver())
+
+
+@pytest.mark.timeout(60)
+def test_the_console_decides_for_the_human_in_the_loop_middleware(  # type: ignore[no-untyped-def]
+    console, reviewer_thread
+) -> None:
+    runs: list[tuple[str, dict[str, Any]]] = []
+    graph = _hitl_graph(runs)
+    config = {"configurable": {"thread_id": "hitl-1"}}
+    graph.invoke({"messages": [HumanMessage("Tidy up.")]}, config)
+    reviewer = UserFactory(username="rhea")
+    reviewer_thread.decide(
+        lambda a: approval_request_approve(
+            approval=a, reviewer=reviewer, arguments={"to": "b@example.com"}
+        ),
+        lambda a: approval_request_deny(approval=a, reviewer=reviewer, reason="Keep it."),
+    )
+
+    final = review_hitl_interrupts(console, graph, config, timeout=30)
+    reviewer_thread.join()
+
+    assert runs == [("send_email", {"to": "b@example.com"})]
+    assert [m.content for m in final["messages"][-2:]] == [
+        "send_email: edit",
+        "delete_file: reject",
+    ]
+    assert ApprovalRequest.objects.count() == 2
+
+
+def test_a_call_the_policy_approves_runs_without_pausing(console) -> None:  # type: ignore[no-untyped-def]
+    PolicyRuleFactory(
+        name="small refunds", position=1, tool_glob="issue_refund", outcome=Outcome.APPROVE
+    )
+    refunds: list[dict[str, Any]] = []
+    graph = _refund_agent(console, refunds, TWO_REFUNDS)
+    config = {"configurable": {"thread_id": "ticket-50"}}
+
+    final = graph.invoke({"messages": [HumanMessage("Refund both.")]}, config)
+
+    assert "__interrupt__" not in final
+    assert [r["payment_id"] for r in refunds] == ["pay_7", "pay_8"]
+    assert pending_approvals(graph, config) == {}
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(60)
+async def test_an_async_node_takes_two_approvals_without_blocking(  # type: ignore[no-untyped-def]
+    live_console, sdk_agent, console, rita
+) -> None:
+    _, token = sdk_agent
+    refunds: list[str] = []
+    async with AsyncConsole(live_console.url, token, retry=FAST_RETRY) as aconsole:
+
+        async def tools(state: MessagesState) -> dict[str, Any]:
+            decisions = [
+                await aapproval_interrupt(
+                    aconsole, call["name"], call["args"], tool_call_id=call["id"]
+                )
+                for call in TWO_REFUNDS
+            ]
+            refunds.extend(
+                call["args"]["payment_id"]
+                for call, decision in zip(TWO_REFUNDS, decisions, strict=True)
+                if decision.is_usable()
+            )
+            return {"messages": [HumanMessage("done")]}
+
+        builder = StateGraph(MessagesState)
+        builder.add_node("tools", tools)
+        builder.add_edge(START, "tools")
+        builder.add_edge("tools", END)
+        graph = builder.compile(checkpointer=InMemorySaver())
+        config: RunnableConfig = {"configurable": {"thread_id": "async-1"}}
+
+        async def decide_next(action: Any) -> Any:
+            approval = await sync_to_async(ApprovalRequest.objects.get)(status="pending")
+            await sync_to_async(action)(approval=approval, reviewer=rita)
+            return await sync_to_async(decided_resume)(console, graph, config)
+
+        await graph.ainvoke({"messages": [HumanMessage("Refund both.")]}, config)
+        paused = await graph.ainvoke(await decide_next(approval_request_approve), config)
+        assert "__interrupt__" in paused
+        assert refunds == []
+        final = await graph.ainvoke(
+            await decide_next(
+                lambda **kw: approval_request_deny(**kw, reason="No.")  # type: ignore[misc]
+            ),
+            config,
+        )
+
+    assert "__interrupt__" not in final
+    assert refunds == ["pay_7"]
