@@ -7,7 +7,7 @@ arrives while the re-read is on the wire. Both gaps are opened on purpose here, 
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from playwright.sync_api import APIResponse, Page, Request, Route, WebSocketRoute, expect
@@ -17,6 +17,28 @@ from approvals.reviews import approval_request_review_deny
 from tests.browser.live import log_in, off_loop, submit
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def _hold_first_rows_read(page: Page) -> list[tuple[Route, APIResponse]]:
+    """Holds the page's first re-read of its rows: read by the server at once, its answer kept
+    off the page until the test fulfils it. Later re-reads (after a Filter click, say) pass:
+    fetching them too raced the test's end ("Request context disposed", seen in CI)."""
+    held: list[tuple[Route, APIResponse]] = []
+
+    def hold(route: Route) -> None:
+        if held:
+            route.continue_()
+        else:
+            held.append((route, route.fetch()))
+
+    page.route(lambda url: "fragment=rows" in url, hold)
+    return held
+
+
+@pytest.fixture(autouse=True)
+def _routes_removed(page: Page) -> Iterator[None]:
+    yield
+    page.unroute_all(behavior="ignoreErrors")
 
 
 def _navigations(page: Page) -> list[str]:
@@ -90,12 +112,7 @@ def test_pushes_that_arrive_while_the_rows_are_re_read_outlive_the_older_snapsho
     log_in(page, live_console.url, "alice")
     # The page's re-read of its rows is read by the server at once, and its answer held on the
     # wire until two pushes newer than it have reached the page.
-    held: list[tuple[Route, APIResponse]] = []
-
-    def hold(route: Route) -> None:
-        held.append((route, route.fetch()))
-
-    page.route(lambda url: "fragment=rows" in url, hold)
+    held = _hold_first_rows_read(page)
     page.goto(f"{live_console.url}/")
     deadline = time.monotonic() + 10
     while not held and time.monotonic() < deadline:
@@ -140,10 +157,7 @@ def test_re_read_rows_never_wipe_the_filter_form_a_reviewer_is_typing_in(
     then sent an empty search)."""
     submit(team=team, tool="issue_refund")
     log_in(page, live_console.url, "alice")
-    held: list[tuple[Route, APIResponse]] = []
-    page.route(
-        lambda url: "fragment=rows" in url, lambda route: held.append((route, route.fetch()))
-    )
+    held = _hold_first_rows_read(page)
     page.goto(f"{live_console.url}/")
     deadline = time.monotonic() + 10
     while not held and time.monotonic() < deadline:
@@ -164,10 +178,7 @@ def test_the_keyboard_selection_outlives_re_read_rows(live_console, page: Page, 
     server's class back on the re-read row; CI caught the keyboard test losing it)."""
     first = submit(team=team, tool="drop_table")
     log_in(page, live_console.url, "alice")
-    held: list[tuple[Route, APIResponse]] = []
-    page.route(
-        lambda url: "fragment=rows" in url, lambda route: held.append((route, route.fetch()))
-    )
+    held = _hold_first_rows_read(page)
     page.goto(f"{live_console.url}/")
     deadline = time.monotonic() + 10
     while not held and time.monotonic() < deadline:
