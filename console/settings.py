@@ -407,7 +407,7 @@ if SECURE_COOKIES:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     # Load balancers and Prometheus probe these over plain HTTP inside the network; a redirect
     # would read as a failed health check.
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 # Preloading is a commitment for a whole registrable domain, made by submitting it to the
 # browsers' list: an operator's decision (SECURE_HSTS_PRELOAD=true), not a default to nag about.
 SILENCED_SYSTEM_CHECKS = [] if env_bool("SECURE_HSTS_PRELOAD", False) else ["security.W021"]
