@@ -294,7 +294,7 @@ async def wait_until_resolved(
     layer = get_channel_layer()
     if layer is None:
         await _release_database_connections()
-        await asyncio.sleep(timeout)
+        await _sleep_unless_draining(timeout)
         return None
     try:
         listener = await _resolution_listener(layer)
@@ -308,6 +308,8 @@ async def wait_until_resolved(
         if await is_resolved():
             return None
         await _release_database_connections()
+        if draining():
+            return None  # the server is stopping: answer with the state as it is
         try:
             async with asyncio.timeout(timeout):
                 return await woken
@@ -345,9 +347,48 @@ async def _until_resolved_by_polling(
             return
         await _release_database_connections()
         remaining = deadline - loop.time()
-        if remaining <= 0:
+        if remaining <= 0 or draining():
             return
-        await asyncio.sleep(min(DEGRADED_POLL_SECONDS, remaining))
+        await _sleep_unless_draining(min(DEGRADED_POLL_SECONDS, remaining))
+
+
+# --- Shutting down ----------------------------------------------------------------------------
+# On SIGTERM (or Ctrl-C) a server stops accepting and waits for its open exchanges to finish; a
+# long poll parked for up to APPROVAL_LONG_POLL_MAX_SECONDS would hold it past any supervisor's
+# patience, and be cut. drain() answers them now with the request's current state (`pending`):
+# the agent asks again, and another server answers. console/asgi.py calls it on the signal.
+_drain_events: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Event]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _drain_event() -> asyncio.Event:
+    loop = asyncio.get_running_loop()
+    event = _drain_events.get(loop)
+    if event is None:
+        event = _drain_events[loop] = asyncio.Event()
+    return event
+
+
+def draining() -> bool:
+    """Whether this loop's server is shutting down (no long poll parks any more)."""
+    event = _drain_events.get(asyncio.get_running_loop())
+    return event is not None and event.is_set()
+
+
+def drain() -> None:
+    """Shutting down: every long poll parked on this loop answers now, and new ones at once."""
+    _drain_event().set()
+    listener = _listeners.get(asyncio.get_running_loop())
+    if listener is not None:
+        for code in list(listener.waiters):
+            listener.wake(code)  # no view: each re-reads, and answers the state as it is
+
+
+async def _sleep_unless_draining(seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await _drain_event().wait()
 
 
 # Runs in the request's own sync thread (thread-sensitive), so it closes the connections that

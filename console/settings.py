@@ -76,8 +76,10 @@ DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = _secret_key()
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
-# The public base URL, used for links in emails and chat messages.
-SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+# The public base URL, used for links in emails and chat messages. Unset, the local console on
+# CONSOLE_PORT: `make run` passes its PORT as CONSOLE_PORT to every process (honcho gives each
+# process a PORT of its own), so the worker's email links point where the console really is.
+SITE_URL = (env_str("SITE_URL") or f"http://127.0.0.1:{env_int('CONSOLE_PORT', 8000)}").rstrip("/")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -247,7 +249,9 @@ else:
     _queue_dir = private_dir(VAR_DIR) / "celery"
     for _sub in ("queue", "processed", "control"):
         (_queue_dir / _sub).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+    # A host name, though the transport ignores it: without one kombu warns "No hostname was
+    # supplied" each time a process connects (it clones the connection and fills the default).
+    CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://localhost/")
     # kombu's filesystem transport, subclassed to write each message atomically (see there).
     CELERY_BROKER_TRANSPORT = "console.kombu_filesystem:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
