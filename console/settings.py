@@ -241,6 +241,9 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# The worker's timer thread sleeps at most this long between checks (default 1 s); a warm
+# shutdown waits for it, twice: about a second off every stop (Ctrl-C on `make run`, a deploy).
+CELERY_WORKER_TIMER_PRECISION = 0.1
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 if REDIS_URL:
     CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
