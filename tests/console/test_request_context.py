@@ -75,9 +75,6 @@ def test_it_generates_a_request_id_when_the_caller_sends_none_or_junk(agent_clie
 
 @pytest.mark.django_db(transaction=True)
 def test_a_task_carries_the_request_id_of_the_exchange_that_enqueued_it() -> None:
-    # Earlier tests enqueue tasks nobody runs (deliveries on commit); on Redis they wait in the
-    # queue, and this worker would run hundreds of them before ours (CI ran out of time).
-    app.control.purge()
     with start_worker(app, perform_ping_check=False, pool="solo", shutdown_timeout=10):
         with bound_request_context(RequestContext(request_id="req-enqueued-42")):
             audit_from_a_task.delay("from-request")
