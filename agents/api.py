@@ -20,7 +20,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents.exceptions import IdempotencyConflict, RunClosed, RunExternalIdConflict
 from agents.models import CLOSED_RUN_STATUSES, Agent, Run, RunStatus, TraceEvent, TraceEventType
 from agents.selectors import run_events, run_get_for_agent
 from agents.services import NewTraceEvent, run_close, run_events_append, run_open
@@ -223,10 +222,6 @@ def _run_or_404(request: Request, code: str) -> Run:
     return run
 
 
-def _closed(conflict: RunClosed) -> ApiError:
-    return ApiError(status_code=409, code=conflict.code, message=str(conflict))
-
-
 class RunOpenApi(APIView):
     @extend_schema(
         operation_id="open_run",
@@ -241,12 +236,7 @@ class RunOpenApi(APIView):
         payload = RunOpenInput(data=request.data)
         payload.is_valid(raise_exception=True)
         agent: Agent = request.user  # type: ignore[assignment]
-        try:
-            run, created = run_open(agent=agent, **payload.validated_data)
-        except RunExternalIdConflict as conflict:
-            raise ApiError(
-                status_code=409, code=conflict.code, message=str(conflict), param="external_id"
-            ) from None
+        run, created = run_open(agent=agent, **payload.validated_data)
         return Response(
             RunOutput(run).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
         )
@@ -289,18 +279,11 @@ class RunEventsApi(APIView):
         run = _run_or_404(request, code)
         payload = TraceEventBatchInput(data=request.data)
         payload.is_valid(raise_exception=True)
-        try:
-            events, created = run_events_append(
-                run=run,
-                events=payload.validated_data["events"],
-                batch_key=_batch_key(request),
-            )
-        except RunClosed as conflict:
-            raise _closed(conflict) from None
-        except IdempotencyConflict as conflict:
-            raise ApiError(
-                status_code=409, code=conflict.code, message=str(conflict), param="Idempotency-Key"
-            ) from None
+        events, created = run_events_append(
+            run=run,
+            events=payload.validated_data["events"],
+            batch_key=_batch_key(request),
+        )
         return Response(
             TraceEventListOutput({"events": events}).data,
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
@@ -369,12 +352,9 @@ class RunCloseApi(APIView):
         run = _run_or_404(request, code)
         payload = RunCloseInput(data=request.data)
         payload.is_valid(raise_exception=True)
-        try:
-            run = run_close(
-                run=run,
-                status=payload.validated_data["status"],
-                reason=payload.validated_data.get("reason", ""),
-            )
-        except RunClosed as conflict:
-            raise _closed(conflict) from None
+        run = run_close(
+            run=run,
+            status=payload.validated_data["status"],
+            reason=payload.validated_data.get("reason", ""),
+        )
         return Response(RunOutput(run).data)

@@ -27,7 +27,6 @@ from rest_framework.views import APIView
 
 from agents.models import Agent
 from approvals import realtime
-from approvals.exceptions import IdempotencyConflict, TransitionConflict, UnknownRun
 from approvals.models import ApprovalRequest, Impact, Status
 from approvals.selectors import approval_get_for_agent
 from approvals.services import (
@@ -346,18 +345,9 @@ class ApprovalRequestCreateApi(APIView):
         payload = ApprovalRequestCreateInput(data=request.data)
         payload.is_valid(raise_exception=True)
         agent: Agent = request.user  # type: ignore[assignment]
-        try:
-            approval, created = approval_request_create(
-                agent=agent, idempotency_key=key, submission=payload.to_submission()
-            )
-        except IdempotencyConflict as conflict:
-            raise ApiError(
-                status_code=409, code=conflict.code, message=str(conflict), param="Idempotency-Key"
-            ) from None
-        except UnknownRun as unknown:
-            raise ApiError(
-                status_code=400, code=unknown.code, message=str(unknown), param="run"
-            ) from None
+        approval, created = approval_request_create(
+            agent=agent, idempotency_key=key, submission=payload.to_submission()
+        )
         return Response(
             approval_request_representation(approval),
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
@@ -448,8 +438,5 @@ class ApprovalRequestCancelApi(APIView):
         approval = approval_get_for_agent(agent=agent, code=code)
         if approval is None:
             raise _not_found()
-        try:
-            approval = approval_request_cancel(approval=approval, agent=agent)
-        except TransitionConflict as conflict:
-            raise ApiError(status_code=409, code=conflict.code, message=str(conflict)) from None
+        approval = approval_request_cancel(approval=approval, agent=agent)
         return Response(approval_request_representation(approval))

@@ -20,9 +20,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents.aap import services, webhooks
+from agents.aap import services
 from agents.aap.authentication import AapAuthentication, IsInstance, IsProvisioner
-from agents.aap.limits import RateLimited
 from agents.aap.serializers import (
     CreateApprovalRequestInput,
     ExactJSONRenderer,
@@ -33,7 +32,6 @@ from agents.aap.serializers import (
 from agents.models import Agent, ProvisionerToken
 from approvals import realtime
 from approvals.api import parse_wait
-from approvals.exceptions import IdempotencyConflict, TransitionConflict
 from approvals.models import ApprovalRequest, Status
 from approvals.selectors import approval_get_for_agent
 from approvals.services import (
@@ -153,16 +151,6 @@ def _uuid(raw: str, what: str) -> uuid.UUID:
         raise ApiError(status_code=404, code="not_found", message=f"No such {what}.") from None
 
 
-class RateLimitedError(ApiError):
-    def __init__(self, limited: RateLimited) -> None:
-        super().__init__(status_code=429, code="rate_limited", message=str(limited))
-        self.wait = limited.retry_after  # DRF sends it as Retry-After
-
-
-def _conflict(conflict: Exception, code: str, param: str | None = None) -> ApiError:
-    return ApiError(status_code=409, code=code, message=str(conflict), param=param)
-
-
 # --- Requests ---------------------------------------------------------------------------------
 
 
@@ -173,18 +161,9 @@ class RequestCreateApi(AapView):
         key = _idempotency_key(request)
         payload = _validated(CreateApprovalRequestInput(data=_body(request)))
         agent: Agent = request.user  # type: ignore[assignment]
-        try:
-            approval, created = services.aap_request_create(
-                agent=agent, idempotency_key=key, submission=payload.to_submission()
-            )
-        except IdempotencyConflict as conflict:
-            raise _conflict(conflict, conflict.code, "Idempotency-Key") from None
-        except RateLimited as limited:
-            raise RateLimitedError(limited) from None
-        except services.InstanceRetired:
-            raise ApiError(
-                status_code=401, code="invalid_credential", message="The instance was deleted."
-            ) from None
+        approval, created = services.aap_request_create(
+            agent=agent, idempotency_key=key, submission=payload.to_submission()
+        )
         return Response(
             approval_document(_reload(approval)),
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
@@ -248,29 +227,11 @@ def _cancel(agent: Agent, code: uuid.UUID) -> dict[str, Any]:
     approval = approval_get_for_agent(agent=agent, code=code)
     if approval is None:
         raise ApiError(status_code=404, code="not_found", message="No such approval request.")
-    try:
-        approval = approval_request_cancel(approval=approval, agent=agent)
-    except TransitionConflict as conflict:
-        raise _conflict(conflict, conflict.code) from None
+    approval = approval_request_cancel(approval=approval, agent=agent)
     return approval_document(_reload(approval))
 
 
 # --- Instances --------------------------------------------------------------------------------
-
-
-def _webhook_errors(error: Exception) -> ApiError:
-    if isinstance(error, RateLimited):
-        return RateLimitedError(error)
-    if isinstance(error, webhooks.UnsafeWebhookURL):
-        return ApiError(
-            status_code=400, code="invalid_webhook_url", message=str(error), param="delivery.url"
-        )
-    return ApiError(
-        status_code=422,
-        code="webhook_verification_failed",
-        message=f"The webhook receiver could not be verified: {error}",
-        param="delivery",
-    )
 
 
 class InstanceCreateApi(AapView):
@@ -280,31 +241,13 @@ class InstanceCreateApi(AapView):
         key = _idempotency_key(request)
         payload = _validated(ProvisionInstanceInput(data=_body(request)))
         provisioner: ProvisionerToken = request.user  # type: ignore[assignment]
-        try:
-            provisioned = services.instance_provision(
-                provisioner=provisioner,
-                provisioner_token=str(request.auth),  # AapAuthentication: the bearer token
-                idempotency_key=key,
-                name=payload.validated_data.get("instance_name"),
-                delivery=payload.validated_data.get("delivery"),
-            )
-        except IdempotencyConflict as conflict:
-            raise _conflict(conflict, conflict.code, "Idempotency-Key") from None
-        except services.InstanceDeleted:
-            raise ApiError(
-                status_code=409,
-                code="instance_deleted",
-                message="The instance created with this key has been deleted.",
-            ) from None
-        except services.OperationInProgress:
-            raise ApiError(
-                status_code=409,
-                code="operation_in_progress",
-                message="Another attempt with this idempotency key is still running; retry.",
-                param="Idempotency-Key",
-            ) from None
-        except (webhooks.UnsafeWebhookURL, webhooks.WebhookUnreachable, RateLimited) as error:
-            raise _webhook_errors(error) from None
+        provisioned = services.instance_provision(
+            provisioner=provisioner,
+            provisioner_token=str(request.auth),  # AapAuthentication: the bearer token
+            idempotency_key=key,
+            name=payload.validated_data.get("instance_name"),
+            delivery=payload.validated_data.get("delivery"),
+        )
         return Response(
             {
                 "instance": services.instance_document(provisioned.agent),
@@ -319,10 +262,7 @@ class InstanceDetailApi(AapView):
 
     def get(self, request: Request, id: str) -> Response:
         provisioner: ProvisionerToken = request.user  # type: ignore[assignment]
-        try:
-            agent = services.instance_get(provisioner=provisioner, code=_uuid(id, "instance"))
-        except services.InstanceNotFound:
-            raise _instance_not_found() from None
+        agent = services.instance_get(provisioner=provisioner, code=_uuid(id, "instance"))
         return Response(services.instance_document(agent))
 
     def patch(self, request: Request, id: str) -> Response:
@@ -330,37 +270,16 @@ class InstanceDetailApi(AapView):
         key = _idempotency_key(request)
         payload = _validated(UpdateInstanceInput(data=_body(request)))
         provisioner: ProvisionerToken = request.user  # type: ignore[assignment]
-        try:
-            document = services.instance_update(
-                provisioner=provisioner,
-                code=code,
-                idempotency_key=key,
-                name=payload.validated_data.get("instance_name"),
-                delivery=payload.delivery_change,
-            )
-        except services.InstanceNotFound:
-            raise _instance_not_found() from None
-        except IdempotencyConflict as conflict:
-            raise _conflict(conflict, conflict.code, "Idempotency-Key") from None
-        except services.OperationInProgress:
-            raise ApiError(
-                status_code=409,
-                code="operation_in_progress",
-                message="Another attempt with this idempotency key is still running; retry.",
-                param="Idempotency-Key",
-            ) from None
-        except (webhooks.UnsafeWebhookURL, webhooks.WebhookUnreachable, RateLimited) as error:
-            raise _webhook_errors(error) from None
+        document = services.instance_update(
+            provisioner=provisioner,
+            code=code,
+            idempotency_key=key,
+            name=payload.validated_data.get("instance_name"),
+            delivery=payload.delivery_change,
+        )
         return Response(document)
 
     def delete(self, request: Request, id: str) -> Response:
         provisioner: ProvisionerToken = request.user  # type: ignore[assignment]
-        try:
-            services.instance_delete(provisioner=provisioner, code=_uuid(id, "instance"))
-        except services.InstanceNotFound:
-            raise _instance_not_found() from None
+        services.instance_delete(provisioner=provisioner, code=_uuid(id, "instance"))
         return Response(status=status.HTTP_204_NO_CONTENT)
-
-
-def _instance_not_found() -> ApiError:
-    return ApiError(status_code=404, code="not_found", message="No such instance.")

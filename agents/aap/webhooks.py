@@ -37,6 +37,7 @@ from approvals.outbox import (
     Outbox,
     outbox_enqueue_after_commit,
 )
+from console.errors import DomainError
 from console.outbox import (
     Postponed,
     RetryableError,
@@ -51,12 +52,23 @@ SECRET_PREFIX = "whsec_"  # noqa: S105 (a format)
 MAX_RESPONSE_BYTES = 16 * 1024
 
 
-class UnsafeWebhookURL(Exception):
+class UnsafeWebhookURL(DomainError):
     """The URL is malformed, or it leads to a loopback, private or otherwise non-public address."""
 
+    code = "invalid_webhook_url"
+    param = "delivery.url"
 
-class WebhookUnreachable(Exception):
+
+class WebhookUnreachable(DomainError):
     """The receiver could not be reached or did not answer as required."""
+
+    code = "webhook_verification_failed"
+    http_status = 422
+    param = "delivery"
+
+    @property
+    def message(self) -> str:
+        return f"The webhook receiver could not be verified: {self}"
 
 
 def timestamp(moment: datetime) -> str:
