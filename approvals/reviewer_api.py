@@ -17,7 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from approvals.api import ApprovalRequestOutput, JSONObjectField, StrictSerializer
+from agents.api.native import ApprovalRequestOutput, JSONObjectField, StrictSerializer
 from approvals.escalations import approval_request_escalate_next_step
 from approvals.exceptions import (
     ApprovalNotVisible,

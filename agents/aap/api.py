@@ -29,9 +29,9 @@ from agents.aap.serializers import (
     UpdateInstanceInput,
     approval_document,
 )
+from agents.api.native import parse_wait
 from agents.models import Agent, ProvisionerToken
 from approvals import realtime
-from approvals.api import parse_wait
 from approvals.models import ApprovalRequest, Status
 from approvals.selectors import approval_get_for_agent
 from approvals.services import (

@@ -4,7 +4,7 @@ Why: an agent fleet calls two operations at volume, "create a request" and "wait
 decision", and each waits on the console before acting. Django's request path under ASGI
 (eleven middlewares, DRF, sync views run on one thread per process) cost about 5 ms of CPU a
 request on the benchmark machine, more than the work itself once creation is batched
-(approvals.intake). So those two operations are served here, on the event loop:
+(agents.api.intake). So those two operations are served here, on the event loop:
 
 - POST /api/v1/requests: parsed and validated with the same parser and serializer as the DRF
   view, then handed to the process's intake batcher, which checks the credential and writes
@@ -15,7 +15,7 @@ request on the benchmark machine, more than the work itself once creation is bat
 Only plain success is answered here. Anything else (a malformed body, a bad credential, a
 replay conflict, an unknown id, a malformed `wait`) is passed on to Django unchanged, body
 included, so every error message, status and precedence stays defined once, in
-approvals/api.py. Re-running a creation there is safe: it is idempotent by its key.
+agents/api/native.py. Re-running a creation there is safe: it is idempotent by its key.
 """
 
 import io
@@ -34,17 +34,17 @@ from django.utils.http import parse_header_parameters
 from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import JSONRenderer
 
-from agents.authentication import bearer_token
-from agents.services import credential_authenticate
-from approvals import realtime
-from approvals.api import (
+from agents.api.intake import IntakeItem, intake_batcher
+from agents.api.native import (
     approval_is_resolved,
     approval_read_for_agent,
     approval_request_representation,
     approval_request_submission,
     parse_wait,
 )
-from approvals.intake import IntakeItem, intake_batcher
+from agents.authentication import bearer_token
+from agents.services import credential_authenticate
+from approvals import realtime
 from approvals.models import Status
 from approvals.services import CreateResult
 from console.api_errors import ApiError
