@@ -29,10 +29,10 @@ from agents.aap.serializers import (
     UpdateInstanceInput,
     approval_document,
 )
-from agents.api.native import parse_wait
+from agents.api.long_poll import long_poll_document
+from agents.api.native import idempotency_key_header, parse_wait
 from agents.models import Agent, ProvisionerToken
-from approvals import realtime
-from approvals.models import ApprovalRequest, Status
+from approvals.models import ApprovalRequest
 from approvals.selectors import approval_get_for_agent
 from approvals.services import (
     DURATION_PATTERN,
@@ -44,8 +44,6 @@ from console.api_errors import ApiError, error_body
 from console.api_errors import exception_handler as api_exception_handler
 
 logger = logging.getLogger(__name__)
-
-MAX_IDEMPOTENCY_KEY = 255
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
@@ -126,22 +124,10 @@ def _validated[S: serializers.Serializer](serializer: S) -> S:
 
 
 def _idempotency_key(request: Request) -> str:
-    key = request.headers.get("Idempotency-Key", "")
-    if not key:
-        raise ApiError(
-            status_code=400,
-            code="missing_idempotency_key",
-            message="The Idempotency-Key header is required.",
-            param="Idempotency-Key",
-        )
-    if len(key) > MAX_IDEMPOTENCY_KEY:
-        raise ApiError(
-            status_code=400,
-            code="invalid_idempotency_key",
-            message=f"The Idempotency-Key header must be at most {MAX_IDEMPOTENCY_KEY} characters.",
-            param="Idempotency-Key",
-        )
-    return key
+    # Taken as sent: AAP compares keys byte for byte.
+    return idempotency_key_header(
+        request, required="The Idempotency-Key header is required.", strip=False
+    )
 
 
 def _uuid(raw: str, what: str) -> uuid.UUID:
@@ -189,15 +175,10 @@ class RequestDetailApi(AapAsyncView):
             )
         wait = parse_wait(raw_wait)
         agent: Agent = request.user  # type: ignore[assignment]
-        document, deadline_in = await sync_to_async(_read)(agent, code)
-        if document["status"] == Status.PENDING and wait > 0:
-            # Wake at the deadline at the latest: the re-read then records the expiry.
-            timeout = max(0.0, min(wait, deadline_in + 0.05))
-            await realtime.wait_until_resolved(
-                code=code, timeout=timeout, is_resolved=partial(_is_resolved, code)
-            )
-            document, _ = await sync_to_async(_read)(agent, code)
-        return Response(document)
+        found = await sync_to_async(_read)(agent, code)
+        read_again = partial(_document_for_agent, agent, code)
+        answer = await long_poll_document(code=code, found=found, wait=wait, read_again=read_again)
+        return Response(answer)
 
     async def delete(self, request: Request, id: str) -> Response:
         code = _uuid(id, "approval request")
@@ -209,9 +190,9 @@ def _is_duration(raw: str) -> bool:
     return re.fullmatch(DURATION_PATTERN, raw) is not None
 
 
-@sync_to_async
-def _is_resolved(code: uuid.UUID) -> bool:
-    return ApprovalRequest.objects.filter(code=code).exclude(status=Status.PENDING).exists()
+async def _document_for_agent(agent: Agent, code: uuid.UUID) -> dict[str, Any]:
+    document, _ = await sync_to_async(_read)(agent, code)
+    return document
 
 
 def _read(agent: Agent, code: uuid.UUID) -> tuple[dict[str, Any], float]:

@@ -20,6 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from agents.api.native import idempotency_key_header
 from agents.models import CLOSED_RUN_STATUSES, Agent, Run, RunStatus, TraceEvent, TraceEventType
 from agents.selectors import run_events, run_get_for_agent
 from agents.services import NewTraceEvent, run_close, run_events_append, run_open
@@ -309,15 +310,7 @@ class RunEventsApi(APIView):
 
 
 def _batch_key(request: Request) -> str:
-    key = request.headers.get("Idempotency-Key", "").strip()
-    if len(key) > 255:
-        raise ApiError(
-            status_code=400,
-            code="invalid_idempotency_key",
-            message="The Idempotency-Key header must be at most 255 characters.",
-            param="Idempotency-Key",
-        )
-    return key
+    return idempotency_key_header(request)  # optional for a batch of events
 
 
 def _query_int(request: Request, name: str, *, default: int, maximum: int) -> int:
