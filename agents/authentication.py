@@ -1,4 +1,6 @@
-"""Bearer-credential authentication for the agent API."""
+"""Bearer-credential authentication for the agent-facing APIs: written once here, used by the
+native API (AgentCredentialAuthentication), AAP (agents.aap.authentication) and, for the header
+itself, the ASGI fast path (bearer_token)."""
 
 from typing import Any
 
@@ -17,24 +19,44 @@ def bearer_token(authorization_header: str) -> str | None:
     return token.strip()
 
 
-class AgentCredentialAuthentication(authentication.BaseAuthentication):
-    """`Authorization: Bearer <credential>`; sets request.user to the Agent."""
+class BearerAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Bearer <token>`: request.user is whom the token names, request.auth the
+    token. No header: anonymous (the view's permission answers 401). A malformed header or an
+    unknown token: 401 with the subclass's message."""
 
-    def authenticate(self, request: Request) -> tuple[Agent, str] | None:
+    realm = ""
+    malformed_message = ""
+    invalid_message = ""
+
+    def principal_for(self, token: str) -> Any | None:
+        raise NotImplementedError
+
+    def authenticate(self, request: Request) -> tuple[Any, str] | None:
         header = request.headers.get("Authorization", "")
         if not header:
             return None
         token = bearer_token(header)
         if token is None:
-            raise exceptions.AuthenticationFailed("Authorization must be 'Bearer <credential>'.")
-        agent = credential_authenticate(token=token)
-        if agent is None:
-            raise exceptions.AuthenticationFailed("The credential is invalid or has been revoked.")
-        return agent, token
+            raise exceptions.AuthenticationFailed(self.malformed_message)
+        principal = self.principal_for(token)
+        if principal is None:
+            raise exceptions.AuthenticationFailed(self.invalid_message)
+        return principal, token
 
     def authenticate_header(self, request: Request) -> str:
         # Makes DRF answer 401 (not 403) when the credential is missing.
-        return 'Bearer realm="agents"'
+        return f'Bearer realm="{self.realm}"'
+
+
+class AgentCredentialAuthentication(BearerAuthentication):
+    """`Authorization: Bearer <credential>`; sets request.user to the Agent."""
+
+    realm = "agents"
+    malformed_message = "Authorization must be 'Bearer <credential>'."
+    invalid_message = "The credential is invalid or has been revoked."
+
+    def principal_for(self, token: str) -> Agent | None:
+        return credential_authenticate(token=token)
 
 
 class IsAgent(permissions.BasePermission):

@@ -1,7 +1,10 @@
-"""Domain errors raised by run services; the API maps them to responses."""
+"""Domain errors raised by run services. Each carries its code, HTTP status and parameter
+(console.errors.DomainError); the API's one handler maps them to responses."""
+
+from console.errors import DomainError
 
 
-class RunError(Exception):
+class RunError(DomainError):
     code = "run_error"
 
 
@@ -9,6 +12,7 @@ class RunClosed(RunError):
     """The run is no longer open: it takes no more events and cannot be closed another way."""
 
     code = "run_closed"
+    http_status = 409
 
     def __init__(self, *, current_status: str) -> None:
         self.current_status = current_status
@@ -17,6 +21,8 @@ class RunClosed(RunError):
 
 class RunExternalIdConflict(RunError):
     code = "external_id_conflict"
+    http_status = 409
+    param = "external_id"
 
     def __init__(self) -> None:
         super().__init__(
@@ -26,6 +32,8 @@ class RunExternalIdConflict(RunError):
 
 class IdempotencyConflict(RunError):
     code = "idempotency_conflict"
+    http_status = 409
+    param = "Idempotency-Key"
 
     def __init__(self) -> None:
         super().__init__("The idempotency key was already used for a different batch of events.")

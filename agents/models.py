@@ -9,6 +9,8 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from console.outbox import OutboxRow
+
 
 class Agent(models.Model):
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
@@ -317,8 +319,9 @@ class InstanceOperation(models.Model):
         return f"{self.kind} {self.agent_id} ({self.idempotency_key})"
 
 
-class WebhookNotification(models.Model):
-    """The outbox: one `request.resolved` event, written in the transaction of the decision.
+class WebhookNotification(OutboxRow):
+    """One `request.resolved` event, written in the transaction of the decision: a row of the
+    one outbox (approvals/outbox.py, agents.aap.webhooks.WebhookOutbox).
 
     A Celery task delivers it; beat re-enqueues any that are due, so a lost task, a dead broker or
     worker, or a receiver outage delays the event but never loses it.
@@ -333,10 +336,8 @@ class WebhookNotification(models.Model):
     body = models.TextField()
     created_at = models.DateTimeField()  # = decision.decided_at
     deliver_until = models.DateTimeField()
+    # OutboxRow's delivery fields (lease_until, attempts), with this table's own column types:
     next_attempt_at = models.DateTimeField(db_index=True)
-    # At most one attempt at a time: a worker claims the event until this time.
-    claimed_until = models.DateTimeField(null=True, blank=True)
-    attempts = models.PositiveIntegerField(default=0)
     last_error = models.CharField(max_length=500, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     # Delivery removed, instance deleted, or the retry window ran out.

@@ -12,6 +12,7 @@ from django.db import models
 from django.db.models.functions import Coalesce
 
 from agents.models import Agent, Run
+from console.outbox import OutboxRow
 
 
 class Status(models.TextChoices):
@@ -509,7 +510,7 @@ class NotificationStatus(models.TextChoices):
     SKIPPED = "skipped", "Skipped"
 
 
-class Notification(models.Model):
+class Notification(OutboxRow):
     """The outbox: one row per (recipient, channel, request, reason).
 
     Written in the transaction of the event that caused it, so an event without its

@@ -1,34 +1,24 @@
-"""The notification outbox: who is told what, on which channel, and delivery you can trust.
+"""Reviewer notifications: who is told what, on which channel, as rows of the one outbox.
 
 Rows are written inside the transaction of the event that caused them (a submitted request, a
 fired escalation step, a decision), so there is never an event without its notifications or the
-reverse. Delivery happens later, in Celery:
-
-- the row's unique `dedupe_key` makes writing the same notification twice a no-op;
-- a worker claims a row with one compare-and-set (status + lease) before it sends, so two
-  workers holding the same task never both send; a worker that dies mid-send frees the row when
-  its lease runs out;
-- each try appends a NotificationAttempt; retryable failures back off exponentially (or as long
-  as the receiver asks, Slack's Retry-After), permanent ones mark the row failed for the admin;
-- beat re-enqueues due, undelivered rows, so an enqueue lost to a dead broker only delays.
-
-What this cannot promise: if a worker dies after the receiver accepted a message but before the
-row is marked sent, the row is sent again when the lease expires. No outbox can close that gap
-without the receiver's help; the lease keeps it to crashes, never to races.
+reverse. The row's unique `dedupe_key` makes writing the same notification twice a no-op.
+Delivery (claim with a lease, retry with backoff or the receiver's Retry-After, give up, audit,
+the beat sweep) is the one outbox's, in approvals/outbox.py; `NotificationOutbox` below says how
+this kind's rows read: a status column, one NotificationAttempt per try, an attempt limit, and a
+transport per channel (approvals/notifiers).
 """
 
-import logging
 import zoneinfo
 from collections.abc import Iterable
 from datetime import datetime, time, timedelta
-from functools import partial
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
-from django.db import IntegrityError, transaction
-from django.db.models import F, Q, QuerySet
+from django.db import IntegrityError, models, transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from approvals.audit import AuditAction, audit_record
@@ -42,9 +32,14 @@ from approvals.models import (
     SlackMessage,
 )
 from approvals.notifiers import notifier_for
-from approvals.notifiers.base import PermanentError, RetryableError
-
-logger = logging.getLogger(__name__)
+from approvals.notifiers.base import PostedMessage
+from approvals.outbox import (
+    KIND_NOTIFICATION,
+    Dropped,
+    Outbox,
+    outbox_enqueue_after_commit,
+)
+from console.outbox import Transport, backoff_seconds
 
 REASON_ROUTED = "routed"
 REASON_RESOLVED = "resolved"
@@ -274,123 +269,115 @@ def _slack_update_for(message: SlackMessage) -> Notification | None:
 
 
 def _enqueue_after_commit(notification_ids: list[int]) -> None:
-    if notification_ids:
-        transaction.on_commit(partial(_enqueue, notification_ids))
+    outbox_enqueue_after_commit(kind=KIND_NOTIFICATION, row_ids=notification_ids)
 
 
-def _enqueue(notification_ids: list[int]) -> None:
-    from approvals.tasks import deliver_notification
-
-    for notification_id in notification_ids:
-        try:
-            deliver_notification.delay(notification_id)
-        except Exception:
-            # The row is committed: beat's re-enqueue sweep delivers it once the broker is back.
-            logger.warning("could not enqueue notification %s; beat will", notification_id)
+# --- Delivering: this kind's part of the one outbox (approvals/outbox.py) ----------------------
 
 
-# --- Delivering -----------------------------------------------------------------------------
+class NotificationOutbox(Outbox[Notification]):
+    kind = KIND_NOTIFICATION
+    model = Notification
+    audit_sent = AuditAction.NOTIFICATION_SENT
+    audit_failed = AuditAction.NOTIFICATION_FAILED
+    claim_fields = {"status": NotificationStatus.SENDING}
+    retry_fields = {"status": NotificationStatus.PENDING}
 
+    def lease_seconds(self) -> float:
+        return float(settings.NOTIFICATION_LEASE_SECONDS)
 
-def backoff_seconds(attempts: int) -> float:
-    base = settings.NOTIFICATION_BACKOFF_BASE_SECONDS
-    return float(min(base * 2 ** max(attempts - 1, 0), settings.NOTIFICATION_BACKOFF_MAX_SECONDS))
+    def claimable(self, now: datetime) -> Q:
+        # Console rows are the message itself: nothing to deliver.
+        return (
+            Q(status=NotificationStatus.PENDING, next_attempt_at__lte=now)
+            | Q(status=NotificationStatus.SENDING, lease_until__lt=now)
+        ) & ~Q(channel=Channel.CONSOLE)
 
-
-def notification_deliver(*, notification_id: int, now: datetime | None = None) -> float | None:
-    """Try to deliver one row. Returns seconds until it should be tried again, or None.
-
-    Claims the row first; if another worker holds it, or it is not due, or it is done, this
-    returns None without sending anything.
-    """
-    now = now or timezone.now()
-    claimable = Q(status=NotificationStatus.PENDING, next_attempt_at__lte=now) | Q(
-        status=NotificationStatus.SENDING, lease_until__lt=now
-    )
-    claimed = (
-        Notification.objects.filter(claimable, pk=notification_id)
-        .exclude(channel=Channel.CONSOLE)
-        .update(
-            status=NotificationStatus.SENDING,
-            lease_until=now + timedelta(seconds=settings.NOTIFICATION_LEASE_SECONDS),
-            attempts=F("attempts") + 1,
+    def due(self, now: datetime) -> Q:
+        grace = timedelta(seconds=settings.NOTIFICATION_REQUEUE_AFTER_SECONDS)
+        return Q(status=NotificationStatus.PENDING, next_attempt_at__lte=now - grace) | Q(
+            status=NotificationStatus.SENDING, lease_until__lt=now
         )
-    )
-    if claimed != 1:
-        return None
-    notification = Notification.objects.select_related(
-        "recipient",
-        "recipient__notification_preference",
-        "approval",
-        "approval__agent",
-        "approval__decision",
-        "approval__decision__reviewer",
-        "slack_message",
-    ).get(pk=notification_id)
-    attempt = NotificationAttempt.objects.create(
-        notification=notification, number=notification.attempts, started_at=now
-    )
-    ours = Notification.objects.filter(
-        pk=notification.pk, status=NotificationStatus.SENDING, attempts=notification.attempts
-    )
 
-    if notification.slack_message_id is None and notification.approval.is_terminal:
-        # Decided before we got to it: "please decide" would only be noise now.
-        _finish(attempt, NotificationAttempt.Outcome.SENT, "")
-        ours.update(status=NotificationStatus.SKIPPED, lease_until=None, last_error="decided")
-        return None
+    def fetch(self, row_id: int) -> Notification:
+        return Notification.objects.select_related(
+            "recipient",
+            "recipient__notification_preference",
+            "approval",
+            "approval__agent",
+            "approval__decision",
+            "approval__decision__reviewer",
+            "slack_message",
+        ).get(pk=row_id)
 
-    try:
-        posted = notifier_for(notification.channel).notify(notification)
-    except PermanentError as error:
-        _fail(notification, attempt, ours, str(error))
-        return None
-    except Exception as error:
-        if not isinstance(error, RetryableError):
-            logger.exception("notifier crashed on notification %s", notification.pk)
-        retry_after = getattr(error, "retry_after", None)
-        message = str(error) or type(error).__name__
-        if notification.attempts >= settings.NOTIFICATION_MAX_ATTEMPTS:
-            _fail(
-                notification,
-                attempt,
-                ours,
-                f"gave up after {notification.attempts} attempts: {message}",
-            )
-            return None
-        delay = max(backoff_seconds(notification.attempts), float(retry_after or 0))
-        _finish(attempt, NotificationAttempt.Outcome.RETRY, message)
-        ours.update(
-            status=NotificationStatus.PENDING,
-            lease_until=None,
-            next_attempt_at=now + timedelta(seconds=delay),
-            last_error=message,
+    def transport_for(self, row: Notification, now: datetime) -> Transport:
+        if row.slack_message_id is None and row.approval.is_terminal:
+            # Decided before we got to it: "please decide" would only be noise now.
+            raise Dropped("decided")
+        return notifier_for(row.channel)
+
+    def max_attempts(self) -> int | None:
+        return int(settings.NOTIFICATION_MAX_ATTEMPTS)
+
+    def backoff(self, attempts: int) -> float:
+        return notification_backoff_seconds(attempts)
+
+    def sent_fields(self) -> dict[str, Any]:
+        return {"status": NotificationStatus.SENT, "sent_at": timezone.now()}
+
+    def failed_fields(self, *, reason: str, error: str) -> dict[str, Any]:
+        return {"status": NotificationStatus.FAILED, "last_error": error}
+
+    def failed_audit_after(self, *, reason: str, error: str) -> dict[str, Any]:
+        return {"status": NotificationStatus.FAILED, "last_error": error[:2000]}
+
+    def audit_context(self, row: Notification, receipt: object | None) -> dict[str, object]:
+        return _audit_context(row)
+
+    def attempt_begin(self, row: Notification, now: datetime) -> NotificationAttempt:
+        return NotificationAttempt.objects.create(
+            notification=row, number=row.attempts, started_at=now
         )
-        return delay
 
-    with transaction.atomic():
-        _finish(attempt, NotificationAttempt.Outcome.SENT, "")
-        sent = ours.update(
-            status=NotificationStatus.SENT, lease_until=None, sent_at=timezone.now(), last_error=""
+    def attempt_end(self, attempt: models.Model | None, outcome: str, error: str) -> None:
+        assert isinstance(attempt, NotificationAttempt)
+        attempt.outcome = outcome
+        attempt.error = error[:2000]
+        attempt.finished_at = timezone.now()
+        attempt.save(update_fields=["outcome", "error", "finished_at"])
+
+    def drop(
+        self,
+        row: Notification,
+        ours: QuerySet[Notification],
+        attempt: models.Model | None,
+        reason: str,
+    ) -> None:
+        # Not a failure: nobody needs telling any more, so nothing is audited either.
+        self.attempt_end(attempt, NotificationAttempt.Outcome.SENT, "")
+        ours.update(status=NotificationStatus.SKIPPED, lease_until=None, last_error=reason)
+
+    def after_sent(self, row: Notification, receipt: object | None) -> None:
+        if not isinstance(receipt, PostedMessage):
+            return
+        slack_message, _ = SlackMessage.objects.get_or_create(
+            channel=receipt.channel,
+            ts=receipt.ts,
+            defaults={"approval": row.approval, "recipient": row.recipient},
         )
-        if sent:
-            audit_record(
-                action=AuditAction.NOTIFICATION_SENT,
-                target=notification,
-                context=_audit_context(notification),
-            )
-        if posted is not None:
-            slack_message, _ = SlackMessage.objects.get_or_create(
-                channel=posted.channel,
-                ts=posted.ts,
-                defaults={"approval": notification.approval, "recipient": notification.recipient},
-            )
-            # Decided while we were posting: the resolved hook did not know this message yet.
-            if ApprovalRequest.objects.filter(pk=notification.approval_id).exclude(
-                status="pending"
-            ).exists() and (update := _slack_update_for(slack_message)):
-                _enqueue_after_commit([update.pk])
-    return None
+        # Decided while we were posting: the resolved hook did not know this message yet.
+        if ApprovalRequest.objects.filter(pk=row.approval_id).exclude(
+            status="pending"
+        ).exists() and (update := _slack_update_for(slack_message)):
+            _enqueue_after_commit([update.pk])
+
+
+def notification_backoff_seconds(attempts: int) -> float:
+    return backoff_seconds(
+        attempts,
+        base=settings.NOTIFICATION_BACKOFF_BASE_SECONDS,
+        cap=settings.NOTIFICATION_BACKOFF_MAX_SECONDS,
+    )
 
 
 def _audit_context(notification: Notification) -> dict[str, object]:
@@ -401,46 +388,6 @@ def _audit_context(notification: Notification) -> dict[str, object]:
         "reason": notification.reason,
         "attempts": notification.attempts,
     }
-
-
-def _fail(
-    notification: Notification,
-    attempt: NotificationAttempt,
-    ours: QuerySet[Notification],
-    error: str,
-) -> None:
-    """Give the row up for good. Only a lease we still hold may do that, and only once."""
-    with transaction.atomic():
-        _finish(attempt, NotificationAttempt.Outcome.FAILED, error)
-        failed = ours.update(status=NotificationStatus.FAILED, lease_until=None, last_error=error)
-        if failed:
-            audit_record(
-                action=AuditAction.NOTIFICATION_FAILED,
-                target=notification,
-                after={"status": NotificationStatus.FAILED, "last_error": error[:2000]},
-                context=_audit_context(notification),
-            )
-
-
-def _finish(attempt: NotificationAttempt, outcome: str, error: str) -> None:
-    attempt.outcome = outcome
-    attempt.error = error[:2000]
-    attempt.finished_at = timezone.now()
-    attempt.save(update_fields=["outcome", "error", "finished_at"])
-
-
-def notifications_due_for_requeue(*, now: datetime | None = None, limit: int = 500) -> list[int]:
-    """Rows a worker should have picked up by now: their enqueue was lost, or their worker died."""
-    now = now or timezone.now()
-    grace = timedelta(seconds=settings.NOTIFICATION_REQUEUE_AFTER_SECONDS)
-    due = Q(status=NotificationStatus.PENDING, next_attempt_at__lte=now - grace) | Q(
-        status=NotificationStatus.SENDING, lease_until__lt=now
-    )
-    return list(
-        Notification.objects.filter(due)
-        .order_by("next_attempt_at")
-        .values_list("pk", flat=True)[:limit]
-    )
 
 
 # --- The reviewer's inbox ---------------------------------------------------------------------

@@ -71,7 +71,7 @@ class ApprovalResolvedEvent(TypedDict):
     type: str  # EVENT_APPROVAL_RESOLVED
     code: str
     status: str
-    # What GET /api/v1/requests/<code> answers now (approvals.api), read after the commit;
+    # What GET /api/v1/requests/<code> answers now (agents.api.native), read after the commit;
     # None if that read failed: waiters then read for themselves.
     agent_view: dict[str, Any] | None
 
@@ -317,7 +317,7 @@ async def wait_until_resolved(
 
 def _agent_view(approval_id: int) -> dict[str, Any] | None:
     # The agent API owns its representation; it imports this module, hence the late import.
-    from approvals.api import approval_request_representation
+    from agents.api.native import approval_request_representation
     from approvals.models import ApprovalRequest
 
     try:

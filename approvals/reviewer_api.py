@@ -17,20 +17,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from approvals.api import ApprovalRequestOutput, JSONObjectField, StrictSerializer
+from agents.api.native import ApprovalRequestOutput, JSONObjectField, StrictSerializer
 from approvals.escalations import approval_request_escalate_next_step
 from approvals.exceptions import (
     ApprovalNotVisible,
-    EscalationUnavailable,
-    NotAllowed,
-    ReviewRejected,
-    TransitionConflict,
 )
 from approvals.models import ApprovalRequest, Team
 from approvals.reviewer_tokens import ReviewerTokenAuthentication
 from approvals.reviews import (
-    CONFLICT_CODES,
-    OWN_AGENT,
     approval_request_comment,
     approval_request_escalate,
     approval_request_review_approve,
@@ -61,15 +55,8 @@ class ReviewerApi(APIView):
     def get_approval(self, request: Request, code: str) -> ApprovalRequest:
         approval = approval_get_for_reviewer(user=request.user, code=code)
         if approval is None:
-            raise ApiError(status_code=404, code="not_found", message="No such approval request.")
+            raise ApprovalNotVisible()
         return approval
-
-    def handle_exception(self, exc: Exception) -> Response:
-        # A request escalated away from the caller's teams between get_approval and the
-        # action: the same answer as if it had never been visible, whichever action it was.
-        if isinstance(exc, ApprovalNotVisible):
-            exc = ApiError(status_code=404, code="not_found", message=str(ApprovalNotVisible()))
-        return super().handle_exception(exc)
 
 
 class ReviewerApprovalOutput(ApprovalRequestOutput):
@@ -122,17 +109,6 @@ class EscalateNextStepOutput(serializers.Serializer):
     id = serializers.UUIDField()
     step = serializers.IntegerField(help_text="The position of the step that fired.")
     team = serializers.CharField(allow_null=True, help_text="The team the request is with now.")
-
-
-def _conflict(conflict: TransitionConflict) -> ApiError:
-    return ApiError(status_code=409, code=conflict.code, message=str(conflict))
-
-
-def _rejected(error: ReviewRejected) -> ApiError:
-    status_code = 409 if error.code in CONFLICT_CODES else 400
-    if error.code == OWN_AGENT:
-        status_code = 403  # allowed to see the request, not to approve it
-    return ApiError(status_code=status_code, code=error.code, message=str(error), param=error.param)
 
 
 def _fresh(request: Request, code: str) -> dict[str, Any]:
@@ -214,7 +190,7 @@ class ReviewerRequestListApi(ReviewerApi):
                 cursor=request.query_params.get("cursor") or None,
                 full=True,
             )
-        except InvalidCursor as error:
+        except InvalidCursor as error:  # bad input, not a domain error
             raise ApiError(
                 status_code=400, code="invalid_field", message=f"cursor: {error}", param="cursor"
             ) from None
@@ -249,17 +225,12 @@ class ReviewerApproveApi(ReviewerApi):
         approval = self.get_approval(request, code)
         payload = ApproveInput(data=request.data)
         payload.is_valid(raise_exception=True)
-        try:
-            outcome = approval_request_review_approve(
-                approval=approval,
-                reviewer=request.user,  # type: ignore[arg-type]
-                note=payload.validated_data.get("note", ""),
-                arguments=payload.validated_data.get("arguments"),
-            )
-        except TransitionConflict as conflict:
-            raise _conflict(conflict) from None
-        except ReviewRejected as error:
-            raise _rejected(error) from None
+        outcome = approval_request_review_approve(
+            approval=approval,
+            reviewer=request.user,  # type: ignore[arg-type]
+            note=payload.validated_data.get("note", ""),
+            arguments=payload.validated_data.get("arguments"),
+        )
         answer = _fresh(request, code)
         if outcome.proposal is not None:
             answer["proposal"] = {
@@ -281,14 +252,11 @@ class ReviewerDenyApi(ReviewerApi):
         approval = self.get_approval(request, code)
         payload = DenyInput(data=request.data)
         payload.is_valid(raise_exception=True)
-        try:
-            approval_request_review_deny(
-                approval=approval,
-                reviewer=request.user,  # type: ignore[arg-type]
-                reason=payload.validated_data["reason"],
-            )
-        except TransitionConflict as conflict:
-            raise _conflict(conflict) from None
+        approval_request_review_deny(
+            approval=approval,
+            reviewer=request.user,  # type: ignore[arg-type]
+            reason=payload.validated_data["reason"],
+        )
         return Response(_fresh(request, code))
 
 
@@ -302,14 +270,11 @@ class ReviewerCommentApi(ReviewerApi):
         approval = self.get_approval(request, code)
         payload = CommentInput(data=request.data)
         payload.is_valid(raise_exception=True)
-        try:
-            approval_request_comment(
-                approval=approval,
-                reviewer=request.user,  # type: ignore[arg-type]
-                note=payload.validated_data["note"],
-            )
-        except ReviewRejected as error:
-            raise _rejected(error) from None
+        approval_request_comment(
+            approval=approval,
+            reviewer=request.user,  # type: ignore[arg-type]
+            note=payload.validated_data["note"],
+        )
         return Response(_fresh(request, code), status=status.HTTP_201_CREATED)
 
 
@@ -323,17 +288,12 @@ class ReviewerEscalateApi(ReviewerApi):
         approval = self.get_approval(request, code)
         payload = EscalateInput(data=request.data)
         payload.is_valid(raise_exception=True)
-        try:
-            approval = approval_request_escalate(
-                approval=approval,
-                reviewer=request.user,  # type: ignore[arg-type]
-                team=payload.validated_data["team"],
-                note=payload.validated_data["note"],
-            )
-        except TransitionConflict as conflict:
-            raise _conflict(conflict) from None
-        except ReviewRejected as error:
-            raise _rejected(error) from None
+        approval = approval_request_escalate(
+            approval=approval,
+            reviewer=request.user,  # type: ignore[arg-type]
+            team=payload.validated_data["team"],
+            note=payload.validated_data["note"],
+        )
         # The caller may no longer see it (another team): say where it went, nothing more.
         return Response({"id": str(approval.code), "team": approval.team.name})  # type: ignore[union-attr]
 
@@ -350,18 +310,11 @@ class ReviewerEscalateNextStepApi(ReviewerApi):
         approval = self.get_approval(request, code)
         payload = EscalateNextStepInput(data=request.data)
         payload.is_valid(raise_exception=True)
-        try:
-            firing = approval_request_escalate_next_step(
-                approval=approval,
-                actor=request.user,  # type: ignore[arg-type]
-                note=payload.validated_data.get("note", ""),
-            )
-        except NotAllowed as error:
-            raise ApiError(status_code=403, code=error.code, message=str(error)) from None
-        except EscalationUnavailable as error:
-            raise ApiError(status_code=409, code=error.code, message=str(error)) from None
-        except TransitionConflict as conflict:
-            raise _conflict(conflict) from None
+        firing = approval_request_escalate_next_step(
+            approval=approval,
+            actor=request.user,  # type: ignore[arg-type]
+            note=payload.validated_data.get("note", ""),
+        )
         approval.refresh_from_db(fields=["team"])
         # A step may hand the request to a team the caller is not in: say where, nothing more.
         output = {

@@ -24,7 +24,9 @@ from django.utils import timezone
 from approvals import realtime, services
 from approvals.access import reviewer_may_see
 from approvals.audit import AuditAction, audit_record
-from approvals.exceptions import (
+from approvals.exceptions import (  # noqa: F401 (OWN_AGENT, CONFLICT_CODES: callers import them here)
+    CONFLICT_CODES,
+    OWN_AGENT,
     ApprovalNotVisible,
     ClaimConflict,
     ReviewRejected,
@@ -48,11 +50,6 @@ from approvals.policies.changes import (
     change_routing_judge,
 )
 from approvals.selectors import approval_lock, presence_stale_before
-
-# ReviewRejected code: the reviewer operates the agent that submitted the request.
-OWN_AGENT = "own_agent"
-# ReviewRejected codes that say someone else acted first: 409, like a decision that lost a race.
-CONFLICT_CODES = frozenset({"already_voted", "already_escalated", services.QUORUM_CHANGED})
 
 
 def _ensure_may_decide(*, approval: ApprovalRequest, reviewer: Any) -> None:

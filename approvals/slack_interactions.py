@@ -17,11 +17,12 @@ from urllib.parse import parse_qs
 from django.conf import settings
 from slack_sdk.signature import SignatureVerifier
 
-from approvals.exceptions import ApprovalNotVisible, ReviewRejected, TransitionConflict
+from approvals.exceptions import ApprovalNotVisible, TransitionConflict
 from approvals.models import ApprovalRequest, NotificationPreference
 from approvals.notifiers.slack import ACTION_APPROVE, ACTION_DENY, slack_may_approve
 from approvals.reviews import approval_request_review_approve, approval_request_review_deny
 from approvals.selectors import approval_may_be_decided_by
+from console.errors import DomainError
 
 logger = logging.getLogger(__name__)
 
@@ -103,11 +104,16 @@ def slack_interaction_handle(*, body: bytes, headers: Mapping[str, str]) -> Inte
                 reviewer=reviewer,
                 reason=f"Denied from Slack by {reviewer.get_username()}.",
             )
-    except TransitionConflict as conflict:
-        return refuse(f"Not recorded: this request is already {conflict.current_status}.")
-    except ApprovalNotVisible:  # escalated to another team while the click was on its way
-        return refuse("You may not decide this request: it is routed to another team.")
-    except ReviewRejected as rejected:
-        return refuse(f"Not recorded: {rejected}")
+    except DomainError as error:
+        return refuse(slack_error_message(error))
     logger.info("slack %s by %s on %s", action_id, reviewer.get_username(), approval.code)
     return InteractionOutcome(decided=True, message=message, response_url=response_url)
+
+
+def slack_error_message(error: DomainError) -> str:
+    """Slack's one mapping of domain errors: what the person who clicked is told, privately."""
+    if isinstance(error, TransitionConflict):
+        return f"Not recorded: this request is already {error.current_status}."
+    if isinstance(error, ApprovalNotVisible):  # escalated away while the click was on its way
+        return "You may not decide this request: it is routed to another team."
+    return f"Not recorded: {error.message}"

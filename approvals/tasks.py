@@ -1,9 +1,15 @@
 """Celery tasks: fetch, call one service, own the retry policy."""
 
-from celery import Task, shared_task
+from celery import shared_task
 
 from approvals.escalations import escalations_fire_due
-from approvals.notifications import notification_deliver, notifications_due_for_requeue
+from approvals.outbox import (
+    TASK_DELIVER,
+    TASK_REQUEUE_DUE,
+    outbox_deliver,
+    outbox_due,
+    outbox_enqueue,
+)
 from approvals.reviews import presences_expire
 from approvals.services import approval_requests_expire_overdue
 
@@ -14,26 +20,21 @@ def expire_overdue_requests() -> int:
     return approval_requests_expire_overdue()
 
 
-@shared_task(
-    bind=True,
-    name="approvals.deliver_notification",
-    ignore_result=True,
-    max_retries=None,
-)
-def deliver_notification(self: Task, notification_id: int) -> None:
-    """Deliver one outbox row; the service claims it, so a duplicate task sends nothing."""
-    retry_in = notification_deliver(notification_id=notification_id)
+@shared_task(name=TASK_DELIVER, ignore_result=True)
+def deliver_outbox_row(kind: str, row_id: int) -> None:
+    """Deliver one outbox row of any kind; the service claims it, so a duplicate task sends
+    nothing. A retry is a new task with a countdown; if the broker is down then, beat's sweep
+    takes over."""
+    retry_in = outbox_deliver(kind=kind, row_id=row_id)
     if retry_in is not None:
-        # If the broker is down now, this raises and beat's re-enqueue sweep takes over.
-        raise self.retry(countdown=retry_in)
+        outbox_enqueue(kind=kind, row_ids=[row_id], countdown=retry_in)
 
 
-@shared_task(name="approvals.requeue_due_notifications", ignore_result=True)
-def requeue_due_notifications() -> int:
-    """Run by beat: enqueue rows whose enqueue was lost or whose worker died."""
-    due = notifications_due_for_requeue()
-    for notification_id in due:
-        deliver_notification.delay(notification_id)
+@shared_task(name=TASK_REQUEUE_DUE, ignore_result=True)
+def requeue_due_outbox_rows(kind: str) -> int:
+    """Run by beat, per kind: enqueue rows whose enqueue was lost or whose worker died."""
+    due = outbox_due(kind=kind)
+    outbox_enqueue(kind=kind, row_ids=due)
     return len(due)
 
 

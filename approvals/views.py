@@ -23,9 +23,6 @@ from approvals.agent_text import agent_json_visible
 from approvals.escalations import approval_request_escalate_next_step, escalation_next_step
 from approvals.exceptions import (
     ApprovalNotVisible,
-    ClaimConflict,
-    EscalationUnavailable,
-    NotAllowed,
     ReviewRejected,
     TransitionConflict,
 )
@@ -40,7 +37,6 @@ from approvals.forms import (
 from approvals.models import ApprovalRequest, Status
 from approvals.presentation import arguments_folded, pretty_json
 from approvals.reviews import (
-    CONFLICT_CODES,
     approval_arguments_parse,
     approval_claim_release,
     approval_claim_take,
@@ -63,6 +59,7 @@ from approvals.selectors import (
 from approvals.services import decision_page_view_record
 from console import exact_json
 from console.database import health_problem
+from console.errors import DomainError
 from console.http import AuthenticatedHttpRequest
 
 
@@ -129,18 +126,38 @@ def history(request: HtmxHttpRequest) -> HttpResponse:
     return render(request, "approvals/history.html", context)
 
 
-def _not_visible_is_404(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """A request the reviewer could see when the view read it, but not when the action ran
-    (removed from the team, or the request escalated away meanwhile): 404, as if never seen."""
+def _domain_errors_as_panel(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """The pages' one mapping of domain errors: the decision panel again, re-read so it shows
+    what is true now, with the error's message and under its status (409 when someone else got
+    there first). A request the reviewer could see when the view read it, but not when the action
+    ran (removed from the team, or escalated away meanwhile): 404, as if never seen."""
 
     @wraps(view)
-    def wrapped(*args: Any, **kwargs: Any) -> HttpResponse:
+    def wrapped(request: HtmxHttpRequest, code: UUID, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
-            return view(*args, **kwargs)
+            return view(request, code, *args, **kwargs)
         except ApprovalNotVisible:
             raise Http404("No such approval request.") from None
+        except DomainError as error:
+            return _panel(request, code, status=_page_status(error), conflict_message=_said(error))
 
     return wrapped
+
+
+def _page_status(error: DomainError) -> int:
+    # A refused review has always answered 400 on a page, the form shown again; the reviewer
+    # API's 403 for the agent's own operator is that API's contract.
+    if isinstance(error, ReviewRejected) and error.http_status == 403:
+        return 400
+    return error.http_status
+
+
+def _said(error: DomainError) -> str:
+    if isinstance(error, TransitionConflict):
+        return (
+            f"Not recorded: someone else got there first. This request is {error.current_status}."
+        )
+    return error.message
 
 
 def _get_or_404(request: AuthenticatedHttpRequest, code: UUID) -> ApprovalRequest:
@@ -215,30 +232,13 @@ def _panel(
     return render(request, "approvals/detail.html", context, status=status)
 
 
-def _conflict(request: HtmxHttpRequest, code: UUID, conflict: TransitionConflict) -> HttpResponse:
-    message = (
-        f"Not recorded: someone else got there first. This request is {conflict.current_status}."
-    )
-    return _panel(request, code, status=409, conflict_message=message)
-
-
-def _rejected(request: HtmxHttpRequest, code: UUID, error: ReviewRejected) -> HttpResponse:
-    status = 409 if error.code in CONFLICT_CODES else 400
-    return _panel(request, code, status=status, conflict_message=str(error))
-
-
 def _approve(
     request: HtmxHttpRequest, code: UUID, *, note: str, arguments: dict[str, Any] | None
 ) -> HttpResponse:
     approval = _get_or_404(request, code)
-    try:
-        outcome = approval_request_review_approve(
-            approval=approval, reviewer=request.user, note=note, arguments=arguments
-        )
-    except TransitionConflict as conflict:
-        return _conflict(request, code, conflict)
-    except ReviewRejected as error:
-        return _rejected(request, code, error)
+    outcome = approval_request_review_approve(
+        approval=approval, reviewer=request.user, note=note, arguments=arguments
+    )
     if outcome.decided:
         return _panel(request, code)
     if outcome.proposal is not None:
@@ -264,7 +264,7 @@ def _approve(
 
 @require_POST
 @login_required
-@_not_visible_is_404
+@_domain_errors_as_panel
 def approve(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     form = ApproveForm(request.POST)
     if not form.is_valid():
@@ -274,7 +274,7 @@ def approve(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
 
 @require_POST
 @login_required
-@_not_visible_is_404
+@_domain_errors_as_panel
 def approve_changes(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     """Approve with changed arguments, in two steps: see the diff, then confirm it."""
     approval = _get_or_404(request, code)
@@ -306,40 +306,32 @@ def approve_changes(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
 
 @require_POST
 @login_required
-@_not_visible_is_404
+@_domain_errors_as_panel
 def deny(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     approval = _get_or_404(request, code)
     form = DenyForm(request.POST)
     if not form.is_valid():
         return _panel(request, code, status=400, deny_form=form, show_deny=True)
-    try:
-        approval_request_review_deny(
-            approval=approval, reviewer=request.user, reason=form.cleaned_data["reason"]
-        )
-    except TransitionConflict as conflict:
-        return _conflict(request, code, conflict)
+    approval_request_review_deny(
+        approval=approval, reviewer=request.user, reason=form.cleaned_data["reason"]
+    )
     return _panel(request, code)
 
 
 @require_POST
 @login_required
-@_not_visible_is_404
+@_domain_errors_as_panel
 def escalate(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     approval = _get_or_404(request, code)
     form = EscalateForm(request.POST, approval=approval)
     if not form.is_valid():
         return _panel(request, code, status=400, escalate_form=form, show_escalate=True)
-    try:
-        approval = approval_request_escalate(
-            approval=approval,
-            reviewer=request.user,
-            team=form.cleaned_data["team"],
-            note=form.cleaned_data["note"],
-        )
-    except TransitionConflict as conflict:
-        return _conflict(request, code, conflict)
-    except ReviewRejected as error:
-        return _rejected(request, code, error)
+    approval = approval_request_escalate(
+        approval=approval,
+        reviewer=request.user,
+        team=form.cleaned_data["team"],
+        note=form.cleaned_data["note"],
+    )
     if approval_get_for_reviewer(user=request.user, code=code) is None:
         # Handed to a team this reviewer is not in: the request has left their view.
         if not request.htmx:
@@ -350,7 +342,7 @@ def escalate(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
 
 @require_POST
 @login_required
-@_not_visible_is_404
+@_domain_errors_as_panel
 def escalate_next_step(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     """Escalate by hand along the request's chain: its next step fires now."""
     approval = _get_or_404(request, code)
@@ -359,16 +351,9 @@ def escalate_next_step(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
         return _panel(
             request, code, status=400, conflict_message="A note is at most 5000 characters."
         )
-    try:
-        firing = approval_request_escalate_next_step(
-            approval=approval, actor=request.user, note=form.cleaned_data["note"]
-        )
-    except NotAllowed as error:
-        return _panel(request, code, status=403, conflict_message=str(error))
-    except EscalationUnavailable as error:
-        return _panel(request, code, status=409, conflict_message=str(error))
-    except TransitionConflict as conflict:
-        return _conflict(request, code, conflict)
+    firing = approval_request_escalate_next_step(
+        approval=approval, actor=request.user, note=form.cleaned_data["note"]
+    )
     if approval_get_for_reviewer(user=request.user, code=code) is None:
         # The step handed the request to a team this reviewer is not in.
         if not request.htmx:
@@ -382,7 +367,7 @@ def escalate_next_step(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
 
 @require_POST
 @login_required
-@_not_visible_is_404
+@_domain_errors_as_panel
 def comment(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     approval = _get_or_404(request, code)
     form = CommentForm(request.POST)
@@ -405,17 +390,12 @@ def comment(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
 
 @require_POST
 @login_required
-@_not_visible_is_404
+@_domain_errors_as_panel
 def claim(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     approval = _get_or_404(request, code)
-    try:
-        approval_claim_take(
-            approval=approval, reviewer=request.user, take_over=request.POST.get("take_over") == "1"
-        )
-    except ClaimConflict as conflict:
-        return _panel(request, code, status=409, conflict_message=str(conflict))
-    except TransitionConflict as conflict:
-        return _conflict(request, code, conflict)
+    approval_claim_take(
+        approval=approval, reviewer=request.user, take_over=request.POST.get("take_over") == "1"
+    )
     return _panel(request, code)
 
 

@@ -12,6 +12,8 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from console.errors import DomainError
+
 _TYPE_BY_STATUS = {
     400: "invalid_request",
     401: "authentication",
@@ -31,6 +33,8 @@ _TYPE_BY_STATUS = {
 class ApiError(exceptions.APIException):
     """An API error with an explicit code and, where one field is at fault, its name."""
 
+    wait: int | None = None  # DRF's handler sends it as Retry-After
+
     def __init__(
         self, *, status_code: int, code: str, message: str, param: str | None = None
     ) -> None:
@@ -38,6 +42,16 @@ class ApiError(exceptions.APIException):
         self.status_code = status_code
         self.error_code = code
         self.param = param
+
+    @classmethod
+    def of(cls, error: DomainError) -> "ApiError":
+        """A domain error as the API answers it: its own status, code, message and param."""
+        api_error = cls(
+            status_code=error.http_status, code=error.code, message=error.message, param=error.param
+        )
+        if error.retry_after is not None:
+            api_error.wait = error.retry_after  # DRF sends it as Retry-After
+        return api_error
 
 
 def error_body(
@@ -77,6 +91,8 @@ def _first_validation_error(detail: Any, path: str = "") -> tuple[str | None, st
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
+    elif isinstance(exc, DomainError):
+        exc = ApiError.of(exc)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

@@ -1,6 +1,6 @@
 """The agent APIs' input limits: one set, applied alike by every agent API.
 
-The native API (approvals/api.py and its ASGI fast path), runs and traces (agents/api.py),
+The native API (agents/api/native.py and its ASGI fast path), runs and traces (agents/api/runs.py),
 HumanLayer (agents/humanlayer) and AAP (agents/aap) all take agent-supplied JSON, so all answer
 the same way, each in the console's error envelope:
 

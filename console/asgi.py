@@ -16,7 +16,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
-from approvals.api_asgi import AgentApiFastPath, ASGIApp  # noqa: E402
+from agents.api.fast_path import AgentApiFastPath, ASGIApp  # noqa: E402
 from approvals.routing import websocket_urlpatterns  # noqa: E402
 from console.database import startup_problem  # noqa: E402
 from console.host_checks import SameOriginWebsocketValidator  # noqa: E402
@@ -24,7 +24,7 @@ from console.host_checks import SameOriginWebsocketValidator  # noqa: E402
 # The console serves its own static files so one command runs it anywhere; behind a reverse
 # proxy, set SERVE_STATIC=false and serve `collectstatic` output from the proxy instead.
 http_app: ASGIApp = ASGIStaticFilesHandler(django_http) if settings.SERVE_STATIC else django_http
-# The agent API's hot operations skip Django's request path (see approvals/api_asgi.py for why).
+# The agent API's hot operations skip Django's request path (see agents/api/fast_path.py for why).
 if settings.AGENT_API_FAST_PATH:
     http_app = AgentApiFastPath(http_app)
 

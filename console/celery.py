@@ -27,11 +27,12 @@ task_postrun.connect(unbind_task_request_id, weak=False, dispatch_uid="request_i
 def _schedule_periodic_tasks(sender: Celery, **kwargs: object) -> None:
     from django.conf import settings
 
+    from approvals.outbox import KIND_AAP_WEBHOOK, KIND_NOTIFICATION
     from approvals.tasks import (
         expire_overdue_requests,
         expire_stale_presence,
         fire_due_escalations,
-        requeue_due_notifications,
+        requeue_due_outbox_rows,
     )
 
     sender.add_periodic_task(
@@ -51,11 +52,11 @@ def _schedule_periodic_tasks(sender: Celery, **kwargs: object) -> None:
     )
     sender.add_periodic_task(
         float(settings.NOTIFICATION_SWEEP_SECONDS),
-        requeue_due_notifications.s(),
+        requeue_due_outbox_rows.s(KIND_NOTIFICATION),
         name="re-enqueue undelivered notifications",
     )
     sender.add_periodic_task(
         float(settings.AAP_WEBHOOK_SWEEP_SECONDS),
-        sender.signature("aap.deliver_due_notifications"),
+        requeue_due_outbox_rows.s(KIND_AAP_WEBHOOK),
         name="deliver due AAP webhook notifications",
     )

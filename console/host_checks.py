@@ -1,6 +1,6 @@
 """Django's Host and Origin checks, for the ASGI paths that do not go through Django's request.
 
-The agent API's fast path (approvals/api_asgi.py) answers before Django's middleware, and
+The agent API's fast path (agents/api/fast_path.py) answers before Django's middleware, and
 websockets go to Channels. Both must refuse what Django refuses: a Host not in ALLOWED_HOSTS
 (Django answers 400), and for a socket an Origin other than the console's own scheme, host and
 port or a CSRF_TRUSTED_ORIGINS entry (what Django's CSRF check accepts for a form post). Both

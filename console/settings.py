@@ -336,7 +336,7 @@ ESCALATION_DEADLINE_MARGIN_SECONDS = env_int("ESCALATION_DEADLINE_MARGIN_SECONDS
 # --- Payload caps for the agent APIs -----------------------------------------------------------
 # A larger body gets 413 before anything is parsed; a larger field or batch gets 400 naming it.
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 256 * 1024)
-# Serve agents' create and read/long-poll calls on the ASGI fast path (approvals/api_asgi.py);
+# Serve agents' create and read/long-poll calls on the ASGI fast path (agents/api/fast_path.py);
 # false sends them through Django like every other call (same answers, slower).
 AGENT_API_FAST_PATH = env_bool("AGENT_API_FAST_PATH", True)
 API_MAX_FIELD_BYTES = env_int("API_MAX_FIELD_BYTES", 64 * 1024)

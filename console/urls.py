@@ -3,21 +3,21 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
-from agents import api as agents_api
-from approvals import api, audit_api, insight_views, reviewer_api, views
+from agents.api import native, runs
+from approvals import audit_api, insight_views, reviewer_api, views
 
 api_v1 = [
-    path("requests", api.ApprovalRequestCreateApi.as_view(), name="request-create"),
-    path("requests/<uuid:code>", api.ApprovalRequestDetailApi.as_view(), name="request-detail"),
+    path("requests", native.ApprovalRequestCreateApi.as_view(), name="request-create"),
+    path("requests/<uuid:code>", native.ApprovalRequestDetailApi.as_view(), name="request-detail"),
     path(
         "requests/<uuid:code>/cancel",
-        api.ApprovalRequestCancelApi.as_view(),
+        native.ApprovalRequestCancelApi.as_view(),
         name="request-cancel",
     ),
-    path("runs", agents_api.RunOpenApi.as_view(), name="run-open"),
-    path("runs/<uuid:code>", agents_api.RunDetailApi.as_view(), name="run-detail"),
-    path("runs/<uuid:code>/events", agents_api.RunEventsApi.as_view(), name="run-events"),
-    path("runs/<uuid:code>/close", agents_api.RunCloseApi.as_view(), name="run-close"),
+    path("runs", runs.RunOpenApi.as_view(), name="run-open"),
+    path("runs/<uuid:code>", runs.RunDetailApi.as_view(), name="run-detail"),
+    path("runs/<uuid:code>/events", runs.RunEventsApi.as_view(), name="run-events"),
+    path("runs/<uuid:code>/close", runs.RunCloseApi.as_view(), name="run-close"),
     path("audit/records", audit_api.AuditRecordExportApi.as_view(), name="audit-records"),
     path(
         "reviewer/requests",

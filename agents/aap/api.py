@@ -20,9 +20,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents.aap import services, webhooks
+from agents.aap import services
 from agents.aap.authentication import AapAuthentication, IsInstance, IsProvisioner
-from agents.aap.limits import RateLimited
 from agents.aap.serializers import (
     CreateApprovalRequestInput,
     ExactJSONRenderer,
@@ -30,11 +29,10 @@ from agents.aap.serializers import (
     UpdateInstanceInput,
     approval_document,
 )
+from agents.api.long_poll import long_poll_document
+from agents.api.native import idempotency_key_header, parse_wait
 from agents.models import Agent, ProvisionerToken
-from approvals import realtime
-from approvals.api import parse_wait
-from approvals.exceptions import IdempotencyConflict, TransitionConflict
-from approvals.models import ApprovalRequest, Status
+from approvals.models import ApprovalRequest
 from approvals.selectors import approval_get_for_agent
 from approvals.services import (
     DURATION_PATTERN,
@@ -46,8 +44,6 @@ from console.api_errors import ApiError, error_body
 from console.api_errors import exception_handler as api_exception_handler
 
 logger = logging.getLogger(__name__)
-
-MAX_IDEMPOTENCY_KEY = 255
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
@@ -128,22 +124,10 @@ def _validated[S: serializers.Serializer](serializer: S) -> S:
 
 
 def _idempotency_key(request: Request) -> str:
-    key = request.headers.get("Idempotency-Key", "")
-    if not key:
-        raise ApiError(
-            status_code=400,
-            code="missing_idempotency_key",
-            message="The Idempotency-Key header is required.",
-            param="Idempotency-Key",
-        )
-    if len(key) > MAX_IDEMPOTENCY_KEY:
-        raise ApiError(
-            status_code=400,
-            code="invalid_idempotency_key",
-            message=f"The Idempotency-Key header must be at most {MAX_IDEMPOTENCY_KEY} characters.",
-            param="Idempotency-Key",
-        )
-    return key
+    # Taken as sent: AAP compares keys byte for byte.
+    return idempotency_key_header(
+        request, required="The Idempotency-Key header is required.", strip=False
+    )
 
 
 def _uuid(raw: str, what: str) -> uuid.UUID:
@@ -151,16 +135,6 @@ def _uuid(raw: str, what: str) -> uuid.UUID:
         return uuid.UUID(raw)
     except ValueError:
         raise ApiError(status_code=404, code="not_found", message=f"No such {what}.") from None
-
-
-class RateLimitedError(ApiError):
-    def __init__(self, limited: RateLimited) -> None:
-        super().__init__(status_code=429, code="rate_limited", message=str(limited))
-        self.wait = limited.retry_after  # DRF sends it as Retry-After
-
-
-def _conflict(conflict: Exception, code: str, param: str | None = None) -> ApiError:
-    return ApiError(status_code=409, code=code, message=str(conflict), param=param)
 
 
 # --- Requests ---------------------------------------------------------------------------------
@@ -173,18 +147,9 @@ class RequestCreateApi(AapView):
         key = _idempotency_key(request)
         payload = _validated(CreateApprovalRequestInput(data=_body(request)))
         agent: Agent = request.user  # type: ignore[assignment]
-        try:
-            approval, created = services.aap_request_create(
-                agent=agent, idempotency_key=key, submission=payload.to_submission()
-            )
-        except IdempotencyConflict as conflict:
-            raise _conflict(conflict, conflict.code, "Idempotency-Key") from None
-        except RateLimited as limited:
-            raise RateLimitedError(limited) from None
-        except services.InstanceRetired:
-            raise ApiError(
-                status_code=401, code="invalid_credential", message="The instance was deleted."
-            ) from None
+        approval, created = services.aap_request_create(
+            agent=agent, idempotency_key=key, submission=payload.to_submission()
+        )
         return Response(
             approval_document(_reload(approval)),
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
@@ -210,15 +175,10 @@ class RequestDetailApi(AapAsyncView):
             )
         wait = parse_wait(raw_wait)
         agent: Agent = request.user  # type: ignore[assignment]
-        document, deadline_in = await sync_to_async(_read)(agent, code)
-        if document["status"] == Status.PENDING and wait > 0:
-            # Wake at the deadline at the latest: the re-read then records the expiry.
-            timeout = max(0.0, min(wait, deadline_in + 0.05))
-            await realtime.wait_until_resolved(
-                code=code, timeout=timeout, is_resolved=partial(_is_resolved, code)
-            )
-            document, _ = await sync_to_async(_read)(agent, code)
-        return Response(document)
+        found = await sync_to_async(_read)(agent, code)
+        read_again = partial(_document_for_agent, agent, code)
+        answer = await long_poll_document(code=code, found=found, wait=wait, read_again=read_again)
+        return Response(answer)
 
     async def delete(self, request: Request, id: str) -> Response:
         code = _uuid(id, "approval request")
@@ -230,9 +190,9 @@ def _is_duration(raw: str) -> bool:
     return re.fullmatch(DURATION_PATTERN, raw) is not None
 
 
-@sync_to_async
-def _is_resolved(code: uuid.UUID) -> bool:
-    return ApprovalRequest.objects.filter(code=code).exclude(status=Status.PENDING).exists()
+async def _document_for_agent(agent: Agent, code: uuid.UUID) -> dict[str, Any]:
+    document, _ = await sync_to_async(_read)(agent, code)
+    return document
 
 
 def _read(agent: Agent, code: uuid.UUID) -> tuple[dict[str, Any], float]:
@@ -248,29 +208,11 @@ def _cancel(agent: Agent, code: uuid.UUID) -> dict[str, Any]:
     approval = approval_get_for_agent(agent=agent, code=code)
     if approval is None:
         raise ApiError(status_code=404, code="not_found", message="No such approval request.")
-    try:
-        approval = approval_request_cancel(approval=approval, agent=agent)
-    except TransitionConflict as conflict:
-        raise _conflict(conflict, conflict.code) from None
+    approval = approval_request_cancel(approval=approval, agent=agent)
     return approval_document(_reload(approval))
 
 
 # --- Instances --------------------------------------------------------------------------------
-
-
-def _webhook_errors(error: Exception) -> ApiError:
-    if isinstance(error, RateLimited):
-        return RateLimitedError(error)
-    if isinstance(error, webhooks.UnsafeWebhookURL):
-        return ApiError(
-            status_code=400, code="invalid_webhook_url", message=str(error), param="delivery.url"
-        )
-    return ApiError(
-        status_code=422,
-        code="webhook_verification_failed",
-        message=f"The webhook receiver could not be verified: {error}",
-        param="delivery",
-    )
 
 
 class InstanceCreateApi(AapView):
@@ -280,31 +222,13 @@ class InstanceCreateApi(AapView):
         key = _idempotency_key(request)
         payload = _validated(ProvisionInstanceInput(data=_body(request)))
         provisioner: ProvisionerToken = request.user  # type: ignore[assignment]
-        try:
-            provisioned = services.instance_provision(
-                provisioner=provisioner,
-                provisioner_token=str(request.auth),  # AapAuthentication: the bearer token
-                idempotency_key=key,
-                name=payload.validated_data.get("instance_name"),
-                delivery=payload.validated_data.get("delivery"),
-            )
-        except IdempotencyConflict as conflict:
-            raise _conflict(conflict, conflict.code, "Idempotency-Key") from None
-        except services.InstanceDeleted:
-            raise ApiError(
-                status_code=409,
-                code="instance_deleted",
-                message="The instance created with this key has been deleted.",
-            ) from None
-        except services.OperationInProgress:
-            raise ApiError(
-                status_code=409,
-                code="operation_in_progress",
-                message="Another attempt with this idempotency key is still running; retry.",
-                param="Idempotency-Key",
-            ) from None
-        except (webhooks.UnsafeWebhookURL, webhooks.WebhookUnreachable, RateLimited) as error:
-            raise _webhook_errors(error) from None
+        provisioned = services.instance_provision(
+            provisioner=provisioner,
+            provisioner_token=str(request.auth),  # AapAuthentication: the bearer token
+            idempotency_key=key,
+            name=payload.validated_data.get("instance_name"),
+            delivery=payload.validated_data.get("delivery"),
+        )
         return Response(
             {
                 "instance": services.instance_document(provisioned.agent),
@@ -319,10 +243,7 @@ class InstanceDetailApi(AapView):
 
     def get(self, request: Request, id: str) -> Response:
         provisioner: ProvisionerToken = request.user  # type: ignore[assignment]
-        try:
-            agent = services.instance_get(provisioner=provisioner, code=_uuid(id, "instance"))
-        except services.InstanceNotFound:
-            raise _instance_not_found() from None
+        agent = services.instance_get(provisioner=provisioner, code=_uuid(id, "instance"))
         return Response(services.instance_document(agent))
 
     def patch(self, request: Request, id: str) -> Response:
@@ -330,37 +251,16 @@ class InstanceDetailApi(AapView):
         key = _idempotency_key(request)
         payload = _validated(UpdateInstanceInput(data=_body(request)))
         provisioner: ProvisionerToken = request.user  # type: ignore[assignment]
-        try:
-            document = services.instance_update(
-                provisioner=provisioner,
-                code=code,
-                idempotency_key=key,
-                name=payload.validated_data.get("instance_name"),
-                delivery=payload.delivery_change,
-            )
-        except services.InstanceNotFound:
-            raise _instance_not_found() from None
-        except IdempotencyConflict as conflict:
-            raise _conflict(conflict, conflict.code, "Idempotency-Key") from None
-        except services.OperationInProgress:
-            raise ApiError(
-                status_code=409,
-                code="operation_in_progress",
-                message="Another attempt with this idempotency key is still running; retry.",
-                param="Idempotency-Key",
-            ) from None
-        except (webhooks.UnsafeWebhookURL, webhooks.WebhookUnreachable, RateLimited) as error:
-            raise _webhook_errors(error) from None
+        document = services.instance_update(
+            provisioner=provisioner,
+            code=code,
+            idempotency_key=key,
+            name=payload.validated_data.get("instance_name"),
+            delivery=payload.delivery_change,
+        )
         return Response(document)
 
     def delete(self, request: Request, id: str) -> Response:
         provisioner: ProvisionerToken = request.user  # type: ignore[assignment]
-        try:
-            services.instance_delete(provisioner=provisioner, code=_uuid(id, "instance"))
-        except services.InstanceNotFound:
-            raise _instance_not_found() from None
+        services.instance_delete(provisioner=provisioner, code=_uuid(id, "instance"))
         return Response(status=status.HTTP_204_NO_CONTENT)
-
-
-def _instance_not_found() -> ApiError:
-    return ApiError(status_code=404, code="not_found", message="No such instance.")

@@ -7,10 +7,10 @@ unknown, revoked or retired gets 401.
 
 from typing import Any
 
-from rest_framework import authentication, exceptions, permissions
+from rest_framework import permissions
 from rest_framework.request import Request
 
-from agents.authentication import bearer_token
+from agents.authentication import BearerAuthentication
 from agents.models import Agent, ProvisionerToken
 from agents.services import (
     PROVISIONER_SCHEME,
@@ -19,25 +19,15 @@ from agents.services import (
 )
 
 
-class AapAuthentication(authentication.BaseAuthentication):
-    def authenticate(self, request: Request) -> tuple[Agent | ProvisionerToken, str] | None:
-        header = request.headers.get("Authorization", "")
-        if not header:
-            return None
-        token = bearer_token(header)
-        if token is None:
-            raise exceptions.AuthenticationFailed("Authorization must be 'Bearer <token>'.")
-        principal: Agent | ProvisionerToken | None
-        if token.startswith(f"{PROVISIONER_SCHEME}_"):
-            principal = provisioner_token_authenticate(token=token)
-        else:
-            principal = credential_authenticate(token=token)
-        if principal is None:
-            raise exceptions.AuthenticationFailed("The credential is invalid, expired or revoked.")
-        return principal, token
+class AapAuthentication(BearerAuthentication):
+    realm = "aap"
+    malformed_message = "Authorization must be 'Bearer <token>'."
+    invalid_message = "The credential is invalid, expired or revoked."
 
-    def authenticate_header(self, request: Request) -> str:
-        return 'Bearer realm="aap"'
+    def principal_for(self, token: str) -> Agent | ProvisionerToken | None:
+        if token.startswith(f"{PROVISIONER_SCHEME}_"):
+            return provisioner_token_authenticate(token=token)
+        return credential_authenticate(token=token)
 
 
 class IsInstance(permissions.BasePermission):

@@ -8,11 +8,17 @@ import time
 
 from django.core.cache import cache
 
+from console.errors import DomainError
 
-class RateLimited(Exception):
+
+class RateLimited(DomainError):
+    code = "rate_limited"
+    http_status = 429
+    retry_after: int
+
     def __init__(self, *, what: str, retry_after: int) -> None:
-        self.retry_after = retry_after
         super().__init__(f"Too many {what}; retry after {retry_after} seconds.")
+        self.retry_after = retry_after
 
 
 def limit_count(*, scope: str, what: str, limit: int, window_seconds: int) -> None:

@@ -39,22 +39,44 @@ from approvals.audit import AuditAction, AuditActor, audit_record
 from approvals.exceptions import IdempotencyConflict, TransitionConflict
 from approvals.models import ApprovalRequest, AuditActorType, Source, Status
 from approvals.services import Submission, approval_request_cancel, approval_request_create
+from console.errors import DomainError
 
 
-class InstanceNotFound(Exception):
-    pass
+class InstanceNotFound(DomainError):
+    code = "not_found"
+    http_status = 404
+
+    def __init__(self) -> None:
+        super().__init__("No such instance.")
 
 
-class InstanceDeleted(Exception):
+class InstanceDeleted(DomainError):
     code = "instance_deleted"
+    http_status = 409
+
+    def __init__(self) -> None:
+        super().__init__("The instance created with this key has been deleted.")
 
 
-class OperationInProgress(Exception):
+class OperationInProgress(DomainError):
     """Another attempt with the same idempotency key is still running."""
 
+    code = "operation_in_progress"
+    http_status = 409
+    param = "Idempotency-Key"
 
-class InstanceRetired(Exception):
+    def __init__(self) -> None:
+        super().__init__("Another attempt with this idempotency key is still running; retry.")
+
+
+class InstanceRetired(DomainError):
     """The instance was deleted while its credential was in use."""
+
+    code = "invalid_credential"
+    http_status = 401
+
+    def __init__(self) -> None:
+        super().__init__("The instance was deleted.")
 
 
 @dataclass(frozen=True)

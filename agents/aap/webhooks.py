@@ -1,4 +1,5 @@
-"""AAP asynchronous mode: receiver verification, the notification outbox and its delivery.
+"""AAP asynchronous mode: receiver verification, and `request.resolved` events as one kind of
+row of the one outbox (approvals/outbox.py), with the AAP webhook as their transport.
 
 Every outbound connection (verification and each delivery attempt) resolves the receiver's host,
 checks every address against the SSRF rules of the spec, then connects to a checked address
@@ -12,39 +13,62 @@ import hmac
 import ipaddress
 import json
 import logging
-import random
 import socket
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from agents.aap.limits import RateLimited, limit_count
 from agents.models import WebhookNotification, WebhookReceiver
-from approvals.audit import AuditAction, audit_record
+from approvals.audit import AuditAction
 from approvals.models import ApprovalRequest, Source
+from approvals.outbox import (
+    KIND_AAP_WEBHOOK,
+    WINDOW_ENDED,
+    Dropped,
+    Outbox,
+    outbox_enqueue_after_commit,
+)
+from console.errors import DomainError
+from console.outbox import (
+    Postponed,
+    RetryableError,
+    Transport,
+    backoff_seconds,
+    retry_after_seconds,
+)
 
 logger = logging.getLogger(__name__)
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a format)
 MAX_RESPONSE_BYTES = 16 * 1024
-TASK_DELIVER = "aap.deliver_notification"
 
 
-class UnsafeWebhookURL(Exception):
+class UnsafeWebhookURL(DomainError):
     """The URL is malformed, or it leads to a loopback, private or otherwise non-public address."""
 
+    code = "invalid_webhook_url"
+    param = "delivery.url"
 
-class WebhookUnreachable(Exception):
+
+class WebhookUnreachable(DomainError):
     """The receiver could not be reached or did not answer as required."""
+
+    code = "webhook_verification_failed"
+    http_status = 422
+    param = "delivery"
+
+    @property
+    def message(self) -> str:
+        return f"The webhook receiver could not be verified: {self}"
 
 
 def timestamp(moment: datetime) -> str:
@@ -257,17 +281,7 @@ def notification_record(*, approval_id: int, decided_at: datetime) -> None:
         deliver_until=decided_at + timedelta(seconds=settings.AAP_WEBHOOK_DELIVERY_WINDOW_SECONDS),
         next_attempt_at=decided_at,
     )
-    transaction.on_commit(lambda: notification_enqueue(notification_id=notification.pk))
-
-
-def notification_enqueue(*, notification_id: int, countdown: float = 0) -> None:
-    """Hand the event to a worker. If the broker is down, the beat sweep picks it up later."""
-    from console.celery import app
-
-    try:
-        app.send_task(TASK_DELIVER, args=[notification_id], countdown=countdown)
-    except Exception:
-        logger.exception("could not enqueue webhook notification %s", notification_id)
+    outbox_enqueue_after_commit(kind=KIND_AAP_WEBHOOK, row_ids=[notification.pk])
 
 
 def notifications_end(*, agent_id: int, reason: str) -> None:
@@ -277,147 +291,108 @@ def notifications_end(*, agent_id: int, reason: str) -> None:
     ).update(ended_at=timezone.now(), ended_reason=reason)
 
 
-def notifications_due(*, limit: int = 500) -> list[int]:
-    now = timezone.now()
-    return list(
-        WebhookNotification.objects.filter(
-            delivered_at__isnull=True, ended_at__isnull=True, next_attempt_at__lte=now
+class WebhookOutbox(Outbox[WebhookNotification]):
+    """AAP `request.resolved` events as rows of the one outbox: no attempt limit but a retry
+    window, jittered backoff, and the event id as the receiver's idempotency key."""
+
+    kind = KIND_AAP_WEBHOOK
+    model = WebhookNotification
+    audit_sent = AuditAction.WEBHOOK_DELIVERED
+    audit_failed = AuditAction.WEBHOOK_FAILED
+
+    def lease_seconds(self) -> float:
+        # Longer than one attempt may take.
+        return float(settings.AAP_WEBHOOK_TIMEOUT_SECONDS) + 30
+
+    def claimable(self, now: datetime) -> Q:
+        return Q(delivered_at__isnull=True, ended_at__isnull=True, next_attempt_at__lte=now) & (
+            Q(lease_until__isnull=True) | Q(lease_until__lt=now)
         )
-        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-        .order_by("next_attempt_at")
-        .values_list("pk", flat=True)[:limit]
-    )
 
-
-def _retry_after_seconds(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After", "").strip()
-    if not value:
-        return None
-    if value.isdigit():
-        return float(value)
-    try:
-        return max(0.0, (parsedate_to_datetime(value) - timezone.now()).total_seconds())
-    except (TypeError, ValueError):
-        return None
-
-
-def _backoff(attempts: int) -> float:
-    """Exponential with full jitter in [delay/2, delay], so receivers are not hit in lockstep."""
-    base = float(settings.AAP_WEBHOOK_RETRY_BASE_SECONDS)
-    delay = min(float(settings.AAP_WEBHOOK_RETRY_MAX_SECONDS), base * 2 ** max(0, attempts - 1))
-    return delay * random.uniform(0.5, 1.0)
-
-
-def notification_deliver(*, notification_id: int) -> float | None:
-    """Make one delivery attempt. Returns the delay before the next one, or None when done."""
-    now = timezone.now()
-    attempt_timeout = float(settings.AAP_WEBHOOK_TIMEOUT_SECONDS)
-    # Claim the event: at most one attempt is outstanding, whatever duplicates of the task run.
-    claimed = (
-        WebhookNotification.objects.filter(
-            pk=notification_id,
-            delivered_at__isnull=True,
-            ended_at__isnull=True,
-            next_attempt_at__lte=now,
+    def transport_for(self, row: WebhookNotification, now: datetime) -> Transport:
+        if row.deliver_until <= now:
+            raise Dropped(WINDOW_ENDED)
+        receiver = (
+            WebhookReceiver.objects.filter(agent_id=row.agent_id)
+            .exclude(agent__aap_instance__deleted_at__isnull=False)
+            .first()
         )
-        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-        .update(
-            claimed_until=now + timedelta(seconds=attempt_timeout + 30),
-            attempts=F("attempts") + 1,
+        if receiver is None:
+            raise Dropped("delivery removed")
+        return WebhookTransport(receiver)
+
+    def deadline(self, row: WebhookNotification) -> datetime | None:
+        return row.deliver_until
+
+    def backoff(self, attempts: int) -> float:
+        return backoff_seconds(
+            attempts,
+            base=float(settings.AAP_WEBHOOK_RETRY_BASE_SECONDS),
+            cap=float(settings.AAP_WEBHOOK_RETRY_MAX_SECONDS),
+            jitter=True,
         )
-    )
-    if not claimed:
-        return None
-    notification = WebhookNotification.objects.get(pk=notification_id)
-    remaining = (notification.deliver_until - now).total_seconds()
-    if remaining <= 0:
-        _end(notification, "retry window ended")
-        return None
-    receiver = (
-        WebhookReceiver.objects.filter(agent_id=notification.agent_id)
-        .exclude(agent__aap_instance__deleted_at__isnull=False)
-        .first()
-    )
-    if receiver is None:
-        _end(notification, "delivery removed")
-        return None
-    try:
-        limit_count(
-            scope=f"deliver-host:{(urlsplit(receiver.url).hostname or '').lower()}",
-            what="deliveries to this host",
-            limit=settings.AAP_LIMIT_DELIVERIES_PER_HOST_MINUTE,
-            window_seconds=60,
-        )
-    except RateLimited as limited:
-        # Our own limit, not a failed attempt: wait for the next window without counting one.
-        return _postpone(notification, limited.retry_after, count_attempt=False)
 
-    retry_after = None
-    try:
-        response = _post(
-            url=receiver.url,
-            secret=receiver.signing_secret,
-            message_id=str(notification.code),
-            body=notification.body.encode(),
-            # Each attempt must end by the retry deadline.
-            timeout=min(attempt_timeout, remaining),
-        )
-        if 200 <= response.status_code < 300:
-            with transaction.atomic():
-                delivered = WebhookNotification.objects.filter(pk=notification.pk).update(
-                    delivered_at=timezone.now(), claimed_until=None, last_error=""
-                )
-                if delivered:
-                    audit_record(
-                        action=AuditAction.WEBHOOK_DELIVERED,
-                        target=notification,
-                        context=_audit_context(notification, response.status_code),
-                    )
-            return None
-        error = f"HTTP {response.status_code}"
-        if response.status_code in (429, 503):
-            retry_after = _retry_after_seconds(response)
-    except (httpx.HTTPError, UnsafeWebhookURL, WebhookUnreachable) as failure:
-        error = f"{type(failure).__name__}: {failure}"[:500]
+    def retry_from(self, claimed_at: datetime) -> datetime:
+        # A send may have taken the whole timeout: the backoff counts from its end.
+        return timezone.now()
 
-    delay = max(_backoff(notification.attempts), retry_after or 0.0)
-    return _postpone(notification, delay, error=error)
+    def sent_fields(self) -> dict[str, Any]:
+        return {"delivered_at": timezone.now()}
+
+    def failed_fields(self, *, reason: str, error: str) -> dict[str, Any]:
+        # The receiver will never hear of this decision from us.
+        return {"ended_at": timezone.now(), "ended_reason": reason, "last_error": error}
+
+    def failed_audit_after(self, *, reason: str, error: str) -> dict[str, Any]:
+        return {"ended_reason": reason, "last_error": error}
+
+    def audit_context(self, row: WebhookNotification, receipt: object | None) -> dict[str, object]:
+        return {
+            "approval_id": row.approval_id,
+            "attempts": row.attempts,
+            "status_code": receipt.status_code if isinstance(receipt, WebhookAccepted) else None,
+        }
 
 
-def _postpone(
-    notification: WebhookNotification, delay: float, *, error: str = "", count_attempt: bool = True
-) -> float | None:
-    next_attempt_at = timezone.now() + timedelta(seconds=delay)
-    if next_attempt_at >= notification.deliver_until:
-        _end(notification, "retry window ended", error)
-        return None
-    WebhookNotification.objects.filter(pk=notification.pk).update(
-        next_attempt_at=next_attempt_at,
-        claimed_until=None,
-        attempts=F("attempts") - (0 if count_attempt else 1),
-        **({"last_error": error} if error else {}),
-    )
-    return delay
+@dataclass(frozen=True)
+class WebhookAccepted:
+    status_code: int
 
 
-def _audit_context(notification: WebhookNotification, status_code: int | None) -> dict[str, object]:
-    return {
-        "approval_id": notification.approval_id,
-        "attempts": notification.attempts,
-        "status_code": status_code,
-    }
+class WebhookTransport(Transport):
+    """POST the event, signed, to the instance's receiver; any 2xx is delivery."""
 
+    def __init__(self, receiver: WebhookReceiver) -> None:
+        self.receiver = receiver
 
-def _end(notification: WebhookNotification, reason: str, error: str = "") -> None:
-    """Give up on an event for good; the receiver will never hear of this decision from us."""
-    with transaction.atomic():
-        ended = WebhookNotification.objects.filter(
-            pk=notification.pk, ended_at__isnull=True, delivered_at__isnull=True
-        ).update(ended_at=timezone.now(), ended_reason=reason, claimed_until=None, last_error=error)
-        if ended:
-            audit_record(
-                action=AuditAction.WEBHOOK_FAILED,
-                target=notification,
-                after={"ended_reason": reason, "last_error": error},
-                context=_audit_context(notification, None),
+    def notify(self, notification: WebhookNotification) -> WebhookAccepted:
+        host = (urlsplit(self.receiver.url).hostname or "").lower()
+        try:
+            limit_count(
+                scope=f"deliver-host:{host}",
+                what="deliveries to this host",
+                limit=settings.AAP_LIMIT_DELIVERIES_PER_HOST_MINUTE,
+                window_seconds=60,
             )
+        except RateLimited as limited:
+            # Our own limit, not a failed attempt: wait for the next window without counting one.
+            raise Postponed(limited.retry_after) from None
+        remaining = (notification.deliver_until - timezone.now()).total_seconds()
+        try:
+            response = _post(
+                url=self.receiver.url,
+                secret=self.receiver.signing_secret,
+                # The receiver's idempotency key: a re-sent event is the same message.
+                message_id=str(notification.code),
+                body=notification.body.encode(),
+                # Each attempt must end by the retry deadline.
+                timeout=max(0.0, min(float(settings.AAP_WEBHOOK_TIMEOUT_SECONDS), remaining)),
+            )
+        except (httpx.HTTPError, UnsafeWebhookURL, WebhookUnreachable) as failure:
+            raise RetryableError(f"{type(failure).__name__}: {failure}"[:500]) from None
+        if 200 <= response.status_code < 300:
+            return WebhookAccepted(response.status_code)
+        retry_after = None
+        if response.status_code in (429, 503):
+            retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+        raise RetryableError(f"HTTP {response.status_code}", retry_after=retry_after)

@@ -20,19 +20,9 @@ from agents.humanlayer.services import (
     humanlayer_human_contact_create,
 )
 from agents.models import Agent
-from approvals.exceptions import IdempotencyConflict
 from console.api_errors import ApiError
 
 TAGS = ["humanlayer-compat"]
-
-
-def _conflict(conflict: IdempotencyConflict) -> ApiError:
-    return ApiError(
-        status_code=409,
-        code=conflict.code,
-        message="A call with this call_id exists with a different spec.",
-        param="call_id",
-    )
 
 
 def _not_found() -> ApiError:
@@ -48,12 +38,9 @@ class FunctionCallCreateApi(APIView):
         payload.is_valid(raise_exception=True)
         agent: Agent = request.user  # type: ignore[assignment]
         data: dict[str, Any] = payload.validated_data
-        try:
-            approval, created = humanlayer_function_call_create(
-                agent=agent, run_id=data["run_id"], call_id=data["call_id"], spec=data["spec"]
-            )
-        except IdempotencyConflict as conflict:
-            raise _conflict(conflict) from None
+        approval, created = humanlayer_function_call_create(
+            agent=agent, run_id=data["run_id"], call_id=data["call_id"], spec=data["spec"]
+        )
         return Response(
             wire.function_call_output(approval),
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
@@ -79,12 +66,9 @@ class HumanContactCreateApi(APIView):
         payload.is_valid(raise_exception=True)
         agent: Agent = request.user  # type: ignore[assignment]
         data: dict[str, Any] = payload.validated_data
-        try:
-            approval, created = humanlayer_human_contact_create(
-                agent=agent, run_id=data["run_id"], call_id=data["call_id"], spec=data["spec"]
-            )
-        except IdempotencyConflict as conflict:
-            raise _conflict(conflict) from None
+        approval, created = humanlayer_human_contact_create(
+            agent=agent, run_id=data["run_id"], call_id=data["call_id"], spec=data["spec"]
+        )
         return Response(
             wire.human_contact_output(approval),
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,

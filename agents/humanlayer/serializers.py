@@ -13,8 +13,8 @@ from typing import Any
 from django.utils import timezone
 from rest_framework import serializers
 
+from agents.api.native import JSONObjectField
 from agents.humanlayer.services import CONTACT_TOOL
-from approvals.api import JSONObjectField
 from approvals.models import ApprovalRequest, Status
 from console.api_fields import BoundedJSONField
 

@@ -15,6 +15,7 @@ from agents.humanlayer.selectors import (
     humanlayer_idempotency_key,
 )
 from agents.models import Agent
+from approvals.exceptions import IdempotencyConflict
 from approvals.models import ApprovalRequest
 from approvals.services import (
     Submission,
@@ -38,6 +39,16 @@ def _submission(
     )
 
 
+def _create_once(**arguments: Any) -> tuple[ApprovalRequest, bool]:
+    try:
+        return approval_request_create(**arguments)
+    except IdempotencyConflict:
+        # The idempotency key is the call_id here: name it as HumanLayer clients know it.
+        raise IdempotencyConflict(
+            "A call with this call_id exists with a different spec.", param="call_id"
+        ) from None
+
+
 def humanlayer_function_call_create(
     *, agent: Agent, run_id: str, call_id: str, spec: dict[str, Any]
 ) -> tuple[ApprovalRequest, bool]:
@@ -52,7 +63,7 @@ def humanlayer_function_call_create(
             "state": spec.get("state"),
         }
     }
-    return approval_request_create(
+    return _create_once(
         agent=agent,
         idempotency_key=humanlayer_idempotency_key(kind=FUNCTION_CALL, call_id=call_id),
         submission=_submission(
@@ -74,7 +85,7 @@ def humanlayer_human_contact_create(
             "state": spec.get("state"),
         }
     }
-    return approval_request_create(
+    return _create_once(
         agent=agent,
         idempotency_key=humanlayer_idempotency_key(kind=HUMAN_CONTACT, call_id=call_id),
         submission=_submission(

@@ -1,4 +1,4 @@
-"""One transport per channel. The outbox (approvals.notifications) decides what and when; these
+"""One transport per channel. The outbox (approvals/outbox.py) decides what and when; these
 only deliver, and say whether a failure is worth retrying."""
 
 from approvals.models import Channel

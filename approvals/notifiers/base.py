@@ -1,25 +1,12 @@
-"""The contract every transport keeps: deliver one notification or raise one of two errors."""
+"""What the reviewer-notification transports share. The transport interface and its errors are
+the one outbox's (console/outbox.py), so a notifier fails the way an AAP webhook does."""
 
 from dataclasses import dataclass
 
 from approvals.models import Notification
+from console.outbox import PermanentError, RetryableError, Transport, TransportError
 
-
-class NotifierError(Exception):
-    pass
-
-
-class PermanentError(NotifierError):
-    """Retrying cannot help (unknown recipient, bad credentials): mark the row failed."""
-
-
-class RetryableError(NotifierError):
-    """The receiver may accept it later (outage, rate limit). `retry_after` is the receiver's
-    own wish in seconds (Slack's Retry-After), which beats our backoff when it is longer."""
-
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+__all__ = ["Notifier", "PermanentError", "PostedMessage", "RetryableError", "TransportError"]
 
 
 @dataclass(frozen=True)
@@ -30,7 +17,9 @@ class PostedMessage:
     ts: str
 
 
-class Notifier:
+class Notifier(Transport):
+    """A transport for reviewer notifications: one per channel."""
+
     channel: str = ""
 
     def notify(self, notification: Notification) -> PostedMessage | None:

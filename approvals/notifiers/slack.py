@@ -26,6 +26,7 @@ from approvals.notifiers.base import Notifier, PermanentError, PostedMessage, Re
 from approvals.notifiers.email import decision_url
 from approvals.presentation import arguments_exact_text
 from approvals.reasons import reason_from_stored
+from console.outbox import retry_after_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -215,10 +216,7 @@ def _classify(error: SlackApiError) -> Exception:
     response = error.response
     if response.status_code == 429:
         retry_after = response.headers.get("Retry-After") or response.headers.get("retry-after")
-        try:
-            delay = float(retry_after) if retry_after is not None else None
-        except ValueError:
-            delay = None
+        delay = retry_after_seconds(retry_after)
         return RetryableError("Slack rate limit", retry_after=delay)
     code = ""
     if isinstance(response.data, dict):

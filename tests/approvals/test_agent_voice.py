@@ -18,7 +18,8 @@ from agents.services import NewTraceEvent, run_events_append, run_open
 from approvals import insight
 from approvals.agent_text import agent_text_one_line, agent_text_visible
 from approvals.models import ApprovalRequest, Channel, Status
-from approvals.notifications import notification_deliver, notifications_on_submitted
+from approvals.notifications import notifications_on_submitted
+from approvals.outbox import KIND_NOTIFICATION, outbox_deliver
 from approvals.policies.models import Budget, PolicyCondition, PolicyEvaluation
 from approvals.reasons import AGENT, CONSOLE, Reason
 from approvals.services import Submission, approval_request_create
@@ -203,7 +204,7 @@ def test_the_mail_marks_agent_values_in_the_reason(settings, smtp_server) -> Non
     approval = _held()
     notification = next(n for n in approval.notifications.all() if n.channel == Channel.EMAIL)
 
-    notification_deliver(notification_id=notification.pk)
+    outbox_deliver(kind=KIND_NOTIFICATION, row_id=notification.pk)
 
     [message] = smtp_server.handler.messages
     html = message.get_body(preferencelist=("html",)).get_content()
@@ -224,7 +225,7 @@ def test_slack_quotes_agent_values_in_the_reason(slack_api) -> None:  # type: ig
         created = notifications_on_submitted(approval=approval)
     row = next(n for n in created if n.channel == Channel.SLACK)
 
-    notification_deliver(notification_id=row.pk)
+    outbox_deliver(kind=KIND_NOTIFICATION, row_id=row.pk)
 
     [call] = slack_api.calls_to("chat.postMessage")
     [paused] = [

@@ -11,7 +11,6 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from agents.aap import webhooks
 from agents.models import Agent, ProvisionerToken, Run, RunStatus, WebhookNotification
 from agents.services import provisioner_token_create, run_close, run_open
 from approvals.audit import AuditAction
@@ -26,7 +25,8 @@ from approvals.models import (
     NotificationStatus,
     Status,
 )
-from approvals.notifications import notification_deliver, notifications_create
+from approvals.notifications import notifications_create
+from approvals.outbox import KIND_AAP_WEBHOOK, KIND_NOTIFICATION, outbox_deliver
 from approvals.policies.halts import agent_halt, agent_resume, run_halt
 from approvals.reviews import (
     approval_claim_release,
@@ -221,7 +221,7 @@ def _email_to(user) -> Notification:  # type: ignore[no-untyped-def]
 
 def test_it_records_a_notification_sent(smtp_server) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     row = _email_to(UserFactory(username="alice"))
-    assert notification_deliver(notification_id=row.pk) is None
+    assert outbox_deliver(kind=KIND_NOTIFICATION, row_id=row.pk) is None
     record = _only(AuditAction.NOTIFICATION_SENT)
     assert (record.actor_type, record.object_type) == (
         AuditActorType.SYSTEM,
@@ -236,7 +236,7 @@ def test_it_records_a_notification_that_failed_for_good() -> None:
     row = _email_to(alice)
     # The address was removed after the row was queued: no retry can help.
     type(alice).objects.filter(pk=alice.pk).update(email="")
-    assert notification_deliver(notification_id=row.pk) is None
+    assert outbox_deliver(kind=KIND_NOTIFICATION, row_id=row.pk) is None
     row.refresh_from_db()
     assert row.status == NotificationStatus.FAILED
     record = _only(AuditAction.NOTIFICATION_FAILED)
@@ -429,7 +429,7 @@ def _resolved_event(provisioner, receiver: Receiver) -> WebhookNotification:  # 
 
 def test_it_records_a_webhook_delivered(platform, receiver) -> None:  # type: ignore[no-untyped-def]
     notification = _resolved_event(platform[1], receiver)
-    assert webhooks.notification_deliver(notification_id=notification.pk) is None
+    assert outbox_deliver(kind=KIND_AAP_WEBHOOK, row_id=notification.pk) is None
     assert len(receiver.events) == 1
     record = _only(AuditAction.WEBHOOK_DELIVERED)
     assert (record.actor_type, record.object_type) == (
@@ -446,7 +446,7 @@ def test_it_records_a_webhook_given_up_on(platform, receiver) -> None:  # type: 
     WebhookNotification.objects.filter(pk=notification.pk).update(
         deliver_until=timezone.now() - timedelta(seconds=1)
     )
-    assert webhooks.notification_deliver(notification_id=notification.pk) is None
+    assert outbox_deliver(kind=KIND_AAP_WEBHOOK, row_id=notification.pk) is None
     assert receiver.events == []
     record = _only(AuditAction.WEBHOOK_FAILED)
     assert (record.actor_type, record.object_id) == (AuditActorType.SYSTEM, str(notification.code))

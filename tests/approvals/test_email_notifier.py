@@ -4,7 +4,8 @@ import pytest
 from django.db import transaction
 
 from approvals.models import Channel, NotificationAttempt, NotificationStatus
-from approvals.notifications import notification_deliver, notifications_on_submitted
+from approvals.notifications import notifications_on_submitted
+from approvals.outbox import KIND_NOTIFICATION, outbox_deliver
 from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory
 from tests.notify_servers import smtp_server  # noqa: F401
 
@@ -29,7 +30,7 @@ def _routed_email(settings):  # type: ignore[no-untyped-def]
 def test_it_sends_html_and_text_with_the_decision_link(settings, smtp_server) -> None:  # noqa: F811
     approval, row = _routed_email(settings)
 
-    assert notification_deliver(notification_id=row.pk) is None
+    assert outbox_deliver(kind=KIND_NOTIFICATION, row_id=row.pk) is None
 
     assert len(smtp_server.handler.messages) == 1
     message = smtp_server.handler.messages[0]
@@ -55,7 +56,7 @@ def test_it_retries_when_the_server_says_try_later(settings, smtp_server) -> Non
     smtp_server.handler.fail_first = 1
     _, row = _routed_email(settings)
 
-    retry_in = notification_deliver(notification_id=row.pk)
+    retry_in = outbox_deliver(kind=KIND_NOTIFICATION, row_id=row.pk)
 
     assert retry_in == settings.NOTIFICATION_BACKOFF_BASE_SECONDS
     row.refresh_from_db()
@@ -75,7 +76,7 @@ def test_it_retries_when_no_server_listens(settings) -> None:
     }
     _, row = _routed_email(settings)
 
-    assert notification_deliver(notification_id=row.pk) is not None
+    assert outbox_deliver(kind=KIND_NOTIFICATION, row_id=row.pk) is not None
     row.refresh_from_db()
     assert row.status == NotificationStatus.PENDING
     assert row.attempt_rows.get().outcome == NotificationAttempt.Outcome.RETRY
@@ -89,7 +90,7 @@ def _hostile_email(settings, server, **approval_fields):  # type: ignore[no-unty
     with transaction.atomic():
         created = notifications_on_submitted(approval=approval)
     row = next(n for n in created if n.channel == Channel.EMAIL)
-    notification_deliver(notification_id=row.pk)
+    outbox_deliver(kind=KIND_NOTIFICATION, row_id=row.pk)
     [message] = server.handler.messages
     return approval, message
 

@@ -10,7 +10,8 @@ from django.utils import timezone
 
 from approvals.models import Channel, Notification, NotificationAttempt, NotificationStatus
 from approvals.notifications import notifications_create
-from approvals.tasks import deliver_notification, requeue_due_notifications
+from approvals.outbox import KIND_NOTIFICATION
+from approvals.tasks import deliver_outbox_row, requeue_due_outbox_rows
 from console.celery import app
 from tests.factories import ApprovalRequestFactory, UserFactory
 from tests.notify_servers import smtp_server  # noqa: F401
@@ -32,7 +33,7 @@ def test_beat_schedules_escalations_and_the_requeue_sweep(settings) -> None:
     schedule = app.conf.beat_schedule
     assert schedule["fire due escalation steps"]["task"] == "approvals.fire_due_escalations"
     requeue = schedule["re-enqueue undelivered notifications"]
-    assert requeue["task"] == "approvals.requeue_due_notifications"
+    assert requeue["task"] == "outbox.requeue_due"
 
 
 def test_a_failing_receiver_still_gets_exactly_one_email(settings, smtp_server) -> None:  # noqa: F811
@@ -51,8 +52,8 @@ def test_a_failing_receiver_still_gets_exactly_one_email(settings, smtp_server) 
             lambda: Notification.objects.get(pk=row.pk).status == NotificationStatus.SENT
         )
         # A duplicate task (a redelivered message, a second enqueue) finds nothing to send.
-        deliver_notification.delay(row.pk)
-        deliver_notification.delay(row.pk)
+        deliver_outbox_row.delay(KIND_NOTIFICATION, row.pk)
+        deliver_outbox_row.delay(KIND_NOTIFICATION, row.pk)
         time.sleep(1.5)
 
     assert smtp_server.handler.refused == 2
@@ -80,11 +81,11 @@ def test_beat_recovers_a_lost_enqueue(settings, smtp_server) -> None:  # noqa: F
     )
 
     with start_worker(app, perform_ping_check=False, pool="solo", shutdown_timeout=10):
-        requeue_due_notifications.delay()
+        requeue_due_outbox_rows.delay(KIND_NOTIFICATION)
         assert _wait_for(
             lambda: Notification.objects.get(pk=row.pk).status == NotificationStatus.SENT
         )
-        requeue_due_notifications.delay()
+        requeue_due_outbox_rows.delay(KIND_NOTIFICATION)
         time.sleep(1.5)
 
     assert len(smtp_server.handler.messages) == 1

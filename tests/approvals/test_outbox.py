@@ -13,12 +13,11 @@ from approvals.models import (
     NotificationStatus,
 )
 from approvals.notifications import (
-    backoff_seconds,
-    notification_deliver,
+    notification_backoff_seconds,
     notifications_create,
-    notifications_due_for_requeue,
     notifications_on_submitted,
 )
+from approvals.outbox import KIND_NOTIFICATION, outbox_deliver, outbox_due
 from approvals.services import approval_request_approve
 from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory
 from tests.notify_servers import smtp_server  # noqa: F401
@@ -85,11 +84,11 @@ def test_a_claimed_row_is_not_sent_by_a_second_worker(smtp_server) -> None:  # n
         status=NotificationStatus.SENDING, lease_until=now + timedelta(seconds=120), attempts=1
     )
 
-    assert notification_deliver(notification_id=row.pk, now=now) is None
+    assert outbox_deliver(kind=KIND_NOTIFICATION, row_id=row.pk, now=now) is None
     assert smtp_server.handler.messages == []
 
     # Worker one died: once its lease runs out the row is claimed again and sent.
-    notification_deliver(notification_id=row.pk, now=now + timedelta(seconds=121))
+    outbox_deliver(kind=KIND_NOTIFICATION, row_id=row.pk, now=now + timedelta(seconds=121))
     assert len(smtp_server.handler.messages) == 1
     row.refresh_from_db()
     assert (row.status, row.attempts) == (NotificationStatus.SENT, 2)
@@ -113,8 +112,12 @@ def test_it_gives_up_after_the_last_attempt_and_says_why(settings) -> None:
         )
     now = timezone.now()
 
-    assert notification_deliver(notification_id=row.pk, now=now) == backoff_seconds(1)
-    assert notification_deliver(notification_id=row.pk, now=now + timedelta(hours=1)) is None
+    assert outbox_deliver(
+        kind=KIND_NOTIFICATION, row_id=row.pk, now=now
+    ) == notification_backoff_seconds(1)
+    assert (
+        outbox_deliver(kind=KIND_NOTIFICATION, row_id=row.pk, now=now + timedelta(hours=1)) is None
+    )
 
     row.refresh_from_db()
     assert row.status == NotificationStatus.FAILED
@@ -124,7 +127,7 @@ def test_it_gives_up_after_the_last_attempt_and_says_why(settings) -> None:
 def test_the_backoff_doubles_up_to_its_cap(settings) -> None:
     settings.NOTIFICATION_BACKOFF_BASE_SECONDS = 10
     settings.NOTIFICATION_BACKOFF_MAX_SECONDS = 60
-    assert [backoff_seconds(n) for n in range(1, 6)] == [10, 20, 40, 60, 60]
+    assert [notification_backoff_seconds(n) for n in range(1, 6)] == [10, 20, 40, 60, 60]
 
 
 def test_a_request_decided_before_delivery_sends_no_please_decide(smtp_server) -> None:  # noqa: F811
@@ -136,7 +139,7 @@ def test_a_request_decided_before_delivery_sends_no_please_decide(smtp_server) -
         )
     approval_request_approve(approval=approval, reviewer=alice)
 
-    notification_deliver(notification_id=row.pk)
+    outbox_deliver(kind=KIND_NOTIFICATION, row_id=row.pk)
 
     assert smtp_server.handler.messages == []
     row.refresh_from_db()
@@ -153,5 +156,5 @@ def test_only_overdue_rows_are_requeued(settings) -> None:
         )
     now = timezone.now()
 
-    assert notifications_due_for_requeue(now=now) == []
-    assert notifications_due_for_requeue(now=now + timedelta(seconds=31)) == [row.pk]
+    assert outbox_due(kind=KIND_NOTIFICATION, now=now) == []
+    assert outbox_due(kind=KIND_NOTIFICATION, now=now + timedelta(seconds=31)) == [row.pk]

@@ -12,8 +12,8 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections
 
+from agents.api.native import approval_request_representation
 from approvals import realtime
-from approvals.api import approval_request_representation
 from approvals.models import Status
 from approvals.services import approval_request_approve, approval_request_cancel
 from tests.factories import ApprovalRequestFactory, UserFactory

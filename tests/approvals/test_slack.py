@@ -19,7 +19,8 @@ from approvals.models import (
     SlackMessage,
     Status,
 )
-from approvals.notifications import notification_deliver, notifications_on_submitted
+from approvals.notifications import notifications_on_submitted
+from approvals.outbox import KIND_NOTIFICATION, outbox_deliver
 from approvals.services import approval_request_approve
 from tests.factories import (
     AgentFactory,
@@ -54,7 +55,7 @@ def test_it_posts_a_block_kit_message_with_the_buttons(slack_api) -> None:  # no
         arguments={"payment_id": "pay_9", "amount": 4900},
     )
 
-    assert notification_deliver(notification_id=row.pk) is None
+    assert outbox_deliver(kind=KIND_NOTIFICATION, row_id=row.pk) is None
 
     [call] = slack_api.calls_to("chat.postMessage")
     assert call.headers["Authorization"] == "Bearer xoxb-test-token"
@@ -84,13 +85,13 @@ def test_it_posts_a_block_kit_message_with_the_buttons(slack_api) -> None:  # no
 def test_a_decision_made_in_the_console_updates_the_message(slack_api) -> None:  # noqa: F811
     slack = reviewer_with_slack("sam", "U0SAM")
     approval, row = _posted([slack])
-    notification_deliver(notification_id=row.pk)
+    outbox_deliver(kind=KIND_NOTIFICATION, row_id=row.pk)
     rita = UserFactory(username="rita")
 
     approval_request_approve(approval=approval, reviewer=rita)
 
     update = Notification.objects.get(approval=approval, reason="resolved")
-    assert notification_deliver(notification_id=update.pk) is None
+    assert outbox_deliver(kind=KIND_NOTIFICATION, row_id=update.pk) is None
     [call] = slack_api.calls_to("chat.update")
     assert (call.body["channel"], call.body["ts"]) == ("D0001", "1700000000.000001")
     text = _texts(call.body["blocks"])
@@ -104,15 +105,21 @@ def test_it_honours_retry_after_on_a_rate_limit(slack_api, settings) -> None:  #
     slack_api.scripted.append((429, {"Retry-After": "120"}, {"ok": False, "error": "ratelimited"}))
     now = timezone.now()
 
-    assert notification_deliver(notification_id=row.pk, now=now) == 120.0
+    assert outbox_deliver(kind=KIND_NOTIFICATION, row_id=row.pk, now=now) == 120.0
 
     row.refresh_from_db()
     assert row.status == NotificationStatus.PENDING
     assert row.next_attempt_at == now + timedelta(seconds=120)
     # Not due yet: nothing is sent, however often a worker asks.
-    assert notification_deliver(notification_id=row.pk, now=now + timedelta(seconds=60)) is None
+    assert (
+        outbox_deliver(kind=KIND_NOTIFICATION, row_id=row.pk, now=now + timedelta(seconds=60))
+        is None
+    )
     assert len(slack_api.calls_to("chat.postMessage")) == 1
-    assert notification_deliver(notification_id=row.pk, now=now + timedelta(seconds=121)) is None
+    assert (
+        outbox_deliver(kind=KIND_NOTIFICATION, row_id=row.pk, now=now + timedelta(seconds=121))
+        is None
+    )
     assert len(slack_api.calls_to("chat.postMessage")) == 2
     row.refresh_from_db()
     assert row.status == NotificationStatus.SENT
@@ -127,7 +134,7 @@ def test_it_marks_a_permanent_refusal_failed(slack_api) -> None:  # noqa: F811
     _, row = _posted([slack])
     slack_api.scripted.append((200, {}, {"ok": False, "error": "channel_not_found"}))
 
-    assert notification_deliver(notification_id=row.pk) is None
+    assert outbox_deliver(kind=KIND_NOTIFICATION, row_id=row.pk) is None
 
     row.refresh_from_db()
     assert row.status == NotificationStatus.FAILED
@@ -169,7 +176,7 @@ def _post(client, body: bytes, headers: dict[str, str]):  # type: ignore[no-unty
 def test_a_signed_interaction_approves_and_updates_the_message(client, slack_api) -> None:  # noqa: F811
     slack = reviewer_with_slack("sam", "U0SAM")
     approval, row = _posted([slack])
-    notification_deliver(notification_id=row.pk)
+    outbox_deliver(kind=KIND_NOTIFICATION, row_id=row.pk)
     body = _interaction(approval, "U0SAM")
 
     response = _post(client, body, _signed_headers(body))
@@ -179,7 +186,7 @@ def test_a_signed_interaction_approves_and_updates_the_message(client, slack_api
     assert approval.status == Status.APPROVED
     assert approval.decision.reviewer == slack
     update = Notification.objects.get(approval=approval, reason="resolved")
-    notification_deliver(notification_id=update.pk)
+    outbox_deliver(kind=KIND_NOTIFICATION, row_id=update.pk)
     [call] = slack_api.calls_to("chat.update")
     assert "Approved by sam." in _texts(call.body["blocks"])
 
@@ -249,11 +256,11 @@ def test_a_decision_while_the_message_is_posted_still_updates_it(slack_api) -> N
 
     slack_api.on_post = decide_mid_flight
 
-    notification_deliver(notification_id=row.pk)
+    outbox_deliver(kind=KIND_NOTIFICATION, row_id=row.pk)
 
     # The resolved hook ran before the message existed; delivery noticed and queued the update.
     update = Notification.objects.get(approval=approval, reason="resolved")
-    notification_deliver(notification_id=update.pk)
+    outbox_deliver(kind=KIND_NOTIFICATION, row_id=update.pk)
     [call] = slack_api.calls_to("chat.update")
     assert "Approved by rita." in _texts(call.body["blocks"])
 
@@ -330,7 +337,7 @@ def test_a_message_that_cannot_show_the_whole_arguments_offers_no_approve(slack_
     slack = reviewer_with_slack("sam", "U0SAM")
     _, row = _posted([slack], arguments=_long_memo_arguments())
 
-    notification_deliver(notification_id=row.pk)
+    outbox_deliver(kind=KIND_NOTIFICATION, row_id=row.pk)
 
     [call] = slack_api.calls_to("chat.postMessage")
     blocks = call.body["blocks"]
@@ -351,7 +358,7 @@ def test_the_exact_call_that_fits_is_shown_whole_with_approve(slack_api) -> None
     arguments = {"memo": "x" * 2000, "destination_account": "DE89-0001"}
     _, row = _posted([slack], arguments=arguments)
 
-    notification_deliver(notification_id=row.pk)
+    outbox_deliver(kind=KIND_NOTIFICATION, row_id=row.pk)
 
     [call] = slack_api.calls_to("chat.postMessage")
     blocks = call.body["blocks"]
@@ -397,7 +404,7 @@ def test_hostile_agent_text_in_slack_is_labelled_visible_and_kept_in_its_place(s
         hold_reason="",
     )
 
-    notification_deliver(notification_id=row.pk)
+    outbox_deliver(kind=KIND_NOTIFICATION, row_id=row.pk)
 
     [call] = slack_api.calls_to("chat.postMessage")
     text = json.dumps(call.body["blocks"], ensure_ascii=False)

@@ -237,12 +237,13 @@ def test_removing_delivery_ends_outstanding_notifications(provisioner, receiver)
 def test_beat_sweeps_for_due_notifications(settings) -> None:  # type: ignore[no-untyped-def]
     app.finalize()  # beat finalizes the app, which registers the periodic tasks
     entry = app.conf.beat_schedule["deliver due AAP webhook notifications"]
-    assert entry["task"] == "aap.deliver_due_notifications"
+    assert entry["task"] == "outbox.requeue_due"
     assert entry["schedule"] == float(settings.AAP_WEBHOOK_SWEEP_SECONDS)
 
 
 def test_an_event_whose_task_was_lost_is_delivered_by_the_sweep(provisioner, receiver) -> None:  # type: ignore[no-untyped-def]
-    from agents.tasks import deliver_due_notifications
+    from approvals.outbox import KIND_AAP_WEBHOOK
+    from approvals.tasks import requeue_due_outbox_rows
 
     body, _ = _provision(provisioner, receiver)
     instance = bearer(body["credential"]["token"])
@@ -258,7 +259,7 @@ def test_an_event_whose_task_was_lost_is_delivered_by_the_sweep(provisioner, rec
     app.loader.import_default_modules()
     app.control.purge()
     assert WebhookNotification.objects.filter(delivered_at__isnull=True).count() == 1
-    deliver_due_notifications.delay()  # before the worker starts, as above
+    requeue_due_outbox_rows.delay(KIND_AAP_WEBHOOK)  # before the worker starts, as above
     with start_worker(app, perform_ping_check=False, pool="solo", shutdown_timeout=10):
         assert _wait_for(lambda: len(receiver.events) == 1), receiver.attempts
     assert receiver.events[0]["request_id"] == created["id"]
@@ -326,7 +327,7 @@ def test_concurrent_attempts_with_one_key_verify_once_and_create_once(
 def test_deliveries_to_one_host_are_rate_limited_without_losing_events(
     provisioner, receiver, settings
 ) -> None:  # type: ignore[no-untyped-def]
-    from agents.aap.webhooks import notification_deliver
+    from approvals.outbox import KIND_AAP_WEBHOOK, outbox_deliver
 
     settings.AAP_LIMIT_DELIVERIES_PER_HOST_MINUTE = 1
     body, _ = _provision(provisioner, receiver)
@@ -340,8 +341,8 @@ def test_deliveries_to_one_host_are_rate_limited_without_losing_events(
         ).json()
         instance.delete(f"{BASE}/requests/{created['id']}")
     first, second = WebhookNotification.objects.order_by("id")
-    assert notification_deliver(notification_id=first.pk) is None
-    delay = notification_deliver(notification_id=second.pk)
+    assert outbox_deliver(kind=KIND_AAP_WEBHOOK, row_id=first.pk) is None
+    delay = outbox_deliver(kind=KIND_AAP_WEBHOOK, row_id=second.pk)
     assert delay is not None and 0 < delay <= 60
     second.refresh_from_db()
     first.refresh_from_db()

@@ -20,7 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents.exceptions import IdempotencyConflict, RunClosed, RunExternalIdConflict
+from agents.api.native import idempotency_key_header
 from agents.models import CLOSED_RUN_STATUSES, Agent, Run, RunStatus, TraceEvent, TraceEventType
 from agents.selectors import run_events, run_get_for_agent
 from agents.services import NewTraceEvent, run_close, run_events_append, run_open
@@ -223,10 +223,6 @@ def _run_or_404(request: Request, code: str) -> Run:
     return run
 
 
-def _closed(conflict: RunClosed) -> ApiError:
-    return ApiError(status_code=409, code=conflict.code, message=str(conflict))
-
-
 class RunOpenApi(APIView):
     @extend_schema(
         operation_id="open_run",
@@ -241,12 +237,7 @@ class RunOpenApi(APIView):
         payload = RunOpenInput(data=request.data)
         payload.is_valid(raise_exception=True)
         agent: Agent = request.user  # type: ignore[assignment]
-        try:
-            run, created = run_open(agent=agent, **payload.validated_data)
-        except RunExternalIdConflict as conflict:
-            raise ApiError(
-                status_code=409, code=conflict.code, message=str(conflict), param="external_id"
-            ) from None
+        run, created = run_open(agent=agent, **payload.validated_data)
         return Response(
             RunOutput(run).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
         )
@@ -289,18 +280,11 @@ class RunEventsApi(APIView):
         run = _run_or_404(request, code)
         payload = TraceEventBatchInput(data=request.data)
         payload.is_valid(raise_exception=True)
-        try:
-            events, created = run_events_append(
-                run=run,
-                events=payload.validated_data["events"],
-                batch_key=_batch_key(request),
-            )
-        except RunClosed as conflict:
-            raise _closed(conflict) from None
-        except IdempotencyConflict as conflict:
-            raise ApiError(
-                status_code=409, code=conflict.code, message=str(conflict), param="Idempotency-Key"
-            ) from None
+        events, created = run_events_append(
+            run=run,
+            events=payload.validated_data["events"],
+            batch_key=_batch_key(request),
+        )
         return Response(
             TraceEventListOutput({"events": events}).data,
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
@@ -326,15 +310,7 @@ class RunEventsApi(APIView):
 
 
 def _batch_key(request: Request) -> str:
-    key = request.headers.get("Idempotency-Key", "").strip()
-    if len(key) > 255:
-        raise ApiError(
-            status_code=400,
-            code="invalid_idempotency_key",
-            message="The Idempotency-Key header must be at most 255 characters.",
-            param="Idempotency-Key",
-        )
-    return key
+    return idempotency_key_header(request)  # optional for a batch of events
 
 
 def _query_int(request: Request, name: str, *, default: int, maximum: int) -> int:
@@ -369,12 +345,9 @@ class RunCloseApi(APIView):
         run = _run_or_404(request, code)
         payload = RunCloseInput(data=request.data)
         payload.is_valid(raise_exception=True)
-        try:
-            run = run_close(
-                run=run,
-                status=payload.validated_data["status"],
-                reason=payload.validated_data.get("reason", ""),
-            )
-        except RunClosed as conflict:
-            raise _closed(conflict) from None
+        run = run_close(
+            run=run,
+            status=payload.validated_data["status"],
+            reason=payload.validated_data.get("reason", ""),
+        )
         return Response(RunOutput(run).data)

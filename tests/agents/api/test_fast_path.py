@@ -1,4 +1,4 @@
-"""The agent API's fast path (approvals.api_asgi): plain successes answered in front of Django,
+"""The agent API's fast path (agents.api.fast_path): plain successes answered in front of Django,
 everything else handed to Django unchanged, and the answers the same either way.
 
 The fast path wraps a stand-in app that answers 599, so a test can tell which of the two
@@ -21,10 +21,11 @@ import pytest_asyncio
 from asgiref.sync import sync_to_async
 from django.db import connection
 
+from agents.api import intake
+from agents.api.fast_path import AgentApiFastPath
+from agents.api.native import approval_request_representation
 from agents.services import run_open
-from approvals import intake, realtime
-from approvals.api import approval_request_representation
-from approvals.api_asgi import AgentApiFastPath
+from approvals import realtime
 from approvals.audit import AuditAction
 from approvals.models import ApprovalRequest, AuditRecord, Status
 from approvals.services import approval_request_approve

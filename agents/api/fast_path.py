@@ -4,7 +4,7 @@ Why: an agent fleet calls two operations at volume, "create a request" and "wait
 decision", and each waits on the console before acting. Django's request path under ASGI
 (eleven middlewares, DRF, sync views run on one thread per process) cost about 5 ms of CPU a
 request on the benchmark machine, more than the work itself once creation is batched
-(approvals.intake). So those two operations are served here, on the event loop:
+(agents.api.intake). So those two operations are served here, on the event loop:
 
 - POST /api/v1/requests: parsed and validated with the same parser and serializer as the DRF
   view, then handed to the process's intake batcher, which checks the credential and writes
@@ -15,7 +15,7 @@ request on the benchmark machine, more than the work itself once creation is bat
 Only plain success is answered here. Anything else (a malformed body, a bad credential, a
 replay conflict, an unknown id, a malformed `wait`) is passed on to Django unchanged, body
 included, so every error message, status and precedence stays defined once, in
-approvals/api.py. Re-running a creation there is safe: it is idempotent by its key.
+agents/api/native.py. Re-running a creation there is safe: it is idempotent by its key.
 """
 
 import io
@@ -34,18 +34,16 @@ from django.utils.http import parse_header_parameters
 from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import JSONRenderer
 
-from agents.authentication import bearer_token
-from agents.services import credential_authenticate
-from approvals import realtime
-from approvals.api import (
-    approval_is_resolved,
+from agents.api.intake import IntakeItem, intake_batcher
+from agents.api.long_poll import approval_is_resolved, long_poll_document
+from agents.api.native import (
     approval_read_for_agent,
     approval_request_representation,
     approval_request_submission,
     parse_wait,
 )
-from approvals.intake import IntakeItem, intake_batcher
-from approvals.models import Status
+from agents.authentication import bearer_token
+from agents.services import credential_authenticate
 from approvals.services import CreateResult
 from console.api_errors import ApiError
 from console.host_checks import host_is_allowed
@@ -172,23 +170,19 @@ class _Exchange:
         found = await _read_for_agent(token, code)
         if found is None:
             return await self.django(self.scope, self.receive, self.send)
-        data, deadline_in = found
-        if data["status"] == Status.PENDING and wait > 0:
-            # Wake at the deadline at the latest: the re-read then records the expiry.
-            timeout = max(0.0, min(wait, deadline_in + 0.05))
-            resolved_view = await realtime.wait_until_resolved(
-                code=code, timeout=timeout, is_resolved=partial(_is_resolved, code)
-            )
-            if resolved_view is not None:
-                # The decider's read after its commit, of the request this agent was just
-                # shown to own: the same document a read now would give, without the read.
-                data = resolved_view
-            else:
-                found = await _read_for_agent(token, code)
-                if found is None:  # the credential was revoked while the agent waited
-                    return await self.django(self.scope, self.receive, self.send)
-                data = found[0]
-        await self._respond(200, _renderer.render(data))
+        answer = await long_poll_document(
+            code=code,
+            found=found,
+            wait=wait,
+            read_again=partial(_document_for_token, token, code),
+            is_resolved=partial(_is_resolved, code),
+            # The decider's read after its commit, of the request this agent was just shown to
+            # own: the same document a read now would give, without the read.
+            take_pushed=True,
+        )
+        if answer is None:  # the credential was revoked while the agent waited
+            return await self.django(self.scope, self.receive, self.send)
+        await self._respond(200, _renderer.render(answer))
 
     # --- Answering --------------------------------------------------------------------------
 
@@ -270,6 +264,11 @@ def _is_resolved_sync(code: str) -> bool:
         return approval_is_resolved(code)
     finally:
         close_old_connections()
+
+
+async def _document_for_token(token: str, code: str) -> dict[str, Any] | None:
+    found = await _read_for_agent(token, code)
+    return None if found is None else found[0]
 
 
 # Not thread-sensitive: reads run on the loop's worker threads, side by side, instead of

@@ -25,9 +25,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from agents.api.long_poll import long_poll_document
 from agents.models import Agent
-from approvals import realtime
-from approvals.exceptions import IdempotencyConflict, TransitionConflict, UnknownRun
 from approvals.models import ApprovalRequest, Impact, Status
 from approvals.selectors import approval_get_for_agent
 from approvals.services import (
@@ -308,19 +307,31 @@ def _not_found() -> ApiError:
 
 
 def _idempotency_key(request: Request) -> str:
-    key = request.headers.get("Idempotency-Key", "").strip()
-    if not key:
+    return idempotency_key_header(
+        request, required="The Idempotency-Key header is required: one key per execution attempt."
+    )
+
+
+MAX_IDEMPOTENCY_KEY = 255
+
+
+def idempotency_key_header(request: Request, *, required: str = "", strip: bool = True) -> str:
+    """The Idempotency-Key header, for every agent API: at most 255 characters, and where
+    `required` (the message) is given, present. Empty when it is optional and absent."""
+    key = request.headers.get("Idempotency-Key", "")
+    key = key.strip() if strip else key
+    if not key and required:
         raise ApiError(
             status_code=400,
             code="missing_idempotency_key",
-            message="The Idempotency-Key header is required: one key per execution attempt.",
+            message=required,
             param="Idempotency-Key",
         )
-    if len(key) > 255:
+    if len(key) > MAX_IDEMPOTENCY_KEY:
         raise ApiError(
             status_code=400,
             code="invalid_idempotency_key",
-            message="The Idempotency-Key header must be at most 255 characters.",
+            message=f"The Idempotency-Key header must be at most {MAX_IDEMPOTENCY_KEY} characters.",
             param="Idempotency-Key",
         )
     return key
@@ -346,18 +357,9 @@ class ApprovalRequestCreateApi(APIView):
         payload = ApprovalRequestCreateInput(data=request.data)
         payload.is_valid(raise_exception=True)
         agent: Agent = request.user  # type: ignore[assignment]
-        try:
-            approval, created = approval_request_create(
-                agent=agent, idempotency_key=key, submission=payload.to_submission()
-            )
-        except IdempotencyConflict as conflict:
-            raise ApiError(
-                status_code=409, code=conflict.code, message=str(conflict), param="Idempotency-Key"
-            ) from None
-        except UnknownRun as unknown:
-            raise ApiError(
-                status_code=400, code=unknown.code, message=str(unknown), param="run"
-            ) from None
+        approval, created = approval_request_create(
+            agent=agent, idempotency_key=key, submission=payload.to_submission()
+        )
         return Response(
             approval_request_representation(approval),
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
@@ -403,18 +405,16 @@ class ApprovalRequestDetailApi(AsyncAPIView):
         found = await sync_to_async(approval_read_for_agent)(agent=agent, code=code)
         if found is None:
             raise _not_found()
-        data, deadline_in = found
-        if data["status"] == Status.PENDING and wait > 0:
-            # Wake at the deadline at the latest: the re-read then records the expiry.
-            timeout = max(0.0, min(wait, deadline_in + 0.05))
-            await realtime.wait_until_resolved(
-                code=code, timeout=timeout, is_resolved=partial(_is_resolved, code)
-            )
-            found = await sync_to_async(approval_read_for_agent)(agent=agent, code=code)
-            if found is None:
-                raise _not_found()
-            data = found[0]
-        return Response(data)
+        read_again = partial(_document_for_agent, agent, code)
+        answer = await long_poll_document(code=code, found=found, wait=wait, read_again=read_again)
+        if answer is None:
+            raise _not_found()
+        return Response(answer)
+
+
+async def _document_for_agent(agent: Agent, code: str) -> dict[str, Any] | None:
+    found = await sync_to_async(approval_read_for_agent)(agent=agent, code=code)
+    return None if found is None else found[0]
 
 
 def approval_read_for_agent(*, agent: Agent, code: str) -> tuple[dict[str, Any], float] | None:
@@ -429,14 +429,6 @@ def approval_read_for_agent(*, agent: Agent, code: str) -> tuple[dict[str, Any],
     return approval_request_representation(approval), deadline_in
 
 
-def approval_is_resolved(code: str) -> bool:
-    """Whether a request has left `pending`: the long poll's check before it parks."""
-    return ApprovalRequest.objects.filter(code=code).exclude(status=Status.PENDING).exists()
-
-
-_is_resolved = sync_to_async(approval_is_resolved)
-
-
 class ApprovalRequestCancelApi(APIView):
     @extend_schema(
         operation_id="cancel_approval_request",
@@ -448,8 +440,5 @@ class ApprovalRequestCancelApi(APIView):
         approval = approval_get_for_agent(agent=agent, code=code)
         if approval is None:
             raise _not_found()
-        try:
-            approval = approval_request_cancel(approval=approval, agent=agent)
-        except TransitionConflict as conflict:
-            raise ApiError(status_code=409, code=conflict.code, message=str(conflict)) from None
+        approval = approval_request_cancel(approval=approval, agent=agent)
         return Response(approval_request_representation(approval))
