@@ -2,6 +2,40 @@
 (function () {
   "use strict";
 
+  // Live pushes carry every out-of-band piece a change may touch (the queue's row, the decision
+  // panel, the history's row); each page holds only some of their targets, and htmx logs an
+  // error for every piece whose target is missing. Drop those pieces before htmx swaps: the
+  // body names this extension, so it sees socket pushes and htmx's own answers alike.
+  function oobSelector(element) {
+    var value = element.getAttribute("hx-swap-oob") || "true";
+    var colon = value.indexOf(":");
+    if (colon > 0) return value.slice(colon + 1);
+    return element.id ? "#" + CSS.escape(element.id) : null;
+  }
+  function keepPresentTargets(html) {
+    if (typeof html !== "string" || html.indexOf("hx-swap-oob") < 0) return html;
+    var template = document.createElement("template");
+    template.innerHTML = html;
+    var dropped = false;
+    template.content.querySelectorAll("[hx-swap-oob]").forEach(function (element) {
+      var selector = oobSelector(element);
+      var present = false;
+      try { present = !!(selector && document.querySelector(selector)); } catch (e) { present = false; }
+      if (!present) { element.remove(); dropped = true; }
+    });
+    return dropped ? template.innerHTML : html;
+  }
+  window.consoleKeepPresentTargets = keepPresentTargets;
+  function defineExtension() {
+    if (!window.htmx || defineExtension.done) return;
+    defineExtension.done = true;
+    window.htmx.defineExtension("present-targets", {
+      transformResponse: function (text) { return keepPresentTargets(text); }
+    });
+  }
+  defineExtension();
+  document.addEventListener("DOMContentLoaded", defineExtension);
+
 
   // Live countdown for every element carrying data-deadline (an ISO 8601 timestamp).
   function formatRemaining(ms) {
@@ -51,6 +85,9 @@
     var list = document.getElementById("queue-rows");
     if (!list) return;
     var now = Date.now(), urgent = urgentMs();
+    rows().forEach(function (row) {
+      row.classList.toggle("due-soon", (Date.parse(row.dataset.due || "") || 0) - now < urgent);
+    });
     var sorted = rows().sort(function (a, b) { return compare(sortKey(a, now, urgent), sortKey(b, now, urgent)); });
     // Move nodes only when the order really changed: no needless DOM churn, no flicker.
     for (var i = 0; i < sorted.length; i++) {
@@ -58,9 +95,11 @@
     }
   }
 
+  // The count badge is the server's total over every page (rows here are one page of it): it
+  // arrives with each counts refresh and re-read, out of band. Only the due-soon group is ours.
   function updateCount() {
-    var count = document.getElementById("pending-count");
-    if (document.getElementById("queue-rows") && count) count.textContent = rows().length;
+    var heading = document.getElementById("due-soon-heading");
+    if (heading) heading.hidden = !document.querySelector("#queue-rows > .due-soon");
   }
 
   function setLiveStatus(text, ok) {
@@ -99,7 +138,7 @@
       resyncing = false;
       var pushes = heldPushes;
       heldPushes = [];
-      pushes.forEach(function (push) { window.htmx.swap(list.live, push, { swapStyle: "none" }); });
+      pushes.forEach(function (push) { window.htmx.swap(list.live, keepPresentTargets(push), { swapStyle: "none" }); });
       if (pushes.length) afterPush();
       if (resyncAgain) { resyncAgain = false; resync(); }
     }
@@ -291,7 +330,7 @@
     tick();
     updateCount();
     setInterval(tick, 1000);
-    setInterval(sortRows, 30000);
+    setInterval(function () { sortRows(); updateCount(); }, 10000);
     var hash = window.location.hash.replace("#", "");
     if (document.querySelector("[data-approval]") && Object.values(ACTIONS).indexOf(hash) >= 0) focusAction(hash);
   });

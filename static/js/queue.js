@@ -1,0 +1,71 @@
+// The queue page's own behaviour: what changed, said aloud; the bulk bar; the filters panel.
+(function () {
+  "use strict";
+
+  function announce(text) {
+    var region = document.getElementById("announcer");
+    if (!region || !text) return;
+    // A fresh text node each time: screen readers repeat an identical message only if it changes.
+    region.textContent = "";
+    window.setTimeout(function () { region.textContent = text; }, 50);
+  }
+
+  function rowIds() {
+    var list = document.getElementById("queue-rows");
+    var ids = {};
+    if (list) Array.prototype.forEach.call(list.children, function (row) { ids[row.id] = row; });
+    return ids;
+  }
+  function headline(row) {
+    var text = row.querySelector(".agent-claim") || row.querySelector(".tool");
+    return text ? text.textContent.trim() : "a request";
+  }
+
+  // Compare the rows before and after each live push: arrivals and departures are announced.
+  // A row pushed again (claimed, voted on) is a new element: keep its tick for the bulk bar.
+  var before = null, ticked = [];
+  document.addEventListener("htmx:wsBeforeMessage", function () {
+    before = rowIds();
+    ticked = Array.prototype.map.call(document.querySelectorAll("#queue-rows input.bulk-pick:checked"), function (box) { return box.value; });
+  });
+  document.addEventListener("htmx:wsAfterMessage", function () {
+    if (!before) return;
+    var after = rowIds();
+    var added = Object.keys(after).filter(function (id) { return !before[id]; });
+    var removed = Object.keys(before).filter(function (id) { return !after[id]; });
+    var parts = [];
+    if (added.length === 1) parts.push("New request. The agent says: " + headline(after[added[0]]));
+    else if (added.length > 1) parts.push(added.length + " new requests.");
+    if (removed.length === 1) parts.push("Left the queue (decided or moved): " + headline(before[removed[0]]) + ".");
+    else if (removed.length > 1) parts.push(removed.length + " requests left the queue (decided or moved).");
+    announce(parts.join(" "));
+    before = null;
+    ticked.forEach(function (code) {
+      var box = document.querySelector('#queue-rows input.bulk-pick[value="' + code + '"]');
+      if (box) box.checked = true;
+    });
+    updatePicked();
+  });
+
+  // The bulk bar: how many are ticked, and its buttons only when something is.
+  function updatePicked() {
+    var form = document.getElementById("bulk-form");
+    if (!form) return;
+    var picked = document.querySelectorAll('#queue-rows input.bulk-pick:checked').length;
+    var label = document.getElementById("bulk-picked");
+    if (label) label.textContent = picked ? picked + " selected." : "Tick requests to decide several at once.";
+    form.querySelectorAll("button").forEach(function (button) { button.disabled = picked === 0; });
+  }
+  document.addEventListener("change", function (event) {
+    if (event.target && event.target.classList && event.target.classList.contains("bulk-pick")) updatePicked();
+  });
+  document.addEventListener("htmx:afterSwap", updatePicked);
+
+  document.addEventListener("DOMContentLoaded", function () {
+    updatePicked();
+    // Filters stay folded on a phone (the rows come first there) and open on a wide screen.
+    if (window.matchMedia("(min-width: 700px)").matches) {
+      document.querySelectorAll("details[data-open-on-wide]").forEach(function (details) { details.open = true; });
+    }
+  });
+})();
