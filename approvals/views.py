@@ -108,6 +108,7 @@ def _list_context(request: HtmxHttpRequest, *, pending: bool) -> dict[str, Any]:
         else len(page.rows),
         "due_soon": pending and any(row.deadline_at <= due_soon_before for row in page.rows),
         "urgent_window": window_in_words(settings.APPROVAL_URGENT_SECONDS),
+        "due_soon_before": due_soon_before,
         "top_query": top.urlencode(),
         "next_query": following.urlencode() if page.next_cursor else "",
         "paged": bool(request.GET.get("cursor")),

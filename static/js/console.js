@@ -225,7 +225,8 @@
   document.addEventListener("htmx:afterSwap", function () { sortRows(); sortHistory(); updateCount(); tick(); markSelected(); });
   // htmx settles swapped-in rows after afterSwap: rows that kept their id get back the class the
   // server sent, dropping the keyboard's "selected" from a re-read row. Mark it again then.
-  document.addEventListener("htmx:afterSettle", markSelected);
+  // The same for the due-soon mark, which moves with the clock (the server's is as of its read).
+  document.addEventListener("htmx:afterSettle", function () { sortRows(); updateCount(); markSelected(); });
   // The filter form comes along with re-read rows and refreshed counts. Never replace it under a
   // reviewer who is using it (an answer can land while they type): what they typed would be
   // lost, and a click on Filter would then send the empty form. The counts catch up next time.

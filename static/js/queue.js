@@ -54,7 +54,8 @@
     var picked = document.querySelectorAll('#queue-rows input.bulk-pick:checked').length;
     var label = document.getElementById("bulk-picked");
     if (label) label.textContent = picked ? picked + " selected." : "Tick requests to decide several at once.";
-    form.querySelectorAll("button").forEach(function (button) { button.disabled = picked === 0; });
+    // The buttons only once something is ticked: on a phone the rows need the room.
+    form.querySelectorAll("button").forEach(function (button) { button.hidden = picked === 0; });
   }
   document.addEventListener("change", function (event) {
     if (event.target && event.target.classList && event.target.classList.contains("bulk-pick")) updatePicked();
