@@ -22,24 +22,30 @@
   }
 
   // Compare the rows before and after each live push: arrivals and departures are announced.
+  // Compare the rows with those last seen whenever the list changes (a push, a re-read, a
+  // held push applied late): arrivals and departures are announced once, whatever brought them.
+  var known = null, announceTimer = null;
+  function compareRows() {
+    var now = rowIds();
+    if (known) {
+      var added = Object.keys(now).filter(function (id) { return !known[id]; });
+      var removed = Object.keys(known).filter(function (id) { return !now[id]; });
+      var parts = [];
+      if (added.length === 1) parts.push("New request. The agent says: " + headline(now[added[0]]));
+      else if (added.length > 1) parts.push(added.length + " new requests.");
+      if (removed.length === 1) parts.push("Left the queue (decided or moved): " + headline(known[removed[0]]) + ".");
+      else if (removed.length > 1) parts.push(removed.length + " requests left the queue (decided or moved).");
+      if (parts.length) announce(parts.join(" "));
+    }
+    known = now;
+  }
+
   // A row pushed again (claimed, voted on) is a new element: keep its tick for the bulk bar.
-  var before = null, ticked = [];
+  var ticked = [];
   document.addEventListener("htmx:wsBeforeMessage", function () {
-    before = rowIds();
     ticked = Array.prototype.map.call(document.querySelectorAll("#queue-rows input.bulk-pick:checked"), function (box) { return box.value; });
   });
   document.addEventListener("htmx:wsAfterMessage", function () {
-    if (!before) return;
-    var after = rowIds();
-    var added = Object.keys(after).filter(function (id) { return !before[id]; });
-    var removed = Object.keys(before).filter(function (id) { return !after[id]; });
-    var parts = [];
-    if (added.length === 1) parts.push("New request. The agent says: " + headline(after[added[0]]));
-    else if (added.length > 1) parts.push(added.length + " new requests.");
-    if (removed.length === 1) parts.push("Left the queue (decided or moved): " + headline(before[removed[0]]) + ".");
-    else if (removed.length > 1) parts.push(removed.length + " requests left the queue (decided or moved).");
-    announce(parts.join(" "));
-    before = null;
     ticked.forEach(function (code) {
       var box = document.querySelector('#queue-rows input.bulk-pick[value="' + code + '"]');
       if (box) box.checked = true;
@@ -64,6 +70,14 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     updatePicked();
+    var live = document.getElementById("queue-live");
+    if (live && window.MutationObserver) {
+      known = rowIds();
+      new MutationObserver(function () {
+        clearTimeout(announceTimer);
+        announceTimer = setTimeout(compareRows, 200);
+      }).observe(live, { childList: true, subtree: true });
+    }
     // Filters stay folded on a phone (the rows come first there) and open on a wide screen.
     if (window.matchMedia("(min-width: 700px)").matches) {
       document.querySelectorAll("details[data-open-on-wide]").forEach(function (details) { details.open = true; });
