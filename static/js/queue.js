@@ -24,7 +24,7 @@
   // Compare the rows before and after each live push: arrivals and departures are announced.
   // Compare the rows with those last seen whenever the list changes (a push, a re-read, a
   // held push applied late): arrivals and departures are announced once, whatever brought them.
-  var known = null, announceTimer = null;
+  var known = null, announceTimer = null, restoreTimer = null;
   function compareRows() {
     var now = rowIds();
     if (known) {
@@ -40,18 +40,20 @@
     known = now;
   }
 
-  // A row pushed again (claimed, voted on) is a new element: keep its tick for the bulk bar.
-  var ticked = [];
-  document.addEventListener("htmx:wsBeforeMessage", function () {
-    ticked = Array.prototype.map.call(document.querySelectorAll("#queue-rows input.bulk-pick:checked"), function (box) { return box.value; });
-  });
-  document.addEventListener("htmx:wsAfterMessage", function () {
-    ticked.forEach(function (code) {
-      var box = document.querySelector('#queue-rows input.bulk-pick[value="' + code + '"]');
-      if (box) box.checked = true;
+  // Rows are replaced whole by pushes (claimed, voted on) and by re-reads: the ticks for the
+  // bulk bar live here, by request code, and are put back on whatever rows carry them now.
+  var ticked = {};
+  function restoreTicks() {
+    var present = {};
+    document.querySelectorAll("#queue-rows input.bulk-pick").forEach(function (box) {
+      present[box.value] = true;
+      if (ticked[box.value]) box.checked = true;
     });
+    Object.keys(ticked).forEach(function (code) { if (!present[code]) delete ticked[code]; });
     updatePicked();
-  });
+  }
+  document.addEventListener("htmx:wsAfterMessage", restoreTicks);
+  document.addEventListener("htmx:afterSettle", restoreTicks);
 
   // The bulk bar: how many are ticked, and its buttons only when something is.
   function updatePicked() {
@@ -64,9 +66,11 @@
     form.querySelectorAll("button").forEach(function (button) { button.hidden = picked === 0; });
   }
   document.addEventListener("change", function (event) {
-    if (event.target && event.target.classList && event.target.classList.contains("bulk-pick")) updatePicked();
+    var box = event.target;
+    if (!box || !box.classList || !box.classList.contains("bulk-pick")) return;
+    if (box.checked) ticked[box.value] = true; else delete ticked[box.value];
+    updatePicked();
   });
-  document.addEventListener("htmx:afterSwap", updatePicked);
 
   document.addEventListener("DOMContentLoaded", function () {
     updatePicked();
@@ -75,6 +79,8 @@
       known = rowIds();
       new MutationObserver(function () {
         clearTimeout(announceTimer);
+        clearTimeout(restoreTimer);
+        restoreTimer = setTimeout(restoreTicks, 0);
         announceTimer = setTimeout(compareRows, 200);
       }).observe(live, { childList: true, subtree: true });
     }

@@ -276,9 +276,7 @@ def test_the_queue_announces_arrivals_and_departures(live_console, page: Page, t
     expect(announcer).to_contain_text("Left the queue (decided or moved): Refund order 77.")
 
 
-def test_axe_finds_nothing_serious_on_the_reviewer_pages(
-    live_console, page: Page, team
-) -> None:  # type: ignore[no-untyped-def]
+def test_axe_finds_nothing_serious_on_the_reviewer_pages(live_console, page: Page, team) -> None:  # type: ignore[no-untyped-def]
     team.members.filter(username="alice").update(is_staff=True)
     requests = _realistic_queue(team)
     off_loop(
@@ -303,4 +301,4 @@ def test_axe_finds_nothing_serious_on_the_reviewer_pages(
         page.goto(f"{live_console.url}{path}")
         page.wait_for_load_state("networkidle")
         found[name] = _serious(axe.run(page))
-    assert found == dict.fromkeys(found, [])
+    assert found == {name: [] for name in found}
