@@ -327,6 +327,10 @@
   });
 
   document.addEventListener("DOMContentLoaded", function () {
+    // Filters stay folded on a phone (the rows come first there) and open on a wide screen.
+    if (window.matchMedia("(min-width: 700px)").matches) {
+      document.querySelectorAll("details[data-open-on-wide]").forEach(function (details) { details.open = true; });
+    }
     sortRows();
     tick();
     updateCount();

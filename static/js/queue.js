@@ -84,9 +84,5 @@
         announceTimer = setTimeout(compareRows, 200);
       }).observe(live, { childList: true, subtree: true });
     }
-    // Filters stay folded on a phone (the rows come first there) and open on a wide screen.
-    if (window.matchMedia("(min-width: 700px)").matches) {
-      document.querySelectorAll("details[data-open-on-wide]").forEach(function (details) { details.open = true; });
-    }
   });
 })();
