@@ -102,8 +102,7 @@ def _a_shift(staff, team):  # type: ignore[no-untyped-def]
     return {"pending": pending, "critical": critical, "approved": approved, "rule": rule}
 
 
-def test_it_renders_every_template_without_raw_syntax(rendered, settings) -> None:  # type: ignore[no-untyped-def]
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+def test_it_renders_every_template_without_raw_syntax(rendered) -> None:  # type: ignore[no-untyped-def]
     staff = UserFactory(username="olga", is_staff=True, is_superuser=True, email="o@example.test")
     team = TeamFactory(name="payments", members=[staff])
     shift = _a_shift(staff, team)
