@@ -61,9 +61,12 @@
     if (!form) return;
     var picked = document.querySelectorAll('#queue-rows input.bulk-pick:checked').length;
     var label = document.getElementById("bulk-picked");
-    if (label) label.textContent = picked ? picked + " selected." : "Tick requests to decide several at once.";
+    var text = picked ? picked + " selected." : "Tick requests to decide several at once.";
+    if (label && label.textContent !== text) label.textContent = text;
     // The buttons only once something is ticked: on a phone the rows need the room.
-    form.querySelectorAll("button").forEach(function (button) { button.hidden = picked === 0; });
+    form.querySelectorAll("button").forEach(function (button) {
+      if (button.hidden !== (picked === 0)) button.hidden = picked === 0;
+    });
   }
   document.addEventListener("change", function (event) {
     var box = event.target;
@@ -77,7 +80,14 @@
     var live = document.getElementById("queue-live");
     if (live && window.MutationObserver) {
       known = rowIds();
-      new MutationObserver(function () {
+      // Only changes of the list itself: rows in or out, or the list replaced by a re-read
+      // (the countdowns and the bulk bar change text every second and are no news).
+      new MutationObserver(function (records) {
+        var listChanged = records.some(function (record) {
+          if (record.target.id === "queue-rows") return true;
+          return Array.prototype.some.call(record.addedNodes, function (node) { return node.id === "queue-rows"; });
+        });
+        if (!listChanged) return;
         clearTimeout(announceTimer);
         clearTimeout(restoreTimer);
         restoreTimer = setTimeout(restoreTicks, 0);
