@@ -12,6 +12,8 @@ from approvals.agent_text import agent_text_one_line
 
 
 def _duration(seconds: float) -> str:
+    if seconds == 60:
+        return "1m"  # an axis tick: 0s, 1m, 2m reads better than 0s, 60s, 2m
     if seconds < 120:
         return f"{seconds:.0f}s"
     if seconds < 2 * 3600:

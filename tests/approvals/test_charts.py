@@ -28,7 +28,7 @@ def test_the_time_chart_axis_reads_in_round_steps() -> None:
         y_steps=charts.DURATION_STEPS,
     )
     axis = re.findall(r'text-anchor="end">([^<]+)</text>', svg)
-    assert axis == ["0s", "30s", "60s", "90s"]
+    assert axis == ["0s", "30s", "1m", "90s"]
 
 
 def test_it_breaks_long_labels_between_words_never_inside_one() -> None:
