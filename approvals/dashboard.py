@@ -12,11 +12,14 @@ from approvals.agent_text import agent_text_one_line
 
 
 def _duration(seconds: float) -> str:
+    if seconds == 60:
+        return "1m"  # an axis tick: 0s, 1m, 2m reads better than 0s, 60s, 2m
     if seconds < 120:
         return f"{seconds:.0f}s"
     if seconds < 2 * 3600:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.1f}h"
+        minutes = seconds / 60
+        return f"{minutes:.0f}m" if minutes == round(minutes) else f"{minutes:.1f}m"
+    return f"{seconds / 3600:.1f}h".replace(".0h", "h")
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ def dashboard_build(*, window: Window) -> dict[str, Any]:
             ("p90", [row.p90_seconds for row in daily]),
         ],
         y_format=_duration,
+        y_steps=charts.DURATION_STEPS,
     )
 
     weeks, rate_series = insight.approval_rate_by_week(since=since, until=until)

@@ -82,6 +82,9 @@ def escalations_fire_due(*, now: datetime | None = None, limit: int = 2000) -> i
     now = now or timezone.now()
     fallback = default_chain()
     candidates = ApprovalRequest.objects.filter(status=Status.PENDING, deadline_at__gt=now)
+    # A live claim acknowledges the request: its chain waits, and resumes (every step due by
+    # then) once the claim is released or lapses. Escalating by hand is not held back.
+    candidates = candidates.exclude(claim__expires_at__gt=now)
     if fallback is None:
         candidates = candidates.filter(escalation_chain__isnull=False)
     steps_by_chain: dict[int, list[EscalationStep]] = {}

@@ -12,6 +12,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from approvals.forms import NotificationPreferenceForm, SlackLinkStartForm, SlackLinkVerifyForm
+from approvals.notification_groups import notifications_grouped
 from approvals.notifications import (
     notification_preference_update,
     notifications_mark_read,
@@ -38,7 +39,8 @@ from console.http import AuthenticatedHttpRequest
 @login_required
 def notification_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     notifications = notifications_for_reviewer(user=request.user)
-    return render(request, "approvals/notifications.html", {"notifications": notifications})
+    groups = notifications_grouped(notifications)
+    return render(request, "approvals/notifications.html", {"groups": groups})
 
 
 @require_POST

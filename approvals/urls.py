@@ -1,12 +1,18 @@
+from django.templatetags.static import static
 from django.urls import path
+from django.views.generic import RedirectView
 
-from approvals import insight_views, notification_views, views
+from approvals import bulk_views, insight_views, notification_views, views
 
 app_name = "approvals"
 
 urlpatterns = [
     path("", views.queue, name="queue"),
+    # Browsers and tools ask for /favicon.ico whatever the page says: point them at the icon.
+    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
     path("history/", views.history, name="history"),
+    path("bulk/confirm", bulk_views.bulk_confirm, name="bulk-confirm"),
+    path("bulk/decide", bulk_views.bulk_decide, name="bulk-decide"),
     path("requests/<uuid:code>/", views.detail, name="detail"),
     path("requests/<uuid:code>/approve", views.approve, name="approve"),
     path("requests/<uuid:code>/approve-changes", views.approve_changes, name="approve-changes"),

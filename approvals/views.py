@@ -7,6 +7,7 @@ answers 404, exactly like one that does not exist.
 
 import difflib
 from collections.abc import Callable
+from datetime import timedelta
 from functools import wraps
 from typing import Any
 from uuid import UUID
@@ -15,6 +16,7 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.middleware import HtmxDetails
 
@@ -36,6 +38,7 @@ from approvals.forms import (
 )
 from approvals.models import ApprovalRequest, Status
 from approvals.presentation import arguments_folded, pretty_json
+from approvals.queue_page import approvals_pending_total, window_in_words
 from approvals.reviews import (
     approval_arguments_parse,
     approval_claim_release,
@@ -93,13 +96,21 @@ def _list_context(request: HtmxHttpRequest, *, pending: bool) -> dict[str, Any]:
     following = top.copy()
     if page.next_cursor:
         following["cursor"] = page.next_cursor
+    counts = approvals_facet_counts(user=request.user, filters=filters, pending=pending)
+    due_soon_before = timezone.now() + timedelta(seconds=settings.APPROVAL_URGENT_SECONDS)
     return {
         "rows": page.rows,
+        "total": approvals_pending_total(user=request.user, filters=filters, counts=counts)
+        if pending
+        else len(page.rows),
+        "due_soon": pending and any(row.deadline_at <= due_soon_before for row in page.rows),
+        "urgent_window": window_in_words(settings.APPROVAL_URGENT_SECONDS),
+        "due_soon_before": due_soon_before,
         "top_query": top.urlencode(),
         "next_query": following.urlencode() if page.next_cursor else "",
         "paged": bool(request.GET.get("cursor")),
         "filters": filters,
-        "counts": approvals_facet_counts(user=request.user, filters=filters, pending=pending),
+        "counts": counts,
         "query": request.GET.urlencode(),
         "urgent_seconds": settings.APPROVAL_URGENT_SECONDS,
     }

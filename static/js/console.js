@@ -2,6 +2,40 @@
 (function () {
   "use strict";
 
+  // Live pushes carry every out-of-band piece a change may touch (the queue's row, the decision
+  // panel, the history's row); each page holds only some of their targets, and htmx logs an
+  // error for every piece whose target is missing. Drop those pieces before htmx swaps: the
+  // body names this extension, so it sees socket pushes and htmx's own answers alike.
+  function oobSelector(element) {
+    var value = element.getAttribute("hx-swap-oob") || "true";
+    var colon = value.indexOf(":");
+    if (colon > 0) return value.slice(colon + 1);
+    return element.id ? "#" + CSS.escape(element.id) : null;
+  }
+  function keepPresentTargets(html) {
+    if (typeof html !== "string" || html.indexOf("hx-swap-oob") < 0) return html;
+    var template = document.createElement("template");
+    template.innerHTML = html;
+    var dropped = false;
+    template.content.querySelectorAll("[hx-swap-oob]").forEach(function (element) {
+      var selector = oobSelector(element);
+      var present = false;
+      try { present = !!(selector && document.querySelector(selector)); } catch (e) { present = false; }
+      if (!present) { element.remove(); dropped = true; }
+    });
+    return dropped ? template.innerHTML : html;
+  }
+  window.consoleKeepPresentTargets = keepPresentTargets;
+  function defineExtension() {
+    if (!window.htmx || defineExtension.done) return;
+    defineExtension.done = true;
+    window.htmx.defineExtension("present-targets", {
+      transformResponse: function (text) { return keepPresentTargets(text); }
+    });
+  }
+  defineExtension();
+  document.addEventListener("DOMContentLoaded", defineExtension);
+
 
   // Live countdown for every element carrying data-deadline (an ISO 8601 timestamp).
   function formatRemaining(ms) {
@@ -51,6 +85,9 @@
     var list = document.getElementById("queue-rows");
     if (!list) return;
     var now = Date.now(), urgent = urgentMs();
+    rows().forEach(function (row) {
+      row.classList.toggle("due-soon", (Date.parse(row.dataset.due || "") || 0) - now < urgent);
+    });
     var sorted = rows().sort(function (a, b) { return compare(sortKey(a, now, urgent), sortKey(b, now, urgent)); });
     // Move nodes only when the order really changed: no needless DOM churn, no flicker.
     for (var i = 0; i < sorted.length; i++) {
@@ -58,9 +95,11 @@
     }
   }
 
+  // The count badge is the server's total over every page (rows here are one page of it): it
+  // arrives with each counts refresh and re-read, out of band. Only the due-soon group is ours.
   function updateCount() {
-    var count = document.getElementById("pending-count");
-    if (document.getElementById("queue-rows") && count) count.textContent = rows().length;
+    var heading = document.getElementById("due-soon-heading");
+    if (heading) heading.hidden = !document.querySelector("#queue-rows > .due-soon");
   }
 
   function setLiveStatus(text, ok) {
@@ -99,7 +138,7 @@
       resyncing = false;
       var pushes = heldPushes;
       heldPushes = [];
-      pushes.forEach(function (push) { window.htmx.swap(list.live, push, { swapStyle: "none" }); });
+      pushes.forEach(function (push) { window.htmx.swap(list.live, keepPresentTargets(push), { swapStyle: "none" }); });
       if (pushes.length) afterPush();
       if (resyncAgain) { resyncAgain = false; resync(); }
     }
@@ -186,7 +225,8 @@
   document.addEventListener("htmx:afterSwap", function () { sortRows(); sortHistory(); updateCount(); tick(); markSelected(); });
   // htmx settles swapped-in rows after afterSwap: rows that kept their id get back the class the
   // server sent, dropping the keyboard's "selected" from a re-read row. Mark it again then.
-  document.addEventListener("htmx:afterSettle", markSelected);
+  // The same for the due-soon mark, which moves with the clock (the server's is as of its read).
+  document.addEventListener("htmx:afterSettle", function () { sortRows(); updateCount(); markSelected(); });
   // The filter form comes along with re-read rows and refreshed counts. Never replace it under a
   // reviewer who is using it (an answer can land while they type): what they typed would be
   // lost, and a click on Filter would then send the empty form. The counts catch up next time.
@@ -287,11 +327,15 @@
   });
 
   document.addEventListener("DOMContentLoaded", function () {
+    // Filters stay folded on a phone (the rows come first there) and open on a wide screen.
+    if (window.matchMedia("(min-width: 700px)").matches) {
+      document.querySelectorAll("details[data-open-on-wide]").forEach(function (details) { details.open = true; });
+    }
     sortRows();
     tick();
     updateCount();
     setInterval(tick, 1000);
-    setInterval(sortRows, 30000);
+    setInterval(function () { sortRows(); updateCount(); }, 10000);
     var hash = window.location.hash.replace("#", "");
     if (document.querySelector("[data-approval]") && Object.values(ACTIONS).indexOf(hash) >= 0) focusAction(hash);
   });

@@ -113,7 +113,7 @@ def test_the_pages_show_agent_values_in_reasons_marked_as_the_agents(client: Cli
         assert f"{SPAN}>&quot;2&#x27;. Policy check passed" in html
         assert "Policy check passed" not in _outside_agent_values(html)
         assert "Matched rule “big deletes”" in _outside_agent_values(html)
-    held_line = re.search(r'<span class="hold">Held: (.*?)</span>\s*<span', queue, re.DOTALL)
+    held_line = re.search(r'<span class="held-reason">(.*?)</span></details>', queue, re.DOTALL)
     assert held_line is not None
     assert "Policy check passed" not in _outside_agent_values(held_line.group(1))
 

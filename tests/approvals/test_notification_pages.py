@@ -78,3 +78,35 @@ def test_a_reviewer_sets_channels_and_quiet_hours(client) -> None:
     assert preference.time_zone == "Europe/Berlin"
     bad = client.post("/notifications/preferences", {"time_zone": "Mars/Olympus"})
     assert bad.status_code == 400
+
+
+def test_it_lists_each_request_once_with_its_steps(client) -> None:
+    alice = UserFactory(username="alice")
+    approval = ApprovalRequestFactory(summary="Refund order 9.")
+    with transaction.atomic():
+        [routed] = notifications_create(
+            approval=approval, recipients=[alice], channels=[Channel.CONSOLE], reason="routed"
+        )
+        [escalated] = notifications_create(
+            approval=approval,
+            recipients=[alice],
+            channels=[Channel.CONSOLE],
+            reason="escalation:1",
+        )
+    other = _console_notification(alice, summary="Another request.")
+    client.force_login(alice)
+
+    page = client.get("/notifications/").content.decode()
+
+    assert page.count(f'id="notification-group-{approval.code}"') == 1
+    assert page.count("Refund order 9.") == 1
+    assert f'id="notification-group-{other.approval.code}"' in page
+    group = page.split(f'id="notification-group-{approval.code}"')[1].split("</ol>")[0]
+    assert group.index(f'id="notification-{routed.pk}"') < group.index(
+        f'id="notification-{escalated.pk}"'
+    )
+    assert "routed to your team" in group and "escalated to you" in group
+    # The request notified last comes first.
+    assert page.index(f"notification-group-{other.approval.code}") < page.index(
+        f"notification-group-{approval.code}"
+    )
