@@ -80,7 +80,7 @@ def live_console(django_db_setup, django_db_blocker) -> Iterator[LiveConsole]:  
         port=port,
         log_level="warning",
         lifespan="off",
-        ws_per_message_deflate=False,  # as production runs it (README, "Production topology")
+        ws_per_message_deflate=False,  # as production runs it (docs/design.md, "Processes")
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="live-console", daemon=True)

@@ -1,7 +1,7 @@
 """`make bench` end to end in its tiny size: every figure is there and is a number.
 
 Not a speed test (the bench prints speeds; tests never time them): it proves the runner starts
-the console, drives it from its own process and writes the JSON the README table comes from.
+the console, drives it from its own process and writes the JSON the tables in docs/benchmarks.md come from.
 """
 
 import json
