@@ -49,7 +49,7 @@ class AgentFactory(ModelFactory[Agent]):
     @factory.post_generation
     def operators(self, create: bool, extracted: Iterable[User] | None, **kwargs: object) -> None:
         if create and extracted:
-            self.operators.add(*extracted)  # type: ignore[attr-defined]
+            self.operators.add(*extracted)
 
 
 def reviewer_api_token(user: User) -> str:
@@ -122,7 +122,7 @@ class TeamFactory(ModelFactory[Team]):
     @factory.post_generation
     def members(self, create: bool, extracted: Iterable[User] | None, **kwargs: object) -> None:
         if create and extracted:
-            self.members.add(*extracted)  # type: ignore[attr-defined]
+            self.members.add(*extracted)
 
 
 def reviewer_with_slack(username: str, slack_user_id: str, **preferences: object) -> User:

@@ -78,13 +78,13 @@ def _wait_until_healthy(server: Server, log: Path) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _hashers_the_servers_know(settings) -> None:  # type: ignore[no-untyped-def]
+def _hashers_the_servers_know(settings) -> None:
     # The server processes check passwords with the default hashers, not the tests' fast MD5.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
 
 
 @pytest.fixture
-def cluster(transactional_db, tmp_path: Path) -> Iterator[Cluster]:  # type: ignore[no-untyped-def]
+def cluster(transactional_db, tmp_path: Path) -> Iterator[Cluster]:
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "console.settings",
@@ -152,7 +152,7 @@ def _create(agent: httpx.Client) -> str:
     return response.json()["id"]
 
 
-async def _next_message_containing(ws, needle: str, timeout: float = 5.0) -> str:  # type: ignore[no-untyped-def]
+async def _next_message_containing(ws, needle: str, timeout: float = 5.0) -> str:
     deadline = time.monotonic() + timeout
     while True:
         remaining = deadline - time.monotonic()
@@ -169,7 +169,7 @@ def test_it_spreads_a_request_and_its_decision_across_server_processes(cluster: 
     _, token = agent_with_token()
     agent_on_b = _agent(cluster.b.url, token)
 
-    async def scenario() -> tuple[str, str, str, dict, float]:  # type: ignore[type-arg]
+    async def scenario() -> tuple[str, str, str, dict, float]:
         # The session made on A opens sockets on both: sessions live in the shared database.
         sockets = [
             await websockets.connect(
@@ -266,7 +266,7 @@ def test_it_loses_no_request_or_decision_when_a_server_is_killed(cluster: Cluste
         assert denied["status"] == "denied"
 
         # The agent retries its wait on B and gets the answer a reviewer gives on B.
-        async def retry_on_b() -> dict:  # type: ignore[type-arg]
+        async def retry_on_b() -> dict:
             poll = asyncio.create_task(
                 asyncio.to_thread(
                     agent_on_b.get, f"/api/v1/requests/{pending_on_a}", params={"wait": "30s"}

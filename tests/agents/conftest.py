@@ -19,19 +19,19 @@ FAST_RETRY = RetryPolicy(attempts=4, base_delay=0.05, max_delay=0.2, give_up_aft
 
 
 @pytest.fixture
-def sdk_agent(transactional_db):  # type: ignore[no-untyped-def]
+def sdk_agent(transactional_db):
     return agent_with_token(name="refund-bot")
 
 
 @pytest.fixture
-def console(live_console, sdk_agent) -> Iterator[Console]:  # type: ignore[no-untyped-def]
+def console(live_console, sdk_agent) -> Iterator[Console]:
     _, token = sdk_agent
     with Console(live_console.url, token, retry=FAST_RETRY) as client:
         yield client
 
 
 @pytest.fixture
-def rita(transactional_db):  # type: ignore[no-untyped-def]
+def rita(transactional_db):
     return UserFactory(username="rita")
 
 
@@ -80,6 +80,6 @@ class Reviewer:
 
 
 @pytest.fixture
-def reviewer_thread(sdk_agent) -> Reviewer:  # type: ignore[no-untyped-def]
+def reviewer_thread(sdk_agent) -> Reviewer:
     agent, _ = sdk_agent
     return Reviewer(agent)

@@ -49,7 +49,7 @@ def _submission(tool: str = "issue_refund", **overrides: Any) -> Submission:
     return Submission(**fields)
 
 
-def _new(agent, key: str, submission: Submission, **extra: Any) -> NewApprovalRequest:  # type: ignore[no-untyped-def]
+def _new(agent, key: str, submission: Submission, **extra: Any) -> NewApprovalRequest:
     return NewApprovalRequest(agent=agent, idempotency_key=key, submission=submission, **extra)
 
 
@@ -303,7 +303,7 @@ def test_a_running_total_sees_the_approvals_earlier_in_the_same_batch() -> None:
     PolicyRuleFactory(name="approve the rest", position=2, outcome="approve", reason="Small.")
     batched, alone = AgentFactory(), AgentFactory()
 
-    def refunds(agent, prefix: str) -> list[NewApprovalRequest]:  # type: ignore[no-untyped-def]
+    def refunds(agent, prefix: str) -> list[NewApprovalRequest]:
         return [
             _new(agent, f"{prefix}{i}", _submission(arguments={"amount": 100, "n": i}))
             for i in range(4)
@@ -354,7 +354,7 @@ def test_a_throttle_counts_each_agent_of_an_interleaved_batch_apart() -> None:
         assert statuses == [Status.APPROVED, Status.APPROVED, Status.PENDING, Status.PENDING]
 
 
-def _breaker_batch(agent, prefix: str) -> list[NewApprovalRequest]:  # type: ignore[no-untyped-def]
+def _breaker_batch(agent, prefix: str) -> list[NewApprovalRequest]:
     return [
         _new(agent, f"{prefix}-1", _submission("drop_table", arguments={"n": 1})),
         _new(agent, f"{prefix}-2", _submission("issue_refund", arguments={"n": 2})),
@@ -425,7 +425,7 @@ def test_a_batch_racing_a_single_create_of_the_same_key_yields_one_request() -> 
         assert not errors, errors
         for results in outcomes.values():
             assert all(result.error is None and result.approval is not None for result in results)
-        ids_for_k = {outcomes["alone"][0].approval.pk, outcomes["batch"][0].approval.pk}  # type: ignore[union-attr]
+        ids_for_k = {outcomes["alone"][0].approval.pk, outcomes["batch"][0].approval.pk}
         assert len(ids_for_k) == 1
         assert ApprovalRequest.objects.filter(agent=agent, idempotency_key="K").count() == 1
         assert [outcomes["alone"][0].created, outcomes["batch"][0].created].count(True) == 1
@@ -482,7 +482,7 @@ def test_a_batch_that_meets_a_key_committed_meanwhile_is_retried_item_by_item() 
     assert not errors, errors
     assert waited_on_lock, "the batch never waited for the first transaction's lock"
     stored = ApprovalRequest.objects.get(agent=agent, idempotency_key="K")
-    assert outcomes["first"][0].created and outcomes["first"][0].approval.pk == stored.pk  # type: ignore[union-attr]
+    assert outcomes["first"][0].created and outcomes["first"][0].approval.pk == stored.pk
     replayed, created_k2, created_k3 = outcomes["batch"]
     assert (replayed.created, replayed.error) == (False, None)
     assert replayed.approval is not None and replayed.approval.pk == stored.pk

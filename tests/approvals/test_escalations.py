@@ -30,7 +30,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def people():  # type: ignore[no-untyped-def]
+def people():
     alice = UserFactory(username="alice")
     bob = UserFactory(username="bob")
     carol = UserFactory(username="carol")
@@ -38,7 +38,7 @@ def people():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def chain(people):  # type: ignore[no-untyped-def]
+def chain(people):
     """5 min: first line (console + email); 10 min: hand to second line; 60 min: the manager.
     The last step is after the 30-minute deadline, so it is clamped to just before it."""
     alice, bob, carol = people
@@ -57,14 +57,14 @@ def chain(people):  # type: ignore[no-untyped-def]
     return chain
 
 
-def _approval_created_at(created_at: datetime, **fields):  # type: ignore[no-untyped-def]
+def _approval_created_at(created_at: datetime, **fields):
     approval = ApprovalRequestFactory(deadline_at=created_at + timedelta(minutes=30), **fields)
     type(approval).objects.filter(pk=approval.pk).update(created_at=created_at)
     approval.refresh_from_db()
     return approval
 
 
-def _fired(approval) -> list[int]:  # type: ignore[no-untyped-def]
+def _fired(approval) -> list[int]:
     return list(
         EscalationFiring.objects.filter(approval=approval)
         .order_by("fired_at", "id")

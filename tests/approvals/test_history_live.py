@@ -14,7 +14,7 @@ from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory
 from tests.thread_connections import db_to_thread
 
 
-async def _until(ws, needle: str) -> list[str]:  # type: ignore[no-untyped-def]
+async def _until(ws, needle: str) -> list[str]:
     seen = []
     while True:
         message = await asyncio.wait_for(ws.recv(), 5)
@@ -23,7 +23,7 @@ async def _until(ws, needle: str) -> list[str]:  # type: ignore[no-untyped-def]
             return seen
 
 
-def _connect(live_console, session: ReviewerSession):  # type: ignore[no-untyped-def]
+def _connect(live_console, session: ReviewerSession):
     return websockets.connect(
         f"{live_console.ws_url}/ws/queue/",
         additional_headers={"Cookie": session.session_cookie},
@@ -40,7 +40,7 @@ def _row(html: str, code: object) -> str:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_it_pushes_a_new_decision_to_the_top_of_the_history(live_console) -> None:  # type: ignore[no-untyped-def]
+def test_it_pushes_a_new_decision_to_the_top_of_the_history(live_console) -> None:
     alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
     payments = TeamFactory(name="payments", members=[alice, bob])
     approval = ApprovalRequestFactory(team=payments, tool="refund_card", summary="<b>hi</b>")
@@ -64,7 +64,7 @@ def test_it_pushes_a_new_decision_to_the_top_of_the_history(live_console) -> Non
 
 
 @pytest.mark.django_db(transaction=True)
-def test_it_keeps_a_decision_from_reviewers_of_other_teams(live_console) -> None:  # type: ignore[no-untyped-def]
+def test_it_keeps_a_decision_from_reviewers_of_other_teams(live_console) -> None:
     alice, sara = UserFactory(username="alice"), UserFactory(username="sara")
     payments = TeamFactory(name="payments", members=[alice])
     security = TeamFactory(name="security", members=[sara])
@@ -85,7 +85,7 @@ def test_it_keeps_a_decision_from_reviewers_of_other_teams(live_console) -> None
 
 
 @pytest.mark.django_db
-def test_the_page_listens_and_renders_rows_with_their_decision_time(client) -> None:  # type: ignore[no-untyped-def]
+def test_the_page_listens_and_renders_rows_with_their_decision_time(client) -> None:
     alice = UserFactory(username="alice")
     approval = ApprovalRequestFactory(team=TeamFactory(name="payments", members=[alice]))
     approval_request_comment(approval=approval, reviewer=alice, note="before")
@@ -97,7 +97,7 @@ def test_the_page_listens_and_renders_rows_with_their_decision_time(client) -> N
 
 
 @pytest.mark.django_db
-def test_it_re_reads_filtered_rows_for_a_live_page(client) -> None:  # type: ignore[no-untyped-def]
+def test_it_re_reads_filtered_rows_for_a_live_page(client) -> None:
     alice = UserFactory(username="alice")
     team = TeamFactory(name="payments", members=[alice])
     wanted = ApprovalRequestFactory(team=team, tool="refund_card")

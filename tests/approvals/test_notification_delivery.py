@@ -18,7 +18,7 @@ from tests.notify_servers import smtp_server  # noqa: F401
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _wait_for(predicate, timeout: float = 30) -> bool:  # type: ignore[no-untyped-def]
+def _wait_for(predicate, timeout: float = 30) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

@@ -25,11 +25,11 @@ HEARTBEAT_SECONDS = 20  # the default: presence lapses after 40 seconds without 
 
 
 @pytest.fixture(autouse=True)
-def _heartbeat(settings):  # type: ignore[no-untyped-def]
+def _heartbeat(settings):
     settings.APPROVAL_PRESENCE_HEARTBEAT_SECONDS = HEARTBEAT_SECONDS
 
 
-def _looking(approval, reviewer, *, channel_name: str, seen_at):  # type: ignore[no-untyped-def]
+def _looking(approval, reviewer, *, channel_name: str, seen_at):
     return ReviewerPresence.objects.create(
         approval=approval, reviewer=reviewer, channel_name=channel_name, seen_at=seen_at
     )
@@ -81,14 +81,14 @@ def test_a_worker_sweeps_stale_presence() -> None:
     assert not ReviewerPresence.objects.exists()
 
 
-async def _until(ws, needle: str) -> str:  # type: ignore[no-untyped-def]
+async def _until(ws, needle: str) -> str:
     while True:
         message = await asyncio.wait_for(ws.recv(), 5)
         if needle in message:
             return message
 
 
-async def _until_true(check, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
+async def _until_true(check, timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if await db_to_thread(check):
@@ -97,7 +97,7 @@ async def _until_true(check, timeout: float = 5.0) -> bool:  # type: ignore[no-u
     return False
 
 
-def _watch(live_console, session: ReviewerSession, code: object):  # type: ignore[no-untyped-def]
+def _watch(live_console, session: ReviewerSession, code: object):
     return websockets.connect(
         f"{live_console.ws_url}/ws/queue/?approval={code}",
         additional_headers={"Cookie": session.session_cookie},
@@ -105,7 +105,7 @@ def _watch(live_console, session: ReviewerSession, code: object):  # type: ignor
     )
 
 
-def test_the_sweep_tells_reviewers_nobody_is_looking_any_more(live_console) -> None:  # type: ignore[no-untyped-def]
+def test_the_sweep_tells_reviewers_nobody_is_looking_any_more(live_console) -> None:
     alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
     approval = ApprovalRequestFactory(team=TeamFactory(name="payments", members=[alice, bob]))
     # bob's page lived on a server process that died: its row stayed, its pings stopped.
@@ -131,7 +131,7 @@ def test_the_sweep_tells_reviewers_nobody_is_looking_any_more(live_console) -> N
     session.close()
 
 
-def test_a_ping_refreshes_presence_over_a_real_websocket(live_console) -> None:  # type: ignore[no-untyped-def]
+def test_a_ping_refreshes_presence_over_a_real_websocket(live_console) -> None:
     alice = UserFactory(username="alice")
     approval = ApprovalRequestFactory(team=TeamFactory(name="payments", members=[alice]))
     session = ReviewerSession(live_console.url, "alice")
@@ -161,7 +161,7 @@ def test_a_ping_refreshes_presence_over_a_real_websocket(live_console) -> None: 
     session.close()
 
 
-def test_a_ping_brings_back_presence_that_a_sweep_removed(live_console) -> None:  # type: ignore[no-untyped-def]
+def test_a_ping_brings_back_presence_that_a_sweep_removed(live_console) -> None:
     alice = UserFactory(username="alice")
     approval = ApprovalRequestFactory(team=TeamFactory(name="payments", members=[alice]))
     session = ReviewerSession(live_console.url, "alice")
@@ -184,7 +184,7 @@ def test_a_ping_brings_back_presence_that_a_sweep_removed(live_console) -> None:
     session.close()
 
 
-def test_a_late_ping_shows_the_hidden_presence_again(live_console) -> None:  # type: ignore[no-untyped-def]
+def test_a_late_ping_shows_the_hidden_presence_again(live_console) -> None:
     alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
     approval = ApprovalRequestFactory(team=TeamFactory(name="payments", members=[alice, bob]))
     alice_session = ReviewerSession(live_console.url, "alice")

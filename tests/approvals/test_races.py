@@ -26,13 +26,13 @@ ROUNDS = 12
 THREADS_PER_ACTION = 2
 
 
-def _race(actions: list) -> tuple[list[str], list[BaseException]]:  # type: ignore[type-arg]
+def _race(actions: list) -> tuple[list[str], list[BaseException]]:
     """Start every action at the same instant on its own thread and connection."""
     barrier = threading.Barrier(len(actions))
     outcomes: list[str] = []
     errors: list[BaseException] = []
 
-    def run(action):  # type: ignore[no-untyped-def]
+    def run(action):
         try:
             barrier.wait()
             outcomes.append(action().status)

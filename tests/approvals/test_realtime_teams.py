@@ -14,7 +14,7 @@ from tests.thread_connections import db_to_thread
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-async def _until(ws, needle: str) -> list[str]:  # type: ignore[no-untyped-def]
+async def _until(ws, needle: str) -> list[str]:
     seen = []
     while True:
         message = await asyncio.wait_for(ws.recv(), 5)
@@ -23,7 +23,7 @@ async def _until(ws, needle: str) -> list[str]:  # type: ignore[no-untyped-def]
             return seen
 
 
-def _connect(live_console, session: ReviewerSession):  # type: ignore[no-untyped-def]
+def _connect(live_console, session: ReviewerSession):
     return websockets.connect(
         f"{live_console.ws_url}/ws/queue/",
         additional_headers={"Cookie": session.session_cookie},
@@ -31,7 +31,7 @@ def _connect(live_console, session: ReviewerSession):  # type: ignore[no-untyped
     )
 
 
-def test_escalation_removes_the_row_from_the_old_team_and_adds_it_to_the_new(live_console) -> None:  # type: ignore[no-untyped-def]
+def test_escalation_removes_the_row_from_the_old_team_and_adds_it_to_the_new(live_console) -> None:
     alice, sara = UserFactory(username="alice"), UserFactory(username="sara")
     payments = TeamFactory(name="payments", members=[alice])
     security = TeamFactory(name="security", members=[sara])
@@ -66,7 +66,7 @@ def test_escalation_removes_the_row_from_the_old_team_and_adds_it_to_the_new(liv
     sara_session.close()
 
 
-def test_a_reviewer_removed_from_the_team_stops_receiving_at_once(live_console) -> None:  # type: ignore[no-untyped-def]
+def test_a_reviewer_removed_from_the_team_stops_receiving_at_once(live_console) -> None:
     alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
     payments = TeamFactory(name="payments", members=[alice, bob])
     ops = TeamFactory(name="ops", members=[alice])
@@ -90,7 +90,7 @@ def test_a_reviewer_removed_from_the_team_stops_receiving_at_once(live_console) 
     session.close()
 
 
-def test_a_presence_event_names_who_is_looking_and_clears_on_close(live_console) -> None:  # type: ignore[no-untyped-def]
+def test_a_presence_event_names_who_is_looking_and_clears_on_close(live_console) -> None:
     alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
     payments = TeamFactory(name="payments", members=[alice, bob])
     approval = ApprovalRequestFactory(team=payments)

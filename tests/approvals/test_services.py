@@ -31,10 +31,10 @@ def _submission(**overrides: object) -> Submission:
         "impact": "high",
     }
     fields.update(overrides)
-    return Submission(**fields)  # type: ignore[arg-type]
+    return Submission(**fields)
 
 
-def _terminal_events(approval) -> int:  # type: ignore[no-untyped-def]
+def _terminal_events(approval) -> int:
     return ApprovalEvent.objects.filter(approval=approval, from_status=Status.PENDING).count()
 
 
@@ -63,7 +63,7 @@ def test_it_creates_a_pending_request_with_a_submitted_event() -> None:
     assert (event.kind, event.to_status, event.actor_agent) == ("submitted", Status.PENDING, agent)
 
 
-def test_it_caps_the_timeout_at_the_configured_maximum(settings) -> None:  # type: ignore[no-untyped-def]
+def test_it_caps_the_timeout_at_the_configured_maximum(settings) -> None:
     settings.APPROVAL_MAX_TIMEOUT_SECONDS = 60
     approval, _ = approval_request_create(
         agent=AgentFactory(), idempotency_key="k", submission=_submission(timeout="2h")
@@ -104,7 +104,7 @@ def test_it_scopes_idempotency_keys_to_the_agent() -> None:
     assert created and second.pk != first.pk
 
 
-def test_it_approves_with_a_decision_that_lets_the_agent_start_for_a_while(settings) -> None:  # type: ignore[no-untyped-def]
+def test_it_approves_with_a_decision_that_lets_the_agent_start_for_a_while(settings) -> None:
     settings.APPROVAL_VALIDITY_SECONDS = 300
     approval = ApprovalRequestFactory()
     reviewer = UserFactory()

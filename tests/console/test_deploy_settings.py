@@ -14,7 +14,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# What README and SECURITY.md list for production (besides DATABASE_URL / REDIS_URL, which no check reads).
+# What README and SECURITY.md list for production (besides DATABASE_URL / REDIS_URL, which no
+# check reads).
 PRODUCTION_ENV = {
     "SECRET_KEY": "k" * 20 + "-a-long-random-production-secret-key-0123456789",
     "DEBUG": "false",

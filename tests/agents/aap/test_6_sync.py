@@ -22,7 +22,7 @@ REFUND = {
 
 
 @pytest.fixture
-def adapter(live_console) -> httpx.Client:  # type: ignore[no-untyped-def]
+def adapter(live_console) -> httpx.Client:
     _, token = agent_with_token()
     return httpx.Client(
         base_url=f"{live_console.url}/aap", headers={"Authorization": f"Bearer {token}"}, timeout=40
@@ -34,10 +34,10 @@ def _create(adapter: httpx.Client, **overrides: Any) -> dict[str, Any]:
         "/v1/requests", json={**REFUND, **overrides}, headers={"Idempotency-Key": str(uuid.uuid4())}
     )
     assert response.status_code == 201, response.text
-    return response.json()  # type: ignore[no-any-return]
+    return response.json()
 
 
-def _poll_in_background(adapter: httpx.Client, approval_id: str) -> tuple[threading.Thread, dict]:  # type: ignore[type-arg]
+def _poll_in_background(adapter: httpx.Client, approval_id: str) -> tuple[threading.Thread, dict]:
     result: dict[str, Any] = {}
 
     def poll() -> None:
@@ -51,7 +51,7 @@ def _poll_in_background(adapter: httpx.Client, approval_id: str) -> tuple[thread
     return thread, result
 
 
-def test_a_long_poll_returns_the_decision_moments_after_it_is_made(adapter) -> None:  # type: ignore[no-untyped-def]
+def test_a_long_poll_returns_the_decision_moments_after_it_is_made(adapter) -> None:
     created = _create(adapter)
     thread, result = _poll_in_background(adapter, created["id"])
     decided_at = time.monotonic()
@@ -69,7 +69,7 @@ def test_a_long_poll_returns_the_decision_moments_after_it_is_made(adapter) -> N
     assert result["returned_at"] - decided_at < 5  # woken by the push, not by the 30 s wait
 
 
-def test_cancellation_ends_a_waiting_long_poll(adapter) -> None:  # type: ignore[no-untyped-def]
+def test_cancellation_ends_a_waiting_long_poll(adapter) -> None:
     created = _create(adapter)
     thread, result = _poll_in_background(adapter, created["id"])
     cancelled_at = time.monotonic()
@@ -79,7 +79,7 @@ def test_cancellation_ends_a_waiting_long_poll(adapter) -> None:  # type: ignore
     assert result["returned_at"] - cancelled_at < 5
 
 
-def test_a_long_poll_returns_expired_at_the_deadline(adapter) -> None:  # type: ignore[no-untyped-def]
+def test_a_long_poll_returns_expired_at_the_deadline(adapter) -> None:
     created = _create(adapter, timeout="1s")
     started = time.monotonic()
     body = adapter.get(f"/v1/requests/{created['id']}", params={"wait": "30s"}).json()
@@ -88,7 +88,7 @@ def test_a_long_poll_returns_expired_at_the_deadline(adapter) -> None:  # type: 
     assert time.monotonic() - started < 10
 
 
-def test_a_decision_on_creation_needs_no_poll(adapter) -> None:  # type: ignore[no-untyped-def]
+def test_a_decision_on_creation_needs_no_poll(adapter) -> None:
     # A reviewer's suggestion, resubmitted exactly, is decided in the creation response itself.
     created = _create(adapter)
     suggested = {"payment_id": "payment_123", "amount": 100, "currency": "GBP"}

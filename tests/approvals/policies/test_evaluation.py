@@ -39,7 +39,7 @@ def _submission(**overrides: Any) -> Submission:
 _keys = iter(range(1_000_000))
 
 
-def _create(agent, **overrides: Any) -> ApprovalRequest:  # type: ignore[no-untyped-def]
+def _create(agent, **overrides: Any) -> ApprovalRequest:
     approval, created = approval_request_create(
         agent=agent, idempotency_key=f"k{next(_keys)}", submission=_submission(**overrides)
     )
@@ -202,7 +202,7 @@ def test_it_throttles_high_impact_auto_approvals_only() -> None:
     assert _create(agent, impact="low").status == Status.APPROVED
 
 
-def test_it_returns_the_evaluation_in_the_api_response(agent_client) -> None:  # type: ignore[no-untyped-def]
+def test_it_returns_the_evaluation_in_the_api_response(agent_client) -> None:
     PolicyRuleFactory(name="shadow", state=RuleState.SHADOW, outcome="approve")
     PolicyRuleFactory(name="finance review", outcome="hold", team=TeamFactory(name="finance"))
     response = agent_client.post(
@@ -226,7 +226,7 @@ def test_it_returns_the_evaluation_in_the_api_response(agent_client) -> None:  #
     assert again.json()["policy"] == policy
 
 
-def test_it_returns_an_immediate_decision_in_the_api_response(agent_client) -> None:  # type: ignore[no-untyped-def]
+def test_it_returns_an_immediate_decision_in_the_api_response(agent_client) -> None:
     PolicyRuleFactory(name="tiny", outcome="approve")
     response = agent_client.post(
         "/api/v1/requests",

@@ -52,7 +52,7 @@ def _in_parallel(actions: list[Callable[[], Any]]) -> list[BaseException]:
     return errors
 
 
-def _creator(agent, key: str, amount: int = 100) -> Callable[[], Any]:  # type: ignore[no-untyped-def]
+def _creator(agent, key: str, amount: int = 100) -> Callable[[], Any]:
     submission = Submission(tool="issue_refund", arguments={"amount": amount}, timeout="30m")
     return lambda: approval_request_create(agent=agent, idempotency_key=key, submission=submission)
 
@@ -123,7 +123,7 @@ def test_it_sees_a_cost_committed_while_the_request_waited_for_the_run() -> None
     assert "Budget “cap” reached" in approval.hold_reason
 
 
-def _batch_creator(agent, prefix: str, size: int = 3) -> Callable[[], Any]:  # type: ignore[no-untyped-def]
+def _batch_creator(agent, prefix: str, size: int = 3) -> Callable[[], Any]:
     submission = Submission(tool="issue_refund", arguments={"amount": 1}, timeout="30m")
     batch = [
         NewApprovalRequest(agent=agent, idempotency_key=f"{prefix}-{i}", submission=submission)
@@ -157,7 +157,7 @@ def _decide_and_hold(
     *,
     exclusive: bool,
     decided: threading.Event,
-    release: threading.Event,  # type: ignore[no-untyped-def]
+    release: threading.Event,
 ) -> Callable[[], Any]:
     def action() -> None:
         with transaction.atomic():
