@@ -15,6 +15,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 import uvicorn
+import websockets
 from django.db import connection
 from rest_framework.test import APIClient
 
@@ -158,6 +159,16 @@ class ReviewerSession:
     @property
     def session_cookie(self) -> str:
         return f"sessionid={self.client.cookies['sessionid']}"
+
+    def socket(self, approval: object | None = None) -> Any:
+        """Open the queue's websocket (with `approval`: a decision page's) as the browser does."""
+        ws_base = "ws" + self.base_url.removeprefix("http")
+        query = f"?approval={approval}" if approval is not None else ""
+        return websockets.connect(
+            f"{ws_base}/ws/queue/{query}",
+            additional_headers={"Cookie": self.session_cookie},
+            origin=self.base_url,
+        )
 
     def post(self, path: str, data: dict[str, str]) -> httpx.Response:
         return self.client.post(

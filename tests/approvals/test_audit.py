@@ -21,7 +21,6 @@ from approvals.audit import (
 )
 from approvals.models import AuditChainHead, AuditRecord
 from approvals.services import (
-    Submission,
     approval_request_approve,
     approval_request_cancel,
     approval_request_create,
@@ -29,17 +28,11 @@ from approvals.services import (
     approval_requests_expire_overdue,
 )
 from tests.approvals.audit_tamper import tamper, wipe_refused
-from tests.factories import AgentFactory, ApprovalRequestFactory, UserFactory
+from tests.factories import AgentFactory, ApprovalRequestFactory, UserFactory, build_submission
 
 pytestmark = pytest.mark.django_db
 
 ON_POSTGRES = connection.vendor == "postgresql"
-
-
-def _submission() -> Submission:
-    return Submission(
-        tool="issue_refund", arguments={"amount": 4900}, timeout="30m", confidence=0.7
-    )
 
 
 def _chain(count: int) -> list[AuditRecord]:
@@ -63,7 +56,7 @@ def test_it_records_a_submission_and_its_decision_in_one_chain() -> None:
     agent = AgentFactory(name="refund-bot")
     reviewer = UserFactory(username="rita")
     approval, _ = approval_request_create(
-        agent=agent, idempotency_key="k1", submission=_submission()
+        agent=agent, idempotency_key="k1", submission=build_submission()
     )
     approval_request_approve(approval=approval, reviewer=reviewer, note="ok")
 

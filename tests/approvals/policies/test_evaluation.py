@@ -18,22 +18,16 @@ from approvals.policies.models import (
     RuleState,
     Throttle,
 )
-from approvals.services import Submission, approval_request_approve, approval_request_create
-from tests.factories import AgentFactory, PolicyRuleFactory, TeamFactory, UserFactory
+from approvals.services import approval_request_approve, approval_request_create
+from tests.factories import (
+    AgentFactory,
+    PolicyRuleFactory,
+    TeamFactory,
+    UserFactory,
+    build_submission,
+)
 
 pytestmark = pytest.mark.django_db
-
-
-def _submission(**overrides: Any) -> Submission:
-    fields: dict[str, Any] = {
-        "tool": "issue_refund",
-        "arguments": {"payment_id": "pay_1", "amount": 4900},
-        "timeout": "30m",
-        "confidence": 0.9,
-        "impact": "medium",
-    }
-    fields.update(overrides)
-    return Submission(**fields)
 
 
 _keys = iter(range(1_000_000))
@@ -41,7 +35,11 @@ _keys = iter(range(1_000_000))
 
 def _create(agent, **overrides: Any) -> ApprovalRequest:
     approval, created = approval_request_create(
-        agent=agent, idempotency_key=f"k{next(_keys)}", submission=_submission(**overrides)
+        agent=agent,
+        idempotency_key=f"k{next(_keys)}",
+        submission=build_submission(
+            **{"confidence": 0.9, "impact": "medium", "reasoning": "", **overrides}
+        ),
     )
     assert created
     return approval
