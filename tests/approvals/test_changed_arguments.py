@@ -5,11 +5,10 @@ policy: deleting more than 1000 rows is denied; deletions go to support; payment
 to finance with two approvals, over 100 to support with two, the rest to support.
 """
 
-import threading
+from functools import partial
 from typing import Any
 
 import pytest
-from django.db import connection
 from django.urls import reverse
 from rest_framework.test import APIClient
 
@@ -25,6 +24,7 @@ from tests.factories import (
     UserFactory,
     reviewer_api_token,
 )
+from tests.races import raised, run_at_once
 
 pytestmark = pytest.mark.django_db
 
@@ -326,35 +326,32 @@ def test_it_keeps_one_outcome_when_two_reviewers_act_at_once() -> None:
     world = World()
     for _ in range(5):
         approval = world.ask("pay", amount=10)
-        barrier = threading.Barrier(2)
-        outcomes: list[str] = []
-
-        def act(
-            reviewer: Any,
-            arguments: Any,
-            approval: Any = approval,
-            barrier: Any = barrier,
-            outcomes: list[str] = outcomes,
-        ) -> None:
-            try:
-                barrier.wait()
-                outcome = approval_request_review_approve(
-                    approval=approval, reviewer=reviewer, arguments=arguments
-                )
-                outcomes.append("approved" if outcome.decided else "proposed")
-            except (TransitionConflict, ApprovalNotVisible) as lost:
-                outcomes.append(type(lost).__name__)
-            finally:
-                connection.close()
-
-        threads = [
-            threading.Thread(target=act, args=(world.xena, {"amount": 5000})),
-            threading.Thread(target=act, args=(world.xavier, None)),
+        results = run_at_once(
+            [
+                partial(
+                    approval_request_review_approve,
+                    approval=approval,
+                    reviewer=world.xena,
+                    arguments={"amount": 5000},
+                ),
+                partial(
+                    approval_request_review_approve,
+                    approval=approval,
+                    reviewer=world.xavier,
+                    arguments=None,
+                ),
+            ],
+            timeout=30,
+        )
+        assert not raised(results, TransitionConflict, ApprovalNotVisible), results
+        outcomes = [
+            type(result).__name__
+            if isinstance(result, BaseException)
+            else "approved"
+            if result.decided
+            else "proposed"
+            for result in results
         ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=30)
         approval.refresh_from_db()
         if approval.status == Status.APPROVED:  # xavier first: the proposal lost
             assert sorted(outcomes) == ["TransitionConflict", "approved"], outcomes

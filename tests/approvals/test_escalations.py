@@ -25,6 +25,7 @@ from approvals.models import (
 )
 from approvals.services import approval_requests_expire_overdue
 from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory
+from tests.races import raised, run_at_once
 
 pytestmark = pytest.mark.django_db
 
@@ -266,31 +267,13 @@ def test_the_escalate_endpoint(client, chain, people) -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_sweeps_fire_each_step_once(chain) -> None:
-    import threading
-
-    from django.db import connection
-
     start = timezone.now() - timedelta(hours=1)
     approval = _approval_created_at(start, escalation_chain=chain)
-    barrier = threading.Barrier(3)
-    errors: list[BaseException] = []
 
     def sweep() -> None:
-        try:
-            barrier.wait()
-            escalations_fire_due(now=start + timedelta(minutes=29))
-        except BaseException as error:  # surfaced by the assertion below
-            errors.append(error)
-        finally:
-            connection.close()
+        escalations_fire_due(now=start + timedelta(minutes=29))
 
-    threads = [threading.Thread(target=sweep) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-
-    assert errors == []
+    assert raised(run_at_once([sweep] * 3, timeout=30)) == []
     assert _fired(approval) == [1, 2, 3]
     keys = list(Notification.objects.filter(approval=approval).values_list("dedupe_key", flat=True))
     assert len(keys) == len(set(keys))

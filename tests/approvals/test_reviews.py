@@ -1,10 +1,9 @@
 """Reviewer actions besides the transition itself: quorum votes, escalation, comments, claims."""
 
-import threading
 from datetime import timedelta
+from functools import partial
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from approvals.exceptions import (
@@ -24,6 +23,7 @@ from approvals.reviews import (
     approval_request_review_deny,
 )
 from tests.factories import ApprovalRequestFactory, PolicyRuleFactory, TeamFactory, UserFactory
+from tests.races import raised, run_at_once
 
 
 @pytest.fixture
@@ -99,29 +99,22 @@ class TestQuorum:
             team = TeamFactory(members=voters)
             approval = ApprovalRequestFactory(team=team, required_approvals=2)
             approval_request_review_approve(approval=approval, reviewer=voters[0])
-            barrier = threading.Barrier(2)
-            outcomes: list[str] = []
-
-            def vote(reviewer, approval=approval, barrier=barrier, outcomes=outcomes):
-                try:
-                    barrier.wait()
-                    outcomes.append(
-                        "decided"
-                        if approval_request_review_approve(
-                            approval=approval, reviewer=reviewer
-                        ).decided
-                        else "pending"
-                    )
-                except TransitionConflict as conflict:
-                    outcomes.append(f"conflict:{conflict.current_status}")
-                finally:
-                    connection.close()
-
-            threads = [threading.Thread(target=vote, args=(v,)) for v in voters[1:]]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(timeout=30)
+            results = run_at_once(
+                [
+                    partial(approval_request_review_approve, approval=approval, reviewer=voter)
+                    for voter in voters[1:]
+                ],
+                timeout=30,
+            )
+            assert not raised(results, TransitionConflict), results
+            outcomes = [
+                f"conflict:{result.current_status}"
+                if isinstance(result, TransitionConflict)
+                else "decided"
+                if result.decided
+                else "pending"
+                for result in results
+            ]
             approval.refresh_from_db()
             assert approval.status == Status.APPROVED
             assert sorted(outcomes) == ["conflict:approved", "decided"], outcomes

@@ -27,29 +27,13 @@ from approvals.services import (
     approval_requests_create,
 )
 from tests.factories import AgentFactory, PolicyRuleFactory, UserFactory
+from tests.races import raised, run_at_once
 
 THREADS = 8
 
 
-def _in_parallel(actions: list[Callable[[], Any]]) -> list[BaseException]:
-    barrier = threading.Barrier(len(actions))
-    errors: list[BaseException] = []
-
-    def run(action: Callable[[], Any]) -> None:
-        try:
-            barrier.wait()
-            action()
-        except BaseException as error:  # surfaced by the caller: a crash is a failure
-            errors.append(error)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(action,)) for action in actions]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return errors
+def _crashes(actions: list[Callable[[], Any]]) -> list[BaseException]:
+    return raised(run_at_once(actions))
 
 
 def _creator(agent, key: str, amount: int = 100) -> Callable[[], Any]:
@@ -63,7 +47,7 @@ def test_it_lets_no_parallel_request_slip_past_a_throttle() -> None:
     Throttle.objects.create(name="three", max_auto_approvals=3, window_seconds=600)
     for round_number in range(3):
         agent = AgentFactory()
-        errors = _in_parallel([_creator(agent, f"r{round_number}-{i}") for i in range(THREADS)])
+        errors = _crashes([_creator(agent, f"r{round_number}-{i}") for i in range(THREADS)])
         assert not errors, errors
         statuses = list(
             ApprovalRequest.objects.filter(agent=agent).values_list("status", flat=True)
@@ -84,7 +68,7 @@ def test_it_lets_no_parallel_request_slip_past_a_running_total() -> None:
     )
     PolicyRuleFactory(position=2, outcome="approve")
     agent = AgentFactory()
-    errors = _in_parallel([_creator(agent, f"t{i}", amount=100) for i in range(THREADS)])
+    errors = _crashes([_creator(agent, f"t{i}", amount=100) for i in range(THREADS)])
     assert not errors, errors
     approved = ApprovalRequest.objects.filter(agent=agent, status=Status.APPROVED).count()
     assert approved == 2  # 100 + 100 = 200; a third would make 300 > 250
@@ -113,7 +97,7 @@ def test_it_sees_a_cost_committed_while_the_request_waited_for_the_run() -> None
     appender.start()
     assert appended.wait(timeout=10)
     submission = Submission(tool="t", arguments={}, timeout="30m", run=str(run.code))
-    errors = _in_parallel(
+    errors = _crashes(
         [lambda: approval_request_create(agent=agent, idempotency_key="k", submission=submission)]
     )
     appender.join(timeout=10)
@@ -145,7 +129,7 @@ def test_it_leaves_nothing_pending_when_a_halt_races_new_requests(batch_size: in
             for i in range(THREADS - 1)
         ]
         actions.append(partial(agent_halt, agent=agent, reason="stop", halted_by=halter))
-        errors = _in_parallel(actions)
+        errors = _crashes(actions)
         assert not errors, errors
         assert ApprovalRequest.objects.filter(agent=agent).count() == batch_size * (THREADS - 1)
         # Every request either came before the halt (cancelled) or after it (denied).
@@ -187,7 +171,7 @@ def test_shared_decisions_do_not_wait_for_each_other_but_a_halt_waits_for_them(
         halted.set()
 
     holder = threading.Thread(
-        target=_in_parallel,
+        target=run_at_once,
         args=([_decide_and_hold(agent, exclusive=exclusive, decided=first, release=release)],),
     )
     holder.start()
@@ -195,7 +179,7 @@ def test_shared_decisions_do_not_wait_for_each_other_but_a_halt_waits_for_them(
     try:
         assert first.wait(timeout=10)
         other = threading.Thread(
-            target=_in_parallel,
+            target=run_at_once,
             args=([_decide_and_hold(agent, exclusive=exclusive, decided=second, release=release)],),
         )
         other.start()
@@ -206,7 +190,7 @@ def test_shared_decisions_do_not_wait_for_each_other_but_a_halt_waits_for_them(
             assert not second.wait(timeout=1.0)
         else:
             assert second.wait(timeout=10)
-        halter = threading.Thread(target=_in_parallel, args=([halt],))
+        halter = threading.Thread(target=run_at_once, args=([halt],))
         halter.start()
         threads.append(halter)
         # Either way, the halt waits until every decision in flight has committed.
