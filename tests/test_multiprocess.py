@@ -24,6 +24,7 @@ from django.db import connection
 
 from tests.conftest import ReviewerSession, _free_port
 from tests.factories import UserFactory, agent_with_token
+from tests.sockets import next_message_containing
 
 pytestmark = [
     pytest.mark.skipif(
@@ -152,17 +153,6 @@ def _create(agent: httpx.Client) -> str:
     return response.json()["id"]
 
 
-async def _next_message_containing(ws, needle: str, timeout: float = 5.0) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError(f"no message containing {needle!r}")
-        message = await asyncio.wait_for(ws.recv(), timeout=remaining)
-        if needle in message:
-            return message
-
-
 def test_it_spreads_a_request_and_its_decision_across_server_processes(cluster: Cluster) -> None:
     UserFactory(username="rita", is_staff=True)
     reviewer_on_a = ReviewerSession(cluster.a.url, "rita")
@@ -182,7 +172,7 @@ def test_it_spreads_a_request_and_its_decision_across_server_processes(cluster: 
         try:
             code = await asyncio.to_thread(_create, agent_on_b)
             fragment_a, fragment_b = await asyncio.gather(
-                *(_next_message_containing(ws, f"approval-{code}") for ws in sockets)
+                *(next_message_containing(ws, f"approval-{code}") for ws in sockets)
             )
             other = await asyncio.to_thread(_create, agent_on_b)
             other_agent = _agent(cluster.b.url, token)

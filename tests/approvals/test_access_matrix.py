@@ -182,10 +182,6 @@ class TestApi:
         assert agent_client.get(url).status_code == 401
 
 
-def _ws_headers(session: ReviewerSession) -> dict[str, str]:
-    return {"Cookie": session.session_cookie}
-
-
 @pytest.mark.django_db(transaction=True)
 def test_it_pushes_a_request_only_to_its_teams_sockets(live_console) -> None:
     alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
@@ -196,14 +192,9 @@ def test_it_pushes_a_request_only_to_its_teams_sockets(live_console) -> None:
     from approvals.reviews import approval_request_comment
 
     async def scenario() -> tuple[list[str], list[str]]:
-        url = f"{live_console.ws_url}/ws/queue/"
         async with (
-            websockets.connect(
-                url, additional_headers=_ws_headers(alice_session), origin=live_console.url
-            ) as alice_ws,
-            websockets.connect(
-                url, additional_headers=_ws_headers(bob_session), origin=live_console.url
-            ) as bob_ws,
+            alice_session.socket() as alice_ws,
+            bob_session.socket() as bob_ws,
         ):
             secret = await db_to_thread(
                 ApprovalRequestFactory, team=payments, tool="payments_secret_tool"
@@ -242,7 +233,7 @@ def test_it_refuses_a_detail_socket_to_outsiders(live_console, who) -> None:
     approval = ApprovalRequestFactory(team=payments)
     headers = {}
     if who == "other_team":
-        headers = _ws_headers(ReviewerSession(live_console.url, "bob"))
+        headers = {"Cookie": ReviewerSession(live_console.url, "bob").session_cookie}
 
     async def scenario() -> None:
         async with websockets.connect(
@@ -265,11 +256,7 @@ def test_it_lets_the_team_open_a_detail_socket_and_shows_presence(live_console) 
     session = ReviewerSession(live_console.url, "alice")
 
     async def scenario() -> str:
-        async with websockets.connect(
-            f"{live_console.ws_url}/ws/queue/?approval={approval.code}",
-            additional_headers=_ws_headers(session),
-            origin=live_console.url,
-        ) as ws:
+        async with session.socket(approval.code) as ws:
             return await asyncio.wait_for(ws.recv(), 5)
 
     presence = asyncio.run(scenario())

@@ -1,7 +1,6 @@
 """Reviewer websockets over a real connection to the real ASGI server."""
 
 import asyncio
-import time
 
 import httpx
 import pytest
@@ -9,30 +8,16 @@ import websockets
 from websockets.exceptions import InvalidStatus
 
 from tests.factories import agent_with_token
+from tests.sockets import next_message_containing
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-async def _next_message_containing(ws, needle: str, timeout: float = 5.0) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError(f"no message containing {needle!r}")
-        message = await asyncio.wait_for(ws.recv(), timeout=remaining)
-        if needle in message:
-            return message
 
 
 def test_it_pushes_a_new_request_to_a_connected_reviewer(live_console, reviewer_session) -> None:
     _, token = agent_with_token()
 
     async def scenario() -> str:
-        async with websockets.connect(
-            f"{live_console.ws_url}/ws/queue/",
-            additional_headers={"Cookie": reviewer_session.session_cookie},
-            origin=live_console.url,
-        ) as ws:
+        async with reviewer_session.socket() as ws:
             async with httpx.AsyncClient(base_url=live_console.url) as agent:
                 response = await agent.post(
                     "/api/v1/requests",
@@ -45,7 +30,7 @@ def test_it_pushes_a_new_request_to_a_connected_reviewer(live_console, reviewer_
                 )
                 assert response.status_code == 201
                 code = response.json()["id"]
-            return await _next_message_containing(ws, f"approval-{code}")
+            return await next_message_containing(ws, f"approval-{code}")
 
     fragment = asyncio.run(scenario())
     assert "delete_record" in fragment
@@ -64,15 +49,11 @@ def test_it_pushes_the_removal_when_a_request_is_decided(live_console, reviewer_
     ).json()
 
     async def scenario() -> str:
-        async with websockets.connect(
-            f"{live_console.ws_url}/ws/queue/",
-            additional_headers={"Cookie": reviewer_session.session_cookie},
-            origin=live_console.url,
-        ) as ws:
+        async with reviewer_session.socket() as ws:
             await asyncio.to_thread(
                 reviewer_session.post, f"/requests/{created['id']}/deny", {"reason": "Freeze."}
             )
-            return await _next_message_containing(ws, f"decision-panel-{created['id']}")
+            return await next_message_containing(ws, f"decision-panel-{created['id']}")
 
     fragment = asyncio.run(scenario())
     assert f'<li id="approval-{created["id"]}" hx-swap-oob="delete">' in fragment

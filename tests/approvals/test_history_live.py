@@ -4,31 +4,14 @@ import asyncio
 import re
 
 import pytest
-import websockets
 from django.urls import reverse
 
 from approvals.reviews import approval_request_comment, approval_request_review_deny
 from approvals.services import approval_request_approve
 from tests.conftest import ReviewerSession
 from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory
+from tests.sockets import messages_until
 from tests.thread_connections import db_to_thread
-
-
-async def _until(ws, needle: str) -> list[str]:
-    seen = []
-    while True:
-        message = await asyncio.wait_for(ws.recv(), 5)
-        seen.append(message)
-        if needle in message:
-            return seen
-
-
-def _connect(live_console, session: ReviewerSession):
-    return websockets.connect(
-        f"{live_console.ws_url}/ws/queue/",
-        additional_headers={"Cookie": session.session_cookie},
-        origin=live_console.url,
-    )
 
 
 def _row(html: str, code: object) -> str:
@@ -47,11 +30,11 @@ def test_it_pushes_a_new_decision_to_the_top_of_the_history(live_console) -> Non
     session = ReviewerSession(live_console.url, "alice")
 
     async def scenario() -> str:
-        async with _connect(live_console, session) as ws:
+        async with session.socket() as ws:
             await db_to_thread(
                 approval_request_review_deny, approval=approval, reviewer=bob, reason="No."
             )
-            return (await _until(ws, "#history-rows"))[-1]
+            return (await messages_until(ws, "#history-rows"))[-1]
 
     pushed = asyncio.run(scenario())
     assert 'hx-swap-oob="afterbegin:#history-rows"' in pushed
@@ -73,10 +56,10 @@ def test_it_keeps_a_decision_from_reviewers_of_other_teams(live_console) -> None
     session = ReviewerSession(live_console.url, "sara")
 
     async def scenario() -> list[str]:
-        async with _connect(live_console, session) as ws:
+        async with session.socket() as ws:
             await db_to_thread(approval_request_approve, approval=hidden, reviewer=alice)
             await db_to_thread(approval_request_approve, approval=marker, reviewer=sara)
-            return await _until(ws, "security_marker")
+            return await messages_until(ws, "security_marker")
 
     got = asyncio.run(scenario())
     assert not any("payments_secret" in message for message in got)
