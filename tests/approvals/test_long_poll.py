@@ -8,6 +8,7 @@ import pytest
 
 from approvals.models import ApprovalRequest
 from tests.factories import agent_with_token
+from tests.waits import wait_until_parked
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -45,7 +46,7 @@ def test_it_returns_within_moments_of_a_decision(live_console, reviewer_session)
 
     waiter = threading.Thread(target=wait)
     waiter.start()
-    time.sleep(0.5)  # the poll is now parked on its channel
+    wait_until_parked(created["id"])
     decided_at = time.monotonic()
     response = reviewer_session.post(f"/requests/{created['id']}/approve", {"note": "ok"})
     assert response.status_code == 200, response.text
@@ -89,7 +90,7 @@ def test_it_ends_the_wait_when_the_agent_cancels(live_console) -> None:
         )
     )
     waiter.start()
-    time.sleep(0.5)
+    wait_until_parked(created["id"])
     cancel_agent = httpx.Client(base_url=live_console.url, headers=agent.headers, timeout=10)
     assert cancel_agent.post(f"/api/v1/requests/{created['id']}/cancel").status_code == 200
     waiter.join(timeout=5)
@@ -116,7 +117,8 @@ def test_waiting_polls_hold_no_database_connection(live_console) -> None:
     ]
     for thread in threads:
         thread.start()
-    time.sleep(2)  # every poll is parked on its channel by now
+    for code in codes:
+        wait_until_parked(code)
     during = pool.get_stats()
     in_use = during["pool_size"] - during["pool_available"]
     for thread in threads:

@@ -11,6 +11,7 @@ import pytest
 from approvals.models import ApprovalRequest
 from approvals.services import approval_request_approve
 from tests.factories import UserFactory, agent_with_token
+from tests.waits import wait_until_parked
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -47,7 +48,7 @@ def _poll_in_background(adapter: httpx.Client, approval_id: str) -> tuple[thread
 
     thread = threading.Thread(target=poll)
     thread.start()
-    time.sleep(0.5)  # the poll is parked on its channel by now
+    wait_until_parked(approval_id)
     return thread, result
 
 
