@@ -29,7 +29,10 @@ def test_it_runs_a_function_call_a_reviewer_approved(hl, reviewer_session, revie
         return f"refunded {amount}"
 
     reviewer_thread.decide(
-        lambda approval: reviewer_session.post(f"/requests/{approval.code}/approve", {"note": "ok"})
+        lambda approval: reviewer_session.post(
+            f"/requests/{approval.code}/approve", {"note": "ok"}
+        ),
+        long_polls=False,
     )
     result = issue_refund(payment_id="pay_1", amount=4900)
     reviewer_thread.join()
@@ -52,7 +55,8 @@ def test_it_tells_the_agent_a_reviewer_denied(hl, rita, reviewer_thread) -> None
     reviewer_thread.decide(
         lambda approval: approval_request_deny(
             approval=approval, reviewer=rita, reason="Legal hold."
-        )
+        ),
+        long_polls=False,
     )
     result = delete_records(table="crm_contacts")
     reviewer_thread.join()
@@ -73,7 +77,8 @@ def test_it_does_not_run_an_approval_with_changes_it_cannot_apply(
     reviewer_thread.decide(
         lambda approval: approval_request_approve(
             approval=approval, reviewer=rita, arguments={"amount": 100}
-        )
+        ),
+        long_polls=False,
     )
     result = issue_refund(amount=4900)
     reviewer_thread.join()
@@ -99,7 +104,8 @@ def test_it_returns_a_reviewers_answer_to_a_human_contact(hl, rita, reviewer_thr
     reviewer_thread.decide(
         lambda approval: approval_request_approve(
             approval=approval, reviewer=rita, note="Up to 500 EUR without asking."
-        )
+        ),
+        long_polls=False,
     )
     answer = contact_human("What refund can I give without asking?")
     reviewer_thread.join()
@@ -169,7 +175,8 @@ async def test_it_works_with_the_async_client(
         return "sent"
 
     reviewer_thread.decide(
-        lambda approval: approval_request_approve(approval=approval, reviewer=rita)
+        lambda approval: approval_request_approve(approval=approval, reviewer=rita),
+        long_polls=False,
     )
     result = await send_email(to="ada@example.test")
     await asyncio.to_thread(reviewer_thread.join)
@@ -194,7 +201,7 @@ def test_a_positional_call_arrives_without_arguments_and_the_page_warns(
         pages.append(reviewer_session.client.get(f"/requests/{approval.code}/").text)
         reviewer_session.post(f"/requests/{approval.code}/deny", {"reason": "No values shown."})
 
-    reviewer_thread.decide(look_then_deny)
+    reviewer_thread.decide(look_then_deny, long_polls=False)
     # HumanLayer's client sends only keyword arguments: these two never reach the console.
     issue_refund("pay_1", 4900)
     reviewer_thread.join()
