@@ -9,6 +9,8 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+from django.db import connection
+
 from approvals import realtime
 
 
@@ -62,3 +64,18 @@ def wait_until_parked(code: object, count: int = 1, *, timeout: float = 10.0) ->
         timeout=timeout,
         what=f"{count} long poll(s) parking on {code}",
     )
+
+
+def a_query_waits_on_a_lock(timeout: float = 10) -> bool:
+    """Whether, within `timeout`, some PostgreSQL session of this database waits on a lock."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0] > 0:
+                return True
+        time.sleep(0.02)
+    return False

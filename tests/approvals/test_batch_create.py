@@ -7,7 +7,6 @@ batch, the audit chain, and a concurrent writer of the same key.
 """
 
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
@@ -38,6 +37,7 @@ from tests.factories import (
     UserFactory,
     build_submission,
 )
+from tests.waits import a_query_waits_on_a_lock
 
 pytestmark = pytest.mark.django_db
 
@@ -467,7 +467,7 @@ def test_a_batch_that_meets_a_key_committed_meanwhile_is_retried_item_by_item() 
     threads = [threading.Thread(target=first), threading.Thread(target=second)]
     for thread in threads:
         thread.start()
-    waited_on_lock = _until_a_backend_waits_on_a_lock()
+    waited_on_lock = a_query_waits_on_a_lock()
     release.set()
     for thread in threads:
         thread.join(timeout=60)
@@ -484,20 +484,6 @@ def test_a_batch_that_meets_a_key_committed_meanwhile_is_retried_item_by_item() 
     submitted = AuditRecord.objects.filter(action=AuditAction.REQUEST_SUBMITTED)
     assert submitted.count() == 3
     assert audit_chain_verify().ok
-
-
-def _until_a_backend_waits_on_a_lock(timeout: float = 10) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-            if cursor.fetchone()[0] > 0:
-                return True
-        time.sleep(0.02)
-    return False
 
 
 def _in_parallel(

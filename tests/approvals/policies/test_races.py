@@ -5,7 +5,6 @@ taken by policy_decide must serialize them. On SQLite, IMMEDIATE transactions do
 """
 
 import threading
-import time
 from collections.abc import Callable
 from decimal import Decimal
 from functools import partial
@@ -28,6 +27,7 @@ from approvals.services import (
 )
 from tests.factories import AgentFactory, PolicyRuleFactory, UserFactory
 from tests.races import raised, run_at_once
+from tests.waits import a_query_waits_on_a_lock
 
 THREADS = 8
 
@@ -80,27 +80,46 @@ def test_it_sees_a_cost_committed_while_the_request_waited_for_the_run() -> None
     Budget.objects.create(name="cap", scope="run", ceiling=Decimal("1"))
     agent = AgentFactory()
     run, _ = run_open(agent=agent, name="r")
-    appended = threading.Event()
+    appended, release = threading.Event(), threading.Event()
 
-    def append_and_linger() -> None:
+    def append_and_hold() -> None:
         try:
             with transaction.atomic():
                 run_events_append(
                     run=run, events=[NewTraceEvent(type="note", data={}, cost=Decimal("1"))]
                 )
                 appended.set()
-                time.sleep(0.5)  # the request below must wait for this commit, not read past it
+                release.wait(timeout=10)  # commit only once the request waits for the run
         finally:
             connection.close()
 
-    appender = threading.Thread(target=append_and_linger)
+    appender = threading.Thread(target=append_and_hold)
     appender.start()
     assert appended.wait(timeout=10)
     submission = Submission(tool="t", arguments={}, timeout="30m", run=str(run.code))
-    errors = _crashes(
-        [lambda: approval_request_create(agent=agent, idempotency_key="k", submission=submission)]
+    results: list[Any] = []
+    creator = threading.Thread(
+        target=lambda: results.extend(
+            run_at_once(
+                [
+                    lambda: approval_request_create(
+                        agent=agent, idempotency_key="k", submission=submission
+                    )
+                ]
+            )
+        )
     )
-    appender.join(timeout=10)
+    creator.start()
+    try:
+        # On PostgreSQL the request must wait for the append's commit, not read past it; SQLite
+        # serializes writers, so there it runs after the commit whatever we wait for.
+        if connection.vendor == "postgresql":
+            assert a_query_waits_on_a_lock(), "the request did not wait for the run's lock"
+    finally:
+        release.set()
+        appender.join(timeout=10)
+        creator.join(timeout=30)
+    errors = raised(results)
     assert not errors, errors
     approval = ApprovalRequest.objects.get(agent=agent)
     assert approval.status == Status.PENDING
