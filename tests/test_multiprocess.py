@@ -184,7 +184,10 @@ def test_it_spreads_a_request_and_its_decision_across_server_processes(cluster: 
                 )
                 for client, waited in ((agent_on_b, code), (other_agent, other))
             )
-            await asyncio.sleep(0.5)  # both polls are parked on B, on one subscription
+            # Kept: the polls park in server B, another process, whose waiters a test cannot
+            # see; half a second is far more than parking takes (milliseconds, tests/approvals
+            # test_long_poll waits for it exactly). Parked or not, the answers are checked.
+            await asyncio.sleep(0.5)
             decided_at = time.monotonic()
             response = await asyncio.to_thread(
                 reviewer_on_a.post, f"/requests/{code}/approve", {"note": "ok from A"}
@@ -192,7 +195,8 @@ def test_it_spreads_a_request_and_its_decision_across_server_processes(cluster: 
             assert response.status_code == 200, response.text
             answer = await asyncio.wait_for(poll, timeout=35)
             woken_after = time.monotonic() - decided_at
-            # The decision woke its own agent only: the other poll on B still waits.
+            # The decision woke its own agent only: the other poll on B still waits. Kept: that
+            # it is *not* woken is what is checked, so give a wrong wake-up time to arrive.
             await asyncio.sleep(0.3)
             assert not other_poll.done()
             response = await asyncio.to_thread(
@@ -240,7 +244,7 @@ def test_it_loses_no_request_or_decision_when_a_server_is_killed(cluster: Cluste
                     agent_on_a.get, f"/api/v1/requests/{pending_on_a}", params={"wait": "30s"}
                 )
             )
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5)  # kept: parked in another process (see above)
             cluster.a.process.send_signal(signal.SIGKILL)
             try:
                 await asyncio.wait_for(poll, timeout=10)
@@ -262,7 +266,7 @@ def test_it_loses_no_request_or_decision_when_a_server_is_killed(cluster: Cluste
                     agent_on_b.get, f"/api/v1/requests/{pending_on_a}", params={"wait": "30s"}
                 )
             )
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5)  # kept: parked in another process (see above)
             response = await asyncio.to_thread(
                 reviewer_on_b.post, f"/requests/{pending_on_a}/approve", {"note": "from B"}
             )

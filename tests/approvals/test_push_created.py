@@ -131,11 +131,13 @@ def test_an_open_reviewer_socket_keeps_pushes_on_until_it_closes(monkeypatch) ->
     async def scenario() -> tuple[bool, bool, bool, bool]:
         before = await sync_to_async(realtime.reviewers_listening)()
         await realtime.reviewer_socket_opened()
-        await asyncio.sleep(1.6)  # longer than the key lives: only the refresh keeps it
+        # Kept: the passing of time is what is tested. Longer than the key lives (1 s): only
+        # the refresh keeps it.
+        await asyncio.sleep(1.6)
         while_open = await sync_to_async(realtime.reviewers_listening)()
         realtime.reviewer_socket_closed()
         just_closed = await sync_to_async(realtime.reviewers_listening)()
-        await asyncio.sleep(1.6)
+        await asyncio.sleep(1.6)  # kept: past the key's life, with no refresh any more
         long_closed = await sync_to_async(realtime.reviewers_listening)()
         return before, while_open, just_closed, long_closed
 

@@ -9,6 +9,7 @@ from asgiref.sync import sync_to_async
 from approvals.models import ApprovalRequest
 from approvals.services import approval_request_approve
 from tests.agents.conftest import FAST_RETRY
+from tests.waits import async_wait_until, parked_polls
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -37,7 +38,9 @@ async def test_it_gates_an_async_function_and_runs_the_approved_arguments(
 
         async def reviewer() -> None:
             approval = await _next_pending(agent)
-            await asyncio.sleep(0.3)
+            await async_wait_until(
+                lambda: parked_polls(approval.code) >= 1, what="the agent's long poll parking"
+            )
             await sync_to_async(approval_request_approve)(
                 approval=approval, reviewer=rita, arguments={"payment_id": "pay_2", "amount": 100}
             )
