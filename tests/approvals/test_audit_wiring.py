@@ -3,7 +3,6 @@
 One test per call site: each fails if that site stops calling `audit_record`.
 """
 
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -37,7 +36,7 @@ from approvals.reviews import (
 )
 from approvals.services import Submission, approval_request_create
 from tests.agents.aap.conftest import BASE, bearer, key
-from tests.agents.aap.receiver import Receiver, new_secret, serve
+from tests.agents.aap.receiver import Receiver, serve
 from tests.factories import (
     AgentFactory,
     ApprovalRequestFactory,
@@ -362,21 +361,10 @@ def platform(db):
     return issued.token, bearer(issued.plaintext)
 
 
-def _delivery(receiver: Receiver) -> dict[str, str]:
-    registration_id, secret = str(uuid.uuid4()), new_secret()
-    receiver.expect(registration_id, secret)
-    return {
-        "type": "webhook",
-        "url": receiver.url,
-        "registration_id": registration_id,
-        "signing_secret": secret,
-    }
-
-
 def _provisioned(provisioner, receiver: Receiver | None = None) -> dict:
     body: dict[str, object] = {"instance_name": "codex-laptop"}
     if receiver is not None:
-        body["delivery"] = _delivery(receiver)
+        body["delivery"] = receiver.delivery()
     response = provisioner.post(
         f"{BASE}/instances", body, format="json", HTTP_IDEMPOTENCY_KEY=key()
     )

@@ -29,19 +29,8 @@ def receiver(settings) -> Iterator[Receiver]:
     server.shutdown()
 
 
-def _delivery(receiver: Receiver) -> dict[str, str]:
-    registration_id, secret = str(uuid.uuid4()), new_secret()
-    receiver.expect(registration_id, secret)
-    return {
-        "type": "webhook",
-        "url": receiver.url,
-        "registration_id": registration_id,
-        "signing_secret": secret,
-    }
-
-
 def _provision(provisioner, receiver: Receiver):
-    delivery = _delivery(receiver)
+    delivery = receiver.delivery()
     response = provisioner.post(
         f"{BASE}/instances",
         {"instance_name": "async-bot", "delivery": delivery},
@@ -73,7 +62,7 @@ def test_it_verifies_the_receiver_before_creating_the_instance(provisioner, rece
 
 
 def test_a_failed_verification_creates_nothing(provisioner, receiver) -> None:
-    delivery = {**_delivery(receiver), "registration_id": str(uuid.uuid4())}  # not expected
+    delivery = {**receiver.delivery(), "registration_id": str(uuid.uuid4())}  # not expected
     idempotency_key = key()
     response = provisioner.post(
         f"{BASE}/instances",
@@ -98,7 +87,7 @@ def test_a_failed_verification_creates_nothing(provisioner, receiver) -> None:
 def test_a_failed_update_verification_changes_nothing(provisioner, receiver) -> None:
     body, _ = _provision(provisioner, receiver)
     url = f"{BASE}/instances/{body['instance']['id']}"
-    replacement = {**_delivery(receiver), "registration_id": str(uuid.uuid4())}
+    replacement = {**receiver.delivery(), "registration_id": str(uuid.uuid4())}
     response = provisioner.patch(
         url,
         {"instance_name": "renamed", "delivery": replacement},
@@ -272,7 +261,7 @@ def test_receiver_verifications_are_rate_limited(provisioner, receiver, settings
     _provision(provisioner, receiver)
     response = provisioner.post(
         f"{BASE}/instances",
-        {"delivery": _delivery(receiver)},
+        {"delivery": receiver.delivery()},
         format="json",
         HTTP_IDEMPOTENCY_KEY=key(),
     )
@@ -296,7 +285,7 @@ def test_concurrent_attempts_with_one_key_verify_once_and_create_once(
     import httpx
 
     receiver.verification_delay = 0.5
-    body = {"instance_name": "twin", "delivery": _delivery(receiver)}
+    body = {"instance_name": "twin", "delivery": receiver.delivery()}
     idempotency_key = key()
     results: list[httpx.Response] = []
 
