@@ -15,6 +15,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 import uvicorn
+import websockets
 from django.db import connection
 from rest_framework.test import APIClient
 
@@ -24,7 +25,7 @@ from tests.thread_connections import ThreadConnectionWatch, close_harness_connec
 
 
 @pytest.fixture(scope="session")
-def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -> None:  # type: ignore[no-untyped-def]
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -> None:
     # Transactional tests empty every table afterwards, the audit trail too, which its guards
     # refuse to anyone else (approvals.audit_guards).
     from django.conf import settings
@@ -34,19 +35,19 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -
 
 
 @pytest.fixture
-def reviewer(db):  # type: ignore[no-untyped-def]
+def reviewer(db):
     # Staff: sees every request, routed or not. Team access has its own personas
     # (tests/approvals/test_access_matrix.py).
     return UserFactory(username="rita", is_staff=True)
 
 
 @pytest.fixture
-def agent_and_token(db):  # type: ignore[no-untyped-def]
+def agent_and_token(db):
     return agent_with_token(name="refund-bot")
 
 
 @pytest.fixture
-def agent_client(agent_and_token) -> APIClient:  # type: ignore[no-untyped-def]
+def agent_client(agent_and_token) -> APIClient:
     _, token = agent_and_token
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
@@ -70,7 +71,7 @@ class LiveConsole:
 
 
 @pytest.fixture(scope="session")
-def live_console(django_db_setup, django_db_blocker) -> Iterator[LiveConsole]:  # type: ignore[no-untyped-def]
+def live_console(django_db_setup, django_db_blocker) -> Iterator[LiveConsole]:
     from console.asgi import application
 
     port = _free_port()
@@ -80,7 +81,7 @@ def live_console(django_db_setup, django_db_blocker) -> Iterator[LiveConsole]:  
         port=port,
         log_level="warning",
         lifespan="off",
-        ws_per_message_deflate=False,  # as production runs it (README, "Production topology")
+        ws_per_message_deflate=False,  # as production runs it (docs/design.md, "Processes")
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="live-console", daemon=True)
@@ -159,6 +160,16 @@ class ReviewerSession:
     def session_cookie(self) -> str:
         return f"sessionid={self.client.cookies['sessionid']}"
 
+    def socket(self, approval: object | None = None) -> Any:
+        """Open the queue's websocket (with `approval`: a decision page's) as the browser does."""
+        ws_base = "ws" + self.base_url.removeprefix("http")
+        query = f"?approval={approval}" if approval is not None else ""
+        return websockets.connect(
+            f"{ws_base}/ws/queue/{query}",
+            additional_headers={"Cookie": self.session_cookie},
+            origin=self.base_url,
+        )
+
     def post(self, path: str, data: dict[str, str]) -> httpx.Response:
         return self.client.post(
             path,
@@ -175,7 +186,7 @@ class ReviewerSession:
 
 
 @pytest.fixture
-def reviewer_session(live_console, transactional_db) -> Iterator[ReviewerSession]:  # type: ignore[no-untyped-def]
+def reviewer_session(live_console, transactional_db) -> Iterator[ReviewerSession]:
     UserFactory(username="rita", is_staff=True)
     session = ReviewerSession(live_console.url, "rita")
     yield session
@@ -198,6 +209,6 @@ def _threads_close_their_connections() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def _fast_password_hashing(settings) -> None:  # type: ignore[no-untyped-def]
+def _fast_password_hashing(settings) -> None:
     # Real hashing costs ~0.3 s per user; the hasher is Django's concern, not ours.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

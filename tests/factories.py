@@ -13,6 +13,7 @@ from agents.models import Agent
 from agents.services import credential_issue
 from approvals.models import ApprovalRequest, Decision, Impact, NotificationPreference, Status, Team
 from approvals.policies.models import Outcome, PolicyRule, RuleState
+from approvals.services import Submission
 
 PASSWORD = "correct horse battery staple"
 
@@ -49,7 +50,7 @@ class AgentFactory(ModelFactory[Agent]):
     @factory.post_generation
     def operators(self, create: bool, extracted: Iterable[User] | None, **kwargs: object) -> None:
         if create and extracted:
-            self.operators.add(*extracted)  # type: ignore[attr-defined]
+            self.operators.add(*extracted)
 
 
 def reviewer_api_token(user: User) -> str:
@@ -80,6 +81,21 @@ class ApprovalRequestFactory(ModelFactory[ApprovalRequest]):
     timeout = "30m"
     timeout_seconds = 1800
     deadline_at = factory.LazyFunction(lambda: timezone.now() + timedelta(minutes=30))
+
+
+def build_submission(tool: str = "issue_refund", **overrides: Any) -> Submission:
+    """What an agent asks, as the API layer hands it to the services: a held-for-review refund
+    unless `overrides` say otherwise."""
+    fields: dict[str, Any] = {
+        "tool": tool,
+        "arguments": {"payment_id": "pay_1", "amount": 4900},
+        "timeout": "30m",
+        "reasoning": "Charged twice.",
+        "confidence": 0.4,
+        "impact": "high",
+    }
+    fields.update(overrides)
+    return Submission(**fields)
 
 
 def decided_approval(
@@ -122,7 +138,7 @@ class TeamFactory(ModelFactory[Team]):
     @factory.post_generation
     def members(self, create: bool, extracted: Iterable[User] | None, **kwargs: object) -> None:
         if create and extracted:
-            self.members.add(*extracted)  # type: ignore[attr-defined]
+            self.members.add(*extracted)
 
 
 def reviewer_with_slack(username: str, slack_user_id: str, **preferences: object) -> User:

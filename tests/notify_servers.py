@@ -42,7 +42,7 @@ class RecordingSmtpHandler:
                 self.refused += 1
                 return "451 4.3.0 Try again later"
             message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-            self.messages.append(message)  # type: ignore[arg-type]
+            self.messages.append(message)
         return "250 OK"
 
 
@@ -53,7 +53,7 @@ class SmtpServer:
 
 
 @pytest.fixture
-def smtp_server(settings) -> Iterator[SmtpServer]:  # type: ignore[no-untyped-def]
+def smtp_server(settings) -> Iterator[SmtpServer]:
     handler = RecordingSmtpHandler()
     port = free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port)
@@ -131,7 +131,7 @@ def _handler_for(api: SlackApi) -> type[BaseHTTPRequestHandler]:
 
 
 @pytest.fixture
-def slack_api(settings) -> Iterator[SlackApi]:  # type: ignore[no-untyped-def]
+def slack_api(settings) -> Iterator[SlackApi]:
     api = SlackApi(url="")
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(api))
     api.url = f"http://127.0.0.1:{server.server_address[1]}/api/"

@@ -24,6 +24,7 @@ from django.db import connection
 
 from tests.conftest import ReviewerSession, _free_port
 from tests.factories import UserFactory, agent_with_token
+from tests.sockets import next_message_containing
 
 pytestmark = [
     pytest.mark.skipif(
@@ -78,13 +79,13 @@ def _wait_until_healthy(server: Server, log: Path) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _hashers_the_servers_know(settings) -> None:  # type: ignore[no-untyped-def]
+def _hashers_the_servers_know(settings) -> None:
     # The server processes check passwords with the default hashers, not the tests' fast MD5.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
 
 
 @pytest.fixture
-def cluster(transactional_db, tmp_path: Path) -> Iterator[Cluster]:  # type: ignore[no-untyped-def]
+def cluster(transactional_db, tmp_path: Path) -> Iterator[Cluster]:
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "console.settings",
@@ -152,24 +153,13 @@ def _create(agent: httpx.Client) -> str:
     return response.json()["id"]
 
 
-async def _next_message_containing(ws, needle: str, timeout: float = 5.0) -> str:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError(f"no message containing {needle!r}")
-        message = await asyncio.wait_for(ws.recv(), timeout=remaining)
-        if needle in message:
-            return message
-
-
 def test_it_spreads_a_request_and_its_decision_across_server_processes(cluster: Cluster) -> None:
     UserFactory(username="rita", is_staff=True)
     reviewer_on_a = ReviewerSession(cluster.a.url, "rita")
     _, token = agent_with_token()
     agent_on_b = _agent(cluster.b.url, token)
 
-    async def scenario() -> tuple[str, str, str, dict, float]:  # type: ignore[type-arg]
+    async def scenario() -> tuple[str, str, str, dict, float]:
         # The session made on A opens sockets on both: sessions live in the shared database.
         sockets = [
             await websockets.connect(
@@ -182,7 +172,7 @@ def test_it_spreads_a_request_and_its_decision_across_server_processes(cluster: 
         try:
             code = await asyncio.to_thread(_create, agent_on_b)
             fragment_a, fragment_b = await asyncio.gather(
-                *(_next_message_containing(ws, f"approval-{code}") for ws in sockets)
+                *(next_message_containing(ws, f"approval-{code}") for ws in sockets)
             )
             other = await asyncio.to_thread(_create, agent_on_b)
             other_agent = _agent(cluster.b.url, token)
@@ -194,7 +184,10 @@ def test_it_spreads_a_request_and_its_decision_across_server_processes(cluster: 
                 )
                 for client, waited in ((agent_on_b, code), (other_agent, other))
             )
-            await asyncio.sleep(0.5)  # both polls are parked on B, on one subscription
+            # Kept: the polls park in server B, another process, whose waiters a test cannot
+            # see; half a second is far more than parking takes (milliseconds, tests/approvals
+            # test_long_poll waits for it exactly). Parked or not, the answers are checked.
+            await asyncio.sleep(0.5)
             decided_at = time.monotonic()
             response = await asyncio.to_thread(
                 reviewer_on_a.post, f"/requests/{code}/approve", {"note": "ok from A"}
@@ -202,7 +195,8 @@ def test_it_spreads_a_request_and_its_decision_across_server_processes(cluster: 
             assert response.status_code == 200, response.text
             answer = await asyncio.wait_for(poll, timeout=35)
             woken_after = time.monotonic() - decided_at
-            # The decision woke its own agent only: the other poll on B still waits.
+            # The decision woke its own agent only: the other poll on B still waits. Kept: that
+            # it is *not* woken is what is checked, so give a wrong wake-up time to arrive.
             await asyncio.sleep(0.3)
             assert not other_poll.done()
             response = await asyncio.to_thread(
@@ -250,7 +244,7 @@ def test_it_loses_no_request_or_decision_when_a_server_is_killed(cluster: Cluste
                     agent_on_a.get, f"/api/v1/requests/{pending_on_a}", params={"wait": "30s"}
                 )
             )
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5)  # kept: parked in another process (see above)
             cluster.a.process.send_signal(signal.SIGKILL)
             try:
                 await asyncio.wait_for(poll, timeout=10)
@@ -266,13 +260,13 @@ def test_it_loses_no_request_or_decision_when_a_server_is_killed(cluster: Cluste
         assert denied["status"] == "denied"
 
         # The agent retries its wait on B and gets the answer a reviewer gives on B.
-        async def retry_on_b() -> dict:  # type: ignore[type-arg]
+        async def retry_on_b() -> dict:
             poll = asyncio.create_task(
                 asyncio.to_thread(
                     agent_on_b.get, f"/api/v1/requests/{pending_on_a}", params={"wait": "30s"}
                 )
             )
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5)  # kept: parked in another process (see above)
             response = await asyncio.to_thread(
                 reviewer_on_b.post, f"/requests/{pending_on_a}/approve", {"note": "from B"}
             )

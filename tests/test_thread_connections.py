@@ -10,13 +10,13 @@ from django.db import connections
 from tests.thread_connections import ThreadConnectionWatch, close_harness_connections
 
 
-def _in_thread(function, name: str) -> None:  # type: ignore[no-untyped-def]
+def _in_thread(function, name: str) -> None:
     thread = threading.Thread(target=function, name=name)
     thread.start()
     thread.join(timeout=10)
 
 
-def test_it_names_a_thread_that_keeps_its_connection(db) -> None:  # type: ignore[no-untyped-def]
+def test_it_names_a_thread_that_keeps_its_connection(db) -> None:
     with ThreadConnectionWatch() as watch:
         _in_thread(User.objects.count, "forgetful")
     try:
@@ -26,7 +26,7 @@ def test_it_names_a_thread_that_keeps_its_connection(db) -> None:  # type: ignor
     assert watch.left_open(grace=0) == []
 
 
-def test_it_passes_a_thread_that_closes_its_connection(db) -> None:  # type: ignore[no-untyped-def]
+def test_it_passes_a_thread_that_closes_its_connection(db) -> None:
     def count_and_close() -> None:
         try:
             User.objects.count()
@@ -38,7 +38,7 @@ def test_it_passes_a_thread_that_closes_its_connection(db) -> None:  # type: ign
     assert watch.left_open(grace=0) == []
 
 
-def test_the_harness_closes_the_connection_of_an_async_tests_sync_calls(db) -> None:  # type: ignore[no-untyped-def]
+def test_the_harness_closes_the_connection_of_an_async_tests_sync_calls(db) -> None:
     with ThreadConnectionWatch() as watch:
         asyncio.run(sync_to_async(User.objects.count)())
         assert len(watch.left_open(grace=0)) == 1

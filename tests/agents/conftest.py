@@ -13,25 +13,26 @@ from django.db import connection
 
 from approvals.models import ApprovalRequest, Status
 from tests.factories import UserFactory, agent_with_token
+from tests.waits import parked_polls, wait_until
 
 # Quick retries so outage tests take seconds, not minutes.
 FAST_RETRY = RetryPolicy(attempts=4, base_delay=0.05, max_delay=0.2, give_up_after=2.0)
 
 
 @pytest.fixture
-def sdk_agent(transactional_db):  # type: ignore[no-untyped-def]
+def sdk_agent(transactional_db):
     return agent_with_token(name="refund-bot")
 
 
 @pytest.fixture
-def console(live_console, sdk_agent) -> Iterator[Console]:  # type: ignore[no-untyped-def]
+def console(live_console, sdk_agent) -> Iterator[Console]:
     _, token = sdk_agent
     with Console(live_console.url, token, retry=FAST_RETRY) as client:
         yield client
 
 
 @pytest.fixture
-def rita(transactional_db):  # type: ignore[no-untyped-def]
+def rita(transactional_db):
     return UserFactory(username="rita")
 
 
@@ -55,14 +56,24 @@ class Reviewer:
             time.sleep(0.02)
         raise AssertionError("no pending request appeared")
 
-    def decide(self, *actions: Callable[[ApprovalRequest], Any], after: float = 0.3) -> None:
-        """Run each action on the next pending request in turn, once the agent is waiting."""
+    def agent_is_waiting(self) -> bool:
+        """Whether the agent holds a long poll parked on one of its pending requests."""
+        pending = ApprovalRequest.objects.filter(agent=self.agent, status=Status.PENDING)
+        return any(parked_polls(code) for code in pending.values_list("code", flat=True))
+
+    def decide(self, *actions: Callable[[ApprovalRequest], Any], long_polls: bool = True) -> None:
+        """Run each action on the next pending request in turn, once the agent is waiting.
+
+        `long_polls=False` for clients that ask again and again instead (HumanLayer's): they
+        are never parked, so the decision comes as soon as the request exists.
+        """
 
         def run() -> None:
             try:
                 for action in actions:
                     approval = self.next_pending()
-                    time.sleep(after)  # the agent is now parked in its long poll
+                    if long_polls:
+                        wait_until(self.agent_is_waiting, what="the agent's long poll parking")
                     self.decided = action(approval)
             except BaseException as error:
                 self.errors.append(error)
@@ -80,6 +91,6 @@ class Reviewer:
 
 
 @pytest.fixture
-def reviewer_thread(sdk_agent) -> Reviewer:  # type: ignore[no-untyped-def]
+def reviewer_thread(sdk_agent) -> Reviewer:
     agent, _ = sdk_agent
     return Reviewer(agent)

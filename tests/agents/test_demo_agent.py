@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def test_it_submits_requests_and_reports_each_decision(
     live_console, sdk_agent, rita, reviewer_thread, tmp_path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     _, token = sdk_agent
     credential = tmp_path / "demo.credential"
     credential.write_text(token)

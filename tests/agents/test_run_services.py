@@ -1,7 +1,7 @@
 """Run services: sequences, cost totals and closing, including under concurrent appends."""
 
-import threading
 from decimal import Decimal
+from functools import partial
 
 import pytest
 from django.db import connection
@@ -10,6 +10,7 @@ from agents.exceptions import RunClosed
 from agents.models import Run, RunStatus, TraceEvent
 from agents.services import NewTraceEvent, run_close, run_events_append, run_open
 from tests.factories import AgentFactory
+from tests.races import raised, run_at_once
 
 THREADS = 6
 BATCHES_PER_THREAD = 10
@@ -50,26 +51,12 @@ def test_it_loses_no_cost_or_sequence_under_concurrent_appends() -> None:
     if connection.vendor != "postgresql":
         pytest.skip("real concurrency needs PostgreSQL (SQLite serializes every writer)")
     run, _ = run_open(agent=AgentFactory(), name="busy")
-    barrier = threading.Barrier(THREADS)
-    errors: list[BaseException] = []
 
     def append_batches() -> None:
-        try:
-            barrier.wait()
-            for _ in range(BATCHES_PER_THREAD):
-                run_events_append(run=run, events=[_llm("0.00000001"), _llm("0.1")])
-        except BaseException as error:  # surfaced below: a crash is a failure
-            errors.append(error)
-        finally:
-            connection.close()
+        for _ in range(BATCHES_PER_THREAD):
+            run_events_append(run=run, events=[_llm("0.00000001"), _llm("0.1")])
 
-    threads = [threading.Thread(target=append_batches) for _ in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-
-    assert errors == []
+    assert raised(run_at_once([append_batches] * THREADS)) == []
     batches = THREADS * BATCHES_PER_THREAD
     run.refresh_from_db()
     assert run.total_cost == batches * Decimal("0.10000001")
@@ -79,32 +66,15 @@ def test_it_loses_no_cost_or_sequence_under_concurrent_appends() -> None:
 
 
 def _race_append_and_close(run: Run) -> list[str]:
-    barrier = threading.Barrier(2)
-    outcomes: list[str] = []
-
-    def append() -> None:
-        barrier.wait()
-        try:
-            run_events_append(run=run, events=[_llm("1")])
-            outcomes.append("appended")
-        except RunClosed:
-            outcomes.append("refused")
-        finally:
-            connection.close()
-
-    def close() -> None:
-        barrier.wait()
-        try:
-            run_close(run=run, status=RunStatus.COMPLETED)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=append), threading.Thread(target=close)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    return outcomes
+    appended, closed = run_at_once(
+        [
+            partial(run_events_append, run=run, events=[_llm("1")]),
+            partial(run_close, run=run, status=RunStatus.COMPLETED),
+        ],
+        timeout=30,
+    )
+    assert raised([appended, closed], RunClosed) == []
+    return ["refused" if isinstance(appended, RunClosed) else "appended"]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -28,7 +28,7 @@ def run_id(agent_client: APIClient) -> str:
         ({"name": "bot", "surprise": 1}, "surprise"),
     ],
 )
-def test_it_rejects_a_bad_run_naming_the_field(agent_client, body, param) -> None:  # type: ignore[no-untyped-def]
+def test_it_rejects_a_bad_run_naming_the_field(agent_client, body, param) -> None:
     response = agent_client.post("/api/v1/runs", body, format="json")
     assert response.status_code == 400, response.content
     assert response.json()["error"]["param"] == param
@@ -52,7 +52,7 @@ def test_it_rejects_a_bad_run_naming_the_field(agent_client, body, param) -> Non
         ({"type": "note", "text": "x", "surprise": 1}, "events.1.surprise"),
     ],
 )
-def test_it_rejects_a_batch_with_one_bad_event_and_stores_none(  # type: ignore[no-untyped-def]
+def test_it_rejects_a_batch_with_one_bad_event_and_stores_none(
     agent_client, run_id, event, param
 ) -> None:
     good = {"type": "note", "text": "fine"}
@@ -66,12 +66,12 @@ def test_it_rejects_a_batch_with_one_bad_event_and_stores_none(  # type: ignore[
     assert Run.objects.get(code=run_id).last_sequence == 0
 
 
-def test_it_rejects_an_empty_batch(agent_client, run_id) -> None:  # type: ignore[no-untyped-def]
+def test_it_rejects_an_empty_batch(agent_client, run_id) -> None:
     response = agent_client.post(f"/api/v1/runs/{run_id}/events", {"events": []}, format="json")
     assert response.status_code == 400 and response.json()["error"]["param"] == "events"
 
 
-def test_it_caps_the_batch_size(agent_client, run_id, settings) -> None:  # type: ignore[no-untyped-def]
+def test_it_caps_the_batch_size(agent_client, run_id, settings) -> None:
     settings.TRACE_MAX_BATCH_EVENTS = 5
     events = [{"type": "note", "text": str(n)} for n in range(6)]
     response = agent_client.post(f"/api/v1/runs/{run_id}/events", {"events": events}, format="json")
@@ -81,7 +81,7 @@ def test_it_caps_the_batch_size(agent_client, run_id, settings) -> None:  # type
     assert TraceEvent.objects.count() == 0
 
 
-def test_it_caps_text_and_json_fields(agent_client, run_id, settings) -> None:  # type: ignore[no-untyped-def]
+def test_it_caps_text_and_json_fields(agent_client, run_id, settings) -> None:
     settings.API_MAX_FIELD_BYTES = 100
     too_big = {"type": "tool_call", "tool": "t", "result": {"blob": "x" * 200}}
     response = agent_client.post(
@@ -99,7 +99,7 @@ def test_it_caps_text_and_json_fields(agent_client, run_id, settings) -> None:  
     assert TraceEvent.objects.count() == 0
 
 
-def test_it_answers_413_to_a_body_over_the_default_cap(agent_client, run_id) -> None:  # type: ignore[no-untyped-def]
+def test_it_answers_413_to_a_body_over_the_default_cap(agent_client, run_id) -> None:
     # 300 KiB in notes that are each within the per-field cap: only the body cap can refuse it.
     events = [{"type": "note", "text": "x" * 30_000} for _ in range(10)]
     response = agent_client.post(f"/api/v1/runs/{run_id}/events", {"events": events}, format="json")
@@ -111,7 +111,7 @@ def test_it_answers_413_to_a_body_over_the_default_cap(agent_client, run_id) -> 
     assert TraceEvent.objects.count() == 0
 
 
-def test_it_answers_413_on_every_agent_endpoint_and_stores_nothing(agent_client, settings) -> None:  # type: ignore[no-untyped-def]
+def test_it_answers_413_on_every_agent_endpoint_and_stores_nothing(agent_client, settings) -> None:
     settings.API_MAX_BODY_BYTES = 200
     padding = "x" * 300
     run = agent_client.post("/api/v1/runs", {"name": padding}, format="json")
@@ -127,18 +127,18 @@ def test_it_answers_413_on_every_agent_endpoint_and_stores_nothing(agent_client,
     assert small.status_code == 201
 
 
-def test_it_answers_400_to_a_malformed_query(agent_client, run_id) -> None:  # type: ignore[no-untyped-def]
+def test_it_answers_400_to_a_malformed_query(agent_client, run_id) -> None:
     response = agent_client.get(f"/api/v1/runs/{run_id}/events?after=-1")
     assert response.status_code == 400 and response.json()["error"]["param"] == "after"
 
 
 @pytest.mark.django_db(transaction=True)
-def test_it_answers_413_to_a_chunked_body_without_content_length(live_console) -> None:  # type: ignore[no-untyped-def]
+def test_it_answers_413_to_a_chunked_body_without_content_length(live_console) -> None:
     from tests.factories import agent_with_token
 
     _, token = agent_with_token(name="chunky-bot")
 
-    def chunks():  # type: ignore[no-untyped-def]
+    def chunks():
         yield b'{"name": "'
         for _ in range(300):
             yield b"x" * 1024
@@ -157,7 +157,7 @@ def test_it_answers_413_to_a_chunked_body_without_content_length(live_console) -
 
 
 @pytest.mark.parametrize("depth", [65, 5000])
-def test_it_rejects_json_nested_too_deeply(agent_client, run_id, depth) -> None:  # type: ignore[no-untyped-def]
+def test_it_rejects_json_nested_too_deeply(agent_client, run_id, depth) -> None:
     nested = "[" * depth + "]" * depth
     body = '{"events": [{"type": "note", "text": "x", "metadata": {"a": ' + nested + "}}]}"
     response = agent_client.generic(
@@ -168,7 +168,7 @@ def test_it_rejects_json_nested_too_deeply(agent_client, run_id, depth) -> None:
     assert TraceEvent.objects.count() == 0
 
 
-def test_it_accepts_reasonably_nested_json(agent_client, run_id) -> None:  # type: ignore[no-untyped-def]
+def test_it_accepts_reasonably_nested_json(agent_client, run_id) -> None:
     nested: object = "leaf"
     for _ in range(60):
         nested = [nested]

@@ -7,7 +7,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def schema(client):  # type: ignore[no-untyped-def]
+def schema(client):
     response = client.get("/api/v1/schema", HTTP_ACCEPT="application/json")
     assert response.status_code == 200
     document = response.json()
@@ -15,7 +15,7 @@ def schema(client):  # type: ignore[no-untyped-def]
     return document
 
 
-def test_it_documents_every_runs_endpoint_with_its_errors(schema) -> None:  # type: ignore[no-untyped-def]
+def test_it_documents_every_runs_endpoint_with_its_errors(schema) -> None:
     paths = schema["paths"]
     expected = {
         ("/api/v1/runs", "post"): {"201", "200", "400", "401", "409", "413"},
@@ -31,7 +31,7 @@ def test_it_documents_every_runs_endpoint_with_its_errors(schema) -> None:  # ty
     assert error["schema"]["$ref"] == "#/components/schemas/Error"
 
 
-def test_it_documents_trace_events_by_type(schema) -> None:  # type: ignore[no-untyped-def]
+def test_it_documents_trace_events_by_type(schema) -> None:
     components = schema["components"]["schemas"]
     event = components["TraceEventInputRequest"]
     assert event["discriminator"]["propertyName"] == "type"
@@ -42,7 +42,7 @@ def test_it_documents_trace_events_by_type(schema) -> None:  # type: ignore[no-u
     )
 
 
-def test_it_documents_native_request_fields_and_decisions(schema) -> None:  # type: ignore[no-untyped-def]
+def test_it_documents_native_request_fields_and_decisions(schema) -> None:
     components = schema["components"]["schemas"]
     request_input = components["ApprovalRequestCreateInputRequest"]["properties"]
     assert {"run", "labels", "arguments_schema"} <= set(request_input)

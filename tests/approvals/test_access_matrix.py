@@ -43,7 +43,7 @@ API_ACTIONS = [
 
 
 @pytest.fixture
-def world(db):  # type: ignore[no-untyped-def]
+def world(db):
     alice = UserFactory(username="alice")
     bob = UserFactory(username="bob")
     payments = TeamFactory(name="payments", members=[alice])
@@ -54,7 +54,7 @@ def world(db):  # type: ignore[no-untyped-def]
     return {"alice": alice, "bob": bob, "payments": payments, "ops": ops, "approval": approval}
 
 
-def _client(user):  # type: ignore[no-untyped-def]
+def _client(user):
     client = Client()
     if user is not None:
         client.force_login(user)
@@ -65,13 +65,13 @@ def _history(approval: ApprovalRequest) -> list[tuple[str, str]]:
     return list(ApprovalEvent.objects.filter(approval=approval).values_list("kind", "note"))
 
 
-def _data(data: dict[str, str], world) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def _data(data: dict[str, str], world) -> dict[str, str]:
     return {k: str(world["ops"].pk) if v == "__ops__" else v for k, v in data.items()}
 
 
 @pytest.mark.django_db
 class TestPages:
-    def test_it_lists_a_request_only_for_its_team_and_staff(self, world) -> None:  # type: ignore[no-untyped-def]
+    def test_it_lists_a_request_only_for_its_team_and_staff(self, world) -> None:
         row = f'id="approval-{world["approval"].code}"'
         staff = UserFactory(username="sam", is_staff=True)
         for user, visible in ((world["alice"], True), (world["bob"], False), (staff, True)):
@@ -80,27 +80,27 @@ class TestPages:
         anonymous = _client(None).get(reverse("approvals:queue"))
         assert anonymous.status_code == 302
 
-    def test_it_shows_decided_requests_in_history_only_to_their_team(self, world) -> None:  # type: ignore[no-untyped-def]
+    def test_it_shows_decided_requests_in_history_only_to_their_team(self, world) -> None:
         decided = ApprovalRequestFactory(team=world["payments"], status=Status.DENIED)
         row = f'id="approval-{decided.code}"'
         assert row in _client(world["alice"]).get(reverse("approvals:history")).content.decode()
         assert row not in _client(world["bob"]).get(reverse("approvals:history")).content.decode()
         assert _client(None).get(reverse("approvals:history")).status_code == 302
 
-    def test_it_shows_the_detail_page_to_the_team_only(self, world) -> None:  # type: ignore[no-untyped-def]
+    def test_it_shows_the_detail_page_to_the_team_only(self, world) -> None:
         url = reverse("approvals:detail", args=[world["approval"].code])
         assert _client(world["alice"]).get(url).status_code == 200
         assert _client(world["bob"]).get(url).status_code == 404
         assert _client(None).get(url).status_code == 302
 
-    def test_it_keeps_unrouted_requests_for_staff(self, world) -> None:  # type: ignore[no-untyped-def]
+    def test_it_keeps_unrouted_requests_for_staff(self, world) -> None:
         unrouted = ApprovalRequestFactory(team=None)
         url = reverse("approvals:detail", args=[unrouted.code])
         assert _client(world["alice"]).get(url).status_code == 404
         assert _client(UserFactory(username="sam", is_staff=True)).get(url).status_code == 200
 
     @pytest.mark.parametrize(("name", "data"), PAGE_ACTIONS)
-    def test_it_refuses_every_action_to_another_team(self, world, name, data) -> None:  # type: ignore[no-untyped-def]
+    def test_it_refuses_every_action_to_another_team(self, world, name, data) -> None:
         approval = world["approval"]
         before = _history(approval)
         response = _client(world["bob"]).post(
@@ -112,7 +112,7 @@ class TestPages:
         assert _history(approval) == before
 
     @pytest.mark.parametrize(("name", "data"), PAGE_ACTIONS)
-    def test_it_sends_anonymous_actions_to_log_in(self, world, name, data) -> None:  # type: ignore[no-untyped-def]
+    def test_it_sends_anonymous_actions_to_log_in(self, world, name, data) -> None:
         approval = world["approval"]
         before = _history(approval)
         response = _client(None).post(reverse(name, args=[approval.code]), _data(data, world))
@@ -123,7 +123,7 @@ class TestPages:
         assert _history(approval) == before
 
     @pytest.mark.parametrize(("name", "data"), PAGE_ACTIONS)
-    def test_it_allows_every_action_to_the_team(self, world, name, data) -> None:  # type: ignore[no-untyped-def]
+    def test_it_allows_every_action_to_the_team(self, world, name, data) -> None:
         approval = world["approval"]
         response = _client(world["alice"]).post(
             reverse(name, args=[approval.code]), _data(data, world), HTTP_HX_REQUEST="true"
@@ -133,13 +133,13 @@ class TestPages:
 
 @pytest.mark.django_db
 class TestApi:
-    def _api(self, user):  # type: ignore[no-untyped-def]
+    def _api(self, user):
         client = APIClient()
         if user is not None:
             client.credentials(HTTP_AUTHORIZATION=f"Token {reviewer_api_token(user)}")
         return client
 
-    def test_it_lists_only_the_teams_requests(self, world) -> None:  # type: ignore[no-untyped-def]
+    def test_it_lists_only_the_teams_requests(self, world) -> None:
         url = reverse("api-v1:reviewer-request-list")
         code = str(world["approval"].code)
         alice_ids = [r["id"] for r in self._api(world["alice"]).get(url).json()["data"]]
@@ -150,7 +150,7 @@ class TestApi:
         assert anonymous.status_code == 401
         assert anonymous.json()["error"]["type"] == "authentication"
 
-    def test_it_reads_a_request_for_the_team_only(self, world) -> None:  # type: ignore[no-untyped-def]
+    def test_it_reads_a_request_for_the_team_only(self, world) -> None:
         url = reverse("api-v1:reviewer-request-detail", args=[world["approval"].code])
         assert self._api(world["alice"]).get(url).status_code == 200
         hidden = self._api(world["bob"]).get(url)
@@ -161,7 +161,7 @@ class TestApi:
     @pytest.mark.parametrize(("name", "data"), API_ACTIONS)
     def test_it_refuses_every_decision_to_another_team_and_anonymous(
         self, world, name, data
-    ) -> None:  # type: ignore[no-untyped-def]
+    ) -> None:
         approval = world["approval"]
         before = _history(approval)
         url = reverse(name, args=[approval.code])
@@ -172,22 +172,18 @@ class TestApi:
         assert _history(approval) == before
 
     @pytest.mark.parametrize(("name", "data"), API_ACTIONS)
-    def test_it_allows_every_decision_to_the_team(self, world, name, data) -> None:  # type: ignore[no-untyped-def]
+    def test_it_allows_every_decision_to_the_team(self, world, name, data) -> None:
         url = reverse(name, args=[world["approval"].code])
         response = self._api(world["alice"]).post(url, data, format="json")
         assert response.status_code in (200, 201), response.content
 
-    def test_it_refuses_agent_credentials(self, world, agent_client) -> None:  # type: ignore[no-untyped-def]
+    def test_it_refuses_agent_credentials(self, world, agent_client) -> None:
         url = reverse("api-v1:reviewer-request-list")
         assert agent_client.get(url).status_code == 401
 
 
-def _ws_headers(session: ReviewerSession) -> dict[str, str]:
-    return {"Cookie": session.session_cookie}
-
-
 @pytest.mark.django_db(transaction=True)
-def test_it_pushes_a_request_only_to_its_teams_sockets(live_console) -> None:  # type: ignore[no-untyped-def]
+def test_it_pushes_a_request_only_to_its_teams_sockets(live_console) -> None:
     alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
     payments = TeamFactory(name="payments", members=[alice])
     ops = TeamFactory(name="ops", members=[bob])
@@ -196,14 +192,9 @@ def test_it_pushes_a_request_only_to_its_teams_sockets(live_console) -> None:  #
     from approvals.reviews import approval_request_comment
 
     async def scenario() -> tuple[list[str], list[str]]:
-        url = f"{live_console.ws_url}/ws/queue/"
         async with (
-            websockets.connect(
-                url, additional_headers=_ws_headers(alice_session), origin=live_console.url
-            ) as alice_ws,
-            websockets.connect(
-                url, additional_headers=_ws_headers(bob_session), origin=live_console.url
-            ) as bob_ws,
+            alice_session.socket() as alice_ws,
+            bob_session.socket() as bob_ws,
         ):
             secret = await db_to_thread(
                 ApprovalRequestFactory, team=payments, tool="payments_secret_tool"
@@ -235,14 +226,14 @@ def test_it_pushes_a_request_only_to_its_teams_sockets(live_console) -> None:  #
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("who", ["other_team", "anonymous"])
-def test_it_refuses_a_detail_socket_to_outsiders(live_console, who) -> None:  # type: ignore[no-untyped-def]
+def test_it_refuses_a_detail_socket_to_outsiders(live_console, who) -> None:
     alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
     payments = TeamFactory(name="payments", members=[alice])
     TeamFactory(name="ops", members=[bob])
     approval = ApprovalRequestFactory(team=payments)
     headers = {}
     if who == "other_team":
-        headers = _ws_headers(ReviewerSession(live_console.url, "bob"))
+        headers = {"Cookie": ReviewerSession(live_console.url, "bob").session_cookie}
 
     async def scenario() -> None:
         async with websockets.connect(
@@ -258,18 +249,14 @@ def test_it_refuses_a_detail_socket_to_outsiders(live_console, who) -> None:  # 
 
 
 @pytest.mark.django_db(transaction=True)
-def test_it_lets_the_team_open_a_detail_socket_and_shows_presence(live_console) -> None:  # type: ignore[no-untyped-def]
+def test_it_lets_the_team_open_a_detail_socket_and_shows_presence(live_console) -> None:
     alice = UserFactory(username="alice")
     payments = TeamFactory(name="payments", members=[alice])
     approval = ApprovalRequestFactory(team=payments)
     session = ReviewerSession(live_console.url, "alice")
 
     async def scenario() -> str:
-        async with websockets.connect(
-            f"{live_console.ws_url}/ws/queue/?approval={approval.code}",
-            additional_headers=_ws_headers(session),
-            origin=live_console.url,
-        ) as ws:
+        async with session.socket(approval.code) as ws:
             return await asyncio.wait_for(ws.recv(), 5)
 
     presence = asyncio.run(scenario())

@@ -200,7 +200,7 @@ def test_invisible_and_bidi_characters_are_visible_on_the_pages(client: Client) 
     assert "⟨U+FEFF⟩ctx" in detail
 
 
-def test_the_mail_marks_agent_values_in_the_reason(settings, smtp_server) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_the_mail_marks_agent_values_in_the_reason(settings, smtp_server) -> None:  # noqa: F811
     approval = _held()
     notification = next(n for n in approval.notifications.all() if n.channel == Channel.EMAIL)
 
@@ -217,7 +217,7 @@ def test_the_mail_marks_agent_values_in_the_reason(settings, smtp_server) -> Non
     assert json.dumps(INJECTION) in line
 
 
-def test_slack_quotes_agent_values_in_the_reason(slack_api) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_slack_quotes_agent_values_in_the_reason(slack_api) -> None:  # noqa: F811
     reviewer_with_slack("sam", "U0SAM")
     approval = _held()
     approval.team.members.add(UserFactory._meta.model.objects.get(username="sam"))

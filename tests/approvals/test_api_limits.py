@@ -18,7 +18,7 @@ BODY = {"tool": "issue_refund", "arguments": {"payment_id": "pay_1"}, "timeout":
 FUNCTION_CALL = {"run_id": "run-1", "call_id": "call-1", "spec": {"fn": "refund", "kwargs": {}}}
 
 
-def _create(client, body: dict[str, Any], key: str = "k1"):  # type: ignore[no-untyped-def]
+def _create(client, body: dict[str, Any], key: str = "k1"):
     return client.post("/api/v1/requests", body, format="json", HTTP_IDEMPOTENCY_KEY=key)
 
 
@@ -28,7 +28,7 @@ def _create(client, body: dict[str, Any], key: str = "k1"):  # type: ignore[no-u
 @pytest.mark.parametrize(
     "timeout", ["702608525057228493965349s", "99999999999999999h", "1" * 5000 + "m"]
 )
-def test_a_huge_timeout_is_shortened_not_refused(agent_client, timeout: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_huge_timeout_is_shortened_not_refused(agent_client, timeout: str) -> None:
     # Stored as sent (16 characters used to be the column's width: PostgreSQL refused more).
     response = _create(agent_client, {**BODY, "timeout": timeout})
     assert response.status_code == 201, response.content
@@ -37,7 +37,7 @@ def test_a_huge_timeout_is_shortened_not_refused(agent_client, timeout: str) -> 
     assert approval.timeout_seconds == settings.APPROVAL_MAX_TIMEOUT_SECONDS
 
 
-def test_a_timeout_over_the_field_cap_is_refused(agent_client) -> None:  # type: ignore[no-untyped-def]
+def test_a_timeout_over_the_field_cap_is_refused(agent_client) -> None:
     response = _create(agent_client, {**BODY, "timeout": "1" * (64 * 1024 + 1) + "s"})
     assert response.status_code == 400
     assert (response.json()["error"]["code"], response.json()["error"]["param"]) == (
@@ -46,7 +46,7 @@ def test_a_timeout_over_the_field_cap_is_refused(agent_client) -> None:  # type:
     )
 
 
-def test_a_huge_wait_is_capped_not_refused(agent_client) -> None:  # type: ignore[no-untyped-def]
+def test_a_huge_wait_is_capped_not_refused(agent_client) -> None:
     created = _create(agent_client, BODY).json()
     assert agent_client.post(f"/api/v1/requests/{created['id']}/cancel").status_code == 200
     for wait in ["7494250792344h", "1" * 5000, "99999999m"]:
@@ -56,7 +56,7 @@ def test_a_huge_wait_is_capped_not_refused(agent_client) -> None:  # type: ignor
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_fast_path_caps_a_huge_wait_too(agent_and_token) -> None:  # type: ignore[no-untyped-def]
+def test_the_fast_path_caps_a_huge_wait_too(agent_and_token) -> None:
     from console.asgi import application
 
     _, token = agent_and_token
@@ -81,9 +81,9 @@ def test_the_fast_path_caps_a_huge_wait_too(agent_and_token) -> None:  # type: i
 # --- HumanLayer -----------------------------------------------------------------------------------
 
 
-def test_humanlayer_bodies_over_the_cap_are_refused_413(agent_client) -> None:  # type: ignore[no-untyped-def]
+def test_humanlayer_bodies_over_the_cap_are_refused_413(agent_client) -> None:
     state = {f"part{n}": "x" * 30_000 for n in range(10)}
-    body = {**FUNCTION_CALL, "spec": {**FUNCTION_CALL["spec"], "state": state}}  # type: ignore[dict-item]
+    body = {**FUNCTION_CALL, "spec": {**FUNCTION_CALL["spec"], "state": state}}
     response = agent_client.post("/humanlayer/v1/function_calls", body, format="json")
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
@@ -91,8 +91,8 @@ def test_humanlayer_bodies_over_the_cap_are_refused_413(agent_client) -> None:  
 
 
 @pytest.mark.parametrize("field", ["kwargs", "state", "channel", "reject_options"])
-def test_humanlayer_fields_over_the_field_cap_are_refused_400(agent_client, field: str) -> None:  # type: ignore[no-untyped-def]
-    spec = {**FUNCTION_CALL["spec"], field: {"blob": "x" * 200_000}}  # type: ignore[dict-item]
+def test_humanlayer_fields_over_the_field_cap_are_refused_400(agent_client, field: str) -> None:
+    spec = {**FUNCTION_CALL["spec"], field: {"blob": "x" * 200_000}}
     response = agent_client.post(
         "/humanlayer/v1/function_calls", {**FUNCTION_CALL, "spec": spec}, format="json"
     )
@@ -102,7 +102,7 @@ def test_humanlayer_fields_over_the_field_cap_are_refused_400(agent_client, fiel
     assert not ApprovalRequest.objects.exists()
 
 
-def test_humanlayer_json_nested_too_deeply_is_refused_400(agent_client) -> None:  # type: ignore[no-untyped-def]
+def test_humanlayer_json_nested_too_deeply_is_refused_400(agent_client) -> None:
     nested = "[" * 500 + "]" * 500
     body = '{"run_id": "r", "call_id": "c", "spec": {"fn": "f", "kwargs": {"a": ' + nested + "}}}"
     response = agent_client.generic(

@@ -21,7 +21,6 @@ from approvals.audit import (
 )
 from approvals.models import AuditChainHead, AuditRecord
 from approvals.services import (
-    Submission,
     approval_request_approve,
     approval_request_cancel,
     approval_request_create,
@@ -29,17 +28,11 @@ from approvals.services import (
     approval_requests_expire_overdue,
 )
 from tests.approvals.audit_tamper import tamper, wipe_refused
-from tests.factories import AgentFactory, ApprovalRequestFactory, UserFactory
+from tests.factories import AgentFactory, ApprovalRequestFactory, UserFactory, build_submission
 
 pytestmark = pytest.mark.django_db
 
 ON_POSTGRES = connection.vendor == "postgresql"
-
-
-def _submission() -> Submission:
-    return Submission(
-        tool="issue_refund", arguments={"amount": 4900}, timeout="30m", confidence=0.7
-    )
 
 
 def _chain(count: int) -> list[AuditRecord]:
@@ -63,7 +56,7 @@ def test_it_records_a_submission_and_its_decision_in_one_chain() -> None:
     agent = AgentFactory(name="refund-bot")
     reviewer = UserFactory(username="rita")
     approval, _ = approval_request_create(
-        agent=agent, idempotency_key="k1", submission=_submission()
+        agent=agent, idempotency_key="k1", submission=build_submission()
     )
     approval_request_approve(approval=approval, reviewer=reviewer, note="ok")
 
@@ -97,7 +90,7 @@ def test_it_records_denial_cancellation_and_expiry_with_their_actors() -> None:
     approval_request_cancel(approval=cancelled, agent=cancelled.agent)
     approval_requests_expire_overdue()
 
-    def only(approval) -> AuditRecord:  # type: ignore[no-untyped-def]
+    def only(approval) -> AuditRecord:
         return AuditRecord.objects.get(object_id=str(approval.code))
 
     assert only(denied).action == AuditAction.REQUEST_DENIED
@@ -151,7 +144,7 @@ def test_it_records_credentials_issued_and_revoked_without_the_secret() -> None:
         assert extra.credential.secret_digest not in str(record.after)
 
 
-def test_it_records_logins_but_not_single_failed_ones(client) -> None:  # type: ignore[no-untyped-def]
+def test_it_records_logins_but_not_single_failed_ones(client) -> None:
     # A failed sign-in is counted by the throttle (tests/console/test_login_throttle.py), not
     # appended to the chain: every wrong password used to queue on the chain head's lock.
     UserFactory(username="rita")
@@ -165,7 +158,7 @@ def test_it_records_logins_but_not_single_failed_ones(client) -> None:  # type: 
     assert (login.actor_type, login.actor_label) == ("reviewer", "rita")
 
 
-def test_it_records_where_an_http_request_came_from(agent_client) -> None:  # type: ignore[no-untyped-def]
+def test_it_records_where_an_http_request_came_from(agent_client) -> None:
     response = agent_client.post(
         "/api/v1/requests",
         {"tool": "send_email", "arguments": {"to": "a@example.test"}},
@@ -252,7 +245,7 @@ def test_it_catches_an_inserted_record() -> None:
     assert result.checked == 3  # the forgery itself links correctly; its successor does not
 
 
-def test_the_command_names_the_first_broken_record_and_fails(capsys) -> None:  # type: ignore[no-untyped-def]
+def test_the_command_names_the_first_broken_record_and_fails(capsys) -> None:
     records = _chain(3)
     call_command("audit_verify")
     assert "intact: 3 records" in capsys.readouterr().out
@@ -324,7 +317,7 @@ def test_it_keeps_one_chain_under_concurrent_appends() -> None:
     assert result.checked == 40
 
 
-def test_the_command_checks_anchors_kept_outside_the_database(capsys) -> None:  # type: ignore[no-untyped-def]
+def test_the_command_checks_anchors_kept_outside_the_database(capsys) -> None:
     records = _chain(3)
     call_command("audit_verify", anchor=[f"{records[1].sequence}:{records[1].hash}"])
     assert f"anchor 3:{records[2].hash}" in capsys.readouterr().out

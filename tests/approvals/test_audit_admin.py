@@ -16,7 +16,7 @@ OUR_APPS = {"agents", "approvals", "auth"}
 
 
 @pytest.fixture
-def admin_client(client):  # type: ignore[no-untyped-def]
+def admin_client(client):
     client.force_login(UserFactory(username="ops", is_staff=True, is_superuser=True))
     return client
 
@@ -35,7 +35,7 @@ def test_every_admin_that_can_change_our_models_is_audited() -> None:
     assert unaudited == []
 
 
-def test_it_records_an_added_team(admin_client) -> None:  # type: ignore[no-untyped-def]
+def test_it_records_an_added_team(admin_client) -> None:
     rita = UserFactory(username="rita")
     response = admin_client.post(
         "/admin/approvals/team/add/", {"name": "Payments", "members": [rita.pk]}
@@ -51,7 +51,7 @@ def test_it_records_an_added_team(admin_client) -> None:  # type: ignore[no-unty
     assert record.after["members"] == [rita.pk]
 
 
-def test_it_records_only_what_changed(admin_client) -> None:  # type: ignore[no-untyped-def]
+def test_it_records_only_what_changed(admin_client) -> None:
     rita, sam = UserFactory(username="rita"), UserFactory(username="sam")
     team = Team.objects.create(name="Payments")
     team.members.add(rita)
@@ -65,7 +65,7 @@ def test_it_records_only_what_changed(admin_client) -> None:  # type: ignore[no-
     assert record.after == {"members": [sam.pk], "name": "Refunds"}
 
 
-def test_it_records_deletions_one_by_one_and_in_bulk(admin_client) -> None:  # type: ignore[no-untyped-def]
+def test_it_records_deletions_one_by_one_and_in_bulk(admin_client) -> None:
     first, second, third = (Team.objects.create(name=name) for name in ("A", "B", "C"))
     admin_client.post(f"/admin/approvals/team/{first.pk}/delete/", {"post": "yes"})
     admin_client.post(
@@ -83,7 +83,7 @@ def test_it_records_deletions_one_by_one_and_in_bulk(admin_client) -> None:  # t
     assert records[0].before["name"] == "A"
 
 
-def test_it_keeps_password_hashes_out_of_the_trail(admin_client) -> None:  # type: ignore[no-untyped-def]
+def test_it_keeps_password_hashes_out_of_the_trail(admin_client) -> None:
     user = UserFactory(username="rita")
     response = admin_client.post(
         f"/admin/auth/user/{user.pk}/change/",
@@ -104,7 +104,7 @@ def test_it_keeps_password_hashes_out_of_the_trail(admin_client) -> None:  # typ
     assert "password" not in record.after
 
 
-def test_the_admin_credential_action_records_the_staff_member(admin_client) -> None:  # type: ignore[no-untyped-def]
+def test_the_admin_credential_action_records_the_staff_member(admin_client) -> None:
     agent = AgentFactory(name="mailer")
     admin_client.post(
         "/admin/agents/agent/",
@@ -122,7 +122,7 @@ def test_the_admin_credential_action_records_the_staff_member(admin_client) -> N
     assert record.actor_label == "ops"
 
 
-def test_the_audit_log_is_read_only_and_searchable(admin_client) -> None:  # type: ignore[no-untyped-def]
+def test_the_audit_log_is_read_only_and_searchable(admin_client) -> None:
     audit_record(action=AuditAction.REQUEST_APPROVED, object_id="needle-123")
     audit_record(action=AuditAction.REQUEST_DENIED, object_id="other-456")
     found = admin_client.get("/admin/approvals/auditrecord/", {"q": "needle-123"})
@@ -145,7 +145,7 @@ def test_the_audit_log_is_read_only_and_searchable(admin_client) -> None:  # typ
     assert AuditRecord.objects.get(pk=record.pk).action == AuditAction.REQUEST_APPROVED
 
 
-def test_agents_edited_in_the_admin_are_recorded(admin_client) -> None:  # type: ignore[no-untyped-def]
+def test_agents_edited_in_the_admin_are_recorded(admin_client) -> None:
     agent = AgentFactory(name="mailer", description="old")
     admin_client.post(
         f"/admin/agents/agent/{agent.pk}/change/",

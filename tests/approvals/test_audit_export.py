@@ -23,7 +23,7 @@ URL = "/api/v1/audit/records"
 
 
 @pytest.fixture
-def staff_client(client):  # type: ignore[no-untyped-def]
+def staff_client(client):
     client.force_login(UserFactory(username="auditor", is_staff=True))
     return client
 
@@ -45,7 +45,7 @@ def _records() -> list[AuditRecord]:
     ]
 
 
-def _body(response) -> str:  # type: ignore[no-untyped-def]
+def _body(response) -> str:
     # The export streams through an async iterator (what the ASGI server consumes).
     assert response.is_async
 
@@ -55,11 +55,11 @@ def _body(response) -> str:  # type: ignore[no-untyped-def]
     return async_to_sync(collect)().decode()
 
 
-def _lines(response) -> list[dict]:  # type: ignore[no-untyped-def]
+def _lines(response) -> list[dict]:
     return [json.loads(line) for line in _body(response).splitlines()]
 
 
-def test_it_streams_json_lines_for_a_time_range(staff_client) -> None:  # type: ignore[no-untyped-def]
+def test_it_streams_json_lines_for_a_time_range(staff_client) -> None:
     records = _records()
     until = (records[-1].created_at + timedelta(microseconds=1)).isoformat()
     response = staff_client.get(URL, {"since": records[0].created_at.isoformat(), "until": until})
@@ -74,7 +74,7 @@ def test_it_streams_json_lines_for_a_time_range(staff_client) -> None:  # type: 
     assert rows[1]["after"] == {"status": "approved", "note": "=cmd|' /C calc'!A0"}
 
 
-def test_exported_lines_can_be_verified_offline(staff_client) -> None:  # type: ignore[no-untyped-def]
+def test_exported_lines_can_be_verified_offline(staff_client) -> None:
     _records()
     rows = _lines(staff_client.get(URL, {"action": AuditAction.REQUEST_APPROVED}))
     assert len(rows) == 1
@@ -84,7 +84,7 @@ def test_exported_lines_can_be_verified_offline(staff_client) -> None:  # type: 
     assert audit_record_digest(AuditRecord(**row)) == recorded_hash
 
 
-def test_it_filters_by_actor_action_and_object(staff_client) -> None:  # type: ignore[no-untyped-def]
+def test_it_filters_by_actor_action_and_object(staff_client) -> None:
     _records()
     by_actor = _lines(staff_client.get(URL, {"actor": "refund-bot"}))
     assert [row["object_id"] for row in by_actor] == ["req-1", "req-2"]
@@ -96,7 +96,7 @@ def test_it_filters_by_actor_action_and_object(staff_client) -> None:  # type: i
     assert len(by_both) == 1
 
 
-def test_it_streams_csv_with_formulas_defused(staff_client) -> None:  # type: ignore[no-untyped-def]
+def test_it_streams_csv_with_formulas_defused(staff_client) -> None:
     _records()
     response = staff_client.get(URL, {"format": "csv", "action": AuditAction.REQUEST_APPROVED})
     assert response.status_code == 200
@@ -113,7 +113,7 @@ def test_it_streams_csv_with_formulas_defused(staff_client) -> None:  # type: ig
     assert rows[0]["actor_label"] == "'=HYPERLINK(1)"
 
 
-def test_it_records_who_exported(staff_client) -> None:  # type: ignore[no-untyped-def]
+def test_it_records_who_exported(staff_client) -> None:
     staff_client.get(URL, {"format": "csv", "actor": "rita"})
     record = AuditRecord.objects.get(action=AuditAction.AUDIT_EXPORTED)
     assert record.actor_label == "auditor"
@@ -124,7 +124,7 @@ def test_it_records_who_exported(staff_client) -> None:  # type: ignore[no-untyp
     ("signed_in", "status", "error_type"),
     [(True, 403, "authorization"), (False, 401, "authentication")],
 )
-def test_it_is_for_staff_only(client, signed_in, status, error_type) -> None:  # type: ignore[no-untyped-def]
+def test_it_is_for_staff_only(client, signed_in, status, error_type) -> None:
     if signed_in:
         client.force_login(UserFactory(username="rita", is_staff=False))
     response = client.get(URL)
@@ -133,7 +133,7 @@ def test_it_is_for_staff_only(client, signed_in, status, error_type) -> None:  #
     assert not AuditRecord.objects.filter(action=AuditAction.AUDIT_EXPORTED).exists()
 
 
-def test_agents_cannot_read_the_trail(agent_client) -> None:  # type: ignore[no-untyped-def]
+def test_agents_cannot_read_the_trail(agent_client) -> None:
     # The agent credential is not a session: to this endpoint the caller is nobody.
     assert agent_client.get(URL).status_code == 401
 
@@ -146,13 +146,13 @@ def test_agents_cannot_read_the_trail(agent_client) -> None:  # type: ignore[no-
         ({"since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, "until"),
     ],
 )
-def test_it_names_the_bad_parameter(staff_client, params, param) -> None:  # type: ignore[no-untyped-def]
+def test_it_names_the_bad_parameter(staff_client, params, param) -> None:
     response = staff_client.get(URL, params)
     assert response.status_code == 400
     assert response.json()["error"]["param"] == param
 
 
-def test_the_benchmark_runs_and_leaves_the_trail_untouched(capsys) -> None:  # type: ignore[no-untyped-def]
+def test_the_benchmark_runs_and_leaves_the_trail_untouched(capsys) -> None:
     audit_record(action=AuditAction.CONFIG_CHANGED, object_id="real")
     call_command("bench_audit_export", records=300)
     out = capsys.readouterr().out
@@ -162,7 +162,7 @@ def test_the_benchmark_runs_and_leaves_the_trail_untouched(capsys) -> None:  # t
     assert AuditRecord.objects.count() == 1
 
 
-def test_the_time_filter_excludes_records_outside_the_range(staff_client) -> None:  # type: ignore[no-untyped-def]
+def test_the_time_filter_excludes_records_outside_the_range(staff_client) -> None:
     records = _records()
     rows = _lines(
         staff_client.get(
@@ -189,7 +189,7 @@ def test_it_writes_the_stream_in_batches() -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_it_streams_through_the_real_asgi_server(live_console) -> None:  # type: ignore[no-untyped-def]
+def test_it_streams_through_the_real_asgi_server(live_console) -> None:
     UserFactory(username="auditor", is_staff=True)
     for number in range(600):  # more than one write batch
         audit_record(action=AuditAction.CONFIG_CHANGED, object_id=f"obj-{number}")
@@ -206,7 +206,7 @@ def test_it_streams_through_the_real_asgi_server(live_console) -> None:  # type:
     assert [row["object_id"] for row in rows] == [f"obj-{number}" for number in range(600)]
 
 
-def test_the_export_command_writes_a_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_the_export_command_writes_a_file(tmp_path) -> None:
     records = _records()
     target = tmp_path / "audit.jsonl"
     call_command("audit_export", object_id="req-1", output=str(target))

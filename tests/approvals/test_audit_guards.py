@@ -192,7 +192,7 @@ def test_an_empty_trail_verifies_on_a_console_with_no_history() -> None:
     assert audit_chain_verify().ok
 
 
-def test_it_signs_records_with_the_key_outside_the_database(settings) -> None:  # type: ignore[no-untyped-def]
+def test_it_signs_records_with_the_key_outside_the_database(settings) -> None:
     settings.AUDIT_HMAC_KEYS = [KEY]
     record = audit_record(action=AuditAction.CONFIG_CHANGED, object_id="x")
     assert record.key_id == audit_key_id(KEY.encode())
@@ -220,7 +220,7 @@ def test_it_catches_a_whole_chain_rewritten_without_the_key() -> None:
     assert "no record is keyed" in result.first_break.reason
 
 
-def test_it_catches_a_record_signed_with_a_guessed_key(settings) -> None:  # type: ignore[no-untyped-def]
+def test_it_catches_a_record_signed_with_a_guessed_key(settings) -> None:
     settings.AUDIT_HMAC_KEYS = [KEY]
     records = _chain(3)
     forged = records[2]
@@ -238,7 +238,7 @@ def test_it_catches_a_record_signed_with_a_guessed_key(settings) -> None:  # typ
     assert "edited" in result.first_break.reason
 
 
-def test_it_verifies_records_signed_with_retired_keys_after_rotation(settings) -> None:  # type: ignore[no-untyped-def]
+def test_it_verifies_records_signed_with_retired_keys_after_rotation(settings) -> None:
     settings.AUDIT_HMAC_KEYS = [KEY]
     old = audit_record(action=AuditAction.CONFIG_CHANGED, object_id="old")
     settings.AUDIT_HMAC_KEYS = [KEY, NEW_KEY]  # rotated: the last one signs
@@ -313,12 +313,12 @@ def test_it_accepts_an_upgraded_installs_unkeyed_records_up_to_the_transition() 
 # --- Anchors kept outside the database, and exports checked offline --------------------------
 
 
-def _anchor(capsys) -> str:  # type: ignore[no-untyped-def]
+def _anchor(capsys) -> str:
     call_command("audit_anchor")
     return capsys.readouterr().out.strip()
 
 
-def test_the_anchor_command_prints_the_newest_record(capsys) -> None:  # type: ignore[no-untyped-def]
+def test_the_anchor_command_prints_the_newest_record(capsys) -> None:
     with pytest.raises(CommandError, match="empty"):
         call_command("audit_anchor")
     records = _chain(3)
@@ -326,7 +326,7 @@ def test_the_anchor_command_prints_the_newest_record(capsys) -> None:  # type: i
     call_command("audit_verify", anchor=[f"{records[-1].sequence}:{records[-1].hash}"])
 
 
-def test_an_anchor_catches_records_cut_off_with_the_head_moved_back(capsys) -> None:  # type: ignore[no-untyped-def]
+def test_an_anchor_catches_records_cut_off_with_the_head_moved_back(capsys) -> None:
     records = _chain(5)
     anchor = _anchor(capsys)
     # The owner's cut: no key needed, and the chain that is left is intact.
@@ -340,7 +340,7 @@ def test_an_anchor_catches_records_cut_off_with_the_head_moved_back(capsys) -> N
         call_command("audit_verify", anchor=[anchor])
 
 
-def test_an_anchor_catches_a_chain_rewritten_from_the_start(capsys, settings) -> None:  # type: ignore[no-untyped-def]
+def test_an_anchor_catches_a_chain_rewritten_from_the_start(capsys, settings) -> None:
     records = _chain(3)
     anchor = f"{records[1].sequence}:{records[1].hash}"
     # Someone who has the key (or rebuilt the chain under a key of their own) rewrites it all.
@@ -354,7 +354,7 @@ def test_an_anchor_catches_a_chain_rewritten_from_the_start(capsys, settings) ->
         call_command("audit_verify", anchor=["3:abc"])
 
 
-def _export(client, path: Path) -> None:  # type: ignore[no-untyped-def]
+def _export(client, path: Path) -> None:
     response = client.get("/api/v1/audit/records")
     assert response.status_code == 200
     path.write_text(_body(response))
@@ -362,7 +362,7 @@ def _export(client, path: Path) -> None:  # type: ignore[no-untyped-def]
 
 def test_an_export_verifies_offline_with_the_key_and_an_anchor(
     client, tmp_path, settings, capsys
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     settings.AUDIT_HMAC_KEYS = [KEY]
     client.force_login(UserFactory(username="auditor", is_staff=True))
     _chain(3)
@@ -386,7 +386,7 @@ def test_an_export_verifies_offline_with_the_key_and_an_anchor(
         call_command("audit_verify", file=exported)
 
 
-def test_a_filtered_export_verifies_from_its_first_record(client, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_a_filtered_export_verifies_from_its_first_record(client, tmp_path, capsys) -> None:
     client.force_login(UserFactory(username="auditor", is_staff=True))
     records = _chain(4)
     response = client.get("/api/v1/audit/records", {"since": records[2].created_at.isoformat()})
@@ -398,7 +398,7 @@ def test_a_filtered_export_verifies_from_its_first_record(client, tmp_path, caps
     assert "Export intact" in capsys.readouterr().out
 
 
-def test_an_export_rewritten_without_the_key_or_malformed_fails(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_an_export_rewritten_without_the_key_or_malformed_fails(tmp_path) -> None:
     records = _chain(2)
     rows = []
     prev_hash = GENESIS_HASH

@@ -3,7 +3,6 @@
 One test per call site: each fails if that site stops calling `audit_record`.
 """
 
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -37,7 +36,7 @@ from approvals.reviews import (
 )
 from approvals.services import Submission, approval_request_create
 from tests.agents.aap.conftest import BASE, bearer, key
-from tests.agents.aap.receiver import Receiver, new_secret, serve
+from tests.agents.aap.receiver import Receiver, serve
 from tests.factories import (
     AgentFactory,
     ApprovalRequestFactory,
@@ -55,12 +54,12 @@ def _only(action: str) -> AuditRecord:
     return record
 
 
-def _reviewer_id(user) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+def _reviewer_id(user) -> tuple[str, str]:
     return AuditActorType.REVIEWER, str(user.pk)
 
 
 @pytest.fixture
-def team(db):  # type: ignore[no-untyped-def]
+def team(db):
     return TeamFactory(name="payments", members=[UserFactory(username=n) for n in ("ann", "ben")])
 
 
@@ -100,7 +99,7 @@ def test_it_records_a_hold_by_default_too() -> None:
 # --- Reviewers: claims, comments, votes, escalation to a team --------------------------------
 
 
-def test_it_records_claims_and_releases(team) -> None:  # type: ignore[no-untyped-def]
+def test_it_records_claims_and_releases(team) -> None:
     ann = team.members.get(username="ann")
     approval = ApprovalRequestFactory(team=team)
     approval_claim_take(approval=approval, reviewer=ann)
@@ -115,7 +114,7 @@ def test_it_records_claims_and_releases(team) -> None:  # type: ignore[no-untype
     assert released.object_id == str(approval.code)
 
 
-def test_it_records_a_take_over_with_the_previous_holder(team) -> None:  # type: ignore[no-untyped-def]
+def test_it_records_a_take_over_with_the_previous_holder(team) -> None:
     ann, ben = team.members.get(username="ann"), team.members.get(username="ben")
     approval = ApprovalRequestFactory(team=team)
     approval_claim_take(approval=approval, reviewer=ann)
@@ -128,7 +127,7 @@ def test_it_records_a_take_over_with_the_previous_holder(team) -> None:  # type:
     )
 
 
-def test_it_records_comments(team) -> None:  # type: ignore[no-untyped-def]
+def test_it_records_comments(team) -> None:
     ann = team.members.get(username="ann")
     approval = ApprovalRequestFactory(team=team)
     approval_request_comment(approval=approval, reviewer=ann, note="Checking with finance.")
@@ -138,7 +137,7 @@ def test_it_records_comments(team) -> None:  # type: ignore[no-untyped-def]
     assert record.after == {"note": "Checking with finance."}
 
 
-def test_it_records_each_quorum_vote_and_the_deciding_approval(team) -> None:  # type: ignore[no-untyped-def]
+def test_it_records_each_quorum_vote_and_the_deciding_approval(team) -> None:
     ann, ben = team.members.get(username="ann"), team.members.get(username="ben")
     approval = ApprovalRequestFactory(team=team, required_approvals=2)
     approval_request_review_approve(approval=approval, reviewer=ann, note="fine by me")
@@ -153,7 +152,7 @@ def test_it_records_each_quorum_vote_and_the_deciding_approval(team) -> None:  #
     assert _only(AuditAction.REQUEST_APPROVED).actor_id == str(ben.pk)
 
 
-def test_it_records_an_escalation_to_another_team(team) -> None:  # type: ignore[no-untyped-def]
+def test_it_records_an_escalation_to_another_team(team) -> None:
     ann = team.members.get(username="ann")
     security = TeamFactory(name="security")
     approval = ApprovalRequestFactory(team=team)
@@ -169,7 +168,7 @@ def test_it_records_an_escalation_to_another_team(team) -> None:  # type: ignore
 
 
 @pytest.fixture
-def chain(team):  # type: ignore[no-untyped-def]
+def chain(team):
     second_line = TeamFactory(name="second-line")
     chain = EscalationChain.objects.create(name="payments")
     EscalationStep.objects.create(
@@ -181,7 +180,7 @@ def chain(team):  # type: ignore[no-untyped-def]
     return chain
 
 
-def test_it_records_a_step_fired_by_the_schedule(chain, team) -> None:  # type: ignore[no-untyped-def]
+def test_it_records_a_step_fired_by_the_schedule(chain, team) -> None:
     approval = ApprovalRequestFactory(team=team, escalation_chain=chain)
     fired = escalations_fire_due(now=approval.created_at + timedelta(minutes=6))
     assert fired == 1
@@ -190,7 +189,7 @@ def test_it_records_a_step_fired_by_the_schedule(chain, team) -> None:  # type: 
     assert (record.context["step_position"], record.context["trigger"]) == (1, "schedule")
 
 
-def test_it_records_the_next_step_fired_by_hand(chain, team) -> None:  # type: ignore[no-untyped-def]
+def test_it_records_the_next_step_fired_by_hand(chain, team) -> None:
     ann = team.members.get(username="ann")
     approval = ApprovalRequestFactory(team=team, escalation_chain=chain)
     approval_request_escalate_next_step(approval=approval, actor=ann, note="Urgent.")
@@ -208,7 +207,7 @@ def test_it_records_the_next_step_fired_by_hand(chain, team) -> None:  # type: i
 # --- Notifications ---------------------------------------------------------------------------
 
 
-def _email_to(user) -> Notification:  # type: ignore[no-untyped-def]
+def _email_to(user) -> Notification:
     with transaction.atomic():
         [row] = notifications_create(
             approval=ApprovalRequestFactory(),
@@ -219,7 +218,7 @@ def _email_to(user) -> Notification:  # type: ignore[no-untyped-def]
     return row
 
 
-def test_it_records_a_notification_sent(smtp_server) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_it_records_a_notification_sent(smtp_server) -> None:  # noqa: F811
     row = _email_to(UserFactory(username="alice"))
     assert outbox_deliver(kind=KIND_NOTIFICATION, row_id=row.pk) is None
     record = _only(AuditAction.NOTIFICATION_SENT)
@@ -245,7 +244,7 @@ def test_it_records_a_notification_that_failed_for_good() -> None:
     assert not AuditRecord.objects.filter(action=AuditAction.NOTIFICATION_SENT).exists()
 
 
-def test_it_records_the_admin_retry_of_a_failed_notification(client) -> None:  # type: ignore[no-untyped-def]
+def test_it_records_the_admin_retry_of_a_failed_notification(client) -> None:
     ops = UserFactory(username="ops", is_staff=True, is_superuser=True)
     row = _email_to(UserFactory(username="alice"))
     Notification.objects.filter(pk=row.pk).update(
@@ -324,7 +323,7 @@ def test_it_records_a_provisioner_token_created_without_its_secret() -> None:
     assert secret not in str(record.after) and secret not in str(record.context)
 
 
-def test_it_records_the_admin_revoking_a_provisioner_token(client) -> None:  # type: ignore[no-untyped-def]
+def test_it_records_the_admin_revoking_a_provisioner_token(client) -> None:
     ops = UserFactory(username="ops", is_staff=True, is_superuser=True)
     token = provisioner_token_create(name="platform").token
     client.force_login(ops)
@@ -348,7 +347,7 @@ def test_it_records_the_admin_revoking_a_provisioner_token(client) -> None:  # t
 
 
 @pytest.fixture
-def receiver(settings) -> Iterator[Receiver]:  # type: ignore[no-untyped-def]
+def receiver(settings) -> Iterator[Receiver]:
     settings.AAP_WEBHOOK_ALLOW_PRIVATE_RECEIVERS = True
     receiver = Receiver()
     server = serve(receiver)
@@ -357,34 +356,23 @@ def receiver(settings) -> Iterator[Receiver]:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def platform(db):  # type: ignore[no-untyped-def]
+def platform(db):
     issued = provisioner_token_create(name="platform")
     return issued.token, bearer(issued.plaintext)
 
 
-def _delivery(receiver: Receiver) -> dict[str, str]:
-    registration_id, secret = str(uuid.uuid4()), new_secret()
-    receiver.expect(registration_id, secret)
-    return {
-        "type": "webhook",
-        "url": receiver.url,
-        "registration_id": registration_id,
-        "signing_secret": secret,
-    }
-
-
-def _provisioned(provisioner, receiver: Receiver | None = None) -> dict:  # type: ignore[no-untyped-def,type-arg]
+def _provisioned(provisioner, receiver: Receiver | None = None) -> dict:
     body: dict[str, object] = {"instance_name": "codex-laptop"}
     if receiver is not None:
-        body["delivery"] = _delivery(receiver)
+        body["delivery"] = receiver.delivery()
     response = provisioner.post(
         f"{BASE}/instances", body, format="json", HTTP_IDEMPOTENCY_KEY=key()
     )
     assert response.status_code == 201, response.content
-    return response.json()  # type: ignore[no-any-return]
+    return response.json()
 
 
-def test_it_records_an_instance_provisioned_updated_and_deleted(platform) -> None:  # type: ignore[no-untyped-def]
+def test_it_records_an_instance_provisioned_updated_and_deleted(platform) -> None:
     token, provisioner = platform
     instance_id = _provisioned(provisioner)["instance"]["id"]
     provisioned = _only(AuditAction.INSTANCE_PROVISIONED)
@@ -414,7 +402,7 @@ def test_it_records_an_instance_provisioned_updated_and_deleted(platform) -> Non
     assert AuditRecord.objects.filter(action=AuditAction.INSTANCE_DELETED).count() == 1
 
 
-def _resolved_event(provisioner, receiver: Receiver) -> WebhookNotification:  # type: ignore[no-untyped-def]
+def _resolved_event(provisioner, receiver: Receiver) -> WebhookNotification:
     body = _provisioned(provisioner, receiver)
     instance = bearer(body["credential"]["token"])
     created = instance.post(
@@ -427,7 +415,7 @@ def _resolved_event(provisioner, receiver: Receiver) -> WebhookNotification:  # 
     return WebhookNotification.objects.get(agent=Agent.objects.get(code=body["instance"]["id"]))
 
 
-def test_it_records_a_webhook_delivered(platform, receiver) -> None:  # type: ignore[no-untyped-def]
+def test_it_records_a_webhook_delivered(platform, receiver) -> None:
     notification = _resolved_event(platform[1], receiver)
     assert outbox_deliver(kind=KIND_AAP_WEBHOOK, row_id=notification.pk) is None
     assert len(receiver.events) == 1
@@ -440,7 +428,7 @@ def test_it_records_a_webhook_delivered(platform, receiver) -> None:  # type: ig
     assert record.context["status_code"] == 204
 
 
-def test_it_records_a_webhook_given_up_on(platform, receiver) -> None:  # type: ignore[no-untyped-def]
+def test_it_records_a_webhook_given_up_on(platform, receiver) -> None:
     notification = _resolved_event(platform[1], receiver)
     # The receiver was down for the whole retry window.
     WebhookNotification.objects.filter(pk=notification.pk).update(

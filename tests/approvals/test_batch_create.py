@@ -7,7 +7,6 @@ batch, the audit chain, and a concurrent writer of the same key.
 """
 
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
@@ -31,25 +30,19 @@ from approvals.services import (
     approval_requests_create,
 )
 from console.request_context import RequestContext
-from tests.factories import AgentFactory, PolicyRuleFactory, TeamFactory, UserFactory
+from tests.factories import (
+    AgentFactory,
+    PolicyRuleFactory,
+    TeamFactory,
+    UserFactory,
+    build_submission,
+)
+from tests.waits import a_query_waits_on_a_lock
 
 pytestmark = pytest.mark.django_db
 
 
-def _submission(tool: str = "issue_refund", **overrides: Any) -> Submission:
-    fields: dict[str, Any] = {
-        "tool": tool,
-        "arguments": {"payment_id": "pay_1", "amount": 4900},
-        "timeout": "30m",
-        "reasoning": "Charged twice.",
-        "confidence": 0.4,
-        "impact": "high",
-    }
-    fields.update(overrides)
-    return Submission(**fields)
-
-
-def _new(agent, key: str, submission: Submission, **extra: Any) -> NewApprovalRequest:  # type: ignore[no-untyped-def]
+def _new(agent, key: str, submission: Submission, **extra: Any) -> NewApprovalRequest:
     return NewApprovalRequest(agent=agent, idempotency_key=key, submission=submission, **extra)
 
 
@@ -94,24 +87,24 @@ class _Fleet:
         self.closed_run = run_close(run=closed, status=RunStatus.COMPLETED)
         # A run of another agent: unknown to C, exactly like a made-up id.
         self.foreign_run, _ = run_open(agent=self.a, name="not yours")
-        approval_requests_create([_new(self.b, "stored-same", _submission())])
-        approval_requests_create([_new(self.b, "stored-other", _submission())])
+        approval_requests_create([_new(self.b, "stored-same", build_submission())])
+        approval_requests_create([_new(self.b, "stored-other", build_submission())])
 
     def submissions(self) -> list[NewApprovalRequest]:
         return [
-            _new(self.a, "a-read", _submission("read_file", arguments={"path": "/etc/motd"})),
-            _new(self.a, "a-drop", _submission("drop_table", arguments={"table": "users"})),
-            _new(self.b, "b-refund", _submission()),
+            _new(self.a, "a-read", build_submission("read_file", arguments={"path": "/etc/motd"})),
+            _new(self.a, "a-drop", build_submission("drop_table", arguments={"table": "users"})),
+            _new(self.b, "b-refund", build_submission()),
             # The same key again in this batch, same fields: a replay of the first.
-            _new(self.a, "a-read", _submission("read_file", arguments={"path": "/etc/motd"})),
-            _new(self.b, "stored-same", _submission()),
-            _new(self.b, "stored-other", _submission(arguments={"amount": 1})),
-            _new(self.c, "c-foreign", _submission(run=str(self.foreign_run.code))),
-            _new(self.c, "c-made-up", _submission(run=str(uuid.uuid4()))),
-            _new(self.c, "c-closed", _submission("read_file", run=str(self.closed_run.code))),
-            _new(self.c, "c-open", _submission("read_file", run=str(self.open_run.code))),
+            _new(self.a, "a-read", build_submission("read_file", arguments={"path": "/etc/motd"})),
+            _new(self.b, "stored-same", build_submission()),
+            _new(self.b, "stored-other", build_submission(arguments={"amount": 1})),
+            _new(self.c, "c-foreign", build_submission(run=str(self.foreign_run.code))),
+            _new(self.c, "c-made-up", build_submission(run=str(uuid.uuid4()))),
+            _new(self.c, "c-closed", build_submission("read_file", run=str(self.closed_run.code))),
+            _new(self.c, "c-open", build_submission("read_file", run=str(self.open_run.code))),
             # The same key again in this batch, different fields: a conflict.
-            _new(self.b, "b-refund", _submission(arguments={"amount": 2})),
+            _new(self.b, "b-refund", build_submission(arguments={"amount": 2})),
         ]
 
 
@@ -201,7 +194,7 @@ def test_the_audit_chain_holds_and_tells_each_request_from_its_own_exchange() ->
         _new(
             agents[i % 2],
             f"k{i}",
-            _submission(tool, arguments={"n": i}),
+            build_submission(tool, arguments={"n": i}),
             origin=RequestContext(
                 request_id=f"req-{i}", ip_address="192.0.2.7", user_agent=f"ua-{i}"
             ),
@@ -209,7 +202,7 @@ def test_the_audit_chain_holds_and_tells_each_request_from_its_own_exchange() ->
         for i, tool in enumerate(tools)
     ]
     # One item without an origin: it takes the context bound now (none here).
-    batch.append(_new(agents[0], "no-origin", _submission("read_file", arguments={"n": 99})))
+    batch.append(_new(agents[0], "no-origin", build_submission("read_file", arguments={"n": 99})))
 
     results = approval_requests_create(batch)
 
@@ -261,7 +254,7 @@ def test_a_batch_costs_the_same_queries_whatever_its_size(tool: str, status: str
 
     def batch(size: int, prefix: str) -> list[NewApprovalRequest]:
         return [
-            _new(agents[i % 3], f"{prefix}{i}", _submission(tool, arguments={"n": i}))
+            _new(agents[i % 3], f"{prefix}{i}", build_submission(tool, arguments={"n": i}))
             for i in range(size)
         ]
 
@@ -279,7 +272,7 @@ def test_a_batch_of_team_routed_held_requests_costs_the_same_queries_whatever_it
 
     def batch(size: int, prefix: str) -> list[NewApprovalRequest]:
         return [
-            _new(agents[i % 3], f"{prefix}{i}", _submission(arguments={"n": i}))
+            _new(agents[i % 3], f"{prefix}{i}", build_submission(arguments={"n": i}))
             for i in range(size)
         ]
 
@@ -303,9 +296,9 @@ def test_a_running_total_sees_the_approvals_earlier_in_the_same_batch() -> None:
     PolicyRuleFactory(name="approve the rest", position=2, outcome="approve", reason="Small.")
     batched, alone = AgentFactory(), AgentFactory()
 
-    def refunds(agent, prefix: str) -> list[NewApprovalRequest]:  # type: ignore[no-untyped-def]
+    def refunds(agent, prefix: str) -> list[NewApprovalRequest]:
         return [
-            _new(agent, f"{prefix}{i}", _submission(arguments={"amount": 100, "n": i}))
+            _new(agent, f"{prefix}{i}", build_submission(arguments={"amount": 100, "n": i}))
             for i in range(4)
         ]
 
@@ -327,7 +320,7 @@ def test_a_throttle_sees_the_auto_approvals_earlier_in_the_same_batch() -> None:
     agent = AgentFactory()
 
     results = approval_requests_create(
-        [_new(agent, f"t{i}", _submission("read_file", arguments={"n": i})) for i in range(5)]
+        [_new(agent, f"t{i}", build_submission("read_file", arguments={"n": i})) for i in range(5)]
     )
 
     statuses = [r.approval.status for r in results if r.approval]
@@ -340,7 +333,7 @@ def test_a_throttle_counts_each_agent_of_an_interleaved_batch_apart() -> None:
     _throttled_setup()
     first, second = AgentFactory(), AgentFactory()
     batch = [
-        _new(agent, f"t{i}", _submission("read_file", arguments={"n": i}))
+        _new(agent, f"t{i}", build_submission("read_file", arguments={"n": i}))
         for i in range(4)
         for agent in (first, second)
     ]
@@ -354,13 +347,13 @@ def test_a_throttle_counts_each_agent_of_an_interleaved_batch_apart() -> None:
         assert statuses == [Status.APPROVED, Status.APPROVED, Status.PENDING, Status.PENDING]
 
 
-def _breaker_batch(agent, prefix: str) -> list[NewApprovalRequest]:  # type: ignore[no-untyped-def]
+def _breaker_batch(agent, prefix: str) -> list[NewApprovalRequest]:
     return [
-        _new(agent, f"{prefix}-1", _submission("drop_table", arguments={"n": 1})),
-        _new(agent, f"{prefix}-2", _submission("issue_refund", arguments={"n": 2})),
-        _new(agent, f"{prefix}-3", _submission("drop_table", arguments={"n": 3})),
-        _new(agent, f"{prefix}-4", _submission("read_file", arguments={"n": 4})),
-        _new(agent, f"{prefix}-5", _submission("issue_refund", arguments={"n": 5})),
+        _new(agent, f"{prefix}-1", build_submission("drop_table", arguments={"n": 1})),
+        _new(agent, f"{prefix}-2", build_submission("issue_refund", arguments={"n": 2})),
+        _new(agent, f"{prefix}-3", build_submission("drop_table", arguments={"n": 3})),
+        _new(agent, f"{prefix}-4", build_submission("read_file", arguments={"n": 4})),
+        _new(agent, f"{prefix}-5", build_submission("issue_refund", arguments={"n": 5})),
     ]
 
 
@@ -380,7 +373,7 @@ def test_a_circuit_breaker_tripped_inside_a_batch_denies_the_rest_as_one_by_one(
     bystander = AgentFactory()
 
     batch_results = approval_requests_create(
-        [*_breaker_batch(batched, "b"), _new(bystander, "x", _submission("read_file"))]
+        [*_breaker_batch(batched, "b"), _new(bystander, "x", build_submission("read_file"))]
     )
     one_by_one = [approval_requests_create([new])[0] for new in _breaker_batch(alone, "a")]
 
@@ -406,7 +399,7 @@ def test_a_batch_racing_a_single_create_of_the_same_key_yields_one_request() -> 
         pytest.skip("real concurrency needs PostgreSQL (SQLite serializes every writer)")
     for round_number in range(5):
         agent = AgentFactory()
-        submission = _submission(arguments={"round": round_number})
+        submission = build_submission(arguments={"round": round_number})
         shared = _new(agent, "K", submission)
         batch = [
             shared,
@@ -425,7 +418,7 @@ def test_a_batch_racing_a_single_create_of_the_same_key_yields_one_request() -> 
         assert not errors, errors
         for results in outcomes.values():
             assert all(result.error is None and result.approval is not None for result in results)
-        ids_for_k = {outcomes["alone"][0].approval.pk, outcomes["batch"][0].approval.pk}  # type: ignore[union-attr]
+        ids_for_k = {outcomes["alone"][0].approval.pk, outcomes["batch"][0].approval.pk}
         assert len(ids_for_k) == 1
         assert ApprovalRequest.objects.filter(agent=agent, idempotency_key="K").count() == 1
         assert [outcomes["alone"][0].created, outcomes["batch"][0].created].count(True) == 1
@@ -443,7 +436,7 @@ def test_a_batch_that_meets_a_key_committed_meanwhile_is_retried_item_by_item() 
     if connection.vendor != "postgresql":
         pytest.skip("needs two concurrent transactions (SQLite serializes every writer)")
     agent = AgentFactory()
-    submission = _submission(arguments={"amount": 7})
+    submission = build_submission(arguments={"amount": 7})
     key = _new(agent, "K", submission)
     batch = [key, _new(agent, "K2", submission), _new(agent, "K3", submission)]
     inserted, release = threading.Event(), threading.Event()
@@ -474,7 +467,7 @@ def test_a_batch_that_meets_a_key_committed_meanwhile_is_retried_item_by_item() 
     threads = [threading.Thread(target=first), threading.Thread(target=second)]
     for thread in threads:
         thread.start()
-    waited_on_lock = _until_a_backend_waits_on_a_lock()
+    waited_on_lock = a_query_waits_on_a_lock()
     release.set()
     for thread in threads:
         thread.join(timeout=60)
@@ -482,7 +475,7 @@ def test_a_batch_that_meets_a_key_committed_meanwhile_is_retried_item_by_item() 
     assert not errors, errors
     assert waited_on_lock, "the batch never waited for the first transaction's lock"
     stored = ApprovalRequest.objects.get(agent=agent, idempotency_key="K")
-    assert outcomes["first"][0].created and outcomes["first"][0].approval.pk == stored.pk  # type: ignore[union-attr]
+    assert outcomes["first"][0].created and outcomes["first"][0].approval.pk == stored.pk
     replayed, created_k2, created_k3 = outcomes["batch"]
     assert (replayed.created, replayed.error) == (False, None)
     assert replayed.approval is not None and replayed.approval.pk == stored.pk
@@ -491,20 +484,6 @@ def test_a_batch_that_meets_a_key_committed_meanwhile_is_retried_item_by_item() 
     submitted = AuditRecord.objects.filter(action=AuditAction.REQUEST_SUBMITTED)
     assert submitted.count() == 3
     assert audit_chain_verify().ok
-
-
-def _until_a_backend_waits_on_a_lock(timeout: float = 10) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-            if cursor.fetchone()[0] > 0:
-                return True
-        time.sleep(0.02)
-    return False
 
 
 def _in_parallel(

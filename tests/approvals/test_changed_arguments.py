@@ -5,11 +5,10 @@ policy: deleting more than 1000 rows is denied; deletions go to support; payment
 to finance with two approvals, over 100 to support with two, the rest to support.
 """
 
-import threading
+from functools import partial
 from typing import Any
 
 import pytest
-from django.db import connection
 from django.urls import reverse
 from rest_framework.test import APIClient
 
@@ -25,6 +24,7 @@ from tests.factories import (
     UserFactory,
     reviewer_api_token,
 )
+from tests.races import raised, run_at_once
 
 pytestmark = pytest.mark.django_db
 
@@ -77,7 +77,7 @@ class World:
 
 
 @pytest.fixture
-def world(db) -> World:  # type: ignore[no-untyped-def]
+def world(db) -> World:
     return World()
 
 
@@ -96,7 +96,7 @@ def _nothing_recorded(approval: ApprovalRequest) -> None:
 
 
 class TestDenied:
-    def test_it_refuses_changed_arguments_the_policy_denies_naming_the_rule(self, world) -> None:  # type: ignore[no-untyped-def]
+    def test_it_refuses_changed_arguments_the_policy_denies_naming_the_rule(self, world) -> None:
         approval = world.ask("delete_records", expected_rows=10)
         assert (approval.status, approval.team) == (Status.PENDING, world.support)
         with pytest.raises(ReviewRejected) as refused:
@@ -107,7 +107,7 @@ class TestDenied:
         assert "“mass deletes”" in str(refused.value)
         _nothing_recorded(approval)
 
-    def test_it_says_so_on_the_page_and_records_nothing(self, world, client) -> None:  # type: ignore[no-untyped-def]
+    def test_it_says_so_on_the_page_and_records_nothing(self, world, client) -> None:
         approval = world.ask("delete_records", expected_rows=10)
         client.force_login(world.xena)
         response = client.post(
@@ -120,7 +120,7 @@ class TestDenied:
         assert "the policy denies these arguments" in html and "mass deletes" in html
         _nothing_recorded(approval)
 
-    def test_it_answers_the_api_with_the_rule(self, world) -> None:  # type: ignore[no-untyped-def]
+    def test_it_answers_the_api_with_the_rule(self, world) -> None:
         approval = world.ask("delete_records", expected_rows=10)
         response = _api(world.xena).post(
             reverse("api-v1:reviewer-request-approve", args=[approval.code]),
@@ -133,7 +133,7 @@ class TestDenied:
         assert "mass deletes" in error["message"]
         _nothing_recorded(approval)
 
-    def test_it_refuses_the_service_call_too(self, world) -> None:  # type: ignore[no-untyped-def]
+    def test_it_refuses_the_service_call_too(self, world) -> None:
         approval = world.ask("delete_records", expected_rows=10)
         with pytest.raises(ReviewRejected):
             approval_request_approve(
@@ -141,7 +141,7 @@ class TestDenied:
             )
         _nothing_recorded(approval)
 
-    def test_it_counts_the_changed_value_in_a_running_total(self, world) -> None:  # type: ignore[no-untyped-def]
+    def test_it_counts_the_changed_value_in_a_running_total(self, world) -> None:
         world.rule(
             "daily payout",
             position=1,
@@ -170,7 +170,7 @@ class TestDenied:
 class TestRouting:
     def test_it_approves_a_change_the_policy_routes_to_the_same_team_and_quorum(
         self, world
-    ) -> None:  # type: ignore[no-untyped-def]
+    ) -> None:
         approval = world.ask("pay", amount=10)
         outcome = approval_request_review_approve(
             approval=approval, reviewer=world.xena, arguments={"amount": 20}
@@ -178,7 +178,7 @@ class TestRouting:
         assert outcome.decided and outcome.proposal is None
         assert outcome.approval.decision.approved_arguments == {"amount": 20}
 
-    def test_it_lets_a_reviewer_approve_what_only_a_throttle_would_hold(self, world) -> None:  # type: ignore[no-untyped-def]
+    def test_it_lets_a_reviewer_approve_what_only_a_throttle_would_hold(self, world) -> None:
         # A new request for 5 would be approved by the rule, then held by the throttle, which
         # limits automatic approvals: a reviewer approving is what the throttle asks for.
         world.rule("tiny payments", position=1, tool_glob="pay", outcome=Outcome.APPROVE,
@@ -191,7 +191,7 @@ class TestRouting:
         )
         assert outcome.decided
 
-    def test_it_moves_a_change_that_needs_another_team_and_quorum(self, world, client) -> None:  # type: ignore[no-untyped-def]
+    def test_it_moves_a_change_that_needs_another_team_and_quorum(self, world, client) -> None:
         approval = world.ask("pay", amount=10)
         outcome = approval_request_review_approve(
             approval=approval, reviewer=world.xena, arguments={"amount": 5000}
@@ -231,7 +231,7 @@ class TestRouting:
         assert second.decided
         assert second.approval.decision.approved_arguments == {"amount": 5000}
 
-    def test_it_tells_the_editor_where_the_change_went(self, world, client) -> None:  # type: ignore[no-untyped-def]
+    def test_it_tells_the_editor_where_the_change_went(self, world, client) -> None:
         approval = world.ask("pay", amount=10)
         client.force_login(world.xena)
         response = client.post(
@@ -252,7 +252,7 @@ class TestRouting:
         assert response.json()["proposal"]["team"] == "finance"
         assert response.json()["status"] == "pending"
 
-    def test_it_raises_the_quorum_for_a_change_that_needs_more_approvals(self, world) -> None:  # type: ignore[no-untyped-def]
+    def test_it_raises_the_quorum_for_a_change_that_needs_more_approvals(self, world) -> None:
         approval = world.ask("pay", amount=10)
         stale = ApprovalRequest.objects.get(pk=approval.pk)  # xavier's page, read before
         outcome = approval_request_review_approve(
@@ -276,7 +276,7 @@ class TestRouting:
         )
         assert done.decided
 
-    def test_it_keeps_one_outcome_when_an_approval_races_a_proposal(self, world) -> None:  # type: ignore[no-untyped-def]
+    def test_it_keeps_one_outcome_when_an_approval_races_a_proposal(self, world) -> None:
         approval = world.ask("pay", amount=10)
         stale = ApprovalRequest.objects.get(pk=approval.pk)
         approval_request_review_approve(
@@ -295,7 +295,7 @@ class TestRouting:
         assert other.status == Status.APPROVED and other.decision.approved_arguments is None
         assert not ApprovalVote.objects.filter(approval=other).exists()
 
-    def test_it_counts_no_vote_cast_before_the_request_moved_to_another_team(self, world) -> None:  # type: ignore[no-untyped-def]
+    def test_it_counts_no_vote_cast_before_the_request_moved_to_another_team(self, world) -> None:
         approval = world.ask("pay", amount=500)  # support, two approvals
         approval_request_review_approve(approval=approval, reviewer=world.xena)
         approval = approval_request_escalate(
@@ -307,7 +307,7 @@ class TestRouting:
 
     def test_it_lets_staff_approve_a_change_routed_to_any_team_alone_when_one_suffices(
         self, world
-    ) -> None:  # type: ignore[no-untyped-def]
+    ) -> None:
         world.rule("refunds", position=1, tool_glob="pay", team=world.finance,
                    conditions=[("amount", "=", 42)])  # fmt: skip
         approval = world.ask("pay", amount=10)
@@ -326,35 +326,32 @@ def test_it_keeps_one_outcome_when_two_reviewers_act_at_once() -> None:
     world = World()
     for _ in range(5):
         approval = world.ask("pay", amount=10)
-        barrier = threading.Barrier(2)
-        outcomes: list[str] = []
-
-        def act(
-            reviewer: Any,
-            arguments: Any,
-            approval: Any = approval,
-            barrier: Any = barrier,
-            outcomes: list[str] = outcomes,
-        ) -> None:
-            try:
-                barrier.wait()
-                outcome = approval_request_review_approve(
-                    approval=approval, reviewer=reviewer, arguments=arguments
-                )
-                outcomes.append("approved" if outcome.decided else "proposed")
-            except (TransitionConflict, ApprovalNotVisible) as lost:
-                outcomes.append(type(lost).__name__)
-            finally:
-                connection.close()
-
-        threads = [
-            threading.Thread(target=act, args=(world.xena, {"amount": 5000})),
-            threading.Thread(target=act, args=(world.xavier, None)),
+        results = run_at_once(
+            [
+                partial(
+                    approval_request_review_approve,
+                    approval=approval,
+                    reviewer=world.xena,
+                    arguments={"amount": 5000},
+                ),
+                partial(
+                    approval_request_review_approve,
+                    approval=approval,
+                    reviewer=world.xavier,
+                    arguments=None,
+                ),
+            ],
+            timeout=30,
+        )
+        assert not raised(results, TransitionConflict, ApprovalNotVisible), results
+        outcomes = [
+            type(result).__name__
+            if isinstance(result, BaseException)
+            else "approved"
+            if result.decided
+            else "proposed"
+            for result in results
         ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=30)
         approval.refresh_from_db()
         if approval.status == Status.APPROVED:  # xavier first: the proposal lost
             assert sorted(outcomes) == ["TransitionConflict", "approved"], outcomes

@@ -1,7 +1,6 @@
 """Reviewer websockets over a real connection to the real ASGI server."""
 
 import asyncio
-import time
 
 import httpx
 import pytest
@@ -9,30 +8,16 @@ import websockets
 from websockets.exceptions import InvalidStatus
 
 from tests.factories import agent_with_token
+from tests.sockets import next_message_containing
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-async def _next_message_containing(ws, needle: str, timeout: float = 5.0) -> str:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError(f"no message containing {needle!r}")
-        message = await asyncio.wait_for(ws.recv(), timeout=remaining)
-        if needle in message:
-            return message
-
-
-def test_it_pushes_a_new_request_to_a_connected_reviewer(live_console, reviewer_session) -> None:  # type: ignore[no-untyped-def]
+def test_it_pushes_a_new_request_to_a_connected_reviewer(live_console, reviewer_session) -> None:
     _, token = agent_with_token()
 
     async def scenario() -> str:
-        async with websockets.connect(
-            f"{live_console.ws_url}/ws/queue/",
-            additional_headers={"Cookie": reviewer_session.session_cookie},
-            origin=live_console.url,
-        ) as ws:
+        async with reviewer_session.socket() as ws:
             async with httpx.AsyncClient(base_url=live_console.url) as agent:
                 response = await agent.post(
                     "/api/v1/requests",
@@ -45,7 +30,7 @@ def test_it_pushes_a_new_request_to_a_connected_reviewer(live_console, reviewer_
                 )
                 assert response.status_code == 201
                 code = response.json()["id"]
-            return await _next_message_containing(ws, f"approval-{code}")
+            return await next_message_containing(ws, f"approval-{code}")
 
     fragment = asyncio.run(scenario())
     assert "delete_record" in fragment
@@ -55,7 +40,7 @@ def test_it_pushes_a_new_request_to_a_connected_reviewer(live_console, reviewer_
     assert "&lt;script&gt;" in fragment
 
 
-def test_it_pushes_the_removal_when_a_request_is_decided(live_console, reviewer_session) -> None:  # type: ignore[no-untyped-def]
+def test_it_pushes_the_removal_when_a_request_is_decided(live_console, reviewer_session) -> None:
     _, token = agent_with_token()
     created = httpx.post(
         f"{live_console.url}/api/v1/requests",
@@ -64,22 +49,18 @@ def test_it_pushes_the_removal_when_a_request_is_decided(live_console, reviewer_
     ).json()
 
     async def scenario() -> str:
-        async with websockets.connect(
-            f"{live_console.ws_url}/ws/queue/",
-            additional_headers={"Cookie": reviewer_session.session_cookie},
-            origin=live_console.url,
-        ) as ws:
+        async with reviewer_session.socket() as ws:
             await asyncio.to_thread(
                 reviewer_session.post, f"/requests/{created['id']}/deny", {"reason": "Freeze."}
             )
-            return await _next_message_containing(ws, f"decision-panel-{created['id']}")
+            return await next_message_containing(ws, f"decision-panel-{created['id']}")
 
     fragment = asyncio.run(scenario())
     assert f'<li id="approval-{created["id"]}" hx-swap-oob="delete">' in fragment
     assert "Denied" in fragment and "Freeze." in fragment
 
 
-def test_it_refuses_an_anonymous_socket(live_console) -> None:  # type: ignore[no-untyped-def]
+def test_it_refuses_an_anonymous_socket(live_console) -> None:
     async def scenario() -> None:
         async with websockets.connect(f"{live_console.ws_url}/ws/queue/", origin=live_console.url):
             pass
@@ -89,14 +70,14 @@ def test_it_refuses_an_anonymous_socket(live_console) -> None:  # type: ignore[n
     assert refused.value.response.status_code == 403
 
 
-def _connect_from(live_console, reviewer_session, origin: str | None) -> int:  # type: ignore[no-untyped-def]
+def _connect_from(live_console, reviewer_session, origin: str | None) -> int:
     """The handshake's status for a reviewer's socket opened by a page at `origin`."""
 
     async def scenario() -> int:
         async with websockets.connect(
             f"{live_console.ws_url}/ws/queue/",
             additional_headers={"Cookie": reviewer_session.session_cookie},
-            origin=origin,  # type: ignore[arg-type]
+            origin=origin,
         ):
             return 101
 
@@ -106,7 +87,7 @@ def _connect_from(live_console, reviewer_session, origin: str | None) -> int:  #
         return refused.response.status_code
 
 
-def test_it_refuses_a_socket_from_another_origin(live_console, reviewer_session) -> None:  # type: ignore[no-untyped-def]
+def test_it_refuses_a_socket_from_another_origin(live_console, reviewer_session) -> None:
     port = live_console.port
     assert _connect_from(live_console, reviewer_session, live_console.url) == 101
     for origin in [
@@ -126,7 +107,7 @@ def test_it_refuses_a_socket_from_another_origin(live_console, reviewer_session)
 
 def test_it_accepts_a_socket_from_a_trusted_origin(
     live_console, reviewer_session, settings
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     # Behind a proxy the page's origin is the proxy's: CSRF_TRUSTED_ORIGINS names it, for forms
     # and sockets alike.
     settings.CSRF_TRUSTED_ORIGINS = ["https://console.example", "https://*.example.org"]

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def team(db):  # type: ignore[no-untyped-def]
+def team(db):
     payments = TeamFactory(
         name="payments", members=[UserFactory(username="ann"), UserFactory(username="ben")]
     )
@@ -20,16 +20,16 @@ def team(db):  # type: ignore[no-untyped-def]
     return payments
 
 
-def _as(client, team, name):  # type: ignore[no-untyped-def]
+def _as(client, team, name):
     client.force_login(team.members.get(username=name))
     return client
 
 
-def _post(client, name, approval, data):  # type: ignore[no-untyped-def]
+def _post(client, name, approval, data):
     return client.post(reverse(name, args=[approval.code]), data, HTTP_HX_REQUEST="true")
 
 
-def test_it_shows_the_diff_and_records_nothing_until_confirmed(client, team) -> None:  # type: ignore[no-untyped-def]
+def test_it_shows_the_diff_and_records_nothing_until_confirmed(client, team) -> None:
     approval = ApprovalRequestFactory(team=team, arguments={"amount": 4900, "currency": "GBP"})
     client = _as(client, team, "ann")
     changed = '{"amount": 2450, "currency": "GBP"}'
@@ -52,7 +52,7 @@ def test_it_shows_the_diff_and_records_nothing_until_confirmed(client, team) -> 
     assert "&quot;amount&quot;: 2450" in confirmed.content.decode()
 
 
-def test_it_names_invalid_json_and_keeps_what_was_typed(client, team) -> None:  # type: ignore[no-untyped-def]
+def test_it_names_invalid_json_and_keeps_what_was_typed(client, team) -> None:
     approval = ApprovalRequestFactory(team=team)
     response = _post(
         _as(client, team, "ann"),
@@ -68,7 +68,7 @@ def test_it_names_invalid_json_and_keeps_what_was_typed(client, team) -> None:  
     assert approval.status == Status.PENDING
 
 
-def test_it_shows_quorum_progress_after_the_first_approval(client, team) -> None:  # type: ignore[no-untyped-def]
+def test_it_shows_quorum_progress_after_the_first_approval(client, team) -> None:
     approval = ApprovalRequestFactory(team=team, required_approvals=2)
     response = _post(_as(client, team, "ann"), "approvals:approve", approval, {"note": ""})
     html = response.content.decode()
@@ -79,7 +79,7 @@ def test_it_shows_quorum_progress_after_the_first_approval(client, team) -> None
     assert "already approved" in again.content.decode()
 
 
-def test_it_escalates_and_says_the_request_left_the_queue(client, team) -> None:  # type: ignore[no-untyped-def]
+def test_it_escalates_and_says_the_request_left_the_queue(client, team) -> None:
     security = TeamFactory(name="security")
     approval = ApprovalRequestFactory(team=team)
     response = _post(
@@ -94,7 +94,7 @@ def test_it_escalates_and_says_the_request_left_the_queue(client, team) -> None:
     assert approval.team == security
 
 
-def test_it_requires_a_note_to_escalate(client, team) -> None:  # type: ignore[no-untyped-def]
+def test_it_requires_a_note_to_escalate(client, team) -> None:
     approval = ApprovalRequestFactory(team=team)
     response = _post(
         _as(client, team, "ann"),
@@ -106,7 +106,7 @@ def test_it_requires_a_note_to_escalate(client, team) -> None:  # type: ignore[n
     assert "Say why" in response.content.decode()
 
 
-def test_it_adds_a_comment_to_the_history(client, team) -> None:  # type: ignore[no-untyped-def]
+def test_it_adds_a_comment_to_the_history(client, team) -> None:
     approval = ApprovalRequestFactory(team=team)
     response = _post(
         _as(client, team, "ann"), "approvals:comment", approval, {"note": "Calling the customer."}
@@ -117,7 +117,7 @@ def test_it_adds_a_comment_to_the_history(client, team) -> None:  # type: ignore
     assert "Calling the customer." in html
 
 
-def test_it_says_who_holds_the_claim(client, team) -> None:  # type: ignore[no-untyped-def]
+def test_it_says_who_holds_the_claim(client, team) -> None:
     approval = ApprovalRequestFactory(team=team)
     approval_claim_take(approval=approval, reviewer=team.members.get(username="ann"))
     client = _as(client, team, "ben")
@@ -129,7 +129,7 @@ def test_it_says_who_holds_the_claim(client, team) -> None:  # type: ignore[no-u
     assert "You claimed this request." in taken.content.decode()
 
 
-def test_the_detail_page_shows_hold_reason_and_folds_large_values(client, team) -> None:  # type: ignore[no-untyped-def]
+def test_the_detail_page_shows_hold_reason_and_folds_large_values(client, team) -> None:
     approval = ApprovalRequestFactory(
         team=team,
         hold_reason="confidence 0.42 below 0.70 for high-impact refunds",

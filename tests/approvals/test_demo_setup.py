@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def var_dir(settings, tmp_path):  # type: ignore[no-untyped-def]
+def var_dir(settings, tmp_path):
     settings.VAR_DIR = tmp_path
 
 
@@ -61,7 +61,7 @@ def test_it_keeps_an_admins_edit_of_a_demo_rule() -> None:
 _keys = iter(range(1_000_000))
 
 
-def _submit(tool: str, arguments: dict[str, Any], **fields: Any):  # type: ignore[no-untyped-def]
+def _submit(tool: str, arguments: dict[str, Any], **fields: Any):
     approval, _ = approval_request_create(
         agent=Agent.objects.get(name="demo-agent"),
         idempotency_key=f"k{next(_keys)}",

@@ -12,7 +12,7 @@ from tests.notify_servers import smtp_server  # noqa: F401
 pytestmark = pytest.mark.django_db
 
 
-def _routed_email(settings):  # type: ignore[no-untyped-def]
+def _routed_email(settings):
     settings.SITE_URL = "https://console.example.test"
     alice = UserFactory(username="alice", email="alice@example.test")
     team = TeamFactory(name="payments", members=[alice])
@@ -82,7 +82,7 @@ def test_it_retries_when_no_server_listens(settings) -> None:
     assert row.attempt_rows.get().outcome == NotificationAttempt.Outcome.RETRY
 
 
-def _hostile_email(settings, server, **approval_fields):  # type: ignore[no-untyped-def]
+def _hostile_email(settings, server, **approval_fields):
     settings.SITE_URL = "https://console.example.test"
     alice = UserFactory(username="alice", email="alice@example.test")
     team = TeamFactory(name="payments", members=[alice])

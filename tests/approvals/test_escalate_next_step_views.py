@@ -19,12 +19,12 @@ NEXT_STEP_BUTTON = "Escalate to the next step now"
 
 
 @pytest.fixture
-def team(db):  # type: ignore[no-untyped-def]
+def team(db):
     return TeamFactory(name="payments", members=[UserFactory(username="ann")])
 
 
 @pytest.fixture
-def chain(team):  # type: ignore[no-untyped-def]
+def chain(team):
     """Step 1 tells the payments leads; step 2 hands the request to security."""
     leads = TeamFactory(name="payments-leads", members=[UserFactory(username="lea")])
     security = TeamFactory(name="security", members=[UserFactory(username="sara")])
@@ -34,7 +34,7 @@ def chain(team):  # type: ignore[no-untyped-def]
     return chain
 
 
-def _fired(approval) -> list[tuple[int, str]]:  # type: ignore[no-untyped-def]
+def _fired(approval) -> list[tuple[int, str]]:
     return list(
         EscalationFiring.objects.filter(approval=approval)
         .order_by("id")
@@ -42,11 +42,11 @@ def _fired(approval) -> list[tuple[int, str]]:  # type: ignore[no-untyped-def]
     )
 
 
-def _detail(client, approval) -> str:  # type: ignore[no-untyped-def]
+def _detail(client, approval) -> str:
     return client.get(reverse("approvals:detail", args=[approval.code])).content.decode()
 
 
-def test_it_shows_the_control_only_while_a_step_is_left(client, team, chain) -> None:  # type: ignore[no-untyped-def]
+def test_it_shows_the_control_only_while_a_step_is_left(client, team, chain) -> None:
     client.force_login(team.members.get())
     without_chain = ApprovalRequestFactory(team=team)
     approval = ApprovalRequestFactory(team=team, escalation_chain=chain)
@@ -57,7 +57,7 @@ def test_it_shows_the_control_only_while_a_step_is_left(client, team, chain) -> 
     assert "Next escalation step (1): notifies payments-leads." in html
 
 
-def test_it_fires_the_next_step_and_answers_htmx_with_the_panel(client, team, chain) -> None:  # type: ignore[no-untyped-def]
+def test_it_fires_the_next_step_and_answers_htmx_with_the_panel(client, team, chain) -> None:
     client.force_login(team.members.get())
     approval = ApprovalRequestFactory(team=team, escalation_chain=chain)
 
@@ -79,7 +79,7 @@ def test_it_fires_the_next_step_and_answers_htmx_with_the_panel(client, team, ch
     assert event.note.endswith("Nobody on payments answers.")
 
 
-def test_it_redirects_without_htmx_and_leaves_when_the_step_hands_it_away(  # type: ignore[no-untyped-def]
+def test_it_redirects_without_htmx_and_leaves_when_the_step_hands_it_away(
     client, team, chain
 ) -> None:
     client.force_login(team.members.get())
@@ -97,7 +97,7 @@ def test_it_redirects_without_htmx_and_leaves_when_the_step_hands_it_away(  # ty
     assert approval.team.name == "security"
 
 
-def test_it_answers_409_in_the_panel_when_no_step_is_left(client, team, chain) -> None:  # type: ignore[no-untyped-def]
+def test_it_answers_409_in_the_panel_when_no_step_is_left(client, team, chain) -> None:
     client.force_login(team.members.get())
     approval = ApprovalRequestFactory(team=team)
 
@@ -110,7 +110,7 @@ def test_it_answers_409_in_the_panel_when_no_step_is_left(client, team, chain) -
     assert _fired(approval) == []
 
 
-def test_it_refuses_a_note_that_is_too_long(client, team, chain) -> None:  # type: ignore[no-untyped-def]
+def test_it_refuses_a_note_that_is_too_long(client, team, chain) -> None:
     client.force_login(team.members.get())
     approval = ApprovalRequestFactory(team=team, escalation_chain=chain)
 
@@ -125,17 +125,17 @@ def test_it_refuses_a_note_that_is_too_long(client, team, chain) -> None:  # typ
 
 
 @pytest.fixture
-def api(team) -> APIClient:  # type: ignore[no-untyped-def]
+def api(team) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {reviewer_api_token(team.members.get())}")
     return client
 
 
-def _api_url(approval) -> str:  # type: ignore[no-untyped-def]
+def _api_url(approval) -> str:
     return reverse("api-v1:reviewer-request-escalate-next-step", args=[approval.code])
 
 
-def test_the_api_fires_the_next_step(api, team, chain) -> None:  # type: ignore[no-untyped-def]
+def test_the_api_fires_the_next_step(api, team, chain) -> None:
     approval = ApprovalRequestFactory(team=team, escalation_chain=chain)
 
     first = api.post(_api_url(approval), {"note": "Paging the leads."}, format="json")
@@ -147,7 +147,7 @@ def test_the_api_fires_the_next_step(api, team, chain) -> None:  # type: ignore[
     assert _fired(approval) == [(1, EscalationTrigger.MANUAL), (2, EscalationTrigger.MANUAL)]
 
 
-def test_the_api_answers_409_when_no_step_is_left_and_400_on_bad_input(api, team, chain) -> None:  # type: ignore[no-untyped-def]
+def test_the_api_answers_409_when_no_step_is_left_and_400_on_bad_input(api, team, chain) -> None:
     approval = ApprovalRequestFactory(team=team)
     response = api.post(_api_url(approval), {}, format="json")
     assert response.status_code == 409
@@ -159,7 +159,7 @@ def test_the_api_answers_409_when_no_step_is_left_and_400_on_bad_input(api, team
     assert _fired(chained) == []
 
 
-def test_the_api_hides_requests_of_other_teams(team, chain) -> None:  # type: ignore[no-untyped-def]
+def test_the_api_hides_requests_of_other_teams(team, chain) -> None:
     outsider = APIClient()
     outsider.force_authenticate(UserFactory(username="olga"))
     approval = ApprovalRequestFactory(team=team, escalation_chain=chain)

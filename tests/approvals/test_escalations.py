@@ -25,12 +25,13 @@ from approvals.models import (
 )
 from approvals.services import approval_requests_expire_overdue
 from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory
+from tests.races import raised, run_at_once
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def people():  # type: ignore[no-untyped-def]
+def people():
     alice = UserFactory(username="alice")
     bob = UserFactory(username="bob")
     carol = UserFactory(username="carol")
@@ -38,7 +39,7 @@ def people():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def chain(people):  # type: ignore[no-untyped-def]
+def chain(people):
     """5 min: first line (console + email); 10 min: hand to second line; 60 min: the manager.
     The last step is after the 30-minute deadline, so it is clamped to just before it."""
     alice, bob, carol = people
@@ -57,14 +58,14 @@ def chain(people):  # type: ignore[no-untyped-def]
     return chain
 
 
-def _approval_created_at(created_at: datetime, **fields):  # type: ignore[no-untyped-def]
+def _approval_created_at(created_at: datetime, **fields):
     approval = ApprovalRequestFactory(deadline_at=created_at + timedelta(minutes=30), **fields)
     type(approval).objects.filter(pk=approval.pk).update(created_at=created_at)
     approval.refresh_from_db()
     return approval
 
 
-def _fired(approval) -> list[int]:  # type: ignore[no-untyped-def]
+def _fired(approval) -> list[int]:
     return list(
         EscalationFiring.objects.filter(approval=approval)
         .order_by("fired_at", "id")
@@ -266,31 +267,13 @@ def test_the_escalate_endpoint(client, chain, people) -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_sweeps_fire_each_step_once(chain) -> None:
-    import threading
-
-    from django.db import connection
-
     start = timezone.now() - timedelta(hours=1)
     approval = _approval_created_at(start, escalation_chain=chain)
-    barrier = threading.Barrier(3)
-    errors: list[BaseException] = []
 
     def sweep() -> None:
-        try:
-            barrier.wait()
-            escalations_fire_due(now=start + timedelta(minutes=29))
-        except BaseException as error:  # surfaced by the assertion below
-            errors.append(error)
-        finally:
-            connection.close()
+        escalations_fire_due(now=start + timedelta(minutes=29))
 
-    threads = [threading.Thread(target=sweep) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-
-    assert errors == []
+    assert raised(run_at_once([sweep] * 3, timeout=30)) == []
     assert _fired(approval) == [1, 2, 3]
     keys = list(Notification.objects.filter(approval=approval).values_list("dedupe_key", flat=True))
     assert len(keys) == len(set(keys))

@@ -17,13 +17,13 @@ from tests.conftest import _free_port
 BASE_DIR = Path(__file__).resolve().parents[2]
 
 
-def test_it_answers_ok_while_the_database_answers(client, db) -> None:  # type: ignore[no-untyped-def]
+def test_it_answers_ok_while_the_database_answers(client, db) -> None:
     response = client.get(reverse("healthz"))
     assert response.status_code == 200
     assert response.content == b"ok"
 
 
-def test_it_names_a_database_that_went_away(postgres_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_it_names_a_database_that_went_away(postgres_server, tmp_path: Path) -> None:
     name = f"console_health_{uuid.uuid4().hex[:8]}"
     admin = psycopg.connect(**postgres_server.params, dbname="postgres", autocommit=True)
     admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))

@@ -4,31 +4,14 @@ import asyncio
 import re
 
 import pytest
-import websockets
 from django.urls import reverse
 
 from approvals.reviews import approval_request_comment, approval_request_review_deny
 from approvals.services import approval_request_approve
 from tests.conftest import ReviewerSession
 from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory
+from tests.sockets import messages_until
 from tests.thread_connections import db_to_thread
-
-
-async def _until(ws, needle: str) -> list[str]:  # type: ignore[no-untyped-def]
-    seen = []
-    while True:
-        message = await asyncio.wait_for(ws.recv(), 5)
-        seen.append(message)
-        if needle in message:
-            return seen
-
-
-def _connect(live_console, session: ReviewerSession):  # type: ignore[no-untyped-def]
-    return websockets.connect(
-        f"{live_console.ws_url}/ws/queue/",
-        additional_headers={"Cookie": session.session_cookie},
-        origin=live_console.url,
-    )
 
 
 def _row(html: str, code: object) -> str:
@@ -40,18 +23,18 @@ def _row(html: str, code: object) -> str:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_it_pushes_a_new_decision_to_the_top_of_the_history(live_console) -> None:  # type: ignore[no-untyped-def]
+def test_it_pushes_a_new_decision_to_the_top_of_the_history(live_console) -> None:
     alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
     payments = TeamFactory(name="payments", members=[alice, bob])
     approval = ApprovalRequestFactory(team=payments, tool="refund_card", summary="<b>hi</b>")
     session = ReviewerSession(live_console.url, "alice")
 
     async def scenario() -> str:
-        async with _connect(live_console, session) as ws:
+        async with session.socket() as ws:
             await db_to_thread(
                 approval_request_review_deny, approval=approval, reviewer=bob, reason="No."
             )
-            return (await _until(ws, "#history-rows"))[-1]
+            return (await messages_until(ws, "#history-rows"))[-1]
 
     pushed = asyncio.run(scenario())
     assert 'hx-swap-oob="afterbegin:#history-rows"' in pushed
@@ -64,7 +47,7 @@ def test_it_pushes_a_new_decision_to_the_top_of_the_history(live_console) -> Non
 
 
 @pytest.mark.django_db(transaction=True)
-def test_it_keeps_a_decision_from_reviewers_of_other_teams(live_console) -> None:  # type: ignore[no-untyped-def]
+def test_it_keeps_a_decision_from_reviewers_of_other_teams(live_console) -> None:
     alice, sara = UserFactory(username="alice"), UserFactory(username="sara")
     payments = TeamFactory(name="payments", members=[alice])
     security = TeamFactory(name="security", members=[sara])
@@ -73,10 +56,10 @@ def test_it_keeps_a_decision_from_reviewers_of_other_teams(live_console) -> None
     session = ReviewerSession(live_console.url, "sara")
 
     async def scenario() -> list[str]:
-        async with _connect(live_console, session) as ws:
+        async with session.socket() as ws:
             await db_to_thread(approval_request_approve, approval=hidden, reviewer=alice)
             await db_to_thread(approval_request_approve, approval=marker, reviewer=sara)
-            return await _until(ws, "security_marker")
+            return await messages_until(ws, "security_marker")
 
     got = asyncio.run(scenario())
     assert not any("payments_secret" in message for message in got)
@@ -85,7 +68,7 @@ def test_it_keeps_a_decision_from_reviewers_of_other_teams(live_console) -> None
 
 
 @pytest.mark.django_db
-def test_the_page_listens_and_renders_rows_with_their_decision_time(client) -> None:  # type: ignore[no-untyped-def]
+def test_the_page_listens_and_renders_rows_with_their_decision_time(client) -> None:
     alice = UserFactory(username="alice")
     approval = ApprovalRequestFactory(team=TeamFactory(name="payments", members=[alice]))
     approval_request_comment(approval=approval, reviewer=alice, note="before")
@@ -97,7 +80,7 @@ def test_the_page_listens_and_renders_rows_with_their_decision_time(client) -> N
 
 
 @pytest.mark.django_db
-def test_it_re_reads_filtered_rows_for_a_live_page(client) -> None:  # type: ignore[no-untyped-def]
+def test_it_re_reads_filtered_rows_for_a_live_page(client) -> None:
     alice = UserFactory(username="alice")
     team = TeamFactory(name="payments", members=[alice])
     wanted = ApprovalRequestFactory(team=team, tool="refund_card")

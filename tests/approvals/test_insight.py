@@ -94,7 +94,7 @@ def test_the_two_proportion_z_test_matches_the_hand_computation() -> None:
     assert insight.two_proportion_z_test(0, 0, 5, 10) == (0.0, 1.0)
 
 
-def _decisions(agent, tool, start, approved: int, denied: int, confidence: float = 0.8) -> None:  # type: ignore[no-untyped-def]
+def _decisions(agent, tool, start, approved: int, denied: int, confidence: float = 0.8) -> None:
     reviewer = UserFactory(username="rita")
     for index in range(approved + denied):
         decided_at = start + timedelta(hours=index)
@@ -144,7 +144,7 @@ def test_it_flags_a_significant_weekly_change_in_approval_rate() -> None:
     assert insight.weekly_drift(now=now)[0].tool == "issue_refund"  # flagged rows first
 
 
-def _closed_runs(agent, closed_at, costs: list[str], status: str = RunStatus.COMPLETED) -> None:  # type: ignore[no-untyped-def]
+def _closed_runs(agent, closed_at, costs: list[str], status: str = RunStatus.COMPLETED) -> None:
     for index, cost in enumerate(costs):
         Run.objects.create(
             agent=agent,
@@ -200,7 +200,7 @@ def test_it_flags_reviewers_who_decide_high_impact_requests_in_seconds() -> None
     fast, careful = UserFactory(username="fast"), UserFactory(username="careful")
     bot = AgentFactory()
 
-    def decide(reviewer, seconds_on_page: float, impact: str = Impact.HIGH, viewed=True) -> None:  # type: ignore[no-untyped-def]
+    def decide(reviewer, seconds_on_page: float, impact: str = Impact.HIGH, viewed=True) -> None:
         decided_at = now - timedelta(hours=1)
         approval = decided_approval(
             agent=bot,
@@ -236,7 +236,7 @@ def test_it_flags_reviewers_who_decide_high_impact_requests_in_seconds() -> None
     assert not results["careful"].flagged
 
 
-def test_it_does_not_flag_on_too_few_decisions(settings) -> None:  # type: ignore[no-untyped-def]
+def test_it_does_not_flag_on_too_few_decisions(settings) -> None:
     settings.RUBBER_STAMP_MIN_DECISIONS = 5
     now = timezone.now()
     fast = UserFactory(username="fast")

@@ -17,13 +17,13 @@ pytestmark = pytest.mark.django_db
 URL = "/insight/"
 
 
-def test_it_is_for_staff(client) -> None:  # type: ignore[no-untyped-def]
+def test_it_is_for_staff(client) -> None:
     assert client.get(URL).status_code == 302  # to the login page
     client.force_login(UserFactory(username="rita"))
     assert client.get(URL).status_code == 403
 
 
-def test_it_renders_charts_as_svg_without_inline_script_or_style(client) -> None:  # type: ignore[no-untyped-def]
+def test_it_renders_charts_as_svg_without_inline_script_or_style(client) -> None:
     now = timezone.now()
     rita = UserFactory(username="rita")
     for index in range(3):
@@ -56,7 +56,7 @@ def test_it_renders_charts_as_svg_without_inline_script_or_style(client) -> None
     assert 'aria-current="page">4<' in html
 
 
-def test_it_shows_flagged_drift(client) -> None:  # type: ignore[no-untyped-def]
+def test_it_shows_flagged_drift(client) -> None:
     now = timezone.now()
     rita = UserFactory(username="rita")
     bot = AgentFactory(name="refund-bot")
@@ -75,7 +75,7 @@ def test_it_shows_flagged_drift(client) -> None:  # type: ignore[no-untyped-def]
     assert "changed</span>" in html
 
 
-def test_it_shows_cost_per_run_next_to_the_agents_drift(client) -> None:  # type: ignore[no-untyped-def]
+def test_it_shows_cost_per_run_next_to_the_agents_drift(client) -> None:
     now = timezone.now()
     bot = AgentFactory(name="refund-bot")
     decided_approval(
@@ -99,7 +99,7 @@ def test_it_shows_cost_per_run_next_to_the_agents_drift(client) -> None:  # type
     assert "(1 → 1 runs)" in html
 
 
-def test_opening_a_pending_request_records_the_first_view_only(client) -> None:  # type: ignore[no-untyped-def]
+def test_opening_a_pending_request_records_the_first_view_only(client) -> None:
     rita = UserFactory(username="rita", is_staff=True)  # unrouted requests are staff-only
     approval = ApprovalRequestFactory()
     client.force_login(rita)
@@ -115,7 +115,7 @@ def test_opening_a_pending_request_records_the_first_view_only(client) -> None: 
     assert not DecisionPageView.objects.filter(reviewer=sam).exists()
 
 
-def test_it_renders_with_no_data_at_all(client) -> None:  # type: ignore[no-untyped-def]
+def test_it_renders_with_no_data_at_all(client) -> None:
     client.force_login(UserFactory(username="boss", is_staff=True))
     response = client.get(URL, {"weeks": "not-a-number"})
     assert response.status_code == 200

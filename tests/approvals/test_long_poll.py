@@ -8,20 +8,21 @@ import pytest
 
 from approvals.models import ApprovalRequest
 from tests.factories import agent_with_token
+from tests.waits import wait_until_parked
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 BODY = {"tool": "send_email", "arguments": {"to": "a@example.test"}, "timeout": "10m"}
 
 
-def _agent_http(live_console) -> httpx.Client:  # type: ignore[no-untyped-def]
+def _agent_http(live_console) -> httpx.Client:
     _, token = agent_with_token()
     return httpx.Client(
         base_url=live_console.url, headers={"Authorization": f"Bearer {token}"}, timeout=40
     )
 
 
-def _create(agent: httpx.Client, **overrides: object) -> dict:  # type: ignore[type-arg]
+def _create(agent: httpx.Client, **overrides: object) -> dict:
     response = agent.post(
         "/api/v1/requests",
         json={**BODY, **overrides},
@@ -31,7 +32,7 @@ def _create(agent: httpx.Client, **overrides: object) -> dict:  # type: ignore[t
     return response.json()
 
 
-def test_it_returns_within_moments_of_a_decision(live_console, reviewer_session) -> None:  # type: ignore[no-untyped-def]
+def test_it_returns_within_moments_of_a_decision(live_console, reviewer_session) -> None:
     agent = _agent_http(live_console)
     created = _create(agent)
     result: dict[str, object] = {}
@@ -45,20 +46,20 @@ def test_it_returns_within_moments_of_a_decision(live_console, reviewer_session)
 
     waiter = threading.Thread(target=wait)
     waiter.start()
-    time.sleep(0.5)  # the poll is now parked on its channel
+    wait_until_parked(created["id"])
     decided_at = time.monotonic()
     response = reviewer_session.post(f"/requests/{created['id']}/approve", {"note": "ok"})
     assert response.status_code == 200, response.text
     waiter.join(timeout=35)
 
     body = result["body"]
-    assert body["status"] == "approved"  # type: ignore[index]
-    assert body["decision"]["note"] == "ok"  # type: ignore[index]
+    assert body["status"] == "approved"
+    assert body["decision"]["note"] == "ok"
     # Woken by the push: far sooner than the 30 s wait. (Speed itself is measured by the bench.)
-    assert result["returned_at"] - decided_at < 2.0  # type: ignore[operator]
+    assert result["returned_at"] - decided_at < 2.0
 
 
-def test_it_returns_pending_when_the_wait_ends(live_console) -> None:  # type: ignore[no-untyped-def]
+def test_it_returns_pending_when_the_wait_ends(live_console) -> None:
     agent = _agent_http(live_console)
     created = _create(agent)
     started = time.monotonic()
@@ -69,7 +70,7 @@ def test_it_returns_pending_when_the_wait_ends(live_console) -> None:  # type: i
     assert 0.9 < elapsed < 5
 
 
-def test_it_returns_expired_at_the_deadline_not_pending(live_console) -> None:  # type: ignore[no-untyped-def]
+def test_it_returns_expired_at_the_deadline_not_pending(live_console) -> None:
     agent = _agent_http(live_console)
     created = _create(agent, timeout="2s")
     response = agent.get(f"/api/v1/requests/{created['id']}", params={"wait": "30"})
@@ -79,7 +80,7 @@ def test_it_returns_expired_at_the_deadline_not_pending(live_console) -> None:  
     assert ApprovalRequest.objects.get(code=created["id"]).status == "expired"
 
 
-def test_it_ends_the_wait_when_the_agent_cancels(live_console) -> None:  # type: ignore[no-untyped-def]
+def test_it_ends_the_wait_when_the_agent_cancels(live_console) -> None:
     agent = _agent_http(live_console)
     created = _create(agent)
     result: dict[str, object] = {}
@@ -89,15 +90,15 @@ def test_it_ends_the_wait_when_the_agent_cancels(live_console) -> None:  # type:
         )
     )
     waiter.start()
-    time.sleep(0.5)
+    wait_until_parked(created["id"])
     cancel_agent = httpx.Client(base_url=live_console.url, headers=agent.headers, timeout=10)
     assert cancel_agent.post(f"/api/v1/requests/{created['id']}/cancel").status_code == 200
     waiter.join(timeout=5)
     assert not waiter.is_alive()
-    assert result["body"]["status"] == "cancelled"  # type: ignore[index]
+    assert result["body"]["status"] == "cancelled"
 
 
-def test_waiting_polls_hold_no_database_connection(live_console) -> None:  # type: ignore[no-untyped-def]
+def test_waiting_polls_hold_no_database_connection(live_console) -> None:
     from django.db import connection
 
     if connection.vendor != "postgresql":
@@ -116,7 +117,8 @@ def test_waiting_polls_hold_no_database_connection(live_console) -> None:  # typ
     ]
     for thread in threads:
         thread.start()
-    time.sleep(2)  # every poll is parked on its channel by now
+    for code in codes:
+        wait_until_parked(code)
     during = pool.get_stats()
     in_use = during["pool_size"] - during["pool_available"]
     for thread in threads:

@@ -27,12 +27,12 @@ TOKEN = "metrics-secret-token"
 
 
 @pytest.fixture
-def metrics_token(settings):  # type: ignore[no-untyped-def]
+def metrics_token(settings):
     settings.METRICS_TOKEN = TOKEN
     return TOKEN
 
 
-def _scrape(client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:  # type: ignore[no-untyped-def]
+def _scrape(client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/plain")
@@ -43,7 +43,7 @@ def _scrape(client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:  # 
     return samples
 
 
-def test_it_does_not_exist_without_a_token(client, settings) -> None:  # type: ignore[no-untyped-def]
+def test_it_does_not_exist_without_a_token(client, settings) -> None:
     settings.METRICS_TOKEN = ""
     assert client.get("/metrics").status_code == 404
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer ").status_code == 404
@@ -52,14 +52,14 @@ def test_it_does_not_exist_without_a_token(client, settings) -> None:  # type: i
 @pytest.mark.parametrize(
     "header", ["", "Bearer wrong-token", f"Basic {TOKEN}", TOKEN, "Bearer t\u00f6ken"]
 )
-def test_it_refuses_a_wrong_token(client, metrics_token, header) -> None:  # type: ignore[no-untyped-def]
+def test_it_refuses_a_wrong_token(client, metrics_token, header) -> None:
     response = client.get("/metrics", HTTP_AUTHORIZATION=header)
     assert response.status_code == 401
     assert response["WWW-Authenticate"].startswith("Bearer")
     assert b"approval_requests" not in response.content
 
 
-def test_it_counts_requests_by_outcome_and_how_they_were_decided(client, metrics_token) -> None:  # type: ignore[no-untyped-def]
+def test_it_counts_requests_by_outcome_and_how_they_were_decided(client, metrics_token) -> None:
     now = timezone.now()
     t0 = now - timedelta(hours=1)
     rita = UserFactory(username="rita")
@@ -128,7 +128,7 @@ def test_it_counts_requests_by_outcome_and_how_they_were_decided(client, metrics
 
 def test_it_exports_escalations_failures_and_backlog_at_zero_when_nothing_happened(
     client, metrics_token
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     samples = _scrape(client)
     for trigger in ("schedule", "manual"):
         assert samples[("approval_escalations_total", (("trigger", trigger),))] == 0
@@ -138,7 +138,7 @@ def test_it_exports_escalations_failures_and_backlog_at_zero_when_nothing_happen
     assert samples[("approval_webhook_backlog", ())] == 0
 
 
-def test_it_counts_escalations_by_trigger(client, metrics_token) -> None:  # type: ignore[no-untyped-def]
+def test_it_counts_escalations_by_trigger(client, metrics_token) -> None:
     now = timezone.now()
     chain = EscalationChain.objects.create(name="payments")
     first, second = (
@@ -181,7 +181,7 @@ def _notification(channel: str, status: str, outcomes: list[str]) -> Notificatio
     return row
 
 
-def test_it_counts_notification_failures_and_those_still_failed(client, metrics_token) -> None:  # type: ignore[no-untyped-def]
+def test_it_counts_notification_failures_and_those_still_failed(client, metrics_token) -> None:
     sent, retry, failed = (
         NotificationAttempt.Outcome.SENT,
         NotificationAttempt.Outcome.RETRY,
@@ -207,7 +207,7 @@ def test_it_counts_notification_failures_and_those_still_failed(client, metrics_
     assert (failed_now("email"), failed_now("slack"), failed_now("console")) == (1, 1, 0)
 
 
-def test_it_reports_the_webhook_backlog(client, metrics_token) -> None:  # type: ignore[no-untyped-def]
+def test_it_reports_the_webhook_backlog(client, metrics_token) -> None:
     now = timezone.now()
     agent = AgentFactory(name="aap-bot")
 

@@ -23,20 +23,20 @@ SCHEMA = {
 }
 
 
-def _create(client: APIClient, key: str = "key-1", **extra: object):  # type: ignore[no-untyped-def]
+def _create(client: APIClient, key: str = "key-1", **extra: object):
     return client.post(
         "/api/v1/requests", {**BODY, **extra}, format="json", HTTP_IDEMPOTENCY_KEY=key
     )
 
 
 @pytest.fixture
-def run(agent_and_token) -> Run:  # type: ignore[no-untyped-def]
+def run(agent_and_token) -> Run:
     agent, _ = agent_and_token
     run, _ = run_open(agent=agent, name="refund run")
     return run
 
 
-def test_it_links_a_request_to_its_run_and_echoes_it(agent_client, run) -> None:  # type: ignore[no-untyped-def]
+def test_it_links_a_request_to_its_run_and_echoes_it(agent_client, run) -> None:
     response = _create(agent_client, run=str(run.code), labels=["billing", "refund"])
     assert response.status_code == 201, response.content
     data = response.json()
@@ -46,12 +46,12 @@ def test_it_links_a_request_to_its_run_and_echoes_it(agent_client, run) -> None:
     assert agent_client.get(f"/api/v1/requests/{data['id']}").json()["run"] == str(run.code)
 
 
-def test_it_echoes_no_run_when_none_was_named(agent_client) -> None:  # type: ignore[no-untyped-def]
+def test_it_echoes_no_run_when_none_was_named(agent_client) -> None:
     data = _create(agent_client).json()
     assert data["run"] is None and data["labels"] == []
 
 
-def test_it_rejects_a_run_of_another_agent_as_unknown(agent_client) -> None:  # type: ignore[no-untyped-def]
+def test_it_rejects_a_run_of_another_agent_as_unknown(agent_client) -> None:
     stranger, _ = agent_with_token(name="stranger")
     foreign, _ = run_open(agent=stranger, name="theirs")
     response = _create(agent_client, run=str(foreign.code))
@@ -62,7 +62,7 @@ def test_it_rejects_a_run_of_another_agent_as_unknown(agent_client) -> None:  # 
 
 
 @pytest.mark.parametrize("final", ["halted", "completed", "failed"])
-def test_it_denies_a_request_naming_a_closed_run_at_once(agent_client, run, final) -> None:  # type: ignore[no-untyped-def]
+def test_it_denies_a_request_naming_a_closed_run_at_once(agent_client, run, final) -> None:
     run_close(run=run, status=final, reason="budget blown")
     response = _create(agent_client, run=str(run.code))
     assert response.status_code == 201, response.content
@@ -77,7 +77,7 @@ def test_it_denies_a_request_naming_a_closed_run_at_once(agent_client, run, fina
     assert events == [("submitted", ActorType.AGENT), ("denied", ActorType.SYSTEM)]
 
 
-def test_it_denies_pending_requests_when_their_run_is_halted(agent_client, run) -> None:  # type: ignore[no-untyped-def]
+def test_it_denies_pending_requests_when_their_run_is_halted(agent_client, run) -> None:
     pending_id = _create(agent_client, run=str(run.code)).json()["id"]
     unrelated_id = _create(agent_client, key="key-2").json()["id"]
     response = agent_client.post(
@@ -89,13 +89,13 @@ def test_it_denies_pending_requests_when_their_run_is_halted(agent_client, run) 
     assert agent_client.get(f"/api/v1/requests/{unrelated_id}").json()["status"] == "pending"
 
 
-def test_it_leaves_pending_requests_when_a_run_completes(agent_client, run) -> None:  # type: ignore[no-untyped-def]
+def test_it_leaves_pending_requests_when_a_run_completes(agent_client, run) -> None:
     pending_id = _create(agent_client, run=str(run.code)).json()["id"]
     agent_client.post(f"/api/v1/runs/{run.code}/close", {"status": "completed"}, format="json")
     assert ApprovalRequest.objects.get(code=pending_id).status == Status.PENDING
 
 
-def test_it_stores_a_valid_arguments_schema(agent_client) -> None:  # type: ignore[no-untyped-def]
+def test_it_stores_a_valid_arguments_schema(agent_client) -> None:
     schema = {**SCHEMA, "$defs": {"id": {"type": "string"}}}
     schema["properties"] = {**SCHEMA["properties"], "payment_id": {"$ref": "#/$defs/id"}}
     response = _create(agent_client, arguments_schema=schema)
@@ -120,14 +120,14 @@ def test_it_stores_a_valid_arguments_schema(agent_client) -> None:  # type: igno
         ({"run": "not-a-uuid"}, "run"),
     ],
 )
-def test_it_rejects_bad_native_fields_and_stores_nothing(agent_client, extra, param) -> None:  # type: ignore[no-untyped-def]
+def test_it_rejects_bad_native_fields_and_stores_nothing(agent_client, extra, param) -> None:
     response = _create(agent_client, **extra)
     assert response.status_code == 400, response.content
     assert response.json()["error"]["param"].startswith(param)
     assert ApprovalRequest.objects.count() == 0
 
 
-def test_it_names_why_arguments_break_their_schema(agent_client) -> None:  # type: ignore[no-untyped-def]
+def test_it_names_why_arguments_break_their_schema(agent_client) -> None:
     response = _create(agent_client, arguments_schema={**SCHEMA, "required": ["currency"]})
     assert "'currency' is a required property" in response.json()["error"]["message"]
 

@@ -12,7 +12,7 @@ from tests.factories import ApprovalRequestFactory, UserFactory
 pytestmark = pytest.mark.django_db
 
 
-def _console_notification(user, **approval_fields):  # type: ignore[no-untyped-def]
+def _console_notification(user, **approval_fields):
     approval = ApprovalRequestFactory(**approval_fields)
     with transaction.atomic():
         [row] = notifications_create(

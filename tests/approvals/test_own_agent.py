@@ -25,7 +25,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def ops(db):  # type: ignore[no-untyped-def]
+def ops(db):
     """ann runs the agent; ben is another reviewer in the same team."""
     ann, ben = UserFactory(username="ann"), UserFactory(username="ben")
     team = TeamFactory(name="payments", members=[ann, ben])
@@ -33,7 +33,7 @@ def ops(db):  # type: ignore[no-untyped-def]
     return ann, ben, team, agent
 
 
-def _approval(ops, **kwargs):  # type: ignore[no-untyped-def]
+def _approval(ops, **kwargs):
     _, _, team, agent = ops
     return ApprovalRequestFactory(team=team, agent=agent, **kwargs)
 
@@ -41,7 +41,7 @@ def _approval(ops, **kwargs):  # type: ignore[no-untyped-def]
 # --- the service: the one place the rule lives ---------------------------------------------------
 
 
-def test_it_refuses_an_operator_approving_their_agents_request(ops) -> None:  # type: ignore[no-untyped-def]
+def test_it_refuses_an_operator_approving_their_agents_request(ops) -> None:
     ann, _, _, _ = ops
     approval = _approval(ops)
     with pytest.raises(ReviewRejected) as refused:
@@ -52,7 +52,7 @@ def test_it_refuses_an_operator_approving_their_agents_request(ops) -> None:  # 
     assert not ApprovalEvent.objects.filter(approval=approval, kind="approved").exists()
 
 
-def test_it_refuses_an_operators_quorum_vote_and_changed_arguments(ops) -> None:  # type: ignore[no-untyped-def]
+def test_it_refuses_an_operators_quorum_vote_and_changed_arguments(ops) -> None:
     ann, _, _, _ = ops
     approval = _approval(ops, required_approvals=2, arguments={"amount": 10})
     with pytest.raises(ReviewRejected):
@@ -62,7 +62,7 @@ def test_it_refuses_an_operators_quorum_vote_and_changed_arguments(ops) -> None:
     assert not ApprovalVote.objects.filter(approval=approval).exists()
 
 
-def test_it_refuses_staff_who_operate_the_agent_too(ops) -> None:  # type: ignore[no-untyped-def]
+def test_it_refuses_staff_who_operate_the_agent_too(ops) -> None:
     _, _, _, agent = ops
     admin = UserFactory(username="root", is_staff=True)
     agent.operators.add(admin)
@@ -70,7 +70,7 @@ def test_it_refuses_staff_who_operate_the_agent_too(ops) -> None:  # type: ignor
         approval_request_review_approve(approval=_approval(ops), reviewer=admin)
 
 
-def test_it_lets_an_operator_comment_and_deny(ops) -> None:  # type: ignore[no-untyped-def]
+def test_it_lets_an_operator_comment_and_deny(ops) -> None:
     ann, _, _, _ = ops
     approval = _approval(ops)
     approval_request_comment(approval=approval, reviewer=ann, note="Looks wrong to me.")
@@ -78,13 +78,13 @@ def test_it_lets_an_operator_comment_and_deny(ops) -> None:  # type: ignore[no-u
     assert denied.status == Status.DENIED
 
 
-def test_it_lets_a_reviewer_who_does_not_operate_the_agent_approve(ops) -> None:  # type: ignore[no-untyped-def]
+def test_it_lets_a_reviewer_who_does_not_operate_the_agent_approve(ops) -> None:
     _, ben, _, _ = ops
     outcome = approval_request_review_approve(approval=_approval(ops), reviewer=ben)
     assert outcome.decided
 
 
-def test_it_lets_an_operator_approve_another_agents_request(ops) -> None:  # type: ignore[no-untyped-def]
+def test_it_lets_an_operator_approve_another_agents_request(ops) -> None:
     ann, _, team, _ = ops
     other = ApprovalRequestFactory(team=team, agent=AgentFactory(name="mail-bot"))
     assert approval_request_review_approve(approval=other, reviewer=ann).decided
@@ -93,7 +93,7 @@ def test_it_lets_an_operator_approve_another_agents_request(ops) -> None:  # typ
 # --- the decision page -------------------------------------------------------------------------
 
 
-def test_it_replaces_the_approve_controls_with_an_explanation(client, ops) -> None:  # type: ignore[no-untyped-def]
+def test_it_replaces_the_approve_controls_with_an_explanation(client, ops) -> None:
     ann, ben, _, _ = ops
     approval = _approval(ops)
     client.force_login(ann)
@@ -106,7 +106,7 @@ def test_it_replaces_the_approve_controls_with_an_explanation(client, ops) -> No
     assert 'id="approve-button"' in page and 'id="own-agent-note"' not in page
 
 
-def test_it_refuses_a_posted_approval_from_an_operator(client, ops) -> None:  # type: ignore[no-untyped-def]
+def test_it_refuses_a_posted_approval_from_an_operator(client, ops) -> None:
     ann, _, _, _ = ops
     approval = _approval(ops)
     client.force_login(ann)
@@ -119,7 +119,7 @@ def test_it_refuses_a_posted_approval_from_an_operator(client, ops) -> None:  # 
     assert approval.status == Status.PENDING
 
 
-def test_it_lets_an_operator_deny_from_the_page(client, ops) -> None:  # type: ignore[no-untyped-def]
+def test_it_lets_an_operator_deny_from_the_page(client, ops) -> None:
     ann, _, _, _ = ops
     approval = _approval(ops)
     client.force_login(ann)
@@ -135,17 +135,17 @@ def test_it_lets_an_operator_deny_from_the_page(client, ops) -> None:  # type: i
 # --- the reviewer API --------------------------------------------------------------------------
 
 
-def _api(user) -> APIClient:  # type: ignore[no-untyped-def]
+def _api(user) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {reviewer_api_token(user)}")
     return client
 
 
-def _url(name: str, approval) -> str:  # type: ignore[no-untyped-def]
+def _url(name: str, approval) -> str:
     return reverse(f"api-v1:reviewer-request-{name}", args=[approval.code])
 
 
-def test_it_answers_403_own_agent_in_the_api(ops) -> None:  # type: ignore[no-untyped-def]
+def test_it_answers_403_own_agent_in_the_api(ops) -> None:
     ann, _, _, _ = ops
     approval = _approval(ops)
     response = _api(ann).post(_url("approve", approval), {}, format="json")
@@ -155,7 +155,7 @@ def test_it_answers_403_own_agent_in_the_api(ops) -> None:  # type: ignore[no-un
     assert approval.status == Status.PENDING
 
 
-def test_it_lets_an_operator_deny_and_comment_in_the_api(ops) -> None:  # type: ignore[no-untyped-def]
+def test_it_lets_an_operator_deny_and_comment_in_the_api(ops) -> None:
     ann, _, _, _ = ops
     approval = _approval(ops)
     api = _api(ann)
@@ -167,7 +167,7 @@ def test_it_lets_an_operator_deny_and_comment_in_the_api(ops) -> None:  # type: 
 # --- the admin ---------------------------------------------------------------------------------
 
 
-def test_it_records_operators_changed_in_the_admin(client, ops) -> None:  # type: ignore[no-untyped-def]
+def test_it_records_operators_changed_in_the_admin(client, ops) -> None:
     ann, ben, _, agent = ops
     client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
     url = reverse("admin:agents_agent_change", args=[agent.pk])

@@ -5,7 +5,6 @@ import time
 from datetime import timedelta
 
 import pytest
-import websockets
 from celery.contrib.testing.worker import start_worker
 from django.utils import timezone
 
@@ -17,6 +16,7 @@ from approvals.tasks import expire_stale_presence
 from console.celery import app
 from tests.conftest import ReviewerSession
 from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory
+from tests.sockets import next_message_containing
 from tests.thread_connections import db_to_thread
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -25,11 +25,11 @@ HEARTBEAT_SECONDS = 20  # the default: presence lapses after 40 seconds without 
 
 
 @pytest.fixture(autouse=True)
-def _heartbeat(settings):  # type: ignore[no-untyped-def]
+def _heartbeat(settings):
     settings.APPROVAL_PRESENCE_HEARTBEAT_SECONDS = HEARTBEAT_SECONDS
 
 
-def _looking(approval, reviewer, *, channel_name: str, seen_at):  # type: ignore[no-untyped-def]
+def _looking(approval, reviewer, *, channel_name: str, seen_at):
     return ReviewerPresence.objects.create(
         approval=approval, reviewer=reviewer, channel_name=channel_name, seen_at=seen_at
     )
@@ -81,14 +81,7 @@ def test_a_worker_sweeps_stale_presence() -> None:
     assert not ReviewerPresence.objects.exists()
 
 
-async def _until(ws, needle: str) -> str:  # type: ignore[no-untyped-def]
-    while True:
-        message = await asyncio.wait_for(ws.recv(), 5)
-        if needle in message:
-            return message
-
-
-async def _until_true(check, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
+async def _until_true(check, timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if await db_to_thread(check):
@@ -97,15 +90,7 @@ async def _until_true(check, timeout: float = 5.0) -> bool:  # type: ignore[no-u
     return False
 
 
-def _watch(live_console, session: ReviewerSession, code: object):  # type: ignore[no-untyped-def]
-    return websockets.connect(
-        f"{live_console.ws_url}/ws/queue/?approval={code}",
-        additional_headers={"Cookie": session.session_cookie},
-        origin=live_console.url,
-    )
-
-
-def test_the_sweep_tells_reviewers_nobody_is_looking_any_more(live_console) -> None:  # type: ignore[no-untyped-def]
+def test_the_sweep_tells_reviewers_nobody_is_looking_any_more(live_console) -> None:
     alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
     approval = ApprovalRequestFactory(team=TeamFactory(name="payments", members=[alice, bob]))
     # bob's page lived on a server process that died: its row stayed, its pings stopped.
@@ -118,20 +103,16 @@ def test_the_sweep_tells_reviewers_nobody_is_looking_any_more(live_console) -> N
     session = ReviewerSession(live_console.url, "alice")
 
     async def scenario() -> str:
-        async with websockets.connect(
-            f"{live_console.ws_url}/ws/queue/",
-            additional_headers={"Cookie": session.session_cookie},
-            origin=live_console.url,
-        ) as ws:
+        async with session.socket() as ws:
             await db_to_thread(presences_expire)
-            return await _until(ws, f'id="presence-{approval.code}"')
+            return await next_message_containing(ws, f'id="presence-{approval.code}"')
 
     pushed = asyncio.run(scenario())
     assert "bob" not in pushed and "Looking now" not in pushed
     session.close()
 
 
-def test_a_ping_refreshes_presence_over_a_real_websocket(live_console) -> None:  # type: ignore[no-untyped-def]
+def test_a_ping_refreshes_presence_over_a_real_websocket(live_console) -> None:
     alice = UserFactory(username="alice")
     approval = ApprovalRequestFactory(team=TeamFactory(name="payments", members=[alice]))
     session = ReviewerSession(live_console.url, "alice")
@@ -145,7 +126,7 @@ def test_a_ping_refreshes_presence_over_a_real_websocket(live_console) -> None: 
         return presence is not None and presence.seen_at > long_ago + timedelta(minutes=30)
 
     async def scenario() -> tuple[bool, bool]:
-        async with _watch(live_console, session, approval.code) as ws:
+        async with session.socket(approval.code) as ws:
             assert await _until_true(entered)
             await db_to_thread(
                 ReviewerPresence.objects.filter(approval=approval).update, seen_at=long_ago
@@ -161,7 +142,7 @@ def test_a_ping_refreshes_presence_over_a_real_websocket(live_console) -> None: 
     session.close()
 
 
-def test_a_ping_brings_back_presence_that_a_sweep_removed(live_console) -> None:  # type: ignore[no-untyped-def]
+def test_a_ping_brings_back_presence_that_a_sweep_removed(live_console) -> None:
     alice = UserFactory(username="alice")
     approval = ApprovalRequestFactory(team=TeamFactory(name="payments", members=[alice]))
     session = ReviewerSession(live_console.url, "alice")
@@ -170,7 +151,7 @@ def test_a_ping_brings_back_presence_that_a_sweep_removed(live_console) -> None:
         return ReviewerPresence.objects.filter(approval=approval, reviewer=alice).exists()
 
     async def scenario() -> tuple[bool, bool]:
-        async with _watch(live_console, session, approval.code) as ws:
+        async with session.socket(approval.code) as ws:
             assert await _until_true(present)
             # A sweep on a wrong clock (or a long pause) removed a live page's row.
             await db_to_thread(ReviewerPresence.objects.all().delete)
@@ -184,7 +165,7 @@ def test_a_ping_brings_back_presence_that_a_sweep_removed(live_console) -> None:
     session.close()
 
 
-def test_a_late_ping_shows_the_hidden_presence_again(live_console) -> None:  # type: ignore[no-untyped-def]
+def test_a_late_ping_shows_the_hidden_presence_again(live_console) -> None:
     alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
     approval = ApprovalRequestFactory(team=TeamFactory(name="payments", members=[alice, bob]))
     alice_session = ReviewerSession(live_console.url, "alice")
@@ -193,21 +174,17 @@ def test_a_late_ping_shows_the_hidden_presence_again(live_console) -> None:  # t
 
     async def scenario() -> str:
         async with (
-            websockets.connect(
-                f"{live_console.ws_url}/ws/queue/",
-                additional_headers={"Cookie": bob_session.session_cookie},
-                origin=live_console.url,
-            ) as queue_ws,
-            _watch(live_console, alice_session, approval.code) as page_ws,
+            bob_session.socket() as queue_ws,
+            alice_session.socket(approval.code) as page_ws,
         ):
-            await _until(queue_ws, looking)
+            await next_message_containing(queue_ws, looking)
             # alice's tab was paused past two heartbeats: her presence is hidden now.
             await db_to_thread(
                 ReviewerPresence.objects.update,
                 seen_at=timezone.now() - timedelta(seconds=2 * HEARTBEAT_SECONDS + 1),
             )
             await page_ws.send(HEARTBEAT)
-            return await _until(queue_ws, looking)
+            return await next_message_containing(queue_ws, looking)
 
     assert "Looking now: alice" in asyncio.run(scenario())
     alice_session.close()

@@ -47,10 +47,10 @@ def _publish_counting_queries(approval_ids: list[int]) -> int:
     return len(queries.captured_queries)
 
 
-def _staff_messages(approval_ids: list[int]) -> tuple[list[dict], int]:  # type: ignore[type-arg]
+def _staff_messages(approval_ids: list[int]) -> tuple[list[dict], int]:
     """What a staff reviewer's socket receives for the push, and the queries the push made."""
 
-    async def listen() -> tuple[list[dict], int]:  # type: ignore[type-arg]
+    async def listen() -> tuple[list[dict], int]:
         # One event loop throughout: a channel exists only on the loop that made it.
         layer = get_channel_layer()
         channel = await layer.new_channel()
@@ -105,7 +105,7 @@ def test_nothing_is_read_or_rendered_while_no_reviewer_listens() -> None:
     ids = _created(5)
     cache.delete(realtime.LISTENING_KEY)  # no reviewer socket open anywhere for a minute
 
-    async def listen() -> tuple[int, list[dict]]:  # type: ignore[type-arg]
+    async def listen() -> tuple[int, list[dict]]:
         layer = get_channel_layer()
         channel = await layer.new_channel()
         await layer.group_add(realtime.STAFF_GROUP, channel)  # a group member, but no socket
@@ -123,7 +123,7 @@ def test_nothing_is_read_or_rendered_while_no_reviewer_listens() -> None:
     assert received == []
 
 
-def test_an_open_reviewer_socket_keeps_pushes_on_until_it_closes(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_an_open_reviewer_socket_keeps_pushes_on_until_it_closes(monkeypatch) -> None:
     monkeypatch.setattr(realtime, "LISTENING_TTL_SECONDS", 1)
     monkeypatch.setattr(realtime, "LISTENING_REFRESH_SECONDS", 0.3)
     cache.delete(realtime.LISTENING_KEY)
@@ -131,11 +131,13 @@ def test_an_open_reviewer_socket_keeps_pushes_on_until_it_closes(monkeypatch) ->
     async def scenario() -> tuple[bool, bool, bool, bool]:
         before = await sync_to_async(realtime.reviewers_listening)()
         await realtime.reviewer_socket_opened()
-        await asyncio.sleep(1.6)  # longer than the key lives: only the refresh keeps it
+        # Kept: the passing of time is what is tested. Longer than the key lives (1 s): only
+        # the refresh keeps it.
+        await asyncio.sleep(1.6)
         while_open = await sync_to_async(realtime.reviewers_listening)()
         realtime.reviewer_socket_closed()
         just_closed = await sync_to_async(realtime.reviewers_listening)()
-        await asyncio.sleep(1.6)
+        await asyncio.sleep(1.6)  # kept: past the key's life, with no refresh any more
         long_closed = await sync_to_async(realtime.reviewers_listening)()
         return before, while_open, just_closed, long_closed
 

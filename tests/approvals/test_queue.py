@@ -22,15 +22,15 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def staff(db):  # type: ignore[no-untyped-def]
+def staff(db):
     return UserFactory(username="sam", is_staff=True)
 
 
-def _in_hours(hours: float):  # type: ignore[no-untyped-def]
+def _in_hours(hours: float):
     return timezone.now() + timedelta(hours=hours)
 
 
-def test_it_puts_urgent_first_then_risk_then_deadline(staff) -> None:  # type: ignore[no-untyped-def]
+def test_it_puts_urgent_first_then_risk_then_deadline(staff) -> None:
     calm_low = ApprovalRequestFactory(
         tool="low", impact=Impact.LOW, confidence=0.9, deadline_at=_in_hours(1)
     )
@@ -59,7 +59,7 @@ def test_it_puts_urgent_first_then_risk_then_deadline(staff) -> None:  # type: i
     ]
 
 
-def test_it_treats_unstated_confidence_as_least_sure(staff) -> None:  # type: ignore[no-untyped-def]
+def test_it_treats_unstated_confidence_as_least_sure(staff) -> None:
     ApprovalRequestFactory(tool="stated", impact=Impact.HIGH, confidence=0.5)
     ApprovalRequestFactory(tool="unstated", impact=Impact.HIGH, confidence=None)
     assert [a.tool for a in approvals_queue(user=staff, filters=QueueFilters())] == [
@@ -68,7 +68,7 @@ def test_it_treats_unstated_confidence_as_least_sure(staff) -> None:  # type: ig
     ]
 
 
-def test_it_filters_by_agent_tool_impact_team_and_mine(staff) -> None:  # type: ignore[no-untyped-def]
+def test_it_filters_by_agent_tool_impact_team_and_mine(staff) -> None:
     payments = TeamFactory(name="payments")
     bot = AgentFactory(name="refund-bot")
     mine = ApprovalRequestFactory(agent=bot, tool="issue_refund", impact=Impact.HIGH, team=payments)
@@ -84,7 +84,7 @@ def test_it_filters_by_agent_tool_impact_team_and_mine(staff) -> None:  # type: 
         assert [a.pk for a in approvals_queue(user=staff, filters=filters)] == [mine.pk], filters
 
 
-def test_it_searches_tool_summary_and_arguments(staff) -> None:  # type: ignore[no-untyped-def]
+def test_it_searches_tool_summary_and_arguments(staff) -> None:
     by_tool = ApprovalRequestFactory(tool="rotate_keys", summary="", arguments={})
     by_summary = ApprovalRequestFactory(tool="x", summary="Refund the Zebra order", arguments={})
     by_argument = ApprovalRequestFactory(
@@ -100,7 +100,7 @@ def test_it_searches_tool_summary_and_arguments(staff) -> None:  # type: ignore[
     ]
 
 
-def test_it_counts_each_filter_value_within_the_search(staff) -> None:  # type: ignore[no-untyped-def]
+def test_it_counts_each_filter_value_within_the_search(staff) -> None:
     ApprovalRequestFactory(tool="issue_refund", impact=Impact.HIGH, summary="refund")
     ApprovalRequestFactory(tool="issue_refund", impact=Impact.LOW, summary="refund")
     ApprovalRequestFactory(tool="send_email", impact=Impact.LOW, summary="email")
@@ -110,7 +110,7 @@ def test_it_counts_each_filter_value_within_the_search(staff) -> None:  # type: 
     assert dict(counts.impacts) == {"low": 1, "medium": 0, "high": 1, "critical": 0}
 
 
-def test_it_lists_decided_requests_in_history_with_the_same_filters(staff) -> None:  # type: ignore[no-untyped-def]
+def test_it_lists_decided_requests_in_history_with_the_same_filters(staff) -> None:
     refund = ApprovalRequestFactory(tool="issue_refund")
     email = ApprovalRequestFactory(tool="send_email")
     ApprovalRequestFactory(tool="issue_refund")  # still pending
@@ -125,7 +125,7 @@ def test_it_lists_decided_requests_in_history_with_the_same_filters(staff) -> No
     ] == [refund.pk]
 
 
-def test_it_reports_the_track_record_for_the_same_agent_and_tool(staff) -> None:  # type: ignore[no-untyped-def]
+def test_it_reports_the_track_record_for_the_same_agent_and_tool(staff) -> None:
     bot = AgentFactory(name="refund-bot")
     for status in ("approve", "approve", "approve", "deny"):
         earlier = ApprovalRequestFactory(agent=bot, tool="issue_refund")
@@ -141,7 +141,7 @@ def test_it_reports_the_track_record_for_the_same_agent_and_tool(staff) -> None:
     assert len(record.recent) == 4 and record.recent[0].status == Status.DENIED
 
 
-def test_the_queue_page_shows_counts_and_keeps_filters(client, staff) -> None:  # type: ignore[no-untyped-def]
+def test_the_queue_page_shows_counts_and_keeps_filters(client, staff) -> None:
     client.force_login(staff)
     ApprovalRequestFactory(tool="issue_refund")
     ApprovalRequestFactory(tool="send_email")
@@ -152,7 +152,7 @@ def test_the_queue_page_shows_counts_and_keeps_filters(client, staff) -> None:  
     assert "fragment=rows&amp;tool=send_email" in html
 
 
-def test_the_rows_fragment_refreshes_the_counts_out_of_band(client, staff) -> None:  # type: ignore[no-untyped-def]
+def test_the_rows_fragment_refreshes_the_counts_out_of_band(client, staff) -> None:
     client.force_login(staff)
     ApprovalRequestFactory(tool="issue_refund")
     html = client.get(
@@ -162,7 +162,7 @@ def test_the_rows_fragment_refreshes_the_counts_out_of_band(client, staff) -> No
     assert 'id="filters"' in html and 'hx-swap-oob="true"' in html
 
 
-def test_the_history_page_filters_and_searches(client, staff) -> None:  # type: ignore[no-untyped-def]
+def test_the_history_page_filters_and_searches(client, staff) -> None:
     client.force_login(staff)
     decided = ApprovalRequestFactory(tool="issue_refund", summary="the walrus case")
     other = ApprovalRequestFactory(tool="issue_refund", summary="another")
@@ -173,7 +173,7 @@ def test_the_history_page_filters_and_searches(client, staff) -> None:  # type: 
     assert f'id="approval-{other.code}"' not in html
 
 
-def test_the_counts_fragment_refreshes_only_the_filters(client, staff) -> None:  # type: ignore[no-untyped-def]
+def test_the_counts_fragment_refreshes_only_the_filters(client, staff) -> None:
     client.force_login(staff)
     ApprovalRequestFactory(tool="issue_refund")
     html = client.get(

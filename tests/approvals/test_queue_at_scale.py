@@ -36,17 +36,17 @@ PAGE = 4  # rows per page in these tests, so "many" spans several pages
 
 
 @pytest.fixture
-def staff(db):  # type: ignore[no-untyped-def]
+def staff(db):
     return UserFactory(username="sam", is_staff=True)
 
 
 @pytest.fixture
-def ann(db):  # type: ignore[no-untyped-def]
+def ann(db):
     return UserFactory(username="ann")
 
 
 @pytest.fixture(autouse=True)
-def small_pages(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def small_pages(monkeypatch) -> None:
     monkeypatch.setattr(views, "LIST_PAGE_ROWS", PAGE)
 
 
@@ -88,7 +88,7 @@ def _queries(call: Callable[[], Any]) -> int:
     """The SQL statements one call runs (a wrapper, not the query log: a request clears that)."""
     statements: list[str] = []
 
-    def count(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+    def count(execute, sql, params, many, context):
         statements.append(sql)
         return execute(sql, params, many, context)
 
@@ -115,7 +115,7 @@ def _calls(staff: Any, ann: Any) -> dict[str, Callable[[], Any]]:
     }
 
 
-def test_the_queue_page_and_api_make_as_many_queries_for_many_rows_as_for_few(staff, ann) -> None:  # type: ignore[no-untyped-def]
+def test_the_queue_page_and_api_make_as_many_queries_for_many_rows_as_for_few(staff, ann) -> None:
     # Few: fewer rows than a page, one of them urgent; many: several pages more.
     _add_requests(3, staff=staff, ann=ann, seed=1, urgent=1)
     few = {name: _queries(call) for name, call in _calls(staff, ann).items()}
@@ -133,7 +133,7 @@ def test_the_queue_page_and_api_make_as_many_queries_for_many_rows_as_for_few(st
     assert later <= few["API first page"]
 
 
-def test_the_api_pages_through_the_whole_queue_in_queue_order(staff, ann) -> None:  # type: ignore[no-untyped-def]
+def test_the_api_pages_through_the_whole_queue_in_queue_order(staff, ann) -> None:
     _add_requests(9, staff=staff, ann=ann, seed=1)
     api = Client(HTTP_AUTHORIZATION=f"Token {reviewer_api_token(staff)}")
     url = reverse("api-v1:reviewer-request-list")
@@ -153,7 +153,7 @@ def test_the_api_pages_through_the_whole_queue_in_queue_order(staff, ann) -> Non
         assert pages == 5  # 9 rows, 2 a page
 
 
-def test_the_api_rejects_a_bad_cursor_or_limit(staff) -> None:  # type: ignore[no-untyped-def]
+def test_the_api_rejects_a_bad_cursor_or_limit(staff) -> None:
     ApprovalRequestFactory.create_batch(3)
     api = Client(HTTP_AUTHORIZATION=f"Token {reviewer_api_token(staff)}")
     url = reverse("api-v1:reviewer-request-list")
@@ -170,7 +170,7 @@ def test_the_api_rejects_a_bad_cursor_or_limit(staff) -> None:  # type: ignore[n
         assert response.json()["error"]["param"] == param
 
 
-def test_the_queue_page_links_to_the_next_page_and_back(client, staff) -> None:  # type: ignore[no-untyped-def]
+def test_the_queue_page_links_to_the_next_page_and_back(client, staff) -> None:
     client.force_login(staff)
     approvals = [ApprovalRequestFactory(confidence=i / 10) for i in range(PAGE + 1)]
     first = client.get(reverse("approvals:queue"), {"tool": "issue_refund"}).content.decode()
@@ -185,7 +185,7 @@ def test_the_queue_page_links_to_the_next_page_and_back(client, staff) -> None: 
     assert client.get(reverse("approvals:queue"), {"cursor": "x"}).status_code == 200
 
 
-def test_history_counts_cover_only_the_latest_decisions(client, staff, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_history_counts_cover_only_the_latest_decisions(client, staff, monkeypatch) -> None:
     monkeypatch.setattr(selectors, "HISTORY_COUNT_WINDOW", 2)
     for tool in ("old_tool", "new_tool", "new_tool"):
         approval_request_approve(approval=ApprovalRequestFactory(tool=tool), reviewer=staff)
@@ -196,14 +196,14 @@ def test_history_counts_cover_only_the_latest_decisions(client, staff, monkeypat
     assert "Counts cover the latest 2 decisions." in html
 
 
-def test_the_database_orders_the_queue_by_the_same_risk_the_rows_show(staff) -> None:  # type: ignore[no-untyped-def]
+def test_the_database_orders_the_queue_by_the_same_risk_the_rows_show(staff) -> None:
     for impact, confidence in ((Impact.LOW, 0.9), (Impact.CRITICAL, None), (Impact.HIGH, 0.25)):
         ApprovalRequestFactory(impact=impact, confidence=confidence)
     for approval in ApprovalRequest.objects.all():
         assert approval.queue_order == pytest.approx(-approval_risk(approval))
 
 
-def test_the_impact_filter_finds_every_request_of_that_impact_whatever_its_confidence(  # type: ignore[no-untyped-def]
+def test_the_impact_filter_finds_every_request_of_that_impact_whatever_its_confidence(
     staff,
 ) -> None:
     # The filter narrows the queue's order column to the impact's range: the ends of the

@@ -4,12 +4,10 @@ On PostgreSQL (CI) the threads really run concurrently on separate connections; 
 compare-and-set must leave exactly one outcome, one Decision and one terminal event.
 """
 
-import threading
 from datetime import timedelta
 from functools import partial
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from approvals.exceptions import TransitionConflict
@@ -21,34 +19,23 @@ from approvals.services import (
     approval_request_expire_if_overdue,
 )
 from tests.factories import ApprovalRequestFactory, UserFactory
+from tests.races import raised, run_at_once
 
 ROUNDS = 12
 THREADS_PER_ACTION = 2
 
 
-def _race(actions: list) -> tuple[list[str], list[BaseException]]:  # type: ignore[type-arg]
-    """Start every action at the same instant on its own thread and connection."""
-    barrier = threading.Barrier(len(actions))
-    outcomes: list[str] = []
-    errors: list[BaseException] = []
-
-    def run(action):  # type: ignore[no-untyped-def]
-        try:
-            barrier.wait()
-            outcomes.append(action().status)
-        except TransitionConflict as conflict:
-            outcomes.append(f"conflict:{conflict.current_status}")
-        except BaseException as error:  # surfaced by the caller: a crash is a failure
-            errors.append(error)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(action,)) for action in actions]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    return outcomes, errors
+def _race(actions: list) -> tuple[list[str], list[BaseException]]:
+    """Start every action at the same instant; a conflict is an outcome, anything else a crash."""
+    results = run_at_once(actions, timeout=30)
+    outcomes = [
+        f"conflict:{result.current_status}"
+        if isinstance(result, TransitionConflict)
+        else result.status
+        for result in results
+        if not isinstance(result, BaseException) or isinstance(result, TransitionConflict)
+    ]
+    return outcomes, raised(results, TransitionConflict)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -3,35 +3,18 @@
 import asyncio
 
 import pytest
-import websockets
 
 from approvals.models import ReviewerPresence
 from approvals.reviews import approval_request_comment, approval_request_escalate
 from tests.conftest import ReviewerSession
 from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory
+from tests.sockets import messages_until
 from tests.thread_connections import db_to_thread
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-async def _until(ws, needle: str) -> list[str]:  # type: ignore[no-untyped-def]
-    seen = []
-    while True:
-        message = await asyncio.wait_for(ws.recv(), 5)
-        seen.append(message)
-        if needle in message:
-            return seen
-
-
-def _connect(live_console, session: ReviewerSession):  # type: ignore[no-untyped-def]
-    return websockets.connect(
-        f"{live_console.ws_url}/ws/queue/",
-        additional_headers={"Cookie": session.session_cookie},
-        origin=live_console.url,
-    )
-
-
-def test_escalation_removes_the_row_from_the_old_team_and_adds_it_to_the_new(live_console) -> None:  # type: ignore[no-untyped-def]
+def test_escalation_removes_the_row_from_the_old_team_and_adds_it_to_the_new(live_console) -> None:
     alice, sara = UserFactory(username="alice"), UserFactory(username="sara")
     payments = TeamFactory(name="payments", members=[alice])
     security = TeamFactory(name="security", members=[sara])
@@ -41,8 +24,8 @@ def test_escalation_removes_the_row_from_the_old_team_and_adds_it_to_the_new(liv
 
     async def scenario() -> tuple[list[str], list[str]]:
         async with (
-            _connect(live_console, alice_session) as alice_ws,
-            _connect(live_console, sara_session) as sara_ws,
+            alice_session.socket() as alice_ws,
+            sara_session.socket() as sara_ws,
         ):
             await db_to_thread(
                 approval_request_escalate,
@@ -52,8 +35,8 @@ def test_escalation_removes_the_row_from_the_old_team_and_adds_it_to_the_new(liv
                 note="Fraud?",
             )
             return (
-                await _until(alice_ws, f"approval-{approval.code}"),
-                await _until(sara_ws, f"approval-{approval.code}"),
+                await messages_until(alice_ws, f"approval-{approval.code}"),
+                await messages_until(sara_ws, f"approval-{approval.code}"),
             )
 
     alice_got, sara_got = asyncio.run(scenario())
@@ -66,7 +49,7 @@ def test_escalation_removes_the_row_from_the_old_team_and_adds_it_to_the_new(liv
     sara_session.close()
 
 
-def test_a_reviewer_removed_from_the_team_stops_receiving_at_once(live_console) -> None:  # type: ignore[no-untyped-def]
+def test_a_reviewer_removed_from_the_team_stops_receiving_at_once(live_console) -> None:
     alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
     payments = TeamFactory(name="payments", members=[alice, bob])
     ops = TeamFactory(name="ops", members=[alice])
@@ -75,7 +58,7 @@ def test_a_reviewer_removed_from_the_team_stops_receiving_at_once(live_console) 
     session = ReviewerSession(live_console.url, "alice")
 
     async def scenario() -> list[str]:
-        async with _connect(live_console, session) as ws:
+        async with session.socket() as ws:
             await db_to_thread(payments.members.remove, alice)
             await db_to_thread(
                 approval_request_comment, approval=approval, reviewer=bob, note="secret note"
@@ -83,14 +66,14 @@ def test_a_reviewer_removed_from_the_team_stops_receiving_at_once(live_console) 
             await db_to_thread(
                 approval_request_comment, approval=marker, reviewer=alice, note="marker"
             )
-            return await _until(ws, "ops_marker")
+            return await messages_until(ws, "ops_marker")
 
     got = asyncio.run(scenario())
     assert not any("payments_tool" in message or "secret note" in message for message in got)
     session.close()
 
 
-def test_a_presence_event_names_who_is_looking_and_clears_on_close(live_console) -> None:  # type: ignore[no-untyped-def]
+def test_a_presence_event_names_who_is_looking_and_clears_on_close(live_console) -> None:
     alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
     payments = TeamFactory(name="payments", members=[alice, bob])
     approval = ApprovalRequestFactory(team=payments)
@@ -98,14 +81,10 @@ def test_a_presence_event_names_who_is_looking_and_clears_on_close(live_console)
     bob_session = ReviewerSession(live_console.url, "bob")
 
     async def scenario() -> tuple[str, str]:
-        async with _connect(live_console, alice_session) as queue_ws:
-            async with websockets.connect(
-                f"{live_console.ws_url}/ws/queue/?approval={approval.code}",
-                additional_headers={"Cookie": bob_session.session_cookie},
-                origin=live_console.url,
-            ):
-                joined = (await _until(queue_ws, "Looking now: bob"))[-1]
-            left = (await _until(queue_ws, f'id="presence-{approval.code}"'))[-1]
+        async with alice_session.socket() as queue_ws:
+            async with bob_session.socket(approval.code):
+                joined = (await messages_until(queue_ws, "Looking now: bob"))[-1]
+            left = (await messages_until(queue_ws, f'id="presence-{approval.code}"'))[-1]
             return joined, left
 
     joined, left = asyncio.run(scenario())

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def ann(db):  # type: ignore[no-untyped-def]
+def ann(db):
     user = UserFactory(username="ann")
     payments = TeamFactory(name="payments", members=[user, UserFactory(username="ben")])
     PolicyRuleFactory(tool_glob="issue_refund", team=payments)  # payments reviews refunds
@@ -27,22 +27,22 @@ def ann(db):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def api(ann) -> APIClient:  # type: ignore[no-untyped-def]
+def api(ann) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {reviewer_api_token(ann)}")
     return client
 
 
 @pytest.fixture
-def approval(ann):  # type: ignore[no-untyped-def]
+def approval(ann):
     return ApprovalRequestFactory(team=ann.teams.get(), arguments={"amount": 4900})
 
 
-def _url(name: str, approval) -> str:  # type: ignore[no-untyped-def]
+def _url(name: str, approval) -> str:
     return reverse(f"api-v1:reviewer-request-{name}", args=[approval.code])
 
 
-def test_it_lists_and_reads_with_review_fields(api, approval) -> None:  # type: ignore[no-untyped-def]
+def test_it_lists_and_reads_with_review_fields(api, approval) -> None:
     listed = api.get(reverse("api-v1:reviewer-request-list"), {"tool": approval.tool}).json()
     assert [item["id"] for item in listed["data"]] == [str(approval.code)]
     body = api.get(_url("detail", approval)).json()
@@ -50,7 +50,7 @@ def test_it_lists_and_reads_with_review_fields(api, approval) -> None:  # type: 
     assert body["required_approvals"] == 1 and body["approved_by"] == []
 
 
-def test_it_approves_with_changed_arguments(api, approval) -> None:  # type: ignore[no-untyped-def]
+def test_it_approves_with_changed_arguments(api, approval) -> None:
     response = api.post(
         _url("approve", approval), {"arguments": {"amount": 100}, "note": "Half."}, format="json"
     )
@@ -61,7 +61,7 @@ def test_it_approves_with_changed_arguments(api, approval) -> None:  # type: ign
     assert body["decision"]["arguments_changed"] is True
 
 
-def test_it_names_the_bad_field_and_stores_nothing(api, approval) -> None:  # type: ignore[no-untyped-def]
+def test_it_names_the_bad_field_and_stores_nothing(api, approval) -> None:
     bad_arguments = api.post(_url("approve", approval), {"arguments": [1]}, format="json")
     assert bad_arguments.status_code == 400
     assert bad_arguments.json()["error"]["param"] == "arguments"
@@ -75,7 +75,7 @@ def test_it_names_the_bad_field_and_stores_nothing(api, approval) -> None:  # ty
     assert not approval.events.exists()
 
 
-def test_it_answers_409_when_someone_decided_first(api, approval) -> None:  # type: ignore[no-untyped-def]
+def test_it_answers_409_when_someone_decided_first(api, approval) -> None:
     approval_request_approve(approval=approval, reviewer=UserFactory(username="otto"))
     response = api.post(_url("deny", approval), {"reason": "No."}, format="json")
     assert response.status_code == 409
@@ -89,7 +89,7 @@ def test_it_answers_409_when_someone_decided_first(api, approval) -> None:  # ty
     assert approval.status == Status.APPROVED
 
 
-def test_it_counts_votes_towards_a_quorum(api, ann) -> None:  # type: ignore[no-untyped-def]
+def test_it_counts_votes_towards_a_quorum(api, ann) -> None:
     approval = ApprovalRequestFactory(team=ann.teams.get(), required_approvals=2)
     first = api.post(_url("approve", approval), {}, format="json").json()
     assert first["status"] == "pending" and first["approved_by"] == ["ann"]
@@ -97,14 +97,14 @@ def test_it_counts_votes_towards_a_quorum(api, ann) -> None:  # type: ignore[no-
     assert again.status_code == 409 and again.json()["error"]["code"] == "already_voted"
 
 
-def test_it_comments_without_deciding(api, approval) -> None:  # type: ignore[no-untyped-def]
+def test_it_comments_without_deciding(api, approval) -> None:
     response = api.post(_url("comment", approval), {"note": "Asked finance."}, format="json")
     assert response.status_code == 201
     assert response.json()["status"] == "pending"
     assert approval.events.get(kind="commented").note == "Asked finance."
 
 
-def test_it_checks_csrf_on_session_writes(ann, approval) -> None:  # type: ignore[no-untyped-def]
+def test_it_checks_csrf_on_session_writes(ann, approval) -> None:
     client = APIClient(enforce_csrf_checks=True)
     client.force_login(ann)
     assert client.get(_url("detail", approval)).status_code == 200
@@ -123,7 +123,7 @@ def test_it_checks_csrf_on_session_writes(ann, approval) -> None:  # type: ignor
         ("escalate", {"team": "risk", "note": "bigger"}),
     ],
 )
-def test_a_reviewer_removed_from_the_team_mid_call_gets_404_and_changes_nothing(  # type: ignore[no-untyped-def]
+def test_a_reviewer_removed_from_the_team_mid_call_gets_404_and_changes_nothing(
     api, ann, approval, monkeypatch, action, body
 ) -> None:
     """Between the API's read of the request and the action, the caller leaves the request's
@@ -143,7 +143,7 @@ def test_a_reviewer_removed_from_the_team_mid_call_gets_404_and_changes_nothing(
     assert approval.events.count() == events_before
 
 
-def test_a_decision_on_a_request_escalated_away_meanwhile_answers_without_its_details(  # type: ignore[no-untyped-def]
+def test_a_decision_on_a_request_escalated_away_meanwhile_answers_without_its_details(
     api, approval, monkeypatch
 ) -> None:
     """Escalated to another team just after the reviewer decided: the decision stands, and the
@@ -164,7 +164,7 @@ def test_a_decision_on_a_request_escalated_away_meanwhile_answers_without_its_de
     assert response.json() == {"id": str(approval.code), "status": Status.DENIED}
 
 
-def _escalated_after_read(monkeypatch, approval, team) -> None:  # type: ignore[no-untyped-def]
+def _escalated_after_read(monkeypatch, approval, team) -> None:
     """Between the API's read of the request (and its access check) and the decision, the
     request is escalated to `team`."""
     from approvals import reviewer_api
@@ -179,7 +179,7 @@ def _escalated_after_read(monkeypatch, approval, team) -> None:  # type: ignore[
 
 
 @pytest.mark.parametrize(("action", "body"), [("approve", {}), ("deny", {"reason": "no"})])
-def test_a_decision_on_a_request_escalated_away_before_it_lands_is_refused(  # type: ignore[no-untyped-def]
+def test_a_decision_on_a_request_escalated_away_before_it_lands_is_refused(
     api, approval, monkeypatch, action, body
 ) -> None:
     elsewhere = TeamFactory(name="elsewhere")
@@ -193,7 +193,7 @@ def test_a_decision_on_a_request_escalated_away_before_it_lands_is_refused(  # t
     assert not approval.events.filter(kind__in=[Status.APPROVED, Status.DENIED]).exists()
 
 
-def test_staff_decide_a_request_escalated_meanwhile_as_it_is_now(approval, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_staff_decide_a_request_escalated_meanwhile_as_it_is_now(approval, monkeypatch) -> None:
     staff = UserFactory(username="sam", is_staff=True)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {reviewer_api_token(staff)}")

@@ -62,7 +62,7 @@ def test_it_issues_a_token_in_the_admin_shown_once_and_stored_as_a_digest() -> N
     assert token not in listing
 
 
-def test_it_expires_tokens_after_the_configured_time(settings) -> None:  # type: ignore[no-untyped-def]
+def test_it_expires_tokens_after_the_configured_time(settings) -> None:
     issued = reviewer_token_issue(user=UserFactory(username="ann"))
     assert issued.token.expiry is not None
     lifetime = issued.token.expiry - issued.token.created

@@ -1,10 +1,9 @@
 """Reviewer actions besides the transition itself: quorum votes, escalation, comments, claims."""
 
-import threading
 from datetime import timedelta
+from functools import partial
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from approvals.exceptions import (
@@ -24,10 +23,11 @@ from approvals.reviews import (
     approval_request_review_deny,
 )
 from tests.factories import ApprovalRequestFactory, PolicyRuleFactory, TeamFactory, UserFactory
+from tests.races import raised, run_at_once
 
 
 @pytest.fixture
-def team(db):  # type: ignore[no-untyped-def]
+def team(db):
     payments = TeamFactory(
         name="payments", members=[UserFactory(username=n) for n in ("ann", "ben", "cat")]
     )
@@ -36,13 +36,13 @@ def team(db):  # type: ignore[no-untyped-def]
     return payments
 
 
-def _member(team, name):  # type: ignore[no-untyped-def]
+def _member(team, name):
     return team.members.get(username=name)
 
 
 @pytest.mark.django_db
 class TestQuorum:
-    def test_it_stays_pending_until_enough_distinct_reviewers_approve(self, team) -> None:  # type: ignore[no-untyped-def]
+    def test_it_stays_pending_until_enough_distinct_reviewers_approve(self, team) -> None:
         approval = ApprovalRequestFactory(team=team, required_approvals=2)
         first = approval_request_review_approve(approval=approval, reviewer=_member(team, "ann"))
         assert (first.decided, first.votes, first.required) == (False, 1, 2)
@@ -56,7 +56,7 @@ class TestQuorum:
         kinds = list(approval.events.values_list("kind", flat=True))
         assert kinds == ["approval_vote", "approved"]
 
-    def test_it_counts_one_vote_per_reviewer(self, team) -> None:  # type: ignore[no-untyped-def]
+    def test_it_counts_one_vote_per_reviewer(self, team) -> None:
         approval = ApprovalRequestFactory(team=team, required_approvals=2)
         approval_request_review_approve(approval=approval, reviewer=_member(team, "ann"))
         with pytest.raises(ReviewRejected) as twice:
@@ -66,7 +66,7 @@ class TestQuorum:
         assert approval.status == Status.PENDING
         assert ApprovalVote.objects.filter(approval=approval).count() == 1
 
-    def test_it_ends_with_one_denial_whatever_the_votes(self, team) -> None:  # type: ignore[no-untyped-def]
+    def test_it_ends_with_one_denial_whatever_the_votes(self, team) -> None:
         approval = ApprovalRequestFactory(team=team, required_approvals=3)
         approval_request_review_approve(approval=approval, reviewer=_member(team, "ann"))
         approval_request_review_approve(approval=approval, reviewer=_member(team, "ben"))
@@ -78,7 +78,7 @@ class TestQuorum:
         with pytest.raises(TransitionConflict):
             approval_request_review_approve(approval=approval, reviewer=UserFactory(is_staff=True))
 
-    def test_it_needs_the_quorum_to_agree_on_the_same_arguments(self, team) -> None:  # type: ignore[no-untyped-def]
+    def test_it_needs_the_quorum_to_agree_on_the_same_arguments(self, team) -> None:
         approval = ApprovalRequestFactory(team=team, required_approvals=2, arguments={"amount": 10})
         approval_request_review_approve(
             approval=approval, reviewer=_member(team, "ann"), arguments={"amount": 5}
@@ -99,29 +99,22 @@ class TestQuorum:
             team = TeamFactory(members=voters)
             approval = ApprovalRequestFactory(team=team, required_approvals=2)
             approval_request_review_approve(approval=approval, reviewer=voters[0])
-            barrier = threading.Barrier(2)
-            outcomes: list[str] = []
-
-            def vote(reviewer, approval=approval, barrier=barrier, outcomes=outcomes):  # type: ignore[no-untyped-def]
-                try:
-                    barrier.wait()
-                    outcomes.append(
-                        "decided"
-                        if approval_request_review_approve(
-                            approval=approval, reviewer=reviewer
-                        ).decided
-                        else "pending"
-                    )
-                except TransitionConflict as conflict:
-                    outcomes.append(f"conflict:{conflict.current_status}")
-                finally:
-                    connection.close()
-
-            threads = [threading.Thread(target=vote, args=(v,)) for v in voters[1:]]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(timeout=30)
+            results = run_at_once(
+                [
+                    partial(approval_request_review_approve, approval=approval, reviewer=voter)
+                    for voter in voters[1:]
+                ],
+                timeout=30,
+            )
+            assert not raised(results, TransitionConflict), results
+            outcomes = [
+                f"conflict:{result.current_status}"
+                if isinstance(result, TransitionConflict)
+                else "decided"
+                if result.decided
+                else "pending"
+                for result in results
+            ]
             approval.refresh_from_db()
             assert approval.status == Status.APPROVED
             assert sorted(outcomes) == ["conflict:approved", "decided"], outcomes
@@ -131,19 +124,19 @@ class TestQuorum:
 
 @pytest.mark.django_db
 class TestArguments:
-    def test_it_names_the_json_error(self, team) -> None:  # type: ignore[no-untyped-def]
+    def test_it_names_the_json_error(self, team) -> None:
         approval = ApprovalRequestFactory(team=team)
         with pytest.raises(ReviewRejected) as bad:
             approval_arguments_parse(approval=approval, text='{"amount": }')
         assert bad.value.param == "arguments"
         assert "Not valid JSON" in str(bad.value)
 
-    def test_it_wants_an_object(self, team) -> None:  # type: ignore[no-untyped-def]
+    def test_it_wants_an_object(self, team) -> None:
         approval = ApprovalRequestFactory(team=team)
         with pytest.raises(ReviewRejected):
             approval_arguments_parse(approval=approval, text="[1, 2]")
 
-    def test_it_counts_unchanged_arguments_as_a_plain_approval(self, team) -> None:  # type: ignore[no-untyped-def]
+    def test_it_counts_unchanged_arguments_as_a_plain_approval(self, team) -> None:
         approval = ApprovalRequestFactory(team=team, arguments={"amount": 10})
         approval_request_review_approve(
             approval=approval, reviewer=_member(team, "ann"), arguments={"amount": 10}
@@ -154,7 +147,7 @@ class TestArguments:
 
 @pytest.mark.django_db
 class TestEscalation:
-    def test_it_hands_the_request_to_another_team_with_a_note(self, team) -> None:  # type: ignore[no-untyped-def]
+    def test_it_hands_the_request_to_another_team_with_a_note(self, team) -> None:
         security = TeamFactory(name="security")
         approval = ApprovalRequestFactory(team=team)
         approval_claim_take(approval=approval, reviewer=_member(team, "ann"))
@@ -170,7 +163,7 @@ class TestEscalation:
         assert event.note == "To security: Looks like fraud."
         assert not hasattr(approval, "claim") or approval.claim is None
 
-    def test_it_requires_a_note(self, team) -> None:  # type: ignore[no-untyped-def]
+    def test_it_requires_a_note(self, team) -> None:
         approval = ApprovalRequestFactory(team=team)
         with pytest.raises(ReviewRejected):
             approval_request_escalate(
@@ -179,7 +172,7 @@ class TestEscalation:
         approval.refresh_from_db()
         assert approval.team == team
 
-    def test_it_refuses_after_a_decision(self, team) -> None:  # type: ignore[no-untyped-def]
+    def test_it_refuses_after_a_decision(self, team) -> None:
         approval = ApprovalRequestFactory(team=team)
         approval_request_review_deny(approval=approval, reviewer=_member(team, "ann"), reason="No")
         with pytest.raises(TransitionConflict):
@@ -190,20 +183,20 @@ class TestEscalation:
 
 @pytest.mark.django_db
 class TestCommentsAndClaims:
-    def test_it_records_a_comment_without_deciding(self, team) -> None:  # type: ignore[no-untyped-def]
+    def test_it_records_a_comment_without_deciding(self, team) -> None:
         approval = ApprovalRequestFactory(team=team)
         approval_request_comment(approval=approval, reviewer=_member(team, "ann"), note="Checking")
         approval.refresh_from_db()
         assert approval.status == Status.PENDING
         assert approval.events.get(kind="commented").note == "Checking"
 
-    def test_it_refuses_an_outsider(self, team) -> None:  # type: ignore[no-untyped-def]
+    def test_it_refuses_an_outsider(self, team) -> None:
         approval = ApprovalRequestFactory(team=team)
         with pytest.raises(ApprovalNotVisible):
             approval_request_comment(approval=approval, reviewer=UserFactory(), note="hi")
         assert not ApprovalEvent.objects.filter(approval=approval).exists()
 
-    def test_it_needs_take_over_for_someone_elses_live_claim(self, team) -> None:  # type: ignore[no-untyped-def]
+    def test_it_needs_take_over_for_someone_elses_live_claim(self, team) -> None:
         approval = ApprovalRequestFactory(team=team)
         approval_claim_take(approval=approval, reviewer=_member(team, "ann"))
         with pytest.raises(ClaimConflict) as held:
@@ -215,7 +208,7 @@ class TestCommentsAndClaims:
         assert claim.reviewer == _member(team, "ben")
         assert approval.events.filter(kind="claim_taken_over").count() == 1
 
-    def test_it_lets_anyone_claim_after_expiry(self, team) -> None:  # type: ignore[no-untyped-def]
+    def test_it_lets_anyone_claim_after_expiry(self, team) -> None:
         approval = ApprovalRequestFactory(team=team)
         claim = approval_claim_take(approval=approval, reviewer=_member(team, "ann"))
         claim.expires_at = timezone.now() - timedelta(seconds=1)
@@ -223,7 +216,7 @@ class TestCommentsAndClaims:
         claim = approval_claim_take(approval=approval, reviewer=_member(team, "ben"))
         assert claim.reviewer == _member(team, "ben")
 
-    def test_it_releases_only_ones_own_claim(self, team) -> None:  # type: ignore[no-untyped-def]
+    def test_it_releases_only_ones_own_claim(self, team) -> None:
         approval = ApprovalRequestFactory(team=team)
         approval_claim_take(approval=approval, reviewer=_member(team, "ann"))
         approval_claim_release(approval=approval, reviewer=_member(team, "ben"))
@@ -244,7 +237,7 @@ class TestArgumentsSchema:
         "additionalProperties": False,
     }
 
-    def test_it_turns_a_schema_rejection_into_a_400_naming_arguments(self, team) -> None:  # type: ignore[no-untyped-def]
+    def test_it_turns_a_schema_rejection_into_a_400_naming_arguments(self, team) -> None:
         approval = ApprovalRequestFactory(
             team=team, arguments={"amount": 50}, arguments_schema=self.SCHEMA
         )
@@ -256,7 +249,7 @@ class TestArgumentsSchema:
             approval_arguments_parse(approval=approval, text='{"amount": 5, "extra": 1}')
         assert approval_arguments_parse(approval=approval, text='{"amount": 50}') == {"amount": 50}
 
-    def test_it_accepts_any_object_when_no_schema_was_sent(self, team) -> None:  # type: ignore[no-untyped-def]
+    def test_it_accepts_any_object_when_no_schema_was_sent(self, team) -> None:
         approval = ApprovalRequestFactory(team=team, arguments_schema=None)
         assert approval_arguments_parse(approval=approval, text='{"anything": [1]}') == {
             "anything": [1]

@@ -16,7 +16,7 @@ HOSTILE = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
 
 
 @pytest.fixture
-def logged_in(client, reviewer):  # type: ignore[no-untyped-def]
+def logged_in(client, reviewer):
     client.force_login(reviewer)
     return client
 
@@ -26,7 +26,7 @@ def _event(type_: str, cost: str | None = None, **data: object) -> NewTraceEvent
 
 
 @pytest.fixture
-def run_with_request(agent_and_token):  # type: ignore[no-untyped-def]
+def run_with_request(agent_and_token):
     agent, _ = agent_and_token
     run, _ = run_open(agent=agent, name="refund run", budget=Decimal("1"))
     run_events_append(
@@ -48,7 +48,7 @@ def run_with_request(agent_and_token):  # type: ignore[no-untyped-def]
     return run, approval
 
 
-def test_it_shows_earlier_events_and_the_cost_when_asked(logged_in, run_with_request) -> None:  # type: ignore[no-untyped-def]
+def test_it_shows_earlier_events_and_the_cost_when_asked(logged_in, run_with_request) -> None:
     _, approval = run_with_request
     html = logged_in.get(reverse("approvals:detail", args=[approval.code])).content.decode()
     assert 'id="run-timeline"' in html and "refund run" in html
@@ -62,7 +62,7 @@ def test_it_shows_earlier_events_and_the_cost_when_asked(logged_in, run_with_req
     assert html.index("This request:") < html.index("#4")
 
 
-def test_it_orders_the_timeline_around_the_request(run_with_request, reviewer) -> None:  # type: ignore[no-untyped-def]
+def test_it_orders_the_timeline_around_the_request(run_with_request, reviewer) -> None:
     _, approval = run_with_request
     timeline = run_timeline_for_reviewer(approval=approval, user=reviewer)
     assert timeline is not None
@@ -74,7 +74,7 @@ def test_it_orders_the_timeline_around_the_request(run_with_request, reviewer) -
     assert timeline.cost_when_asked == Decimal("0.25")
 
 
-def test_it_escapes_trace_text(logged_in, agent_and_token) -> None:  # type: ignore[no-untyped-def]
+def test_it_escapes_trace_text(logged_in, agent_and_token) -> None:
     agent, _ = agent_and_token
     run, _ = run_open(agent=agent, name=HOSTILE[:200])
     run_events_append(
@@ -92,7 +92,7 @@ def test_it_escapes_trace_text(logged_in, agent_and_token) -> None:  # type: ign
     assert html.count("&lt;script&gt;alert(2)&lt;/script&gt;") >= 4
 
 
-def test_it_shows_no_timeline_without_a_run(logged_in) -> None:  # type: ignore[no-untyped-def]
+def test_it_shows_no_timeline_without_a_run(logged_in) -> None:
     approval = ApprovalRequestFactory()
     html = logged_in.get(reverse("approvals:detail", args=[approval.code])).content.decode()
     assert 'id="run-timeline"' not in html
@@ -100,7 +100,7 @@ def test_it_shows_no_timeline_without_a_run(logged_in) -> None:  # type: ignore[
 
 def test_it_shows_a_team_reviewer_none_of_the_runs_requests_routed_to_another_team(
     client, agent_and_token
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     agent, _ = agent_and_token
     xavier, yvonne = UserFactory(username="xavier"), UserFactory(username="yvonne")
     team_x = TeamFactory(name="team-x", members=[xavier])

@@ -7,7 +7,6 @@ from approvals.exceptions import IdempotencyConflict, TransitionConflict
 from approvals.models import ApprovalEvent, Decision, Status
 from approvals.services import (
     ALLOWED_TRANSITIONS,
-    Submission,
     approval_request_approve,
     approval_request_cancel,
     approval_request_create,
@@ -16,25 +15,12 @@ from approvals.services import (
     approval_request_expire_if_overdue,
     approval_requests_expire_overdue,
 )
-from tests.factories import AgentFactory, ApprovalRequestFactory, UserFactory
+from tests.factories import AgentFactory, ApprovalRequestFactory, UserFactory, build_submission
 
 pytestmark = pytest.mark.django_db
 
 
-def _submission(**overrides: object) -> Submission:
-    fields: dict[str, object] = {
-        "tool": "issue_refund",
-        "arguments": {"payment_id": "pay_1", "amount": 4900},
-        "timeout": "30m",
-        "reasoning": "Charged twice.",
-        "confidence": 0.4,
-        "impact": "high",
-    }
-    fields.update(overrides)
-    return Submission(**fields)  # type: ignore[arg-type]
-
-
-def _terminal_events(approval) -> int:  # type: ignore[no-untyped-def]
+def _terminal_events(approval) -> int:
     return ApprovalEvent.objects.filter(approval=approval, from_status=Status.PENDING).count()
 
 
@@ -51,7 +37,7 @@ def test_it_allows_only_transitions_out_of_pending() -> None:
 def test_it_creates_a_pending_request_with_a_submitted_event() -> None:
     agent = AgentFactory()
     approval, created = approval_request_create(
-        agent=agent, idempotency_key="k1", submission=_submission()
+        agent=agent, idempotency_key="k1", submission=build_submission()
     )
     assert created
     assert approval.status == Status.PENDING
@@ -63,10 +49,10 @@ def test_it_creates_a_pending_request_with_a_submitted_event() -> None:
     assert (event.kind, event.to_status, event.actor_agent) == ("submitted", Status.PENDING, agent)
 
 
-def test_it_caps_the_timeout_at_the_configured_maximum(settings) -> None:  # type: ignore[no-untyped-def]
+def test_it_caps_the_timeout_at_the_configured_maximum(settings) -> None:
     settings.APPROVAL_MAX_TIMEOUT_SECONDS = 60
     approval, _ = approval_request_create(
-        agent=AgentFactory(), idempotency_key="k", submission=_submission(timeout="2h")
+        agent=AgentFactory(), idempotency_key="k", submission=build_submission(timeout="2h")
     )
     assert approval.timeout_seconds == 60
     assert approval.timeout == "2h"
@@ -74,11 +60,13 @@ def test_it_caps_the_timeout_at_the_configured_maximum(settings) -> None:  # typ
 
 def test_it_replays_the_same_key_and_fields_as_the_same_request() -> None:
     agent = AgentFactory()
-    first, _ = approval_request_create(agent=agent, idempotency_key="k", submission=_submission())
+    first, _ = approval_request_create(
+        agent=agent, idempotency_key="k", submission=build_submission()
+    )
     again, created = approval_request_create(
         agent=agent,
         idempotency_key="k",
-        submission=_submission(arguments={"amount": 4900, "payment_id": "pay_1"}),
+        submission=build_submission(arguments={"amount": 4900, "payment_id": "pay_1"}),
     )
     assert not created
     assert again.pk == first.pk
@@ -86,25 +74,25 @@ def test_it_replays_the_same_key_and_fields_as_the_same_request() -> None:
 
 def test_it_refuses_the_same_key_with_different_fields() -> None:
     agent = AgentFactory()
-    approval_request_create(agent=agent, idempotency_key="k", submission=_submission())
+    approval_request_create(agent=agent, idempotency_key="k", submission=build_submission())
     with pytest.raises(IdempotencyConflict):
         approval_request_create(
-            agent=agent, idempotency_key="k", submission=_submission(arguments={"amount": 1})
+            agent=agent, idempotency_key="k", submission=build_submission(arguments={"amount": 1})
         )
     assert agent.approval_requests.count() == 1
 
 
 def test_it_scopes_idempotency_keys_to_the_agent() -> None:
     first, _ = approval_request_create(
-        agent=AgentFactory(), idempotency_key="k", submission=_submission()
+        agent=AgentFactory(), idempotency_key="k", submission=build_submission()
     )
     second, created = approval_request_create(
-        agent=AgentFactory(), idempotency_key="k", submission=_submission()
+        agent=AgentFactory(), idempotency_key="k", submission=build_submission()
     )
     assert created and second.pk != first.pk
 
 
-def test_it_approves_with_a_decision_that_lets_the_agent_start_for_a_while(settings) -> None:  # type: ignore[no-untyped-def]
+def test_it_approves_with_a_decision_that_lets_the_agent_start_for_a_while(settings) -> None:
     settings.APPROVAL_VALIDITY_SECONDS = 300
     approval = ApprovalRequestFactory()
     reviewer = UserFactory()
@@ -205,11 +193,13 @@ def test_it_expires_overdue_requests_in_a_sweep_and_leaves_the_rest() -> None:
 def test_it_expires_an_overdue_request_when_a_replay_reads_it() -> None:
     agent = AgentFactory()
     approval, _ = approval_request_create(
-        agent=agent, idempotency_key="k", submission=_submission()
+        agent=agent, idempotency_key="k", submission=build_submission()
     )
     approval.deadline_at = timezone.now() - timedelta(seconds=1)
     approval.save(update_fields=["deadline_at"])
-    replay, _ = approval_request_create(agent=agent, idempotency_key="k", submission=_submission())
+    replay, _ = approval_request_create(
+        agent=agent, idempotency_key="k", submission=build_submission()
+    )
     assert replay.status == Status.EXPIRED
 
 

@@ -34,7 +34,7 @@ from tests.notify_servers import slack_api  # noqa: F401
 pytestmark = pytest.mark.django_db
 
 
-def _posted(approval_team_members, **approval_fields):  # type: ignore[no-untyped-def]
+def _posted(approval_team_members, **approval_fields):
     team = TeamFactory(name="payments", members=approval_team_members)
     approval = ApprovalRequestFactory(team=team, **approval_fields)
     with transaction.atomic():
@@ -42,7 +42,7 @@ def _posted(approval_team_members, **approval_fields):  # type: ignore[no-untype
     return approval, next(n for n in created if n.channel == Channel.SLACK)
 
 
-def _texts(blocks: list[dict]) -> str:  # type: ignore[type-arg]
+def _texts(blocks: list[dict]) -> str:
     return json.dumps(blocks)
 
 
@@ -144,7 +144,7 @@ def test_it_marks_a_permanent_refusal_failed(slack_api) -> None:  # noqa: F811
 # --- Interactions ----------------------------------------------------------------------------
 
 
-def _interaction(  # type: ignore[no-untyped-def]
+def _interaction(
     approval, slack_user_id: str, action_id: str = "approval_approve", response_url: str = ""
 ) -> bytes:
     payload = {
@@ -157,14 +157,14 @@ def _interaction(  # type: ignore[no-untyped-def]
     return urlencode({"payload": json.dumps(payload)}).encode()
 
 
-def _signed_headers(body: bytes, *, secret: str | None = None, at: int | None = None):  # type: ignore[no-untyped-def]
+def _signed_headers(body: bytes, *, secret: str | None = None, at: int | None = None):
     timestamp = str(at if at is not None else int(time.time()))
     secret = secret or "test-signing-secret"  # what the slack_api fixture configures
     signature = SignatureVerifier(secret).generate_signature(timestamp=timestamp, body=body)
     return {"HTTP_X_SLACK_REQUEST_TIMESTAMP": timestamp, "HTTP_X_SLACK_SIGNATURE": signature}
 
 
-def _post(client, body: bytes, headers: dict[str, str]):  # type: ignore[no-untyped-def]
+def _post(client, body: bytes, headers: dict[str, str]):
     return client.post(
         "/integrations/slack/interactions",
         data=body,

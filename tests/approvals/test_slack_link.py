@@ -47,14 +47,14 @@ def _linked(username: str) -> str:
     return preference.slack_user_id if preference else ""
 
 
-def _code_sent_to(api, member: str) -> str:  # type: ignore[no-untyped-def]
+def _code_sent_to(api, member: str) -> str:
     [call] = [c for c in api.calls_to("chat.postMessage") if c.body["channel"] == member]
     found = re.search(r"\b([A-Z0-9]{4}-[A-Z0-9]{4})\b", call.body["text"])
     assert found is not None, call.body["text"]
     return found.group(1)
 
 
-def _click_approve(approval, member: str) -> None:  # type: ignore[no-untyped-def]
+def _click_approve(approval, member: str) -> None:
     payload = {
         "type": "block_actions",
         "user": {"id": member},
@@ -110,7 +110,7 @@ def test_it_links_only_after_the_code_sent_by_direct_message_comes_back(slack_ap
     assert approval.decision.reviewer.username == "alice"
 
 
-def _user(username: str):  # type: ignore[no-untyped-def]
+def _user(username: str):
     return UserFactory(username=username)
 
 

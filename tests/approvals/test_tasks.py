@@ -15,7 +15,7 @@ from tests.factories import ApprovalRequestFactory
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_beat_schedules_the_expiry_sweep(settings) -> None:  # type: ignore[no-untyped-def]
+def test_beat_schedules_the_expiry_sweep(settings) -> None:
     app.loader.import_default_modules()
     schedule = app.conf.beat_schedule
     entry = schedule["expire overdue approval requests"]

@@ -34,7 +34,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args):  # type: ignore[no-untyped-def]
+def browser_type_launch_args(browser_type_launch_args):
     return {
         **browser_type_launch_args,
         "executable_path": CHROMIUM,
@@ -58,7 +58,7 @@ def artifacts() -> Path:
 
 
 @pytest.fixture
-def team(transactional_db):  # type: ignore[no-untyped-def]
+def team(transactional_db):
     """The reviewers' team of the live-console tests: alice and bob."""
     return TeamFactory(
         name="payments", members=[UserFactory(username="alice"), UserFactory(username="bob")]

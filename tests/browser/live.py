@@ -24,7 +24,7 @@ def log_in(page: Page, base_url: str, username: str) -> None:
     expect(page.locator("#live-status")).to_have_text("Live")
 
 
-def off_loop(function, /, **kwargs):  # type: ignore[no-untyped-def]
+def off_loop(function, /, **kwargs):
     """Run server-side code on its own thread: Playwright's event loop owns this one, and the
     realtime push (async_to_sync) refuses to run inside a running loop."""
     result: dict[str, object] = {}
@@ -53,4 +53,4 @@ def submit(**fields: object) -> ApprovalRequest:
         realtime.publish_approval_changed(approval.pk)
         return approval
 
-    return off_loop(create)  # type: ignore[no-any-return]
+    return off_loop(create)

@@ -41,7 +41,7 @@ def _watch_errors(page: Page) -> list[str]:
 
 def test_the_queue_is_live_sorted_by_risk_and_never_reloads(
     live_console, page: Page, team, artifacts
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     errors = _watch_errors(page)
     log_in(page, live_console.url, "alice")
     page.evaluate("window.__sameDocument = true")
@@ -93,7 +93,7 @@ def test_the_queue_is_live_sorted_by_risk_and_never_reloads(
     assert not [e for e in errors if "Content Security Policy" in e], errors
 
 
-def test_a_filtered_queue_shows_only_matching_live_arrivals(live_console, page: Page, team) -> None:  # type: ignore[no-untyped-def]
+def test_a_filtered_queue_shows_only_matching_live_arrivals(live_console, page: Page, team) -> None:
     submit(team=team, tool="issue_refund")
     log_in(page, live_console.url, "alice")
     page.get_by_label("Search").fill("refund")
@@ -109,7 +109,7 @@ def test_a_filtered_queue_shows_only_matching_live_arrivals(live_console, page: 
 
 def test_two_reviewers_deciding_at_once_get_exactly_one_decision(
     live_console, page: Page, second_page: Page, team, artifacts
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     approval = submit(team=team, tool="issue_refund")
     panel = f"#decision-panel-{approval.code}"
     for reviewer_page, name in ((page, "alice"), (second_page, "bob")):
@@ -146,7 +146,7 @@ def test_two_reviewers_deciding_at_once_get_exactly_one_decision(
 
 def test_a_reviewer_approves_with_changed_arguments_after_seeing_the_diff(
     live_console, page: Page, team, artifacts
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     # Payments reviews refunds: the policy routes the changed refund to alice's team too.
     off_loop(lambda: PolicyRuleFactory(tool_glob="issue_refund", team=team))
     approval = submit(team=team, arguments={"payment_id": "pay_1", "amount": 4900})
@@ -174,7 +174,7 @@ def test_a_reviewer_approves_with_changed_arguments_after_seeing_the_diff(
 
 def test_a_change_another_team_must_approve_is_proposed_and_approved_there(
     live_console, page: Page, team, artifacts
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     def policy() -> None:
         finance = TeamFactory(name="finance", members=[UserFactory(username="yuri")])
         large = PolicyRuleFactory(name="large refunds", tool_glob="issue_refund", team=finance)
@@ -206,7 +206,7 @@ def test_a_change_another_team_must_approve_is_proposed_and_approved_there(
     assert approval.decision.reviewer.username == "yuri"
 
 
-def test_a_denial_needs_a_reason(live_console, page: Page, team) -> None:  # type: ignore[no-untyped-def]
+def test_a_denial_needs_a_reason(live_console, page: Page, team) -> None:
     approval = submit(team=team)
     log_in(page, live_console.url, "alice")
     page.goto(f"{live_console.url}/requests/{approval.code}/")
@@ -225,7 +225,7 @@ def test_a_denial_needs_a_reason(live_console, page: Page, team) -> None:  # typ
 
 def test_quorum_waits_for_a_second_reviewer_and_both_pages_follow(
     live_console, page: Page, second_page: Page, team
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     approval = submit(team=team, required_approvals=2)
     for reviewer_page, name in ((page, "alice"), (second_page, "bob")):
         log_in(reviewer_page, live_console.url, name)
@@ -244,7 +244,7 @@ def test_quorum_waits_for_a_second_reviewer_and_both_pages_follow(
 
 def test_presence_and_claims_are_visible_to_everyone(
     live_console, page: Page, second_page: Page, team
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     approval = submit(team=team)
     log_in(second_page, live_console.url, "bob")
     log_in(page, live_console.url, "alice")
@@ -273,7 +273,7 @@ def test_presence_and_claims_are_visible_to_everyone(
 
 def test_escalation_moves_the_request_to_the_other_teams_queue(
     live_console, page: Page, second_page: Page, team
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     TeamFactory(name="security", members=[UserFactory(username="sara")])
     approval = submit(team=team)
     log_in(second_page, live_console.url, "sara")
@@ -296,7 +296,7 @@ def test_escalation_moves_the_request_to_the_other_teams_queue(
 
 def test_a_comment_lands_in_the_history_of_everyone_watching(
     live_console, page: Page, second_page: Page, team
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     approval = submit(team=team)
     for reviewer_page, name in ((page, "alice"), (second_page, "bob")):
         log_in(reviewer_page, live_console.url, name)
@@ -312,7 +312,7 @@ def test_a_comment_lands_in_the_history_of_everyone_watching(
     assert approval.status == Status.PENDING
 
 
-def test_the_keyboard_moves_opens_and_prepares_decisions(live_console, page: Page, team) -> None:  # type: ignore[no-untyped-def]
+def test_the_keyboard_moves_opens_and_prepares_decisions(live_console, page: Page, team) -> None:
     first = submit(team=team, tool="drop_table", impact=Impact.CRITICAL)
     second = submit(team=team, tool="issue_refund", impact=Impact.HIGH)
     log_in(page, live_console.url, "alice")
@@ -353,13 +353,13 @@ def test_the_keyboard_moves_opens_and_prepares_decisions(live_console, page: Pag
     assert first.status == Status.PENDING
 
 
-def lambda_class(name: str):  # type: ignore[no-untyped-def]
+def lambda_class(name: str):
     import re
 
     return re.compile(rf"(^|\s){name}(\s|$)")
 
 
-def test_it_is_usable_at_phone_width(live_console, browser: Browser, team, artifacts) -> None:  # type: ignore[no-untyped-def]
+def test_it_is_usable_at_phone_width(live_console, browser: Browser, team, artifacts) -> None:
     context = browser.new_context(
         viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
     )
@@ -390,7 +390,7 @@ HOSTILE = (
 
 def test_agent_supplied_html_shows_as_text_and_never_runs(
     live_console, page: Page, artifacts
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     staff = UserFactory(username="sam", is_staff=True)
     dialogs: list[str] = []
 
@@ -442,7 +442,7 @@ def test_agent_supplied_html_shows_as_text_and_never_runs(
 
 def test_a_reviewer_from_another_team_gets_404_in_the_browser(
     live_console, page: Page, team
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     TeamFactory(name="ops", members=[UserFactory(username="oscar")])
     approval = submit(team=team)
     log_in(page, live_console.url, "oscar")
@@ -453,7 +453,7 @@ def test_a_reviewer_from_another_team_gets_404_in_the_browser(
 
 def test_the_history_shows_a_new_decision_at_the_top_without_a_reload(
     live_console, page: Page, team
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     older = submit(team=team, tool="older_tool")
     off_loop(
         approval_request_review_deny,
@@ -485,7 +485,7 @@ def test_the_history_shows_a_new_decision_at_the_top_without_a_reload(
 
 def test_the_decision_page_keeps_its_presence_alive_with_a_heartbeat(
     live_console, page: Page, team, settings
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     settings.APPROVAL_PRESENCE_HEARTBEAT_SECONDS = 1
     approval = submit(team=team)
     log_in(page, live_console.url, "alice")
@@ -505,7 +505,7 @@ def test_the_decision_page_keeps_its_presence_alive_with_a_heartbeat(
     assert refreshed is not None and refreshed > long_ago
 
 
-def test_an_agents_operator_sees_why_they_cannot_approve(live_console, page: Page, team) -> None:  # type: ignore[no-untyped-def]
+def test_an_agents_operator_sees_why_they_cannot_approve(live_console, page: Page, team) -> None:
     alice = team.members.get(username="alice")
     approval = submit(team=team, agent=AgentFactory(name="alices-bot", operators=[alice]))
     log_in(page, live_console.url, "alice")
@@ -521,7 +521,7 @@ def test_an_agents_operator_sees_why_they_cannot_approve(live_console, page: Pag
 
 def test_agent_values_in_a_reason_and_invisible_characters_show_as_the_agents(
     live_console, page: Page, artifacts
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     from approvals.policies.models import PolicyCondition
     from tests.factories import PolicyRuleFactory
 

@@ -19,7 +19,7 @@ def _log_in(page: Page, base_url: str, username: str) -> None:
 
 def test_a_reviewer_escalates_to_the_next_step_from_the_keyboard(
     live_console, page: Page, browser
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     payments = TeamFactory(name="payments", members=[UserFactory(username="alice")])
     leads = TeamFactory(name="payments-leads", members=[UserFactory(username="lea")])
     security = TeamFactory(name="security")

@@ -66,7 +66,7 @@ def _open_socket_after(page: Page, then: Callable[[], object]) -> None:
 
 def test_a_request_created_before_the_socket_opens_appears_without_a_reload(
     live_console, page: Page, team
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     log_in(page, live_console.url, "alice")
     created: list[ApprovalRequest] = []
     _open_socket_after(page, lambda: created.append(submit(team=team, tool="in_the_gap")))
@@ -82,7 +82,7 @@ def test_a_request_created_before_the_socket_opens_appears_without_a_reload(
 
 def test_a_decision_made_before_the_socket_opens_appears_in_the_history(
     live_console, page: Page, team
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     approval = submit(team=team, tool="decided_in_the_gap")
     log_in(page, live_console.url, "alice")
     bob = team.members.get(username="bob")
@@ -107,7 +107,7 @@ def test_a_decision_made_before_the_socket_opens_appears_in_the_history(
 
 def test_pushes_that_arrive_while_the_rows_are_re_read_outlive_the_older_snapshot(
     live_console, page: Page, team
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     decided_meanwhile = submit(team=team, tool="decided_meanwhile")
     log_in(page, live_console.url, "alice")
     # The page's re-read of its rows is read by the server at once, and its answer held on the
@@ -151,7 +151,7 @@ def test_pushes_that_arrive_while_the_rows_are_re_read_outlive_the_older_snapsho
 
 def test_re_read_rows_never_wipe_the_filter_form_a_reviewer_is_typing_in(
     live_console, page: Page, team
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     """The re-read on the socket's opening brings the filter form (with fresh counts) along;
     landing while the reviewer types, it replaced what they typed (CI caught a Filter click that
     then sent an empty search)."""
@@ -173,7 +173,7 @@ def test_re_read_rows_never_wipe_the_filter_form_a_reviewer_is_typing_in(
     expect(page).to_have_url(re.compile(r"[?&]q=refund(&|$)"))
 
 
-def test_the_keyboard_selection_outlives_re_read_rows(live_console, page: Page, team) -> None:  # type: ignore[no-untyped-def]
+def test_the_keyboard_selection_outlives_re_read_rows(live_console, page: Page, team) -> None:
     """A re-read landing after `j` selected a row keeps it selected (htmx's settle step put the
     server's class back on the re-read row; CI caught the keyboard test losing it)."""
     first = submit(team=team, tool="drop_table")

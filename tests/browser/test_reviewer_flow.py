@@ -22,7 +22,7 @@ def _log_in(page: Page, base_url: str, username: str) -> None:
 
 def test_a_reviewer_approves_a_live_request_and_the_agent_resumes(
     live_console, page: Page, artifacts
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     UserFactory(username="rita", is_staff=True)
     _, token = agent_with_token(name="refund-bot")
     console_errors: list[str] = []
@@ -76,8 +76,8 @@ def test_a_reviewer_approves_a_live_request_and_the_agent_resumes(
     expect(page.locator(f"#decision-panel-{created['id']}")).to_contain_text("Approved")
 
     waiter.join(timeout=10)
-    assert outcome["body"]["status"] == "approved"  # type: ignore[index]
-    assert outcome["body"]["decision"]["note"] == "Duplicate confirmed."  # type: ignore[index]
+    assert outcome["body"]["status"] == "approved"
+    assert outcome["body"]["decision"]["note"] == "Duplicate confirmed."
     page.screenshot(path=str(artifacts / "approved.png"), full_page=True)
     csp_violations = [e for e in console_errors if "Content Security Policy" in e]
     assert not csp_violations, csp_violations

@@ -25,7 +25,7 @@ urlpatterns = [path("fail", _read_then_fail), path("fail-async", _read_then_fail
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("view", ["fail", "fail-async"])
-def test_it_returns_the_connection_of_a_request_that_failed(live_console, settings, view) -> None:  # type: ignore[no-untyped-def]
+def test_it_returns_the_connection_of_a_request_that_failed(live_console, settings, view) -> None:
     # A connection a failed request kept would be a pool slot lost for good: after
     # DATABASE_POOL_MAX such failures, every request would wait for the pool and time out.
     settings.ROOT_URLCONF = __name__

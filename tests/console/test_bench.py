@@ -1,7 +1,8 @@
 """`make bench` end to end in its tiny size: every figure is there and is a number.
 
 Not a speed test (the bench prints speeds; tests never time them): it proves the runner starts
-the console, drives it from its own process and writes the JSON the README table comes from.
+the console, drives it from its own process and writes the JSON the tables in
+docs/benchmarks.md come from.
 """
 
 import json
@@ -29,13 +30,13 @@ LATENCY_KEYS = {"count", "errors", "p50_ms", "p99_ms"}
 MEMORY_KEYS = {"count", "parked", "errors", "rss_before_mb", "rss_after_mb", "kb_per_connection"}
 
 
-def _assert_numbers(figures: dict, keys: set[str]) -> None:  # type: ignore[type-arg]
+def _assert_numbers(figures: dict, keys: set[str]) -> None:
     assert keys <= figures.keys(), f"missing {keys - figures.keys()}"
     for key in keys:
         assert isinstance(figures[key], int | float), (key, figures[key])
 
 
-def test_it_serves_no_bench_endpoint_unless_asked(client) -> None:  # type: ignore[no-untyped-def]
+def test_it_serves_no_bench_endpoint_unless_asked(client) -> None:
     assert settings.BENCH_ENDPOINTS is False
     assert client.get("/bench/bare").status_code == 404
 
@@ -62,7 +63,7 @@ def queue_databases_dropped() -> Iterator[None]:
 
 @needs_servers
 @pytest.mark.django_db(transaction=True)
-def test_it_writes_every_figure_as_a_number(tmp_path: Path, queue_databases_dropped) -> None:  # type: ignore[no-untyped-def]
+def test_it_writes_every_figure_as_a_number(tmp_path: Path, queue_databases_dropped) -> None:
     output = tmp_path / "latest.json"
     completed = subprocess.run(
         [sys.executable, "-m", "console.bench", "--size", "tiny", "--output", str(output)],

@@ -4,6 +4,7 @@ No figure is checked here (the bench prints them); the end-to-end run is in test
 """
 
 import os
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -44,8 +45,23 @@ def test_it_adds_user_and_system_time_whatever_the_command_name() -> None:
     assert parse_cpu_ticks(stat) == 287
 
 
+def _cpu_ticks() -> int:
+    return parse_cpu_ticks(Path(f"/proc/{os.getpid()}/stat").read_text())
+
+
 def test_it_reads_this_process_cpu_time() -> None:
-    assert parse_cpu_ticks(Path(f"/proc/{os.getpid()}/stat").read_text()) >= 0
+    ticks_per_second = os.sysconf("SC_CLK_TCK")
+    before = _cpu_ticks()
+    busy_until = time.process_time() + 0.2
+    while time.process_time() < busy_until:
+        pass  # burn CPU: this process's user time must grow
+    after = _cpu_ticks()
+    times = os.times()
+
+    # Busy for 0.2 s of CPU: at least a tenth of a second (ticks are coarse) more, read from
+    # /proc, and the same total the kernel gives os.times().
+    assert after - before >= ticks_per_second // 10
+    assert abs(after / ticks_per_second - (times.user + times.system)) < 0.1
 
 
 def test_heap_growth_names_the_line_that_allocated() -> None:

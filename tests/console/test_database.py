@@ -89,7 +89,7 @@ def test_it_names_a_server_that_refuses() -> None:
     assert time.monotonic() - started < 5
 
 
-def test_it_names_a_database_that_does_not_exist(postgres_server) -> None:  # type: ignore[no-untyped-def]
+def test_it_names_a_database_that_does_not_exist(postgres_server) -> None:
     missing = f"console_missing_{uuid.uuid4().hex[:8]}"
     failure = connection_failure({**postgres_server.params, "dbname": missing})
     assert failure == (
@@ -98,7 +98,7 @@ def test_it_names_a_database_that_does_not_exist(postgres_server) -> None:  # ty
     )
 
 
-def test_it_says_nothing_about_a_database_that_answers(postgres_server) -> None:  # type: ignore[no-untyped-def]
+def test_it_says_nothing_about_a_database_that_answers(postgres_server) -> None:
     assert connection_failure({**postgres_server.params, "dbname": "postgres"}) is None
 
 
@@ -117,7 +117,7 @@ COMMANDS = {
 @pytest.mark.parametrize("command", COMMANDS)
 def test_it_refuses_to_start_on_a_database_that_does_not_exist(
     postgres_server, tmp_path: Path, command: str
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     missing = f"console_missing_{uuid.uuid4().hex[:8]}"
     args, status = COMMANDS[command]
     env = {

@@ -127,7 +127,7 @@ def _manage(args: list[str], *, database_url: str, var_dir: Path) -> str:
     return done.stdout + done.stderr
 
 
-def test_it_prints_the_sql_for_a_dba(capsys) -> None:  # type: ignore[no-untyped-def]
+def test_it_prints_the_sql_for_a_dba(capsys) -> None:
     call_command("db_roles", print_sql=True, database="approvals", owner="ops", app="web")
     lines = capsys.readouterr().out.splitlines()
     assert "CREATE DATABASE approvals OWNER ops;" in lines
@@ -144,7 +144,7 @@ def test_it_prints_the_sql_for_a_dba(capsys) -> None:  # type: ignore[no-untyped
 
 
 @pytest.mark.skipif(not ON_POSTGRES, reason="roles and privileges are PostgreSQL's")
-def test_it_runs_the_console_as_an_app_role_that_cannot_touch_the_trail(roles, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_it_runs_the_console_as_an_app_role_that_cannot_touch_the_trail(roles, tmp_path) -> None:
     setup, passwords = roles
     owner_url = _url(setup, setup.owner, passwords[setup.owner])
     app_url = _url(setup, setup.app, passwords[setup.app])

@@ -1,7 +1,7 @@
 """The production settings pass Django's deployment checks, and HTTPS means HSTS too.
 
 Settings are read once, at import, from the environment: each case runs a fresh interpreter
-with the environment an operator would give (README, "Production settings").
+with the environment an operator would give (README, "Operations"; SECURITY.md).
 """
 
 import os
@@ -14,7 +14,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# What README lists for production (besides DATABASE_URL / REDIS_URL, which no check reads).
+# What README and SECURITY.md list for production (besides DATABASE_URL / REDIS_URL, which no
+# check reads).
 PRODUCTION_ENV = {
     "SECRET_KEY": "k" * 20 + "-a-long-random-production-secret-key-0123456789",
     "DEBUG": "false",

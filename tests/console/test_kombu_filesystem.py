@@ -11,7 +11,7 @@ MESSAGES = 200
 PAYLOAD = {"body": "x" * 200_000}
 
 
-def _race(tmp_path, transport: type) -> tuple[int, list[Exception]]:  # type: ignore[type-arg]
+def _race(tmp_path, transport: type) -> tuple[int, list[Exception]]:
     """A producer writes large messages while a consumer takes them as fast as it can."""
     options = {
         "data_folder_in": str(tmp_path),
@@ -51,7 +51,7 @@ def _race(tmp_path, transport: type) -> tuple[int, list[Exception]]:  # type: ig
     return received, errors
 
 
-def test_it_delivers_every_message_whole_while_a_worker_consumes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_it_delivers_every_message_whole_while_a_worker_consumes(tmp_path) -> None:
     # With kombu's stock filesystem.Transport this loses or garbles messages in most runs.
     received, errors = _race(tmp_path, Transport)
     assert errors == []

@@ -30,7 +30,7 @@ def _no_lockouts_recorded_by_other_tests() -> None:
     cache.clear()
 
 
-def _sign_in(username: str, password: str, *, address: str = "198.51.100.7", **extra: str):  # type: ignore[no-untyped-def]
+def _sign_in(username: str, password: str, *, address: str = "198.51.100.7", **extra: str):
     client = Client(REMOTE_ADDR=address, **extra)
     response = client.post(LOGIN, {"username": username, "password": password})
     return client, response
@@ -54,7 +54,7 @@ def _age_attempts(seconds: int) -> None:
         )
 
 
-def test_it_refuses_the_right_password_after_too_many_wrong_ones(settings) -> None:  # type: ignore[no-untyped-def]
+def test_it_refuses_the_right_password_after_too_many_wrong_ones(settings) -> None:
     UserFactory(username="alice")
     # From many addresses: the username's own count locks it.
     for n in range(settings.LOGIN_FAILURE_LIMIT):
@@ -69,7 +69,7 @@ def test_it_refuses_the_right_password_after_too_many_wrong_ones(settings) -> No
     assert "Try again in 5 minutes" in page
 
 
-def test_it_locks_an_address_that_tries_many_usernames(settings) -> None:  # type: ignore[no-untyped-def]
+def test_it_locks_an_address_that_tries_many_usernames(settings) -> None:
     UserFactory(username="bob")
     for n in range(settings.LOGIN_FAILURE_LIMIT):
         _fail(1, username=f"user{n}", address="198.51.100.66")
@@ -83,7 +83,7 @@ def test_it_locks_an_address_that_tries_many_usernames(settings) -> None:  # typ
     assert _signed_in(client)
 
 
-def test_it_doubles_the_lockout_for_every_failure_after_one(settings) -> None:  # type: ignore[no-untyped-def]
+def test_it_doubles_the_lockout_for_every_failure_after_one(settings) -> None:
     UserFactory(username="alice")
     _fail(settings.LOGIN_FAILURE_LIMIT)
     _age_attempts(settings.LOGIN_LOCKOUT_SECONDS + 1)
@@ -102,7 +102,7 @@ def test_it_doubles_the_lockout_for_every_failure_after_one(settings) -> None:  
     assert _signed_in(client)
 
 
-def test_it_caps_the_lockout(settings) -> None:  # type: ignore[no-untyped-def]
+def test_it_caps_the_lockout(settings) -> None:
     UserFactory(username="alice")
     _fail(settings.LOGIN_FAILURE_LIMIT)
     for _ in range(10):
@@ -115,7 +115,7 @@ def test_it_caps_the_lockout(settings) -> None:  # type: ignore[no-untyped-def]
     assert _sign_in("alice", PASSWORD)[1].status_code == 302
 
 
-def test_it_forgives_a_username_its_typos_once_it_signs_in(settings) -> None:  # type: ignore[no-untyped-def]
+def test_it_forgives_a_username_its_typos_once_it_signs_in(settings) -> None:
     UserFactory(username="alice")
     _fail(settings.LOGIN_FAILURE_LIMIT - 1)
     assert _sign_in("alice", PASSWORD, address="192.0.2.1")[1].status_code == 302
@@ -124,7 +124,7 @@ def test_it_forgives_a_username_its_typos_once_it_signs_in(settings) -> None:  #
     assert _sign_in("alice", PASSWORD, address="192.0.2.3")[1].status_code == 302
 
 
-def test_it_does_not_let_a_valid_account_clear_an_address_count(settings) -> None:  # type: ignore[no-untyped-def]
+def test_it_does_not_let_a_valid_account_clear_an_address_count(settings) -> None:
     UserFactory(username="mallory")
     UserFactory(username="victim")
     address = "198.51.100.99"
@@ -138,7 +138,7 @@ def test_it_does_not_let_a_valid_account_clear_an_address_count(settings) -> Non
     assert _sign_in("victim", PASSWORD, address=address)[1].status_code == 429
 
 
-def test_it_audits_the_lockout_once_and_no_single_failure(settings) -> None:  # type: ignore[no-untyped-def]
+def test_it_audits_the_lockout_once_and_no_single_failure(settings) -> None:
     UserFactory(username="alice")
     _fail(settings.LOGIN_FAILURE_LIMIT - 1)
     # A wrong password takes no audit chain lock: nothing is appended, the head is untouched.
@@ -157,7 +157,7 @@ def test_it_audits_the_lockout_once_and_no_single_failure(settings) -> None:  # 
     assert "wrong password" not in str(record.context) + str(record.after)
 
 
-def test_it_locks_the_admin_sign_in_too(settings) -> None:  # type: ignore[no-untyped-def]
+def test_it_locks_the_admin_sign_in_too(settings) -> None:
     UserFactory(username="root", is_staff=True, is_superuser=True)
     client = Client(REMOTE_ADDR="198.51.100.5")
     for _ in range(settings.LOGIN_FAILURE_LIMIT):
@@ -170,7 +170,7 @@ def test_it_locks_the_admin_sign_in_too(settings) -> None:  # type: ignore[no-un
     assert not _signed_in(client)
 
 
-def test_it_ignores_x_forwarded_for_unless_a_header_is_configured(settings) -> None:  # type: ignore[no-untyped-def]
+def test_it_ignores_x_forwarded_for_unless_a_header_is_configured(settings) -> None:
     UserFactory(username="bob")
     # A client naming a new address for every guess still comes from one peer.
     for n in range(settings.LOGIN_FAILURE_LIMIT):
@@ -178,7 +178,7 @@ def test_it_ignores_x_forwarded_for_unless_a_header_is_configured(settings) -> N
     assert _sign_in("bob", PASSWORD, HTTP_X_FORWARDED_FOR="10.0.0.200")[1].status_code == 429
 
 
-def test_it_takes_the_client_address_from_the_configured_header(settings) -> None:  # type: ignore[no-untyped-def]
+def test_it_takes_the_client_address_from_the_configured_header(settings) -> None:
     settings.CLIENT_IP_HEADER = "X-Real-IP"
     UserFactory(username="bob")
     proxy = "10.1.1.1"
@@ -198,7 +198,7 @@ def test_it_takes_the_client_address_from_the_configured_header(settings) -> Non
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_burst_of_guesses_at_once_still_ends_locked(settings) -> None:  # type: ignore[no-untyped-def]
+def test_a_burst_of_guesses_at_once_still_ends_locked(settings) -> None:
     """Two (or twenty) requests at once: each is checked against the count before its own
     failure is recorded, so a burst may get a few guesses past the limit, but never past the
     lockout: the right password afterwards is refused, and the lockout is recorded."""
@@ -223,7 +223,7 @@ def test_a_burst_of_guesses_at_once_still_ends_locked(settings) -> None:  # type
     assert AuditRecord.objects.filter(action=AuditAction.AUTH_LOCKED_OUT).count() == 1
 
 
-def test_it_locks_out_through_the_asgi_server_too(live_console, transactional_db, settings) -> None:  # type: ignore[no-untyped-def]
+def test_it_locks_out_through_the_asgi_server_too(live_console, transactional_db, settings) -> None:
     """The console runs under uvicorn: axes' middleware takes its async path there."""
     UserFactory(username="alice")
     with httpx.Client(base_url=live_console.url, timeout=10) as browser:

@@ -47,7 +47,7 @@ def test_it_offers_no_reset_link_on_the_login_page_without_a_mail_server(client:
 
 
 def test_it_logs_that_mail_was_not_sent_but_never_its_body(
-    settings,  # type: ignore[no-untyped-def]
+    settings,
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -71,7 +71,7 @@ def test_it_logs_that_mail_was_not_sent_but_never_its_body(
 
 
 def test_it_mails_a_working_reset_link_with_a_mail_server(
-    settings,  # type: ignore[no-untyped-def]
+    settings,
     smtp_server,  # noqa: F811
 ) -> None:
     settings.PASSWORD_RESET_ENABLED = True

@@ -44,7 +44,7 @@ def json_log() -> Iterator[io.StringIO]:
 @pytest.mark.django_db
 def test_it_logs_json_lines_carrying_the_request_id(
     agent_client, json_log, django_capture_on_commit_callbacks
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     with django_capture_on_commit_callbacks(execute=True):
         response = agent_client.post(
             "/api/v1/requests",
@@ -66,7 +66,7 @@ def test_it_logs_json_lines_carrying_the_request_id(
 
 
 @pytest.mark.django_db
-def test_it_generates_a_request_id_when_the_caller_sends_none_or_junk(agent_client) -> None:  # type: ignore[no-untyped-def]
+def test_it_generates_a_request_id_when_the_caller_sends_none_or_junk(agent_client) -> None:
     response = agent_client.get("/api/v1/requests/00000000-0000-0000-0000-000000000000")
     assert len(response["X-Request-ID"]) == 36
     junk = agent_client.get("/api/v1/requests/x", HTTP_X_REQUEST_ID="bad id\n")

@@ -33,7 +33,7 @@ class Instance:
     token: str
     client: APIClient
 
-    def create(self, body: dict | None = None, idempotency_key: str | None = None, **kw):  # type: ignore[no-untyped-def,type-arg]
+    def create(self, body: dict | None = None, idempotency_key: str | None = None, **kw):
         return self.client.post(
             f"{BASE}/requests",
             body if body is not None else REFUND,
@@ -44,12 +44,12 @@ class Instance:
 
 
 @pytest.fixture
-def provisioner_token(db) -> str:  # type: ignore[no-untyped-def]
+def provisioner_token(db) -> str:
     return provisioner_token_create(name="platform").plaintext
 
 
 @pytest.fixture
-def provisioner(provisioner_token) -> APIClient:  # type: ignore[no-untyped-def]
+def provisioner(provisioner_token) -> APIClient:
     return bearer(provisioner_token)
 
 
@@ -64,12 +64,12 @@ def provision(provisioner: APIClient, **body: object) -> Instance:
 
 
 @pytest.fixture
-def instance(provisioner) -> Instance:  # type: ignore[no-untyped-def]
+def instance(provisioner) -> Instance:
     return provision(provisioner, instance_name="codex-chris-laptop")
 
 
 @pytest.fixture(autouse=True)
-def _fresh_rate_limits(settings) -> None:  # type: ignore[no-untyped-def]
+def _fresh_rate_limits(settings) -> None:
     # A cache of its own per test, so counts never leak between tests (and no flush of the
     # Redis database the broker and channel layer share).
     settings.CACHES = {

@@ -11,6 +11,7 @@ import hmac
 import json
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -48,6 +49,17 @@ class Receiver:
 
     def expect(self, registration_id: str, secret: str) -> None:
         self.registrations[registration_id] = secret
+
+    def delivery(self) -> dict[str, str]:
+        """A new registration this receiver expects, as an instance's `delivery` names it."""
+        registration_id, secret = str(uuid.uuid4()), new_secret()
+        self.expect(registration_id, secret)
+        return {
+            "type": "webhook",
+            "url": self.url,
+            "registration_id": registration_id,
+            "signing_secret": secret,
+        }
 
     def handle(self, headers: Any, body: bytes) -> tuple[int, bytes]:
         message = json.loads(body)

@@ -27,7 +27,7 @@ def test_create_provisioner_token_prints_a_working_token_stored_hashed() -> None
 
 
 @pytest.mark.django_db
-def test_a_revoked_provisioner_token_is_rejected(provisioner, provisioner_token) -> None:  # type: ignore[no-untyped-def]
+def test_a_revoked_provisioner_token_is_rejected(provisioner, provisioner_token) -> None:
     from django.utils import timezone
 
     ProvisionerToken.objects.update(revoked_at=timezone.now())
@@ -36,7 +36,7 @@ def test_a_revoked_provisioner_token_is_rejected(provisioner, provisioner_token)
 
 
 @pytest.mark.django_db
-def test_an_instance_is_an_agent_on_the_one_admin_page(admin_client, instance) -> None:  # type: ignore[no-untyped-def]
+def test_an_instance_is_an_agent_on_the_one_admin_page(admin_client, instance) -> None:
     assert Agent.objects.filter(code=instance.agent.code).exists()
     page = admin_client.get(f"/admin/agents/agent/{instance.agent.pk}/change/")
     assert page.status_code == 200
@@ -44,7 +44,7 @@ def test_an_instance_is_an_agent_on_the_one_admin_page(admin_client, instance) -
 
 
 @pytest.mark.django_db
-def test_the_provider_owns_names(provisioner) -> None:  # type: ignore[no-untyped-def]
+def test_the_provider_owns_names(provisioner) -> None:
     first = provision(provisioner, instance_name="codex")
     second = provision(provisioner, instance_name="codex")
     assert first.agent.name == "codex"
@@ -52,7 +52,7 @@ def test_the_provider_owns_names(provisioner) -> None:  # type: ignore[no-untype
 
 
 @pytest.mark.django_db(transaction=True)
-def test_deletion_racing_creation_leaves_nothing_pending(live_console, provisioner) -> None:  # type: ignore[no-untyped-def]
+def test_deletion_racing_creation_leaves_nothing_pending(live_console, provisioner) -> None:
     instance = provision(provisioner, instance_name="racer")
     provisioner_header = provisioner._credentials["HTTP_AUTHORIZATION"]
     base = f"{live_console.url}{BASE}"

@@ -21,11 +21,11 @@ def _at(value: str) -> datetime:
     return datetime.fromisoformat(value)
 
 
-def _approval(body: dict) -> ApprovalRequest:  # type: ignore[type-arg]
+def _approval(body: dict) -> ApprovalRequest:
     return ApprovalRequest.objects.get(code=body["id"])
 
 
-def test_the_resource_contains_the_submitted_call_and_the_reasoning_as_sent(instance) -> None:  # type: ignore[no-untyped-def]
+def test_the_resource_contains_the_submitted_call_and_the_reasoning_as_sent(instance) -> None:
     body = instance.create(
         {**REFUND, "agent_reasoning": "The customer was charged twice.", "context": {"s": "1"}}
     ).json()
@@ -36,7 +36,7 @@ def test_the_resource_contains_the_submitted_call_and_the_reasoning_as_sent(inst
     assert _approval(body).source == "aap"
 
 
-def test_an_approved_decision_matches_and_expires_after_it_was_decided(instance, reviewer) -> None:  # type: ignore[no-untyped-def]
+def test_an_approved_decision_matches_and_expires_after_it_was_decided(instance, reviewer) -> None:
     body = instance.create().json()
     approval_request_approve(approval=_approval(body), reviewer=reviewer, note="Confirmed.")
     read = instance.client.get(f"{BASE}/requests/{body['id']}").json()
@@ -49,7 +49,7 @@ def test_an_approved_decision_matches_and_expires_after_it_was_decided(instance,
     assert again["decision"]["expires_at"] == decision["expires_at"]
 
 
-def test_other_outcomes_have_no_expires_at(instance, reviewer) -> None:  # type: ignore[no-untyped-def]
+def test_other_outcomes_have_no_expires_at(instance, reviewer) -> None:
     body = instance.create().json()
     approval_request_deny(approval=_approval(body), reviewer=reviewer, reason="No.")
     decision = instance.client.get(f"{BASE}/requests/{body['id']}").json()["decision"]
@@ -57,7 +57,7 @@ def test_other_outcomes_have_no_expires_at(instance, reviewer) -> None:  # type:
     assert "expires_at" not in decision
 
 
-def test_deadline_may_be_shortened_but_never_lengthened(instance, settings) -> None:  # type: ignore[no-untyped-def]
+def test_deadline_may_be_shortened_but_never_lengthened(instance, settings) -> None:
     settings.APPROVAL_MAX_TIMEOUT_SECONDS = 3600
     short = instance.create({**REFUND, "timeout": "90s"}).json()
     window = _at(short["deadline_at"]) - _at(short["created_at"])
@@ -68,7 +68,7 @@ def test_deadline_may_be_shortened_but_never_lengthened(instance, settings) -> N
     assert _at(long["deadline_at"]) - _at(long["created_at"]) <= timedelta(hours=1, seconds=1)
 
 
-def test_a_request_past_its_deadline_is_expired_never_approved_late(instance, reviewer) -> None:  # type: ignore[no-untyped-def]
+def test_a_request_past_its_deadline_is_expired_never_approved_late(instance, reviewer) -> None:
     body = instance.create().json()
     ApprovalRequest.objects.filter(code=body["id"]).update(
         deadline_at=timezone.now() - timedelta(seconds=1)
@@ -81,7 +81,7 @@ def test_a_request_past_its_deadline_is_expired_never_approved_late(instance, re
     assert "expires_at" not in read["decision"]
 
 
-def test_a_terminal_request_never_changes_state(instance, reviewer) -> None:  # type: ignore[no-untyped-def]
+def test_a_terminal_request_never_changes_state(instance, reviewer) -> None:
     body = instance.create().json()
     approval_request_cancel(approval=_approval(body), agent=instance.agent)
     with pytest.raises(TransitionConflict):
@@ -91,7 +91,7 @@ def test_a_terminal_request_never_changes_state(instance, reviewer) -> None:  # 
 
 def test_an_edit_by_the_reviewer_is_a_denial_carrying_the_suggested_arguments(
     instance, reviewer
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     body = instance.create().json()
     suggested = {"payment_id": "payment_123", "amount": 2450, "currency": "GBP"}
     approval_request_approve(
@@ -105,7 +105,7 @@ def test_an_edit_by_the_reviewer_is_a_denial_carrying_the_suggested_arguments(
     assert read["arguments"] == REFUND["arguments"]
 
 
-def test_an_exact_resubmission_of_the_suggestion_is_approved_at_once(instance, reviewer) -> None:  # type: ignore[no-untyped-def]
+def test_an_exact_resubmission_of_the_suggestion_is_approved_at_once(instance, reviewer) -> None:
     original = instance.create().json()
     suggested = {"payment_id": "payment_123", "amount": 2450, "currency": "GBP"}
     approval_request_approve(approval=_approval(original), reviewer=reviewer, arguments=suggested)
@@ -129,7 +129,7 @@ def test_an_exact_resubmission_of_the_suggestion_is_approved_at_once(instance, r
     assert instance.create({**REFUND, "arguments": suggested}).json()["status"] == "pending"
 
 
-def test_a_suggestion_is_not_approved_for_another_instance(provisioner, instance, reviewer) -> None:  # type: ignore[no-untyped-def]
+def test_a_suggestion_is_not_approved_for_another_instance(provisioner, instance, reviewer) -> None:
     from tests.agents.aap.conftest import provision
 
     original = instance.create().json()
@@ -141,7 +141,7 @@ def test_a_suggestion_is_not_approved_for_another_instance(provisioner, instance
 
 def test_the_reviewer_sees_the_exact_arguments_the_agent_will_run(
     client, instance, reviewer
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     raw = (
         '{"tool": "t", "timeout": "5m",'
         ' "arguments": {"z": 0.1000000000000000055511151231257827, "a": 1}}'

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.django_db
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
 
-def _assert_error(response, status: int, code: str, param: str | None = None) -> dict:  # type: ignore[no-untyped-def,type-arg]
+def _assert_error(response, status: int, code: str, param: str | None = None) -> dict:
     assert response.status_code == status, response.content
     error = response.json()["error"]
     assert set(error) <= {"type", "code", "message", "param", "request_id"}
@@ -34,13 +34,13 @@ def _assert_error(response, status: int, code: str, param: str | None = None) ->
     uuid.UUID(error["request_id"])
     if param is not None:
         assert error["param"] == param
-    return error  # type: ignore[no-any-return]
+    return error
 
 
 # --- Conventions ------------------------------------------------------------------------------
 
 
-def test_it_returns_a_pending_request_with_uuid_id_and_utc_timestamps(instance) -> None:  # type: ignore[no-untyped-def]
+def test_it_returns_a_pending_request_with_uuid_id_and_utc_timestamps(instance) -> None:
     response = instance.create()
     assert response.status_code == 201
     body = response.json()
@@ -53,7 +53,7 @@ def test_it_returns_a_pending_request_with_uuid_id_and_utc_timestamps(instance) 
     uuid.UUID(response["X-Request-ID"])
 
 
-def test_it_echoes_arguments_losslessly(instance) -> None:  # type: ignore[no-untyped-def]
+def test_it_echoes_arguments_losslessly(instance) -> None:
     raw = (
         '{"tool": "t", "timeout": "1m", "arguments": '
         '{"zeta": 0.1000000000000000055511151231257827, "alpha": 12345678901234567890123,'
@@ -73,7 +73,7 @@ def test_it_echoes_arguments_losslessly(instance) -> None:  # type: ignore[no-un
     assert '"zeta":0.1000000000000000055511151231257827,"alpha"' in read.content.decode()
 
 
-def test_it_rejects_unknown_top_level_fields_but_keeps_arguments_and_context_open(instance) -> None:  # type: ignore[no-untyped-def]
+def test_it_rejects_unknown_top_level_fields_but_keeps_arguments_and_context_open(instance) -> None:
     response = instance.create({**REFUND, "priority": "high"})
     _assert_error(response, 400, "invalid_field", param="priority")
     assert not ApprovalRequest.objects.exists()
@@ -85,14 +85,14 @@ def test_it_rejects_unknown_top_level_fields_but_keeps_arguments_and_context_ope
     assert response.json()["context"] == {"Session ID": 7}
 
 
-def test_it_accepts_and_echoes_the_server_field(instance) -> None:  # type: ignore[no-untyped-def]
+def test_it_accepts_and_echoes_the_server_field(instance) -> None:
     response = instance.create({**REFUND, "server": {"name": "payments-mcp", "version": 2}})
     assert response.status_code == 201, response.content
     assert response.json()["server"] == {"name": "payments-mcp", "version": 2}
 
 
 @override_settings(AAP_ACCEPT_SERVER_FIELD=False)
-def test_a_strict_provider_refuses_the_server_extension(instance) -> None:  # type: ignore[no-untyped-def]
+def test_a_strict_provider_refuses_the_server_extension(instance) -> None:
     # `server` is an extension (the spec's CreateApprovalRequest has additionalProperties: false);
     # switched off, it is an unknown field like any other.
     response = instance.create({**REFUND, "server": {"name": "payments-mcp"}})
@@ -101,7 +101,7 @@ def test_a_strict_provider_refuses_the_server_extension(instance) -> None:  # ty
     assert not ApprovalRequest.objects.exists()
 
 
-def test_a_strict_provider_never_echoes_a_server_stored_before(instance) -> None:  # type: ignore[no-untyped-def]
+def test_a_strict_provider_never_echoes_a_server_stored_before(instance) -> None:
     created = instance.create({**REFUND, "server": {"name": "payments-mcp"}})
     assert created.status_code == 201, created.content
 
@@ -126,13 +126,13 @@ def test_a_strict_provider_never_echoes_a_server_stored_before(instance) -> None
         ("agent_reasoning", {"a": 1}),
     ],
 )
-def test_it_rejects_invalid_fields_naming_them(instance, field, value) -> None:  # type: ignore[no-untyped-def]
+def test_it_rejects_invalid_fields_naming_them(instance, field, value) -> None:
     response = instance.create({**REFUND, field: value})
     _assert_error(response, 400, "invalid_field", param=field)
     assert not ApprovalRequest.objects.exists()
 
 
-def test_it_rejects_missing_fields_and_bad_json(instance) -> None:  # type: ignore[no-untyped-def]
+def test_it_rejects_missing_fields_and_bad_json(instance) -> None:
     _assert_error(
         instance.create({"tool": "t", "timeout": "1m"}), 400, "invalid_field", "arguments"
     )
@@ -142,7 +142,7 @@ def test_it_rejects_missing_fields_and_bad_json(instance) -> None:  # type: igno
     _assert_error(response, 400, "invalid_json")
 
 
-def test_every_response_carries_a_request_id(instance, provisioner) -> None:  # type: ignore[no-untyped-def]
+def test_every_response_carries_a_request_id(instance, provisioner) -> None:
     responses = [
         instance.create(),
         instance.client.get(f"{BASE}/requests/{uuid.uuid4()}"),
@@ -160,12 +160,12 @@ def test_every_response_carries_a_request_id(instance, provisioner) -> None:  # 
 # --- Idempotency ------------------------------------------------------------------------------
 
 
-def test_it_requires_an_idempotency_key(instance) -> None:  # type: ignore[no-untyped-def]
+def test_it_requires_an_idempotency_key(instance) -> None:
     response = instance.client.post(f"{BASE}/requests", REFUND, format="json")
     _assert_error(response, 400, "missing_idempotency_key", "Idempotency-Key")
 
 
-def test_a_replay_returns_the_same_request_whatever_the_whitespace_and_key_order(instance) -> None:  # type: ignore[no-untyped-def]
+def test_a_replay_returns_the_same_request_whatever_the_whitespace_and_key_order(instance) -> None:
     idempotency_key = key()
     first = instance.create(idempotency_key=idempotency_key)
     reordered = (
@@ -188,7 +188,7 @@ def test_a_replay_returns_the_same_request_whatever_the_whitespace_and_key_order
     assert ApprovalRequest.objects.count() == 1
 
 
-def test_a_replay_of_a_terminal_request_returns_its_current_state(instance, reviewer) -> None:  # type: ignore[no-untyped-def]
+def test_a_replay_of_a_terminal_request_returns_its_current_state(instance, reviewer) -> None:
     idempotency_key = key()
     created = instance.create(idempotency_key=idempotency_key).json()
     approval_request_approve(
@@ -202,7 +202,7 @@ def test_a_replay_of_a_terminal_request_returns_its_current_state(instance, revi
     assert again.json()["decision"]["expires_at"] == replay.json()["decision"]["expires_at"]
 
 
-def test_a_key_reused_with_different_fields_conflicts_and_changes_nothing(instance) -> None:  # type: ignore[no-untyped-def]
+def test_a_key_reused_with_different_fields_conflicts_and_changes_nothing(instance) -> None:
     idempotency_key = key()
     first = instance.create(idempotency_key=idempotency_key).json()
     changed = {**REFUND, "arguments": {**REFUND["arguments"], "amount": 4901}}
@@ -219,7 +219,7 @@ def test_a_key_reused_with_different_fields_conflicts_and_changes_nothing(instan
     assert stored.arguments["amount"] == 4900
 
 
-def test_keys_are_scoped_to_the_instance(provisioner, instance) -> None:  # type: ignore[no-untyped-def]
+def test_keys_are_scoped_to_the_instance(provisioner, instance) -> None:
     other = provision(provisioner, instance_name="other")
     idempotency_key = key()
     assert instance.create(idempotency_key=idempotency_key).status_code == 201
@@ -229,7 +229,7 @@ def test_keys_are_scoped_to_the_instance(provisioner, instance) -> None:  # type
 # --- Retrieve, long poll, cancel -------------------------------------------------------------
 
 
-def test_an_instance_sees_only_its_own_requests(provisioner, instance) -> None:  # type: ignore[no-untyped-def]
+def test_an_instance_sees_only_its_own_requests(provisioner, instance) -> None:
     created = instance.create().json()
     other = provision(provisioner, instance_name="other")
     _assert_error(other.client.get(f"{BASE}/requests/{created['id']}"), 404, "not_found")
@@ -238,7 +238,7 @@ def test_an_instance_sees_only_its_own_requests(provisioner, instance) -> None: 
 
 @pytest.mark.django_db(transaction=True)
 @override_settings(APPROVAL_LONG_POLL_MAX_SECONDS=1)
-def test_a_long_poll_is_capped_and_returns_pending(instance) -> None:  # type: ignore[no-untyped-def]
+def test_a_long_poll_is_capped_and_returns_pending(instance) -> None:
     created = instance.create().json()
     response = instance.client.get(f"{BASE}/requests/{created['id']}", {"wait": "24h"})
     assert response.status_code == 200
@@ -246,13 +246,13 @@ def test_a_long_poll_is_capped_and_returns_pending(instance) -> None:  # type: i
 
 
 @pytest.mark.parametrize("wait", ["0s", "5", "1d", "-1s", ""])
-def test_it_rejects_a_malformed_wait(instance, wait) -> None:  # type: ignore[no-untyped-def]
+def test_it_rejects_a_malformed_wait(instance, wait) -> None:
     created = instance.create().json()
     response = instance.client.get(f"{BASE}/requests/{created['id']}", {"wait": wait})
     _assert_error(response, 400, "invalid_field", "wait")
 
 
-def test_cancel_returns_the_cancelled_request_and_is_repeatable(instance) -> None:  # type: ignore[no-untyped-def]
+def test_cancel_returns_the_cancelled_request_and_is_repeatable(instance) -> None:
     created = instance.create().json()
     first = instance.client.delete(f"{BASE}/requests/{created['id']}")
     assert first.status_code == 200
@@ -264,7 +264,7 @@ def test_cancel_returns_the_cancelled_request_and_is_repeatable(instance) -> Non
     assert second.json() == first.json()
 
 
-def test_cancelling_a_decided_request_conflicts_and_keeps_the_outcome(instance, reviewer) -> None:  # type: ignore[no-untyped-def]
+def test_cancelling_a_decided_request_conflicts_and_keeps_the_outcome(instance, reviewer) -> None:
     created = instance.create().json()
     approval_request_approve(
         approval=ApprovalRequest.objects.get(code=created["id"]), reviewer=reviewer
@@ -278,7 +278,7 @@ def test_cancelling_a_decided_request_conflicts_and_keeps_the_outcome(instance, 
 # --- Instances --------------------------------------------------------------------------------
 
 
-def test_provisioning_returns_an_instance_and_a_working_credential(provisioner) -> None:  # type: ignore[no-untyped-def]
+def test_provisioning_returns_an_instance_and_a_working_credential(provisioner) -> None:
     response = provisioner.post(
         f"{BASE}/instances", {"instance_name": "codex-1"}, format="json", HTTP_IDEMPOTENCY_KEY=key()
     )
@@ -294,13 +294,13 @@ def test_provisioning_returns_an_instance_and_a_working_credential(provisioner) 
     )
 
 
-def test_provisioning_with_an_empty_body_assigns_a_name(provisioner) -> None:  # type: ignore[no-untyped-def]
+def test_provisioning_with_an_empty_body_assigns_a_name(provisioner) -> None:
     response = provisioner.post(f"{BASE}/instances", {}, format="json", HTTP_IDEMPOTENCY_KEY=key())
     assert response.status_code == 201
     assert response.json()["instance"]["name"]
 
 
-def test_a_provisioning_replay_returns_the_same_instance_and_credential(provisioner) -> None:  # type: ignore[no-untyped-def]
+def test_a_provisioning_replay_returns_the_same_instance_and_credential(provisioner) -> None:
     idempotency_key = key()
     send = lambda body: provisioner.post(  # noqa: E731
         f"{BASE}/instances", body, format="json", HTTP_IDEMPOTENCY_KEY=idempotency_key
@@ -322,7 +322,7 @@ def _derived_from_secret_key(operation: InstanceOperation) -> str:
 
 def test_an_instance_credential_cannot_be_rebuilt_from_secret_key_and_the_database(
     provisioner,
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     # The attack: a database copy plus SECRET_KEY. Nothing stored may reproduce a credential.
     idempotency_key = key()
     token = provisioner.post(
@@ -340,7 +340,7 @@ def test_an_instance_credential_cannot_be_rebuilt_from_secret_key_and_the_databa
 
 def test_a_replay_with_another_provisioner_token_gets_no_usable_credential(
     provisioner_token,
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     # Only the token the instance was provisioned with recomputes its credential; another
     # provisioner's key space is separate, so the same key creates a separate instance.
     idempotency_key = key()
@@ -357,7 +357,7 @@ def test_a_replay_with_another_provisioner_token_gets_no_usable_credential(
 
 def test_a_replay_of_a_provisioning_from_before_keyed_credentials_replaces_its_credential(
     provisioner,
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     # Records made when credentials were derived from SECRET_KEY have no salt: that secret is no
     # longer computed, so a replay revokes it and issues one keyed to the provisioner token.
     idempotency_key = key()
@@ -367,11 +367,11 @@ def test_a_replay_of_a_provisioning_from_before_keyed_credentials_replaces_its_c
     created = send().json()
     operation = InstanceOperation.objects.get(idempotency_key=idempotency_key)
     legacy_secret = _derived_from_secret_key(operation)
-    AgentCredential.objects.filter(pk=operation.credential.pk).update(  # type: ignore[union-attr]
+    AgentCredential.objects.filter(pk=operation.credential.pk).update(
         secret_digest=hashlib.sha256(legacy_secret.encode()).hexdigest()
     )
     InstanceOperation.objects.filter(pk=operation.pk).update(credential_salt="")
-    legacy_token = f"aac_{operation.credential.prefix}_{legacy_secret}"  # type: ignore[union-attr]
+    legacy_token = f"aac_{operation.credential.prefix}_{legacy_secret}"
     create = lambda token: bearer(token).post(  # noqa: E731
         f"{BASE}/requests", REFUND, format="json", HTTP_IDEMPOTENCY_KEY=key()
     )
@@ -387,7 +387,7 @@ def test_a_replay_of_a_provisioning_from_before_keyed_credentials_replaces_its_c
     assert AgentCredential.objects.filter(revoked_at__isnull=True).count() == 1
 
 
-def test_a_provisioning_replay_after_deletion_does_not_recreate_it(provisioner) -> None:  # type: ignore[no-untyped-def]
+def test_a_provisioning_replay_after_deletion_does_not_recreate_it(provisioner) -> None:
     idempotency_key = key()
     created = provisioner.post(
         f"{BASE}/instances", {}, format="json", HTTP_IDEMPOTENCY_KEY=idempotency_key
@@ -399,7 +399,7 @@ def test_a_provisioning_replay_after_deletion_does_not_recreate_it(provisioner) 
     _assert_error(replay, 409, "instance_deleted")
 
 
-def test_get_and_patch_an_instance(provisioner, instance) -> None:  # type: ignore[no-untyped-def]
+def test_get_and_patch_an_instance(provisioner, instance) -> None:
     url = f"{BASE}/instances/{instance.agent.code}"
     assert provisioner.get(url).json() == {
         "id": str(instance.agent.code),
@@ -438,7 +438,7 @@ def test_get_and_patch_an_instance(provisioner, instance) -> None:  # type: igno
 
 def test_delete_revokes_cancels_pending_keeps_terminal_and_is_repeatable(
     provisioner, instance, reviewer
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     pending = instance.create().json()
     decided = instance.create().json()
     approval_request_approve(
@@ -465,7 +465,7 @@ def test_delete_revokes_cancels_pending_keeps_terminal_and_is_repeatable(
     _assert_error(instance.create(), 401, "invalid_credential")
 
 
-def test_unknown_or_foreign_instances_are_not_found(provisioner, instance) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_or_foreign_instances_are_not_found(provisioner, instance) -> None:
     from agents.services import provisioner_token_create
 
     stranger = bearer(provisioner_token_create(name="stranger").plaintext)
@@ -478,7 +478,7 @@ def test_unknown_or_foreign_instances_are_not_found(provisioner, instance) -> No
 # --- Identity and errors ----------------------------------------------------------------------
 
 
-def test_identity_comes_only_from_the_credential(provisioner, instance) -> None:  # type: ignore[no-untyped-def]
+def test_identity_comes_only_from_the_credential(provisioner, instance) -> None:
     _assert_error(
         provisioner.post(f"{BASE}/requests", REFUND, format="json", HTTP_IDEMPOTENCY_KEY=key()),
         403,
@@ -504,7 +504,7 @@ def test_identity_comes_only_from_the_credential(provisioner, instance) -> None:
     )
 
 
-def test_a_native_agent_is_an_aap_instance_too(db) -> None:  # type: ignore[no-untyped-def]
+def test_a_native_agent_is_an_aap_instance_too(db) -> None:
     _, token = agent_with_token(name="native-bot")
     response = bearer(token).post(
         f"{BASE}/requests", REFUND, format="json", HTTP_IDEMPOTENCY_KEY=key()
@@ -513,7 +513,7 @@ def test_a_native_agent_is_an_aap_instance_too(db) -> None:  # type: ignore[no-u
     assert ApprovalRequest.objects.get().source == "aap"
 
 
-def test_errors_never_contain_the_credential(instance) -> None:  # type: ignore[no-untyped-def]
+def test_errors_never_contain_the_credential(instance) -> None:
     secret_part = instance.token.split("_", 2)[2]
     response = bearer(instance.token + "x").get(f"{BASE}/requests/{uuid.uuid4()}")
     assert response.status_code == 401
@@ -530,7 +530,7 @@ def test_errors_never_contain_the_credential(instance) -> None:  # type: ignore[
 )
 def test_unexpected_failures_use_the_envelope_without_internals(
     failure, status, error_type
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     from types import SimpleNamespace
 
     from agents.aap.api import exception_handler
@@ -544,7 +544,7 @@ def test_unexpected_failures_use_the_envelope_without_internals(
     assert str(failure) not in error["message"]
 
 
-def test_request_bodies_are_bounded(instance, settings) -> None:  # type: ignore[no-untyped-def]
+def test_request_bodies_are_bounded(instance, settings) -> None:
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
     response = instance.create({**REFUND, "arguments": {"blob": "x" * 2000}})
     _assert_error(response, 413, "payload_too_large")
@@ -554,7 +554,7 @@ def test_request_bodies_are_bounded(instance, settings) -> None:  # type: ignore
 # --- The agent APIs' input limits (console.api_limits), the same as the native API's -----------
 
 
-def test_a_body_over_the_agent_api_cap_is_refused_413_as_on_the_native_api(instance) -> None:  # type: ignore[no-untyped-def]
+def test_a_body_over_the_agent_api_cap_is_refused_413_as_on_the_native_api(instance) -> None:
     # 300 KiB spread over fields each within the field cap: only the body cap can refuse it.
     arguments = {f"part{n}": "x" * 30_000 for n in range(10)}
     error = _assert_error(
@@ -570,7 +570,7 @@ def _nested_request(depth: int) -> str:
 
 
 @pytest.mark.parametrize("depth", [64, 200, 500, 990, 5000])
-def test_arguments_nested_too_deeply_are_refused_400(instance, depth: int) -> None:  # type: ignore[no-untyped-def]
+def test_arguments_nested_too_deeply_are_refused_400(instance, depth: int) -> None:
     # The body's own object is level 1, arguments level 2: 64 nested arrays inside go past 64.
     response = instance.client.post(
         f"{BASE}/requests",
@@ -583,7 +583,7 @@ def test_arguments_nested_too_deeply_are_refused_400(instance, depth: int) -> No
     assert not ApprovalRequest.objects.exists()
 
 
-def test_arguments_nested_up_to_the_limit_are_accepted(instance) -> None:  # type: ignore[no-untyped-def]
+def test_arguments_nested_up_to_the_limit_are_accepted(instance) -> None:
     response = instance.client.post(
         f"{BASE}/requests",
         _nested_request(62),
@@ -594,14 +594,14 @@ def test_arguments_nested_up_to_the_limit_are_accepted(instance) -> None:  # typ
 
 
 @pytest.mark.parametrize("field", ["arguments", "context"])
-def test_a_field_over_the_field_cap_is_refused_400_naming_it(instance, field: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_field_over_the_field_cap_is_refused_400_naming_it(instance, field: str) -> None:
     response = instance.create({**REFUND, field: {"blob": "x" * 200_000}})
     error = _assert_error(response, 400, "too_large", param=field)
     assert str(64 * 1024) in error["message"]
     assert not ApprovalRequest.objects.exists()
 
 
-def test_a_field_at_the_field_cap_is_accepted(instance) -> None:  # type: ignore[no-untyped-def]
+def test_a_field_at_the_field_cap_is_accepted(instance) -> None:
     blob = "x" * (64 * 1024 - len('{"blob":""}'))
     assert instance.create({**REFUND, "arguments": {"blob": blob}}).status_code == 201
 
@@ -609,7 +609,7 @@ def test_a_field_at_the_field_cap_is_accepted(instance) -> None:  # type: ignore
 @pytest.mark.parametrize(
     "timeout", ["702608525057228493965349s", "99999999999999999h", "1" * 5000 + "m"]
 )
-def test_a_huge_timeout_is_shortened_not_refused(instance, settings, timeout: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_huge_timeout_is_shortened_not_refused(instance, settings, timeout: str) -> None:
     response = instance.create({**REFUND, "timeout": timeout})
     assert response.status_code == 201, response.content
     body = response.json()
@@ -621,16 +621,16 @@ def test_a_huge_timeout_is_shortened_not_refused(instance, settings, timeout: st
 
 
 @pytest.mark.parametrize("timeout", ["0s", "10", "5d", "-1s", "1.5h", "01s", "1s1s"])
-def test_a_timeout_that_is_not_a_duration_is_still_refused(instance, timeout: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_timeout_that_is_not_a_duration_is_still_refused(instance, timeout: str) -> None:
     _assert_error(instance.create({**REFUND, "timeout": timeout}), 400, "invalid_field", "timeout")
 
 
-def test_a_timeout_over_the_field_cap_is_refused(instance) -> None:  # type: ignore[no-untyped-def]
+def test_a_timeout_over_the_field_cap_is_refused(instance) -> None:
     response = instance.create({**REFUND, "timeout": "1" * (64 * 1024 + 1) + "s"})
     _assert_error(response, 400, "too_large", "timeout")
 
 
-def test_a_huge_wait_is_capped_not_refused(instance) -> None:  # type: ignore[no-untyped-def]
+def test_a_huge_wait_is_capped_not_refused(instance) -> None:
     created = instance.create().json()
     url = f"{BASE}/requests/{created['id']}"
     assert instance.client.delete(url).status_code == 200  # terminal: the wait answers at once

@@ -11,6 +11,7 @@ import pytest
 from approvals.models import ApprovalRequest
 from approvals.services import approval_request_approve
 from tests.factories import UserFactory, agent_with_token
+from tests.waits import wait_until_parked
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -22,7 +23,7 @@ REFUND = {
 
 
 @pytest.fixture
-def adapter(live_console) -> httpx.Client:  # type: ignore[no-untyped-def]
+def adapter(live_console) -> httpx.Client:
     _, token = agent_with_token()
     return httpx.Client(
         base_url=f"{live_console.url}/aap", headers={"Authorization": f"Bearer {token}"}, timeout=40
@@ -34,10 +35,10 @@ def _create(adapter: httpx.Client, **overrides: Any) -> dict[str, Any]:
         "/v1/requests", json={**REFUND, **overrides}, headers={"Idempotency-Key": str(uuid.uuid4())}
     )
     assert response.status_code == 201, response.text
-    return response.json()  # type: ignore[no-any-return]
+    return response.json()
 
 
-def _poll_in_background(adapter: httpx.Client, approval_id: str) -> tuple[threading.Thread, dict]:  # type: ignore[type-arg]
+def _poll_in_background(adapter: httpx.Client, approval_id: str) -> tuple[threading.Thread, dict]:
     result: dict[str, Any] = {}
 
     def poll() -> None:
@@ -47,11 +48,11 @@ def _poll_in_background(adapter: httpx.Client, approval_id: str) -> tuple[thread
 
     thread = threading.Thread(target=poll)
     thread.start()
-    time.sleep(0.5)  # the poll is parked on its channel by now
+    wait_until_parked(approval_id)
     return thread, result
 
 
-def test_a_long_poll_returns_the_decision_moments_after_it_is_made(adapter) -> None:  # type: ignore[no-untyped-def]
+def test_a_long_poll_returns_the_decision_moments_after_it_is_made(adapter) -> None:
     created = _create(adapter)
     thread, result = _poll_in_background(adapter, created["id"])
     decided_at = time.monotonic()
@@ -69,7 +70,7 @@ def test_a_long_poll_returns_the_decision_moments_after_it_is_made(adapter) -> N
     assert result["returned_at"] - decided_at < 5  # woken by the push, not by the 30 s wait
 
 
-def test_cancellation_ends_a_waiting_long_poll(adapter) -> None:  # type: ignore[no-untyped-def]
+def test_cancellation_ends_a_waiting_long_poll(adapter) -> None:
     created = _create(adapter)
     thread, result = _poll_in_background(adapter, created["id"])
     cancelled_at = time.monotonic()
@@ -79,7 +80,7 @@ def test_cancellation_ends_a_waiting_long_poll(adapter) -> None:  # type: ignore
     assert result["returned_at"] - cancelled_at < 5
 
 
-def test_a_long_poll_returns_expired_at_the_deadline(adapter) -> None:  # type: ignore[no-untyped-def]
+def test_a_long_poll_returns_expired_at_the_deadline(adapter) -> None:
     created = _create(adapter, timeout="1s")
     started = time.monotonic()
     body = adapter.get(f"/v1/requests/{created['id']}", params={"wait": "30s"}).json()
@@ -88,7 +89,7 @@ def test_a_long_poll_returns_expired_at_the_deadline(adapter) -> None:  # type: 
     assert time.monotonic() - started < 10
 
 
-def test_a_decision_on_creation_needs_no_poll(adapter) -> None:  # type: ignore[no-untyped-def]
+def test_a_decision_on_creation_needs_no_poll(adapter) -> None:
     # A reviewer's suggestion, resubmitted exactly, is decided in the creation response itself.
     created = _create(adapter)
     suggested = {"payment_id": "payment_123", "amount": 100, "currency": "GBP"}

@@ -38,7 +38,7 @@ from tests.agents.aap.receiver import Receiver, new_secret, serve
         "https://[ff0e::1]/hook",  # multicast
     ],
 )
-def test_it_refuses_non_public_destinations(url, settings) -> None:  # type: ignore[no-untyped-def]
+def test_it_refuses_non_public_destinations(url, settings) -> None:
     settings.AAP_WEBHOOK_ALLOW_PRIVATE_RECEIVERS = False
     with pytest.raises(webhooks.UnsafeWebhookURL):
         webhooks.destination_resolve(url)
@@ -54,7 +54,7 @@ def test_it_refuses_non_public_destinations(url, settings) -> None:  # type: ign
         "https://[::ffff:8.8.8.8]:8443/hook",
     ],
 )
-def test_it_accepts_public_destinations(url, settings) -> None:  # type: ignore[no-untyped-def]
+def test_it_accepts_public_destinations(url, settings) -> None:
     # IP literals: resolving them needs no DNS, so this runs offline.
     settings.AAP_WEBHOOK_ALLOW_PRIVATE_RECEIVERS = False
     destination = webhooks.destination_resolve(url)
@@ -70,13 +70,13 @@ def test_it_accepts_public_destinations(url, settings) -> None:  # type: ignore[
         "ftp://example.com",
     ],
 )
-def test_it_refuses_malformed_or_insecure_urls(url, settings) -> None:  # type: ignore[no-untyped-def]
+def test_it_refuses_malformed_or_insecure_urls(url, settings) -> None:
     settings.AAP_WEBHOOK_ALLOW_PRIVATE_RECEIVERS = False
     with pytest.raises(webhooks.UnsafeWebhookURL):
         webhooks.url_check_syntax(url)
 
 
-def test_it_connects_to_the_address_it_checked(settings) -> None:  # type: ignore[no-untyped-def]
+def test_it_connects_to_the_address_it_checked(settings) -> None:
     settings.AAP_WEBHOOK_ALLOW_PRIVATE_RECEIVERS = True
     destination = webhooks.destination_resolve("http://localhost:8123/hook?x=1")
     # Pinned to the resolved address, so a DNS change after the check cannot redirect us.
@@ -85,7 +85,7 @@ def test_it_connects_to_the_address_it_checked(settings) -> None:  # type: ignor
 
 
 @pytest.mark.django_db
-def test_a_redirecting_receiver_fails_verification(provisioner, settings) -> None:  # type: ignore[no-untyped-def]
+def test_a_redirecting_receiver_fails_verification(provisioner, settings) -> None:
     settings.AAP_WEBHOOK_ALLOW_PRIVATE_RECEIVERS = True
     receiver = Receiver()
     target = serve(receiver)
@@ -122,7 +122,7 @@ def test_a_redirecting_receiver_fails_verification(provisioner, settings) -> Non
 
 
 @pytest.mark.django_db
-def test_credentials_are_stored_only_as_digests(provisioner_token, instance) -> None:  # type: ignore[no-untyped-def]
+def test_credentials_are_stored_only_as_digests(provisioner_token, instance) -> None:
     secret = instance.token.split("_", 2)[2]
     credential = AgentCredential.objects.get(agent=instance.agent)
     assert secret not in (credential.secret_digest, credential.prefix)
@@ -131,7 +131,7 @@ def test_credentials_are_stored_only_as_digests(provisioner_token, instance) -> 
 
 
 @pytest.mark.django_db
-def test_the_signing_secret_is_never_shown(admin_client, provisioner, settings) -> None:  # type: ignore[no-untyped-def]
+def test_the_signing_secret_is_never_shown(admin_client, provisioner, settings) -> None:
     settings.AAP_WEBHOOK_ALLOW_PRIVATE_RECEIVERS = True
     receiver = Receiver()
     server = serve(receiver)

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def people(db) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def people(db) -> dict[str, Any]:
     people: dict[str, Any] = {n: UserFactory(username=n) for n in ("xena", "yuri", "yves")}
     people["support"] = TeamFactory(name="support", members=[people["xena"]])
     people["finance"] = TeamFactory(name="finance", members=[people["yuri"], people["yves"]])
@@ -47,7 +47,7 @@ def _pay(instance: Instance, amount: int) -> ApprovalRequest:
     return ApprovalRequest.objects.get(code=response.json()["id"])
 
 
-def test_a_change_another_team_must_approve_is_no_suggestion_to_resubmit(instance, people) -> None:  # type: ignore[no-untyped-def]
+def test_a_change_another_team_must_approve_is_no_suggestion_to_resubmit(instance, people) -> None:
     _large_payments_to_finance(people)
     original = _pay(instance, 10)
     assert original.team == people["support"]
@@ -70,7 +70,7 @@ def test_a_change_another_team_must_approve_is_no_suggestion_to_resubmit(instanc
     )
 
 
-def test_a_resubmission_the_policy_routes_elsewhere_now_is_held_there(instance, people) -> None:  # type: ignore[no-untyped-def]
+def test_a_resubmission_the_policy_routes_elsewhere_now_is_held_there(instance, people) -> None:
     original = _pay(instance, 10)
     approval_request_review_approve(
         approval=original, reviewer=people["xena"], arguments={"amount": 5000}
@@ -91,7 +91,7 @@ def test_a_resubmission_the_policy_routes_elsewhere_now_is_held_there(instance, 
     assert _pay(instance, 5000).events.filter(kind="suggestion_resubmitted").count() == 0
 
 
-def test_a_staff_suggestion_counts_once_towards_the_new_quorum(instance, people) -> None:  # type: ignore[no-untyped-def]
+def test_a_staff_suggestion_counts_once_towards_the_new_quorum(instance, people) -> None:
     staff = UserFactory(username="sam", is_staff=True)
     original = _pay(instance, 10)
     approval_request_review_approve(approval=original, reviewer=staff, arguments={"amount": 5000})
@@ -103,7 +103,7 @@ def test_a_staff_suggestion_counts_once_towards_the_new_quorum(instance, people)
     assert done.decided and (done.votes, done.required) == (2, 2)
 
 
-def test_a_change_finance_approved_is_approved_at_once_when_resubmitted(instance, people) -> None:  # type: ignore[no-untyped-def]
+def test_a_change_finance_approved_is_approved_at_once_when_resubmitted(instance, people) -> None:
     _large_payments_to_finance(people)
     original = _pay(instance, 10)
     approval_request_review_approve(

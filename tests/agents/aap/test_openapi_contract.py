@@ -43,7 +43,7 @@ class Tokens:
 
 
 @pytest.fixture
-def tokens(transactional_db) -> Tokens:  # type: ignore[no-untyped-def]
+def tokens(transactional_db) -> Tokens:
     return Tokens(
         instance=credential_issue(agent=AgentFactory()).plaintext,
         provisioner=provisioner_token_create(name="schemathesis").plaintext,
@@ -56,7 +56,7 @@ def tokens(transactional_db) -> Tokens:  # type: ignore[no-untyped-def]
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-def test_the_live_api_conforms_to_the_contract(case, live_console, tokens) -> None:  # type: ignore[no-untyped-def]
+def test_the_live_api_conforms_to_the_contract(case, live_console, tokens) -> None:
     token = tokens.provisioner if case.path.startswith("/v1/instances") else tokens.instance
     case.call_and_validate(
         base_url=f"{live_console.url}/aap",

@@ -21,14 +21,14 @@ BODY = {
 }
 
 
-def _create(client: APIClient, body: dict | None = None, key: str | None = "key-1"):  # type: ignore[no-untyped-def]
+def _create(client: APIClient, body: dict | None = None, key: str | None = "key-1"):
     headers = {"HTTP_IDEMPOTENCY_KEY": key} if key is not None else {}
     return client.post(
         "/api/v1/requests", body if body is not None else BODY, format="json", **headers
     )
 
 
-def test_it_creates_a_request_and_echoes_what_was_submitted(agent_client) -> None:  # type: ignore[no-untyped-def]
+def test_it_creates_a_request_and_echoes_what_was_submitted(agent_client) -> None:
     response = _create(agent_client)
     assert response.status_code == 201, response.content
     data = response.json()
@@ -41,7 +41,7 @@ def test_it_creates_a_request_and_echoes_what_was_submitted(agent_client) -> Non
     assert ApprovalRequest.objects.get(code=data["id"]).tool == "issue_refund"
 
 
-def test_it_replays_the_same_key_with_200_and_the_same_request(agent_client) -> None:  # type: ignore[no-untyped-def]
+def test_it_replays_the_same_key_with_200_and_the_same_request(agent_client) -> None:
     first = _create(agent_client).json()
     replay = _create(agent_client)
     assert replay.status_code == 200
@@ -49,7 +49,7 @@ def test_it_replays_the_same_key_with_200_and_the_same_request(agent_client) -> 
     assert ApprovalRequest.objects.count() == 1
 
 
-def test_it_returns_409_for_the_same_key_with_a_different_body(agent_client) -> None:  # type: ignore[no-untyped-def]
+def test_it_returns_409_for_the_same_key_with_a_different_body(agent_client) -> None:
     _create(agent_client)
     response = _create(agent_client, {**BODY, "arguments": {"amount": 1}})
     assert response.status_code == 409
@@ -59,7 +59,7 @@ def test_it_returns_409_for_the_same_key_with_a_different_body(agent_client) -> 
     assert ApprovalRequest.objects.count() == 1
 
 
-def test_it_requires_an_idempotency_key(agent_client) -> None:  # type: ignore[no-untyped-def]
+def test_it_requires_an_idempotency_key(agent_client) -> None:
     response = _create(agent_client, key=None)
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "Idempotency-Key"
@@ -80,7 +80,7 @@ def test_it_requires_an_idempotency_key(agent_client) -> None:  # type: ignore[n
 )
 def test_it_rejects_bad_input_naming_the_field_and_stores_nothing(
     agent_client, change, field
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     response = _create(agent_client, {**BODY, **change})
     assert response.status_code == 400, response.content
     error = response.json()["error"]
@@ -89,14 +89,14 @@ def test_it_rejects_bad_input_naming_the_field_and_stores_nothing(
     assert ApprovalRequest.objects.count() == 0
 
 
-def test_it_rejects_a_missing_required_field(agent_client) -> None:  # type: ignore[no-untyped-def]
+def test_it_rejects_a_missing_required_field(agent_client) -> None:
     body = {k: v for k, v in BODY.items() if k != "tool"}
     response = _create(agent_client, body)
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "tool"
 
 
-def test_it_rejects_a_body_that_is_not_json(agent_client) -> None:  # type: ignore[no-untyped-def]
+def test_it_rejects_a_body_that_is_not_json(agent_client) -> None:
     response = agent_client.post(
         "/api/v1/requests", "{not json", content_type="application/json", HTTP_IDEMPOTENCY_KEY="k"
     )
@@ -109,7 +109,7 @@ def test_it_rejects_a_body_that_is_not_json(agent_client) -> None:  # type: igno
     "authorization",
     [None, "Bearer", "Bearer aac_nope_nope", "Basic dXNlcjpwYXNz", "Bearer not-even-shaped"],
 )
-def test_it_answers_401_without_a_valid_credential(authorization) -> None:  # type: ignore[no-untyped-def]
+def test_it_answers_401_without_a_valid_credential(authorization) -> None:
     client = APIClient()
     if authorization:
         client.credentials(HTTP_AUTHORIZATION=authorization)
@@ -123,7 +123,7 @@ def test_it_answers_401_without_a_valid_credential(authorization) -> None:  # ty
     assert ApprovalRequest.objects.count() == 0
 
 
-def test_it_answers_401_to_a_revoked_credential(agent_and_token) -> None:  # type: ignore[no-untyped-def]
+def test_it_answers_401_to_a_revoked_credential(agent_and_token) -> None:
     agent, token = agent_and_token
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
@@ -132,7 +132,7 @@ def test_it_answers_401_to_a_revoked_credential(agent_and_token) -> None:  # typ
     assert _create(client, key="key-2").status_code == 401
 
 
-def test_it_reads_a_decided_request_with_its_decision(agent_client, agent_and_token) -> None:  # type: ignore[no-untyped-def]
+def test_it_reads_a_decided_request_with_its_decision(agent_client, agent_and_token) -> None:
     created = _create(agent_client).json()
     approval = ApprovalRequest.objects.get(code=created["id"])
     approval_request_approve(approval=approval, reviewer=UserFactory(), note="Duplicate confirmed.")
@@ -144,7 +144,7 @@ def test_it_reads_a_decided_request_with_its_decision(agent_client, agent_and_to
     assert data["decision"]["decided_by"] == "reviewer"
 
 
-def test_it_hides_other_agents_requests(agent_client) -> None:  # type: ignore[no-untyped-def]
+def test_it_hides_other_agents_requests(agent_client) -> None:
     other = ApprovalRequestFactory()
     assert agent_client.get(f"/api/v1/requests/{other.code}").status_code == 404
     assert agent_client.post(f"/api/v1/requests/{other.code}/cancel").status_code == 404
@@ -152,7 +152,7 @@ def test_it_hides_other_agents_requests(agent_client) -> None:  # type: ignore[n
     assert other.status == Status.PENDING
 
 
-def test_it_cancels_and_then_refuses_to_cancel_a_decided_request(agent_client) -> None:  # type: ignore[no-untyped-def]
+def test_it_cancels_and_then_refuses_to_cancel_a_decided_request(agent_client) -> None:
     created = _create(agent_client).json()
     response = agent_client.post(f"/api/v1/requests/{created['id']}/cancel")
     assert response.status_code == 200 and response.json()["status"] == "cancelled"
@@ -167,14 +167,14 @@ def test_it_cancels_and_then_refuses_to_cancel_a_decided_request(agent_client) -
     assert response.json()["error"]["code"] == "already_terminal"
 
 
-def test_it_rejects_a_malformed_wait(agent_client) -> None:  # type: ignore[no-untyped-def]
+def test_it_rejects_a_malformed_wait(agent_client) -> None:
     created = _create(agent_client).json()
     response = agent_client.get(f"/api/v1/requests/{created['id']}?wait=soon")
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "wait"
 
 
-def test_it_serves_a_valid_openapi_schema(client) -> None:  # type: ignore[no-untyped-def]
+def test_it_serves_a_valid_openapi_schema(client) -> None:
     from drf_spectacular.validation import validate_schema
 
     response = client.get("/api/v1/schema", HTTP_ACCEPT="application/json")
@@ -196,7 +196,7 @@ def test_agents_are_isolated_by_credential() -> None:
     assert b.get(f"/api/v1/requests/{created['id']}").status_code == 404
 
 
-def test_it_tells_the_agent_which_arguments_were_approved(agent_client) -> None:  # type: ignore[no-untyped-def]
+def test_it_tells_the_agent_which_arguments_were_approved(agent_client) -> None:
     created = _create(agent_client).json()
     approval = ApprovalRequest.objects.get(code=created["id"])
     approval_request_approve(

@@ -11,11 +11,11 @@ from tests.factories import agent_with_token
 pytestmark = pytest.mark.django_db
 
 
-def _open(client: APIClient, **body: object):  # type: ignore[no-untyped-def]
+def _open(client: APIClient, **body: object):
     return client.post("/api/v1/runs", {"name": "refund-bot", **body}, format="json")
 
 
-def _append(client: APIClient, run_id: str, events: list[dict]):  # type: ignore[no-untyped-def,type-arg]
+def _append(client: APIClient, run_id: str, events: list[dict]):
     return client.post(f"/api/v1/runs/{run_id}/events", {"events": events}, format="json")
 
 
@@ -25,7 +25,7 @@ def _client_for(token: str) -> APIClient:
     return client
 
 
-def test_it_opens_a_run_with_the_contracted_shape(agent_client) -> None:  # type: ignore[no-untyped-def]
+def test_it_opens_a_run_with_the_contracted_shape(agent_client) -> None:
     response = _open(agent_client, external_id="ext-1", metadata={"ticket": 7}, budget="2.50")
     assert response.status_code == 201, response.content
     data = response.json()
@@ -38,14 +38,14 @@ def test_it_opens_a_run_with_the_contracted_shape(agent_client) -> None:  # type
     assert Run.objects.get(code=data["id"]).name == "refund-bot"
 
 
-def test_it_reads_a_run(agent_client) -> None:  # type: ignore[no-untyped-def]
+def test_it_reads_a_run(agent_client) -> None:
     run_id = _open(agent_client).json()["id"]
     response = agent_client.get(f"/api/v1/runs/{run_id}")
     assert response.status_code == 200
     assert response.json()["id"] == run_id and response.json()["external_id"] is None
 
 
-def test_it_returns_the_same_run_for_the_same_external_id(agent_client) -> None:  # type: ignore[no-untyped-def]
+def test_it_returns_the_same_run_for_the_same_external_id(agent_client) -> None:
     first = _open(agent_client, external_id="ext-1").json()
     again = _open(agent_client, external_id="ext-1")
     assert again.status_code == 200 and again.json()["id"] == first["id"]
@@ -55,13 +55,13 @@ def test_it_returns_the_same_run_for_the_same_external_id(agent_client) -> None:
     assert Run.objects.count() == 1
 
 
-def test_it_lets_two_agents_use_the_same_external_id(agent_client) -> None:  # type: ignore[no-untyped-def]
+def test_it_lets_two_agents_use_the_same_external_id(agent_client) -> None:
     _, other_token = agent_with_token(name="other-bot")
     assert _open(agent_client, external_id="ext-1").status_code == 201
     assert _open(_client_for(other_token), external_id="ext-1").status_code == 201
 
 
-def test_it_appends_a_batch_in_order_with_sequences_and_both_clocks(agent_client) -> None:  # type: ignore[no-untyped-def]
+def test_it_appends_a_batch_in_order_with_sequences_and_both_clocks(agent_client) -> None:
     run_id = _open(agent_client).json()["id"]
     events = [
         {"type": "message", "role": "user", "content": "Refund my order"},
@@ -94,7 +94,7 @@ def test_it_appends_a_batch_in_order_with_sequences_and_both_clocks(agent_client
     assert [(e["sequence"], e["type"]) for e in listed] == [(4, "note"), (5, "note")]
 
 
-def test_it_keeps_the_run_total_cost(agent_client) -> None:  # type: ignore[no-untyped-def]
+def test_it_keeps_the_run_total_cost(agent_client) -> None:
     run_id = _open(agent_client, budget="0.01").json()["id"]
     _append(
         agent_client,
@@ -114,11 +114,11 @@ def test_it_keeps_the_run_total_cost(agent_client) -> None:  # type: ignore[no-u
     assert Decimal(run["total_cost"]) == Decimal("0.012") and run["over_budget"] is True
 
 
-def test_it_stores_a_retried_batch_once(agent_client) -> None:  # type: ignore[no-untyped-def]
+def test_it_stores_a_retried_batch_once(agent_client) -> None:
     run_id = _open(agent_client).json()["id"]
     batch = [{"type": "llm_call", "model": "m", "cost": "0.5"}, {"type": "note", "text": "x"}]
 
-    def send(events: list[dict[str, str]]):  # type: ignore[no-untyped-def]
+    def send(events: list[dict[str, str]]):
         return agent_client.post(
             f"/api/v1/runs/{run_id}/events",
             {"events": events},
@@ -143,7 +143,7 @@ def test_it_stores_a_retried_batch_once(agent_client) -> None:  # type: ignore[n
 
 
 @pytest.mark.parametrize("final", ["completed", "failed", "halted"])
-def test_it_closes_a_run_and_then_refuses_events(agent_client, final: str) -> None:  # type: ignore[no-untyped-def]
+def test_it_closes_a_run_and_then_refuses_events(agent_client, final: str) -> None:
     run_id = _open(agent_client).json()["id"]
     response = agent_client.post(
         f"/api/v1/runs/{run_id}/close", {"status": final, "reason": "done"}, format="json"
@@ -163,13 +163,13 @@ def test_it_closes_a_run_and_then_refuses_events(agent_client, final: str) -> No
     assert changed.status_code == 409 and Run.objects.get(code=run_id).status == final
 
 
-def test_it_refuses_to_close_a_run_as_open(agent_client) -> None:  # type: ignore[no-untyped-def]
+def test_it_refuses_to_close_a_run_as_open(agent_client) -> None:
     run_id = _open(agent_client).json()["id"]
     response = agent_client.post(f"/api/v1/runs/{run_id}/close", {"status": "open"}, format="json")
     assert response.status_code == 400 and response.json()["error"]["param"] == "status"
 
 
-def test_it_hides_other_agents_runs(agent_client) -> None:  # type: ignore[no-untyped-def]
+def test_it_hides_other_agents_runs(agent_client) -> None:
     _, other_token = agent_with_token(name="other-bot")
     other = _client_for(other_token)
     run_id = _open(agent_client).json()["id"]

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def hl(live_console, sdk_agent, monkeypatch) -> HumanLayer:  # type: ignore[no-untyped-def]
+def hl(live_console, sdk_agent, monkeypatch) -> HumanLayer:
     _, token = sdk_agent
     monkeypatch.setenv("HUMANLAYER_API_BASE", f"{live_console.url}/humanlayer/v1")
     monkeypatch.setenv("HUMANLAYER_API_KEY", token)
@@ -20,7 +20,7 @@ def hl(live_console, sdk_agent, monkeypatch) -> HumanLayer:  # type: ignore[no-u
     return HumanLayer(run_id="refund-run-1", sleep=lambda _: time.sleep(0.05))
 
 
-def test_it_runs_a_function_call_a_reviewer_approved(hl, reviewer_session, reviewer_thread) -> None:  # type: ignore[no-untyped-def]
+def test_it_runs_a_function_call_a_reviewer_approved(hl, reviewer_session, reviewer_thread) -> None:
     calls: list[tuple[str, int]] = []
 
     @hl.require_approval()
@@ -29,7 +29,10 @@ def test_it_runs_a_function_call_a_reviewer_approved(hl, reviewer_session, revie
         return f"refunded {amount}"
 
     reviewer_thread.decide(
-        lambda approval: reviewer_session.post(f"/requests/{approval.code}/approve", {"note": "ok"})
+        lambda approval: reviewer_session.post(
+            f"/requests/{approval.code}/approve", {"note": "ok"}
+        ),
+        long_polls=False,
     )
     result = issue_refund(payment_id="pay_1", amount=4900)
     reviewer_thread.join()
@@ -42,7 +45,7 @@ def test_it_runs_a_function_call_a_reviewer_approved(hl, reviewer_session, revie
     assert stored.context["humanlayer"]["run_id"] == "refund-run-1"
 
 
-def test_it_tells_the_agent_a_reviewer_denied(hl, rita, reviewer_thread) -> None:  # type: ignore[no-untyped-def]
+def test_it_tells_the_agent_a_reviewer_denied(hl, rita, reviewer_thread) -> None:
     calls: list[str] = []
 
     @hl.require_approval()
@@ -52,7 +55,8 @@ def test_it_tells_the_agent_a_reviewer_denied(hl, rita, reviewer_thread) -> None
     reviewer_thread.decide(
         lambda approval: approval_request_deny(
             approval=approval, reviewer=rita, reason="Legal hold."
-        )
+        ),
+        long_polls=False,
     )
     result = delete_records(table="crm_contacts")
     reviewer_thread.join()
@@ -63,7 +67,7 @@ def test_it_tells_the_agent_a_reviewer_denied(hl, rita, reviewer_thread) -> None
 
 def test_it_does_not_run_an_approval_with_changes_it_cannot_apply(
     hl, rita, reviewer_thread
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     calls: list[int] = []
 
     @hl.require_approval()
@@ -73,7 +77,8 @@ def test_it_does_not_run_an_approval_with_changes_it_cannot_apply(
     reviewer_thread.decide(
         lambda approval: approval_request_approve(
             approval=approval, reviewer=rita, arguments={"amount": 100}
-        )
+        ),
+        long_polls=False,
     )
     result = issue_refund(amount=4900)
     reviewer_thread.join()
@@ -83,7 +88,7 @@ def test_it_does_not_run_an_approval_with_changes_it_cannot_apply(
     assert '{"amount": 100}' in result
 
 
-def test_it_reports_an_expired_call_as_not_approved(hl, settings) -> None:  # type: ignore[no-untyped-def]
+def test_it_reports_an_expired_call_as_not_approved(hl, settings) -> None:
     from humanlayer import FunctionCallSpec
 
     settings.APPROVAL_DEFAULT_TIMEOUT_SECONDS = 1
@@ -93,13 +98,14 @@ def test_it_reports_an_expired_call_as_not_approved(hl, settings) -> None:  # ty
     assert completed.as_completed().comment == "No decision before the deadline."
 
 
-def test_it_returns_a_reviewers_answer_to_a_human_contact(hl, rita, reviewer_thread) -> None:  # type: ignore[no-untyped-def]
+def test_it_returns_a_reviewers_answer_to_a_human_contact(hl, rita, reviewer_thread) -> None:
     contact_human = hl.human_as_tool()
 
     reviewer_thread.decide(
         lambda approval: approval_request_approve(
             approval=approval, reviewer=rita, note="Up to 500 EUR without asking."
-        )
+        ),
+        long_polls=False,
     )
     answer = contact_human("What refund can I give without asking?")
     reviewer_thread.join()
@@ -110,7 +116,7 @@ def test_it_returns_a_reviewers_answer_to_a_human_contact(hl, rita, reviewer_thr
     assert stored.arguments["msg"] == "What refund can I give without asking?"
 
 
-def test_it_replays_a_call_id_and_keeps_calls_private(hl, live_console) -> None:  # type: ignore[no-untyped-def]
+def test_it_replays_a_call_id_and_keeps_calls_private(hl, live_console) -> None:
     from humanlayer import FunctionCallSpec
     from humanlayer.core.protocol import HumanLayerException
 
@@ -131,7 +137,7 @@ def test_it_replays_a_call_id_and_keeps_calls_private(hl, live_console) -> None:
         outsider.get_function_call("call-fixed")
 
 
-def test_it_refuses_bad_input_naming_the_field(live_console, sdk_agent) -> None:  # type: ignore[no-untyped-def]
+def test_it_refuses_bad_input_naming_the_field(live_console, sdk_agent) -> None:
     import httpx
 
     _, token = sdk_agent
@@ -149,7 +155,7 @@ def test_it_refuses_bad_input_naming_the_field(live_console, sdk_agent) -> None:
 @pytest.mark.asyncio
 async def test_it_works_with_the_async_client(
     live_console, sdk_agent, rita, reviewer_thread
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     import asyncio
 
     from humanlayer import AsyncHumanLayer
@@ -169,7 +175,8 @@ async def test_it_works_with_the_async_client(
         return "sent"
 
     reviewer_thread.decide(
-        lambda approval: approval_request_approve(approval=approval, reviewer=rita)
+        lambda approval: approval_request_approve(approval=approval, reviewer=rita),
+        long_polls=False,
     )
     result = await send_email(to="ada@example.test")
     await asyncio.to_thread(reviewer_thread.join)
@@ -181,7 +188,7 @@ async def test_it_works_with_the_async_client(
 WARNING_ID = 'id="humanlayer-no-arguments"'
 
 
-def test_a_positional_call_arrives_without_arguments_and_the_page_warns(  # type: ignore[no-untyped-def]
+def test_a_positional_call_arrives_without_arguments_and_the_page_warns(
     hl, reviewer_session, reviewer_thread
 ) -> None:
     pages: list[str] = []
@@ -194,7 +201,7 @@ def test_a_positional_call_arrives_without_arguments_and_the_page_warns(  # type
         pages.append(reviewer_session.client.get(f"/requests/{approval.code}/").text)
         reviewer_session.post(f"/requests/{approval.code}/deny", {"reason": "No values shown."})
 
-    reviewer_thread.decide(look_then_deny)
+    reviewer_thread.decide(look_then_deny, long_polls=False)
     # HumanLayer's client sends only keyword arguments: these two never reach the console.
     issue_refund("pay_1", 4900)
     reviewer_thread.join()
@@ -208,7 +215,7 @@ def test_a_positional_call_arrives_without_arguments_and_the_page_warns(  # type
     assert "positional arguments" in warning
 
 
-def test_a_keyword_call_or_a_native_request_gets_no_such_warning(  # type: ignore[no-untyped-def]
+def test_a_keyword_call_or_a_native_request_gets_no_such_warning(
     hl, reviewer_session, console
 ) -> None:
     from humanlayer import FunctionCallSpec

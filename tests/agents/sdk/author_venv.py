@@ -42,7 +42,7 @@ class AuthorVenv:
             if k not in {"DJANGO_SETTINGS_MODULE", "PYTHONPATH", "VIRTUAL_ENV"}
         }
         kwargs.setdefault("cwd", self.python.parents[2])
-        return subprocess.run(  # type: ignore[call-overload, no-any-return]
+        return subprocess.run(  # type: ignore[call-overload]
             [str(self.python), *args],
             env=env,
             capture_output=True,

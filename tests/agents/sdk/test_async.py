@@ -9,11 +9,12 @@ from asgiref.sync import sync_to_async
 from approvals.models import ApprovalRequest
 from approvals.services import approval_request_approve
 from tests.agents.conftest import FAST_RETRY
+from tests.waits import async_wait_until, parked_polls
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-async def _next_pending(agent):  # type: ignore[no-untyped-def]
+async def _next_pending(agent):
     for _ in range(500):
         approval = await ApprovalRequest.objects.filter(agent=agent, status="pending").afirst()
         if approval is not None:
@@ -25,7 +26,7 @@ async def _next_pending(agent):  # type: ignore[no-untyped-def]
 @pytest.mark.asyncio
 async def test_it_gates_an_async_function_and_runs_the_approved_arguments(
     live_console, sdk_agent, rita
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     agent, token = sdk_agent
     calls: list[tuple[str, int]] = []
     async with AsyncConsole(live_console.url, token, retry=FAST_RETRY) as console:
@@ -37,7 +38,9 @@ async def test_it_gates_an_async_function_and_runs_the_approved_arguments(
 
         async def reviewer() -> None:
             approval = await _next_pending(agent)
-            await asyncio.sleep(0.3)
+            await async_wait_until(
+                lambda: parked_polls(approval.code) >= 1, what="the agent's long poll parking"
+            )
             await sync_to_async(approval_request_approve)(
                 approval=approval, reviewer=rita, arguments={"payment_id": "pay_2", "amount": 100}
             )
@@ -51,7 +54,7 @@ async def test_it_gates_an_async_function_and_runs_the_approved_arguments(
 @pytest.mark.asyncio
 async def test_the_summary_callable_gets_the_bound_arguments_with_defaults(
     live_console, sdk_agent, rita
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     # Issue 20: a default the caller left out must reach the summary callable too.
     agent, token = sdk_agent
     async with AsyncConsole(live_console.url, token, retry=FAST_RETRY) as console:
@@ -72,7 +75,7 @@ async def test_the_summary_callable_gets_the_bound_arguments_with_defaults(
 
 
 @pytest.mark.asyncio
-async def test_it_raises_denied_for_an_async_function(live_console, sdk_agent, rita) -> None:  # type: ignore[no-untyped-def]
+async def test_it_raises_denied_for_an_async_function(live_console, sdk_agent, rita) -> None:
     agent, token = sdk_agent
     calls: list[str] = []
     async with AsyncConsole(live_console.url, token, retry=FAST_RETRY) as console:
@@ -101,7 +104,7 @@ async def test_it_raises_denied_for_an_async_function(live_console, sdk_agent, r
 @pytest.mark.asyncio
 async def test_it_gates_an_async_function_with_the_sync_console(
     live_console, sdk_agent, rita
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     from approval_console import Console
 
     agent, token = sdk_agent

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def test_it_returns_an_approval_with_the_reviewers_note(
     console, reviewer_session, reviewer_thread
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     reviewer_thread.decide(
         lambda approval: reviewer_session.post(
             f"/requests/{approval.code}/approve", {"note": "fine, duplicate charge"}
@@ -56,7 +56,7 @@ def test_it_returns_an_approval_with_the_reviewers_note(
 
 def test_it_runs_the_gated_function_only_after_approval(
     console, reviewer_session, reviewer_thread
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     calls: list[tuple[str, int, str]] = []
 
     @console.requires_approval(
@@ -84,7 +84,7 @@ def test_it_runs_the_gated_function_only_after_approval(
 
 def test_the_summary_callable_gets_the_bound_arguments_with_defaults(
     console, reviewer_session, reviewer_thread
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     # Issue 20: the summary callable was given the caller's raw arguments, so a default the
     # caller left out was missing and the SDK raised TypeError before anything was submitted.
     @console.requires_approval(summary=lambda payment_id, amount: f"Refund {amount}")
@@ -102,7 +102,7 @@ def test_the_summary_callable_gets_the_bound_arguments_with_defaults(
 
 def test_it_raises_denied_with_the_reason_and_never_calls(
     console, reviewer_session, reviewer_thread
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     calls: list[str] = []
 
     @console.requires_approval(impact="critical", summary="Delete old contacts.")
@@ -123,7 +123,7 @@ def test_it_raises_denied_with_the_reason_and_never_calls(
     assert calls == []
 
 
-def test_it_runs_with_the_arguments_the_reviewer_approved(console, rita, reviewer_thread) -> None:  # type: ignore[no-untyped-def]
+def test_it_runs_with_the_arguments_the_reviewer_approved(console, rita, reviewer_thread) -> None:
     calls: list[tuple[str, int]] = []
 
     @console.requires_approval(impact="high")
@@ -144,7 +144,7 @@ def test_it_runs_with_the_arguments_the_reviewer_approved(console, rita, reviewe
     assert calls == [("pay_1", 2450)]
 
 
-def test_it_reports_changed_arguments_on_the_decision(console, rita, reviewer_thread) -> None:  # type: ignore[no-untyped-def]
+def test_it_reports_changed_arguments_on_the_decision(console, rita, reviewer_thread) -> None:
     reviewer_thread.decide(
         lambda approval: approval_request_approve(
             approval=approval, reviewer=rita, arguments={"to": "ops@example.test"}
@@ -158,7 +158,7 @@ def test_it_reports_changed_arguments_on_the_decision(console, rita, reviewer_th
     assert decision.submitted_arguments == {"to": "all@example.test"}
 
 
-def test_it_raises_expired_when_nobody_decides(console) -> None:  # type: ignore[no-untyped-def]
+def test_it_raises_expired_when_nobody_decides(console) -> None:
     calls: list[str] = []
 
     @console.requires_approval(timeout="1s")
@@ -174,7 +174,7 @@ def test_it_raises_expired_when_nobody_decides(console) -> None:  # type: ignore
 
 def test_it_does_not_use_an_approval_past_its_expires_at(
     console, rita, reviewer_thread, settings
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     # The console grants no time to start the call: the approval is stale on arrival.
     settings.APPROVAL_VALIDITY_SECONDS = 0
     calls: list[str] = []
@@ -194,7 +194,7 @@ def test_it_does_not_use_an_approval_past_its_expires_at(
     assert calls == []
 
 
-def test_it_raises_cancelled_when_the_request_is_withdrawn(console, reviewer_thread) -> None:  # type: ignore[no-untyped-def]
+def test_it_raises_cancelled_when_the_request_is_withdrawn(console, reviewer_thread) -> None:
     calls: list[str] = []
 
     @console.requires_approval()
@@ -222,7 +222,7 @@ def test_it_treats_a_lapsed_approval_as_unusable() -> None:
         decision.raise_unless_usable()
 
 
-def test_it_cancels_and_reports_a_decided_request_unchanged(console, rita) -> None:  # type: ignore[no-untyped-def]
+def test_it_cancels_and_reports_a_decided_request_unchanged(console, rita) -> None:
     approval = console.submit("send_email", {"to": "a@example.test"})
     assert approval.is_pending
     approval_request_deny(

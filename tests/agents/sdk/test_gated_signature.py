@@ -7,7 +7,7 @@ import pytest
 from approval_console._wire import GatedSignature, create_body, duration, summary_text
 
 
-def _refund(payment_id: str, amount: int, /, currency: str = "EUR", *notes: str, **extra: int):  # type: ignore[no-untyped-def]
+def _refund(payment_id: str, amount: int, /, currency: str = "EUR", *notes: str, **extra: int):
     return payment_id, amount, currency, notes, extra
 
 

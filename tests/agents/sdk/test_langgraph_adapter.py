@@ -37,7 +37,7 @@ ONE_REFUND = [
 ]
 
 
-def _refund_agent(  # type: ignore[no-untyped-def]
+def _refund_agent(
     console: Console, refunds: list[dict[str, Any]], tool_calls: list[dict[str, Any]] = ONE_REFUND
 ):
     model = GenericFakeChatModel(
@@ -53,7 +53,7 @@ def _refund_agent(  # type: ignore[no-untyped-def]
         return {"messages": [model.invoke(state["messages"])]}
 
     def tools(state: MessagesState) -> dict[str, Any]:
-        calls = state["messages"][-1].tool_calls  # type: ignore[union-attr]
+        calls = state["messages"][-1].tool_calls
         # Every approval first, then the calls: LangGraph re-runs the node from the top on each
         # resume, so a call made between two approvals would run again.
         decisions = [
@@ -78,7 +78,7 @@ def _refund_agent(  # type: ignore[no-untyped-def]
         return {"messages": replies}
 
     def route(state: MessagesState) -> str:
-        return "tools" if state["messages"][-1].tool_calls else END  # type: ignore[union-attr]
+        return "tools" if state["messages"][-1].tool_calls else END
 
     graph = StateGraph(MessagesState)
     graph.add_node("agent", agent)
@@ -89,7 +89,7 @@ def _refund_agent(  # type: ignore[no-untyped-def]
     return graph.compile(checkpointer=InMemorySaver())
 
 
-def test_it_pauses_on_a_pending_approval_and_resumes_with_changed_arguments(console, rita) -> None:  # type: ignore[no-untyped-def]
+def test_it_pauses_on_a_pending_approval_and_resumes_with_changed_arguments(console, rita) -> None:
     refunds: list[dict[str, Any]] = []
     graph = _refund_agent(console, refunds)
     config = {"configurable": {"thread_id": "ticket-42"}}
@@ -114,7 +114,7 @@ def test_it_pauses_on_a_pending_approval_and_resumes_with_changed_arguments(cons
     assert ApprovalRequest.objects.count() == 1
 
 
-def test_it_resumes_a_denial_without_running_the_tool(console, rita) -> None:  # type: ignore[no-untyped-def]
+def test_it_resumes_a_denial_without_running_the_tool(console, rita) -> None:
     refunds: list[dict[str, Any]] = []
     graph = _refund_agent(console, refunds)
     config = {"configurable": {"thread_id": "ticket-43"}}
@@ -140,7 +140,7 @@ def _pending(amount: int) -> ApprovalRequest:
 
 
 @pytest.mark.timeout(60)
-def test_two_approvals_in_one_node_each_resume_with_their_own_decision(console, rita) -> None:  # type: ignore[no-untyped-def]
+def test_two_approvals_in_one_node_each_resume_with_their_own_decision(console, rita) -> None:
     refunds: list[dict[str, Any]] = []
     graph = _refund_agent(console, refunds, TWO_REFUNDS)
     config = {"configurable": {"thread_id": "ticket-44"}}
@@ -169,7 +169,7 @@ def test_two_approvals_in_one_node_each_resume_with_their_own_decision(console, 
 
 
 @pytest.mark.timeout(60)
-def test_two_calls_with_the_same_arguments_are_two_requests(console, rita) -> None:  # type: ignore[no-untyped-def]
+def test_two_calls_with_the_same_arguments_are_two_requests(console, rita) -> None:
     refunds: list[dict[str, Any]] = []
     same = {"payment_id": "pay_9", "amount": 100}
     calls = [
@@ -190,7 +190,7 @@ def test_two_calls_with_the_same_arguments_are_two_requests(console, rita) -> No
 
 
 @pytest.mark.timeout(60)
-def test_a_resume_sent_while_pending_pauses_again_instead_of_blocking(console, rita) -> None:  # type: ignore[no-untyped-def]
+def test_a_resume_sent_while_pending_pauses_again_instead_of_blocking(console, rita) -> None:
     refunds: list[dict[str, Any]] = []
     graph = _refund_agent(console, refunds)
     config = {"configurable": {"thread_id": "ticket-46"}}
@@ -212,7 +212,7 @@ def test_a_resume_sent_while_pending_pauses_again_instead_of_blocking(console, r
 
 
 @pytest.mark.timeout(60)
-def test_a_resume_that_claims_a_decision_the_console_did_not_make_runs_nothing(console) -> None:  # type: ignore[no-untyped-def]
+def test_a_resume_that_claims_a_decision_the_console_did_not_make_runs_nothing(console) -> None:
     refunds: list[dict[str, Any]] = []
     graph = _refund_agent(console, refunds)
     config = {"configurable": {"thread_id": "ticket-47"}}
@@ -229,7 +229,7 @@ def test_a_resume_that_claims_a_decision_the_console_did_not_make_runs_nothing(c
     assert tool_reply.content.startswith("not run: pending: ")
 
 
-def test_the_interrupt_is_an_agent_inbox_human_interrupt(console) -> None:  # type: ignore[no-untyped-def]
+def test_the_interrupt_is_an_agent_inbox_human_interrupt(console) -> None:
     graph = _refund_agent(console, [])
     config = {"configurable": {"thread_id": "ticket-48"}}
 
@@ -253,7 +253,7 @@ def test_the_interrupt_is_an_agent_inbox_human_interrupt(console) -> None:  # ty
 
 
 @pytest.mark.timeout(30)
-def test_resume_when_decided_gives_up_after_its_timeout(console) -> None:  # type: ignore[no-untyped-def]
+def test_resume_when_decided_gives_up_after_its_timeout(console) -> None:
     graph = _refund_agent(console, [])
     config = {"configurable": {"thread_id": "ticket-49"}}
     graph.invoke({"messages": [HumanMessage("Refund it.")]}, config)
@@ -264,7 +264,7 @@ def test_resume_when_decided_gives_up_after_its_timeout(console) -> None:  # typ
     assert ApprovalRequest.objects.get().status == "pending"
 
 
-def _hitl_graph(runs: list[tuple[str, dict[str, Any]]]):  # type: ignore[no-untyped-def]
+def _hitl_graph(runs: list[tuple[str, dict[str, Any]]]):
     """A node that pauses the way LangChain 1.x's HumanInTheLoopMiddleware does (its documented
     interrupt and resume shapes); `langchain` itself is not installed here."""
 
@@ -300,9 +300,7 @@ def _hitl_graph(runs: list[tuple[str, dict[str, Any]]]):  # type: ignore[no-unty
 
 
 @pytest.mark.timeout(60)
-def test_the_console_decides_for_the_human_in_the_loop_middleware(  # type: ignore[no-untyped-def]
-    console, reviewer_thread
-) -> None:
+def test_the_console_decides_for_the_human_in_the_loop_middleware(console, reviewer_thread) -> None:
     runs: list[tuple[str, dict[str, Any]]] = []
     graph = _hitl_graph(runs)
     config = {"configurable": {"thread_id": "hitl-1"}}
@@ -326,7 +324,7 @@ def test_the_console_decides_for_the_human_in_the_loop_middleware(  # type: igno
     assert ApprovalRequest.objects.count() == 2
 
 
-def test_a_call_the_policy_approves_runs_without_pausing(console) -> None:  # type: ignore[no-untyped-def]
+def test_a_call_the_policy_approves_runs_without_pausing(console) -> None:
     PolicyRuleFactory(
         name="small refunds", position=1, tool_glob="issue_refund", outcome=Outcome.APPROVE
     )
@@ -343,7 +341,7 @@ def test_a_call_the_policy_approves_runs_without_pausing(console) -> None:  # ty
 
 @pytest.mark.asyncio
 @pytest.mark.timeout(60)
-async def test_an_async_node_takes_two_approvals_without_blocking(  # type: ignore[no-untyped-def]
+async def test_an_async_node_takes_two_approvals_without_blocking(
     live_console, sdk_agent, console, rita
 ) -> None:
     _, token = sdk_agent
@@ -381,9 +379,7 @@ async def test_an_async_node_takes_two_approvals_without_blocking(  # type: igno
         assert "__interrupt__" in paused
         assert refunds == []
         final = await graph.ainvoke(
-            await decide_next(
-                lambda **kw: approval_request_deny(**kw, reason="No.")  # type: ignore[misc]
-            ),
+            await decide_next(lambda **kw: approval_request_deny(**kw, reason="No.")),
             config,
         )
 

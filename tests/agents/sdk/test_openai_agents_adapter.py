@@ -20,7 +20,7 @@ EXAMPLE = Path(__file__).with_name("openai_agents_example.py")
 
 def test_it_gates_the_tool_on_the_reviewers_decisions(
     live_console, sdk_agent, rita, reviewer_thread, author_venv: AuthorVenv
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     _, token = sdk_agent
     reviewer_thread.decide(
         lambda approval: approval_request_approve(approval=approval, reviewer=rita),
@@ -60,7 +60,7 @@ def test_it_gates_the_tool_on_the_reviewers_decisions(
 
 def test_a_run_restored_from_its_string_resolves_its_one_request(
     live_console, sdk_agent, rita, reviewer_thread, author_venv: AuthorVenv
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     # Issue 20: a paused run saved with to_string() and resolved from RunState.from_string() in
     # a new process (and resolved again, as a retry) finds the request it already submitted.
     _, token = sdk_agent

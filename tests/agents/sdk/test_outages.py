@@ -15,7 +15,7 @@ from tests.agents.sdk.proxy import FlakyProxy
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_it_retries_a_lost_response_without_a_second_request(live_console, sdk_agent) -> None:  # type: ignore[no-untyped-def]
+def test_it_retries_a_lost_response_without_a_second_request(live_console, sdk_agent) -> None:
     _, token = sdk_agent
     with (
         FlakyProxy(live_console.url) as proxy,
@@ -31,7 +31,7 @@ def test_it_retries_a_lost_response_without_a_second_request(live_console, sdk_a
     assert str(ApprovalRequest.objects.get().code) == approval.id
 
 
-def test_it_honours_retry_after_on_503(live_console, sdk_agent) -> None:  # type: ignore[no-untyped-def]
+def test_it_honours_retry_after_on_503(live_console, sdk_agent) -> None:
     _, token = sdk_agent
     with (
         FlakyProxy(live_console.url) as proxy,
@@ -45,7 +45,7 @@ def test_it_honours_retry_after_on_503(live_console, sdk_agent) -> None:  # type
     assert ApprovalRequest.objects.count() == 1
 
 
-def test_it_waits_as_long_as_a_429_asks(live_console, sdk_agent) -> None:  # type: ignore[no-untyped-def]
+def test_it_waits_as_long_as_a_429_asks(live_console, sdk_agent) -> None:
     _, token = sdk_agent
     with (
         FlakyProxy(live_console.url) as proxy,
@@ -62,7 +62,7 @@ def test_it_waits_as_long_as_a_429_asks(live_console, sdk_agent) -> None:  # typ
     assert ApprovalRequest.objects.count() == 1
 
 
-def test_it_stops_waiting_at_its_own_timeout(console) -> None:  # type: ignore[no-untyped-def]
+def test_it_stops_waiting_at_its_own_timeout(console) -> None:
     approval = console.submit("send_email", {"to": "a@example.test"})
 
     with pytest.raises(TimeoutError):
@@ -71,7 +71,7 @@ def test_it_stops_waiting_at_its_own_timeout(console) -> None:  # type: ignore[n
     assert console.get(approval.id).is_pending
 
 
-def test_it_gives_up_with_console_unreachable_when_retries_run_out(live_console, sdk_agent) -> None:  # type: ignore[no-untyped-def]
+def test_it_gives_up_with_console_unreachable_when_retries_run_out(live_console, sdk_agent) -> None:
     _, token = sdk_agent
     with (
         FlakyProxy(live_console.url) as proxy,
@@ -85,7 +85,7 @@ def test_it_gives_up_with_console_unreachable_when_retries_run_out(live_console,
     assert ApprovalRequest.objects.count() == 0
 
 
-def test_it_does_not_retry_a_refusal(console) -> None:  # type: ignore[no-untyped-def]
+def test_it_does_not_retry_a_refusal(console) -> None:
     with pytest.raises(ConsoleApiError) as refused:
         console.submit("send_email", {"to": "a@example.test"}, confidence=7)
 
@@ -120,7 +120,7 @@ def _start_server() -> tuple[uvicorn.Server, threading.Thread, str]:
 
 def test_it_raises_unreachable_when_the_console_goes_away_mid_wait(
     sdk_agent, reviewer_thread, live_console
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     _, token = sdk_agent
     server, thread, url = _start_server()
     calls: list[str] = []

@@ -16,7 +16,7 @@ from tests.agents.conftest import FAST_RETRY
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_it_traces_every_gated_call_and_closes_the_run(console, rita, reviewer_thread) -> None:  # type: ignore[no-untyped-def]
+def test_it_traces_every_gated_call_and_closes_the_run(console, rita, reviewer_thread) -> None:
     @console.requires_approval(impact="high")
     def issue_refund(payment_id: str, amount: int) -> dict[str, str]:
         return {"refund": f"re_{payment_id}"}
@@ -63,7 +63,7 @@ def test_it_traces_every_gated_call_and_closes_the_run(console, rita, reviewer_t
     assert blocked["metadata"]["ran"] is False
 
 
-def test_it_closes_the_run_as_failed_when_the_block_raises(console) -> None:  # type: ignore[no-untyped-def]
+def test_it_closes_the_run_as_failed_when_the_block_raises(console) -> None:
     with (
         pytest.raises(RuntimeError, match="payment provider down"),
         console.run("refund-bot") as run,
@@ -77,7 +77,7 @@ def test_it_closes_the_run_as_failed_when_the_block_raises(console) -> None:  # 
     assert TraceEvent.objects.filter(run=stored).count() == 1
 
 
-def test_it_records_a_gated_call_that_failed_after_approval(console, rita, reviewer_thread) -> None:  # type: ignore[no-untyped-def]
+def test_it_records_a_gated_call_that_failed_after_approval(console, rita, reviewer_thread) -> None:
     @console.requires_approval()
     def deploy(service: str) -> None:
         raise ConnectionError("registry timeout")
@@ -96,7 +96,7 @@ def test_it_records_a_gated_call_that_failed_after_approval(console, rita, revie
     assert event.data["metadata"]["ran"] is True
 
 
-def test_it_leaves_a_run_closed_early_as_it_is(console) -> None:  # type: ignore[no-untyped-def]
+def test_it_leaves_a_run_closed_early_as_it_is(console) -> None:
     with console.run("refund-bot") as run:
         run.halt("A human took over.")
 
@@ -105,7 +105,7 @@ def test_it_leaves_a_run_closed_early_as_it_is(console) -> None:  # type: ignore
 
 
 @pytest.mark.asyncio
-async def test_it_traces_gated_calls_in_an_async_run(live_console, sdk_agent, rita) -> None:  # type: ignore[no-untyped-def]
+async def test_it_traces_gated_calls_in_an_async_run(live_console, sdk_agent, rita) -> None:
     _, token = sdk_agent
     async with AsyncConsole(live_console.url, token, retry=FAST_RETRY) as console:
 
@@ -136,7 +136,7 @@ async def test_it_traces_gated_calls_in_an_async_run(live_console, sdk_agent, ri
 
 def test_it_keeps_events_the_console_could_not_take_and_sends_them_later(
     live_console, sdk_agent
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     from approval_console import Console
 
     from tests.agents.sdk.proxy import FlakyProxy

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.django_db
 _keys = iter(range(1_000_000))
 
 
-def _create(agent, run: Run | None = None, **overrides: Any) -> ApprovalRequest:  # type: ignore[no-untyped-def]
+def _create(agent, run: Run | None = None, **overrides: Any) -> ApprovalRequest:
     fields: dict[str, Any] = {"tool": "issue_refund", "arguments": {"amount": 1}, "timeout": "30m"}
     fields.update(overrides)
     if run is not None:
@@ -34,7 +34,7 @@ def _spend(run: Run, cost: str) -> None:
     run_events_append(run=run, events=[NewTraceEvent(type="llm_call", data={}, cost=Decimal(cost))])
 
 
-def _open(agent, **fields: Any) -> Run:  # type: ignore[no-untyped-def]
+def _open(agent, **fields: Any) -> Run:
     run, _ = run_open(agent=agent, name=fields.pop("name", "triage"), **fields)
     return run
 

@@ -78,7 +78,7 @@ def test_it_carries_the_rules_chain_and_fires_its_first_step_on_time(refunds_cha
     assert set(maria_hears.values_list("channel", flat=True)) == {Channel.EMAIL, Channel.CONSOLE}
 
 
-def test_the_decision_page_names_the_chain(client, refunds_chain) -> None:  # type: ignore[no-untyped-def]
+def test_the_decision_page_names_the_chain(client, refunds_chain) -> None:
     alice = UserFactory(username="alice")
     payments = TeamFactory(name="payments", members=[alice])
     PolicyRuleFactory(name="hold", outcome="hold", team=payments, escalation_chain=refunds_chain)

@@ -18,30 +18,28 @@ from approvals.policies.models import (
     RuleState,
     Throttle,
 )
-from approvals.services import Submission, approval_request_approve, approval_request_create
-from tests.factories import AgentFactory, PolicyRuleFactory, TeamFactory, UserFactory
+from approvals.services import approval_request_approve, approval_request_create
+from tests.factories import (
+    AgentFactory,
+    PolicyRuleFactory,
+    TeamFactory,
+    UserFactory,
+    build_submission,
+)
 
 pytestmark = pytest.mark.django_db
-
-
-def _submission(**overrides: Any) -> Submission:
-    fields: dict[str, Any] = {
-        "tool": "issue_refund",
-        "arguments": {"payment_id": "pay_1", "amount": 4900},
-        "timeout": "30m",
-        "confidence": 0.9,
-        "impact": "medium",
-    }
-    fields.update(overrides)
-    return Submission(**fields)
 
 
 _keys = iter(range(1_000_000))
 
 
-def _create(agent, **overrides: Any) -> ApprovalRequest:  # type: ignore[no-untyped-def]
+def _create(agent, **overrides: Any) -> ApprovalRequest:
     approval, created = approval_request_create(
-        agent=agent, idempotency_key=f"k{next(_keys)}", submission=_submission(**overrides)
+        agent=agent,
+        idempotency_key=f"k{next(_keys)}",
+        submission=build_submission(
+            **{"confidence": 0.9, "impact": "medium", "reasoning": "", **overrides}
+        ),
     )
     assert created
     return approval
@@ -202,7 +200,7 @@ def test_it_throttles_high_impact_auto_approvals_only() -> None:
     assert _create(agent, impact="low").status == Status.APPROVED
 
 
-def test_it_returns_the_evaluation_in_the_api_response(agent_client) -> None:  # type: ignore[no-untyped-def]
+def test_it_returns_the_evaluation_in_the_api_response(agent_client) -> None:
     PolicyRuleFactory(name="shadow", state=RuleState.SHADOW, outcome="approve")
     PolicyRuleFactory(name="finance review", outcome="hold", team=TeamFactory(name="finance"))
     response = agent_client.post(
@@ -226,7 +224,7 @@ def test_it_returns_the_evaluation_in_the_api_response(agent_client) -> None:  #
     assert again.json()["policy"] == policy
 
 
-def test_it_returns_an_immediate_decision_in_the_api_response(agent_client) -> None:  # type: ignore[no-untyped-def]
+def test_it_returns_an_immediate_decision_in_the_api_response(agent_client) -> None:
     PolicyRuleFactory(name="tiny", outcome="approve")
     response = agent_client.post(
         "/api/v1/requests",

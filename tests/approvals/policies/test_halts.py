@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db
 _keys = iter(range(1_000_000))
 
 
-def _create(agent, **overrides: Any) -> ApprovalRequest:  # type: ignore[no-untyped-def]
+def _create(agent, **overrides: Any) -> ApprovalRequest:
     fields: dict[str, Any] = {"tool": "issue_refund", "arguments": {"amount": 1}, "timeout": "30m"}
     fields.update(overrides)
     approval, _ = approval_request_create(
@@ -27,7 +27,7 @@ def _create(agent, **overrides: Any) -> ApprovalRequest:  # type: ignore[no-unty
     return approval
 
 
-def _halter(username: str = "hal"):  # type: ignore[no-untyped-def]
+def _halter(username: str = "hal"):
     # Staff, so unrouted requests are visible; halting still needs the permission.
     user = UserFactory(username=username, is_staff=True)
     user.user_permissions.add(Permission.objects.get(codename="halt_agent"))
@@ -100,7 +100,7 @@ def test_it_counts_policy_denials_towards_the_breaker() -> None:
     assert AgentHalt.objects.filter(agent=agent, resumed_at__isnull=True).exists()
 
 
-def _client_for(user) -> Client:  # type: ignore[no-untyped-def]
+def _client_for(user) -> Client:
     client = Client()
     client.force_login(user)
     return client

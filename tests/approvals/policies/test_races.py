@@ -5,7 +5,6 @@ taken by policy_decide must serialize them. On SQLite, IMMEDIATE transactions do
 """
 
 import threading
-import time
 from collections.abc import Callable
 from decimal import Decimal
 from functools import partial
@@ -27,32 +26,17 @@ from approvals.services import (
     approval_requests_create,
 )
 from tests.factories import AgentFactory, PolicyRuleFactory, UserFactory
+from tests.races import raised, run_at_once
+from tests.waits import a_query_waits_on_a_lock
 
 THREADS = 8
 
 
-def _in_parallel(actions: list[Callable[[], Any]]) -> list[BaseException]:
-    barrier = threading.Barrier(len(actions))
-    errors: list[BaseException] = []
-
-    def run(action: Callable[[], Any]) -> None:
-        try:
-            barrier.wait()
-            action()
-        except BaseException as error:  # surfaced by the caller: a crash is a failure
-            errors.append(error)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(action,)) for action in actions]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return errors
+def _crashes(actions: list[Callable[[], Any]]) -> list[BaseException]:
+    return raised(run_at_once(actions))
 
 
-def _creator(agent, key: str, amount: int = 100) -> Callable[[], Any]:  # type: ignore[no-untyped-def]
+def _creator(agent, key: str, amount: int = 100) -> Callable[[], Any]:
     submission = Submission(tool="issue_refund", arguments={"amount": amount}, timeout="30m")
     return lambda: approval_request_create(agent=agent, idempotency_key=key, submission=submission)
 
@@ -63,7 +47,7 @@ def test_it_lets_no_parallel_request_slip_past_a_throttle() -> None:
     Throttle.objects.create(name="three", max_auto_approvals=3, window_seconds=600)
     for round_number in range(3):
         agent = AgentFactory()
-        errors = _in_parallel([_creator(agent, f"r{round_number}-{i}") for i in range(THREADS)])
+        errors = _crashes([_creator(agent, f"r{round_number}-{i}") for i in range(THREADS)])
         assert not errors, errors
         statuses = list(
             ApprovalRequest.objects.filter(agent=agent).values_list("status", flat=True)
@@ -84,7 +68,7 @@ def test_it_lets_no_parallel_request_slip_past_a_running_total() -> None:
     )
     PolicyRuleFactory(position=2, outcome="approve")
     agent = AgentFactory()
-    errors = _in_parallel([_creator(agent, f"t{i}", amount=100) for i in range(THREADS)])
+    errors = _crashes([_creator(agent, f"t{i}", amount=100) for i in range(THREADS)])
     assert not errors, errors
     approved = ApprovalRequest.objects.filter(agent=agent, status=Status.APPROVED).count()
     assert approved == 2  # 100 + 100 = 200; a third would make 300 > 250
@@ -96,34 +80,53 @@ def test_it_sees_a_cost_committed_while_the_request_waited_for_the_run() -> None
     Budget.objects.create(name="cap", scope="run", ceiling=Decimal("1"))
     agent = AgentFactory()
     run, _ = run_open(agent=agent, name="r")
-    appended = threading.Event()
+    appended, release = threading.Event(), threading.Event()
 
-    def append_and_linger() -> None:
+    def append_and_hold() -> None:
         try:
             with transaction.atomic():
                 run_events_append(
                     run=run, events=[NewTraceEvent(type="note", data={}, cost=Decimal("1"))]
                 )
                 appended.set()
-                time.sleep(0.5)  # the request below must wait for this commit, not read past it
+                release.wait(timeout=10)  # commit only once the request waits for the run
         finally:
             connection.close()
 
-    appender = threading.Thread(target=append_and_linger)
+    appender = threading.Thread(target=append_and_hold)
     appender.start()
     assert appended.wait(timeout=10)
     submission = Submission(tool="t", arguments={}, timeout="30m", run=str(run.code))
-    errors = _in_parallel(
-        [lambda: approval_request_create(agent=agent, idempotency_key="k", submission=submission)]
+    results: list[Any] = []
+    creator = threading.Thread(
+        target=lambda: results.extend(
+            run_at_once(
+                [
+                    lambda: approval_request_create(
+                        agent=agent, idempotency_key="k", submission=submission
+                    )
+                ]
+            )
+        )
     )
-    appender.join(timeout=10)
+    creator.start()
+    try:
+        # On PostgreSQL the request must wait for the append's commit, not read past it; SQLite
+        # serializes writers, so there it runs after the commit whatever we wait for.
+        if connection.vendor == "postgresql":
+            assert a_query_waits_on_a_lock(), "the request did not wait for the run's lock"
+    finally:
+        release.set()
+        appender.join(timeout=10)
+        creator.join(timeout=30)
+    errors = raised(results)
     assert not errors, errors
     approval = ApprovalRequest.objects.get(agent=agent)
     assert approval.status == Status.PENDING
     assert "Budget “cap” reached" in approval.hold_reason
 
 
-def _batch_creator(agent, prefix: str, size: int = 3) -> Callable[[], Any]:  # type: ignore[no-untyped-def]
+def _batch_creator(agent, prefix: str, size: int = 3) -> Callable[[], Any]:
     submission = Submission(tool="issue_refund", arguments={"amount": 1}, timeout="30m")
     batch = [
         NewApprovalRequest(agent=agent, idempotency_key=f"{prefix}-{i}", submission=submission)
@@ -145,7 +148,7 @@ def test_it_leaves_nothing_pending_when_a_halt_races_new_requests(batch_size: in
             for i in range(THREADS - 1)
         ]
         actions.append(partial(agent_halt, agent=agent, reason="stop", halted_by=halter))
-        errors = _in_parallel(actions)
+        errors = _crashes(actions)
         assert not errors, errors
         assert ApprovalRequest.objects.filter(agent=agent).count() == batch_size * (THREADS - 1)
         # Every request either came before the halt (cancelled) or after it (denied).
@@ -157,7 +160,7 @@ def _decide_and_hold(
     *,
     exclusive: bool,
     decided: threading.Event,
-    release: threading.Event,  # type: ignore[no-untyped-def]
+    release: threading.Event,
 ) -> Callable[[], Any]:
     def action() -> None:
         with transaction.atomic():
@@ -187,7 +190,7 @@ def test_shared_decisions_do_not_wait_for_each_other_but_a_halt_waits_for_them(
         halted.set()
 
     holder = threading.Thread(
-        target=_in_parallel,
+        target=run_at_once,
         args=([_decide_and_hold(agent, exclusive=exclusive, decided=first, release=release)],),
     )
     holder.start()
@@ -195,7 +198,7 @@ def test_shared_decisions_do_not_wait_for_each_other_but_a_halt_waits_for_them(
     try:
         assert first.wait(timeout=10)
         other = threading.Thread(
-            target=_in_parallel,
+            target=run_at_once,
             args=([_decide_and_hold(agent, exclusive=exclusive, decided=second, release=release)],),
         )
         other.start()
@@ -206,7 +209,7 @@ def test_shared_decisions_do_not_wait_for_each_other_but_a_halt_waits_for_them(
             assert not second.wait(timeout=1.0)
         else:
             assert second.wait(timeout=10)
-        halter = threading.Thread(target=_in_parallel, args=([halt],))
+        halter = threading.Thread(target=run_at_once, args=([halt],))
         halter.start()
         threads.append(halter)
         # Either way, the halt waits until every decision in flight has committed.
