@@ -105,7 +105,7 @@ lock: install
 	$(VENV)/bin/pip-compile --quiet --generate-hashes --extra dev --strip-extras --allow-unsafe \
 		--no-emit-index-url --no-emit-find-links -o requirements.lock pyproject.toml
 	$(VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \
-		--no-emit-index-url --no-emit-find-links --extra langgraph --extra openai-agents \
+		--no-emit-index-url --no-emit-find-links --extra langgraph --extra openai-agents --extra mcp \
 		-o tests/agents/sdk/requirements-author.lock agents/sdk/pyproject.toml
 
 clean:
