@@ -27,11 +27,12 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 async def ask_permission(command: str) -> dict[str, object]:
     server = StdioServerParameters(
         command="approval-console-mcp",
-        # The server reads the console's URL and the agent credential from its environment.
+        # The server reads the console's URL, the agent credential and its options
+        # (APPROVAL_CONSOLE_TIMEOUT, APPROVAL_CONSOLE_IMPACT) from its environment.
         env={
-            key: os.environ[key]
-            for key in ("APPROVAL_CONSOLE_URL", "APPROVAL_CONSOLE_CREDENTIAL", "PATH")
-            if key in os.environ
+            key: value
+            for key, value in os.environ.items()
+            if key.startswith("APPROVAL_CONSOLE_") or key == "PATH"
         },
     )
     async with stdio_client(server) as (read, write), ClientSession(read, write) as session:
