@@ -91,6 +91,8 @@ async def resume(saved: Path) -> None:
 if __name__ == "__main__":
     step, saved = sys.argv[1], Path(sys.argv[2])
     if step == "start":
-        asyncio.run(start(saved, run_key=sys.argv[3] if len(sys.argv) > 3 else f"run-{time.time()}"))
+        # The run's name in idempotency keys: a ticket, a conversation, a job id.
+        run_key = sys.argv[3] if len(sys.argv) > 3 else f"refund-{time.time_ns()}"
+        asyncio.run(start(saved, run_key))
     else:
         asyncio.run(resume(saved))
