@@ -63,7 +63,10 @@ if __name__ == "__main__":
     result = graph.invoke({"payment_id": sys.argv[1], "amount": int(sys.argv[2])}, config)
     paused = "__interrupt__" in result
     if paused:
-        print(f"paused on {result['__interrupt__'][0].value[0]['description']!r}", file=sys.stderr)
+        # Agent Inbox's HumanInterrupt: what the graph waits on, in a shape inbox UIs render.
+        (waiting,) = result["__interrupt__"][0].value
+        action = waiting["action_request"]
+        print(f"paused on {action['action']} {json.dumps(action['args'])}", file=sys.stderr)
         result = resume_when_decided(console, graph, config)
     print(
         json.dumps({**result["outcome"], "paused": paused, "resumed_at": time.time()}), flush=True

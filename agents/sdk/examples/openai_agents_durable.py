@@ -50,7 +50,13 @@ async def start(saved: Path, run_key: str) -> None:
     async with AsyncConsole() as console:  # APPROVAL_CONSOLE_URL, APPROVAL_CONSOLE_CREDENTIAL
         gate = ConsoleToolApprovals(console, run_key=run_key)
         model = ScriptedModel(
-            [[function_call("issue_refund", {"payment_id": "pay_7", "amount": 4900})]]
+            [
+                [
+                    function_call(
+                        "issue_refund", {"payment_id": "pay_7", "amount": 4900}, call_id="call_1"
+                    )
+                ]
+            ]
         )
         result = await Runner.run(refund_agent(gate, model), "Refund the duplicate on pay_7.")
         if not result.interruptions:
@@ -67,7 +73,9 @@ async def resume(saved: Path) -> None:
         gate = ConsoleToolApprovals(console, run_key=run["run_key"])
         model = ScriptedModel([[assistant_message("All done.")]])
         agent = refund_agent(gate, model)
-        state = await gate.resolve(await RunState.from_string(agent, run["state"]))
+        state = await RunState.from_string(agent, run["state"])
+        print(json.dumps({"waiting": run["run_key"]}), flush=True)
+        state = await gate.resolve(state)  # returns the moment the reviewers have decided
         resumed_at = time.time()  # the decision is in: the run goes on
         result = await Runner.run(agent, state)
         outputs = [

@@ -47,7 +47,28 @@ class AuthorVenv:
     ) -> subprocess.CompletedProcess:
         """Run the venv's python with a clean environment (plus `env`), outside the repository,
         with the venv's scripts (approval-console-mcp) first on the PATH, as an activated venv."""
-        env = {
+        return subprocess.run(  # type: ignore[call-overload, no-any-return]
+            [str(self.python), *args],
+            env=self.environment(env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            **{"cwd": self.python.parents[2], **kwargs},
+        )
+
+    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        """Start the venv's python as `run` does, without waiting: read its stdout as it goes."""
+        return subprocess.Popen(
+            [str(self.python), *args],
+            env=self.environment(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=self.python.parents[2],
+        )
+
+    def environment(self, env: dict[str, str] | None) -> dict[str, str]:
+        return {
             **{
                 k: v
                 for k, v in os.environ.items()
@@ -56,15 +77,6 @@ class AuthorVenv:
             "PATH": f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}",
             **(env or {}),
         }
-        kwargs.setdefault("cwd", self.python.parents[2])
-        return subprocess.run(  # type: ignore[call-overload, no-any-return]
-            [str(self.python), *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            **kwargs,
-        )
 
 
 def _check(command: list[str], **kwargs: object) -> None:
