@@ -5,6 +5,10 @@ reviewer decides through the reviewer API. Its answer is Claude Code's contract,
 is a deny."""
 
 import json
+import socket
+import subprocess
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +16,7 @@ import pytest
 from approvals.models import ApprovalRequest
 from tests.agents.sdk.api_reviewer import approve, approve_with, deny
 from tests.agents.sdk.author_venv import AUTHOR_VENV_TIMEOUT, EXAMPLES, AuthorVenv
+from tests.conftest import _free_port as free_port
 
 pytestmark = [pytest.mark.django_db(transaction=True), AUTHOR_VENV_TIMEOUT]
 
@@ -96,3 +101,51 @@ def test_it_denies_when_the_console_cannot_be_reached(sdk_agent, author_venv: Au
 
     assert answer["behavior"] == "deny"
     assert "could not take the request" in answer["message"]
+
+
+@pytest.fixture
+def mcp_http_server(live_console, sdk_agent, author_venv: AuthorVenv):  # type: ignore[no-untyped-def]
+    """`approval-console-mcp --transport streamable-http`, started from the author venv."""
+    _, token = sdk_agent
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            *(str(author_venv.bin / "approval-console-mcp"), "--transport", "streamable-http"),
+            *("--port", str(port)),
+        ],
+        env=author_venv.environment(
+            {"APPROVAL_CONSOLE_URL": live_console.url, "APPROVAL_CONSOLE_CREDENTIAL": token}
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert server.poll() is None, server.stderr.read()  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "the MCP server did not start listening"
+            time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}/mcp"
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def test_it_answers_over_streamable_http(
+    mcp_http_server, api_reviewer, author_venv: AuthorVenv
+) -> None:  # type: ignore[no-untyped-def]
+    api_reviewer.decide(approve_with({"command": "ls build/"}))
+    result = author_venv.run(
+        str(Path(__file__).with_name("mcp_http_client.py")), mcp_http_server, "ls", timeout=100
+    )
+    api_reviewer.join()
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "behavior": "allow",
+        "updatedInput": {"command": "ls build/"},
+    }
+    assert ApprovalRequest.objects.get().arguments == {"command": "ls"}
