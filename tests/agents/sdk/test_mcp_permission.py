@@ -149,3 +149,20 @@ def test_it_answers_over_streamable_http(
         "updatedInput": {"command": "ls build/"},
     }
     assert ApprovalRequest.objects.get().arguments == {"command": "ls"}
+
+
+def test_it_cancels_the_request_when_the_client_gives_up(
+    live_console, sdk_agent, author_venv: AuthorVenv
+) -> None:  # type: ignore[no-untyped-def]
+    # Claude Code interrupted: nobody will run the call, so nobody may approve it either.
+    _, token = sdk_agent
+    result = author_venv.run(
+        str(Path(__file__).with_name("mcp_cancelling_client.py")),
+        "3",
+        env={"APPROVAL_CONSOLE_URL": live_console.url, "APPROVAL_CONSOLE_CREDENTIAL": token},
+        timeout=100,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "gave up\n"
+    assert ApprovalRequest.objects.get().status == "cancelled"
