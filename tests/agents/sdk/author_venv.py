@@ -18,6 +18,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[3]
 SDK_DIR = REPO / "agents" / "sdk"
+# Scripts an agent author copies; the tests run them in an author venv against a live console.
+EXAMPLES = SDK_DIR / "examples"
 AUTHOR_LOCK = Path(__file__).with_name("requirements-author.lock")
 # `make install` downloads the locked wheels here (see the Makefile).
 AUTHOR_WHEELS = REPO / ".venv" / "author-wheels"
@@ -32,24 +34,49 @@ class AuthorVenv:
     wheel: Path
     sdist: Path
 
+    @property
+    def bin(self) -> Path:
+        return self.python.parent
+
     def run(
-        self, *args: str, timeout: float = 120, **kwargs: object
+        self,
+        *args: str,
+        timeout: float = 120,
+        env: dict[str, str] | None = None,
+        **kwargs: object,
     ) -> subprocess.CompletedProcess:
-        """Run the venv's python with a clean environment, outside the repository."""
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in {"DJANGO_SETTINGS_MODULE", "PYTHONPATH", "VIRTUAL_ENV"}
-        }
-        kwargs.setdefault("cwd", self.python.parents[2])
-        return subprocess.run(  # type: ignore[call-overload]
+        """Run the venv's python with a clean environment (plus `env`), outside the repository,
+        with the venv's scripts (approval-console-mcp) first on the PATH, as an activated venv."""
+        return subprocess.run(  # type: ignore[call-overload, no-any-return]
             [str(self.python), *args],
-            env=env,
+            env=self.environment(env),
             capture_output=True,
             text=True,
             timeout=timeout,
-            **kwargs,
+            **{"cwd": self.python.parents[2], **kwargs},
         )
+
+    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        """Start the venv's python as `run` does, without waiting: read its stdout as it goes."""
+        return subprocess.Popen(
+            [str(self.python), *args],
+            env=self.environment(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=self.python.parents[2],
+        )
+
+    def environment(self, env: dict[str, str] | None) -> dict[str, str]:
+        return {
+            **{
+                k: v
+                for k, v in os.environ.items()
+                if k not in {"DJANGO_SETTINGS_MODULE", "PYTHONPATH", "VIRTUAL_ENV"}
+            },
+            "PATH": f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}",
+            **(env or {}),
+        }
 
 
 def _check(command: list[str], **kwargs: object) -> None:

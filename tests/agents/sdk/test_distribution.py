@@ -20,6 +20,8 @@ def test_the_wheel_holds_one_typed_package_and_depends_on_httpx(author_venv: Aut
         names = wheel.namelist()
         (metadata_name,) = (name for name in names if name.endswith(".dist-info/METADATA"))
         metadata = Parser().parsestr(wheel.read(metadata_name).decode())
+        (entry_points,) = (name for name in names if name.endswith(".dist-info/entry_points.txt"))
+        scripts = wheel.read(entry_points).decode()
 
     top_level = {name.split("/")[0] for name in names}
     assert top_level == {"approval_console", metadata_name.split("/")[0]}
@@ -28,7 +30,10 @@ def test_the_wheel_holds_one_typed_package_and_depends_on_httpx(author_venv: Aut
     assert metadata["Name"] == "agent-approval-console-sdk"
     requires = metadata.get_all("Requires-Dist")
     assert [r for r in requires if "extra ==" not in r] == ["httpx>=0.28"]
-    assert set(metadata.get_all("Provides-Extra")) == {"langgraph", "openai-agents"}
+    assert set(metadata.get_all("Provides-Extra")) == {"langgraph", "openai-agents", "mcp"}
+    # The MCP server, for Claude Code's --permission-prompt-tool: an extra, and a command.
+    assert 'mcp>=2.3; extra == "mcp"' in requires
+    assert "approval-console-mcp = approval_console.mcp_server:main" in scripts
 
 
 def test_the_sdist_builds_the_same_package(author_venv: AuthorVenv) -> None:

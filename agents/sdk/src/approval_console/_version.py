@@ -1,2 +1,2 @@
 # The distribution's version (pyproject.toml reads it from here) and the User-Agent's.
-__version__ = "0.2.0"
+__version__ = "0.3.0"

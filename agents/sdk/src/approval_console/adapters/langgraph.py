@@ -240,10 +240,19 @@ def resume_when_decided(
             raise TimeoutError(f"No decision yet on {sorted(set(pending.values()))}.")
         # A long poll on one pending request; any decision ends it early for that one only, so
         # keep polls short enough to notice the others.
-        poll = console.long_poll_seconds if len(set(pending.values())) == 1 else 1
+        only_one = len(set(pending.values())) == 1
+        poll = console.long_poll_seconds if only_one else 1
         if timeout is not None:
             poll = max(1, min(poll, int(timeout - waited) or 1))
-        console.get(next(iter(pending.values())), wait=poll)
+        polled = console.get(next(iter(pending.values())), wait=poll)
+        if only_one and polled.decision is not None:
+            # The long poll's answer is the console's decision: resume on it at once, without
+            # asking again (the node re-reads it anyway).
+            from langgraph.types import Command
+
+            return graph.invoke(
+                Command(resume=_resume_values({polled.id: polled}, pending)), config
+            )
 
 
 # --- LangChain 1.x HumanInTheLoopMiddleware ------------------------------------------------
