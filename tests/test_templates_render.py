@@ -22,7 +22,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from approvals.models import Channel, Impact, Status
-from approvals.notifications import notification_deliver, notifications_create
+from approvals.notifications import notifications_create
+from approvals.outbox import KIND_NOTIFICATION, outbox_deliver
 from approvals.reviews import approval_claim_take, approval_request_comment
 from approvals.services import approval_request_approve, approval_request_deny
 from tests.factories import (
@@ -45,7 +46,7 @@ def rendered() -> Iterator[set[str]]:
     """The names of the templates rendered while the test runs (partials as "file#name")."""
     names: set[str] = set()
 
-    def record(sender, template, context, **kwargs):  # type: ignore[no-untyped-def]
+    def record(sender, template, context, **kwargs):
         names.add(template.origin.template_name if template.origin else template.name)
 
     template_rendered.connect(record, dispatch_uid="test_templates_render")
@@ -59,7 +60,7 @@ def _assert_clean(where: str, output: str) -> None:
         assert at < 0, f"{where} shows raw template syntax: …{output[max(0, at - 80) : at + 80]}…"
 
 
-def _a_shift(staff, team):  # type: ignore[no-untyped-def]
+def _a_shift(staff, team):
     """Pending and decided requests of two agents, a claim, a comment, a policy rule."""
     support = AgentFactory(name="support-bot")
     ops = AgentFactory(name="deploy-bot", operators=[])
@@ -102,7 +103,7 @@ def _a_shift(staff, team):  # type: ignore[no-untyped-def]
     return {"pending": pending, "critical": critical, "approved": approved, "rule": rule}
 
 
-def test_it_renders_every_template_without_raw_syntax(rendered) -> None:  # type: ignore[no-untyped-def]
+def test_it_renders_every_template_without_raw_syntax(rendered) -> None:
     staff = UserFactory(username="olga", is_staff=True, is_superuser=True, email="o@example.test")
     team = TeamFactory(name="payments", members=[staff])
     shift = _a_shift(staff, team)
@@ -171,7 +172,7 @@ def test_it_renders_every_template_without_raw_syntax(rendered) -> None:  # type
             channels=[Channel.EMAIL],
             reason="routed",
         )
-    notification_deliver(notification_id=email.pk)
+    outbox_deliver(kind=KIND_NOTIFICATION, row_id=email.pk)
     [message] = mail.outbox
     _assert_clean("mail, text", message.body)
     _assert_clean("mail, html", message.alternatives[0][0])
@@ -181,10 +182,10 @@ def test_it_renders_every_template_without_raw_syntax(rendered) -> None:  # type
     request.user = staff
     from console.admin_mixins import one_time_secrets_response
 
-    page = one_time_secrets_response(
+    secrets_page = one_time_secrets_response(
         request, title="New credential", secrets=[("token", "s3cr3t")], back_url="/admin/"
     )
-    _assert_clean("one-time secrets", page.content.decode())
+    _assert_clean("one-time secrets", secrets_page.content.decode())
     _assert_clean("locked out", render_to_string("registration/locked_out.html", {}))
 
     files = {

@@ -20,12 +20,12 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def alice():  # type: ignore[no-untyped-def]
+def alice():
     return UserFactory(username="alice")
 
 
 @pytest.fixture
-def team(alice):  # type: ignore[no-untyped-def]
+def team(alice):
     return TeamFactory(name="payments", members=[alice])
 
 
@@ -33,7 +33,7 @@ def _status(approval: ApprovalRequest) -> str:
     return ApprovalRequest.objects.get(pk=approval.pk).status
 
 
-def test_it_approves_low_impact_requests_and_refuses_every_other_impact(alice, team) -> None:  # type: ignore[no-untyped-def]
+def test_it_approves_low_impact_requests_and_refuses_every_other_impact(alice, team) -> None:
     low = ApprovalRequestFactory(team=team, impact=Impact.LOW)
     others = [
         ApprovalRequestFactory(team=team, impact=impact)
@@ -54,7 +54,7 @@ def test_it_approves_low_impact_requests_and_refuses_every_other_impact(alice, t
     assert ApprovalRequest.objects.get(pk=low.pk).decision.note == "batch"
 
 
-def test_it_leaves_out_requests_the_reviewer_may_not_see(alice, team) -> None:  # type: ignore[no-untyped-def]
+def test_it_leaves_out_requests_the_reviewer_may_not_see(alice, team) -> None:
     theirs = ApprovalRequestFactory(team=TeamFactory(name="ops"), impact=Impact.LOW)
     mine = ApprovalRequestFactory(team=team, impact=Impact.LOW)
 
@@ -69,7 +69,7 @@ def test_it_leaves_out_requests_the_reviewer_may_not_see(alice, team) -> None:  
     assert _status(mine) == Status.DENIED
 
 
-def test_it_denies_each_with_the_one_reason_and_reports_one_decided_meanwhile(alice, team) -> None:  # type: ignore[no-untyped-def]
+def test_it_denies_each_with_the_one_reason_and_reports_one_decided_meanwhile(alice, team) -> None:
     first, decided, last = (ApprovalRequestFactory(team=team) for _ in range(3))
     approval_request_approve(approval=decided, reviewer=UserFactory(is_staff=True))
 
@@ -86,14 +86,14 @@ def test_it_denies_each_with_the_one_reason_and_reports_one_decided_meanwhile(al
     assert _status(decided) == Status.APPROVED
 
 
-def test_it_refuses_a_bulk_deny_without_a_reason_and_decides_nothing(alice, team) -> None:  # type: ignore[no-untyped-def]
+def test_it_refuses_a_bulk_deny_without_a_reason_and_decides_nothing(alice, team) -> None:
     approval = ApprovalRequestFactory(team=team)
     with pytest.raises(BulkRefused, match="Say why"):
         approvals_bulk_deny(codes=[approval.code], reviewer=alice, reason="  ")
     assert _status(approval) == Status.PENDING
 
 
-def test_it_keeps_the_four_eyes_rule_for_the_reviewers_own_agent(alice, team) -> None:  # type: ignore[no-untyped-def]
+def test_it_keeps_the_four_eyes_rule_for_the_reviewers_own_agent(alice, team) -> None:
     own = ApprovalRequestFactory(
         team=team, impact=Impact.LOW, agent=AgentFactory(operators=[alice])
     )
@@ -115,7 +115,7 @@ def test_it_checks_the_codes_before_anything_runs() -> None:
 
 def test_the_confirmation_lists_every_ticked_request_and_decides_nothing(
     client, alice, team
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     low = ApprovalRequestFactory(team=team, impact=Impact.LOW, summary="Tag <b>ticket</b> 5521")
     high = ApprovalRequestFactory(team=team, impact=Impact.HIGH)
     client.force_login(alice)
@@ -136,7 +136,7 @@ def test_the_confirmation_lists_every_ticked_request_and_decides_nothing(
 
 def test_the_decision_page_refuses_a_high_impact_request_sent_to_it_directly(
     client, alice, team
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     high = ApprovalRequestFactory(team=team, impact=Impact.HIGH)
     client.force_login(alice)
 
@@ -149,7 +149,7 @@ def test_the_decision_page_refuses_a_high_impact_request_sent_to_it_directly(
     assert _status(high) == Status.PENDING
 
 
-def test_the_bulk_pages_need_a_login_and_a_reason(client, alice, team) -> None:  # type: ignore[no-untyped-def]
+def test_the_bulk_pages_need_a_login_and_a_reason(client, alice, team) -> None:
     approval = ApprovalRequestFactory(team=team)
     page = client.post(
         reverse("approvals:bulk-decide"), {"action": "deny", "codes": [approval.code]}

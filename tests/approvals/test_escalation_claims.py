@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def claimed():  # type: ignore[no-untyped-def]
+def claimed():
     """A request whose first step (after 5 minutes) is due, claimed by alice of its team."""
     alice = UserFactory(username="alice")
     team = TeamFactory(name="first-line", members=[alice])
@@ -35,20 +35,20 @@ def claimed():  # type: ignore[no-untyped-def]
     return approval, alice, now
 
 
-def test_it_waits_while_the_request_is_claimed(claimed) -> None:  # type: ignore[no-untyped-def]
+def test_it_waits_while_the_request_is_claimed(claimed) -> None:
     approval, _, now = claimed
     assert escalations_fire_due(now=now) == 0
     assert escalations_fire_due(now=now + timedelta(minutes=9)) == 0
     assert not EscalationFiring.objects.filter(approval=approval).exists()
 
 
-def test_it_resumes_when_the_claim_lapses(claimed) -> None:  # type: ignore[no-untyped-def]
+def test_it_resumes_when_the_claim_lapses(claimed) -> None:
     approval, _, now = claimed
     assert escalations_fire_due(now=now + timedelta(minutes=10, seconds=1)) == 1
     assert EscalationFiring.objects.filter(approval=approval).count() == 1
 
 
-def test_it_resumes_when_the_claim_is_released(claimed) -> None:  # type: ignore[no-untyped-def]
+def test_it_resumes_when_the_claim_is_released(claimed) -> None:
     approval, alice, now = claimed
     approval_claim_release(approval=approval, reviewer=alice)
     assert escalations_fire_due(now=now) == 1

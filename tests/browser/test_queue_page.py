@@ -43,7 +43,7 @@ def _console_errors(page: Page) -> list[str]:
     return errors
 
 
-def _serious(results) -> list[str]:  # type: ignore[no-untyped-def]
+def _serious(results) -> list[str]:
     return [
         f"{violation['id']} ({violation['impact']}): "
         + "; ".join(node["target"][0] for node in violation["nodes"][:5])
@@ -52,7 +52,7 @@ def _serious(results) -> list[str]:  # type: ignore[no-untyped-def]
     ]
 
 
-def _realistic_queue(team) -> dict[str, ApprovalRequest]:  # type: ignore[no-untyped-def]
+def _realistic_queue(team) -> dict[str, ApprovalRequest]:
     """A shift's worth of requests, from two agents, one of them due within minutes."""
     support = AgentFactory(name="support-bot")
     ops = AgentFactory(name="deploy-bot")
@@ -98,7 +98,7 @@ def _realistic_queue(team) -> dict[str, ApprovalRequest]:  # type: ignore[no-unt
 
 def test_it_fits_the_navigation_and_folds_the_filters_at_phone_width(
     live_console, browser: Browser, team, artifacts
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     team.members.filter(username="alice").update(is_staff=True)  # the longest navigation
     requests = _realistic_queue(team)
     context = browser.new_context(viewport=PHONE)
@@ -125,7 +125,7 @@ def test_it_fits_the_navigation_and_folds_the_filters_at_phone_width(
 
 def test_it_shows_the_summary_as_the_headline_and_the_due_soon_group_first(
     live_console, page: Page, team, artifacts
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     page.set_viewport_size(DESKTOP)
     requests = _realistic_queue(team)
     log_in(page, live_console.url, "alice")
@@ -163,13 +163,13 @@ def test_it_shows_the_summary_as_the_headline_and_the_due_soon_group_first(
     assert last is not None and last["y"] + last["height"] <= DESKTOP["height"], last
 
 
-def _has_class(name: str):  # type: ignore[no-untyped-def]
+def _has_class(name: str):
     import re
 
     return re.compile(rf"(^|\s){re.escape(name)}(\s|$)")
 
 
-def test_the_count_is_the_total_over_every_page(live_console, page: Page, team) -> None:  # type: ignore[no-untyped-def]
+def test_the_count_is_the_total_over_every_page(live_console, page: Page, team) -> None:
     agent = AgentFactory()
     off_loop(lambda: ApprovalRequestFactory.create_batch(55, team=team, agent=agent))
     log_in(page, live_console.url, "alice")
@@ -181,7 +181,7 @@ def test_the_count_is_the_total_over_every_page(live_console, page: Page, team) 
 
 def test_no_page_logs_a_console_error_while_another_reviewer_works(
     live_console, page: Page, second_page: Page, third_page: Page, team
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     watched = submit(team=team, tool="issue_refund", summary="Refund order 1.")
     errors = {
         "queue": _console_errors(page),
@@ -210,7 +210,7 @@ def test_no_page_logs_a_console_error_while_another_reviewer_works(
     assert errors == {"queue": [], "detail": [], "history": []}
 
 
-def test_the_favicon_answers(live_console) -> None:  # type: ignore[no-untyped-def]
+def test_the_favicon_answers(live_console) -> None:
     answer = httpx.get(f"{live_console.url}/favicon.ico", follow_redirects=True)
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("image/svg")
@@ -218,7 +218,7 @@ def test_the_favicon_answers(live_console) -> None:  # type: ignore[no-untyped-d
 
 def test_bulk_approve_takes_low_impact_only_and_bulk_deny_sends_one_reason(
     live_console, page: Page, team, artifacts
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     requests = _realistic_queue(team)
     log_in(page, live_console.url, "alice")
     bulk = page.locator("#bulk-form")
@@ -265,7 +265,7 @@ def test_bulk_approve_takes_low_impact_only_and_bulk_deny_sends_one_reason(
         assert approval.decision.note == "Change freeze tonight."
 
 
-def test_the_queue_announces_arrivals_and_departures(live_console, page: Page, team) -> None:  # type: ignore[no-untyped-def]
+def test_the_queue_announces_arrivals_and_departures(live_console, page: Page, team) -> None:
     log_in(page, live_console.url, "alice")
     announcer = page.locator("#announcer")
     expect(announcer).to_have_attribute("aria-live", "polite")
@@ -276,7 +276,7 @@ def test_the_queue_announces_arrivals_and_departures(live_console, page: Page, t
     expect(announcer).to_contain_text("Left the queue (decided or moved): Refund order 77.")
 
 
-def test_axe_finds_nothing_serious_on_the_reviewer_pages(live_console, page: Page, team) -> None:  # type: ignore[no-untyped-def]
+def test_axe_finds_nothing_serious_on_the_reviewer_pages(live_console, page: Page, team) -> None:
     team.members.filter(username="alice").update(is_staff=True)
     requests = _realistic_queue(team)
     off_loop(

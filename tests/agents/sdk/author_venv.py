@@ -47,7 +47,7 @@ class AuthorVenv:
     ) -> subprocess.CompletedProcess:
         """Run the venv's python with a clean environment (plus `env`), outside the repository,
         with the venv's scripts (approval-console-mcp) first on the PATH, as an activated venv."""
-        return subprocess.run(  # type: ignore[call-overload, no-any-return]
+        return subprocess.run(  # type: ignore[call-overload]
             [str(self.python), *args],
             env=self.environment(env),
             capture_output=True,

@@ -12,7 +12,7 @@ def author_venv(tmp_path_factory: pytest.TempPathFactory) -> AuthorVenv:
 
 
 @pytest.fixture
-def api_reviewer(live_console, transactional_db) -> ApiReviewer:  # type: ignore[no-untyped-def]
+def api_reviewer(live_console, transactional_db) -> ApiReviewer:
     # Staff: a request routed to no team is visible to staff only (approvals/access.py).
     lead = UserFactory(username="lena", is_staff=True)
     return ApiReviewer(live_console.url, reviewer_api_token(lead))

@@ -19,7 +19,7 @@ async def ask(url: str, command: str) -> str:
             "approval_prompt",
             {"tool_name": "Bash", "input": {"command": command}, "tool_use_id": "toolu_http"},
         )
-        return result.content[0].text  # type: ignore[union-attr, no-any-return]
+        return result.content[0].text
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def _console_env(live_console: Any, token: str) -> dict[str, str]:
 
 def _outcome(result: subprocess.CompletedProcess) -> dict[str, Any]:
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.splitlines()[-1])  # type: ignore[no-any-return]
+    return json.loads(result.stdout.splitlines()[-1])
 
 
 def _resumed_after(example: str, outcome: dict[str, Any], decided: Decided) -> float:
@@ -42,7 +42,7 @@ def _resumed_after(example: str, outcome: dict[str, Any], decided: Decided) -> f
 
 def test_the_decorator_example_runs_with_the_reviewers_changed_arguments(
     live_console, sdk_agent, api_reviewer, author_venv: AuthorVenv
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     _, token = sdk_agent
     api_reviewer.decide(approve_with({"payment_id": "pay_7", "amount": 2500, "currency": "EUR"}))
     result = author_venv.run(
@@ -60,7 +60,7 @@ def test_the_decorator_example_runs_with_the_reviewers_changed_arguments(
 
 def test_the_decorator_example_does_not_run_a_denied_call(
     live_console, sdk_agent, api_reviewer, author_venv: AuthorVenv
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     _, token = sdk_agent
     api_reviewer.decide(deny("Already refunded by hand."))
     result = author_venv.run(
@@ -75,7 +75,7 @@ def test_the_decorator_example_does_not_run_a_denied_call(
 
 def test_the_langgraph_example_pauses_and_resumes_with_the_decision(
     live_console, sdk_agent, api_reviewer, author_venv: AuthorVenv
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     _, token = sdk_agent
     api_reviewer.decide(approve())
     result = author_venv.run(
@@ -96,7 +96,7 @@ def test_the_langgraph_example_pauses_and_resumes_with_the_decision(
 
 def test_the_openai_agents_example_resumes_a_saved_run_in_a_new_process(
     live_console, sdk_agent, api_reviewer, author_venv: AuthorVenv, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     _, token = sdk_agent
     env = _console_env(live_console, token)
     saved = tmp_path / "run.json"
@@ -134,7 +134,7 @@ def started_call(started: dict[str, Any]) -> str:
 
 def test_the_humanlayer_example_runs_once_approved(
     live_console, sdk_agent, api_reviewer, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     _, token = sdk_agent
     api_reviewer.decide(approve())
     # HumanLayer's client is not in the author lock; the console's venv carries the release

@@ -33,12 +33,12 @@ def _ask(
         timeout=100,
     )
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.splitlines()[-1])  # type: ignore[no-any-return]
+    return json.loads(result.stdout.splitlines()[-1])
 
 
 def test_it_allows_the_input_a_reviewer_approved(
     live_console, sdk_agent, api_reviewer, author_venv: AuthorVenv
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     _, token = sdk_agent
     api_reviewer.decide(approve())
     answer = _ask(author_venv, live_console, token, "rm -rf build/")
@@ -57,7 +57,7 @@ def test_it_allows_the_input_a_reviewer_approved(
 
 def test_it_allows_the_reviewers_changed_input(
     live_console, sdk_agent, api_reviewer, author_venv: AuthorVenv
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     _, token = sdk_agent
     api_reviewer.decide(approve_with({"command": "rm -rf build/tmp/"}, note="Only the temp dir."))
     answer = _ask(author_venv, live_console, token, "rm -rf build/")
@@ -69,7 +69,7 @@ def test_it_allows_the_reviewers_changed_input(
 
 def test_it_denies_with_the_reviewers_note(
     live_console, sdk_agent, api_reviewer, author_venv: AuthorVenv
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     _, token = sdk_agent
     api_reviewer.decide(deny("Not on the release branch."))
     answer = _ask(author_venv, live_console, token, "git push --force")
@@ -84,7 +84,7 @@ def test_it_denies_with_the_reviewers_note(
 
 def test_it_denies_when_nobody_decides_in_time(
     live_console, sdk_agent, author_venv: AuthorVenv
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     _, token = sdk_agent
     answer = _ask(author_venv, live_console, token, "make deploy", APPROVAL_CONSOLE_TIMEOUT="1s")
 
@@ -94,7 +94,7 @@ def test_it_denies_when_nobody_decides_in_time(
     assert ApprovalRequest.objects.get().status == "expired"
 
 
-def test_it_denies_when_the_console_cannot_be_reached(sdk_agent, author_venv: AuthorVenv) -> None:  # type: ignore[no-untyped-def]
+def test_it_denies_when_the_console_cannot_be_reached(sdk_agent, author_venv: AuthorVenv) -> None:
     _, token = sdk_agent
     # Port 9 (discard): nothing listens. Fail closed, with the reason for the person at Claude.
     answer = _ask(author_venv, type("Down", (), {"url": "http://127.0.0.1:9"}), token, "ls")
@@ -104,7 +104,7 @@ def test_it_denies_when_the_console_cannot_be_reached(sdk_agent, author_venv: Au
 
 
 @pytest.fixture
-def mcp_http_server(live_console, sdk_agent, author_venv: AuthorVenv):  # type: ignore[no-untyped-def]
+def mcp_http_server(live_console, sdk_agent, author_venv: AuthorVenv):
     """`approval-console-mcp --transport streamable-http`, started from the author venv."""
     _, token = sdk_agent
     port = free_port()
@@ -126,7 +126,7 @@ def mcp_http_server(live_console, sdk_agent, author_venv: AuthorVenv):  # type: 
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             break
         except OSError:
-            assert server.poll() is None, server.stderr.read()  # type: ignore[union-attr]
+            assert server.poll() is None, server.stderr.read()
             assert time.monotonic() < deadline, "the MCP server did not start listening"
             time.sleep(0.1)
     yield f"http://127.0.0.1:{port}/mcp"
@@ -136,7 +136,7 @@ def mcp_http_server(live_console, sdk_agent, author_venv: AuthorVenv):  # type: 
 
 def test_it_answers_over_streamable_http(
     mcp_http_server, api_reviewer, author_venv: AuthorVenv
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     api_reviewer.decide(approve_with({"command": "ls build/"}))
     result = author_venv.run(
         str(Path(__file__).with_name("mcp_http_client.py")), mcp_http_server, "ls", timeout=100
@@ -153,7 +153,7 @@ def test_it_answers_over_streamable_http(
 
 def test_it_cancels_the_request_when_the_client_gives_up(
     live_console, sdk_agent, author_venv: AuthorVenv
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     # Claude Code interrupted: nobody will run the call, so nobody may approve it either.
     _, token = sdk_agent
     result = author_venv.run(
