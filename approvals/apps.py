@@ -7,3 +7,7 @@ class ApprovalsConfig(AppConfig):
 
     def ready(self) -> None:
         from approvals import audit_guards, audit_signals  # noqa: F401  (connects the receivers)
+        from approvals import subscribers
+
+        # The side effects of approvals' and agents' domain events (approvals.subscribers).
+        subscribers.connect()

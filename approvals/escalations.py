@@ -10,7 +10,6 @@ step still fires exactly once; after downtime, every step that came due fires on
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from functools import partial
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -18,8 +17,8 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from approvals import realtime
 from approvals.audit import AuditAction, audit_record
+from approvals.events import EscalationStepFired, RequestChanged
 from approvals.exceptions import EscalationUnavailable, NotAllowed, TransitionConflict
 from approvals.models import (
     ActorType,
@@ -31,8 +30,8 @@ from approvals.models import (
     EscalationTrigger,
     Status,
 )
-from approvals.notifications import escalation_reason, notifications_create
 from approvals.selectors import approval_lock, approval_may_be_decided_by
+from console.events import emit
 
 
 def default_chain() -> EscalationChain | None:
@@ -215,19 +214,17 @@ def _fire(
             actor_user=actor,
             note=_event_note(step, note),
         )
-        notifications_create(
-            approval=locked,
-            recipients=_recipients(step),
-            channels=step.channels,
-            reason=escalation_reason(step.pk),
-            now=now,
-            urgent=is_last,
+        emit(
+            EscalationStepFired(
+                approval_id=locked.pk, step_id=step.pk, fired_at=now, is_last=is_last
+            )
         )
-        transaction.on_commit(partial(realtime.publish_approval_changed, locked.pk))
+        emit(RequestChanged(approval_id=locked.pk))
     return firing
 
 
-def _recipients(step: EscalationStep) -> list[User]:
+def step_recipients(step: EscalationStep) -> list[User]:
+    """Who a step tells: its user, its team, or else the team it hands the request to."""
     users = get_user_model().objects.select_related("notification_preference")
     recipients: list[User] = []
     if step.notify_user_id is not None:

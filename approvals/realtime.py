@@ -33,6 +33,10 @@ from django.core.cache import cache
 from django.db import connections
 from django.template.loader import render_to_string
 
+from approvals.agent_view import approval_request_representation
+from approvals.models import ApprovalRequest
+from approvals.selectors import approval_get_for_display, approvals_get_for_created_rows
+
 logger = logging.getLogger(__name__)
 
 # Staff see every request, routed or not; reviewers listen to their teams' groups only.
@@ -130,8 +134,6 @@ def publish_approval_changed(approval_id: int, previous_team_id: int | None = No
     drop the row. Runs after commit. A dead channel layer must not turn a recorded decision into
     an error for the reviewer who made it, so failures are logged, not raised.
     """
-    from approvals.selectors import approval_get_for_display
-
     layer = get_channel_layer()
     if layer is None:
         return
@@ -229,8 +231,6 @@ def publish_approvals_created(approval_ids: list[int]) -> None:
     channel-layer round trip per request cost more than creating it. New requests have no
     waiting agents and no open detail pages, so only the queue and history rows go out.
     """
-    from approvals.selectors import approvals_get_for_created_rows
-
     if not approval_ids:
         return
     layer = get_channel_layer()
@@ -258,8 +258,6 @@ def publish_approvals_created(approval_ids: list[int]) -> None:
 
 def publish_presence(approval_id: int) -> None:
     """Who is looking at a request now: the presence partial, swapped out-of-band."""
-    from approvals.selectors import approval_get_for_display
-
     approval = approval_get_for_display(approval_id=approval_id)
     layer = get_channel_layer()
     if layer is None:
@@ -316,10 +314,6 @@ async def wait_until_resolved(
 
 
 def _agent_view(approval_id: int) -> dict[str, Any] | None:
-    # The agent API owns its representation; it imports this module, hence the late import.
-    from approvals.api import approval_request_representation
-    from approvals.models import ApprovalRequest
-
     try:
         approval = ApprovalRequest.objects.select_related(
             "decision", "run", "policy_evaluation", "team"

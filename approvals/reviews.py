@@ -13,7 +13,6 @@ the pages, the reviewer API and Slack alike.
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -21,9 +20,10 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from approvals import realtime, services
+from approvals import services
 from approvals.access import reviewer_may_see
 from approvals.audit import AuditAction, audit_record
+from approvals.events import PresenceChanged, RequestChanged, RequestRerouted
 from approvals.exceptions import (
     ApprovalNotVisible,
     ClaimConflict,
@@ -40,7 +40,6 @@ from approvals.models import (
     Status,
     Team,
 )
-from approvals.notifications import notifications_on_submitted
 from approvals.policies.changes import (
     ChangeRouting,
     change_approvers_counted,
@@ -48,6 +47,7 @@ from approvals.policies.changes import (
     change_routing_judge,
 )
 from approvals.selectors import approval_lock, presence_stale_before
+from console.events import emit
 
 # ReviewRejected code: the reviewer operates the agent that submitted the request.
 OWN_AGENT = "own_agent"
@@ -263,9 +263,7 @@ def approval_request_review_approve(
             reviewer=reviewer,
             note=f"Approved {what} ({counted} of {required}). {note}".strip(),
         )
-        transaction.on_commit(
-            partial(realtime.publish_approval_changed, locked.pk, previous_team_id=previous_team_id)
-        )
+        emit(RequestChanged(approval_id=locked.pk, previous_team_id=previous_team_id))
     return ApproveOutcome(
         approval=locked,
         votes=counted,
@@ -317,7 +315,7 @@ def _request_reroute_for_change(
         f"with {moved.team.name if moved.team else 'staff'} and needs {required} "
         f"approval{'s' if required != 1 else ''}{_by_rule(routing)}.",
     )
-    notifications_on_submitted(approval=moved)
+    emit(RequestRerouted(approval_id=moved.pk))
     return moved
 
 
@@ -374,11 +372,7 @@ def approval_request_escalate(
             reviewer=reviewer,
             note=f"To {team.name}: {note}",
         )
-        transaction.on_commit(
-            partial(
-                realtime.publish_approval_changed, approval.pk, previous_team_id=previous_team_id
-            )
-        )
+        emit(RequestChanged(approval_id=approval.pk, previous_team_id=previous_team_id))
     return ApprovalRequest.objects.get(pk=approval.pk)
 
 
@@ -395,7 +389,7 @@ def approval_request_comment(
         audit_record(
             action=AuditAction.COMMENT_ADDED, actor=reviewer, target=approval, after={"note": note}
         )
-        transaction.on_commit(partial(realtime.publish_approval_changed, approval.pk))
+        emit(RequestChanged(approval_id=approval.pk))
     return event
 
 
@@ -432,7 +426,7 @@ def approval_claim_take(
             before={"holder": current.reviewer.get_username()} if current is not None else None,
             after={"holder": reviewer.get_username(), "expires_at": claim.expires_at},
         )
-        transaction.on_commit(partial(realtime.publish_approval_changed, approval.pk))
+        emit(RequestChanged(approval_id=approval.pk))
     return claim
 
 
@@ -450,7 +444,7 @@ def approval_claim_release(*, approval: ApprovalRequest, reviewer: User) -> None
                 target=approval,
                 before={"holder": reviewer.get_username()},
             )
-            transaction.on_commit(partial(realtime.publish_approval_changed, approval.pk))
+            emit(RequestChanged(approval_id=approval.pk))
 
 
 def presence_enter(*, approval_id: int, user_id: int, channel_name: str) -> None:
@@ -458,7 +452,7 @@ def presence_enter(*, approval_id: int, user_id: int, channel_name: str) -> None
         channel_name=channel_name,
         defaults={"approval_id": approval_id, "reviewer_id": user_id, "seen_at": timezone.now()},
     )
-    transaction.on_commit(partial(realtime.publish_presence, approval_id))
+    emit(PresenceChanged(approval_id=approval_id))
 
 
 def presence_refresh(
@@ -472,7 +466,7 @@ def presence_refresh(
     if not presence.update(seen_at=now):
         presence_enter(approval_id=approval_id, user_id=user_id, channel_name=channel_name)
     elif was_hidden:
-        transaction.on_commit(partial(realtime.publish_presence, approval_id))
+        emit(PresenceChanged(approval_id=approval_id))
 
 
 def presences_expire(*, now: datetime | None = None) -> int:
@@ -483,7 +477,7 @@ def presences_expire(*, now: datetime | None = None) -> int:
         approval_ids = set(stale.values_list("approval_id", flat=True))
         removed = stale.delete()[0]
         for approval_id in sorted(approval_ids):
-            transaction.on_commit(partial(realtime.publish_presence, approval_id))
+            emit(PresenceChanged(approval_id=approval_id))
     return removed
 
 
@@ -492,4 +486,4 @@ def presence_leave(*, channel_name: str) -> None:
     if presence is None:
         return
     presence.delete()
-    transaction.on_commit(partial(realtime.publish_presence, presence.approval_id))
+    emit(PresenceChanged(approval_id=presence.approval_id))

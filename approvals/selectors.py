@@ -625,8 +625,8 @@ def notifications_unread_after(*, user: User, after_id: int, limit: int = 20) ->
     )
 
 
-def approvals_pending_for_run(*, run: Run) -> QuerySet[ApprovalRequest]:
-    return ApprovalRequest.objects.filter(run=run, status=Status.PENDING).order_by("id")
+def approvals_pending_for_run(*, run_id: int) -> QuerySet[ApprovalRequest]:
+    return ApprovalRequest.objects.filter(run_id=run_id, status=Status.PENDING).order_by("id")
 
 
 @dataclass(frozen=True)

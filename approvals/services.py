@@ -3,8 +3,9 @@
 pending -> approved | denied | expired | cancelled, and nothing else. Each transition is one
 compare-and-set UPDATE (`... WHERE status = 'pending'`): under any race exactly one caller changes
 the row, and everyone else sees zero rows changed and gets a TransitionConflict. The winner writes
-the Decision and the ApprovalEvent in the same transaction, and schedules the realtime push for
-after commit, so nobody is told about an outcome that was rolled back.
+the Decision and the ApprovalEvent in the same transaction, and emits a domain event
+(approvals.events): what reacts to it (pushes, notifications, webhooks) subscribes, and pushes
+go out after commit, so nobody is told about an outcome that was rolled back.
 """
 
 import hashlib
@@ -12,7 +13,6 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Any
 
 import jsonschema
@@ -23,13 +23,12 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from agents.aap import webhooks
 from agents.models import Agent, Run
 from agents.services import run_refusal_why
-from approvals import realtime
 from approvals.access import reviewer_may_see
 from approvals.audit import AuditAction, AuditEntry, audit_record, audit_records_append
 from approvals.escalations import expiry_note
+from approvals.events import DenialCounted, RequestChanged, RequestResolved, RequestsCreated
 from approvals.exceptions import (
     ApprovalNotVisible,
     IdempotencyConflict,
@@ -49,7 +48,6 @@ from approvals.models import (
     Status,
     Team,
 )
-from approvals.notifications import notifications_on_resolved, notifications_on_submitted_many
 from approvals.policies.changes import ChangeRouting, change_routing_judge
 from approvals.policies.evaluation import (
     Policy,
@@ -62,6 +60,7 @@ from approvals.policies.models import Outcome, PolicyEvaluation
 from approvals.selectors import approval_lock
 from console import api_limits, exact_json
 from console.copy_insert import ids_assign, rows_insert
+from console.events import emit
 from console.request_context import RequestContext
 
 logger = logging.getLogger(__name__)
@@ -300,9 +299,22 @@ def _create_fresh(
         exclusive = len(pending) < 2 or policy is None or policy.interdependent
         for wave in _waves(pending, interdependent=exclusive):
             _create_wave(wave, now=now, exclusive=exclusive, policy=policy)
-        if publish_after_commit:
-            created_ids = [p.approval.pk for p in pending if p.approval is not None]
-            transaction.on_commit(partial(realtime.publish_approvals_created, created_ids))
+        created = [p.approval for p in pending if p.approval is not None]
+        if created:
+            emit(
+                RequestsCreated(
+                    approval_ids=[approval.pk for approval in created],
+                    pending_ids=[a.pk for a in created if a.status == Status.PENDING],
+                    # A brand-new request has no Slack messages to update; AAP receivers hear
+                    # of one the policy decided.
+                    aap_decided_at={
+                        a.pk: a.decided_at
+                        for a in created
+                        if a.decided_at is not None and a.source == Source.AAP
+                    },
+                    reviewers_told_by_caller=not publish_after_commit,
+                )
+            )
     for item in pending:
         assert item.approval is not None
         approval = item.approval
@@ -478,25 +490,17 @@ def _create_wave(
     rows_insert(events)
     rows_insert(evaluations)
     rows_insert(decisions)
-    # Only a held request needs a person: one decided by policy pages nobody.
-    notifications_on_submitted_many(
-        approvals=[approval for approval in approvals if approval.status == Status.PENDING]
-    )
     # Last: from here to the commit, every audited write in the system waits for this one.
     audit_records_append(audit)
     denied_by_policy: set[int] = set()
     for item, approval in zip(wave, approvals, strict=True):
         verdict = item.verdict
         assert verdict is not None
-        if approval.status == Status.PENDING:
-            continue
-        if approval.source == Source.AAP:
-            # A brand-new request has no Slack messages to update; AAP receivers hear of it.
-            webhooks.notification_record(approval_id=approval.pk, decided_at=decided_at)
         if approval.status == Status.DENIED and verdict.decided_by not in {"halt", "run"}:
             denied_by_policy.add(approval.agent_id)
+    # In the transaction: the next wave must be decided with a tripped breaker's halt in place.
     for agent_id in sorted(denied_by_policy):
-        _after_denial(agent_id=agent_id)
+        emit(DenialCounted(agent_id=agent_id))
 
 
 def _new_approval(item: _Pending, *, now: datetime, decided_at: datetime) -> ApprovalRequest:
@@ -643,40 +647,8 @@ def approval_request_deny(
         actor_user=reviewer,
         note=reason,
     )
-    _after_denial(agent_id=denied.agent_id)
+    emit(DenialCounted(agent_id=denied.agent_id))
     return denied
-
-
-def _after_denial(*, agent_id: int) -> None:
-    """Trip the circuit breaker if this denial was one too many. The denial stands regardless."""
-    # Imported here: halting cancels requests through this module, so the two import each other.
-    from approvals.policies.halts import agent_circuit_breaker_check
-
-    try:
-        agent_circuit_breaker_check(agent_id=agent_id)
-    except Exception:
-        logger.exception("circuit breaker check failed for agent %s", agent_id)
-
-
-def approval_request_decide_by_policy(
-    *, approval: ApprovalRequest, to_status: str, note: str
-) -> ApprovalRequest:
-    """Approve or deny at creation on a policy's word. The note says which rule decided and why."""
-    if to_status not in {Status.APPROVED, Status.DENIED}:
-        raise ValueError("A policy approves or denies; holding is leaving the request pending.")
-    now = timezone.now()
-    return _transition(
-        approval=approval,
-        to_status=to_status,
-        actor_type=ActorType.SYSTEM,
-        note=note,
-        now=now,
-        expires_at=(
-            now + timedelta(seconds=settings.APPROVAL_VALIDITY_SECONDS)
-            if to_status == Status.APPROVED
-            else None
-        ),
-    )
 
 
 def approval_request_cancel_for_halt(
@@ -868,15 +840,6 @@ def _transition(
                 status=to_status, decided_at=now
             )
         if changed == 1:
-            # First after commit: waiting agents hear of it before anything else is done.
-            transaction.on_commit(
-                partial(
-                    realtime.publish_resolved,
-                    approval_id=approval.pk,
-                    code=approval.code,
-                    status=to_status,
-                )
-            )
             Decision.objects.create(
                 approval_id=approval.pk,
                 status=to_status,
@@ -909,13 +872,18 @@ def _transition(
                     "approved_arguments": approved_arguments,
                 },
             )
-            notifications_on_resolved(approval_id=approval.pk)
-            if notify and approval.source == Source.AAP:
-                # Same transaction as the decision: the outcome and its webhook event commit
-                # together or not at all. (A request's source never changes: no read needed to
-                # know that a native request has no AAP receiver.)
-                webhooks.notification_record(approval_id=approval.pk, decided_at=now)
-            transaction.on_commit(partial(realtime.publish_approval_changed, approval.pk))
+            # In the transaction: the outbox rows it leads to (Slack updates, the AAP webhook
+            # event) commit with the decision or not at all; pushes go after commit.
+            emit(
+                RequestResolved(
+                    approval_id=approval.pk,
+                    code=str(approval.code),
+                    status=to_status,
+                    source=approval.source,
+                    decided_at=now,
+                    notify_agent=notify,
+                )
+            )
 
     current = ApprovalRequest.objects.select_related("decision").get(pk=approval.pk)
     if changed == 1:
@@ -1081,4 +1049,4 @@ def _suggestion_votes_carry(
             "required": approval.required_approvals,
         },
     )
-    transaction.on_commit(partial(realtime.publish_approval_changed, approval.pk))
+    emit(RequestChanged(approval_id=approval.pk))
