@@ -4,7 +4,8 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from agents import api as agents_api
-from approvals import api, audit_api, insight_views, reviewer_api, views
+from approvals import api, insight_views, reviewer_api, views
+from approvals.audit import api as audit_api
 
 api_v1 = [
     path("requests", api.ApprovalRequestCreateApi.as_view(), name="request-create"),

@@ -26,7 +26,7 @@ from tests.thread_connections import ThreadConnectionWatch, close_harness_connec
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -> None:  # type: ignore[no-untyped-def]
     # Transactional tests empty every table afterwards, the audit trail too, which its guards
-    # refuse to anyone else (approvals.audit_guards).
+    # refuse to anyone else (approvals.audit.guards).
     from django.conf import settings
 
     for database in settings.DATABASES.values():
