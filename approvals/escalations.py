@@ -30,6 +30,7 @@ from approvals.models import (
     EscalationTrigger,
     Status,
 )
+from approvals.reassign import approval_request_reassign
 from approvals.selectors import approval_lock, approval_may_be_decided_by
 from console.events import emit
 
@@ -188,9 +189,9 @@ def _fire(
         except IntegrityError:
             return None  # fired already, by another beat or by hand
         team_before = locked.team_id
-        if step.reassign_to_id is not None and step.reassign_to_id != locked.team_id:
-            ApprovalRequest.objects.filter(pk=locked.pk).update(team_id=step.reassign_to_id)
-            locked.team_id = step.reassign_to_id
+        moved = step.reassign_to_id is not None and step.reassign_to_id != locked.team_id
+        if moved:
+            approval_request_reassign(locked=locked, team_id=step.reassign_to_id)
         audit_record(
             action=AuditAction.ESCALATION_STEP_FIRED,
             actor=actor,
@@ -219,7 +220,8 @@ def _fire(
                 approval_id=locked.pk, step_id=step.pk, fired_at=now, is_last=is_last
             )
         )
-        emit(RequestChanged(approval_id=locked.pk))
+        if not moved:  # a move tells reviewers itself
+            emit(RequestChanged(approval_id=locked.pk))
     return firing
 
 

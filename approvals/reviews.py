@@ -46,6 +46,7 @@ from approvals.policies.changes import (
     change_required_approvals,
     change_routing_judge,
 )
+from approvals.reassign import approval_request_reassign
 from approvals.selectors import approval_lock, presence_stale_before
 from console.events import emit
 
@@ -236,9 +237,11 @@ def approval_request_review_approve(
             raise _already_voted() from None
         previous_team_id = locked.team_id
         proposal = routing if routing is not None and routing.routes else None
-        if proposal is not None and (
+        moved = proposal is not None and (
             proposal.team_id != locked.team_id or required != locked.required_approvals
-        ):
+        )
+        if moved:
+            assert proposal is not None
             locked = _request_reroute_for_change(
                 approval=locked, reviewer=reviewer, routing=proposal, required=required
             )
@@ -263,7 +266,8 @@ def approval_request_review_approve(
             reviewer=reviewer,
             note=f"Approved {what} ({counted} of {required}). {note}".strip(),
         )
-        emit(RequestChanged(approval_id=locked.pk, previous_team_id=previous_team_id))
+        if not moved:  # a move tells reviewers itself
+            emit(RequestChanged(approval_id=locked.pk))
     return ApproveOutcome(
         approval=locked,
         votes=counted,
@@ -289,10 +293,7 @@ def _request_reroute_for_change(
     rises: the submitted arguments never need fewer approvals than before.
     """
     before = {"team_id": approval.team_id, "required_approvals": approval.required_approvals}
-    ApprovalRequest.objects.filter(pk=approval.pk).update(
-        team_id=routing.team_id, required_approvals=required
-    )
-    ApprovalClaim.objects.filter(approval_id=approval.pk).delete()
+    approval_request_reassign(locked=approval, team_id=routing.team_id, required_approvals=required)
     moved = ApprovalRequest.objects.select_related("team").get(pk=approval.pk)
     audit_record(
         action=AuditAction.REQUEST_ESCALATED,
@@ -357,8 +358,7 @@ def approval_request_escalate(
             )
         if current.status != Status.PENDING or current.deadline_at <= timezone.now():
             raise TransitionConflict(current_status=current.status)
-        ApprovalRequest.objects.filter(pk=approval.pk).update(team=team)
-        ApprovalClaim.objects.filter(approval_id=approval.pk).delete()
+        approval_request_reassign(locked=current, team_id=team.pk)
         audit_record(
             action=AuditAction.REQUEST_ESCALATED,
             actor=reviewer,
@@ -372,7 +372,6 @@ def approval_request_escalate(
             reviewer=reviewer,
             note=f"To {team.name}: {note}",
         )
-        emit(RequestChanged(approval_id=approval.pk, previous_team_id=previous_team_id))
     return ApprovalRequest.objects.get(pk=approval.pk)
 
 
