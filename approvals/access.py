@@ -51,10 +51,3 @@ def reviewer_may_see_by_id(*, user_id: int, team_id: int | None) -> bool:
     """Re-read the user, so a deactivated or removed reviewer stops receiving at once."""
     user = get_user_model().objects.filter(pk=user_id).first()
     return reviewer_may_see(user=user, team_id=team_id)
-
-
-def teams_visible_to(*, user: Any) -> QuerySet[Team]:
-    team_ids = visible_team_ids(user=user)
-    if team_ids is None:
-        return Team.objects.all()
-    return Team.objects.filter(id__in=team_ids)

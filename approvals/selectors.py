@@ -581,27 +581,6 @@ def approval_track_record(*, user: Any, approval: ApprovalRequest, last: int = 5
     )
 
 
-def approvals_pending_queue() -> QuerySet[ApprovalRequest]:
-    """Every pending request, soonest deadline first, with NO access filter.
-
-    For system code (notifications, sweeps). A reviewer's view goes through `approvals_queue`.
-    """
-    return (
-        ApprovalRequest.objects.select_related("agent")
-        .filter(status=Status.PENDING)
-        .order_by("deadline_at", "id")
-    )
-
-
-def approvals_recently_decided(*, limit: int = 20) -> QuerySet[ApprovalRequest]:
-    """Recent decisions with NO access filter (system code; reviewers use `approvals_history`)."""
-    return (
-        ApprovalRequest.objects.select_related("agent", "decision", "decision__reviewer")
-        .exclude(status=Status.PENDING)
-        .order_by("-decided_at")[:limit]
-    )
-
-
 def approval_may_be_decided_by(*, approval: ApprovalRequest, user: object) -> bool:
     """The console's one access rule (approvals/access.py), for deciders outside the pages."""
     return reviewer_may_see(user=user, team_id=approval.team_id)
