@@ -8,6 +8,8 @@ circuit breaker). Plain data: ids and values, never a request row that could be 
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.contrib.auth.models import User
+
 
 @dataclass(frozen=True)
 class RequestsCreated:
@@ -75,3 +77,14 @@ class EscalationStepFired:
     fired_at: datetime
     # The chain's last step: its notifications go out as urgent.
     is_last: bool
+
+
+@dataclass(frozen=True)
+class AgentHalted:
+    """An agent was halted (by a reviewer, or by its circuit breaker when `halted_by` is None),
+    inside the halting transaction: its pending requests are cancelled in it."""
+
+    agent_id: int
+    halted_by: User | None
+    # What each cancelled request's history says.
+    note: str

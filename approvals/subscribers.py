@@ -12,6 +12,7 @@ from agents.events import RunHalted
 from approvals import realtime
 from approvals.escalations import step_recipients
 from approvals.events import (
+    AgentHalted,
     DenialCounted,
     EscalationStepFired,
     PresenceChanged,
@@ -20,7 +21,8 @@ from approvals.events import (
     RequestResolved,
     RequestsCreated,
 )
-from approvals.models import ApprovalRequest, EscalationStep, Source
+from approvals.exceptions import TransitionConflict
+from approvals.models import ApprovalRequest, EscalationStep, Source, Status
 from approvals.notifications import (
     escalation_reason,
     notifications_create,
@@ -30,7 +32,7 @@ from approvals.notifications import (
 )
 from approvals.policies.halts import agent_circuit_breaker_check
 from approvals.selectors import approvals_pending_for_run
-from approvals.services import approval_request_system_deny
+from approvals.services import approval_request_cancel_for_halt, approval_request_system_deny
 from console.events import Phase, subscribe
 
 logger = logging.getLogger(__name__)
@@ -113,6 +115,19 @@ def deny_pending_of_halted_run(event: RunHalted) -> None:
         approval_request_system_deny(approval=approval, reason=event.reason)
 
 
+def cancel_pending_of_halted_agent(event: AgentHalted) -> None:
+    pending = ApprovalRequest.objects.filter(agent_id=event.agent_id, status=Status.PENDING).only(
+        "pk", "status", "deadline_at"
+    )
+    for approval in pending:
+        try:
+            approval_request_cancel_for_halt(
+                approval=approval, halted_by=event.halted_by, note=event.note
+            )
+        except TransitionConflict:
+            continue  # decided or expired meanwhile: that outcome stands
+
+
 def connect() -> None:
     after, now = Phase.AFTER_COMMIT, Phase.IN_TRANSACTION
     subscribe(RequestsCreated, push_created, phase=after)
@@ -125,3 +140,4 @@ def connect() -> None:
     subscribe(EscalationStepFired, notify_escalation_step, phase=now)
     subscribe(DenialCounted, circuit_breaker_check, phase=now)
     subscribe(RunHalted, deny_pending_of_halted_run, phase=now)
+    subscribe(AgentHalted, cancel_pending_of_halted_agent, phase=now)
