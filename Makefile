@@ -95,6 +95,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	PYTHONPATH=agents/sdk/src $(VENV)/bin/lint-imports
 
 format: install
 	$(VENV)/bin/ruff format .

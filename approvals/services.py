@@ -58,8 +58,9 @@ from approvals.policies.evaluation import (
 )
 from approvals.policies.models import Outcome, PolicyEvaluation
 from approvals.selectors import approval_lock
-from console import api_limits, exact_json
+from console import exact_json
 from console.copy_insert import ids_assign, rows_insert
+from console.durations import duration_seconds
 from console.events import emit
 from console.request_context import RequestContext
 
@@ -119,7 +120,7 @@ def _effective_timeout(duration: str) -> int:
     """Seconds granted for a duration such as "30m": the console may shorten the requested
     window to its own limit, never lengthen it."""
     maximum = settings.APPROVAL_MAX_TIMEOUT_SECONDS
-    return max(1, api_limits.duration_seconds(duration[:-1], duration[-1], maximum=maximum))
+    return max(1, duration_seconds(duration[:-1], duration[-1], maximum=maximum))
 
 
 @dataclass(frozen=True)
