@@ -17,6 +17,7 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from approvals.access import reviewer_may_see
 from approvals.audit import AuditAction, audit_record
 from approvals.events import EscalationStepFired, RequestChanged
 from approvals.exceptions import EscalationUnavailable, NotAllowed, TransitionConflict
@@ -31,7 +32,7 @@ from approvals.models import (
     Status,
 )
 from approvals.reassign import approval_request_reassign
-from approvals.selectors import approval_lock, approval_may_be_decided_by
+from approvals.selectors import approval_lock
 from console.events import emit
 
 
@@ -126,7 +127,7 @@ def approval_request_escalate_next_step(
 ) -> EscalationFiring:
     """Escalate by hand: fire the next step of the request's chain now, with the actor's note."""
     now = now or timezone.now()
-    if not approval_may_be_decided_by(approval=approval, user=actor):
+    if not reviewer_may_see(user=actor, team_id=approval.team_id):
         raise NotAllowed("You may not act on this request.")
     chain = chain_for(approval)
     if chain is None:

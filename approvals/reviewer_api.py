@@ -31,10 +31,10 @@ from approvals.reviewer_tokens import ReviewerTokenAuthentication
 from approvals.reviews import (
     CONFLICT_CODES,
     OWN_AGENT,
-    approval_request_comment,
-    approval_request_escalate,
-    approval_request_review_approve,
-    approval_request_review_deny,
+    check_approval_request_approve,
+    check_approval_request_comment,
+    check_approval_request_deny,
+    check_approval_request_escalate,
 )
 from approvals.selectors import (
     QUEUE_PAGE_MAX,
@@ -250,7 +250,7 @@ class ReviewerApproveApi(ReviewerApi):
         payload = ApproveInput(data=request.data)
         payload.is_valid(raise_exception=True)
         try:
-            outcome = approval_request_review_approve(
+            outcome = check_approval_request_approve(
                 approval=approval,
                 reviewer=request.user,  # type: ignore[arg-type]
                 note=payload.validated_data.get("note", ""),
@@ -282,7 +282,7 @@ class ReviewerDenyApi(ReviewerApi):
         payload = DenyInput(data=request.data)
         payload.is_valid(raise_exception=True)
         try:
-            approval_request_review_deny(
+            check_approval_request_deny(
                 approval=approval,
                 reviewer=request.user,  # type: ignore[arg-type]
                 reason=payload.validated_data["reason"],
@@ -303,7 +303,7 @@ class ReviewerCommentApi(ReviewerApi):
         payload = CommentInput(data=request.data)
         payload.is_valid(raise_exception=True)
         try:
-            approval_request_comment(
+            check_approval_request_comment(
                 approval=approval,
                 reviewer=request.user,  # type: ignore[arg-type]
                 note=payload.validated_data["note"],
@@ -324,7 +324,7 @@ class ReviewerEscalateApi(ReviewerApi):
         payload = EscalateInput(data=request.data)
         payload.is_valid(raise_exception=True)
         try:
-            approval = approval_request_escalate(
+            approval = check_approval_request_escalate(
                 approval=approval,
                 reviewer=request.user,  # type: ignore[arg-type]
                 team=payload.validated_data["team"],

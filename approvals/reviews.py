@@ -6,7 +6,7 @@ state machine in approvals.services: the vote that completes a quorum calls
 
 "Nobody approves a request they submitted": agents submit requests, so a reviewer who operates
 the submitting agent (`Agent.operators`) may comment, claim, escalate and deny, but not approve
-or vote to approve. `approval_request_review_approve` is the one place that enforces it, for
+or vote to approve. `check_approval_request_approve` is the one place that enforces it, for
 the pages, the reviewer API and Slack alike.
 """
 
@@ -21,7 +21,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from approvals import services
-from approvals.access import reviewer_may_see
+from approvals.access import check_approval_access, reviewer_may_see
 from approvals.audit import AuditAction, audit_record
 from approvals.events import PresenceChanged, RequestChanged, RequestRerouted
 from approvals.exceptions import (
@@ -56,11 +56,6 @@ OWN_AGENT = "own_agent"
 CONFLICT_CODES = frozenset({"already_voted", "already_escalated", services.QUORUM_CHANGED})
 
 
-def _ensure_may_decide(*, approval: ApprovalRequest, reviewer: Any) -> None:
-    if not reviewer_may_see(user=reviewer, team_id=approval.team_id):
-        raise ApprovalNotVisible()
-
-
 def reviewer_operates_agent(*, approval: ApprovalRequest, reviewer: Any) -> bool:
     """Whether `reviewer` runs or owns the agent that submitted `approval` (so may not approve)."""
     if reviewer is None or not reviewer.is_authenticated:
@@ -69,7 +64,7 @@ def reviewer_operates_agent(*, approval: ApprovalRequest, reviewer: Any) -> bool
 
 
 def _ensure_may_approve(*, approval: ApprovalRequest, reviewer: Any) -> None:
-    _ensure_may_decide(approval=approval, reviewer=reviewer)
+    check_approval_access(approval=approval, user=reviewer)
     if reviewer_operates_agent(approval=approval, reviewer=reviewer):
         # Staff too: approving your own agent's request is the four-eyes hole this closes.
         raise ReviewRejected(
@@ -145,7 +140,7 @@ class ApproveOutcome:
     votes: int  # counted votes for the same arguments, including this one
     required: int
     # Changed arguments the policy routes beyond these approvals: recorded as a proposal, and
-    # the request handed to the team and quorum they need (see approval_request_review_approve).
+    # the request handed to the team and quorum they need (see check_approval_request_approve).
     proposal: ChangeRouting | None = None
     routed_from_team_id: int | None = None
 
@@ -159,7 +154,7 @@ class ApproveOutcome:
         return self.proposal is not None and self.proposal.team_id != self.routed_from_team_id
 
 
-def approval_request_review_approve(
+def check_approval_request_approve(
     *,
     approval: ApprovalRequest,
     reviewer: User,
@@ -327,19 +322,19 @@ def _by_rule(routing: ChangeRouting) -> str:
     return f", by {rule.title}" if rule is not None else ""
 
 
-def approval_request_review_deny(
+def check_approval_request_deny(
     *, approval: ApprovalRequest, reviewer: User, reason: str
 ) -> ApprovalRequest:
     """One deny ends the request, whatever votes it had."""
-    _ensure_may_decide(approval=approval, reviewer=reviewer)
+    check_approval_access(approval=approval, user=reviewer)
     return services.approval_request_deny(approval=approval, reviewer=reviewer, reason=reason)
 
 
-def approval_request_escalate(
+def check_approval_request_escalate(
     *, approval: ApprovalRequest, reviewer: User, team: Team, note: str
 ) -> ApprovalRequest:
     """Hand the request to another team with a note; it leaves this team's queue."""
-    _ensure_may_decide(approval=approval, reviewer=reviewer)
+    check_approval_access(approval=approval, user=reviewer)
     note = note.strip()
     if not note:
         raise ReviewRejected("Say why you escalate: the other team reads it first.", param="note")
@@ -375,11 +370,11 @@ def approval_request_escalate(
     return ApprovalRequest.objects.get(pk=approval.pk)
 
 
-def approval_request_comment(
+def check_approval_request_comment(
     *, approval: ApprovalRequest, reviewer: User, note: str
 ) -> ApprovalEvent:
     """A note in the request's history without deciding; allowed after the decision too."""
-    _ensure_may_decide(approval=approval, reviewer=reviewer)
+    check_approval_access(approval=approval, user=reviewer)
     note = note.strip()
     if not note:
         raise ReviewRejected("A comment needs some text.", param="note")
@@ -399,7 +394,7 @@ def approval_claim_take(
 
     Another reviewer's live claim needs `take_over`: taking over is deliberate, and recorded.
     """
-    _ensure_may_decide(approval=approval, reviewer=reviewer)
+    check_approval_access(approval=approval, user=reviewer)
     _ensure_pending(approval)
     now = timezone.now()
     with transaction.atomic():
@@ -430,7 +425,7 @@ def approval_claim_take(
 
 
 def approval_claim_release(*, approval: ApprovalRequest, reviewer: User) -> None:
-    _ensure_may_decide(approval=approval, reviewer=reviewer)
+    check_approval_access(approval=approval, user=reviewer)
     with transaction.atomic():
         released = ApprovalClaim.objects.filter(
             approval_id=approval.pk, reviewer_id=reviewer.pk

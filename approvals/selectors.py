@@ -30,7 +30,7 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from agents.models import Agent, Run, TraceEvent
-from approvals.access import approvals_visible_to, reviewer_may_see
+from approvals.access import approvals_visible_to
 from approvals.models import (
     IMPACT_RANK,
     ApprovalClaim,
@@ -579,11 +579,6 @@ def approval_track_record(*, user: Any, approval: ApprovalRequest, last: int = 5
     return TrackRecord(
         approved=counts.get(Status.APPROVED, 0), denied=counts.get(Status.DENIED, 0), recent=recent
     )
-
-
-def approval_may_be_decided_by(*, approval: ApprovalRequest, user: object) -> bool:
-    """The console's one access rule (approvals/access.py), for deciders outside the pages."""
-    return reviewer_may_see(user=user, team_id=approval.team_id)
 
 
 def notifications_for_reviewer(*, user: User, limit: int = 50) -> "QuerySet[Notification]":

@@ -44,10 +44,10 @@ from approvals.reviews import (
     approval_arguments_parse,
     approval_claim_release,
     approval_claim_take,
-    approval_request_comment,
-    approval_request_escalate,
-    approval_request_review_approve,
-    approval_request_review_deny,
+    check_approval_request_approve,
+    check_approval_request_comment,
+    check_approval_request_deny,
+    check_approval_request_escalate,
     reviewer_operates_agent,
 )
 from approvals.selectors import (
@@ -181,7 +181,7 @@ def _detail_context(
         else None,
         "user_voted": user_voted,
         "humanlayer_without_arguments": humanlayer_call_without_arguments(approval),
-        # Only hides the controls: approval_request_review_approve enforces the rule.
+        # Only hides the controls: check_approval_request_approve enforces the rule.
         "operates_agent": reviewer_operates_agent(approval=approval, reviewer=request.user),
         "heartbeat_seconds": settings.APPROVAL_PRESENCE_HEARTBEAT_SECONDS,
         "claimed_by_me": approval.live_claim is not None  # type: ignore[attr-defined]
@@ -232,7 +232,7 @@ def _approve(
 ) -> HttpResponse:
     approval = _get_or_404(request, code)
     try:
-        outcome = approval_request_review_approve(
+        outcome = check_approval_request_approve(
             approval=approval, reviewer=request.user, note=note, arguments=arguments
         )
     except TransitionConflict as conflict:
@@ -313,7 +313,7 @@ def deny(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     if not form.is_valid():
         return _panel(request, code, status=400, deny_form=form, show_deny=True)
     try:
-        approval_request_review_deny(
+        check_approval_request_deny(
             approval=approval, reviewer=request.user, reason=form.cleaned_data["reason"]
         )
     except TransitionConflict as conflict:
@@ -330,7 +330,7 @@ def escalate(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     if not form.is_valid():
         return _panel(request, code, status=400, escalate_form=form, show_escalate=True)
     try:
-        approval = approval_request_escalate(
+        approval = check_approval_request_escalate(
             approval=approval,
             reviewer=request.user,
             team=form.cleaned_data["team"],
@@ -388,7 +388,7 @@ def comment(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     form = CommentForm(request.POST)
     if form.is_valid():
         try:
-            approval_request_comment(
+            check_approval_request_comment(
                 approval=approval, reviewer=request.user, note=form.cleaned_data["note"]
             )
         except ReviewRejected as error:

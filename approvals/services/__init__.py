@@ -7,7 +7,9 @@ suggestions: AAP's approve-with-changes as a denial that suggests, and its resub
 arguments: checking arguments against a request's JSON Schema
 page_views: when a reviewer first opened a request
 
-Reviewer actions that check permission first live in approvals.reviews; escalations in
+Nothing here checks permission: the caller has decided who may act (system code, or a check_*
+function of approvals.reviews, which checks access first and then calls these, zulip's
+check_*/do_* split). Escalations live in
 approvals.escalations; moving a request to another team in approvals.reassign. Everything
 public is importable from approvals.services.
 """

@@ -6,7 +6,7 @@ import pytest
 import websockets
 
 from approvals.models import ReviewerPresence
-from approvals.reviews import approval_request_comment, approval_request_escalate
+from approvals.reviews import check_approval_request_comment, check_approval_request_escalate
 from tests.conftest import ReviewerSession
 from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory
 from tests.thread_connections import db_to_thread
@@ -45,7 +45,7 @@ def test_escalation_removes_the_row_from_the_old_team_and_adds_it_to_the_new(liv
             _connect(live_console, sara_session) as sara_ws,
         ):
             await db_to_thread(
-                approval_request_escalate,
+                check_approval_request_escalate,
                 approval=approval,
                 reviewer=alice,
                 team=security,
@@ -78,10 +78,10 @@ def test_a_reviewer_removed_from_the_team_stops_receiving_at_once(live_console) 
         async with _connect(live_console, session) as ws:
             await db_to_thread(payments.members.remove, alice)
             await db_to_thread(
-                approval_request_comment, approval=approval, reviewer=bob, note="secret note"
+                check_approval_request_comment, approval=approval, reviewer=bob, note="secret note"
             )
             await db_to_thread(
-                approval_request_comment, approval=marker, reviewer=alice, note="marker"
+                check_approval_request_comment, approval=marker, reviewer=alice, note="marker"
             )
             return await _until(ws, "ops_marker")
 

@@ -14,7 +14,7 @@ from django.utils import timezone
 from approvals import realtime
 from approvals.escalations import escalations_fire_due
 from approvals.models import ApprovalClaim, EscalationChain, EscalationStep
-from approvals.reviews import approval_request_escalate
+from approvals.reviews import check_approval_request_escalate
 from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory
 
 # Real commits: the push is sent after commit, on the configured channel layer.
@@ -75,7 +75,9 @@ def test_it_drops_the_row_from_the_old_team_and_ends_claims_when_a_reviewer_esca
     _claimed(approval, alice)
     old_queue = _listen_to(realtime.team_group(first_line.pk))
 
-    approval_request_escalate(approval=approval, reviewer=alice, team=second_line, note="Fraud?")
+    check_approval_request_escalate(
+        approval=approval, reviewer=alice, team=second_line, note="Fraud?"
+    )
 
     received = _messages_until(old_queue, realtime.EVENT_QUEUE_REVOKE)
     assert f'id="approval-{approval.code}" hx-swap-oob="delete"' in received[-1]["html"]
