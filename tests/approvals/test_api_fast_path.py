@@ -744,7 +744,7 @@ async def _poll_woken_by(app: Any, token: str, message_view: Any) -> tuple[str, 
         ):
             assert asyncio.get_running_loop().time() < deadline, "the poll never parked"
             await asyncio.sleep(0.01)
-        layer = realtime.get_channel_layer()
+        layer = realtime.longpoll.get_channel_layer()
         await layer.group_send(
             realtime.RESOLVED_GROUP,
             {
