@@ -1,6 +1,7 @@
 from django.urls import path
 
-from approvals import insight_views, notification_views, views
+from approvals import notification_views, views
+from approvals.insight import views as insight_views
 
 app_name = "approvals"
 

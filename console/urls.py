@@ -4,8 +4,9 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from agents import api as agents_api
-from approvals import api, insight_views, reviewer_api, views
+from approvals import api, reviewer_api, views
 from approvals.audit import api as audit_api
+from approvals.insight import views as insight_views
 
 api_v1 = [
     path("requests", api.ApprovalRequestCreateApi.as_view(), name="request-create"),
