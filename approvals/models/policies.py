@@ -211,7 +211,7 @@ class Throttle(models.Model):
     impact_at_least = models.CharField(max_length=10, choices=Impact.choices, blank=True)
     max_auto_approvals = models.PositiveIntegerField()
     window_seconds = models.PositiveIntegerField()
-    # Part of the policy version (evaluation._policy_version): an edit reaches every process.
+    # Part of the policy version (policies.loading._policy_version): an edit reaches every process.
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -236,7 +236,7 @@ class CircuitBreaker(models.Model):
     )
     max_denials = models.PositiveIntegerField()
     window_seconds = models.PositiveIntegerField()
-    # Part of the policy version (evaluation._policy_version): an edit reaches every process.
+    # Part of the policy version (policies.loading._policy_version): an edit reaches every process.
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -305,7 +305,7 @@ class Budget(models.Model):
     action = models.CharField(
         max_length=10, choices=BudgetAction.choices, default=BudgetAction.HOLD
     )
-    # Part of the policy version (evaluation._policy_version): an edit reaches every process.
+    # Part of the policy version (policies.loading._policy_version): an edit reaches every process.
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
