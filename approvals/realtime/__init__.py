@@ -1,20 +1,8 @@
 """The only package that talks to the channel layer: groups (names, events, payload types),
 reviewers (pushes to reviewers' sockets), longpoll (waking agents' long polls).
 
-Two kinds of listeners:
-- reviewers' sockets, in one group per team (staff in STAFF_GROUP, which gets every request):
-  they get the same row partial the queue page renders, as an htmx out-of-band swap (new rows are
-  inserted, changed rows replaced, decided rows removed), and who is looking at which request.
-  Every event names the request's team, and the consumer re-checks access before forwarding;
-- agents' long polls: every server process holds ONE subscription (a channel in RESOLVED_GROUP)
-  and a dict of request code -> the futures of the polls waiting on it in this process. After a
-  decision commits, the deciding process reads the request once and sends one "resolved" message
-  naming the code and carrying the agent API's view of it (`agent_view`, the very document a
-  poll's own read would answer). Each process wakes exactly the polls waiting for that code, and
-  the native agent API answers them from the message: no thread hop, no credential check and no
-  read per waiter, so a decision reaches a thousand waiting agents as fast as one. Polls that
-  answer in another shape (AAP, or a message without a view) re-read the request instead. A
-  parked poll costs a dict entry, not channel-layer (Redis) state.
+Two kinds of listeners: reviewers' sockets, one group per team (approvals.realtime.reviewers),
+and agents' long polls, one subscription per server process (approvals.realtime.longpoll).
 
 Pushes are best-effort wake-ups: a lost one delays a long poll until its timeout re-read, and a
 reviewer's page re-syncs when its socket reconnects. Nothing is decided by a message.
