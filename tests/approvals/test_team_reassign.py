@@ -3,11 +3,11 @@ escalation, an escalation chain's step and the reviewer API, so each leaves the 
 the old team's live queue drops the row, claims end, the history and the trail say why."""
 
 import asyncio
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.utils import timezone
 
@@ -16,29 +16,28 @@ from approvals.escalations import escalations_fire_due
 from approvals.models import ApprovalClaim, EscalationChain, EscalationStep
 from approvals.reviews import check_approval_request_escalate
 from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory
+from tests.thread_connections import db_to_thread
 
 # Real commits: the push is sent after commit, on the configured channel layer.
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _listen_to(group: str) -> str:
-    layer = get_channel_layer()
-    channel: str = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(group, channel)
-    return channel
+def _old_team_hears(group: str, act: Callable[[], object]) -> list[dict[str, Any]]:
+    """What a member of `group` receives while `act` runs, up to the first revoke message.
 
+    One event loop throughout: a Redis layer's channel lives in the loop that created it."""
 
-def _messages_until(channel: str, event_type: str) -> list[dict[str, Any]]:
-    """What the group's member received, up to the first message of `event_type`."""
-    layer = get_channel_layer()
-
-    async def receive() -> list[dict[str, Any]]:
+    async def scenario() -> list[dict[str, Any]]:
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        await layer.group_add(group, channel)
+        await db_to_thread(act)
         seen: list[dict[str, Any]] = []
-        while not seen or seen[-1]["type"] != event_type:
+        while not seen or seen[-1]["type"] != realtime.EVENT_QUEUE_REVOKE:
             seen.append(await asyncio.wait_for(layer.receive(channel), 5))
         return seen
 
-    return async_to_sync(receive)()
+    return asyncio.run(scenario())
 
 
 def _claimed(approval: Any, reviewer: Any) -> None:
@@ -58,11 +57,14 @@ def test_it_drops_the_row_from_the_old_team_and_ends_claims_when_a_chain_reassig
     )
     approval = ApprovalRequestFactory(team=first_line, escalation_chain=chain)
     _claimed(approval, alice)
-    old_queue = _listen_to(realtime.team_group(first_line.pk))
+    fired: list[int] = []
 
-    assert escalations_fire_due(now=approval.created_at + timedelta(minutes=6)) == 1
+    received = _old_team_hears(
+        realtime.team_group(first_line.pk),
+        lambda: fired.append(escalations_fire_due(now=approval.created_at + timedelta(minutes=6))),
+    )
 
-    received = _messages_until(old_queue, realtime.EVENT_QUEUE_REVOKE)
+    assert fired == [1]
     assert f'id="approval-{approval.code}" hx-swap-oob="delete"' in received[-1]["html"]
     assert not ApprovalClaim.objects.filter(approval=approval).exists()
 
@@ -73,12 +75,11 @@ def test_it_drops_the_row_from_the_old_team_and_ends_claims_when_a_reviewer_esca
     second_line = TeamFactory(name="second-line")
     approval = ApprovalRequestFactory(team=first_line)
     _claimed(approval, alice)
-    old_queue = _listen_to(realtime.team_group(first_line.pk))
-
-    check_approval_request_escalate(
-        approval=approval, reviewer=alice, team=second_line, note="Fraud?"
+    received = _old_team_hears(
+        realtime.team_group(first_line.pk),
+        lambda: check_approval_request_escalate(
+            approval=approval, reviewer=alice, team=second_line, note="Fraud?"
+        ),
     )
-
-    received = _messages_until(old_queue, realtime.EVENT_QUEUE_REVOKE)
     assert f'id="approval-{approval.code}" hx-swap-oob="delete"' in received[-1]["html"]
     assert not ApprovalClaim.objects.filter(approval=approval).exists()
