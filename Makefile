@@ -77,7 +77,7 @@ run: install
 		$(VENV)/bin/honcho -f console/Procfile -d . start
 
 # Browser tests run in their own pytest process: once pytest-playwright's event loop is up,
-# later async tests fail (STACK.md).
+# later async tests fail ("Runner.run() cannot be called from a running event loop").
 test: install
 	$(PY) -m pytest -m "not browser"
 	$(PY) -m pytest -m browser
@@ -97,6 +97,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	PYTHONPATH=agents/sdk/src $(VENV)/bin/lint-imports
 
 format: install
 	$(VENV)/bin/ruff format .

@@ -13,7 +13,7 @@ from agents.models import (
     WebhookReceiver,
 )
 from agents.services import credential_issue, credential_revoke, provisioner_token_revoke
-from approvals.audit_admin import AuditedAdminMixin
+from approvals.audit.admin import AuditedAdminMixin
 from approvals.policies.halts import agent_halt
 from console.admin_mixins import ReadOnlyAdminMixin, one_time_secrets_response
 from console.http import signed_in_user

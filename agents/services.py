@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from agents.events import RunHalted
 from agents.exceptions import IdempotencyConflict, RunClosed, RunExternalIdConflict
 from agents.models import (
     CLOSED_RUN_STATUSES,
@@ -26,6 +27,7 @@ from agents.models import (
 )
 from approvals.audit import AuditAction, audit_record
 from approvals.reasons import AgentValue, Reason
+from console.events import emit
 
 CREDENTIAL_SCHEME = "aac"
 PROVISIONER_SCHEME = "aapp"
@@ -282,7 +284,9 @@ def run_close(*, run: Run, status: str, reason: str = "", actor: Actor | Agent =
                 before={"status": RunStatus.OPEN},
                 after={"status": status, "close_reason": reason},
             )
-            _deny_pending_requests_of(current)
+            # Approvals subscribes: it denies what was waiting in the run, in this transaction
+            # (approvals depends on agents, never the other way round).
+            emit(RunHalted(run_id=current.pk, reason=run_refusal_reason(current)))
     return current
 
 
@@ -300,15 +304,6 @@ def run_refusal_why(run: Run) -> Reason:
 def run_refusal_reason(run: Run) -> str:
     """run_refusal_why as plain text, the agent's words in quotes."""
     return str(run_refusal_why(run))
-
-
-def _deny_pending_requests_of(run: Run) -> None:
-    # Imported here because approvals depends on agents, not the other way round.
-    from approvals.selectors import approvals_pending_for_run
-    from approvals.services import approval_request_system_deny
-
-    for approval in approvals_pending_for_run(run=run):
-        approval_request_system_deny(approval=approval, reason=run_refusal_reason(run))
 
 
 @dataclass(frozen=True)

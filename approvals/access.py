@@ -15,6 +15,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.db.models import Q, QuerySet
 
+from approvals.exceptions import ApprovalNotVisible
 from approvals.models import ApprovalRequest, Team
 
 
@@ -47,14 +48,14 @@ def reviewer_may_see(*, user: Any, team_id: int | None) -> bool:
     return team_id is not None and team_id in team_ids
 
 
+def check_approval_access(*, approval: ApprovalRequest, user: Any) -> None:
+    """reviewer_may_see for one request, raising ApprovalNotVisible (a 404) when the rule says
+    no: what every reviewer action calls before it acts."""
+    if not reviewer_may_see(user=user, team_id=approval.team_id):
+        raise ApprovalNotVisible()
+
+
 def reviewer_may_see_by_id(*, user_id: int, team_id: int | None) -> bool:
     """Re-read the user, so a deactivated or removed reviewer stops receiving at once."""
     user = get_user_model().objects.filter(pk=user_id).first()
     return reviewer_may_see(user=user, team_id=team_id)
-
-
-def teams_visible_to(*, user: Any) -> QuerySet[Team]:
-    team_ids = visible_team_ids(user=user)
-    if team_ids is None:
-        return Team.objects.all()
-    return Team.objects.filter(id__in=team_ids)

@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from knox.models import AuthToken
 
-from approvals.audit_admin import AuditedAdminMixin
+from approvals.audit.admin import AuditedAdminMixin
 from approvals.models import (
     ApprovalEvent,
     ApprovalRequest,

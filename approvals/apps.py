@@ -6,4 +6,8 @@ class ApprovalsConfig(AppConfig):
     verbose_name = "Approvals"
 
     def ready(self) -> None:
-        from approvals import audit_guards, audit_signals  # noqa: F401  (connects the receivers)
+        from approvals import subscribers
+        from approvals.audit import guards, signals  # noqa: F401  (connects the receivers)
+
+        # The side effects of approvals' and agents' domain events (approvals.subscribers).
+        subscribers.connect()

@@ -17,7 +17,7 @@ from approvals.exceptions import (
     TransitionConflict,
 )
 from approvals.models import ApprovalRequest, Impact
-from approvals.reviews import approval_request_review_approve, approval_request_review_deny
+from approvals.reviews import check_approval_request_approve, check_approval_request_deny
 from approvals.selectors import approval_get_for_reviewer
 
 # The most requests one bulk action takes: a confirmation list a person can still read.
@@ -101,9 +101,9 @@ def _decide_one(*, action: str, code: UUID, reviewer: Any, reason: str) -> BulkI
     assert approval is not None
     try:
         if action == DENY:
-            approval_request_review_deny(approval=approval, reviewer=reviewer, reason=reason)
+            check_approval_request_deny(approval=approval, reviewer=reviewer, reason=reason)
             return BulkItem(code=code, approval=approval, ok=True, message="Denied.")
-        outcome = approval_request_review_approve(approval=approval, reviewer=reviewer, note=reason)
+        outcome = check_approval_request_approve(approval=approval, reviewer=reviewer, note=reason)
     except TransitionConflict as conflict:
         message = f"Not recorded: someone else got there first; it is {conflict.current_status}."
         return BulkItem(code=code, approval=approval, ok=False, message=message)

@@ -10,7 +10,6 @@ step still fires exactly once; after downtime, every step that came due fires on
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from functools import partial
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -18,8 +17,9 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from approvals import realtime
+from approvals.access import reviewer_may_see
 from approvals.audit import AuditAction, audit_record
+from approvals.events import EscalationStepFired, RequestChanged
 from approvals.exceptions import EscalationUnavailable, NotAllowed, TransitionConflict
 from approvals.models import (
     ActorType,
@@ -31,8 +31,9 @@ from approvals.models import (
     EscalationTrigger,
     Status,
 )
-from approvals.notifications import escalation_reason, notifications_create
-from approvals.selectors import approval_lock, approval_may_be_decided_by
+from approvals.reassign import approval_request_reassign
+from approvals.selectors import approval_lock
+from console.events import emit
 
 
 def default_chain() -> EscalationChain | None:
@@ -129,7 +130,7 @@ def approval_request_escalate_next_step(
 ) -> EscalationFiring:
     """Escalate by hand: fire the next step of the request's chain now, with the actor's note."""
     now = now or timezone.now()
-    if not approval_may_be_decided_by(approval=approval, user=actor):
+    if not reviewer_may_see(user=actor, team_id=approval.team_id):
         raise NotAllowed("You may not act on this request.")
     chain = chain_for(approval)
     if chain is None:
@@ -192,9 +193,9 @@ def _fire(
         except IntegrityError:
             return None  # fired already, by another beat or by hand
         team_before = locked.team_id
-        if step.reassign_to_id is not None and step.reassign_to_id != locked.team_id:
-            ApprovalRequest.objects.filter(pk=locked.pk).update(team_id=step.reassign_to_id)
-            locked.team_id = step.reassign_to_id
+        moved = step.reassign_to_id is not None and step.reassign_to_id != locked.team_id
+        if moved:
+            approval_request_reassign(locked=locked, team_id=step.reassign_to_id)
         audit_record(
             action=AuditAction.ESCALATION_STEP_FIRED,
             actor=actor,
@@ -218,19 +219,18 @@ def _fire(
             actor_user=actor,
             note=_event_note(step, note),
         )
-        notifications_create(
-            approval=locked,
-            recipients=_recipients(step),
-            channels=step.channels,
-            reason=escalation_reason(step.pk),
-            now=now,
-            urgent=is_last,
+        emit(
+            EscalationStepFired(
+                approval_id=locked.pk, step_id=step.pk, fired_at=now, is_last=is_last
+            )
         )
-        transaction.on_commit(partial(realtime.publish_approval_changed, locked.pk))
+        if not moved:  # a move tells reviewers itself
+            emit(RequestChanged(approval_id=locked.pk))
     return firing
 
 
-def _recipients(step: EscalationStep) -> list[User]:
+def step_recipients(step: EscalationStep) -> list[User]:
+    """Who a step tells: its user, its team, or else the team it hands the request to."""
     users = get_user_model().objects.select_related("notification_preference")
     recipients: list[User] = []
     if step.notify_user_id is not None:

@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from functools import cache, partial
 from typing import Any, ClassVar
 
+from celery import current_app
 from django.db import models, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
@@ -255,11 +256,11 @@ def _give_up(
 
 def outbox_enqueue(*, kind: str, row_ids: list[int], countdown: float = 0) -> None:
     """Hand rows to a worker. If the broker is down, the beat sweep picks them up later."""
-    from console.celery import app
-
+    # By task name through the current app (console.celery, loaded with the project): importing
+    # console.celery here would tie this layer to the tasks module that imports it.
     for row_id in row_ids:
         try:
-            app.send_task(TASK_DELIVER, args=[kind, row_id], countdown=countdown or None)
+            current_app.send_task(TASK_DELIVER, args=[kind, row_id], countdown=countdown or None)
         except Exception:
             # The row is committed: beat's re-enqueue sweep delivers it once the broker is back.
             logger.warning("could not enqueue %s %s; beat will", kind, row_id)

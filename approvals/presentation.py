@@ -56,3 +56,14 @@ def arguments_exact_text(approval: Any) -> str:
     if approval.arguments_raw:
         return exact_json.pretty(approval.arguments_raw)
     return pretty_json(approval.arguments)
+
+
+def window_in_words(seconds: int) -> str:
+    """ "5 minutes", "90 seconds", "1 hour": the due-soon window as the page explains it."""
+    if seconds % 3600 == 0:
+        hours = seconds // 3600
+        return f"{hours} hour{'s' if hours != 1 else ''}"
+    if seconds % 60 == 0:
+        minutes = seconds // 60
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"

@@ -25,10 +25,10 @@ from approvals.exceptions import (
 from approvals.models import ApprovalRequest, Team
 from approvals.reviewer_tokens import ReviewerTokenAuthentication
 from approvals.reviews import (
-    approval_request_comment,
-    approval_request_escalate,
-    approval_request_review_approve,
-    approval_request_review_deny,
+    check_approval_request_approve,
+    check_approval_request_comment,
+    check_approval_request_deny,
+    check_approval_request_escalate,
 )
 from approvals.selectors import (
     QUEUE_PAGE_MAX,
@@ -225,7 +225,7 @@ class ReviewerApproveApi(ReviewerApi):
         approval = self.get_approval(request, code)
         payload = ApproveInput(data=request.data)
         payload.is_valid(raise_exception=True)
-        outcome = approval_request_review_approve(
+        outcome = check_approval_request_approve(
             approval=approval,
             reviewer=request.user,  # type: ignore[arg-type]
             note=payload.validated_data.get("note", ""),
@@ -252,7 +252,7 @@ class ReviewerDenyApi(ReviewerApi):
         approval = self.get_approval(request, code)
         payload = DenyInput(data=request.data)
         payload.is_valid(raise_exception=True)
-        approval_request_review_deny(
+        check_approval_request_deny(
             approval=approval,
             reviewer=request.user,  # type: ignore[arg-type]
             reason=payload.validated_data["reason"],
@@ -270,7 +270,7 @@ class ReviewerCommentApi(ReviewerApi):
         approval = self.get_approval(request, code)
         payload = CommentInput(data=request.data)
         payload.is_valid(raise_exception=True)
-        approval_request_comment(
+        check_approval_request_comment(
             approval=approval,
             reviewer=request.user,  # type: ignore[arg-type]
             note=payload.validated_data["note"],
@@ -288,7 +288,7 @@ class ReviewerEscalateApi(ReviewerApi):
         approval = self.get_approval(request, code)
         payload = EscalateInput(data=request.data)
         payload.is_valid(raise_exception=True)
-        approval = approval_request_escalate(
+        approval = check_approval_request_escalate(
             approval=approval,
             reviewer=request.user,  # type: ignore[arg-type]
             team=payload.validated_data["team"],

@@ -6,14 +6,13 @@ state machine in approvals.services: the vote that completes a quorum calls
 
 "Nobody approves a request they submitted": agents submit requests, so a reviewer who operates
 the submitting agent (`Agent.operators`) may comment, claim, escalate and deny, but not approve
-or vote to approve. `approval_request_review_approve` is the one place that enforces it, for
+or vote to approve. `check_approval_request_approve` is the one place that enforces it, for
 the pages, the reviewer API and Slack alike.
 """
 
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -21,9 +20,10 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from approvals import realtime, services
-from approvals.access import reviewer_may_see
+from approvals import services
+from approvals.access import check_approval_access, reviewer_may_see
 from approvals.audit import AuditAction, audit_record
+from approvals.events import PresenceChanged, RequestChanged, RequestRerouted
 from approvals.exceptions import (  # noqa: F401 (OWN_AGENT, CONFLICT_CODES: callers import them here)
     CONFLICT_CODES,
     OWN_AGENT,
@@ -42,19 +42,15 @@ from approvals.models import (
     Status,
     Team,
 )
-from approvals.notifications import notifications_on_submitted
 from approvals.policies.changes import (
     ChangeRouting,
     change_approvers_counted,
     change_required_approvals,
     change_routing_judge,
 )
+from approvals.reassign import approval_request_reassign
 from approvals.selectors import approval_lock, presence_stale_before
-
-
-def _ensure_may_decide(*, approval: ApprovalRequest, reviewer: Any) -> None:
-    if not reviewer_may_see(user=reviewer, team_id=approval.team_id):
-        raise ApprovalNotVisible()
+from console.events import emit
 
 
 def reviewer_operates_agent(*, approval: ApprovalRequest, reviewer: Any) -> bool:
@@ -65,7 +61,7 @@ def reviewer_operates_agent(*, approval: ApprovalRequest, reviewer: Any) -> bool
 
 
 def _ensure_may_approve(*, approval: ApprovalRequest, reviewer: Any) -> None:
-    _ensure_may_decide(approval=approval, reviewer=reviewer)
+    check_approval_access(approval=approval, user=reviewer)
     if reviewer_operates_agent(approval=approval, reviewer=reviewer):
         # Staff too: approving your own agent's request is the four-eyes hole this closes.
         raise ReviewRejected(
@@ -141,7 +137,7 @@ class ApproveOutcome:
     votes: int  # counted votes for the same arguments, including this one
     required: int
     # Changed arguments the policy routes beyond these approvals: recorded as a proposal, and
-    # the request handed to the team and quorum they need (see approval_request_review_approve).
+    # the request handed to the team and quorum they need (see check_approval_request_approve).
     proposal: ChangeRouting | None = None
     routed_from_team_id: int | None = None
 
@@ -155,7 +151,7 @@ class ApproveOutcome:
         return self.proposal is not None and self.proposal.team_id != self.routed_from_team_id
 
 
-def approval_request_review_approve(
+def check_approval_request_approve(
     *,
     approval: ApprovalRequest,
     reviewer: User,
@@ -233,9 +229,11 @@ def approval_request_review_approve(
             raise _already_voted() from None
         previous_team_id = locked.team_id
         proposal = routing if routing is not None and routing.routes else None
-        if proposal is not None and (
+        moved = proposal is not None and (
             proposal.team_id != locked.team_id or required != locked.required_approvals
-        ):
+        )
+        if moved:
+            assert proposal is not None
             locked = _request_reroute_for_change(
                 approval=locked, reviewer=reviewer, routing=proposal, required=required
             )
@@ -260,9 +258,8 @@ def approval_request_review_approve(
             reviewer=reviewer,
             note=f"Approved {what} ({counted} of {required}). {note}".strip(),
         )
-        transaction.on_commit(
-            partial(realtime.publish_approval_changed, locked.pk, previous_team_id=previous_team_id)
-        )
+        if not moved:  # a move tells reviewers itself
+            emit(RequestChanged(approval_id=locked.pk))
     return ApproveOutcome(
         approval=locked,
         votes=counted,
@@ -288,10 +285,7 @@ def _request_reroute_for_change(
     rises: the submitted arguments never need fewer approvals than before.
     """
     before = {"team_id": approval.team_id, "required_approvals": approval.required_approvals}
-    ApprovalRequest.objects.filter(pk=approval.pk).update(
-        team_id=routing.team_id, required_approvals=required
-    )
-    ApprovalClaim.objects.filter(approval_id=approval.pk).delete()
+    approval_request_reassign(locked=approval, team_id=routing.team_id, required_approvals=required)
     moved = ApprovalRequest.objects.select_related("team").get(pk=approval.pk)
     audit_record(
         action=AuditAction.REQUEST_ESCALATED,
@@ -314,7 +308,7 @@ def _request_reroute_for_change(
         f"with {moved.team.name if moved.team else 'staff'} and needs {required} "
         f"approval{'s' if required != 1 else ''}{_by_rule(routing)}.",
     )
-    notifications_on_submitted(approval=moved)
+    emit(RequestRerouted(approval_id=moved.pk))
     return moved
 
 
@@ -325,19 +319,19 @@ def _by_rule(routing: ChangeRouting) -> str:
     return f", by {rule.title}" if rule is not None else ""
 
 
-def approval_request_review_deny(
+def check_approval_request_deny(
     *, approval: ApprovalRequest, reviewer: User, reason: str
 ) -> ApprovalRequest:
     """One deny ends the request, whatever votes it had."""
-    _ensure_may_decide(approval=approval, reviewer=reviewer)
+    check_approval_access(approval=approval, user=reviewer)
     return services.approval_request_deny(approval=approval, reviewer=reviewer, reason=reason)
 
 
-def approval_request_escalate(
+def check_approval_request_escalate(
     *, approval: ApprovalRequest, reviewer: User, team: Team, note: str
 ) -> ApprovalRequest:
     """Hand the request to another team with a note; it leaves this team's queue."""
-    _ensure_may_decide(approval=approval, reviewer=reviewer)
+    check_approval_access(approval=approval, user=reviewer)
     note = note.strip()
     if not note:
         raise ReviewRejected("Say why you escalate: the other team reads it first.", param="note")
@@ -356,8 +350,7 @@ def approval_request_escalate(
             )
         if current.status != Status.PENDING or current.deadline_at <= timezone.now():
             raise TransitionConflict(current_status=current.status)
-        ApprovalRequest.objects.filter(pk=approval.pk).update(team=team)
-        ApprovalClaim.objects.filter(approval_id=approval.pk).delete()
+        approval_request_reassign(locked=current, team_id=team.pk)
         audit_record(
             action=AuditAction.REQUEST_ESCALATED,
             actor=reviewer,
@@ -371,19 +364,14 @@ def approval_request_escalate(
             reviewer=reviewer,
             note=f"To {team.name}: {note}",
         )
-        transaction.on_commit(
-            partial(
-                realtime.publish_approval_changed, approval.pk, previous_team_id=previous_team_id
-            )
-        )
     return ApprovalRequest.objects.get(pk=approval.pk)
 
 
-def approval_request_comment(
+def check_approval_request_comment(
     *, approval: ApprovalRequest, reviewer: User, note: str
 ) -> ApprovalEvent:
     """A note in the request's history without deciding; allowed after the decision too."""
-    _ensure_may_decide(approval=approval, reviewer=reviewer)
+    check_approval_access(approval=approval, user=reviewer)
     note = note.strip()
     if not note:
         raise ReviewRejected("A comment needs some text.", param="note")
@@ -392,7 +380,7 @@ def approval_request_comment(
         audit_record(
             action=AuditAction.COMMENT_ADDED, actor=reviewer, target=approval, after={"note": note}
         )
-        transaction.on_commit(partial(realtime.publish_approval_changed, approval.pk))
+        emit(RequestChanged(approval_id=approval.pk))
     return event
 
 
@@ -403,7 +391,7 @@ def approval_claim_take(
 
     Another reviewer's live claim needs `take_over`: taking over is deliberate, and recorded.
     """
-    _ensure_may_decide(approval=approval, reviewer=reviewer)
+    check_approval_access(approval=approval, user=reviewer)
     _ensure_pending(approval)
     now = timezone.now()
     with transaction.atomic():
@@ -429,12 +417,12 @@ def approval_claim_take(
             before={"holder": current.reviewer.get_username()} if current is not None else None,
             after={"holder": reviewer.get_username(), "expires_at": claim.expires_at},
         )
-        transaction.on_commit(partial(realtime.publish_approval_changed, approval.pk))
+        emit(RequestChanged(approval_id=approval.pk))
     return claim
 
 
 def approval_claim_release(*, approval: ApprovalRequest, reviewer: User) -> None:
-    _ensure_may_decide(approval=approval, reviewer=reviewer)
+    check_approval_access(approval=approval, user=reviewer)
     with transaction.atomic():
         released = ApprovalClaim.objects.filter(
             approval_id=approval.pk, reviewer_id=reviewer.pk
@@ -447,7 +435,7 @@ def approval_claim_release(*, approval: ApprovalRequest, reviewer: User) -> None
                 target=approval,
                 before={"holder": reviewer.get_username()},
             )
-            transaction.on_commit(partial(realtime.publish_approval_changed, approval.pk))
+            emit(RequestChanged(approval_id=approval.pk))
 
 
 def presence_enter(*, approval_id: int, user_id: int, channel_name: str) -> None:
@@ -455,7 +443,7 @@ def presence_enter(*, approval_id: int, user_id: int, channel_name: str) -> None
         channel_name=channel_name,
         defaults={"approval_id": approval_id, "reviewer_id": user_id, "seen_at": timezone.now()},
     )
-    transaction.on_commit(partial(realtime.publish_presence, approval_id))
+    emit(PresenceChanged(approval_id=approval_id))
 
 
 def presence_refresh(
@@ -469,7 +457,7 @@ def presence_refresh(
     if not presence.update(seen_at=now):
         presence_enter(approval_id=approval_id, user_id=user_id, channel_name=channel_name)
     elif was_hidden:
-        transaction.on_commit(partial(realtime.publish_presence, approval_id))
+        emit(PresenceChanged(approval_id=approval_id))
 
 
 def presences_expire(*, now: datetime | None = None) -> int:
@@ -480,7 +468,7 @@ def presences_expire(*, now: datetime | None = None) -> int:
         approval_ids = set(stale.values_list("approval_id", flat=True))
         removed = stale.delete()[0]
         for approval_id in sorted(approval_ids):
-            transaction.on_commit(partial(realtime.publish_presence, approval_id))
+            emit(PresenceChanged(approval_id=approval_id))
     return removed
 
 
@@ -489,4 +477,4 @@ def presence_leave(*, channel_name: str) -> None:
     if presence is None:
         return
     presence.delete()
-    transaction.on_commit(partial(realtime.publish_presence, presence.approval_id))
+    emit(PresenceChanged(approval_id=presence.approval_id))

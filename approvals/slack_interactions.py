@@ -17,11 +17,11 @@ from urllib.parse import parse_qs
 from django.conf import settings
 from slack_sdk.signature import SignatureVerifier
 
+from approvals.access import reviewer_may_see
 from approvals.exceptions import ApprovalNotVisible, TransitionConflict
 from approvals.models import ApprovalRequest, NotificationPreference
 from approvals.notifiers.slack import ACTION_APPROVE, ACTION_DENY, slack_may_approve
-from approvals.reviews import approval_request_review_approve, approval_request_review_deny
-from approvals.selectors import approval_may_be_decided_by
+from approvals.reviews import check_approval_request_approve, check_approval_request_deny
 from console.errors import DomainError
 
 logger = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def slack_interaction_handle(*, body: bytes, headers: Mapping[str, str]) -> Inte
         approval = ApprovalRequest.objects.get(code=code)
     except (ApprovalRequest.DoesNotExist, ValueError):
         return refuse("No such approval request.")
-    if not approval_may_be_decided_by(approval=approval, user=reviewer):
+    if not reviewer_may_see(user=reviewer, team_id=approval.team_id):
         return refuse("You may not decide this request: it is routed to another team.")
     if action_id == ACTION_APPROVE and not slack_may_approve(approval):
         # Slack could not show the exact call whole: nobody approves what they could not see,
@@ -93,13 +93,13 @@ def slack_interaction_handle(*, body: bytes, headers: Mapping[str, str]) -> Inte
     message = "Recorded."
     try:
         if action_id == ACTION_APPROVE:
-            outcome = approval_request_review_approve(
+            outcome = check_approval_request_approve(
                 approval=approval, reviewer=reviewer, note="Approved from Slack."
             )
             if not outcome.decided:
                 message = f"Your approval is recorded: {outcome.votes} of {outcome.required}."
         else:
-            approval_request_review_deny(
+            check_approval_request_deny(
                 approval=approval,
                 reviewer=reviewer,
                 reason=f"Denied from Slack by {reviewer.get_username()}.",

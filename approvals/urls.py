@@ -2,7 +2,8 @@ from django.templatetags.static import static
 from django.urls import path
 from django.views.generic import RedirectView
 
-from approvals import bulk_views, insight_views, notification_views, views
+from approvals import bulk_views, notification_views, views
+from approvals.insight import views as insight_views
 
 app_name = "approvals"
 

@@ -37,16 +37,15 @@ from approvals.forms import (
     EscalateNextStepForm,
 )
 from approvals.models import ApprovalRequest, Status
-from approvals.presentation import arguments_folded, pretty_json
-from approvals.queue_page import approvals_pending_total, window_in_words
+from approvals.presentation import arguments_folded, pretty_json, window_in_words
 from approvals.reviews import (
     approval_arguments_parse,
     approval_claim_release,
     approval_claim_take,
-    approval_request_comment,
-    approval_request_escalate,
-    approval_request_review_approve,
-    approval_request_review_deny,
+    check_approval_request_approve,
+    check_approval_request_comment,
+    check_approval_request_deny,
+    check_approval_request_escalate,
     reviewer_operates_agent,
 )
 from approvals.selectors import (
@@ -56,6 +55,7 @@ from approvals.selectors import (
     approval_track_record,
     approvals_facet_counts,
     approvals_history_page,
+    approvals_pending_total,
     approvals_queue_page,
     run_timeline_for_reviewer,
 )
@@ -209,7 +209,7 @@ def _detail_context(
         else None,
         "user_voted": user_voted,
         "humanlayer_without_arguments": humanlayer_call_without_arguments(approval),
-        # Only hides the controls: approval_request_review_approve enforces the rule.
+        # Only hides the controls: check_approval_request_approve enforces the rule.
         "operates_agent": reviewer_operates_agent(approval=approval, reviewer=request.user),
         "heartbeat_seconds": settings.APPROVAL_PRESENCE_HEARTBEAT_SECONDS,
         "claimed_by_me": approval.live_claim is not None  # type: ignore[attr-defined]
@@ -247,7 +247,7 @@ def _approve(
     request: HtmxHttpRequest, code: UUID, *, note: str, arguments: dict[str, Any] | None
 ) -> HttpResponse:
     approval = _get_or_404(request, code)
-    outcome = approval_request_review_approve(
+    outcome = check_approval_request_approve(
         approval=approval, reviewer=request.user, note=note, arguments=arguments
     )
     if outcome.decided:
@@ -323,7 +323,7 @@ def deny(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     form = DenyForm(request.POST)
     if not form.is_valid():
         return _panel(request, code, status=400, deny_form=form, show_deny=True)
-    approval_request_review_deny(
+    check_approval_request_deny(
         approval=approval, reviewer=request.user, reason=form.cleaned_data["reason"]
     )
     return _panel(request, code)
@@ -337,7 +337,7 @@ def escalate(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     form = EscalateForm(request.POST, approval=approval)
     if not form.is_valid():
         return _panel(request, code, status=400, escalate_form=form, show_escalate=True)
-    approval = approval_request_escalate(
+    approval = check_approval_request_escalate(
         approval=approval,
         reviewer=request.user,
         team=form.cleaned_data["team"],
@@ -384,7 +384,7 @@ def comment(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     form = CommentForm(request.POST)
     if form.is_valid():
         try:
-            approval_request_comment(
+            check_approval_request_comment(
                 approval=approval, reviewer=request.user, note=form.cleaned_data["note"]
             )
         except ReviewRejected as error:

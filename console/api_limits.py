@@ -20,13 +20,10 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from rest_framework import serializers
 
+from console.durations import duration_seconds  # noqa: F401  (part of the limits' API)
+
 if TYPE_CHECKING:
     from console.api_errors import ApiError
-
-# Digits beyond which a duration exceeds every maximum (10^12 s is 31,000 years): not converted,
-# since Python refuses to turn more than 4,300 digits into an int (and it would be wasted work).
-_HUGE_DURATION_DIGITS = 12
-_DURATION_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
 
 
 def is_agent_api_path(path: str) -> bool:
@@ -78,13 +75,3 @@ def field_size_check(size: int) -> None:
         raise serializers.ValidationError(
             f"Must be at most {limit} bytes as JSON.", code="too_large"
         )
-
-
-def duration_seconds(number: str, unit: str, *, maximum: int) -> int:
-    """Seconds in `number` `unit`s ("s", "m" or "h"), at most `maximum`.
-
-    `number` is digits already matched by the caller's pattern, of any length.
-    """
-    if len(number) > _HUGE_DURATION_DIGITS:
-        return maximum
-    return min(int(number) * _DURATION_UNIT_SECONDS[unit], maximum)

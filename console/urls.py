@@ -4,7 +4,9 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from agents.api import native, runs
-from approvals import audit_api, insight_views, reviewer_api, views
+from approvals import reviewer_api, views
+from approvals.audit import api as audit_api
+from approvals.insight import views as insight_views
 
 api_v1 = [
     path("requests", native.ApprovalRequestCreateApi.as_view(), name="request-create"),

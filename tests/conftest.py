@@ -1,7 +1,7 @@
 """Shared fixtures: personas, API clients, and a live ASGI server that serves HTTP and websockets.
 
 pytest-django's live_server speaks no websockets, so `live_console` runs the real ASGI application
-under uvicorn in a thread (STACK.md): the same stack `make run` starts.
+under uvicorn in a thread (it starts in about 0.1 s): the same stack `make run` starts.
 """
 
 import socket
@@ -27,7 +27,7 @@ from tests.thread_connections import ThreadConnectionWatch, close_harness_connec
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -> None:
     # Transactional tests empty every table afterwards, the audit trail too, which its guards
-    # refuse to anyone else (approvals.audit_guards).
+    # refuse to anyone else (approvals.audit.guards).
     from django.conf import settings
 
     for database in settings.DATABASES.values():

@@ -24,7 +24,7 @@ from django.utils import timezone
 from approvals.models import Channel, Impact, Status
 from approvals.notifications import notifications_create
 from approvals.outbox import KIND_NOTIFICATION, outbox_deliver
-from approvals.reviews import approval_claim_take, approval_request_comment
+from approvals.reviews import approval_claim_take, check_approval_request_comment
 from approvals.services import approval_request_approve, approval_request_deny
 from tests.factories import (
     AgentFactory,
@@ -84,7 +84,9 @@ def _a_shift(staff, team):
         context={"ticket": "https://tracker.example.test/T-1"},
     )
     approval_claim_take(approval=critical, reviewer=staff)
-    approval_request_comment(approval=critical, reviewer=staff, note="Checking the changelog.")
+    check_approval_request_comment(
+        approval=critical, reviewer=staff, note="Checking the changelog."
+    )
     approved = ApprovalRequestFactory(team=team, agent=support, summary="Refund order 1.")
     approval_request_approve(approval=approved, reviewer=staff, note="Looks right.")
     denied = ApprovalRequestFactory(team=team, agent=ops, tool="drop_table")

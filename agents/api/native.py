@@ -27,6 +27,7 @@ from rest_framework.views import APIView
 
 from agents.api.long_poll import long_poll_document
 from agents.models import Agent
+from approvals.agent_view import approval_request_representation
 from approvals.models import ApprovalRequest, Impact, Status
 from approvals.selectors import approval_get_for_agent
 from approvals.services import (
@@ -288,12 +289,6 @@ def _reusable(serializer_class: type[serializers.Serializer]) -> Any:
         serializer = serializer_class()
         setattr(_per_thread, name, serializer)
     return serializer
-
-
-def approval_request_representation(approval: ApprovalRequest) -> dict[str, Any]:
-    """What the agent API says about a request (ApprovalRequestOutput), without DRF's per-use
-    field construction."""
-    return _reusable(ApprovalRequestOutput).to_representation(approval)  # type: ignore[no-any-return]
 
 
 def approval_request_submission(data: Any) -> Submission:

@@ -9,7 +9,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from agents.models import AgentGroup, AgentHalt
-from approvals.audit_admin import AuditedAdminMixin
+from approvals.audit.admin import AuditedAdminMixin
 from approvals.policies.backtest import policy_rule_backtest
 from approvals.policies.halts import NotHalted, agent_halt, agent_resume
 from approvals.policies.models import (

@@ -250,7 +250,25 @@ def rule_explain_match(
     """
     if rule.broken:
         raise RuleError(rule.broken)
-    why: list[tuple[str, tuple[Any, ...]]] = []
+    why = _request_criteria_met(rule, snapshot)
+    if why is None or not _conditions_met(rule, snapshot, why):
+        return None
+    if not _running_total_met(rule, snapshot, totals, why):
+        return None
+    if not why:
+        return [Reason.of("the rule matches every request")]
+    return [Reason.format(template, *args) for template, args in why]
+
+
+# A matched criterion's phrase: a template and its arguments, formatted only once the whole rule
+# has matched (see rule_explain_match).
+_Phrases = list[tuple[str, tuple[Any, ...]]]
+
+
+def _request_criteria_met(rule: Rule, snapshot: Snapshot) -> _Phrases | None:
+    """The criteria on who asks and what (agent, group, tool, impact, labels, time, confidence):
+    their phrases, or None at the first that does not hold."""
+    why: _Phrases = []
     if rule.agent_id is not None:
         if snapshot.agent_id != rule.agent_id:
             return None
@@ -298,18 +316,28 @@ def rule_explain_match(
         if not snapshot.confidence < rule.confidence_below:
             return None
         why.append(("confidence %g is below %g", (snapshot.confidence, rule.confidence_below)))
+    return why
+
+
+def _conditions_met(rule: Rule, snapshot: Snapshot, why: _Phrases) -> bool:
+    """The rule's conditions on the arguments; each that holds adds its phrase to `why`."""
     for condition in rule.conditions:
         actual = resolve_path(snapshot.arguments, condition.path)
         if actual is _MISSING:
             raise RuleError(f"arguments has no {condition.path!r}")
         if not compare(condition.operator, actual, condition.value, condition.path):
-            return None
+            return False
         why.append(
             (
                 "arguments.%s = %r %s %r",
                 (condition.path, AgentValue(actual), condition.operator, condition.value),
             )
         )
+    return True
+
+
+def _running_total_met(rule: Rule, snapshot: Snapshot, totals: TotalsLookup, why: _Phrases) -> bool:
+    """The running total over the rule's window, this call included, if the rule has one."""
     if rule.total_path:
         if rule.total_window_seconds is None or rule.total_above is None:
             raise RuleError("the running total needs a window and a threshold")
@@ -327,16 +355,14 @@ def rule_explain_match(
             + this_call
         )
         if not total > rule.total_above:
-            return None
+            return False
         why.append(
             (
                 "%s totals %g over %ds with this call, above %g",
                 (rule.total_path, total, rule.total_window_seconds, rule.total_above),
             )
         )
-    if not why:
-        return [Reason.of("the rule matches every request")]
-    return [Reason.format(template, *args) for template, args in why]
+    return True
 
 
 def describe_outcome(rule: Rule) -> str:

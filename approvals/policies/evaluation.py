@@ -8,7 +8,6 @@ transactions serialize writers anyway).
 
 import fnmatch
 import logging
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,7 +21,6 @@ from django.utils import timezone
 from agents.models import Agent, AgentGroup, AgentHalt, Run, TraceEvent
 from approvals.models import IMPACT_RANK, ApprovalRequest, Status
 from approvals.policies.engine import (
-    Condition,
     Evaluation,
     Rule,
     ShadowMatch,
@@ -30,15 +28,17 @@ from approvals.policies.engine import (
     TotalsLookup,
     policy_evaluate,
 )
+from approvals.policies.loading import (  # noqa: F401  (importable from here too)
+    Policy,
+    policy_load,
+    rule_from_model,
+    rules_load,
+)
 from approvals.policies.models import (
     Budget,
     BudgetAction,
     BudgetScope,
-    CircuitBreaker,
     Outcome,
-    PolicyCondition,
-    PolicyRule,
-    RuleState,
     Throttle,
 )
 from approvals.reasons import AgentValue, Reason, reason_join
@@ -83,141 +83,6 @@ class Verdict:
         if self.rule and self.outcome == Outcome.HOLD:
             return self.rule.time_to_decide_seconds
         return None
-
-
-def rule_from_model(rule: PolicyRule) -> Rule:
-    labels = rule.labels if rule.labels is not None else []
-    labels_ok = isinstance(labels, list) and all(isinstance(label, str) for label in labels)
-    return Rule(
-        id=rule.pk,
-        name=rule.name,
-        position=rule.position,
-        outcome=rule.outcome,
-        shadow=rule.state == RuleState.SHADOW,
-        agent_id=rule.agent_id,
-        agent_group_id=rule.agent_group_id,
-        tool_glob=rule.tool_glob,
-        impact_at_least=rule.impact_at_least,
-        confidence_below=rule.confidence_below,
-        labels=tuple(labels) if labels_ok else (),
-        broken="" if labels_ok else f"the rule's labels {rule.labels!r} are not a list of text",
-        active_from=rule.active_from,
-        active_until=rule.active_until,
-        conditions=tuple(
-            Condition(path=c.path, operator=c.operator, value=c.value)
-            for c in rule.conditions.all()
-        ),
-        total_path=rule.total_path,
-        total_window_seconds=rule.total_window_seconds,
-        total_above=rule.total_above,
-        reason=rule.reason,
-        team_id=rule.team_id,
-        team_name=rule.team.name if rule.team else "",
-        required_approvals=max(1, rule.required_approvals),
-        time_to_decide_seconds=rule.time_to_decide_seconds,
-        on_timeout=rule.on_timeout,
-        escalation_chain_id=rule.escalation_chain_id,
-    )
-
-
-def _rules_from_database() -> list[Rule]:
-    rows = (
-        PolicyRule.objects.filter(state__in=[RuleState.ACTIVE, RuleState.SHADOW])
-        .select_related("team")
-        .prefetch_related("conditions")
-        .order_by("position", "id")
-    )
-    return [rule_from_model(row) for row in rows]
-
-
-_VERSIONED_TABLES = (PolicyRule, PolicyCondition, Budget, Throttle, CircuitBreaker)
-
-
-def _policy_version() -> tuple[object, ...]:
-    """Changes whenever a rule, condition, budget, throttle or breaker is added, edited or deleted.
-
-    An insert or edit moves a max(updated_at); a delete changes a count. One cheap query per
-    batch of requests instead of loading the whole policy (tens of ms with 100 rules). Scalar
-    subqueries, not a join: the join's COUNT(DISTINCT) cost several times more on PostgreSQL.
-    """
-    parts = []
-    for model in _VERSIONED_TABLES:
-        table = connection.ops.quote_name(model._meta.db_table)
-        parts += [
-            f"(SELECT COUNT(*) FROM {table})",  # noqa: S608 (table names from our own models)
-            f"(SELECT MAX(updated_at) FROM {table})",  # noqa: S608 (as above)
-        ]
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {', '.join(parts)}")
-        row = cursor.fetchone()
-    # Renaming a team is not a policy change: until a rule changes, reasons keep the old name.
-    return tuple(row)
-
-
-@dataclass(frozen=True)
-class Policy:
-    """What a verdict reads that only people change: rules, and the enabled guardrails.
-
-    Shared between threads and requests: nothing here is written to. Budgets and throttles are
-    model instances, read only.
-    """
-
-    rules: list[Rule]
-    budgets: list[Budget]
-    throttles: list[Throttle]
-    breakers_enabled: bool
-
-    @property
-    def interdependent(self) -> bool:
-        """Whether deciding one request can change the verdict on the agent's next one.
-
-        Throttles count auto-approvals, rules with running totals sum approved arguments, and a
-        circuit breaker halts an agent after denials: with any of them enabled, a batch must
-        decide an agent's requests one after another, each seeing the rows the previous one
-        wrote. Without them, a verdict depends only on the request and on state no new request
-        changes.
-        """
-        return (
-            bool(self.throttles)
-            or self.breakers_enabled
-            or any(rule.total_path for rule in self.rules)
-        )
-
-
-def _policy_from_database() -> Policy:
-    return Policy(
-        rules=_rules_from_database(),
-        budgets=list(Budget.objects.filter(enabled=True)),
-        throttles=list(Throttle.objects.filter(enabled=True)),
-        breakers_enabled=CircuitBreaker.objects.filter(enabled=True).exists(),
-    )
-
-
-_cache_lock = threading.Lock()
-_cached: tuple[tuple[object, ...], Policy] | None = None
-
-
-def policy_load() -> Policy:
-    """The policy in force; cached per process, checked against the version on every call.
-
-    Every process checks the version for every batch, so an edit applies to the next request
-    everywhere. Edits must go through save() (the admin does): QuerySet.update() skips
-    auto_now and would not be seen until the next saved change.
-    """
-    global _cached
-    version = _policy_version()
-    cached = _cached
-    if cached is not None and cached[0] == version:
-        return cached[1]
-    policy = _policy_from_database()
-    with _cache_lock:
-        _cached = (version, policy)
-    return policy
-
-
-def rules_load() -> list[Rule]:
-    """The active and shadow rules, in the order they are tried (see policy_load)."""
-    return policy_load().rules
 
 
 def labels_of(source: Any) -> Any:
@@ -406,77 +271,31 @@ def policy_decide_many(
     # A separate statement, not an EXISTS on the locking one: on PostgreSQL a statement that
     # waited for the lock still reads with the snapshot it started with, and would miss a
     # halt committed while it waited (the race test catches exactly that).
-    halts = {
-        halt.agent_id: halt
-        for halt in AgentHalt.objects.select_related("halted_by")
-        .filter(agent_id__in=agent_ids, resumed_at__isnull=True)
-        .order_by()
-    }
-    try:
-        if policy is None:
-            policy = policy_load()
-        rules: list[Rule] | None = policy.rules
-        groups: dict[int, frozenset[int]] = {}
-        if any(rule.agent_group_id is not None for rule in policy.rules):
-            memberships = AgentGroup.agents.through.objects.filter(agent_id__in=agent_ids)
-            for agent_id, group_id in memberships.values_list("agent_id", "agentgroup_id"):
-                groups[agent_id] = groups.get(agent_id, frozenset()) | {group_id}
-    except Exception:
-        logger.exception("loading the policy failed; holding the requests")
-        policy, rules, groups = None, None, {}
+    halts = _active_halts(agent_ids)
+    policy, groups = _policy_with_groups(policy, agent_ids)
     guardrails: _Guardrails | None = None
 
     verdicts = []
     for question in questions:
-        agent, submission = question.agent, question.submission
-        halt = halts.get(agent.pk)
+        halt = halts.get(question.agent.pk)
         if halt is not None:
             verdicts.append(Verdict(outcome=Outcome.DENY, why=halt_reason(halt), decided_by="halt"))
             continue
-        try:
-            if rules is None:
-                raise RuntimeError("the policy could not be loaded")
-            snapshot = Snapshot(
-                agent_id=agent.pk,
-                agent_group_ids=groups.get(agent.pk, frozenset()),
-                tool=submission.tool,
-                arguments=submission.arguments,
-                impact=submission.impact,
-                confidence=submission.confidence,
-                labels=labels_of(submission),
-                at=now,
-            )
-            evaluation: Evaluation = policy_evaluate(rules, snapshot, approved_totals_for(agent.pk))
-        except Exception:
-            # A policy that cannot be evaluated never lets a request through.
-            logger.exception("policy evaluation failed; holding the request")
-            verdicts.append(
-                Verdict(
-                    outcome=Outcome.HOLD,
-                    why=Reason.of(
-                        "The policy could not be evaluated: held for review, never approved."
-                    ),
-                    decided_by="error",
-                )
-            )
+        verdict, evaluated = _rules_verdict(question, policy=policy, groups=groups, now=now)
+        if not evaluated:
+            verdicts.append(verdict)  # held: guardrails could only make it stricter
             continue
-
-        decided_by = "default"
-        if evaluation.rule is not None:
-            decided_by = "error" if evaluation.errored else "rule"
-        verdict = Verdict(
-            outcome=evaluation.outcome,
-            why=evaluation.why,
-            rule=evaluation.rule,
-            decided_by=decided_by,
-            shadow_matches=evaluation.shadow_matches,
-        )
         try:
             if guardrails is None:
-                assert policy is not None  # loaded, or rules is None and we never got here
+                assert policy is not None  # loaded, or the verdict above was an error
                 guardrails = _Guardrails(budgets=policy.budgets, throttles=policy.throttles)
             verdict = _apply_guardrails(
-                verdict, guardrails, agent=agent, submission=submission, now=now, run=question.run
+                verdict,
+                guardrails,
+                agent=question.agent,
+                submission=question.submission,
+                now=now,
+                run=question.run,
             )
         except Exception:
             logger.exception("guardrail check failed; holding the request")
@@ -491,6 +310,84 @@ def policy_decide_many(
             )
         verdicts.append(verdict)
     return verdicts
+
+
+def _active_halts(agent_ids: list[int]) -> dict[int, AgentHalt]:
+    # A separate statement, not an EXISTS on the locking one: on PostgreSQL a statement that
+    # waited for the lock still reads with the snapshot it started with, and would miss a
+    # halt committed while it waited (the race test catches exactly that).
+    return {
+        halt.agent_id: halt
+        for halt in AgentHalt.objects.select_related("halted_by")
+        .filter(agent_id__in=agent_ids, resumed_at__isnull=True)
+        .order_by()
+    }
+
+
+def _policy_with_groups(
+    policy: Policy | None, agent_ids: list[int]
+) -> tuple[Policy | None, dict[int, frozenset[int]]]:
+    """The policy (loaded if not given) and each agent's groups; (None, {}) if loading fails,
+    which holds every request."""
+    try:
+        if policy is None:
+            policy = policy_load()
+        groups: dict[int, frozenset[int]] = {}
+        if any(rule.agent_group_id is not None for rule in policy.rules):
+            memberships = AgentGroup.agents.through.objects.filter(agent_id__in=agent_ids)
+            for agent_id, group_id in memberships.values_list("agent_id", "agentgroup_id"):
+                groups[agent_id] = groups.get(agent_id, frozenset()) | {group_id}
+        return policy, groups
+    except Exception:
+        logger.exception("loading the policy failed; holding the requests")
+        return None, {}
+
+
+def _rules_verdict(
+    question: PolicyQuestion,
+    *,
+    policy: Policy | None,
+    groups: dict[int, frozenset[int]],
+    now: datetime,
+) -> tuple[Verdict, bool]:
+    """What the rules say, before guardrails, and whether they could be evaluated. A policy
+    that cannot be evaluated never lets a request through: it is held."""
+    agent, submission = question.agent, question.submission
+    try:
+        if policy is None:
+            raise RuntimeError("the policy could not be loaded")
+        snapshot = Snapshot(
+            agent_id=agent.pk,
+            agent_group_ids=groups.get(agent.pk, frozenset()),
+            tool=submission.tool,
+            arguments=submission.arguments,
+            impact=submission.impact,
+            confidence=submission.confidence,
+            labels=labels_of(submission),
+            at=now,
+        )
+        evaluation: Evaluation = policy_evaluate(
+            policy.rules, snapshot, approved_totals_for(agent.pk)
+        )
+    except Exception:
+        logger.exception("policy evaluation failed; holding the request")
+        held = Verdict(
+            outcome=Outcome.HOLD,
+            why=Reason.of("The policy could not be evaluated: held for review, never approved."),
+            decided_by="error",
+        )
+        return held, False
+    decided_by = "default"
+    if evaluation.rule is not None:
+        decided_by = "error" if evaluation.errored else "rule"
+    verdict = Verdict(
+        outcome=evaluation.outcome,
+        why=evaluation.why,
+        rule=evaluation.rule,
+        decided_by=decided_by,
+        shadow_matches=evaluation.shadow_matches,
+    )
+    return verdict, True
 
 
 def _apply_guardrails(

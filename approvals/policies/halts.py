@@ -16,10 +16,10 @@ from agents.exceptions import RunClosed
 from agents.models import Agent, AgentHalt, Run, RunStatus
 from agents.services import run_close
 from approvals.audit import AuditAction, audit_record
-from approvals.exceptions import TransitionConflict
+from approvals.events import AgentHalted
 from approvals.models import ApprovalRequest, Status
 from approvals.policies.models import CircuitBreaker
-from approvals.services import approval_request_cancel_for_halt
+from console.events import emit
 
 
 class NotHalted(Exception):
@@ -53,15 +53,15 @@ def agent_halt(
             after={"halted": True, "reason": reason, "halt_id": halt.pk},
         )
         who = halted_by.get_username() if halted_by else "the console"
-        note = f"Cancelled: the agent was halted by {who} ({reason})."
-        pending = ApprovalRequest.objects.filter(agent=agent, status=Status.PENDING).only(
-            "pk", "status", "deadline_at"
+        # The state machine cancels its pending requests (approvals.subscribers), in this
+        # transaction: the policy layer does not call the services above it.
+        emit(
+            AgentHalted(
+                agent_id=agent.pk,
+                halted_by=halted_by,
+                note=f"Cancelled: the agent was halted by {who} ({reason}).",
+            )
         )
-        for approval in pending:
-            try:
-                approval_request_cancel_for_halt(approval=approval, halted_by=halted_by, note=note)
-            except TransitionConflict:
-                continue  # decided or expired meanwhile: that outcome stands
     return halt
 
 

@@ -36,7 +36,7 @@ def tamper(sql: str, params: list[object] | None = None) -> None:
 
 @contextmanager
 def wipe_refused() -> Iterator[None]:
-    """Take away the test database's allowance to empty the trail (approvals.audit_guards), so
+    """Take away the test database's allowance to empty the trail (approvals.audit.guards), so
     the guards answer as they do for every other database."""
     settings_dict = connection.settings_dict
     settings_dict["AUDIT_WIPE_ALLOWED"] = False

@@ -189,7 +189,7 @@ def test_it_pushes_a_request_only_to_its_teams_sockets(live_console) -> None:
     ops = TeamFactory(name="ops", members=[bob])
     alice_session = ReviewerSession(live_console.url, "alice")
     bob_session = ReviewerSession(live_console.url, "bob")
-    from approvals.reviews import approval_request_comment
+    from approvals.reviews import check_approval_request_comment
 
     async def scenario() -> tuple[list[str], list[str]]:
         async with (
@@ -200,13 +200,13 @@ def test_it_pushes_a_request_only_to_its_teams_sockets(live_console) -> None:
                 ApprovalRequestFactory, team=payments, tool="payments_secret_tool"
             )
             await db_to_thread(
-                approval_request_comment, approval=secret, reviewer=alice, note="pushed"
+                check_approval_request_comment, approval=secret, reviewer=alice, note="pushed"
             )
             # A request for bob's own team, pushed after: once it arrives, anything about the
             # payments request would have arrived before it (one socket, in order).
             marker = await db_to_thread(ApprovalRequestFactory, team=ops, tool="ops_marker")
             await db_to_thread(
-                approval_request_comment, approval=marker, reviewer=bob, note="marker"
+                check_approval_request_comment, approval=marker, reviewer=bob, note="marker"
             )
             alice_got = [await asyncio.wait_for(alice_ws.recv(decode=True), 5)]
             bob_got = []

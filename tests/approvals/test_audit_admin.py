@@ -5,7 +5,7 @@ from django.contrib import admin
 
 from agents.models import Agent, AgentCredential
 from approvals.audit import AuditAction, audit_record
-from approvals.audit_admin import AuditedAdminMixin
+from approvals.audit.admin import AuditedAdminMixin
 from approvals.models import AuditRecord, Team
 from console.admin_mixins import ReadOnlyAdminMixin
 from tests.factories import AgentFactory, UserFactory

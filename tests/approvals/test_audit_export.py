@@ -12,7 +12,7 @@ from django.http import StreamingHttpResponse
 from django.utils import timezone
 
 from approvals.audit import AuditAction, AuditActor, audit_record, audit_record_digest
-from approvals.audit_export import audit_export_response
+from approvals.audit.export import audit_export_response
 from approvals.models import AuditRecord
 from tests.conftest import ReviewerSession
 from tests.factories import AgentFactory, UserFactory

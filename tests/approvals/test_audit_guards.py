@@ -14,7 +14,7 @@ from django.db import connection, transaction
 from django.db.utils import DatabaseError
 from django.utils import timezone
 
-from approvals.audit import (
+from approvals.audit.trail import (
     GENESIS_HASH,
     HASHED_FIELDS,
     AuditAction,

@@ -30,9 +30,9 @@ from approvals.policies.halts import agent_halt, agent_resume, run_halt
 from approvals.reviews import (
     approval_claim_release,
     approval_claim_take,
-    approval_request_comment,
-    approval_request_escalate,
-    approval_request_review_approve,
+    check_approval_request_approve,
+    check_approval_request_comment,
+    check_approval_request_escalate,
 )
 from approvals.services import Submission, approval_request_create
 from tests.agents.aap.conftest import BASE, bearer, key
@@ -130,7 +130,7 @@ def test_it_records_a_take_over_with_the_previous_holder(team) -> None:
 def test_it_records_comments(team) -> None:
     ann = team.members.get(username="ann")
     approval = ApprovalRequestFactory(team=team)
-    approval_request_comment(approval=approval, reviewer=ann, note="Checking with finance.")
+    check_approval_request_comment(approval=approval, reviewer=ann, note="Checking with finance.")
     record = _only(AuditAction.COMMENT_ADDED)
     assert (record.actor_type, record.actor_id) == _reviewer_id(ann)
     assert record.object_id == str(approval.code)
@@ -140,13 +140,13 @@ def test_it_records_comments(team) -> None:
 def test_it_records_each_quorum_vote_and_the_deciding_approval(team) -> None:
     ann, ben = team.members.get(username="ann"), team.members.get(username="ben")
     approval = ApprovalRequestFactory(team=team, required_approvals=2)
-    approval_request_review_approve(approval=approval, reviewer=ann, note="fine by me")
+    check_approval_request_approve(approval=approval, reviewer=ann, note="fine by me")
     vote = _only(AuditAction.VOTE_CAST)
     assert (vote.actor_type, vote.actor_id) == _reviewer_id(ann)
     assert vote.object_id == str(approval.code)
     assert (vote.after["votes"], vote.after["required"]) == (1, 2)
 
-    approval_request_review_approve(approval=approval, reviewer=ben)
+    check_approval_request_approve(approval=approval, reviewer=ben)
     # The deciding vote is the approval itself: one record, not a vote and an approval.
     assert AuditRecord.objects.filter(action=AuditAction.VOTE_CAST).count() == 1
     assert _only(AuditAction.REQUEST_APPROVED).actor_id == str(ben.pk)
@@ -156,7 +156,9 @@ def test_it_records_an_escalation_to_another_team(team) -> None:
     ann = team.members.get(username="ann")
     security = TeamFactory(name="security")
     approval = ApprovalRequestFactory(team=team)
-    approval_request_escalate(approval=approval, reviewer=ann, team=security, note="Looks odd.")
+    check_approval_request_escalate(
+        approval=approval, reviewer=ann, team=security, note="Looks odd."
+    )
     record = _only(AuditAction.REQUEST_ESCALATED)
     assert (record.actor_type, record.actor_id) == _reviewer_id(ann)
     assert record.object_id == str(approval.code)

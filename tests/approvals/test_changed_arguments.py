@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 from approvals.exceptions import ApprovalNotVisible, ReviewRejected, TransitionConflict
 from approvals.models import ApprovalEvent, ApprovalRequest, ApprovalVote, Decision, Status
 from approvals.policies.models import Outcome, PolicyCondition, Throttle
-from approvals.reviews import approval_request_escalate, approval_request_review_approve
+from approvals.reviews import check_approval_request_approve, check_approval_request_escalate
 from approvals.services import Submission, approval_request_approve, approval_request_create
 from tests.factories import (
     AgentFactory,
@@ -100,7 +100,7 @@ class TestDenied:
         approval = world.ask("delete_records", expected_rows=10)
         assert (approval.status, approval.team) == (Status.PENDING, world.support)
         with pytest.raises(ReviewRejected) as refused:
-            approval_request_review_approve(
+            check_approval_request_approve(
                 approval=approval, reviewer=world.xena, arguments={"expected_rows": 50000}
             )
         assert refused.value.code == "policy_denies" and refused.value.param == "arguments"
@@ -153,14 +153,14 @@ class TestDenied:
             total_above=1000,
         )
         paid = world.ask("pay", amount=90)
-        approval_request_review_approve(approval=paid, reviewer=world.xena)
+        check_approval_request_approve(approval=paid, reviewer=world.xena)
         approval = world.ask("pay", amount=10)  # 100 today with this one: held for support
         with pytest.raises(ReviewRejected) as refused:
-            approval_request_review_approve(
+            check_approval_request_approve(
                 approval=approval, reviewer=world.xena, arguments={"amount": 950}
             )
         assert "daily payout" in str(refused.value)
-        decided = approval_request_review_approve(
+        decided = check_approval_request_approve(
             approval=approval, reviewer=world.xena, arguments={"amount": 50}
         )
         assert decided.decided
@@ -172,7 +172,7 @@ class TestRouting:
         self, world
     ) -> None:
         approval = world.ask("pay", amount=10)
-        outcome = approval_request_review_approve(
+        outcome = check_approval_request_approve(
             approval=approval, reviewer=world.xena, arguments={"amount": 20}
         )
         assert outcome.decided and outcome.proposal is None
@@ -186,14 +186,14 @@ class TestRouting:
         Throttle.objects.create(name="no auto pay", tool_glob="pay", max_auto_approvals=0,
                                 window_seconds=3600)  # fmt: skip
         approval = world.ask("pay", amount=50)
-        outcome = approval_request_review_approve(
+        outcome = check_approval_request_approve(
             approval=approval, reviewer=world.xena, arguments={"amount": 5}
         )
         assert outcome.decided
 
     def test_it_moves_a_change_that_needs_another_team_and_quorum(self, world, client) -> None:
         approval = world.ask("pay", amount=10)
-        outcome = approval_request_review_approve(
+        outcome = check_approval_request_approve(
             approval=approval, reviewer=world.xena, arguments={"amount": 5000}
         )
         assert not outcome.decided and outcome.proposal is not None and outcome.moved
@@ -221,11 +221,11 @@ class TestRouting:
         assert "Review this change" in html
 
         # Xena's approval does not count for finance: two of finance must approve the change.
-        first = approval_request_review_approve(
+        first = check_approval_request_approve(
             approval=approval, reviewer=world.yuri, arguments={"amount": 5000}
         )
         assert (first.decided, first.votes, first.required) == (False, 1, 2)
-        second = approval_request_review_approve(
+        second = check_approval_request_approve(
             approval=approval, reviewer=world.yves, arguments={"amount": 5000}
         )
         assert second.decided
@@ -255,7 +255,7 @@ class TestRouting:
     def test_it_raises_the_quorum_for_a_change_that_needs_more_approvals(self, world) -> None:
         approval = world.ask("pay", amount=10)
         stale = ApprovalRequest.objects.get(pk=approval.pk)  # xavier's page, read before
-        outcome = approval_request_review_approve(
+        outcome = check_approval_request_approve(
             approval=approval, reviewer=world.xena, arguments={"amount": 500}
         )
         assert (outcome.decided, outcome.votes, outcome.required, outcome.moved) == (
@@ -266,12 +266,12 @@ class TestRouting:
         )
         # Xavier's approval, counted against the quorum of one he read, must not land.
         with pytest.raises(ReviewRejected) as raced:
-            approval_request_review_approve(approval=stale, reviewer=world.xavier)
+            check_approval_request_approve(approval=stale, reviewer=world.xavier)
         assert raced.value.code == "quorum_changed"
         approval.refresh_from_db()
         assert approval.status == Status.PENDING and approval.required_approvals == 2
         # Read again, his approval of the change completes it.
-        done = approval_request_review_approve(
+        done = check_approval_request_approve(
             approval=approval, reviewer=world.xavier, arguments={"amount": 500}
         )
         assert done.decided
@@ -279,16 +279,16 @@ class TestRouting:
     def test_it_keeps_one_outcome_when_an_approval_races_a_proposal(self, world) -> None:
         approval = world.ask("pay", amount=10)
         stale = ApprovalRequest.objects.get(pk=approval.pk)
-        approval_request_review_approve(
+        check_approval_request_approve(
             approval=approval, reviewer=world.xena, arguments={"amount": 5000}
         )
         with pytest.raises(ApprovalNotVisible):  # it went to finance meanwhile
-            approval_request_review_approve(approval=stale, reviewer=world.xavier)
+            check_approval_request_approve(approval=stale, reviewer=world.xavier)
         other = world.ask("pay", amount=10)
         stale = ApprovalRequest.objects.get(pk=other.pk)
-        approval_request_review_approve(approval=other, reviewer=world.xavier)
+        check_approval_request_approve(approval=other, reviewer=world.xavier)
         with pytest.raises(TransitionConflict):
-            approval_request_review_approve(
+            check_approval_request_approve(
                 approval=stale, reviewer=world.xena, arguments={"amount": 5000}
             )
         other.refresh_from_db()
@@ -297,13 +297,13 @@ class TestRouting:
 
     def test_it_counts_no_vote_cast_before_the_request_moved_to_another_team(self, world) -> None:
         approval = world.ask("pay", amount=500)  # support, two approvals
-        approval_request_review_approve(approval=approval, reviewer=world.xena)
-        approval = approval_request_escalate(
+        check_approval_request_approve(approval=approval, reviewer=world.xena)
+        approval = check_approval_request_escalate(
             approval=approval, reviewer=world.xavier, team=world.finance, note="Finance, please."
         )
-        first = approval_request_review_approve(approval=approval, reviewer=world.yuri)
+        first = check_approval_request_approve(approval=approval, reviewer=world.yuri)
         assert (first.decided, first.votes) == (False, 1)  # xena's support vote does not count
-        assert approval_request_review_approve(approval=approval, reviewer=world.yves).decided
+        assert check_approval_request_approve(approval=approval, reviewer=world.yves).decided
 
     def test_it_lets_staff_approve_a_change_routed_to_any_team_alone_when_one_suffices(
         self, world
@@ -312,7 +312,7 @@ class TestRouting:
                    conditions=[("amount", "=", 42)])  # fmt: skip
         approval = world.ask("pay", amount=10)
         staff = UserFactory(username="sam", is_staff=True)
-        outcome = approval_request_review_approve(
+        outcome = check_approval_request_approve(
             approval=approval, reviewer=staff, arguments={"amount": 42}
         )
         assert outcome.decided
@@ -329,13 +329,13 @@ def test_it_keeps_one_outcome_when_two_reviewers_act_at_once() -> None:
         results = run_at_once(
             [
                 partial(
-                    approval_request_review_approve,
+                    check_approval_request_approve,
                     approval=approval,
                     reviewer=world.xena,
                     arguments={"amount": 5000},
                 ),
                 partial(
-                    approval_request_review_approve,
+                    check_approval_request_approve,
                     approval=approval,
                     reviewer=world.xavier,
                     arguments=None,

@@ -1,9 +1,9 @@
-"""The insight charts' axes and labels (approvals/charts.py)."""
+"""The insight charts' axes and labels (approvals/insight/charts.py)."""
 
 import re
 
-from approvals import charts
-from approvals.dashboard import _duration
+from approvals.insight import charts
+from approvals.insight.dashboard import _duration
 
 
 def test_it_puts_duration_ticks_on_round_values() -> None:

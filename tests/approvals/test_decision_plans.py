@@ -16,7 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from approvals.models import ApprovalRequest, Impact, Status
-from approvals.reviews import approval_request_escalate
+from approvals.reviews import check_approval_request_escalate
 from approvals.services import approval_request_approve, approval_request_expire_if_overdue
 from console.copy_insert import rows_insert
 from tests.factories import AgentFactory, TeamFactory, UserFactory
@@ -91,7 +91,7 @@ def test_an_escalation_and_an_expiry_look_their_request_up_by_key() -> None:
     assert approval is not None
     reviewer, team = UserFactory(is_staff=True), TeamFactory()
     with CaptureQueriesContext(connection) as captured:
-        approval_request_escalate(approval=approval, reviewer=reviewer, team=team, note="n")
+        check_approval_request_escalate(approval=approval, reviewer=reviewer, team=team, note="n")
     _assert_by_key(_plans_touching_requests(captured.captured_queries))
     ApprovalRequest.objects.filter(pk=approval.pk).update(deadline_at=timezone.now())
     approval.refresh_from_db()

@@ -6,7 +6,7 @@ import re
 import pytest
 from django.urls import reverse
 
-from approvals.reviews import approval_request_comment, approval_request_review_deny
+from approvals.reviews import check_approval_request_comment, check_approval_request_deny
 from approvals.services import approval_request_approve
 from tests.conftest import ReviewerSession
 from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory
@@ -32,7 +32,7 @@ def test_it_pushes_a_new_decision_to_the_top_of_the_history(live_console) -> Non
     async def scenario() -> str:
         async with session.socket() as ws:
             await db_to_thread(
-                approval_request_review_deny, approval=approval, reviewer=bob, reason="No."
+                check_approval_request_deny, approval=approval, reviewer=bob, reason="No."
             )
             return (await messages_until(ws, "#history-rows"))[-1]
 
@@ -71,7 +71,7 @@ def test_it_keeps_a_decision_from_reviewers_of_other_teams(live_console) -> None
 def test_the_page_listens_and_renders_rows_with_their_decision_time(client) -> None:
     alice = UserFactory(username="alice")
     approval = ApprovalRequestFactory(team=TeamFactory(name="payments", members=[alice]))
-    approval_request_comment(approval=approval, reviewer=alice, note="before")
+    check_approval_request_comment(approval=approval, reviewer=alice, note="before")
     approval_request_approve(approval=approval, reviewer=alice)
     client.force_login(alice)
     page = client.get(reverse("approvals:history")).content.decode()

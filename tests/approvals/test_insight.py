@@ -89,7 +89,7 @@ def test_the_two_proportion_z_test_matches_the_hand_computation() -> None:
     assert z == pytest.approx(-4.0825, abs=1e-4)
     assert p == pytest.approx(4.455e-5, rel=1e-3)
     # The textbook landmark: |z| = 1.96 is p = 0.05.
-    assert insight._two_sided_p(1.959964) == pytest.approx(0.05, abs=1e-6)
+    assert insight.drift._two_sided_p(1.959964) == pytest.approx(0.05, abs=1e-6)
     assert insight.two_proportion_z_test(5, 10, 5, 10) == (0.0, 1.0)
     assert insight.two_proportion_z_test(0, 0, 5, 10) == (0.0, 1.0)
 

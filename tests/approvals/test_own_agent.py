@@ -9,9 +9,9 @@ from approvals.exceptions import ReviewRejected
 from approvals.models import ApprovalEvent, ApprovalVote, AuditRecord, Status
 from approvals.reviews import (
     OWN_AGENT,
-    approval_request_comment,
-    approval_request_review_approve,
-    approval_request_review_deny,
+    check_approval_request_approve,
+    check_approval_request_comment,
+    check_approval_request_deny,
 )
 from tests.factories import (
     AgentFactory,
@@ -45,7 +45,7 @@ def test_it_refuses_an_operator_approving_their_agents_request(ops) -> None:
     ann, _, _, _ = ops
     approval = _approval(ops)
     with pytest.raises(ReviewRejected) as refused:
-        approval_request_review_approve(approval=approval, reviewer=ann)
+        check_approval_request_approve(approval=approval, reviewer=ann)
     assert refused.value.code == OWN_AGENT
     approval.refresh_from_db()
     assert approval.status == Status.PENDING
@@ -56,9 +56,9 @@ def test_it_refuses_an_operators_quorum_vote_and_changed_arguments(ops) -> None:
     ann, _, _, _ = ops
     approval = _approval(ops, required_approvals=2, arguments={"amount": 10})
     with pytest.raises(ReviewRejected):
-        approval_request_review_approve(approval=approval, reviewer=ann)
+        check_approval_request_approve(approval=approval, reviewer=ann)
     with pytest.raises(ReviewRejected):
-        approval_request_review_approve(approval=approval, reviewer=ann, arguments={"amount": 1})
+        check_approval_request_approve(approval=approval, reviewer=ann, arguments={"amount": 1})
     assert not ApprovalVote.objects.filter(approval=approval).exists()
 
 
@@ -67,27 +67,27 @@ def test_it_refuses_staff_who_operate_the_agent_too(ops) -> None:
     admin = UserFactory(username="root", is_staff=True)
     agent.operators.add(admin)
     with pytest.raises(ReviewRejected):
-        approval_request_review_approve(approval=_approval(ops), reviewer=admin)
+        check_approval_request_approve(approval=_approval(ops), reviewer=admin)
 
 
 def test_it_lets_an_operator_comment_and_deny(ops) -> None:
     ann, _, _, _ = ops
     approval = _approval(ops)
-    approval_request_comment(approval=approval, reviewer=ann, note="Looks wrong to me.")
-    denied = approval_request_review_deny(approval=approval, reviewer=ann, reason="Stop it.")
+    check_approval_request_comment(approval=approval, reviewer=ann, note="Looks wrong to me.")
+    denied = check_approval_request_deny(approval=approval, reviewer=ann, reason="Stop it.")
     assert denied.status == Status.DENIED
 
 
 def test_it_lets_a_reviewer_who_does_not_operate_the_agent_approve(ops) -> None:
     _, ben, _, _ = ops
-    outcome = approval_request_review_approve(approval=_approval(ops), reviewer=ben)
+    outcome = check_approval_request_approve(approval=_approval(ops), reviewer=ben)
     assert outcome.decided
 
 
 def test_it_lets_an_operator_approve_another_agents_request(ops) -> None:
     ann, _, team, _ = ops
     other = ApprovalRequestFactory(team=team, agent=AgentFactory(name="mail-bot"))
-    assert approval_request_review_approve(approval=other, reviewer=ann).decided
+    assert check_approval_request_approve(approval=other, reviewer=ann).decided
 
 
 # --- the decision page -------------------------------------------------------------------------

@@ -124,8 +124,8 @@ def test_nothing_is_read_or_rendered_while_no_reviewer_listens() -> None:
 
 
 def test_an_open_reviewer_socket_keeps_pushes_on_until_it_closes(monkeypatch) -> None:
-    monkeypatch.setattr(realtime, "LISTENING_TTL_SECONDS", 1)
-    monkeypatch.setattr(realtime, "LISTENING_REFRESH_SECONDS", 0.3)
+    monkeypatch.setattr(realtime.reviewers, "LISTENING_TTL_SECONDS", 1)
+    monkeypatch.setattr(realtime.reviewers, "LISTENING_REFRESH_SECONDS", 0.3)
     cache.delete(realtime.LISTENING_KEY)
 
     async def scenario() -> tuple[bool, bool, bool, bool]:

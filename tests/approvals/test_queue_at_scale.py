@@ -186,7 +186,7 @@ def test_the_queue_page_links_to_the_next_page_and_back(client, staff) -> None:
 
 
 def test_history_counts_cover_only_the_latest_decisions(client, staff, monkeypatch) -> None:
-    monkeypatch.setattr(selectors, "HISTORY_COUNT_WINDOW", 2)
+    monkeypatch.setattr(selectors.queue, "HISTORY_COUNT_WINDOW", 2)
     for tool in ("old_tool", "new_tool", "new_tool"):
         approval_request_approve(approval=ApprovalRequestFactory(tool=tool), reviewer=staff)
     counts = selectors.approvals_facet_counts(user=staff, filters=QueueFilters(), pending=False)

@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from approvals.models import ReviewerPresence
-from approvals.reviews import approval_request_comment, approval_request_escalate
+from approvals.reviews import check_approval_request_comment, check_approval_request_escalate
 from tests.conftest import ReviewerSession
 from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory
 from tests.sockets import messages_until
@@ -28,7 +28,7 @@ def test_escalation_removes_the_row_from_the_old_team_and_adds_it_to_the_new(liv
             sara_session.socket() as sara_ws,
         ):
             await db_to_thread(
-                approval_request_escalate,
+                check_approval_request_escalate,
                 approval=approval,
                 reviewer=alice,
                 team=security,
@@ -61,10 +61,10 @@ def test_a_reviewer_removed_from_the_team_stops_receiving_at_once(live_console) 
         async with session.socket() as ws:
             await db_to_thread(payments.members.remove, alice)
             await db_to_thread(
-                approval_request_comment, approval=approval, reviewer=bob, note="secret note"
+                check_approval_request_comment, approval=approval, reviewer=bob, note="secret note"
             )
             await db_to_thread(
-                approval_request_comment, approval=marker, reviewer=alice, note="marker"
+                check_approval_request_comment, approval=marker, reviewer=alice, note="marker"
             )
             return await messages_until(ws, "ops_marker")
 

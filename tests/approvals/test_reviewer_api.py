@@ -155,7 +155,7 @@ def test_a_decision_on_a_request_escalated_away_meanwhile_answers_without_its_de
     after_call(
         monkeypatch,
         reviewer_api,
-        "approval_request_review_deny",
+        "check_approval_request_deny",
         lambda: ApprovalRequest.objects.filter(pk=approval.pk).update(team=elsewhere),
     )
     response = api.post(_url("deny", approval), {"reason": "no"}, format="json")

@@ -17,10 +17,10 @@ from approvals.reviews import (
     approval_arguments_parse,
     approval_claim_release,
     approval_claim_take,
-    approval_request_comment,
-    approval_request_escalate,
-    approval_request_review_approve,
-    approval_request_review_deny,
+    check_approval_request_approve,
+    check_approval_request_comment,
+    check_approval_request_deny,
+    check_approval_request_escalate,
 )
 from tests.factories import ApprovalRequestFactory, PolicyRuleFactory, TeamFactory, UserFactory
 from tests.races import raised, run_at_once
@@ -44,11 +44,11 @@ def _member(team, name):
 class TestQuorum:
     def test_it_stays_pending_until_enough_distinct_reviewers_approve(self, team) -> None:
         approval = ApprovalRequestFactory(team=team, required_approvals=2)
-        first = approval_request_review_approve(approval=approval, reviewer=_member(team, "ann"))
+        first = check_approval_request_approve(approval=approval, reviewer=_member(team, "ann"))
         assert (first.decided, first.votes, first.required) == (False, 1, 2)
         approval.refresh_from_db()
         assert approval.status == Status.PENDING
-        second = approval_request_review_approve(approval=approval, reviewer=_member(team, "ben"))
+        second = check_approval_request_approve(approval=approval, reviewer=_member(team, "ben"))
         assert second.decided
         approval.refresh_from_db()
         assert approval.status == Status.APPROVED
@@ -58,9 +58,9 @@ class TestQuorum:
 
     def test_it_counts_one_vote_per_reviewer(self, team) -> None:
         approval = ApprovalRequestFactory(team=team, required_approvals=2)
-        approval_request_review_approve(approval=approval, reviewer=_member(team, "ann"))
+        check_approval_request_approve(approval=approval, reviewer=_member(team, "ann"))
         with pytest.raises(ReviewRejected) as twice:
-            approval_request_review_approve(approval=approval, reviewer=_member(team, "ann"))
+            check_approval_request_approve(approval=approval, reviewer=_member(team, "ann"))
         assert twice.value.code == "already_voted"
         approval.refresh_from_db()
         assert approval.status == Status.PENDING
@@ -68,24 +68,24 @@ class TestQuorum:
 
     def test_it_ends_with_one_denial_whatever_the_votes(self, team) -> None:
         approval = ApprovalRequestFactory(team=team, required_approvals=3)
-        approval_request_review_approve(approval=approval, reviewer=_member(team, "ann"))
-        approval_request_review_approve(approval=approval, reviewer=_member(team, "ben"))
-        approval_request_review_deny(
+        check_approval_request_approve(approval=approval, reviewer=_member(team, "ann"))
+        check_approval_request_approve(approval=approval, reviewer=_member(team, "ben"))
+        check_approval_request_deny(
             approval=approval, reviewer=_member(team, "cat"), reason="Wrong account."
         )
         approval.refresh_from_db()
         assert approval.status == Status.DENIED
         with pytest.raises(TransitionConflict):
-            approval_request_review_approve(approval=approval, reviewer=UserFactory(is_staff=True))
+            check_approval_request_approve(approval=approval, reviewer=UserFactory(is_staff=True))
 
     def test_it_needs_the_quorum_to_agree_on_the_same_arguments(self, team) -> None:
         approval = ApprovalRequestFactory(team=team, required_approvals=2, arguments={"amount": 10})
-        approval_request_review_approve(
+        check_approval_request_approve(
             approval=approval, reviewer=_member(team, "ann"), arguments={"amount": 5}
         )
-        plain = approval_request_review_approve(approval=approval, reviewer=_member(team, "ben"))
+        plain = check_approval_request_approve(approval=approval, reviewer=_member(team, "ben"))
         assert not plain.decided  # ann approved other arguments than ben
-        changed = approval_request_review_approve(
+        changed = check_approval_request_approve(
             approval=approval, reviewer=_member(team, "cat"), arguments={"amount": 5}
         )
         assert changed.decided
@@ -98,10 +98,10 @@ class TestQuorum:
             voters = [UserFactory() for _ in range(3)]
             team = TeamFactory(members=voters)
             approval = ApprovalRequestFactory(team=team, required_approvals=2)
-            approval_request_review_approve(approval=approval, reviewer=voters[0])
+            check_approval_request_approve(approval=approval, reviewer=voters[0])
             results = run_at_once(
                 [
-                    partial(approval_request_review_approve, approval=approval, reviewer=voter)
+                    partial(check_approval_request_approve, approval=approval, reviewer=voter)
                     for voter in voters[1:]
                 ],
                 timeout=30,
@@ -138,7 +138,7 @@ class TestArguments:
 
     def test_it_counts_unchanged_arguments_as_a_plain_approval(self, team) -> None:
         approval = ApprovalRequestFactory(team=team, arguments={"amount": 10})
-        approval_request_review_approve(
+        check_approval_request_approve(
             approval=approval, reviewer=_member(team, "ann"), arguments={"amount": 10}
         )
         approval.refresh_from_db()
@@ -151,7 +151,7 @@ class TestEscalation:
         security = TeamFactory(name="security")
         approval = ApprovalRequestFactory(team=team)
         approval_claim_take(approval=approval, reviewer=_member(team, "ann"))
-        approval_request_escalate(
+        check_approval_request_escalate(
             approval=approval,
             reviewer=_member(team, "ann"),
             team=security,
@@ -166,7 +166,7 @@ class TestEscalation:
     def test_it_requires_a_note(self, team) -> None:
         approval = ApprovalRequestFactory(team=team)
         with pytest.raises(ReviewRejected):
-            approval_request_escalate(
+            check_approval_request_escalate(
                 approval=approval, reviewer=_member(team, "ann"), team=TeamFactory(), note=" "
             )
         approval.refresh_from_db()
@@ -174,9 +174,9 @@ class TestEscalation:
 
     def test_it_refuses_after_a_decision(self, team) -> None:
         approval = ApprovalRequestFactory(team=team)
-        approval_request_review_deny(approval=approval, reviewer=_member(team, "ann"), reason="No")
+        check_approval_request_deny(approval=approval, reviewer=_member(team, "ann"), reason="No")
         with pytest.raises(TransitionConflict):
-            approval_request_escalate(
+            check_approval_request_escalate(
                 approval=approval, reviewer=_member(team, "ben"), team=TeamFactory(), note="x"
             )
 
@@ -185,7 +185,9 @@ class TestEscalation:
 class TestCommentsAndClaims:
     def test_it_records_a_comment_without_deciding(self, team) -> None:
         approval = ApprovalRequestFactory(team=team)
-        approval_request_comment(approval=approval, reviewer=_member(team, "ann"), note="Checking")
+        check_approval_request_comment(
+            approval=approval, reviewer=_member(team, "ann"), note="Checking"
+        )
         approval.refresh_from_db()
         assert approval.status == Status.PENDING
         assert approval.events.get(kind="commented").note == "Checking"
@@ -193,7 +195,7 @@ class TestCommentsAndClaims:
     def test_it_refuses_an_outsider(self, team) -> None:
         approval = ApprovalRequestFactory(team=team)
         with pytest.raises(ApprovalNotVisible):
-            approval_request_comment(approval=approval, reviewer=UserFactory(), note="hi")
+            check_approval_request_comment(approval=approval, reviewer=UserFactory(), note="hi")
         assert not ApprovalEvent.objects.filter(approval=approval).exists()
 
     def test_it_needs_take_over_for_someone_elses_live_claim(self, team) -> None:

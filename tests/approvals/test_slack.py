@@ -317,7 +317,7 @@ def test_a_click_escalated_away_meanwhile_is_refused(client, slack_api, monkeypa
     after_call(
         monkeypatch,
         slack_interactions,
-        "approval_may_be_decided_by",
+        "reviewer_may_see",
         lambda: ApprovalRequest.objects.filter(pk=approval.pk).update(team=elsewhere),
     )
     body = _interaction(approval, "U0SAM")

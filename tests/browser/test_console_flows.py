@@ -12,7 +12,7 @@ from playwright.sync_api import Browser, Dialog, Page, Route, expect
 
 from approvals.models import Decision, Impact, ReviewerPresence, Status
 from approvals.policies.models import PolicyCondition
-from approvals.reviews import approval_claim_take, approval_request_review_deny
+from approvals.reviews import approval_claim_take, check_approval_request_deny
 from tests.browser.live import log_in, off_loop, submit
 from tests.factories import (
     AgentFactory,
@@ -82,7 +82,7 @@ def test_the_queue_is_live_sorted_by_risk_and_never_reloads(
 
     # Decided elsewhere: it leaves.
     off_loop(
-        approval_request_review_deny,
+        check_approval_request_deny,
         approval=low,
         reviewer=team.members.get(username="bob"),
         reason="No",
@@ -456,7 +456,7 @@ def test_the_history_shows_a_new_decision_at_the_top_without_a_reload(
 ) -> None:
     older = submit(team=team, tool="older_tool")
     off_loop(
-        approval_request_review_deny,
+        check_approval_request_deny,
         approval=older,
         reviewer=team.members.get(username="bob"),
         reason="Old.",
@@ -469,7 +469,7 @@ def test_the_history_shows_a_new_decision_at_the_top_without_a_reload(
     expect(page.locator("#live-status")).to_have_text("Live")
     page.evaluate("window.notReloaded = true")
     off_loop(
-        approval_request_review_deny,
+        check_approval_request_deny,
         approval=fresh,
         reviewer=team.members.get(username="bob"),
         reason="No.",

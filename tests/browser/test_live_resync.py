@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import APIResponse, Page, Request, Route, WebSocketRoute, expect
 
 from approvals.models import ApprovalRequest
-from approvals.reviews import approval_request_review_deny
+from approvals.reviews import check_approval_request_deny
 from tests.browser.live import log_in, off_loop, submit
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -89,7 +89,7 @@ def test_a_decision_made_before_the_socket_opens_appears_in_the_history(
     denied: list[bool] = []
 
     def deny() -> None:
-        off_loop(approval_request_review_deny, approval=approval, reviewer=bob, reason="No.")
+        off_loop(check_approval_request_deny, approval=approval, reviewer=bob, reason="No.")
         denied.append(True)
 
     _open_socket_after(page, deny)
@@ -125,7 +125,7 @@ def test_pushes_that_arrive_while_the_rows_are_re_read_outlive_the_older_snapsho
     )
 
     off_loop(
-        approval_request_review_deny,
+        check_approval_request_deny,
         approval=decided_meanwhile,
         reviewer=team.members.get(username="bob"),
         reason="No.",

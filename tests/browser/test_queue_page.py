@@ -12,7 +12,7 @@ from django.utils import timezone
 from playwright.sync_api import Browser, Page, expect
 
 from approvals.models import ApprovalRequest, Impact, Status
-from approvals.reviews import approval_claim_take, approval_request_review_deny
+from approvals.reviews import approval_claim_take, check_approval_request_deny
 from tests.browser.live import log_in, off_loop, submit
 from tests.factories import AgentFactory, ApprovalRequestFactory, UserFactory
 
@@ -200,10 +200,10 @@ def test_no_page_logs_a_console_error_while_another_reviewer_works(
     expect(page.locator(f"#approval-{other.code}")).to_be_visible()
     off_loop(approval_claim_take, approval=watched, reviewer=bob)
     expect(page.locator(f"#approval-{watched.code}")).to_contain_text("Claimed by bob")
-    off_loop(approval_request_review_deny, approval=other, reviewer=bob, reason="Not now.")
+    off_loop(check_approval_request_deny, approval=other, reviewer=bob, reason="Not now.")
     expect(page.locator(f"#approval-{other.code}")).to_have_count(0)
     expect(third_page.locator(f"#approval-{other.code}")).to_be_visible()
-    off_loop(approval_request_review_deny, approval=watched, reviewer=bob, reason="Duplicate.")
+    off_loop(check_approval_request_deny, approval=watched, reviewer=bob, reason="Duplicate.")
     expect(third_page.locator(f"#approval-{watched.code}")).to_be_visible()
     expect(second_page.locator("main")).to_contain_text("Duplicate.")
     page.wait_for_timeout(400)  # the debounced counts refresh after the last push
@@ -272,7 +272,7 @@ def test_the_queue_announces_arrivals_and_departures(live_console, page: Page, t
     arrived = submit(team=team, summary="Refund order 77.")
     expect(announcer).to_have_text("New request. The agent says: Refund order 77.")
     bob = team.members.get(username="bob")
-    off_loop(approval_request_review_deny, approval=arrived, reviewer=bob, reason="No.")
+    off_loop(check_approval_request_deny, approval=arrived, reviewer=bob, reason="No.")
     expect(announcer).to_contain_text("Left the queue (decided or moved): Refund order 77.")
 
 
@@ -280,7 +280,7 @@ def test_axe_finds_nothing_serious_on_the_reviewer_pages(live_console, page: Pag
     team.members.filter(username="alice").update(is_staff=True)
     requests = _realistic_queue(team)
     off_loop(
-        approval_request_review_deny,
+        check_approval_request_deny,
         approval=requests["deploy"],
         reviewer=team.members.get(username="bob"),
         reason="Change freeze.",

@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils.dateparse import parse_datetime
 
 from approvals.audit import AuditActor
-from approvals.audit_export import EXPORT_FORMATS, AuditFilter, audit_export_start
+from approvals.audit.export import EXPORT_FORMATS, AuditFilter, audit_export_start
 
 
 def _when(value: str | None, name: str) -> datetime | None:

@@ -16,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from approvals.audit import GENESIS_HASH, audit_record_digest
-from approvals.audit_export import (
+from approvals.audit.export import (
     AuditFilter,
     audit_export_csv,
     audit_export_jsonl,

@@ -12,7 +12,7 @@ import pytest
 
 from approvals.models import ApprovalRequest, ApprovalVote, Status
 from approvals.policies.models import PolicyCondition
-from approvals.reviews import approval_request_review_approve
+from approvals.reviews import check_approval_request_approve
 from tests.agents.aap.conftest import Instance
 from tests.factories import PolicyRuleFactory, TeamFactory, UserFactory
 
@@ -51,7 +51,7 @@ def test_a_change_another_team_must_approve_is_no_suggestion_to_resubmit(instanc
     _large_payments_to_finance(people)
     original = _pay(instance, 10)
     assert original.team == people["support"]
-    outcome = approval_request_review_approve(
+    outcome = check_approval_request_approve(
         approval=original, reviewer=people["xena"], arguments={"amount": 5000}
     )
     assert not outcome.decided
@@ -72,7 +72,7 @@ def test_a_change_another_team_must_approve_is_no_suggestion_to_resubmit(instanc
 
 def test_a_resubmission_the_policy_routes_elsewhere_now_is_held_there(instance, people) -> None:
     original = _pay(instance, 10)
-    approval_request_review_approve(
+    check_approval_request_approve(
         approval=original, reviewer=people["xena"], arguments={"amount": 5000}
     )
     original.refresh_from_db()
@@ -94,24 +94,24 @@ def test_a_resubmission_the_policy_routes_elsewhere_now_is_held_there(instance, 
 def test_a_staff_suggestion_counts_once_towards_the_new_quorum(instance, people) -> None:
     staff = UserFactory(username="sam", is_staff=True)
     original = _pay(instance, 10)
-    approval_request_review_approve(approval=original, reviewer=staff, arguments={"amount": 5000})
+    check_approval_request_approve(approval=original, reviewer=staff, arguments={"amount": 5000})
     _large_payments_to_finance(people)
     resubmitted = _pay(instance, 5000)
     assert resubmitted.status == Status.PENDING
     assert list(resubmitted.votes.values_list("reviewer__username", flat=True)) == ["sam"]
-    done = approval_request_review_approve(approval=resubmitted, reviewer=people["yuri"])
+    done = check_approval_request_approve(approval=resubmitted, reviewer=people["yuri"])
     assert done.decided and (done.votes, done.required) == (2, 2)
 
 
 def test_a_change_finance_approved_is_approved_at_once_when_resubmitted(instance, people) -> None:
     _large_payments_to_finance(people)
     original = _pay(instance, 10)
-    approval_request_review_approve(
+    check_approval_request_approve(
         approval=original, reviewer=people["xena"], arguments={"amount": 5000}
     )
     for reviewer in ("yuri", "yves"):
         original.refresh_from_db()  # as finance's page reads it
-        approval_request_review_approve(
+        check_approval_request_approve(
             approval=original, reviewer=people[reviewer], arguments={"amount": 5000}
         )
     original.refresh_from_db()

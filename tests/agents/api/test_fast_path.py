@@ -741,7 +741,7 @@ async def _poll_woken_by(app: Any, token: str, message_view: Any) -> tuple[str, 
         code = await _create_pending(client)
         poll = asyncio.create_task(client.get(f"/api/v1/requests/{code}", params={"wait": "5s"}))
         await async_wait_until(lambda: parked_polls(code) >= 1, what="the poll parking")
-        layer = realtime.get_channel_layer()
+        layer = realtime.longpoll.get_channel_layer()
         await layer.group_send(
             realtime.RESOLVED_GROUP,
             {

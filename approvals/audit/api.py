@@ -15,7 +15,7 @@ from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
-from approvals.audit_export import (
+from approvals.audit.export import (
     EXPORT_FORMATS,
     AuditFilter,
     audit_export_response,

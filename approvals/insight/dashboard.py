@@ -7,8 +7,9 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from approvals import charts, insight
+from approvals import insight
 from approvals.agent_text import agent_text_one_line
+from approvals.insight import charts
 
 
 def _duration(seconds: float) -> str:

@@ -11,8 +11,8 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from approvals.dashboard import dashboard_build, dashboard_window
-from approvals.metrics import metrics_registry
+from approvals.insight.dashboard import dashboard_build, dashboard_window
+from approvals.insight.metrics import metrics_registry
 from console.api_errors import error_body
 
 DASHBOARD_WEEKS = (1, 4, 8, 12, 26)

@@ -13,7 +13,7 @@ from axes.signals import user_locked_out
 from django.contrib.auth.signals import user_logged_in, user_logged_out
 from django.dispatch import receiver
 
-from approvals.audit import AuditAction, AuditActor, audit_record
+from approvals.audit.trail import AuditAction, AuditActor, audit_record
 from console.login_throttle import lockout_is_new
 
 

@@ -20,8 +20,8 @@ from django.db.models import Q, QuerySet
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 
-from approvals.audit import HASHED_FIELDS, AuditAction, audit_record
-from approvals.models import AuditRecord
+from approvals.audit.models import AuditRecord
+from approvals.audit.trail import HASHED_FIELDS, AuditAction, audit_record
 
 EXPORT_CHUNK_SIZE = 2000
 

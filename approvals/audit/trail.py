@@ -29,13 +29,14 @@ from datetime import UTC, datetime
 from functools import cache, partial
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from agents.models import Agent
-from approvals.models import ApprovalRequest, AuditActorType, AuditChainHead, AuditRecord
+from approvals.audit.models import AuditActorType, AuditChainHead, AuditRecord
 from console.copy_insert import ids_assign, rows_insert
 from console.request_context import RequestContext, current_request_context
 
@@ -90,11 +91,11 @@ class AuditAction(models.TextChoices):
     # Reviewer API tokens (approvals.reviewer_tokens)
     REVIEWER_TOKEN_ISSUED = "reviewer_token.issued", "Reviewer API token issued"
     REVIEWER_TOKEN_REVOKED = "reviewer_token.revoked", "Reviewer API token revoked"
-    # Configuration changes through the Django admin (approvals.audit_admin)
+    # Configuration changes through the Django admin (approvals.audit.admin)
     CONFIG_CREATED = "config.created", "Configuration created"
     CONFIG_CHANGED = "config.changed", "Configuration changed"
     CONFIG_DELETED = "config.deleted", "Configuration deleted"
-    # Sign-in (approvals.audit_signals)
+    # Sign-in (approvals.audit.signals)
     AUTH_LOGIN = "auth.login", "Signed in"
     # Kept for records written before lockouts: single failures are no longer in the chain.
     AUTH_LOGIN_FAILED = "auth.login_failed", "Sign-in failed"
@@ -512,7 +513,8 @@ def _history_exists() -> bool:
     # request.submitted record, on every path (API, batched intake, services), so none can
     # exist on an intact trail that has no records. Users and agents are not evidence: they can
     # be made by createsuperuser, fixtures or the shell without passing through the services.
-    return ApprovalRequest.objects.exists()
+    # Looked up by name: the audit package sits below the models it records.
+    return apps.get_model("approvals", "ApprovalRequest").objects.exists()
 
 
 def audit_records_verify(records: Iterable[AuditRecord]) -> ChainVerification:

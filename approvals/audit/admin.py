@@ -13,7 +13,7 @@ from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
 
-from approvals.audit import AuditAction, audit_record
+from approvals.audit.trail import AuditAction, audit_record
 
 
 def model_snapshot(obj: models.Model, *, exclude: tuple[str, ...] = ()) -> dict[str, Any]:

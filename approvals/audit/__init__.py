@@ -1,0 +1,51 @@
+"""The audit trail: an append-only, hash-chained record of every effectful action.
+
+The bottom layer both apps write to: it imports nothing of approvals or agents above their
+models (import-linter holds this). Modules: trail (appending, keys, verification, anchors),
+models (its tables), export (streamed exports), api (the export endpoint), admin (audited admin
+saves), guards (database triggers' connection hooks), signals (logins and lockouts).
+"""
+
+from approvals.audit.trail import (
+    GENESIS_HASH,
+    HASHED_FIELDS,
+    AuditAction,
+    AuditActor,
+    AuditAnchor,
+    AuditEntry,
+    AuditKeys,
+    ChainBreak,
+    ChainVerification,
+    UnknownAuditKey,
+    audit_anchor_current,
+    audit_anchors_check,
+    audit_chain_verify,
+    audit_key_id,
+    audit_keys,
+    audit_record,
+    audit_record_digest,
+    audit_records_append,
+    audit_records_verify,
+)
+
+__all__ = [
+    "GENESIS_HASH",
+    "HASHED_FIELDS",
+    "AuditAction",
+    "AuditActor",
+    "AuditAnchor",
+    "AuditEntry",
+    "AuditKeys",
+    "ChainBreak",
+    "ChainVerification",
+    "UnknownAuditKey",
+    "audit_anchor_current",
+    "audit_anchors_check",
+    "audit_chain_verify",
+    "audit_key_id",
+    "audit_keys",
+    "audit_record",
+    "audit_record_digest",
+    "audit_records_append",
+    "audit_records_verify",
+]

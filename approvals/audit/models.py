@@ -1,0 +1,69 @@
+"""The audit trail's tables: declared here, in the bottom layer, so the trail imports nothing
+of the console above it. approvals.models imports them, so Django registers them with the
+approvals app (and their tables keep their names)."""
+
+from django.db import models
+
+
+class AuditActorType(models.TextChoices):
+    REVIEWER = "reviewer", "Reviewer"
+    AGENT = "agent", "Agent"
+    SYSTEM = "system", "System"
+    # Someone who did not authenticate, e.g. a failed login.
+    ANONYMOUS = "anonymous", "Anonymous"
+
+
+class AuditRecord(models.Model):
+    """One effectful action, append-only and hash-chained (see approvals.audit).
+
+    Actors and objects are stored as immutable ids and labels, not foreign keys: an audit row
+    must outlive what it describes, and an ON DELETE action would have to update it.
+    """
+
+    # Position in the chain, 1-based, without gaps: a deleted or inserted row shows as a gap.
+    sequence = models.PositiveBigIntegerField(unique=True)
+    created_at = models.DateTimeField(db_index=True)
+    action = models.CharField(max_length=64, db_index=True)
+    actor_type = models.CharField(max_length=10, choices=AuditActorType.choices)
+    actor_id = models.CharField(max_length=64, blank=True)
+    actor_label = models.CharField(max_length=200, blank=True)
+    object_type = models.CharField(max_length=64, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    object_label = models.CharField(max_length=200, blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=400, blank=True)
+    request_id = models.CharField(max_length=128, blank=True, db_index=True)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    context = models.JSONField(default=dict, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    # Which HMAC key signed `hash` (approvals.audit); empty on records from before keying began.
+    key_id = models.CharField(max_length=16, blank=True, default="")
+    hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["sequence"]
+        indexes = [
+            models.Index(fields=["object_type", "object_id"], name="audit_object"),
+            models.Index(fields=["actor_type", "actor_id"], name="audit_actor"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.sequence} {self.action} {self.object_type}:{self.object_id}"
+
+
+class AuditChainHead(models.Model):
+    """The single row that serializes appends and remembers the chain's end.
+
+    Appenders lock it (SELECT ... FOR UPDATE) so two transactions never extend the chain from the
+    same record; it also lets audit_verify notice records cut off the end of the chain.
+    """
+
+    last_sequence = models.PositiveBigIntegerField(default=0)
+    last_hash = models.CharField(max_length=64, default="0" * 64)
+    # Whether the chain has reached its keyed part: the next append knows, without a query,
+    # whether it must first mark the end of an upgraded install's unkeyed records.
+    keyed = models.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return f"audit chain at #{self.last_sequence}"

@@ -1,0 +1,99 @@
+"""The approvals app's models, one module per subject. Everything is imported here, so Django
+registers every model with the app and callers import from approvals.models.
+
+requests: approval requests, decisions, history, votes, claims, presence
+notifications: preferences, the notification outbox, Slack messages and links
+escalations: escalation chains, steps and firings
+policies: policy rules and guardrails, and each request's evaluation
+approvals.audit.models: the audit trail's tables (declared in the audit package, below these)
+"""
+
+from approvals.audit.models import AuditActorType, AuditChainHead, AuditRecord
+from approvals.models.escalations import (
+    EscalationChain,
+    EscalationFiring,
+    EscalationStep,
+    EscalationTrigger,
+)
+from approvals.models.notifications import (
+    Channel,
+    Notification,
+    NotificationAttempt,
+    NotificationPreference,
+    NotificationStatus,
+    SlackLinkClaim,
+    SlackMessage,
+)
+from approvals.models.policies import (
+    Budget,
+    BudgetAction,
+    BudgetScope,
+    CircuitBreaker,
+    OnTimeout,
+    Operator,
+    Outcome,
+    PolicyCondition,
+    PolicyEvaluation,
+    PolicyRule,
+    RuleState,
+    Throttle,
+)
+from approvals.models.requests import (
+    IMPACT_RANK,
+    TERMINAL_STATUSES,
+    ActorType,
+    ApprovalClaim,
+    ApprovalEvent,
+    ApprovalRequest,
+    ApprovalVote,
+    Decision,
+    DecisionPageView,
+    Impact,
+    ReviewerPresence,
+    Source,
+    Status,
+    Team,
+)
+
+__all__ = [
+    "IMPACT_RANK",
+    "TERMINAL_STATUSES",
+    "ActorType",
+    "ApprovalClaim",
+    "ApprovalEvent",
+    "ApprovalRequest",
+    "ApprovalVote",
+    "AuditActorType",
+    "AuditChainHead",
+    "AuditRecord",
+    "Budget",
+    "BudgetAction",
+    "BudgetScope",
+    "Channel",
+    "CircuitBreaker",
+    "Decision",
+    "DecisionPageView",
+    "EscalationChain",
+    "EscalationFiring",
+    "EscalationStep",
+    "EscalationTrigger",
+    "Impact",
+    "Notification",
+    "NotificationAttempt",
+    "NotificationPreference",
+    "NotificationStatus",
+    "OnTimeout",
+    "Operator",
+    "Outcome",
+    "PolicyCondition",
+    "PolicyEvaluation",
+    "PolicyRule",
+    "ReviewerPresence",
+    "RuleState",
+    "SlackLinkClaim",
+    "SlackMessage",
+    "Source",
+    "Status",
+    "Team",
+    "Throttle",
+]
