@@ -20,6 +20,16 @@ from django_htmx.middleware import HtmxDetails
 
 from agents.humanlayer.selectors import humanlayer_call_without_arguments
 from approvals.agent_text import agent_json_visible
+from approvals.decision_context import (
+    approval_key_amount,
+    approval_needs_confirmation,
+    approval_outcomes,
+    argument_fields,
+    deny_reason_presets,
+    queue_neighbours,
+    reviewer_opens_next,
+    similar_decisions_for_reviewer,
+)
 from approvals.escalations import approval_request_escalate_next_step, escalation_next_step
 from approvals.exceptions import (
     ApprovalNotVisible,
@@ -186,6 +196,10 @@ def _detail_context(
         "heartbeat_seconds": settings.APPROVAL_PRESENCE_HEARTBEAT_SECONDS,
         "claimed_by_me": approval.live_claim is not None  # type: ignore[attr-defined]
         and approval.live_claim.reviewer_id == request.user.pk,  # type: ignore[attr-defined]
+        "needs_confirmation": approval_needs_confirmation(approval),
+        "key_amount": approval_key_amount(approval),
+        "deny_presets": deny_reason_presets(approval),
+        "argument_fields": argument_fields(approval),
         **extra,
     }
 
@@ -198,7 +212,24 @@ def detail(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     context = _detail_context(request, approval)
     context["track_record"] = approval_track_record(user=request.user, approval=approval)
     context["run_timeline"] = run_timeline_for_reviewer(approval=approval, user=request.user)
+    context.update(_page_context(request, approval))
     return render(request, "approvals/detail.html", context)
+
+
+# Reasoning up to this long is shown open; longer, the reviewer unfolds it.
+REASONING_OPEN_CHARS = 400
+
+
+def _page_context(request: HtmxHttpRequest, approval: ApprovalRequest) -> dict[str, Any]:
+    """What only the whole page shows (not the decision panel): context beside the decision."""
+    return {
+        "similar": similar_decisions_for_reviewer(user=request.user, approval=approval),
+        "neighbours": queue_neighbours(user=request.user, approval=approval),
+        "outcomes": approval_outcomes(approval),
+        "opens_next": reviewer_opens_next(request.user),
+        "reasoning_short": len(approval.reasoning) <= REASONING_OPEN_CHARS
+        and approval.reasoning.count("\n") < 6,
+    }
 
 
 def _panel(
@@ -212,6 +243,8 @@ def _panel(
     if status == 200:
         return redirect("approvals:detail", code=approval.code)
     context["track_record"] = approval_track_record(user=request.user, approval=approval)
+    context["run_timeline"] = run_timeline_for_reviewer(approval=approval, user=request.user)
+    context.update(_page_context(request, approval))
     return render(request, "approvals/detail.html", context, status=status)
 
 
@@ -269,6 +302,27 @@ def approve(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     form = ApproveForm(request.POST)
     if not form.is_valid():
         return _panel(request, code, status=400, approve_form=form)
+    approval = _get_or_404(request, code)
+    if (
+        approval_needs_confirmation(approval)
+        and form.cleaned_data["confirmed"] != approval.tool
+        # The agent's operator may not approve at all: the service says so, not this step.
+        and not reviewer_operates_agent(approval=approval, reviewer=request.user)
+    ):
+        # A second, deliberate step for high and critical impact, enforced here and not only on
+        # the page: a stray Enter (or a script) never approves one. Nothing is recorded.
+        message = (
+            f"Not approved yet: this request has {approval.get_impact_display().lower()} "
+            f"impact. Confirm that the agent may run {approval.tool}."
+        )
+        return _panel(
+            request,
+            code,
+            status=400,
+            approve_form=form,
+            confirm_approve=True,
+            conflict_message=message,
+        )
     return _approve(request, code, note=form.cleaned_data["note"], arguments=None)
 
 
