@@ -153,9 +153,12 @@ def queue_neighbours(*, user: Any, approval: ApprovalRequest) -> Neighbours:
         others = [row for row in rows if row.pk != approval.pk]
         return Neighbours(previous=None, next=others[0] if others else None)
     index = codes.index(approval.code)
+    # Past the last request, "next" wraps to the first: after deciding the last one, the
+    # reviewer goes on with what is still waiting rather than stopping.
+    following = rows[index + 1] if index + 1 < len(rows) else rows[0]
     return Neighbours(
         previous=rows[index - 1] if index > 0 else None,
-        next=rows[index + 1] if index + 1 < len(rows) else None,
+        next=following if following.pk != approval.pk else None,
     )
 
 
