@@ -92,6 +92,7 @@ _NOT_IN_ROWS = (
     "server_raw",
     "reasoning",
     "labels",
+    "links",
 )
 
 
