@@ -148,7 +148,7 @@ def render_value(
     prop = prop if isinstance(prop, dict) else {}
     siblings = siblings if isinstance(siblings, dict) else {}
     if value is None:
-        return format_html('<span class="muted">null</span>')
+        return mark_safe('<span class="muted">null</span>')
     if isinstance(value, bool):
         return format_html('<span class="badge">{}</span>', "true" if value else "false")
     money = _money_hint(key, prop, siblings) if key else None
@@ -282,7 +282,7 @@ def arguments_view(arguments: Any, schema: Any = None) -> SafeString:
             )
         )
     if not html:
-        return format_html('<p class="muted">No arguments.</p>')
+        return mark_safe('<p class="muted">No arguments.</p>')
     return mark_safe("".join(html))  # noqa: S308 (every part built with format_html)
 
 
