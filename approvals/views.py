@@ -304,7 +304,8 @@ def approve(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
         return _panel(request, code, status=400, approve_form=form)
     approval = _get_or_404(request, code)
     if (
-        approval_needs_confirmation(approval)
+        approval.status == Status.PENDING  # decided meanwhile: the service reports the conflict
+        and approval_needs_confirmation(approval)
         and form.cleaned_data["confirmed"] != approval.tool
         # The agent's operator may not approve at all: the service says so, not this step.
         and not reviewer_operates_agent(approval=approval, reviewer=request.user)

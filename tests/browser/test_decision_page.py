@@ -67,7 +67,7 @@ def test_it_shows_approve_in_the_first_viewport_at_desktop_and_phone_width(
 ) -> None:  # type: ignore[no-untyped-def]
     approval = _refund(team)
     page.set_viewport_size(DESKTOP)
-    for viewer, name in ((page, "desktop"), (phone_page, "phone")):
+    for viewer, size in ((page, "1400x900"), (phone_page, "390x844")):
         log_in(viewer, live_console.url, "alice")
         viewer.goto(f"{live_console.url}/requests/{approval.code}")
         expect(viewer.locator("#agent-summary")).to_contain_text("Refund 1,200.00 EUR")
@@ -78,8 +78,10 @@ def test_it_shows_approve_in_the_first_viewport_at_desktop_and_phone_width(
         expect(viewer.locator("#halt-agent-form")).to_have_count(0)  # alice may not halt
         # Money with its currency and unit, from the schema's hint.
         expect(viewer.locator("#arguments-typed")).to_contain_text("1,200.00 EUR")
-        viewer.screenshot(path=str(artifacts / f"decision-page-{name}.png"))
-        viewer.screenshot(path=str(artifacts / f"decision-page-{name}-full.png"), full_page=True)
+        viewer.screenshot(path=str(artifacts / f"decision-page-{size}.png"), caret="initial")
+        viewer.screenshot(
+            path=str(artifacts / f"decision-page-{size}-full.png"), full_page=True, caret="initial"
+        )
     # Scrolled to the bottom, the decision is still there.
     page.mouse.wheel(0, 5000)
     expect(page.locator("#approve-button")).to_be_in_viewport()
@@ -123,9 +125,7 @@ def test_the_page_turns_to_the_outcome_within_a_second_when_another_reviewer_dec
     page.screenshot(path=str(artifacts / "decision-page-decided-elsewhere.png"))
 
 
-def test_a_then_enter_from_the_queue_never_approves(
-    live_console, page: Page, team
-) -> None:  # type: ignore[no-untyped-def]
+def test_a_then_enter_from_the_queue_never_approves(live_console, page: Page, team) -> None:  # type: ignore[no-untyped-def]
     approval = _refund(team)
     page.set_viewport_size(DESKTOP)
     log_in(page, live_console.url, "alice")
@@ -149,9 +149,7 @@ def test_a_then_enter_from_the_queue_never_approves(
     assert approval.status == Status.PENDING
 
 
-def test_a_critical_approval_needs_the_confirmation_step(
-    live_console, page: Page, team
-) -> None:  # type: ignore[no-untyped-def]
+def test_a_critical_approval_needs_the_confirmation_step(live_console, page: Page, team) -> None:  # type: ignore[no-untyped-def]
     approval = _refund(team)
     page.set_viewport_size(DESKTOP)
     log_in(page, live_console.url, "alice")
@@ -202,8 +200,13 @@ def test_j_and_k_move_between_requests_and_the_next_opens_after_a_decision(
     live_console, page: Page, team
 ) -> None:  # type: ignore[no-untyped-def]
     first = _refund(team)
-    second = submit(team=team, tool="send_email", impact=Impact.LOW, summary="Say hello.",
-                    arguments={"to": "dana@example.test", "subject": "Hi", "body": "Hello\nDana"})
+    second = submit(
+        team=team,
+        tool="send_email",
+        impact=Impact.LOW,
+        summary="Say hello.",
+        arguments={"to": "dana@example.test", "subject": "Hi", "body": "Hello\nDana"},
+    )
     page.set_viewport_size(DESKTOP)
     log_in(page, live_console.url, "alice")
     page.goto(f"{live_console.url}/requests/{first.code}")
