@@ -262,5 +262,7 @@ class SlackMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("approval", "recipient", "channel", "ts", "created_at")
 
 
-# Registers the policy, guardrail and halt admins.
+# Registers the decision page's admins (preset deny reasons, reviewers' page settings), then
+# the policy, guardrail and halt admins.
+import approvals.decision_admin  # noqa: E402
 import approvals.policies.admin  # noqa: E402, F401

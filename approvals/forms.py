@@ -9,7 +9,9 @@ class ApproveForm(forms.Form):
     note = forms.CharField(
         required=False,
         max_length=5000,
-        widget=forms.TextInput(attrs={"placeholder": "Note for the agent (optional)", "autocomplete": "off"}),
+        widget=forms.TextInput(
+            attrs={"placeholder": "Note for the agent (optional)", "autocomplete": "off"}
+        ),
     )
     # The second step of approving a high- or critical-impact request: the tool's name, sent by
     # the confirmation the page shows (approvals.views.approve refuses the approval without it).

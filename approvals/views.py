@@ -49,6 +49,7 @@ from approvals.forms import (
 )
 from approvals.models import ApprovalRequest, Status
 from approvals.presentation import arguments_folded, pretty_json
+from approvals.reviewer_settings import reviewer_page_settings_save
 from approvals.reviews import (
     CONFLICT_CODES,
     approval_arguments_parse,
@@ -480,6 +481,21 @@ def release(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     approval = _get_or_404(request, code)
     approval_claim_release(approval=approval, reviewer=request.user)
     return _panel(request, code)
+
+
+@require_POST
+@login_required
+def page_settings(request: HtmxHttpRequest) -> HttpResponse:
+    """The reviewer's decision-page settings: whether the next request opens after a decision."""
+    reviewer_page_settings_save(
+        user=request.user, open_next_after_decision=request.POST.get("open_next") == "on"
+    )
+    if request.htmx:
+        return HttpResponse(status=204)
+    back = request.POST.get("next", "")
+    if back.startswith("/") and not back.startswith("//"):
+        return redirect(back)
+    return redirect("approvals:queue")
 
 
 def healthz(request: HttpRequest) -> HttpResponse:

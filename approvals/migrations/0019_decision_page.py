@@ -6,36 +6,62 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('approvals', '0018_reason_parts'),
+        ("approvals", "0018_reason_parts"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='DenyReasonPreset',
+            name="DenyReasonPreset",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('tool_glob', models.CharField(default='*', help_text='The tool name, or a shell-style pattern (refund_*); * offers it for every tool.', max_length=200)),
-                ('text', models.TextField(max_length=1000)),
-                ('position', models.PositiveSmallIntegerField(default=0, help_text='Lower comes first.')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "tool_glob",
+                    models.CharField(
+                        default="*",
+                        help_text="The tool name, or a shell-style pattern (refund_*); * offers it for every tool.",
+                        max_length=200,
+                    ),
+                ),
+                ("text", models.TextField(max_length=1000)),
+                (
+                    "position",
+                    models.PositiveSmallIntegerField(default=0, help_text="Lower comes first."),
+                ),
             ],
             options={
-                'ordering': ['position', 'id'],
+                "ordering": ["position", "id"],
             },
         ),
         migrations.AddField(
-            model_name='approvalrequest',
-            name='links',
+            model_name="approvalrequest",
+            name="links",
             field=models.JSONField(blank=True, default=list),
         ),
         migrations.CreateModel(
-            name='ReviewerPageSettings',
+            name="ReviewerPageSettings",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('open_next_after_decision', models.BooleanField(default=True)),
-                ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='reviewer_page_settings', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("open_next_after_decision", models.BooleanField(default=True)),
+                (
+                    "user",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="reviewer_page_settings",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
     ]

@@ -152,6 +152,10 @@
     json.value = JSON.stringify(value, null, 2);
   });
   document.addEventListener("change", function (event) {
+    if (event.target.id === "id_open_next" && page()) {
+      // Saved by the form (htmx); this page follows the choice at once.
+      if (event.target.checked) page().dataset.openNext = "1"; else delete page().dataset.openNext;
+    }
     if (event.target.tagName === "SELECT" && event.target.dataset.argument) {
       event.target.dispatchEvent(new Event("input", { bubbles: true }));
     }
