@@ -35,7 +35,9 @@ def link_url_problem(url: str) -> str | None:
 
 
 class LinkInput(StrictSerializer):
-    label = serializers.CharField(max_length=MAX_LINK_LABEL)
+    # A field named like Field.label: DRF moves declared fields out of the class; the stubs see
+    # a clashing attribute (as approvals/api.py's `context`).
+    label = serializers.CharField(max_length=MAX_LINK_LABEL)  # type: ignore[assignment]
     url = serializers.CharField(max_length=MAX_LINK_URL)
 
     def validate_url(self, url: str) -> str:
@@ -59,5 +61,5 @@ def links_stored(links: list[dict[str, Any]] | None) -> list[dict[str, str]]:
 
 
 class LinkOutput(serializers.Serializer):
-    label = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]
     url = serializers.CharField()

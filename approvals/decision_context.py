@@ -60,15 +60,22 @@ def approval_outcomes(approval: ApprovalRequest) -> Outcomes:
     )
 
 
+def _schema_properties(approval: ApprovalRequest) -> dict[str, Any]:
+    schema = approval.arguments_schema
+    if isinstance(schema, dict) and isinstance(schema.get("properties"), dict):
+        return schema["properties"]
+    return {}
+
+
 def approval_key_amount(approval: ApprovalRequest) -> str | None:
     """The amount a confirmation should name ("1,200.00 EUR"), if the arguments carry one."""
     arguments = approval.arguments
     if not isinstance(arguments, dict):
         return None
-    schema = approval.arguments_schema if isinstance(approval.arguments_schema, dict) else {}
-    props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+    props = _schema_properties(approval)
     for key, value in arguments.items():
-        prop = props.get(key) if isinstance(props.get(key), dict) else {}
+        found = props.get(key)
+        prop: dict[str, Any] = found if isinstance(found, dict) else {}
         hint = prop.get("x-money")
         if isinstance(hint, dict):
             currency = hint.get("currency") or arguments.get(hint.get("currency_field", ""))
@@ -196,11 +203,11 @@ def argument_fields(approval: ApprovalRequest) -> list[ArgumentField]:
     arguments = approval.arguments
     if not isinstance(arguments, dict):
         return []
-    schema = approval.arguments_schema if isinstance(approval.arguments_schema, dict) else {}
-    props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+    props = _schema_properties(approval)
     fields = []
     for name, value in arguments.items():
-        prop = props.get(name) if isinstance(props.get(name), dict) else {}
+        found = props.get(name)
+        prop: dict[str, Any] = found if isinstance(found, dict) else {}
         declared = prop.get("type")
         if isinstance(value, bool):
             kind = "boolean"
