@@ -4,13 +4,16 @@ edit in progress kept when it can no longer be sent. Screenshots go to test-arti
 
 import re
 from collections.abc import Iterator
+from decimal import Decimal
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from agents.services import NewTraceEvent, run_events_append, run_open
 from approvals.models import ApprovalRequest, Impact, Status
 from approvals.reviews import approval_request_review_approve, approval_request_review_deny
 from tests.browser.live import log_in, off_loop, submit
+from tests.factories import AgentFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -47,6 +50,34 @@ def _refund(team, **fields):  # type: ignore[no-untyped-def]
     )
 
 
+def _run_so_far():  # type: ignore[no-untyped-def]
+    def record():  # type: ignore[no-untyped-def]
+        run, _ = run_open(agent=AgentFactory(name="refund-bot"), name="order 88121 support chat")
+        events = [
+            ("message", None, {"role": "user", "content": "I was charged twice for order 88121."}),
+            ("llm_call", "0.02", {"model": "gpt-5", "input_tokens": 900, "output_tokens": 40}),
+            (
+                "tool_call",
+                None,
+                {
+                    "tool": "lookup_payment",
+                    "arguments": {"order": 88121},
+                    "result": {"captures": 2, "amount": 120000},
+                },
+            ),
+        ]
+        run_events_append(
+            run=run,
+            events=[
+                NewTraceEvent(type=kind, data=data, cost=Decimal(cost) if cost else None)
+                for kind, cost, data in events
+            ],
+        )
+        return run
+
+    return off_loop(record)
+
+
 def _in_first_viewport(page: Page, selector: str) -> None:
     box = page.locator(selector).bounding_box()
     size = page.viewport_size
@@ -65,7 +96,8 @@ def phone_page(browser: Browser) -> Iterator[Page]:
 def test_it_shows_approve_in_the_first_viewport_at_desktop_and_phone_width(
     live_console, page: Page, phone_page: Page, team, artifacts
 ) -> None:  # type: ignore[no-untyped-def]
-    approval = _refund(team)
+    run = _run_so_far()
+    approval = _refund(team, run=run, agent=run.agent)
     page.set_viewport_size(DESKTOP)
     for viewer, size in ((page, "1400x900"), (phone_page, "390x844")):
         log_in(viewer, live_console.url, "alice")
@@ -76,17 +108,24 @@ def test_it_shows_approve_in_the_first_viewport_at_desktop_and_phone_width(
         _in_first_viewport(viewer, "#agent-summary")
         # The halt controls are out of sight until asked for.
         expect(viewer.locator("#halt-agent-form")).to_have_count(0)  # alice may not halt
+        # The run's steps: beside the decision at desktop width, folded on a phone.
+        steps = viewer.locator("#run-steps")
+        expect(steps).to_contain_text("lookup_payment")
+        if size == "1400x900":
+            expect(steps).to_have_attribute("open", "")
+        else:
+            expect(steps).not_to_have_attribute("open", "")
         # Money with its currency and unit, from the schema's hint.
         expect(viewer.locator("#arguments-typed")).to_contain_text("1,200.00 EUR")
         viewer.screenshot(path=str(artifacts / f"decision-page-{size}.png"), caret="initial")
         viewer.screenshot(
             path=str(artifacts / f"decision-page-{size}-full.png"), full_page=True, caret="initial"
         )
-    # Scrolled to the bottom, the decision is still there.
-    page.mouse.wheel(0, 5000)
-    expect(page.locator("#approve-button")).to_be_in_viewport()
-    phone_page.mouse.wheel(0, 5000)
-    expect(phone_page.locator("#approve-button")).to_be_in_viewport()
+    # Scrolled to the bottom, the decision is still wholly in view.
+    for viewer in (page, phone_page):
+        viewer.evaluate("window.scrollTo(0, document.documentElement.scrollHeight)")
+        viewer.wait_for_function("window.scrollY > 200")
+        _in_first_viewport(viewer, "#approve-button")
 
 
 def test_the_page_turns_to_the_outcome_within_a_second_when_another_reviewer_decides(
