@@ -12,14 +12,22 @@
 
   function arm(root) {
     (root || document).querySelectorAll("button[data-arm]:not([data-armed])").forEach(function (button) {
+      // aria-disabled, not disabled: the button can still take focus (the `a` key), but a
+      // click or Enter does nothing until it is armed (see the click listener below).
       button.setAttribute("data-armed", "waiting");
-      button.disabled = true;
+      button.setAttribute("aria-disabled", "true");
       setTimeout(function () {
-        button.disabled = false;
+        button.removeAttribute("aria-disabled");
         button.setAttribute("data-armed", "ready");
       }, ARM_MS);
     });
   }
+  // Capture phase: runs before the form's submission (and htmx's) for clicks, Enter and Space on
+  // the button, and the implicit submission from Enter in the note field (a click on it too).
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("button[data-armed=waiting]");
+    if (button) { event.preventDefault(); event.stopPropagation(); }
+  }, true);
 
   // --- The outcome, at once ------------------------------------------------------------------
   // However the outcome arrives (this reviewer's answer, or a push when someone else decided,

@@ -345,6 +345,8 @@ def test_the_keyboard_moves_opens_and_prepares_decisions(live_console, page: Pag
     page.locator("body").click(position={"x": 5, "y": 5})
     page.keyboard.press("a")
     expect(page.locator("#approve-button")).to_be_focused()
+    # Approve works only once the page has been on screen for a moment.
+    expect(page.locator("#approve-button")).to_have_attribute("data-armed", "ready")
     page.keyboard.press("Enter")
     # High impact: Enter asks for the confirmation, naming the tool; only that approves.
     expect(page.locator("#confirm-approve")).to_contain_text("issue_refund")

@@ -103,7 +103,8 @@ def test_it_shows_approve_in_the_first_viewport_at_desktop_and_phone_width(
         log_in(viewer, live_console.url, "alice")
         viewer.goto(f"{live_console.url}/requests/{approval.code}")
         expect(viewer.locator("#agent-summary")).to_contain_text("Refund 1,200.00 EUR")
-        expect(viewer.locator("#approve-button")).to_be_enabled()  # armed after a moment
+        # Armed after a moment on screen.
+        expect(viewer.locator("#approve-button")).to_have_attribute("data-armed", "ready")
         _in_first_viewport(viewer, "#approve-button")
         _in_first_viewport(viewer, "#agent-summary")
         # The halt controls are out of sight until asked for.
@@ -175,7 +176,7 @@ def test_a_then_enter_from_the_queue_never_approves(live_console, page: Page, te
     for _ in range(3):
         page.keyboard.press("Enter")
     # Well past the moment the approve button arms: Enter still did nothing.
-    expect(page.locator("#approve-button")).to_be_enabled()
+    expect(page.locator("#approve-button")).to_have_attribute("data-armed", "ready")
     page.keyboard.press("Enter")
     approval.refresh_from_db()
     assert approval.status == Status.PENDING
@@ -193,6 +194,10 @@ def test_a_critical_approval_needs_the_confirmation_step(live_console, page: Pag
     page.set_viewport_size(DESKTOP)
     log_in(page, live_console.url, "alice")
     page.goto(f"{live_console.url}/requests/{approval.code}")
+    # A click the moment the page shows does nothing: the reviewer has not read it yet.
+    page.locator("#approve-button").dispatch_event("click")
+    expect(page.locator("#approve-button")).to_have_attribute("data-armed", "ready")
+    expect(page.locator("#confirm-approve")).to_have_count(0)
     page.get_by_role("button", name="Approve…").click()
     confirm = page.locator("#confirm-approve")
     expect(confirm).to_contain_text("Critical impact: confirm.")
