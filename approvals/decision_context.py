@@ -22,7 +22,7 @@ from approvals.models import (
     ReviewerPageSettings,
     Status,
 )
-from approvals.templatetags.arguments_display import MONEY_KEYS, money_text
+from approvals.money import MONEY_KEYS, money_text
 
 # Impacts whose approval needs a second, deliberate step (the page's confirm; the view enforces it).
 CONFIRMED_IMPACTS = frozenset({Impact.HIGH, Impact.CRITICAL})

@@ -14,7 +14,6 @@ The exact JSON stays on the page too (detail.html): this view helps reading, the
 import json
 import re
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django import template
@@ -22,6 +21,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from approvals.agent_text import agent_text_cut, agent_text_one_line, agent_text_visible
+from approvals.money import MINOR_UNIT_KEYS, MONEY_KEYS, money_text
 
 register = template.Library()
 
@@ -33,9 +33,6 @@ FOLD_LINES = 6
 MAX_DEPTH = 6
 # A nested value with more entries than this starts folded.
 OPEN_ENTRIES = 6
-# Keys read as an amount of money when a currency is beside them.
-MONEY_KEYS = re.compile(r"(^|_)(amount|total|price|sum|value|cost|fee|refund)s?($|_)", re.I)
-MINOR_UNIT_KEYS = re.compile(r"_(cents|minor|pence)$", re.I)
 CURRENCY_CODE = re.compile(r"^[A-Z]{3}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 HTTP_URL = re.compile(r"^https?://[^\s]+$", re.I)
@@ -54,24 +51,6 @@ def _currency_beside(arguments: dict[str, Any]) -> str | None:
         if isinstance(value, str) and CURRENCY_CODE.match(value.upper()):
             return value.upper()
     return None
-
-
-def money_text(value: Any, *, currency: str, minor_units: int | None) -> str | None:
-    """`value` as an amount in `currency`: "1,200.00 EUR". With minor_units known the number is
-    scaled (120000 with 2 -> 1,200.00); unknown, it is shown as given, grouped. None when the
-    value is no number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return None
-    try:
-        amount = Decimal(str(value))
-    except InvalidOperation:
-        return None
-    if not amount.is_finite():
-        return None
-    if minor_units:
-        amount = amount.scaleb(-minor_units)
-        return f"{amount:,.{minor_units}f} {currency}"
-    return f"{amount:,} {currency}" if amount == amount.to_integral() else f"{amount:,f} {currency}"
 
 
 def _money_hint(

@@ -2,7 +2,8 @@
 with its currency and unit, URLs as marked external links, nested values as a tree, long strings
 folded, schema formats, invisible characters visible, and everything escaped."""
 
-from approvals.templatetags.arguments_display import arguments_view, external_link, money_text
+from approvals.money import money_text
+from approvals.templatetags.arguments_display import arguments_view, external_link
 
 
 def test_it_previews_an_email_with_its_line_breaks() -> None:
