@@ -15,6 +15,7 @@ from approvals.models import (
     ApprovalRequest,
     AuditRecord,
     Decision,
+    DenyReasonPreset,
     EscalationChain,
     EscalationFiring,
     EscalationStep,
@@ -22,6 +23,7 @@ from approvals.models import (
     NotificationAttempt,
     NotificationPreference,
     NotificationStatus,
+    ReviewerPageSettings,
     SlackMessage,
     Team,
 )
@@ -260,6 +262,21 @@ class NotificationPreferenceAdmin(AuditedAdminMixin, admin.ModelAdmin):
 @admin.register(SlackMessage)
 class SlackMessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("approval", "recipient", "channel", "ts", "created_at")
+
+
+@admin.register(DenyReasonPreset)
+class DenyReasonPresetAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    """Ready-made deny reasons per tool, offered (editable) in the decision page's deny form."""
+
+    list_display = ("tool_glob", "text", "position")
+    list_editable = ("position",)
+    search_fields = ("tool_glob", "text")
+
+
+@admin.register(ReviewerPageSettings)
+class ReviewerPageSettingsAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    list_display = ("user", "open_next_after_decision")
+    search_fields = ("user__username",)
 
 
 # Registers the policy, guardrail and halt admins.

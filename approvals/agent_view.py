@@ -82,6 +82,9 @@ def approval_request_representation(approval: ApprovalRequest) -> dict[str, Any]
         "hold_reason": str(approval.hold_reason),
         "run": str(approval.run.code) if approval.run is not None else None,
         "labels": None if approval.labels is None else [str(label) for label in approval.labels],
+        "links": [
+            {"label": str(link["label"]), "url": str(link["url"])} for link in approval.links
+        ],
         "arguments_schema": approval.arguments_schema,
         "created_at": _when(approval.created_at),
         "deadline_at": _when(approval.deadline_at),

@@ -7,8 +7,15 @@ from approvals.models import NotificationPreference
 
 class ApproveForm(forms.Form):
     note = forms.CharField(
-        required=False, max_length=5000, widget=forms.Textarea(attrs={"rows": 2})
+        required=False,
+        max_length=5000,
+        widget=forms.TextInput(
+            attrs={"placeholder": "Note for the agent (optional)", "autocomplete": "off"}
+        ),
     )
+    # The second step of approving a high- or critical-impact request: the tool's name, sent by
+    # the confirmation the page shows (approvals.views.approve refuses the approval without it).
+    confirmed = forms.CharField(required=False, max_length=200)
 
 
 class DenyForm(forms.Form):

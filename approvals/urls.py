@@ -61,4 +61,5 @@ urlpatterns = [
     path("requests/<uuid:code>/comment", views.comment, name="comment"),
     path("requests/<uuid:code>/claim", views.claim, name="claim"),
     path("requests/<uuid:code>/release", views.release, name="release"),
+    path("settings/decision-page", views.page_settings, name="page-settings"),
 ]

@@ -22,6 +22,16 @@ from django_htmx.middleware import HtmxDetails
 
 from agents.humanlayer.selectors import humanlayer_call_without_arguments
 from approvals.agent_text import agent_json_visible
+from approvals.decision_context import (
+    approval_key_amount,
+    approval_needs_confirmation,
+    approval_outcomes,
+    argument_fields,
+    deny_reason_presets,
+    queue_neighbours,
+    reviewer_opens_next,
+    similar_decisions_for_reviewer,
+)
 from approvals.escalations import approval_request_escalate_next_step, escalation_next_step
 from approvals.exceptions import (
     ApprovalNotVisible,
@@ -38,6 +48,7 @@ from approvals.forms import (
 )
 from approvals.models import ApprovalRequest, Status
 from approvals.presentation import arguments_folded, pretty_json, window_in_words
+from approvals.reviewer_settings import reviewer_page_settings_save
 from approvals.reviews import (
     approval_arguments_parse,
     approval_claim_release,
@@ -214,6 +225,10 @@ def _detail_context(
         "heartbeat_seconds": settings.APPROVAL_PRESENCE_HEARTBEAT_SECONDS,
         "claimed_by_me": approval.live_claim is not None  # type: ignore[attr-defined]
         and approval.live_claim.reviewer_id == request.user.pk,  # type: ignore[attr-defined]
+        "needs_confirmation": approval_needs_confirmation(approval),
+        "key_amount": approval_key_amount(approval),
+        "deny_presets": deny_reason_presets(approval),
+        "argument_fields": argument_fields(approval),
         **extra,
     }
 
@@ -226,7 +241,24 @@ def detail(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     context = _detail_context(request, approval)
     context["track_record"] = approval_track_record(user=request.user, approval=approval)
     context["run_timeline"] = run_timeline_for_reviewer(approval=approval, user=request.user)
+    context.update(_page_context(request, approval))
     return render(request, "approvals/detail.html", context)
+
+
+# Reasoning up to this long is shown open; longer, the reviewer unfolds it.
+REASONING_OPEN_CHARS = 400
+
+
+def _page_context(request: HtmxHttpRequest, approval: ApprovalRequest) -> dict[str, Any]:
+    """What only the whole page shows (not the decision panel): context beside the decision."""
+    return {
+        "similar": similar_decisions_for_reviewer(user=request.user, approval=approval),
+        "neighbours": queue_neighbours(user=request.user, approval=approval),
+        "outcomes": approval_outcomes(approval),
+        "opens_next": reviewer_opens_next(request.user),
+        "reasoning_short": len(approval.reasoning) <= REASONING_OPEN_CHARS
+        and approval.reasoning.count("\n") < 6,
+    }
 
 
 def _panel(
@@ -240,6 +272,8 @@ def _panel(
     if status == 200:
         return redirect("approvals:detail", code=approval.code)
     context["track_record"] = approval_track_record(user=request.user, approval=approval)
+    context["run_timeline"] = run_timeline_for_reviewer(approval=approval, user=request.user)
+    context.update(_page_context(request, approval))
     return render(request, "approvals/detail.html", context, status=status)
 
 
@@ -280,6 +314,28 @@ def approve(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     form = ApproveForm(request.POST)
     if not form.is_valid():
         return _panel(request, code, status=400, approve_form=form)
+    approval = _get_or_404(request, code)
+    if (
+        approval.status == Status.PENDING  # decided meanwhile: the service reports the conflict
+        and approval_needs_confirmation(approval)
+        and form.cleaned_data["confirmed"] != approval.tool
+        # The agent's operator may not approve at all: the service says so, not this step.
+        and not reviewer_operates_agent(approval=approval, reviewer=request.user)
+    ):
+        # A second, deliberate step for high and critical impact, enforced here and not only on
+        # the page: a stray Enter (or a script) never approves one. Nothing is recorded.
+        message = (
+            f"Not approved yet: this request has {approval.get_impact_display().lower()} "
+            f"impact. Confirm that the agent may run {approval.tool}."
+        )
+        return _panel(
+            request,
+            code,
+            status=400,
+            approve_form=form,
+            confirm_approve=True,
+            conflict_message=message,
+        )
     return _approve(request, code, note=form.cleaned_data["note"], arguments=None)
 
 
@@ -416,6 +472,21 @@ def release(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     approval = _get_or_404(request, code)
     approval_claim_release(approval=approval, reviewer=request.user)
     return _panel(request, code)
+
+
+@require_POST
+@login_required
+def page_settings(request: HtmxHttpRequest) -> HttpResponse:
+    """The reviewer's decision-page settings: whether the next request opens after a decision."""
+    reviewer_page_settings_save(
+        user=request.user, open_next_after_decision=request.POST.get("open_next") == "on"
+    )
+    if request.htmx:
+        return HttpResponse(status=204)
+    back = request.POST.get("next", "")
+    if back.startswith("/") and not back.startswith("//"):
+        return redirect(back)
+    return redirect("approvals:queue")
 
 
 def healthz(request: HttpRequest) -> HttpResponse:

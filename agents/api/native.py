@@ -25,6 +25,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from agents.api.links import LinkOutput, links_field, links_stored
 from agents.api.long_poll import long_poll_document
 from agents.models import Agent
 from approvals.agent_view import approval_request_representation
@@ -74,6 +75,7 @@ class ApprovalRequestCreateInput(StrictSerializer):
         required=False,
         help_text=f"Short tags for reviewers (at most {MAX_LABELS}, each up to {MAX_LABEL} chars).",
     )
+    links = links_field()
     arguments_schema = JSONObjectField(
         required=False,
         allow_null=True,
@@ -128,6 +130,7 @@ class ApprovalRequestCreateInput(StrictSerializer):
             impact=data.get("impact") or Impact.MEDIUM,
             run=str(data["run"]) if data.get("run") else None,
             labels=data.get("labels") or [],
+            links=links_stored(data.get("links")),
             arguments_schema=data.get("arguments_schema"),
         )
 
@@ -252,6 +255,7 @@ class ApprovalRequestOutput(serializers.Serializer):
     )
     run = serializers.UUIDField(source="run.code", allow_null=True)
     labels = serializers.ListField(child=serializers.CharField())
+    links = LinkOutput(many=True)
     arguments_schema = serializers.JSONField(allow_null=True)
     created_at = serializers.DateTimeField()
     deadline_at = serializers.DateTimeField()

@@ -5,6 +5,7 @@ requests: approval requests, decisions, history, votes, claims, presence
 notifications: preferences, the notification outbox, Slack messages and links
 escalations: escalation chains, steps and firings
 policies: policy rules and guardrails, and each request's evaluation
+reviewing: the decision page's preset deny reasons and each reviewer's page settings
 approvals.audit.models: the audit trail's tables (declared in the audit package, below these)
 """
 
@@ -54,6 +55,7 @@ from approvals.models.requests import (
     Status,
     Team,
 )
+from approvals.models.reviewing import DenyReasonPreset, ReviewerPageSettings
 
 __all__ = [
     "IMPACT_RANK",
@@ -73,6 +75,7 @@ __all__ = [
     "CircuitBreaker",
     "Decision",
     "DecisionPageView",
+    "DenyReasonPreset",
     "EscalationChain",
     "EscalationFiring",
     "EscalationStep",
@@ -88,6 +91,7 @@ __all__ = [
     "PolicyCondition",
     "PolicyEvaluation",
     "PolicyRule",
+    "ReviewerPageSettings",
     "ReviewerPresence",
     "RuleState",
     "SlackLinkClaim",

@@ -136,6 +136,9 @@ class ApprovalRequest(models.Model):
     )
     labels = models.JSONField(default=list, blank=True)
     arguments_schema = models.JSONField(null=True, blank=True)
+    # Links the agent gave to the source system ([{"label", "url"}], http/https only, checked
+    # by the native API's serializer): shown to reviewers as marked external links.
+    links = models.JSONField(default=list, db_default=[], blank=True)
 
     status = models.CharField(
         max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True

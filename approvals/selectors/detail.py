@@ -80,6 +80,7 @@ _NOT_IN_ROWS = (
     "server_raw",
     "reasoning",
     "labels",
+    "links",
 )
 
 

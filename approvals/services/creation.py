@@ -71,6 +71,8 @@ class Submission:
     run: str | None = None
     labels: list[str] = field(default_factory=list)
     arguments_schema: dict[str, Any] | None = None
+    # Native API: [{"label", "url"}] to the source system (agents.api.links checks them).
+    links: list[dict[str, str]] = field(default_factory=list)
     # AAP only: the exact JSON text of arguments, context and `server`, echoed instead of the
     # parsed (rounded, key-sorted) copies.
     arguments_raw: str = ""
@@ -80,6 +82,9 @@ class Submission:
     def fingerprint(self) -> str:
         """A digest of the parsed fields: key order and whitespace do not change it."""
         fields = asdict(self)
+        if not fields["links"]:
+            # Requests without links keep the digest they had before links existed.
+            del fields["links"]
         for name in ("arguments_raw", "context_raw", "server_raw"):
             # Compare the raw texts by parsed value, numbers exact: 1.0000000000000001 and 1.0
             # are different submissions even though they parse to the same float.
@@ -500,6 +505,7 @@ def _new_approval(item: _Pending, *, now: datetime, decided_at: datetime) -> App
         impact=submission.impact,
         run=item.run,
         labels=submission.labels,
+        links=submission.links,
         arguments_schema=submission.arguments_schema,
         timeout=submission.timeout,
         timeout_seconds=timeout_seconds,

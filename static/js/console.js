@@ -292,6 +292,8 @@
       if (target) { target.scrollIntoView({ block: "center" }); if (approve) approve.focus(); }
     } else if (action === "deny") {
       var reason = document.getElementById("id_reason");
+      var drawer = reason && reason.closest("details");
+      if (drawer) drawer.open = true;
       if (reason) { reason.scrollIntoView({ block: "center" }); reason.focus(); }
     } else if (action === "escalate") {
       var details = document.getElementById("escalate");
@@ -299,6 +301,8 @@
     } else if (action === "escalate-next") {
       // Only while the chain has a step left (the form is absent otherwise); Enter fires it.
       var note = document.getElementById("id_escalate_next_note");
+      var holder = note && note.closest("details");
+      if (holder) holder.open = true;
       if (note) { note.scrollIntoView({ block: "center" }); note.focus(); }
     }
   }
@@ -317,8 +321,11 @@
     else if (event.key === "Enter" && selectedLink() && target === document.body) { event.preventDefault(); selectedLink().click(); }
     else if (ACTIONS[event.key] && selectedLink()) {
       // From the queue: open the request with that action ready; a key never decides alone.
+      // `a` only opens: the reviewer reads the request first, and an Enter pressed next (the
+      // queue's "open") must not land on a focused Approve button.
       event.preventDefault();
-      window.location.href = selectedLink().href + "#" + ACTIONS[event.key];
+      var action = ACTIONS[event.key];
+      window.location.href = selectedLink().href + (action === "approve" ? "" : "#" + action);
     }
   });
 
@@ -337,6 +344,6 @@
     setInterval(tick, 1000);
     setInterval(function () { sortRows(); updateCount(); }, 10000);
     var hash = window.location.hash.replace("#", "");
-    if (document.querySelector("[data-approval]") && Object.values(ACTIONS).indexOf(hash) >= 0) focusAction(hash);
+    if (document.querySelector("[data-approval]") && hash !== "approve" && Object.values(ACTIONS).indexOf(hash) >= 0) focusAction(hash);
   });
 })();

@@ -26,7 +26,7 @@ from tests.thread_connections import db_to_thread
 
 # (url name, form data) for every page that changes something.
 PAGE_ACTIONS = [
-    ("approvals:approve", {"note": "ok"}),
+    ("approvals:approve", {"note": "ok", "confirmed": "issue_refund"}),
     ("approvals:approve-changes", {"arguments": '{"amount": 1}', "confirmed": "on"}),
     ("approvals:deny", {"reason": "no"}),
     ("approvals:escalate", {"team": "__ops__", "note": "over to you"}),

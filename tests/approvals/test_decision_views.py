@@ -70,11 +70,12 @@ def test_it_names_invalid_json_and_keeps_what_was_typed(client, team) -> None:
 
 def test_it_shows_quorum_progress_after_the_first_approval(client, team) -> None:
     approval = ApprovalRequestFactory(team=team, required_approvals=2)
-    response = _post(_as(client, team, "ann"), "approvals:approve", approval, {"note": ""})
+    confirmed = {"note": "", "confirmed": approval.tool}  # high impact: the second step
+    response = _post(_as(client, team, "ann"), "approvals:approve", approval, confirmed)
     html = response.content.decode()
     assert "Your approval is recorded (1 of 2)" in html
     assert "You approved already" in html
-    again = _post(client, "approvals:approve", approval, {"note": ""})
+    again = _post(client, "approvals:approve", approval, confirmed)
     assert again.status_code == 409
     assert "already approved" in again.content.decode()
 
@@ -143,8 +144,9 @@ def test_the_detail_page_shows_hold_reason_and_folds_large_values(client, team) 
     assert "confidence 0.42 below 0.70 for high-impact refunds" in html
     assert '<details class="folded"><summary><code>body</code>' in html
     assert "&quot;amount&quot;: 1</pre>" in html
+    # The agent's claim is the headline; the arguments, then why it was held, follow it.
     assert (
         html.index("The agent says")
+        < html.index("What approving lets it do")
         < html.index("Why it was paused")
-        < html.index("Exact arguments")
     )

@@ -74,7 +74,9 @@ def test_it_shows_the_exact_arguments(logged_in) -> None:
 def test_it_approves(logged_in, reviewer) -> None:
     approval = ApprovalRequestFactory()
     response = logged_in.post(
-        reverse("approvals:approve", args=[approval.code]), {"note": "fine"}, HTTP_HX_REQUEST="true"
+        reverse("approvals:approve", args=[approval.code]),
+        {"note": "fine", "confirmed": approval.tool},  # high impact: the confirmed second step
+        HTTP_HX_REQUEST="true",
     )
     assert response.status_code == 200
     assert "Approved" in response.content.decode()

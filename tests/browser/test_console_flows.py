@@ -110,12 +110,14 @@ def test_a_filtered_queue_shows_only_matching_live_arrivals(live_console, page: 
 def test_two_reviewers_deciding_at_once_get_exactly_one_decision(
     live_console, page: Page, second_page: Page, team, artifacts
 ) -> None:
-    approval = submit(team=team, tool="issue_refund")
+    # Medium impact: Approve decides at once (high and critical ask for a confirmation first).
+    approval = submit(team=team, tool="issue_refund", impact=Impact.MEDIUM)
     panel = f"#decision-panel-{approval.code}"
     for reviewer_page, name in ((page, "alice"), (second_page, "bob")):
         log_in(reviewer_page, live_console.url, name)
         reviewer_page.goto(f"{live_console.url}/requests/{approval.code}/")
         expect(reviewer_page.locator("#live-status, .detail-page")).not_to_have_count(0)
+    second_page.get_by_text("Deny…").click()
     second_page.get_by_label("Reason for denying").fill("Not today.")
     # Alice's approval leaves her browser first but is held on the wire until Bob's denial has
     # been recorded: both were sent before either answer came back, in a fixed order, so the
@@ -126,7 +128,7 @@ def test_two_reviewers_deciding_at_once_get_exactly_one_decision(
     page.locator("#approve-button").click(no_wait_after=True)
     while not held:
         page.wait_for_timeout(20)
-    second_page.get_by_role("button", name="Deny").click(no_wait_after=True)
+    second_page.get_by_role("button", name="Deny", exact=True).click(no_wait_after=True)
     expect(second_page.locator(panel).locator(".outcome")).to_be_visible()
     held[0].continue_()
 
@@ -152,7 +154,8 @@ def test_a_reviewer_approves_with_changed_arguments_after_seeing_the_diff(
     approval = submit(team=team, arguments={"payment_id": "pay_1", "amount": 4900})
     log_in(page, live_console.url, "alice")
     page.goto(f"{live_console.url}/requests/{approval.code}/")
-    page.get_by_text("Change the arguments, then approve").click()
+    page.get_by_text("Approve with changes…").click()
+    page.get_by_text("Raw JSON").click()
     editor = page.get_by_label("Arguments to run instead")
     editor.fill('{"payment_id": "pay_1", "amount": }')
     page.get_by_role("button", name="Review changes").click()
@@ -185,7 +188,8 @@ def test_a_change_another_team_must_approve_is_proposed_and_approved_there(
     approval = submit(team=team, arguments={"payment_id": "pay_1", "amount": 10})
     log_in(page, live_console.url, "alice")
     page.goto(f"{live_console.url}/requests/{approval.code}/")
-    page.get_by_text("Change the arguments, then approve").click()
+    page.get_by_text("Approve with changes…").click()
+    page.get_by_text("Raw JSON").click()
     page.get_by_label("Arguments to run instead").fill('{"payment_id": "pay_1", "amount": 5000}')
     page.get_by_role("button", name="Review changes").click()
     page.get_by_role("button", name="Confirm changed arguments").click()
@@ -210,12 +214,13 @@ def test_a_denial_needs_a_reason(live_console, page: Page, team) -> None:
     approval = submit(team=team)
     log_in(page, live_console.url, "alice")
     page.goto(f"{live_console.url}/requests/{approval.code}/")
-    page.get_by_role("button", name="Deny").click()
+    page.get_by_text("Deny…").click()
+    page.get_by_role("button", name="Deny", exact=True).click()
     page.wait_for_timeout(300)
     approval.refresh_from_db()
     assert approval.status == Status.PENDING
     page.get_by_label("Reason for denying").fill("Customer already refunded.")
-    page.get_by_role("button", name="Deny").click()
+    page.get_by_role("button", name="Deny", exact=True).click()
     expect(page.locator(f"#decision-panel-{approval.code}")).to_contain_text(
         "Customer already refunded."
     )
@@ -226,7 +231,7 @@ def test_a_denial_needs_a_reason(live_console, page: Page, team) -> None:
 def test_quorum_waits_for_a_second_reviewer_and_both_pages_follow(
     live_console, page: Page, second_page: Page, team
 ) -> None:
-    approval = submit(team=team, required_approvals=2)
+    approval = submit(team=team, required_approvals=2, impact=Impact.MEDIUM)
     for reviewer_page, name in ((page, "alice"), (second_page, "bob")):
         log_in(reviewer_page, live_console.url, name)
         reviewer_page.goto(f"{live_console.url}/requests/{approval.code}/")
@@ -280,7 +285,7 @@ def test_escalation_moves_the_request_to_the_other_teams_queue(
     log_in(page, live_console.url, "alice")
     expect(second_page.locator(f"#approval-{approval.code}")).to_have_count(0)
     page.goto(f"{live_console.url}/requests/{approval.code}/")
-    page.get_by_text("Escalate to another team").click()
+    page.get_by_text("Escalate…").click()
     page.get_by_label("Team to escalate to").select_option(label="security")
     page.get_by_label("Note for the other team").fill("Looks like account takeover.")
     page.get_by_role("button", name="Escalate").click()
@@ -340,15 +345,22 @@ def test_the_keyboard_moves_opens_and_prepares_decisions(live_console, page: Pag
     page.locator("body").click(position={"x": 5, "y": 5})
     page.keyboard.press("a")
     expect(page.locator("#approve-button")).to_be_focused()
+    # Approve works only once the page has been on screen for a moment.
+    expect(page.locator("#approve-button")).to_have_attribute("data-armed", "ready")
     page.keyboard.press("Enter")
+    # High impact: Enter asks for the confirmation, naming the tool; only that approves.
+    expect(page.locator("#confirm-approve")).to_contain_text("issue_refund")
+    second.refresh_from_db()
+    assert second.status == Status.PENDING
+    page.get_by_role("button", name="Yes, approve issue_refund").click()
     expect(page.locator(f"#decision-panel-{second.code}")).to_contain_text("Approved")
 
-    # From the queue, "a" opens the selected request with Approve focused; it never decides.
+    # From the queue, "a" only opens the selected request: nothing is focused to approve.
     page.goto(f"{live_console.url}/")
     page.keyboard.press("j")
     page.keyboard.press("a")
-    expect(page).to_have_url(f"{live_console.url}/requests/{first.code}/#approve")
-    expect(page.locator("#approve-button")).to_be_focused()
+    expect(page).to_have_url(f"{live_console.url}/requests/{first.code}/")
+    expect(page.locator("#approve-button")).not_to_be_focused()
     first.refresh_from_db()
     assert first.status == Status.PENDING
 
@@ -421,12 +433,13 @@ def test_agent_supplied_html_shows_as_text_and_never_runs(
     expect(page.locator("#agent-summary")).to_have_text(HOSTILE)
     expect(page.locator("#agent-reasoning")).to_have_text(HOSTILE)
     expect(page.locator("#arguments")).to_contain_text("<script>window.__pwned=2;alert(2)</script>")
-    expect(page.locator("h1 .tool")).to_have_text("<script>window.__pwned=4</script>")
+    expect(page.locator("#decision-head .tool")).to_have_text("<script>window.__pwned=4</script>")
     assert page.locator("#agent-summary img, #agent-summary script, #arguments img").count() == 0
     page.screenshot(path=str(artifacts / "hostile-text.png"), full_page=True)
 
+    page.get_by_text("Deny…").click()
     page.get_by_label("Reason for denying").fill(HOSTILE)
-    page.get_by_role("button", name="Deny").click()
+    page.get_by_role("button", name="Deny", exact=True).click()
     outcome = page.locator(f"#decision-panel-{created['id']} .outcome")
     expect(outcome).to_contain_text("Denied")
     expect(page.locator(f"#decision-panel-{created['id']} .note")).to_have_text(HOSTILE)
@@ -514,8 +527,9 @@ def test_an_agents_operator_sees_why_they_cannot_approve(live_console, page: Pag
     expect(page.locator("#approve-button")).to_have_count(0)
     page.keyboard.press("a")  # the approve key shows the explanation instead of failing
     expect(page.locator("#own-agent-note")).to_be_in_viewport()
-    page.get_by_label("Reason for denying (required)").fill("Stopping my own agent.")
-    page.get_by_role("button", name="Deny").click()
+    page.get_by_text("Deny…").click()
+    page.get_by_label("Reason for denying (required").fill("Stopping my own agent.")
+    page.get_by_role("button", name="Deny", exact=True).click()
     expect(page.locator(f"#decision-panel-{approval.code}")).to_contain_text("Denied")
 
 
@@ -544,7 +558,7 @@ def test_agent_values_in_a_reason_and_invisible_characters_show_as_the_agents(
     ).json()
     page.goto(f"{live_console.url}/requests/{created['id']}/")
 
-    expect(page.locator("h1 .tool")).to_have_text("delete⟨U+202E⟩sdrocer")
+    expect(page.locator("#decision-head .tool")).to_have_text("delete⟨U+202E⟩sdrocer")
     expect(page.locator("#agent-summary")).to_have_text("Routine⟨U+200B⟩ cleanup")
     marked = page.locator("#hold-reason .agent-value")
     expect(marked.nth(1)).to_have_text(f'"{injected}"')

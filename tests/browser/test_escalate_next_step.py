@@ -46,7 +46,7 @@ def test_a_reviewer_escalates_to_the_next_step_from_the_keyboard(
     )
     # htmx swapped the panel: the page never reloaded, and the other escalation is still there.
     assert page.evaluate("window.__same_page === true")
-    expect(page.get_by_text("Escalate to another team")).to_be_visible()
+    expect(page.get_by_text("Escalate…")).to_be_visible()
     assert list(
         EscalationFiring.objects.filter(approval=approval).values_list("step__position", flat=True)
     ) == [1]

@@ -21,7 +21,9 @@ def test_it_returns_an_approval_with_the_reviewers_note(
 ) -> None:
     reviewer_thread.decide(
         lambda approval: reviewer_session.post(
-            f"/requests/{approval.code}/approve", {"note": "fine, duplicate charge"}
+            f"/requests/{approval.code}/approve",
+            # High impact: the page's confirmation step names the tool.
+            {"note": "fine, duplicate charge", "confirmed": "issue_refund"},
         )
     )
     decision = console.request_approval(
@@ -68,7 +70,9 @@ def test_it_runs_the_gated_function_only_after_approval(
 
     def approve(approval: ApprovalRequest) -> None:
         assert calls == []  # nothing ran before the decision
-        reviewer_session.post(f"/requests/{approval.code}/approve", {"note": ""})
+        reviewer_session.post(
+            f"/requests/{approval.code}/approve", {"note": "", "confirmed": "issue_refund"}
+        )
 
     reviewer_thread.decide(approve)
     assert issue_refund("pay_9", amount=1299) == "refunded"

@@ -1,0 +1,204 @@
+// The decision page's own behaviour (templates/approvals/detail.html). No inline handlers: the
+// CSP forbids them. Shared things (countdowns, sockets, the queue's keys) are in console.js.
+(function () {
+  "use strict";
+
+  // A reviewer must have seen the request before approving it: approve buttons (data-arm) work
+  // only after the page, or the confirmation step, has been on screen for a moment.
+  var ARM_MS = 1200;
+  var NEXT_DELAY_MS = 1500;
+
+  function page() { return document.querySelector(".decision-page[data-approval]"); }
+
+  function arm(root) {
+    (root || document).querySelectorAll("button[data-arm]:not([data-armed])").forEach(function (button) {
+      // aria-disabled, not disabled: the button can still take focus (the `a` key), but a
+      // click or Enter does nothing until it is armed (see the click listener below).
+      button.setAttribute("data-armed", "waiting");
+      button.setAttribute("aria-disabled", "true");
+      setTimeout(function () {
+        button.removeAttribute("aria-disabled");
+        button.setAttribute("data-armed", "ready");
+      }, ARM_MS);
+    });
+  }
+  // Capture phase: runs before the form's submission (and htmx's) for clicks, Enter and Space on
+  // the button, and the implicit submission from Enter in the note field (a click on it too).
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("button[data-armed=waiting]");
+    if (button) { event.preventDefault(); event.stopPropagation(); }
+  }, true);
+
+  // --- The outcome, at once ------------------------------------------------------------------
+  // However the outcome arrives (this reviewer's answer, or a push when someone else decided,
+  // the request expired or the agent cancelled it), the panel then holds [data-outcome-status]:
+  // the rest of the page follows it here, so no part of it still says "pending".
+  var decidedHere = false;
+  var handled = false;
+
+  function syncOutcome() {
+    var root = page();
+    if (!root) return;
+    var block = root.querySelector(".decision-panel [data-outcome-status]");
+    if (!block) return;
+    var status = block.dataset.outcomeStatus, label = block.dataset.outcomeLabel;
+    root.dataset.status = status;
+    var badge = document.getElementById("status-badge");
+    if (badge) { badge.textContent = label; badge.className = "badge status-" + status; }
+    var left = document.getElementById("time-left");
+    if (left && left.querySelector("[data-deadline]")) {
+      // Replacing the element stops console.js's countdown: it ticks [data-deadline] only.
+      var at = block.dataset.outcomeAt ? new Date(block.dataset.outcomeAt) : null;
+      left.textContent = label + (at ? " at " + at.toISOString().slice(11, 19) + " UTC" : "");
+    }
+    document.title = label + " · " + document.title.replace(/^(Approved|Denied|Expired|Cancelled) · /, "");
+    if (handled) return;
+    handled = true;
+    if (decidedHere && root.dataset.openNext && root.dataset.nextUrl) {
+      var note = document.createElement("p");
+      note.className = "info next-note";
+      note.setAttribute("role", "status");
+      note.textContent = "Opening the next request…";
+      block.appendChild(note);
+      setTimeout(function () { window.location.assign(root.dataset.nextUrl); }, NEXT_DELAY_MS);
+    }
+  }
+
+  // --- An edit in progress survives --------------------------------------------------------
+  function editInProgress() {
+    var details = document.getElementById("changes");
+    var json = document.getElementById("id_arguments");
+    if (!details || !json) return null;
+    var changed = json.value !== json.defaultValue;
+    details.querySelectorAll("[data-argument]").forEach(function (field) {
+      if (field.value !== field.defaultValue) changed = true;
+    });
+    var note = document.getElementById("id_changes_note");
+    if (note && note.value !== note.defaultValue) changed = true;
+    return changed ? details : null;
+  }
+
+  function keepEdit(why) {
+    var root = page();
+    var details = editInProgress();
+    if (!root || !details) return;
+    var kept = document.getElementById("kept-edit-" + root.dataset.approval);
+    if (!kept) return;
+    var message = document.createElement("p");
+    message.className = "why";
+    message.setAttribute("role", "alert");
+    message.textContent = why + " Your changed arguments can no longer be sent; they are kept here so you can copy them.";
+    details.id = "kept-changes";
+    details.open = true;
+    details.querySelectorAll("button, input[type=submit]").forEach(function (button) { button.disabled = true; });
+    details.querySelectorAll("form").forEach(function (form) {
+      form.removeAttribute("hx-post");
+      form.addEventListener("submit", function (event) { event.preventDefault(); });
+    });
+    details.querySelectorAll("[id]").forEach(function (el) { el.id = "kept-" + el.id; });
+    details.querySelectorAll("label[for]").forEach(function (el) { el.htmlFor = "kept-" + el.htmlFor; });
+    kept.replaceChildren(message, details);
+    kept.hidden = false;
+  }
+
+  function outcomeIn(fragment) {
+    if (!fragment || !fragment.querySelector) return null;
+    return fragment.querySelector("[data-outcome-status]");
+  }
+
+  function whyFrom(block, fallback) {
+    if (!block) return fallback;
+    var line = block.querySelector(".outcome");
+    return "This request is now " + (line ? line.textContent.replace(/\s+/g, " ").trim() : block.dataset.outcomeLabel) + ".";
+  }
+
+  document.addEventListener("htmx:oobBeforeSwap", function (event) {
+    var target = event.detail && event.detail.target;
+    if (!target || !target.id || target.id.indexOf("decision-panel-") !== 0) return;
+    var block = outcomeIn(event.detail.fragment);
+    keepEdit(whyFrom(block, "This request has left your queue."));
+  });
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var target = event.detail && event.detail.target;
+    if (!target || !target.id || target.id.indexOf("decision-") !== 0) return;
+    var xhr = event.detail.xhr;
+    // 409: someone else decided first. The answer carries the outcome: keep what was typed.
+    if (xhr && xhr.status === 409) {
+      var parsed = document.createElement("template");
+      parsed.innerHTML = xhr.responseText || "";
+      keepEdit(whyFrom(outcomeIn(parsed.content), "Not recorded: someone else got there first."));
+    }
+  });
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var elt = event.detail && event.detail.elt;
+    if (!elt || !elt.closest) return;
+    var form = elt.closest("form");
+    if (form && form.closest(".decision-panel") && !form.closest(".claim-controls")) decidedHere = true;
+  });
+
+  // --- Approve with changes: one field per argument, written into the JSON that is sent ------
+  function typed(field) {
+    var kind = field.dataset.kind, value = field.value;
+    if (kind === "boolean") return value === "true";
+    if (kind === "integer" || kind === "number") {
+      var number = Number(value);
+      // Not a number: sent as typed, so the server names the problem.
+      return value.trim() !== "" && isFinite(number) ? number : value;
+    }
+    return value;
+  }
+  document.addEventListener("input", function (event) {
+    var field = event.target;
+    if (!field.dataset || !field.dataset.argument) return;
+    var fieldset = field.closest("[data-arguments-target]");
+    var json = fieldset && document.getElementById(fieldset.dataset.argumentsTarget);
+    if (!json) return;
+    var value;
+    try { value = JSON.parse(json.value); } catch (error) { return; } // the raw JSON has an error: leave it
+    if (!value || typeof value !== "object" || Array.isArray(value)) return;
+    value[field.dataset.argument] = typed(field);
+    json.value = JSON.stringify(value, null, 2);
+  });
+  document.addEventListener("change", function (event) {
+    if (event.target.id === "id_open_next" && page()) {
+      // Saved by the form (htmx); this page follows the choice at once.
+      if (event.target.checked) page().dataset.openNext = "1"; else delete page().dataset.openNext;
+    }
+    if (event.target.tagName === "SELECT" && event.target.dataset.argument) {
+      event.target.dispatchEvent(new Event("input", { bubbles: true }));
+    }
+  });
+
+  // --- Preset deny reasons fill the (still editable) reason ----------------------------------
+  document.addEventListener("click", function (event) {
+    var preset = event.target.closest && event.target.closest("[data-deny-preset]");
+    if (!preset) return;
+    var reason = document.getElementById("id_reason");
+    if (!reason) return;
+    reason.value = preset.dataset.denyPreset;
+    reason.focus();
+  });
+
+  // --- j / k: the next and previous request of the queue ------------------------------------
+  document.addEventListener("keydown", function (event) {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    var target = event.target;
+    if (target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName))) return;
+    var root = page();
+    if (!root) return;
+    var url = event.key === "j" ? root.dataset.nextUrl : event.key === "k" ? root.dataset.previousUrl : null;
+    if (url) { event.preventDefault(); window.location.assign(url); }
+  });
+
+  document.addEventListener("htmx:afterSettle", function () { arm(); syncOutcome(); });
+  document.addEventListener("htmx:oobAfterSwap", function () { arm(); syncOutcome(); });
+  document.addEventListener("htmx:wsAfterMessage", syncOutcome);
+  document.addEventListener("DOMContentLoaded", function () {
+    if (!page()) return;
+    arm();
+    syncOutcome();
+    // On a phone the run's steps start folded: the request and its decision come first.
+    var steps = document.getElementById("run-steps");
+    if (steps && window.matchMedia("(max-width: 899.98px)").matches) steps.open = false;
+  });
+})();

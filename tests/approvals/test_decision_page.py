@@ -1,0 +1,172 @@
+"""The decision page's server side: the confirmation a high or critical approval needs, similar
+past decisions (only ones the reviewer may see), what happens on each choice, preset deny
+reasons, the next and previous request, and the reviewer's "open the next request" setting."""
+
+import re
+
+import pytest
+from django.urls import reverse
+
+from approvals.models import (
+    ApprovalEvent,
+    DenyReasonPreset,
+    Impact,
+    ReviewerPageSettings,
+    Status,
+)
+from approvals.reviews import check_approval_request_deny
+from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def ann(db):
+    return UserFactory(username="ann")
+
+
+@pytest.fixture
+def payments(ann):
+    return TeamFactory(name="payments", members=[ann, UserFactory(username="ben")])
+
+
+def _page(client, ann, approval) -> str:
+    client.force_login(ann)
+    return client.get(reverse("approvals:detail", args=[approval.code])).content.decode()
+
+
+def _approve(client, ann, approval, **data):
+    client.force_login(ann)
+    return client.post(
+        reverse("approvals:approve", args=[approval.code]), data, HTTP_HX_REQUEST="true"
+    )
+
+
+@pytest.mark.parametrize("impact", [Impact.HIGH, Impact.CRITICAL])
+def test_it_refuses_a_high_or_critical_approval_without_the_confirmation(
+    client, ann, payments, impact
+) -> None:
+    approval = ApprovalRequestFactory(
+        team=payments, impact=impact, arguments={"amount": 120000, "currency": "EUR"}
+    )
+    for data in ({"note": "ok"}, {"note": "ok", "confirmed": "other_tool"}):
+        response = _approve(client, ann, approval, **data)
+        html = response.content.decode()
+        assert response.status_code == 400
+        assert (
+            "Not approved yet: this request has" in html
+            and "Confirm that the agent may run" in html
+        )
+        # The confirmation names the tool and the key amount, and keeps the note.
+        assert 'id="confirm-approve"' in html and "Yes, approve issue_refund" in html
+        assert "amount 120,000 EUR" in html
+        assert 'value="ok"' in html
+    approval.refresh_from_db()
+    assert approval.status == Status.PENDING
+    assert not ApprovalEvent.objects.filter(approval=approval, kind="approved").exists()
+
+    confirmed = _approve(client, ann, approval, note="ok", confirmed="issue_refund")
+    assert confirmed.status_code == 200
+    approval.refresh_from_db()
+    assert approval.status == Status.APPROVED
+
+
+def test_it_approves_low_and_medium_impact_in_one_step(client, ann, payments) -> None:
+    for impact in (Impact.LOW, Impact.MEDIUM):
+        approval = ApprovalRequestFactory(team=payments, impact=impact)
+        assert _approve(client, ann, approval, note="").status_code == 200
+        approval.refresh_from_db()
+        assert approval.status == Status.APPROVED
+
+
+def test_a_request_decided_meanwhile_answers_the_conflict_not_the_confirmation(
+    client, ann, payments
+) -> None:
+    approval = ApprovalRequestFactory(team=payments, impact=Impact.CRITICAL)
+    check_approval_request_deny(
+        approval=approval, reviewer=payments.members.get(username="ben"), reason="No."
+    )
+    response = _approve(client, ann, approval, note="")
+    assert response.status_code == 409
+    assert "someone else got there first" in response.content.decode()
+
+
+def test_it_shows_similar_past_decisions_with_what_differs_only_where_visible(
+    client, ann, payments
+) -> None:
+    agent = ApprovalRequestFactory(team=payments).agent
+    earlier = ApprovalRequestFactory(
+        team=payments, agent=agent, arguments={"payment_id": "pay_1", "amount": 900}
+    )
+    check_approval_request_deny(
+        approval=earlier, reviewer=payments.members.get(username="ben"), reason="Too late."
+    )
+    oscar = UserFactory(username="oscar")
+    hidden = ApprovalRequestFactory(team=TeamFactory(name="ops", members=[oscar]), agent=agent)
+    check_approval_request_deny(approval=hidden, reviewer=oscar, reason="Secret ops.")
+    approval = ApprovalRequestFactory(
+        team=payments, agent=agent, arguments={"payment_id": "pay_1", "amount": 4900}
+    )
+    html = _page(client, ann, approval)
+    similar = html[html.index('id="similar-decisions"') :]
+    assert "Too late." in similar and "by ben" in similar
+    assert '<code>amount</code>: <span class="agent-text">900</span> then' in similar
+    assert '<span class="agent-text">4900</span> now' in similar
+    assert "Secret ops." not in html
+
+
+def test_it_says_what_happens_on_each_choice(client, ann, payments) -> None:
+    html = _page(client, ann, ApprovalRequestFactory(team=payments))
+    line = re.search(r'<p class="what-happens" id="what-happens">(.*?)</p>', html, re.S)
+    assert line is not None
+    assert "the agent runs issue_refund with exactly the arguments shown" in line.group(1)
+    assert "it receives your reason" in line.group(1)
+    assert "the request expires and the agent must not run issue_refund" in line.group(1)
+
+
+def test_it_offers_the_preset_deny_reasons_of_the_tool(client, ann, payments) -> None:
+    DenyReasonPreset.objects.create(tool_glob="issue_*", text="Refund already issued.")
+    DenyReasonPreset.objects.create(tool_glob="*", text="Ask the customer first.", position=1)
+    DenyReasonPreset.objects.create(tool_glob="drop_table", text="Never in production.")
+    html = _page(client, ann, ApprovalRequestFactory(team=payments))
+    presets = html[html.index('id="deny-presets"') : html.index('id="id_reason"')]
+    assert presets.index("Refund already issued.") < presets.index("Ask the customer first.")
+    assert "Never in production." not in presets
+
+
+def test_it_links_the_next_and_previous_request_of_the_queue(client, ann, payments) -> None:
+    critical = ApprovalRequestFactory(team=payments, impact=Impact.CRITICAL)
+    low = ApprovalRequestFactory(team=payments, impact=Impact.LOW)
+    html = _page(client, ann, critical)
+    assert f'data-next-url="/requests/{low.code}/"' in html
+    assert "data-previous-url" not in html
+    html = _page(client, ann, low)
+    assert f'data-previous-url="/requests/{critical.code}/"' in html
+    # Past the last one, "next" goes on with the first still waiting.
+    assert f'data-next-url="/requests/{critical.code}/"' in html
+
+
+def test_the_open_next_setting_is_on_by_default_and_saved_per_reviewer(
+    client, ann, payments
+) -> None:
+    approval = ApprovalRequestFactory(team=payments)
+    assert 'data-open-next="1"' in _page(client, ann, approval)
+    response = client.post(reverse("approvals:page-settings"), {}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 204
+    assert ReviewerPageSettings.objects.get(user=ann).open_next_after_decision is False
+    assert 'data-open-next="1"' not in _page(client, ann, approval)
+    client.post(reverse("approvals:page-settings"), {"open_next": "on"})
+    assert ReviewerPageSettings.objects.get(user=ann).open_next_after_decision is True
+
+
+def test_the_page_prints_no_template_syntax_pending_or_decided(client, ann, payments) -> None:
+    approval = ApprovalRequestFactory(
+        team=payments, links=[{"label": "Order", "url": "https://shop.example.test/o/1"}]
+    )
+    pending = _page(client, ann, approval)
+    check_approval_request_deny(approval=approval, reviewer=ann, reason="No.")
+    decided = _page(client, ann, approval)
+    for html in (pending, decided):
+        for syntax in ("{#", "#}", "{%", "%}", "{{", "}}"):
+            assert syntax not in html, syntax
+    assert 'data-outcome-status="denied"' in decided and "approve-button" not in decided

@@ -1,0 +1,272 @@
+"""The decision page in real Chromium: the decision always in view, the outcome at once when
+someone else decides, keys that never approve by accident, the confirmed second step, and an
+edit in progress kept when it can no longer be sent. Screenshots go to test-artifacts/."""
+
+import re
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from agents.services import NewTraceEvent, run_events_append, run_open
+from approvals.models import ApprovalRequest, Impact, Status
+from approvals.reviews import check_approval_request_approve, check_approval_request_deny
+from tests.browser.live import log_in, off_loop, submit
+from tests.factories import AgentFactory
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+DESKTOP = {"width": 1400, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
+REFUND_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "amount": {"type": "integer", "x-money": {"currency_field": "currency", "minor_units": 2}},
+        "currency": {"type": "string"},
+        "receipt_url": {"type": "string", "format": "uri"},
+    },
+}
+
+
+def _refund(team, **fields):
+    return submit(
+        team=team,
+        tool="issue_refund",
+        impact=fields.pop("impact", Impact.CRITICAL),
+        summary="Refund 1,200.00 EUR to Dana Whitfield for order 88121, charged twice on 3 Dec.",
+        reasoning="The payment provider shows two captures of the same order within a minute.",
+        arguments={
+            "payment_id": "pay_88121",
+            "amount": 120000,
+            "currency": "EUR",
+            "receipt_url": "https://payments.example.test/receipts/88121",
+            "metadata": {"order": {"id": 88121, "lines": [{"sku": "TEA-1", "qty": 3}]}},
+        },
+        arguments_schema=REFUND_SCHEMA,
+        hold_reason="critical refunds always need a person",
+        **fields,
+    )
+
+
+def _run_so_far():
+    def record():
+        run, _ = run_open(agent=AgentFactory(name="refund-bot"), name="order 88121 support chat")
+        events = [
+            ("message", None, {"role": "user", "content": "I was charged twice for order 88121."}),
+            ("llm_call", "0.02", {"model": "gpt-5", "input_tokens": 900, "output_tokens": 40}),
+            (
+                "tool_call",
+                None,
+                {
+                    "tool": "lookup_payment",
+                    "arguments": {"order": 88121},
+                    "result": {"captures": 2, "amount": 120000},
+                },
+            ),
+        ]
+        run_events_append(
+            run=run,
+            events=[
+                NewTraceEvent(type=kind, data=data, cost=Decimal(cost) if cost else None)
+                for kind, cost, data in events
+            ],
+        )
+        return run
+
+    return off_loop(record)
+
+
+def _in_first_viewport(page: Page, selector: str) -> None:
+    box = page.locator(selector).bounding_box()
+    size = page.viewport_size
+    assert box is not None and size is not None
+    assert box["y"] >= 0 and box["y"] + box["height"] <= size["height"], (box, size)
+    assert box["x"] >= 0 and box["x"] + box["width"] <= size["width"], (box, size)
+
+
+@pytest.fixture
+def phone_page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+    yield context.new_page()
+    context.close()
+
+
+def test_it_shows_approve_in_the_first_viewport_at_desktop_and_phone_width(
+    live_console, page: Page, phone_page: Page, team, artifacts
+) -> None:
+    run = _run_so_far()
+    approval = _refund(team, run=run, agent=run.agent)
+    page.set_viewport_size(DESKTOP)
+    for viewer, size in ((page, "1400x900"), (phone_page, "390x844")):
+        log_in(viewer, live_console.url, "alice")
+        viewer.goto(f"{live_console.url}/requests/{approval.code}")
+        expect(viewer.locator("#agent-summary")).to_contain_text("Refund 1,200.00 EUR")
+        # Armed after a moment on screen.
+        expect(viewer.locator("#approve-button")).to_have_attribute("data-armed", "ready")
+        _in_first_viewport(viewer, "#approve-button")
+        _in_first_viewport(viewer, "#agent-summary")
+        # The halt controls are out of sight until asked for.
+        expect(viewer.locator("#halt-agent-form")).to_have_count(0)  # alice may not halt
+        # The run's steps: beside the decision at desktop width, folded on a phone.
+        steps = viewer.locator("#run-steps")
+        expect(steps).to_contain_text("lookup_payment")
+        if size == "1400x900":
+            expect(steps).to_have_attribute("open", "")
+        else:
+            expect(steps).not_to_have_attribute("open", "")
+        # Money with its currency and unit, from the schema's hint.
+        expect(viewer.locator("#arguments-typed")).to_contain_text("1,200.00 EUR")
+        viewer.screenshot(path=str(artifacts / f"decision-page-{size}.png"), caret="initial")
+        viewer.screenshot(
+            path=str(artifacts / f"decision-page-{size}-full.png"), full_page=True, caret="initial"
+        )
+    # Scrolled to the bottom, the decision is still wholly in view.
+    for viewer in (page, phone_page):
+        viewer.evaluate("window.scrollTo(0, document.documentElement.scrollHeight)")
+        viewer.wait_for_function("window.scrollY > 200")
+        _in_first_viewport(viewer, "#approve-button")
+
+
+def test_the_page_turns_to_the_outcome_within_a_second_when_another_reviewer_decides(
+    live_console, page: Page, team, artifacts
+) -> None:
+    approval = _refund(team)
+    page.set_viewport_size(DESKTOP)
+    log_in(page, live_console.url, "alice")
+    page.goto(f"{live_console.url}/requests/{approval.code}")
+    expect(page.locator("#live-status, .decision-page")).not_to_have_count(0)
+    expect(page.locator("#status-badge")).to_have_text("Pending")
+    expect(page.locator("#time-left [data-deadline]")).to_have_count(1)
+    page.wait_for_function("document.querySelector('[ws-connect]') && window.htmx")
+    # Wait until the socket is open: presence shows alice is looking.
+    expect(page.locator(f"#presence-{approval.code}")).to_contain_text("alice")
+
+    bob = team.members.get(username="bob")
+    off_loop(
+        check_approval_request_deny,
+        approval=ApprovalRequest.objects.get(pk=approval.pk),
+        reviewer=bob,
+        reason="Second capture was already voided.",
+    )
+
+    expect(page.locator("#status-badge")).to_have_text("Denied", timeout=1000)
+    expect(page.locator(".decision-page")).to_have_attribute("data-status", "denied", timeout=1000)
+    expect(page.locator("#time-left [data-deadline]")).to_have_count(0)
+    expect(page.locator("#time-left")).to_contain_text("Denied")
+    expect(page.locator("#approve-button")).to_have_count(0)
+    outcome = page.locator(f"#decision-panel-{approval.code} .outcome")
+    expect(outcome).to_contain_text("Denied by bob")
+    expect(page.locator(f"#decision-panel-{approval.code}")).to_contain_text(
+        "Second capture was already voided."
+    )
+    _in_first_viewport(page, f"#decision-panel-{approval.code} .outcome")
+    page.screenshot(path=str(artifacts / "decision-page-decided-elsewhere.png"))
+
+
+def test_a_then_enter_from_the_queue_never_approves(live_console, page: Page, team) -> None:
+    approval = _refund(team)
+    page.set_viewport_size(DESKTOP)
+    log_in(page, live_console.url, "alice")
+    expect(page.locator(f"#approval-{approval.code}")).to_be_visible()
+    page.keyboard.press("j")
+    page.keyboard.press("a")
+    expect(page.locator("#agent-summary")).to_be_visible()
+    for _ in range(3):
+        page.keyboard.press("Enter")
+    # Well past the moment the approve button arms: Enter still did nothing.
+    expect(page.locator("#approve-button")).to_have_attribute("data-armed", "ready")
+    page.keyboard.press("Enter")
+    approval.refresh_from_db()
+    assert approval.status == Status.PENDING
+    # `a` on the page focuses Approve; Enter then asks for the confirmation, still no decision.
+    page.keyboard.press("a")
+    page.keyboard.press("Enter")
+    expect(page.locator("#confirm-approve")).to_contain_text("issue_refund")
+    expect(page.locator("#confirm-approve")).to_contain_text("1,200.00 EUR")
+    approval.refresh_from_db()
+    assert approval.status == Status.PENDING
+
+
+def test_a_critical_approval_needs_the_confirmation_step(live_console, page: Page, team) -> None:
+    approval = _refund(team)
+    page.set_viewport_size(DESKTOP)
+    log_in(page, live_console.url, "alice")
+    page.goto(f"{live_console.url}/requests/{approval.code}")
+    # A click the moment the page shows does nothing: the reviewer has not read it yet.
+    page.locator("#approve-button").dispatch_event("click")
+    expect(page.locator("#approve-button")).to_have_attribute("data-armed", "ready")
+    expect(page.locator("#confirm-approve")).to_have_count(0)
+    page.get_by_role("button", name="Approve…").click()
+    confirm = page.locator("#confirm-approve")
+    expect(confirm).to_contain_text("Critical impact: confirm.")
+    expect(page.locator(f"#decision-{approval.code} .error")).to_contain_text("Not approved yet")
+    approval.refresh_from_db()
+    assert approval.status == Status.PENDING
+    page.get_by_role("button", name="Yes, approve issue_refund").click()
+    expect(page.locator("#status-badge")).to_have_text("Approved")
+    approval.refresh_from_db()
+    assert approval.status == Status.APPROVED
+
+
+def test_an_edit_in_progress_is_kept_with_the_reason_it_can_no_longer_be_sent(
+    live_console, page: Page, team
+) -> None:
+    approval = _refund(team, impact=Impact.HIGH)
+    page.set_viewport_size(DESKTOP)
+    log_in(page, live_console.url, "alice")
+    page.goto(f"{live_console.url}/requests/{approval.code}")
+    expect(page.locator(f"#presence-{approval.code}")).to_contain_text("alice")
+    page.get_by_text("Approve with changes…").click()
+    page.get_by_label("amount").fill("60000")
+    expect(page.locator("#id_arguments")).to_have_value(re.compile("60000"))
+
+    bob = team.members.get(username="bob")
+    off_loop(
+        check_approval_request_approve,
+        approval=ApprovalRequest.objects.get(pk=approval.pk),
+        reviewer=bob,
+        note="Checked with the customer.",
+    )
+
+    kept = page.locator(f"#kept-edit-{approval.code}")
+    expect(kept).to_be_visible(timeout=1000)
+    expect(kept).to_contain_text("This request is now Approved by bob")
+    expect(kept).to_contain_text("can no longer be sent")
+    expect(kept.locator("textarea")).to_have_value(re.compile("60000"))
+    for button in kept.locator("button").all():
+        expect(button).to_be_disabled()
+    expect(page.locator("#status-badge")).to_have_text("Approved")
+
+
+def test_j_and_k_move_between_requests_and_the_next_opens_after_a_decision(
+    live_console, page: Page, team
+) -> None:
+    first = _refund(team)
+    second = submit(
+        team=team,
+        tool="send_email",
+        impact=Impact.LOW,
+        summary="Say hello.",
+        arguments={"to": "dana@example.test", "subject": "Hi", "body": "Hello\nDana"},
+    )
+    page.set_viewport_size(DESKTOP)
+    log_in(page, live_console.url, "alice")
+    page.goto(f"{live_console.url}/requests/{first.code}")
+    expect(page.locator("#agent-summary")).to_contain_text("Refund")
+    page.keyboard.press("j")
+    expect(page.locator("#agent-summary")).to_contain_text("Say hello.")
+    # The email is previewed with its line breaks.
+    expect(page.locator(".email-preview")).to_contain_text("dana@example.test")
+    assert page.locator(".email-body").inner_text() == "Hello\nDana"
+    page.keyboard.press("k")
+    expect(page.locator("#agent-summary")).to_contain_text("Refund")
+    page.keyboard.press("j")
+    expect(page.locator("#agent-summary")).to_contain_text("Say hello.")
+    page.get_by_role("button", name="Approve", exact=True).click()
+    # Low impact: no confirmation; the outcome, then the next request (the refund) opens.
+    expect(page.locator("#status-badge")).to_have_text("Approved")
+    expect(page.locator("#agent-summary")).to_contain_text("Refund", timeout=5000)
+    second.refresh_from_db()
+    assert second.status == Status.APPROVED
