@@ -69,6 +69,7 @@ urlpatterns = [
     path("api/v1/", include((api_v1, "api"), namespace="api-v1")),
     path("humanlayer/v1/", include("agents.humanlayer.urls")),
     path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
     path("metrics", insight_views.metrics, name="metrics"),
     path(f"{settings.AAP_BASE_PATH.strip('/')}/", include("agents.aap.urls")),
 ]

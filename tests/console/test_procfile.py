@@ -1,0 +1,124 @@
+"""`make run`'s worker and beat, run from console/Procfile the way honcho runs them.
+
+honcho starts each line through the shell in a session of its own and stops it with SIGTERM to
+the whole process group. At a terminal (`make run`: LOG_LEVEL=WARNING) the periodic sweeps must
+not print, and a stop must not be logged as errors.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.utils import timezone
+
+from approvals.models import ApprovalRequest, Status
+from tests.console.test_shutdown import database_url_for_subprocesses
+from tests.factories import ApprovalRequestFactory
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(
+        not (Path(settings.BASE_DIR) / ".venv" / "bin" / "celery").exists(),
+        reason="the Procfile runs .venv/bin/celery (make install creates it)",
+    ),
+]
+
+BASE_DIR = Path(settings.BASE_DIR)
+
+
+def procfile() -> dict[str, str]:
+    lines = (BASE_DIR / "console" / "Procfile").read_text().splitlines()
+    entries = (re.fullmatch(r"(\w+):\s*(.*)", line) for line in lines)
+    return {entry[1]: entry[2] for entry in entries if entry}
+
+
+class Started:
+    def __init__(self, name: str, command: str, env: dict[str, str], log: Path) -> None:
+        self.log = log
+        with log.open("wb") as out:
+            self.process = subprocess.Popen(
+                ["/bin/sh", "-c", command], cwd=BASE_DIR, env=env, stdout=out,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+
+    def stop(self) -> int:
+        """As honcho stops a process: SIGTERM to its group, then its exit status."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+            raise
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+
+@pytest.fixture
+def run_env(transactional_db, tmp_path: Path) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "console.settings",
+        "DATABASE_URL": database_url_for_subprocesses(),
+        "SECRET_KEY": settings.SECRET_KEY,
+        "CONSOLE_VAR_DIR": str(tmp_path),
+        # What `make run` sets for a terminal.
+        "LOG_FORMAT": "plain",
+        "LOG_LEVEL": "WARNING",
+        "APPROVAL_EXPIRY_SWEEP_SECONDS": "1",
+        "ESCALATION_SWEEP_SECONDS": "1",
+    }
+
+
+@pytest.fixture
+def started(run_env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, Started]]:
+    commands = procfile()
+    processes = {
+        name: Started(name, commands[name], run_env, tmp_path / f"{name}.log")
+        for name in ("worker", "beat")
+    }
+    try:
+        yield processes
+    finally:
+        for process in processes.values():
+            if process.process.poll() is None:
+                os.killpg(process.process.pid, signal.SIGKILL)
+                process.process.wait()
+
+
+def _meaningful(output: str) -> list[str]:
+    # Celery's warning about running as root (CI containers) is the machine's, not ours.
+    lines = [line for line in output.splitlines() if line.strip()]
+    skip = ("SecurityWarning", "absolutely not recommended", "--uid", "User information",
+            "_warn_or_raise_security_error")  # fmt: skip
+    return [line for line in lines if not any(marker in line for marker in skip)]
+
+
+def test_sweeps_run_quietly_and_a_stop_logs_no_errors(started: dict[str, Started]) -> None:
+    overdue = ApprovalRequestFactory(deadline_at=timezone.now() - timedelta(seconds=1))
+    assert overdue.status == Status.PENDING
+
+    # Beat sends the expiry sweep every second and the worker runs it: the request expires.
+    deadline = time.monotonic() + 30
+    while ApprovalRequest.objects.get(pk=overdue.pk).status == Status.PENDING:
+        for name, process in started.items():
+            assert process.process.poll() is None, f"{name} exited:\n{process.output()}"
+        assert time.monotonic() < deadline, {n: p.output() for n, p in started.items()}
+        time.sleep(0.2)
+    assert ApprovalRequest.objects.get(pk=overdue.pk).status == Status.EXPIRED
+
+    statuses = {name: process.stop() for name, process in started.items()}
+    outputs = {name: _meaningful(process.output()) for name, process in started.items()}
+    # Nothing printed for the sweeps, no banner, no kombu warning, and the stop is not an error
+    # (prefork's pool processes, killed by the group's SIGTERM, were logged as ERROR).
+    assert outputs == {"worker": ["worker: Warm shutdown (MainProcess)"], "beat": []}, outputs
+    assert all(status in (0, -signal.SIGTERM) for status in statuses.values()), statuses
