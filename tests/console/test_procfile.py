@@ -120,5 +120,7 @@ def test_sweeps_run_quietly_and_a_stop_logs_no_errors(started: dict[str, Started
     outputs = {name: _meaningful(process.output()) for name, process in started.items()}
     # Nothing printed for the sweeps, no banner, no kombu warning, and the stop is not an error
     # (prefork's pool processes, killed by the group's SIGTERM, were logged as ERROR).
-    assert outputs == {"worker": ["worker: Warm shutdown (MainProcess)"], "beat": []}, outputs
+    # The worker may or may not get to say it is shutting down (CI saw both), and nothing else.
+    assert set(outputs["worker"]) <= {"worker: Warm shutdown (MainProcess)"}, outputs
+    assert outputs["beat"] == [], outputs
     assert all(status in (0, -signal.SIGTERM) for status in statuses.values()), statuses
