@@ -248,6 +248,11 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 if REDIS_URL:
     CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
+    # Every broker key (queues, bindings, unacked messages) under a prefix: consoles that share
+    # one Redis database never take each other's tasks. Empty by default: the keys of releases
+    # before it, so tasks queued across an upgrade are still found.
+    if _broker_prefix := env_str("CELERY_BROKER_PREFIX", ""):
+        CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = _broker_prefix
 else:
     _queue_dir = private_dir(VAR_DIR) / "celery"
     for _sub in ("queue", "processed", "control"):

@@ -21,6 +21,7 @@ from django.db import connection
 
 from tests.conftest import ReviewerSession, _free_port
 from tests.factories import UserFactory, agent_with_token
+from tests.subprocess_env import drop_redis_keys, own_redis_keys
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -49,6 +50,7 @@ class ServerProcess:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tmp_path / "server.log"
+        self.redis_keys = own_redis_keys("shutdown")
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "console.settings",
@@ -56,6 +58,7 @@ class ServerProcess:
             "SECRET_KEY": settings.SECRET_KEY,  # sessions are signed
             "CONSOLE_VAR_DIR": str(tmp_path),
             "LOG_LEVEL": "WARNING",
+            **self.redis_keys,
         }
         with self.log.open("wb") as log:
             # README's production command, as a supervisor would run it.
@@ -78,6 +81,7 @@ class ServerProcess:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+        drop_redis_keys(self.redis_keys)
 
 
 @pytest.fixture
