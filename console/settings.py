@@ -182,11 +182,18 @@ if DATABASE_URL:
         # Without a pool, PostgreSQL-backed requests were about 3x slower here (STACK.md).
         # A pool requires CONN_MAX_AGE = 0: the pool, not Django, keeps connections open.
         _db["CONN_MAX_AGE"] = 0
+        # The pool checks a connection before handing it out (one round trip): after a
+        # PostgreSQL restart, connections it held are dead and are replaced, not used and failed.
+        _db["CONN_HEALTH_CHECKS"] = True
         _db.setdefault("OPTIONS", {})["pool"] = {
             "min_size": env_int("DATABASE_POOL_MIN", 2),
             "max_size": env_int("DATABASE_POOL_MAX", 20),
-            "timeout": 10,
+            # With the database gone, a call waits this long for a connection, then answers 503
+            # dependency_unavailable (console/dependency_errors.py) instead of hanging.
+            "timeout": env_int("DATABASE_POOL_TIMEOUT", 3),
         }
+        # A host that does not answer at all (not a refusal): give up on a connection after this.
+        _db["OPTIONS"].setdefault("connect_timeout", env_int("DATABASE_CONNECT_TIMEOUT", 3))
     DATABASES = {"default": _db}
 else:
     private_dir(VAR_DIR)

@@ -81,3 +81,6 @@ if settings.BENCH_ENDPOINTS:
         path("bench/bare", bench_views.bare, name="bench-bare"),
         path("bench/process", bench_views.process, name="bench-process"),
     ]
+
+# A database gone away is a 503 dependency_unavailable, not a 500 (console/dependency_errors.py).
+handler500 = "console.dependency_errors.server_error"
