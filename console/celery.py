@@ -59,3 +59,10 @@ def _schedule_periodic_tasks(sender: Celery, **kwargs: object) -> None:
         sender.signature("aap.deliver_due_notifications"),
         name="deliver due AAP webhook notifications",
     )
+    if settings.RETENTION_DAYS > 0:
+        # Decided requests past RETENTION_DAYS: archived, then removed (approvals/retention.py).
+        sender.add_periodic_task(
+            float(settings.RETENTION_SWEEP_SECONDS),
+            sender.signature("approvals.archive_decided_requests"),
+            name="archive decided requests past retention",
+        )

@@ -612,3 +612,11 @@ AUDIT_HMAC_KEYS = _audit_hmac_keys()
 
 # Serve /static/ from the ASGI app itself (see console/asgi.py).
 SERVE_STATIC = env_bool("SERVE_STATIC", True)
+
+# --- Data lifecycle (approvals/retention.py, docs/operations.md) -----------------------------
+# Decided requests (with their decisions, events, notifications and emptied runs) older than
+# this many days are archived to ARCHIVE_DIR, then removed, once a day by beat. 0 keeps
+# everything: removing data is the operator's decision, never a default.
+RETENTION_DAYS = env_int("RETENTION_DAYS", 0)
+ARCHIVE_DIR = Path(env_str("ARCHIVE_DIR", str(VAR_DIR / "archive")))
+RETENTION_SWEEP_SECONDS = env_int("RETENTION_SWEEP_SECONDS", 24 * 60 * 60)
