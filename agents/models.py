@@ -336,7 +336,10 @@ class WebhookNotification(OutboxRow):
     body = models.TextField()
     created_at = models.DateTimeField()  # = decision.decided_at
     deliver_until = models.DateTimeField()
-    # OutboxRow's delivery fields (lease_until, attempts), with this table's own column types:
+    # OutboxRow's delivery fields (lease_until, attempts), with this table's own column types.
+    # The lease keeps the column it had before the one outbox (claimed_until): a rename would
+    # break the previous release's servers during a rolling upgrade (console/migration_safety.py).
+    lease_until = models.DateTimeField(null=True, blank=True, db_column="claimed_until")
     next_attempt_at = models.DateTimeField(db_index=True)
     last_error = models.CharField(max_length=500, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)

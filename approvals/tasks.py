@@ -48,3 +48,11 @@ def fire_due_escalations() -> int:
 def expire_stale_presence() -> int:
     """Run by beat: drop "looking now" whose page stopped its heartbeat (a dead server process)."""
     return presences_expire()
+
+
+@shared_task(name="approvals.archive_decided_requests", ignore_result=True)
+def archive_decided_requests() -> None:
+    # Lazy: the retention module reaches into every app's models to find what to archive.
+    from approvals.retention import approvals_archive_past_retention
+
+    approvals_archive_past_retention()

@@ -14,7 +14,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
@@ -72,8 +72,8 @@ from approvals.selectors import (
 )
 from approvals.services import decision_page_view_record
 from console import exact_json
-from console.database import health_problem
 from console.errors import DomainError
+from console.health import readiness
 from console.http import AuthenticatedHttpRequest
 
 
@@ -490,8 +490,16 @@ def page_settings(request: HtmxHttpRequest) -> HttpResponse:
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
-    # Load balancers and supervisors poll this: a database the server cannot use answers 503
-    # with the reason within seconds, where a request would wait out the pool and fail.
-    if problem := health_problem():
-        return HttpResponse(f"database: {problem}\n", status=503, content_type="text/plain")
-    return HttpResponse("ok", content_type="text/plain")
+    # Liveness: the process answers. Nothing else is touched, so a dependency that is down
+    # never makes a supervisor restart every server at once; /readyz says what is down.
+    return JsonResponse({"status": "ok"})
+
+
+def readyz(request: HttpRequest) -> HttpResponse:
+    # Readiness: database, channel layer and broker, each with a short timeout, side by side;
+    # 503 naming the one that fails (console/health.py).
+    ready, checks = readiness()
+    return JsonResponse(
+        {"status": "ready" if ready else "unavailable", "checks": checks},
+        status=200 if ready else 503,
+    )

@@ -1,7 +1,11 @@
 """ASGI entry point: HTTP (Django, static files) and websockets (Channels)."""
 
+import asyncio
 import gc
 import os
+import signal
+import threading
+from types import FrameType
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -42,10 +46,39 @@ async def lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
             if problem:
                 await send({"type": "lifespan.startup.failed", "message": problem})
                 return
+            _drain_long_polls_on_exit_signals(asyncio.get_running_loop())
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+def _drain_long_polls_on_exit_signals(loop: asyncio.AbstractEventLoop) -> None:
+    """On SIGTERM or SIGINT, answer parked long polls at once, then let the server stop.
+
+    The server (uvicorn) stops accepting, closes websockets with 1012 (browsers reconnect,
+    through the load balancer, to another server) and waits for open exchanges to finish: a long
+    poll would hold it for up to APPROVAL_LONG_POLL_MAX_SECONDS. Chained before the server's own
+    handler, which is already installed when the lifespan starts. Only when there is one: a
+    process without a handler of its own keeps Python's defaults.
+    """
+    from approvals.realtime import drain
+
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers belong to the main thread (a server embedded in a thread)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        server_handler = signal.getsignal(signum)
+        if not callable(server_handler):
+            continue
+
+        def handler(
+            signum: int, frame: FrameType | None, server_handler: Any = server_handler
+        ) -> None:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(drain)
+            server_handler(signum, frame)
+
+        signal.signal(signum, handler)
 
 
 application = ProtocolTypeRouter(

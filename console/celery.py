@@ -60,3 +60,10 @@ def _schedule_periodic_tasks(sender: Celery, **kwargs: object) -> None:
         requeue_due_outbox_rows.s(KIND_AAP_WEBHOOK),
         name="deliver due AAP webhook notifications",
     )
+    if settings.RETENTION_DAYS > 0:
+        # Decided requests past RETENTION_DAYS: archived, then removed (approvals/retention.py).
+        sender.add_periodic_task(
+            float(settings.RETENTION_SWEEP_SECONDS),
+            sender.signature("approvals.archive_decided_requests"),
+            name="archive decided requests past retention",
+        )

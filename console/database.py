@@ -7,7 +7,7 @@ short timeout gets the server's own answer instead, in milliseconds when the ser
 all. The PostgreSQL backend (console/postgresql) asks before its pool first opens and after the
 pool times out, so `migrate`, any other command and a Celery worker (whose Django checks query
 at start) fail at once with the reason; the ASGI server asks before it serves
-(console/asgi.py); /healthz asks through the pool.
+(console/asgi.py); /readyz asks through the pool (console/health.py).
 """
 
 from collections.abc import Mapping
@@ -20,7 +20,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 # libpq's connect_timeout: how long a direct probe waits for a server that does not answer at
 # all (a black-holed host). Refusals and "does not exist" come back at once. libpq's minimum is 2.
 PROBE_CONNECT_TIMEOUT_SECONDS = 3
-# How long /healthz waits for a pooled connection. A server whose requests cannot get one within
+# How long /readyz waits for a pooled connection. A server whose requests cannot get one within
 # this is not serving either.
 HEALTH_POOL_WAIT_SECONDS = 2.0
 
@@ -121,7 +121,7 @@ def startup_problem(alias: str = "default") -> str | None:
 
 
 def health_problem(alias: str = "default") -> str | None:
-    """For /healthz: None when the database answers a query within seconds, else what is wrong."""
+    """For /readyz: None when the database answers a query within seconds, else what is wrong."""
     wrapper = connections[alias]
     pool: ConnectionPool | None = getattr(wrapper, "pool", None)
     if pool is None:

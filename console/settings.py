@@ -76,8 +76,10 @@ DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = _secret_key()
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
-# The public base URL, used for links in emails and chat messages.
-SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+# The public base URL, used for links in emails and chat messages. Unset, the local console on
+# CONSOLE_PORT: `make run` passes its PORT as CONSOLE_PORT to every process (honcho gives each
+# process a PORT of its own), so the worker's email links point where the console really is.
+SITE_URL = (env_str("SITE_URL") or f"http://127.0.0.1:{env_int('CONSOLE_PORT', 8000)}").rstrip("/")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -181,11 +183,18 @@ if DATABASE_URL:
         # 2-core machine, DRF POST under uvicorn).
         # A pool requires CONN_MAX_AGE = 0: the pool, not Django, keeps connections open.
         _db["CONN_MAX_AGE"] = 0
+        # The pool checks a connection before handing it out (one round trip): after a
+        # PostgreSQL restart, connections it held are dead and are replaced, not used and failed.
+        _db["CONN_HEALTH_CHECKS"] = True
         _db.setdefault("OPTIONS", {})["pool"] = {
             "min_size": env_int("DATABASE_POOL_MIN", 2),
             "max_size": env_int("DATABASE_POOL_MAX", 20),
-            "timeout": 10,
+            # With the database gone, a call waits this long for a connection, then answers 503
+            # dependency_unavailable (console/dependency_errors.py) instead of hanging.
+            "timeout": env_int("DATABASE_POOL_TIMEOUT", 3),
         }
+        # A host that does not answer at all (not a refusal): give up on a connection after this.
+        _db["OPTIONS"].setdefault("connect_timeout", env_int("DATABASE_CONNECT_TIMEOUT", 3))
     DATABASES = {"default": _db}
 else:
     private_dir(VAR_DIR)
@@ -240,15 +249,25 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# The worker's timer thread sleeps at most this long between checks (default 1 s); a warm
+# shutdown waits for it, twice: about a second off every stop (Ctrl-C on `make run`, a deploy).
+CELERY_WORKER_TIMER_PRECISION = 0.1
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 if REDIS_URL:
     CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
+    # Every broker key (queues, bindings, unacked messages) under a prefix: consoles that share
+    # one Redis database never take each other's tasks. Empty by default: the keys of releases
+    # before it, so tasks queued across an upgrade are still found.
+    if _broker_prefix := env_str("CELERY_BROKER_PREFIX", ""):
+        CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = _broker_prefix
 else:
     _queue_dir = private_dir(VAR_DIR) / "celery"
     for _sub in ("queue", "processed", "control"):
         (_queue_dir / _sub).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+    # A host name, though the transport ignores it: without one kombu warns "No hostname was
+    # supplied" each time a process connects (it clones the connection and fills the default).
+    CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://localhost/")
     # kombu's filesystem transport, subclassed to write each message atomically (see there).
     CELERY_BROKER_TRANSPORT = "console.kombu_filesystem:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -408,7 +427,7 @@ if SECURE_COOKIES:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     # Load balancers and Prometheus probe these over plain HTTP inside the network; a redirect
     # would read as a failed health check.
-    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 # Preloading is a commitment for a whole registrable domain, made by submitting it to the
 # browsers' list: an operator's decision (SECURE_HSTS_PRELOAD=true), not a default to nag about.
 SILENCED_SYSTEM_CHECKS = [] if env_bool("SECURE_HSTS_PRELOAD", False) else ["security.W021"]
@@ -594,3 +613,11 @@ AUDIT_HMAC_KEYS = _audit_hmac_keys()
 
 # Serve /static/ from the ASGI app itself (see console/asgi.py).
 SERVE_STATIC = env_bool("SERVE_STATIC", True)
+
+# --- Data lifecycle (approvals/retention.py, docs/operations.md) -----------------------------
+# Decided requests (with their decisions, events, notifications and emptied runs) older than
+# this many days are archived to ARCHIVE_DIR, then removed, once a day by beat. 0 keeps
+# everything: removing data is the operator's decision, never a default.
+RETENTION_DAYS = env_int("RETENTION_DAYS", 0)
+ARCHIVE_DIR = Path(env_str("ARCHIVE_DIR", str(VAR_DIR / "archive")))
+RETENTION_SWEEP_SECONDS = env_int("RETENTION_SWEEP_SECONDS", 24 * 60 * 60)

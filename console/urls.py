@@ -71,6 +71,7 @@ urlpatterns = [
     path("api/v1/", include((api_v1, "api"), namespace="api-v1")),
     path("humanlayer/v1/", include("agents.humanlayer.urls")),
     path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
     path("metrics", insight_views.metrics, name="metrics"),
     path(f"{settings.AAP_BASE_PATH.strip('/')}/", include("agents.aap.urls")),
 ]
@@ -82,3 +83,6 @@ if settings.BENCH_ENDPOINTS:
         path("bench/bare", bench_views.bare, name="bench-bare"),
         path("bench/process", bench_views.process, name="bench-process"),
     ]
+
+# A database gone away is a 503 dependency_unavailable, not a 500 (console/dependency_errors.py).
+handler500 = "console.dependency_errors.server_error"

@@ -25,6 +25,7 @@ from django.db import connection
 from tests.conftest import ReviewerSession, _free_port
 from tests.factories import UserFactory, agent_with_token
 from tests.sockets import next_message_containing
+from tests.subprocess_env import drop_redis_keys, own_redis_keys
 
 pytestmark = [
     pytest.mark.skipif(
@@ -86,8 +87,10 @@ def _hashers_the_servers_know(settings) -> None:
 
 @pytest.fixture
 def cluster(transactional_db, tmp_path: Path) -> Iterator[Cluster]:
+    redis_keys = own_redis_keys("cluster")
     env = {
         **os.environ,
+        **redis_keys,
         "DJANGO_SETTINGS_MODULE": "console.settings",
         "DATABASE_URL": _test_database_url(),
         # Sessions are signed: a reviewer logged in on A must be recognised by B.
@@ -137,6 +140,7 @@ def cluster(transactional_db, tmp_path: Path) -> Iterator[Cluster]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        drop_redis_keys(redis_keys)
 
 
 def _agent(base_url: str, token: str, timeout: float = 40) -> httpx.Client:

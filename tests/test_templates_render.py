@@ -21,6 +21,7 @@ from django.test.signals import template_rendered
 from django.urls import reverse
 from django.utils import timezone
 
+from agents.services import NewTraceEvent, run_events_append, run_open
 from approvals.models import Channel, Impact, Status
 from approvals.notifications import notifications_create
 from approvals.outbox import KIND_NOTIFICATION, outbox_deliver
@@ -74,7 +75,17 @@ def _a_shift(staff, team):
         hold_reason="Matched rule: every outbound email needs a person",
         deadline_at=timezone.now() + timedelta(minutes=3),
     )
+    # In a run with steps before it: the decision page shows the run's steps beside the decision.
+    run, _ = run_open(agent=ops, name="release 4.12.1")
+    run_events_append(
+        run=run,
+        events=[
+            NewTraceEvent(type="message", data={"role": "user", "content": "Ship 4.12.1"}),
+            NewTraceEvent(type="tool_call", data={"tool": "run_tests", "result": {"passed": 812}}),
+        ],
+    )
     critical = ApprovalRequestFactory(
+        run=run,
         team=team,
         agent=ops,
         tool="deploy_service",

@@ -46,6 +46,12 @@ from agents.authentication import bearer_token
 from agents.services import credential_authenticate
 from approvals.services import CreateResult
 from console.api_errors import ApiError
+from console.dependency_errors import (
+    RETRY_AFTER_SECONDS,
+    is_database_unavailable,
+    log_unavailable,
+    unavailable_body,
+)
 from console.host_checks import host_is_allowed
 from console.middleware import log_exchange, request_id_for
 from console.parsers import BoundedJSONParser
@@ -102,7 +108,10 @@ class _Exchange:
             return await self._pass_on(body, complete)
         try:
             outcome = await intake_batcher(_render_created).submit(item)
-        except Exception:
+        except Exception as error:
+            if is_database_unavailable(error):
+                # Django would only wait for the pool a second time: answer now.
+                return await self._respond_unavailable(error)
             # Nothing was written (one transaction per batch): Django tries again, alone, and
             # answers in the error envelope if it fails too.
             return await self._pass_on(body, complete)
@@ -167,7 +176,12 @@ class _Exchange:
             token = None
         if token is None:
             return await self.django(self.scope, self.receive, self.send)
-        found = await _read_for_agent(token, code)
+        try:
+            found = await _read_for_agent(token, code)
+        except Exception as error:
+            if not is_database_unavailable(error):
+                raise
+            return await self._respond_unavailable(error)
         if found is None:
             return await self.django(self.scope, self.receive, self.send)
         answer = await long_poll_document(
@@ -199,6 +213,27 @@ class _Exchange:
             method=self.scope["method"],
             path=self.scope["path"],
             status=status,
+            started=self.started,
+            request_id=self.request_id,
+        )
+
+    async def _respond_unavailable(self, error: BaseException) -> None:
+        """503 dependency_unavailable, as Django answers it (console/dependency_errors.py)."""
+        log_unavailable(error)
+        body = _renderer.render(unavailable_body(self.request_id))
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"retry-after", str(RETRY_AFTER_SECONDS).encode()),
+            (b"x-request-id", self.request_id.encode("latin-1")),
+            *_security_headers(),
+        ]
+        await self.send({"type": "http.response.start", "status": 503, "headers": headers})
+        await self.send({"type": "http.response.body", "body": body})
+        log_exchange(
+            method=self.scope["method"],
+            path=self.scope["path"],
+            status=503,
             started=self.started,
             request_id=self.request_id,
         )

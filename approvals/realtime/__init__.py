@@ -27,6 +27,8 @@ from approvals.realtime.longpoll import (
     DEGRADED_POLL_SECONDS,
     ResolutionListener,
     _listeners,
+    drain,
+    draining,
     publish_resolved,
     wait_until_resolved,
 )
@@ -61,6 +63,8 @@ __all__ = [
     "QueueRevokeEvent",
     "ResolutionListener",
     "_listeners",
+    "drain",
+    "draining",
     "publish_approval_changed",
     "publish_approvals_created",
     "publish_presence",

@@ -33,6 +33,16 @@ from approvals.realtime.groups import (
 
 logger = logging.getLogger("approvals.realtime")
 
+# While polls are parked, the listener checks its subscription this often with a probe through
+# the group; a probe that cannot be sent, or is not back within LISTENER_WATCH_TIMEOUT_SECONDS,
+# means the channel layer is lost (Redis down): the parked polls then read the database once a
+# second instead, so a decision made meanwhile reaches them a second or two late, not at their
+# timeout. channels_redis itself retries quietly, so nothing else would tell.
+LISTENER_WATCH_SECONDS = 1.0
+LISTENER_WATCH_TIMEOUT_SECONDS = 1.0
+# What a parked poll is woken with when the listener lost the channel layer.
+LAYER_LOST: dict[str, Any] = {}
+
 
 def publish_resolved(*, approval_id: int, code: object, status: str) -> None:
     """Wake the agents waiting on a request that was just decided. Runs after commit.
@@ -77,7 +87,7 @@ async def wait_until_resolved(
     layer = get_channel_layer()
     if layer is None:
         await _release_database_connections()
-        await asyncio.sleep(timeout)
+        await _sleep_unless_draining(timeout)
         return None
     try:
         listener = await _resolution_listener(layer)
@@ -91,11 +101,21 @@ async def wait_until_resolved(
         if await is_resolved():
             return None
         await _release_database_connections()
+        if draining():
+            return None  # the server is stopping: answer with the state as it is
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         try:
             async with asyncio.timeout(timeout):
-                return await woken
+                view = await woken
         except TimeoutError:
             return None
+    if view is LAYER_LOST:
+        # The subscription stopped answering (Redis down): no push can wake us. Read the
+        # database instead, once a second, for the rest of the wait.
+        await _until_resolved_by_polling(timeout=deadline - loop.time(), is_resolved=is_resolved)
+        return None
+    return view
 
 
 def _agent_view(approval_id: int) -> dict[str, Any] | None:
@@ -124,9 +144,48 @@ async def _until_resolved_by_polling(
             return
         await _release_database_connections()
         remaining = deadline - loop.time()
-        if remaining <= 0:
+        if remaining <= 0 or draining():
             return
-        await asyncio.sleep(min(DEGRADED_POLL_SECONDS, remaining))
+        await _sleep_unless_draining(min(DEGRADED_POLL_SECONDS, remaining))
+
+
+# --- Shutting down ----------------------------------------------------------------------------
+# On SIGTERM (or Ctrl-C) a server stops accepting and waits for its open exchanges to finish; a
+# long poll parked for up to APPROVAL_LONG_POLL_MAX_SECONDS would hold it past any supervisor's
+# patience, and be cut. drain() answers them now with the request's current state (`pending`):
+# the agent asks again, and another server answers. console/asgi.py calls it on the signal.
+_drain_events: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Event]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _drain_event() -> asyncio.Event:
+    loop = asyncio.get_running_loop()
+    event = _drain_events.get(loop)
+    if event is None:
+        event = _drain_events[loop] = asyncio.Event()
+    return event
+
+
+def draining() -> bool:
+    """Whether this loop's server is shutting down (no long poll parks any more)."""
+    event = _drain_events.get(asyncio.get_running_loop())
+    return event is not None and event.is_set()
+
+
+def drain() -> None:
+    """Shutting down: every long poll parked on this loop answers now, and new ones at once."""
+    _drain_event().set()
+    listener = _listeners.get(asyncio.get_running_loop())
+    if listener is not None:
+        for code in list(listener.waiters):
+            listener.wake(code)  # no view: each re-reads, and answers the state as it is
+
+
+async def _sleep_unless_draining(seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await _drain_event().wait()
 
 
 # Runs in the request's own sync thread (thread-sensitive), so it closes the connections that
@@ -146,6 +205,9 @@ class ResolutionListener:
         self.waiters: dict[str, set[asyncio.Future[dict[str, Any] | None]]] = {}
         self.probe = uuid.uuid4().hex
         self.probed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Later probes (the watch), by token: resolved when they come back through the group.
+        self.watch_probes: dict[str, asyncio.Future[None]] = {}
+        self.watching: asyncio.Task[None] | None = None
         self.subscribed: asyncio.Task[str] = asyncio.ensure_future(self._subscribe())
         self.receiving: asyncio.Task[None] | None = None
         self.broken = False
@@ -165,7 +227,41 @@ class ResolutionListener:
                 await asyncio.shield(self.probed)
         except TimeoutError:
             logger.warning("the resolved-request subscription is not confirmed; going on")
+        self.watching = asyncio.ensure_future(self._watch())
         return channel
+
+    async def _watch(self) -> None:
+        """While polls are parked here, prove the subscription still carries messages."""
+        while not self.broken:
+            await asyncio.sleep(LISTENER_WATCH_SECONDS)
+            if not self.waiters:
+                continue  # nobody to strand: no probe traffic while idle
+            token = uuid.uuid4().hex
+            back = self.watch_probes[token] = asyncio.get_running_loop().create_future()
+            try:
+                await self.layer.group_send(
+                    RESOLVED_GROUP, {"type": EVENT_LISTENER_PROBE, "probe": token}
+                )
+                async with asyncio.timeout(LISTENER_WATCH_TIMEOUT_SECONDS):
+                    await back
+            except Exception as error:  # TimeoutError included: the probe did not come back
+                logger.warning(
+                    "the channel layer stopped answering (%s): %d parked long polls read the "
+                    "database instead",
+                    type(error).__name__,
+                    sum(len(waiting) for waiting in self.waiters.values()),
+                )
+                self.lost()
+                return
+            finally:
+                self.watch_probes.pop(token, None)
+
+    def lost(self) -> None:
+        """The channel layer is gone: the next waiter subscribes afresh (or reads, if it cannot),
+        and the polls parked here go on by reading the database."""
+        self.broken = True
+        for code in list(self.waiters):
+            self.wake(code, LAYER_LOST)
 
     async def ready(self) -> None:
         # Shielded: one waiter giving up must not cancel the subscription the others await.
@@ -201,6 +297,8 @@ class ResolutionListener:
                     self.wake(message["code"], _valid_view(message))
                 elif message.get("probe") == self.probe and not self.probed.done():
                     self.probed.set_result(None)
+                elif (back := self.watch_probes.get(message.get("probe", ""))) and not back.done():
+                    back.set_result(None)
         except asyncio.CancelledError:
             # The loop is ending (or the layer was replaced): leave the group, so a process-wide
             # layer (in-memory) does not keep sending to a channel nobody reads.
@@ -211,7 +309,7 @@ class ResolutionListener:
             # The next waiter subscribes afresh; the ones parked now end at their timeout and
             # re-read the request then.
             logger.exception("the resolved-request subscription failed")
-            self.broken = True
+            self.lost()
         finally:
             renew.cancel()
 
@@ -220,6 +318,8 @@ class ResolutionListener:
         self.subscribed.cancel()
         if self.receiving is not None:
             self.receiving.cancel()
+        if self.watching is not None:
+            self.watching.cancel()
 
     async def _renew_membership(self, channel: str) -> None:
         while True:

@@ -16,6 +16,7 @@ from agents.api.native import approval_request_representation
 from approvals import realtime
 from approvals.models import Status
 from approvals.services import approval_request_approve, approval_request_cancel
+from tests.conftest import _free_port
 from tests.factories import ApprovalRequestFactory, UserFactory
 from tests.waits import async_wait_until, parked_polls
 
@@ -194,3 +195,68 @@ def test_one_subscription_serves_every_waiter_of_a_loop() -> None:
         return len(listeners)
 
     assert asyncio.run(scenario()) == 1
+
+
+def test_a_server_stopping_answers_its_parked_polls_at_once() -> None:
+    # SIGTERM calls realtime.drain (console/asgi.py): parked polls end now and re-read (their
+    # answer is the state as it is), and a poll arriving while it stops does not park.
+    first, second = ApprovalRequestFactory(), ApprovalRequestFactory()
+
+    async def scenario() -> tuple[float, float]:
+        waiters = [
+            asyncio.create_task(
+                realtime.wait_until_resolved(
+                    code=approval.code, timeout=WAIT_SECONDS, is_resolved=_never_resolved
+                )
+            )
+            for approval in (first, second)
+        ]
+        await _until_parked({str(first.code): 1, str(second.code): 1})
+        started = time.monotonic()
+        realtime.drain()
+        views = await asyncio.wait_for(asyncio.gather(*waiters), timeout=5)
+        assert views == [None, None]
+        drained_after = time.monotonic() - started
+        started = time.monotonic()
+        await realtime.wait_until_resolved(
+            code=first.code, timeout=WAIT_SECONDS, is_resolved=_never_resolved
+        )
+        return drained_after, time.monotonic() - started
+
+    drained_after, late_poll = asyncio.run(scenario())
+    assert drained_after < 1.0
+    assert late_poll < 1.0
+
+
+def test_stopping_ends_a_poll_that_is_reading_instead_of_listening(settings) -> None:
+    # With the channel layer's Redis unreachable (nothing listens on its port) a poll reads the
+    # database every second; a stop ends that too, not only polls parked on the subscription.
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [f"redis://127.0.0.1:{_free_port()}/0"]},
+        }
+    }
+    approval = ApprovalRequestFactory()
+
+    async def scenario() -> float:
+        reads = 0
+
+        async def count_reads() -> bool:
+            nonlocal reads
+            reads += 1
+            return False
+
+        poll = asyncio.create_task(
+            realtime.wait_until_resolved(
+                code=approval.code, timeout=WAIT_SECONDS, is_resolved=count_reads
+            )
+        )
+        while reads == 0:
+            await asyncio.sleep(0.01)
+        started = time.monotonic()
+        realtime.drain()
+        await asyncio.wait_for(poll, timeout=5)
+        return time.monotonic() - started
+
+    assert asyncio.run(scenario()) < 0.5

@@ -192,3 +192,41 @@ def test_the_keyboard_selection_outlives_re_read_rows(live_console, page: Page, 
     page.wait_for_timeout(300)  # past htmx's settle delay
     expect(row).to_have_class(re.compile(r"(^|\s)selected(\s|$)"))
     expect(row).to_have_attribute("aria-current", "true")
+
+
+def test_a_socket_closed_for_a_server_restart_reconnects_and_re_reads_its_rows(
+    live_console, page: Page, team
+) -> None:
+    # A server that stops closes reviewer sockets with 1012 (Service Restart): the page says it
+    # is reconnecting, opens a new socket (through the load balancer: another server) and
+    # re-reads its rows, so a request created while it was away appears without a reload.
+    log_in(page, live_console.url, "alice")
+    sockets: list[WebSocketRoute] = []
+    created: list[ApprovalRequest] = []
+
+    def route(ws: WebSocketRoute) -> None:
+        sockets.append(ws)
+        if len(sockets) == 2:  # the reconnect: created while the page had no socket
+            created.append(submit(team=team, tool="while_away"))
+        ws.connect_to_server()
+
+    page.route_web_socket("**/ws/queue/*", route)
+    loaded = _navigations(page)
+    page.goto(f"{live_console.url}/")
+    expect(page.locator("#live-status")).to_have_text("Live")
+
+    # Every status the page shows, however briefly (the reconnect may come within milliseconds).
+    page.evaluate(
+        """() => {
+            const status = document.getElementById("live-status");
+            window.shownStatuses = [];
+            new MutationObserver(() => window.shownStatuses.push(status.textContent))
+                .observe(status, {childList: true, characterData: true, subtree: true});
+        }"""
+    )
+    sockets[0].close(code=1012, reason="Service Restart")
+    page.wait_for_function("() => window.shownStatuses.includes('Live')", timeout=10_000)
+    assert page.evaluate("() => window.shownStatuses") == ["Reconnecting…", "Live"]
+    assert len(sockets) == 2 and len(created) == 1
+    expect(page.locator(f"#approval-{created[0].code}")).to_be_visible()
+    assert loaded == [f"{live_console.url}/"]  # no reload

@@ -19,6 +19,7 @@ from django.db import connection
 from psycopg import sql
 
 from console.bench.queue_data import SIZES, database_url_for
+from tests.subprocess_env import drop_redis_keys, own_redis_keys
 from tests.test_multiprocess import _test_database_url
 
 needs_servers = pytest.mark.skipif(
@@ -61,14 +62,25 @@ def queue_databases_dropped() -> Iterator[None]:
     _drop_queue_databases(_test_database_url())
 
 
+@pytest.fixture
+def bench_redis_keys() -> Iterator[dict[str, str]]:
+    # The bench's servers and worker must never take the suite's tasks, even if a timeout kills
+    # the bench before it stops them (tests/subprocess_env.py).
+    keys = own_redis_keys("bench")
+    yield keys
+    drop_redis_keys(keys)
+
+
 @needs_servers
 @pytest.mark.django_db(transaction=True)
-def test_it_writes_every_figure_as_a_number(tmp_path: Path, queue_databases_dropped) -> None:
+def test_it_writes_every_figure_as_a_number(
+    tmp_path: Path, queue_databases_dropped, bench_redis_keys
+) -> None:
     output = tmp_path / "latest.json"
     completed = subprocess.run(
         [sys.executable, "-m", "console.bench", "--size", "tiny", "--output", str(output)],
         cwd=settings.BASE_DIR,
-        env={**os.environ, "DATABASE_URL": _test_database_url()},
+        env={**os.environ, **bench_redis_keys, "DATABASE_URL": _test_database_url()},
         capture_output=True,
         timeout=420,
         check=False,
@@ -109,13 +121,13 @@ def test_it_writes_every_figure_as_a_number(tmp_path: Path, queue_databases_drop
 
 @needs_servers
 @pytest.mark.django_db(transaction=True)
-def test_only_measures_the_parts_asked_for(tmp_path: Path) -> None:
+def test_only_measures_the_parts_asked_for(tmp_path: Path, bench_redis_keys) -> None:
     output = tmp_path / "only.json"
     completed = subprocess.run(
         [sys.executable, "-m", "console.bench", "--size", "tiny", "--only", "decision",
          "--output", str(output)],
         cwd=settings.BASE_DIR,
-        env={**os.environ, "DATABASE_URL": _test_database_url()},
+        env={**os.environ, **bench_redis_keys, "DATABASE_URL": _test_database_url()},
         capture_output=True,
         timeout=300,
         check=False,

@@ -91,11 +91,14 @@ def test_it_sends_hsts_with_secure_cookies(
     assert redirect == "301 https://approvals.example.com/accounts/login/"
 
 
-def test_it_leaves_healthz_on_plain_http_for_load_balancers(tmp_path: Path) -> None:
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_it_leaves_health_checks_on_plain_http_for_load_balancers(
+    tmp_path: Path, path: str
+) -> None:
     script = (
         "import django; django.setup();"
         "from django.test import Client;"
-        "r = Client().get('/healthz', HTTP_HOST='approvals.example.com');"
+        f"r = Client().get('{path}', HTTP_HOST='approvals.example.com');"
         "print(r.status_code)"
     )
     done = _run(["-c", script], PRODUCTION_ENV, tmp_path)

@@ -124,6 +124,7 @@ class Command(BaseCommand):
     def handle(self, *args: object, **options: Any) -> None:
         token = Path(options["credential_file"]).read_text().strip()
         self._wait_until_up(options["url"])
+        self.stdout.write(f"the console is up at {options['url']}/ (log in as shown above)")
         console = Console(options["url"], token)
         waiting: list[threading.Thread] = []
         sent = 0

@@ -1,0 +1,269 @@
+"""Data lifecycle: decided requests older than the retention period are archived, then removed.
+
+`approvals_archive_decided` writes each decided request with everything that hangs off it
+(its decision, events, votes, notifications and their attempts, escalation firings, Slack
+messages, AAP records...: every row whose foreign key leads to it, found from the models, so a
+table added later is not forgotten), and runs that no longer hold any request, to a gzip'd JSON
+Lines file; it flushes and fsyncs each batch before deleting exactly the rows it wrote. A row that
+changed in between (a request referenced by a newer one) stops its batch's delete, which rolls
+back: nothing is removed that the archive does not hold.
+
+The audit trail is not purged: its records are append-only (the database refuses deletes), so
+the live chain verifies as before. The archive carries the audit records about what it holds
+and an anchor (the chain's newest SEQ:HASH when the archive was closed), and ends with a SHA-256
+of every line before it, so `manage.py archive_verify FILE` checks it offline: the file is whole,
+each audit record's HMAC recomputes, and none lies beyond the anchor; `audit_verify --anchor`
+with that anchor checks the live chain still holds it.
+"""
+
+import gzip
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from django.core import serializers
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models, transaction
+from django.db.models import ProtectedError
+from django.db.utils import IntegrityError
+
+from agents.models import Run
+from approvals.audit import audit_anchor_current
+from approvals.audit_export import _row as audit_row
+from approvals.models import TERMINAL_STATUSES, ApprovalRequest, AuditRecord
+
+ARCHIVE_FORMAT = "console-archive/1"
+BATCH_SIZE = 200
+
+
+@dataclass
+class ArchiveResult:
+    path: Path
+    archived: dict[str, int] = field(default_factory=dict)
+    kept: int = 0  # requests whose batch could not be removed (changed meanwhile)
+    anchor: str = ""
+
+
+def _line(kind: str, data: Any) -> bytes:
+    return (
+        json.dumps({"kind": kind, "data": data}, cls=DjangoJSONEncoder, sort_keys=True) + "\n"
+    ).encode()
+
+
+def _dependents(model: type[models.Model]) -> list[tuple[type[models.Model], str]]:
+    """(model, field name) of every relation pointing at `model`, self-references excluded."""
+    return [
+        (relation.related_model, relation.field.name)
+        for relation in model._meta.related_objects
+        if (relation.one_to_many or relation.one_to_one) and relation.related_model is not model
+    ]
+
+
+def _collect(
+    model: type[models.Model],
+    rows: Sequence[models.Model],
+    into: list[list[models.Model]],
+    seen: set[tuple[str, Any]],
+    skip: frozenset[type[models.Model]] = frozenset(),
+) -> None:
+    """Every row hanging off `rows`, deepest first, then `rows` themselves (a delete order).
+
+    A row reached twice (a notification hangs off its request and off its Slack message) is
+    written and deleted once.
+    """
+    rows = [row for row in rows if (row._meta.label_lower, row.pk) not in seen]
+    if not rows:
+        return
+    seen.update((row._meta.label_lower, row.pk) for row in rows)
+    for dependent, field_name in _dependents(model):
+        if dependent in skip:
+            continue
+        found = list(dependent._base_manager.filter(**{f"{field_name}__in": rows}))
+        _collect(dependent, found, into, seen, skip)
+    into.append(rows)
+
+
+def _serialized(groups: Iterable[list[models.Model]]) -> Iterator[tuple[str, bytes]]:
+    for rows in groups:
+        label = rows[0]._meta.label_lower
+        for item in serializers.serialize("python", rows):
+            yield label, _line("row", item)
+
+
+def decided_before(before: datetime) -> models.QuerySet[ApprovalRequest]:
+    return ApprovalRequest.objects.filter(
+        status__in=TERMINAL_STATUSES, decided_at__lt=before
+    ).order_by("pk")
+
+
+class _ArchiveWriter:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.raw: IO[bytes] = path.open("xb")  # never overwrite an archive
+        self.gzip = gzip.GzipFile(fileobj=self.raw, mode="wb")
+        self.digest = hashlib.sha256()
+
+    def write(self, line: bytes) -> None:
+        self.digest.update(line)
+        self.gzip.write(line)
+
+    def make_durable(self) -> None:
+        self.gzip.flush()  # a sync flush: everything so far is decodable from the file
+        self.raw.flush()
+        os.fsync(self.raw.fileno())
+
+    def close(self) -> None:
+        self.gzip.write(_line("end", {"sha256": self.digest.hexdigest()}))
+        self.gzip.close()
+        self.raw.flush()
+        os.fsync(self.raw.fileno())
+        self.raw.close()
+
+
+def _delete(groups: list[list[models.Model]]) -> None:
+    for rows in groups:  # deepest first, so PROTECT finds nothing left pointing at a row
+        model = type(rows[0])
+        model._base_manager.filter(pk__in=[row.pk for row in rows]).delete()
+
+
+def approvals_archive_decided(*, before: datetime, path: Path) -> ArchiveResult:
+    """Archive decided requests (decided before `before`) and what hangs off them, then delete."""
+    result = ArchiveResult(path=path)
+    writer = _ArchiveWriter(path)
+    writer.write(_line("archive", {"format": ARCHIVE_FORMAT, "before": before.isoformat()}))
+    last_pk = 0
+    while True:
+        batch = list(decided_before(before).filter(pk__gt=last_pk)[:BATCH_SIZE])
+        if not batch:
+            break
+        last_pk = batch[-1].pk
+        # A request a newer, kept one points at (approved as suggested on it) stays.
+        batch = [a for a in batch if not _referenced_by_kept(a, before)]
+        groups: list[list[models.Model]] = []
+        seen: set[tuple[str, Any]] = set()
+        _collect(ApprovalRequest, batch, groups, seen)
+        runs = _runs_emptied_by(batch)
+        # Its requests are this batch's, collected above.
+        _collect(Run, runs, groups, seen, skip=frozenset({ApprovalRequest}))
+        for label, line in _serialized(groups):
+            writer.write(line)
+            result.archived[label] = result.archived.get(label, 0) + 1
+        codes = [str(a.code) for a in batch] + [str(run.code) for run in runs]
+        for record in AuditRecord.objects.filter(object_id__in=codes).order_by("sequence"):
+            writer.write(_line("audit", audit_row(record)))
+            result.archived["audit records"] = result.archived.get("audit records", 0) + 1
+        writer.make_durable()  # on disk before a row of it is deleted
+        try:
+            with transaction.atomic():
+                _delete(groups)
+        except (ProtectedError, IntegrityError):
+            result.kept += len(batch)
+    current = audit_anchor_current()
+    result.anchor = str(current[0]) if current else ""
+    writer.write(_line("anchor", {"anchor": result.anchor}))
+    writer.close()
+    return result
+
+
+def _referenced_by_kept(approval: ApprovalRequest, before: datetime) -> bool:
+    taken_by = ApprovalRequest.objects.filter(approved_as_suggested_on=approval).first()
+    return taken_by is not None and not (
+        taken_by.status in TERMINAL_STATUSES
+        and taken_by.decided_at is not None
+        and taken_by.decided_at < before
+    )
+
+
+def _runs_emptied_by(batch: list[ApprovalRequest]) -> list[Run]:
+    """Closed runs all of whose requests are in this batch (or gone already)."""
+    run_ids = {a.run_id for a in batch if a.run_id is not None}
+    if not run_ids:
+        return []
+    in_batch = {a.pk for a in batch}
+    runs = []
+    for run in Run.objects.filter(pk__in=run_ids, closed_at__isnull=False):
+        remaining = set(run.approval_requests.values_list("pk", flat=True)) - in_batch
+        if not remaining:
+            runs.append(run)
+    return runs
+
+
+class ArchiveProblem(Exception):
+    pass
+
+
+def archive_verify(path: Path) -> str:
+    """Check an archive offline; a summary when it holds, else ArchiveProblem naming why."""
+    from approvals.audit import AuditAnchor, UnknownAuditKey, audit_keys, audit_record_digest
+
+    digest = hashlib.sha256()
+    counts: dict[str, int] = {}
+    audit: list[AuditRecord] = []
+    anchor: AuditAnchor | None = None
+    ended = False
+    try:
+        with gzip.open(path, "rb") as lines:
+            for number, line in enumerate(lines, start=1):
+                if ended:
+                    raise ArchiveProblem(f"line {number}: data after the closing checksum")
+                entry = json.loads(line)
+                kind, data = entry["kind"], entry["data"]
+                if kind == "end":
+                    if data["sha256"] != digest.hexdigest():
+                        raise ArchiveProblem("the closing SHA-256 does not match: lines changed")
+                    ended = True
+                    continue
+                digest.update(line)
+                if kind == "row":
+                    counts[data["model"]] = counts.get(data["model"], 0) + 1
+                elif kind == "audit":
+                    data["created_at"] = datetime.fromisoformat(data["created_at"])
+                    audit.append(AuditRecord(**data))
+                elif kind == "anchor" and data["anchor"]:
+                    anchor = AuditAnchor.parse(data["anchor"])
+    except (OSError, EOFError, ValueError, KeyError, TypeError) as error:
+        raise ArchiveProblem(f"not a whole archive ({error})") from None
+    if not ended:
+        raise ArchiveProblem("no closing checksum: the archive was cut short")
+    keys = audit_keys()
+    for record in audit:
+        try:
+            recomputed = audit_record_digest(record, keys)
+        except UnknownAuditKey as error:
+            raise ArchiveProblem(f"audit record #{record.sequence}: unknown key {error}") from None
+        if recomputed != record.hash:
+            raise ArchiveProblem(f"audit record #{record.sequence} does not match its hash")
+        if anchor is None or record.sequence > anchor.sequence:
+            raise ArchiveProblem(f"audit record #{record.sequence} lies beyond the anchor")
+    rows = ", ".join(f"{count} {label}" for label, count in sorted(counts.items()))
+    return f"{rows or 'no rows'}, {len(audit)} audit records verified, anchor {anchor}"
+
+
+def default_archive_path(before: datetime) -> Path:
+    from django.conf import settings
+    from django.utils import timezone
+
+    return Path(settings.ARCHIVE_DIR) / (
+        f"decided-before-{before:%Y%m%dT%H%M%SZ}-{timezone.now():%Y%m%dT%H%M%S%fZ}.jsonl.gz"
+    )
+
+
+def approvals_archive_past_retention() -> ArchiveResult | None:
+    """Beat's daily run: archive what is older than RETENTION_DAYS; None when off or nothing."""
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    if settings.RETENTION_DAYS <= 0:
+        return None
+    before = timezone.now() - timedelta(days=settings.RETENTION_DAYS)
+    if not decided_before(before).exists():
+        return None
+    return approvals_archive_decided(before=before, path=default_archive_path(before))
