@@ -42,7 +42,7 @@ def history(agent_client):
     return old, recent, pending
 
 
-def _entries(path: Path) -> list[dict]:  # type: ignore[type-arg]
+def _entries(path: Path) -> list[dict]:
     with gzip.open(path, "rt") as lines:
         return [json.loads(line) for line in lines]
 
