@@ -132,14 +132,25 @@ def render_value(
         return format_html('<span class="badge">{}</span>', "true" if value else "false")
     money = _money_hint(key, prop, siblings) if key else None
     if money is not None:
-        text = money_text(value, currency=money[0], minor_units=money[1])
-        if text is not None:
-            unit_note = "" if money[1] is not None else " (unit as sent: not stated in minor units)"
+        currency, units = money
+        text = money_text(value, currency=currency, minor_units=units)
+        if text is not None and units is not None:
             return format_html(
-                '<span class="money agent-text">{}</span> <span class="muted raw">raw {}{}</span>',
+                '<span class="money agent-text">{}</span> <span class="muted raw">raw {}</span>',
                 text,
                 str(value),
-                unit_note,
+            )
+        if text is not None:
+            # The unit is not stated: 25000 may be 25,000.00 or, in cents, 250.00. Grouping it
+            # as money would read as the first; the value is shown as sent, with both readings.
+            cents = money_text(value, currency=currency, minor_units=2)
+            return format_html(
+                '<span class="money-unknown agent-text">{} {}</span> '
+                '<span class="muted raw">unit not stated: {}, or {} if in hundredths</span>',
+                str(value),
+                currency,
+                text,
+                cents,
             )
     if isinstance(value, (int, float)):
         return format_html('<span class="number agent-text">{}</span>', str(value))

@@ -34,8 +34,10 @@ def test_it_shows_money_from_the_schemas_hint_in_major_units() -> None:
 
 def test_it_shows_money_by_shape_without_guessing_the_unit() -> None:
     html = arguments_view({"refund_amount": 120000, "currency": "GBP"})
-    assert '<span class="money agent-text">120,000 GBP</span>' in html
-    assert "unit as sent: not stated in minor units" in html
+    # Never grouped as if it were whole pounds: shown as sent, with both readings named.
+    assert '<span class="money-unknown agent-text">120000 GBP</span>' in html
+    assert "unit not stated: 120,000 GBP, or 1,200.00 GBP if in hundredths" in html
+    assert '<span class="money agent-text">' not in html
     cents = arguments_view({"amount_cents": 4900, "currency": "USD"})
     assert "49.00 USD" in cents
     # No currency beside it: just a number, never a made-up currency.

@@ -21,6 +21,19 @@ from django.core.management.base import BaseCommand, CommandParser
 CUSTOMERS = ["Ada Moreau", "Kenji Ito", "Priya Raman", "Lucas Silva", "Noor Haddad", "Eva Novak"]
 
 
+REFUND_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "payment_id": {"type": "string"},
+        "amount": {"type": "integer", "x-money": {"currency_field": "currency", "minor_units": 2}},
+        "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+        "reason": {"type": "string", "enum": ["duplicate_charge", "customer_request"]},
+    },
+    "required": ["payment_id", "amount", "currency", "reason"],
+    "additionalProperties": False,
+}
+
+
 def _refund() -> dict[str, Any]:
     amount = random.choice([1299, 4900, 8950, 25000, 120000])
     customer = random.choice(CUSTOMERS)
@@ -45,6 +58,8 @@ def _refund() -> dict[str, Any]:
         ),
         "impact": "high" if amount >= 25000 else "medium",
         "context": {"ticket": f"SUP-{random.randint(1000, 9999)}", "customer": customer},
+        # Says the amount is in cents, so reviewers read 250.00 EUR, not 25000.
+        "arguments_schema": REFUND_SCHEMA,
     }
 
 
