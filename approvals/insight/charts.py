@@ -97,6 +97,7 @@ def label_lines(label: str, *, width: int = 30, lines: int = 2) -> list[str]:
     ]
 
 
+# long: one SVG drawn top to bottom (axes, grid, lines, legend); every part shares its coordinates
 def line_chart(
     *,
     title: str,

@@ -242,6 +242,7 @@ def policy_decide(
     )[0]
 
 
+# long: its steps' order (lock, clock, halts, rules, guardrails) is the race argument
 def policy_decide_many(
     questions: list[PolicyQuestion],
     *,
