@@ -196,28 +196,14 @@ def _fire(
         moved = step.reassign_to_id is not None and step.reassign_to_id != locked.team_id
         if moved:
             approval_request_reassign(locked=locked, team_id=step.reassign_to_id)
-        audit_record(
-            action=AuditAction.ESCALATION_STEP_FIRED,
+        _fired_record(
+            locked=locked,
+            step=step,
+            team_before=team_before,
+            due_at=due_at,
+            trigger=trigger,
             actor=actor,
-            target=locked,
-            before={"team_id": team_before},
-            after={"team_id": locked.team_id},
-            context={
-                "chain_id": step.chain_id,
-                "step_position": step.position,
-                "trigger": trigger,
-                "due_at": due_at,
-                "note": note,
-            },
-        )
-        ApprovalEvent.objects.create(
-            approval=locked,
-            kind="escalated",
-            from_status=Status.PENDING,
-            to_status=Status.PENDING,
-            actor_type=ActorType.REVIEWER if actor is not None else ActorType.SYSTEM,
-            actor_user=actor,
-            note=_event_note(step, note),
+            note=note,
         )
         emit(
             EscalationStepFired(
@@ -227,6 +213,42 @@ def _fire(
         if not moved:  # a move tells reviewers itself
             emit(RequestChanged(approval_id=locked.pk))
     return firing
+
+
+def _fired_record(
+    *,
+    locked: ApprovalRequest,
+    step: EscalationStep,
+    team_before: int | None,
+    due_at: datetime,
+    trigger: str,
+    actor: User | None,
+    note: str,
+) -> None:
+    """The firing in the audit trail and the request's history, in the firing's transaction."""
+    audit_record(
+        action=AuditAction.ESCALATION_STEP_FIRED,
+        actor=actor,
+        target=locked,
+        before={"team_id": team_before},
+        after={"team_id": locked.team_id},
+        context={
+            "chain_id": step.chain_id,
+            "step_position": step.position,
+            "trigger": trigger,
+            "due_at": due_at,
+            "note": note,
+        },
+    )
+    ApprovalEvent.objects.create(
+        approval=locked,
+        kind="escalated",
+        from_status=Status.PENDING,
+        to_status=Status.PENDING,
+        actor_type=ActorType.REVIEWER if actor is not None else ActorType.SYSTEM,
+        actor_user=actor,
+        note=_event_note(step, note),
+    )
 
 
 def step_recipients(step: EscalationStep) -> list[User]:

@@ -151,6 +151,7 @@ class ApproveOutcome:
         return self.proposal is not None and self.proposal.team_id != self.routed_from_team_id
 
 
+# long: one locked vote count: checks, count, decide or record and move, in one transaction's order
 def check_approval_request_approve(
     *,
     approval: ApprovalRequest,

@@ -4,12 +4,11 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.deprecation import MiddlewareMixin
 
 from console.api_errors import error_body
 from console.api_limits import is_agent_api_path, payload_too_large
@@ -37,19 +36,8 @@ def request_id_for(incoming: str, *, path: str) -> str:
     return request_id
 
 
-class RequestIdMiddleware:
+class RequestIdMiddleware(MiddlewareMixin):
     """Give every exchange an id, echoed as X-Request-ID and used in error bodies and logs."""
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(
-        self, get_response: Callable[[HttpRequest], HttpResponse | Awaitable[HttpResponse]]
-    ):
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
 
     def _assign(self, request: HttpRequest) -> str:
         request_id = request_id_for(request.headers.get("X-Request-ID", ""), path=request.path)
@@ -57,7 +45,7 @@ class RequestIdMiddleware:
         return request_id
 
     def __call__(self, request: HttpRequest):  # type: ignore[no-untyped-def]
-        if self.is_async:
+        if self.async_mode:
             return self.__acall__(request)
         request_id = self._assign(request)
         started = time.monotonic()
@@ -78,23 +66,12 @@ class RequestIdMiddleware:
         return response
 
 
-class ApiBodySizeLimitMiddleware:
+class ApiBodySizeLimitMiddleware(MiddlewareMixin):
     """Answer 413 in the API error envelope to agent API bodies over API_MAX_BODY_BYTES.
 
     Checked before any view parses or stores anything. The declared Content-Length is checked
     first; the body actually read is checked too, since a chunked upload declares none.
     """
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(
-        self, get_response: Callable[[HttpRequest], HttpResponse | Awaitable[HttpResponse]]
-    ):
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
 
     def _refusal(self, request: HttpRequest) -> HttpResponse | None:
         if request.method not in _METHODS_WITH_BODY or not is_agent_api_path(request.path):
@@ -122,7 +99,7 @@ class ApiBodySizeLimitMiddleware:
         )
 
     def __call__(self, request: HttpRequest):  # type: ignore[no-untyped-def]
-        if self.is_async:
+        if self.async_mode:
             return self.__acall__(request)
         return self._refusal(request) or self.get_response(request)
 

@@ -7,6 +7,8 @@ connection pool, the Redis channel layer and Redis as Celery broker. Only config
 between the two; no code path does.
 """
 
+# long: every setting in one module, grouped by concern: what an operator searches
+
 import os
 import stat
 import warnings

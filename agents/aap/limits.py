@@ -1,7 +1,7 @@
 """Fixed-window rate limits for AAP (7_async.md "Abuse Prevention").
 
 Counts live in Django's cache: shared through Redis when REDIS_URL is set, per process otherwise.
-The numbers are settings (AAP_LIMIT_*) and documented in the README.
+The numbers are settings (AAP_LIMIT_*) and documented in docs/protocols.md.
 """
 
 import time

@@ -5,6 +5,8 @@ Deletion and request creation both lock the agent's row, so a request can never 
 for an instance whose deletion has committed, nor survive it pending.
 """
 
+# long: one instance lifecycle (provision, update, delete); its replays share private helpers
+
 import base64
 import contextlib
 import hashlib

@@ -6,25 +6,29 @@ models (its tables), export (streamed exports), api (the export endpoint), admin
 saves), guards (database triggers' connection hooks), signals (logins and lockouts).
 """
 
-from approvals.audit.trail import (
+from approvals.audit.keys import (
     GENESIS_HASH,
     HASHED_FIELDS,
+    AuditKeys,
+    UnknownAuditKey,
+    audit_key_id,
+    audit_keys,
+    audit_record_digest,
+)
+from approvals.audit.trail import (
     AuditAction,
     AuditActor,
-    AuditAnchor,
     AuditEntry,
-    AuditKeys,
+    audit_record,
+    audit_records_append,
+)
+from approvals.audit.verification import (
+    AuditAnchor,
     ChainBreak,
     ChainVerification,
-    UnknownAuditKey,
     audit_anchor_current,
     audit_anchors_check,
     audit_chain_verify,
-    audit_key_id,
-    audit_keys,
-    audit_record,
-    audit_record_digest,
-    audit_records_append,
     audit_records_verify,
 )
 

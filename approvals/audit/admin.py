@@ -81,28 +81,14 @@ class AuditedAdminMixin:
             before = self._snapshot(obj)
             target = _Deleted(obj)
             super().delete_model(request, obj)  # type: ignore[misc]
-            audit_record(
-                action=AuditAction.CONFIG_DELETED,
-                actor=request.user,
-                object_type=target.type,
-                object_id=target.id,
-                object_label=target.label,
-                before=before,
-            )
+            _deletion_record(request, target, before)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         with transaction.atomic():
             doomed = [(_Deleted(obj), self._snapshot(obj)) for obj in queryset]
             super().delete_queryset(request, queryset)  # type: ignore[misc]
             for target, before in doomed:
-                audit_record(
-                    action=AuditAction.CONFIG_DELETED,
-                    actor=request.user,
-                    object_type=target.type,
-                    object_id=target.id,
-                    object_label=target.label,
-                    before=before,
-                )
+                _deletion_record(request, target, before)
 
 
 class _Deleted:
@@ -116,3 +102,15 @@ class _Deleted:
 
 class AuditedModelAdmin(AuditedAdminMixin, admin.ModelAdmin):
     pass
+
+
+def _deletion_record(request: HttpRequest, target: _Deleted, before: dict[str, Any]) -> None:
+    # From what was read before the delete: the row and its primary key are gone after it.
+    audit_record(
+        action=AuditAction.CONFIG_DELETED,
+        actor=request.user,
+        object_type=target.type,
+        object_id=target.id,
+        object_label=target.label,
+        before=before,
+    )

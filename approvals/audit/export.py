@@ -20,8 +20,9 @@ from django.db.models import Q, QuerySet
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 
+from approvals.audit.keys import HASHED_FIELDS
 from approvals.audit.models import AuditRecord
-from approvals.audit.trail import HASHED_FIELDS, AuditAction, audit_record
+from approvals.audit.trail import AuditAction, audit_record
 
 EXPORT_CHUNK_SIZE = 2000
 

@@ -156,16 +156,22 @@ def line_chart(
             if len(run) > 1:
                 coordinates = " ".join(f"{x:.1f},{y:.1f}" for x, y in run)
                 body.append(f'<polyline class="line {css}" points="{coordinates}"/>')
+    return _svg(width, height, title, [*body, *_legend([name for name, _ in series], height)])
+
+
+def _legend(names: Sequence[str], height: int) -> list[str]:
+    """One swatch and name per series, in a row along the bottom edge."""
     legend_y = height - 8
     legend_x = _MARGIN_LEFT
-    for number, (name, _) in enumerate(series):
+    parts = []
+    for number, name in enumerate(names):
         css = f"series-{number % SERIES_CLASSES}"
-        body.append(
+        parts.append(
             f'<rect class="{css}" x="{legend_x}" y="{legend_y - 8}" width="10" height="10"/>'
             f'<text class="legend" x="{legend_x + 14}" y="{legend_y + 1}">{escape(name)}</text>'
         )
         legend_x += 14 + 7 * min(len(name), 28) + 16
-    return _svg(width, height, title, body)
+    return parts
 
 
 def bar_chart(

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.safestring import SafeString
 
 from approvals import insight
 from approvals.agent_text import agent_text_one_line
@@ -36,10 +37,41 @@ def dashboard_window(*, weeks: int, now: datetime | None = None) -> Window:
 
 
 def dashboard_build(*, window: Window) -> dict[str, Any]:
+    """Every panel of the dashboard over the window: the template's context."""
     since, until = window.since, window.until
+    holds = insight.held_by_rule(since=since, until=until)
+    loads = insight.reviewer_load(since=since, until=until)
+    dwell = insight.rubber_stamp_signal(since=since, until=until)
+    return {
+        "window": window,
+        "time_chart": _time_to_decision_chart(since=since, until=until),
+        "rate_chart": _approval_rate_chart(since=since, until=until),
+        "holds": holds,
+        "hold_chart": charts.bar_chart(
+            title="Requests held for review, per rule",
+            bars=[(hold.reason, hold.total) for hold in holds],
+        ),
+        "loads": loads,
+        "load_chart": charts.bar_chart(
+            title="Decisions per reviewer",
+            bars=[(load.reviewer, load.decisions) for load in loads],
+        ),
+        "calibration_panels": _calibration_panels(since=since, until=until),
+        "drifts": insight.weekly_drift(now=until),
+        "drift_min_samples": settings.DRIFT_MIN_SAMPLES,
+        "dwell": dwell,
+        "dwell_chart": charts.bar_chart(
+            title="Median time on high-impact decision pages, per reviewer",
+            bars=[(item.reviewer, item.median_seconds) for item in dwell],
+            value_format=_duration,
+            flagged=[item.flagged for item in dwell],
+        ),
+    }
 
+
+def _time_to_decision_chart(*, since: datetime, until: datetime) -> SafeString:
     daily = insight.time_to_decision_by_day(since=since, until=until)
-    time_chart = charts.line_chart(
+    return charts.line_chart(
         title="Time to decision (human decisions), median and 90th percentile per day",
         x_labels=[row.day[5:] for row in daily],
         series=[
@@ -50,8 +82,10 @@ def dashboard_build(*, window: Window) -> dict[str, Any]:
         y_steps=charts.DURATION_STEPS,
     )
 
+
+def _approval_rate_chart(*, since: datetime, until: datetime) -> SafeString:
     weeks, rate_series = insight.approval_rate_by_week(since=since, until=until)
-    rate_chart = charts.line_chart(
+    return charts.line_chart(
         title="Approval rate per agent and tool, per week",
         x_labels=[week[5:] for week in weeks],
         series=[
@@ -66,20 +100,9 @@ def dashboard_build(*, window: Window) -> dict[str, Any]:
         y_format=lambda value: f"{value:.0%}",
     )
 
-    holds = insight.held_by_rule(since=since, until=until)
-    hold_chart = charts.bar_chart(
-        title="Requests held for review, per rule",
-        bars=[(hold.reason, hold.total) for hold in holds],
-    )
 
-    loads = insight.reviewer_load(since=since, until=until)
-    load_chart = charts.bar_chart(
-        title="Decisions per reviewer",
-        bars=[(load.reviewer, load.decisions) for load in loads],
-    )
-
-    calibrations = insight.calibration_by_agent(since=since, until=until)
-    calibration_panels = [
+def _calibration_panels(*, since: datetime, until: datetime) -> list[dict[str, Any]]:
+    return [
         {
             "calibration": calibration,
             "chart": charts.calibration_chart(
@@ -90,28 +113,5 @@ def dashboard_build(*, window: Window) -> dict[str, Any]:
                 ],
             ),
         }
-        for calibration in calibrations
+        for calibration in insight.calibration_by_agent(since=since, until=until)
     ]
-
-    dwell = insight.rubber_stamp_signal(since=since, until=until)
-    dwell_chart = charts.bar_chart(
-        title="Median time on high-impact decision pages, per reviewer",
-        bars=[(item.reviewer, item.median_seconds) for item in dwell],
-        value_format=_duration,
-        flagged=[item.flagged for item in dwell],
-    )
-
-    return {
-        "window": window,
-        "time_chart": time_chart,
-        "rate_chart": rate_chart,
-        "holds": holds,
-        "hold_chart": hold_chart,
-        "loads": loads,
-        "load_chart": load_chart,
-        "calibration_panels": calibration_panels,
-        "drifts": insight.weekly_drift(now=until),
-        "drift_min_samples": settings.DRIFT_MIN_SAMPLES,
-        "dwell": dwell,
-        "dwell_chart": dwell_chart,
-    }

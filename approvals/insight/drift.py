@@ -146,6 +146,37 @@ def weekly_drift(*, now: datetime | None = None) -> list[Drift]:
     now = now or timezone.now()
     current_start = now - timedelta(days=7)
     previous_start = now - timedelta(days=14)
+    samples = _week_samples(previous_start, current_start, now)
+    minimum = settings.DRIFT_MIN_SAMPLES
+    costs = _cost_per_run_by_agent(previous_start, current_start, now)
+    drifts = []
+    for (agent, tool), (previous, current) in sorted(samples.items()):
+        rate_z, rate_p = two_proportion_z_test(
+            previous.approved, previous.decided, current.approved, current.decided
+        )
+        confidence_z, confidence_p = welch_z_test(previous.confidences, current.confidences)
+        drifts.append(
+            Drift(
+                agent=agent,
+                tool=tool,
+                previous=previous,
+                current=current,
+                rate_z=rate_z,
+                rate_p=rate_p,
+                confidence_z=confidence_z,
+                confidence_p=confidence_p,
+                enough_data=previous.decided >= minimum and current.decided >= minimum,
+                cost_per_run=costs.get(agent),
+            )
+        )
+    drifts.sort(key=lambda drift: (not drift.flagged, drift.agent, drift.tool))
+    return drifts
+
+
+def _week_samples(
+    previous_start: datetime, current_start: datetime, now: datetime
+) -> dict[tuple[str, str], tuple[WeekSample, WeekSample]]:
+    """(previous week, current week) of decisions per agent and tool, counted in one pass."""
     samples: dict[tuple[str, str], tuple[WeekSample, WeekSample]] = defaultdict(
         lambda: (WeekSample(), WeekSample())
     )
@@ -180,31 +211,7 @@ def weekly_drift(*, now: datetime | None = None) -> list[Drift]:
             ] += 1
         if confidence is not None:
             sample.confidences.append(confidence)
-
-    minimum = settings.DRIFT_MIN_SAMPLES
-    costs = _cost_per_run_by_agent(previous_start, current_start, now)
-    drifts = []
-    for (agent, tool), (previous, current) in sorted(samples.items()):
-        rate_z, rate_p = two_proportion_z_test(
-            previous.approved, previous.decided, current.approved, current.decided
-        )
-        confidence_z, confidence_p = welch_z_test(previous.confidences, current.confidences)
-        drifts.append(
-            Drift(
-                agent=agent,
-                tool=tool,
-                previous=previous,
-                current=current,
-                rate_z=rate_z,
-                rate_p=rate_p,
-                confidence_z=confidence_z,
-                confidence_p=confidence_p,
-                enough_data=previous.decided >= minimum and current.decided >= minimum,
-                cost_per_run=costs.get(agent),
-            )
-        )
-    drifts.sort(key=lambda drift: (not drift.flagged, drift.agent, drift.tool))
-    return drifts
+    return samples
 
 
 def _cost_per_run_by_agent(

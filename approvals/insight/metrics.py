@@ -19,59 +19,13 @@ from approvals import insight
 
 class ConsoleCollector(Collector):
     def collect(self) -> Iterator[Metric]:
-        requests = CounterMetricFamily(
-            "approval_requests",
-            "Approval requests by agent, tool, outcome and how they were decided "
-            "(human, policy, agent = withdrawn, deadline = expired, none = pending).",
-            labels=["agent", "tool", "outcome", "decided_by"],
-        )
-        for row in insight.metrics_request_counts():
-            requests.add_metric([row.agent, row.tool, row.outcome, row.decided_by], row.count)
-        yield requests
-
-        pending = GaugeMetricFamily(
-            "approval_requests_pending", "Requests waiting for a decision now.", labels=["agent"]
-        )
-        for agent, count in sorted(insight.metrics_pending_by_agent().items()):
-            pending.add_metric([agent], count)
-        yield pending
-
-        time_to_decision = HistogramMetricFamily(
-            "approval_time_to_decision_seconds",
-            "Seconds from submission to approval or denial.",
-            labels=["decided_by"],
-        )
-        for label, histogram in insight.metrics_time_to_decision().items():
-            time_to_decision.add_metric([label], histogram.buckets, histogram.sum_seconds)
-        yield time_to_decision
-
-        escalations = CounterMetricFamily(
-            "approval_escalations",
-            "Escalation steps fired, on schedule or by hand.",
-            labels=["trigger"],
-        )
-        for trigger, count in sorted(insight.metrics_escalations_total().items()):
-            escalations.add_metric([trigger], count)
-        yield escalations
-
-        failures = CounterMetricFamily(
-            "approval_notification_failures",
-            "Notifications given up on (a permanent error, or every retry spent).",
-            labels=["channel"],
-        )
-        for channel, count in sorted(insight.metrics_notification_failures_total().items()):
-            failures.add_metric([channel], count)
-        yield failures
-
-        failed_now = GaugeMetricFamily(
-            "approval_notifications_failed",
-            "Notifications failed for good and not retried by an operator yet.",
-            labels=["channel"],
-        )
-        for channel, count in sorted(insight.metrics_notifications_failed_now().items()):
-            failed_now.add_metric([channel], count)
-        yield failed_now
-
+        # Each family is its own query; yielded one by one so a scrape holds one at a time.
+        yield self._requests()
+        yield self._pending()
+        yield self._time_to_decision()
+        yield self._escalations()
+        yield self._notification_failures()
+        yield self._notifications_failed_now()
         yield GaugeMetricFamily(
             "approval_webhook_backlog",
             "AAP webhook events waiting to be delivered (neither delivered nor given up on).",
@@ -80,6 +34,65 @@ class ConsoleCollector(Collector):
         yield CounterMetricFamily(
             "audit_records", "Records in the audit chain.", value=insight.metrics_audit_records()
         )
+
+    def _requests(self) -> Metric:
+        requests = CounterMetricFamily(
+            "approval_requests",
+            "Approval requests by agent, tool, outcome and how they were decided "
+            "(human, policy, agent = withdrawn, deadline = expired, none = pending).",
+            labels=["agent", "tool", "outcome", "decided_by"],
+        )
+        for row in insight.metrics_request_counts():
+            requests.add_metric([row.agent, row.tool, row.outcome, row.decided_by], row.count)
+        return requests
+
+    def _pending(self) -> Metric:
+        pending = GaugeMetricFamily(
+            "approval_requests_pending", "Requests waiting for a decision now.", labels=["agent"]
+        )
+        for agent, count in sorted(insight.metrics_pending_by_agent().items()):
+            pending.add_metric([agent], count)
+        return pending
+
+    def _time_to_decision(self) -> Metric:
+        time_to_decision = HistogramMetricFamily(
+            "approval_time_to_decision_seconds",
+            "Seconds from submission to approval or denial.",
+            labels=["decided_by"],
+        )
+        for label, histogram in insight.metrics_time_to_decision().items():
+            time_to_decision.add_metric([label], histogram.buckets, histogram.sum_seconds)
+        return time_to_decision
+
+    def _escalations(self) -> Metric:
+        escalations = CounterMetricFamily(
+            "approval_escalations",
+            "Escalation steps fired, on schedule or by hand.",
+            labels=["trigger"],
+        )
+        for trigger, count in sorted(insight.metrics_escalations_total().items()):
+            escalations.add_metric([trigger], count)
+        return escalations
+
+    def _notification_failures(self) -> Metric:
+        failures = CounterMetricFamily(
+            "approval_notification_failures",
+            "Notifications given up on (a permanent error, or every retry spent).",
+            labels=["channel"],
+        )
+        for channel, count in sorted(insight.metrics_notification_failures_total().items()):
+            failures.add_metric([channel], count)
+        return failures
+
+    def _notifications_failed_now(self) -> Metric:
+        failed_now = GaugeMetricFamily(
+            "approval_notifications_failed",
+            "Notifications failed for good and not retried by an operator yet.",
+            labels=["channel"],
+        )
+        for channel, count in sorted(insight.metrics_notifications_failed_now().items()):
+            failed_now.add_metric([channel], count)
+        return failed_now
 
 
 def metrics_registry() -> CollectorRegistry:

@@ -93,6 +93,7 @@ def _agent_said(label: str, text: str) -> str:
     return f"{label} (the agent's claim, not verified):\n{agent_text_visible(text)}"
 
 
+# long: one Block Kit message written as the literal Slack renders, section by section
 def approval_blocks(approval: ApprovalRequest) -> list[dict[str, Any]]:
     """The message for one request: what, how sure, how bad, until when, and the buttons."""
     confidence = "not stated" if approval.confidence is None else f"{approval.confidence:.2f}"

@@ -299,17 +299,20 @@ def policy_decide_many(
             )
         except Exception:
             logger.exception("guardrail check failed; holding the request")
-            verdict = Verdict(
-                outcome=Outcome.HOLD if verdict.outcome != Outcome.DENY else Outcome.DENY,
-                why=Reason.of(
-                    "The guardrails could not be checked: held for review. (", verdict.why, ")"
-                ),
-                rule=verdict.rule,
-                decided_by="error",
-                shadow_matches=verdict.shadow_matches,
-            )
+            verdict = _guardrails_unchecked(verdict)
         verdicts.append(verdict)
     return verdicts
+
+
+def _guardrails_unchecked(verdict: Verdict) -> Verdict:
+    """Fail closed when the guardrails cannot be checked: held, or denied if the rules denied."""
+    return Verdict(
+        outcome=Outcome.HOLD if verdict.outcome != Outcome.DENY else Outcome.DENY,
+        why=Reason.of("The guardrails could not be checked: held for review. (", verdict.why, ")"),
+        rule=verdict.rule,
+        decided_by="error",
+        shadow_matches=verdict.shadow_matches,
+    )
 
 
 def _active_halts(agent_ids: list[int]) -> dict[int, AgentHalt]:

@@ -5,6 +5,8 @@ A request born decided (the policy approved or denied it) is written decided in 
 transaction, so nobody ever sees it pending; its records come from the same builder a
 transition uses (approvals.services.decisions)."""
 
+# long: batched creation's steps share the private _Pending rows (decisions.py writes)
+
 import hashlib
 import json
 import logging
@@ -156,6 +158,7 @@ def approval_request_create(
     return approval_requests_create([new])[0].unwrap()
 
 
+# long: idempotent replay, waves and results share the batch's index slots; steps named inside
 def approval_requests_create(
     requests: list[NewApprovalRequest], *, publish_after_commit: bool = True
 ) -> list[CreateResult]:
@@ -338,6 +341,7 @@ def _waves(pending: list["_Pending"], *, interdependent: bool) -> list[list["_Pe
     return waves
 
 
+# long: every row a wave writes, in insert order (audit last, under the head lock)
 def _create_wave(
     wave: list[_Pending], *, now: datetime, exclusive: bool, policy: Policy | None
 ) -> None:

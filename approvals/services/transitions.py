@@ -279,6 +279,7 @@ def _may_transition(
     return locked.deadline_at > now
 
 
+# long: the compare-and-set and what it writes read as one (rows: decisions.py)
 def _transition(
     *,
     approval: ApprovalRequest,

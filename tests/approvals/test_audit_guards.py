@@ -14,15 +14,9 @@ from django.db import connection, transaction
 from django.db.utils import DatabaseError
 from django.utils import timezone
 
-from approvals.audit.trail import (
-    GENESIS_HASH,
-    HASHED_FIELDS,
-    AuditAction,
-    _canonical_time,
-    audit_chain_verify,
-    audit_key_id,
-    audit_record,
-)
+from approvals.audit.keys import GENESIS_HASH, HASHED_FIELDS, _canonical_time, audit_key_id
+from approvals.audit.trail import AuditAction, audit_record
+from approvals.audit.verification import audit_chain_verify
 from approvals.models import AuditChainHead, AuditRecord
 from approvals.services import Submission, approval_request_approve, approval_request_create
 from tests.approvals.audit_tamper import tamper, wipe_refused

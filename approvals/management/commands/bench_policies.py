@@ -47,6 +47,7 @@ class Command(BaseCommand):
         except _Rollback:
             pass
 
+    # long: a benchmark's setup, timed loop and report, read as one procedure
     def _run(self, *, rule_count: int, iterations: int) -> None:
         agent = Agent.objects.create(name=f"bench-{time.monotonic_ns()}")
         # The worst case: every rule gets as far as its last argument condition and fails

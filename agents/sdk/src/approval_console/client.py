@@ -10,6 +10,8 @@ approved. Anything else raises: ApprovalDenied, ApprovalExpired, ApprovalCancell
 ConsoleUnreachable when no decision could be had. No decision, no call.
 """
 
+# long: Console and AsyncConsole mirror each other method for method; one file keeps them in step
+
 from __future__ import annotations
 
 import asyncio
@@ -288,6 +290,7 @@ class Console(_ConsoleBase):
         )
         return self.wait(approval)
 
+    # long: a decorator factory: its sync and async wrappers close over one gate
     def requires_approval(
         self,
         *,
@@ -647,6 +650,7 @@ class AsyncConsole(_ConsoleBase):
         )
         return await self.wait(approval)
 
+    # long: a decorator factory: its sync and async wrappers close over one gate
     def requires_approval(
         self,
         *,

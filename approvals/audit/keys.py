@@ -1,0 +1,98 @@
+"""The audit chain's keys and digests: what a record's hash covers and how it is computed.
+
+Apart from appending (trail) and verifying (verification) because both use it: a record's hash is
+an HMAC-SHA256, under the key it names (settings.AUDIT_HMAC_KEYS, the last one signs), over its
+canonical content plus the previous record's hash; records from before keying are plain SHA-256.
+"""
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from django.conf import settings
+
+from approvals.audit.models import AuditRecord
+
+GENESIS_HASH = "0" * 64
+
+
+def jsonable(value: Any) -> Any:
+    """The value as it will read back from a JSON column, so the hash survives the round trip."""
+    if value is None:
+        return None
+    return json.loads(json.dumps(value, default=str, sort_keys=True))
+
+
+def _canonical_time(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+# The fields the hash covers: all of them except the hash itself (and the surrogate id).
+HASHED_FIELDS = (
+    "sequence",
+    "created_at",
+    "action",
+    "actor_type",
+    "actor_id",
+    "actor_label",
+    "object_type",
+    "object_id",
+    "object_label",
+    "ip_address",
+    "user_agent",
+    "request_id",
+    "before",
+    "after",
+    "context",
+    "prev_hash",
+    "key_id",
+)
+
+
+class UnknownAuditKey(Exception):
+    """A record names a key this console does not have (retired keys must be kept)."""
+
+
+@dataclass(frozen=True)
+class AuditKeys:
+    signing_id: str
+    signing_key: bytes
+    by_id: dict[str, bytes]
+
+
+def audit_key_id(key: bytes) -> str:
+    # Derived from the key rather than configured beside it, so an id can never be paired with
+    # the wrong key. 12 hex digits of a hash say nothing usable about a 256-bit key.
+    return hashlib.sha256(b"approvals.audit key id\0" + key).hexdigest()[:12]
+
+
+@cache
+def _keys_from(configured: tuple[str, ...]) -> AuditKeys:
+    by_id = {audit_key_id(key.encode()): key.encode() for key in configured}
+    signing = configured[-1].encode()
+    return AuditKeys(signing_id=audit_key_id(signing), signing_key=signing, by_id=by_id)
+
+
+def audit_keys() -> AuditKeys:
+    """The key new records are signed with (the last configured) and every key known by id."""
+    return _keys_from(tuple(settings.AUDIT_HMAC_KEYS))
+
+
+def audit_record_digest(record: AuditRecord, keys: AuditKeys | None = None) -> str:
+    """The record's hash: HMAC-SHA256 under the key it names, or SHA-256 for an unkeyed one."""
+    content = {name: getattr(record, name) for name in HASHED_FIELDS}
+    content["created_at"] = _canonical_time(record.created_at)
+    if not record.key_id:
+        # Hashed as records were before keying, so upgraded installs still verify.
+        del content["key_id"]
+        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+    key = (keys or audit_keys()).by_id.get(record.key_id)
+    if key is None:
+        raise UnknownAuditKey(record.key_id)
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
