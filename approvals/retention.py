@@ -34,7 +34,7 @@ from django.db.utils import IntegrityError
 
 from agents.models import Run
 from approvals.audit import audit_anchor_current
-from approvals.audit_export import _row as audit_row
+from approvals.audit.export import _row as audit_row
 from approvals.models import TERMINAL_STATUSES, ApprovalRequest, AuditRecord
 
 ARCHIVE_FORMAT = "console-archive/1"
