@@ -40,8 +40,11 @@ class NotificationPreferenceForm(forms.ModelForm):
             "quiet_hours_start",
             "quiet_hours_end",
             "time_zone",
+            "email_mode",
+            "digest_minutes",
         ]
         widgets = {
+            "email_mode": forms.RadioSelect,
             "quiet_hours_start": forms.TimeInput(attrs={"type": "time"}),
             "quiet_hours_end": forms.TimeInput(attrs={"type": "time"}),
         }

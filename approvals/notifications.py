@@ -25,6 +25,8 @@ from approvals.audit import AuditAction, audit_record
 from approvals.models import (
     ApprovalRequest,
     Channel,
+    EmailDigest,
+    EmailMode,
     Notification,
     NotificationAttempt,
     NotificationPreference,
@@ -34,6 +36,7 @@ from approvals.models import (
 from approvals.notifiers import notifier_for
 from approvals.notifiers.base import PostedMessage
 from approvals.outbox import (
+    KIND_EMAIL_DIGEST,
     KIND_NOTIFICATION,
     Dropped,
     Outbox,
@@ -127,7 +130,7 @@ def notifications_create(
         notification
         for row in _outbox_rows(
             approval=approval, recipients=recipients, channels=channels, reason=reason,
-            now=now, urgent=urgent,
+            now=now, urgent=urgent, fold=True,
         )
         if (notification := _insert_once(now=now, **row)) is not None
     ]  # fmt: skip
@@ -143,8 +146,15 @@ def _outbox_rows(
     reason: str,
     now: datetime,
     urgent: bool,
+    fold: bool,
 ) -> list[dict[str, Any]]:
-    """The fields of each outbox row an event calls for: who, on which channel, in what state."""
+    """The fields of each outbox row an event calls for: who, on which channel, in what state.
+
+    With `fold`, a reviewer already told of this request on this channel within
+    NOTIFICATION_FOLD_WINDOW_SECONDS (as a team member, say, before an escalation step named
+    them) gets a `skipped` row, "duplicate of #id", instead of a second message; the urgent last
+    step still goes out. (Requests created in this transaction have no earlier rows: no fold.)
+    """
     channels = list(dict.fromkeys(channels))
     rows: list[dict[str, Any]] = []
     seen: set[int] = set()
@@ -163,6 +173,11 @@ def _outbox_rows(
                 status = NotificationStatus.SENT
             elif quiet and not urgent:
                 status, error = NotificationStatus.SKIPPED, "quiet hours"
+            elif fold and not urgent and (earlier := _told_recently(user, channel, approval, now)):
+                status, error = NotificationStatus.SKIPPED, f"duplicate of #{earlier}"
+            elif channel == Channel.EMAIL and preference.email_mode == EmailMode.DIGEST:
+                if not urgent:
+                    status = NotificationStatus.DIGEST
             rows.append(
                 {
                     "recipient": user,
@@ -175,6 +190,32 @@ def _outbox_rows(
                 }
             )
     return rows
+
+
+def _told_recently(
+    user: User, channel: str, approval: ApprovalRequest, now: datetime
+) -> int | None:
+    """The id of a message on this channel about this request, sent or on its way, that is
+    recent enough to stand for a new one (None: there is none)."""
+    window = timedelta(seconds=settings.NOTIFICATION_FOLD_WINDOW_SECONDS)
+    return (
+        Notification.objects.filter(
+            recipient=user,
+            channel=channel,
+            approval=approval,
+            slack_message__isnull=True,
+            created_at__gte=now - window,
+            status__in=[
+                NotificationStatus.PENDING,
+                NotificationStatus.SENDING,
+                NotificationStatus.SENT,
+                NotificationStatus.DIGEST,
+            ],
+        )
+        .order_by("id")
+        .values_list("pk", flat=True)
+        .first()
+    )
 
 
 def _insert_once(*, now: datetime, **fields: object) -> Notification | None:
@@ -230,6 +271,7 @@ def notifications_on_submitted_many(*, approvals: list[ApprovalRequest]) -> list
             reason=REASON_ROUTED,
             now=approval.created_at,
             urgent=False,
+            fold=False,
         )
     ]
     Notification.objects.bulk_create(notifications)
@@ -388,6 +430,133 @@ def _audit_context(notification: Notification) -> dict[str, object]:
         "reason": notification.reason,
         "attempts": notification.attempts,
     }
+
+
+# --- Digests: one email every N minutes for reviewers who chose it --------------------------
+
+
+def email_digests_create(*, now: datetime | None = None) -> list[EmailDigest]:
+    """Run by beat every minute: for each reviewer with emails waiting for a digest whose
+    interval has passed since their last digest, one EmailDigest row taking those emails, in the
+    outbox. A reviewer who went back to immediate mail gets what waits at once."""
+    now = now or timezone.now()
+    waiting = Notification.objects.filter(
+        channel=Channel.EMAIL, status=NotificationStatus.DIGEST, digest__isnull=True
+    )
+    created = []
+    for recipient_id in set(waiting.values_list("recipient_id", flat=True)):
+        with transaction.atomic():
+            recipient = get_user_model().objects.get(pk=recipient_id)
+            preference = preference_for(recipient)
+            minutes = preference.digest_minutes if preference.email_mode == EmailMode.DIGEST else 0
+            last = (
+                EmailDigest.objects.filter(recipient_id=recipient_id)
+                .order_by("-created_at")
+                .values_list("created_at", flat=True)
+                .first()
+            )
+            if last is not None and now - last < timedelta(minutes=minutes):
+                continue
+            # Locked: two beats at once must not list the same email in two digests.
+            ids = list(
+                waiting.select_for_update()
+                .filter(recipient_id=recipient_id)
+                .values_list("pk", flat=True)
+            )
+            if not ids:
+                continue
+            digest = EmailDigest.objects.create(
+                recipient_id=recipient_id, created_at=now, next_attempt_at=now
+            )
+            Notification.objects.filter(pk__in=ids).update(digest=digest)
+            outbox_enqueue_after_commit(kind=KIND_EMAIL_DIGEST, row_ids=[digest.pk])
+            created.append(digest)
+    return created
+
+
+class EmailDigestOutbox(Outbox[EmailDigest]):
+    """The digest's part of the one outbox: a status column like notifications, no attempt rows.
+
+    Sent: the emails it lists that were still pending become `sent`, the others `skipped`
+    ("decided"). Nothing left pending when its turn comes: the digest is skipped, not sent.
+    """
+
+    kind = KIND_EMAIL_DIGEST
+    model = EmailDigest
+    audit_sent = AuditAction.NOTIFICATION_SENT
+    audit_failed = AuditAction.NOTIFICATION_FAILED
+    claim_fields = {"status": NotificationStatus.SENDING}
+    retry_fields = {"status": NotificationStatus.PENDING}
+
+    def lease_seconds(self) -> float:
+        return float(settings.NOTIFICATION_LEASE_SECONDS)
+
+    def claimable(self, now: datetime) -> Q:
+        return Q(status=NotificationStatus.PENDING, next_attempt_at__lte=now) | Q(
+            status=NotificationStatus.SENDING, lease_until__lt=now
+        )
+
+    def due(self, now: datetime) -> Q:
+        grace = timedelta(seconds=settings.NOTIFICATION_REQUEUE_AFTER_SECONDS)
+        return Q(status=NotificationStatus.PENDING, next_attempt_at__lte=now - grace) | Q(
+            status=NotificationStatus.SENDING, lease_until__lt=now
+        )
+
+    def fetch(self, row_id: int) -> EmailDigest:
+        return EmailDigest.objects.select_related("recipient").get(pk=row_id)
+
+    def transport_for(self, row: EmailDigest, now: datetime) -> Transport:
+        if not row.pending_approvals():
+            raise Dropped("decided")
+        from approvals.notifiers.email import EmailDigestNotifier
+
+        return EmailDigestNotifier()
+
+    def max_attempts(self) -> int | None:
+        return int(settings.NOTIFICATION_MAX_ATTEMPTS)
+
+    def backoff(self, attempts: int) -> float:
+        return notification_backoff_seconds(attempts)
+
+    def sent_fields(self) -> dict[str, Any]:
+        return {"status": NotificationStatus.SENT, "sent_at": timezone.now()}
+
+    def failed_fields(self, *, reason: str, error: str) -> dict[str, Any]:
+        return {"status": NotificationStatus.FAILED, "last_error": error}
+
+    def failed_audit_after(self, *, reason: str, error: str) -> dict[str, Any]:
+        return {"status": NotificationStatus.FAILED, "last_error": error[:2000]}
+
+    def audit_context(self, row: EmailDigest, receipt: object | None) -> dict[str, object]:
+        return {
+            "recipient": row.recipient.get_username(),
+            "channel": Channel.EMAIL,
+            "reason": "digest",
+            "approvals": sorted(
+                str(code) for code in row.notifications.values_list("approval__code", flat=True)
+            ),
+            "attempts": row.attempts,
+        }
+
+    def drop(
+        self,
+        row: EmailDigest,
+        ours: QuerySet[EmailDigest],
+        attempt: models.Model | None,
+        reason: str,
+    ) -> None:
+        with transaction.atomic():
+            if ours.update(status=NotificationStatus.SKIPPED, lease_until=None, last_error=reason):
+                row.notifications.update(status=NotificationStatus.SKIPPED, last_error=reason)
+
+    def after_sent(self, row: EmailDigest, receipt: object | None) -> None:
+        listed = row.notifications.all()
+        listed.filter(approval__status="pending").update(
+            status=NotificationStatus.SENT, sent_at=timezone.now()
+        )
+        listed.exclude(approval__status="pending").update(
+            status=NotificationStatus.SKIPPED, last_error="decided"
+        )
 
 
 # --- The reviewer's inbox ---------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from celery import shared_task
 
 from approvals.escalations import escalations_fire_due
+from approvals.notifications import email_digests_create
 from approvals.outbox import (
     TASK_DELIVER,
     TASK_REQUEUE_DUE,
@@ -48,3 +49,9 @@ def fire_due_escalations() -> int:
 def expire_stale_presence() -> int:
     """Run by beat: drop "looking now" whose page stopped its heartbeat (a dead server process)."""
     return presences_expire()
+
+
+@shared_task(name="approvals.send_due_email_digests", ignore_result=True)
+def send_due_email_digests() -> int:
+    """Run by beat every minute: write the digests that are due into the outbox."""
+    return len(email_digests_create())

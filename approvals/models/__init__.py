@@ -18,6 +18,8 @@ from approvals.models.escalations import (
 )
 from approvals.models.notifications import (
     Channel,
+    EmailDigest,
+    EmailMode,
     Notification,
     NotificationAttempt,
     NotificationPreference,
@@ -81,6 +83,8 @@ __all__ = [
     "EscalationStep",
     "EscalationTrigger",
     "Impact",
+    "EmailDigest",
+    "EmailMode",
     "Notification",
     "NotificationAttempt",
     "NotificationPreference",
