@@ -175,9 +175,10 @@ def _outbox_rows(
                 status, error = NotificationStatus.SKIPPED, "quiet hours"
             elif fold and not urgent and (earlier := _told_recently(user, channel, approval, now)):
                 status, error = NotificationStatus.SKIPPED, f"duplicate of #{earlier}"
-            elif channel == Channel.EMAIL and preference.email_mode == EmailMode.DIGEST:
-                if not urgent:
-                    status = NotificationStatus.DIGEST
+            elif (
+                channel == Channel.EMAIL and preference.email_mode == EmailMode.DIGEST and not urgent
+            ):
+                status = NotificationStatus.DIGEST
             rows.append(
                 {
                     "recipient": user,
