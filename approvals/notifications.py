@@ -18,7 +18,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db import IntegrityError, models, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from approvals.audit import AuditAction, audit_record
@@ -147,6 +147,7 @@ def _outbox_rows(
     now: datetime,
     urgent: bool,
     fold: bool,
+    emails_last_hour: dict[int, int] | None = None,
 ) -> list[dict[str, Any]]:
     """The fields of each outbox row an event calls for: who, on which channel, in what state.
 
@@ -176,7 +177,9 @@ def _outbox_rows(
             elif fold and not urgent and (earlier := _told_recently(user, channel, approval, now)):
                 status, error = NotificationStatus.SKIPPED, f"duplicate of #{earlier}"
             elif (
-                channel == Channel.EMAIL and preference.email_mode == EmailMode.DIGEST and not urgent
+                channel == Channel.EMAIL
+                and not urgent
+                and _in_digest(user, preference, now, emails_last_hour)
             ):
                 status = NotificationStatus.DIGEST
             rows.append(
@@ -191,6 +194,45 @@ def _outbox_rows(
                 }
             )
     return rows
+
+
+def _in_digest(
+    user: User,
+    preference: NotificationPreference,
+    now: datetime,
+    emails_last_hour: dict[int, int] | None,
+) -> bool:
+    """Whether this reviewer's email goes into a digest: they chose it, or they were sent more
+    than a few emails in the last hour (then until the hour's count drops again).
+    `emails_last_hour`: the counts, already fetched for a batch (None: ask)."""
+    if preference.email_mode == EmailMode.DIGEST:
+        return True
+    limit = settings.NOTIFICATION_AUTO_DIGEST_AFTER_EMAILS_PER_HOUR
+    if not limit:
+        return False
+    if emails_last_hour is None:
+        emails_last_hour = _emails_in_last_hour([user.pk], now)
+    return emails_last_hour.get(user.pk, 0) >= limit
+
+
+def _emails_in_last_hour(user_ids: Iterable[int], now: datetime) -> dict[int, int]:
+    """Single emails (not digests, not Slack updates) sent or on their way, per reviewer."""
+    return dict(
+        Notification.objects.filter(
+            recipient_id__in=list(user_ids),
+            channel=Channel.EMAIL,
+            slack_message__isnull=True,
+            created_at__gte=now - timedelta(hours=1),
+            status__in=[
+                NotificationStatus.PENDING,
+                NotificationStatus.SENDING,
+                NotificationStatus.SENT,
+            ],
+        )
+        .values("recipient_id")
+        .annotate(count=Count("pk"))
+        .values_list("recipient_id", "count")
+    )
 
 
 def _told_recently(
@@ -256,6 +298,10 @@ def notifications_on_submitted_many(*, approvals: list[ApprovalRequest]) -> list
     }
     if not members_of:
         return []
+    # One query for the batch: how many emails each member was sent in the last hour.
+    emails_last_hour = _emails_in_last_hour(
+        {user.pk for members in members_of.values() for user in members}, timezone.now()
+    )
     notifications = [
         Notification(
             created_at=approval.created_at,
@@ -273,6 +319,7 @@ def notifications_on_submitted_many(*, approvals: list[ApprovalRequest]) -> list
             now=approval.created_at,
             urgent=False,
             fold=False,
+            emails_last_hour=emails_last_hour,
         )
     ]
     Notification.objects.bulk_create(notifications)
@@ -439,7 +486,8 @@ def _audit_context(notification: Notification) -> dict[str, object]:
 def email_digests_create(*, now: datetime | None = None) -> list[EmailDigest]:
     """Run by beat every minute: for each reviewer with emails waiting for a digest whose
     interval has passed since their last digest, one EmailDigest row taking those emails, in the
-    outbox. A reviewer who went back to immediate mail gets what waits at once."""
+    outbox. A reviewer in immediate mode has emails waiting only when a busy hour switched them
+    to a digest: theirs come every NOTIFICATION_AUTO_DIGEST_MINUTES."""
     now = now or timezone.now()
     waiting = Notification.objects.filter(
         channel=Channel.EMAIL, status=NotificationStatus.DIGEST, digest__isnull=True
@@ -449,7 +497,12 @@ def email_digests_create(*, now: datetime | None = None) -> list[EmailDigest]:
         with transaction.atomic():
             recipient = get_user_model().objects.get(pk=recipient_id)
             preference = preference_for(recipient)
-            minutes = preference.digest_minutes if preference.email_mode == EmailMode.DIGEST else 0
+            # Not in digest mode: switched automatically for a busy hour (approvals waiting).
+            minutes = (
+                preference.digest_minutes
+                if preference.email_mode == EmailMode.DIGEST
+                else settings.NOTIFICATION_AUTO_DIGEST_MINUTES
+            )
             last = (
                 EmailDigest.objects.filter(recipient_id=recipient_id)
                 .order_by("-created_at")

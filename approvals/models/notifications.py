@@ -5,7 +5,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from approvals.models.requests import IMPACT_RANK, ApprovalRequest
+from approvals.models.requests import IMPACT_RANK, ApprovalRequest, Impact
 from console.outbox import OutboxRow
 
 
@@ -155,7 +155,7 @@ class EmailDigest(OutboxRow):
         return sorted(
             approvals.values(),
             key=lambda a: (
-                -(IMPACT_RANK.get(a.impact, 1) + 1 - (a.confidence or 0.0)),
+                -(IMPACT_RANK.get(Impact(a.impact), 1) + 1 - (a.confidence or 0.0)),
                 a.deadline_at,
             ),
         )

@@ -17,7 +17,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 
 from approvals.agent_text import agent_text_one_line, agent_text_quoted_block
-from approvals.models import Channel, EmailDigest, Notification
+from approvals.models import Channel, EmailDigest, EmailMode, Notification
 from approvals.notifiers.base import Notifier, PermanentError, PostedMessage, RetryableError
 from approvals.reasons import reason_from_stored
 from console.outbox import Transport
@@ -104,8 +104,13 @@ class EmailDigestNotifier(Transport):
             }
             for approval in digest.pending_approvals()
         ]
+        preference = getattr(recipient, "notification_preference", None)
         context = {
             "entries": entries,
+            # Not their choice: a busy hour switched them, and the mail says so and how to undo it.
+            "auto_switched": preference is None or preference.email_mode != EmailMode.DIGEST,
+            "auto_after": settings.NOTIFICATION_AUTO_DIGEST_AFTER_EMAILS_PER_HOUR,
+            "auto_minutes": settings.NOTIFICATION_AUTO_DIGEST_MINUTES,
             "preferences_url": settings.SITE_URL + reverse("approvals:notification-preferences"),
             "agent_value_style": AGENT_VALUE_STYLE,
         }

@@ -135,7 +135,7 @@ def _digest_reviewer(minutes: int = 15):
 
 def test_it_collects_held_requests_into_one_digest_riskiest_first(settings, smtp_server) -> None:  # noqa: F811
     settings.SITE_URL = "https://console.example.test"
-    alice, team = _digest_reviewer()
+    _, team = _digest_reviewer()
     now = timezone.now()
     low = _held(team, created_at=now, impact="low", tool="send_email", summary="Say <b>hi</b>")
     critical = _held(team, created_at=now, impact="critical", tool="deploy")
@@ -274,3 +274,27 @@ def test_it_saves_the_email_mode_from_the_preferences_page(client) -> None:
     assert bad.status_code == 400
     preference.refresh_from_db()
     assert preference.digest_minutes == 10
+
+
+def test_a_busy_hour_switches_a_reviewer_to_a_digest_and_says_so(settings, smtp_server) -> None:  # noqa: F811
+    settings.NOTIFICATION_AUTO_DIGEST_AFTER_EMAILS_PER_HOUR = 2
+    settings.NOTIFICATION_AUTO_DIGEST_MINUTES = 15
+    alice = UserFactory(username="alice", email="alice@example.test")
+    team = TeamFactory(name="payments", members=[alice])
+    now = timezone.now()
+    for _ in range(2):
+        _held(team, created_at=now)
+    third = _held(team, created_at=now + timedelta(minutes=1), tool="third_tool")
+    _deliver_pending_email()
+    assert len(smtp_server.handler.messages) == 2
+
+    [digest] = email_digests_create(now=now)
+    outbox_deliver(kind=KIND_EMAIL_DIGEST, row_id=digest.pk)
+
+    assert len(smtp_server.handler.messages) == 3
+    text = smtp_server.handler.messages[2].get_body(preferencelist=("plain",)).get_content()
+    assert "third_tool" in text and str(third.code) in text
+    assert "switched you to this list, every 15 minutes" in text
+    assert "/notifications/preferences" in text
+    # Its choice stays "immediate": only the rest of this hour is collected.
+    assert not NotificationPreference.objects.filter(user=alice).exists()
