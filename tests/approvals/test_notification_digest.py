@@ -258,6 +258,7 @@ def test_it_saves_the_email_mode_from_the_preferences_page(client) -> None:
 
     page = client.get("/notifications/preferences")
     assert b'name="email_mode"' in page.content and b'name="digest_minutes"' in page.content
+    assert b"Recommended if you review many requests" in page.content
 
     response = client.post(
         "/notifications/preferences",
