@@ -1,4 +1,5 @@
 import zoneinfo
+from typing import Any
 
 from django import forms
 
@@ -40,11 +41,27 @@ class NotificationPreferenceForm(forms.ModelForm):
             "quiet_hours_start",
             "quiet_hours_end",
             "time_zone",
+            "email_mode",
+            "digest_minutes",
         ]
         widgets = {
+            "email_mode": forms.RadioSelect,
             "quiet_hours_start": forms.TimeInput(attrs={"type": "time"}),
             "quiet_hours_end": forms.TimeInput(attrs={"type": "time"}),
         }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # A form posted without them (an older page, a script) keeps what was chosen before.
+        self.fields["email_mode"].required = False
+        self.fields["digest_minutes"].required = False
+
+    def clean_email_mode(self) -> str:
+        return str(self.cleaned_data["email_mode"] or self.instance.email_mode)
+
+    def clean_digest_minutes(self) -> int:
+        value = self.cleaned_data["digest_minutes"]
+        return int(value if value is not None else self.instance.digest_minutes)
 
     def clean_time_zone(self) -> str:
         value = self.cleaned_data["time_zone"]

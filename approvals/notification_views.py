@@ -80,6 +80,7 @@ def _preferences_page(
         "slack": slack_link_state(user=request.user),
         "slack_configured": bool(settings.SLACK_BOT_TOKEN),
         "api_tokens": reviewer_tokens_live(user=request.user),
+        "auto_digest_after": settings.NOTIFICATION_AUTO_DIGEST_AFTER_EMAILS_PER_HOUR,
         **forms,
     }
     return render(request, "approvals/preferences.html", context, status=status)

@@ -9,6 +9,9 @@ this kind's rows read: a status column, one NotificationAttempt per try, an atte
 transport per channel (approvals/notifiers).
 """
 
+# long: who is told (preferences, quiet hours, folding a second message for the same person) and
+# how this kind's rows are delivered read one set of rules; digests live in approvals/digests.py.
+
 import zoneinfo
 from collections.abc import Iterable
 from datetime import datetime, time, timedelta
@@ -18,13 +21,14 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db import IntegrityError, models, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from approvals.audit import AuditAction, audit_record
 from approvals.models import (
     ApprovalRequest,
     Channel,
+    EmailMode,
     Notification,
     NotificationAttempt,
     NotificationPreference,
@@ -127,7 +131,7 @@ def notifications_create(
         notification
         for row in _outbox_rows(
             approval=approval, recipients=recipients, channels=channels, reason=reason,
-            now=now, urgent=urgent,
+            now=now, urgent=urgent, fold=True,
         )
         if (notification := _insert_once(now=now, **row)) is not None
     ]  # fmt: skip
@@ -143,8 +147,16 @@ def _outbox_rows(
     reason: str,
     now: datetime,
     urgent: bool,
+    fold: bool,
+    emails_last_hour: dict[int, int] | None = None,
 ) -> list[dict[str, Any]]:
-    """The fields of each outbox row an event calls for: who, on which channel, in what state."""
+    """The fields of each outbox row an event calls for: who, on which channel, in what state.
+
+    With `fold`, a reviewer already told of this request on this channel within
+    NOTIFICATION_FOLD_WINDOW_SECONDS (as a team member, say, before an escalation step named
+    them) gets a `skipped` row, "duplicate of #id", instead of a second message; the urgent last
+    step still goes out. (Requests created in this transaction have no earlier rows: no fold.)
+    """
     channels = list(dict.fromkeys(channels))
     rows: list[dict[str, Any]] = []
     seen: set[int] = set()
@@ -163,6 +175,14 @@ def _outbox_rows(
                 status = NotificationStatus.SENT
             elif quiet and not urgent:
                 status, error = NotificationStatus.SKIPPED, "quiet hours"
+            elif fold and not urgent and (earlier := _told_recently(user, channel, approval, now)):
+                status, error = NotificationStatus.SKIPPED, f"duplicate of #{earlier}"
+            elif (
+                channel == Channel.EMAIL
+                and not urgent
+                and _in_digest(user, preference, now, emails_last_hour)
+            ):
+                status = NotificationStatus.DIGEST
             rows.append(
                 {
                     "recipient": user,
@@ -175,6 +195,71 @@ def _outbox_rows(
                 }
             )
     return rows
+
+
+def _in_digest(
+    user: User,
+    preference: NotificationPreference,
+    now: datetime,
+    emails_last_hour: dict[int, int] | None,
+) -> bool:
+    """Whether this reviewer's email goes into a digest: they chose it, or they were sent more
+    than a few emails in the last hour (then until the hour's count drops again).
+    `emails_last_hour`: the counts, already fetched for a batch (None: ask)."""
+    if preference.email_mode == EmailMode.DIGEST:
+        return True
+    limit = settings.NOTIFICATION_AUTO_DIGEST_AFTER_EMAILS_PER_HOUR
+    if not limit:
+        return False
+    if emails_last_hour is None:
+        emails_last_hour = _emails_in_last_hour([user.pk], now)
+    return emails_last_hour.get(user.pk, 0) >= limit
+
+
+def _emails_in_last_hour(user_ids: Iterable[int], now: datetime) -> dict[int, int]:
+    """Single emails (not digests, not Slack updates) sent or on their way, per reviewer."""
+    return dict(
+        Notification.objects.filter(
+            recipient_id__in=list(user_ids),
+            channel=Channel.EMAIL,
+            slack_message__isnull=True,
+            created_at__gte=now - timedelta(hours=1),
+            status__in=[
+                NotificationStatus.PENDING,
+                NotificationStatus.SENDING,
+                NotificationStatus.SENT,
+            ],
+        )
+        .values("recipient_id")
+        .annotate(count=Count("pk"))
+        .values_list("recipient_id", "count")
+    )
+
+
+def _told_recently(
+    user: User, channel: str, approval: ApprovalRequest, now: datetime
+) -> int | None:
+    """The id of a message on this channel about this request, sent or on its way, that is
+    recent enough to stand for a new one (None: there is none)."""
+    window = timedelta(seconds=settings.NOTIFICATION_FOLD_WINDOW_SECONDS)
+    return (
+        Notification.objects.filter(
+            recipient=user,
+            channel=channel,
+            approval=approval,
+            slack_message__isnull=True,
+            created_at__gte=now - window,
+            status__in=[
+                NotificationStatus.PENDING,
+                NotificationStatus.SENDING,
+                NotificationStatus.SENT,
+                NotificationStatus.DIGEST,
+            ],
+        )
+        .order_by("id")
+        .values_list("pk", flat=True)
+        .first()
+    )
 
 
 def _insert_once(*, now: datetime, **fields: object) -> Notification | None:
@@ -214,6 +299,10 @@ def notifications_on_submitted_many(*, approvals: list[ApprovalRequest]) -> list
     }
     if not members_of:
         return []
+    # One query for the batch: how many emails each member was sent in the last hour.
+    emails_last_hour = _emails_in_last_hour(
+        {user.pk for members in members_of.values() for user in members}, timezone.now()
+    )
     notifications = [
         Notification(
             created_at=approval.created_at,
@@ -230,6 +319,8 @@ def notifications_on_submitted_many(*, approvals: list[ApprovalRequest]) -> list
             reason=REASON_ROUTED,
             now=approval.created_at,
             urgent=False,
+            fold=False,
+            emails_last_hour=emails_last_hour,
         )
     ]
     Notification.objects.bulk_create(notifications)

@@ -43,8 +43,10 @@ TASK_REQUEUE_DUE = "outbox.requeue_due"
 
 KIND_NOTIFICATION = "notification"
 KIND_AAP_WEBHOOK = "aap-webhook"
+KIND_EMAIL_DIGEST = "email-digest"
 KINDS = {
     KIND_NOTIFICATION: "approvals.notifications.NotificationOutbox",
+    KIND_EMAIL_DIGEST: "approvals.digests.EmailDigestOutbox",
     KIND_AAP_WEBHOOK: "agents.aap.webhooks.WebhookOutbox",
 }
 

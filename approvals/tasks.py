@@ -2,6 +2,7 @@
 
 from celery import shared_task
 
+from approvals.digests import email_digests_create
 from approvals.escalations import escalations_fire_due
 from approvals.outbox import (
     TASK_DELIVER,
@@ -56,3 +57,9 @@ def archive_decided_requests() -> None:
     from approvals.retention import approvals_archive_past_retention
 
     approvals_archive_past_retention()
+
+
+@shared_task(name="approvals.send_due_email_digests", ignore_result=True)
+def send_due_email_digests() -> int:
+    """Run by beat every minute: write the digests that are due into the outbox."""
+    return len(email_digests_create())

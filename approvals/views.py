@@ -14,7 +14,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
@@ -73,7 +73,6 @@ from approvals.selectors import (
 from approvals.services import decision_page_view_record
 from console import exact_json
 from console.errors import DomainError
-from console.health import readiness
 from console.http import AuthenticatedHttpRequest
 
 
@@ -487,19 +486,3 @@ def page_settings(request: HtmxHttpRequest) -> HttpResponse:
     if back.startswith("/") and not back.startswith("//"):
         return redirect(back)
     return redirect("approvals:queue")
-
-
-def healthz(request: HttpRequest) -> HttpResponse:
-    # Liveness: the process answers. Nothing else is touched, so a dependency that is down
-    # never makes a supervisor restart every server at once; /readyz says what is down.
-    return JsonResponse({"status": "ok"})
-
-
-def readyz(request: HttpRequest) -> HttpResponse:
-    # Readiness: database, channel layer and broker, each with a short timeout, side by side;
-    # 503 naming the one that fails (console/health.py).
-    ready, checks = readiness()
-    return JsonResponse(
-        {"status": "ready" if ready else "unavailable", "checks": checks},
-        status=200 if ready else 503,
-    )

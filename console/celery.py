@@ -27,12 +27,13 @@ task_postrun.connect(unbind_task_request_id, weak=False, dispatch_uid="request_i
 def _schedule_periodic_tasks(sender: Celery, **kwargs: object) -> None:
     from django.conf import settings
 
-    from approvals.outbox import KIND_AAP_WEBHOOK, KIND_NOTIFICATION
+    from approvals.outbox import KIND_AAP_WEBHOOK, KIND_EMAIL_DIGEST, KIND_NOTIFICATION
     from approvals.tasks import (
         expire_overdue_requests,
         expire_stale_presence,
         fire_due_escalations,
         requeue_due_outbox_rows,
+        send_due_email_digests,
     )
 
     sender.add_periodic_task(
@@ -54,6 +55,16 @@ def _schedule_periodic_tasks(sender: Celery, **kwargs: object) -> None:
         float(settings.NOTIFICATION_SWEEP_SECONDS),
         requeue_due_outbox_rows.s(KIND_NOTIFICATION),
         name="re-enqueue undelivered notifications",
+    )
+    sender.add_periodic_task(
+        float(settings.NOTIFICATION_DIGEST_SWEEP_SECONDS),
+        send_due_email_digests.s(),
+        name="send due email digests",
+    )
+    sender.add_periodic_task(
+        float(settings.NOTIFICATION_SWEEP_SECONDS),
+        requeue_due_outbox_rows.s(KIND_EMAIL_DIGEST),
+        name="re-enqueue undelivered email digests",
     )
     sender.add_periodic_task(
         float(settings.AAP_WEBHOOK_SWEEP_SECONDS),

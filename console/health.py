@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import redis
 from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -115,3 +116,19 @@ def connection_vendor() -> str:
     from django.db import connection
 
     return "PostgreSQL" if connection.vendor == "postgresql" else connection.vendor
+
+
+def healthz(request: HttpRequest) -> HttpResponse:
+    # Liveness: the process answers. Nothing else is touched, so a dependency that is down
+    # never makes a supervisor restart every server at once; /readyz says what is down.
+    return JsonResponse({"status": "ok"})
+
+
+def readyz(request: HttpRequest) -> HttpResponse:
+    # Readiness: database, channel layer and broker, each with a short timeout, side by side;
+    # 503 naming the one that fails (readiness above).
+    ready, checks = readiness()
+    return JsonResponse(
+        {"status": "ready" if ready else "unavailable", "checks": checks},
+        status=200 if ready else 503,
+    )

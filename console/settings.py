@@ -347,6 +347,17 @@ NOTIFICATION_LEASE_SECONDS = env_int("NOTIFICATION_LEASE_SECONDS", 120)
 # Beat re-enqueues due rows that have waited this long: a lost enqueue costs at most this.
 NOTIFICATION_REQUEUE_AFTER_SECONDS = env_int("NOTIFICATION_REQUEUE_AFTER_SECONDS", 30)
 NOTIFICATION_SWEEP_SECONDS = env_int("NOTIFICATION_SWEEP_SECONDS", 15)
+# One person reached twice for one request (team, then an escalation step naming them) within
+# this window gets one message per channel: the later one is skipped as a duplicate.
+NOTIFICATION_FOLD_WINDOW_SECONDS = env_int("NOTIFICATION_FOLD_WINDOW_SECONDS", 600)
+# A reviewer in immediate mode who was sent this many emails in the last hour gets the rest in
+# a digest every NOTIFICATION_AUTO_DIGEST_MINUTES, told so in it (0: never switch).
+NOTIFICATION_AUTO_DIGEST_AFTER_EMAILS_PER_HOUR = env_int(
+    "NOTIFICATION_AUTO_DIGEST_AFTER_EMAILS_PER_HOUR", 6
+)
+NOTIFICATION_AUTO_DIGEST_MINUTES = env_int("NOTIFICATION_AUTO_DIGEST_MINUTES", 15)
+# How often beat looks for digest emails that are due (each reviewer's own interval applies).
+NOTIFICATION_DIGEST_SWEEP_SECONDS = env_int("NOTIFICATION_DIGEST_SWEEP_SECONDS", 60)
 
 # The chain used when a request's policy names none (by EscalationChain.name; empty: none).
 ESCALATION_DEFAULT_CHAIN = env_str("ESCALATION_DEFAULT_CHAIN")

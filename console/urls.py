@@ -4,9 +4,10 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from agents.api import native, runs
-from approvals import reviewer_api, views
+from approvals import reviewer_api
 from approvals.audit import api as audit_api
 from approvals.insight import views as insight_views
+from console import health
 
 api_v1 = [
     path("requests", native.ApprovalRequestCreateApi.as_view(), name="request-create"),
@@ -70,8 +71,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="api-v1")),
     path("humanlayer/v1/", include("agents.humanlayer.urls")),
-    path("healthz", views.healthz, name="healthz"),
-    path("readyz", views.readyz, name="readyz"),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
     path("metrics", insight_views.metrics, name="metrics"),
     path(f"{settings.AAP_BASE_PATH.strip('/')}/", include("agents.aap.urls")),
 ]

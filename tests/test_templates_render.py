@@ -22,9 +22,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from agents.services import NewTraceEvent, run_events_append, run_open
-from approvals.models import Channel, Impact, Status
+from approvals.digests import email_digests_create
+from approvals.models import Channel, EmailMode, Impact, NotificationPreference, Status
 from approvals.notifications import notifications_create
-from approvals.outbox import KIND_NOTIFICATION, outbox_deliver
+from approvals.outbox import KIND_EMAIL_DIGEST, KIND_NOTIFICATION, outbox_deliver
 from approvals.reviews import approval_claim_take, check_approval_request_comment
 from approvals.services import approval_request_approve, approval_request_deny
 from tests.factories import (
@@ -189,6 +190,23 @@ def test_it_renders_every_template_without_raw_syntax(rendered) -> None:
     [message] = mail.outbox
     _assert_clean("mail, text", message.body)
     _assert_clean("mail, html", message.alternatives[0][0])
+
+    # The digest, listing requests a digest-mode reviewer was told of.
+    NotificationPreference.objects.update_or_create(
+        user=staff, defaults={"email_mode": EmailMode.DIGEST}
+    )
+    with transaction.atomic():
+        notifications_create(
+            approval=ApprovalRequestFactory(summary="Send the\nweekly report"),
+            recipients=[staff],
+            channels=[Channel.EMAIL],
+            reason="routed",
+        )
+    [digest] = email_digests_create()
+    outbox_deliver(kind=KIND_EMAIL_DIGEST, row_id=digest.pk)
+    digest_message = mail.outbox[-1]
+    _assert_clean("digest, text", digest_message.body)
+    _assert_clean("digest, html", digest_message.alternatives[0][0])
 
     # Pages only an event shows: the one-time secrets page and the lock-out page.
     request = RequestFactory().get("/")

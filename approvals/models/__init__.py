@@ -18,6 +18,8 @@ from approvals.models.escalations import (
 )
 from approvals.models.notifications import (
     Channel,
+    EmailDigest,
+    EmailMode,
     Notification,
     NotificationAttempt,
     NotificationPreference,
@@ -76,6 +78,8 @@ __all__ = [
     "Decision",
     "DecisionPageView",
     "DenyReasonPreset",
+    "EmailDigest",
+    "EmailMode",
     "EscalationChain",
     "EscalationFiring",
     "EscalationStep",

@@ -2,9 +2,10 @@
 Slack messages and Slack account links."""
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from approvals.models.requests import ApprovalRequest
+from approvals.models.requests import IMPACT_RANK, ApprovalRequest, Impact
 from console.outbox import OutboxRow
 
 
@@ -12,6 +13,11 @@ class Channel(models.TextChoices):
     EMAIL = "email", "Email"
     SLACK = "slack", "Slack"
     CONSOLE = "console", "In the console"
+
+
+class EmailMode(models.TextChoices):
+    IMMEDIATE = "immediate", "One email per request, at once"
+    DIGEST = "digest", "One email every few minutes listing what waits"
 
 
 class NotificationPreference(models.Model):
@@ -35,6 +41,22 @@ class NotificationPreference(models.Model):
     quiet_hours_start = models.TimeField(null=True, blank=True)
     quiet_hours_end = models.TimeField(null=True, blank=True)
     time_zone = models.CharField(max_length=64, default="UTC")
+    # Digest mode: held requests are listed in one email every `digest_minutes`
+    # (approvals/notifications.py, email_digests_create), not mailed one by one.
+    email_mode = models.CharField(
+        "Email",
+        max_length=10,
+        choices=EmailMode.choices,
+        default=EmailMode.IMMEDIATE,
+        db_default=EmailMode.IMMEDIATE,
+    )
+    digest_minutes = models.PositiveSmallIntegerField(
+        "Digest every (minutes)",
+        default=30,
+        db_default=30,
+        validators=[MinValueValidator(5), MaxValueValidator(24 * 60)],
+        help_text="In digest mode: how often the list of waiting requests is sent (5 to 1440).",
+    )
 
     class Meta:
         constraints = [
@@ -100,6 +122,48 @@ class NotificationStatus(models.TextChoices):
     SENT = "sent", "Sent"
     FAILED = "failed", "Failed permanently"
     SKIPPED = "skipped", "Skipped"
+    # Email of a reviewer in digest mode: listed in their next EmailDigest, not sent alone.
+    DIGEST = "digest", "Waiting for the digest"
+
+
+class EmailDigest(OutboxRow):
+    """One email listing the requests a digest-mode reviewer was told of since the last one.
+
+    A row of the one outbox (kind `email-digest`): written by the beat task with the
+    notifications it lists (Notification.digest), so a worker that dies delays it, never drops it.
+    """
+
+    recipient = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="email_digests"
+    )
+    status = models.CharField(
+        max_length=10, choices=NotificationStatus.choices, default=NotificationStatus.PENDING
+    )
+    created_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="email_digest_due")]
+
+    def __str__(self) -> str:
+        return f"digest to {self.recipient_id} ({self.status})"
+
+    def pending_approvals(self) -> list[ApprovalRequest]:
+        """The requests it lists that still wait for a decision, riskiest first."""
+        approvals = {
+            n.approval_id: n.approval
+            for n in self.notifications.select_related("approval", "approval__agent")
+            if not n.approval.is_terminal
+        }
+        # The queue's order: the risk score (impact rank + 1 - confidence), then the deadline.
+        return sorted(
+            approvals.values(),
+            key=lambda a: (
+                -(IMPACT_RANK.get(Impact(a.impact), 1) + 1 - (a.confidence or 0.0)),
+                a.deadline_at,
+            ),
+        )
 
 
 class Notification(OutboxRow):
@@ -135,6 +199,10 @@ class Notification(OutboxRow):
     created_at = models.DateTimeField()
     sent_at = models.DateTimeField(null=True, blank=True)
     read_at = models.DateTimeField(null=True, blank=True)
+    # Set when a digest-mode email is taken into a digest.
+    digest = models.ForeignKey(
+        EmailDigest, null=True, blank=True, on_delete=models.SET_NULL, related_name="notifications"
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]

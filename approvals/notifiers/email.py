@@ -17,9 +17,10 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 
 from approvals.agent_text import agent_text_one_line, agent_text_quoted_block
-from approvals.models import Channel, Notification
+from approvals.models import Channel, EmailDigest, EmailMode, Notification
 from approvals.notifiers.base import Notifier, PermanentError, PostedMessage, RetryableError
 from approvals.reasons import reason_from_stored
+from console.outbox import Transport
 
 # Mail clients drop stylesheets: the agent-claim style of the console (static/css), inline.
 AGENT_VALUE_STYLE = "border: 1px dashed #b54708; background: #fff8ef; font-family: monospace;"
@@ -64,18 +65,66 @@ class EmailNotifier(Notifier):
         message.attach_alternative(
             render_to_string("emails/approval_notification.html", context), "text/html"
         )
-        try:
-            message.send()
-        except smtplib.SMTPRecipientsRefused as error:
-            raise PermanentError(f"recipient refused: {error.recipients}") from error
-        except smtplib.SMTPResponseException as error:
-            # 5xx is the server's final word; 4xx asks us to come back later.
-            if 500 <= error.smtp_code < 600:
-                raise PermanentError(f"SMTP {error.smtp_code}: {error.smtp_error!r}") from error
-            raise RetryableError(f"SMTP {error.smtp_code}: {error.smtp_error!r}") from error
-        except (smtplib.SMTPException, OSError) as error:
-            raise RetryableError(f"SMTP unavailable: {error}") from error
+        _send(message)
         return None
+
+
+def _send(message: EmailMultiAlternatives) -> None:
+    """Send, and say whether a failure is worth retrying."""
+    try:
+        message.send()
+    except smtplib.SMTPRecipientsRefused as error:
+        raise PermanentError(f"recipient refused: {error.recipients}") from error
+    except smtplib.SMTPResponseException as error:
+        # 5xx is the server's final word; 4xx asks us to come back later.
+        if 500 <= error.smtp_code < 600:
+            raise PermanentError(f"SMTP {error.smtp_code}: {error.smtp_error!r}") from error
+        raise RetryableError(f"SMTP {error.smtp_code}: {error.smtp_error!r}") from error
+    except (smtplib.SMTPException, OSError) as error:
+        raise RetryableError(f"SMTP unavailable: {error}") from error
+
+
+class EmailDigestNotifier(Transport):
+    """One email listing the pending requests a digest-mode reviewer was told of, riskiest
+    first, each with its decision link. Agent text is treated as in the single email."""
+
+    def notify(self, digest: EmailDigest) -> None:
+        recipient = digest.recipient
+        if not recipient.email:
+            raise PermanentError("The reviewer has no email address.")
+        entries = [
+            {
+                "approval": approval,
+                "decision_url": decision_url(approval.code),
+                "tool_line": agent_text_one_line(approval.tool),
+                "agent_line": agent_text_one_line(approval.agent.name),
+                "summary_quoted": agent_text_quoted_block(
+                    approval.summary or "(no summary given)", prefix="    | "
+                ),
+            }
+            for approval in digest.pending_approvals()
+        ]
+        preference = getattr(recipient, "notification_preference", None)
+        context = {
+            "entries": entries,
+            # Not their choice: a busy hour switched them, and the mail says so and how to undo it.
+            "auto_switched": preference is None or preference.email_mode != EmailMode.DIGEST,
+            "auto_after": settings.NOTIFICATION_AUTO_DIGEST_AFTER_EMAILS_PER_HOUR,
+            "auto_minutes": settings.NOTIFICATION_AUTO_DIGEST_MINUTES,
+            "preferences_url": settings.SITE_URL + reverse("approvals:notification-preferences"),
+            "agent_value_style": AGENT_VALUE_STYLE,
+        }
+        count = len(entries)
+        message = EmailMultiAlternatives(
+            subject=f"[Approval needed] {count} request{'s' if count != 1 else ''} waiting",
+            body=render_to_string("emails/approval_digest.txt", context),
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            to=[recipient.email],
+        )
+        message.attach_alternative(
+            render_to_string("emails/approval_digest.html", context), "text/html"
+        )
+        _send(message)
 
 
 def reason_text(notification: Notification) -> str:
