@@ -15,6 +15,7 @@ from approvals.events import (
     AgentHalted,
     DenialCounted,
     EscalationStepFired,
+    OutcomeReported,
     PresenceChanged,
     RequestChanged,
     RequestRerouted,
@@ -54,6 +55,10 @@ def push_resolved(event: RequestResolved) -> None:
 
 def push_changed(event: RequestChanged) -> None:
     realtime.publish_approval_changed(event.approval_id, previous_team_id=event.previous_team_id)
+
+
+def push_outcome(event: OutcomeReported) -> None:
+    realtime.publish_approval_changed(event.approval_id)
 
 
 def push_presence(event: PresenceChanged) -> None:
@@ -134,6 +139,7 @@ def connect() -> None:
     subscribe(RequestResolved, push_resolved, phase=after)
     subscribe(RequestChanged, push_changed, phase=after)
     subscribe(PresenceChanged, push_presence, phase=after)
+    subscribe(OutcomeReported, push_outcome, phase=after)
     subscribe(RequestsCreated, notify_created, phase=now)
     subscribe(RequestResolved, notify_resolved, phase=now)
     subscribe(RequestRerouted, notify_rerouted, phase=now)

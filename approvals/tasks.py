@@ -11,7 +11,10 @@ from approvals.outbox import (
     outbox_enqueue,
 )
 from approvals.reviews import presences_expire
-from approvals.services import approval_requests_expire_overdue
+from approvals.services import (
+    approval_outcomes_mark_not_reported,
+    approval_requests_expire_overdue,
+)
 
 
 @shared_task(name="approvals.expire_overdue_requests", ignore_result=True)
@@ -48,3 +51,9 @@ def fire_due_escalations() -> int:
 def expire_stale_presence() -> int:
     """Run by beat: drop "looking now" whose page stopped its heartbeat (a dead server process)."""
     return presences_expire()
+
+
+@shared_task(name="approvals.mark_unreported_outcomes", ignore_result=True)
+def mark_unreported_outcomes() -> int:
+    """Run by beat: approvals whose validity passed with no outcome become `not_reported`."""
+    return approval_outcomes_mark_not_reported()

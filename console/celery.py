@@ -32,6 +32,7 @@ def _schedule_periodic_tasks(sender: Celery, **kwargs: object) -> None:
         expire_overdue_requests,
         expire_stale_presence,
         fire_due_escalations,
+        mark_unreported_outcomes,
         requeue_due_outbox_rows,
     )
 
@@ -49,6 +50,12 @@ def _schedule_periodic_tasks(sender: Celery, **kwargs: object) -> None:
         float(settings.ESCALATION_SWEEP_SECONDS),
         fire_due_escalations.s(),
         name="fire due escalation steps",
+    )
+    # Validities are minutes long: once a minute marks a silent approval soon enough.
+    sender.add_periodic_task(
+        60.0,
+        mark_unreported_outcomes.s(),
+        name="mark approvals with no outcome as not reported",
     )
     sender.add_periodic_task(
         float(settings.NOTIFICATION_SWEEP_SECONDS),
