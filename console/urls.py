@@ -16,6 +16,11 @@ api_v1 = [
         native.ApprovalRequestCancelApi.as_view(),
         name="request-cancel",
     ),
+    path(
+        "requests/<uuid:code>/outcome",
+        native.ApprovalRequestOutcomeApi.as_view(),
+        name="request-outcome",
+    ),
     path("runs", runs.RunOpenApi.as_view(), name="run-open"),
     path("runs/<uuid:code>", runs.RunDetailApi.as_view(), name="run-detail"),
     path("runs/<uuid:code>/events", runs.RunEventsApi.as_view(), name="run-events"),

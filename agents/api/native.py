@@ -28,12 +28,14 @@ from rest_framework.views import APIView
 from agents.api.links import LinkOutput, links_field, links_stored
 from agents.api.long_poll import long_poll_document
 from agents.models import Agent
-from approvals.agent_view import approval_request_representation
-from approvals.models import ApprovalRequest, Impact, Status
+from approvals.agent_view import approval_outcome, approval_request_representation
+from approvals.models import ApprovalRequest, Impact, OutcomeSource, OutcomeStatus, Status
 from approvals.selectors import approval_get_for_agent
 from approvals.services import (
     DURATION_PATTERN,
+    OutcomeReport,
     Submission,
+    approval_outcome_report,
     approval_request_cancel,
     approval_request_create,
     approval_request_expire_if_overdue,
@@ -41,7 +43,7 @@ from approvals.services import (
 )
 from console import api_limits
 from console.api_errors import ApiError, error_responses
-from console.api_fields import JSONObjectField, StrictSerializer
+from console.api_fields import BoundedJSONField, CostField, JSONObjectField, StrictSerializer
 
 MAX_TEXT = 20_000
 MAX_LABELS = 20
@@ -221,6 +223,27 @@ class PolicyOutput(serializers.Serializer):
         return data
 
 
+class OutcomeOutput(serializers.Serializer):
+    """What happened after the decision: reported by the agent, read from its run's trace, or
+    marked `not_reported` by the console when an approval's validity passed with no word."""
+
+    status = serializers.ChoiceField(choices=OutcomeStatus.choices)
+    result = serializers.JSONField(allow_null=True, help_text="The agent's own words: untrusted.")
+    error = serializers.CharField(help_text="The agent's own words: untrusted.")
+    duration_ms = serializers.IntegerField(allow_null=True)
+    cost = serializers.DecimalField(
+        max_digits=18, decimal_places=8, coerce_to_string=True, allow_null=True
+    )
+    currency = serializers.CharField(allow_null=True)
+    source = serializers.ChoiceField(choices=OutcomeSource.choices)
+    reported_at = serializers.DateTimeField()
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        data["currency"] = data["currency"] or None
+        return data
+
+
 @extend_schema_field(DecisionOutput)
 class DecisionField(serializers.Field):
     """The outcome: absent while the request is pending, present once it is terminal."""
@@ -261,6 +284,18 @@ class ApprovalRequestOutput(serializers.Serializer):
     deadline_at = serializers.DateTimeField()
     decision = DecisionField(source="*", required=False)
     policy = serializers.SerializerMethodField()
+    outcome = serializers.SerializerMethodField(
+        help_text="What happened after the decision; null until reported."
+    )
+
+    @extend_schema_field(OutcomeOutput(allow_null=True))
+    def get_outcome(self, approval: ApprovalRequest) -> dict[str, Any] | None:
+        outcome = approval_outcome(approval)
+        return None if outcome is None else self._outcome_output.to_representation(outcome)
+
+    @cached_property
+    def _outcome_output(self) -> OutcomeOutput:
+        return OutcomeOutput()
 
     @extend_schema_field(PolicyOutput(allow_null=True))
     def get_policy(self, approval: ApprovalRequest) -> dict[str, Any] | None:
@@ -441,3 +476,67 @@ class ApprovalRequestCancelApi(APIView):
             raise _not_found()
         approval = approval_request_cancel(approval=approval, agent=agent)
         return Response(approval_request_representation(approval))
+
+
+MAX_CURRENCY = 3
+
+
+class OutcomeReportInput(StrictSerializer):
+    status = serializers.ChoiceField(
+        choices=[OutcomeStatus.SUCCEEDED, OutcomeStatus.FAILED, OutcomeStatus.NOT_EXECUTED],
+        help_text="succeeded or failed once the call ran; not_executed when it never started.",
+    )
+    result = BoundedJSONField(
+        required=False, allow_null=True, help_text="A short result, or the full one within limits."
+    )
+    error = serializers.CharField(
+        max_length=MAX_TEXT,
+        required=False,
+        allow_blank=True,
+        help_text="What went wrong (failed), or why the call never ran (not_executed).",
+    )
+    duration_ms = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+    cost = CostField(required=False, allow_null=True)
+    currency = serializers.RegexField(
+        r"^[A-Z]{3}$",
+        required=False,
+        allow_blank=True,
+        error_messages={"invalid": "Must be an ISO 4217 code such as EUR or USD."},
+    )
+
+    def to_report(self) -> OutcomeReport:
+        data = self.validated_data
+        return OutcomeReport(
+            status=data["status"],
+            result=data.get("result"),
+            error=data.get("error", ""),
+            duration_ms=data.get("duration_ms"),
+            cost=data.get("cost"),
+            currency=data.get("currency", ""),
+        )
+
+
+class ApprovalRequestOutcomeApi(APIView):
+    @extend_schema(
+        operation_id="report_approval_request_outcome",
+        request=OutcomeReportInput,
+        responses={
+            201: ApprovalRequestOutput,
+            200: OpenApiResponse(ApprovalRequestOutput, description="The same report again"),
+            **error_responses(400, 401, 404, 409, 413),
+        },
+    )
+    def post(self, request: Request, code: str) -> Response:
+        agent: Agent = request.user  # type: ignore[assignment]
+        approval = approval_get_for_agent(agent=agent, code=code)
+        if approval is None:
+            raise _not_found()
+        payload = OutcomeReportInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        _, created = approval_outcome_report(
+            approval=approval, report=payload.to_report(), source=OutcomeSource.AGENT, agent=agent
+        )
+        return Response(
+            approval_request_representation(approval),
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )

@@ -5,25 +5,56 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('approvals', '0019_decision_page'),
+        ("approvals", "0019_decision_page"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='RequestOutcome',
+            name="RequestOutcome",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('succeeded', 'Succeeded'), ('failed', 'Failed'), ('not_executed', 'Not executed'), ('not_reported', 'Not reported')], max_length=16)),
-                ('result', models.JSONField(blank=True, null=True)),
-                ('error', models.TextField(blank=True)),
-                ('duration_ms', models.PositiveBigIntegerField(blank=True, null=True)),
-                ('cost', models.DecimalField(blank=True, decimal_places=8, max_digits=18, null=True)),
-                ('currency', models.CharField(blank=True, max_length=3)),
-                ('source', models.CharField(choices=[('agent', 'Agent'), ('trace', 'Run trace'), ('system', 'Console')], max_length=8)),
-                ('reported_at', models.DateTimeField()),
-                ('approval', models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, related_name='outcome', to='approvals.approvalrequest')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                            ("not_executed", "Not executed"),
+                            ("not_reported", "Not reported"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("result", models.JSONField(blank=True, null=True)),
+                ("error", models.TextField(blank=True)),
+                ("duration_ms", models.PositiveBigIntegerField(blank=True, null=True)),
+                (
+                    "cost",
+                    models.DecimalField(blank=True, decimal_places=8, max_digits=18, null=True),
+                ),
+                ("currency", models.CharField(blank=True, max_length=3)),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[("agent", "Agent"), ("trace", "Run trace"), ("system", "Console")],
+                        max_length=8,
+                    ),
+                ),
+                ("reported_at", models.DateTimeField()),
+                (
+                    "approval",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="outcome",
+                        to="approvals.approvalrequest",
+                    ),
+                ),
             ],
         ),
     ]

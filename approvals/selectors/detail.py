@@ -108,7 +108,9 @@ def approvals_get_for_created_rows(*, approval_ids: list[int]) -> list[ApprovalR
 def approval_get_for_agent(*, agent: Agent, code: UUID | str) -> ApprovalRequest | None:
     """An agent sees only its own requests; anything else is indistinguishable from absent."""
     return (
-        ApprovalRequest.objects.select_related("decision", "run", "policy_evaluation", "team")
+        ApprovalRequest.objects.select_related(
+            "decision", "run", "policy_evaluation", "team", "outcome"
+        )
         .filter(agent=agent, code=code)
         .first()
     )

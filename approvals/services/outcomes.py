@@ -83,7 +83,8 @@ def approval_outcome_report(
             ApprovalRequest.objects.select_for_update().filter(pk=approval.pk).first()
             existing = RequestOutcome.objects.filter(approval=approval).first()
             if existing is not None and existing.source != OutcomeSource.SYSTEM:
-                return _same_or_refused(existing, report), False
+                approval.outcome = _same_or_refused(existing, report)
+                return existing, False
             outcome = _write(approval, report, source, existing)
             audit_record(
                 action=AuditAction.OUTCOME_REPORTED,
@@ -106,7 +107,8 @@ def approval_outcome_report(
     except IntegrityError:
         # Another report of the same request committed between our read and our insert.
         existing = RequestOutcome.objects.get(approval=approval)
-        return _same_or_refused(existing, report), False
+        approval.outcome = _same_or_refused(existing, report)
+        return existing, False
     return outcome, True
 
 
