@@ -8,7 +8,8 @@ a call of the module that does the work (realtime, notifications, AAP webhooks, 
 import logging
 
 from agents.aap import webhooks
-from agents.events import RunHalted
+from agents.events import RunHalted, ToolResultsTraced
+from agents.models import Agent
 from approvals import realtime
 from approvals.escalations import step_recipients
 from approvals.events import (
@@ -33,7 +34,11 @@ from approvals.notifications import (
 )
 from approvals.policies.halts import agent_circuit_breaker_check
 from approvals.selectors import approvals_pending_for_run
-from approvals.services import approval_request_cancel_for_halt, approval_request_system_deny
+from approvals.services import (
+    approval_outcomes_from_trace,
+    approval_request_cancel_for_halt,
+    approval_request_system_deny,
+)
 from console.events import Phase, subscribe
 
 logger = logging.getLogger(__name__)
@@ -120,6 +125,12 @@ def deny_pending_of_halted_run(event: RunHalted) -> None:
         approval_request_system_deny(approval=approval, reason=event.reason)
 
 
+def outcomes_from_trace(event: ToolResultsTraced) -> None:
+    # In the appending transaction: the trace and the outcomes it carries commit together.
+    agent = Agent.objects.get(pk=event.agent_id)
+    approval_outcomes_from_trace(agent=agent, results=event.results)
+
+
 def cancel_pending_of_halted_agent(event: AgentHalted) -> None:
     pending = ApprovalRequest.objects.filter(agent_id=event.agent_id, status=Status.PENDING).only(
         "pk", "status", "deadline_at"
@@ -147,3 +158,4 @@ def connect() -> None:
     subscribe(DenialCounted, circuit_breaker_check, phase=now)
     subscribe(RunHalted, deny_pending_of_halted_run, phase=now)
     subscribe(AgentHalted, cancel_pending_of_halted_agent, phase=now)
+    subscribe(ToolResultsTraced, outcomes_from_trace, phase=now)

@@ -30,6 +30,7 @@ from approvals.services.outcomes import (
     OUTCOME_ALREADY_REPORTED,
     OutcomeReport,
     approval_outcome_report,
+    approval_outcomes_from_trace,
     approval_outcomes_mark_not_reported,
 )
 from approvals.services.page_views import decision_page_view_record
@@ -63,6 +64,7 @@ __all__ = [
     "Submission",
     "approval_arguments_validate",
     "approval_outcome_report",
+    "approval_outcomes_from_trace",
     "approval_outcomes_mark_not_reported",
     "approval_request_approve",
     "approval_request_cancel",

@@ -180,3 +180,33 @@ def approval_outcomes_mark_not_reported(*, now: datetime | None = None, limit: i
             )
             marked += 1
     return marked
+
+
+def approval_outcomes_from_trace(*, agent: Agent, results: list[Any]) -> int:
+    """Record the outcomes a run's trace carries (agents.events.TracedToolResult), for the
+    agent's own requests only; returns how many were written. A trace is the agent's account
+    too, but a late or repeated one must not fail the upload: a request another agent owns,
+    one not approved, or one whose outcome is already known is skipped, not refused."""
+    written = 0
+    for traced in results:
+        approval = (
+            ApprovalRequest.objects.select_related("decision")
+            .filter(agent=agent, code=traced.approval_code)
+            .first()
+        )
+        if approval is None:
+            continue
+        report = OutcomeReport(
+            status=OutcomeStatus.FAILED if traced.failed else OutcomeStatus.SUCCEEDED,
+            result=None if traced.failed else traced.result,
+            error=traced.error,
+            cost=traced.cost,
+        )
+        try:
+            _, created = approval_outcome_report(
+                approval=approval, report=report, source=OutcomeSource.TRACE, agent=agent
+            )
+        except OutcomeRefused:
+            continue
+        written += created
+    return written
