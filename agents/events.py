@@ -25,7 +25,8 @@ class TracedToolResult:
     ended: a result, or an error."""
 
     approval_code: str
-    failed: bool
+    # "succeeded" (a result), "failed" (an error), "not_executed" (metadata.ran is false).
+    status: str
     result: Any
     error: str
     cost: Decimal | None

@@ -252,15 +252,19 @@ def run_events_append(
 
 
 def _traced_tool_result(event: NewTraceEvent) -> TracedToolResult | None:
-    """A tool call that names its approval request and says how it ended; else None."""
+    """A tool call that names its approval request and says how it ended; else None. The SDK
+    marks a call that never started with metadata.ran = false."""
     data = event.data
     if event.type != TraceEventType.TOOL_CALL or not data.get("approval"):
         return None
     if "error" not in data and "result" not in data:
         return None
+    metadata = data.get("metadata")
+    ran = not (isinstance(metadata, dict) and metadata.get("ran") is False)
+    status = "failed" if "error" in data else "succeeded"
     return TracedToolResult(
         approval_code=str(data["approval"]),
-        failed="error" in data,
+        status=status if ran else "not_executed",
         result=data.get("result"),
         error=str(data.get("error", "")),
         cost=event.cost,

@@ -197,8 +197,8 @@ def approval_outcomes_from_trace(*, agent: Agent, results: list[Any]) -> int:
         if approval is None:
             continue
         report = OutcomeReport(
-            status=OutcomeStatus.FAILED if traced.failed else OutcomeStatus.SUCCEEDED,
-            result=None if traced.failed else traced.result,
+            status=traced.status,
+            result=traced.result if traced.status == OutcomeStatus.SUCCEEDED else None,
             error=traced.error,
             cost=traced.cost,
         )

@@ -68,3 +68,17 @@ def test_it_neither_records_nor_fails_for_another_agents_or_an_already_reported_
     event = {"type": "tool_call", "tool": "t", "approval": str(ours.code), "error": "late"}
     assert _append(agent_client, run_id, [event]).status_code == 201
     assert RequestOutcome.objects.get().status == "succeeded"
+
+
+def test_it_records_a_call_that_never_ran_as_not_executed(agent_client, agent_and_token) -> None:
+    approval = _approved(agent_and_token[0])
+    run_id = agent_client.post("/api/v1/runs", {"name": "r"}, format="json").json()["id"]
+    event = {
+        "type": "tool_call",
+        "tool": "t",
+        "approval": str(approval.code),
+        "error": "Not run: the approval expired.",
+        "metadata": {"ran": False},
+    }
+    assert _append(agent_client, run_id, [event]).status_code == 201
+    assert RequestOutcome.objects.get(approval=approval).status == "not_executed"
