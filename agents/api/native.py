@@ -231,11 +231,15 @@ class OutcomeOutput(serializers.Serializer):
     result = serializers.JSONField(allow_null=True, help_text="The agent's own words: untrusted.")
     error = serializers.CharField(help_text="The agent's own words: untrusted.")
     duration_ms = serializers.IntegerField(allow_null=True)
-    cost = serializers.DecimalField(
-        max_digits=18, decimal_places=8, coerce_to_string=True, allow_null=True
+    cost = CostField(allow_null=True)
+    currency = serializers.CharField(allow_null=True, help_text="ISO 4217, when stated.")
+    # A field named like Field.source: DRF's metaclass moves declared fields out of the class;
+    # the stubs see a clashing attribute.
+    source = serializers.ChoiceField(  # type: ignore[assignment]
+        choices=OutcomeSource.choices,
+        help_text="agent (reported), trace (a tool call in its run's trace), system (the console "
+        "marked it not_reported).",
     )
-    currency = serializers.CharField(allow_null=True)
-    source = serializers.ChoiceField(choices=OutcomeSource.choices)
     reported_at = serializers.DateTimeField()
 
     def to_representation(self, instance: Any) -> dict[str, Any]:
