@@ -107,6 +107,11 @@ def approval_outcome_report(
     except IntegrityError:
         # Another report of the same request committed between our read and our insert.
         existing = RequestOutcome.objects.get(approval=approval)
+        if existing.source == OutcomeSource.SYSTEM:
+            # The console's mark committed first: like any late report, this one replaces it.
+            return approval_outcome_report(
+                approval=approval, report=report, source=source, agent=agent
+            )
         approval.outcome = _same_or_refused(existing, report)
         return existing, False
     return outcome, True
@@ -154,9 +159,12 @@ def approval_outcomes_mark_not_reported(*, now: datetime | None = None, limit: i
         ).values_list("pk", flat=True)[:limit]
     )
     marked = 0
-    for approval in ApprovalRequest.objects.filter(pk__in=overdue):
+    for pk in overdue:
         with transaction.atomic():
-            if RequestOutcome.objects.filter(approval=approval).exists():
+            # The same lock a report takes: a report racing this mark either commits first (and
+            # is the outcome) or comes after it (and replaces it), never loses to it.
+            approval = ApprovalRequest.objects.select_for_update().filter(pk=pk).first()
+            if approval is None or RequestOutcome.objects.filter(approval=approval).exists():
                 continue
             try:
                 with transaction.atomic():
@@ -167,7 +175,7 @@ def approval_outcomes_mark_not_reported(*, now: datetime | None = None, limit: i
                         None,
                     )
             except IntegrityError:
-                continue  # the agent's report won the race: it is the outcome
+                continue  # the agent's report won the race (SQLite): it is the outcome
             audit_record(
                 action=AuditAction.OUTCOME_REPORTED,
                 target=approval,
