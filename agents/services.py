@@ -14,7 +14,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from agents.events import RunHalted
+from agents.events import RunHalted, ToolResultsTraced, TracedToolResult
 from agents.exceptions import IdempotencyConflict, RunClosed, RunExternalIdConflict
 from agents.models import (
     CLOSED_RUN_STATUSES,
@@ -24,6 +24,7 @@ from agents.models import (
     Run,
     RunStatus,
     TraceEvent,
+    TraceEventType,
 )
 from approvals.audit import AuditAction, audit_record
 from approvals.reasons import AgentValue, Reason
@@ -242,9 +243,32 @@ def run_events_append(
                 )
                 for offset, event in enumerate(events)
             )
+            traced = [result for event in events if (result := _traced_tool_result(event))]
+            if traced:
+                emit(ToolResultsTraced(agent_id=run.agent_id, results=traced))
     except _BatchReplayed as replay:
         return replay.events, False
     return created, True
+
+
+def _traced_tool_result(event: NewTraceEvent) -> TracedToolResult | None:
+    """A tool call that names its approval request and says how it ended; else None. The SDK
+    marks a call that never started with metadata.ran = false."""
+    data = event.data
+    if event.type != TraceEventType.TOOL_CALL or not data.get("approval"):
+        return None
+    if "error" not in data and "result" not in data:
+        return None
+    metadata = data.get("metadata")
+    ran = not (isinstance(metadata, dict) and metadata.get("ran") is False)
+    status = "failed" if "error" in data else "succeeded"
+    return TracedToolResult(
+        approval_code=str(data["approval"]),
+        status=status if ran else "not_executed",
+        result=data.get("result"),
+        error=str(data.get("error", "")),
+        cost=event.cost,
+    )
 
 
 def _stored_batch(run: Run, batch_key: str, *, size: int) -> list[TraceEvent]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from approvals.models import ApprovalRequest, Decision, Status
+from approvals.models import ApprovalRequest, Decision, RequestOutcome, Status
 
 
 def _when(moment: datetime | None) -> str | None:
@@ -66,6 +66,30 @@ def _policy_view(approval: ApprovalRequest) -> dict[str, Any] | None:
     }
 
 
+def outcome_view(outcome: RequestOutcome | None) -> dict[str, Any] | None:
+    """What happened after the decision, as the agent and reviewer APIs show it."""
+    if outcome is None:
+        return None
+    return {
+        "status": str(outcome.status),
+        "result": outcome.result,
+        "error": str(outcome.error),
+        "duration_ms": None if outcome.duration_ms is None else int(outcome.duration_ms),
+        "cost": None if outcome.cost is None else str(outcome.cost),
+        "currency": str(outcome.currency) or None,
+        "source": str(outcome.source),
+        "reported_at": _when(outcome.reported_at),
+    }
+
+
+def approval_outcome(approval: ApprovalRequest) -> RequestOutcome | None:
+    """The request's outcome, or None (a reverse one-to-one raises when absent)."""
+    try:
+        return approval.outcome
+    except RequestOutcome.DoesNotExist:
+        return None
+
+
 def approval_request_representation(approval: ApprovalRequest) -> dict[str, Any]:
     """The request as the agent API shows it (the OpenAPI schema's ApprovalRequest)."""
     view: dict[str, Any] = {
@@ -89,12 +113,14 @@ def approval_request_representation(approval: ApprovalRequest) -> dict[str, Any]
         "created_at": _when(approval.created_at),
         "deadline_at": _when(approval.deadline_at),
         "policy": _policy_view(approval),
+        "outcome": outcome_view(approval_outcome(approval)),
     }
     if approval.status != Status.PENDING and hasattr(approval, "decision"):
         # Absent while pending, present once terminal; in the schema's order, before `policy`.
         view = {
-            **{k: v for k, v in view.items() if k != "policy"},
+            **{k: v for k, v in view.items() if k not in ("policy", "outcome")},
             "decision": _decision_view(approval.decision, approval),
             "policy": view["policy"],
+            "outcome": view["outcome"],
         }
     return view

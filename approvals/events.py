@@ -54,6 +54,15 @@ class RequestRerouted:
 
 
 @dataclass(frozen=True)
+class OutcomeReported:
+    """A request's outcome was recorded (by the agent, its run's trace, or the console)."""
+
+    approval_id: int
+    status: str
+    source: str
+
+
+@dataclass(frozen=True)
 class PresenceChanged:
     """Who is looking at a request changed."""
 

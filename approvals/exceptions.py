@@ -94,3 +94,12 @@ class ClaimConflict(ApprovalError):
     def __init__(self, *, holder: str) -> None:
         self.holder = holder
         super().__init__(f"{holder} has claimed this request. Take it over to work on it.")
+
+
+class OutcomeRefused(ApprovalError):
+    """An outcome report the rules refuse: already reported differently, or not approved."""
+
+    http_status = 409
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message, code=code)

@@ -8,13 +8,15 @@ a call of the module that does the work (realtime, notifications, AAP webhooks, 
 import logging
 
 from agents.aap import webhooks
-from agents.events import RunHalted
+from agents.events import RunHalted, ToolResultsTraced
+from agents.models import Agent
 from approvals import realtime
 from approvals.escalations import step_recipients
 from approvals.events import (
     AgentHalted,
     DenialCounted,
     EscalationStepFired,
+    OutcomeReported,
     PresenceChanged,
     RequestChanged,
     RequestRerouted,
@@ -32,7 +34,11 @@ from approvals.notifications import (
 )
 from approvals.policies.halts import agent_circuit_breaker_check
 from approvals.selectors import approvals_pending_for_run
-from approvals.services import approval_request_cancel_for_halt, approval_request_system_deny
+from approvals.services import (
+    approval_outcomes_from_trace,
+    approval_request_cancel_for_halt,
+    approval_request_system_deny,
+)
 from console.events import Phase, subscribe
 
 logger = logging.getLogger(__name__)
@@ -54,6 +60,10 @@ def push_resolved(event: RequestResolved) -> None:
 
 def push_changed(event: RequestChanged) -> None:
     realtime.publish_approval_changed(event.approval_id, previous_team_id=event.previous_team_id)
+
+
+def push_outcome(event: OutcomeReported) -> None:
+    realtime.publish_approval_changed(event.approval_id)
 
 
 def push_presence(event: PresenceChanged) -> None:
@@ -115,6 +125,12 @@ def deny_pending_of_halted_run(event: RunHalted) -> None:
         approval_request_system_deny(approval=approval, reason=event.reason)
 
 
+def outcomes_from_trace(event: ToolResultsTraced) -> None:
+    # In the appending transaction: the trace and the outcomes it carries commit together.
+    agent = Agent.objects.get(pk=event.agent_id)
+    approval_outcomes_from_trace(agent=agent, results=event.results)
+
+
 def cancel_pending_of_halted_agent(event: AgentHalted) -> None:
     pending = ApprovalRequest.objects.filter(agent_id=event.agent_id, status=Status.PENDING).only(
         "pk", "status", "deadline_at"
@@ -134,6 +150,7 @@ def connect() -> None:
     subscribe(RequestResolved, push_resolved, phase=after)
     subscribe(RequestChanged, push_changed, phase=after)
     subscribe(PresenceChanged, push_presence, phase=after)
+    subscribe(OutcomeReported, push_outcome, phase=after)
     subscribe(RequestsCreated, notify_created, phase=now)
     subscribe(RequestResolved, notify_resolved, phase=now)
     subscribe(RequestRerouted, notify_rerouted, phase=now)
@@ -141,3 +158,4 @@ def connect() -> None:
     subscribe(DenialCounted, circuit_breaker_check, phase=now)
     subscribe(RunHalted, deny_pending_of_halted_run, phase=now)
     subscribe(AgentHalted, cancel_pending_of_halted_agent, phase=now)
+    subscribe(ToolResultsTraced, outcomes_from_trace, phase=now)

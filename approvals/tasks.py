@@ -12,7 +12,10 @@ from approvals.outbox import (
     outbox_enqueue,
 )
 from approvals.reviews import presences_expire
-from approvals.services import approval_requests_expire_overdue
+from approvals.services import (
+    approval_outcomes_mark_not_reported,
+    approval_requests_expire_overdue,
+)
 
 
 @shared_task(name="approvals.expire_overdue_requests", ignore_result=True)
@@ -63,3 +66,9 @@ def archive_decided_requests() -> None:
 def send_due_email_digests() -> int:
     """Run by beat every minute: write the digests that are due into the outbox."""
     return len(email_digests_create())
+
+
+@shared_task(name="approvals.mark_unreported_outcomes", ignore_result=True)
+def mark_unreported_outcomes() -> int:
+    """Run by beat: approvals whose validity passed with no outcome become `not_reported`."""
+    return approval_outcomes_mark_not_reported()

@@ -23,6 +23,7 @@ task_prerun.connect(bind_task_request_id, weak=False, dispatch_uid="request_id_i
 task_postrun.connect(unbind_task_request_id, weak=False, dispatch_uid="request_id_done")
 
 
+# long: one table of every periodic task and its schedule
 @app.on_after_finalize.connect
 def _schedule_periodic_tasks(sender: Celery, **kwargs: object) -> None:
     from django.conf import settings
@@ -32,6 +33,7 @@ def _schedule_periodic_tasks(sender: Celery, **kwargs: object) -> None:
         expire_overdue_requests,
         expire_stale_presence,
         fire_due_escalations,
+        mark_unreported_outcomes,
         requeue_due_outbox_rows,
         send_due_email_digests,
     )
@@ -50,6 +52,12 @@ def _schedule_periodic_tasks(sender: Celery, **kwargs: object) -> None:
         float(settings.ESCALATION_SWEEP_SECONDS),
         fire_due_escalations.s(),
         name="fire due escalation steps",
+    )
+    # Validities are minutes long: once a minute marks a silent approval soon enough.
+    sender.add_periodic_task(
+        60.0,
+        mark_unreported_outcomes.s(),
+        name="mark approvals with no outcome as not reported",
     )
     sender.add_periodic_task(
         float(settings.NOTIFICATION_SWEEP_SECONDS),

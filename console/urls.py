@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
-from agents.api import native, runs
+from agents.api import native, outcomes, runs
 from approvals import reviewer_api
 from approvals.audit import api as audit_api
 from approvals.insight import views as insight_views
@@ -16,6 +16,11 @@ api_v1 = [
         "requests/<uuid:code>/cancel",
         native.ApprovalRequestCancelApi.as_view(),
         name="request-cancel",
+    ),
+    path(
+        "requests/<uuid:code>/outcome",
+        outcomes.ApprovalRequestOutcomeApi.as_view(),
+        name="request-outcome",
     ),
     path("runs", runs.RunOpenApi.as_view(), name="run-open"),
     path("runs/<uuid:code>", runs.RunDetailApi.as_view(), name="run-detail"),

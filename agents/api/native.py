@@ -28,8 +28,8 @@ from rest_framework.views import APIView
 from agents.api.links import LinkOutput, links_field, links_stored
 from agents.api.long_poll import long_poll_document
 from agents.models import Agent
-from approvals.agent_view import approval_request_representation
-from approvals.models import ApprovalRequest, Impact, Status
+from approvals.agent_view import approval_outcome, approval_request_representation
+from approvals.models import ApprovalRequest, Impact, OutcomeSource, OutcomeStatus, Status
 from approvals.selectors import approval_get_for_agent
 from approvals.services import (
     DURATION_PATTERN,
@@ -41,7 +41,7 @@ from approvals.services import (
 )
 from console import api_limits
 from console.api_errors import ApiError, error_responses
-from console.api_fields import JSONObjectField, StrictSerializer
+from console.api_fields import CostField, JSONObjectField, StrictSerializer
 
 MAX_TEXT = 20_000
 MAX_LABELS = 20
@@ -221,6 +221,31 @@ class PolicyOutput(serializers.Serializer):
         return data
 
 
+class OutcomeOutput(serializers.Serializer):
+    """What happened after the decision: reported by the agent, read from its run's trace, or
+    marked `not_reported` by the console when an approval's validity passed with no word."""
+
+    status = serializers.ChoiceField(choices=OutcomeStatus.choices)
+    result = serializers.JSONField(allow_null=True, help_text="The agent's own words: untrusted.")
+    error = serializers.CharField(help_text="The agent's own words: untrusted.")
+    duration_ms = serializers.IntegerField(allow_null=True)
+    cost = CostField(allow_null=True)
+    currency = serializers.CharField(allow_null=True, help_text="ISO 4217, when stated.")
+    # A field named like Field.source: DRF's metaclass moves declared fields out of the class;
+    # the stubs see a clashing attribute.
+    source = serializers.ChoiceField(  # type: ignore[assignment]
+        choices=OutcomeSource.choices,
+        help_text="agent (reported), trace (a tool call in its run's trace), system (the console "
+        "marked it not_reported).",
+    )
+    reported_at = serializers.DateTimeField()
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        data["currency"] = data["currency"] or None
+        return data
+
+
 @extend_schema_field(DecisionOutput)
 class DecisionField(serializers.Field):
     """The outcome: absent while the request is pending, present once it is terminal."""
@@ -261,6 +286,18 @@ class ApprovalRequestOutput(serializers.Serializer):
     deadline_at = serializers.DateTimeField()
     decision = DecisionField(source="*", required=False)
     policy = serializers.SerializerMethodField()
+    outcome = serializers.SerializerMethodField(
+        help_text="What happened after the decision; null until reported."
+    )
+
+    @extend_schema_field(OutcomeOutput(allow_null=True))
+    def get_outcome(self, approval: ApprovalRequest) -> dict[str, Any] | None:
+        outcome = approval_outcome(approval)
+        return None if outcome is None else self._outcome_output.to_representation(outcome)
+
+    @cached_property
+    def _outcome_output(self) -> OutcomeOutput:
+        return OutcomeOutput()
 
     @extend_schema_field(PolicyOutput(allow_null=True))
     def get_policy(self, approval: ApprovalRequest) -> dict[str, Any] | None:
@@ -301,7 +338,7 @@ def approval_request_submission(data: Any) -> Submission:
     return serializer.submission_from(serializer.run_validation(data))  # type: ignore[no-any-return]
 
 
-def _not_found() -> ApiError:
+def request_not_found() -> ApiError:
     return ApiError(status_code=404, code="not_found", message="No such approval request.")
 
 
@@ -403,11 +440,11 @@ class ApprovalRequestDetailApi(AsyncAPIView):
         agent: Agent = request.user  # type: ignore[assignment]
         found = await sync_to_async(approval_read_for_agent)(agent=agent, code=code)
         if found is None:
-            raise _not_found()
+            raise request_not_found()
         read_again = partial(_document_for_agent, agent, code)
         answer = await long_poll_document(code=code, found=found, wait=wait, read_again=read_again)
         if answer is None:
-            raise _not_found()
+            raise request_not_found()
         return Response(answer)
 
 
@@ -438,6 +475,9 @@ class ApprovalRequestCancelApi(APIView):
         agent: Agent = request.user  # type: ignore[assignment]
         approval = approval_get_for_agent(agent=agent, code=code)
         if approval is None:
-            raise _not_found()
+            raise request_not_found()
         approval = approval_request_cancel(approval=approval, agent=agent)
         return Response(approval_request_representation(approval))
+
+
+MAX_CURRENCY = 3

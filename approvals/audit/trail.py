@@ -51,6 +51,8 @@ class AuditAction(models.TextChoices):
     REQUEST_DENIED = "request.denied", "Request denied"
     REQUEST_EXPIRED = "request.expired", "Request expired"
     REQUEST_CANCELLED = "request.cancelled", "Request cancelled"
+    # What happened after the decision (approvals.services.outcomes)
+    OUTCOME_REPORTED = "request.outcome_reported", "Outcome reported"
     # Wired by the features that own them, at merge.
     POLICY_DECIDED = "policy.decided", "Policy decided a request"
     REQUEST_CLAIMED = "request.claimed", "Request claimed"

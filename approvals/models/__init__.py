@@ -5,6 +5,7 @@ requests: approval requests, decisions, history, votes, claims, presence
 notifications: preferences, the notification outbox, Slack messages and links
 escalations: escalation chains, steps and firings
 policies: policy rules and guardrails, and each request's evaluation
+outcomes: what happened after the decision (one outcome per request)
 reviewing: the decision page's preset deny reasons and each reviewer's page settings
 approvals.audit.models: the audit trail's tables (declared in the audit package, below these)
 """
@@ -27,6 +28,7 @@ from approvals.models.notifications import (
     SlackLinkClaim,
     SlackMessage,
 )
+from approvals.models.outcomes import OutcomeSource, OutcomeStatus, RequestOutcome
 from approvals.models.policies import (
     Budget,
     BudgetAction,
@@ -92,9 +94,12 @@ __all__ = [
     "OnTimeout",
     "Operator",
     "Outcome",
+    "OutcomeSource",
+    "OutcomeStatus",
     "PolicyCondition",
     "PolicyEvaluation",
     "PolicyRule",
+    "RequestOutcome",
     "ReviewerPageSettings",
     "ReviewerPresence",
     "RuleState",

@@ -61,7 +61,7 @@ def approval_get_for_display(*, approval_id: int) -> ApprovalRequest:
     """One request with what its queue row and decision panel show (claim, votes, viewers)."""
     approval = (
         ApprovalRequest.objects.select_related(
-            "agent", "team", "decision", "decision__reviewer", "claim__reviewer"
+            "agent", "team", "decision", "decision__reviewer", "claim__reviewer", "outcome"
         )
         .prefetch_related(*_DISPLAY_PREFETCH)
         .get(pk=approval_id)
@@ -108,7 +108,9 @@ def approvals_get_for_created_rows(*, approval_ids: list[int]) -> list[ApprovalR
 def approval_get_for_agent(*, agent: Agent, code: UUID | str) -> ApprovalRequest | None:
     """An agent sees only its own requests; anything else is indistinguishable from absent."""
     return (
-        ApprovalRequest.objects.select_related("decision", "run", "policy_evaluation", "team")
+        ApprovalRequest.objects.select_related(
+            "decision", "run", "policy_evaluation", "team", "outcome"
+        )
         .filter(agent=agent, code=code)
         .first()
     )
@@ -126,6 +128,7 @@ def approval_get_for_reviewer(*, user: Any, code: UUID | str) -> ApprovalRequest
             "decision",
             "decision__reviewer",
             "claim__reviewer",
+            "outcome",
         )
         .prefetch_related("votes__reviewer", "presences__reviewer")
         .filter(code=code)

@@ -121,6 +121,7 @@ def _decorated_rows(approvals: list[ApprovalRequest], *, full: bool) -> list[App
             Prefetch("decision", queryset=Decision.objects.select_related("reviewer")),
             "run",
             "policy_evaluation",
+            "outcome",
         ]
     prefetch_related_objects(approvals, *related)
     return approvals_decorate(approvals)

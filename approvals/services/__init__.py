@@ -6,6 +6,7 @@ decisions: what a decision writes (Decision, history event, audit record), for b
 suggestions: AAP's approve-with-changes as a denial that suggests, and its resubmission
 arguments: checking arguments against a request's JSON Schema
 page_views: when a reviewer first opened a request
+outcomes: what happened after the decision, one outcome per request
 
 Nothing here checks permission: the caller has decided who may act (system code, or a check_*
 function of approvals.reviews, which checks access first and then calls these, zulip's
@@ -24,6 +25,14 @@ from approvals.services.creation import (
     approval_requests_create,
 )
 from approvals.services.decisions import DecisionRecords, decision_records_build
+from approvals.services.outcomes import (
+    NOT_APPROVED,
+    OUTCOME_ALREADY_REPORTED,
+    OutcomeReport,
+    approval_outcome_report,
+    approval_outcomes_from_trace,
+    approval_outcomes_mark_not_reported,
+)
 from approvals.services.page_views import decision_page_view_record
 from approvals.services.transitions import (
     ALLOWED_TRANSITIONS,
@@ -44,13 +53,19 @@ __all__ = [
     "ALLOWED_TRANSITIONS",
     "CHANGE_NEEDS_REVIEW",
     "DURATION_PATTERN",
+    "NOT_APPROVED",
+    "OUTCOME_ALREADY_REPORTED",
     "POLICY_DENIES",
     "QUORUM_CHANGED",
     "CreateResult",
     "DecisionRecords",
     "NewApprovalRequest",
+    "OutcomeReport",
     "Submission",
     "approval_arguments_validate",
+    "approval_outcome_report",
+    "approval_outcomes_from_trace",
+    "approval_outcomes_mark_not_reported",
     "approval_request_approve",
     "approval_request_cancel",
     "approval_request_cancel_for_halt",

@@ -3,6 +3,7 @@
 Filters return plain text (templates escape it); reason_show returns escaped HTML.
 """
 
+import json
 from typing import Any
 
 from django import template
@@ -22,6 +23,15 @@ register = template.Library()
 @register.filter
 def pretty_json(value: Any) -> str:
     return _pretty_json(value)
+
+
+@register.filter
+def outcome_result_text(value: Any) -> str:
+    """An outcome's result (any JSON the agent sent) as one line of text: a string as it is,
+    anything else as compact JSON. Still agent text: pass it through visible_line."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
 
 
 @register.filter

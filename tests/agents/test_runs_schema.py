@@ -51,3 +51,18 @@ def test_it_documents_native_request_fields_and_decisions(schema) -> None:
         assert decision[field].get("description"), field
     run = components["RunOutput"]["properties"]
     assert run["total_cost"]["type"] == "string" and run["total_cost"]["format"] == "decimal"
+
+
+def test_it_documents_outcome_reporting_and_the_outcome_on_reads(schema) -> None:
+    operation = schema["paths"]["/api/v1/requests/{code}/outcome"]["post"]
+    assert set(operation["responses"]) == {"201", "200", "400", "401", "404", "409", "413"}
+    components = schema["components"]["schemas"]
+    assert "outcome" in components["ApprovalRequestOutput"]["properties"]
+    assert set(components["OutcomeReportInputRequest"]["properties"]) == {
+        "status",
+        "result",
+        "error",
+        "duration_ms",
+        "cost",
+        "currency",
+    }

@@ -88,3 +88,21 @@ def test_it_matches_the_schema_for_a_denied_request() -> None:
     ours, documented = _both(approval)
     assert ours["decision"]["approved_arguments"] is None
     assert ours == documented
+
+
+def test_it_matches_the_schema_for_a_request_with_an_outcome() -> None:
+    from decimal import Decimal
+
+    from approvals.services import OutcomeReport, approval_outcome_report
+
+    approval = approval_request_approve(approval=_submitted(), reviewer=UserFactory(is_staff=True))
+    approval_outcome_report(
+        approval=approval,
+        report=OutcomeReport(
+            status="failed", error="card_declined", duration_ms=5, cost=Decimal("1.5")
+        ),
+    )
+    ours, documented = _both(approval)
+    assert ours["outcome"]["error"] == "card_declined" and ours["outcome"]["currency"] is None
+    assert list(ours)[-1] == "outcome"
+    assert ours == documented

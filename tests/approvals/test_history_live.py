@@ -96,3 +96,28 @@ def test_it_re_reads_filtered_rows_for_a_live_page(client) -> None:
     rows = response.content.decode()
     assert rows.strip().startswith('<ol id="history-rows"')
     assert f"approval-{wanted.code}" in rows and f"approval-{other.code}" not in rows
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_pushes_an_outcome_reported_after_the_decision(live_console) -> None:
+    from approvals.services import OutcomeReport, approval_outcome_report
+
+    alice = UserFactory(username="alice")
+    payments = TeamFactory(name="payments", members=[alice])
+    approval = approval_request_approve(
+        approval=ApprovalRequestFactory(team=payments), reviewer=alice
+    )
+    session = ReviewerSession(live_console.url, "alice")
+
+    async def scenario() -> str:
+        async with session.socket() as ws:
+            await db_to_thread(
+                approval_outcome_report,
+                approval=approval,
+                report=OutcomeReport(status="failed", error="card_declined"),
+            )
+            return (await messages_until(ws, "data-execution-status"))[-1]
+
+    pushed = asyncio.run(scenario())
+    assert 'data-execution-status="failed"' in pushed and "card_declined" in pushed
+    session.close()

@@ -220,3 +220,53 @@ def summary_text(
 
 def monotonic() -> float:
     return time.monotonic()
+
+
+# Outcome statuses an agent reports (the console adds `not_reported` itself).
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+NOT_EXECUTED = "not_executed"
+# The decorator reports a short result: the return value as JSON when it is small, else its
+# JSON or repr cut to this many characters. Errors are cut the same way.
+MAX_OUTCOME_TEXT = 2000
+
+
+def outcome_body(
+    *,
+    status: str,
+    result: Any = None,
+    error: str | None = None,
+    duration_ms: int | None = None,
+    cost: float | str | None = None,
+    currency: str | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"status": status}
+    if result is not None:
+        body["result"] = result
+    if error:
+        body["error"] = error
+    if duration_ms is not None:
+        body["duration_ms"] = duration_ms
+    if cost is not None:
+        body["cost"] = str(cost)
+    if currency:
+        body["currency"] = currency
+    return body
+
+
+def short_result(value: Any) -> Any:
+    """A function's return value as a short outcome result: itself when it is small JSON,
+    else a truncated text of it. None stays None."""
+    if value is None:
+        return None
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)[:MAX_OUTCOME_TEXT]
+    if len(text) <= MAX_OUTCOME_TEXT:
+        return json.loads(text)
+    return text[:MAX_OUTCOME_TEXT]
+
+
+def error_text(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"[:MAX_OUTCOME_TEXT]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import logging
 import os
 import time
 import uuid
@@ -29,9 +30,11 @@ import httpx
 from . import _wire
 from ._version import __version__
 from ._wire import RetryPolicy
-from .errors import ConsoleApiError, ConsoleError, ConsoleUnreachable
+from .errors import ApprovalExpired, ConsoleApiError, ConsoleError, ConsoleUnreachable
 from .models import EXPIRED, Approval, Decision
 from .runs import AsyncRun, Run, current_run
+
+logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -256,6 +259,47 @@ class Console(_ConsoleBase):
                 return self.get(request_id)
             raise
 
+    def report_outcome(
+        self,
+        request_id: str,
+        status: str,
+        *,
+        result: Any = None,
+        error: str | None = None,
+        duration_ms: int | None = None,
+        cost: float | str | None = None,
+        currency: str | None = None,
+    ) -> Approval:
+        """Tell the console what the decided call did: "succeeded", "failed" or "not_executed".
+
+        Idempotent: the same report again is answered alike. A different second report raises
+        ConsoleApiError 409 `outcome_already_reported`. The decorator reports by itself."""
+        body = _wire.outcome_body(
+            status=status,
+            result=result,
+            error=error,
+            duration_ms=duration_ms,
+            cost=cost,
+            currency=currency,
+        )
+        return Approval.from_wire(
+            self._send("POST", f"/api/v1/requests/{request_id}/outcome", json=body)
+        )
+
+    def _report_quietly(self, call: _GatedCall, **ending: Any) -> None:
+        # A report that fails must not mask the function's own result or exception.
+        body = call.outcome_report(**ending)
+        if body is None:
+            return
+        try:
+            self.report_outcome(call.decision.request_id, **body)
+        except Exception:
+            logger.warning(
+                "Could not report the outcome of approval request %s",
+                call.decision.request_id,
+                exc_info=True,
+            )
+
     def request_approval(
         self,
         tool: str,
@@ -310,6 +354,7 @@ class Console(_ConsoleBase):
         Parameters in `exclude` are neither shown nor changeable.
         """
 
+        # long: the sync wrapper gates, calls and reports in one place (async twin below)
         def decorate(fn: Callable[P, R]) -> Callable[P, R]:
             gate = _wire.GatedSignature(fn, frozenset(exclude))
             tool_name = tool or fn.__name__
@@ -340,13 +385,21 @@ class Console(_ConsoleBase):
                     except ConsoleUnreachable as error:
                         _record_unreachable(tool_name, error)
                         raise
-                    # Recording on a blocking Console is blocking I/O: keep it off the loop.
-                    call_args, call_kwargs = await asyncio.to_thread(call.checked)
+                    # Reporting and recording on a blocking Console is blocking I/O: keep it off
+                    # the loop.
+                    try:
+                        call_args, call_kwargs = call.checked()
+                    except BaseException as error:
+                        await asyncio.to_thread(self._report_quietly, call, error=error, ran=False)
+                        await asyncio.to_thread(call.record_outcome, error=error, ran=False)
+                        raise
                     try:
                         result = await fn(*call_args, **call_kwargs)  # type: ignore[misc]
                     except BaseException as error:
+                        await asyncio.to_thread(self._report_quietly, call, error=error)
                         await asyncio.to_thread(call.record_outcome, error=error)
                         raise
+                    await asyncio.to_thread(self._report_quietly, call, result=result)
                     await asyncio.to_thread(call.record_outcome, result=result)
                     return result
 
@@ -359,12 +412,19 @@ class Console(_ConsoleBase):
                 except ConsoleUnreachable as error:
                     _record_unreachable(tool_name, error)
                     raise
-                call_args, call_kwargs = call.checked()
+                try:
+                    call_args, call_kwargs = call.checked()
+                except BaseException as error:
+                    self._report_quietly(call, error=error, ran=False)
+                    call.record_outcome(error=error, ran=False)
+                    raise
                 try:
                     result = fn(*call_args, **call_kwargs)
                 except BaseException as error:
+                    self._report_quietly(call, error=error)
                     call.record_outcome(error=error)
                     raise
+                self._report_quietly(call, result=result)
                 call.record_outcome(result=result)
                 return result
 
@@ -405,19 +465,52 @@ class _GatedCall:
         self.args = args
         self.kwargs = kwargs
         self.run = run
+        self.started: float | None = None
 
     def checked(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """The call to make, or the typed exception. Checked last, just before the call,
-        so an approval that lapsed meanwhile is not used."""
-        try:
-            self.decision.raise_unless_usable()
-            assert self.decision.approved_arguments is not None
-            return self.gate.call_arguments(
-                self.decision.approved_arguments, self.args, self.kwargs
+        so an approval that lapsed meanwhile is not used. The caller reports and records a
+        refusal (outcome_report, record_outcome with ran=False)."""
+        self.decision.raise_unless_usable()
+        assert self.decision.approved_arguments is not None
+        call = self.gate.call_arguments(self.decision.approved_arguments, self.args, self.kwargs)
+        self.started = time.monotonic()
+        return call
+
+    def outcome_report(
+        self, *, result: Any = None, error: BaseException | None = None, ran: bool = True
+    ) -> dict[str, Any] | None:
+        """What to tell the console about this call (report_outcome's keywords), or None when
+        there is nothing it should hear: a denial needs no report, and a call interrupted
+        (cancelled, KeyboardInterrupt) may or may not have acted, so the console's own
+        `not_reported` mark says it best."""
+        if not ran:
+            if not self.decision.approved:
+                return None
+            why = (
+                f"The approval expired before the call started ({error})."
+                if isinstance(error, ApprovalExpired)
+                else f"Not run: {_wire.error_text(error)}"
+                if error is not None
+                else "Not run."
             )
-        except BaseException as error:
-            self.record_outcome(error=error, ran=False)
-            raise
+            return {"status": _wire.NOT_EXECUTED, "error": why[: _wire.MAX_OUTCOME_TEXT]}
+        duration_ms = (
+            None if self.started is None else int((time.monotonic() - self.started) * 1000)
+        )
+        if error is not None:
+            if not isinstance(error, Exception):
+                return None
+            return {
+                "status": _wire.FAILED,
+                "error": _wire.error_text(error),
+                "duration_ms": duration_ms,
+            }
+        return {
+            "status": _wire.SUCCEEDED,
+            "result": _wire.short_result(result),
+            "duration_ms": duration_ms,
+        }
 
     def record_outcome(
         self, *, result: Any = None, error: BaseException | None = None, ran: bool = True
@@ -650,6 +743,44 @@ class AsyncConsole(_ConsoleBase):
         )
         return await self.wait(approval)
 
+    async def report_outcome(
+        self,
+        request_id: str,
+        status: str,
+        *,
+        result: Any = None,
+        error: str | None = None,
+        duration_ms: int | None = None,
+        cost: float | str | None = None,
+        currency: str | None = None,
+    ) -> Approval:
+        """See Console.report_outcome."""
+        body = _wire.outcome_body(
+            status=status,
+            result=result,
+            error=error,
+            duration_ms=duration_ms,
+            cost=cost,
+            currency=currency,
+        )
+        return Approval.from_wire(
+            await self._send("POST", f"/api/v1/requests/{request_id}/outcome", json=body)
+        )
+
+    async def _report_quietly(self, call: _GatedCall, **ending: Any) -> None:
+        # A report that fails must not mask the function's own result or exception.
+        body = call.outcome_report(**ending)
+        if body is None:
+            return
+        try:
+            await self.report_outcome(call.decision.request_id, **body)
+        except Exception:
+            logger.warning(
+                "Could not report the outcome of approval request %s",
+                call.decision.request_id,
+                exc_info=True,
+            )
+
     # long: a decorator factory: its sync and async wrappers close over one gate
     def requires_approval(
         self,
@@ -697,12 +828,19 @@ class AsyncConsole(_ConsoleBase):
                     raise
                 call = _GatedCall(gate, tool_name, arguments, decision, args, kwargs, run)
                 try:
-                    call_args, call_kwargs = call.checked()
+                    try:
+                        call_args, call_kwargs = call.checked()
+                    except BaseException as error:
+                        await self._report_quietly(call, error=error, ran=False)
+                        call.record_outcome(error=error, ran=False)
+                        raise
                     try:
                         result = await fn(*call_args, **call_kwargs)
                     except BaseException as error:
+                        await self._report_quietly(call, error=error)
                         call.record_outcome(error=error)
                         raise
+                    await self._report_quietly(call, result=result)
                     call.record_outcome(result=result)
                     return result
                 finally:

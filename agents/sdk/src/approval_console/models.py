@@ -111,6 +111,12 @@ class Approval:
             submitted_arguments=self.arguments,
         )
 
+    @property
+    def outcome(self) -> dict[str, Any] | None:
+        """What happened after the decision, once reported (status, result, error, ...)."""
+        outcome = self.raw.get("outcome")
+        return outcome if isinstance(outcome, dict) else None
+
     @classmethod
     def from_wire(cls, body: dict[str, Any]) -> Approval:
         return cls(
