@@ -10,6 +10,7 @@ from approvals.insight import views as insight_views
 
 api_v1 = [
     path("requests", native.ApprovalRequestCreateApi.as_view(), name="request-create"),
+    path("questions", native.QuestionCreateApi.as_view(), name="question-create"),
     path("requests/<uuid:code>", native.ApprovalRequestDetailApi.as_view(), name="request-detail"),
     path(
         "requests/<uuid:code>/cancel",

@@ -4,6 +4,7 @@ One view per operation; serializers validate and shape, services write. The long
 so a waiting agent holds no thread: it sleeps on a channel-layer message, never polls the table.
 """
 
+import json
 import re
 import threading
 from functools import cached_property, partial
@@ -29,7 +30,7 @@ from agents.api.links import LinkOutput, links_field, links_stored
 from agents.api.long_poll import long_poll_document
 from agents.models import Agent
 from approvals.agent_view import approval_request_representation
-from approvals.models import ApprovalRequest, Impact, Status
+from approvals.models import ApprovalRequest, Impact, Kind, Status
 from approvals.selectors import approval_get_for_agent
 from approvals.services import (
     DURATION_PATTERN,
@@ -90,19 +91,7 @@ class ApprovalRequestCreateInput(StrictSerializer):
         return timeout
 
     def validate_arguments_schema(self, schema: dict[str, Any] | None) -> dict[str, Any] | None:
-        if schema is not None:
-            try:
-                jsonschema.validators.validator_for(schema).check_schema(schema)
-            except jsonschema.SchemaError as error:
-                raise serializers.ValidationError(
-                    f"Not a valid JSON Schema: {error.message}"
-                ) from None
-            external = _external_refs(schema)
-            if external:
-                raise serializers.ValidationError(
-                    f"Only references within the schema (#...) are allowed, not {external[0]!r}."
-                )
-        return schema
+        return None if schema is None else json_schema_checked(schema)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         errors = arguments_schema_errors(
@@ -132,6 +121,90 @@ class ApprovalRequestCreateInput(StrictSerializer):
             labels=data.get("labels") or [],
             links=links_stored(data.get("links")),
             arguments_schema=data.get("arguments_schema"),
+        )
+
+
+def json_schema_checked(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON Schema the agent sent: valid as a schema, its $refs within itself only."""
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as error:
+        raise serializers.ValidationError(f"Not a valid JSON Schema: {error.message}") from None
+    external = _external_refs(schema)
+    if external:
+        raise serializers.ValidationError(
+            f"Only references within the schema (#...) are allowed, not {external[0]!r}."
+        )
+    return schema
+
+
+# A reviewer fills in a form generated from the schema: a page of fields, not a document.
+MAX_ANSWER_SCHEMA = 20_000
+QUESTION_TOOL = "ask_human"
+
+
+class QuestionCreateInput(StrictSerializer):
+    """A question for a person, with the JSON Schema the answer must satisfy."""
+
+    question = serializers.CharField(
+        max_length=MAX_TEXT, help_text="What the agent asks, shown to reviewers as its words."
+    )
+    answer_schema = JSONObjectField(
+        help_text="JSON Schema of the answer. Reviewers get a form with one field per property "
+        "of an object schema; the answer is validated against it before the agent sees it. "
+        f"At most {MAX_ANSWER_SCHEMA} characters as JSON."
+    )
+    tool = serializers.CharField(
+        max_length=200,
+        required=False,
+        help_text=f'A name policies can route on (default "{QUESTION_TOOL}").',
+    )
+    timeout = serializers.RegexField(
+        DURATION_PATTERN,
+        required=False,
+        help_text='How long reviewers have to answer, e.g. "30m"; unanswered, it expires.',
+        error_messages={"invalid": 'Must be a duration such as "30s", "30m" or "24h".'},
+    )
+    reasoning = serializers.CharField(max_length=MAX_TEXT, required=False, allow_blank=True)
+    context = JSONObjectField(required=False)  # type: ignore[assignment]
+    impact = serializers.ChoiceField(choices=Impact.choices, required=False)
+    run = serializers.UUIDField(required=False, allow_null=True)
+    labels = serializers.ListField(
+        child=serializers.CharField(max_length=MAX_LABEL), max_length=MAX_LABELS, required=False
+    )
+    links = links_field()
+
+    def validate_question(self, question: str) -> str:
+        if not question.strip():
+            raise serializers.ValidationError("The question must not be blank.")
+        return question
+
+    def validate_timeout(self, timeout: str) -> str:
+        api_limits.field_size_check(len(timeout))
+        return timeout
+
+    def validate_answer_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        if len(json.dumps(schema)) > MAX_ANSWER_SCHEMA:
+            raise serializers.ValidationError(
+                f"At most {MAX_ANSWER_SCHEMA} characters as JSON."
+            )
+        return json_schema_checked(schema)
+
+    def to_submission(self) -> Submission:
+        data = self.validated_data
+        return Submission(
+            kind=Kind.QUESTION,
+            tool=data.get("tool") or QUESTION_TOOL,
+            arguments={},
+            summary=data["question"],
+            answer_schema=data["answer_schema"],
+            timeout=data.get("timeout") or f"{settings.APPROVAL_DEFAULT_TIMEOUT_SECONDS}s",
+            reasoning=data.get("reasoning", ""),
+            context=data.get("context") or {},
+            impact=data.get("impact") or Impact.MEDIUM,
+            run=str(data["run"]) if data.get("run") else None,
+            labels=data.get("labels") or [],
+            links=links_stored(data.get("links")),
         )
 
 
@@ -170,6 +243,15 @@ class DecisionOutput(serializers.Serializer):
         help_text="True when the reviewer approved with changes: run `approved_arguments`, "
         "not the submitted arguments."
     )
+
+    answer = serializers.SerializerMethodField(
+        help_text="Questions only: the reviewer's answer, valid against `answer_schema`; null "
+        "when the question was declined (`denied`, the reason in `note`) or expired."
+    )
+
+    @extend_schema_field({"nullable": True})  # type: ignore[misc]
+    def get_answer(self, decision: Any) -> Any:
+        return decision.answer if decision.status == Status.APPROVED else None
 
     @extend_schema_field({"type": "object", "nullable": True, "additionalProperties": {}})  # type: ignore[misc]
     def get_approved_arguments(self, decision: Any) -> dict[str, Any] | None:
@@ -257,6 +339,13 @@ class ApprovalRequestOutput(serializers.Serializer):
     labels = serializers.ListField(child=serializers.CharField())
     links = LinkOutput(many=True)
     arguments_schema = serializers.JSONField(allow_null=True)
+    kind = serializers.ChoiceField(
+        choices=Kind.choices,
+        help_text="`question`: created by POST /questions, answered rather than approved.",
+    )
+    answer_schema = serializers.JSONField(
+        allow_null=True, help_text="Questions only: the JSON Schema the answer satisfies."
+    )
     created_at = serializers.DateTimeField()
     deadline_at = serializers.DateTimeField()
     decision = DecisionField(source="*", required=False)
@@ -354,6 +443,39 @@ class ApprovalRequestCreateApi(APIView):
     def post(self, request: Request) -> Response:
         key = _idempotency_key(request)
         payload = ApprovalRequestCreateInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        agent: Agent = request.user  # type: ignore[assignment]
+        approval, created = approval_request_create(
+            agent=agent, idempotency_key=key, submission=payload.to_submission()
+        )
+        return Response(
+            approval_request_representation(approval),
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+
+class QuestionCreateApi(APIView):
+    """A question is an approval request of kind `question`: read, long-polled and cancelled
+    at /requests/{id} like any other. Its own endpoint, so each body has its own required
+    fields in the schema (an approval's tool and arguments, a question's text and schema)."""
+
+    @extend_schema(
+        operation_id="create_question",
+        request=QuestionCreateInput,
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key", location=OpenApiParameter.HEADER, required=True, type=str
+            )
+        ],
+        responses={
+            201: ApprovalRequestOutput,
+            200: OpenApiResponse(ApprovalRequestOutput, description="Replay of the same key"),
+            **error_responses(400, 401, 409, 413),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        key = _idempotency_key(request)
+        payload = QuestionCreateInput(data=request.data)
         payload.is_valid(raise_exception=True)
         agent: Agent = request.user  # type: ignore[assignment]
         approval, created = approval_request_create(
