@@ -38,6 +38,11 @@ api_v1 = [
         name="reviewer-request-approve",
     ),
     path(
+        "reviewer/requests/<uuid:code>/answer",
+        reviewer_api.ReviewerAnswerApi.as_view(),
+        name="reviewer-request-answer",
+    ),
+    path(
         "reviewer/requests/<uuid:code>/deny",
         reviewer_api.ReviewerDenyApi.as_view(),
         name="reviewer-request-deny",
