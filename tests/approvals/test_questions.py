@@ -217,3 +217,67 @@ def test_it_wakes_the_agents_long_poll_with_the_answer(live_console) -> None:
     assert result["returned_at"] - answered_at < 2.0  # type: ignore[operator]
     agent.close()
     reviewer.close()
+
+
+@pytest.fixture
+def rita_page(client, db):
+    client.force_login(UserFactory(username="rita", is_staff=True))
+    return client
+
+
+@pytest.mark.django_db
+def test_it_shows_a_form_generated_from_the_answer_schema(agent_client, rita_page) -> None:
+    code = _ask(agent_client).json()["id"]
+    page = rita_page.get(reverse("approvals:detail", args=[code])).content.decode()
+    assert 'id="answer-form"' in page and 'id="approve-form"' not in page
+    assert '<select name="answer_0"' in page and "eu-west-1" in page  # the enum, a select
+    assert 'type="number" name="answer_1"' in page  # the integer
+    assert '<select name="answer_2"' in page  # the boolean, yes or no
+    assert "Decline to answer" in page and 'id="changes"' not in page
+
+
+@pytest.mark.django_db
+def test_it_refuses_a_form_answer_that_breaks_the_schema(agent_client, rita_page) -> None:
+    code = _ask(agent_client).json()["id"]
+    response = rita_page.post(
+        reverse("approvals:answer", args=[code]),
+        {"answer_0": '"eu-west-1"', "answer_1": "0", "answer_2": ""},
+    )
+    assert response.status_code == 400
+    assert "$.replicas" in response.content.decode()
+    assert ApprovalRequest.objects.get(code=code).status == Status.PENDING
+    assert not Decision.objects.exists()
+
+
+@pytest.mark.django_db
+def test_it_stores_a_form_answer_with_the_schemas_types(agent_client, rita_page) -> None:
+    code = _ask(agent_client).json()["id"]
+    response = rita_page.post(
+        reverse("approvals:answer", args=[code]),
+        {"answer_0": '"us-east-1"', "answer_1": "4", "answer_2": "true", "note": "Cheaper."},
+    )
+    assert response.status_code == 302
+    decision = Decision.objects.get(approval__code=code)
+    assert decision.answer == {"region": "us-east-1", "replicas": 4, "dry_run": True}
+    page = rita_page.get(reverse("approvals:detail", args=[code])).content.decode()
+    assert 'id="question-answer"' in page
+
+
+@pytest.mark.django_db
+def test_it_answers_a_schema_without_properties_as_raw_json(agent_client, rita_page) -> None:
+    body = {**QUESTION, "answer_schema": {"type": "array", "items": {"type": "string"}}}
+    code = _ask(agent_client, body).json()["id"]
+    bad = rita_page.post(reverse("approvals:answer", args=[code]), {"answer_json": "[1"})
+    assert bad.status_code == 400 and "Not valid JSON" in bad.content.decode()
+    good = rita_page.post(reverse("approvals:answer", args=[code]), {"answer_json": '["a", "b"]'})
+    assert good.status_code == 302
+    assert Decision.objects.get(approval__code=code).answer == ["a", "b"]
+
+
+@pytest.mark.django_db
+def test_it_declines_a_question_from_the_page(agent_client, rita_page) -> None:
+    code = _ask(agent_client).json()["id"]
+    response = rita_page.post(reverse("approvals:deny", args=[code]), {"reason": "Not mine."})
+    assert response.status_code == 302
+    decision = agent_client.get(f"/api/v1/requests/{code}").json()["decision"]
+    assert (decision["status"], decision["note"], decision["answer"]) == ("denied", "Not mine.", None)
