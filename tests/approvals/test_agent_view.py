@@ -12,6 +12,7 @@ from approvals.agent_view import approval_request_representation
 from approvals.models import ApprovalRequest, Impact
 from approvals.services import (
     Submission,
+    approval_request_answer,
     approval_request_approve,
     approval_request_create,
     approval_request_deny,
@@ -88,3 +89,27 @@ def test_it_matches_the_schema_for_a_denied_request() -> None:
     ours, documented = _both(approval)
     assert ours["decision"]["approved_arguments"] is None
     assert ours == documented
+
+
+def test_it_matches_the_schema_for_an_answered_question() -> None:
+    question, _ = approval_request_create(
+        agent=AgentFactory(),
+        idempotency_key="q-1",
+        submission=Submission(
+            kind="question",
+            tool="ask_human",
+            arguments={},
+            timeout="30m",
+            summary="Which region?",
+            answer_schema={"type": "object", "properties": {"region": {"type": "string"}}},
+        ),
+    )
+    approval_request_answer(
+        approval=question, reviewer=UserFactory(), answer={"region": "eu-west-1"}
+    )
+    ours, documented = _both(question)
+    assert ours["kind"] == "question"
+    assert ours["decision"]["answer"] == {"region": "eu-west-1"}
+    assert ours == documented
+    assert list(ours) == list(documented)
+    assert list(ours["decision"]) == list(documented["decision"])
