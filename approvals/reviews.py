@@ -51,10 +51,10 @@ from approvals.policies.changes import (
 )
 from approvals.reassign import approval_request_reassign
 from approvals.selectors import approval_lock, presence_stale_before
+from console.events import emit
 
 # ReviewRejected code: approving what is a question (it is answered instead).
 IS_QUESTION = "is_question"
-from console.events import emit
 
 
 def reviewer_operates_agent(*, approval: ApprovalRequest, reviewer: Any) -> bool:

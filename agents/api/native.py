@@ -185,9 +185,7 @@ class QuestionCreateInput(StrictSerializer):
 
     def validate_answer_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
         if len(json.dumps(schema)) > MAX_ANSWER_SCHEMA:
-            raise serializers.ValidationError(
-                f"At most {MAX_ANSWER_SCHEMA} characters as JSON."
-            )
+            raise serializers.ValidationError(f"At most {MAX_ANSWER_SCHEMA} characters as JSON.")
         return json_schema_checked(schema)
 
     def to_submission(self) -> Submission:

@@ -4,25 +4,29 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('approvals', '0019_decision_page'),
+        ("approvals", "0019_decision_page"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='approvalrequest',
-            name='answer_schema',
+            model_name="approvalrequest",
+            name="answer_schema",
             field=models.JSONField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='approvalrequest',
-            name='kind',
-            field=models.CharField(choices=[('approval', 'Approval'), ('question', 'Question')], db_default='approval', default='approval', max_length=10),
+            model_name="approvalrequest",
+            name="kind",
+            field=models.CharField(
+                choices=[("approval", "Approval"), ("question", "Question")],
+                db_default="approval",
+                default="approval",
+                max_length=10,
+            ),
         ),
         migrations.AddField(
-            model_name='decision',
-            name='answer',
+            model_name="decision",
+            name="answer",
             field=models.JSONField(blank=True, null=True),
         ),
     ]

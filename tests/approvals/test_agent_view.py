@@ -112,4 +112,6 @@ def test_it_matches_the_schema_for_an_answered_question() -> None:
     assert ours["decision"]["answer"] == {"region": "eu-west-1"}
     assert ours == documented
     assert list(ours) == list(documented)
-    assert list(ours["decision"]) == list(documented["decision"])
+    ours_decision, documented_decision = ours["decision"], documented["decision"]
+    assert isinstance(ours_decision, dict) and isinstance(documented_decision, dict)
+    assert list(ours_decision) == list(documented_decision)

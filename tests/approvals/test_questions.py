@@ -49,10 +49,12 @@ def _ask(client, body: dict | None = None, key: str = "q-1"):
 @pytest.fixture
 def reviewer_api(db) -> APIClient:
     client = APIClient()
-    client.credentials(
-        HTTP_AUTHORIZATION=f"Token {reviewer_api_token(UserFactory(username='rita', is_staff=True))}"
-    )
+    client.credentials(HTTP_AUTHORIZATION=f"Token {_rita_token()}")
     return client
+
+
+def _rita_token() -> str:
+    return reviewer_api_token(UserFactory(username="rita", is_staff=True))
 
 
 def _reviewer_url(action: str, code: str) -> str:
@@ -188,9 +190,7 @@ def test_it_wakes_the_agents_long_poll_with_the_answer(live_console) -> None:
     )
     reviewer = httpx.Client(
         base_url=live_console.url,
-        headers={
-            "Authorization": f"Token {reviewer_api_token(UserFactory(username='rita', is_staff=True))}"
-        },
+        headers={"Authorization": f"Token {_rita_token()}"},
         timeout=10,
     )
     created = agent.post("/api/v1/questions", json=QUESTION, headers={"Idempotency-Key": "q-live"})
@@ -213,8 +213,8 @@ def test_it_wakes_the_agents_long_poll_with_the_answer(live_console) -> None:
     assert response.status_code == 200, response.text
     waiter.join(timeout=35)
     body = result["body"]
-    assert body["decision"]["answer"] == {"region": "us-east-1", "replicas": 1}  # type: ignore[index]
-    assert result["returned_at"] - answered_at < 2.0  # type: ignore[operator]
+    assert body["decision"]["answer"] == {"region": "us-east-1", "replicas": 1}
+    assert result["returned_at"] - answered_at < 2.0
     agent.close()
     reviewer.close()
 
@@ -280,4 +280,8 @@ def test_it_declines_a_question_from_the_page(agent_client, rita_page) -> None:
     response = rita_page.post(reverse("approvals:deny", args=[code]), {"reason": "Not mine."})
     assert response.status_code == 302
     decision = agent_client.get(f"/api/v1/requests/{code}").json()["decision"]
-    assert (decision["status"], decision["note"], decision["answer"]) == ("denied", "Not mine.", None)
+    assert (decision["status"], decision["note"], decision["answer"]) == (
+        "denied",
+        "Not mine.",
+        None,
+    )

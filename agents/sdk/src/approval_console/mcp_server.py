@@ -148,7 +148,9 @@ async def ask_human(
         )
     except ConsoleError as error:
         logger.warning("question failed: %s", error)
-        raise QuestionNotAnswered(f"The approval console could not take the question: {error}")
+        raise QuestionNotAnswered(
+            f"The approval console could not take the question: {error}"
+        ) from None
     try:
         decision = await console.wait(approval)
     except anyio.get_cancelled_exc_class():
@@ -160,7 +162,9 @@ async def ask_human(
                 logger.warning("could not cancel question %s: %s", approval.id, error)
         raise
     except (ConsoleError, TimeoutError) as error:
-        raise QuestionNotAnswered(f"No answer could be had from the approval console: {error}")
+        raise QuestionNotAnswered(
+            f"No answer could be had from the approval console: {error}"
+        ) from None
     try:
         return json.dumps(decision.answer_or_raise())
     except ApprovalNotGranted as refusal:
