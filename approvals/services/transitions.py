@@ -69,6 +69,9 @@ def approval_request_approve(
     `routing`: the judgment approvals.reviews made in the caller's transaction and checked the
     request's counted votes against (a quorum's voters, not one reviewer); None judges here.
     """
+    if approval.kind == Kind.QUESTION:
+        # Approved without an answer, the agent would get nothing to act on: it is answered.
+        raise ValueError("A question is answered (approval_request_answer), not approved.")
     now = timezone.now()
     approved_arguments = None if arguments in (None, approval.arguments) else arguments
     # Changed arguments: one transaction, so the agent's row, locked by the judgment, stays

@@ -10,7 +10,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from approvals.models import ApprovalRequest, Decision, Kind, Status
-from approvals.services import approval_requests_expire_overdue
+from approvals.services import approval_request_approve, approval_requests_expire_overdue
 from tests.factories import (
     PolicyRuleFactory,
     TeamFactory,
@@ -285,3 +285,11 @@ def test_it_declines_a_question_from_the_page(agent_client, rita_page) -> None:
         "Not mine.",
         None,
     )
+
+
+@pytest.mark.django_db
+def test_it_never_approves_a_question_without_an_answer(agent_client) -> None:
+    question = ApprovalRequest.objects.get(code=_ask(agent_client).json()["id"])
+    with pytest.raises(ValueError, match="answered"):
+        approval_request_approve(approval=question, reviewer=UserFactory())
+    assert ApprovalRequest.objects.get(pk=question.pk).status == Status.PENDING
