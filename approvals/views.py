@@ -216,7 +216,11 @@ def _detail_context(
         ),
         "deny_form": extra.pop("deny_form", None) or DenyForm(),
         "answer_form": extra.pop("answer_form", None)
-        or (AnswerForm(schema=approval.answer_schema) if approval.kind == Kind.QUESTION else None),
+        or (
+            AnswerForm(schema=approval.answer_schema_in_order)
+            if approval.kind == Kind.QUESTION
+            else None
+        ),
         "escalate_form": extra.pop("escalate_form", None) or EscalateForm(approval=approval),
         "comment_form": extra.pop("comment_form", None) or CommentForm(),
         "next_escalation_step": escalation_next_step(approval=approval)
@@ -381,7 +385,7 @@ def approve_changes(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
 def answer(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     """A reviewer answers a question through the form its answer schema generated."""
     approval = _get_or_404(request, code)
-    form = AnswerForm(request.POST, schema=approval.answer_schema)
+    form = AnswerForm(request.POST, schema=approval.answer_schema_in_order)
     if not form.is_valid():
         return _panel(request, code, status=400, answer_form=form)
     try:

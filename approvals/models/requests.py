@@ -5,7 +5,9 @@ agent will run. Status moves only through approvals.services, one compare-and-se
 every move appends an ApprovalEvent.
 """
 
+import json
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -90,6 +92,9 @@ class ApprovalRequest(models.Model):
         max_length=10, choices=Kind.choices, default=Kind.APPROVAL, db_default=Kind.APPROVAL
     )
     answer_schema = models.JSONField(null=True, blank=True)
+    # The schema as the agent wrote it: jsonb sorts keys, and the answer form shows the
+    # properties in the agent's order (`answer_schema_in_order`).
+    answer_schema_raw = models.TextField(blank=True, default="", db_default="")
     # Scoped to the agent: the same key from two agents is two requests.
     idempotency_key = models.CharField(max_length=255)
     # Digest of the parsed submitted fields: a replay with the same key must match it.
@@ -206,6 +211,14 @@ class ApprovalRequest(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+    @property
+    def answer_schema_in_order(self) -> dict[str, Any] | None:
+        """The answer schema with its keys in the order the agent sent them."""
+        if self.answer_schema_raw:
+            ordered: dict[str, Any] = json.loads(self.answer_schema_raw)
+            return ordered
+        return self.answer_schema  # type: ignore[no-any-return]
 
 
 class Decision(models.Model):

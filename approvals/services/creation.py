@@ -528,6 +528,9 @@ def _new_approval(item: _Pending, *, now: datetime, decided_at: datetime) -> App
         arguments_schema=submission.arguments_schema,
         kind=submission.kind,
         answer_schema=submission.answer_schema,
+        answer_schema_raw=""
+        if submission.answer_schema is None
+        else json.dumps(submission.answer_schema),
         timeout=submission.timeout,
         timeout_seconds=timeout_seconds,
         deadline_at=now + timedelta(seconds=timeout_seconds),
