@@ -234,6 +234,7 @@ def test_it_shows_a_form_generated_from_the_answer_schema(agent_client, rita_pag
     assert 'type="number" name="answer_1"' in page  # the integer
     assert '<select name="answer_2"' in page  # the boolean, yes or no
     assert "Decline to answer" in page and 'id="changes"' not in page
+    assert "What the agent asks" in page and "What approving lets it do" not in page
 
 
 @pytest.mark.django_db
