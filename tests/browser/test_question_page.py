@@ -41,6 +41,7 @@ def test_it_answers_a_question_through_the_generated_form(
     page.locator("#answer-button").click()
 
     expect(form.get_by_role("alert")).to_contain_text("$.replicas")
+    page.screenshot(path=str(artifacts / "question-refused.png"))
     assert off_loop(lambda: Decision.objects.filter(approval=question).exists()) is False
 
     page.locator("#answer-form").get_by_label("replicas").fill("3")
