@@ -44,6 +44,7 @@ def _decision_view(decision: Decision, approval: ApprovalRequest) -> dict[str, A
             else None
         ),
         "arguments_changed": decision.approved_arguments is not None,
+        "answer": decision.answer if approved else None,
     }
 
 
@@ -110,6 +111,8 @@ def approval_request_representation(approval: ApprovalRequest) -> dict[str, Any]
             {"label": str(link["label"]), "url": str(link["url"])} for link in approval.links
         ],
         "arguments_schema": approval.arguments_schema,
+        "kind": str(approval.kind),
+        "answer_schema": approval.answer_schema,
         "created_at": _when(approval.created_at),
         "deadline_at": _when(approval.deadline_at),
         "policy": _policy_view(approval),

@@ -1,3 +1,4 @@
+import json
 import zoneinfo
 from typing import Any
 
@@ -119,3 +120,111 @@ class CommentForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 2}),
         error_messages={"required": "Write something first."},
     )
+
+
+class AnswerForm(forms.Form):
+    """A question's answer, one field per property of its answer schema.
+
+    Object schemas with properties get a field each: strings (a select when the property has
+    an `enum`), integers, numbers, booleans; anything else is typed as JSON. Any other schema
+    is one raw JSON field. The form only turns the reviewer's input into JSON: whether the
+    answer fits the schema is checked by approvals.reviews.check_approval_request_answer.
+    """
+
+    RAW = "answer_json"
+
+    note = forms.CharField(required=False, max_length=5000)
+
+    def __init__(self, *args: Any, schema: dict[str, Any] | None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        schema = schema or {}
+        properties = schema.get("properties")
+        self.properties: dict[str, str] = {}  # form field name -> property name
+        is_object = schema.get("type", "object") == "object"
+        if is_object and isinstance(properties, dict) and properties:
+            required = set(schema.get("required") or [])
+            for index, (name, spec) in enumerate(properties.items()):
+                field_name = f"answer_{index}"
+                self.properties[field_name] = name
+                self.fields[field_name] = _answer_field(
+                    name, spec if isinstance(spec, dict) else {}, required=name in required
+                )
+        else:
+            self.fields[self.RAW] = _JSONValueField(
+                label="Answer (JSON)",
+                max_length=200_000,
+                widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}),
+                error_messages={"required": "Give the answer, as JSON."},
+            )
+
+    def answer_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in self.fields if name != "note"]
+
+    def answer(self) -> Any:
+        """The answer as JSON, from cleaned data (call after is_valid)."""
+        if not self.properties:
+            return self.cleaned_data[self.RAW]
+        answer: dict[str, Any] = {}
+        for field_name, name in self.properties.items():
+            value = self.cleaned_data.get(field_name)
+            if value is None or value == "":
+                continue  # left empty: absent (the schema says whether it may be)
+            answer[name] = value
+        return answer
+
+    def add_answer_error(self, message: str) -> None:
+        """Pin the schema's complaint on the field it names ("$.region: ..."), else on the form."""
+        for field_name, name in self.properties.items():
+            if f"$.{name}:" in message or f"'{name}' is a required" in message:
+                self.add_error(field_name, message)
+                return
+        self.add_error(None, message)
+
+
+def _json_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise forms.ValidationError(f"Not valid JSON: {error.msg}.") from None
+
+
+def _answer_field(name: str, spec: dict[str, Any], *, required: bool) -> forms.Field:
+    label = spec.get("title") or name
+    help_text = spec.get("description") or ""
+    common: dict[str, Any] = {"label": label, "help_text": help_text, "required": required}
+    kind = spec.get("type")
+    if isinstance(spec.get("enum"), list) and all(
+        isinstance(choice, str | int | float | bool) for choice in spec["enum"]
+    ):
+        choices = [(json.dumps(choice), str(choice)) for choice in spec["enum"]]
+        return forms.TypedChoiceField(
+            choices=[("", "Choose…"), *choices],
+            coerce=json.loads,
+            empty_value=None,
+            **common,
+        )
+    if kind == "string":
+        return forms.CharField(max_length=20_000, **common)
+    if kind == "integer":
+        return forms.IntegerField(**common)
+    if kind == "number":
+        return forms.FloatField(**common)
+    if kind == "boolean":
+        return forms.TypedChoiceField(
+            choices=[("", "Choose…"), ("true", "Yes"), ("false", "No")],
+            coerce=lambda value: value == "true",
+            empty_value=None,
+            **common,
+        )
+    return _JSONValueField(
+        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
+        **{**common, "label": f"{label} (JSON)"},
+    )
+
+
+class _JSONValueField(forms.CharField):
+    """A value typed as JSON: the property's type is one no single input expresses."""
+
+    def to_python(self, value: Any) -> Any:
+        text = super().to_python(value)
+        return None if text in ("", None) else _json_value(text)

@@ -25,6 +25,7 @@ from approvals.exceptions import (
 from approvals.models import ApprovalRequest, Team
 from approvals.reviewer_tokens import ReviewerTokenAuthentication
 from approvals.reviews import (
+    check_approval_request_answer,
     check_approval_request_approve,
     check_approval_request_comment,
     check_approval_request_deny,
@@ -86,6 +87,13 @@ class ApproveInput(StrictSerializer):
     arguments = JSONObjectField(
         required=False, help_text="Approve with changes: the arguments the agent runs instead."
     )
+
+
+class AnswerInput(StrictSerializer):
+    answer = serializers.JSONField(
+        allow_null=True, help_text="The answer: any JSON value valid against `answer_schema`."
+    )
+    note = serializers.CharField(max_length=5000, required=False, allow_blank=True)
 
 
 class DenyInput(StrictSerializer):
@@ -240,6 +248,29 @@ class ReviewerApproveApi(ReviewerApi):
                 "reason": outcome.proposal.verdict.reason,
             }
         return Response(answer)
+
+
+class ReviewerAnswerApi(ReviewerApi):
+    @extend_schema(
+        operation_id="reviewer_answer_request",
+        request=AnswerInput,
+        responses={200: ReviewerApprovalOutput},
+        description="Answer a question (`kind` `question`). The answer is validated against "
+        "the question's `answer_schema`: 400 naming the field (`$.field: ...`), nothing stored. "
+        "To decline to answer, deny with a reason. A reviewer who operates the asking agent "
+        "gets 403 `own_agent`.",
+    )
+    def post(self, request: Request, code: str) -> Response:
+        approval = self.get_approval(request, code)
+        payload = AnswerInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        check_approval_request_answer(
+            approval=approval,
+            reviewer=request.user,  # type: ignore[arg-type]
+            answer=payload.validated_data["answer"],
+            note=payload.validated_data.get("note", ""),
+        )
+        return Response(_fresh(request, code))
 
 
 class ReviewerDenyApi(ReviewerApi):

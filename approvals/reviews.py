@@ -10,6 +10,9 @@ or vote to approve. `check_approval_request_approve` is the one place that enfor
 the pages, the reviewer API and Slack alike.
 """
 
+# long: every reviewer action (votes, answers, escalation, claims, presence) checks access the
+# same way before calling the state machine; kept together so the checks cannot drift apart.
+
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -38,6 +41,7 @@ from approvals.models import (
     ApprovalEvent,
     ApprovalRequest,
     ApprovalVote,
+    Kind,
     ReviewerPresence,
     Status,
     Team,
@@ -51,6 +55,9 @@ from approvals.policies.changes import (
 from approvals.reassign import approval_request_reassign
 from approvals.selectors import approval_lock, presence_stale_before
 from console.events import emit
+
+# ReviewRejected code: approving what is a question (it is answered instead).
+IS_QUESTION = "is_question"
 
 
 def reviewer_operates_agent(*, approval: ApprovalRequest, reviewer: Any) -> bool:
@@ -174,6 +181,11 @@ def check_approval_request_approve(
     move never stands in for the new team's.
     """
     _ensure_may_approve(approval=approval, reviewer=reviewer)
+    if approval.kind == Kind.QUESTION:
+        raise ReviewRejected(
+            "This is a question: answer it (or decline to answer), there is nothing to approve.",
+            code=IS_QUESTION,
+        )
     if arguments is not None:
         arguments = approval_arguments_check(approval=approval, arguments=arguments)
         if arguments == approval.arguments:
@@ -318,6 +330,34 @@ def _by_rule(routing: ChangeRouting) -> str:
     # agent's values and would read as the console's in the request's history.
     rule = routing.verdict.rule
     return f", by {rule.title}" if rule is not None else ""
+
+
+def approval_answer_check(*, approval: ApprovalRequest, answer: Any) -> Any:
+    """A reviewer's answer to a question, valid against the question's answer_schema."""
+    problems = services.arguments_schema_errors(schema=approval.answer_schema, arguments=answer)
+    if problems:
+        # "$.field: message": the JSON path names the field the reviewer got wrong.
+        raise ReviewRejected(
+            f"The answer does not fit the question's schema: {'; '.join(problems)}",
+            param="answer",
+        )
+    return answer
+
+
+def check_approval_request_answer(
+    *, approval: ApprovalRequest, reviewer: User, answer: Any, note: str = ""
+) -> ApprovalRequest:
+    """A reviewer answers a question: access as for approving (nobody answers the question of
+    an agent they operate), then the answer checked against the schema, then one transition."""
+    _ensure_may_approve(approval=approval, reviewer=reviewer)
+    if approval.kind != Kind.QUESTION:
+        raise ReviewRejected(
+            "This is an approval request, not a question: approve or deny it.", param="answer"
+        )
+    answer = approval_answer_check(approval=approval, answer=answer)
+    return services.approval_request_answer(
+        approval=approval, reviewer=reviewer, answer=answer, note=note
+    )
 
 
 def check_approval_request_deny(

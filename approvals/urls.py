@@ -17,6 +17,7 @@ urlpatterns = [
     path("requests/<uuid:code>/", views.detail, name="detail"),
     path("requests/<uuid:code>/approve", views.approve, name="approve"),
     path("requests/<uuid:code>/approve-changes", views.approve_changes, name="approve-changes"),
+    path("requests/<uuid:code>/answer", views.answer, name="answer"),
     path("requests/<uuid:code>/deny", views.deny, name="deny"),
     path("insight/", insight_views.dashboard, name="insight"),
     path(

@@ -5,6 +5,9 @@ request is fetched through the access rule (approvals/access.py): one a reviewer
 answers 404, exactly like one that does not exist.
 """
 
+# long: one view per reviewer action on one page, each a few lines; split by action, the
+# shared panel rendering and error mapping would have to be imported back from a sibling.
+
 import difflib
 from collections.abc import Callable
 from datetime import timedelta
@@ -39,6 +42,7 @@ from approvals.exceptions import (
     TransitionConflict,
 )
 from approvals.forms import (
+    AnswerForm,
     ApproveChangesForm,
     ApproveForm,
     CommentForm,
@@ -46,13 +50,14 @@ from approvals.forms import (
     EscalateForm,
     EscalateNextStepForm,
 )
-from approvals.models import ApprovalRequest, Status
+from approvals.models import ApprovalRequest, Kind, Status
 from approvals.presentation import arguments_folded, pretty_json, window_in_words
 from approvals.reviewer_settings import reviewer_page_settings_save
 from approvals.reviews import (
     approval_arguments_parse,
     approval_claim_release,
     approval_claim_take,
+    check_approval_request_answer,
     check_approval_request_approve,
     check_approval_request_comment,
     check_approval_request_deny,
@@ -212,6 +217,12 @@ def _detail_context(
             initial={"arguments": agent_json_visible(pretty_json(approval.arguments))}
         ),
         "deny_form": extra.pop("deny_form", None) or DenyForm(),
+        "answer_form": extra.pop("answer_form", None)
+        or (
+            AnswerForm(schema=approval.answer_schema_in_order)
+            if approval.kind == Kind.QUESTION
+            else None
+        ),
         "escalate_form": extra.pop("escalate_form", None) or EscalateForm(approval=approval),
         "comment_form": extra.pop("comment_form", None) or CommentForm(),
         "next_escalation_step": escalation_next_step(approval=approval)
@@ -368,6 +379,30 @@ def approve_changes(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
         )
         return _panel(request, code, changes_form=confirm, arguments_diff=list(diff))
     return _approve(request, code, note=form.cleaned_data["note"], arguments=arguments)
+
+
+@require_POST
+@login_required
+@_domain_errors_as_panel
+def answer(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
+    """A reviewer answers a question through the form its answer schema generated."""
+    approval = _get_or_404(request, code)
+    form = AnswerForm(request.POST, schema=approval.answer_schema_in_order)
+    if not form.is_valid():
+        return _panel(request, code, status=400, answer_form=form)
+    try:
+        check_approval_request_answer(
+            approval=approval,
+            reviewer=request.user,
+            answer=form.answer(),
+            note=form.cleaned_data["note"],
+        )
+    except ReviewRejected as rejected:
+        if rejected.param != "answer":
+            raise
+        form.add_answer_error(rejected.message)
+        return _panel(request, code, status=400, answer_form=form)
+    return _panel(request, code)
 
 
 @require_POST

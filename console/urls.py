@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
-from agents.api import native, outcomes, runs
+from agents.api import native, outcomes, questions, runs
 from approvals import reviewer_api
 from approvals.audit import api as audit_api
 from approvals.insight import views as insight_views
@@ -11,6 +11,7 @@ from console import health
 
 api_v1 = [
     path("requests", native.ApprovalRequestCreateApi.as_view(), name="request-create"),
+    path("questions", questions.QuestionCreateApi.as_view(), name="question-create"),
     path("requests/<uuid:code>", native.ApprovalRequestDetailApi.as_view(), name="request-detail"),
     path(
         "requests/<uuid:code>/cancel",
@@ -41,6 +42,11 @@ api_v1 = [
         "reviewer/requests/<uuid:code>/approve",
         reviewer_api.ReviewerApproveApi.as_view(),
         name="reviewer-request-approve",
+    ),
+    path(
+        "reviewer/requests/<uuid:code>/answer",
+        reviewer_api.ReviewerAnswerApi.as_view(),
+        name="reviewer-request-answer",
     ),
     path(
         "reviewer/requests/<uuid:code>/deny",

@@ -29,7 +29,7 @@ from agents.api.links import LinkOutput, links_field, links_stored
 from agents.api.long_poll import long_poll_document
 from agents.models import Agent
 from approvals.agent_view import approval_outcome, approval_request_representation
-from approvals.models import ApprovalRequest, Impact, OutcomeSource, OutcomeStatus, Status
+from approvals.models import ApprovalRequest, Impact, Kind, OutcomeSource, OutcomeStatus, Status
 from approvals.selectors import approval_get_for_agent
 from approvals.services import (
     DURATION_PATTERN,
@@ -90,19 +90,7 @@ class ApprovalRequestCreateInput(StrictSerializer):
         return timeout
 
     def validate_arguments_schema(self, schema: dict[str, Any] | None) -> dict[str, Any] | None:
-        if schema is not None:
-            try:
-                jsonschema.validators.validator_for(schema).check_schema(schema)
-            except jsonschema.SchemaError as error:
-                raise serializers.ValidationError(
-                    f"Not a valid JSON Schema: {error.message}"
-                ) from None
-            external = _external_refs(schema)
-            if external:
-                raise serializers.ValidationError(
-                    f"Only references within the schema (#...) are allowed, not {external[0]!r}."
-                )
-        return schema
+        return None if schema is None else json_schema_checked(schema)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         errors = arguments_schema_errors(
@@ -135,6 +123,21 @@ class ApprovalRequestCreateInput(StrictSerializer):
         )
 
 
+def json_schema_checked(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON Schema the agent sent: valid as a schema, its $refs within itself only."""
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as error:
+        raise serializers.ValidationError(f"Not a valid JSON Schema: {error.message}") from None
+    external = _external_refs(schema)
+    if external:
+        raise serializers.ValidationError(
+            f"Only references within the schema (#...) are allowed, not {external[0]!r}."
+        )
+    return schema
+
+
+# A reviewer fills in a form generated from the schema: a page of fields, not a document.
 def _external_refs(schema: Any) -> list[str]:
     """`$ref`s that point outside the schema: the console never fetches them."""
     if isinstance(schema, dict):
@@ -170,6 +173,15 @@ class DecisionOutput(serializers.Serializer):
         help_text="True when the reviewer approved with changes: run `approved_arguments`, "
         "not the submitted arguments."
     )
+
+    answer = serializers.SerializerMethodField(
+        help_text="Questions only: the reviewer's answer, valid against `answer_schema`; null "
+        "when the question was declined (`denied`, the reason in `note`) or expired."
+    )
+
+    @extend_schema_field({"nullable": True})  # type: ignore[misc]
+    def get_answer(self, decision: Any) -> Any:
+        return decision.answer if decision.status == Status.APPROVED else None
 
     @extend_schema_field({"type": "object", "nullable": True, "additionalProperties": {}})  # type: ignore[misc]
     def get_approved_arguments(self, decision: Any) -> dict[str, Any] | None:
@@ -282,6 +294,13 @@ class ApprovalRequestOutput(serializers.Serializer):
     labels = serializers.ListField(child=serializers.CharField())
     links = LinkOutput(many=True)
     arguments_schema = serializers.JSONField(allow_null=True)
+    kind = serializers.ChoiceField(
+        choices=Kind.choices,
+        help_text="`question`: created by POST /questions, answered rather than approved.",
+    )
+    answer_schema = serializers.JSONField(
+        allow_null=True, help_text="Questions only: the JSON Schema the answer satisfies."
+    )
     created_at = serializers.DateTimeField()
     deadline_at = serializers.DateTimeField()
     decision = DecisionField(source="*", required=False)
@@ -342,7 +361,7 @@ def request_not_found() -> ApiError:
     return ApiError(status_code=404, code="not_found", message="No such approval request.")
 
 
-def _idempotency_key(request: Request) -> str:
+def required_idempotency_key(request: Request) -> str:
     return idempotency_key_header(
         request, required="The Idempotency-Key header is required: one key per execution attempt."
     )
@@ -389,7 +408,7 @@ class ApprovalRequestCreateApi(APIView):
         },
     )
     def post(self, request: Request) -> Response:
-        key = _idempotency_key(request)
+        key = required_idempotency_key(request)
         payload = ApprovalRequestCreateInput(data=request.data)
         payload.is_valid(raise_exception=True)
         agent: Agent = request.user  # type: ignore[assignment]
@@ -402,7 +421,6 @@ class ApprovalRequestCreateApi(APIView):
         )
 
 
-# Any number of digits: a valid wait is capped, never refused for being long.
 _WAIT = re.compile(r"^(?P<n>\d+)(?P<unit>s|m|h)?$")
 
 
@@ -478,6 +496,3 @@ class ApprovalRequestCancelApi(APIView):
             raise request_not_found()
         approval = approval_request_cancel(approval=approval, agent=agent)
         return Response(approval_request_representation(approval))
-
-
-MAX_CURRENCY = 3

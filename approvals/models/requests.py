@@ -5,7 +5,9 @@ agent will run. Status moves only through approvals.services, one compare-and-se
 every move appends an ApprovalEvent.
 """
 
+import json
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -73,10 +75,26 @@ class Source(models.TextChoices):
     AAP = "aap", "Agent Approval Protocol"
 
 
+class Kind(models.TextChoices):
+    """What the agent wants from a person: leave to run a tool, or an answer to a question."""
+
+    APPROVAL = "approval", "Approval"
+    QUESTION = "question", "Question"
+
+
 class ApprovalRequest(models.Model):
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="approval_requests")
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.NATIVE)
+    # A question is answered rather than approved (docs/questions.md): the same lifecycle,
+    # policies, routing and deadline; the reviewer's answer must satisfy `answer_schema`.
+    kind = models.CharField(
+        max_length=10, choices=Kind.choices, default=Kind.APPROVAL, db_default=Kind.APPROVAL
+    )
+    answer_schema = models.JSONField(null=True, blank=True)
+    # The schema as the agent wrote it: jsonb sorts keys, and the answer form shows the
+    # properties in the agent's order (`answer_schema_in_order`).
+    answer_schema_raw = models.TextField(blank=True, default="", db_default="")
     # Scoped to the agent: the same key from two agents is two requests.
     idempotency_key = models.CharField(max_length=255)
     # Digest of the parsed submitted fields: a replay with the same key must match it.
@@ -194,6 +212,14 @@ class ApprovalRequest(models.Model):
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
 
+    @property
+    def answer_schema_in_order(self) -> dict[str, Any] | None:
+        """The answer schema with its keys in the order the agent sent them."""
+        if self.answer_schema_raw:
+            ordered: dict[str, Any] = json.loads(self.answer_schema_raw)
+            return ordered
+        return self.answer_schema  # type: ignore[no-any-return]
+
 
 class Decision(models.Model):
     """A terminal outcome with its reasons: who decided (a reviewer, or the system) and why."""
@@ -215,6 +241,9 @@ class Decision(models.Model):
     # AAP: a reviewer's changed arguments become a denial carrying them as a suggestion; an exact
     # resubmission from the same agent is then approved (see approval_request_approve).
     suggested_arguments = models.JSONField(null=True, blank=True)
+    # Questions: the reviewer's answer, valid against the request's answer_schema. Null for
+    # approvals, and for a question declined (denied) or expired: no answer was given.
+    answer = models.JSONField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.status} {self.approval_id}"

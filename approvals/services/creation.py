@@ -10,7 +10,7 @@ transition uses (approvals.services.decisions)."""
 import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,6 +32,7 @@ from approvals.models import (
     ApprovalRequest,
     Decision,
     Impact,
+    Kind,
     Outcome,
     PolicyEvaluation,
     Source,
@@ -80,6 +81,9 @@ class Submission:
     arguments_raw: str = ""
     context_raw: str = ""
     server_raw: str = ""
+    # A question (Kind.QUESTION) asks for an answer valid against answer_schema.
+    kind: str = Kind.APPROVAL
+    answer_schema: dict[str, Any] | None = None
 
     def fingerprint(self) -> str:
         """A digest of the parsed fields: key order and whitespace do not change it."""
@@ -87,6 +91,9 @@ class Submission:
         if not fields["links"]:
             # Requests without links keep the digest they had before links existed.
             del fields["links"]
+        if fields["kind"] == Kind.APPROVAL and fields["answer_schema"] is None:
+            # Approvals keep the digest they had before questions existed.
+            del fields["kind"], fields["answer_schema"]
         for name in ("arguments_raw", "context_raw", "server_raw"):
             # Compare the raw texts by parsed value, numbers exact: 1.0000000000000001 and 1.0
             # are different submissions even though they parse to the same float.
@@ -430,7 +437,19 @@ def _verdicts_assign(
                 outcome=Outcome.DENY, why=run_refusal_why(item.run), decided_by="run"
             )
         else:
-            item.verdict = next(verdicts)
+            item.verdict = _question_held(item.new.submission, next(verdicts))
+
+
+def _question_held(submission: Submission, verdict: Verdict) -> Verdict:
+    """Only a person can answer: a rule that would approve a question holds it instead
+    (the rule's team, if it names one, answers it); a denial stands."""
+    if submission.kind != Kind.QUESTION or verdict.outcome != Outcome.APPROVE:
+        return verdict
+    return replace(
+        verdict,
+        outcome=Outcome.HOLD,
+        why=verdict.why + "; a question waits for a person's answer",
+    )
 
 
 def _evaluation(approval: ApprovalRequest, verdict: Verdict) -> PolicyEvaluation:
@@ -511,6 +530,11 @@ def _new_approval(item: _Pending, *, now: datetime, decided_at: datetime) -> App
         labels=submission.labels,
         links=submission.links,
         arguments_schema=submission.arguments_schema,
+        kind=submission.kind,
+        answer_schema=submission.answer_schema,
+        answer_schema_raw=""
+        if submission.answer_schema is None
+        else json.dumps(submission.answer_schema),
         timeout=submission.timeout,
         timeout_seconds=timeout_seconds,
         deadline_at=now + timedelta(seconds=timeout_seconds),

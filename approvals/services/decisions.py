@@ -33,6 +33,7 @@ class DecisionRecords:
     audit: AuditEntry
 
 
+# long: every row one decision writes (decision, event, audit), built side by side
 def decision_records_build(
     *,
     approval: ApprovalRequest,
@@ -44,6 +45,7 @@ def decision_records_build(
     actor_agent: Agent | None = None,
     approved_arguments: dict[str, Any] | None = None,
     suggested_arguments: dict[str, Any] | None = None,
+    answer: Any = None,
     event_kind: str | None = None,
     origin: RequestContext | None = None,
 ) -> DecisionRecords:
@@ -66,6 +68,7 @@ def decision_records_build(
         expires_at=expires_at,
         approved_arguments=approved_arguments,
         suggested_arguments=suggested_arguments,
+        answer=answer,
     )
     event = ApprovalEvent(
         approval_id=approval.pk,
@@ -87,6 +90,7 @@ def decision_records_build(
             "note": note,
             "expires_at": expires_at,
             "approved_arguments": approved_arguments,
+            **({"answer": answer} if answer is not None else {}),
         },
         origin=origin,
     )

@@ -30,6 +30,7 @@ from approvals.exceptions import (
 from approvals.models import (
     ActorType,
     ApprovalRequest,
+    Kind,
     Source,
     Status,
 )
@@ -68,6 +69,9 @@ def approval_request_approve(
     `routing`: the judgment approvals.reviews made in the caller's transaction and checked the
     request's counted votes against (a quorum's voters, not one reviewer); None judges here.
     """
+    if approval.kind == Kind.QUESTION:
+        # Approved without an answer, the agent would get nothing to act on: it is answered.
+        raise ValueError("A question is answered (approval_request_answer), not approved.")
     now = timezone.now()
     approved_arguments = None if arguments in (None, approval.arguments) else arguments
     # Changed arguments: one transaction, so the agent's row, locked by the judgment, stays
@@ -95,6 +99,28 @@ def approval_request_approve(
             now=now,
             approved_arguments=approved_arguments,
         )
+
+
+def approval_request_answer(
+    *, approval: ApprovalRequest, reviewer: User, answer: Any, note: str = ""
+) -> ApprovalRequest:
+    """Answer a question: it ends approved, the answer on its decision.
+
+    The caller has checked `answer` against the request's answer_schema
+    (approvals.reviews.check_approval_request_answer). One answer decides: a question has no
+    quorum, there is nothing to vote on until someone has said what the answer is.
+    """
+    if approval.kind != Kind.QUESTION:
+        raise ValueError("Only a question is answered; an approval is approved or denied.")
+    return _transition(
+        approval=approval,
+        to_status=Status.APPROVED,
+        actor_type=ActorType.REVIEWER,
+        actor_user=reviewer,
+        note=note,
+        answer=answer,
+        event_kind="answered",
+    )
 
 
 def _deny_with_suggestion(
@@ -291,6 +317,7 @@ def _transition(
     now: datetime | None = None,
     approved_arguments: dict[str, Any] | None = None,
     suggested_arguments: dict[str, Any] | None = None,
+    answer: Any = None,
     event_kind: str | None = None,
     notify: bool = True,
 ) -> ApprovalRequest:
@@ -326,6 +353,7 @@ def _transition(
                 actor_agent=actor_agent,
                 approved_arguments=approved_arguments,
                 suggested_arguments=suggested_arguments,
+                answer=answer,
                 event_kind=event_kind,
             )
             records.decision.save(force_insert=True)
@@ -365,6 +393,7 @@ def _transition(
             now=now,
             approved_arguments=approved_arguments,
             suggested_arguments=suggested_arguments,
+            answer=answer,
             event_kind=event_kind,
             notify=notify,
         )

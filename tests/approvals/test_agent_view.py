@@ -12,6 +12,7 @@ from approvals.agent_view import approval_request_representation
 from approvals.models import ApprovalRequest, Impact
 from approvals.services import (
     Submission,
+    approval_request_answer,
     approval_request_approve,
     approval_request_create,
     approval_request_deny,
@@ -106,3 +107,29 @@ def test_it_matches_the_schema_for_a_request_with_an_outcome() -> None:
     assert ours["outcome"]["error"] == "card_declined" and ours["outcome"]["currency"] is None
     assert list(ours)[-1] == "outcome"
     assert ours == documented
+
+
+def test_it_matches_the_schema_for_an_answered_question() -> None:
+    question, _ = approval_request_create(
+        agent=AgentFactory(),
+        idempotency_key="q-1",
+        submission=Submission(
+            kind="question",
+            tool="ask_human",
+            arguments={},
+            timeout="30m",
+            summary="Which region?",
+            answer_schema={"type": "object", "properties": {"region": {"type": "string"}}},
+        ),
+    )
+    approval_request_answer(
+        approval=question, reviewer=UserFactory(), answer={"region": "eu-west-1"}
+    )
+    ours, documented = _both(question)
+    assert ours["kind"] == "question"
+    assert ours["decision"]["answer"] == {"region": "eu-west-1"}
+    assert ours == documented
+    assert list(ours) == list(documented)
+    ours_decision, documented_decision = ours["decision"], documented["decision"]
+    assert isinstance(ours_decision, dict) and isinstance(documented_decision, dict)
+    assert list(ours_decision) == list(documented_decision)

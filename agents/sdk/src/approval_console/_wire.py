@@ -118,6 +118,33 @@ def create_body(
     return body
 
 
+def question_body(
+    *,
+    question: str,
+    answer_schema: Mapping[str, Any],
+    reasoning: str | None,
+    impact: str | None,
+    context: Mapping[str, Any] | None,
+    labels: list[str] | None,
+    timeout: str | int | float | timedelta | None,
+    run: str | None,
+    tool: str | None,
+) -> dict[str, Any]:
+    """The POST /api/v1/questions body; unset fields are not sent, as in create_body."""
+    body: dict[str, Any] = {"question": question, "answer_schema": dict(answer_schema)}
+    optional: dict[str, Any] = {
+        "tool": tool,
+        "reasoning": reasoning,
+        "impact": impact,
+        "context": dict(context) if context is not None else None,
+        "labels": list(labels) if labels is not None else None,
+        "timeout": duration(timeout) if timeout is not None else None,
+        "run": run,
+    }
+    body.update({name: value for name, value in optional.items() if value is not None})
+    return body
+
+
 class GatedSignature:
     """Turns a call into the JSON arguments a reviewer sees, and approved arguments back into a
     call. The reviewer approves exactly what runs: every bound argument, defaults included."""

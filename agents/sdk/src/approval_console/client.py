@@ -300,6 +300,69 @@ class Console(_ConsoleBase):
                 exc_info=True,
             )
 
+    def submit_question(
+        self,
+        question: str,
+        *,
+        answer_schema: Mapping[str, Any],
+        reasoning: str | None = None,
+        impact: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        labels: list[str] | None = None,
+        timeout: Timeout | None = None,
+        run: str | None = None,
+        tool: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Approval:
+        """Ask reviewers a question and return at once; `wait()` for the decision."""
+        body = _wire.question_body(
+            question=question,
+            answer_schema=answer_schema,
+            reasoning=reasoning,
+            impact=impact,
+            context=context,
+            labels=labels,
+            timeout=timeout,
+            run=run,
+            tool=tool,
+        )
+        key = idempotency_key or str(uuid.uuid4())
+        return Approval.from_wire(
+            self._send("POST", "/api/v1/questions", json=body, headers={"Idempotency-Key": key})
+        )
+
+    def ask(
+        self,
+        question: str,
+        *,
+        answer_schema: Mapping[str, Any],
+        timeout: Timeout | None = None,
+        impact: str | None = None,
+        reasoning: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        labels: list[str] | None = None,
+        run: str | None = None,
+        tool: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Any:
+        """Ask a person and wait: the answer, which the console has validated against
+        `answer_schema`. Raises ApprovalDenied when the reviewer declines to answer (their
+        reason in `.reason`), ApprovalExpired when nobody answers by `timeout` (the question's
+        deadline), ConsoleUnreachable when the console cannot be asked. No answer, no value."""
+        approval = self.submit_question(
+            question,
+            answer_schema=answer_schema,
+            reasoning=reasoning,
+            impact=impact,
+            context=context,
+            labels=labels,
+            timeout=timeout,
+            run=run or _current_run_id(),
+            tool=tool,
+            idempotency_key=idempotency_key,
+        )
+        return self.wait(approval).answer_or_raise()
+
     def request_approval(
         self,
         tool: str,
@@ -710,6 +773,71 @@ class AsyncConsole(_ConsoleBase):
             if error.status_code == 409:
                 return await self.get(request_id)
             raise
+
+    async def submit_question(
+        self,
+        question: str,
+        *,
+        answer_schema: Mapping[str, Any],
+        reasoning: str | None = None,
+        impact: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        labels: list[str] | None = None,
+        timeout: Timeout | None = None,
+        run: str | None = None,
+        tool: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Approval:
+        """Ask reviewers a question and return at once; `wait()` for the decision."""
+        body = _wire.question_body(
+            question=question,
+            answer_schema=answer_schema,
+            reasoning=reasoning,
+            impact=impact,
+            context=context,
+            labels=labels,
+            timeout=timeout,
+            run=run,
+            tool=tool,
+        )
+        key = idempotency_key or str(uuid.uuid4())
+        return Approval.from_wire(
+            await self._send(
+                "POST", "/api/v1/questions", json=body, headers={"Idempotency-Key": key}
+            )
+        )
+
+    async def ask(
+        self,
+        question: str,
+        *,
+        answer_schema: Mapping[str, Any],
+        timeout: Timeout | None = None,
+        impact: str | None = None,
+        reasoning: str | None = None,
+        context: Mapping[str, Any] | None = None,
+        labels: list[str] | None = None,
+        run: str | None = None,
+        tool: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Any:
+        """Ask a person and wait: the answer, which the console has validated against
+        `answer_schema`. Raises ApprovalDenied when the reviewer declines to answer (their
+        reason in `.reason`), ApprovalExpired when nobody answers by `timeout` (the question's
+        deadline), ConsoleUnreachable when the console cannot be asked. No answer, no value."""
+        approval = await self.submit_question(
+            question,
+            answer_schema=answer_schema,
+            reasoning=reasoning,
+            impact=impact,
+            context=context,
+            labels=labels,
+            timeout=timeout,
+            run=run or _current_run_id(),
+            tool=tool,
+            idempotency_key=idempotency_key,
+        )
+        return (await self.wait(approval)).answer_or_raise()
 
     async def request_approval(
         self,

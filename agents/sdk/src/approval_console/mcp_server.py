@@ -15,6 +15,10 @@ clicks), and answers Claude Code's contract as JSON text:
     {"behavior": "deny", "message": "..."}        the reviewer's note, or why there is no decision
 
 Fail closed: a denial, an expiry, a cancellation, an unreachable console or any error is a deny.
+
+The `ask_human` tool asks reviewers a question with a JSON Schema for the answer (a form in the
+console) and returns the validated answer as JSON text; declined, expired, cancelled or
+unreachable, it returns an error result and no answer (docs/questions.md).
 """
 
 from __future__ import annotations
@@ -29,11 +33,12 @@ import anyio
 
 from ._version import __version__
 from .client import AsyncConsole, Timeout
-from .errors import ConsoleError
+from .errors import ApprovalNotGranted, ConsoleError
 from .models import Decision
 
 try:
     from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver.exceptions import ToolError
 except ImportError as error:  # pragma: no cover - the extra names the fix
     raise ImportError(
         'The MCP server needs the mcp package: pip install "agent-approval-console-sdk[mcp]"'
@@ -41,6 +46,7 @@ except ImportError as error:  # pragma: no cover - the extra names the fix
 
 SERVER_NAME = "approval-console"
 PERMISSION_TOOL = "approval_prompt"
+ASK_TOOL = "ask_human"
 # The console's own deadline for a request the server creates: how long a person has to decide.
 DEFAULT_TIMEOUT = "10m"
 
@@ -123,11 +129,54 @@ class PermissionGate:
             logger.warning("could not cancel approval request %s: %s", request_id, error)
 
 
+class QuestionNotAnswered(Exception):
+    """No answer to give the client: the tool call ends as an error result with this message."""
+
+
+async def ask_human(
+    console: AsyncConsole,
+    question: str,
+    answer_schema: dict[str, Any],
+    *,
+    timeout: Timeout = DEFAULT_TIMEOUT,
+    impact: str | None = None,
+) -> str:
+    """Ask reviewers and wait: the answer as JSON text, or QuestionNotAnswered (fail closed)."""
+    try:
+        approval = await console.submit_question(
+            question, answer_schema=answer_schema, timeout=timeout, impact=impact
+        )
+    except ConsoleError as error:
+        logger.warning("question failed: %s", error)
+        raise QuestionNotAnswered(
+            f"The approval console could not take the question: {error}"
+        ) from None
+    try:
+        decision = await console.wait(approval)
+    except anyio.get_cancelled_exc_class():
+        # The client gave up: take the question off the queue, nobody answers it for nothing.
+        with anyio.CancelScope(shield=True):
+            try:
+                await console.cancel(approval.id)
+            except ConsoleError as error:
+                logger.warning("could not cancel question %s: %s", approval.id, error)
+        raise
+    except (ConsoleError, TimeoutError) as error:
+        raise QuestionNotAnswered(
+            f"No answer could be had from the approval console: {error}"
+        ) from None
+    try:
+        return json.dumps(decision.answer_or_raise())
+    except ApprovalNotGranted as refusal:
+        raise QuestionNotAnswered(str(refusal)) from None
+
+
 def build_server(gate: PermissionGate) -> MCPServer:
     server: MCPServer = MCPServer(
         SERVER_NAME,
         version=__version__,
-        instructions="Ask a person in the approval console before running a tool.",
+        instructions="Ask a person in the approval console before running a tool, or ask "
+        "them a question.",
     )
 
     # Claude Code's contract: the arguments are named tool_name, input and tool_use_id, and the
@@ -143,6 +192,23 @@ def build_server(gate: PermissionGate) -> MCPServer:
         tool_name: str, input: dict[str, Any], tool_use_id: str | None = None
     ) -> str:
         return await gate.ask(tool_name, input, tool_use_id)
+
+    @server.tool(
+        name=ASK_TOOL,
+        description="Ask a person in the approval console a question. `answer_schema` is a JSON "
+        "Schema for the answer (an object schema becomes a form, one field per property). "
+        "Returns the answer as JSON text, valid against the schema; an error result if the "
+        "person declines, nobody answers in time, or the console cannot be reached.",
+        structured_output=False,
+    )
+    async def ask_human_tool(question: str, answer_schema: dict[str, Any]) -> str:
+        try:
+            return await ask_human(
+                gate.console, question, answer_schema, timeout=gate.timeout, impact=gate.impact
+            )
+        except QuestionNotAnswered as error:
+            # A raised error becomes the call's error result (isError), the message its text.
+            raise ToolError(str(error)) from None
 
     return server
 

@@ -45,6 +45,24 @@ class Decision:
     decided_by: str = "system"
     tool: str = ""
     submitted_arguments: dict[str, Any] = field(default_factory=dict)
+    # Questions (Console.ask): the reviewer's answer, valid against the answer schema; None
+    # unless the question was answered.
+    answer: Any = None
+
+    def answer_or_raise(self) -> Any:
+        """A question's answer, or the typed exception saying why there is none: declined
+        (ApprovalDenied, the reviewer's reason in `reason`), expired, or cancelled."""
+        if self.status == APPROVED:
+            return self.answer
+        if self.status == DENIED:
+            raise ApprovalDenied(
+                self, f"Declined to answer: {self.note}" if self.note else "Declined to answer."
+            )
+        if self.status == EXPIRED:
+            raise ApprovalExpired(self, "Nobody answered before the deadline.")
+        if self.status == CANCELLED:
+            raise ApprovalCancelled(self, "The question was cancelled.")
+        raise ApprovalNotGranted(self, f"Not answered (status {self.status!r}).")
 
     @property
     def approved(self) -> bool:
@@ -109,6 +127,7 @@ class Approval:
             decided_by=body.get("decided_by") or "system",
             tool=self.tool,
             submitted_arguments=self.arguments,
+            answer=body.get("answer"),
         )
 
     @property
