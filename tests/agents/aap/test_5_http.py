@@ -328,7 +328,10 @@ def test_an_instance_credential_cannot_be_rebuilt_from_secret_key_and_the_databa
     token = provisioner.post(
         f"{BASE}/instances", {}, format="json", HTTP_IDEMPOTENCY_KEY=idempotency_key
     ).json()["credential"]["token"]
-    secret = token.rsplit("_", 1)[-1]
+    # aac_<hex prefix>_<secret>: the secret is everything after the second "_" (a urlsafe secret
+    # may itself contain "_", so splitting from the right could leave a short, common tail).
+    secret = token.split("_", 2)[2]
+    assert len(secret) >= 20
     operation = InstanceOperation.objects.get(idempotency_key=idempotency_key)
     assert secret != _derived_from_secret_key(operation)
     stored = [
