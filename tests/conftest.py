@@ -96,6 +96,22 @@ def live_console(django_db_setup, django_db_blocker) -> Iterator[LiveConsole]:
     thread.join(timeout=5)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """After a test that used the live console, wait until its server has finished writing and
+    pushing the test's requests, before the teardown empties the database: the server outlives
+    the test, and its push (a read after the answer) meeting the flush's TRUNCATE deadlocks on
+    PostgreSQL."""
+    yield
+    if "live_console" not in getattr(item, "fixturenames", ()):
+        return
+    from agents.api.intake import intake_idle
+
+    deadline = time.monotonic() + 10
+    while not intake_idle() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 @dataclass(frozen=True)
 class PostgresServer:
     host: str

@@ -69,6 +69,12 @@ class IntakeBatcher:
         self._publisher: asyncio.Task[None] | None = None
         self._publish_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake-push")
 
+    @property
+    def idle(self) -> bool:
+        """Nothing waits to be written and no write or push is running."""
+        busy = [task for task in (self._writer, self._publisher) if task and not task.done()]
+        return not (self._waiting or self._unpublished or busy)
+
     async def submit(self, item: IntakeItem) -> IntakeOutcome:
         future: asyncio.Future[IntakeOutcome] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
@@ -153,3 +159,10 @@ def intake_batcher(render: Callable[[CreateResult], Any]) -> IntakeBatcher:
     if batcher is None:
         batcher = _batchers[loop] = IntakeBatcher(render)
     return batcher
+
+
+def intake_idle() -> bool:
+    """Whether every batcher of this process is idle. For a test server that keeps running
+    between tests: the test database is emptied only once no batch still writes or pushes rows
+    (a push reading rows while the tables are truncated deadlocks on PostgreSQL)."""
+    return all(batcher.idle for batcher in list(_batchers.values()))
