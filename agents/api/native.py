@@ -393,6 +393,8 @@ def idempotency_key_header(request: Request, *, required: str = "", strip: bool 
 
 
 class ApprovalRequestCreateApi(APIView):
+    input_serializer: type[Any] = ApprovalRequestCreateInput
+
     @extend_schema(
         operation_id="create_approval_request",
         request=ApprovalRequestCreateInput,
@@ -409,7 +411,7 @@ class ApprovalRequestCreateApi(APIView):
     )
     def post(self, request: Request) -> Response:
         key = required_idempotency_key(request)
-        payload = ApprovalRequestCreateInput(data=request.data)
+        payload = self.input_serializer(data=request.data)
         payload.is_valid(raise_exception=True)
         agent: Agent = request.user  # type: ignore[assignment]
         approval, created = approval_request_create(

@@ -10,27 +10,23 @@ from drf_spectacular.utils import (
     OpenApiResponse,
     extend_schema,
 )
-from rest_framework import serializers, status
+from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from agents.api.links import links_field, links_stored
 from agents.api.native import (
     MAX_LABEL,
     MAX_LABELS,
     MAX_TEXT,
+    ApprovalRequestCreateApi,
     ApprovalRequestOutput,
     json_schema_checked,
-    required_idempotency_key,
 )
-from agents.models import Agent
-from approvals.agent_view import approval_request_representation
 from approvals.models import Impact, Kind
 from approvals.services import (
     DURATION_PATTERN,
     Submission,
-    approval_request_create,
 )
 from console import api_limits
 from console.api_errors import error_responses
@@ -103,10 +99,12 @@ class QuestionCreateInput(StrictSerializer):
         )
 
 
-class QuestionCreateApi(APIView):
+class QuestionCreateApi(ApprovalRequestCreateApi):
     """A question is an approval request of kind `question`: read, long-polled and cancelled
     at /requests/{id} like any other. Its own endpoint, so each body has its own required
     fields in the schema (an approval's tool and arguments, a question's text and schema)."""
+
+    input_serializer = QuestionCreateInput
 
     @extend_schema(
         operation_id="create_question",
@@ -123,17 +121,7 @@ class QuestionCreateApi(APIView):
         },
     )
     def post(self, request: Request) -> Response:
-        key = required_idempotency_key(request)
-        payload = QuestionCreateInput(data=request.data)
-        payload.is_valid(raise_exception=True)
-        agent: Agent = request.user  # type: ignore[assignment]
-        approval, created = approval_request_create(
-            agent=agent, idempotency_key=key, submission=payload.to_submission()
-        )
-        return Response(
-            approval_request_representation(approval),
-            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
-        )
+        return super().post(request)
 
 
 # Any number of digits: a valid wait is capped, never refused for being long.
