@@ -282,7 +282,20 @@
   function toggleHelp() {
     var dialog = document.getElementById("keys-help");
     if (!dialog) return;
-    if (dialog.open) dialog.close(); else dialog.showModal();
+    if (dialog.open) { dialog.close(); return; }
+    dialog.showModal();
+    // Opened from the keyboard, nothing had focus to return to: the dialog's own button would
+    // keep it, hidden, after Escape. Let it go, so the next Enter opens the selected row.
+    dialog.addEventListener("close", function () {
+      if (dialog.contains(document.activeElement)) document.activeElement.blur();
+    }, { once: true });
+  }
+  // Enter opens the selected row unless focus is on a control of its own (a link, a button, a
+  // checkbox): Enter belongs to that control then. One no longer shown does not count.
+  function focusOnAControl(target) {
+    if (!target || target === document.body || target === document.documentElement) return false;
+    if (!target.matches("a[href], button, summary, input, select, textarea, [tabindex]")) return false;
+    return target.checkVisibility ? target.checkVisibility() : target.offsetParent !== null;
   }
   function focusAction(action) {
     if (action === "approve") {
@@ -318,7 +331,7 @@
     if (detail && ACTIONS[event.key]) { event.preventDefault(); focusAction(ACTIONS[event.key]); return; }
     if (event.key === "j") { event.preventDefault(); move(1); }
     else if (event.key === "k") { event.preventDefault(); move(-1); }
-    else if (event.key === "Enter" && selectedLink() && target === document.body) { event.preventDefault(); selectedLink().click(); }
+    else if (event.key === "Enter" && selectedLink() && !focusOnAControl(target)) { event.preventDefault(); selectedLink().click(); }
     else if (ACTIONS[event.key] && selectedLink()) {
       // From the queue: open the request with that action ready; a key never decides alone.
       // `a` only opens: the reviewer reads the request first, and an Enter pressed next (the
