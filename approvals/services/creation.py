@@ -357,6 +357,9 @@ def _create_wave(
     _verdicts_assign(wave, now=now, exclusive=exclusive, policy=policy)
     decided_at = timezone.now()
     approvals = [_new_approval(item, now=now, decided_at=decided_at) for item in wave]
+    for approval in approvals:
+        # Born with no outcome: the answer to the agent says so without asking the database.
+        ApprovalRequest.outcome.related.set_cached_value(approval, None)
     ids_assign(approvals)  # the rows written next refer to them
     rows_insert(approvals)
     teams = Team.objects.in_bulk({a.team_id for a in approvals if a.team_id is not None})

@@ -19,6 +19,7 @@ from django.test.utils import CaptureQueriesContext
 
 from agents.models import AgentHalt, RunStatus
 from agents.services import run_close, run_open
+from approvals.agent_view import approval_request_representation
 from approvals.audit import AuditAction, audit_chain_verify
 from approvals.exceptions import IdempotencyConflict, UnknownRun
 from approvals.models import ApprovalRequest, AuditRecord, Decision, Status
@@ -239,9 +240,12 @@ def test_the_audit_chain_holds_and_tells_each_request_from_its_own_exchange() ->
 
 
 def _queries_for(batch: list[NewApprovalRequest]) -> int:
+    """Creating the batch and the answers the agents get (the intake renders them in turn)."""
     with CaptureQueriesContext(connection) as queries:
         results = approval_requests_create(batch)
+        answers = [approval_request_representation(r.approval) for r in results if r.approval]
     assert all(result.created for result in results)
+    assert all(answer["outcome"] is None for answer in answers)
     return len(queries.captured_queries)
 
 
