@@ -17,7 +17,9 @@ class RequestsCreated:
     born decided by the policy."""
 
     approval_ids: list[int]
-    pending_ids: list[int]
+    # Held for a team: its members are told at once. (Held without a team: nobody is paged;
+    # the reviewers' live queues hear of it from the realtime subscriber.)
+    routed_ids: list[int]
     # Born decided and from AAP, with when: their receivers hear of the outcome.
     aap_decided_at: dict[int, datetime]
     # The caller (batched intake) pushes the new rows to reviewers itself, after answering.

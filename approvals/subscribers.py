@@ -74,9 +74,9 @@ def push_presence(event: PresenceChanged) -> None:
 
 
 def notify_created(event: RequestsCreated) -> None:
-    # Only a held request needs a person: one decided by policy pages nobody.
-    if event.pending_ids:
-        held = list(ApprovalRequest.objects.filter(pk__in=event.pending_ids).order_by("pk"))
+    # Only a request held for a team pages anyone: one decided by policy pages nobody.
+    if event.routed_ids:
+        held = list(ApprovalRequest.objects.filter(pk__in=event.routed_ids).order_by("pk"))
         notifications_on_submitted_many(approvals=held)
     # A brand-new request has no Slack messages to update; AAP receivers hear of one decided.
     for approval_id, decided_at in event.aap_decided_at.items():

@@ -297,7 +297,11 @@ def _create_fresh(
             emit(
                 RequestsCreated(
                     approval_ids=[approval.pk for approval in created],
-                    pending_ids=[a.pk for a in created if a.status == Status.PENDING],
+                    routed_ids=[
+                        a.pk
+                        for a in created
+                        if a.status == Status.PENDING and a.team_id is not None
+                    ],
                     # A brand-new request has no Slack messages to update; AAP receivers hear
                     # of one the policy decided.
                     aap_decided_at={
