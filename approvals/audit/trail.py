@@ -31,8 +31,8 @@ from django.utils import timezone
 from agents.models import Agent
 from approvals.audit.keys import GENESIS_HASH, audit_keys, audit_record_digest, jsonable
 from approvals.audit.models import AuditActorType, AuditChainHead, AuditRecord
-from console.copy_insert import ids_assign, rows_insert
 from console.request_context import RequestContext, current_request_context
+from console.row_inserts import ids_assign, rows_insert
 
 logger = logging.getLogger("approvals.audit")
 
@@ -243,6 +243,8 @@ def audit_records_append(entries: list[AuditEntry]) -> list[AuditRecord]:
             record.sequence, record.created_at, record.prev_hash = sequence, created_at, prev_hash
             record.key_id = keys.signing_id
             record.hash = prev_hash = audit_record_digest(record, keys)
+        # Two statements: the head's guard (a trigger) checks that it moves to the newest record,
+        # which one statement's own inserts would not show it.
         rows_insert(chained)
         AuditChainHead.objects.filter(pk=head.pk).update(
             last_sequence=sequence, last_hash=prev_hash, keyed=True

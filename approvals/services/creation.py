@@ -50,10 +50,10 @@ from approvals.services.decisions import decision_records_build
 from approvals.services.suggestions import _approve_if_suggested
 from approvals.services.transitions import approval_request_expire_if_overdue
 from console import exact_json
-from console.copy_insert import ids_assign, rows_insert
 from console.durations import duration_seconds
 from console.events import emit
 from console.request_context import RequestContext
+from console.row_inserts import ids_assign, rows_insert
 
 logger = logging.getLogger(__name__)
 
@@ -364,8 +364,7 @@ def _create_wave(
     for approval in approvals:
         # Born with no outcome: the answer to the agent says so without asking the database.
         ApprovalRequest.outcome.related.set_cached_value(approval, None)
-    ids_assign(approvals)  # the rows written next refer to them
-    rows_insert(approvals)
+    ids_assign(approvals)  # the rows written with them refer to them
     teams = Team.objects.in_bulk({a.team_id for a in approvals if a.team_id is not None})
 
     events: list[ApprovalEvent] = []
@@ -407,9 +406,7 @@ def _create_wave(
         approval.decision = records.decision
         events.append(records.event)
         audit.append(records.audit)
-    rows_insert(events)
-    rows_insert(evaluations)
-    rows_insert(decisions)
+    rows_insert(approvals, events, evaluations, decisions)  # one statement, one round trip
     # Last: from here to the commit, every audited write in the system waits for this one.
     audit_records_append(audit)
     denied_by_policy = {

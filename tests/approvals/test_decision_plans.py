@@ -18,7 +18,7 @@ from django.utils import timezone
 from approvals.models import ApprovalRequest, Impact, Status
 from approvals.reviews import check_approval_request_escalate
 from approvals.services import approval_request_approve, approval_request_expire_if_overdue
-from console.copy_insert import rows_insert
+from console.row_inserts import rows_insert
 from tests.factories import AgentFactory, TeamFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

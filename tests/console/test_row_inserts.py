@@ -1,4 +1,5 @@
-"""rows_insert stores exactly what bulk_create would (COPY on PostgreSQL, bulk_create elsewhere)."""
+"""rows_insert stores exactly what bulk_create would (one statement on PostgreSQL, bulk_create
+elsewhere)."""
 
 from datetime import timedelta
 from decimal import Decimal
@@ -6,6 +7,7 @@ from typing import Any
 
 import pytest
 from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from approvals.models import (
@@ -18,7 +20,7 @@ from approvals.models import (
     Status,
 )
 from approvals.policies.models import Budget
-from console.copy_insert import ids_assign, rows_insert
+from console.row_inserts import ids_assign, rows_insert
 from tests.factories import AgentFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -162,3 +164,18 @@ def test_it_refuses_instances_only_some_of_which_have_ids() -> None:
     with pytest.raises(ValueError, match="every instance an id, or none"):
         rows_insert([with_id, without])
     assert not ApprovalRequest.objects.filter(agent=agent).exists()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="elsewhere it is bulk_create")
+def test_rows_of_several_models_go_in_one_statement() -> None:
+    # One round trip for a request, its event and its audit record: a statement each was most
+    # of what a lone request waited on.
+    agent = AgentFactory()
+    approval = _approval(agent, "together")
+    ids_assign([approval])
+    event = ApprovalEvent(approval=approval, kind="submitted", to_status=Status.PENDING)
+    with CaptureQueriesContext(connection) as queries:
+        rows_insert([approval], [event])
+    assert len(queries.captured_queries) == 1
+    stored = ApprovalEvent.objects.get(approval=approval)
+    assert (stored.kind, stored.approval.tool) == ("submitted", "issue_refund")
