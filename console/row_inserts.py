@@ -1,14 +1,20 @@
-"""Inserting new rows of several tables in one statement: the request-creation hot path.
+"""Inserting new rows of one or more tables: the request-creation hot path.
 
 A request's creation writes the request, its event, its policy evaluation, maybe its decision,
-and its audit records. A statement per table (bulk_create's, or a COPY each) is a round trip
-per table, and round trips are most of what a lone request waits on. Here every table's rows go
-in one statement (data-modifying CTEs, `WITH _0 AS (INSERT ...) INSERT ...`): one round trip.
+and its audit records. Two ways, chosen by size:
 
-bulk_create is also slow in Python for a batch (it prepares every value through the insert
-compiler: 4.4 ms for 60 requests): the SQL here is planned once per model, and
-each value goes through its field only if the field needs it (JSON with the field's encoder,
-decimals, IP addresses); the rest pass as they are, to psycopg's C adapters.
+- A few rows (a lone request, the usual case at low load): every table's rows in one statement
+  (data-modifying CTEs, `WITH _0 AS (INSERT ...) INSERT ...`). One round trip instead of one or
+  two per table; round trips are most of what a lone request waits on.
+- More rows (a batch under load): a COPY per table. The values are formatted by psycopg's C
+  dumpers; in a multi-row INSERT they are quoted into the SQL text in Python, which costs about
+  three times the CPU from a few dozen rows on (measured in the creation batches of
+  `make bench`). Round trips then matter less: a batch shares them.
+
+Either way, not bulk_create: it prepares every value through the insert compiler (4.4 ms for
+60 requests' rows against 1.3 ms through COPY). Here the statements are planned once per model,
+and each value goes through its field only if the field needs it (JSON with the field's encoder,
+decimals, IP addresses); the rest pass as they are.
 
 It does what bulk_create does for new, unsaved instances: defaults are already on the instance
 (set when it was built), auto_now/auto_now_add fields go through pre_save, generated columns
@@ -39,8 +45,13 @@ _PLAIN_FIELDS = (
 )
 
 
+# Up to this many rows in all, one statement; more, a COPY per table (see above).
+ONE_STATEMENT_MAX_ROWS = 12
+
+
 @dataclass(frozen=True)
 class _Plan:
+    copy_sql: str
     insert_sql: str  # up to VALUES
     row_sql: str  # one row's placeholders
     # Per field: turns the instance into the value to send.
@@ -68,7 +79,8 @@ def ids_assign(objs: Sequence[models.Model]) -> None:
 
 
 def rows_insert(*groups: Sequence[models.Model]) -> None:
-    """Insert new instances, each group of one model: all in one statement on PostgreSQL.
+    """Insert new instances, each group of one model: in one statement on PostgreSQL if they
+    are few, else a COPY per group.
 
     Instances given ids (ids_assign) are stored with them; otherwise the database numbers the
     rows and the instances keep `pk = None` (for rows nothing refers to: events, evaluations).
@@ -78,20 +90,45 @@ def rows_insert(*groups: Sequence[models.Model]) -> None:
         for group in groups:
             type(group[0])._default_manager.bulk_create(group)
         return
-    statements: list[str] = []
-    params: list[Any] = []
+    if not groups:
+        return
+    plans = [_group_plan(group) for group in groups]
     # The connection itself, not the thread-local proxy: looked up once, not per value.
     db = connections[connection.alias]
+    if sum(len(group) for group in groups) <= ONE_STATEMENT_MAX_ROWS:
+        _insert_in_one_statement(groups, plans, db)
+    else:
+        with connection.cursor() as cursor, connection.wrap_database_errors:
+            for group, plan in zip(groups, plans, strict=True):
+                with cursor.cursor.copy(plan.copy_sql) as copy:
+                    for obj in group:
+                        copy.write_row([get(obj, db) for get in plan.getters])
+                if connection.queries_logged:
+                    # Counted like every other statement (query-count tests, the debug toolbar).
+                    connection.queries_log.append({"sql": plan.copy_sql, "time": "0.000"})
     for group in groups:
-        with_ids = group[0].pk is not None
-        if any((obj.pk is not None) != with_ids for obj in group):
-            raise ValueError("give every instance an id, or none")
-        plan = _plan_for(type(group[0]), ids=with_ids)
+        for obj in group:
+            # As bulk_create leaves them: saved, so a later save() updates instead of inserting.
+            obj._state.adding = False
+            obj._state.db = connection.alias
+
+
+def _group_plan(group: Sequence[models.Model]) -> _Plan:
+    with_ids = group[0].pk is not None
+    if any((obj.pk is not None) != with_ids for obj in group):
+        raise ValueError("give every instance an id, or none")
+    return _plan_for(type(group[0]), ids=with_ids)
+
+
+def _insert_in_one_statement(
+    groups: Sequence[Sequence[models.Model]], plans: list[_Plan], db: BaseDatabaseWrapper
+) -> None:
+    statements: list[str] = []
+    params: list[Any] = []
+    for group, plan in zip(groups, plans, strict=True):
         statements.append(plan.insert_sql + ", ".join([plan.row_sql] * len(group)))
         for obj in group:
             params.extend([get(obj, db) for get in plan.getters])
-    if not statements:
-        return
     *first, last = statements
     # A data-modifying CTE runs whether or not anything reads it; foreign keys are checked at
     # commit (Django declares them deferrable), so the order of the parts does not matter.
@@ -102,11 +139,6 @@ def rows_insert(*groups: Sequence[models.Model]) -> None:
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-    for group in groups:
-        for obj in group:
-            # As bulk_create leaves them: saved, so a later save() updates instead of inserting.
-            obj._state.adding = False
-            obj._state.db = connection.alias
 
 
 @cache
@@ -120,6 +152,7 @@ def _plan_for(model: type[models.Model], *, ids: bool) -> _Plan:
     quote = connection.ops.quote_name
     columns = ", ".join(quote(str(field.column)) for field in fields)  # concrete: never None
     return _Plan(
+        copy_sql=f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN",
         insert_sql=f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ",  # noqa: S608 (model)
         row_sql="(" + ", ".join(["%s"] * len(fields)) + ")",
         getters=tuple(_getter(field) for field in fields),

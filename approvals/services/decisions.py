@@ -60,7 +60,7 @@ def decision_records_build(
         else None
     )
     decision = Decision(
-        approval_id=approval.pk,
+        approval=approval,  # not its id: a new request may get it when the rows are written
         status=status,
         reviewer=actor_user,
         note=note,
@@ -71,7 +71,7 @@ def decision_records_build(
         answer=answer,
     )
     event = ApprovalEvent(
-        approval_id=approval.pk,
+        approval=approval,  # not its id: a new request may get it when the rows are written
         kind=event_kind or status,
         from_status=Status.PENDING,
         to_status=status,
