@@ -28,7 +28,13 @@ from approvals.models.notifications import (
     SlackLinkClaim,
     SlackMessage,
 )
-from approvals.models.outcomes import OutcomeSource, OutcomeStatus, RequestOutcome
+from approvals.models.outcomes import (
+    APPROVED_BY_RULE,
+    OutcomeSource,
+    OutcomeStatus,
+    OutcomeTally,
+    RequestOutcome,
+)
 from approvals.models.policies import (
     Budget,
     BudgetAction,
@@ -63,6 +69,7 @@ from approvals.models.requests import (
 from approvals.models.reviewing import DenyReasonPreset, ReviewerPageSettings
 
 __all__ = [
+    "APPROVED_BY_RULE",
     "IMPACT_RANK",
     "TERMINAL_STATUSES",
     "ActorType",
@@ -98,6 +105,7 @@ __all__ = [
     "Outcome",
     "OutcomeSource",
     "OutcomeStatus",
+    "OutcomeTally",
     "PolicyCondition",
     "PolicyEvaluation",
     "PolicyRule",
