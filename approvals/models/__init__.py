@@ -18,6 +18,7 @@ from approvals.models.escalations import (
     EscalationTrigger,
 )
 from approvals.models.notifications import (
+    REASON_OUTCOME_FAILED,
     Channel,
     EmailDigest,
     EmailMode,
@@ -71,6 +72,7 @@ from approvals.models.reviewing import DenyReasonPreset, ReviewerPageSettings
 __all__ = [
     "APPROVED_BY_RULE",
     "IMPACT_RANK",
+    "REASON_OUTCOME_FAILED",
     "TERMINAL_STATUSES",
     "ActorType",
     "ApprovalClaim",
