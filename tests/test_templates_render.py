@@ -162,6 +162,7 @@ def test_it_renders_every_template_without_raw_syntax(rendered) -> None:
         "agents": reverse("policies:agents"),
         "admin index": reverse("admin:index"),
         "admin backtest": reverse("admin:approvals_policyrule_backtest", args=[shift["rule"].pk]),
+        "admin rule": reverse("admin:approvals_policyrule_change", args=[shift["rule"].pk]),
     }
     for name, url in pages.items():
         page = client.get(url)
