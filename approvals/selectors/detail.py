@@ -332,7 +332,7 @@ def run_timeline_for_reviewer(
     visible = approvals_visible_to(user=user).filter(run=run)
     entries += [
         TimelineEntry(at=other.created_at, approval=other)
-        for other in visible.order_by("created_at")[:limit]
+        for other in visible.select_related("outcome").order_by("created_at")[:limit]
     ]
     elsewhere = ApprovalRequest.objects.filter(run=run).exclude(pk__in=visible.values("pk"))
     # Stable sort: on equal times a trace event stays before the request it led to.

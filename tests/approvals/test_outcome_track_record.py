@@ -12,6 +12,7 @@ from django.test import Client
 from django.urls import reverse
 
 from agents.models import Agent
+from agents.services import run_open
 from approvals.models import ApprovalRequest, Team
 from approvals.reviews import check_approval_request_deny
 from approvals.selectors import approval_track_record
@@ -31,9 +32,11 @@ def payments(ann) -> Team:
     return TeamFactory(name="payments", members=[ann])
 
 
-def _approved(agent: Agent, team: Team, reviewer: Any, status: str | None, error: str = "") -> Any:
+def _approved(
+    agent: Agent, team: Team, reviewer: Any, status: str | None, error: str = "", **fields: Any
+) -> Any:
     approval = approval_request_approve(
-        approval=ApprovalRequestFactory(agent=agent, team=team), reviewer=reviewer
+        approval=ApprovalRequestFactory(agent=agent, team=team, **fields), reviewer=reviewer
     )
     if status is not None:
         approval_outcome_report(approval=approval, report=OutcomeReport(status=status, error=error))
@@ -121,14 +124,17 @@ def test_the_decision_page_costs_as_many_queries_with_many_outcomes_as_with_few(
     ann, payments
 ) -> None:
     bot = AgentFactory(name="refund-bot")
-    current = ApprovalRequestFactory(agent=bot, team=payments)
+    # In a run: the run's timeline lists its earlier requests, each with its outcome.
+    run, _ = run_open(agent=bot, name="nightly")
+    current = ApprovalRequestFactory(agent=bot, team=payments, run=run)
     page = Client()
     page.force_login(ann)
     url = reverse("approvals:detail", args=[current.code])
 
     def add(count: int) -> None:
         for index in range(count):
-            _approved(bot, payments, ann, ("succeeded", "failed", None)[index % 3], error="x")
+            status = ("succeeded", "failed", None)[index % 3]
+            _approved(bot, payments, ann, status, error="x", run=run)
 
     add(1)
     page.get(url)  # the first view records itself; later views read alike
@@ -137,3 +143,22 @@ def test_the_decision_page_costs_as_many_queries_with_many_outcomes_as_with_few(
     many = _queries(lambda: page.get(url))
     assert many == few
     assert ApprovalRequest.objects.filter(outcome__status="failed").count() == 4
+
+
+def test_the_run_timeline_says_what_the_runs_earlier_approvals_did(client, ann, payments) -> None:
+    bot = AgentFactory(name="refund-bot")
+    run, _ = run_open(agent=bot, name="ticket-4711")
+    earlier = approval_request_approve(
+        approval=ApprovalRequestFactory(agent=bot, team=payments, run=run, tool="charge_card"),
+        reviewer=ann,
+    )
+    approval_outcome_report(
+        approval=earlier, report=OutcomeReport(status="failed", error="card_declined")
+    )
+    current = ApprovalRequestFactory(agent=bot, team=payments, run=run)
+    client.force_login(ann)
+    html = client.get(reverse("approvals:detail", args=[current.code])).content.decode()
+    timeline = html[html.index('class="timeline"') :]
+    line = timeline[: timeline.index("</li>")]
+    assert "charge_card" in line and 'data-execution-status="failed"' in line
+    assert '<q class="agent-claim">card_declined</q>' in line
