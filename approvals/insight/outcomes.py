@@ -1,7 +1,7 @@
 """What happened after approval, for the dashboard and the metrics endpoint.
 
-Who approved is either a person (the decision names a reviewer) or the policy (it does not: a
-rule, or the console's own approval of an exact resubmission). Rates are over the approvals whose
+Who approved is either a person (the decision names a reviewer) or the policy (it names none: a
+rule approved it). Rates are over the approvals whose
 outcome is known (approvals.models.OutcomeTally): one nobody reported on counts against the
 success rate, never for it. Every function here is one grouped query, whatever the row count.
 """
