@@ -4,6 +4,7 @@ reviewers work, and axe-core's accessibility rules on the reviewer pages."""
 
 from collections.abc import Iterator
 from datetime import timedelta
+from uuid import UUID
 
 import httpx
 import pytest
@@ -281,7 +282,7 @@ def test_the_queue_announces_arrivals_and_departures(live_console, page: Page, t
     expect(announcer).to_contain_text("Left the queue (decided or moved): Refund order 77.")
 
 
-def _report_failure(code: object) -> None:
+def _report_failure(code: UUID) -> None:
     approval_outcome_report(
         approval=ApprovalRequest.objects.get(code=code),
         report=OutcomeReport(status="failed", error="card_declined"),
