@@ -4,7 +4,7 @@
   policy's timeout behaviour);
 - the key amount a high-impact approval's confirmation names;
 - similar past decisions: the same agent calling the same tool, recent, only ones the reviewer
-  may see, each with the arguments that differ from this request's;
+  may see, each with the arguments that differ from this request's and what happened after;
 - the neighbours of a request in the reviewer's queue (j/k on the decision page);
 - the preset deny reasons for the request's tool.
 """
@@ -133,7 +133,7 @@ def similar_decisions_for_reviewer(
         .filter(agent_id=approval.agent_id, tool=approval.tool)
         .exclude(status=Status.PENDING)
         .exclude(pk=approval.pk)
-        .select_related("decision", "decision__reviewer", "policy_evaluation")
+        .select_related("decision", "decision__reviewer", "policy_evaluation", "outcome")
         .order_by("-decided_at", "-id")[:last]
     )
     return [

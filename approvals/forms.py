@@ -44,6 +44,7 @@ class NotificationPreferenceForm(forms.ModelForm):
             "time_zone",
             "email_mode",
             "digest_minutes",
+            "notify_on_failure",
         ]
         widgets = {
             "email_mode": forms.RadioSelect,

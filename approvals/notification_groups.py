@@ -5,7 +5,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from approvals.models import Notification
+from approvals.models import REASON_OUTCOME_FAILED, Notification
 from approvals.notifications import REASON_RESOLVED, REASON_ROUTED
 
 
@@ -15,6 +15,8 @@ def notification_step_label(reason: str) -> str:
         return "routed to your team"
     if reason == REASON_RESOLVED:
         return "decided"
+    if reason == REASON_OUTCOME_FAILED:
+        return "failed when it ran, after you approved it"
     if reason.startswith("escalation"):
         return "escalated to you"
     return reason

@@ -12,6 +12,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from approvals.forms import NotificationPreferenceForm, SlackLinkStartForm, SlackLinkVerifyForm
+from approvals.models import REASON_OUTCOME_FAILED
 from approvals.notification_groups import notifications_grouped
 from approvals.notifications import (
     notification_preference_update,
@@ -61,7 +62,11 @@ def notification_feed(request: AuthenticatedHttpRequest) -> JsonResponse:
     items = [
         {
             "id": notification.pk,
-            "title": f"Approval needed: {notification.approval.tool}",
+            "title": (
+                f"Failed after your approval: {notification.approval.tool}"
+                if notification.reason == REASON_OUTCOME_FAILED
+                else f"Approval needed: {notification.approval.tool}"
+            ),
             "body": notification.approval.summary[:200],
             "url": reverse("approvals:detail", kwargs={"code": notification.approval.code}),
         }

@@ -12,6 +12,7 @@ transport per channel (approvals/notifiers).
 # long: who is told (preferences, quiet hours, folding a second message for the same person) and
 # how this kind's rows are delivered read one set of rules; digests live in approvals/digests.py.
 
+import json
 import zoneinfo
 from collections.abc import Iterable
 from datetime import datetime, time, timedelta
@@ -24,8 +25,10 @@ from django.db import IntegrityError, models, transaction
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
+from approvals.access import reviewer_may_see
 from approvals.audit import AuditAction, audit_record
 from approvals.models import (
+    REASON_OUTCOME_FAILED,
     ApprovalRequest,
     Channel,
     EmailMode,
@@ -33,7 +36,9 @@ from approvals.models import (
     NotificationAttempt,
     NotificationPreference,
     NotificationStatus,
+    OutcomeStatus,
     SlackMessage,
+    Status,
 )
 from approvals.notifiers import notifier_for
 from approvals.notifiers.base import PostedMessage
@@ -149,6 +154,7 @@ def _outbox_rows(
     urgent: bool,
     fold: bool,
     emails_last_hour: dict[int, int] | None = None,
+    digest: bool = True,
 ) -> list[dict[str, Any]]:
     """The fields of each outbox row an event calls for: who, on which channel, in what state.
 
@@ -156,6 +162,7 @@ def _outbox_rows(
     NOTIFICATION_FOLD_WINDOW_SECONDS (as a team member, say, before an escalation step named
     them) gets a `skipped` row, "duplicate of #id", instead of a second message; the urgent last
     step still goes out. (Requests created in this transaction have no earlier rows: no fold.)
+    Without `digest`, an email is never put into a digest (which lists requests still waiting).
     """
     channels = list(dict.fromkeys(channels))
     rows: list[dict[str, Any]] = []
@@ -179,6 +186,7 @@ def _outbox_rows(
                 status, error = NotificationStatus.SKIPPED, f"duplicate of #{earlier}"
             elif (
                 channel == Channel.EMAIL
+                and digest
                 and not urgent
                 and _in_digest(user, preference, now, emails_last_hour)
             ):
@@ -344,6 +352,70 @@ def notifications_on_resolved(*, approval_id: int) -> list[Notification]:
     return created
 
 
+def notifications_on_outcome_failed(
+    *, approval_id: int, now: datetime | None = None
+) -> list[Notification]:
+    """An approved request was reported failed when it ran: tell the people who approved it.
+
+    Only them, only those who kept the preference on (the default), and only while they may
+    still see the request (approvals/access.py): a reviewer who left the team is told nothing
+    about it. A policy's approval has nobody to tell. Never folded into an earlier message about
+    the request (that one asked for a decision; this is news) nor put into a digest (a digest
+    lists requests still waiting). Call inside the transaction that recorded the outcome.
+    """
+    approval = (
+        ApprovalRequest.objects.select_related(
+            "outcome", "decision__reviewer__notification_preference"
+        )
+        .filter(pk=approval_id, status=Status.APPROVED, outcome__status=OutcomeStatus.FAILED)
+        .first()
+    )
+    if approval is None:
+        return []
+    recipients = [
+        user
+        for user in _approvers(approval)
+        if preference_for(user).notify_on_failure
+        and reviewer_may_see(user=user, team_id=approval.team_id)
+    ]
+    now = now or timezone.now()
+    created = [
+        notification
+        for row in _outbox_rows(
+            approval=approval,
+            recipients=recipients,
+            channels=[Channel.EMAIL, Channel.SLACK, Channel.CONSOLE],
+            reason=REASON_OUTCOME_FAILED,
+            now=now,
+            urgent=False,
+            fold=False,
+            digest=False,
+        )
+        if (notification := _insert_once(now=now, **row)) is not None
+    ]
+    _enqueue_after_commit([n.pk for n in created if n.status == NotificationStatus.PENDING])
+    return created
+
+
+def _approvers(approval: ApprovalRequest) -> list[User]:
+    """Who approved what ran: the reviewer whose approval decided it and, under a quorum, those
+    who voted for the same arguments (a vote for other arguments approved something else)."""
+    decision = approval.decision
+    if decision.reviewer is None:
+        return []
+
+    def canonical(arguments: Any) -> str:
+        return json.dumps(arguments, sort_keys=True, separators=(",", ":"))
+
+    ran = canonical(decision.approved_arguments)
+    voters = [
+        vote.reviewer
+        for vote in approval.votes.select_related("reviewer__notification_preference")
+        if canonical(vote.arguments) == ran
+    ]
+    return [decision.reviewer, *voters]
+
+
 def _slack_update_for(message: SlackMessage) -> Notification | None:
     # Editing a message pings nobody, so quiet hours do not apply.
     return _insert_once(
@@ -398,11 +470,14 @@ class NotificationOutbox(Outbox[Notification]):
             "approval__agent",
             "approval__decision",
             "approval__decision__reviewer",
+            "approval__outcome",
             "slack_message",
         ).get(pk=row_id)
 
     def transport_for(self, row: Notification, now: datetime) -> Transport:
-        if row.slack_message_id is None and row.approval.is_terminal:
+        # A failure notice is about a decided request: it is never stale for being decided.
+        news = row.slack_message_id is not None or row.reason == REASON_OUTCOME_FAILED
+        if not news and row.approval.is_terminal:
             # Decided before we got to it: "please decide" would only be noise now.
             raise Dropped("decided")
         return notifier_for(row.channel)

@@ -24,10 +24,11 @@ from approvals.events import (
     RequestsCreated,
 )
 from approvals.exceptions import TransitionConflict
-from approvals.models import ApprovalRequest, EscalationStep, Source, Status
+from approvals.models import ApprovalRequest, EscalationStep, OutcomeStatus, Source, Status
 from approvals.notifications import (
     escalation_reason,
     notifications_create,
+    notifications_on_outcome_failed,
     notifications_on_resolved,
     notifications_on_submitted,
     notifications_on_submitted_many,
@@ -96,6 +97,13 @@ def notify_rerouted(event: RequestRerouted) -> None:
     notifications_on_submitted(approval=ApprovalRequest.objects.get(pk=event.approval_id))
 
 
+def notify_outcome_failed(event: OutcomeReported) -> None:
+    # Only a failure is news for the approvers; a success, a call never made or the console's
+    # own "not reported" mark tells nobody.
+    if event.status == OutcomeStatus.FAILED:
+        notifications_on_outcome_failed(approval_id=event.approval_id)
+
+
 def notify_escalation_step(event: EscalationStepFired) -> None:
     step = EscalationStep.objects.get(pk=event.step_id)
     notifications_create(
@@ -155,6 +163,7 @@ def connect() -> None:
     subscribe(RequestResolved, notify_resolved, phase=now)
     subscribe(RequestRerouted, notify_rerouted, phase=now)
     subscribe(EscalationStepFired, notify_escalation_step, phase=now)
+    subscribe(OutcomeReported, notify_outcome_failed, phase=now)
     subscribe(DenialCounted, circuit_breaker_check, phase=now)
     subscribe(RunHalted, deny_pending_of_halted_run, phase=now)
     subscribe(AgentHalted, cancel_pending_of_halted_agent, phase=now)

@@ -23,11 +23,24 @@ from django.utils import timezone
 
 from agents.services import NewTraceEvent, run_events_append, run_open
 from approvals.digests import email_digests_create
-from approvals.models import Channel, EmailMode, Impact, NotificationPreference, Status
+from approvals.models import (
+    REASON_OUTCOME_FAILED,
+    Channel,
+    EmailMode,
+    Impact,
+    Notification,
+    NotificationPreference,
+    Status,
+)
 from approvals.notifications import notifications_create
 from approvals.outbox import KIND_EMAIL_DIGEST, KIND_NOTIFICATION, outbox_deliver
 from approvals.reviews import approval_claim_take, check_approval_request_comment
-from approvals.services import approval_request_approve, approval_request_deny
+from approvals.services import (
+    OutcomeReport,
+    approval_outcome_report,
+    approval_request_approve,
+    approval_request_deny,
+)
 from tests.factories import (
     AgentFactory,
     ApprovalRequestFactory,
@@ -149,6 +162,7 @@ def test_it_renders_every_template_without_raw_syntax(rendered) -> None:
         "agents": reverse("policies:agents"),
         "admin index": reverse("admin:index"),
         "admin backtest": reverse("admin:approvals_policyrule_backtest", args=[shift["rule"].pk]),
+        "admin rule": reverse("admin:approvals_policyrule_change", args=[shift["rule"].pk]),
     }
     for name, url in pages.items():
         page = client.get(url)
@@ -190,6 +204,21 @@ def test_it_renders_every_template_without_raw_syntax(rendered) -> None:
     [message] = mail.outbox
     _assert_clean("mail, text", message.body)
     _assert_clean("mail, html", message.alternatives[0][0])
+
+    # The notice that something the reviewer approved failed when it ran.
+    shift["approved"].refresh_from_db()
+    with transaction.atomic():
+        approval_outcome_report(
+            approval=shift["approved"],
+            report=OutcomeReport(status="failed", error="card_declined\nline two", duration_ms=9),
+        )
+    [failed] = Notification.objects.filter(
+        approval=shift["approved"], reason=REASON_OUTCOME_FAILED, channel=Channel.EMAIL
+    )
+    outbox_deliver(kind=KIND_NOTIFICATION, row_id=failed.pk)
+    failed_message = mail.outbox[-1]
+    _assert_clean("failure notice, text", failed_message.body)
+    _assert_clean("failure notice, html", failed_message.alternatives[0][0])
 
     # The digest, listing requests a digest-mode reviewer was told of.
     NotificationPreference.objects.update_or_create(

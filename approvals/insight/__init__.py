@@ -1,6 +1,7 @@
 """Operations insight: metrics, the dashboard, calibration, drift, rubber-stamping.
 
-Queries: counters (the metrics endpoint's), trends (the dashboard's), drift (change signals).
+Queries: counters (the metrics endpoint's), trends (the dashboard's), drift (change signals),
+outcomes (what approved calls did when they ran: the dashboard's and the endpoint's).
 Above them: metrics (the Prometheus collector), charts (inline SVG), dashboard (what the page
 shows), views (the page and the endpoint). The queries' public names are importable from here.
 
@@ -36,6 +37,19 @@ from approvals.insight.drift import (
     weekly_drift,
     welch_z_test,
 )
+from approvals.insight.outcomes import (
+    PERSON,
+    POLICY,
+    FailuresByWeek,
+    OutcomeCount,
+    OutcomeRates,
+    RuleOutcomes,
+    failures_by_week,
+    metrics_not_reported,
+    metrics_outcome_counts,
+    outcome_rates,
+    outcomes_by_rule,
+)
 from approvals.insight.trends import (
     CALIBRATION_BINS,
     AgentCalibration,
@@ -57,6 +71,8 @@ __all__ = [
     "CALIBRATION_BINS",
     "DECIDED",
     "HIGH_IMPACT",
+    "PERSON",
+    "POLICY",
     "SIGNIFICANCE",
     "TIME_TO_DECISION_BUCKETS",
     "AgentCalibration",
@@ -64,27 +80,36 @@ __all__ = [
     "CostPerRun",
     "DailyTimeToDecision",
     "Drift",
+    "FailuresByWeek",
     "Histogram",
     "HoldCount",
+    "OutcomeCount",
+    "OutcomeRates",
     "RateSeries",
     "RequestCount",
     "ReviewerDwell",
     "ReviewerLoad",
+    "RuleOutcomes",
     "WeekSample",
     "approval_rate_by_week",
     "calibration_bin_index",
     "calibration_bins",
     "calibration_by_agent",
     "decided_by",
+    "failures_by_week",
     "held_by_rule",
     "metrics_audit_records",
     "metrics_escalations_total",
+    "metrics_not_reported",
     "metrics_notification_failures_total",
     "metrics_notifications_failed_now",
+    "metrics_outcome_counts",
     "metrics_pending_by_agent",
     "metrics_request_counts",
     "metrics_time_to_decision",
     "metrics_webhook_backlog",
+    "outcome_rates",
+    "outcomes_by_rule",
     "reviewer_load",
     "rubber_stamp_signal",
     "time_to_decision_by_day",

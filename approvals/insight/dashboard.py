@@ -57,6 +57,7 @@ def dashboard_build(*, window: Window) -> dict[str, Any]:
             bars=[(load.reviewer, load.decisions) for load in loads],
         ),
         "calibration_panels": _calibration_panels(since=since, until=until),
+        **_outcome_panels(since=since, until=until),
         "drifts": insight.weekly_drift(now=until),
         "drift_min_samples": settings.DRIFT_MIN_SAMPLES,
         "dwell": dwell,
@@ -66,6 +67,25 @@ def dashboard_build(*, window: Window) -> dict[str, Any]:
             value_format=_duration,
             flagged=[item.flagged for item in dwell],
         ),
+    }
+
+
+def _outcome_panels(*, since: datetime, until: datetime) -> dict[str, Any]:
+    """What approved calls did when they ran: rates per agent, tool and who approved, failures
+    per week, and each policy rule's automatic approvals."""
+    failures = insight.failures_by_week(since=since, until=until)
+    return {
+        "outcome_rates": insight.outcome_rates(since=since, until=until),
+        "failures_by_week": failures,
+        "failures_chart": charts.line_chart(
+            title="Approved, then failed: per week of the approval",
+            x_labels=[week[5:] for week in failures.weeks],
+            series=[
+                ("approved by a person", failures.failed(insight.PERSON)),
+                ("approved by the policy", failures.failed(insight.POLICY)),
+            ],
+        ),
+        "rule_outcomes": insight.outcomes_by_rule(since=since, until=until),
     }
 
 

@@ -19,6 +19,7 @@ from approvals.models import (
     ApprovalRequest,
     Decision,
     DecisionPageView,
+    OutcomeStatus,
     Status,
 )
 
@@ -64,10 +65,17 @@ class WeekSample:
     decided: int = 0
     confidences: list[float] = field(default_factory=list)
     denial_reasons: Counter[str] = field(default_factory=Counter)
+    # Of the week's approvals: how many have a known outcome, and how many of those failed.
+    outcomes: int = 0
+    failed: int = 0
 
     @property
     def approval_rate(self) -> float | None:
         return self.approved / self.decided if self.decided else None
+
+    @property
+    def failure_rate(self) -> float | None:
+        return self.failed / self.outcomes if self.outcomes else None
 
     @property
     def mean_confidence(self) -> float | None:
@@ -108,10 +116,20 @@ class Drift:
     enough_data: bool
     # Per agent, not per tool: a run spans every tool the agent calls in it.
     cost_per_run: CostPerRun | None = None
+    # Failure rate after approval (failed / approvals with a known outcome), z-tested like the
+    # approval rate; enough when both weeks have DRIFT_MIN_SAMPLES outcomes.
+    failure_z: float = 0.0
+    failure_p: float = 1.0
+    enough_outcomes: bool = False
 
     @property
     def rate_flagged(self) -> bool:
         return self.enough_data and self.rate_p < SIGNIFICANCE
+
+    @property
+    def failure_flagged(self) -> bool:
+        """Only a rise: more approvals failing is the news; fewer is what everyone wants."""
+        return self.enough_outcomes and self.failure_z > 0 and self.failure_p < SIGNIFICANCE
 
     @property
     def confidence_flagged(self) -> bool:
@@ -123,7 +141,12 @@ class Drift:
 
     @property
     def flagged(self) -> bool:
-        return self.rate_flagged or self.confidence_flagged or self.cost_flagged
+        return (
+            self.rate_flagged
+            or self.confidence_flagged
+            or self.cost_flagged
+            or self.failure_flagged
+        )
 
 
 def _reason_key(note: str, *, policy_reason: str | None, rule_name: str | None, by: str) -> str:
@@ -139,7 +162,9 @@ def weekly_drift(*, now: datetime | None = None) -> list[Drift]:
     """The last 7 days against the 7 before, per agent and tool.
 
     Approval rate: two-proportion z-test; mean stated confidence: Welch z-test; flagged at
-    p < 0.05 when both weeks have at least DRIFT_MIN_SAMPLES decisions. Cost per run (per agent,
+    p < 0.05 when both weeks have at least DRIFT_MIN_SAMPLES decisions. Failure rate after
+    approval (of the week's approvals with a known outcome): two-proportion z-test, flagged
+    when it rose at p < 0.05 with DRIFT_MIN_SAMPLES outcomes each week. Cost per run (per agent,
     from its closed runs): Welch z-test, flagged likewise with DRIFT_MIN_SAMPLES runs each week.
     Denial reasons are shown side by side, not tested: free text has no distribution worth a test.
     """
@@ -155,6 +180,9 @@ def weekly_drift(*, now: datetime | None = None) -> list[Drift]:
             previous.approved, previous.decided, current.approved, current.decided
         )
         confidence_z, confidence_p = welch_z_test(previous.confidences, current.confidences)
+        failure_z, failure_p = two_proportion_z_test(
+            previous.failed, previous.outcomes, current.failed, current.outcomes
+        )
         drifts.append(
             Drift(
                 agent=agent,
@@ -167,6 +195,9 @@ def weekly_drift(*, now: datetime | None = None) -> list[Drift]:
                 confidence_p=confidence_p,
                 enough_data=previous.decided >= minimum and current.decided >= minimum,
                 cost_per_run=costs.get(agent),
+                failure_z=failure_z,
+                failure_p=failure_p,
+                enough_outcomes=previous.outcomes >= minimum and current.outcomes >= minimum,
             )
         )
     drifts.sort(key=lambda drift: (not drift.flagged, drift.agent, drift.tool))
@@ -194,10 +225,11 @@ def _week_samples(
             "policy_evaluation__reason",
             "policy_evaluation__rule_name",
             "policy_evaluation__decided_by",
+            "outcome__status",
         )
         .iterator(chunk_size=2000)
     )
-    for agent, tool, decided_at, status, confidence, note, policy_reason, rule, by in rows:
+    for agent, tool, decided_at, status, confidence, note, policy_reason, rule, by, ran in rows:
         if decided_at is None:
             continue
         previous, current = samples[(agent, tool)]
@@ -205,6 +237,9 @@ def _week_samples(
         sample.decided += 1
         if status == Status.APPROVED:
             sample.approved += 1
+            if ran is not None:
+                sample.outcomes += 1
+                sample.failed += ran == OutcomeStatus.FAILED
         else:
             sample.denial_reasons[
                 _reason_key(note or "", policy_reason=policy_reason, rule_name=rule, by=by or "")

@@ -21,6 +21,8 @@ class ConsoleCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         # Each family is its own query; yielded one by one so a scrape holds one at a time.
         yield self._requests()
+        yield self._outcomes()
+        yield self._not_reported()
         yield self._pending()
         yield self._time_to_decision()
         yield self._escalations()
@@ -45,6 +47,29 @@ class ConsoleCollector(Collector):
         for row in insight.metrics_request_counts():
             requests.add_metric([row.agent, row.tool, row.outcome, row.decided_by], row.count)
         return requests
+
+    def _outcomes(self) -> Metric:
+        outcomes = CounterMetricFamily(
+            "approval_outcomes",
+            "What decided calls did when they ran, as reported (by the agent or its trace): "
+            "succeeded, failed or not_executed, by agent, tool and how the request was decided "
+            "(human or policy for approvals).",
+            labels=["agent", "tool", "status", "decided_by"],
+        )
+        for row in insight.metrics_outcome_counts():
+            outcomes.add_metric([row.agent, row.tool, row.status, row.decided_by], row.count)
+        return outcomes
+
+    def _not_reported(self) -> Metric:
+        not_reported = GaugeMetricFamily(
+            "approval_outcomes_not_reported",
+            "Approvals whose validity passed with no outcome reported, now (a late report "
+            "takes one away).",
+            labels=["agent", "tool", "decided_by"],
+        )
+        for row in insight.metrics_not_reported():
+            not_reported.add_metric([row.agent, row.tool, row.decided_by], row.count)
+        return not_reported
 
     def _pending(self) -> Metric:
         pending = GaugeMetricFamily(

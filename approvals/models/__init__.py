@@ -18,6 +18,7 @@ from approvals.models.escalations import (
     EscalationTrigger,
 )
 from approvals.models.notifications import (
+    REASON_OUTCOME_FAILED,
     Channel,
     EmailDigest,
     EmailMode,
@@ -28,7 +29,13 @@ from approvals.models.notifications import (
     SlackLinkClaim,
     SlackMessage,
 )
-from approvals.models.outcomes import OutcomeSource, OutcomeStatus, RequestOutcome
+from approvals.models.outcomes import (
+    APPROVED_BY_RULE,
+    OutcomeSource,
+    OutcomeStatus,
+    OutcomeTally,
+    RequestOutcome,
+)
 from approvals.models.policies import (
     Budget,
     BudgetAction,
@@ -63,7 +70,9 @@ from approvals.models.requests import (
 from approvals.models.reviewing import DenyReasonPreset, ReviewerPageSettings
 
 __all__ = [
+    "APPROVED_BY_RULE",
     "IMPACT_RANK",
+    "REASON_OUTCOME_FAILED",
     "TERMINAL_STATUSES",
     "ActorType",
     "ApprovalClaim",
@@ -98,6 +107,7 @@ __all__ = [
     "Outcome",
     "OutcomeSource",
     "OutcomeStatus",
+    "OutcomeTally",
     "PolicyCondition",
     "PolicyEvaluation",
     "PolicyRule",

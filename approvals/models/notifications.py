@@ -8,6 +8,10 @@ from django.db import models
 from approvals.models.requests import IMPACT_RANK, ApprovalRequest, Impact
 from console.outbox import OutboxRow
 
+# The reason of a notice that a request the recipient approved failed when it ran: news about
+# a decided request, not a request to decide (the other reasons live in approvals/notifications.py).
+REASON_OUTCOME_FAILED = "outcome-failed"
+
 
 class Channel(models.TextChoices):
     EMAIL = "email", "Email"
@@ -56,6 +60,15 @@ class NotificationPreference(models.Model):
         db_default=30,
         validators=[MinValueValidator(5), MaxValueValidator(24 * 60)],
         help_text="In digest mode: how often the list of waiting requests is sent (5 to 1440).",
+    )
+
+    # Told when a request this reviewer approved was reported failed when it ran
+    # (approvals/notifications.py, notifications_on_outcome_failed).
+    notify_on_failure = models.BooleanField(
+        "Tell me when something I approved fails",
+        default=True,
+        db_default=True,
+        help_text="When the agent reports that a request you approved failed when it ran.",
     )
 
     class Meta:

@@ -17,7 +17,13 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 
 from approvals.agent_text import agent_text_one_line, agent_text_quoted_block
-from approvals.models import Channel, EmailDigest, EmailMode, Notification
+from approvals.models import (
+    REASON_OUTCOME_FAILED,
+    Channel,
+    EmailDigest,
+    EmailMode,
+    Notification,
+)
 from approvals.notifiers.base import Notifier, PermanentError, PostedMessage, RetryableError
 from approvals.reasons import reason_from_stored
 from console.outbox import Transport
@@ -37,6 +43,9 @@ class EmailNotifier(Notifier):
         recipient = notification.recipient
         if not recipient.email:
             raise PermanentError("The reviewer has no email address.")
+        if notification.reason == REASON_OUTCOME_FAILED:
+            _send(outcome_failed_message(notification))
+            return None
         approval = notification.approval
         hold_reason = reason_from_stored(approval.hold_reason, approval.hold_reason_parts)
         context = {
@@ -67,6 +76,37 @@ class EmailNotifier(Notifier):
         )
         _send(message)
         return None
+
+
+def outcome_failed_message(notification: Notification) -> EmailMultiAlternatives:
+    """ "Something you approved failed": what was approved, by whom and when, and the error in
+    the agent's words (every line behind "| ", its invisible characters shown)."""
+    approval = notification.approval
+    outcome = approval.outcome
+    context = {
+        "approval": approval,
+        "outcome": outcome,
+        "decision": approval.decision,
+        "decision_url": decision_url(approval.code),
+        "tool_line": agent_text_one_line(approval.tool),
+        "agent_line": agent_text_one_line(approval.agent.name),
+        "error_quoted": agent_text_quoted_block(outcome.error or "(no error given)", prefix="| "),
+        "summary_quoted": agent_text_quoted_block(
+            approval.summary or "(no summary given)", prefix="| "
+        ),
+        "agent_value_style": AGENT_VALUE_STYLE,
+    }
+    message = EmailMultiAlternatives(
+        # Header injection: agent text must never carry a newline into the Subject.
+        subject=agent_text_one_line(
+            f"[Failed after approval] {approval.tool}: {approval.summary or approval.tool}"
+        )[:200],
+        body=render_to_string("emails/outcome_failed.txt", context),
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[notification.recipient.email],
+    )
+    message.attach_alternative(render_to_string("emails/outcome_failed.html", context), "text/html")
+    return message
 
 
 def _send(message: EmailMultiAlternatives) -> None:

@@ -21,7 +21,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from approvals.agent_text import agent_text_cut, agent_text_one_line, agent_text_visible
-from approvals.models import ApprovalRequest, Channel, Notification
+from approvals.models import REASON_OUTCOME_FAILED, ApprovalRequest, Channel, Notification
 from approvals.notifiers.base import Notifier, PermanentError, PostedMessage, RetryableError
 from approvals.notifiers.email import decision_url
 from approvals.presentation import arguments_exact_text
@@ -181,16 +181,56 @@ def outcome_text(approval: ApprovalRequest) -> str:
     return f"{approval.get_status_display()}{who}."
 
 
+def outcome_failed_blocks(approval: ApprovalRequest) -> list[dict[str, Any]]:
+    """ "Something you approved failed": the tool, who approved it when, and the agent's error
+    (plain text, under a label saying it is the agent's). No buttons but Open: nothing to decide."""
+    outcome = approval.outcome
+    decision = approval.decision
+    header = agent_text_cut(
+        f"Failed after approval: {agent_text_one_line(approval.tool)}", _HEADER_LIMIT
+    )
+    approved_by = decision.reviewer.get_username() if decision.reviewer is not None else "policy"
+    took = f" after {outcome.duration_ms} ms" if outcome.duration_ms is not None else ""
+    return [
+        {"type": "header", "text": _plain(header)},
+        {
+            "type": "section",
+            "fields": [
+                _plain(f"Agent: {agent_text_one_line(approval.agent.name)}"),
+                _plain(f"Approved: {decision.decided_at:%Y-%m-%d %H:%M} UTC by {approved_by}"),
+                _plain(f"Failed: reported {outcome.reported_at:%Y-%m-%d %H:%M} UTC{took}"),
+            ],
+        },
+        {"type": "section", "text": _plain(_agent_said("Error", outcome.error or "(none given)"))},
+        {
+            "type": "actions",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": ACTION_OPEN,
+                    "text": _plain("Open in console"),
+                    "url": decision_url(approval.code),
+                }
+            ],
+        },
+    ]
+
+
 class SlackNotifier(Notifier):
     channel = Channel.SLACK
 
     def notify(self, notification: Notification) -> PostedMessage | None:
         approval = notification.approval
-        blocks = approval_blocks(approval)
         tool = agent_text_one_line(approval.tool)
-        fallback = f"Approval needed: {tool}"
-        if approval.is_terminal:
-            fallback = f"{tool}: {outcome_text(approval)}"
+        failure_notice = notification.reason == REASON_OUTCOME_FAILED
+        if failure_notice:
+            blocks = outcome_failed_blocks(approval)
+            fallback = f"Failed after your approval: {tool}"
+        else:
+            blocks = approval_blocks(approval)
+            fallback = f"Approval needed: {tool}"
+            if approval.is_terminal:
+                fallback = f"{tool}: {outcome_text(approval)}"
         client = slack_client()
         try:
             if notification.slack_message is not None:
@@ -210,6 +250,9 @@ class SlackNotifier(Notifier):
             raise _classify(error) from error
         except (URLError, OSError) as error:
             raise RetryableError(f"Slack unreachable: {error}") from error
+        if failure_notice:
+            # Not the request's message: a decision's update must never overwrite this one.
+            return None
         return PostedMessage(channel=str(response["channel"]), ts=str(response["ts"]))
 
 

@@ -1,12 +1,18 @@
 """Admin for policy rules (ordered, first match wins), guardrails, halts and the backtest."""
 
+from datetime import timedelta
+
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from agents.models import AgentGroup, AgentHalt
 from approvals.audit.admin import AuditedAdminMixin
@@ -19,6 +25,11 @@ from approvals.policies.models import (
     PolicyEvaluation,
     PolicyRule,
     Throttle,
+)
+from approvals.policies.outcomes import (
+    LIST_DAYS,
+    policy_rule_outcome_record,
+    policy_rules_with_failures,
 )
 from console.admin_mixins import ReadOnlyAdminMixin
 from console.http import signed_in_user
@@ -38,15 +49,25 @@ class BacktestForm(forms.Form):
 
 @admin.register(PolicyRule)
 class PolicyRuleAdmin(AuditedAdminMixin, admin.ModelAdmin):
-    list_display = ("position", "name", "state", "outcome", "tool_glob", "team", "updated_at")
+    list_display = (
+        "position",
+        "name",
+        "state",
+        "outcome",
+        "tool_glob",
+        "team",
+        "failed_after_approval",
+        "updated_at",
+    )
     list_display_links = ("name",)
     list_editable = ("position", "state")
     list_filter = ("state", "outcome")
     search_fields = ("name", "description", "tool_glob")
     inlines = [PolicyConditionInline]
-    readonly_fields = ("backtest_link", "created_at", "updated_at")
+    readonly_fields = ("backtest_link", "outcome_record", "created_at", "updated_at")
     fieldsets = (
         (None, {"fields": ("name", "description", "position", "state", "backtest_link")}),
+        ("What its approvals did when they ran", {"fields": ("outcome_record",)}),
         (
             "Matches (every criterion set must hold; argument conditions are below)",
             {
@@ -85,6 +106,33 @@ class PolicyRuleAdmin(AuditedAdminMixin, admin.ModelAdmin):
             return "Save the rule (as a draft) to backtest it."
         url = reverse("admin:approvals_policyrule_backtest", args=[obj.pk])
         return format_html('<a href="{}">Backtest against decided requests</a>', url)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[PolicyRule]:
+        since = timezone.now() - timedelta(days=LIST_DAYS)
+        return policy_rules_with_failures(super().get_queryset(request), since=since)
+
+    @admin.display(description=f"Its approvals that failed ({LIST_DAYS} days)")
+    def failed_after_approval(self, obj: PolicyRule) -> str:
+        approved, failed = getattr(obj, "auto_approved", 0), getattr(obj, "auto_failed", 0)
+        if not approved:
+            return "none"
+        if not failed:
+            return f"0 of {approved}"
+        return format_html(
+            '<strong style="color: #b42318;">{} of {}</strong> ({}%)',
+            failed,
+            approved,
+            round(100 * failed / approved),
+        )
+
+    @admin.display(description="Outcome record")
+    def outcome_record(self, obj: PolicyRule) -> SafeString | str:
+        if obj.pk is None:
+            return "A new rule has approved nothing yet."
+        record = policy_rule_outcome_record(rule=obj)
+        return render_to_string(
+            "admin/approvals/policyrule/outcome_record.html", {"record": record}
+        )
 
     def get_urls(self):  # type: ignore[no-untyped-def]
         return [

@@ -4,7 +4,7 @@ the decorations pages show (risk, proposals), track records, notifications and r
 import json
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -13,6 +13,7 @@ from uuid import UUID
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db.models import (
+    Count,
     Prefetch,
     QuerySet,
     Sum,
@@ -29,6 +30,7 @@ from approvals.models import (
     Channel,
     Decision,
     Notification,
+    OutcomeTally,
     Status,
 )
 from approvals.presentation import pretty_json
@@ -216,6 +218,8 @@ class TrackRecord:
     approved: int
     denied: int
     recent: list[ApprovalRequest]
+    # What happened after the approvals among them (approvals.models.OutcomeTally).
+    outcomes: OutcomeTally = field(default_factory=OutcomeTally)
 
     @property
     def decided(self) -> int:
@@ -227,7 +231,8 @@ class TrackRecord:
 
 
 def approval_track_record(*, user: Any, approval: ApprovalRequest, last: int = 5) -> TrackRecord:
-    """How reviewers decided this agent's earlier calls of the same tool (that the user may see)."""
+    """How reviewers decided this agent's earlier calls of the same tool (that the user may see),
+    and what the approved ones did when they ran: one query for the counts, one for the recent."""
     earlier = (
         approvals_visible_to(user=user)
         .filter(
@@ -238,12 +243,24 @@ def approval_track_record(*, user: Any, approval: ApprovalRequest, last: int = 5
         )
         .exclude(pk=approval.pk)
     )
-    counts = Counter(earlier.values_list("status", flat=True))
-    recent = list(
-        earlier.select_related("decision", "decision__reviewer").order_by("-decided_at")[:last]
-    )
+    counts: Counter[str] = Counter()
+    outcomes = OutcomeTally()
+    for status, outcome_status, count in (
+        earlier.order_by()
+        .values("status", "outcome__status")
+        .annotate(count=Count("pk"))
+        .values_list("status", "outcome__status", "count")
+    ):
+        counts[status] += count
+        if status == Status.APPROVED:
+            outcomes.add(outcome_status, count)
+    shown = earlier.select_related("decision", "decision__reviewer", "outcome")
+    recent = list(shown.order_by("-decided_at")[:last])
     return TrackRecord(
-        approved=counts.get(Status.APPROVED, 0), denied=counts.get(Status.DENIED, 0), recent=recent
+        approved=counts.get(Status.APPROVED, 0),
+        denied=counts.get(Status.DENIED, 0),
+        recent=recent,
+        outcomes=outcomes,
     )
 
 
@@ -315,7 +332,7 @@ def run_timeline_for_reviewer(
     visible = approvals_visible_to(user=user).filter(run=run)
     entries += [
         TimelineEntry(at=other.created_at, approval=other)
-        for other in visible.order_by("created_at")[:limit]
+        for other in visible.select_related("outcome").order_by("created_at")[:limit]
     ]
     elsewhere = ApprovalRequest.objects.filter(run=run).exclude(pk__in=visible.values("pk"))
     # Stable sort: on equal times a trace event stays before the request it led to.

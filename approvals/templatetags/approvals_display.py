@@ -35,6 +35,12 @@ def outcome_result_text(value: Any) -> str:
 
 
 @register.filter
+def percent(value: float | None) -> str:
+    """A rate (0-1) as a whole percentage; a dash when there is nothing to divide."""
+    return "\u2013" if value is None else f"{value:.0%}"
+
+
+@register.filter
 def visible(value: Any) -> str:
     """Agent text on several lines, every invisible or bidi character shown as ⟨U+XXXX⟩."""
     return agent_text_visible(str(value))

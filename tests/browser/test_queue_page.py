@@ -4,6 +4,7 @@ reviewers work, and axe-core's accessibility rules on the reviewer pages."""
 
 from collections.abc import Iterator
 from datetime import timedelta
+from uuid import UUID
 
 import httpx
 import pytest
@@ -12,7 +13,12 @@ from django.utils import timezone
 from playwright.sync_api import Browser, Page, expect
 
 from approvals.models import ApprovalRequest, Impact, Status
-from approvals.reviews import approval_claim_take, check_approval_request_deny
+from approvals.reviews import (
+    approval_claim_take,
+    check_approval_request_approve,
+    check_approval_request_deny,
+)
+from approvals.services import OutcomeReport, approval_outcome_report
 from tests.browser.live import log_in, off_loop, submit
 from tests.factories import AgentFactory, ApprovalRequestFactory, UserFactory
 
@@ -276,6 +282,13 @@ def test_the_queue_announces_arrivals_and_departures(live_console, page: Page, t
     expect(announcer).to_contain_text("Left the queue (decided or moved): Refund order 77.")
 
 
+def _report_failure(code: UUID) -> None:
+    approval_outcome_report(
+        approval=ApprovalRequest.objects.get(code=code),
+        report=OutcomeReport(status="failed", error="card_declined"),
+    )
+
+
 def test_axe_finds_nothing_serious_on_the_reviewer_pages(live_console, page: Page, team) -> None:
     team.members.filter(username="alice").update(is_staff=True)
     requests = _realistic_queue(team)
@@ -285,6 +298,17 @@ def test_axe_finds_nothing_serious_on_the_reviewer_pages(live_console, page: Pag
         reviewer=team.members.get(username="bob"),
         reason="Change freeze.",
     )
+    # An earlier refund alice approved that failed when it ran: the decision page's track record
+    # and similar decisions, history, insight and alice's notifications all show it.
+    earlier = submit(
+        team=team, agent=requests["refund"].agent, tool="issue_refund", impact=Impact.LOW
+    )
+    off_loop(
+        check_approval_request_approve,
+        approval=earlier,
+        reviewer=team.members.get(username="alice"),
+    )
+    off_loop(_report_failure, code=earlier.code)
     UserFactory(username="carol")
     log_in(page, live_console.url, "alice")
     axe = Axe()
@@ -301,4 +325,6 @@ def test_axe_finds_nothing_serious_on_the_reviewer_pages(live_console, page: Pag
         page.goto(f"{live_console.url}{path}")
         page.wait_for_load_state("networkidle")
         found[name] = _serious(axe.run(page))
+        if name == "decision page":  # the outcomes were on the page axe read
+            expect(page.locator("#track-record-outcomes")).to_contain_text("1 failed")
     assert found == {name: [] for name in found}
