@@ -72,13 +72,15 @@ class _Recent:
     def __init__(self) -> None:
         self.filed: OrderedDict[str, str] = OrderedDict()
         self.decided: OrderedDict[str, Approval] = OrderedDict()
+        # A graph may run its nodes' tool calls in threads, all asking through one Console.
+        self.lock = threading.Lock()
 
-    @staticmethod
-    def _keep(store: OrderedDict[str, Any], key: str, value: Any) -> None:
-        store[key] = value
-        store.move_to_end(key)
-        while len(store) > RECENT_DECISIONS:
-            store.popitem(last=False)
+    def _keep(self, store: OrderedDict[str, Any], key: str, value: Any) -> None:
+        with self.lock:
+            store[key] = value
+            store.move_to_end(key)
+            while len(store) > RECENT_DECISIONS:
+                store.popitem(last=False)
 
     def file(self, key: str, approval: Approval) -> None:
         self._keep(self.filed, key, approval.id)
@@ -88,9 +90,15 @@ class _Recent:
             if approval.decision is not None:
                 self._keep(self.decided, approval.id, approval)
 
-    def decided_for_key(self, key: str) -> Approval | None:
+    def decided_for(self, key: str, tool: str, arguments: Mapping[str, Any]) -> Approval | None:
+        """The decided request this key filed, if it asked exactly this call: anything else
+        goes to the console, which refuses a key reused for another call."""
         request_id = self.filed.get(key)
-        return None if request_id is None else self.decided.get(request_id)
+        known = None if request_id is None else self.decided.get(request_id)
+        if known is None or known.tool != tool:
+            return None
+        same = json.loads(json.dumps(dict(arguments), default=str)) == known.arguments
+        return known if same else None
 
 
 _recent_by_console: weakref.WeakKeyDictionary[Console | AsyncConsole, _Recent] = (
@@ -210,7 +218,7 @@ def approval_interrupt(
     """
     key = fields.pop("idempotency_key", None) or _idempotency_key(tool, arguments, tool_call_id)
     recent = _recent(console)
-    known = recent.decided_for_key(key)
+    known = recent.decided_for(key, tool, arguments)
     approval = known or console.submit(tool, arguments, idempotency_key=key, **fields)
     recent.file(key, approval)
     if not _held_for_review(approval):
@@ -230,7 +238,7 @@ async def aapproval_interrupt(
     """approval_interrupt for async nodes."""
     key = fields.pop("idempotency_key", None) or _idempotency_key(tool, arguments, tool_call_id)
     recent = _recent(console)
-    approval = recent.decided_for_key(key) or await console.submit(
+    approval = recent.decided_for(key, tool, arguments) or await console.submit(
         tool, arguments, idempotency_key=key, **fields
     )
     recent.file(key, approval)
