@@ -62,11 +62,11 @@ sdk-check: sdk-dist $(AUTHOR_WHEELS)/.downloaded
 	rm -rf var/sdk-check && $(PY) -m venv var/sdk-check
 	set -o pipefail; var/sdk-check/bin/python -m pip install --quiet --disable-pip-version-check \
 		--no-index --find-links $(AUTHOR_WHEELS) "$$(ls var/sdk-dist/*.whl)[mcp]" openai-agents \
-		langgraph 2>&1 | { grep -v "^WARNING: Location" || true; }
+		langgraph langchain 2>&1 | { grep -v "^WARNING: Location" || true; }
 	cd /tmp && $(CURDIR)/var/sdk-check/bin/python -c "import approval_console, agents, langgraph; \
-		import approval_console.mcp_server; assert hasattr(agents, 'Runner'); \
-		print('approval_console', approval_console.__version__, \
-		'imports beside openai-agents, langgraph and mcp')"
+		import approval_console.mcp_server, langchain.agents.middleware; \
+		assert hasattr(agents, 'Runner'); print('approval_console', approval_console.__version__, \
+		'imports beside openai-agents, langgraph, langchain and mcp')"
 	var/sdk-check/bin/approval-console-mcp --help > /dev/null
 
 run: install
@@ -109,7 +109,7 @@ lock: install
 		--no-emit-index-url --no-emit-find-links -o requirements.lock pyproject.toml
 	$(VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \
 		--no-emit-index-url --no-emit-find-links --extra langgraph --extra openai-agents --extra mcp \
-		-o tests/agents/sdk/requirements-author.lock agents/sdk/pyproject.toml
+		--extra langchain -o tests/agents/sdk/requirements-author.lock agents/sdk/pyproject.toml
 
 clean:
 	rm -rf $(VENV) var test-artifacts .pytest_cache .ruff_cache .mypy_cache

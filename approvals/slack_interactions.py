@@ -82,13 +82,8 @@ def slack_interaction_handle(*, body: bytes, headers: Mapping[str, str]) -> Inte
         return refuse("No such approval request.")
     if not reviewer_may_see(user=reviewer, team_id=approval.team_id):
         return refuse("You may not decide this request: it is routed to another team.")
-    if action_id == ACTION_APPROVE and not slack_may_approve(approval):
-        # Slack could not show the exact call whole: nobody approves what they could not see,
-        # whatever button (an old message's, a forged one) was clicked.
-        return refuse(
-            "Not recorded: the exact arguments are too long to show in Slack. Open the request "
-            "in the console to see them whole and decide there."
-        )
+    if action_id == ACTION_APPROVE and (why := _not_approvable_from_slack(approval)):
+        return refuse(why)
     # The same services as the console: quorum, one vote per reviewer, one outcome.
     message = "Recorded."
     try:
@@ -102,12 +97,29 @@ def slack_interaction_handle(*, body: bytes, headers: Mapping[str, str]) -> Inte
             check_approval_request_deny(
                 approval=approval,
                 reviewer=reviewer,
-                reason=f"Denied from Slack by {reviewer.get_username()}.",
+                reason=(
+                    f"{'Declined' if approval.is_question else 'Denied'} from Slack by "
+                    f"{reviewer.get_username()}."
+                ),
             )
     except DomainError as error:
         return refuse(slack_error_message(error))
     logger.info("slack %s by %s on %s", action_id, reviewer.get_username(), approval.code)
     return InteractionOutcome(decided=True, message=message, response_url=response_url)
+
+
+def _not_approvable_from_slack(approval: ApprovalRequest) -> str:
+    """Why Slack may not approve this request ("" when it may), whatever button was clicked
+    (an old message's, a forged one)."""
+    if approval.is_question:
+        return "Not recorded: this is a question. Answer it in the console."
+    if not slack_may_approve(approval):
+        # Slack could not show the exact call whole: nobody approves what they could not see.
+        return (
+            "Not recorded: the exact arguments are too long to show in Slack. Open the request "
+            "in the console to see them whole and decide there."
+        )
+    return ""
 
 
 def slack_error_message(error: DomainError) -> str:

@@ -213,6 +213,21 @@ class ApprovalRequest(models.Model):
         return self.status in TERMINAL_STATUSES
 
     @property
+    def is_question(self) -> bool:
+        return self.kind == Kind.QUESTION
+
+    @property
+    def status_label(self) -> str:
+        """The status as people read it: a question is answered or declined, not approved or
+        denied. (The APIs keep `approved` and `denied`: one lifecycle, docs/questions.md.)"""
+        if self.kind == Kind.QUESTION:
+            if self.status == Status.APPROVED:
+                return "Answered"
+            if self.status == Status.DENIED:
+                return "Declined"
+        return self.get_status_display()
+
+    @property
     def answer_schema_in_order(self) -> dict[str, Any] | None:
         """The answer schema with its keys in the order the agent sent them."""
         if self.answer_schema_raw:

@@ -62,9 +62,11 @@ class EmailNotifier(Notifier):
             "agent_value_style": AGENT_VALUE_STYLE,
         }
         # Header injection: agent text must never carry a newline into the Subject.
-        subject = agent_text_one_line(
-            f"[Approval needed] {approval.tool}: {approval.summary or approval.tool}"
-        )[:200]
+        if approval.is_question:
+            subject = f"[Question] {approval.summary or approval.tool}"
+        else:
+            subject = f"[Approval needed] {approval.tool}: {approval.summary or approval.tool}"
+        subject = agent_text_one_line(subject)[:200]
         message = EmailMultiAlternatives(
             subject=subject,
             body=render_to_string("emails/approval_notification.txt", context),
@@ -168,6 +170,11 @@ class EmailDigestNotifier(Transport):
 
 
 def reason_text(notification: Notification) -> str:
-    if notification.reason.startswith("escalation"):
+    escalated = notification.reason.startswith("escalation")
+    if notification.approval.is_question:
+        if escalated:
+            return "Still unanswered: it was escalated to you."
+        return "An agent's question routed to your team is waiting for an answer."
+    if escalated:
         return "Still pending: it was escalated to you."
     return "A request routed to your team is waiting for a decision."

@@ -85,8 +85,23 @@ def slack_exact_call_text(approval: ApprovalRequest) -> str | None:
 
 def slack_may_approve(approval: ApprovalRequest) -> bool:
     """Whether a Slack message can show this request's exact call whole, so Approve may be
-    offered there and an Approve click from Slack may be recorded."""
-    return slack_exact_call_text(approval) is not None
+    offered there and an Approve click from Slack may be recorded. Never for a question: it is
+    answered in the console's form, not approved."""
+    return not approval.is_question and slack_exact_call_text(approval) is not None
+
+
+QUESTION_HEADER = "Question: an answer needed"
+QUESTION_NOTE = (
+    "A question, not a tool call: nothing runs when it is answered. Answer it in the console, "
+    "in the form its answer schema asks for, or decline it."
+)
+
+
+def slack_headline(approval: ApprovalRequest) -> str:
+    """The message's first line (its header, and the notification's fallback text)."""
+    if approval.is_question:
+        return QUESTION_HEADER
+    return f"Approval needed: {agent_text_one_line(approval.tool)}"
 
 
 def _agent_said(label: str, text: str) -> str:
@@ -98,8 +113,9 @@ def approval_blocks(approval: ApprovalRequest) -> list[dict[str, Any]]:
     """The message for one request: what, how sure, how bad, until when, and the buttons."""
     confidence = "not stated" if approval.confidence is None else f"{approval.confidence:.2f}"
     exact_call = slack_exact_call_text(approval)
-    header = agent_text_cut(f"Approval needed: {agent_text_one_line(approval.tool)}", _HEADER_LIMIT)
-    summary = _agent_said("Summary", approval.summary) if approval.summary else "(no summary given)"
+    header = agent_text_cut(slack_headline(approval), _HEADER_LIMIT)
+    said = "Question" if approval.is_question else "Summary"
+    summary = _agent_said(said, approval.summary) if approval.summary else "(no summary given)"
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": _plain(header)},
         {"type": "section", "text": _plain(summary)},
@@ -118,7 +134,9 @@ def approval_blocks(approval: ApprovalRequest) -> list[dict[str, Any]]:
         reason = reason_from_stored(approval.hold_reason, approval.hold_reason_parts)
         paused = _plain(f"Paused because: {reason}")
         blocks.append({"type": "section", "text": paused})
-    if exact_call is not None:
+    if approval.is_question:
+        blocks.append({"type": "section", "text": _plain(QUESTION_NOTE)})
+    elif exact_call is not None:
         blocks.append({"type": "section", "text": _plain(exact_call)})
     else:
         blocks.append(
@@ -133,7 +151,7 @@ def approval_blocks(approval: ApprovalRequest) -> list[dict[str, Any]]:
     open_button = {
         "type": "button",
         "action_id": ACTION_OPEN,
-        "text": _plain("Open in console"),
+        "text": _plain("Answer in console" if approval.is_question else "Open in console"),
         "url": decision_url(approval.code),
     }
     if approval.is_terminal:
@@ -155,15 +173,16 @@ def approval_blocks(approval: ApprovalRequest) -> list[dict[str, Any]]:
                                 "value": str(approval.code),
                             }
                         ]
-                        if exact_call is not None
+                        if slack_may_approve(approval)
                         else []
                     ),
-                    # Denying what one cannot see whole is safe: nothing runs.
+                    # Denying what one cannot see whole is safe: nothing runs. A question is
+                    # declined the same way: the agent gets no answer.
                     {
                         "type": "button",
                         "action_id": ACTION_DENY,
                         "style": "danger",
-                        "text": _plain("Deny"),
+                        "text": _plain("Decline" if approval.is_question else "Deny"),
                         "value": str(approval.code),
                     },
                     open_button,
@@ -178,7 +197,7 @@ def outcome_text(approval: ApprovalRequest) -> str:
     who = ""
     if decision is not None and decision.reviewer is not None:
         who = f" by {decision.reviewer.get_username()}"
-    return f"{approval.get_status_display()}{who}."
+    return f"{approval.status_label}{who}."
 
 
 def outcome_failed_blocks(approval: ApprovalRequest) -> list[dict[str, Any]]:
@@ -228,7 +247,7 @@ class SlackNotifier(Notifier):
             fallback = f"Failed after your approval: {tool}"
         else:
             blocks = approval_blocks(approval)
-            fallback = f"Approval needed: {tool}"
+            fallback = slack_headline(approval)
             if approval.is_terminal:
                 fallback = f"{tool}: {outcome_text(approval)}"
         client = slack_client()

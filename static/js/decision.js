@@ -51,7 +51,7 @@
       var at = block.dataset.outcomeAt ? new Date(block.dataset.outcomeAt) : null;
       left.textContent = label + (at ? " at " + at.toISOString().slice(11, 19) + " UTC" : "");
     }
-    document.title = label + " · " + document.title.replace(/^(Approved|Denied|Expired|Cancelled) · /, "");
+    document.title = label + " · " + document.title.replace(/^(Approved|Denied|Answered|Declined|Expired|Cancelled) · /, "");
     if (handled) return;
     handled = true;
     if (decidedHere && root.dataset.openNext && root.dataset.nextUrl) {

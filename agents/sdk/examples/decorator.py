@@ -26,7 +26,8 @@ console = Console()
 )
 def issue_refund(payment_id: str, amount: int, currency: str = "EUR") -> dict[str, object]:
     # Runs only once approved, with the approved arguments.
-    return {"refunded": {"payment_id": payment_id, "amount": amount, "currency": currency}}
+    refunded = {"payment_id": payment_id, "amount": amount, "currency": currency}
+    return {"refunded": refunded, "resumed_at": time.time()}
 
 
 if __name__ == "__main__":
@@ -35,5 +36,6 @@ if __name__ == "__main__":
         outcome = issue_refund(payment_id, amount)
     except ApprovalNotGranted as refusal:  # denied, expired or cancelled
         outcome = {"not_run": refusal.decision.status, "note": refusal.decision.note}
-    # When the answer arrived, for the example's test to measure the wait after the decision.
-    print(json.dumps({**outcome, "resumed_at": time.time()}), flush=True)
+    # When the answer arrived (the refund ran, or the refusal was raised), for the example's test
+    # to measure the wait after the decision.
+    print(json.dumps({"resumed_at": time.time(), **outcome}), flush=True)

@@ -44,7 +44,7 @@ def refund(state: RefundState) -> RefundState:
     if not decision.is_usable():
         return {"outcome": {"not_run": decision.status, "note": decision.note}}
     # Runs once approved, with the arguments the reviewer approved (maybe changed).
-    return {"outcome": {"refunded": decision.approved_arguments}}
+    return {"outcome": {"refunded": decision.approved_arguments, "resumed_at": time.time()}}
 
 
 def build_graph() -> Any:
@@ -68,6 +68,4 @@ if __name__ == "__main__":
         action = waiting["action_request"]
         print(f"paused on {action['action']} {json.dumps(action['args'])}", file=sys.stderr)
         result = resume_when_decided(console, graph, config)
-    print(
-        json.dumps({**result["outcome"], "paused": paused, "resumed_at": time.time()}), flush=True
-    )
+    print(json.dumps({**result["outcome"], "paused": paused}), flush=True)

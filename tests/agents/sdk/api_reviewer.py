@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 
+from tests.waits import parked_polls, wait_until
+
 # An action gets the pending request (the API's JSON) and returns (verb, body) to POST.
 Action = Callable[[dict[str, Any]], tuple[str, dict[str, Any]]]
 
@@ -26,6 +28,12 @@ def approve_with(arguments: dict[str, Any], note: str = "") -> Action:
 
 def deny(reason: str) -> Action:
     return lambda _request: ("deny", {"reason": reason})
+
+
+def by_tool(actions: dict[str, Action]) -> Action:
+    """The action for the request's tool: for agents that file several requests at once, whose
+    order in the reviewer's queue the test does not fix."""
+    return lambda request: actions[request["tool"]](request)
 
 
 @dataclass(frozen=True)
@@ -60,8 +68,29 @@ class ApiReviewer:
             time.sleep(0.02)
         raise AssertionError("no pending request appeared in the reviewer API")
 
-    def decide(self, *actions: Action, after: float = 0.3) -> None:
-        """Run each action on the next new pending request in turn, once the agent waits."""
+    def pending_ids(self) -> list[str]:
+        response = self.http.get("/requests", params={"state": "pending"})
+        response.raise_for_status()
+        return [item["id"] for item in response.json()["data"]]
+
+    def until_agent_waits(self) -> None:
+        """Until the agent holds a long poll parked on one of the pending requests, in the live
+        console (which runs in this process: its parked polls can be counted, no API call)."""
+        pending = self.pending_ids()
+        # Generous: the first example of a session starts a fresh interpreter that imports its
+        # framework before it asks.
+        wait_until(
+            lambda: any(parked_polls(code) for code in pending),
+            timeout=90,
+            what="the agent's long poll parking",
+        )
+
+    def decide(self, *actions: Action, long_polls: bool = True, after: float = 0.3) -> None:
+        """Run each action on the next new pending request in turn, once the agent waits: from
+        the moment one of its long polls is parked, so what a test measures from the decision
+        is how fast the decision reaches the agent, not how long the agent took to start
+        waiting. `long_polls=False` for a client that polls instead (HumanLayer's): decide
+        `after` seconds."""
 
         def run() -> None:
             seen: set[str] = set()
@@ -69,7 +98,10 @@ class ApiReviewer:
                 for action in actions:
                     request = self.next_pending(seen)
                     seen.add(request["id"])
-                    time.sleep(after)  # the agent is now parked in its long poll
+                    if long_polls:
+                        self.until_agent_waits()
+                    else:
+                        time.sleep(after)
                     verb, body = action(request)
                     response = self.http.post(f"/requests/{request['id']}/{verb}", json=body)
                     assert response.status_code == 200, response.text

@@ -30,7 +30,12 @@ def test_the_wheel_holds_one_typed_package_and_depends_on_httpx(author_venv: Aut
     assert metadata["Name"] == "agent-approval-console-sdk"
     requires = metadata.get_all("Requires-Dist")
     assert [r for r in requires if "extra ==" not in r] == ["httpx>=0.28"]
-    assert set(metadata.get_all("Provides-Extra")) == {"langgraph", "openai-agents", "mcp"}
+    assert set(metadata.get_all("Provides-Extra")) == {
+        "langgraph",
+        "langchain",
+        "openai-agents",
+        "mcp",
+    }
     # The MCP server, for Claude Code's --permission-prompt-tool: an extra, and a command.
     assert 'mcp>=2.3; extra == "mcp"' in requires
     assert "approval-console-mcp = approval_console.mcp_server:main" in scripts
@@ -48,9 +53,11 @@ def test_it_imports_beside_openai_agents_and_langgraph(author_venv: AuthorVenv) 
 import sys
 from importlib.metadata import version
 
-import approval_console, agents, langgraph
+import approval_console, agents, langgraph, langchain
 from approval_console import Console, ApprovalDenied
+from approval_console.adapters.langchain import review_hitl_interrupts
 from approval_console.adapters.langgraph import approval_interrupt
+from langchain.agents.middleware import HumanInTheLoopMiddleware
 from approval_console.adapters.openai_agents import ConsoleToolApprovals
 
 # `agents` is the OpenAI Agents SDK's, not a copy of this SDK and not the console's app.

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from approvals.models import ApprovalRequest
-from tests.agents.sdk.api_reviewer import Decided, approve, approve_with, deny
+from tests.agents.sdk.api_reviewer import Decided, approve, approve_with, by_tool, deny
 from tests.agents.sdk.author_venv import AUTHOR_VENV_TIMEOUT, EXAMPLES, AuthorVenv
 
 pytestmark = [pytest.mark.django_db(transaction=True), AUTHOR_VENV_TIMEOUT]
@@ -94,6 +94,36 @@ def test_the_langgraph_example_pauses_and_resumes_with_the_decision(
     assert _resumed_after("LangGraph", outcome, decided) < RESUME_WITHIN
 
 
+def test_the_langchain_example_resumes_the_middleware_with_the_decisions(
+    live_console, sdk_agent, api_reviewer, author_venv: AuthorVenv
+) -> None:
+    _, token = sdk_agent
+    decide = by_tool(
+        {
+            "issue_refund": approve_with({"payment_id": "pay_7", "amount": 2500}),
+            "send_email": deny("Not before the refund lands."),
+        }
+    )
+    api_reviewer.decide(decide, decide)
+    result = author_venv.run(
+        str(EXAMPLES / "langchain_hitl.py"), "pay_7", "4900", env=_console_env(live_console, token)
+    )
+    decided = api_reviewer.join()
+    outcome = _outcome(result)
+
+    # HumanInTheLoopMiddleware (batched: one interrupt, two actions) ran the reviewer's edit and
+    # told the model the email was rejected, with the reviewer's reason.
+    assert outcome["tools"]["issue_refund"].endswith("refunded 2500 on pay_7")
+    assert outcome["tools"]["send_email"] == (
+        "User rejected the tool call for `send_email` with reason: "
+        "Not approved in the approval console (denied): Not before the refund lands."
+    )
+    assert outcome["final"] == "Done."
+    assert ApprovalRequest.objects.count() == 2
+    last = max(decided, key=lambda d: d.decided_at)
+    assert _resumed_after("LangChain", outcome, last) < RESUME_WITHIN
+
+
 def test_the_openai_agents_example_resumes_a_saved_run_in_a_new_process(
     live_console, sdk_agent, api_reviewer, author_venv: AuthorVenv, tmp_path: Path
 ) -> None:
@@ -136,7 +166,7 @@ def test_the_humanlayer_example_runs_once_approved(
     live_console, sdk_agent, api_reviewer, tmp_path: Path
 ) -> None:
     _, token = sdk_agent
-    api_reviewer.decide(approve())
+    api_reviewer.decide(approve(), long_polls=False)
     # HumanLayer's client is not in the author lock; the console's venv carries the release
     # the compatibility surface is tested with (humanlayer 0.7.9). Outside the repository, so
     # the script imports nothing of the console's.

@@ -3,19 +3,23 @@ until a reviewer decides in the live console, then resumes with the decision. Of
 is langchain's GenericFakeChatModel and the checkpointer is in memory. The real `langgraph`
 package throughout; the `timeout` marks turn a node that blocks on a person into a failure."""
 
+import threading
+from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 from approval_console import AsyncConsole, Console
+from approval_console.adapters.langchain import review_hitl_interrupts
 from approval_console.adapters.langgraph import (
     aapproval_interrupt,
     approval_interrupt,
     decided_resume,
     pending_approvals,
     resume_when_decided,
-    review_hitl_interrupts,
 )
 from asgiref.sync import sync_to_async
+from django.db import connections
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
@@ -28,6 +32,7 @@ from approvals.policies.models import Outcome
 from approvals.services import approval_request_approve, approval_request_deny
 from tests.agents.conftest import FAST_RETRY
 from tests.factories import PolicyRuleFactory, UserFactory
+from tests.waits import parked_polls, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -265,8 +270,9 @@ def test_resume_when_decided_gives_up_after_its_timeout(console) -> None:
 
 
 def _hitl_graph(runs: list[tuple[str, dict[str, Any]]]):
-    """A node that pauses the way LangChain 1.x's HumanInTheLoopMiddleware does (its documented
-    interrupt and resume shapes); `langchain` itself is not installed here."""
+    """A node that pauses the way LangChain 1.x's HumanInTheLoopMiddleware does (its interrupt
+    and resume shapes); `langchain` itself is not in the console's venv: test_langchain_hitl.py
+    runs the real middleware in an agent author's venv."""
 
     actions = [
         {"name": "send_email", "args": {"to": "a@example.com"}, "description": "Review"},
@@ -385,3 +391,115 @@ async def test_an_async_node_takes_two_approvals_without_blocking(
 
     assert "__interrupt__" not in final
     assert refunds == ["pay_7"]
+
+
+class _DecideWhen(threading.Thread):
+    """A reviewer in another thread: `decide()` once the agent's long polls are `parked()`."""
+
+    def __init__(self, parked: Callable[[], bool], decide: Callable[[], object]) -> None:
+        super().__init__()
+        self.parked, self.decide = parked, decide
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            wait_until(self.parked, what="the agent's long polls parking")
+            self.decide()
+        except BaseException as error:
+            self.error = error
+        finally:
+            connections.close_all()
+
+    def join(self, timeout: float | None = None) -> None:
+        super().join(timeout)
+        if self.error is not None:
+            raise self.error
+
+
+class _Recorded(httpx.HTTPTransport):
+    """The console's HTTP exchanges, as (method, path) in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, str]] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.calls.append((request.method, request.url.path))
+        return super().handle_request(request)
+
+
+@pytest.mark.timeout(60)
+def test_the_resumed_node_asks_the_console_nothing_more(live_console, sdk_agent, rita) -> None:
+    # The decision reaches the node without a round trip after the long poll's answer: the
+    # re-run neither files its request again nor reads the decision again (latency, issue 20).
+    _, token = sdk_agent
+    recorded = _Recorded()
+    with Console(live_console.url, token, retry=FAST_RETRY, transport=recorded) as console:
+        refunds: list[dict[str, Any]] = []
+        graph = _refund_agent(console, refunds)
+        config = {"configurable": {"thread_id": "ticket-51"}}
+        graph.invoke({"messages": [HumanMessage("Refund it.")]}, config)
+        approval = ApprovalRequest.objects.get()
+        del recorded.calls[:]
+        deciding = _DecideWhen(
+            lambda: parked_polls(approval.code) == 1,
+            lambda: approval_request_approve(approval=approval, reviewer=rita),
+        )
+
+        resume_when_decided(console, graph, config, timeout=30)
+        deciding.join()
+
+    assert refunds == [{"payment_id": "pay_7", "amount": 4900}]
+    path = f"/api/v1/requests/{approval.code}"
+    # A read (still pending), the long poll that the decision ends; then nothing.
+    assert recorded.calls == [("GET", path), ("GET", path)]
+
+
+def _two_branches(console: Console, refunds: list[str]):
+    """Two nodes that run in parallel, each pausing on its own approval: two pending at once."""
+
+    def refund(payment_id: str):
+        def node(state: MessagesState) -> dict[str, Any]:
+            call = {"payment_id": payment_id, "amount": 100}
+            decision = approval_interrupt(
+                console, "issue_refund", call, tool_call_id=f"call-{payment_id}"
+            )
+            if decision.is_usable():
+                refunds.append(payment_id)
+            return {"messages": [HumanMessage(f"{payment_id}: {decision.status}")]}
+
+        return node
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("refund_a", refund("pay_a"))
+    builder.add_node("refund_b", refund("pay_b"))
+    builder.add_edge(START, "refund_a")
+    builder.add_edge(START, "refund_b")
+    builder.add_edge("refund_a", END)
+    builder.add_edge("refund_b", END)
+    return builder.compile(checkpointer=InMemorySaver())
+
+
+@pytest.mark.timeout(60)
+def test_a_decision_on_any_pending_request_wakes_the_resume(console, rita) -> None:
+    # Every pending request is long-polled at once: a decision on the second one ends the wait
+    # the moment it is made, not when a poll on the first runs out.
+    refunds: list[str] = []
+    graph = _two_branches(console, refunds)
+    config = {"configurable": {"thread_id": "ticket-52"}}
+    graph.invoke({"messages": [HumanMessage("Refund both.")]}, config)
+    assert len(set(pending_approvals(graph, config).values())) == 2
+    second = ApprovalRequest.objects.get(arguments__payment_id="pay_b")
+    first = ApprovalRequest.objects.get(arguments__payment_id="pay_a")
+
+    deciding = _DecideWhen(
+        lambda: parked_polls(first.code) == 1 and parked_polls(second.code) == 1,
+        lambda: approval_request_approve(approval=second, reviewer=rita),
+    )
+    paused = resume_when_decided(console, graph, config, timeout=20)
+    deciding.join()
+
+    assert refunds == ["pay_b"]
+    assert "__interrupt__" in paused  # still paused on the first, undecided
+    assert list(pending_approvals(graph, config).values()) == [str(first.code)]

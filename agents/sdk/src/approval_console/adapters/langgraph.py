@@ -33,9 +33,8 @@ How it stays correct when LangGraph re-runs the node from the top on resume:
 Agent Inbox responses (accept, edit, respond, ignore) are not decisions here: reviewers decide in
 the console (web, API, email, Slack), where they are authenticated and audited.
 
-LangChain 1.x's `HumanInTheLoopMiddleware` pauses on its own interrupt (`action_requests`,
-`review_configs`); `review_hitl_interrupts` files one console request per action and resumes the
-middleware with the console's decisions (approve, edit, reject).
+LangChain 1.x's `HumanInTheLoopMiddleware` pauses on an interrupt of its own: see
+`approval_console.adapters.langchain`.
 
 LangGraph is imported only when these functions run; the SDK itself does not need it.
 """
@@ -44,8 +43,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
+import threading
 import time
-from collections.abc import Mapping
+import weakref
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..client import AsyncConsole, Console
@@ -55,6 +58,61 @@ INTERRUPT_KIND = "approval_console.pending_approval"
 PENDING_AFTER_RESUME = (
     "The graph was resumed with a decision the console has not made; the request is still pending."
 )
+# How many decided requests each Console remembers for the node's re-run (see _Recent).
+RECENT_DECISIONS = 1024
+
+
+class _Recent:
+    """What this process has just read from the console, so the node's re-run on resume costs no
+    round trip: which request each idempotency key filed, and the terminal state of requests
+    read while resuming. Only the console's own answers are kept (never a resume value), and a
+    terminal request never changes, so the re-run decides exactly as a fresh read would. Another
+    process (a durable resume elsewhere) has nothing here and asks the console."""
+
+    def __init__(self) -> None:
+        self.filed: OrderedDict[str, str] = OrderedDict()
+        self.decided: OrderedDict[str, Approval] = OrderedDict()
+        # A graph may run its nodes' tool calls in threads, all asking through one Console.
+        self.lock = threading.Lock()
+
+    def _keep(self, store: OrderedDict[str, Any], key: str, value: Any) -> None:
+        with self.lock:
+            store[key] = value
+            store.move_to_end(key)
+            while len(store) > RECENT_DECISIONS:
+                store.popitem(last=False)
+
+    def file(self, key: str, approval: Approval) -> None:
+        self._keep(self.filed, key, approval.id)
+
+    def decide(self, approvals: Iterable[Approval]) -> None:
+        for approval in approvals:
+            if approval.decision is not None:
+                self._keep(self.decided, approval.id, approval)
+
+    def decided_for(self, key: str, tool: str, arguments: Mapping[str, Any]) -> Approval | None:
+        """The decided request this key filed, if it asked exactly this call: anything else
+        goes to the console, which refuses a key reused for another call."""
+        request_id = self.filed.get(key)
+        known = None if request_id is None else self.decided.get(request_id)
+        if known is None or known.tool != tool:
+            return None
+        same = json.loads(json.dumps(dict(arguments), default=str)) == known.arguments
+        return known if same else None
+
+
+_recent_by_console: weakref.WeakKeyDictionary[Console | AsyncConsole, _Recent] = (
+    weakref.WeakKeyDictionary()
+)
+_recent_lock = threading.Lock()
+
+
+def _recent(console: Console | AsyncConsole) -> _Recent:
+    with _recent_lock:
+        recent = _recent_by_console.get(console)
+        if recent is None:
+            recent = _recent_by_console[console] = _Recent()
+        return recent
 
 
 def _idempotency_key(tool: str, arguments: Mapping[str, Any], tool_call_id: str | None) -> str:
@@ -159,11 +217,14 @@ def approval_interrupt(
     arguments (summary, impact, timeout, ...).
     """
     key = fields.pop("idempotency_key", None) or _idempotency_key(tool, arguments, tool_call_id)
-    approval = console.submit(tool, arguments, idempotency_key=key, **fields)
+    recent = _recent(console)
+    known = recent.decided_for(key, tool, arguments)
+    approval = known or console.submit(tool, arguments, idempotency_key=key, **fields)
+    recent.file(key, approval)
     if not _held_for_review(approval):
         return console.wait(approval)  # decided by the policy: already terminal, no waiting
     _pause_until_reported(approval)
-    return _decision_after_resume(console.get(approval.id))
+    return _decision_after_resume(recent.decided.get(approval.id) or console.get(approval.id))
 
 
 async def aapproval_interrupt(
@@ -176,11 +237,15 @@ async def aapproval_interrupt(
 ) -> Decision:
     """approval_interrupt for async nodes."""
     key = fields.pop("idempotency_key", None) or _idempotency_key(tool, arguments, tool_call_id)
-    approval = await console.submit(tool, arguments, idempotency_key=key, **fields)
+    recent = _recent(console)
+    approval = recent.decided_for(key, tool, arguments) or await console.submit(
+        tool, arguments, idempotency_key=key, **fields
+    )
+    recent.file(key, approval)
     if not _held_for_review(approval):
         return await console.wait(approval)
     _pause_until_reported(approval)
-    return _decision_after_resume(await console.get(approval.id))
+    return _decision_after_resume(recent.decided.get(approval.id) or await console.get(approval.id))
 
 
 def pending_approvals(graph: Any, config: Mapping[str, Any]) -> dict[str, str]:
@@ -203,18 +268,68 @@ def _resume_values(decided: Mapping[str, Approval], pending: Mapping[str, str]) 
     }
 
 
-def decided_resume(console: Console, graph: Any, config: Mapping[str, Any]) -> Any:
-    """The `Command` that resumes every interrupt whose request is decided, or None. Never waits."""
+def _resume_command(
+    console: Console, decided: Mapping[str, Approval], pending: Mapping[str, str]
+) -> Any:
     from langgraph.types import Command
 
+    # The node's re-run reads these instead of asking the console again (_Recent).
+    _recent(console).decide(decided.values())
+    resume = _resume_values(decided, pending)
+    return Command(resume=resume) if resume else None
+
+
+def decided_resume(console: Console, graph: Any, config: Mapping[str, Any]) -> Any:
+    """The `Command` that resumes every interrupt whose request is decided, or None. Never waits."""
     pending = pending_approvals(graph, config)
     decided = {}
     for request_id in set(pending.values()):
         current = console.get(request_id)
         if current.decision is not None:
             decided[request_id] = current
-    resume = _resume_values(decided, pending)
-    return Command(resume=resume) if resume else None
+    return _resume_command(console, decided, pending)
+
+
+def _first_decided(console: Console, request_ids: list[str], wait: int) -> dict[str, Approval]:
+    """Long-poll every request at once and return as soon as one is decided: {id: approval} of
+    the requests decided by then ({} when every poll ran out first).
+
+    One poll per request, each in a thread of its own, so a decision on any of them ends the
+    wait the moment it is made: polling them in turn would notice a decision on the second only
+    when the first's poll ran out. The polls still parked when one answers run out by themselves
+    (daemon threads, at most `wait` seconds; their answers are dropped).
+    """
+    if len(request_ids) == 1:
+        polled = console.get(request_ids[0], wait=wait)
+        return {polled.id: polled} if polled.decision is not None else {}
+    answers: queue.Queue[Approval | Exception] = queue.Queue()
+
+    def poll(request_id: str) -> None:
+        try:
+            answers.put(console.get(request_id, wait=wait))
+        except Exception as error:  # handed to the waiting thread, which raises it
+            answers.put(error)
+
+    for request_id in request_ids:
+        threading.Thread(target=poll, args=(request_id,), daemon=True).start()
+    decided: dict[str, Approval] = {}
+    for _ in range(len(request_ids)):
+        answer = answers.get() if not decided else _next_or_none(answers)
+        if answer is None:
+            break
+        if isinstance(answer, Exception):
+            raise answer
+        if answer.decision is not None:
+            decided[answer.id] = answer
+    return decided
+
+
+def _next_or_none(answers: queue.Queue[Approval | Exception]) -> Approval | Exception | None:
+    """An answer already there (decided at the same moment as the first), without waiting."""
+    try:
+        return answers.get_nowait()
+    except queue.Empty:
+        return None
 
 
 def resume_when_decided(
@@ -226,96 +341,22 @@ def resume_when_decided(
     pending stay paused (the graph pauses on them again). Waits at most `timeout` seconds for a
     first decision (None: as long as it takes), then raises TimeoutError. Returns what
     `graph.invoke` returns.
+
+    Every pending request is long-polled at once: the decision wakes the wait the moment it is
+    made, and the graph resumes on the console's answer without asking again.
     """
     started = time.monotonic()
     pending = pending_approvals(graph, config)
     if not pending:
         raise ValueError("The graph is not paused on an approval.")
-    while True:
-        command = decided_resume(console, graph, config)
-        if command is not None:
-            return graph.invoke(command, config)
+    request_ids = sorted(set(pending.values()))
+    command = decided_resume(console, graph, config)
+    while command is None:
         waited = time.monotonic() - started
         if timeout is not None and waited >= timeout:
-            raise TimeoutError(f"No decision yet on {sorted(set(pending.values()))}.")
-        # A long poll on one pending request; any decision ends it early for that one only, so
-        # keep polls short enough to notice the others.
-        only_one = len(set(pending.values())) == 1
-        poll = console.long_poll_seconds if only_one else 1
+            raise TimeoutError(f"No decision yet on {request_ids}.")
+        poll = console.long_poll_seconds
         if timeout is not None:
             poll = max(1, min(poll, int(timeout - waited) or 1))
-        polled = console.get(next(iter(pending.values())), wait=poll)
-        if only_one and polled.decision is not None:
-            # The long poll's answer is the console's decision: resume on it at once, without
-            # asking again (the node re-reads it anyway).
-            from langgraph.types import Command
-
-            return graph.invoke(
-                Command(resume=_resume_values({polled.id: polled}, pending)), config
-            )
-
-
-# --- LangChain 1.x HumanInTheLoopMiddleware ------------------------------------------------
-
-
-def _hitl_requests(graph: Any, config: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """The middleware's interrupts a paused graph waits on: {interrupt id: action requests}."""
-    found: dict[str, list[dict[str, Any]]] = {}
-    for task in graph.get_state(config).tasks:
-        for paused in task.interrupts:
-            value = paused.value
-            if isinstance(value, dict) and isinstance(value.get("action_requests"), list):
-                found[paused.id] = value["action_requests"]
-    return found
-
-
-def _hitl_decision(action: Mapping[str, Any], decision: Decision) -> dict[str, Any]:
-    if decision.is_usable():
-        if decision.arguments_changed:
-            return {
-                "type": "edit",
-                "edited_action": {"name": action["name"], "args": decision.approved_arguments},
-            }
-        return {"type": "approve"}
-    note = f": {decision.note}" if decision.note else ""
-    return {"type": "reject", "message": f"Not approved ({decision.status}){note}"}
-
-
-def review_hitl_interrupts(
-    console: Console,
-    graph: Any,
-    config: Mapping[str, Any],
-    *,
-    timeout: float | None = None,
-    **fields: Any,
-) -> Any:
-    """Let the console decide what LangChain's HumanInTheLoopMiddleware paused on.
-
-    Files one console request per action request (idempotent: keyed by the thread, the interrupt
-    id and the action's position), waits at most `timeout` seconds for all of them (None: as long
-    as it takes; TimeoutError after), and resumes the middleware with one decision per action, in
-    order: approve, edit (the reviewer changed the arguments) or reject (with the console's note).
-    `fields` are submit's keyword arguments. Returns what `graph.invoke` returns, or None when the
-    graph is not paused on the middleware.
-    """
-    from langgraph.types import Command
-
-    thread = str(config.get("configurable", {}).get("thread_id", ""))
-    started = time.monotonic()
-    resume: dict[str, Any] = {}
-    for interrupt_id, actions in _hitl_requests(graph, config).items():
-        decisions = []
-        for position, action in enumerate(actions):
-            identity = json.dumps([thread, interrupt_id, position, action["name"]])
-            approval = console.submit(
-                action["name"],
-                action.get("args") or {},
-                idempotency_key="langchain-hitl:" + hashlib.sha256(identity.encode()).hexdigest(),
-                **({"summary": action.get("description") or None} | fields),
-            )
-            left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
-            decisions.append(_hitl_decision(action, console.wait(approval, timeout=left)))
-        resume[interrupt_id] = {"decisions": decisions}
-    if not resume:
-        return None
-    return graph.invoke(Command(resume=resume), config)
+        command = _resume_command(console, _first_decided(console, request_ids, poll), pending)
+    return graph.invoke(command, config)

@@ -1,0 +1,104 @@
+"""A LangChain 1.x agent (`create_agent`) whose refund tool is gated by the real
+HumanInTheLoopMiddleware, decided in the console through approval_console.adapters.langchain.
+Offline: the model is a scripted fake chat model from langchain_core.
+
+Run in an agent author's venv (tests/agents/sdk/author_venv.py; `langchain` is not in the
+console's own venv) as `python langchain_hitl_agent.py URL CREDENTIAL SCENARIO`; it prints one
+JSON line: the tools that ran, the tool messages the model got, and what the scenario adds.
+
+Scenarios:
+- `no-edit`: the refund's review allows approve and reject only.
+- `approve-only`: the refund's review allows approve only.
+- `retry`: a first resume that gives up at once (timeout=0), then a second that waits.
+- `async`: areview_hitl_interrupts with an AsyncConsole.
+"""
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+from approval_console import AsyncConsole, Console
+from approval_console.adapters.langchain import (
+    areview_hitl_interrupts,
+    hitl_resume,
+    review_hitl_interrupts,
+)
+from langchain.agents import create_agent
+from langchain.agents.middleware import HumanInTheLoopMiddleware
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage, ToolMessage
+from langchain_core.tools import tool
+from langgraph.checkpoint.memory import InMemorySaver
+
+RAN: list[dict[str, Any]] = []
+
+
+@tool
+def issue_refund(payment_id: str, amount: int) -> str:
+    """Refund a payment."""
+    RAN.append({"payment_id": payment_id, "amount": amount})
+    return f"refunded {amount} on {payment_id}"
+
+
+class ScriptedModel(GenericFakeChatModel):
+    def bind_tools(self, tools: Any, **kwargs: Any) -> "ScriptedModel":
+        return self
+
+
+def refund_agent(allowed: list[str]) -> Any:
+    call = {"name": "issue_refund", "args": {"payment_id": "pay_7", "amount": 4900}, "id": "c1"}
+    model = ScriptedModel(
+        messages=iter([AIMessage(content="", tool_calls=[call]), AIMessage(content="Done.")])
+    )
+    return create_agent(
+        model,
+        tools=[issue_refund],
+        middleware=[
+            HumanInTheLoopMiddleware(interrupt_on={"issue_refund": {"allowed_decisions": allowed}})
+        ],
+        checkpointer=InMemorySaver(),
+    )
+
+
+def report(result: Any, **more: Any) -> None:
+    messages = [m.content for m in result["messages"] if isinstance(m, ToolMessage)]
+    print(json.dumps({"ran": RAN, "tool_messages": messages, **more}), flush=True)
+
+
+def run(url: str, credential: str, scenario: str) -> None:
+    allowed = {"no-edit": ["approve", "reject"], "approve-only": ["approve"]}.get(
+        scenario, ["approve", "edit", "reject"]
+    )
+    agent = refund_agent(allowed)
+    config = {"configurable": {"thread_id": f"hitl-{scenario}"}}
+    paused = agent.invoke({"messages": [{"role": "user", "content": "Refund it."}]}, config)
+    assert "__interrupt__" in paused
+    if scenario == "async":
+        asyncio.run(run_async(url, credential, agent, config))
+        return
+    with Console(url, credential) as console:
+        timed_out = False
+        if scenario == "retry":
+            try:
+                hitl_resume(console, agent, config, impact="high", timeout=0)
+            except TimeoutError:
+                timed_out = True
+            print(json.dumps({"timed_out": timed_out}), flush=True)
+        try:
+            result = review_hitl_interrupts(console, agent, config, impact="high", timeout=60)
+        except ValueError as error:
+            still_paused = bool(agent.get_state(config).tasks)
+            print(json.dumps({"ran": RAN, "error": str(error), "paused": still_paused}))
+            return
+    report(result, timed_out=timed_out)
+
+
+async def run_async(url: str, credential: str, agent: Any, config: Any) -> None:
+    async with AsyncConsole(url, credential) as console:
+        result = await areview_hitl_interrupts(console, agent, config, timeout=60)
+    report(result)
+
+
+if __name__ == "__main__":
+    run(*sys.argv[1:4])
