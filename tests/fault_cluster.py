@@ -157,6 +157,7 @@ class FaultCluster:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     killed: list[subprocess.Popen[bytes]] = field(default_factory=list)
     tokens: dict[str, str] = field(default_factory=dict)
+    started_in: float = 0.0  # seconds from nothing to serving
 
     def spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         with (self.root / f"{name}.log").open("ab") as log:
@@ -283,6 +284,7 @@ def _cluster_env(root: Path, postgres: OwnPostgres, redis: OwnRedis, smtp_port: 
 
 @contextmanager
 def fault_cluster(root: Path) -> Iterator[FaultCluster]:
+    began = time.monotonic()
     webhooks = Receiver()
     webhook_server = serve(webhooks)
     with own_postgres() as postgres, own_redis() as redis, mail_receiver() as (mail, smtp_port):
@@ -311,6 +313,7 @@ def fault_cluster(root: Path) -> Iterator[FaultCluster]:
             # While they start: the policy is re-read when it changes, so they need not wait.
             cluster.tokens = cluster.console_python("seed")
             cluster.wait_until_serving()
+            cluster.started_in = time.monotonic() - began
             yield cluster
         finally:
             cluster.stop()

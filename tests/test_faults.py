@@ -14,7 +14,6 @@ Runs in the PostgreSQL + Redis run of the suite (embedded runs skip it), in abou
 """
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,9 +39,7 @@ HOLD_SECONDS = 8.0
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultCluster]:
-    began = time.monotonic()
     with fault_cluster(Path(tmp_path_factory.mktemp("faults"))) as started:
-        print(f"\n[fault] cluster up in {time.monotonic() - began:.1f} s")
         yield started
 
 
@@ -124,6 +121,14 @@ def _worker_killed_mid_delivery(workload: Workload) -> Phase:
     return phase.end()
 
 
+def _show(*lines: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Print past pytest's capture: the counts belong in every log, not only under -s."""
+    with capsys.disabled():
+        print()
+        for line in lines:
+            print(line)
+
+
 def _report(cluster: FaultCluster, tickets: list[Ticket]) -> dict:
     report = cluster.console_python("report", stdin=json.dumps([t.code for t in tickets]))
     assert isinstance(report, dict)
@@ -131,7 +136,7 @@ def _report(cluster: FaultCluster, tickets: list[Ticket]) -> dict:
 
 
 def test_it_loses_nothing_when_redis_postgres_and_the_worker_fail_under_load(
-    cluster: FaultCluster, workload: Workload
+    cluster: FaultCluster, workload: Workload, capsys: pytest.CaptureFixture[str]
 ) -> None:
     phases = [
         _redis_stopped_and_restarted(workload),
@@ -140,11 +145,13 @@ def test_it_loses_nothing_when_redis_postgres_and_the_worker_fail_under_load(
     ]
     report = _report(cluster, [ticket for phase in phases for ticket in phase.tickets])
     tallies: list[Tally] = [tally(phase, report) for phase in phases]
-    print()
-    for counts in tallies:
-        print(counts.line())
     audit = report["audit"]
-    print(f"[fault] audit chain: {audit['checked']} records, broken: {audit['broken']}")
+    _show(
+        f"[fault] cluster up in {cluster.started_in:.1f} s",
+        *(counts.line() for counts in tallies),
+        f"[fault] audit chain: {audit['checked']} records, broken: {audit['broken']}",
+        capsys=capsys,
+    )
 
     for counts in tallies:
         assert counts.problems == [], counts.line()
@@ -157,7 +164,7 @@ def test_it_loses_nothing_when_redis_postgres_and_the_worker_fail_under_load(
 
 
 def test_a_webhook_whose_worker_is_killed_mid_delivery_arrives_once(
-    cluster: FaultCluster, workload: Workload
+    cluster: FaultCluster, workload: Workload, capsys: pytest.CaptureFixture[str]
 ) -> None:
     phase = Phase("AAP webhook, worker killed mid-delivery", workload)
     receiver = cluster.webhooks
@@ -184,8 +191,7 @@ def test_a_webhook_whose_worker_is_killed_mid_delivery_arrives_once(
     )
     workload.wait_answered([ticket])
     counts = tally(phase.end(), _report(cluster, [ticket]))
-    print()
-    print(counts.line())
+    _show(counts.line(), capsys=capsys)
 
     copies = webhook_copies(receiver)[ticket.code]
     assert len(copies) == 1  # one webhook-id: the receiver sees one event
