@@ -6,9 +6,6 @@ may stop, restart and kill any of them; the machine's shared servers are never t
 to an SMTP server in the test process and AAP webhooks to a receiver in it: both record every
 copy they get and key it by its idempotency key (Message-ID, webhook-id), which is how a receiver
 de-duplicates a message sent again.
-
-Agents and reviewers talk HTTP as real clients do: they retry a 503 or a dropped connection (the
-same Idempotency-Key for a create), and anything else unexpected, a 500 above all, fails the test.
 """
 
 import asyncio
@@ -243,6 +240,15 @@ class FaultCluster:
                     f"{name} is not serving (exited: {exited}):\n{self.log(name)}"
                 )
                 time.sleep(0.1)
+
+    def heal(self) -> None:
+        """Undo whatever fault a failed test left behind, so the next test starts whole."""
+        if self.redis.process is None:
+            self.redis.start()
+        if not (self.postgres.data / "postmaster.pid").exists():
+            self.postgres.start()
+        if self.worker is None or self.worker.poll() is not None:
+            self.start_worker()
 
     def assert_processes_alive(self) -> None:
         """Every process but those the test killed is still up: none died of a fault."""

@@ -5,8 +5,8 @@ started (tests/fault_cluster.py); agents submit and wait while a reviewer decide
 (tests/fault_actors.py). After each fault the suite counts, from the agents', the receivers' and
 the database's side: every request created is in the database with its decision, every decision
 reached its agent, every email and AAP webhook arrived once as its receiver de-duplicates them
-(by Message-ID and webhook-id), and the audit chain verifies. It prints one line per fault
-(`pytest -s`, and the CI log):
+(by Message-ID and webhook-id), and the audit chain verifies. It prints one line per fault, past
+pytest's capture, so the counts are in every log (docs/operations.md, "Fault injection"):
 
     [fault] Redis stopped and restarted: created 8, in database 8, decisions delivered 8, ...
 
@@ -138,6 +138,7 @@ def _report(cluster: FaultCluster, tickets: list[Ticket]) -> dict:
 def test_it_loses_nothing_when_redis_postgres_and_the_worker_fail_under_load(
     cluster: FaultCluster, workload: Workload, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    cluster.heal()
     phases = [
         _redis_stopped_and_restarted(workload),
         _postgres_restarted(workload),
@@ -166,6 +167,7 @@ def test_it_loses_nothing_when_redis_postgres_and_the_worker_fail_under_load(
 def test_a_webhook_whose_worker_is_killed_mid_delivery_arrives_once(
     cluster: FaultCluster, workload: Workload, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    cluster.heal()
     phase = Phase("AAP webhook, worker killed mid-delivery", workload)
     receiver = cluster.webhooks
     [ticket] = phase.start(native=0, aap=1)
