@@ -390,6 +390,9 @@ AAP_ACCEPT_SERVER_FIELD = env_bool("AAP_ACCEPT_SERVER_FIELD", True)
 # deployments: receivers on loopback and private networks are allowed, over HTTP too.
 AAP_WEBHOOK_ALLOW_PRIVATE_RECEIVERS = env_bool("AAP_WEBHOOK_ALLOW_PRIVATE_RECEIVERS", False)
 AAP_WEBHOOK_TIMEOUT_SECONDS = env_int("AAP_WEBHOOK_TIMEOUT_SECONDS", 10)
+# How long a worker owns a claimed webhook event before another may send it: longer than one
+# attempt may take. A worker killed mid-send delays the event by this much (never loses it).
+AAP_WEBHOOK_LEASE_SECONDS = env_int("AAP_WEBHOOK_LEASE_SECONDS", AAP_WEBHOOK_TIMEOUT_SECONDS + 30)
 # Retries: exponential backoff with jitter from the base, capped, until the window ends.
 AAP_WEBHOOK_RETRY_BASE_SECONDS = float(env_str("AAP_WEBHOOK_RETRY_BASE_SECONDS", "5"))
 AAP_WEBHOOK_RETRY_MAX_SECONDS = float(env_str("AAP_WEBHOOK_RETRY_MAX_SECONDS", "3600"))

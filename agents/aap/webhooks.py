@@ -301,8 +301,7 @@ class WebhookOutbox(Outbox[WebhookNotification]):
     audit_failed = AuditAction.WEBHOOK_FAILED
 
     def lease_seconds(self) -> float:
-        # Longer than one attempt may take.
-        return float(settings.AAP_WEBHOOK_TIMEOUT_SECONDS) + 30
+        return float(settings.AAP_WEBHOOK_LEASE_SECONDS)
 
     def claimable(self, now: datetime) -> Q:
         return Q(delivered_at__isnull=True, ended_at__isnull=True, next_attempt_at__lte=now) & (

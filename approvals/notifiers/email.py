@@ -10,9 +10,11 @@ every line of it behind "| ", and invisible or bidi characters are shown as ⟨U
 """
 
 import smtplib
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
+from django.core.mail.utils import DNS_NAME
 from django.template.loader import render_to_string
 from django.urls import reverse
 
@@ -34,6 +36,17 @@ AGENT_VALUE_STYLE = "border: 1px dashed #b54708; background: #fff8ef; font-famil
 
 def decision_url(approval_code: object) -> str:
     return settings.SITE_URL + reverse("approvals:detail", kwargs={"code": approval_code})
+
+
+def message_id(row_key: str) -> str:
+    """The Message-ID of one outbox row's email: the same on every attempt to send it.
+
+    The email's idempotency key: a worker that dies after the mail server accepted a message but
+    before the row was marked sent sends it again once its lease runs out, and a receiver (a
+    relay, a mailbox, a client) that de-duplicates on Message-ID sees one message, not two.
+    """
+    host = urlsplit(settings.SITE_URL).hostname or str(DNS_NAME)
+    return f"<{row_key}@{host}>"
 
 
 class EmailNotifier(Notifier):
@@ -72,6 +85,8 @@ class EmailNotifier(Notifier):
             body=render_to_string("emails/approval_notification.txt", context),
             from_email=settings.DEFAULT_FROM_EMAIL,
             to=[recipient.email],
+            # The request's code makes it unique across consoles; the row's id, across its rows.
+            headers={"Message-ID": message_id(f"{approval.code.hex}.n{notification.pk}")},
         )
         message.attach_alternative(
             render_to_string("emails/approval_notification.html", context), "text/html"
@@ -162,6 +177,10 @@ class EmailDigestNotifier(Transport):
             body=render_to_string("emails/approval_digest.txt", context),
             from_email=settings.DEFAULT_FROM_EMAIL,
             to=[recipient.email],
+            # Row ids restart with a new database: the time it was written tells them apart.
+            headers={
+                "Message-ID": message_id(f"digest.{digest.pk}.{digest.created_at:%Y%m%d%H%M%S}")
+            },
         )
         message.attach_alternative(
             render_to_string("emails/approval_digest.html", context), "text/html"

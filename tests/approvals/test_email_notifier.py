@@ -1,11 +1,15 @@
 """Email notifications, received by a real SMTP server (aiosmtpd) on loopback."""
 
+from datetime import timedelta
+
 import pytest
+from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
+from django.utils import timezone
 
 from approvals.models import Channel, NotificationAttempt, NotificationStatus
 from approvals.notifications import notifications_on_submitted
-from approvals.outbox import KIND_NOTIFICATION, outbox_deliver
+from approvals.outbox import KIND_NOTIFICATION, outbox_deliver, outbox_due
 from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory
 from tests.notify_servers import smtp_server  # noqa: F401
 
@@ -50,6 +54,48 @@ def test_it_sends_html_and_text_with_the_decision_link(settings, smtp_server) ->
     row.refresh_from_db()
     assert row.status == NotificationStatus.SENT
     assert [a.outcome for a in row.attempt_rows.all()] == [NotificationAttempt.Outcome.SENT]
+
+
+class WorkerKilled(BaseException):
+    """What a SIGKILL looks like from inside: nothing after it runs."""
+
+
+def test_a_worker_killed_after_the_server_accepted_resends_the_same_message_id(
+    settings,
+    smtp_server,  # noqa: F811
+    monkeypatch,
+) -> None:
+    # The server has the message; the worker dies before the row is marked sent. The lease runs
+    # out and the row is sent again: the receiver must be able to tell it is the same message.
+    approval, row = _routed_email(settings)
+    real_send = EmailMultiAlternatives.send
+
+    def accepted_then_killed(self, fail_silently=False):
+        real_send(self, fail_silently)
+        raise WorkerKilled
+
+    monkeypatch.setattr(EmailMultiAlternatives, "send", accepted_then_killed)
+    now = timezone.now()
+    with pytest.raises(WorkerKilled):
+        outbox_deliver(kind=KIND_NOTIFICATION, row_id=row.pk, now=now)
+    monkeypatch.setattr(EmailMultiAlternatives, "send", real_send)
+    after_lease = now + timedelta(seconds=settings.NOTIFICATION_LEASE_SECONDS + 1)
+    assert outbox_due(kind=KIND_NOTIFICATION, now=after_lease) == [row.pk]
+    assert outbox_deliver(kind=KIND_NOTIFICATION, row_id=row.pk, now=after_lease) is None
+
+    first, again = smtp_server.handler.messages
+    assert first["Message-ID"] == again["Message-ID"]
+    assert first["Message-ID"] == f"<{approval.code.hex}.n{row.pk}@console.example.test>"
+    row.refresh_from_db()
+    assert row.status == NotificationStatus.SENT
+    # Another row's message is another message.
+    other = ApprovalRequestFactory(team=approval.team)
+    with transaction.atomic():
+        [other_row] = [
+            n for n in notifications_on_submitted(approval=other) if n.channel == Channel.EMAIL
+        ]
+    outbox_deliver(kind=KIND_NOTIFICATION, row_id=other_row.pk)
+    assert smtp_server.handler.messages[2]["Message-ID"] != first["Message-ID"]
 
 
 def test_it_retries_when_the_server_says_try_later(settings, smtp_server) -> None:  # noqa: F811

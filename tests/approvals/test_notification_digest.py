@@ -237,6 +237,35 @@ def test_a_digest_survives_a_worker_killed_mid_send(settings, smtp_server, monke
     assert digest.status == NotificationStatus.SENT
 
 
+def test_a_digest_sent_again_after_a_killed_worker_keeps_its_message_id(
+    settings,
+    smtp_server,  # noqa: F811
+    monkeypatch,
+) -> None:
+    _, team = _digest_reviewer()
+    now = timezone.now()
+    _held(team, created_at=now)
+    [digest] = email_digests_create(now=now)
+    real_send = EmailMultiAlternatives.send
+
+    def accepted_then_killed(self, fail_silently=False):
+        real_send(self, fail_silently)
+        raise WorkerKilled
+
+    monkeypatch.setattr(EmailMultiAlternatives, "send", accepted_then_killed)
+    with pytest.raises(WorkerKilled):
+        outbox_deliver(kind=KIND_EMAIL_DIGEST, row_id=digest.pk, now=now)
+    monkeypatch.setattr(EmailMultiAlternatives, "send", real_send)
+    after_lease = now + timedelta(seconds=settings.NOTIFICATION_LEASE_SECONDS + 1)
+    outbox_deliver(kind=KIND_EMAIL_DIGEST, row_id=digest.pk, now=after_lease)
+
+    first, again = smtp_server.handler.messages
+    assert first["Message-ID"] == again["Message-ID"]
+    assert first["Message-ID"].startswith(f"<digest.{digest.pk}.")
+    digest.refresh_from_db()
+    assert digest.status == NotificationStatus.SENT
+
+
 def test_the_last_urgent_step_skips_the_digest(smtp_server) -> None:  # noqa: F811
     alice, team = _digest_reviewer()
     chain = _chain(steps=[{"after_minutes": 1, "notify_user": alice}])

@@ -2,7 +2,8 @@
 
 It knows its registrations (registration_id -> secret) in advance, checks every signature over
 the exact body bytes, the timestamp and the message id, and can be told to fail the first
-attempts of each event with 500.
+attempts of each event with 500, or to hold its answer to the next event it accepts (a slow
+receiver: the sender may die while it waits).
 """
 
 import base64
@@ -45,6 +46,9 @@ class Receiver:
     invalid: list[str] = field(default_factory=list)
     fail_first: int = 0
     verification_delay: float = 0.0
+    # The next accepted event's answer waits this long (once); `holding` is set meanwhile.
+    hold_next: float = 0.0
+    holding: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def expect(self, registration_id: str, secret: str) -> None:
@@ -88,7 +92,12 @@ class Receiver:
                 return 500, b"try again"
             if all(event["id"] != message["id"] for event in self.events):
                 self.events.append(message)
-            return 204, b""
+            hold, self.hold_next = self.hold_next, 0.0
+        if hold:
+            # Accepted (it is in `events`), but the sender hears so only after the hold.
+            self.holding.set()
+            time.sleep(hold)
+        return 204, b""
 
 
 def serve(receiver: Receiver) -> ThreadingHTTPServer:
@@ -96,10 +105,13 @@ def serve(receiver: Receiver) -> ThreadingHTTPServer:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             status, payload = receiver.handle({k.lower(): v for k, v in self.headers.items()}, body)
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+            except ConnectionError:
+                pass  # the sender died while a held answer waited (see hold_next)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

@@ -278,6 +278,22 @@ def test_request_creation_is_rate_limited_per_instance(instance, settings) -> No
     assert ApprovalRequest.objects.count() == 2
 
 
+def test_requests_are_created_and_still_limited_while_redis_is_down(instance, settings) -> None:
+    from tests.notify_servers import free_port
+
+    # The counters' Redis is down: nothing listens where they live. Creating was a 500.
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
+        }
+    }
+    settings.AAP_LIMIT_REQUESTS_PER_INSTANCE_MINUTE = 2
+    # Each process counts on its own meanwhile: the limit still holds.
+    assert [instance.create().status_code for _ in range(3)] == [201, 201, 429]
+    assert ApprovalRequest.objects.count() == 2
+
+
 def test_concurrent_attempts_with_one_key_verify_once_and_create_once(
     live_console, provisioner, provisioner_token, receiver
 ) -> None:
