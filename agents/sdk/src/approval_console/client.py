@@ -28,6 +28,7 @@ from typing import Any, ParamSpec, TypeVar
 import httpx
 
 from . import _wire
+from ._tracing import trace_headers
 from ._version import __version__
 from ._wire import RetryPolicy
 from .errors import ApprovalExpired, ConsoleApiError, ConsoleError, ConsoleUnreachable
@@ -140,6 +141,8 @@ class Console(_ConsoleBase):
     ) -> dict[str, Any]:
         last_problem = "no attempt made"
         retry_after: float | None = None
+        # The agent's current span, if it traces: the console's spans join its trace.
+        sent_headers = {**trace_headers(), **(headers or {})}
         for attempt in range(self.retry.attempts):
             if attempt:
                 time.sleep(self.retry.delay(attempt - 1, retry_after))
@@ -150,7 +153,7 @@ class Console(_ConsoleBase):
                     path,
                     json=json,
                     params=params,
-                    headers=headers,
+                    headers=sent_headers,
                     timeout=timeout or self._timeout,
                 )
             except httpx.TransportError as error:
@@ -664,6 +667,8 @@ class AsyncConsole(_ConsoleBase):
     ) -> dict[str, Any]:
         last_problem = "no attempt made"
         retry_after: float | None = None
+        # The agent's current span, if it traces: the console's spans join its trace.
+        sent_headers = {**trace_headers(), **(headers or {})}
         for attempt in range(self.retry.attempts):
             if attempt:
                 await asyncio.sleep(self.retry.delay(attempt - 1, retry_after))
@@ -674,7 +679,7 @@ class AsyncConsole(_ConsoleBase):
                     path,
                     json=json,
                     params=params,
-                    headers=headers,
+                    headers=sent_headers,
                     timeout=timeout or self._timeout,
                 )
             except httpx.TransportError as error:
