@@ -55,17 +55,9 @@ def spans_created(created: list[CreatedSpans], *, ended_ns: int) -> None:
     for item in created:
         approval = item.approval
         attributes = _request_attributes(approval)
-        parent = tracing.record(
-            f"approval.create {approval.tool}",
-            traceparent=approval.traceparent,
-            start_ns=item.started_ns,
-            end_ns=ended_ns,
-            attributes={**attributes, "approval.status": approval.status},
-        )
         evaluation = approval.policy_evaluation
-        tracing.record(
+        policy = tracing.SpanRecord(
             f"approval.policy {approval.tool}",
-            traceparent=parent or approval.traceparent,
             start_ns=item.policy_started_ns,
             end_ns=item.policy_ended_ns,
             attributes={
@@ -75,6 +67,14 @@ def spans_created(created: list[CreatedSpans], *, ended_ns: int) -> None:
                 "approval.policy.rule": evaluation.rule_name or None,
             },
         )
+        create = tracing.SpanRecord(
+            f"approval.create {approval.tool}",
+            start_ns=item.started_ns,
+            end_ns=ended_ns,
+            attributes={**attributes, "approval.status": approval.status},
+            children=(policy,),
+        )
+        tracing.export([create], traceparent=approval.traceparent)
 
 
 def span_waited(*, approval_id: int) -> None:
@@ -89,9 +89,8 @@ def span_waited(*, approval_id: int) -> None:
         return
     decision = getattr(approval, "decision", None)
     waited_ms = max(0, int((approval.decided_at - approval.created_at).total_seconds() * 1000))
-    tracing.record(
+    wait = tracing.SpanRecord(
         f"approval.wait {approval.tool}",
-        traceparent=approval.traceparent,
         start_ns=_ns(approval.created_at),
         end_ns=_ns(approval.decided_at),
         attributes={
@@ -109,6 +108,7 @@ def span_waited(*, approval_id: int) -> None:
             "approval.waited_ms": waited_ms,
         },
     )
+    tracing.export([wait], traceparent=approval.traceparent)
 
 
 def span_outcome(*, approval_id: int) -> None:
@@ -138,12 +138,12 @@ def span_outcome(*, approval_id: int) -> None:
         attributes["gen_ai.operation.name"] = "execute_tool"
     failed = outcome.status == OutcomeStatus.FAILED
     match = _ERROR_TYPE.match(outcome.error) if failed else None
-    tracing.record(
+    span = tracing.SpanRecord(
         f"execute_tool {approval.tool}" if ran else f"approval.outcome {approval.tool}",
-        traceparent=approval.traceparent,
         start_ns=start_ns,
         end_ns=end_ns,
         attributes=attributes,
         error=(outcome.error or "failed")[:MAX_ERROR_TEXT] if failed else None,
         error_type=match.group(1) if match else None,
     )
+    tracing.export([span], traceparent=approval.traceparent)

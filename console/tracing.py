@@ -8,16 +8,21 @@ sampler) from the environment as usual. When off, nothing of the SDK is even imp
 callers test `enabled()` (a module global) before building anything: the request path pays one
 attribute read.
 
-Spans are recorded after the fact with explicit start and end times (`record`): a request's
+Spans are recorded after the fact with explicit start and end times (`export`): a request's
 life crosses processes (created by one server, decided on another, its outcome reported to a
 third), so each span is written where its end is known, under the parent the agent named in
-its `traceparent` header (W3C Trace Context), which the request stores.
+its `traceparent` header (W3C Trace Context), which the request stores. The SDK work runs on a
+thread of its own, never in the request.
 """
 
+import atexit
 import logging
 import os
+import queue
 import re
+import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -93,6 +98,7 @@ def configure() -> bool:
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     _provider = provider
     _tracer = provider.get_tracer("approval-console")
+    atexit.register(_drain_at_exit)
     logger.info("OpenTelemetry tracing on: spans go to %s", configured_endpoint())
     return True
 
@@ -101,63 +107,110 @@ def shutdown() -> None:
     """Flush what is buffered and stop exporting (tests; the SDK also does it at exit)."""
     global _tracer, _provider
     if _provider is not None:
+        _queue.join()
         _provider.shutdown()
     _tracer = _provider = None
 
 
 def flush(timeout_millis: int = 5000) -> bool:
-    return bool(_provider.force_flush(timeout_millis)) if _provider is not None else True
+    """Record what is queued, then export it (tests; the exporter also sends on its own)."""
+    if _provider is None:
+        return True
+    _queue.join()
+    return bool(_provider.force_flush(timeout_millis))
 
 
-def record(
-    name: str,
-    *,
-    traceparent: str,
-    start_ns: int,
-    end_ns: int,
-    attributes: Attributes,
-    error: str | None = None,
-    error_type: str | None = None,
-) -> str:
-    """Record one finished span under `traceparent` (a new trace when it is ""); returns the
-    span's own traceparent, for children. Never raises: tracing must not fail a decision."""
-    if _tracer is None:
-        return ""
-    try:
-        return _record(name, traceparent, start_ns, end_ns, attributes, error, error_type)
-    except Exception:
-        logger.exception("recording the span %r failed", name)
-        return ""
+@dataclass(frozen=True)
+class SpanRecord:
+    """One finished span to record: its times (time.time_ns()) and attributes (None values are
+    left out), an error status when `error` is set, and spans recorded inside it."""
+
+    name: str
+    start_ns: int
+    end_ns: int
+    attributes: Attributes
+    error: str | None = None
+    error_type: str | None = None
+    children: tuple["SpanRecord", ...] = ()
 
 
-def _record(
-    name: str,
-    traceparent: str,
-    start_ns: int,
-    end_ns: int,
-    attributes: Attributes,
-    error: str | None,
-    error_type: str | None,
-) -> str:
-    from opentelemetry.trace import SpanKind, Status, StatusCode, format_span_id, format_trace_id
+def export(spans: list[SpanRecord], *, traceparent: str) -> None:
+    """Record finished spans under `traceparent` (a trace of their own when it is "").
+
+    Handed to the tracing thread: building a span in the SDK costs tens of microseconds, which
+    stays off the request and the batched-intake writer. Never raises: tracing must not fail a
+    decision. A no-op when tracing is off."""
+    if _provider is None or not spans:
+        return
+    _ensure_thread()
+    _queue.put((spans, traceparent))
+
+
+_queue: "queue.Queue[tuple[list[SpanRecord], str]]" = queue.Queue()
+_thread: threading.Thread | None = None
+_thread_lock = threading.Lock()
+
+
+def _ensure_thread() -> None:
+    global _thread
+    if _thread is not None and _thread.is_alive():
+        return
+    with _thread_lock:
+        if _thread is None or not _thread.is_alive():
+            _thread = threading.Thread(target=_work, name="tracing", daemon=True)
+            _thread.start()
+
+
+def _work() -> None:
+    while True:
+        spans, traceparent = _queue.get()
+        try:
+            for span in spans:
+                _record(span, traceparent)
+        except Exception:
+            logger.exception("recording spans failed")
+        finally:
+            _queue.task_done()
+
+
+def _after_fork_in_child() -> None:
+    # A forked worker (Celery's prefork pool) has the queue but not the thread: start afresh.
+    global _queue, _thread
+    _queue, _thread = queue.Queue(), None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _drain_at_exit() -> None:
+    # Registered after the SDK's own exit hook, so it runs first: queued spans reach the
+    # exporter before the SDK flushes it and shuts down.
+    if _provider is not None and _thread is not None and _thread.is_alive():
+        _queue.join()
+
+
+def _record(span: SpanRecord, traceparent: str) -> None:
+    from opentelemetry import trace
+    from opentelemetry.trace import SpanKind, Status, StatusCode
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+    tracer = _tracer
+    if tracer is None:
+        return
     parent = TraceContextTextMapPropagator().extract({"traceparent": traceparent})
-    span = _tracer.start_span(
-        name,
+    recorded = tracer.start_span(
+        span.name,
         context=parent,
         kind=SpanKind.INTERNAL,
-        start_time=start_ns,
-        attributes={key: value for key, value in attributes.items() if value is not None},
+        start_time=span.start_ns,
+        attributes={key: value for key, value in span.attributes.items() if value is not None},
     )
-    if error is not None:
-        span.set_status(Status(StatusCode.ERROR, error))
-        span.set_attribute("error.type", error_type or "_OTHER")
-    span.end(end_time=max(start_ns, end_ns))
-    context = span.get_span_context()
-    if not context.is_valid:
-        return ""
-    return (
-        f"00-{format_trace_id(context.trace_id)}-{format_span_id(context.span_id)}"
-        f"-{int(context.trace_flags):02x}"
-    )
+    if span.error is not None:
+        recorded.set_status(Status(StatusCode.ERROR, span.error))
+        recorded.set_attribute("error.type", span.error_type or "_OTHER")
+    recorded.end(end_time=max(span.start_ns, span.end_ns))
+    if span.children:
+        carrier: dict[str, str] = {}
+        TraceContextTextMapPropagator().inject(carrier, trace.set_span_in_context(recorded))
+        for child in span.children:
+            _record(child, carrier.get("traceparent", traceparent))
