@@ -1,5 +1,6 @@
 from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.urls import reverse
 
 from agents.models import (
@@ -13,8 +14,11 @@ from agents.models import (
     WebhookReceiver,
 )
 from agents.services import credential_issue, credential_revoke, provisioner_token_revoke
+from approvals.access import reviewer_may_see_run
 from approvals.audit.admin import AuditedAdminMixin
+from approvals.audit.export import streamed_download
 from approvals.policies.halts import agent_halt
+from approvals.run_export import CONTENT_TYPE, run_export_filename, run_export_start
 from console.admin_mixins import ReadOnlyAdminMixin, one_time_secrets_response
 from console.http import signed_in_user
 
@@ -124,6 +128,22 @@ class RunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ("status",)
     search_fields = ("name", "code", "external_id")
     list_select_related = ("agent",)
+    actions = ["export_record"]
+
+    @admin.action(description="Export the run's record for replay (JSON Lines)")
+    def export_record(self, request: HttpRequest, queryset) -> HttpResponseBase | None:  # type: ignore[no-untyped-def]
+        runs = list(queryset.select_related("agent")[:2])
+        if len(runs) != 1:
+            self.message_user(request, "Select one run to export.", messages.WARNING)
+            return None
+        (run,) = runs
+        if not reviewer_may_see_run(user=request.user, run=run):
+            self.message_user(request, "You may not see every request of this run.", messages.ERROR)
+            return None
+        stream = run_export_start(run=run, actor=signed_in_user(request), via="admin")
+        return streamed_download(
+            stream=stream, content_type=CONTENT_TYPE, filename=run_export_filename(run)
+        )
 
 
 @admin.register(TraceEvent)

@@ -15,6 +15,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.db.models import Q, QuerySet
 
+from agents.models import Run
 from approvals.exceptions import ApprovalNotVisible
 from approvals.models import ApprovalRequest, Team
 
@@ -53,6 +54,16 @@ def check_approval_access(*, approval: ApprovalRequest, user: Any) -> None:
     no: what every reviewer action calls before it acts."""
     if not reviewer_may_see(user=user, team_id=approval.team_id):
         raise ApprovalNotVisible()
+
+
+def reviewer_may_see_run(*, user: Any, run: Run) -> bool:
+    """A run's record holds every one of its requests: staff see it, a reviewer only when they
+    see each of its requests (and it has some); otherwise it does not exist for them."""
+    team_ids = visible_team_ids(user=user)
+    if team_ids is None:
+        return True
+    teams = set(ApprovalRequest.objects.filter(run=run).values_list("team_id", flat=True))
+    return bool(teams) and None not in teams and teams <= team_ids
 
 
 def reviewer_may_see_by_id(*, user_id: int, team_id: int | None) -> bool:

@@ -68,6 +68,16 @@ class ApprovalNotVisible(ApprovalError):
         super().__init__("No such approval request.")
 
 
+class RunNotVisible(ApprovalError):
+    """The reviewer may not see every request of this run: answered as if it did not exist."""
+
+    code = "not_found"
+    http_status = 404
+
+    def __init__(self) -> None:
+        super().__init__("No such run.")
+
+
 class ReviewRejected(ApprovalError):
     """A reviewer action that the rules refuse (already voted, bad arguments, same team...).
 

@@ -33,7 +33,7 @@ from django.db.models import ProtectedError
 from django.db.utils import IntegrityError
 
 from agents.models import Run
-from approvals.audit import audit_anchor_current
+from approvals.audit import SignedLinesProblem, audit_anchor_current, signed_lines_verify
 from approvals.audit.export import _row as audit_row
 from approvals.models import TERMINAL_STATUSES, ApprovalRequest, AuditRecord
 
@@ -194,55 +194,28 @@ def _runs_emptied_by(batch: list[ApprovalRequest]) -> list[Run]:
     return runs
 
 
-class ArchiveProblem(Exception):
-    pass
+# An archive that does not verify (the checks are approvals.audit's signed_lines_verify).
+ArchiveProblem = SignedLinesProblem
 
 
 def archive_verify(path: Path) -> str:
     """Check an archive offline; a summary when it holds, else ArchiveProblem naming why."""
-    from approvals.audit import AuditAnchor, UnknownAuditKey, audit_keys, audit_record_digest
-
-    digest = hashlib.sha256()
     counts: dict[str, int] = {}
-    audit: list[AuditRecord] = []
-    anchor: AuditAnchor | None = None
-    ended = False
+
+    def count(kind: str, data: dict[str, Any]) -> None:
+        if kind == "row":
+            counts[data["model"]] = counts.get(data["model"], 0) + 1
+
     try:
         with gzip.open(path, "rb") as lines:
-            for number, line in enumerate(lines, start=1):
-                if ended:
-                    raise ArchiveProblem(f"line {number}: data after the closing checksum")
-                entry = json.loads(line)
-                kind, data = entry["kind"], entry["data"]
-                if kind == "end":
-                    if data["sha256"] != digest.hexdigest():
-                        raise ArchiveProblem("the closing SHA-256 does not match: lines changed")
-                    ended = True
-                    continue
-                digest.update(line)
-                if kind == "row":
-                    counts[data["model"]] = counts.get(data["model"], 0) + 1
-                elif kind == "audit":
-                    data["created_at"] = datetime.fromisoformat(data["created_at"])
-                    audit.append(AuditRecord(**data))
-                elif kind == "anchor" and data["anchor"]:
-                    anchor = AuditAnchor.parse(data["anchor"])
-    except (OSError, EOFError, ValueError, KeyError, TypeError) as error:
+            verified = signed_lines_verify(lines, on_entry=count)
+    except (OSError, EOFError) as error:
         raise ArchiveProblem(f"not a whole archive ({error})") from None
-    if not ended:
-        raise ArchiveProblem("no closing checksum: the archive was cut short")
-    keys = audit_keys()
-    for record in audit:
-        try:
-            recomputed = audit_record_digest(record, keys)
-        except UnknownAuditKey as error:
-            raise ArchiveProblem(f"audit record #{record.sequence}: unknown key {error}") from None
-        if recomputed != record.hash:
-            raise ArchiveProblem(f"audit record #{record.sequence} does not match its hash")
-        if anchor is None or record.sequence > anchor.sequence:
-            raise ArchiveProblem(f"audit record #{record.sequence} lies beyond the anchor")
     rows = ", ".join(f"{count} {label}" for label, count in sorted(counts.items()))
-    return f"{rows or 'no rows'}, {len(audit)} audit records verified, anchor {anchor}"
+    return (
+        f"{rows or 'no rows'}, {len(verified.audit)} audit records verified, "
+        f"anchor {verified.anchor}"
+    )
 
 
 def default_archive_path(before: datetime) -> Path:

@@ -18,9 +18,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents.api.native import ApprovalRequestOutput, JSONObjectField, StrictSerializer
+from agents.models import Run
+from approvals.access import reviewer_may_see_run
+from approvals.audit.export import streamed_download
 from approvals.escalations import approval_request_escalate_next_step
 from approvals.exceptions import (
     ApprovalNotVisible,
+    RunNotVisible,
 )
 from approvals.models import ApprovalRequest, Team
 from approvals.reviewer_tokens import ReviewerTokenAuthentication
@@ -31,6 +35,7 @@ from approvals.reviews import (
     check_approval_request_deny,
     check_approval_request_escalate,
 )
+from approvals.run_export import CONTENT_TYPE, run_export_filename, run_export_start
 from approvals.selectors import (
     QUEUE_PAGE_MAX,
     InvalidCursor,
@@ -354,3 +359,21 @@ class ReviewerEscalateNextStepApi(ReviewerApi):
             "team": approval.team.name if approval.team else None,
         }
         return Response(EscalateNextStepOutput(output).data)
+
+
+class ReviewerRunExportApi(ReviewerApi):
+    """A run's record for replay (approvals/run_export.py): for a reviewer who sees every one of
+    its requests; any other run answers 404, like one that does not exist."""
+
+    @extend_schema(
+        operation_id="reviewer_export_run",
+        responses={(200, CONTENT_TYPE): str},
+    )
+    def get(self, request: Request, code: str) -> Any:
+        run = Run.objects.select_related("agent").filter(code=code).first()
+        if run is None or not reviewer_may_see_run(user=request.user, run=run):
+            raise RunNotVisible()
+        stream = run_export_start(run=run, actor=request.user, via="reviewer_api")
+        return streamed_download(
+            stream=stream, content_type=CONTENT_TYPE, filename=run_export_filename(run)
+        )

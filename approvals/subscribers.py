@@ -40,6 +40,8 @@ from approvals.services import (
     approval_request_cancel_for_halt,
     approval_request_system_deny,
 )
+from approvals.tracing import span_outcome, span_waited
+from console import tracing
 from console.events import Phase, subscribe
 
 logger = logging.getLogger(__name__)
@@ -152,6 +154,19 @@ def cancel_pending_of_halted_agent(event: AgentHalted) -> None:
             continue  # decided or expired meanwhile: that outcome stands
 
 
+# --- OpenTelemetry spans: after commit, only when tracing is on (console.tracing) ---
+
+
+def trace_resolved(event: RequestResolved) -> None:
+    if tracing.enabled():
+        span_waited(approval_id=event.approval_id)
+
+
+def trace_outcome(event: OutcomeReported) -> None:
+    if tracing.enabled():
+        span_outcome(approval_id=event.approval_id)
+
+
 def connect() -> None:
     after, now = Phase.AFTER_COMMIT, Phase.IN_TRANSACTION
     subscribe(RequestsCreated, push_created, phase=after)
@@ -168,3 +183,5 @@ def connect() -> None:
     subscribe(RunHalted, deny_pending_of_halted_run, phase=now)
     subscribe(AgentHalted, cancel_pending_of_halted_agent, phase=now)
     subscribe(ToolResultsTraced, outcomes_from_trace, phase=now)
+    subscribe(RequestResolved, trace_resolved, phase=after)
+    subscribe(OutcomeReported, trace_outcome, phase=after)

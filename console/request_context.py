@@ -1,4 +1,5 @@
-"""Where the current unit of work came from: request id, client address and user agent.
+"""Where the current unit of work came from: request id, client address, user agent and the
+caller's trace context.
 
 The RequestIdMiddleware binds it for each HTTP exchange; Celery tasks inherit the request id of
 the exchange that enqueued them (through a message header), so one id ties together the API call,
@@ -16,6 +17,8 @@ from dataclasses import dataclass, replace
 from django.conf import settings
 from django.http import HttpRequest
 
+from console.tracing import traceparent_from_header
+
 CELERY_HEADER = "console_request_id"
 
 
@@ -24,6 +27,8 @@ class RequestContext:
     request_id: str = ""
     ip_address: str | None = None
     user_agent: str = ""
+    # The caller's W3C trace context (console.tracing), normalized; "" when it sent none.
+    traceparent: str = ""
 
 
 _EMPTY = RequestContext()
@@ -67,6 +72,7 @@ def request_context_from_http(request: HttpRequest, *, request_id: str) -> Reque
         request_id=request_id,
         ip_address=client_ip_address(request),
         user_agent=request.headers.get("User-Agent", "")[:400],
+        traceparent=traceparent_from_header(request.headers.get("traceparent")),
     )
 
 

@@ -27,6 +27,7 @@ api_v1 = [
     path("runs/<uuid:code>", runs.RunDetailApi.as_view(), name="run-detail"),
     path("runs/<uuid:code>/events", runs.RunEventsApi.as_view(), name="run-events"),
     path("runs/<uuid:code>/close", runs.RunCloseApi.as_view(), name="run-close"),
+    path("runs/<uuid:code>/export", runs.RunExportApi.as_view(), name="run-export"),
     path("audit/records", audit_api.AuditRecordExportApi.as_view(), name="audit-records"),
     path(
         "reviewer/requests",
@@ -67,6 +68,11 @@ api_v1 = [
         "reviewer/requests/<uuid:code>/escalate-next",
         reviewer_api.ReviewerEscalateNextStepApi.as_view(),
         name="reviewer-request-escalate-next-step",
+    ),
+    path(
+        "reviewer/runs/<uuid:code>/export",
+        reviewer_api.ReviewerRunExportApi.as_view(),
+        name="reviewer-run-export",
     ),
     path(
         "schema",

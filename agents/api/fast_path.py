@@ -56,6 +56,7 @@ from console.host_checks import host_is_allowed
 from console.middleware import log_exchange, request_id_for
 from console.parsers import BoundedJSONParser
 from console.request_context import RequestContext
+from console.tracing import traceparent_from_header
 
 # As django-stubs types ASGIHandler, so Django's own handler is an ASGIApp.
 Scope = dict[str, Any]
@@ -143,6 +144,7 @@ class _Exchange:
             request_id=self.request_id,
             ip_address=client[0],
             user_agent=self.headers.get("user-agent", "")[:400],
+            traceparent=traceparent_from_header(self.headers.get("traceparent")),
         )
         return IntakeItem(token=token, idempotency_key=key, submission=submission, origin=origin)
 

@@ -24,6 +24,8 @@ from agents.api.native import idempotency_key_header
 from agents.models import CLOSED_RUN_STATUSES, Agent, Run, RunStatus, TraceEvent, TraceEventType
 from agents.selectors import run_events, run_get_for_agent
 from agents.services import NewTraceEvent, run_close, run_events_append, run_open
+from approvals.audit.export import streamed_download
+from approvals.run_export import CONTENT_TYPE, run_export_filename, run_export_start
 from console.api_errors import ApiError, error_responses
 from console.api_fields import BoundedJSONField, CostField, JSONObjectField, StrictSerializer
 
@@ -351,3 +353,26 @@ class RunCloseApi(APIView):
             reason=payload.validated_data.get("reason", ""),
         )
         return Response(RunOutput(run).data)
+
+
+class RunExportApi(APIView):
+    @extend_schema(
+        operation_id="export_run",
+        parameters=[_run_id],
+        responses={
+            (200, CONTENT_TYPE): OpenApiResponse(
+                OpenApiTypes.STR,
+                description="The run's record for replay, as JSON Lines: its requests, the "
+                "policy's verdicts, the decisions, the outcomes and the trace events in order, "
+                "then the audit records that vouch for them and a closing SHA-256 "
+                "(docs/outcomes.md, `manage.py run_export_verify`).",
+            ),
+            **error_responses(401, 404),
+        },
+    )
+    def get(self, request: Request, code: str) -> Any:
+        run = _run_or_404(request, code)
+        stream = run_export_start(run=run, actor=request.user, via="agent_api")
+        return streamed_download(
+            stream=stream, content_type=CONTENT_TYPE, filename=run_export_filename(run)
+        )

@@ -26,10 +26,13 @@ from approvals.audit.verification import (
     AuditAnchor,
     ChainBreak,
     ChainVerification,
+    SignedLines,
+    SignedLinesProblem,
     audit_anchor_current,
     audit_anchors_check,
     audit_chain_verify,
     audit_records_verify,
+    signed_lines_verify,
 )
 
 __all__ = [
@@ -42,6 +45,8 @@ __all__ = [
     "AuditKeys",
     "ChainBreak",
     "ChainVerification",
+    "SignedLines",
+    "SignedLinesProblem",
     "UnknownAuditKey",
     "audit_anchor_current",
     "audit_anchors_check",
@@ -52,4 +57,5 @@ __all__ = [
     "audit_record_digest",
     "audit_records_append",
     "audit_records_verify",
+    "signed_lines_verify",
 ]

@@ -137,9 +137,22 @@ async def _async_batches(chunks: Iterator[bytes], *, lines: int) -> AsyncIterato
 def audit_export_response(
     *, stream: Iterator[bytes], export_format: str, lines_per_write: int = 500
 ) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(
-        _async_batches(stream, lines=lines_per_write), content_type=EXPORT_FORMATS[export_format]
-    )
     stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
-    response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.{export_format}"'
+    return streamed_download(
+        stream=stream,
+        content_type=EXPORT_FORMATS[export_format],
+        filename=f"audit-{stamp}.{export_format}",
+        lines_per_write=lines_per_write,
+    )
+
+
+def streamed_download(
+    *, stream: Iterator[bytes], content_type: str, filename: str, lines_per_write: int = 500
+) -> StreamingHttpResponse:
+    """An attachment fed line batch by line batch from a sync stream of lines (the database
+    read in the request's sync thread), never read into memory whole."""
+    response = StreamingHttpResponse(
+        _async_batches(stream, lines=lines_per_write), content_type=content_type
+    )
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response

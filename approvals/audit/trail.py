@@ -97,6 +97,7 @@ class AuditAction(models.TextChoices):
     AUTH_LOGOUT = "auth.logout", "Signed out"
     # Reading the trail is itself worth recording.
     AUDIT_EXPORTED = "audit.exported", "Audit log exported"
+    RUN_EXPORTED = "run.exported", "Run record exported"
     # The first keyed record of an upgraded install: the records before it were unkeyed.
     AUDIT_KEYED = "audit.keyed", "Audit trail keyed"
 

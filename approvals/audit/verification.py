@@ -4,10 +4,14 @@ Walks the records in sequence order, re-computing each hash under the key it nam
 the first break; anchors (`manage.py audit_anchor`) catch a trail cut short at its end.
 """
 
+import hashlib
 import hmac
 import itertools
-from collections.abc import Iterable, Iterator
+import json
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from django.apps import apps
 
@@ -233,3 +237,73 @@ def audit_anchors_check(anchors: Iterable[AuditAnchor]) -> str | None:
         if problem := anchor.problem(stored_hash=stored, last_sequence=last_sequence):
             return problem
     return None
+
+
+# --- Signed exports: JSON Lines closed by a SHA-256, carrying the audit records they rest on ---
+
+
+class SignedLinesProblem(Exception):
+    """Why an export (a retention archive, a run's record) does not verify."""
+
+
+@dataclass(frozen=True)
+class SignedLines:
+    audit: list[AuditRecord]
+    anchor: AuditAnchor | None
+
+
+def signed_lines_verify(
+    lines: Iterable[bytes], *, on_entry: Callable[[str, dict[str, Any]], None]
+) -> SignedLines:
+    """Check an export written as JSON Lines of {"kind", "data"} (other keys allowed), offline:
+
+    - the last line is {"kind": "end", "data": {"sha256": ...}} over every line before it, so a
+      file cut short or edited is caught;
+    - every {"kind": "audit"} line is an audit record (every hashed field and its hash) that
+      recomputes under this console's audit keys, and none lies beyond the export's
+      {"kind": "anchor"} (the chain's newest SEQ:HASH when it was written; `audit_verify
+      --anchor` checks the live chain still holds it).
+
+    Every other line goes to `on_entry(kind, data)`, in order, to be checked or counted by the
+    caller (which may raise SignedLinesProblem itself). Needs no database.
+    """
+    digest = hashlib.sha256()
+    audit: list[AuditRecord] = []
+    anchor: AuditAnchor | None = None
+    ended = False
+    try:
+        for number, line in enumerate(lines, start=1):
+            if ended:
+                raise SignedLinesProblem(f"line {number}: data after the closing checksum")
+            entry = json.loads(line)
+            kind, data = entry["kind"], entry["data"]
+            if kind == "end":
+                if data["sha256"] != digest.hexdigest():
+                    raise SignedLinesProblem("the closing SHA-256 does not match: lines changed")
+                ended = True
+                continue
+            digest.update(line)
+            if kind == "audit":
+                data["created_at"] = datetime.fromisoformat(data["created_at"])
+                audit.append(AuditRecord(**data))
+            elif kind == "anchor":
+                anchor = AuditAnchor.parse(data["anchor"]) if data["anchor"] else None
+            else:
+                on_entry(kind, data)
+    except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise SignedLinesProblem(f"not a whole export ({error})") from None
+    if not ended:
+        raise SignedLinesProblem("no closing checksum: the export was cut short")
+    keys = audit_keys()
+    for record in audit:
+        try:
+            recomputed = audit_record_digest(record, keys)
+        except UnknownAuditKey as error:
+            raise SignedLinesProblem(
+                f"audit record #{record.sequence}: unknown key {error}"
+            ) from None
+        if not hmac.compare_digest(recomputed.encode(), str(record.hash).encode()):
+            raise SignedLinesProblem(f"audit record #{record.sequence} does not match its hash")
+        if anchor is None or record.sequence > anchor.sequence:
+            raise SignedLinesProblem(f"audit record #{record.sequence} lies beyond the anchor")
+    return SignedLines(audit=audit, anchor=anchor)

@@ -157,6 +157,10 @@ class ApprovalRequest(models.Model):
     # Links the agent gave to the source system ([{"label", "url"}], http/https only, checked
     # by the native API's serializer): shown to reviewers as marked external links.
     links = models.JSONField(default=list, db_default=[], blank=True)
+    # The W3C `traceparent` of the call that created it (console.tracing), normalized: the
+    # console's spans for this request (its wait, its outcome) join the agent's trace under it,
+    # whichever process records them. "" when the agent sent none.
+    traceparent = models.CharField(max_length=55, blank=True, default="", db_default="")
 
     status = models.CharField(
         max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True

@@ -10,8 +10,10 @@ transition uses (approvals.services.decisions)."""
 import hashlib
 import json
 import logging
+import time
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -49,10 +51,11 @@ from approvals.policies.evaluation import (
 from approvals.services.decisions import decision_records_build
 from approvals.services.suggestions import _approve_if_suggested
 from approvals.services.transitions import approval_request_expire_if_overdue
-from console import exact_json
+from approvals.tracing import CreatedSpans, spans_created
+from console import exact_json, tracing
 from console.durations import duration_seconds
 from console.events import emit
-from console.request_context import RequestContext
+from console.request_context import RequestContext, current_request_context
 from console.row_inserts import ids_assign, rows_insert
 
 logger = logging.getLogger(__name__)
@@ -261,12 +264,15 @@ class _Pending:
     run: Run | None = None
     verdict: Verdict | None = None
     approval: ApprovalRequest | None = None
+    # When the policy decided it (time.time_ns()), kept only while tracing is on.
+    policy_ns: tuple[int, int] = (0, 0)
 
 
 def _create_fresh(
     requests: list[NewApprovalRequest], fingerprints: list[str], *, publish_after_commit: bool
 ) -> list[CreateResult]:
     now = timezone.now()
+    started_ns = time.time_ns() if tracing.enabled() else 0
     results: list[CreateResult] = [CreateResult() for _ in requests]
     with transaction.atomic():
         runs = _runs_for_submissions(requests)
@@ -312,6 +318,8 @@ def _create_fresh(
                     reviewers_told_by_caller=not publish_after_commit,
                 )
             )
+        if started_ns:
+            transaction.on_commit(partial(_spans_created, pending, started_ns), robust=True)
     for item in pending:
         assert item.approval is not None
         approval = item.approval
@@ -320,6 +328,22 @@ def _create_fresh(
             approval = _approve_if_suggested(approval=approval)
         results[item.index] = CreateResult(approval=approval, created=True)
     return results
+
+
+def _spans_created(pending: list[_Pending], started_ns: int) -> None:
+    spans_created(
+        [
+            CreatedSpans(
+                approval=item.approval,
+                started_ns=started_ns,
+                policy_started_ns=item.policy_ns[0],
+                policy_ended_ns=item.policy_ns[1],
+            )
+            for item in pending
+            if item.approval is not None
+        ],
+        ended_ns=time.time_ns(),
+    )
 
 
 def _runs_for_submissions(requests: list[NewApprovalRequest]) -> dict[tuple[int, str], Run]:
@@ -358,7 +382,12 @@ def _create_wave(
 ) -> None:
     """Decide, then write every row for a wave: the request (born decided when the policy
     decided), its events, policy evaluation, decision and audit records."""
+    policy_started_ns = time.time_ns() if tracing.enabled() else 0
     _verdicts_assign(wave, now=now, exclusive=exclusive, policy=policy)
+    if policy_started_ns:
+        policy_ended_ns = time.time_ns()
+        for item in wave:
+            item.policy_ns = (policy_started_ns, policy_ended_ns)
     decided_at = timezone.now()
     approvals = [_new_approval(item, now=now, decided_at=decided_at) for item in wave]
     for approval in approvals:
@@ -541,6 +570,7 @@ def _new_approval(item: _Pending, *, now: datetime, decided_at: datetime) -> App
         else json.dumps(submission.answer_schema),
         timeout=submission.timeout,
         timeout_seconds=timeout_seconds,
+        traceparent=(new.origin or current_request_context()).traceparent,
         deadline_at=now + timedelta(seconds=timeout_seconds),
         team_id=verdict.team_id,
         required_approvals=verdict.required_approvals,

@@ -8,7 +8,8 @@ The node asks with `approval_interrupt`: while the request is pending the graph 
 `interrupt` (Agent Inbox's HumanInterrupt shape), and `graph.invoke` returns at once, nothing
 blocked inside the node. `resume_when_decided` then long-polls the console and resumes the graph
 with the decision the moment a reviewer makes it. With a durable checkpointer (Postgres, SQLite)
-the resume can happen in another process, later: same thread_id, same call.
+the resume can happen in another process, later: same thread_id, same call. `run_approved`
+makes the approved call and tells the console what it did (succeeded, failed, not executed).
 """
 
 import json
@@ -17,7 +18,11 @@ import time
 from typing import Any, TypedDict
 
 from approval_console import Console
-from approval_console.adapters.langgraph import approval_interrupt, resume_when_decided
+from approval_console.adapters.langgraph import (
+    approval_interrupt,
+    resume_when_decided,
+    run_approved,
+)
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 
@@ -28,6 +33,11 @@ class RefundState(TypedDict, total=False):
     payment_id: str
     amount: int
     outcome: dict[str, Any]
+
+
+def issue_refund(payment_id: str, amount: int) -> dict[str, Any]:
+    # A real agent calls its payment provider here; an exception is reported as `failed`.
+    return {"refund_id": f"re_{payment_id}", "amount": amount}
 
 
 def refund(state: RefundState) -> RefundState:
@@ -43,8 +53,17 @@ def refund(state: RefundState) -> RefundState:
     )
     if not decision.is_usable():
         return {"outcome": {"not_run": decision.status, "note": decision.note}}
-    # Runs once approved, with the arguments the reviewer approved (maybe changed).
-    return {"outcome": {"refunded": decision.approved_arguments, "resumed_at": time.time()}}
+    resumed_at = time.time()  # the decision is here: what the examples' test times
+    # Runs once approved, with the arguments the reviewer approved (maybe changed), and reports
+    # the outcome to the console.
+    receipt = run_approved(console, decision, issue_refund)
+    return {
+        "outcome": {
+            "refunded": decision.approved_arguments,
+            "receipt": receipt,
+            "resumed_at": resumed_at,
+        }
+    }
 
 
 def build_graph() -> Any:

@@ -3,7 +3,8 @@ the Agents SDK's own ScriptedModel.
 
 Run as a script (python openai_agents_example.py URL CREDENTIAL RUNS), it prints one JSON line
 per run of the agent; with `restart RUN_KEY` instead of RUNS, one line for a run saved while
-paused and resolved from its restored state. It runs in an agent author's venv
+paused and resolved from its restored state; with `failing`, one line for a run whose approved
+tool raises. It runs in an agent author's venv
 (tests/agents/sdk/author_venv.py): the Agents SDK's top-level package is named `agents`, like
 the console's Django app, so it cannot be imported beside the console; beside the installed
 `approval_console` it can.
@@ -17,7 +18,7 @@ from agents.testing import ScriptedModel, assistant_message, function_call
 from approval_console import AsyncConsole, RetryPolicy
 from approval_console.adapters.openai_agents import ConsoleToolApprovals
 
-from agents import Agent, Runner, RunState, function_tool, set_tracing_disabled
+from agents import Agent, RunConfig, Runner, RunState, function_tool, set_tracing_disabled
 
 PAUSING_CALL = function_call("issue_refund", {"payment_id": "pay_7", "amount": 4900}, call_id="c1")
 
@@ -101,9 +102,58 @@ async def refund_across_a_restart(url: str, credential: str, run_key: str) -> di
     }
 
 
+class CardDeclined(Exception):
+    pass
+
+
+AGENT_TRACE_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736
+AGENT_SPAN_ID = 0x00F067AA0BA902B7
+
+
+async def refund_declined(url: str, credential: str) -> dict[str, object]:
+    """The approved refund raises; the Agents SDK turns that into a message for the model,
+    through the run's own tool_error_formatter (which the adapter must keep). All of it inside
+    a span of the agent's (opentelemetry-api, here without an SDK): the adapter sends it."""
+    from opentelemetry import trace
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+    agent_span = NonRecordingSpan(
+        SpanContext(AGENT_TRACE_ID, AGENT_SPAN_ID, is_remote=False, trace_flags=TraceFlags(1))
+    )
+    with trace.use_span(agent_span):
+        return await _refund_declined(url, credential)
+
+
+async def _refund_declined(url: str, credential: str) -> dict[str, object]:
+    set_tracing_disabled(True)
+    console = connect(url, credential)
+    gate = ConsoleToolApprovals(console, run_key="ticket-declined")
+
+    @function_tool(needs_approval=gate.needs_approval(impact="high"))
+    def issue_refund(payment_id: str, amount: int) -> str:
+        """Refund a payment."""
+        raise CardDeclined("card_declined")
+
+    model = ScriptedModel([[PAUSING_CALL], [assistant_message("Could not refund.")]])
+    agent = Agent(name="refund-bot", instructions="Refund.", model=model, tools=[issue_refund])
+    run_config = RunConfig(tool_error_formatter=lambda args: f"Refund failed: {args.error}")
+    result = await Runner.run(agent, "Refund pay_7.", run_config=run_config)
+    while result.interruptions:
+        result = await Runner.run(agent, await gate.resolve(result), run_config=run_config)
+    await console.aclose()
+    tool_outputs = [
+        item.get("output")
+        for item in model.last_call.input  # type: ignore[union-attr]
+        if isinstance(item, dict) and item.get("type") == "function_call_output"
+    ]
+    return {"final_output": result.final_output, "tool_outputs": tool_outputs}
+
+
 if __name__ == "__main__":
     url, credential, mode = sys.argv[1:4]
-    if mode == "restart":
+    if mode == "failing":
+        print(json.dumps(asyncio.run(refund_declined(url, credential))), flush=True)
+    elif mode == "restart":
         outcome = asyncio.run(refund_across_a_restart(url, credential, sys.argv[4]))
         print(json.dumps(outcome), flush=True)
     else:

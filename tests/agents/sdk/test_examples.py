@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from approvals.models import ApprovalRequest
+from approvals.models import ApprovalRequest, RequestOutcome
 from tests.agents.sdk.api_reviewer import Decided, approve, approve_with, by_tool, deny
 from tests.agents.sdk.author_venv import AUTHOR_VENV_TIMEOUT, EXAMPLES, AuthorVenv
 
@@ -91,6 +91,11 @@ def test_the_langgraph_example_pauses_and_resumes_with_the_decision(
     assert 'paused on issue_refund {"payment_id": "pay_7", "amount": 4900}' in result.stderr
     assert outcome["refunded"] == {"payment_id": "pay_7", "amount": 4900}
     assert ApprovalRequest.objects.count() == 1  # the node's re-run found its request
+    reported = RequestOutcome.objects.get()  # run_approved told the console what happened
+    assert (reported.status, reported.result) == (
+        "succeeded",
+        {"refund_id": "re_pay_7", "amount": 4900},
+    )
     assert _resumed_after("LangGraph", outcome, decided) < RESUME_WITHIN
 
 
@@ -153,6 +158,8 @@ def test_the_openai_agents_example_resumes_a_saved_run_in_a_new_process(
     assert outcome["final_output"] == "All done."
     assert outcome["tool_outputs"] == ["refunded 4900 on pay_7"]
     assert ApprovalRequest.objects.count() == 1  # the new process found the request, not a twin
+    # The process that resolved and ran it told the console what the tool did.
+    assert RequestOutcome.objects.get().status == "succeeded"
     assert (stored.summary, stored.impact) == ("Refund 4900 on pay_7", "high")
     assert _resumed_after("OpenAI Agents", outcome, decided) < RESUME_WITHIN
 

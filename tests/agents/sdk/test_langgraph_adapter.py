@@ -3,6 +3,7 @@ until a reviewer decides in the live console, then resumes with the decision. Of
 is langchain's GenericFakeChatModel and the checkpointer is in memory. The real `langgraph`
 package throughout; the `timeout` marks turn a node that blocks on a person into a failure."""
 
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -14,9 +15,11 @@ from approval_console.adapters.langchain import review_hitl_interrupts
 from approval_console.adapters.langgraph import (
     aapproval_interrupt,
     approval_interrupt,
+    arun_approved,
     decided_resume,
     pending_approvals,
     resume_when_decided,
+    run_approved,
 )
 from asgiref.sync import sync_to_async
 from django.db import connections
@@ -27,7 +30,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.types import Command, interrupt
 
-from approvals.models import ApprovalRequest
+from approvals.models import ApprovalRequest, RequestOutcome
 from approvals.policies.models import Outcome
 from approvals.services import approval_request_approve, approval_request_deny
 from tests.agents.conftest import FAST_RETRY
@@ -503,3 +506,147 @@ def test_a_decision_on_any_pending_request_wakes_the_resume(console, rita) -> No
     assert refunds == ["pay_b"]
     assert "__interrupt__" in paused  # still paused on the first, undecided
     assert list(pending_approvals(graph, config).values()) == [str(first.code)]
+
+
+# --- outcomes: the node runs the approved tool with run_approved, which reports what it did ---
+
+
+class CardDeclined(Exception):
+    pass
+
+
+def _charging_agent(console: Console, charged: list[str]):
+    """Two refunds in one node: pay_8's card is declined. Every approval first, then the calls,
+    each through run_approved; a failure becomes the tool's reply."""
+
+    def issue_refund(payment_id: str, amount: int) -> dict[str, Any]:
+        if payment_id == "pay_8":
+            raise CardDeclined("card_declined")
+        charged.append(payment_id)
+        return {"refund": f"re_{payment_id}", "amount": amount}
+
+    def tools(state: MessagesState) -> dict[str, Any]:
+        decisions = [
+            approval_interrupt(console, call["name"], call["args"], tool_call_id=call["id"])
+            for call in TWO_REFUNDS
+        ]
+        replies = []
+        for call, decision in zip(TWO_REFUNDS, decisions, strict=True):
+            try:
+                content = str(run_approved(console, decision, issue_refund))
+            except Exception as error:
+                content = f"not done: {error!r}"
+            replies.append(ToolMessage(content=content, tool_call_id=call["id"]))
+        return {"messages": replies}
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("tools", tools)
+    graph.add_edge(START, "tools")
+    graph.add_edge("tools", END)
+    return graph.compile(checkpointer=InMemorySaver())
+
+
+def _outcomes() -> dict[str, RequestOutcome]:
+    return {
+        outcome.approval.arguments["payment_id"]: outcome
+        for outcome in RequestOutcome.objects.select_related("approval")
+    }
+
+
+@pytest.mark.timeout(60)
+def test_run_approved_reports_what_each_approved_tool_did(console, rita) -> None:
+    charged: list[str] = []
+    graph = _charging_agent(console, charged)
+    config = {"configurable": {"thread_id": "outcomes-1"}}
+    graph.invoke({"messages": [HumanMessage("Refund both.")]}, config)
+    approval_request_approve(approval=_pending(4900), reviewer=rita)
+    resume_when_decided(console, graph, config, timeout=10)
+    approval_request_approve(approval=_pending(1500), reviewer=rita)
+
+    final = resume_when_decided(console, graph, config, timeout=10)
+
+    assert charged == ["pay_7"]
+    replies = [m.content for m in final["messages"] if isinstance(m, ToolMessage)]
+    assert replies[1] == "not done: CardDeclined('card_declined')"
+    outcomes = _outcomes()
+    assert (outcomes["pay_7"].status, outcomes["pay_7"].source) == ("succeeded", "agent")
+    assert outcomes["pay_7"].result == {"refund": "re_pay_7", "amount": 4900}
+    assert outcomes["pay_7"].duration_ms is not None
+    assert (outcomes["pay_8"].status, outcomes["pay_8"].error) == (
+        "failed",
+        "CardDeclined: card_declined",
+    )
+
+
+def test_run_approved_reports_an_approval_that_lapsed_as_not_executed(console, settings) -> None:
+    settings.APPROVAL_VALIDITY_SECONDS = 0
+    PolicyRuleFactory(name="refunds", position=1, tool_glob="issue_refund", outcome=Outcome.APPROVE)
+    charged: list[str] = []
+    graph = _charging_agent(console, charged)
+
+    final = graph.invoke(
+        {"messages": [HumanMessage("Refund both.")]}, {"configurable": {"thread_id": "o-2"}}
+    )
+
+    assert charged == []
+    replies = [m.content for m in final["messages"] if isinstance(m, ToolMessage)]
+    assert all(reply.startswith("not done: ApprovalExpired(") for reply in replies)
+    outcomes = _outcomes()
+    assert {o.status for o in outcomes.values()} == {"not_executed"}
+    assert "expired before the call started" in outcomes["pay_7"].error
+
+
+def test_run_approved_reports_nothing_for_a_denial(console, rita) -> None:
+    graph = _charging_agent(console, [])
+    config = {"configurable": {"thread_id": "o-3"}}
+    graph.invoke({"messages": [HumanMessage("Refund both.")]}, config)
+    approval_request_deny(approval=_pending(4900), reviewer=rita, reason="No.")
+    resume_when_decided(console, graph, config, timeout=10)
+    approval_request_deny(approval=_pending(1500), reviewer=rita, reason="No.")
+
+    final = resume_when_decided(console, graph, config, timeout=10)
+
+    replies = [m.content for m in final["messages"] if isinstance(m, ToolMessage)]
+    assert all(reply.startswith("not done: ApprovalDenied(") for reply in replies)
+    assert RequestOutcome.objects.count() == 0
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(60)
+async def test_arun_approved_reports_from_an_async_node(live_console, sdk_agent) -> None:
+    _, token = sdk_agent
+    await sync_to_async(PolicyRuleFactory)(
+        name="refunds", position=1, tool_glob="issue_refund", outcome=Outcome.APPROVE
+    )
+
+    async def issue_refund(payment_id: str, amount: int) -> str:
+        if payment_id == "pay_8":
+            raise CardDeclined("card_declined")
+        return f"refunded {amount}"
+
+    async with AsyncConsole(live_console.url, token, retry=FAST_RETRY) as aconsole:
+
+        async def tools(state: MessagesState) -> dict[str, Any]:
+            for call in TWO_REFUNDS:
+                decision = await aapproval_interrupt(
+                    aconsole, call["name"], call["args"], tool_call_id=call["id"]
+                )
+                with contextlib.suppress(CardDeclined):
+                    await arun_approved(aconsole, decision, issue_refund)
+            return {"messages": [HumanMessage("done")]}
+
+        builder = StateGraph(MessagesState)
+        builder.add_node("tools", tools)
+        builder.add_edge(START, "tools")
+        builder.add_edge("tools", END)
+        graph = builder.compile(checkpointer=InMemorySaver())
+        await graph.ainvoke(
+            {"messages": [HumanMessage("Refund both.")]}, {"configurable": {"thread_id": "a-9"}}
+        )
+
+    outcomes = await sync_to_async(_outcomes)()
+    assert (outcomes["pay_7"].status, outcomes["pay_7"].result) == ("succeeded", "refunded 4900")
+    assert (outcomes["pay_8"].status, outcomes["pay_8"].error) == (
+        "failed",
+        "CardDeclined: card_declined",
+    )

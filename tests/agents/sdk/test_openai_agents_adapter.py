@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from approvals.models import ApprovalRequest
+from approvals.models import ApprovalRequest, RequestOutcome
 from approvals.services import approval_request_approve, approval_request_deny
 from tests.agents.sdk.author_venv import AUTHOR_VENV_TIMEOUT, AuthorVenv
 
@@ -57,6 +57,20 @@ def test_it_gates_the_tool_on_the_reviewers_decisions(
     )
     assert ApprovalRequest.objects.count() == 3
 
+    # What each approved call did reached the console: the one that ran succeeded with the
+    # tool's return; the changed approval was never run; the denial needs no report.
+    by_approved_amount = {
+        (outcome.approval.decision.approved_arguments or outcome.approval.arguments)[
+            "amount"
+        ]: outcome
+        for outcome in RequestOutcome.objects.select_related("approval__decision")
+    }
+    assert set(by_approved_amount) == {4900, 100}
+    ran, not_run = by_approved_amount[4900], by_approved_amount[100]
+    assert (ran.status, ran.result, ran.source) == ("succeeded", "refunded 4900", "agent")
+    assert ran.duration_ms is not None
+    assert not_run.status == "not_executed" and "changed arguments" in not_run.error
+
 
 def test_a_run_restored_from_its_string_resolves_its_one_request(
     live_console, sdk_agent, rita, reviewer_thread, author_venv: AuthorVenv
@@ -80,3 +94,29 @@ def test_a_run_restored_from_its_string_resolves_its_one_request(
     assert outcome["final_output"] == "All done."
     # The restored process asked as the first did: from the tool's hook, found on the agent.
     assert (stored.summary, stored.impact) == ("Refund 4900 on pay_7", "high")
+    # ... and the process that resolved and ran it reported the outcome.
+    assert RequestOutcome.objects.get().status == "succeeded"
+
+
+def test_a_tool_that_raises_is_reported_failed_and_the_runs_formatter_still_speaks(
+    live_console, sdk_agent, rita, reviewer_thread, author_venv: AuthorVenv
+) -> None:
+    _, token = sdk_agent
+    reviewer_thread.decide(
+        lambda approval: approval_request_approve(approval=approval, reviewer=rita)
+    )
+    result = author_venv.run(str(EXAMPLE), live_console.url, token, "failing", timeout=100)
+    reviewer_thread.join()
+    assert result.returncode == 0, result.stderr
+    run = json.loads(result.stdout)
+
+    # The Agents SDK caught the exception and told the model, in the run's own words...
+    assert run["tool_outputs"] == ["Refund failed: card_declined"]
+    assert run["final_output"] == "Could not refund."
+    # ... and the console heard that the approved call failed, not that it worked.
+    outcome = RequestOutcome.objects.get()
+    assert (outcome.status, outcome.error) == ("failed", "CardDeclined: card_declined")
+    # The adapter sent the agent's current span (opentelemetry-api in the author's venv).
+    assert outcome.approval.traceparent == (
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    )

@@ -18,6 +18,7 @@ from .errors import (
     ConsoleUnreachable,
 )
 from .models import Approval, Decision
+from .outcomes import arun_approved, run_approved
 
 __all__ = [
     "Approval",
@@ -33,4 +34,6 @@ __all__ = [
     "Decision",
     "RetryPolicy",
     "__version__",
+    "arun_approved",
+    "run_approved",
 ]

@@ -17,7 +17,8 @@ from typing import Any
 
 import httpx
 
-from .errors import ConsoleApiError
+from .errors import ApprovalExpired, ConsoleApiError
+from .models import Decision
 
 # Answers that mean "try again shortly": the request was not acted on, or, for a response lost
 # after the console acted, the idempotency key makes the retry a replay.
@@ -297,3 +298,34 @@ def short_result(value: Any) -> Any:
 
 def error_text(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"[:MAX_OUTCOME_TEXT]
+
+
+def outcome_report(
+    decision: Decision,
+    *,
+    started: float | None,
+    result: Any = None,
+    error: BaseException | None = None,
+    ran: bool = True,
+) -> dict[str, Any] | None:
+    """What to tell the console about a decided call (report_outcome's keywords), or None when
+    there is nothing it should hear: a denial needs no report, and a call interrupted
+    (cancelled, KeyboardInterrupt) may or may not have acted, so the console's own
+    `not_reported` mark says it best. `started`: monotonic() when the call began."""
+    if not ran:
+        if not decision.approved:
+            return None
+        why = (
+            f"The approval expired before the call started ({error})."
+            if isinstance(error, ApprovalExpired)
+            else f"Not run: {error_text(error)}"
+            if error is not None
+            else "Not run."
+        )
+        return {"status": NOT_EXECUTED, "error": why[:MAX_OUTCOME_TEXT]}
+    duration_ms = None if started is None else int((monotonic() - started) * 1000)
+    if error is not None:
+        if not isinstance(error, Exception):
+            return None
+        return {"status": FAILED, "error": error_text(error), "duration_ms": duration_ms}
+    return {"status": SUCCEEDED, "result": short_result(result), "duration_ms": duration_ms}

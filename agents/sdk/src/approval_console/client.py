@@ -28,9 +28,10 @@ from typing import Any, ParamSpec, TypeVar
 import httpx
 
 from . import _wire
+from ._tracing import trace_headers
 from ._version import __version__
 from ._wire import RetryPolicy
-from .errors import ApprovalExpired, ConsoleApiError, ConsoleError, ConsoleUnreachable
+from .errors import ConsoleApiError, ConsoleError, ConsoleUnreachable
 from .models import EXPIRED, Approval, Decision
 from .runs import AsyncRun, Run, current_run
 
@@ -140,6 +141,8 @@ class Console(_ConsoleBase):
     ) -> dict[str, Any]:
         last_problem = "no attempt made"
         retry_after: float | None = None
+        # The agent's current span, if it traces: the console's spans join its trace.
+        sent_headers = {**trace_headers(), **(headers or {})}
         for attempt in range(self.retry.attempts):
             if attempt:
                 time.sleep(self.retry.delay(attempt - 1, retry_after))
@@ -150,7 +153,7 @@ class Console(_ConsoleBase):
                     path,
                     json=json,
                     params=params,
-                    headers=headers,
+                    headers=sent_headers,
                     timeout=timeout or self._timeout,
                 )
             except httpx.TransportError as error:
@@ -537,43 +540,20 @@ class _GatedCall:
         self.decision.raise_unless_usable()
         assert self.decision.approved_arguments is not None
         call = self.gate.call_arguments(self.decision.approved_arguments, self.args, self.kwargs)
-        self.started = time.monotonic()
+        self.started = _wire.monotonic()
         return call
 
     def outcome_report(
         self, *, result: Any = None, error: BaseException | None = None, ran: bool = True
     ) -> dict[str, Any] | None:
-        """What to tell the console about this call (report_outcome's keywords), or None when
-        there is nothing it should hear: a denial needs no report, and a call interrupted
-        (cancelled, KeyboardInterrupt) may or may not have acted, so the console's own
-        `not_reported` mark says it best."""
-        if not ran:
-            if not self.decision.approved:
-                return None
-            why = (
-                f"The approval expired before the call started ({error})."
-                if isinstance(error, ApprovalExpired)
-                else f"Not run: {_wire.error_text(error)}"
-                if error is not None
-                else "Not run."
-            )
-            return {"status": _wire.NOT_EXECUTED, "error": why[: _wire.MAX_OUTCOME_TEXT]}
-        duration_ms = (
-            None if self.started is None else int((time.monotonic() - self.started) * 1000)
+        """What to tell the console about this call, or None (see _wire.outcome_report)."""
+        return _wire.outcome_report(
+            self.decision,
+            started=self.started,
+            result=result,
+            error=error,
+            ran=ran,
         )
-        if error is not None:
-            if not isinstance(error, Exception):
-                return None
-            return {
-                "status": _wire.FAILED,
-                "error": _wire.error_text(error),
-                "duration_ms": duration_ms,
-            }
-        return {
-            "status": _wire.SUCCEEDED,
-            "result": _wire.short_result(result),
-            "duration_ms": duration_ms,
-        }
 
     def record_outcome(
         self, *, result: Any = None, error: BaseException | None = None, ran: bool = True
@@ -664,6 +644,8 @@ class AsyncConsole(_ConsoleBase):
     ) -> dict[str, Any]:
         last_problem = "no attempt made"
         retry_after: float | None = None
+        # The agent's current span, if it traces: the console's spans join its trace.
+        sent_headers = {**trace_headers(), **(headers or {})}
         for attempt in range(self.retry.attempts):
             if attempt:
                 await asyncio.sleep(self.retry.delay(attempt - 1, retry_after))
@@ -674,7 +656,7 @@ class AsyncConsole(_ConsoleBase):
                     path,
                     json=json,
                     params=params,
-                    headers=headers,
+                    headers=sent_headers,
                     timeout=timeout or self._timeout,
                 )
             except httpx.TransportError as error:

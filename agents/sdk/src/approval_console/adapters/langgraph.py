@@ -7,7 +7,14 @@ Inside a node, once per tool call (any number of times in one node):
             console, call["name"], call["args"], tool_call_id=call["id"], impact="high"
         )
         if decision.is_usable():
-            issue_refund(**decision.approved_arguments)
+            receipt = run_approved(console, decision, issue_refund)
+
+`run_approved` calls the tool with the approved arguments and tells the console what it did
+(`succeeded` with a short result, `failed` with the exception, which it re-raises, or
+`not_executed` when the approval lapsed first), as the decorator does
+(approval_console.outcomes; `arun_approved` in async nodes). Ask for every call first, then run
+them: LangGraph re-runs the node from the top on each resume, so a call made between two
+approvals would run again (its second report, if different, is refused and logged).
 
 A request the console's policy holds for review interrupts the graph (which needs a
 checkpointer); `graph.invoke` returns at once with `__interrupt__`. The interrupt's value is a
@@ -34,7 +41,8 @@ Agent Inbox responses (accept, edit, respond, ignore) are not decisions here: re
 the console (web, API, email, Slack), where they are authenticated and audited.
 
 LangChain 1.x's `HumanInTheLoopMiddleware` pauses on an interrupt of its own: see
-`approval_console.adapters.langchain`.
+`approval_console.adapters.langchain`. The middleware runs the tools itself, so their outcomes
+reach the console as the run's trace or `console.report_outcome`.
 
 LangGraph is imported only when these functions run; the SDK itself does not need it.
 """
@@ -53,6 +61,17 @@ from typing import Any
 
 from ..client import AsyncConsole, Console
 from ..models import TERMINAL_STATUSES, Approval, Decision
+from ..outcomes import arun_approved, run_approved
+
+__all__ = [
+    "aapproval_interrupt",
+    "approval_interrupt",
+    "arun_approved",
+    "decided_resume",
+    "pending_approvals",
+    "resume_when_decided",
+    "run_approved",
+]
 
 INTERRUPT_KIND = "approval_console.pending_approval"
 PENDING_AFTER_RESUME = (

@@ -22,6 +22,16 @@ The Agents SDK runs an approved tool with the model's original arguments, so an 
 changed arguments reaches the model as a rejection that names the approved arguments: fail
 closed, the model may call again with them.
 
+Outcomes: the console hears what each approved call did, as from the decorator. `resolve` wraps
+the approved tool's invoker (`FunctionTool.on_invoke_tool`) once, so when the resumed run calls
+it for a call this object approved, the outcome is reported: `succeeded` with a short result,
+`failed` with the exception (also when the Agents SDK turns it into a message for the model; it
+reads it through the run's `tool_error_formatter`, which it chains, never replaces). An approval
+the Agents SDK cannot run (changed arguments, or lapsed before the run resumed) is reported
+`not_executed`; a denial reports nothing. A tool with its own `failure_error_function` turns its
+exceptions into text before anyone else sees them: the adapter then reports that text as the
+result of a `succeeded` call, so leave it out on gated tools (or report by hand).
+
 Duck-typed: nothing here imports the Agents SDK (its top-level package is named `agents`, like the
 console's Django app), so this module imports wherever the SDK does.
 """
@@ -29,6 +39,7 @@ console's Django app), so this module imports wherever the SDK does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import uuid
@@ -36,8 +47,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import _wire
 from ..client import AsyncConsole, Console
 from ..models import Approval, Decision
+from ..outcomes import arecord_in_run, areport_quietly
 from ..runs import current_run
 
 Summary = str | Callable[[dict[str, Any]], str] | None
@@ -71,6 +84,9 @@ class ConsoleToolApprovals:
     # Without a run key: the model's call id -> the request this object submitted for it, so a
     # resolve retried after an outage waits on the same request.
     _requests: dict[str, str] = field(default_factory=dict, init=False, repr=False)
+    # The model's call id -> the approval this object gave it, until the tool runs (and its
+    # outcome is reported) or the call is approved again.
+    _approved: dict[str, Decision] = field(default_factory=dict, init=False, repr=False)
 
     def needs_approval(self, *, summary: Summary = None, **fields: Any) -> ApprovalHook:
         """A `needs_approval` callable for `function_tool`. `fields` are request_approval's
@@ -97,12 +113,36 @@ class ConsoleToolApprovals:
             call_id, _ = _call_of(item)
             decision = await self._wait(await self._request_for(state, item))
             if decision.is_usable() and not decision.arguments_changed:
+                self._report_when_run(item, call_id, decision)
                 state.approve(item)
             else:
                 state.reject(item, rejection_message=rejection_message(decision))
+                await self._report_not_run(decision)
             # Used once: a later call reusing this call id is never approved by this decision.
             self._requests.pop(call_id, None)
         return state
+
+    def _report_when_run(self, item: Any, call_id: str, decision: Decision) -> None:
+        tool = _function_tool_of(item)
+        if tool is None:
+            return  # not a function tool found on the agent: the run's trace may still say
+        invoker = tool.on_invoke_tool
+        if not (isinstance(invoker, _ReportingInvoker) and invoker.gate is self):
+            tool.on_invoke_tool = _ReportingInvoker(invoker, self)
+        self._approved[call_id] = decision
+
+    async def _report_not_run(self, decision: Decision) -> None:
+        if not decision.approved:
+            return  # denied, expired or cancelled: the console knows, nothing ran
+        why = (
+            "Not run: approved only with changed arguments, which the OpenAI Agents SDK cannot "
+            "run (it runs the model's); the model was told to call again with them."
+            if decision.arguments_changed
+            else "The approval expired before the run resumed; the call was not started."
+        )
+        body = {"status": _wire.NOT_EXECUTED, "error": why}
+        await areport_quietly(self.console, decision, body)
+        await arecord_in_run(decision, ran=False, error=RuntimeError(why))
 
     async def _request_for(self, state: Any, item: Any) -> str:
         call_id, arguments = _call_of(item)
@@ -142,6 +182,78 @@ class ConsoleToolApprovals:
         if isinstance(self.console, AsyncConsole):
             return await self.console.wait(request_id)
         return await asyncio.to_thread(self.console.wait, request_id)
+
+
+_TOOL_ERROR = "_approval_console_tool_error"
+
+
+class _ErrorCapture:
+    """A `RunConfig.tool_error_formatter` that notes the exception a function tool raised on
+    its ToolContext, then leaves the message to the formatter it replaced (or the default)."""
+
+    def __init__(self, previous: Any) -> None:
+        self.previous = previous
+
+    def __call__(self, args: Any) -> Any:
+        if getattr(args, "kind", None) == "tool_exception" and args.error is not None:
+            with contextlib.suppress(Exception):
+                setattr(args.run_context, _TOOL_ERROR, args.error)
+        return self.previous(args) if self.previous is not None else None
+
+
+class _ReportingInvoker:
+    """Wraps a function tool's invoker: reports the outcome of the calls its gate approved and
+    passes every other call through untouched."""
+
+    def __init__(self, invoker: Any, gate: ConsoleToolApprovals) -> None:
+        self.invoker = invoker
+        self.gate = gate
+
+    async def __call__(self, context: Any, arguments: str) -> Any:
+        call_id = getattr(context, "tool_call_id", None)
+        decision = self.gate._approved.pop(str(call_id), None) if call_id else None
+        if decision is None:
+            return await self.invoker(context, arguments)
+        _capture_tool_errors(context)
+        started = _wire.monotonic()
+        try:
+            result = await self.invoker(context, arguments)
+        except BaseException as error:
+            body = _wire.outcome_report(decision, started=started, error=error)
+            await areport_quietly(self.gate.console, decision, body)
+            await arecord_in_run(decision, error=error)
+            raise
+        handled = getattr(context, _TOOL_ERROR, None)
+        if isinstance(handled, BaseException):
+            # The Agents SDK caught the tool's exception and told the model: it failed.
+            body = _wire.outcome_report(decision, started=started, error=handled)
+            await areport_quietly(self.gate.console, decision, body)
+            await arecord_in_run(decision, error=handled)
+        else:
+            body = _wire.outcome_report(decision, started=started, result=result)
+            await areport_quietly(self.gate.console, decision, body)
+            await arecord_in_run(decision, result=result)
+        return result
+
+
+def _capture_tool_errors(context: Any) -> None:
+    run_config = getattr(context, "run_config", None)
+    if run_config is None or not hasattr(run_config, "tool_error_formatter"):
+        return
+    with contextlib.suppress(Exception):
+        setattr(context, _TOOL_ERROR, None)
+    formatter = run_config.tool_error_formatter
+    if not isinstance(formatter, _ErrorCapture):
+        with contextlib.suppress(Exception):
+            run_config.tool_error_formatter = _ErrorCapture(formatter)
+
+
+def _function_tool_of(item: Any) -> Any:
+    """The paused call's function tool, from the agent it came from."""
+    for tool in getattr(getattr(item, "agent", None), "tools", None) or []:
+        if getattr(tool, "name", None) == item.tool_name and hasattr(tool, "on_invoke_tool"):
+            return tool
+    return None
 
 
 def _state_of(result_or_state: Any) -> Any:

@@ -1,0 +1,331 @@
+"""A run's record for replay: one JSON Lines export of a run's requests, verdicts, decisions,
+outcomes and trace events, in order, with the audit records that vouch for them, so it verifies
+offline. Through the agent API, the reviewer API, the admin action and `manage.py run_export`,
+each refusing whoever may not see the run."""
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.core.management import CommandError, call_command
+from rest_framework.test import APIClient
+
+from agents.models import Run
+from approvals.audit import AuditAction, SignedLinesProblem
+from approvals.models import ApprovalRequest, AuditRecord
+from approvals.policies.models import Outcome
+from approvals.run_export import run_export_verify
+from approvals.services import approval_request_approve, approval_request_deny
+from tests.factories import (
+    PolicyRuleFactory,
+    TeamFactory,
+    UserFactory,
+    agent_with_token,
+    reviewer_api_token,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def _client(**credentials: str) -> APIClient:
+    client = APIClient()
+    client.credentials(**credentials)
+    return client
+
+
+@pytest.fixture
+def billing():
+    return TeamFactory(name="billing")
+
+
+@pytest.fixture
+def run_id(agent_client, billing) -> str:
+    """A run of refund-bot's: a refund a billing reviewer approved and that failed, an email
+    the policy approved that worked, a deletion denied, and the trace events around them."""
+    PolicyRuleFactory(
+        name="emails", position=1, tool_glob="send_email", outcome=Outcome.APPROVE, team=billing
+    )
+    PolicyRuleFactory(name="the rest", position=2, tool_glob="*", team=billing)
+    run_id = agent_client.post("/api/v1/runs", {"name": "ticket 4711"}, format="json").json()["id"]
+
+    def event(*events: dict[str, Any]) -> None:
+        response = agent_client.post(
+            f"/api/v1/runs/{run_id}/events", {"events": list(events)}, format="json"
+        )
+        assert response.status_code == 201, response.content
+
+    def ask(tool: str, key: str, **arguments: Any) -> ApprovalRequest:
+        body = {"tool": tool, "arguments": arguments, "run": run_id, "confidence": 0.7}
+        response = agent_client.post(
+            "/api/v1/requests", body, format="json", HTTP_IDEMPOTENCY_KEY=key
+        )
+        assert response.status_code == 201, response.content
+        return ApprovalRequest.objects.get(code=response.json()["id"])
+
+    def report(approval: ApprovalRequest, **body: Any) -> None:
+        response = agent_client.post(f"/api/v1/requests/{approval.code}/outcome", body, "json")
+        assert response.status_code == 201, response.content
+
+    ana = UserFactory(username="ana")
+    billing.members.add(ana)
+    event({"type": "message", "role": "user", "content": "Refund my duplicate charge"})
+    refund = ask("issue_refund", "k1", payment_id="pay_7", amount=4900)
+    approval_request_approve(approval=refund, reviewer=ana, note="Checked the ledger.")
+    report(refund, status="failed", error="card_declined", duration_ms=412, cost="0.02")
+    email = ask("send_email", "k2", to="customer@example.com")
+    event({"type": "note", "text": "told the customer"})
+    report(email, status="succeeded", result={"message_id": "m1"})
+    deletion = ask("delete_records", "k3", table="orders")
+    approval_request_deny(approval=deletion, reviewer=ana, reason="Legal hold.")
+    agent_client.post(f"/api/v1/runs/{run_id}/close", {"status": "completed"}, format="json")
+    return run_id
+
+
+def _entries(body: bytes) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in body.splitlines()]
+
+
+def _body(response: Any) -> bytes:
+    # Streamed through an async iterator (what the ASGI server consumes), batch by batch.
+    assert response.is_async
+
+    async def collect() -> bytes:
+        return b"".join([chunk async for chunk in response.streaming_content])
+
+    return async_to_sync(collect)()
+
+
+def _export(client: APIClient, url: str) -> bytes:
+    response = client.get(url)
+    assert response.status_code == 200, response.content if not response.streaming else ""
+    assert response["Content-Type"] == "application/x-ndjson"
+    assert response["Content-Disposition"].endswith('.jsonl"')
+    return _body(response)
+
+
+def _replay(entries: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(kind, what) of the replay lines, in export order."""
+    replay = [e for e in entries if "at" in e]
+    described = []
+    for entry in replay:
+        data = entry["data"]
+        what = data.get("tool") or data.get("status") or data.get("type") or data.get("outcome")
+        described.append((entry["kind"], str(what)))
+    return described
+
+
+def test_the_agent_exports_its_run_in_order_and_it_verifies_offline(
+    agent_client, run_id, django_assert_num_queries
+) -> None:
+    body = _export(agent_client, f"/api/v1/runs/{run_id}/export")
+    entries = _entries(body)
+
+    assert entries[0]["kind"] == "export"
+    assert entries[0]["data"]["format"] == "console-run-export/1"
+    assert entries[0]["data"]["run"]["id"] == run_id
+    assert entries[0]["data"]["run"]["agent"]["name"] == "refund-bot"
+    assert _replay(entries) == [
+        ("opened", "None"),
+        ("trace", "message"),
+        ("request", "issue_refund"),
+        ("policy", "hold"),
+        ("decision", "approved"),
+        ("outcome", "failed"),
+        ("request", "send_email"),
+        ("policy", "approve"),
+        ("decision", "approved"),
+        ("trace", "note"),
+        ("outcome", "succeeded"),
+        ("request", "delete_records"),
+        ("policy", "hold"),
+        ("decision", "denied"),
+        ("closed", "completed"),
+    ]
+    stamps = [e["at"] for e in entries if "at" in e]
+    assert stamps == sorted(stamps)
+    decision = next(e["data"] for e in entries if e["kind"] == "decision")
+    assert (decision["reviewer"], decision["note"]) == ("ana", "Checked the ledger.")
+    failed = next(e["data"] for e in entries if e["kind"] == "outcome")
+    assert (failed["error"], failed["duration_ms"], failed["cost"]) == (
+        "card_declined",
+        412,
+        "0.02000000",
+    )
+    audited = [e["data"]["action"] for e in entries if e["kind"] == "audit"]
+    assert audited.count("request.submitted") == 3
+    assert "run.exported" in audited  # the export records itself, and carries that record
+    assert [e["kind"] for e in entries[-2:]] == ["anchor", "end"]
+
+    # Offline: the console's audit keys, no database.
+    with django_assert_num_queries(0):
+        summary = run_export_verify(body.splitlines(keepends=True))
+    assert summary.startswith("3 request, 3 decision, 2 outcome, 2 trace lines")
+    exported = AuditRecord.objects.get(action=AuditAction.RUN_EXPORTED)
+    assert (exported.object_id, exported.actor_label) == (run_id, "refund-bot")
+
+
+def test_another_agent_cannot_export_the_run(run_id) -> None:
+    _, token = agent_with_token(name="other-bot")
+    response = _client(HTTP_AUTHORIZATION=f"Bearer {token}").get(f"/api/v1/runs/{run_id}/export")
+    assert response.status_code == 404
+    assert not AuditRecord.objects.filter(action=AuditAction.RUN_EXPORTED).exists()
+
+
+def test_a_reviewer_who_sees_every_request_exports_it(run_id, billing) -> None:
+    # The email the policy approved was routed to no team (staff only): say billing's here.
+    ApprovalRequest.objects.filter(team=None).update(team=billing)
+    reviewer = UserFactory(username="bea")
+    billing.members.add(reviewer)
+    token = reviewer_api_token(reviewer)
+    client = _client(HTTP_AUTHORIZATION=f"Token {token}")
+
+    body = _export(client, f"/api/v1/reviewer/runs/{run_id}/export")
+
+    run_export_verify(body.splitlines(keepends=True))
+    exported = AuditRecord.objects.get(action=AuditAction.RUN_EXPORTED)
+    assert exported.actor_label == "bea" and exported.context == {"via": "reviewer_api"}
+
+
+def test_another_teams_reviewer_and_an_agent_credential_are_refused(run_id) -> None:
+    outsider = UserFactory(username="otto")
+    TeamFactory(name="support").members.add(outsider)
+    url = f"/api/v1/reviewer/runs/{run_id}/export"
+
+    refused = _client(HTTP_AUTHORIZATION=f"Token {reviewer_api_token(outsider)}").get(url)
+    assert refused.status_code == 404
+    assert refused.json()["error"]["code"] == "not_found"
+    _, agent_token = agent_with_token(name="sneaky-bot")
+    assert _client(HTTP_AUTHORIZATION=f"Bearer {agent_token}").get(url).status_code == 401
+    assert not AuditRecord.objects.filter(action=AuditAction.RUN_EXPORTED).exists()
+
+
+def test_a_reviewer_who_sees_only_part_of_the_run_is_refused(run_id, billing) -> None:
+    # billing sees the refund and the deletion, not the email the policy approved (routed to no
+    # team: staff only), so not the run.
+    partial = UserFactory(username="pia")
+    billing.members.add(partial)
+    url = f"/api/v1/reviewer/runs/{run_id}/export"
+    response = _client(HTTP_AUTHORIZATION=f"Token {reviewer_api_token(partial)}").get(url)
+    assert response.status_code == 404
+    ApprovalRequest.objects.filter(team=None).update(team=billing)
+    ApprovalRequest.objects.filter(tool="issue_refund").update(team=TeamFactory(name="other"))
+    response = _client(HTTP_AUTHORIZATION=f"Token {reviewer_api_token(partial)}").get(url)
+    assert response.status_code == 404
+
+    staff = UserFactory(username="sam", is_staff=True)
+    _export(_client(HTTP_AUTHORIZATION=f"Token {reviewer_api_token(staff)}"), url)
+
+
+def test_the_admin_action_downloads_one_run(admin_client, run_id) -> None:
+    run = Run.objects.get(code=run_id)
+    response = admin_client.post(
+        "/admin/agents/run/", {"action": "export_record", "_selected_action": [run.pk]}
+    )
+    assert response.status_code == 200
+    assert response["Content-Disposition"] == f'attachment; filename="run-{run_id}.jsonl"'
+    body = _body(response)
+    run_export_verify(body.splitlines(keepends=True))
+    assert AuditRecord.objects.get(action=AuditAction.RUN_EXPORTED).context == {"via": "admin"}
+
+
+def test_the_admin_action_asks_for_one_run_at_a_time(admin_client, run_id, agent_and_token) -> None:
+    agent, _ = agent_and_token
+    other = Run.objects.create(agent=agent, name="another")
+    both = [Run.objects.get(code=run_id).pk, other.pk]
+    response = admin_client.post(
+        "/admin/agents/run/", {"action": "export_record", "_selected_action": both}, follow=True
+    )
+    assert "Select one run to export." in response.content.decode()
+    assert not AuditRecord.objects.filter(action=AuditAction.RUN_EXPORTED).exists()
+
+
+def test_manage_py_run_export_writes_a_file_that_run_export_verify_accepts(
+    run_id, tmp_path: Path, capsys
+) -> None:
+    output = tmp_path / "run.jsonl"
+    call_command("run_export", run_id, "--output", str(output))
+    call_command("run_export_verify", str(output))
+    assert "Run record intact: 3 request, 3 decision, 2 outcome" in capsys.readouterr().out
+    with pytest.raises(CommandError, match="never overwritten"):
+        call_command("run_export", run_id, "--output", str(output))
+    with pytest.raises(CommandError, match="No run"):
+        call_command("run_export", "not-a-run")
+
+
+def _resigned(lines: list[bytes]) -> list[bytes]:
+    """The lines with a fresh closing checksum: what someone editing the export would write."""
+    body = [line for line in lines if json.loads(line)["kind"] != "end"]
+    digest = hashlib.sha256(b"".join(body)).hexdigest()
+    return [*body, (json.dumps({"kind": "end", "data": {"sha256": digest}}) + "\n").encode()]
+
+
+def _edited(lines: list[bytes], kind: str, change: Any) -> list[bytes]:
+    """The lines with `change(data)` applied to those of `kind` (it says whether it changed)."""
+    edited = []
+    for line in lines:
+        entry = json.loads(line)
+        if entry["kind"] == kind and change(entry["data"]):
+            line = (json.dumps(entry, sort_keys=True) + "\n").encode()
+        edited.append(line)
+    return edited
+
+
+@pytest.fixture
+def exported(agent_client, run_id) -> list[bytes]:
+    return _export(agent_client, f"/api/v1/runs/{run_id}/export").splitlines(keepends=True)
+
+
+def test_an_edited_line_fails_its_checksum(exported) -> None:
+    edited = [line.replace(b"card_declined", b"card_approved") for line in exported]
+    with pytest.raises(SignedLinesProblem, match="SHA-256 does not match"):
+        run_export_verify(edited)
+    with pytest.raises(SignedLinesProblem, match="cut short"):
+        run_export_verify(exported[:-1])
+
+
+def test_an_edited_outcome_fails_against_its_audit_record_even_resigned(exported) -> None:
+    def succeed(data: dict[str, Any]) -> bool:
+        if data["status"] != "failed":
+            return False
+        data["status"] = "succeeded"
+        return True
+
+    with pytest.raises(SignedLinesProblem, match="outcome line's status differs"):
+        run_export_verify(_resigned(_edited(exported, "outcome", succeed)))
+
+
+def test_a_dropped_or_added_request_fails_even_resigned(exported) -> None:
+    dropped = [
+        line
+        for line in exported
+        if not (json.loads(line)["kind"] == "decision" and b'"denied"' in line)
+    ]
+    with pytest.raises(SignedLinesProblem, match="has no decision line"):
+        run_export_verify(_resigned(dropped))
+
+    forged = json.loads(next(line for line in exported if json.loads(line)["kind"] == "request"))
+    forged["data"]["id"] = "00000000-0000-0000-0000-000000000000"
+    added = [exported[0], (json.dumps(forged) + "\n").encode(), *exported[1:]]
+    with pytest.raises(SignedLinesProblem, match="its request line has no audit record"):
+        run_export_verify(_resigned(added))
+
+
+def test_a_forged_audit_record_fails_its_hmac(exported) -> None:
+    def forge(data: dict[str, Any]) -> bool:
+        if data["action"] != "request.outcome_reported" or data["after"]["status"] != "failed":
+            return False
+        data["after"]["status"] = "succeeded"
+        return True
+
+    def succeed(data: dict[str, Any]) -> bool:
+        if data["status"] != "failed":
+            return False
+        data["status"] = "succeeded"
+        return True
+
+    forged = _edited(_edited(exported, "audit", forge), "outcome", succeed)
+    with pytest.raises(SignedLinesProblem, match="does not match its hash"):
+        run_export_verify(_resigned(forged))
