@@ -555,7 +555,10 @@ LOG_FORMAT = env_str("LOG_FORMAT", "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_context": {"()": "console.request_context.RequestContextLogFilter"}},
+    "filters": {
+        "request_context": {"()": "console.request_context.RequestContextLogFilter"},
+        "once_per_minute": {"()": "console.log_repeats.OncePerWindow", "seconds": 60},
+    },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
         "json": {
@@ -576,6 +579,10 @@ LOGGING = {
         "django.channels.server": {"level": "WARNING"},
         # One line per HTTP call from the demo agent and SDK clients is noise, not news.
         "httpx": {"level": "WARNING"},
+        # With Redis down these repeat every second or every decision: once a minute says it.
+        "channels_redis.pubsub": {"filters": ["once_per_minute"]},
+        "channels_redis.core": {"filters": ["once_per_minute"]},
+        "approvals.realtime.reviewers": {"filters": ["once_per_minute"]},
     },
 }
 
