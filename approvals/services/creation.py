@@ -435,7 +435,7 @@ def _create_wave(
         approval.decision = records.decision
         events.append(records.event)
         audit.append(records.audit)
-    rows_insert(approvals, events, evaluations, decisions)  # one statement, one round trip
+    rows_insert(approvals, events, evaluations, decisions)  # few: one statement (row_inserts)
     # Last: from here to the commit, every audited write in the system waits for this one.
     audit_records_append(audit)
     denied_by_policy = {
