@@ -8,11 +8,11 @@ import threading
 from types import FrameType
 from typing import Any
 
+import django
 from asgiref.sync import sync_to_async
-from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
-django_http = get_asgi_application()
+django.setup(set_prefix=False)  # as get_asgi_application() does
 
 # Imported after Django is set up: they load models.
 from channels.auth import AuthMiddlewareStack  # noqa: E402
@@ -22,12 +22,21 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 
 from agents.api.fast_path import AgentApiFastPath, ASGIApp  # noqa: E402
 from approvals.routing import websocket_urlpatterns  # noqa: E402
+from console.asgi_http import DjangoHttp  # noqa: E402
 from console.database import startup_problem  # noqa: E402
 from console.host_checks import SameOriginWebsocketValidator  # noqa: E402
 
+# Django's HTTP side, its middleware in one thread hop per request (console/asgi_http.py).
+django_http = DjangoHttp()
+
 # The console serves its own static files so one command runs it anywhere; behind a reverse
 # proxy, set SERVE_STATIC=false and serve `collectstatic` output from the proxy instead.
-http_app: ASGIApp = ASGIStaticFilesHandler(django_http) if settings.SERVE_STATIC else django_http
+http_app: ASGIApp = (
+    # Typed for Django's handler; it only calls the app it wraps with (scope, receive, send).
+    ASGIStaticFilesHandler(django_http)  # type: ignore[arg-type]
+    if settings.SERVE_STATIC
+    else django_http
+)
 # The agent API's hot operations skip Django's request path (see agents/api/fast_path.py for why).
 if settings.AGENT_API_FAST_PATH:
     http_app = AgentApiFastPath(http_app)
