@@ -48,9 +48,13 @@ class Reviewer:
     def next_pending(self, timeout: float = 60.0) -> ApprovalRequest:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            approval = ApprovalRequest.objects.filter(
-                agent=self.agent, status=Status.PENDING
-            ).first()
+            # The oldest: the model's default order is newest first, and an agent that files
+            # several before waiting (LangChain's middleware) had them decided in reverse.
+            approval = (
+                ApprovalRequest.objects.filter(agent=self.agent, status=Status.PENDING)
+                .order_by("created_at", "pk")
+                .first()
+            )
             if approval is not None:
                 return approval
             time.sleep(0.02)
