@@ -89,7 +89,7 @@ test-browser: install
 	$(PY) -m pytest -m browser
 
 # DATABASE_URL/REDIS_URL default to the local servers and a `console_bench` database.
-# BENCH_ARGS="--size full" adds 1,000 waiting agents and 500 reviewer sockets.
+# BENCH_ARGS="--size full" adds 1,000 waiting agents and 1,000 reviewer sockets.
 bench: install
 	$(PY) -m console.bench $(BENCH_ARGS)
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from console.bench import aligned, memory, queue_data
+from console.bench import aligned, memory, queue_data, targets
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres:postgres@127.0.0.1:5432/console_bench"
@@ -32,26 +32,29 @@ REVIEWER_PASSWORD = "bench-password-not-secret"  # noqa: S105 (a loopback-only b
 SIZES = {
     "default": {
         "concurrency": 32, "fleet_concurrency": 128, "requests": 3000, "seconds": 15.0,
+        "gate_requests": 400,
         "waiting_agents": [1, 100],
         "decision_samples": 50,
         "sockets": 100, "fan_out_requests": 20,
     },
     "full": {
         "concurrency": 32, "fleet_concurrency": 128, "requests": 3000, "seconds": 15.0,
+        "gate_requests": 1000,
         "waiting_agents": [1, 100, 1000],
         "decision_samples": 100,
-        "sockets": 500, "fan_out_requests": 20,
+        "sockets": 1000, "fan_out_requests": 20,
     },
     "tiny": {
         "concurrency": 2, "fleet_concurrency": 4, "requests": 6, "seconds": 5.0,
+        "gate_requests": 8,
         "waiting_agents": [1, 2],
         "decision_samples": 2,
         "sockets": 2, "fan_out_requests": 2,
     },
 }  # fmt: skip
-# What `--only` can pick; the first three need the servers and the load process.
-MEASURES = ("throughput", "decision", "fan-out", "memory", "queue")
-LOAD_MEASURES = {"throughput", "decision", "fan-out"}
+# What `--only` can pick; the first four need the servers and the load process.
+MEASURES = ("throughput", "gate", "decision", "fan-out", "memory", "queue")
+LOAD_MEASURES = {"throughput", "gate", "decision", "fan-out"}
 
 
 def _environment() -> dict[str, str]:
@@ -191,8 +194,14 @@ def table(results: dict[str, Any]) -> str:
             fleet = f"c={throughput['fleet_concurrency']:.0f}"
             add(f"bare Django JSON endpoint ({fleet})", throughput["bare_fleet"])
             add(f"create held request ({fleet})", throughput["create_held_fleet"])
+    for concurrency, numbers in results.get("gate", {}).get("by_concurrency", {}).items():
+        add(f"/healthz, one server (c={concurrency})", numbers["healthz"])
+        add(f"create request policy approves, one server (c={concurrency})",
+            numbers["create_approved"])  # fmt: skip
     for waiting, numbers in results.get("decision_to_agent", {}).items():
         add(f"decision to agent, {waiting} waiting", numbers)
+    for waiting, numbers in results.get("decision_to_agent_same_server", {}).items():
+        add(f"decision to agent, {waiting} waiting, same server", numbers)
     fan_out = results.get("fan_out")
     if fan_out:
         add(f"fan-out to {fan_out['sockets']:.0f} reviewer sockets", fan_out)
@@ -282,6 +291,8 @@ def main() -> None:
     if "queue" in measures:
         # In process against seeded databases of their own, after the servers have stopped.
         results["queue"] = queue_data.run(arguments.size, env["DATABASE_URL"])
+    found = targets.targets(results)
+    results["targets"] = targets.as_json(found)
     results["machine"] = {"cpus": os.cpu_count(), "size": arguments.size}
     results["duration_s"] = time.monotonic() - started
     output.write_text(json.dumps(results, indent=2))
@@ -290,6 +301,8 @@ def main() -> None:
         print(memory.table(results["memory"]))
     if "queue" in results:
         print(queue_data.table(results["queue"]))
+    if found:
+        print(targets.table(found))
     print(f"({arguments.size} run, {results['duration_s']:.0f} s; JSON in {output})")
 
 

@@ -29,6 +29,17 @@ needs_servers = pytest.mark.skipif(
 
 LATENCY_KEYS = {"count", "errors", "p50_ms", "p99_ms"}
 MEMORY_KEYS = {"count", "parked", "errors", "rss_before_mb", "rss_after_mb", "kb_per_connection"}
+TARGET_KEYS = {
+    *(f"gate_{p}_ratio_c{c}" for p in ("p50", "p99") for c in (1, 8)),
+    "server_cpu_held_ms",
+    "server_cpu_approved_ms",
+    "decision_to_agent_same_server_p99_ms",
+    "decision_to_agent_other_server_p99_ms",
+    "fan_out_p99_ms",
+    "idle_websockets_rss_mb",
+    "queue_page_p95_ms",
+    "queue_page_added_queries",
+}
 
 
 def _assert_numbers(figures: dict, keys: set[str]) -> None:
@@ -97,8 +108,20 @@ def test_it_writes_every_figure_as_a_number(
     _assert_numbers(throughput["create_held_fleet"], LATENCY_KEYS | {"rps"})
     _assert_numbers(throughput["bare_fleet"], LATENCY_KEYS | {"rps"})
     assert throughput["fleet_concurrency"] == 4
+    gate = results["gate"]
+    assert gate["server"].startswith("http://127.0.0.1:")  # one server process, the first
+    assert set(gate["by_concurrency"]) == {"1", "8"}
+    for figures in gate["by_concurrency"].values():
+        _assert_numbers(figures, {"p50_ratio", "p99_ratio"})
+        for call in ("healthz", "create_approved"):
+            _assert_numbers(figures[call], LATENCY_KEYS | {"rps", "server_cpu_ms"})
+            assert figures[call]["count"] > 0 and figures[call]["errors"] == 0
     assert set(results["decision_to_agent"]) == {"1", "2"}
-    for figures in results["decision_to_agent"].values():
+    assert set(results["decision_to_agent_same_server"]) == {"2"}
+    for figures in [
+        *results["decision_to_agent"].values(),
+        *results["decision_to_agent_same_server"].values(),
+    ]:
         _assert_numbers(figures, LATENCY_KEYS | {"from_post_p50_ms", "from_post_p99_ms"})
     _assert_numbers(
         results["fan_out"],
@@ -117,6 +140,15 @@ def test_it_writes_every_figure_as_a_number(
         figures = by_count["20"]
         _assert_numbers(figures, MEMORY_KEYS)
         assert figures["rss_after_mb"] > 0
+    # Every target of issue 16, beside its figure, in the JSON and in the closing table.
+    assert set(results["targets"]) == TARGET_KEYS
+    for target in results["targets"].values():
+        _assert_numbers(target, {"figure", "limit"})
+        assert isinstance(target["met"], bool)
+    printed = completed.stdout.decode()
+    closing = printed[printed.index("queue and reviewer API") :]  # after the other tables
+    for target in results["targets"].values():
+        assert target["measure"] in closing
 
 
 @needs_servers
@@ -134,6 +166,16 @@ def test_only_measures_the_parts_asked_for(tmp_path: Path, bench_redis_keys) -> 
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr.decode()[-3000:]
     results = json.loads(output.read_text())
-    assert set(results) == {"decision_to_agent", "machine", "duration_s"}
+    assert set(results) == {
+        "decision_to_agent",
+        "decision_to_agent_same_server",
+        "targets",
+        "machine",
+        "duration_s",
+    }
+    assert set(results["targets"]) == {
+        "decision_to_agent_same_server_p99_ms",
+        "decision_to_agent_other_server_p99_ms",
+    }
     assert "decision to agent, 2 waiting" in completed.stdout.decode()
     assert "create held request" not in completed.stdout.decode()
