@@ -1,4 +1,5 @@
-"""The demo agent, through the SDK, against the live console: it asks, waits, and reports."""
+"""The demo agent, through the SDK, against the live console: it asks, waits, runs what was
+approved, and tells the console how that went."""
 
 import io
 import threading
@@ -6,6 +7,7 @@ import threading
 import pytest
 from django.core.management import call_command
 
+from approvals.models import ApprovalRequest, RequestOutcome, Status
 from approvals.services import approval_request_approve, approval_request_deny
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -40,7 +42,15 @@ def test_it_submits_requests_and_reports_each_decision(
 
     lines = out.getvalue().splitlines()
     assert sum(line.startswith("asked: ") for line in lines) == 2
-    assert any(line.startswith("approved: ") and "would run" in line for line in lines)
+    assert any(
+        line.startswith("approved: ") and (" ran" in line or " ran and failed: " in line)
+        for line in lines
+    )
     assert any(
         line.startswith("denied: ") and line.endswith("will not run (Not now.)") for line in lines
     )
+    # The approved call's outcome reached the console; the denied one has none.
+    approved = ApprovalRequest.objects.get(status=Status.APPROVED)
+    outcome = RequestOutcome.objects.get(approval=approved)
+    assert outcome.status in {"succeeded", "failed"}
+    assert not RequestOutcome.objects.filter(approval__status=Status.DENIED).exists()

@@ -1,8 +1,9 @@
 """A demo agent that keeps asking the console for approval, the way a real one would.
 
 It submits realistic tool calls (refunds, outbound emails, record deletions, deploys) with varied
-confidence and impact, waits for each decision with the long poll, and reports what it would do.
-It talks to the console through the Python SDK only, like any agent: nothing here touches the
+confidence and impact, waits for each decision with the long poll, "runs" what was approved (a
+stand-in that now and then fails the way real tools do) and tells the console how it went. It
+talks to the console through the Python SDK only, like any agent: nothing here touches the
 database.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 
 import httpx
 from approval_console import Approval, Console, ConsoleApiError, ConsoleError
+from approval_console.outcomes import run_approved
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
@@ -195,6 +197,33 @@ class Command(BaseCommand):
                 break
             except ConsoleError:
                 time.sleep(2)  # the console is away: keep waiting, never act without a decision
-        verdict = "would run" if decision.is_usable() else "will not run"
         note = f" ({decision.note})" if decision.note else ""
-        self.stdout.write(f"{decision.status}: {approval.tool} {verdict}{note}")
+        if not decision.is_usable():
+            self.stdout.write(f"{decision.status}: {approval.tool} will not run{note}")
+            return
+        try:
+            run_approved(console, decision, _stand_in_tool(approval.tool))
+        except Exception as error:  # reported to the console as failed by run_approved
+            self.stdout.write(f"{decision.status}: {approval.tool} ran and failed: {error}{note}")
+        else:
+            self.stdout.write(f"{decision.status}: {approval.tool} ran{note}")
+
+
+# What real tools answer when they fail: one call in eight does, so the console has failures to
+# show (the track record, "approved, then failed", the approvers' notices).
+FAILURES = {
+    "issue_refund": "card_declined: the card issuer refused the refund",
+    "send_email": "smtp 451: temporary local problem, try again later",
+    "delete_records": "lock timeout: the table is being backed up",
+    "deploy": "health check failed: 3 of 5 pods not ready after 120 s",
+}
+
+
+def _stand_in_tool(tool: str) -> Any:
+    def call(**arguments: Any) -> dict[str, Any]:
+        time.sleep(random.uniform(0.05, 0.4))  # the call takes a moment, as a real one would
+        if random.random() < 1 / 8:
+            raise RuntimeError(FAILURES.get(tool, "the service answered 503"))
+        return {"done": tool, "reference": uuid.uuid4().hex[:12]}
+
+    return call
