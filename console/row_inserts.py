@@ -78,17 +78,26 @@ def ids_assign(objs: Sequence[models.Model]) -> None:
             obj.pk = value
 
 
-def rows_insert(*groups: Sequence[models.Model]) -> None:
+def rows_insert(
+    *groups: Sequence[models.Model], then: tuple[str, Sequence[Any]] | None = None
+) -> None:
     """Insert new instances, each group of one model: in one statement on PostgreSQL if they
     are few, else a COPY per group.
 
     Instances given ids (ids_assign) are stored with them; otherwise the database numbers the
     rows and the instances keep `pk = None` (for rows nothing refers to: events, evaluations).
+
+    `then`: a statement (SQL, parameters) to run right after, which must see the new rows (the
+    audit chain head's move, whose guard checks the newest record). With few rows it goes in
+    the same round trip, as a second statement of the same query.
     """
     groups = tuple(group for group in groups if group)
     if connection.vendor != "postgresql":
         for group in groups:
             type(group[0])._default_manager.bulk_create(group)
+        if then is not None:
+            with connection.cursor() as cursor:
+                cursor.execute(then[0], then[1])
         return
     if not groups:
         return
@@ -96,7 +105,7 @@ def rows_insert(*groups: Sequence[models.Model]) -> None:
     # The connection itself, not the thread-local proxy: looked up once, not per value.
     db = connections[connection.alias]
     if sum(len(group) for group in groups) <= ONE_STATEMENT_MAX_ROWS:
-        _insert_in_one_statement(groups, plans, db)
+        _insert_in_one_statement(groups, plans, db, then)
     else:
         with connection.cursor() as cursor, connection.wrap_database_errors:
             for group, plan in zip(groups, plans, strict=True):
@@ -106,6 +115,9 @@ def rows_insert(*groups: Sequence[models.Model]) -> None:
                 if connection.queries_logged:
                     # Counted like every other statement (query-count tests, the debug toolbar).
                     connection.queries_log.append({"sql": plan.copy_sql, "time": "0.000"})
+        if then is not None:
+            with connection.cursor() as cursor:
+                cursor.execute(then[0], then[1])
     for group in groups:
         for obj in group:
             # As bulk_create leaves them: saved, so a later save() updates instead of inserting.
@@ -121,7 +133,10 @@ def _group_plan(group: Sequence[models.Model]) -> _Plan:
 
 
 def _insert_in_one_statement(
-    groups: Sequence[Sequence[models.Model]], plans: list[_Plan], db: BaseDatabaseWrapper
+    groups: Sequence[Sequence[models.Model]],
+    plans: list[_Plan],
+    db: BaseDatabaseWrapper,
+    then: tuple[str, Sequence[Any]] | None,
 ) -> None:
     statements: list[str] = []
     params: list[Any] = []
@@ -137,6 +152,11 @@ def _insert_in_one_statement(
         if first
         else last
     )
+    if then is not None:
+        # A statement of its own (it must see the rows), in the same query: Django's cursor
+        # binds on the client, so psycopg sends both in one simple-protocol message.
+        sql += "; " + then[0]
+        params.extend(then[1])
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
 

@@ -244,16 +244,21 @@ def audit_records_append(entries: list[AuditEntry]) -> list[AuditRecord]:
             record.sequence, record.created_at, record.prev_hash = sequence, created_at, prev_hash
             record.key_id = keys.signing_id
             record.hash = prev_hash = audit_record_digest(record, keys)
-        # Two statements: the head's guard (a trigger) checks that it moves to the newest record,
-        # which one statement's own inserts would not show it.
-        rows_insert(chained)
-        AuditChainHead.objects.filter(pk=head.pk).update(
-            last_sequence=sequence, last_hash=prev_hash, keyed=True
-        )
+        # The head moves in a statement after the insert's (its guard, a trigger, checks that it
+        # moves to the newest record, which the insert's own statement would not show it); with
+        # few records both go in one round trip.
+        rows_insert(chained, then=(_HEAD_MOVES, [sequence, prev_hash, head.pk]))
     # Logged after commit: a rolled-back change must not leave a log line claiming a record.
     if logger.isEnabledFor(logging.INFO):
         transaction.on_commit(partial(_log_appended, records))
     return records
+
+
+# Our own table's name, quoted as both backends quote it.
+_HEAD_MOVES = (
+    f'UPDATE "{AuditChainHead._meta.db_table}" '  # noqa: S608 (a model's table, not input)
+    "SET last_sequence = %s, last_hash = %s, keyed = true WHERE id = %s"
+)
 
 
 def _unchained_record(entry: AuditEntry, origin: RequestContext) -> AuditRecord:

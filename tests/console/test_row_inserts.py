@@ -189,3 +189,15 @@ def test_a_few_rows_of_several_models_go_in_one_statement(insert_path: str) -> N
         assert len(queries.captured_queries) == 1
     stored = ApprovalEvent.objects.get(approval=approval)
     assert (stored.kind, stored.approval.tool) == ("submitted", "issue_refund")
+
+
+def test_then_runs_after_the_rows_and_sees_them(insert_path: str) -> None:
+    # The audit chain head's move must see the records it moves to (its guard checks).
+    approval = _approval(AgentFactory(), "then")
+    ids_assign([approval])
+    mark = 'UPDATE "approvals_approvalrequest" SET summary = %s WHERE idempotency_key = %s'
+    with CaptureQueriesContext(connection) as queries:
+        rows_insert([approval], then=(mark, ["seen", "then"]))
+    assert ApprovalRequest.objects.get(idempotency_key="then").summary == "seen"
+    if connection.vendor == "postgresql" and insert_path == "one statement":
+        assert len(queries.captured_queries) == 1  # one round trip for both
