@@ -38,6 +38,7 @@ from approvals.policies.changes import ChangeRouting, change_routing_judge
 from approvals.selectors import approval_lock
 from approvals.services.decisions import decision_records_build
 from console.events import emit
+from console.row_inserts import rows_insert
 
 logger = logging.getLogger(__name__)
 
@@ -356,8 +357,7 @@ def _transition(
                 answer=answer,
                 event_kind=event_kind,
             )
-            records.decision.save(force_insert=True)
-            records.event.save(force_insert=True)
+            rows_insert([records.decision], [records.event])  # one round trip for both
             audit_records_append([records.audit])
             # In the transaction: the outbox rows it leads to (Slack updates, the AAP webhook
             # event) commit with the decision or not at all; pushes go after commit.
