@@ -241,9 +241,17 @@ else:
     }
 
 # Rate-limit counters (agents/aap/limits.py) must be shared by all server processes.
+# A Redis that stops answering (a host gone, not a refused connection) must not hang its callers:
+# every use of the cache takes a failure as "unknown" and goes on (per-process counters, a push
+# sent anyway), so a call gives up after a second.
+REDIS_CACHE_OPTIONS = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0}
 if REDIS_URL:
     CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": REDIS_CACHE_OPTIONS,
+        }
     }
 
 CELERY_TASK_ALWAYS_EAGER = False
