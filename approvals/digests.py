@@ -3,15 +3,13 @@ hour by the volume of single emails), listing the requests still waiting, riskie
 is a row of the one outbox (approvals/outbox.py), so a dead worker delays it, never drops it."""
 
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import models, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 
-from approvals.audit import AuditAction
 from approvals.models import (
     Channel,
     EmailDigest,
@@ -19,11 +17,10 @@ from approvals.models import (
     Notification,
     NotificationStatus,
 )
-from approvals.notifications import notification_backoff_seconds, preference_for
+from approvals.notifications import NotificationStatusOutbox, preference_for
 from approvals.outbox import (
     KIND_EMAIL_DIGEST,
     Dropped,
-    Outbox,
     outbox_enqueue_after_commit,
 )
 from console.outbox import Transport
@@ -74,7 +71,7 @@ def email_digests_create(*, now: datetime | None = None) -> list[EmailDigest]:
     return created
 
 
-class EmailDigestOutbox(Outbox[EmailDigest]):
+class EmailDigestOutbox(NotificationStatusOutbox[EmailDigest]):
     """The digest's part of the one outbox: a status column like notifications, no attempt rows.
 
     Sent: the emails it lists that were still pending become `sent`, the others `skipped`
@@ -83,24 +80,6 @@ class EmailDigestOutbox(Outbox[EmailDigest]):
 
     kind = KIND_EMAIL_DIGEST
     model = EmailDigest
-    audit_sent = AuditAction.NOTIFICATION_SENT
-    audit_failed = AuditAction.NOTIFICATION_FAILED
-    claim_fields = {"status": NotificationStatus.SENDING}
-    retry_fields = {"status": NotificationStatus.PENDING}
-
-    def lease_seconds(self) -> float:
-        return float(settings.NOTIFICATION_LEASE_SECONDS)
-
-    def claimable(self, now: datetime) -> Q:
-        return Q(status=NotificationStatus.PENDING, next_attempt_at__lte=now) | Q(
-            status=NotificationStatus.SENDING, lease_until__lt=now
-        )
-
-    def due(self, now: datetime) -> Q:
-        grace = timedelta(seconds=settings.NOTIFICATION_REQUEUE_AFTER_SECONDS)
-        return Q(status=NotificationStatus.PENDING, next_attempt_at__lte=now - grace) | Q(
-            status=NotificationStatus.SENDING, lease_until__lt=now
-        )
 
     def fetch(self, row_id: int) -> EmailDigest:
         return EmailDigest.objects.select_related("recipient").get(pk=row_id)
@@ -111,21 +90,6 @@ class EmailDigestOutbox(Outbox[EmailDigest]):
         from approvals.notifiers.email import EmailDigestNotifier
 
         return EmailDigestNotifier()
-
-    def max_attempts(self) -> int | None:
-        return int(settings.NOTIFICATION_MAX_ATTEMPTS)
-
-    def backoff(self, attempts: int) -> float:
-        return notification_backoff_seconds(attempts)
-
-    def sent_fields(self) -> dict[str, Any]:
-        return {"status": NotificationStatus.SENT, "sent_at": timezone.now()}
-
-    def failed_fields(self, *, reason: str, error: str) -> dict[str, Any]:
-        return {"status": NotificationStatus.FAILED, "last_error": error}
-
-    def failed_audit_after(self, *, reason: str, error: str) -> dict[str, Any]:
-        return {"status": NotificationStatus.FAILED, "last_error": error[:2000]}
 
     def audit_context(self, row: EmailDigest, receipt: object | None) -> dict[str, object]:
         return {

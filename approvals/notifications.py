@@ -48,7 +48,7 @@ from approvals.outbox import (
     Outbox,
     outbox_enqueue_after_commit,
 )
-from console.outbox import Transport, backoff_seconds
+from console.outbox import OutboxRow, Transport, backoff_seconds
 
 REASON_ROUTED = "routed"
 REASON_RESOLVED = "resolved"
@@ -438,9 +438,11 @@ def _enqueue_after_commit(notification_ids: list[int]) -> None:
 # --- Delivering: this kind's part of the one outbox (approvals/outbox.py) ----------------------
 
 
-class NotificationOutbox(Outbox[Notification]):
-    kind = KIND_NOTIFICATION
-    model = Notification
+class NotificationStatusOutbox[Row: OutboxRow](Outbox[Row]):
+    """What the notification kinds of the outbox share (a message, an email digest): a status
+    column (pending, sending, sent, failed), the notification settings for leases, attempts and
+    backoff, and the notification audit actions."""
+
     audit_sent = AuditAction.NOTIFICATION_SENT
     audit_failed = AuditAction.NOTIFICATION_FAILED
     claim_fields = {"status": NotificationStatus.SENDING}
@@ -450,17 +452,39 @@ class NotificationOutbox(Outbox[Notification]):
         return float(settings.NOTIFICATION_LEASE_SECONDS)
 
     def claimable(self, now: datetime) -> Q:
-        # Console rows are the message itself: nothing to deliver.
-        return (
-            Q(status=NotificationStatus.PENDING, next_attempt_at__lte=now)
-            | Q(status=NotificationStatus.SENDING, lease_until__lt=now)
-        ) & ~Q(channel=Channel.CONSOLE)
+        return Q(status=NotificationStatus.PENDING, next_attempt_at__lte=now) | Q(
+            status=NotificationStatus.SENDING, lease_until__lt=now
+        )
 
     def due(self, now: datetime) -> Q:
         grace = timedelta(seconds=settings.NOTIFICATION_REQUEUE_AFTER_SECONDS)
         return Q(status=NotificationStatus.PENDING, next_attempt_at__lte=now - grace) | Q(
             status=NotificationStatus.SENDING, lease_until__lt=now
         )
+
+    def max_attempts(self) -> int | None:
+        return int(settings.NOTIFICATION_MAX_ATTEMPTS)
+
+    def backoff(self, attempts: int) -> float:
+        return notification_backoff_seconds(attempts)
+
+    def sent_fields(self) -> dict[str, Any]:
+        return {"status": NotificationStatus.SENT, "sent_at": timezone.now()}
+
+    def failed_fields(self, *, reason: str, error: str) -> dict[str, Any]:
+        return {"status": NotificationStatus.FAILED, "last_error": error}
+
+    def failed_audit_after(self, *, reason: str, error: str) -> dict[str, Any]:
+        return {"status": NotificationStatus.FAILED, "last_error": error[:2000]}
+
+
+class NotificationOutbox(NotificationStatusOutbox[Notification]):
+    kind = KIND_NOTIFICATION
+    model = Notification
+
+    def claimable(self, now: datetime) -> Q:
+        # Console rows are the message itself: nothing to deliver.
+        return super().claimable(now) & ~Q(channel=Channel.CONSOLE)
 
     def fetch(self, row_id: int) -> Notification:
         return Notification.objects.select_related(
@@ -481,21 +505,6 @@ class NotificationOutbox(Outbox[Notification]):
             # Decided before we got to it: "please decide" would only be noise now.
             raise Dropped("decided")
         return notifier_for(row.channel)
-
-    def max_attempts(self) -> int | None:
-        return int(settings.NOTIFICATION_MAX_ATTEMPTS)
-
-    def backoff(self, attempts: int) -> float:
-        return notification_backoff_seconds(attempts)
-
-    def sent_fields(self) -> dict[str, Any]:
-        return {"status": NotificationStatus.SENT, "sent_at": timezone.now()}
-
-    def failed_fields(self, *, reason: str, error: str) -> dict[str, Any]:
-        return {"status": NotificationStatus.FAILED, "last_error": error}
-
-    def failed_audit_after(self, *, reason: str, error: str) -> dict[str, Any]:
-        return {"status": NotificationStatus.FAILED, "last_error": error[:2000]}
 
     def audit_context(self, row: Notification, receipt: object | None) -> dict[str, object]:
         return _audit_context(row)
