@@ -9,7 +9,8 @@ reason, and leaves no pool retrying behind it; after a pool timeout the same que
 database gone away from a pool that is merely all in use.
 
 Settings select it for PostgreSQL URLs (ENGINE "console.postgresql"): a subclass, so everything
-else is Django's backend unchanged.
+else is Django's backend unchanged, but for the pool's check of the connections it hands out
+(console/postgresql/pool_checks.py).
 """
 
 from typing import Any
@@ -23,9 +24,23 @@ from console.database import (
     explain,
     pool_timeout_reason,
 )
+from console.postgresql.pool_checks import check_unless_fresh, note_returned
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    def __init__(self, settings_dict: dict[str, Any], alias: str = "default") -> None:
+        super().__init__(settings_dict, alias)
+        options = self.settings_dict["OPTIONS"]
+        pool = options.get("pool")
+        if pool and self.settings_dict["CONN_HEALTH_CHECKS"]:
+            # Read by Django when it creates the pool; a check a deployment sets stays.
+            options["pool"] = {"check": check_unless_fresh, **({} if pool is True else pool)}
+
+    def close(self) -> None:
+        if self.connection is not None and self.pool is not None:
+            note_returned(self.connection)  # Django gives it back to the pool
+        super().close()
+
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
         pool = self.pool
         if pool is not None and pool.closed and (failure := connection_failure(conn_params)):
