@@ -80,32 +80,30 @@ def ids_assign(objs: Sequence[models.Model]) -> None:
 
 def rows_insert(
     *groups: Sequence[models.Model], then: tuple[str, Sequence[Any]] | None = None
-) -> None:
+) -> list[tuple[Any, ...]]:
     """Insert new instances, each group of one model: in one statement on PostgreSQL if they
     are few, else a COPY per group.
 
     Instances given ids (ids_assign) are stored with them; otherwise the database numbers the
     rows and the instances keep `pk = None` (for rows nothing refers to: events, evaluations).
 
-    `then`: a statement (SQL, parameters) to run right after, which must see the new rows (the
-    audit chain head's move, whose guard checks the newest record). With few rows it goes in
-    the same round trip, as a second statement of the same query.
+    `then`: a statement (SQL, parameters) to run right after, which sees the new rows (the
+    audit chain head's move, whose guard checks the newest record; the head's lock, taken once
+    the caller's rows are in). With few rows it goes in the same round trip, as a second
+    statement of the same query. Returns the rows `then` selects, if it selects any.
     """
     groups = tuple(group for group in groups if group)
     if connection.vendor != "postgresql":
         for group in groups:
             type(group[0])._default_manager.bulk_create(group)
-        if then is not None:
-            with connection.cursor() as cursor:
-                cursor.execute(then[0], then[1])
-        return
-    if not groups:
-        return
+        return _then_rows(then)
     plans = [_group_plan(group) for group in groups]
     # The connection itself, not the thread-local proxy: looked up once, not per value.
     db = connections[connection.alias]
-    if sum(len(group) for group in groups) <= ONE_STATEMENT_MAX_ROWS:
-        _insert_in_one_statement(groups, plans, db, then)
+    if not groups:
+        selected = _then_rows(then)
+    elif sum(len(group) for group in groups) <= ONE_STATEMENT_MAX_ROWS:
+        selected = _insert_in_one_statement(groups, plans, db, then)
     else:
         with connection.cursor() as cursor, connection.wrap_database_errors:
             for group, plan in zip(groups, plans, strict=True):
@@ -115,14 +113,22 @@ def rows_insert(
                 if connection.queries_logged:
                     # Counted like every other statement (query-count tests, the debug toolbar).
                     connection.queries_log.append({"sql": plan.copy_sql, "time": "0.000"})
-        if then is not None:
-            with connection.cursor() as cursor:
-                cursor.execute(then[0], then[1])
+        selected = _then_rows(then)
     for group in groups:
         for obj in group:
             # As bulk_create leaves them: saved, so a later save() updates instead of inserting.
             obj._state.adding = False
             obj._state.db = connection.alias
+    return selected
+
+
+def _then_rows(then: tuple[str, Sequence[Any]] | None) -> list[tuple[Any, ...]]:
+    """Run a statement alone; the rows it selects, if any."""
+    if then is None:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(then[0], then[1])
+        return cursor.fetchall() if cursor.description is not None else []
 
 
 def _group_plan(group: Sequence[models.Model]) -> _Plan:
@@ -137,7 +143,7 @@ def _insert_in_one_statement(
     plans: list[_Plan],
     db: BaseDatabaseWrapper,
     then: tuple[str, Sequence[Any]] | None,
-) -> None:
+) -> list[tuple[Any, ...]]:
     statements: list[str] = []
     params: list[Any] = []
     for group, plan in zip(groups, plans, strict=True):
@@ -159,6 +165,10 @@ def _insert_in_one_statement(
         params.extend(then[1])
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+        # The insert's result first, then the second statement's.
+        if then is None or not cursor.nextset() or cursor.description is None:
+            return []
+        return cursor.fetchall()
 
 
 @cache

@@ -20,12 +20,13 @@ record saying how many there were, and an unkeyed record after it breaks the cha
 """
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 
 from agents.models import Agent
@@ -138,11 +139,17 @@ def _object_ref(target: models.Model) -> tuple[str, str, str]:
     return target._meta.label_lower, str(public_id), str(target)[:200]
 
 
-def _locked_head() -> AuditChainHead:
-    """The chain head, locked for this transaction; created on first use."""
-    head = AuditChainHead.objects.select_for_update().filter(pk=1).first()
-    if head is not None:
-        return head
+def _locked_head(
+    *, ids_wanted: int, along_with: Sequence[Sequence[models.Model]]
+) -> tuple[AuditChainHead, list[int]]:
+    """The chain head, locked for this transaction (created on first use), and `ids_wanted`
+    ids for new records, in one round trip with the insert of the caller's rows `along_with`."""
+    selected = rows_insert(*along_with, then=_head_lock_query(ids_wanted))
+    if selected:
+        pk, last_sequence, last_hash, keyed, ids = selected[0]
+        head = AuditChainHead(pk=pk, last_sequence=last_sequence, last_hash=last_hash, keyed=keyed)
+        head._state.adding = False
+        return head, list(ids or [])
     last = AuditRecord.objects.order_by("-sequence").only("sequence", "hash", "key_id").first()
     try:
         # A concurrent first append may create it too: the loser re-reads the winner's row.
@@ -155,7 +162,24 @@ def _locked_head() -> AuditChainHead:
             )
     except IntegrityError:
         pass
-    return AuditChainHead.objects.select_for_update().get(pk=1)
+    ((pk, last_sequence, last_hash, keyed, ids),) = rows_insert(then=_head_lock_query(ids_wanted))
+    head = AuditChainHead(pk=pk, last_sequence=last_sequence, last_hash=last_hash, keyed=keyed)
+    head._state.adding = False
+    return head, list(ids or [])
+
+
+def _head_lock_query(ids_wanted: int) -> tuple[str, list[Any]]:
+    """Lock the head row; on PostgreSQL, take the new records' ids from their sequence in the
+    same statement (elsewhere the insert numbers them)."""
+    head = connection.ops.quote_name(AuditChainHead._meta.db_table)
+    columns = "id, last_sequence, last_hash, keyed"
+    if connection.vendor != "postgresql":
+        return f"SELECT {columns}, NULL FROM {head} WHERE id = 1", []  # noqa: S608 (our table)
+    return (
+        f"SELECT {columns}, ARRAY(SELECT nextval(pg_get_serial_sequence(%s, 'id')) "  # noqa: S608 (our table)
+        f"FROM generate_series(1, %s)) FROM {head} WHERE id = 1 FOR UPDATE",
+        [AuditRecord._meta.db_table, ids_wanted],
+    )
 
 
 @dataclass(frozen=True)
@@ -210,13 +234,20 @@ def audit_record(
     return audit_records_append([entry])[0]
 
 
-def audit_records_append(entries: list[AuditEntry]) -> list[AuditRecord]:
+def audit_records_append(
+    entries: list[AuditEntry], *, along_with: Sequence[Sequence[models.Model]] = ()
+) -> list[AuditRecord]:
     """Append records to the audit chain in order, in the caller's transaction.
 
     One lock of the chain head, one multi-row insert and one head update for the lot: batched
     intake appends a few records per request for dozens of requests at once, and the head row
     is the one lock every audited write in the system queues on, so it must be held briefly
     and taken once.
+
+    `along_with`: the new rows of the change the records describe, if the caller has not
+    written them yet (groups of one model, as console.row_inserts.rows_insert takes them, ids
+    assigned where other rows refer to them). They go in the round trip that locks the head:
+    one round trip fewer before the commit, and the head is held no longer than before.
     """
     if not entries:
         return []
@@ -224,14 +255,14 @@ def audit_records_append(entries: list[AuditEntry]) -> list[AuditRecord]:
     # Everything but the place in the chain is worked out before the head is locked: every
     # audited write in the system waits while it is held.
     records = [_unchained_record(entry, entry.origin or context_now) for entry in entries]
-    # The records are returned with their ids; taken here, not under the head lock.
-    ids_assign(records)
     keys = audit_keys()
     # No savepoint: if appending fails, the change it describes must not commit either.
     with transaction.atomic(savepoint=False):
         # Appends are serialized on the head row (PostgreSQL row lock; SQLite has one writer
         # anyway), so no two records ever claim the same predecessor.
-        head = _locked_head()
+        head, ids = _locked_head(ids_wanted=len(records), along_with=along_with)
+        for record, pk in zip(records, ids, strict=False):
+            record.pk = pk  # returned with their ids (on SQLite, the insert sets them)
         sequence, prev_hash = head.last_sequence, head.last_hash
         chained = records
         if not head.keyed and sequence > 0:

@@ -31,6 +31,7 @@ from approvals.policies.engine import (
 from approvals.policies.loading import (  # noqa: F401  (importable from here too)
     Policy,
     policy_load,
+    policy_version_columns,
     rule_from_model,
     rules_load,
 )
@@ -206,7 +207,9 @@ class _Guardrails:
     cost_today: dict[int, Decimal] = field(default_factory=dict)
 
 
-def _agents_lock(agent_ids: list[int], *, exclusive: bool) -> None:
+def _agents_lock(
+    agent_ids: list[int], *, exclusive: bool, with_policy_version: bool = False
+) -> tuple[object, ...] | None:
     """Lock the agents' rows until commit, always in id order (two batches sharing agents
     cannot deadlock).
 
@@ -216,21 +219,22 @@ def _agents_lock(agent_ids: list[int], *, exclusive: bool) -> None:
     halt, which locks the row exclusively, still waits for every creation in flight and is
     seen by every one after it: no request slips between a halt and its cancellations.
     SQLite serializes every writer anyway and has no row locks.
+
+    `with_policy_version`: also read (and return) the policy's version in the same round trip,
+    as a statement of its own just before would have.
     """
-    if exclusive or connection.vendor != "postgresql":
-        list(
-            Agent.objects.select_for_update()
-            .filter(pk__in=agent_ids)
-            .order_by("pk")
-            .values_list("pk", flat=True)
-        )
-        return
     table = connection.ops.quote_name(Agent._meta.db_table)
+    version = f", {policy_version_columns()}" if with_policy_version else ""
+    postgresql = connection.vendor == "postgresql"
+    lock = (" FOR UPDATE" if exclusive else " FOR SHARE") if postgresql else ""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT id FROM {table} WHERE id = ANY(%s) ORDER BY id FOR SHARE",  # noqa: S608 (our own table name)
-            [agent_ids],
+            f"SELECT id{version} FROM {table} WHERE id IN "  # noqa: S608 (our own table name)
+            f"({', '.join(['%s'] * len(agent_ids))}) ORDER BY id{lock}",
+            agent_ids,
         )
+        rows = cursor.fetchall()
+    return tuple(rows[0][1:]) if with_policy_version and rows else None
 
 
 def policy_decide(
@@ -263,7 +267,7 @@ def policy_decide_many(
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("policy_decide must run inside the transaction creating the request")
     agent_ids = sorted({question.agent.pk for question in questions})
-    _agents_lock(agent_ids, exclusive=exclusive)
+    version = _agents_lock(agent_ids, exclusive=exclusive, with_policy_version=policy is None)
     # Read the clock after the lock: whoever held it before decided later than our caller's
     # `now`, and windows ending at an earlier instant would not see those decisions.
     now = max(now, timezone.now())
@@ -272,7 +276,7 @@ def policy_decide_many(
     # waited for the lock still reads with the snapshot it started with, and would miss a
     # halt committed while it waited (the race test catches exactly that).
     halts = _active_halts(agent_ids)
-    policy, groups = _policy_with_groups(policy, agent_ids)
+    policy, groups = _policy_with_groups(policy, agent_ids, version)
     guardrails: _Guardrails | None = None
 
     verdicts = []
@@ -328,13 +332,13 @@ def _active_halts(agent_ids: list[int]) -> dict[int, AgentHalt]:
 
 
 def _policy_with_groups(
-    policy: Policy | None, agent_ids: list[int]
+    policy: Policy | None, agent_ids: list[int], version: tuple[object, ...] | None
 ) -> tuple[Policy | None, dict[int, frozenset[int]]]:
-    """The policy (loaded if not given) and each agent's groups; (None, {}) if loading fails,
-    which holds every request."""
+    """The policy (loaded if not given, at `version` if read) and each agent's groups;
+    (None, {}) if loading fails, which holds every request."""
     try:
         if policy is None:
-            policy = policy_load()
+            policy = policy_load(version=version)
         groups: dict[int, frozenset[int]] = {}
         if any(rule.agent_group_id is not None for rule in policy.rules):
             memberships = AgentGroup.agents.through.objects.filter(agent_id__in=agent_ids)

@@ -68,13 +68,9 @@ def _rules_from_database() -> list[Rule]:
 _VERSIONED_TABLES = (PolicyRule, PolicyCondition, Budget, Throttle, CircuitBreaker)
 
 
-def _policy_version() -> tuple[object, ...]:
-    """Changes whenever a rule, condition, budget, throttle or breaker is added, edited or deleted.
-
-    An insert or edit moves a max(updated_at); a delete changes a count. One cheap query per
-    batch of requests instead of loading the whole policy (tens of ms with 100 rules). Scalar
-    subqueries, not a join: the join's COUNT(DISTINCT) cost several times more on PostgreSQL.
-    """
+def policy_version_columns() -> str:
+    """The policy's version as SQL select-list items (see _policy_version), for a statement
+    that reads it along with something else (the agents' lock, for a lone request)."""
     parts = []
     for model in _VERSIONED_TABLES:
         table = connection.ops.quote_name(model._meta.db_table)
@@ -82,8 +78,18 @@ def _policy_version() -> tuple[object, ...]:
             f"(SELECT COUNT(*) FROM {table})",  # noqa: S608 (table names from our own models)
             f"(SELECT MAX(updated_at) FROM {table})",  # noqa: S608 (as above)
         ]
+    return ", ".join(parts)
+
+
+def _policy_version() -> tuple[object, ...]:
+    """Changes whenever a rule, condition, budget, throttle or breaker is added, edited or deleted.
+
+    An insert or edit moves a max(updated_at); a delete changes a count. One cheap query per
+    batch of requests instead of loading the whole policy (tens of ms with 100 rules). Scalar
+    subqueries, not a join: the join's COUNT(DISTINCT) cost several times more on PostgreSQL.
+    """
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {', '.join(parts)}")
+        cursor.execute(f"SELECT {policy_version_columns()}")
         row = cursor.fetchone()
     # Renaming a team is not a policy change: until a rule changes, reasons keep the old name.
     return tuple(row)
@@ -132,15 +138,18 @@ _cache_lock = threading.Lock()
 _cached: tuple[tuple[object, ...], Policy] | None = None
 
 
-def policy_load() -> Policy:
+def policy_load(*, version: tuple[object, ...] | None = None) -> Policy:
     """The policy in force; cached per process, checked against the version on every call.
 
     Every process checks the version for every batch, so an edit applies to the next request
     everywhere. Edits must go through save() (the admin does): QuerySet.update() skips
     auto_now and would not be seen until the next saved change.
+
+    `version`: read by the caller just now (policy_version_columns), in a statement of its own.
     """
     global _cached
-    version = _policy_version()
+    if version is None:
+        version = _policy_version()
     cached = _cached
     if cached is not None and cached[0] == version:
         return cached[1]
