@@ -62,8 +62,8 @@ SIZES = {
         "scaling_stats_settle_s": 0,
     },
 }  # fmt: skip
-# scaling_stats_settle_s: idle time before a commit count is whole (console.bench.database_cost);
-# the tiny run leaves commits unmeasured rather than wait.
+# scaling_stats_settle_s: idle time before a transaction count is whole
+# (console.bench.database_cost); the tiny run leaves transactions unmeasured rather than wait.
 # What `--only` can pick; the first four need the servers and the load process. The default run
 # is all but the scaling sweep, which starts the console three times over.
 MEASURES = ("throughput", "gate", "decision", "fan-out", "memory", "queue", "scaling")

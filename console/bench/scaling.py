@@ -27,17 +27,16 @@ CALLS = {"held": (HELD_BODY, "pending"), "policy-approved": (APPROVED_BODY, "app
 WARM_UP_CALLS_PER_SERVER = 20
 
 
-def parse_machine_ticks(proc_stat: str) -> tuple[int, int]:
-    """(busy, all) clock ticks of every core since boot, from /proc/stat's first line."""
-    user, nice, system, idle, iowait, irq, softirq, steal = (
+def parse_busy_ticks(proc_stat: str) -> int:
+    """Clock ticks every core together spent busy since boot, from /proc/stat's first line."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (
         int(field) for field in proc_stat.splitlines()[0].split()[1:9]
     )
-    busy = user + nice + system + irq + softirq + steal  # guest time is inside user already
-    return busy, busy + idle + iowait
+    return user + nice + system + irq + softirq + steal  # guest time is inside user already
 
 
-def _machine_ticks() -> tuple[int, int]:
-    return parse_machine_ticks(Path("/proc/stat").read_text())
+def _machine_busy_ticks() -> int:
+    return parse_busy_ticks(Path("/proc/stat").read_text())
 
 
 def per_call(
@@ -138,11 +137,12 @@ async def _phase(
 
     transactions_before = meter.transactions()
     database_before, load_before = meter.snapshot(), process_cpu_ticks(os.getpid())
-    servers_before, (machine_before, _) = server_ticks(), _machine_ticks()
+    servers_before, machine_before = server_ticks(), _machine_busy_ticks()
     started = time.monotonic()
     numbers = await closed_loop(call, concurrency=concurrency, count=count, seconds=seconds)
     wall_s = time.monotonic() - started
-    servers_after, (machine_after, _) = server_ticks(), _machine_ticks()
+    servers_after, machine_after = server_ticks(), _machine_busy_ticks()
+    load_after = process_cpu_ticks(os.getpid())
     database_after = meter.snapshot()
     database = cost_between(database_before, database_after)
     transactions = None
@@ -152,7 +152,7 @@ async def _phase(
     return per_call(
         numbers,
         server_ticks=servers_after - servers_before,
-        load_ticks=process_cpu_ticks(os.getpid()) - load_before,
+        load_ticks=load_after - load_before,
         postgres_ticks=database.cpu_ticks,
         round_trips=database.round_trips,
         transactions=transactions,
