@@ -25,7 +25,8 @@ from typing import Any
 import httpx
 
 from console.bench import aligned, memory, queue_data, scaling, targets
-from console.bench.database_cost import maintenance_connection
+from console.bench.calls import summary
+from console.bench.database_cost import maintenance_connection, write_commit_seconds
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres:postgres@127.0.0.1:5432/console_bench"
@@ -41,7 +42,7 @@ SIZES = {
         "decision_samples": 50,
         "sockets": 100, "fan_out_requests": 20,
         "scaling_servers": [1, 2, 4], "scaling_requests": 5000, "scaling_lone_requests": 300,
-        "scaling_stats_settle_s": 10.5,
+        "scaling_stats_settle_s": 10.5, "commit_probes": 200,
     },
     "full": {
         "concurrency": 32, "fleet_concurrency": 128, "requests": 3000, "seconds": 15.0,
@@ -50,7 +51,7 @@ SIZES = {
         "decision_samples": 100,
         "sockets": 1000, "fan_out_requests": 20,
         "scaling_servers": [1, 2, 4], "scaling_requests": 10000, "scaling_lone_requests": 1000,
-        "scaling_stats_settle_s": 10.5,
+        "scaling_stats_settle_s": 10.5, "commit_probes": 500,
     },
     "tiny": {
         "concurrency": 2, "fleet_concurrency": 4, "requests": 6, "seconds": 5.0,
@@ -59,7 +60,7 @@ SIZES = {
         "decision_samples": 2,
         "sockets": 2, "fan_out_requests": 2,
         "scaling_servers": [1, 2], "scaling_requests": 6, "scaling_lone_requests": 4,
-        "scaling_stats_settle_s": 0,
+        "scaling_stats_settle_s": 0, "commit_probes": 3,
     },
 }  # fmt: skip
 # scaling_stats_settle_s: idle time before a transaction count is whole
@@ -286,7 +287,13 @@ def _scaling_sweep(
                  "database_url": env["DATABASE_URL"]},
             )  # fmt: skip
         by_servers[str(servers)] = measured["scaling"]
-    return {"fleet_concurrency": float(plan["fleet_concurrency"]), "by_servers": by_servers}
+    # After the servers have stopped: what the storage gives a commit, not what the load leaves.
+    commits = write_commit_seconds(env["DATABASE_URL"], plan["commit_probes"])
+    return {
+        "fleet_concurrency": float(plan["fleet_concurrency"]),
+        "by_servers": by_servers,
+        "write_commit": summary(commits),
+    }
 
 
 def _default_output(measures: set[str]) -> Path:

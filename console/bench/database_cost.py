@@ -14,6 +14,7 @@ measure nothing themselves.
 
 import re
 import subprocess
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,13 +29,47 @@ _DATA_SEGMENTS_IN = re.compile(r"\bdata_segs_in:(\d+)")
 
 def maintenance_connection(database_url: str) -> psycopg.Connection[Any]:
     """An autocommit connection to the server's `postgres` database, as the URL's user."""
+    return _connect(database_url, dbname="postgres", autocommit=True)
+
+
+def _connect(database_url: str, *, dbname: str = "", autocommit: bool) -> psycopg.Connection[Any]:
     import dj_database_url
 
     db = dj_database_url.parse(database_url)
     return psycopg.connect(
-        dbname="postgres", user=db["USER"], password=db["PASSWORD"], host=db["HOST"],
-        port=db["PORT"] or 5432, autocommit=True,
+        dbname=dbname or db["NAME"], user=db["USER"], password=db["PASSWORD"], host=db["HOST"],
+        port=db["PORT"] or 5432, autocommit=autocommit,
     )  # fmt: skip
+
+
+# Created and dropped by write_commit_seconds; no model has it.
+COMMIT_PROBE_TABLE = "bench_commit_probe"
+
+
+def write_commit_seconds(database_url: str, count: int) -> list[float]:
+    """How long each of `count` one-row write transactions took to commit, in seconds.
+
+    That is the WAL flush every creation's commit waits for while it holds the audit chain
+    head (docs/scaling.md): with the round trips, what bounds how many batches a second the
+    whole fleet can commit. A table of its own, in the bench database, dropped afterwards.
+    """
+    seconds = []
+    with _connect(database_url, autocommit=False) as connection:
+        connection.execute(
+            f"CREATE TABLE IF NOT EXISTS {COMMIT_PROBE_TABLE} (id bigserial PRIMARY KEY)"
+        )
+        connection.commit()
+        try:
+            for _ in range(count):
+                connection.execute(f"INSERT INTO {COMMIT_PROBE_TABLE} DEFAULT VALUES")
+                started = time.perf_counter()
+                connection.commit()
+                seconds.append(time.perf_counter() - started)
+        finally:
+            connection.rollback()
+            connection.execute(f"DROP TABLE {COMMIT_PROBE_TABLE}")
+            connection.commit()
+    return seconds
 
 
 def parse_segments_in(ss_output: str) -> dict[int, int]:

@@ -216,4 +216,8 @@ def test_the_scaling_sweep_starts_a_console_per_server_count(
             _assert_numbers(phase, {"postgres_cpu_ms", "round_trips"})
             assert phase["round_trips"] > 0
             assert phase["transactions"] is None  # the tiny run does not wait for the counts
+    # Timed once the servers have stopped: what the storage gives a commit.
+    _assert_numbers(results["scaling"]["write_commit"], LATENCY_KEYS)
+    assert results["scaling"]["write_commit"]["count"] == 3
     assert "x 1 server" in completed.stdout.decode()
+    assert "a one-row write commit" in completed.stdout.decode()

@@ -11,10 +11,12 @@ import pytest
 from django.db import connection
 
 from console.bench.database_cost import (
+    COMMIT_PROBE_TABLE,
     DatabaseMeter,
     DatabaseSnapshot,
     cost_between,
     parse_segments_in,
+    write_commit_seconds,
 )
 from console.bench.scaling import parse_busy_ticks, per_call, table
 from tests.test_multiprocess import _test_database_url
@@ -121,6 +123,9 @@ def test_costs_are_per_successful_call() -> None:
     assert costs["rps"] == 250.0
 
 
+_WRITE_COMMIT = {"count": 200.0, "errors": 0.0, "p50_ms": 4.31, "p99_ms": 27.99}
+
+
 def _phase(call: str, concurrency: float, rps: float, **costs: Any) -> dict[str, Any]:
     return {
         "call": call, "concurrency": concurrency, "rps": rps, "p50_ms": 10.0, "p99_ms": 30.0,
@@ -132,7 +137,7 @@ def _phase(call: str, concurrency: float, rps: float, **costs: Any) -> dict[str,
 
 
 def test_the_table_compares_each_rate_with_one_server() -> None:
-    sweep = {
+    sweep: dict[str, Any] = {
         "by_servers": {
             "1": {
                 "servers": 1,
@@ -142,7 +147,8 @@ def test_the_table_compares_each_rate_with_one_server() -> None:
                 "servers": 2,
                 "phases": [_phase("held", 128.0, 1500.0, postgres_cpu_ms=None, transactions=None)],
             },
-        }
+        },
+        "write_commit": _WRITE_COMMIT,
     }
 
     rows = [[cell.strip() for cell in row.split("|")] for row in table(sweep).splitlines()]
@@ -155,4 +161,26 @@ def test_the_table_compares_each_rate_with_one_server() -> None:
     # Twice the servers, 1.5 times the rate; what could not be read shows as "-".
     assert rows[4][:5] == ["2", "held", "128", "1500", "1.50"]
     assert rows[4][8] == "-" and rows[4][10] == "-"
-    assert f"{os.cpu_count()} cores" in rows[-1][0]
+    assert f"{os.cpu_count()} cores" in rows[-2][0]
+
+
+def test_the_table_ends_with_the_write_commit_time() -> None:
+    sweep: dict[str, Any] = {
+        "by_servers": {"1": {"servers": 1, "phases": [_phase("held", 128.0, 1000.0)]}},
+        "write_commit": _WRITE_COMMIT,
+    }
+
+    last = table(sweep).splitlines()[-1]
+
+    assert last.startswith("a one-row write commit, servers stopped: p50 4.31 ms, p99 27.99 ms")
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="commits to PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+def test_it_times_write_commits_in_a_table_of_its_own() -> None:
+    seconds = write_commit_seconds(_test_database_url(), 3)
+
+    assert len(seconds) == 3 and all(second > 0 for second in seconds)
+    with connection.cursor() as cursor:  # dropped afterwards: nothing left in the database
+        cursor.execute("SELECT to_regclass(%s)", [COMMIT_PROBE_TABLE])
+        assert cursor.fetchone() == (None,)
