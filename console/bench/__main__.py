@@ -4,6 +4,9 @@ PostgreSQL and Redis come from DATABASE_URL and REDIS_URL, defaulting to the loc
 dedicated database `console_bench` (created and migrated here). Two uvicorn processes and a Celery
 worker serve; `console.bench.load` drives them from its own process. One table on stdout, the
 same numbers as JSON in var/bench/latest.json.
+
+`--only scaling` (not part of the default run) starts the console once per server count of
+`--scaling-servers` (1, 2 and 4 by default) and measures creation on each (console.bench.scaling).
 """
 
 import argparse
@@ -21,7 +24,9 @@ from typing import Any
 
 import httpx
 
-from console.bench import aligned, memory, queue_data, targets
+from console.bench import aligned, memory, queue_data, scaling, targets
+from console.bench.calls import summary
+from console.bench.database_cost import maintenance_connection, write_commit_seconds
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres:postgres@127.0.0.1:5432/console_bench"
@@ -36,6 +41,8 @@ SIZES = {
         "waiting_agents": [1, 100],
         "decision_samples": 50,
         "sockets": 100, "fan_out_requests": 20,
+        "scaling_servers": [1, 2, 4], "scaling_requests": 5000, "scaling_lone_requests": 300,
+        "scaling_stats_settle_s": 10.5, "commit_probes": 200,
     },
     "full": {
         "concurrency": 32, "fleet_concurrency": 128, "requests": 3000, "seconds": 15.0,
@@ -43,6 +50,8 @@ SIZES = {
         "waiting_agents": [1, 100, 1000],
         "decision_samples": 100,
         "sockets": 1000, "fan_out_requests": 20,
+        "scaling_servers": [1, 2, 4], "scaling_requests": 10000, "scaling_lone_requests": 1000,
+        "scaling_stats_settle_s": 10.5, "commit_probes": 500,
     },
     "tiny": {
         "concurrency": 2, "fleet_concurrency": 4, "requests": 6, "seconds": 5.0,
@@ -50,10 +59,16 @@ SIZES = {
         "waiting_agents": [1, 2],
         "decision_samples": 2,
         "sockets": 2, "fan_out_requests": 2,
+        "scaling_servers": [1, 2], "scaling_requests": 6, "scaling_lone_requests": 4,
+        "scaling_stats_settle_s": 0, "commit_probes": 3,
     },
 }  # fmt: skip
-# What `--only` can pick; the first four need the servers and the load process.
-MEASURES = ("throughput", "gate", "decision", "fan-out", "memory", "queue")
+# scaling_stats_settle_s: idle time before a transaction count is whole
+# (console.bench.database_cost); the tiny run leaves transactions unmeasured rather than wait.
+# What `--only` can pick; the first four need the servers and the load process. The default run
+# is all but the scaling sweep, which starts the console three times over.
+MEASURES = ("throughput", "gate", "decision", "fan-out", "memory", "queue", "scaling")
+DEFAULT_MEASURES = MEASURES[:-1]
 LOAD_MEASURES = {"throughput", "gate", "decision", "fan-out"}
 
 
@@ -71,14 +86,10 @@ def _environment() -> dict[str, str]:
 
 def _ensure_database(database_url: str) -> None:
     import dj_database_url
-    import psycopg
     from psycopg import sql
 
     db = dj_database_url.parse(database_url)
-    with psycopg.connect(
-        dbname="postgres", user=db["USER"], password=db["PASSWORD"], host=db["HOST"],
-        port=db["PORT"] or 5432, autocommit=True,
-    ) as admin:  # fmt: skip
+    with maintenance_connection(database_url) as admin:
         exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [db["NAME"]])
         if exists.fetchone() is None:
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db["NAME"])))
@@ -249,20 +260,66 @@ def prepare(env: dict[str, str]) -> dict[str, str]:
     return credentials
 
 
+def _load(env: dict[str, str], plan: dict[str, Any]) -> dict[str, Any]:
+    """The load generator's results, from its own process, for the plan's measures."""
+    load = subprocess.run(
+        [sys.executable, "-m", "console.bench.load"],
+        cwd=BASE_DIR, env=env, input=json.dumps(plan).encode(), capture_output=True,
+        check=False,
+    )  # fmt: skip
+    if load.returncode != 0:
+        sys.stderr.write(load.stderr.decode())
+        raise SystemExit("the load generator failed")
+    results: dict[str, Any] = json.loads(load.stdout)
+    return results
+
+
+def _scaling_sweep(
+    env: dict[str, str], plan: dict[str, Any], counts: list[int], log_dir: Path
+) -> dict[str, Any]:
+    """A fresh console per server count, one after another; a lone caller only on the first."""
+    by_servers = {}
+    for index, servers in enumerate(counts):
+        with _console(env, servers=servers, log_dir=log_dir) as urls:
+            measured = _load(
+                env,
+                {**plan, "measures": ["scaling"], "servers": urls, "scaling_lone": index == 0,
+                 "database_url": env["DATABASE_URL"]},
+            )  # fmt: skip
+        by_servers[str(servers)] = measured["scaling"]
+    # After the servers have stopped: what the storage gives a commit, not what the load leaves.
+    commits = write_commit_seconds(env["DATABASE_URL"], plan["commit_probes"])
+    return {
+        "fleet_concurrency": float(plan["fleet_concurrency"]),
+        "by_servers": by_servers,
+        "write_commit": summary(commits),
+    }
+
+
+def _default_output(measures: set[str]) -> Path:
+    name = "latest" if measures == set(DEFAULT_MEASURES) else "only"
+    if measures == {"scaling"}:
+        name = "scaling"  # kept apart: docs/scaling.md's table comes from it
+    return BASE_DIR / "var" / "bench" / f"{name}.json"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", choices=sorted(SIZES), default="default")
     parser.add_argument(
-        "--only", choices=MEASURES, nargs="+", default=list(MEASURES),
+        "--only", choices=MEASURES, nargs="+", default=list(DEFAULT_MEASURES),
         help="measure only these parts (for working on one of them); the JSON then goes to "
-        "var/bench/only.json unless --output says otherwise",
+        "var/bench/only.json (scaling alone: var/bench/scaling.json) unless --output says "
+        "otherwise. `scaling` is not part of the default run",
+    )  # fmt: skip
+    parser.add_argument(
+        "--scaling-servers", type=int, nargs="+", metavar="N",
+        help="server process counts for the scaling sweep (default: 1 2 4; tiny: 1 2)",
     )  # fmt: skip
     parser.add_argument("--output", type=Path)
     arguments = parser.parse_args()
     measures = set(arguments.only)
-    output = arguments.output or BASE_DIR / "var" / "bench" / (
-        "latest.json" if measures == set(MEASURES) else "only.json"
-    )
+    output = arguments.output or _default_output(measures)
     # `timeout`/Ctrl-C end the runner through its finally blocks: no server outlives it.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("bench: terminated"))
 
@@ -273,16 +330,7 @@ def main() -> None:
     results: dict[str, Any] = {}
     if measures & LOAD_MEASURES:
         with _console(env, servers=2, log_dir=output.parent) as urls:
-            plan["servers"] = urls
-            load = subprocess.run(
-                [sys.executable, "-m", "console.bench.load"],
-                cwd=BASE_DIR, env=env, input=json.dumps(plan).encode(), capture_output=True,
-                check=False,
-            )  # fmt: skip
-        if load.returncode != 0:
-            sys.stderr.write(load.stderr.decode())
-            raise SystemExit("the load generator failed")
-        results = json.loads(load.stdout)
+            results = _load(env, {**plan, "servers": urls})
     if "memory" in measures:
         # Alone, after the two servers are gone: one fresh server process per memory figure.
         results["memory"] = memory.run(
@@ -291,16 +339,22 @@ def main() -> None:
     if "queue" in measures:
         # In process against seeded databases of their own, after the servers have stopped.
         results["queue"] = queue_data.run(arguments.size, env["DATABASE_URL"])
+    if "scaling" in measures:
+        counts = arguments.scaling_servers or plan["scaling_servers"]
+        results["scaling"] = _scaling_sweep(env, plan, counts, output.parent)
     found = targets.targets(results)
     results["targets"] = targets.as_json(found)
     results["machine"] = {"cpus": os.cpu_count(), "size": arguments.size}
     results["duration_s"] = time.monotonic() - started
     output.write_text(json.dumps(results, indent=2))
-    print(table(results))
+    if measures & LOAD_MEASURES:
+        print(table(results))
     if "memory" in results:
         print(memory.table(results["memory"]))
     if "queue" in results:
         print(queue_data.table(results["queue"]))
+    if "scaling" in results:
+        print(scaling.table(results["scaling"]))
     if found:
         print(targets.table(found))
     print(f"({arguments.size} run, {results['duration_s']:.0f} s; JSON in {output})")

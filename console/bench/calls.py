@@ -2,7 +2,9 @@
 
 import asyncio
 import time
+import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import httpx
@@ -11,6 +13,30 @@ HELD_BODY = {"tool": "send_email", "arguments": {"to": "a@example.test"}, "timeo
 # The runner seeds a rule approving this tool at once (console.bench.__main__._seed).
 APPROVED_TOOL = "bench_lookup"
 APPROVED_BODY = {"tool": APPROVED_TOOL, "arguments": {"id": 42}, "timeout": "10m"}
+
+
+def creation_call(
+    session: aiohttp.ClientSession,
+    server: Callable[[int], str],
+    *,
+    agent_token: str,
+    body: dict[str, Any],
+    status: str,
+) -> Callable[[int], Awaitable[None]]:
+    """A call that creates one request on `server(index)` and checks it came back `status`."""
+    headers = {"Authorization": f"Bearer {agent_token}"}
+
+    async def call(index: int) -> None:
+        async with session.post(
+            f"{server(index)}/api/v1/requests",
+            json=body,
+            headers={**headers, "Idempotency-Key": str(uuid.uuid4())},
+        ) as response:
+            answer = await response.json()
+            if response.status != 201 or answer.get("status") != status:
+                raise RuntimeError(f"create answered {response.status}: {answer}")
+
+    return call
 
 
 def summary(

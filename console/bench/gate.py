@@ -9,13 +9,12 @@ not tax one: issue 16 asks for at most 1.5x (p50) and 2x (p99) at both concurren
 """
 
 import os
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 
-from console.bench.calls import APPROVED_BODY, closed_loop_samples, summary
+from console.bench.calls import APPROVED_BODY, closed_loop_samples, creation_call, summary
 from console.bench.memory import process_cpu_ticks
 
 CONCURRENCIES = (1, 8)
@@ -33,7 +32,6 @@ async def measure(plan: dict[str, Any]) -> dict[str, Any]:
     """{"server", "requests", "by_concurrency": {"1": {...}, "8": {...}}}, from servers[0]."""
     server = plan["servers"][0]
     count = plan["gate_requests"]
-    headers = {"Authorization": f"Bearer {plan['agent_token']}"}
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
 
@@ -43,15 +41,10 @@ async def measure(plan: dict[str, Any]) -> dict[str, Any]:
                 if response.status != 200:
                     raise RuntimeError(f"/healthz answered {response.status}")
 
-        async def approved(index: int) -> None:
-            async with session.post(
-                f"{server}/api/v1/requests",
-                json=APPROVED_BODY,
-                headers={**headers, "Idempotency-Key": str(uuid.uuid4())},
-            ) as response:
-                answer = await response.json()
-                if response.status != 201 or answer.get("status") != "approved":
-                    raise RuntimeError(f"create answered {response.status}: {answer}")
+        approved = creation_call(
+            session, lambda _: server, agent_token=plan["agent_token"], body=APPROVED_BODY,
+            status="approved",
+        )  # fmt: skip
 
         async with session.get(f"{server}/bench/process") as response:
             pid = (await response.json())["pid"]

@@ -21,8 +21,8 @@ import httpx
 import websockets
 from websockets.typing import Origin
 
-from console.bench import gate
-from console.bench.calls import APPROVED_BODY, HELD_BODY, closed_loop, summary
+from console.bench import gate, scaling
+from console.bench.calls import APPROVED_BODY, HELD_BODY, closed_loop, creation_call, summary
 from console.bench.memory import process_cpu_ticks
 
 NEW_ROW = re.compile(r"approval-([0-9a-f-]{36})")
@@ -101,17 +101,10 @@ class Load:
                         raise RuntimeError(f"/bench/bare answered {response.status}")
 
             def create(body: dict[str, Any], status: str) -> Callable[[int], Awaitable[None]]:
-                async def call(index: int) -> None:
-                    async with session.post(
-                        f"{self.server(index)}/api/v1/requests",
-                        json=body,
-                        headers={**self.agent_headers, "Idempotency-Key": str(uuid.uuid4())},
-                    ) as response:
-                        answer = await response.json()
-                        if response.status != 201 or answer.get("status") != status:
-                            raise RuntimeError(f"create answered {response.status}: {answer}")
-
-                return call
+                return creation_call(
+                    session, self.server, agent_token=self.plan["agent_token"], body=body,
+                    status=status,
+                )  # fmt: skip
 
             pids = []
             for url in self.servers:
@@ -363,6 +356,8 @@ class Load:
                 results["decision_to_agent_same_server"] = {
                     str(most): await self.decision_to_agent(most, same_server=True)
                 }
+            if "scaling" in measures:
+                results["scaling"] = await scaling.measure(self.plan)
             if "fan-out" in measures:
                 results["fan_out"] = await self.fan_out(
                     self.plan["sockets"], self.plan["fan_out_requests"]

@@ -151,20 +151,25 @@ def test_it_writes_every_figure_as_a_number(
         assert target["measure"] in closing
 
 
+def _tiny_bench(redis_keys: dict[str, str], *arguments: str) -> subprocess.CompletedProcess[bytes]:
+    """`python -m console.bench --size tiny ...` against the test database; it must succeed."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "console.bench", "--size", "tiny", *arguments],
+        cwd=settings.BASE_DIR,
+        env={**os.environ, **redis_keys, "DATABASE_URL": _test_database_url()},
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr.decode()[-3000:]
+    return completed
+
+
 @needs_servers
 @pytest.mark.django_db(transaction=True)
 def test_only_measures_the_parts_asked_for(tmp_path: Path, bench_redis_keys) -> None:
     output = tmp_path / "only.json"
-    completed = subprocess.run(
-        [sys.executable, "-m", "console.bench", "--size", "tiny", "--only", "decision",
-         "--output", str(output)],
-        cwd=settings.BASE_DIR,
-        env={**os.environ, **bench_redis_keys, "DATABASE_URL": _test_database_url()},
-        capture_output=True,
-        timeout=300,
-        check=False,
-    )  # fmt: skip
-    assert completed.returncode == 0, completed.stderr.decode()[-3000:]
+    completed = _tiny_bench(bench_redis_keys, "--only", "decision", "--output", str(output))
     results = json.loads(output.read_text())
     assert set(results) == {
         "decision_to_agent",
@@ -179,3 +184,40 @@ def test_only_measures_the_parts_asked_for(tmp_path: Path, bench_redis_keys) -> 
     }
     assert "decision to agent, 2 waiting" in completed.stdout.decode()
     assert "create held request" not in completed.stdout.decode()
+
+
+@needs_servers
+@pytest.mark.django_db(transaction=True)
+def test_the_scaling_sweep_starts_a_console_per_server_count(
+    tmp_path: Path, bench_redis_keys
+) -> None:
+    output = tmp_path / "scaling.json"
+    completed = _tiny_bench(
+        bench_redis_keys, "--only", "scaling", "--scaling-servers", "1", "2",
+        "--output", str(output),
+    )  # fmt: skip
+    results = json.loads(output.read_text())
+    assert set(results) == {"scaling", "targets", "machine", "duration_s"}
+    by_servers = results["scaling"]["by_servers"]
+    assert set(by_servers) == {"1", "2"}
+    # A lone caller only with the first count: it needs no more than one server.
+    assert [(phase["call"], phase["concurrency"]) for phase in by_servers["1"]["phases"]] == [
+        ("held", 4.0), ("policy-approved", 4.0), ("held", 1.0), ("policy-approved", 1.0),
+    ]  # fmt: skip
+    assert [phase["concurrency"] for phase in by_servers["2"]["phases"]] == [4.0, 4.0]
+    for sweep in by_servers.values():
+        for phase in sweep["phases"]:
+            _assert_numbers(
+                phase,
+                LATENCY_KEYS | {"rps", "server_cpu_ms", "load_cpu_ms", "busy_cores_machine"},
+            )
+            assert phase["count"] > 0 and phase["errors"] == 0
+            # PostgreSQL runs here: its backends' CPU and round trips are read from outside.
+            _assert_numbers(phase, {"postgres_cpu_ms", "round_trips"})
+            assert phase["round_trips"] > 0
+            assert phase["transactions"] is None  # the tiny run does not wait for the counts
+    # Timed once the servers have stopped: what the storage gives a commit.
+    _assert_numbers(results["scaling"]["write_commit"], LATENCY_KEYS)
+    assert results["scaling"]["write_commit"]["count"] == 3
+    assert "x 1 server" in completed.stdout.decode()
+    assert "a one-row write commit" in completed.stdout.decode()
