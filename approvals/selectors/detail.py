@@ -72,8 +72,8 @@ def approval_get_for_display(*, approval_id: int) -> ApprovalRequest:
 
 
 # A row shows none of the request's payload: those columns (JSON to decode, long texts) stay in
-# the database when rows are read for a push.
-_NOT_IN_ROWS = (
+# the database when rows are read for a push or a page of the queue or the history.
+PAYLOAD_FIELDS = (
     "arguments",
     "context",
     "arguments_schema",
@@ -95,7 +95,7 @@ def approvals_get_for_created_rows(*, approval_ids: list[int]) -> list[ApprovalR
     shows it. (Called on every batch the intake writes: a fixed few queries per batch.)
     """
     rows = (
-        ApprovalRequest.objects.defer(*_NOT_IN_ROWS)
+        ApprovalRequest.objects.defer(*PAYLOAD_FIELDS)
         .select_related("agent", "team")
         .in_bulk(approval_ids)
     )
