@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import connections
 from django.db.models import (
     Count,
     F,
@@ -377,9 +378,15 @@ def _pending_groups(scope: QuerySet[ApprovalRequest]) -> list[_Group]:
     # In the index's column order, and COUNT(*) rather than of a column outside it: PostgreSQL
     # then streams an index-only scan of approval_pending_facets into the groups, with no hash
     # table and no sort.
-    return list(
+    grouped = (
         scope.values_list(*_FACET_COLUMNS).annotate(requests=Count("*")).order_by(*_FACET_COLUMNS)
     )
+    # Thousands of small rows at 100,000 pending: taken as the driver returns them, without the
+    # ORM's work per row (a fifth of the counts' time there). Plain columns: nothing to convert.
+    sql, params = grouped.query.sql_with_params()
+    with connections[grouped.db].cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
 
 
 def _latest_decided_groups(scope: QuerySet[ApprovalRequest], window: int) -> list[_Group]:
