@@ -27,19 +27,20 @@ from agents.models import Agent
 from approvals.access import approvals_visible_to
 from approvals.models import (
     IMPACT_RANK,
-    ApprovalClaim,
     ApprovalRequest,
-    ApprovalVote,
     Decision,
     Impact,
-    ReviewerPresence,
     Status,
     Team,
 )
 
 # What a pushed queue fragment shows besides the row: votes, viewers, and the history list
 # (each event's actor), fetched up front rather than one query per event while rendering.
-from approvals.selectors.detail import PAYLOAD_FIELDS, approvals_decorate
+from approvals.selectors.detail import (
+    PAYLOAD_FIELDS,
+    approvals_decorate,
+    review_state_prefetches,
+)
 
 
 @dataclass(frozen=True)
@@ -110,16 +111,8 @@ def _for_rows(approvals: QuerySet[ApprovalRequest], *, full: bool) -> QuerySet[A
 
 
 # What each list's rows show besides the request, one query per related table whatever the
-# number of rows (fresh Prefetch objects each time: prefetching keeps state on them).
-def _queue_row_related() -> "list[str | Prefetch[Any]]":
-    """Queue rows: who claimed, voted and is looking now."""
-    return [
-        Prefetch("claim", queryset=ApprovalClaim.objects.select_related("reviewer")),
-        Prefetch("votes", queryset=ApprovalVote.objects.select_related("reviewer")),
-        Prefetch("presences", queryset=ReviewerPresence.objects.select_related("reviewer")),
-    ]
-
-
+# number of rows (fresh Prefetch objects each time: prefetching keeps state on them). Queue
+# rows: who claimed, voted and is looking now (review_state_prefetches).
 def _history_row_related() -> "list[str | Prefetch[Any]]":
     """History rows: who decided, and what the approved call did."""
     return [Prefetch("decision", queryset=Decision.objects.select_related("reviewer")), "outcome"]
@@ -127,11 +120,13 @@ def _history_row_related() -> "list[str | Prefetch[Any]]":
 
 def _api_row_related() -> "list[str | Prefetch[Any]]":
     """The reviewer API's rows, pending or decided: all of the above, the run and the policy."""
-    return [*_queue_row_related(), *_history_row_related(), "run", "policy_evaluation"]
+    return [*review_state_prefetches(), *_history_row_related(), "run", "policy_evaluation"]
 
 
 def _queue_rows(approvals: list[ApprovalRequest], *, full: bool) -> list[ApprovalRequest]:
-    prefetch_related_objects(approvals, *(_api_row_related() if full else _queue_row_related()))
+    prefetch_related_objects(
+        approvals, *(_api_row_related() if full else review_state_prefetches())
+    )
     return approvals_decorate(approvals)
 
 
