@@ -25,12 +25,14 @@ from agents.models import Agent, Run, TraceEvent
 from approvals.access import approvals_visible_to
 from approvals.models import (
     IMPACT_RANK,
+    ApprovalClaim,
     ApprovalRequest,
     ApprovalVote,
     Channel,
     Decision,
     Notification,
     OutcomeTally,
+    ReviewerPresence,
     Status,
 )
 from approvals.presentation import pretty_json
@@ -72,8 +74,8 @@ def approval_get_for_display(*, approval_id: int) -> ApprovalRequest:
 
 
 # A row shows none of the request's payload: those columns (JSON to decode, long texts) stay in
-# the database when rows are read for a push.
-_NOT_IN_ROWS = (
+# the database when rows are read for a push or a page of the queue or the history.
+PAYLOAD_FIELDS = (
     "arguments",
     "context",
     "arguments_schema",
@@ -95,7 +97,7 @@ def approvals_get_for_created_rows(*, approval_ids: list[int]) -> list[ApprovalR
     shows it. (Called on every batch the intake writes: a fixed few queries per batch.)
     """
     rows = (
-        ApprovalRequest.objects.defer(*_NOT_IN_ROWS)
+        ApprovalRequest.objects.defer(*PAYLOAD_FIELDS)
         .select_related("agent", "team")
         .in_bulk(approval_ids)
     )
@@ -181,11 +183,36 @@ def proposed_changes_of(votes: Iterable[ApprovalVote]) -> list[ProposedChange]:
     return list(proposals.values())
 
 
+# Lists of requests prefetch their votes and viewers into plain lists (to_attr): Django then
+# sets one attribute per row, where filling each row's related manager cost a manager and a
+# queryset per row (3.4 ms of CPU for a page of 50 rows). approvals_decorate reads either.
+LISTED_VOTES = "listed_votes"
+LISTED_PRESENCES = "listed_presences"
+
+
+def review_state_prefetches() -> "list[Prefetch[Any]]":
+    """What approvals_decorate reads for a list of requests: claim, votes and viewers, one
+    query each however many requests."""
+    return [
+        Prefetch("claim", queryset=ApprovalClaim.objects.select_related("reviewer")),
+        Prefetch(
+            "votes", queryset=ApprovalVote.objects.select_related("reviewer"), to_attr=LISTED_VOTES
+        ),
+        Prefetch(
+            "presences",
+            queryset=ReviewerPresence.objects.select_related("reviewer"),
+            to_attr=LISTED_PRESENCES,
+        ),
+    ]
+
+
 def approvals_decorate(
     approvals: list[ApprovalRequest], *, now: datetime | None = None, unseen: bool = False
 ) -> list[ApprovalRequest]:
     """Attach what rows and panels show: the live claim, viewers, votes and risk.
 
+    The claim, votes and viewers come prefetched: by review_state_prefetches, or through the
+    related managers (one request's page).
     unseen: requests just created, which nobody can have claimed, voted on or viewed yet; their
     related rows are neither loaded nor read.
     """
@@ -199,16 +226,22 @@ def approvals_decorate(
             continue
         claim = getattr(approval, "claim", None)
         approval.live_claim = claim if claim is not None and claim.expires_at > now else None  # type: ignore[attr-defined]
+        presences = getattr(approval, LISTED_PRESENCES, None)
+        if presences is None:
+            presences = approval.presences.all()
+        votes = getattr(approval, LISTED_VOTES, None)
+        if votes is None:
+            votes = approval.votes.all()
         # Filtered here, not in the query: presences are prefetched for many rows at once.
         approval.viewers = sorted(  # type: ignore[attr-defined]
             {
                 presence.reviewer.get_username()
-                for presence in approval.presences.all()
+                for presence in presences
                 if presence.seen_at > stale_before
             }
         )
-        approval.voters = [vote.reviewer.get_username() for vote in approval.votes.all()]  # type: ignore[attr-defined]
-        approval.proposals = proposed_changes_of(approval.votes.all())  # type: ignore[attr-defined]
+        approval.voters = [vote.reviewer.get_username() for vote in votes]  # type: ignore[attr-defined]
+        approval.proposals = proposed_changes_of(votes)  # type: ignore[attr-defined]
         approval.risk = round(approval_risk(approval), 3)  # type: ignore[attr-defined]
     return approvals
 

@@ -84,18 +84,22 @@ def _add_requests(count: int, *, staff: Any, ann: Any, seed: int, urgent: int = 
             approval_request_deny(approval=decided, reviewer=staff, reason="no")
 
 
-def _queries(call: Callable[[], Any]) -> int:
+def _statements(call: Callable[[], Any]) -> list[str]:
     """The SQL statements one call runs (a wrapper, not the query log: a request clears that)."""
     statements: list[str] = []
 
-    def count(execute, sql, params, many, context):
+    def record(execute, sql, params, many, context):
         statements.append(sql)
         return execute(sql, params, many, context)
 
-    with connection.execute_wrapper(count):
+    with connection.execute_wrapper(record):
         response = call()
     assert response.status_code == 200
-    return len(statements)
+    return statements
+
+
+def _queries(call: Callable[[], Any]) -> int:
+    return len(_statements(call))
 
 
 def _calls(staff: Any, ann: Any) -> dict[str, Callable[[], Any]]:
@@ -122,6 +126,8 @@ def test_the_queue_page_and_api_make_as_many_queries_for_many_rows_as_for_few(st
     _add_requests(6 * PAGE, staff=staff, ann=ann, seed=2)
     many = {name: _queries(call) for name, call in _calls(staff, ann).items()}
     assert many == few
+    # A filter costs no query of its own: the filtered total adds up the facet counts' groups.
+    assert few["queue page, filtered"] == few["queue page, staff"]
     # A later page costs no more than the first (past the urgent ones it skips their query).
     api = Client(HTTP_AUTHORIZATION=f"Token {reviewer_api_token(staff)}")
     url = reverse("api-v1:reviewer-request-list")
@@ -131,6 +137,43 @@ def test_the_queue_page_and_api_make_as_many_queries_for_many_rows_as_for_few(st
         cursor = page["next_cursor"]
     later = _queries(lambda: api.get(url, {"limit": PAGE, "cursor": cursor}))
     assert later <= few["API first page"]
+
+
+def test_the_filtered_total_counts_exactly_what_the_filters_show(staff, ann) -> None:
+    _add_requests(12, staff=staff, ann=ann, seed=1)
+    for filters in (
+        QueueFilters(),
+        QueueFilters(tool="tool-1"),
+        QueueFilters(impact=Impact.HIGH),
+        QueueFilters(agent="agent-1-2"),
+        QueueFilters(team="team-1-0"),
+        QueueFilters(team="(unrouted)"),  # the counts' label for no team, not a team's name
+        QueueFilters(agent="agent-1-1", tool="tool-1", impact=Impact.HIGH, team="team-1-1"),
+        QueueFilters(tool="no-such-tool"),
+        QueueFilters(mine=True),
+        QueueFilters(q="tool-3", agent="agent-1-0"),
+    ):
+        for user in (staff, ann):
+            counts = selectors.approvals_facet_counts(user=user, filters=filters, pending=True)
+            total = selectors.approvals_pending_total(user=user, filters=filters, counts=counts)
+            assert total == len(approvals_queue(user=user, filters=filters)), (filters, user)
+
+
+def test_list_pages_read_only_what_their_rows_show(staff, ann) -> None:
+    """No payload (arguments, context...) for any page's rows, and nothing of a pending
+    request's review (claims, votes, viewers) nor its run or policy for history rows."""
+    _add_requests(3, staff=staff, ann=ann, seed=1)
+    calls = _calls(staff, ann)
+    payload = '"approvals_approvalrequest"."arguments"'
+    for name in ("queue page, staff", "queue page, team reviewer", "history page"):
+        assert not [sql for sql in _statements(calls[name]) if payload in sql], name
+    history = " ".join(_statements(calls["history page"]))
+    for table in ("approvalvote", "reviewerpresence", "policyevaluation"):
+        assert f'FROM "approvals_{table}"' not in history, table
+    assert 'FROM "approvals_approvalclaim"' not in history
+    assert 'FROM "agents_run"' not in history
+    # The API's rows carry all of it.
+    assert payload in " ".join(_statements(calls["API decided"]))
 
 
 def test_the_api_pages_through_the_whole_queue_in_queue_order(staff, ann) -> None:

@@ -134,7 +134,7 @@ def test_it_writes_every_figure_as_a_number(
     for size in sizes:
         assert "queue page, staff" in size["cases"] and "queue API, first page" in size["cases"]
         for figures in size["cases"].values():
-            _assert_numbers(figures, {"p50_ms", "p95_ms", "queries"})
+            _assert_numbers(figures, {"p50_ms", "p95_ms", "cpu_p50_ms", "cpu_p95_ms", "queries"})
     assert set(results["memory"]) == {"long_polls", "websockets"}
     for by_count in results["memory"].values():
         figures = by_count["20"]
