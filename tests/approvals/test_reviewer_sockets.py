@@ -1,0 +1,44 @@
+"""What a server process holds for its reviewer sockets: one subscription for all of them (10,000
+idle sockets in one process). What each socket keeps: tests/approvals/test_realtime_teams.py."""
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from approvals import realtime
+from approvals.realtime import sockets
+from approvals.reviews import check_approval_request_comment
+from tests.conftest import ReviewerSession
+from tests.factories import ApprovalRequestFactory, UserFactory
+from tests.sockets import live_consumers, live_reviewer_sockets, next_message_containing
+from tests.thread_connections import db_to_thread
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_the_sockets_of_a_process_share_one_channel(live_console) -> None:
+    staff = UserFactory(username="sam", is_staff=True)
+    approval = ApprovalRequestFactory(tool="shared_channel_tool")
+    session = ReviewerSession(live_console.url, "sam")
+
+    async def scenario() -> tuple[list[str], list[Any], sockets.ReviewerSockets]:
+        async with session.socket() as first, session.socket() as second, session.socket() as third:
+            hub = live_reviewer_sockets()
+            consumers = live_consumers(realtime.STAFF_GROUP)
+            await db_to_thread(
+                check_approval_request_comment, approval=approval, reviewer=staff, note="to all"
+            )
+            received = [
+                await next_message_containing(ws, "shared_channel_tool")
+                for ws in (first, second, third)
+            ]
+            return received, consumers, hub
+
+    received, consumers, hub = asyncio.run(scenario())
+    assert len(received) == 3
+    assert len(consumers) == 3
+    # No channel (queue, subscription, waiting task) per socket: the process's one carries all.
+    assert all(not hasattr(consumer, "channel_name") for consumer in consumers)
+    assert hub.channel.result() and realtime.STAFF_GROUP in hub.joined
+    session.close()
