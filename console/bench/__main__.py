@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from console.bench import aligned, memory, queue_data, targets
+from console.websocket_protocol import UVICORN_WS
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres:postgres@127.0.0.1:5432/console_bench"
@@ -142,7 +143,7 @@ def _console(env: dict[str, str], servers: int, log_dir: Path) -> Iterator[list[
             spawn(
                 f"server-{index}", "uvicorn", "console.asgi:application", "--host", "127.0.0.1",
                 "--port", str(port), "--log-level", "warning", "--no-access-log",
-                "--ws-per-message-deflate", "false",
+                "--ws-per-message-deflate", "false", "--ws", UVICORN_WS,
             )  # fmt: skip
             urls.append(f"http://127.0.0.1:{port}")
         spawn("worker", "celery", "-A", "console", "worker", "--concurrency", "1", "-l", "WARNING")
