@@ -38,20 +38,25 @@ HEARTBEAT = "ping"
 # event was published, so a reviewer removed from a team earlier does not get it.
 SHARED_ACCESS_CHECK_SECONDS = 5.0
 _shared_access_checks: dict[tuple[object, ...], asyncio.Future[bool]] = {}
+# Not thread-sensitive: every socket of the push waits for this check, so it runs on one of the
+# loop's worker threads at once instead of queueing behind every sync view of the process on
+# Django's one thread (as the agent API's reads do). Its connection goes back to the pool when it
+# is done (database_sync_to_async closes it).
+_access_check = database_sync_to_async(reviewer_may_see_by_id, thread_sensitive=False)
 
 
 async def _reviewer_may_see(*, user_id: int, event: dict[str, Any]) -> bool:
     """One database check per (event, reviewer) in this process, however many sockets the
     reviewer has open here: a push to 500 sockets of a few reviewers costs a few queries."""
-    check = partial(reviewer_may_see_by_id, user_id=user_id, team_id=event["team_id"])
+    check = partial(_access_check, user_id=user_id, team_id=event["team_id"])
     event_id = event.get("event_id")
     if event_id is None:
-        return await database_sync_to_async(check)()
+        return await check()
     loop = asyncio.get_running_loop()
     key = (loop, event_id, user_id, event["team_id"])
     shared = _shared_access_checks.get(key)
     if shared is None:
-        shared = _shared_access_checks[key] = asyncio.ensure_future(database_sync_to_async(check)())
+        shared = _shared_access_checks[key] = asyncio.ensure_future(check())
         loop.call_later(SHARED_ACCESS_CHECK_SECONDS, _shared_access_checks.pop, key, None)
     # Shielded: a socket closing while it waits must not cancel the check for the others.
     return await asyncio.shield(shared)
@@ -150,7 +155,12 @@ class QueueConsumer(AsyncWebsocketConsumer):
             self.backlog.append(event)
             return
         self.backlog = [event]
-        self.sending = asyncio.ensure_future(self._send_backlog())
+        # Started at once (eager): up to its first wait it runs here, not in a later turn of
+        # the loop, and a push that waits for nothing is sent before the next socket's.
+        loop = asyncio.get_running_loop()
+        sending = asyncio.Task(self._send_backlog(), loop=loop, eager_start=True)
+        if not sending.done():
+            self.sending = sending
 
     async def _send_backlog(self) -> None:
         try:

@@ -80,7 +80,11 @@ class ReviewerSockets:
             while True:
                 event = await self.layer.receive(channel)
                 for listener in tuple(self.members.get(event.get(GROUP_KEY, ""), ())):
-                    listener.deliver(event)
+                    try:
+                        listener.deliver(event)
+                    except Exception:
+                        # One socket's failure is its own: the others still get the push.
+                        logger.exception("a reviewer socket did not take a push")
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -5,6 +5,8 @@ import asyncio
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
 
 from approvals import realtime
 from approvals.realtime import sockets
@@ -42,3 +44,37 @@ def test_the_sockets_of_a_process_share_one_channel(live_console) -> None:
     assert all(not hasattr(consumer, "channel_name") for consumer in consumers)
     assert hub.channel.result() and realtime.STAFF_GROUP in hub.joined
     session.close()
+
+
+class _Socket:
+    """A listener as the hub sees one: takes pushes, or fails to (its client gone mid-send)."""
+
+    def __init__(self, *, fails: bool = False) -> None:
+        self.fails = fails
+        self.got: list[dict[str, Any]] = []
+
+    def deliver(self, event: dict[str, Any]) -> None:
+        if self.fails:
+            raise ConnectionResetError("the client went away")
+        self.got.append(event)
+
+
+def test_a_socket_that_fails_a_push_does_not_stop_the_others() -> None:
+    async def scenario() -> list[dict[str, Any]]:
+        hub = sockets.ReviewerSockets(get_channel_layer())
+        broken, healthy = _Socket(fails=True), _Socket()
+        try:
+            await hub.join(["approvals.team.test-hub"], broken)
+            await hub.join(["approvals.team.test-hub"], healthy)
+            for html in ("first", "second"):
+                await sync_to_async(realtime.send_to_groups)(
+                    get_channel_layer(), ["approvals.team.test-hub"], {"type": "t", "html": html}
+                )
+            while len(healthy.got) < 2:
+                await asyncio.sleep(0.01)
+        finally:
+            hub.close()
+        return healthy.got
+
+    got = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert [event["html"] for event in got] == ["first", "second"]
