@@ -86,6 +86,7 @@ class QueueConsumer(AsyncWebsocketConsumer):
     watching: int | None = None
     presence_id: str = ""  # names this socket's "looking now" row while it watches a request
     listening: bool = False  # counted in realtime's open-socket count
+    accepted: bool = False  # pushes wait in the backlog until the handshake is answered
     refreshed_at: float = 0.0  # monotonic time of the last presence write
     # Pushes this socket has yet to send, in order, and the task sending them; None when idle.
     backlog: list[dict[str, Any]] | None = None
@@ -122,10 +123,15 @@ class QueueConsumer(AsyncWebsocketConsumer):
         await realtime.reviewer_socket_opened()
         self.listening = True
         self.groups_joined = realtime.reviewer_groups(team_ids)
-        await realtime.reviewer_sockets().join(self.groups_joined, self)
+        try:
+            await realtime.reviewer_sockets().join(self.groups_joined, self)
+        except BaseException:
+            await self._leave()
+            raise
         # Accept only once in the groups: the page re-reads its rows when the socket opens
         # (static/js/console.js), so every change is in that read or pushed to this socket.
         await self.accept()
+        self._accepted()
         # Nobody reads the handshake's headers (the session cookie among them) any more: the
         # server did at the handshake, and access is re-checked by user id. They were about a
         # fifteenth of an idle socket's memory. The list is the server's scope's, shared by every
@@ -148,6 +154,13 @@ class QueueConsumer(AsyncWebsocketConsumer):
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
 
+    def _accepted(self) -> None:
+        """The handshake is answered: pushes go out, first those that came in meanwhile (the
+        socket joined its groups before accepting, and nothing may be sent before the accept)."""
+        self.accepted = True
+        if self.backlog:
+            self._start_sending()
+
     def deliver(self, event: dict[str, Any]) -> None:
         """A push for this socket (from realtime.reviewer_sockets): sent in order, by a task that
         lives only while there is something to send, so an idle socket holds none."""
@@ -155,6 +168,10 @@ class QueueConsumer(AsyncWebsocketConsumer):
             self.backlog.append(event)
             return
         self.backlog = [event]
+        if self.accepted:
+            self._start_sending()
+
+    def _start_sending(self) -> None:
         # Started at once (eager): up to its first wait it runs here, not in a later turn of
         # the loop, and a push that waits for nothing is sent before the next socket's.
         loop = asyncio.get_running_loop()
@@ -187,7 +204,8 @@ class QueueConsumer(AsyncWebsocketConsumer):
         if self.listening:
             self.listening = False
             realtime.reviewer_socket_closed()
-        realtime.reviewer_sockets().leave(groups, self)
+        if groups:
+            realtime.reviewer_sockets().leave(groups, self)
         if self.watching is not None:
             self.watching = None
             await database_sync_to_async(presence_leave)(channel_name=self.presence_id)

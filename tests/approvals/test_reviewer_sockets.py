@@ -9,6 +9,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
 from approvals import realtime
+from approvals.consumers import QueueConsumer
 from approvals.realtime import sockets
 from approvals.reviews import check_approval_request_comment
 from tests.conftest import ReviewerSession
@@ -78,3 +79,26 @@ def test_a_socket_that_fails_a_push_does_not_stop_the_others() -> None:
 
     got = asyncio.run(asyncio.wait_for(scenario(), 10))
     assert [event["html"] for event in got] == ["first", "second"]
+
+
+def test_a_push_that_comes_before_the_handshake_is_answered_waits_for_it() -> None:
+    async def scenario() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        sent: list[dict[str, Any]] = []
+
+        async def server_send(message: dict[str, Any]) -> None:  # the ASGI server's side
+            sent.append(message)
+
+        consumer = QueueConsumer()
+        consumer.base_send = server_send
+        # In its groups, not yet accepted (connect() joins first): a row is removed meanwhile.
+        consumer.deliver({"type": realtime.EVENT_QUEUE_REVOKE, "html": '<li id="approval-x">'})
+        before_accept = list(sent)
+        await consumer.accept()
+        consumer._accepted()
+        while len(sent) < 2:
+            await asyncio.sleep(0.01)
+        return before_accept, sent
+
+    before_accept, sent = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert before_accept == []
+    assert [message["type"] for message in sent] == ["websocket.accept", "websocket.send"]
