@@ -15,7 +15,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 django.setup(set_prefix=False)  # as get_asgi_application() does
 
 # Imported after Django is set up: they load models.
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
@@ -94,10 +93,10 @@ application = ProtocolTypeRouter(
     {
         "http": http_app,
         # Channels' AllowedHostsOriginValidator matched the Origin's host against ALLOWED_HOSTS
-        # and ignored its scheme and port; this is Django's CSRF origin check.
-        "websocket": SameOriginWebsocketValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
+        # and ignored its scheme and port; this is Django's CSRF origin check. No session or auth
+        # middleware: the consumer resolves its reviewer itself and keeps only the id
+        # (approvals/consumers.py says why).
+        "websocket": SameOriginWebsocketValidator(URLRouter(websocket_urlpatterns)),
         "lifespan": lifespan,
     }
 )

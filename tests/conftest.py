@@ -20,6 +20,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from console.database import connection_failure
+from console.websocket_protocol import HandshakeFreeingProtocol
 from tests.factories import PASSWORD, UserFactory, agent_with_token
 from tests.thread_connections import ThreadConnectionWatch, close_harness_connections
 
@@ -94,6 +95,7 @@ def live_console(django_db_setup, django_db_blocker) -> Iterator[LiveConsole]:
         log_level="warning",
         lifespan="off",
         ws_per_message_deflate=False,  # as production runs it (docs/design.md, "Processes")
+        ws=HandshakeFreeingProtocol,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="live-console", daemon=True)

@@ -31,6 +31,7 @@ import psycopg
 from aiosmtpd.controller import Controller
 from django.conf import settings
 
+from console.websocket_protocol import UVICORN_WS
 from tests.agents.aap.receiver import Receiver, serve
 from tests.conftest import _free_port
 from tests.notify_servers import RecordingSmtpHandler
@@ -209,6 +210,7 @@ class FaultCluster:
         self.spawn(
             name, "uvicorn", "console.asgi:application", "--host", "127.0.0.1",
             "--port", str(port), "--log-level", "warning", "--ws-per-message-deflate", "false",
+            "--ws", UVICORN_WS,
         )  # fmt: skip
         return f"http://127.0.0.1:{port}"
 

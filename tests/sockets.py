@@ -4,6 +4,8 @@ import asyncio
 import time
 from typing import Any
 
+from approvals.realtime import sockets
+
 
 async def messages_until(ws: Any, needle: str, timeout: float = 5.0) -> list[str]:
     """Every message received up to and including the first that contains `needle`."""
@@ -27,3 +29,14 @@ async def messages_until(ws: Any, needle: str, timeout: float = 5.0) -> list[str
 async def next_message_containing(ws: Any, needle: str, timeout: float = 5.0) -> str:
     """The first message that contains `needle`; those before it are skipped."""
     return (await messages_until(ws, needle, timeout))[-1]
+
+
+def live_reviewer_sockets() -> sockets.ReviewerSockets:
+    """The live console's reviewer sockets (its server runs one event loop, in its own thread)."""
+    (hub,) = [hub for hub in sockets._hubs.values() if hub.members]
+    return hub
+
+
+def live_consumers(group: str) -> list[Any]:
+    """The consumers of the live console's sockets open in `group` now."""
+    return list(live_reviewer_sockets().members.get(group, ()))

@@ -22,6 +22,7 @@ import websockets
 from django.conf import settings
 from django.db import connection
 
+from console.websocket_protocol import UVICORN_WS
 from tests.conftest import ReviewerSession, _free_port
 from tests.factories import UserFactory, agent_with_token
 from tests.sockets import next_message_containing
@@ -112,6 +113,7 @@ def cluster(transactional_db, tmp_path: Path) -> Iterator[Cluster]:
         process = spawn(
             name, "uvicorn", "console.asgi:application", "--host", "127.0.0.1",
             "--port", str(port), "--log-level", "warning", "--ws-per-message-deflate", "false",
+            "--ws", UVICORN_WS,
         )  # fmt: skip
         return Server(url=f"http://127.0.0.1:{port}", process=process)
 

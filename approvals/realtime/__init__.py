@@ -1,5 +1,6 @@
 """The only package that talks to the channel layer: groups (names, events, payload types),
-reviewers (pushes to reviewers' sockets), longpoll (waking agents' long polls).
+reviewers (pushes to reviewers' sockets), sockets (this process's reviewer sockets,
+one subscription for all), longpoll (waking agents' long polls).
 
 Two kinds of listeners: reviewers' sockets, one group per team (approvals.realtime.reviewers),
 and agents' long polls, one subscription per server process (approvals.realtime.longpoll).
@@ -44,6 +45,7 @@ from approvals.realtime.reviewers import (
     reviewer_socket_opened,
     reviewers_listening,
 )
+from approvals.realtime.sockets import ReviewerSockets, reviewer_sockets, send_to_groups
 
 __all__ = [
     "DEGRADED_POLL_SECONDS",
@@ -62,6 +64,7 @@ __all__ = [
     "QueueFragmentEvent",
     "QueueRevokeEvent",
     "ResolutionListener",
+    "ReviewerSockets",
     "_listeners",
     "drain",
     "draining",
@@ -73,7 +76,9 @@ __all__ = [
     "reviewer_groups",
     "reviewer_socket_closed",
     "reviewer_socket_opened",
+    "reviewer_sockets",
     "reviewers_listening",
+    "send_to_groups",
     "team_group",
     "wait_until_resolved",
 ]

@@ -8,7 +8,7 @@ import logging
 import uuid
 import weakref
 
-from asgiref.sync import async_to_sync, sync_to_async
+from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.core.cache import cache
 from django.template.loader import render_to_string
@@ -21,6 +21,7 @@ from approvals.realtime.groups import (
     _groups_for,
     team_group,
 )
+from approvals.realtime.sockets import send_to_groups
 from approvals.selectors import approval_get_for_display, approvals_get_for_created_rows
 
 logger = logging.getLogger("approvals.realtime")
@@ -50,15 +51,14 @@ def publish_approval_changed(approval_id: int, previous_team_id: int | None = No
                     "approvals/queue.html#queue-revoke", {"approval": approval}
                 ),
             }
-            async_to_sync(layer.group_send)(team_group(previous_team_id), revoke)
+            send_to_groups(layer, [team_group(previous_team_id)], revoke)
         fragment: QueueFragmentEvent = {
             "type": EVENT_QUEUE_FRAGMENT,
             "html": render_queue_fragment(approval),
             "team_id": approval.team_id,
             "event_id": uuid.uuid4().hex,
         }
-        for group in _groups_for(approval.team_id):
-            async_to_sync(layer.group_send)(group, fragment)
+        send_to_groups(layer, _groups_for(approval.team_id), fragment)
     except Exception:
         logger.exception("realtime push failed for approval %s", approval.code)
 
@@ -154,8 +154,7 @@ def publish_approvals_created(approval_ids: list[int]) -> None:
                 "team_id": team_id,
                 "event_id": uuid.uuid4().hex,
             }
-            for group in _groups_for(team_id):
-                async_to_sync(layer.group_send)(group, fragment)
+            send_to_groups(layer, _groups_for(team_id), fragment)
     except Exception:
         logger.exception("realtime push failed for %d new approvals", len(approval_ids))
 
@@ -173,7 +172,6 @@ def publish_presence(approval_id: int) -> None:
             "team_id": approval.team_id,
             "event_id": uuid.uuid4().hex,
         }
-        for group in _groups_for(approval.team_id):
-            async_to_sync(layer.group_send)(group, fragment)
+        send_to_groups(layer, _groups_for(approval.team_id), fragment)
     except Exception:
         logger.exception("presence push failed for approval %s", approval.code)

@@ -27,6 +27,7 @@ import httpx
 from console.bench import aligned, memory, queue_data, scaling, targets
 from console.bench.calls import summary
 from console.bench.database_cost import maintenance_connection, write_commit_seconds
+from console.websocket_protocol import UVICORN_WS
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres:postgres@127.0.0.1:5432/console_bench"
@@ -153,7 +154,7 @@ def _console(env: dict[str, str], servers: int, log_dir: Path) -> Iterator[list[
             spawn(
                 f"server-{index}", "uvicorn", "console.asgi:application", "--host", "127.0.0.1",
                 "--port", str(port), "--log-level", "warning", "--no-access-log",
-                "--ws-per-message-deflate", "false",
+                "--ws-per-message-deflate", "false", "--ws", UVICORN_WS,
             )  # fmt: skip
             urls.append(f"http://127.0.0.1:{port}")
         spawn("worker", "celery", "-A", "console", "worker", "--concurrency", "1", "-l", "WARNING")

@@ -1,14 +1,16 @@
 """Realtime events per team: shapes, escalation hand-over, and access re-checked on every event."""
 
 import asyncio
+from typing import Any
 
 import pytest
 
+from approvals import realtime
 from approvals.models import ReviewerPresence
 from approvals.reviews import check_approval_request_comment, check_approval_request_escalate
 from tests.conftest import ReviewerSession
 from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory
-from tests.sockets import messages_until
+from tests.sockets import live_consumers, messages_until
 from tests.thread_connections import db_to_thread
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -57,8 +59,9 @@ def test_a_reviewer_removed_from_the_team_stops_receiving_at_once(live_console) 
     marker = ApprovalRequestFactory(team=ops, tool="ops_marker")
     session = ReviewerSession(live_console.url, "alice")
 
-    async def scenario() -> list[str]:
+    async def scenario() -> tuple[Any, list[str]]:
         async with session.socket() as ws:
+            (consumer,) = live_consumers(realtime.team_group(payments.pk))
             await db_to_thread(payments.members.remove, alice)
             await db_to_thread(
                 check_approval_request_comment, approval=approval, reviewer=bob, note="secret note"
@@ -66,10 +69,15 @@ def test_a_reviewer_removed_from_the_team_stops_receiving_at_once(live_console) 
             await db_to_thread(
                 check_approval_request_comment, approval=marker, reviewer=alice, note="marker"
             )
-            return await messages_until(ws, "ops_marker")
+            return consumer, await messages_until(ws, "ops_marker")
 
-    got = asyncio.run(scenario())
+    consumer, got = asyncio.run(scenario())
     assert not any("payments_tool" in message or "secret note" in message for message in got)
+    # What made that check: the reviewer's id, re-read per push. The socket keeps neither the
+    # session nor the user from its handshake, nor the headers (the session cookie among them).
+    assert consumer.user_id == alice.pk
+    assert "session" not in consumer.scope and "user" not in consumer.scope
+    assert consumer.scope["headers"] == []
     session.close()
 
 

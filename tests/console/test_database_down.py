@@ -16,6 +16,7 @@ import httpx
 import pytest
 from django.conf import settings
 
+from console.websocket_protocol import UVICORN_WS
 from tests.conftest import _free_port
 from tests.postgres_server import OwnPostgres, own_postgres
 from tests.subprocess_env import drop_redis_keys, own_redis_keys
@@ -54,7 +55,8 @@ def console_on_own_postgres(tmp_path: Path) -> Iterator[Console]:
         with log.open("wb") as out:
             server = subprocess.Popen(
                 [sys.executable, "-m", "uvicorn", "console.asgi:application", "--host",
-                 "127.0.0.1", "--port", str(port), "--ws-per-message-deflate", "false"],
+                 "127.0.0.1", "--port", str(port), "--ws-per-message-deflate", "false",
+                 "--ws", UVICORN_WS],
                 cwd=BASE_DIR, env=env, stdout=out, stderr=out,
             )  # fmt: skip
         url = f"http://127.0.0.1:{port}"

@@ -19,6 +19,7 @@ import websockets
 from django.conf import settings
 from django.db import connection
 
+from console.websocket_protocol import UVICORN_WS
 from tests.conftest import ReviewerSession, _free_port
 from tests.factories import UserFactory, agent_with_token
 from tests.subprocess_env import drop_redis_keys, own_redis_keys
@@ -64,7 +65,8 @@ class ServerProcess:
             # README's production command, as a supervisor would run it.
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "uvicorn", "console.asgi:application", "--host",
-                 "127.0.0.1", "--port", str(self.port), "--ws-per-message-deflate", "false"],
+                 "127.0.0.1", "--port", str(self.port), "--ws-per-message-deflate", "false",
+                 "--ws", UVICORN_WS],
                 cwd=BASE_DIR, env=env, stdout=log, stderr=log,
             )  # fmt: skip
         deadline = time.monotonic() + 20
