@@ -6,8 +6,8 @@ answer, built in the decision's transaction: nothing is read between the commit 
 Each process wakes exactly the polls waiting for that code, and the native agent API answers
 them from the message: no thread hop, no credential check and no read per waiter, so a decision
 reaches a thousand waiting agents as fast as one. Polls that answer in another shape (AAP, or a
-message without a view) re-read the request instead. A
-parked poll costs a dict entry, not channel-layer (Redis) state."""
+message without a view) re-read the request instead. A parked poll costs a dict entry, not
+channel-layer (Redis) state."""
 
 import asyncio
 import contextlib
