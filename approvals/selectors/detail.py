@@ -59,23 +59,6 @@ def approval_lock(approval_id: int) -> ApprovalRequest | None:
     return ApprovalRequest.objects.select_for_update().filter(pk=approval_id).first()
 
 
-def approval_lock_for_transition(approval_id: int) -> ApprovalRequest | None:
-    """approval_lock, with the rows the agent's view of the request shows (its run, team,
-    policy evaluation and outcome) joined in and left unlocked.
-
-    A transition builds from it the document it pushes to the agents waiting on the request
-    (approvals.agent_view), so the push after its commit reads nothing first: the read was a
-    round trip or two between the commit and the waiting agents. Still found by primary key
-    alone (the joins follow keys), as approval_lock explains.
-    """
-    return (
-        ApprovalRequest.objects.select_for_update(of=("self",))
-        .select_related("run", "policy_evaluation", "team", "outcome")
-        .filter(pk=approval_id)
-        .first()
-    )
-
-
 def approval_get_for_display(*, approval_id: int) -> ApprovalRequest:
     """One request with what its queue row and decision panel show (claim, votes, viewers)."""
     approval = (

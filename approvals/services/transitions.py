@@ -16,6 +16,7 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import connection, transaction
+from django.db.models import ForeignKey, OneToOneRel
 from django.utils import timezone
 
 from agents.models import Agent
@@ -38,7 +39,7 @@ from approvals.models import (
     Status,
 )
 from approvals.policies.changes import ChangeRouting, change_routing_judge
-from approvals.selectors import approval_lock_for_transition
+from approvals.selectors import approval_lock
 from approvals.services.decisions import decision_records_build
 from console.events import emit
 from console.row_inserts import rows_insert
@@ -339,7 +340,7 @@ def _transition(
         to_status == Status.APPROVED or suggested_arguments is not None
     )
     with transaction.atomic():
-        locked = approval_lock_for_transition(approval.pk)
+        locked = approval_lock(approval.pk)
         changed = locked is not None and _may_transition(
             locked,
             expected=approval,
@@ -384,7 +385,13 @@ def _transition(
                     status=to_status,
                     source=approval.source,
                     decided_at=now,
-                    agent_view=_agent_view_decided(locked, to_status, now, records.decision),
+                    agent_view=_agent_view_decided(
+                        locked,
+                        approval,
+                        status=to_status,
+                        decided_at=now,
+                        decision=records.decision,
+                    ),
                     notify_agent=notify,
                 )
             )
@@ -422,12 +429,37 @@ def _transition(
 
 
 def _agent_view_decided(
-    locked: ApprovalRequest, status: str, decided_at: datetime, decision: Decision
+    locked: ApprovalRequest,
+    approval: ApprovalRequest,
+    *,
+    status: str,
+    decided_at: datetime,
+    decision: Decision,
 ) -> dict[str, Any]:
     """What the agent's read of the request will answer once this transition commits: the
-    locked row (its relations joined in) as the UPDATE left it, with the decision just written.
-    Pushed to the agents waiting on it, so the push after the commit reads nothing first."""
+    locked row as the update leaves it, with the decision just written. Pushed to the agents
+    waiting on it, so the push after the commit reads nothing first.
+
+    The rows the view shows beside the request's own (its run, team and policy evaluation) are
+    the caller's copy's where it loaded them and they are the locked row's, as the reviewer's
+    request loads them; any other is read here. A pending request has no outcome yet (one is
+    reported only once it is decided), so none is read.
+    """
     locked.status, locked.decided_at = status, decided_at
+    for name in ("run", "team"):
+        field = ApprovalRequest._meta.get_field(name)
+        assert isinstance(field, ForeignKey)
+        if field.is_cached(approval) and (
+            getattr(approval, field.attname) == getattr(locked, field.attname)
+        ):
+            field.set_cached_value(locked, field.get_cached_value(approval))
+    evaluation = ApprovalRequest._meta.get_field("policy_evaluation")
+    assert isinstance(evaluation, OneToOneRel)
+    if evaluation.is_cached(approval):  # written with the request, never changed
+        evaluation.set_cached_value(locked, evaluation.get_cached_value(approval))
+    outcome = ApprovalRequest._meta.get_field("outcome")
+    assert isinstance(outcome, OneToOneRel)
+    outcome.set_cached_value(locked, None)
     locked.decision = decision
     return approval_request_representation(locked)
 

@@ -17,7 +17,7 @@ from agents.api.native import approval_request_representation
 from agents.services import run_open
 from approvals import realtime
 from approvals.models import ApprovalRequest, Status
-from approvals.selectors import approval_get_for_agent
+from approvals.selectors import approval_get_for_agent, approval_get_for_reviewer
 from approvals.services import (
     approval_request_answer,
     approval_request_approve,
@@ -131,8 +131,17 @@ def _decide(approval_id: int, how: str) -> None:
     try:
         approval = ApprovalRequest.objects.get(pk=approval_id)
         reviewer = UserFactory(is_staff=True)
+        # As the reviewer API reads it: with its run, team and policy evaluation loaded.
+        as_read = approval_get_for_reviewer(user=reviewer, code=approval.code)
+        assert as_read is not None
         if how == "approved":
             approval_request_approve(approval=approval, reviewer=reviewer, note="ok")
+        elif how == "approved as the reviewer API reads it":
+            approval_request_approve(approval=as_read, reviewer=reviewer, note="ok")
+        elif how == "cancelled after a move to another team":
+            # The caller's copy still names the old team: the view must show the new one.
+            ApprovalRequest.objects.filter(pk=approval_id).update(team=TeamFactory(name="new"))
+            approval_request_cancel(approval=as_read, agent=as_read.agent)
         elif how == "approved with changes":
             approval_request_approve(
                 approval=approval, reviewer=reviewer, arguments={"service": "web", "replicas": 1}
@@ -156,6 +165,8 @@ def _decide(approval_id: int, how: str) -> None:
     ("how", "make"),
     [
         ("approved", ApprovalRequestFactory),
+        ("approved as the reviewer API reads it", _in_a_run_held_for_a_team),
+        ("cancelled after a move to another team", _in_a_run_held_for_a_team),
         ("approved with changes", _in_a_run_held_for_a_team),
         ("answered", _question),
         ("denied", _in_a_run_held_for_a_team),
@@ -182,6 +193,8 @@ def test_a_decision_hands_its_waiters_what_a_read_after_it_answers(how: str, mak
     read = approval_get_for_agent(agent=approval.agent, code=approval.code)
     assert read is not None and read.status != Status.PENDING
     assert view == approval_request_representation(read)
+    if how == "cancelled after a move to another team":
+        assert view["policy"]["team"] == "new"
     assert list(view) == list(approval_request_representation(read))
 
 
