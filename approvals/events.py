@@ -7,6 +7,7 @@ circuit breaker). Plain data: ids and values, never a request row that could be 
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.contrib.auth.models import User
 
@@ -35,6 +36,9 @@ class RequestResolved:
     status: str
     source: str
     decided_at: datetime
+    # The request as the agent API shows it once decided (approvals.agent_view), built in the
+    # transaction: the waiting agents are answered with it, nothing is read to push it.
+    agent_view: dict[str, Any]
     # False when the agent's AAP receiver is being retired with it: no webhook event.
     notify_agent: bool = True
 

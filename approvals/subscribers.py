@@ -55,9 +55,13 @@ def push_created(event: RequestsCreated) -> None:
         realtime.publish_approvals_created(event.approval_ids)
 
 
+def wake_waiting_agents(event: RequestResolved) -> None:
+    # First among a decision's after-commit work (subscribed first, and the transition emits
+    # before anything else of its transaction registers): waiting agents hear before reviewers.
+    realtime.publish_resolved(code=event.code, status=event.status, agent_view=event.agent_view)
+
+
 def push_resolved(event: RequestResolved) -> None:
-    # First among a decision's after-commit work: waiting agents hear before reviewers.
-    realtime.publish_resolved(approval_id=event.approval_id, code=event.code, status=event.status)
     realtime.publish_approval_changed(event.approval_id)
 
 
@@ -170,6 +174,7 @@ def trace_outcome(event: OutcomeReported) -> None:
 def connect() -> None:
     after, now = Phase.AFTER_COMMIT, Phase.IN_TRANSACTION
     subscribe(RequestsCreated, push_created, phase=after)
+    subscribe(RequestResolved, wake_waiting_agents, phase=after)
     subscribe(RequestResolved, push_resolved, phase=after)
     subscribe(RequestChanged, push_changed, phase=after)
     subscribe(PresenceChanged, push_presence, phase=after)

@@ -1,12 +1,13 @@
 """Agents' long polls: every server process holds ONE subscription (a channel in RESOLVED_GROUP)
 and a dict of request code -> the futures of the polls waiting on it in this process. After a
-decision commits, the deciding process reads the request once and sends one "resolved" message
-naming the code and carrying the agent API's view of it (`agent_view`, the very document a
-poll's own read would answer). Each process wakes exactly the polls waiting for that code, and
-the native agent API answers them from the message: no thread hop, no credential check and no
-read per waiter, so a decision reaches a thousand waiting agents as fast as one. Polls that
-answer in another shape (AAP, or a message without a view) re-read the request instead. A
-parked poll costs a dict entry, not channel-layer (Redis) state."""
+decision commits, the deciding process sends one "resolved" message naming the code and
+carrying the agent API's view of it (`agent_view`, the very document a poll's own read would
+answer, built in the decision's transaction: nothing is read between the commit and the push).
+Each process wakes exactly the polls waiting for that code, and the native agent API answers
+them from the message: no thread hop, no credential check and no read per waiter, so a decision
+reaches a thousand waiting agents as fast as one. Polls that answer in another shape (AAP, or a
+message without a view) re-read the request instead. A parked poll costs a dict entry, not
+channel-layer (Redis) state."""
 
 import asyncio
 import contextlib
@@ -20,8 +21,6 @@ from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from django.db import connections
 
-from approvals.agent_view import approval_request_representation
-from approvals.models import ApprovalRequest
 from approvals.realtime.groups import (
     EVENT_APPROVAL_RESOLVED,
     EVENT_LISTENER_PROBE,
@@ -44,8 +43,9 @@ LISTENER_WATCH_TIMEOUT_SECONDS = 1.0
 LAYER_LOST: dict[str, Any] = {}
 
 
-def publish_resolved(*, approval_id: int, code: object, status: str) -> None:
-    """Wake the agents waiting on a request that was just decided. Runs after commit.
+def publish_resolved(*, code: object, status: str, agent_view: dict[str, Any]) -> None:
+    """Wake the agents waiting on a request that was just decided, handing them `agent_view`.
+    Runs after commit.
 
     Registered first among a decision's after-commit work: the agents' wait ends before rows
     are rendered for reviewers or notifications are queued.
@@ -57,15 +57,15 @@ def publish_resolved(*, approval_id: int, code: object, status: str) -> None:
         "type": EVENT_APPROVAL_RESOLVED,
         "code": str(code),
         "status": status,
-        "agent_view": _agent_view(approval_id),
+        "agent_view": agent_view,
     }
     try:
         async_to_sync(layer.group_send)(RESOLVED_GROUP, resolved)
     except Exception:
         logger.exception("resolved push failed for approval %s", code)
-        if resolved["agent_view"] is None:
-            return  # the decision stands; the agents' polls re-read at their timeout
-        # Perhaps the view could not be sent (serialized): the bare nudge still wakes them.
+        # Perhaps the view could not be sent (serialized): the bare nudge still wakes them, and
+        # they read the request themselves. Failing that, the decision stands; the agents'
+        # polls re-read at their timeout.
         with contextlib.suppress(Exception):
             async_to_sync(layer.group_send)(RESOLVED_GROUP, {**resolved, "agent_view": None})
 
@@ -116,18 +116,6 @@ async def wait_until_resolved(
         await _until_resolved_by_polling(timeout=deadline - loop.time(), is_resolved=is_resolved)
         return None
     return view
-
-
-def _agent_view(approval_id: int) -> dict[str, Any] | None:
-    try:
-        approval = ApprovalRequest.objects.select_related(
-            "decision", "run", "policy_evaluation", "team"
-        ).get(pk=approval_id)
-        return approval_request_representation(approval)
-    except Exception:
-        # The waiters read the request themselves: slower, never wrong.
-        logger.exception("reading approval %s for its waiting agents failed", approval_id)
-        return None
 
 
 # How often a long poll asks the database while the channel layer is unavailable.

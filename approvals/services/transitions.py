@@ -1,9 +1,10 @@
 """The approval state machine: every move of a request out of pending.
 
-pending -> approved | denied | expired | cancelled, and nothing else. Each transition is one
-compare-and-set UPDATE (`... WHERE status = 'pending'`): under any race exactly one caller changes
-the row, and everyone else sees zero rows changed and gets a TransitionConflict. The winner writes
-the Decision and the ApprovalEvent in the same transaction, and emits a domain event
+pending -> approved | denied | expired | cancelled, and nothing else. Each transition is a
+compare-and-set: the request's row is locked, checked (still pending, still the team and quorum the
+caller saw, the deadline), and only then updated. Under any race exactly one caller changes the row,
+and everyone else finds it changed and gets a TransitionConflict. The winner writes the Decision
+and the ApprovalEvent in the same transaction, and emits a domain event
 (approvals.events): what reacts to it (pushes, notifications, webhooks) subscribes, and pushes
 go out after commit, so nobody is told about an outcome that was rolled back."""
 
@@ -14,11 +15,13 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import ForeignKey, OneToOneRel
 from django.utils import timezone
 
 from agents.models import Agent
 from approvals.access import reviewer_may_see
+from approvals.agent_view import approval_request_representation
 from approvals.audit import audit_records_append
 from approvals.escalations import expiry_note
 from approvals.events import DenialCounted, RequestResolved
@@ -30,6 +33,7 @@ from approvals.exceptions import (
 from approvals.models import (
     ActorType,
     ApprovalRequest,
+    Decision,
     Kind,
     Source,
     Status,
@@ -41,6 +45,12 @@ from console.events import emit
 from console.row_inserts import rows_insert
 
 logger = logging.getLogger(__name__)
+
+# The compare-and-set's write, once the locked row passed the compare (_may_transition).
+_DECIDES = (
+    f'UPDATE "{ApprovalRequest._meta.db_table}" '  # noqa: S608 (a model's table, not input)
+    "SET status = %s, decided_at = %s WHERE id = %s"
+)
 
 # ReviewRejected codes for changed arguments: the policy denies them; they need more review
 # (another team, more approvals) than the approvals given; the quorum changed meanwhile.
@@ -331,19 +341,15 @@ def _transition(
     )
     with transaction.atomic():
         locked = approval_lock(approval.pk)
-        changed = 0
-        if locked is not None and _may_transition(
+        changed = locked is not None and _may_transition(
             locked,
             expected=approval,
             to_status=to_status,
             actor_type=actor_type,
             now=now,
             approving=approving,
-        ):
-            changed = ApprovalRequest.objects.filter(pk=approval.pk).update(
-                status=to_status, decided_at=now
-            )
-        if changed == 1:
+        )
+        if locked is not None and changed:
             records = decision_records_build(
                 approval=approval,
                 status=to_status,
@@ -357,10 +363,21 @@ def _transition(
                 answer=answer,
                 event_kind=event_kind,
             )
-            rows_insert([records.decision], [records.event])  # one round trip for both
-            audit_records_append([records.audit])
+            # The row is locked and was just checked, so the update changes exactly it: it
+            # goes in the round trip of the decision's rows, one fewer before the commit.
+            rows_insert(
+                [records.decision],
+                [records.event],
+                then=(
+                    _DECIDES,
+                    [to_status, connection.ops.adapt_datetimefield_value(now), locked.pk],
+                ),
+            )
             # In the transaction: the outbox rows it leads to (Slack updates, the AAP webhook
-            # event) commit with the decision or not at all; pushes go after commit.
+            # event) commit with the decision or not at all; pushes go after commit. Emitted
+            # before the audit record is appended: the agents' push is then the first thing
+            # after the commit (the audit trail logs each record after commit too), and the
+            # outbox reads are not made while every audited write waits on the chain's head.
             emit(
                 RequestResolved(
                     approval_id=approval.pk,
@@ -368,12 +385,20 @@ def _transition(
                     status=to_status,
                     source=approval.source,
                     decided_at=now,
+                    agent_view=_agent_view_decided(
+                        locked,
+                        approval,
+                        status=to_status,
+                        decided_at=now,
+                        decision=records.decision,
+                    ),
                     notify_agent=notify,
                 )
             )
+            audit_records_append([records.audit])
 
     current = ApprovalRequest.objects.select_related("decision").get(pk=approval.pk)
-    if changed == 1:
+    if changed:
         return current
     if _rerouted_and_still_decidable(
         current,
@@ -401,6 +426,42 @@ def _transition(
         # Still pending, so the deadline must have passed: it expires now, not approves late.
         current = approval_request_expire_if_overdue(approval=current)
     raise TransitionConflict(current_status=current.status)
+
+
+def _agent_view_decided(
+    locked: ApprovalRequest,
+    approval: ApprovalRequest,
+    *,
+    status: str,
+    decided_at: datetime,
+    decision: Decision,
+) -> dict[str, Any]:
+    """What the agent's read of the request will answer once this transition commits: the
+    locked row as the update leaves it, with the decision just written. Pushed to the agents
+    waiting on it, so the push after the commit reads nothing first.
+
+    The rows the view shows beside the request's own (its run, team and policy evaluation) are
+    the caller's copy's where it loaded them and they are the locked row's, as the reviewer's
+    request loads them; any other is read here. A pending request has no outcome yet (one is
+    reported only once it is decided), so none is read.
+    """
+    locked.status, locked.decided_at = status, decided_at
+    for name in ("run", "team"):
+        field = ApprovalRequest._meta.get_field(name)
+        assert isinstance(field, ForeignKey)
+        if field.is_cached(approval) and (
+            getattr(approval, field.attname) == getattr(locked, field.attname)
+        ):
+            field.set_cached_value(locked, field.get_cached_value(approval))
+    evaluation = ApprovalRequest._meta.get_field("policy_evaluation")
+    assert isinstance(evaluation, OneToOneRel)
+    if evaluation.is_cached(approval):  # written with the request, never changed
+        evaluation.set_cached_value(locked, evaluation.get_cached_value(approval))
+    outcome = ApprovalRequest._meta.get_field("outcome")
+    assert isinstance(outcome, OneToOneRel)
+    outcome.set_cached_value(locked, None)
+    locked.decision = decision
+    return approval_request_representation(locked)
 
 
 def _rerouted_and_still_decidable(

@@ -55,9 +55,14 @@ def _many_pending_without_a_team(count: int) -> None:
 
 def _plans_touching_requests(queries: list[dict[str, str]]) -> list[str]:
     plans = []
+    # A query may carry several statements (a decision's update rides with its rows' insert).
+    statements = [
+        statement
+        for query in queries
+        for statement in re.split(r";\s+(?=SELECT|UPDATE|INSERT|WITH)", query["sql"])
+    ]
     with connection.cursor() as cursor:
-        for query in queries:
-            sql = query["sql"]
+        for sql in statements:
             if f'"{TABLE}"' not in sql or not re.match(r"(SELECT|UPDATE)", sql):
                 continue
             cursor.execute(f"EXPLAIN {sql}")

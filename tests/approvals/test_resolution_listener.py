@@ -11,13 +11,30 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections
+from django.utils import timezone
 
 from agents.api.native import approval_request_representation
+from agents.services import run_open
 from approvals import realtime
-from approvals.models import Status
-from approvals.services import approval_request_approve, approval_request_cancel
+from approvals.models import ApprovalRequest, Status
+from approvals.selectors import approval_get_for_agent, approval_get_for_reviewer
+from approvals.services import (
+    approval_request_answer,
+    approval_request_approve,
+    approval_request_cancel,
+    approval_request_create,
+    approval_request_deny,
+    approval_request_expire_if_overdue,
+)
 from tests.conftest import _free_port
-from tests.factories import ApprovalRequestFactory, UserFactory
+from tests.factories import (
+    AgentFactory,
+    ApprovalRequestFactory,
+    PolicyRuleFactory,
+    TeamFactory,
+    UserFactory,
+    build_submission,
+)
 from tests.waits import async_wait_until, parked_polls
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -39,8 +56,6 @@ async def _until_parked(listener_codes: dict[str, int]) -> None:
 
 
 def _approve(approval_id: int) -> None:
-    from approvals.models import ApprovalRequest
-
     try:
         approval = ApprovalRequest.objects.get(pk=approval_id)
         approval_request_approve(approval=approval, reviewer=UserFactory(is_staff=True))
@@ -82,8 +97,87 @@ def test_a_decision_wakes_exactly_the_polls_waiting_for_it() -> None:
     assert left == {}  # every waiter, woken or cancelled, took its entry with it
 
 
-def test_a_decision_hands_its_waiters_the_agent_view_read_after_commit() -> None:
-    approval = ApprovalRequestFactory()
+def _in_a_run_held_for_a_team() -> ApprovalRequest:
+    """A request whose view shows everything a decision's view is built from: a run, a team, a
+    policy evaluation, changeable arguments."""
+    agent = AgentFactory()
+    run, _ = run_open(agent=agent, name="nightly")
+    PolicyRuleFactory(tool_glob="deploy", outcome="hold", team=TeamFactory(), name="ops")
+    approval, _ = approval_request_create(
+        agent=agent,
+        idempotency_key="k-1",
+        submission=build_submission(
+            tool="deploy", arguments={"service": "api", "replicas": 3}, run=str(run.code)
+        ),
+    )
+    return approval
+
+
+def _question() -> ApprovalRequest:
+    question, _ = approval_request_create(
+        agent=AgentFactory(),
+        idempotency_key="q-1",
+        submission=build_submission(
+            kind="question",
+            tool="ask_human",
+            arguments={},
+            answer_schema={"type": "object", "properties": {"region": {"type": "string"}}},
+        ),
+    )
+    return question
+
+
+def _decide(approval_id: int, how: str) -> None:
+    try:
+        approval = ApprovalRequest.objects.get(pk=approval_id)
+        reviewer = UserFactory(is_staff=True)
+        # As the reviewer API reads it: with its run, team and policy evaluation loaded.
+        as_read = approval_get_for_reviewer(user=reviewer, code=approval.code)
+        assert as_read is not None
+        if how == "approved":
+            approval_request_approve(approval=approval, reviewer=reviewer, note="ok")
+        elif how == "approved as the reviewer API reads it":
+            approval_request_approve(approval=as_read, reviewer=reviewer, note="ok")
+        elif how == "cancelled after a move to another team":
+            # The caller's copy still names the old team: the view must show the new one.
+            ApprovalRequest.objects.filter(pk=approval_id).update(team=TeamFactory(name="new"))
+            approval_request_cancel(approval=as_read, agent=as_read.agent)
+        elif how == "approved with changes":
+            approval_request_approve(
+                approval=approval, reviewer=reviewer, arguments={"service": "web", "replicas": 1}
+            )
+        elif how == "answered":
+            approval_request_answer(approval=approval, reviewer=reviewer, answer={"region": "eu"})
+        elif how == "denied":
+            approval_request_deny(approval=approval, reviewer=reviewer, reason="Not today.")
+        elif how == "cancelled":
+            approval_request_cancel(approval=approval, agent=approval.agent)
+        else:
+            ApprovalRequest.objects.filter(pk=approval_id).update(deadline_at=timezone.now())
+            approval.refresh_from_db()
+            approval_request_expire_if_overdue(approval=approval)
+    finally:
+        # This runs in a worker thread: its connection must not outlive the test database.
+        connections.close_all()
+
+
+@pytest.mark.parametrize(
+    ("how", "make"),
+    [
+        ("approved", ApprovalRequestFactory),
+        ("approved as the reviewer API reads it", _in_a_run_held_for_a_team),
+        ("cancelled after a move to another team", _in_a_run_held_for_a_team),
+        ("approved with changes", _in_a_run_held_for_a_team),
+        ("answered", _question),
+        ("denied", _in_a_run_held_for_a_team),
+        ("cancelled", ApprovalRequestFactory),
+        ("expired", ApprovalRequestFactory),
+    ],
+)
+def test_a_decision_hands_its_waiters_what_a_read_after_it_answers(how: str, make: Any) -> None:
+    # The view is built in the decision's transaction, not read after its commit: it must be
+    # the document the agent's own read of the request gives, whichever way it was decided.
+    approval = make()
 
     async def scenario() -> Any:
         waiting = asyncio.create_task(
@@ -92,14 +186,16 @@ def test_a_decision_hands_its_waiters_the_agent_view_read_after_commit() -> None
             )
         )
         await _until_parked({str(approval.code): 1})
-        await sync_to_async(_approve)(approval.pk)
+        await sync_to_async(_decide)(approval.pk, how)
         return await asyncio.wait_for(waiting, timeout=5)
 
     view = asyncio.run(scenario())
-    approval.refresh_from_db()
-    assert view is not None
-    assert view["status"] == Status.APPROVED
-    assert view == approval_request_representation(approval)
+    read = approval_get_for_agent(agent=approval.agent, code=approval.code)
+    assert read is not None and read.status != Status.PENDING
+    assert view == approval_request_representation(read)
+    if how == "cancelled after a move to another team":
+        assert view["policy"]["team"] == "new"
+    assert list(view) == list(approval_request_representation(read))
 
 
 def test_a_decision_between_the_check_and_parking_is_not_lost() -> None:
