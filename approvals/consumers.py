@@ -26,6 +26,8 @@ from approvals.reviews import presence_enter, presence_leave, presence_refresh
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
 CLOSE_INTERNAL_ERROR = 1011
+# "Service restart": this process no longer receives pushes for the socket; the page reconnects.
+CLOSE_RESUBSCRIBE = 1012
 
 logger = logging.getLogger("approvals.realtime")
 
@@ -88,6 +90,7 @@ class QueueConsumer(AsyncWebsocketConsumer):
     listening: bool = False  # counted in realtime's open-socket count
     accepted: bool = False  # pushes wait in the backlog until the handshake is answered
     refreshed_at: float = 0.0  # monotonic time of the last presence write
+    hub: "realtime.ReviewerSockets"  # the process's subscription this socket joined
     # Pushes this socket has yet to send, in order, and the task sending them; None when idle.
     backlog: list[dict[str, Any]] | None = None
     sending: "asyncio.Task[None] | None" = None
@@ -123,8 +126,9 @@ class QueueConsumer(AsyncWebsocketConsumer):
         await realtime.reviewer_socket_opened()
         self.listening = True
         self.groups_joined = realtime.reviewer_groups(team_ids)
+        self.hub = realtime.reviewer_sockets()
         try:
-            await realtime.reviewer_sockets().join(self.groups_joined, self)
+            await self.hub.join(self.groups_joined, self)
         except BaseException:
             await self._leave()
             raise
@@ -205,7 +209,7 @@ class QueueConsumer(AsyncWebsocketConsumer):
             self.listening = False
             realtime.reviewer_socket_closed()
         if groups:
-            realtime.reviewer_sockets().leave(groups, self)
+            self.hub.leave(groups, self)  # the one it joined, even if a new one serves others
         if self.watching is not None:
             self.watching = None
             await database_sync_to_async(presence_leave)(channel_name=self.presence_id)
@@ -232,6 +236,11 @@ class QueueConsumer(AsyncWebsocketConsumer):
         await database_sync_to_async(presence_refresh)(
             approval_id=self.watching, user_id=self.user_id, channel_name=self.presence_id
         )
+
+    async def subscription_lost(self, event: dict[str, Any]) -> None:
+        # realtime.sockets.SUBSCRIPTION_LOST: pushes no longer reach this socket.
+        await self.close(code=CLOSE_RESUBSCRIBE)
+        await self._leave()
 
     async def queue_fragment(self, event: dict[str, Any]) -> None:
         # Re-checked on every event: a reviewer removed from a team, or deactivated, stops

@@ -27,6 +27,8 @@ logger = logging.getLogger("approvals.realtime")
 
 # The event key naming the group a push was sent to.
 GROUP_KEY = "group"
+# The event each socket gets when the process's subscription has failed (QueueConsumer closes).
+SUBSCRIPTION_LOST = "subscription.lost"
 
 
 class Listener(Protocol):
@@ -88,11 +90,18 @@ class ReviewerSockets:
         except asyncio.CancelledError:
             raise
         except Exception:
-            # The sockets of this process stop receiving: the next socket to open starts afresh,
-            # the open pages get their rows when they reload or reconnect.
+            # Nothing more reaches this process's sockets through it: each is told, and closes
+            # (its page reconnects, to a fresh subscription, and re-reads its rows) rather than
+            # stay open missing every push from now on.
             logger.exception("the reviewer sockets' subscription failed")
             if _hubs.get(asyncio.get_running_loop()) is self:
                 del _hubs[asyncio.get_running_loop()]
+            listeners = {listener for members in self.members.values() for listener in members}
+            for listener in listeners:
+                try:
+                    listener.deliver({"type": SUBSCRIPTION_LOST})
+                except Exception:
+                    logger.exception("a reviewer socket did not take the subscription's end")
         finally:
             renew.cancel()
 

@@ -102,3 +102,60 @@ def test_a_push_that_comes_before_the_handshake_is_answered_waits_for_it() -> No
     before_accept, sent = asyncio.run(asyncio.wait_for(scenario(), 10))
     assert before_accept == []
     assert [message["type"] for message in sent] == ["websocket.accept", "websocket.send"]
+
+
+class _LayerThatBreaks:
+    """A channel layer whose connection breaks for good when told to (the edge: a Redis that
+    cannot be reached again)."""
+
+    def __init__(self) -> None:
+        self.broken = asyncio.Event()
+
+    async def new_channel(self) -> str:
+        return "reviewers.process"
+
+    async def group_add(self, group: str, channel: str) -> None:
+        return None
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        await self.broken.wait()
+        raise ConnectionError("the layer's connection broke")
+
+
+def test_when_the_subscription_fails_every_socket_is_told_not_left_open_and_deaf() -> None:
+    async def scenario() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        layer = _LayerThatBreaks()
+        hub = sockets.ReviewerSockets(layer)
+        staff, team = _Socket(), _Socket()
+        await hub.join([realtime.STAFF_GROUP], staff)
+        await hub.join(["approvals.team.test-hub"], team)
+        layer.broken.set()
+        while not (staff.got and team.got):
+            await asyncio.sleep(0.01)
+        return staff.got, team.got
+
+    staff_got, team_got = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert staff_got == team_got == [{"type": sockets.SUBSCRIPTION_LOST}]
+
+
+def test_a_socket_told_its_subscription_is_lost_closes_so_its_page_reconnects() -> None:
+    async def scenario() -> list[dict[str, Any]]:
+        sent: list[dict[str, Any]] = []
+
+        async def server_send(message: dict[str, Any]) -> None:  # the ASGI server's side
+            sent.append(message)
+
+        consumer = QueueConsumer()
+        consumer.base_send = server_send
+        consumer.hub = sockets.ReviewerSockets(_LayerThatBreaks())
+        consumer.groups_joined = [realtime.STAFF_GROUP]
+        await consumer.accept()
+        consumer._accepted()
+        consumer.deliver({"type": sockets.SUBSCRIPTION_LOST})
+        while len(sent) < 2:
+            await asyncio.sleep(0.01)
+        consumer.hub.close()
+        return sent
+
+    sent = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert sent[-1] == {"type": "websocket.close", "code": 1012}
