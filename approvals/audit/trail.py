@@ -146,10 +146,7 @@ def _locked_head(
     ids for new records, in one round trip with the insert of the caller's rows `along_with`."""
     selected = rows_insert(*along_with, then=_head_lock_query(ids_wanted))
     if selected:
-        pk, last_sequence, last_hash, keyed, ids = selected[0]
-        head = AuditChainHead(pk=pk, last_sequence=last_sequence, last_hash=last_hash, keyed=keyed)
-        head._state.adding = False
-        return head, list(ids or [])
+        return _head_and_ids(selected[0])
     last = AuditRecord.objects.order_by("-sequence").only("sequence", "hash", "key_id").first()
     try:
         # A concurrent first append may create it too: the loser re-reads the winner's row.
@@ -162,9 +159,14 @@ def _locked_head(
             )
     except IntegrityError:
         pass
-    ((pk, last_sequence, last_hash, keyed, ids),) = rows_insert(then=_head_lock_query(ids_wanted))
+    (row,) = rows_insert(then=_head_lock_query(ids_wanted))
+    return _head_and_ids(row)
+
+
+def _head_and_ids(row: tuple[Any, ...]) -> tuple[AuditChainHead, list[int]]:
+    pk, last_sequence, last_hash, keyed, ids = row
     head = AuditChainHead(pk=pk, last_sequence=last_sequence, last_hash=last_hash, keyed=keyed)
-    head._state.adding = False
+    head._state.adding = False  # as read from the database
     return head, list(ids or [])
 
 
