@@ -328,3 +328,28 @@ def test_axe_finds_nothing_serious_on_the_reviewer_pages(live_console, page: Pag
         if name == "decision page":  # the outcomes were on the page axe read
             expect(page.locator("#track-record-outcomes")).to_contain_text("1 failed")
     assert found == {name: [] for name in found}
+
+
+def test_a_decided_row_keeps_its_badges_on_one_line(live_console, page: Page, team) -> None:
+    # The queue's one-column row layout once applied to every row: on the history page each
+    # badge then stretched across the whole row, one per line.
+    page.set_viewport_size(DESKTOP)
+    approval = ApprovalRequestFactory(team=team, tool="send_email", impact=Impact.LOW)
+    off_loop(
+        check_approval_request_approve,
+        approval=approval,
+        reviewer=team.members.get(username="alice"),
+    )
+    log_in(page, live_console.url, "alice")
+    page.goto(f"{live_console.url}/history/", wait_until="load")  # its stylesheet applied
+    row = page.locator(f"#approval-{approval.code}")
+    status, impact = row.locator(".badge.status-approved"), row.locator(".badge.impact-low")
+    expect(status).to_be_visible()
+    row_box, status_box, impact_box = (
+        row.bounding_box(),
+        status.bounding_box(),
+        impact.bounding_box(),
+    )
+    assert row_box and status_box and impact_box
+    assert status_box["width"] < row_box["width"] / 4, (status_box, row_box)
+    assert abs(status_box["y"] - impact_box["y"]) < status_box["height"], (status_box, impact_box)
