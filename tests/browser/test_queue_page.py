@@ -341,15 +341,20 @@ def test_a_decided_row_keeps_its_badges_on_one_line(live_console, page: Page, te
         reviewer=team.members.get(username="alice"),
     )
     log_in(page, live_console.url, "alice")
-    page.goto(f"{live_console.url}/history/", wait_until="load")  # its stylesheet applied
-    row = page.locator(f"#approval-{approval.code}")
-    status, impact = row.locator(".badge.status-approved"), row.locator(".badge.impact-low")
-    expect(status).to_be_visible()
-    row_box, status_box, impact_box = (
-        row.bounding_box(),
-        status.bounding_box(),
-        impact.bounding_box(),
+    page.goto(f"{live_console.url}/history/")
+    expect(page.locator(f"#approval-{approval.code} .badge.status-approved")).to_be_visible()
+    # Measured in one go in the page, as often as needed: a live page may re-render its rows
+    # (its socket's first open re-reads them) between two reads from here.
+    page.wait_for_function(
+        """code => {
+            const row = document.getElementById("approval-" + code);
+            const status = row && row.querySelector(".badge.status-approved");
+            const impact = row && row.querySelector(".badge.impact-low");
+            if (!status || !impact) return false;
+            const r = row.getBoundingClientRect(), s = status.getBoundingClientRect();
+            const i = impact.getBoundingClientRect();
+            return s.width < r.width / 4 && Math.abs(s.top - i.top) < s.height;
+        }""",
+        arg=str(approval.code),
+        timeout=5000,
     )
-    assert row_box and status_box and impact_box
-    assert status_box["width"] < row_box["width"] / 4, (status_box, row_box)
-    assert abs(status_box["y"] - impact_box["y"]) < status_box["height"], (status_box, impact_box)
