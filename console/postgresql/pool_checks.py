@@ -52,5 +52,8 @@ def check_unless_fresh(conn: Any) -> None:
 def _input_waiting(conn: Any) -> bool:
     # An idle connection is sent nothing unasked (the console never LISTENs); anything there
     # is the server saying goodbye, or an end of file.
-    readable, _, _ = select.select([conn.fileno()], [], [], 0)
-    return bool(readable)
+    # poll, not select: a server holding thousands of sockets gives new connections descriptors
+    # above select's limit (1024), where select raises instead of answering.
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    return bool(poller.poll(0))

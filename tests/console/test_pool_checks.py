@@ -1,6 +1,8 @@
 """The pool checks a connection it hands out with a round trip only when the check could tell
 something (console/postgresql/pool_checks.py): observed on the wire, through libpq's trace."""
 
+import os
+import resource
 import select
 import tempfile
 import time
@@ -112,3 +114,31 @@ def test_the_console_pool_checks_this_way_and_hears_of_every_return() -> None:
     connection.close()
     assert connection.connection is None
     assert pool_checks.returned_moments_ago(conn)
+
+
+def test_a_connection_above_selects_descriptor_limit_is_still_handed_out() -> None:
+    # A server holding thousands of reviewer sockets and long polls opens new connections on
+    # descriptors above 1024, where select() raises ValueError instead of answering.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip("cannot open descriptors above 1024 here")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    fillers = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        with ConnectionPool(
+            kwargs={**connection.get_connection_params(), "autocommit": True},
+            min_size=1,
+            max_size=1,
+            check=pool_checks.check_unless_fresh,
+        ) as pool:
+            with borrowed(pool) as conn:
+                assert conn.fileno() > 1024
+            # Given back moments ago: handed out again without a query (a check that raised
+            # would send it back, and the pool would check it again after a backoff).
+            with queries_sent(conn) as sent, borrowed(pool) as again:
+                assert again is conn
+            assert sent == []
+    finally:
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
