@@ -32,6 +32,8 @@ from typing import Any
 from django.db import connection, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from console.hot_statements import statements_rows
+
 # Fields whose Python value is what psycopg should send: no per-value preparation needed.
 # Subclasses (EmailField, PositiveIntegerField, ...) prepare nothing more either.
 _PLAIN_FIELDS = (
@@ -58,24 +60,53 @@ class _Plan:
     getters: tuple[Callable[[models.Model, BaseDatabaseWrapper], Any], ...]
 
 
-def ids_assign(objs: Sequence[models.Model]) -> None:
+@dataclass
+class IdsReservation:
+    """Ids for `count` new rows of `model`, taken from its sequence in a round trip that goes
+    anyway (console.hot_statements.RidesAlong; on PostgreSQL only), for ids_assign."""
+
+    model: type[models.Model]
+    count: int
+    ids: list[int] | None = None
+
+    def statement(self) -> tuple[str, list[Any]]:
+        pk = self.model._meta.pk
+        assert pk is not None
+        return _NEXT_IDS, [self.model._meta.db_table, pk.column, self.count]
+
+    def take(self, rows: list[tuple[Any, ...]]) -> None:
+        self.ids = [value for (value,) in rows]
+
+
+_NEXT_IDS = "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s::int)"
+
+
+def ids_reservation(model: type[models.Model], count: int) -> IdsReservation | None:
+    """Ids to take along with another round trip, for ids_assign; None elsewhere than
+    PostgreSQL, where the insert numbers the rows."""
+    return IdsReservation(model, count) if connection.vendor == "postgresql" else None
+
+
+def ids_assign(objs: Sequence[models.Model], *, reserved: IdsReservation | None = None) -> None:
     """Give new instances of one model their primary keys now, from the table's sequence.
 
     For rows that others refer to in the same transaction, or whose ids the caller returns.
-    One query; may run before a lock is taken so that the insert under it is shorter. Elsewhere
+    One query, unless `reserved` already holds as many ids (taken along with another round
+    trip); may run before a lock is taken so that the insert under it is shorter. Elsewhere
     than PostgreSQL nothing happens here: rows_insert's bulk_create sets them.
     """
     if not objs or connection.vendor != "postgresql":
         return
-    pk = type(objs[0])._meta.pk
-    assert pk is not None
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
-            [type(objs[0])._meta.db_table, pk.column, len(objs)],
-        )
-        for obj, (value,) in zip(objs, cursor.fetchall(), strict=True):
-            obj.pk = value
+    if reserved is not None and reserved.ids is not None and len(reserved.ids) == len(objs):
+        ids = reserved.ids
+    else:
+        reservation = IdsReservation(type(objs[0]), len(objs))
+        (rows,) = statements_rows([reservation.statement()])
+        reservation.take(rows)
+        assert reservation.ids is not None
+        ids = reservation.ids
+    for obj, value in zip(objs, ids, strict=True):
+        obj.pk = value
 
 
 def rows_insert(
@@ -158,17 +189,11 @@ def _insert_in_one_statement(
         if first
         else last
     )
-    if then is not None:
-        # A statement of its own (it must see the rows), in the same query: Django's cursor
-        # binds on the client, so psycopg sends both in one simple-protocol message.
-        sql += "; " + then[0]
-        params.extend(then[1])
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        # The insert's result first, then the second statement's.
-        if then is None or not cursor.nextset() or cursor.description is None:
-            return []
-        return cursor.fetchall()
+    # `then` is a statement of its own (it must see the rows), sent in the same round trip.
+    # Both are prepared once per connection: a lone request's rows have the same shape every
+    # time, so the server neither parses nor plans them again (console.hot_statements).
+    results = statements_rows([(sql, params), *([then] if then is not None else [])])
+    return results[1] if then is not None else []
 
 
 @cache

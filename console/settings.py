@@ -197,6 +197,12 @@ if DATABASE_URL:
         }
         # A host that does not answer at all (not a refusal): give up on a connection after this.
         _db["OPTIONS"].setdefault("connect_timeout", env_int("DATABASE_CONNECT_TIMEOUT", 3))
+        # The agents' hot path prepares its own few fixed statements once per connection
+        # (console/hot_statements.py; Django's ORM never prepares). Off for a connection pooler
+        # that cannot keep prepared statements (PgBouncer before 1.21).
+        _db["OPTIONS"]["prepare_threshold"] = (
+            0 if env_bool("DATABASE_PREPARED_STATEMENTS", True) else None
+        )
     DATABASES = {"default": _db}
 else:
     private_dir(VAR_DIR)

@@ -8,13 +8,13 @@ transactions serialize writers anyway).
 
 import fnmatch
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -35,6 +35,7 @@ from approvals.policies.loading import (  # noqa: F401  (importable from here to
     rule_from_model,
     rules_load,
 )
+from approvals.policies.locks import agents_lock_and_halts
 from approvals.policies.models import (
     Budget,
     BudgetAction,
@@ -43,6 +44,7 @@ from approvals.policies.models import (
     Throttle,
 )
 from approvals.reasons import AgentValue, Reason, reason_join
+from console.hot_statements import RidesAlong
 
 logger = logging.getLogger(__name__)
 
@@ -207,36 +209,6 @@ class _Guardrails:
     cost_today: dict[int, Decimal] = field(default_factory=dict)
 
 
-def _agents_lock(
-    agent_ids: list[int], *, exclusive: bool, with_policy_version: bool = False
-) -> tuple[object, ...] | None:
-    """Lock the agents' rows until commit, always in id order (two batches sharing agents
-    cannot deadlock).
-
-    Exclusive: decisions per agent are serialized, so the throttle and total counts see every
-    auto-approval committed before, and none can be committed in between.
-    Shared (PostgreSQL's FOR SHARE): creations of one agent do not wait for each other, yet a
-    halt, which locks the row exclusively, still waits for every creation in flight and is
-    seen by every one after it: no request slips between a halt and its cancellations.
-    SQLite serializes every writer anyway and has no row locks.
-
-    `with_policy_version`: also read (and return) the policy's version in the same round trip,
-    as a statement of its own just before would have.
-    """
-    table = connection.ops.quote_name(Agent._meta.db_table)
-    version = f", {policy_version_columns()}" if with_policy_version else ""
-    postgresql = connection.vendor == "postgresql"
-    lock = (" FOR UPDATE" if exclusive else " FOR SHARE") if postgresql else ""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT id{version} FROM {table} WHERE id IN "  # noqa: S608 (our own table name)
-            f"({', '.join(['%s'] * len(agent_ids))}) ORDER BY id{lock}",
-            agent_ids,
-        )
-        rows = cursor.fetchall()
-    return tuple(rows[0][1:]) if with_policy_version and rows else None
-
-
 def policy_decide(
     *, agent: Agent, submission: Any, now: datetime, run: Run | None = None
 ) -> Verdict:
@@ -252,6 +224,7 @@ def policy_decide_many(
     now: datetime,
     exclusive: bool = True,
     policy: Policy | None = None,
+    along_with: Sequence[RidesAlong] = (),
 ) -> list[Verdict]:
     """Decide new requests, in order. Call inside the creating transaction. Never raises.
 
@@ -263,19 +236,17 @@ def policy_decide_many(
     run side by side instead of one transaction after another.
 
     `policy`: the one the caller chose the lock mode by (policy_load()); loaded here if None.
+    `along_with`: the caller's statements that need nothing before them, sent with the lock's.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("policy_decide must run inside the transaction creating the request")
     agent_ids = sorted({question.agent.pk for question in questions})
-    version = _agents_lock(agent_ids, exclusive=exclusive, with_policy_version=policy is None)
+    version, halts = agents_lock_and_halts(
+        agent_ids, exclusive=exclusive, with_policy_version=policy is None, along_with=along_with
+    )
     # Read the clock after the lock: whoever held it before decided later than our caller's
     # `now`, and windows ending at an earlier instant would not see those decisions.
     now = max(now, timezone.now())
-
-    # A separate statement, not an EXISTS on the locking one: on PostgreSQL a statement that
-    # waited for the lock still reads with the snapshot it started with, and would miss a
-    # halt committed while it waited (the race test catches exactly that).
-    halts = _active_halts(agent_ids)
     policy, groups = _policy_with_groups(policy, agent_ids, version)
     guardrails: _Guardrails | None = None
 
@@ -317,18 +288,6 @@ def _guardrails_unchecked(verdict: Verdict) -> Verdict:
         decided_by="error",
         shadow_matches=verdict.shadow_matches,
     )
-
-
-def _active_halts(agent_ids: list[int]) -> dict[int, AgentHalt]:
-    # A separate statement, not an EXISTS on the locking one: on PostgreSQL a statement that
-    # waited for the lock still reads with the snapshot it started with, and would miss a
-    # halt committed while it waited (the race test catches exactly that).
-    return {
-        halt.agent_id: halt
-        for halt in AgentHalt.objects.select_related("halted_by")
-        .filter(agent_id__in=agent_ids, resumed_at__isnull=True)
-        .order_by()
-    }
 
 
 def _policy_with_groups(

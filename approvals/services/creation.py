@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
@@ -55,8 +56,9 @@ from approvals.tracing import CreatedSpans, spans_created
 from console import exact_json, tracing
 from console.durations import duration_seconds
 from console.events import emit
+from console.hot_statements import RidesAlong
 from console.request_context import RequestContext, current_request_context
-from console.row_inserts import ids_assign
+from console.row_inserts import ids_assign, ids_reservation
 
 logger = logging.getLogger(__name__)
 
@@ -399,7 +401,11 @@ def _create_wave(
     """Decide, then write every row for a wave: the request (born decided when the policy
     decided), its events, policy evaluation, decision and audit records."""
     policy_started_ns = time.time_ns() if tracing.enabled() else 0
-    _verdicts_assign(wave, now=now, exclusive=exclusive, policy=policy)
+    # The requests' ids come back with the agents' lock: one round trip fewer.
+    reserved = ids_reservation(ApprovalRequest, len(wave))
+    _verdicts_assign(
+        wave, now=now, exclusive=exclusive, policy=policy, along_with=[reserved] if reserved else []
+    )
     if policy_started_ns:
         policy_ended_ns = time.time_ns()
         for item in wave:
@@ -409,7 +415,7 @@ def _create_wave(
     for approval in approvals:
         # Born with no outcome: the answer to the agent says so without asking the database.
         ApprovalRequest.outcome.related.set_cached_value(approval, None)
-    ids_assign(approvals)  # the rows written with them refer to them
+    ids_assign(approvals, reserved=reserved)  # the rows written with them refer to them
     teams = Team.objects.in_bulk({a.team_id for a in approvals if a.team_id is not None})
 
     events: list[ApprovalEvent] = []
@@ -467,7 +473,12 @@ def _create_wave(
 
 
 def _verdicts_assign(
-    wave: list[_Pending], *, now: datetime, exclusive: bool, policy: Policy | None
+    wave: list[_Pending],
+    *,
+    now: datetime,
+    exclusive: bool,
+    policy: Policy | None,
+    along_with: Sequence[RidesAlong],
 ) -> None:
     questions = [
         PolicyQuestion(agent=item.new.agent, submission=item.new.submission, run=item.run)
@@ -475,7 +486,9 @@ def _verdicts_assign(
         if item.run is None or item.run.is_open
     ]
     verdicts = iter(
-        policy_decide_many(questions, now=now, exclusive=exclusive, policy=policy)
+        policy_decide_many(
+            questions, now=now, exclusive=exclusive, policy=policy, along_with=along_with
+        )
         if questions
         else []
     )

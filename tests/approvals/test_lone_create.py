@@ -5,7 +5,6 @@ its rows in the round trip that locks the audit chain's head."""
 
 import pytest
 from django.db import connection
-from django.test.utils import CaptureQueriesContext
 
 from approvals.audit import audit_chain_verify
 from approvals.exceptions import IdempotencyConflict
@@ -13,28 +12,30 @@ from approvals.models import ApprovalRequest, AuditRecord, Status
 from approvals.policies.halts import agent_halt
 from approvals.services import approval_request_create
 from tests.factories import AgentFactory, PolicyRuleFactory, UserFactory, build_submission
+from tests.wire import round_trips
 
 pytestmark = pytest.mark.django_db
 
-_TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
-
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="round trips of PostgreSQL's path")
-def test_a_lone_request_the_policy_approves_waits_on_five_statements() -> None:
+@pytest.mark.django_db(transaction=True)  # the creation's own BEGIN and COMMIT, not savepoints
+def test_a_lone_request_the_policy_approves_waits_on_five_round_trips() -> None:
     PolicyRuleFactory(name="approve reads", outcome="approve", tool_glob="read_*", reason="Safe.")
     agent = AgentFactory()
     approval_request_create(agent=agent, idempotency_key="warm", submission=build_submission())
-    with CaptureQueriesContext(connection) as queries:
+    with round_trips() as trips:
         approval, created = approval_request_create(
             agent=agent, idempotency_key="k", submission=build_submission("read_file")
         )
-    statements = [
-        q["sql"] for q in queries.captured_queries if not q["sql"].startswith(_TRANSACTION_CONTROL)
-    ]
-    # The agent's lock with the policy's version; its halts; the request's id; its rows with
-    # the audit head's lock and the records' ids; the records with the head's move. Before:
-    # nine (a lookup by key, the version, the head's lock and the records' ids on their own).
-    assert len(statements) == 5, statements
+    # BEGIN; the agent's lock with the policy's version, then its halts and the request's id;
+    # its rows, then the audit head's lock with the records' ids; the records, then the head's
+    # move; COMMIT. Before: seven (the halts waited for the lock's answer, and the id for
+    # the verdict), and nine statements before that (a lookup by key, the version, the head's
+    # lock and the records' ids on their own).
+    # Up to its commit: after it, the push to reviewers reads the row if a reviewer's socket is
+    # open somewhere (an earlier test's may still count), and no agent waits on that.
+    committed = next(n for n, trip in enumerate(trips) if '"COMMIT"' in trip)
+    assert committed + 1 == 5, "\n".join(trips)
     assert created and approval.status == Status.APPROVED
 
 

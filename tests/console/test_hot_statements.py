@@ -1,0 +1,141 @@
+"""The hot path's fixed statements (console/hot_statements.py): in order, in one round trip with
+the transaction's BEGIN, prepared once per connection, and still Django's statements to
+everything that watches them (errors, query logs)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from agents.models import Agent
+from console.hot_statements import statements_rows, values_in
+from tests.factories import AgentFactory
+from tests.wire import round_trips
+
+pytestmark = pytest.mark.django_db
+postgresql_only = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="round trips and prepared statements of PostgreSQL"
+)
+
+
+def test_statements_give_their_rows_in_order_and_a_write_gives_none() -> None:
+    first, second = AgentFactory(name="first"), AgentFactory(name="second")
+    agents_in, params = values_in("id", [second.pk, first.pk])
+
+    names, updated, after = statements_rows(
+        [
+            (f"SELECT name FROM agents_agent WHERE {agents_in} ORDER BY name", params),  # noqa: S608
+            ("UPDATE agents_agent SET name = %s WHERE id = %s", ["renamed", first.pk]),
+            ("SELECT name FROM agents_agent WHERE id = %s", [first.pk]),
+        ]
+    )
+
+    assert names == [("first",), ("second",)]
+    assert updated == []
+    assert after == [("renamed",)]  # the statement after a write sees it
+
+
+def test_every_statement_is_logged_as_djangos_own_are() -> None:
+    with CaptureQueriesContext(connection) as queries:
+        statements_rows([("SELECT %s + 10", [1]), ("SELECT %s + 20", [2])])
+    logged = [q["sql"] for q in queries.captured_queries if "SELECT" in q["sql"]]
+    assert len(logged) == 2
+    assert "+ 10" in logged[0] and "1" in logged[0], logged
+    assert "+ 20" in logged[1] and "2" in logged[1], logged
+
+
+def test_a_failing_statement_raises_djangos_error_and_the_connection_recovers() -> None:
+    agent = AgentFactory()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        statements_rows(
+            [
+                ("SELECT 1", []),
+                (
+                    "INSERT INTO agents_agent (code, name, description, created_at) "
+                    "SELECT code, name, description, created_at FROM agents_agent WHERE id = %s",
+                    [agent.pk],
+                ),
+            ]
+        )
+    assert statements_rows([("SELECT name FROM agents_agent WHERE id = %s", [agent.pk])]) == [
+        [(agent.name,)]
+    ]
+    assert Agent.objects.count() == 1
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_statements_share_one_round_trip_in_a_transaction() -> None:
+    agent = AgentFactory()
+    with round_trips() as trips, transaction.atomic():
+        statements_rows(
+            [
+                ("SELECT id FROM agents_agent WHERE id = %s FOR UPDATE", [agent.pk]),
+                ("SELECT name FROM agents_agent WHERE id = %s", [agent.pk]),
+                ("SELECT count(*) FROM agents_agenthalt WHERE agent_id = %s", [agent.pk]),
+            ]
+        )
+    # psycopg's BEGIN (which it syncs on its own), the three statements, the COMMIT. One
+    # statement at a time: five.
+    assert len(trips) == 3, trips
+    assert "BEGIN" in trips[0] and "FOR UPDATE" in trips[1] and "COMMIT" in trips[2]
+
+
+@postgresql_only
+def test_a_statement_is_prepared_once_then_only_executed() -> None:
+    agent = AgentFactory()
+    statement = ("SELECT name FROM agents_agent WHERE id = %s", [agent.pk])
+    statements_rows([statement])
+
+    with round_trips() as trips:
+        assert statements_rows([statement]) == [[(agent.name,)]]
+
+    assert len(trips) == 1
+    assert not trips[0].startswith("Parse"), trips  # bound to the statement already prepared
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s", [
+            "SELECT name FROM agents_agent WHERE id = $1"
+        ])  # fmt: skip
+        assert cursor.fetchone() == (1,)
+
+
+@postgresql_only
+def test_without_prepared_statements_a_statement_is_parsed_every_time() -> None:
+    # DATABASE_PREPARED_STATEMENTS=false, for a connection pooler that cannot keep them.
+    connection.ensure_connection()
+    raw = connection.connection
+    threshold = raw.prepare_threshold
+    raw.prepare_threshold = None
+    try:
+        statement = ("SELECT %s::int + 1", [41])
+        statements_rows([statement])
+        with round_trips() as trips:
+            assert statements_rows([statement]) == [[(42,)]]
+    finally:
+        raw.prepare_threshold = threshold
+    assert trips[0].startswith('Parse  "" '), trips  # the unnamed statement, parsed again
+
+
+@pytest.mark.parametrize(("setting", "threshold"), [(None, "0"), ("false", "None")])
+def test_prepared_statements_follow_the_setting(
+    setting: str | None, threshold: str, tmp_path: Path
+) -> None:
+    env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
+    env.update(
+        DATABASE_URL="postgres://console@db.example.com/console",
+        CONSOLE_VAR_DIR=str(tmp_path),
+        DJANGO_SETTINGS_MODULE="console.settings",
+    )
+    if setting is not None:
+        env["DATABASE_PREPARED_STATEMENTS"] = setting
+    shown = subprocess.run(
+        [sys.executable, "-c", "from django.conf import settings; "
+         "print(settings.DATABASES['default']['OPTIONS']['prepare_threshold'])"],
+        env=env, cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True,
+        timeout=60, check=True,
+    )  # fmt: skip
+    assert shown.stdout.strip() == threshold
