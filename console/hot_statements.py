@@ -1,10 +1,10 @@
 """The hot path's own fixed statements: sent together, bound and planned on the server once.
 
-A request alone (the usual case below full load) waits on its database round trips more than on
-anything else, and Django's ORM spends CPU on every query it builds: compiling the query, then
-psycopg quoting each value into the SQL text (Django binds on the client, so PostgreSQL parses
-and plans every statement again). The few statements that every agent call runs (the
-credential's lookup, the agents' lock, their halts) are fixed SQL instead, run through here:
+A request alone (the usual case below full load) waits on its database round trips and on the
+CPU spent on each statement: Django's ORM compiles every query it builds, psycopg quotes each
+value into the SQL text (Django binds on the client), and PostgreSQL parses and plans every
+statement again. The few statements that every agent call runs (the credential's lookup, the
+agents' lock, their halts, the new request's id and its rows) are fixed SQL instead, run here:
 
 - Together: statements that follow one another go in one round trip (psycopg's pipeline mode).
   PostgreSQL still runs them one after the other, each with its own snapshot, exactly as if each
@@ -60,6 +60,8 @@ def statements_rows(statements: Sequence[Statement]) -> list[list[tuple[Any, ...
         return results
     from django.db.backends.postgresql.base import ServerBindingCursor
 
+    # What Django's own cursor() does first.
+    connection.close_if_health_check_failed()
     connection.ensure_connection()
     connection.validate_thread_sharing()
     raw = connection.connection
