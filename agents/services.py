@@ -7,11 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from functools import cache
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -30,7 +29,7 @@ from agents.models import (
 from approvals.audit import AuditAction, audit_record
 from approvals.reasons import AgentValue, Reason
 from console.events import emit
-from console.hot_statements import statements_rows, values_in
+from console.hot_statements import columns_of, instance_from_row, statements_rows, values_in
 
 CREDENTIAL_SCHEME = "aac"
 PROVISIONER_SCHEME = "aapp"
@@ -134,7 +133,7 @@ def credentials_authenticate(*, tokens: list[str]) -> dict[str, Agent | None]:
     # (console.hot_statements), not a query the ORM builds each time.
     prefix_in, params = values_in("c.prefix", sorted({prefix for prefix, _ in parsed.values()}))
     (rows,) = statements_rows([(
-        f"SELECT c.prefix, c.secret_digest, {_agent_columns('a')} "  # noqa: S608 (our tables)
+        f"SELECT c.prefix, c.secret_digest, {columns_of(Agent, 'a')} "  # noqa: S608 (our tables)
         f"FROM {AgentCredential._meta.db_table} c JOIN {Agent._meta.db_table} a "
         f"ON a.id = c.agent_id WHERE {prefix_in} AND c.revoked_at IS NULL",
         params,
@@ -143,18 +142,8 @@ def credentials_authenticate(*, tokens: list[str]) -> dict[str, Agent | None]:
     for token, (prefix, secret) in parsed.items():
         row = found.get(prefix)
         if row is not None and hmac.compare_digest(row[1], _digest(secret)):
-            agents[token] = Agent.from_db(connection.alias, _agent_fields(), row[2:])
+            agents[token] = instance_from_row(Agent, row[2:])
     return agents
-
-
-@cache
-def _agent_fields() -> list[str]:
-    return [field.attname for field in Agent._meta.concrete_fields]
-
-
-@cache
-def _agent_columns(alias: str) -> str:
-    return ", ".join(f"{alias}.{field.column}" for field in Agent._meta.concrete_fields)
 
 
 # --- Runs and traces -----------------------------------------------------------------------

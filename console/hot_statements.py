@@ -24,9 +24,11 @@ run one by one through Django's cursor.
 """
 
 from collections.abc import Sequence
+from functools import cache
 from typing import Any, Protocol
 
-from django.db import connection
+from django.db import connection, models
+from django.db.backends.postgresql.base import ServerBindingCursor
 
 Statement = tuple[str, Sequence[Any]]
 
@@ -48,6 +50,41 @@ def values_in(column: str, values: Sequence[Any]) -> Statement:
     return f"{column} IN ({', '.join(['%s'] * len(values))})", list(values)
 
 
+@cache
+def columns_of(model: type[models.Model], alias: str = "") -> str:
+    """A model's columns, in its fields' order: what a statement selects for instance_from_row.
+    `alias`: the table's alias in that statement, if it has one."""
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(f"{prefix}{field.column}" for field in model._meta.concrete_fields)
+
+
+def instance_from_row[M: models.Model](model: type[M], row: Sequence[Any]) -> M:
+    """The instance a row of `columns_of(model)` describes, as if the ORM had read it: each
+    value through the converters the ORM applies (SQLite returns UUIDs and times as text)."""
+    values = list(row)
+    for index, converters in _converters(model, connection.vendor):
+        for convert, column in converters:
+            values[index] = convert(values[index], column, connection)
+    return model.from_db(connection.alias, _attnames(model), values)
+
+
+@cache
+def _attnames(model: type[models.Model]) -> list[str]:
+    return [field.attname for field in model._meta.concrete_fields]
+
+
+@cache
+def _converters(model: type[models.Model], vendor: str) -> list[tuple[int, list[Any]]]:
+    # As the ORM's compiler finds them: the backend's for the column's type, then the field's.
+    found = []
+    for index, field in enumerate(model._meta.concrete_fields):
+        column = field.get_col(model._meta.db_table)
+        converters = connection.ops.get_db_converters(column) + field.get_db_converters(connection)
+        if converters:
+            found.append((index, [(convert, column) for convert in converters]))
+    return found
+
+
 def statements_rows(statements: Sequence[Statement]) -> list[list[tuple[Any, ...]]]:
     """Run the statements in order, in one round trip on PostgreSQL; the rows of each (empty for
     a statement that selects nothing)."""
@@ -58,8 +95,6 @@ def statements_rows(statements: Sequence[Statement]) -> list[list[tuple[Any, ...
                 cursor.execute(sql, params)
                 results.append(cursor.fetchall() if cursor.description is not None else [])
         return results
-    from django.db.backends.postgresql.base import ServerBindingCursor
-
     # What Django's own cursor() does first.
     connection.close_if_health_check_failed()
     connection.ensure_connection()

@@ -6,13 +6,18 @@ per connection (console.hot_statements).
 """
 
 from collections.abc import Sequence
-from functools import cache
 
 from django.db import connection
 
 from agents.models import Agent, AgentHalt
 from approvals.policies.loading import policy_version_columns
-from console.hot_statements import RidesAlong, statements_rows, values_in
+from console.hot_statements import (
+    RidesAlong,
+    columns_of,
+    instance_from_row,
+    statements_rows,
+    values_in,
+)
 
 
 def agents_lock_and_halts(
@@ -50,29 +55,18 @@ def agents_lock_and_halts(
     halts_in, halt_params = values_in("agent_id", agent_ids)
     # Our own tables and columns in the text; every value is a parameter.
     lock_sql = f"SELECT id{version} FROM {_AGENTS} WHERE {agents_in} ORDER BY id{lock}"  # noqa: S608
-    halts_sql = f"SELECT {_halt_columns()} FROM {_HALTS} WHERE {halts_in} AND resumed_at IS NULL"  # noqa: S608
+    halt_columns = columns_of(AgentHalt)
+    halts_sql = f"SELECT {halt_columns} FROM {_HALTS} WHERE {halts_in} AND resumed_at IS NULL"  # noqa: S608
     locked, halt_rows, *along_rows = statements_rows(
         [(lock_sql, agent_params), (halts_sql, halt_params)]
         + [rider.statement() for rider in along_with]
     )
     for rider, rows in zip(along_with, along_rows, strict=True):
         rider.take(rows)
-    halts = {}
-    for row in halt_rows:
-        halt = AgentHalt.from_db(connection.alias, _halt_fields(), row)
-        halts[halt.agent_id] = halt
-    return (tuple(locked[0][1:]) if with_policy_version and locked else None), halts
+    halts = [instance_from_row(AgentHalt, row) for row in halt_rows]
+    version_read = tuple(locked[0][1:]) if with_policy_version and locked else None
+    return version_read, {halt.agent_id: halt for halt in halts}
 
 
 _AGENTS = Agent._meta.db_table
 _HALTS = AgentHalt._meta.db_table
-
-
-@cache
-def _halt_fields() -> list[str]:
-    return [field.attname for field in AgentHalt._meta.concrete_fields]
-
-
-@cache
-def _halt_columns() -> str:
-    return ", ".join(str(field.column) for field in AgentHalt._meta.concrete_fields)

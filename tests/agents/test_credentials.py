@@ -1,4 +1,5 @@
 import io
+import uuid
 
 import pytest
 from django.core.management import call_command
@@ -28,6 +29,21 @@ def test_it_authenticates_the_issued_credential_and_nothing_close() -> None:
         is None
     )
     assert credential_authenticate(token="") is None
+
+
+def test_the_authenticated_agent_reads_as_the_orm_reads_it() -> None:
+    # Its code is what audit records name the agent by: a UUID on every database, not the
+    # text SQLite stores.
+    agent = AgentFactory()
+    found = credential_authenticate(token=credential_issue(agent=agent).plaintext)
+    assert found is not None
+    stored = Agent.objects.get(pk=agent.pk)
+    assert (found.code, found.name, found.created_at) == (
+        stored.code,
+        stored.name,
+        stored.created_at,
+    )
+    assert isinstance(found.code, uuid.UUID)
 
 
 def test_it_stops_authenticating_a_revoked_credential() -> None:

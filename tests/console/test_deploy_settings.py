@@ -104,3 +104,21 @@ def test_it_leaves_health_checks_on_plain_http_for_load_balancers(
     done = _run(["-c", script], PRODUCTION_ENV, tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] in {"200", "503"}
+
+
+@pytest.mark.parametrize(("setting", "threshold"), [(None, "0"), ("false", "None")])
+def test_prepared_statements_follow_their_setting(
+    setting: str | None, threshold: str, tmp_path: Path
+) -> None:
+    # console/hot_statements.py: off for a connection pooler that cannot keep them.
+    env = {"DATABASE_URL": "postgres://console@db.example.com/console"}
+    if setting is not None:
+        env["DATABASE_PREPARED_STATEMENTS"] = setting
+    shown = _run(
+        ["-c", "from django.conf import settings; "
+         "print(settings.DATABASES['default']['OPTIONS']['prepare_threshold'])"],
+        env,
+        tmp_path,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == threshold
