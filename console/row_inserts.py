@@ -5,7 +5,13 @@ and its audit records. Two ways, chosen by size:
 
 - A few rows (a lone request, the usual case at low load): every table's rows in one statement
   (data-modifying CTEs, `WITH _0 AS (INSERT ...) INSERT ...`). One round trip instead of one or
-  two per table; round trips are most of what a lone request waits on.
+  two per table; round trips are most of what a lone request waits on. Each table's rows go as
+  ONE parameter, a JSON array that PostgreSQL turns back into rows (`jsonb_to_recordset`):
+  the statement's text is then the same for any number of rows, so it is prepared once
+  (console.hot_statements), and psycopg converts it once instead of on every call (it keeps
+  no conversion for a statement of more than 50 parameters, and a request's rows with their
+  audit records had about 120). Encoding the JSON is one C call per table; adapting each value
+  was one Python call per value.
 - More rows (a batch under load): a COPY per table. The values are formatted by psycopg's C
   dumpers; in a multi-row INSERT they are quoted into the SQL text in Python, which costs about
   three times the CPU from a few dozen rows on (measured in the creation batches of
@@ -24,13 +30,17 @@ only when asked for (ids_assign: reserved from the table's sequence first, one q
 than PostgreSQL it is bulk_create.
 """
 
+import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import date
 from functools import cache
 from typing import Any
 
 from django.db import connection, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.postgresql.operations import get_json_dumps
 
 from console.hot_statements import statements_rows
 
@@ -51,13 +61,18 @@ _PLAIN_FIELDS = (
 ONE_STATEMENT_MAX_ROWS = 12
 
 
+Getter = Callable[[models.Model, BaseDatabaseWrapper], Any]
+
+
 @dataclass(frozen=True)
 class _Plan:
     copy_sql: str
-    insert_sql: str  # up to VALUES
-    row_sql: str  # one row's placeholders
     # Per field: turns the instance into the value to send.
-    getters: tuple[Callable[[models.Model, BaseDatabaseWrapper], Any], ...]
+    getters: tuple[Getter, ...]
+    # The rows as one JSON parameter: the INSERT ... SELECT, and per field its column's name
+    # and a getter for a value JSON can carry.
+    json_sql: str
+    json_fields: tuple[tuple[str, Getter], ...]
 
 
 @dataclass
@@ -175,25 +190,29 @@ def _insert_in_one_statement(
     db: BaseDatabaseWrapper,
     then: tuple[str, Sequence[Any]] | None,
 ) -> list[tuple[Any, ...]]:
-    statements: list[str] = []
-    params: list[Any] = []
-    for group, plan in zip(groups, plans, strict=True):
-        statements.append(plan.insert_sql + ", ".join([plan.row_sql] * len(group)))
-        for obj in group:
-            params.extend([get(obj, db) for get in plan.getters])
-    *first, last = statements
-    # A data-modifying CTE runs whether or not anything reads it; foreign keys are checked at
-    # commit (Django declares them deferrable), so the order of the parts does not matter.
-    sql = (
-        "WITH " + ", ".join(f"_{n} AS ({part})" for n, part in enumerate(first)) + " " + last
-        if first
-        else last
-    )
+    params = [
+        json.dumps(
+            [{column: get(obj, db) for column, get in plan.json_fields} for obj in group],
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        for group, plan in zip(groups, plans, strict=True)
+    ]
     # `then` is a statement of its own (it must see the rows), sent in the same round trip.
-    # Both are prepared once per connection: a lone request's rows have the same shape every
-    # time, so the server neither parses nor plans them again (console.hot_statements).
+    # Both are prepared once per connection: their texts depend only on the tables written.
+    sql = _one_statement_sql(tuple(plans))
     results = statements_rows([(sql, params), *([then] if then is not None else [])])
     return results[1] if then is not None else []
+
+
+@cache
+def _one_statement_sql(plans: tuple[_Plan, ...]) -> str:
+    *first, last = [plan.json_sql for plan in plans]
+    # A data-modifying CTE runs whether or not anything reads it; foreign keys are checked at
+    # commit (Django declares them deferrable), so the order of the parts does not matter.
+    if not first:
+        return last
+    return "WITH " + ", ".join(f"_{n} AS ({part})" for n, part in enumerate(first)) + " " + last
 
 
 @cache
@@ -205,13 +224,59 @@ def _plan_for(model: type[models.Model], *, ids: bool) -> _Plan:
         if not field.generated and (ids or not field.primary_key)
     )
     quote = connection.ops.quote_name
-    columns = ", ".join(quote(str(field.column)) for field in fields)  # concrete: never None
-    return _Plan(
-        copy_sql=f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN",
-        insert_sql=f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ",  # noqa: S608 (model)
-        row_sql="(" + ", ".join(["%s"] * len(fields)) + ")",
-        getters=tuple(_getter(field) for field in fields),
+    table = quote(meta.db_table)
+    columns = [quote(str(field.column)) for field in fields]  # concrete: never None
+    getters = tuple(_getter(field) for field in fields)
+    # Each JSON value is read as its column's type (JSON columns travel as their text, which
+    # the field's own encoder wrote, and are cast); the rows come out in the array's order.
+    selected, defined = [], []
+    for field, column in zip(fields, columns, strict=True):
+        is_json = isinstance(field, models.JSONField)
+        selected.append(f"r.{column}::jsonb" if is_json else f"r.{column}")
+        defined.append(f"{column} {'text' if is_json else field.db_type(connection)}")
+    json_sql = (
+        f"INSERT INTO {table} ({', '.join(columns)}) "  # noqa: S608 (a model's own table)
+        f"SELECT {', '.join(selected)} FROM jsonb_to_recordset(%s::jsonb) "
+        f"AS r({', '.join(defined)})"
     )
+    return _Plan(
+        copy_sql=f"COPY {table} ({', '.join(columns)}) FROM STDIN",
+        getters=getters,
+        json_sql=json_sql,
+        json_fields=tuple(
+            (str(field.column), _json_getter(field, get))
+            for field, get in zip(fields, getters, strict=True)
+        ),
+    )
+
+
+def _json_getter(field: "models.Field[Any, Any]", get: Getter) -> Getter:
+    """`get`, then the value in a form JSON carries and the column's type reads back."""
+    if isinstance(field, models.JSONField):
+        dumps = get_json_dumps(field.encoder)
+
+        def json_text(obj: models.Model, db: BaseDatabaseWrapper) -> Any:
+            value = field.get_prep_value(field.pre_save(obj, add=True))
+            return None if value is None else dumps(value)
+
+        return json_text
+
+    def carried(obj: models.Model, db: BaseDatabaseWrapper) -> Any:
+        return _json_scalar(get(obj, db))
+
+    return carried
+
+
+def _json_scalar(value: Any) -> Any:
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        # NaN and the infinities are no JSON numbers; PostgreSQL reads "nan" and "inf" as them.
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, date):  # datetimes too: ISO 8601, with their offset
+        return value.isoformat()
+    # UUIDs, decimals, IP addresses (psycopg's Inet): their text is their input form.
+    return str(value)
 
 
 def _getter(field: "models.Field[Any, Any]") -> Callable[[models.Model, BaseDatabaseWrapper], Any]:

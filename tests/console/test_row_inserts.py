@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -20,7 +20,7 @@ from approvals.models import (
     Impact,
     Status,
 )
-from approvals.policies.models import Budget
+from approvals.policies.models import Budget, PolicyRule
 from console import row_inserts
 from console.row_inserts import ids_assign, rows_insert
 from tests.factories import AgentFactory, UserFactory
@@ -206,3 +206,56 @@ def test_then_runs_after_the_rows_and_sees_them(insert_path: str) -> None:
     assert ApprovalRequest.objects.get(idempotency_key="then").summary == "seen"
     if connection.vendor == "postgresql" and insert_path == "one statement":
         assert len(trips) == 1, trips  # one round trip for both
+
+
+def test_floats_json_has_no_number_for_are_stored_as_bulk_create_stores_them() -> None:
+    # JSON has no NaN or infinities; the one-statement path sends its rows as JSON.
+    values = [float("nan"), float("inf"), float("-inf"), 1e-300]
+    mine = [PolicyRule(name=f"mine-{n}", total_above=value) for n, value in enumerate(values)]
+    theirs = [PolicyRule(name=f"orm-{n}", total_above=value) for n, value in enumerate(values)]
+    _insert_with_ids(mine)
+    PolicyRule.objects.bulk_create(theirs)
+    for ours, reference in zip(mine, theirs, strict=True):
+        stored = PolicyRule.objects.get(pk=ours.pk).total_above
+        expected = PolicyRule.objects.get(pk=reference.pk).total_above
+        assert str(stored) == str(expected)  # nan == nan is false; their texts compare
+        # (SQLite stores NaN as NULL, bulk_create too.)
+        assert stored is not None or connection.vendor == "sqlite"
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite stores it")
+def test_text_postgresql_cannot_store_is_a_database_error_and_stores_nothing() -> None:
+    # A NUL character: refused by PostgreSQL's text (and JSON) types, however the row travels.
+    agent = AgentFactory()
+    with pytest.raises(DatabaseError), transaction.atomic():
+        _insert_with_ids([_approval(agent, "nul", summary="before\x00after")])
+    assert not ApprovalRequest.objects.filter(agent=agent).exists()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="elsewhere it is bulk_create")
+def test_one_statement_is_the_same_text_for_any_number_of_rows(insert_path: str) -> None:
+    """Its rows go as one parameter per table, so it is prepared once, whatever the count, and
+    psycopg keeps its conversion (it keeps none for more than 50 parameters)."""
+    if insert_path != "one statement":
+        pytest.skip("the COPY's text never depended on the rows")
+    agent = AgentFactory()
+    sent: list[tuple[str, int]] = []
+
+    def watch(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        sent.append((sql, len(params)))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(watch):
+        for count in (1, 3):
+            approvals = [_approval(agent, f"{count}-{n}") for n in range(count)]
+            ids_assign(approvals)
+            events = [
+                ApprovalEvent(approval=a, kind="submitted", to_status=Status.PENDING)
+                for a in approvals
+            ]
+            rows_insert(approvals, events)
+    inserts = [(sql, count) for sql, count in sent if sql.lstrip().startswith("WITH")]
+    assert len(inserts) == 2
+    assert inserts[0][0] == inserts[1][0]
+    assert inserts[0][1] == inserts[1][1] == 2  # a parameter per table
+    assert ApprovalEvent.objects.filter(approval__agent=agent).count() == 4
