@@ -31,6 +31,8 @@ with a tool's own `failure_error_function` through that function, which it wraps
 chained, never replaced, so the model reads what it would have read. An approval the Agents SDK
 cannot run (changed arguments, or lapsed before the run resumed) is reported `not_executed`; a
 denial reports nothing. The approvals live in this object: resolve and resume in one process.
+Only the agent's own function tools (`Agent.tools`) can be wrapped: an MCP server's tools are
+built anew each turn, so a paused call of one is decided here and its outcome is not reported.
 
 Duck-typed: nothing here imports the Agents SDK (its top-level package is named `agents`, like the
 console's Django app), so this module imports wherever the SDK does.
