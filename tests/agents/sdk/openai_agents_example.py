@@ -4,7 +4,8 @@ the Agents SDK's own ScriptedModel.
 Run as a script (python openai_agents_example.py URL CREDENTIAL RUNS), it prints one JSON line
 per run of the agent; with `restart RUN_KEY` instead of RUNS, one line for a run saved while
 paused and resolved from its restored state; with `failing`, one line for a run whose approved
-tool raises. It runs in an agent author's venv
+tool raises (`failing-own`: a tool with its own failure_error_function). It runs in an agent
+author's venv
 (tests/agents/sdk/author_venv.py): the Agents SDK's top-level package is named `agents`, like
 the console's Django app, so it cannot be imported beside the console; beside the installed
 `approval_console` it can.
@@ -110,10 +111,12 @@ AGENT_TRACE_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736
 AGENT_SPAN_ID = 0x00F067AA0BA902B7
 
 
-async def refund_declined(url: str, credential: str) -> dict[str, object]:
+async def refund_declined(url: str, credential: str, own: bool) -> dict[str, object]:
     """The approved refund raises; the Agents SDK turns that into a message for the model,
-    through the run's own tool_error_formatter (which the adapter must keep). All of it inside
-    a span of the agent's (opentelemetry-api, here without an SDK): the adapter sends it."""
+    through the run's own tool_error_formatter (which the adapter must keep), or with `own`
+    through the tool's own failure_error_function (which the adapter must keep too). All of it
+    inside a span of the agent's (opentelemetry-api, here without an SDK): the adapter sends
+    it."""
     from opentelemetry import trace
     from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
@@ -121,15 +124,20 @@ async def refund_declined(url: str, credential: str) -> dict[str, object]:
         SpanContext(AGENT_TRACE_ID, AGENT_SPAN_ID, is_remote=False, trace_flags=TraceFlags(1))
     )
     with trace.use_span(agent_span):
-        return await _refund_declined(url, credential)
+        return await _refund_declined(url, credential, own)
 
 
-async def _refund_declined(url: str, credential: str) -> dict[str, object]:
+def own_failure_text(context: object, error: Exception) -> str:
+    return f"Declined, tell the customer: {error}"
+
+
+async def _refund_declined(url: str, credential: str, own: bool) -> dict[str, object]:
     set_tracing_disabled(True)
     console = connect(url, credential)
     gate = ConsoleToolApprovals(console, run_key="ticket-declined")
+    options = {"failure_error_function": own_failure_text} if own else {}
 
-    @function_tool(needs_approval=gate.needs_approval(impact="high"))
+    @function_tool(needs_approval=gate.needs_approval(impact="high"), **options)
     def issue_refund(payment_id: str, amount: int) -> str:
         """Refund a payment."""
         raise CardDeclined("card_declined")
@@ -151,8 +159,9 @@ async def _refund_declined(url: str, credential: str) -> dict[str, object]:
 
 if __name__ == "__main__":
     url, credential, mode = sys.argv[1:4]
-    if mode == "failing":
-        print(json.dumps(asyncio.run(refund_declined(url, credential))), flush=True)
+    if mode in {"failing", "failing-own"}:
+        outcome = asyncio.run(refund_declined(url, credential, own=mode == "failing-own"))
+        print(json.dumps(outcome), flush=True)
     elif mode == "restart":
         outcome = asyncio.run(refund_across_a_restart(url, credential, sys.argv[4]))
         print(json.dumps(outcome), flush=True)

@@ -120,3 +120,26 @@ def test_a_tool_that_raises_is_reported_failed_and_the_runs_formatter_still_spea
     assert outcome.approval.traceparent == (
         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     )
+
+
+def test_a_tool_with_its_own_failure_error_function_is_reported_failed(
+    live_console, sdk_agent, rita, reviewer_thread, author_venv: AuthorVenv
+) -> None:
+    _, token = sdk_agent
+    reviewer_thread.decide(
+        lambda approval: approval_request_approve(approval=approval, reviewer=rita)
+    )
+    result = author_venv.run(str(EXAMPLE), live_console.url, token, "failing-own", timeout=100)
+    reviewer_thread.join()
+    assert result.returncode == 0, result.stderr
+    run = json.loads(result.stdout)
+
+    # The tool's own failure_error_function turned the exception into the model's message...
+    assert run["tool_outputs"] == ["Declined, tell the customer: card_declined"]
+    # ... which is not the call's result: the console heard that the approved call failed.
+    outcome = RequestOutcome.objects.get()
+    assert (outcome.status, outcome.error, outcome.result) == (
+        "failed",
+        "CardDeclined: card_declined",
+        None,
+    )

@@ -25,12 +25,14 @@ closed, the model may call again with them.
 Outcomes: the console hears what each approved call did, as from the decorator. `resolve` wraps
 the approved tool's invoker (`FunctionTool.on_invoke_tool`) once, so when the resumed run calls
 it for a call this object approved, the outcome is reported: `succeeded` with a short result,
-`failed` with the exception (also when the Agents SDK turns it into a message for the model; it
-reads it through the run's `tool_error_formatter`, which it chains, never replaces). An approval
-the Agents SDK cannot run (changed arguments, or lapsed before the run resumed) is reported
-`not_executed`; a denial reports nothing. A tool with its own `failure_error_function` turns its
-exceptions into text before anyone else sees them: the adapter then reports that text as the
-result of a `succeeded` call, so leave it out on gated tools (or report by hand).
+`failed` with the exception, also when the Agents SDK turns it into a message for the model:
+with the default message it reads the exception through the run's `tool_error_formatter`, and
+with a tool's own `failure_error_function` through that function, which it wraps; either is
+chained, never replaced, so the model reads what it would have read. An approval the Agents SDK
+cannot run (changed arguments, or lapsed before the run resumed) is reported `not_executed`; a
+denial reports nothing. The approvals live in this object: resolve and resume in one process.
+Only the agent's own function tools (`Agent.tools`) can be wrapped: an MCP server's tools are
+built anew each turn, so a paused call of one is decided here and its outcome is not reported.
 
 Duck-typed: nothing here imports the Agents SDK (its top-level package is named `agents`, like the
 console's Django app), so this module imports wherever the SDK does.
@@ -129,6 +131,7 @@ class ConsoleToolApprovals:
         invoker = tool.on_invoke_tool
         if not (isinstance(invoker, _ReportingInvoker) and invoker.gate is self):
             tool.on_invoke_tool = _ReportingInvoker(invoker, self)
+        _capture_own_failures(tool)
         self._approved[call_id] = decision
 
     async def _report_not_run(self, decision: Decision) -> None:
@@ -187,6 +190,13 @@ class ConsoleToolApprovals:
 _TOOL_ERROR = "_approval_console_tool_error"
 
 
+def _note_tool_error(context: Any, error: Any) -> None:
+    """Note on the call's ToolContext that the tool raised, for its _ReportingInvoker."""
+    if isinstance(error, BaseException):
+        with contextlib.suppress(Exception):
+            setattr(context, _TOOL_ERROR, error)
+
+
 class _ErrorCapture:
     """A `RunConfig.tool_error_formatter` that notes the exception a function tool raised on
     its ToolContext, then leaves the message to the formatter it replaced (or the default)."""
@@ -195,10 +205,21 @@ class _ErrorCapture:
         self.previous = previous
 
     def __call__(self, args: Any) -> Any:
-        if getattr(args, "kind", None) == "tool_exception" and args.error is not None:
-            with contextlib.suppress(Exception):
-                setattr(args.run_context, _TOOL_ERROR, args.error)
+        if getattr(args, "kind", None) == "tool_exception":
+            _note_tool_error(args.run_context, args.error)
         return self.previous(args) if self.previous is not None else None
+
+
+class _FailureCapture:
+    """A tool's own `failure_error_function`, wrapped: notes the exception on the call's
+    ToolContext, then returns the tool's own message for the model."""
+
+    def __init__(self, own: Any) -> None:
+        self.own = own
+
+    def __call__(self, context: Any, error: Exception) -> Any:
+        _note_tool_error(context, error)
+        return self.own(context, error)
 
 
 class _ReportingInvoker:
@@ -237,15 +258,37 @@ class _ReportingInvoker:
 
 
 def _capture_tool_errors(context: Any) -> None:
+    with contextlib.suppress(Exception):
+        setattr(context, _TOOL_ERROR, None)
     run_config = getattr(context, "run_config", None)
     if run_config is None or not hasattr(run_config, "tool_error_formatter"):
         return
-    with contextlib.suppress(Exception):
-        setattr(context, _TOOL_ERROR, None)
     formatter = run_config.tool_error_formatter
     if not isinstance(formatter, _ErrorCapture):
         with contextlib.suppress(Exception):
             run_config.tool_error_formatter = _ErrorCapture(formatter)
+
+
+def _capture_own_failures(tool: Any) -> None:
+    """Wrap a tool's own `failure_error_function`, so a failure it turns into text is still
+    reported `failed`.
+
+    The Agents SDK catches the tool's exception inside the invoker we wrap and hands it to that
+    function; the run's `tool_error_formatter` is asked only after the default message. So the
+    function is where the exception is still visible. Wrapping it, rather than the callable
+    inside the SDK's invoker, relies on its public contract (called with the call's ToolContext
+    and the exception, whenever a failure becomes text: the tool's, or a cancelled call's) and
+    on one attribute, where `function_tool(failure_error_function=...)` stores it; the invoker's
+    insides change between releases. The note is on the ToolContext, one per call, so
+    concurrent calls never mix. A tool without one of its own is left alone: with the default
+    message the formatter notes it, and with `failure_error_function=None` the exception
+    propagates to the invoker."""
+    if getattr(tool, "_use_default_failure_error_function", True):
+        return
+    own = getattr(tool, "_failure_error_function", None)
+    if callable(own) and not isinstance(own, _FailureCapture):
+        with contextlib.suppress(Exception):
+            tool._failure_error_function = _FailureCapture(own)
 
 
 def _function_tool_of(item: Any) -> Any:
