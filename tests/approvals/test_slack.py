@@ -330,6 +330,23 @@ def test_a_click_escalated_away_meanwhile_is_refused(client, slack_api, monkeypa
     assert (approval.status, approval.team) == (Status.PENDING, elsewhere)
 
 
+def test_a_high_impact_message_offers_deny_and_the_console_not_approve(slack_api) -> None:  # noqa: F811
+    slack = reviewer_with_slack("sam", "U0SAM")
+    approval, row = _posted([slack], impact=Impact.HIGH, arguments={"amount": 4900})
+
+    outbox_deliver(kind=KIND_NOTIFICATION, row_id=row.pk)
+
+    [call] = slack_api.calls_to("chat.postMessage")
+    blocks = call.body["blocks"]
+    [actions] = [b for b in blocks if b["type"] == "actions"]
+    assert [e["action_id"] for e in actions["elements"]] == ["approval_deny", "approval_open"]
+    assert actions["elements"][1]["text"]["text"] == "Open in console to approve"
+    assert actions["elements"][1]["url"].endswith(f"/requests/{approval.code}/")
+    text = _texts(blocks)
+    assert "High impact: approve it in the console, where you confirm it" in text
+    assert "Exact call: issue_refund" in text  # still shown whole, to deny on
+
+
 @pytest.mark.parametrize("impact", [Impact.HIGH, Impact.CRITICAL])
 def test_an_approve_click_on_a_high_impact_request_is_refused(client, slack_api, impact) -> None:  # noqa: F811
     slack = reviewer_with_slack("sam", "U0SAM")
