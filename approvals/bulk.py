@@ -103,7 +103,11 @@ def _decide_one(*, action: str, code: UUID, reviewer: Any, reason: str) -> BulkI
         if action == DENY:
             check_approval_request_deny(approval=approval, reviewer=reviewer, reason=reason)
             return BulkItem(code=code, approval=approval, ok=True, message="Denied.")
-        outcome = check_approval_request_approve(approval=approval, reviewer=reviewer, note=reason)
+        # Bulk confirms no tool by name: the service refuses any approval that needs it (high
+        # and critical impact), should one get past the low-impact check above.
+        outcome = check_approval_request_approve(
+            approval=approval, reviewer=reviewer, note=reason, confirmed=None
+        )
     except TransitionConflict as conflict:
         message = f"Not recorded: someone else got there first; it is {conflict.current_status}."
         return BulkItem(code=code, approval=approval, ok=False, message=message)

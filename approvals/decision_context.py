@@ -2,7 +2,8 @@
 
 - what happens on approve, on deny and if nobody decides (from the request's deadline and the
   policy's timeout behaviour);
-- the key amount a high-impact approval's confirmation names;
+- the key amount a high-impact approval's confirmation names (whether one is needed:
+  ApprovalRequest.needs_confirmation, enforced by approvals.services.confirmation);
 - similar past decisions: the same agent calling the same tool, recent, only ones the reviewer
   may see, each with the arguments that differ from this request's and what happened after;
 - the neighbours of a request in the reviewer's queue (j/k on the decision page);
@@ -18,21 +19,14 @@ from approvals.agent_text import agent_text_one_line
 from approvals.models import (
     ApprovalRequest,
     DenyReasonPreset,
-    Impact,
     ReviewerPageSettings,
     Status,
 )
 from approvals.money import MONEY_KEYS, money_text
 
-# Impacts whose approval needs a second, deliberate step (the page's confirm; the view enforces it).
-CONFIRMED_IMPACTS = frozenset({Impact.HIGH, Impact.CRITICAL})
 SIMILAR_DECISIONS = 5
 # An argument value longer than this is cut in the "what differs" line.
 DIFF_VALUE_CHARS = 80
-
-
-def approval_needs_confirmation(approval: ApprovalRequest) -> bool:
-    return approval.impact in CONFIRMED_IMPACTS
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,9 @@ class ApproveForm(forms.Form):
         ),
     )
     # The second step of approving a high- or critical-impact request: the tool's name, sent by
-    # the confirmation the page shows (approvals.views.approve refuses the approval without it).
-    confirmed = forms.CharField(required=False, max_length=200)
+    # the confirmation the page shows (approvals.services.confirmation refuses the approval
+    # without it). Not stripped: it must be the tool's name exactly.
+    confirmed = forms.CharField(required=False, max_length=200, strip=False)
 
 
 class DenyForm(forms.Form):
@@ -89,8 +90,10 @@ class ApproveChangesForm(forms.Form):
         error_messages={"required": "Give the arguments to run, as a JSON object."},
     )
     note = forms.CharField(required=False, max_length=5000)
-    # Set by the confirmation step, after the reviewer has seen the diff.
-    confirmed = forms.BooleanField(required=False)
+    # Set by the confirmation step, after the reviewer has seen the diff: the tool's name, which
+    # is also the confirmation a high- or critical-impact approval needs
+    # (approvals.services.confirmation).
+    confirmed = forms.CharField(required=False, max_length=200, strip=False)
 
 
 class EscalateForm(forms.Form):

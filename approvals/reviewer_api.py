@@ -92,6 +92,16 @@ class ApproveInput(StrictSerializer):
     arguments = JSONObjectField(
         required=False, help_text="Approve with changes: the arguments the agent runs instead."
     )
+    confirm = serializers.CharField(
+        max_length=200,
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,  # the tool's name exactly
+        help_text="The request's `tool`, exactly: the confirmation that approving a `high` or "
+        "`critical` impact request needs, as the decision page asks for it. Without it such an "
+        "approval is refused (400 `confirmation_required`, `param` `confirm`) and nothing is "
+        "recorded. Optional for other impacts, but when sent it must name the tool.",
+    )
 
 
 class AnswerInput(StrictSerializer):
@@ -228,6 +238,9 @@ class ReviewerApproveApi(ReviewerApi):
         responses={200: ReviewerApprovalOutput},
         description="Approve, or approve with changed `arguments`. Where the request needs "
         "several approvals, it stays pending (see `approved_by`) until enough reviewers agree. "
+        "A `high` or `critical` impact request needs `confirm` set to its `tool`: without it "
+        "(or naming another tool) 400 `confirmation_required` with `param` `confirm`, nothing "
+        "recorded. "
         "A reviewer who operates the submitting agent gets 403 `own_agent` (deny still works). "
         "Changed arguments are judged by the policy as a new request with them: 400 "
         "`policy_denies` naming the rule if it denies them; if it routes them to another team "
@@ -243,6 +256,7 @@ class ReviewerApproveApi(ReviewerApi):
             reviewer=request.user,  # type: ignore[arg-type]
             note=payload.validated_data.get("note", ""),
             arguments=payload.validated_data.get("arguments"),
+            confirmed=payload.validated_data.get("confirm") or None,
         )
         answer = _fresh(request, code)
         if outcome.proposal is not None:

@@ -7,7 +7,8 @@ state machine in approvals.services: the vote that completes a quorum calls
 "Nobody approves a request they submitted": agents submit requests, so a reviewer who operates
 the submitting agent (`Agent.operators`) may comment, claim, escalate and deny, but not approve
 or vote to approve. `check_approval_request_approve` is the one place that enforces it, for
-the pages, the reviewer API and Slack alike.
+the pages, the reviewer API and Slack alike, and likewise the confirmation naming the tool that
+a high- or critical-impact approval needs (approvals.services.confirmation).
 """
 
 # long: every reviewer action (votes, answers, escalation, claims, presence) checks access the
@@ -165,8 +166,14 @@ def check_approval_request_approve(
     reviewer: User,
     note: str = "",
     arguments: dict[str, Any] | None = None,
+    confirmed: str | None = None,
 ) -> ApproveOutcome:
     """A reviewer approves (optionally with changed arguments); the last needed vote decides.
+
+    `confirmed`: the tool name the reviewer confirmed, None when the surface asked nothing. A
+    high- or critical-impact request is not approved, nor a vote recorded, without it
+    (approvals.services.confirmation: ReviewRejected `confirmation_required`), whatever the
+    surface: the page, the reviewer API, Slack, bulk approve.
 
     The request row is locked while the vote is counted: two reviewers casting the last two
     votes at once would otherwise each count the other's vote as missing and neither decide.
@@ -186,6 +193,7 @@ def check_approval_request_approve(
             "This is a question: answer it (or decline to answer), there is nothing to approve.",
             code=IS_QUESTION,
         )
+    services.approval_confirmation_check(approval=approval, confirmed=confirmed)
     if arguments is not None:
         arguments = approval_arguments_check(approval=approval, arguments=arguments)
         if arguments == approval.arguments:

@@ -89,7 +89,10 @@ def slack_interaction_handle(*, body: bytes, headers: Mapping[str, str]) -> Inte
     try:
         if action_id == ACTION_APPROVE:
             outcome = check_approval_request_approve(
-                approval=approval, reviewer=reviewer, note="Approved from Slack."
+                approval=approval,
+                reviewer=reviewer,
+                note="Approved from Slack.",
+                confirmed=None,  # a button confirms nothing: high impact is refused above
             )
             if not outcome.decided:
                 message = f"Your approval is recorded: {outcome.votes} of {outcome.required}."
@@ -113,6 +116,13 @@ def _not_approvable_from_slack(approval: ApprovalRequest) -> str:
     (an old message's, a forged one)."""
     if approval.is_question:
         return "Not recorded: this is a question. Answer it in the console."
+    if approval.needs_confirmation:
+        # The message offers no Approve for it; this click is an older message's, or forged.
+        return (
+            f"Not recorded: this request has {approval.get_impact_display().lower()} impact, "
+            "so approving it needs a confirmation naming the tool. Open it in the console to "
+            "approve it there."
+        )
     if not slack_may_approve(approval):
         # Slack could not show the exact call whole: nobody approves what they could not see.
         return (

@@ -27,7 +27,6 @@ from agents.humanlayer.selectors import humanlayer_call_without_arguments
 from approvals.agent_text import agent_json_visible
 from approvals.decision_context import (
     approval_key_amount,
-    approval_needs_confirmation,
     approval_outcomes,
     argument_fields,
     deny_reason_presets,
@@ -75,7 +74,7 @@ from approvals.selectors import (
     approvals_queue_page,
     run_timeline_for_reviewer,
 )
-from approvals.services import decision_page_view_record
+from approvals.services import CONFIRMATION_REQUIRED, decision_page_view_record
 from console import exact_json
 from console.errors import DomainError
 from console.http import AuthenticatedHttpRequest
@@ -235,7 +234,7 @@ def _detail_context(
         "heartbeat_seconds": settings.APPROVAL_PRESENCE_HEARTBEAT_SECONDS,
         "claimed_by_me": approval.live_claim is not None  # type: ignore[attr-defined]
         and approval.live_claim.reviewer_id == request.user.pk,  # type: ignore[attr-defined]
-        "needs_confirmation": approval_needs_confirmation(approval),
+        "needs_confirmation": approval.needs_confirmation,
         "key_amount": approval_key_amount(approval),
         "deny_presets": deny_reason_presets(approval),
         "argument_fields": argument_fields(approval),
@@ -288,11 +287,20 @@ def _panel(
 
 
 def _approve(
-    request: HtmxHttpRequest, code: UUID, *, note: str, arguments: dict[str, Any] | None
+    request: HtmxHttpRequest,
+    code: UUID,
+    *,
+    note: str,
+    arguments: dict[str, Any] | None,
+    confirmed: str | None,
 ) -> HttpResponse:
     approval = _get_or_404(request, code)
     outcome = check_approval_request_approve(
-        approval=approval, reviewer=request.user, note=note, arguments=arguments
+        approval=approval,
+        reviewer=request.user,
+        note=note,
+        arguments=arguments,
+        confirmed=confirmed,
     )
     if outcome.decided:
         return _panel(request, code)
@@ -324,29 +332,41 @@ def approve(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     form = ApproveForm(request.POST)
     if not form.is_valid():
         return _panel(request, code, status=400, approve_form=form)
-    approval = _get_or_404(request, code)
-    if (
-        approval.status == Status.PENDING  # decided meanwhile: the service reports the conflict
-        and approval_needs_confirmation(approval)
-        and form.cleaned_data["confirmed"] != approval.tool
-        # The agent's operator may not approve at all: the service says so, not this step.
-        and not reviewer_operates_agent(approval=approval, reviewer=request.user)
-    ):
-        # A second, deliberate step for high and critical impact, enforced here and not only on
-        # the page: a stray Enter (or a script) never approves one. Nothing is recorded.
-        message = (
-            f"Not approved yet: this request has {approval.get_impact_display().lower()} "
-            f"impact. Confirm that the agent may run {approval.tool}."
-        )
-        return _panel(
+    try:
+        # The confirm step sends the tool's name; the service refuses a high- or critical-impact
+        # approval without it (approvals.services.confirmation), here as on every surface.
+        return _approve(
             request,
             code,
-            status=400,
-            approve_form=form,
-            confirm_approve=True,
-            conflict_message=message,
+            note=form.cleaned_data["note"],
+            arguments=None,
+            confirmed=form.cleaned_data["confirmed"] or None,
         )
-    return _approve(request, code, note=form.cleaned_data["note"], arguments=None)
+    except ReviewRejected as rejected:
+        if rejected.code != CONFIRMATION_REQUIRED:
+            raise
+        refused = rejected
+    # Nothing was recorded: the page asks for the second, deliberate step (a stray Enter or a
+    # script never approves one).
+    approval = _get_or_404(request, code)
+    return _panel(
+        request,
+        code,
+        status=400,
+        approve_form=form,
+        confirm_approve=True,
+        conflict_message=_confirmation_asked(approval, refused),
+    )
+
+
+def _confirmation_asked(approval: ApprovalRequest, refused: ReviewRejected, more: str = "") -> str:
+    """The page's words for an approval refused for want of its confirmation."""
+    if not approval.needs_confirmation:
+        return refused.message  # a confirmation naming another tool, from no page of ours
+    return (
+        f"Not approved yet: this request has {approval.get_impact_display().lower()} "
+        f"impact. Confirm that the agent may run {approval.tool}{more}."
+    )
 
 
 @require_POST
@@ -366,19 +386,52 @@ def approve_changes(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     if arguments == approval.arguments:
         form.add_error("arguments", "These are the submitted arguments: use Approve instead.")
         return _panel(request, code, status=400, changes_form=form, show_editor=True)
+    note = form.cleaned_data["note"]
     if not form.cleaned_data["confirmed"]:
-        diff = difflib.unified_diff(
-            pretty_json(approval.arguments).splitlines(),
-            pretty_json(arguments).splitlines(),
-            fromfile="submitted",
-            tofile="you approve",
-            lineterm="",
+        return _changes_diff_step(request, code, approval=approval, arguments=arguments, note=note)
+    try:
+        # The diff step sends the tool's name: for high and critical impact it is also the
+        # confirmation the service asks of every approval (approvals.services.confirmation).
+        return _approve(
+            request, code, note=note, arguments=arguments, confirmed=form.cleaned_data["confirmed"]
         )
-        confirm = ApproveChangesForm(
-            initial={"arguments": pretty_json(arguments), "note": form.cleaned_data["note"]}
-        )
-        return _panel(request, code, changes_form=confirm, arguments_diff=list(diff))
-    return _approve(request, code, note=form.cleaned_data["note"], arguments=arguments)
+    except ReviewRejected as rejected:
+        if rejected.code != CONFIRMATION_REQUIRED:
+            raise
+        refused = rejected
+    return _changes_diff_step(
+        request,
+        code,
+        approval=approval,
+        arguments=arguments,
+        note=note,
+        status=400,
+        conflict_message=_confirmation_asked(approval, refused, " with these arguments"),
+    )
+
+
+def _changes_diff_step(
+    request: HtmxHttpRequest,
+    code: UUID,
+    *,
+    approval: ApprovalRequest,
+    arguments: dict[str, Any],
+    note: str,
+    status: int = 200,
+    **extra: Any,
+) -> HttpResponse:
+    """Approve with changes, its second step: the diff, and one button that confirms it."""
+    diff = difflib.unified_diff(
+        pretty_json(approval.arguments).splitlines(),
+        pretty_json(arguments).splitlines(),
+        fromfile="submitted",
+        tofile="you approve",
+        lineterm="",
+    )
+    confirm = ApproveChangesForm(initial={"arguments": pretty_json(arguments), "note": note})
+    return _panel(
+        request, code, status=status, changes_form=confirm, arguments_diff=list(diff), **extra
+    )
 
 
 @require_POST

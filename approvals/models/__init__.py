@@ -51,6 +51,7 @@ from approvals.models.policies import (
     Throttle,
 )
 from approvals.models.requests import (
+    CONFIRMED_IMPACTS,
     IMPACT_RANK,
     TERMINAL_STATUSES,
     ActorType,
@@ -71,6 +72,7 @@ from approvals.models.reviewing import DenyReasonPreset, ReviewerPageSettings
 
 __all__ = [
     "APPROVED_BY_RULE",
+    "CONFIRMED_IMPACTS",
     "IMPACT_RANK",
     "REASON_OUTCOME_FAILED",
     "TERMINAL_STATUSES",

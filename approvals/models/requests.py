@@ -35,6 +35,9 @@ class Impact(models.TextChoices):
 
 
 IMPACT_RANK = {Impact.LOW: 0, Impact.MEDIUM: 1, Impact.HIGH: 2, Impact.CRITICAL: 3}
+# Impacts whose approval needs a second, deliberate step that names the tool, on every surface
+# (approvals.services.confirmation enforces it; the surfaces only ask for it).
+CONFIRMED_IMPACTS = frozenset({Impact.HIGH, Impact.CRITICAL})
 
 
 def _queue_order_expression() -> models.Expression:
@@ -219,6 +222,11 @@ class ApprovalRequest(models.Model):
     @property
     def is_question(self) -> bool:
         return self.kind == Kind.QUESTION
+
+    @property
+    def needs_confirmation(self) -> bool:
+        """Whether approving it needs a confirmation naming its tool (CONFIRMED_IMPACTS)."""
+        return self.impact in CONFIRMED_IMPACTS
 
     @property
     def status_label(self) -> str:

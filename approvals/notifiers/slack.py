@@ -10,6 +10,13 @@ Approve only for what the reviewer can see: a text object holds at most 3,000 ch
 when the exact call (the tool and its whole arguments) does not fit in one, the message offers
 Deny and "Open in console" only; slack_interactions refuses an Approve click on such a request
 too (an older message, or a forged payload).
+
+No Approve button either for a high- or critical-impact request: approving one needs a
+confirmation naming the tool (approvals.services.confirmation), and a button cannot carry it.
+Slack's own `confirm` dialog on a button would not do: Slack's client draws it, and the click
+that reaches us afterwards is the same as one without it, so the server could never tell that
+anyone confirmed anything, and it asks "are you sure?", not for the tool. Such a message offers
+Deny and "Open in console to approve", the decision page with its confirm step.
 """
 
 import logging
@@ -86,8 +93,20 @@ def slack_exact_call_text(approval: ApprovalRequest) -> str | None:
 def slack_may_approve(approval: ApprovalRequest) -> bool:
     """Whether a Slack message can show this request's exact call whole, so Approve may be
     offered there and an Approve click from Slack may be recorded. Never for a question: it is
-    answered in the console's form, not approved."""
-    return not approval.is_question and slack_exact_call_text(approval) is not None
+    answered in the console's form, not approved. Never for a request whose approval needs a
+    confirmation naming the tool: a button cannot carry it (see the module's docstring)."""
+    return (
+        not approval.is_question
+        and not approval.needs_confirmation
+        and slack_exact_call_text(approval) is not None
+    )
+
+
+def _confirm_in_console_text(approval: ApprovalRequest) -> str:
+    return (
+        f"{approval.get_impact_display()} impact: approve it in the console, where you confirm "
+        "it by the tool's name. Deny works here."
+    )
 
 
 QUESTION_HEADER = "Question: an answer needed"
@@ -148,10 +167,18 @@ def approval_blocks(approval: ApprovalRequest) -> list[dict[str, Any]]:
                 ),
             }
         )
+    confirm_in_console = approval.needs_confirmation and not approval.is_question
+    if confirm_in_console and not approval.is_terminal:
+        blocks.append({"type": "section", "text": _plain(_confirm_in_console_text(approval))})
+    open_text = "Open in console"
+    if approval.is_question:
+        open_text = "Answer in console"
+    elif confirm_in_console and not approval.is_terminal:
+        open_text = "Open in console to approve"
     open_button = {
         "type": "button",
         "action_id": ACTION_OPEN,
-        "text": _plain("Answer in console" if approval.is_question else "Open in console"),
+        "text": _plain(open_text),
         "url": decision_url(approval.code),
     }
     if approval.is_terminal:

@@ -6,6 +6,7 @@ decisions: what a decision writes (Decision, history event, audit record), for b
 suggestions: AAP's approve-with-changes as a denial that suggests, and its resubmission
 arguments: checking arguments against a request's JSON Schema
 page_views: when a reviewer first opened a request
+confirmation: the confirmation naming the tool that a high- or critical-impact approval needs
 outcomes: what happened after the decision, one outcome per request
 
 Nothing here checks permission: the caller has decided who may act (system code, or a check_*
@@ -16,6 +17,11 @@ public is importable from approvals.services.
 """
 
 from approvals.services.arguments import approval_arguments_validate, arguments_schema_errors
+from approvals.services.confirmation import (
+    CONFIRMATION_PARAM,
+    CONFIRMATION_REQUIRED,
+    approval_confirmation_check,
+)
 from approvals.services.creation import (
     DURATION_PATTERN,
     CreateResult,
@@ -53,6 +59,8 @@ from approvals.services.transitions import (
 __all__ = [
     "ALLOWED_TRANSITIONS",
     "CHANGE_NEEDS_REVIEW",
+    "CONFIRMATION_PARAM",
+    "CONFIRMATION_REQUIRED",
     "DURATION_PATTERN",
     "NOT_APPROVED",
     "OUTCOME_ALREADY_REPORTED",
@@ -64,6 +72,7 @@ __all__ = [
     "OutcomeReport",
     "Submission",
     "approval_arguments_validate",
+    "approval_confirmation_check",
     "approval_outcome_report",
     "approval_outcomes_from_trace",
     "approval_outcomes_mark_not_reported",

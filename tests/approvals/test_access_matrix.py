@@ -27,7 +27,7 @@ from tests.thread_connections import db_to_thread
 # (url name, form data) for every page that changes something.
 PAGE_ACTIONS = [
     ("approvals:approve", {"note": "ok", "confirmed": "issue_refund"}),
-    ("approvals:approve-changes", {"arguments": '{"amount": 1}', "confirmed": "on"}),
+    ("approvals:approve-changes", {"arguments": '{"amount": 1}', "confirmed": "issue_refund"}),
     ("approvals:deny", {"reason": "no"}),
     ("approvals:escalate", {"team": "__ops__", "note": "over to you"}),
     ("approvals:comment", {"note": "looking"}),
@@ -35,7 +35,7 @@ PAGE_ACTIONS = [
     ("approvals:release", {}),
 ]
 API_ACTIONS = [
-    ("api-v1:reviewer-request-approve", {"note": "ok"}),
+    ("api-v1:reviewer-request-approve", {"note": "ok", "confirm": "issue_refund"}),
     ("api-v1:reviewer-request-deny", {"reason": "no"}),
     ("api-v1:reviewer-request-comment", {"note": "looking"}),
     ("api-v1:reviewer-request-escalate", {"team": "ops", "note": "over to you"}),

@@ -140,13 +140,15 @@ def test_it_records_comments(team) -> None:
 def test_it_records_each_quorum_vote_and_the_deciding_approval(team) -> None:
     ann, ben = team.members.get(username="ann"), team.members.get(username="ben")
     approval = ApprovalRequestFactory(team=team, required_approvals=2)
-    check_approval_request_approve(approval=approval, reviewer=ann, note="fine by me")
+    check_approval_request_approve(
+        approval=approval, reviewer=ann, note="fine by me", confirmed=approval.tool
+    )
     vote = _only(AuditAction.VOTE_CAST)
     assert (vote.actor_type, vote.actor_id) == _reviewer_id(ann)
     assert vote.object_id == str(approval.code)
     assert (vote.after["votes"], vote.after["required"]) == (1, 2)
 
-    check_approval_request_approve(approval=approval, reviewer=ben)
+    check_approval_request_approve(approval=approval, reviewer=ben, confirmed=approval.tool)
     # The deciding vote is the approval itself: one record, not a vote and an approval.
     assert AuditRecord.objects.filter(action=AuditAction.VOTE_CAST).count() == 1
     assert _only(AuditAction.REQUEST_APPROVED).actor_id == str(ben.pk)

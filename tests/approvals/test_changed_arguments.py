@@ -112,7 +112,7 @@ class TestDenied:
         client.force_login(world.xena)
         response = client.post(
             reverse("approvals:approve-changes", args=[approval.code]),
-            {"arguments": '{"expected_rows": 50000}', "confirmed": "on"},
+            {"arguments": '{"expected_rows": 50000}', "confirmed": approval.tool},
             HTTP_HX_REQUEST="true",
         )
         assert response.status_code == 400
@@ -236,7 +236,7 @@ class TestRouting:
         client.force_login(world.xena)
         response = client.post(
             reverse("approvals:approve-changes", args=[approval.code]),
-            {"arguments": '{"amount": 5000}', "confirmed": "on"},
+            {"arguments": '{"amount": 5000}', "confirmed": approval.tool},
             HTTP_HX_REQUEST="true",
         )
         assert response.status_code == 200

@@ -42,7 +42,10 @@ def test_it_shows_the_diff_and_records_nothing_until_confirmed(client, team) -> 
     assert approval.status == Status.PENDING
 
     confirmed = _post(
-        client, "approvals:approve-changes", approval, {"arguments": changed, "confirmed": "on"}
+        client,
+        "approvals:approve-changes",
+        approval,
+        {"arguments": changed, "confirmed": approval.tool},
     )
     assert confirmed.status_code == 200
     approval.refresh_from_db()
@@ -50,6 +53,29 @@ def test_it_shows_the_diff_and_records_nothing_until_confirmed(client, team) -> 
     assert approval.decision.approved_arguments == {"amount": 2450, "currency": "GBP"}
     assert "With changed arguments" in confirmed.content.decode()
     assert "&quot;amount&quot;: 2450" in confirmed.content.decode()
+
+
+def test_a_high_impact_change_is_confirmed_by_the_tools_name(client, team) -> None:
+    approval = ApprovalRequestFactory(team=team, arguments={"amount": 4900, "currency": "GBP"})
+    client = _as(client, team, "ann")
+    changed = '{"amount": 2450, "currency": "GBP"}'
+    preview = _post(client, "approvals:approve-changes", approval, {"arguments": changed})
+    html = preview.content.decode()
+    assert "High impact: confirm." in html
+    assert '<input type="hidden" name="confirmed" value="issue_refund">' in html
+
+    # A post that skips the confirmation (a script, an older page) approves nothing: the diff
+    # again, with why.
+    skipped = _post(
+        client, "approvals:approve-changes", approval, {"arguments": changed, "confirmed": "on"}
+    )
+    html = skipped.content.decode()
+    assert skipped.status_code == 400
+    assert "Not approved yet: this request has high impact." in html
+    assert 'id="arguments-diff"' in html and "+  &quot;amount&quot;: 2450," in html
+    approval.refresh_from_db()
+    assert approval.status == Status.PENDING
+    assert not approval.events.exists()
 
 
 def test_it_names_invalid_json_and_keeps_what_was_typed(client, team) -> None:

@@ -137,11 +137,19 @@ def test_an_approval_by_policy_has_nobody_to_tell(team) -> None:
 def test_under_a_quorum_only_those_who_approved_what_ran_are_told(team) -> None:
     approval = ApprovalRequestFactory(team=team, required_approvals=2, arguments={"amount": 10})
     check_approval_request_approve(
-        approval=approval, reviewer=_member(team, "ann"), arguments={"amount": 5}
+        approval=approval,
+        reviewer=_member(team, "ann"),
+        arguments={"amount": 5},
+        confirmed=approval.tool,
     )
-    check_approval_request_approve(approval=approval, reviewer=_member(team, "ben"))
+    check_approval_request_approve(
+        approval=approval, reviewer=_member(team, "ben"), confirmed=approval.tool
+    )
     decided = check_approval_request_approve(
-        approval=approval, reviewer=_member(team, "cat"), arguments={"amount": 5}
+        approval=approval,
+        reviewer=_member(team, "cat"),
+        arguments={"amount": 5},
+        confirmed=approval.tool,
     )
     assert decided.decided
     approval.refresh_from_db()

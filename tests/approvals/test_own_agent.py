@@ -45,7 +45,7 @@ def test_it_refuses_an_operator_approving_their_agents_request(ops) -> None:
     ann, _, _, _ = ops
     approval = _approval(ops)
     with pytest.raises(ReviewRejected) as refused:
-        check_approval_request_approve(approval=approval, reviewer=ann)
+        check_approval_request_approve(approval=approval, reviewer=ann, confirmed=approval.tool)
     assert refused.value.code == OWN_AGENT
     approval.refresh_from_db()
     assert approval.status == Status.PENDING
@@ -56,9 +56,11 @@ def test_it_refuses_an_operators_quorum_vote_and_changed_arguments(ops) -> None:
     ann, _, _, _ = ops
     approval = _approval(ops, required_approvals=2, arguments={"amount": 10})
     with pytest.raises(ReviewRejected):
-        check_approval_request_approve(approval=approval, reviewer=ann)
+        check_approval_request_approve(approval=approval, reviewer=ann, confirmed=approval.tool)
     with pytest.raises(ReviewRejected):
-        check_approval_request_approve(approval=approval, reviewer=ann, arguments={"amount": 1})
+        check_approval_request_approve(
+            approval=approval, reviewer=ann, arguments={"amount": 1}, confirmed=approval.tool
+        )
     assert not ApprovalVote.objects.filter(approval=approval).exists()
 
 
@@ -67,7 +69,9 @@ def test_it_refuses_staff_who_operate_the_agent_too(ops) -> None:
     admin = UserFactory(username="root", is_staff=True)
     agent.operators.add(admin)
     with pytest.raises(ReviewRejected):
-        check_approval_request_approve(approval=_approval(ops), reviewer=admin)
+        check_approval_request_approve(
+            approval=_approval(ops), reviewer=admin, confirmed="issue_refund"
+        )
 
 
 def test_it_lets_an_operator_comment_and_deny(ops) -> None:
@@ -80,14 +84,18 @@ def test_it_lets_an_operator_comment_and_deny(ops) -> None:
 
 def test_it_lets_a_reviewer_who_does_not_operate_the_agent_approve(ops) -> None:
     _, ben, _, _ = ops
-    outcome = check_approval_request_approve(approval=_approval(ops), reviewer=ben)
+    outcome = check_approval_request_approve(
+        approval=_approval(ops), reviewer=ben, confirmed="issue_refund"
+    )
     assert outcome.decided
 
 
 def test_it_lets_an_operator_approve_another_agents_request(ops) -> None:
     ann, _, team, _ = ops
     other = ApprovalRequestFactory(team=team, agent=AgentFactory(name="mail-bot"))
-    assert check_approval_request_approve(approval=other, reviewer=ann).decided
+    assert check_approval_request_approve(
+        approval=other, reviewer=ann, confirmed=other.tool
+    ).decided
 
 
 # --- the decision page -------------------------------------------------------------------------

@@ -52,7 +52,9 @@ def test_it_lists_and_reads_with_review_fields(api, approval) -> None:
 
 def test_it_approves_with_changed_arguments(api, approval) -> None:
     response = api.post(
-        _url("approve", approval), {"arguments": {"amount": 100}, "note": "Half."}, format="json"
+        _url("approve", approval),
+        {"arguments": {"amount": 100}, "note": "Half.", "confirm": approval.tool},
+        format="json",
     )
     assert response.status_code == 200
     body = response.json()
@@ -75,6 +77,48 @@ def test_it_names_the_bad_field_and_stores_nothing(api, approval) -> None:
     assert not approval.events.exists()
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"note": "ok"},
+        {"confirm": ""},
+        {"confirm": "send_email"},
+        {"arguments": {"amount": 100}},
+    ],
+)
+def test_it_refuses_a_high_impact_approval_without_confirm_naming_the_tool(
+    api, approval, body
+) -> None:
+    response = api.post(_url("approve", approval), body, format="json")
+
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert (error["code"], error["param"]) == ("confirmation_required", "confirm")
+    assert error["message"].startswith("confirm: ") and '"issue_refund"' in error["message"]
+    approval.refresh_from_db()
+    assert approval.status == Status.PENDING
+    assert not approval.events.exists() and not approval.votes.exists()
+
+
+def test_it_approves_a_high_impact_request_with_confirm_naming_the_tool(api, approval) -> None:
+    response = api.post(
+        _url("approve", approval), {"confirm": "issue_refund", "note": "Checked."}, format="json"
+    )
+
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == "approved"
+
+
+def test_its_schema_documents_confirm(api) -> None:
+    schema = api.get("/api/v1/schema", HTTP_ACCEPT="application/json").json()
+    approve = schema["paths"]["/api/v1/reviewer/requests/{code}/approve"]["post"]
+    assert "`confirmation_required`" in approve["description"]
+    ref = approve["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    body = schema["components"]["schemas"][ref.rsplit("/", 1)[-1]]
+    assert "`high` or `critical`" in body["properties"]["confirm"]["description"]
+
+
 def test_it_answers_409_when_someone_decided_first(api, approval) -> None:
     approval_request_approve(approval=approval, reviewer=UserFactory(username="otto"))
     response = api.post(_url("deny", approval), {"reason": "No."}, format="json")
@@ -91,9 +135,10 @@ def test_it_answers_409_when_someone_decided_first(api, approval) -> None:
 
 def test_it_counts_votes_towards_a_quorum(api, ann) -> None:
     approval = ApprovalRequestFactory(team=ann.teams.get(), required_approvals=2)
-    first = api.post(_url("approve", approval), {}, format="json").json()
+    confirmed = {"confirm": approval.tool}  # high impact
+    first = api.post(_url("approve", approval), confirmed, format="json").json()
     assert first["status"] == "pending" and first["approved_by"] == ["ann"]
-    again = api.post(_url("approve", approval), {}, format="json")
+    again = api.post(_url("approve", approval), confirmed, format="json")
     assert again.status_code == 409 and again.json()["error"]["code"] == "already_voted"
 
 
@@ -178,7 +223,9 @@ def _escalated_after_read(monkeypatch, approval, team) -> None:
     )
 
 
-@pytest.mark.parametrize(("action", "body"), [("approve", {}), ("deny", {"reason": "no"})])
+@pytest.mark.parametrize(
+    ("action", "body"), [("approve", {"confirm": "issue_refund"}), ("deny", {"reason": "no"})]
+)
 def test_a_decision_on_a_request_escalated_away_before_it_lands_is_refused(
     api, approval, monkeypatch, action, body
 ) -> None:
@@ -200,7 +247,8 @@ def test_staff_decide_a_request_escalated_meanwhile_as_it_is_now(approval, monke
     elsewhere = TeamFactory(name="elsewhere")
     _escalated_after_read(monkeypatch, approval, elsewhere)
 
-    response = client.post(_url("approve", approval), {"note": "fine"}, format="json")
+    body = {"note": "fine", "confirm": approval.tool}
+    response = client.post(_url("approve", approval), body, format="json")
 
     assert response.status_code == 200, response.content
     approval.refresh_from_db()

@@ -44,11 +44,15 @@ def _member(team, name):
 class TestQuorum:
     def test_it_stays_pending_until_enough_distinct_reviewers_approve(self, team) -> None:
         approval = ApprovalRequestFactory(team=team, required_approvals=2)
-        first = check_approval_request_approve(approval=approval, reviewer=_member(team, "ann"))
+        first = check_approval_request_approve(
+            approval=approval, reviewer=_member(team, "ann"), confirmed=approval.tool
+        )
         assert (first.decided, first.votes, first.required) == (False, 1, 2)
         approval.refresh_from_db()
         assert approval.status == Status.PENDING
-        second = check_approval_request_approve(approval=approval, reviewer=_member(team, "ben"))
+        second = check_approval_request_approve(
+            approval=approval, reviewer=_member(team, "ben"), confirmed=approval.tool
+        )
         assert second.decided
         approval.refresh_from_db()
         assert approval.status == Status.APPROVED
@@ -58,9 +62,13 @@ class TestQuorum:
 
     def test_it_counts_one_vote_per_reviewer(self, team) -> None:
         approval = ApprovalRequestFactory(team=team, required_approvals=2)
-        check_approval_request_approve(approval=approval, reviewer=_member(team, "ann"))
+        check_approval_request_approve(
+            approval=approval, reviewer=_member(team, "ann"), confirmed=approval.tool
+        )
         with pytest.raises(ReviewRejected) as twice:
-            check_approval_request_approve(approval=approval, reviewer=_member(team, "ann"))
+            check_approval_request_approve(
+                approval=approval, reviewer=_member(team, "ann"), confirmed=approval.tool
+            )
         assert twice.value.code == "already_voted"
         approval.refresh_from_db()
         assert approval.status == Status.PENDING
@@ -68,25 +76,39 @@ class TestQuorum:
 
     def test_it_ends_with_one_denial_whatever_the_votes(self, team) -> None:
         approval = ApprovalRequestFactory(team=team, required_approvals=3)
-        check_approval_request_approve(approval=approval, reviewer=_member(team, "ann"))
-        check_approval_request_approve(approval=approval, reviewer=_member(team, "ben"))
+        check_approval_request_approve(
+            approval=approval, reviewer=_member(team, "ann"), confirmed=approval.tool
+        )
+        check_approval_request_approve(
+            approval=approval, reviewer=_member(team, "ben"), confirmed=approval.tool
+        )
         check_approval_request_deny(
             approval=approval, reviewer=_member(team, "cat"), reason="Wrong account."
         )
         approval.refresh_from_db()
         assert approval.status == Status.DENIED
         with pytest.raises(TransitionConflict):
-            check_approval_request_approve(approval=approval, reviewer=UserFactory(is_staff=True))
+            check_approval_request_approve(
+                approval=approval, reviewer=UserFactory(is_staff=True), confirmed=approval.tool
+            )
 
     def test_it_needs_the_quorum_to_agree_on_the_same_arguments(self, team) -> None:
         approval = ApprovalRequestFactory(team=team, required_approvals=2, arguments={"amount": 10})
         check_approval_request_approve(
-            approval=approval, reviewer=_member(team, "ann"), arguments={"amount": 5}
+            approval=approval,
+            reviewer=_member(team, "ann"),
+            arguments={"amount": 5},
+            confirmed=approval.tool,
         )
-        plain = check_approval_request_approve(approval=approval, reviewer=_member(team, "ben"))
+        plain = check_approval_request_approve(
+            approval=approval, reviewer=_member(team, "ben"), confirmed=approval.tool
+        )
         assert not plain.decided  # ann approved other arguments than ben
         changed = check_approval_request_approve(
-            approval=approval, reviewer=_member(team, "cat"), arguments={"amount": 5}
+            approval=approval,
+            reviewer=_member(team, "cat"),
+            arguments={"amount": 5},
+            confirmed=approval.tool,
         )
         assert changed.decided
         approval.refresh_from_db()
@@ -98,10 +120,17 @@ class TestQuorum:
             voters = [UserFactory() for _ in range(3)]
             team = TeamFactory(members=voters)
             approval = ApprovalRequestFactory(team=team, required_approvals=2)
-            check_approval_request_approve(approval=approval, reviewer=voters[0])
+            check_approval_request_approve(
+                approval=approval, reviewer=voters[0], confirmed=approval.tool
+            )
             results = run_at_once(
                 [
-                    partial(check_approval_request_approve, approval=approval, reviewer=voter)
+                    partial(
+                        check_approval_request_approve,
+                        approval=approval,
+                        reviewer=voter,
+                        confirmed=approval.tool,
+                    )
                     for voter in voters[1:]
                 ],
                 timeout=30,
@@ -139,7 +168,10 @@ class TestArguments:
     def test_it_counts_unchanged_arguments_as_a_plain_approval(self, team) -> None:
         approval = ApprovalRequestFactory(team=team, arguments={"amount": 10})
         check_approval_request_approve(
-            approval=approval, reviewer=_member(team, "ann"), arguments={"amount": 10}
+            approval=approval,
+            reviewer=_member(team, "ann"),
+            arguments={"amount": 10},
+            confirmed=approval.tool,
         )
         approval.refresh_from_db()
         assert approval.decision.approved_arguments is None

@@ -13,6 +13,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from approvals.models import (
     Channel,
+    Impact,
     Notification,
     NotificationAttempt,
     NotificationStatus,
@@ -53,6 +54,7 @@ def test_it_posts_a_block_kit_message_with_the_buttons(slack_api) -> None:  # no
         summary="Refund <!channel> order 1042",
         confidence=0.42,
         arguments={"payment_id": "pay_9", "amount": 4900},
+        impact=Impact.LOW,
     )
 
     assert outbox_deliver(kind=KIND_NOTIFICATION, row_id=row.pk) is None
@@ -63,7 +65,7 @@ def test_it_posts_a_block_kit_message_with_the_buttons(slack_api) -> None:  # no
     blocks = call.body["blocks"]
     text = _texts(blocks)
     assert "Refund <!channel> order 1042" in text
-    assert "Confidence: 0.42" in text and "Impact: High" in text
+    assert "Confidence: 0.42" in text and "Impact: Low" in text
     assert "pay_9" in text and "4900" in text
     # Agent text only ever in plain_text, where Slack does not expand <!channel>.
     summary_block = blocks[1]
@@ -175,7 +177,7 @@ def _post(client, body: bytes, headers: dict[str, str]):
 
 def test_a_signed_interaction_approves_and_updates_the_message(client, slack_api) -> None:  # noqa: F811
     slack = reviewer_with_slack("sam", "U0SAM")
-    approval, row = _posted([slack])
+    approval, row = _posted([slack], impact=Impact.LOW)
     outbox_deliver(kind=KIND_NOTIFICATION, row_id=row.pk)
     body = _interaction(approval, "U0SAM")
 
@@ -288,7 +290,7 @@ def test_a_refused_click_is_answered_privately_in_slack(client, slack_api) -> No
 
 def test_it_refuses_an_approval_from_the_agents_operator(client, slack_api) -> None:  # noqa: F811
     slack = reviewer_with_slack("sam", "U0SAM")
-    approval, _ = _posted([slack], agent=AgentFactory(operators=[slack]))
+    approval, _ = _posted([slack], agent=AgentFactory(operators=[slack]), impact=Impact.LOW)
     payload = {
         "type": "block_actions",
         "user": {"id": "U0SAM"},
@@ -312,7 +314,7 @@ def test_a_click_escalated_away_meanwhile_is_refused(client, slack_api, monkeypa
     from tests.interleave import after_call
 
     member = reviewer_with_slack("sam", "U0SAM")
-    approval, _ = _posted([member])
+    approval, _ = _posted([member], impact=Impact.LOW)
     elsewhere = TeamFactory(name="elsewhere")
     after_call(
         monkeypatch,
@@ -328,6 +330,52 @@ def test_a_click_escalated_away_meanwhile_is_refused(client, slack_api, monkeypa
     assert (approval.status, approval.team) == (Status.PENDING, elsewhere)
 
 
+def test_a_high_impact_message_offers_deny_and_the_console_not_approve(slack_api) -> None:  # noqa: F811
+    slack = reviewer_with_slack("sam", "U0SAM")
+    approval, row = _posted([slack], impact=Impact.HIGH, arguments={"amount": 4900})
+
+    outbox_deliver(kind=KIND_NOTIFICATION, row_id=row.pk)
+
+    [call] = slack_api.calls_to("chat.postMessage")
+    blocks = call.body["blocks"]
+    [actions] = [b for b in blocks if b["type"] == "actions"]
+    assert [e["action_id"] for e in actions["elements"]] == ["approval_deny", "approval_open"]
+    assert actions["elements"][1]["text"]["text"] == "Open in console to approve"
+    assert actions["elements"][1]["url"].endswith(f"/requests/{approval.code}/")
+    text = _texts(blocks)
+    assert "High impact: approve it in the console, where you confirm it" in text
+    assert "Exact call: issue_refund" in text  # still shown whole, to deny on
+
+
+@pytest.mark.parametrize("impact", [Impact.HIGH, Impact.CRITICAL])
+def test_an_approve_click_on_a_high_impact_request_is_refused(client, slack_api, impact) -> None:  # noqa: F811
+    slack = reviewer_with_slack("sam", "U0SAM")
+    approval, _ = _posted([slack], impact=impact)
+    # An older message's Approve button, or a forged one, properly signed.
+    body = _interaction(approval, "U0SAM", response_url=f"{slack_api.url}actions/T1/reply")
+
+    assert _post(client, body, _signed_headers(body)).status_code == 200
+
+    [reply] = slack_api.calls_to("reply")
+    assert reply.body["response_type"] == "ephemeral"
+    assert "needs a confirmation naming the tool" in reply.body["text"]
+    assert "Open it in the console" in reply.body["text"]
+    approval.refresh_from_db()
+    assert approval.status == Status.PENDING
+    assert not approval.events.exists()
+
+
+def test_a_deny_click_on_a_high_impact_request_is_recorded(client, slack_api) -> None:  # noqa: F811
+    slack = reviewer_with_slack("sam", "U0SAM")
+    approval, _ = _posted([slack], impact=Impact.CRITICAL)
+    body = _interaction(approval, "U0SAM", action_id="approval_deny")
+
+    _post(client, body, _signed_headers(body))
+
+    approval.refresh_from_db()
+    assert approval.status == Status.DENIED
+
+
 def _long_memo_arguments() -> dict[str, object]:
     # A long memo first: sorted or not, the account it pays to would be cut out of the message.
     return {"memo": "Quarterly reconciliation. " * 120, "destination_account": "DE89-EVIL-0001"}
@@ -335,7 +383,7 @@ def _long_memo_arguments() -> dict[str, object]:
 
 def test_a_message_that_cannot_show_the_whole_arguments_offers_no_approve(slack_api) -> None:  # noqa: F811
     slack = reviewer_with_slack("sam", "U0SAM")
-    _, row = _posted([slack], arguments=_long_memo_arguments())
+    _, row = _posted([slack], arguments=_long_memo_arguments(), impact=Impact.LOW)
 
     outbox_deliver(kind=KIND_NOTIFICATION, row_id=row.pk)
 
@@ -356,7 +404,7 @@ def test_a_message_that_cannot_show_the_whole_arguments_offers_no_approve(slack_
 def test_the_exact_call_that_fits_is_shown_whole_with_approve(slack_api) -> None:  # noqa: F811
     slack = reviewer_with_slack("sam", "U0SAM")
     arguments = {"memo": "x" * 2000, "destination_account": "DE89-0001"}
-    _, row = _posted([slack], arguments=arguments)
+    _, row = _posted([slack], arguments=arguments, impact=Impact.LOW)
 
     outbox_deliver(kind=KIND_NOTIFICATION, row_id=row.pk)
 
@@ -371,7 +419,7 @@ def test_the_exact_call_that_fits_is_shown_whole_with_approve(slack_api) -> None
 
 def test_an_approve_click_slack_could_not_show_whole_is_refused(client, slack_api) -> None:  # noqa: F811
     slack = reviewer_with_slack("sam", "U0SAM")
-    approval, _ = _posted([slack], arguments=_long_memo_arguments())
+    approval, _ = _posted([slack], arguments=_long_memo_arguments(), impact=Impact.LOW)
     # A forged (or older message's) Approve button, properly signed.
     body = _interaction(approval, "U0SAM", response_url=f"{slack_api.url}actions/T1/reply")
 

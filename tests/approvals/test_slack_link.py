@@ -21,6 +21,7 @@ from slack_sdk.signature import SignatureVerifier
 from approvals.audit import AuditAction
 from approvals.models import (
     AuditRecord,
+    Impact,
     NotificationPreference,
     SlackLinkClaim,
     Status,
@@ -85,7 +86,10 @@ def test_the_preferences_form_no_longer_links_a_member_id(slack_api) -> None:  #
 
 def test_it_links_only_after_the_code_sent_by_direct_message_comes_back(slack_api) -> None:  # noqa: F811
     client = _signed_in("alice")
-    approval = ApprovalRequestFactory(team=TeamFactory(name="ops", members=[_user("alice")]))
+    # Low impact: a Slack click may approve it (high impact needs the console's confirmation).
+    approval = ApprovalRequestFactory(
+        team=TeamFactory(name="ops", members=[_user("alice")]), impact=Impact.LOW
+    )
 
     assert client.post(SEND, {"slack_user_id": "u0alice"}).status_code == 302
     code = _code_sent_to(slack_api, "U0ALICE")

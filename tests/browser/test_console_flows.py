@@ -169,6 +169,8 @@ def test_a_reviewer_approves_with_changed_arguments_after_seeing_the_diff(
     page.screenshot(path=str(artifacts / "approve-with-changes-diff.png"), full_page=True)
     approval.refresh_from_db()
     assert approval.status == Status.PENDING  # nothing recorded before confirming
+    # High impact: this step is the confirmation naming the tool that the server asks for.
+    expect(page.locator("#changes")).to_contain_text("High impact: confirm.")
     page.get_by_role("button", name="Confirm changed arguments").click()
     expect(page.locator(f"#decision-panel-{approval.code}")).to_contain_text("Approved")
     approval.refresh_from_db()

@@ -228,6 +228,7 @@ def test_an_edit_in_progress_is_kept_with_the_reason_it_can_no_longer_be_sent(
         approval=ApprovalRequest.objects.get(pk=approval.pk),
         reviewer=bob,
         note="Checked with the customer.",
+        confirmed="issue_refund",  # high impact: bob confirmed it on his page
     )
 
     kept = page.locator(f"#kept-edit-{approval.code}")

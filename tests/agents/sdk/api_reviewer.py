@@ -19,11 +19,19 @@ Action = Callable[[dict[str, Any]], tuple[str, dict[str, Any]]]
 
 
 def approve(note: str = "") -> Action:
-    return lambda _request: ("approve", {"note": note} if note else {})
+    # `confirm` names the tool, as a person who read the request confirms it: the API refuses a
+    # high- or critical-impact approval without it.
+    return lambda request: (
+        "approve",
+        {"confirm": request["tool"], **({"note": note} if note else {})},
+    )
 
 
 def approve_with(arguments: dict[str, Any], note: str = "") -> Action:
-    return lambda _request: ("approve", {"arguments": arguments, "note": note})
+    return lambda request: (
+        "approve",
+        {"arguments": arguments, "note": note, "confirm": request["tool"]},
+    )
 
 
 def deny(reason: str) -> Action:

@@ -1,0 +1,109 @@
+"""The confirmation naming the tool that a high- or critical-impact approval needs, checked once
+for every surface (approvals/services/confirmation.py, through check_approval_request_approve)."""
+
+import pytest
+
+from approvals.exceptions import ReviewRejected, TransitionConflict
+from approvals.models import ApprovalRequest, ApprovalVote, Decision, Impact, Status
+from approvals.reviews import check_approval_request_approve, check_approval_request_deny
+from approvals.services import approval_request_deny
+from tests.factories import ApprovalRequestFactory, PolicyRuleFactory, TeamFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def team(db):
+    payments = TeamFactory(
+        name="payments", members=[UserFactory(username="ann"), UserFactory(username="ben")]
+    )
+    PolicyRuleFactory(tool_glob="issue_refund", team=payments)  # a changed refund stays here
+    return payments
+
+
+def _ann(team):
+    return team.members.get(username="ann")
+
+
+def _nothing_recorded(approval: ApprovalRequest) -> None:
+    approval.refresh_from_db()
+    assert approval.status == Status.PENDING
+    assert not Decision.objects.filter(approval=approval).exists()
+    assert not ApprovalVote.objects.filter(approval=approval).exists()
+    assert not approval.events.exists()
+
+
+@pytest.mark.parametrize("impact", [Impact.HIGH, Impact.CRITICAL])
+@pytest.mark.parametrize("confirmed", [None, "", "send_email"])
+def test_it_refuses_a_high_or_critical_approval_not_confirmed_by_its_tool(
+    team, impact, confirmed
+) -> None:
+    approval = ApprovalRequestFactory(team=team, impact=impact)
+
+    with pytest.raises(ReviewRejected) as refused:
+        check_approval_request_approve(approval=approval, reviewer=_ann(team), confirmed=confirmed)
+
+    error = refused.value
+    assert (error.code, error.param, error.http_status) == ("confirmation_required", "confirm", 400)
+    assert '"issue_refund"' in error.message and "Nothing was recorded" in error.message
+    _nothing_recorded(approval)
+
+
+def test_it_refuses_changed_arguments_and_quorum_votes_alike(team) -> None:
+    changed = ApprovalRequestFactory(team=team, arguments={"amount": 10})
+    quorum = ApprovalRequestFactory(team=team, required_approvals=2)
+
+    with pytest.raises(ReviewRejected, match="confirmation naming the tool"):
+        check_approval_request_approve(
+            approval=changed, reviewer=_ann(team), arguments={"amount": 5}
+        )
+    with pytest.raises(ReviewRejected, match="confirmation naming the tool"):
+        check_approval_request_approve(approval=quorum, reviewer=_ann(team))
+
+    _nothing_recorded(changed)
+    _nothing_recorded(quorum)
+
+
+def test_it_approves_once_the_reviewer_confirmed_the_tool(team) -> None:
+    approval = ApprovalRequestFactory(team=team, impact=Impact.CRITICAL, arguments={"amount": 10})
+
+    outcome = check_approval_request_approve(
+        approval=approval, reviewer=_ann(team), arguments={"amount": 5}, confirmed="issue_refund"
+    )
+
+    assert outcome.decided
+    assert outcome.approval.decision.approved_arguments == {"amount": 5}
+
+
+@pytest.mark.parametrize("impact", [Impact.LOW, Impact.MEDIUM])
+def test_it_asks_nothing_of_low_and_medium_impact(team, impact) -> None:
+    approval = ApprovalRequestFactory(team=team, impact=impact)
+    assert check_approval_request_approve(approval=approval, reviewer=_ann(team)).decided
+
+
+def test_it_refuses_a_confirmation_naming_another_tool_at_any_impact(team) -> None:
+    approval = ApprovalRequestFactory(team=team, impact=Impact.LOW)
+
+    with pytest.raises(ReviewRejected) as refused:
+        check_approval_request_approve(
+            approval=approval, reviewer=_ann(team), confirmed="delete_records"
+        )
+
+    assert refused.value.code == "confirmation_required"
+    assert 'names "delete_records", but this request runs "issue_refund"' in refused.value.message
+    _nothing_recorded(approval)
+
+
+def test_a_denial_never_needs_it(team) -> None:
+    approval = ApprovalRequestFactory(team=team, impact=Impact.CRITICAL)
+    denied = check_approval_request_deny(approval=approval, reviewer=_ann(team), reason="No.")
+    assert denied.status == Status.DENIED
+
+
+def test_a_request_decided_meanwhile_answers_the_conflict_not_the_confirmation(team) -> None:
+    approval = ApprovalRequestFactory(team=team)
+    approval_request_deny(approval=approval, reviewer=UserFactory(username="otto"), reason="No.")
+    approval.refresh_from_db()
+
+    with pytest.raises(TransitionConflict):
+        check_approval_request_approve(approval=approval, reviewer=_ann(team))
