@@ -38,6 +38,14 @@ an approval without `approve` allowed. A refusal without `reject` allowed raises
 leaves the agent paused: allow `reject` for every tool the console reviews. `respond` is never
 sent: it would reach the model as the tool's successful result.
 
+Then it tells the console what the approved calls did, from the graph: each call's `ToolMessage`
+(`succeeded` with its content, short; `failed` with it when its status is "error"), the exception
+of a tool that raised through `invoke` (`failed`, re-raised unchanged), or `not_executed` when the
+agent finished without running it (langchain_outcomes). To invoke yourself, `hitl_review` returns
+the `Command` and the reporting: `graph.invoke(review.command, config)`, then
+`review.report_outcomes()` (with the exception, if it raised). `hitl_resume` returns the `Command`
+alone and reports nothing.
+
 Idempotent: a request's key comes from the thread, the interrupt's id and the action's position,
 so calling again after a TimeoutError, a crash, or from another process (with a durable
 checkpointer) finds the requests already filed instead of filing them twice.
