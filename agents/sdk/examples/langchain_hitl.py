@@ -5,11 +5,13 @@
     python langchain_hitl.py pay_7 4900             # "... pay_7 4900 per_call": per-call mode
 
 The agent is LangChain's `create_agent`, with the middleware pausing `issue_refund` and
-`send_email`. While it is paused, `hitl_resume` files one console request per paused call, waits
+`send_email`. While it is paused, `hitl_review` files one console request per paused call, waits
 for the reviewers' decisions (long polls: they return the moment a reviewer decides) and builds
 the `Command` that resumes the middleware with them: approved calls run, with the reviewer's
 arguments if they changed them; refused ones reach the model as rejections with the reviewer's
-note. (`review_hitl_interrupts` does both steps in one call.)
+note. Once the agent ran them, `review.report_outcomes()` tells the console what each approved
+call did, from its ToolMessage (or the exception, if a tool raised). (`review_hitl_interrupts`
+does all of it in one call.)
 
 The model is scripted (langchain_core's fake chat model), so the example runs offline: it asks
 for a refund and an email in one turn, then says it is done. Put your own model in
@@ -22,7 +24,7 @@ import time
 from typing import Any
 
 from approval_console import Console
-from approval_console.adapters.langchain import hitl_resume
+from approval_console.adapters.langchain import hitl_review
 from langchain.agents import create_agent
 from langchain.agents.middleware import HumanInTheLoopMiddleware
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
@@ -103,9 +105,15 @@ if __name__ == "__main__":
     result = agent.invoke({"messages": [{"role": "user", "content": "Refund it."}]}, config)
     resumed_at = None
     while "__interrupt__" in result:
-        command = hitl_resume(console, agent, config, impact="high", timeout=600)
+        review = hitl_review(console, agent, config, impact="high", timeout=600)
+        assert review is not None  # paused on the middleware: its interrupt is the only one
         resumed_at = resumed_at or time.time()  # the decisions are here: the agent goes on
-        result = agent.invoke(command, config)
+        try:
+            result = agent.invoke(review.command, config)
+        except Exception as error:
+            review.report_outcomes(error)  # the failed call's outcome, before re-raising
+            raise
+        review.report_outcomes()  # succeeded (the ToolMessage), or failed (status="error")
     replies = {m.name: m.content for m in result["messages"] if isinstance(m, ToolMessage)}
     print(
         json.dumps(

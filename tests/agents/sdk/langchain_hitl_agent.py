@@ -11,6 +11,9 @@ Scenarios:
 - `approve-only`: the refund's review allows approve only.
 - `retry`: a first resume that gives up at once (timeout=0), then a second that waits.
 - `async`: areview_hitl_interrupts with an AsyncConsole.
+- `outcomes`: batched, a turn with a refund that works and a card check whose ToolException
+  becomes an error message, then a turn with an email that raises through `invoke`.
+- `outcomes-async`: the same in per_call mode with an AsyncConsole (areview_hitl_interrupts).
 """
 
 import asyncio
@@ -28,7 +31,7 @@ from langchain.agents import create_agent
 from langchain.agents.middleware import HumanInTheLoopMiddleware
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, ToolMessage
-from langchain_core.tools import tool
+from langchain_core.tools import ToolException, tool
 from langgraph.checkpoint.memory import InMemorySaver
 
 RAN: list[dict[str, Any]] = []
@@ -39,6 +42,21 @@ def issue_refund(payment_id: str, amount: int) -> str:
     """Refund a payment."""
     RAN.append({"payment_id": payment_id, "amount": amount})
     return f"refunded {amount} on {payment_id}"
+
+
+@tool
+def check_card(payment_id: str) -> str:
+    """Check the card behind a payment."""
+    raise ToolException(f"card behind {payment_id} declined")
+
+
+check_card.handle_tool_error = True  # the model gets the error as a ToolMessage(status="error")
+
+
+@tool
+def send_email(to: str, body: str) -> str:
+    """Email a customer."""
+    raise RuntimeError("mail server down")
 
 
 class ScriptedModel(GenericFakeChatModel):
@@ -61,6 +79,32 @@ def refund_agent(allowed: list[str]) -> Any:
     )
 
 
+def outcomes_agent(mode: str) -> Any:
+    # The email comes in a turn of its own: a tool that raises stops its turn's other calls,
+    # and LangGraph may drop what the finished ones wrote (their outcome is then unknown).
+    refund = {"name": "issue_refund", "args": {"payment_id": "pay_7", "amount": 4900}, "id": "c1"}
+    check = {"name": "check_card", "args": {"payment_id": "pay_7"}, "id": "c2"}
+    email = {"name": "send_email", "args": {"to": "ann@example.com", "body": "Done"}, "id": "c3"}
+    turns = [[refund, check], [email]]
+    model = ScriptedModel(
+        messages=iter(
+            [*(AIMessage(content="", tool_calls=calls) for calls in turns), AIMessage("Done.")]
+        )
+    )
+    gated = {"allowed_decisions": ["approve", "edit", "reject"]}
+    return create_agent(
+        model,
+        tools=[issue_refund, check_card, send_email],
+        middleware=[
+            HumanInTheLoopMiddleware(
+                interrupt_on=dict.fromkeys(["issue_refund", "check_card", "send_email"], gated),
+                interrupt_mode=mode,
+            )
+        ],
+        checkpointer=InMemorySaver(),
+    )
+
+
 def report(result: Any, **more: Any) -> None:
     messages = [m.content for m in result["messages"] if isinstance(m, ToolMessage)]
     print(json.dumps({"ran": RAN, "tool_messages": messages, **more}), flush=True)
@@ -70,11 +114,14 @@ def run(url: str, credential: str, scenario: str) -> None:
     allowed = {"no-edit": ["approve", "reject"], "approve-only": ["approve"]}.get(
         scenario, ["approve", "edit", "reject"]
     )
-    agent = refund_agent(allowed)
+    if scenario.startswith("outcomes"):
+        agent = outcomes_agent("per_call" if scenario == "outcomes-async" else "batched")
+    else:
+        agent = refund_agent(allowed)
     config = {"configurable": {"thread_id": f"hitl-{scenario}"}}
     paused = agent.invoke({"messages": [{"role": "user", "content": "Refund it."}]}, config)
     assert "__interrupt__" in paused
-    if scenario == "async":
+    if scenario in {"async", "outcomes-async"}:
         asyncio.run(run_async(url, credential, agent, config))
         return
     with Console(url, credential) as console:
@@ -87,16 +134,27 @@ def run(url: str, credential: str, scenario: str) -> None:
             print(json.dumps({"timed_out": timed_out}), flush=True)
         try:
             result = review_hitl_interrupts(console, agent, config, impact="high", timeout=60)
+            while "__interrupt__" in result:  # the agent's next turn paused again
+                result = review_hitl_interrupts(console, agent, config, timeout=60)
         except ValueError as error:
             still_paused = bool(agent.get_state(config).tasks)
             print(json.dumps({"ran": RAN, "error": str(error), "paused": still_paused}))
+            return
+        except RuntimeError as error:  # a tool's exception, through graph.invoke
+            print(json.dumps({"ran": RAN, "raised": str(error)}))
             return
     report(result, timed_out=timed_out)
 
 
 async def run_async(url: str, credential: str, agent: Any, config: Any) -> None:
     async with AsyncConsole(url, credential) as console:
-        result = await areview_hitl_interrupts(console, agent, config, timeout=60)
+        try:
+            result = await areview_hitl_interrupts(console, agent, config, timeout=60)
+            while "__interrupt__" in result:
+                result = await areview_hitl_interrupts(console, agent, config, timeout=60)
+        except RuntimeError as error:
+            print(json.dumps({"ran": RAN, "raised": str(error)}))
+            return
     report(result)
 
 

@@ -125,6 +125,11 @@ def test_the_langchain_example_resumes_the_middleware_with_the_decisions(
     )
     assert outcome["final"] == "Done."
     assert ApprovalRequest.objects.count() == 2
+    # The example reports what the approved call did: the tool's answer, without the notice the
+    # middleware puts before it for the model. A denial reports nothing.
+    refund = ApprovalRequest.objects.get(tool="issue_refund")
+    assert (refund.outcome.status, refund.outcome.result) == ("succeeded", "refunded 2500 on pay_7")
+    assert not ApprovalRequest.objects.filter(tool="send_email", outcome__isnull=False).exists()
     last = max(decided, key=lambda d: d.decided_at)
     assert _resumed_after("LangChain", outcome, last) < RESUME_WITHIN
 

@@ -129,3 +129,61 @@ def test_an_async_agent_is_resumed_with_the_decision(
 
     assert outcome["ran"] == [{"payment_id": "pay_7", "amount": 4900}]
     assert outcome["tool_messages"] == ["refunded 4900 on pay_7"]
+
+
+def _approve_all(rita: Any, *, refund: dict[str, Any] | None = None) -> Any:
+    def decide(approval: ApprovalRequest) -> None:
+        arguments = refund if approval.tool == "issue_refund" else None
+        approval_request_approve(approval=approval, reviewer=rita, arguments=arguments)
+
+    return decide
+
+
+def _outcomes() -> dict[str, tuple[str, Any, str]]:
+    return {
+        approval.tool: (approval.outcome.status, approval.outcome.result, approval.outcome.error)
+        for approval in ApprovalRequest.objects.select_related("outcome")
+    }
+
+
+def test_the_approved_calls_outcomes_are_reported_from_what_the_agent_did(
+    live_console, sdk_agent, rita, reviewer_thread, author_venv: AuthorVenv
+) -> None:
+    _, token = sdk_agent
+    decide = _approve_all(rita)
+    reviewer_thread.decide(decide, decide, decide)
+    outcome = _run(author_venv, live_console, token, "outcomes")
+    reviewer_thread.join()
+
+    # The email's exception went through invoke, on the turn after the other two ran.
+    assert outcome["raised"] == "mail server down"
+    assert outcome["ran"] == [{"payment_id": "pay_7", "amount": 4900}]
+    assert _outcomes() == {
+        # Its ToolMessage: the tool's return, as the result.
+        "issue_refund": ("succeeded", "refunded 4900 on pay_7", ""),
+        # A ToolMessage with status="error": the tool's error, handled into the message.
+        "check_card": ("failed", None, "card behind pay_7 declined"),
+        # Its task failed: the exception, as the decorator reports one.
+        "send_email": ("failed", None, "RuntimeError: mail server down"),
+    }
+    assert set(ApprovalRequest.objects.values_list("outcome__source", flat=True)) == {"agent"}
+
+
+def test_per_call_outcomes_are_reported_by_an_async_agent_with_the_reviewers_arguments(
+    live_console, sdk_agent, rita, reviewer_thread, author_venv: AuthorVenv
+) -> None:
+    _, token = sdk_agent
+    decide = _approve_all(rita, refund={"payment_id": "pay_7", "amount": 2500})
+    reviewer_thread.decide(decide, decide, decide)
+    outcome = _run(author_venv, live_console, token, "outcomes-async")
+    reviewer_thread.join()
+
+    assert outcome["raised"] == "mail server down"
+    assert outcome["ran"] == [{"payment_id": "pay_7", "amount": 2500}]
+    assert _outcomes() == {
+        # The reviewer's arguments ran: the result is the tool's, without the middleware's notice.
+        "issue_refund": ("succeeded", "refunded 2500 on pay_7", ""),
+        "check_card": ("failed", None, "card behind pay_7 declined"),
+        # Per-call interrupts name their call: the failed task's exception is its call's.
+        "send_email": ("failed", None, "RuntimeError: mail server down"),
+    }

@@ -38,6 +38,14 @@ an approval without `approve` allowed. A refusal without `reject` allowed raises
 leaves the agent paused: allow `reject` for every tool the console reviews. `respond` is never
 sent: it would reach the model as the tool's successful result.
 
+Then it tells the console what the approved calls did, from the graph: each call's `ToolMessage`
+(`succeeded` with its content, short; `failed` with it when its status is "error"), the exception
+of a tool that raised through `invoke` (`failed`, re-raised unchanged), or `not_executed` when the
+agent finished without running it (langchain_outcomes). To invoke yourself, `hitl_review` returns
+the `Command` and the reporting: `graph.invoke(review.command, config)`, then
+`review.report_outcomes()` (with the exception, if it raised). `hitl_resume` returns the `Command`
+alone and reports nothing.
+
 Idempotent: a request's key comes from the thread, the interrupt's id and the action's position,
 so calling again after a TimeoutError, a crash, or from another process (with a durable
 checkpointer) finds the requests already filed instead of filing them twice.
@@ -53,11 +61,12 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..client import AsyncConsole, Console
 from ..models import Decision
+from .langchain_outcomes import ApprovedCall, HitlReview, last_tool_calls
 
 logger = logging.getLogger("approval_console")
 
@@ -83,6 +92,7 @@ class HitlAction:
     allowed: tuple[str, ...]
     per_call: bool
     arguments_schema: dict[str, Any] | None = None
+    tool_call_id: str | None = None  # the model's call: its ToolMessage says what it did
 
 
 def _allowed_in_schema(response_schema: Any) -> tuple[str, ...]:
@@ -130,6 +140,7 @@ def _actions_of(paused: Any) -> list[HitlAction]:
                 allowed=_allowed_in_schema(schema),
                 per_call=True,
                 arguments_schema=_edit_arguments_schema(schema),
+                tool_call_id=str(value["tool_call_id"]) if value.get("tool_call_id") else None,
             )
         ]
     requests = value.get("action_requests")
@@ -156,12 +167,34 @@ def _actions_of(paused: Any) -> list[HitlAction]:
 
 def hitl_actions(state: Any) -> list[HitlAction]:
     """What the middleware paused on in a graph state (`graph.get_state(config)`), in order."""
-    return [
+    actions = [
         action
         for task in state.tasks
         for paused in task.interrupts
         for action in _actions_of(paused)
     ]
+    return _with_call_ids(actions, state)
+
+
+def _with_call_ids(actions: list[HitlAction], state: Any) -> list[HitlAction]:
+    """Batched actions with their tool call ids. The middleware's `action_requests` name none:
+    they are the paused turn's gated calls, in the order of the model's `tool_calls` (the calls
+    it let through, or a `when` predicate skipped, in between)."""
+    calls = last_tool_calls(state.values)
+    position = 0
+    named: list[HitlAction] = []
+    for action in actions:
+        if action.per_call:
+            named.append(action)
+            continue
+        while position < len(calls) and (
+            calls[position].get("name") != action.name or calls[position].get("args") != action.args
+        ):
+            position += 1
+        call_id = calls[position].get("id") if position < len(calls) else None
+        position += 1
+        named.append(replace(action, tool_call_id=str(call_id) if call_id else None))
+    return named
 
 
 def _idempotency_key(config: Mapping[str, Any], action: HitlAction) -> str:
@@ -234,6 +267,63 @@ def _left(timeout: float | None, started: float) -> float | None:
     return None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
 
 
+def _review(
+    console: Console | AsyncConsole,
+    graph: Any,
+    config: Mapping[str, Any],
+    state: Any,
+    asked: list[tuple[HitlAction, Decision, dict[str, Any]]],
+) -> HitlReview:
+    from langgraph.types import Command
+
+    actions = [action for action, _, _ in asked]
+    approved = tuple(
+        ApprovedCall(action.tool_call_id, decision, edited=sent["type"] == EDIT)
+        for action, decision, sent in asked
+        if sent["type"] in (APPROVE, EDIT) and action.tool_call_id
+    )
+    return HitlReview(
+        console=console,
+        graph=graph,
+        config=config,
+        command=Command(resume=_resume_values(actions, [sent for _, _, sent in asked])),
+        approved=approved,
+        paused_at=(state.config or {}).get("configurable", {}).get("checkpoint_id"),
+    )
+
+
+def hitl_review(
+    console: Console,
+    graph: Any,
+    config: Mapping[str, Any],
+    *,
+    timeout: float | None = None,
+    **fields: Any,
+) -> HitlReview | None:
+    """The console's decisions on what the middleware paused on, or None when the graph is not
+    paused on it: resume with `graph.invoke(review.command, config)`, then call
+    `review.report_outcomes()` (`report_outcomes(error)` when it raised) to tell the console
+    what the approved calls did. Files the requests, then waits for every one: at most
+    `timeout` seconds (None: as long as it takes; 0: not at all), then TimeoutError (the
+    requests stay filed; call again). `fields` are submit's keyword arguments (impact, timeout
+    of the requests, labels, ...)."""
+    started = time.monotonic()
+    state = graph.get_state(config)
+    actions = hitl_actions(state)
+    if not actions:
+        return None
+    filed = [
+        console.submit(action.name, action.args, **_submit_fields(config, action, fields))
+        for action in actions
+    ]
+    decided = [console.wait(approval, timeout=_left(timeout, started)) for approval in filed]
+    asked = [(a, d, hitl_decision(a, d)) for a, d in zip(actions, decided, strict=True)]
+    for action, decision, sent in asked:
+        if (note := _not_run_note(action, decision, sent)) is not None:
+            _report_not_run(console, decision, note)
+    return _review(console, graph, config, state, asked)
+
+
 def hitl_resume(
     console: Console,
     graph: Any,
@@ -242,27 +332,10 @@ def hitl_resume(
     timeout: float | None = None,
     **fields: Any,
 ) -> Any:
-    """The `Command` that resumes what the middleware paused on with the console's decisions,
-    or None when the graph is not paused on it. Files the requests, then waits for every one:
-    at most `timeout` seconds (None: as long as it takes; 0: not at all), then TimeoutError
-    (the requests stay filed; call again). `fields` are submit's keyword arguments (impact,
-    timeout of the requests, labels, ...)."""
-    from langgraph.types import Command
-
-    started = time.monotonic()
-    actions = hitl_actions(graph.get_state(config))
-    if not actions:
-        return None
-    filed = [
-        console.submit(action.name, action.args, **_submit_fields(config, action, fields))
-        for action in actions
-    ]
-    decided = [console.wait(approval, timeout=_left(timeout, started)) for approval in filed]
-    decisions = [hitl_decision(a, d) for a, d in zip(actions, decided, strict=True)]
-    for action, decision, sent in zip(actions, decided, decisions, strict=True):
-        if (note := _not_run_note(action, decision, sent)) is not None:
-            _report_not_run(console, decision, note)
-    return Command(resume=_resume_values(actions, decisions))
+    """`hitl_review(...).command`: the `Command` that resumes the agent, or None. Reports no
+    outcomes: use `hitl_review` (or `review_hitl_interrupts`) for that."""
+    review = hitl_review(console, graph, config, timeout=timeout, **fields)
+    return None if review is None else review.command
 
 
 def review_hitl_interrupts(
@@ -273,29 +346,38 @@ def review_hitl_interrupts(
     timeout: float | None = None,
     **fields: Any,
 ) -> Any:
-    """Let the console decide what the middleware paused on, then resume the agent.
+    """Let the console decide what the middleware paused on, resume the agent, and tell the
+    console what the approved calls did (langchain_outcomes), also when the agent raises.
 
     Returns what `graph.invoke` returns (the agent may pause again on its next turn: loop while
     it has `__interrupt__`), or None when the graph is not paused on the middleware. See
-    `hitl_resume` for `timeout` and `fields`.
+    `hitl_review` for `timeout` and `fields`.
     """
-    command = hitl_resume(console, graph, config, timeout=timeout, **fields)
-    return None if command is None else graph.invoke(command, config)
+    review = hitl_review(console, graph, config, timeout=timeout, **fields)
+    if review is None:
+        return None
+    try:
+        result = graph.invoke(review.command, config)
+    except Exception as error:
+        review.report_outcomes(error)
+        raise
+    review.report_outcomes()
+    return result
 
 
-async def ahitl_resume(
+async def ahitl_review(
     console: AsyncConsole,
     graph: Any,
     config: Mapping[str, Any],
     *,
     timeout: float | None = None,
     **fields: Any,
-) -> Any:
-    """hitl_resume for asyncio: files the requests and waits for them concurrently."""
-    from langgraph.types import Command
-
+) -> HitlReview | None:
+    """hitl_review for asyncio: files the requests and waits for them concurrently; then
+    `await graph.ainvoke(review.command, config)` and `await review.areport_outcomes()`."""
     started = time.monotonic()
-    actions = hitl_actions(await graph.aget_state(config))
+    state = await graph.aget_state(config)
+    actions = hitl_actions(state)
     if not actions:
         return None
     filed = await asyncio.gather(
@@ -307,11 +389,24 @@ async def ahitl_resume(
     decided = await asyncio.gather(
         *(console.wait(approval, timeout=_left(timeout, started)) for approval in filed)
     )
-    decisions = [hitl_decision(a, d) for a, d in zip(actions, decided, strict=True)]
-    for action, decision, sent in zip(actions, decided, decisions, strict=True):
+    asked = [(a, d, hitl_decision(a, d)) for a, d in zip(actions, decided, strict=True)]
+    for action, decision, sent in asked:
         if (note := _not_run_note(action, decision, sent)) is not None:
             await _areport_not_run(console, decision, note)
-    return Command(resume=_resume_values(actions, decisions))
+    return _review(console, graph, config, state, asked)
+
+
+async def ahitl_resume(
+    console: AsyncConsole,
+    graph: Any,
+    config: Mapping[str, Any],
+    *,
+    timeout: float | None = None,
+    **fields: Any,
+) -> Any:
+    """hitl_resume for asyncio: `(await ahitl_review(...)).command`, or None."""
+    review = await ahitl_review(console, graph, config, timeout=timeout, **fields)
+    return None if review is None else review.command
 
 
 async def areview_hitl_interrupts(
@@ -322,9 +417,18 @@ async def areview_hitl_interrupts(
     timeout: float | None = None,
     **fields: Any,
 ) -> Any:
-    """review_hitl_interrupts for asyncio: `await graph.ainvoke(...)` with the decisions."""
-    command = await ahitl_resume(console, graph, config, timeout=timeout, **fields)
-    return None if command is None else await graph.ainvoke(command, config)
+    """review_hitl_interrupts for asyncio: `await graph.ainvoke(...)` with the decisions, then
+    the approved calls' outcomes."""
+    review = await ahitl_review(console, graph, config, timeout=timeout, **fields)
+    if review is None:
+        return None
+    try:
+        result = await graph.ainvoke(review.command, config)
+    except Exception as error:
+        await review.areport_outcomes(error)
+        raise
+    await review.areport_outcomes()
+    return result
 
 
 def _report_not_run(console: Console, decision: Decision, note: str) -> None:
@@ -343,11 +447,15 @@ async def _areport_not_run(console: AsyncConsole, decision: Decision, note: str)
 
 
 __all__ = [
+    "ApprovedCall",
     "HitlAction",
+    "HitlReview",
     "ahitl_resume",
+    "ahitl_review",
     "areview_hitl_interrupts",
     "hitl_actions",
     "hitl_decision",
     "hitl_resume",
+    "hitl_review",
     "review_hitl_interrupts",
 ]

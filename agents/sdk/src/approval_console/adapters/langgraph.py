@@ -41,8 +41,8 @@ Agent Inbox responses (accept, edit, respond, ignore) are not decisions here: re
 the console (web, API, email, Slack), where they are authenticated and audited.
 
 LangChain 1.x's `HumanInTheLoopMiddleware` pauses on an interrupt of its own: see
-`approval_console.adapters.langchain`. The middleware runs the tools itself, so their outcomes
-reach the console as the run's trace or `console.report_outcome`.
+`approval_console.adapters.langchain`, which reports the outcomes of the calls the middleware ran
+from their `ToolMessage`s.
 
 LangGraph is imported only when these functions run; the SDK itself does not need it.
 """

@@ -1,0 +1,231 @@
+"""What the calls HumanInTheLoopMiddleware ran on the console's approval did, told to the console.
+
+The middleware runs the approved tools itself, in the agent's tools node, out of the adapter's
+sight. What they did is in the graph afterwards: each call that ran left a `ToolMessage` with its
+`tool_call_id` (`status="error"` when its error became the message: a `ToolException` the tool
+handles, a middleware that turns failures into text), and a tool that raised, which the tool node
+of `create_agent` lets through `graph.invoke`, left its exception on its failed task
+(`graph.get_state(config).tasks`). So once the resumed agent returns or raises:
+
+| the graph holds, for an approved call             | the console hears                        |
+|---------------------------------------------------|------------------------------------------|
+| its ToolMessage                                   | `succeeded`, the message's content, short |
+| its ToolMessage with `status="error"`             | `failed`, the content                    |
+| its tools task failed                             | `failed`, "<ExceptionType>: <message>"   |
+| nothing, and the agent finished                   | `not_executed`                           |
+| nothing, and the agent paused or failed elsewhere | nothing: it may run yet, or was cut off  |
+
+A task's exception is matched to its call by the call id in its per_call interrupt, or, in batched
+mode, when it is the only failed task and its turn has one call left without a message; else (two
+tools of one turn raised at once) those calls report nothing, and the console marks them
+`not_reported`. Messages a later turn removed (summarized) are found in the thread's checkpoints
+since the pause.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .. import _wire
+from ..client import AsyncConsole, Console
+from ..models import Decision
+from ..outcomes import areport_quietly
+
+logger = logging.getLogger("approval_console")
+
+# HumanInTheLoopMiddleware puts its edit notice before the tool's own answer, then this.
+EDIT_NOTICE_END = "\n\nTool response:\n"
+NEVER_RAN = "The agent finished without running the approved call."
+
+
+@dataclass(frozen=True)
+class ApprovedCall:
+    """A call the middleware was told to run (`approve`, or `edit` with the reviewer's args)."""
+
+    tool_call_id: str
+    decision: Decision
+    edited: bool
+
+
+@dataclass(frozen=True)
+class HitlReview:
+    """The console's decisions on what the middleware paused on: `command` resumes the agent
+    (`graph.invoke(review.command, config)`), then `report_outcomes()` (`await
+    areport_outcomes()` with an AsyncConsole) tells the console what the approved calls did.
+    Call it once the resumed agent returned, or raised: then with the exception (`raised`), whose
+    type and message are the failed call's error (else the task's text of it, its repr). It
+    never raises."""
+
+    console: Console | AsyncConsole
+    graph: Any
+    config: Mapping[str, Any]
+    command: Any
+    approved: tuple[ApprovedCall, ...]
+    paused_at: str | None  # the checkpoint the agent was paused at: history before it is older
+
+    def report_outcomes(self, raised: BaseException | None = None) -> None:
+        if not self.approved:
+            return
+        if isinstance(self.console, AsyncConsole):
+            raise TypeError("With an AsyncConsole, await review.areport_outcomes().")
+        try:
+            state = self.graph.get_state(self.config)
+            found = _tool_messages([state])
+            if _missing(self.approved, found):
+                self._search_history(found)
+            reports = _reports(self.approved, state, found, raised)
+        except Exception:
+            logger.warning("Could not read what the approved calls did", exc_info=True)
+            return
+        for decision, body in reports:
+            try:
+                self.console.report_outcome(decision.request_id, **body)
+            except Exception:
+                logger.warning(
+                    "Could not report the outcome of approval request %s",
+                    decision.request_id,
+                    exc_info=True,
+                )
+
+    async def areport_outcomes(self, raised: BaseException | None = None) -> None:
+        if not self.approved:
+            return
+        try:
+            state = await self.graph.aget_state(self.config)
+            found = _tool_messages([state])
+            if _missing(self.approved, found):
+                async for snapshot in self.graph.aget_state_history(self.config):
+                    if self._is_pause(snapshot) or not _add(found, snapshot, self.approved):
+                        break
+            reports = _reports(self.approved, state, found, raised)
+        except Exception:
+            logger.warning("Could not read what the approved calls did", exc_info=True)
+            return
+        for decision, body in reports:
+            await areport_quietly(self.console, decision, body)
+
+    def _search_history(self, found: dict[str, Any]) -> None:
+        for snapshot in self.graph.get_state_history(self.config):
+            if self._is_pause(snapshot) or not _add(found, snapshot, self.approved):
+                break
+
+    def _is_pause(self, snapshot: Any) -> bool:
+        return _checkpoint_id(snapshot) == self.paused_at
+
+
+def _checkpoint_id(snapshot: Any) -> str | None:
+    return (snapshot.config or {}).get("configurable", {}).get("checkpoint_id")
+
+
+def _messages(values: Any) -> list[Any]:
+    messages = values.get("messages") if isinstance(values, Mapping) else None
+    return messages if isinstance(messages, list) else []
+
+
+def last_tool_calls(values: Any) -> list[dict[str, Any]]:
+    """The tool calls of the agent's last model turn in a state's values."""
+    messages = _messages(values)
+    last = next((m for m in reversed(messages) if getattr(m, "type", "") == "ai"), None)
+    return list(getattr(last, "tool_calls", None) or [])
+
+
+def _tool_messages(snapshots: Iterable[Any]) -> dict[str, Any]:
+    """Tool messages by call id: in the snapshots' values and their tasks' writes (a superstep
+    that failed keeps the writes of its tasks that finished)."""
+    found: dict[str, Any] = {}
+    for snapshot in snapshots:
+        written = [m for task in snapshot.tasks for m in _messages(task.result)]
+        for message in [*_messages(snapshot.values), *written]:
+            if getattr(message, "type", None) == "tool" and getattr(message, "tool_call_id", None):
+                found.setdefault(message.tool_call_id, message)
+    return found
+
+
+def _missing(approved: Iterable[ApprovedCall], found: Mapping[str, Any]) -> bool:
+    return any(call.tool_call_id not in found for call in approved)
+
+
+def _add(found: dict[str, Any], snapshot: Any, approved: Iterable[ApprovedCall]) -> bool:
+    """Add a checkpoint's tool messages; True while some approved call's is still missing."""
+    for call_id, message in _tool_messages([snapshot]).items():
+        found.setdefault(call_id, message)
+    return _missing(approved, found)
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [b if isinstance(b, str) else b.get("text", "") for b in content]
+        return "".join(p for p in parts if isinstance(p, str))
+    return str(content)
+
+
+def _error_text(error: Any, raised: BaseException | None) -> str:
+    # The checkpointer keeps a task's exception as its repr: the one `invoke` raised says more.
+    if isinstance(error, BaseException):
+        return _wire.error_text(error)
+    if raised is not None and str(error) == repr(raised):
+        return _wire.error_text(raised)
+    return str(error)[: _wire.MAX_OUTCOME_TEXT]
+
+
+def _call_errors(
+    state: Any, found: Mapping[str, Any], raised: BaseException | None
+) -> dict[str, str]:
+    """The error of each failed task whose call can be told, by call id."""
+    errors: dict[str, str] = {}
+    unmatched: list[str] = []
+    for task in state.tasks:
+        if task.error is None:
+            continue
+        ids = {
+            paused.value.get("tool_call_id")
+            for paused in task.interrupts
+            if isinstance(paused.value, Mapping)
+        } - {None}
+        if len(ids) == 1:
+            errors[str(ids.pop())] = _error_text(task.error, raised)
+        else:
+            unmatched.append(_error_text(task.error, raised))
+    calls = last_tool_calls(state.values)
+    left = [c.get("id") for c in calls if c.get("id") not in found and c.get("id") not in errors]
+    if len(unmatched) == 1 and len(left) == 1:
+        errors[str(left[0])] = unmatched[0]
+    return errors
+
+
+def _reports(
+    approved: Iterable[ApprovedCall],
+    state: Any,
+    found: Mapping[str, Any],
+    raised: BaseException | None,
+) -> list[tuple[Decision, dict[str, Any]]]:
+    errors = _call_errors(state, found, raised)
+    finished = not state.next and not state.tasks
+    reports: list[tuple[Decision, dict[str, Any]]] = []
+    for call in approved:
+        message = found.get(call.tool_call_id)
+        if message is not None:
+            text = _text(message.content)
+            if getattr(message, "status", None) == "error":
+                body = {"status": _wire.FAILED, "error": text[: _wire.MAX_OUTCOME_TEXT]}
+            else:
+                answer = message.content if isinstance(message.content, str) else text
+                if call.edited and EDIT_NOTICE_END in text:
+                    answer = text.split(EDIT_NOTICE_END, 1)[1]
+                body = {"status": _wire.SUCCEEDED, "result": _wire.short_result(answer)}
+        elif call.tool_call_id in errors:
+            body = {"status": _wire.FAILED, "error": errors[call.tool_call_id]}
+        elif finished:
+            body = {"status": _wire.NOT_EXECUTED, "error": NEVER_RAN}
+        else:
+            continue
+        reports.append((call.decision, body))
+    return reports
+
+
+__all__ = ["ApprovedCall", "HitlReview"]
