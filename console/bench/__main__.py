@@ -31,7 +31,9 @@ from console.websocket_protocol import UVICORN_WS
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres:postgres@127.0.0.1:5432/console_bench"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# A database of its own: the test suite's PostgreSQL runs use 0 (.ci/run), and a bench beside them
+# would see their keys (whether reviewers are listening, the channel layer's groups) and they its.
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
 REVIEWER = "bench-reviewer"
 REVIEWER_PASSWORD = "bench-password-not-secret"  # noqa: S105 (a loopback-only bench user)
 

@@ -157,16 +157,27 @@ class Load:
         """
         latencies: list[float] = []
         from_post: list[float] = []
-        errors = 0
-        while len(latencies) + errors < self.plan["decision_samples"]:
+        errors = setup_errors = 0
+        fruitless_rounds = 0  # no sample and no error: the requests to decide were not created
+        while len(latencies) + errors < self.plan["decision_samples"] and fruitless_rounds < 3:
             wanted = self.plan["decision_samples"] - len(latencies) - errors
-            round_latencies, round_from_post, round_errors = await self._decision_round(
+            (
+                round_latencies,
+                round_from_post,
+                round_errors,
+                round_setup_errors,
+            ) = await self._decision_round(
                 waiting, samples=min(waiting, wanted), same_server=same_server
             )
             latencies += round_latencies
             from_post += round_from_post
             errors += round_errors
+            setup_errors += round_setup_errors
+            fruitless_rounds = 0 if round_latencies or round_errors else fruitless_rounds + 1
         result = summary(latencies, errors=errors)
+        # Requests that could not be created to be decided: no decision failed, so they are not
+        # the row's errors (they were before); a round made up for them.
+        result["setup_errors"] = float(setup_errors)
         posted = summary(from_post)
         result["from_post_p50_ms"] = posted["p50_ms"]
         result["from_post_p99_ms"] = posted["p99_ms"]
@@ -174,10 +185,12 @@ class Load:
 
     async def _decision_round(
         self, waiting: int, *, samples: int, same_server: bool
-    ) -> tuple[list[float], list[float], int]:
+    ) -> tuple[list[float], list[float], int, int]:
         """`waiting` agents long-poll at once; `samples` of them are decided one after another
         while all the others still wait, each decision timed to its agent's answer. The rest
-        are decided afterwards, untimed, so that every poll ends."""
+        are decided afterwards, untimed, so that every poll ends. Returns the latencies (from
+        the decision, from its POST), the timed decisions that failed, and the requests that
+        could not be created."""
         codes, create_errors = await self.create_many(waiting)
         answered_at: dict[str, float] = {}
         failed: set[str] = set()
@@ -236,8 +249,7 @@ class Load:
         await asyncio.gather(*(approve_untimed(i, code) for i, code in enumerate(rest)))
         await asyncio.gather(*polls)
         await polls_session.close()
-        timed_failures = len(failed.intersection(sampled))
-        return latencies, from_post, timed_failures + min(create_errors, samples)
+        return latencies, from_post, len(failed.intersection(sampled)), create_errors
 
     async def until_servers_idle(self, *, max_seconds: float) -> None:
         """Until the bare endpoint answers fast on every server three rounds running: the

@@ -122,7 +122,11 @@ def test_it_writes_every_figure_as_a_number(
         *results["decision_to_agent"].values(),
         *results["decision_to_agent_same_server"].values(),
     ]:
-        _assert_numbers(figures, LATENCY_KEYS | {"from_post_p50_ms", "from_post_p99_ms"})
+        _assert_numbers(
+            figures, LATENCY_KEYS | {"from_post_p50_ms", "from_post_p99_ms", "setup_errors"}
+        )
+        # Requests that could not be created are counted apart from the decisions' errors.
+        assert figures["setup_errors"] == 0 and figures["errors"] == 0
     _assert_numbers(
         results["fan_out"],
         LATENCY_KEYS | {"sockets", "expected", "from_created_p50_ms", "from_created_p99_ms"},
