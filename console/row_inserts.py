@@ -64,7 +64,10 @@ ONE_STATEMENT_MAX_ROWS = 12
 Getter = Callable[[models.Model, BaseDatabaseWrapper], Any]
 
 
-@dataclass(frozen=True)
+# Compared and hashed by identity: one per model and id mode (_plan_for caches them), and the
+# statement of a set of them is looked up on every insert (_one_statement_sql), where hashing
+# every field's getter each time would be wasted.
+@dataclass(frozen=True, eq=False)
 class _Plan:
     copy_sql: str
     # Per field: turns the instance into the value to send.
