@@ -8,8 +8,8 @@ agents' lock, their halts, the new request's id and its rows) are fixed SQL inst
 
 - Together: statements that follow one another go in one round trip (psycopg's pipeline mode).
   PostgreSQL still runs them one after the other, each with its own snapshot, exactly as if each
-  had waited for the one before. (A transaction's `BEGIN` does not go along: psycopg sends it,
-  in pipeline mode too, and waits for it, to know the transaction's state.)
+  had waited for the one before. When they are the first of a transaction, its `BEGIN` goes with
+  them too: psycopg would send it alone and wait for it (`_begin_rides_along`).
 - Prepared: bound on the server and prepared once per connection (the pool keeps connections),
   so a statement is neither parsed nor planned again. Django's ORM never prepares (its cursors
   bind on the client). `DATABASE_PREPARED_STATEMENTS=false` turns preparing off, for a
@@ -29,6 +29,8 @@ from typing import Any, Protocol
 
 from django.db import connection, models
 from django.db.backends.postgresql.base import ServerBindingCursor
+from psycopg import Connection
+from psycopg.pq import TransactionStatus
 
 Statement = tuple[str, Sequence[Any]]
 
@@ -106,11 +108,15 @@ def statements_rows(statements: Sequence[Statement]) -> list[list[tuple[Any, ...
     cursors = [wrap(ServerBindingCursor(raw)) for _ in statements]  # type: ignore[call-arg, arg-type]
     try:
         with connection.wrap_database_errors:
-            if len(statements) == 1:
+            begins = _begin_rides_along(raw)
+            if len(statements) == 1 and not begins:
                 cursors[0].execute(*statements[0])
             else:
                 # Leaving the pipeline sends one Sync and reads every result: one round trip.
                 with raw.pipeline():
+                    if begins:
+                        with raw.cursor() as begin:
+                            begin.execute(b"BEGIN", prepare=False)
                     for cursor, (sql, params) in zip(cursors, statements, strict=True):
                         cursor.execute(sql, params)
             return [
@@ -119,3 +125,25 @@ def statements_rows(statements: Sequence[Statement]) -> list[list[tuple[Any, ...
     finally:
         for cursor in cursors:
             cursor.close()
+
+
+def _begin_rides_along(raw: Connection[Any]) -> bool:
+    """Whether these statements open the caller's transaction, with a `BEGIN` of their own.
+
+    In a transaction (`atomic()`) that has sent nothing yet, psycopg would send `BEGIN` before
+    the first statement, alone, and wait for its answer, pipeline or not: a round trip for
+    nothing. Instead the `BEGIN` goes first in the statements' own round trip, and psycopg is
+    told not to send one (its autocommit on: it then sends statements as they are). The
+    transaction stays Django's: Django still believes autocommit off, as it is on the server, and
+    its commit or rollback ends the transaction (psycopg sends `COMMIT`/`ROLLBACK` whenever one
+    is open, whatever its autocommit says); Django turns autocommit on again after it anyway.
+    Not when psycopg's `BEGIN` would say more (an isolation level, read-only, deferrable).
+    """
+    if raw.autocommit or not connection.in_atomic_block:
+        return False
+    if raw.info.transaction_status != TransactionStatus.IDLE:
+        return False  # already begun
+    if raw.isolation_level is not None or raw.read_only is not None or raw.deferrable is not None:
+        return False
+    raw.autocommit = True
+    return True

@@ -12,6 +12,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.db import connection
 from django.db.models import (
     Count,
     Prefetch,
@@ -36,6 +37,7 @@ from approvals.models import (
     Status,
 )
 from approvals.presentation import pretty_json
+from console.hot_statements import columns_of, instance_from_row, statements_rows
 
 # What a pushed queue fragment shows besides the row: votes, viewers, and the history list
 # (each event's actor), fetched up front rather than one query per event while rendering.
@@ -57,8 +59,20 @@ def approval_lock(approval_id: int) -> ApprovalRequest | None:
     `team_id IS NULL` and walked every pending request (40 ms per decision at 150,000 pending).
     By primary key alone the plan cannot go wrong, and the lock orders every writer of the row
     just the same. (SQLite: transactions begin IMMEDIATE and so run one at a time anyway.)
+
+    A fixed statement (console.hot_statements): prepared once per connection, and, as the first
+    statement of a decision's transaction, sent with its `BEGIN` (one round trip fewer).
     """
-    return ApprovalRequest.objects.select_for_update().filter(pk=approval_id).first()
+    lock = " FOR UPDATE" if connection.vendor == "postgresql" else ""
+    (rows,) = statements_rows([(_LOCK_BY_ID.format(lock=lock), [approval_id])])
+    return instance_from_row(ApprovalRequest, rows[0]) if rows else None
+
+
+_LOCK_BY_ID = (
+    # Quoted as both backends quote a table's name, as the ORM writes it.
+    f'SELECT {columns_of(ApprovalRequest)} FROM "{ApprovalRequest._meta.db_table}" '  # noqa: S608 (our table)
+    "WHERE id = %s{lock}"
+)
 
 
 def approval_get_for_display(*, approval_id: int) -> ApprovalRequest:

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="round trips of PostgreSQL's path")
 @pytest.mark.django_db(transaction=True)  # the creation's own BEGIN and COMMIT, not savepoints
-def test_a_lone_request_the_policy_approves_waits_on_five_round_trips() -> None:
+def test_a_lone_request_the_policy_approves_waits_on_four_round_trips() -> None:
     PolicyRuleFactory(name="approve reads", outcome="approve", tool_glob="read_*", reason="Safe.")
     agent = AgentFactory()
     approval_request_create(agent=agent, idempotency_key="warm", submission=build_submission())
@@ -27,15 +27,15 @@ def test_a_lone_request_the_policy_approves_waits_on_five_round_trips() -> None:
         approval, created = approval_request_create(
             agent=agent, idempotency_key="k", submission=build_submission("read_file")
         )
-    # BEGIN; the agent's lock with the policy's version, then its halts and the request's id;
-    # its rows, then the audit head's lock with the records' ids; the records, then the head's
-    # move; COMMIT. Before: seven (the halts waited for the lock's answer, and the id for
-    # the verdict), and nine statements before that (a lookup by key, the version, the head's
-    # lock and the records' ids on their own).
+    # BEGIN with the agent's lock and the policy's version, then its halts and the request's
+    # id; its rows, then the audit head's lock with the records' ids; the records, then the
+    # head's move; COMMIT. Before: five (psycopg's BEGIN alone), seven before that (the halts
+    # waited for the lock's answer, and the id for the verdict), and nine statements before
+    # that (a lookup by key, the version, the head's lock and the records' ids on their own).
     # Up to its commit: after it, the push to reviewers reads the row if a reviewer's socket is
     # open somewhere (an earlier test's may still count), and no agent waits on that.
     committed = next(n for n, trip in enumerate(trips) if '"COMMIT"' in trip)
-    assert committed + 1 == 5, "\n".join(trips)
+    assert committed + 1 == 4, "\n".join(trips)
     assert created and approval.status == Status.APPROVED
 
 

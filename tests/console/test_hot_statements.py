@@ -87,10 +87,50 @@ def test_statements_share_one_round_trip_in_a_transaction() -> None:
                 ("SELECT count(*) FROM agents_agenthalt WHERE agent_id = %s", [agent.pk]),
             ]
         )
-    # psycopg's BEGIN (which it syncs on its own), the three statements, the COMMIT. One
-    # statement at a time: five.
-    assert len(trips) == 3, trips
-    assert "BEGIN" in trips[0] and "FOR UPDATE" in trips[1] and "COMMIT" in trips[2]
+    # The transaction's BEGIN with the three statements, then the COMMIT. psycopg's own BEGIN
+    # would have been a round trip of its own; one statement at a time: five.
+    assert len(trips) == 2, trips
+    assert "BEGIN" in trips[0] and "COMMIT" in trips[1]
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_transaction_the_statements_begin_is_still_djangos_to_roll_back() -> None:
+    agent = AgentFactory(name="before")
+    with pytest.raises(RuntimeError), transaction.atomic():
+        statements_rows([("UPDATE agents_agent SET name = %s WHERE id = %s", ["one", agent.pk])])
+        Agent.objects.filter(pk=agent.pk).update(description="two")  # the ORM, same transaction
+        with pytest.raises(IntegrityError), transaction.atomic():  # a savepoint rolls back alone
+            Agent.objects.create(code=agent.code, name="duplicate code")
+        raise RuntimeError("the caller fails after its writes")
+    agent.refresh_from_db()
+    assert (agent.name, agent.description) == ("before", "")
+    # Autocommit is back on as Django left it, for psycopg too; the next transaction commits.
+    assert connection.get_autocommit() and connection.connection.autocommit
+    with transaction.atomic():
+        statements_rows([("UPDATE agents_agent SET name = %s WHERE id = %s", ["three", agent.pk])])
+    agent.refresh_from_db()
+    assert agent.name == "three"
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_an_isolation_level_keeps_psycopgs_own_begin() -> None:
+    # psycopg's BEGIN then says the level: the statements must not open the transaction without.
+    from psycopg import IsolationLevel
+
+    agent = AgentFactory()
+    connection.ensure_connection()
+    raw = connection.connection
+    raw.isolation_level = IsolationLevel.SERIALIZABLE
+    try:
+        with round_trips() as trips, transaction.atomic():
+            statements_rows([("SELECT id FROM agents_agent WHERE id = %s", [agent.pk])])
+            level = statements_rows([("SHOW transaction_isolation", [])])
+    finally:
+        raw.isolation_level = None
+    assert level == [[("serializable",)]]
+    assert trips[0] == 'Query  "BEGIN ISOLATION LEVEL SERIALIZABLE"', trips  # alone, psycopg's
 
 
 @postgresql_only
