@@ -14,7 +14,7 @@ from agents.models import (
     WebhookReceiver,
 )
 from agents.services import credential_issue, credential_revoke, provisioner_token_revoke
-from approvals.access import reviewer_may_see_run
+from approvals.access import approvals_visible_to, reviewer_may_see_run
 from approvals.audit.admin import AuditedAdminMixin
 from approvals.audit.export import streamed_download
 from approvals.policies.halts import agent_halt
@@ -138,9 +138,14 @@ class RunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             return None
         (run,) = runs
         if not reviewer_may_see_run(user=request.user, run=run):
-            self.message_user(request, "You may not see every request of this run.", messages.ERROR)
+            self.message_user(request, "You may not see this run.", messages.ERROR)
             return None
-        stream = run_export_start(run=run, actor=signed_in_user(request), via="admin")
+        stream = run_export_start(
+            run=run,
+            actor=signed_in_user(request),
+            via="admin",
+            approvals=approvals_visible_to(user=request.user),
+        )
         return streamed_download(
             stream=stream, content_type=CONTENT_TYPE, filename=run_export_filename(run)
         )

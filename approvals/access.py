@@ -57,13 +57,18 @@ def check_approval_access(*, approval: ApprovalRequest, user: Any) -> None:
 
 
 def reviewer_may_see_run(*, user: Any, run: Run) -> bool:
-    """A run's record holds every one of its requests: staff see it, a reviewer only when they
-    see each of its requests (and it has some); otherwise it does not exist for them."""
+    """Staff see every run; a reviewer a run with at least one request they see, as the run's
+    timeline on that request's page shows it (selectors.run_timeline_for_reviewer); otherwise it
+    does not exist for them. Not every request: one the policy decided is routed to no team
+    (staff's alone), and would hide from its team's reviewers every run it is part of.
+
+    Seeing a run is not seeing all its requests: whatever shows or exports it holds only those
+    approvals_visible_to the reader (approvals.run_export does), and counts the others."""
     team_ids = visible_team_ids(user=user)
     if team_ids is None:
         return True
-    teams = set(ApprovalRequest.objects.filter(run=run).values_list("team_id", flat=True))
-    return bool(teams) and None not in teams and teams <= team_ids
+    # approvals_visible_to's rule, with the teams already read.
+    return ApprovalRequest.objects.filter(run=run, team_id__in=team_ids).exists()
 
 
 def reviewer_may_see_by_id(*, user_id: int, team_id: int | None) -> bool:

@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 
 from agents.api.native import ApprovalRequestOutput, JSONObjectField, StrictSerializer
 from agents.models import Run
-from approvals.access import reviewer_may_see_run
+from approvals.access import approvals_visible_to, reviewer_may_see_run
 from approvals.audit.export import streamed_download
 from approvals.escalations import approval_request_escalate_next_step
 from approvals.exceptions import (
@@ -376,8 +376,9 @@ class ReviewerEscalateNextStepApi(ReviewerApi):
 
 
 class ReviewerRunExportApi(ReviewerApi):
-    """A run's record for replay (approvals/run_export.py): for a reviewer who sees every one of
-    its requests; any other run answers 404, like one that does not exist."""
+    """A run's record for replay (approvals/run_export.py), for a reviewer who sees the run
+    (reviewer_may_see_run: one of its requests is theirs), holding only the requests they see;
+    any other run answers 404, like one that does not exist."""
 
     @extend_schema(
         operation_id="reviewer_export_run",
@@ -387,7 +388,12 @@ class ReviewerRunExportApi(ReviewerApi):
         run = Run.objects.select_related("agent").filter(code=code).first()
         if run is None or not reviewer_may_see_run(user=request.user, run=run):
             raise RunNotVisible()
-        stream = run_export_start(run=run, actor=request.user, via="reviewer_api")
+        stream = run_export_start(
+            run=run,
+            actor=request.user,
+            via="reviewer_api",
+            approvals=approvals_visible_to(user=request.user),
+        )
         return streamed_download(
             stream=stream, content_type=CONTENT_TYPE, filename=run_export_filename(run)
         )

@@ -11,8 +11,15 @@ when the checksum was recomputed. (Trace events are not in the audit trail: the 
 covers them.)
 
 Surfaces: GET /api/v1/runs/{id}/export (the agent, its own runs), GET
-/api/v1/reviewer/runs/{id}/export (a reviewer who sees every request of the run), the runs'
-admin action, and `manage.py run_export`. Every export is audited (run.exported).
+/api/v1/reviewer/runs/{id}/export (a reviewer who sees the run: approvals.access
+.reviewer_may_see_run), the runs' admin action, and `manage.py run_export`. Every export is
+audited (run.exported).
+
+An export holds the run's requests its reader may see, as the run's timeline on a decision page
+does: a reviewer's holds those routed to their teams, with their verdicts, decisions, outcomes and
+audit records, and only counts the others (`requests_withheld`); the trace events are the run's,
+all of them, as the timeline shows them. It verifies all the same: a request left out is left out
+with every line and record about it.
 """
 
 import hashlib
@@ -24,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db.models import QuerySet
 
 from agents.models import Run, TraceEvent
 from approvals.audit import (
@@ -176,26 +184,38 @@ def _trace_lines(run: Run) -> Iterator[_Timed]:
         yield _Timed(at, (_TRACE, event.sequence), _line("trace", data, at))
 
 
-def run_export_lines(*, run: Run) -> Iterator[bytes]:
-    """The run's record, line by line (see the module's docstring), closed by its checksum."""
+def _requests_withheld(*, run: Run, approvals: QuerySet[ApprovalRequest]) -> int:
+    """How many of the run's requests are not among `approvals`."""
+    everything = ApprovalRequest.objects.filter(run=run)
+    return everything.count() - approvals.filter(run=run).count()
+
+
+def run_export_lines(*, run: Run, approvals: QuerySet[ApprovalRequest]) -> Iterator[bytes]:
+    """The run's record, line by line (see the module's docstring), closed by its checksum.
+
+    `approvals`: the requests the reader may see (approvals.access.approvals_visible_to; every
+    request for the agent itself, the admin's staff and the command line). The run's others, and
+    everything about them, are left out and counted in the first line's `requests_withheld`.
+    """
     digest = hashlib.sha256()
 
     def signed(line: bytes) -> bytes:
         digest.update(line)
         return line
 
-    yield signed(_line("export", {"format": EXPORT_FORMAT, "run": _run_data(run)}))
+    withheld = _requests_withheld(run=run, approvals=approvals)
+    header = {"format": EXPORT_FORMAT, "run": _run_data(run), "requests_withheld": withheld}
+    yield signed(_line("export", header))
     # The anchor first: an audit record written while this export runs lies beyond it, so it
     # is left out rather than failing verification.
     current = audit_anchor_current()
     anchor = str(current[0]) if current else ""
+    visible = approvals.filter(run=run)
     requests = list(
-        ApprovalRequest.objects.filter(run=run)
-        .select_related("policy_evaluation", "team")
-        .order_by("created_at", "pk")
+        visible.select_related("policy_evaluation", "team").order_by("created_at", "pk")
     )
-    decisions = Decision.objects.filter(approval__run=run).select_related("approval", "reviewer")
-    outcomes = RequestOutcome.objects.filter(approval__run=run).select_related("approval")
+    decisions = Decision.objects.filter(approval__in=visible).select_related("approval", "reviewer")
+    outcomes = RequestOutcome.objects.filter(approval__in=visible).select_related("approval")
     edges = [
         _Timed(run.created_at, (_RUN,), _line("opened", {"id": str(run.code)}, run.created_at))
     ]
@@ -221,10 +241,19 @@ def run_export_lines(*, run: Run) -> Iterator[bytes]:
     yield _line("end", {"sha256": digest.hexdigest()})
 
 
-def run_export_start(*, run: Run, actor: Any, via: str) -> Iterator[bytes]:
-    """Record who exported the run (the record is in the export), then its lines."""
-    audit_record(action=AuditAction.RUN_EXPORTED, actor=actor, target=run, context={"via": via})
-    return run_export_lines(run=run)
+def run_export_start(
+    *, run: Run, actor: Any, via: str, approvals: QuerySet[ApprovalRequest]
+) -> Iterator[bytes]:
+    """Record who exported the run (the record is in the export), then its lines, holding the
+    run's requests among `approvals` (run_export_lines). Checks no permission: the caller has
+    (approvals.access.reviewer_may_see_run, or the run is the agent's own)."""
+    context: dict[str, Any] = {"via": via}
+    withheld = _requests_withheld(run=run, approvals=approvals)
+    if withheld:
+        # An auditor reading this record knows the export was a partial one.
+        context["requests_withheld"] = withheld
+    audit_record(action=AuditAction.RUN_EXPORTED, actor=actor, target=run, context=context)
+    return run_export_lines(run=run, approvals=approvals)
 
 
 def run_export_filename(run: Run) -> str:

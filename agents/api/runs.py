@@ -25,6 +25,7 @@ from agents.models import CLOSED_RUN_STATUSES, Agent, Run, RunStatus, TraceEvent
 from agents.selectors import run_events, run_get_for_agent
 from agents.services import NewTraceEvent, run_close, run_events_append, run_open
 from approvals.audit.export import streamed_download
+from approvals.models import ApprovalRequest
 from approvals.run_export import CONTENT_TYPE, run_export_filename, run_export_start
 from console.api_errors import ApiError, error_responses
 from console.api_fields import BoundedJSONField, CostField, JSONObjectField, StrictSerializer
@@ -372,7 +373,10 @@ class RunExportApi(APIView):
     )
     def get(self, request: Request, code: str) -> Any:
         run = _run_or_404(request, code)
-        stream = run_export_start(run=run, actor=request.user, via="agent_api")
+        # The agent's own run: every request in it is its own.
+        stream = run_export_start(
+            run=run, actor=request.user, via="agent_api", approvals=ApprovalRequest.objects.all()
+        )
         return streamed_download(
             stream=stream, content_type=CONTENT_TYPE, filename=run_export_filename(run)
         )

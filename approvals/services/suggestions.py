@@ -1,5 +1,6 @@
 """AAP's "approve with changes": a denial that suggests arguments, and the resubmission of exactly
-those arguments, approved at once where the suggestion's approvals count."""
+those arguments, approved at once where the suggestion's approvals count and it asks for nothing
+those reviewers did not see."""
 
 import json
 from datetime import timedelta
@@ -16,15 +17,19 @@ from approvals.exceptions import (
     TransitionConflict,
 )
 from approvals.models import (
+    IMPACT_RANK,
     ActorType,
     ApprovalEvent,
     ApprovalRequest,
     ApprovalVote,
     Decision,
+    Impact,
     Source,
     Status,
 )
+from approvals.reasons import AgentValue, Reason, reason_from_stored, reason_join
 from approvals.services.transitions import _transition
+from console import exact_json
 from console.events import emit
 
 
@@ -36,30 +41,20 @@ def _approve_if_suggested(*, approval: ApprovalRequest) -> ApprovalRequest:
     recent, and not have been used yet: one human decision permits one execution. The new
     request was just judged by the policy like any other (it is held, or we would not be here):
     it is approved at once only if those who approved the suggestion may decide it as it is
-    routed now and are as many as it needs. Otherwise it stays held for that team and quorum,
-    the suggestion is used up by it, and the approvals that count there are carried over as
-    votes, each once.
+    routed now and are as many as it needs, and only if it asks for nothing they did not see
+    (_beyond_the_suggestion: a higher impact, another server). Otherwise it stays held for that
+    team and quorum and the suggestion is used up by it; the approvals that count there are
+    carried over as votes, each once, unless it asks for more than they saw: then none are, and
+    its hold reason says what it asks beyond the suggestion.
     """
-    since = timezone.now() - timedelta(seconds=settings.APPROVAL_SUGGESTION_VALIDITY_SECONDS)
-    candidates = Decision.objects.filter(
-        approval__agent_id=approval.agent_id,
-        approval__tool=approval.tool,
-        approval__source=Source.AAP,
-        approval__suggestion_taken_by__isnull=True,
-        status=Status.DENIED,
-        suggested_arguments__isnull=False,
-        decided_at__gte=since,
-    ).select_related("approval", "reviewer")
-    submitted = json.dumps(approval.arguments, sort_keys=True)
     # Compared as canonical JSON text, not with ==, which would equate true with 1 and 1 with 1.0.
-    suggestion = next(
-        (d for d in candidates if json.dumps(d.suggested_arguments, sort_keys=True) == submitted),
-        None,
-    )
+    submitted = json.dumps(approval.arguments, sort_keys=True)
+    suggestion = _suggestion_unused(approval=approval, canonical=submitted)
     if suggestion is None:
         return approval
     endorsers = _suggestion_endorsers(suggestion, canonical=submitted)
     counted = [user for user in endorsers if reviewer_may_see(user=user, team_id=approval.team_id)]
+    beyond = _beyond_the_suggestion(resubmitted=approval, suggested_on=suggestion.approval)
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -67,7 +62,9 @@ def _approve_if_suggested(*, approval: ApprovalRequest) -> ApprovalRequest:
             ApprovalRequest.objects.filter(pk=approval.pk).update(
                 approved_as_suggested_on=suggestion.approval
             )
-            if len(counted) >= approval.required_approvals:
+            if beyond:
+                _suggestion_exceeded_hold(approval=approval, suggestion=suggestion, beyond=beyond)
+            elif len(counted) >= approval.required_approvals:
                 return _transition(
                     approval=approval,
                     to_status=Status.APPROVED,
@@ -78,12 +75,112 @@ def _approve_if_suggested(*, approval: ApprovalRequest) -> ApprovalRequest:
                     now=now,
                     event_kind="approved_as_suggested",
                 )
-            _suggestion_votes_carry(approval=approval, suggestion=suggestion, counted=counted)
+            else:
+                _suggestion_votes_carry(approval=approval, suggestion=suggestion, counted=counted)
     except IntegrityError:
         pass  # another resubmission took the suggestion
     except TransitionConflict:
         pass  # decided (or cancelled) meanwhile: that outcome stands
     return ApprovalRequest.objects.get(pk=approval.pk)
+
+
+def _suggestion_unused(*, approval: ApprovalRequest, canonical: str) -> Decision | None:
+    """A recent denial of the same agent's AAP request for the same tool that suggested exactly
+    these arguments (`canonical`: as json.dumps with sorted keys) and no resubmission took yet."""
+    since = timezone.now() - timedelta(seconds=settings.APPROVAL_SUGGESTION_VALIDITY_SECONDS)
+    candidates = Decision.objects.filter(
+        approval__agent_id=approval.agent_id,
+        approval__tool=approval.tool,
+        approval__source=Source.AAP,
+        approval__suggestion_taken_by__isnull=True,
+        status=Status.DENIED,
+        suggested_arguments__isnull=False,
+        decided_at__gte=since,
+    ).select_related("approval", "reviewer")
+    return next(
+        (d for d in candidates if json.dumps(d.suggested_arguments, sort_keys=True) == canonical),
+        None,
+    )
+
+
+def _beyond_the_suggestion(
+    *, resubmitted: ApprovalRequest, suggested_on: ApprovalRequest
+) -> list[tuple[str, Reason]]:
+    """What a resubmission of suggested arguments asks beyond what the suggestion's reviewers
+    saw and approved on `suggested_on`, as (a note in the console's words only, the same with the
+    agent's values quoted apart); empty when nothing.
+
+    Tool and arguments already match. But the agent declares the rest again: a higher impact
+    than they approved would be approved without the confirmation that impact needs on every
+    other path (approvals.services.confirmation; it is not recorded, but it was required for the
+    impact they saw, so that impact is what they confirmed), and another `server` (AAP's MCP
+    extension) is the same tool name on another system. Money is in the arguments, which match.
+    """
+    beyond: list[tuple[str, Reason]] = []
+    was = Impact(suggested_on.impact) if suggested_on.impact in Impact.values else Impact.MEDIUM
+    now = Impact(resubmitted.impact) if resubmitted.impact in Impact.values else Impact.CRITICAL
+    if IMPACT_RANK[now] > IMPACT_RANK[was]:
+        # Impacts are the model's choices, validated on the way in: the console's words.
+        words = f"it declares {now.value} impact where that request had {was.value}"
+        beyond.append((words, Reason.of(words)))
+    if _server(resubmitted) != _server(suggested_on):
+        beyond.append(
+            (
+                "it names another server than that request did",
+                Reason.format(
+                    "it names the server %s where that request named %s",
+                    _server_value(resubmitted),
+                    _server_value(suggested_on),
+                ),
+            )
+        )
+    return beyond
+
+
+def _server(approval: ApprovalRequest) -> str:
+    """The request's `server` as canonical JSON, key order and spacing aside; "" when it names
+    none (absent or null)."""
+    value = exact_json.loads(approval.server_raw) if approval.server_raw else None
+    return "" if value is None else exact_json.canonical(value)
+
+
+def _server_value(approval: ApprovalRequest) -> AgentValue | str:
+    value = exact_json.loads(approval.server_raw) if approval.server_raw else None
+    return "none" if value is None else AgentValue(exact_json.to_plain(value))
+
+
+def _suggestion_exceeded_hold(
+    *, approval: ApprovalRequest, suggestion: Decision, beyond: list[tuple[str, Reason]]
+) -> None:
+    """A resubmission asking for more than the suggestion's reviewers approved: held as the
+    policy routed it, for a reviewer who sees (and, at its impact, confirms) all of it. No
+    approval is carried over as a vote: none was given for what it asks now. The reason is added
+    to its hold reason, which the decision page, the queue and notifications show."""
+    code = suggestion.approval.code
+    lead = f"Resubmission of the arguments suggested on request {code}, not approved as suggested: "
+    reason = Reason.of(lead, reason_join([why for _, why in beyond], "; "), ".")
+    held = reason_from_stored(approval.hold_reason, approval.hold_reason_parts)
+    if held:
+        # The policy's reason first: it still holds the request, for that team and quorum.
+        reason = reason_join([held, reason], " " if str(held).endswith(".") else ". ")
+    ApprovalRequest.objects.filter(pk=approval.pk).update(
+        hold_reason=str(reason), hold_reason_parts=reason.as_json()
+    )
+    # Shown as the console's own words (note_show): no agent values in it.
+    _resubmission_event(approval=approval, note=lead + "; ".join(w for w, _ in beyond) + ".")
+    emit(RequestChanged(approval_id=approval.pk))
+
+
+def _resubmission_event(*, approval: ApprovalRequest, note: str) -> None:
+    """Why a resubmission of suggested arguments was not approved at once, in its history."""
+    ApprovalEvent.objects.create(
+        approval_id=approval.pk,
+        kind="suggestion_resubmitted",
+        from_status=Status.PENDING,
+        to_status=Status.PENDING,
+        actor_type=ActorType.SYSTEM,
+        note=note,
+    )
 
 
 def _suggestion_endorsers(suggestion: Decision, *, canonical: str) -> list[User]:
@@ -119,14 +216,7 @@ def _suggestion_votes_carry(
         f"{'s' if approval.required_approvals != 1 else ''}, more than the suggestion's "
         f"approvals give here; counted: {who}."
     )
-    ApprovalEvent.objects.create(
-        approval_id=approval.pk,
-        kind="suggestion_resubmitted",
-        from_status=Status.PENDING,
-        to_status=Status.PENDING,
-        actor_type=ActorType.SYSTEM,
-        note=note,
-    )
+    _resubmission_event(approval=approval, note=note)
     audit_record(
         action=AuditAction.VOTE_CAST,
         target=approval,

@@ -202,21 +202,67 @@ def test_another_teams_reviewer_and_an_agent_credential_are_refused(run_id) -> N
     assert not AuditRecord.objects.filter(action=AuditAction.RUN_EXPORTED).exists()
 
 
-def test_a_reviewer_who_sees_only_part_of_the_run_is_refused(run_id, billing) -> None:
-    # billing sees the refund and the deletion, not the email the policy approved (routed to no
-    # team: staff only), so not the run.
-    partial = UserFactory(username="pia")
-    billing.members.add(partial)
+def _reviewer_client(user: Any) -> APIClient:
+    return _client(HTTP_AUTHORIZATION=f"Token {reviewer_api_token(user)}")
+
+
+def _exported_tools(body: bytes) -> list[str]:
+    return [e["data"]["tool"] for e in _entries(body) if e["kind"] == "request"]
+
+
+def test_a_team_reviewer_exports_their_run_though_the_policy_approved_a_request(
+    run_id, billing
+) -> None:
+    # The email the policy approved was routed to no team: staff's alone to see. Billing's
+    # reviewer sees the run (its refund and deletion are billing's) and exports it, without it.
+    pia = UserFactory(username="pia")
+    billing.members.add(pia)
+    email = ApprovalRequest.objects.get(tool="send_email")
+    assert email.team is None and email.status == "approved"
+
+    body = _export(_reviewer_client(pia), f"/api/v1/reviewer/runs/{run_id}/export")
+
+    summary = run_export_verify(body.splitlines(keepends=True))
+    assert summary.startswith("2 request, 2 decision, 1 outcome, 2 trace lines")
+    assert _exported_tools(body) == ["issue_refund", "delete_records"]
+    assert str(email.code).encode() not in body
+    assert b"customer@example.com" not in body and b"message_id" not in body
+    assert _entries(body)[0]["data"]["requests_withheld"] == 1
+    exported = AuditRecord.objects.get(action=AuditAction.RUN_EXPORTED)
+    assert exported.context == {"via": "reviewer_api", "requests_withheld": 1}
+
+
+def test_each_teams_reviewer_exports_only_the_requests_routed_to_their_teams(
+    run_id, billing
+) -> None:
+    pia, otto = UserFactory(username="pia"), UserFactory(username="otto")
+    billing.members.add(pia)
+    TeamFactory(name="support", members=[otto])
     url = f"/api/v1/reviewer/runs/{run_id}/export"
-    response = _client(HTTP_AUTHORIZATION=f"Token {reviewer_api_token(partial)}").get(url)
-    assert response.status_code == 404
-    ApprovalRequest.objects.filter(team=None).update(team=billing)
-    ApprovalRequest.objects.filter(tool="issue_refund").update(team=TeamFactory(name="other"))
-    response = _client(HTTP_AUTHORIZATION=f"Token {reviewer_api_token(partial)}").get(url)
-    assert response.status_code == 404
+    # Nothing of the run is support's: for otto the run does not exist.
+    refused = _reviewer_client(otto).get(url)
+    assert refused.status_code == 404 and refused.json()["error"]["code"] == "not_found"
+    assert not AuditRecord.objects.filter(action=AuditAction.RUN_EXPORTED).exists()
+
+    refund = ApprovalRequest.objects.get(tool="issue_refund")
+    refund.team = otto.teams.get()
+    refund.save(update_fields=["team"])
+    deletion = ApprovalRequest.objects.get(tool="delete_records")
+
+    for_otto = _export(_reviewer_client(otto), url)
+    run_export_verify(for_otto.splitlines(keepends=True))
+    assert _exported_tools(for_otto) == ["issue_refund"]
+    assert str(deletion.code).encode() not in for_otto and b"Legal hold." not in for_otto
+
+    for_pia = _export(_reviewer_client(pia), url)
+    run_export_verify(for_pia.splitlines(keepends=True))
+    assert _exported_tools(for_pia) == ["delete_records"]
+    assert str(refund.code).encode() not in for_pia and b"card_declined" not in for_pia
 
     staff = UserFactory(username="sam", is_staff=True)
-    _export(_client(HTTP_AUTHORIZATION=f"Token {reviewer_api_token(staff)}"), url)
+    everything = _export(_reviewer_client(staff), url)
+    assert _exported_tools(everything) == ["issue_refund", "send_email", "delete_records"]
+    assert _entries(everything)[0]["data"]["requests_withheld"] == 0
 
 
 def test_the_admin_action_downloads_one_run(admin_client, run_id) -> None:

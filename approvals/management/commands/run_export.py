@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from agents.models import Run
+from approvals.models import ApprovalRequest
 from approvals.run_export import run_export_start
 
 
@@ -29,7 +30,10 @@ class Command(BaseCommand):
             found = None
         if found is None:
             raise CommandError(f"No run {run!r}.")
-        lines = run_export_start(run=found, actor=None, via="manage.py")
+        # Whoever runs manage.py has the database: every request.
+        lines = run_export_start(
+            run=found, actor=None, via="manage.py", approvals=ApprovalRequest.objects.all()
+        )
         if output is None:
             for line in lines:
                 self.stdout.write(line.decode(), ending="")

@@ -6,14 +6,17 @@ yuri and yves for finance (team Y). Payments over 1000 go to finance with two ap
 rest to support.
 """
 
+import json
 from typing import Any
 
 import pytest
 
-from approvals.models import ApprovalRequest, ApprovalVote, Status
+from approvals.exceptions import ReviewRejected
+from approvals.models import ApprovalRequest, ApprovalVote, Impact, Source, Status
 from approvals.policies.models import PolicyCondition
 from approvals.reviews import check_approval_request_approve
-from tests.agents.aap.conftest import Instance
+from approvals.services import Submission, approval_request_create
+from tests.agents.aap.conftest import Instance, key
 from tests.factories import PolicyRuleFactory, TeamFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -120,3 +123,108 @@ def test_a_change_finance_approved_is_approved_at_once_when_resubmitted(instance
     resubmitted = _pay(instance, 5000)
     assert resubmitted.status == Status.APPROVED
     assert resubmitted.approved_as_suggested_on == original
+
+
+# --- A resubmission may ask for nothing the suggestion's reviewers did not see -------------------
+# AAP's wire has no `impact` (every AAP request is medium); the service takes one from any caller
+# that creates an AAP request, so the rule is held where the resubmission is approved.
+
+
+def _pay_declaring(instance: Instance, amount: int, impact: str) -> ApprovalRequest:
+    arguments = {"amount": amount}
+    approval, _ = approval_request_create(
+        agent=instance.agent,
+        idempotency_key=key(),
+        submission=Submission(
+            tool="aap_pay",
+            arguments=arguments,
+            timeout="30m",
+            impact=impact,
+            arguments_raw=json.dumps(arguments),
+        ),
+        source=Source.AAP,
+    )
+    return approval
+
+
+def _suggest(original: ApprovalRequest, reviewer: Any, amount: int) -> None:
+    check_approval_request_approve(
+        approval=original, reviewer=reviewer, arguments={"amount": amount}, confirmed="aap_pay"
+    )
+    original.refresh_from_db()
+    assert original.status == Status.DENIED and original.decision.suggested_arguments
+
+
+@pytest.mark.parametrize("raised", [Impact.HIGH, Impact.CRITICAL])
+def test_a_resubmission_declaring_a_higher_impact_waits_for_a_confirmed_approval(
+    instance, people, client, raised
+) -> None:
+    original = _pay_declaring(instance, 10, Impact.LOW)
+    _suggest(original, people["xena"], 50)
+
+    resubmitted = _pay_declaring(instance, 50, raised)
+
+    assert resubmitted.status == Status.PENDING
+    assert resubmitted.approved_as_suggested_on == original  # the suggestion is used up
+    assert not resubmitted.votes.exists()  # xena approved low impact, not this
+    assert f"declares {raised} impact where that request had low" in resubmitted.hold_reason
+    client.force_login(people["xena"])
+    page = client.get(f"/requests/{resubmitted.code}/").content.decode()
+    assert f"declares {raised} impact where that request had low" in page
+    # Like any held request of that impact: approving it needs the confirmation.
+    with pytest.raises(ReviewRejected) as refused:
+        check_approval_request_approve(approval=resubmitted, reviewer=people["xena"])
+    assert refused.value.code == "confirmation_required"
+    approved = check_approval_request_approve(
+        approval=resubmitted, reviewer=people["xena"], confirmed="aap_pay"
+    )
+    assert approved.decided
+
+
+@pytest.mark.parametrize("declared", [Impact.HIGH, Impact.MEDIUM])
+def test_a_resubmission_within_the_confirmed_impact_is_approved_at_once(
+    instance, people, declared
+) -> None:
+    original = _pay_declaring(instance, 10, Impact.HIGH)
+    _suggest(original, people["xena"], 50)
+    resubmitted = _pay_declaring(instance, 50, declared)
+    assert resubmitted.status == Status.APPROVED
+    assert resubmitted.approved_as_suggested_on == original
+
+
+def test_a_high_impact_suggestion_resubmitted_as_critical_is_held(instance, people) -> None:
+    original = _pay_declaring(instance, 10, Impact.HIGH)
+    _suggest(original, people["xena"], 50)
+    resubmitted = _pay_declaring(instance, 50, Impact.CRITICAL)
+    assert resubmitted.status == Status.PENDING
+    assert "declares critical impact where that request had high" in resubmitted.hold_reason
+
+
+def test_a_resubmission_for_another_server_is_held(instance, people) -> None:
+    body = {"tool": "aap_pay", "arguments": {"amount": 10}, "timeout": "30m"}
+    created = instance.create({**body, "server": {"name": "payments-staging"}})
+    original = ApprovalRequest.objects.get(code=created.json()["id"])
+    _suggest(original, people["xena"], 50)
+
+    moved = instance.create(
+        {**body, "arguments": {"amount": 50}, "server": {"name": "payments-prod"}}
+    )
+    assert moved.status_code == 201, moved.content
+    assert moved.json()["status"] == "pending"
+    held = ApprovalRequest.objects.get(code=moved.json()["id"])
+    assert not held.votes.exists()
+    # The agent's values are kept apart from the console's words (approvals.reasons).
+    assert {"agent": '{"name": "payments-prod"}'} in held.hold_reason_parts
+    assert "names another server" in held.events.get(kind="suggestion_resubmitted").note
+
+
+def test_a_resubmission_for_the_same_server_is_approved_at_once(instance, people) -> None:
+    body = {"tool": "aap_pay", "arguments": {"amount": 10}, "timeout": "30m"}
+    created = instance.create({**body, "server": {"name": "payments", "v": 1}})
+    original = ApprovalRequest.objects.get(code=created.json()["id"])
+    _suggest(original, people["xena"], 50)
+    # Key order and spacing are not a different server.
+    same = instance.create(
+        {**body, "arguments": {"amount": 50}, "server": {"v": 1, "name": "payments"}}
+    )
+    assert same.json()["status"] == "approved"
