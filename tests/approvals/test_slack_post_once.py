@@ -16,11 +16,15 @@ from approvals.models import (
     NotificationStatus,
     SlackMessage,
 )
-from approvals.notifications import NotificationOutbox, notifications_on_submitted
+from approvals.notifications import (
+    NotificationOutbox,
+    notifications_on_submitted,
+    notifications_retry_failed,
+)
 from approvals.outbox import KIND_NOTIFICATION, outbox_deliver
 from approvals.services import approval_request_approve
 from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory, reviewer_with_slack
-from tests.notify_servers import slack_api  # noqa: F401
+from tests.notify_servers import Answer, slack_api  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
@@ -187,3 +191,28 @@ def test_the_earlier_post_is_found_behind_pages_of_newer_messages(slack_api) -> 
     assert len(slack_api.calls_to("conversations.history")) == 3
     assert len(slack_api.calls_to("chat.postMessage")) == 1
     assert SlackMessage.objects.get(approval=approval).ts == lost["ts"]
+
+
+def test_an_operators_retry_after_failed_lookups_adopts_the_first_post(slack_api) -> None:  # noqa: F811
+    _, row = _routed_to_sam()
+    slack_api.lose_answers = 1
+    refused: Answer = (200, {}, {"ok": False, "error": "missing_scope"})
+    # Every try after the first looks, and is refused: the app lacks im:history.
+    lookups = settings.NOTIFICATION_MAX_ATTEMPTS - 1
+    slack_api.scripted_for["conversations.history"] = [refused] * lookups
+    now = timezone.now()
+    for attempt in range(settings.NOTIFICATION_MAX_ATTEMPTS):
+        _deliver(row, now + attempt * LATER)
+    row.refresh_from_db()
+    assert row.status == NotificationStatus.FAILED
+    assert "could not check Slack for an earlier post" in row.last_error
+
+    # The scope is added; an operator sends it again.
+    notifications_retry_failed(notification_ids=[row.pk])
+    _deliver(row, timezone.now() + LATER)
+
+    row.refresh_from_db()
+    assert row.status == NotificationStatus.SENT
+    assert len(slack_api.messages_in("D0001")) == 1
+    numbers = list(row.attempt_rows.values_list("number", flat=True))
+    assert numbers == list(range(1, settings.NOTIFICATION_MAX_ATTEMPTS + 2))
