@@ -22,7 +22,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db import IntegrityError, models, transaction
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Max, Q, QuerySet
 from django.utils import timezone
 
 from approvals.access import reviewer_may_see
@@ -510,8 +510,11 @@ class NotificationOutbox(NotificationStatusOutbox[Notification]):
         return _audit_context(row)
 
     def attempt_begin(self, row: Notification, now: datetime) -> NotificationAttempt:
+        # Numbered on from the tries before: an operator's retry starts `attempts` at 0 again,
+        # and the rows of the earlier tries stay (their numbers are unique per notification).
+        earlier = row.attempt_rows.aggregate(last=Max("number"))["last"] or 0
         return NotificationAttempt.objects.create(
-            notification=row, number=row.attempts, started_at=now
+            notification=row, number=max(row.attempts, earlier + 1), started_at=now
         )
 
     def attempt_end(self, attempt: models.Model | None, outcome: str, error: str) -> None:

@@ -16,7 +16,9 @@ event without its deliveries or the reverse. Delivery happens later, in Celery, 
 
 What this cannot promise: if a worker dies after the receiver accepted a message but before the
 row is marked sent, the row is sent again when the lease expires. Kinds whose receiver can
-de-duplicate send an idempotency key (AAP's `webhook-id`), so the receiver sees it once.
+de-duplicate send an idempotency key (AAP's `webhook-id`), so the receiver sees it once; Slack,
+which takes none, is asked first whether an earlier try got through
+(approvals/notifiers/slack_post_once.py).
 
 A kind of row is an `Outbox` subclass, named in KINDS by dotted path so this module imports
 neither app's delivery code (and agents' webhooks need not be imported to send a notification).

@@ -210,6 +210,10 @@ class Notification(OutboxRow):
     lease_until = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField()
+    # Written before the first try sends anything, and kept through an operator's retry: a Slack
+    # post has no idempotency key, so any later try first looks for a message posted since then
+    # (approvals/notifiers/slack_post_once.py).
+    first_attempt_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     read_at = models.DateTimeField(null=True, blank=True)
     # Set when a digest-mode email is taken into a digest.

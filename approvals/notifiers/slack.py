@@ -31,6 +31,7 @@ from approvals.agent_text import agent_text_cut, agent_text_one_line, agent_text
 from approvals.models import REASON_OUTCOME_FAILED, ApprovalRequest, Channel, Notification
 from approvals.notifiers.base import Notifier, PermanentError, PostedMessage, RetryableError
 from approvals.notifiers.email import decision_url
+from approvals.notifiers.slack_post_once import slack_post_once
 from approvals.presentation import arguments_exact_text
 from approvals.reasons import reason_from_stored
 from console.outbox import retry_after_seconds
@@ -288,9 +289,14 @@ class SlackNotifier(Notifier):
             profile = getattr(notification.recipient, "notification_preference", None)
             if profile is None or not profile.slack_user_id:
                 raise PermanentError("The reviewer has no Slack user id.")
-            # Posting to a member id opens (or reuses) the app's direct message with them.
-            response = client.chat_postMessage(
-                channel=profile.slack_user_id, text=fallback, blocks=blocks, unfurl_links=False
+            # Posting to a member id opens (or reuses) the app's direct message with them. Once
+            # only: a retry adopts the message an earlier try posted (slack_post_once).
+            posted = slack_post_once(
+                client,
+                notification,
+                member_id=profile.slack_user_id,
+                text=fallback,
+                blocks=blocks,
             )
         except SlackApiError as error:
             raise _classify(error) from error
@@ -299,7 +305,7 @@ class SlackNotifier(Notifier):
         if failure_notice:
             # Not the request's message: a decision's update must never overwrite this one.
             return None
-        return PostedMessage(channel=str(response["channel"]), ts=str(response["ts"]))
+        return posted
 
 
 def _classify(error: SlackApiError) -> Exception:

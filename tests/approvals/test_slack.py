@@ -79,7 +79,8 @@ def test_it_posts_a_block_kit_message_with_the_buttons(slack_api) -> None:  # no
     assert actions["elements"][0]["value"] == str(approval.code)
     assert actions["elements"][2]["url"].endswith(f"/requests/{approval.code}/")
     message = SlackMessage.objects.get(approval=approval)
-    assert (message.channel, message.ts) == ("D0001", "1700000000.000001")
+    [stored] = slack_api.messages_in("D0001")
+    assert (message.channel, message.ts) == ("D0001", stored["ts"])
     row.refresh_from_db()
     assert row.status == NotificationStatus.SENT
 
@@ -95,7 +96,8 @@ def test_a_decision_made_in_the_console_updates_the_message(slack_api) -> None: 
     update = Notification.objects.get(approval=approval, reason="resolved")
     assert outbox_deliver(kind=KIND_NOTIFICATION, row_id=update.pk) is None
     [call] = slack_api.calls_to("chat.update")
-    assert (call.body["channel"], call.body["ts"]) == ("D0001", "1700000000.000001")
+    [stored] = slack_api.messages_in("D0001")
+    assert (call.body["channel"], call.body["ts"]) == ("D0001", stored["ts"])
     text = _texts(call.body["blocks"])
     assert "Approved by rita." in text
     assert "approval_approve" not in text  # no buttons left to press
