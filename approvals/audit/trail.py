@@ -101,6 +101,9 @@ class AuditAction(models.TextChoices):
     RUN_EXPORTED = "run.exported", "Run record exported"
     # The first keyed record of an upgraded install: the records before it were unkeyed.
     AUDIT_KEYED = "audit.keyed", "Audit trail keyed"
+    # The oldest records were archived to a file and deleted (approvals.audit.prune): signed,
+    # it vouches for the prune checkpoint the live chain now starts from.
+    AUDIT_PRUNED = "audit.pruned", "Audit trail archived and pruned"
 
 
 @dataclass(frozen=True)
