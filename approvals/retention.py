@@ -8,8 +8,9 @@ Lines file; it flushes and fsyncs each batch before deleting exactly the rows it
 changed in between (a request referenced by a newer one) stops its batch's delete, which rolls
 back: nothing is removed that the archive does not hold.
 
-The audit trail is not purged: its records are append-only (the database refuses deletes), so
-the live chain verifies as before. The archive carries the audit records about what it holds
+The audit trail is not purged here: its records are append-only (the database refuses deletes),
+so the live chain verifies as before; `manage.py audit_archive` (approvals.audit.prune) archives
+and prunes it on its own. The archive carries the audit records about what it holds
 and an anchor (the chain's newest SEQ:HASH when the archive was closed), and ends with a SHA-256
 of every line before it, so `manage.py archive_verify FILE` checks it offline: the file is whole,
 each audit record's HMAC recomputes, and none lies beyond the anchor; `audit_verify --anchor`
