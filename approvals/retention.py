@@ -18,6 +18,7 @@ with that anchor checks the live chain still holds it.
 """
 
 import gzip
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,6 +32,7 @@ from django.db.utils import IntegrityError
 
 from agents.models import Run
 from approvals.audit import SignedLinesProblem, audit_anchor_current, signed_lines_verify
+from approvals.audit.archive import AUDIT_ARCHIVE_FORMAT, audit_archive_verify
 from approvals.audit.export import _row as audit_row
 from approvals.audit.signed_lines import SignedLinesWriter, signed_line
 from approvals.models import TERMINAL_STATUSES, ApprovalRequest, AuditRecord
@@ -166,7 +168,13 @@ ArchiveProblem = SignedLinesProblem
 
 
 def archive_verify(path: Path) -> str:
-    """Check an archive offline; a summary when it holds, else ArchiveProblem naming why."""
+    """Check an archive offline; a summary when it holds, else ArchiveProblem naming why.
+
+    An audit archive (`audit_archive`) is checked by its own, streaming verifier, which also
+    walks the chain's links; `audit_verify --archive` matches it to the database as well.
+    """
+    if _is_audit_archive(path):
+        return f"{audit_archive_verify(path)} (an audit archive)"
     counts: dict[str, int] = {}
 
     def count(kind: str, data: dict[str, Any]) -> None:
@@ -183,6 +191,15 @@ def archive_verify(path: Path) -> str:
         f"{rows or 'no rows'}, {len(verified.audit)} audit records verified, "
         f"anchor {verified.anchor}"
     )
+
+
+def _is_audit_archive(path: Path) -> bool:
+    try:
+        with gzip.open(path, "rb") as lines:
+            first = json.loads(lines.readline())
+        return first["kind"] == "archive" and first["data"]["format"] == AUDIT_ARCHIVE_FORMAT
+    except (OSError, EOFError, ValueError, KeyError, TypeError):
+        return False  # the general check says what is wrong with it
 
 
 def default_archive_path(before: datetime) -> Path:

@@ -269,6 +269,10 @@ def test_an_edited_archive_fails_verification(year_old_trail, tmp_path) -> None:
     with pytest.raises(CommandError, match="missing from its end"):
         call_command("audit_verify", "--archive", str(_rewrite(archive, drop_last, reclose=True)))
 
+    # Offline, with no database, archive_verify checks the file on its own.
+    call_command("archive_verify", str(archive), stdout=mock.MagicMock())
+    with pytest.raises(CommandError, match=r"record #2: .*edited"):
+        call_command("archive_verify", str(_rewrite(archive, forge, reclose=True)))
     # Whole and signed, but not the file the checkpoint recorded.
     with pytest.raises(CommandError, match=r"does not match the database.*SHA-256 differs"):
         call_command("audit_verify", "--archive", str(_rewrite(archive, relabel, reclose=True)))
