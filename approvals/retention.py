@@ -8,8 +8,9 @@ Lines file; it flushes and fsyncs each batch before deleting exactly the rows it
 changed in between (a request referenced by a newer one) stops its batch's delete, which rolls
 back: nothing is removed that the archive does not hold.
 
-The audit trail is not purged: its records are append-only (the database refuses deletes), so
-the live chain verifies as before. The archive carries the audit records about what it holds
+The audit trail is not purged here: its records are append-only (the database refuses deletes),
+so the live chain verifies as before; `manage.py audit_archive` (approvals.audit.prune) archives
+and prunes it on its own. The archive carries the audit records about what it holds
 and an anchor (the chain's newest SEQ:HASH when the archive was closed), and ends with a SHA-256
 of every line before it, so `manage.py archive_verify FILE` checks it offline: the file is whole,
 each audit record's HMAC recomputes, and none lies beyond the anchor; `audit_verify --anchor`
@@ -17,24 +18,23 @@ with that anchor checks the live chain still holds it.
 """
 
 import gzip
-import hashlib
 import json
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from django.core import serializers
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 from django.db.models import ProtectedError
 from django.db.utils import IntegrityError
 
 from agents.models import Run
 from approvals.audit import SignedLinesProblem, audit_anchor_current, signed_lines_verify
+from approvals.audit.archive import AUDIT_ARCHIVE_FORMAT, audit_archive_verify
 from approvals.audit.export import _row as audit_row
+from approvals.audit.signed_lines import SignedLinesWriter, signed_line
 from approvals.models import TERMINAL_STATUSES, ApprovalRequest, AuditRecord
 
 ARCHIVE_FORMAT = "console-archive/1"
@@ -47,12 +47,6 @@ class ArchiveResult:
     archived: dict[str, int] = field(default_factory=dict)
     kept: int = 0  # requests whose batch could not be removed (changed meanwhile)
     anchor: str = ""
-
-
-def _line(kind: str, data: Any) -> bytes:
-    return (
-        json.dumps({"kind": kind, "data": data}, cls=DjangoJSONEncoder, sort_keys=True) + "\n"
-    ).encode()
 
 
 def _dependents(model: type[models.Model]) -> list[tuple[type[models.Model], str]]:
@@ -92,38 +86,13 @@ def _serialized(groups: Iterable[list[models.Model]]) -> Iterator[tuple[str, byt
     for rows in groups:
         label = rows[0]._meta.label_lower
         for item in serializers.serialize("python", rows):
-            yield label, _line("row", item)
+            yield label, signed_line("row", item)
 
 
 def decided_before(before: datetime) -> models.QuerySet[ApprovalRequest]:
     return ApprovalRequest.objects.filter(
         status__in=TERMINAL_STATUSES, decided_at__lt=before
     ).order_by("pk")
-
-
-class _ArchiveWriter:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self.raw: IO[bytes] = path.open("xb")  # never overwrite an archive
-        self.gzip = gzip.GzipFile(fileobj=self.raw, mode="wb")
-        self.digest = hashlib.sha256()
-
-    def write(self, line: bytes) -> None:
-        self.digest.update(line)
-        self.gzip.write(line)
-
-    def make_durable(self) -> None:
-        self.gzip.flush()  # a sync flush: everything so far is decodable from the file
-        self.raw.flush()
-        os.fsync(self.raw.fileno())
-
-    def close(self) -> None:
-        self.gzip.write(_line("end", {"sha256": self.digest.hexdigest()}))
-        self.gzip.close()
-        self.raw.flush()
-        os.fsync(self.raw.fileno())
-        self.raw.close()
 
 
 def _delete(groups: list[list[models.Model]]) -> None:
@@ -135,8 +104,8 @@ def _delete(groups: list[list[models.Model]]) -> None:
 def approvals_archive_decided(*, before: datetime, path: Path) -> ArchiveResult:
     """Archive decided requests (decided before `before`) and what hangs off them, then delete."""
     result = ArchiveResult(path=path)
-    writer = _ArchiveWriter(path)
-    writer.write(_line("archive", {"format": ARCHIVE_FORMAT, "before": before.isoformat()}))
+    writer = SignedLinesWriter(path)
+    writer.write(signed_line("archive", {"format": ARCHIVE_FORMAT, "before": before.isoformat()}))
     last_pk = 0
     while True:
         batch = list(decided_before(before).filter(pk__gt=last_pk)[:BATCH_SIZE])
@@ -156,7 +125,7 @@ def approvals_archive_decided(*, before: datetime, path: Path) -> ArchiveResult:
             result.archived[label] = result.archived.get(label, 0) + 1
         codes = [str(a.code) for a in batch] + [str(run.code) for run in runs]
         for record in AuditRecord.objects.filter(object_id__in=codes).order_by("sequence"):
-            writer.write(_line("audit", audit_row(record)))
+            writer.write(signed_line("audit", audit_row(record)))
             result.archived["audit records"] = result.archived.get("audit records", 0) + 1
         writer.make_durable()  # on disk before a row of it is deleted
         try:
@@ -166,7 +135,7 @@ def approvals_archive_decided(*, before: datetime, path: Path) -> ArchiveResult:
             result.kept += len(batch)
     current = audit_anchor_current()
     result.anchor = str(current[0]) if current else ""
-    writer.write(_line("anchor", {"anchor": result.anchor}))
+    writer.write(signed_line("anchor", {"anchor": result.anchor}))
     writer.close()
     return result
 
@@ -199,7 +168,13 @@ ArchiveProblem = SignedLinesProblem
 
 
 def archive_verify(path: Path) -> str:
-    """Check an archive offline; a summary when it holds, else ArchiveProblem naming why."""
+    """Check an archive offline; a summary when it holds, else ArchiveProblem naming why.
+
+    An audit archive (`audit_archive`) is checked by its own, streaming verifier, which also
+    walks the chain's links; `audit_verify --archive` matches it to the database as well.
+    """
+    if _is_audit_archive(path):
+        return f"{audit_archive_verify(path)} (an audit archive)"
     counts: dict[str, int] = {}
 
     def count(kind: str, data: dict[str, Any]) -> None:
@@ -216,6 +191,15 @@ def archive_verify(path: Path) -> str:
         f"{rows or 'no rows'}, {len(verified.audit)} audit records verified, "
         f"anchor {verified.anchor}"
     )
+
+
+def _is_audit_archive(path: Path) -> bool:
+    try:
+        with gzip.open(path, "rb") as lines:
+            first = json.loads(lines.readline())
+        return first["kind"] == "archive" and first["data"]["format"] == AUDIT_ARCHIVE_FORMAT
+    except (OSError, EOFError, ValueError, KeyError, TypeError):
+        return False  # the general check says what is wrong with it
 
 
 def default_archive_path(before: datetime) -> Path:

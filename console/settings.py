@@ -658,3 +658,6 @@ SERVE_STATIC = env_bool("SERVE_STATIC", True)
 RETENTION_DAYS = env_int("RETENTION_DAYS", 0)
 ARCHIVE_DIR = Path(env_str("ARCHIVE_DIR", str(VAR_DIR / "archive")))
 RETENTION_SWEEP_SECONDS = env_int("RETENTION_SWEEP_SECONDS", 24 * 60 * 60)
+# `manage.py audit_archive` (approvals/audit/prune.py) refuses to archive and delete audit
+# records younger than this: the recent trail is what incidents are investigated from.
+AUDIT_ARCHIVE_MIN_AGE_DAYS = env_int("AUDIT_ARCHIVE_MIN_AGE_DAYS", 90)

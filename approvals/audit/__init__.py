@@ -3,7 +3,8 @@
 The bottom layer both apps write to: it imports nothing of approvals or agents above their
 models (import-linter holds this). Modules: trail (appending, keys, verification, anchors),
 models (its tables), export (streamed exports), api (the export endpoint), admin (audited admin
-saves), guards (database triggers' connection hooks), signals (logins and lockouts).
+saves), guards (database triggers' connection hooks), signals (logins and lockouts), signed_lines
+(the signed export files), archive and prune (archiving the oldest records, then deleting them).
 """
 
 from approvals.audit.keys import (
@@ -23,6 +24,7 @@ from approvals.audit.trail import (
     audit_records_append,
 )
 from approvals.audit.verification import (
+    AnchorsCheck,
     AuditAnchor,
     ChainBreak,
     ChainVerification,
@@ -38,6 +40,7 @@ from approvals.audit.verification import (
 __all__ = [
     "GENESIS_HASH",
     "HASHED_FIELDS",
+    "AnchorsCheck",
     "AuditAction",
     "AuditActor",
     "AuditAnchor",

@@ -67,3 +67,37 @@ class AuditChainHead(models.Model):
 
     def __str__(self) -> str:
         return f"audit chain at #{self.last_sequence}"
+
+
+class AuditPruneCheckpoint(models.Model):
+    """Where the live chain starts after `manage.py audit_archive` archived and deleted its
+    oldest records: the last deleted record's place and hash, which the first remaining record
+    links to, and the archive that holds them.
+
+    One row per prune, append-only like the records (the database refuses UPDATE and DELETE);
+    the newest is where audit_verify starts. An `audit.pruned` record, signed and chained after
+    the cut in the prune's own transaction, repeats its content: without the key, nobody can
+    add a checkpoint that verifies, so cutting the chain's start shows as one that nothing vouches
+    for.
+    """
+
+    # The last record archived and deleted (the cut).
+    sequence = models.PositiveBigIntegerField(unique=True)
+    hash = models.CharField(max_length=64)
+    # Whether the chain had reached its keyed part by the cut: records after it may be unkeyed
+    # only if not (approvals.audit.trail, upgraded installs).
+    keyed = models.BooleanField()
+    # The archive's first record: the one after the previous checkpoint, or #1.
+    first_sequence = models.PositiveBigIntegerField()
+    records = models.PositiveBigIntegerField()
+    # The archive's file name when written, and the SHA-256 its last line closes with (over every
+    # line before it: the same whether the file is moved or recompressed).
+    archive_name = models.CharField(max_length=400)
+    archive_sha256 = models.CharField(max_length=64)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["sequence"]
+
+    def __str__(self) -> str:
+        return f"audit pruned through #{self.sequence}"

@@ -10,7 +10,8 @@ Tamper evidence: each record's `hash` is an HMAC-SHA256, under a key kept outsid
 chain head row remembers the last one. Editing, deleting or inserting a record breaks the chain
 at that point (`manage.py audit_verify`), and without the key nobody can re-sign what they
 changed, not even the database's owner. The database refuses UPDATE, DELETE and TRUNCATE of the
-records and any head change but forward (migrations 0004 and 0017); anchors printed by
+records and any head change but forward (migrations 0004 and 0017), except the deletes of
+`manage.py audit_archive`'s prune, behind a checkpoint (0025, prune.py); anchors printed by
 `manage.py audit_anchor` and kept elsewhere catch a trail cut short. docs/audit.md has the rest.
 The keys and digests are in keys.py, verifying and anchors in verification.py.
 
@@ -101,6 +102,9 @@ class AuditAction(models.TextChoices):
     RUN_EXPORTED = "run.exported", "Run record exported"
     # The first keyed record of an upgraded install: the records before it were unkeyed.
     AUDIT_KEYED = "audit.keyed", "Audit trail keyed"
+    # The oldest records were archived to a file and deleted (approvals.audit.prune): signed,
+    # it vouches for the prune checkpoint the live chain now starts from.
+    AUDIT_PRUNED = "audit.pruned", "Audit trail archived and pruned"
 
 
 @dataclass(frozen=True)

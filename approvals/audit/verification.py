@@ -4,11 +4,9 @@ Walks the records in sequence order, re-computing each hash under the key it nam
 the first break; anchors (`manage.py audit_anchor`) catch a trail cut short at its end.
 """
 
-import hashlib
 import hmac
 import itertools
-import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,7 +20,8 @@ from approvals.audit.keys import (
     audit_keys,
     audit_record_digest,
 )
-from approvals.audit.models import AuditChainHead, AuditRecord
+from approvals.audit.models import AuditChainHead, AuditPruneCheckpoint, AuditRecord
+from approvals.audit.signed_lines import SignedEntries, SignedLinesProblem
 from approvals.audit.trail import AuditAction
 
 
@@ -38,17 +37,21 @@ class ChainVerification:
     checked: int
     last_hash: str
     first_break: ChainBreak | None
+    last_sequence: int = 0
+    # The record the walk started after: 0 from the genesis, else a prune checkpoint's.
+    starts_after: int = 0
 
     @property
     def ok(self) -> bool:
         return self.first_break is None
 
 
-class _ChainWalk:
+class ChainWalk:
     """Checks records one after another, in sequence order, and remembers the first break."""
 
     def __init__(self, keys: AuditKeys, *, sequence: int = 1, prev_hash: str = GENESIS_HASH):
         self.keys = keys
+        self.starts_after = sequence - 1
         self.expected_sequence = sequence
         self.expected_prev = prev_hash
         self.keyed = False
@@ -90,7 +93,13 @@ class _ChainWalk:
         return None
 
     def result(self, first_break: ChainBreak | None) -> ChainVerification:
-        return ChainVerification(self.checked, self.expected_prev, first_break)
+        return ChainVerification(
+            self.checked,
+            self.expected_prev,
+            first_break,
+            last_sequence=self.expected_sequence - 1,
+            starts_after=self.starts_after,
+        )
 
 
 def audit_chain_verify(*, chunk_size: int = 2000) -> ChainVerification:
@@ -99,14 +108,45 @@ def audit_chain_verify(*, chunk_size: int = 2000) -> ChainVerification:
     signed without the key), or an unkeyed record where only keyed ones may be. Then the end:
     the head must name the last record, and an empty chain is a wiped one if the console has
     history the trail would have recorded.
+
+    After a prune (`manage.py audit_archive`) the walk starts at the newest checkpoint: the first
+    remaining record must link to its hash, no record at or before it may be left, and a signed
+    `audit.pruned` record after it must vouch for it (else the chain's start was cut off by
+    someone else than the prune).
     """
-    walk = _ChainWalk(audit_keys())
-    records: Iterator[AuditRecord] = AuditRecord.objects.order_by("sequence").iterator(
-        chunk_size=chunk_size
+    checkpoint = AuditPruneCheckpoint.objects.order_by("-sequence").first()
+    if checkpoint is None:
+        walk = ChainWalk(audit_keys())
+    else:
+        walk = ChainWalk(audit_keys(), sequence=checkpoint.sequence + 1, prev_hash=checkpoint.hash)
+        walk.keyed = checkpoint.keyed
+        leftover = AuditRecord.objects.filter(sequence__lte=checkpoint.sequence).first()
+        if leftover is not None:
+            problem = (
+                f"it lies at or before the prune checkpoint #{checkpoint.sequence}, whose "
+                "records were archived and deleted: it was inserted since"
+            )
+            return walk.result(ChainBreak(leftover.sequence, leftover.pk, problem))
+    records: Iterator[AuditRecord] = (
+        AuditRecord.objects.filter(sequence__gt=walk.starts_after)
+        .order_by("sequence")
+        .iterator(chunk_size=chunk_size)
     )
     if first_break := walk.walk(records):
         return walk.result(first_break)
+    if problem_break := _chain_end_problem(walk):
+        return walk.result(problem_break)
+    if checkpoint is not None and not _checkpoint_vouched(checkpoint):
+        problem = (
+            f"the prune checkpoint at #{checkpoint.sequence} is not vouched for by a signed "
+            "audit.pruned record after it: the records before the live chain were removed "
+            "without `audit_archive`, or its checkpoint was edited"
+        )
+        return walk.result(ChainBreak(checkpoint.sequence + 1, None, problem))
+    return walk.result(None)
 
+
+def _chain_end_problem(walk: "ChainWalk") -> ChainBreak | None:
     head = AuditChainHead.objects.filter(pk=1).first()
     last_sequence = walk.expected_sequence - 1
     if not walk.checked and _history_exists():
@@ -114,12 +154,12 @@ def audit_chain_verify(*, chunk_size: int = 2000) -> ChainVerification:
             "the trail is empty, or has no head, but approval requests exist: every request "
             "is recorded as it is created, so the trail was wiped"
         )
-        return walk.result(ChainBreak(0, None, problem))
+        return ChainBreak(0, None, problem)
     if walk.checked and not walk.keyed:
-        return walk.result(ChainBreak(last_sequence, None, _NOTHING_KEYED))
+        return ChainBreak(last_sequence, None, _NOTHING_KEYED)
     if head is None and walk.checked:
         problem = "the chain head is missing, so records cut off the end would go unnoticed"
-        return walk.result(ChainBreak(last_sequence, None, problem))
+        return ChainBreak(last_sequence, None, problem)
     if head is not None and (head.last_sequence, head.last_hash) != (
         last_sequence,
         walk.expected_prev,
@@ -128,8 +168,30 @@ def audit_chain_verify(*, chunk_size: int = 2000) -> ChainVerification:
             f"the chain ends at #{last_sequence} but its head records #{head.last_sequence}: "
             "records were removed from, or added to, the end"
         )
-        return walk.result(ChainBreak(head.last_sequence, None, problem))
-    return walk.result(None)
+        return ChainBreak(head.last_sequence, None, problem)
+    return None
+
+
+def audit_prune_vouch(checkpoint: AuditPruneCheckpoint) -> dict[str, Any]:
+    """What the prune's signed audit.pruned record says about its checkpoint, word for word."""
+    return {
+        "first_sequence": checkpoint.first_sequence,
+        "through_sequence": checkpoint.sequence,
+        "through_hash": checkpoint.hash,
+        "records": checkpoint.records,
+        "archive_name": checkpoint.archive_name,
+        "archive_sha256": checkpoint.archive_sha256,
+    }
+
+
+def _checkpoint_vouched(checkpoint: AuditPruneCheckpoint) -> bool:
+    # The record is in the live chain, verified by the walk before this is asked.
+    vouching = AuditRecord.objects.filter(
+        action=AuditAction.AUDIT_PRUNED,
+        sequence__gt=checkpoint.sequence,
+        context__through_sequence=checkpoint.sequence,
+    ).values_list("context", flat=True)
+    return audit_prune_vouch(checkpoint) in list(vouching[:5])
 
 
 _NOTHING_KEYED = (
@@ -159,7 +221,7 @@ def audit_records_verify(records: Iterable[AuditRecord]) -> ChainVerification:
     if first is None:
         return ChainVerification(0, GENESIS_HASH, None)
     from_start = first.sequence == 1
-    walk = _ChainWalk(
+    walk = ChainWalk(
         audit_keys(),
         sequence=first.sequence,
         prev_hash=GENESIS_HASH if from_start else first.prev_hash,
@@ -219,31 +281,75 @@ def audit_anchor_current() -> tuple[AuditAnchor, str] | None:
     return AuditAnchor(last.sequence, last.hash), last.key_id
 
 
-def audit_anchors_check(anchors: Iterable[AuditAnchor]) -> str | None:
-    """The first anchor the stored chain no longer holds, and why; None when it holds them all.
+@dataclass(frozen=True)
+class AnchorsCheck:
+    # The first anchor the chain (or an archive of it) no longer holds, and why.
+    problem: str | None
+    # What became of anchors older than the live chain: held by the checkpoint or an archive,
+    # or not checked for want of the archive that holds them.
+    archived: list[str]
+
+
+def audit_anchors_check(
+    anchors: Iterable[AuditAnchor], *, archived_hashes: Mapping[int, str] | None = None
+) -> AnchorsCheck:
+    """Whether the stored chain still holds every anchor.
 
     Run after audit_chain_verify: a verified chain's records all link, so one held anchor vouches
-    for every record before it.
+    for every record before it. An anchor at or before the newest prune checkpoint lies in
+    archived history: it is checked against the checkpoint (an anchor at the cut itself) or
+    against `archived_hashes` (sequence to hash, from archives verified and matched to their
+    checkpoints: approvals.audit.archive), and is otherwise reported as not checked, not failed.
     """
+    archived_hashes = archived_hashes or {}
+    checkpoint = AuditPruneCheckpoint.objects.order_by("-sequence").first()
     last_sequence = (
         AuditRecord.objects.order_by("-sequence").values_list("sequence", flat=True).first() or 0
     )
+    notes: list[str] = []
     for anchor in anchors:
-        stored = (
-            AuditRecord.objects.filter(sequence=anchor.sequence)
-            .values_list("hash", flat=True)
-            .first()
-        )
+        if checkpoint is not None and anchor.sequence <= checkpoint.sequence:
+            stored = _archived_hash(anchor, checkpoint, archived_hashes, notes)
+            if stored is None:
+                continue
+        else:
+            stored = (
+                AuditRecord.objects.filter(sequence=anchor.sequence)
+                .values_list("hash", flat=True)
+                .first()
+            )
         if problem := anchor.problem(stored_hash=stored, last_sequence=last_sequence):
-            return problem
+            return AnchorsCheck(problem, notes)
+    return AnchorsCheck(None, notes)
+
+
+def _archived_hash(
+    anchor: AuditAnchor,
+    checkpoint: AuditPruneCheckpoint,
+    archived_hashes: Mapping[int, str],
+    notes: list[str],
+) -> str | None:
+    """The hash an anchor in archived history is checked against; None (and a note) if there is
+    nothing to check it against here."""
+    if anchor.sequence == checkpoint.sequence:
+        notes.append(f"anchor #{anchor.sequence} is the prune checkpoint: checked against it")
+        return checkpoint.hash
+    if anchor.sequence in archived_hashes:
+        notes.append(f"anchor #{anchor.sequence} lies in archived history: checked in its archive")
+        return archived_hashes[anchor.sequence]
+    holder = AuditPruneCheckpoint.objects.filter(
+        first_sequence__lte=anchor.sequence, sequence__gte=anchor.sequence
+    ).first()
+    where = f" ({holder.archive_name})" if holder else ""
+    notes.append(
+        f"anchor #{anchor.sequence} lies in archived history (pruned through "
+        f"#{checkpoint.sequence}), NOT checked: give --archive with the archive that holds "
+        f"it{where}"
+    )
     return None
 
 
 # --- Signed exports: JSON Lines closed by a SHA-256, carrying the audit records they rest on ---
-
-
-class SignedLinesProblem(Exception):
-    """Why an export (a retention archive, a run's record) does not verify."""
 
 
 @dataclass(frozen=True)
@@ -252,13 +358,19 @@ class SignedLines:
     anchor: AuditAnchor | None
 
 
+def audit_record_from_export(row: dict[str, Any]) -> AuditRecord:
+    """A record as an export or archive line carries it (approvals.audit.export), unsaved."""
+    row["created_at"] = datetime.fromisoformat(row["created_at"])
+    return AuditRecord(**row)
+
+
 def signed_lines_verify(
     lines: Iterable[bytes], *, on_entry: Callable[[str, dict[str, Any]], None]
 ) -> SignedLines:
     """Check an export written as JSON Lines of {"kind", "data"} (other keys allowed), offline:
 
     - the last line is {"kind": "end", "data": {"sha256": ...}} over every line before it, so a
-      file cut short or edited is caught;
+      file cut short or edited is caught (approvals.audit.signed_lines);
     - every {"kind": "audit"} line is an audit record (every hashed field and its hash) that
       recomputes under this console's audit keys, and none lies beyond the export's
       {"kind": "anchor"} (the chain's newest SEQ:HASH when it was written; `audit_verify
@@ -267,33 +379,18 @@ def signed_lines_verify(
     Every other line goes to `on_entry(kind, data)`, in order, to be checked or counted by the
     caller (which may raise SignedLinesProblem itself). Needs no database.
     """
-    digest = hashlib.sha256()
     audit: list[AuditRecord] = []
     anchor: AuditAnchor | None = None
-    ended = False
     try:
-        for number, line in enumerate(lines, start=1):
-            if ended:
-                raise SignedLinesProblem(f"line {number}: data after the closing checksum")
-            entry = json.loads(line)
-            kind, data = entry["kind"], entry["data"]
-            if kind == "end":
-                if data["sha256"] != digest.hexdigest():
-                    raise SignedLinesProblem("the closing SHA-256 does not match: lines changed")
-                ended = True
-                continue
-            digest.update(line)
+        for kind, data in SignedEntries(lines):
             if kind == "audit":
-                data["created_at"] = datetime.fromisoformat(data["created_at"])
-                audit.append(AuditRecord(**data))
+                audit.append(audit_record_from_export(data))
             elif kind == "anchor":
                 anchor = AuditAnchor.parse(data["anchor"]) if data["anchor"] else None
             else:
                 on_entry(kind, data)
-    except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError) as error:
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise SignedLinesProblem(f"not a whole export ({error})") from None
-    if not ended:
-        raise SignedLinesProblem("no closing checksum: the export was cut short")
     keys = audit_keys()
     for record in audit:
         try:

@@ -10,7 +10,12 @@ reviewing: the decision page's preset deny reasons and each reviewer's page sett
 approvals.audit.models: the audit trail's tables (declared in the audit package, below these)
 """
 
-from approvals.audit.models import AuditActorType, AuditChainHead, AuditRecord
+from approvals.audit.models import (
+    AuditActorType,
+    AuditChainHead,
+    AuditPruneCheckpoint,
+    AuditRecord,
+)
 from approvals.models.escalations import (
     EscalationChain,
     EscalationFiring,
@@ -83,6 +88,7 @@ __all__ = [
     "ApprovalVote",
     "AuditActorType",
     "AuditChainHead",
+    "AuditPruneCheckpoint",
     "AuditRecord",
     "Budget",
     "BudgetAction",

@@ -86,7 +86,9 @@ def _rewrite_from(records: list[AuditRecord], index: int, **changes: object) -> 
 
 
 @pytest.mark.skipif(not ON_POSTGRES, reason="SQLite has no TRUNCATE")
-@pytest.mark.parametrize("table", ["approvals_auditrecord", "approvals_auditchainhead"])
+@pytest.mark.parametrize(
+    "table", ["approvals_auditrecord", "approvals_auditchainhead", "approvals_auditprunecheckpoint"]
+)
 def test_it_refuses_truncating_the_trail(table: str) -> None:
     _chain(2)
     _refused(f"TRUNCATE {table}")
@@ -133,13 +135,16 @@ def test_it_keeps_the_guards_after_every_migration() -> None:
         if ON_POSTGRES:
             cursor.execute(
                 "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgrelid IN "
-                "('approvals_auditrecord'::regclass, 'approvals_auditchainhead'::regclass)"
+                "('approvals_auditrecord'::regclass, 'approvals_auditchainhead'::regclass, "
+                "'approvals_auditprunecheckpoint'::regclass)"
             )
             expected = {
                 "approvals_auditrecord_append_only",
                 "approvals_auditrecord_no_truncate",
                 "approvals_auditchainhead_no_truncate",
                 "approvals_auditchainhead_forward_only",
+                "approvals_auditprunecheckpoint_append_only",
+                "approvals_auditprunecheckpoint_no_truncate",
             }
         else:
             cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
@@ -149,6 +154,8 @@ def test_it_keeps_the_guards_after_every_migration() -> None:
                 "approvals_auditchainhead_no_delete",
                 "approvals_auditchainhead_forward_only",
                 "approvals_auditchainhead_starts_at_the_end",
+                "approvals_auditprunecheckpoint_no_update",
+                "approvals_auditprunecheckpoint_no_delete",
             }
         assert expected <= {name for (name,) in cursor.fetchall()}
 

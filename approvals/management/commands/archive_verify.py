@@ -12,7 +12,9 @@ class Command(BaseCommand):
     help = (
         "Verify an archive from `archive_decided`: its closing SHA-256 covers every line (not "
         "cut short or edited), each audit record in it recomputes under this console's audit "
-        "keys, and none lies beyond the anchor it closed with. Needs no database."
+        "keys, and none lies beyond the anchor it closed with. Needs no database. Also takes an "
+        "archive from `audit_archive` (then also checks the records' links; `audit_verify "
+        "--archive` matches it to the database's prune checkpoint too)."
     )
 
     def add_arguments(self, parser: Any) -> None:

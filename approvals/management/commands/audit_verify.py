@@ -15,6 +15,8 @@ from approvals.audit import (
     audit_chain_verify,
     audit_records_verify,
 )
+from approvals.audit.archive import archive_check_against_checkpoints, audit_archive_verify
+from approvals.audit.signed_lines import SignedLinesProblem
 from approvals.models import AuditRecord
 
 
@@ -23,16 +25,32 @@ class Command(BaseCommand):
         "Verify the audit trail's hash chain with this console's HMAC keys (streams it; safe on "
         "any size). --anchor SEQ:HASH (from `manage.py audit_anchor`, kept outside the database) "
         "also checks that the chain still holds that record with that hash, which catches a "
-        "chain cut short or rewritten. --file checks a JSON Lines export instead of the database."
+        "chain cut short or rewritten. --file checks a JSON Lines export instead of the database. "
+        "After `audit_archive` the chain starts at its prune checkpoint; --archive FILE checks an "
+        "archive on its own and against its checkpoint, and anchors older than the checkpoint "
+        "against it."
     )
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--chunk-size", type=int, default=2000)
         parser.add_argument("--anchor", action="append", default=[], metavar="SEQ:HASH")
         parser.add_argument("--file", type=Path, help="a JSON Lines export to verify offline")
+        parser.add_argument(
+            "--archive",
+            type=Path,
+            action="append",
+            default=[],
+            help="an archive written by audit_archive (repeatable)",
+        )
 
     def handle(
-        self, *args: Any, chunk_size: int, anchor: list[str], file: Path | None, **options: Any
+        self,
+        *args: Any,
+        chunk_size: int,
+        anchor: list[str],
+        file: Path | None,
+        archive: list[Path],
+        **options: Any,
     ) -> None:
         try:
             anchors = [AuditAnchor.parse(text) for text in anchor]
@@ -41,16 +59,38 @@ class Command(BaseCommand):
         if file is not None:
             self._verify_file(file, anchors)
             return
+        archived_hashes = self._verify_archives(archive, anchors)
         result = audit_chain_verify(chunk_size=chunk_size)
         self._fail_on_break(result)
-        if problem := audit_anchors_check(anchors):
-            raise CommandError(f"Audit chain does not hold the anchor: {problem}.")
+        anchors_check = audit_anchors_check(anchors, archived_hashes=archived_hashes)
+        for note in anchors_check.archived:
+            self.stdout.write(self.style.WARNING(note) if "NOT" in note else note)
+        if anchors_check.problem:
+            raise CommandError(f"Audit chain does not hold the anchor: {anchors_check.problem}.")
+        start = ""
+        if result.starts_after:
+            start = f" from #{result.starts_after + 1} (after the prune checkpoint)"
         self.stdout.write(
             self.style.SUCCESS(
-                f"Audit chain intact: {result.checked} records, "
-                f"anchor {result.checked}:{result.last_hash}."
+                f"Audit chain intact: {result.checked} records{start}, "
+                f"anchor {result.last_sequence}:{result.last_hash}."
             )
         )
+
+    def _verify_archives(self, paths: list[Path], anchors: list[AuditAnchor]) -> dict[int, str]:
+        """Check each archive on its own and against its prune checkpoint; the hashes they hold
+        at the anchors' places."""
+        held: dict[int, str] = {}
+        for path in paths:
+            try:
+                verified = audit_archive_verify(path, holding={a.sequence for a in anchors})
+            except SignedLinesProblem as problem:
+                raise CommandError(f"Archive {path} does not verify: {problem}.") from None
+            if mismatch := archive_check_against_checkpoints(verified):
+                raise CommandError(f"Archive {path} does not match the database: {mismatch}.")
+            self.stdout.write(f"Archive {path} intact, matches its prune checkpoint: {verified}.")
+            held.update(verified.held)
+        return held
 
     def _fail_on_break(self, result: ChainVerification) -> None:
         if result.first_break is None:

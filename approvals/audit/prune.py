@@ -1,0 +1,194 @@
+"""Archiving and pruning the audit trail's oldest records (`manage.py audit_archive`).
+
+The trail is append-only, so without this it grows without bound. A prune:
+
+1. finds the cut: the last record before a date, or a given sequence; never the chain's newest
+   record (the head names it), never one younger than AUDIT_ARCHIVE_MIN_AGE_DAYS;
+2. writes every record after the previous prune's cut (or from #1) through the cut to an archive
+   file (approvals.audit.archive), fsync'd;
+3. reads the file back and verifies it: whole, every record recomputing under the audit keys,
+   the chain unbroken from the previous cut to this one;
+4. only then, in one transaction: records a checkpoint (the cut's sequence and hash, the
+   archive's name and SHA-256), deletes exactly the archived records through the guard's one
+   opening (approvals.audit.guards.audit_prune_allowed), and appends a signed `audit.pruned`
+   record repeating the checkpoint, which is what vouches for it (audit_verify).
+
+Anything that goes wrong before the commit deletes nothing. Appends go on meanwhile: they only
+ever add records after the head, which the prune never touches, and the prune takes the head's
+lock only for its closing append, as every append does, so the trail is not held up for as long
+as the delete takes.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from approvals.audit.archive import (
+    AuditArchive,
+    ChainPoint,
+    audit_archive_verify,
+    audit_archive_write,
+)
+from approvals.audit.guards import audit_prune_allowed
+from approvals.audit.models import AuditChainHead, AuditPruneCheckpoint, AuditRecord
+from approvals.audit.signed_lines import SignedLinesProblem
+from approvals.audit.trail import AuditAction, AuditActor, audit_record
+from approvals.audit.verification import audit_prune_vouch
+
+
+class AuditPruneRefused(Exception):
+    """Why nothing was pruned (and nothing deleted): the cut, its age, the file, the archive."""
+
+
+@dataclass(frozen=True)
+class AuditPruneResult:
+    checkpoint: AuditPruneCheckpoint
+    archive: AuditArchive
+
+
+def audit_prune_checkpoint_latest() -> AuditPruneCheckpoint | None:
+    """The newest prune's checkpoint: where the live chain starts; None if never pruned."""
+    return AuditPruneCheckpoint.objects.order_by("-sequence").first()
+
+
+def audit_prune_min_age() -> timedelta:
+    return timedelta(days=settings.AUDIT_ARCHIVE_MIN_AGE_DAYS)
+
+
+def audit_cut_find(
+    *, before: datetime | None = None, through_sequence: int | None = None
+) -> AuditRecord:
+    """The record a prune would cut at: the last one created before `before`, or the one at
+    `through_sequence`; AuditPruneRefused saying why there is none to cut at."""
+    pruned_through = getattr(audit_prune_checkpoint_latest(), "sequence", 0)
+    newest = (
+        AuditRecord.objects.order_by("-sequence").values_list("sequence", flat=True).first() or 0
+    )
+    youngest_allowed = timezone.now() - audit_prune_min_age()
+    if before is not None:
+        if before > youngest_allowed:
+            raise AuditPruneRefused(
+                f"{before.isoformat()} is less than AUDIT_ARCHIVE_MIN_AGE_DAYS "
+                f"({settings.AUDIT_ARCHIVE_MIN_AGE_DAYS}) days ago: records that young are kept"
+            )
+        cut = (
+            AuditRecord.objects.filter(created_at__lt=before, sequence__gt=pruned_through)
+            .exclude(sequence=newest)
+            .order_by("-sequence")
+            .first()
+        )
+        if cut is None:
+            raise AuditPruneRefused(
+                f"no record before {before.isoformat()} is left to archive "
+                f"(pruned through #{pruned_through} already; the newest record always stays)"
+            )
+        return cut
+    if through_sequence is None:
+        raise AuditPruneRefused("give a date or a sequence number to archive up to")
+    return _cut_at_sequence(through_sequence, pruned_through, newest, youngest_allowed)
+
+
+def _cut_at_sequence(
+    sequence: int, pruned_through: int, newest: int, youngest_allowed: datetime
+) -> AuditRecord:
+    if sequence < 1:
+        raise AuditPruneRefused(f"there is no record #{sequence}: sequences start at #1")
+    if sequence <= pruned_through:
+        raise AuditPruneRefused(
+            f"#{sequence} is archived and pruned already (through #{pruned_through})"
+        )
+    if sequence >= newest:
+        raise AuditPruneRefused(
+            f"#{sequence} is not before the chain's newest record (#{newest}): the newest "
+            "record stays, as the chain head names it"
+        )
+    cut = AuditRecord.objects.filter(sequence=sequence).first()
+    if cut is None:
+        raise AuditPruneRefused(f"there is no record #{sequence} (run audit_verify)")
+    if cut.created_at > youngest_allowed:
+        raise AuditPruneRefused(
+            f"record #{sequence} is from {cut.created_at.isoformat()}, younger than "
+            f"AUDIT_ARCHIVE_MIN_AGE_DAYS ({settings.AUDIT_ARCHIVE_MIN_AGE_DAYS}) days"
+        )
+    return cut
+
+
+def audit_archive_and_prune(*, cut: AuditRecord, path: Path) -> AuditPruneResult:
+    """Archive every record after the previous prune through `cut` to a new file at `path`,
+    verify the file, then delete exactly those records and record the checkpoint (module
+    docstring). AuditPruneRefused, with nothing deleted, if any step fails."""
+    previous = audit_prune_checkpoint_latest()
+    after = ChainPoint.at_checkpoint(previous)
+    through = ChainPoint(cut.sequence, cut.hash, _keyed_through(cut))
+    archived = AuditRecord.objects.filter(sequence__gt=after.sequence, sequence__lte=cut.sequence)
+    try:
+        audit_archive_write(path=path, after=after, through=through, records=archived)
+    except FileExistsError:
+        raise AuditPruneRefused(f"{path} exists: an archive is never overwritten") from None
+    except OSError as error:
+        raise AuditPruneRefused(f"writing {path} failed ({error}); nothing was deleted") from None
+    try:
+        # Read back from the disk, not trusted from memory: what is deleted next must be there.
+        archive = audit_archive_verify(path)
+    except SignedLinesProblem as problem:
+        raise AuditPruneRefused(
+            f"{path} does not verify after writing ({problem}); nothing was deleted"
+        ) from None
+    if (archive.after, archive.through) != (after, through):
+        raise AuditPruneRefused(f"{path} holds another run of records; nothing was deleted")
+    return AuditPruneResult(_prune(archive, path), archive)
+
+
+def _keyed_through(cut: AuditRecord) -> bool:
+    # Keying only ever starts, so the chain is keyed at the cut if the cut record is.
+    return bool(cut.key_id)
+
+
+@transaction.atomic
+def _prune(archive: AuditArchive, path: Path) -> AuditPruneCheckpoint:
+    through = archive.through
+    checkpoint = AuditPruneCheckpoint.objects.create(
+        sequence=through.sequence,
+        hash=through.hash,
+        keyed=through.keyed,
+        first_sequence=archive.after.sequence + 1,
+        records=archive.records,
+        archive_name=str(path)[-400:],
+        archive_sha256=archive.sha256,
+        created_at=timezone.now(),
+    )
+    with audit_prune_allowed(through_sequence=through.sequence):
+        deleted = _records_delete(after=archive.after.sequence, through=through.sequence)
+    if deleted != archive.records:
+        # Another prune got there first (or the chain has gaps): roll back, delete nothing.
+        raise AuditPruneRefused(
+            f"{deleted} records were there to delete, not the {archive.records} archived; "
+            "nothing was deleted"
+        )
+    # Under the head's lock, as every append: a prune that committed meanwhile shows here.
+    AuditChainHead.objects.select_for_update().filter(pk=1).first()
+    newest = audit_prune_checkpoint_latest()
+    if newest is None or newest.pk != checkpoint.pk:
+        raise AuditPruneRefused("another prune ran meanwhile; nothing was deleted")
+    audit_record(
+        action=AuditAction.AUDIT_PRUNED,
+        actor=AuditActor.system("manage.py audit_archive"),
+        object_type="approvals.auditrecord",
+        context=audit_prune_vouch(checkpoint),
+    )
+    return checkpoint
+
+
+def _records_delete(*, after: int, through: int) -> int:
+    # One statement, not the ORM's delete(): that may read every row first to run signals.
+    table = connection.ops.quote_name(AuditRecord._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {table} WHERE sequence > %s AND sequence <= %s",  # noqa: S608 (our table)
+            [after, through],
+        )
+        return cursor.rowcount
