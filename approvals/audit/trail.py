@@ -11,7 +11,7 @@ chain head row remembers the last one. Editing, deleting or inserting a record b
 at that point (`manage.py audit_verify`), and without the key nobody can re-sign what they
 changed, not even the database's owner. The database refuses UPDATE, DELETE and TRUNCATE of the
 records and any head change but forward (migrations 0004 and 0017), except the deletes of
-`manage.py audit_archive`'s prune, behind a checkpoint (0025, prune.py); anchors printed by
+`manage.py audit_archive`'s prune, behind a checkpoint (0026, prune.py); anchors printed by
 `manage.py audit_anchor` and kept elsewhere catch a trail cut short. docs/audit.md has the rest.
 The keys and digests are in keys.py, verifying and anchors in verification.py.
 

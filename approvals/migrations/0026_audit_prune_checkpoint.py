@@ -125,7 +125,7 @@ def drop_guards(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("approvals", "0024_request_traceparent")]
+    dependencies = [("approvals", "0025_notification_first_attempt_at")]
 
     operations = [
         migrations.CreateModel(
