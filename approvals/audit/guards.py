@@ -7,7 +7,7 @@ DATABASES entry (tests/conftest.py), and nothing else sets it. On PostgreSQL the
 requires a superuser, who could drop it anyway; on SQLite anyone with the file could.
 
 The prune (`manage.py audit_archive`, approvals.audit.prune) deletes archived records through
-`audit_prune_allowed`, inside its transaction; migration 0025 says what the guard then checks.
+`audit_prune_allowed`, inside its transaction; migration 0026 says what the guard then checks.
 """
 
 from collections.abc import Iterator
