@@ -172,12 +172,12 @@ def rows_insert(
 
 
 def _then_rows(then: tuple[str, Sequence[Any]] | None) -> list[tuple[Any, ...]]:
-    """Run a statement alone; the rows it selects, if any."""
+    """Run a statement alone; the rows it selects, if any. Prepared, as every fixed statement
+    of the hot path is (console.hot_statements): the audit head's lock after a COPY, or alone."""
     if then is None:
         return []
-    with connection.cursor() as cursor:
-        cursor.execute(then[0], then[1])
-        return cursor.fetchall() if cursor.description is not None else []
+    (rows,) = statements_rows([then])
+    return rows
 
 
 def _group_plan(group: Sequence[models.Model]) -> _Plan:

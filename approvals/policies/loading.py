@@ -3,6 +3,7 @@ re-read when an edit changes its version."""
 
 import threading
 from dataclasses import dataclass
+from functools import cache
 
 from django.db import connection
 
@@ -18,6 +19,7 @@ from approvals.policies.models import (
     RuleState,
     Throttle,
 )
+from console.hot_statements import statements_rows
 
 
 def rule_from_model(rule: PolicyRule) -> Rule:
@@ -68,6 +70,7 @@ def _rules_from_database() -> list[Rule]:
 _VERSIONED_TABLES = (PolicyRule, PolicyCondition, Budget, Throttle, CircuitBreaker)
 
 
+@cache  # the same text for the process's one database, and written on every batch
 def policy_version_columns() -> str:
     """The policy's version as SQL select-list items (see _policy_version), for a statement
     that reads it along with something else (the agents' lock, for a lone request)."""
@@ -88,9 +91,9 @@ def _policy_version() -> tuple[object, ...]:
     batch of requests instead of loading the whole policy (tens of ms with 100 rules). Scalar
     subqueries, not a join: the join's COUNT(DISTINCT) cost several times more on PostgreSQL.
     """
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {policy_version_columns()}")
-        row = cursor.fetchone()
+    # A fixed statement (console.hot_statements): prepared once per connection, and a batch's
+    # transaction's `BEGIN` goes with it, its first statement.
+    ((row,),) = statements_rows([(f"SELECT {policy_version_columns()}", [])])
     # Renaming a team is not a policy change: until a rule changes, reasons keep the old name.
     return tuple(row)
 

@@ -10,7 +10,8 @@ from approvals.audit import audit_chain_verify
 from approvals.exceptions import IdempotencyConflict
 from approvals.models import ApprovalRequest, AuditRecord, Status
 from approvals.policies.halts import agent_halt
-from approvals.services import approval_request_create
+from approvals.services import approval_request_create, approval_requests_create
+from approvals.services.creation import NewApprovalRequest
 from tests.factories import AgentFactory, PolicyRuleFactory, UserFactory, build_submission
 from tests.wire import round_trips
 
@@ -86,3 +87,35 @@ def test_a_lone_replay_after_a_halt_gets_the_request_as_it_was_not_a_denial() ->
     assert not created and again.pk == first.pk and again.status == first.status
     assert ApprovalRequest.objects.count() == 1
     assert audit_chain_verify().ok
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="round trips of PostgreSQL's path")
+@pytest.mark.django_db(transaction=True)
+def test_a_batchs_fixed_statements_are_prepared_and_its_begin_rides_with_the_first() -> None:
+    PolicyRuleFactory(name="approve reads", outcome="approve", tool_glob="read_*", reason="Safe.")
+    agent = AgentFactory()
+
+    def batch(prefix: str) -> list[NewApprovalRequest]:
+        return [
+            NewApprovalRequest(
+                agent=agent,
+                idempotency_key=f"{prefix}{number}",
+                submission=build_submission("read_file"),
+            )
+            for number in range(3)
+        ]
+
+    approval_requests_create(batch("warm"))  # statements prepared
+    with round_trips() as trips:
+        results = approval_requests_create(batch("k"))
+    # The lookup of replays (before the transaction); BEGIN with the policy's version; the
+    # agents' lock, halts and ids; a COPY per table of the requests' rows; the audit head's lock;
+    # the records with the head's move; COMMIT. Only the COPYs and the COMMIT are simple
+    # queries: the fixed statements are bound to statements already prepared.
+    # Up to its commit (after it, a push to reviewers may read, as for a lone request).
+    trips = trips[: next(n for n, trip in enumerate(trips) if '"COMMIT"' in trip) + 1]
+    assert len(trips) == 10, "\n".join(trips)
+    assert "BEGIN" in trips[1], trips[1]
+    unprepared = [t for t in trips if not t.startswith(("Bind", 'Parse  "" "BEGIN"'))]
+    assert all(t.startswith(('Query  "COPY', 'Query  "COMMIT"')) for t in unprepared), unprepared
+    assert all(result.created for result in results)
