@@ -260,7 +260,12 @@ def _existing_by_key(requests: list[NewApprovalRequest]) -> dict[tuple[int, str]
     agents_in, agent_params = values_in("agent_id", agent_ids)
     keys_in, key_params = values_in("idempotency_key", keys)
     (rows,) = statements_rows(
-        [(_EXISTING_BY_KEY.format(agents_in=agents_in, keys_in=keys_in), agent_params + key_params)]
+        [
+            (
+                _EXISTING_BY_KEY.format(agents_in=agents_in, keys_in=keys_in),
+                [*agent_params, *key_params],
+            )
+        ]
     )
     wanted = {(new.agent.pk, new.idempotency_key) for new in requests}
     found = (instance_from_row(ApprovalRequest, row) for row in rows)
