@@ -16,6 +16,23 @@ agents' lock, their halts, the new request's id and its rows) are fixed SQL inst
   connection pooler that cannot keep prepared statements (PgBouncer before 1.21, or without
   `max_prepared_statements`); statements are then still bound on the server.
 
+A schema change can make a prepared statement unusable: when a migration changes the type of a
+column a statement selects (or adds or drops a column of a table it selects `*` or every column
+of), PostgreSQL refuses the next execution of the statement as prepared before ("cached plan must
+not change result type", SQLSTATE 0A000), on every connection that prepared it, until the
+connection forgets it. In a rolling deploy that is every pooled connection of the old and the new
+servers. So such a failure makes the connection forget its prepared statements (psycopg's and
+the server's, `prepared_forget`), and:
+
+- outside a transaction, the statements run again, once, here: the failure left nothing behind
+  (statements sent together outside a transaction are one implicit transaction, rolled back
+  whole);
+- in a transaction, PostgreSQL has aborted it: nothing can run again in it. The error goes up
+  (`is_stale_prepared` tells it), the transaction is rolled back (psycopg forgets its prepared
+  statements with the rollback), and the unit of work that holds the transaction runs again,
+  whole, from its outermost level (`retried_if_prepared_stale`, used where that is safe: a
+  request's creation, idempotent by its key).
+
 Statements write their lists as `= ANY(%s)` (one text, hence one prepared statement, for any
 number of values): `values_in` writes a column's membership test for either database. Each still
 passes through Django's cursor wrapper: errors come out as Django's, and query logging,
@@ -23,16 +40,26 @@ passes through Django's cursor wrapper: errors come out as Django's, and query l
 run one by one through Django's cursor.
 """
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any, Protocol
 
-from django.db import connection, models
+import psycopg
+from django.db import DatabaseError, connection, models
 from django.db.backends.postgresql.base import ServerBindingCursor
 from psycopg import Connection
 from psycopg.pq import TransactionStatus
 
 Statement = tuple[str, Sequence[Any]]
+
+logger = logging.getLogger(__name__)
+
+# PostgreSQL's refusal of a prepared statement whose result type changed since it was prepared:
+# feature_not_supported, raised by the plan cache's revalidation (whatever the server's language).
+_STALE_SQLSTATE = "0A000"
+_STALE_SOURCE_FUNCTION = "RevalidateCachedQuery"
+_STALE_MESSAGE = "cached plan must not change result type"
 
 
 class RidesAlong(Protocol):
@@ -102,6 +129,23 @@ def statements_rows(statements: Sequence[Statement]) -> list[list[tuple[Any, ...
     connection.ensure_connection()
     connection.validate_thread_sharing()
     raw = connection.connection
+    try:
+        return _rows_on(raw, statements)
+    except DatabaseError as error:
+        # Outside a transaction the failure left nothing behind, and the connection is idle:
+        # forget the statements prepared before the schema changed, and run these again.
+        if (
+            not is_stale_prepared(error)
+            or connection.in_atomic_block
+            or raw.info.transaction_status != TransactionStatus.IDLE
+        ):
+            raise
+        logger.warning("prepared statements outdated by a schema change: preparing them again")
+        prepared_forget()
+        return _rows_on(raw, statements)
+
+
+def _rows_on(raw: Connection[Any], statements: Sequence[Statement]) -> list[list[tuple[Any, ...]]]:
     # Through Django's wrapper (its error translation, query log and execute wrappers), one
     # cursor per statement: each keeps its own results until the pipeline's end fetches them.
     wrap = connection.make_debug_cursor if connection.queries_logged else connection.make_cursor
@@ -125,6 +169,71 @@ def statements_rows(statements: Sequence[Statement]) -> list[list[tuple[Any, ...
     finally:
         for cursor in cursors:
             cursor.close()
+
+
+def is_stale_prepared(error: BaseException | None) -> bool:
+    """Whether `error` (Django's, or psycopg's it wraps) is PostgreSQL refusing a statement
+    prepared before a schema change changed its result type ("cached plan must not change
+    result type"). Not any other error, not even another of the same SQLSTATE."""
+    seen = 0
+    while error is not None and seen < 10:  # Django's error, psycopg's under it
+        if isinstance(error, psycopg.Error):
+            if error.sqlstate != _STALE_SQLSTATE:
+                return False
+            # The message may be in the server's language; the function that raised it is not.
+            return error.diag.source_function == _STALE_SOURCE_FUNCTION or _STALE_MESSAGE in str(
+                error
+            )
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return False
+
+
+def prepared_forget() -> None:
+    """Make the connection forget the statements it prepared, on the server and in psycopg: the
+    next execution of each prepares it again, against the schema as it is now.
+
+    `DEALLOCATE ALL` through psycopg: psycopg (3.3.6 and later: the lower bound in
+    pyproject.toml) sees its status and forgets its own record of them, so it does not send an
+    execution of a statement that no longer exists (test: tests/console/test_stale_prepared.py).
+    Not `DISCARD ALL`, which would also reset the session (its time zone, for one).
+
+    Only right after one of the connection's prepared statements failed, and on an idle
+    connection: psycopg reads `DEALLOCATE ALL`'s status only while it has statements prepared
+    and only the first time it sees that text since it last forgot them. In an aborted
+    transaction nothing runs, and its rollback forgets them anyway (psycopg clears them with
+    every rollback).
+    """
+    raw = connection.connection
+    if connection.vendor != "postgresql" or raw is None or raw.closed:
+        return
+    if raw.info.transaction_status != TransactionStatus.IDLE:
+        return
+    with connection.wrap_database_errors, raw.cursor() as cursor:
+        cursor.execute(b"DEALLOCATE ALL", prepare=False)
+
+
+def retried_if_prepared_stale[T](work: Callable[[], T]) -> T:
+    """`work()`, and once more if it failed because a statement prepared before a schema change
+    no longer fits it (is_stale_prepared): then the transaction `work` ran in was aborted and
+    rolled back, so nothing it did was kept.
+
+    For a unit of work that is safe to run again whole: it holds its own transaction, and what
+    it did before that transaction, or after it commits, is idempotent (a request's creation:
+    by its idempotency key). Inside a caller's transaction it runs once, as it is: the caller's
+    transaction is aborted too, and only the caller's caller can run it again.
+    """
+    if connection.in_atomic_block:
+        return work()
+    try:
+        return work()
+    except DatabaseError as error:
+        if not is_stale_prepared(error):
+            raise
+    # The rollback of its transaction made psycopg forget the connection's prepared statements
+    # (it clears them with every rollback): they are prepared again as the work runs again.
+    logger.warning("prepared statements outdated by a schema change: running the work again")
+    return work()
 
 
 def _begin_rides_along(raw: Connection[Any]) -> bool:

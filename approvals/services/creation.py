@@ -60,6 +60,7 @@ from console.hot_statements import (
     RidesAlong,
     columns_of,
     instance_from_row,
+    retried_if_prepared_stale,
     statements_rows,
     values_in,
 )
@@ -176,7 +177,6 @@ def approval_request_create(
     return approval_requests_create([new])[0].unwrap()
 
 
-# long: idempotent replay, waves and results share the batch's index slots; steps named inside
 def approval_requests_create(
     requests: list[NewApprovalRequest], *, publish_after_commit: bool = True
 ) -> list[CreateResult]:
@@ -190,7 +190,21 @@ def approval_requests_create(
 
     `publish_after_commit=False`: the caller pushes the new rows to reviewers itself
     (realtime.publish_approvals_created), after it has answered the agents.
+
+    Run again, whole, if a schema change (a rolling deploy's migration) left a prepared
+    statement unfit in its transaction (console.hot_statements.retried_if_prepared_stale):
+    nothing of that transaction was kept, and the idempotency keys make a second run store
+    nothing twice.
     """
+    return retried_if_prepared_stale(
+        partial(_requests_create, requests, publish_after_commit=publish_after_commit)
+    )
+
+
+# long: idempotent replay, waves and results share the batch's index slots; steps named inside
+def _requests_create(
+    requests: list[NewApprovalRequest], *, publish_after_commit: bool
+) -> list[CreateResult]:
     fingerprints = [new.submission.fingerprint() for new in requests]
     results: list[CreateResult | None] = [None] * len(requests)
     # A lone request is not looked up first: a replay is rare, and the unique key on agent and

@@ -30,6 +30,7 @@ from approvals.audit import AuditAction
 from approvals.models import ApprovalRequest, AuditRecord, Status
 from approvals.services import approval_request_approve
 from tests.factories import PolicyRuleFactory, TeamFactory, UserFactory, agent_with_token
+from tests.schema_changes import CREDENTIAL_LOOKUP, HALTS_READ, columns_retyped
 from tests.waits import async_wait_until, parked_polls
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -629,6 +630,42 @@ async def test_one_unstorable_request_costs_the_others_in_its_batch_nothing() ->
         lambda: sorted(ApprovalRequest.objects.values_list("idempotency_key", flat=True))
     )()
     assert set(keys) == {f"k{i}" for i in range(8) if i != 3}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "retyped",
+    [
+        pytest.param(CREDENTIAL_LOOKUP, id="outside-a-transaction"),
+        pytest.param(HALTS_READ, id="in-the-batchs-transaction"),
+    ],
+)
+async def test_a_create_after_a_deploys_column_type_change_is_answered_itself(
+    fast_path, retyped
+) -> None:
+    # A rolling deploy's migration changes a column under statements the intake's connections
+    # prepared: the batch runs again (console.hot_statements), and the agent gets its 201 from
+    # the fast path, not a failure, nor a second request.
+    app, stand_in = fast_path
+    _, token = await sync_to_async(agent_with_token)()
+    async with _client(app, token) as client:
+        # One after the other: the pool hands out its idle connections in turn, so each of
+        # them prepares the statements.
+        for n in range(8):
+            assert (await _json_post(client, BODY, f"warm-{n}")).status_code == 201
+        retyping = columns_retyped(retyped)
+        await sync_to_async(retyping.__enter__)()
+        try:
+            created = await _json_post(client, BODY, "after")
+        finally:
+            await sync_to_async(retyping.__exit__)(None, None, None)
+
+    assert created.status_code == 201, created.text
+    assert stand_in.reached == []
+    stored = await sync_to_async(
+        lambda: list(ApprovalRequest.objects.filter(idempotency_key="after"))
+    )()
+    assert [str(approval.code) for approval in stored] == [created.json()["id"]]
 
 
 # --- Batching, long polls ------------------------------------------------------------------
