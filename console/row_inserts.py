@@ -42,7 +42,7 @@ from django.db import connection, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.postgresql.operations import get_json_dumps
 
-from console.hot_statements import statements_rows
+from console.hot_statements import Statement, statements_rows
 
 # Fields whose Python value is what psycopg should send: no per-value preparation needed.
 # Subclasses (EmailField, PositiveIntegerField, ...) prepare nothing more either.
@@ -128,7 +128,9 @@ def ids_assign(objs: Sequence[models.Model], *, reserved: IdsReservation | None 
 
 
 def rows_insert(
-    *groups: Sequence[models.Model], then: tuple[str, Sequence[Any]] | None = None
+    *groups: Sequence[models.Model],
+    then: Statement | None = None,
+    also: Sequence[Statement] = (),
 ) -> list[tuple[Any, ...]]:
     """Insert new instances, each group of one model: in one statement on PostgreSQL if they
     are few, else a COPY per group.
@@ -140,19 +142,22 @@ def rows_insert(
     audit chain head's move, whose guard checks the newest record; the head's lock, taken once
     the caller's rows are in). With few rows it goes in the same round trip, as a second
     statement of the same query. Returns the rows `then` selects, if it selects any.
+    `also`: statements to run after the rows and before `then`, in the same round trip (a
+    decision's status update, before the audit head's lock); what they select is not returned.
     """
     groups = tuple(group for group in groups if group)
+    after = [*also, *([then] if then is not None else [])]
     if connection.vendor != "postgresql":
         for group in groups:
             type(group[0])._default_manager.bulk_create(group)
-        return _then_rows(then)
+        return _after_rows(after, then)
     plans = [_group_plan(group) for group in groups]
     # The connection itself, not the thread-local proxy: looked up once, not per value.
     db = connections[connection.alias]
     if not groups:
-        selected = _then_rows(then)
+        selected = _after_rows(after, then)
     elif sum(len(group) for group in groups) <= ONE_STATEMENT_MAX_ROWS:
-        selected = _insert_in_one_statement(groups, plans, db, then)
+        selected = _insert_in_one_statement(groups, plans, db, after, then)
     else:
         with connection.cursor() as cursor, connection.wrap_database_errors:
             for group, plan in zip(groups, plans, strict=True):
@@ -162,7 +167,7 @@ def rows_insert(
                 if connection.queries_logged:
                     # Counted like every other statement (query-count tests, the debug toolbar).
                     connection.queries_log.append({"sql": plan.copy_sql, "time": "0.000"})
-        selected = _then_rows(then)
+        selected = _after_rows(after, then)
     for group in groups:
         for obj in group:
             # As bulk_create leaves them: saved, so a later save() updates instead of inserting.
@@ -171,13 +176,14 @@ def rows_insert(
     return selected
 
 
-def _then_rows(then: tuple[str, Sequence[Any]] | None) -> list[tuple[Any, ...]]:
-    """Run a statement alone; the rows it selects, if any. Prepared, as every fixed statement
-    of the hot path is (console.hot_statements): the audit head's lock after a COPY, or alone."""
-    if then is None:
+def _after_rows(after: list[Statement], then: Statement | None) -> list[tuple[Any, ...]]:
+    """Run the statements that follow the rows, in one round trip; the rows `then` (the last)
+    selects, if any. Prepared, as every fixed statement of the hot path is
+    (console.hot_statements): the audit head's lock after a COPY, or alone."""
+    if not after:
         return []
-    (rows,) = statements_rows([then])
-    return rows
+    results = statements_rows(after)
+    return results[-1] if then is not None else []
 
 
 def _group_plan(group: Sequence[models.Model]) -> _Plan:
@@ -191,7 +197,8 @@ def _insert_in_one_statement(
     groups: Sequence[Sequence[models.Model]],
     plans: list[_Plan],
     db: BaseDatabaseWrapper,
-    then: tuple[str, Sequence[Any]] | None,
+    after: list[Statement],
+    then: Statement | None,
 ) -> list[tuple[Any, ...]]:
     params = [
         json.dumps(
@@ -204,8 +211,8 @@ def _insert_in_one_statement(
     # `then` is a statement of its own (it must see the rows), sent in the same round trip.
     # Both are prepared once per connection: their texts depend only on the tables written.
     sql = _one_statement_sql(tuple(plans))
-    results = statements_rows([(sql, params), *([then] if then is not None else [])])
-    return results[1] if then is not None else []
+    results = statements_rows([(sql, params), *after])
+    return results[-1] if then is not None else []
 
 
 @cache

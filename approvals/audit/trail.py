@@ -33,6 +33,7 @@ from django.utils import timezone
 from agents.models import Agent
 from approvals.audit.keys import GENESIS_HASH, audit_keys, audit_record_digest, jsonable
 from approvals.audit.models import AuditActorType, AuditChainHead, AuditRecord
+from console.hot_statements import Statement
 from console.request_context import RequestContext, current_request_context
 from console.row_inserts import ids_assign, rows_insert
 
@@ -144,11 +145,17 @@ def _object_ref(target: models.Model) -> tuple[str, str, str]:
 
 
 def _locked_head(
-    *, ids_wanted: int, along_with: Sequence[Sequence[models.Model]]
+    *,
+    ids_wanted: int,
+    along_with: Sequence[Sequence[models.Model]],
+    along_with_statements: Sequence[Statement],
 ) -> tuple[AuditChainHead, list[int]]:
     """The chain head, locked for this transaction (created on first use), and `ids_wanted`
-    ids for new records, in one round trip with the insert of the caller's rows `along_with`."""
-    selected = rows_insert(*along_with, then=_head_lock_query(ids_wanted))
+    ids for new records, in one round trip with the insert of the caller's rows `along_with`
+    and the caller's statements."""
+    selected = rows_insert(
+        *along_with, also=along_with_statements, then=_head_lock_query(ids_wanted)
+    )
     if selected:
         return _head_and_ids(selected[0])
     last = AuditRecord.objects.order_by("-sequence").only("sequence", "hash", "key_id").first()
@@ -241,7 +248,10 @@ def audit_record(
 
 
 def audit_records_append(
-    entries: list[AuditEntry], *, along_with: Sequence[Sequence[models.Model]] = ()
+    entries: list[AuditEntry],
+    *,
+    along_with: Sequence[Sequence[models.Model]] = (),
+    along_with_statements: Sequence[Statement] = (),
 ) -> list[AuditRecord]:
     """Append records to the audit chain in order, in the caller's transaction.
 
@@ -254,6 +264,8 @@ def audit_records_append(
     written them yet (groups of one model, as console.row_inserts.rows_insert takes them, ids
     assigned where other rows refer to them). They go in the round trip that locks the head:
     one round trip fewer before the commit, and the head is held no longer than before.
+    `along_with_statements`: the caller's statements that go with them, after the rows (a
+    decision's status update).
     """
     if not entries:
         return []
@@ -266,7 +278,11 @@ def audit_records_append(
     with transaction.atomic(savepoint=False):
         # Appends are serialized on the head row (PostgreSQL row lock; SQLite has one writer
         # anyway), so no two records ever claim the same predecessor.
-        head, ids = _locked_head(ids_wanted=len(records), along_with=along_with)
+        head, ids = _locked_head(
+            ids_wanted=len(records),
+            along_with=along_with,
+            along_with_statements=along_with_statements,
+        )
         for record, pk in zip(records, ids, strict=False):
             record.pk = pk  # returned with their ids (on SQLite, the insert sets them)
         sequence, prev_hash = head.last_sequence, head.last_hash

@@ -42,7 +42,6 @@ from approvals.policies.changes import ChangeRouting, change_routing_judge
 from approvals.selectors import approval_lock
 from approvals.services.decisions import decision_records_build
 from console.events import emit
-from console.row_inserts import rows_insert
 
 logger = logging.getLogger(__name__)
 
@@ -363,21 +362,13 @@ def _transition(
                 answer=answer,
                 event_kind=event_kind,
             )
-            # The row is locked and was just checked, so the update changes exactly it: it
-            # goes in the round trip of the decision's rows, one fewer before the commit.
-            rows_insert(
-                [records.decision],
-                [records.event],
-                then=(
-                    _DECIDES,
-                    [to_status, connection.ops.adapt_datetimefield_value(now), locked.pk],
-                ),
-            )
             # In the transaction: the outbox rows it leads to (Slack updates, the AAP webhook
             # event) commit with the decision or not at all; pushes go after commit. Emitted
-            # before the audit record is appended: the agents' push is then the first thing
-            # after the commit (the audit trail logs each record after commit too), and the
-            # outbox reads are not made while every audited write waits on the chain's head.
+            # before the decision's rows are written (what it leads to needs only the request,
+            # and the view built here from the locked row): the agents' push is then the first
+            # thing after the commit (the audit trail logs each record after commit too), the
+            # outbox reads are not made while every audited write waits on the chain's head,
+            # and the decision's rows can go in with the head's lock, below.
             emit(
                 RequestResolved(
                     approval_id=approval.pk,
@@ -395,7 +386,15 @@ def _transition(
                     notify_agent=notify,
                 )
             )
-            audit_records_append([records.audit])
+            # The row is locked and was just checked, so the update changes exactly it. The
+            # decision's rows, the update and the audit head's lock go in one round trip, one
+            # fewer before the commit than the rows and the lock one after the other.
+            decides = [to_status, connection.ops.adapt_datetimefield_value(now), locked.pk]
+            audit_records_append(
+                [records.audit],
+                along_with=[[records.decision], [records.event]],
+                along_with_statements=[(_DECIDES, decides)],
+            )
 
     current = ApprovalRequest.objects.select_related("decision").get(pk=approval.pk)
     if changed:
