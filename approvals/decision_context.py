@@ -3,7 +3,8 @@
 - what happens on approve, on deny and if nobody decides (from the request's deadline and the
   policy's timeout behaviour);
 - the key amount a high-impact approval's confirmation names (whether one is needed:
-  ApprovalRequest.needs_confirmation, enforced by approvals.services.confirmation);
+  ApprovalRequest.needs_confirmation, enforced by approvals.services.confirmation), the tool's
+  name the reviewer types to confirm, and what a typed name amounts to;
 - similar past decisions: the same agent calling the same tool, recent, only ones the reviewer
   may see, each with the arguments that differ from this request's and what happened after;
 - the neighbours of a request in the reviewer's queue (j/k on the decision page);
@@ -11,6 +12,7 @@
 """
 
 import fnmatch
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,6 +92,51 @@ def approval_key_amount(approval: ApprovalRequest) -> str | None:
             if text:
                 return f"{key} {text.strip()}"
     return None
+
+
+# At most this many unusual characters of a tool's name are named on the confirmation step.
+UNUSUAL_CHARACTERS_NAMED = 4
+
+
+def confirmation_name_shown(approval: ApprovalRequest) -> str:
+    """The tool's name as the confirmation step shows it, which the reviewer types to confirm.
+
+    agent_text_one_line: invisible and direction-changing characters as ⟨U+XXXX⟩ (so the name
+    that is typed is the name that is read), no surrounding whitespace.
+    """
+    return agent_text_one_line(approval.tool)
+
+
+def confirmation_typed(*, approval: ApprovalRequest, typed: str) -> str | None:
+    """What a name typed (or sent) on the decision page confirms, for approval_confirmation_check.
+
+    Surrounding whitespace does not count; everything else does, letter case included. The
+    tool's name as the page shows it (confirmation_name_shown) or exactly as the agent sent it
+    confirms the tool; anything else is passed on as typed, which the check refuses; nothing
+    typed is None, no confirmation.
+    """
+    if typed == approval.tool:
+        return approval.tool
+    typed = typed.strip()
+    if not typed:
+        return None
+    if typed in (approval.tool.strip(), confirmation_name_shown(approval)):
+        return approval.tool
+    return typed
+
+
+def confirmation_unusual_characters(approval: ApprovalRequest) -> list[str]:
+    """The tool name's characters outside printable ASCII, each once, as "U+0435 CYRILLIC SMALL
+    LETTER IE": letters that can look like Latin ones, and invisible ones, named before the
+    reviewer types the name. Empty for a plain ASCII name."""
+    named: list[str] = []
+    for char in dict.fromkeys(approval.tool.strip()):
+        if " " <= char <= "~":
+            continue
+        named.append(f"U+{ord(char):04X} {unicodedata.name(char, 'control character')}")
+        if len(named) == UNUSUAL_CHARACTERS_NAMED:
+            break
+    return named
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,10 @@ from django import forms
 
 from approvals.models import NotificationPreference
 
+# A typed confirmation this long is still read, and refused if wrong: a tool's name is at most 200
+# characters, but shown with its invisible characters as ⟨U+XXXX⟩ it can be longer.
+CONFIRMED_MAX_CHARS = 2000
+
 
 class ApproveForm(forms.Form):
     note = forms.CharField(
@@ -15,10 +19,12 @@ class ApproveForm(forms.Form):
             attrs={"placeholder": "Note for the agent (optional)", "autocomplete": "off"}
         ),
     )
-    # The second step of approving a high- or critical-impact request: the tool's name, sent by
-    # the confirmation the page shows (approvals.services.confirmation refuses the approval
-    # without it). Not stripped: it must be the tool's name exactly.
-    confirmed = forms.CharField(required=False, max_length=200, strip=False)
+    # The second step of approving a high- or critical-impact request: the tool's name as the
+    # reviewer typed it (approvals.services.confirmation refuses the approval without it). Not
+    # stripped here: approvals.decision_context.confirmation_typed reads it, whitespace aside.
+    confirmed = forms.CharField(required=False, max_length=CONFIRMED_MAX_CHARS, strip=False)
+    # Sent by that step's form: a name typed there, even an empty one, is an answer to it.
+    confirm_step = forms.BooleanField(required=False)
 
 
 class DenyForm(forms.Form):
@@ -90,10 +96,11 @@ class ApproveChangesForm(forms.Form):
         error_messages={"required": "Give the arguments to run, as a JSON object."},
     )
     note = forms.CharField(required=False, max_length=5000)
-    # Set by the confirmation step, after the reviewer has seen the diff: the tool's name, which
-    # is also the confirmation a high- or critical-impact approval needs
-    # (approvals.services.confirmation).
-    confirmed = forms.CharField(required=False, max_length=200, strip=False)
+    # Set by the confirmation step, after the reviewer has seen the diff: the tool's name (typed
+    # by the reviewer at high and critical impact), which is also the confirmation such an
+    # approval needs (approvals.services.confirmation).
+    confirmed = forms.CharField(required=False, max_length=CONFIRMED_MAX_CHARS, strip=False)
+    confirm_step = forms.BooleanField(required=False)
 
 
 class EscalateForm(forms.Form):

@@ -29,6 +29,9 @@ from approvals.decision_context import (
     approval_key_amount,
     approval_outcomes,
     argument_fields,
+    confirmation_name_shown,
+    confirmation_typed,
+    confirmation_unusual_characters,
     deny_reason_presets,
     queue_neighbours,
     reviewer_opens_next,
@@ -235,6 +238,8 @@ def _detail_context(
         "claimed_by_me": approval.live_claim is not None  # type: ignore[attr-defined]
         and approval.live_claim.reviewer_id == request.user.pk,  # type: ignore[attr-defined]
         "needs_confirmation": approval.needs_confirmation,
+        "confirm_name": confirmation_name_shown(approval),
+        "confirm_unusual": confirmation_unusual_characters(approval),
         "key_amount": approval_key_amount(approval),
         "deny_presets": deny_reason_presets(approval),
         "argument_fields": argument_fields(approval),
@@ -332,22 +337,25 @@ def approve(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     form = ApproveForm(request.POST)
     if not form.is_valid():
         return _panel(request, code, status=400, approve_form=form)
+    typed = form.cleaned_data["confirmed"]
+    approval = _get_or_404(request, code)
     try:
-        # The confirm step sends the tool's name; the service refuses a high- or critical-impact
-        # approval without it (approvals.services.confirmation), here as on every surface.
+        # The confirm step sends the tool's name as the reviewer typed it; the service refuses a
+        # high- or critical-impact approval without it (approvals.services.confirmation), here
+        # as on every surface.
         return _approve(
             request,
             code,
             note=form.cleaned_data["note"],
             arguments=None,
-            confirmed=form.cleaned_data["confirmed"] or None,
+            confirmed=confirmation_typed(approval=approval, typed=typed),
         )
     except ReviewRejected as rejected:
         if rejected.code != CONFIRMATION_REQUIRED:
             raise
         refused = rejected
     # Nothing was recorded: the page asks for the second, deliberate step (a stray Enter or a
-    # script never approves one).
+    # script never approves one), or says what was wrong with the name typed there.
     approval = _get_or_404(request, code)
     return _panel(
         request,
@@ -355,18 +363,32 @@ def approve(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
         status=400,
         approve_form=form,
         confirm_approve=True,
-        conflict_message=_confirmation_asked(approval, refused),
+        **_confirmation_asked(approval, refused, typed, form.cleaned_data["confirm_step"]),
     )
 
 
-def _confirmation_asked(approval: ApprovalRequest, refused: ReviewRejected, more: str = "") -> str:
-    """The page's words for an approval refused for want of its confirmation."""
+def _confirmation_asked(
+    approval: ApprovalRequest, refused: ReviewRejected, typed: str, step: bool
+) -> dict[str, str]:
+    """The page's words for an approval refused for want of its confirmation: why the step is
+    shown, or, when the reviewer answered it, what was wrong with the name they typed."""
     if not approval.needs_confirmation:
-        return refused.message  # a confirmation naming another tool, from no page of ours
-    return (
-        f"Not approved yet: this request has {approval.get_impact_display().lower()} "
-        f"impact. Confirm that the agent may run {approval.tool}{more}."
-    )
+        # A confirmation naming another tool, from no page of ours.
+        return {"conflict_message": refused.message, "confirm_typed": typed}
+    if not step and not typed.strip():
+        return {
+            "conflict_message": f"Not approved yet: this request has "
+            f"{approval.get_impact_display().lower()} impact. Read what approving does, then "
+            "type the tool's name to confirm."
+        }
+    if not typed.strip():
+        problem = "You typed nothing: type the tool's name to confirm."
+    else:
+        problem = (
+            "What you typed is not the tool's name. Type it exactly as shown, letter case "
+            "included, or copy it."
+        )
+    return {"confirm_error": f"Not approved. {problem}", "confirm_typed": typed}
 
 
 @require_POST
@@ -387,14 +409,15 @@ def approve_changes(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
         form.add_error("arguments", "These are the submitted arguments: use Approve instead.")
         return _panel(request, code, status=400, changes_form=form, show_editor=True)
     note = form.cleaned_data["note"]
-    if not form.cleaned_data["confirmed"]:
+    typed, step = form.cleaned_data["confirmed"], form.cleaned_data["confirm_step"]
+    if not typed and not step:
         return _changes_diff_step(request, code, approval=approval, arguments=arguments, note=note)
     try:
-        # The diff step sends the tool's name: for high and critical impact it is also the
-        # confirmation the service asks of every approval (approvals.services.confirmation).
-        return _approve(
-            request, code, note=note, arguments=arguments, confirmed=form.cleaned_data["confirmed"]
-        )
+        # The diff step sends the tool's name (typed by the reviewer at high and critical
+        # impact): it is also the confirmation the service asks of every approval
+        # (approvals.services.confirmation).
+        confirmed = confirmation_typed(approval=approval, typed=typed)
+        return _approve(request, code, note=note, arguments=arguments, confirmed=confirmed)
     except ReviewRejected as rejected:
         if rejected.code != CONFIRMATION_REQUIRED:
             raise
@@ -406,7 +429,7 @@ def approve_changes(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
         arguments=arguments,
         note=note,
         status=400,
-        conflict_message=_confirmation_asked(approval, refused, " with these arguments"),
+        **_confirmation_asked(approval, refused, typed, step),
     )
 
 

@@ -174,6 +174,12 @@ def test_it_renders_every_template_without_raw_syntax(rendered) -> None:
     page = client.get(reverse("approvals:history"), {"fragment": "rows"}, HTTP_HX_REQUEST="1")
     _assert_clean("history fragment", page.content.decode())
 
+    # The typed confirmation a critical approval asks for, and its error (nothing recorded).
+    approve = reverse("approvals:approve", args=[shift["critical"].code])
+    for data in ({"note": ""}, {"note": "", "confirmed": "deploy", "confirm_step": "1"}):
+        page = client.post(approve, data, HTTP_HX_REQUEST="1")
+        _assert_clean("typed confirmation", page.content.decode())
+
     # Bulk: the confirmation list and the results.
     codes = [str(shift["pending"].code), str(shift["critical"].code)]
     page = client.post(reverse("approvals:bulk-confirm"), {"action": "approve", "codes": codes})

@@ -169,6 +169,33 @@
     }
   });
 
+  // --- The typed confirmation: its button works once the tool's name is typed ---------------
+  // High and critical impact (templates/approvals/_confirm_typed.html). Without this script the
+  // button stays enabled and the server refuses a name that does not match; with it, the button
+  // is disabled until the text (surrounding whitespace aside, letter case included) matches.
+  function confirmTyped(field) {
+    var button = document.getElementById(field.dataset.confirmButton);
+    if (!button) return;
+    var typed = field.value.trim();
+    var matches = typed !== "" && typed === field.dataset.confirmName;
+    button.disabled = !matches;
+    var status = document.getElementById(field.dataset.confirmStatus);
+    var said = typed === "" ? "" : matches ? "The name matches: you can confirm." : "Not the tool's name yet.";
+    // Only a change is written, so a screen reader hears it once, not at every key.
+    if (status && status.textContent !== said) status.textContent = said;
+    // The server's error was about the name sent: once that is changed, it no longer applies.
+    var error = document.getElementById(field.dataset.confirmError);
+    if (error && field.value !== field.defaultValue) {
+      error.hidden = true;
+      field.removeAttribute("aria-invalid");
+      field.setAttribute("aria-describedby", field.getAttribute("aria-describedby").replace(" " + error.id, ""));
+    }
+  }
+  function confirmAll() { document.querySelectorAll("input[data-confirm-name]").forEach(confirmTyped); }
+  document.addEventListener("input", function (event) {
+    if (event.target.dataset && "confirmName" in event.target.dataset) confirmTyped(event.target);
+  });
+
   // --- Preset deny reasons fill the (still editable) reason ----------------------------------
   document.addEventListener("click", function (event) {
     var preset = event.target.closest && event.target.closest("[data-deny-preset]");
@@ -190,12 +217,13 @@
     if (url) { event.preventDefault(); window.location.assign(url); }
   });
 
-  document.addEventListener("htmx:afterSettle", function () { arm(); syncOutcome(); });
+  document.addEventListener("htmx:afterSettle", function () { arm(); confirmAll(); syncOutcome(); });
   document.addEventListener("htmx:oobAfterSwap", function () { arm(); syncOutcome(); });
   document.addEventListener("htmx:wsAfterMessage", syncOutcome);
   document.addEventListener("DOMContentLoaded", function () {
     if (!page()) return;
     arm();
+    confirmAll();
     syncOutcome();
     // On a phone the run's steps start folded: the request and its decision come first.
     var steps = document.getElementById("run-steps");

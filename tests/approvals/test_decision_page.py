@@ -43,32 +43,96 @@ def _approve(client, ann, approval, **data):
 
 
 @pytest.mark.parametrize("impact", [Impact.HIGH, Impact.CRITICAL])
-def test_it_refuses_a_high_or_critical_approval_without_the_confirmation(
+def test_it_asks_a_high_or_critical_approval_to_type_the_tools_name(
     client, ann, payments, impact
 ) -> None:
     approval = ApprovalRequestFactory(
         team=payments, impact=impact, arguments={"amount": 120000, "currency": "EUR"}
     )
-    for data in ({"note": "ok"}, {"note": "ok", "confirmed": "other_tool"}):
-        response = _approve(client, ann, approval, **data)
-        html = response.content.decode()
-        assert response.status_code == 400
-        assert (
-            "Not approved yet: this request has" in html
-            and "Confirm that the agent may run" in html
-        )
-        # The confirmation names the tool and the key amount, and keeps the note.
-        assert 'id="confirm-approve"' in html and "Yes, approve issue_refund" in html
-        assert "amount 120,000 EUR" in html
-        assert 'value="ok"' in html
+    response = _approve(client, ann, approval, note="ok")
+    html = response.content.decode()
+    assert response.status_code == 400
+    assert "Not approved yet: this request has" in html and "type the tool&#x27;s name" in html
+    # What approving does, in the console's words; the tool's name as the agent's value; the
+    # key amount and the arguments; and a visible, labelled field to type the name into.
+    step = _between(html, 'id="confirm-approve"', "</form>")
+    assert "Approving lets the agent run this tool for" in step and "amount 120,000 EUR" in step
+    assert re.search(r'<code class="agent-value confirm-name"[^>]*>issue_refund</code>', step)
+    assert "&quot;amount&quot;: 120000" in step
+    assert '<label for="confirm-approve-typed" class="confirm-label">Type the tool' in step
+    field = re.search(r'<input type="text" name="confirmed" id="confirm-approve-typed"[^>]*>', step)
+    assert field and 'value=""' in field[0] and 'data-confirm-name="issue_refund"' in field[0]
+    assert 'type="hidden" name="confirmed"' not in html
+    assert "Confirm and approve" in step and 'value="ok"' in html  # the note is kept
     approval.refresh_from_db()
     assert approval.status == Status.PENDING
-    assert not ApprovalEvent.objects.filter(approval=approval, kind="approved").exists()
+    assert not ApprovalEvent.objects.filter(approval=approval).exists()
 
-    confirmed = _approve(client, ann, approval, note="ok", confirmed="issue_refund")
-    assert confirmed.status_code == 200
+
+@pytest.mark.parametrize("typed", ["", "   ", "Issue_Refund", "issue_refunds", "other_tool"])
+def test_a_wrong_typed_name_is_refused_with_the_error_shown_and_nothing_decided(
+    client, ann, payments, typed
+) -> None:
+    approval = ApprovalRequestFactory(
+        team=payments, impact=Impact.CRITICAL, arguments={"amount": 120000, "currency": "EUR"}
+    )
+    response = _approve(client, ann, approval, note="checked", confirmed=typed, confirm_step="1")
+    html = response.content.decode()
+    assert response.status_code == 400
+    error = re.search(r'<p class="error" id="confirm-approve-error" role="alert">([^<]*)</p>', html)
+    assert error, html
+    assert error[1].startswith("Not approved.")
+    assert ("typed nothing" if not typed.strip() else "is not the tool&#x27;s name") in error[1]
+    field = re.search(r'<input type="text" name="confirmed" id="confirm-approve-typed"[^>]*>', html)
+    assert field and 'aria-invalid="true"' in field[0]
+    assert 'aria-describedby="confirm-approve-help confirm-approve-error"' in field[0]
+    assert f'value="{typed}"' in field[0]  # what was typed, to correct it
+    assert 'value="checked"' in html  # the note too
+    approval.refresh_from_db()
+    assert approval.status == Status.PENDING
+    assert not ApprovalEvent.objects.filter(approval=approval).exists()
+
+
+def test_the_typed_name_counts_without_surrounding_whitespace_but_with_its_case(
+    client, ann, payments
+) -> None:
+    approval = ApprovalRequestFactory(team=payments, impact=Impact.HIGH)
+    typed = {"note": "ok", "confirm_step": "1"}
+    assert _approve(client, ann, approval, confirmed="ISSUE_REFUND", **typed).status_code == 400
+    approval.refresh_from_db()
+    assert approval.status == Status.PENDING
+    assert _approve(client, ann, approval, confirmed="  issue_refund\t", **typed).status_code == 200
     approval.refresh_from_db()
     assert approval.status == Status.APPROVED
+
+
+def test_a_tool_name_with_lookalike_or_invisible_characters_is_typed_as_shown(
+    client, ann, payments
+) -> None:
+    # A Cyrillic "e" (U+0435) and a zero-width space: the name reads like "delete_backup".
+    tool = "d\u0435lete\u200b_backup"
+    approval = ApprovalRequestFactory(team=payments, impact=Impact.HIGH, tool=tool)
+    html = _approve(client, ann, approval, note="").content.decode()
+    shown = "d\u0435lete⟨U+200B⟩_backup"
+    assert f'data-confirm-name="{shown}"' in html and f">{shown}</code>" in html
+    assert "U+0435 CYRILLIC SMALL LETTER IE; U+200B ZERO WIDTH SPACE" in html
+    typed = {"note": "", "confirm_step": "1"}
+    assert _approve(client, ann, approval, confirmed="delete_backup", **typed).status_code == 400
+    assert _approve(client, ann, approval, confirmed=shown, **typed).status_code == 200
+    approval.refresh_from_db()
+    assert approval.status == Status.APPROVED
+
+
+def test_agent_text_in_the_tool_name_is_escaped(client, ann, payments) -> None:
+    approval = ApprovalRequestFactory(team=payments, impact=Impact.HIGH, tool='<b>x</b>"y')
+    html = _approve(client, ann, approval, note="").content.decode()
+    assert "<b>x</b>" not in html
+    assert 'data-confirm-name="&lt;b&gt;x&lt;/b&gt;&quot;y"' in html
+
+
+def _between(html: str, start: str, end: str) -> str:
+    begin = html.index(start)
+    return html[begin : html.index(end, begin)]
 
 
 def test_it_approves_low_and_medium_impact_in_one_step(client, ann, payments) -> None:

@@ -1,6 +1,8 @@
 """The decision page's actions: approve with changes (diff, then confirm), escalate, comment,
 claim, and quorum progress."""
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -55,27 +57,58 @@ def test_it_shows_the_diff_and_records_nothing_until_confirmed(client, team) -> 
     assert "&quot;amount&quot;: 2450" in confirmed.content.decode()
 
 
-def test_a_high_impact_change_is_confirmed_by_the_tools_name(client, team) -> None:
+def test_a_high_impact_change_is_confirmed_by_typing_the_tools_name(client, team) -> None:
     approval = ApprovalRequestFactory(team=team, arguments={"amount": 4900, "currency": "GBP"})
     client = _as(client, team, "ann")
     changed = '{"amount": 2450, "currency": "GBP"}'
     preview = _post(client, "approvals:approve-changes", approval, {"arguments": changed})
     html = preview.content.decode()
     assert "High impact: confirm." in html
-    assert '<input type="hidden" name="confirmed" value="issue_refund">' in html
+    assert 'type="hidden" name="confirmed"' not in html
+    field = re.search(r'<input type="text" name="confirmed" id="confirm-changes-typed"[^>]*>', html)
+    assert field and 'data-confirm-name="issue_refund"' in field[0]
+    assert '<label for="confirm-changes-typed" class="confirm-label">Type the tool' in html
 
-    # A post that skips the confirmation (a script, an older page) approves nothing: the diff
+    # A post that skips the typed name (a script, an older page) approves nothing: the diff
     # again, with why.
     skipped = _post(
         client, "approvals:approve-changes", approval, {"arguments": changed, "confirmed": "on"}
     )
     html = skipped.content.decode()
     assert skipped.status_code == 400
-    assert "Not approved yet: this request has high impact." in html
+    assert "is not the tool&#x27;s name" in html
     assert 'id="arguments-diff"' in html and "+  &quot;amount&quot;: 2450," in html
     approval.refresh_from_db()
     assert approval.status == Status.PENDING
     assert not approval.events.exists()
+
+
+@pytest.mark.parametrize("typed", ["", "issue refund"])
+def test_a_wrong_typed_name_keeps_the_changed_arguments_and_the_note(client, team, typed) -> None:
+    approval = ApprovalRequestFactory(team=team, arguments={"amount": 4900, "currency": "GBP"})
+    changed = '{"amount": 2450, "currency": "GBP"}'
+    data = {"arguments": changed, "note": "half, as agreed", "confirmed": typed}
+    data["confirm_step"] = "1"
+    response = _post(_as(client, team, "ann"), "approvals:approve-changes", approval, data)
+    html = response.content.decode()
+    assert response.status_code == 400
+    error = re.search(r'<p class="error" id="confirm-changes-error" role="alert">([^<]*)</p>', html)
+    assert error and error[1].startswith("Not approved.")
+    assert 'aria-describedby="confirm-changes-help confirm-changes-error"' in html
+    assert 'id="arguments-diff"' in html and "+  &quot;amount&quot;: 2450," in html
+    assert '<input type="hidden" name="note" value="half, as agreed">' in html
+    kept = r'<input type="hidden" name="arguments" value="[^"]*&quot;amount&quot;: 2450'
+    assert re.search(kept, html)
+    approval.refresh_from_db()
+    assert approval.status == Status.PENDING
+    assert not approval.events.exists()
+
+    data["confirmed"] = " issue_refund "
+    confirmed = _post(client, "approvals:approve-changes", approval, data)
+    assert confirmed.status_code == 200
+    approval.refresh_from_db()
+    assert approval.decision.approved_arguments == {"amount": 2450, "currency": "GBP"}
+    assert approval.decision.note == "half, as agreed"
 
 
 def test_it_names_invalid_json_and_keeps_what_was_typed(client, team) -> None:

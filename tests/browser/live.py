@@ -54,3 +54,13 @@ def submit(**fields: object) -> ApprovalRequest:
         return approval
 
     return off_loop(create)
+
+
+def axe_serious(results) -> list[str]:
+    """axe-core's serious and critical violations in a run's results, one line each."""
+    return [
+        f"{violation['id']} ({violation['impact']}): "
+        + "; ".join(node["target"][0] for node in violation["nodes"][:5])
+        for violation in results.response["violations"]
+        if violation["impact"] in {"serious", "critical"}
+    ]

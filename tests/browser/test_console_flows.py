@@ -171,7 +171,10 @@ def test_a_reviewer_approves_with_changed_arguments_after_seeing_the_diff(
     assert approval.status == Status.PENDING  # nothing recorded before confirming
     # High impact: this step is the confirmation naming the tool that the server asks for.
     expect(page.locator("#changes")).to_contain_text("High impact: confirm.")
-    page.get_by_role("button", name="Confirm changed arguments").click()
+    confirm = page.get_by_role("button", name="Confirm changed arguments")
+    expect(confirm).to_be_disabled()  # until the tool's name is typed
+    page.get_by_label("Type the tool's name to confirm").fill("issue_refund")
+    confirm.click()
     expect(page.locator(f"#decision-panel-{approval.code}")).to_contain_text("Approved")
     approval.refresh_from_db()
     assert approval.decision.approved_arguments == {"payment_id": "pay_1", "amount": 2450}
@@ -194,6 +197,7 @@ def test_a_change_another_team_must_approve_is_proposed_and_approved_there(
     page.get_by_text("Raw JSON").click()
     page.get_by_label("Arguments to run instead").fill('{"payment_id": "pay_1", "amount": 5000}')
     page.get_by_role("button", name="Review changes").click()
+    page.get_by_label("Type the tool's name to confirm").fill("issue_refund")
     page.get_by_role("button", name="Confirm changed arguments").click()
     expect(page.get_by_role("status")).to_contain_text("finance, 1 approval")
     expect(page.get_by_role("status")).to_contain_text("It has left your queue.")
@@ -205,7 +209,11 @@ def test_a_change_another_team_must_approve_is_proposed_and_approved_there(
     page.screenshot(path=str(artifacts / "proposed-change.png"), full_page=True)
     page.get_by_role("button", name="Review this change").click()
     expect(page.locator("#arguments-diff")).to_contain_text('+  "amount": 5000')
-    page.get_by_role("button", name="Confirm changed arguments").click()
+    # From the keyboard: the field has the focus; Enter sends once the name matches.
+    expect(page.get_by_label("Type the tool's name to confirm")).to_be_focused()
+    page.keyboard.type("issue_refund")
+    expect(page.locator("#confirm-changes")).to_have_attribute("data-armed", "ready")
+    page.keyboard.press("Enter")
     expect(page.locator(f"#decision-panel-{approval.code}")).to_contain_text("Approved")
     approval.refresh_from_db()
     assert approval.decision.approved_arguments == {"payment_id": "pay_1", "amount": 5000}
@@ -381,7 +389,8 @@ def test_the_keyboard_moves_opens_and_prepares_decisions(live_console, page: Pag
     expect(page.locator("#confirm-approve")).to_contain_text("issue_refund")
     second.refresh_from_db()
     assert second.status == Status.PENDING
-    page.get_by_role("button", name="Yes, approve issue_refund").click()
+    page.keyboard.type("issue_refund")  # the name field has the focus
+    page.get_by_role("button", name="Confirm and approve").click()
     expect(page.locator(f"#decision-panel-{second.code}")).to_contain_text("Approved")
 
     # From the queue, "a" only opens the selected request: nothing is focused to approve.

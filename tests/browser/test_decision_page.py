@@ -1,18 +1,21 @@
 """The decision page in real Chromium: the decision always in view, the outcome at once when
-someone else decides, keys that never approve by accident, the confirmed second step, and an
-edit in progress kept when it can no longer be sent. Screenshots go to test-artifacts/."""
+someone else decides, keys that never approve by accident, the tool's name typed to confirm high
+impact, and an edit in progress kept when it can no longer be sent. Screenshots go to
+test-artifacts/."""
 
 import re
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, Page, expect
 
 from agents.services import NewTraceEvent, run_events_append, run_open
 from approvals.models import ApprovalRequest, Impact, Status
 from approvals.reviews import check_approval_request_approve, check_approval_request_deny
-from tests.browser.live import log_in, off_loop, submit
+from tests.browser.live import axe_serious, log_in, off_loop, submit
 from tests.factories import AgentFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -33,7 +36,7 @@ REFUND_SCHEMA = {
 def _refund(team, **fields):
     return submit(
         team=team,
-        tool="issue_refund",
+        tool=fields.pop("tool", "issue_refund"),
         impact=fields.pop("impact", Impact.CRITICAL),
         summary="Refund 1,200.00 EUR to Dana Whitfield for order 88121, charged twice on 3 Dec.",
         reasoning="The payment provider shows two captures of the same order within a minute.",
@@ -189,7 +192,9 @@ def test_a_then_enter_from_the_queue_never_approves(live_console, page: Page, te
     assert approval.status == Status.PENDING
 
 
-def test_a_critical_approval_needs_the_confirmation_step(live_console, page: Page, team) -> None:
+def test_a_critical_approval_needs_the_tools_name_typed(
+    live_console, page: Page, team, artifacts
+) -> None:
     approval = _refund(team)
     page.set_viewport_size(DESKTOP)
     log_in(page, live_console.url, "alice")
@@ -198,16 +203,106 @@ def test_a_critical_approval_needs_the_confirmation_step(live_console, page: Pag
     page.locator("#approve-button").dispatch_event("click")
     expect(page.locator("#approve-button")).to_have_attribute("data-armed", "ready")
     expect(page.locator("#confirm-approve")).to_have_count(0)
+    page.get_by_label("Note for the agent").fill("Two captures, checked with the provider.")
     page.get_by_role("button", name="Approve…").click()
+
+    # The second step says what approving does, names the tool as the agent's value, and asks
+    # for its name typed into a labelled field (focused); the button waits for it.
     confirm = page.locator("#confirm-approve")
     expect(confirm).to_contain_text("Critical impact: confirm.")
-    expect(page.locator(f"#decision-{approval.code} .error")).to_contain_text("Not approved yet")
+    expect(confirm).to_contain_text("Approving lets the agent run this tool for")
+    expect(confirm.locator("code.agent-value.confirm-name")).to_have_text("issue_refund")
+    expect(confirm.locator("#confirm-approve-arguments")).to_contain_text('"amount": 120000')
+    typed = page.get_by_label("Type the tool's name to confirm")
+    expect(typed).to_be_focused()
+    button = page.get_by_role("button", name="Confirm and approve")
+    expect(button).to_be_disabled()
+    _shoot(page, artifacts, "approve-step-desktop")
+    assert axe_serious(Axe().run(page)) == []
+
+    page.keyboard.type("Issue_Refund")  # letter case counts
+    expect(button).to_be_disabled()
+    expect(page.locator("#confirm-approve-status")).to_have_text("Not the tool's name yet.")
+    page.keyboard.press("Enter")  # a disabled button: Enter sends nothing
+    # Had it been sent anyway (no script), the server refuses it and says why, keeping the note.
+    button.evaluate("button => { button.disabled = false; }")
+    button.click()
+    error = page.locator("#confirm-approve-error")
+    expect(error).to_contain_text("Not approved. What you typed is not the tool's name.")
+    expect(error).to_have_attribute("role", "alert")
+    described = "confirm-approve-help confirm-approve-error"
+    expect(typed).to_have_attribute("aria-describedby", described)
+    expect(typed).to_have_value("Issue_Refund")
+    expect(page.get_by_label("Note for the agent")).to_have_value(
+        "Two captures, checked with the provider."
+    )
+    expect(button).to_be_disabled()
     approval.refresh_from_db()
     assert approval.status == Status.PENDING
-    page.get_by_role("button", name="Yes, approve issue_refund").click()
+    _shoot(page, artifacts, "approve-step-error-desktop")
+    assert axe_serious(Axe().run(page)) == []
+
+    typed.fill("  issue_refund ")  # surrounding whitespace does not count
+    expect(button).to_be_enabled()
+    expect(error).to_be_hidden()  # it was about the name sent before
+    expect(page.locator("#confirm-approve-status")).to_have_text(
+        "The name matches: you can confirm."
+    )
+    page.set_viewport_size(PHONE)
+    _shoot(page, artifacts, "approve-step-phone")
+    _fits_the_width(page)
+    page.set_viewport_size(DESKTOP)
+    button.click()
     expect(page.locator("#status-badge")).to_have_text("Approved")
     approval.refresh_from_db()
     assert approval.status == Status.APPROVED
+    assert approval.decision.note == "Two captures, checked with the provider."
+
+
+def test_a_long_lookalike_tool_name_is_shown_whole_and_copyable(
+    live_console, page: Page, team, artifacts
+) -> None:
+    # A Cyrillic "a" (U+0430) in a long name: it reads like the Latin one.
+    tool = "delete_all_customer_records_in_the_production_datab\u0430se_" + "x" * 120
+    approval = _refund(team, tool=tool)
+    log_in(page, live_console.url, "alice")
+    page.goto(f"{live_console.url}/requests/{approval.code}")
+    expect(page.locator("#approve-button")).to_have_attribute("data-armed", "ready")
+    page.get_by_role("button", name="Approve…").click()
+    name = page.locator("#confirm-approve .confirm-name")
+    expect(name).to_have_text(tool)
+    expect(page.locator("#confirm-approve-unusual")).to_contain_text(
+        "U+0430 CYRILLIC SMALL LETTER A"
+    )
+    assert name.evaluate("el => getComputedStyle(el).userSelect") == "all"
+    assert "monospace" in name.evaluate("el => getComputedStyle(el).fontFamily")
+    page.get_by_label("Type the tool's name to confirm").fill(tool.replace("\u0430", "a"))
+    expect(page.get_by_role("button", name="Confirm and approve")).to_be_disabled()
+    for viewport, shot in ((PHONE, "long-name-phone"), (DESKTOP, "long-name-desktop")):
+        page.set_viewport_size(viewport)
+        _shoot(page, artifacts, shot)
+        _fits_the_width(page)
+    page.get_by_label("Type the tool's name to confirm").fill(tool)
+    expect(page.get_by_role("button", name="Confirm and approve")).to_be_enabled()
+
+
+def _shoot(page: Page, artifacts: Path, name: str) -> None:
+    # caret="initial": see tests/browser/test_reviewer_flow.py (htmx would copy style="").
+    page.screenshot(path=str(artifacts / f"confirm-{name}.png"), caret="initial")
+
+
+def _fits_the_width(page: Page) -> None:
+    """Nothing of the page sticks out sideways, and the page never scrolls sideways (code scrolls
+    in its own box; the policy's reason is cut with an ellipsis on purpose)."""
+    wide = page.evaluate(
+        """() => [...document.querySelectorAll("body *")].filter(el => {
+                const r = el.getBoundingClientRect();
+                return r.width > 0 && r.right > window.innerWidth + 1
+                    && !el.closest("pre, .arguments, [hidden], #hold-reason");
+            }).map(el => el.tagName + "#" + el.id + "." + el.className).slice(0, 8)"""
+    )
+    assert wide == [], wide
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
 
 
 def test_an_edit_in_progress_is_kept_with_the_reason_it_can_no_longer_be_sent(

@@ -19,7 +19,7 @@ from approvals.reviews import (
     check_approval_request_deny,
 )
 from approvals.services import OutcomeReport, approval_outcome_report
-from tests.browser.live import log_in, off_loop, submit
+from tests.browser.live import axe_serious, log_in, off_loop, submit
 from tests.factories import AgentFactory, ApprovalRequestFactory, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -47,15 +47,6 @@ def _console_errors(page: Page) -> list[str]:
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     page.on("pageerror", lambda error: errors.append(str(error)))
     return errors
-
-
-def _serious(results) -> list[str]:
-    return [
-        f"{violation['id']} ({violation['impact']}): "
-        + "; ".join(node["target"][0] for node in violation["nodes"][:5])
-        for violation in results.response["violations"]
-        if violation["impact"] in {"serious", "critical"}
-    ]
 
 
 def _realistic_queue(team) -> dict[str, ApprovalRequest]:
@@ -324,7 +315,7 @@ def test_axe_finds_nothing_serious_on_the_reviewer_pages(live_console, page: Pag
     }.items():
         page.goto(f"{live_console.url}{path}")
         page.wait_for_load_state("networkidle")
-        found[name] = _serious(axe.run(page))
+        found[name] = axe_serious(axe.run(page))
         if name == "decision page":  # the outcomes were on the page axe read
             expect(page.locator("#track-record-outcomes")).to_contain_text("1 failed")
     assert found == {name: [] for name in found}

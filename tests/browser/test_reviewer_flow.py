@@ -75,8 +75,9 @@ def test_a_reviewer_approves_a_live_request_and_the_agent_resumes(
     page.screenshot(path=str(artifacts / "decision-page.png"), full_page=True, caret="initial")
     page.get_by_label("Note for the agent").fill("Duplicate confirmed.")
     page.get_by_role("button", name="Approve…").click()
-    # High impact: a second, deliberate step names the tool before anything is recorded.
-    page.get_by_role("button", name="Yes, approve issue_refund").click()
+    # High impact: a second, deliberate step: the reviewer types the tool's name.
+    page.get_by_label("Type the tool's name to confirm").fill("issue_refund")
+    page.get_by_role("button", name="Confirm and approve").click()
     expect(page.locator(f"#decision-panel-{created['id']}")).to_contain_text("Approved")
 
     waiter.join(timeout=10)
