@@ -25,6 +25,9 @@ from .models import Decision
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 MAX_RETRY_AFTER_SECONDS = 60.0
 
+# A request's deadline as the caller gives it: seconds, a timedelta, or the console's "90s".
+Timeout = str | int | float | timedelta
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -77,7 +80,7 @@ def api_error(response: httpx.Response) -> ConsoleApiError:
     )
 
 
-def duration(value: str | int | float | timedelta) -> str:
+def duration(value: Timeout) -> str:
     """The console's duration format ("90s", "30m") from seconds, a timedelta, or a duration."""
     if isinstance(value, str):
         return value
@@ -97,7 +100,7 @@ def create_body(
     impact: str | None,
     context: Mapping[str, Any] | None,
     labels: list[str] | None,
-    timeout: str | int | float | timedelta | None,
+    timeout: Timeout | None,
     run: str | None,
     arguments_schema: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -127,7 +130,7 @@ def question_body(
     impact: str | None,
     context: Mapping[str, Any] | None,
     labels: list[str] | None,
-    timeout: str | int | float | timedelta | None,
+    timeout: Timeout | None,
     run: str | None,
     tool: str | None,
 ) -> dict[str, Any]:
