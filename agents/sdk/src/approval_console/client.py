@@ -131,16 +131,6 @@ class Console(_ConsoleBase):
                 running.fail(error)
         return running.result
 
-    def _send(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> dict[str, Any]:
-        return self._run(_protocol.send(self, method, path, json=json, headers=headers))
-
     # --- The API ---------------------------------------------------------------------------
 
     def submit(
@@ -546,16 +536,6 @@ class AsyncConsole(_ConsoleBase):
             except BaseException as error:
                 running.fail(error)
         return running.result
-
-    async def _send(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> dict[str, Any]:
-        return await self._run(_protocol.send(self, method, path, json=json, headers=headers))
 
     async def submit(
         self,
