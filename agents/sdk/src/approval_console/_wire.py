@@ -1,6 +1,7 @@
 """What the sync and async clients share: request bodies, retry timing, error parsing.
 
-No I/O here, so the two clients cannot drift apart on what they send or when they retry.
+No I/O here, so the two clients cannot drift apart on what they send or when they retry (the
+calls themselves, retried and waited on, are _protocol's plans).
 """
 
 from __future__ import annotations

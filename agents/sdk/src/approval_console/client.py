@@ -8,9 +8,13 @@
 The decorated function runs only with a usable approval, and with the arguments the reviewer
 approved. Anything else raises: ApprovalDenied, ApprovalExpired, ApprovalCancelled, or
 ConsoleUnreachable when no decision could be had. No decision, no call.
+
+Both clients are I/O shells over one protocol (_protocol): each API call is a plan that says what
+to send, reads the answers and decides retries, sleeps and the long-poll wait; Console carries its
+steps out with httpx.Client and time.sleep, AsyncConsole with httpx.AsyncClient and asyncio.sleep.
 """
 
-# long: Console and AsyncConsole mirror each other method for method; one file keeps them in step
+# long: Console and AsyncConsole spell out the same public API, signature for signature
 
 from __future__ import annotations
 
