@@ -1,10 +1,12 @@
-"""A tiny HTTP proxy in front of the live console that can lose responses or answer 503.
+"""A tiny HTTP proxy in front of the live console that can lose responses, answer 503, or hold a
+request past the client's timeout.
 
 It stands in for the network between an agent and the console: the console really acts on a
 request whose response the proxy then drops, which is exactly the case idempotency keys exist for.
 """
 
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
@@ -16,6 +18,8 @@ class FlakyProxy:
         self.drop_next = 0  # forward these to the console, then hang up without an answer
         self.unavailable_next = 0  # answer these with unavailable_status, never forwarded
         self.unavailable_status = 503
+        self.hold_next = 0  # hold these for hold_seconds (past a client's timeout), never forwarded
+        self.hold_seconds = 1.0
         self.retry_after = "0"
         self.seen: list[tuple[str, str, str | None]] = []  # (method, path, Idempotency-Key)
         self._lock = threading.Lock()
@@ -32,8 +36,14 @@ class FlakyProxy:
                 body = self.rfile.read(length) if length else b""
                 proxy.seen.append((self.command, self.path, self.headers.get("Idempotency-Key")))
                 with proxy._lock:
-                    unavailable = proxy.unavailable_next > 0
+                    held = proxy.hold_next > 0
+                    proxy.hold_next -= held
+                    unavailable = not held and proxy.unavailable_next > 0
                     proxy.unavailable_next -= unavailable
+                if held:
+                    time.sleep(proxy.hold_seconds)
+                    self.close_connection = True  # the client has hung up by now
+                    return
                 if unavailable:
                     self.send_response(proxy.unavailable_status)
                     self.send_header("Retry-After", proxy.retry_after)

@@ -1,97 +1,18 @@
-"""Transient failures: retries never duplicate a request, and a console that goes away mid-wait
-ends in ConsoleUnreachable without the gated function ever running."""
+"""A console that goes away mid-wait ends in ConsoleUnreachable without the gated function ever
+running. (Retries, Retry-After, refusals and the wait's own timeout, for both clients:
+test_both_clients.py.)"""
 
 import threading
 import time
 
 import pytest
 import uvicorn
-from approval_console import Console, ConsoleApiError, ConsoleUnreachable
+from approval_console import Console, ConsoleUnreachable
 
 from approvals.models import ApprovalRequest
 from tests.agents.conftest import FAST_RETRY
-from tests.agents.sdk.proxy import FlakyProxy
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def test_it_retries_a_lost_response_without_a_second_request(live_console, sdk_agent) -> None:
-    _, token = sdk_agent
-    with (
-        FlakyProxy(live_console.url) as proxy,
-        Console(proxy.url, token, retry=FAST_RETRY) as console,
-    ):
-        proxy.drop_next = 1
-        approval = console.submit("send_email", {"to": "a@example.test"}, timeout="5m")
-
-    posts = [seen for seen in proxy.seen if seen[0] == "POST"]
-    assert len(posts) == 2  # the console acted on the first; its answer was lost
-    assert posts[0][2] and posts[0][2] == posts[1][2]  # one idempotency key across the retry
-    assert ApprovalRequest.objects.count() == 1
-    assert str(ApprovalRequest.objects.get().code) == approval.id
-
-
-def test_it_honours_retry_after_on_503(live_console, sdk_agent) -> None:
-    _, token = sdk_agent
-    with (
-        FlakyProxy(live_console.url) as proxy,
-        Console(proxy.url, token, retry=FAST_RETRY) as console,
-    ):
-        proxy.unavailable_next = 2
-        approval = console.submit("send_email", {"to": "a@example.test"})
-
-    assert len(proxy.seen) == 3
-    assert approval.is_pending
-    assert ApprovalRequest.objects.count() == 1
-
-
-def test_it_waits_as_long_as_a_429_asks(live_console, sdk_agent) -> None:
-    _, token = sdk_agent
-    with (
-        FlakyProxy(live_console.url) as proxy,
-        Console(proxy.url, token, retry=FAST_RETRY) as console,
-    ):
-        proxy.unavailable_next, proxy.unavailable_status, proxy.retry_after = 1, 429, "1"
-        started = time.monotonic()
-        console.submit("send_email", {"to": "a@example.test"})
-        elapsed = time.monotonic() - started
-
-    # FAST_RETRY alone would have retried after at most 0.05 s.
-    assert elapsed >= 1.0
-    assert len(proxy.seen) == 2
-    assert ApprovalRequest.objects.count() == 1
-
-
-def test_it_stops_waiting_at_its_own_timeout(console) -> None:
-    approval = console.submit("send_email", {"to": "a@example.test"})
-
-    with pytest.raises(TimeoutError):
-        console.wait(approval.id, timeout=1)
-
-    assert console.get(approval.id).is_pending
-
-
-def test_it_gives_up_with_console_unreachable_when_retries_run_out(live_console, sdk_agent) -> None:
-    _, token = sdk_agent
-    with (
-        FlakyProxy(live_console.url) as proxy,
-        Console(proxy.url, token, retry=FAST_RETRY) as console,
-    ):
-        proxy.unavailable_next = 100
-        with pytest.raises(ConsoleUnreachable, match="HTTP 503"):
-            console.submit("send_email", {"to": "a@example.test"})
-
-    assert len(proxy.seen) == FAST_RETRY.attempts
-    assert ApprovalRequest.objects.count() == 0
-
-
-def test_it_does_not_retry_a_refusal(console) -> None:
-    with pytest.raises(ConsoleApiError) as refused:
-        console.submit("send_email", {"to": "a@example.test"}, confidence=7)
-
-    assert refused.value.status_code == 400
-    assert refused.value.param == "confidence"
-    assert ApprovalRequest.objects.count() == 0
 
 
 def _start_server() -> tuple[uvicorn.Server, threading.Thread, str]:

@@ -132,27 +132,3 @@ async def test_it_traces_gated_calls_in_an_async_run(live_console, sdk_agent, ri
     assert types == ["note", "tool_call"]
     approval = await ApprovalRequest.objects.aget()
     assert approval.run_id == stored.pk
-
-
-def test_it_keeps_events_the_console_could_not_take_and_sends_them_later(
-    live_console, sdk_agent
-) -> None:
-    from approval_console import Console
-
-    from tests.agents.sdk.proxy import FlakyProxy
-
-    _, token = sdk_agent
-    with (
-        FlakyProxy(live_console.url) as proxy,
-        Console(proxy.url, token, retry=FAST_RETRY) as console,
-        console.run("refund-bot") as run,
-    ):
-        proxy.unavailable_next = FAST_RETRY.attempts  # the whole first append fails
-        run.note("first")
-        assert TraceEvent.objects.count() == 0
-        run.note("second")
-
-    stored = Run.objects.get(code=run.id)
-    texts = [e.data["text"] for e in TraceEvent.objects.filter(run=stored).order_by("sequence")]
-    assert texts == ["first", "second"]
-    assert stored.status == "completed"

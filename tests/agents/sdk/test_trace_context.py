@@ -1,6 +1,7 @@
 """The SDK sends the agent's current trace context (W3C traceparent) with its calls, when
-opentelemetry-api is importable, so the console's spans join the agent's trace: from the client,
-and from the adapters, which ask through it. Outside any span nothing is sent."""
+opentelemetry-api is importable, so the console's spans join the agent's trace: from the clients
+(test_both_clients.py), and from the adapters, which ask through them. Outside any span nothing
+is sent."""
 
 from typing import Any
 
@@ -25,15 +26,6 @@ def _traceparent_of(span: Any) -> str:
     context = span.get_span_context()
     trace_id, span_id = format_trace_id(context.trace_id), format_span_id(context.span_id)
     return f"00-{trace_id}-{span_id}-{int(context.trace_flags):02x}"
-
-
-def test_the_client_sends_the_current_span_and_nothing_outside_one(console) -> None:
-    with _tracer.start_as_current_span("refund step") as span:
-        inside = console.submit("issue_refund", {"payment_id": "pay_1"})
-    outside = console.submit("issue_refund", {"payment_id": "pay_2"})
-
-    assert ApprovalRequest.objects.get(code=inside.id).traceparent == _traceparent_of(span)
-    assert ApprovalRequest.objects.get(code=outside.id).traceparent == ""
 
 
 def test_a_langgraph_node_sends_the_span_it_runs_in(console) -> None:

@@ -1,6 +1,7 @@
 """What the sync and async clients share: request bodies, retry timing, error parsing.
 
-No I/O here, so the two clients cannot drift apart on what they send or when they retry.
+No I/O here, so the two clients cannot drift apart on what they send or when they retry (the
+calls themselves, retried and waited on, are _protocol's plans).
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from .models import Decision
 # after the console acted, the idempotency key makes the retry a replay.
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 MAX_RETRY_AFTER_SECONDS = 60.0
+
+# A request's deadline as the caller gives it: seconds, a timedelta, or the console's "90s".
+Timeout = str | int | float | timedelta
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,7 @@ def api_error(response: httpx.Response) -> ConsoleApiError:
     )
 
 
-def duration(value: str | int | float | timedelta) -> str:
+def duration(value: Timeout) -> str:
     """The console's duration format ("90s", "30m") from seconds, a timedelta, or a duration."""
     if isinstance(value, str):
         return value
@@ -97,7 +101,7 @@ def create_body(
     impact: str | None,
     context: Mapping[str, Any] | None,
     labels: list[str] | None,
-    timeout: str | int | float | timedelta | None,
+    timeout: Timeout | None,
     run: str | None,
     arguments_schema: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -127,7 +131,7 @@ def question_body(
     impact: str | None,
     context: Mapping[str, Any] | None,
     labels: list[str] | None,
-    timeout: str | int | float | timedelta | None,
+    timeout: Timeout | None,
     run: str | None,
     tool: str | None,
 ) -> dict[str, Any]:

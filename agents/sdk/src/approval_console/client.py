@@ -8,45 +8,40 @@
 The decorated function runs only with a usable approval, and with the arguments the reviewer
 approved. Anything else raises: ApprovalDenied, ApprovalExpired, ApprovalCancelled, or
 ConsoleUnreachable when no decision could be had. No decision, no call.
+
+Both clients are I/O shells over one protocol (_protocol): each API call is a plan that says what
+to send, reads the answers and decides retries, sleeps and the long-poll wait; Console carries its
+steps out with httpx.Client and time.sleep, AsyncConsole with httpx.AsyncClient and asyncio.sleep.
 """
 
-# long: Console and AsyncConsole mirror each other method for method; one file keeps them in step
+# long: Console and AsyncConsole spell out the same public API, signature for signature
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import inspect
-import logging
 import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
 import httpx
 
-from . import _wire
-from ._tracing import trace_headers
+from . import _protocol, _wire
+from ._protocol import DEADLINE_GRACE as DEADLINE_GRACE
+from ._protocol import LONG_POLL_SECONDS
 from ._version import __version__
 from ._wire import RetryPolicy
-from .errors import ConsoleApiError, ConsoleError, ConsoleUnreachable
-from .models import EXPIRED, Approval, Decision
+from ._wire import Timeout as Timeout
+from .errors import ConsoleUnreachable
+from .models import Approval, Decision
 from .runs import AsyncRun, Run, current_run
-
-logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-LONG_POLL_SECONDS = 30
-# How long past the console's own deadline a request may still read `pending` before the client
-# stops believing it will ever be decided.
-DEADLINE_GRACE = timedelta(seconds=30)
 USER_AGENT = f"agent-approval-console-sdk/{__version__}"
-
-Timeout = str | int | float | timedelta
 
 
 def _settings(url: str | None, credential: str | None) -> tuple[str, str]:
@@ -58,18 +53,6 @@ def _settings(url: str | None, credential: str | None) -> tuple[str, str]:
             "APPROVAL_CONSOLE_CREDENTIAL in the environment)."
         )
     return url.rstrip("/"), credential
-
-
-def _still_pending_past_deadline(approval: Approval) -> Decision | None:
-    if approval.deadline_at is None or datetime.now(UTC) < approval.deadline_at + DEADLINE_GRACE:
-        return None
-    return Decision(
-        request_id=approval.id,
-        status=EXPIRED,
-        note="The console still reported the request pending well past its deadline.",
-        tool=approval.tool,
-        submitted_arguments=approval.arguments,
-    )
 
 
 class _ConsoleBase:
@@ -92,6 +75,17 @@ class _ConsoleBase:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"  # never the credential
+
+    def _request(self, send: _protocol.Send) -> dict[str, Any]:
+        """httpx's request() arguments for one step of a plan (_protocol)."""
+        return {
+            "method": send.method,
+            "url": send.path,
+            "json": send.json,
+            "params": send.params,
+            "headers": send.headers,
+            "timeout": self._poll_timeout if send.long_poll else self._timeout,
+        }
 
 
 class Console(_ConsoleBase):
@@ -127,49 +121,19 @@ class Console(_ConsoleBase):
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # --- HTTP with retries ---------------------------------------------------------------
+    # --- The I/O: carrying out the protocol's plans ---------------------------------------
 
-    def _send(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Mapping[str, Any] | None = None,
-        params: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-        timeout: httpx.Timeout | None = None,
-    ) -> dict[str, Any]:
-        last_problem = "no attempt made"
-        retry_after: float | None = None
-        # The agent's current span, if it traces: the console's spans join its trace.
-        sent_headers = {**trace_headers(), **(headers or {})}
-        for attempt in range(self.retry.attempts):
-            if attempt:
-                time.sleep(self.retry.delay(attempt - 1, retry_after))
-            retry_after = None
+    def _run(self, plan: _protocol.Plan[R]) -> R:
+        running = _protocol.Running(plan)
+        while (step := running.next_step()) is not None:
             try:
-                response = self._http.request(
-                    method,
-                    path,
-                    json=json,
-                    params=params,
-                    headers=sent_headers,
-                    timeout=timeout or self._timeout,
-                )
-            except httpx.TransportError as error:
-                last_problem = f"{type(error).__name__}: {error}"
-                continue
-            if response.status_code in _wire.RETRYABLE_STATUSES:
-                retry_after = _wire.retry_after_seconds(response)
-                last_problem = f"HTTP {response.status_code}"
-                continue
-            if response.is_success:
-                body: dict[str, Any] = response.json()
-                return body
-            raise _wire.api_error(response)
-        raise ConsoleUnreachable(
-            f"{method} {self.url}{path} failed {self.retry.attempts} times; last: {last_problem}"
-        )
+                if isinstance(step, _protocol.Sleep):
+                    time.sleep(step.seconds)
+                else:
+                    running.answer(self._http.request(**self._request(step)))
+            except BaseException as error:
+                running.fail(error)
+        return running.result
 
     # --- The API ---------------------------------------------------------------------------
 
@@ -203,25 +167,11 @@ class Console(_ConsoleBase):
             run=run,
             arguments_schema=arguments_schema,
         )
-        # One key for this call, kept across every retry: a lost response never becomes a
-        # second request for the reviewers.
-        key = idempotency_key or str(uuid.uuid4())
-        return Approval.from_wire(
-            self._send("POST", "/api/v1/requests", json=body, headers={"Idempotency-Key": key})
-        )
+        return self._run(_protocol.submit(self, body, idempotency_key))
 
     def get(self, request_id: str, *, wait: int = 0) -> Approval:
         """The request's current state; with `wait`, a long poll of up to that many seconds."""
-        if wait <= 0:
-            return Approval.from_wire(self._send("GET", f"/api/v1/requests/{request_id}"))
-        return Approval.from_wire(
-            self._send(
-                "GET",
-                f"/api/v1/requests/{request_id}",
-                params={"wait": f"{wait}s"},
-                timeout=self._poll_timeout,
-            )
-        )
+        return self._run(_protocol.get(self, request_id, wait=wait))
 
     def wait(self, request_id: str | Approval, *, timeout: float | None = None) -> Decision:
         """Block until the request is decided, expires or is cancelled, and return the decision.
@@ -230,37 +180,11 @@ class Console(_ConsoleBase):
         `retry.give_up_after` seconds (then ConsoleUnreachable). With `timeout`, raises
         TimeoutError if the request is still pending after that many seconds.
         """
-        approval = request_id if isinstance(request_id, Approval) else None
-        code = approval.id if approval else str(request_id)
-        started = last_contact = _wire.monotonic()
-        while True:
-            if approval is not None:
-                decision = approval.decision or _still_pending_past_deadline(approval)
-                if decision is not None:
-                    return decision
-            poll = self.long_poll_seconds
-            if timeout is not None:
-                remaining = timeout - (_wire.monotonic() - started)
-                if remaining <= 0:
-                    raise TimeoutError(f"Approval request {code} is still pending.")
-                poll = max(1, min(poll, int(remaining)))
-            try:
-                approval = self.get(code, wait=poll)
-                last_contact = _wire.monotonic()
-            except (ConsoleUnreachable, ConsoleApiError) as error:
-                _raise_unless_outage(
-                    error, since=last_contact, give_up_after=self.retry.give_up_after
-                )
-                time.sleep(self.retry.delay(0))
+        return self._run(_protocol.wait(self, request_id, timeout=timeout))
 
     def cancel(self, request_id: str) -> Approval:
         """Withdraw a pending request. Returns its state (already decided requests stay so)."""
-        try:
-            return Approval.from_wire(self._send("POST", f"/api/v1/requests/{request_id}/cancel"))
-        except ConsoleApiError as error:
-            if error.status_code == 409:
-                return self.get(request_id)
-            raise
+        return self._run(_protocol.cancel(self, request_id))
 
     def report_outcome(
         self,
@@ -285,23 +209,11 @@ class Console(_ConsoleBase):
             cost=cost,
             currency=currency,
         )
-        return Approval.from_wire(
-            self._send("POST", f"/api/v1/requests/{request_id}/outcome", json=body)
-        )
+        return self._run(_protocol.report_outcome(self, request_id, body))
 
     def _report_quietly(self, call: _GatedCall, **ending: Any) -> None:
-        # A report that fails must not mask the function's own result or exception.
-        body = call.outcome_report(**ending)
-        if body is None:
-            return
-        try:
-            self.report_outcome(call.decision.request_id, **body)
-        except Exception:
-            logger.warning(
-                "Could not report the outcome of approval request %s",
-                call.decision.request_id,
-                exc_info=True,
-            )
+        report = call.outcome_report(**ending)
+        self._run(_protocol.report_quietly(self, call.decision.request_id, report))
 
     def submit_question(
         self,
@@ -329,10 +241,7 @@ class Console(_ConsoleBase):
             run=run,
             tool=tool,
         )
-        key = idempotency_key or str(uuid.uuid4())
-        return Approval.from_wire(
-            self._send("POST", "/api/v1/questions", json=body, headers={"Idempotency-Key": key})
-        )
+        return self._run(_protocol.submit_question(self, body, idempotency_key))
 
     def ask(
         self,
@@ -570,20 +479,6 @@ class _GatedCall:
         )
 
 
-def _raise_unless_outage(error: ConsoleError, *, since: float, give_up_after: float) -> None:
-    """While waiting, keep reconnecting through an outage, then give up as unreachable.
-
-    A 5xx on a read counts as an outage too: a console shutting down cancels its long polls
-    with 500, and re-reading a request is always safe.
-    """
-    if isinstance(error, ConsoleApiError) and error.status_code < 500:
-        raise error
-    if _wire.monotonic() - since >= give_up_after:
-        if isinstance(error, ConsoleUnreachable):
-            raise error
-        raise ConsoleUnreachable(f"The console kept failing while waiting: {error}") from error
-
-
 def _current_run() -> Run | AsyncRun | None:
     return current_run()
 
@@ -632,47 +527,19 @@ class AsyncConsole(_ConsoleBase):
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def _send(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Mapping[str, Any] | None = None,
-        params: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-        timeout: httpx.Timeout | None = None,
-    ) -> dict[str, Any]:
-        last_problem = "no attempt made"
-        retry_after: float | None = None
-        # The agent's current span, if it traces: the console's spans join its trace.
-        sent_headers = {**trace_headers(), **(headers or {})}
-        for attempt in range(self.retry.attempts):
-            if attempt:
-                await asyncio.sleep(self.retry.delay(attempt - 1, retry_after))
-            retry_after = None
+    # --- The I/O: carrying out the protocol's plans ---------------------------------------
+
+    async def _run(self, plan: _protocol.Plan[R]) -> R:
+        running = _protocol.Running(plan)
+        while (step := running.next_step()) is not None:
             try:
-                response = await self._http.request(
-                    method,
-                    path,
-                    json=json,
-                    params=params,
-                    headers=sent_headers,
-                    timeout=timeout or self._timeout,
-                )
-            except httpx.TransportError as error:
-                last_problem = f"{type(error).__name__}: {error}"
-                continue
-            if response.status_code in _wire.RETRYABLE_STATUSES:
-                retry_after = _wire.retry_after_seconds(response)
-                last_problem = f"HTTP {response.status_code}"
-                continue
-            if response.is_success:
-                body: dict[str, Any] = response.json()
-                return body
-            raise _wire.api_error(response)
-        raise ConsoleUnreachable(
-            f"{method} {self.url}{path} failed {self.retry.attempts} times; last: {last_problem}"
-        )
+                if isinstance(step, _protocol.Sleep):
+                    await asyncio.sleep(step.seconds)
+                else:
+                    running.answer(await self._http.request(**self._request(step)))
+            except BaseException as error:
+                running.fail(error)
+        return running.result
 
     async def submit(
         self,
@@ -703,58 +570,16 @@ class AsyncConsole(_ConsoleBase):
             run=run,
             arguments_schema=arguments_schema,
         )
-        key = idempotency_key or str(uuid.uuid4())
-        return Approval.from_wire(
-            await self._send(
-                "POST", "/api/v1/requests", json=body, headers={"Idempotency-Key": key}
-            )
-        )
+        return await self._run(_protocol.submit(self, body, idempotency_key))
 
     async def get(self, request_id: str, *, wait: int = 0) -> Approval:
-        if wait <= 0:
-            return Approval.from_wire(await self._send("GET", f"/api/v1/requests/{request_id}"))
-        return Approval.from_wire(
-            await self._send(
-                "GET",
-                f"/api/v1/requests/{request_id}",
-                params={"wait": f"{wait}s"},
-                timeout=self._poll_timeout,
-            )
-        )
+        return await self._run(_protocol.get(self, request_id, wait=wait))
 
     async def wait(self, request_id: str | Approval, *, timeout: float | None = None) -> Decision:
-        approval = request_id if isinstance(request_id, Approval) else None
-        code = approval.id if approval else str(request_id)
-        started = last_contact = _wire.monotonic()
-        while True:
-            if approval is not None:
-                decision = approval.decision or _still_pending_past_deadline(approval)
-                if decision is not None:
-                    return decision
-            poll = self.long_poll_seconds
-            if timeout is not None:
-                remaining = timeout - (_wire.monotonic() - started)
-                if remaining <= 0:
-                    raise TimeoutError(f"Approval request {code} is still pending.")
-                poll = max(1, min(poll, int(remaining)))
-            try:
-                approval = await self.get(code, wait=poll)
-                last_contact = _wire.monotonic()
-            except (ConsoleUnreachable, ConsoleApiError) as error:
-                _raise_unless_outage(
-                    error, since=last_contact, give_up_after=self.retry.give_up_after
-                )
-                await asyncio.sleep(self.retry.delay(0))
+        return await self._run(_protocol.wait(self, request_id, timeout=timeout))
 
     async def cancel(self, request_id: str) -> Approval:
-        try:
-            return Approval.from_wire(
-                await self._send("POST", f"/api/v1/requests/{request_id}/cancel")
-            )
-        except ConsoleApiError as error:
-            if error.status_code == 409:
-                return await self.get(request_id)
-            raise
+        return await self._run(_protocol.cancel(self, request_id))
 
     async def submit_question(
         self,
@@ -782,12 +607,7 @@ class AsyncConsole(_ConsoleBase):
             run=run,
             tool=tool,
         )
-        key = idempotency_key or str(uuid.uuid4())
-        return Approval.from_wire(
-            await self._send(
-                "POST", "/api/v1/questions", json=body, headers={"Idempotency-Key": key}
-            )
-        )
+        return await self._run(_protocol.submit_question(self, body, idempotency_key))
 
     async def ask(
         self,
@@ -873,23 +693,11 @@ class AsyncConsole(_ConsoleBase):
             cost=cost,
             currency=currency,
         )
-        return Approval.from_wire(
-            await self._send("POST", f"/api/v1/requests/{request_id}/outcome", json=body)
-        )
+        return await self._run(_protocol.report_outcome(self, request_id, body))
 
     async def _report_quietly(self, call: _GatedCall, **ending: Any) -> None:
-        # A report that fails must not mask the function's own result or exception.
-        body = call.outcome_report(**ending)
-        if body is None:
-            return
-        try:
-            await self.report_outcome(call.decision.request_id, **body)
-        except Exception:
-            logger.warning(
-                "Could not report the outcome of approval request %s",
-                call.decision.request_id,
-                exc_info=True,
-            )
+        report = call.outcome_report(**ending)
+        await self._run(_protocol.report_quietly(self, call.decision.request_id, report))
 
     # long: a decorator factory: its sync and async wrappers close over one gate
     def requires_approval(

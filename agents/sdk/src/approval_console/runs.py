@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from . import _protocol
 from .errors import ApprovalNotGranted, ConsoleApiError, ConsoleError, ConsoleUnreachable
 
 if TYPE_CHECKING:
@@ -129,11 +130,64 @@ class _RunBase:
             body["reason"] = reason[:MAX_ERROR_TEXT]
         return body
 
-    @staticmethod
-    def _exit_status(error: BaseException | None) -> tuple[str, str]:
-        if error is None:
-            return COMPLETED, ""
-        return FAILED, _error_text(error)
+    def _leave(self) -> None:
+        """The block is over: gated calls after it are no longer this run's."""
+        if self._token is not None:
+            _active_run.reset(self._token)
+            self._token = None
+
+    # --- The protocol, once for Run and AsyncRun: plans their console carries out -------------
+
+    def _opening(self, settings: _protocol.Settings) -> _protocol.Plan[None]:
+        body = self._open_body()
+        self.data = yield from _protocol.send(settings, "POST", "/api/v1/runs", json=body)
+        self.id = str(self.data["id"])
+        self.status = self.data.get("status", "open")
+
+    def _flushing(self, settings: _protocol.Settings) -> _protocol.Plan[None]:
+        batches = self._take_unsent()
+        for index, batch in enumerate(batches):
+            try:
+                yield from _protocol.send(
+                    settings,
+                    "POST",
+                    f"/api/v1/runs/{self.id}/events",
+                    json={"events": batch.events},
+                    headers={"Idempotency-Key": batch.key},
+                )
+            except ConsoleApiError:
+                # Refused (a closed run, an event it will never take): resending cannot help.
+                logger.warning("Run %s: trace event refused", self.id, exc_info=True)
+            except ConsoleUnreachable:
+                logger.warning("Run %s: trace events not recorded yet", self.id, exc_info=True)
+                self._keep_unsent(batches[index:])
+                return
+
+    def _closing(
+        self, settings: _protocol.Settings, status: str, reason: str
+    ) -> _protocol.Plan[None]:
+        yield from self._flushing(settings)
+        self.data = yield from _protocol.send(
+            settings, "POST", f"/api/v1/runs/{self.id}/close", json=self._close_body(status, reason)
+        )
+        self.status = self.data.get("status", status)
+
+    def _exiting(
+        self, settings: _protocol.Settings, error: BaseException | None
+    ) -> _protocol.Plan[None]:
+        """Leaving the block: close the run, `failed` with the block's exception, unless it was
+        closed early (then only send what is queued)."""
+        if self.status != "open":
+            yield from self._flushing(settings)
+            return
+        status, reason = (COMPLETED, "") if error is None else (FAILED, _error_text(error))
+        try:
+            yield from self._closing(settings, status, reason)
+        except ConsoleError:
+            if error is None:
+                raise
+            # The block's own exception is what the agent needs to see.
+            logger.warning("Could not close run %s as failed", self.id, exc_info=True)
 
     # --- Events agent code records ---------------------------------------------------------
 
@@ -192,9 +246,7 @@ class Run(_RunBase):
         self.console = console
 
     def __enter__(self) -> Run:
-        self.data = self.console._send("POST", "/api/v1/runs", json=self._open_body())
-        self.id = str(self.data["id"])
-        self.status = self.data.get("status", "open")
+        self.console._run(self._opening(self.console))
         self._token = _active_run.set(self)
         return self
 
@@ -204,20 +256,8 @@ class Run(_RunBase):
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self._token is not None:
-            _active_run.reset(self._token)
-            self._token = None
-        if self.status != "open":
-            self.flush()
-            return
-        status, reason = self._exit_status(error)
-        try:
-            self.close(status, reason=reason)
-        except ConsoleError:
-            if error is None:
-                raise
-            # The block's own exception is what the agent needs to see.
-            logger.warning("Could not close run %s as failed", self.id, exc_info=True)
+        self._leave()
+        self.console._run(self._exiting(self.console, error))
 
     def record(self, type: str, **fields: Any) -> None:
         super().record(type, **fields)
@@ -243,30 +283,11 @@ class Run(_RunBase):
 
     def flush(self) -> None:
         """Send queued events. Events the console cannot take now stay queued."""
-        batches = self._take_unsent()
-        for index, batch in enumerate(batches):
-            try:
-                self.console._send(
-                    "POST",
-                    f"/api/v1/runs/{self.id}/events",
-                    json={"events": batch.events},
-                    headers={"Idempotency-Key": batch.key},
-                )
-            except ConsoleApiError:
-                # Refused (a closed run, an event it will never take): resending cannot help.
-                logger.warning("Run %s: trace event refused", self.id, exc_info=True)
-            except ConsoleUnreachable:
-                logger.warning("Run %s: trace events not recorded yet", self.id, exc_info=True)
-                self._keep_unsent(batches[index:])
-                return
+        self.console._run(self._flushing(self.console))
 
     def close(self, status: str = COMPLETED, *, reason: str = "") -> None:
         """Close the run (completed, failed or halted). Halting denies its pending requests."""
-        self.flush()
-        self.data = self.console._send(
-            "POST", f"/api/v1/runs/{self.id}/close", json=self._close_body(status, reason)
-        )
-        self.status = self.data.get("status", status)
+        self.console._run(self._closing(self.console, status, reason))
 
     def halt(self, reason: str) -> None:
         self.close(HALTED, reason=reason)
@@ -284,9 +305,7 @@ class AsyncRun(_RunBase):
         self.console = console
 
     async def __aenter__(self) -> AsyncRun:
-        self.data = await self.console._send("POST", "/api/v1/runs", json=self._open_body())
-        self.id = str(self.data["id"])
-        self.status = self.data.get("status", "open")
+        await self.console._run(self._opening(self.console))
         self._token = _active_run.set(self)
         return self
 
@@ -296,19 +315,8 @@ class AsyncRun(_RunBase):
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self._token is not None:
-            _active_run.reset(self._token)
-            self._token = None
-        if self.status != "open":
-            await self.flush()
-            return
-        status, reason = self._exit_status(error)
-        try:
-            await self.close(status, reason=reason)
-        except ConsoleError:
-            if error is None:
-                raise
-            logger.warning("Could not close run %s as failed", self.id, exc_info=True)
+        self._leave()
+        await self.console._run(self._exiting(self.console, error))
 
     async def llm_call(self, *, model: str, **fields: Any) -> None:
         self.record("llm_call", model=model, **fields)
@@ -327,29 +335,10 @@ class AsyncRun(_RunBase):
         await self.flush()
 
     async def flush(self) -> None:
-        batches = self._take_unsent()
-        for index, batch in enumerate(batches):
-            try:
-                await self.console._send(
-                    "POST",
-                    f"/api/v1/runs/{self.id}/events",
-                    json={"events": batch.events},
-                    headers={"Idempotency-Key": batch.key},
-                )
-            except ConsoleApiError:
-                # Refused (a closed run, an event it will never take): resending cannot help.
-                logger.warning("Run %s: trace event refused", self.id, exc_info=True)
-            except ConsoleUnreachable:
-                logger.warning("Run %s: trace events not recorded yet", self.id, exc_info=True)
-                self._keep_unsent(batches[index:])
-                return
+        await self.console._run(self._flushing(self.console))
 
     async def close(self, status: str = COMPLETED, *, reason: str = "") -> None:
-        await self.flush()
-        self.data = await self.console._send(
-            "POST", f"/api/v1/runs/{self.id}/close", json=self._close_body(status, reason)
-        )
-        self.status = self.data.get("status", status)
+        await self.console._run(self._closing(self.console, status, reason))
 
     async def halt(self, reason: str) -> None:
         await self.close(HALTED, reason=reason)
