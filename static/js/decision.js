@@ -217,7 +217,20 @@
     if (url) { event.preventDefault(); window.location.assign(url); }
   });
 
-  document.addEventListener("htmx:afterSettle", function () { arm(); confirmAll(); syncOutcome(); });
+  // The step that asks for the tool's name takes the focus when it arrives: `autofocus` is not
+  // applied to content swapped in after the page loaded while something else has the focus (the
+  // Approve button the reviewer just pressed). Only within what was swapped: a push elsewhere
+  // must not take the focus from a field being typed in.
+  function focusConfirmation(swapped) {
+    var field = swapped && swapped.querySelector && swapped.querySelector("input[data-confirm-name][autofocus]");
+    if (field && document.activeElement !== field) field.focus();
+  }
+  document.addEventListener("htmx:afterSettle", function (event) {
+    arm();
+    confirmAll();
+    syncOutcome();
+    focusConfirmation(event.detail && event.detail.target);
+  });
   document.addEventListener("htmx:oobAfterSwap", function () { arm(); syncOutcome(); });
   document.addEventListener("htmx:wsAfterMessage", syncOutcome);
   document.addEventListener("DOMContentLoaded", function () {

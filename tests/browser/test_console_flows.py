@@ -389,7 +389,9 @@ def test_the_keyboard_moves_opens_and_prepares_decisions(live_console, page: Pag
     expect(page.locator("#confirm-approve")).to_contain_text("issue_refund")
     second.refresh_from_db()
     assert second.status == Status.PENDING
-    page.keyboard.type("issue_refund")  # the name field has the focus
+    # The name field takes the focus when the step arrives, so the keyboard carries on there.
+    expect(page.get_by_label("Type the tool's name to confirm")).to_be_focused()
+    page.keyboard.type("issue_refund")
     page.get_by_role("button", name="Confirm and approve").click()
     expect(page.locator(f"#decision-panel-{second.code}")).to_contain_text("Approved")
 
