@@ -150,6 +150,7 @@ def _rows_on(raw: Connection[Any], statements: Sequence[Statement]) -> list[list
     # cursor per statement: each keeps its own results until the pipeline's end fetches them.
     wrap = connection.make_debug_cursor if connection.queries_logged else connection.make_cursor
     cursors = [wrap(ServerBindingCursor(raw)) for _ in statements]  # type: ignore[call-arg, arg-type]
+    begins = False
     try:
         with connection.wrap_database_errors:
             begins = _begin_rides_along(raw)
@@ -166,6 +167,12 @@ def _rows_on(raw: Connection[Any], statements: Sequence[Statement]) -> list[list
             return [
                 cursor.fetchall() if cursor.description is not None else [] for cursor in cursors
             ]
+    except BaseException:
+        if begins and not raw.closed and raw.info.transaction_status == TransactionStatus.IDLE:
+            # Failed before our BEGIN ran: psycopg must send its own before the transaction's
+            # next statement, or that statement would commit on its own.
+            raw.autocommit = False
+        raise
     finally:
         for cursor in cursors:
             cursor.close()

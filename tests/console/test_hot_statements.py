@@ -166,3 +166,18 @@ def test_without_prepared_statements_a_statement_is_parsed_every_time() -> None:
     finally:
         raw.prepare_threshold = threshold
     assert trips[0].startswith('Parse  "" '), trips  # the unnamed statement, parsed again
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_statements_failing_before_they_are_sent_leave_the_transaction_whole() -> None:
+    # Refused before anything reached the server: the transaction's next statement must still
+    # be in the transaction, not committed on its own.
+    agent = AgentFactory(name="before")
+    with pytest.raises(RuntimeError), transaction.atomic():
+        with pytest.raises(Exception, match="adapt"):
+            statements_rows([("SELECT %s", [object()])])
+        Agent.objects.filter(pk=agent.pk).update(name="after")
+        raise RuntimeError("the caller fails after its write")
+    agent.refresh_from_db()
+    assert agent.name == "before"
