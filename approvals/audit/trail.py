@@ -33,7 +33,7 @@ from django.utils import timezone
 from agents.models import Agent
 from approvals.audit.keys import GENESIS_HASH, audit_keys, audit_record_digest, jsonable
 from approvals.audit.models import AuditActorType, AuditChainHead, AuditRecord
-from console.hot_statements import Statement
+from console.hot_statements import Statement, statements_rows
 from console.request_context import RequestContext, current_request_context
 from console.row_inserts import ids_assign, rows_insert
 
@@ -158,6 +158,15 @@ def _locked_head(
     )
     if selected:
         return _head_and_ids(selected[0])
+    if connection.vendor == "postgresql":
+        # The first append of a database creates the head. Two first appends at once must not
+        # both read "no records yet": the head's guard refuses the one whose reading the other
+        # made stale (the guard checks before the unique key would turn it into a lost race).
+        # So its creation is serialized, until commit; the second finds the first's head.
+        statements_rows([("SELECT pg_advisory_xact_lock(%s)", [_HEAD_CREATION_LOCK])])
+        (selected,) = statements_rows([_head_lock_query(ids_wanted)])
+        if selected:
+            return _head_and_ids(selected[0])
     last = AuditRecord.objects.order_by("-sequence").only("sequence", "hash", "key_id").first()
     try:
         # A concurrent first append may create it too: the loser re-reads the winner's row.
@@ -172,6 +181,10 @@ def _locked_head(
         pass
     (row,) = rows_insert(then=_head_lock_query(ids_wanted))
     return _head_and_ids(row)
+
+
+# A constant of our own for pg_advisory_xact_lock: "audit" in ASCII, the head's creation.
+_HEAD_CREATION_LOCK = 0x6175646974
 
 
 def _head_and_ids(row: tuple[Any, ...]) -> tuple[AuditChainHead, list[int]]:
