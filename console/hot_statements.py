@@ -33,6 +33,14 @@ the server's, `prepared_forget`), and:
   whole, from its outermost level (`retried_if_prepared_stale`, used where that is safe: a
   request's creation, idempotent by its key).
 
+- Deferred: a statement whose result nobody reads (the audit records' insert, the chain head's
+  move) can wait for the transaction's next round trip instead of taking one of its own:
+  `statements_deferred` queues it on the connection, and it goes first in the next round trip,
+  whatever sends it (statements here, any query of Django's, a savepoint) or, if nothing else
+  does, with the transaction's `COMMIT` (console/postgresql/base.py). PostgreSQL runs it in the
+  same order among the transaction's statements as if it had been sent at once; only its error,
+  should it fail, is raised by that later round trip. A rollback discards the queue.
+
 Statements write their lists as `= ANY(%s)` (one text, hence one prepared statement, for any
 number of values): `values_in` writes a column's membership test for either database. Each still
 passes through Django's cursor wrapper: errors come out as Django's, and query logging,
@@ -46,7 +54,7 @@ from functools import cache
 from typing import Any, Protocol
 
 import psycopg
-from django.db import DatabaseError, connection, models
+from django.db import DatabaseError, connection, connections, models
 from django.db.backends.postgresql.base import ServerBindingCursor
 from psycopg import Connection
 from psycopg.pq import TransactionStatus
@@ -129,6 +137,10 @@ def statements_rows(statements: Sequence[Statement]) -> list[list[tuple[Any, ...
     connection.ensure_connection()
     connection.validate_thread_sharing()
     raw = connection.connection
+    deferred = _deferred_taken()
+    if deferred:
+        # In a transaction, by construction: an error is the transaction's, not retried here.
+        return _rows_on(raw, [*deferred, *statements])[len(deferred) :]
     try:
         return _rows_on(raw, statements)
     except DatabaseError as error:
@@ -145,7 +157,54 @@ def statements_rows(statements: Sequence[Statement]) -> list[list[tuple[Any, ...
         return _rows_on(raw, statements)
 
 
-def _rows_on(raw: Connection[Any], statements: Sequence[Statement]) -> list[list[tuple[Any, ...]]]:
+def statements_deferred(statements: Sequence[Statement]) -> None:
+    """Run statements whose results nobody reads with the transaction's next round trip: the
+    next one anything sends, or its `COMMIT`'s. One round trip fewer for a transaction that
+    ends with them (a lone creation, a decision: the audit records' insert and the head's move).
+
+    In order with everything else the transaction runs. An error they raise comes from that
+    later round trip (from the commit: Django then rolls the transaction back and raises it).
+    Outside a transaction, or elsewhere than PostgreSQL, they run at once.
+    """
+    queue = _deferred_queue()
+    if queue is None or not connection.in_atomic_block:
+        statements_rows(statements)
+        return
+    queue.extend(statements)
+
+
+def deferred_sent(*, commit: bool) -> bool:
+    """Send the connection's deferred statements now, in one round trip, with `COMMIT` if
+    `commit`; whether there were any. For the backend (console/postgresql/base.py): before any
+    other query of Django's, and at commit."""
+    deferred = _deferred_taken()
+    if not deferred:
+        return False
+    _rows_on(connection.connection, deferred, commit=commit)
+    return True
+
+
+def _deferred_queue() -> list[Statement] | None:
+    # On the connection itself (one per thread), where the backend keeps it: None for a backend
+    # that does not send it (SQLite; Django's own PostgreSQL backend).
+    queue: list[Statement] | None = getattr(
+        connections[connection.alias], "deferred_statements", None
+    )
+    return queue
+
+
+def _deferred_taken() -> list[Statement]:
+    queue = _deferred_queue()
+    if not queue:
+        return []
+    taken = list(queue)
+    queue.clear()
+    return taken
+
+
+def _rows_on(
+    raw: Connection[Any], statements: Sequence[Statement], *, commit: bool = False
+) -> list[list[tuple[Any, ...]]]:
     # Through Django's wrapper (its error translation, query log and execute wrappers), one
     # cursor per statement: each keeps its own results until the pipeline's end fetches them.
     wrap = connection.make_debug_cursor if connection.queries_logged else connection.make_cursor
@@ -153,17 +212,22 @@ def _rows_on(raw: Connection[Any], statements: Sequence[Statement]) -> list[list
     begins = False
     try:
         with connection.wrap_database_errors:
-            begins = _begin_rides_along(raw)
-            if len(statements) == 1 and not begins:
+            begins = _begin_rides_along(raw, committing=commit)
+            if len(statements) == 1 and not begins and not commit:
                 cursors[0].execute(*statements[0])
             else:
                 # Leaving the pipeline sends one Sync and reads every result: one round trip.
+                # After a failed statement PostgreSQL skips the rest up to the Sync: a COMMIT
+                # sent with them then never runs, and the transaction is rolled back.
                 with raw.pipeline():
                     if begins:
                         with raw.cursor() as begin:
                             begin.execute(b"BEGIN", prepare=False)
                     for cursor, (sql, params) in zip(cursors, statements, strict=True):
                         cursor.execute(sql, params)
+                    if commit:
+                        with raw.cursor() as end:
+                            end.execute(b"COMMIT", prepare=False)
             return [
                 cursor.fetchall() if cursor.description is not None else [] for cursor in cursors
             ]
@@ -243,7 +307,7 @@ def retried_if_prepared_stale[T](work: Callable[[], T]) -> T:
     return work()
 
 
-def _begin_rides_along(raw: Connection[Any]) -> bool:
+def _begin_rides_along(raw: Connection[Any], *, committing: bool = False) -> bool:
     """Whether these statements open the caller's transaction, with a `BEGIN` of their own.
 
     In a transaction (`atomic()`) that has sent nothing yet, psycopg would send `BEGIN` before
@@ -254,8 +318,10 @@ def _begin_rides_along(raw: Connection[Any]) -> bool:
     its commit or rollback ends the transaction (psycopg sends `COMMIT`/`ROLLBACK` whenever one
     is open, whatever its autocommit says); Django turns autocommit on again after it anyway.
     Not when psycopg's `BEGIN` would say more (an isolation level, read-only, deferrable).
+    `committing`: the statements end the transaction with its COMMIT (Django has already left
+    its atomic block then).
     """
-    if raw.autocommit or not connection.in_atomic_block:
+    if raw.autocommit or not (connection.in_atomic_block or committing):
         return False
     if raw.info.transaction_status != TransactionStatus.IDLE:
         return False  # already begun

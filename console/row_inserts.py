@@ -42,7 +42,7 @@ from django.db import connection, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.postgresql.operations import get_json_dumps
 
-from console.hot_statements import Statement, statements_rows
+from console.hot_statements import Statement, statements_deferred, statements_rows
 
 # Fields whose Python value is what psycopg should send: no per-value preparation needed.
 # Subclasses (EmailField, PositiveIntegerField, ...) prepare nothing more either.
@@ -131,6 +131,7 @@ def rows_insert(
     *groups: Sequence[models.Model],
     then: Statement | None = None,
     also: Sequence[Statement] = (),
+    deferred: bool = False,
 ) -> list[tuple[Any, ...]]:
     """Insert new instances, each group of one model: in one statement on PostgreSQL if they
     are few, else a COPY per group.
@@ -144,20 +145,23 @@ def rows_insert(
     statement of the same query. Returns the rows `then` selects, if it selects any.
     `also`: statements to run after the rows and before `then`, in the same round trip (a
     decision's status update, before the audit head's lock); what they select is not returned.
+    `deferred`: nothing is selected, so in a transaction the statements may wait for its next
+    round trip, its COMMIT's if nothing else (console.hot_statements.statements_deferred). A
+    COPY still runs at once; only the statements after it wait. Returns nothing then.
     """
     groups = tuple(group for group in groups if group)
     after = [*also, *([then] if then is not None else [])]
     if connection.vendor != "postgresql":
         for group in groups:
             type(group[0])._default_manager.bulk_create(group)
-        return _after_rows(after, then)
+        return _after_rows(after, then, deferred=deferred)
     plans = [_group_plan(group) for group in groups]
     # The connection itself, not the thread-local proxy: looked up once, not per value.
     db = connections[connection.alias]
     if not groups:
-        selected = _after_rows(after, then)
+        selected = _after_rows(after, then, deferred=deferred)
     elif sum(len(group) for group in groups) <= ONE_STATEMENT_MAX_ROWS:
-        selected = _insert_in_one_statement(groups, plans, db, after, then)
+        selected = _insert_in_one_statement(groups, plans, db, after, then, deferred=deferred)
     else:
         with connection.cursor() as cursor, connection.wrap_database_errors:
             for group, plan in zip(groups, plans, strict=True):
@@ -167,7 +171,7 @@ def rows_insert(
                 if connection.queries_logged:
                     # Counted like every other statement (query-count tests, the debug toolbar).
                     connection.queries_log.append({"sql": plan.copy_sql, "time": "0.000"})
-        selected = _after_rows(after, then)
+        selected = _after_rows(after, then, deferred=deferred)
     for group in groups:
         for obj in group:
             # As bulk_create leaves them: saved, so a later save() updates instead of inserting.
@@ -176,11 +180,16 @@ def rows_insert(
     return selected
 
 
-def _after_rows(after: list[Statement], then: Statement | None) -> list[tuple[Any, ...]]:
+def _after_rows(
+    after: list[Statement], then: Statement | None, *, deferred: bool = False
+) -> list[tuple[Any, ...]]:
     """Run the statements that follow the rows, in one round trip; the rows `then` (the last)
     selects, if any. Prepared, as every fixed statement of the hot path is
     (console.hot_statements): the audit head's lock after a COPY, or alone."""
     if not after:
+        return []
+    if deferred:
+        statements_deferred(after)
         return []
     results = statements_rows(after)
     return results[-1] if then is not None else []
@@ -199,6 +208,8 @@ def _insert_in_one_statement(
     db: BaseDatabaseWrapper,
     after: list[Statement],
     then: Statement | None,
+    *,
+    deferred: bool = False,
 ) -> list[tuple[Any, ...]]:
     params = [
         json.dumps(
@@ -211,6 +222,9 @@ def _insert_in_one_statement(
     # `then` is a statement of its own (it must see the rows), sent in the same round trip.
     # Both are prepared once per connection: their texts depend only on the tables written.
     sql = _one_statement_sql(tuple(plans))
+    if deferred:
+        statements_deferred([(sql, params), *after])
+        return []
     results = statements_rows([(sql, params), *after])
     return results[-1] if then is not None else []
 

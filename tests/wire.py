@@ -28,8 +28,13 @@ def round_trips() -> Iterator[list[str]]:
                 if len(parts) < 4:
                     continue
                 direction, message = parts[1], parts[3]
-                if direction == "F" and not opened and message not in {"Sync", "Flush"}:
-                    opened = " ".join(parts[3:])[:160]
+                if direction == "F" and message not in {"Sync", "Flush"}:
+                    # The first message names the trip; a COMMIT sent with earlier statements
+                    # is named too.
+                    if not opened:
+                        opened = " ".join(parts[3:])[:160]
+                    elif '"COMMIT"' in line and '"COMMIT"' not in opened:
+                        opened += ' ... "COMMIT"'
                 elif direction == "B" and message == "ReadyForQuery":
                     trips.append(opened)
                     opened = ""

@@ -312,8 +312,10 @@ def audit_records_append(
             record.hash = prev_hash = audit_record_digest(record, keys)
         # The head moves in a statement after the insert's (its guard, a trigger, checks that it
         # moves to the newest record, which the insert's own statement would not show it); with
-        # few records both go in one round trip.
-        rows_insert(chained, then=(_HEAD_MOVES, [sequence, prev_hash, head.pk]))
+        # few records both go in one round trip. Nothing reads what they return, so they go with
+        # the transaction's next one: for a creation or a decision, its COMMIT's. The head stays
+        # locked until then either way.
+        rows_insert(chained, then=(_HEAD_MOVES, [sequence, prev_hash, head.pk]), deferred=True)
     # Logged after commit: a rolled-back change must not leave a log line claiming a record.
     if logger.isEnabledFor(logging.INFO):
         transaction.on_commit(partial(_log_appended, records))

@@ -10,12 +10,15 @@ database gone away from a pool that is merely all in use.
 
 Settings select it for PostgreSQL URLs (ENGINE "console.postgresql"): a subclass, so everything
 else is Django's backend unchanged, but for the pool's check of the connections it hands out
-(console/postgresql/pool_checks.py).
+(console/postgresql/pool_checks.py), and the statements a transaction defers to its next round
+trip (console.hot_statements.statements_deferred): sent before any query of Django's, or with
+the COMMIT, and discarded by a rollback.
 """
 
 from typing import Any
 
 from django.db.backends.postgresql import base
+from django.db.backends.utils import debug_transaction
 from psycopg_pool import PoolTimeout
 
 from console.database import (
@@ -24,6 +27,7 @@ from console.database import (
     explain,
     pool_timeout_reason,
 )
+from console.hot_statements import Statement, deferred_sent
 from console.postgresql.pool_checks import check_unless_fresh, note_returned
 
 
@@ -35,8 +39,27 @@ class DatabaseWrapper(base.DatabaseWrapper):
         if pool and self.settings_dict["CONN_HEALTH_CHECKS"]:
             # Read by Django when it creates the pool; a check a deployment sets stays.
             options["pool"] = {"check": check_unless_fresh, **({} if pool is True else pool)}
+        # Statements that go with the transaction's next round trip (statements_deferred).
+        self.deferred_statements: list[Statement] = []
+
+    def _cursor(self, name: str | None = None) -> Any:
+        if self.deferred_statements:
+            deferred_sent(commit=False)  # what the cursor runs comes after them
+        return super()._cursor(name)  # type: ignore[misc]  # Django's, not in django-stubs
+
+    def _commit(self) -> None:
+        if self.deferred_statements and self.connection is not None:
+            # With the COMMIT, in their round trip; psycopg then has nothing left to commit.
+            with debug_transaction(self, "COMMIT"):
+                deferred_sent(commit=True)
+        super()._commit()  # type: ignore[misc]
+
+    def _rollback(self) -> None:
+        self.deferred_statements.clear()  # rolled back unsent: as if they had run
+        super()._rollback()  # type: ignore[misc]
 
     def close(self) -> None:
+        self.deferred_statements.clear()
         if self.connection is not None and self.pool is not None:
             note_returned(self.connection)  # Django gives it back to the pool
         super().close()
