@@ -29,7 +29,13 @@ from agents.models import (
 from approvals.audit import AuditAction, audit_record
 from approvals.reasons import AgentValue, Reason
 from console.events import emit
-from console.hot_statements import columns_of, instance_from_row, statements_rows, values_in
+from console.hot_statements import (
+    Statement,
+    columns_of,
+    instance_from_row,
+    statements_rows,
+    values_in,
+)
 
 CREDENTIAL_SCHEME = "aac"
 PROVISIONER_SCHEME = "aapp"
@@ -120,30 +126,51 @@ def credential_authenticate(*, token: str) -> Agent | None:
 
 def credentials_authenticate(*, tokens: list[str]) -> dict[str, Agent | None]:
     """credential_authenticate for many tokens in one query (batched intake)."""
-    parsed: dict[str, tuple[str, str]] = {}
-    for token in tokens:
-        scheme, _, rest = token.partition("_")
-        prefix, _, secret = rest.partition("_")
-        if scheme == CREDENTIAL_SCHEME and prefix and secret:
-            parsed[token] = (prefix, secret)
-    agents: dict[str, Agent | None] = dict.fromkeys(tokens)
+    return {
+        token: found[1] if found else None for token, found in credentials_found(tokens).items()
+    }
+
+
+def credentials_found(tokens: list[str]) -> dict[str, tuple[str, Agent] | None]:
+    """Each token's (prefix, agent) if it authenticates, else None: one query for all."""
+    parsed = {token: split for token in tokens if (split := credential_split(token)) is not None}
+    found: dict[str, tuple[str, Agent] | None] = dict.fromkeys(tokens)
     if not parsed:
-        return agents
-    # Every agent call starts here: a fixed statement, prepared once per connection
-    # (console.hot_statements), not a query the ORM builds each time.
-    prefix_in, params = values_in("c.prefix", sorted({prefix for prefix, _ in parsed.values()}))
-    (rows,) = statements_rows([(
+        return found
+    (rows,) = statements_rows([credentials_statement(sorted({p for p, _ in parsed.values()}))])
+    by_prefix = {row[0]: row for row in rows}
+    for token, (prefix, secret) in parsed.items():
+        row = by_prefix.get(prefix)
+        if row is not None and hmac.compare_digest(row[1], credential_digest(secret)):
+            found[token] = (prefix, instance_from_row(Agent, row[2:]))
+    return found
+
+
+def credential_split(token: str) -> tuple[str, str] | None:
+    """A plaintext credential's (prefix, secret), or None if it is not one."""
+    scheme, _, rest = token.partition("_")
+    prefix, _, secret = rest.partition("_")
+    if scheme == CREDENTIAL_SCHEME and prefix and secret:
+        return prefix, secret
+    return None
+
+
+def credential_digest(secret: str) -> str:
+    """What the database keeps of a credential's secret."""
+    return _digest(secret)
+
+
+def credentials_statement(prefixes: Sequence[str]) -> Statement:
+    """The active credentials with these prefixes: rows of (prefix, secret digest, the agent's
+    columns). Every agent call starts here: a fixed statement, prepared once per connection
+    (console.hot_statements), not a query the ORM builds each time."""
+    prefix_in, params = values_in("c.prefix", prefixes)
+    return (
         f"SELECT c.prefix, c.secret_digest, {columns_of(Agent, 'a')} "  # noqa: S608 (our tables)
         f"FROM {AgentCredential._meta.db_table} c JOIN {Agent._meta.db_table} a "
         f"ON a.id = c.agent_id WHERE {prefix_in} AND c.revoked_at IS NULL",
         params,
-    )])  # fmt: skip
-    found = {row[0]: row for row in rows}
-    for token, (prefix, secret) in parsed.items():
-        row = found.get(prefix)
-        if row is not None and hmac.compare_digest(row[1], _digest(secret)):
-            agents[token] = instance_from_row(Agent, row[2:])
-    return agents
+    )
 
 
 # --- Runs and traces -----------------------------------------------------------------------

@@ -17,11 +17,18 @@ import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
+from agents.models import Agent
+from agents.remembered_credentials import (
+    CredentialsChanged,
+    CredentialsStillActive,
+    credentials_authenticate_remembered,
+)
 from agents.services import credentials_authenticate
 from approvals import realtime
 from approvals.services import CreateResult, NewApprovalRequest, approval_requests_create
@@ -92,16 +99,17 @@ class IntakeBatcher:
         while self._waiting:
             batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
             items = [item for item, _ in batch]
+            answer = partial(_answered_from_thread, asyncio.get_running_loop(), batch)
             try:
-                outcomes, created_ids = await self._on(self._write_thread, self._write)(items)
+                outcomes, created_ids = await self._on(self._write_thread, self._write)(
+                    items, answer
+                )
             except Exception as error:  # each caller gets it; nothing was written
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(error)
                 continue
-            for (_, future), outcome in zip(batch, outcomes, strict=True):
-                if not future.done():  # the agent may have hung up meanwhile
-                    future.set_result(outcome)
+            _answered(batch, outcomes)  # already, from the writer thread, unless it hung up
             self._unpublished += created_ids
             if self._unpublished and (self._publisher is None or self._publisher.done()):
                 self._publisher = asyncio.create_task(self._publish_all())
@@ -111,23 +119,24 @@ class IntakeBatcher:
             approval_ids, self._unpublished = self._unpublished, []
             await self._on(self._publish_thread, self._publish)(approval_ids)
 
-    def _write(self, items: list[IntakeItem]) -> tuple[list[IntakeOutcome], list[int]]:
+    def _write(
+        self, items: list[IntakeItem], answer: Callable[[list[IntakeOutcome]], None]
+    ) -> tuple[list[IntakeOutcome], list[int]]:
+        """Write the batch, `answer` the agents once it has committed, and return the ids of
+        the requests to push to reviewers: none when no reviewer socket is open anywhere,
+        asked here, after the commit, so the push thread is not woken for nothing."""
         close_old_connections()
         try:
-            agents = credentials_authenticate(tokens=[item.token for item in items])
-            accepted = [
-                (index, NewApprovalRequest(
-                    agent=agent,
-                    idempotency_key=item.idempotency_key,
-                    submission=item.submission,
-                    origin=item.origin,
-                ))
-                for index, item in enumerate(items)
-                if (agent := agents[item.token]) is not None
-            ]  # fmt: skip
-            results = approval_requests_create(
-                [new for _, new in accepted], publish_after_commit=False
-            )
+            tokens = [item.token for item in items]
+            # Credentials verified lately are looked up again in the creation's transaction,
+            # with its first round trip, instead of in one of their own before it.
+            agents, still_active = credentials_authenticate_remembered(tokens=tokens)
+            try:
+                accepted, results = self._create(items, agents, still_active)
+            except CredentialsChanged:
+                # Revoked since verified: nothing was written. As for callers never seen.
+                agents = credentials_authenticate(tokens=tokens)
+                accepted, results = self._create(items, agents, None)
             outcomes = [IntakeOutcome(result=None)] * len(items)
             created_ids = []
             for (index, _), result in zip(accepted, results, strict=True):
@@ -135,9 +144,35 @@ class IntakeBatcher:
                 outcomes[index] = IntakeOutcome(result=result, rendered=rendered)
                 if result.created and result.approval is not None:
                     created_ids.append(result.approval.pk)
+            answer(outcomes)
+            if created_ids and not realtime.reviewers_listening():
+                created_ids = []
             return outcomes, created_ids
         finally:
             close_old_connections()
+
+    @staticmethod
+    def _create(
+        items: list[IntakeItem],
+        agents: dict[str, Agent | None],
+        still_active: CredentialsStillActive | None,
+    ) -> tuple[list[tuple[int, NewApprovalRequest]], list[CreateResult]]:
+        accepted = [
+            (index, NewApprovalRequest(
+                agent=agent,
+                idempotency_key=item.idempotency_key,
+                submission=item.submission,
+                origin=item.origin,
+            ))
+            for index, item in enumerate(items)
+            if (agent := agents[item.token]) is not None
+        ]  # fmt: skip
+        results = approval_requests_create(
+            [new for _, new in accepted],
+            publish_after_commit=False,
+            checks=[still_active] if still_active is not None else [],
+        )
+        return accepted, results
 
     @staticmethod
     def _publish(approval_ids: list[int]) -> None:
@@ -145,6 +180,24 @@ class IntakeBatcher:
             realtime.publish_approvals_created(approval_ids)
         finally:
             close_old_connections()
+
+
+def _answered_from_thread(
+    loop: asyncio.AbstractEventLoop,
+    batch: list[tuple[IntakeItem, "asyncio.Future[IntakeOutcome]"]],
+    outcomes: list[IntakeOutcome],
+) -> None:
+    # From the writer thread, as soon as the batch has committed: the agents' answers go out
+    # while the thread finishes (the reviewers' check), not after it.
+    loop.call_soon_threadsafe(_answered, batch, outcomes)
+
+
+def _answered(
+    batch: list[tuple[IntakeItem, "asyncio.Future[IntakeOutcome]"]], outcomes: list[IntakeOutcome]
+) -> None:
+    for (_, future), outcome in zip(batch, outcomes, strict=True):
+        if not future.done():  # answered before, or the agent hung up meanwhile
+            future.set_result(outcome)
 
 
 _batchers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, IntakeBatcher]" = (

@@ -178,7 +178,10 @@ def approval_request_create(
 
 
 def approval_requests_create(
-    requests: list[NewApprovalRequest], *, publish_after_commit: bool = True
+    requests: list[NewApprovalRequest],
+    *,
+    publish_after_commit: bool = True,
+    checks: Sequence[RidesAlong] = (),
 ) -> list[CreateResult]:
     """Create many requests at once: one transaction, a few queries for the lot.
 
@@ -191,19 +194,26 @@ def approval_requests_create(
     `publish_after_commit=False`: the caller pushes the new rows to reviewers itself
     (realtime.publish_approvals_created), after it has answered the agents.
 
+    `checks`: the caller's statements to send with the transaction's first round trip (the
+    agents' lock), whose `take` may raise to roll the creation back before anything is written
+    (the intake's lookup of credentials it verified earlier,
+    agents.remembered_credentials.CredentialsStillActive). Sent even if nothing is created.
+
     Run again, whole, if a schema change (a rolling deploy's migration) left a prepared
     statement unfit in its transaction (console.hot_statements.retried_if_prepared_stale):
     nothing of that transaction was kept, and the idempotency keys make a second run store
     nothing twice.
     """
     return retried_if_prepared_stale(
-        partial(_requests_create, requests, publish_after_commit=publish_after_commit)
+        partial(
+            _requests_create, requests, publish_after_commit=publish_after_commit, checks=checks
+        )
     )
 
 
 # long: idempotent replay, waves and results share the batch's index slots; steps named inside
 def _requests_create(
-    requests: list[NewApprovalRequest], *, publish_after_commit: bool
+    requests: list[NewApprovalRequest], *, publish_after_commit: bool, checks: Sequence[RidesAlong]
 ) -> list[CreateResult]:
     fingerprints = [new.submission.fingerprint() for new in requests]
     results: list[CreateResult | None] = [None] * len(requests)
@@ -221,12 +231,15 @@ def _requests_create(
         elif key not in first_with_key:
             first_with_key.add(key)
             fresh.append(index)
+    if checks and not fresh:
+        _checks_sent(checks)  # only replays: nothing to send them with
     if fresh:
         try:
             created = _create_fresh(
                 [requests[i] for i in fresh],
                 [fingerprints[i] for i in fresh],
                 publish_after_commit=publish_after_commit,
+                checks=checks,
             )
             for index, result in zip(fresh, created, strict=True):
                 results[index] = result
@@ -238,7 +251,9 @@ def _requests_create(
                 for index in fresh:
                     try:
                         results[index] = approval_requests_create(
-                            [requests[index]], publish_after_commit=publish_after_commit
+                            [requests[index]],
+                            publish_after_commit=publish_after_commit,
+                            checks=checks,
                         )[0]
                     except Exception as failure:
                         results[index] = CreateResult(failure=failure)
@@ -251,9 +266,15 @@ def _requests_create(
         if slot is None:
             # The same key twice in one batch: now that the first is written, a replay of it.
             results[index] = approval_requests_create(
-                [requests[index]], publish_after_commit=publish_after_commit
+                [requests[index]], publish_after_commit=publish_after_commit, checks=checks
             )[0]
     return [result for result in results if result is not None]
+
+
+def _checks_sent(checks: Sequence[RidesAlong]) -> None:
+    results = statements_rows([check.statement() for check in checks])
+    for check, rows in zip(checks, results, strict=True):
+        check.take(rows)
 
 
 def _existing(new: NewApprovalRequest) -> ApprovalRequest | None:
@@ -318,7 +339,11 @@ class _Pending:
 
 
 def _create_fresh(
-    requests: list[NewApprovalRequest], fingerprints: list[str], *, publish_after_commit: bool
+    requests: list[NewApprovalRequest],
+    fingerprints: list[str],
+    *,
+    publish_after_commit: bool,
+    checks: Sequence[RidesAlong],
 ) -> list[CreateResult]:
     now = timezone.now()
     started_ns = time.time_ns() if tracing.enabled() else 0
@@ -335,28 +360,20 @@ def _create_fresh(
                     continue
             pending.append(_Pending(index=index, new=new, fingerprint=fingerprint, run=run))
         policy, exclusive = _policy_and_lock_mode(pending)
-        for wave in _waves(pending, interdependent=exclusive):
-            _create_wave(wave, now=now, exclusive=exclusive, policy=policy)
+        waves = _waves(pending, interdependent=exclusive)
+        if checks and not waves:
+            _checks_sent(checks)  # every request refused before its verdict (an unknown run)
+        for number, wave in enumerate(waves):
+            _create_wave(
+                wave,
+                now=now,
+                exclusive=exclusive,
+                policy=policy,
+                checks=checks if number == 0 else (),
+            )
         created = [p.approval for p in pending if p.approval is not None]
         if created:
-            emit(
-                RequestsCreated(
-                    approval_ids=[approval.pk for approval in created],
-                    routed_ids=[
-                        a.pk
-                        for a in created
-                        if a.status == Status.PENDING and a.team_id is not None
-                    ],
-                    # A brand-new request has no Slack messages to update; AAP receivers hear
-                    # of one the policy decided.
-                    aap_decided_at={
-                        a.pk: a.decided_at
-                        for a in created
-                        if a.decided_at is not None and a.source == Source.AAP
-                    },
-                    reviewers_told_by_caller=not publish_after_commit,
-                )
-            )
+            _created_emit(created, publish_after_commit=publish_after_commit)
         if started_ns:
             transaction.on_commit(partial(_spans_created, pending, started_ns), robust=True)
     for item in pending:
@@ -367,6 +384,25 @@ def _create_fresh(
             approval = _approve_if_suggested(approval=approval)
         results[item.index] = CreateResult(approval=approval, created=True)
     return results
+
+
+def _created_emit(created: list[ApprovalRequest], *, publish_after_commit: bool) -> None:
+    emit(
+        RequestsCreated(
+            approval_ids=[approval.pk for approval in created],
+            routed_ids=[
+                a.pk for a in created if a.status == Status.PENDING and a.team_id is not None
+            ],
+            # A brand-new request has no Slack messages to update; AAP receivers hear of one
+            # the policy decided.
+            aap_decided_at={
+                a.pk: a.decided_at
+                for a in created
+                if a.decided_at is not None and a.source == Source.AAP
+            },
+            reviewers_told_by_caller=not publish_after_commit,
+        )
+    )
 
 
 def _policy_and_lock_mode(pending: list["_Pending"]) -> tuple[Policy | None, bool]:
@@ -436,15 +472,25 @@ def _waves(pending: list["_Pending"], *, interdependent: bool) -> list[list["_Pe
 
 # long: every row a wave writes, in insert order (audit last, under the head lock)
 def _create_wave(
-    wave: list[_Pending], *, now: datetime, exclusive: bool, policy: Policy | None
+    wave: list[_Pending],
+    *,
+    now: datetime,
+    exclusive: bool,
+    policy: Policy | None,
+    checks: Sequence[RidesAlong],
 ) -> None:
     """Decide, then write every row for a wave: the request (born decided when the policy
     decided), its events, policy evaluation, decision and audit records."""
     policy_started_ns = time.time_ns() if tracing.enabled() else 0
-    # The requests' ids come back with the agents' lock: one round trip fewer.
+    # The requests' ids and the caller's checks come back with the agents' lock: one round
+    # trip fewer each.
     reserved = ids_reservation(ApprovalRequest, len(wave))
     _verdicts_assign(
-        wave, now=now, exclusive=exclusive, policy=policy, along_with=[reserved] if reserved else []
+        wave,
+        now=now,
+        exclusive=exclusive,
+        policy=policy,
+        along_with=[*([reserved] if reserved else []), *checks],
     )
     if policy_started_ns:
         policy_ended_ns = time.time_ns()
@@ -525,6 +571,8 @@ def _verdicts_assign(
         for item in wave
         if item.run is None or item.run.is_open
     ]
+    if not questions and along_with:
+        _checks_sent(along_with)  # every run closed: no lock to send them with
     verdicts = iter(
         policy_decide_many(
             questions, now=now, exclusive=exclusive, policy=policy, along_with=along_with
