@@ -3,8 +3,8 @@
 - what happens on approve, on deny and if nobody decides (from the request's deadline and the
   policy's timeout behaviour);
 - the key amount a high-impact approval's confirmation names (whether one is needed:
-  ApprovalRequest.needs_confirmation, enforced by approvals.services.confirmation), the tool's
-  name the reviewer types to confirm, and what a typed name amounts to;
+  ApprovalRequest.needs_confirmation, enforced by approvals.services.confirmation, which also
+  says what the reviewer types), and the unusual characters of the tool's name;
 - similar past decisions: the same agent calling the same tool, recent, only ones the reviewer
   may see, each with the arguments that differ from this request's and what happened after;
 - the neighbours of a request in the reviewer's queue (j/k on the decision page);
@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from approvals.access import approvals_visible_to
-from approvals.agent_text import agent_text_one_line
 from approvals.models import (
     ApprovalRequest,
     DenyReasonPreset,
@@ -31,16 +30,24 @@ SIMILAR_DECISIONS = 5
 DIFF_VALUE_CHARS = 80
 
 
+# Where an Outcomes sentence names the tool: the page puts the agent's name there in a <code>
+# (the tool_sentence template tag), so it never reads as the console's own words.
+TOOL_PLACEHOLDER = "{tool}"
+
+
 @dataclass(frozen=True)
 class Outcomes:
+    """The console's sentences, each naming the tool as TOOL_PLACEHOLDER."""
+
     on_approve: str
     on_deny: str
     if_nobody: str
 
 
 def approval_outcomes(approval: ApprovalRequest) -> Outcomes:
-    """One sentence each: what approving, denying and not deciding would do (plain text)."""
-    tool = agent_text_one_line(approval.tool)
+    """One sentence each: what approving, denying and not deciding would do (plain text, the
+    tool as TOOL_PLACEHOLDER)."""
+    tool = TOOL_PLACEHOLDER
     if approval.required_approvals > 1:
         on_approve = (
             f"your approval counts as one of {approval.required_approvals}; once enough "
@@ -96,33 +103,6 @@ def approval_key_amount(approval: ApprovalRequest) -> str | None:
 
 # At most this many unusual characters of a tool's name are named on the confirmation step.
 UNUSUAL_CHARACTERS_NAMED = 4
-
-
-def confirmation_name_shown(approval: ApprovalRequest) -> str:
-    """The tool's name as the confirmation step shows it, which the reviewer types to confirm.
-
-    agent_text_one_line: invisible and direction-changing characters as ⟨U+XXXX⟩ (so the name
-    that is typed is the name that is read), no surrounding whitespace.
-    """
-    return agent_text_one_line(approval.tool)
-
-
-def confirmation_typed(*, approval: ApprovalRequest, typed: str) -> str | None:
-    """What a name typed (or sent) on the decision page confirms, for approval_confirmation_check.
-
-    Surrounding whitespace does not count; everything else does, letter case included. The
-    tool's name as the page shows it (confirmation_name_shown) or exactly as the agent sent it
-    confirms the tool; anything else is passed on as typed, which the check refuses; nothing
-    typed is None, no confirmation.
-    """
-    if typed == approval.tool:
-        return approval.tool
-    typed = typed.strip()
-    if not typed:
-        return None
-    if typed in (approval.tool.strip(), confirmation_name_shown(approval)):
-        return approval.tool
-    return typed
 
 
 def confirmation_unusual_characters(approval: ApprovalRequest) -> list[str]:

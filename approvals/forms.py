@@ -21,7 +21,7 @@ class ApproveForm(forms.Form):
     )
     # The second step of approving a high- or critical-impact request: the tool's name as the
     # reviewer typed it (approvals.services.confirmation refuses the approval without it). Not
-    # stripped here: approvals.decision_context.confirmation_typed reads it, whitespace aside.
+    # stripped here: approvals.services.approval_confirmation_typed reads it, whitespace aside.
     confirmed = forms.CharField(required=False, max_length=CONFIRMED_MAX_CHARS, strip=False)
     # Sent by that step's form: a name typed there, even an empty one, is an answer to it.
     confirm_step = forms.BooleanField(required=False)

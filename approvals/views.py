@@ -29,8 +29,6 @@ from approvals.decision_context import (
     approval_key_amount,
     approval_outcomes,
     argument_fields,
-    confirmation_name_shown,
-    confirmation_typed,
     confirmation_unusual_characters,
     deny_reason_presets,
     queue_neighbours,
@@ -77,7 +75,13 @@ from approvals.selectors import (
     approvals_queue_page,
     run_timeline_for_reviewer,
 )
-from approvals.services import CONFIRMATION_REQUIRED, decision_page_view_record
+from approvals.services import (
+    CONFIRMATION_REQUIRED,
+    CONFIRMATION_WORD,
+    approval_confirmation_asked,
+    approval_confirmation_typed,
+    decision_page_view_record,
+)
 from console import exact_json
 from console.errors import DomainError
 from console.http import AuthenticatedHttpRequest
@@ -238,7 +242,9 @@ def _detail_context(
         "claimed_by_me": approval.live_claim is not None  # type: ignore[attr-defined]
         and approval.live_claim.reviewer_id == request.user.pk,  # type: ignore[attr-defined]
         "needs_confirmation": approval.needs_confirmation,
-        "confirm_name": confirmation_name_shown(approval),
+        # What the reviewer types to confirm: the tool's name as shown, or a fixed word where
+        # that name shows as nothing (approvals.services.confirmation).
+        "confirm_asked": approval_confirmation_asked(approval),
         "confirm_unusual": confirmation_unusual_characters(approval),
         "key_amount": approval_key_amount(approval),
         "deny_presets": deny_reason_presets(approval),
@@ -276,14 +282,18 @@ def _page_context(request: HtmxHttpRequest, approval: ApprovalRequest) -> dict[s
 
 
 def _panel(
-    request: HtmxHttpRequest, code: UUID, *, status: int = 200, **extra: Any
+    request: HtmxHttpRequest, code: UUID, *, status: int = 200, step: bool = False, **extra: Any
 ) -> HttpResponse:
-    """The decision panel, re-read after the action so it shows what is true now."""
+    """The decision panel, re-read after the action so it shows what is true now.
+
+    `step`: the answer is a step that asks for more (the typed confirmation, the diff of
+    changed arguments), not what an action did: without htmx it is rendered in the page, never
+    redirected away."""
     approval = _get_or_404(request, code)
     context = _detail_context(request, approval, **extra)
     if request.htmx:
         return render(request, "approvals/detail.html#decision-panel", context, status=status)
-    if status == 200:
+    if status == 200 and not step:
         return redirect("approvals:detail", code=approval.code)
     context["track_record"] = approval_track_record(user=request.user, approval=approval)
     context["run_timeline"] = run_timeline_for_reviewer(approval=approval, user=request.user)
@@ -348,7 +358,7 @@ def approve(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
             code,
             note=form.cleaned_data["note"],
             arguments=None,
-            confirmed=confirmation_typed(approval=approval, typed=typed),
+            confirmed=approval_confirmation_typed(approval=approval, typed=typed),
         )
     except ReviewRejected as rejected:
         if rejected.code != CONFIRMATION_REQUIRED:
@@ -357,38 +367,43 @@ def approve(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
     # Nothing was recorded: the page asks for the second, deliberate step (a stray Enter or a
     # script never approves one), or says what was wrong with the name typed there.
     approval = _get_or_404(request, code)
+    status, words = _confirmation_asked(approval, refused, typed, form.cleaned_data["confirm_step"])
     return _panel(
         request,
         code,
-        status=400,
+        status=status,
+        step=True,
         approve_form=form,
         confirm_approve=True,
-        **_confirmation_asked(approval, refused, typed, form.cleaned_data["confirm_step"]),
+        **words,
     )
 
 
 def _confirmation_asked(
     approval: ApprovalRequest, refused: ReviewRejected, typed: str, step: bool
-) -> dict[str, str]:
-    """The page's words for an approval refused for want of its confirmation: why the step is
-    shown, or, when the reviewer answered it, what was wrong with the name they typed."""
+) -> tuple[int, dict[str, str]]:
+    """The status and the page's words for an approval refused for want of its confirmation.
+
+    The first Approve of a high- or critical-impact request is answered 200 with the step that
+    asks for it: a question, not an error (the service refused it all the same, nothing was
+    recorded). An answer to that step with the wrong text is 400, saying what was wrong."""
     if not approval.needs_confirmation:
         # A confirmation naming another tool, from no page of ours.
-        return {"conflict_message": refused.message, "confirm_typed": typed}
+        return 400, {"conflict_message": refused.message, "confirm_typed": typed}
     if not step and not typed.strip():
-        return {
-            "conflict_message": f"Not approved yet: this request has "
-            f"{approval.get_impact_display().lower()} impact. Read what approving does, then "
-            "type the tool's name to confirm."
-        }
+        return 200, {}
+    asked = approval_confirmation_asked(approval)
+    what = "the tool's name" if asked.names_tool else f"the word {CONFIRMATION_WORD}"
     if not typed.strip():
-        problem = "You typed nothing: type the tool's name to confirm."
-    else:
+        problem = f"You typed nothing: type {what} to confirm."
+    elif asked.names_tool:
         problem = (
             "What you typed is not the tool's name. Type it exactly as shown, letter case "
             "included, or copy it."
         )
-    return {"confirm_error": f"Not approved. {problem}", "confirm_typed": typed}
+    else:
+        problem = f"What you typed is not the word {CONFIRMATION_WORD}. Type it as shown."
+    return 400, {"confirm_error": f"Not approved. {problem}", "confirm_typed": typed}
 
 
 @require_POST
@@ -416,20 +431,15 @@ def approve_changes(request: HtmxHttpRequest, code: UUID) -> HttpResponse:
         # The diff step sends the tool's name (typed by the reviewer at high and critical
         # impact): it is also the confirmation the service asks of every approval
         # (approvals.services.confirmation).
-        confirmed = confirmation_typed(approval=approval, typed=typed)
+        confirmed = approval_confirmation_typed(approval=approval, typed=typed)
         return _approve(request, code, note=note, arguments=arguments, confirmed=confirmed)
     except ReviewRejected as rejected:
         if rejected.code != CONFIRMATION_REQUIRED:
             raise
         refused = rejected
+    status, words = _confirmation_asked(approval, refused, typed, step)
     return _changes_diff_step(
-        request,
-        code,
-        approval=approval,
-        arguments=arguments,
-        note=note,
-        status=400,
-        **_confirmation_asked(approval, refused, typed, step),
+        request, code, approval=approval, arguments=arguments, note=note, status=status, **words
     )
 
 
@@ -453,7 +463,13 @@ def _changes_diff_step(
     )
     confirm = ApproveChangesForm(initial={"arguments": pretty_json(arguments), "note": note})
     return _panel(
-        request, code, status=status, changes_form=confirm, arguments_diff=list(diff), **extra
+        request,
+        code,
+        status=status,
+        step=True,
+        changes_form=confirm,
+        arguments_diff=list(diff),
+        **extra,
     )
 
 

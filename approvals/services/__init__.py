@@ -6,7 +6,8 @@ decisions: what a decision writes (Decision, history event, audit record), for b
 suggestions: AAP's approve-with-changes as a denial that suggests, and its resubmission
 arguments: checking arguments against a request's JSON Schema
 page_views: when a reviewer first opened a request
-confirmation: the confirmation naming the tool that a high- or critical-impact approval needs
+confirmation: the confirmation naming the tool that a high- or critical-impact approval needs,
+  and what the decision page asks a reviewer to type for it
 outcomes: what happened after the decision, one outcome per request
 
 Nothing here checks permission: the caller has decided who may act (system code, or a check_*
@@ -20,7 +21,11 @@ from approvals.services.arguments import approval_arguments_validate, arguments_
 from approvals.services.confirmation import (
     CONFIRMATION_PARAM,
     CONFIRMATION_REQUIRED,
+    CONFIRMATION_WORD,
+    ConfirmationAsked,
+    approval_confirmation_asked,
     approval_confirmation_check,
+    approval_confirmation_typed,
 )
 from approvals.services.creation import (
     DURATION_PATTERN,
@@ -61,18 +66,22 @@ __all__ = [
     "CHANGE_NEEDS_REVIEW",
     "CONFIRMATION_PARAM",
     "CONFIRMATION_REQUIRED",
+    "CONFIRMATION_WORD",
     "DURATION_PATTERN",
     "NOT_APPROVED",
     "OUTCOME_ALREADY_REPORTED",
     "POLICY_DENIES",
     "QUORUM_CHANGED",
+    "ConfirmationAsked",
     "CreateResult",
     "DecisionRecords",
     "NewApprovalRequest",
     "OutcomeReport",
     "Submission",
     "approval_arguments_validate",
+    "approval_confirmation_asked",
     "approval_confirmation_check",
+    "approval_confirmation_typed",
     "approval_outcome_report",
     "approval_outcomes_from_trace",
     "approval_outcomes_mark_not_reported",

@@ -12,6 +12,7 @@ from django.utils.html import conditional_escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 
 from approvals.agent_text import agent_text_cut, agent_text_one_line, agent_text_visible
+from approvals.decision_context import TOOL_PLACEHOLDER
 from approvals.presentation import pretty_json as _pretty_json
 from approvals.reasons import AGENT, Reason, reason_from_stored
 
@@ -50,6 +51,27 @@ def visible(value: Any) -> str:
 def visible_line(value: Any) -> str:
     """Agent text for a one-line field: line breaks collapsed, the rest as `visible`."""
     return agent_text_one_line(str(value))
+
+
+@register.simple_tag
+def tool_code(tool: Any, css_class: str = "") -> SafeString:
+    """A tool's name inside the console's words: the agent's value as visible_line, in a <code>.
+    A name that shows as nothing (empty, or only whitespace) is said so in the console's words,
+    outside any <code>, so a sentence never reads as if it named no tool."""
+    shown = agent_text_one_line(str(tool))
+    if not shown:
+        return mark_safe('<span class="muted tool-unnamed">(a tool with no readable name)</span>')
+    if css_class:
+        return format_html('<code class="{}">{}</code>', css_class, shown)
+    return format_html("<code>{}</code>", shown)
+
+
+@register.simple_tag
+def tool_sentence(sentence: Any, tool: Any) -> SafeString:
+    """A sentence of the console's naming the tool where it says TOOL_PLACEHOLDER
+    (approvals.decision_context.Outcomes): the sentence escaped, the name as tool_code."""
+    parts = [conditional_escape(part) for part in str(sentence).split(TOOL_PLACEHOLDER)]
+    return mark_safe(tool_code(tool).join(parts))  # noqa: S308 (every part escaped, the name too)
 
 
 @register.simple_tag

@@ -173,6 +173,8 @@
   // High and critical impact (templates/approvals/_confirm_typed.html). Without this script the
   // button stays enabled and the server refuses a name that does not match; with it, the button
   // is disabled until the text (surrounding whitespace aside, letter case included) matches.
+  // data-confirm-name is what the server asks (approvals.services.confirmation): the tool's name
+  // as shown, or, where data-confirm-word is set, the word that confirms a name showing as nothing.
   function confirmTyped(field) {
     var button = document.getElementById(field.dataset.confirmButton);
     if (!button) return;
@@ -180,7 +182,9 @@
     var matches = typed !== "" && typed === field.dataset.confirmName;
     button.disabled = !matches;
     var status = document.getElementById(field.dataset.confirmStatus);
-    var said = typed === "" ? "" : matches ? "The name matches: you can confirm." : "Not the tool's name yet.";
+    var word = "confirmWord" in field.dataset;
+    var said = typed === "" ? "" : matches ? (word ? "The word matches" : "The name matches") + ": you can confirm."
+      : word ? "Not the word yet." : "Not the tool's name yet.";
     // Only a change is written, so a screen reader hears it once, not at every key.
     if (status && status.textContent !== said) status.textContent = said;
     // The server's error was about the name sent: once that is changed, it no longer applies.
@@ -221,9 +225,14 @@
   // applied to content swapped in after the page loaded while something else has the focus (the
   // Approve button the reviewer just pressed). Only within what was swapped: a push elsewhere
   // must not take the focus from a field being typed in.
+  // The button follows it into view: on a phone the bar scrolls on its own when the step is
+  // taller than the screen (a long name, its warnings), and the reviewer must see both.
   function focusConfirmation(swapped) {
     var field = swapped && swapped.querySelector && swapped.querySelector("input[data-confirm-name][autofocus]");
-    if (field && document.activeElement !== field) field.focus();
+    if (!field) return;
+    if (document.activeElement !== field) field.focus();
+    var button = document.getElementById(field.dataset.confirmButton);
+    if (button) button.scrollIntoView({ block: "nearest" });
   }
   document.addEventListener("htmx:afterSettle", function (event) {
     arm();

@@ -6,7 +6,13 @@ import pytest
 from approvals.exceptions import ReviewRejected, TransitionConflict
 from approvals.models import ApprovalRequest, ApprovalVote, Decision, Impact, Status
 from approvals.reviews import check_approval_request_approve, check_approval_request_deny
-from approvals.services import approval_request_deny
+from approvals.services import (
+    CONFIRMATION_WORD,
+    ConfirmationAsked,
+    approval_confirmation_asked,
+    approval_confirmation_typed,
+    approval_request_deny,
+)
 from tests.factories import ApprovalRequestFactory, PolicyRuleFactory, TeamFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -107,3 +113,38 @@ def test_a_request_decided_meanwhile_answers_the_conflict_not_the_confirmation(t
 
     with pytest.raises(TransitionConflict):
         check_approval_request_approve(approval=approval, reviewer=_ann(team))
+
+
+@pytest.mark.parametrize("tool", ["   ", "\u00a0\t\u3000", ""])
+def test_a_tool_whose_name_shows_as_nothing_is_confirmed_by_the_word_on_the_page(
+    team, tool
+) -> None:
+    approval = ApprovalRequestFactory(team=team, impact=Impact.CRITICAL, tool=tool)
+
+    assert approval_confirmation_asked(approval) == ConfirmationAsked(
+        text=CONFIRMATION_WORD, names_tool=False
+    )
+    # Its whitespace typed (or nothing) is no deliberate step: refused, nothing recorded.
+    for typed in (tool, "", "Approve"):
+        confirmed = approval_confirmation_typed(approval=approval, typed=typed)
+        with pytest.raises(ReviewRejected):
+            check_approval_request_approve(
+                approval=approval, reviewer=_ann(team), confirmed=confirmed
+            )
+    _nothing_recorded(approval)
+
+    confirmed = approval_confirmation_typed(approval=approval, typed=" approve ")
+    assert confirmed == tool
+    assert check_approval_request_approve(
+        approval=approval, reviewer=_ann(team), confirmed=confirmed
+    ).decided
+
+
+def test_the_page_asks_for_the_name_as_shown_whitespace_aside(team) -> None:
+    approval = ApprovalRequestFactory(team=team, tool=" issue  refund\t")
+    asked = approval_confirmation_asked(approval)
+    assert asked == ConfirmationAsked(text="issue refund", names_tool=True, whitespace_hidden=True)
+    for typed in ("issue refund", " issue refund ", "issue  refund", approval.tool):
+        assert approval_confirmation_typed(approval=approval, typed=typed) == approval.tool
+    assert approval_confirmation_typed(approval=approval, typed="Issue refund") == "Issue refund"
+    assert approval_confirmation_typed(approval=approval, typed=" ") is None

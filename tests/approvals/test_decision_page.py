@@ -9,6 +9,7 @@ from django.urls import reverse
 
 from approvals.models import (
     ApprovalEvent,
+    ApprovalVote,
     DenyReasonPreset,
     Impact,
     ReviewerPageSettings,
@@ -51,8 +52,10 @@ def test_it_asks_a_high_or_critical_approval_to_type_the_tools_name(
     )
     response = _approve(client, ann, approval, note="ok")
     html = response.content.decode()
-    assert response.status_code == 400
-    assert "Not approved yet: this request has" in html and "type the tool&#x27;s name" in html
+    # The step is a question, not an error: 200, and no alert (the browser logs no failed
+    # request); the service refused the approval all the same, and nothing is recorded.
+    assert response.status_code == 200
+    assert 'role="alert"' not in _between(html, 'id="decision-', 'id="approve-form"')
     # What approving does, in the console's words; the tool's name as the agent's value; the
     # key amount and the arguments; and a visible, labelled field to type the name into.
     step = _between(html, 'id="confirm-approve"', "</form>")
@@ -130,6 +133,106 @@ def test_agent_text_in_the_tool_name_is_escaped(client, ann, payments) -> None:
     assert 'data-confirm-name="&lt;b&gt;x&lt;/b&gt;&quot;y"' in html
 
 
+def test_the_first_approve_without_htmx_shows_the_step_in_the_page(client, ann, payments) -> None:
+    approval = ApprovalRequestFactory(team=payments, impact=Impact.CRITICAL)
+    client.force_login(ann)
+    response = client.post(reverse("approvals:approve", args=[approval.code]), {"note": "ok"})
+    # Rendered, not redirected away: the step is the answer, and nothing is recorded.
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'id="confirm-approve"' in html and 'data-confirm-name="issue_refund"' in html
+    approval.refresh_from_db()
+    assert approval.status == Status.PENDING
+    assert not ApprovalEvent.objects.filter(approval=approval).exists()
+
+
+def _typed_field(html: str, prefix: str = "confirm-approve") -> str:
+    field = re.search(rf'<input type="text" name="confirmed" id="{prefix}-typed"[^>]*>', html)
+    assert field, html
+    return field[0]
+
+
+@pytest.mark.parametrize("tool", ["   ", "\u00a0\t\u3000", ""])
+def test_a_tool_whose_name_shows_as_nothing_is_confirmed_with_a_word(
+    client, ann, payments, tool
+) -> None:
+    approval = ApprovalRequestFactory(team=payments, impact=Impact.CRITICAL, tool=tool)
+    asked = _approve(client, ann, approval, note="")
+    html = asked.content.decode()
+    assert asked.status_code == 200
+    step = _between(html, 'id="confirm-approve"', "</form>")
+    assert "no name you can read: it is empty or only whitespace" in step
+    assert '<label for="confirm-approve-typed" class="confirm-label">Type <kbd' in step
+    assert ">approve</kbd> to confirm</label>" in step
+    field = _typed_field(step)
+    assert 'data-confirm-name="approve"' in field and "data-confirm-word" in field
+    assert "confirm-name" not in step.replace("data-confirm-name", "")  # no empty name to copy
+
+    typed = {"note": "", "confirm_step": "1"}
+    for wrong, problem in (
+        (tool, "You typed nothing: type the word approve"),
+        ("Approve", "is not the word approve"),
+    ):
+        refused = _approve(client, ann, approval, confirmed=wrong, **typed)
+        assert refused.status_code == 400
+        assert problem in refused.content.decode()
+        approval.refresh_from_db()
+        assert approval.status == Status.PENDING
+    assert not ApprovalEvent.objects.filter(approval=approval).exists()
+
+    assert _approve(client, ann, approval, confirmed=" approve ", **typed).status_code == 200
+    approval.refresh_from_db()
+    assert approval.status == Status.APPROVED
+
+
+def test_a_tool_whose_name_shows_as_nothing_is_named_so_in_the_console_words(
+    client, ann, payments
+) -> None:
+    approval = ApprovalRequestFactory(team=payments, impact=Impact.HIGH, tool=" \t ", summary="")
+    html = _page(client, ann, approval)
+    assert "<title>(a tool with no readable name) · Approval console</title>" in html
+    head = _between(html, 'id="agent-summary"', "</h1>")
+    assert "(a tool with no readable name)</span>" in head and "<code>" not in head
+    assert "<code></code>" not in html and '<code class="tool"></code>' not in html
+
+
+def test_a_tool_name_with_whitespace_around_it_is_typed_as_shown_and_said_so(
+    client, ann, payments
+) -> None:
+    approval = ApprovalRequestFactory(team=payments, impact=Impact.HIGH, tool="  issue_refund ")
+    html = _approve(client, ann, approval, note="").content.decode()
+    assert re.search(r'<code class="agent-value confirm-name"[^>]*>issue_refund</code>', html)
+    assert 'data-confirm-name="issue_refund"' in _typed_field(html)
+    assert 'id="confirm-approve-whitespace"' in html
+    assert "has spaces around it or several in a row" in html
+    typed = {"note": "", "confirm_step": "1"}
+    assert _approve(client, ann, approval, confirmed="issue_refund", **typed).status_code == 200
+    approval.refresh_from_db()
+    assert approval.status == Status.APPROVED
+
+
+def test_every_tool_name_in_the_page_is_shown_visible_inside_code(client, ann, payments) -> None:
+    # A right-to-left override: raw, "refund_exe" could read as the console's own text
+    # reversed. A proposed change (another reviewer's changed arguments) names the tool too.
+    tool = "refund\u202e_exe"
+    approval = ApprovalRequestFactory(
+        team=payments, impact=Impact.HIGH, tool=tool, summary="", required_approvals=2
+    )
+    ben = payments.members.get(username="ben")
+    ApprovalVote.objects.create(approval=approval, reviewer=ben, arguments={"amount": 5})
+    html = _page(client, ann, approval)
+    assert 'id="proposal-1"' in html
+    assert "\u202e" not in html
+    shown = "refund⟨U+202E⟩_exe"
+    proposal = _between(html, 'id="proposal-1"', "</p>")
+    assert f"approved running <code>{shown}</code> with these arguments" in proposal
+    # Every place the page names it: inside a <code>, or as the agent's value.
+    mentions = html.count(shown)
+    in_code = len(re.findall(rf"<code[^>]*>{re.escape(shown)}</code>", html))
+    title = html.count(f"<title>{shown} · ")
+    assert mentions == in_code + title, (mentions, in_code, title)
+
+
 def _between(html: str, start: str, end: str) -> str:
     begin = html.index(start)
     return html[begin : html.index(end, begin)]
@@ -183,9 +286,10 @@ def test_it_says_what_happens_on_each_choice(client, ann, payments) -> None:
     html = _page(client, ann, ApprovalRequestFactory(team=payments))
     line = re.search(r'<p class="what-happens" id="what-happens">(.*?)</p>', html, re.S)
     assert line is not None
-    assert "the agent runs issue_refund with exactly the arguments shown" in line.group(1)
-    assert "it receives your reason" in line.group(1)
-    assert "the request expires and the agent must not run issue_refund" in line.group(1)
+    # The tool's name is the agent's: in a <code>, never read as the console's own words.
+    assert "the agent runs <code>issue_refund</code> with exactly the arguments shown" in line[1]
+    assert "must not run <code>issue_refund</code>; it receives your reason" in line[1]
+    assert "the request expires and the agent must not run <code>issue_refund</code>." in line[1]
 
 
 def test_it_offers_the_preset_deny_reasons_of_the_tool(client, ann, payments) -> None:

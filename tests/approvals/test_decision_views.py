@@ -83,6 +83,61 @@ def test_a_high_impact_change_is_confirmed_by_typing_the_tools_name(client, team
     assert not approval.events.exists()
 
 
+def test_without_htmx_the_diff_step_is_shown_and_then_confirmed(client, team) -> None:
+    approval = ApprovalRequestFactory(team=team, arguments={"amount": 4900, "currency": "GBP"})
+    client = _as(client, team, "ann")
+    url = reverse("approvals:approve-changes", args=[approval.code])
+    changed = '{"amount": 2450, "currency": "GBP"}'
+    # A plain form post (no script): the diff step is the answer, not a redirect that loses it.
+    preview = client.post(url, {"arguments": changed})
+    assert preview.status_code == 200
+    assert 'id="arguments-diff"' in preview.content.decode()
+    approval.refresh_from_db()
+    assert approval.status == Status.PENDING
+    confirmed = client.post(url, {"arguments": changed, "confirmed": "issue_refund"})
+    assert confirmed.status_code == 302
+    approval.refresh_from_db()
+    assert approval.decision.approved_arguments == {"amount": 2450, "currency": "GBP"}
+
+
+def test_a_change_to_a_tool_whose_name_shows_as_nothing_is_confirmed_with_the_word(
+    client, team
+) -> None:
+    PolicyRuleFactory(tool_glob="  ", team=team)  # the changed call stays with payments
+    approval = ApprovalRequestFactory(
+        team=team, tool="  ", arguments={"amount": 4900, "currency": "GBP"}
+    )
+    client = _as(client, team, "ann")
+    changed = '{"amount": 2450, "currency": "GBP"}'
+    preview = _post(client, "approvals:approve-changes", approval, {"arguments": changed})
+    html = preview.content.decode()
+    assert "(a tool with no readable name)" in html
+    field = re.search(r'<input type="text" name="confirmed" id="confirm-changes-typed"[^>]*>', html)
+    assert field and 'data-confirm-name="approve"' in field[0]
+    data = {"arguments": changed, "confirmed": "  ", "confirm_step": "1"}
+    assert _post(client, "approvals:approve-changes", approval, data).status_code == 400
+    approval.refresh_from_db()
+    assert approval.status == Status.PENDING
+    data["confirmed"] = "approve"
+    assert _post(client, "approvals:approve-changes", approval, data).status_code == 200
+    approval.refresh_from_db()
+    assert approval.decision.approved_arguments == {"amount": 2450, "currency": "GBP"}
+
+
+def test_a_low_impact_change_to_an_unnamed_tool_is_confirmed_by_its_button(client, team) -> None:
+    PolicyRuleFactory(tool_glob="*", team=team)  # the changed call stays with payments
+    approval = ApprovalRequestFactory(team=team, tool="", impact="low", arguments={"amount": 1})
+    client = _as(client, team, "ann")
+    preview = _post(client, "approvals:approve-changes", approval, {"arguments": '{"amount": 2}'})
+    html = preview.content.decode()
+    # The button's form sends the (empty) name and says it is the answer to the step.
+    assert '<input type="hidden" name="confirm_step" value="1">' in html
+    data = {"arguments": '{"amount": 2}', "confirmed": "", "confirm_step": "1"}
+    assert _post(client, "approvals:approve-changes", approval, data).status_code == 200
+    approval.refresh_from_db()
+    assert approval.decision.approved_arguments == {"amount": 2}
+
+
 @pytest.mark.parametrize("typed", ["", "issue refund"])
 def test_a_wrong_typed_name_keeps_the_changed_arguments_and_the_note(client, team, typed) -> None:
     approval = ApprovalRequestFactory(team=team, arguments={"amount": 4900, "currency": "GBP"})

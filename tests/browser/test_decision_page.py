@@ -286,6 +286,57 @@ def test_a_long_lookalike_tool_name_is_shown_whole_and_copyable(
     expect(page.get_by_role("button", name="Confirm and approve")).to_be_enabled()
 
 
+LONG_LOOKALIKE = "delete_all_customer_records_in_the_production_datab\u0430se_" + "x" * 120
+
+
+@pytest.mark.parametrize(
+    ("tool", "typed", "label"),
+    [
+        ("issue_refund", "issue_refund", "Type the tool's name to confirm"),
+        (LONG_LOOKALIKE, LONG_LOOKALIKE, "Type the tool's name to confirm"),
+        ("   ", "approve", "Type approve to confirm"),
+    ],
+    ids=["name", "long-lookalike-name", "whitespace-name"],
+)
+def test_on_a_phone_the_confirmation_step_shows_its_field_and_button_without_errors(
+    live_console, phone_page: Page, team, artifacts, tool, typed, label
+) -> None:
+    page = phone_page
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    approval = _refund(team, tool=tool)
+    log_in(page, live_console.url, "alice")
+    page.goto(f"{live_console.url}/requests/{approval.code}")
+    expect(page.locator("#approve-button")).to_have_attribute("data-armed", "ready")
+    with page.expect_response(lambda response: response.url.endswith("/approve")) as asked:
+        page.get_by_role("button", name="Approve…").click()
+    # The step is a question, not an error: no failed request in the browser's console.
+    assert asked.value.status == 200
+    field = page.get_by_label(label)
+    expect(field).to_be_focused()
+    button = page.get_by_role("button", name="Confirm and approve")
+    expect(button).to_be_disabled()
+    # The field and the button in view together, without scrolling the bar by hand.
+    _in_first_viewport(page, "#confirm-approve-typed")
+    _in_first_viewport(page, "#approve-button")
+    if tool == "issue_refund":  # a short name: the whole step fits, the bar does not scroll
+        bar = page.locator(".decision-bar")
+        assert bar.evaluate("bar => bar.scrollHeight <= bar.clientHeight + 1")
+    _fits_the_width(page)
+    _shoot(page, artifacts, f"phone-step-{len(tool)}")
+    field.fill(f" {typed} ")
+    expect(button).to_be_enabled()
+    matched = "The name matches" if tool.strip() else "The word matches"
+    expect(page.locator("#confirm-approve-status")).to_have_text(f"{matched}: you can confirm.")
+    assert axe_serious(Axe().run(page)) == []
+    button.click()
+    expect(page.locator("#status-badge")).to_have_text("Approved")
+    approval.refresh_from_db()
+    assert approval.status == Status.APPROVED
+    assert errors == []
+
+
 def _shoot(page: Page, artifacts: Path, name: str) -> None:
     # caret="initial": see tests/browser/test_reviewer_flow.py (htmx would copy style="").
     page.screenshot(path=str(artifacts / f"confirm-{name}.png"), caret="initial")
