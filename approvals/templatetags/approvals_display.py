@@ -16,6 +16,7 @@ from approvals.decision_context import TOOL_PLACEHOLDER
 from approvals.presentation import pretty_json as _pretty_json
 from approvals.reasons import AGENT, Reason, reason_from_stored
 
+TOOL_UNNAMED = "(a tool with no readable name)"
 AGENT_VALUE_TITLE = "The agent's value, quoted: its claim, not the console's words"
 
 register = template.Library()
@@ -53,6 +54,18 @@ def visible_line(value: Any) -> str:
     return agent_text_one_line(str(value))
 
 
+@register.filter
+def tool_quoted(tool: Any) -> str:
+    """A tool's name in plain text beside the console's words (a page title, a title or
+    aria-label attribute, a notification's text): the word "tool" and the agent's value in
+    quotes, as visible_line, so a name such as "Approved" never reads as the console's verdict.
+    A name that shows as nothing is said so in the console's words, like tool_code."""
+    shown = agent_text_one_line(str(tool))
+    if not shown:
+        return TOOL_UNNAMED
+    return f"tool \u201c{shown}\u201d"
+
+
 @register.simple_tag
 def tool_code(tool: Any, css_class: str = "") -> SafeString:
     """A tool's name inside the console's words: the agent's value as visible_line, in a <code>.
@@ -60,7 +73,7 @@ def tool_code(tool: Any, css_class: str = "") -> SafeString:
     outside any <code>, so a sentence never reads as if it named no tool."""
     shown = agent_text_one_line(str(tool))
     if not shown:
-        return mark_safe('<span class="muted tool-unnamed">(a tool with no readable name)</span>')
+        return format_html('<span class="muted tool-unnamed">{}</span>', TOOL_UNNAMED)
     if css_class:
         return format_html('<code class="{}">{}</code>', css_class, shown)
     return format_html("<code>{}</code>", shown)

@@ -51,7 +51,9 @@
       var at = block.dataset.outcomeAt ? new Date(block.dataset.outcomeAt) : null;
       left.textContent = label + (at ? " at " + at.toISOString().slice(11, 19) + " UTC" : "");
     }
-    document.title = label + " · " + document.title.replace(/^(Approved|Denied|Answered|Declined|Expired|Cancelled) · /, "");
+    // Rebuilt from the server's words, never by editing the old title: a tool named after a
+    // status ("Approved") would otherwise be taken for the old status and dropped.
+    if (root.dataset.titleTail) document.title = label + " · " + root.dataset.titleTail;
     if (handled) return;
     handled = true;
     if (decidedHere && root.dataset.openNext && root.dataset.nextUrl) {

@@ -190,7 +190,7 @@ def test_a_tool_whose_name_shows_as_nothing_is_named_so_in_the_console_words(
 ) -> None:
     approval = ApprovalRequestFactory(team=payments, impact=Impact.HIGH, tool=" \t ", summary="")
     html = _page(client, ann, approval)
-    assert "<title>(a tool with no readable name) · Approval console</title>" in html
+    assert "<title>Pending · (a tool with no readable name) · Approval console</title>" in html
     head = _between(html, 'id="agent-summary"', "</h1>")
     assert "(a tool with no readable name)</span>" in head and "<code>" not in head
     assert "<code></code>" not in html and '<code class="tool"></code>' not in html
@@ -226,11 +226,37 @@ def test_every_tool_name_in_the_page_is_shown_visible_inside_code(client, ann, p
     shown = "refund⟨U+202E⟩_exe"
     proposal = _between(html, 'id="proposal-1"', "</p>")
     assert f"approved running <code>{shown}</code> with these arguments" in proposal
-    # Every place the page names it: inside a <code>, or as the agent's value.
+    # Every place the page names it: inside a <code>, or quoted as a tool's name (the title,
+    # and the title's tail decision.js keeps).
     mentions = html.count(shown)
     in_code = len(re.findall(rf"<code[^>]*>{re.escape(shown)}</code>", html))
-    title = html.count(f"<title>{shown} · ")
-    assert mentions == in_code + title, (mentions, in_code, title)
+    quoted = html.count(f"tool \u201c{shown}\u201d")
+    assert quoted == 2
+    assert mentions == in_code + quoted, (mentions, in_code, quoted)
+
+
+@pytest.mark.parametrize(
+    ("tool", "status", "title"),
+    [
+        ("Approved", Status.PENDING, "Pending · tool \u201cApproved\u201d · Approval console"),
+        (
+            "Denied by policy",
+            Status.APPROVED,
+            "Approved · tool \u201cDenied by policy\u201d · Approval console",
+        ),
+        ("a\nb\u202e", Status.DENIED, "Denied · tool \u201ca b⟨U+202E⟩\u201d · Approval console"),
+    ],
+)
+def test_the_title_starts_with_the_status_and_quotes_the_tools_name(
+    client, ann, payments, tool, status, title
+) -> None:
+    # A tool named like a verdict must not make a pending request's tab read "Approved".
+    approval = ApprovalRequestFactory(team=payments, tool=tool, summary="", status=status)
+    html = _page(client, ann, approval)
+    assert f"<title>{title}</title>" in html
+    # decision.js rebuilds the title from this tail when the outcome arrives.
+    tail = title.split(" · ", 1)[1]
+    assert f'data-title-tail="{tail}"' in html
 
 
 def _between(html: str, start: str, end: str) -> str:

@@ -168,6 +168,28 @@ def test_the_page_turns_to_the_outcome_within_a_second_when_another_reviewer_dec
     page.screenshot(path=str(artifacts / "decision-page-decided-elsewhere.png"))
 
 
+def test_the_title_keeps_a_tool_named_like_a_verdict_as_a_name_when_the_outcome_arrives(
+    live_console, page: Page, team
+) -> None:
+    # Before, the script took a leading "Approved · " for the old status: a tool named so was
+    # dropped from the title when the request was denied.
+    approval = _refund(team, tool="Approved", impact=Impact.LOW)
+    log_in(page, live_console.url, "alice")
+    page.goto(f"{live_console.url}/requests/{approval.code}")
+    expect(page).to_have_title("Pending · tool \u201cApproved\u201d · Approval console")
+    expect(page.locator(f"#presence-{approval.code}")).to_contain_text("alice")
+
+    off_loop(
+        check_approval_request_deny,
+        approval=ApprovalRequest.objects.get(pk=approval.pk),
+        reviewer=team.members.get(username="bob"),
+        reason="Not this one.",
+    )
+
+    expect(page.locator("#status-badge")).to_have_text("Denied", timeout=1000)
+    expect(page).to_have_title("Denied · tool \u201cApproved\u201d · Approval console")
+
+
 def test_a_then_enter_from_the_queue_never_approves(live_console, page: Page, team) -> None:
     approval = _refund(team)
     page.set_viewport_size(DESKTOP)
