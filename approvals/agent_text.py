@@ -58,6 +58,28 @@ def agent_text_one_line(text: str) -> str:
     return agent_text_visible(" ".join(text.split()), multiline=False)
 
 
+# A tool's name that shows as nothing (empty, or only whitespace), in the console's words.
+TOOL_UNNAMED = "(a tool with no readable name)"
+
+
+def agent_text_in_quotes(text: str, limit: int | None = None) -> str:
+    """Agent text inside the console's plain text (a title, an attribute, a notification, a
+    mail's subject): one line, in quotes, so it never reads as the console's own words; cut to
+    `limit` characters inside the quotes."""
+    shown = agent_text_one_line(text)
+    if limit is not None:
+        shown = agent_text_cut(shown, limit)
+    return f"\u201c{shown}\u201d"
+
+
+def agent_tool_quoted(tool: str) -> str:
+    """A tool's name inside the console's plain text: `tool “issue_refund”`, so a tool named
+    "Approved" never reads as a verdict; a name that shows as nothing is said so (TOOL_UNNAMED)."""
+    if not agent_text_one_line(tool):
+        return TOOL_UNNAMED
+    return f"tool {agent_text_in_quotes(tool)}"
+
+
 def agent_text_cut(text: str, limit: int) -> str:
     """At most `limit` characters, ending in "…" when something was cut."""
     if len(text) <= limit:

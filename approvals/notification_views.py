@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from approvals.agent_text import agent_text_in_quotes, agent_tool_quoted
 from approvals.forms import NotificationPreferenceForm, SlackLinkStartForm, SlackLinkVerifyForm
 from approvals.models import REASON_OUTCOME_FAILED
 from approvals.notification_groups import notifications_grouped
@@ -62,12 +63,17 @@ def notification_feed(request: AuthenticatedHttpRequest) -> JsonResponse:
     items = [
         {
             "id": notification.pk,
+            # Raised by the browser as the console's: the agent's text quoted, on one line.
             "title": (
-                f"Failed after your approval: {notification.approval.tool}"
+                f"Failed after your approval: {agent_tool_quoted(notification.approval.tool)}"
                 if notification.reason == REASON_OUTCOME_FAILED
-                else f"Approval needed: {notification.approval.tool}"
+                else f"Approval needed: {agent_tool_quoted(notification.approval.tool)}"
             ),
-            "body": notification.approval.summary[:200],
+            "body": (
+                f"The agent says {agent_text_in_quotes(notification.approval.summary, 200)}"
+                if notification.approval.summary
+                else "(no summary given)"
+            ),
             "url": reverse("approvals:detail", kwargs={"code": notification.approval.code}),
         }
         for notification in notifications_unread_after(user=request.user, after_id=after_id)

@@ -18,9 +18,17 @@ from django.core.mail.utils import DNS_NAME
 from django.template.loader import render_to_string
 from django.urls import reverse
 
-from approvals.agent_text import agent_text_one_line, agent_text_quoted_block
+from approvals.agent_text import (
+    QUOTE_MAX_CHARS,
+    agent_text_cut,
+    agent_text_in_quotes,
+    agent_text_one_line,
+    agent_text_quoted_block,
+    agent_tool_quoted,
+)
 from approvals.models import (
     REASON_OUTCOME_FAILED,
+    ApprovalRequest,
     Channel,
     EmailDigest,
     EmailMode,
@@ -75,11 +83,7 @@ class EmailNotifier(Notifier):
             "agent_value_style": AGENT_VALUE_STYLE,
         }
         # Header injection: agent text must never carry a newline into the Subject.
-        if approval.is_question:
-            subject = f"[Question] {approval.summary or approval.tool}"
-        else:
-            subject = f"[Approval needed] {approval.tool}: {approval.summary or approval.tool}"
-        subject = agent_text_one_line(subject)[:200]
+        subject = agent_text_cut(approval_subject(approval), 200)
         message = EmailMultiAlternatives(
             subject=subject,
             body=render_to_string("emails/approval_notification.txt", context),
@@ -93,6 +97,21 @@ class EmailNotifier(Notifier):
         )
         _send(message)
         return None
+
+
+def approval_subject(approval: ApprovalRequest, *, failed: bool = False) -> str:
+    """A mail's Subject: the console's words first, the agent's in quotes (agent_text_in_quotes
+    is one line: no newline reaches the header). A tool named "Approved" or a summary "Denied by
+    policy" must not read as the console's verdict in an inbox."""
+    summary = agent_text_in_quotes(approval.summary, QUOTE_MAX_CHARS)
+    tool = agent_tool_quoted(approval.tool)
+    if failed:
+        said = f", the agent said {summary}" if approval.summary else ""
+        return f"[Failed after approval] {tool}{said}"
+    if approval.is_question:
+        return f"[Question] the agent asks {summary}" if approval.summary else f"[Question] {tool}"
+    said = f", the agent says {summary}" if approval.summary else ""
+    return f"[Approval needed] {tool}{said}"
 
 
 def outcome_failed_message(notification: Notification) -> EmailMultiAlternatives:
@@ -115,9 +134,7 @@ def outcome_failed_message(notification: Notification) -> EmailMultiAlternatives
     }
     message = EmailMultiAlternatives(
         # Header injection: agent text must never carry a newline into the Subject.
-        subject=agent_text_one_line(
-            f"[Failed after approval] {approval.tool}: {approval.summary or approval.tool}"
-        )[:200],
+        subject=agent_text_cut(approval_subject(approval, failed=True), 200),
         body=render_to_string("emails/outcome_failed.txt", context),
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[notification.recipient.email],

@@ -27,7 +27,12 @@ from django.conf import settings
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from approvals.agent_text import agent_text_cut, agent_text_one_line, agent_text_visible
+from approvals.agent_text import (
+    agent_text_cut,
+    agent_text_one_line,
+    agent_text_visible,
+    agent_tool_quoted,
+)
 from approvals.models import REASON_OUTCOME_FAILED, ApprovalRequest, Channel, Notification
 from approvals.notifiers.base import Notifier, PermanentError, PostedMessage, RetryableError
 from approvals.notifiers.email import decision_url
@@ -85,7 +90,7 @@ def slack_exact_call_text(approval: ApprovalRequest) -> str | None:
     """The tool and its whole arguments as one Slack text object, or None when they do not fit
     whole: then Slack must not offer Approve (the reviewer would approve what they cannot see)."""
     text = (
-        f"Exact call: {agent_text_one_line(approval.tool)}\n"
+        f"Exact call: {agent_tool_quoted(approval.tool)}\n"
         f"Arguments:\n{agent_text_visible(arguments_exact_text(approval))}"
     )
     return text if len(text) <= _TEXT_LIMIT else None
@@ -118,10 +123,11 @@ QUESTION_NOTE = (
 
 
 def slack_headline(approval: ApprovalRequest) -> str:
-    """The message's first line (its header, and the notification's fallback text)."""
+    """The message's first line (its header, and the notification's fallback text). The tool
+    is quoted as a name: a tool named "Approved" must not read as the console's verdict."""
     if approval.is_question:
         return QUESTION_HEADER
-    return f"Approval needed: {agent_text_one_line(approval.tool)}"
+    return f"Approval needed: {agent_tool_quoted(approval.tool)}"
 
 
 def _agent_said(label: str, text: str) -> str:
@@ -144,7 +150,7 @@ def approval_blocks(approval: ApprovalRequest) -> list[dict[str, Any]]:
             "fields": [
                 _plain(f"Confidence: {confidence}"),
                 _plain(f"Impact: {approval.get_impact_display()}"),
-                _plain(f"Agent: {approval.agent.name}"),
+                _plain(f"Agent: {agent_text_one_line(approval.agent.name)}"),
                 _plain(f"Deadline: {approval.deadline_at:%Y-%m-%d %H:%M:%S} UTC"),
             ],
         },
@@ -221,11 +227,26 @@ def approval_blocks(approval: ApprovalRequest) -> list[dict[str, Any]]:
 
 
 def outcome_text(approval: ApprovalRequest) -> str:
+    return f"{_outcome_words(approval)}."
+
+
+def _outcome_words(approval: ApprovalRequest) -> str:
     decision = getattr(approval, "decision", None)
     who = ""
     if decision is not None and decision.reviewer is not None:
         who = f" by {decision.reviewer.get_username()}"
-    return f"{approval.status_label}{who}."
+    return f"{approval.status_label}{who}"
+
+
+def slack_fallback_text(approval: ApprovalRequest, *, failure_notice: bool) -> str:
+    """The message's plain text: what a phone's notification and a screen reader say. The
+    console's words first, the tool quoted as a name (agent_tool_quoted)."""
+    tool = agent_tool_quoted(approval.tool)
+    if failure_notice:
+        return f"Failed after your approval: {tool}"
+    if approval.is_terminal:
+        return f"{_outcome_words(approval)}: {tool}"
+    return slack_headline(approval)
 
 
 def outcome_failed_blocks(approval: ApprovalRequest) -> list[dict[str, Any]]:
@@ -234,7 +255,7 @@ def outcome_failed_blocks(approval: ApprovalRequest) -> list[dict[str, Any]]:
     outcome = approval.outcome
     decision = approval.decision
     header = agent_text_cut(
-        f"Failed after approval: {agent_text_one_line(approval.tool)}", _HEADER_LIMIT
+        f"Failed after approval: {agent_tool_quoted(approval.tool)}", _HEADER_LIMIT
     )
     approved_by = decision.reviewer.get_username() if decision.reviewer is not None else "policy"
     took = f" after {outcome.duration_ms} ms" if outcome.duration_ms is not None else ""
@@ -268,16 +289,9 @@ class SlackNotifier(Notifier):
 
     def notify(self, notification: Notification) -> PostedMessage | None:
         approval = notification.approval
-        tool = agent_text_one_line(approval.tool)
         failure_notice = notification.reason == REASON_OUTCOME_FAILED
-        if failure_notice:
-            blocks = outcome_failed_blocks(approval)
-            fallback = f"Failed after your approval: {tool}"
-        else:
-            blocks = approval_blocks(approval)
-            fallback = slack_headline(approval)
-            if approval.is_terminal:
-                fallback = f"{tool}: {outcome_text(approval)}"
+        blocks = outcome_failed_blocks(approval) if failure_notice else approval_blocks(approval)
+        fallback = slack_fallback_text(approval, failure_notice=failure_notice)
         client = slack_client()
         try:
             if notification.slack_message is not None:

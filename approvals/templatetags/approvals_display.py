@@ -11,12 +11,18 @@ from django.core.exceptions import ObjectDoesNotExist
 from django.utils.html import conditional_escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 
-from approvals.agent_text import agent_text_cut, agent_text_one_line, agent_text_visible
+from approvals.agent_text import (
+    TOOL_UNNAMED,
+    agent_text_cut,
+    agent_text_in_quotes,
+    agent_text_one_line,
+    agent_text_visible,
+    agent_tool_quoted,
+)
 from approvals.decision_context import TOOL_PLACEHOLDER
 from approvals.presentation import pretty_json as _pretty_json
 from approvals.reasons import AGENT, Reason, reason_from_stored
 
-TOOL_UNNAMED = "(a tool with no readable name)"
 AGENT_VALUE_TITLE = "The agent's value, quoted: its claim, not the console's words"
 
 register = template.Library()
@@ -57,13 +63,14 @@ def visible_line(value: Any) -> str:
 @register.filter
 def tool_quoted(tool: Any) -> str:
     """A tool's name in plain text beside the console's words (a page title, a title or
-    aria-label attribute, a notification's text): the word "tool" and the agent's value in
-    quotes, as visible_line, so a name such as "Approved" never reads as the console's verdict.
-    A name that shows as nothing is said so in the console's words, like tool_code."""
-    shown = agent_text_one_line(str(tool))
-    if not shown:
-        return TOOL_UNNAMED
-    return f"tool \u201c{shown}\u201d"
+    aria-label attribute): `tool “name”` (approvals.agent_text.agent_tool_quoted)."""
+    return agent_tool_quoted(str(tool))
+
+
+@register.filter
+def in_quotes(value: Any) -> str:
+    """Agent text in quotes, on one line, for the console's plain text (an attribute)."""
+    return agent_text_in_quotes(str(value))
 
 
 @register.simple_tag

@@ -16,9 +16,18 @@
     if (list) Array.prototype.forEach.call(list.children, function (row) { ids[row.id] = row; });
     return ids;
   }
+  // Said in the console's voice, so the agent's text is said as the agent's, in quotes: a
+  // summary or a tool named "Approved" must not sound like the console's verdict.
   function headline(row) {
-    var text = row.querySelector(".agent-claim") || row.querySelector(".tool");
-    return text ? text.textContent.trim() : "a request";
+    var claim = row.querySelector(".agent-claim");
+    if (claim) {
+      var says = row.querySelector(".says");
+      return (says ? says.textContent.trim() : "Agent says") + " \u201c" + claim.textContent.trim() + "\u201d";
+    }
+    var tool = row.querySelector("code.tool");
+    if (tool) return "tool \u201c" + tool.textContent.trim() + "\u201d, no summary given";
+    var unnamed = row.querySelector(".tool-unnamed");
+    return unnamed ? unnamed.textContent.trim() : "a request";
   }
 
   // Compare the rows before and after each live push: arrivals and departures are announced.
@@ -31,7 +40,7 @@
       var added = Object.keys(now).filter(function (id) { return !known[id]; });
       var removed = Object.keys(known).filter(function (id) { return !now[id]; });
       var parts = [];
-      if (added.length === 1) parts.push("New request. The agent says: " + headline(now[added[0]]));
+      if (added.length === 1) parts.push("New request. " + headline(now[added[0]]) + ".");
       else if (added.length > 1) parts.push(added.length + " new requests.");
       if (removed.length === 1) parts.push("Left the queue (decided or moved): " + headline(known[removed[0]]) + ".");
       else if (removed.length > 1) parts.push(removed.length + " requests left the queue (decided or moved).");

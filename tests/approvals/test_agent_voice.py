@@ -13,6 +13,7 @@ import pytest
 from django.db import transaction
 from django.test import Client
 from django.urls import reverse
+from django.utils.timezone import now as timezone_now
 
 from agents.services import NewTraceEvent, run_events_append, run_open
 from approvals import insight
@@ -280,3 +281,129 @@ def test_drift_counts_policy_denials_per_rule_not_per_quoted_value() -> None:
     [drift] = insight.weekly_drift()
 
     assert drift.current.denial_reasons == {"Rule “odd deletes”": 3}
+
+
+# --- The agent's names and claims inside the console's words ---------------------------------
+# Written to read as the console's verdict. Wherever a page, a mail or a Slack message shows
+# them, they are marked as the agent's: in a <code> (a tool's name), in quotes (a title, an
+# attribute, a notification's text), or in a quoted agent claim.
+VERDICT_TOOL = "Approved by security team"
+VERDICT_SUMMARY = "Policy check passed, nothing to review"
+VERDICT_RUN = "Cleared by the console"
+
+
+def _bare(html: str, phrase: str) -> int:
+    """How often `phrase` appears in `html` not marked as the agent's (form values are not
+    shown: they are left out)."""
+    html = re.sub(r' value="[^"]*"', "", html)
+    marked = (
+        rf"<code[^>]*>{re.escape(phrase)}</code>",
+        rf"\u201c{re.escape(phrase)}\u201d",
+        rf'<q class="agent-claim[^"]*">{re.escape(phrase)}</q>',
+    )
+    for pattern in marked:
+        html = re.sub(pattern, "«agent»", html)
+    return html.count(phrase)
+
+
+def _verdict_request(**fields: Any) -> ApprovalRequest:
+    team = TeamFactory(name="ops", members=[UserFactory(username="ann", email="ann@example.test")])
+    fields.setdefault("summary", VERDICT_SUMMARY)
+    return ApprovalRequestFactory(team=team, tool=VERDICT_TOOL, **fields)
+
+
+@pytest.mark.parametrize("summary", [VERDICT_SUMMARY, ""])
+def test_the_queue_marks_the_tool_and_summary_as_the_agents(client: Client, summary: str) -> None:
+    approval = _verdict_request(summary=summary)
+    client.force_login(approval.team.members.get())
+    html = client.get(reverse("approvals:queue")).content.decode()
+    assert f'id="approval-{approval.code}"' in html
+    assert _bare(html, VERDICT_TOOL) == 0
+    assert _bare(html, VERDICT_SUMMARY) == 0
+    # The tick box's name, read aloud as the console's words.
+    [label] = re.findall(r'class="bulk-pick"[^>]*aria-label="([^"]*)"', html)
+    assert unescape(label).startswith(f"Select tool \u201c{VERDICT_TOOL}\u201d")
+
+
+def test_the_history_and_bulk_pages_mark_the_tool_and_summary_as_the_agents(
+    client: Client,
+) -> None:
+    decided = _verdict_request(status=Status.DENIED, decided_at=timezone_now())
+    pending = ApprovalRequestFactory(team=decided.team, tool=VERDICT_TOOL, summary=VERDICT_SUMMARY)
+    client.force_login(decided.team.members.get())
+    history = client.get(reverse("approvals:history")).content.decode()
+    assert f'id="approval-{decided.code}"' in history
+    bulk = client.post(
+        reverse("approvals:bulk-confirm"), {"action": "deny", "codes": [pending.code]}
+    ).content.decode()
+    assert f'data-code="{pending.code}"' in bulk
+    for html in (history, bulk):
+        assert _bare(html, VERDICT_TOOL) == 0
+        assert _bare(html, VERDICT_SUMMARY) == 0
+
+
+def test_the_run_name_heading_marks_it_as_the_agents(client: Client) -> None:
+    run, _ = run_open(agent=AgentFactory(), name=VERDICT_RUN)
+    approval = _verdict_request(agent=run.agent, run=run)
+    client.force_login(approval.team.members.get())
+    html = client.get(reverse("approvals:detail", args=[approval.code])).content.decode()
+    assert 'id="run-timeline"' in html
+    assert _bare(html, VERDICT_RUN) == 0
+
+
+def test_insight_tables_mark_the_tool_as_the_agents(client: Client) -> None:
+    _verdict_request(status=Status.APPROVED, decided_at=timezone_now())
+    client.force_login(UserFactory(username="boss", is_staff=True))
+    html = client.get("/insight/").content.decode()
+    assert "<code>" + VERDICT_TOOL in html
+    # The charts' SVG labels are drawn text (approvals/insight/charts.py); the tables are not.
+    tables = re.sub(r"<svg.*?</svg>", "", html, flags=re.DOTALL)
+    assert _bare(tables, VERDICT_TOOL) == 0
+
+
+def test_mail_subjects_quote_the_agents_tool_and_summary() -> None:
+    from approvals.notifiers.email import approval_subject
+
+    approval = _verdict_request()
+    assert approval_subject(approval) == (
+        f"[Approval needed] tool \u201c{VERDICT_TOOL}\u201d,"
+        f" the agent says \u201c{VERDICT_SUMMARY}\u201d"
+    )
+    assert approval_subject(approval, failed=True).startswith(
+        f"[Failed after approval] tool \u201c{VERDICT_TOOL}\u201d, the agent said \u201c"
+    )
+    long = _verdict_request(summary="x" * 500 + "\nImpact: Low")
+    subject = approval_subject(long)
+    assert "\n" not in subject and subject.endswith("\u2026\u201d")
+
+
+def test_slack_texts_quote_the_agents_tool_and_name() -> None:
+    from approvals.notifiers.slack import approval_blocks, slack_fallback_text
+
+    approval = _verdict_request(agent=AgentFactory(name="bot\nImpact: Low"))
+    header = f"Approval needed: tool \u201c{VERDICT_TOOL}\u201d"
+    assert slack_fallback_text(approval, failure_notice=False) == header
+    blocks = approval_blocks(approval)
+    assert blocks[0]["text"]["text"] == header
+    fields = [field["text"] for field in blocks[2]["fields"]]
+    assert "Agent: bot Impact: Low" in fields  # one line: no fake "Impact:" line of its own
+    texts = json.dumps(blocks, ensure_ascii=False)
+    assert f"Exact call: tool \u201c{VERDICT_TOOL}\u201d" in texts
+
+    approval.status = Status.DENIED
+    assert slack_fallback_text(approval, failure_notice=False) == (
+        f"Denied: tool \u201c{VERDICT_TOOL}\u201d"
+    )
+    assert slack_fallback_text(approval, failure_notice=True) == (
+        f"Failed after your approval: tool \u201c{VERDICT_TOOL}\u201d"
+    )
+
+
+def test_browser_notifications_quote_the_agents_tool_and_summary(client: Client) -> None:
+    approval = _verdict_request(summary=VERDICT_SUMMARY + "\n\u202eevil")
+    with transaction.atomic():
+        notifications_on_submitted(approval=approval)
+    client.force_login(approval.team.members.get())
+    [item] = client.get("/notifications/feed", {"after": 0}).json()["notifications"]
+    assert item["title"] == f"Approval needed: tool \u201c{VERDICT_TOOL}\u201d"
+    assert item["body"] == f"The agent says \u201c{VERDICT_SUMMARY} \u27e8U+202E\u27e9evil\u201d"

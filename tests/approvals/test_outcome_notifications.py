@@ -177,7 +177,7 @@ def test_the_email_says_what_failed_in_the_agents_words(settings, team, smtp_ser
 
     [message] = smtp_server.handler.messages
     assert message["To"] == "ann@example.test"
-    assert message["Subject"].startswith("[Failed after approval] issue_refund")
+    assert message["Subject"].startswith("[Failed after approval] tool \u201cissue_refund\u201d")
     text = message.get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n")
     html = message.get_body(preferencelist=("html",)).get_content().replace("\r\n", "\n")
     assert "A request you approved failed when it ran." in text
@@ -201,7 +201,7 @@ def test_the_slack_message_is_news_the_decision_never_overwrites(team, slack_api
 
     [post] = slack_api.calls_to("chat.postMessage")
     assert post.body["channel"] == "U0ANN"
-    assert post.body["text"] == "Failed after your approval: issue_refund"
+    assert post.body["text"] == "Failed after your approval: tool \u201cissue_refund\u201d"
     texts = [
         field
         for block in post.body["blocks"]
@@ -223,4 +223,6 @@ def test_the_console_list_says_what_happened(client, team) -> None:
     page = client.get("/notifications/").content.decode()
     assert "failed when it ran, after you approved it" in page
     feed = client.get("/notifications/feed", {"after": 0}).json()["notifications"]
-    assert [item["title"] for item in feed] == ["Failed after your approval: issue_refund"]
+    assert [item["title"] for item in feed] == [
+        "Failed after your approval: tool \u201cissue_refund\u201d"
+    ]

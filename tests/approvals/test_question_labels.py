@@ -148,7 +148,7 @@ def test_slack_updates_an_answered_question_to_answered(slack_api, rita) -> None
     outbox_deliver(kind=KIND_NOTIFICATION, row_id=update.pk)
     [call] = slack_api.calls_to("chat.update")
     assert "Answered by rita." in json.dumps(call.body["blocks"])
-    assert call.body["text"] == "ask_human: Answered by rita."
+    assert call.body["text"] == "Answered by rita: tool \u201cask_human\u201d"
 
 
 def test_slack_declines_a_question_and_refuses_to_approve_one(client, slack_api) -> None:  # noqa: F811
@@ -186,7 +186,9 @@ def test_the_email_asks_a_question(settings, smtp_server) -> None:  # noqa: F811
     outbox_deliver(kind=KIND_NOTIFICATION, row_id=row.pk)
 
     [message] = smtp_server.handler.messages
-    assert message["Subject"] == "[Question] Which region should the new cluster go to?"
+    assert message["Subject"] == (
+        "[Question] the agent asks \u201cWhich region should the new cluster go to?\u201d"
+    )
     text = message.get_body(preferencelist=("plain",)).get_content()
     html = message.get_body(preferencelist=("html",)).get_content()
     assert text.startswith("An agent's question routed to your team is waiting for an answer.")

@@ -146,7 +146,7 @@ def test_the_queue_page_shows_counts_and_keeps_filters(client, staff) -> None:
     ApprovalRequestFactory(tool="issue_refund")
     ApprovalRequestFactory(tool="send_email")
     html = client.get(reverse("approvals:queue"), {"tool": "send_email"}).content.decode()
-    assert "issue_refund (1)" in html and "send_email (1)" in html
+    assert "\u201cissue_refund\u201d (1)" in html and "\u201csend_email\u201d (1)" in html
     assert html.count('class="queue-row') == 1
     assert 'data-filtered="1"' in html
     assert "fragment=rows&amp;tool=send_email" in html
@@ -180,5 +180,5 @@ def test_the_counts_fragment_refreshes_only_the_filters(client, staff) -> None:
         reverse("approvals:queue"), {"fragment": "counts"}, HTTP_HX_REQUEST="true"
     ).content.decode()
     assert html.lstrip().startswith('<form id="filters"')
-    assert 'hx-swap-oob="true"' in html and "issue_refund (1)" in html
+    assert 'hx-swap-oob="true"' in html and "\u201cissue_refund\u201d (1)" in html
     assert 'id="queue-rows"' not in html

@@ -346,7 +346,7 @@ def test_a_high_impact_message_offers_deny_and_the_console_not_approve(slack_api
     assert actions["elements"][1]["url"].endswith(f"/requests/{approval.code}/")
     text = _texts(blocks)
     assert "High impact: approve it in the console, where you confirm it" in text
-    assert "Exact call: issue_refund" in text  # still shown whole, to deny on
+    assert "Exact call: tool \\u201cissue_refund\\u201d" in text  # still shown whole, to deny on
 
 
 @pytest.mark.parametrize("impact", [Impact.HIGH, Impact.CRITICAL])

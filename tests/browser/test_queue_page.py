@@ -267,10 +267,16 @@ def test_the_queue_announces_arrivals_and_departures(live_console, page: Page, t
     announcer = page.locator("#announcer")
     expect(announcer).to_have_attribute("aria-live", "polite")
     arrived = submit(team=team, summary="Refund order 77.")
-    expect(announcer).to_have_text("New request. The agent says: Refund order 77.")
+    expect(announcer).to_have_text("New request. Agent says \u201cRefund order 77.\u201d.")
     bob = team.members.get(username="bob")
     off_loop(check_approval_request_deny, approval=arrived, reviewer=bob, reason="No.")
-    expect(announcer).to_contain_text("Left the queue (decided or moved): Refund order 77.")
+    expect(announcer).to_contain_text(
+        "Left the queue (decided or moved): Agent says \u201cRefund order 77.\u201d."
+    )
+    # Without a summary the tool is said as a name: before, "Approved" was said bare, as
+    # though the agent had said it, or the console.
+    submit(team=team, summary="", tool="Approved")
+    expect(announcer).to_have_text("New request. tool \u201cApproved\u201d, no summary given.")
 
 
 def _report_failure(code: UUID) -> None:
