@@ -34,6 +34,7 @@ from approvals.models import (
 from approvals.reassign import approval_request_reassign
 from approvals.selectors import approval_lock
 from console.events import emit
+from console.hot_statements import runs_again_if_prepared_stale
 
 
 def default_chain() -> EscalationChain | None:
@@ -163,6 +164,7 @@ def approval_request_escalate_next_step(
     raise EscalationUnavailable("Every escalation step has already fired.")
 
 
+@runs_again_if_prepared_stale  # one transaction; a step fired meanwhile is not fired again
 def _fire(
     *,
     approval: ApprovalRequest,

@@ -36,6 +36,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from approvals.audit import audit_record
+from console.hot_statements import runs_again_if_prepared_stale
 from console.outbox import OutboxRow, PermanentError, Postponed, RetryableError, Transport
 
 logger = logging.getLogger(__name__)
@@ -196,6 +197,18 @@ def outbox_deliver(*, kind: str, row_id: int, now: datetime | None = None) -> fl
         delay = max(outbox.backoff(row.attempts), getattr(error, "retry_after", None) or 0.0)
         return _retry_later(outbox, row, ours, attempt, now, delay, error=message, count=True)
 
+    _sent_record(outbox, row, ours, attempt, receipt)
+    return None
+
+
+@runs_again_if_prepared_stale  # not the sending before it: only what records it was sent
+def _sent_record(
+    outbox: Outbox[Any],
+    row: OutboxRow,
+    ours: QuerySet[Any],
+    attempt: models.Model | None,
+    receipt: object | None,
+) -> None:
     with transaction.atomic():
         outbox.attempt_end(attempt, OUTCOME_SENT, "")
         if ours.update(lease_until=None, last_error="", **outbox.sent_fields()):
@@ -203,7 +216,6 @@ def outbox_deliver(*, kind: str, row_id: int, now: datetime | None = None) -> fl
                 action=outbox.audit_sent, target=row, context=outbox.audit_context(row, receipt)
             )
         outbox.after_sent(row, receipt)
-    return None
 
 
 def _retry_later(
@@ -234,6 +246,7 @@ def _retry_later(
     return delay
 
 
+@runs_again_if_prepared_stale  # one fenced transaction: a lease lost meanwhile writes nothing
 def _give_up(
     outbox: Outbox[Any],
     row: OutboxRow,

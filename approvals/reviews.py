@@ -56,6 +56,7 @@ from approvals.policies.changes import (
 from approvals.reassign import approval_request_reassign
 from approvals.selectors import approval_lock, presence_stale_before
 from console.events import emit
+from console.hot_statements import runs_again_if_prepared_stale
 
 # ReviewRejected code: approving what is a question (it is answered instead).
 IS_QUESTION = "is_question"
@@ -160,6 +161,7 @@ class ApproveOutcome:
 
 
 # long: one locked vote count: checks, count, decide or record and move, in one transaction's order
+@runs_again_if_prepared_stale  # checks, then one transaction (compare-and-set), then nothing
 def check_approval_request_approve(
     *,
     approval: ApprovalRequest,
@@ -376,6 +378,7 @@ def check_approval_request_deny(
     return services.approval_request_deny(approval=approval, reviewer=reviewer, reason=reason)
 
 
+@runs_again_if_prepared_stale  # checks, then one compare-and-set transaction, then a read
 def check_approval_request_escalate(
     *, approval: ApprovalRequest, reviewer: User, team: Team, note: str
 ) -> ApprovalRequest:

@@ -30,8 +30,10 @@ the server's, `prepared_forget`), and:
 - in a transaction, PostgreSQL has aborted it: nothing can run again in it. The error goes up
   (`is_stale_prepared` tells it), the transaction is rolled back (psycopg forgets its prepared
   statements with the rollback), and the unit of work that holds the transaction runs again,
-  whole, from its outermost level (`retried_if_prepared_stale`, used where that is safe: a
-  request's creation, idempotent by its key).
+  whole, from its outermost level (`retried_if_prepared_stale`, or `runs_again_if_prepared_stale`
+  on the function that holds the transaction, used where that is safe: a request's creation,
+  idempotent by its key; a decision or any other compare-and-set, which the run again finds
+  decided if someone else decided meanwhile; a task's transaction).
 
 - Deferred: a statement whose result nobody reads (the audit records' insert, the chain head's
   move) can wait for the transaction's next round trip instead of taking one of its own:
@@ -50,7 +52,7 @@ run one by one through Django's cursor.
 
 import logging
 from collections.abc import Callable, Sequence
-from functools import cache
+from functools import cache, partial, wraps
 from typing import Any, Protocol
 
 import psycopg
@@ -305,6 +307,23 @@ def retried_if_prepared_stale[T](work: Callable[[], T]) -> T:
     # (it clears them with every rollback): they are prepared again as the work runs again.
     logger.warning("prepared statements outdated by a schema change: running the work again")
     return work()
+
+
+def runs_again_if_prepared_stale[**P, T](unit: Callable[P, T]) -> Callable[P, T]:
+    """`unit`, each call of it run as retried_if_prepared_stale runs work: once more, whole, if
+    a statement prepared before a schema change aborted its transaction.
+
+    For the function that holds a unit of work's own transaction, when it is safe to run again
+    whole: the transaction rolled back, and what it does before the transaction or after the
+    commit is idempotent. A compare-and-set in it (a decision, an escalation's firing) compares
+    again: what someone else changed meanwhile stands, and this run finds it changed.
+    """
+
+    @wraps(unit)
+    def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        return retried_if_prepared_stale(partial(unit, *args, **kwargs))
+
+    return run
 
 
 def _begin_rides_along(raw: Connection[Any], *, committing: bool = False) -> bool:

@@ -16,9 +16,11 @@ def schema_change(sql: str) -> None:
 
 # Text columns that prepared hot statements select: the agents' description by the credential's
 # lookup (outside any transaction), the halts' reason by the read that goes with the agents' lock
-# (in a creation's transaction).
+# (in a creation's transaction), and a request's summary by the lock every decision, expiry and
+# escalation takes first in its own transaction (approvals.selectors.approval_lock).
 CREDENTIAL_LOOKUP = ("agents_agent", "description")
 HALTS_READ = ("agents_agenthalt", "reason")
+APPROVAL_LOCK = ("approvals_approvalrequest", "summary")
 
 
 @contextmanager

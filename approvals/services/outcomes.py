@@ -25,6 +25,7 @@ from approvals.models import (
     Status,
 )
 from console.events import emit
+from console.hot_statements import runs_again_if_prepared_stale
 
 OUTCOME_ALREADY_REPORTED = "outcome_already_reported"
 NOT_APPROVED = "not_approved"
@@ -159,36 +160,35 @@ def approval_outcomes_mark_not_reported(*, now: datetime | None = None, limit: i
             outcome__isnull=True,
         ).values_list("pk", flat=True)[:limit]
     )
-    marked = 0
-    for pk in overdue:
-        with transaction.atomic():
-            # The same lock a report takes: a report racing this mark either commits first (and
-            # is the outcome) or comes after it (and replaces it), never loses to it.
-            approval = ApprovalRequest.objects.select_for_update().filter(pk=pk).first()
-            if approval is None or RequestOutcome.objects.filter(approval=approval).exists():
-                continue
-            try:
-                with transaction.atomic():
-                    outcome = _write(
-                        approval,
-                        OutcomeReport(status=OutcomeStatus.NOT_REPORTED),
-                        OutcomeSource.SYSTEM,
-                        None,
-                    )
-            except IntegrityError:
-                continue  # the agent's report won the race (SQLite): it is the outcome
-            audit_record(
-                action=AuditAction.OUTCOME_REPORTED,
-                target=approval,
-                after={"status": outcome.status, "source": outcome.source},
-            )
-            emit(
-                OutcomeReported(
-                    approval_id=approval.pk, status=outcome.status, source=outcome.source
+    return sum(_not_reported_mark(approval_id=pk) for pk in overdue)
+
+
+@runs_again_if_prepared_stale  # one transaction; an outcome reported meanwhile stands
+def _not_reported_mark(*, approval_id: int) -> bool:
+    """Mark one approval `not_reported` unless it has an outcome; whether it was marked."""
+    with transaction.atomic():
+        # The same lock a report takes: a report racing this mark either commits first (and
+        # is the outcome) or comes after it (and replaces it), never loses to it.
+        approval = ApprovalRequest.objects.select_for_update().filter(pk=approval_id).first()
+        if approval is None or RequestOutcome.objects.filter(approval=approval).exists():
+            return False
+        try:
+            with transaction.atomic():
+                outcome = _write(
+                    approval,
+                    OutcomeReport(status=OutcomeStatus.NOT_REPORTED),
+                    OutcomeSource.SYSTEM,
+                    None,
                 )
-            )
-            marked += 1
-    return marked
+        except IntegrityError:
+            return False  # the agent's report won the race (SQLite): it is the outcome
+        audit_record(
+            action=AuditAction.OUTCOME_REPORTED,
+            target=approval,
+            after={"status": outcome.status, "source": outcome.source},
+        )
+        emit(OutcomeReported(approval_id=approval.pk, status=outcome.status, source=outcome.source))
+    return True
 
 
 def approval_outcomes_from_trace(*, agent: Agent, results: list[Any]) -> int:

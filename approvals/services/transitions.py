@@ -42,6 +42,7 @@ from approvals.policies.changes import ChangeRouting, change_routing_judge
 from approvals.selectors import approval_lock
 from approvals.services.decisions import decision_records_build
 from console.events import emit
+from console.hot_statements import runs_again_if_prepared_stale
 
 logger = logging.getLogger(__name__)
 
@@ -316,6 +317,7 @@ def _may_transition(
 
 
 # long: the compare-and-set and what it writes read as one (rows: decisions.py)
+@runs_again_if_prepared_stale  # a stale plan's run again compares again: a race lost stays lost
 def _transition(
     *,
     approval: ApprovalRequest,
