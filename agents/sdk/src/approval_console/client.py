@@ -12,6 +12,13 @@ ConsoleUnreachable when no decision could be had. No decision, no call.
 Both clients are I/O shells over one protocol (_protocol): each API call is a plan that says what
 to send, reads the answers and decides retries, sleeps and the long-poll wait; Console carries its
 steps out with httpx.Client and time.sleep, AsyncConsole with httpx.AsyncClient and asyncio.sleep.
+
+Customise a client with its options, not by overriding its methods: which public methods a client
+calls for itself is not part of the API, and wait's long polls, cancel's re-read and the outcome
+reports run the protocol's plans, not the public methods, so an override of `get` or
+`report_outcome` does not see them. Every
+request passes through the `transport` given to the constructor: log, sign or fake them there.
+Leaving `with` calls `close()` (`async with`: `aclose()`), also in a subclass. (docs/sdk.md)
 """
 
 # long: Console and AsyncConsole spell out the same public API, signature for signature
