@@ -50,7 +50,8 @@ class Settle:
     report: dict[str, Any] | None
     ran: bool
     result: Any = None
-    error: BaseException | None = None
+    # An exception, or the error's text where an adapter only has that (a tool's message).
+    error: BaseException | str | None = None
 
     def record(self) -> None:
         run = self.call.run
