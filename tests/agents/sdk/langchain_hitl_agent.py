@@ -12,13 +12,15 @@ Scenarios:
 - `retry`: a first resume that gives up at once (timeout=0), then a second that waits.
 - `async`: areview_hitl_interrupts with an AsyncConsole.
 - `outcomes`: batched, a turn with a refund that works and a card check whose ToolException
-  becomes an error message, then a turn with an email that raises through `invoke`.
+  becomes an error message, then a turn with an email that raises through `invoke`; inside a
+  run of the console's (`console.run`), whose id it prints as `run`.
 - `outcomes-async`: the same in per_call mode with an AsyncConsole (areview_hitl_interrupts).
 """
 
 import asyncio
 import json
 import sys
+from contextlib import nullcontext
 from typing import Any
 
 from approval_console import AsyncConsole, Console
@@ -132,28 +134,30 @@ def run(url: str, credential: str, scenario: str) -> None:
             except TimeoutError:
                 timed_out = True
             print(json.dumps({"timed_out": timed_out}), flush=True)
-        try:
-            result = review_hitl_interrupts(console, agent, config, impact="high", timeout=60)
-            while "__interrupt__" in result:  # the agent's next turn paused again
-                result = review_hitl_interrupts(console, agent, config, timeout=60)
-        except ValueError as error:
-            still_paused = bool(agent.get_state(config).tasks)
-            print(json.dumps({"ran": RAN, "error": str(error), "paused": still_paused}))
-            return
-        except RuntimeError as error:  # a tool's exception, through graph.invoke
-            print(json.dumps({"ran": RAN, "raised": str(error)}))
-            return
+        traced = console.run(f"hitl-{scenario}") if scenario == "outcomes" else nullcontext()
+        with traced as trace:
+            try:
+                result = review_hitl_interrupts(console, agent, config, impact="high", timeout=60)
+                while "__interrupt__" in result:  # the agent's next turn paused again
+                    result = review_hitl_interrupts(console, agent, config, timeout=60)
+            except ValueError as error:
+                still_paused = bool(agent.get_state(config).tasks)
+                print(json.dumps({"ran": RAN, "error": str(error), "paused": still_paused}))
+                return
+            except RuntimeError as error:  # a tool's exception, through graph.invoke
+                print(json.dumps({"ran": RAN, "raised": str(error), "run": trace and trace.id}))
+                return
     report(result, timed_out=timed_out)
 
 
 async def run_async(url: str, credential: str, agent: Any, config: Any) -> None:
-    async with AsyncConsole(url, credential) as console:
+    async with AsyncConsole(url, credential) as console, console.run("hitl-async") as trace:
         try:
             result = await areview_hitl_interrupts(console, agent, config, timeout=60)
             while "__interrupt__" in result:
                 result = await areview_hitl_interrupts(console, agent, config, timeout=60)
         except RuntimeError as error:
-            print(json.dumps({"ran": RAN, "raised": str(error)}))
+            print(json.dumps({"ran": RAN, "raised": str(error), "run": trace.id}))
             return
     report(result)
 

@@ -14,6 +14,7 @@ the console's Django app, so it cannot be imported beside the console; beside th
 import asyncio
 import json
 import sys
+from pathlib import Path
 
 from agents.testing import ScriptedModel, assistant_message, function_call
 from approval_console import AsyncConsole, RetryPolicy
@@ -157,9 +158,68 @@ async def _refund_declined(url: str, credential: str, own: bool) -> dict[str, ob
     return {"final_output": result.final_output, "tool_outputs": tool_outputs}
 
 
+MCP_SERVER = Path(__file__).with_name("mcp_payments_server.py")
+
+
+async def refund_through_mcp(url: str, credential: str) -> dict[str, object]:
+    """Two calls of an MCP server's tools, both needing approval (the server's require_approval):
+    a refund that works and a void the server answers with an error result. Inside a run of the
+    console's, whose trace records both."""
+    from agents.mcp import MCPServerStdio
+
+    set_tracing_disabled(True)
+    console = connect(url, credential)
+    gate = ConsoleToolApprovals(console)
+    payments = MCPServerStdio(
+        params={"command": sys.executable, "args": [str(MCP_SERVER)]},
+        name="payments",
+        require_approval="always",
+        cache_tools_list=False,
+    )
+    model = ScriptedModel(
+        [
+            [
+                function_call(
+                    "issue_refund", {"payment_id": "pay_7", "amount": 4900}, call_id="m1"
+                ),
+                function_call("void_charge", {"payment_id": "ch_9"}, call_id="m2"),
+            ],
+            [assistant_message("Refunded; the void failed.")],
+        ]
+    )
+    async with payments, console.run("mcp-refunds") as run:
+        agent = Agent(
+            name="refund-bot", instructions="Refund.", model=model, mcp_servers=[payments]
+        )
+        result = await Runner.run(agent, "Refund pay_7 and void ch_9.")
+        paused_on = sorted(item.tool_name for item in result.interruptions)
+        while result.interruptions:
+            result = await Runner.run(agent, await gate.resolve(result))
+    await console.aclose()
+    tool_outputs = [
+        item.get("output")
+        for item in model.last_call.input  # type: ignore[union-attr]
+        if isinstance(item, dict) and item.get("type") == "function_call_output"
+    ]
+    return {
+        "paused_on": paused_on,
+        "final_output": result.final_output,
+        # An MCP tool's output reaches the model as content blocks: their text.
+        "tool_outputs": [
+            "".join(block.get("text", "") for block in output)
+            if isinstance(output, list)
+            else output
+            for output in tool_outputs
+        ],
+        "run": run.id,
+    }
+
+
 if __name__ == "__main__":
     url, credential, mode = sys.argv[1:4]
-    if mode in {"failing", "failing-own"}:
+    if mode == "mcp":
+        print(json.dumps(asyncio.run(refund_through_mcp(url, credential))), flush=True)
+    elif mode in {"failing", "failing-own"}:
         outcome = asyncio.run(refund_declined(url, credential, own=mode == "failing-own"))
         print(json.dumps(outcome), flush=True)
     elif mode == "restart":

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 from approval_console import (
     AsyncConsole,
@@ -440,3 +441,72 @@ def test_a_run_keeps_events_the_console_could_not_take_and_sends_them_later(
     appends = [key for _, path, key in _posts(proxy) if path.endswith("/events")]
     # The failed batch was resent with its own key, then the second batch with another.
     assert appends[0] == appends[FAST_RETRY.attempts] != appends[-1]
+
+
+# --- What may be customised (docs/sdk.md, "Customising the clients") ------------------------
+
+
+class _Recording(httpx.HTTPTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.seen.append(f"{request.method} {request.url.path}?{request.url.query.decode()}")
+        return super().handle_request(request)
+
+
+class _AsyncRecording(httpx.AsyncHTTPTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.seen.append(f"{request.method} {request.url.path}?{request.url.query.decode()}")
+        return await super().handle_async_request(request)
+
+
+def test_the_transport_sees_the_requests_the_client_makes_for_itself(
+    open_client, kind, live_console, sdk_agent, rita
+) -> None:
+    # The documented way to watch or change what a client sends: a transport. The calls a client
+    # makes inside its own methods (wait's long polls, cancel's re-read of a decided request)
+    # pass through it, though they do not go through the public methods a subclass could override.
+    _, token = sdk_agent
+    recording = _Recording() if kind == "Console" else _AsyncRecording()
+    client = open_client(live_console.url, token, transport=recording, long_poll_seconds=5)
+    approval = client.submit("send_email", {"to": "a@example.test"})
+    approval_request_deny(
+        approval=ApprovalRequest.objects.get(code=approval.id), reviewer=rita, reason="No."
+    )
+
+    assert client.wait(approval.id).status == "denied"
+    assert client.cancel(approval.id).status == "denied"
+
+    path = f"/api/v1/requests/{approval.id}"
+    assert recording.seen[1:] == [f"GET {path}?wait=5s", f"POST {path}/cancel?", f"GET {path}?"]
+
+
+def test_leaving_the_block_closes_through_the_overridable_method(live_console, sdk_agent) -> None:
+    _, token = sdk_agent
+    closed: list[str] = []
+
+    class ClosingConsole(Console):
+        def close(self) -> None:
+            closed.append("close")
+            super().close()
+
+    class ClosingAsyncConsole(AsyncConsole):
+        async def aclose(self) -> None:
+            closed.append("aclose")
+            await super().aclose()
+
+    async def leave_async_block() -> None:
+        async with ClosingAsyncConsole(live_console.url, token):
+            pass
+
+    with ClosingConsole(live_console.url, token):
+        pass
+    asyncio.run(leave_async_block())
+
+    assert closed == ["close", "aclose"]

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from agents.models import TraceEvent
 from approvals.models import ApprovalRequest
 from approvals.services import approval_request_approve, approval_request_deny
 from tests.agents.sdk.author_venv import AUTHOR_VENV_TIMEOUT, EXAMPLES, AuthorVenv
@@ -146,6 +147,27 @@ def _outcomes() -> dict[str, tuple[str, Any, str]]:
     }
 
 
+def _assert_timed_and_traced(run_id: str) -> None:
+    """As from the decorator: each call that ran carries its duration, and each report is a
+    tool_call event in the run's trace, naming its request, whose run it is."""
+    approvals = {a.tool: a for a in ApprovalRequest.objects.select_related("outcome", "run")}
+    assert {tool: a.outcome.duration_ms is not None for tool, a in approvals.items()} == {
+        "issue_refund": True,
+        "check_card": True,
+        "send_email": True,
+    }
+    assert {str(a.run.code) for a in approvals.values() if a.run} == {run_id}
+    events = TraceEvent.objects.filter(run__code=run_id, type="tool_call")
+    traced = {event.data["approval"]: event.data for event in events}
+    refund, card, email = (
+        traced[str(approvals[tool].code)] for tool in ("issue_refund", "check_card", "send_email")
+    )
+    assert refund["result"] == approvals["issue_refund"].outcome.result
+    assert refund["metadata"]["ran"] is True
+    assert card["error"] == "card behind pay_7 declined"
+    assert email["error"] == "RuntimeError: mail server down"
+
+
 def test_the_approved_calls_outcomes_are_reported_from_what_the_agent_did(
     live_console, sdk_agent, rita, reviewer_thread, author_venv: AuthorVenv
 ) -> None:
@@ -167,6 +189,7 @@ def test_the_approved_calls_outcomes_are_reported_from_what_the_agent_did(
         "send_email": ("failed", None, "RuntimeError: mail server down"),
     }
     assert set(ApprovalRequest.objects.values_list("outcome__source", flat=True)) == {"agent"}
+    _assert_timed_and_traced(outcome["run"])
 
 
 def test_per_call_outcomes_are_reported_by_an_async_agent_with_the_reviewers_arguments(
@@ -187,3 +210,4 @@ def test_per_call_outcomes_are_reported_by_an_async_agent_with_the_reviewers_arg
         # Per-call interrupts name their call: the failed task's exception is its call's.
         "send_email": ("failed", None, "RuntimeError: mail server down"),
     }
+    _assert_timed_and_traced(outcome["run"])

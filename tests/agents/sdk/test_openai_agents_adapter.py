@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from agents.models import TraceEvent
 from approvals.models import ApprovalRequest, RequestOutcome
 from approvals.services import approval_request_approve, approval_request_deny
 from tests.agents.sdk.author_venv import AUTHOR_VENV_TIMEOUT, AuthorVenv
@@ -143,3 +144,43 @@ def test_a_tool_with_its_own_failure_error_function_is_reported_failed(
         "CardDeclined: card_declined",
         None,
     )
+
+
+def test_the_calls_of_an_mcp_servers_tools_are_reported_and_traced(
+    live_console, sdk_agent, rita, reviewer_thread, author_venv: AuthorVenv
+) -> None:
+    # An MCP server's tools are built anew each turn: there is no tool to wrap at resolve time,
+    # yet the console hears what the approved calls did, as for the agent's own function tools.
+    _, token = sdk_agent
+    approve = lambda approval: approval_request_approve(approval=approval, reviewer=rita)  # noqa: E731
+    reviewer_thread.decide(approve, approve)
+    result = author_venv.run(str(EXAMPLE), live_console.url, token, "mcp", timeout=100)
+    reviewer_thread.join()
+    assert result.returncode == 0, result.stderr
+    run = json.loads(result.stdout)
+
+    assert run["paused_on"] == ["issue_refund", "void_charge"]
+    declined = "Error executing tool void_charge: card_declined on ch_9"  # the MCP server's text
+    assert run["tool_outputs"] == ["refunded 4900 on pay_7", declined]
+    outcomes = {
+        outcome.approval.tool: outcome
+        for outcome in RequestOutcome.objects.select_related("approval")
+    }
+    refund, void = outcomes["issue_refund"], outcomes["void_charge"]
+    assert (refund.status, refund.result, refund.source) == (
+        "succeeded",
+        "refunded 4900 on pay_7",
+        "agent",
+    )
+    assert refund.duration_ms is not None
+    # The MCP server answered with an error result: the model read its text, the call failed.
+    assert (void.status, void.error) == ("failed", f"MCPToolError: {declined}")
+    assert void.duration_ms is not None
+
+    events = TraceEvent.objects.filter(run__code=run["run"], type="tool_call")
+    traced = {event.data["tool"]: event.data for event in events}
+    assert traced["issue_refund"]["result"] == "refunded 4900 on pay_7"
+    assert traced["void_charge"]["error"] == f"MCPToolError: {declined}"
+    assert {data["approval"] for data in traced.values()} == {
+        str(outcome.approval.code) for outcome in outcomes.values()
+    }

@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 import pytest
-from approval_console import ApprovalExpired, AsyncConsole
+from approval_console import ApprovalExpired, AsyncConsole, run_approved
 from asgiref.sync import sync_to_async
 
 from approvals.models import ApprovalRequest, RequestOutcome
@@ -101,6 +101,23 @@ def test_a_refused_report_never_masks_the_functions_result(
 
     assert RequestOutcome.objects.get().error == "reported elsewhere"
     assert "Could not report the outcome" in caplog.text
+
+
+def test_run_approved_logs_a_refused_report_where_the_docs_say(
+    console, rita, reviewer_thread, caplog
+) -> None:
+    # docs/outcomes.md names one logger for an undelivered report, whichever way the call ran:
+    # run_approved used to log on its own module's.
+    caplog.set_level(logging.WARNING, logger="approval_console")
+    reviewer_thread.decide(_approve(rita))
+    decision = console.request_approval("refund", {"payment_id": "pay_1"})
+    reviewer_thread.join()
+    console.report_outcome(decision.request_id, "failed", error="reported elsewhere")
+
+    assert run_approved(console, decision, lambda payment_id: "refunded") == "refunded"
+
+    refused = [r for r in caplog.records if "Could not report the outcome" in r.getMessage()]
+    assert [record.name for record in refused] == ["approval_console.client"]
 
 
 @pytest.mark.asyncio

@@ -80,16 +80,17 @@ class Settings(Protocol):
     def long_poll_seconds(self) -> int: ...
 
 
-class Running[R]:
-    """A plan being carried out: the client asks for the next step, then gives its result."""
+class Running[S, R]:
+    """A plan being carried out: the client asks for the next step, then gives its result.
+    (Generic in the step too: the gated call's plan in _gated yields steps of its own.)"""
 
-    def __init__(self, plan: Plan[R]) -> None:
+    def __init__(self, plan: Generator[S, Any, R]) -> None:
         self._plan = plan
         self._answer: Any = None
         self._error: BaseException | None = None
         self.result: R
 
-    def next_step(self) -> Step | None:
+    def next_step(self) -> S | None:
         """The next step to carry out, or None when the plan has ended (its value in `result`;
         an error it raised propagates from here)."""
         answer, error = self._answer, self._error

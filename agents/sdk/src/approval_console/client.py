@@ -12,6 +12,13 @@ ConsoleUnreachable when no decision could be had. No decision, no call.
 Both clients are I/O shells over one protocol (_protocol): each API call is a plan that says what
 to send, reads the answers and decides retries, sleeps and the long-poll wait; Console carries its
 steps out with httpx.Client and time.sleep, AsyncConsole with httpx.AsyncClient and asyncio.sleep.
+
+Customise a client with its options, not by overriding its methods: which public methods a client
+calls for itself is not part of the API, and wait's long polls, cancel's re-read and the outcome
+reports run the protocol's plans, not the public methods, so an override of `get` or
+`report_outcome` does not see them. Every
+request passes through the `transport` given to the constructor: log, sign or fake them there.
+Leaving `with` calls `close()` (`async with`: `aclose()`), also in a subclass. (docs/sdk.md)
 """
 
 # long: Console and AsyncConsole spell out the same public API, signature for signature
@@ -28,13 +35,12 @@ from typing import Any, ParamSpec, TypeVar
 
 import httpx
 
-from . import _protocol, _wire
+from . import _gated, _protocol, _wire
 from ._protocol import DEADLINE_GRACE as DEADLINE_GRACE
 from ._protocol import LONG_POLL_SECONDS
 from ._version import __version__
 from ._wire import RetryPolicy
 from ._wire import Timeout as Timeout
-from .errors import ConsoleUnreachable
 from .models import Approval, Decision
 from .runs import AsyncRun, Run, current_run
 
@@ -211,10 +217,6 @@ class Console(_ConsoleBase):
         )
         return self._run(_protocol.report_outcome(self, request_id, body))
 
-    def _report_quietly(self, call: _GatedCall, **ending: Any) -> None:
-        report = call.outcome_report(**ending)
-        self._run(_protocol.report_quietly(self, call.decision.request_id, report))
-
     def submit_question(
         self,
         question: str,
@@ -309,7 +311,6 @@ class Console(_ConsoleBase):
         )
         return self.wait(approval)
 
-    # long: a decorator factory: its sync and async wrappers close over one gate
     def requires_approval(
         self,
         *,
@@ -329,78 +330,41 @@ class Console(_ConsoleBase):
         Parameters in `exclude` are neither shown nor changeable.
         """
 
-        # long: the sync wrapper gates, calls and reports in one place (async twin below)
         def decorate(fn: Callable[P, R]) -> Callable[P, R]:
-            gate = _wire.GatedSignature(fn, frozenset(exclude))
-            tool_name = tool or fn.__name__
+            gate = _gated.Gate.of(
+                fn,
+                tool=tool,
+                exclude=exclude,
+                summary=summary,
+                reasoning=reasoning,
+                confidence=confidence,
+                impact=impact,
+                context=context,
+                labels=labels,
+                timeout=timeout,
+            )
 
-            def decide(args: tuple[Any, ...], kwargs: dict[str, Any]) -> _GatedCall:
-                arguments = gate.arguments(args, kwargs)
-                run = _current_run()
-                decision = self.request_approval(
-                    tool_name,
-                    arguments,
-                    summary=_wire.summary_text(summary, gate, args, kwargs),
-                    reasoning=reasoning,
-                    confidence=confidence,
-                    impact=impact,
-                    context=context,
-                    labels=labels,
-                    timeout=timeout,
-                    run=run.id if run else None,
-                )
-                return _GatedCall(gate, tool_name, arguments, decision, args, kwargs, run)
+            def decide(args: tuple[Any, ...], kwargs: dict[str, Any]) -> _gated.DecidedCall:
+                asking = gate.asking(args, kwargs)
+                with asking.recording_unreachable():
+                    decision = self.request_approval(
+                        gate.tool, asking.arguments, **asking.request()
+                    )
+                return asking.decided(decision)
 
             if inspect.iscoroutinefunction(fn):
 
                 @functools.wraps(fn)
                 async def gated_async(*args: P.args, **kwargs: P.kwargs) -> Any:
-                    try:
-                        call = await asyncio.to_thread(decide, args, kwargs)
-                    except ConsoleUnreachable as error:
-                        _record_unreachable(tool_name, error)
-                        raise
-                    # Reporting and recording on a blocking Console is blocking I/O: keep it off
-                    # the loop.
-                    try:
-                        call_args, call_kwargs = call.checked()
-                    except BaseException as error:
-                        await asyncio.to_thread(self._report_quietly, call, error=error, ran=False)
-                        await asyncio.to_thread(call.record_outcome, error=error, ran=False)
-                        raise
-                    try:
-                        result = await fn(*call_args, **call_kwargs)  # type: ignore[misc]
-                    except BaseException as error:
-                        await asyncio.to_thread(self._report_quietly, call, error=error)
-                        await asyncio.to_thread(call.record_outcome, error=error)
-                        raise
-                    await asyncio.to_thread(self._report_quietly, call, result=result)
-                    await asyncio.to_thread(call.record_outcome, result=result)
-                    return result
+                    # A blocking Console asks with blocking I/O: keep it off the loop.
+                    call = await asyncio.to_thread(decide, args, kwargs)
+                    return await _gated.run_async(self, call, fn)
 
                 return gated_async  # type: ignore[return-value]
 
             @functools.wraps(fn)
             def gated(*args: P.args, **kwargs: P.kwargs) -> R:
-                try:
-                    call = decide(args, kwargs)
-                except ConsoleUnreachable as error:
-                    _record_unreachable(tool_name, error)
-                    raise
-                try:
-                    call_args, call_kwargs = call.checked()
-                except BaseException as error:
-                    self._report_quietly(call, error=error, ran=False)
-                    call.record_outcome(error=error, ran=False)
-                    raise
-                try:
-                    result = fn(*call_args, **call_kwargs)
-                except BaseException as error:
-                    self._report_quietly(call, error=error)
-                    call.record_outcome(error=error)
-                    raise
-                self._report_quietly(call, result=result)
-                call.record_outcome(result=result)
+                result: R = _gated.run_blocking(self, decide(args, kwargs), fn)
                 return result
 
             return gated
@@ -420,78 +384,9 @@ class Console(_ConsoleBase):
         return Run(self, name=name, external_id=external_id, metadata=metadata, budget=budget)
 
 
-class _GatedCall:
-    """One decided gated call: checks the decision right before the call and records it."""
-
-    def __init__(
-        self,
-        gate: _wire.GatedSignature,
-        tool: str,
-        arguments: dict[str, Any],
-        decision: Decision,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        run: Run | AsyncRun | None,
-    ) -> None:
-        self.gate = gate
-        self.tool = tool
-        self.arguments = arguments
-        self.decision = decision
-        self.args = args
-        self.kwargs = kwargs
-        self.run = run
-        self.started: float | None = None
-
-    def checked(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        """The call to make, or the typed exception. Checked last, just before the call,
-        so an approval that lapsed meanwhile is not used. The caller reports and records a
-        refusal (outcome_report, record_outcome with ran=False)."""
-        self.decision.raise_unless_usable()
-        assert self.decision.approved_arguments is not None
-        call = self.gate.call_arguments(self.decision.approved_arguments, self.args, self.kwargs)
-        self.started = _wire.monotonic()
-        return call
-
-    def outcome_report(
-        self, *, result: Any = None, error: BaseException | None = None, ran: bool = True
-    ) -> dict[str, Any] | None:
-        """What to tell the console about this call, or None (see _wire.outcome_report)."""
-        return _wire.outcome_report(
-            self.decision,
-            started=self.started,
-            result=result,
-            error=error,
-            ran=ran,
-        )
-
-    def record_outcome(
-        self, *, result: Any = None, error: BaseException | None = None, ran: bool = True
-    ) -> None:
-        if self.run is None:
-            return
-        self.run.record_gated_call(
-            tool=self.tool,
-            submitted_arguments=self.arguments,
-            decision=self.decision,
-            ran=ran,
-            result=result,
-            error=error,
-        )
-
-
-def _current_run() -> Run | AsyncRun | None:
-    return current_run()
-
-
 def _current_run_id() -> str | None:
-    run = _current_run()
+    run = current_run()
     return run.id if run else None
-
-
-def _record_unreachable(tool: str, error: ConsoleUnreachable) -> None:
-    run = _current_run()
-    if run is not None:
-        run.record_unreachable(tool=tool, error=error)
 
 
 class AsyncConsole(_ConsoleBase):
@@ -695,11 +590,6 @@ class AsyncConsole(_ConsoleBase):
         )
         return await self._run(_protocol.report_outcome(self, request_id, body))
 
-    async def _report_quietly(self, call: _GatedCall, **ending: Any) -> None:
-        report = call.outcome_report(**ending)
-        await self._run(_protocol.report_quietly(self, call.decision.request_id, report))
-
-    # long: a decorator factory: its sync and async wrappers close over one gate
     def requires_approval(
         self,
         *,
@@ -721,49 +611,28 @@ class AsyncConsole(_ConsoleBase):
                     f"AsyncConsole.requires_approval gates async functions; {fn.__name__} is "
                     "not one. Use Console.requires_approval for plain functions."
                 )
-            gate = _wire.GatedSignature(fn, frozenset(exclude))
-            tool_name = tool or fn.__name__
+            gate = _gated.Gate.of(
+                fn,
+                tool=tool,
+                exclude=exclude,
+                summary=summary,
+                reasoning=reasoning,
+                confidence=confidence,
+                impact=impact,
+                context=context,
+                labels=labels,
+                timeout=timeout,
+            )
 
             @functools.wraps(fn)
             async def gated(*args: P.args, **kwargs: P.kwargs) -> R:
-                arguments = gate.arguments(args, kwargs)
-                run = _current_run()
-                try:
+                asking = gate.asking(args, kwargs)
+                with asking.recording_unreachable():
                     decision = await self.request_approval(
-                        tool_name,
-                        arguments,
-                        summary=_wire.summary_text(summary, gate, args, kwargs),
-                        reasoning=reasoning,
-                        confidence=confidence,
-                        impact=impact,
-                        context=context,
-                        labels=labels,
-                        timeout=timeout,
-                        run=run.id if run else None,
+                        gate.tool, asking.arguments, **asking.request()
                     )
-                except ConsoleUnreachable as error:
-                    _record_unreachable(tool_name, error)
-                    raise
-                call = _GatedCall(gate, tool_name, arguments, decision, args, kwargs, run)
-                try:
-                    try:
-                        call_args, call_kwargs = call.checked()
-                    except BaseException as error:
-                        await self._report_quietly(call, error=error, ran=False)
-                        call.record_outcome(error=error, ran=False)
-                        raise
-                    try:
-                        result = await fn(*call_args, **call_kwargs)
-                    except BaseException as error:
-                        await self._report_quietly(call, error=error)
-                        call.record_outcome(error=error)
-                        raise
-                    await self._report_quietly(call, result=result)
-                    call.record_outcome(result=result)
-                    return result
-                finally:
-                    if isinstance(run, AsyncRun):
-                        await run.flush()
+                result: R = await _gated.run_async(self, asking.decided(decision), fn)
+                return result
 
             return gated
 

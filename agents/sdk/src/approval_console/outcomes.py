@@ -19,41 +19,20 @@ delivered is logged (warning) and never masks the call's own result or exception
 
 from __future__ import annotations
 
-import asyncio
-import inspect
-import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from . import _wire
+from . import _gated
 from .models import Decision
-from .runs import AsyncRun, current_run
 
 if TYPE_CHECKING:
     from .client import AsyncConsole, Console
-
-logger = logging.getLogger(__name__)
 
 
 def run_approved[R](console: Console, decision: Decision, call: Callable[..., R], /) -> R:
     """Call `call(**decision.approved_arguments)` if the decision allows it right now, and
     report the outcome. Raises what `decision.raise_unless_usable()` raises otherwise."""
-    try:
-        decision.raise_unless_usable()
-    except BaseException as error:
-        not_run = _wire.outcome_report(decision, started=None, error=error, ran=False)
-        _report(console, decision, not_run)
-        _record(decision, ran=False, error=error)
-        raise
-    started = _wire.monotonic()
-    try:
-        result = call(**(decision.approved_arguments or {}))
-    except BaseException as error:
-        _report(console, decision, _wire.outcome_report(decision, started=started, error=error))
-        _record(decision, error=error)
-        raise
-    _report(console, decision, _wire.outcome_report(decision, started=started, result=result))
-    _record(decision, result=result)
+    result: R = _gated.run_blocking(console, _gated.DecidedCall.of(decision), call)
     return result
 
 
@@ -64,40 +43,11 @@ async def arun_approved[R](
     /,
 ) -> R:
     """run_approved for async code: `call` may be a plain or an async function."""
-    try:
-        decision.raise_unless_usable()
-    except BaseException as error:
-        body = _wire.outcome_report(decision, started=None, error=error, ran=False)
-        await areport_quietly(console, decision, body)
-        await arecord_in_run(decision, ran=False, error=error)
-        raise
-    started = _wire.monotonic()
-    try:
-        result = call(**(decision.approved_arguments or {}))
-        if inspect.isawaitable(result):
-            result = await result
-    except BaseException as error:
-        failed = _wire.outcome_report(decision, started=started, error=error)
-        await areport_quietly(console, decision, failed)
-        await arecord_in_run(decision, error=error)
-        raise
-    succeeded = _wire.outcome_report(decision, started=started, result=result)
-    await areport_quietly(console, decision, succeeded)
-    await arecord_in_run(decision, result=result)
-    return result  # type: ignore[return-value]
+    result: R = await _gated.run_async(console, _gated.DecidedCall.of(decision), call)
+    return result
 
 
-def _report(console: Console, decision: Decision, body: dict[str, Any] | None) -> None:
-    if body is None:
-        return
-    try:
-        console.report_outcome(decision.request_id, **body)
-    except Exception:
-        logger.warning(
-            "Could not report the outcome of approval request %s",
-            decision.request_id,
-            exc_info=True,
-        )
+# --- For the adapters, which run the approved call out of the SDK's hands --------------------
 
 
 async def areport_quietly(
@@ -105,56 +55,12 @@ async def areport_quietly(
 ) -> None:
     """Report `body` (report_outcome's keywords; None: nothing to say) from async code; a
     report that fails is logged, never raised."""
-    if body is None:
-        return
-    try:
-        from .client import AsyncConsole
-
-        if isinstance(console, AsyncConsole):
-            await console.report_outcome(decision.request_id, **body)
-        else:  # a blocking Console: off the loop
-            await asyncio.to_thread(console.report_outcome, decision.request_id, **body)
-    except Exception:
-        logger.warning(
-            "Could not report the outcome of approval request %s",
-            decision.request_id,
-            exc_info=True,
-        )
-
-
-def _record(
-    decision: Decision, *, ran: bool = True, result: Any = None, error: BaseException | None = None
-) -> None:
-    run = current_run()
-    if run is not None:
-        run.record_gated_call(
-            tool=decision.tool,
-            submitted_arguments=decision.submitted_arguments,
-            decision=decision,
-            ran=ran,
-            result=result,
-            error=error,
-        )
+    await _gated.areport(console, decision.request_id, body)
 
 
 async def arecord_in_run(
     decision: Decision, *, ran: bool = True, result: Any = None, error: BaseException | None = None
 ) -> None:
     """Record the call in the current run's trace (console.run), if there is one."""
-    run = current_run()
-    if run is None:
-        return
-    if isinstance(run, AsyncRun):
-        run.record_gated_call(
-            tool=decision.tool,
-            submitted_arguments=decision.submitted_arguments,
-            decision=decision,
-            ran=ran,
-            result=result,
-            error=error,
-        )
-        await run.flush()
-    else:
-        # A blocking run sends as it records: off the loop (to_thread copies the context, so
-        # current_run() finds it there too).
-        await asyncio.to_thread(_record, decision, ran=ran, result=result, error=error)
+    call = _gated.DecidedCall.of(decision)
+    await _gated.arecord(_gated.Settle(call, None, ran=ran, result=result, error=error))

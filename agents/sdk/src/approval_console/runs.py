@@ -203,9 +203,10 @@ class _RunBase:
         decision: Decision,
         ran: bool,
         result: Any = None,
-        error: BaseException | None = None,
+        error: BaseException | str | None = None,
     ) -> None:
-        """The outcome of one gated call, tied to its approval request."""
+        """The outcome of one gated call, tied to its approval request. `error` may be the
+        text an adapter found (a tool's error message) instead of an exception."""
         event: dict[str, Any] = {
             "type": "tool_call",
             "tool": tool,
@@ -219,7 +220,9 @@ class _RunBase:
                 "ran": ran,
             },
         }
-        if error is not None:
+        if isinstance(error, str):
+            event["error"] = error[:MAX_ERROR_TEXT]
+        elif error is not None:
             event["error"] = (
                 f"Not run: {error}" if isinstance(error, ApprovalNotGranted) else _error_text(error)
             )

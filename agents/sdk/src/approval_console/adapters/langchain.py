@@ -42,7 +42,7 @@ Then it tells the console what the approved calls did, from the graph: each call
 (`succeeded` with its content, short; `failed` with it when its status is "error"), the exception
 of a tool that raised through `invoke` (`failed`, re-raised unchanged), or `not_executed` when the
 agent finished without running it (langchain_outcomes). To invoke yourself, `hitl_review` returns
-the `Command` and the reporting: `graph.invoke(review.command, config)`, then
+the `Command` and the reporting: `graph.invoke(review.command, review.invoke_config)`, then
 `review.report_outcomes()` (with the exception, if it raised). `hitl_resume` returns the `Command`
 alone and reports nothing.
 
@@ -64,9 +64,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from .. import _gated
 from ..client import AsyncConsole, Console
 from ..models import Decision
-from .langchain_outcomes import ApprovedCall, HitlReview, last_tool_calls
+from ..runs import current_run
+from .langchain_outcomes import ApprovedCall, HitlReview, last_tool_calls, not_run
 
 logger = logging.getLogger("approval_console")
 
@@ -214,6 +216,9 @@ def _submit_fields(
         defaults["summary"] = action.description
     if action.arguments_schema is not None:
         defaults["arguments_schema"] = action.arguments_schema
+    run = current_run()
+    if run is not None:  # inside console.run(...): the requests name it, as the decorator's do
+        defaults["run"] = run.id
     return {
         "idempotency_key": _idempotency_key(config, action),
         **defaults,
@@ -301,7 +306,7 @@ def hitl_review(
     **fields: Any,
 ) -> HitlReview | None:
     """The console's decisions on what the middleware paused on, or None when the graph is not
-    paused on it: resume with `graph.invoke(review.command, config)`, then call
+    paused on it: resume with `graph.invoke(review.command, review.invoke_config)`, then call
     `review.report_outcomes()` (`report_outcomes(error)` when it raised) to tell the console
     what the approved calls did. Files the requests, then waits for every one: at most
     `timeout` seconds (None: as long as it takes; 0: not at all), then TimeoutError (the
@@ -320,7 +325,7 @@ def hitl_review(
     asked = [(a, d, hitl_decision(a, d)) for a, d in zip(actions, decided, strict=True)]
     for action, decision, sent in asked:
         if (note := _not_run_note(action, decision, sent)) is not None:
-            _report_not_run(console, decision, note)
+            _gated.settle(console, not_run(decision, note))
     return _review(console, graph, config, state, asked)
 
 
@@ -357,7 +362,7 @@ def review_hitl_interrupts(
     if review is None:
         return None
     try:
-        result = graph.invoke(review.command, config)
+        result = graph.invoke(review.command, review.invoke_config)
     except Exception as error:
         review.report_outcomes(error)
         raise
@@ -374,7 +379,8 @@ async def ahitl_review(
     **fields: Any,
 ) -> HitlReview | None:
     """hitl_review for asyncio: files the requests and waits for them concurrently; then
-    `await graph.ainvoke(review.command, config)` and `await review.areport_outcomes()`."""
+    `await graph.ainvoke(review.command, review.invoke_config)` and
+    `await review.areport_outcomes()`."""
     started = time.monotonic()
     state = await graph.aget_state(config)
     actions = hitl_actions(state)
@@ -392,7 +398,7 @@ async def ahitl_review(
     asked = [(a, d, hitl_decision(a, d)) for a, d in zip(actions, decided, strict=True)]
     for action, decision, sent in asked:
         if (note := _not_run_note(action, decision, sent)) is not None:
-            await _areport_not_run(console, decision, note)
+            await _gated.asettle(console, not_run(decision, note))
     return _review(console, graph, config, state, asked)
 
 
@@ -423,27 +429,12 @@ async def areview_hitl_interrupts(
     if review is None:
         return None
     try:
-        result = await graph.ainvoke(review.command, config)
+        result = await graph.ainvoke(review.command, review.invoke_config)
     except Exception as error:
         await review.areport_outcomes(error)
         raise
     await review.areport_outcomes()
     return result
-
-
-def _report_not_run(console: Console, decision: Decision, note: str) -> None:
-    # A report that fails must not stop the resume: the console then shows "not reported".
-    try:
-        console.report_outcome(decision.request_id, "not_executed", error=note)
-    except Exception:
-        logger.warning("Could not report approval request %s not executed", decision.request_id)
-
-
-async def _areport_not_run(console: AsyncConsole, decision: Decision, note: str) -> None:
-    try:
-        await console.report_outcome(decision.request_id, "not_executed", error=note)
-    except Exception:
-        logger.warning("Could not report approval request %s not executed", decision.request_id)
 
 
 __all__ = [

@@ -20,19 +20,26 @@ mode, when it is the only failed task and its turn has one call left without a m
 tools of one turn raised at once) those calls report nothing, and the console marks them
 `not_reported`. Messages a later turn removed (summarized) are found in the thread's checkpoints
 since the pause.
+
+As from the decorator, a call that ran carries its duration, and inside `console.run(...)` every
+report is recorded in the run's trace too (a `tool_call` event naming the request). The duration
+comes from LangChain's own tool callbacks: the resumed invoke is given a callback handler
+(`review.invoke_config`) that times each tool run by its `tool_call_id`, from `on_tool_start` to
+`on_tool_end` or `on_tool_error`. A resume invoked with another config reports no duration.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, cast
 
-from .. import _wire
+from .. import _gated, _wire
 from ..client import AsyncConsole, Console
 from ..models import Decision
-from ..outcomes import areport_quietly
 
 logger = logging.getLogger("approval_console")
 
@@ -53,7 +60,7 @@ class ApprovedCall:
 @dataclass(frozen=True)
 class HitlReview:
     """The console's decisions on what the middleware paused on: `command` resumes the agent
-    (`graph.invoke(review.command, config)`), then `report_outcomes()` (`await
+    (`graph.invoke(review.command, review.invoke_config)`), then `report_outcomes()` (`await
     areport_outcomes()` with an AsyncConsole) tells the console what the approved calls did.
     Call it once the resumed agent returned, or raised: then with the exception (`raised`), whose
     type and message are the failed call's error (else the task's text of it, its repr). It
@@ -65,6 +72,17 @@ class HitlReview:
     command: Any
     approved: tuple[ApprovedCall, ...]
     paused_at: str | None  # the checkpoint the agent was paused at: history before it is older
+    timer: ToolTimer = field(default_factory=lambda: ToolTimer())
+
+    @property
+    def invoke_config(self) -> dict[str, Any]:
+        """`config` with a callback handler that times the approved calls: resume with
+        `graph.invoke(review.command, review.invoke_config)` for their durations."""
+        from langchain_core.runnables.config import RunnableConfig, merge_configs
+
+        # merge_configs keeps the config's own callbacks, a list or a manager, and adds ours.
+        timed = RunnableConfig(callbacks=[self.timer.handler()])
+        return dict(merge_configs(cast(RunnableConfig, dict(self.config)), timed))
 
     def report_outcomes(self, raised: BaseException | None = None) -> None:
         if not self.approved:
@@ -76,19 +94,12 @@ class HitlReview:
             found = _tool_messages([state])
             if _missing(self.approved, found):
                 self._search_history(found)
-            reports = _reports(self.approved, state, found, raised)
+            endings = _endings(self.approved, state, found, raised, self.timer.durations)
         except Exception:
             logger.warning("Could not read what the approved calls did", exc_info=True)
             return
-        for decision, body in reports:
-            try:
-                self.console.report_outcome(decision.request_id, **body)
-            except Exception:
-                logger.warning(
-                    "Could not report the outcome of approval request %s",
-                    decision.request_id,
-                    exc_info=True,
-                )
+        for ending in endings:
+            _gated.settle(self.console, ending)
 
     async def areport_outcomes(self, raised: BaseException | None = None) -> None:
         if not self.approved:
@@ -100,12 +111,12 @@ class HitlReview:
                 async for snapshot in self.graph.aget_state_history(self.config):
                     if self._is_pause(snapshot) or not _add(found, snapshot, self.approved):
                         break
-            reports = _reports(self.approved, state, found, raised)
+            endings = _endings(self.approved, state, found, raised, self.timer.durations)
         except Exception:
             logger.warning("Could not read what the approved calls did", exc_info=True)
             return
-        for decision, body in reports:
-            await areport_quietly(self.console, decision, body)
+        for ending in endings:
+            await _gated.asettle(self.console, ending)
 
     def _search_history(self, found: dict[str, Any]) -> None:
         for snapshot in self.graph.get_state_history(self.config):
@@ -198,34 +209,111 @@ def _call_errors(
     return errors
 
 
-def _reports(
+def _endings(
     approved: Iterable[ApprovedCall],
     state: Any,
     found: Mapping[str, Any],
     raised: BaseException | None,
-) -> list[tuple[Decision, dict[str, Any]]]:
+    durations: Mapping[str, int],
+) -> list[_gated.Settle]:
+    """What to report and record for each approved call whose ending the graph tells."""
     errors = _call_errors(state, found, raised)
     finished = not state.next and not state.tasks
-    reports: list[tuple[Decision, dict[str, Any]]] = []
+    endings: list[_gated.Settle] = []
     for call in approved:
+        ran = {"duration_ms": durations.get(call.tool_call_id)}
         message = found.get(call.tool_call_id)
-        if message is not None:
+        if message is not None and getattr(message, "status", None) == "error":
+            error = _text(message.content)[: _wire.MAX_OUTCOME_TEXT]
+            ending = _ending(call, {"status": _wire.FAILED, "error": error, **ran}, error=error)
+        elif message is not None:
             text = _text(message.content)
-            if getattr(message, "status", None) == "error":
-                body = {"status": _wire.FAILED, "error": text[: _wire.MAX_OUTCOME_TEXT]}
-            else:
-                answer = message.content if isinstance(message.content, str) else text
-                if call.edited and EDIT_NOTICE_END in text:
-                    answer = text.split(EDIT_NOTICE_END, 1)[1]
-                body = {"status": _wire.SUCCEEDED, "result": _wire.short_result(answer)}
+            answer = message.content if isinstance(message.content, str) else text
+            if call.edited and EDIT_NOTICE_END in text:
+                answer = text.split(EDIT_NOTICE_END, 1)[1]
+            result = _wire.short_result(answer)
+            body = {"status": _wire.SUCCEEDED, "result": result, **ran}
+            ending = _ending(call, body, result=result)
         elif call.tool_call_id in errors:
-            body = {"status": _wire.FAILED, "error": errors[call.tool_call_id]}
+            error = errors[call.tool_call_id]
+            ending = _ending(call, {"status": _wire.FAILED, "error": error, **ran}, error=error)
         elif finished:
             body = {"status": _wire.NOT_EXECUTED, "error": NEVER_RAN}
+            ending = _ending(call, body, error=NEVER_RAN, ran=False)
         else:
             continue
-        reports.append((call.decision, body))
-    return reports
+        endings.append(ending)
+    return endings
 
 
-__all__ = ["ApprovedCall", "HitlReview"]
+def _ending(
+    call: ApprovedCall,
+    body: dict[str, Any],
+    *,
+    result: Any = None,
+    error: str | None = None,
+    ran: bool = True,
+) -> _gated.Settle:
+    decided = _gated.DecidedCall.of(call.decision)  # in the current run, if any
+    report = {name: value for name, value in body.items() if value is not None}
+    return _gated.Settle(decided, report, ran=ran, result=result, error=error)
+
+
+def not_run(decision: Decision, note: str) -> _gated.Settle:
+    """An approved call the middleware is told not to run: `not_executed`, with why."""
+    body = {"status": _wire.NOT_EXECUTED, "error": note}
+    return _gated.Settle(_gated.DecidedCall.of(decision), body, ran=False, error=note)
+
+
+class ToolTimer:
+    """How long each tool call of the resumed agent ran, in ms by its tool_call_id, from
+    LangChain's tool callbacks (`handler()`). Tools of one turn may run in threads at once."""
+
+    def __init__(self) -> None:
+        self.durations: dict[str, int] = {}
+        self._running: dict[Any, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def handler(self) -> Any:
+        return _timing_handler_class()(self)
+
+    def started(self, run_id: Any, tool_call_id: Any) -> None:
+        if tool_call_id:
+            with self._lock:
+                self._running[run_id] = (str(tool_call_id), _wire.monotonic())
+
+    def ended(self, run_id: Any) -> None:
+        with self._lock:
+            running = self._running.pop(run_id, None)
+            if running is not None:
+                call_id, since = running
+                self.durations[call_id] = int((_wire.monotonic() - since) * 1000)
+
+
+@functools.cache
+def _timing_handler_class() -> type:
+    # LangChain is imported only when a review runs: the SDK does not depend on it.
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class ToolTiming(BaseCallbackHandler):
+        # Called where the tool runs, not later from an executor: the timing is the tool's.
+        run_inline = True
+
+        def __init__(self, timer: ToolTimer) -> None:
+            self.timer = timer
+
+        def on_tool_start(
+            self, serialized: Any, input_str: str, *, run_id: Any, **kwargs: Any
+        ) -> None:
+            self.timer.started(run_id, kwargs.get("tool_call_id"))
+
+        def on_tool_end(self, output: Any, *, run_id: Any, **kwargs: Any) -> None:
+            self.timer.ended(run_id)
+
+        def on_tool_error(self, error: BaseException, *, run_id: Any, **kwargs: Any) -> None:
+            self.timer.ended(run_id)
+
+    return ToolTiming
+
+
+__all__ = ["ApprovedCall", "HitlReview", "ToolTimer"]

@@ -31,8 +31,15 @@ with a tool's own `failure_error_function` through that function, which it wraps
 chained, never replaced, so the model reads what it would have read. An approval the Agents SDK
 cannot run (changed arguments, or lapsed before the run resumed) is reported `not_executed`; a
 denial reports nothing. The approvals live in this object: resolve and resume in one process.
-Only the agent's own function tools (`Agent.tools`) can be wrapped: an MCP server's tools are
-built anew each turn, so a paused call of one is decided here and its outcome is not reported.
+
+An MCP server's tools (`Agent(mcp_servers=[...])`, with the server's `require_approval`) are
+built anew each turn, so there is no tool to wrap when `resolve` runs. For them `resolve` chains
+the agent's `hooks` (AgentHooks): `on_tool_start` receives the turn's tool with the call's
+ToolContext, and wraps that tool's invoker and its failure function as above, for the calls this
+object approved, before the Agents SDK invokes it; the agent's own hooks run as before. A call
+the MCP server answers with an error result (`isError`, as a tool that raises in the MCP SDK's
+server) is reported `failed` with the result's text: the server's `custom_data_extractor` is
+chained to note it, the one it had still answers.
 
 Duck-typed: nothing here imports the Agents SDK (its top-level package is named `agents`, like the
 console's Django app), so this module imports wherever the SDK does.
@@ -126,13 +133,21 @@ class ConsoleToolApprovals:
 
     def _report_when_run(self, item: Any, call_id: str, decision: Decision) -> None:
         tool = _function_tool_of(item)
-        if tool is None:
-            return  # not a function tool found on the agent: the run's trace may still say
+        if tool is not None:
+            self._wrap(tool)
+        elif _is_mcp_call(item):
+            # Its tool does not exist yet: it is wrapped when the resumed run starts it.
+            _watch_tool_starts(item.agent, self)
+        else:
+            return  # neither: the run's trace may still say
+        self._approved[call_id] = decision
+
+    def _wrap(self, tool: Any) -> None:
+        """Report the outcome of this object's approved calls of `tool` when it is invoked."""
         invoker = tool.on_invoke_tool
         if not (isinstance(invoker, _ReportingInvoker) and invoker.gate is self):
             tool.on_invoke_tool = _ReportingInvoker(invoker, self)
         _capture_own_failures(tool)
-        self._approved[call_id] = decision
 
     async def _report_not_run(self, decision: Decision) -> None:
         if not decision.approved:
@@ -251,10 +266,93 @@ class _ReportingInvoker:
             await areport_quietly(self.gate.console, decision, body)
             await arecord_in_run(decision, error=handled)
         else:
-            body = _wire.outcome_report(decision, started=started, result=result)
+            said = _text_output(result)
+            body = _wire.outcome_report(decision, started=started, result=said)
             await areport_quietly(self.gate.console, decision, body)
-            await arecord_in_run(decision, result=result)
+            await arecord_in_run(decision, result=said)
         return result
+
+
+class MCPToolError(Exception):
+    """An MCP server answered a call with an error result (`isError`): the call failed."""
+
+
+class _ErrorResultCapture:
+    """An MCP server's `custom_data_extractor`, chained: notes an error result on the call's
+    ToolContext (the Agents SDK hands it to the model as the tool's output, not as an
+    exception), then answers what the extractor it replaced answers."""
+
+    def __init__(self, previous: Any) -> None:
+        self.previous = previous
+
+    def __call__(self, data: Any) -> Any:
+        if getattr(data, "is_error", False):
+            _note_tool_error(data.run_context, MCPToolError(_output_text(data.tool_output)))
+        return self.previous(data) if self.previous is not None else None
+
+
+def _output_text(output: Any) -> str:
+    items = output if isinstance(output, list) else [output]
+    texts = [item.get("text") if isinstance(item, dict) else str(item) for item in items]
+    return "\n".join(text for text in texts if isinstance(text, str))
+
+
+def _text_output(result: Any) -> Any:
+    """A result of text blocks only (how an MCP tool's answer reaches the model:
+    `{"type": "text", "text": ...}`, or a list of them) as its text; any other result as it is."""
+    items = result if isinstance(result, list) else [result]
+    texts = all(isinstance(item, dict) and item.get("type") == "text" for item in items)
+    return _output_text(result) if items and texts else result
+
+
+class _ToolStartHooks:
+    """An agent's `hooks`, chained: on a tool's start, wraps the turn's tool for the calls a
+    gate approved (an MCP server's tools are built anew each turn, so only then is there one
+    to wrap), then lets the hooks it replaced (if any) see every event, as before."""
+
+    def __init__(self, previous: Any, gate: ConsoleToolApprovals) -> None:
+        self.previous = previous
+        self.gate = gate
+
+    async def on_tool_start(self, context: Any, agent: Any, tool: Any) -> None:
+        call_id = getattr(context, "tool_call_id", None)
+        approved = call_id is not None and str(call_id) in self.gate._approved
+        if approved and hasattr(tool, "on_invoke_tool"):
+            self.gate._wrap(tool)
+        if self.previous is not None:
+            await self.previous.on_tool_start(context, agent, tool)
+
+    def __getattr__(self, name: str) -> Any:
+        # Every other hook (on_start, on_end, on_llm_start, ... and those of later releases):
+        # the previous hooks' own, or nothing to do. (Through __dict__: a copy being built has
+        # no `previous` yet, and asking for it here again would never end.)
+        previous = self.__dict__.get("previous")
+        if previous is not None:
+            return getattr(previous, name)
+        if name.startswith("on_"):
+            return _no_hook
+        raise AttributeError(name)
+
+
+async def _no_hook(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+def _watch_tool_starts(agent: Any, gate: ConsoleToolApprovals) -> None:
+    hooks = getattr(agent, "hooks", None)
+    if not (isinstance(hooks, _ToolStartHooks) and hooks.gate is gate):
+        with contextlib.suppress(Exception):
+            agent.hooks = _ToolStartHooks(hooks, gate)
+    for server in getattr(agent, "mcp_servers", None) or []:
+        extractor = getattr(server, "custom_data_extractor", None)
+        if not isinstance(extractor, _ErrorResultCapture):
+            with contextlib.suppress(Exception):
+                server.custom_data_extractor = _ErrorResultCapture(extractor)
+
+
+def _is_mcp_call(item: Any) -> bool:
+    origin = getattr(getattr(item, "tool_origin", None), "type", None)
+    return str(getattr(origin, "value", origin)) == "mcp" and hasattr(item, "agent")
 
 
 def _capture_tool_errors(context: Any) -> None:
