@@ -53,4 +53,9 @@ def test_a_routed_request_raises_a_browser_notification(live_console, page: Page
     # The page polls every 15 s.
     _wait_until(page, "window.__shown.length > 0", timeout=25)
     shown = page.evaluate("window.__shown")
-    assert shown == [{"title": "Approval needed: issue_refund", "body": "Refund <b>order</b> 1042"}]
+    assert shown == [
+        {
+            "title": "Approval needed: tool “issue_refund”",
+            "body": "The agent says “Refund <b>order</b> 1042”",
+        }
+    ]
