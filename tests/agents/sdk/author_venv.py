@@ -127,9 +127,14 @@ def make_author_venv(base: Path) -> AuthorVenv:
         *(sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet"),
         *("--disable-pip-version-check", "--no-index", "--no-compile"),
     ]
+    # Not the caller's PYTHONPATH: pip asks the new venv what is installed, and an SDK importable
+    # from the tree (PYTHONPATH=agents/sdk/src, with build metadata there) would read as
+    # installed already and be skipped.
+    clean = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     _check(
-        [*install, "--require-hashes", "--find-links", str(AUTHOR_WHEELS), "-r", str(AUTHOR_LOCK)]
+        [*install, "--require-hashes", "--find-links", str(AUTHOR_WHEELS), "-r", str(AUTHOR_LOCK)],
+        env=clean,
     )
     # --no-deps: httpx, its only dependency, came with its hash from the lock.
-    _check([*install, "--no-deps", str(wheel)])
+    _check([*install, "--no-deps", str(wheel)], env=clean)
     return AuthorVenv(python=python, wheel=wheel, sdist=sdist)
