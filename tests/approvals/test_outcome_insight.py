@@ -121,7 +121,10 @@ def test_it_splits_success_and_failure_rates_by_who_approved(rita) -> None:
 
 def test_it_counts_approved_then_failed_per_week(rita) -> None:
     bot = AgentFactory(name="refund-bot")
-    now = timezone.now()
+    # Last week's Wednesday noon, not now: in a Monday's first hours "two hours ago" is last week.
+    this_monday = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    this_monday -= timedelta(days=this_monday.weekday())
+    now = this_monday - timedelta(days=7) + timedelta(days=2, hours=12)
     _approval(bot, "failed", decided_at=now - timedelta(days=10), reviewer=rita)
     _approval(bot, "succeeded", decided_at=now - timedelta(days=10), reviewer=rita)
     _approval(bot, "failed", decided_at=now - timedelta(hours=1))
@@ -168,7 +171,7 @@ def test_the_dashboard_shows_rates_failures_and_rules(staff_client, rita) -> Non
     html = staff_client.get(INSIGHT).content.decode()
 
     outcomes = html[html.index('id="outcomes"') : html.index('id="failures-over-time"')]
-    assert "refund-bot · issue_refund</td><td>the policy</td><td>1</td>" in outcomes
+    assert "refund-bot · <code>issue_refund</code></td><td>the policy</td><td>1</td>" in outcomes
     assert "<td>a person</td><td>1</td><td>1</td>" in outcomes
     assert '<td class="flag">1</td>' in outcomes
     rules = html[html.index('id="rule-outcomes"') :]
