@@ -26,12 +26,7 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS
 
 from agents.models import Agent
-from agents.services import (
-    credential_digest,
-    credential_split,
-    credentials_found,
-    credentials_statement,
-)
+from agents.services import credentials_found, credentials_statement
 from console.hot_statements import Statement, instance_from_row
 
 # Enough for every agent of a large fleet on one server process; the oldest goes first.
@@ -125,19 +120,17 @@ def credentials_authenticate_remembered(
     found = credentials_found(tokens)
     with _lock:
         for token, match in found.items():
-            split = credential_split(token)
-            if match is None or split is None:
+            if match is None:
                 continue
-            prefix, agent = match
             _remembered[keys[token]] = _Remembered(
-                prefix=prefix,
-                secret_digest=credential_digest(split[1]),
-                agent_row=tuple(getattr(agent, field.attname) for field in _FIELDS),
+                prefix=match.prefix,
+                secret_digest=match.secret_digest,
+                agent_row=tuple(getattr(match.agent, field.attname) for field in _FIELDS),
             )
             _remembered.move_to_end(keys[token])
         while len(_remembered) > REMEMBERED_MAX:
             _remembered.popitem(last=False)
-    return {token: match[1] if match else None for token, match in found.items()}, None
+    return {token: match.agent if match else None for token, match in found.items()}, None
 
 
 def credentials_forget(prefixes: Sequence[str]) -> None:

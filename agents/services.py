@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
@@ -127,14 +127,23 @@ def credential_authenticate(*, token: str) -> Agent | None:
 def credentials_authenticate(*, tokens: list[str]) -> dict[str, Agent | None]:
     """credential_authenticate for many tokens in one query (batched intake)."""
     return {
-        token: found[1] if found else None for token, found in credentials_found(tokens).items()
+        token: found.agent if found else None for token, found in credentials_found(tokens).items()
     }
 
 
-def credentials_found(tokens: list[str]) -> dict[str, tuple[str, Agent] | None]:
-    """Each token's (prefix, agent) if it authenticates, else None: one query for all."""
+class FoundCredential(NamedTuple):
+    """An active credential a token matched: its prefix, the digest of its secret as stored,
+    and its agent."""
+
+    prefix: str
+    secret_digest: str
+    agent: Agent
+
+
+def credentials_found(tokens: list[str]) -> dict[str, FoundCredential | None]:
+    """Each token's credential if it authenticates, else None: one query for all."""
     parsed = {token: split for token in tokens if (split := credential_split(token)) is not None}
-    found: dict[str, tuple[str, Agent] | None] = dict.fromkeys(tokens)
+    found: dict[str, FoundCredential | None] = dict.fromkeys(tokens)
     if not parsed:
         return found
     (rows,) = statements_rows([credentials_statement(sorted({p for p, _ in parsed.values()}))])
@@ -142,7 +151,7 @@ def credentials_found(tokens: list[str]) -> dict[str, tuple[str, Agent] | None]:
     for token, (prefix, secret) in parsed.items():
         row = by_prefix.get(prefix)
         if row is not None and hmac.compare_digest(row[1], credential_digest(secret)):
-            found[token] = (prefix, instance_from_row(Agent, row[2:]))
+            found[token] = FoundCredential(prefix, row[1], instance_from_row(Agent, row[2:]))
     return found
 
 

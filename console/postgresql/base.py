@@ -49,9 +49,11 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def _commit(self) -> None:
         if self.deferred_statements and self.connection is not None:
-            # With the COMMIT, in their round trip; psycopg then has nothing left to commit.
+            # With the COMMIT, in their round trip. psycopg then has nothing left to commit:
+            # calling it would only log a second COMMIT in the query log.
             with debug_transaction(self, "COMMIT"):
                 deferred_sent(commit=True)
+            return
         super()._commit()  # type: ignore[misc]
 
     def _rollback(self) -> None:

@@ -4,6 +4,7 @@ Django's otherwise, in the transaction's order, and never without the rest of th
 
 import pytest
 from django.db import DatabaseError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from agents.models import Agent
 from console.hot_statements import statements_deferred, statements_rows
@@ -109,4 +110,16 @@ def test_outside_a_transaction_deferred_statements_run_at_once() -> None:
     agent = AgentFactory(name="before")
     statements_deferred([(_RENAME, ["after", agent.pk])])
     assert not getattr(connection, "deferred_statements", [])
+    assert _stored_name(agent) == "after"
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_commit_that_carried_deferred_statements_is_logged_once() -> None:
+    agent = AgentFactory(name="before")
+    with CaptureQueriesContext(connection) as logged, transaction.atomic():
+        statements_deferred([(_RENAME, ["after", agent.pk])])
+    # The query log (DEBUG, django-debug-toolbar) reads what was sent: one COMMIT, not two.
+    commits = [query["sql"] for query in logged.captured_queries if query["sql"] == "COMMIT"]
+    assert commits == ["COMMIT"], logged.captured_queries
     assert _stored_name(agent) == "after"
