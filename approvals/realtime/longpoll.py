@@ -60,7 +60,7 @@ def publish_resolved(*, code: object, status: str, agent_view: dict[str, Any]) -
         "agent_view": agent_view,
     }
     try:
-        async_to_sync(layer.group_send)(RESOLVED_GROUP, resolved)
+        async_to_sync(_resolved_sent)(layer, resolved)
     except Exception:
         logger.exception("resolved push failed for approval %s", code)
         # Perhaps the view could not be sent (serialized): the bare nudge still wakes them, and
@@ -68,6 +68,20 @@ def publish_resolved(*, code: object, status: str, agent_view: dict[str, Any]) -
         # polls re-read at their timeout.
         with contextlib.suppress(Exception):
             async_to_sync(layer.group_send)(RESOLVED_GROUP, {**resolved, "agent_view": None})
+
+
+async def _resolved_sent(layer: Any, resolved: ApprovalResolvedEvent) -> None:
+    """The polls parked in this process are woken at once, then every process's through the
+    group (this one's find nobody left to wake).
+
+    Run on the server's event loop when the decision was made in one of its requests (asgiref
+    runs it there): a decision reaches the agents waiting on the same server without a round
+    trip through Redis. Elsewhere (a Celery task, a command) the loop is asgiref's own, with no
+    polls parked on it."""
+    listener = _listeners.get(asyncio.get_running_loop())
+    if listener is not None and not listener.broken:
+        listener.wake(resolved["code"], _valid_view(dict(resolved)))
+    await layer.group_send(RESOLVED_GROUP, resolved)
 
 
 async def wait_until_resolved(

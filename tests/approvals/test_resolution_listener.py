@@ -356,3 +356,49 @@ def test_stopping_ends_a_poll_that_is_reading_instead_of_listening(settings) -> 
         return time.monotonic() - started
 
     assert asyncio.run(scenario()) < 0.5
+
+
+def test_a_decision_made_in_this_process_wakes_its_polls_without_the_group() -> None:
+    # A reviewer deciding on the server the agent waits on: the poll is woken in the process,
+    # not after a round trip through the channel layer (Redis). Shown by a listener that no
+    # longer receives the group's messages; on the old code the poll slept to its timeout.
+    approval = ApprovalRequestFactory()
+
+    async def scenario() -> dict[str, Any] | None:
+        waiting = asyncio.create_task(
+            realtime.wait_until_resolved(
+                code=approval.code, timeout=WAIT_SECONDS, is_resolved=_never_resolved
+            )
+        )
+        await _until_parked({str(approval.code): 1})
+        listener = realtime._listeners[asyncio.get_running_loop()]
+        assert listener.receiving is not None
+        listener.receiving.cancel()  # the group's messages no longer reach this process
+        await sync_to_async(_approve)(approval.pk)
+        return await asyncio.wait_for(waiting, timeout=5)
+
+    # Without the message, only the wake in the process hands the poll a view: at its timeout
+    # it would have none.
+    view = asyncio.run(scenario())
+    assert view is not None and view["id"] == str(approval.code)
+    assert view["status"] == Status.APPROVED
+
+
+def test_a_decision_made_outside_a_server_leaves_the_waking_to_the_group() -> None:
+    # A decision in a Celery task or a command (no server loop in its thread) sends the group's
+    # message only; the parked poll is woken by it, once.
+    approval = ApprovalRequestFactory()
+
+    async def scenario() -> dict[str, Any] | None:
+        waiting = asyncio.create_task(
+            realtime.wait_until_resolved(
+                code=approval.code, timeout=WAIT_SECONDS, is_resolved=_never_resolved
+            )
+        )
+        await _until_parked({str(approval.code): 1})
+        # A thread of its own, not the loop's: asgiref gives async_to_sync a loop of its own.
+        await asyncio.get_running_loop().run_in_executor(None, _approve, approval.pk)
+        return await asyncio.wait_for(waiting, timeout=5)
+
+    view = asyncio.run(scenario())
+    assert view is not None and view["status"] == Status.APPROVED
