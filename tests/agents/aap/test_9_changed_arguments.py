@@ -311,3 +311,15 @@ def test_a_resubmission_differing_only_in_who_when_or_why_is_approved_at_once(
     resubmitted = _pay_in(instance, 50, {**CLAUDE_CODE, **benign})
     assert resubmitted.status == Status.APPROVED
     assert resubmitted.approved_as_suggested_on == original
+
+
+def test_the_decision_page_says_where_a_held_resubmission_runs(instance, people, client) -> None:
+    original = _pay_in(instance, 10, CLAUDE_CODE)
+    _suggest(original, people["xena"], 50)
+    moved = _pay_in(instance, 50, {**CLAUDE_CODE, "cwd": "/home/chris/shop-prod"})
+    client.force_login(people["xena"])
+    page = client.get(f"/requests/{moved.code}/").content.decode()
+    assert "not approved as suggested" in page
+    # The directory it was suggested for is only in the hold reason, quoted as the agent's.
+    assert 'where that request had <span class="agent-value"' in page
+    assert "&quot;/home/chris/shop&quot;</span>" in page
