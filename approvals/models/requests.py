@@ -267,7 +267,8 @@ class Decision(models.Model):
     approved_arguments = models.JSONField(null=True, blank=True)
     # AAP: a reviewer's changed arguments become a denial carrying them as a suggestion; an exact
     # resubmission from the same agent, asking for nothing more than the reviewers saw (impact,
-    # server), is then approved (approvals.services.suggestions); otherwise it waits for them.
+    # server, the context that changes what the call does), is then approved
+    # (approvals.services.suggestions); otherwise it waits for them.
     suggested_arguments = models.JSONField(null=True, blank=True)
     # Questions: the reviewer's answer, valid against the request's answer_schema. Null for
     # approvals, and for a question declined (denied) or expired: no answer was given.

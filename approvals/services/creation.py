@@ -227,7 +227,7 @@ def _requests_create(
     for index, new in enumerate(requests):
         key = (new.agent.pk, new.idempotency_key)
         if key in existing:
-            results[index] = _replay_result(existing[key], fingerprints[index])
+            results[index] = _replay_result(existing[key], fingerprints[index], new.submission)
         elif key not in first_with_key:
             first_with_key.add(key)
             fresh.append(index)
@@ -261,7 +261,8 @@ def _requests_create(
                 winner = _existing(requests[fresh[0]])
                 if winner is None:
                     raise  # not a race on the key: this request cannot be stored
-                results[fresh[0]] = _replay_result(winner, fingerprints[fresh[0]])
+                submission = requests[fresh[0]].submission
+                results[fresh[0]] = _replay_result(winner, fingerprints[fresh[0]], submission)
     for index, slot in enumerate(results):
         if slot is None:
             # The same key twice in one batch: now that the first is written, a replay of it.
@@ -317,9 +318,11 @@ _EXISTING_BY_KEY = (
 )
 
 
-def _replay_result(existing: ApprovalRequest, fingerprint: str) -> CreateResult:
+def _replay_result(
+    existing: ApprovalRequest, fingerprint: str, submission: Submission
+) -> CreateResult:
     try:
-        return CreateResult(approval=_replay(existing, fingerprint), created=False)
+        return CreateResult(approval=_replay(existing, fingerprint, submission), created=False)
     except IdempotencyConflict as conflict:
         return CreateResult(error=conflict)
 
@@ -699,7 +702,44 @@ def _new_approval(item: _Pending, *, now: datetime, decided_at: datetime) -> App
     )
 
 
-def _replay(existing: ApprovalRequest, fingerprint: str) -> ApprovalRequest:
+def _replay(existing: ApprovalRequest, fingerprint: str, submission: Submission) -> ApprovalRequest:
+    """The request stored under this key, if the submission repeats it field for field.
+
+    Every field counts, all of `context` too (a session id, a timestamp): AAP binds a key to the
+    whole request ("the same key with different field values" is a conflict). A resubmission,
+    under a new key, is compared more leniently (approvals.services.suggestions).
+    """
     if existing.fingerprint != fingerprint:
-        raise IdempotencyConflict()
+        field = _field_differing(existing, submission)
+        raise IdempotencyConflict(
+            "The idempotency key was already used for a different request"
+            + (f": its {field} differs." if field else ".")
+        )
     return approval_request_expire_if_overdue(approval=existing)
+
+
+def _field_differing(existing: ApprovalRequest, submission: Submission) -> str | None:
+    """The first of the fields every surface calls alike that differs from the stored request's,
+    for the conflict's message; None when the difference is elsewhere (summary, impact, ...)."""
+    fields = (
+        ("tool", existing.tool, submission.tool),
+        (
+            "arguments",
+            _json_compared(existing.arguments_raw, existing.arguments),
+            _json_compared(submission.arguments_raw, submission.arguments),
+        ),
+        ("timeout", existing.timeout, submission.timeout),
+        (
+            "context",
+            _json_compared(existing.context_raw, existing.context),
+            _json_compared(submission.context_raw, submission.context),
+        ),
+        ("server", _json_compared(existing.server_raw), _json_compared(submission.server_raw)),
+    )
+    return next((name for name, stored, sent in fields if stored != sent), None)
+
+
+def _json_compared(raw: str, parsed: Any = None) -> str:
+    """A JSON field as the fingerprint compares it: the exact text's value when there is one
+    (AAP), else the parsed copy; key order and spacing aside."""
+    return exact_json.canonical(exact_json.loads(raw) if raw else parsed)

@@ -1,9 +1,17 @@
 """AAP's "approve with changes": a denial that suggests arguments, and the resubmission of exactly
 those arguments, approved at once where the suggestion's approvals count and it asks for nothing
-those reviewers did not see."""
+those reviewers did not see.
+
+A resubmission is not an idempotent replay. A replay repeats the request under its idempotency key
+and must match it field for field, `context` whole (approvals.services.creation: otherwise 409
+idempotency_conflict). A resubmission is a new request, under a new key, for the arguments a
+reviewer suggested on a denied one: it is matched here by agent, tool and arguments, and must
+also run where the reviewers saw it run (_context_that_changes_the_action).
+"""
 
 import json
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -42,10 +50,11 @@ def _approve_if_suggested(*, approval: ApprovalRequest) -> ApprovalRequest:
     request was just judged by the policy like any other (it is held, or we would not be here):
     it is approved at once only if those who approved the suggestion may decide it as it is
     routed now and are as many as it needs, and only if it asks for nothing they did not see
-    (_beyond_the_suggestion: a higher impact, another server). Otherwise it stays held for that
-    team and quorum and the suggestion is used up by it; the approvals that count there are
-    carried over as votes, each once, unless it asks for more than they saw: then none are, and
-    its hold reason says what it asks beyond the suggestion.
+    (_beyond_the_suggestion: a higher impact, another server, another working directory or other
+    context that changes what the call does). Otherwise it stays held for that team and quorum
+    and the suggestion is used up by it; the approvals that count there are carried over as
+    votes, each once, unless it asks for more than they saw: then none are, and its hold reason
+    says what it asks beyond the suggestion.
     """
     # Compared as canonical JSON text, not with ==, which would equate true with 1 and 1 with 1.0.
     submitted = json.dumps(approval.arguments, sort_keys=True)
@@ -113,8 +122,11 @@ def _beyond_the_suggestion(
     Tool and arguments already match. But the agent declares the rest again: a higher impact
     than they approved would be approved without the confirmation that impact needs on every
     other path (approvals.services.confirmation; it is not recorded, but it was required for the
-    impact they saw, so that impact is what they confirmed), and another `server` (AAP's MCP
-    extension) is the same tool name on another system. Money is in the arguments, which match.
+    impact they saw, so that impact is what they confirmed), another `server` (AAP's MCP
+    extension) is the same tool name on another system, and another `context` where it changes
+    what the call does (the working directory of a shell command or a file edit, the repository,
+    the host or environment: _context_that_changes_the_action) is the same arguments acting on
+    something else. Money is in the arguments, which match.
     """
     beyond: list[tuple[str, Reason]] = []
     was = Impact(suggested_on.impact) if suggested_on.impact in Impact.values else Impact.MEDIUM
@@ -134,6 +146,9 @@ def _beyond_the_suggestion(
                 ),
             )
         )
+    context = _context_beyond(resubmitted=resubmitted, suggested_on=suggested_on)
+    if context:
+        beyond.append(("it runs in another context than that request did", context))
     return beyond
 
 
@@ -147,6 +162,69 @@ def _server(approval: ApprovalRequest) -> str:
 def _server_value(approval: ApprovalRequest) -> AgentValue | str:
     value = exact_json.loads(approval.server_raw) if approval.server_raw else None
     return "none" if value is None else AgentValue(exact_json.to_plain(value))
+
+
+# `context` keys (AAP's RuntimeContext, the adapter's, open) that name the attempt, the moment or
+# the conversation, never what the call acts on: a resubmission is another attempt, often in
+# another session, so these differ on every ordinary one. Compared case, "_" and "-" aside. Any
+# other key counts, unknown ones too (fail closed): an approval given for a call in one working
+# directory, repository, host or environment does not carry over to the same call in another.
+# The AAP project's Claude Code hook sends runtime, session_id, cwd and call_id; its Codex hook
+# adds hook_event and turn_id; this SDK's MCP server sends client and tool_use_id.
+_CONTEXT_NOT_THE_ACTION = frozenset(
+    {
+        *("session", "sessionid", "conversationid", "threadid", "turnid", "runid"),
+        *("callid", "toolcallid", "tooluseid", "requestid", "messageid", "traceid", "spanid"),
+        *("time", "timestamp", "ts", "createdat", "sentat", "requestedat"),
+        *("note", "notes", "comment", "comments"),
+    }
+)
+
+
+def _context_key_changes_the_action(key: str) -> bool:
+    return key.lower().replace("_", "").replace("-", "") not in _CONTEXT_NOT_THE_ACTION
+
+
+def _context_that_changes_the_action(approval: ApprovalRequest) -> dict[str, Any]:
+    """The request's `context` without the keys that do not change what the call does, as
+    parsed from the exact text the agent sent (numbers exact); {} when it sent none."""
+    value = exact_json.loads(approval.context_raw) if approval.context_raw else None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):  # the API takes objects only; anything else counts whole
+        return {"": value}
+    return {key: item for key, item in value.items() if _context_key_changes_the_action(key)}
+
+
+def _context_beyond(*, resubmitted: ApprovalRequest, suggested_on: ApprovalRequest) -> Reason:
+    """Where the resubmission's context differs from the suggestion's request in what the call
+    does (a key present in one only differs too), the agent's keys and values quoted apart;
+    an empty reason when it does not. Values compare as canonical JSON: key order, spacing and
+    1.0 against 1 aside."""
+    now = _context_that_changes_the_action(resubmitted)
+    was = _context_that_changes_the_action(suggested_on)
+    differing = [
+        key
+        for key in sorted(now.keys() | was.keys())
+        if (key in now) != (key in was)
+        or exact_json.canonical(now[key]) != exact_json.canonical(was[key])
+    ]
+    return reason_join(
+        [
+            Reason.format(
+                "in its context %s is %s where that request had %s",
+                AgentValue(key),
+                _context_value(now, key),
+                _context_value(was, key),
+            )
+            for key in differing
+        ],
+        "; ",
+    )
+
+
+def _context_value(context: dict[str, Any], key: str) -> AgentValue | str:
+    return AgentValue(exact_json.to_plain(context[key])) if key in context else "none"
 
 
 def _suggestion_exceeded_hold(

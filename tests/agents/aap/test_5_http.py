@@ -219,6 +219,35 @@ def test_a_key_reused_with_different_fields_conflicts_and_changes_nothing(instan
     assert stored.arguments["amount"] == 4900
 
 
+def test_a_key_reused_with_another_context_conflicts_naming_it(instance) -> None:
+    # The whole context counts for a replay, a session id too: AAP binds a key to all the fields.
+    # (A resubmission under a new key is compared more leniently: test_9_changed_arguments.)
+    context = {"runtime": "claude-code", "session_id": "session-1", "cwd": "/home/chris/shop"}
+    idempotency_key = key()
+    first = instance.create({**REFUND, "context": context}, idempotency_key=idempotency_key)
+    for changed in ({"cwd": "/home/chris/other"}, {"session_id": "session-2"}):
+        error = _assert_error(
+            instance.create(
+                {**REFUND, "context": {**context, **changed}}, idempotency_key=idempotency_key
+            ),
+            409,
+            "idempotency_conflict",
+        )
+        assert error["message"].endswith("its context differs.")
+    timeout = instance.create(
+        {**REFUND, "timeout": "31m", "context": context}, idempotency_key=idempotency_key
+    )
+    assert _assert_error(timeout, 409, "idempotency_conflict")["message"].endswith(
+        "its timeout differs."
+    )
+    # The same context in another key order is the same request.
+    replay = instance.create(
+        {**REFUND, "context": dict(reversed(context.items()))}, idempotency_key=idempotency_key
+    )
+    assert replay.status_code == 200 and replay.json()["id"] == first.json()["id"]
+    assert ApprovalRequest.objects.count() == 1
+
+
 def test_keys_are_scoped_to_the_instance(provisioner, instance) -> None:
     other = provision(provisioner, instance_name="other")
     idempotency_key = key()

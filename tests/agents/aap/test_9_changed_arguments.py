@@ -228,3 +228,98 @@ def test_a_resubmission_for_the_same_server_is_approved_at_once(instance, people
         {**body, "arguments": {"amount": 50}, "server": {"v": 1, "name": "payments"}}
     )
     assert same.json()["status"] == "approved"
+
+
+# --- ... nor run anywhere else: the context that changes what the call does must match ---------
+# The AAP project's Claude Code hook sends this context; a resubmission is another attempt (another
+# call_id, often another session), so those differ, while cwd names where the command runs.
+
+CLAUDE_CODE = {
+    "runtime": "claude-code",
+    "session_id": "session-1",
+    "cwd": "/home/chris/shop",
+    "call_id": "toolu_1",
+}
+
+
+def _pay_in(instance: Instance, amount: int, context: dict[str, Any] | None) -> ApprovalRequest:
+    body: dict[str, Any] = {"tool": "aap_pay", "arguments": {"amount": amount}, "timeout": "30m"}
+    if context is not None:
+        body["context"] = context
+    response = instance.create(body)
+    assert response.status_code == 201, response.content
+    return ApprovalRequest.objects.get(code=response.json()["id"])
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"cwd": "/home/chris/shop-prod"},
+        {"runtime": "codex"},
+        {"repository": "acme/shop"},  # absent from the suggestion's request: differs too
+        {"cwd": None},
+        {"branch": "main"},  # a key nobody listed counts (fail closed)
+    ],
+)
+def test_a_resubmission_in_another_context_is_held(instance, people, changed) -> None:
+    original = _pay_in(instance, 10, CLAUDE_CODE)
+    _suggest(original, people["xena"], 50)
+
+    moved = _pay_in(instance, 50, {**CLAUDE_CODE, "call_id": "toolu_2", **changed})
+
+    assert moved.status == Status.PENDING
+    assert moved.approved_as_suggested_on == original  # the suggestion is used up
+    assert not moved.votes.exists()  # xena approved it where it ran then, not here
+    (key,) = changed
+    # The agent's key and values are kept apart from the console's words (approvals.reasons).
+    assert {"agent": json.dumps(key)} in moved.hold_reason_parts
+    note = moved.events.get(kind="suggestion_resubmitted").note
+    assert "runs in another context" in note and key not in note
+
+
+def test_a_resubmission_without_the_context_is_held(instance, people) -> None:
+    original = _pay_in(instance, 10, CLAUDE_CODE)
+    _suggest(original, people["xena"], 50)
+    assert _pay_in(instance, 50, None).status == Status.PENDING
+
+
+def test_a_resubmission_in_the_same_context_is_approved_at_once(instance, people) -> None:
+    original = _pay_in(instance, 10, {**CLAUDE_CODE, "limits": {"max": 1.0, "min": 0}})
+    _suggest(original, people["xena"], 50)
+    # Key order, spacing and 1.0 against 1 are not another context.
+    same = _pay_in(
+        instance, 50, {"limits": {"min": 0, "max": 1}, **dict(reversed(CLAUDE_CODE.items()))}
+    )
+    assert same.status == Status.APPROVED
+    assert same.approved_as_suggested_on == original
+
+
+@pytest.mark.parametrize(
+    "benign",
+    [
+        {"session_id": "session-2", "call_id": "toolu_2"},  # a new session, a new attempt
+        {"tool_use_id": "toolu_9", "turn_id": "turn-3"},
+        {"sessionId": "s-3", "timestamp": "2026-09-16T12:00:00Z"},
+        {"note": "retrying as the reviewer suggested"},
+    ],
+)
+def test_a_resubmission_differing_only_in_who_when_or_why_is_approved_at_once(
+    instance, people, benign
+) -> None:
+    original = _pay_in(instance, 10, CLAUDE_CODE)
+    _suggest(original, people["xena"], 50)
+    resubmitted = _pay_in(instance, 50, {**CLAUDE_CODE, **benign})
+    assert resubmitted.status == Status.APPROVED
+    assert resubmitted.approved_as_suggested_on == original
+
+
+def test_the_decision_page_says_where_a_held_resubmission_runs(instance, people, client) -> None:
+    original = _pay_in(instance, 10, CLAUDE_CODE)
+    _suggest(original, people["xena"], 50)
+    moved = _pay_in(instance, 50, {**CLAUDE_CODE, "cwd": "/home/chris/shop-prod"})
+    client.force_login(people["xena"])
+    page = client.get(f"/requests/{moved.code}/").content.decode()
+    assert "not approved as suggested" in page
+    # The directory it was suggested for is only in the hold reason, quoted as the agent's.
+    assert 'where that request had <span class="agent-value"' in page
+    assert "&quot;/home/chris/shop&quot;</span>" in page
