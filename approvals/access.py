@@ -5,17 +5,22 @@
 - A request routed to no team is visible to staff only: nobody was chosen to review it, so it
   must not land in every reviewer's queue by accident (fail closed).
 - Anonymous or inactive users see nothing.
+- A run's trace event that names a request (a gated tool call's `approval`: its tool, arguments
+  and outcome) goes with that request: whoever may not see the request does not see the event.
+  An event that names no request is the run's, seen by whoever sees the run.
 
 Pages, the reviewer API and the websocket consumer all go through these functions; anything a
 user may not see answers exactly like something that does not exist (404).
 """
 
 from typing import Any
+from uuid import UUID
 
 from django.contrib.auth import get_user_model
 from django.db.models import Q, QuerySet
+from django.db.models.fields.json import KeyTextTransform
 
-from agents.models import Run
+from agents.models import Run, TraceEvent
 from approvals.exceptions import ApprovalNotVisible
 from approvals.models import ApprovalRequest, Team
 
@@ -75,3 +80,40 @@ def reviewer_may_see_by_id(*, user_id: int, team_id: int | None) -> bool:
     """Re-read the user, so a deactivated or removed reviewer stops receiving at once."""
     user = get_user_model().objects.filter(pk=user_id).first()
     return reviewer_may_see(user=user, team_id=team_id)
+
+
+def _uuid_or_none(text: str) -> UUID | None:
+    try:
+        return UUID(text)
+    except ValueError:
+        return None
+
+
+def trace_events_visible(*, run: Run, approvals: QuerySet[ApprovalRequest]) -> QuerySet[TraceEvent]:
+    """The run's trace events for a reader who may see `approvals` (approvals_visible_to):
+    all of them but those naming a request outside `approvals`. Checks no permission itself.
+
+    Any request the event names counts, not only the run's: an agent may name one of its
+    requests from another run, or from none, and the event would describe it all the same.
+    An event naming an id no request has describes nothing the reader may not see: it stays."""
+    events = TraceEvent.objects.filter(run=run)
+    named = (
+        events.annotate(named=KeyTextTransform("approval", "data"))
+        .filter(named__isnull=False)
+        .values_list("named", flat=True)
+        .distinct()
+    )
+    codes = {text: code for text in named if (code := _uuid_or_none(str(text))) is not None}
+    if not codes:
+        return events
+    withheld = set(
+        ApprovalRequest.objects.filter(code__in=set(codes.values()))
+        .exclude(pk__in=approvals.values("pk"))
+        .values_list("code", flat=True)
+    )
+    if not withheld:
+        return events
+    # Compared as the text the events hold, so the filter runs in the database whatever the
+    # backend stores a UUID as.
+    named_withheld = [text for text, code in codes.items() if code in withheld]
+    return events.filter(Q(data__approval__isnull=True) | ~Q(data__approval__in=named_withheld))

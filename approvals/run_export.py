@@ -17,9 +17,11 @@ audited (run.exported).
 
 An export holds the run's requests its reader may see, as the run's timeline on a decision page
 does: a reviewer's holds those routed to their teams, with their verdicts, decisions, outcomes and
-audit records, and only counts the others (`requests_withheld`); the trace events are the run's,
-all of them, as the timeline shows them. It verifies all the same: a request left out is left out
-with every line and record about it.
+audit records, and only counts the others (`requests_withheld`). Its trace events are those the
+reader may see (approvals.access.trace_events_visible): an event naming a request left out (a
+gated tool call: its tool, arguments, result) is left out too and counted
+(`trace_events_withheld`); one naming no request is there. It verifies all the same: a request
+left out is left out with every line and record about it.
 """
 
 import hashlib
@@ -34,6 +36,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import QuerySet
 
 from agents.models import Run, TraceEvent
+from approvals.access import trace_events_visible
 from approvals.audit import (
     AuditAction,
     SignedLinesProblem,
@@ -170,8 +173,8 @@ def _outcome_line(outcome: RequestOutcome) -> _Timed:
     return _Timed(at, (_OUTCOME, outcome.approval_id), _line("outcome", data, at))
 
 
-def _trace_lines(run: Run) -> Iterator[_Timed]:
-    events = TraceEvent.objects.filter(run=run).order_by("recorded_at", "sequence")
+def _trace_lines(events: QuerySet[TraceEvent]) -> Iterator[_Timed]:
+    events = events.order_by("recorded_at", "sequence")
     for event in events.iterator(chunk_size=TRACE_CHUNK_SIZE):
         data = {
             "sequence": event.sequence,
@@ -190,12 +193,23 @@ def _requests_withheld(*, run: Run, approvals: QuerySet[ApprovalRequest]) -> int
     return everything.count() - approvals.filter(run=run).count()
 
 
+def _withheld(*, run: Run, approvals: QuerySet[ApprovalRequest]) -> dict[str, int]:
+    """What the reader of `approvals` does not get of the run: its requests outside them, and
+    the trace events naming those (or any other request outside them)."""
+    events_seen = trace_events_visible(run=run, approvals=approvals).count()
+    return {
+        "requests_withheld": _requests_withheld(run=run, approvals=approvals),
+        "trace_events_withheld": TraceEvent.objects.filter(run=run).count() - events_seen,
+    }
+
+
 def run_export_lines(*, run: Run, approvals: QuerySet[ApprovalRequest]) -> Iterator[bytes]:
     """The run's record, line by line (see the module's docstring), closed by its checksum.
 
     `approvals`: the requests the reader may see (approvals.access.approvals_visible_to; every
     request for the agent itself, the admin's staff and the command line). The run's others, and
-    everything about them, are left out and counted in the first line's `requests_withheld`.
+    everything about them, are left out and counted in the first line's `requests_withheld`;
+    trace events naming a request outside `approvals` likewise, in `trace_events_withheld`.
     """
     digest = hashlib.sha256()
 
@@ -203,8 +217,11 @@ def run_export_lines(*, run: Run, approvals: QuerySet[ApprovalRequest]) -> Itera
         digest.update(line)
         return line
 
-    withheld = _requests_withheld(run=run, approvals=approvals)
-    header = {"format": EXPORT_FORMAT, "run": _run_data(run), "requests_withheld": withheld}
+    header = {
+        "format": EXPORT_FORMAT,
+        "run": _run_data(run),
+        **_withheld(run=run, approvals=approvals),
+    }
     yield signed(_line("export", header))
     # The anchor first: an audit record written while this export runs lies beyond it, so it
     # is left out rather than failing verification.
@@ -227,7 +244,7 @@ def run_export_lines(*, run: Run, approvals: QuerySet[ApprovalRequest]) -> Itera
         sorted(line for approval in requests for line in _request_lines(approval)),
         sorted(_decision_line(decision) for decision in decisions),
         sorted(_outcome_line(outcome) for outcome in outcomes),
-        _trace_lines(run),
+        _trace_lines(trace_events_visible(run=run, approvals=approvals)),
     ):
         yield signed(timed.line)
     codes = [str(run.code), *(str(approval.code) for approval in requests)]
@@ -248,10 +265,8 @@ def run_export_start(
     run's requests among `approvals` (run_export_lines). Checks no permission: the caller has
     (approvals.access.reviewer_may_see_run, or the run is the agent's own)."""
     context: dict[str, Any] = {"via": via}
-    withheld = _requests_withheld(run=run, approvals=approvals)
-    if withheld:
-        # An auditor reading this record knows the export was a partial one.
-        context["requests_withheld"] = withheld
+    # An auditor reading this record knows the export was a partial one.
+    context.update({k: n for k, n in _withheld(run=run, approvals=approvals).items() if n})
     audit_record(action=AuditAction.RUN_EXPORTED, actor=actor, target=run, context=context)
     return run_export_lines(run=run, approvals=approvals)
 

@@ -1,7 +1,10 @@
 """Celery tasks: fetch, call one service, own the retry policy."""
 
+import logging
+
 from celery import shared_task
 
+from approvals.audit.prune import AuditPruneRefused, audit_archive_past_age
 from approvals.digests import email_digests_create
 from approvals.escalations import escalations_fire_due
 from approvals.outbox import (
@@ -16,6 +19,8 @@ from approvals.services import (
     approval_outcomes_mark_not_reported,
     approval_requests_expire_overdue,
 )
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="approvals.expire_overdue_requests", ignore_result=True)
@@ -60,6 +65,16 @@ def archive_decided_requests() -> None:
     from approvals.retention import approvals_archive_past_retention
 
     approvals_archive_past_retention()
+
+
+@shared_task(name="approvals.archive_old_audit_records", ignore_result=True)
+def archive_old_audit_records() -> None:
+    """Run by beat when AUDIT_ARCHIVE_AFTER_DAYS is set. A refused prune deleted nothing: it
+    is logged, and the next run tries again."""
+    try:
+        audit_archive_past_age()
+    except AuditPruneRefused as refused:
+        logger.error("Audit archive: nothing archived or deleted: %s.", refused)
 
 
 @shared_task(name="approvals.send_due_email_digests", ignore_result=True)

@@ -86,3 +86,10 @@ def _schedule_periodic_tasks(sender: Celery, **kwargs: object) -> None:
             sender.signature("approvals.archive_decided_requests"),
             name="archive decided requests past retention",
         )
+    if settings.AUDIT_ARCHIVE_AFTER_DAYS > 0:
+        # Audit records past AUDIT_ARCHIVE_AFTER_DAYS: archived, then pruned (approvals/audit).
+        sender.add_periodic_task(
+            float(settings.AUDIT_ARCHIVE_SWEEP_SECONDS),
+            sender.signature("approvals.archive_old_audit_records"),
+            name="archive and prune old audit records",
+        )

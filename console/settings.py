@@ -661,3 +661,22 @@ RETENTION_SWEEP_SECONDS = env_int("RETENTION_SWEEP_SECONDS", 24 * 60 * 60)
 # `manage.py audit_archive` (approvals/audit/prune.py) refuses to archive and delete audit
 # records younger than this: the recent trail is what incidents are investigated from.
 AUDIT_ARCHIVE_MIN_AGE_DAYS = env_int("AUDIT_ARCHIVE_MIN_AGE_DAYS", 90)
+# Beat archives audit records older than this many days to ARCHIVE_DIR and prunes them, every
+# AUDIT_ARCHIVE_SWEEP_SECONDS, as `manage.py audit_archive` does (docs/audit.md). 0 leaves the
+# trail whole: deleting it is the operator's decision, never a default.
+AUDIT_ARCHIVE_AFTER_DAYS = env_int("AUDIT_ARCHIVE_AFTER_DAYS", 0)
+AUDIT_ARCHIVE_SWEEP_SECONDS = env_int("AUDIT_ARCHIVE_SWEEP_SECONDS", 24 * 60 * 60)
+# Refused here, not each night in a worker's log: a prune that could never run.
+if AUDIT_ARCHIVE_AFTER_DAYS and AUDIT_ARCHIVE_AFTER_DAYS < AUDIT_ARCHIVE_MIN_AGE_DAYS:
+    raise ImproperlyConfigured(
+        f"AUDIT_ARCHIVE_AFTER_DAYS={AUDIT_ARCHIVE_AFTER_DAYS} is below AUDIT_ARCHIVE_MIN_AGE_DAYS "
+        f"({AUDIT_ARCHIVE_MIN_AGE_DAYS}): audit records that young are never archived. Set it to "
+        f"at least {AUDIT_ARCHIVE_MIN_AGE_DAYS}, or 0 to leave the trail whole"
+    )
+# A request archive carries the audit records about its requests: pruned first, they are gone.
+if AUDIT_ARCHIVE_AFTER_DAYS and AUDIT_ARCHIVE_AFTER_DAYS < RETENTION_DAYS:
+    raise ImproperlyConfigured(
+        f"AUDIT_ARCHIVE_AFTER_DAYS={AUDIT_ARCHIVE_AFTER_DAYS} is below RETENTION_DAYS "
+        f"({RETENTION_DAYS}): the trail would be pruned before the requests it is about are "
+        f"archived with it. Set it to at least {RETENTION_DAYS}"
+    )

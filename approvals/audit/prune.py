@@ -17,6 +17,13 @@ Anything that goes wrong before the commit deletes nothing. Appends go on meanwh
 ever add records after the head, which the prune never touches, and the prune takes the head's
 lock only for its closing append, as every append does, so the trail is not held up for as long
 as the delete takes.
+
+Two prunes at once (two workers, or the command while beat's runs): the one that commits first
+wins; the other's delete finds other rows than its archive holds and rolls back, and it removes
+the archive it wrote, whose records are all still in the database: no record is archived twice.
+
+Beat runs the same prune when AUDIT_ARCHIVE_AFTER_DAYS is set (`audit_archive_past_age`): up to
+the last record older than that, into ARCHIVE_DIR.
 """
 
 from dataclasses import dataclass
@@ -24,7 +31,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from approvals.audit.archive import (
@@ -42,6 +49,10 @@ from approvals.audit.verification import audit_prune_vouch
 
 class AuditPruneRefused(Exception):
     """Why nothing was pruned (and nothing deleted): the cut, its age, the file, the archive."""
+
+
+class AuditPruneNothingToCut(AuditPruneRefused):
+    """No record before the date is left to archive: everything that old is pruned already."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +93,7 @@ def audit_cut_find(
             .first()
         )
         if cut is None:
-            raise AuditPruneRefused(
+            raise AuditPruneNothingToCut(
                 f"no record before {before.isoformat()} is left to archive "
                 f"(pruned through #{pruned_through} already; the newest record always stays)"
             )
@@ -117,10 +128,12 @@ def _cut_at_sequence(
     return cut
 
 
-def audit_archive_and_prune(*, cut: AuditRecord, path: Path) -> AuditPruneResult:
+def audit_archive_and_prune(
+    *, cut: AuditRecord, path: Path, by: str = "manage.py audit_archive"
+) -> AuditPruneResult:
     """Archive every record after the previous prune through `cut` to a new file at `path`,
     verify the file, then delete exactly those records and record the checkpoint (module
-    docstring). AuditPruneRefused, with nothing deleted, if any step fails."""
+    docstring), signed by `by`. AuditPruneRefused, with nothing deleted, if any step fails."""
     previous = audit_prune_checkpoint_latest()
     after = ChainPoint.at_checkpoint(previous)
     through = ChainPoint(cut.sequence, cut.hash, _keyed_through(cut))
@@ -140,7 +153,15 @@ def audit_archive_and_prune(*, cut: AuditRecord, path: Path) -> AuditPruneResult
         ) from None
     if (archive.after, archive.through) != (after, through):
         raise AuditPruneRefused(f"{path} holds another run of records; nothing was deleted")
-    return AuditPruneResult(_prune(archive, path), archive)
+    try:
+        checkpoint = _prune(archive, path, by=by)
+    except AuditPruneRefused as refused:
+        # Raised before the commit, so rolled back: every record the file holds is still in the
+        # database, and the prune that won archived them or a later one will. Kept, it would be a
+        # second archive of them. (Not on a database error: the commit may have happened.)
+        path.unlink(missing_ok=True)
+        raise AuditPruneRefused(f"{refused}; {path} was removed") from None
+    return AuditPruneResult(checkpoint, archive)
 
 
 def _keyed_through(cut: AuditRecord) -> bool:
@@ -149,18 +170,26 @@ def _keyed_through(cut: AuditRecord) -> bool:
 
 
 @transaction.atomic
-def _prune(archive: AuditArchive, path: Path) -> AuditPruneCheckpoint:
+def _prune(archive: AuditArchive, path: Path, *, by: str) -> AuditPruneCheckpoint:
     through = archive.through
-    checkpoint = AuditPruneCheckpoint.objects.create(
-        sequence=through.sequence,
-        hash=through.hash,
-        keyed=through.keyed,
-        first_sequence=archive.after.sequence + 1,
-        records=archive.records,
-        archive_name=str(path)[-400:],
-        archive_sha256=archive.sha256,
-        created_at=timezone.now(),
-    )
+    try:
+        with transaction.atomic():
+            checkpoint = AuditPruneCheckpoint.objects.create(
+                sequence=through.sequence,
+                hash=through.hash,
+                keyed=through.keyed,
+                first_sequence=archive.after.sequence + 1,
+                records=archive.records,
+                archive_name=str(path)[-400:],
+                archive_sha256=archive.sha256,
+                created_at=timezone.now(),
+            )
+    except IntegrityError:
+        # Another prune cut at the same record and committed first (its checkpoint's unique
+        # sequence made this insert wait for it).
+        raise AuditPruneRefused(
+            f"another prune ran meanwhile, through #{through.sequence}; nothing was deleted"
+        ) from None
     with audit_prune_allowed(through_sequence=through.sequence):
         deleted = _records_delete(after=archive.after.sequence, through=through.sequence)
     if deleted != archive.records:
@@ -176,7 +205,7 @@ def _prune(archive: AuditArchive, path: Path) -> AuditPruneCheckpoint:
         raise AuditPruneRefused("another prune ran meanwhile; nothing was deleted")
     audit_record(
         action=AuditAction.AUDIT_PRUNED,
-        actor=AuditActor.system("manage.py audit_archive"),
+        actor=AuditActor.system(by),
         object_type="approvals.auditrecord",
         context=audit_prune_vouch(checkpoint),
     )
@@ -192,3 +221,32 @@ def _records_delete(*, after: int, through: int) -> int:
             [after, through],
         )
         return cursor.rowcount
+
+
+def audit_archive_path(*, after: int, through: int) -> Path:
+    """A new file in ARCHIVE_DIR for records after `after` through `through`; the time makes
+    the name of each attempt its own, so a file a failed attempt left never stops the next."""
+    written = timezone.now()
+    return Path(settings.ARCHIVE_DIR) / (
+        f"audit-{after + 1}-to-{through}-{written:%Y%m%dT%H%M%S%fZ}.jsonl.gz"
+    )
+
+
+def audit_archive_past_age() -> AuditPruneResult | None:
+    """Beat's run: archive and prune the records older than AUDIT_ARCHIVE_AFTER_DAYS into
+    ARCHIVE_DIR, as `manage.py audit_archive --before` would; None when it is off or nothing
+    that old is left. AuditPruneRefused as the command's (a prune that lost a race included).
+
+    The setting is at least AUDIT_ARCHIVE_MIN_AGE_DAYS (console.settings refuses to start
+    otherwise), and audit_cut_find checks the age again, as for the command.
+    """
+    if settings.AUDIT_ARCHIVE_AFTER_DAYS <= 0:
+        return None
+    before = timezone.now() - timedelta(days=settings.AUDIT_ARCHIVE_AFTER_DAYS)
+    try:
+        cut = audit_cut_find(before=before)
+    except AuditPruneNothingToCut:
+        return None
+    pruned_through = getattr(audit_prune_checkpoint_latest(), "sequence", 0)
+    path = audit_archive_path(after=pruned_through, through=cut.sequence)
+    return audit_archive_and_prune(cut=cut, path=path, by="beat: audit archive")

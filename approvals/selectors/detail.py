@@ -23,7 +23,7 @@ from django.db.models import (
 from django.utils import timezone
 
 from agents.models import Agent, Run, TraceEvent
-from approvals.access import approvals_visible_to
+from approvals.access import approvals_visible_to, trace_events_visible
 from approvals.models import (
     IMPACT_RANK,
     ApprovalClaim,
@@ -351,6 +351,8 @@ class RunTimeline:
     events_omitted: int
     # The run's requests routed to teams the reader may not see: counted, never shown.
     approvals_elsewhere: int = 0
+    # Trace events naming a request the reader may not see (its tool call): counted, never shown.
+    events_elsewhere: int = 0
 
 
 def run_timeline_for_reviewer(
@@ -361,22 +363,24 @@ def run_timeline_for_reviewer(
 
     The run's other requests go through the access rule like any list: one routed to a team the
     reader is not in shows neither its tool, its status nor a link (the link would answer 404
-    anyway); the timeline only says how many there are.
+    anyway); the timeline only says how many there are. So do the trace events naming such a
+    request (approvals.access.trace_events_visible).
     """
     if approval.run_id is None:
         return None
     run = Run.objects.get(pk=approval.run_id)
-    before = TraceEvent.objects.filter(run=run, recorded_at__lte=approval.created_at)
-    cost_when_asked = before.aggregate(total=Sum("cost"))["total"] or Decimal(0)
+    readable = approvals_visible_to(user=user)
+    events = trace_events_visible(run=run, approvals=readable)
+    # What the run had spent, every event's cost: the run's total, shown beside it, has them all.
+    cost_when_asked = TraceEvent.objects.filter(
+        run=run, recorded_at__lte=approval.created_at
+    ).aggregate(total=Sum("cost"))["total"] or Decimal(0)
+    before = events.filter(recorded_at__lte=approval.created_at)
     earlier = list(before.order_by("-sequence")[:limit])[::-1]
     events_omitted = before.count() - len(earlier) if len(earlier) == limit else 0
-    later = list(
-        TraceEvent.objects.filter(run=run, recorded_at__gt=approval.created_at).order_by(
-            "sequence"
-        )[:limit]
-    )
+    later = list(events.filter(recorded_at__gt=approval.created_at).order_by("sequence")[:limit])
     entries = [TimelineEntry(at=event.recorded_at, event=event) for event in earlier + later]
-    visible = approvals_visible_to(user=user).filter(run=run)
+    visible = readable.filter(run=run)
     entries += [
         TimelineEntry(at=other.created_at, approval=other)
         for other in visible.select_related("outcome").order_by("created_at")[:limit]
@@ -390,4 +394,5 @@ def run_timeline_for_reviewer(
         cost_when_asked=cost_when_asked,
         events_omitted=events_omitted,
         approvals_elsewhere=elsewhere.count(),
+        events_elsewhere=TraceEvent.objects.filter(run=run).count() - events.count(),
     )

@@ -364,5 +364,7 @@ def test_a_prune_that_lost_a_race_to_another_deletes_nothing(
     with pytest.raises(CommandError, match="nothing was deleted"):
         _archive(tmp_path / "mine.jsonl.gz", _cut_date())
     assert list(AuditPruneCheckpoint.objects.values_list("sequence", flat=True)) == [4]
+    # Its records are still live: kept, the file would archive #1 to #4 a second time.
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["other.jsonl.gz"]
     assert AuditRecord.objects.filter(sequence__in=[5, 6]).count() == 2
     assert audit_chain_verify().ok

@@ -20,6 +20,7 @@ from approvals.policies.models import Outcome
 from approvals.run_export import run_export_verify
 from approvals.services import approval_request_approve, approval_request_deny
 from tests.factories import (
+    ApprovalRequestFactory,
     PolicyRuleFactory,
     TeamFactory,
     UserFactory,
@@ -263,6 +264,101 @@ def test_each_teams_reviewer_exports_only_the_requests_routed_to_their_teams(
     everything = _export(_reviewer_client(staff), url)
     assert _exported_tools(everything) == ["issue_refund", "send_email", "delete_records"]
     assert _entries(everything)[0]["data"]["requests_withheld"] == 0
+
+
+@pytest.fixture
+def gated_run(agent_client, billing) -> str:
+    """A run with a refund routed to billing and a payout routed to support, each followed by
+    the gated tool call the SDK records for it (naming its request), and a note naming none."""
+    support = TeamFactory(name="support")
+    PolicyRuleFactory(name="refunds", position=1, tool_glob="issue_refund", team=billing)
+    PolicyRuleFactory(name="payouts", position=2, tool_glob="wire_payout", team=support)
+    run_id = agent_client.post("/api/v1/runs", {"name": "ticket 4712"}, format="json").json()["id"]
+    for key, (tool, arguments, ending) in enumerate(
+        [
+            ("issue_refund", {"payment_id": "pay_7"}, {"result": {"refund_id": "re_1"}}),
+            ("wire_payout", {"iban": "DE00-PAYOUT-IBAN"}, {"error": "payout account frozen"}),
+        ]
+    ):
+        body = {"tool": tool, "arguments": arguments, "run": run_id}
+        asked = agent_client.post("/api/v1/requests", body, "json", HTTP_IDEMPOTENCY_KEY=f"g{key}")
+        assert asked.status_code == 201, asked.content
+        called = {"type": "tool_call", "tool": tool, "arguments": arguments, **ending}
+        events = [called | {"approval": asked.json()["id"]}]
+        response = agent_client.post(f"/api/v1/runs/{run_id}/events", {"events": events}, "json")
+        assert response.status_code == 201, response.content
+    note = {"type": "note", "text": "both calls made"}
+    response = agent_client.post(f"/api/v1/runs/{run_id}/events", {"events": [note]}, "json")
+    assert response.status_code == 201, response.content
+    return run_id
+
+
+def _trace(body: bytes) -> list[str]:
+    return [
+        e["data"]["event"].get("tool") or e["data"]["type"]
+        for e in _entries(body)
+        if e["kind"] == "trace"
+    ]
+
+
+def test_a_team_reviewer_exports_no_trace_event_about_another_teams_request(
+    gated_run, billing
+) -> None:
+    pia, otto = UserFactory(username="pia"), UserFactory(username="otto")
+    billing.members.add(pia)
+    TeamFactory(name="support").members.add(otto)
+    refund = ApprovalRequest.objects.get(tool="issue_refund")
+    payout = ApprovalRequest.objects.get(tool="wire_payout")
+    url = f"/api/v1/reviewer/runs/{gated_run}/export"
+
+    for_pia = _export(_reviewer_client(pia), url)
+    assert _trace(for_pia) == ["issue_refund", "note"]
+    for hidden in (b"wire_payout", str(payout.code).encode(), b"DE00-PAYOUT", b"frozen"):
+        assert hidden not in for_pia
+    header = _entries(for_pia)[0]["data"]
+    assert (header["requests_withheld"], header["trace_events_withheld"]) == (1, 1)
+    run_export_verify(for_pia.splitlines(keepends=True))
+
+    for_otto = _export(_reviewer_client(otto), url)
+    assert _trace(for_otto) == ["wire_payout", "note"]
+    for hidden in (str(refund.code).encode(), b"pay_7", b"re_1"):
+        assert hidden not in for_otto
+    records = AuditRecord.objects.filter(action=AuditAction.RUN_EXPORTED).order_by("sequence")
+    assert [record.context for record in records] == [
+        {"via": "reviewer_api", "requests_withheld": 1, "trace_events_withheld": 1}
+    ] * 2
+
+    staff = UserFactory(username="sam", is_staff=True)
+    everything = _export(_reviewer_client(staff), url)
+    assert _trace(everything) == ["issue_refund", "wire_payout", "note"]
+    assert _entries(everything)[0]["data"]["trace_events_withheld"] == 0
+
+
+def test_a_trace_event_naming_a_request_outside_the_run_goes_with_that_request(
+    gated_run, agent_and_token, billing
+) -> None:
+    # The agent names, in this run's trace, a request of its own made in no run and routed
+    # to support: billing's reviewer sees the run but not that request, so not the event.
+    agent, _ = agent_and_token
+    elsewhere = ApprovalRequestFactory(agent=agent, team=TeamFactory(name="support"))
+    nowhere = "00000000-0000-4000-8000-000000000000"  # names no request: the run's own
+    run = Run.objects.get(code=gated_run)
+    run.status = "open"
+    run.save(update_fields=["status"])
+    events = [
+        {"type": "tool_call", "tool": "close_account", "approval": str(elsewhere.code)},
+        {"type": "tool_call", "tool": "ping", "approval": nowhere},
+    ]
+    agent_client = _client(HTTP_AUTHORIZATION=f"Bearer {agent_and_token[1]}")
+    response = agent_client.post(f"/api/v1/runs/{gated_run}/events", {"events": events}, "json")
+    assert response.status_code == 201, response.content
+    pia = UserFactory(username="pia")
+    billing.members.add(pia)
+
+    body = _export(_reviewer_client(pia), f"/api/v1/reviewer/runs/{gated_run}/export")
+
+    assert _trace(body) == ["issue_refund", "note", "ping"]
+    assert _entries(body)[0]["data"]["trace_events_withheld"] == 2
 
 
 def test_the_admin_action_downloads_one_run(admin_client, run_id) -> None:

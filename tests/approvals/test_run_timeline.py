@@ -130,3 +130,46 @@ def test_it_shows_a_team_reviewer_none_of_the_runs_requests_routed_to_another_te
     html = client.get(reverse("approvals:detail", args=[own.code])).content.decode()
     assert str(elsewhere.code) in html and "purge_ledger" in html
     assert 'id="approvals-elsewhere"' not in html
+
+
+def test_it_shows_a_team_reviewer_no_trace_event_about_another_teams_request(
+    client, agent_and_token
+) -> None:
+    agent, _ = agent_and_token
+    xavier = UserFactory(username="xavier")
+    team_x = TeamFactory(name="team-x", members=[xavier])
+    team_y = TeamFactory(name="team-y")
+    run, _ = run_open(agent=agent, name="payout run")
+    own = ApprovalRequestFactory(agent=agent, run=run, team=team_x, tool="issue_refund")
+    elsewhere = ApprovalRequestFactory(agent=agent, run=run, team=team_y, tool="wire_payout")
+    run_events_append(
+        run=run,
+        events=[
+            _event("tool_call", tool="issue_refund", approval=str(own.code), result={"ok": 1}),
+            _event(
+                "tool_call",
+                tool="wire_payout",
+                approval=str(elsewhere.code),
+                arguments={"iban": "DE00-PAYOUT-IBAN"},
+                error="payout account frozen",
+            ),
+            _event("note", text="both calls made"),
+        ],
+    )
+
+    client.force_login(xavier)
+    html = client.get(reverse("approvals:detail", args=[own.code])).content.decode()
+    assert "both calls made" in html and "&quot;ok&quot;: 1" in html
+    for hidden in ("wire_payout", "DE00-PAYOUT-IBAN", "payout account frozen", ">#2<"):
+        assert hidden not in html
+    assert "1 trace event about requests you may not see is not shown" in html
+    timeline = run_timeline_for_reviewer(approval=own, user=xavier)
+    assert timeline is not None
+    assert [e.event.sequence for e in timeline.entries if e.event] == [1, 3]
+    assert timeline.events_elsewhere == 1
+
+    staff = UserFactory(username="sam", is_staff=True)
+    client.force_login(staff)
+    html = client.get(reverse("approvals:detail", args=[own.code])).content.decode()
+    assert "DE00-PAYOUT-IBAN" in html and "payout account frozen" in html
+    assert 'id="events-elsewhere"' not in html
