@@ -109,7 +109,7 @@ if __name__ == "__main__":
         assert review is not None  # paused on the middleware: its interrupt is the only one
         resumed_at = resumed_at or time.time()  # the decisions are here: the agent goes on
         try:
-            result = agent.invoke(review.command, review.invoke_config)
+            result = agent.invoke(review.command, config)
         except Exception as error:
             review.report_outcomes(error)  # the failed call's outcome, before re-raising
             raise

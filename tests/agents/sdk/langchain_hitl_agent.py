@@ -15,18 +15,25 @@ Scenarios:
   becomes an error message, then a turn with an email that raises through `invoke`; inside a
   run of the console's (`console.run`), whose id it prints as `run`.
 - `outcomes-async`: the same in per_call mode with an AsyncConsole (areview_hitl_interrupts).
+- `own-config`: `outcomes`, resumed by hand (hitl_review) with the agent's own config, not
+  `review.invoke_config`, in a thread of its own.
+- `own-config-async`: `outcomes-async`, resumed by hand (ahitl_review, `agent.ainvoke`) with the
+  agent's own config.
 """
 
 import asyncio
 import json
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from typing import Any
 
 from approval_console import AsyncConsole, Console
 from approval_console.adapters.langchain import (
+    ahitl_review,
     areview_hitl_interrupts,
     hitl_resume,
+    hitl_review,
     review_hitl_interrupts,
 )
 from langchain.agents import create_agent
@@ -116,8 +123,8 @@ def run(url: str, credential: str, scenario: str) -> None:
     allowed = {"no-edit": ["approve", "reject"], "approve-only": ["approve"]}.get(
         scenario, ["approve", "edit", "reject"]
     )
-    if scenario.startswith("outcomes"):
-        agent = outcomes_agent("per_call" if scenario == "outcomes-async" else "batched")
+    if scenario.startswith(("outcomes", "own-config")):
+        agent = outcomes_agent("per_call" if scenario.endswith("-async") else "batched")
     else:
         agent = refund_agent(allowed)
     config = {"configurable": {"thread_id": f"hitl-{scenario}"}}
@@ -125,6 +132,12 @@ def run(url: str, credential: str, scenario: str) -> None:
     assert "__interrupt__" in paused
     if scenario in {"async", "outcomes-async"}:
         asyncio.run(run_async(url, credential, agent, config))
+        return
+    if scenario == "own-config":
+        resume_by_hand(url, credential, agent, config)
+        return
+    if scenario == "own-config-async":
+        asyncio.run(aresume_by_hand(url, credential, agent, config))
         return
     with Console(url, credential) as console:
         timed_out = False
@@ -159,6 +172,41 @@ async def run_async(url: str, credential: str, agent: Any, config: Any) -> None:
         except RuntimeError as error:
             print(json.dumps({"ran": RAN, "raised": str(error), "run": trace.id}))
             return
+    report(result)
+
+
+def resume_by_hand(url: str, credential: str, agent: Any, config: Any) -> None:
+    """Each turn: the console's decisions, then the agent resumed with its own config in a
+    worker thread (which starts with a context of its own), then the outcomes reported."""
+    with Console(url, credential) as console, console.run("hitl-own-config") as trace:
+        result: Any = {"__interrupt__": True}
+        while "__interrupt__" in result:
+            review = hitl_review(console, agent, config, impact="high", timeout=60)
+            assert review is not None
+            with ThreadPoolExecutor(1) as worker:
+                try:
+                    result = worker.submit(agent.invoke, review.command, config).result()
+                except RuntimeError as error:
+                    review.report_outcomes(error)
+                    print(json.dumps({"ran": RAN, "raised": str(error), "run": trace.id}))
+                    return
+            review.report_outcomes()
+    report(result)
+
+
+async def aresume_by_hand(url: str, credential: str, agent: Any, config: Any) -> None:
+    async with AsyncConsole(url, credential) as console, console.run("hitl-own-async") as trace:
+        result: Any = {"__interrupt__": True}
+        while "__interrupt__" in result:
+            review = await ahitl_review(console, agent, config, timeout=60)
+            assert review is not None
+            try:
+                result = await agent.ainvoke(review.command, config)
+            except RuntimeError as error:
+                await review.areport_outcomes(error)
+                print(json.dumps({"ran": RAN, "raised": str(error), "run": trace.id}))
+                return
+            await review.areport_outcomes()
     report(result)
 
 

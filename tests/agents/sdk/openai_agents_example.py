@@ -4,7 +4,9 @@ the Agents SDK's own ScriptedModel.
 Run as a script (python openai_agents_example.py URL CREDENTIAL RUNS), it prints one JSON line
 per run of the agent; with `restart RUN_KEY` instead of RUNS, one line for a run saved while
 paused and resolved from its restored state; with `failing`, one line for a run whose approved
-tool raises (`failing-own`: a tool with its own failure_error_function). It runs in an agent
+tool raises (`failing-own`: a tool with its own failure_error_function); with `mcp`, one line for
+a run calling an MCP server's tools (`mcp-hooks-after-resolve`: the agent's hooks assigned after
+resolve). It runs in an agent
 author's venv
 (tests/agents/sdk/author_venv.py): the Agents SDK's top-level package is named `agents`, like
 the console's Django app, so it cannot be imported beside the console; beside the installed
@@ -20,7 +22,16 @@ from agents.testing import ScriptedModel, assistant_message, function_call
 from approval_console import AsyncConsole, RetryPolicy
 from approval_console.adapters.openai_agents import ConsoleToolApprovals
 
-from agents import Agent, RunConfig, Runner, RunState, function_tool, set_tracing_disabled
+from agents import (
+    Agent,
+    AgentHooks,
+    RunConfig,
+    Runner,
+    RunState,
+    Tool,
+    function_tool,
+    set_tracing_disabled,
+)
 
 PAUSING_CALL = function_call("issue_refund", {"payment_id": "pay_7", "amount": 4900}, call_id="c1")
 
@@ -161,10 +172,23 @@ async def _refund_declined(url: str, credential: str, own: bool) -> dict[str, ob
 MCP_SERVER = Path(__file__).with_name("mcp_payments_server.py")
 
 
-async def refund_through_mcp(url: str, credential: str) -> dict[str, object]:
+class ToolStartsSeen(AgentHooks):
+    """Agent hooks of the agent's own, assigned after resolve: they replace `agent.hooks`."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+
+    async def on_tool_start(self, context: object, agent: object, tool: Tool) -> None:
+        self.started.append(tool.name)
+
+
+async def refund_through_mcp(
+    url: str, credential: str, hooks_after_resolve: bool = False
+) -> dict[str, object]:
     """Two calls of an MCP server's tools, both needing approval (the server's require_approval):
     a refund that works and a void the server answers with an error result. Inside a run of the
-    console's, whose trace records both."""
+    console's, whose trace records both. With `hooks_after_resolve`, the agent's code sets
+    `agent.hooks` between resolve and the resumed run."""
     from agents.mcp import MCPServerStdio
 
     set_tracing_disabled(True)
@@ -193,8 +217,12 @@ async def refund_through_mcp(url: str, credential: str) -> dict[str, object]:
         )
         result = await Runner.run(agent, "Refund pay_7 and void ch_9.")
         paused_on = sorted(item.tool_name for item in result.interruptions)
+        seen = ToolStartsSeen()
         while result.interruptions:
-            result = await Runner.run(agent, await gate.resolve(result))
+            state = await gate.resolve(result)
+            if hooks_after_resolve:
+                agent.hooks = seen
+            result = await Runner.run(agent, state)
     await console.aclose()
     tool_outputs = [
         item.get("output")
@@ -212,13 +240,15 @@ async def refund_through_mcp(url: str, credential: str) -> dict[str, object]:
             for output in tool_outputs
         ],
         "run": run.id,
+        "hooks_saw": sorted(seen.started),
     }
 
 
 if __name__ == "__main__":
     url, credential, mode = sys.argv[1:4]
-    if mode == "mcp":
-        print(json.dumps(asyncio.run(refund_through_mcp(url, credential))), flush=True)
+    if mode in {"mcp", "mcp-hooks-after-resolve"}:
+        hooks_after = mode == "mcp-hooks-after-resolve"
+        print(json.dumps(asyncio.run(refund_through_mcp(url, credential, hooks_after))), flush=True)
     elif mode in {"failing", "failing-own"}:
         outcome = asyncio.run(refund_declined(url, credential, own=mode == "failing-own"))
         print(json.dumps(outcome), flush=True)

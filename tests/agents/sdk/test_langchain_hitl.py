@@ -211,3 +211,24 @@ def test_per_call_outcomes_are_reported_by_an_async_agent_with_the_reviewers_arg
         "send_email": ("failed", None, "RuntimeError: mail server down"),
     }
     _assert_timed_and_traced(outcome["run"])
+
+
+@pytest.mark.parametrize("scenario", ["own-config", "own-config-async"])
+def test_outcomes_are_timed_when_the_agent_is_resumed_with_its_own_config(
+    scenario, live_console, sdk_agent, rita, reviewer_thread, author_venv: AuthorVenv
+) -> None:
+    _, token = sdk_agent
+    decide = _approve_all(rita)
+    reviewer_thread.decide(decide, decide, decide)
+    # Resumed with the config the agent was started with (a worker thread's, for the blocking
+    # one), never with review.invoke_config.
+    outcome = _run(author_venv, live_console, token, scenario)
+    reviewer_thread.join()
+
+    assert outcome["raised"] == "mail server down"
+    assert _outcomes() == {
+        "issue_refund": ("succeeded", "refunded 4900 on pay_7", ""),
+        "check_card": ("failed", None, "card behind pay_7 declined"),
+        "send_email": ("failed", None, "RuntimeError: mail server down"),
+    }
+    _assert_timed_and_traced(outcome["run"])

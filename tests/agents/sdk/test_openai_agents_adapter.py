@@ -146,18 +146,22 @@ def test_a_tool_with_its_own_failure_error_function_is_reported_failed(
     )
 
 
+@pytest.mark.parametrize("mode", ["mcp", "mcp-hooks-after-resolve"])
 def test_the_calls_of_an_mcp_servers_tools_are_reported_and_traced(
-    live_console, sdk_agent, rita, reviewer_thread, author_venv: AuthorVenv
+    mode, live_console, sdk_agent, rita, reviewer_thread, author_venv: AuthorVenv
 ) -> None:
     # An MCP server's tools are built anew each turn: there is no tool to wrap at resolve time,
-    # yet the console hears what the approved calls did, as for the agent's own function tools.
+    # yet the console hears what the approved calls did, as for the agent's own function tools;
+    # also when the agent's code replaces agent.hooks between resolve and the resumed run.
     _, token = sdk_agent
     approve = lambda approval: approval_request_approve(approval=approval, reviewer=rita)  # noqa: E731
     reviewer_thread.decide(approve, approve)
-    result = author_venv.run(str(EXAMPLE), live_console.url, token, "mcp", timeout=100)
+    result = author_venv.run(str(EXAMPLE), live_console.url, token, mode, timeout=100)
     reviewer_thread.join()
     assert result.returncode == 0, result.stderr
     run = json.loads(result.stdout)
+    # The hooks the agent's code assigned still see every tool start.
+    assert run["hooks_saw"] == ([] if mode == "mcp" else ["issue_refund", "void_charge"])
 
     assert run["paused_on"] == ["issue_refund", "void_charge"]
     declined = "Error executing tool void_charge: card_declined on ch_9"  # the MCP server's text

@@ -42,7 +42,7 @@ Then it tells the console what the approved calls did, from the graph: each call
 (`succeeded` with its content, short; `failed` with it when its status is "error"), the exception
 of a tool that raised through `invoke` (`failed`, re-raised unchanged), or `not_executed` when the
 agent finished without running it (langchain_outcomes). To invoke yourself, `hitl_review` returns
-the `Command` and the reporting: `graph.invoke(review.command, review.invoke_config)`, then
+the `Command` and the reporting: `graph.invoke(review.command, config)`, then
 `review.report_outcomes()` (with the exception, if it raised). `hitl_resume` returns the `Command`
 alone and reports nothing.
 
@@ -306,7 +306,7 @@ def hitl_review(
     **fields: Any,
 ) -> HitlReview | None:
     """The console's decisions on what the middleware paused on, or None when the graph is not
-    paused on it: resume with `graph.invoke(review.command, review.invoke_config)`, then call
+    paused on it: resume with `graph.invoke(review.command, config)`, then call
     `review.report_outcomes()` (`report_outcomes(error)` when it raised) to tell the console
     what the approved calls did. Files the requests, then waits for every one: at most
     `timeout` seconds (None: as long as it takes; 0: not at all), then TimeoutError (the
@@ -362,7 +362,7 @@ def review_hitl_interrupts(
     if review is None:
         return None
     try:
-        result = graph.invoke(review.command, review.invoke_config)
+        result = graph.invoke(review.command, config)
     except Exception as error:
         review.report_outcomes(error)
         raise
@@ -379,7 +379,7 @@ async def ahitl_review(
     **fields: Any,
 ) -> HitlReview | None:
     """hitl_review for asyncio: files the requests and waits for them concurrently; then
-    `await graph.ainvoke(review.command, review.invoke_config)` and
+    `await graph.ainvoke(review.command, config)` and
     `await review.areport_outcomes()`."""
     started = time.monotonic()
     state = await graph.aget_state(config)
@@ -429,7 +429,7 @@ async def areview_hitl_interrupts(
     if review is None:
         return None
     try:
-        result = await graph.ainvoke(review.command, review.invoke_config)
+        result = await graph.ainvoke(review.command, config)
     except Exception as error:
         await review.areport_outcomes(error)
         raise

@@ -23,9 +23,12 @@ since the pause.
 
 As from the decorator, a call that ran carries its duration, and inside `console.run(...)` every
 report is recorded in the run's trace too (a `tool_call` event naming the request). The duration
-comes from LangChain's own tool callbacks: the resumed invoke is given a callback handler
-(`review.invoke_config`) that times each tool run by its `tool_call_id`, from `on_tool_start` to
-`on_tool_end` or `on_tool_error`. A resume invoked with another config reports no duration.
+comes from LangChain's own tool callbacks, from `on_tool_start` to `on_tool_end` or
+`on_tool_error`, whatever config the agent is resumed with: the first review registers a
+LangChain configure hook, so every callback manager of the process gets one handler, which times
+the tool runs whose thread and `tool_call_id` a review still waits on (and ignores everything
+else). Not a handler in the resumed invoke's config: the agent's code resumes it after
+`hitl_review`, with a config of its own, maybe in another thread or task, and would lose it.
 """
 
 from __future__ import annotations
@@ -33,9 +36,10 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from .. import _gated, _wire
 from ..client import AsyncConsole, Console
@@ -60,7 +64,7 @@ class ApprovedCall:
 @dataclass(frozen=True)
 class HitlReview:
     """The console's decisions on what the middleware paused on: `command` resumes the agent
-    (`graph.invoke(review.command, review.invoke_config)`), then `report_outcomes()` (`await
+    (`graph.invoke(review.command, config)`), then `report_outcomes()` (`await
     areport_outcomes()` with an AsyncConsole) tells the console what the approved calls did.
     Call it once the resumed agent returned, or raised: then with the exception (`raised`), whose
     type and message are the failed call's error (else the task's text of it, its repr). It
@@ -74,15 +78,15 @@ class HitlReview:
     paused_at: str | None  # the checkpoint the agent was paused at: history before it is older
     timer: ToolTimer = field(default_factory=lambda: ToolTimer())
 
+    def __post_init__(self) -> None:
+        thread = (self.config.get("configurable") or {}).get("thread_id")
+        self.timer.watch(thread, [call.tool_call_id for call in self.approved])
+
     @property
     def invoke_config(self) -> dict[str, Any]:
-        """`config` with a callback handler that times the approved calls: resume with
-        `graph.invoke(review.command, review.invoke_config)` for their durations."""
-        from langchain_core.runnables.config import RunnableConfig, merge_configs
-
-        # merge_configs keeps the config's own callbacks, a list or a manager, and adds ours.
-        timed = RunnableConfig(callbacks=[self.timer.handler()])
-        return dict(merge_configs(cast(RunnableConfig, dict(self.config)), timed))
+        """A copy of `config`, for code that resumes with it: any config will do, the calls
+        are timed whatever the agent is resumed with."""
+        return dict(self.config)
 
     def report_outcomes(self, raised: BaseException | None = None) -> None:
         if not self.approved:
@@ -266,28 +270,52 @@ def not_run(decision: Decision, note: str) -> _gated.Settle:
 
 
 class ToolTimer:
-    """How long each tool call of the resumed agent ran, in ms by its tool_call_id, from
-    LangChain's tool callbacks (`handler()`). Tools of one turn may run in threads at once."""
+    """How long the approved calls of one review ran, in ms by tool_call_id: `watch` them, and
+    the process's tool timing handler (ToolTiming) fills `durations` as they end."""
 
     def __init__(self) -> None:
         self.durations: dict[str, int] = {}
-        self._running: dict[Any, tuple[str, float]] = {}
-        self._lock = threading.Lock()
 
-    def handler(self) -> Any:
-        return _timing_handler_class()(self)
+    def watch(self, thread_id: Any, tool_call_ids: list[str]) -> None:
+        if not tool_call_ids:
+            return
+        _install_tool_timing()
+        with _watch_lock:
+            for call_id in tool_call_ids:
+                _watched[(str(thread_id), call_id)] = self
 
-    def started(self, run_id: Any, tool_call_id: Any) -> None:
-        if tool_call_id:
-            with self._lock:
-                self._running[run_id] = (str(tool_call_id), _wire.monotonic())
 
-    def ended(self, run_id: Any) -> None:
-        with self._lock:
-            running = self._running.pop(run_id, None)
-            if running is not None:
-                call_id, since = running
-                self.durations[call_id] = int((_wire.monotonic() - since) * 1000)
+# (thread id, tool_call_id) -> the timer of the review that waits on that call. Weak: a review
+# nobody holds any more (reported, or dropped) stops timing. The newest review of a call wins.
+_watched: weakref.WeakValueDictionary[tuple[str, str], ToolTimer] = weakref.WeakValueDictionary()
+_watch_lock = threading.Lock()
+
+
+def _watcher(metadata: Any, tool_call_id: Any) -> ToolTimer | None:
+    # LangGraph puts the run's thread_id into every run's metadata: the model's call ids repeat
+    # across threads (scripted models, some providers), the pair does not.
+    if not tool_call_id or not isinstance(metadata, Mapping):
+        return None
+    with _watch_lock:
+        return _watched.get((str(metadata.get("thread_id")), str(tool_call_id)))
+
+
+@functools.cache
+def _install_tool_timing() -> None:
+    """Give every LangChain callback manager of this process the tool timing handler, once.
+
+    A configure hook is how LangChain adds a handler to runs it is not handed in a config (its
+    own tracers use it): a context variable read whenever a callback manager is configured.
+    Its default is the handler, so the tools of a graph resumed in any thread or task are
+    timed. Once (functools.cache; two first reviews in two threads at once may register two
+    hooks, which time into the same durations)."""
+    from contextvars import ContextVar
+
+    from langchain_core.tracers.context import register_configure_hook
+
+    handler = _timing_handler_class()()
+    timing = ContextVar("approval_console_tool_timing", default=handler)
+    register_configure_hook(timing, inheritable=True)
 
 
 @functools.cache
@@ -296,22 +324,45 @@ def _timing_handler_class() -> type:
     from langchain_core.callbacks import BaseCallbackHandler
 
     class ToolTiming(BaseCallbackHandler):
+        """Times the tool runs a review watches. In every run of the process: it asks for tool
+        events only (LangChain files them under "agent"), and ignores the unwatched ones."""
+
         # Called where the tool runs, not later from an executor: the timing is the tool's.
         run_inline = True
+        ignore_llm = ignore_retry = ignore_chain = ignore_retriever = True
+        ignore_chat_model = ignore_custom_event = True
 
-        def __init__(self, timer: ToolTimer) -> None:
-            self.timer = timer
+        def __init__(self) -> None:
+            self._running: dict[Any, tuple[ToolTimer, str, float]] = {}
+            self._lock = threading.Lock()
 
         def on_tool_start(
-            self, serialized: Any, input_str: str, *, run_id: Any, **kwargs: Any
+            self,
+            serialized: Any,
+            input_str: str,
+            *,
+            run_id: Any,
+            metadata: Any = None,
+            **kwargs: Any,
         ) -> None:
-            self.timer.started(run_id, kwargs.get("tool_call_id"))
+            call_id = kwargs.get("tool_call_id")
+            timer = _watcher(metadata, call_id)
+            if timer is not None:
+                with self._lock:
+                    self._running[run_id] = (timer, str(call_id), _wire.monotonic())
 
         def on_tool_end(self, output: Any, *, run_id: Any, **kwargs: Any) -> None:
-            self.timer.ended(run_id)
+            self._ended(run_id)
 
         def on_tool_error(self, error: BaseException, *, run_id: Any, **kwargs: Any) -> None:
-            self.timer.ended(run_id)
+            self._ended(run_id)
+
+        def _ended(self, run_id: Any) -> None:
+            with self._lock:
+                running = self._running.pop(run_id, None)
+            if running is not None:
+                timer, call_id, since = running
+                timer.durations[call_id] = int((_wire.monotonic() - since) * 1000)
 
     return ToolTiming
 

@@ -36,7 +36,11 @@ An MCP server's tools (`Agent(mcp_servers=[...])`, with the server's `require_ap
 built anew each turn, so there is no tool to wrap when `resolve` runs. For them `resolve` chains
 the agent's `hooks` (AgentHooks): `on_tool_start` receives the turn's tool with the call's
 ToolContext, and wraps that tool's invoker and its failure function as above, for the calls this
-object approved, before the Agents SDK invokes it; the agent's own hooks run as before. A call
+object approved, before the Agents SDK invokes it; the agent's own hooks run as before. Hooks the
+agent's code assigns after `resolve` (`agent.hooks = ...`) would replace the chain, so it is made
+again at run time: each server's `list_tools` is wrapped to chain the agent's current hooks
+whenever the run lists the server's tools, which it does for every turn, and for the resumed
+turn before it runs any of them. A call
 the MCP server answers with an error result (`isError`, as a tool that raises in the MCP SDK's
 server) is reported `failed` with the result's text: the server's `custom_data_extractor` is
 chained to note it, the one it had still answers.
@@ -52,7 +56,8 @@ import contextlib
 import hashlib
 import json
 import uuid
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -338,16 +343,65 @@ async def _no_hook(*args: Any, **kwargs: Any) -> None:
     return None
 
 
+class _HooksKeeper:
+    """An MCP server's `list_tools`, wrapped: chains the hooks of the agents whose calls a gate
+    approved (while it has approved calls to report), then lists the tools as before.
+
+    The Agents SDK lists a server's tools whenever it builds a turn's tools: each turn, and, on
+    resume, before it runs the paused turn's approved calls (it rebuilds their tools). That is
+    after the agent's code could assign `agent.hooks`, and before the run reads them to start
+    a tool, so hooks assigned after `resolve` are chained again in time. Weak references: an
+    agent or a gate nobody holds any more is dropped, not kept alive by a long-lived server."""
+
+    def __init__(self, list_tools: Any) -> None:
+        self.list_tools = list_tools
+        self._watching: list[tuple[weakref.ref[Any], weakref.ref[ConsoleToolApprovals]]] = []
+
+    def watch(self, agent: Any, gate: ConsoleToolApprovals) -> None:
+        if not any(a is agent and g is gate for a, g in self._live()):
+            self._watching.append((weakref.ref(agent), weakref.ref(gate)))
+
+    def _live(self) -> Iterator[tuple[Any, ConsoleToolApprovals]]:
+        self._watching = [(a, g) for a, g in self._watching if a() is not None and g() is not None]
+        for agent_ref, gate_ref in self._watching:
+            agent, gate = agent_ref(), gate_ref()
+            if agent is not None and gate is not None:
+                yield agent, gate
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        for agent, gate in list(self._live()):
+            if gate._approved:
+                _chain_hooks(agent, gate)
+        return await self.list_tools(*args, **kwargs)
+
+
 def _watch_tool_starts(agent: Any, gate: ConsoleToolApprovals) -> None:
-    hooks = getattr(agent, "hooks", None)
-    if not (isinstance(hooks, _ToolStartHooks) and hooks.gate is gate):
-        with contextlib.suppress(Exception):
-            agent.hooks = _ToolStartHooks(hooks, gate)
+    _chain_hooks(agent, gate)
     for server in getattr(agent, "mcp_servers", None) or []:
         extractor = getattr(server, "custom_data_extractor", None)
         if not isinstance(extractor, _ErrorResultCapture):
             with contextlib.suppress(Exception):
                 server.custom_data_extractor = _ErrorResultCapture(extractor)
+        keeper = getattr(server, "list_tools", None)
+        if keeper is None:
+            continue
+        if not isinstance(keeper, _HooksKeeper):
+            keeper = _HooksKeeper(keeper)
+            with contextlib.suppress(Exception):
+                server.list_tools = keeper
+        keeper.watch(agent, gate)
+
+
+def _chain_hooks(agent: Any, gate: ConsoleToolApprovals) -> None:
+    """Put `gate`'s _ToolStartHooks in front of the agent's hooks, unless they chain it."""
+    hooks = getattr(agent, "hooks", None)
+    link = hooks
+    while isinstance(link, _ToolStartHooks):
+        if link.gate is gate:
+            return
+        link = link.previous
+    with contextlib.suppress(Exception):
+        agent.hooks = _ToolStartHooks(hooks, gate)
 
 
 def _is_mcp_call(item: Any) -> bool:
