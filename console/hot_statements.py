@@ -247,7 +247,13 @@ def _rows_on(
 def is_stale_prepared(error: BaseException | None) -> bool:
     """Whether `error` (Django's, or psycopg's it wraps) is PostgreSQL refusing a statement
     prepared before a schema change changed its result type ("cached plan must not change
-    result type"). Not any other error, not even another of the same SQLSTATE."""
+    result type"). Not any other error, not even another of the same SQLSTATE.
+
+    Nor PL/pgSQL's "type of parameter ... does not match that when preparing the plan" (42804,
+    a function that read a row's field before a migration changed the column's type): PL/pgSQL
+    keeps that plan for the connection's life, so a run again would fail again. The one PL/pgSQL
+    an audited write runs, the audit head's guard, reads its rows whole to never raise it
+    (approvals/migrations/0027_audit_head_guard_reads_rows_whole.py)."""
     seen = 0
     while error is not None and seen < 10:  # Django's error, psycopg's under it
         if isinstance(error, psycopg.Error):

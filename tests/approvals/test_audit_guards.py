@@ -5,8 +5,10 @@ prefix of an upgraded install, anchors, and exports checked offline."""
 import hashlib
 import hmac
 import json
+import re
 from pathlib import Path
 
+import psycopg
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -19,9 +21,11 @@ from approvals.audit.trail import AuditAction, audit_record
 from approvals.audit.verification import audit_chain_verify
 from approvals.models import AuditChainHead, AuditRecord
 from approvals.services import Submission, approval_request_approve, approval_request_create
+from console.hot_statements import retried_if_prepared_stale
 from tests.approvals.audit_tamper import tamper, wipe_refused
 from tests.approvals.test_audit_export import _body
 from tests.factories import AgentFactory, UserFactory
+from tests.schema_changes import AUDIT_HEAD, columns_retyped
 
 pytestmark = pytest.mark.django_db
 
@@ -158,6 +162,46 @@ def test_it_keeps_the_guards_after_every_migration() -> None:
                 "approvals_auditprunecheckpoint_no_delete",
             }
         assert expected <= {name for (name,) in cursor.fetchall()}
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="PL/pgSQL keeps its plans per session")
+@pytest.mark.django_db(transaction=True)
+def test_its_guard_holds_on_a_connection_older_than_a_column_change_of_the_head() -> None:
+    # A rolling deploy's migration changes a column of the head while pooled connections that
+    # already ran its guard (PL/pgSQL plans each expression once per session) keep serving.
+    _chain(2)
+    with columns_retyped(AUDIT_HEAD):
+        # The head's lock, prepared before, is refused as stale and the append runs again
+        # (console.hot_statements); then the guard checks the move, as on a new connection.
+        [appended] = retried_if_prepared_stale(lambda: _chain(1))
+
+        assert AuditChainHead.objects.get().last_sequence == appended.sequence == 3
+        assert audit_chain_verify().ok
+        # And it still refuses, as itself: not with a type error of its own.
+        with (
+            wipe_refused(),
+            pytest.raises(DatabaseError) as refused,
+            transaction.atomic(),
+            connection.cursor() as cursor,
+        ):
+            cursor.execute(
+                "UPDATE approvals_auditchainhead SET last_sequence = 0, last_hash = %s",
+                [GENESIS_HASH],
+            )
+        assert isinstance(refused.value.__cause__, psycopg.errors.InsufficientPrivilege)
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="PL/pgSQL keeps its plans per session")
+def test_its_guard_reads_the_head_whole() -> None:
+    # A field of NEW or OLD read in the guard is planned with its column's type, per session:
+    # a migration that replaces the guard must keep reading them whole (migration 0027).
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT prosrc FROM pg_proc WHERE proname = 'approvals_auditchainhead_guard'"
+        )
+        (source,) = cursor.fetchone()
+    assert re.findall(r"\b(?:NEW|OLD)\s*\.", source, flags=re.IGNORECASE) == []
+    assert "to_jsonb(NEW)" in source
 
 
 # --- What verification catches ---------------------------------------------------------------

@@ -1,6 +1,7 @@
-"""A reviewer's decision right after a rolling deploy's migration changed a column under the
-prepared lock every decision takes first (console/hot_statements.py): the first attempt is
-answered as usual, recorded once; a decision that lost its race meanwhile stays lost."""
+"""A reviewer's decision right after a rolling deploy's migration changed a column under a
+prepared lock every decision takes (console/hot_statements.py): the request's, first, or the
+audit chain head's, which its audit record takes. The first attempt is answered as usual,
+recorded once; a decision that lost its race meanwhile stays lost."""
 
 from typing import Any
 
@@ -14,7 +15,7 @@ from approvals.models import ApprovalRequest, ApprovalVote, AuditRecord, Decisio
 from approvals.services import approval_request_approve
 from tests.factories import ApprovalRequestFactory, TeamFactory, UserFactory, reviewer_api_token
 from tests.races import run_at_once
-from tests.schema_changes import APPROVAL_LOCK, columns_retyped
+from tests.schema_changes import APPROVAL_LOCK, AUDIT_HEAD, columns_retyped
 
 pytestmark = [
     pytest.mark.skipif(
@@ -71,6 +72,21 @@ def test_it_decides_at_the_first_attempt_after_a_column_type_change(
         assert approval.status == status
         assert Decision.objects.filter(approval=approval).count() == 1
         assert _records(approval, action) == 1
+
+
+def test_it_decides_at_the_first_attempt_after_a_column_type_change_of_the_audit_head(
+    api,
+) -> None:
+    # Its guard, a trigger this connection has run, plans with the head's column types too:
+    # after the change it still checks the head's move instead of failing (migration 0027).
+    approval = ApprovalRequestFactory()
+    with columns_retyped(AUDIT_HEAD):
+        response = _post(api, "deny", approval, {"reason": "No."})
+
+        assert response.status_code == 200, response.content
+        approval.refresh_from_db()
+        assert approval.status == Status.DENIED
+        assert _records(approval, AuditAction.REQUEST_DENIED) == 1
 
 
 def test_it_counts_a_vote_at_the_first_attempt_after_a_column_type_change(api) -> None:
