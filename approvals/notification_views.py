@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from approvals.agent_text import agent_text_in_quotes, agent_tool_quoted
 from approvals.forms import NotificationPreferenceForm, SlackLinkStartForm, SlackLinkVerifyForm
-from approvals.models import REASON_OUTCOME_FAILED
+from approvals.models import REASON_OUTCOME_FAILED, ApprovalRequest, Notification
 from approvals.notification_groups import notifications_grouped
 from approvals.notifications import (
     notification_preference_update,
@@ -63,22 +63,31 @@ def notification_feed(request: AuthenticatedHttpRequest) -> JsonResponse:
     items = [
         {
             "id": notification.pk,
-            # Raised by the browser as the console's: the agent's text quoted, on one line.
-            "title": (
-                f"Failed after your approval: {agent_tool_quoted(notification.approval.tool)}"
-                if notification.reason == REASON_OUTCOME_FAILED
-                else f"Approval needed: {agent_tool_quoted(notification.approval.tool)}"
-            ),
-            "body": (
-                f"The agent says {agent_text_in_quotes(notification.approval.summary, 200)}"
-                if notification.approval.summary
-                else "(no summary given)"
-            ),
+            "title": _browser_title(notification),
+            "body": _browser_body(notification.approval),
             "url": reverse("approvals:detail", kwargs={"code": notification.approval.code}),
         }
         for notification in notifications_unread_after(user=request.user, after_id=after_id)
     ]
     return JsonResponse({"notifications": items})
+
+
+# A browser notification is raised as the console's: the agent's text in it quoted, on one line.
+def _browser_title(notification: Notification) -> str:
+    approval = notification.approval
+    if notification.reason == REASON_OUTCOME_FAILED:
+        return f"Failed after your approval: {agent_tool_quoted(approval.tool)}"
+    if approval.is_question:
+        # Nothing to approve: the reviewer answers it, or declines.
+        return f"Question from agent {agent_text_in_quotes(approval.agent.name)}"
+    return f"Approval needed: {agent_tool_quoted(approval.tool)}"
+
+
+def _browser_body(approval: ApprovalRequest) -> str:
+    if not approval.summary:
+        return "(no summary given)"
+    says = "asks" if approval.is_question else "says"
+    return f"The agent {says} {agent_text_in_quotes(approval.summary, 200)}"
 
 
 def _preferences_page(

@@ -9,7 +9,7 @@ from django.utils import timezone
 from django.utils.safestring import SafeString
 
 from approvals import insight
-from approvals.agent_text import agent_text_one_line
+from approvals.agent_text import agent_text_in_quotes, agent_text_one_line
 from approvals.insight import charts
 
 
@@ -109,9 +109,10 @@ def _approval_rate_chart(*, since: datetime, until: datetime) -> SafeString:
         title="Approval rate per agent and tool, per week",
         x_labels=[week[5:] for week in weeks],
         series=[
-            # The tool name is the agent's: its invisible characters shown (approvals.agent_text).
+            # Both names are the agent's: the agent's own quoted, the tool's invisible characters
+            # shown (approvals.agent_text).
             (
-                f"{entry.agent} · {agent_text_one_line(entry.tool)}",
+                f"{agent_text_in_quotes(entry.agent)} · {agent_text_one_line(entry.tool)}",
                 [entry.rate(week) for week in weeks],
             )
             for entry in rate_series
@@ -126,7 +127,7 @@ def _calibration_panels(*, since: datetime, until: datetime) -> list[dict[str, A
         {
             "calibration": calibration,
             "chart": charts.calibration_chart(
-                title=f"Calibration of {calibration.agent}",
+                title=f"Calibration of agent {agent_text_in_quotes(calibration.agent)}",
                 bins=[
                     (bin_.lower, bin_.upper, bin_.approval_rate, bin_.count)
                     for bin_ in calibration.bins

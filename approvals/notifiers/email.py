@@ -75,7 +75,7 @@ class EmailNotifier(Notifier):
             "reason_text": reason_text(notification),
             "decision_url": decision_url(approval.code),
             "tool_line": agent_text_one_line(approval.tool),
-            "agent_line": agent_text_one_line(approval.agent.name),
+            "agent_line": agent_text_in_quotes(approval.agent.name),
             "hold_reason_line": agent_text_one_line(str(hold_reason)),
             "summary_quoted": agent_text_quoted_block(
                 approval.summary or "(no summary given)", prefix="| "
@@ -125,7 +125,7 @@ def outcome_failed_message(notification: Notification) -> EmailMultiAlternatives
         "decision": approval.decision,
         "decision_url": decision_url(approval.code),
         "tool_line": agent_text_one_line(approval.tool),
-        "agent_line": agent_text_one_line(approval.agent.name),
+        "agent_line": agent_text_in_quotes(approval.agent.name),
         "error_quoted": agent_text_quoted_block(outcome.error or "(no error given)", prefix="| "),
         "summary_quoted": agent_text_quoted_block(
             approval.summary or "(no summary given)", prefix="| "
@@ -171,7 +171,7 @@ class EmailDigestNotifier(Transport):
                 "approval": approval,
                 "decision_url": decision_url(approval.code),
                 "tool_line": agent_text_one_line(approval.tool),
-                "agent_line": agent_text_one_line(approval.agent.name),
+                "agent_line": agent_text_in_quotes(approval.agent.name),
                 "summary_quoted": agent_text_quoted_block(
                     approval.summary or "(no summary given)", prefix="    | "
                 ),

@@ -29,7 +29,7 @@ from slack_sdk.errors import SlackApiError
 
 from approvals.agent_text import (
     agent_text_cut,
-    agent_text_one_line,
+    agent_text_in_quotes,
     agent_text_visible,
     agent_tool_quoted,
 )
@@ -150,7 +150,7 @@ def approval_blocks(approval: ApprovalRequest) -> list[dict[str, Any]]:
             "fields": [
                 _plain(f"Confidence: {confidence}"),
                 _plain(f"Impact: {approval.get_impact_display()}"),
-                _plain(f"Agent: {agent_text_one_line(approval.agent.name)}"),
+                _plain(f"Agent: {agent_text_in_quotes(approval.agent.name)}"),
                 _plain(f"Deadline: {approval.deadline_at:%Y-%m-%d %H:%M:%S} UTC"),
             ],
         },
@@ -264,7 +264,7 @@ def outcome_failed_blocks(approval: ApprovalRequest) -> list[dict[str, Any]]:
         {
             "type": "section",
             "fields": [
-                _plain(f"Agent: {agent_text_one_line(approval.agent.name)}"),
+                _plain(f"Agent: {agent_text_in_quotes(approval.agent.name)}"),
                 _plain(f"Approved: {decision.decided_at:%Y-%m-%d %H:%M} UTC by {approved_by}"),
                 _plain(f"Failed: reported {outcome.reported_at:%Y-%m-%d %H:%M} UTC{took}"),
             ],

@@ -15,6 +15,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from agents.models import AgentGroup, AgentHalt
+from approvals.agent_text import agent_text_in_quotes
 from approvals.audit.admin import AuditedAdminMixin
 from approvals.policies.backtest import policy_rule_backtest
 from approvals.policies.halts import NotHalted, agent_halt, agent_resume
@@ -232,7 +233,9 @@ class AgentHaltAdmin(AuditedAdminMixin, admin.ModelAdmin):
         obj.pk = halt.pk
 
     def response_add(self, request: HttpRequest, obj: AgentHalt, post_url_continue=None):  # type: ignore[no-untyped-def]
-        self.message_user(request, f"{obj.agent} is halted.", messages.WARNING)
+        self.message_user(
+            request, f"Agent {agent_text_in_quotes(obj.agent.name)} is halted.", messages.WARNING
+        )
         return HttpResponseRedirect(reverse("admin:agents_agenthalt_changelist"))
 
     @admin.action(description="Resume the selected halted agents", permissions=["halt"])

@@ -15,6 +15,7 @@ from django.utils import timezone
 from agents.exceptions import RunClosed
 from agents.models import Agent, AgentHalt, Run, RunStatus
 from agents.services import run_close
+from approvals.agent_text import agent_text_in_quotes
 from approvals.audit import AuditAction, audit_record
 from approvals.events import AgentHalted
 from approvals.models import ApprovalRequest, Status
@@ -75,7 +76,7 @@ def agent_resume(*, agent: Agent, resumed_by: User, reason: str) -> AgentHalt:
             .first()
         )
         if halt is None:
-            raise NotHalted(f"{agent.name} is not halted.")
+            raise NotHalted(f"Agent {agent_text_in_quotes(agent.name)} is not halted.")
         halt.resumed_at = now
         halt.resumed_by = resumed_by
         halt.resume_reason = reason.strip() or "No reason given."

@@ -10,6 +10,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from agents.models import Agent
+from approvals.agent_text import agent_text_in_quotes
 from approvals.policies.forms import HaltForm, ResumeForm
 from approvals.policies.halts import NotHalted, agent_halt, agent_resume, run_halt
 from approvals.policies.selectors import agent_get, agents_with_halts, run_get
@@ -61,9 +62,9 @@ def halt(request: AuthenticatedHttpRequest, code: UUID) -> HttpResponse:
         reason=reason or f"Halted from the console by {request.user.get_username()}.",
         halted_by=request.user,
     )
-    messages.warning(
-        request, f"{agent.name} is halted: pending requests cancelled, new ones denied."
-    )
+    # The agent names itself (AAP provisioning): its name quoted, so it never reads as ours.
+    named = f"Agent {agent_text_in_quotes(agent.name)}"
+    messages.warning(request, f"{named} is halted: pending requests cancelled, new ones denied.")
     return _back(request)
 
 
@@ -79,9 +80,9 @@ def resume(request: AuthenticatedHttpRequest, code: UUID) -> HttpResponse:
     try:
         agent_resume(agent=agent, resumed_by=request.user, reason=form.cleaned_data["reason"])
     except NotHalted:
-        messages.info(request, f"{agent.name} was not halted.")
+        messages.info(request, f"Agent {agent_text_in_quotes(agent.name)} was not halted.")
     else:
-        messages.success(request, f"{agent.name} is resumed.")
+        messages.success(request, f"Agent {agent_text_in_quotes(agent.name)} is resumed.")
     return _back(request)
 
 

@@ -323,7 +323,7 @@ def notifications_for_reviewer(*, user: User, limit: int = 50) -> "QuerySet[Noti
 def notifications_unread_after(*, user: User, after_id: int, limit: int = 20) -> list[Notification]:
     """Unread console notifications newer than `after_id`, for the browser's notification poll."""
     return list(
-        Notification.objects.select_related("approval")
+        Notification.objects.select_related("approval__agent")
         .filter(recipient=user, channel=Channel.CONSOLE, read_at__isnull=True, pk__gt=after_id)
         .order_by("id")[:limit]
     )

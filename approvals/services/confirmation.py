@@ -64,6 +64,10 @@ def approval_confirmation_typed(*, approval: ApprovalRequest, typed: str) -> str
     without its surrounding whitespace), confirms the tool; anything else is passed on as typed,
     which the check refuses; nothing typed is None, no confirmation. A name that shows as nothing
     is confirmed by CONFIRMATION_WORD only: typing its whitespace is no deliberate step.
+
+    Whitespace is what str.strip() removes (str.isspace: U+001C-U+001F and U+0085 among it,
+    U+FEFF not). static/js/decision.js trims exactly that set, so its button is enabled for
+    exactly the texts this function accepts as what the page asks.
     """
     asked = approval_confirmation_asked(approval)
     if asked.names_tool and typed == approval.tool:

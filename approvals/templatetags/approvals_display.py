@@ -69,7 +69,9 @@ def tool_quoted(tool: Any) -> str:
 
 @register.filter
 def in_quotes(value: Any) -> str:
-    """Agent text in quotes, on one line, for the console's plain text (an attribute)."""
+    """Agent text in quotes, on one line, inside the console's words (an attribute, a chip, a
+    heading): an agent's name, always after the console's label, `agent “refund-bot”`, for agents
+    name themselves (AAP provisioning) and a name must never read as the console speaking."""
     return agent_text_in_quotes(str(value))
 
 

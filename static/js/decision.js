@@ -177,10 +177,16 @@
   // is disabled until the text (surrounding whitespace aside, letter case included) matches.
   // data-confirm-name is what the server asks (approvals.services.confirmation): the tool's name
   // as shown, or, where data-confirm-word is set, the word that confirms a name showing as nothing.
+  // "Surrounding whitespace" is the server's: exactly what Python's str.strip() removes
+  // (str.isspace). String.prototype.trim differs: it removes U+FEFF, which the server keeps, and
+  // keeps U+001C-U+001F and U+0085, which the server removes. tests/browser checks every character.
+  var SERVER_WHITESPACE = "[\\t-\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]";
+  var SERVER_TRIM = new RegExp("^" + SERVER_WHITESPACE + "+|" + SERVER_WHITESPACE + "+$", "g");
+  function trimAsServer(text) { return text.replace(SERVER_TRIM, ""); }
   function confirmTyped(field) {
     var button = document.getElementById(field.dataset.confirmButton);
     if (!button) return;
-    var typed = field.value.trim();
+    var typed = trimAsServer(field.value);
     var matches = typed !== "" && typed === field.dataset.confirmName;
     button.disabled = !matches;
     var status = document.getElementById(field.dataset.confirmStatus);

@@ -386,7 +386,7 @@ def test_slack_texts_quote_the_agents_tool_and_name() -> None:
     blocks = approval_blocks(approval)
     assert blocks[0]["text"]["text"] == header
     fields = [field["text"] for field in blocks[2]["fields"]]
-    assert "Agent: bot Impact: Low" in fields  # one line: no fake "Impact:" line of its own
+    assert "Agent: \u201cbot Impact: Low\u201d" in fields  # one line: no fake "Impact:" line
     texts = json.dumps(blocks, ensure_ascii=False)
     assert f"Exact call: tool \u201c{VERDICT_TOOL}\u201d" in texts
 

@@ -148,3 +148,24 @@ def test_the_page_asks_for_the_name_as_shown_whitespace_aside(team) -> None:
         assert approval_confirmation_typed(approval=approval, typed=typed) == approval.tool
     assert approval_confirmation_typed(approval=approval, typed="Issue refund") == "Issue refund"
     assert approval_confirmation_typed(approval=approval, typed=" ") is None
+
+
+# The server's whitespace is str.isspace's: U+001C-U+001F and U+0085 count, U+FEFF and the other
+# invisible characters do not. static/js/decision.js trims exactly the same, so its button never
+# disagrees with this (tests/browser/test_decision_page.py checks every character).
+@pytest.mark.parametrize("around", ["\x1c", "\x1f", "\x85", "\xa0", "\u2028", "\u3000", "\t"])
+def test_it_trims_every_whitespace_character_around_what_was_typed(team, around) -> None:
+    approval = ApprovalRequestFactory(team=team, impact=Impact.CRITICAL)
+    typed = f"{around}issue_refund{around}"
+    assert approval_confirmation_typed(approval=approval, typed=typed) == "issue_refund"
+
+
+@pytest.mark.parametrize("around", ["\ufeff", "\u200b", "\u180e", "\u2060"])
+def test_it_keeps_invisible_characters_that_are_not_whitespace(team, around) -> None:
+    approval = ApprovalRequestFactory(team=team, impact=Impact.CRITICAL)
+    typed = f"{around}issue_refund{around}"
+    confirmed = approval_confirmation_typed(approval=approval, typed=typed)
+    assert confirmed == typed
+    with pytest.raises(ReviewRejected):
+        check_approval_request_approve(approval=approval, reviewer=_ann(team), confirmed=confirmed)
+    _nothing_recorded(approval)

@@ -49,7 +49,7 @@ def test_it_renders_charts_as_svg_without_inline_script_or_style(client) -> None
     html = response.content.decode()
     assert html.count("<svg") >= 5
     assert "Refunds over 100 EUR" in html
-    assert "Calibration of &lt;b&gt;bot-0&lt;/b&gt;" in html
+    assert "Calibration of agent “&lt;b&gt;bot-0&lt;/b&gt;”" in html
     assert "<b>bot-0</b>" not in html
     assert "style=" not in html
     assert "<script>" not in html

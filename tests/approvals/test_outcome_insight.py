@@ -171,7 +171,7 @@ def test_the_dashboard_shows_rates_failures_and_rules(staff_client, rita) -> Non
     html = staff_client.get(INSIGHT).content.decode()
 
     outcomes = html[html.index('id="outcomes"') : html.index('id="failures-over-time"')]
-    assert "refund-bot · <code>issue_refund</code></td><td>the policy</td><td>1</td>" in outcomes
+    assert "“refund-bot” · <code>issue_refund</code></td><td>the policy</td><td>1</td>" in outcomes
     assert "<td>a person</td><td>1</td><td>1</td>" in outcomes
     assert '<td class="flag">1</td>' in outcomes
     rules = html[html.index('id="rule-outcomes"') :]

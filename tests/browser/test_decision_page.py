@@ -4,6 +4,8 @@ impact, and an edit in progress kept when it can no longer be sent. Screenshots 
 test-artifacts/."""
 
 import re
+import sys
+import unicodedata
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -15,6 +17,7 @@ from playwright.sync_api import Browser, Page, expect
 from agents.services import NewTraceEvent, run_events_append, run_open
 from approvals.models import ApprovalRequest, Impact, Status
 from approvals.reviews import check_approval_request_approve, check_approval_request_deny
+from approvals.services import approval_confirmation_typed
 from tests.browser.live import axe_serious, log_in, off_loop, submit
 from tests.factories import AgentFactory
 
@@ -306,6 +309,48 @@ def test_a_long_lookalike_tool_name_is_shown_whole_and_copyable(
         _fits_the_width(page)
     page.get_by_label("Type the tool's name to confirm").fill(tool)
     expect(page.get_by_role("button", name="Confirm and approve")).to_be_enabled()
+
+
+# Every character either side could take for whitespace: the controls, format characters and
+# separators (Cc, Cf, Z*), where Python's str.isspace, JavaScript's trim and \s all find theirs.
+# Around the tool's name, in the field: the browser's value (an <input> drops line breaks itself)
+# and the button's state.
+MAYBE_WHITESPACE = [
+    code
+    for code in range(sys.maxunicode + 1)
+    if unicodedata.category(chr(code)) in {"Cc", "Cf", "Zs", "Zl", "Zp"}
+]
+TYPE_AROUND = """([field, codes]) => {
+  const button = document.getElementById(field.dataset.confirmButton);
+  return codes.map(code => {
+    const around = String.fromCodePoint(code);
+    field.value = around + "issue_refund" + around;
+    field.dispatchEvent(new Event("input", { bubbles: true }));
+    return [code, field.value, !button.disabled];
+  });
+}"""
+
+
+def test_the_script_trims_exactly_what_the_server_trims(live_console, page: Page, team) -> None:
+    approval = _refund(team)
+    log_in(page, live_console.url, "alice")
+    page.goto(f"{live_console.url}/requests/{approval.code}")
+    expect(page.locator("#approve-button")).to_have_attribute("data-armed", "ready")
+    page.get_by_role("button", name="Approve…").click()
+    field = page.get_by_label("Type the tool's name to confirm")
+    expect(field).to_be_focused()
+
+    seen = page.evaluate(TYPE_AROUND, [field.element_handle(), MAYBE_WHITESPACE])
+
+    # The server is authoritative: the button is enabled for exactly what it would accept.
+    disagree = [
+        f"U+{code:04X}: the button {'enabled' if enabled else 'disabled'}"
+        for code, value, enabled in seen
+        if enabled != (approval_confirmation_typed(approval=approval, typed=value) == approval.tool)
+    ]
+    assert disagree == []
+    # Not vacuous: some characters around the name are whitespace (the button works), most not.
+    assert 20 < sum(enabled for _, _, enabled in seen) < len(seen) / 2
 
 
 LONG_LOOKALIKE = "delete_all_customer_records_in_the_production_datab\u0430se_" + "x" * 120

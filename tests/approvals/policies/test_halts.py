@@ -112,7 +112,7 @@ def test_it_halts_from_the_console_in_one_click() -> None:
     client = _client_for(_halter())
 
     page = client.get(f"/requests/{approval.code}/")
-    assert b"Halt agent refund-bot" in page.content
+    assert "Halt agent “refund-bot”" in page.content.decode()
 
     response = client.post(f"/agents/{agent.code}/halt", {"next": f"/requests/{approval.code}/"})
     assert response.status_code == 302
