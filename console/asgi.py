@@ -4,7 +4,6 @@ import asyncio
 import gc
 import os
 import signal
-import sys
 import threading
 from types import FrameType
 from typing import Any
@@ -25,9 +24,6 @@ from approvals.routing import websocket_urlpatterns  # noqa: E402
 from console.asgi_http import DjangoHttp  # noqa: E402
 from console.database import startup_problem  # noqa: E402
 from console.host_checks import SameOriginWebsocketValidator  # noqa: E402
-
-# How long a thread holding the GIL keeps it while another waits (below).
-SWITCH_INTERVAL_SECONDS = 0.001
 
 # Django's HTTP side, its middleware in one thread hop per request (console/asgi_http.py).
 django_http = DjangoHttp()
@@ -104,11 +100,6 @@ application = ProtocolTypeRouter(
         "lifespan": lifespan,
     }
 )
-
-# The event loop shares the GIL with the threads that run Django's views and the intake's
-# writes. Python hands the GIL over to a waiting thread only every switch interval (5 ms by
-# default): a woken long poll or an agent's answer waited up to that long behind a busy view.
-sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
 
 # Everything loaded so far lives as long as the process. Frozen, the cyclic garbage collector
 # never scans it again: a full collection over the start-up heap (about 110,000 objects) took
