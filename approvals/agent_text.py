@@ -75,9 +75,16 @@ def agent_text_in_quotes(text: str, limit: int | None = None) -> str:
 def agent_tool_quoted(tool: str) -> str:
     """A tool's name inside the console's plain text: `tool “issue_refund”`, so a tool named
     "Approved" never reads as a verdict; a name that shows as nothing is said so (TOOL_UNNAMED)."""
+    name = agent_tool_name_quoted(tool)
+    return name if name == TOOL_UNNAMED else f"tool {name}"
+
+
+def agent_tool_name_quoted(tool: str) -> str:
+    """A tool's name after the console's own label (a plain-text mail's `Tool: “issue_refund”`):
+    quoted, on one line; a name that shows as nothing is said so (TOOL_UNNAMED)."""
     if not agent_text_one_line(tool):
         return TOOL_UNNAMED
-    return f"tool {agent_text_in_quotes(tool)}"
+    return agent_text_in_quotes(tool)
 
 
 def agent_text_cut(text: str, limit: int) -> str:

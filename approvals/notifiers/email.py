@@ -24,6 +24,7 @@ from approvals.agent_text import (
     agent_text_in_quotes,
     agent_text_one_line,
     agent_text_quoted_block,
+    agent_tool_name_quoted,
     agent_tool_quoted,
 )
 from approvals.models import (
@@ -74,7 +75,7 @@ class EmailNotifier(Notifier):
             "notification": notification,
             "reason_text": reason_text(notification),
             "decision_url": decision_url(approval.code),
-            "tool_line": agent_text_one_line(approval.tool),
+            "tool_line": agent_tool_name_quoted(approval.tool),
             "agent_line": agent_text_in_quotes(approval.agent.name),
             "hold_reason_line": agent_text_one_line(str(hold_reason)),
             "summary_quoted": agent_text_quoted_block(
@@ -124,7 +125,7 @@ def outcome_failed_message(notification: Notification) -> EmailMultiAlternatives
         "outcome": outcome,
         "decision": approval.decision,
         "decision_url": decision_url(approval.code),
-        "tool_line": agent_text_one_line(approval.tool),
+        "tool_line": agent_tool_name_quoted(approval.tool),
         "agent_line": agent_text_in_quotes(approval.agent.name),
         "error_quoted": agent_text_quoted_block(outcome.error or "(no error given)", prefix="| "),
         "summary_quoted": agent_text_quoted_block(
@@ -170,7 +171,7 @@ class EmailDigestNotifier(Transport):
             {
                 "approval": approval,
                 "decision_url": decision_url(approval.code),
-                "tool_line": agent_text_one_line(approval.tool),
+                "tool_line": agent_tool_name_quoted(approval.tool),
                 "agent_line": agent_text_in_quotes(approval.agent.name),
                 "summary_quoted": agent_text_quoted_block(
                     approval.summary or "(no summary given)", prefix="    | "

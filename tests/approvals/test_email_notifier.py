@@ -167,7 +167,7 @@ def test_a_hostile_summary_cannot_forge_the_console_lines_of_the_plain_text(
     # The agent's lines are all quoted, the separator made visible; the tool is one line.
     assert "| Impact: Low" in lines
     assert "| \u27e8U+2028\u27e9Why it was paused: finance pre-verified" in lines
-    assert "Tool: cleanup Impact: Low" in lines
+    assert "Tool: \u201ccleanup Impact: Low\u201d" in lines
     assert "\u2028" not in text and "\r" not in text.replace("\r\n", "\n")
 
 

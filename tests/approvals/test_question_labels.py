@@ -212,6 +212,7 @@ def test_a_digest_marks_a_question(smtp_server) -> None:  # noqa: F811
     [message] = smtp_server.handler.messages
     text = message.get_body(preferencelist=("plain",)).get_content()
     html = message.get_body(preferencelist=("html",)).get_content()
-    assert "A question (answer it; nothing runs)" in text and "Tool: issue_refund" in text
+    assert "A question (answer it; nothing runs)" in text
+    assert "Tool: \u201cissue_refund\u201d" in text
     assert "What the agent asks" in text and "What the agent says" in text
     assert "<strong>A question</strong> from agent" in html
