@@ -55,6 +55,17 @@ async def _until_parked(listener_codes: dict[str, int]) -> None:
     )
 
 
+async def _parked_poll(approval: ApprovalRequest) -> "asyncio.Task[dict[str, Any] | None]":
+    """One long poll on `approval`, parked on this loop's listener."""
+    waiting = asyncio.create_task(
+        realtime.wait_until_resolved(
+            code=approval.code, timeout=WAIT_SECONDS, is_resolved=_never_resolved
+        )
+    )
+    await _until_parked({str(approval.code): 1})
+    return waiting
+
+
 def _approve(approval_id: int) -> None:
     try:
         approval = ApprovalRequest.objects.get(pk=approval_id)
@@ -180,12 +191,7 @@ def test_a_decision_hands_its_waiters_what_a_read_after_it_answers(how: str, mak
     approval = make()
 
     async def scenario() -> Any:
-        waiting = asyncio.create_task(
-            realtime.wait_until_resolved(
-                code=approval.code, timeout=WAIT_SECONDS, is_resolved=_never_resolved
-            )
-        )
-        await _until_parked({str(approval.code): 1})
+        waiting = await _parked_poll(approval)
         await sync_to_async(_decide)(approval.pk, how)
         return await asyncio.wait_for(waiting, timeout=5)
 
@@ -365,12 +371,7 @@ def test_a_decision_made_in_this_process_wakes_its_polls_without_the_group() -> 
     approval = ApprovalRequestFactory()
 
     async def scenario() -> dict[str, Any] | None:
-        waiting = asyncio.create_task(
-            realtime.wait_until_resolved(
-                code=approval.code, timeout=WAIT_SECONDS, is_resolved=_never_resolved
-            )
-        )
-        await _until_parked({str(approval.code): 1})
+        waiting = await _parked_poll(approval)
         listener = realtime._listeners[asyncio.get_running_loop()]
         assert listener.receiving is not None
         listener.receiving.cancel()  # the group's messages no longer reach this process
@@ -390,12 +391,7 @@ def test_a_decision_made_outside_a_server_leaves_the_waking_to_the_group() -> No
     approval = ApprovalRequestFactory()
 
     async def scenario() -> dict[str, Any] | None:
-        waiting = asyncio.create_task(
-            realtime.wait_until_resolved(
-                code=approval.code, timeout=WAIT_SECONDS, is_resolved=_never_resolved
-            )
-        )
-        await _until_parked({str(approval.code): 1})
+        waiting = await _parked_poll(approval)
         # A thread of its own, not the loop's: asgiref gives async_to_sync a loop of its own.
         await asyncio.get_running_loop().run_in_executor(None, _approve, approval.pk)
         return await asyncio.wait_for(waiting, timeout=5)
