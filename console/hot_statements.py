@@ -44,10 +44,10 @@ the server's, `prepared_forget`), and:
   should it fail, is raised by that later round trip. A rollback discards the queue.
 
 Statements write their lists as `= ANY(%s)` (one text, hence one prepared statement, for any
-number of values): `values_in` writes a column's membership test for either database. Each still
-passes through Django's cursor wrapper: errors come out as Django's, and query logging,
-`CaptureQueriesContext` and execute wrappers see every statement. Elsewhere than PostgreSQL they
-run one by one through Django's cursor.
+number of values): `values_in` writes a column's membership test for either database. Errors
+come out as Django's, and query logging, `CaptureQueriesContext` and execute wrappers see every
+statement (through Django's cursor wrapper, used while one of them watches). Elsewhere than
+PostgreSQL they run one by one through Django's cursor.
 """
 
 import logging
@@ -59,7 +59,7 @@ import psycopg
 from django.db import DatabaseError, connection, connections, models
 from django.db.backends.postgresql.base import ServerBindingCursor
 from psycopg import Connection
-from psycopg.pq import TransactionStatus
+from psycopg.pq import ExecStatus, TransactionStatus
 
 Statement = tuple[str, Sequence[Any]]
 
@@ -207,10 +207,19 @@ def _deferred_taken() -> list[Statement]:
 def _rows_on(
     raw: Connection[Any], statements: Sequence[Statement], *, commit: bool = False
 ) -> list[list[tuple[Any, ...]]]:
-    # Through Django's wrapper (its error translation, query log and execute wrappers), one
-    # cursor per statement: each keeps its own results until the pipeline's end fetches them.
-    wrap = connection.make_debug_cursor if connection.queries_logged else connection.make_cursor
-    cursors = [wrap(ServerBindingCursor(raw)) for _ in statements]  # type: ignore[call-arg, arg-type]
+    # One cursor per statement: each keeps its own results until the pipeline's end fetches
+    # them. Through Django's cursor wrapper only while something watches the statements (the
+    # query log, an execute wrapper): otherwise the wrapper's checks and error translation on
+    # every call, about a quarter of a lone creation's Python calls, add nothing to the one
+    # translation around them all below.
+    db = connections[connection.alias]
+    raws: list[Any] = [ServerBindingCursor(raw) for _ in statements]  # type: ignore[call-arg, arg-type]
+    cursors: Sequence[Any] = raws
+    if db.queries_logged or db.execute_wrappers:
+        wrap = db.make_debug_cursor if db.queries_logged else db.make_cursor
+        cursors = [wrap(cursor) for cursor in raws]
+    else:
+        db.validate_no_broken_transaction()  # as the wrapper checks before each statement
     begins = False
     try:
         with connection.wrap_database_errors:
@@ -230,9 +239,7 @@ def _rows_on(
                     if commit:
                         with raw.cursor() as end:
                             end.execute(b"COMMIT", prepare=False)
-            return [
-                cursor.fetchall() if cursor.description is not None else [] for cursor in cursors
-            ]
+            return [_rows_of(cursor) for cursor in raws]
     except BaseException:
         if begins and not raw.closed and raw.info.transaction_status == TransactionStatus.IDLE:
             # Failed before our BEGIN ran: psycopg must send its own before the transaction's
@@ -240,8 +247,16 @@ def _rows_on(
             raw.autocommit = False
         raise
     finally:
-        for cursor in cursors:
+        for cursor in raws:
             cursor.close()
+
+
+def _rows_of(cursor: psycopg.Cursor[Any]) -> list[tuple[Any, ...]]:
+    # The status, not `description`: that builds a Column for each field at every reading.
+    result = cursor.pgresult
+    if result is None or result.status != ExecStatus.TUPLES_OK:
+        return []
+    return cursor.fetchall()
 
 
 def is_stale_prepared(error: BaseException | None) -> bool:

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 from django.conf import settings
-from django.core.cache.backends.redis import RedisCache
+
+from console.redis_cache import RedisCache
 
 
 @pytest.fixture

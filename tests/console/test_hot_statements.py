@@ -4,6 +4,7 @@ prepared once per connection, and still Django's statements to everything that w
 
 import pytest
 from django.db import IntegrityError, connection, transaction
+from django.db.transaction import TransactionManagementError
 from django.test.utils import CaptureQueriesContext
 
 from agents.models import Agent
@@ -54,6 +55,28 @@ def test_every_statement_is_logged_as_djangos_own_are() -> None:
     assert len(logged) == 2
     assert "+ 10" in logged[0] and "1" in logged[0], logged
     assert "+ 20" in logged[1] and "2" in logged[1], logged
+
+
+def test_an_execute_wrapper_sees_every_statement() -> None:
+    seen = []
+
+    def watch(execute, sql, params, many, context):
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(watch):
+        rows = statements_rows([("SELECT %s + 10", [1]), ("SELECT %s + 20", [2])])
+    assert rows == [[(11,)], [(22,)]]
+    assert seen == ["SELECT %s + 10", "SELECT %s + 20"]
+
+
+def test_a_transaction_marked_for_rollback_refuses_them_as_djangos_own_queries() -> None:
+    with transaction.atomic():
+        transaction.set_rollback(True)
+        with pytest.raises(TransactionManagementError):
+            Agent.objects.count()
+        with pytest.raises(TransactionManagementError):
+            statements_rows([("SELECT 1", [])])
 
 
 def test_a_failing_statement_raises_djangos_error_and_the_connection_recovers() -> None:
