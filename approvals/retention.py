@@ -6,7 +6,9 @@ messages, AAP records...: every row whose foreign key leads to it, found from th
 table added later is not forgotten), and runs that no longer hold any request, to a gzip'd JSON
 Lines file; it flushes and fsyncs each batch before deleting exactly the rows it wrote. A row that
 changed in between (a request referenced by a newer one) stops its batch's delete, which rolls
-back: nothing is removed that the archive does not hold.
+back: nothing is removed that the archive does not hold. Each batch's requests stay locked from
+its read to its delete, and a run skips the rows another holds, so runs at the same time (two
+beats, or the command beside beat) split the work and no request is archived twice.
 
 The audit trail is not purged here: its records are append-only (the database refuses deletes),
 so the live chain verifies as before; `manage.py audit_archive` (approvals.audit.prune) archives
@@ -108,29 +110,13 @@ def approvals_archive_decided(*, before: datetime, path: Path) -> ArchiveResult:
     writer.write(signed_line("archive", {"format": ARCHIVE_FORMAT, "before": before.isoformat()}))
     last_pk = 0
     while True:
-        batch = list(decided_before(before).filter(pk__gt=last_pk)[:BATCH_SIZE])
-        if not batch:
-            break
-        last_pk = batch[-1].pk
-        # A request a newer, kept one points at (approved as suggested on it) stays.
-        batch = [a for a in batch if not _referenced_by_kept(a, before)]
-        groups: list[list[models.Model]] = []
-        seen: set[tuple[str, Any]] = set()
-        _collect(ApprovalRequest, batch, groups, seen)
-        runs = _runs_emptied_by(batch)
-        # Its requests are this batch's, collected above.
-        _collect(Run, runs, groups, seen, skip=frozenset({ApprovalRequest}))
-        for label, line in _serialized(groups):
-            writer.write(line)
-            result.archived[label] = result.archived.get(label, 0) + 1
-        codes = [str(a.code) for a in batch] + [str(run.code) for run in runs]
-        for record in AuditRecord.objects.filter(object_id__in=codes).order_by("sequence"):
-            writer.write(signed_line("audit", audit_row(record)))
-            result.archived["audit records"] = result.archived.get("audit records", 0) + 1
-        writer.make_durable()  # on disk before a row of it is deleted
         try:
             with transaction.atomic():
-                _delete(groups)
+                batch = _batch_claim(before, after_pk=last_pk)
+                if not batch:
+                    break
+                last_pk = batch[-1].pk
+                _batch_archive(batch, before, writer, result)
         except (ProtectedError, IntegrityError):
             result.kept += len(batch)
     current = audit_anchor_current()
@@ -138,6 +124,44 @@ def approvals_archive_decided(*, before: datetime, path: Path) -> ArchiveResult:
     writer.write(signed_line("anchor", {"anchor": result.anchor}))
     writer.close()
     return result
+
+
+def _batch_claim(before: datetime, *, after_pk: int) -> list[ApprovalRequest]:
+    """The next batch of requests to archive, locked until the caller's transaction ends.
+
+    Another run at the same time (two beats, or the command beside beat) skips the rows this
+    one holds and takes the next batch, so each request goes into one archive; and a writer
+    that locks the request, or adds a row pointing at it, waits for the delete rather than
+    slipping in a row the archive does not hold.
+    """
+    return list(
+        decided_before(before)
+        .filter(pk__gt=after_pk)
+        .select_for_update(skip_locked=True)[:BATCH_SIZE]
+    )
+
+
+def _batch_archive(
+    batch: list[ApprovalRequest], before: datetime, writer: SignedLinesWriter, result: ArchiveResult
+) -> None:
+    """Write `batch` and what hangs off it, fsync'd, then delete exactly those rows."""
+    # A request a newer, kept one points at (approved as suggested on it) stays.
+    batch = [a for a in batch if not _referenced_by_kept(a, before)]
+    groups: list[list[models.Model]] = []
+    seen: set[tuple[str, Any]] = set()
+    _collect(ApprovalRequest, batch, groups, seen)
+    runs = _runs_emptied_by(batch)
+    # Its requests are this batch's, collected above.
+    _collect(Run, runs, groups, seen, skip=frozenset({ApprovalRequest}))
+    for label, line in _serialized(groups):
+        writer.write(line)
+        result.archived[label] = result.archived.get(label, 0) + 1
+    codes = [str(a.code) for a in batch] + [str(run.code) for run in runs]
+    for record in AuditRecord.objects.filter(object_id__in=codes).order_by("sequence"):
+        writer.write(signed_line("audit", audit_row(record)))
+        result.archived["audit records"] = result.archived.get("audit records", 0) + 1
+    writer.make_durable()  # on disk before a row of it is deleted
+    _delete(groups)
 
 
 def _referenced_by_kept(approval: ApprovalRequest, before: datetime) -> bool:
@@ -156,7 +180,12 @@ def _runs_emptied_by(batch: list[ApprovalRequest]) -> list[Run]:
         return []
     in_batch = {a.pk for a in batch}
     runs = []
-    for run in Run.objects.filter(pk__in=run_ids, closed_at__isnull=False):
+    # Locked (in one order, so two runs wait rather than deadlock): a run whose requests two
+    # concurrent batches hold is counted by the second after the first's delete, so the
+    # second finds it emptied, where two counts at once would each see the other's requests
+    # and leave it behind for good.
+    locked = Run.objects.select_for_update().filter(pk__in=run_ids, closed_at__isnull=False)
+    for run in locked.order_by("pk"):
         remaining = set(run.approval_requests.values_list("pk", flat=True)) - in_batch
         if not remaining:
             runs.append(run)

@@ -4,7 +4,7 @@ import logging
 
 from celery import shared_task
 
-from approvals.audit.prune import AuditPruneRefused, audit_archive_past_age
+from approvals.audit.prune import AuditArchiveUnnamed, AuditPruneRefused, audit_archive_past_age
 from approvals.digests import email_digests_create
 from approvals.escalations import escalations_fire_due
 from approvals.outbox import (
@@ -69,12 +69,14 @@ def archive_decided_requests() -> None:
 
 @shared_task(name="approvals.archive_old_audit_records", ignore_result=True)
 def archive_old_audit_records() -> None:
-    """Run by beat when AUDIT_ARCHIVE_AFTER_DAYS is set. A refused prune deleted nothing: it
-    is logged, and the next run tries again."""
+    """Run by beat when AUDIT_ARCHIVE_AFTER_DAYS is set. A refused chunk deleted nothing (the
+    chunks before it stay pruned): it is logged, and the next run goes on from there."""
     try:
         audit_archive_past_age()
     except AuditPruneRefused as refused:
-        logger.error("Audit archive: nothing archived or deleted: %s.", refused)
+        logger.error("Audit archive: a chunk was refused, nothing of it deleted: %s.", refused)
+    except AuditArchiveUnnamed as unnamed:
+        logger.error("Audit archive: %s.", unnamed)
 
 
 @shared_task(name="approvals.send_due_email_digests", ignore_result=True)

@@ -666,6 +666,14 @@ AUDIT_ARCHIVE_MIN_AGE_DAYS = env_int("AUDIT_ARCHIVE_MIN_AGE_DAYS", 90)
 # trail whole: deleting it is the operator's decision, never a default.
 AUDIT_ARCHIVE_AFTER_DAYS = env_int("AUDIT_ARCHIVE_AFTER_DAYS", 0)
 AUDIT_ARCHIVE_SWEEP_SECONDS = env_int("AUDIT_ARCHIVE_SWEEP_SECONDS", 24 * 60 * 60)
+# Beat prunes at most this many records a transaction (one archive file and checkpoint each):
+# a first run behind a year of records goes in steps, not one transaction holding its locks
+# and write-ahead log for as long as the whole delete takes. About 300 MB of rows.
+AUDIT_ARCHIVE_CHUNK_RECORDS = env_int("AUDIT_ARCHIVE_CHUNK_RECORDS", 250_000)
+if AUDIT_ARCHIVE_CHUNK_RECORDS < 1:
+    raise ImproperlyConfigured(
+        f"AUDIT_ARCHIVE_CHUNK_RECORDS={AUDIT_ARCHIVE_CHUNK_RECORDS}: at least 1 record a chunk"
+    )
 # Refused here, not each night in a worker's log: a prune that could never run.
 if AUDIT_ARCHIVE_AFTER_DAYS and AUDIT_ARCHIVE_AFTER_DAYS < AUDIT_ARCHIVE_MIN_AGE_DAYS:
     raise ImproperlyConfigured(

@@ -12,10 +12,21 @@ genesis hash) and "through" where it ends (the cut). Verifying a file needs no d
 whole and unedited, every record recomputes under the audit keys, and the records link without
 a gap from "after" to "through". Matching it to the database's checkpoint is
 `archive_check_against_checkpoints`. Both stream: an archive can hold a month of records.
+
+A prune writes its archive under a pending name (`NAME.pending`) and gives it its own name only
+once the prune has committed, so a file by an archive's name always holds pruned records. A
+process killed in between leaves the pending file; the next prune into that directory settles
+it (`audit_archive_pending_settle`): renamed if its prune committed, removed if not. Prunes into
+one directory take turns (`audit_archive_directory_locked`), so none settles another's file
+while that one is still at work.
 """
 
+import fcntl
 import gzip
+import logging
+import os
 from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +46,11 @@ from approvals.audit.signed_lines import (
 from approvals.audit.verification import ChainWalk, audit_record_from_export
 
 AUDIT_ARCHIVE_FORMAT = "audit-archive/1"
+PENDING_SUFFIX = ".pending"
+# Kept in the directory for good: removing a lock file lets two processes lock two inodes.
+DIRECTORY_LOCK_NAME = ".audit-archive.lock"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -185,3 +201,95 @@ def archive_check_against_checkpoints(archive: AuditArchive) -> str | None:
             f"#{after.sequence}"
         )
     return None
+
+
+class AuditArchiveDirectoryBusy(Exception):
+    """Another prune is writing an archive into the same directory right now."""
+
+
+@contextmanager
+def audit_archive_directory_locked(directory: Path) -> Iterator[None]:
+    """Hold the directory's archive lock for the block; AuditArchiveDirectoryBusy at once if
+    another process (or thread) holds it. The kernel releases it when its holder dies, which
+    is what tells a pending file whose writer was killed from one still being written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / DIRECTORY_LOCK_NAME).open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AuditArchiveDirectoryBusy(
+                f"another audit archive is being written into {directory}"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def audit_archive_pending_path(path: Path) -> Path:
+    """Where the archive that is to be `path` is written until its prune commits."""
+    return path.with_name(path.name + PENDING_SUFFIX)
+
+
+def audit_archive_publish(pending: Path, path: Path) -> None:
+    """Give a committed prune's archive its name. A link, not a rename, so an existing file
+    is never replaced; the directory is fsync'd so the name survives a crash."""
+    os.link(pending, path)
+    pending.unlink()
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def audit_archive_pending_settle(directory: Path) -> list[str]:
+    """Settle the pending archives a killed prune left in `directory` (hold its lock): what was
+    done with each, also logged.
+
+    A pending file that verifies and matches its prune checkpoint is the archive of a prune
+    that committed: it gets its name. One no checkpoint names was never committed (the
+    checkpoint is written in the prune's transaction): its records are still in the database,
+    or in the archive of the prune that won, so it is removed. One a checkpoint names that does
+    not verify is kept, for the operator: it may be the only copy of pruned records.
+    """
+    done = []
+    for pending in sorted(directory.glob(f"*{PENDING_SUFFIX}")):
+        path = pending.with_name(pending.name.removesuffix(PENDING_SUFFIX))
+        problem = _pending_problem(pending)
+        if problem is None and path.exists() and path.samefile(pending):
+            pending.unlink()  # stopped between the link and the unlink
+            said = f"{pending}: its prune had committed; the archive is {path.name}"
+        elif problem is None and not path.exists():
+            audit_archive_publish(pending, path)
+            said = f"{pending}: its prune had committed; the archive is now {path.name}"
+        elif problem is None:
+            said = f"{pending}: its prune had committed, but {path.name} exists; both kept"
+        elif _named_by_a_checkpoint(path):
+            said = f"{pending}: a prune checkpoint names {path.name}, but {problem}; kept"
+        else:
+            pending.unlink()
+            said = (
+                f"{pending}: removed, its prune never committed (its records are still in the "
+                "database, or in the archive of the prune that ran instead)"
+            )
+        logger.warning("Audit archive left by a stopped prune: %s.", said)
+        done.append(said)
+    return done
+
+
+def _pending_problem(pending: Path) -> str | None:
+    """Why `pending` is not the archive of a committed prune; None when it is."""
+    try:
+        archive = audit_archive_verify(pending)
+    except SignedLinesProblem as problem:
+        return f"it does not verify ({problem})"
+    return archive_check_against_checkpoints(archive)
+
+
+def _named_by_a_checkpoint(path: Path) -> bool:
+    # By the file's own name: the checkpoint keeps the path as given, which may be relative.
+    named = AuditPruneCheckpoint.objects.filter(archive_name__endswith=path.name)
+    return any(
+        Path(name).name == path.name for name in named.values_list("archive_name", flat=True)
+    )

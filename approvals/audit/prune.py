@@ -5,27 +5,40 @@ The trail is append-only, so without this it grows without bound. A prune:
 1. finds the cut: the last record before a date, or a given sequence; never the chain's newest
    record (the head names it), never one younger than AUDIT_ARCHIVE_MIN_AGE_DAYS;
 2. writes every record after the previous prune's cut (or from #1) through the cut to an archive
-   file (approvals.audit.archive), fsync'd;
+   file (approvals.audit.archive), fsync'd, under a pending name;
 3. reads the file back and verifies it: whole, every record recomputing under the audit keys,
    the chain unbroken from the previous cut to this one;
 4. only then, in one transaction: records a checkpoint (the cut's sequence and hash, the
    archive's name and SHA-256), deletes exactly the archived records through the guard's one
    opening (approvals.audit.guards.audit_prune_allowed), and appends a signed `audit.pruned`
-   record repeating the checkpoint, which is what vouches for it (audit_verify).
+   record repeating the checkpoint, which is what vouches for it (audit_verify);
+5. gives the archive its name: a file by an archive's name is always a committed prune's.
 
-Anything that goes wrong before the commit deletes nothing. Appends go on meanwhile: they only
-ever add records after the head, which the prune never touches, and the prune takes the head's
-lock only for its closing append, as every append does, so the trail is not held up for as long
-as the delete takes.
+Anything that goes wrong before the commit deletes nothing. A process killed between 2 and 5
+leaves the pending file, which the next prune into that directory settles first: named if its
+prune committed, removed if not (approvals.audit.archive.audit_archive_pending_settle). Prunes
+into one directory take turns; one that finds another at work there does nothing.
 
-Two prunes at once (two workers, or the command while beat's runs): the one that commits first
-wins; the other's delete finds other rows than its archive holds and rolls back, and it removes
-the archive it wrote, whose records are all still in the database: no record is archived twice.
+Appends go on meanwhile: they only ever add records after the head, which the prune never
+touches, and the prune takes the head's lock only for its closing append, as every append does,
+so the trail is not held up for as long as the delete takes.
+
+Two prunes at once into different directories (the command while beat's runs): the one that
+commits first wins; the other's delete finds other rows than its archive holds and rolls back,
+and it removes the archive it wrote, whose records are all still in the database: no record is
+archived twice.
 
 Beat runs the same prune when AUDIT_ARCHIVE_AFTER_DAYS is set (`audit_archive_past_age`): up to
-the last record older than that, into ARCHIVE_DIR.
+the last record older than that, into ARCHIVE_DIR, in chunks of at most
+AUDIT_ARCHIVE_CHUNK_RECORDS records, each a prune of its own (its archive, its checkpoint, its
+`audit.pruned` record, its transaction): a first run with a year of records behind it deletes
+them in steps of bounded size rather than in one transaction that would hold its locks and grow
+the write-ahead log for as long as the whole delete takes. Each chunk starts where the previous
+one's checkpoint ended, so the archives verify one by one against their checkpoints and the
+chain verifies from the newest, as after prunes run on separate days.
 """
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -36,7 +49,12 @@ from django.utils import timezone
 
 from approvals.audit.archive import (
     AuditArchive,
+    AuditArchiveDirectoryBusy,
     ChainPoint,
+    audit_archive_directory_locked,
+    audit_archive_pending_path,
+    audit_archive_pending_settle,
+    audit_archive_publish,
     audit_archive_verify,
     audit_archive_write,
 )
@@ -46,6 +64,8 @@ from approvals.audit.signed_lines import SignedLinesProblem
 from approvals.audit.trail import AuditAction, AuditActor, audit_record
 from approvals.audit.verification import audit_prune_vouch
 
+logger = logging.getLogger(__name__)
+
 
 class AuditPruneRefused(Exception):
     """Why nothing was pruned (and nothing deleted): the cut, its age, the file, the archive."""
@@ -53,6 +73,15 @@ class AuditPruneRefused(Exception):
 
 class AuditPruneNothingToCut(AuditPruneRefused):
     """No record before the date is left to archive: everything that old is pruned already."""
+
+
+class AuditPruneBusy(AuditPruneRefused):
+    """Another prune is writing into the same directory: this one did nothing."""
+
+
+class AuditArchiveUnnamed(Exception):
+    """The prune committed, but its archive could not be given its name: it is still under its
+    pending name, which the next prune into that directory settles."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +104,7 @@ def audit_cut_find(
 ) -> AuditRecord:
     """The record a prune would cut at: the last one created before `before`, or the one at
     `through_sequence`; AuditPruneRefused saying why there is none to cut at."""
-    pruned_through = getattr(audit_prune_checkpoint_latest(), "sequence", 0)
+    pruned_through = _pruned_through()
     newest = (
         AuditRecord.objects.order_by("-sequence").values_list("sequence", flat=True).first() or 0
     )
@@ -133,34 +162,62 @@ def audit_archive_and_prune(
 ) -> AuditPruneResult:
     """Archive every record after the previous prune through `cut` to a new file at `path`,
     verify the file, then delete exactly those records and record the checkpoint (module
-    docstring), signed by `by`. AuditPruneRefused, with nothing deleted, if any step fails."""
+    docstring), signed by `by`. AuditPruneRefused, with nothing deleted, if any step before the
+    commit fails; AuditArchiveUnnamed if only the last step, naming the file, did."""
+    try:
+        with audit_archive_directory_locked(path.parent):
+            audit_archive_pending_settle(path.parent)
+            return _archive_and_prune(cut=cut, path=path, by=by)
+    except AuditArchiveDirectoryBusy as busy:
+        raise AuditPruneBusy(f"{busy}; nothing was written or deleted") from None
+
+
+def _archive_and_prune(*, cut: AuditRecord, path: Path, by: str) -> AuditPruneResult:
     previous = audit_prune_checkpoint_latest()
     after = ChainPoint.at_checkpoint(previous)
+    if cut.sequence <= after.sequence:
+        raise AuditPruneRefused(f"#{cut.sequence} is archived and pruned already")
     through = ChainPoint(cut.sequence, cut.hash, _keyed_through(cut))
     archived = AuditRecord.objects.filter(sequence__gt=after.sequence, sequence__lte=cut.sequence)
+    pending = audit_archive_pending_path(path)
+    if path.exists():
+        raise AuditPruneRefused(f"{path} exists: an archive is never overwritten")
     try:
-        audit_archive_write(path=path, after=after, through=through, records=archived)
+        audit_archive_write(path=pending, after=after, through=through, records=archived)
     except FileExistsError:
-        raise AuditPruneRefused(f"{path} exists: an archive is never overwritten") from None
+        raise AuditPruneRefused(
+            f"{pending} exists, kept because a prune checkpoint names its archive (see the log)"
+        ) from None
     except OSError as error:
         raise AuditPruneRefused(f"writing {path} failed ({error}); nothing was deleted") from None
     try:
         # Read back from the disk, not trusted from memory: what is deleted next must be there.
-        archive = audit_archive_verify(path)
+        archive = audit_archive_verify(pending)
     except SignedLinesProblem as problem:
+        pending.unlink(missing_ok=True)
         raise AuditPruneRefused(
             f"{path} does not verify after writing ({problem}); nothing was deleted"
         ) from None
     if (archive.after, archive.through) != (after, through):
+        pending.unlink(missing_ok=True)
         raise AuditPruneRefused(f"{path} holds another run of records; nothing was deleted")
     try:
         checkpoint = _prune(archive, path, by=by)
     except AuditPruneRefused as refused:
         # Raised before the commit, so rolled back: every record the file holds is still in the
         # database, and the prune that won archived them or a later one will. Kept, it would be a
-        # second archive of them. (Not on a database error: the commit may have happened.)
-        path.unlink(missing_ok=True)
+        # second archive of them. (Not on a database error: the commit may have happened; the
+        # next prune's settling tells which.)
+        pending.unlink(missing_ok=True)
         raise AuditPruneRefused(f"{refused}; {path} was removed") from None
+    try:
+        audit_archive_publish(pending, path)
+    except OSError as error:
+        raise AuditArchiveUnnamed(
+            f"pruned through #{checkpoint.sequence}, but naming its archive {path} failed "
+            f"({error}): it is {pending} until the next prune into {path.parent}"
+        ) from None
+    archive.path = path
     return AuditPruneResult(checkpoint, archive)
 
 
@@ -232,21 +289,53 @@ def audit_archive_path(*, after: int, through: int) -> Path:
     )
 
 
-def audit_archive_past_age() -> AuditPruneResult | None:
+BEAT_ACTOR = "beat: audit archive"
+
+
+def audit_archive_past_age() -> list[AuditPruneResult]:
     """Beat's run: archive and prune the records older than AUDIT_ARCHIVE_AFTER_DAYS into
-    ARCHIVE_DIR, as `manage.py audit_archive --before` would; None when it is off or nothing
-    that old is left. AuditPruneRefused as the command's (a prune that lost a race included).
+    ARCHIVE_DIR, as `manage.py audit_archive --before` would, in chunks of at most
+    AUDIT_ARCHIVE_CHUNK_RECORDS (module docstring); a result a chunk, none when it is off,
+    nothing that old is left, or another prune is writing into ARCHIVE_DIR (that one carries
+    on). AuditPruneRefused as the command's (a prune that lost a race included): the chunks
+    before it stay pruned.
 
     The setting is at least AUDIT_ARCHIVE_MIN_AGE_DAYS (console.settings refuses to start
     otherwise), and audit_cut_find checks the age again, as for the command.
     """
     if settings.AUDIT_ARCHIVE_AFTER_DAYS <= 0:
-        return None
-    before = timezone.now() - timedelta(days=settings.AUDIT_ARCHIVE_AFTER_DAYS)
+        return []
+    results: list[AuditPruneResult] = []
     try:
+        # Settled even when nothing is due: a killed run's committed archive gets its name.
+        directory = Path(settings.ARCHIVE_DIR)
+        with audit_archive_directory_locked(directory):
+            audit_archive_pending_settle(directory)
+        before = timezone.now() - timedelta(days=settings.AUDIT_ARCHIVE_AFTER_DAYS)
         cut = audit_cut_find(before=before)
+        while (pruned_through := _pruned_through()) < cut.sequence:
+            chunk_cut = _chunk_cut(after=pruned_through, through=cut.sequence)
+            path = audit_archive_path(after=pruned_through, through=chunk_cut.sequence)
+            results.append(audit_archive_and_prune(cut=chunk_cut, path=path, by=BEAT_ACTOR))
     except AuditPruneNothingToCut:
-        return None
-    pruned_through = getattr(audit_prune_checkpoint_latest(), "sequence", 0)
-    path = audit_archive_path(after=pruned_through, through=cut.sequence)
-    return audit_archive_and_prune(cut=cut, path=path, by="beat: audit archive")
+        pass
+    except (AuditArchiveDirectoryBusy, AuditPruneBusy) as busy:
+        logger.info("Audit archive: %s; this run leaves it to that one.", busy)
+    return results
+
+
+def _pruned_through() -> int:
+    return getattr(audit_prune_checkpoint_latest(), "sequence", 0)
+
+
+def _chunk_cut(*, after: int, through: int) -> AuditRecord:
+    """The last record of the chunk after `after`: AUDIT_ARCHIVE_CHUNK_RECORDS on, or `through`."""
+    last = min(after + settings.AUDIT_ARCHIVE_CHUNK_RECORDS, through)
+    cut = (
+        AuditRecord.objects.filter(sequence__gt=after, sequence__lte=last)
+        .order_by("-sequence")
+        .first()
+    )
+    if cut is None:
+        raise AuditPruneRefused(f"no record from #{after + 1} to #{last} (run audit_verify)")
+    return cut

@@ -356,8 +356,9 @@ def test_a_prune_that_lost_a_race_to_another_deletes_nothing(
     real_verify = prune_module.audit_archive_verify
 
     def other_prune_first(path: Path) -> object:
+        # Into another directory: prunes into the same one take turns.
         monkeypatch.setattr(prune_module, "audit_archive_verify", real_verify)
-        _archive(tmp_path / "other.jsonl.gz", "4")
+        _archive(tmp_path / "elsewhere" / "other.jsonl.gz", "4")
         return real_verify(path)
 
     monkeypatch.setattr(prune_module, "audit_archive_verify", other_prune_first)
@@ -365,6 +366,6 @@ def test_a_prune_that_lost_a_race_to_another_deletes_nothing(
         _archive(tmp_path / "mine.jsonl.gz", _cut_date())
     assert list(AuditPruneCheckpoint.objects.values_list("sequence", flat=True)) == [4]
     # Its records are still live: kept, the file would archive #1 to #4 a second time.
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["other.jsonl.gz"]
+    assert list(tmp_path.glob("mine*")) == []
     assert AuditRecord.objects.filter(sequence__in=[5, 6]).count() == 2
     assert audit_chain_verify().ok

@@ -6,7 +6,12 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from approvals.audit.prune import AuditPruneRefused, audit_archive_and_prune, audit_cut_find
+from approvals.audit.prune import (
+    AuditArchiveUnnamed,
+    AuditPruneRefused,
+    audit_archive_and_prune,
+    audit_cut_find,
+)
 from approvals.management.commands.archive_decided import parse_cutoff
 
 
@@ -37,6 +42,8 @@ class Command(BaseCommand):
             result = audit_archive_and_prune(cut=cut, path=out)
         except AuditPruneRefused as refused:
             raise CommandError(f"Nothing archived or deleted: {refused}.") from None
+        except AuditArchiveUnnamed as unnamed:
+            raise CommandError(f"{unnamed}.") from None
         checkpoint = result.checkpoint
         self.stdout.write(
             f"Archived and pruned {checkpoint.records} audit records, "
