@@ -15,6 +15,7 @@ from agents.models import (
 )
 from agents.services import credential_issue, credential_revoke, provisioner_token_revoke
 from approvals.access import approvals_visible_to, reviewer_may_see_run
+from approvals.admin_agent_text import agent_line_field, shows_agent_text
 from approvals.audit.admin import AuditedAdminMixin
 from approvals.audit.export import streamed_download
 from approvals.policies.halts import agent_halt
@@ -51,8 +52,9 @@ class WebhookReceiverInline(admin.StackedInline):
     model = WebhookReceiver
     extra = 0
     # Never the signing secret.
-    fields = readonly_fields = ("url", "registration_id", "verified_at")
+    fields = readonly_fields = ("url_shown", "registration_id", "verified_at")
     can_delete = False
+    url_shown = agent_line_field("url")
 
     def has_add_permission(self, request: HttpRequest, obj: Agent | None = None) -> bool:
         return False
@@ -60,12 +62,13 @@ class WebhookReceiverInline(admin.StackedInline):
 
 @admin.register(Agent)
 class AgentAdmin(AuditedAdminMixin, admin.ModelAdmin):
-    list_display = ("name", "code", "created_at")
+    list_display = ("name_shown", "code", "created_at")
     search_fields = ("name", "code")
     readonly_fields = ("code", "created_at")
     filter_horizontal = ("operators",)
     inlines = [AgentCredentialInline, AapInstanceInline, WebhookReceiverInline]
     actions = ["issue_credential", "halt"]
+    name_shown = agent_line_field("name", ordering=True)
 
     def has_halt_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm("agents.halt_agent"))
@@ -86,7 +89,7 @@ class AgentAdmin(AuditedAdminMixin, admin.ModelAdmin):
     def issue_credential(self, request: HttpRequest, queryset) -> HttpResponse:  # type: ignore[no-untyped-def]
         issued = [
             (
-                agent.name,
+                str(agent),
                 credential_issue(
                     agent=agent, label=f"issued by {request.user}", actor=signed_in_user(request)
                 ).plaintext,
@@ -121,14 +124,39 @@ class AgentCredentialAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Run)
+@shows_agent_text(line=("external_id", "close_reason"), json=("metadata",))
 class RunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Runs and traces are written by agents through the API; the admin only shows them."""
 
-    list_display = ("name", "agent", "status", "total_cost", "budget", "created_at", "closed_at")
+    list_display = (
+        "name_shown",
+        "agent",
+        "status",
+        "total_cost",
+        "budget",
+        "created_at",
+        "closed_at",
+    )
     list_filter = ("status",)
     search_fields = ("name", "code", "external_id")
     list_select_related = ("agent",)
     actions = ["export_record"]
+    # What the agent named and wrote, as its words; the rest as stored.
+    fields = readonly_fields = (
+        "code",
+        "agent",
+        "name_shown",
+        "external_id_shown",
+        "metadata_shown",
+        "status",
+        "close_reason_shown",
+        "budget",
+        "total_cost",
+        "last_sequence",
+        "created_at",
+        "closed_at",
+    )
+    name_shown = agent_line_field("name", ordering=True)
 
     @admin.action(description="Export the run's record for replay (JSON Lines)")
     def export_record(self, request: HttpRequest, queryset) -> HttpResponseBase | None:  # type: ignore[no-untyped-def]
@@ -152,10 +180,21 @@ class RunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(TraceEvent)
+@shows_agent_text(line=("batch_key",), json=("data",))
 class TraceEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("run", "sequence", "type", "cost", "recorded_at")
     list_filter = ("type",)
     list_select_related = ("run",)
+    fields = readonly_fields = (
+        "run",
+        "sequence",
+        "type",
+        "occurred_at",
+        "recorded_at",
+        "cost",
+        "data_shown",
+        "batch_key_shown",
+    )
 
 
 @admin.register(ProvisionerToken)

@@ -9,6 +9,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from approvals.agent_text import agent_text_in_quotes
 from console.outbox import OutboxRow
 
 
@@ -30,7 +31,10 @@ class Agent(models.Model):
         ordering = ["name"]
 
     def __str__(self) -> str:
-        return self.name
+        # Agents name themselves (AAP provisioning): wherever Django shows an agent by its
+        # string (the admin's titles, breadcrumbs, selects, filters, recent actions), the name
+        # reads as the agent's, in quotes, on one line, every character visible.
+        return agent_text_in_quotes(self.name)
 
 
 class AgentCredential(models.Model):
@@ -110,7 +114,7 @@ class Run(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.code})"
+        return f"{agent_text_in_quotes(self.name)} ({self.code})"  # the agent named it
 
     @property
     def is_open(self) -> bool:
@@ -275,7 +279,7 @@ class WebhookReceiver(models.Model):
     verified_at = models.DateTimeField()
 
     def __str__(self) -> str:
-        return self.url
+        return agent_text_in_quotes(self.url)  # the agent gave it
 
 
 class InstanceOperation(models.Model):

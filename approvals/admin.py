@@ -9,7 +9,10 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from knox.models import AuthToken
 
+from approvals.admin_agent_text import shows_agent_text
+from approvals.agent_text import agent_text_in_quotes, agent_tool_name_quoted
 from approvals.audit.admin import AuditedAdminMixin
+from approvals.audit.models import AuditActorType
 from approvals.models import (
     ApprovalEvent,
     ApprovalRequest,
@@ -50,13 +53,64 @@ class ApprovalEventInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(ApprovalRequest)
+@shows_agent_text(
+    line=("timeout", "idempotency_key"),
+    lines=("summary", "reasoning"),
+    json=("arguments", "context", "labels", "links", "answer_schema", "arguments_schema"),
+)
 class ApprovalRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("tool", "agent", "status", "impact", "confidence", "created_at", "deadline_at")
+    list_display = (
+        "tool_shown",
+        "agent",
+        "status",
+        "impact",
+        "confidence",
+        "created_at",
+        "deadline_at",
+    )
     list_filter = ("status", "impact", "agent")
     search_fields = ("code", "tool", "summary", "idempotency_key")
     date_hierarchy = "created_at"
     list_select_related = ("agent",)
     inlines = [ApprovalEventInline]
+    # What the agent wrote, as its words (the exact JSON texts it sent are on the decision page);
+    # the rest as stored.
+    fields = readonly_fields = (
+        "code",
+        "agent",
+        "run",
+        "source",
+        "kind",
+        "tool_shown",
+        "summary_shown",
+        "reasoning_shown",
+        "arguments_shown",
+        "context_shown",
+        "labels_shown",
+        "links_shown",
+        "answer_schema_shown",
+        "arguments_schema_shown",
+        "confidence",
+        "impact",
+        "timeout_shown",
+        "timeout_seconds",
+        "idempotency_key_shown",
+        "fingerprint",
+        "traceparent",
+        "status",
+        "team",
+        "required_approvals",
+        "hold_reason",
+        "escalation_chain",
+        "approved_as_suggested_on",
+        "created_at",
+        "deadline_at",
+        "decided_at",
+    )
+
+    @admin.display(description="tool", ordering="tool")
+    def tool_shown(self, approval: ApprovalRequest) -> str:
+        return agent_tool_name_quoted(approval.tool)
 
 
 @admin.register(Decision)
@@ -82,16 +136,17 @@ class TeamAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(AuditRecord)
+@shows_agent_text(line=("object_label", "user_agent"), json=("before", "after", "context"))
 class AuditRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "sequence",
         "created_at",
         "action",
         "actor_type",
-        "actor_label",
+        "actor_shown",
         "object_type",
         "object_id",
-        "object_label",
+        "object_label_shown",
         "ip_address",
     )
     list_filter = ("action", "actor_type", "object_type")
@@ -100,6 +155,35 @@ class AuditRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     date_hierarchy = "created_at"
     ordering = ("-sequence",)
     show_full_result_count = False
+    # Labels and the user agent are words as they were recorded: an agent's, an outsider's (a
+    # failed sign-in's username), a reviewer's; shown quoted, like the rest of what they wrote.
+    fields = readonly_fields = (
+        "sequence",
+        "created_at",
+        "action",
+        "actor_type",
+        "actor_id",
+        "actor_shown",
+        "object_type",
+        "object_id",
+        "object_label_shown",
+        "ip_address",
+        "user_agent_shown",
+        "request_id",
+        "before_shown",
+        "after_shown",
+        "context_shown",
+        "prev_hash",
+        "key_id",
+        "hash",
+    )
+
+    @admin.display(description="actor label")
+    def actor_shown(self, record: AuditRecord) -> str:
+        # The console's own label ("console") is its words; every other actor named themselves.
+        if record.actor_type == AuditActorType.SYSTEM:
+            return record.actor_label
+        return agent_text_in_quotes(record.actor_label) if record.actor_label else ""
 
 
 # Who may sign in and with which rights is configuration too: audit the auth admins.

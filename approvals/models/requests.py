@@ -14,6 +14,7 @@ from django.db import models
 from django.db.models.functions import Coalesce
 
 from agents.models import Agent, Run
+from approvals.agent_text import agent_tool_quoted
 
 
 class Status(models.TextChoices):
@@ -213,7 +214,9 @@ class ApprovalRequest(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.tool} ({self.code})"
+        # The tool's name is the agent's: quoted, so one named "Approved" never reads as a
+        # verdict where Django shows a request by its string (the admin's titles and columns).
+        return f"{agent_tool_quoted(self.tool)} ({self.code})"
 
     @property
     def is_terminal(self) -> bool:
