@@ -277,13 +277,7 @@ def _plan_for(model: type[models.Model], *, ids: bool) -> _Plan:
 def _json_getter(field: "models.Field[Any, Any]", get: Getter) -> Getter:
     """`get`, then the value in a form JSON carries and the column's type reads back."""
     if isinstance(field, models.JSONField):
-        dumps = get_json_dumps(field.encoder)
-
-        def json_text(obj: models.Model, db: BaseDatabaseWrapper) -> Any:
-            value = field.get_prep_value(field.pre_save(obj, add=True))
-            return None if value is None else dumps(value)
-
-        return json_text
+        return get  # its JSON text already
 
     def carried(obj: models.Model, db: BaseDatabaseWrapper) -> Any:
         return _json_scalar(get(obj, db))
@@ -305,6 +299,17 @@ def _json_scalar(value: Any) -> Any:
 
 def _getter(field: "models.Field[Any, Any]") -> Callable[[models.Model, BaseDatabaseWrapper], Any]:
     attname = field.attname
+    if isinstance(field, models.JSONField):
+        # The JSON's text, encoded here with the field's encoder, as Django's adapter would:
+        # the column reads it as text (COPY's text format, the one statement's cast), instead
+        # of psycopg calling back into Python to dump an adapter object for every value.
+        dumps = get_json_dumps(field.encoder)
+
+        def json_text(obj: models.Model, db: BaseDatabaseWrapper) -> Any:
+            value = field.get_prep_value(field.pre_save(obj, add=True))
+            return None if value is None else dumps(value)
+
+        return json_text
     if isinstance(field, models.ForeignKey):
 
         def related(obj: models.Model, db: BaseDatabaseWrapper) -> Any:
