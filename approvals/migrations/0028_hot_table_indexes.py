@@ -117,13 +117,16 @@ def indexes_trimmed(apps, schema_editor):
     _drop_index(schema_editor, OBJECT_INDEX_WAS[0])
     for table, column, unique, new_name in RENAMED:
         found = _single_column_indexes(schema_editor, table, column)
-        for old, (is_unique, primary) in found.items():
-            if old.endswith(LIKE):
-                _drop_index(schema_editor, old)
-            elif old != new_name and new_name not in found and is_unique == unique and not primary:
-                if unique and not postgresql:
-                    continue  # SQLite's inline UNIQUE: see the docstring
-                _rename_index(schema_editor, table, old, new_name, [column])
+        for old in [name for name in found if name.endswith(LIKE)]:
+            _drop_index(schema_editor, old)
+        kept = [
+            name
+            for name, (is_unique, primary) in found.items()
+            if not name.endswith(LIKE) and is_unique == unique and not primary
+        ]
+        if new_name in kept or not kept or (unique and not postgresql):
+            continue  # renamed already, or SQLite's inline UNIQUE (see the docstring)
+        _rename_index(schema_editor, table, kept[0], new_name, [column])
     for table, column, _had_like in DROPPED:
         for old, (is_unique, primary) in _single_column_indexes(
             schema_editor, table, column
