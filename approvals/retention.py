@@ -36,8 +36,9 @@ from agents.models import Run
 from approvals.audit import SignedLinesProblem, audit_anchor_current, signed_lines_verify
 from approvals.audit.archive import AUDIT_ARCHIVE_FORMAT, audit_archive_verify
 from approvals.audit.export import _row as audit_row
+from approvals.audit.export import audit_records_about
 from approvals.audit.signed_lines import SignedLinesWriter, signed_line
-from approvals.models import TERMINAL_STATUSES, ApprovalRequest, AuditRecord
+from approvals.models import TERMINAL_STATUSES, ApprovalRequest
 
 ARCHIVE_FORMAT = "console-archive/1"
 BATCH_SIZE = 200
@@ -157,7 +158,7 @@ def _batch_archive(
         writer.write(line)
         result.archived[label] = result.archived.get(label, 0) + 1
     codes = [str(a.code) for a in batch] + [str(run.code) for run in runs]
-    for record in AuditRecord.objects.filter(object_id__in=codes).order_by("sequence"):
+    for record in audit_records_about(codes):
         writer.write(signed_line("audit", audit_row(record)))
         result.archived["audit records"] = result.archived.get("audit records", 0) + 1
     writer.make_durable()  # on disk before a row of it is deleted

@@ -44,7 +44,7 @@ from approvals.audit import (
     audit_record,
     signed_lines_verify,
 )
-from approvals.audit.export import EXPORT_CHUNK_SIZE
+from approvals.audit.export import EXPORT_CHUNK_SIZE, audit_records_about
 from approvals.audit.export import _row as audit_row
 from approvals.models import ApprovalRequest, AuditRecord, Decision, RequestOutcome
 
@@ -249,9 +249,7 @@ def run_export_lines(*, run: Run, approvals: QuerySet[ApprovalRequest]) -> Itera
         yield signed(timed.line)
     codes = [str(run.code), *(str(approval.code) for approval in requests)]
     if current is not None:
-        records = AuditRecord.objects.filter(
-            object_id__in=codes, sequence__lte=current[0].sequence
-        ).order_by("sequence")
+        records = audit_records_about(codes).filter(sequence__lte=current[0].sequence)
         for record in records.iterator(chunk_size=EXPORT_CHUNK_SIZE):
             yield signed(_line("audit", audit_row(record)))
     yield signed(_line("anchor", {"anchor": anchor}))

@@ -10,7 +10,7 @@ happen to a year of records.
 import csv
 import itertools
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -56,6 +56,12 @@ def audit_records_filtered(*, audit_filter: AuditFilter) -> QuerySet[AuditRecord
     if audit_filter.object_id:
         records = records.filter(object_id=audit_filter.object_id)
     return records
+
+
+def audit_records_about(object_ids: Iterable[str]) -> QuerySet[AuditRecord]:
+    """The records about any of these objects (request and run codes), in chain order: through
+    audit_object_id, which is led by the id because the callers know no object type."""
+    return AuditRecord.objects.filter(object_id__in=list(object_ids)).order_by("sequence")
 
 
 def _row(record: AuditRecord) -> dict[str, Any]:

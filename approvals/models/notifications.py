@@ -188,15 +188,20 @@ class Notification(OutboxRow):
     before it is sent, so two workers never send the same row.
     """
 
+    # Indexed by notification_inbox, which starts with it (no index of its own).
     recipient = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="notifications",
+        db_index=False,
     )
     channel = models.CharField(max_length=10, choices=Channel.choices)
     approval = models.ForeignKey(
         ApprovalRequest, on_delete=models.PROTECT, related_name="notifications"
     )
     reason = models.CharField(max_length=64)
-    dedupe_key = models.CharField(max_length=255, unique=True)
+    # Unique in Meta: a field's unique=True also gets a LIKE-only varchar_pattern_ops index.
+    dedupe_key = models.CharField(max_length=255)
     # Set for updates of a message already posted (the outcome of a decision).
     slack_message = models.ForeignKey(
         SlackMessage, null=True, blank=True, on_delete=models.PROTECT, related_name="updates"
@@ -223,6 +228,9 @@ class Notification(OutboxRow):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["dedupe_key"], name="notification_unique_dedupe_key")
+        ]
         indexes = [
             # The re-enqueue sweep looks for due, undelivered rows.
             models.Index(fields=["status", "next_attempt_at"], name="notification_due"),

@@ -88,7 +88,11 @@ class Kind(models.TextChoices):
 
 class ApprovalRequest(models.Model):
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="approval_requests")
+    # No index of its own: approval_unique_idempotency_key starts with the agent, and every
+    # index is one more insertion on each gated call.
+    agent = models.ForeignKey(
+        Agent, on_delete=models.PROTECT, related_name="approval_requests", db_index=False
+    )
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.NATIVE)
     # A question is answered rather than approved (docs/questions.md): the same lifecycle,
     # policies, routing and deadline; the reviewer's answer must satisfy `answer_schema`.
@@ -166,9 +170,8 @@ class ApprovalRequest(models.Model):
     # whichever process records them. "" when the agent sent none.
     traceparent = models.CharField(max_length=55, blank=True, default="", db_default="")
 
-    status = models.CharField(
-        max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True
-    )
+    # Indexed by approval_status_deadline, which starts with it (no index of its own).
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     created_at = models.DateTimeField(auto_now_add=True)
     deadline_at = models.DateTimeField()
     decided_at = models.DateTimeField(null=True, blank=True)
