@@ -39,7 +39,11 @@ FINGERPRINTS = [
     ),
     (
         Submission(
-            tool="ask", arguments={}, timeout="5m", kind="question", answer_schema={"type": "string"}
+            tool="ask",
+            arguments={},
+            timeout="5m",
+            kind="question",
+            answer_schema={"type": "string"},
         ),
         "e28c2fde024c1fcfeaa67d0fb94ad15ce61228ec8cf584c9772c5ab3d3d012a4",
     ),
