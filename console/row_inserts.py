@@ -310,6 +310,13 @@ def _getter(field: "models.Field[Any, Any]") -> Callable[[models.Model, BaseData
             return None if value is None else dumps(value)
 
         return json_text
+    if isinstance(field, models.GenericIPAddressField):
+        # Its text (NULL when blank), as Django's adapter would send it, instead of an adapter
+        # object psycopg dumps by calling back into Python; the column reads the text.
+        def address(obj: models.Model, db: BaseDatabaseWrapper) -> Any:
+            return field.get_prep_value(getattr(obj, attname)) or None
+
+        return address
     if isinstance(field, models.ForeignKey):
 
         def related(obj: models.Model, db: BaseDatabaseWrapper) -> Any:

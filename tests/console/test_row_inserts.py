@@ -131,6 +131,29 @@ def test_it_prepares_values_that_need_their_field() -> None:
     assert (stored.ip_address, stored.before, stored.context) == (None, {"at": "2026-01-01"}, {})
 
 
+def test_ip_addresses_are_stored_as_bulk_create_stores_them() -> None:
+    addresses = ["127.0.0.1", "2001:DB8:0:0:0:0:0:1", "::ffff:192.0.2.1", "", None]
+    ours, reference = [], []
+    for number, address in enumerate(addresses):
+        for records, offset in ((ours, 0), (reference, 100)):
+            records.append(
+                AuditRecord(
+                    sequence=20_000 + offset + number,
+                    created_at=timezone.now(),
+                    action="x",
+                    actor_type="system",
+                    ip_address=address,
+                    prev_hash="0" * 64,
+                    hash=f"{offset + number:064d}",
+                )
+            )
+    _insert_with_ids(ours)
+    AuditRecord.objects.bulk_create(reference)
+    stored = [AuditRecord.objects.get(pk=record.pk).ip_address for record in ours]
+    expected = [AuditRecord.objects.get(pk=record.pk).ip_address for record in reference]
+    assert stored == expected == ["127.0.0.1", "2001:db8::1", "::ffff:192.0.2.1", None, None]
+
+
 def test_a_unique_key_violation_is_djangos_integrity_error_and_stores_nothing() -> None:
     agent = AgentFactory()
     _insert_with_ids([_approval(agent, "same")])
