@@ -218,7 +218,7 @@ class FaultCluster:
         # As console/Procfile runs it: a kill takes every delivery its threads hold.
         self.worker = self.spawn(
             "worker", "celery", "-A", "console", "--quiet", "worker", "--loglevel", "WARNING",
-            "--pool", "threads", "--concurrency", "2",
+            "--pool", "threads", "--concurrency", "2", "--without-gossip", "--without-mingle",
         )  # fmt: skip
 
     def kill_worker(self) -> None:
