@@ -133,7 +133,8 @@ def test_it_prepares_values_that_need_their_field() -> None:
 
 def test_ip_addresses_are_stored_as_bulk_create_stores_them() -> None:
     addresses = ["127.0.0.1", "2001:DB8:0:0:0:0:0:1", "::ffff:192.0.2.1", "", None]
-    ours, reference = [], []
+    ours: list[AuditRecord] = []
+    reference: list[AuditRecord] = []
     for number, address in enumerate(addresses):
         for records, offset in ((ours, 0), (reference, 100)):
             records.append(
