@@ -159,7 +159,11 @@ def _console(env: dict[str, str], servers: int, log_dir: Path) -> Iterator[list[
                 "--ws-per-message-deflate", "false", "--ws", UVICORN_WS,
             )  # fmt: skip
             urls.append(f"http://127.0.0.1:{port}")
-        spawn("worker", "celery", "-A", "console", "worker", "--concurrency", "1", "-l", "WARNING")
+        spawn(
+            "worker", "celery", "-A", "console", "worker", "--concurrency", "1", "-l", "WARNING",
+            # As deployed (console/Procfile, docs/operations.md): only the tasks' own channel.
+            "--without-gossip", "--without-mingle",
+        )  # fmt: skip
         for url in urls:
             _wait_until_healthy(url, processes)
         yield urls
