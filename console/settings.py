@@ -219,8 +219,7 @@ else:
                 "timeout": 20,
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             },
-            # Threads (the test server, race tests) must share one database: a file, not :memory:.
-            "TEST": {"NAME": VAR_DIR / "test_console.sqlite3"},
+            # The tests' database is a file of each pytest run's own (tests/conftest.py).
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -5,10 +5,12 @@ under uvicorn in a thread (it starts in about 0.1 s): the same stack `make run` 
 """
 
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -26,13 +28,21 @@ from tests.thread_connections import ThreadConnectionWatch, close_harness_connec
 
 
 @pytest.fixture(scope="session")
-def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -> None:
-    # Transactional tests empty every table afterwards, the audit trail too, which its guards
-    # refuse to anyone else (approvals.audit.guards).
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -> Iterator[None]:
     from django.conf import settings
 
-    for database in settings.DATABASES.values():
-        database["AUDIT_WIPE_ALLOWED"] = True  # type: ignore[typeddict-unknown-key]
+    with tempfile.TemporaryDirectory(prefix="console-test-db-") as directory:
+        for alias, database in settings.DATABASES.items():
+            # Transactional tests empty every table afterwards, the audit trail too, which its
+            # guards refuse to anyone else (approvals.audit.guards).
+            database["AUDIT_WIPE_ALLOWED"] = True  # type: ignore[typeddict-unknown-key]
+            if database["ENGINE"] == "django.db.backends.sqlite3":
+                # A file: threads (the live console, race tests) and the server processes some
+                # tests start share it. One per pytest process (per xdist worker too), removed
+                # afterwards: two runs at once in one checkout must not use the same one.
+                test_name = str(Path(directory) / f"test_{alias}.sqlite3")
+                database.setdefault("TEST", {})["NAME"] = test_name
+        yield
 
 
 @pytest.fixture

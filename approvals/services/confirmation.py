@@ -59,24 +59,28 @@ def approval_confirmation_asked(approval: ApprovalRequest) -> ConfirmationAsked:
 def approval_confirmation_typed(*, approval: ApprovalRequest, typed: str) -> str | None:
     """What a text typed (or sent) on the decision page confirms, for approval_confirmation_check.
 
-    Surrounding whitespace does not count; everything else does, letter case included. What
-    approval_confirmation_asked asks for, or the tool's name exactly as the agent sent it (or
-    without its surrounding whitespace), confirms the tool; anything else is passed on as typed,
-    which the check refuses; nothing typed is None, no confirmation. A name that shows as nothing
-    is confirmed by CONFIRMATION_WORD only: typing its whitespace is no deliberate step.
+    Surrounding whitespace does not count; everything else does, letter case included. Only what
+    approval_confirmation_asked asks for, the name as the page shows it, confirms the tool: the
+    reviewer confirms what they read. The raw name does not where it differs from that (its
+    invisible or direction-changing characters, its runs of whitespace): no one reads it on the
+    page, and the script (static/js/decision.js) keeps the button disabled for it too. Anything
+    else is passed on, which the check refuses; nothing typed is None, no confirmation. A name
+    that shows as nothing is confirmed by CONFIRMATION_WORD only: typing its whitespace is no
+    deliberate step.
 
     Whitespace is what str.strip() removes (str.isspace: U+001C-U+001F and U+0085 among it,
     U+FEFF not). static/js/decision.js trims exactly that set, so its button is enabled for
     exactly the texts this function accepts as what the page asks.
     """
-    asked = approval_confirmation_asked(approval)
-    if asked.names_tool and typed == approval.tool:
-        return approval.tool
     typed = typed.strip()
     if not typed:
         return None
-    if typed == asked.text or (asked.names_tool and typed == approval.tool.strip()):
+    if typed == approval_confirmation_asked(approval).text:
         return approval.tool
+    if typed == approval.tool:
+        # The raw name, which the page does not show: passed on as the page would show it, which
+        # differs from the tool's name, so the check refuses it.
+        return agent_text_one_line(typed)
     return typed
 
 

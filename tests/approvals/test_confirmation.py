@@ -144,10 +144,46 @@ def test_the_page_asks_for_the_name_as_shown_whitespace_aside(team) -> None:
     approval = ApprovalRequestFactory(team=team, tool=" issue  refund\t")
     asked = approval_confirmation_asked(approval)
     assert asked == ConfirmationAsked(text="issue refund", names_tool=True, whitespace_hidden=True)
-    for typed in ("issue refund", " issue refund ", "issue  refund", approval.tool):
+    for typed in ("issue refund", " issue refund ", "\tissue refund\n"):
         assert approval_confirmation_typed(approval=approval, typed=typed) == approval.tool
     assert approval_confirmation_typed(approval=approval, typed="Issue refund") == "Issue refund"
     assert approval_confirmation_typed(approval=approval, typed=" ") is None
+
+
+# (the tool as the agent sent it, the name as the page shows it and asks it typed)
+NAMES_SHOWN_OTHERWISE = [
+    pytest.param("delete\u200b_backup", "delete⟨U+200B⟩_backup", id="zero-width-space"),
+    # Raw, it reads "pdf.exe".
+    pytest.param("\u202eexe.fdp", "⟨U+202E⟩exe.fdp", id="right-to-left-override"),
+    pytest.param("issue\x07refund", "issue⟨U+0007⟩refund", id="control-character"),
+    pytest.param("issue  refund", "issue refund", id="run-of-whitespace"),
+    pytest.param("issue\nrefund", "issue refund", id="line-break"),
+    pytest.param("issue\u2028refund", "issue refund", id="line-separator"),
+]
+
+
+@pytest.mark.parametrize(("tool", "shown"), NAMES_SHOWN_OTHERWISE)
+def test_only_the_name_as_shown_confirms_it_not_the_raw_name_the_page_hides(
+    team, tool, shown
+) -> None:
+    approval = ApprovalRequestFactory(team=team, impact=Impact.CRITICAL, tool=tool)
+    assert approval_confirmation_asked(approval).text == shown
+
+    for raw in (tool, f" {tool} "):
+        confirmed = approval_confirmation_typed(approval=approval, typed=raw)
+        assert confirmed != tool
+        with pytest.raises(ReviewRejected) as refused:
+            check_approval_request_approve(
+                approval=approval, reviewer=_ann(team), confirmed=confirmed
+            )
+        assert refused.value.code == "confirmation_required"
+    _nothing_recorded(approval)
+
+    confirmed = approval_confirmation_typed(approval=approval, typed=shown)
+    assert confirmed == tool
+    assert check_approval_request_approve(
+        approval=approval, reviewer=_ann(team), confirmed=confirmed
+    ).decided
 
 
 # The server's whitespace is str.isspace's: U+001C-U+001F and U+0085 count, U+FEFF and the other

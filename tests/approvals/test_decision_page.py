@@ -121,6 +121,10 @@ def test_a_tool_name_with_lookalike_or_invisible_characters_is_typed_as_shown(
     assert "U+0435 CYRILLIC SMALL LETTER IE; U+200B ZERO WIDTH SPACE" in html
     typed = {"note": "", "confirm_step": "1"}
     assert _approve(client, ann, approval, confirmed="delete_backup", **typed).status_code == 400
+    # The raw name, its zero-width space unseen, is not what the reviewer read.
+    refused = _approve(client, ann, approval, confirmed=tool, **typed)
+    assert refused.status_code == 400
+    assert "Not approved. What you typed is not the tool" in refused.content.decode()
     assert _approve(client, ann, approval, confirmed=shown, **typed).status_code == 200
     approval.refresh_from_db()
     assert approval.status == Status.APPROVED

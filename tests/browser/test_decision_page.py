@@ -311,6 +311,38 @@ def test_a_long_lookalike_tool_name_is_shown_whole_and_copyable(
     expect(page.get_by_role("button", name="Confirm and approve")).to_be_enabled()
 
 
+def test_the_name_to_type_is_the_name_seen_not_the_raw_one(live_console, page: Page, team) -> None:
+    # A zero-width space, a right-to-left override and a run of spaces: the page shows each.
+    tool = "issue\u200b_refund\u202e  now"
+    approval = _refund(team, tool=tool)
+    log_in(page, live_console.url, "alice")
+    page.goto(f"{live_console.url}/requests/{approval.code}")
+    expect(page.locator("#approve-button")).to_have_attribute("data-armed", "ready")
+    page.get_by_role("button", name="Approve…").click()
+    seen = page.locator("#confirm-approve .confirm-name").inner_text()
+    assert seen == "issue⟨U+200B⟩_refund⟨U+202E⟩ now"
+    typed = page.get_by_label("Type the tool's name to confirm")
+    button = page.get_by_role("button", name="Confirm and approve")
+
+    typed.fill(tool)  # the raw name, pasted from somewhere else: not what the reviewer read
+    expect(button).to_be_disabled()
+    # Sent anyway (no script): the server refuses it too.
+    button.evaluate("button => { button.disabled = false; }")
+    button.click()
+    expect(page.locator("#confirm-approve-error")).to_contain_text(
+        "Not approved. What you typed is not the tool's name."
+    )
+    approval.refresh_from_db()
+    assert approval.status == Status.PENDING
+
+    typed.fill(seen)
+    expect(button).to_be_enabled()
+    button.click()
+    expect(page.locator("#status-badge")).to_have_text("Approved")
+    approval.refresh_from_db()
+    assert approval.status == Status.APPROVED
+
+
 # Every character either side could take for whitespace: the controls, format characters and
 # separators (Cc, Cf, Z*), where Python's str.isspace, JavaScript's trim and \s all find theirs.
 # Around the tool's name, in the field: the browser's value (an <input> drops line breaks itself)
