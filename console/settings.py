@@ -19,6 +19,8 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
+from console.first_run import file_made_once
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("CONSOLE_VAR_DIR", BASE_DIR / "var"))
 
@@ -62,16 +64,9 @@ def _secret_key() -> str:
     """
     if key := env_str("SECRET_KEY"):
         return key
-    key_file = VAR_DIR / "secret_key"
-    if key_file.exists():
-        return key_file.read_text().strip()
-    from django.core.management.utils import get_random_secret_key
+    from django.core.management import utils
 
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
-    key = get_random_secret_key()
-    key_file.write_text(key)
-    key_file.chmod(0o600)
-    return key
+    return file_made_once(VAR_DIR / "secret_key", utils.get_random_secret_key).strip()
 
 
 DEBUG = env_bool("DEBUG", False)
@@ -631,23 +626,10 @@ def _audit_hmac_keys() -> list[str]:
     if key := env_str("AUDIT_HMAC_KEY"):
         keys = [*env_list("AUDIT_HMAC_RETIRED_KEYS", []), key]
     else:
-        if not AUDIT_HMAC_KEY_FILE.exists():
-            import secrets
-            import tempfile
+        import secrets
 
-            AUDIT_HMAC_KEY_FILE.parent.mkdir(parents=True, exist_ok=True)
-            # Written aside (0600 from the start), then linked into place: a process starting at
-            # the same moment either wins or reads the winner's whole file, never half of it.
-            fd, draft = tempfile.mkstemp(dir=AUDIT_HMAC_KEY_FILE.parent)
-            try:
-                os.write(fd, (secrets.token_hex(32) + "\n").encode())
-                os.close(fd)
-                os.link(draft, AUDIT_HMAC_KEY_FILE)
-            except FileExistsError:
-                pass
-            finally:
-                os.unlink(draft)
-        keys = [line.strip() for line in AUDIT_HMAC_KEY_FILE.read_text().splitlines()]
+        text = file_made_once(AUDIT_HMAC_KEY_FILE, lambda: secrets.token_hex(32) + "\n")
+        keys = [line.strip() for line in text.splitlines()]
         keys = [key for key in keys if key and not key.startswith("#")]
     if not keys or any(len(key) < 32 for key in keys):
         raise ImproperlyConfigured("audit HMAC keys must be at least 32 characters (docs/audit.md)")

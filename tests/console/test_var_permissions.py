@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,45 @@ def test_it_warns_when_var_is_open_and_cannot_be_tightened(tmp_path: Path) -> No
         subprocess.run(["chattr", "-i", str(var_dir)], check=True)
     assert started.returncode == 0, started.stderr[-2000:]
     assert f"{var_dir} is mode 755" in started.stderr, started.stderr[-2000:]
+
+
+def test_a_process_that_loses_the_race_to_write_the_key_uses_the_winners(tmp_path: Path) -> None:
+    # `make run` starts the server, the worker and beat at once on a new checkout. Here another
+    # process writes its key just after this one found none: both must end up with one key, or
+    # links signed by one process are refused by the others.
+    var_dir = tmp_path / "var"
+    code = textwrap.dedent(
+        """
+        import os, pathlib
+        from django.core.management import utils
+
+        var = pathlib.Path(os.environ["CONSOLE_VAR_DIR"])
+
+        def racing():
+            var.mkdir(parents=True, exist_ok=True)
+            (var / "secret_key").write_text("w" * 50)  # the other process, just before us
+            return "l" * 50
+
+        utils.get_random_secret_key = racing
+        import django
+        django.setup()
+        from django.conf import settings
+        print(settings.SECRET_KEY)
+        """
+    )
+    environment = {**os.environ, "CONSOLE_VAR_DIR": str(var_dir)}
+    for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY"):
+        environment.pop(name, None)
+    started = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=BASE_DIR,
+        env={**environment, "DJANGO_SETTINGS_MODULE": "console.settings"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert started.returncode == 0, started.stderr[-2000:]
+    assert started.stdout.strip() == "w" * 50
+    assert (var_dir / "secret_key").read_text() == "w" * 50
+    assert [path.name for path in var_dir.iterdir() if path.name.startswith("tmp")] == []
