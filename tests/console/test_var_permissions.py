@@ -16,6 +16,15 @@ BASE_DIR = Path(__file__).resolve().parents[2]
 
 
 def _start(var_dir: Path, connect: bool = True, **env: str) -> subprocess.CompletedProcess[str]:
+    # A permissive umask, as on many workstations: what the console creates must not inherit it.
+    code = "import os; os.umask(0o022); import django; django.setup()"
+    if connect:
+        code += "; from django.db import connection; connection.ensure_connection()"
+    return _run(var_dir, code, **env)
+
+
+def _run(var_dir: Path, code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`code` in a fresh process whose settings keep their generated files in `var_dir`."""
     environment = {**os.environ, "CONSOLE_VAR_DIR": str(var_dir), **env}
     for name in (
         "DATABASE_URL",
@@ -27,10 +36,6 @@ def _start(var_dir: Path, connect: bool = True, **env: str) -> subprocess.Comple
     ):
         if name not in env:
             environment.pop(name, None)
-    # A permissive umask, as on many workstations: what the console creates must not inherit it.
-    code = "import os; os.umask(0o022); import django; django.setup()"
-    if connect:
-        code += "; from django.db import connection; connection.ensure_connection()"
     return subprocess.run(
         [sys.executable, "-c", code],
         cwd=BASE_DIR,
@@ -128,18 +133,7 @@ def test_a_process_that_loses_the_race_to_write_the_key_uses_the_winners(tmp_pat
         print(settings.SECRET_KEY)
         """
     )
-    environment = {**os.environ, "CONSOLE_VAR_DIR": str(var_dir)}
-    for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY"):
-        environment.pop(name, None)
-    started = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=BASE_DIR,
-        env={**environment, "DJANGO_SETTINGS_MODULE": "console.settings"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    started = _run(var_dir, code)
     assert started.returncode == 0, started.stderr[-2000:]
     assert started.stdout.strip() == "w" * 50
     assert (var_dir / "secret_key").read_text() == "w" * 50
