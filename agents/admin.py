@@ -20,7 +20,11 @@ from approvals.audit.admin import AuditedAdminMixin
 from approvals.audit.export import streamed_download
 from approvals.policies.halts import agent_halt
 from approvals.run_export import CONTENT_TYPE, run_export_filename, run_export_start
-from console.admin_mixins import ReadOnlyAdminMixin, one_time_secrets_response
+from console.admin_mixins import (
+    QuotedNameAdminMixin,
+    ReadOnlyAdminMixin,
+    one_time_secrets_response,
+)
 from console.http import signed_in_user
 
 
@@ -61,7 +65,7 @@ class WebhookReceiverInline(admin.StackedInline):
 
 
 @admin.register(Agent)
-class AgentAdmin(AuditedAdminMixin, admin.ModelAdmin):
+class AgentAdmin(QuotedNameAdminMixin, AuditedAdminMixin, admin.ModelAdmin):
     list_display = ("name_shown", "code", "created_at")
     search_fields = ("name", "code")
     readonly_fields = ("code", "created_at")

@@ -10,7 +10,11 @@ from django.urls import reverse
 from knox.models import AuthToken
 
 from approvals.admin_agent_text import shows_agent_text
-from approvals.agent_text import agent_text_in_quotes, agent_tool_name_quoted
+from approvals.agent_text import (
+    agent_text_in_quotes,
+    agent_text_one_line,
+    agent_tool_name_quoted,
+)
 from approvals.audit.admin import AuditedAdminMixin
 from approvals.audit.models import AuditActorType
 from approvals.models import (
@@ -135,8 +139,14 @@ class TeamAdmin(AuditedAdminMixin, admin.ModelAdmin):
     filter_horizontal = ("members",)
 
 
+# Object types whose string quotes what the agent named (Agent, Run, ApprovalRequest): a label
+# recorded from that string carries the quotes already. A label recorded before the strings
+# quoted has none, and is quoted whole.
+_LABELS_QUOTED_AT_RECORDING = frozenset({"agents.agent", "agents.run", "approvals.approvalrequest"})
+
+
 @admin.register(AuditRecord)
-@shows_agent_text(line=("object_label", "user_agent"), json=("before", "after", "context"))
+@shows_agent_text(line=("user_agent",), json=("before", "after", "context"))
 class AuditRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "sequence",
@@ -184,6 +194,15 @@ class AuditRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if record.actor_type == AuditActorType.SYSTEM:
             return record.actor_label
         return agent_text_in_quotes(record.actor_label) if record.actor_label else ""
+
+    @admin.display(description="object label")
+    def object_label_shown(self, record: AuditRecord) -> str:
+        label = record.object_label
+        if not label:
+            return ""
+        if record.object_type in _LABELS_QUOTED_AT_RECORDING and "\u201c" in label:
+            return agent_text_one_line(label)  # quoted again, it would read ““bot””
+        return agent_text_in_quotes(label)
 
 
 # Who may sign in and with which rights is configuration too: audit the auth admins.

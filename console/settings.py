@@ -85,6 +85,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.humanize",  # naturaltime: "just now"-style ages, not "0 minutes ago"
     "channels",
     "django_htmx",
     "rest_framework",

@@ -24,6 +24,9 @@ def _svg(width: int, height: int, title: str, body: list[str]) -> SafeString:
     )
 
 
+# Round steps for an axis of counts: never less than 1 (0, 0.5, 1 would read 0, 0, 1).
+COUNT_STEPS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000)
+
 # Round steps for an axis of durations, in seconds: 15 s, 30 s, 1 min, 2 min, 5 min, ... 1 day.
 DURATION_STEPS = (
     1,

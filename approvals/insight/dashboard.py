@@ -84,6 +84,7 @@ def _outcome_panels(*, since: datetime, until: datetime) -> dict[str, Any]:
                 ("approved by a person", failures.failed(insight.PERSON)),
                 ("approved by the policy", failures.failed(insight.POLICY)),
             ],
+            y_steps=charts.COUNT_STEPS,
         ),
         "rule_outcomes": insight.outcomes_by_rule(since=since, until=until),
     }

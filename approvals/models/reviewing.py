@@ -33,5 +33,8 @@ class ReviewerPageSettings(models.Model):
     # After deciding, open the next request of the queue: a reviewer working a queue keeps going.
     open_next_after_decision = models.BooleanField(default=True)
 
+    class Meta:
+        verbose_name_plural = "reviewer page settings"  # not Django's "settingss"
+
     def __str__(self) -> str:
         return f"page settings of {self.user_id}"

@@ -258,5 +258,15 @@
     // On a phone the run's steps start folded: the request and its decision come first.
     var steps = document.getElementById("run-steps");
     if (steps && window.matchMedia("(max-width: 899.98px)").matches) steps.open = false;
+    // On a phone the bar is fixed over the foot of the page, and its height varies (a question's
+    // answer form, an open drawer): the page leaves that much room, so its end (the history, the
+    // comment box) can always be scrolled out from under it. CSSOM, not a style attribute: the
+    // CSP allows it.
+    var bar = document.getElementById("decide");
+    if (bar && window.ResizeObserver) {
+      new ResizeObserver(function () {
+        page().style.setProperty("--decision-bar-height", bar.offsetHeight + "px");
+      }).observe(bar);
+    }
   });
 })();

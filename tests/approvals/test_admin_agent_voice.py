@@ -12,6 +12,7 @@ from django.test import Client
 from django.utils import timezone
 
 from agents.models import AapInstance, Agent, ProvisionerToken, Run, WebhookReceiver
+from approvals.audit.trail import audit_record
 from approvals.models import ApprovalRequest, Decision, Status
 from approvals.services import approval_request_create
 from tests.factories import AgentFactory, ApprovalRequestFactory, UserFactory, build_submission
@@ -182,3 +183,53 @@ def test_the_audit_trail_quotes_what_agents_named(admin_client: Client) -> None:
     listed = _page(admin_client, "/admin/approvals/auditrecord/")
 
     assert f'<td class="field-actor_shown">{QUOTED}</td>' in listed
+    # The request's label quotes the tool already: one pair, not “tool “…” (…)”.
+    assert f'<td class="field-object_label_shown">tool {QUOTED} ({approval.code})</td>' in listed
+
+
+def test_the_audit_trail_quotes_an_agents_label_once(admin_client: Client) -> None:
+    agent = AgentFactory(name="bot")
+    audit_record(action="agent.created", target=agent)
+    # Recorded before agents' strings quoted their names: quoted whole when shown.
+    audit_record(action="agent.created", object_type="agents.agent", object_label="old-bot")
+
+    listed = _page_plain(admin_client, "/admin/approvals/auditrecord/")
+
+    assert '<td class="field-object_label_shown">\u201cbot\u201d</td>' in listed
+    assert '<td class="field-object_label_shown">\u201cold-bot\u201d</td>' in listed
+    assert "\u201c\u201c" not in listed
+
+
+def _page_plain(client: Client, path: str) -> str:
+    response = client.get(path)
+    assert response.status_code == 200, path
+    return response.content.decode()
+
+
+_NO_INLINES = {
+    f"{prefix}-{count}_FORMS": "0"
+    for prefix in ("credentials", "aap_instance", "webhook_receiver")
+    for count in ("TOTAL", "INITIAL")
+}
+
+
+def test_the_admins_messages_quote_the_agents_name_once(admin_client: Client) -> None:
+    added = admin_client.post(
+        "/admin/agents/agent/add/", {"name": HOSTILE, **_NO_INLINES}, follow=True
+    )
+    agent = Agent.objects.get()
+    change = f"/admin/agents/agent/{agent.pk}/change/"
+    changed = admin_client.post(
+        change, {"name": HOSTILE, "description": "changed", **_NO_INLINES}, follow=True
+    )
+    confirming = _page(admin_client, f"/admin/agents/agent/{agent.pk}/delete/")
+    deleted = admin_client.post(
+        f"/admin/agents/agent/{agent.pk}/delete/", {"post": "yes"}, follow=True
+    )
+
+    link = f'<a href="{change}">{QUOTED}</a>'
+    assert f"The agent {link} was added successfully." in _marked(added.content.decode())
+    assert f"The agent {link} was changed successfully." in _marked(changed.content.decode())
+    assert f"delete the agent {QUOTED}? All of the following" in confirming
+    assert f"The agent {QUOTED} was deleted successfully." in _marked(deleted.content.decode())
+    assert not Agent.objects.exists()

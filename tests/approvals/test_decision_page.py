@@ -312,6 +312,29 @@ def test_it_shows_similar_past_decisions_with_what_differs_only_where_visible(
     assert "Secret ops." not in html
 
 
+def test_a_similar_decision_just_made_on_the_same_arguments_reads_apart_from_its_note(
+    client, ann, payments
+) -> None:
+    agent = ApprovalRequestFactory(team=payments).agent
+    arguments = {"payment_id": "pay_1", "amount": 900}
+    earlier = ApprovalRequestFactory(team=payments, agent=agent, arguments=arguments)
+    check_approval_request_deny(
+        approval=earlier, reviewer=payments.members.get(username="ben"), reason="Too late."
+    )
+    html = _page(
+        client, ann, ApprovalRequestFactory(team=payments, agent=agent, arguments=arguments)
+    )
+    similar = html[html.index('id="similar-decisions"') :].split("</section>")[0]
+    # Not "Too late. same arguments", nor "0 minutes ago".
+    assert re.search(
+        r"Too late\.\s*</span>\s*<ul class=\"differences\"><li class=\"muted\">"
+        r"the same arguments as this request</li></ul>",
+        similar,
+    )
+    assert "0\xa0minutes ago" not in similar
+    assert re.search(r"</span></a>\s*(now|a second ago|\d+ seconds ago) by ben", similar)
+
+
 def test_it_says_what_happens_on_each_choice(client, ann, payments) -> None:
     html = _page(client, ann, ApprovalRequestFactory(team=payments))
     line = re.search(r'<p class="what-happens" id="what-happens">(.*?)</p>', html, re.S)

@@ -77,6 +77,10 @@ def test_the_page_listens_and_renders_rows_with_their_decision_time(client) -> N
     page = client.get(reverse("approvals:history")).content.decode()
     assert 'ws-connect="/ws/queue/"' in page and 'id="history-rows"' in page
     assert f'id="approval-{approval.code}" class="queue-row" data-decided="' in page
+    # A decision just made reads "by alice · now", not "· 0 minutes ago".
+    assert re.search(
+        r"by alice · (now|a second ago|\d+ seconds ago)</span>", _row(page, approval.code)
+    )
 
 
 @pytest.mark.django_db

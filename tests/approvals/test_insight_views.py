@@ -75,6 +75,27 @@ def test_it_shows_flagged_drift(client) -> None:
     assert "changed</span>" in html
 
 
+def test_a_week_without_figures_shows_a_dash_on_its_side_of_the_arrow(client) -> None:
+    now = timezone.now()
+    decided_approval(
+        agent=AgentFactory(name="refund-bot"),
+        status=Status.APPROVED,
+        reviewer=UserFactory(username="rita"),
+        confidence=None,
+        created_at=now - timedelta(days=1, minutes=1),
+        decided_at=now - timedelta(days=1),
+    )
+    client.force_login(UserFactory(username="boss", is_staff=True))
+    html = client.get(URL).content.decode()
+    row = html[html.index("<td>0 → 1</td>") :].split("</tr>")[0]
+    # Approval rate, mean confidence, failure rate: no decisions (or none stated) the week before.
+    dash = "\u2013"  # what the page shows for "no figure"
+    assert f'<td class="">{dash} → 1.00</td>' in row
+    assert f'<td class="">{dash} → {dash}</td>' in row
+    assert f"{dash} → {dash} <span" in row
+    assert "> → " not in row
+
+
 def test_it_shows_cost_per_run_next_to_the_agents_drift(client) -> None:
     now = timezone.now()
     bot = AgentFactory(name="refund-bot")

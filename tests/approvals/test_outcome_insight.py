@@ -3,6 +3,7 @@ tool split by who approved, "approved, then failed" per week, each policy rule's
 approvals (the dashboard and the rule's admin page), drift on a rising failure rate, and the
 Prometheus families. Pages cost as many queries with many outcomes as with few."""
 
+import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
@@ -179,6 +180,16 @@ def test_the_dashboard_shows_rates_failures_and_rules(staff_client, rita) -> Non
     assert f'<a href="{admin_url}">small refunds</a>' in rules
     assert "<td>100%</td>" in rules
     assert "Approved, then failed: per week of the approval" in html
+
+
+def test_the_failures_chart_counts_in_whole_numbers(staff_client, rita) -> None:
+    _approval(AgentFactory(name="refund-bot"), "failed", decided_at=_a_day(), reviewer=rita)
+
+    html = staff_client.get(INSIGHT).content.decode()
+
+    chart = html[html.index('id="failures-over-time"') :].split("</svg>")[0]
+    # One failure: 0 and 1 on the axis, not 0, 0, 1 (a tick at 0.5, shown as a count).
+    assert re.findall(r'text-anchor="end">([^<]+)</text>', chart) == ["0", "1"]
 
 
 def test_the_rules_admin_pages_show_its_record_and_latest_failures(staff_client, rita) -> None:

@@ -6,9 +6,11 @@ skip with a message, except under CI=true, where a missing browser fails the run
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, Page
 
 from tests.factories import TeamFactory, UserFactory
 
@@ -63,3 +65,13 @@ def team(transactional_db):
     return TeamFactory(
         name="payments", members=[UserFactory(username="alice"), UserFactory(username="bob")]
     )
+
+
+@pytest.fixture
+def phone_page(browser: Browser) -> Iterator[Page]:
+    """A second page, in a phone's viewport (390x844, touch)."""
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+    )
+    yield context.new_page()
+    context.close()

@@ -6,13 +6,12 @@ test-artifacts/."""
 import re
 import sys
 import unicodedata
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from agents.services import NewTraceEvent, run_events_append, run_open
 from approvals.models import ApprovalRequest, Impact, Status
@@ -90,13 +89,6 @@ def _in_first_viewport(page: Page, selector: str) -> None:
     assert box is not None and size is not None
     assert box["y"] >= 0 and box["y"] + box["height"] <= size["height"], (box, size)
     assert box["x"] >= 0 and box["x"] + box["width"] <= size["width"], (box, size)
-
-
-@pytest.fixture
-def phone_page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
-    yield context.new_page()
-    context.close()
 
 
 def test_it_shows_approve_in_the_first_viewport_at_desktop_and_phone_width(

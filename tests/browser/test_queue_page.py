@@ -355,3 +355,19 @@ def test_a_decided_row_keeps_its_badges_on_one_line(live_console, page: Page, te
         arg=str(approval.code),
         timeout=5000,
     )
+
+
+def test_a_very_long_tool_name_never_widens_the_page_at_phone_width(
+    live_console, phone_page: Page, team, artifacts
+) -> None:
+    tool = "delete_records_in_the_customer_database_permanently_without_any_backup"
+    submit(team=team, tool=tool, summary="Delete 900 inactive customer records.")
+    log_in(phone_page, live_console.url, "alice")
+    expect(phone_page.locator("#queue-rows")).to_contain_text(tool)
+    phone_page.screenshot(path=str(artifacts / "queue-long-tool-390x844.png"))
+
+    # Wider than the screen, a phone would zoom the whole queue out to fit it.
+    overflow = phone_page.evaluate(
+        "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0, f"the queue is {overflow}px wider than the screen"
