@@ -5,7 +5,7 @@ from django.db import migrations
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("approvals", "0027_audit_head_guard_reads_rows_whole"),
+        ("approvals", "0028_hot_table_indexes"),
     ]
 
     operations = [
