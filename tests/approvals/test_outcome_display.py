@@ -53,6 +53,9 @@ def test_the_decision_page_says_what_happened_after_the_approval(client, ana, fa
     html = client.get(reverse("approvals:detail", args=[failed.code])).content.decode()
     assert "by ana" in html
     _assert_shows_the_failure_as_the_agents_words(html)
+    # A sentence of its own, not the tail of one ("— executed ...") it no longer follows.
+    line = html.split('data-execution-status="failed">', 1)[1].lstrip()
+    assert line.startswith("Executed <time"), line[:80]
 
 
 def test_the_history_row_says_what_happened(client, ana, failed) -> None:
@@ -71,7 +74,7 @@ def test_an_approval_nobody_reported_on_is_never_shown_as_a_success(client, ana)
     approval_outcomes_mark_not_reported()
     client.force_login(ana)
     html = client.get(reverse("approvals:detail", args=[approval.code])).content.decode()
-    assert "no outcome reported" in html and "marked by the console" in html
+    assert "No outcome reported" in html and "marked by the console" in html
     assert "succeeded" not in html
 
 
