@@ -42,6 +42,10 @@ def dashboard_build(*, window: Window) -> dict[str, Any]:
     holds = insight.held_by_rule(since=since, until=until)
     loads = insight.reviewer_load(since=since, until=until)
     dwell = insight.rubber_stamp_signal(since=since, until=until)
+    # Only reviewers with a measured median: nothing to draw for the others.
+    measured_dwell = [
+        (item, seconds) for item in dwell if (seconds := item.median_seconds) is not None
+    ]
     return {
         "window": window,
         "time_chart": _time_to_decision_chart(since=since, until=until),
@@ -63,9 +67,9 @@ def dashboard_build(*, window: Window) -> dict[str, Any]:
         "dwell": dwell,
         "dwell_chart": charts.bar_chart(
             title="Median time on high-impact decision pages, per reviewer",
-            bars=[(item.reviewer, item.median_seconds) for item in dwell],
+            bars=[(item.reviewer, seconds) for item, seconds in measured_dwell],
             value_format=_duration,
-            flagged=[item.flagged for item in dwell],
+            flagged=[item.flagged for item, _ in measured_dwell],
         ),
     }
 

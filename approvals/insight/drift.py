@@ -293,7 +293,8 @@ def _cost_per_run_by_agent(
 class ReviewerDwell:
     reviewer: str
     decisions: int
-    median_seconds: float
+    # None when none of the reviewer's decisions had a page view to measure from.
+    median_seconds: float | None
     # High-impact decisions with no recorded page view (decided elsewhere, e.g. a chat button).
     unviewed: int
     flagged: bool
@@ -330,16 +331,19 @@ def rubber_stamp_signal(*, since: datetime, until: datetime) -> list[ReviewerDwe
     results = []
     for username in sorted(set(dwell) | set(unviewed)):
         seconds = dwell.get(username, [])
-        median = statistics.median(seconds) if seconds else 0.0
+        median = statistics.median(seconds) if seconds else None
         results.append(
             ReviewerDwell(
                 reviewer=username,
                 decisions=len(seconds),
                 median_seconds=median,
                 unviewed=unviewed[username],
-                flagged=len(seconds) >= settings.RUBBER_STAMP_MIN_DECISIONS
+                flagged=median is not None
+                and len(seconds) >= settings.RUBBER_STAMP_MIN_DECISIONS
                 and median < settings.RUBBER_STAMP_SECONDS,
             )
         )
-    results.sort(key=lambda item: (not item.flagged, item.median_seconds))
+    results.sort(
+        key=lambda item: (not item.flagged, item.median_seconds is None, item.median_seconds or 0)
+    )
     return results

@@ -5,6 +5,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 
 from agents.models import Run, RunStatus
@@ -253,6 +254,30 @@ def test_it_does_not_flag_on_too_few_decisions(settings) -> None:
     (result,) = insight.rubber_stamp_signal(since=now - timedelta(days=1), until=now)
     assert result.median_seconds == 1
     assert not result.flagged
+
+
+def test_a_reviewer_who_never_opened_the_page_has_no_median(settings, client) -> None:
+    # Decided from a chat button: no page view to measure from. 0.0 s would read as the
+    # fastest rubber-stamping of all.
+    settings.RUBBER_STAMP_MIN_DECISIONS = 1
+    now = timezone.now()
+    chat = UserFactory(username="chat")
+    for _ in range(2):
+        decided_approval(
+            agent=AgentFactory(),
+            status=Status.APPROVED,
+            reviewer=chat,
+            created_at=now - timedelta(minutes=5),
+            decided_at=now - timedelta(minutes=1),
+        )
+    (result,) = insight.rubber_stamp_signal(since=now - timedelta(days=1), until=now)
+    assert (result.decisions, result.unviewed, result.median_seconds) == (0, 2, None)
+    assert not result.flagged
+    client.force_login(UserFactory(username="boss", is_staff=True))
+    html = client.get(reverse("approvals:insight")).content.decode()
+    section = html.split('id="rubber-stamping"', 1)[1].split("</section>", 1)[0]
+    row = section.split("<td>chat</td>", 1)[1].split("</tr>", 1)[0]
+    assert row == "<td>0</td><td>\u2013</td><td>2</td>"  # an en dash
 
 
 def test_held_requests_and_reviewer_load_are_counted() -> None:
