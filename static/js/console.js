@@ -117,7 +117,7 @@
   // wire are held and applied on top of the rows it brings. Each push carries its rows' whole
   // state, so one the snapshot already shows changes nothing. One re-read at a time: asking
   // for another meanwhile runs it right after.
-  var resyncing = false, resyncAgain = false, heldPushes = [];
+  var resyncing = false, resyncAgain = false, heldPushes = [], countsInFlight = false;
   function liveList() {
     var queue = document.getElementById("queue-live");
     if (queue) return { live: queue, rows: "#queue-rows" };
@@ -125,11 +125,26 @@
     if (history) return { live: history, rows: "#history-rows" };
     return null;
   }
+  // While the list is being brought up to date (a re-read or a counts refresh due or on the
+  // wire) it says so, to assistive technology and to anything else that must not read a list
+  // about to change: rows may be replaced at any moment until the mark goes.
+  function markBusy() {
+    var list = liveList();
+    if (!list) return;
+    if (resyncing || countsInFlight || refreshTimer !== null) list.live.setAttribute("aria-busy", "true");
+    else list.live.removeAttribute("aria-busy");
+  }
+  function refreshSoon(refresh, delay) {
+    clearTimeout(refreshTimer);
+    refreshTimer = setTimeout(function () { refreshTimer = null; refresh(); markBusy(); }, delay);
+    markBusy();
+  }
   function resync() {
     var list = liveList();
     if (!list || !list.live.dataset.resyncUrl || !window.htmx) return;
     if (resyncing) { resyncAgain = true; return; }
     resyncing = true;
+    markBusy();
     var done = false;
     function finish() {
       if (done) return;
@@ -141,6 +156,7 @@
       pushes.forEach(function (push) { window.htmx.swap(list.live, keepPresentTargets(push), { swapStyle: "none" }); });
       if (pushes.length) afterPush();
       if (resyncAgain) { resyncAgain = false; resync(); }
+      markBusy();
     }
     // htmx settles the promise in every case but one, an answer it failed to swap: then only
     // this event says so, and without it every later push would stay held.
@@ -148,7 +164,9 @@
     // Sent from the list itself: htmx queues (and answers at once) a request from an element
     // that has one in flight, and the count refresh is sent from the body.
     // No answer at all: the rows stay as they were, and the held pushes still apply.
-    window.htmx.ajax("GET", list.live.dataset.resyncUrl, { source: list.live, target: list.rows, swap: "outerHTML" })
+    // Settled at once (no settle delay): the promise then settles after the rows have, so the
+    // busy mark goes only when nothing more is due to change.
+    window.htmx.ajax("GET", list.live.dataset.resyncUrl, { source: list.live, target: list.rows, swap: "outerHTML settle:0ms" })
       .then(finish, finish);
   }
   document.addEventListener("htmx:wsBeforeMessage", function (event) {
@@ -201,22 +219,28 @@
     var filters = document.getElementById("filters");
     if (!live || !live.dataset.countsUrl || !window.htmx) return;
     // Never replace the filter form under a reviewer who is using it; try again shortly.
-    if (filters && filters.contains(document.activeElement)) { refreshTimer = setTimeout(refreshCounts, 1000); return; }
-    window.htmx.ajax("GET", live.dataset.countsUrl, { target: "#filters", swap: "none" });
+    if (filters && filters.contains(document.activeElement)) { refreshSoon(refreshCounts, 1000); return; }
+    countsInFlight = true;
+    // As with a re-read: an answer htmx failed to swap settles nothing but this event.
+    function done() {
+      document.body.removeEventListener("htmx:onLoadError", done);
+      countsInFlight = false;
+      markBusy();
+    }
+    document.body.addEventListener("htmx:onLoadError", done);
+    window.htmx.ajax("GET", live.dataset.countsUrl, { target: "#filters", swap: "none" }).then(done, done);
   }
   function afterPush() {
     var live = document.getElementById("queue-live");
     if (live) {
       // A filtered queue asks the server which rows match (the filter rules live there only);
       // an unfiltered one only needs fresh counts. Debounced: a burst of pushes costs one call.
-      clearTimeout(refreshTimer);
-      refreshTimer = setTimeout(live.dataset.filtered ? resync : refreshCounts, 250);
+      refreshSoon(live.dataset.filtered ? resync : refreshCounts, 250);
     }
     var history = document.getElementById("history-live");
     if (history && history.dataset.filtered) {
       // Only the server knows whether a new decision matches the filters.
-      clearTimeout(refreshTimer);
-      refreshTimer = setTimeout(resync, 250);
+      refreshSoon(resync, 250);
     }
     sortHistory();
     sortRows(); updateCount(); tick(); markSelected();

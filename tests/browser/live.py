@@ -21,7 +21,15 @@ def log_in(page: Page, base_url: str, username: str) -> None:
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("heading", name="Waiting for a decision")).to_be_visible()
+    expect_up_to_date(page)
+
+
+def expect_up_to_date(page: Page) -> None:
+    """Wait until the live list is connected and has nothing left to re-read: its socket is open
+    and no re-read or counts refresh is due or on the wire (the list is not `aria-busy`).
+    Until then its rows may be replaced under whatever reads them."""
     expect(page.locator("#live-status")).to_have_text("Live")
+    expect(page.locator("[aria-busy='true']")).to_have_count(0)
 
 
 def off_loop(function, /, **kwargs):

@@ -14,7 +14,7 @@ from playwright.sync_api import APIResponse, Page, Request, Route, WebSocketRout
 
 from approvals.models import ApprovalRequest
 from approvals.reviews import check_approval_request_deny
-from tests.browser.live import log_in, off_loop, submit
+from tests.browser.live import expect_up_to_date, log_in, off_loop, submit
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -144,9 +144,31 @@ def test_pushes_that_arrive_while_the_rows_are_re_read_outlive_the_older_snapsho
     expect(page.locator(f"#approval-{pushed_meanwhile.code}")).to_be_visible()
     expect(page.locator(f"#approval-{decided_meanwhile.code}")).to_have_count(0)
     expect(page.locator("#pending-count")).to_have_text("1")
-    page.wait_for_timeout(400)  # the debounced count refresh after the pushes: nothing changes
+    expect_up_to_date(page)  # the debounced count refresh after the pushes: nothing changes
     expect(page.locator("#queue-rows > li")).to_have_count(1)
     expect(page.locator(f"#approval-{pushed_meanwhile.code}")).to_be_visible()
+
+
+def test_the_list_says_it_is_busy_while_its_rows_are_re_read(
+    live_console, page: Page, team
+) -> None:
+    """Rows re-read after the socket opens replace the whole list: until they land, the list is
+    `aria-busy` (assistive technology waits to announce it, and so can anything reading rows;
+    CI caught a test measuring a row in the instant it was replaced)."""
+    submit(team=team, tool="issue_refund")
+    log_in(page, live_console.url, "alice")
+    held = _hold_first_rows_read(page)
+    page.goto(f"{live_console.url}/")
+    deadline = time.monotonic() + 10
+    while not held and time.monotonic() < deadline:
+        page.wait_for_timeout(20)
+    assert held, "the page never re-read its rows after its socket opened"
+    live = page.locator("#queue-live")
+    expect(live).to_have_attribute("aria-busy", "true")
+    route, answer = held[0]
+    route.fulfill(response=answer)
+    expect(live).not_to_have_attribute("aria-busy", re.compile(".*"))
+    expect(page.locator("#queue-rows > li")).to_have_count(1)
 
 
 def test_re_read_rows_never_wipe_the_filter_form_a_reviewer_is_typing_in(
@@ -167,7 +189,7 @@ def test_re_read_rows_never_wipe_the_filter_form_a_reviewer_is_typing_in(
     search.fill("refund")  # focused, typed into, while the re-read is on the wire
     route, answer = held[0]
     route.fulfill(response=answer)
-    page.wait_for_timeout(300)
+    expect_up_to_date(page)
     expect(search).to_have_value("refund")
     page.get_by_role("button", name="Filter").click()
     expect(page).to_have_url(re.compile(r"[?&]q=refund(&|$)"))
@@ -189,7 +211,7 @@ def test_the_keyboard_selection_outlives_re_read_rows(live_console, page: Page, 
     expect(row).to_have_class(re.compile(r"(^|\s)selected(\s|$)"))
     route, answer = held[0]
     route.fulfill(response=answer)
-    page.wait_for_timeout(300)  # past htmx's settle delay
+    expect_up_to_date(page)  # the re-read rows have been swapped in and settled
     expect(row).to_have_class(re.compile(r"(^|\s)selected(\s|$)"))
     expect(row).to_have_attribute("aria-current", "true")
 

@@ -19,7 +19,7 @@ from approvals.reviews import (
     check_approval_request_deny,
 )
 from approvals.services import OutcomeReport, approval_outcome_report
-from tests.browser.live import axe_serious, log_in, off_loop, submit
+from tests.browser.live import axe_serious, expect_up_to_date, log_in, off_loop, submit
 from tests.factories import AgentFactory, ApprovalRequestFactory, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -133,8 +133,8 @@ def test_it_shows_the_summary_as_the_headline_and_the_due_soon_group_first(
     expect(rows.nth(0)).to_have_class(_has_class("due-soon"))
     expect(rows.nth(1)).to_have_id(f"approval-{requests['refund'].code}")
     expect(rows.nth(1)).not_to_have_class(_has_class("due-soon"))
-    # Where the risk order starts is said in words, also after the live re-read has settled.
-    page.wait_for_timeout(300)
+    # Where the risk order starts is said in words, also after the live re-read (log_in waits
+    # for it to settle).
     expect(rows.nth(0)).to_have_class(_has_class("due-soon"))
     divider = rows.nth(1).evaluate("row => getComputedStyle(row, '::before').content")
     assert "Then by risk" in divider, divider
@@ -203,7 +203,8 @@ def test_no_page_logs_a_console_error_while_another_reviewer_works(
     off_loop(check_approval_request_deny, approval=watched, reviewer=bob, reason="Duplicate.")
     expect(third_page.locator(f"#approval-{watched.code}")).to_be_visible()
     expect(second_page.locator("main")).to_contain_text("Duplicate.")
-    page.wait_for_timeout(400)  # the debounced counts refresh after the last push
+    expect(page.locator(f"#approval-{watched.code}")).to_have_count(0)
+    expect_up_to_date(page)  # the debounced counts refresh after the last push has run
     assert errors == {"queue": [], "detail": [], "history": []}
 
 
