@@ -138,3 +138,20 @@ def test_it_keeps_no_like_only_index_on_a_hot_table() -> None:
         index["definition"] for index in _indexes() if "_pattern_ops" in index["definition"]
     ]
     assert like_only == []
+
+
+def test_the_audit_trail_keeps_only_the_indexes_its_readers_use() -> None:
+    """Three records per approved call: an index there is three insertions per call. Kept: the
+    chain's order and uniqueness (sequence, hash), retention and the export's time range
+    (created_at), the filter by action, and lookups by object (a run export, archiving). Nothing
+    reads by HTTP request id or by the actor's type (migration 0030 dropped those)."""
+    with connection.cursor() as cursor:
+        found = connection.introspection.get_constraints(cursor, AuditRecord._meta.db_table)
+    indexed = sorted(
+        tuple(info["columns"])
+        for info in found.values()
+        if (info["index"] or info["unique"]) and not info["primary_key"]
+    )
+    assert indexed == sorted(
+        [("sequence",), ("created_at",), ("action",), ("object_id", "object_type"), ("hash",)]
+    )
