@@ -261,7 +261,7 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # A worker consumes on one broker channel, its tasks': no remote-control mailbox (this), no gossip
-# and no mingle (`--without-gossip --without-mingle`, console/Procfile). With another channel, a
+# and no mingle (CELERY_WORKER_CONSUMER, below, whatever the command line). With another channel, a
 # Redis that dropped while a task ran could end the worker for good (Celery 5.7, kombu 5.7): when
 # that channel's socket failed first, cleaning up the lost connection reached the task channel
 # only after kombu had detached the transport from its connection, and putting the running
@@ -269,6 +269,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # AttributeError(... 'hostname')"). Nothing here uses remote control (`celery inspect`, revoke);
 # a supervisor watches the worker instead (docs/operations.md, "Supervising the processes").
 CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
+# Gossip and mingle have no setting of their own: this consumer turns them off for every worker
+# started with `-A console`, with or without `--without-gossip --without-mingle`.
+CELERY_WORKER_CONSUMER = "console.worker_consumer:OneChannelConsumer"
 # The worker's timer thread sleeps at most this long between checks (default 1 s); a warm
 # shutdown waits for it, twice: about a second off every stop (Ctrl-C on `make run`, a deploy).
 CELERY_WORKER_TIMER_PRECISION = 0.1

@@ -28,17 +28,20 @@ commits first wins; the other's delete finds other rows than its archive holds a
 and it removes the archive it wrote, whose records are all still in the database: no record is
 archived twice.
 
-Beat runs the same prune when AUDIT_ARCHIVE_AFTER_DAYS is set (`audit_archive_past_age`): up to
-the last record older than that, into ARCHIVE_DIR, in chunks of at most
-AUDIT_ARCHIVE_CHUNK_RECORDS records, each a prune of its own (its archive, its checkpoint, its
-`audit.pruned` record, its transaction): a first run with a year of records behind it deletes
-them in steps of bounded size rather than in one transaction that would hold its locks and grow
-the write-ahead log for as long as the whole delete takes. Each chunk starts where the previous
-one's checkpoint ended, so the archives verify one by one against their checkpoints and the
-chain verifies from the newest, as after prunes run on separate days.
+The command and beat (when AUDIT_ARCHIVE_AFTER_DAYS is set, `audit_archive_past_age`: up to the
+last record older than that, into ARCHIVE_DIR) both go in chunks of at most
+AUDIT_ARCHIVE_CHUNK_RECORDS records (`audit_archive_in_chunks`), each a prune of its own (its
+archive, its checkpoint, its `audit.pruned` record, its transaction): a year of records behind
+a cut is deleted in steps of bounded size rather than in one transaction that would hold its
+locks and grow the write-ahead log for as long as the whole delete takes, and a run stopped
+half-way keeps the chunks it committed. Each chunk starts where the previous one's checkpoint
+ended, so the archives verify one by one against their checkpoints and the chain verifies from
+the newest, as after prunes run on separate days; a run started again with the same cut goes
+on from the newest checkpoint.
 """
 
 import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -313,15 +316,40 @@ def audit_archive_past_age() -> list[AuditPruneResult]:
             audit_archive_pending_settle(directory)
         before = timezone.now() - timedelta(days=settings.AUDIT_ARCHIVE_AFTER_DAYS)
         cut = audit_cut_find(before=before)
-        while (pruned_through := _pruned_through()) < cut.sequence:
-            chunk_cut = _chunk_cut(after=pruned_through, through=cut.sequence)
-            path = audit_archive_path(after=pruned_through, through=chunk_cut.sequence)
-            results.append(audit_archive_and_prune(cut=chunk_cut, path=path, by=BEAT_ACTOR))
+        chunks = audit_archive_in_chunks(cut=cut, path_for=_beat_archive_path, by=BEAT_ACTOR)
+        for result in chunks:
+            results.append(result)
     except AuditPruneNothingToCut:
         pass
     except (AuditArchiveDirectoryBusy, AuditPruneBusy) as busy:
         logger.info("Audit archive: %s; this run leaves it to that one.", busy)
     return results
+
+
+def _beat_archive_path(after: int, through: int) -> Path:
+    return audit_archive_path(after=after, through=through)
+
+
+def audit_archive_in_chunks(
+    *, cut: AuditRecord, path_for: Callable[[int, int], Path], by: str
+) -> Iterator[AuditPruneResult]:
+    """Archive and prune every record after the newest checkpoint through `cut`, in chunks of
+    at most AUDIT_ARCHIVE_CHUNK_RECORDS, each a prune of its own into `path_for(after,
+    through)` (module docstring); each chunk's result as soon as it has committed, so the
+    caller can say how far it got. Stopped anywhere (AuditPruneRefused, Ctrl-C, a kill), the
+    chunks before stay pruned, one stopped half-way is undone or settled as any prune's, and
+    a new call with the same cut goes on from the newest checkpoint: each chunk starts where
+    one committed, so nothing is archived twice or skipped."""
+    while (pruned_through := _pruned_through()) < cut.sequence:
+        chunk_cut = _chunk_cut(after=pruned_through, through=cut.sequence)
+        path = path_for(pruned_through, chunk_cut.sequence)
+        yield audit_archive_and_prune(cut=chunk_cut, path=path, by=by)
+
+
+def audit_archive_chunks_left(cut: AuditRecord) -> int:
+    """How many chunks audit_archive_in_chunks takes (at most: sequences may have gaps)."""
+    left = max(cut.sequence - _pruned_through(), 0)
+    return -(-left // settings.AUDIT_ARCHIVE_CHUNK_RECORDS)
 
 
 def _pruned_through() -> int:

@@ -46,8 +46,8 @@ def redis() -> Iterator[OwnRedis]:
         yield server
 
 
-@pytest.fixture
-def worker(redis: OwnRedis, tmp_path: Path) -> Iterator[Started]:
+def worker_environment(redis: OwnRedis, tmp_path: Path) -> dict[str, str]:
+    """A worker's environment: the test's own Redis as its broker, nothing of the suite's."""
     env = {
         key: value
         for key, value in os.environ.items()
@@ -58,8 +58,13 @@ def worker(redis: OwnRedis, tmp_path: Path) -> Iterator[Started]:
         REDIS_URL=redis.url,
         CONSOLE_VAR_DIR=str(tmp_path / "var"),
         LOG_FORMAT="plain",
-        LOG_LEVEL="WARNING",
     )
+    return env
+
+
+@pytest.fixture
+def worker(redis: OwnRedis, tmp_path: Path) -> Iterator[Started]:
+    env = {**worker_environment(redis, tmp_path), "LOG_LEVEL": "WARNING"}
     command = procfile()["worker"] + " --include tests.console.held_tasks"
     started = Started("worker", command, env, tmp_path / "worker.log")
     try:
