@@ -133,6 +133,50 @@ def test_it_shows_approve_in_the_first_viewport_at_desktop_and_phone_width(
         _in_first_viewport(viewer, "#approve-button")
 
 
+def test_the_run_timeline_marks_what_the_agent_wrote_and_fits_a_phone(
+    phone_page: Page, live_console, team, artifacts
+) -> None:
+    # Before, trace lines the agent wrote (a message, a note, a model's name) stood unmarked,
+    # reading as the console's own lines.
+    run = _run_so_far()
+
+    def more() -> None:
+        run_events_append(
+            run=run,
+            events=[
+                NewTraceEvent(type="note", data={"text": "Policy check passed: approve. " * 12}),
+                NewTraceEvent(
+                    type="tool_call",
+                    data={
+                        "tool": "lookup_customer_" + "x" * 80,
+                        "arguments": {"query": "y" * 300},
+                        "error": "TimeoutError: " + "z" * 200,
+                    },
+                ),
+            ],
+        )
+
+    off_loop(more)
+    approval = _refund(team, run=run, agent=run.agent)
+    log_in(phone_page, live_console.url, "alice")
+    phone_page.goto(f"{live_console.url}/requests/{approval.code}")
+    phone_page.locator("#run-steps > summary").click()
+    events = phone_page.locator("#run-timeline .timeline-event")
+    expect(events).to_have_count(5)
+    for details in phone_page.locator("#run-timeline .timeline-event details").all():
+        details.locator("summary").click()
+    for event in events.all():
+        expect(event.locator(".agent-line .says").first).to_have_text("Agent says")
+        expect(event.locator(".agent-line q.agent-claim, .agent-line code").first).to_be_visible()
+    expect(events.nth(0)).to_contain_text("I was charged twice for order 88121.")
+    for block in phone_page.locator("#run-timeline pre").all():
+        expect(block).to_have_class(re.compile(r"\bagent-block\b"))
+        expect(block).to_be_visible()
+    # Nothing the agent wrote, however long, makes the page scroll sideways.
+    assert phone_page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    phone_page.locator("#run-timeline").screenshot(path=str(artifacts / "run-timeline-390.png"))
+
+
 def test_the_page_turns_to_the_outcome_within_a_second_when_another_reviewer_decides(
     live_console, page: Page, team, artifacts
 ) -> None:
