@@ -1,3 +1,4 @@
+from datetime import UTC
 from typing import Any
 
 from django.contrib import admin
@@ -7,10 +8,13 @@ from django.contrib.auth.models import Group
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 from knox.models import AuthToken
 
 from approvals.admin_agent_text import shows_agent_text
 from approvals.agent_text import (
+    agent_text_cut,
     agent_text_in_quotes,
     agent_text_one_line,
     agent_tool_name_quoted,
@@ -145,20 +149,50 @@ class TeamAdmin(AuditedAdminMixin, admin.ModelAdmin):
 _LABELS_QUOTED_AT_RECORDING = frozenset({"agents.agent", "agents.run", "approvals.approvalrequest"})
 
 
+# The change list shows enough of a label or an id to recognise a row at a glance, so the list
+# fits a desktop screen; the whole value is in the cell's title and on the record's own page.
+_LISTED_LABEL_CHARS = 60
+_LISTED_ID_CHARS = 8
+
+
+def _audit_actor_label(record: AuditRecord, *, limit: int | None = None) -> str:
+    # The console's own label ("console") is its words; every other actor named themselves.
+    if record.actor_type == AuditActorType.SYSTEM:
+        return record.actor_label
+    return agent_text_in_quotes(record.actor_label, limit) if record.actor_label else ""
+
+
+def _audit_object_label(
+    record: AuditRecord, *, limit: int | None = None, short_id: str = ""
+) -> str:
+    """The object's label as shown; with `short_id`, the object's id inside it (a request's
+    label names its code) is replaced by that shorter form."""
+    label = record.object_label
+    if not label:
+        return ""
+    if short_id and record.object_id:
+        label = label.replace(record.object_id, short_id)
+    if record.object_type in _LABELS_QUOTED_AT_RECORDING and "\u201c" in label:
+        shown = agent_text_one_line(label)  # quoted again, it would read ““bot””
+        return shown if limit is None else agent_text_cut(shown, limit)
+    return agent_text_in_quotes(label, limit)
+
+
+def _shortened(shown: str, whole: str) -> SafeString:
+    """`shown` escaped; when it is a shortened `whole`, with `whole` as its title."""
+    if shown == whole:
+        return format_html("{}", shown)
+    return format_html('<span title="{}">{}</span>', whole, shown)
+
+
 @admin.register(AuditRecord)
 @shows_agent_text(line=("user_agent",), json=("before", "after", "context"))
 class AuditRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = (
-        "sequence",
-        "created_at",
-        "action",
-        "actor_type",
-        "actor_shown",
-        "object_type",
-        "object_id",
-        "object_label_shown",
-        "ip_address",
-    )
+    # Who did what to what, when and from where, in five columns (the address under the actor,
+    # the object's type and id under its label), labels and ids shortened (the record's page
+    # has them whole): the list fits a 1400px screen beside the admin's two side panels.
+    list_display = ("number", "when_listed", "action", "actor_listed", "object_listed")
+    list_display_links = ("number",)
     list_filter = ("action", "actor_type", "object_type")
     # Exact ids and labels: an auditor pastes a request code, a username or an action name.
     search_fields = ("=object_id", "object_label", "=actor_id", "actor_label", "action")
@@ -188,21 +222,58 @@ class AuditRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "hash",
     )
 
+    class Media:
+        css = {"all": ("css/admin_audit.css",)}
+
     @admin.display(description="actor label")
     def actor_shown(self, record: AuditRecord) -> str:
-        # The console's own label ("console") is its words; every other actor named themselves.
-        if record.actor_type == AuditActorType.SYSTEM:
-            return record.actor_label
-        return agent_text_in_quotes(record.actor_label) if record.actor_label else ""
+        return _audit_actor_label(record)
 
     @admin.display(description="object label")
     def object_label_shown(self, record: AuditRecord) -> str:
-        label = record.object_label
-        if not label:
-            return ""
-        if record.object_type in _LABELS_QUOTED_AT_RECORDING and "\u201c" in label:
-            return agent_text_one_line(label)  # quoted again, it would read ““bot””
-        return agent_text_in_quotes(label)
+        return _audit_object_label(record)
+
+    @admin.display(description="#", ordering="sequence")
+    def number(self, record: AuditRecord) -> int:
+        return record.sequence  # a header as narrow as the numbers under it
+
+    @admin.display(description="when (UTC)", ordering="created_at")
+    def when_listed(self, record: AuditRecord) -> SafeString:
+        at = record.created_at.astimezone(UTC)
+        return format_html(
+            '<time datetime="{}">{} {}</time>',
+            at.isoformat(),
+            at.strftime("%Y-%m-%d"),
+            at.strftime("%H:%M:%S"),
+        )
+
+    @admin.display(description="actor, from")
+    def actor_listed(self, record: AuditRecord) -> SafeString:
+        label = _shortened(
+            _audit_actor_label(record, limit=_LISTED_LABEL_CHARS), _audit_actor_label(record)
+        )
+        where = (
+            format_html('<span class="audit-sub">from {}</span>', record.ip_address)
+            if record.ip_address
+            else ""
+        )
+        return format_html("{} {}{}", record.get_actor_type_display(), label, where)
+
+    @admin.display(description="object")
+    def object_listed(self, record: AuditRecord) -> SafeString:
+        short_id = agent_text_cut(record.object_id, _LISTED_ID_CHARS + 1)
+        shortened = short_id != record.object_id
+        listed = _audit_object_label(
+            record, limit=_LISTED_LABEL_CHARS, short_id=short_id if shortened else ""
+        )
+        label = _shortened(listed, _audit_object_label(record))
+        # The id goes under the label unless the label as listed names it (a request's label
+        # names its code; one cut short may no longer do so).
+        if not record.object_id or (shortened and short_id in listed):
+            kind = format_html("{}", record.object_type)
+        else:
+            kind = format_html("{} {}", record.object_type, _shortened(short_id, record.object_id))
+        return format_html('{}<span class="audit-sub">{}</span>', label, kind)
 
 
 # Who may sign in and with which rights is configuration too: audit the auth admins.

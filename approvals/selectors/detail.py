@@ -247,12 +247,19 @@ def approvals_decorate(
         if votes is None:
             votes = approval.votes.all()
         # Filtered here, not in the query: presences are prefetched for many rows at once.
-        approval.viewers = sorted(  # type: ignore[attr-defined]
-            {
-                presence.reviewer.get_username()
-                for presence in presences
-                if presence.seen_at > stale_before
-            }
+        # Who is looking matters only while someone may still decide: on a decided request it
+        # would read as if the decision were still open (its pages keep their sockets, and
+        # reviewers keep opening it afterwards), so nobody is shown.
+        approval.viewers = (  # type: ignore[attr-defined]
+            sorted(
+                {
+                    presence.reviewer.get_username()
+                    for presence in presences
+                    if presence.seen_at > stale_before
+                }
+            )
+            if approval.status == Status.PENDING
+            else []
         )
         approval.voters = [vote.reviewer.get_username() for vote in votes]  # type: ignore[attr-defined]
         approval.proposals = proposed_changes_of(votes)  # type: ignore[attr-defined]

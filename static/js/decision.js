@@ -45,6 +45,10 @@
     root.dataset.status = status;
     var badge = document.getElementById("status-badge");
     if (badge) { badge.textContent = label; badge.className = "badge status-" + status; }
+    // Nobody needs to know who is looking at a decided request: the server shows nobody from
+    // now on, and this empties the line at once, even before (or without) the push saying so.
+    var presence = document.getElementById("presence-" + root.dataset.approval);
+    if (presence) presence.replaceChildren();
     var left = document.getElementById("time-left");
     if (left && left.querySelector("[data-deadline]")) {
       // Replacing the element stops console.js's countdown: it ticks [data-deadline] only.

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from agents.models import AapInstance, Agent, ProvisionerToken, Run, WebhookReceiver
 from approvals.audit.trail import audit_record
-from approvals.models import ApprovalRequest, Decision, Status
+from approvals.models import ApprovalRequest, AuditRecord, Decision, Status
 from approvals.services import approval_request_create
 from tests.factories import AgentFactory, ApprovalRequestFactory, UserFactory, build_submission
 
@@ -181,10 +181,18 @@ def test_the_audit_trail_quotes_what_agents_named(admin_client: Client) -> None:
     assert isinstance(approval, ApprovalRequest)
 
     listed = _page(admin_client, "/admin/approvals/auditrecord/")
+    record = AuditRecord.objects.get(action="request.submitted")
+    # (its JSON `after` holds the tool's name too, as JSON)
+    shown = _page_plain(admin_client, f"/admin/approvals/auditrecord/{record.pk}/change/")
 
-    assert f'<td class="field-actor_shown">{QUOTED}</td>' in listed
-    # The request's label quotes the tool already: one pair, not “tool “…” (…)”.
-    assert f'<td class="field-object_label_shown">tool {QUOTED} ({approval.code})</td>' in listed
+    assert f'<td class="field-actor_listed">Agent {QUOTED}</td>' in listed
+    # The request's label quotes the tool already: one pair, not “tool “…” (…)”. The list
+    # names the request by the start of its code, the record's page whole.
+    assert (
+        f'<td class="field-object_listed"><span title="tool {QUOTED} ({approval.code})">'
+        f"tool {QUOTED} ({str(approval.code)[:8]}…)</span>"
+    ) in listed
+    assert f'<div class="readonly">tool {QUOTED} ({approval.code})</div>' in shown
 
 
 def test_the_audit_trail_quotes_an_agents_label_once(admin_client: Client) -> None:
@@ -195,8 +203,8 @@ def test_the_audit_trail_quotes_an_agents_label_once(admin_client: Client) -> No
 
     listed = _page_plain(admin_client, "/admin/approvals/auditrecord/")
 
-    assert '<td class="field-object_label_shown">\u201cbot\u201d</td>' in listed
-    assert '<td class="field-object_label_shown">\u201cold-bot\u201d</td>' in listed
+    assert '<td class="field-object_listed">\u201cbot\u201d<span class="audit-sub">' in listed
+    assert '<td class="field-object_listed">\u201cold-bot\u201d<span class="audit-sub">' in listed
     assert "\u201c\u201c" not in listed
 
 

@@ -351,6 +351,41 @@ def test_the_run_name_heading_marks_it_as_the_agents(client: Client) -> None:
     assert _bare(html, VERDICT_RUN) == 0
 
 
+def test_every_line_the_agent_wrote_in_the_run_timeline_is_marked_as_its(client: Client) -> None:
+    # Before, a message's content, a note, a model's and a tool's name stood in the timeline
+    # as plain lines: "Policy check passed, nothing to review" read as the console's word.
+    run, _ = run_open(agent=AgentFactory(), name="support chat")
+    said = VERDICT_SUMMARY
+    run_events_append(
+        run=run,
+        events=[
+            NewTraceEvent(type="message", data={"role": VERDICT_RUN, "content": said}),
+            NewTraceEvent(type="note", data={"text": said}),
+            NewTraceEvent(
+                type="llm_call", data={"model": said, "prompt": said, "completion": said}
+            ),
+            NewTraceEvent(
+                type="tool_call", data={"tool": said, "arguments": {"why": said}, "error": said}
+            ),
+            NewTraceEvent(type="tool_call", data={"tool": "t", "arguments": {}, "result": said}),
+        ],
+    )
+    approval = _verdict_request(agent=run.agent, run=run)
+    client.force_login(approval.team.members.get())
+    html = client.get(reverse("approvals:detail", args=[approval.code])).content.decode()
+    events = re.findall(r'<li class="timeline-event .*?</li>', html, flags=re.DOTALL)
+    assert len(events) == 5
+    assert sum(event.count(said) for event in events) == 9  # every one shown
+    for event in events:
+        assert '<span class="says">Agent says</span>' in event
+        # Blocks (prompts, JSON) are the agent's only in a block fenced as its words.
+        for pre in re.findall("<pre[^>]*>", event):
+            assert 'class="agent-text agent-block' in pre
+        lines = re.sub(r"<pre[^>]*>.*?</pre>", "", event, flags=re.DOTALL)
+        assert _bare(lines, said) == 0
+        assert _bare(lines, VERDICT_RUN) == 0
+
+
 def test_insight_tables_mark_the_tool_as_the_agents(client: Client) -> None:
     _verdict_request(status=Status.APPROVED, decided_at=timezone_now())
     client.force_login(UserFactory(username="boss", is_staff=True))

@@ -10,7 +10,8 @@ from django.utils import timezone
 
 from approvals.consumers import HEARTBEAT
 from approvals.models import ReviewerPresence
-from approvals.reviews import presences_expire
+from approvals.realtime import render_queue_fragment
+from approvals.reviews import check_approval_request_deny, presences_expire
 from approvals.selectors import approval_get_for_display, approvals_decorate
 from approvals.tasks import expire_stale_presence
 from console.celery import app
@@ -46,6 +47,26 @@ def test_it_shows_presence_until_two_heartbeats_pass_without_a_ping() -> None:
 
     assert viewers_at(timedelta(seconds=2 * HEARTBEAT_SECONDS - 1)) == ["alice"]
     assert viewers_at(timedelta(seconds=2 * HEARTBEAT_SECONDS)) == []
+
+
+def test_a_decided_request_shows_nobody_looking() -> None:
+    # Before, "Looking now: alice" stayed on the decision page (and came back on every reload)
+    # after the request was decided, as if it were still open.
+    alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
+    approval = ApprovalRequestFactory(team=TeamFactory(name="payments", members=[alice, bob]))
+    _looking(approval, alice, channel_name="a", seen_at=timezone.now())
+    assert approval_get_for_display(approval_id=approval.pk).viewers == ["alice"]  # type: ignore[attr-defined]
+
+    check_approval_request_deny(approval=approval, reviewer=bob, reason="Already refunded.")
+
+    decided = approval_get_for_display(approval_id=approval.pk)
+    assert decided.viewers == []  # type: ignore[attr-defined]
+    # The push that tells open pages of the decision also empties their "Looking now".
+    pushed = render_queue_fragment(decided)
+    assert f'<span id="presence-{approval.code}" class="presence" hx-swap-oob="true"></span>' in (
+        pushed
+    )
+    assert "Looking now" not in pushed
 
 
 def test_it_sweeps_only_presence_whose_heartbeat_stopped() -> None:

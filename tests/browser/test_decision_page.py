@@ -5,6 +5,7 @@ test-artifacts/."""
 
 import re
 import sys
+import time
 import unicodedata
 from decimal import Decimal
 from pathlib import Path
@@ -14,8 +15,13 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect
 
 from agents.services import NewTraceEvent, run_events_append, run_open
-from approvals.models import ApprovalRequest, Impact, Status
-from approvals.reviews import check_approval_request_approve, check_approval_request_deny
+from approvals import realtime
+from approvals.models import ApprovalRequest, Impact, ReviewerPresence, Status
+from approvals.reviews import (
+    check_approval_request_approve,
+    check_approval_request_comment,
+    check_approval_request_deny,
+)
 from approvals.services import approval_confirmation_typed
 from tests.browser.live import axe_serious, log_in, off_loop, submit
 from tests.factories import AgentFactory
@@ -127,6 +133,50 @@ def test_it_shows_approve_in_the_first_viewport_at_desktop_and_phone_width(
         _in_first_viewport(viewer, "#approve-button")
 
 
+def test_the_run_timeline_marks_what_the_agent_wrote_and_fits_a_phone(
+    phone_page: Page, live_console, team, artifacts
+) -> None:
+    # Before, trace lines the agent wrote (a message, a note, a model's name) stood unmarked,
+    # reading as the console's own lines.
+    run = _run_so_far()
+
+    def more() -> None:
+        run_events_append(
+            run=run,
+            events=[
+                NewTraceEvent(type="note", data={"text": "Policy check passed: approve. " * 12}),
+                NewTraceEvent(
+                    type="tool_call",
+                    data={
+                        "tool": "lookup_customer_" + "x" * 80,
+                        "arguments": {"query": "y" * 300},
+                        "error": "TimeoutError: " + "z" * 200,
+                    },
+                ),
+            ],
+        )
+
+    off_loop(more)
+    approval = _refund(team, run=run, agent=run.agent)
+    log_in(phone_page, live_console.url, "alice")
+    phone_page.goto(f"{live_console.url}/requests/{approval.code}")
+    phone_page.locator("#run-steps > summary").click()
+    events = phone_page.locator("#run-timeline .timeline-event")
+    expect(events).to_have_count(5)
+    for details in phone_page.locator("#run-timeline .timeline-event details").all():
+        details.locator("summary").click()
+    for event in events.all():
+        expect(event.locator(".agent-line .says").first).to_have_text("Agent says")
+        expect(event.locator(".agent-line q.agent-claim, .agent-line code").first).to_be_visible()
+    expect(events.nth(0)).to_contain_text("I was charged twice for order 88121.")
+    for block in phone_page.locator("#run-timeline pre").all():
+        expect(block).to_have_class(re.compile(r"\bagent-block\b"))
+        expect(block).to_be_visible()
+    # Nothing the agent wrote, however long, makes the page scroll sideways.
+    assert phone_page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    phone_page.locator("#run-timeline").screenshot(path=str(artifacts / "run-timeline-390.png"))
+
+
 def test_the_page_turns_to_the_outcome_within_a_second_when_another_reviewer_decides(
     live_console, page: Page, team, artifacts
 ) -> None:
@@ -161,6 +211,48 @@ def test_the_page_turns_to_the_outcome_within_a_second_when_another_reviewer_dec
     )
     _in_first_viewport(page, f"#decision-panel-{approval.code} .outcome")
     page.screenshot(path=str(artifacts / "decision-page-decided-elsewhere.png"))
+
+
+def test_nobody_is_shown_looking_once_the_request_is_decided(
+    live_console, page: Page, team
+) -> None:
+    # Before, "Looking now: alice" stayed under the outcome, and came back on a reload.
+    approval = _refund(team)
+    log_in(page, live_console.url, "alice")
+    page.goto(f"{live_console.url}/requests/{approval.code}")
+    presence = page.locator(f"#presence-{approval.code}")
+    expect(presence).to_have_text("Looking now: alice")
+
+    off_loop(
+        check_approval_request_deny,
+        approval=ApprovalRequest.objects.get(pk=approval.pk),
+        reviewer=team.members.get(username="bob"),
+        reason="Second capture was already voided.",
+    )
+
+    expect(page.locator("#status-badge")).to_have_text("Denied")
+    expect(presence).to_be_empty()
+
+    presences = ReviewerPresence.objects.filter(approval=approval)
+    sockets_before = set(off_loop(lambda: set(presences.values_list("channel_name", flat=True))))
+    page.reload()
+    expect(page.locator("#status-badge")).to_have_text("Denied")
+    expect(presence).to_be_empty()
+    # The reloaded page's socket still enters its presence: once it has, a push of who is
+    # looking reaches the page, then a comment's push, which comes after it on the same socket.
+    deadline = time.monotonic() + 10
+    while not off_loop(lambda: presences.exclude(channel_name__in=sockets_before).exists()):
+        assert time.monotonic() < deadline, "the reloaded page's socket never connected"
+        page.wait_for_timeout(50)
+    off_loop(realtime.publish_presence, approval_id=approval.pk)
+    off_loop(
+        check_approval_request_comment,
+        approval=ApprovalRequest.objects.get(pk=approval.pk),
+        reviewer=team.members.get(username="bob"),
+        note="Voided on 3 Dec.",
+    )
+    expect(page.locator(f"#history-{approval.code}")).to_contain_text("Voided on 3 Dec.")
+    expect(presence).to_be_empty()
 
 
 def test_the_title_keeps_a_tool_named_like_a_verdict_as_a_name_when_the_outcome_arrives(
