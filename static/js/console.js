@@ -199,7 +199,12 @@
     var page = document.querySelector("[data-heartbeat-seconds]");
     if (!page || !socket) return;
     var seconds = parseInt(page.dataset.heartbeatSeconds, 10);
-    if (seconds > 0) heartbeat = setInterval(function () { socket.send("ping"); }, 1000 * seconds);
+    if (!(seconds > 0)) return;
+    heartbeat = setInterval(function () {
+      // A page whose request was decided meanwhile drops the mark: nobody is "looking now".
+      if (!page.isConnected || !page.dataset.heartbeatSeconds) { clearInterval(heartbeat); return; }
+      socket.send("ping");
+    }, 1000 * seconds);
   }
 
   document.addEventListener("htmx:wsOpen", function (event) {

@@ -49,6 +49,8 @@
     // now on, and this empties the line at once, even before (or without) the push saying so.
     var presence = document.getElementById("presence-" + root.dataset.approval);
     if (presence) presence.replaceChildren();
+    // Nor does anyone need to keep saying so: the heartbeat (console.js) stops with this mark.
+    delete root.dataset.heartbeatSeconds;
     var left = document.getElementById("time-left");
     if (left && left.querySelector("[data-deadline]")) {
       // Replacing the element stops console.js's countdown: it ticks [data-deadline] only.

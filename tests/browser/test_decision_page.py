@@ -222,6 +222,10 @@ def test_nobody_is_shown_looking_once_the_request_is_decided(
     page.goto(f"{live_console.url}/requests/{approval.code}")
     presence = page.locator(f"#presence-{approval.code}")
     expect(presence).to_have_text("Looking now: alice")
+    # The page's heartbeat keeps its "looking now" alive while the request waits, and stops
+    # with the decision (console.js pings only while the page carries this mark).
+    root = page.locator(".decision-page")
+    expect(root).to_have_attribute("data-heartbeat-seconds", re.compile(r"^\d+$"))
 
     off_loop(
         check_approval_request_deny,
@@ -232,12 +236,14 @@ def test_nobody_is_shown_looking_once_the_request_is_decided(
 
     expect(page.locator("#status-badge")).to_have_text("Denied")
     expect(presence).to_be_empty()
+    expect(root).not_to_have_attribute("data-heartbeat-seconds", re.compile(".*"))
 
     presences = ReviewerPresence.objects.filter(approval=approval)
     sockets_before = set(off_loop(lambda: set(presences.values_list("channel_name", flat=True))))
     page.reload()
     expect(page.locator("#status-badge")).to_have_text("Denied")
     expect(presence).to_be_empty()
+    expect(root).not_to_have_attribute("data-heartbeat-seconds", re.compile(".*"))
     # The reloaded page's socket still enters its presence: once it has, a push of who is
     # looking reaches the page, then a comment's push, which comes after it on the same socket.
     deadline = time.monotonic() + 10
