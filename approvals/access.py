@@ -1,9 +1,13 @@
 """Who may see and decide which approval requests: the one access rule, used everywhere.
 
 - Staff see and decide every request.
-- A reviewer sees and decides the requests routed to a team they belong to.
+- A reviewer sees and decides the requests routed to a team they belong to. A request the
+  policy approved or denied at once belongs to its rule's team too (the team it would have been
+  held for, approvals.policies.evaluation.Verdict.team_id): that team's reviewers see what the
+  policy decided in their place, already decided, and nobody is notified of it.
 - A request routed to no team is visible to staff only: nobody was chosen to review it, so it
-  must not land in every reviewer's queue by accident (fail closed).
+  must not land in every reviewer's queue by accident (fail closed). So is one decided by a
+  halt, a closed run or a rule that names no team.
 - Anonymous or inactive users see nothing.
 - A run's trace event that names a request (a gated tool call's `approval`: its tool, arguments
   and outcome) goes with that request: whoever may not see the request does not see the event.
@@ -64,8 +68,8 @@ def check_approval_access(*, approval: ApprovalRequest, user: Any) -> None:
 def reviewer_may_see_run(*, user: Any, run: Run) -> bool:
     """Staff see every run; a reviewer a run with at least one request they see, as the run's
     timeline on that request's page shows it (selectors.run_timeline_for_reviewer); otherwise it
-    does not exist for them. Not every request: one the policy decided is routed to no team
-    (staff's alone), and would hide from its team's reviewers every run it is part of.
+    does not exist for them. Not every request: one of another team, or of none (a halt's
+    denial, a rule naming no team: staff's alone), would hide the run from its team's reviewers.
 
     Seeing a run is not seeing all its requests: whatever shows or exports it holds only those
     approvals_visible_to the reader (approvals.run_export does), and counts the others."""

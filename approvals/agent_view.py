@@ -57,7 +57,7 @@ def _policy_view(approval: ApprovalRequest) -> dict[str, Any] | None:
         "outcome": str(evaluation.outcome),
         "reason": str(evaluation.reason),
         "decided_by": str(evaluation.decided_by),
-        "team": approval.team.name if approval.team is not None else None,
+        "team": team.name if (team := evaluation.held_for_team) is not None else None,
         "required_approvals": int(approval.required_approvals),
         "on_timeout": str(evaluation.on_timeout),
         "shadow_matches": [

@@ -220,7 +220,7 @@ class PolicyOutput(serializers.Serializer):
         help_text="rule, default, error (a rule could not be evaluated), throttle, budget, "
         "halt (the agent is halted) or run (the run is closed)."
     )
-    team = serializers.CharField(source="approval.team.name", allow_null=True, default=None)
+    team = serializers.CharField(source="held_for_team.name", allow_null=True, default=None)
     required_approvals = serializers.IntegerField(source="approval.required_approvals")
     on_timeout = serializers.CharField(help_text="What happens if nobody decides: deny.")
     shadow_matches = ShadowMatchOutput(

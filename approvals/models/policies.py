@@ -99,8 +99,16 @@ class PolicyRule(models.Model):
     reason = models.TextField(
         blank=True, help_text="Told to the agent and the reviewer (required for a denial)."
     )
+    # Held: who decides; approved or denied at once: who sees it (Verdict.team_id).
     team = models.ForeignKey(
-        Team, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        Team,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Held: the team whose reviewers decide. Approved or denied at once: "
+        "the team whose reviewers see what the rule decided (nobody is notified). "
+        "Empty: staff only.",
     )
     required_approvals = models.PositiveSmallIntegerField(default=1)
     time_to_decide_seconds = models.PositiveIntegerField(
@@ -269,6 +277,16 @@ class PolicyEvaluation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.outcome} by {self.rule_name or 'default'}"
+
+    @property
+    def held_for_team(self) -> Team | None:
+        """The team the policy held the request for (its team now: an escalation moves it), as
+        the agent is told. None when the policy decided at once: the request still belongs to
+        its rule's team, whose reviewers see it (approvals/access.py), but nobody was asked
+        to decide it. Reads no team then (creation does not load it, approvals.services)."""
+        if self.outcome != Outcome.HOLD:
+            return None
+        return self.approval.team
 
 
 class BudgetScope(models.TextChoices):

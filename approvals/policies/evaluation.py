@@ -68,7 +68,13 @@ class Verdict:
 
     @property
     def team_id(self) -> int | None:
-        return self.rule.team_id if self.rule and self.outcome == Outcome.HOLD else None
+        """The team the request belongs to: the deciding rule's, whatever the outcome. Held, its
+        reviewers decide it; approved or denied at once, they see what the rule decided in their
+        place (history, run pages, exports), and nobody is asked anything. The same rule either
+        way, so what a throttle or a budget holds of a rule's approvals goes to the team that
+        sees the rest. No rule (a halt, a closed run, the default hold): no team, staff's alone
+        (approvals/access.py)."""
+        return self.rule.team_id if self.rule else None
 
     @property
     def required_approvals(self) -> int:

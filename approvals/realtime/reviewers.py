@@ -13,6 +13,7 @@ from channels.layers import get_channel_layer
 from django.core.cache import cache
 from django.template.loader import render_to_string
 
+from approvals.models import Status
 from approvals.realtime.groups import (
     EVENT_QUEUE_FRAGMENT,
     EVENT_QUEUE_REVOKE,
@@ -134,6 +135,12 @@ def publish_approvals_created(approval_ids: list[int]) -> None:
     for the lot. Batched intake creates dozens at a time, and a read, a render and a
     channel-layer round trip per request cost more than creating it. New requests have no
     waiting agents and no open detail pages, so only the queue and history rows go out.
+
+    Held requests go to their team's reviewers; those the policy decided to staff only, as
+    before they had a team. They belong to their rule's team, whose reviewers find them in
+    their history when it loads, but nobody needs to act on them, and policy-decided calls are
+    the commonest: pushing them to their teams too would add a message per team to most
+    batches, and a row on every open page of that team, for nothing to decide.
     """
     if not approval_ids:
         return
@@ -143,7 +150,8 @@ def publish_approvals_created(approval_ids: list[int]) -> None:
     try:
         by_team: dict[int | None, list[object]] = {}
         for approval in approvals_get_for_created_rows(approval_ids=approval_ids):
-            by_team.setdefault(approval.team_id, []).append(approval)
+            held = approval.status == Status.PENDING
+            by_team.setdefault(approval.team_id if held else None, []).append(approval)
         for team_id, approvals in by_team.items():
             # The consumer re-checks access by team_id, so one message carries one team's rows.
             fragment: QueueFragmentEvent = {

@@ -12,7 +12,13 @@ from approvals.models import ApprovalRequest, AuditRecord, Status
 from approvals.policies.halts import agent_halt
 from approvals.services import approval_request_create, approval_requests_create
 from approvals.services.creation import NewApprovalRequest
-from tests.factories import AgentFactory, PolicyRuleFactory, UserFactory, build_submission
+from tests.factories import (
+    AgentFactory,
+    PolicyRuleFactory,
+    TeamFactory,
+    UserFactory,
+    build_submission,
+)
 from tests.wire import round_trips
 
 pytestmark = pytest.mark.django_db
@@ -20,8 +26,16 @@ pytestmark = pytest.mark.django_db
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="round trips of PostgreSQL's path")
 @pytest.mark.django_db(transaction=True)  # the creation's own BEGIN and COMMIT, not savepoints
-def test_a_lone_request_the_policy_approves_waits_on_three_round_trips() -> None:
-    PolicyRuleFactory(name="approve reads", outcome="approve", tool_glob="read_*", reason="Safe.")
+@pytest.mark.parametrize("rule_names_a_team", [False, True])
+def test_a_lone_request_the_policy_approves_waits_on_three_round_trips(
+    rule_names_a_team: bool,
+) -> None:
+    # A rule naming a team gives the request that team with no read of it: the team's id comes
+    # with the rule the policy loaded, and nobody needs its name for a request nobody decides.
+    team = TeamFactory(name="ops") if rule_names_a_team else None
+    PolicyRuleFactory(
+        name="approve reads", outcome="approve", tool_glob="read_*", reason="Safe.", team=team
+    )
     agent = AgentFactory()
     approval_request_create(agent=agent, idempotency_key="warm", submission=build_submission())
     with round_trips() as trips:
@@ -40,6 +54,7 @@ def test_a_lone_request_the_policy_approves_waits_on_three_round_trips() -> None
     committed = next(n for n, trip in enumerate(trips) if '"COMMIT"' in trip)
     assert committed + 1 == 3, "\n".join(trips)
     assert created and approval.status == Status.APPROVED
+    assert approval.team_id == (team.pk if team else None)
 
 
 def test_a_lone_replay_gets_the_stored_request_and_writes_nothing() -> None:

@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from approvals import realtime
 from approvals.models import ApprovalRequest, Status
 from approvals.services import NewApprovalRequest, Submission, approval_requests_create
-from tests.factories import AgentFactory, PolicyRuleFactory
+from tests.factories import AgentFactory, PolicyRuleFactory, TeamFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -99,6 +99,49 @@ def test_requests_the_policy_decided_go_to_the_history_not_the_queue() -> None:
     queue_part, history_part = message["html"].split('hx-swap-oob="afterbegin:#history-rows"')
     assert "queue-row impact" not in queue_part.split('beforeend:#queue-rows"')[1]
     assert history_part.count("status-approved") == 3
+
+
+def test_requests_the_policy_decided_for_a_team_are_pushed_to_staff_only() -> None:
+    # They are the team's to look at in its history, not to act on: its sockets get nothing.
+    team = TeamFactory(name="ops")
+    PolicyRuleFactory(
+        name="approve lookups", tool_glob="lookup", outcome="approve", reason="Safe.", team=team
+    )
+    PolicyRuleFactory(name="hold deploys", tool_glob="deploy", team=team)
+    decided, held = _created(2, "lookup"), _created(1, "deploy")
+    assert set(ApprovalRequest.objects.values_list("team", flat=True)) == {team.pk}
+
+    async def listen() -> tuple[list[dict], list[dict]]:
+        layer = get_channel_layer()
+        staff, ops = await layer.new_channel(), await layer.new_channel()
+        await realtime.reviewer_socket_opened()
+        await layer.group_add(realtime.STAFF_GROUP, staff)
+        await layer.group_add(realtime.team_group(team.pk), ops)
+        try:
+            for group, channel in (
+                (realtime.STAFF_GROUP, staff),
+                (realtime.team_group(team.pk), ops),
+            ):
+                await layer.group_send(group, {"type": "test.probe"})
+                while (await asyncio.wait_for(layer.receive(channel), 5))["type"] != "test.probe":
+                    pass
+            await sync_to_async(realtime.publish_approvals_created)(decided)
+            await sync_to_async(realtime.publish_approvals_created)(held)
+            # A channel's messages come in order: the team's first is the second push's, if
+            # the first sent it nothing.
+            to_staff = [await asyncio.wait_for(layer.receive(staff), 5) for _ in range(2)]
+            to_ops = [await asyncio.wait_for(layer.receive(ops), 5)]
+        finally:
+            await layer.group_discard(realtime.STAFF_GROUP, staff)
+            await layer.group_discard(realtime.team_group(team.pk), ops)
+            realtime.reviewer_socket_closed()
+        return to_staff, to_ops
+
+    to_staff, (to_ops,) = async_to_sync(listen)()
+    assert "lookup" in to_staff[0]["html"] and "deploy" in to_staff[1]["html"]
+    assert to_staff[0]["team_id"] is None  # only staff may take it
+    assert "deploy" in to_ops["html"] and "lookup" not in to_ops["html"]
+    assert to_ops["team_id"] == team.pk
 
 
 def test_nothing_is_read_or_rendered_while_no_reviewer_listens() -> None:

@@ -176,8 +176,8 @@ def test_another_agent_cannot_export_the_run(run_id) -> None:
 
 
 def test_a_reviewer_who_sees_every_request_exports_it(run_id, billing) -> None:
-    # The email the policy approved was routed to no team (staff only): say billing's here.
-    ApprovalRequest.objects.filter(team=None).update(team=billing)
+    # Every request is billing's: the email the policy approved by billing's rule too.
+    assert not ApprovalRequest.objects.filter(team=None).exists()
     reviewer = UserFactory(username="bea")
     billing.members.add(reviewer)
     token = reviewer_api_token(reviewer)
@@ -211,15 +211,39 @@ def _exported_tools(body: bytes) -> list[str]:
     return [e["data"]["tool"] for e in _entries(body) if e["kind"] == "request"]
 
 
-def test_a_team_reviewer_exports_their_run_though_the_policy_approved_a_request(
-    run_id, billing
-) -> None:
-    # The email the policy approved was routed to no team: staff's alone to see. Billing's
-    # reviewer sees the run (its refund and deletion are billing's) and exports it, without it.
+def test_a_team_reviewer_exports_what_the_policy_approved_for_their_team(run_id, billing) -> None:
+    # The email the policy approved at once, by billing's rule: billing's, for its reviewers to
+    # check what the policy did in their place, as the refund and the deletion they decided.
     pia = UserFactory(username="pia")
     billing.members.add(pia)
     email = ApprovalRequest.objects.get(tool="send_email")
-    assert email.team is None and email.status == "approved"
+    assert email.team == billing and email.status == "approved"
+
+    body = _export(_reviewer_client(pia), f"/api/v1/reviewer/runs/{run_id}/export")
+
+    summary = run_export_verify(body.splitlines(keepends=True))
+    assert summary.startswith("3 request, 3 decision, 2 outcome, 2 trace lines")
+    assert _exported_tools(body) == ["issue_refund", "send_email", "delete_records"]
+    entries = _entries(body)
+    request = next(e["data"] for e in entries if e["data"].get("id") == str(email.code))
+    policy = next(e["data"] for e in entries if e["data"].get("request") == str(email.code))
+    assert request["team"] == "billing" and request["status"] == "approved"
+    assert (policy["outcome"], policy["rule"]) == ("approve", "emails")
+    assert _entries(body)[0]["data"]["requests_withheld"] == 0
+    exported = AuditRecord.objects.get(action=AuditAction.RUN_EXPORTED)
+    assert exported.context == {"via": "reviewer_api"}
+
+
+def test_a_team_reviewer_exports_their_run_without_what_a_rule_naming_no_team_approved(
+    run_id, billing
+) -> None:
+    # A rule naming no team approved the email: staff's alone to see. Billing's reviewer sees
+    # the run (its refund and deletion are billing's) and exports it, without it.
+    email = ApprovalRequest.objects.get(tool="send_email")
+    email.team = None
+    email.save(update_fields=["team"])
+    pia = UserFactory(username="pia")
+    billing.members.add(pia)
 
     body = _export(_reviewer_client(pia), f"/api/v1/reviewer/runs/{run_id}/export")
 
@@ -254,10 +278,12 @@ def test_each_teams_reviewer_exports_only_the_requests_routed_to_their_teams(
     run_export_verify(for_otto.splitlines(keepends=True))
     assert _exported_tools(for_otto) == ["issue_refund"]
     assert str(deletion.code).encode() not in for_otto and b"Legal hold." not in for_otto
+    # Nor what the policy approved for billing.
+    assert b"customer@example.com" not in for_otto
 
     for_pia = _export(_reviewer_client(pia), url)
     run_export_verify(for_pia.splitlines(keepends=True))
-    assert _exported_tools(for_pia) == ["delete_records"]
+    assert _exported_tools(for_pia) == ["send_email", "delete_records"]
     assert str(refund.code).encode() not in for_pia and b"card_declined" not in for_pia
 
     staff = UserFactory(username="sam", is_staff=True)
