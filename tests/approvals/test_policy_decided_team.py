@@ -129,6 +129,20 @@ def test_the_teams_reviewer_sees_it_decided_in_history_and_on_its_page(world) ->
         assert reverse(f"approvals:{action}", args=[approved.code]) not in page, action
 
 
+def test_its_policy_details_ask_nothing_of_a_person(world) -> None:
+    # Before, a request approved at once read "2 approvals needed · if nobody decides: deny"
+    # (the rule's terms for a hold), as if it still waited for someone.
+    approved = _create(world["agent"], "issue_refund", "k1")
+    held = _create(world["agent"], "deploy", "k2")
+
+    _, page = _page(world["alice"], reverse("approvals:detail", args=[approved.code]))
+    assert "small refunds" in page
+    assert "needed" not in page and "if nobody decides:" not in page
+
+    _, page = _page(world["alice"], reverse("approvals:detail", args=[held.code]))
+    assert "1 approval needed" in page and "if nobody decides:" in page
+
+
 def test_another_teams_reviewer_sees_nothing_of_it(world) -> None:
     approved = _create(world["agent"], "issue_refund", "k1")
     denied = _create(world["agent"], "wire_payout", "k2")
