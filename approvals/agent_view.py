@@ -57,7 +57,9 @@ def _policy_view(approval: ApprovalRequest) -> dict[str, Any] | None:
         "outcome": str(evaluation.outcome),
         "reason": str(evaluation.reason),
         "decided_by": str(evaluation.decided_by),
-        "team": team.name if (team := evaluation.held_for_team) is not None else None,
+        # From the copy handed in, not the evaluation's cached one: a decision's view is built
+        # from the row it locked, whose team an escalation may have changed since.
+        "team": team.name if (team := evaluation.held_for_team_of(approval)) else None,
         "required_approvals": int(approval.required_approvals),
         "on_timeout": str(evaluation.on_timeout),
         "shadow_matches": [

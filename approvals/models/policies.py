@@ -284,9 +284,14 @@ class PolicyEvaluation(models.Model):
         the agent is told. None when the policy decided at once: the request still belongs to
         its rule's team, whose reviewers see it (approvals/access.py), but nobody was asked
         to decide it. Reads no team then (creation does not load it, approvals.services)."""
+        return self.held_for_team_of(self.approval)
+
+    def held_for_team_of(self, approval: ApprovalRequest) -> Team | None:
+        """`held_for_team`, from this copy of the request: a decision's own copy, locked and
+        read again, names its team now where the evaluation's cached one may name the old."""
         if self.outcome != Outcome.HOLD:
             return None
-        return self.approval.team
+        return approval.team
 
 
 class BudgetScope(models.TextChoices):
