@@ -35,6 +35,18 @@ def _hold_first_rows_read(page: Page) -> list[tuple[Route, APIResponse]]:
     return held
 
 
+def _queue_opened_with_its_rows_read_held(page: Page, base_url: str) -> tuple[Route, APIResponse]:
+    """Open the queue with its first re-read of rows held (`_hold_first_rows_read`): the route to
+    fulfil and the answer the server already gave, once the page has asked."""
+    held = _hold_first_rows_read(page)
+    page.goto(f"{base_url}/")
+    deadline = time.monotonic() + 10
+    while not held and time.monotonic() < deadline:
+        page.wait_for_timeout(20)
+    assert held, "the page never re-read its rows after its socket opened"
+    return held[0]
+
+
 @pytest.fixture(autouse=True)
 def _routes_removed(page: Page) -> Iterator[None]:
     yield
@@ -112,13 +124,7 @@ def test_pushes_that_arrive_while_the_rows_are_re_read_outlive_the_older_snapsho
     log_in(page, live_console.url, "alice")
     # The page's re-read of its rows is read by the server at once, and its answer held on the
     # wire until two pushes newer than it have reached the page.
-    held = _hold_first_rows_read(page)
-    page.goto(f"{live_console.url}/")
-    deadline = time.monotonic() + 10
-    while not held and time.monotonic() < deadline:
-        page.wait_for_timeout(20)
-    assert held, "the page never re-read its rows after its socket opened"
-    route, snapshot = held[0]
+    route, snapshot = _queue_opened_with_its_rows_read_held(page, live_console.url)
     page.evaluate(
         "() => { window.pushes = 0;"
         " document.addEventListener('htmx:wsBeforeMessage', () => { window.pushes += 1; }); }"
@@ -157,15 +163,9 @@ def test_the_list_says_it_is_busy_while_its_rows_are_re_read(
     CI caught a test measuring a row in the instant it was replaced)."""
     submit(team=team, tool="issue_refund")
     log_in(page, live_console.url, "alice")
-    held = _hold_first_rows_read(page)
-    page.goto(f"{live_console.url}/")
-    deadline = time.monotonic() + 10
-    while not held and time.monotonic() < deadline:
-        page.wait_for_timeout(20)
-    assert held, "the page never re-read its rows after its socket opened"
+    route, answer = _queue_opened_with_its_rows_read_held(page, live_console.url)
     live = page.locator("#queue-live")
     expect(live).to_have_attribute("aria-busy", "true")
-    route, answer = held[0]
     route.fulfill(response=answer)
     expect(live).not_to_have_attribute("aria-busy", re.compile(".*"))
     expect(page.locator("#queue-rows > li")).to_have_count(1)
@@ -179,15 +179,9 @@ def test_re_read_rows_never_wipe_the_filter_form_a_reviewer_is_typing_in(
     then sent an empty search)."""
     submit(team=team, tool="issue_refund")
     log_in(page, live_console.url, "alice")
-    held = _hold_first_rows_read(page)
-    page.goto(f"{live_console.url}/")
-    deadline = time.monotonic() + 10
-    while not held and time.monotonic() < deadline:
-        page.wait_for_timeout(20)
-    assert held, "the page never re-read its rows after its socket opened"
+    route, answer = _queue_opened_with_its_rows_read_held(page, live_console.url)
     search = page.get_by_label("Search")
     search.fill("refund")  # focused, typed into, while the re-read is on the wire
-    route, answer = held[0]
     route.fulfill(response=answer)
     expect_up_to_date(page)
     expect(search).to_have_value("refund")
@@ -200,16 +194,10 @@ def test_the_keyboard_selection_outlives_re_read_rows(live_console, page: Page, 
     server's class back on the re-read row; CI caught the keyboard test losing it)."""
     first = submit(team=team, tool="drop_table")
     log_in(page, live_console.url, "alice")
-    held = _hold_first_rows_read(page)
-    page.goto(f"{live_console.url}/")
-    deadline = time.monotonic() + 10
-    while not held and time.monotonic() < deadline:
-        page.wait_for_timeout(20)
-    assert held, "the page never re-read its rows after its socket opened"
+    route, answer = _queue_opened_with_its_rows_read_held(page, live_console.url)
     page.keyboard.press("j")
     row = page.locator(f"#approval-{first.code}")
     expect(row).to_have_class(re.compile(r"(^|\s)selected(\s|$)"))
-    route, answer = held[0]
     route.fulfill(response=answer)
     expect_up_to_date(page)  # the re-read rows have been swapped in and settled
     expect(row).to_have_class(re.compile(r"(^|\s)selected(\s|$)"))
