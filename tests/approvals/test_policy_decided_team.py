@@ -138,9 +138,11 @@ def test_its_policy_details_ask_nothing_of_a_person(world) -> None:
     _, page = _page(world["alice"], reverse("approvals:detail", args=[approved.code]))
     assert "small refunds" in page
     assert "needed" not in page and "if nobody decides:" not in page
+    assert "What the policy decided:" in page and "Why it was paused" not in page
 
     _, page = _page(world["alice"], reverse("approvals:detail", args=[held.code]))
     assert "1 approval needed" in page and "if nobody decides:" in page
+    assert "Why it was paused:" in page and "What the policy decided" not in page
 
 
 def test_another_teams_reviewer_sees_nothing_of_it(world) -> None:
