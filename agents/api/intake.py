@@ -5,7 +5,17 @@ head) and commits once. One at a time, those serialize the whole server at a few
 requests per second. Here, each server process has one writer thread: requests that arrive
 while it writes a batch wait for the next one, and each batch is one transaction
 (approvals.services.approval_requests_create). An idle server writes a request at once, alone;
-a busy one writes dozens per commit. No timer, so batching never adds latency of its own.
+a busy one writes dozens per commit.
+
+A lone caller never waits for company. Callers that one batch answered together, though,
+usually come back together (a fleet of agents calling tool after tool), a little apart.
+Started with the first of them, the next batch would write it nearly alone while the others
+wait for that whole write, then pay for a batch of their own: at 8 callers, a third of the
+batches held one request. So when fewer callers wait than the last batch answered, the next
+batch waits for the rest: at most half the last batch's write time, and never over
+GATHER_MAX_SECONDS. If they do not come, it writes what it has, and expects that many next. A
+caller arriving longer after the last answers than that batch took to write is not one of
+them coming back: it is written at once.
 
 Fail closed: if a batch fails, every request in it gets the error and none was created (one
 transaction). Agents retry with the same Idempotency-Key.
@@ -13,6 +23,7 @@ transaction). Agents retry with the same Idempotency-Key.
 
 import asyncio
 import logging
+import time
 import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +50,10 @@ logger = logging.getLogger(__name__)
 # Large enough to amortize the locks and the commit, small enough that one batch's
 # transaction stays short next to other writers (reviewers' decisions wait for the same locks).
 MAX_BATCH = 64
+# The longest a batch waits for the callers the last batch answered (see the module's doc),
+# and that wait as a share of the last batch's write time: a small part of one batch's time.
+GATHER_MAX_SECONDS = 0.002
+GATHER_SHARE_OF_LAST_WRITE = 0.5
 
 
 @dataclass(frozen=True)
@@ -73,6 +88,16 @@ class IntakeBatcher:
         # Pushing new rows to reviewers (a read and a render) runs beside the writes, not
         # between them, and coalesces: whatever was created meanwhile goes out in one push.
         self._unpublished: list[int] = []
+        # How many callers the last batch answered and how long its write took: whom the
+        # next batch waits for, and for how long at most.
+        self._expected = 1
+        self._last_write_seconds = 0.0
+        self._last_answered_at = 0.0
+        self._gathered: asyncio.Event | None = None
+        # What it has written, for the benchmark (console.bench): requests per batch. Only
+        # the writer thread adds to them.
+        self.batches_written = 0
+        self.requests_written = 0
         self._publisher: asyncio.Task[None] | None = None
         self._publish_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake-push")
 
@@ -85,6 +110,8 @@ class IntakeBatcher:
     async def submit(self, item: IntakeItem) -> IntakeOutcome:
         future: asyncio.Future[IntakeOutcome] = asyncio.get_running_loop().create_future()
         self._waiting.append((item, future))
+        if self._gathered is not None and len(self._waiting) >= self._expected:
+            self._gathered.set()
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._drain())
         return await future
@@ -97,22 +124,43 @@ class IntakeBatcher:
 
     async def _drain(self) -> None:
         while self._waiting:
+            await self._gather()
             batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
             items = [item for item, _ in batch]
             answer = partial(_answered_from_thread, asyncio.get_running_loop(), batch)
+            started = time.monotonic()
             try:
                 outcomes, created_ids = await self._on(self._write_thread, self._write)(
                     items, answer
                 )
             except Exception as error:  # each caller gets it; nothing was written
+                self._expected = 1  # they retry through Django: nobody to wait for
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(error)
                 continue
+            self._expected = len(batch)
+            self._last_answered_at = time.monotonic()
+            self._last_write_seconds = self._last_answered_at - started
             _answered(batch, outcomes)  # already, from the writer thread, unless it hung up
             self._unpublished += created_ids
             if self._unpublished and (self._publisher is None or self._publisher.done()):
                 self._publisher = asyncio.create_task(self._publish_all())
+
+    async def _gather(self) -> None:
+        """Wait, briefly, for the callers the last batch answered (see the module's doc)."""
+        if len(self._waiting) >= self._expected:
+            return
+        if time.monotonic() - self._last_answered_at > self._last_write_seconds:
+            return  # not a caller coming back from the last batch: nobody else is due
+        longest = min(GATHER_MAX_SECONDS, self._last_write_seconds * GATHER_SHARE_OF_LAST_WRITE)
+        self._gathered = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._gathered.wait(), longest)
+        except TimeoutError:
+            pass  # fewer came: write those; the next batch expects as many as this one holds
+        finally:
+            self._gathered = None
 
     async def _publish_all(self) -> None:
         while self._unpublished:
@@ -144,6 +192,9 @@ class IntakeBatcher:
                 outcomes[index] = IntakeOutcome(result=result, rendered=rendered)
                 if result.created and result.approval is not None:
                     created_ids.append(result.approval.pk)
+            # Counted before the answers go out: whoever has its answer finds its batch counted.
+            self.batches_written += 1
+            self.requests_written += len(items)
             answer(outcomes)
             if created_ids and not realtime.reviewers_listening():
                 created_ids = []
@@ -212,6 +263,15 @@ def intake_batcher(render: Callable[[CreateResult], Any]) -> IntakeBatcher:
     if batcher is None:
         batcher = _batchers[loop] = IntakeBatcher(render)
     return batcher
+
+
+def intake_written() -> tuple[int, int]:
+    """How many batches, and requests in them, this process's batchers have written."""
+    batchers = list(_batchers.values())
+    return (
+        sum(batcher.batches_written for batcher in batchers),
+        sum(batcher.requests_written for batcher in batchers),
+    )
 
 
 def intake_idle() -> bool:

@@ -246,6 +246,15 @@ def table(results: dict[str, Any]) -> str:
                 )
             )
         )  # fmt: skip
+    gate = results.get("gate", {}).get("by_concurrency", {})
+    if gate:
+        lines.append(
+            "gate, requests per intake batch (one server): "
+            + ", ".join(
+                f"c={concurrency} {numbers['create_approved']['requests_per_batch']:.2f}"
+                for concurrency, numbers in gate.items()
+            )
+        )
     return "\n".join(lines)
 
 

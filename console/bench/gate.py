@@ -46,6 +46,12 @@ async def measure(plan: dict[str, Any]) -> dict[str, Any]:
             status="approved",
         )  # fmt: skip
 
+        async def written() -> tuple[int, int]:
+            """The server's intake so far: batches written, and requests in them."""
+            async with session.get(f"{server}/bench/process") as response:
+                answer = await response.json()
+            return answer["intake_batches"], answer["intake_requests"]
+
         async with session.get(f"{server}/bench/process") as response:
             pid = (await response.json())["pid"]
         for call in (healthz, approved):  # connections, caches, the policy's compiled rules
@@ -55,6 +61,7 @@ async def measure(plan: dict[str, Any]) -> dict[str, Any]:
             by_concurrency[str(concurrency)] = await _at_concurrency(
                 {"healthz": healthz, "create_approved": approved},
                 concurrency=concurrency, count=count, seconds=plan["seconds"], pid=pid,
+                written=written,
             )  # fmt: skip
     return {"server": server, "requests": float(count), "by_concurrency": by_concurrency}
 
@@ -66,19 +73,26 @@ async def _at_concurrency(
     count: int,
     seconds: float,
     pid: int,
+    written: Callable[[], Awaitable[tuple[int, int]]],
 ) -> dict[str, Any]:
     latencies: dict[str, list[float]] = {name: [] for name in calls}
     errors = dict.fromkeys(calls, 0)
     elapsed = dict.fromkeys(calls, 0.0)
     cpu_ticks = dict.fromkeys(calls, 0)
+    batches = dict.fromkeys(calls, 0)
+    batched = dict.fromkeys(calls, 0)
     per_round = max(1, count // ROUNDS)
     for _ in range(ROUNDS):
         for name, call in calls.items():
+            batches_before, batched_before = await written()
             before = process_cpu_ticks(pid)
             samples, failed, took_s = await closed_loop_samples(
                 call, concurrency=concurrency, count=per_round, seconds=seconds / ROUNDS
             )
             cpu_ticks[name] += process_cpu_ticks(pid) - before
+            batches_after, batched_after = await written()
+            batches[name] += batches_after - batches_before
+            batched[name] += batched_after - batched_before
             latencies[name] += samples
             errors[name] += failed
             elapsed[name] += took_s
@@ -89,6 +103,10 @@ async def _at_concurrency(
         numbers["server_cpu_ms"] = spent_ms / max(1.0, numbers["count"])
         result[name] = numbers
     healthz, approved = result["healthz"], result["create_approved"]
+    # Requests per batch of the server's intake: 1 at one caller; at several, the share of
+    # the fixed per-batch cost (locks, round trips, the commit) that each caller pays.
+    approved["intake_batches"] = float(batches["create_approved"])
+    approved["requests_per_batch"] = _ratio(batched["create_approved"], batches["create_approved"])
     result["p50_ratio"] = _ratio(approved["p50_ms"], healthz["p50_ms"])
     result["p99_ratio"] = _ratio(approved["p99_ms"], healthz["p99_ms"])
     return result

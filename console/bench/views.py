@@ -7,6 +7,8 @@ import tracemalloc
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 
+from agents.api.intake import intake_written
+
 SNAPSHOT_NAME = re.compile(r"^[a-z0-9-]{1,40}$")
 
 
@@ -17,12 +19,19 @@ def bare(request: HttpRequest) -> JsonResponse:
 
 
 def process(request: HttpRequest) -> HttpResponse:
-    """Which process answered, so the memory benchmark reads that process's RSS from outside.
+    """Which process answered, so the memory benchmark reads that process's RSS from outside,
+    and how many batches its intake has written, with how many requests in them.
 
     `?snapshot=NAME` with tracemalloc on (PYTHONTRACEMALLOC) also writes the process's heap
     snapshot to var/bench/heap-NAME.tracemalloc, for the benchmark to diff after the fact.
     """
-    answer: dict[str, object] = {"pid": os.getpid(), "tracing": tracemalloc.is_tracing()}
+    batches, requests = intake_written()
+    answer: dict[str, object] = {
+        "pid": os.getpid(),
+        "tracing": tracemalloc.is_tracing(),
+        "intake_batches": batches,
+        "intake_requests": requests,
+    }
     if name := request.GET.get("snapshot"):
         if not SNAPSHOT_NAME.match(name):
             return HttpResponseBadRequest("snapshot: lowercase letters, digits and dashes")

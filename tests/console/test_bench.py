@@ -116,6 +116,13 @@ def test_it_writes_every_figure_as_a_number(
         for call in ("healthz", "create_approved"):
             _assert_numbers(figures[call], LATENCY_KEYS | {"rps", "server_cpu_ms"})
             assert figures[call]["count"] > 0 and figures[call]["errors"] == 0
+        _assert_numbers(figures["create_approved"], {"intake_batches", "requests_per_batch"})
+    # Counted by the server's intake: a lone caller is written alone, every time.
+    lone = gate["by_concurrency"]["1"]["create_approved"]
+    assert lone["requests_per_batch"] == 1.0
+    assert lone["intake_batches"] == lone["count"]
+    assert gate["by_concurrency"]["8"]["create_approved"]["requests_per_batch"] >= 1.0
+    assert "gate, requests per intake batch (one server): c=1 1.00" in completed.stdout.decode()
     assert set(results["decision_to_agent"]) == {"1", "2"}
     assert set(results["decision_to_agent_same_server"]) == {"2"}
     for figures in [

@@ -1,17 +1,25 @@
 """The intake's writer thread (agents/api/intake.py): it answers the agents once their batch has
-committed, then asks whether any reviewer listens before waking the push thread for them."""
+committed, then asks whether any reviewer listens before waking the push thread for them; and
+its batches, which wait briefly for the callers the last one answered."""
 
+import asyncio
+import time
 import uuid
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.core.cache import cache
 
+from agents.api import intake
 from agents.api.fast_path import _render_created
 from agents.api.intake import IntakeBatcher, IntakeItem, IntakeOutcome
 from agents.services import credential_issue
 from approvals import realtime
+from approvals.audit import AuditAction
+from approvals.models import AuditRecord
 from console.request_context import RequestContext
 from tests.factories import AgentFactory, build_submission
+from tests.waits import async_wait_until
 
 # transaction=True: the writer closes its connection after each batch, as in a server.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -53,3 +61,91 @@ def test_a_batch_whose_answers_fail_answers_nobody_from_the_thread() -> None:
     with pytest.raises(RuntimeError):
         batcher._write([_item(token)], answered.append)
     assert answered == []  # the caller gives each agent the error instead
+
+
+# --- Callers coming back from one batch are written together again -------------------------
+
+
+async def _batch_of(batcher: IntakeBatcher, token: str, count: int) -> list[IntakeOutcome]:
+    return await asyncio.gather(*(batcher.submit(_item(token)) for _ in range(count)))
+
+
+async def _batches_of(outcomes: list[IntakeOutcome]) -> int:
+    """How many batches wrote these requests. One audit append per batch, one time per append:
+    each batch's submissions share their audit records' time."""
+    codes = []
+    for outcome in outcomes:
+        assert outcome.result is not None and outcome.result.approval is not None
+        codes.append(str(outcome.result.approval.code))
+    times = await sync_to_async(
+        lambda: set(
+            AuditRecord.objects.filter(
+                action=AuditAction.REQUEST_SUBMITTED, object_id__in=codes
+            ).values_list("created_at", flat=True)
+        )
+    )()
+    return len(times)
+
+
+@pytest.fixture
+def patient_gathering(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch waits up to a minute for company, whatever the last write took: a test that
+    says "written apart" cannot be passed by a slow machine."""
+    monkeypatch.setattr(intake, "GATHER_MAX_SECONDS", 60.0)
+    monkeypatch.setattr(intake, "GATHER_SHARE_OF_LAST_WRITE", 10_000.0)
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("patient_gathering")
+async def test_callers_a_batch_answered_are_written_together_when_they_come_back_apart() -> None:
+    token = await sync_to_async(lambda: credential_issue(agent=AgentFactory()).plaintext)()
+    batcher = IntakeBatcher(_render_created)
+    first = await _batch_of(batcher, token, 4)
+    assert await _batches_of(first) == 1
+
+    # The four come back one by one. Before, the first went out alone while the others
+    # waited for its write, then paid for a batch of their own.
+    leader = asyncio.ensure_future(batcher.submit(_item(token)))
+    await asyncio.sleep(0)  # its submit runs: it is queued, and a batch is due
+    await async_wait_until(
+        lambda: not batcher._waiting or batcher._gathered is not None,
+        what="the first caller back taken into a batch or held for the others",
+    )
+    others = [asyncio.ensure_future(batcher.submit(_item(token))) for _ in range(3)]
+    again = await asyncio.wait_for(asyncio.gather(leader, *others), timeout=30)
+
+    assert await _batches_of(again) == 1
+
+
+@pytest.mark.asyncio
+async def test_a_batch_waits_for_company_no_longer_than_its_bound() -> None:
+    token = await sync_to_async(lambda: credential_issue(agent=AgentFactory()).plaintext)()
+    batcher = IntakeBatcher(_render_created)
+    await _batch_of(batcher, token, 4)
+
+    # One of the four comes back; the other three never do.
+    (alone,) = await asyncio.wait_for(_batch_of(batcher, token, 1), timeout=5)
+
+    assert alone.result is not None and alone.result.created
+    assert batcher._writer is not None
+    await asyncio.wait_for(batcher._writer, timeout=5)  # done with the batch it answered
+    assert batcher._expected == 1  # the next batch expects as many as this one held
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("patient_gathering")
+async def test_a_caller_long_after_the_last_batch_is_written_without_waiting() -> None:
+    token = await sync_to_async(lambda: credential_issue(agent=AgentFactory()).plaintext)()
+    batcher = IntakeBatcher(_render_created)
+    await _batch_of(batcher, token, 4)
+    assert batcher._writer is not None
+    await asyncio.wait_for(batcher._writer, timeout=5)  # done with the batch it answered
+    await async_wait_until(
+        lambda: time.monotonic() - batcher._last_answered_at > batcher._last_write_seconds,
+        what="longer since the last answers than their batch took to write",
+    )
+
+    # Not one of the four coming back: it would otherwise wait up to a minute (the fixture).
+    (later,) = await asyncio.wait_for(_batch_of(batcher, token, 1), timeout=5)
+
+    assert later.result is not None and later.result.created
