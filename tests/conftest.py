@@ -45,6 +45,41 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -
         yield
 
 
+# The embedded broker's folders, by transport option (console/settings.py makes the same three).
+_BROKER_FOLDERS = {
+    "data_folder_in": "queue",
+    "data_folder_out": "queue",
+    "processed_folder": "processed",
+    "control_folder": "control",
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _broker_folder_of_its_own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Embedded, the suite queues its tasks in a folder of its own, not the checkout's var/celery.
+
+    That folder is the queue of `make run`'s worker: a console running in the same checkout took
+    the suite's tasks (and ran them against its own database), and the suite's in-process
+    workers took whatever an earlier run had left there. With Redis, tasks already go under the
+    suite's own key prefix (tests/subprocess_env.py does the same for the processes tests start).
+    """
+    from django.conf import settings
+
+    from console.celery import app
+
+    if not settings.CELERY_BROKER_URL.startswith("filesystem:"):
+        yield
+        return
+    root = tmp_path_factory.mktemp("celery")
+    options = dict(settings.CELERY_BROKER_TRANSPORT_OPTIONS)
+    for option, folder in _BROKER_FOLDERS.items():
+        (root / folder).mkdir(exist_ok=True)
+        options[option] = str(root / folder)
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = options
+    app.conf.broker_transport_options = options
+    yield
+
+
 @pytest.fixture
 def reviewer(db):
     # Staff: sees every request, routed or not. Team access has its own personas
