@@ -246,6 +246,18 @@ def table(results: dict[str, Any]) -> str:
                 )
             )
         )  # fmt: skip
+    if throughput:
+        lines.append(
+            "requests per intake batch (both servers): "
+            f"held {throughput['create_held']['requests_per_batch']:.1f}, "
+            f"policy-approved {throughput['create_approved']['requests_per_batch']:.1f}"
+            + (
+                f"; held at c={throughput['fleet_concurrency']:.0f} "
+                f"{throughput['create_held_fleet']['requests_per_batch']:.1f}"
+                if "create_held_fleet" in throughput
+                else ""
+            )
+        )
     gate = results.get("gate", {}).get("by_concurrency", {})
     if gate:
         lines.append(

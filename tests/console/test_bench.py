@@ -106,6 +106,12 @@ def test_it_writes_every_figure_as_a_number(
     _assert_numbers(throughput["create_held"], LATENCY_KEYS | {"rps"})
     assert throughput["create_held"]["count"] > 0
     _assert_numbers(throughput["create_held_fleet"], LATENCY_KEYS | {"rps"})
+    # Counted by the servers' intakes: every creation was written in some batch.
+    for creation in ("create_held", "create_approved", "create_held_fleet"):
+        _assert_numbers(throughput[creation], {"requests_per_batch"})
+        assert throughput[creation]["requests_per_batch"] >= 1.0
+    assert throughput["bare"]["requests_per_batch"] == 0.0  # the bare view writes nothing
+    assert "requests per intake batch (both servers): held" in completed.stdout.decode()
     _assert_numbers(throughput["bare_fleet"], LATENCY_KEYS | {"rps"})
     assert throughput["fleet_concurrency"] == 4
     gate = results["gate"]
