@@ -17,7 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents.api.native import ApprovalRequestOutput, JSONObjectField, StrictSerializer
+from agents.api.outputs import ApprovalRequestOutput
 from agents.models import Run
 from approvals.access import approvals_visible_to, reviewer_may_see_run
 from approvals.audit.export import streamed_download
@@ -45,6 +45,7 @@ from approvals.selectors import (
     approvals_queue_page,
 )
 from console.api_errors import ApiError
+from console.api_fields import JSONObjectField, StrictSerializer
 
 
 class IsReviewer(BasePermission):

@@ -9,7 +9,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents.api.native import MAX_TEXT, ApprovalRequestOutput, request_not_found
+from agents.api.native import MAX_TEXT, request_not_found
+from agents.api.outputs import ApprovalRequestOutput
 from agents.models import Agent
 from approvals.agent_view import approval_request_representation
 from approvals.models import OutcomeSource, OutcomeStatus

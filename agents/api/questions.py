@@ -20,9 +20,9 @@ from agents.api.native import (
     MAX_LABELS,
     MAX_TEXT,
     ApprovalRequestCreateApi,
-    ApprovalRequestOutput,
     json_schema_checked,
 )
+from agents.api.outputs import ApprovalRequestOutput
 from approvals.models import Impact, Kind
 from approvals.services import (
     DURATION_PATTERN,

@@ -6,7 +6,7 @@ the shape. These tests hold the two equal for each kind of request an agent can 
 
 import pytest
 
-from agents.api.native import ApprovalRequestOutput
+from agents.api.outputs import ApprovalRequestOutput
 from agents.services import run_open
 from approvals.agent_view import approval_request_representation
 from approvals.models import ApprovalRequest, Impact
