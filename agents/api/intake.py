@@ -7,15 +7,15 @@ while it writes a batch wait for the next one, and each batch is one transaction
 (approvals.services.approval_requests_create). An idle server writes a request at once, alone;
 a busy one writes dozens per commit.
 
-A lone caller never waits for company. Callers that one batch answered together, though,
-usually come back together (a fleet of agents calling tool after tool), a little apart.
-Started with the first of them, the next batch would write it nearly alone while the others
-wait for that whole write, then pay for a batch of their own: at 8 callers, a third of the
-batches held one request. So when fewer callers wait than the last batch answered, the next
-batch waits for the rest: at most half the last batch's write time, and never over
-GATHER_MAX_SECONDS. If they do not come, it writes what it has, and expects that many next. A
-caller arriving longer after the last answers than that batch took to write is not one of
-them coming back: it is written at once.
+A lone caller never waits for company. Callers that one batch answered together, though, usually
+come back together (a fleet of agents calling tool after tool), a little apart. Started with the
+first of them, the next batch would write it nearly alone while the others wait for that whole
+write, then pay for a batch of their own: at 8 callers, one batch in eight held a single
+request, and a third held fewer than eight. So when fewer callers wait than the last batch
+answered, the next batch waits for the rest: at most half the last batch's write time, and never
+over GATHER_MAX_SECONDS. If they do not come, it writes what it has, and expects that many next.
+A caller arriving longer after the last answers than that batch took to write is not one of them
+coming back: it is written at once.
 
 Fail closed: if a batch fails, every request in it gets the error and none was created (one
 transaction). Agents retry with the same Idempotency-Key.
