@@ -5,8 +5,10 @@ its batches, which wait briefly for the callers the last one answered."""
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
+import pytest_asyncio
 from asgiref.sync import sync_to_async
 from django.core.cache import cache
 
@@ -87,6 +89,16 @@ async def _batches_of(outcomes: list[IntakeOutcome]) -> int:
     return len(times)
 
 
+@pytest_asyncio.fixture
+async def batcher() -> AsyncIterator[IntakeBatcher]:
+    """A batcher of the test's own; its writes and its push to reviewers (when a reviewer seems
+    to listen) are over before the test ends, with their threads' connections closed."""
+    batcher = IntakeBatcher(_render_created)
+    yield batcher
+    work = [task for task in (batcher._writer, batcher._publisher) if task is not None]
+    await asyncio.wait_for(asyncio.gather(*work, return_exceptions=True), timeout=10)
+
+
 @pytest.fixture
 def patient_gathering(monkeypatch: pytest.MonkeyPatch) -> None:
     """A batch waits up to a minute for company, whatever the last write took: a test that
@@ -97,9 +109,10 @@ def patient_gathering(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.asyncio
 @pytest.mark.usefixtures("patient_gathering")
-async def test_callers_a_batch_answered_are_written_together_when_they_come_back_apart() -> None:
+async def test_callers_a_batch_answered_are_written_together_when_they_come_back_apart(
+    batcher: IntakeBatcher,
+) -> None:
     token = await sync_to_async(lambda: credential_issue(agent=AgentFactory()).plaintext)()
-    batcher = IntakeBatcher(_render_created)
     first = await _batch_of(batcher, token, 4)
     assert await _batches_of(first) == 1
 
@@ -118,9 +131,10 @@ async def test_callers_a_batch_answered_are_written_together_when_they_come_back
 
 
 @pytest.mark.asyncio
-async def test_a_batch_waits_for_company_no_longer_than_its_bound() -> None:
+async def test_a_batch_waits_for_company_no_longer_than_its_bound(
+    batcher: IntakeBatcher,
+) -> None:
     token = await sync_to_async(lambda: credential_issue(agent=AgentFactory()).plaintext)()
-    batcher = IntakeBatcher(_render_created)
     await _batch_of(batcher, token, 4)
 
     # One of the four comes back; the other three never do.
@@ -134,9 +148,10 @@ async def test_a_batch_waits_for_company_no_longer_than_its_bound() -> None:
 
 @pytest.mark.asyncio
 @pytest.mark.usefixtures("patient_gathering")
-async def test_a_caller_long_after_the_last_batch_is_written_without_waiting() -> None:
+async def test_a_caller_long_after_the_last_batch_is_written_without_waiting(
+    batcher: IntakeBatcher,
+) -> None:
     token = await sync_to_async(lambda: credential_issue(agent=AgentFactory()).plaintext)()
-    batcher = IntakeBatcher(_render_created)
     await _batch_of(batcher, token, 4)
     assert batcher._writer is not None
     await asyncio.wait_for(batcher._writer, timeout=5)  # done with the batch it answered
