@@ -45,15 +45,6 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -
         yield
 
 
-# The embedded broker's folders, by transport option (console/settings.py makes the same three).
-_BROKER_FOLDERS = {
-    "data_folder_in": "queue",
-    "data_folder_out": "queue",
-    "processed_folder": "processed",
-    "control_folder": "control",
-}
-
-
 @pytest.fixture(scope="session", autouse=True)
 def _broker_folder_of_its_own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Embedded, the suite queues its tasks in a folder of its own, not the checkout's var/celery.
@@ -72,9 +63,11 @@ def _broker_folder_of_its_own(tmp_path_factory: pytest.TempPathFactory) -> Itera
         return
     root = tmp_path_factory.mktemp("celery")
     options = dict(settings.CELERY_BROKER_TRANSPORT_OPTIONS)
-    for option, folder in _BROKER_FOLDERS.items():
-        (root / folder).mkdir(exist_ok=True)
-        options[option] = str(root / folder)
+    for option, value in options.items():
+        if "folder" in option:  # queue, processed, control: the same names, somewhere else
+            folder = root / Path(value).name
+            folder.mkdir(exist_ok=True)
+            options[option] = str(folder)
     settings.CELERY_BROKER_TRANSPORT_OPTIONS = options
     app.conf.broker_transport_options = options
     yield

@@ -15,6 +15,18 @@ APPROVED_TOOL = "bench_lookup"
 APPROVED_BODY = {"tool": APPROVED_TOOL, "arguments": {"id": 42}, "timeout": "10m"}
 
 
+async def intake_written(session: aiohttp.ClientSession, servers: list[str]) -> tuple[int, int]:
+    """The servers' intakes so far, summed: batches written, and requests in them (each server
+    counts its own; /bench/process answers with them)."""
+    batches = requests = 0
+    for url in servers:
+        async with session.get(f"{url}/bench/process") as response:
+            answer = await response.json()
+        batches += answer["intake_batches"]
+        requests += answer["intake_requests"]
+    return batches, requests
+
+
 def creation_call(
     session: aiohttp.ClientSession,
     server: Callable[[int], str],

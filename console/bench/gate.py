@@ -10,11 +10,18 @@ not tax one: issue 16 asks for at most 1.5x (p50) and 2x (p99) at both concurren
 
 import os
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import aiohttp
 
-from console.bench.calls import APPROVED_BODY, closed_loop_samples, creation_call, summary
+from console.bench.calls import (
+    APPROVED_BODY,
+    closed_loop_samples,
+    creation_call,
+    intake_written,
+    summary,
+)
 from console.bench.memory import process_cpu_ticks
 
 CONCURRENCIES = (1, 8)
@@ -46,12 +53,6 @@ async def measure(plan: dict[str, Any]) -> dict[str, Any]:
             status="approved",
         )  # fmt: skip
 
-        async def written() -> tuple[int, int]:
-            """The server's intake so far: batches written, and requests in them."""
-            async with session.get(f"{server}/bench/process") as response:
-                answer = await response.json()
-            return answer["intake_batches"], answer["intake_requests"]
-
         async with session.get(f"{server}/bench/process") as response:
             pid = (await response.json())["pid"]
         for call in (healthz, approved):  # connections, caches, the policy's compiled rules
@@ -61,7 +62,7 @@ async def measure(plan: dict[str, Any]) -> dict[str, Any]:
             by_concurrency[str(concurrency)] = await _at_concurrency(
                 {"healthz": healthz, "create_approved": approved},
                 concurrency=concurrency, count=count, seconds=plan["seconds"], pid=pid,
-                written=written,
+                written=partial(intake_written, session, [server]),
             )  # fmt: skip
     return {"server": server, "requests": float(count), "by_concurrency": by_concurrency}
 

@@ -22,7 +22,14 @@ import websockets
 from websockets.typing import Origin
 
 from console.bench import gate, scaling
-from console.bench.calls import APPROVED_BODY, HELD_BODY, closed_loop, creation_call, summary
+from console.bench.calls import (
+    APPROVED_BODY,
+    HELD_BODY,
+    closed_loop,
+    creation_call,
+    intake_written,
+    summary,
+)
 from console.bench.memory import process_cpu_ticks
 
 NEW_ROW = re.compile(r"approval-([0-9a-f-]{36})")
@@ -111,28 +118,18 @@ class Load:
                 async with session.get(f"{url}/bench/process") as response:
                     pids.append((await response.json())["pid"])
 
-            async def written() -> tuple[int, int]:
-                """Every server's intake so far: batches written, and requests in them."""
-                batches = requests = 0
-                for url in self.servers:
-                    async with session.get(f"{url}/bench/process") as response:
-                        answer = await response.json()
-                    batches += answer["intake_batches"]
-                    requests += answer["intake_requests"]
-                return batches, requests
-
             async def measured(
                 call: Callable[[int], Awaitable[None]], concurrency: int | None = None
             ) -> dict[str, float]:
                 # Server CPU per call: steadier than a rate on a machine shared with others.
-                batches_before, requests_before = await written()
+                batches_before, requests_before = await intake_written(session, self.servers)
                 before = _cpu_ticks(pids)
                 numbers = await closed_loop(
                     call, **{**sizes, "concurrency": concurrency or sizes["concurrency"]}
                 )
                 spent_s = (_cpu_ticks(pids) - before) / os.sysconf("SC_CLK_TCK")
                 numbers["server_cpu_ms"] = 1000 * spent_s / max(1.0, numbers["count"])
-                batches_after, requests_after = await written()
+                batches_after, requests_after = await intake_written(session, self.servers)
                 # How much of a batch's fixed cost each creation shared (0 for the bare view).
                 batches = batches_after - batches_before
                 numbers["requests_per_batch"] = (

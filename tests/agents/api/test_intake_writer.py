@@ -100,6 +100,17 @@ async def batcher() -> AsyncIterator[IntakeBatcher]:
 
 
 @pytest.fixture
+def token() -> str:
+    return credential_issue(agent=AgentFactory()).plaintext
+
+
+async def _writer_done(batcher: IntakeBatcher) -> None:
+    """The writer has finished the batch it answered (answers go out before it returns)."""
+    assert batcher._writer is not None
+    await asyncio.wait_for(batcher._writer, timeout=5)
+
+
+@pytest.fixture
 def patient_gathering(monkeypatch: pytest.MonkeyPatch) -> None:
     """A batch waits up to a minute for company, whatever the last write took: a test that
     says "written apart" cannot be passed by a slow machine."""
@@ -110,9 +121,8 @@ def patient_gathering(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.asyncio
 @pytest.mark.usefixtures("patient_gathering")
 async def test_callers_a_batch_answered_are_written_together_when_they_come_back_apart(
-    batcher: IntakeBatcher,
+    batcher: IntakeBatcher, token: str
 ) -> None:
-    token = await sync_to_async(lambda: credential_issue(agent=AgentFactory()).plaintext)()
     first = await _batch_of(batcher, token, 4)
     assert await _batches_of(first) == 1
 
@@ -132,29 +142,25 @@ async def test_callers_a_batch_answered_are_written_together_when_they_come_back
 
 @pytest.mark.asyncio
 async def test_a_batch_waits_for_company_no_longer_than_its_bound(
-    batcher: IntakeBatcher,
+    batcher: IntakeBatcher, token: str
 ) -> None:
-    token = await sync_to_async(lambda: credential_issue(agent=AgentFactory()).plaintext)()
     await _batch_of(batcher, token, 4)
 
     # One of the four comes back; the other three never do.
     (alone,) = await asyncio.wait_for(_batch_of(batcher, token, 1), timeout=5)
 
     assert alone.result is not None and alone.result.created
-    assert batcher._writer is not None
-    await asyncio.wait_for(batcher._writer, timeout=5)  # done with the batch it answered
+    await _writer_done(batcher)
     assert batcher._expected == 1  # the next batch expects as many as this one held
 
 
 @pytest.mark.asyncio
 @pytest.mark.usefixtures("patient_gathering")
 async def test_a_caller_long_after_the_last_batch_is_written_without_waiting(
-    batcher: IntakeBatcher,
+    batcher: IntakeBatcher, token: str
 ) -> None:
-    token = await sync_to_async(lambda: credential_issue(agent=AgentFactory()).plaintext)()
     await _batch_of(batcher, token, 4)
-    assert batcher._writer is not None
-    await asyncio.wait_for(batcher._writer, timeout=5)  # done with the batch it answered
+    await _writer_done(batcher)
     await async_wait_until(
         lambda: time.monotonic() - batcher._last_answered_at > batcher._last_write_seconds,
         what="longer since the last answers than their batch took to write",
