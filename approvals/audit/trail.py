@@ -35,7 +35,7 @@ from approvals.audit.keys import GENESIS_HASH, audit_keys, audit_record_digest, 
 from approvals.audit.models import AuditActorType, AuditChainHead, AuditRecord
 from console.hot_statements import Statement, statements_rows
 from console.request_context import RequestContext, current_request_context
-from console.row_inserts import ids_assign, rows_insert
+from console.row_inserts import ids_assign, instance_new, rows_insert
 
 logger = logging.getLogger("approvals.audit")
 
@@ -339,7 +339,8 @@ def _unchained_record(entry: AuditEntry, origin: RequestContext) -> AuditRecord:
         if entry.target is not None
         else (entry.object_type, str(entry.object_id), entry.object_label)
     )
-    return AuditRecord(
+    return instance_new(
+        AuditRecord,
         action=str(entry.action),
         actor_type=who.type,
         actor_id=who.id,

@@ -66,7 +66,7 @@ from console.hot_statements import (
     values_in,
 )
 from console.request_context import RequestContext, current_request_context
-from console.row_inserts import ids_assign, ids_reservation
+from console.row_inserts import ids_assign, ids_reservation, instance_new
 
 logger = logging.getLogger(__name__)
 
@@ -529,7 +529,8 @@ def _create_wave(
         evaluations.append(evaluation)
         approval.policy_evaluation = evaluation
         events.append(
-            ApprovalEvent(
+            instance_new(
+                ApprovalEvent,
                 approval=approval,
                 kind="submitted",
                 to_status=Status.PENDING,
@@ -614,7 +615,8 @@ def _question_held(submission: Submission, verdict: Verdict) -> Verdict:
 
 
 def _evaluation(approval: ApprovalRequest, verdict: Verdict) -> PolicyEvaluation:
-    return PolicyEvaluation(
+    return instance_new(
+        PolicyEvaluation,
         approval=approval,
         rule_id=verdict.rule.id if verdict.rule else None,
         rule_name=verdict.rule.name if verdict.rule else "",
@@ -672,7 +674,8 @@ def _new_approval(item: _Pending, *, now: datetime, decided_at: datetime) -> App
         Outcome.DENY: Status.DENIED,
     }
     status = born_decided.get(verdict.outcome, Status.PENDING)
-    return ApprovalRequest(
+    return instance_new(
+        ApprovalRequest,
         agent=new.agent,
         source=new.source,
         arguments_raw=submission.arguments_raw,

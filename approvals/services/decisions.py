@@ -15,6 +15,7 @@ from agents.models import Agent
 from approvals.audit import AuditAction, AuditEntry
 from approvals.models import ApprovalEvent, ApprovalRequest, Decision, Status
 from console.request_context import RequestContext
+from console.row_inserts import instance_new
 
 AUDIT_ACTION_BY_OUTCOME: dict[str, AuditAction] = {
     Status.APPROVED: AuditAction.REQUEST_APPROVED,
@@ -59,7 +60,8 @@ def decision_records_build(
         if status == Status.APPROVED
         else None
     )
-    decision = Decision(
+    decision = instance_new(
+        Decision,
         approval=approval,  # not its id: a new request may get it when the rows are written
         status=status,
         reviewer=actor_user,
@@ -70,7 +72,8 @@ def decision_records_build(
         suggested_arguments=suggested_arguments,
         answer=answer,
     )
-    event = ApprovalEvent(
+    event = instance_new(
+        ApprovalEvent,
         approval=approval,  # not its id: a new request may get it when the rows are written
         kind=event_kind or status,
         from_status=Status.PENDING,
