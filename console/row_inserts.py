@@ -39,6 +39,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
+from operator import attrgetter
 from typing import Any
 
 from django.db import connection, connections, models
@@ -76,12 +77,17 @@ Getter = Callable[[models.Model, BaseDatabaseWrapper], Any]
 @dataclass(frozen=True, eq=False)
 class _Plan:
     copy_sql: str
-    # Per field: turns the instance into the value to send.
-    getters: tuple[Getter, ...]
-    # The rows as one JSON parameter: the INSERT ... SELECT, and per field its column's name
-    # and a getter for a value JSON can carry.
+    # A row's values in the columns' order: the plain fields' (first) in one call, then a
+    # getter per other field, which turns the instance into the value to send.
+    copy_plain: Callable[[models.Model], tuple[Any, ...]]
+    copy_others: tuple[Getter, ...]
+    # The rows as one JSON parameter: the INSERT ... SELECT; the plain fields' columns and
+    # values (floats aside: JSON has no NaN); per other field its column and a getter for a
+    # value JSON can carry.
     json_sql: str
-    json_fields: tuple[tuple[str, Getter], ...]
+    json_plain_columns: tuple[str, ...]
+    json_plain: Callable[[models.Model], tuple[Any, ...]]
+    json_others: tuple[tuple[str, Getter], ...]
 
 
 @dataclass
@@ -249,7 +255,9 @@ def rows_insert(
             for group, plan in zip(groups, plans, strict=True):
                 with cursor.cursor.copy(plan.copy_sql) as copy:
                     for obj in group:
-                        copy.write_row([get(obj, db) for get in plan.getters])
+                        copy.write_row(
+                            (*plan.copy_plain(obj), *[get(obj, db) for get in plan.copy_others])
+                        )
                 if connection.queries_logged:
                     # Counted like every other statement (query-count tests, the debug toolbar).
                     connection.queries_log.append({"sql": plan.copy_sql, "time": "0.000"})
@@ -295,7 +303,7 @@ def _insert_in_one_statement(
 ) -> list[tuple[Any, ...]]:
     params = [
         json.dumps(
-            [{column: get(obj, db) for column, get in plan.json_fields} for obj in group],
+            [_json_row(plan, obj, db) for obj in group],
             ensure_ascii=False,
             separators=(",", ":"),
             default=_json_text,
@@ -325,15 +333,23 @@ def _one_statement_sql(plans: tuple[_Plan, ...]) -> str:
 @cache
 def _plan_for(model: type[models.Model], *, ids: bool) -> _Plan:
     meta = model._meta
-    fields = tuple(
+    written = [
         field
         for field in meta.concrete_fields
         if not field.generated and (ids or not field.primary_key)
-    )
+    ]
+    # Plain fields first, floats last among them: their values are read in one call
+    # (operator.attrgetter), instead of a Python call per value, about eighty per request.
+    plain = [field for field in written if _is_plain(field)]
+    floats: list[models.Field[Any, Any]] = [
+        field for field in plain if isinstance(field, models.FloatField)
+    ]
+    plain = [field for field in plain if field not in floats] + floats
+    others = [field for field in written if field not in plain]
+    fields = (*plain, *others)
     quote = connection.ops.quote_name
     table = quote(meta.db_table)
     columns = [quote(str(field.column)) for field in fields]  # concrete: never None
-    getters = tuple(_getter(field) for field in fields)
     # Each JSON value is read as its column's type (JSON columns travel as their text, which
     # the field's own encoder wrote, and are cast); the rows come out in the array's order.
     selected, defined = [], []
@@ -346,15 +362,36 @@ def _plan_for(model: type[models.Model], *, ids: bool) -> _Plan:
         f"SELECT {', '.join(selected)} FROM jsonb_to_recordset(%s::jsonb) "
         f"AS r({', '.join(defined)})"
     )
+    json_plain = plain[: len(plain) - len(floats)]
+    json_others = [field for field in fields if field not in json_plain]
     return _Plan(
         copy_sql=f"COPY {table} ({', '.join(columns)}) FROM STDIN",
-        getters=getters,
+        copy_plain=_values_of([field.attname for field in plain]),
+        copy_others=tuple(_getter(field) for field in others),
         json_sql=json_sql,
-        json_fields=tuple(
-            (str(field.column), _json_getter(field, get))
-            for field, get in zip(fields, getters, strict=True)
+        json_plain_columns=tuple(str(field.column) for field in json_plain),
+        json_plain=_values_of([field.attname for field in json_plain]),
+        json_others=tuple(
+            (str(field.column), _json_getter(field, _getter(field))) for field in json_others
         ),
     )
+
+
+def _values_of(attnames: list[str]) -> Callable[[models.Model], tuple[Any, ...]]:
+    """A function reading these attributes of an instance, as a tuple, in one call."""
+    if not attnames:
+        return lambda obj: ()
+    if len(attnames) == 1:
+        one = attrgetter(attnames[0])
+        return lambda obj: (one(obj),)
+    return attrgetter(*attnames)
+
+
+def _json_row(plan: _Plan, obj: models.Model, db: BaseDatabaseWrapper) -> dict[str, Any]:
+    row = dict(zip(plan.json_plain_columns, plan.json_plain(obj), strict=True))
+    for column, get in plan.json_others:
+        row[column] = get(obj, db)
+    return row
 
 
 def _json_getter(field: "models.Field[Any, Any]", get: Getter) -> Getter:
@@ -378,6 +415,12 @@ def _json_text(value: Any) -> str:
         return value.isoformat()
     # UUIDs, decimals, IP addresses (psycopg's Inet): their text is their input form.
     return str(value)
+
+
+def _is_plain(field: "models.Field[Any, Any]") -> bool:
+    """Whether the field's value on the instance is what psycopg should send, as it is."""
+    prepares_on_save = type(field).pre_save is not models.Field.pre_save
+    return isinstance(field, _PLAIN_FIELDS) and not prepares_on_save
 
 
 def _getter(field: "models.Field[Any, Any]") -> Callable[[models.Model, BaseDatabaseWrapper], Any]:
@@ -419,8 +462,7 @@ def _getter(field: "models.Field[Any, Any]") -> Callable[[models.Model, BaseData
             return value
 
         return related
-    prepares_on_save = type(field).pre_save is not models.Field.pre_save
-    if isinstance(field, _PLAIN_FIELDS) and not prepares_on_save:
+    if _is_plain(field):
 
         def plain(obj: models.Model, db: BaseDatabaseWrapper) -> Any:
             return getattr(obj, attname)
