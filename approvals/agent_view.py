@@ -6,7 +6,7 @@ output serializers (ApprovalRequestOutput) document this shape in the OpenAPI sc
 holds the two equal.
 """
 
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
 from django.utils import timezone
@@ -14,11 +14,12 @@ from django.utils import timezone
 from approvals.models import ApprovalRequest, Decision, RequestOutcome, Status
 
 
-def _when(moment: datetime | None) -> str | None:
-    # As DRF writes datetimes: ISO 8601 in the current time zone, UTC as "Z".
+def _when(moment: datetime | None, zone: tzinfo) -> str | None:
+    # As DRF writes datetimes: ISO 8601 in the current time zone (`zone`, looked up once per
+    # view: the lookup cost twice the conversion), UTC as "Z".
     if moment is None:
         return None
-    text = timezone.localtime(moment).isoformat()
+    text = moment.astimezone(zone).isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
@@ -26,13 +27,13 @@ def _str_or_none(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _decision_view(decision: Decision, approval: ApprovalRequest) -> dict[str, Any]:
+def _decision_view(decision: Decision, approval: ApprovalRequest, zone: tzinfo) -> dict[str, Any]:
     approved = decision.status == Status.APPROVED
     return {
         "status": str(decision.status),
         "note": str(decision.note),
-        "decided_at": _when(decision.decided_at),
-        "expires_at": _when(decision.expires_at),
+        "decided_at": _when(decision.decided_at, zone),
+        "expires_at": _when(decision.expires_at, zone),
         "decided_by": "reviewer" if decision.reviewer_id else "system",
         "approved_arguments": (
             (
@@ -81,7 +82,7 @@ def outcome_view(outcome: RequestOutcome | None) -> dict[str, Any] | None:
         "cost": None if outcome.cost is None else str(outcome.cost),
         "currency": str(outcome.currency) or None,
         "source": str(outcome.source),
-        "reported_at": _when(outcome.reported_at),
+        "reported_at": _when(outcome.reported_at, timezone.get_current_timezone()),
     }
 
 
@@ -95,6 +96,7 @@ def approval_outcome(approval: ApprovalRequest) -> RequestOutcome | None:
 
 def approval_request_representation(approval: ApprovalRequest) -> dict[str, Any]:
     """The request as the agent API shows it (the OpenAPI schema's ApprovalRequest)."""
+    zone = timezone.get_current_timezone()
     view: dict[str, Any] = {
         "id": str(approval.code),
         "tool": str(approval.tool),
@@ -115,8 +117,8 @@ def approval_request_representation(approval: ApprovalRequest) -> dict[str, Any]
         "arguments_schema": approval.arguments_schema,
         "kind": str(approval.kind),
         "answer_schema": approval.answer_schema,
-        "created_at": _when(approval.created_at),
-        "deadline_at": _when(approval.deadline_at),
+        "created_at": _when(approval.created_at, zone),
+        "deadline_at": _when(approval.deadline_at, zone),
         "policy": _policy_view(approval),
         "outcome": outcome_view(approval_outcome(approval)),
     }
@@ -124,7 +126,7 @@ def approval_request_representation(approval: ApprovalRequest) -> dict[str, Any]
         # Absent while pending, present once terminal; in the schema's order, before `policy`.
         view = {
             **{k: v for k, v in view.items() if k not in ("policy", "outcome")},
-            "decision": _decision_view(approval.decision, approval),
+            "decision": _decision_view(approval.decision, approval, zone),
             "policy": view["policy"],
             "outcome": view["outcome"],
         }

@@ -22,7 +22,9 @@ class BoundedJSONField(serializers.JSONField):
     """Any storable JSON value, at most API_MAX_FIELD_BYTES once serialized."""
 
     def to_internal_value(self, data: Any) -> Any:
-        value = super().to_internal_value(data)
+        # DRF's own check of a parsed value is encoding it, which measuring its size does too:
+        # one encoding, not two, for every JSON field of every request.
+        value = super().to_internal_value(data) if self._is_text(data) else data
         try:
             size = json_size(value)
         except UnicodeEncodeError:
@@ -31,6 +33,8 @@ class BoundedJSONField(serializers.JSONField):
                 "Must not contain unpaired surrogate characters (such as \\ud800).",
                 code="surrogate_characters_not_allowed",
             ) from None
+        except (TypeError, ValueError):
+            self.fail("invalid")  # not JSON (DRF's check, by the same encoding)
         field_size_check(size)
         if _has_nul(value):
             # PostgreSQL's jsonb cannot hold U+0000; refused here so every database agrees.
@@ -38,6 +42,11 @@ class BoundedJSONField(serializers.JSONField):
                 "Must not contain the NUL character (\\u0000).", code="null_characters_not_allowed"
             )
         return value
+
+    def _is_text(self, data: Any) -> bool:
+        # A value DRF parses from its JSON text (a form field, or a binary field) rather than
+        # checks by encoding.
+        return bool(self.binary or getattr(data, "is_json_string", False))
 
 
 def _has_nul(value: Any) -> bool:

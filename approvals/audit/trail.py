@@ -287,7 +287,9 @@ def audit_records_append(
     context_now = current_request_context()
     # Everything but the place in the chain is worked out before the head is locked: every
     # audited write in the system waits while it is held.
-    records = [_unchained_record(entry, entry.origin or context_now) for entry in entries]
+    # A request's records share its reference (its label is a formatted string): made once.
+    refs: dict[int, tuple[str, str, str]] = {}
+    records = [_unchained_record(entry, entry.origin or context_now, refs) for entry in entries]
     keys = audit_keys()
     # No savepoint: if appending fails, the change it describes must not commit either.
     with transaction.atomic(savepoint=False):
@@ -331,14 +333,23 @@ _HEAD_MOVES = (
 )
 
 
-def _unchained_record(entry: AuditEntry, origin: RequestContext) -> AuditRecord:
-    """The entry as a record, with everything but its place in the chain (sequence, hash)."""
+def _unchained_record(
+    entry: AuditEntry, origin: RequestContext, refs: dict[int, tuple[str, str, str]]
+) -> AuditRecord:
+    """The entry as a record, with everything but its place in the chain (sequence, hash).
+    `refs`: the targets' references made so far in this append, by the target's identity."""
     who = AuditActor.of(entry.actor)
-    object_type, object_id, object_label = (
-        _object_ref(entry.target)
-        if entry.target is not None
-        else (entry.object_type, str(entry.object_id), entry.object_label)
-    )
+    if entry.target is not None:
+        ref = refs.get(id(entry.target))
+        if ref is None:
+            ref = refs[id(entry.target)] = _object_ref(entry.target)
+        object_type, object_id, object_label = ref
+    else:
+        object_type, object_id, object_label = (
+            entry.object_type,
+            str(entry.object_id),
+            entry.object_label,
+        )
     return instance_new(
         AuditRecord,
         action=str(entry.action),
