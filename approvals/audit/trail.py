@@ -287,9 +287,7 @@ def audit_records_append(
     context_now = current_request_context()
     # Everything but the place in the chain is worked out before the head is locked: every
     # audited write in the system waits while it is held.
-    # A request's records share its reference (its label is a formatted string): made once.
-    refs: dict[int, tuple[str, str, str]] = {}
-    records = [_unchained_record(entry, entry.origin or context_now, refs) for entry in entries]
+    records = _unchained_records(entries, context_now)
     keys = audit_keys()
     # No savepoint: if appending fails, the change it describes must not commit either.
     with transaction.atomic(savepoint=False):
@@ -331,6 +329,12 @@ _HEAD_MOVES = (
     f'UPDATE "{AuditChainHead._meta.db_table}" '  # noqa: S608 (a model's table, not input)
     "SET last_sequence = %s, last_hash = %s, keyed = true WHERE id = %s"
 )
+
+
+def _unchained_records(entries: list[AuditEntry], context_now: RequestContext) -> list[AuditRecord]:
+    # A request's records share its reference (its label is a formatted string): made once.
+    refs: dict[int, tuple[str, str, str]] = {}
+    return [_unchained_record(entry, entry.origin or context_now, refs) for entry in entries]
 
 
 def _unchained_record(
