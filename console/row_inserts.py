@@ -17,9 +17,6 @@ and its audit records. Two ways, chosen by size:
   three times the CPU from a few dozen rows on (measured in the creation batches of
   `make bench`). Round trips then matter less: a batch shares them.
 
-The instances themselves are built by instance_new, Django's positional constructor with the
-defaults laid out once per model: the keyword constructor was about a sixth of a batch's CPU.
-
 Either way, not bulk_create: it prepares every value through the insert compiler (4.4 ms for
 60 requests' rows against 1.3 ms through COPY). Here the statements are planned once per model,
 and each value goes through its field only if the field needs it (JSON with the field's encoder,
@@ -121,76 +118,6 @@ def ids_reservation(model: type[models.Model], count: int) -> IdsReservation | N
     """Ids to take along with another round trip, for ids_assign; None elsewhere than
     PostgreSQL, where the insert numbers the rows."""
     return IdsReservation(model, count) if connection.vendor == "postgresql" else None
-
-
-@dataclass(frozen=True, eq=False)
-class _Blueprint:
-    """How instance_new builds one model's instances (one per model, cached)."""
-
-    # Per concrete field, in order: the value when none is given, computed once where the
-    # default is a constant (DEFERRED for generated columns, which a new instance leaves unset).
-    constants: tuple[Any, ...]
-    # The fields whose default is made anew for each instance (a callable: dict, uuid4, now).
-    made: tuple[tuple[int, "models.Field[Any, Any]"], ...]
-    # Field name or attname -> its position, and the relation's name when given by object.
-    positions: dict[str, tuple[int, str | None]]
-
-
-def instance_new[M: models.Model](model: type[M], **values: Any) -> M:
-    """A new, unsaved instance, as `model(**values)` builds it, for about half the CPU.
-
-    Why: creation builds eight instances for each request it writes, and Django's keyword
-    constructor looks up every field's keyword and default one by one (an ApprovalRequest took
-    27 us that way and takes 12 us here, an AuditRecord 9 and 5, on the benchmark machine). Here
-    the values are laid out in field order, constant defaults computed once, and the model is
-    built by its positional constructor (the one Django loads rows with), so its signals and
-    field descriptors still run. Related objects given by name are set through their
-    descriptors afterwards, as the keyword constructor does (cached, type-checked). Only fields
-    are accepted, by name or attname.
-    """
-    blueprint = _blueprint_of(model)
-    args = list(blueprint.constants)
-    given: set[int] = set()
-    related: list[tuple[str, Any]] = []
-    for key, value in values.items():
-        try:
-            position, relation = blueprint.positions[key]
-        except KeyError:
-            raise TypeError(
-                f"{model.__qualname__}() got an unexpected keyword argument {key!r}"
-            ) from None
-        given.add(position)
-        if relation is None:
-            args[position] = value
-        else:
-            args[position] = None
-            related.append((relation, value))
-    for position, field in blueprint.made:
-        if position not in given:
-            args[position] = field.get_default()
-    instance = model(*args)
-    for name, value in related:
-        setattr(instance, name, value)
-    return instance
-
-
-@cache
-def _blueprint_of(model: type[models.Model]) -> _Blueprint:
-    constants: list[Any] = []
-    made = []
-    positions: dict[str, tuple[int, str | None]] = {}
-    for position, field in enumerate(model._meta.concrete_fields):
-        positions[field.attname] = (position, None)
-        if field.is_relation and field.name != field.attname:
-            positions[field.name] = (position, field.name)
-        if field.generated:
-            constants.append(models.DEFERRED)
-        elif (field.has_default() and callable(field.default)) or field.has_db_default():
-            constants.append(None)
-            made.append((position, field))
-        else:
-            constants.append(field.get_default())
-    return _Blueprint(constants=tuple(constants), made=tuple(made), positions=positions)
 
 
 def ids_assign(objs: Sequence[models.Model], *, reserved: IdsReservation | None = None) -> None:

@@ -34,8 +34,9 @@ from agents.models import Agent
 from approvals.audit.keys import GENESIS_HASH, audit_keys, audit_record_digest, jsonable
 from approvals.audit.models import AuditActorType, AuditChainHead, AuditRecord
 from console.hot_statements import Statement, statements_rows
+from console.new_instances import instance_new
 from console.request_context import RequestContext, current_request_context
-from console.row_inserts import ids_assign, instance_new, rows_insert
+from console.row_inserts import ids_assign, rows_insert
 
 logger = logging.getLogger("approvals.audit")
 

@@ -65,8 +65,9 @@ from console.hot_statements import (
     statements_rows,
     values_in,
 )
+from console.new_instances import instance_new
 from console.request_context import RequestContext, current_request_context
-from console.row_inserts import ids_assign, ids_reservation, instance_new
+from console.row_inserts import ids_assign, ids_reservation
 
 logger = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from django.contrib.auth.models import User
 from agents.models import Agent
 from approvals.audit import AuditAction, AuditEntry
 from approvals.models import ApprovalEvent, ApprovalRequest, Decision, Status
+from console.new_instances import instance_new
 from console.request_context import RequestContext
-from console.row_inserts import instance_new
 
 AUDIT_ACTION_BY_OUTCOME: dict[str, AuditAction] = {
     Status.APPROVED: AuditAction.REQUEST_APPROVED,

@@ -22,7 +22,8 @@ from approvals.models import (
 )
 from approvals.policies.models import Budget, PolicyRule
 from console import row_inserts
-from console.row_inserts import ids_assign, instance_new, rows_insert
+from console.new_instances import instance_new
+from console.row_inserts import ids_assign, rows_insert
 from tests.factories import AgentFactory, UserFactory
 from tests.wire import round_trips
 
@@ -285,34 +286,6 @@ def test_one_statement_is_the_same_text_for_any_number_of_rows(insert_path: str)
     assert ApprovalEvent.objects.filter(approval__agent=agent).count() == 4
 
 
-def _fields_of(instance: Any) -> dict[str, Any]:
-    return {name: value for name, value in vars(instance).items() if name != "_state"}
-
-
-def test_instance_new_builds_what_the_keyword_constructor_builds() -> None:
-    agent = AgentFactory()
-    values: dict[str, Any] = {
-        "agent": agent,  # by object
-        "idempotency_key": "k",
-        "tool": "issue_refund",
-        "arguments": {"amount": 1},
-        "impact": Impact.HIGH,
-        "deadline_at": DEADLINE,
-        "status": Status.PENDING,
-        "team_id": None,  # by attname
-    }
-    mine, theirs = instance_new(ApprovalRequest, **values), ApprovalRequest(**values)
-    ours, reference = _fields_of(mine), _fields_of(theirs)
-    # A default made for each instance (uuid4): its own value, of the same kind.
-    assert ours.pop("code") != reference.pop("code")
-    assert ours == reference
-    assert "queue_order" not in ours  # generated: left to the database, as the ORM leaves it
-    assert mine._state.adding and mine._state.db == theirs._state.db
-    assert mine.agent is agent  # cached by its descriptor, as the keyword constructor caches it
-    # Mutable defaults are made anew: no two instances share a list.
-    assert instance_new(ApprovalRequest).labels is not mine.labels
-
-
 def test_instance_new_refers_to_an_object_that_gets_its_id_later() -> None:
     approval = _approval(AgentFactory(), "later")
     event = instance_new(
@@ -322,13 +295,6 @@ def test_instance_new_refers_to_an_object_that_gets_its_id_later() -> None:
     _insert_with_ids([approval])
     rows_insert([event])
     assert ApprovalEvent.objects.get(approval=approval).kind == "submitted"
-
-
-def test_instance_new_refuses_what_is_not_a_field() -> None:
-    with pytest.raises(TypeError, match="'approval_code'"):
-        instance_new(ApprovalEvent, approval_code="x")
-    with pytest.raises(ValueError, match='must be a "Agent" instance'):
-        instance_new(ApprovalRequest, agent=UserFactory())  # checked by the descriptor
 
 
 def test_json_values_go_as_their_text_and_empty_ones_too() -> None:
