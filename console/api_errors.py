@@ -143,6 +143,7 @@ class ErrorOutput(serializers.Serializer):
 _ERROR_DESCRIPTIONS = {
     400: "Bad input: `param` names the field; nothing was stored.",
     401: "Missing, malformed or revoked credential.",
+    403: "Not done through this API; the message says where it is done instead.",
     404: "No such resource for this agent (another agent's resources look absent too).",
     409: "Conflict with the current state; nothing was changed.",
     413: "The request body is larger than API_MAX_BODY_BYTES; nothing was parsed or stored.",

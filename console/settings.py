@@ -557,6 +557,8 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several choice sets have a field named `status`: the request's is named, not numbered.
+    "ENUM_NAME_OVERRIDES": {"ApprovalStatusEnum": "approvals.models.Status"},
 }
 
 # --- Static files, i18n ----------------------------------------------------------------------

@@ -6,7 +6,8 @@ HumanLayer SDK have no counterpart here and answer with a clear error.
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -20,9 +21,18 @@ from agents.humanlayer.services import (
     humanlayer_human_contact_create,
 )
 from agents.models import Agent
-from console.api_errors import ApiError
+from console.api_errors import ApiError, error_responses
 
 TAGS = ["humanlayer-compat"]
+
+# HumanLayer's own shapes, documented by HumanLayer 0.7 (agents.humanlayer.serializers makes
+# them): named here, not described again.
+_FUNCTION_CALL = OpenApiResponse(
+    OpenApiTypes.OBJECT, description="A FunctionCall of HumanLayer 0.7."
+)
+_HUMAN_CONTACT = OpenApiResponse(
+    OpenApiTypes.OBJECT, description="A HumanContact of HumanLayer 0.7."
+)
 
 
 def _not_found() -> ApiError:
@@ -31,7 +41,10 @@ def _not_found() -> ApiError:
 
 class FunctionCallCreateApi(APIView):
     @extend_schema(
-        operation_id="humanlayer_create_function_call", tags=TAGS, request=wire.FunctionCallInput
+        operation_id="humanlayer_create_function_call",
+        tags=TAGS,
+        request=wire.FunctionCallInput,
+        responses={201: _FUNCTION_CALL, 200: _FUNCTION_CALL, **error_responses(400, 401, 413)},
     )
     def post(self, request: Request) -> Response:
         payload = wire.FunctionCallInput(data=request.data)
@@ -48,7 +61,11 @@ class FunctionCallCreateApi(APIView):
 
 
 class FunctionCallDetailApi(APIView):
-    @extend_schema(operation_id="humanlayer_get_function_call", tags=TAGS)
+    @extend_schema(
+        operation_id="humanlayer_get_function_call",
+        tags=TAGS,
+        responses={200: _FUNCTION_CALL, **error_responses(401, 404)},
+    )
     def get(self, request: Request, call_id: str) -> Response:
         agent: Agent = request.user  # type: ignore[assignment]
         approval = humanlayer_call_read(agent=agent, kind=FUNCTION_CALL, call_id=call_id)
@@ -59,7 +76,10 @@ class FunctionCallDetailApi(APIView):
 
 class HumanContactCreateApi(APIView):
     @extend_schema(
-        operation_id="humanlayer_create_human_contact", tags=TAGS, request=wire.HumanContactInput
+        operation_id="humanlayer_create_human_contact",
+        tags=TAGS,
+        request=wire.HumanContactInput,
+        responses={201: _HUMAN_CONTACT, 200: _HUMAN_CONTACT, **error_responses(400, 401, 413)},
     )
     def post(self, request: Request) -> Response:
         payload = wire.HumanContactInput(data=request.data)
@@ -76,7 +96,11 @@ class HumanContactCreateApi(APIView):
 
 
 class HumanContactDetailApi(APIView):
-    @extend_schema(operation_id="humanlayer_get_human_contact", tags=TAGS)
+    @extend_schema(
+        operation_id="humanlayer_get_human_contact",
+        tags=TAGS,
+        responses={200: _HUMAN_CONTACT, **error_responses(401, 404)},
+    )
     def get(self, request: Request, call_id: str) -> Response:
         agent: Agent = request.user  # type: ignore[assignment]
         approval = humanlayer_call_read(agent=agent, kind=HUMAN_CONTACT, call_id=call_id)
@@ -86,7 +110,8 @@ class HumanContactDetailApi(APIView):
 
 
 class AgentRespondApi(APIView):
-    @extend_schema(operation_id="humanlayer_agent_respond", tags=TAGS, request=None)
+    # No fixed operation id: this view serves the function call's path and the human contact's.
+    @extend_schema(tags=TAGS, request=None, responses=error_responses(401, 403))
     def post(self, request: Request, call_id: str) -> Response:
         raise ApiError(
             status_code=403,
@@ -96,7 +121,8 @@ class AgentRespondApi(APIView):
 
 
 class AgentEscalateEmailApi(APIView):
-    @extend_schema(operation_id="humanlayer_agent_escalate_email", tags=TAGS, request=None)
+    # No fixed operation id: this view serves the function call's path and the human contact's.
+    @extend_schema(tags=TAGS, request=None, responses=error_responses(400, 401))
     def post(self, request: Request, call_id: str) -> Response:
         raise ApiError(
             status_code=400,
