@@ -1,21 +1,64 @@
 """Serializer building blocks shared by the agent APIs: strict objects and size-capped fields."""
 
+from collections.abc import Iterator
+from functools import cached_property
 from typing import Any
 
 from rest_framework import serializers
+from rest_framework.fields import empty
+from rest_framework.utils import html
 
 from console.api_limits import field_size_check, json_size
 
 
 class StrictSerializer(serializers.Serializer):
-    """Rejects unknown top-level fields, naming them, instead of silently dropping them."""
+    """Rejects unknown top-level fields, naming them, instead of silently dropping them.
+
+    Of a JSON object's fields, it validates those present, those required and those with a
+    default. DRF would also look up every other field, find it absent and skip it by raising
+    SkipField; most of an agent's request body is optional and left out, and that was about a
+    third of validating one (13 of 36 us, for a request that gives three fields of twelve).
+    """
+
+    # The JSON object being validated, while to_internal_value runs: which fields it lacks.
+    _validating: dict[str, Any] | None = None
 
     def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({unknown[0]: ["Unknown field."]})
-        return super().to_internal_value(data)
+        if not isinstance(data, dict):
+            return super().to_internal_value(data)
+        unknown = sorted(set(data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError({unknown[0]: ["Unknown field."]})
+        if html.is_html_input(data) or getattr(self.root, "partial", False):
+            return super().to_internal_value(data)  # DRF reads forms and partial updates itself
+        self._validating = data
+        try:
+            return super().to_internal_value(data)
+        finally:
+            self._validating = None
+
+    @property
+    def _writable_fields(self) -> Iterator[serializers.Field]:  # type: ignore[override]
+        validating = self._validating
+        for field in super()._writable_fields:
+            if (
+                validating is None
+                or field.field_name in validating
+                or field.field_name not in self._skipped_when_absent
+            ):
+                yield field
+
+    @cached_property
+    def _skipped_when_absent(self) -> frozenset[str]:
+        """The fields DRF skips when a JSON object lacks them: optional, without a default, and
+        read from the object by DRF's own get_value (another might read something else)."""
+        return frozenset(
+            name
+            for name, field in self.fields.items()
+            if not field.required
+            and field.default is empty
+            and type(field).get_value.__module__.startswith("rest_framework.")
+        )
 
 
 class BoundedJSONField(serializers.JSONField):

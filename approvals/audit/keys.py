@@ -29,7 +29,7 @@ def jsonable(value: Any) -> Any:
     Walked rather than encoded and parsed again: every request written makes a few of these
     (its audit records' before and after), and the walk costs a fraction of the round trip.
     Anything the walk does not know goes the round trip itself."""
-    if value is None or value is True or value is False:
+    if type(value) in _READ_BACK_AS_THEY_ARE:
         return value
     if isinstance(value, str):
         return str.__str__(value)  # an enum member's plain text, as JSON writes it
@@ -46,6 +46,11 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, datetime | date | time | UUID | Decimal):
         return str(value)  # json.dumps' default=str
     return _read_back(value)
+
+
+# Values of these exact types read back from JSON equal to themselves and of the same type
+# (subclasses, such as enum members, read back as their base type: the walk below).
+_READ_BACK_AS_THEY_ARE = frozenset({type(None), bool, str, int, float})
 
 
 def _read_back(value: Any) -> Any:

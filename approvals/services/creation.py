@@ -526,9 +526,10 @@ def _create_wave(
         item.approval = approval
         if approval.team_id in teams:
             approval.team = teams[approval.team_id]
+        # Built with `approval=`: the one-to-one's descriptor caches it on the request too
+        # (approval.policy_evaluation), as it does the decision below.
         evaluation = _evaluation(approval, verdict)
         evaluations.append(evaluation)
-        approval.policy_evaluation = evaluation
         events.append(
             instance_new(
                 ApprovalEvent,
@@ -553,7 +554,6 @@ def _create_wave(
             origin=new.origin,
         )
         decisions.append(records.decision)
-        approval.decision = records.decision
         events.append(records.event)
         audit.append(records.audit)
     # Last: from here to the commit, every audited write in the system waits for this one.

@@ -315,3 +315,42 @@ def test_json_values_go_as_their_text_and_empty_ones_too() -> None:
             stored.pop(generated), expected.pop(generated)
         assert stored == expected
         assert ApprovalRequest.objects.get(pk=ours.pk).code == ours.code  # a UUID, as text
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="elsewhere it is bulk_create")
+def test_auto_now_fields_are_one_moment_for_every_row_of_an_insert() -> None:
+    """As PostgreSQL's now() is its transaction's: one clock read, not one per row."""
+    agent = AgentFactory()
+    approvals = [_approval(agent, f"moment-{n}") for n in range(3)]
+    ids_assign(approvals)
+    events = [
+        ApprovalEvent(approval=approval, kind="submitted", actor_type=ActorType.AGENT)
+        for approval in approvals
+    ]
+    rules = [PolicyRule(name=f"moment-{n}") for n in range(2)]  # auto_now and auto_now_add
+    ids_assign(rules)
+    before = timezone.now()
+    rows_insert(approvals, events, rules)
+    after = timezone.now()
+
+    set_on_instances = {approval.created_at for approval in approvals}
+    set_on_instances |= {event.created_at for event in events}
+    set_on_instances |= {rule.created_at for rule in rules} | {rule.updated_at for rule in rules}
+    assert len(set_on_instances) == 1
+    (moment,) = set_on_instances
+    assert before <= moment <= after
+    stored = set(
+        ApprovalRequest.objects.filter(pk__in=[a.pk for a in approvals]).values_list(
+            "created_at", flat=True
+        )
+    )
+    stored |= set(
+        ApprovalEvent.objects.filter(approval__in=approvals).values_list("created_at", flat=True)
+    )
+    for rule in PolicyRule.objects.filter(pk__in=[r.pk for r in rules]):
+        stored |= {rule.created_at, rule.updated_at}
+    assert stored == {moment}
+    # A DateTimeField that is not auto_now(_add) keeps the value it was given.
+    assert {
+        a.deadline_at for a in ApprovalRequest.objects.filter(pk__in=[a.pk for a in approvals])
+    } == {DEADLINE}
