@@ -53,7 +53,6 @@ def instance_new[M: models.Model](model: type[M], **values: Any) -> M:
     """
     blueprint = _blueprint_of(model)
     row = blueprint.defaults.copy()
-    given: set[str] = set()
     related: list[tuple[str, Any]] = []
     for key, value in values.items():
         try:
@@ -62,14 +61,13 @@ def instance_new[M: models.Model](model: type[M], **values: Any) -> M:
             raise TypeError(
                 f"{model.__qualname__}() got an unexpected keyword argument {key!r}"
             ) from None
-        given.add(attname)
         if relation is None:
             row[attname] = value
         else:
             row[attname] = None
             related.append((relation, value))
     for attname, field in blueprint.made:
-        if attname not in given:
+        if attname not in row:  # not given: `defaults` leaves out the fields made anew
             row[attname] = field.get_default()
     if blueprint.fillable and not (pre_init.receivers or post_init.receivers):
         instance = model.__new__(model)

@@ -129,7 +129,7 @@ class AuditActor:
     ) -> "AuditActor":
         """A reviewer (user), an agent, or None for the console itself."""
         if who is None:
-            return cls.system()
+            return _CONSOLE
         if isinstance(who, AuditActor):
             return who
         if isinstance(who, Agent):
@@ -137,6 +137,10 @@ class AuditActor:
         if not getattr(who, "is_authenticated", False):
             return cls.anonymous()
         return cls(type=AuditActorType.REVIEWER, id=str(who.pk), label=who.get_username()[:200])
+
+
+# The console itself: the actor of most records a policy-decided request writes.
+_CONSOLE = AuditActor.system()
 
 
 def _object_ref(target: models.Model) -> tuple[str, str, str]:
