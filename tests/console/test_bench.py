@@ -7,6 +7,7 @@ docs/benchmarks.md come from.
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -238,3 +239,19 @@ def test_the_scaling_sweep_starts_a_console_per_server_count(
     assert results["scaling"]["write_commit"]["count"] == 3
     assert "x 1 server" in completed.stdout.decode()
     assert "a one-row write commit" in completed.stdout.decode()
+
+
+@needs_servers
+@pytest.mark.django_db(transaction=True)
+def test_the_writer_alone_prints_its_cpu_per_request(bench_redis_keys) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "console.bench.writer", "--batch", "2", "--batches", "2"],
+        cwd=settings.BASE_DIR,
+        env={**os.environ, **bench_redis_keys, "DATABASE_URL": _test_database_url()},
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr.decode()[-3000:]
+    printed = completed.stdout.decode()
+    assert re.search(r"batches of 2 policy-approved requests: median \d+\.\d+ ms", printed), printed
