@@ -15,7 +15,7 @@ import statistics
 import time
 import uuid
 
-from console.bench import __main__ as bench
+from console.bench.__main__ import _environment, prepare
 from console.bench.calls import APPROVED_BODY, HELD_BODY
 
 WARM_UP_BATCHES = 5
@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=50, help="batches measured (default 50)")
     parser.add_argument("--held", action="store_true", help="requests no policy decides")
     arguments = parser.parse_args()
-    credentials = bench.prepare(bench._environment())
+    credentials = prepare(_environment())
 
     # After prepare(): it sets Django up against the bench database.
     from agents.api.fast_path import _render_created
