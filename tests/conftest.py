@@ -301,6 +301,15 @@ def _threads_close_their_connections() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _reviewers_listening_asked_afresh() -> None:
+    # A test sets or deletes LISTENING_KEY to say whether a reviewer listens; a "yes" that an
+    # earlier test's page left remembered in this process would answer for it.
+    from approvals.realtime import reviewers_listening_forget
+
+    reviewers_listening_forget()
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings) -> None:
     # Real hashing costs ~0.3 s per user; the hasher is Django's concern, not ours.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -114,6 +114,11 @@ def audit_keys() -> AuditKeys:
     return _keys_from(tuple(settings.AUDIT_HMAC_KEYS))
 
 
+# What json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False) writes,
+# without building an encoder for every record (json.dumps does, given any option).
+_canonical_json = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+
 def audit_record_digest(record: AuditRecord, keys: AuditKeys | None = None) -> str:
     """The record's hash: HMAC-SHA256 under the key it names, or SHA-256 for an unkeyed one."""
     content = {name: getattr(record, name) for name in HASHED_FIELDS}
@@ -121,10 +126,9 @@ def audit_record_digest(record: AuditRecord, keys: AuditKeys | None = None) -> s
     if not record.key_id:
         # Hashed as records were before keying, so upgraded installs still verify.
         del content["key_id"]
-        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return hashlib.sha256(_canonical_json(content).encode()).hexdigest()
     key = (keys or audit_keys()).by_id.get(record.key_id)
     if key is None:
         raise UnknownAuditKey(record.key_id)
-    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
+    # hmac.digest: the one-shot form (OpenSSL's), without an HMAC object per record.
+    return hmac.digest(key, _canonical_json(content).encode(), "sha256").hex()

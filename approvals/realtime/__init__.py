@@ -44,6 +44,7 @@ from approvals.realtime.reviewers import (
     reviewer_socket_closed,
     reviewer_socket_opened,
     reviewers_listening,
+    reviewers_listening_forget,
 )
 from approvals.realtime.sockets import ReviewerSockets, reviewer_sockets, send_to_groups
 
@@ -78,6 +79,7 @@ __all__ = [
     "reviewer_socket_opened",
     "reviewer_sockets",
     "reviewers_listening",
+    "reviewers_listening_forget",
     "send_to_groups",
     "team_group",
     "wait_until_resolved",

@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import time
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
@@ -187,3 +188,20 @@ def test_an_open_reviewer_socket_keeps_pushes_on_until_it_closes(monkeypatch) ->
     before, while_open, just_closed, long_closed = asyncio.run(scenario())
     assert (before, while_open, long_closed) == (False, True, False)
     assert just_closed  # another process may still have a socket: the key simply runs out
+
+
+def test_a_yes_is_remembered_for_a_moment_and_a_no_never(monkeypatch) -> None:
+    # While reviewers are online the intake writer asks after every batch: a "yes" spares the
+    # cache for a twelfth of the key's life; a "no" must not hide a reviewer who just connected.
+    monkeypatch.setattr(realtime.reviewers, "LISTENING_TTL_SECONDS", 1.2)  # a "yes" for 0.1 s
+    cache.delete(realtime.LISTENING_KEY)
+    assert realtime.reviewers_listening() is False
+    cache.set(realtime.LISTENING_KEY, True, 60)  # a socket opened meanwhile
+    assert realtime.reviewers_listening() is True  # the "no" was not remembered
+    cache.delete(realtime.LISTENING_KEY)
+    remembered_at = time.monotonic()
+    assert realtime.reviewers_listening() is True  # the "yes" is, without asking
+    while realtime.reviewers_listening():
+        assert time.monotonic() - remembered_at < 5, "the remembered yes never ran out"
+        time.sleep(0.01)
+    assert time.monotonic() - remembered_at >= 0.1
