@@ -20,8 +20,10 @@ import httpx
 import pytest
 import websockets
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
 
+from approvals.realtime import LISTENING_KEY
 from console.websocket_protocol import UVICORN_WS
 from tests.conftest import ReviewerSession, _free_port
 from tests.factories import UserFactory, agent_with_token
@@ -229,6 +231,37 @@ def test_it_spreads_a_request_and_its_decision_across_server_processes(cluster: 
     assert body["decision"]["note"] == "ok from A"
     # Woken by the push through Redis, far sooner than the 30 s wait.
     assert woken_after < 2.0
+
+
+def test_a_socket_opened_just_after_a_quiet_batch_gets_the_next_request(cluster: Cluster) -> None:
+    # Server B remembers for a moment that no reviewer listens, so that an unwatched console
+    # does not ask Redis after every batch; a socket accepted on A meanwhile must still get
+    # B's next request pushed (approvals.realtime.reviewers: the socket waits that moment out).
+    UserFactory(username="rita", is_staff=True)
+    reviewer_on_a = ReviewerSession(cluster.a.url, "rita")
+    _, token = agent_with_token()
+    agent_on_b = _agent(cluster.b.url, token)
+    cache.delete(LISTENING_KEY)  # an earlier test's socket may have left it, for a minute
+
+    async def scenario() -> str:
+        await asyncio.to_thread(_create, agent_on_b)  # nobody listens anywhere: B remembers it
+        socket = await websockets.connect(
+            f"{cluster.a.ws_url}/ws/queue/",
+            additional_headers={"Cookie": reviewer_on_a.session_cookie},
+            origin=cluster.a.url,
+        )
+        try:
+            code = await asyncio.to_thread(_create, agent_on_b)
+            return await next_message_containing(socket, f"approval-{code}")
+        finally:
+            await socket.close()
+
+    try:
+        fragment = asyncio.run(scenario())
+    finally:
+        reviewer_on_a.close()
+        agent_on_b.close()
+    assert "send_email" in fragment
 
 
 def test_it_loses_no_request_or_decision_when_a_server_is_killed(cluster: Cluster) -> None:

@@ -80,6 +80,7 @@ class _ListeningBeacon:
     def __init__(self) -> None:
         self.sockets = 0
         self.refreshing: asyncio.Task[None] | None = None
+        self.marked_at = 0.0  # time.monotonic() once LISTENING_KEY was set for its sockets
 
     async def refresh(self) -> None:
         while self.sockets > 0:
@@ -107,14 +108,25 @@ async def _listening_mark() -> None:
 
 
 async def reviewer_socket_opened() -> None:
-    """Call before the socket joins its groups: pushes from then on are rendered."""
+    """Call before the socket joins its groups: pushes from then on are rendered. Returns once
+    no process still remembers a "no" from before (reviewers_listening), a quarter second after
+    the mark at most; if cancelled meanwhile, the socket is not counted."""
     beacon = _beacons.setdefault(asyncio.get_running_loop(), _ListeningBeacon())
     beacon.sockets += 1
     if beacon.refreshing is None or beacon.refreshing.done():
         # The first open socket here: mark now, then keep the mark fresh while any is open.
         # Later sockets find it fresh (refreshed well within its lifetime).
         await _listening_mark()
+        beacon.marked_at = time.monotonic()
         beacon.refreshing = asyncio.ensure_future(beacon.refresh())
+    # Until every process's remembered "no" from before the mark has run out (see
+    # reviewers_listening): a later socket of this process waits out what remains of it.
+    if (wait := beacon.marked_at + LISTENING_NO_REMEMBERED_SECONDS - time.monotonic()) > 0:
+        try:
+            await asyncio.sleep(wait)
+        except BaseException:  # the client left during the handshake: never counted as open
+            reviewer_socket_closed()
+            raise
 
 
 def reviewer_socket_closed() -> None:
@@ -123,33 +135,43 @@ def reviewer_socket_closed() -> None:
         beacon.sockets = max(0, beacon.sockets - 1)
 
 
-# A "yes" is remembered in this process for a twelfth of the key's life (5 s): while reviewers
-# are online, the usual case, the intake writer would otherwise ask the cache after every batch
-# (a round trip, and a few percent of a batch's CPU). Pushing a little longer after the last
-# socket closed costs only the push. A "no" is never remembered: a reviewer who opens a socket
-# gets the very next batch's rows.
-_listening_remembered_until = 0.0  # time.monotonic()
+# Answers are remembered in this process for a moment, so that the intake writer, which asks
+# after every batch it writes, mostly does not ask the cache (a round trip, and 3 to 7% of a
+# batch's CPU):
+# - a "yes" for a twelfth of the key's life (5 s): pushing a little longer after the last socket
+#   closed costs only the push;
+# - a "no" for LISTENING_NO_REMEMBERED_SECONDS, counted from before the cache was asked: with
+#   nobody watching (a fleet working unattended), the writer would ask after every batch. So a
+#   socket that opens waits that long after marking the key before it is accepted
+#   (reviewer_socket_opened), and the page re-reads its rows once accepted: any "no" taken
+#   before the mark has run out by then, in every process, so each new row is in that read or
+#   pushed to the socket.
+LISTENING_NO_REMEMBERED_SECONDS = 0.25
+_remembered_answer, _remembered_until = False, 0.0  # time.monotonic()
 
 
 def reviewers_listening() -> bool:
     """False only when no reviewer socket has been open anywhere for LISTENING_TTL_SECONDS
-    (give or take the twelfth of it a "yes" is remembered)."""
-    global _listening_remembered_until
-    if time.monotonic() < _listening_remembered_until:
-        return True
+    (give or take the moments answers are remembered, above)."""
+    global _remembered_answer, _remembered_until
+    asked_at = time.monotonic()
+    if asked_at < _remembered_until:
+        return _remembered_answer
     try:
         listening = bool(cache.get(LISTENING_KEY))
     except Exception:
         return True  # unknown: push, as if someone were listening
-    if listening:
-        _listening_remembered_until = time.monotonic() + LISTENING_TTL_SECONDS / 12
+    _remembered_answer, _remembered_until = (
+        listening,
+        asked_at + (LISTENING_TTL_SECONDS / 12 if listening else LISTENING_NO_REMEMBERED_SECONDS),
+    )
     return listening
 
 
 def reviewers_listening_forget() -> None:
     """The next reviewers_listening() asks the cache (for tests that set LISTENING_KEY)."""
-    global _listening_remembered_until
-    _listening_remembered_until = 0.0
+    global _remembered_until
+    _remembered_until = 0.0
 
 
 def publish_approvals_created(approval_ids: list[int]) -> None:

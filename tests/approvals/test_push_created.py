@@ -190,18 +190,46 @@ def test_an_open_reviewer_socket_keeps_pushes_on_until_it_closes(monkeypatch) ->
     assert just_closed  # another process may still have a socket: the key simply runs out
 
 
-def test_a_yes_is_remembered_for_a_moment_and_a_no_never(monkeypatch) -> None:
-    # While reviewers are online the intake writer asks after every batch: a "yes" spares the
-    # cache for a twelfth of the key's life; a "no" must not hide a reviewer who just connected.
+def test_answers_are_remembered_for_a_moment_and_a_socket_waits_out_a_no(monkeypatch) -> None:
+    # The intake writer asks after every batch; a remembered answer spares the cache. A "no"
+    # must never hide a reviewer whose socket has been accepted.
     monkeypatch.setattr(realtime.reviewers, "LISTENING_TTL_SECONDS", 1.2)  # a "yes" for 0.1 s
     cache.delete(realtime.LISTENING_KEY)
     assert realtime.reviewers_listening() is False
-    cache.set(realtime.LISTENING_KEY, True, 60)  # a socket opened meanwhile
-    assert realtime.reviewers_listening() is True  # the "no" was not remembered
+    cache.set(realtime.LISTENING_KEY, True, 60)  # another process's socket, not yet accepted
+    assert realtime.reviewers_listening() is False  # the "no" is remembered, without asking
+
+    async def a_socket_opens() -> bool:
+        await realtime.reviewer_socket_opened()  # what a consumer does before it accepts
+        try:
+            return await sync_to_async(realtime.reviewers_listening)()
+        finally:
+            realtime.reviewer_socket_closed()
+
+    # Accepted only once no "no" from before its mark is remembered anywhere.
+    assert asyncio.run(a_socket_opens()) is True
+
     cache.delete(realtime.LISTENING_KEY)
     remembered_at = time.monotonic()
-    assert realtime.reviewers_listening() is True  # the "yes" is, without asking
+    assert realtime.reviewers_listening() is True  # the "yes" is remembered, without asking
     while realtime.reviewers_listening():
         assert time.monotonic() - remembered_at < 5, "the remembered yes never ran out"
         time.sleep(0.01)
     assert time.monotonic() - remembered_at >= 0.1
+
+
+def test_a_socket_that_leaves_while_it_waits_is_not_counted() -> None:
+    cache.delete(realtime.LISTENING_KEY)
+    realtime.reviewers_listening()  # a "no" remembered: the next socket waits it out
+
+    async def leaves_during_the_wait() -> int:
+        opening = asyncio.ensure_future(realtime.reviewer_socket_opened())
+        await asyncio.sleep(0)  # marked, now waiting
+        while not realtime.reviewers._beacons[asyncio.get_running_loop()].marked_at:
+            await asyncio.sleep(0.01)
+        opening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await opening
+        return realtime.reviewers._beacons[asyncio.get_running_loop()].sockets
+
+    assert asyncio.run(leaves_during_the_wait()) == 0

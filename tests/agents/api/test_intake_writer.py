@@ -44,6 +44,8 @@ def test_the_push_thread_is_woken_only_while_a_reviewer_listens() -> None:
     cache.delete(realtime.LISTENING_KEY)  # no reviewer socket open anywhere
     quiet, to_push_quiet = batcher._write([_item(token)], answered.append)
     cache.set(realtime.LISTENING_KEY, True, 60)  # as an open socket keeps it
+    # A socket is accepted only once the "no" just remembered has run out (realtime.reviewers).
+    realtime.reviewers_listening_forget()
     heard, to_push_heard = batcher._write([_item(token)], answered.append)
 
     assert answered == [quiet, heard]  # every batch answered, listened to or not
