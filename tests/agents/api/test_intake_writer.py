@@ -3,6 +3,7 @@ committed, then asks whether any reviewer listens before waking the push thread 
 its batches, which wait briefly for the callers the last one answered."""
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -169,6 +170,35 @@ async def test_a_caller_long_after_the_last_batch_is_written_without_waiting(
     )
 
     # Not one of the four coming back: it would otherwise wait up to a minute (the fixture).
+    (later,) = await asyncio.wait_for(_batch_of(batcher, token, 1), timeout=5)
+
+    assert later.result is not None and later.result.created
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("patient_gathering")
+async def test_the_wait_for_company_counts_from_the_answers_not_from_the_writers_return(
+    batcher: IntakeBatcher, token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Whatever the writer does after answering (asking whether reviewers listen, which once
+    # took Redis a round trip every batch) must not move the window: counted from its return,
+    # this one would look like the four answered just now, coming back.
+    released = threading.Event()
+
+    def still_busy_after_answering() -> bool:
+        released.wait(10)
+        return False
+
+    monkeypatch.setattr(realtime, "reviewers_listening", still_busy_after_answering)
+    await asyncio.wait_for(_batch_of(batcher, token, 4), timeout=10)  # answered, still busy
+    await async_wait_until(
+        lambda: time.monotonic() - batcher._answers_sent_at > 1.0,
+        what="longer since the answers went out than their batch took to write",
+    )
+    released.set()
+    await _writer_done(batcher)
+
+    # Would wait up to a minute for the other three (the fixture) if counted from the return.
     (later,) = await asyncio.wait_for(_batch_of(batcher, token, 1), timeout=5)
 
     assert later.result is not None and later.result.created
