@@ -113,20 +113,20 @@ async def reviewer_socket_opened() -> None:
     the mark at most; if cancelled meanwhile, the socket is not counted."""
     beacon = _beacons.setdefault(asyncio.get_running_loop(), _ListeningBeacon())
     beacon.sockets += 1
-    if beacon.refreshing is None or beacon.refreshing.done():
-        # The first open socket here: mark now, then keep the mark fresh while any is open.
-        # Later sockets find it fresh (refreshed well within its lifetime).
-        await _listening_mark()
-        beacon.marked_at = time.monotonic()
-        beacon.refreshing = asyncio.ensure_future(beacon.refresh())
-    # Until every process's remembered "no" from before the mark has run out (see
-    # reviewers_listening): a later socket of this process waits out what remains of it.
-    if (wait := beacon.marked_at + LISTENING_NO_REMEMBERED_SECONDS - time.monotonic()) > 0:
-        try:
+    try:
+        if beacon.refreshing is None or beacon.refreshing.done():
+            # The first open socket here: mark now, then keep the mark fresh while any is
+            # open. Later sockets find it fresh (refreshed well within its lifetime).
+            await _listening_mark()
+            beacon.marked_at = time.monotonic()
+            beacon.refreshing = asyncio.ensure_future(beacon.refresh())
+        # Until every process's remembered "no" from before the mark has run out (see
+        # reviewers_listening): a later socket of this process waits out what remains of it.
+        if (wait := beacon.marked_at + LISTENING_NO_REMEMBERED_SECONDS - time.monotonic()) > 0:
             await asyncio.sleep(wait)
-        except BaseException:  # the client left during the handshake: never counted as open
-            reviewer_socket_closed()
-            raise
+    except BaseException:  # the client left during the handshake: never counted as open
+        reviewer_socket_closed()
+        raise
 
 
 def reviewer_socket_closed() -> None:
@@ -147,21 +147,24 @@ def reviewer_socket_closed() -> None:
 #   before the mark has run out by then, in every process, so each new row is in that read or
 #   pushed to the socket.
 LISTENING_NO_REMEMBERED_SECONDS = 0.25
-_remembered_answer, _remembered_until = False, 0.0  # time.monotonic()
+# The answer and until when (time.monotonic()), as one tuple: the writer and push threads both
+# read it, and neither may see one answer with the other's deadline.
+_remembered: tuple[bool, float] = (False, 0.0)
 
 
 def reviewers_listening() -> bool:
     """False only when no reviewer socket has been open anywhere for LISTENING_TTL_SECONDS
     (give or take the moments answers are remembered, above)."""
-    global _remembered_answer, _remembered_until
+    global _remembered
     asked_at = time.monotonic()
-    if asked_at < _remembered_until:
-        return _remembered_answer
+    answer, until = _remembered
+    if asked_at < until:
+        return answer
     try:
         listening = bool(cache.get(LISTENING_KEY))
     except Exception:
         return True  # unknown: push, as if someone were listening
-    _remembered_answer, _remembered_until = (
+    _remembered = (
         listening,
         asked_at + (LISTENING_TTL_SECONDS / 12 if listening else LISTENING_NO_REMEMBERED_SECONDS),
     )
@@ -170,8 +173,8 @@ def reviewers_listening() -> bool:
 
 def reviewers_listening_forget() -> None:
     """The next reviewers_listening() asks the cache (for tests that set LISTENING_KEY)."""
-    global _remembered_until
-    _remembered_until = 0.0
+    global _remembered
+    _remembered = (False, 0.0)
 
 
 def publish_approvals_created(approval_ids: list[int]) -> None:

@@ -233,3 +233,20 @@ def test_a_socket_that_leaves_while_it_waits_is_not_counted() -> None:
         return realtime.reviewers._beacons[asyncio.get_running_loop()].sockets
 
     assert asyncio.run(leaves_during_the_wait()) == 0
+
+
+def test_a_socket_that_leaves_while_the_key_is_marked_is_not_counted(monkeypatch) -> None:
+    async def marking_never_ends() -> None:
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(realtime.reviewers, "_listening_mark", marking_never_ends)
+
+    async def leaves_during_the_mark() -> int:
+        opening = asyncio.ensure_future(realtime.reviewer_socket_opened())
+        await asyncio.sleep(0)  # counted, now marking
+        opening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await opening
+        return realtime.reviewers._beacons[asyncio.get_running_loop()].sockets
+
+    assert asyncio.run(leaves_during_the_mark()) == 0
