@@ -89,15 +89,7 @@ def test_it_writes_every_figure_as_a_number(
     tmp_path: Path, queue_databases_dropped, bench_redis_keys
 ) -> None:
     output = tmp_path / "latest.json"
-    completed = subprocess.run(
-        [sys.executable, "-m", "console.bench", "--size", "tiny", "--output", str(output)],
-        cwd=settings.BASE_DIR,
-        env={**os.environ, **bench_redis_keys, "DATABASE_URL": _test_database_url()},
-        capture_output=True,
-        timeout=420,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr.decode()[-3000:]
+    completed = _tiny_bench(bench_redis_keys, "--output", str(output), timeout=420)
     assert "create held request" in completed.stdout.decode()
 
     results = json.loads(output.read_text())
@@ -169,18 +161,28 @@ def test_it_writes_every_figure_as_a_number(
         assert target["measure"] in closing
 
 
-def _tiny_bench(redis_keys: dict[str, str], *arguments: str) -> subprocess.CompletedProcess[bytes]:
-    """`python -m console.bench --size tiny ...` against the test database; it must succeed."""
+def _bench_module(
+    redis_keys: dict[str, str], module: str, *arguments: str, timeout: float = 300
+) -> subprocess.CompletedProcess[bytes]:
+    """`python -m <module> ...` (console.bench or a part of it) against the test database; it
+    must succeed."""
     completed = subprocess.run(
-        [sys.executable, "-m", "console.bench", "--size", "tiny", *arguments],
+        [sys.executable, "-m", module, *arguments],
         cwd=settings.BASE_DIR,
         env={**os.environ, **redis_keys, "DATABASE_URL": _test_database_url()},
         capture_output=True,
-        timeout=300,
+        timeout=timeout,
         check=False,
     )
     assert completed.returncode == 0, completed.stderr.decode()[-3000:]
     return completed
+
+
+def _tiny_bench(
+    redis_keys: dict[str, str], *arguments: str, timeout: float = 300
+) -> subprocess.CompletedProcess[bytes]:
+    """`python -m console.bench --size tiny ...` against the test database; it must succeed."""
+    return _bench_module(redis_keys, "console.bench", "--size", "tiny", *arguments, timeout=timeout)
 
 
 @needs_servers
@@ -244,14 +246,8 @@ def test_the_scaling_sweep_starts_a_console_per_server_count(
 @needs_servers
 @pytest.mark.django_db(transaction=True)
 def test_the_writer_alone_prints_its_cpu_per_request(bench_redis_keys) -> None:
-    completed = subprocess.run(
-        [sys.executable, "-m", "console.bench.writer", "--batch", "2", "--batches", "2"],
-        cwd=settings.BASE_DIR,
-        env={**os.environ, **bench_redis_keys, "DATABASE_URL": _test_database_url()},
-        capture_output=True,
-        timeout=120,
-        check=False,
+    completed = _bench_module(
+        bench_redis_keys, "console.bench.writer", "--batch", "2", "--batches", "2", timeout=120
     )
-    assert completed.returncode == 0, completed.stderr.decode()[-3000:]
     printed = completed.stdout.decode()
     assert re.search(r"batches of 2 policy-approved requests: median \d+\.\d+ ms", printed), printed
