@@ -63,14 +63,14 @@ def json_depth_exceeds(value: Any, limit: int | None = None) -> bool:
     return False
 
 
-def json_size(value: Any) -> int:
-    """Bytes of `value` as compact UTF-8 JSON: how much it costs to store and to show."""
-    return len(_compact_json(value).encode())
-
-
 # json.dumps(value, ensure_ascii=False, separators=(",", ":")), without building an encoder for
 # every value measured (json.dumps does, given any option): a few per agent call.
 _compact_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def json_size(value: Any) -> int:
+    """Bytes of `value` as compact UTF-8 JSON: how much it costs to store and to show."""
+    return len(_compact_json(value).encode())
 
 
 def field_size_check(size: int) -> None:

@@ -98,8 +98,8 @@ class IntakeBatcher:
         # next batch waits for, and for how long at most.
         self._expected = 1
         self._last_write_seconds = 0.0
+        # Set by the writer thread as it hands the answers over (nothing reads it meanwhile).
         self._last_answered_at = 0.0
-        self._answers_sent_at = 0.0  # set by the writer thread as it hands the answers over
         self._gathered: asyncio.Event | None = None
         # What it has written, for the benchmark (console.bench): requests per batch. Only
         # the writer thread adds to them.
@@ -147,7 +147,6 @@ class IntakeBatcher:
                         future.set_exception(error)
                 continue
             self._expected = len(batch)
-            self._last_answered_at = self._answers_sent_at
             self._last_write_seconds = self._last_answered_at - started
             _answered(batch, outcomes)  # already, from the writer thread, unless it hung up
             self._unpublished += created_ids
@@ -208,7 +207,7 @@ class IntakeBatcher:
             # Counted before the answers go out: whoever has its answer finds its batch counted.
             self.batches_written += 1
             self.requests_written += len(items)
-            self._answers_sent_at = time.monotonic()
+            self._last_answered_at = time.monotonic()
             answer(outcomes)
             if created_ids and not realtime.reviewers_listening():
                 created_ids = []

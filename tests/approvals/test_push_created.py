@@ -220,7 +220,6 @@ def test_answers_are_remembered_for_a_moment_and_a_socket_waits_out_a_no(monkeyp
 
 def test_a_socket_that_leaves_while_it_waits_is_not_counted() -> None:
     cache.delete(realtime.LISTENING_KEY)
-    realtime.reviewers_listening()  # a "no" remembered: the next socket waits it out
 
     async def leaves_during_the_wait() -> int:
         opening = asyncio.ensure_future(realtime.reviewer_socket_opened())

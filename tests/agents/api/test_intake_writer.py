@@ -192,7 +192,7 @@ async def test_the_wait_for_company_counts_from_the_answers_not_from_the_writers
     monkeypatch.setattr(realtime, "reviewers_listening", still_busy_after_answering)
     await asyncio.wait_for(_batch_of(batcher, token, 4), timeout=10)  # answered, still busy
     await async_wait_until(
-        lambda: time.monotonic() - batcher._answers_sent_at > 1.0,
+        lambda: time.monotonic() - batcher._last_answered_at > 1.0,
         what="longer since the answers went out than their batch took to write",
     )
     released.set()
