@@ -101,9 +101,9 @@ async def _pushes_finished() -> AsyncIterator[None]:
     yield
     batcher = intake._batchers.get(asyncio.get_running_loop())
     if batcher is not None:
-        # The writer and the push: not the process-wide listeners, which live forever.
-        work = [task for task in (batcher._writer, batcher._publisher) if task is not None]
-        await asyncio.wait_for(asyncio.gather(*work, return_exceptions=True), timeout=10)
+        # The writer and the push: not the process-wide listeners, which live forever. Idle,
+        # not just the tasks seen now done: a writer finishing its batch starts the push then.
+        await async_wait_until(lambda: batcher.idle, what="the intake's writes and push done")
 
 
 @pytest.fixture
